@@ -1,0 +1,313 @@
+"""The common marketplace interface and its plain data types.
+
+Every adapter (wildberries.py, ozon.py, yandex_market.py, megamarket.py) implements `Marketplace`.
+The rest of the system (cloud_sync) speaks only these types; each type keeps the marketplace's
+native ids and native statuses beside the common fields, so nothing is lost in translation.
+
+Money is `Decimal` in the account's currency (roubles), never kopecks: adapters convert.
+Quantities are whole units (`int`). Times are timezone-aware `datetime` in UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Literal, Protocol, runtime_checkable
+
+MarketplaceName = Literal["wildberries", "ozon", "yandex_market", "megamarket"]
+LabelFormat = Literal["pdf", "png", "svg", "zpl"]
+
+
+# ---------------------------------------------------------------- errors
+
+
+class MarketplaceError(Exception):
+    """A marketplace call failed. Always names the account and the endpoint; never holds a secret."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        account: str = "",
+        endpoint: str = "",
+        status: int | None = None,
+        retryable: bool = False,
+        native: Any = None,
+    ) -> None:
+        where = " ".join(p for p in (account and f"account={account}", endpoint and f"endpoint={endpoint}") if p)
+        super().__init__(f"{message} ({where})" if where else message)
+        self.account = account
+        self.endpoint = endpoint
+        self.status = status
+        self.retryable = retryable
+        self.native = native
+
+
+class BadResponse(MarketplaceError):
+    """The marketplace answered something we cannot read: malformed JSON, an HTML page, a body cut
+    short, a missing field, an unknown status. Nothing is applied from such an answer."""
+
+
+class RateLimited(MarketplaceError):
+    """Still throttled after every retry the policy allows."""
+
+
+class AuthError(MarketplaceError):
+    """401/403: the token is wrong, expired or lacks the scope."""
+
+
+class NotSupported(MarketplaceError):
+    """The marketplace's API does not offer this call (e.g. Megamarket has no hide/unhide).
+
+    The UI shows it as such; it is an answer, not a failure."""
+
+    def __init__(self, marketplace: str, call: str, *, account: str = "") -> None:
+        super().__init__(f"{call} is not supported by {marketplace}", account=account, endpoint=call)
+        self.marketplace = marketplace
+        self.call = call
+
+
+# ---------------------------------------------------------------- catalog
+
+
+@dataclass
+class Warehouse:
+    """A marketplace warehouse of the account (FBS: the seller's own; FBO: the marketplace's)."""
+
+    native_id: str
+    name: str
+    kind: Literal["fbs", "fbo", "dbs"] = "fbs"
+    native: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Card:
+    """A product card (one sellable variant: WB size/chrtId, Ozon product, YM offer, MM offer)."""
+
+    native_id: str  # the id the marketplace keys stocks by (WB chrtId, Ozon product_id, YM/MM offerId)
+    offer_id: str  # the seller's article / vendor code / SKU on that marketplace
+    title: str = ""
+    barcodes: list[str] = field(default_factory=list)
+    category: str = ""  # human-readable category name
+    category_id: str = ""
+    brand: str = ""
+    size: str = ""
+    group_id: str = ""  # WB nmID / Ozon sku / YM marketSku: the card that groups variants
+    visible: bool = True  # False when hidden from the storefront (WB trash, Ozon archive, YM hidden)
+    price: Decimal | None = None
+    native_status: str = ""
+    native: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class NewCard:
+    """A card to create (Wildberries): from an item of the 1C nomenclature."""
+
+    offer_id: str
+    title: str
+    subject_id: int  # WB subjectID (category)
+    brand: str = ""
+    description: str = ""
+    characteristics: list[dict[str, Any]] = field(default_factory=list)  # [{"id": 123, "value": ...}]
+    sizes: list[dict[str, Any]] = field(default_factory=list)  # [{"techSize", "wbSize", "price", "skus": [...]}]
+    dimensions: dict[str, Any] = field(default_factory=dict)  # length/width/height cm, weightBrutto kg
+
+
+@dataclass
+class CardCreation:
+    """Where an asynchronous card creation stands."""
+
+    offer_id: str
+    state: Literal["pending", "created", "failed"]
+    errors: list[str] = field(default_factory=list)
+    card: Card | None = None
+
+
+# ---------------------------------------------------------------- prices and stocks
+
+
+@dataclass
+class PriceChange:
+    """One price to publish for a card."""
+
+    card_id: str  # Card.native_id (or group id where the marketplace prices by group: WB nmID)
+    offer_id: str
+    price: Decimal  # the price the buyer pays before the marketplace's own promotions
+    old_price: Decimal | None = None  # crossed-out price (Ozon/YM/MM)
+    discount_percent: int | None = None  # WB: price is the base, discount is applied on top
+    min_price: Decimal | None = None
+
+
+@dataclass
+class StockLevel:
+    """The quantity to publish (or read back) for one card at one marketplace warehouse."""
+
+    card_id: str  # Card.native_id
+    offer_id: str
+    warehouse_id: str  # Warehouse.native_id
+    quantity: int
+    kind: Literal["fbs", "fbo"] = "fbs"
+
+
+@dataclass
+class ItemResult:
+    """The marketplace's answer for one item of a batch (prices, stocks, statuses)."""
+
+    key: str  # card_id, or "card_id@warehouse_id" for stocks, or the order id
+    ok: bool
+    error: str = ""
+    retryable: bool = False
+    native: Any = None
+
+
+# ---------------------------------------------------------------- orders
+
+OrderAction = Literal["confirm", "assemble", "ship", "cancel"]
+
+
+@dataclass
+class OrderLine:
+    card_id: str
+    offer_id: str
+    quantity: int
+    price: Decimal  # per unit, what the buyer paid
+    barcode: str = ""
+    title: str = ""
+    native_id: str = ""  # line / item / unit id where the marketplace has one
+    marking_required: bool = False
+    native: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Order:
+    native_id: str  # the id used to move the order (WB assembly task id, Ozon posting_number, ...)
+    marketplace: MarketplaceName
+    account: str
+    native_status: str
+    created_at: datetime
+    lines: list[OrderLine]
+    warehouse_id: str = ""  # the marketplace warehouse the order ships from
+    ship_by: datetime | None = None  # assembly / ship-by deadline
+    number: str = ""  # the number the buyer and the label show (WB rid/id, Ozon posting number...)
+    native_substatus: str = ""
+    native: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OrderEvent:
+    """A pushed notification (YM Notification API, Megamarket order/new...) parsed by its adapter."""
+
+    kind: Literal["created", "cancelled", "status", "ping"]
+    order_native_id: str = ""
+    native_status: str = ""
+    order: Order | None = None
+    dedup_key: str = ""  # identical for a duplicate delivery of the same event
+    native: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StatusChange:
+    """The outcome of moving an order one step."""
+
+    order_native_id: str
+    action: OrderAction
+    ok: bool
+    native_status: str = ""
+    already: bool = False  # the order was found already in the target state (no second move sent)
+    error: str = ""
+    native: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Label:
+    """A shipping label as the marketplace gives it."""
+
+    order_native_id: str
+    data: bytes
+    format: LabelFormat
+    width_mm: float
+    height_mm: float
+    barcode_text: str = ""  # what the label's barcode decodes to, where the marketplace says
+
+
+# ---------------------------------------------------------------- reports
+
+
+@dataclass
+class ReportLine:
+    """One row of a realization (commission agent) report, in the common shape."""
+
+    kind: Literal["sale", "return", "logistics", "fee", "penalty", "storage", "other"]
+    offer_id: str
+    card_id: str
+    quantity: int
+    revenue: Decimal  # what the buyer paid for the goods (negative for returns)
+    fee: Decimal  # marketplace commission (positive = charged to the seller)
+    logistics: Decimal  # delivery/return logistics charged
+    other: Decimal  # penalties, storage, acceptance, other deductions
+    to_pay: Decimal  # what the marketplace transfers to the seller for this row
+    date: date | None = None
+    order_native_id: str = ""
+    barcode: str = ""
+    native: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RealizationReport:
+    account: str
+    period_from: date
+    period_to: date
+    lines: list[ReportLine]
+    native_totals: dict[str, Decimal] = field(default_factory=dict)  # the marketplace's own totals
+    report_id: str = ""
+
+
+# ---------------------------------------------------------------- the interface
+
+
+@runtime_checkable
+class Marketplace(Protocol):
+    """What cloud_sync may ask of any marketplace account.
+
+    A call the marketplace does not offer raises `NotSupported`. Batched calls take any number of
+    items: the adapter splits them by the endpoint map's batch size and paces them by its limits.
+    """
+
+    name: MarketplaceName
+    account: str
+
+    def warehouses(self) -> list[Warehouse]: ...
+
+    def list_cards(self) -> Iterable[Card]: ...
+
+    def create_card(self, card: NewCard) -> CardCreation: ...
+
+    def card_creation_status(self, offer_id: str) -> CardCreation: ...
+
+    def set_visibility(self, card_ids: Sequence[str], visible: bool) -> list[ItemResult]: ...
+
+    def push_prices(self, changes: Sequence[PriceChange]) -> list[ItemResult]: ...
+
+    def push_stocks(self, levels: Sequence[StockLevel]) -> list[ItemResult]: ...
+
+    def read_stocks(self, kind: Literal["fbs", "fbo"] = "fbs") -> list[StockLevel]: ...
+
+    def new_orders(self) -> list[Order]: ...
+
+    def get_order(self, native_id: str) -> Order: ...
+
+    def set_order_status(self, native_id: str, action: OrderAction, **details: Any) -> StatusChange: ...
+
+    def get_label(self, native_id: str, *, fmt: LabelFormat | None = None, size: str = "") -> Label: ...
+
+    def realization_report(self, period_from: date, period_to: date) -> RealizationReport: ...
+
+    def parse_push(self, headers: dict[str, str], body: bytes) -> list[OrderEvent]: ...
+
+
+def utc_now() -> datetime:
+    from datetime import UTC
+
+    return datetime.now(UTC)

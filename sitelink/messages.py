@@ -1,0 +1,108 @@
+"""The site-link message contract: every message type, its direction and the body it carries.
+
+Both sides import this module (it depends on nothing). A received message whose type is not listed
+here, or whose body lacks a required field or has a field of the wrong kind, is not applied: it goes to
+the dead-letter table with the reason and is acknowledged (see DESIGN.md, "The site link").
+
+`FIELDS[type]` maps each required body field to its JSON kind; optional fields are listed in
+`OPTIONAL[type]` and checked only when present.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+Direction = Literal["down", "up"]  # down: cloud -> site; up: site -> cloud
+
+_JSON_KINDS: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "num": (int, float),
+    "bool": (bool,),
+    "list": (list,),
+    "dict": (dict,),
+}
+
+DIRECTION: dict[str, Direction] = {
+    # cloud -> site
+    "pick_task": "down",  # an order to pick and pack at the site
+    "cancel_task": "down",  # the order was cancelled: stop, put the goods back
+    "label": "down",  # the marketplace label of an order, fetched ahead by the cloud
+    "catalog": "down",  # items the site handles: barcodes, names, bins, marking
+    "reservation": "down",  # stock reserved at the site's warehouse for an order (informational)
+    "handover": "down",  # a supply / carriage to hand over: which parcels belong to it
+    # site -> cloud
+    "task_progress": "up",  # picked / packed / short / handed_over
+    "stock_delta": "up",  # a change of on-hand stock at the site (pick, receipt, adjust...)
+    "stock_count": "up",  # an inventory count: the absolute quantity found
+    "printed": "up",  # a label or document was printed
+    "scan": "up",  # a scan of note (unknown barcode, wrong item)
+    "device_status": "up",  # printers / scanners / cameras online or not
+}
+
+FIELDS: dict[str, dict[str, str]] = {
+    "pick_task": {"task_id": "str", "order_id": "str", "marketplace": "str", "lines": "list"},
+    "cancel_task": {"task_id": "str", "order_id": "str"},
+    "label": {"order_id": "str", "format": "str", "data_b64": "str"},
+    "catalog": {"items": "list"},
+    "reservation": {"order_id": "str", "item_id": "str", "quantity": "int"},
+    "handover": {"handover_id": "str", "marketplace": "str", "order_ids": "list"},
+    "task_progress": {"task_id": "str", "order_id": "str", "state": "str"},
+    "stock_delta": {"warehouse": "str", "item_id": "str", "delta": "int", "reason": "str"},
+    "stock_count": {"warehouse": "str", "item_id": "str", "counted": "int"},
+    "printed": {"order_id": "str", "printer": "str"},
+    "scan": {"code": "str"},
+    "device_status": {"devices": "list"},
+}
+
+OPTIONAL: dict[str, dict[str, str]] = {
+    # pick_task.lines: [{"item_id", "barcode", "barcodes", "name", "quantity", "bin", "marking_required"}]
+    "pick_task": {
+        "account": "str",
+        "native_id": "str",
+        "number": "str",
+        "warehouse": "str",
+        "deadline": "str",  # ISO 8601 UTC
+        "label": "dict",  # same body as a "label" message, when already fetched
+    },
+    "cancel_task": {"reason": "str"},
+    "label": {"width_mm": "num", "height_mm": "num", "barcode_text": "str"},
+    "reservation": {"warehouse": "str"},
+    "handover": {"supply_id": "str", "qr_b64": "str", "account": "str"},
+    # states: picked | packed | short | handed_over | failed
+    "task_progress": {"lines": "list", "marking_codes": "list", "note": "str", "handover_id": "str"},
+    # reasons: pick | ship | receipt | return | adjust | writeoff
+    "stock_delta": {"ref": "str", "note": "str"},
+    "stock_count": {"ref": "str"},
+    "printed": {"file": "str", "format": "str", "kind": "str"},
+    "scan": {"station": "str", "note": "str", "order_id": "str"},
+}
+
+TASK_STATES = ("picked", "packed", "short", "handed_over", "failed")
+
+
+class BadMessage(ValueError):
+    """The envelope or body does not follow this contract; the reason says what is wrong."""
+
+
+def check_body(msg_type: str, body: Any) -> None:
+    """Raise BadMessage when `body` is not a valid body of `msg_type`."""
+    if msg_type not in FIELDS:
+        raise BadMessage(f"unknown message type {msg_type!r}")
+    if not isinstance(body, dict):
+        raise BadMessage(f"{msg_type}: body must be a JSON object, got {type(body).__name__}")
+    for name, kind in FIELDS[msg_type].items():
+        if name not in body:
+            raise BadMessage(f"{msg_type}: body lacks required field {name!r}")
+        _check_kind(msg_type, name, body[name], kind)
+    for name, kind in OPTIONAL.get(msg_type, {}).items():
+        if name in body and body[name] is not None:
+            _check_kind(msg_type, name, body[name], kind)
+    if msg_type == "task_progress" and body["state"] not in TASK_STATES:
+        raise BadMessage(f"task_progress: unknown state {body['state']!r}")
+
+
+def _check_kind(msg_type: str, name: str, value: Any, kind: str) -> None:
+    ok = isinstance(value, _JSON_KINDS[kind]) and not (kind in ("int", "num") and isinstance(value, bool))
+    if not ok:
+        raise BadMessage(f"{msg_type}: field {name!r} must be {kind}, got {type(value).__name__}")
