@@ -311,3 +311,24 @@ def utc_now() -> datetime:
     from datetime import UTC
 
     return datetime.now(UTC)
+
+
+@dataclass
+class AccountConfig:
+    """One seller account on one marketplace, as the cloud's config gives it.
+
+    `credentials` are the exact auth values the adapter sends (headers, or for Megamarket the body
+    token); they come from the environment or a secrets file, never from the repo, and are never logged.
+    `endpoints` overrides entries of the marketplace's endpoint map by name, e.g.
+    `{"orders_new": {"path": "/api/v4/orders/new"}}`. `time_scale` runs every time-based limit that
+    many times faster (for sandboxes at a time scale). `options` holds marketplace-specific settings
+    (Ozon client id, YM business/campaign ids, Megamarket merchant id...).
+    """
+
+    name: str
+    marketplace: MarketplaceName
+    base_url: str
+    credentials: dict[str, str] = field(default_factory=dict, repr=False)
+    endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    time_scale: float = 1.0
+    options: dict[str, Any] = field(default_factory=dict)
