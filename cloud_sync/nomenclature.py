@@ -1,0 +1,132 @@
+"""The 1C nomenclature as the cloud keeps it: items, their groups, barcodes, price types and prices.
+
+1C is the source of truth for these; the 1C exchange (cloud_sync/onec) writes them through the
+functions here, the demo seeds them the same way, and the catalog links marketplace cards to items.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+MIGRATIONS = [
+    """
+    CREATE TABLE item_groups (
+        id TEXT PRIMARY KEY,            -- 1C group id
+        name TEXT NOT NULL,
+        parent_id TEXT
+    );
+    CREATE TABLE items (
+        id TEXT PRIMARY KEY,            -- 1C item id (with '#characteristic' for a characteristic)
+        article TEXT NOT NULL DEFAULT '',
+        name TEXT NOT NULL,
+        group_id TEXT,
+        unit TEXT NOT NULL DEFAULT 'шт',
+        marked INTEGER NOT NULL DEFAULT 0,   -- goods under Честный знак marking
+        gtin TEXT NOT NULL DEFAULT '',
+        bin TEXT NOT NULL DEFAULT '',        -- storage location at the sites, for pick order
+        deleted INTEGER NOT NULL DEFAULT 0,
+        properties TEXT NOT NULL DEFAULT '{}',  -- JSON {property name: value}
+        updated_at TEXT NOT NULL DEFAULT (datetime('now'))
+    );
+    CREATE INDEX items_article ON items(article);
+    CREATE TABLE item_barcodes (
+        barcode TEXT NOT NULL,
+        item_id TEXT NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+        PRIMARY KEY (barcode, item_id)
+    );
+    CREATE INDEX item_barcodes_item ON item_barcodes(item_id);
+    CREATE TABLE price_types (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        currency TEXT NOT NULL DEFAULT 'RUB',
+        is_cost INTEGER NOT NULL DEFAULT 0   -- this price type is the cost price (for margins)
+    );
+    CREATE TABLE item_prices (
+        item_id TEXT NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+        price_type_id TEXT NOT NULL REFERENCES price_types(id),
+        price TEXT NOT NULL,                 -- Decimal as text
+        PRIMARY KEY (item_id, price_type_id)
+    );
+    """,
+]
+
+
+@dataclass
+class Item:
+    id: str
+    name: str
+    article: str = ""
+    group_id: str | None = None
+    unit: str = "шт"
+    marked: bool = False
+    gtin: str = ""
+    bin: str = ""
+    barcodes: list[str] = field(default_factory=list)
+    properties: dict[str, str] = field(default_factory=dict)
+
+
+def upsert_items(conn: sqlite3.Connection, items: Iterable[Item]) -> int:
+    """Insert or update items with their barcodes (the barcode list replaces the old one)."""
+    import json
+
+    count = 0
+    for it in items:
+        conn.execute(
+            "INSERT INTO items(id, article, name, group_id, unit, marked, gtin, bin, properties, deleted)"
+            " VALUES (?,?,?,?,?,?,?,?,?,0)"
+            " ON CONFLICT(id) DO UPDATE SET article=excluded.article, name=excluded.name,"
+            " group_id=excluded.group_id, unit=excluded.unit, marked=excluded.marked, gtin=excluded.gtin,"
+            " bin=CASE WHEN excluded.bin != '' THEN excluded.bin ELSE items.bin END,"
+            " properties=excluded.properties, deleted=0, updated_at=datetime('now')",
+            (it.id, it.article, it.name, it.group_id, it.unit, int(it.marked), it.gtin, it.bin,
+             json.dumps(it.properties, ensure_ascii=False)),
+        )
+        conn.execute("DELETE FROM item_barcodes WHERE item_id=?", (it.id,))
+        conn.executemany(
+            "INSERT OR IGNORE INTO item_barcodes(barcode, item_id) VALUES (?, ?)",
+            [(b, it.id) for b in dict.fromkeys(it.barcodes) if b],
+        )
+        count += 1
+    return count
+
+
+def upsert_group(conn: sqlite3.Connection, group_id: str, name: str, parent_id: str | None = None) -> None:
+    conn.execute(
+        "INSERT INTO item_groups(id, name, parent_id) VALUES (?,?,?)"
+        " ON CONFLICT(id) DO UPDATE SET name=excluded.name, parent_id=excluded.parent_id",
+        (group_id, name, parent_id),
+    )
+
+
+def upsert_price_type(conn: sqlite3.Connection, type_id: str, name: str, currency: str = "RUB",
+                      is_cost: bool = False) -> None:
+    conn.execute(
+        "INSERT INTO price_types(id, name, currency, is_cost) VALUES (?,?,?,?)"
+        " ON CONFLICT(id) DO UPDATE SET name=excluded.name, currency=excluded.currency,"
+        " is_cost=MAX(price_types.is_cost, excluded.is_cost)",
+        (type_id, name, currency, int(is_cost)),
+    )
+
+
+def set_item_price(conn: sqlite3.Connection, item_id: str, price_type_id: str, price: Decimal) -> None:
+    conn.execute(
+        "INSERT INTO item_prices(item_id, price_type_id, price) VALUES (?,?,?)"
+        " ON CONFLICT(item_id, price_type_id) DO UPDATE SET price=excluded.price",
+        (item_id, price_type_id, str(price)),
+    )
+
+
+def item_by_barcode(conn: sqlite3.Connection, barcode: str) -> list[str]:
+    return [r[0] for r in conn.execute("SELECT item_id FROM item_barcodes WHERE barcode=?", (barcode,))]
+
+
+def cost_price(conn: sqlite3.Connection, item_id: str) -> Decimal | None:
+    row = conn.execute(
+        "SELECT p.price FROM item_prices p JOIN price_types t ON t.id=p.price_type_id"
+        " WHERE p.item_id=? AND t.is_cost=1 LIMIT 1",
+        (item_id,),
+    ).fetchone()
+    return Decimal(row[0]) if row else None
