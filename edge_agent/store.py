@@ -1,0 +1,132 @@
+"""The site's SQLite file: tasks, task lines, scans, cached labels, catalog, marking codes, counts.
+
+The same file holds the site link's outbox and inbox (sitelink creates those tables), so a change and
+the message it causes commit in one transaction. WAL journal with synchronous=FULL: a box that loses
+power mid-write keeps every committed change and none of a half-written one. Every function here takes
+an open connection and runs inside the caller's transaction (`with transaction(conn): ...`).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS catalog (
+    item_id TEXT PRIMARY KEY, name TEXT NOT NULL DEFAULT '', barcode TEXT, bin TEXT,
+    marking_required INTEGER NOT NULL DEFAULT 0, gtin TEXT
+);
+CREATE TABLE IF NOT EXISTS item_barcodes (code TEXT PRIMARY KEY, item_id TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS tasks (
+    task_id TEXT PRIMARY KEY, order_id TEXT NOT NULL, marketplace TEXT NOT NULL, account TEXT,
+    number TEXT, native_id TEXT, warehouse TEXT, deadline TEXT,
+    state TEXT NOT NULL DEFAULT 'new',   -- new | picking | picked | packed | short | cancelled | handed_over
+    packer TEXT, created_at REAL NOT NULL, updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS tasks_order ON tasks(order_id);
+CREATE TABLE IF NOT EXISTS task_lines (
+    task_id TEXT NOT NULL, line_no INTEGER NOT NULL, item_id TEXT NOT NULL, barcode TEXT,
+    barcodes TEXT NOT NULL DEFAULT '[]', name TEXT NOT NULL DEFAULT '', quantity INTEGER NOT NULL,
+    bin TEXT, marking_required INTEGER NOT NULL DEFAULT 0,
+    picked INTEGER NOT NULL DEFAULT 0, short INTEGER NOT NULL DEFAULT 0, packed INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (task_id, line_no)
+);
+CREATE TABLE IF NOT EXISTS scans (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, station TEXT, code TEXT NOT NULL,
+    task_id TEXT, result TEXT NOT NULL, message TEXT NOT NULL DEFAULT ''
+);
+CREATE TABLE IF NOT EXISTS labels (
+    order_id TEXT PRIMARY KEY, format TEXT NOT NULL, data_b64 TEXT NOT NULL,
+    width_mm REAL, height_mm REAL, barcode_text TEXT, received_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS marking_codes (
+    code_id TEXT PRIMARY KEY,           -- GTIN + serial: the identity of a Честный знак code
+    full_code TEXT NOT NULL, gtin TEXT NOT NULL, serial TEXT NOT NULL,
+    task_id TEXT NOT NULL, order_id TEXT NOT NULL, item_id TEXT NOT NULL, ts REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS print_jobs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, order_id TEXT NOT NULL, kind TEXT NOT NULL,
+    payload TEXT NOT NULL DEFAULT '{}',
+    state TEXT NOT NULL DEFAULT 'pending',   -- pending | done
+    attempts INTEGER NOT NULL DEFAULT 0, error TEXT, file TEXT, created_at REAL NOT NULL, done_at REAL
+);
+CREATE TABLE IF NOT EXISTS handovers (
+    handover_id TEXT PRIMARY KEY, marketplace TEXT NOT NULL, account TEXT, supply_id TEXT, qr_b64 TEXT,
+    order_ids TEXT NOT NULL, state TEXT NOT NULL DEFAULT 'open', created_at REAL NOT NULL, closed_at REAL
+);
+CREATE TABLE IF NOT EXISTS handover_scans (
+    handover_id TEXT NOT NULL, order_id TEXT NOT NULL, code TEXT NOT NULL, extra INTEGER NOT NULL,
+    ts REAL NOT NULL, PRIMARY KEY (handover_id, order_id)
+);
+CREATE TABLE IF NOT EXISTS stock_moves (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, item_id TEXT NOT NULL, delta INTEGER NOT NULL,
+    reason TEXT NOT NULL, ref TEXT
+);
+CREATE TABLE IF NOT EXISTS counts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, item_id TEXT NOT NULL, counted INTEGER NOT NULL,
+    ref TEXT, counted_by TEXT
+);
+CREATE TABLE IF NOT EXISTS stations (
+    station TEXT PRIMARY KEY, task_id TEXT, mode TEXT NOT NULL DEFAULT 'tasks', scratch TEXT NOT NULL DEFAULT '{}'
+);
+"""
+
+_write_lock = threading.RLock()
+
+
+def connect(db_path: str | Path) -> sqlite3.Connection:
+    """Open the site's database (creating it and its tables), in WAL mode, safe across threads."""
+    Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(db_path), timeout=30, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=FULL")
+    conn.execute("PRAGMA busy_timeout=30000")
+    conn.execute("PRAGMA foreign_keys=ON")
+    with transaction(conn):
+        _create(conn)
+    return conn
+
+
+def _create(conn: sqlite3.Connection) -> None:
+    for statement in SCHEMA.split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any error). Nested use joins the outer transaction."""
+    with _write_lock:
+        if conn.in_transaction:
+            yield conn
+            return
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+def now() -> float:
+    return time.time()
+
+
+def row(conn: sqlite3.Connection, sql: str, *args: Any) -> sqlite3.Row | None:
+    return conn.execute(sql, args).fetchone()
+
+
+def rows(conn: sqlite3.Connection, sql: str, *args: Any) -> list[sqlite3.Row]:
+    return conn.execute(sql, args).fetchall()
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

@@ -1,0 +1,144 @@
+"""Applies what the cloud sends down (pick_task, cancel_task, label, catalog, handover) to the site's store.
+
+Each function runs inside the site link's transaction that records the inbox entry, so a message is
+applied exactly once. A body that is valid by the contract but cannot be applied raises `Unusable`
+(the link dead-letters it with the reason).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from edge_agent import store
+from edge_agent.tasks.common import Send
+from edge_agent.tasks.marking import gtin_of_barcode
+
+
+class Unusable(ValueError):
+    """A down message that cannot be applied at this site; the reason is dead-lettered."""
+
+
+def apply_catalog(conn: sqlite3.Connection, body: dict[str, Any]) -> int:
+    n = 0
+    for item in body["items"]:
+        if not isinstance(item, dict) or not isinstance(item.get("item_id"), str):
+            raise Unusable("catalog: every item needs a string item_id")
+        codes = _codes(item)
+        conn.execute(
+            "INSERT INTO catalog (item_id, name, barcode, bin, marking_required, gtin) VALUES (?,?,?,?,?,?) "
+            "ON CONFLICT(item_id) DO UPDATE SET name=excluded.name, barcode=excluded.barcode, "
+            "bin=COALESCE(excluded.bin, catalog.bin), marking_required=excluded.marking_required, gtin=excluded.gtin",
+            (item["item_id"], str(item.get("name", "")), codes[0] if codes else None, item.get("bin"),
+             int(bool(item.get("marking_required") or item.get("marked"))),
+             next((g for g in map(gtin_of_barcode, codes) if g), None)),
+        )
+        _index_codes(conn, item["item_id"], codes)
+        n += 1
+    return n
+
+
+def apply_pick_task(conn: sqlite3.Connection, body: dict[str, Any]) -> bool:
+    """Store a new pick task; False when this task is already known (the cloud re-sent it)."""
+    if store.row(conn, "SELECT 1 FROM tasks WHERE task_id = ?", body["task_id"]):
+        return False
+    lines = body["lines"]
+    if not lines:
+        raise Unusable("pick_task: no lines")
+    t = store.now()
+    conn.execute(
+        "INSERT INTO tasks (task_id, order_id, marketplace, account, number, native_id, warehouse, deadline, "
+        "state, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?, 'new', ?, ?)",
+        (body["task_id"], body["order_id"], body["marketplace"], body.get("account"), body.get("number"),
+         body.get("native_id"), body.get("warehouse"), body.get("deadline"), t, t),
+    )
+    for no, line in enumerate(lines, 1):
+        if not isinstance(line, dict) or not isinstance(line.get("item_id"), str):
+            raise Unusable(f"pick_task: line {no} needs a string item_id")
+        qty = line.get("quantity", 1)
+        if isinstance(qty, bool) or not isinstance(qty, int) or qty < 1:
+            raise Unusable(f"pick_task: line {no} quantity must be a positive integer")
+        codes = _codes(line)
+        cat = store.row(conn, "SELECT * FROM catalog WHERE item_id = ?", line["item_id"])
+        marking = line.get("marking_required")
+        if marking is None:
+            marking = bool(cat and cat["marking_required"])
+        conn.execute(
+            "INSERT INTO task_lines (task_id, line_no, item_id, barcode, barcodes, name, quantity, bin, "
+            "marking_required) VALUES (?,?,?,?,?,?,?,?,?)",
+            (body["task_id"], no, line["item_id"], codes[0] if codes else (cat["barcode"] if cat else None),
+             store.dumps(codes), str(line.get("name") or (cat["name"] if cat else "")), qty,
+             line.get("bin") or (cat["bin"] if cat else None), int(bool(marking))),
+        )
+        _index_codes(conn, line["item_id"], codes)
+    if isinstance(body.get("label"), dict):
+        label = dict(body["label"])
+        label.setdefault("order_id", body["order_id"])
+        apply_label(conn, label)
+    return True
+
+
+def apply_label(conn: sqlite3.Connection, body: dict[str, Any]) -> None:
+    for name in ("format", "data_b64"):
+        if not isinstance(body.get(name), str):
+            raise Unusable(f"label: {name} missing")
+    conn.execute(
+        "INSERT OR REPLACE INTO labels (order_id, format, data_b64, width_mm, height_mm, barcode_text, received_at) "
+        "VALUES (?,?,?,?,?,?,?)",
+        (body["order_id"], body["format"].lower(), body["data_b64"], body.get("width_mm"), body.get("height_mm"),
+         body.get("barcode_text"), store.now()),
+    )
+
+
+def apply_cancel(conn: sqlite3.Connection, send: Send, body: dict[str, Any], warehouse: str) -> str | None:
+    """Cancel a task. Goods already packed go back on the shelf (a `return` stock delta)."""
+    t = store.row(conn, "SELECT * FROM tasks WHERE task_id = ?", body["task_id"])
+    if t is None or t["state"] in ("cancelled", "handed_over"):
+        return None
+    if t["state"] == "packed":
+        for ln in store.rows(conn, "SELECT item_id, SUM(packed) AS n FROM task_lines WHERE task_id = ? "
+                             "GROUP BY item_id", t["task_id"]):
+            if ln["n"]:
+                send(conn, "stock_delta", {"warehouse": warehouse, "item_id": ln["item_id"], "delta": int(ln["n"]),
+                                           "reason": "return", "ref": t["order_id"],
+                                           "note": "order cancelled after packing: back on the shelf"})
+                conn.execute("INSERT INTO stock_moves (ts, item_id, delta, reason, ref) VALUES (?,?,?,?,?)",
+                             (store.now(), ln["item_id"], int(ln["n"]), "return", t["order_id"]))
+    else:
+        # Marking codes scanned into an unfinished parcel were never used: free them.
+        conn.execute("DELETE FROM marking_codes WHERE task_id = ?", (t["task_id"],))
+    conn.execute("UPDATE print_jobs SET state='done', error='order cancelled' WHERE order_id = ? AND state='pending'",
+                 (t["order_id"],))
+    conn.execute("UPDATE tasks SET state='cancelled', updated_at=? WHERE task_id=?", (store.now(), t["task_id"]))
+    conn.execute("UPDATE stations SET task_id=NULL WHERE task_id=?", (t["task_id"],))
+    return t["task_id"]
+
+
+def apply_handover(conn: sqlite3.Connection, body: dict[str, Any]) -> None:
+    if not all(isinstance(o, str) for o in body["order_ids"]):
+        raise Unusable("handover: order_ids must be strings")
+    existing = store.row(conn, "SELECT state FROM handovers WHERE handover_id = ?", body["handover_id"])
+    if existing and existing["state"] != "open":
+        return
+    conn.execute(
+        "INSERT OR REPLACE INTO handovers (handover_id, marketplace, account, supply_id, qr_b64, order_ids, state, "
+        "created_at) VALUES (?,?,?,?,?,?, 'open', ?)",
+        (body["handover_id"], body["marketplace"], body.get("account"), body.get("supply_id"), body.get("qr_b64"),
+         store.dumps(body["order_ids"]), store.now()),
+    )
+
+
+def _codes(item: dict[str, Any]) -> list[str]:
+    codes: list[str] = []
+    for c in [item.get("barcode"), *(item.get("barcodes") or [])]:
+        if isinstance(c, str) and c.strip() and c.strip() not in codes:
+            codes.append(c.strip())
+    return codes
+
+
+def _index_codes(conn: sqlite3.Connection, item_id: str, codes: list[str]) -> None:
+    for c in codes:
+        conn.execute("INSERT OR REPLACE INTO item_barcodes (code, item_id) VALUES (?, ?)", (c, item_id))
+        g = gtin_of_barcode(c)
+        if g and g != c:
+            conn.execute("INSERT OR IGNORE INTO item_barcodes (code, item_id) VALUES (?, ?)", (g, item_id))

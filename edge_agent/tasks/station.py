@@ -1,0 +1,109 @@
+"""Stations: a packing table or a handheld, and what a scan there means right now.
+
+Every scan — typed into the page by a keyboard-wedge scanner, or read by one of the box's scanners bound
+to the station — goes through `handle_scan`, which routes it by the station's mode (pick, pack,
+handover, receipt, count) and records it. A scan at a station with no open task opens the task (earliest
+deadline first) that needs the scanned item, in pack mode.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from edge_agent import store
+from edge_agent.tasks import handover, pack, pick, stock
+from edge_agent.tasks.common import (
+    ScanResult,
+    Send,
+    TaskError,
+    get_task,
+    item_of_code,
+    open_task_with_item,
+    record_scan,
+    report_bad_scan,
+)
+from edge_agent.tasks.marking import looks_like_marking, normalise
+
+MODES = ("pick", "pack", "handover", "receipt", "count")
+REPORTED = ("unknown", "wrong_item", "used_marking")
+
+
+def ensure(conn: sqlite3.Connection, station: str) -> sqlite3.Row:
+    conn.execute("INSERT OR IGNORE INTO stations (station, mode) VALUES (?, 'pack')", (station,))
+    return store.row(conn, "SELECT * FROM stations WHERE station = ?", station)
+
+
+def open_task(conn: sqlite3.Connection, station: str, task_id: str, mode: str = "pack") -> None:
+    if mode not in ("pick", "pack"):
+        raise TaskError(f"неизвестный режим {mode}")
+    task = get_task(conn, task_id)
+    if task["state"] == "cancelled":
+        raise TaskError(f"заказ {task['number'] or task['order_id']} отменён")
+    ensure(conn, station)
+    conn.execute("UPDATE stations SET task_id = ?, mode = ? WHERE station = ?", (task_id, mode, station))
+
+
+def set_mode(conn: sqlite3.Connection, station: str, mode: str, handover_id: str | None = None) -> None:
+    if mode not in MODES:
+        raise TaskError(f"неизвестный режим {mode}")
+    ensure(conn, station)
+    if mode == "handover":
+        if handover_id is None:
+            raise TaskError("выберите передачу")
+        handover.get_handover(conn, handover_id)
+    conn.execute("UPDATE stations SET mode = ?, task_id = ? WHERE station = ?",
+                 (mode, handover_id if mode == "handover" else None, station))
+
+
+def handle_scan(conn: sqlite3.Connection, send: Send, station: str, code: str, warehouse: str) -> ScanResult:
+    """Apply one scan at a station (inside the caller's transaction) and record it."""
+    st = ensure(conn, station)
+    raw = code
+    code = normalise(code) if looks_like_marking(code) else code.strip()
+    if not code:
+        return ScanResult(False, "info", "Пустой скан")
+    task_id, mode = st["task_id"], st["mode"]
+    order_id = None
+    try:
+        if mode == "handover" and task_id:
+            res = handover.handover_scan(conn, task_id, code)
+        elif mode in ("receipt", "count"):
+            res = stock.tally_scan(conn, station, code)
+        else:
+            task = store.row(conn, "SELECT * FROM tasks WHERE task_id = ?", task_id) if task_id else None
+            open_states = pick.OPEN_FOR_PICK if mode == "pick" else pack.OPEN_FOR_PACK
+            if task is None or task["state"] not in open_states:
+                task = _task_for_scan(conn, code)
+                if task is None:
+                    res = _no_task(conn, code)
+                    record_scan(conn, station, raw, None, res)
+                    if res.kind in REPORTED:
+                        report_bad_scan(send, conn, station, raw, res, None)
+                    return res
+                mode = "pack" if mode not in ("pick", "pack") or task["state"] not in pick.OPEN_FOR_PICK else mode
+                conn.execute("UPDATE stations SET task_id = ?, mode = ? WHERE station = ?", (task["task_id"], mode, station))
+            order_id = task["order_id"]
+            if mode == "pick":
+                res = pick.pick_scan(conn, send, task["task_id"], code, station)
+            else:
+                res = pack.pack_scan(conn, send, task["task_id"], code, warehouse, station)
+    except TaskError as exc:
+        res = ScanResult(False, "info", str(exc), task_id)
+    record_scan(conn, station, raw, res.task_id, res)
+    if res.kind in REPORTED:
+        report_bad_scan(send, conn, station, raw, res, order_id)
+    return res
+
+
+def _task_for_scan(conn: sqlite3.Connection, code: str) -> sqlite3.Row | None:
+    if looks_like_marking(code):
+        code = code[2:16]
+    item_id = item_of_code(conn, code)
+    return open_task_with_item(conn, item_id) if item_id else None
+
+
+def _no_task(conn: sqlite3.Connection, code: str) -> ScanResult:
+    probe = code[2:16] if looks_like_marking(code) else code
+    if item_of_code(conn, probe) is None:
+        return ScanResult(False, "unknown", f"Неизвестный штрихкод {code}: такого товара нет в каталоге площадки")
+    return ScanResult(False, "info", "Этот товар сейчас не нужен ни одному открытому заказу")
