@@ -1,0 +1,681 @@
+"""`SiteLink`: the durable cloud<->site link over MQTT v5, one implementation for both roles.
+
+Sending: `send(conn, type, body)` writes the envelope to `link_outbox` inside the caller's transaction.
+The link's worker thread reads the outbox in order and publishes at QoS 1 with a window of messages in
+flight per peer; the receiver's acknowledgement (`ms/v1/{site}/ack/{up|down}`, a list of (seq, id))
+deletes them. Unacknowledged messages are published again after a reconnect, when the peer comes back
+online, or when no acknowledgement has come for `resend_after` seconds.
+
+Receiving: each message is parsed, put in per-sender `seq` order (out-of-order ones are held until the
+gap fills, or `gap_timeout` passes: then the gap is recorded in `link_gaps` and the link moves on),
+applied by the handler registered with `on(type, handler)` inside one transaction that also records the
+id in `link_inbox`, then acknowledged. A redelivered id is acknowledged and not applied again. A message
+that cannot be applied (not JSON, bad envelope, unknown type, wrong direction, invalid body, `Reject`
+raised, or a handler failing `max_attempts` times) is written to `link_dead_letters` and acknowledged.
+
+Session: `clean_start=False` with a session expiry, so the broker keeps subscriptions and queued
+messages while a side is away. A site publishes a retained `online`/`offline` on `ms/v1/{site}/state`,
+with `offline` as its last will.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from sitelink import envelope, store
+from sitelink.envelope import BadEnvelope, Envelope
+from sitelink.messages import DIRECTION, FIELDS
+from sitelink.store import LinkError
+
+log = logging.getLogger("sitelink")
+
+PREFIX = "ms/v1"
+Handler = Callable[[sqlite3.Connection, Envelope], None]
+
+
+class Reject(Exception):  # noqa: N818 - the seller's word: the message is rejected
+    """Raised by a handler: this message can never be applied. It is dead-lettered (with this reason)
+    and acknowledged; the link goes on with the next one."""
+
+
+@dataclass
+class LinkConfig:
+    """How a link connects and behaves. Build it from a `[link]` TOML table with `from_dict`."""
+
+    role: str  # "cloud" | "site"
+    db_path: str
+    host: str = "127.0.0.1"
+    port: int = 1883
+    site_id: str | None = None  # required for role "site"
+    username: str | None = None
+    password: str | None = None
+    tls_ca: str | None = None  # CA file: connect with TLS and check the broker's certificate
+    client_id: str | None = None  # default: "ms-cloud" / "ms-site-{site_id}" (stable: persistent session)
+    keepalive: int = 30
+    session_expiry: int = 7 * 24 * 3600  # seconds the broker keeps our session while we are away
+    window: int = 2000  # messages in flight (published, not yet acknowledged) per peer
+    batch: int = 1000  # messages applied per transaction at most
+    gap_timeout: float = 60.0  # seconds to hold out-of-order messages before recording a gap
+    resend_after: float = 10.0  # seconds without acknowledgement before the window is sent again
+    max_attempts: int = 5  # handler failures before a message is dead-lettered
+    poll_interval: float = 0.05  # seconds between looks at the outbox when idle
+    inbox_keep_days: float = 30.0  # received ids are remembered this long for duplicate detection
+    connect: Callable[[str], sqlite3.Connection] | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], **overrides: Any) -> LinkConfig:
+        """From a TOML table; unknown keys are refused by name."""
+        names = {f.name for f in fields(cls)} - {"connect"}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise LinkError(f"unknown link setting(s): {', '.join(unknown)}")
+        return cls(**{**data, **overrides})
+
+
+@dataclass
+class _Item:
+    """A received message waiting for its turn (or its dead letter)."""
+
+    peer: str
+    id: str
+    seq: int
+    topic: str
+    payload: bytes
+    env: Envelope | None
+    reason: str | None = None  # set: dead-letter it when its turn comes
+    type: str | None = None
+
+
+class SiteLink:
+    def __init__(self, cfg: LinkConfig):
+        if cfg.role not in ("cloud", "site"):
+            raise LinkError(f"role must be 'cloud' or 'site', got {cfg.role!r}")
+        if cfg.role == "site" and not cfg.site_id:
+            raise LinkError("a site link needs site_id")
+        if cfg.site_id and ("/" in cfg.site_id or "+" in cfg.site_id or "#" in cfg.site_id):
+            raise LinkError(f"site id {cfg.site_id!r} may not contain / + #")
+        self.cfg = cfg
+        self.role = cfg.role
+        self.inbound = "up" if cfg.role == "cloud" else "down"  # the stream we receive
+        self.outbound = "down" if cfg.role == "cloud" else "up"  # the stream we send
+        self._handlers: dict[str, Handler] = {}
+        self._queue: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
+        self._client: mqtt.Client | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._wake = threading.Event()
+        self._connected = False
+        self._conn_gen = 0  # bumped on every (re)connect: the worker then publishes the outbox again
+        self._lock = threading.Lock()
+        # worker-thread state
+        self._db: sqlite3.Connection | None = None
+        self._gen_seen = 0
+        self._cursor: dict[str, int] = {}
+        self._inflight: dict[str, dict[int, str]] = {}
+        self._progress_at: dict[str, float] = {}
+        self._resend_delay: dict[str, float] = {}
+        self._expected: dict[str, int] = {}
+        self._held: dict[str, dict[int, _Item]] = {}
+        self._waiting_since: dict[str, float] = {}
+        self._retry_at: dict[str, float] = {}
+        self._attempts: dict[str, int] = {}
+        self._old: list[_Item] = []
+        self._raw_dead: list[dict[str, Any]] = []
+        self._pending_acks: dict[str, list[tuple[int, str]]] = {}
+        self._peer_heard: dict[str, float] = {}
+        self._peer_state: dict[str, str] = {}
+        self._pruned_at = 0.0
+        self.errors: list[str] = []  # the last worker errors (for status)
+
+    # ------------------------------------------------------------ public API
+
+    def on(self, msg_type: str, handler: Handler) -> None:
+        """Register the handler applying received messages of `msg_type` (one per type)."""
+        if msg_type not in FIELDS:
+            raise LinkError(f"unknown message type {msg_type!r}")
+        if DIRECTION[msg_type] != self.inbound:
+            raise LinkError(f"{msg_type!r} goes {DIRECTION[msg_type]}: the {self.role} never receives it")
+        self._handlers[msg_type] = handler
+
+    def send(
+        self, conn: sqlite3.Connection, msg_type: str, body: dict[str, Any], site: str | None = None
+    ) -> Envelope:
+        """Enqueue a message in the caller's transaction (see `store.enqueue`). The cloud names the site."""
+        if self.role == "site":
+            if site is not None and site != self.cfg.site_id:
+                raise LinkError(f"site {self.cfg.site_id!r} cannot send as site {site!r}")
+            site = self.cfg.site_id
+        elif not site:
+            raise LinkError("the cloud must say which site a message goes to (site=...)")
+        env = store.enqueue(conn, self.role, site, msg_type, body)
+        self._wake.set()
+        return env
+
+    def start(self) -> None:
+        """Open the database, connect (in the background: a broker that is down is retried), start work."""
+        if self._thread is not None:
+            return
+        self._db = self._open_db()
+        store.ensure_schema(self._db)
+        self._expected = store.in_seq(self._db)
+        self._stopping.clear()
+        self._client = self._make_client()
+        self._client.loop_start()
+        self._thread = threading.Thread(target=self._run, name=f"sitelink-{self.role}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Say offline (site), disconnect cleanly, stop the worker. Unsent messages stay in the outbox."""
+        client = self._client
+        if client is not None:
+            if self.role == "site" and self._connected:
+                try:
+                    info = client.publish(self._state_topic(), _state_payload("offline"), qos=1, retain=True)
+                    info.wait_for_publish(timeout=min(timeout, 2.0))
+                except (RuntimeError, ValueError):
+                    pass
+            client.disconnect()
+            client.loop_stop()
+            self._client = None
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        self._connected = False
+
+    def __enter__(self) -> SiteLink:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected
+
+    def status(self) -> dict[str, Any]:
+        """Outbox depth per peer, applied count, dead letters, last seen per peer, connected, peers online."""
+        conn = self._open_db()
+        try:
+            st = store.status(conn)
+        finally:
+            conn.close()
+        inflight = {p: len(v) for p, v in list(self._inflight.items()) if v}
+        held = {p: len(v) for p, v in list(self._held.items()) if v}
+        st.update(
+            role=self.role,
+            site=self.cfg.site_id,
+            connected=self._connected,
+            in_flight=inflight,
+            held_out_of_order=held,
+            peers_online=sorted(p for p, s in st["peers"].items() if s.get("state") == "online"),
+            errors=self.errors[-5:],
+        )
+        return st
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Wait until the outbox is empty (every message acknowledged); True if it got there in time."""
+        deadline = time.monotonic() + timeout
+        conn = self._open_db()
+        try:
+            while True:
+                (depth,) = conn.execute("SELECT COUNT(*) FROM link_outbox").fetchone()
+                if depth == 0:
+                    return True
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.02)
+        finally:
+            conn.close()
+
+    # ------------------------------------------------------------ MQTT
+
+    def _open_db(self) -> sqlite3.Connection:
+        if self.cfg.connect is not None:
+            return self.cfg.connect(self.cfg.db_path)
+        return store.connect(self.cfg.db_path)
+
+    def _state_topic(self, site: str | None = None) -> str:
+        return f"{PREFIX}/{site or self.cfg.site_id}/state"
+
+    def _make_client(self) -> mqtt.Client:
+        cfg = self.cfg
+        client_id = cfg.client_id or ("ms-cloud" if self.role == "cloud" else f"ms-site-{cfg.site_id}")
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        if cfg.username:
+            client.username_pw_set(cfg.username, cfg.password)
+        if cfg.tls_ca:
+            client.tls_set(ca_certs=cfg.tls_ca)
+        client.max_inflight_messages_set(max(20, cfg.window))
+        client.max_queued_messages_set(0)
+        client.reconnect_delay_set(min_delay=0.2, max_delay=5)
+        if self.role == "site":
+            client.will_set(self._state_topic(), _state_payload("offline"), qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = cfg.session_expiry
+        client.connect_async(cfg.host, cfg.port, cfg.keepalive, clean_start=False, properties=props)
+        return client
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
+    ) -> None:
+        if reason_code.is_failure:
+            self._note_error(f"broker refused the connection: {reason_code}")
+            return
+        if self.role == "cloud":
+            topics = [f"{PREFIX}/+/up", f"{PREFIX}/+/ack/down", f"{PREFIX}/+/state"]
+        else:
+            site = self.cfg.site_id
+            topics = [f"{PREFIX}/{site}/down", f"{PREFIX}/{site}/ack/up"]
+        client.subscribe([(t, 1) for t in topics])
+        if self.role == "site":
+            client.publish(self._state_topic(), _state_payload("online"), qos=1, retain=True)
+        with self._lock:
+            self._connected = True
+            self._conn_gen += 1
+        log.info("sitelink %s connected to %s:%s", self.role, self.cfg.host, self.cfg.port)
+        self._wake.set()
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
+    ) -> None:
+        self._connected = False
+        if not self._stopping.is_set():
+            log.info("sitelink %s disconnected: %s", self.role, reason_code)
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self._queue.put((msg.topic, msg.payload))
+        self._wake.set()
+
+    def _note_error(self, text: str) -> None:
+        log.warning("sitelink %s: %s", self.role, text)
+        self.errors.append(f"{store._iso(time.time())} {text}")
+        del self.errors[:-20]
+
+    # ------------------------------------------------------------ the worker
+
+    def _run(self) -> None:
+        more = False
+        while not self._stopping.is_set():
+            if not more and self._queue.empty():
+                self._wake.wait(self._idle_timeout())
+            self._wake.clear()
+            try:
+                batch = self._drain_queue()
+                if batch or self._old or self._has_due_work():
+                    self._receive(batch)
+                more = self._pump()
+                self._timers()
+            except sqlite3.OperationalError as exc:  # locked for too long, disk full...: try again
+                self._note_error(f"database: {exc}")
+                time.sleep(0.2)
+            except Exception as exc:  # noqa: BLE001 - the worker must never die
+                log.exception("sitelink worker")
+                self._note_error(f"{type(exc).__name__}: {exc}")
+                time.sleep(0.2)
+
+    def _idle_timeout(self) -> float:
+        timeout = self.cfg.poll_interval
+        now = time.monotonic()
+        for t in self._retry_at.values():
+            timeout = min(timeout, max(0.0, t - now))
+        return timeout
+
+    def _drain_queue(self) -> list[tuple[str, bytes]]:
+        out: list[tuple[str, bytes]] = []
+        limit = self.cfg.batch * 4
+        while len(out) < limit:
+            try:
+                out.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return out
+
+    def _has_due_work(self) -> bool:
+        now = time.monotonic()
+        for peer, held in self._held.items():
+            if not held:
+                continue
+            if self._expected.get(peer, 1) in held and self._retry_at.get(peer, 0) <= now:
+                return True
+            since = self._waiting_since.get(peer)
+            if since is not None and now - since >= self.cfg.gap_timeout:
+                return True
+        return False
+
+    # -- receiving
+
+    def _receive(self, batch: list[tuple[str, bytes]]) -> None:
+        now = time.monotonic()
+        for topic, payload in batch:
+            parts = topic.split("/")
+            if len(parts) < 4 or parts[0] != "ms" or parts[1] != "v1":
+                continue
+            peer, rest = parts[2], parts[3:]
+            if self.role == "site" and peer != self.cfg.site_id:
+                continue
+            if rest == [self.inbound]:
+                self._peer_heard[peer] = time.time()
+                self._accept(topic, peer, payload, now)
+            elif rest == ["ack", self.outbound]:
+                self._peer_heard[peer] = time.time()
+                self._accept_ack(peer, payload)
+            elif rest == ["state"] and self.role == "cloud":
+                self._accept_state(peer, payload)
+        self._apply_all()
+
+    def _accept_state(self, peer: str, payload: bytes) -> None:
+        try:
+            state = json.loads(payload)["state"]
+        except (ValueError, KeyError, TypeError):
+            return
+        before = self._peer_state.get(peer)
+        self._peer_state[peer] = state
+        self._pending_state = getattr(self, "_pending_state", {})
+        self._pending_state[peer] = state
+        if state == "online" and before == "offline":
+            self._cursor.pop(peer, None)  # it was away: what it missed is published again
+            with self._lock:
+                self._inflight.pop(peer, None)
+
+    def _accept_ack(self, peer: str, payload: bytes) -> None:
+        try:
+            acks = [(int(s), str(i)) for s, i in json.loads(payload)["acks"]]
+        except (ValueError, KeyError, TypeError) as exc:
+            self._note_error(f"unreadable acknowledgement from {peer}: {exc}")
+            return
+        self._pending_acks.setdefault(peer, []).extend(acks)
+
+    def _accept(self, topic: str, peer: str, payload: bytes, now: float) -> None:
+        try:
+            env = envelope.parse(payload)
+        except BadEnvelope as exc:
+            if exc.id and exc.seq and exc.site == peer:
+                item = _Item(peer, exc.id, exc.seq, topic, payload, None, reason=exc.reason)
+            else:
+                self._raw_dead.append(
+                    {"topic": topic, "reason": exc.reason, "payload": payload, "peer": peer}
+                )
+                return
+        else:
+            item = _Item(peer, env.id, env.seq, topic, payload, env, type=env.type)
+            if env.site != peer:
+                self._raw_dead.append(
+                    {
+                        "topic": topic,
+                        "payload": payload,
+                        "peer": peer,
+                        "id": env.id,
+                        "reason": f"envelope site {env.site!r} differs from the topic's site {peer!r}",
+                    }
+                )
+                return
+            if DIRECTION[env.type] != self.inbound:
+                item.reason = f"{env.type!r} goes {DIRECTION[env.type]}, it cannot arrive at the {self.role}"
+            elif env.type not in self._handlers:
+                item.reason = f"no handler for {env.type!r} on the {self.role}"
+        if item.seq < self._expected.get(peer, 1):
+            self._old.append(item)
+            return
+        held = self._held.setdefault(peer, {})
+        held.setdefault(item.seq, item)
+
+    def _apply_all(self) -> None:
+        """One transaction: outbox deletions for acks, dead letters, messages applied in seq order."""
+        conn = self._db
+        assert conn is not None
+        now_wall = time.time()
+        now = time.monotonic()
+        acks_out: dict[str, list[tuple[int, str]]] = {}
+        consumed: dict[str, list[int]] = {}
+        new_expected: dict[str, int] = {}
+        applied_count: dict[str, int] = {}
+        inbox_rows: list[tuple[str, str, int, str, str, float]] = []
+        gaps: list[tuple[str, int, int]] = []
+        pending_acks = self._pending_acks
+        old = self._old
+        raw_dead = self._raw_dead
+        pending_state = getattr(self, "_pending_state", {})
+        budget = self.cfg.batch
+        with store.transaction(conn):
+            for peer, acks in pending_acks.items():
+                store.delete_acked(conn, peer, acks)
+            for d in raw_dead:
+                store.dead_letter(conn, **d)
+            for peer, state in pending_state.items():
+                store.set_peer_state(conn, peer, state)
+            for item in old:
+                if not store.is_in_inbox(conn, item.id):
+                    outcome = self._apply_one(conn, item, late=True)
+                    if outcome == "retry":
+                        continue  # tried again when it is redelivered
+                    inbox_rows.append((item.id, item.peer, item.seq, item.type or "", outcome, now_wall))
+                acks_out.setdefault(item.peer, []).append((item.seq, item.id))
+            for peer, held in self._held.items():
+                if not held or budget <= 0:
+                    continue
+                exp = self._expected.get(peer, 1)
+                start = exp
+                taken: list[int] = []
+                while budget > 0:
+                    item = held.get(exp)
+                    if item is None:
+                        rest = [s for s in held if s > exp and s not in taken]
+                        if not rest:
+                            break
+                        since = self._waiting_since.setdefault(peer, now)
+                        if now - since < self.cfg.gap_timeout:
+                            break
+                        nxt = min(rest)
+                        gaps.append((peer, exp, nxt - 1))
+                        exp = nxt
+                        continue
+                    if self._retry_at.get(peer, 0) > now:
+                        break
+                    outcome = self._apply_one(conn, item)
+                    if outcome == "retry":
+                        break
+                    inbox_rows.append((item.id, peer, item.seq, item.type or "", outcome, now_wall))
+                    acks_out.setdefault(peer, []).append((item.seq, item.id))
+                    taken.append(exp)
+                    budget -= 1
+                    exp += 1
+                    if outcome == "applied":
+                        applied_count[peer] = applied_count.get(peer, 0) + 1
+                if exp != start:
+                    new_expected[peer] = exp
+                    consumed[peer] = taken
+            if inbox_rows:
+                conn.executemany(
+                    "INSERT OR IGNORE INTO link_inbox(id, peer, seq, type, outcome, received_at) VALUES (?,?,?,?,?,?)",
+                    inbox_rows,
+                )
+            for peer, a, b in gaps:
+                conn.execute(
+                    "INSERT INTO link_gaps(peer, from_seq, to_seq, detected_at) VALUES (?,?,?,?)",
+                    (peer, a, b, now_wall),
+                )
+            for peer, exp in new_expected.items():
+                conn.execute(
+                    "INSERT INTO link_in_seq(peer, next_seq, applied, last_seen) VALUES (?,?,?,?)"
+                    " ON CONFLICT(peer) DO UPDATE SET next_seq=excluded.next_seq,"
+                    " applied=applied+excluded.applied, last_seen=excluded.last_seen",
+                    (peer, exp, applied_count.get(peer, 0), now_wall),
+                )
+            for peer, heard in self._peer_heard.items():
+                conn.execute(
+                    "INSERT INTO link_peers(peer, last_seen) VALUES (?, ?)"
+                    " ON CONFLICT(peer) DO UPDATE SET last_seen=excluded.last_seen",
+                    (peer, heard),
+                )
+        # committed: now the in-memory state may follow
+        self._peer_heard = {}
+        self._pending_state = {}
+        self._raw_dead = []
+        self._old = []
+        self._pending_acks = {}
+        with self._lock:
+            for peer, acks in pending_acks.items():
+                inflight = self._inflight.get(peer)
+                if inflight:
+                    for seq, _ in acks:
+                        inflight.pop(seq, None)
+                self._progress_at[peer] = now
+                self._resend_delay[peer] = self.cfg.resend_after
+            for peer, taken in consumed.items():
+                held = self._held[peer]
+                for seq in taken:
+                    held.pop(seq, None)
+                for seq in [s for s in held if s < new_expected[peer]]:
+                    held.pop(seq)  # skipped by a gap or duplicates of applied ones
+                self._expected[peer] = new_expected[peer]
+                self._waiting_since.pop(peer, None)
+        for item_id in [i for _, lst in acks_out.items() for _, i in lst]:
+            self._attempts.pop(item_id, None)
+        for peer, lst in acks_out.items():
+            self._publish_acks(peer, lst)
+        for peer, a, b in gaps:
+            self._note_error(f"gap in messages from {peer}: seq {a}..{b} never arrived")
+
+    def _apply_one(self, conn: sqlite3.Connection, item: _Item, late: bool = False) -> str:
+        """Apply one message inside a savepoint: 'applied', 'dead' (dead letter written) or 'retry'."""
+        if item.reason is not None or item.env is None:
+            self._dead(conn, item, item.reason or "bad message")
+            return "dead"
+        env = item.env
+        handler = self._handlers.get(env.type)
+        if handler is None:
+            self._dead(conn, item, f"no handler for {env.type!r} on the {self.role}")
+            return "dead"
+        conn.execute("SAVEPOINT link_msg")
+        try:
+            handler(conn, env)
+        except Reject as exc:
+            conn.execute("ROLLBACK TO link_msg")
+            conn.execute("RELEASE link_msg")
+            self._dead(conn, item, f"rejected: {exc}")
+            return "dead"
+        except Exception as exc:  # noqa: BLE001 - a handler's failure is the message's, not the link's
+            conn.execute("ROLLBACK TO link_msg")
+            conn.execute("RELEASE link_msg")
+            attempts = self._attempts.get(item.id, 0) + 1
+            self._attempts[item.id] = attempts
+            text = f"{type(exc).__name__}: {exc}"
+            if attempts >= self.cfg.max_attempts:
+                self._dead(conn, item, f"handler failed {attempts} times: {text}")
+                return "dead"
+            self._note_error(f"{env.type} {env.id} from {item.peer} failed (attempt {attempts}): {text}")
+            if not late:
+                self._retry_at[item.peer] = time.monotonic() + min(30.0, 0.2 * 2 ** (attempts - 1))
+            return "retry"
+        conn.execute("RELEASE link_msg")
+        self._retry_at.pop(item.peer, None)
+        return "applied"
+
+    def _dead(self, conn: sqlite3.Connection, item: _Item, reason: str) -> None:
+        store.dead_letter(
+            conn,
+            topic=item.topic,
+            reason=reason,
+            payload=item.payload,
+            id=item.id,
+            peer=item.peer,
+            seq=item.seq,
+            type=item.type,
+        )
+        log.warning(
+            "sitelink %s: dead letter %s seq %s from %s: %s", self.role, item.id, item.seq, item.peer, reason
+        )
+
+    def _publish_acks(self, peer: str, acks: list[tuple[int, str]]) -> None:
+        client = self._client
+        if client is None:
+            return
+        topic = f"{PREFIX}/{peer}/ack/{self.inbound}"
+        for i in range(0, len(acks), 1000):
+            client.publish(topic, json.dumps({"acks": acks[i : i + 1000]}, separators=(",", ":")), qos=1)
+
+    # -- sending
+
+    def _pump(self) -> bool:
+        """Publish what the window allows; True when there is probably more to publish right away."""
+        client = self._client
+        if client is None or not self._connected:
+            return False
+        conn = self._db
+        assert conn is not None
+        with self._lock:
+            if self._gen_seen != self._conn_gen:
+                self._gen_seen = self._conn_gen
+                self._cursor.clear()
+                self._inflight.clear()
+        peers = [self.cfg.site_id] if self.role == "site" else store.outbox_peers(conn)
+        more = False
+        now = time.monotonic()
+        for peer in peers:
+            assert peer is not None
+            inflight = self._inflight.setdefault(peer, {})
+            room = self.cfg.window - len(inflight)
+            if room <= 0:
+                continue
+            rows = store.outbox_after(conn, peer, self._cursor.get(peer, 0), min(room, 1000))
+            if not rows:
+                continue
+            if not inflight:
+                self._progress_at[peer] = now
+            topic = f"{PREFIX}/{peer}/{self.outbound}"
+            for seq, msg_id, payload in rows:
+                client.publish(topic, payload, qos=1)
+                inflight[seq] = msg_id
+            self._cursor[peer] = rows[-1][0]
+            if len(rows) == min(room, 1000) and len(inflight) < self.cfg.window:
+                more = True
+        return more
+
+    def _timers(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for peer, inflight in self._inflight.items():
+                if not inflight:
+                    continue
+                delay = self._resend_delay.setdefault(peer, self.cfg.resend_after)
+                if now - self._progress_at.get(peer, now) > delay:
+                    log.info(
+                        "sitelink %s: no acknowledgement from %s for %.0fs, sending again",
+                        self.role,
+                        peer,
+                        delay,
+                    )
+                    self._cursor.pop(peer, None)
+                    inflight.clear()
+                    self._progress_at[peer] = now
+                    self._resend_delay[peer] = min(120.0, delay * 2)
+        if now - self._pruned_at > 3600:
+            self._pruned_at = now
+            cutoff = time.time() - self.cfg.inbox_keep_days * 86400
+            assert self._db is not None
+            self._db.execute("DELETE FROM link_inbox WHERE received_at < ?", (cutoff,))
+
+
+def _state_payload(state: str) -> str:
+    return json.dumps({"state": state, "ts": envelope.now_ts()})

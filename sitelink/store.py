@@ -1,0 +1,319 @@
+"""The site link's tables, kept in the SAME SQLite file as the application's data.
+
+`link_outbox`    messages written by `enqueue` in the caller's own transaction, deleted when acknowledged
+`link_out_seq`   the sender's counter per site stream (the envelope's `seq`)
+`link_inbox`     ids of received messages, recorded in the transaction that applied them (or dead-lettered)
+`link_in_seq`    per sender stream: the next seq expected, messages applied, last seen
+`link_gaps`      seq ranges given up on after waiting (made visible by `status`)
+`link_dead_letters`  messages that could not be applied: reason and the raw payload
+`link_peers`     the other side's retained online/offline state and when it was last heard from
+
+The tables join the cloud's schema through `cloud_sync.db.SCHEMA_MODULES` (this module's `MIGRATIONS`);
+an edge box calls `ensure_schema`, which keeps the same `schema_migrations` bookkeeping.
+A "peer" here is always a site id: the stream of messages to or from that site.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from typing import Any
+
+from sitelink import envelope as envelope_mod
+from sitelink.envelope import Envelope
+
+MODULE = "sitelink.store"
+
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE IF NOT EXISTS link_outbox (
+        peer TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        id TEXT NOT NULL,
+        type TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (peer, seq)
+    );
+    CREATE TABLE IF NOT EXISTS link_out_seq (
+        peer TEXT PRIMARY KEY,
+        last_seq INTEGER NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS link_inbox (
+        id TEXT PRIMARY KEY,
+        peer TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        outcome TEXT NOT NULL DEFAULT 'applied',
+        received_at REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE IF NOT EXISTS link_in_seq (
+        peer TEXT PRIMARY KEY,
+        next_seq INTEGER NOT NULL,
+        applied INTEGER NOT NULL DEFAULT 0,
+        last_seen REAL
+    );
+    CREATE TABLE IF NOT EXISTS link_gaps (
+        n INTEGER PRIMARY KEY,
+        peer TEXT NOT NULL,
+        from_seq INTEGER NOT NULL,
+        to_seq INTEGER NOT NULL,
+        detected_at REAL NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS link_dead_letters (
+        n INTEGER PRIMARY KEY,
+        id TEXT,
+        peer TEXT,
+        seq INTEGER,
+        type TEXT,
+        topic TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        payload BLOB NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE TABLE IF NOT EXISTS link_peers (
+        peer TEXT PRIMARY KEY,
+        state TEXT,
+        state_at REAL,
+        last_seen REAL
+    );
+    """,
+]
+
+
+class LinkError(ValueError):
+    """A send that breaks the link's rules (wrong direction, missing site...)."""
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    """Create the link tables if needed, recording them in `schema_migrations` exactly as
+    `cloud_sync.db.migrate` does, so either may run first and neither applies a script twice."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations ("
+        " module TEXT NOT NULL, idx INTEGER NOT NULL, applied_at TEXT NOT NULL DEFAULT (datetime('now')),"
+        " PRIMARY KEY (module, idx))"
+    )
+    for idx, script in enumerate(MIGRATIONS):
+        with transaction(conn):
+            if conn.execute(
+                "SELECT 1 FROM schema_migrations WHERE module=? AND idx=?", (MODULE, idx)
+            ).fetchone():
+                continue
+            for statement in _statements(script):
+                conn.execute(statement)
+            conn.execute("INSERT OR IGNORE INTO schema_migrations(module, idx) VALUES (?, ?)", (MODULE, idx))
+
+
+def _statements(script: str) -> list[str]:
+    out, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out
+
+
+class transaction:  # noqa: N801 - used like a function: `with transaction(conn):`
+    """BEGIN IMMEDIATE ... COMMIT, or join the caller's transaction when one is open."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+        self.own = False
+
+    def __enter__(self) -> sqlite3.Connection:
+        if not self.conn.in_transaction:
+            self.conn.execute("BEGIN IMMEDIATE")
+            self.own = True
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if self.own:
+            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def connect(path: str, *, timeout: float = 30.0) -> sqlite3.Connection:
+    """A connection like the cloud's (`cloud_sync.db.connect`): autocommit mode, WAL, Row rows."""
+    conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+    return conn
+
+
+# ---------------------------------------------------------------- sending
+
+
+def enqueue(conn: sqlite3.Connection, role: str, site: str, msg_type: str, body: dict[str, Any]) -> Envelope:
+    """Write one message to the outbox inside the caller's transaction (or a transaction of its own when
+    none is open). The link process publishes it; nothing is sent if the caller rolls back."""
+    from sitelink.messages import DIRECTION
+
+    if not site or not isinstance(site, str):
+        raise LinkError("a message needs the site id it goes to or comes from")
+    direction = DIRECTION.get(msg_type)
+    if direction is None:
+        raise LinkError(f"unknown message type {msg_type!r}")
+    expected = "down" if role == "cloud" else "up"
+    if direction != expected:
+        raise LinkError(f"{msg_type!r} goes {direction}; the {role} sends only {expected} messages")
+    envelope_mod.check_body(msg_type, body)
+    with transaction(conn):
+        (seq,) = conn.execute(
+            "INSERT INTO link_out_seq(peer, last_seq) VALUES (?, 1)"
+            " ON CONFLICT(peer) DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq",
+            (site,),
+        ).fetchone()
+        env = Envelope(
+            id=envelope_mod.new_id(), site=site, seq=seq, type=msg_type, ts=envelope_mod.now_ts(), body=body
+        )
+        conn.execute(
+            "INSERT INTO link_outbox(peer, seq, id, type, payload, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (site, seq, env.id, msg_type, env.to_json(), time.time()),
+        )
+    return env
+
+
+def outbox_after(
+    conn: sqlite3.Connection, peer: str, after_seq: int, limit: int
+) -> list[tuple[int, str, str]]:
+    """Up to `limit` (seq, id, payload) of `peer`'s outbox with seq > after_seq, in order."""
+    return [
+        (row[0], row[1], row[2])
+        for row in conn.execute(
+            "SELECT seq, id, payload FROM link_outbox WHERE peer=? AND seq>? ORDER BY seq LIMIT ?",
+            (peer, after_seq, limit),
+        )
+    ]
+
+
+def outbox_peers(conn: sqlite3.Connection) -> list[str]:
+    return [row[0] for row in conn.execute("SELECT peer FROM link_out_seq")]
+
+
+def delete_acked(conn: sqlite3.Connection, peer: str, acks: list[tuple[int, str]]) -> None:
+    """Delete acknowledged (seq, id) pairs of `peer` from the outbox (one statement per batch)."""
+    conn.executemany(
+        "DELETE FROM link_outbox WHERE peer=? AND seq=? AND id=?", [(peer, s, i) for s, i in acks]
+    )
+
+
+# ---------------------------------------------------------------- receiving
+
+
+def dead_letter(
+    conn: sqlite3.Connection,
+    *,
+    topic: str,
+    reason: str,
+    payload: bytes | str,
+    id: str | None = None,
+    peer: str | None = None,
+    seq: int | None = None,
+    type: str | None = None,
+) -> None:
+    if isinstance(payload, str):
+        payload = payload.encode("utf-8")
+    conn.execute(
+        "INSERT INTO link_dead_letters(id, peer, seq, type, topic, reason, payload, at) VALUES (?,?,?,?,?,?,?,?)",
+        (id, peer, seq, type, topic, reason[:2000], payload, time.time()),
+    )
+
+
+def in_seq(conn: sqlite3.Connection) -> dict[str, int]:
+    return {row[0]: row[1] for row in conn.execute("SELECT peer, next_seq FROM link_in_seq")}
+
+
+def is_in_inbox(conn: sqlite3.Connection, msg_id: str) -> bool:
+    return conn.execute("SELECT 1 FROM link_inbox WHERE id=?", (msg_id,)).fetchone() is not None
+
+
+def set_peer_state(conn: sqlite3.Connection, peer: str, state: str) -> None:
+    now = time.time()
+    conn.execute(
+        "INSERT INTO link_peers(peer, state, state_at, last_seen) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT(peer) DO UPDATE SET state=excluded.state, state_at=excluded.state_at,"
+        " last_seen=excluded.last_seen",
+        (peer, state, now, now),
+    )
+
+
+# ---------------------------------------------------------------- looking
+
+
+def status(conn: sqlite3.Connection, *, dead_letters: int = 10) -> dict[str, Any]:
+    """What the link's tables say: queue depths, applied counts, last seen, gaps, dead letters."""
+    outbox = {
+        row[0]: {"depth": row[1], "oldest_at": _iso(row[2])}
+        for row in conn.execute("SELECT peer, COUNT(*), MIN(created_at) FROM link_outbox GROUP BY peer")
+    }
+    inbound = {
+        row[0]: {"next_seq": row[1], "applied": row[2], "last_message_at": _iso(row[3])}
+        for row in conn.execute("SELECT peer, next_seq, applied, last_seen FROM link_in_seq")
+    }
+    peers = {
+        row[0]: {"state": row[1], "state_at": _iso(row[2]), "last_seen": _iso(row[3])}
+        for row in conn.execute("SELECT peer, state, state_at, last_seen FROM link_peers")
+    }
+    gaps = [
+        {"peer": r[0], "from_seq": r[1], "to_seq": r[2], "detected_at": _iso(r[3])}
+        for r in conn.execute(
+            "SELECT peer, from_seq, to_seq, detected_at FROM link_gaps ORDER BY n DESC LIMIT 50"
+        )
+    ]
+    (dead_count,) = conn.execute("SELECT COUNT(*) FROM link_dead_letters").fetchone()
+    (inbox_applied,) = conn.execute("SELECT COUNT(*) FROM link_inbox WHERE outcome='applied'").fetchone()
+    return {
+        "outbox": outbox,
+        "outbox_total": sum(v["depth"] for v in outbox.values()),
+        "inbox_applied": inbox_applied,
+        "inbound": inbound,
+        "peers": peers,
+        "gaps": gaps,
+        "dead_letters": dead_count,
+        "recent_dead_letters": list_dead_letters(conn, limit=dead_letters),
+    }
+
+
+def list_dead_letters(conn: sqlite3.Connection, *, limit: int = 100) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT n, id, peer, seq, type, topic, reason, payload, at FROM link_dead_letters ORDER BY n DESC LIMIT ?",
+        (limit,),
+    ).fetchall()
+    out = []
+    for r in rows:
+        payload = bytes(r[7])
+        try:
+            shown = payload.decode("utf-8")
+        except UnicodeDecodeError:
+            shown = payload.hex()
+        out.append(
+            {
+                "n": r[0],
+                "id": r[1],
+                "peer": r[2],
+                "seq": r[3],
+                "type": r[4],
+                "topic": r[5],
+                "reason": r[6],
+                "payload": shown[:500],
+                "at": _iso(r[8]),
+            }
+        )
+    return out
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ts))
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"))
