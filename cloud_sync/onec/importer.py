@@ -1,0 +1,269 @@
+"""Applying parsed CommerceML files to the cloud database: nomenclature, prices, 1C balances.
+
+`import_files(conn, paths)` runs every file in ONE transaction: a file that turns out bad halfway
+(cut short, hostile, an unreadable number) rolls the whole run back, nothing half-applied. Records
+are written in batches (executemany) as the parser streams them, so memory stays bounded.
+
+Offers that name an item 1C has not described (not in this run, not in the database) are not
+dropped: the item is kept as a placeholder (named from the offer, or by its id) so its prices and
+stock are kept, it is listed in `onec_unknown_offers`, and the run reports it in `warnings`; the
+real `Товар` replaces the placeholder when 1C sends it.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from cloud_sync import nomenclature as nom
+from cloud_sync.db import transaction
+from cloud_sync.onec import store
+from cloud_sync.onec.parser import (
+    DEFAULT_WAREHOUSE,
+    CatalogItem,
+    Document,
+    Group,
+    Offer,
+    Package,
+    PriceType,
+    Property,
+    Warehouse,
+    parse,
+)
+
+BATCH = 2000
+DEFAULT_WAREHOUSE_NAME = "Склад 1С (без разбивки по складам)"
+_COST_WORDS = ("себестоим", "закуп", "cost")
+
+
+@dataclass
+class ImportResult:
+    items: int = 0
+    groups: int = 0
+    properties: int = 0
+    offers: int = 0
+    variants: int = 0
+    deleted: int = 0
+    barcodes: set[str] = field(default_factory=set)
+    price_types: set[str] = field(default_factory=set)
+    warehouses: set[str] = field(default_factory=set)
+    stock_total: dict[str, Decimal] = field(default_factory=dict)
+    prices: dict[str, dict[str, Decimal]] | None = field(default_factory=dict)
+    unknown_offers: int = 0
+    only_changes: bool = False
+    documents: list[Document] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict:
+        return {
+            "items": self.items,
+            "groups": self.groups,
+            "barcodes": len(self.barcodes),
+            "price_types": len(self.price_types),
+            "offers": self.offers,
+            "warehouses": len(self.warehouses),
+            "stock_total": {w: json_number(q) for w, q in sorted(self.stock_total.items())},
+            "prices": {i: {t: json_number(p) for t, p in ps.items()} for i, ps in (self.prices or {}).items()},
+            "warnings": self.warnings,
+            "properties": self.properties,
+            "variants": self.variants,
+            "unknown_offers": self.unknown_offers,
+            "deleted": self.deleted,
+            "documents": len(self.documents),
+        }
+
+
+def json_number(d: Decimal) -> int | float:
+    return int(d) if d == d.to_integral_value() else float(d)
+
+
+def import_files(conn: sqlite3.Connection, paths: Iterable[str | os.PathLike[str]], *, details: bool = True,
+                 cost_price_types: Iterable[str] = (), progress: Callable[[str], None] | None = None
+                 ) -> ImportResult:
+    """Import CommerceML files in one transaction. Raises parser.CommerceMLError (nothing applied)."""
+    result = ImportResult(prices={} if details else None)
+    with transaction(conn):
+        run = _Run(conn, result, set(cost_price_types))
+        for path in paths:
+            if progress:
+                progress(os.path.basename(os.fspath(path)))
+            run.file(path)
+    return result
+
+
+class _Run:
+    def __init__(self, conn: sqlite3.Connection, result: ImportResult, cost_types: set[str]) -> None:
+        self.conn = conn
+        self.r = result
+        self.cost_types = cost_types
+        self.known_price_types = {row[0] for row in conn.execute("SELECT id FROM price_types")}
+        self.known_warehouses = {row[0] for row in conn.execute("SELECT id FROM onec_warehouses")}
+        self.items: list[nom.Item] = []
+        self.deleted: list[str] = []
+        self.offers: list[Offer] = []
+        self.unknown: list[str] = []
+        self.stock_mismatch: list[str] = []
+        self.ledger_notes: list[str] = []
+        self.file_name = ""
+
+    def file(self, path: str | os.PathLike[str]) -> None:
+        self.file_name = os.path.basename(os.fspath(path))
+        self.unknown, self.stock_mismatch, self.ledger_notes = [], [], []
+        for rec in parse(path):
+            if isinstance(rec, CatalogItem):
+                self.items.append(rec.item)  # a deleted item is kept (orders refer to it), flagged deleted
+                if rec.deleted:
+                    self.deleted.append(rec.item.id)
+                if len(self.items) >= BATCH:
+                    self.flush_items()
+            elif isinstance(rec, Offer):
+                if self.items or self.deleted:
+                    self.flush_items()
+                self.offers.append(rec)
+                if len(self.offers) >= BATCH:
+                    self.flush_offers()
+            elif isinstance(rec, Group):
+                nom.upsert_group(self.conn, rec.id, rec.name, rec.parent_id)
+                self.r.groups += 1
+            elif isinstance(rec, Property):
+                self.r.properties += 1
+            elif isinstance(rec, PriceType):
+                is_cost = rec.id in self.cost_types or rec.name in self.cost_types or any(
+                    w in rec.name.lower() for w in _COST_WORDS)
+                nom.upsert_price_type(self.conn, rec.id, rec.name, rec.currency, is_cost)
+                self.known_price_types.add(rec.id)
+                self.r.price_types.add(rec.id)
+            elif isinstance(rec, Warehouse):
+                store.upsert_warehouses(self.conn, [(rec.id, rec.name)])
+                self.known_warehouses.add(rec.id)
+                self.r.warehouses.add(rec.id)
+            elif isinstance(rec, Package):
+                self.r.only_changes = self.r.only_changes or rec.only_changes
+            elif isinstance(rec, Document):
+                self.r.documents.append(rec)
+        self.flush_items()
+        self.flush_offers()
+        if self.unknown:
+            shown = ", ".join(self.unknown[:5]) + (", …" if len(self.unknown) > 5 else "")
+            self.r.warnings.append(
+                f"{self.file_name}: {len(self.unknown)} offer(s) name items 1C has not described in the catalog; "
+                f"kept as placeholder items until it does: {shown}")
+        if self.stock_mismatch:
+            shown = ", ".join(self.stock_mismatch[:5]) + (", …" if len(self.stock_mismatch) > 5 else "")
+            self.r.warnings.append(
+                f"{self.file_name}: {len(self.stock_mismatch)} offer(s) state a total <Количество> different "
+                f"from the sum of their warehouses (the warehouses were used): {shown}")
+        if self.ledger_notes:
+            shown = "; ".join(self.ledger_notes[:3]) + ("; …" if len(self.ledger_notes) > 3 else "")
+            self.r.warnings.append(f"{self.file_name}: {len(self.ledger_notes)} balance(s) are negative or "
+                                   f"fractional; the stock ledger keeps whole units >= 0: {shown}")
+
+    def flush_items(self) -> None:
+        if self.items:
+            nom.upsert_items(self.conn, self.items, batch=BATCH)
+            ids = [it.id for it in self.items]
+            store.forget_unknown_offers(self.conn, ids)
+            for it in self.items:
+                self.r.barcodes.update(b for b in it.barcodes if b)
+            self.r.items += len(self.items)
+            self.items = []
+        if self.deleted:
+            nom.mark_items_deleted(self.conn, self.deleted)
+            self.r.deleted += len(self.deleted)
+            self.deleted = []
+
+    def _lookup(self, ids: set[str]) -> tuple[dict[str, sqlite3.Row], set[str]]:
+        known: dict[str, sqlite3.Row] = {}
+        placeholders: set[str] = set()
+        id_list = list(ids)
+        for i in range(0, len(id_list), 500):
+            part = id_list[i:i + 500]
+            marks = ",".join("?" * len(part))
+            for row in self.conn.execute(
+                    f"SELECT id, article, name, group_id, unit FROM items WHERE id IN ({marks})", part):
+                known[row[0]] = row
+            placeholders.update(row[0] for row in self.conn.execute(
+                f"SELECT offer_id FROM onec_unknown_offers WHERE offer_id IN ({marks})", part))
+        return known, placeholders
+
+    def flush_offers(self) -> None:
+        if not self.offers:
+            return
+        offers, self.offers = self.offers, []
+        known, placeholders = self._lookup({o.id for o in offers} | {o.item_id for o in offers})
+        new_items: list[nom.Item] = []
+        extra_barcodes: list[tuple[str, str]] = []
+        unknown: list[str] = []
+        deleted: list[str] = []
+        price_rows: list[tuple[str, str, Decimal]] = []
+        balances: list[store.Balance] = []
+        for o in offers:
+            self.r.offers += 1
+            base = known.get(o.item_id)
+            base_known = base is not None and o.item_id not in placeholders
+            if o.id != o.item_id:  # a characteristic: the item is the product#characteristic
+                self.r.variants += 1
+                chars = ", ".join(v for v in o.characteristics.values() if v)
+                if not base_known:
+                    unknown.append(o.id)
+                name = o.name or (f"{base['name']} ({chars})" if base is not None and chars
+                                  else (base["name"] if base is not None else o.id))
+                new_items.append(nom.Item(
+                    id=o.id, name=name, article=o.article or (base["article"] if base is not None else ""),
+                    group_id=base["group_id"] if base is not None else None,
+                    unit=base["unit"] if base is not None else "шт",
+                    barcodes=list(o.barcodes), properties=dict(o.characteristics)))
+            elif base_known:
+                extra_barcodes.extend((b, o.id) for b in o.barcodes)
+            else:
+                unknown.append(o.id)
+                new_items.append(nom.Item(id=o.id, name=o.name or o.id, article=o.article,
+                                          barcodes=list(o.barcodes)))
+            self.r.barcodes.update(o.barcodes)
+            if o.deleted:
+                deleted.append(o.id)
+                continue
+            for type_id, price in o.prices.items():
+                if type_id not in self.known_price_types:
+                    nom.upsert_price_type(self.conn, type_id, type_id, o.currencies.get(type_id) or "RUB")
+                    self.known_price_types.add(type_id)
+                    self.r.warnings.append(f"{self.file_name}: price type {type_id} is not described "
+                                           "(no ТипЦены); kept under its id")
+                self.r.price_types.add(type_id)
+                price_rows.append((o.id, type_id, price))
+                if self.r.prices is not None:
+                    self.r.prices.setdefault(o.id, {})[type_id] = price
+            stock = dict(o.stock)
+            if stock:
+                if o.quantity is not None and sum(stock.values()) != o.quantity:
+                    self.stock_mismatch.append(o.id)
+            elif o.quantity is not None:
+                stock = {DEFAULT_WAREHOUSE: o.quantity}
+            for wid, qty in stock.items():
+                if wid not in self.known_warehouses:
+                    name = DEFAULT_WAREHOUSE_NAME if wid == DEFAULT_WAREHOUSE else wid
+                    store.upsert_warehouses(self.conn, [(wid, name)], keep_names=True)
+                    self.known_warehouses.add(wid)
+                self.r.warehouses.add(wid)
+                self.r.stock_total[wid] = self.r.stock_total.get(wid, Decimal(0)) + qty
+                balances.append(store.Balance(o.id, wid, qty))
+        if new_items:
+            nom.upsert_items(self.conn, new_items, batch=BATCH)
+        if extra_barcodes:
+            self.conn.executemany("INSERT OR IGNORE INTO item_barcodes(barcode, item_id) VALUES (?, ?)",
+                                  extra_barcodes)
+        if unknown:
+            store.note_unknown_offers(self.conn, unknown, self.file_name)
+            self.unknown.extend(unknown)
+            self.r.unknown_offers += len(unknown)
+        if deleted:
+            nom.mark_items_deleted(self.conn, deleted)
+            self.r.deleted += len(deleted)
+        if price_rows:
+            nom.set_item_prices(self.conn, price_rows)
+        if balances:
+            notes = store.apply_balances(self.conn, balances, ref=f"1c:{self.file_name}")
+            self.ledger_notes.extend(notes)

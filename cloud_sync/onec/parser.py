@@ -1,0 +1,540 @@
+"""Streaming, hostile-input-safe reading of CommerceML 2.03–2.10 and 3.x files.
+
+`parse(source)` yields plain records (groups, properties, items, price types, warehouses, offers,
+order documents) one by one while it reads, so a 100,000-item catalog never sits in memory: each
+handled element is cleared and detached from its parent as soon as its record is out.
+
+What it copes with, as real 1C exports show it: any namespace (`urn:1C.ru:commerceml_2`,
+`commerceml_210`, `commerceml_3`, none: elements are matched by local name), a UTF-8 BOM,
+windows-1251, decimal commas and spaces in numbers ("10 500,50"), stock per warehouse both as
+attributes (`<Склад ИдСклада=… КоличествоНаСкладе=…/>`, 2.07) and as elements
+(`<Остатки><Остаток><Склад><Ид/><Количество/>`, 2.08+), characteristics (`product#characteristic`),
+incremental packages (`СодержитТолькоИзменения`).
+
+Safety: the XML goes through defusedxml with DTDs forbidden, so no entity is ever expanded and no
+file or URL named in the XML is ever opened (XXE, billion laughs). Any problem is a `CommerceMLError`
+naming the file and, where known, the line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import IO
+from xml.etree.ElementTree import Element, ParseError
+
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import iterparse
+
+from cloud_sync.nomenclature import Item
+
+ROOT = "КоммерческаяИнформация"
+DEFAULT_WAREHOUSE = "default"  # where a bare <Количество> goes when 1C names no warehouse
+
+
+class CommerceMLError(ValueError):
+    """The file is not CommerceML we can import: not XML, cut short, hostile, or a value is unreadable."""
+
+
+# ---------------------------------------------------------------- records
+
+
+@dataclass
+class Package:
+    """The start of a `Каталог` or `ПакетПредложений` (or the root of an orders document)."""
+
+    kind: str  # "catalog" | "offers" | "classifier" | "documents"
+    only_changes: bool
+    version: str
+
+
+@dataclass
+class Group:
+    id: str
+    name: str
+    parent_id: str | None = None
+
+
+@dataclass
+class Property:
+    id: str
+    name: str
+    value_type: str = ""
+    values: dict[str, str] = field(default_factory=dict)  # ИдЗначения -> Значение
+
+
+@dataclass
+class CatalogItem:
+    """One `Товар` of a catalog; `item.id` keeps `#characteristic` where 1C put one there."""
+
+    item: Item
+    deleted: bool = False
+
+
+@dataclass
+class PriceType:
+    id: str
+    name: str
+    currency: str = "RUB"
+
+
+@dataclass
+class Warehouse:
+    id: str
+    name: str
+
+
+@dataclass
+class Offer:
+    """One `Предложение`: prices and stock of an item or of one characteristic of it (`id` with '#')."""
+
+    id: str
+    name: str = ""
+    article: str = ""
+    barcodes: list[str] = field(default_factory=list)
+    prices: dict[str, Decimal] = field(default_factory=dict)  # price type id -> price per unit
+    currencies: dict[str, str] = field(default_factory=dict)  # price type id -> currency
+    quantity: Decimal | None = None  # <Количество>, the total 1C states
+    stock: dict[str, Decimal] = field(default_factory=dict)  # warehouse id -> quantity
+    characteristics: dict[str, str] = field(default_factory=dict)
+    deleted: bool = False
+
+    @property
+    def item_id(self) -> str:
+        return self.id.split("#", 1)[0]
+
+
+@dataclass
+class DocumentLine:
+    id: str
+    name: str
+    quantity: Decimal
+    price: Decimal
+    amount: Decimal
+    requisites: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Document:
+    """One `Документ` (an order from a site, or 1C's answer about it: shipped, paid, cancelled)."""
+
+    id: str
+    number: str
+    date: str
+    operation: str
+    amount: Decimal | None
+    currency: str = ""
+    time: str = ""
+    comment: str = ""
+    counterparties: list[dict[str, str]] = field(default_factory=list)
+    lines: list[DocumentLine] = field(default_factory=list)
+    requisites: dict[str, str] = field(default_factory=dict)
+
+
+Record = Package | Group | Property | CatalogItem | PriceType | Warehouse | Offer | Document
+
+
+# ---------------------------------------------------------------- helpers
+
+_LOCAL: dict[str, str] = {}
+
+
+def local(tag: str) -> str:
+    name = _LOCAL.get(tag)
+    if name is None:
+        name = _LOCAL[tag] = tag.rpartition("}")[2]
+    return name
+
+
+def _text(el: Element | None) -> str:
+    if el is None or el.text is None:
+        return ""
+    return el.text.strip()
+
+
+_CURRENCIES = {"руб": "RUB", "руб.": "RUB", "rub": "RUB", "rur": "RUB", "643": "RUB", "р.": "RUB", "₽": "RUB"}
+
+
+def currency(value: str) -> str:
+    v = value.strip()
+    return _CURRENCIES.get(v.lower(), v.upper() or "RUB")
+
+
+def number(value: str, what: str = "number") -> Decimal:
+    """A CommerceML number: decimal comma or point, spaces (also non-breaking) between thousands."""
+    v = value.strip().replace("\u00a0", "").replace("\u202f", "").replace(" ", "").replace(",", ".")
+    if not v:
+        raise CommerceMLError(f"empty {what}")
+    try:
+        d = Decimal(v)
+    except InvalidOperation:
+        raise CommerceMLError(f"unreadable {what} {value.strip()!r}") from None
+    if not d.is_finite():
+        raise CommerceMLError(f"unreadable {what} {value.strip()!r}")
+    return d
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in ("true", "1", "да", "yes")
+
+
+def _requisites(el: Element) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for zr in el:
+        name = value = ""
+        for ch in zr:
+            t = local(ch.tag)
+            if t == "Наименование":
+                name = _text(ch)
+            elif t == "Значение":
+                value = _text(ch)
+        if name:
+            out[name] = value
+    return out
+
+
+_UNITS = {"796": "шт", "PCE": "шт", "166": "кг", "KGM": "кг", "112": "л", "LTR": "л", "006": "м", "MTR": "м",
+          "715": "пар", "NPR": "пар", "778": "упак", "NMP": "упак"}
+
+
+def _unit(el: Element) -> str:
+    text = _text(el)
+    if text:
+        return text
+    short = (el.get("НаименованиеКраткое") or "").strip()
+    if short:
+        return short
+    for key in ((el.get("Код") or "").strip(), (el.get("МеждународноеСокращение") or "").strip()):
+        if key in _UNITS:
+            return _UNITS[key]
+    return (el.get("НаименованиеПолное") or "").strip() or "шт"
+
+
+# ---------------------------------------------------------------- the reader
+
+
+class _Reader:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.properties: dict[str, Property] = {}
+
+    # -- records built from a finished element
+
+    def groups(self, el: Element, parent: str | None) -> Iterator[Group]:
+        for g in el:
+            if local(g.tag) != "Группа":
+                continue
+            gid = name = ""
+            nested = None
+            for ch in g:
+                t = local(ch.tag)
+                if t == "Ид":
+                    gid = _text(ch)
+                elif t == "Наименование":
+                    name = _text(ch)
+                elif t == "Группы":
+                    nested = ch
+            if not gid:
+                raise CommerceMLError("a group (Группа) without Ид")
+            yield Group(gid, name or gid, parent)
+            if nested is not None:
+                yield from self.groups(nested, gid)
+
+    def property(self, el: Element) -> Property:
+        p = Property("", "")
+        for ch in el:
+            t = local(ch.tag)
+            if t == "Ид":
+                p.id = _text(ch)
+            elif t == "Наименование":
+                p.name = _text(ch)
+            elif t == "ТипЗначений":
+                p.value_type = _text(ch)
+            elif t == "ВариантыЗначений":
+                for v in ch:
+                    vid = val = ""
+                    for x in v:
+                        tx = local(x.tag)
+                        if tx == "ИдЗначения":
+                            vid = _text(x)
+                        elif tx == "Значение":
+                            val = _text(x)
+                    if vid:
+                        p.values[vid] = val
+        if not p.id:
+            raise CommerceMLError("a property (Свойство) without Ид")
+        p.name = p.name or p.id
+        self.properties[p.id] = p
+        return p
+
+    def property_values(self, el: Element, into: dict[str, str]) -> None:
+        for zs in el:
+            pid = ""
+            values: list[str] = []
+            for ch in zs:
+                t = local(ch.tag)
+                if t == "Ид":
+                    pid = _text(ch)
+                elif t in ("Значение", "ИдЗначения"):
+                    values.append(_text(ch))
+            prop = self.properties.get(pid)
+            if prop is None:
+                name, shown = pid, [v for v in values if v]
+            else:
+                name = prop.name
+                shown = [prop.values.get(v, v) for v in values if v]
+                if prop.value_type == "Число":
+                    shown = [v.replace(",", ".").replace(" ", "").replace("\u00a0", "") for v in shown]
+            if pid and shown:
+                into[name] = "; ".join(dict.fromkeys(shown))
+
+    def item(self, el: Element) -> CatalogItem:
+        it = Item(id="", name="")
+        deleted = (el.get("Статус") or "").strip() == "Удален"
+        requisites: dict[str, str] = {}
+        for ch in el:
+            t = local(ch.tag)
+            if t == "Ид":
+                it.id = _text(ch)
+            elif t == "Наименование":
+                it.name = _text(ch)
+            elif t == "Артикул":
+                it.article = _text(ch)
+            elif t == "Штрихкод":
+                if _text(ch):
+                    it.barcodes.append(_text(ch))
+            elif t == "Группы":
+                for g in ch:
+                    if local(g.tag) == "Ид" and _text(g):
+                        it.group_id = _text(g)
+                        break
+            elif t == "БазоваяЕдиница":
+                it.unit = _unit(ch)
+            elif t == "ЗначенияСвойств":
+                self.property_values(ch, it.properties)
+            elif t == "ЗначенияРеквизитов":
+                requisites = _requisites(ch)
+            elif t == "ХарактеристикиТовара":
+                for k, v in _requisites(ch).items():
+                    it.properties[k] = v
+            elif t == "ПометкаУдаления":
+                deleted = deleted or _bool(_text(ch))
+            elif t == "Код" and _text(ch):
+                it.properties.setdefault("Код", _text(ch))
+        if not it.id:
+            raise CommerceMLError("an item (Товар) without Ид")
+        for name, value in requisites.items():
+            if name.lower() in ("штрихкод", "штрихкоды"):
+                it.barcodes.extend(b.strip() for b in value.replace(";", ",").split(",") if b.strip())
+            elif value:
+                it.properties.setdefault(name, value)
+        it.name = it.name or requisites.get("Полное наименование", "") or it.article or it.id
+        return CatalogItem(it, deleted)
+
+    def price_type(self, el: Element) -> PriceType:
+        pt = PriceType("", "")
+        for ch in el:
+            t = local(ch.tag)
+            if t == "Ид":
+                pt.id = _text(ch)
+            elif t == "Наименование":
+                pt.name = _text(ch)
+            elif t == "Валюта":
+                pt.currency = currency(_text(ch))
+        if not pt.id:
+            raise CommerceMLError("a price type (ТипЦены) without Ид")
+        pt.name = pt.name or pt.id
+        return pt
+
+    def warehouse(self, el: Element) -> Warehouse:
+        wid = name = ""
+        for ch in el:
+            t = local(ch.tag)
+            if t == "Ид":
+                wid = _text(ch)
+            elif t == "Наименование":
+                name = _text(ch)
+        if not wid:
+            raise CommerceMLError("a warehouse (Склад) without Ид")
+        return Warehouse(wid, name or wid)
+
+    def offer(self, el: Element) -> Offer:
+        o = Offer("")
+        o.deleted = (el.get("Статус") or "").strip() == "Удален"
+        for ch in el:
+            t = local(ch.tag)
+            if t == "Ид":
+                o.id = _text(ch)
+            elif t == "Наименование":
+                o.name = _text(ch)
+            elif t == "Артикул":
+                o.article = _text(ch)
+            elif t == "Штрихкод":
+                if _text(ch):
+                    o.barcodes.append(_text(ch))
+            elif t == "Цены":
+                for price in ch:
+                    type_id = value = cur = ""
+                    for x in price:
+                        tx = local(x.tag)
+                        if tx == "ИдТипаЦены":
+                            type_id = _text(x)
+                        elif tx == "ЦенаЗаЕдиницу":
+                            value = _text(x)
+                        elif tx == "Валюта":
+                            cur = _text(x)
+                    if type_id and value:
+                        o.prices[type_id] = number(value, f"price of offer {o.id}")
+                        o.currencies[type_id] = currency(cur) if cur else ""
+            elif t == "Количество":
+                if _text(ch):
+                    o.quantity = number(_text(ch), f"quantity of offer {o.id}")
+            elif t == "Склад":
+                wid = (ch.get("ИдСклада") or "").strip()
+                qty = ch.get("КоличествоНаСкладе")
+                if wid and qty is not None and qty.strip():
+                    o.stock[wid] = o.stock.get(wid, Decimal(0)) + number(qty, f"stock of offer {o.id}")
+            elif t == "Остатки":
+                self._rests(ch, o)
+            elif t == "ХарактеристикиТовара":
+                o.characteristics.update(_requisites(ch))
+            elif t == "ЗначенияРеквизитов":
+                for name, value in _requisites(ch).items():
+                    if name.lower() in ("штрихкод", "штрихкоды"):
+                        o.barcodes.extend(b.strip() for b in value.replace(";", ",").split(",") if b.strip())
+            elif t == "ПометкаУдаления":
+                o.deleted = o.deleted or _bool(_text(ch))
+        if not o.id:
+            raise CommerceMLError("an offer (Предложение) without Ид")
+        return o
+
+    def _rests(self, el: Element, o: Offer) -> None:
+        for rest in el:  # Остаток
+            for ch in rest:
+                t = local(ch.tag)
+                if t == "Склад":
+                    wid = qty = ""
+                    for x in ch:
+                        tx = local(x.tag)
+                        if tx == "Ид":
+                            wid = _text(x)
+                        elif tx == "Количество":
+                            qty = _text(x)
+                    if wid and qty:
+                        o.stock[wid] = o.stock.get(wid, Decimal(0)) + number(qty, f"stock of offer {o.id}")
+                elif t == "Количество" and _text(ch):
+                    o.quantity = (o.quantity or Decimal(0)) + number(_text(ch), f"stock of offer {o.id}")
+
+    def document(self, el: Element) -> Document:
+        d = Document("", "", "", "", None)
+        for ch in el:
+            t = local(ch.tag)
+            if t == "Ид":
+                d.id = _text(ch)
+            elif t == "Номер":
+                d.number = _text(ch)
+            elif t == "Дата":
+                d.date = _text(ch)
+            elif t == "Время":
+                d.time = _text(ch)
+            elif t == "ХозОперация":
+                d.operation = _text(ch)
+            elif t == "Валюта":
+                d.currency = currency(_text(ch))
+            elif t == "Сумма" and _text(ch):
+                d.amount = number(_text(ch), f"sum of document {d.id}")
+            elif t == "Комментарий":
+                d.comment = _text(ch)
+            elif t == "Контрагенты":
+                for c in ch:
+                    d.counterparties.append({local(x.tag): _text(x) for x in c if len(x) == 0})
+            elif t == "Товары":
+                for line in ch:
+                    d.lines.append(self._line(line, d.id))
+            elif t == "ЗначенияРеквизитов":
+                d.requisites = _requisites(ch)
+        if not d.id and not d.number:
+            raise CommerceMLError("a document (Документ) without Ид and Номер")
+        d.id = d.id or d.number
+        return d
+
+    def _line(self, el: Element, doc: str) -> DocumentLine:
+        values: dict[str, str] = {}
+        requisites: dict[str, str] = {}
+        for ch in el:
+            t = local(ch.tag)
+            if t == "ЗначенияРеквизитов":
+                requisites = _requisites(ch)
+            elif len(ch) == 0:
+                values.setdefault(t, _text(ch))
+        qty = number(values.get("Количество") or "0", f"quantity in document {doc}")
+        price = number(values.get("ЦенаЗаЕдиницу") or "0", f"price in document {doc}")
+        amount = number(values["Сумма"], f"sum in document {doc}") if values.get("Сумма") else qty * price
+        return DocumentLine(values.get("Ид", ""), values.get("Наименование", ""), qty, price, amount, requisites)
+
+
+def parse(source: str | os.PathLike[str] | IO[bytes], *, name: str | None = None) -> Iterator[Record]:
+    """Yield the records of one CommerceML file as it is read. Raises `CommerceMLError`."""
+    label = name or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "xml"))
+    label = os.path.basename(str(label))
+    reader = _Reader(label)
+    path: list[str] = []
+    elems: list[Element] = []
+    try:
+        events = iterparse(source, events=("start", "end"), forbid_dtd=True, forbid_entities=True,
+                           forbid_external=True)
+        for event, el in events:
+            if event == "start":
+                t = local(el.tag)
+                if not path and t != ROOT:
+                    raise CommerceMLError(f"{label}: not CommerceML (root element <{t}>, expected <{ROOT}>)")
+                path.append(t)
+                elems.append(el)
+                if t in ("Каталог", "ПакетПредложений") and len(path) == 2:
+                    yield Package("catalog" if t == "Каталог" else "offers",
+                                  _bool(el.get("СодержитТолькоИзменения") or "false"),
+                                  elems[0].get("ВерсияСхемы") or "")
+                continue
+            t = path.pop()
+            elems.pop()
+            parent = path[-1] if path else ""
+            handled = True
+            if t == "Товар" and parent == "Товары" and len(path) >= 2 and path[-2] == "Каталог":
+                yield reader.item(el)
+            elif t == "Предложение" and parent == "Предложения":
+                yield reader.offer(el)
+            elif t == "Группы" and parent == "Классификатор":
+                yield from reader.groups(el, None)
+            elif t == "Свойство" and parent == "Свойства":
+                yield reader.property(el)
+            elif t == "ТипЦены" and parent == "ТипыЦен":
+                yield reader.price_type(el)
+            elif t == "Склад" and parent == "Склады":
+                yield reader.warehouse(el)
+            elif t == "Документ" and len(path) == 1:
+                yield reader.document(el)
+            else:
+                handled = False
+            if handled:
+                el.clear()
+                if elems:
+                    elems[-1].remove(el)
+    except CommerceMLError as exc:
+        msg = str(exc)
+        raise CommerceMLError(msg if msg.startswith(label) else f"{label}: {msg}") from None
+    except DefusedXmlException as exc:
+        raise CommerceMLError(f"{label}: refused hostile XML ({type(exc).__name__}: DTDs and entities are not "
+                              "allowed in CommerceML)") from None
+    except ParseError as exc:
+        line = exc.position[0] if getattr(exc, "position", None) else "?"
+        raise CommerceMLError(f"{label}: not well-formed XML (line {line}): {exc.msg if hasattr(exc, 'msg') else exc}"
+                              ) from None
+    except (UnicodeDecodeError, LookupError) as exc:
+        raise CommerceMLError(f"{label}: unreadable text encoding: {exc}") from None
+
+
+def read_all(source: str | os.PathLike[str] | IO[bytes]) -> list[Record]:
+    """Every record of a (small) file at once — for tests and for order documents."""
+    return list(parse(source))
