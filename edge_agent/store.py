@@ -116,6 +116,13 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
         conn.execute("COMMIT")
 
 
+@contextmanager
+def locked() -> Iterator[None]:
+    """Hold the connection for a series of reads, so no other thread's transaction interleaves."""
+    with _write_lock:
+        yield
+
+
 def now() -> float:
     return time.time()
 

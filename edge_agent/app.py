@@ -1,0 +1,273 @@
+"""The packers' page: a small Flask app served on the LAN by waitress.
+
+Staff log in with their name and PIN (hashes in edge.toml) and a station; the task list is sorted by
+deadline; the pick / pack / handover / receipt / count screens keep one big scan field focused, so a
+keyboard-wedge scanner types straight into it, and scans from the box's own scanners at the same station
+show up live (server-sent events). Every answer to a scan — an unknown barcode, another order's item, a
+used marking code, a printer problem — is a message on the screen; nothing is lost.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from collections.abc import Iterator
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, Response, abort, jsonify, redirect, render_template, request, session, url_for
+
+from edge_agent import store
+from edge_agent.config import check_pin
+from edge_agent.site import Site
+from edge_agent.tasks import handover, pick, stock
+from edge_agent.tasks import station as stations
+from edge_agent.tasks.common import TaskError, lines_json
+
+WEB = Path(__file__).resolve().parent.parent / "web"
+MAX_PIN_FAILURES = 5
+LOCKOUT_S = 30.0
+
+
+def create_app(site: Site) -> Flask:
+    app = Flask("edge_agent", template_folder=str(WEB / "templates" / "edge"), static_folder=str(WEB / "static" / "edge"),
+                static_url_path="/static")
+    app.secret_key = site.cfg.secret_key or secrets.token_hex(32)
+    app.config.update(SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_HTTPONLY=True, SEND_FILE_MAX_AGE_DEFAULT=0)
+    failures: dict[str, tuple[int, float]] = {}
+
+    def login_required(view: Any) -> Any:
+        @wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if "user" not in session:
+                if request.path.startswith("/api/") or request.path == "/events":
+                    return jsonify(error="войдите по PIN-коду"), 401
+                return redirect(url_for("login"))
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    def user_station() -> str:
+        return str(session.get("station") or site.cfg.stations[0])
+
+    @app.context_processor
+    def common() -> dict[str, Any]:
+        return {"site_id": site.cfg.site_id, "user": session.get("user"), "station": session.get("station"),
+                "status": page_status(site)}
+
+    @app.get("/login")
+    def login() -> Any:
+        return render_template("login.html", staff=[s.name for s in site.cfg.staff], stations=site.cfg.stations,
+                               error=None)
+
+    @app.post("/login")
+    def login_post() -> Any:
+        ip = request.remote_addr or "?"
+        count, until = failures.get(ip, (0, 0.0))
+        name, pin = request.form.get("name", ""), request.form.get("pin", "")
+        st = request.form.get("station", site.cfg.stations[0])
+        error = None
+        if until > time.time():
+            error = f"Слишком много неверных PIN-кодов: подождите {int(until - time.time()) + 1} с"
+        else:
+            staff = next((s for s in site.cfg.staff if s.name == name), None)
+            if staff is not None and st in site.cfg.stations and check_pin(pin, staff.pin_hash):
+                failures.pop(ip, None)
+                session.clear()
+                session.update(user=name, station=st)
+                return redirect(url_for("tasks"))
+            count += 1
+            failures[ip] = (0, time.time() + LOCKOUT_S) if count >= MAX_PIN_FAILURES else (count, 0.0)
+            error = "Неверное имя или PIN-код"
+        return render_template("login.html", staff=[s.name for s in site.cfg.staff], stations=site.cfg.stations,
+                               error=error), 401
+
+    @app.post("/logout")
+    def logout() -> Any:
+        session.clear()
+        return redirect(url_for("login"))
+
+    @app.get("/")
+    @login_required
+    def tasks() -> Any:
+        return render_template("tasks.html", tasks=task_list(site), handovers=handover_list(site))
+
+    @app.get("/task/<task_id>")
+    @login_required
+    def task_page(task_id: str) -> Any:
+        mode = request.args.get("mode", "pack")
+        try:
+            site.act(stations.open_task, user_station(), task_id, mode)
+        except TaskError as exc:
+            return render_template("tasks.html", tasks=task_list(site), handovers=handover_list(site),
+                                   error=str(exc)), 409
+        return render_template("work.html", mode=mode, title=None, state=work_state(site, user_station()))
+
+    @app.get("/handover/<handover_id>")
+    @login_required
+    def handover_page(handover_id: str) -> Any:
+        try:
+            site.act(stations.set_mode, user_station(), "handover", handover_id)
+        except TaskError:
+            abort(404)
+        return render_template("work.html", mode="handover", title=None, state=work_state(site, user_station()))
+
+    @app.get("/<any(receipt, count):mode>")
+    @login_required
+    def tally_page(mode: str) -> Any:
+        site.act(stations.set_mode, user_station(), mode)
+        return render_template("work.html", mode=mode, title=None, state=work_state(site, user_station()))
+
+    # -- JSON API used by the page's script --------------------------------------------------------
+
+    @app.post("/api/scan")
+    @login_required
+    def api_scan() -> Any:
+        code = (request.get_json(silent=True) or {}).get("code")
+        if not isinstance(code, str) or not code.strip():
+            return jsonify(error="пустой скан"), 400
+        res = site.scan(user_station(), code)
+        return jsonify(result=res.to_json(), state=work_state(site, user_station()))
+
+    @app.get("/api/state")
+    @login_required
+    def api_state() -> Any:
+        return jsonify(state=work_state(site, user_station()))
+
+    @app.get("/api/tasks")
+    @login_required
+    def api_tasks() -> Any:
+        return jsonify(tasks=task_list(site), handovers=handover_list(site), status=page_status(site))
+
+    @app.post("/api/short")
+    @login_required
+    def api_short() -> Any:
+        body = request.get_json(silent=True) or {}
+        st = work_state(site, user_station())
+        if not st.get("task"):
+            return jsonify(error="нет открытого задания"), 409
+        try:
+            res = site.act(pick.report_short, site.send, st["task"]["task_id"], int(body.get("line_no", 0)))
+        except (TaskError, ValueError) as exc:
+            return jsonify(error=str(exc)), 409
+        return jsonify(result=res.to_json(), state=work_state(site, user_station()))
+
+    @app.post("/api/handover/close")
+    @login_required
+    def api_handover_close() -> Any:
+        body = request.get_json(silent=True) or {}
+        st = work_state(site, user_station())
+        if st.get("mode") != "handover":
+            return jsonify(error="нет открытой передачи"), 409
+        try:
+            out = site.act(handover.close, site.send, st["handover"]["handover_id"], bool(body.get("force")))
+        except TaskError as exc:
+            return jsonify(error=str(exc)), 409
+        return jsonify(summary=out, state=work_state(site, user_station()))
+
+    @app.post("/api/tally/commit")
+    @login_required
+    def api_tally_commit() -> Any:
+        st = work_state(site, user_station())
+        ref = f"{user_station()}-{int(time.time())}"
+        try:
+            if st.get("mode") == "receipt":
+                out = site.act(stock.commit_receipt, site.send, user_station(), site.cfg.warehouse, ref)
+            elif st.get("mode") == "count":
+                out = site.act(stock.commit_count, site.send, user_station(), site.cfg.warehouse, ref, session["user"])
+            else:
+                return jsonify(error="это не приёмка и не пересчёт"), 409
+        except TaskError as exc:
+            return jsonify(error=str(exc)), 409
+        return jsonify(committed=out, state=work_state(site, user_station()))
+
+    @app.post("/api/print/retry")
+    @login_required
+    def api_print_retry() -> Any:
+        site.retry_printing()
+        return jsonify(ok=True)
+
+    @app.get("/api/status")
+    def api_status() -> Any:
+        return jsonify(page_status(site))
+
+    @app.get("/events")
+    @login_required
+    def events() -> Any:
+        return Response(_event_stream(site, user_station()), mimetype="text/event-stream",
+                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    return app
+
+
+def _event_stream(site: Site, station_name: str) -> Iterator[str]:
+    seen = site.changes.version
+    yield "retry: 2000\n\n"
+    deadline = time.time() + 300  # the browser reconnects; no stream holds a server thread for ever
+    while time.time() < deadline and not site._stop.is_set():
+        v = site.changes.wait(seen, timeout=10)
+        if v == seen:
+            yield ": ping\n\n"
+            continue
+        seen = v
+        last = dict(site.changes.last)
+        if last.get("what") == "scan" and last.get("station") != station_name:
+            last.pop("result", None)
+        yield f"data: {json.dumps(last, ensure_ascii=False)}\n\n"
+
+
+# -- what the pages show --------------------------------------------------------------------------
+
+
+def page_status(site: Site) -> dict[str, Any]:
+    link = site.link_status()
+    ps = site.printer_state
+    pending = site.row("SELECT COUNT(*) AS n FROM print_jobs WHERE state='pending'")
+    return {"online": link["online"], "queue": link["queue"], "printer_ok": ps.ok, "printer_message": ps.message,
+            "prints_pending": int(pending["n"]) if pending else 0}
+
+
+def task_list(site: Site) -> list[dict[str, Any]]:
+    rows = site.rows(
+        "SELECT t.*, (SELECT SUM(quantity) FROM task_lines l WHERE l.task_id = t.task_id) AS units, "
+        "(SELECT SUM(packed) FROM task_lines l WHERE l.task_id = t.task_id) AS packed_units, "
+        "EXISTS(SELECT 1 FROM labels b WHERE b.order_id = t.order_id) AS has_label "
+        "FROM tasks t WHERE t.state NOT IN ('cancelled','handed_over') "
+        "ORDER BY CASE WHEN t.state IN ('packed','short') THEN 1 ELSE 0 END, COALESCE(t.deadline, '9999'), t.created_at "
+        "LIMIT 500")
+    return [dict(r) for r in rows]
+
+
+def handover_list(site: Site) -> list[dict[str, Any]]:
+    return [dict(r) for r in site.rows("SELECT handover_id, marketplace, supply_id, order_ids, state FROM handovers "
+                                       "WHERE state = 'open' ORDER BY created_at")]
+
+
+def work_state(site: Site, station_name: str) -> dict[str, Any]:
+    with store.locked():
+        conn = site.conn
+        st = store.row(conn, "SELECT * FROM stations WHERE station = ?", station_name)
+        if st is None:
+            return {"station": station_name, "mode": "pack", "task": None}
+        out: dict[str, Any] = {"station": station_name, "mode": st["mode"], "task": None}
+        last = store.row(conn, "SELECT * FROM scans WHERE station = ? ORDER BY id DESC LIMIT 1", station_name)
+        out["last_scan"] = dict(last) if last else None
+        if st["mode"] == "handover" and st["task_id"]:
+            out["handover"] = handover.summary(conn, st["task_id"])
+        elif st["mode"] in ("receipt", "count"):
+            pad = stock.scratch(conn, station_name)
+            names = {r["item_id"]: r["name"] for r in store.rows(conn, "SELECT item_id, name FROM catalog")}
+            out["tally"] = [{"item_id": k, "name": names.get(k, k), "quantity": v} for k, v in pad.items()]
+        elif st["task_id"]:
+            t = store.row(conn, "SELECT * FROM tasks WHERE task_id = ?", st["task_id"])
+            if t is not None:
+                out["task"] = dict(t)
+                out["lines"] = lines_json(conn, t["task_id"])
+                job = store.row(conn, "SELECT state, error, file FROM print_jobs WHERE order_id = ? AND kind = 'label' "
+                                "ORDER BY id DESC LIMIT 1", t["order_id"])
+                out["label"] = dict(job) if job else None
+                cur = pick.current_line(conn, t["task_id"]) if st["mode"] == "pick" else None
+                out["current_line"] = cur["line_no"] if cur else None
+    return out

@@ -1,0 +1,122 @@
+"""`marketsync edge ...`: run the site agent, and a helper to hash staff PINs.
+
+`edge serve --config FILE` starts the site link, the devices and the packers' page (waitress), prints
+one JSON line `{"role": "edge", "site", "url"}` once ready, tells systemd READY=1 and pings its watchdog
+(sd_notify) while healthy, and stops cleanly on SIGTERM / SIGINT.
+`edge hash-pin [PIN]` prints the hash to put in a `[[staff]]` entry of edge.toml.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import getpass
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+
+from edge_agent.config import ConfigError, hash_pin, load_config
+
+
+def sd_notify(state: str) -> bool:
+    """Send a state line to systemd's notify socket; a no-op (False) when not run under systemd."""
+    addr = os.environ.get("NOTIFY_SOCKET")
+    if not addr:
+        return False
+    if addr.startswith("@"):
+        addr = "\0" + addr[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.connect(addr)
+            s.sendall(state.encode())
+        return True
+    except OSError:
+        return False
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="marketsync edge")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    serve = sub.add_parser("serve", help="run the site agent: link, devices, packers' page")
+    serve.add_argument("--config", help="edge.toml (defaults built in when omitted)")
+    serve.add_argument("--port", type=int, help="override web.port (0: a free port)")
+    hp = sub.add_parser("hash-pin", help="print the hash of a staff PIN for edge.toml")
+    hp.add_argument("pin", nargs="?")
+    args = parser.parse_args(argv)
+    if args.cmd == "hash-pin":
+        pin = args.pin or getpass.getpass("PIN: ")
+        try:
+            print(hash_pin(pin))
+        except ConfigError as exc:
+            print(f"marketsync edge: {exc}", file=sys.stderr)
+            return 2
+        return 0
+    return serve_main(args.config, args.port)
+
+
+def serve_main(config_path: str | None, port: int | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("MARKETSYNC_LOG", "INFO"), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = load_config(config_path)
+    except ConfigError as exc:
+        print(f"marketsync edge: {exc}", file=sys.stderr)
+        return 2
+    if port is not None:
+        cfg.web_port = port
+
+    import waitress
+
+    from edge_agent.app import create_app
+    from edge_agent.site import Site
+
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        site = Site(cfg)
+        site.start()
+    except Exception as exc:
+        print(f"marketsync edge: cannot start the site: {exc}", file=sys.stderr)
+        return 3
+    server = None
+    try:
+        server = waitress.create_server(create_app(site), host=cfg.web_host, port=cfg.web_port, threads=16,
+                                        channel_timeout=60, ident="marketsync-edge")
+        web = threading.Thread(target=server.run, name="web", daemon=True)
+        web.start()
+        host = cfg.web_host if cfg.web_host not in ("0.0.0.0", "::") else socket.gethostname()
+        url = f"http://{host}:{server.effective_port}"
+        print(json.dumps({"role": "edge", "site": cfg.site_id, "url": url}, ensure_ascii=False), flush=True)
+        sd_notify(f"READY=1\nSTATUS=serving {url}")
+        interval = _watchdog_interval()
+        while not stop.wait(interval):
+            if web.is_alive() and _healthy(site):
+                sd_notify("WATCHDOG=1")
+        sd_notify("STOPPING=1")
+        return 0
+    finally:
+        if server is not None:
+            with contextlib.suppress(Exception):
+                server.close()
+                server.task_dispatcher.shutdown(timeout=3)
+        site.stop()
+        site.close()
+
+
+def _watchdog_interval() -> float:
+    usec = os.environ.get("WATCHDOG_USEC")
+    if usec and usec.isdigit() and int(usec) > 0:
+        return max(0.5, int(usec) / 1e6 / 3)
+    return 5.0
+
+
+def _healthy(site: object) -> bool:
+    try:
+        return site.row("SELECT 1 AS ok") is not None  # type: ignore[attr-defined]
+    except Exception:
+        return False

@@ -1,0 +1,148 @@
+// The packers' page: a scan field that keeps focus (keyboard-wedge scanners type into it), live updates
+// over server-sent events, and one clear message for every scan. Written for this project; no libraries.
+(function () {
+  "use strict";
+  const $ = (s) => document.querySelector(s);
+  const page = document.querySelector("[data-page]");
+  if (!page) return;
+  const kind = page.dataset.page;
+
+  async function api(path, body) {
+    const opts = body === undefined ? {} : {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)};
+    const r = await fetch(path, opts);
+    if (r.status === 401) { location.href = "/login"; throw new Error("login"); }
+    const data = await r.json().catch(() => ({error: "нет ответа от площадки"}));
+    data._status = r.status;
+    return data;
+  }
+
+  function beep(bad) {
+    try {
+      const ctx = beep.ctx || (beep.ctx = new (window.AudioContext || window.webkitAudioContext)());
+      const o = ctx.createOscillator(), g = ctx.createGain();
+      o.frequency.value = bad ? 220 : 880; o.type = bad ? "square" : "sine";
+      o.connect(g); g.connect(ctx.destination); g.gain.value = 0.2;
+      o.start(); o.stop(ctx.currentTime + (bad ? 0.5 : 0.08));
+    } catch (e) { /* no sound: the colour still tells */ }
+    if (bad && navigator.vibrate) navigator.vibrate([200, 100, 200]);
+  }
+
+  async function refreshStatus() {
+    const s = await api("/api/status").catch(() => null);
+    if (!s) { setBadge($("#link-badge"), false, "площадка не отвечает"); return; }
+    setBadge($("#link-badge"), s.online, s.online ? "на связи" : "нет связи · в очереди " + s.queue);
+    $("#link-badge").dataset.online = s.online ? "1" : "0";
+    let p = s.printer_ok ? "принтер" : "принтер: проблема";
+    if (s.prints_pending) p += " · ждут " + s.prints_pending;
+    setBadge($("#printer-badge"), s.printer_ok, p);
+    if (!s.printer_ok) $("#printer-badge").title = s.printer_message;
+  }
+  function setBadge(el, ok, text) { if (!el) return; el.textContent = text; el.className = "badge " + (ok ? "ok" : "off"); }
+
+  function showResult(res) {
+    const msg = $("#msg");
+    if (!msg || !res) return;
+    msg.textContent = res.message;
+    msg.className = "msg " + (res.ok ? (res.kind === "done" ? "done" : "good") : "bad") + " kind-" + res.kind;
+    msg.dataset.kind = res.kind;
+    beep(!res.ok);
+  }
+
+  function esc(s) { return String(s == null ? "" : s).replace(/[&<>"]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c])); }
+
+  function render(state) {
+    const ul = $("#lines");
+    if (!ul) return;
+    const mode = page.dataset.mode;
+    let html = "";
+    if (state.task) {
+      const t = state.task;
+      $("#order").textContent = (t.number || t.order_id) + " · " + t.marketplace;
+      for (const ln of state.lines || []) {
+        const need = ln.quantity - ln.short;
+        const got = mode === "pick" ? ln.picked : ln.packed;
+        const done = got >= need;
+        html += `<li class="line${done ? " done" : ""}${state.current_line === ln.line_no ? " current" : ""}" data-line="${ln.line_no}">` +
+          `<div class="t-main"><b>${esc(ln.name || ln.item_id)}</b>${ln.marking_required ? ' <span class="tag">ЧЗ</span>' : ""}` +
+          `<div class="sub">${ln.bin ? "ячейка " + esc(ln.bin) + " · " : ""}${esc(ln.barcode || "")}</div></div>` +
+          `<span class="count">${got}/${need}</span>` +
+          (mode === "pick" && !done ? `<button class="short" data-line="${ln.line_no}">Нет</button>` : "") + "</li>";
+      }
+      const lab = state.label;
+      const ls = $("#label-status");
+      if (t.state === "packed") {
+        ls.textContent = lab && lab.state === "done" ? "Этикетка напечатана" : (lab && lab.error ? lab.error : "Этикетка печатается…");
+        ls.className = "note " + (lab && lab.state === "done" ? "good" : (lab && lab.error ? "bad" : ""));
+        ls.dataset.state = lab ? lab.state : "";
+      } else { ls.textContent = ""; ls.dataset.state = ""; }
+    } else if (state.handover) {
+      const h = state.handover;
+      $("#order").textContent = (h.supply_id || h.handover_id) + " · " + h.scanned.length + " из " + h.expected.length;
+      for (const o of h.expected) html += `<li class="line${h.scanned.includes(o) ? " done" : ""}"><b>${esc(o)}</b></li>`;
+      for (const o of h.extra) html += `<li class="line extra"><b>${esc(o)}</b> <span class="tag">лишняя</span></li>`;
+    } else if (state.tally) {
+      for (const it of state.tally) html += `<li class="line"><b>${esc(it.name)}</b><span class="count">${it.quantity}</span></li>`;
+      if (!state.tally.length) html = '<li class="empty">Сканируйте товар</li>';
+    } else {
+      html = '<li class="empty">Нет открытого задания: отсканируйте товар или выберите заказ в списке</li>';
+    }
+    ul.innerHTML = html;
+  }
+
+  if (kind === "work") {
+    const input = $("#scan");
+    const keepFocus = () => setTimeout(() => { if (document.activeElement.tagName !== "BUTTON") input.focus(); }, 80);
+    input.addEventListener("blur", keepFocus);
+    $("#scan-form").addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const code = input.value;
+      input.value = "";
+      if (!code.trim()) return;
+      const r = await api("/api/scan", {code}).catch(() => ({error: "площадка не отвечает — скан не принят, повторите"}));
+      if (r.error) showResult({ok: false, kind: "info", message: r.error});
+      else { showResult(r.result); render(r.state); }
+      input.focus();
+    });
+    $("#lines").addEventListener("click", async (ev) => {
+      const b = ev.target.closest("button.short");
+      if (!b) return;
+      const r = await api("/api/short", {line_no: Number(b.dataset.line)});
+      if (r.error) showResult({ok: false, kind: "info", message: r.error}); else { showResult(r.result); render(r.state); }
+      input.focus();
+    });
+    const close = $("#close-handover");
+    if (close) close.addEventListener("click", async () => {
+      let r = await api("/api/handover/close", {force: false});
+      if (r.error && r._status === 409 && confirm(r.error + "\nЗакрыть без них?")) r = await api("/api/handover/close", {force: true});
+      if (r.error) showResult({ok: false, kind: "info", message: r.error});
+      else { showResult({ok: true, kind: "done", message: "Передача закрыта, печатается " + (r.summary.supply_id ? "QR поставки" : "акт")}); render(r.state); }
+    });
+    const commit = $("#commit");
+    if (commit) commit.addEventListener("click", async () => {
+      const r = await api("/api/tally/commit", {});
+      if (r.error) showResult({ok: false, kind: "info", message: r.error});
+      else { showResult({ok: true, kind: "done", message: "Проведено: " + Object.keys(r.committed).length + " товаров"}); render(r.state); }
+      input.focus();
+    });
+    render(JSON.parse($("#initial-state").textContent));
+  }
+
+  let reloadTimer = null;
+  async function onChange(ev) {
+    refreshStatus();
+    if (kind === "work") {
+      if (ev.result) showResult(ev.result);
+      const r = await api("/api/state").catch(() => null);
+      if (r) render(r.state);
+    } else if (kind === "tasks" && ["task", "label", "handover", "print", "scan", "catalog"].includes(ev.what)) {
+      clearTimeout(reloadTimer);
+      reloadTimer = setTimeout(() => location.reload(), 300);
+    }
+  }
+  if (window.EventSource) {
+    const es = new EventSource("/events");
+    es.onmessage = (m) => { try { onChange(JSON.parse(m.data)); } catch (e) { /* ignore a bad event */ } };
+    es.onerror = () => refreshStatus();
+  }
+  setInterval(refreshStatus, 5000);
+})();
