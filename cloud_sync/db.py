@@ -20,6 +20,7 @@ SCHEMA_MODULES = [
     "cloud_sync.stock",
     "cloud_sync.orders",
     "cloud_sync.pricing",
+    "cloud_sync.price_rules",
     "cloud_sync.reports",
     "cloud_sync.alerts",
     "cloud_sync.webhooks",

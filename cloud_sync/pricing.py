@@ -9,7 +9,8 @@ article), one category (the marketplace card category of the account, or a 1C it
 subgroups), one card (offer id or native id) or all the account's cards, and sets an absolute price
 or changes the current one by a percentage, optionally with a crossed-out price (`old_price`) or a
 discount (`discount_percent`) and a floor (`min_price`). When several lines hit one card, the last
-line wins.
+line wins. A percent markdown without a stated crossed-out price keeps the card's crossed-out price,
+or shows the price it came from crossed out; one the marketplace would refuse is dropped (noted).
 
 Prices here are what the buyer pays; the crossed-out price is the "before" price. An absolute price
 in an item, category or "all" line is per unit of the 1C item: a card that stands for a pack of N
@@ -637,6 +638,8 @@ def _price_row(card: PricedCard, old: Price | None, line: PriceLine, n: int, ste
                    if line.discount_percent > 0 else None)
     else:
         crossed = old.old_price if old else None
+        if crossed is None and old is not None and line.percent is not None and line.percent < 0:
+            crossed = old.price  # a percent markdown shows the price it came from crossed out
     if crossed is not None and not rules.crossed_out_supported:
         if explicit:
             notes.append(Note("info", f"{rules.marketplace} takes the crossed-out price from the feed; not sent"))
