@@ -265,6 +265,9 @@ class Site:
                     raise _NoPrinter("принтер не подключён")
                 self.printer.send(data)
             except Exception as exc:
+                if self._printer_is_fine():  # the printer is there: it is this job it cannot take
+                    self._job_error(job["id"], f"принтер не может напечатать эту этикетку: {exc}", attempt=True)
+                    continue
                 self._printer_problem(job["id"], exc)
                 break
             file = _last_file(self.printer)
@@ -309,7 +312,7 @@ class Site:
         text = payload.get("supply_id") or payload["handover_id"]
         caption = f"Акт передачи: {payload['count']} посылок" + (
             f", не хватает {len(payload['missing'])}" if payload.get("missing") else "")
-        return own_label("code128", text, caption, profile)
+        return own_label("box", text, caption, profile)
 
     def _profile(self) -> Any:
         profile = getattr(self.printer, "profile", None)
@@ -318,6 +321,15 @@ class Site:
         from edge_agent.devices.base import PrinterProfile
 
         return PrinterProfile.from_config(self.cfg.label_profile)
+
+    def _printer_is_fine(self) -> bool:
+        if self.printer is None:
+            return False
+        try:
+            st = self.printer.status()
+        except Exception:
+            return False
+        return bool(st.online) and st.paper_out is not True
 
     def _job_error(self, job_id: int, message: str, attempt: bool) -> None:
         with store.transaction(self.conn):
@@ -413,7 +425,7 @@ class Site:
 
 
 def _last_file(printer: Any) -> str | None:
-    for attr in ("last_file", "last_path"):
+    for attr in ("last_png", "last_file", "last_path"):
         value = getattr(printer, attr, None)
         if value:
             return str(value)

@@ -1,0 +1,208 @@
+"""Pick, pack, handover, receipts and counts against a real site database and the real outbox."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+from edge_testkit import BAG, MUG, SHIRT, SOCKS, WAREHOUSE, marking, outbox, pick_task, send
+
+from edge_agent import store
+from edge_agent.tasks import handover, inbox, pack, pick, station, stock
+from edge_agent.tasks.common import TaskError, task_lines
+
+
+def add(conn: sqlite3.Connection, body: dict) -> None:
+    with store.transaction(conn):
+        assert inbox.apply_pick_task(conn, body)
+
+
+def scan(conn: sqlite3.Connection, st: str, code: str):
+    with store.transaction(conn):
+        return station.handle_scan(conn, send, st, code, WAREHOUSE)
+
+
+def state(conn: sqlite3.Connection, task_id: str) -> str:
+    return conn.execute("SELECT state FROM tasks WHERE task_id = ?", (task_id,)).fetchone()[0]
+
+
+def test_pick_walks_bins_in_order_confirms_by_bin_or_item_and_reports_short(conn) -> None:
+    add(conn, pick_task("t1", [(MUG, 2), (SOCKS, 1), (BAG, 3)]))
+    assert [ln["bin"] for ln in task_lines(conn, "t1")] == ["A-01", "B-01", "C-09"]
+    with store.transaction(conn):
+        station.open_task(conn, "tsd-1", "t1", "pick")
+    assert pick.current_line(conn, "t1")["item_id"] == SOCKS["item_id"]
+    assert scan(conn, "tsd-1", "a-01").kind == "picked"  # the bin takes the whole line
+    assert scan(conn, "tsd-1", MUG["barcode"]).ok
+    assert state(conn, "t1") == "picking"
+    res = scan(conn, "tsd-1", MUG["barcode"])
+    assert res.ok and pick.current_line(conn, "t1")["item_id"] == BAG["item_id"]
+    assert scan(conn, "tsd-1", MUG["barcode"]).kind == "extra"
+    assert scan(conn, "tsd-1", BAG["barcode"]).ok
+    with store.transaction(conn):
+        res = pick.report_short(conn, send, "t1", 3)
+    assert "2" in res.message
+    assert state(conn, "t1") == "picked"
+    (msg_type, body), = [m for m in outbox(conn) if m[0] == "task_progress"]
+    assert body["state"] == "short"
+    bag = next(ln for ln in body["lines"] if ln["item_id"] == BAG["item_id"])
+    assert (bag["picked"], bag["short"]) == (1, 2)
+
+
+def test_pack_refuses_wrong_and_unknown_items_loudly_and_reports_them(conn) -> None:
+    add(conn, pick_task("t1", [(MUG, 1)]))
+    add(conn, pick_task("t2", [(BAG, 1)], deadline="2026-11-28T10:00:00Z"))
+    with store.transaction(conn):
+        station.open_task(conn, "pack-1", "t1", "pack")
+    res = scan(conn, "pack-1", BAG["barcode"])
+    assert (res.ok, res.kind) == (False, "wrong_item")
+    assert "НЕ ТОТ ТОВАР" in res.message and "Nt2" in res.message
+    res = scan(conn, "pack-1", "4600000000000")
+    assert (res.ok, res.kind) == (False, "unknown")
+    scans_up = [b for t, b in outbox(conn) if t == "scan"]
+    assert [b["code"] for b in scans_up] == [BAG["barcode"], "4600000000000"]
+    assert all(b["order_id"] == "o-t1" for b in scans_up)
+    assert state(conn, "t1") == "new"  # nothing counted
+    assert conn.execute("SELECT COUNT(*) FROM scans").fetchone()[0] == 2
+
+
+def test_pack_completion_is_one_transaction_packed_delta_and_label_job(conn) -> None:
+    add(conn, pick_task("t1", [(MUG, 2), (SOCKS, 1)]))
+    with store.transaction(conn):
+        station.open_task(conn, "pack-1", "t1", "pack")
+    assert scan(conn, "pack-1", MUG["barcode"]).kind == "packed"
+    assert scan(conn, "pack-1", SOCKS["barcode"]).kind == "packed"
+    assert not [m for m in outbox(conn) if m[0] == "task_progress"]
+    assert scan(conn, "pack-1", MUG["barcode"]).kind == "done"
+    assert state(conn, "t1") == "packed"
+    msgs = outbox(conn)
+    assert [t for t, _ in msgs] == ["task_progress", "stock_delta", "stock_delta"]
+    assert msgs[0][1]["state"] == "packed"
+    deltas = {b["item_id"]: (b["delta"], b["reason"], b["ref"]) for t, b in msgs[1:]}
+    assert deltas == {MUG["item_id"]: (-2, "pick", "o-t1"), SOCKS["item_id"]: (-1, "pick", "o-t1")}
+    jobs = conn.execute("SELECT order_id, kind, state FROM print_jobs").fetchall()
+    assert [tuple(j) for j in jobs] == [("o-t1", "label", "pending")]
+    with pytest.raises(TaskError), store.transaction(conn):  # a packed order takes no more scans
+        pack.pack_scan(conn, send, "t1", MUG["barcode"], WAREHOUSE)
+
+
+def test_completion_rolls_back_whole_when_the_outbox_write_fails(conn) -> None:
+    add(conn, pick_task("t1", [(MUG, 1)]))
+
+    def failing_send(c, msg_type, body):
+        if msg_type == "stock_delta":
+            raise OSError("disk full")
+        return send(c, msg_type, body)
+
+    with pytest.raises(OSError), store.transaction(conn):
+        pack.pack_scan(conn, failing_send, "t1", MUG["barcode"], WAREHOUSE)
+    assert state(conn, "t1") == "new"
+    assert task_lines(conn, "t1")[0]["packed"] == 0
+    assert outbox(conn) == []
+    assert conn.execute("SELECT COUNT(*) FROM print_jobs").fetchone()[0] == 0
+
+
+def test_marked_goods_need_a_valid_unused_code_with_the_items_gtin(conn) -> None:
+    add(conn, pick_task("t1", [(SHIRT, 2)]))
+    add(conn, pick_task("t2", [(SHIRT, 1)]))
+    with store.transaction(conn):
+        station.open_task(conn, "pack-1", "t1", "pack")
+    assert scan(conn, "pack-1", SHIRT["barcode"]).kind == "need_marking"
+    assert scan(conn, "pack-1", marking(MUG, "SERIAL0000001")).kind == "wrong_item"  # GTIN of another item
+    assert scan(conn, "pack-1", f"01{SHIRT['barcode'].zfill(14)}21SERIAL0000001").kind == "bad_marking"
+    assert scan(conn, "pack-1", marking(SHIRT, "SERIAL0000001", sep="<GS>")).kind == "packed"
+    res = scan(conn, "pack-1", marking(SHIRT, "SERIAL0000001"))
+    assert (res.kind, "в этой посылке" in res.message) == ("used_marking", True)
+    assert scan(conn, "pack-1", marking(SHIRT, "SERIAL0000002")).kind == "done"
+    progress = next(b for t, b in outbox(conn) if t == "task_progress")
+    assert len(progress["marking_codes"]) == 2 and progress["marking_codes"][0].startswith("01")
+    # the same code in another order: refused, naming the order it went into
+    with store.transaction(conn):
+        station.open_task(conn, "pack-1", "t2", "pack")
+    res = scan(conn, "pack-1", marking(SHIRT, "SERIAL0000002"))
+    assert res.kind == "used_marking" and "o-t1" in res.message
+    assert [b["code"] for t, b in outbox(conn) if t == "scan"][-1] == marking(SHIRT, "SERIAL0000002")
+
+
+def test_scan_at_idle_station_opens_the_earliest_task_needing_the_item(conn) -> None:
+    add(conn, pick_task("late", [(MUG, 1)], deadline="2026-11-30T10:00:00Z"))
+    add(conn, pick_task("early", [(MUG, 1)], deadline="2026-11-27T08:00:00Z"))
+    res = scan(conn, "pack-2", MUG["barcode"])
+    assert res.kind == "done" and res.task_id == "early"
+    assert scan(conn, "pack-2", MUG["barcode"]).task_id == "late"
+    assert scan(conn, "pack-2", MUG["barcode"]).kind == "info"  # nobody needs one more
+
+
+def test_cancel_frees_marking_codes_or_returns_packed_goods(conn) -> None:
+    add(conn, pick_task("t1", [(SHIRT, 2)]))
+    add(conn, pick_task("t2", [(MUG, 1)]))
+    scan(conn, "pack-1", marking(SHIRT, "SERIAL0000009"))
+    scan(conn, "pack-2", MUG["barcode"])
+    with store.transaction(conn):
+        inbox.apply_cancel(conn, send, {"task_id": "t1", "order_id": "o-t1"}, WAREHOUSE)
+        inbox.apply_cancel(conn, send, {"task_id": "t2", "order_id": "o-t2"}, WAREHOUSE)
+    assert conn.execute("SELECT COUNT(*) FROM marking_codes").fetchone()[0] == 0
+    back = [b for t, b in outbox(conn) if t == "stock_delta" and b["reason"] == "return"]
+    assert [(b["item_id"], b["delta"]) for b in back] == [(MUG["item_id"], 1)]
+    assert conn.execute("SELECT state FROM print_jobs").fetchone()[0] == "done"
+    assert scan(conn, "pack-1", marking(SHIRT, "SERIAL0000009")).kind == "info"  # no open task needs it
+
+
+def test_handover_flags_extra_and_missing_and_closing_prints_the_act(conn) -> None:
+    for t in ("a", "b", "c", "x"):
+        add(conn, pick_task(t, [(MUG, 1)]))
+    with store.transaction(conn):
+        inbox.apply_handover(conn, {"handover_id": "h1", "marketplace": "wildberries", "supply_id": "WB-GI-1",
+                                    "order_ids": ["o-a", "o-b", "o-c"]})
+        station.set_mode(conn, "pack-1", "handover", "h1")
+    assert scan(conn, "pack-1", "o-a").ok
+    assert scan(conn, "pack-1", "Nb").ok  # the order number works too
+    res = scan(conn, "pack-1", "o-x")
+    assert (res.ok, res.kind) == (False, "extra")
+    assert scan(conn, "pack-1", "o-a").kind == "extra"
+    assert scan(conn, "pack-1", "nonsense").kind == "unknown"
+    s = handover.summary(conn, "h1")
+    assert (s["scanned"], s["missing"], s["extra"]) == (["o-a", "o-b"], ["o-c"], ["o-x"])
+    with pytest.raises(TaskError, match="не хватает 1"), store.transaction(conn):
+        handover.close(conn, send, "h1")
+    with store.transaction(conn):
+        handover.close(conn, send, "h1", force=True)
+    handed = [b for t, b in outbox(conn) if t == "task_progress"]
+    assert [(b["order_id"], b["state"], b["handover_id"]) for b in handed] == [
+        ("o-a", "handed_over", "h1"), ("o-b", "handed_over", "h1")]
+    job = conn.execute("SELECT kind, payload FROM print_jobs").fetchone()
+    assert job[0] == "act" and json.loads(job[1])["missing"] == ["o-c"]
+
+
+def test_receipt_and_count_produce_stock_delta_and_stock_count(conn) -> None:
+    with store.transaction(conn):
+        station.set_mode(conn, "pack-1", "receipt")
+    for code in (MUG["barcode"], MUG["barcode"], BAG["barcode"]):
+        assert scan(conn, "pack-1", code).ok
+    assert scan(conn, "pack-1", "000").kind == "unknown"
+    with store.transaction(conn):
+        stock.commit_receipt(conn, send, "pack-1", WAREHOUSE, "r1")
+        station.set_mode(conn, "pack-1", "count")
+    scan(conn, "pack-1", SOCKS["barcode"])
+    with store.transaction(conn):
+        stock.set_quantity(conn, "pack-1", BAG["item_id"], 7)
+        stock.commit_count(conn, send, "pack-1", WAREHOUSE, "c1", "Анна")
+    msgs = [(t, b) for t, b in outbox(conn) if t in ("stock_delta", "stock_count")]
+    assert [(t, b["item_id"], b.get("delta", b.get("counted"))) for t, b in msgs] == [
+        ("stock_delta", MUG["item_id"], 2), ("stock_delta", BAG["item_id"], 1),
+        ("stock_count", SOCKS["item_id"], 1), ("stock_count", BAG["item_id"], 7)]
+    with pytest.raises(TaskError), store.transaction(conn):
+        stock.commit_count(conn, send, "pack-1", WAREHOUSE, "c2")
+
+
+def test_down_messages_are_checked_before_they_are_applied(conn) -> None:
+    with pytest.raises(inbox.Unusable), store.transaction(conn):
+        inbox.apply_pick_task(conn, {"task_id": "t9", "order_id": "o", "marketplace": "ozon",
+                                     "lines": [{"item_id": "x", "quantity": 0}]})
+    assert conn.execute("SELECT COUNT(*) FROM tasks").fetchone()[0] == 0  # nothing half-applied
+    body = pick_task("t1", [(MUG, 1)], label={"format": "png", "data_b64": "aGk="})
+    add(conn, body)
+    with store.transaction(conn):
+        assert not inbox.apply_pick_task(conn, body)  # the same task again: ignored
+    assert conn.execute("SELECT format FROM labels WHERE order_id='o-t1'").fetchone()[0] == "png"
