@@ -1,0 +1,124 @@
+"""Cameras: frames from a V4L2 device, a video file or an RTSP stream (OpenCV), barcodes from frames.
+
+Owns `open_camera(config)` and `Camera`: `read_frame()` (a BGR numpy array; None at the end of a
+file), `read_codes()` (the barcodes of the next frame, DataMatrix included, by zxing-cpp) and
+`codes()` (an iterator of new codes, each reported once until it leaves the picture). A device or
+stream that stops giving frames raises `DeviceGone`; the next read tries to reopen it, so the camera
+comes back by itself when it is plugged in again or the stream returns.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+from edge_agent.decode import Symbol, decode_image
+from edge_agent.devices.base import DeviceError, DeviceGone, need
+
+
+class Camera:
+    """One capture source. `source`: "/dev/video0" or 0 (device), a file path, or an rtsp:// URL."""
+
+    def __init__(self, source: str | int, width: int | None = None, height: int | None = None,
+                 loop: bool = False, reopen_s: float = 2.0, thorough: bool = False) -> None:
+        self.source = source
+        self.width, self.height, self.loop = width, height, loop
+        self.reopen_s, self.thorough = reopen_s, thorough
+        self._cap: Any = None
+        self._lock = threading.Lock()
+        self._last_open_try = 0.0
+        self.frames = 0
+        self.last_frame: np.ndarray | None = None
+
+    @property
+    def is_file(self) -> bool:
+        return isinstance(self.source, str) and not self.source.startswith(("/dev/", "rtsp://", "rtsps://",
+                                                                              "http://", "https://"))
+
+    def _open(self) -> Any:
+        cv2 = need("cv2", "camera", "opencv-python-headless")
+        if self._cap is not None:
+            return self._cap
+        source = self.source
+        if isinstance(source, str) and source.isdigit():
+            source = int(source)
+        if self.is_file and not os.path.exists(str(source)):
+            raise DeviceGone(f"camera video file {source} does not exist")
+        if isinstance(source, str) and source.startswith("/dev/") and not os.path.exists(source):
+            raise DeviceGone(f"camera {source} is not plugged in")
+        cap = cv2.VideoCapture(source)
+        if not cap.isOpened():
+            cap.release()
+            raise DeviceGone(f"camera {self.source} cannot be opened (unplugged, busy or stream down)")
+        if self.width and self.height:
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
+        self._cap = cap
+        return cap
+
+    def read_frame(self) -> np.ndarray | None:
+        """The next frame (BGR). None at the end of a video file. Raises DeviceGone if the camera is gone."""
+        with self._lock:
+            if self._cap is None:
+                now = time.monotonic()
+                if self._last_open_try and now - self._last_open_try < self.reopen_s and not self.is_file:
+                    raise DeviceGone(f"camera {self.source} is gone; retrying every {self.reopen_s:g} s")
+                self._last_open_try = now
+            cap = self._open()
+            ok, frame = cap.read()
+            if not ok and self.is_file and self.loop:
+                cap.set(need("cv2", "camera").CAP_PROP_POS_FRAMES, 0)
+                ok, frame = cap.read()
+            if not ok:
+                if self.is_file:
+                    return None
+                self._release()
+                raise DeviceGone(f"camera {self.source} stopped giving pictures (unplugged or stream lost)")
+            self.frames += 1
+            self.last_frame = frame
+            return frame
+
+    def read_codes(self) -> list[Symbol]:
+        """The barcodes in the next frame ([] at the end of a file)."""
+        frame = self.read_frame()
+        return [] if frame is None else decode_image(frame, thorough=self.thorough)
+
+    def codes(self, max_frames: int | None = None) -> Iterator[Symbol]:
+        """New codes as they appear; a code still in view is not repeated. Stops at the end of a file."""
+        seen: set[tuple[str, str]] = set()
+        n = 0
+        while max_frames is None or n < max_frames:
+            frame = self.read_frame()
+            if frame is None:
+                return
+            n += 1
+            now = {(s.format, s.text): s for s in decode_image(frame, thorough=self.thorough)}
+            for key, sym in now.items():
+                if key not in seen:
+                    yield sym
+            seen = set(now)
+
+    def _release(self) -> None:
+        if self._cap is not None:
+            try:
+                self._cap.release()
+            finally:
+                self._cap = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._release()
+
+
+def open_camera(config: dict[str, Any]) -> Camera:
+    """A camera from its config: source (device path or index, file, rtsp:// URL), width, height,
+    loop (replay a file), reopen_s, thorough (slower decoding that reads harder pictures)."""
+    if "source" not in config:
+        raise DeviceError("a camera needs 'source' (/dev/video0, a video file or an rtsp:// URL)")
+    return Camera(config["source"], config.get("width"), config.get("height"), bool(config.get("loop", False)),
+                  float(config.get("reopen_s", 2.0)), bool(config.get("thorough", False)))
