@@ -1,0 +1,238 @@
+"""Orders to 1C and 1C's statuses back: the `type=sale` half of the exchange.
+
+`query_answer` writes the orders 1C has not taken yet as CommerceML 2.05 documents «Заказ товара»
+(the shape a 1C-Bitrix site answers, which every 1C configuration reads): the marketplace and the
+seller account as the counterparty and as requisites, the marketplace's order number, the date, the
+lines with the 1C item ids, quantities, prices and the marketplace fee where it is known. Those
+orders are remembered as "sent" in the session; `mark_delivered` (1C's `mode=success`) makes them
+"delivered", so the next query does not repeat them.
+
+`apply_feedback` reads the documents 1C sends back (`mode=file`) and turns their requisites into a
+status per order: cancelled, shipped, paid or confirmed.
+
+Orders come from `enqueue_order` (the table `onec_order_queue`) — the entry point the cloud's order
+flow calls when an order should reach 1C.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import xml.etree.ElementTree as ET
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from cloud_sync.db import transaction
+from cloud_sync.onec.parser import Document, parse
+
+VERSION = "2.05"
+MARKETPLACE_TITLES = {"wildberries": "Wildberries", "ozon": "Ozon", "yandex_market": "Яндекс Маркет",
+                      "megamarket": "Мегамаркет"}
+
+
+@dataclass
+class OrderLine1C:
+    item_id: str  # the 1C item id (with '#characteristic' where the item has one)
+    name: str
+    quantity: Decimal
+    price: Decimal
+    fee: Decimal | None = None  # the marketplace's fee for this line, where known
+    unit: str = "шт"
+
+    @property
+    def amount(self) -> Decimal:
+        return self.quantity * self.price
+
+
+@dataclass
+class OrderFor1C:
+    id: str  # the cloud's order key, unique across accounts
+    marketplace: str
+    account: str
+    number: str  # the marketplace's order number
+    created_at: str  # ISO 8601
+    lines: list[OrderLine1C] = field(default_factory=list)
+    status: str = "new"  # unified status
+    comment: str = ""
+
+    @property
+    def total(self) -> Decimal:
+        return sum((ln.amount for ln in self.lines), Decimal(0))
+
+    @property
+    def fee(self) -> Decimal | None:
+        fees = [ln.fee for ln in self.lines if ln.fee is not None]
+        return sum(fees, Decimal(0)) if fees else None
+
+
+def _to_json(order: OrderFor1C) -> str:
+    return json.dumps(asdict(order), ensure_ascii=False, default=str)
+
+
+def _from_json(text: str) -> OrderFor1C:
+    d = json.loads(text)
+    lines = [OrderLine1C(ln["item_id"], ln["name"], Decimal(ln["quantity"]), Decimal(ln["price"]),
+                         Decimal(ln["fee"]) if ln.get("fee") not in (None, "None") else None, ln.get("unit", "шт"))
+             for ln in d.pop("lines")]
+    return OrderFor1C(lines=lines, **d)
+
+
+def enqueue_order(conn: sqlite3.Connection, order: OrderFor1C) -> None:
+    """Put (or refresh) an order for 1C; one not yet delivered goes out in the next query."""
+    conn.execute("INSERT INTO onec_order_queue(order_id, payload) VALUES (?, ?)"
+                 " ON CONFLICT(order_id) DO UPDATE SET payload=excluded.payload", (order.id, _to_json(order)))
+
+
+def pending_orders(conn: sqlite3.Connection) -> list[OrderFor1C]:
+    rows = conn.execute(
+        "SELECT q.payload FROM onec_order_queue q LEFT JOIN onec_order_deliveries d ON d.order_id=q.order_id"
+        " WHERE d.order_id IS NULL OR d.state='sent' ORDER BY q.created_at, q.order_id").fetchall()
+    return [_from_json(r[0]) for r in rows]
+
+
+def _num(d: Decimal, places: int = 2) -> str:
+    return f"{d:.{places}f}"
+
+
+def _requisites(parent: ET.Element, values: dict[str, str]) -> None:
+    block = ET.SubElement(parent, "ЗначенияРеквизитов")
+    for name, value in values.items():
+        zr = ET.SubElement(block, "ЗначениеРеквизита")
+        ET.SubElement(zr, "Наименование").text = name
+        ET.SubElement(zr, "Значение").text = value
+
+
+def orders_xml(orders: list[OrderFor1C], *, encoding: str = "windows-1251", now: datetime | None = None) -> bytes:
+    """The CommerceML document 1C reads from `mode=query`."""
+    now = now or datetime.now(UTC)
+    root = ET.Element("КоммерческаяИнформация", {
+        "ВерсияСхемы": VERSION, "ДатаФормирования": now.strftime("%Y-%m-%dT%H:%M:%S"),
+        "ФорматДаты": "ДФ=yyyy-MM-dd; ДЛФ=DT", "ФорматВремени": "ДФ=ЧЧ:мм:сс; ДЛФ=T",
+        "РазделительДатаВремя": "T", "ФорматСуммы": "ЧЦ=18; ЧДЦ=2; ЧРД=.", "ФорматКоличества": "ЧЦ=18; ЧДЦ=2; ЧРД=."})
+    for o in orders:
+        created = datetime.fromisoformat(o.created_at)
+        title = MARKETPLACE_TITLES.get(o.marketplace, o.marketplace)
+        doc = ET.SubElement(root, "Документ")
+        for tag, text in (("Ид", o.id), ("Номер", o.number), ("Дата", created.strftime("%Y-%m-%d")),
+                          ("ХозОперация", "Заказ товара"), ("Роль", "Продавец"), ("Валюта", "руб"),
+                          ("Курс", "1"), ("Сумма", _num(o.total))):
+            ET.SubElement(doc, tag).text = text
+        parties = ET.SubElement(doc, "Контрагенты")
+        party = ET.SubElement(parties, "Контрагент")
+        ET.SubElement(party, "Ид").text = f"{o.marketplace}#{o.account}"
+        ET.SubElement(party, "Наименование").text = f"{title} ({o.account})"
+        ET.SubElement(party, "ПолноеНаименование").text = f"{title}, кабинет {o.account}"
+        ET.SubElement(party, "Роль").text = "Покупатель"
+        ET.SubElement(doc, "Время").text = created.strftime("%H:%M:%S")
+        ET.SubElement(doc, "Комментарий").text = o.comment or f"Заказ {title} №{o.number}"
+        goods = ET.SubElement(doc, "Товары")
+        for ln in o.lines:
+            g = ET.SubElement(goods, "Товар")
+            ET.SubElement(g, "Ид").text = ln.item_id
+            ET.SubElement(g, "Наименование").text = ln.name
+            ET.SubElement(g, "БазоваяЕдиница", {"Код": "796", "НаименованиеПолное": "Штука",
+                                               "МеждународноеСокращение": "PCE"}).text = ln.unit
+            ET.SubElement(g, "ЦенаЗаЕдиницу").text = _num(ln.price)
+            ET.SubElement(g, "Количество").text = _num(ln.quantity, 3)
+            ET.SubElement(g, "Сумма").text = _num(ln.amount)
+            req = {"ВидНоменклатуры": "Товар", "ТипНоменклатуры": "Товар"}
+            if ln.fee is not None:
+                req["Комиссия маркетплейса"] = _num(ln.fee)
+            _requisites(g, req)
+        req = {"Маркетплейс": title, "Кабинет": o.account, "Номер заказа маркетплейса": o.number,
+               "Статус заказа": o.status, "Отменен": "true" if o.status == "cancelled" else "false",
+               "Финальный статус": "true" if o.status in ("delivered", "cancelled", "returned") else "false",
+               "Дата изменения статуса": created.strftime("%d.%m.%Y %H:%M:%S")}
+        if o.fee is not None:
+            req["Комиссия маркетплейса"] = _num(o.fee)
+        _requisites(doc, req)
+    ET.indent(root, space="  ")
+    text = ET.tostring(root, encoding="unicode")
+    enc = "windows-1251" if encoding.lower() in ("windows-1251", "cp1251") else "UTF-8"
+    return f'<?xml version="1.0" encoding="{enc}"?>\n{text}\n'.encode(enc, errors="xmlcharrefreplace")
+
+
+def query_answer(conn: sqlite3.Connection, session_id: str, *, encoding: str = "windows-1251") -> bytes:
+    """Orders not yet delivered to 1C, remembered as sent in this session."""
+    orders = pending_orders(conn)
+    with transaction(conn):
+        conn.executemany(
+            "INSERT INTO onec_order_deliveries(order_id, state, session_id) VALUES (?, 'sent', ?)"
+            " ON CONFLICT(order_id) DO UPDATE SET session_id=excluded.session_id, sent_at=datetime('now')"
+            " WHERE onec_order_deliveries.state='sent'",
+            [(o.id, session_id) for o in orders])
+    return orders_xml(orders, encoding=encoding)
+
+
+def mark_delivered(conn: sqlite3.Connection, session_id: str) -> int:
+    with transaction(conn):
+        cur = conn.execute("UPDATE onec_order_deliveries SET state='delivered', delivered_at=datetime('now')"
+                           " WHERE session_id=? AND state='sent'", (session_id,))
+    return cur.rowcount
+
+
+def _true(v: str | None) -> bool:
+    return (v or "").strip().lower() in ("true", "1", "да")
+
+
+def status_of(doc: Document) -> str:
+    """1C's word on an order, from the requisites 1C writes back to a site."""
+    r = doc.requisites
+    if _true(r.get("Отменен")) or _true(r.get("ПометкаУдаления")):
+        return "cancelled"
+    if (_true(r.get("Отгружен")) or r.get("Номер отгрузки по 1С") or r.get("Дата отгрузки по 1С")
+            or r.get("Статус заказа ИД") == "F"):
+        return "shipped"
+    if _true(r.get("Оплачен")) or r.get("Номер оплаты по 1С") or _true(r.get("Заказ оплачен")):
+        return "paid"
+    return "confirmed"
+
+
+def apply_feedback(conn: sqlite3.Connection, path: Path) -> int:
+    """Record 1C's status for each document of the file (all in one transaction) and pass it to the
+    cloud's order flow where it offers `apply_onec_status(conn, order_id, status, onec_number)`."""
+    docs = [rec for rec in parse(path) if isinstance(rec, Document)]
+    try:
+        from cloud_sync import orders as cloud_orders
+    except ImportError:
+        cloud_orders = None
+    hook = getattr(cloud_orders, "apply_onec_status", None)
+    with transaction(conn):
+        for d in docs:
+            status = status_of(d)
+            number_1c = d.requisites.get("Номер отгрузки по 1С") or d.requisites.get("Номер по 1С") or ""
+            conn.execute("INSERT INTO onec_order_statuses(order_id, status, onec_number, requisites)"
+                         " VALUES (?,?,?,?)", (d.id, status, number_1c, json.dumps(d.requisites, ensure_ascii=False)))
+            if hook is not None:
+                hook(conn, d.id, status, number_1c)
+    return len(docs)
+
+
+def last_status(conn: sqlite3.Connection, order_id: str) -> str | None:
+    row = conn.execute("SELECT status FROM onec_order_statuses WHERE order_id=? ORDER BY id DESC LIMIT 1",
+                       (order_id,)).fetchone()
+    return row[0] if row else None
+
+
+def info_xml(encoding: str = "windows-1251") -> bytes:
+    """`mode=info`: the site's reference lists 1C maps its own to (order statuses, "payment systems" and
+    "delivery services": here the marketplaces)."""
+    from cloud_sync.config import UNIFIED_STATUSES
+
+    root = ET.Element("Справочник")
+    statuses = ET.SubElement(root, "Статусы")
+    for s in UNIFIED_STATUSES:
+        el = ET.SubElement(statuses, "Элемент")
+        ET.SubElement(el, "Ид").text = s
+        ET.SubElement(el, "Название").text = s
+    for tag in ("ПлатежныеСистемы", "СлужбыДоставки"):
+        block = ET.SubElement(root, tag)
+        for key, title in MARKETPLACE_TITLES.items():
+            el = ET.SubElement(block, "Элемент")
+            ET.SubElement(el, "Ид").text = key
+            ET.SubElement(el, "Название").text = title
+    enc = "windows-1251" if encoding.lower() in ("windows-1251", "cp1251") else "UTF-8"
+    text = ET.tostring(root, encoding="unicode")
+    return f'<?xml version="1.0" encoding="{enc}"?>\n{text}\n'.encode(enc, errors="xmlcharrefreplace")
