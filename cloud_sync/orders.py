@@ -1,0 +1,688 @@
+"""Orders in one flow: every order of every account, one unified status, from arrival to hand-over.
+
+Owns the tables `orders` (one row per marketplace order: native and unified status, our own stage,
+deadline, marketplace and own warehouse, the site serving it), `order_lines` (each line mapped to a 1C
+item and a unit count: card quantity × pack size), `order_actions` (the marketplace calls still to make
+for an order — confirm, label, assemble, ship, cancel — retried with backoff), `order_events` (what
+happened, for the manager and the summary), `event_dedup` (pushed events already seen), `supplies`
+(Wildberries supplies the orders are put into) and `sites` (what each site last said about itself).
+
+Ingestion (`ingest`, from polling or from the marketplaces' pushes via `ingest_event`) runs in ONE
+transaction per batch: a new order is checked against stock and reserved (all lines or none), its
+pick task enqueued for the site serving the warehouse, and its confirmation queued — so a
+reservation and its pick task commit together. An order that cannot be covered is never confirmed.
+Cancellations release the reservation and tell the site. `run_actions` makes the marketplace calls
+outside any transaction and records their outcome; `register_site_handlers` wires the site-link
+messages (task_progress, stock_delta, stock_count, printed, scan, device_status) to the ledger.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cloud_sync import catalog, stock
+from cloud_sync.config import CloudConfig
+from cloud_sync.db import transaction
+from marketplaces.base import Marketplace, MarketplaceError, Order, OrderEvent
+
+log = logging.getLogger("cloud_sync.orders")
+
+MIGRATIONS = [
+    """
+    CREATE TABLE orders (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,        -- "account:native_id": the order id the site sees
+        account TEXT NOT NULL,
+        marketplace TEXT NOT NULL,
+        native_id TEXT NOT NULL,
+        number TEXT NOT NULL DEFAULT '',
+        native_status TEXT NOT NULL DEFAULT '',
+        native_substatus TEXT NOT NULL DEFAULT '',
+        stage TEXT NOT NULL,             -- ours: new|problem|short|reserved|picking|packed|handed_over|cancelled
+        status TEXT NOT NULL,            -- unified: new|in_work|reserved|picking|packed|handed_over|delivered|cancelled|returned
+        problem TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        ship_by TEXT,                    -- ISO UTC; NULL: no deadline given
+        mp_warehouse TEXT NOT NULL DEFAULT '',
+        warehouse TEXT NOT NULL DEFAULT '',
+        site TEXT,
+        supply_id TEXT,
+        confirmed INTEGER NOT NULL DEFAULT 0,
+        label_sent INTEGER NOT NULL DEFAULT 0,
+        labels_printed INTEGER NOT NULL DEFAULT 0,
+        packed_ts REAL,
+        ingested_ts REAL NOT NULL,
+        updated_ts REAL NOT NULL,
+        native TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX orders_list ON orders(ship_by, status);
+    CREATE INDEX orders_stage ON orders(stage);
+    CREATE TABLE order_lines (
+        order_id INTEGER NOT NULL REFERENCES orders(id),
+        line_no INTEGER NOT NULL,
+        card_id TEXT NOT NULL,
+        offer_id TEXT NOT NULL,
+        item_id TEXT,
+        quantity INTEGER NOT NULL,       -- cards ordered
+        units INTEGER NOT NULL,          -- item units (quantity × pack size)
+        price TEXT NOT NULL,
+        barcode TEXT NOT NULL DEFAULT '',
+        title TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (order_id, line_no)
+    ) WITHOUT ROWID;
+    CREATE TABLE order_actions (
+        order_id INTEGER NOT NULL REFERENCES orders(id),
+        action TEXT NOT NULL,            -- confirm | label | assemble | ship | cancel
+        state TEXT NOT NULL,             -- pending | done | failed
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_try REAL NOT NULL,
+        error TEXT NOT NULL DEFAULT '',
+        updated_ts REAL NOT NULL,
+        PRIMARY KEY (order_id, action)
+    ) WITHOUT ROWID;
+    CREATE INDEX order_actions_due ON order_actions(state, next_try);
+    CREATE TABLE order_events (
+        id INTEGER PRIMARY KEY,
+        order_id INTEGER,
+        ts REAL NOT NULL,
+        kind TEXT NOT NULL,              -- ingested|reserved|short|confirmed|label_sent|printed|picked|packed|...
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX order_events_order ON order_events(order_id);
+    CREATE INDEX order_events_kind ON order_events(kind);
+    CREATE TABLE event_dedup (
+        key TEXT PRIMARY KEY,
+        ts REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE supplies (
+        account TEXT NOT NULL,
+        mp_warehouse TEXT NOT NULL,
+        supply_id TEXT NOT NULL,
+        state TEXT NOT NULL,             -- open | shipped
+        created_ts REAL NOT NULL,
+        PRIMARY KEY (account, supply_id)
+    );
+    CREATE TABLE sites (
+        id TEXT PRIMARY KEY,
+        last_seen REAL,
+        devices TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE TABLE cloud_errors (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        area TEXT NOT NULL,
+        account TEXT NOT NULL DEFAULT '',
+        message TEXT NOT NULL
+    );
+    """,
+]
+
+STAGES = ("new", "problem", "short", "reserved", "picking", "packed", "handed_over", "cancelled")
+RANK = {"new": 0, "in_work": 1, "reserved": 2, "picking": 3, "packed": 4, "handed_over": 5, "delivered": 6}
+TERMINAL = ("cancelled", "returned")
+OPEN_STAGES = ("new", "problem", "short", "reserved", "picking", "packed")
+
+# Called after a batch commits with the items whose stock changed (the stock pusher's wake-up).
+Waker = Callable[[], None]
+
+
+class OrderError(ValueError):
+    """An order change was refused; nothing was applied."""
+
+
+@dataclass
+class IngestResult:
+    new: int = 0
+    known: int = 0
+    reserved: int = 0
+    short: int = 0
+    problems: int = 0
+    cancelled: int = 0
+    order_ids: list[int] = field(default_factory=list)
+
+
+def order_key(account: str, native_id: str) -> str:
+    return f"{account}:{native_id}"
+
+
+def unified(cfg: CloudConfig, marketplace: str, native_status: str, native_substatus: str, stage: str) -> str:
+    """The one status the manager sees: the marketplace's word, moved forward by our own progress;
+    cancelled and returned always win."""
+    native = cfg.unified_status(marketplace, native_status, native_substatus) or "new"
+    if native in TERMINAL or stage == "cancelled":
+        return native if native in TERMINAL else "cancelled"
+    ours = stage if stage in RANK else "new"
+    return native if RANK[native] >= RANK[ours] else ours
+
+
+def log_event(conn: sqlite3.Connection, order_id: int | None, kind: str, detail: str = "",
+              now: float | None = None) -> None:
+    conn.execute("INSERT INTO order_events(order_id, ts, kind, detail) VALUES (?,?,?,?)",
+                 (order_id, time.time() if now is None else now, kind, detail))
+
+
+def log_error(conn: sqlite3.Connection, area: str, message: str, account: str = "") -> None:
+    conn.execute("INSERT INTO cloud_errors(ts, area, account, message) VALUES (?,?,?,?)",
+                 (time.time(), area, account, message[:1000]))
+
+
+def send_to_site(conn: sqlite3.Connection, link: Any, site: str, msg_type: str, body: dict[str, Any]) -> None:
+    """Enqueue a site-link message in the caller's transaction (the link's outbox): with a running link
+    it wakes it; without one (a CLI run) the message waits in the outbox for the service."""
+    if link is not None:
+        link.send(conn, msg_type, body, site=site)
+    else:
+        from sitelink import store as link_store
+
+        link_store.enqueue(conn, "cloud", site, msg_type, body)
+
+
+def own_warehouse(conn: sqlite3.Connection, cfg: CloudConfig, account: str, mp_warehouse: str) -> str:
+    settings = cfg.accounts.get(account)
+    if settings and mp_warehouse in settings.warehouses:
+        return settings.warehouses[mp_warehouse]
+    mapped = catalog.warehouse_map(conn, account).get(mp_warehouse)
+    if mapped:
+        return mapped
+    return settings.default_warehouse if settings else cfg.default_warehouse
+
+
+def _queue_action(conn: sqlite3.Connection, order_id: int, action: str, now: float, delay: float = 0.0) -> None:
+    conn.execute(
+        "INSERT INTO order_actions(order_id, action, state, attempts, next_try, updated_ts) VALUES (?,?,?,0,?,?)"
+        " ON CONFLICT(order_id, action) DO UPDATE SET state='pending', next_try=excluded.next_try,"
+        " updated_ts=excluded.updated_ts WHERE order_actions.state!='done'",
+        (order_id, action, "pending", now + delay, now),
+    )
+
+
+# ---------------------------------------------------------------- ingestion
+
+
+def ingest(conn: sqlite3.Connection, cfg: CloudConfig, orders: Iterable[Order], *, link: Any = None,
+           now: float | None = None) -> IngestResult:
+    """Take in orders (new or already known) in one transaction. Known orders only update their status."""
+    now = time.time() if now is None else now
+    result = IngestResult()
+    with transaction(conn):
+        for order in orders:
+            _ingest_one(conn, cfg, order, link, now, result)
+    return result
+
+
+def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, order: Order, link: Any, now: float,
+                result: IngestResult) -> None:
+    key = order_key(order.account, order.native_id)
+    row = conn.execute("SELECT id, stage, native_status, native_substatus FROM orders WHERE key=?", (key,)).fetchone()
+    if row is not None:
+        result.known += 1
+        if (row["native_status"], row["native_substatus"]) != (order.native_status, order.native_substatus):
+            update_native_status(conn, cfg, row["id"], order.native_status, order.native_substatus, link=link,
+                                 now=now)
+        return
+    mp_wh = str(order.warehouse_id or "")
+    warehouse = own_warehouse(conn, cfg, order.account, mp_wh)
+    site = cfg.site_of_warehouse(warehouse)
+    native_unified = cfg.unified_status(order.marketplace, order.native_status, order.native_substatus) or "new"
+    cur = conn.execute(
+        "INSERT INTO orders(key, account, marketplace, native_id, number, native_status, native_substatus, stage,"
+        " status, created_at, ship_by, mp_warehouse, warehouse, site, ingested_ts, updated_ts, native)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (key, order.account, order.marketplace, order.native_id, order.number or order.native_id,
+         order.native_status, order.native_substatus, "new", native_unified, order.created_at.isoformat(),
+         order.ship_by.isoformat() if order.ship_by else None, mp_wh, warehouse, site, now, now,
+         json.dumps(order.native, default=str, ensure_ascii=False)),
+    )
+    oid = int(cur.lastrowid or 0)
+    result.new += 1
+    result.order_ids.append(oid)
+    lines, unlinked = [], []
+    for no, ln in enumerate(order.lines, 1):
+        c = catalog.card(conn, order.account, ln.card_id) if ln.card_id else None
+        if (c is None or not c.item_id) and ln.offer_id:
+            c = catalog.card_by_offer(conn, order.account, ln.offer_id) or c
+        item_id = c.item_id if c else None
+        pack = c.pack if c and c.item_id else 1
+        if item_id is None:
+            unlinked.append(ln.offer_id or ln.card_id)
+        lines.append((oid, no, ln.card_id, ln.offer_id, item_id, ln.quantity, ln.quantity * pack, str(ln.price),
+                      ln.barcode, ln.title))
+    conn.executemany("INSERT INTO order_lines(order_id, line_no, card_id, offer_id, item_id, quantity, units, price,"
+                     " barcode, title) VALUES (?,?,?,?,?,?,?,?,?,?)", lines)
+    if native_unified in TERMINAL:
+        _set_stage(conn, cfg, oid, "cancelled", now)
+        result.cancelled += 1
+        return
+    if unlinked:
+        _set_stage(conn, cfg, oid, "problem", now, problem=f"card not linked to an item: {', '.join(unlinked)}")
+        log_event(conn, oid, "problem", "unlinked card", now)
+        result.problems += 1
+        return
+    if native_unified not in ("new", "in_work"):
+        # Already beyond assembly when first seen (e.g. picked up after a long outage): record, don't reserve.
+        _set_stage(conn, cfg, oid, "handed_over" if RANK[native_unified] >= RANK["handed_over"] else "packed", now)
+        return
+    # Check and reserve every line, all or none.
+    conn.execute("SAVEPOINT reserve_order")
+    try:
+        for _, _, _, _, item_id, _, units, *_ in lines:
+            stock.reserve(conn, key, item_id, warehouse, units, now=now)
+    except stock.InsufficientStock as exc:
+        conn.execute("ROLLBACK TO reserve_order")
+        conn.execute("RELEASE reserve_order")
+        _set_stage(conn, cfg, oid, "short", now, problem=str(exc))
+        log_event(conn, oid, "short", str(exc), now)
+        result.short += 1
+        if cfg.cancel_when_short:
+            _queue_action(conn, oid, "cancel", now)
+        return
+    conn.execute("RELEASE reserve_order")
+    result.reserved += 1
+    log_event(conn, oid, "reserved", "", now)
+    _queue_action(conn, oid, "confirm", now)
+    if site is None:
+        _set_stage(conn, cfg, oid, "reserved", now, problem=f"no site serves warehouse {warehouse!r}")
+        return
+    _set_stage(conn, cfg, oid, "reserved", now)
+    send_to_site(conn, link, site, "pick_task", pick_task_body(conn, oid))
+    log_event(conn, oid, "task_sent", site, now)
+
+
+def pick_task_body(conn: sqlite3.Connection, oid: int) -> dict[str, Any]:
+    o = conn.execute("SELECT * FROM orders WHERE id=?", (oid,)).fetchone()
+    lines = []
+    for ln in conn.execute("SELECT l.item_id, l.units, l.barcode, l.title, i.name, i.bin, i.marked FROM order_lines l"
+                           " LEFT JOIN items i ON i.id=l.item_id WHERE l.order_id=? ORDER BY l.line_no", (oid,)):
+        codes = [r[0] for r in conn.execute("SELECT barcode FROM item_barcodes WHERE item_id=?", (ln["item_id"],))]
+        line = {"item_id": ln["item_id"], "quantity": ln["units"], "name": ln["name"] or ln["title"],
+                "barcodes": codes, "marking_required": bool(ln["marked"])}
+        if codes or ln["barcode"]:
+            line["barcode"] = codes[0] if codes else ln["barcode"]
+        if ln["bin"]:
+            line["bin"] = ln["bin"]
+        lines.append(line)
+    body: dict[str, Any] = {"task_id": f"pick-{o['key']}", "order_id": o["key"], "marketplace": o["marketplace"],
+                            "lines": lines, "account": o["account"], "native_id": o["native_id"],
+                            "number": o["number"], "warehouse": o["warehouse"]}
+    if o["ship_by"]:
+        body["deadline"] = o["ship_by"]
+    return body
+
+
+def _set_stage(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, stage: str, now: float,
+               problem: str | None = None) -> None:
+    o = conn.execute("SELECT marketplace, native_status, native_substatus FROM orders WHERE id=?", (oid,)).fetchone()
+    status = unified(cfg, o[0], o[1], o[2], stage)
+    if problem is None:
+        conn.execute("UPDATE orders SET stage=?, status=?, updated_ts=? WHERE id=?", (stage, status, now, oid))
+    else:
+        conn.execute("UPDATE orders SET stage=?, status=?, problem=?, updated_ts=? WHERE id=?",
+                     (stage, status, problem, now, oid))
+
+
+def update_native_status(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, native_status: str,
+                         native_substatus: str = "", *, link: Any = None, now: float | None = None) -> str:
+    """The marketplace says the order moved; a cancellation releases its stock and stops the site."""
+    now = time.time() if now is None else now
+    o = conn.execute("SELECT * FROM orders WHERE id=?", (oid,)).fetchone()
+    conn.execute("UPDATE orders SET native_status=?, native_substatus=? WHERE id=?",
+                 (native_status, native_substatus, oid))
+    native = cfg.unified_status(o["marketplace"], native_status, native_substatus) or "new"
+    stage = o["stage"]
+    if native in TERMINAL and stage != "cancelled":
+        cancel(conn, cfg, oid, reason=f"{o['marketplace']}: {native_status}", link=link, now=now,
+               tell_marketplace=False)
+        return "cancelled"
+    _set_stage(conn, cfg, oid, stage, now)
+    return conn.execute("SELECT status FROM orders WHERE id=?", (oid,)).fetchone()[0]
+
+
+def cancel(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, *, reason: str = "", link: Any = None,
+           now: float | None = None, tell_marketplace: bool = True) -> int:
+    """Cancel an order: release its reservation, tell the site to stop, optionally cancel on the
+    marketplace. Returns the units released."""
+    now = time.time() if now is None else now
+    o = conn.execute("SELECT * FROM orders WHERE id=?", (oid,)).fetchone()
+    if o is None:
+        raise OrderError(f"unknown order {oid}")
+    if o["stage"] == "cancelled":
+        return 0
+    released = stock.release(conn, o["key"], note=reason, now=now)
+    _set_stage(conn, cfg, oid, "cancelled", now, problem=reason)
+    conn.execute("UPDATE order_actions SET state='done', error='order cancelled' WHERE order_id=? AND state='pending'"
+                 " AND action!='cancel'", (oid,))
+    if o["site"] and o["stage"] in ("reserved", "picking", "packed"):
+        send_to_site(conn, link, o["site"], "cancel_task",
+                     {"task_id": f"pick-{o['key']}", "order_id": o["key"], "reason": reason or "cancelled"})
+    if tell_marketplace:
+        _queue_action(conn, oid, "cancel", now)
+    log_event(conn, oid, "cancelled", reason, now)
+    return released
+
+
+def ingest_event(conn: sqlite3.Connection, cfg: CloudConfig, account: str, event: OrderEvent, *,
+                 adapter: Marketplace | None = None, link: Any = None, now: float | None = None) -> str:
+    """A pushed marketplace event (webhooks). Deduplicated by its key, and by order key with polling."""
+    now = time.time() if now is None else now
+    if event.kind == "ping":
+        return "ping"
+    dedup = f"{account}:{event.dedup_key}" if event.dedup_key else ""
+    with transaction(conn):
+        if dedup:
+            if conn.execute("SELECT 1 FROM event_dedup WHERE key=?", (dedup,)).fetchone():
+                return "duplicate"
+            conn.execute("INSERT INTO event_dedup(key, ts) VALUES (?,?)", (dedup, now))
+    order = event.order
+    if order is None and event.order_native_id and adapter is not None and event.kind == "created":
+        order = adapter.get_order(event.order_native_id)
+    if order is not None:
+        order.account = order.account or account
+        res = ingest(conn, cfg, [order], link=link, now=now)
+        return "new" if res.new else "known"
+    if event.order_native_id:
+        with transaction(conn):
+            row = conn.execute("SELECT id FROM orders WHERE key=?",
+                               (order_key(account, event.order_native_id),)).fetchone()
+            if row is None:
+                return "unknown order"
+            if event.kind == "cancelled":
+                cancel(conn, cfg, row[0], reason="cancelled by the marketplace", link=link, now=now,
+                       tell_marketplace=False)
+                return "cancelled"
+            if event.native_status:
+                update_native_status(conn, cfg, row[0], event.native_status, link=link, now=now)
+                return "status"
+    return "ignored"
+
+
+# ---------------------------------------------------------------- polling and marketplace actions
+
+
+def poll(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Marketplace, *, link: Any = None) -> IngestResult:
+    """Fetch the account's new orders and ingest them."""
+    found = adapter.new_orders()
+    for o in found:
+        o.account = o.account or adapter.account
+    return ingest(conn, cfg, found, link=link)
+
+
+def refresh_statuses(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Marketplace, *, link: Any = None,
+                     limit: int = 200) -> int:
+    """Re-read open orders of the account (least recently updated first): catches cancellations."""
+    rows = conn.execute(
+        "SELECT id, native_id, native_status, native_substatus FROM orders WHERE account=? AND stage IN"
+        f" ({','.join('?' * len(OPEN_STAGES))}) ORDER BY updated_ts LIMIT ?",
+        (adapter.account, *OPEN_STAGES, limit)).fetchall()
+    changed = 0
+    for r in rows:
+        try:
+            o = adapter.get_order(r["native_id"])
+        except MarketplaceError as exc:
+            log.warning("status of %s: %s", r["native_id"], exc)
+            continue
+        with transaction(conn):
+            if (o.native_status, o.native_substatus) != (r["native_status"], r["native_substatus"]):
+                update_native_status(conn, cfg, r["id"], o.native_status, o.native_substatus, link=link)
+                changed += 1
+            else:
+                conn.execute("UPDATE orders SET updated_ts=? WHERE id=?", (time.time(), r["id"]))
+    return changed
+
+
+def run_actions(conn: sqlite3.Connection, cfg: CloudConfig, adapters: dict[str, Marketplace], *,
+                link: Any = None, now: float | None = None, limit: int = 200) -> int:
+    """Make the due marketplace calls (confirm, label, assemble, ship, cancel). Returns calls made."""
+    now = time.time() if now is None else now
+    due = conn.execute(
+        "SELECT a.order_id, a.action, a.attempts, o.account, o.native_id, o.key, o.site, o.mp_warehouse,"
+        " o.supply_id, o.marketplace FROM order_actions a JOIN orders o ON o.id=a.order_id"
+        " WHERE a.state='pending' AND a.next_try<=? ORDER BY a.next_try LIMIT ?", (now, limit)).fetchall()
+    done = 0
+    for a in due:
+        adapter = adapters.get(a["account"])
+        if adapter is None:
+            continue
+        try:
+            outcome = _call(conn, cfg, adapter, a)
+        except MarketplaceError as exc:
+            _action_failed(conn, cfg, a, exc, retryable=exc.retryable)
+            continue
+        except Exception as exc:  # noqa: BLE001 - one broken order must not stop the others
+            log.exception("order %s %s", a["key"], a["action"])
+            _action_failed(conn, cfg, a, exc, retryable=True)
+            continue
+        with transaction(conn):
+            _action_done(conn, cfg, a, outcome, link, time.time())
+        done += 1
+    return done
+
+
+def _call(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Marketplace, a: sqlite3.Row) -> dict[str, Any]:
+    action, native_id = a["action"], a["native_id"]
+    settings = cfg.accounts.get(a["account"])
+    if action == "label":
+        label = adapter.get_label(native_id, fmt=(settings.label_format or None) if settings else None)
+        return {"label": label}
+    details: dict[str, Any] = {}
+    if action in ("confirm", "ship") and a["marketplace"] == "wildberries":
+        supply = a["supply_id"] or _open_supply(conn, a["account"], a["mp_warehouse"])
+        if supply:
+            details["supply_id"] = supply
+    change = adapter.set_order_status(native_id, action, **details)
+    if not change.ok and not change.already:
+        raise MarketplaceError(change.error or f"{action} refused", account=a["account"], endpoint=action,
+                               retryable=False)
+    return {"change": change}
+
+
+def _open_supply(conn: sqlite3.Connection, account: str, mp_warehouse: str) -> str | None:
+    r = conn.execute("SELECT supply_id FROM supplies WHERE account=? AND mp_warehouse=? AND state='open'"
+                     " ORDER BY created_ts DESC LIMIT 1", (account, mp_warehouse)).fetchone()
+    return r[0] if r else None
+
+
+def _action_done(conn: sqlite3.Connection, cfg: CloudConfig, a: sqlite3.Row, outcome: dict[str, Any], link: Any,
+                 now: float) -> None:
+    oid, action = a["order_id"], a["action"]
+    conn.execute("UPDATE order_actions SET state='done', attempts=attempts+1, error='', updated_ts=? WHERE"
+                 " order_id=? AND action=?", (now, oid, action))
+    settings = cfg.accounts.get(a["account"])
+    label_after = settings.label_after if settings else "confirm"
+    change = outcome.get("change")
+    if change is not None:
+        native = change.native or {}
+        supply = native.get("supply_id") or native.get("supplyId")
+        if supply:
+            conn.execute("UPDATE orders SET supply_id=? WHERE id=?", (str(supply), oid))
+            conn.execute("INSERT OR IGNORE INTO supplies(account, mp_warehouse, supply_id, state, created_ts)"
+                         " VALUES (?,?,?,?,?)", (a["account"], a["mp_warehouse"], str(supply), "open", now))
+        if action == "ship" and supply:
+            conn.execute("UPDATE supplies SET state='shipped' WHERE account=? AND supply_id=?",
+                         (a["account"], str(supply)))
+        if change.native_status:
+            conn.execute("UPDATE orders SET native_status=? WHERE id=?", (change.native_status, oid))
+        if action == "confirm":
+            conn.execute("UPDATE orders SET confirmed=1 WHERE id=?", (oid,))
+        o = conn.execute("SELECT stage FROM orders WHERE id=?", (oid,)).fetchone()
+        _set_stage(conn, cfg, oid, o[0], now)
+        log_event(conn, oid, f"{action}ed" if not action.endswith("e") else f"{action}d", "", now)
+        if action == label_after and action in ("confirm", "assemble"):
+            _queue_action(conn, oid, "label", now)
+    label = outcome.get("label")
+    if label is not None and a["site"]:
+        body = {"order_id": a["key"], "format": label.format, "data_b64": base64.b64encode(label.data).decode(),
+                "width_mm": label.width_mm, "height_mm": label.height_mm}
+        if label.barcode_text:
+            body["barcode_text"] = label.barcode_text
+        send_to_site(conn, link, a["site"], "label", body)
+        conn.execute("UPDATE orders SET label_sent=1 WHERE id=?", (oid,))
+        log_event(conn, oid, "label_sent", label.format, now)
+
+
+def _action_failed(conn: sqlite3.Connection, cfg: CloudConfig, a: sqlite3.Row, exc: Exception, *,
+                   retryable: bool) -> None:
+    now = time.time()
+    attempts = a["attempts"] + 1
+    delay = min(cfg.jobs.retry_max_s, cfg.jobs.retry_base_s * 2 ** min(attempts - 1, 10)) / max(cfg.time_scale, 1e-9)
+    with transaction(conn):
+        if retryable:
+            conn.execute("UPDATE order_actions SET attempts=?, next_try=?, error=?, updated_ts=? WHERE order_id=?"
+                         " AND action=?", (attempts, now + delay, str(exc)[:500], now, a["order_id"], a["action"]))
+        else:
+            conn.execute("UPDATE order_actions SET state='failed', attempts=?, error=?, updated_ts=? WHERE"
+                         " order_id=? AND action=?", (attempts, str(exc)[:500], now, a["order_id"], a["action"]))
+            conn.execute("UPDATE orders SET problem=? WHERE id=?", (f"{a['action']} failed: {exc}"[:500], a["order_id"]))
+            log_error(conn, "orders", f"{a['key']} {a['action']}: {exc}", a["account"])
+
+
+# ---------------------------------------------------------------- site messages
+
+
+def register_site_handlers(link: Any, cfg: CloudConfig, wake: Waker | None = None) -> None:
+    """Wire the site's up messages to the ledger and the orders (each runs in the link's inbox transaction)."""
+    from sitelink import Reject
+
+    def on_task_progress(conn: sqlite3.Connection, env: Any) -> None:
+        b = env.body
+        row = conn.execute("SELECT id, stage, account FROM orders WHERE key=?", (b["order_id"],)).fetchone()
+        if row is None:
+            raise Reject(f"unknown order {b['order_id']!r}")
+        oid, stage, now = row[0], row[1], time.time()
+        state = b["state"]
+        log_event(conn, oid, state, b.get("note", ""), now)
+        if stage == "cancelled":
+            return
+        if state == "picked" and stage == "reserved":
+            _set_stage(conn, cfg, oid, "picking", now)
+        elif state == "packed" and stage in ("reserved", "picking"):
+            conn.execute("UPDATE orders SET packed_ts=? WHERE id=?", (now, oid))
+            _set_stage(conn, cfg, oid, "packed", now, problem="")
+            _queue_action(conn, oid, "assemble", now)
+        elif state == "handed_over" and stage in ("reserved", "picking", "packed"):
+            _set_stage(conn, cfg, oid, "handed_over", now)
+            _queue_action(conn, oid, "ship", now)
+        elif state in ("short", "failed"):
+            conn.execute("UPDATE orders SET problem=? WHERE id=?", (f"site: {state} {b.get('note', '')}".strip(), oid))
+
+    def on_stock_delta(conn: sqlite3.Connection, env: Any) -> None:
+        b = env.body
+        try:
+            stock.site_delta(conn, env.site, b["warehouse"], b["item_id"], b["delta"], b["reason"],
+                             ref=b.get("ref", ""), note=b.get("note", ""))
+        except stock.StockError as exc:
+            log_error(conn, "stock", f"site {env.site}: {exc}")
+            raise Reject(str(exc)) from exc
+        _after(conn, wake)
+
+    def on_stock_count(conn: sqlite3.Connection, env: Any) -> None:
+        b = env.body
+        try:
+            stock.site_count(conn, env.site, b["warehouse"], b["item_id"], b["counted"], ref=b.get("ref", ""))
+        except stock.StockError as exc:
+            raise Reject(str(exc)) from exc
+        _after(conn, wake)
+
+    def on_printed(conn: sqlite3.Connection, env: Any) -> None:
+        b = env.body
+        row = conn.execute("SELECT id FROM orders WHERE key=?", (b["order_id"],)).fetchone()
+        if row is not None and b.get("kind", "label") == "label":
+            conn.execute("UPDATE orders SET labels_printed=labels_printed+1 WHERE id=?", (row[0],))
+        log_event(conn, row[0] if row else None, "printed", f"{b['printer']} {b.get('file', '')}".strip())
+
+    def on_scan(conn: sqlite3.Connection, env: Any) -> None:
+        b = env.body
+        row = conn.execute("SELECT id FROM orders WHERE key=?", (b.get("order_id", ""),)).fetchone()
+        log_event(conn, row[0] if row else None, "scan", f"{env.site} {b['code']} {b.get('note', '')}".strip())
+
+    def on_device_status(conn: sqlite3.Connection, env: Any) -> None:
+        conn.execute("INSERT INTO sites(id, last_seen, devices) VALUES (?,?,?) ON CONFLICT(id) DO UPDATE SET"
+                     " last_seen=excluded.last_seen, devices=excluded.devices",
+                     (env.site, time.time(), json.dumps(env.body["devices"], ensure_ascii=False)))
+
+    link.on("task_progress", on_task_progress)
+    link.on("stock_delta", on_stock_delta)
+    link.on("stock_count", on_stock_count)
+    link.on("printed", on_printed)
+    link.on("scan", on_scan)
+    link.on("device_status", on_device_status)
+
+
+def _after(conn: sqlite3.Connection, wake: Waker | None) -> None:
+    """Wake the stock pusher (it also looks for changes on its own every few tens of milliseconds, so a
+    wake-up that comes before this transaction commits loses nothing)."""
+    if wake is not None:
+        wake()
+
+
+# ---------------------------------------------------------------- reading
+
+
+def list_orders(conn: sqlite3.Connection, *, account: str | None = None, status: str | None = None,
+                limit: int = 200, offset: int = 0) -> list[dict[str, Any]]:
+    """Orders of all accounts sorted by deadline (none last), then by status."""
+    sql, args = "SELECT * FROM orders WHERE 1=1", []
+    if account:
+        sql += " AND account=?"
+        args.append(account)
+    if status:
+        sql += " AND status=?"
+        args.append(status)
+    order_by = (" ORDER BY ship_by IS NULL, ship_by, CASE status WHEN 'new' THEN 0 WHEN 'in_work' THEN 1"
+                " WHEN 'reserved' THEN 2 WHEN 'picking' THEN 3 WHEN 'packed' THEN 4 WHEN 'handed_over' THEN 5"
+                " WHEN 'delivered' THEN 6 ELSE 7 END, id LIMIT ? OFFSET ?")
+    out = []
+    for r in conn.execute(sql + order_by, [*args, limit, offset]).fetchall():
+        d = dict(r)
+        d.pop("native", None)
+        d["lines"] = [dict(x) for x in conn.execute(
+            "SELECT line_no, card_id, offer_id, item_id, quantity, units, price, title FROM order_lines"
+            " WHERE order_id=? ORDER BY line_no", (r["id"],))]
+        out.append(d)
+    return out
+
+
+def get_order(conn: sqlite3.Connection, key: str) -> dict[str, Any] | None:
+    r = conn.execute("SELECT id FROM orders WHERE key=?", (key,)).fetchone()
+    if r is None:
+        return None
+    d = dict(conn.execute("SELECT * FROM orders WHERE id=?", (r[0],)).fetchone())
+    d["lines"] = [dict(x) for x in conn.execute("SELECT * FROM order_lines WHERE order_id=? ORDER BY line_no", (r[0],))]
+    d["actions"] = [dict(x) for x in conn.execute("SELECT * FROM order_actions WHERE order_id=?", (r[0],))]
+    d["events"] = [dict(x) for x in conn.execute("SELECT ts, kind, detail FROM order_events WHERE order_id=?"
+                                                 " ORDER BY id", (r[0],))]
+    return d
+
+
+def deadlines_near(conn: sqlite3.Connection, within_s: float, now: float | None = None) -> list[dict[str, Any]]:
+    """Open orders whose ship-by deadline falls within `within_s` seconds (or has passed)."""
+    from datetime import UTC, datetime
+
+    now = time.time() if now is None else now
+    limit = datetime.fromtimestamp(now + within_s, UTC).isoformat()
+    return [dict(r) for r in conn.execute(
+        "SELECT id, key, account, number, ship_by, status FROM orders WHERE ship_by IS NOT NULL AND ship_by<=?"
+        f" AND stage IN ({','.join('?' * len(OPEN_STAGES))}) ORDER BY ship_by", (limit, *OPEN_STAGES))]
+
+
+def summary(conn: sqlite3.Connection) -> dict[str, int]:
+    """The demo's one-line summary."""
+    one = lambda sql: int(conn.execute(sql).fetchone()[0] or 0)  # noqa: E731
+    pushes = 0
+    try:
+        pushes = one("SELECT COALESCE(SUM(sent), 0) FROM stock_push_stats")
+    except sqlite3.OperationalError:
+        pass
+    return {
+        "orders_seen": one("SELECT COUNT(*) FROM orders"),
+        "orders_packed": one("SELECT COUNT(*) FROM orders WHERE packed_ts IS NOT NULL"),
+        "labels_printed": one("SELECT COALESCE(SUM(labels_printed), 0) FROM orders"),
+        "stock_pushes": pushes,
+        "errors": one("SELECT COUNT(*) FROM cloud_errors"),
+    }
