@@ -57,3 +57,74 @@ def make_conn(path: Any) -> sqlite3.Connection:
     with store.transaction(c):
         inbox.apply_catalog(c, {"items": [SHIRT, MUG, SOCKS, BAG]})
     return c
+
+
+def label_png(text: str) -> str:
+    """A marketplace-style PNG label (58x40 mm at 203 dpi) as base64, as the cloud sends it down."""
+    import base64
+    import io
+
+    from PIL import Image, ImageDraw
+
+    img = Image.new("L", (464, 320), 255)
+    d = ImageDraw.Draw(img)
+    for i in range(0, 400, 8):
+        d.rectangle([30 + i, 40, 33 + i, 200], fill=0)
+    d.text((30, 240), text, fill=0)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def edge_config(tmp: Any, broker: Any | None = None, **tasks: Any) -> Any:
+    from edge_agent.config import config_from_dict, hash_pin
+
+    data: dict[str, Any] = {
+        "site": {"id": SITE, "warehouse": WAREHOUSE, "db_path": str(tmp / "site.sqlite"),
+                 "stations": ["pack-1", "tsd-1"]},
+        "web": {"host": "127.0.0.1", "port": 0},
+        "mqtt": {"host": "127.0.0.1", "port": broker.port if broker else 1},
+        "printer": {"kind": "virtual", "out_dir": str(tmp / "labels")},
+        "tasks": {"print_retry_s": 0.5, **tasks},
+        "staff": [{"name": "Анна", "pin_hash": hash_pin("4321")}],
+    }
+    return config_from_dict(data, tmp)
+
+
+class CloudRecorder:
+    """A real cloud-role SiteLink whose handlers record every up message in its own SQLite file."""
+
+    def __init__(self, db_path: Any, broker: Any) -> None:
+        from sitelink import LinkConfig, SiteLink
+
+        self.db_path = str(db_path)
+        c = sqlite3.connect(self.db_path)
+        c.execute("CREATE TABLE IF NOT EXISTS received (n INTEGER PRIMARY KEY, id TEXT, site TEXT, seq INTEGER, "
+                  "type TEXT, body TEXT)")
+        c.commit()
+        c.close()
+        self.link = SiteLink(LinkConfig(role="cloud", db_path=self.db_path, **broker.link_settings()))
+        for t in ("task_progress", "stock_delta", "stock_count", "printed", "scan", "device_status"):
+            self.link.on(t, self._record)
+
+    def _record(self, conn: sqlite3.Connection, env: Any) -> None:
+        conn.execute("INSERT INTO received (id, site, seq, type, body) VALUES (?,?,?,?,?)",
+                     (env.id, env.site, env.seq, env.type, json.dumps(env.body, ensure_ascii=False)))
+
+    def send(self, msg_type: str, body: dict[str, Any]) -> None:
+        from sitelink import store as ls
+
+        c = ls.connect(self.db_path)
+        try:
+            with ls.transaction(c):
+                self.link.send(c, msg_type, body, site=SITE)
+        finally:
+            c.close()
+
+    def received(self) -> list[tuple[str, int, str, dict[str, Any]]]:
+        c = sqlite3.connect(self.db_path)
+        try:
+            return [(r[0], r[1], r[2], json.loads(r[3]))
+                    for r in c.execute("SELECT id, seq, type, body FROM received ORDER BY n")]
+        finally:
+            c.close()
