@@ -142,7 +142,10 @@ class SiteLink:
     # ------------------------------------------------------------ public API
 
     def on(self, msg_type: str, handler: Handler) -> None:
-        """Register the handler applying received messages of `msg_type` (one per type)."""
+        """Register the handler applying received messages of `msg_type` (one per type), before start():
+        a message of a type with no handler is dead-lettered."""
+        if self._thread is not None:
+            raise LinkError("register handlers before start(): queued messages arrive at once")
         if msg_type not in FIELDS:
             raise LinkError(f"unknown message type {msg_type!r}")
         if DIRECTION[msg_type] != self.inbound:
@@ -464,8 +467,10 @@ class SiteLink:
                 store.dead_letter(conn, **d)
             for peer, state in pending_state.items():
                 store.set_peer_state(conn, peer, state)
+            seen_now: set[str] = set()
             for item in old:
-                if not store.is_in_inbox(conn, item.id):
+                if item.id not in seen_now and not store.is_in_inbox(conn, item.id):
+                    seen_now.add(item.id)
                     outcome = self._apply_one(conn, item, late=True)
                     if outcome == "retry":
                         continue  # tried again when it is redelivered

@@ -1,0 +1,48 @@
+"""The envelope: round trip, and every kind of malformed message refused with a clear reason."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sitelink import envelope
+from sitelink.envelope import BadEnvelope
+
+from .conftest import pick_body
+
+
+def good(**over) -> dict:
+    env = envelope.make("site-1", 7, "pick_task", pick_body(1)).to_dict()
+    env.update(over)
+    return env
+
+
+def test_round_trip():
+    env = envelope.make("site-1", 7, "pick_task", pick_body(1))
+    back = envelope.parse(env.to_json().encode())
+    assert back == env
+    assert len(env.id) == 26 and env.ts.endswith("Z")
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason", "knows_id"),
+    [
+        (b"\xff\xfe", "not UTF-8", False),
+        (b"{not json", "not JSON", False),
+        (b"[1, 2]", "must be a JSON object", False),
+        (json.dumps({"id": "x"}).encode(), "lacks", False),
+        (json.dumps(good(id="not-a-ulid")).encode(), "ULID", False),
+        (json.dumps(good(seq=0)).encode(), "seq", False),
+        (json.dumps(good(seq="3")).encode(), "seq", False),
+        (json.dumps(good(extra=1)).encode(), "unknown fields", True),
+        (json.dumps(good(type="teleport")).encode(), "unknown message type", True),
+        (json.dumps(good(body={"task_id": "t"})).encode(), "lacks required field", True),
+        (json.dumps(good(body=[])).encode(), "must be a JSON object", True),
+    ],
+)
+def test_bad_envelopes_are_refused_with_a_reason(raw, reason, knows_id):
+    with pytest.raises(BadEnvelope) as err:
+        envelope.parse(raw)
+    assert reason in str(err.value)
+    assert (err.value.id is not None and err.value.seq == 7) is knows_id

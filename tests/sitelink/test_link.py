@@ -1,0 +1,195 @@
+"""The link over a real Mosquitto: delivery both ways, broker restarts, duplicates, order, gaps, bad
+messages, handler failures. Each test checks that nothing is lost and nothing is applied twice."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+from sitelink import Reject, envelope, store
+from sitelink.link import SiteLink
+
+from .conftest import applied_rows, delta_body, pick_body, record, wait_for
+
+
+def send_many(
+    link: SiteLink, db: str, msg_type: str, bodies, site: str | None = None, per_txn: int = 100
+) -> None:
+    conn = store.connect(db)
+    try:
+        for i in range(0, len(bodies), per_txn):
+            conn.execute("BEGIN IMMEDIATE")
+            for body in bodies[i : i + per_txn]:
+                link.send(conn, msg_type, body, site=site)
+            conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+def assert_exactly_once(rows, n: int) -> None:
+    keys = Counter(r[3] for r in rows)
+    assert len(keys) == n, f"{n - len(keys)} lost"
+    assert max(keys.values()) == 1, f"applied twice: {[k for k, c in keys.items() if c > 1][:5]}"
+
+
+def test_delivery_both_ways_in_order(make_link, tmp_path):
+    cloud = make_link("cloud", handlers={"stock_delta": record})
+    site = make_link("site", site_id="site-1", handlers={"pick_task": record})
+    send_many(cloud, cloud.cfg.db_path, "pick_task", [pick_body(i) for i in range(300)], site="site-1")
+    send_many(site, site.cfg.db_path, "stock_delta", [delta_body(i) for i in range(200)])
+    assert cloud.wait_idle(20) and site.wait_idle(20)
+    down = applied_rows(tmp_path / "site-1.db")
+    up = applied_rows(tmp_path / "cloud.db")
+    assert_exactly_once(down, 300)
+    assert_exactly_once(up, 200)
+    assert [r[1] for r in down] == list(range(1, 301)), "applied in seq order"
+    st = cloud.status()
+    assert st["inbound"]["site-1"]["applied"] == 200 and st["outbox_total"] == 0
+    assert st["peers_online"] == ["site-1"] and st["connected"]
+    site.stop()
+    wait_for(lambda: cloud.status()["peers"]["site-1"]["state"] == "offline", 10, "offline state")
+
+
+def test_rolled_back_change_sends_nothing(make_link, tmp_path):
+    cloud = make_link("cloud")
+    make_link("site", site_id="site-1", handlers={"pick_task": record})
+    conn = store.connect(cloud.cfg.db_path)
+    conn.execute("BEGIN IMMEDIATE")
+    cloud.send(conn, "pick_task", pick_body("gone"), site="site-1")
+    conn.execute("ROLLBACK")
+    cloud.send(conn, "pick_task", pick_body("kept"), site="site-1")
+    assert cloud.wait_idle(10)
+    assert [r[3] for r in applied_rows(tmp_path / "site-1.db")] == ["tkept"]
+
+
+def test_broker_restarted_mid_stream(make_link, broker, tmp_path):
+    cloud = make_link("cloud", window=200, handlers={"stock_delta": record})
+    site = make_link("site", site_id="site-1", handlers={"pick_task": record})
+    send_many(cloud, cloud.cfg.db_path, "pick_task", [pick_body(i) for i in range(2000)], site="site-1")
+    send_many(site, site.cfg.db_path, "stock_delta", [delta_body(i) for i in range(500)])
+    wait_for(lambda: len(applied_rows(tmp_path / "site-1.db")) >= 100, 20, "the stream to start")
+    broker.restart()
+    assert cloud.wait_idle(30) and site.wait_idle(30)
+    assert_exactly_once(applied_rows(tmp_path / "site-1.db"), 2000)
+    assert_exactly_once(applied_rows(tmp_path / "cloud.db"), 500)
+    assert site.status()["gaps"] == [] and cloud.status()["dead_letters"] == 0
+
+
+def test_site_away_then_back(make_link, tmp_path):
+    """The site is offline while the cloud queues; its persistent session and the outbox catch up."""
+    site = make_link("site", site_id="site-1", handlers={"pick_task": record})
+    site.stop()
+    cloud = make_link("cloud", window=100)
+    send_many(cloud, cloud.cfg.db_path, "pick_task", [pick_body(i) for i in range(500)], site="site-1")
+    wait_for(lambda: cloud.status()["in_flight"].get("site-1", 0) > 0, 10, "publishing")
+    make_link("site", site_id="site-1", handlers={"pick_task": record})
+    assert cloud.wait_idle(30)
+    assert_exactly_once(applied_rows(tmp_path / "site-1.db"), 500)
+
+
+def test_same_message_twice_is_applied_once_and_acked_twice(make_link, broker, raw, tmp_path):
+    make_link("site", site_id="site-1", handlers={"pick_task": record})
+    watcher = raw(broker, "watcher")
+    watcher.subscribe("ms/v1/site-1/ack/down")
+    env = envelope.make("site-1", 1, "pick_task", pick_body(1))
+    sender = raw(broker, "fake-cloud")
+    sender.publish("ms/v1/site-1/down", env.to_json())
+    sender.publish("ms/v1/site-1/down", env.to_json())
+    wait_for(lambda: len(watcher.acks()) >= 2, 10, "two acks")
+    assert watcher.acks() == [[1, env.id], [1, env.id]]
+    assert len(applied_rows(tmp_path / "site-1.db")) == 1
+    # and again later, after more messages went by
+    env2 = envelope.make("site-1", 2, "pick_task", pick_body(2))
+    sender.publish("ms/v1/site-1/down", env2.to_json())
+    sender.publish("ms/v1/site-1/down", env.to_json())
+    wait_for(lambda: len(watcher.acks()) >= 4, 10, "four acks")
+    assert_exactly_once(applied_rows(tmp_path / "site-1.db"), 2)
+
+
+def test_out_of_order_is_applied_in_seq_order_and_gaps_are_recorded(make_link, broker, raw, tmp_path):
+    site = make_link("site", site_id="site-1", gap_timeout=0.5, handlers={"pick_task": record})
+    envs = [envelope.make("site-1", seq, "pick_task", pick_body(seq)) for seq in range(1, 8)]
+    sender = raw(broker, "fake-cloud")
+    for i in (2, 0, 1):  # seq 3, 1, 2
+        sender.publish("ms/v1/site-1/down", envs[i].to_json())
+    wait_for(lambda: len(applied_rows(tmp_path / "site-1.db")) == 3, 10, "three applied")
+    assert [r[1] for r in applied_rows(tmp_path / "site-1.db")] == [1, 2, 3]
+    # seq 4 never comes: 5 and 6 wait, then the gap is recorded and they apply
+    sender.publish("ms/v1/site-1/down", envs[5].to_json())
+    sender.publish("ms/v1/site-1/down", envs[4].to_json())
+    wait_for(lambda: len(applied_rows(tmp_path / "site-1.db")) == 5, 10, "gap given up")
+    assert [r[1] for r in applied_rows(tmp_path / "site-1.db")] == [1, 2, 3, 5, 6]
+    assert [(g["from_seq"], g["to_seq"]) for g in site.status()["gaps"]] == [(4, 4)]
+    # the late one is still applied, once
+    sender.publish("ms/v1/site-1/down", envs[3].to_json())
+    sender.publish("ms/v1/site-1/down", envs[3].to_json())
+    wait_for(lambda: len(applied_rows(tmp_path / "site-1.db")) == 6, 10, "late message")
+    sender.publish("ms/v1/site-1/down", envs[6].to_json())
+    wait_for(lambda: len(applied_rows(tmp_path / "site-1.db")) == 7, 10, "seq 7")
+    assert_exactly_once(applied_rows(tmp_path / "site-1.db"), 7)
+
+
+def test_bad_messages_go_to_dead_letters_and_never_block(make_link, broker, raw, tmp_path):
+    cloud = make_link("cloud", handlers={"stock_delta": record})
+    watcher = raw(broker, "watcher")
+    watcher.subscribe("ms/v1/site-1/ack/up")
+    site = raw(broker, "fake-site")
+
+    def env(seq, msg_type="stock_delta", body=None, **over) -> str:
+        d = envelope.Envelope(
+            envelope.new_id(), "site-1", seq, msg_type, envelope.now_ts(), body or delta_body(seq)
+        )
+        return json.dumps({**d.to_dict(), **over})
+
+    bad = [
+        (b"not json at all", "not JSON"),
+        (b"[]", "JSON object"),
+        (json.dumps({"id": envelope.new_id()}).encode(), "lacks"),
+        (env(1, "teleport"), "unknown message type"),
+        (env(2, body={"warehouse": "main"}), "lacks required field"),
+        (env(3, "pick_task", pick_body(3)), "cannot arrive at the cloud"),
+        (env(4, "scan", {"code": "123"}), "no handler"),
+        (env(5, site="site-2"), "differs from the topic"),
+    ]
+    for payload, _ in bad:
+        site.publish("ms/v1/site-1/up", payload)
+    site.publish("ms/v1/site-1/up", env(5))  # a good one after them all
+    wait_for(lambda: len(applied_rows(tmp_path / "cloud.db")) == 1, 10, "the good message")
+    st = cloud.status()
+    reasons = [d["reason"] for d in reversed(st["recent_dead_letters"])]
+    assert st["dead_letters"] == len(bad) == len(reasons)
+    for (_, want), got in zip(bad, reasons, strict=True):
+        assert want in got
+    assert [d["payload"] for d in reversed(st["recent_dead_letters"])][0] == "not json at all"
+    # the ones with a readable id and seq are acknowledged (the sender stops resending them)
+    wait_for(lambda: len(watcher.acks()) == 5, 10, "acks")
+    assert sorted(a[0] for a in watcher.acks()) == [1, 2, 3, 4, 5]
+    assert applied_rows(tmp_path / "cloud.db")[0][1] == 5
+
+
+def test_reject_and_failing_handlers(make_link, tmp_path):
+    cloud = make_link("cloud")
+    failures = Counter()
+
+    def handler(conn, env):
+        key = env.body["task_id"]
+        record(conn, env)  # written, then rolled back when the handler fails
+        if key == "treject":
+            raise Reject("no such item at this site")
+        if key == "tflaky" and failures[key] < 2:
+            failures[key] += 1
+            raise RuntimeError("printer busy")
+        if key == "tbroken":
+            failures[key] += 1
+            raise RuntimeError("always broken")
+
+    site = make_link("site", site_id="site-1", max_attempts=3, handlers={"pick_task": handler})
+    names = ["a", "reject", "flaky", "b", "broken", "c"]
+    send_many(cloud, cloud.cfg.db_path, "pick_task", [pick_body(n) for n in names], site="site-1")
+    assert cloud.wait_idle(20)
+    rows = applied_rows(tmp_path / "site-1.db")
+    assert [r[3] for r in rows] == ["ta", "tflaky", "tb", "tc"]
+    assert failures == {"tflaky": 2, "tbroken": 3}
+    reasons = sorted(d["reason"] for d in site.status()["recent_dead_letters"])
+    assert reasons[0].startswith("handler failed 3 times: RuntimeError: always broken")
+    assert reasons[1] == "rejected: no such item at this site"

@@ -1,0 +1,89 @@
+"""The link's tables: schema bookkeeping shared with the cloud's migrations; the outbox row commits or
+rolls back with the caller's own change."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from sitelink import LinkError, store
+
+from .conftest import delta_body, pick_body
+
+
+def test_ensure_schema_is_idempotent_and_recorded(tmp_path):
+    conn = store.connect(tmp_path / "a.db")
+    store.ensure_schema(conn)
+    store.ensure_schema(conn)
+    rows = conn.execute("SELECT module, idx FROM schema_migrations").fetchall()
+    assert [tuple(r) for r in rows] == [("sitelink.store", i) for i in range(len(store.MIGRATIONS))]
+
+
+def test_cloud_migrations_and_ensure_schema_agree(tmp_path):
+    db = pytest.importorskip("cloud_sync.db")
+    conn = db.open_db(tmp_path / "cloud.db")  # applies sitelink.store through SCHEMA_MODULES
+    before = conn.execute("SELECT COUNT(*) FROM schema_migrations WHERE module='sitelink.store'").fetchone()[
+        0
+    ]
+    store.ensure_schema(conn)
+    after = conn.execute("SELECT COUNT(*) FROM schema_migrations WHERE module='sitelink.store'").fetchone()[0]
+    assert before == after == len(store.MIGRATIONS)
+    conn2 = store.connect(tmp_path / "edge.db")
+    store.ensure_schema(conn2)
+    assert db.migrate(conn2) is not None  # the other order: nothing of ours applied twice
+    tables = {r[0] for r in conn2.execute("SELECT name FROM sqlite_master WHERE name LIKE 'link_%'")}
+    assert {"link_outbox", "link_inbox", "link_dead_letters", "link_in_seq", "link_out_seq"} <= tables
+
+
+def test_outbox_row_commits_and_rolls_back_with_the_callers_change(tmp_path):
+    conn = store.connect(tmp_path / "a.db")
+    store.ensure_schema(conn)
+    conn.execute("CREATE TABLE stock (item TEXT, qty INTEGER)")
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("INSERT INTO stock VALUES ('a', 1)")
+    store.enqueue(conn, "site", "site-1", "stock_delta", delta_body(1))
+    conn.execute("ROLLBACK")
+    assert conn.execute("SELECT COUNT(*) FROM link_outbox").fetchone()[0] == 0
+    conn.execute("BEGIN IMMEDIATE")
+    conn.execute("INSERT INTO stock VALUES ('a', 1)")
+    e1 = store.enqueue(conn, "site", "site-1", "stock_delta", delta_body(1))
+    e2 = store.enqueue(conn, "site", "site-1", "stock_delta", delta_body(2))
+    conn.execute("COMMIT")
+    assert (e1.seq, e2.seq) == (1, 2)
+    assert [r[0] for r in conn.execute("SELECT seq FROM link_outbox ORDER BY seq")] == [1, 2]
+    # outside any transaction the enqueue commits on its own
+    e3 = store.enqueue(conn, "site", "site-1", "stock_delta", delta_body(3))
+    assert not conn.in_transaction and e3.seq == 3
+
+
+def test_python_default_transactions_are_joined(tmp_path):
+    """A caller using sqlite3's default (implicit BEGIN) mode: the row waits for the caller's commit."""
+    conn = sqlite3.connect(tmp_path / "a.db")
+    store.ensure_schema(conn)
+    conn.execute("CREATE TABLE stock (item TEXT, qty INTEGER)")
+    conn.commit()
+    conn.execute("INSERT INTO stock VALUES ('a', 1)")  # implicit BEGIN
+    store.enqueue(conn, "site", "site-1", "stock_delta", delta_body(1))
+    conn.rollback()
+    assert conn.execute("SELECT COUNT(*) FROM link_outbox").fetchone()[0] == 0
+
+
+@pytest.mark.parametrize(
+    ("role", "site", "msg_type", "body", "reason"),
+    [
+        ("site", "site-1", "pick_task", pick_body(1), "the site sends only up"),
+        ("cloud", "site-1", "stock_delta", delta_body(1), "the cloud sends only down"),
+        ("cloud", "", "pick_task", pick_body(1), "site id"),
+        ("cloud", "site-1", "nope", {}, "unknown message type"),
+        ("cloud", "site-1", "pick_task", {"task_id": 1}, "must be str"),
+    ],
+)
+def test_enqueue_refuses_what_breaks_the_contract(tmp_path, role, site, msg_type, body, reason):
+    conn = store.connect(tmp_path / "a.db")
+    store.ensure_schema(conn)
+    with pytest.raises(ValueError, match=reason):
+        store.enqueue(conn, role, site, msg_type, body)
+    assert conn.execute("SELECT COUNT(*) FROM link_outbox").fetchone()[0] == 0
+    assert not conn.in_transaction
+    assert LinkError.__mro__[1] is ValueError
