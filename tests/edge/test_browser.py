@@ -1,0 +1,146 @@
+"""The packers' page in a real Chromium (Playwright), against `marketsync edge serve` run as a process,
+fed by a real cloud-role link over a real Mosquitto. The printer is the virtual one (PNG files): there
+is no physical printer here. Screenshots go to test-artifacts/edge/."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from edge_testkit import BAG, MUG, SHIRT, CloudRecorder, label_png, pick_task
+
+from edge_agent.config import hash_pin
+
+pytestmark = pytest.mark.browser
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "test-artifacts" / "edge"
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture
+def edge(broker, tmp_path):
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian chromium is not installed at /usr/bin/chromium")
+    cfg = tmp_path / "edge.toml"
+    cfg.write_text(f"""
+[site]
+id = "site-1"
+db_path = "site.sqlite"
+stations = ["pack-1", "tsd-1"]
+[web]
+port = 0
+[mqtt]
+port = {broker.port}
+[printer]
+kind = "virtual"
+out_dir = "labels"
+[tasks]
+print_retry_s = 0.5
+[[staff]]
+name = "Анна"
+pin_hash = "{hash_pin('4321')}"
+""", encoding="utf-8")
+    proc = subprocess.Popen([sys.executable, "-m", "marketsync.cli", "edge", "serve", "--config", str(cfg)],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    cloud = CloudRecorder(tmp_path / "cloud.sqlite", broker)
+    cloud.link.start()
+    try:
+        first = json.loads(proc.stdout.readline())
+        assert first["role"] == "edge" and first["site"] == "site-1"
+        cloud.send("catalog", {"items": [MUG, SHIRT, BAG]})
+        for n, lines in (("1", [(MUG, 1), (SHIRT, 1)]), ("2", [(BAG, 1)])):
+            cloud.send("pick_task", pick_task(n, lines, deadline=f"2026-11-27T0{n}:00:00Z"))
+            cloud.send("label", {"order_id": f"o-{n}", "format": "png", "data_b64": label_png(f"WB {n}")})
+        assert cloud.link.wait_idle(20)
+        yield first["url"], tmp_path / "labels", cloud
+    finally:
+        cloud.link.stop()
+        proc.send_signal(signal.SIGTERM)
+        try:
+            assert proc.wait(timeout=15) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def _pngs(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.png")) if folder.exists() else []
+
+
+def test_log_in_scan_pack_and_the_label_prints(edge) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, labels, cloud = edge
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            # a packing station
+            page = browser.new_page(viewport={"width": 1280, "height": 800})
+            page.goto(url)
+            page.fill("#pin", "0000")
+            page.click("button[type=submit]")
+            expect(page.locator(".msg.bad")).to_contain_text("Неверное")
+            page.fill("#pin", "4321")
+            page.click("button[type=submit]")
+            expect(page.locator("li.task")).to_have_count(2, timeout=10000)
+            expect(page.locator("li.task").first).to_contain_text("N1")  # earliest deadline first
+            page.screenshot(path=str(ARTIFACTS / "tasks-station.png"))
+            page.locator("li.task").first.get_by_text("Упаковать").click()
+            scan = page.locator("#scan")
+            expect(scan).to_be_focused()
+            scan.type(BAG["barcode"])  # a keyboard-wedge scanner types, then Enter
+            scan.press("Enter")
+            expect(page.locator("#msg")).to_have_attribute("data-kind", "wrong_item")
+            expect(page.locator("#msg")).to_contain_text("НЕ ТОТ ТОВАР")
+            page.screenshot(path=str(ARTIFACTS / "pack-wrong-item.png"))
+            scan.type(MUG["barcode"])
+            scan.press("Enter")
+            expect(page.locator("#msg")).to_have_attribute("data-kind", "packed")
+            scan.type(SHIRT["barcode"])
+            scan.press("Enter")
+            expect(page.locator("#msg")).to_have_attribute("data-kind", "need_marking")
+            gtin = SHIRT["barcode"].zfill(14)
+            scan.type(f"01{gtin}21Ab12Cd34Ef56G<GS>91EE10<GS>92{'x' * 44}")
+            scan.press("Enter")
+            expect(page.locator("#msg")).to_have_attribute("data-kind", "done")
+            expect(page.locator("#label-status")).to_have_attribute("data-state", "done", timeout=15000)
+            page.screenshot(path=str(ARTIFACTS / "pack-done-station.png"))
+            assert len(_pngs(labels)) == 1
+            expect(page.locator("#link-badge")).to_have_text("на связи")
+
+            # a 480x800 handheld
+            tsd = browser.new_page(viewport={"width": 480, "height": 800}, is_mobile=True, has_touch=True)
+            tsd.goto(url + "/login")
+            tsd.select_option("#station", "tsd-1")
+            tsd.fill("#pin", "4321")
+            tsd.click("button[type=submit]")
+            tsd.locator("li.task", has_text="N2").get_by_text("Упаковать").click()
+            tsd.locator("#scan").type(BAG["barcode"])
+            tsd.locator("#scan").press("Enter")
+            expect(tsd.locator("#msg")).to_have_attribute("data-kind", "done")
+            expect(tsd.locator("#label-status")).to_have_attribute("data-state", "done", timeout=15000)
+            width = tsd.evaluate("document.documentElement.scrollWidth")
+            assert width <= 480, f"the handheld page scrolls sideways ({width}px)"
+            box = tsd.locator("#scan").bounding_box()
+            assert box and box["height"] >= 48 and box["width"] >= 400  # one thumb can hit it
+            tsd.screenshot(path=str(ARTIFACTS / "pack-done-tsd-480x800.png"))
+            assert len(_pngs(labels)) == 2
+        finally:
+            browser.close()
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and len([1 for *_, t, b in cloud.received() if t == "printed"]) < 2:
+        time.sleep(0.1)
+    got = cloud.received()
+    assert sorted(b["order_id"] for _, _, t, b in got if t == "task_progress" and b["state"] == "packed") == ["o-1", "o-2"]
+    assert [b["code"] for _, _, t, b in got if t == "scan"] == [BAG["barcode"]]
