@@ -298,7 +298,7 @@ class Exchange:
     def query(self, sid: str) -> Response:
         body = orders_out.query_answer(self.conn(), sid, encoding=self.config.encoding)
         charset = "windows-1251" if self.config.encoding.lower() in ("windows-1251", "cp1251") else "utf-8"
-        return Response(body, mimetype="application/xml", headers={"Content-Type": f"application/xml; charset={charset}"})
+        return Response(body, content_type=f"application/xml; charset={charset}")
 
     def sale_success(self, sid: str) -> Response:
         n = orders_out.mark_delivered(self.conn(), sid)
@@ -320,7 +320,8 @@ class Exchange:
         return _text("success\n")
 
     def info(self) -> Response:
-        return Response(orders_out.info_xml(self.config.encoding), mimetype="application/xml")
+        charset = "windows-1251" if self.config.encoding.lower() in ("windows-1251", "cp1251") else "utf-8"
+        return Response(orders_out.info_xml(self.config.encoding), content_type=f"application/xml; charset={charset}")
 
 
 def exchange_blueprint(config: ExchangeConfig, *, url_prefix: str = "") -> Blueprint:

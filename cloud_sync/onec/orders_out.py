@@ -88,7 +88,7 @@ def enqueue_order(conn: sqlite3.Connection, order: OrderFor1C) -> None:
 def pending_orders(conn: sqlite3.Connection) -> list[OrderFor1C]:
     rows = conn.execute(
         "SELECT q.payload FROM onec_order_queue q LEFT JOIN onec_order_deliveries d ON d.order_id=q.order_id"
-        " WHERE d.order_id IS NULL OR d.state='sent' ORDER BY q.created_at, q.order_id").fetchall()
+        " WHERE d.order_id IS NULL OR d.state='sent' ORDER BY q.rowid").fetchall()
     return [_from_json(r[0]) for r in rows]
 
 

@@ -89,6 +89,11 @@ def zip_bytes(files: dict[str, bytes]) -> bytes:
 
 
 @pytest.fixture
+def make_zip():
+    return zip_bytes
+
+
+@pytest.fixture
 def exchange_server(tmp_path):
     """Start the exchange on a free loopback port; yields (url, config, blueprint); always stopped."""
     started = []
