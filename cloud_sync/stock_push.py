@@ -191,6 +191,8 @@ def guard(conn: sqlite3.Connection, cfg: CloudConfig, account: str, now: float |
                          (len(hold_rows), reason, hold_id))
         conn.executemany("UPDATE stock_push_queue SET state='held', hold_id=? WHERE account=? AND card_id=?"
                          " AND warehouse_id=?", [(hold_id, account, z["card_id"], z["warehouse_id"]) for z in hold_rows])
+        if new_hold:
+            _alert(conn, account, reason, len(hold_rows), listed, hold_id, now)
     log.warning("zero guard: holding stock push of account %s: %s", account, reason)
     if new_hold:
         for hook in HOLD_HOOKS:
@@ -199,6 +201,16 @@ def guard(conn: sqlite3.Connection, cfg: CloudConfig, account: str, now: float |
             except Exception:  # noqa: BLE001 - an alert failing must not stop the guard
                 log.exception("zero-guard hook failed")
     return hold_id
+
+
+def _alert(conn: sqlite3.Connection, account: str, reason: str, cards: int, listed: int, hold_id: int,
+           now: float) -> None:
+    """The Telegram alert (cloud_sync/alerts.py, when present) is queued in the hold's own transaction."""
+    try:
+        from cloud_sync import alerts
+    except ImportError:
+        return
+    alerts.zero_guard_held(conn, account, cards, listed, reason=reason, hold_id=str(hold_id), now=now)
 
 
 def _source_problem(conn: sqlite3.Connection, cfg: CloudConfig, own: str | None, now: float) -> str:

@@ -1,0 +1,270 @@
+"""The cloud's web app: the JSON API for orders, stock, cards and sites (the manager UI pages register
+their own blueprints on the same app), and the marketplaces' push endpoints (cloud_sync/webhooks.py)
+when that part is present.
+
+`create_app(config, ...)` keeps what the routes need in `app.extensions["marketsync"]` (a `Context`):
+the config, the database path, the account adapters, the site link and the stock pusher. Each request
+opens its own SQLite connection (WAL: readers never wait for the writers).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, current_app, g, jsonify, request
+
+from cloud_sync import catalog, orders, stock, stock_push
+from cloud_sync.config import CloudConfig
+from cloud_sync.db import connect, open_db, transaction
+from marketplaces.base import Marketplace, MarketplaceError
+
+log = logging.getLogger("cloud_sync.app")
+
+
+@dataclass
+class Context:
+    cfg: CloudConfig
+    db_path: str
+    adapters: dict[str, Marketplace] = field(default_factory=dict)
+    link: Any = None
+    pusher: Any = None
+    jobs: Any = None
+
+    def wake(self) -> None:
+        if self.pusher is not None:
+            self.pusher.wake()
+
+
+class ApiError(Exception):
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def ctx() -> Context:
+    return current_app.extensions["marketsync"]
+
+
+def db() -> sqlite3.Connection:
+    if "ms_db" not in g:
+        g.ms_db = connect(ctx().db_path)
+    return g.ms_db
+
+
+def _body() -> dict[str, Any]:
+    data = request.get_json(silent=True)
+    if not isinstance(data, dict):
+        raise ApiError("the request body must be a JSON object")
+    return data
+
+
+def _need(data: dict[str, Any], *names: str) -> list[Any]:
+    missing = [n for n in names if n not in data]
+    if missing:
+        raise ApiError(f"missing field(s): {', '.join(missing)}")
+    return [data[n] for n in names]
+
+
+def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: dict[str, Marketplace] | None = None,
+               link: Any = None, pusher: Any = None, jobs: Any = None) -> Flask:
+    app = Flask("marketsync.cloud")
+    path = db_path or config.db_path
+    open_db(path).close()
+    context = Context(config, path, dict(adapters or {}), link, pusher, jobs)
+    app.extensions["marketsync"] = context
+
+    @app.teardown_appcontext
+    def _close(_exc: BaseException | None) -> None:
+        conn = g.pop("ms_db", None)
+        if conn is not None:
+            conn.close()
+
+    @app.errorhandler(ApiError)
+    def _api_error(exc: ApiError):
+        return jsonify({"error": str(exc)}), exc.status
+
+    @app.errorhandler(stock.StockError)
+    @app.errorhandler(catalog.CatalogError)
+    @app.errorhandler(orders.OrderError)
+    def _refused(exc: ValueError):
+        return jsonify({"error": str(exc)}), 422
+
+    @app.errorhandler(MarketplaceError)
+    def _mp_error(exc: MarketplaceError):
+        return jsonify({"error": str(exc)}), 502
+
+    # ------------------------------------------------------------ health and summary
+
+    @app.get("/api/health")
+    def health():
+        c = ctx()
+        return jsonify({"ok": True, "accounts": sorted(c.cfg.accounts),
+                        "link": c.link.status() if c.link is not None else None,
+                        "jobs": c.jobs.status() if c.jobs is not None else []})
+
+    @app.get("/api/summary")
+    def summary():
+        return jsonify(orders.summary(db()))
+
+    # ------------------------------------------------------------ orders
+
+    @app.get("/api/orders")
+    def list_orders():
+        a = request.args
+        return jsonify(orders.list_orders(db(), account=a.get("account"), status=a.get("status"),
+                                          limit=min(int(a.get("limit", 200)), 5000), offset=int(a.get("offset", 0))))
+
+    @app.get("/api/orders/<path:key>")
+    def get_order(key: str):
+        o = orders.get_order(db(), key)
+        if o is None:
+            raise ApiError(f"unknown order {key!r}", 404)
+        o.pop("native", None)
+        return jsonify(o)
+
+    @app.post("/api/orders/<path:key>/cancel")
+    def cancel_order(key: str):
+        conn, c = db(), ctx()
+        reason = (request.get_json(silent=True) or {}).get("reason", "cancelled by the seller")
+        with transaction(conn):
+            row = conn.execute("SELECT id FROM orders WHERE key=?", (key,)).fetchone()
+            if row is None:
+                raise ApiError(f"unknown order {key!r}", 404)
+            released = orders.cancel(conn, c.cfg, row[0], reason=str(reason), link=c.link)
+        c.wake()
+        return jsonify({"cancelled": key, "released": released})
+
+    # ------------------------------------------------------------ stock
+
+    @app.get("/api/stock")
+    def stock_levels():
+        a = request.args
+        return jsonify([{**lv.__dict__, "available": lv.available}
+                        for lv in stock.levels(db(), item_id=a.get("item"), warehouse=a.get("warehouse"))])
+
+    @app.get("/api/stock/why")
+    def stock_why():
+        item, account = request.args.get("item"), request.args.get("account")
+        if not item or not account:
+            raise ApiError("give item and account")
+        ex = stock.why(db(), ctx().cfg, item, account)
+        return jsonify({"item_id": ex.item_id, "account": ex.account, "published": ex.published, "lines": ex.lines})
+
+    @app.post("/api/stock/balances")
+    def stock_balances():
+        warehouse, balances = _need(_body(), "warehouse", "balances")
+        if not isinstance(balances, dict):
+            raise ApiError("balances must be an object {item_id: quantity}")
+        conn = db()
+        with transaction(conn):
+            n = stock.set_balances(conn, str(warehouse), balances, full=bool(request.get_json().get("full")),
+                                   source="manual")
+        ctx().wake()
+        return jsonify({"moves": n})
+
+    @app.get("/api/stock/push")
+    def stock_push_state():
+        conn = db()
+        return jsonify({"queue": stock_push.pending(conn), "holds": stock_push.holds(conn)})
+
+    @app.post("/api/stock/holds/<int:hold_id>/confirm")
+    def confirm_hold(hold_id: int):
+        who = (request.get_json(silent=True) or {}).get("by", "api")
+        try:
+            n = stock_push.confirm_hold(db(), hold_id, by=str(who))
+        except ValueError as exc:
+            raise ApiError(str(exc), 404) from exc
+        ctx().wake()
+        return jsonify({"released": n})
+
+    # ------------------------------------------------------------ cards
+
+    @app.get("/api/cards")
+    def list_cards():
+        a = request.args
+        linked = {"1": True, "true": True, "0": False, "false": False}.get(a.get("linked", ""))
+        return jsonify([c.__dict__ for c in catalog.cards(db(), account=a.get("account"), item_id=a.get("item"),
+                                                          category=a.get("category"), linked=linked)])
+
+    @app.get("/api/cards/categories")
+    def card_categories():
+        return jsonify(catalog.categories(db(), request.args.get("account")))
+
+    @app.get("/api/cards/report")
+    def link_report():
+        conn = db()
+        with transaction(conn):  # auto_link links what it can, then reports the rest
+            report = catalog.auto_link(conn, request.args.get("account"))
+        ctx().wake()
+        return jsonify(report.as_dict())
+
+    @app.post("/api/cards/link")
+    def link_card():
+        data = _body()
+        account, card_id, item_id = _need(data, "account", "card_id", "item_id")
+        conn = db()
+        with transaction(conn):
+            catalog.link(conn, str(account), str(card_id), str(item_id), data.get("pack", 1))
+        ctx().wake()
+        return jsonify({"linked": card_id, "item_id": item_id})
+
+    @app.post("/api/cards/unlink")
+    def unlink_card():
+        account, card_id = _need(_body(), "account", "card_id")
+        conn = db()
+        with transaction(conn):
+            catalog.unlink(conn, str(account), str(card_id))
+        ctx().wake()
+        return jsonify({"unlinked": card_id})
+
+    @app.post("/api/cards/visibility")
+    def card_visibility():
+        account, card_ids, visible = _need(_body(), "account", "card_ids", "visible")
+        adapter = ctx().adapters.get(account)
+        if adapter is None:
+            raise ApiError(f"unknown account {account!r}", 404)
+        conn = db()
+        with transaction(conn):
+            results = catalog.set_visibility(conn, adapter, account, [str(c) for c in card_ids], bool(visible))
+        ctx().wake()
+        return jsonify([r.__dict__ for r in results])
+
+    # ------------------------------------------------------------ sites
+
+    @app.get("/api/sites")
+    def sites():
+        c, conn = ctx(), db()
+        seen = {r["id"]: dict(r) for r in conn.execute("SELECT * FROM sites")}
+        return jsonify([{"id": s.id, "name": s.name, "warehouses": s.warehouses,
+                         "last_seen": seen.get(s.id, {}).get("last_seen"),
+                         "devices": seen.get(s.id, {}).get("devices", "[]")} for s in c.cfg.sites.values()])
+
+    _register_webhooks(app, context)
+    return app
+
+
+def _register_webhooks(app: Flask, context: Context) -> None:
+    """The marketplaces' push endpoints, wired to order ingestion (deduplicated with polling)."""
+    try:
+        from cloud_sync import webhooks
+    except ImportError:
+        return
+    factory = getattr(webhooks, "create_blueprint", None) or getattr(webhooks, "blueprint", None)
+    if factory is None:
+        log.warning("cloud_sync.webhooks has no blueprint factory; pushes are not received")
+        return
+
+    def on_event(account: str, event: Any) -> str:
+        conn = connect(context.db_path)
+        try:
+            outcome = orders.ingest_event(conn, context.cfg, account, event, adapter=context.adapters.get(account),
+                                          link=context.link)
+        finally:
+            conn.close()
+        context.wake()
+        return outcome
+
+    app.register_blueprint(factory(context.cfg, context.adapters, on_event))

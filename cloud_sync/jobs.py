@@ -1,0 +1,162 @@
+"""The cloud's schedule: order polls, marketplace actions, status refreshes, card creations, price rules,
+alerts — each job on its own thread with its own database connection, so one slow marketplace never
+holds up the others. The stock pusher (stock_push.Pusher) runs beside it, woken by every change.
+
+Other parts add their jobs with `Jobs.add(name, every_s, fn)`; `fn(conn)` runs on the job's thread
+(exceptions are logged and counted, the job goes on).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cloud_sync import catalog, orders
+from cloud_sync.config import CloudConfig
+from cloud_sync.db import connect, transaction
+from marketplaces.base import Marketplace
+
+log = logging.getLogger("cloud_sync.jobs")
+
+JobFn = Callable[[sqlite3.Connection], Any]
+
+
+@dataclass
+class Job:
+    name: str
+    every_s: float
+    fn: JobFn
+    runs: int = 0
+    errors: int = 0
+    last_error: str = ""
+    last_run: float = 0.0
+    thread: threading.Thread | None = field(default=None, repr=False)
+
+
+class Jobs:
+    def __init__(self, cfg: CloudConfig, db_path: str, adapters: dict[str, Marketplace], *, link: Any = None,
+                 wake_stock: Callable[[], None] | None = None) -> None:
+        self.cfg, self.db_path, self.adapters, self.link = cfg, db_path, adapters, link
+        self.wake_stock = wake_stock or (lambda: None)
+        self.jobs: list[Job] = []
+        self._stop = threading.Event()
+
+    def add(self, name: str, every_s: float, fn: JobFn) -> Job:
+        job = Job(name, every_s, fn)
+        self.jobs.append(job)
+        if self.jobs and self.jobs[0].thread is not None:  # already running: start this one too
+            self._start(job)
+        return job
+
+    def add_defaults(self) -> None:
+        j = self.cfg.jobs
+        for name, adapter in self.adapters.items():
+            self.add(f"orders:{name}", j.orders_poll_s, self._poll(adapter))
+            self.add(f"statuses:{name}", j.status_refresh_s, self._refresh(adapter))
+            self.add(f"cards:{name}", 60.0, self._follow_cards(name, adapter))
+        self.add("order-actions", j.actions_s, self._actions)
+        self._add_optional()
+
+    def _poll(self, adapter: Marketplace) -> JobFn:
+        def run(conn: sqlite3.Connection) -> None:
+            res = orders.poll(conn, self.cfg, adapter, link=self.link)
+            if res.new:
+                self.wake_stock()
+        return run
+
+    def _refresh(self, adapter: Marketplace) -> JobFn:
+        def run(conn: sqlite3.Connection) -> None:
+            if orders.refresh_statuses(conn, self.cfg, adapter, link=self.link):
+                self.wake_stock()
+        return run
+
+    def _follow_cards(self, account: str, adapter: Marketplace) -> JobFn:
+        def run(conn: sqlite3.Connection) -> None:
+            if conn.execute("SELECT 1 FROM card_creations WHERE account=? AND state='pending'", (account,)).fetchone():
+                with transaction(conn):
+                    catalog.follow_creations(conn, adapter, account)
+        return run
+
+    def _actions(self, conn: sqlite3.Connection) -> None:
+        orders.run_actions(conn, self.cfg, self.adapters, link=self.link)
+
+    def _add_optional(self) -> None:
+        """Jobs of parts built by others, when they are present."""
+        try:
+            from cloud_sync import alerts
+        except ImportError:
+            alerts = None  # type: ignore[assignment]
+        if alerts is not None:
+            try:
+                settings = alerts.AlertSettings.from_config(self.cfg.raw.get("alerts"))
+            except Exception as exc:  # noqa: BLE001 - a bad alerts section must not stop the cloud
+                log.error("alerts disabled: %s", exc)
+            else:
+                sender = alerts.sender_for(settings)
+                self.add("alerts", float(self.cfg.raw.get("alerts", {}).get("tick_s", 5.0)),
+                         lambda conn: alerts.tick(conn, settings, sender))
+        try:
+            from cloud_sync import price_rules
+        except ImportError:
+            price_rules = None  # type: ignore[assignment]
+        if price_rules is not None and hasattr(price_rules, "run_due"):
+            adapters = self.adapters
+            self.add("price-rules", float(self.cfg.raw.get("pricing", {}).get("rules_tick_s", 30.0)),
+                     lambda conn: price_rules.run_due(conn, adapters.__getitem__))
+
+    def start(self) -> None:
+        for job in self.jobs:
+            self._start(job)
+
+    def _start(self, job: Job) -> None:
+        job.thread = threading.Thread(target=self._loop, args=(job,), name=f"job-{job.name}", daemon=True)
+        job.thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        for job in self.jobs:
+            if job.thread is not None:
+                job.thread.join(timeout)
+
+    def _loop(self, job: Job) -> None:
+        conn = connect(self.db_path)
+        try:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                try:
+                    job.fn(conn)
+                    job.runs += 1
+                    if conn.in_transaction:  # a job left a transaction open: never hold the write lock
+                        conn.execute("ROLLBACK")
+                except Exception as exc:  # noqa: BLE001 - the job goes on; the error is counted and shown
+                    job.errors += 1
+                    text = str(exc)[:500]
+                    log.warning("job %s: %s", job.name, exc)
+                    if text != job.last_error:  # once per streak of the same failure
+                        _record_error(conn, job.name, text)
+                    job.last_error = text
+                else:
+                    job.last_error = ""
+                job.last_run = time.time()
+                self._stop.wait(max(0.0, job.every_s - (time.monotonic() - started)))
+        finally:
+            conn.close()
+
+    def status(self) -> list[dict[str, Any]]:
+        return [{"name": j.name, "every_s": j.every_s, "runs": j.runs, "errors": j.errors,
+                 "last_error": j.last_error, "last_run": j.last_run} for j in self.jobs]
+
+
+def _record_error(conn: sqlite3.Connection, area: str, message: str) -> None:
+    try:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        with transaction(conn):
+            orders.log_error(conn, area, message)
+    except sqlite3.Error:
+        log.exception("could not record the error of %s", area)

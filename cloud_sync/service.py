@@ -1,0 +1,108 @@
+"""The running cloud: the web app (waitress), the site link, the stock pusher and the jobs, in one process.
+
+`CloudService(cfg).start()` opens (and migrates) the database, opens the account adapters, syncs
+warehouses and cards once in the background (unless `[cloud] sync_on_start = false`), starts the site
+link with the site handlers, the stock pusher, the jobs and the HTTP server; `stop()` stops them all
+in the reverse order. `url` is the app's address once started.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from cloud_sync import orders, stock_push, sync
+from cloud_sync.app import create_app
+from cloud_sync.config import CloudConfig
+from cloud_sync.db import connect, open_db
+from cloud_sync.jobs import Jobs
+
+log = logging.getLogger("cloud_sync.service")
+
+
+class CloudService:
+    def __init__(self, cfg: CloudConfig, *, db_path: str | None = None) -> None:
+        self.cfg = cfg
+        self.db_path = db_path or cfg.db_path
+        self.link: Any = None
+        self.pusher: stock_push.Pusher | None = None
+        self.jobs: Jobs | None = None
+        self._server: Any = None
+        self._server_thread: threading.Thread | None = None
+        self._sync_thread: threading.Thread | None = None
+        self.url = ""
+        self.adapters: dict[str, Any] = {}
+        self.startup: sync.SyncReport | None = None
+
+    def start(self) -> str:
+        from waitress.server import create_server
+
+        open_db(self.db_path).close()
+        cloud = self.cfg.raw.get("cloud", {})
+        if cloud.get("demo_seed"):
+            conn = connect(self.db_path)
+            try:
+                sync.seed_demo(conn, self.cfg, int(cloud["demo_seed"]))
+            finally:
+                conn.close()
+        self.adapters = sync.open_adapters(self.cfg)
+        self.pusher = stock_push.Pusher(self.cfg, self.db_path, self.adapters)
+        if self.cfg.link.enabled:
+            from sitelink import LinkConfig, SiteLink
+
+            lc = self.cfg.link
+            self.link = SiteLink(LinkConfig(role="cloud", db_path=self.db_path, host=lc.host, port=lc.port,
+                                            username=lc.username or None, password=lc.password or None,
+                                            tls_ca=lc.tls_ca or None))
+            orders.register_site_handlers(self.link, self.cfg, wake=self.pusher.wake)
+        self.jobs = Jobs(self.cfg, self.db_path, self.adapters, link=self.link, wake_stock=self.pusher.wake)
+        self.jobs.add_defaults()
+        app = create_app(self.cfg, db_path=self.db_path, adapters=self.adapters, link=self.link, pusher=self.pusher,
+                         jobs=self.jobs)
+        self._server = create_server(app, host=self.cfg.host, port=self.cfg.port, threads=8)
+        self.url = f"http://{self.cfg.host}:{self._server.effective_port}"
+        if self.link is not None:
+            self.link.start()
+        self.pusher.start()
+        if cloud.get("sync_on_start", True):
+            self._sync_thread = threading.Thread(target=self._initial_sync, name="initial-sync", daemon=True)
+            self._sync_thread.start()
+            self._sync_thread.join(float(cloud.get("sync_wait_s", 30.0)))
+        self.jobs.start()
+        self._server_thread = threading.Thread(target=self._server.run, name="http", daemon=True)
+        self._server_thread.start()
+        return self.url
+
+    def _initial_sync(self) -> None:
+        conn = connect(self.db_path)
+        try:
+            report = sync.sync_cards(conn, self.cfg, self.adapters)
+            planned = stock_push.plan_all(conn, self.cfg)
+            report.add(f"planned {planned.queued} stock pushes")
+            self.startup = report
+            if self.pusher is not None:
+                self.pusher.wake()
+        except Exception:  # noqa: BLE001 - the service runs on; the jobs retry what they need
+            log.exception("initial sync")
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        if self._server_thread is not None:
+            self._server_thread.join(5)
+        if self.jobs is not None:
+            self.jobs.stop()
+        if self.pusher is not None:
+            self.pusher.stop()
+        if self.link is not None:
+            self.link.stop()
+        for adapter in self.adapters.values():
+            close = getattr(adapter, "close", None)
+            if callable(close):
+                try:
+                    close()
+                except Exception:  # noqa: BLE001
+                    log.exception("closing an adapter")

@@ -1,0 +1,168 @@
+"""One-shot synchronisations with the marketplaces (what `marketsync sync ...` and the service's start run).
+
+cards: every account's warehouses and cards are imported and linked (barcode, then article);
+stocks: every linked card's number is recomputed and pushed (the zero guard applies), FBS numbers are
+read back first where the marketplace allows, FBO stock is read back and kept apart;
+orders: new orders are polled and ingested, due marketplace actions are made.
+`progress(total)` returns a callable advancing a progress bar (tqdm in the CLI, nothing in the service).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cloud_sync import catalog, nomenclature, orders, stock, stock_push
+from cloud_sync.config import CloudConfig
+from cloud_sync.db import transaction
+from marketplaces import open_account
+from marketplaces.base import Marketplace, MarketplaceError, NotSupported
+
+log = logging.getLogger("cloud_sync.sync")
+
+Progress = Callable[[str, int | None], Callable[[int], None]]
+
+
+def no_progress(_label: str, _total: int | None) -> Callable[[int], None]:
+    return lambda _n: None
+
+
+@dataclass
+class SyncReport:
+    lines: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, text: str) -> None:
+        self.lines.append(text)
+        log.info(text)
+
+
+def open_adapters(cfg: CloudConfig, report: SyncReport | None = None) -> dict[str, Marketplace]:
+    """An adapter per enabled account; a marketplace whose adapter is not built yet is skipped and said."""
+    out: dict[str, Marketplace] = {}
+    for name, settings in cfg.accounts.items():
+        if not settings.enabled:
+            continue
+        try:
+            out[name] = open_account(settings.account)
+        except (ImportError, AttributeError) as exc:
+            msg = f"account {name}: the {settings.marketplace} adapter is not available ({exc.__class__.__name__})"
+            log.warning(msg)
+            if report:
+                report.errors.append(msg)
+    return out
+
+
+def sync_warehouses(conn: sqlite3.Connection, cfg: CloudConfig, name: str, adapter: Marketplace) -> int:
+    settings = cfg.accounts[name]
+    whs = adapter.warehouses()
+    rows = []
+    for w in whs:
+        own = settings.warehouses.get(w.native_id)
+        if own is None and w.kind in ("fbs", "dbs") and not settings.warehouses:
+            own = settings.default_warehouse
+        rows.append((w.native_id, w.name, w.kind, own))
+    with transaction(conn):
+        catalog.record_warehouses(conn, name, rows)
+    return len(rows)
+
+
+def sync_cards(conn: sqlite3.Connection, cfg: CloudConfig, adapters: dict[str, Marketplace], *,
+               progress: Progress = no_progress) -> SyncReport:
+    report = SyncReport()
+    for name, adapter in adapters.items():
+        try:
+            n_wh = sync_warehouses(conn, cfg, name, adapter)
+            tick = progress(f"cards {name}", None)
+            batch, new = [], 0
+            for card in adapter.list_cards():
+                batch.append(card)
+                if len(batch) >= 500:
+                    with transaction(conn):
+                        new += catalog.import_cards(conn, name, adapter.name, batch)[0]
+                    tick(len(batch))
+                    batch = []
+            with transaction(conn):
+                new += catalog.import_cards(conn, name, adapter.name, batch)[0]
+            tick(len(batch))
+            report.add(f"{name}: {n_wh} warehouses, {new} new cards")
+        except MarketplaceError as exc:
+            report.errors.append(f"{name}: {exc}")
+    with transaction(conn):
+        links = catalog.auto_link(conn)
+    report.add(f"linked by barcode {links.linked_by_barcode}, by article {links.linked_by_article},"
+               f" already {links.already_linked}; ambiguous {len(links.ambiguous)}, unmatched {len(links.unmatched)}")
+    return report
+
+
+def sync_stocks(conn: sqlite3.Connection, cfg: CloudConfig, adapters: dict[str, Marketplace], *,
+                progress: Progress = no_progress, read_back: bool = True) -> SyncReport:
+    report = SyncReport()
+    for name, adapter in adapters.items():
+        if not read_back:
+            break
+        for kind in ("fbs", "fbo"):
+            try:
+                levels = adapter.read_stocks(kind)  # type: ignore[arg-type]
+            except NotSupported:
+                continue
+            except MarketplaceError as exc:
+                report.errors.append(f"{name} read {kind}: {exc}")
+                continue
+            if kind == "fbs":
+                stock_push.record_read_back(conn, name, levels)
+            else:
+                with transaction(conn):
+                    stock.record_fbo(conn, name, [(lv.card_id, lv.warehouse_id, lv.quantity) for lv in levels])
+            report.add(f"{name}: read back {len(levels)} {kind.upper()} stock levels")
+    planned = stock_push.plan_all(conn, cfg)
+    report.add(f"planned {planned.queued} pushes ({planned.unchanged} unchanged) for {planned.items} items")
+    for name, adapter in adapters.items():
+        total = stock_push.pending(conn, name).get("pending", 0)
+        tick = progress(f"stocks {name}", total)
+        sent = ok = failed = 0
+        while True:
+            res = stock_push.send_account(conn, cfg, name, adapter)
+            if res.sent == 0 or res.ok + res.failed == 0:
+                break
+            sent, ok, failed = sent + res.sent, ok + res.ok, failed + res.failed
+            report.errors += res.errors
+            tick(res.ok + res.failed)
+        held = stock_push.holds(conn, name)
+        report.add(f"{name}: pushed {ok}, failed {failed}" + (f"; HELD by the zero guard: {held[0]['reason']}"
+                                                              f" (confirm hold {held[0]['id']})" if held else ""))
+    return report
+
+
+def sync_orders(conn: sqlite3.Connection, cfg: CloudConfig, adapters: dict[str, Marketplace], *,
+                progress: Progress = no_progress, link: Any = None) -> SyncReport:
+    report = SyncReport()
+    tick = progress("orders", len(adapters))
+    for name, adapter in adapters.items():
+        try:
+            res = orders.poll(conn, cfg, adapter, link=link)
+            report.add(f"{name}: {res.new} new orders ({res.reserved} reserved, {res.short} short,"
+                       f" {res.problems} with problems), {res.known} known")
+        except MarketplaceError as exc:
+            report.errors.append(f"{name}: {exc}")
+        tick(1)
+    done = orders.run_actions(conn, cfg, adapters, link=link)
+    report.add(f"{done} marketplace actions made")
+    return report
+
+
+def seed_demo(conn: sqlite3.Connection, cfg: CloudConfig, n: int, seed: int = 7) -> int:
+    """Load the demo catalog as the 1C nomenclature and its stock as 1C balances (only where the ledger is
+    empty): what the demo's 1C would send."""
+    from marketplaces.sandbox.seed import demo_items
+
+    items = demo_items(n, seed)
+    with transaction(conn):
+        nomenclature.upsert_items(conn, [nomenclature.Item(id=i.item_id, name=i.name, article=i.article,
+                                                           barcodes=[i.barcode], marked=i.marked) for i in items])
+        if conn.execute("SELECT 1 FROM stock_levels LIMIT 1").fetchone() is None:
+            stock.set_balances(conn, cfg.default_warehouse, {i.item_id: i.stock for i in items}, source="1c")
+    return len(items)
