@@ -1,0 +1,686 @@
+"""The Yandex.Market Partner API sandbox: its domain (cabinet, store, catalog, prices, stocks, FBS
+orders, boxes, labels, shipments, order stats) and its Notification API pushes.
+
+Owns: the state of one seeded cabinet (`businessId`) with one FBS store (`campaignId`) and its
+warehouse, answering the official Partner API paths in the official shapes (the spec in
+`../shared/specs/yandex_market/` is the judge: the sandbox core validates requests and responses), the
+FBS status machine PROCESSING/STARTED -> READY_TO_SHIP (after boxes, with marking codes where the item
+needs them) -> SHIPPED (when the shipment is confirmed) and CANCELLED/SHOP_FAILED, PDF labels whose
+barcode decodes to the order id, and delivering ORDER_CREATED / ORDER_STATUS_UPDATED / ORDER_CANCELLED
+notifications to a configured URL (`POST /_sandbox/push {"url", "duplicates", "max_attempts"}`).
+
+Never imports the adapter. Limits: YM answers 420 for its resource limits and for more than 4
+parallel requests per store/cabinet; the limit groups come from the same endpoint map the adapter
+uses, so both follow the spec's `x-resource-limit-config`.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from werkzeug.wrappers import Request, Response
+
+from marketplaces.sandbox.core import ApiError, Route, SandboxApp, SandboxLimit, SandboxReply, SandboxRequest
+from marketplaces.sandbox.labels import pdf_label
+from marketplaces.sandbox.push_delivery import PushDelivery
+from marketplaces.sandbox.seed import demo_items
+
+MARKETPLACE = "yandex_market"
+PARALLEL_LIMIT = 4  # requests in flight per store (/campaigns/...) or per cabinet (/businesses/...)
+LABEL_SIZES_MM = {"A7": (75.0, 120.0), "A9": (40.0, 58.0), "A9_HORIZONTALLY": (58.0, 40.0), "A4": (210.0, 297.0)}
+_PERIOD_S = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
+
+
+def ok(body: Any | None = None) -> SandboxReply:
+    return SandboxReply(200, body if body is not None else {"status": "OK"})
+
+
+def error(status: int, code: str, message: str) -> SandboxReply:
+    return SandboxReply(status, {"status": "ERROR", "errors": [{"code": code, "message": message}]})
+
+
+def _iso(ts: datetime) -> str:
+    return ts.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _ddmmyyyy(ts: datetime) -> str:
+    return ts.strftime("%d-%m-%Y %H:%M:%S")
+
+
+def spec_limits() -> tuple[dict[str, SandboxLimit], dict[str, str]]:
+    """Per-operation limits straight from the spec's `x-resource-limit-config` (tier "none"):
+    ({operationId: limit}, {operationId: what a token counts: "" for requests or the item path})."""
+    from marketplaces.sandbox.yandex_market_spec import resource_limits
+
+    limits: dict[str, SandboxLimit] = {}
+    counts: dict[str, str] = {}
+    for op_id, info in resource_limits().items():
+        cfg = info["limit"].get("none") if info["limit"] else None
+        if not cfg:
+            continue
+        period = _PERIOD_S[cfg["period"]] * int(cfg.get("period-duration", 1))
+        amount = float(cfg["amount"])
+        limits[op_id] = SandboxLimit(rate=amount / period, burst=amount)
+        path = str(info["limit"].get("path", "resp"))
+        counts[op_id] = path if path.startswith("req.") else ""
+    return limits, counts
+
+
+@dataclass
+class YmOrder:
+    order_id: int
+    campaign_id: int
+    items: list[dict[str, Any]]  # {"id", "offerId", "offerName", "count", "price", "marked"}
+    created: datetime
+    updated: datetime
+    shipment_id: int
+    shipment_date: date
+    status: str = "PROCESSING"
+    substatus: str = "STARTED"
+    boxes: list[dict[str, Any]] = field(default_factory=list)
+    external_id: str = ""
+    moves: list[str] = field(default_factory=list)  # every status change, to prove none happens twice
+
+
+class YandexMarketSandbox(SandboxApp):
+    """The Yandex.Market sandbox (one cabinet, one FBS store); see the module docstring."""
+
+    marketplace = MARKETPLACE
+    business_id = 7700001
+    campaign_id = 21000001
+    warehouse_id = 310001
+
+    def __init__(self, **options: Any) -> None:
+        from marketplaces.sandbox.yandex_market_spec import register
+
+        register()  # the bundled official spec, for the core's validation
+        self.limits, self.item_counts = spec_limits()
+        self._inflight: dict[str, int] = {}
+        self._inflight_lock = threading.Lock()
+        self.parallel_refused = 0
+        super().__init__(**options)
+        self.push = PushDelivery(lambda status, body: status == 200, time_scale=self.time_scale,
+                                 user_agent="YandexMarket-Notifications-Sandbox")
+
+    # ------------------------------------------------------------------ identity and limits
+
+    def make_credentials(self) -> dict[str, str]:
+        return {"Api-Key": f"ACMA:sandbox-ym-{self.rng_seed:04d}:{self.business_id}"}
+
+    def check_auth(self, req: SandboxRequest) -> SandboxReply | None:
+        key = req.headers.get("api-key")
+        if not key:
+            if req.headers.get("authorization"):
+                return error(401, "UNAUTHORIZED", "OAuth tokens are not accepted by this sandbox; send Api-Key")
+            return error(401, "UNAUTHORIZED", "Api-Key header is missing")
+        if key != self.credentials["Api-Key"]:
+            return error(401, "UNAUTHORIZED", "Api-Key is invalid")
+        return None
+
+    def error_reply(self, status: int, message: str, *, code: str = "", template: str = "") -> SandboxReply:
+        codes = {400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND",
+                 420: "HIT_RATE_LIMIT", 500: "INTERNAL_ERROR", 503: "INTERNAL_ERROR"}
+        return error(status, codes.get(status, code or "ERROR"), message)
+
+    def throttle_reply(self, retry_after_s: float, group: str) -> SandboxReply:
+        """YM answers its resource limits with 420 and X-RateLimit-Resource-* headers."""
+        until = datetime.now(UTC) + timedelta(seconds=max(1.0, retry_after_s))
+        return SandboxReply(420, {"status": "ERROR", "errors": [
+            {"code": "HIT_RATE_LIMIT", "message": f"Hit rate limit of resource {group or 'api'}"}]},
+            headers={"X-RateLimit-Resource-Limit": str(int(self.limits[group].burst)) if group in self.limits
+                     else "0", "X-RateLimit-Resource-Remaining": "0",
+                     "X-RateLimit-Resource-Until": until.strftime("%a, %d %b %Y %H:%M:%S GMT")})
+
+    def parallel_scope(self, path: str) -> str:
+        """What YM counts parallel requests per: the store for /campaigns/..., the cabinet otherwise."""
+        parts = path.strip("/").split("/")
+        if len(parts) >= 3 and parts[1] in ("campaigns", "businesses"):
+            return f"{parts[1]}:{parts[2]}"
+        return "token"
+
+    def dispatch(self, request: Request) -> Response:
+        """The core's dispatch, refused with 420 when a 5th request of one store/cabinet is in flight."""
+        if request.path.startswith("/_sandbox/"):
+            return super().dispatch(request)
+        scope = self.parallel_scope(request.path)
+        with self._inflight_lock:
+            if self._inflight.get(scope, 0) >= PARALLEL_LIMIT:
+                self.parallel_refused += 1
+                self.throttled += 1
+                refused = True
+            else:
+                self._inflight[scope] = self._inflight.get(scope, 0) + 1
+                refused = False
+        if refused:
+            body = error(420, "HIT_RATE_LIMIT", f"Hit rate limit of {PARALLEL_LIMIT} parallel requests").body()
+            return Response(body, status=420, content_type="application/json")
+        try:
+            return super().dispatch(request)
+        finally:
+            with self._inflight_lock:
+                self._inflight[scope] -= 1
+
+    def _campaign(self, p: dict[str, str]) -> SandboxReply | None:
+        if str(p.get("campaignId")) != str(self.campaign_id):
+            return error(403, "FORBIDDEN", f"campaign {p.get('campaignId')} is not available to this token")
+        return None
+
+    def _business(self, p: dict[str, str]) -> SandboxReply | None:
+        if str(p.get("businessId")) != str(self.business_id):
+            return error(403, "FORBIDDEN", f"business {p.get('businessId')} is not available to this token")
+        return None
+
+    # ------------------------------------------------------------------ state
+
+    def seed_catalog(self, n: int) -> None:
+        self.items = {it.article: it for it in demo_items(n, self.rng_seed)} if n else {}
+        self.cards: dict[str, dict[str, Any]] = {}
+        for it in self.items.values():
+            self.cards[it.article] = {
+                "offerId": it.article, "name": it.name, "barcodes": [it.barcode], "vendor": "MarketSync Demo",
+                "vendorCode": it.article, "marketCategoryId": 90000 + it.subject_id, "category": it.category,
+                "marketSku": 100000000 + it.index, "marked": it.marked,
+            }
+        self.business_prices: dict[str, dict[str, Any]] = {
+            a: {"value": float(it.price), "discountBase": float((it.price * Decimal("1.2")).quantize(Decimal("1")))}
+            for a, it in self.items.items()
+        }
+        self.campaign_prices: dict[str, dict[str, Any]] = {}
+        self.stocks: dict[str, int] = {a: it.stock for a, it in self.items.items()}
+        self.stock_writes = 0  # SKUs accepted by PUT offers/stocks, repeats included
+        self.hidden: set[str] = set()
+        self.orders: dict[int, YmOrder] = {}
+        self._next_order = 50000001
+        self._next_box = 900001
+
+    def make_orders(self, count: int) -> list[str]:
+        return self.create_orders(count)
+
+    def control(self, name: str, body: dict[str, Any]) -> Any:
+        """`/_sandbox/x/push {"url", "duplicates", "max_attempts"}`: deliver notifications to `url`
+        (+ "/notification"); `/_sandbox/x/cancel {"orders": [ids]}`: the buyer cancels;
+        `/_sandbox/x/push_wait {"timeout"}`: wait until every queued notification is delivered."""
+        if name == "push":
+            t = self.push.configure(body)
+            return {"url": t.url, "duplicates": t.duplicates, "max_attempts": t.max_attempts}
+        if name == "cancel":
+            return {"cancelled": self.cancel_by_buyer([str(x) for x in body.get("orders", [])])}
+        if name == "push_wait":
+            return {"idle": self.push.wait_idle(float(body.get("timeout", 10)))}
+        if name == "ping":
+            self.push.send("/notification", {"notificationType": "PING", "time": _iso(datetime.now(UTC))}, "ping")
+            return {"queued": True}
+        raise ApiError(404, f"no sandbox control {name!r}")
+
+    # ------------------------------------------------------------------ routes
+
+    def routes(self) -> list[Route]:
+        table = [
+            ("GET", "/v2/campaigns", self.get_campaigns, "getCampaigns"),
+            ("POST", "/v2/businesses/{businessId}/warehouses", self.get_warehouses, "getPagedWarehouses"),
+            ("POST", "/v2/businesses/{businessId}/offer-mappings", self.get_offer_mappings, "getOfferMappings"),
+            ("POST", "/v2/businesses/{businessId}/offer-mappings/update", self.update_offer_mappings,
+             "updateOfferMappings"),
+            ("POST", "/v2/campaigns/{campaignId}/hidden-offers", self.add_hidden, "addHiddenOffers"),
+            ("POST", "/v2/campaigns/{campaignId}/hidden-offers/delete", self.delete_hidden, "deleteHiddenOffers"),
+            ("GET", "/v2/campaigns/{campaignId}/hidden-offers", self.get_hidden, "getHiddenOffers"),
+            ("POST", "/v2/businesses/{businessId}/offer-prices/updates", self.update_business_prices,
+             "updateBusinessPrices"),
+            ("POST", "/v2/campaigns/{campaignId}/offer-prices/updates", self.update_campaign_prices, "updatePrices"),
+            ("PUT", "/v2/campaigns/{campaignId}/offers/stocks", self.update_stocks, "updateStocks"),
+            ("POST", "/v2/campaigns/{campaignId}/offers/stocks", self.get_stocks, "getStocks"),
+            ("POST", "/v1/businesses/{businessId}/orders", self.get_business_orders, "getBusinessOrders"),
+            ("PUT", "/v2/campaigns/{campaignId}/orders/{orderId}/status", self.update_order_status,
+             "updateOrderStatus"),
+            ("PUT", "/v2/campaigns/{campaignId}/orders/{orderId}/boxes", self.set_boxes, "setOrderBoxLayout"),
+            ("GET", "/v2/campaigns/{campaignId}/orders/{orderId}/delivery/labels", self.labels,
+             "generateOrderLabels"),
+            ("POST", "/v2/campaigns/{campaignId}/first-mile/shipments/{shipmentId}/confirm", self.confirm_shipment,
+             "confirmShipment"),
+            ("POST", "/v2/campaigns/{campaignId}/stats/orders", self.stats_orders, "getOrdersStats"),
+        ]
+        return [Route(m, t, self._adapt(fn), group=op if op in self.limits else "") for m, t, fn, op in table]
+
+    def _adapt(self, fn: Any) -> Any:
+        def handler(req: SandboxRequest) -> SandboxReply:
+            body = req.json() if req.body else None
+            return fn(req.path_params, req.query, body)
+
+        handler.__name__ = fn.__name__
+        return handler
+
+    # ------------------------------------------------------------------ catalog
+
+    def get_campaigns(self, p: dict, q: dict, body: Any) -> SandboxReply:
+        return ok({"campaigns": [{
+            "domain": "marketsync-demo.example", "id": self.campaign_id,
+            "business": {"id": self.business_id, "name": "MarketSync Demo"},
+            "placementType": "FBS", "apiAvailability": "AVAILABLE"}],
+            "pager": {"total": 1, "from": 1, "to": 1, "currentPage": 1, "pagesCount": 1, "pageSize": 1}})
+
+    def get_warehouses(self, p: dict, q: dict, body: Any) -> SandboxReply:
+        if (r := self._business(p)) is not None:
+            return r
+        return ok({"status": "OK", "result": {"warehouses": [{
+            "id": self.warehouse_id, "name": "Склад MarketSync (FBS)", "campaignId": self.campaign_id,
+            "express": False,
+            "address": {"city": "Москва", "street": "Складская", "number": "1",
+                        "gps": {"latitude": 55.75, "longitude": 37.62}}}]}})
+
+    def _mapping(self, card: dict[str, Any]) -> dict[str, Any]:
+        offer_id = card["offerId"]
+        price = self.business_prices.get(offer_id)
+        status = "DISABLED_BY_PARTNER" if offer_id in self.hidden else (
+            "PUBLISHED" if self.stocks.get(offer_id, 0) > 0 else "NO_STOCKS")
+        offer: dict[str, Any] = {
+            "offerId": offer_id, "name": card["name"], "marketCategoryId": card["marketCategoryId"],
+            "vendor": card["vendor"], "barcodes": card["barcodes"], "vendorCode": card["vendorCode"],
+            "cardStatus": "HAS_CARD_CAN_UPDATE", "archived": False,
+            "campaigns": [{"campaignId": self.campaign_id, "status": status}],
+            "sellingPrograms": [{"sellingProgram": "FBS", "status": "FINE"}],
+        }
+        if price:
+            offer["basicPrice"] = {"value": price["value"], "currencyId": "RUR",
+                                   "discountBase": price["discountBase"], "updatedAt": _iso(datetime.now(UTC))}
+        return {"offer": offer, "mapping": {"marketSku": card["marketSku"], "marketSkuName": card["name"],
+                                            "marketCategoryId": card["marketCategoryId"],
+                                            "marketCategoryName": card["category"]}}
+
+    def get_offer_mappings(self, p: dict, q: dict, body: Any) -> SandboxReply:
+        if (r := self._business(p)) is not None:
+            return r
+        body = body or {}
+        limit = int(q.get("limit") or 100)
+        with self.lock:
+            ids = body.get("offerIds")
+            keys = [k for k in (ids or sorted(self.cards)) if k in self.cards]
+            start = int(q.get("page_token") or q.get("pageToken") or 0) if not ids else 0
+            page = keys[start:start + limit]
+            result: dict[str, Any] = {"offerMappings": [self._mapping(self.cards[k]) for k in page]}
+            if not ids and start + limit < len(keys):
+                result["paging"] = {"nextPageToken": str(start + limit)}
+        return ok({"status": "OK", "result": result})
+
+    def update_offer_mappings(self, p: dict, q: dict, body: Any) -> SandboxReply:
+        if (r := self._business(p)) is not None:
+            return r
+        with self.lock:
+            for m in body["offerMappings"]:
+                offer = m["offer"]
+                card = self.cards.setdefault(offer["offerId"], {
+                    "offerId": offer["offerId"], "name": offer["offerId"], "barcodes": [], "vendor": "",
+                    "vendorCode": offer["offerId"], "marketCategoryId": 0, "category": "",
+                    "marketSku": 200000000 + len(self.cards) + 1, "marked": False})
+                for key in ("name", "barcodes", "vendor", "vendorCode", "marketCategoryId"):
+                    if key in offer:
+                        card[key] = offer[key]
+                if "basicPrice" in offer:
+                    self.business_prices[offer["offerId"]] = {
+                        "value": offer["basicPrice"]["value"],
+                        "discountBase": offer["basicPrice"].get("discountBase", offer["basicPrice"]["value"])}
+        return ok({"status": "OK", "results": []})
+
+    def add_hidden(self, p: dict, q: dict, body: Any) -> SandboxReply:
+        if (r := self._campaign(p)) is not None:
+            return r
+        with self.lock:
+            self.hidden.update(h["offerId"] for h in body["hiddenOffers"])
+        return ok()
+
+    def delete_hidden(self, p: dict, q: dict, body: Any) -> SandboxReply:
+        if (r := self._campaign(p)) is not None:
+            return r
+        with self.lock:
+            self.hidden.difference_update(h["offerId"] for h in body["hiddenOffers"])
+        return ok()
+
+    def get_hidden(self, p: dict, q: dict, body: Any) -> SandboxReply:
+        if (r := self._campaign(p)) is not None:
+            return r
+        with self.lock:
+            return ok({"status": "OK", "result": {"hiddenOffers": [{"offerId": o} for o in sorted(self.hidden)]}})
+
+    # ------------------------------------------------------------------ prices and stocks
+
+    def _check_discount(self, offers: list[dict[str, Any]]) -> SandboxReply | None:
+        for o in offers:
+            price = o.get("price") or {}
+            base = price.get("discountBase")
+            if base is not None and price.get("value") is not None and base <= price["value"]:
+                return error(400, "INVALID_DISCOUNT",
+                             f"offer {o.get('offerId')}: discountBase must be greater than value")
+        return None
+
+    def update_business_prices(self, p: dict, q: dict, body: Any) -> SandboxReply:
+        if (r := self._business(p)) is not None or (r := self._check_discount(body["offers"])) is not None:
+            return r
+        with self.lock:
+            for o in body["offers"]:
+                self.business_prices[o["offerId"]] = {"value": o["price"]["value"],
+                                                      "discountBase": o["price"].get("discountBase")}
+        return ok()
+
+    def update_campaign_prices(self, p: dict, q: dict, body: Any) -> SandboxReply:
+        if (r := self._campaign(p)) is not None or (r := self._check_discount(body["offers"])) is not None:
+            return r
+        with self.lock:
+            for o in body["offers"]:
+                if "offerId" in o and "price" in o:
+                    self.campaign_prices[o["offerId"]] = {"value": o["price"].get("value"),
+                                                          "discountBase": o["price"].get("discountBase")}
+        return ok()
+
+    def update_stocks(self, p: dict, q: dict, body: Any) -> SandboxReply:
+        if (r := self._campaign(p)) is not None:
+            return r
+        skus = [s["sku"] for s in body["skus"]]
+        if len(set(skus)) != len(skus):
+            return error(400, "DUPLICATE_SKU", "every sku must be unique within one request")
+        with self.lock:
+            for s in body["skus"]:
+                self.stocks[s["sku"]] = int(s["items"][0]["count"])
+            self.stock_writes += len(skus)
+        return ok()
+
+    def get_stocks(self, p: dict, q: dict, body: Any) -> SandboxReply:
+        if (r := self._campaign(p)) is not None:
+            return r
+        body = body or {}
+        limit = int(q.get("limit") or 200)
+        with self.lock:
+            ids = body.get("offerIds")
+            keys = [k for k in (ids or sorted(self.stocks)) if k in self.stocks]
+            start = int(q.get("page_token") or q.get("pageToken") or 0) if not ids else 0
+            page = keys[start:start + limit]
+            offers = [{"offerId": k, "stocks": [{"type": "AVAILABLE", "count": self.stocks[k]},
+                                                {"type": "FIT", "count": self.stocks[k]}]} for k in page]
+            result: dict[str, Any] = {"warehouses": [{"warehouseId": self.warehouse_id, "offers": offers}]}
+            if not ids and start + limit < len(keys):
+                result["paging"] = {"nextPageToken": str(start + limit)}
+        return ok({"status": "OK", "result": result})
+
+    # ------------------------------------------------------------------ orders
+
+    def create_orders(self, count: int) -> list[str]:
+        """New FBS orders (PROCESSING/STARTED) for seeded cards with stock; notifies ORDER_CREATED."""
+        made: list[YmOrder] = []
+        with self.lock:
+            in_stock = [a for a in sorted(self.cards) if self.stocks.get(a, 0) > 0] or sorted(self.cards)
+            if not in_stock:
+                return []
+            now = datetime.now(UTC)
+            for _ in range(count):
+                oid = self._next_order
+                self._next_order += 1
+                lines = []
+                for k in range(1 + (oid % 3 == 0)):
+                    article = in_stock[(oid * 7 + k * 3) % len(in_stock)]
+                    if any(li["offerId"] == article for li in lines):
+                        continue
+                    card = self.cards[article]
+                    price = self.campaign_prices.get(article) or self.business_prices.get(article) or {"value": 990}
+                    lines.append({"id": oid * 10 + k + 1, "offerId": article, "offerName": card["name"],
+                                  "count": 1 + (oid % 4 == 0), "price": float(price["value"] or 990),
+                                  "marked": bool(card.get("marked"))})
+                ship_day = (now + timedelta(days=1)).date()
+                order = YmOrder(oid, self.campaign_id, lines, now, now,
+                                shipment_id=int(ship_day.strftime("%Y%m%d")) * 10 + 1, shipment_date=ship_day)
+                self.orders[oid] = order
+                made.append(order)
+        for order in made:
+            self.push.send("/notification", {
+                "notificationType": "ORDER_CREATED", "orderId": order.order_id, "campaignId": order.campaign_id,
+                "items": [{"offerId": li["offerId"], "count": li["count"]} for li in order.items],
+                "createdAt": _iso(order.created)}, f"created:{order.order_id}")
+        return [str(o.order_id) for o in made]
+
+    def cancel_by_buyer(self, order_ids: list[str]) -> list[str]:
+        """The buyer cancels (control endpoint): CANCELLED/USER_CHANGED_MIND + ORDER_CANCELLED push."""
+        done = []
+        for raw in order_ids:
+            with self.lock:
+                order = self.orders.get(int(raw))
+                if order is None or order.status != "PROCESSING" or order.substatus == "SHIPPED":
+                    continue
+                self._move(order, "CANCELLED", "USER_CHANGED_MIND")
+            done.append(str(order.order_id))
+            self.push.send("/notification", {
+                "notificationType": "ORDER_CANCELLED", "orderId": order.order_id, "campaignId": order.campaign_id,
+                "items": [{"offerId": li["offerId"], "count": li["count"]} for li in order.items],
+                "cancelledAt": _iso(order.updated)}, f"cancelled:{order.order_id}")
+        return done
+
+    def _move(self, order: YmOrder, status: str, substatus: str, *, notify: bool = False) -> None:
+        order.status, order.substatus = status, substatus
+        order.updated = datetime.now(UTC)
+        order.moves.append(f"{status}/{substatus}")
+        if notify:
+            self.push.send("/notification", {
+                "notificationType": "ORDER_STATUS_UPDATED", "orderId": order.order_id,
+                "campaignId": order.campaign_id, "status": status, "substatus": substatus,
+                "updatedAt": _iso(order.updated)}, f"status:{order.order_id}:{status}/{substatus}")
+
+    def _business_order(self, o: YmOrder) -> dict[str, Any]:
+        items = []
+        for li in o.items:
+            item: dict[str, Any] = {"id": li["id"], "offerId": li["offerId"], "offerName": li["offerName"],
+                                    "count": li["count"],
+                                    "prices": {"payment": {"value": li["price"], "currencyId": "RUR"},
+                                               "subsidy": {"value": 0, "currencyId": "RUR"}, "vat": "VAT_20"}}
+            if li["marked"]:
+                item["requiredInstanceTypes"] = ["CIS"]
+            items.append(item)
+        out: dict[str, Any] = {
+            "orderId": o.order_id, "campaignId": o.campaign_id, "programType": "FBS",
+            "status": o.status, "substatus": o.substatus, "creationDate": _iso(o.created),
+            "updateDate": _iso(o.updated), "paymentType": "PREPAID", "paymentMethod": "YANDEX", "fake": False,
+            "items": items,
+            "delivery": {"type": "DELIVERY", "serviceName": "Доставка Маркета", "deliveryServiceId": 1006360,
+                         "deliveryPartnerType": "YANDEX_MARKET", "warehouseId": str(self.warehouse_id),
+                         "dates": {"fromDate": (o.shipment_date + timedelta(days=2)).isoformat()},
+                         "shipment": {"id": o.shipment_id, "shipmentDate": o.shipment_date.isoformat()}},
+        }
+        if o.external_id:
+            out["externalOrderId"] = o.external_id
+        return out
+
+    def get_business_orders(self, p: dict, q: dict, body: Any) -> SandboxReply:
+        if (r := self._business(p)) is not None:
+            return r
+        body = body or {}
+        limit = int(q.get("limit") or 50)
+        with self.lock:
+            rows = sorted(self.orders.values(), key=lambda o: o.order_id)
+            if body.get("orderIds"):
+                wanted = set(body["orderIds"])
+                rows = [o for o in rows if o.order_id in wanted]
+            if body.get("campaignIds"):
+                rows = [o for o in rows if o.campaign_id in set(body["campaignIds"])]
+            if body.get("statuses"):
+                rows = [o for o in rows if o.status in set(body["statuses"])]
+            if body.get("substatuses"):
+                rows = [o for o in rows if o.substatus in set(body["substatuses"])]
+            start = int(q.get("page_token") or q.get("pageToken") or 0)
+            page = rows[start:start + limit]
+            result: dict[str, Any] = {"orders": [self._business_order(o) for o in page]}
+            if start + limit < len(rows):
+                result["paging"] = {"nextPageToken": str(start + limit)}
+        return ok(result)
+
+    def _order_dto(self, o: YmOrder) -> dict[str, Any]:
+        total = sum(li["price"] * li["count"] for li in o.items)
+        return {
+            "id": o.order_id, "status": o.status, "substatus": o.substatus,
+            "creationDate": _ddmmyyyy(o.created), "updatedAt": _ddmmyyyy(o.updated), "currency": "RUR",
+            "itemsTotal": total, "deliveryTotal": 0, "buyerItemsTotalBeforeDiscount": total,
+            "paymentType": "PREPAID", "paymentMethod": "YANDEX", "fake": False,
+            "items": [{"id": li["id"], "offerId": li["offerId"], "offerName": li["offerName"], "price": li["price"],
+                       "buyerPrice": li["price"], "buyerPriceBeforeDiscount": li["price"], "count": li["count"],
+                       "vat": "VAT_20"} for li in o.items],
+            "delivery": {"type": "DELIVERY", "serviceName": "Доставка Маркета", "deliveryServiceId": 1006360,
+                         "deliveryPartnerType": "YANDEX_MARKET",
+                         "dates": {"fromDate": (o.shipment_date + timedelta(days=2)).strftime("%d-%m-%Y")},
+                         "region": {"id": 213, "name": "Москва", "type": "CITY"}},
+            "buyer": {"type": "PERSON"}, "taxSystem": "OSN",
+        }
+
+    def _order(self, p: dict) -> tuple[YmOrder | None, SandboxReply | None]:
+        if (r := self._campaign(p)) is not None:
+            return None, r
+        try:
+            order = self.orders.get(int(p["orderId"]))
+        except ValueError:
+            order = None
+        if order is None:
+            return None, error(404, "NOT_FOUND", f"order {p.get('orderId')} not found")
+        return order, None
+
+    def update_order_status(self, p: dict, q: dict, body: Any) -> SandboxReply:
+        with self.lock:
+            order, r = self._order(p)
+            if r is not None:
+                return r
+            assert order is not None
+            want = (body["order"]["status"], body["order"].get("substatus", ""))
+            now = (order.status, order.substatus)
+            if want == ("PROCESSING", "READY_TO_SHIP"):
+                if now != ("PROCESSING", "STARTED"):
+                    return error(400, "STATUS_NOT_ALLOWED", f"order {order.order_id} is {now[0]}/{now[1]}")
+                if not order.boxes:
+                    return error(400, "BOXES_REQUIRED", "send the box layout (PUT .../boxes) before READY_TO_SHIP")
+                missing = [li["offerId"] for li in order.items if li["marked"] and not self._has_codes(order, li)]
+                if missing:
+                    return error(400, "MARKING_CODES_REQUIRED", f"marking codes missing for {', '.join(missing)}")
+            elif want == ("CANCELLED", "SHOP_FAILED"):
+                if now not in (("PROCESSING", "STARTED"), ("PROCESSING", "READY_TO_SHIP")):
+                    return error(400, "STATUS_NOT_ALLOWED", f"order {order.order_id} is {now[0]}/{now[1]}")
+            else:
+                return error(400, "STATUS_NOT_ALLOWED", f"{want[0]}/{want[1]} cannot be set by the seller for FBS")
+            self._move(order, *want, notify=True)
+            return ok({"order": self._order_dto(order)})
+
+    def _has_codes(self, order: YmOrder, line: dict[str, Any]) -> bool:
+        codes = [inst.get("cis") for box in order.boxes for it in box["items"] if it["id"] == line["id"]
+                 for inst in (it.get("instances") or []) if inst.get("cis")]
+        return len(codes) >= line["count"]
+
+    def set_boxes(self, p: dict, q: dict, body: Any) -> SandboxReply:
+        with self.lock:
+            order, r = self._order(p)
+            if r is not None:
+                return r
+            assert order is not None
+            if (order.status, order.substatus) != ("PROCESSING", "STARTED"):
+                return error(400, "STATUS_NOT_ALLOWED", "boxes can be changed only before READY_TO_SHIP")
+            by_id = {li["id"]: li for li in order.items}
+            placed: dict[int, int] = {}
+            for box in body["boxes"]:
+                for it in box["items"]:
+                    if it["id"] not in by_id:
+                        return error(400, "ITEM_NOT_FOUND", f"item {it['id']} is not in order {order.order_id}")
+                    placed[it["id"]] = placed.get(it["id"], 0) + int(it.get("fullCount") or 0)
+            short = [i for i, li in by_id.items() if placed.get(i, 0) != li["count"]]
+            if short and not body.get("allowRemove"):
+                return error(400, "ITEMS_COUNT_MISMATCH",
+                             f"boxes hold a different count than ordered for items {short}; set allowRemove")
+            boxes = []
+            for box in body["boxes"]:
+                boxes.append({"items": box["items"], "boxId": self._next_box})
+                self._next_box += 1
+            order.boxes = boxes
+            return ok({"status": "OK", "result": {"boxes": boxes}})
+
+    def labels(self, p: dict, q: dict, body: Any) -> SandboxReply:
+        fmt = q.get("format") or "A7"
+        if fmt not in LABEL_SIZES_MM:
+            return error(400, "BAD_REQUEST", f"unknown label format {fmt}")
+        order, r = self._order(p)
+        if r is not None:
+            return r
+        assert order is not None
+        if not order.boxes:
+            return error(400, "BOXES_REQUIRED", "labels are available after the box layout is sent")
+        caption = [f"Boxes: {len(order.boxes)} ({', '.join(str(b['boxId']) for b in order.boxes)})",
+                   f"Shipment {order.shipment_id} {order.shipment_date.isoformat()}"]
+        if order.external_id:
+            caption.append(f"Ext {order.external_id}")
+        width, height = LABEL_SIZES_MM[fmt]
+        return SandboxReply(200, data=pdf_label(str(order.order_id), width, height, caption),
+                            content_type="application/pdf")
+
+    def confirm_shipment(self, p: dict, q: dict, body: Any) -> SandboxReply:
+        if (r := self._campaign(p)) is not None:
+            return r
+        try:
+            shipment_id = int(p["shipmentId"])
+        except ValueError:
+            return error(400, "BAD_REQUEST", "shipmentId must be a number")
+        moved = []
+        with self.lock:
+            members = [o for o in self.orders.values() if o.shipment_id == shipment_id]
+            if not members:
+                return error(404, "NOT_FOUND", f"shipment {shipment_id} not found")
+            for o in members:
+                if (o.status, o.substatus) == ("PROCESSING", "READY_TO_SHIP"):
+                    self._move(o, "PROCESSING", "SHIPPED", notify=True)
+                    moved.append(o.order_id)
+        return ok()
+
+    # ------------------------------------------------------------------ finance
+
+    def stats_orders(self, p: dict, q: dict, body: Any) -> SandboxReply:
+        if (r := self._campaign(p)) is not None:
+            return r
+        body = body or {}
+        d_from = date.fromisoformat(body["dateFrom"]) if body.get("dateFrom") else date.min
+        d_to = date.fromisoformat(body["dateTo"]) if body.get("dateTo") else date.max
+        limit = int(q.get("limit") or 200)
+        with self.lock:
+            rows = [o for o in sorted(self.orders.values(), key=lambda o: o.order_id)
+                    if o.substatus == "SHIPPED" and d_from <= o.updated.date() <= d_to]
+            start = int(q.get("page_token") or q.get("pageToken") or 0)
+            page = rows[start:start + limit]
+            out = []
+            for o in page:
+                total = sum(li["price"] * li["count"] for li in o.items)
+                fee = round(total * 0.12, 2)
+                logistics = round(60.0 * len(o.boxes or [1]), 2)
+                out.append({
+                    "id": o.order_id, "creationDate": o.created.date().isoformat(),
+                    "statusUpdateDate": _iso(o.updated), "status": "DELIVERY", "paymentType": "PREPAID",
+                    "fake": False, "partnerOrderId": o.external_id or str(o.order_id),
+                    "items": [{"offerName": li["offerName"], "marketSku": self.cards[li["offerId"]]["marketSku"],
+                               "shopSku": li["offerId"], "count": li["count"],
+                               "prices": [{"type": "BUYER", "costPerItem": li["price"],
+                                           "total": li["price"] * li["count"]}],
+                               "warehouse": {"id": self.warehouse_id, "name": "Склад MarketSync (FBS)"}}
+                              for li in o.items],
+                    "payments": [{"id": f"P{o.order_id}", "date": o.updated.date().isoformat(), "type": "PAYMENT",
+                                  "source": "BUYER", "total": total}],
+                    "commissions": [{"type": "FEE", "actual": fee},
+                                    {"type": "DELIVERY_TO_CUSTOMER", "actual": logistics}],
+                    "currency": "RUR"})
+            result: dict[str, Any] = {"orders": out}
+            if start + limit < len(rows):
+                result["paging"] = {"nextPageToken": str(start + limit)}
+        return ok({"status": "OK", "result": result})
+
+    # ------------------------------------------------------------------ control
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "stocks": dict(self.stocks),
+            "prices": {k: v["value"] for k, v in self.business_prices.items()},
+            "campaign_prices": {k: v["value"] for k, v in self.campaign_prices.items()},
+            "orders": {str(o.order_id): f"{o.status}/{o.substatus}" for o in self.orders.values()},
+            "order_moves": {str(o.order_id): list(o.moves) for o in self.orders.values()},
+            "hidden": sorted(self.hidden),
+            "stock_writes": self.stock_writes,
+            "parallel_refused": self.parallel_refused,
+            "pushes": self.push.summary() if hasattr(self, "push") else {},
+            "businessId": self.business_id, "campaignId": self.campaign_id, "warehouseId": self.warehouse_id,
+        }
