@@ -1,0 +1,103 @@
+"""The running site without a broker: printer problems, late labels, and the page's API answers.
+The printer is the virtual one (it writes PNG files; `unplug()` plays the cable being pulled)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+from edge_testkit import BAG, MUG, edge_config, label_png, outbox, pick_task
+
+from edge_agent import store
+from edge_agent.app import create_app, page_status
+from edge_agent.site import Site
+from edge_agent.tasks import inbox
+
+
+def wait_for(pred: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
+@pytest.fixture
+def site(tmp_path) -> Iterator[Site]:
+    s = Site(edge_config(tmp_path), with_link=False)
+    s.start()
+    with store.transaction(s.conn):
+        inbox.apply_catalog(s.conn, {"items": [MUG, BAG]})
+    yield s
+    s.stop()
+    s.close()
+
+
+def add_task(site: Site, task_id: str, item: dict, label: bool = True) -> None:
+    with store.transaction(site.conn):
+        inbox.apply_pick_task(site.conn, pick_task(task_id, [(item, 1)]))
+        if label:
+            inbox.apply_label(site.conn, {"order_id": f"o-{task_id}", "format": "png", "data_b64": label_png(task_id)})
+
+
+def test_printer_unplugged_mid_job_keeps_the_label_and_prints_it_when_back(site) -> None:
+    add_task(site, "t1", MUG)
+    site.printer.unplug()
+    assert site.scan("pack-1", MUG["barcode"]).kind == "done"
+    assert wait_for(lambda: not site.printer_state.ok)
+    status = page_status(site)
+    assert status["printer_ok"] is False and "unplugged" in status["printer_message"]
+    assert status["prints_pending"] == 1
+    job = site.row("SELECT state, error FROM print_jobs")
+    assert job["state"] == "pending" and "Принтер" in job["error"]
+    types = [t for t, _ in outbox(site.conn)]
+    assert types.count("device_status") == 1 and "printed" not in types
+    site.printer.plug()
+    assert wait_for(lambda: site.row("SELECT state FROM print_jobs")["state"] == "done")
+    assert len(site.printer.printed) == 1 and site.printer_state.ok
+    printed = [b for t, b in outbox(site.conn) if t == "printed"]
+    assert printed[0]["order_id"] == "o-t1" and printed[0]["file"] == str(site.printer.printed[0])
+
+
+def test_a_label_that_comes_after_packing_prints_on_arrival(site) -> None:
+    add_task(site, "t1", MUG, label=False)
+    assert site.scan("pack-1", MUG["barcode"]).kind == "done"
+    assert wait_for(lambda: (site.row("SELECT error FROM print_jobs")["error"] or "").startswith("ждём"))
+    with store.transaction(site.conn):
+        inbox.apply_label(site.conn, {"order_id": "o-t1", "format": "png", "data_b64": label_png("late")})
+    site.retry_printing()
+    assert wait_for(lambda: len(site.printer.printed) == 1)
+
+
+def test_a_label_the_printer_cannot_take_is_reported_and_does_not_block_others(site) -> None:
+    add_task(site, "t1", MUG, label=False)
+    with store.transaction(site.conn):
+        inbox.apply_label(site.conn, {"order_id": "o-t1", "format": "pdf", "data_b64": "bm90IGEgcGRm"})
+    add_task(site, "t2", BAG)
+    site.scan("pack-1", MUG["barcode"])
+    site.scan("pack-1", BAG["barcode"])
+    assert wait_for(lambda: len(site.printer.printed) == 1)
+    bad = site.row("SELECT state, error FROM print_jobs WHERE order_id = 'o-t1'")
+    assert bad["state"] == "pending" and "нельзя напечатать" in bad["error"]
+    assert site.printer_state.ok  # the printer itself is fine
+
+
+def test_page_api_login_and_bad_input(site) -> None:
+    app = create_app(site)
+    c = app.test_client()
+    assert c.post("/api/scan", json={"code": "x"}).status_code == 401
+    assert c.get("/").status_code == 302
+    for _ in range(5):
+        assert c.post("/login", data={"name": "Анна", "pin": "0000", "station": "pack-1"}).status_code == 401
+    locked = c.post("/login", data={"name": "Анна", "pin": "4321", "station": "pack-1"})
+    assert locked.status_code == 401 and "Слишком много" in locked.get_data(as_text=True)
+    c2 = create_app(site).test_client()
+    assert c2.post("/login", data={"name": "Анна", "pin": "4321", "station": "pack-1"}).status_code == 302
+    assert c2.post("/api/scan", json={"code": "  "}).status_code == 400
+    r = c2.post("/api/scan", json={"code": "123"}).get_json()
+    assert r["result"]["kind"] == "unknown" and "Неизвестный штрихкод" in r["result"]["message"]
+    assert c2.post("/api/short", json={"line_no": 1}).status_code == 409
+    assert c2.post("/api/tally/commit").status_code == 409
+    assert c2.get("/api/status").get_json()["online"] is False
