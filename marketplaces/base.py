@@ -58,6 +58,16 @@ class AuthError(MarketplaceError):
     """401/403: the token is wrong, expired or lacks the scope."""
 
 
+class InvalidRequest(MarketplaceError):
+    """The payload was refused before sending (fails the marketplace's documented rules): nothing sent."""
+
+
+class Uncertain(MarketplaceError):
+    """A non-idempotent call timed out or got a 5xx: it may or may not have been applied.
+
+    Adapters answer it by reading the state back from the marketplace before acting again."""
+
+
 class NotSupported(MarketplaceError):
     """The marketplace's API does not offer this call (e.g. Megamarket has no hide/unhide).
 

@@ -1,0 +1,521 @@
+"""The one HTTP client every marketplace adapter uses.
+
+Owns: sending a named endpoint of an `EndpointMap` for one account; pacing it by the documented
+limits (a token bucket per account x limit group, an account-wide bucket such as Ozon's 50 rps per
+Client-Id, per-item rules such as Ozon's once-per-30-s stock pair); retrying 429, 5xx and timeouts
+with exponential backoff and jitter while honouring the marketplace's retry headers
+(`X-Ratelimit-Retry`, `X-Ratelimit-Reset`, `Retry-After`); turning failures into the typed errors of
+`marketplaces.base`, naming account and endpoint, never holding a secret; and reading bodies
+defensively (`Reply.json()` raises `BadResponse` for malformed JSON, HTML pages, bodies cut short).
+
+Usage from an adapter:
+
+    client = HttpClient(config, load_endpoint_map("ozon", config.endpoints), auth=ozon_auth)
+    reply = client.call("stocks_update", json={"stocks": [...]}, item_keys=["123@7"])
+    data = reply.json()
+
+Rules worth knowing:
+- Buckets are shared by every client of the same account (key: `options["limit_key"]`, else
+  `options["client_id"]`, else the account name), so two jobs of one account never add up past a limit.
+- The client runs a little under the documented ceiling (`safety`: 3% slower, one token of burst kept
+  spare) so that network jitter never draws a 429.
+- Non-idempotent endpoints (status changes) are re-sent automatically only after a 429 (which means
+  "not applied"); after a timeout or a 5xx they raise `Uncertain` and the adapter reads the state back.
+- `time_scale` (from `AccountConfig.time_scale`) divides every wait: limits, backoff, retry headers.
+- `add_exchange_hook(fn)` lets tests see every exchange (`Exchange`, secrets masked) for contract checks.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json as jsonlib
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from marketplaces.base import (
+    AccountConfig,
+    AuthError,
+    BadResponse,
+    InvalidRequest,
+    MarketplaceError,
+    RateLimited,
+    Uncertain,
+)
+from marketplaces.endpoints import Endpoint, EndpointMap, ItemRule, Limit
+
+log = logging.getLogger("marketplaces.http")
+
+# ---------------------------------------------------------------- pacing
+
+
+class TokenBucket:
+    """`rate` tokens per second into a bucket of `burst`; `acquire` waits for a token. Thread-safe.
+
+    `penalize` takes tokens without waiting (WB: a 4xx costs 10); `hold_until` blocks the bucket until
+    a moment the marketplace named (after a 429)."""
+
+    def __init__(self, rate: float, burst: float, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        if rate <= 0 or burst <= 0:
+            raise ValueError("rate and burst must be positive")
+        self.rate = rate
+        self.burst = burst
+        self.tokens = burst
+        self._clock = clock
+        self._sleep = sleep
+        self._stamp = clock()
+        self._hold = 0.0
+        self._lock = threading.Lock()
+        self.waited_s = 0.0
+
+    def _refill(self, now: float) -> None:
+        self.tokens = min(self.burst, self.tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+
+    def acquire(self, cost: float = 1.0) -> float:
+        """Take `cost` tokens, sleeping as long as needed; returns the seconds waited."""
+        waited = 0.0
+        while True:
+            with self._lock:
+                now = self._clock()
+                self._refill(now)
+                wait = max(0.0, self._hold - now)
+                if wait == 0.0:
+                    if self.tokens >= min(cost, self.burst):
+                        self.tokens -= cost
+                        self.waited_s += waited
+                        return waited
+                    wait = (min(cost, self.burst) - self.tokens) / self.rate
+            self._sleep(wait)
+            waited += wait
+
+    def penalize(self, cost: float) -> None:
+        with self._lock:
+            self._refill(self._clock())
+            self.tokens -= cost
+
+    def hold_until(self, moment: float) -> None:
+        with self._lock:
+            self._hold = max(self._hold, moment)
+            self.tokens = min(self.tokens, 0.0)
+
+
+class ItemGate:
+    """At most `max` sends of one key in any `window_s` seconds (sliding window). Thread-safe."""
+
+    def __init__(self, rule: ItemRule, time_scale: float = 1.0, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rule = rule
+        self.window = rule.window_s / time_scale
+        self._clock = clock
+        self._sent: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def delay(self, keys: Iterable[str]) -> float:
+        """Seconds until every key may be sent again (0 when all may go now)."""
+        now = self._clock()
+        worst = 0.0
+        with self._lock:
+            for key in keys:
+                q = self._sent.get(key)
+                if not q:
+                    continue
+                while q and q[0] <= now - self.window:
+                    q.popleft()
+                if len(q) >= self.rule.max:
+                    worst = max(worst, q[0] + self.window - now)
+        return worst
+
+    def record(self, keys: Iterable[str]) -> None:
+        now = self._clock()
+        with self._lock:
+            for key in keys:
+                self._sent.setdefault(key, deque()).append(now)
+
+
+_BUCKETS: dict[tuple[str, ...], TokenBucket] = {}
+_GATES: dict[tuple[str, ...], ItemGate] = {}
+_REGISTRY_LOCK = threading.Lock()
+
+
+def _shared_bucket(key: tuple[str, ...], limit: Limit, time_scale: float, safety: float) -> TokenBucket:
+    with _REGISTRY_LOCK:
+        bucket = _BUCKETS.get(key)
+        if bucket is None:
+            rate = limit.rate * time_scale * (1.0 - safety)
+            burst = max(1.0, limit.burst - (1 if safety > 0 and limit.burst > 1 else 0))
+            bucket = _BUCKETS[key] = TokenBucket(rate, burst)
+        return bucket
+
+
+def _shared_gate(key: tuple[str, ...], rule: ItemRule, time_scale: float) -> ItemGate:
+    with _REGISTRY_LOCK:
+        gate = _GATES.get(key)
+        if gate is None:
+            gate = _GATES[key] = ItemGate(rule, time_scale)
+        return gate
+
+
+def reset_limiters() -> None:
+    """Forget every shared bucket and item gate (tests that restart a sandbox call it)."""
+    with _REGISTRY_LOCK:
+        _BUCKETS.clear()
+        _GATES.clear()
+
+
+# ---------------------------------------------------------------- exchanges seen (contract tests)
+
+
+@dataclass
+class Exchange:
+    """One request and its reply as the client saw them; header values of secrets are masked."""
+
+    marketplace: str
+    account: str
+    endpoint: str
+    method: str
+    path: str
+    query: dict[str, Any]
+    request_headers: dict[str, str]
+    request_body: bytes | None
+    status: int
+    response_headers: dict[str, str]
+    response_body: bytes
+    content_type: str
+
+
+EXCHANGE_HOOKS: list[Callable[[Exchange], None]] = []
+
+
+def add_exchange_hook(fn: Callable[[Exchange], None]) -> None:
+    EXCHANGE_HOOKS.append(fn)
+
+
+def remove_exchange_hook(fn: Callable[[Exchange], None]) -> None:
+    if fn in EXCHANGE_HOOKS:
+        EXCHANGE_HOOKS.remove(fn)
+
+
+# ---------------------------------------------------------------- replies
+
+
+@dataclass
+class Reply:
+    """A marketplace answer: status, headers, raw body; `json()` parses it or raises `BadResponse`."""
+
+    status: int
+    headers: httpx.Headers
+    content: bytes
+    account: str
+    endpoint: str
+
+    @property
+    def content_type(self) -> str:
+        return self.headers.get("content-type", "").split(";")[0].strip().lower()
+
+    def bad(self, message: str) -> BadResponse:
+        return BadResponse(message, account=self.account, endpoint=self.endpoint, status=self.status)
+
+    def json(self) -> Any:
+        if not self.content:
+            raise self.bad(f"HTTP {self.status} with an empty body where JSON was expected")
+        head = self.content.lstrip()[:1]
+        if self.content_type == "text/html" or head == b"<":
+            raise self.bad(f"HTTP {self.status} answered an HTML page, not JSON")
+        try:
+            return jsonlib.loads(self.content)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise self.bad(f"HTTP {self.status} body is not valid JSON ({len(self.content)} bytes: "
+                           f"{type(exc).__name__} at {getattr(exc, 'pos', '?')})") from None
+
+    def json_object(self) -> dict[str, Any]:
+        data = self.json()
+        if not isinstance(data, dict):
+            raise self.bad(f"expected a JSON object, got {type(data).__name__}")
+        return data
+
+
+def field_of(data: Any, *path: str | int, reply: Reply | None = None, account: str = "",
+             endpoint: str = "") -> Any:
+    """`data[path0][path1]...`, raising `BadResponse` naming the missing field when absent."""
+    cur = data
+    for i, key in enumerate(path):
+        try:
+            cur = cur[key]
+        except (KeyError, IndexError, TypeError):
+            where = ".".join(str(p) for p in path[: i + 1])
+            acc, ep = (reply.account, reply.endpoint) if reply else (account, endpoint)
+            raise BadResponse(f"missing field {where} in the answer", account=acc, endpoint=ep) from None
+    return cur
+
+
+# ---------------------------------------------------------------- the client
+
+
+@dataclass
+class RetryPolicy:
+    """Retries on 429, 5xx and timeouts: `attempts` in total, backoff `base_s * 2^n` capped at
+    `cap_s`, with full jitter (a random 50-100% of it); all in marketplace time (divided by time_scale)."""
+
+    attempts: int = 8
+    base_s: float = 0.5
+    cap_s: float = 30.0
+
+    def backoff(self, attempt: int, rng: random.Random) -> float:
+        raw = min(self.cap_s, self.base_s * (2 ** attempt))
+        return raw * (0.5 + 0.5 * rng.random())
+
+
+@dataclass
+class ClientStats:
+    requests: int = 0
+    throttled: int = 0  # 429 replies received
+    retries: int = 0
+    server_errors: int = 0
+    timeouts: int = 0
+    waited_s: float = 0.0
+    by_endpoint: dict[str, int] = field(default_factory=dict)
+
+
+RETRY_HEADERS = ("x-ratelimit-retry", "retry-after", "x-ratelimit-reset", "ratelimit-reset")
+
+
+def retry_after_seconds(headers: httpx.Headers | dict[str, str]) -> float | None:
+    """The wait the marketplace asked for, in its own seconds, from the first retry header present."""
+    for name in RETRY_HEADERS:
+        value = headers.get(name)
+        if value is None or str(value).strip() == "":
+            continue
+        value = str(value).strip()
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            pass
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+            return max(0.0, when.timestamp() - time.time())
+        except (TypeError, ValueError):
+            continue
+    return None
+
+
+class HttpClient:
+    """Sends named endpoints for one account. See the module docstring."""
+
+    def __init__(
+        self,
+        config: AccountConfig,
+        endpoints: EndpointMap,
+        *,
+        auth: Callable[[dict[str, str]], None] | None = None,
+        validate: Callable[[Endpoint, Any], None] | None = None,
+        retry: RetryPolicy | None = None,
+        timeout_s: float | None = None,
+        safety: float = 0.03,
+        transport: httpx.BaseTransport | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.config = config
+        self.map = endpoints
+        self.account = config.name
+        self.time_scale = float(config.time_scale or 1.0)
+        self._auth = auth
+        self._validate = validate
+        self.retry = retry or RetryPolicy()
+        self.timeout_s = float(timeout_s or config.options.get("timeout_s", 30.0))
+        self.safety = safety
+        self.stats = ClientStats()
+        self._rng = random.Random(seed)
+        self._limit_key = str(config.options.get("limit_key") or config.options.get("client_id") or config.name)
+        self._secrets = [v for v in config.credentials.values() if isinstance(v, str) and len(v) >= 4]
+        self._http = httpx.Client(timeout=self.timeout_s, transport=transport, follow_redirects=False)
+
+    # -- plumbing
+
+    def close(self) -> None:
+        self._http.close()
+
+    def scrub(self, text: str) -> str:
+        """`text` with every credential value masked (for logs and error messages)."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def bucket(self, group: str) -> TokenBucket:
+        limit = self.map.groups[group]
+        key = (self.map.marketplace, self._limit_key, group)
+        return _shared_bucket(key, limit, self.time_scale, self.safety)
+
+    def account_bucket(self) -> TokenBucket | None:
+        if self.map.account_limit is None:
+            return None
+        key = (self.map.marketplace, self._limit_key, "*account*")
+        return _shared_bucket(key, self.map.account_limit, self.time_scale, self.safety)
+
+    def gate(self, rule_name: str) -> ItemGate:
+        rule = self.map.item_rules[rule_name]
+        return _shared_gate((self.map.marketplace, self._limit_key, rule_name), rule, self.time_scale)
+
+    def url(self, ep: Endpoint, path_params: dict[str, Any]) -> tuple[str, str]:
+        base = self.map.base_url(ep.family, self.config.base_url, self.config.options.get("base_urls"))
+        path = ep.format_path(**path_params)
+        return base + path, path
+
+    def _sleep(self, seconds: float) -> None:
+        if seconds > 0:
+            self.stats.waited_s += seconds
+            time.sleep(seconds)
+
+    def _error(self, cls: type[MarketplaceError], message: str, ep: Endpoint, **kw: Any) -> MarketplaceError:
+        return cls(self.scrub(message), account=self.account, endpoint=ep.name, **kw)
+
+    # -- the call
+
+    def call(
+        self,
+        name: str,
+        *,
+        path_params: dict[str, Any] | None = None,
+        params: dict[str, Any] | None = None,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        item_keys: Collection[str] = (),
+        ok_statuses: Collection[int] = (),
+    ) -> Reply:
+        """Send endpoint `name`; returns the 2xx (or `ok_statuses`) reply, else raises a typed error.
+
+        `item_keys` are the keys of the endpoint's item rule carried by this request (e.g. the
+        "product@warehouse" pairs of an Ozon stock push): the call waits until each may be sent."""
+        ep = self.map[name]
+        if self._validate is not None:
+            try:
+                self._validate(ep, json)
+            except InvalidRequest:
+                raise
+            except (ValueError, TypeError, KeyError) as exc:
+                raise self._error(InvalidRequest, f"payload refused before sending: {exc}", ep) from None
+        url, path = self.url(ep, path_params or {})
+        body = None if json is None else jsonlib.dumps(json, ensure_ascii=False).encode("utf-8")
+        send_headers = {"Accept": "application/json"}
+        if body is not None:
+            send_headers["Content-Type"] = "application/json"
+        if self._auth is not None:
+            self._auth(send_headers)
+        send_headers.update(headers or {})
+        gate = self.gate(ep.item_rule) if ep.item_rule and item_keys else None
+        if gate is not None:
+            self._sleep(gate.delay(item_keys))
+        group = self.bucket(ep.group)
+        acct = self.account_bucket()
+        last_problem = ""
+        for attempt in range(self.retry.attempts):
+            if acct is not None:
+                self.stats.waited_s += acct.acquire()
+            self.stats.waited_s += group.acquire()
+            self.stats.requests += 1
+            self.stats.by_endpoint[name] = self.stats.by_endpoint.get(name, 0) + 1
+            try:
+                resp = self._http.request(ep.method, url, params=params, content=body, headers=send_headers)
+                content = resp.content
+            except httpx.ConnectError as exc:  # never reached the marketplace: always safe to resend
+                last_problem = f"cannot connect: {type(exc).__name__}"
+                self._backoff(attempt, ep, last_problem)
+                continue
+            except httpx.RemoteProtocolError as exc:
+                last_problem = f"the answer was cut short ({type(exc).__name__})"
+                if not ep.idempotent:
+                    raise self._error(Uncertain, f"{last_problem}; it may or may not have been applied",
+                                      ep, retryable=True) from None
+                self._backoff(attempt, ep, last_problem)
+                continue
+            except (httpx.TimeoutException, httpx.TransportError) as exc:
+                self.stats.timeouts += 1
+                last_problem = f"{type(exc).__name__} after sending (no complete answer)"
+                if not ep.idempotent:
+                    raise self._error(Uncertain, f"{last_problem}; it may or may not have been applied",
+                                      ep, retryable=True) from None
+                self._backoff(attempt, ep, last_problem)
+                continue
+            reply = Reply(resp.status_code, resp.headers, content, self.account, ep.name)
+            self._notify(ep, path, params, send_headers, body, reply)
+            status = resp.status_code
+            if status == 429:
+                self.stats.throttled += 1
+                wait = retry_after_seconds(resp.headers)
+                last_problem = "HTTP 429 too many requests"
+                if wait is not None:
+                    scaled = wait / self.time_scale
+                    group.hold_until(time.monotonic() + scaled)
+                    log.warning("%s %s: 429, waiting %.3fs as asked (attempt %d)", self.account, name,
+                                scaled, attempt + 1)
+                    self.stats.retries += 1
+                    continue
+                self._backoff(attempt, ep, last_problem)
+                continue
+            if status >= 500:
+                self.stats.server_errors += 1
+                last_problem = f"HTTP {status} server error"
+                if not ep.idempotent:
+                    raise self._error(Uncertain, f"{last_problem}; it may or may not have been applied", ep,
+                                      status=status, retryable=True)
+                self._backoff(attempt, ep, last_problem)
+                continue
+            if 200 <= status < 300 or status in ok_statuses:
+                if gate is not None:
+                    gate.record(item_keys)
+                return reply
+            if ep.group in self.map.groups and self.map.groups[ep.group].error_cost > 1:
+                group.penalize(self.map.groups[ep.group].error_cost - 1)
+            snippet = self.scrub(content[:300].decode("utf-8", "replace"))
+            native: Any = None
+            try:
+                native = jsonlib.loads(self.scrub(content.decode("utf-8", "replace"))) if content else None
+            except ValueError:
+                native = snippet
+            if status in (401, 403):
+                raise self._error(AuthError, f"HTTP {status}: access refused: {snippet}", ep, status=status,
+                                  native=native)
+            raise self._error(MarketplaceError, f"HTTP {status}: {snippet}", ep, status=status, native=native)
+        if last_problem.startswith("HTTP 429"):
+            raise self._error(RateLimited, f"still throttled after {self.retry.attempts} attempts", ep,
+                              status=429, retryable=True)
+        if last_problem.startswith("the answer was cut short"):
+            raise self._error(BadResponse, f"gave up after {self.retry.attempts} attempts: {last_problem}", ep)
+        raise self._error(MarketplaceError, f"gave up after {self.retry.attempts} attempts: {last_problem}", ep,
+                          retryable=True)
+
+    def _backoff(self, attempt: int, ep: Endpoint, problem: str) -> None:
+        if attempt + 1 >= self.retry.attempts:
+            return
+        wait = self.retry.backoff(attempt, self._rng) / self.time_scale
+        self.stats.retries += 1
+        log.warning("%s %s: %s, retrying in %.3fs (attempt %d)", self.account, ep.name, problem, wait, attempt + 1)
+        self._sleep(wait)
+
+    def _notify(self, ep: Endpoint, path: str, params: dict[str, Any] | None, headers: dict[str, str],
+                body: bytes | None, reply: Reply) -> None:
+        if not EXCHANGE_HOOKS:
+            return
+        masked = {k: ("***" if v in self._secrets else v) for k, v in headers.items()}
+        ex = Exchange(self.map.marketplace, self.account, ep.name, ep.method, path, dict(params or {}), masked,
+                      body, reply.status, dict(reply.headers), reply.content, reply.headers.get("content-type", ""))
+        for hook in list(EXCHANGE_HOOKS):
+            hook(ex)
+
+
+def batches(items: list[Any], size: int) -> Iterable[list[Any]]:
+    """`items` in consecutive slices of at most `size` (all at once when size is 0)."""
+    if size <= 0:
+        if items:
+            yield items
+        return
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

@@ -1,0 +1,594 @@
+"""The Ozon sandbox: the Seller API (one host) on one port.
+
+Faithful to ../shared/specs/ozon (2026-04-30): `Client-Id` + `Api-Key` headers; current methods only
+(`/v2/warehouse/list`, `/v3/product/*`, `/v4/posting/fbs/*`); stocks per product x warehouse with the
+per-item rule "a pair at most once per 30 s" answered as `TOO_MANY_REQUESTS` inside HTTP 200; prices
+at most 10 updates per product per hour (same shape); 80 stock requests per minute and 50 requests
+per second per Client-Id answered with HTTP 429 `{"code": 8, "message": "You have reached request rate
+limit per second"}`; FBS postings `awaiting_packaging -> awaiting_deliver` (ship) `-> delivering`
+(carriage created and approved) or `cancelled`; the package label as a real PDF whose Code 128 decodes
+to the posting number (only in `awaiting_deliver` and later); the monthly realization report built from
+what this sandbox sold (a posting handed over counts as sold). Imports no adapter.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from marketplaces.sandbox import labels
+from marketplaces.sandbox.core import ApiError, Route, SandboxApp, SandboxLimit, SandboxReply, SandboxRequest
+from marketplaces.sandbox.seed import demo_items
+
+STOCK_PAIR_WINDOW_S = 30.0
+PRICE_WINDOW_S = 3600.0
+PRICE_MAX_PER_WINDOW = 10
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class OzonSandbox(SandboxApp):
+    marketplace = "ozon"
+    account_limit = SandboxLimit(50.0, 50)
+    limits = {"stocks": SandboxLimit(80 / 60, 1)}
+
+    def make_credentials(self) -> dict[str, str]:
+        return {"Client-Id": f"{100000 + self.rng_seed}", "Api-Key": f"ozon-sandbox-key-{self.rng_seed:04d}"}
+
+    # ------------------------------------------------------------ seed and state
+
+    def seed_catalog(self, n: int) -> None:
+        self.warehouses = [
+            {"warehouse_id": 22142605386000, "name": "FBS Москва Южный", "delivery_method_id": 1020000901},
+            {"warehouse_id": 22142605386001, "name": "FBS Санкт-Петербург", "delivery_method_id": 1020000902},
+            {"warehouse_id": 22142605386002, "name": "FBS Новосибирск", "delivery_method_id": 1020000903},
+        ]
+        self.products: dict[int, dict[str, Any]] = {}
+        self.by_offer: dict[str, int] = {}
+        self.stocks: dict[tuple[int, int], int] = {}
+        self.reserved: dict[tuple[int, int], int] = {}
+        self.stock_stamp: dict[tuple[int, int], float] = {}
+        self.price_stamps: dict[int, deque[float]] = {}
+        self.postings: dict[str, dict[str, Any]] = {}
+        self.transitions: dict[str, list[str]] = {}
+        self.carriages: dict[int, dict[str, Any]] = {}
+        self.import_tasks: dict[int, list[dict[str, Any]]] = {}
+        self.sales: list[dict[str, Any]] = []
+        self.stock_writes = 0
+        self._next_order = 40_000_001
+        self._next_carriage = 1
+        self._next_task = 7_000_001
+        for item in demo_items(n):
+            pid = 100_000_000 + item.index
+            self.products[pid] = {
+                "product_id": pid, "sku": 900_000_000 + item.index, "offer_id": item.article, "name": item.name,
+                "barcodes": [item.barcode], "category": item.category, "description_category_id": 17028900 + item.subject_id,
+                "type_id": 90000 + item.subject_id, "price": Decimal(item.price), "old_price": Decimal(0),
+                "min_price": Decimal(0), "archived": False, "created_at": _iso(datetime(2026, 1, 10, tzinfo=UTC)),
+            }
+            self.by_offer[item.article] = pid
+            self.stocks[(pid, self.warehouses[0]["warehouse_id"])] = item.stock
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "stocks": {f"{pid}@{wh}": n for (pid, wh), n in self.stocks.items()},
+            "prices": {str(pid): {"price": str(p["price"]), "old_price": str(p["old_price"])}
+                       for pid, p in self.products.items()},
+            "orders": {num: p["status"] for num, p in self.postings.items()},
+            "transitions": {num: list(t) for num, t in self.transitions.items()},
+            "archived": sorted(pid for pid, p in self.products.items() if p["archived"]),
+            "stock_writes": self.stock_writes,
+            "sold": len(self.sales),
+        }
+
+    def make_orders(self, count: int) -> list[str]:
+        made: list[str] = []
+        for _ in range(count):
+            choices = [(pid, wh) for (pid, wh), n in sorted(self.stocks.items())
+                       if n - self.reserved.get((pid, wh), 0) > 0 and not self.products[pid]["archived"]]
+            if not choices:
+                break
+            pid, wh = choices[self.rng.randrange(len(choices))]
+            self.reserved[(pid, wh)] = self.reserved.get((pid, wh), 0) + 1
+            order_id = self._next_order
+            self._next_order += 1
+            number = f"{order_id:08d}-0001-1"
+            warehouse = next(w for w in self.warehouses if w["warehouse_id"] == wh)
+            now = _now()
+            self.postings[number] = {
+                "posting_number": number, "order_id": order_id, "order_number": f"{order_id:08d}-0001",
+                "status": "awaiting_packaging", "substatus": "posting_created", "product_id": pid, "quantity": 1,
+                "warehouse_id": wh, "warehouse_name": warehouse["name"], "delivery_method_id": warehouse["delivery_method_id"],
+                "in_process_at": _iso(now), "shipment_date": _iso(now + timedelta(days=1)),
+                "price": self.products[pid]["price"], "cancel_reason_id": None,
+            }
+            self.transitions[number] = ["awaiting_packaging"]
+            made.append(number)
+        return made
+
+    def _move(self, posting: dict[str, Any], status: str, substatus: str) -> None:
+        posting["status"], posting["substatus"] = status, substatus
+        self.transitions[posting["posting_number"]].append(status)
+
+    def control(self, name: str, body: dict[str, Any]) -> Any:
+        if name == "deliver":  # the buyer received everything handed over
+            done = []
+            for p in self.postings.values():
+                if p["status"] == "delivering":
+                    self._move(p, "delivered", "posting_delivered")
+                    done.append(p["posting_number"])
+            return {"delivered": done}
+        return super().control(name, body)
+
+    # ------------------------------------------------------------ shapes
+
+    def error_reply(self, status: int, message: str, *, code: str = "", template: str = "") -> SandboxReply:
+        numeric = {400: 3, 403: 7, 404: 5, 409: 6, 500: 13, 503: 14}.get(status, 2)
+        return SandboxReply(status, {"code": numeric, "message": f"{code}: {message}" if code else message,
+                                     "details": []})
+
+    def throttle_reply(self, retry_after_s: float, group: str) -> SandboxReply:
+        wait = max(1, int(retry_after_s + 0.999))
+        return SandboxReply(429, {"code": 8, "message": "You have reached request rate limit per second",
+                                  "details": []}, headers={"Retry-After": str(wait), "ratelimit-remaining": "0"})
+
+    def check_auth(self, req: SandboxRequest) -> SandboxReply | None:
+        if req.headers.get("client-id") != self.credentials["Client-Id"] or \
+                req.headers.get("api-key") != self.credentials["Api-Key"]:
+            return self.error_reply(403, "Invalid Api-Key, please contact support", code="PERMISSION_DENIED")
+        return None
+
+    # ------------------------------------------------------------ routes
+
+    def routes(self) -> list[Route]:
+        r = Route
+        return [
+            r("POST", "/v2/warehouse/list", self.warehouse_list),
+            r("POST", "/v3/product/list", self.product_list),
+            r("POST", "/v3/product/info/list", self.product_info),
+            r("POST", "/v3/product/import", self.product_import),
+            r("POST", "/v1/product/import/info", self.product_import_info),
+            r("POST", "/v1/product/archive", self.product_archive),
+            r("POST", "/v1/product/unarchive", self.product_unarchive),
+            r("POST", "/v1/product/import/prices", self.import_prices),
+            r("POST", "/v2/products/stocks", self.update_stocks, "stocks"),
+            r("POST", "/v4/product/info/stocks", self.info_stocks),
+            r("POST", "/v4/posting/fbs/unfulfilled/list", self.unfulfilled),
+            r("POST", "/v4/posting/fbs/list", self.posting_list),
+            r("POST", "/v3/posting/fbs/get", self.posting_get),
+            r("POST", "/v4/posting/fbs/ship", self.posting_ship),
+            r("POST", "/v2/posting/fbs/cancel", self.posting_cancel),
+            r("POST", "/v1/carriage/create", self.carriage_create),
+            r("POST", "/v1/carriage/approve", self.carriage_approve),
+            r("POST", "/v2/posting/fbs/package-label", self.package_label),
+            r("POST", "/v2/finance/realization", self.realization),
+        ]
+
+    # -- warehouses and products
+
+    def warehouse_list(self, req: SandboxRequest) -> SandboxReply:
+        body = req.json()
+        limit = int(body.get("limit") or 200)
+        start = int(body.get("cursor") or 0)
+        page = self.warehouses[start: start + limit]
+        nxt = start + len(page)
+        return SandboxReply(200, {"warehouses": [{
+            "warehouse_id": w["warehouse_id"], "name": w["name"], "status": "created", "is_rfbs": False,
+            "is_kgt": False, "carriage_label_type": "BIG", "is_express": False, "has_postings_limit": False,
+            "working_days": ["MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY"],
+            "first_mile": {"type": "DROP_OFF", "first_mile_is_changing": False}} for w in page],
+            "cursor": str(nxt) if nxt < len(self.warehouses) else "", "has_next": nxt < len(self.warehouses)})
+
+    def _visible(self, p: dict[str, Any], visibility: str) -> bool:
+        if visibility in ("ARCHIVED", "MANUAL_ARCHIVED"):
+            return p["archived"]
+        if visibility == "ALL":
+            return True
+        return not p["archived"]
+
+    def product_list(self, req: SandboxRequest) -> SandboxReply:
+        body = req.json()
+        flt = body.get("filter") or {}
+        visibility = flt.get("visibility") or "ALL"
+        limit = min(int(body.get("limit") or 100), 1000)
+        after = int(body.get("last_id") or 0)
+        ids = [pid for pid in sorted(self.products) if pid > after and self._visible(self.products[pid], visibility)]
+        page = ids[:limit]
+        items = [{"product_id": pid, "offer_id": self.products[pid]["offer_id"], "archived": self.products[pid]["archived"],
+                  "has_fbo_stocks": False, "has_fbs_stocks": any(self.stocks.get((pid, w["warehouse_id"]), 0) > 0
+                                                                 for w in self.warehouses),
+                  "is_discounted": False, "quants": []} for pid in page]
+        total = len([p for p in self.products.values() if self._visible(p, visibility)])
+        return SandboxReply(200, {"result": {"items": items, "last_id": str(page[-1]) if len(ids) > limit else "",
+                                             "total": total}})
+
+    def product_info(self, req: SandboxRequest) -> SandboxReply:
+        body = req.json()
+        wanted = {int(x) for x in body.get("product_id") or []}
+        wanted |= {self.by_offer[o] for o in body.get("offer_id") or [] if o in self.by_offer}
+        wanted |= {pid for pid, p in self.products.items() if str(p["sku"]) in {str(s) for s in body.get("sku") or []}}
+        if len(wanted) > 1000:
+            raise ApiError(400, "at most 1000 identifiers", code="INVALID_ARGUMENT")
+        items = []
+        for pid in sorted(wanted):
+            p = self.products.get(pid)
+            if p is None:
+                continue
+            items.append({
+                "id": pid, "offer_id": p["offer_id"], "name": p["name"], "barcodes": p["barcodes"], "sku": p["sku"],
+                "description_category_id": p["description_category_id"], "type_id": p["type_id"],
+                "currency_code": "RUB", "price": f"{p['price']:.2f}", "old_price": f"{p['old_price']:.2f}",
+                "min_price": f"{p['min_price']:.2f}", "is_archived": p["archived"], "is_autoarchived": False,
+                "created_at": p["created_at"], "updated_at": p["created_at"], "images": [], "primary_image": [],
+                "statuses": {"is_created": True, "moderate_status": "approved",
+                             "status": "price_sent" if not p["archived"] else "archived",
+                             "status_name": "Продаётся" if not p["archived"] else "В архиве",
+                             "status_description": "", "status_failed": "", "status_tooltip": "",
+                             "status_updated_at": p["created_at"]},
+                "sources": [{"sku": p["sku"], "source": "sds", "created_at": p["created_at"],
+                             "shipment_type": "SHIPMENT_TYPE_GENERAL", "quant_code": ""}],
+            })
+        return SandboxReply(200, {"items": items})
+
+    def product_import(self, req: SandboxRequest) -> SandboxReply:
+        items = req.json().get("items") or []
+        if not 1 <= len(items) <= 100:
+            raise ApiError(400, "1..100 items per request", code="INVALID_ARGUMENT")
+        task = self._next_task
+        self._next_task += 1
+        results = []
+        for it in items:
+            offer = it.get("offer_id") or ""
+            errors = []
+            if not offer:
+                errors.append({"code": "OFFER_ID_REQUIRED", "message": "offer_id is required", "level": "error",
+                               "state": "imported", "field": "offer_id"})
+            if not errors:
+                pid = self.by_offer.get(offer)
+                if pid is None:
+                    pid = max(self.products) + 1
+                    self.products[pid] = {"product_id": pid, "sku": 900_000_000 + (pid - 100_000_000), "offer_id": offer,
+                                          "name": it.get("name", ""), "barcodes": [it["barcode"]] if it.get("barcode") else [],
+                                          "category": "", "description_category_id": it["description_category_id"],
+                                          "type_id": it["type_id"], "price": Decimal(it["price"]),
+                                          "old_price": Decimal(it.get("old_price") or 0), "min_price": Decimal(0),
+                                          "archived": False, "created_at": _iso(_now())}
+                    self.by_offer[offer] = pid
+                else:
+                    self.products[pid].update(name=it.get("name", self.products[pid]["name"]), price=Decimal(it["price"]))
+                results.append({"offer_id": offer, "product_id": pid, "status": "imported", "errors": []})
+            else:
+                results.append({"offer_id": offer, "product_id": 0, "status": "failed", "errors": errors})
+        self.import_tasks[task] = results
+        return SandboxReply(200, {"result": {"task_id": task}})
+
+    def product_import_info(self, req: SandboxRequest) -> SandboxReply:
+        task = int(req.json()["task_id"])
+        if task not in self.import_tasks:
+            raise ApiError(404, f"task {task} not found", code="NOT_FOUND")
+        items = self.import_tasks[task]
+        return SandboxReply(200, {"result": {"items": items, "total": len(items)}})
+
+    def _set_archived(self, req: SandboxRequest, flag: bool) -> SandboxReply:
+        ids = [int(x) for x in req.json()["product_id"]]
+        if len(ids) > 100:
+            raise ApiError(400, "at most 100 product_id", code="INVALID_ARGUMENT")
+        missing = [i for i in ids if i not in self.products]
+        if missing:
+            raise ApiError(404, f"product {missing[0]} not found", code="NOT_FOUND")
+        for i in ids:
+            self.products[i]["archived"] = flag
+        return SandboxReply(200, {"result": True})
+
+    def product_archive(self, req: SandboxRequest) -> SandboxReply:
+        return self._set_archived(req, True)
+
+    def product_unarchive(self, req: SandboxRequest) -> SandboxReply:
+        return self._set_archived(req, False)
+
+    # -- prices and stocks
+
+    def _pid_of(self, item: dict[str, Any]) -> int | None:
+        if item.get("offer_id") and item["offer_id"] in self.by_offer:
+            return self.by_offer[item["offer_id"]]  # offer_id wins when both are given
+        pid = item.get("product_id")
+        return int(pid) if pid and int(pid) in self.products else None
+
+    def import_prices(self, req: SandboxRequest) -> SandboxReply:
+        prices = req.json().get("prices") or []
+        if len(prices) > 1000:
+            raise ApiError(400, "at most 1000 prices per request", code="INVALID_ARGUMENT")
+        now = time.monotonic()
+        window = PRICE_WINDOW_S / self.time_scale
+        out = []
+        for it in prices:
+            pid = self._pid_of(it)
+            result = {"offer_id": it.get("offer_id", ""), "product_id": pid or int(it.get("product_id") or 0),
+                      "updated": False, "errors": []}
+            if pid is None:
+                result["errors"].append({"code": "NOT_FOUND", "message": "product not found"})
+                out.append(result)
+                continue
+            stamps = self.price_stamps.setdefault(pid, deque())
+            while stamps and stamps[0] <= now - window:
+                stamps.popleft()
+            try:
+                price = Decimal(str(it.get("price")))
+                old = Decimal(str(it.get("old_price") or "0"))
+                min_price = Decimal(str(it.get("min_price") or "0"))
+            except ArithmeticError:
+                result["errors"].append({"code": "INVALID_PRICE", "message": "price is not a number"})
+                out.append(result)
+                continue
+            if len(stamps) >= PRICE_MAX_PER_WINDOW:
+                self.count_item_throttle()
+                result["errors"].append({"code": "TOO_MANY_REQUESTS",
+                                         "message": "error limiting: acquire limit per item exceeded"})
+            elif price <= 0:
+                result["errors"].append({"code": "INVALID_PRICE", "message": "price must be positive"})
+            elif old and old <= price:
+                result["errors"].append({"code": "INVALID_OLD_PRICE", "message": "old_price must exceed price"})
+            elif old and (old - price) / old >= Decimal("0.9"):
+                result["errors"].append({"code": "discount_too_big", "message": "discount of 90% or more"})
+            else:
+                p = self.products[pid]
+                p["price"], p["old_price"], p["min_price"] = price, old, min_price
+                stamps.append(now)
+                result["updated"] = True
+            out.append(result)
+        return SandboxReply(200, {"result": out})
+
+    def update_stocks(self, req: SandboxRequest) -> SandboxReply:
+        stocks = req.json()["stocks"]
+        if len(stocks) > 100:
+            raise ApiError(400, "at most 100 product-warehouse pairs per request", code="INVALID_ARGUMENT")
+        now = time.monotonic()
+        window = STOCK_PAIR_WINDOW_S / self.time_scale
+        known_wh = {w["warehouse_id"] for w in self.warehouses}
+        out = []
+        for it in stocks:
+            pid = self._pid_of(it)
+            wh = int(it["warehouse_id"])
+            result = {"warehouse_id": wh, "product_id": pid or int(it.get("product_id") or 0),
+                      "offer_id": it.get("offer_id") or (self.products[pid]["offer_id"] if pid else ""),
+                      "updated": False, "errors": []}
+            if pid is None:
+                result["errors"].append({"code": "PRODUCT_NOT_FOUND", "message": "product not found"})
+            elif wh not in known_wh:
+                result["errors"].append({"code": "WAREHOUSE_NOT_FOUND", "message": "warehouse not found"})
+            elif int(it["stock"]) < 0:
+                result["errors"].append({"code": "INVALID_STOCK", "message": "stock must not be negative"})
+            elif self.products[pid]["archived"]:
+                result["errors"].append({"code": "PRODUCT_IS_ARCHIVED", "message": "product is archived"})
+            elif now - self.stock_stamp.get((pid, wh), -1e18) < window:
+                self.count_item_throttle()
+                result["errors"].append({"code": "TOO_MANY_REQUESTS", "message": "Stock is updated too frequently"})
+            else:
+                self.stocks[(pid, wh)] = int(it["stock"]) + self.reserved.get((pid, wh), 0)
+                self.stock_stamp[(pid, wh)] = now
+                self.stock_writes += 1
+                result["updated"] = True
+            out.append(result)
+        return SandboxReply(200, {"result": out})
+
+    def info_stocks(self, req: SandboxRequest) -> SandboxReply:
+        body = req.json()
+        limit = min(int(body["limit"]), 1000)
+        after = int(body.get("cursor") or 0)
+        flt = body.get("filter") or {}
+        wanted = {int(x) for x in flt.get("product_id") or []} | {self.by_offer[o] for o in flt.get("offer_id") or []
+                                                                   if o in self.by_offer}
+        ids = [pid for pid in sorted(self.products) if pid > after and (not wanted or pid in wanted)]
+        page = ids[:limit]
+        items = []
+        for pid in page:
+            p = self.products[pid]
+            present = sum(self.stocks.get((pid, w["warehouse_id"]), 0) for w in self.warehouses)
+            reserved = sum(self.reserved.get((pid, w["warehouse_id"]), 0) for w in self.warehouses)
+            items.append({"product_id": pid, "offer_id": p["offer_id"], "stocks": [
+                {"type": "fbs", "present": present, "reserved": reserved, "sku": p["sku"],
+                 "shipment_type": "SHIPMENT_TYPE_GENERAL",
+                 "warehouse_ids": [w["warehouse_id"] for w in self.warehouses
+                                   if self.stocks.get((pid, w["warehouse_id"]), 0)]}]})
+        return SandboxReply(200, {"items": items, "cursor": str(page[-1]) if len(ids) > limit else "",
+                                  "total": len(items)})
+
+    # -- postings
+
+    def _posting_out(self, p: dict[str, Any], detailed: bool = False) -> dict[str, Any]:
+        prod = self.products[p["product_id"]]
+        actions = {"awaiting_packaging": ["ship", "cancel"], "awaiting_deliver": ["label_download", "cancel"]}
+        out = {
+            "posting_number": p["posting_number"], "order_id": p["order_id"], "order_number": p["order_number"],
+            "status": p["status"], "substatus": p["substatus"], "in_process_at": p["in_process_at"],
+            "shipment_date": p["shipment_date"], "delivering_date": p["shipment_date"],
+            "delivery_method": {"id": p["delivery_method_id"], "name": "Ozon Логистика", "warehouse_id": p["warehouse_id"],
+                                "warehouse": p["warehouse_name"], "tpl_provider": "Ozon Delivery", "tpl_provider_id": 24},
+            "products": [{"sku": prod["sku"], "offer_id": prod["offer_id"], "name": prod["name"],
+                          "quantity": p["quantity"]}],
+            "available_actions": actions.get(p["status"], []),
+            "barcodes": {"upper_barcode": f"%{p['order_id']}%", "lower_barcode": p["posting_number"]},
+            "is_express": False, "is_multibox": False, "multi_box_qty": 1,
+        }
+        price = f"{p['price']:.4f}"
+        if detailed:
+            out["products"][0].update(price=price, currency_code="RUB")
+        else:
+            out["products"][0]["price"] = {"amount": price, "currency": "RUB"}
+        if p["status"] == "cancelled":
+            out["cancellation"] = {"cancel_reason_id": p["cancel_reason_id"] or 0, "cancel_reason": "Cancelled by seller",
+                                   "cancellation_type": "seller", "cancellation_initiator": "Продавец",
+                                   "cancelled_after_ship": False, "affect_cancellation_rating": True}
+        return out
+
+    def _posting(self, number: str) -> dict[str, Any]:
+        try:
+            return self.postings[number]
+        except KeyError:
+            raise ApiError(404, f"posting {number} not found", code="POSTING_NOT_FOUND") from None
+
+    def _page_postings(self, req: SandboxRequest, statuses: set[str] | None) -> SandboxReply:
+        body = req.json()
+        flt = body.get("filter") or {}
+        wanted = set(flt.get("statuses") or []) or statuses
+        whs = {int(w) for w in flt.get("warehouse_ids") or []}
+        limit = min(int(body.get("limit") or 100), 100)
+        start = int(body.get("cursor") or 0)
+        numbers = [n for n, p in self.postings.items()
+                   if (not wanted or p["status"] in wanted) and (not whs or p["warehouse_id"] in whs)]
+        page = numbers[start: start + limit]
+        nxt = start + len(page)
+        return SandboxReply(200, {"postings": [self._posting_out(self.postings[n]) for n in page],
+                                  "cursor": str(nxt) if nxt < len(numbers) else "", "has_next": nxt < len(numbers),
+                                  "count": len(numbers)})
+
+    def unfulfilled(self, req: SandboxRequest) -> SandboxReply:
+        return self._page_postings(req, {"awaiting_packaging", "awaiting_deliver"})
+
+    def posting_list(self, req: SandboxRequest) -> SandboxReply:
+        return self._page_postings(req, None)
+
+    def posting_get(self, req: SandboxRequest) -> SandboxReply:
+        return SandboxReply(200, {"result": self._posting_out(self._posting(req.json()["posting_number"]), detailed=True)})
+
+    def posting_ship(self, req: SandboxRequest) -> SandboxReply:
+        body = req.json()
+        p = self._posting(body["posting_number"])
+        if p["status"] != "awaiting_packaging":
+            code = "POSTING_ALREADY_SHIPPED" if p["status"] in ("awaiting_deliver", "delivering", "delivered") \
+                else "HAS_INCORRECT_STATUS"
+            raise ApiError(400, f"posting is {p['status']}", code=code)
+        sku = self.products[p["product_id"]]["sku"]
+        shipped = sum(int(pr["quantity"]) for pkg in body["packages"] for pr in pkg["products"]
+                      if int(pr["product_id"]) == sku)
+        if shipped != p["quantity"]:
+            raise ApiError(400, f"packages hold {shipped} of sku {sku}, the posting has {p['quantity']}",
+                           code="INVALID_ARGUMENT")
+        self._move(p, "awaiting_deliver", "posting_not_in_carriage")
+        key = (p["product_id"], p["warehouse_id"])
+        self.reserved[key] -= p["quantity"]
+        self.stocks[key] -= p["quantity"]
+        return SandboxReply(200, {"result": [p["posting_number"]],
+                                  "additional_data": [{"posting_number": p["posting_number"], "products": []}]})
+
+    def posting_cancel(self, req: SandboxRequest) -> SandboxReply:
+        body = req.json()
+        p = self._posting(body["posting_number"])
+        if p["status"] == "cancelled":
+            raise ApiError(400, "posting is already cancelled", code="POSTING_ALREADY_CANCELLED")
+        if p["status"] not in ("awaiting_packaging", "awaiting_deliver"):
+            raise ApiError(400, f"posting is {p['status']}", code="HAS_INCORRECT_STATUS")
+        key = (p["product_id"], p["warehouse_id"])
+        if p["status"] == "awaiting_packaging":
+            self.reserved[key] -= p["quantity"]
+        else:
+            self.stocks[key] += p["quantity"]
+        p["cancel_reason_id"] = int(body["cancel_reason_id"])
+        self._move(p, "cancelled", "posting_canceled")
+        return SandboxReply(200, {"result": True})
+
+    def carriage_create(self, req: SandboxRequest) -> SandboxReply:
+        body = req.json()
+        method = int(body.get("delivery_method_id") or 0)
+        postings = [n for n, p in self.postings.items()
+                    if p["delivery_method_id"] == method and p["status"] == "awaiting_deliver" and not p.get("carriage")]
+        if not postings:
+            raise ApiError(400, "no postings awaiting delivery for this delivery method", code="EMPTY_CARRIAGE")
+        cid = self._next_carriage
+        self._next_carriage += 1
+        for n in postings:
+            self.postings[n]["carriage"] = cid
+            self.postings[n]["substatus"] = "posting_in_carriage"
+        self.carriages[cid] = {"postings": postings, "status": "NEW"}
+        return SandboxReply(200, {"carriage_id": cid})
+
+    def carriage_approve(self, req: SandboxRequest) -> SandboxReply:
+        cid = int(req.json().get("carriage_id") or 0)
+        carriage = self.carriages.get(cid)
+        if carriage is None:
+            raise ApiError(404, f"carriage {cid} not found", code="NOT_FOUND")
+        if carriage["status"] != "NEW":
+            raise ApiError(400, "carriage is already approved", code="CARRIAGE_ALREADY_APPROVED")
+        carriage["status"] = "FORMED"
+        for n in carriage["postings"]:
+            p = self.postings[n]
+            if p["status"] == "awaiting_deliver":
+                self._move(p, "delivering", "posting_transferring_to_delivery")
+                self.sales.append({"posting": p, "at": _now()})
+        return SandboxReply(200, {})
+
+    def package_label(self, req: SandboxRequest) -> SandboxReply:
+        numbers = req.json()["posting_number"]
+        if not 1 <= len(numbers) <= 20:
+            raise ApiError(400, "1..20 postings per request", code="INVALID_ARGUMENT")
+        ready = ("awaiting_deliver", "delivering", "delivered")
+        if any(self._posting(n)["status"] not in ready for n in numbers):
+            raise ApiError(400, "The next postings aren't ready", code="POSTINGS_NOT_READY")
+        n = numbers[0]
+        p = self.postings[n]
+        caption = [self.products[p["product_id"]]["offer_id"], p["warehouse_name"]]
+        # one posting per page; several postings -> the first here, the rest concatenated as pages
+        pdf = labels.pdf_label(n, 75, 120, caption)
+        if len(numbers) > 1:
+            pdf = _merge_pdfs([labels.pdf_label(x, 75, 120, [self.products[self.postings[x]["product_id"]]["offer_id"]])
+                               for x in numbers])
+        return SandboxReply(200, data=pdf, content_type="application/pdf",
+                            headers={"Content-Disposition": f'attachment; filename="ticket-{n}.pdf"'})
+
+    def realization(self, req: SandboxRequest) -> SandboxReply:
+        body = req.json()
+        month, year = int(body["month"]), int(body["year"])
+        if not 1 <= month <= 12:
+            raise ApiError(400, "month must be 1..12", code="INVALID_ARGUMENT")
+        rows = []
+        for i, sale in enumerate(s for s in self.sales if s["at"].month == month and s["at"].year == year):
+            p = sale["posting"]
+            prod = self.products[p["product_id"]]
+            price = float(p["price"])
+            ratio = 0.15
+            commission = round(price * ratio, 2)
+            rows.append({
+                "rowNumber": i + 1, "commission_ratio": ratio, "seller_price_per_instance": price,
+                "item": {"offer_id": prod["offer_id"], "sku": prod["sku"], "barcode": prod["barcodes"][0] if prod["barcodes"] else "",
+                         "name": prod["name"]},
+                "delivery_commission": {"quantity": p["quantity"], "price_per_instance": price, "amount": price * p["quantity"],
+                                        "commission": commission, "standard_fee": commission, "bonus": 0.0,
+                                        "compensation": 0.0, "bank_coinvestment": 0.0, "stars": 0.0,
+                                        "total": round(price * p["quantity"] - commission, 2)},
+                "return_commission": None,
+            })
+            rows[-1].pop("return_commission")
+        first = datetime(year, month, 1)
+        last = (first + timedelta(days=32)).replace(day=1) - timedelta(days=1)
+        return SandboxReply(200, {"result": {"header": {
+            "number": f"R-{year}{month:02d}", "doc_date": last.date().isoformat(), "start_date": first.date().isoformat(),
+            "stop_date": last.date().isoformat(), "contract_number": "ИР-000001", "contract_date": "2025-01-01",
+            "currency_sys_name": "RUB", "payer_name": "ООО Интернет Решения", "payer_inn": "7704217370",
+            "payer_kpp": "997750001", "receiver_name": "ИП Демо", "receiver_inn": "770000000000", "receiver_kpp": ""},
+            "rows": rows}})
+
+
+def _merge_pdfs(parts: list[bytes]) -> bytes:
+    """Several one-page PDFs as one document (pypdfium2 when present, else the first page only)."""
+    try:
+        import pypdfium2 as pdfium
+    except ImportError:
+        return parts[0]
+    import io
+
+    out = pdfium.PdfDocument.new()
+    for part in parts:
+        src = pdfium.PdfDocument(part)
+        out.import_pages(src)
+    buf = io.BytesIO()
+    out.save(buf)
+    return buf.getvalue()

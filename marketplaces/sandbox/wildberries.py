@@ -1,0 +1,582 @@
+"""The Wildberries sandbox: content, prices, marketplace (FBS) and finance families on one port.
+
+Faithful to ../shared/specs/wildberries (2026-07): `Authorization` token; stocks keyed by chrtId per
+seller warehouse; FBS orders `new -> confirm` (added to a supply) `-> complete` (supply delivered)
+or `cancel`; stickers in svg/png/zplv/zplh at 58x40 or 40x30 whose Code 128 decodes to the order id;
+prices as upload tasks (a duplicate upload answers 208 alreadyExists); the finance `sales-reports`
+realization report built from the orders this sandbox sold (a delivered supply counts as sold).
+Limits from NOTES-wildberries-ozon.md §1.2 with the documented 429 body and `X-Ratelimit-*` headers;
+a 4xx in the Marketplace family costs 10 requests. Imports no adapter.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from marketplaces.sandbox import labels
+from marketplaces.sandbox.core import ApiError, Route, SandboxApp, SandboxLimit, SandboxReply, SandboxRequest
+from marketplaces.sandbox.seed import demo_items
+
+MSK = timedelta(hours=3)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class WildberriesSandbox(SandboxApp):
+    marketplace = "wildberries"
+    limits = {
+        "content": SandboxLimit(100 / 60, 5),
+        "content_upload": SandboxLimit(10 / 60, 5),
+        "content_recover": SandboxLimit(3 / 60, 5),
+        "prices": SandboxLimit(10 / 6, 5),
+        "stocks": SandboxLimit(300 / 60, 20, error_cost=10),
+        "marketplace": SandboxLimit(300 / 60, 20, error_cost=10),
+        "order_cancel": SandboxLimit(100 / 60, 20, error_cost=10),
+        "finance": SandboxLimit(1 / 60, 1),
+    }
+
+    def make_credentials(self) -> dict[str, str]:
+        return {"Authorization": f"wb-sandbox-token-{self.rng_seed:04d}"}
+
+    # ------------------------------------------------------------ seed and state
+
+    def seed_catalog(self, n: int) -> None:
+        self.warehouses = [
+            {"id": 700001, "name": "Склад продавца Москва", "officeId": 15, "cargoType": 1, "deliveryType": 1},
+            {"id": 700002, "name": "Склад продавца Казань", "officeId": 27, "cargoType": 1, "deliveryType": 1},
+            {"id": 700003, "name": "Склад продавца Екатеринбург", "officeId": 41, "cargoType": 1,
+             "deliveryType": 1},
+        ]
+        self.cards: dict[int, dict[str, Any]] = {}  # nmID -> card
+        self.chrt_to_nm: dict[int, int] = {}
+        self.stocks: dict[tuple[int, int], int] = {}  # (warehouseId, chrtId) -> amount
+        self.prices: dict[int, dict[str, int]] = {}  # nmID -> {price, discount}
+        self.orders: dict[int, dict[str, Any]] = {}
+        self.supplies: dict[str, dict[str, Any]] = {}
+        self.price_tasks: dict[int, dict[str, Any]] = {}
+        self.card_errors: list[dict[str, Any]] = []
+        self.sales: list[dict[str, Any]] = []
+        self.stock_writes = 0
+        self._next_order = 5_000_000_001
+        self._next_supply = 1
+        self._next_task = 1
+        self._next_rrd = 1
+        base = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
+        for item in demo_items(n):
+            nm = 200_000_000 + item.index
+            chrt = 400_000_000 + item.index
+            self._add_card(nm, 300_000_000 + item.index, chrt, item.article, item.name, item.subject_id,
+                           item.category, item.size, [item.barcode], _iso(base + timedelta(minutes=item.index)))
+            self.stocks[(self.warehouses[0]["id"], chrt)] = item.stock
+            self.prices[nm] = {"price": int(item.price), "discount": 0}
+
+    def _add_card(self, nm: int, imt: int, chrt: int, vendor: str, title: str, subject_id: int, subject: str,
+                  size: str, skus: list[str], updated: str) -> None:
+        self.cards[nm] = {
+            "nmID": nm, "imtID": imt, "nmUUID": str(uuid.UUID(int=nm)), "subjectID": subject_id,
+            "subjectName": subject, "vendorCode": vendor, "brand": "MarketSync Demo", "title": title[:60],
+            "needKiz": False, "kizMarked": False, "photos": [],
+            "dimensions": {"length": 20, "width": 15, "height": 5, "weightBrutto": 0.3, "isValid": True},
+            "characteristics": [], "tags": [],
+            "sizes": [{"chrtID": chrt, "techSize": size, "wbSize": "" if size == "0" else size, "skus": skus}],
+            "createdAt": updated, "updatedAt": updated, "_trashed": None,
+        }
+        self.chrt_to_nm[chrt] = nm
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "stocks": {f"{chrt}@{wh}": n for (wh, chrt), n in self.stocks.items()},
+            "prices": {str(nm): dict(p) for nm, p in self.prices.items()},
+            "orders": {str(oid): o["supplierStatus"] for oid, o in self.orders.items()},
+            "wb_status": {str(oid): o["wbStatus"] for oid, o in self.orders.items()},
+            "supplies": {sid: {"orders": list(s["orders"]), "done": s["done"]} for sid, s in self.supplies.items()},
+            "trashed": sorted(nm for nm, c in self.cards.items() if c["_trashed"]),
+            "stock_writes": self.stock_writes,
+            "sold": len(self.sales),
+        }
+
+    def make_orders(self, count: int) -> list[int]:
+        made: list[int] = []
+        for _ in range(count):
+            choices = [(wh, chrt) for (wh, chrt), n in sorted(self.stocks.items()) if n > 0]
+            if not choices:
+                break
+            wh, chrt = choices[self.rng.randrange(len(choices))]
+            self.stocks[(wh, chrt)] -= 1
+            card = self.cards[self.chrt_to_nm[chrt]]
+            price = self.prices[card["nmID"]]
+            final = int(Decimal(price["price"]) * (100 - price["discount"]) / 100)
+            oid = self._next_order
+            self._next_order += 1
+            office = next(w["officeId"] for w in self.warehouses if w["id"] == wh)
+            self.orders[oid] = {
+                "id": oid, "rid": f"{oid:x}.{self.rng.randrange(10**8):08d}.0", "orderUid": f"{oid}_{uuid.uuid4().hex[:12]}",
+                "createdAt": _iso(_now()), "warehouseId": wh, "officeId": office, "offices": ["Москва"],
+                "nmId": card["nmID"], "chrtId": chrt, "article": card["vendorCode"], "colorCode": "",
+                "skus": list(card["sizes"][0]["skus"]), "price": final * 100, "finalPrice": final * 100,
+                "salePrice": price["price"] * 100, "convertedPrice": final * 100, "convertedFinalPrice": final * 100,
+                "currencyCode": 643, "convertedCurrencyCode": 643, "cargoType": 1, "crossBorderType": 0,
+                "deliveryType": "fbs", "requiredMeta": [], "optionalMeta": [], "isZeroOrder": False,
+                "isPickupPointShipmentAllowed": False, "options": {"isB2B": False}, "comment": "",
+                "ddate": (_now() + timedelta(days=2)).strftime("%d.%m.%Y"),
+                "address": None, "scanPrice": None, "sellerDate": None,
+                "supplierStatus": "new", "wbStatus": "waiting", "supplyId": None,
+            }
+            made.append(oid)
+        return made
+
+    def control(self, name: str, body: dict[str, Any]) -> Any:
+        if name == "stock":  # read one stock as the marketplace holds it
+            return {"amount": self.stocks.get((int(body["warehouseId"]), int(body["chrtId"])), 0)}
+        return super().control(name, body)
+
+    # ------------------------------------------------------------ error shapes
+
+    def _family(self, template: str) -> str:
+        if template.startswith("/content/") or template.startswith("/api/v2/"):
+            return "content"
+        if template.startswith("/api/finance/"):
+            return "finance"
+        return "marketplace"
+
+    def error_reply(self, status: int, message: str, *, code: str = "", template: str = "") -> SandboxReply:
+        if status in (401, 429):
+            return SandboxReply(status, self._problem(status, message, code))
+        family = self._family(template)
+        if family == "content":
+            return SandboxReply(status, {"data": None, "error": True, "errorText": message, "additionalErrors": None})
+        if family == "finance":
+            return SandboxReply(status, {"status": status, "title": code or "error", "detail": message,
+                                         "requestId": uuid.uuid4().hex, "origin": "finance-api"},
+                                content_type="application/problem+json")
+        return SandboxReply(status, {"code": code or "Error", "message": message, "data": None})
+
+    def _problem(self, status: int, detail: str, code: str = "") -> dict[str, Any]:
+        return {"title": "too many requests" if status == 429 else "unauthorized", "detail": detail,
+                "code": code or ("429" if status == 429 else "401"), "requestId": uuid.uuid4().hex,
+                "origin": "s2s-api-auth-sandbox", "status": status,
+                "statusText": "Too Many Requests" if status == 429 else "Unauthorized",
+                "timestamp": _iso(_now())}
+
+    def throttle_reply(self, retry_after_s: float, group: str) -> SandboxReply:
+        wait = max(1, int(retry_after_s + 0.999))
+        limit = self.limits.get(group)
+        return SandboxReply(429, self._problem(429, "Limited by global limiter"), headers={
+            "X-Ratelimit-Retry": str(wait), "X-Ratelimit-Reset": str(wait), "X-Ratelimit-Remaining": "0",
+            "X-Ratelimit-Limit": str(int(limit.burst) if limit else 1)})
+
+    def check_auth(self, req: SandboxRequest) -> SandboxReply | None:
+        token = req.headers.get("authorization", "")
+        if token.removeprefix("Bearer ").strip() != self.credentials["Authorization"]:
+            return SandboxReply(401, self._problem(401, "token is missing or invalid", "401"))
+        return None
+
+    # ------------------------------------------------------------ routes
+
+    def routes(self) -> list[Route]:
+        r = Route
+        return [
+            r("GET", "/api/v3/warehouses", self.get_warehouses, "marketplace"),
+            r("PUT", "/api/v3/stocks/{warehouseId}", self.put_stocks, "stocks"),
+            r("POST", "/api/v3/stocks/{warehouseId}", self.read_stocks, "stocks"),
+            r("GET", "/api/v3/orders/new", self.orders_new, "marketplace"),
+            r("GET", "/api/v3/orders", self.orders_list, "marketplace"),
+            r("POST", "/api/v3/orders/status", self.orders_status, "marketplace"),
+            r("PATCH", "/api/v3/orders/{orderId}/cancel", self.order_cancel, "order_cancel"),
+            r("POST", "/api/v3/supplies", self.supply_create, "marketplace"),
+            r("GET", "/api/v3/supplies/{supplyId}", self.supply_get, "marketplace"),
+            r("PATCH", "/api/marketplace/v3/supplies/{supplyId}/orders", self.supply_add, "marketplace"),
+            r("PATCH", "/api/v3/supplies/{supplyId}/deliver", self.supply_deliver, "marketplace"),
+            r("POST", "/api/v3/orders/stickers", self.stickers, "marketplace"),
+            r("POST", "/content/v2/get/cards/list", self.cards_list, "content"),
+            r("POST", "/content/v2/get/cards/trash", self.cards_trash_list, "content"),
+            r("POST", "/content/v2/cards/upload", self.cards_upload, "content_upload"),
+            r("POST", "/content/v2/cards/error/list", self.cards_error_list, "content_upload"),
+            r("POST", "/content/v2/cards/delete/trash", self.cards_to_trash, "content"),
+            r("POST", "/content/v2/cards/recover", self.cards_recover, "content_recover"),
+            r("POST", "/api/v2/upload/task", self.prices_upload, "prices"),
+            r("GET", "/api/v2/history/tasks", self.price_task, "prices"),
+            r("GET", "/api/v2/list/goods/filter", self.prices_list, "prices"),
+            r("POST", "/api/finance/v1/sales-reports/detailed", self.sales_report, "finance"),
+        ]
+
+    def _err(self, req: SandboxRequest, status: int, message: str, code: str = "") -> SandboxReply:
+        return self.error_reply(status, message, code=code, template=req.template)
+
+    # -- warehouses and stocks
+
+    def get_warehouses(self, req: SandboxRequest) -> SandboxReply:
+        return SandboxReply(200, [dict(w, isDeleting=False, isProcessing=False) for w in self.warehouses])
+
+    def _warehouse(self, req: SandboxRequest) -> int:
+        wh = int(req.path_params["warehouseId"])
+        if all(w["id"] != wh for w in self.warehouses):
+            raise ApiError(404, "Not found: warehouse", code="NotFound")
+        return wh
+
+    def put_stocks(self, req: SandboxRequest) -> SandboxReply:
+        wh = self._warehouse(req)
+        stocks = req.json()["stocks"]
+        unknown = [s.get("chrtId") for s in stocks if s.get("chrtId") not in self.chrt_to_nm]
+        if unknown:
+            return SandboxReply(409, [{"code": "NotFound", "message": "Not found",
+                                       "data": [{"chrtId": c} for c in unknown[:100]]}])
+        for s in stocks:
+            if "amount" in s:  # WB: a misspelled field is not an error, and nothing changes
+                self.stocks[(wh, int(s["chrtId"]))] = int(s["amount"])
+                self.stock_writes += 1
+        return SandboxReply(204)
+
+    def read_stocks(self, req: SandboxRequest) -> SandboxReply:
+        wh = self._warehouse(req)
+        ids = req.json()["chrtIds"]
+        return SandboxReply(200, {"stocks": [{"chrtId": c, "amount": self.stocks.get((wh, c), 0)}
+                                             for c in ids if c in self.chrt_to_nm]})
+
+    # -- orders
+
+    @staticmethod
+    def _public(order: dict[str, Any]) -> dict[str, Any]:
+        out = {k: v for k, v in order.items() if k not in ("supplierStatus", "wbStatus", "supplyId")}
+        return {k: v for k, v in out.items() if v is not None or k in ("address", "scanPrice", "sellerDate")}
+
+    def orders_new(self, req: SandboxRequest) -> SandboxReply:
+        return SandboxReply(200, {"orders": [self._public(o) for o in self.orders.values()
+                                             if o["supplierStatus"] == "new"]})
+
+    def orders_list(self, req: SandboxRequest) -> SandboxReply:
+        limit = int(req.query.get("limit", 1000))
+        nxt = int(req.query.get("next", 0))
+        ids = sorted(i for i in self.orders if i > nxt)[:limit]
+        orders = []
+        for i in ids:
+            o = self._public(self.orders[i])
+            for k in ("address", "scanPrice", "sellerDate", "ddate", "isZeroOrder", "optionalMeta", "comment",
+                      "convertedFinalPrice", "finalPrice", "salePrice", "isPickupPointShipmentAllowed",
+                      "requiredMeta", "options", "deliveryType", "currencyCode", "convertedCurrencyCode",
+                      "offices", "colorCode", "crossBorderType"):
+                o.pop(k, None)
+            o["supplyId"] = self.orders[i]["supplyId"] or ""
+            orders.append(o)
+        return SandboxReply(200, {"next": ids[-1] if ids else nxt, "orders": orders})
+
+    def _order(self, oid: Any) -> dict[str, Any]:
+        try:
+            return self.orders[int(oid)]
+        except (KeyError, ValueError, TypeError):
+            raise ApiError(404, f"order {oid} not found", code="NotFound") from None
+
+    def orders_status(self, req: SandboxRequest) -> SandboxReply:
+        out = []
+        for oid in req.json()["orders"]:
+            o = self.orders.get(oid)
+            if o is None:
+                continue
+            out.append({"id": oid, "supplierStatus": o["supplierStatus"], "wbStatus": o["wbStatus"],
+                        "isCancellable": o["supplierStatus"] in ("new", "confirm")})
+        return SandboxReply(200, {"orders": out})
+
+    def order_cancel(self, req: SandboxRequest) -> SandboxReply:
+        o = self._order(req.path_params["orderId"])
+        if o["supplierStatus"] not in ("new", "confirm"):
+            raise ApiError(409, f"order status {o['supplierStatus']} cannot be cancelled", code="StatusMismatch")
+        o["supplierStatus"], o["wbStatus"] = "cancel", "canceled"
+        key = (o["warehouseId"], o["chrtId"])
+        self.stocks[key] = self.stocks.get(key, 0) + 1
+        return SandboxReply(204)
+
+    # -- supplies
+
+    def supply_create(self, req: SandboxRequest) -> SandboxReply:
+        name = req.json().get("name") or "Поставка"
+        sid = f"WB-GI-{self._next_supply:07d}"
+        self._next_supply += 1
+        self.supplies[sid] = {"id": sid, "name": name, "orders": [], "done": False, "createdAt": _iso(_now()),
+                              "closedAt": None, "cargoType": 0, "warehouseId": None}
+        return SandboxReply(201, {"id": sid})
+
+    def _supply(self, sid: str) -> dict[str, Any]:
+        try:
+            return self.supplies[sid]
+        except KeyError:
+            raise ApiError(404, f"supply {sid} not found", code="NotFound") from None
+
+    def supply_get(self, req: SandboxRequest) -> SandboxReply:
+        s = self._supply(req.path_params["supplyId"])
+        return SandboxReply(200, {"id": s["id"], "name": s["name"], "done": s["done"], "createdAt": s["createdAt"],
+                                  "closedAt": s["closedAt"], "scanDt": None, "cargoType": s["cargoType"],
+                                  "isB2b": False, "isPickupPointShipmentAllowed": False, "crossBorderType": 0})
+
+    def supply_add(self, req: SandboxRequest) -> SandboxReply:
+        s = self._supply(req.path_params["supplyId"])
+        if s["done"]:
+            raise ApiError(409, "supply is already delivered", code="SupplyDone")
+        ids = req.json()["orders"]
+        orders = [self._order(i) for i in ids]
+        for o in orders:  # all or nothing
+            if o["supplierStatus"] != "new":
+                raise ApiError(409, f"order {o['id']} is {o['supplierStatus']}, not new", code="FailedToAddSupplyOrder")
+            if s["warehouseId"] not in (None, o["warehouseId"]):
+                raise ApiError(409, "a supply takes orders of one warehouse", code="WarehouseMismatch")
+        for o in orders:
+            s["warehouseId"] = o["warehouseId"]
+            s["cargoType"] = s["cargoType"] or o["cargoType"]
+            o["supplierStatus"], o["supplyId"] = "confirm", s["id"]
+            s["orders"].append(o["id"])
+        return SandboxReply(204)
+
+    def supply_deliver(self, req: SandboxRequest) -> SandboxReply:
+        s = self._supply(req.path_params["supplyId"])
+        if s["done"]:
+            raise ApiError(409, "supply is already delivered", code="SupplyDone")
+        live = [self.orders[i] for i in s["orders"] if self.orders[i]["supplierStatus"] == "confirm"]
+        if not live:
+            raise ApiError(409, "supply has no orders", code="EmptySupply")
+        s["done"], s["closedAt"] = True, _iso(_now())
+        for o in live:
+            o["supplierStatus"], o["wbStatus"] = "complete", "sold"
+            self._record_sale(o)
+        return SandboxReply(204)
+
+    def _record_sale(self, o: dict[str, Any]) -> None:
+        card = self.cards[o["nmId"]]
+        amount = Decimal(o["finalPrice"]) / 100
+        commission_pct = Decimal("17.5")
+        fee = (amount * commission_pct / 100).quantize(Decimal("0.01"))
+        logistics = Decimal("55.00")
+        self.sales.append({"order": o, "card": card, "amount": amount, "fee": fee, "logistics": logistics,
+                           "pct": commission_pct, "at": _now()})
+
+    # -- stickers
+
+    def stickers(self, req: SandboxRequest) -> SandboxReply:
+        kind, width, height = req.query["type"], int(req.query["width"]), int(req.query["height"])
+        if (width, height) not in ((58, 40), (40, 30)):
+            raise ApiError(400, "sticker size must be 58x40 or 40x30", code="IncorrectParameter")
+        out = []
+        for oid in req.json()["orders"]:
+            o = self.orders.get(oid)
+            if o is None or o["supplierStatus"] not in ("confirm", "complete"):
+                continue  # WB gives stickers only for orders on assembly or in delivery
+            text = str(oid)
+            caption = [o["article"], f"{text[:-4]} {text[-4:]}"]
+            if kind == "png":
+                data = labels.png_label(text, width, height, caption)
+            elif kind == "svg":
+                data = labels.svg_label(text, width, height, caption)
+            else:
+                data = labels.zpl_label(text, width, height, rotated=kind == "zplv", caption=caption)
+            out.append({"orderId": oid, "partA": text[:-4], "partB": text[-4:], "barcode": text,
+                        "file": base64.b64encode(data).decode("ascii")})
+        return SandboxReply(200, {"stickers": out})
+
+    # -- cards
+
+    def _card_out(self, c: dict[str, Any], trash: bool = False) -> dict[str, Any]:
+        out = {k: v for k, v in c.items() if not k.startswith("_")}
+        if trash:
+            for k in ("imtID", "nmUUID", "brand", "title", "needKiz", "tags", "updatedAt"):
+                out.pop(k, None)
+            out["trashedAt"] = c["_trashed"]
+        return out
+
+    def _page(self, cards: list[dict[str, Any]], cursor: dict[str, Any], key: str) -> tuple[list[dict], dict]:
+        limit = int(cursor.get("limit") or 10)
+        after = (cursor.get(key) or "", int(cursor.get("nmID") or 0))
+        ordered = sorted(cards, key=lambda c: (c[key], c["nmID"]))
+        if after[0]:
+            ordered = [c for c in ordered if (c[key], c["nmID"]) > after]
+        page = ordered[:limit]
+        last = page[-1] if page else None
+        return page, {key: last[key] if last else after[0], "nmID": last["nmID"] if last else after[1],
+                      "total": len(page)}
+
+    def cards_list(self, req: SandboxRequest) -> SandboxReply:
+        settings = (req.json() or {}).get("settings") or {}
+        live = [c for c in self.cards.values() if not c["_trashed"]]
+        page, cursor = self._page(live, settings.get("cursor") or {}, "updatedAt")
+        return SandboxReply(200, {"cards": [self._card_out(c) for c in page], "cursor": cursor})
+
+    def cards_trash_list(self, req: SandboxRequest) -> SandboxReply:
+        settings = (req.json() or {}).get("settings") or {}
+        trashed = [dict(c, trashedAt=c["_trashed"]) for c in self.cards.values() if c["_trashed"]]
+        page, cursor = self._page(trashed, settings.get("cursor") or {}, "trashedAt")
+        return SandboxReply(200, {"cards": [self._card_out(self.cards[c["nmID"]], trash=True) for c in page],
+                                  "cursor": cursor})
+
+    def cards_to_trash(self, req: SandboxRequest) -> SandboxReply:
+        for nm in req.json().get("nmIDs") or []:
+            if nm in self.cards and not self.cards[nm]["_trashed"]:
+                self.cards[nm]["_trashed"] = _iso(_now())
+        return SandboxReply(200, {"data": None, "error": False, "errorText": "", "additionalErrors": None})
+
+    def cards_recover(self, req: SandboxRequest) -> SandboxReply:
+        for nm in req.json().get("nmIDs") or []:
+            if nm in self.cards:
+                self.cards[nm]["_trashed"] = None
+                self.cards[nm]["updatedAt"] = _iso(_now())
+        return SandboxReply(200, {"data": None, "error": False, "errorText": "", "additionalErrors": None})
+
+    def cards_upload(self, req: SandboxRequest) -> SandboxReply:
+        batch = req.json()
+        existing = {c["vendorCode"] for c in self.cards.values()}
+        batch_id = str(uuid.uuid4())
+        for group in batch:
+            for v in group["variants"]:
+                vendor = v["vendorCode"]
+                problems = []
+                if vendor in existing:
+                    problems.append("Артикул продавца уже существует")
+                if not v.get("title"):
+                    problems.append("Не заполнено наименование")
+                if problems:
+                    self.card_errors.append({"batchUUID": batch_id, "subjects": {}, "brands": {},
+                                             "vendorCodes": [vendor], "errors": {vendor: problems},
+                                             "updatedAt": _iso(_now())})
+                    continue
+                idx = len(self.cards) + 100_000
+                size = (v.get("sizes") or [{}])[0]
+                skus = list(size.get("skus") or [f"20{idx:011d}"])
+                self._add_card(200_000_000 + idx, 300_000_000 + idx, 400_000_000 + idx, vendor, v.get("title", ""),
+                               group["subjectID"], "", size.get("techSize", "0"), skus, _iso(_now()))
+                self.prices[200_000_000 + idx] = {"price": int(size.get("price") or 0), "discount": 0}
+                existing.add(vendor)
+        return SandboxReply(200, {"data": None, "error": False, "errorText": "", "additionalErrors": None})
+
+    def cards_error_list(self, req: SandboxRequest) -> SandboxReply:
+        items = list(self.card_errors[-100:])
+        cursor = {"next": False, "updatedAt": items[-1]["updatedAt"] if items else _iso(_now()),
+                  "batchUUID": items[-1]["batchUUID"] if items else str(uuid.UUID(int=0))}
+        return SandboxReply(200, {"data": {"items": items, "cursor": cursor}, "error": False, "errorText": "",
+                                  "additionalErrors": None})
+
+    # -- prices
+
+    def prices_upload(self, req: SandboxRequest) -> SandboxReply:
+        data = req.json()["data"]
+        if not data or len(data) > 1000:
+            raise ApiError(400, "data must hold 1..1000 items", code="BadRequest")
+        unknown = [d["nmID"] for d in data if d["nmID"] not in self.cards]
+        if unknown:
+            raise ApiError(400, f"unknown nmID {unknown[0]}", code="BadRequest")
+        for d in data:
+            if "discount" in d and not 0 <= int(d["discount"]) < 100:
+                raise ApiError(400, f"discount of {d['nmID']} must be 0..99", code="BadRequest")
+        signature = repr(sorted((d["nmID"], d.get("price"), d.get("discount")) for d in data))
+        for tid, task in self.price_tasks.items():
+            if task["signature"] == signature and task["pending"]:
+                return SandboxReply(208, {"data": {"id": tid, "alreadyExists": True}, "error": False,
+                                          "errorText": "The task already exists"})
+        tid = self._next_task
+        self._next_task += 1
+        for d in data:
+            p = self.prices[d["nmID"]]
+            if "price" in d:
+                p["price"] = int(d["price"])
+            if "discount" in d:
+                p["discount"] = int(d["discount"])
+        self.price_tasks[tid] = {"signature": signature, "count": len(data), "pending": False, "at": _iso(_now())}
+        return SandboxReply(200, {"data": {"id": tid, "alreadyExists": False}, "error": False, "errorText": ""})
+
+    def price_task(self, req: SandboxRequest) -> SandboxReply:
+        tid = int(req.query["uploadID"])
+        task = self.price_tasks.get(tid)
+        if task is None:
+            raise ApiError(400, "upload not found", code="BadRequest")
+        return SandboxReply(200, {"data": {"uploadID": tid, "status": 3, "uploadDate": task["at"],
+                                           "activationDate": task["at"], "overAllGoodsNumber": task["count"],
+                                           "successGoodsNumber": task["count"]}, "error": False, "errorText": ""})
+
+    def prices_list(self, req: SandboxRequest) -> SandboxReply:
+        limit, offset = int(req.query["limit"]), int(req.query.get("offset", 0))
+        goods = []
+        for nm in sorted(self.prices)[offset: offset + limit]:
+            p, c = self.prices[nm], self.cards[nm]
+            disc = round(p["price"] * (100 - p["discount"]) / 100, 2)
+            goods.append({"nmID": nm, "vendorCode": c["vendorCode"], "currencyIsoCode4217": "RUB",
+                          "discount": p["discount"], "clubDiscount": 0, "editableSizePrice": False,
+                          "isBadTurnover": False,
+                          "sizes": [{"sizeID": c["sizes"][0]["chrtID"], "price": p["price"], "discountedPrice": disc,
+                                     "clubDiscountedPrice": disc, "techSizeName": c["sizes"][0]["techSize"]}]})
+        return SandboxReply(200, {"data": {"listGoods": goods}, "error": False, "errorText": ""})
+
+    # -- finance
+
+    def sales_report(self, req: SandboxRequest) -> SandboxReply:
+        body = req.json()
+        try:
+            start = datetime.fromisoformat(body["dateFrom"])
+            end = datetime.fromisoformat(body["dateTo"])
+        except ValueError:
+            raise ApiError(400, "dateFrom/dateTo must be RFC3339", code="BadRequest") from None
+        if start.tzinfo is None:  # WB reads report dates as Moscow time
+            start, end = start.replace(tzinfo=UTC) - MSK, end.replace(tzinfo=UTC) - MSK
+        if end.hour == 0 and end.minute == 0 and len(body["dateTo"]) <= 10:
+            end += timedelta(days=1)
+        rrd_after, limit = int(body.get("rrdId") or 0), int(body.get("limit") or 100000)
+        rows: list[dict[str, Any]] = []
+        for n, sale in enumerate(self.sales):
+            if not start <= sale["at"] <= end:
+                continue
+            for kind in ("sale", "logistics"):
+                rrd = 2 * n + (1 if kind == "sale" else 2)
+                if rrd > rrd_after:
+                    rows.append(self._report_row(sale, kind, rrd, start, end))
+        rows = rows[:limit]
+        if not rows:
+            return SandboxReply(204)
+        return SandboxReply(200, rows)
+
+    @staticmethod
+    def _money(d: Decimal) -> str:
+        return f"{d:.2f}"
+
+    def _report_row(self, sale: dict[str, Any], kind: str, rrd: int, start: datetime, end: datetime) -> dict[str, Any]:
+        o, c = sale["order"], sale["card"]
+        is_sale = kind == "sale"
+        money = self._money
+        zero = "0.00"
+        sale_day = (sale["at"] + MSK).date().isoformat()
+        return {
+            "reportId": 90000001, "dateFrom": (start + MSK).date().isoformat(), "dateTo": (end + MSK).date().isoformat(),
+            "createDate": sale_day, "currency": "RUB", "reportType": 1, "rrdId": rrd, "giId": 0, "dlvPrc": 1.0,
+            "fixTariffDateFrom": sale_day, "fixTariffDateTo": sale_day, "subjectName": c["subjectName"],
+            "nmId": c["nmID"], "brandName": c["brand"], "vendorCode": c["vendorCode"], "title": c["title"],
+            "techSize": c["sizes"][0]["techSize"], "sku": o["skus"][0] if o["skus"] else "",
+            "docTypeName": "Продажа" if is_sale else "", "quantity": 1 if is_sale else 0,
+            "retailPrice": money(sale["amount"]) if is_sale else zero,
+            "retailAmount": money(sale["amount"]) if is_sale else zero, "salePercent": 0,
+            "commissionPercent": float(sale["pct"]) if is_sale else 0.0, "officeName": "Москва",
+            "sellerOperName": "Продажа" if is_sale else "Логистика", "orderDt": o["createdAt"],
+            "saleDt": _iso(sale["at"]), "rrDate": sale_day, "shkId": o["id"] % 10**9,
+            "retailPriceWithDisc": money(sale["amount"]) if is_sale else zero,
+            "deliveryAmount": 0 if is_sale else 1, "returnAmount": 0,
+            "deliveryService": zero if is_sale else money(sale["logistics"]), "giBoxTypeName": "",
+            "productDiscountForReport": 0.0, "sellerPromo": "", "spp": 0.0, "kvwBase": float(sale["pct"]),
+            "kvw": float(sale["pct"]), "supRatingUp": 0.0, "isKgvpV2": 0.0,
+            "ppvzSalesCommission": money(sale["fee"]) if is_sale else zero,
+            "forPay": money(sale["amount"] - sale["fee"]) if is_sale else zero, "ppvzReward": zero,
+            "acquiringFee": zero, "acquiringPercent": 0.0, "paymentProcessing": "", "acquiringBank": "",
+            "vw": money(sale["fee"]) if is_sale else zero, "vwNds": zero, "ppvzOfficeName": "", "ppvzOfficeId": 0,
+            "ppvzSupplierName": "ИП Демо", "ppvzSupplierInn": "7700000000", "declarationNumber": "",
+            "bonusTypeName": "" if is_sale else "К клиенту при продаже", "stickerId": str(o["id"]),
+            "country": "Россия", "srvDbs": False, "penalty": zero, "additionalPayment": zero,
+            "rebillLogisticCost": zero, "paidStorage": zero, "deduction": zero, "paidAcceptance": zero,
+            "orderId": o["id"], "isB2b": False, "trbxId": "", "installmentCofinancingAmount": zero,
+            "wibesDiscountPercent": 0.0, "cashbackAmount": zero, "cashbackDiscount": zero,
+            "cashbackCommissionChange": zero, "paymentSchedule": "", "deliveryMethod": "FBS",
+            "sellerPromoId": 0, "sellerPromoDiscount": 0.0, "loyaltyId": 0, "loyaltyDiscount": 0.0,
+            "uuidPromocode": "", "salePricePromocodeDiscountPrc": 0.0, "articleSubstitution": "",
+            "salePriceAffiliatedDiscountPrc": 0.0, "salePriceWholesaleDiscountPrc": 0.0, "b2bCustomerTin": "",
+            "orderUid": o["orderUid"], "srid": o["rid"],
+        }

@@ -1,0 +1,71 @@
+"""Fixtures for the marketplace tests: sandboxes served in-process and the contract check.
+
+- `contract` (autouse): every exchange an adapter makes through `marketplaces.http` during a test is
+  validated against the official spec; any violation fails the test at teardown. A test that injects
+  malformed replies sets `contract.check_responses = False`.
+- `sandbox_factory(name, **options)`: serves a sandbox on 127.0.0.1 (port 0) in a thread and stops it
+  after the test; at teardown its own `spec_violations` must be empty (a sandbox bug otherwise).
+- `account_for(running, **options)`: an `AccountConfig` pointing at a running sandbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from marketplaces.base import AccountConfig
+from marketplaces.contract import ContractChecker
+from marketplaces.http import reset_limiters
+from marketplaces.sandbox.core import RunningSandbox
+from marketplaces.sandbox.registry import start_sandbox
+
+
+@pytest.fixture(autouse=True)
+def contract() -> Iterator[ContractChecker]:
+    reset_limiters()
+    checker = ContractChecker().install()
+    try:
+        yield checker
+    finally:
+        checker.uninstall()
+        reset_limiters()
+    checker.assert_clean()
+
+
+@pytest.fixture
+def sandbox_factory() -> Iterator[Callable[..., RunningSandbox]]:
+    started: list[RunningSandbox] = []
+
+    def make(name: str, **options: Any) -> RunningSandbox:
+        options.setdefault("seed", 20)
+        running = start_sandbox(name, **options)
+        started.append(running)
+        return running
+
+    yield make
+    violations: list[str] = []
+    for running in started:
+        violations += running.app.spec_violations
+        running.stop()
+    assert not violations, "sandbox answered outside its spec (a sandbox bug):\n" + "\n".join(violations[:10])
+
+
+def account_for(running: RunningSandbox, *, name: str = "", time_scale: float | None = None,
+                **options: Any) -> AccountConfig:
+    """An AccountConfig for the adapter of the sandbox's marketplace, pointing at it."""
+    market = running.app.marketplace
+    opts = dict(options)
+    if market == "ozon":
+        opts.setdefault("client_id", running.credentials["Client-Id"])
+    endpoints = opts.pop("endpoints", {})
+    return AccountConfig(
+        name=name or f"{market}-test",
+        marketplace=market,  # type: ignore[arg-type]
+        base_url=running.url,
+        credentials=dict(running.credentials),
+        endpoints=endpoints,
+        time_scale=running.app.time_scale if time_scale is None else time_scale,
+        options=opts,
+    )

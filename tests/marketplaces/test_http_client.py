@@ -1,0 +1,199 @@
+"""marketplaces.http: pacing, retries, retry headers, typed errors, defensive parsing.
+
+A scripted HTTP server (real sockets on 127.0.0.1) answers each request with the next canned raw
+reply, so the client is tested against real HTTP including broken answers no framework would send.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from marketplaces.base import (
+    AccountConfig,
+    AuthError,
+    BadResponse,
+    InvalidRequest,
+    MarketplaceError,
+    Uncertain,
+)
+from marketplaces.endpoints import ItemRule, parse_endpoint_map
+from marketplaces.http import HttpClient, ItemGate, RetryPolicy, TokenBucket, retry_after_seconds
+
+SECRET = "sekret-token-123456"
+
+MAP = {
+    "families": {"main": "https://example.invalid"},
+    "groups": {
+        "fast": {"rate": 1000.0, "burst": 100},
+        "wb": {"rate": 0.01, "burst": 100, "error_cost": 10},
+    },
+    "endpoints": {
+        "read": {"method": "GET", "path": "/read", "family": "main", "group": "fast"},
+        "write": {"method": "POST", "path": "/write", "family": "main", "group": "fast", "idempotent": False},
+        "upsert": {"method": "POST", "path": "/upsert/{id}", "family": "main", "group": "wb", "idempotent": True},
+    },
+}
+
+
+class Scripted:
+    """Replies, in order, with raw HTTP responses; records the requests it got."""
+
+    def __init__(self) -> None:
+        self.replies: list[bytes] = []
+        self.seen: list[tuple[str, str, dict[str, str], bytes]] = []
+        script = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                script.seen.append((self.command, self.path, dict(self.headers), body))
+                raw = script.replies.pop(0) if script.replies else reply(200, b"{}")
+                self.wfile.write(raw)
+                self.wfile.flush()
+                self.close_connection = True
+
+            do_GET = do_POST = do_PUT = do_PATCH = _any
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def reply(status: int, body: bytes, *, ctype: str = "application/json", headers: dict[str, str] | None = None,
+          length: int | None = None) -> bytes:
+    head = [f"HTTP/1.1 {status} X", f"Content-Type: {ctype}", f"Content-Length: {len(body) if length is None else length}",
+            "Connection: close"] + [f"{k}: {v}" for k, v in (headers or {}).items()]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+@pytest.fixture
+def server() -> Iterator[Scripted]:
+    s = Scripted()
+    yield s
+    s.stop()
+
+
+def client_for(server: Scripted, *, time_scale: float = 100.0, overrides: dict | None = None, **kw) -> HttpClient:
+    config = AccountConfig(name="acc-1", marketplace="testmarket", base_url=server.url,
+                           credentials={"Authorization": SECRET}, time_scale=time_scale)
+    emap = parse_endpoint_map("testmarket", MAP, overrides)
+    return HttpClient(config, emap, auth=lambda h: h.update(config.credentials), retry=RetryPolicy(attempts=4),
+                      timeout_s=2.0, seed=1, **kw)
+
+
+def test_token_bucket_gives_the_burst_then_the_rate() -> None:
+    now = [0.0]
+    bucket = TokenBucket(rate=2.0, burst=3, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    for _ in range(3):
+        assert bucket.acquire() == 0.0
+    waited = [bucket.acquire() for _ in range(4)]
+    assert waited == pytest.approx([0.5, 0.5, 0.5, 0.5])
+    assert now[0] == pytest.approx(2.0)
+
+
+def test_item_gate_allows_max_per_window() -> None:
+    now = [100.0]
+    gate = ItemGate(ItemRule("pair", window_s=30, max=1), time_scale=1.0, clock=lambda: now[0])
+    assert gate.delay(["a"]) == 0
+    gate.record(["a"])
+    assert gate.delay(["a"]) == pytest.approx(30)
+    assert gate.delay(["b"]) == 0
+    now[0] += 31
+    assert gate.delay(["a"]) == 0
+
+
+def test_retry_headers_are_read_in_marketplace_seconds() -> None:
+    assert retry_after_seconds({"x-ratelimit-retry": "3"}) == 3
+    assert retry_after_seconds({"retry-after": "2"}) == 2
+    assert retry_after_seconds({"x-ratelimit-reset": "1.5"}) == 1.5
+    assert retry_after_seconds({}) is None
+
+
+def test_429_is_retried_after_the_wait_the_marketplace_names(server: Scripted) -> None:
+    server.replies = [reply(429, b'{"title":"too many requests"}', headers={"X-Ratelimit-Retry": "5"}),
+                      reply(200, b'{"ok": true}')]
+    client = client_for(server, time_scale=50.0)
+    started = time.monotonic()
+    assert client.call("read").json() == {"ok": True}
+    assert time.monotonic() - started >= 5 / 50 * 0.9
+    assert client.stats.throttled == 1 and len(server.seen) == 2
+
+
+def test_5xx_retried_for_idempotent_but_uncertain_for_a_status_change(server: Scripted) -> None:
+    server.replies = [reply(503, b"{}"), reply(502, b"<html>bad gateway</html>", ctype="text/html"),
+                      reply(200, b'{"n": 1}')]
+    client = client_for(server)
+    assert client.call("read").json() == {"n": 1}
+    server.replies = [reply(500, b"{}")]
+    with pytest.raises(Uncertain) as err:
+        client.call("write", json={"x": 1})
+    assert err.value.endpoint == "write" and err.value.account == "acc-1"
+    assert len([s for s in server.seen if s[1] == "/write"]) == 1  # never re-sent blindly
+
+
+def test_html_page_and_malformed_json_are_bad_responses_without_secrets(server: Scripted) -> None:
+    client = client_for(server)
+    server.replies = [reply(200, b"<html><body>Service Unavailable</body></html>", ctype="text/html")]
+    with pytest.raises(BadResponse) as err:
+        client.call("read").json()
+    assert "account=acc-1" in str(err.value) and "endpoint=read" in str(err.value)
+    server.replies = [reply(200, b'{"orders": [{"id": 1,')]
+    with pytest.raises(BadResponse):
+        client.call("read").json()
+    server.replies = [reply(401, json.dumps({"detail": f"token {SECRET} invalid"}).encode())]
+    with pytest.raises(AuthError) as auth:
+        client.call("read")
+    assert SECRET not in str(auth.value) and SECRET not in repr(auth.value.native)
+
+
+def test_a_body_cut_short_is_a_bad_response(server: Scripted) -> None:
+    server.replies = [reply(200, b'{"orders": [', length=400)] * 4
+    client = client_for(server)
+    with pytest.raises(BadResponse) as err:
+        client.call("read")
+    assert "cut short" in str(err.value)
+
+
+def test_payload_refused_before_sending(server: Scripted) -> None:
+    def validate(ep, payload) -> None:
+        if ep.name == "upsert" and not payload.get("stocks"):
+            raise ValueError("stocks must not be empty")
+
+    client = client_for(server, validate=validate)
+    with pytest.raises(InvalidRequest) as err:
+        client.call("upsert", path_params={"id": 1}, json={"stocks": []})
+    assert "stocks must not be empty" in str(err.value)
+    assert server.seen == []
+
+
+def test_a_4xx_costs_the_group_its_error_cost(server: Scripted) -> None:
+    server.replies = [reply(409, b'{"code":"NotFound","message":"no"}')]
+    client = client_for(server)
+    bucket = client.bucket("wb")
+    before = bucket.tokens
+    with pytest.raises(MarketplaceError) as err:
+        client.call("upsert", path_params={"id": 7}, json={"a": 1})
+    assert err.value.status == 409
+    assert bucket.tokens <= before - 9.9
+
+
+def test_endpoint_override_moves_a_path_without_code_change(server: Scripted) -> None:
+    client = client_for(server, overrides={"read": {"path": "/v9/read"}})
+    client.call("read")
+    assert server.seen[-1][1] == "/v9/read"
+    assert server.seen[-1][2].get("Authorization") == SECRET
