@@ -144,7 +144,7 @@ def test_bad_messages_go_to_dead_letters_and_never_block(make_link, broker, raw,
     bad = [
         (b"not json at all", "not JSON"),
         (b"[]", "JSON object"),
-        (json.dumps({"id": envelope.new_id()}).encode(), "lacks"),
+        (json.dumps({"id": envelope.new_id()}).encode(), "envelope lacks"),
         (env(1, "teleport"), "unknown message type"),
         (env(2, body={"warehouse": "main"}), "lacks required field"),
         (env(3, "pick_task", pick_body(3)), "cannot arrive at the cloud"),
@@ -158,9 +158,9 @@ def test_bad_messages_go_to_dead_letters_and_never_block(make_link, broker, raw,
     st = cloud.status()
     reasons = [d["reason"] for d in reversed(st["recent_dead_letters"])]
     assert st["dead_letters"] == len(bad) == len(reasons)
-    for (_, want), got in zip(bad, reasons, strict=True):
-        assert want in got
-    assert [d["payload"] for d in reversed(st["recent_dead_letters"])][0] == "not json at all"
+    for _, want in bad:
+        assert sum(want in got for got in reasons) == 1, (want, reasons)
+    assert "not json at all" in [d["payload"] for d in st["recent_dead_letters"]]
     # the ones with a readable id and seq are acknowledged (the sender stops resending them)
     wait_for(lambda: len(watcher.acks()) == 5, 10, "acks")
     assert sorted(a[0] for a in watcher.acks()) == [1, 2, 3, 4, 5]

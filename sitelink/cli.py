@@ -1,0 +1,90 @@
+"""`marketsync link ...`: look at a site link's tables in a cloud or edge database file.
+
+marketsync link status --db PATH [--json]        queue depths, applied counts, last seen, gaps,
+                                                  dead letters with their reasons
+marketsync link dead-letters --db PATH [--limit N] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+from pathlib import Path
+
+from sitelink import store
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="marketsync link", description="the cloud<->site link")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_status = sub.add_parser("status", help="queue depths, last seen, gaps, dead letters")
+    p_status.add_argument("--db", required=True, help="the cloud's or the site's SQLite file")
+    p_status.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    p_dead = sub.add_parser("dead-letters", help="messages that could not be applied, newest first")
+    p_dead.add_argument("--db", required=True)
+    p_dead.add_argument("--limit", type=int, default=50)
+    p_dead.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+
+    path = Path(args.db)
+    if not path.exists():
+        print(f"marketsync link: no database at {path}", file=sys.stderr)
+        return 2
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    try:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name='link_outbox'").fetchone():
+            print(
+                f"marketsync link: {path} has no site-link tables (has the link ever run on it?)",
+                file=sys.stderr,
+            )
+            return 2
+        if args.command == "status":
+            st = store.status(conn)
+            print(json.dumps(st, indent=2, ensure_ascii=False) if args.json else render_status(st))
+        else:
+            rows = store.list_dead_letters(conn, limit=args.limit)
+            print(json.dumps(rows, indent=2, ensure_ascii=False) if args.json else render_dead_letters(rows))
+    finally:
+        conn.close()
+    return 0
+
+
+def render_status(st: dict) -> str:
+    lines = [f"outbox: {st['outbox_total']} message(s) waiting for acknowledgement"]
+    for peer, o in sorted(st["outbox"].items()):
+        lines.append(f"  to/from {peer}: {o['depth']} waiting, oldest since {o['oldest_at']}")
+    lines.append(f"inbox: {st['inbox_applied']} message(s) applied (kept for duplicate detection)")
+    for peer, i in sorted(st["inbound"].items()):
+        lines.append(
+            f"  from {peer}: {i['applied']} applied, next seq {i['next_seq']}, last at {i['last_message_at']}"
+        )
+    if st["peers"]:
+        lines.append("peers:")
+        for peer, p in sorted(st["peers"].items()):
+            state = p["state"] or "state unknown"
+            lines.append(f"  {peer}: {state} (since {p['state_at']}), last heard {p['last_seen']}")
+    if st["gaps"]:
+        lines.append(f"gaps (messages that never arrived, given up on): {len(st['gaps'])}")
+        for g in st["gaps"][:10]:
+            lines.append(f"  {g['peer']}: seq {g['from_seq']}..{g['to_seq']} at {g['detected_at']}")
+    lines.append(f"dead letters: {st['dead_letters']}")
+    for d in st["recent_dead_letters"]:
+        lines.append(
+            f"  #{d['n']} {d['at']} {d['type'] or '?'} from {d['peer'] or '?'} seq {d['seq']}: {d['reason']}"
+        )
+    return "\n".join(lines)
+
+
+def render_dead_letters(rows: list[dict]) -> str:
+    if not rows:
+        return "no dead letters"
+    out = []
+    for d in rows:
+        out.append(
+            f"#{d['n']} {d['at']} topic {d['topic']} id {d['id'] or '-'} seq {d['seq']} type {d['type'] or '-'}"
+        )
+        out.append(f"    reason:  {d['reason']}")
+        out.append(f"    payload: {d['payload'][:200]}")
+    return "\n".join(out)
