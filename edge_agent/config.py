@@ -53,6 +53,8 @@ class EdgeConfig:
     printer: dict[str, Any] = field(default_factory=lambda: {"kind": "virtual", "out_dir": "var/edge/labels"})
     label_profile: dict[str, Any] = field(default_factory=lambda: {"width_mm": 58, "height_mm": 40, "dpi": 203})
     scanners: list[dict[str, Any]] = field(default_factory=list)
+    cameras: list[dict[str, Any]] = field(default_factory=list)  # packing video, each bound to a station
+    video_dir: str = "var/edge/video"
     print_retry_s: float = 5.0
     auto_pack: bool = False  # demo only: a simulated packer packs every new pick task
     auto_pack_station: str = "auto"
@@ -116,6 +118,12 @@ def config_from_dict(data: dict[str, Any], base: Path | None = None) -> EdgeConf
     cfg.printer = printer
     cfg.label_profile = dict(data.get("label", cfg.label_profile))
     cfg.scanners = [dict(s) for s in data.get("scanners", [])]
+    cfg.cameras = [dict(c) for c in data.get("cameras", [])]
+    for cam in cfg.cameras:
+        if "source" in cam and isinstance(cam["source"], str) and "://" not in cam["source"] \
+                and not cam["source"].startswith("/dev/"):
+            cam["source"] = _path(base, cam["source"])
+    cfg.video_dir = _path(base, site.get("video_dir", cfg.video_dir))
     staff = data.get("staff", [])
     for entry in staff:
         if "name" not in entry or "pin_hash" not in entry:

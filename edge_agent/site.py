@@ -68,6 +68,8 @@ class Site:
         self.printer: Any = None
         self.scanners: list[Any] = []
         self.auto_scanner: Any = None
+        self.recorders: dict[str, Any] = {}  # station -> PackingRecorder
+        self.camera_errors: dict[str, str] = {}
         self._stop = threading.Event()
         self._print_wake = threading.Event()
         self._auto_queue: queue.Queue[str] = queue.Queue()
@@ -202,10 +204,48 @@ class Site:
             scanner = open_scanner(scfg)
             scanner.start(self.on_device_scan)
             self.scanners.append(scanner)
+        for ccfg in self.cfg.cameras:
+            self._open_camera(ccfg)
         if self.cfg.auto_pack:
             self.auto_scanner = open_scanner({"kind": "virtual", "station": self.cfg.auto_pack_station})
             self.auto_scanner.start(self.on_device_scan)
             self.scanners.append(self.auto_scanner)
+
+    def _open_camera(self, ccfg: dict[str, Any]) -> None:
+        """Packing video for one station; a camera that cannot open is reported, never fatal."""
+        st = str(ccfg.get("station", self.cfg.stations[0]))
+        try:
+            from edge_agent.devices import open_camera
+            from edge_agent.video import PackingRecorder, Retention
+
+            retention = Retention(max_files=int(ccfg.get("max_files", 2000)),
+                                  max_bytes=int(float(ccfg.get("max_gb", 20)) * 1024**3),
+                                  max_age_days=float(ccfg.get("retention_days", 60)))
+            self.recorders[st] = PackingRecorder(open_camera(ccfg), f"{self.cfg.video_dir}/{st}",
+                                                 fps=float(ccfg.get("fps", 10)), retention=retention, station=st)
+        except Exception as exc:
+            self.camera_errors[st] = f"камера места {st}: {exc}"
+            log.warning("camera of %s: %s", st, exc)
+
+    def _video_scan(self, station_name: str, res: ScanResult) -> None:
+        rec = self.recorders.get(station_name)
+        if rec is None or not res.ok or not res.task_id:
+            return
+        t = self.row("SELECT order_id FROM tasks WHERE task_id = ?", res.task_id)
+        if t is None:
+            return
+        try:
+            rec.order_scanned(t["order_id"])
+            self.camera_errors.pop(station_name, None)
+        except Exception as exc:
+            self.camera_errors[station_name] = f"камера места {station_name}: {exc}"
+
+    def _video_printed(self, order_id: str) -> None:
+        for st, rec in self.recorders.items():
+            try:
+                rec.label_printed(order_id)
+            except Exception as exc:
+                self.camera_errors[st] = f"камера места {st}: {exc}"
 
     # -- scans -------------------------------------------------------------------------------
 
@@ -221,6 +261,7 @@ class Site:
     def scan(self, station_name: str, code: str) -> ScanResult:
         with store.transaction(self.conn):
             res = station.handle_scan(self.conn, self.send, station_name, code, self.cfg.warehouse)
+        self._video_scan(station_name, res)
         self.changes.bump("scan", station=station_name, result=res.to_json())
         if res.kind == "done":
             self._print_wake.set()
@@ -283,6 +324,8 @@ class Site:
                     body["format"] = fmt
                 self.send(self.conn, "printed", body)
             printed += 1
+            if job["kind"] == "label":
+                self._video_printed(job["order_id"])
             if not self.printer_state.ok:
                 self.printer_state = PrinterState(True, "")
         self.printer_state.pending = self.row("SELECT COUNT(*) AS n FROM print_jobs WHERE state='pending'")["n"]
