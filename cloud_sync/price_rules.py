@@ -280,6 +280,11 @@ def run_due(conn: sqlite3.Connection, adapter_for: AdapterFor, *, now: datetime 
         except Exception as exc:  # noqa: BLE001 - one rule's failure must not stop the loop
             _mark(conn, row["id"], now, error=f"{type(exc).__name__}: {exc}")
             events.append(RuleEvent(row["id"], "failed", detail=str(exc)))
+        if events and events[-1].rule_id == row["id"] and events[-1].action in ("refused", "failed"):
+            from cloud_sync import alerts
+
+            alerts.price_rule_failed(conn, row["name"], f"{events[-1].action}: {events[-1].detail}",
+                                     now=now.timestamp())
     return events
 
 

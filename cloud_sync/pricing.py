@@ -858,3 +858,10 @@ def snapshot_document(conn: sqlite3.Connection, account: str, card_ids: Iterable
         lines.append(PriceLine("card", c.card_id, price=p.price, old_price=p.old_price or Decimal(0),
                                min_price=p.min_price))
     return PriceDocument(account=account, lines=lines, comment=comment, source=source, rounding=Decimal("0.01"))
+
+
+def sync_main(argv: list[str]) -> int:
+    """`marketsync sync prices ARGS` - the cloud CLI's sync_main delegates here (cloud_sync/money_cli.py)."""
+    from cloud_sync.money_cli import sync_prices
+
+    return sync_prices(argv)

@@ -431,3 +431,10 @@ def export_stock(conn: sqlite3.Connection, kind: str, path: str | Path) -> Path:
 
 def _has_table(conn: sqlite3.Connection, name: str) -> bool:
     return conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (name,)).fetchone() is not None
+
+
+def sync_main(argv: list[str]) -> int:
+    """`marketsync sync reports ARGS` - the cloud CLI's sync_main delegates here (cloud_sync/money_cli.py)."""
+    from cloud_sync.money_cli import sync_reports
+
+    return sync_reports(argv)

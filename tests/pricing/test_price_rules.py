@@ -97,6 +97,9 @@ def test_refused_rule_records_error_and_retries_later(db, fake_market):
     [ev] = run_due(db, lambda a: market, now=at + timedelta(minutes=6))
     assert ev.action == "refused"
     assert "below the card's minimum" in price_rules.rules(db)[0].last_error
+    from cloud_sync import alerts
+
+    assert [a["kind"] for a in alerts.pending(db)] == ["price_rule"]  # the seller hears of it once
 
 
 def test_unconfirmed_quarantine_drop_is_refused_confirmed_rule_applies(db, fake_market):
