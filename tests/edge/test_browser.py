@@ -61,7 +61,7 @@ pin_hash = "{hash_pin('4321')}"
             cloud.send("pick_task", pick_task(n, lines, deadline=f"2026-11-27T0{n}:00:00Z"))
             cloud.send("label", {"order_id": f"o-{n}", "format": "png", "data_b64": label_png(f"WB {n}")})
         assert cloud.link.wait_idle(20)
-        yield first["url"], tmp_path / "labels", cloud
+        yield first["url"], tmp_path / "labels", cloud, broker
     finally:
         cloud.link.stop()
         proc.send_signal(signal.SIGTERM)
@@ -80,7 +80,7 @@ def _pngs(folder: Path) -> list[Path]:
 def test_log_in_scan_pack_and_the_label_prints(edge) -> None:
     from playwright.sync_api import expect, sync_playwright
 
-    url, labels, cloud = edge
+    url, labels, cloud, broker = edge
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -136,11 +136,22 @@ def test_log_in_scan_pack_and_the_label_prints(edge) -> None:
             assert box and box["height"] >= 48 and box["width"] >= 400  # one thumb can hit it
             tsd.screenshot(path=str(ARTIFACTS / "pack-done-tsd-480x800.png"))
             assert len(_pngs(labels)) == 2
+
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and len([1 for *_, t, b in cloud.received() if t == "printed"]) < 2:
+                time.sleep(0.1)
+            got = cloud.received()
+            packed = sorted(b["order_id"] for _, _, t, b in got if t == "task_progress" and b["state"] == "packed")
+            assert packed == ["o-1", "o-2"]
+            assert [b["code"] for _, _, t, b in got if t == "scan"] == [BAG["barcode"]]
+
+            # the cloud becomes unreachable: the page says so and shows what waits in the queue
+            broker.stop()
+            tsd.locator("#scan").type("2000000000001")
+            tsd.locator("#scan").press("Enter")
+            expect(tsd.locator("#msg")).to_have_attribute("data-kind", "unknown")
+            expect(tsd.locator("#link-badge")).to_have_attribute("data-online", "0", timeout=15000)
+            expect(tsd.locator("#link-badge")).to_contain_text("нет связи · в очереди 1")
+            tsd.screenshot(path=str(ARTIFACTS / "offline-tsd-480x800.png"))
         finally:
             browser.close()
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and len([1 for *_, t, b in cloud.received() if t == "printed"]) < 2:
-        time.sleep(0.1)
-    got = cloud.received()
-    assert sorted(b["order_id"] for _, _, t, b in got if t == "task_progress" and b["state"] == "packed") == ["o-1", "o-2"]
-    assert [b["code"] for _, _, t, b in got if t == "scan"] == [BAG["barcode"]]
