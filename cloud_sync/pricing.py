@@ -388,6 +388,28 @@ def _s(v: Decimal | None) -> str | None:
     return None if v is None else str(v)
 
 
+def price_list(conn: sqlite3.Connection, account: str) -> list[dict[str, Any]]:
+    """The account's price list: every card with its current price, crossed-out price, floor, the 1C
+    item, its cost for the card (cost x pack size) and the margin - for the web UI and exports."""
+    from cloud_sync.nomenclature import cost_price
+
+    current = current_prices(conn, account)
+    out = []
+    for c in account_cards(conn, account):
+        p = current.get(c.card_id) or (Price(c.imported_price) if c.imported_price is not None else None)
+        cost = cost_price(conn, c.item_id) if c.item_id else None
+        card_cost = None if cost is None else cost * c.pack_size
+        out.append({
+            "card_id": c.card_id, "offer_id": c.offer_id, "title": c.title, "category": c.category,
+            "item_id": c.item_id, "pack_size": c.pack_size, "price": _s(p.price) if p else None,
+            "old_price": _s(p.old_price) if p else None, "min_price": _s(p.min_price) if p else None,
+            "cost": _s(card_cost),
+            "margin": _s(p.price - card_cost) if p and card_cost is not None else None,
+            "known": c.card_id in current,
+        })
+    return out
+
+
 def record_read_prices(conn: sqlite3.Connection, account: str, prices: dict[str, tuple[str, Price]],
                        *, now: datetime | None = None) -> int:
     """Store prices read back from the marketplace: {card_id: (offer_id, Price)}."""

@@ -200,3 +200,12 @@ def test_megamarket_crossed_out_not_sent(db, fake_market, card_adder):
     assert res.status == "applied"
     [c] = market.sent
     assert (c.price, c.old_price) == (Decimal(900), None)
+
+
+def test_price_list_shows_current_prices_and_margins(db, fake_market):
+    pricing.apply(db, doc("wb1", PriceLine("item", "MS-3", price=Decimal(260))), fake_market("wildberries", "wb1"),
+                  now=NOW)
+    rows = {r["offer_id"]: r for r in pricing.price_list(db, "wb1")}
+    assert rows["MS-3x2"]["price"] == "520" and rows["MS-3x2"]["known"]
+    assert rows["MS-3x2"]["cost"] == "200" and rows["MS-3x2"]["margin"] == "320"
+    assert rows["MS-1-S"]["price"] == "1000" and not rows["MS-1-S"]["known"]  # as imported, never sent
