@@ -363,12 +363,12 @@ def create_card(conn: sqlite3.Connection, adapter: Marketplace, account: str, it
     """Start creating a card (Wildberries) from an item; follow it with `follow_creations`."""
     now = time.time() if now is None else now
     result = adapter.create_card(new)
-    _record_creation(conn, account, item_id, result, now, started=True)
+    _record_creation(conn, adapter.name, account, item_id, result, now, started=True)
     return result
 
 
-def _record_creation(conn: sqlite3.Connection, account: str, item_id: str, result: CardCreation, now: float,
-                     started: bool = False) -> None:
+def _record_creation(conn: sqlite3.Connection, marketplace: str, account: str, item_id: str, result: CardCreation,
+                     now: float, started: bool = False) -> None:
     conn.execute(
         "INSERT INTO card_creations(account, offer_id, item_id, state, errors, card_id, started_ts, updated_ts)"
         " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(account, offer_id) DO UPDATE SET state=excluded.state,"
@@ -378,14 +378,9 @@ def _record_creation(conn: sqlite3.Connection, account: str, item_id: str, resul
          result.card.native_id if result.card else None, now, now),
     )
     if result.state == "created" and result.card is not None:
-        import_cards(conn, account, adapter_marketplace(conn, account), [result.card], now)
+        import_cards(conn, account, marketplace, [result.card], now)
         _set_link(conn, account, result.card.native_id, item_id, 1, "manual", locked=False, now=now)
         _dirty(conn, [item_id])
-
-
-def adapter_marketplace(conn: sqlite3.Connection, account: str) -> str:
-    r = conn.execute("SELECT marketplace FROM cards WHERE account=? LIMIT 1", (account,)).fetchone()
-    return r[0] if r else "wildberries"
 
 
 def follow_creations(conn: sqlite3.Connection, adapter: Marketplace, account: str,
@@ -397,7 +392,7 @@ def follow_creations(conn: sqlite3.Connection, adapter: Marketplace, account: st
                            (account,)).fetchall()
     for offer_id, item_id in pending:
         result = adapter.card_creation_status(offer_id)
-        _record_creation(conn, account, item_id, result, now)
+        _record_creation(conn, adapter.name, account, item_id, result, now)
         out.append(result)
     return out
 

@@ -1,0 +1,206 @@
+"""Orders in one flow: ingest, unified status, reserve + pick task in one transaction, confirm, labels,
+cancellations, deadlines, and the site's up messages applied to the ledger."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cloud_sync import orders, stock
+from cloud_sync.config import parse_config
+from cloud_sync.db import transaction
+from marketplaces.base import OrderEvent
+from sitelink import Reject
+from sitelink.envelope import Envelope
+
+from .conftest import card_id, order, seed
+
+
+def _outbox(conn):
+    return [(r["type"], json.loads(r["payload"])["body"]) for r in conn.execute("SELECT * FROM link_outbox ORDER BY seq")]
+
+
+def test_new_order_is_reserved_and_its_pick_task_queued_together(conn, cfg):
+    items = seed(conn, 3)
+    res = orders.ingest(conn, cfg, [order("wb", "1001", card_id("wb", 1), qty=2)])
+    assert (res.new, res.reserved) == (1, 1)
+    assert stock.level(conn, items[0].item_id, "main").reserved == 2
+    (kind, body), = _outbox(conn)
+    assert kind == "pick_task" and body["order_id"] == "wb:1001" and body["lines"][0]["quantity"] == 2
+    assert body["lines"][0]["barcode"] == items[0].barcode
+    o = orders.list_orders(conn)[0]
+    assert (o["status"], o["stage"], o["site"], o["warehouse"]) == ("reserved", "reserved", "site-1", "main")
+    assert conn.execute("SELECT action FROM order_actions").fetchone()[0] == "confirm"
+
+
+def test_the_same_order_twice_is_taken_once(conn, cfg):
+    items = seed(conn, 2)
+    o = order("oz", "P-1", card_id("oz", 1))
+    orders.ingest(conn, cfg, [o])
+    res = orders.ingest(conn, cfg, [o])
+    assert (res.new, res.known) == (0, 1)
+    assert stock.level(conn, items[0].item_id, "main").reserved == 1
+    assert len(_outbox(conn)) == 1
+
+
+def test_order_beyond_stock_is_never_confirmed(conn, cfg):
+    items = seed(conn, 10)
+    scarce = next(i for i in items if i.stock == 2)
+    res = orders.ingest(conn, cfg, [order("ym", "Y1", card_id("ym", scarce.index), qty=3)])
+    assert res.short == 1
+    o = orders.list_orders(conn)[0]
+    assert o["stage"] == "short" and "2 available, 3 wanted" in o["problem"]
+    assert conn.execute("SELECT COUNT(*) FROM order_actions").fetchone()[0] == 0
+    assert _outbox(conn) == []
+    assert stock.level(conn, scarce.item_id, "main").reserved == 0
+
+
+def test_multi_line_order_reserves_all_lines_or_none(conn, cfg):
+    items = seed(conn, 10)
+    scarce = next(i for i in items if i.stock == 2)
+    o = order("mm", "M1", card_id("mm", 1), qty=1)
+    o.lines.append(order("mm", "x", card_id("mm", scarce.index), qty=5).lines[0])
+    orders.ingest(conn, cfg, [o])
+    assert stock.level(conn, items[0].item_id, "main").reserved == 0
+
+
+def test_unlinked_card_is_a_problem_not_a_reservation(conn, cfg):
+    seed(conn, 1)
+    orders.ingest(conn, cfg, [order("wb", "1", "no-such-card", offer_id="NOPE")])
+    o = orders.list_orders(conn)[0]
+    assert o["stage"] == "problem" and "NOPE" in o["problem"]
+
+
+def test_confirm_then_label_to_the_site_then_packed_assemble(conn, cfg, windows):
+    seed(conn, 2)
+    orders.ingest(conn, cfg, [order("wb", "1001", card_id("wb", 1))])
+    assert orders.run_actions(conn, cfg, windows) == 1  # confirm (supply + add)
+    assert windows["wb"].moves[0][:2] == ("1001", "confirm")
+    assert orders.run_actions(conn, cfg, windows) == 1  # label
+    types = [t for t, _ in _outbox(conn)]
+    assert types == ["pick_task", "label"]
+    label = _outbox(conn)[1][1]
+    assert label["order_id"] == "wb:1001" and label["format"] == "svg"
+    o = orders.get_order(conn, "wb:1001")
+    assert o["confirmed"] == 1 and o["supply_id"] == "WB-GI-1" and o["label_sent"] == 1
+
+
+def test_ozon_label_comes_after_assembly(conn, cfg, windows):
+    seed(conn, 2)
+    handlers = _handlers(cfg)
+    orders.ingest(conn, cfg, [order("oz", "P-1", card_id("oz", 1), status="awaiting_packaging")])
+    orders.run_actions(conn, cfg, windows)
+    assert [t for t, _ in _outbox(conn)] == ["pick_task"]
+    with transaction(conn):
+        handlers["task_progress"](conn, _env("task_progress", {"task_id": "pick-oz:P-1", "order_id": "oz:P-1",
+                                                               "state": "packed"}))
+    orders.run_actions(conn, cfg, windows)  # assemble
+    orders.run_actions(conn, cfg, windows)  # label
+    assert [m[1] for m in windows["oz"].moves] == ["confirm", "assemble"]
+    assert [t for t, _ in _outbox(conn)] == ["pick_task", "label"]
+
+
+def test_cancellation_releases_and_stops_the_site(conn, cfg, windows):
+    items = seed(conn, 2)
+    o = order("oz", "P-2", card_id("oz", 1), qty=3)
+    orders.ingest(conn, cfg, [o])
+    o.native_status = "cancelled"
+    orders.ingest(conn, cfg, [o])  # the next poll/refresh sees it cancelled
+    assert stock.level(conn, items[0].item_id, "main").reserved == 0
+    assert [t for t, _ in _outbox(conn)] == ["pick_task", "cancel_task"]
+    assert orders.get_order(conn, "oz:P-2")["status"] == "cancelled"
+    assert stock_push_dirty(conn, items[0].item_id)
+
+
+def stock_push_dirty(conn, item_id):
+    return conn.execute("SELECT 1 FROM stock_dirty WHERE item_id=?", (item_id,)).fetchone() is not None
+
+
+def test_pushed_events_are_deduplicated_with_polling(conn, cfg):
+    seed(conn, 2)
+    o = order("ym", "555", card_id("ym", 1), status="PROCESSING")
+    ev = OrderEvent("created", "555", "PROCESSING", order=o, dedup_key="ORDER_CREATED:555")
+    assert orders.ingest_event(conn, cfg, "ym", ev) == "new"
+    assert orders.ingest_event(conn, cfg, "ym", ev) == "duplicate"
+    assert orders.ingest(conn, cfg, [o]).known == 1
+    cancel = OrderEvent("cancelled", "555", "CANCELLED", dedup_key="ORDER_CANCELLED:555")
+    assert orders.ingest_event(conn, cfg, "ym", cancel) == "cancelled"
+    assert conn.execute("SELECT COUNT(*) FROM orders").fetchone()[0] == 1
+
+
+def test_unified_status_map_defaults_and_override():
+    cfg = parse_config({"status_map": {"ozon": {"awaiting_deliver": "handed_over"}}}, env={})
+    assert cfg.unified_status("wildberries", "confirm") == "in_work"
+    assert cfg.unified_status("yandex_market", "PROCESSING", "READY_TO_SHIP") == "packed"
+    assert cfg.unified_status("yandex_market", "PROCESSING", "OTHER") == "in_work"
+    assert cfg.unified_status("megamarket", "CUSTOMER_CANCELED") == "cancelled"
+    assert cfg.unified_status("ozon", "awaiting_deliver") == "handed_over"
+    # our own progress moves the status forward, the marketplace's cancellation always wins
+    assert orders.unified(cfg, "wildberries", "confirm", "", "packed") == "packed"
+    assert orders.unified(cfg, "wildberries", "sold", "", "packed") == "delivered"
+    assert orders.unified(cfg, "wildberries", "cancel", "", "packed") == "cancelled"
+
+
+def test_list_sorted_by_deadline_then_status(conn, cfg):
+    seed(conn, 3)
+    orders.ingest(conn, cfg, [order("wb", "late", card_id("wb", 1), ship_in_h=48),
+                              order("oz", "soon", card_id("oz", 1), ship_in_h=2),
+                              order("mm", "none", card_id("mm", 1), ship_in_h=None),
+                              order("ym", "past", card_id("ym", 1), ship_in_h=-1)])
+    assert [o["native_id"] for o in orders.list_orders(conn)] == ["past", "soon", "late", "none"]
+    near = orders.deadlines_near(conn, 3 * 3600)
+    assert [o["key"] for o in near] == ["ym:past", "oz:soon"]
+
+
+# ---------------------------------------------------------------- site handlers
+
+
+class _Registry:
+    def __init__(self):
+        self.handlers = {}
+
+    def on(self, msg_type, handler):
+        self.handlers[msg_type] = handler
+
+
+def _handlers(cfg):
+    reg = _Registry()
+    orders.register_site_handlers(reg, cfg)
+    return reg.handlers
+
+
+def _env(msg_type, body, site="site-1"):
+    return Envelope(id="01TEST", site=site, seq=1, type=msg_type, ts="2026-11-26T00:00:00Z", body=body)
+
+
+def test_site_messages_move_orders_and_the_ledger(conn, cfg):
+    items = seed(conn, 2)
+    h = _handlers(cfg)
+    orders.ingest(conn, cfg, [order("wb", "1001", card_id("wb", 1), qty=2)])
+    with transaction(conn):
+        h["task_progress"](conn, _env("task_progress", {"task_id": "pick-wb:1001", "order_id": "wb:1001",
+                                                        "state": "packed"}))
+        h["stock_delta"](conn, _env("stock_delta", {"warehouse": "main", "item_id": items[0].item_id, "delta": -2,
+                                                    "reason": "pick", "ref": "wb:1001"}))
+        h["printed"](conn, _env("printed", {"order_id": "wb:1001", "printer": "virtual", "file": "x.png"}))
+        h["stock_count"](conn, _env("stock_count", {"warehouse": "main", "item_id": items[1].item_id, "counted": 1}))
+        h["device_status"](conn, _env("device_status", {"devices": [{"name": "printer", "online": True}]}))
+        h["scan"](conn, _env("scan", {"code": "123", "note": "unknown barcode"}))
+    lv = stock.level(conn, items[0].item_id, "main")
+    assert (lv.on_hand, lv.reserved) == (items[0].stock - 2, 0)
+    assert stock.level(conn, items[1].item_id, "main").on_hand == 1
+    s = orders.summary(conn)
+    assert (s["orders_seen"], s["orders_packed"], s["labels_printed"]) == (1, 1, 1)
+    assert orders.get_order(conn, "wb:1001")["status"] == "packed"
+    assert {a["action"] for a in orders.get_order(conn, "wb:1001")["actions"]} == {"confirm", "assemble"}
+
+
+def test_site_delta_that_would_make_stock_negative_is_rejected(conn, cfg):
+    items = seed(conn, 1)
+    h = _handlers(cfg)
+    with pytest.raises(Reject, match="would make it"), transaction(conn):
+        h["stock_delta"](conn, _env("stock_delta", {"warehouse": "main", "item_id": items[0].item_id,
+                                                    "delta": -1000, "reason": "writeoff"}))
+    assert stock.level(conn, items[0].item_id, "main").on_hand == items[0].stock
+    assert orders.summary(conn)["errors"] == 0  # the rejected transaction rolled back its error row as well

@@ -1,0 +1,181 @@
+"""The stock push planner: coalescing, priorities, oversell protection, the zero guard, retries."""
+
+from __future__ import annotations
+
+import time
+
+from cloud_sync import catalog, orders, stock, stock_push
+from cloud_sync.db import transaction
+
+from .conftest import ACCOUNTS, card_id, make_config, order, seed
+
+
+def _send_all(conn, cfg, windows, now=None):
+    for name, w in windows.items():
+        while stock_push.send_account(conn, cfg, name, w, now=now).sent:
+            pass
+
+
+def test_every_card_on_every_account_gets_its_number(conn, cfg, windows):
+    items = seed(conn, 5)
+    stock_push.plan(conn, cfg)
+    _send_all(conn, cfg, windows)
+    for name, (_, wh) in ACCOUNTS.items():
+        for i in items:
+            assert windows[name].shown[f"{card_id(name, i.index)}@{wh}"] == i.stock
+    assert stock_push.pending(conn) == {}
+    assert orders.summary(conn)["stock_pushes"] == 5 * 4
+
+
+def test_changes_coalesce_latest_wins(conn, cfg, windows):
+    items = seed(conn, 3)
+    stock_push.plan(conn, cfg)
+    _send_all(conn, cfg, windows)
+    item = items[0].item_id
+    for qty in (7, 8, 9, 3):  # four 1C updates before the pusher runs
+        with transaction(conn):
+            stock.record_balance(conn, item, "main", qty)
+        stock_push.plan(conn, cfg)
+    rows = conn.execute("SELECT account, quantity FROM stock_push_queue ORDER BY account").fetchall()
+    assert [tuple(r) for r in rows] == [("mm", 3), ("oz", 3), ("wb", 3), ("ym", 3)]
+    before = len(windows["wb"].pushes)
+    _send_all(conn, cfg, windows)
+    assert len(windows["wb"].pushes) == before + 1
+    assert windows["wb"].shown[f"{card_id('wb', 1)}@10"] == 3
+
+
+def test_a_change_undone_before_sending_sends_nothing(conn, cfg, windows):
+    items = seed(conn, 2)
+    stock_push.plan(conn, cfg)
+    _send_all(conn, cfg, windows)
+    with transaction(conn):
+        stock.record_balance(conn, items[0].item_id, "main", items[0].stock + 5)
+    stock_push.plan(conn, cfg)
+    with transaction(conn):
+        stock.record_balance(conn, items[0].item_id, "main", items[0].stock)
+    stock_push.plan(conn, cfg)
+    assert stock_push.pending(conn) == {}
+
+
+def test_oversell_protection_last_unit_zeroes_every_other_card_first(conn, cfg, windows):
+    items = seed(conn, 10)
+    scarce = next(i for i in items if i.stock == 2)
+    stock_push.plan(conn, cfg)
+    _send_all(conn, cfg, windows)
+    # an increase of another item is waiting when the last units of the scarce one are sold
+    with transaction(conn):
+        stock.record_balance(conn, items[0].item_id, "main", items[0].stock + 10)
+    orders.ingest(conn, cfg, [order("wb", "w1", card_id("wb", scarce.index), qty=2)])
+    stock_push.plan(conn, cfg)
+    for name, (_, wh) in ACCOUNTS.items():
+        res = stock_push.send_account(conn, cfg, name, windows[name])
+        first = windows[name].pushes[-1]
+        assert res.sent == 1 and first[0].card_id == card_id(name, scarce.index) and first[0].quantity == 0
+        assert windows[name].shown[f"{card_id(name, scarce.index)}@{wh}"] == 0
+    _send_all(conn, cfg, windows)
+    assert windows["oz"].shown[f"{card_id('oz', 1)}@20"] == items[0].stock + 10
+
+
+def test_allocation_rules_and_pack_size(conn, windows):
+    cfg = make_config()
+    cfg.accounts["oz"].allocation.share = 0.5
+    cfg.accounts["oz"].allocation.buffer = 1
+    cfg.accounts["ym"].allocation.max_listed = 3
+    items = seed(conn, 1)  # item 1 has 25 units
+    with transaction(conn):
+        catalog.link(conn, "mm", card_id("mm", 1), items[0].item_id, pack=4)
+    stock_push.plan(conn, cfg)
+    _send_all(conn, cfg, windows)
+    assert windows["wb"].shown["wb-1@10"] == 25
+    assert windows["oz"].shown["oz-1@20"] == 11  # floor(25 * 0.5) - 1
+    assert windows["ym"].shown["ym-1@30"] == 3
+    assert windows["mm"].shown["mm-1@40"] == 6  # 25 // 4
+    text = stock.why(conn, cfg, items[0].article, "oz").text()
+    assert "floor(25 × 0.5) = 12, − 1 = 11" in text and "marketplace shows 11" in text
+
+
+def test_zero_guard_holds_a_mass_zeroing_until_confirmed(conn, cfg, windows):
+    items = seed(conn, 10)
+    stock_push.plan(conn, cfg)
+    _send_all(conn, cfg, windows)
+    with transaction(conn):  # a broken 1C export: half the items come as 0
+        stock.set_balances(conn, "main", {i.item_id: 0 for i in items[:5]})
+    stock_push.plan(conn, cfg)
+    _send_all(conn, cfg, windows)
+    assert all(windows["wb"].shown[f"{card_id('wb', i.index)}@10"] == i.stock for i in items if i.stock)
+    held = stock_push.holds(conn, "wb")
+    assert len(held) == 1 and "would zero" in held[0]["reason"] and held[0]["held"] >= 4
+    # the alert was queued with it
+    assert conn.execute("SELECT COUNT(*) FROM alert_outbox WHERE kind='zero_guard_hold'").fetchone()[0] == 4
+    stock_push.confirm_hold(conn, held[0]["id"], by="test")
+    _send_all(conn, cfg, windows)
+    assert all(windows["wb"].shown[f"{card_id('wb', i.index)}@10"] == 0 for i in items[:5])
+    assert stock_push.holds(conn, "wb") == []
+
+
+def test_small_zeroing_passes_the_guard(conn, cfg, windows):
+    items = seed(conn, 10)
+    stock_push.plan(conn, cfg)
+    _send_all(conn, cfg, windows)
+    with transaction(conn):
+        stock.record_balance(conn, items[0].item_id, "main", 0)
+    stock_push.plan(conn, cfg)
+    _send_all(conn, cfg, windows)
+    assert windows["wb"].shown["wb-1@10"] == 0 and stock_push.holds(conn) == []
+
+
+def test_zero_from_missing_or_stale_source_is_held(conn, windows):
+    cfg = make_config(stale_after_s=3600)
+    items = seed(conn, 10)
+    stock_push.plan(conn, cfg)
+    _send_all(conn, cfg, windows)
+    later = time.time() + 7200  # two hours without a word from 1C or the site
+    with transaction(conn):
+        stock.record_move(conn, items[0].item_id, "main", "writeoff", on_hand_delta=-items[0].stock, now=later)
+        conn.execute("UPDATE stock_sources SET ts=ts-7200")
+    stock_push.plan(conn, cfg, now=later)
+    _send_all(conn, cfg, windows, now=later)
+    assert windows["wb"].shown["wb-1@10"] == items[0].stock
+    assert "stale" in stock_push.holds(conn, "wb")[0]["reason"]
+
+
+def test_a_sale_is_never_held_by_the_guard(conn, windows):
+    cfg = make_config(zero_guard_share=0.0, stale_after_s=1)
+    items = seed(conn, 10)
+    stock_push.plan(conn, cfg)
+    _send_all(conn, cfg, windows)
+    conn.execute("UPDATE stock_sources SET ts=ts-100")
+    scarce = next(i for i in items if i.stock == 2)
+    orders.ingest(conn, cfg, [order("oz", "o1", card_id("oz", scarce.index), qty=2)])
+    stock_push.plan(conn, cfg)
+    _send_all(conn, cfg, windows)
+    assert windows["wb"].shown[f"wb-{scarce.index}@10"] == 0
+    assert stock_push.holds(conn) == []
+
+
+def test_retryable_item_errors_are_retried_others_fail_and_are_reported(conn, cfg, windows):
+    seed(conn, 2)
+    windows["wb"].fail_items = {"wb-1@10": True, "wb-2@10": False}
+    stock_push.plan(conn, cfg)
+    now = time.time()
+    res = stock_push.send_account(conn, cfg, "wb", windows["wb"], now=now)
+    assert (res.ok, res.retry, res.failed) == (0, 1, 1)
+    assert stock_push.pending(conn, "wb") == {"pending": 1, "failed": 1}
+    windows["wb"].fail_items = {}
+    assert stock_push.send_account(conn, cfg, "wb", windows["wb"], now=now).sent == 0  # backing off
+    assert stock_push.send_account(conn, cfg, "wb", windows["wb"], now=now + 10).ok == 1
+    assert orders.summary(conn)["errors"] == 1
+
+
+def test_marketplace_minimum_interval_between_updates(conn, windows):
+    cfg = make_config()
+    cfg.accounts["oz"].min_stock_interval_s = 30
+    items = seed(conn, 1)
+    stock_push.plan(conn, cfg)
+    t0 = time.time()
+    stock_push.send_account(conn, cfg, "oz", windows["oz"], now=t0)
+    with transaction(conn):
+        stock.record_balance(conn, items[0].item_id, "main", 3)
+    stock_push.plan(conn, cfg, now=t0 + 1)
+    assert stock_push.send_account(conn, cfg, "oz", windows["oz"], now=t0 + 2).sent == 0
+    assert stock_push.send_account(conn, cfg, "oz", windows["oz"], now=t0 + 31).ok == 1
