@@ -142,6 +142,9 @@ class ItemGate:
 
 
 _BUCKETS: dict[tuple[str, ...], TokenBucket] = {}
+_INFLIGHT: dict[tuple[str, ...], threading.BoundedSemaphore] = {}
+# statuses that mean "throttled, not applied": 429, and 420 "Enhance Your Calm" (Yandex.Market's limits)
+THROTTLE_STATUSES = (429, 420)
 _GATES: dict[tuple[str, ...], ItemGate] = {}
 _REGISTRY_LOCK = threading.Lock()
 
@@ -154,6 +157,14 @@ def _shared_bucket(key: tuple[str, ...], limit: Limit, time_scale: float, safety
             burst = max(1.0, limit.burst - (1 if safety > 0 and limit.burst > 1 else 0))
             bucket = _BUCKETS[key] = TokenBucket(rate, burst)
         return bucket
+
+
+def _shared_inflight(key: tuple[str, ...], parallel: int) -> threading.BoundedSemaphore:
+    with _REGISTRY_LOCK:
+        sem = _INFLIGHT.get(key)
+        if sem is None:
+            sem = _INFLIGHT[key] = threading.BoundedSemaphore(parallel)
+        return sem
 
 
 def _shared_gate(key: tuple[str, ...], rule: ItemRule, time_scale: float) -> ItemGate:
@@ -169,6 +180,7 @@ def reset_limiters() -> None:
     with _REGISTRY_LOCK:
         _BUCKETS.clear()
         _GATES.clear()
+        _INFLIGHT.clear()
 
 
 # ---------------------------------------------------------------- exchanges seen (contract tests)
@@ -285,7 +297,8 @@ class ClientStats:
     by_endpoint: dict[str, int] = field(default_factory=dict)
 
 
-RETRY_HEADERS = ("x-ratelimit-retry", "retry-after", "x-ratelimit-reset", "ratelimit-reset")
+RETRY_HEADERS = ("x-ratelimit-retry", "retry-after", "x-ratelimit-reset", "ratelimit-reset",
+                 "x-ratelimit-resource-until")  # the last: Yandex.Market's RFC 822 moment
 
 
 def retry_after_seconds(headers: httpx.Headers | dict[str, str]) -> float | None:
@@ -354,6 +367,12 @@ class HttpClient:
         key = (self.map.marketplace, self._limit_key, group)
         return _shared_bucket(key, limit, self.time_scale, self.safety)
 
+    def inflight(self) -> threading.BoundedSemaphore | None:
+        """The account's cap on requests in flight (endpoint map `parallel`), shared by its clients."""
+        if not self.map.parallel:
+            return None
+        return _shared_inflight((self.map.marketplace, self._limit_key, "*inflight*"), self.map.parallel)
+
     def account_bucket(self) -> TokenBucket | None:
         if self.map.account_limit is None:
             return None
@@ -389,11 +408,14 @@ class HttpClient:
         headers: dict[str, str] | None = None,
         item_keys: Collection[str] = (),
         ok_statuses: Collection[int] = (),
+        cost: float = 1.0,
     ) -> Reply:
         """Send endpoint `name`; returns the 2xx (or `ok_statuses`) reply, else raises a typed error.
 
         `item_keys` are the keys of the endpoint's item rule carried by this request (e.g. the
-        "product@warehouse" pairs of an Ozon stock push): the call waits until each may be sent."""
+        "product@warehouse" pairs of an Ozon stock push): the call waits until each may be sent.
+        `cost` is what the request takes from its group's bucket where the marketplace counts items,
+        not requests (Yandex.Market: SKUs per minute): the number of items it carries."""
         ep = self.map[name]
         if self._validate is not None:
             try:
@@ -419,12 +441,19 @@ class HttpClient:
         for attempt in range(self.retry.attempts):
             if acct is not None:
                 self.stats.waited_s += acct.acquire()
-            self.stats.waited_s += group.acquire()
+            self.stats.waited_s += group.acquire(cost)
             self.stats.requests += 1
             self.stats.by_endpoint[name] = self.stats.by_endpoint.get(name, 0) + 1
+            inflight = self.inflight()
             try:
-                resp = self._http.request(ep.method, url, params=params, content=body, headers=send_headers)
-                content = resp.content
+                if inflight is not None:
+                    inflight.acquire()
+                try:
+                    resp = self._http.request(ep.method, url, params=params, content=body, headers=send_headers)
+                    content = resp.content
+                finally:
+                    if inflight is not None:
+                        inflight.release()
             except httpx.ConnectError as exc:  # never reached the marketplace: always safe to resend
                 last_problem = f"cannot connect: {type(exc).__name__}"
                 self._backoff(attempt, ep, last_problem)
@@ -447,15 +476,15 @@ class HttpClient:
             reply = Reply(resp.status_code, resp.headers, content, self.account, ep.name)
             self._notify(ep, path, params, send_headers, body, reply)
             status = resp.status_code
-            if status == 429:
+            if status in THROTTLE_STATUSES:
                 self.stats.throttled += 1
                 wait = retry_after_seconds(resp.headers)
-                last_problem = "HTTP 429 too many requests"
+                last_problem = f"HTTP {status} too many requests"
                 if wait is not None:
                     scaled = wait / self.time_scale
                     group.hold_until(time.monotonic() + scaled)
-                    log.warning("%s %s: 429, waiting %.3fs as asked (attempt %d)", self.account, name,
-                                scaled, attempt + 1)
+                    log.warning("%s %s: %d, waiting %.3fs as asked (attempt %d)", self.account, name,
+                                status, scaled, attempt + 1)
                     self.stats.retries += 1
                     continue
                 self._backoff(attempt, ep, last_problem)
@@ -484,9 +513,9 @@ class HttpClient:
                 raise self._error(AuthError, f"HTTP {status}: access refused: {snippet}", ep, status=status,
                                   native=native)
             raise self._error(MarketplaceError, f"HTTP {status}: {snippet}", ep, status=status, native=native)
-        if last_problem.startswith("HTTP 429"):
+        if last_problem.endswith("too many requests"):
             raise self._error(RateLimited, f"still throttled after {self.retry.attempts} attempts", ep,
-                              status=429, retryable=True)
+                              status=int(last_problem.split()[1]), retryable=True)
         if last_problem.startswith("the answer was cut short"):
             raise self._error(BadResponse, f"gave up after {self.retry.attempts} attempts: {last_problem}", ep)
         raise self._error(MarketplaceError, f"gave up after {self.retry.attempts} attempts: {last_problem}", ep,
@@ -500,13 +529,22 @@ class HttpClient:
         log.warning("%s %s: %s, retrying in %.3fs (attempt %d)", self.account, ep.name, problem, wait, attempt + 1)
         self._sleep(wait)
 
+    def _scrub_body(self, body: bytes | None) -> bytes | None:
+        """The body with credential values masked (Megamarket sends its token inside the body)."""
+        if not body or not self._secrets:
+            return body
+        text = body.decode("utf-8", "replace")
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text.encode("utf-8")
+
     def _notify(self, ep: Endpoint, path: str, params: dict[str, Any] | None, headers: dict[str, str],
                 body: bytes | None, reply: Reply) -> None:
         if not EXCHANGE_HOOKS:
             return
         masked = {k: ("***" if v in self._secrets else v) for k, v in headers.items()}
         ex = Exchange(self.map.marketplace, self.account, ep.name, ep.method, path, dict(params or {}), masked,
-                      body, reply.status, dict(reply.headers), reply.content, reply.headers.get("content-type", ""))
+                      self._scrub_body(body), reply.status, dict(reply.headers), reply.content, reply.headers.get("content-type", ""))
         for hook in list(EXCHANGE_HOOKS):
             hook(ex)
 

@@ -81,6 +81,7 @@ class EndpointMap:
     endpoints: dict[str, Endpoint]
     account_limit: Limit | None = None
     item_rules: dict[str, ItemRule] = field(default_factory=dict)
+    parallel: int = 0  # top-level `parallel = N`: at most N requests of the account in flight (YM: 4); 0 = no cap
 
     def __getitem__(self, name: str) -> Endpoint:
         try:
@@ -161,6 +162,7 @@ def parse_endpoint_map(marketplace: str, data: dict[str, Any],
         endpoints={n: _endpoint(n, e, groups, rules) for n, e in raw_eps.items()},
         account_limit=_limit("account", acc) if acc else None,
         item_rules=rules,
+        parallel=int(data.get("parallel", 0)),
     )
 
 

@@ -132,6 +132,7 @@ class Route:
     handler: Callable[[SandboxRequest], SandboxReply]
     group: str = ""  # key of SandboxApp.limits; "" = no per-method limit
     auth: bool = True
+    cost: Callable[[SandboxRequest], float] | None = None  # tokens of the group a request takes (items)
 
     def __post_init__(self) -> None:
         self.names = re.findall(r"\{([^/]+?)\}", self.template)
@@ -294,7 +295,7 @@ class SandboxApp:
         with self._counter_lock:
             for bucket in (self.account_bucket, group_bucket):
                 if bucket is not None:
-                    wait = bucket.take()
+                    wait = bucket.take(_cost(route, req) if bucket is group_bucket else 1.0)
                     if wait > 0:
                         self.throttled += 1
                         break
@@ -420,6 +421,17 @@ class SandboxApp:
             return ok({"error": err.message}, err.status)
         except (TypeError, ValueError) as exc:
             return ok({"error": str(exc)}, 400)
+
+
+def _cost(route: Route, req: SandboxRequest) -> float:
+    """What a request takes from its group's bucket: 1, or its item count where the marketplace counts
+    items (a body too broken to count costs 1; validation refuses it anyway)."""
+    if route.cost is None:
+        return 1.0
+    try:
+        return max(1.0, float(route.cost(req)))
+    except Exception:  # noqa: BLE001 - an unreadable body is refused later by validation
+        return 1.0
 
 
 def _undocumented_status(errors: list[str]) -> bool:

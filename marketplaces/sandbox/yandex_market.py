@@ -16,6 +16,7 @@ uses, so both follow the spec's `x-resource-limit-config`.
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -243,7 +244,20 @@ class YandexMarketSandbox(SandboxApp):
              "confirmShipment"),
             ("POST", "/v2/campaigns/{campaignId}/stats/orders", self.stats_orders, "getOrdersStats"),
         ]
-        return [Route(m, t, self._adapt(fn), group=op if op in self.limits else "") for m, t, fn, op in table]
+        return [Route(m, t, self._adapt(fn), group=op if op in self.limits else "", cost=self._item_cost(op))
+                for m, t, fn, op in table]
+
+    def _item_cost(self, op: str) -> Any:
+        """Item-counted limits (`path: req.skus` in the spec) take one token per item of the request."""
+        where = self.item_counts.get(op, "")
+        if not where:
+            return None
+        key = where.split(".", 1)[1]
+
+        def cost(req: SandboxRequest) -> float:
+            return float(len(json.loads(req.body or b"{}").get(key) or []))
+
+        return cost
 
     def _adapt(self, fn: Any) -> Any:
         def handler(req: SandboxRequest) -> SandboxReply:

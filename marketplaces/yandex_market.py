@@ -1,0 +1,563 @@
+"""The Yandex.Market adapter: the common marketplace calls as Partner API requests, and its pushes.
+
+Owns: turning `Marketplace` calls into the current versioned Partner API paths of
+`endpoints/yandex_market.toml` (cabinet-level catalog, prices, orders and warehouses by `businessId`;
+store-level stocks, hidden offers, order actions and labels by `campaignId`), and the answers back
+into the common types with the native ids and statuses beside them; parsing Notification API pushes
+(`parse_push`) into `OrderEvent`s.
+
+Account options (`AccountConfig.options`):
+  business_id   the cabinet (required)
+  campaign_id   the FBS store (required); its warehouse is the account's default warehouse
+  campaigns     {warehouse_id: campaign_id} when the cabinet has several FBS stores (one warehouse each)
+  price_level   "business" (default: one price in every store) or "campaign" (this store only)
+Credentials: {"Api-Key": token} (OAuth is deprecated and not supported).
+
+The FBS flow: orders arrive PROCESSING/STARTED (YM has no separate confirmation: "confirm" checks the
+order and sends nothing); "assemble" sends the box layout with marking codes (`PUT .../boxes`) then
+PROCESSING/READY_TO_SHIP; "ship" confirms the order's first-mile shipment (Market then shows
+PROCESSING/SHIPPED); "cancel" sets CANCELLED/SHOP_FAILED. Every move reads the order first and is not
+sent when the order is already there; a move that timed out is read back before it is sent again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, date, datetime, time
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+
+from marketplaces.base import (
+    AccountConfig,
+    AuthError,
+    BadResponse,
+    Card,
+    CardCreation,
+    ItemResult,
+    Label,
+    LabelFormat,
+    MarketplaceError,
+    NewCard,
+    NotSupported,
+    Order,
+    OrderAction,
+    OrderEvent,
+    OrderLine,
+    PriceChange,
+    RealizationReport,
+    ReportLine,
+    StatusChange,
+    StockLevel,
+    Uncertain,
+    Warehouse,
+)
+from marketplaces.endpoints import load_endpoint_map
+from marketplaces.http import HttpClient, Reply, batches, field_of
+
+NAME = "yandex_market"
+LABEL_FORMATS = {"": "A7", "A7": "A7", "75x120": "A7", "A9": "A9", "40x58": "A9",
+                 "A9_HORIZONTALLY": "A9_HORIZONTALLY", "58x40": "A9_HORIZONTALLY", "A4": "A4"}
+LABEL_SIZES_MM = {"A7": (75.0, 120.0), "A9": (40.0, 58.0), "A9_HORIZONTALLY": (58.0, 40.0), "A4": (210.0, 297.0)}
+ORDER_STATUSES = {"PLACING", "RESERVED", "UNPAID", "PROCESSING", "DELIVERY", "PICKUP", "DELIVERED", "CANCELLED",
+                  "PENDING", "PARTIALLY_RETURNED", "RETURNED", "UNKNOWN"}
+SHIPPED_OR_LATER = {"DELIVERY", "PICKUP", "DELIVERED", "PARTIALLY_RETURNED", "RETURNED"}
+PUSH_KINDS = {"ORDER_CREATED": "created", "ORDER_CANCELLED": "cancelled", "ORDER_STATUS_UPDATED": "status",
+              "PING": "ping"}
+
+
+def _decimal(value: Any, what: str, ep: str, account: str) -> Decimal:
+    try:
+        return Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise BadResponse(f"{what} is not a number: {value!r}", account=account, endpoint=ep) from None
+
+
+def _when(value: Any, what: str, ep: str, account: str) -> datetime:
+    if not isinstance(value, str) or not value:
+        raise BadResponse(f"{what} is missing", account=account, endpoint=ep)
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        try:
+            ts = datetime.strptime(value, "%d-%m-%Y %H:%M:%S")
+        except ValueError:
+            raise BadResponse(f"{what} is not a date-time: {value!r}", account=account, endpoint=ep) from None
+    return ts.astimezone(UTC) if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+class YandexMarketAdapter:
+    """One Yandex.Market cabinet/store of the seller; see the module docstring."""
+
+    name: Literal["yandex_market"] = "yandex_market"
+
+    def __init__(self, config: AccountConfig) -> None:
+        self.config = config
+        self.account = config.name
+        opts = config.options
+        try:
+            self.business_id = int(opts["business_id"])
+            self.campaign_id = int(opts["campaign_id"])
+        except (KeyError, TypeError, ValueError):
+            raise MarketplaceError("options business_id and campaign_id (numbers) are required",
+                                   account=config.name) from None
+        self.campaigns: dict[str, int] = {str(k): int(v) for k, v in (opts.get("campaigns") or {}).items()}
+        self.price_level = str(opts.get("price_level", "business"))
+        if self.price_level not in ("business", "campaign"):
+            raise MarketplaceError("option price_level must be 'business' or 'campaign'", account=config.name)
+        self.map = load_endpoint_map(NAME, config.endpoints)
+        self.client = HttpClient(config, self.map, auth=self._auth)
+        self.parallel = max(1, int(getattr(self.map, "parallel", 0) or 4))
+        self._default_warehouse = str(opts.get("warehouse_id", ""))
+
+    def _auth(self, headers: dict[str, str]) -> None:
+        key = self.config.credentials.get("Api-Key")
+        if not key:
+            raise AuthError("credentials need an Api-Key", account=self.account, endpoint="auth")
+        headers["Api-Key"] = key
+
+    def _bad(self, message: str, ep: str) -> BadResponse:
+        return BadResponse(message, account=self.account, endpoint=ep)
+
+    def _json(self, reply: Reply) -> dict[str, Any]:
+        data = reply.json_object()
+        if data.get("status") == "ERROR":
+            raise MarketplaceError(f"answered ERROR: {json.dumps(data.get('errors'), ensure_ascii=False)[:300]}",
+                                   account=self.account, endpoint=reply.endpoint, status=reply.status, native=data)
+        return data
+
+    def _call(self, name: str, *, path: dict[str, Any] | None = None, params: dict[str, Any] | None = None,
+              body: Any = None, cost: float = 1.0) -> dict[str, Any]:
+        return self._json(self.client.call(name, path_params=path, params=params, json=body, cost=cost))
+
+    def _pages(self, name: str, path: dict[str, Any], body: Any, limit: int,
+               key: Iterable[str]) -> Iterator[dict[str, Any]]:
+        """Each page of a `page_token` listing; stops when a token repeats (a known YM paging loop)."""
+        token: str | None = None
+        seen: set[str] = set()
+        while True:
+            params: dict[str, Any] = {"limit": limit}
+            if token:
+                params["page_token"] = token
+            data = self._call(name, path=path, params=params, body=body)
+            yield data
+            container = data
+            for k in key:
+                container = container.get(k) or {}
+            token = (container.get("paging") or {}).get("nextPageToken") if isinstance(container, dict) else None
+            if not token or token in seen:
+                return
+            seen.add(token)
+
+    # ------------------------------------------------------------------ warehouses and stores
+
+    def _campaign_of(self, warehouse_id: str) -> int:
+        if warehouse_id in self.campaigns:
+            return self.campaigns[warehouse_id]
+        if not warehouse_id or warehouse_id == self._default_warehouse or not self.campaigns:
+            return self.campaign_id
+        raise MarketplaceError(f"warehouse {warehouse_id} is not one of this account's stores",
+                               account=self.account, endpoint="stocks_update")
+
+    def warehouses(self) -> list[Warehouse]:
+        out: list[Warehouse] = []
+        ids = sorted({self.campaign_id, *self.campaigns.values()})
+        for page in self._pages("warehouses", {"businessId": self.business_id},
+                                {"campaignIds": ids[:25]}, 30, ["result"]):
+            for w in field_of(page, "result", "warehouses", endpoint="warehouses", account=self.account):
+                out.append(Warehouse(native_id=str(w["id"]), name=str(w.get("name", "")),
+                                     kind="dbs" if w.get("express") else "fbs", native=w))
+        if out and not self._default_warehouse:
+            own = [w for w in out if w.native.get("campaignId") == self.campaign_id]
+            self._default_warehouse = own[0].native_id if own else out[0].native_id
+        return out
+
+    # ------------------------------------------------------------------ catalog
+
+    def _card(self, m: dict[str, Any]) -> Card:
+        offer = field_of(m, "offer", endpoint="offer_mappings", account=self.account)
+        mapping = m.get("mapping") or {}
+        offer_id = field_of(offer, "offerId", endpoint="offer_mappings", account=self.account)
+        status = ""
+        for c in offer.get("campaigns") or []:
+            if c.get("campaignId") == self.campaign_id:
+                status = str(c.get("status", ""))
+        price = (offer.get("basicPrice") or {}).get("value")
+        return Card(
+            native_id=str(offer_id), offer_id=str(offer_id), title=str(offer.get("name", "")),
+            barcodes=[str(b) for b in offer.get("barcodes") or []],
+            category=str(mapping.get("marketCategoryName", "")),
+            category_id=str(mapping.get("marketCategoryId") or offer.get("marketCategoryId") or ""),
+            brand=str(offer.get("vendor", "")), group_id=str(mapping.get("marketSku", "") or ""),
+            visible=status != "DISABLED_BY_PARTNER",
+            price=_decimal(price, "basicPrice.value", "offer_mappings", self.account) if price is not None else None,
+            native_status=status or str(offer.get("cardStatus", "")), native=m)
+
+    def list_cards(self) -> Iterator[Card]:
+        for page in self._pages("offer_mappings", {"businessId": self.business_id}, {}, 100, ["result"]):
+            for m in field_of(page, "result", "offerMappings", endpoint="offer_mappings", account=self.account):
+                yield self._card(m)
+
+    def create_card(self, card: NewCard) -> CardCreation:
+        barcodes = [str(s) for size in card.sizes for s in size.get("skus", [])]
+        offer: dict[str, Any] = {"offerId": card.offer_id, "name": card.title, "marketCategoryId": card.subject_id}
+        if card.brand:
+            offer["vendor"] = card.brand
+        if card.description:
+            offer["description"] = card.description
+        if barcodes:
+            offer["barcodes"] = barcodes
+        self._call("offer_mappings_update", path={"businessId": self.business_id},
+                   body={"offerMappings": [{"offer": offer}]}, cost=1)
+        return CardCreation(card.offer_id, "pending")
+
+    def card_creation_status(self, offer_id: str) -> CardCreation:
+        data = self._call("offer_mappings", path={"businessId": self.business_id}, params={"limit": 1},
+                          body={"offerIds": [offer_id]})
+        found = field_of(data, "result", "offerMappings", endpoint="offer_mappings", account=self.account)
+        if not found:
+            return CardCreation(offer_id, "pending")
+        card = self._card(found[0])
+        status = str(found[0]["offer"].get("cardStatus", ""))
+        if status.startswith("HAS_CARD"):
+            return CardCreation(offer_id, "created", card=card)
+        if status.endswith("ERRORS") or status.startswith("REJECTED"):
+            return CardCreation(offer_id, "failed", errors=[status], card=card)
+        return CardCreation(offer_id, "pending", card=card)
+
+    def set_visibility(self, card_ids: Sequence[str], visible: bool) -> list[ItemResult]:
+        name = "unhide" if visible else "hide"
+        results: list[ItemResult] = []
+        for chunk in batches(list(dict.fromkeys(card_ids)), self.map[name].batch):
+            try:
+                self._call(name, path={"campaignId": self.campaign_id},
+                           body={"hiddenOffers": [{"offerId": c} for c in chunk]}, cost=len(chunk))
+                results += [ItemResult(c, True) for c in chunk]
+            except MarketplaceError as exc:
+                results += [ItemResult(c, False, str(exc), exc.retryable) for c in chunk]
+        return results
+
+    # ------------------------------------------------------------------ prices and stocks
+
+    def push_prices(self, changes: Sequence[PriceChange]) -> list[ItemResult]:
+        """Business-level prices (every store) unless the account's price_level is "campaign"."""
+        name = "prices_campaign" if self.price_level == "campaign" else "prices_business"
+        path = {"campaignId": self.campaign_id} if name == "prices_campaign" else {"businessId": self.business_id}
+        results: list[ItemResult] = []
+        offers: list[tuple[str, dict[str, Any]]] = []
+        for ch in changes:
+            if ch.price <= 0:
+                results.append(ItemResult(ch.card_id, False, "price must be positive"))
+                continue
+            price: dict[str, Any] = {"value": float(ch.price), "currencyId": "RUR"}
+            if ch.old_price is not None:
+                if ch.old_price <= ch.price:
+                    results.append(ItemResult(ch.card_id, False, "old price must be above the price (discountBase)"))
+                    continue
+                discount = (ch.old_price - ch.price) / ch.old_price * 100
+                if not 5 <= discount <= 99:
+                    results.append(ItemResult(ch.card_id, False,
+                                              f"YM shows a crossed-out price only for a 5-99% discount ({discount:.1f}%)"))
+                    continue
+                price["discountBase"] = float(ch.old_price)
+            if ch.min_price is not None and name == "prices_business":
+                price["minimumForBestseller"] = float(ch.min_price)
+            offers.append((ch.card_id, {"offerId": ch.offer_id or ch.card_id, "price": price}))
+        for chunk in batches(offers, self.map[name].batch):
+            try:
+                self._call(name, path=path, body={"offers": [o for _, o in chunk]}, cost=len(chunk))
+                results += [ItemResult(k, True) for k, _ in chunk]
+            except MarketplaceError as exc:
+                results += [ItemResult(k, False, str(exc), exc.retryable) for k, _ in chunk]
+        return results
+
+    def push_stocks(self, levels: Sequence[StockLevel]) -> list[ItemResult]:
+        """Absolute available counts per store, <= 2000 SKUs a request, each SKU once (the last level of a
+        SKU wins), up to `parallel` requests in flight."""
+        results: list[ItemResult] = []
+        per_campaign: dict[int, dict[str, StockLevel]] = {}
+        for lv in levels:
+            key = f"{lv.card_id}@{lv.warehouse_id}"
+            if lv.kind != "fbs":
+                results.append(ItemResult(key, False, "FBY stock is Market's own: not pushed"))
+                continue
+            if lv.quantity < 0 or lv.quantity > 2_000_000_000:
+                results.append(ItemResult(key, False, f"count {lv.quantity} is outside 0..2000000000"))
+                continue
+            try:
+                campaign = self._campaign_of(lv.warehouse_id)
+            except MarketplaceError as exc:
+                results.append(ItemResult(key, False, str(exc)))
+                continue
+            per_campaign.setdefault(campaign, {})[lv.offer_id or lv.card_id] = lv
+        jobs = [(campaign, chunk) for campaign, by_sku in per_campaign.items()
+                for chunk in batches(list(by_sku.values()), self.map["stocks_update"].batch)]
+
+        def send(job: tuple[int, list[StockLevel]]) -> list[ItemResult]:
+            campaign, chunk = job
+            body = {"skus": [{"sku": lv.offer_id or lv.card_id, "items": [{"count": int(lv.quantity)}]}
+                             for lv in chunk]}
+            keys = [f"{lv.card_id}@{lv.warehouse_id}" for lv in chunk]
+            try:
+                self._call("stocks_update", path={"campaignId": campaign}, body=body, cost=len(chunk))
+                return [ItemResult(k, True) for k in keys]
+            except MarketplaceError as exc:
+                return [ItemResult(k, False, str(exc), exc.retryable) for k in keys]
+
+        if len(jobs) <= 1:
+            for job in jobs:
+                results += send(job)
+        else:
+            with ThreadPoolExecutor(max_workers=min(self.parallel, len(jobs))) as pool:
+                for part in pool.map(send, jobs):
+                    results += part
+        return results
+
+    def read_stocks(self, kind: Literal["fbs", "fbo"] = "fbs") -> list[StockLevel]:
+        if kind == "fbo":
+            raise NotSupported(NAME, "read_stocks(fbo) for an FBS store", account=self.account)
+        out: list[StockLevel] = []
+        for campaign in sorted({self.campaign_id, *self.campaigns.values()}):
+            for page in self._pages("stocks_read", {"campaignId": campaign}, {}, 200, ["result"]):
+                for wh in field_of(page, "result", "warehouses", endpoint="stocks_read", account=self.account):
+                    for offer in wh.get("offers") or []:
+                        counts = {s.get("type"): int(s.get("count", 0)) for s in offer.get("stocks") or []}
+                        qty = counts.get("AVAILABLE", counts.get("FIT", 0))
+                        out.append(StockLevel(str(offer["offerId"]), str(offer["offerId"]), str(wh["warehouseId"]),
+                                              qty, "fbs"))
+        return out
+
+    # ------------------------------------------------------------------ orders
+
+    def _order(self, o: dict[str, Any]) -> Order:
+        ep = "orders"
+        status = field_of(o, "status", endpoint=ep, account=self.account)
+        if status not in ORDER_STATUSES:
+            raise self._bad(f"order {o.get('orderId')}: unknown status {status!r}", ep)
+        lines = []
+        for it in field_of(o, "items", endpoint=ep, account=self.account):
+            payment = ((it.get("prices") or {}).get("payment") or {}).get("value", 0)
+            lines.append(OrderLine(
+                card_id=str(field_of(it, "offerId", endpoint=ep, account=self.account)), offer_id=str(it["offerId"]),
+                quantity=int(field_of(it, "count", endpoint=ep, account=self.account)),
+                price=_decimal(payment, "items.prices.payment.value", ep, self.account),
+                title=str(it.get("offerName", "")), native_id=str(field_of(it, "id", endpoint=ep, account=self.account)),
+                marking_required=bool({"CIS", "UIN"} & set(it.get("requiredInstanceTypes") or [])), native=it))
+        delivery = o.get("delivery") or {}
+        shipment = delivery.get("shipment") or {}
+        ship_by = None
+        if shipment.get("shipmentDate"):
+            try:
+                ship_by = datetime.combine(date.fromisoformat(shipment["shipmentDate"]), time(0), UTC)
+            except ValueError:
+                raise self._bad(f"order {o.get('orderId')}: bad shipmentDate", ep) from None
+        order_id = str(field_of(o, "orderId", endpoint=ep, account=self.account))
+        return Order(
+            native_id=order_id, marketplace="yandex_market", account=self.account, native_status=str(status),
+            created_at=_when(o.get("creationDate"), "creationDate", ep, self.account), lines=lines,
+            warehouse_id=str(delivery.get("warehouseId") or self._default_warehouse), ship_by=ship_by,
+            number=order_id, native_substatus=str(o.get("substatus", "")), native=o)
+
+    def _orders(self, body: dict[str, Any]) -> Iterator[Order]:
+        for page in self._pages("orders", {"businessId": self.business_id}, body, 50, []):
+            for o in field_of(page, "orders", endpoint="orders", account=self.account):
+                yield self._order(o)
+
+    def new_orders(self) -> list[Order]:
+        campaigns = sorted({self.campaign_id, *self.campaigns.values()})
+        return list(self._orders({"programTypes": ["FBS"], "statuses": ["PROCESSING"], "substatuses": ["STARTED"],
+                                  "campaignIds": campaigns}))
+
+    def get_order(self, native_id: str) -> Order:
+        try:
+            wanted = int(native_id)
+        except ValueError:
+            raise MarketplaceError(f"order id {native_id!r} is not a number", account=self.account,
+                                   endpoint="orders") from None
+        found = list(self._orders({"orderIds": [wanted]}))
+        if not found:
+            raise MarketplaceError(f"order {native_id} not found", account=self.account, endpoint="orders",
+                                   status=404)
+        return found[0]
+
+    def _campaign_of_order(self, order: Order) -> int:
+        return int(order.native.get("campaignId") or self.campaign_id)
+
+    def set_order_status(self, native_id: str, action: OrderAction, **details: Any) -> StatusChange:
+        """Move one order one step (see the module docstring). `details` for "assemble":
+        `marking_codes={line native id or offer id: [cis, ...]}`, `boxes=N` (default 1);
+        for "cancel": nothing (YM's seller cancel reason is SHOP_FAILED)."""
+        order = self.get_order(native_id)
+        now = (order.native_status, order.native_substatus)
+        if action == "confirm":
+            if now == ("PROCESSING", "STARTED"):
+                return StatusChange(native_id, action, True, "PROCESSING/STARTED", already=True,
+                                    native={"note": "Yandex.Market FBS orders arrive confirmed"})
+            return self._already_or_refused(order, action, ok=now[0] == "PROCESSING" or now[0] in SHIPPED_OR_LATER)
+        if action == "assemble":
+            if now == ("PROCESSING", "STARTED"):
+                self._send_boxes(order, details)
+                return self._move(order, action, ("PROCESSING", "READY_TO_SHIP"))
+            return self._already_or_refused(order, action, ok=now[1] in ("READY_TO_SHIP", "SHIPPED")
+                                            or now[0] in SHIPPED_OR_LATER)
+        if action == "ship":
+            if now == ("PROCESSING", "READY_TO_SHIP"):
+                return self._ship(order)
+            return self._already_or_refused(order, action, ok=now[1] == "SHIPPED" or now[0] in SHIPPED_OR_LATER)
+        if action == "cancel":
+            if now in (("PROCESSING", "STARTED"), ("PROCESSING", "READY_TO_SHIP")):
+                return self._move(order, action, ("CANCELLED", "SHOP_FAILED"))
+            return self._already_or_refused(order, action, ok=now[0] == "CANCELLED")
+        raise MarketplaceError(f"unknown action {action!r}", account=self.account, endpoint="order_status")
+
+    def _already_or_refused(self, order: Order, action: OrderAction, *, ok: bool) -> StatusChange:
+        status = f"{order.native_status}/{order.native_substatus}"
+        if ok:
+            return StatusChange(order.native_id, action, True, status, already=True)
+        return StatusChange(order.native_id, action, False, status, error=f"order is {status}: cannot {action}")
+
+    def _send_boxes(self, order: Order, details: dict[str, Any]) -> None:
+        codes: dict[str, list[str]] = {str(k): list(v) for k, v in (details.get("marking_codes") or {}).items()}
+        items = []
+        for line in order.lines:
+            item: dict[str, Any] = {"id": int(line.native_id), "fullCount": line.quantity}
+            mine = codes.get(line.native_id) or codes.get(line.offer_id) or []
+            if line.marking_required:
+                if len(mine) < line.quantity:
+                    raise MarketplaceError(f"order {order.native_id}: {line.offer_id} needs {line.quantity} marking "
+                                           f"code(s), got {len(mine)}", account=self.account, endpoint="order_boxes")
+                item["instances"] = [{"cis": c} for c in mine[: line.quantity]]
+            items.append(item)
+        self._call("order_boxes", path={"campaignId": self._campaign_of_order(order), "orderId": order.native_id},
+                   body={"boxes": [{"items": items}]})
+
+    def _move(self, order: Order, action: OrderAction, target: tuple[str, str]) -> StatusChange:
+        path = {"campaignId": self._campaign_of_order(order), "orderId": order.native_id}
+        body = {"order": {"status": target[0], "substatus": target[1]}}
+        for _ in range(3):
+            try:
+                self._call("order_status", path=path, body=body)
+                return StatusChange(order.native_id, action, True, "/".join(target))
+            except Uncertain:
+                fresh = self.get_order(order.native_id)  # did it land? never send a move twice
+                if (fresh.native_status, fresh.native_substatus) == target:
+                    return StatusChange(order.native_id, action, True, "/".join(target))
+            except MarketplaceError as exc:
+                return StatusChange(order.native_id, action, False, f"{order.native_status}/{order.native_substatus}",
+                                    error=str(exc), native={"native": exc.native})
+        return StatusChange(order.native_id, action, False, error="status change not confirmed after 3 attempts")
+
+    def _ship(self, order: Order) -> StatusChange:
+        shipment = ((order.native.get("delivery") or {}).get("shipment") or {}).get("id")
+        if not shipment:
+            return StatusChange(order.native_id, "ship", False, error="the order has no first-mile shipment yet")
+        path = {"campaignId": self._campaign_of_order(order), "shipmentId": shipment}
+        for _ in range(3):
+            try:
+                self._call("shipment_confirm", path=path, body={})
+            except Uncertain:
+                pass
+            except MarketplaceError as exc:
+                return StatusChange(order.native_id, "ship", False, error=str(exc), native={"native": exc.native})
+            fresh = self.get_order(order.native_id)
+            state = f"{fresh.native_status}/{fresh.native_substatus}"
+            if fresh.native_substatus == "SHIPPED" or fresh.native_status in SHIPPED_OR_LATER:
+                return StatusChange(order.native_id, "ship", True, state, native={"shipmentId": shipment})
+        return StatusChange(order.native_id, "ship", False, error="shipment confirmation not seen after 3 attempts")
+
+    # ------------------------------------------------------------------ labels and reports
+
+    def get_label(self, native_id: str, *, fmt: LabelFormat | None = None, size: str = "") -> Label:
+        if fmt not in (None, "pdf"):
+            raise NotSupported(NAME, f"labels as {fmt} (Yandex.Market gives PDF)", account=self.account)
+        paper = LABEL_FORMATS.get(size.strip())
+        if paper is None:
+            raise MarketplaceError(f"label size {size!r}: use one of {', '.join(k for k in LABEL_FORMATS if k)}",
+                                   account=self.account, endpoint="labels")
+        order = self.get_order(native_id)
+        reply = self.client.call("labels", path_params={"campaignId": self._campaign_of_order(order),
+                                                         "orderId": native_id}, params={"format": paper})
+        if reply.content_type != "application/pdf" or not reply.content.startswith(b"%PDF"):
+            self._json(reply)  # an error envelope raises here
+            raise self._bad(f"expected a PDF label, got {reply.content_type or 'no content type'}", "labels")
+        width, height = LABEL_SIZES_MM[paper]
+        return Label(native_id, reply.content, "pdf", width, height, barcode_text=native_id)
+
+    def realization_report(self, period_from: date, period_to: date) -> RealizationReport:
+        """Per-order payments and commissions (`stats/orders`) of the orders handed over in the period."""
+        lines: list[ReportLine] = []
+        totals = {"revenue": Decimal(0), "fee": Decimal(0), "logistics": Decimal(0)}
+        ep = "stats_orders"
+        for page in self._pages(ep, {"campaignId": self.campaign_id},
+                                {"dateFrom": period_from.isoformat(), "dateTo": period_to.isoformat()}, 200,
+                                ["result"]):
+            for o in field_of(page, "result", "orders", endpoint=ep, account=self.account):
+                items = o.get("items") or []
+                fee = sum((_decimal(c.get("actual", 0), "commissions.actual", ep, self.account)
+                           for c in o.get("commissions") or [] if c.get("type") == "FEE"), Decimal(0))
+                logistics = sum((_decimal(c.get("actual", 0), "commissions.actual", ep, self.account)
+                                 for c in o.get("commissions") or [] if c.get("type") != "FEE"), Decimal(0))
+                revenue_of = [sum((_decimal(p.get("total", 0), "prices.total", ep, self.account)
+                                   for p in it.get("prices") or [] if p.get("type") == "BUYER"), Decimal(0))
+                              for it in items]
+                order_total = sum(revenue_of, Decimal(0)) or Decimal(1)
+                when = date.fromisoformat(o["statusUpdateDate"][:10]) if o.get("statusUpdateDate") else None
+                for it, revenue in zip(items, revenue_of, strict=True):
+                    share = revenue / order_total
+                    f, lg = (fee * share).quantize(Decimal("0.01")), (logistics * share).quantize(Decimal("0.01"))
+                    lines.append(ReportLine("sale", str(it.get("shopSku", "")), str(it.get("shopSku", "")),
+                                            int(it.get("count", 0)), revenue, f, lg, Decimal(0), revenue - f - lg,
+                                            date=when, order_native_id=str(o.get("id", "")), native=it))
+                totals["revenue"] += sum(revenue_of, Decimal(0))
+                totals["fee"] += fee
+                totals["logistics"] += logistics
+        return RealizationReport(self.account, period_from, period_to, lines, native_totals=totals)
+
+    # ------------------------------------------------------------------ pushes
+
+    def parse_push(self, headers: dict[str, str], body: bytes) -> list[OrderEvent]:
+        """A Notification API request (`POST /notification`) as events; [] for types the product does
+        not use (chats, feedback...). Raises `BadResponse` for a malformed notification and `AuthError`
+        for one about a store that is not this account's."""
+        ep = "notification"
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise self._bad("notification body is not valid JSON", ep) from None
+        if not isinstance(data, dict) or not isinstance(data.get("notificationType"), str):
+            raise self._bad("notificationType is missing", ep)
+        kind_name = data["notificationType"]
+        if kind_name == "PING":
+            return [OrderEvent("ping", dedup_key="", native=data)]
+        kind = PUSH_KINDS.get(kind_name)
+        if kind is None:
+            return []
+        required = {"created": ("orderId", "campaignId", "items", "createdAt"),
+                    "cancelled": ("orderId", "campaignId", "items", "cancelledAt"),
+                    "status": ("orderId", "campaignId", "status", "substatus", "updatedAt")}[kind]
+        missing = [k for k in required if k not in data]
+        if missing:
+            raise self._bad(f"{kind_name}: missing {', '.join(missing)}", ep)
+        if not isinstance(data["orderId"], int) or not isinstance(data["campaignId"], int):
+            raise self._bad(f"{kind_name}: orderId and campaignId must be integers", ep)
+        for stamp in ("createdAt", "cancelledAt", "updatedAt"):
+            if stamp in data:
+                _when(data[stamp], stamp, ep, self.account)
+        if "items" in data and (not isinstance(data["items"], list) or any(
+                not isinstance(i, dict) or "offerId" not in i or not isinstance(i.get("count"), int)
+                for i in data["items"])):
+            raise self._bad(f"{kind_name}: items must be [{{offerId, count}}]", ep)
+        if data["campaignId"] not in {self.campaign_id, *self.campaigns.values()}:
+            raise AuthError(f"notification for store {data['campaignId']}, not this account's", account=self.account,
+                            endpoint=ep)
+        order_id = str(data["orderId"])
+        prefix = f"ym:{data['campaignId']}:{order_id}"
+        if kind == "created":
+            return [OrderEvent("created", order_id, "PROCESSING", dedup_key=f"{prefix}:created", native=data)]
+        if kind == "cancelled":
+            return [OrderEvent("cancelled", order_id, "CANCELLED", dedup_key=f"{prefix}:cancelled", native=data)]
+        if data["status"] not in ORDER_STATUSES:
+            raise self._bad(f"ORDER_STATUS_UPDATED: unknown status {data['status']!r}", ep)
+        return [OrderEvent("status", order_id, str(data["status"]),
+                           dedup_key=f"{prefix}:status:{data['status']}/{data['substatus']}", native=data)]
