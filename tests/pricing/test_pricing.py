@@ -209,3 +209,13 @@ def test_price_list_shows_current_prices_and_margins(db, fake_market):
     assert rows["MS-3x2"]["price"] == "520" and rows["MS-3x2"]["known"]
     assert rows["MS-3x2"]["cost"] == "200" and rows["MS-3x2"]["margin"] == "320"
     assert rows["MS-1-S"]["price"] == "1000" and not rows["MS-1-S"]["known"]  # as imported, never sent
+
+
+def test_configured_marketplace_floor_and_drop_threshold(db):
+    settings = pricing.PricingSettings.from_dict({"large_drop_percent": 5, "rules": {"ozon": {"min_price": 1000}}})
+    pv = pricing.preview(db, doc("oz1", PriceLine("item", "MS-1", price=Decimal(999))), settings=settings, now=NOW)
+    assert any("below ozon's minimum 1000" in e for e in pv.all_errors)
+    pv = pricing.preview(db, doc("oz1", PriceLine("item", "MS-1", price=Decimal(1100))), settings=settings, now=NOW)
+    assert pv.ok and any("large drop" in t for t in pv.to_confirm)
+    with pytest.raises(ValueError, match="unknown price rule"):
+        pricing.rules_for("ozon", {"colour": 1})
