@@ -112,11 +112,12 @@ def symbol_bits(kind: str, text: str) -> np.ndarray:
         content, kwargs = gs1_to_bracketed(text), {"gs1": True}
     else:
         content, kwargs = text, {}
+    extra = {"force_square": True} if kind == "datamatrix" else {}  # marking codes must be square
     try:
-        barcode = zx.create_barcode(content, fmt, **kwargs)
+        barcode = zx.create_barcode(content, fmt, **kwargs, **extra)
     except Exception as exc:  # zxing-cpp raises its own error types
         if kwargs:
-            barcode = zx.create_barcode(text, fmt)
+            barcode = zx.create_barcode(text, fmt, **extra)
         else:
             raise BarcodeError(f"cannot encode {text!r} as {kind}: {exc}") from exc
     image = np.asarray(zx.write_barcode_to_image(barcode, scale=1, add_quiet_zones=False))

@@ -94,6 +94,7 @@ def _prepare(data: bytes, fmt: str, profile: PrinterProfile, copies: int) -> Pri
         from edge_agent.devices.zpl_render import render_zpl
 
         src = _zpl_source_profile(data, profile)
+        check_fits(src.width_mm, src.height_mm, profile)
         gray = render_zpl(data, src).convert("L")
     elif fmt == "pdf":
         gray = _render_pdf(data, profile)
@@ -123,6 +124,21 @@ def _zpl_passthrough(data: bytes, profile: PrinterProfile, copies: int) -> Print
                     description="zpl label (passed through)")
 
 
+MIN_SCALE = 0.7
+
+
+def check_fits(width_mm: float, height_mm: float, profile: PrinterProfile) -> None:
+    """Refuse a label that would have to shrink so much its barcodes stop scanning."""
+    long_side, short_side = max(width_mm, height_mm), min(width_mm, height_mm)
+    room_long, room_short = max(profile.width_mm, profile.height_mm), min(profile.width_mm, profile.height_mm)
+    scale = min(room_long / long_side, room_short / short_side)
+    if scale < MIN_SCALE:
+        raise LabelError(
+            f"this {width_mm:.0f}x{height_mm:.0f} mm label does not fit the {profile.width_mm:g}x"
+            f"{profile.height_mm:g} mm labels loaded in printer {profile.name}: shrunk to {scale:.0%} its "
+            f"barcode would not scan; load {width_mm:.0f}x{height_mm:.0f} mm labels or use another printer")
+
+
 def _zpl_source_profile(data: bytes, profile: PrinterProfile) -> PrinterProfile:
     """The label size a ZPL file was made for: its ^PW/^LL at 203 dpi, else the printer's label."""
     text = data[:20000].decode("utf-8", errors="replace")
@@ -145,6 +161,7 @@ def _render_pdf(data: bytes, profile: PrinterProfile) -> Image.Image:
             raise LabelError("the PDF label has no pages")
         page = pdf[0]
         w_pt, h_pt = page.get_size()
+        check_fits(w_pt / 72 * 25.4, h_pt / 72 * 25.4, profile)
         rotate = (w_pt > h_pt) != (profile.width_dots > profile.height_dots) and abs(w_pt - h_pt) > 1
         if rotate:
             w_pt, h_pt = h_pt, w_pt
@@ -260,6 +277,8 @@ def _draw_linear(canvas: Image.Image, draw: ImageDraw.ImageDraw, kind: str, text
 
     w, h = canvas.size
     symbol = "ean13" if kind == "item" and (is_ean13(text) or (len(text) == 12 and text.isdigit())) else "code128"
+    if kind == "item" and len(text) == 13 and text.isdigit() and not is_ean13(text):
+        symbol = "ean13"  # a 13-digit item code is an EAN-13: a wrong check digit is refused, not printed
     modules = symbol_bits(symbol, text).shape[1]
     quiet = 10
     module = (w - 2 * margin) // (modules + 2 * quiet)

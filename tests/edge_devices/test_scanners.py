@@ -1,0 +1,169 @@
+"""Scanners: the key-code decoder fed with recorded evdev events (real `evdev.InputEvent` records,
+because this machine has no /dev/uinput to drive a virtual keyboard — the uinput variant runs where the
+kernel allows it), serial scanners on pseudo-terminal pairs, and the virtual scanner."""
+
+from __future__ import annotations
+
+import os
+import pty
+import time
+
+import pytest
+
+from edge_agent.devices import DeviceGone, open_scanner
+from edge_agent.devices.scanners import (
+    KEY,
+    EvdevScanner,
+    KeyDecoder,
+    decode_events,
+    fix_layout,
+    open_scanners,
+    wait_for,
+)
+
+evdev = pytest.importorskip("evdev")
+GS = "\x1d"
+US_KEYS = {**{c: (c.upper(), False) for c in "abcdefghijklmnopqrstuvwxyz0123456789"},
+           **{c.upper(): (c.upper(), True) for c in "abcdefghijklmnopqrstuvwxyz"},
+           "-": ("MINUS", False), "=": ("EQUAL", False), "+": ("EQUAL", True), "/": ("SLASH", False),
+           ".": ("DOT", False), "_": ("MINUS", True), "!": ("1", True), "%": ("5", True), "&": ("7", True),
+           "'": ("APOSTROPHE", False), '"': ("APOSTROPHE", True), "*": ("8", True), ":": ("SEMICOLON", True),
+           "<": ("COMMA", True), ">": ("DOT", True), "?": ("SLASH", True), " ": ("SPACE", False)}
+
+
+def ev(code, value, t=0.0):
+    return evdev.InputEvent(int(t), int((t % 1) * 1e6), evdev.ecodes.EV_KEY, code, value)
+
+
+def type_text(text, gs_as="ctrl]"):
+    """The evdev events a US keyboard-wedge scanner sends for `text`, GS sent the given way, then Enter."""
+    out = []
+
+    def tap(name, shift=False, ctrl=False):
+        if ctrl:
+            out.append(ev(KEY["LEFTCTRL"], 1))
+        if shift:
+            out.append(ev(KEY["LEFTSHIFT"], 1))
+        out.extend([ev(KEY[name], 1), ev(KEY[name], 0)])
+        if shift:
+            out.append(ev(KEY["LEFTSHIFT"], 0))
+        if ctrl:
+            out.append(ev(KEY["LEFTCTRL"], 0))
+        out.append(evdev.InputEvent(0, 0, evdev.ecodes.EV_SYN, 0, 0))
+
+    for ch in text:
+        if ch == GS:
+            if gs_as == "ctrl]":
+                tap("RIGHTBRACE", ctrl=True)
+            elif gs_as == "f8":
+                tap("F8")
+            elif gs_as == "alt0029":
+                out.append(ev(KEY["LEFTALT"], 1))
+                for d in "0029":
+                    tap(f"KP{d}")
+                out.append(ev(KEY["LEFTALT"], 0))
+            continue
+        name, shift = US_KEYS[ch]
+        tap(name, shift)
+    tap("ENTER")
+    return out
+
+
+MARK = "0104600439931256215Ks1234" + GS + "91EE07" + GS + "92dGhpcyBpcyBhIHRlc3Q="
+
+
+@pytest.mark.parametrize("gs_as", ["ctrl]", "f8", "alt0029"])
+def test_recorded_events_keep_gs1_separators(gs_as):
+    events = type_text(MARK.replace("=", "+"), gs_as) + type_text("4601234567893")
+    assert decode_events(events) == [MARK.replace("=", "+"), "4601234567893"]
+
+
+def test_shift_caps_tab_backspace_and_substitutes():
+    d = KeyDecoder("us", gs_substitutes=["<GS>"])
+    events = type_text("Ab<GS>c")[:-3]  # drop Enter: end with Tab instead
+    events += [ev(KEY["CAPSLOCK"], 1), ev(KEY["CAPSLOCK"], 0), ev(KEY["X"], 1), ev(KEY["X"], 0),
+               ev(KEY["BACKSPACE"], 1), ev(KEY["Y"], 1), ev(KEY["Y"], 2), ev(KEY["TAB"], 1)]
+    got = [t for e in events if (t := d.feed(e.type, e.code, e.value)) is not None]
+    assert got == ["Ab" + GS + "cY"]
+
+
+def test_russian_layout_and_layout_fix():
+    keys = ["G", "H", "B", "D", "T", "N"]  # ЙЦУКЕН positions of "привет"
+    events = [e for k in keys for e in (ev(KEY[k], 1), ev(KEY[k], 0))] + [ev(KEY["ENTER"], 1)]
+    assert decode_events(events, layout="ru") == ["привет"]
+    shifted = [ev(KEY["LEFTSHIFT"], 1), ev(KEY["Z"], 1), ev(KEY["LEFTSHIFT"], 0), ev(KEY["ENTER"], 1)]
+    assert decode_events(shifted, layout="ru") == ["Я"]
+    # a Latin code typed into a page while the OS layout was Russian
+    assert fix_layout("Ыр1234") == "Sh1234"
+
+
+def test_virtual_scanner_buffers_until_started():
+    s = open_scanner({"kind": "virtual", "station": "pack-2"})
+    s.feed("early")
+    got = []
+    s.start(got.append)
+    s.feed("4601234567893")
+    assert [(e.station, e.text) for e in got] == [("pack-2", "early"), ("pack-2", "4601234567893")]
+    s.stop()
+
+
+def test_two_serial_scanners_each_bound_to_its_station_and_unplug_reported():
+    pairs = [pty.openpty() for _ in range(2)]
+    group = open_scanners([{"kind": "serial", "device": os.ttyname(slave), "station": f"pack-{i + 1}"}
+                           for i, (_, slave) in enumerate(pairs)])
+    got, errors = [], []
+    group.start(got.append, errors.append)
+    try:
+        assert wait_for(lambda: all(s.online for s in group.scanners))
+        os.write(pairs[0][0], MARK.encode() + b"\r\n")
+        os.write(pairs[1][0], b"4601234567893\r")
+        os.write(pairs[1][0], "Привет\r\n".encode())
+        assert wait_for(lambda: len(got) == 3)
+        assert sorted((e.station, e.text) for e in got) == [
+            ("pack-1", MARK), ("pack-2", "4601234567893"), ("pack-2", "Привет")]
+        # unplug the first scanner: its reader reports DeviceGone, the other keeps working
+        os.close(pairs[0][0])
+        os.close(pairs[0][1])
+        assert wait_for(lambda: errors, timeout=5)
+        assert isinstance(errors[0], DeviceGone) and "pack-1" in str(errors[0])
+        os.write(pairs[1][0], b"AFTER\n")
+        assert wait_for(lambda: any(e.text == "AFTER" for e in got))
+    finally:
+        group.stop()
+        for master, slave in pairs[1:]:
+            os.close(master)
+            os.close(slave)
+
+
+def test_evdev_scanner_missing_device_reports_gone():
+    s = EvdevScanner("/dev/input/event-does-not-exist", "pack-1")
+    s.retry_s = 0.05
+    errors = []
+    s.start(lambda e: None, errors.append)
+    try:
+        assert wait_for(lambda: errors)
+        assert isinstance(errors[0], DeviceGone) and "not plugged in" in str(errors[0])
+    finally:
+        s.stop()
+
+
+@pytest.mark.skipif(not os.access("/dev/uinput", os.W_OK),
+                    reason="no writable /dev/uinput on this machine: the kernel does not let us create a "
+                           "virtual keyboard; the recorded-event tests cover the decoder")
+def test_uinput_virtual_keyboard_end_to_end():
+    from evdev import UInput
+
+    with UInput(name="marketsync-test-scanner") as ui:
+        time.sleep(0.3)
+        s = open_scanner({"kind": "evdev", "device": ui.device.path, "station": "pack-9"})
+        got = []
+        s.start(got.append)
+        try:
+            assert wait_for(lambda: s.online)
+            for e in type_text(MARK.replace("=", "+")):
+                ui.write(e.type, e.code, e.value)
+            ui.syn()
+            assert wait_for(lambda: got)
+            assert got[0].text == MARK.replace("=", "+") and got[0].station == "pack-9"
+        finally:
+            s.stop()
