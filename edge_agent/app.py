@@ -206,12 +206,14 @@ def _event_stream(site: Site, station_name: str) -> Iterator[str]:
     seen = site.changes.version
     yield "retry: 2000\n\n"
     deadline = time.time() + 300  # the browser reconnects; no stream holds a server thread for ever
-    while time.time() < deadline and not site._stop.is_set():
+    while time.time() < deadline and not site.stopping:
         v = site.changes.wait(seen, timeout=10)
         if v == seen:
             yield ": ping\n\n"
             continue
         seen = v
+        if site.stopping:
+            break
         last = dict(site.changes.last)
         if last.get("what") == "scan" and last.get("station") != station_name:
             last.pop("result", None)

@@ -18,6 +18,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 
 from edge_agent.config import ConfigError, hash_pin, load_config
 
@@ -100,8 +101,10 @@ def serve_main(config_path: str | None, port: int | None = None) -> int:
         sd_notify("STOPPING=1")
         return 0
     finally:
+        site.begin_stop()  # ends the live-update streams, so the web server can close at once
         if server is not None:
             with contextlib.suppress(Exception):
+                time.sleep(0.2)
                 server.close()
                 server.task_dispatcher.shutdown(timeout=3)
         site.stop()

@@ -167,6 +167,15 @@ class Site:
                                 "ORDER BY created_at"):
                 self._auto_queue.put(t["task_id"])
 
+    def begin_stop(self) -> None:
+        """Ask every loop and live-update stream to end (before the web server closes)."""
+        self._stop.set()
+        self.changes.bump("stopping")
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
     def stop(self) -> None:
         self._stop.set()
         self._print_wake.set()
