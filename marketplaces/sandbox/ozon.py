@@ -499,13 +499,18 @@ class OzonSandbox(SandboxApp):
     def carriage_create(self, req: SandboxRequest) -> SandboxReply:
         body = req.json()
         method = int(body.get("delivery_method_id") or 0)
+        # postings packed for this method and in no approved carriage (a carriage left unapproved loses them)
         postings = [n for n, p in self.postings.items()
-                    if p["delivery_method_id"] == method and p["status"] == "awaiting_deliver" and not p.get("carriage")]
+                    if p["delivery_method_id"] == method and p["status"] == "awaiting_deliver"
+                    and (not p.get("carriage") or self.carriages[p["carriage"]]["status"] == "NEW")]
         if not postings:
             raise ApiError(400, "no postings awaiting delivery for this delivery method", code="EMPTY_CARRIAGE")
         cid = self._next_carriage
         self._next_carriage += 1
         for n in postings:
+            old = self.postings[n].get("carriage")
+            if old:
+                self.carriages[old]["postings"].remove(n)
             self.postings[n]["carriage"] = cid
             self.postings[n]["substatus"] = "posting_in_carriage"
         self.carriages[cid] = {"postings": postings, "status": "NEW"}

@@ -1,0 +1,524 @@
+"""The Ozon adapter: the common calls of `marketplaces.base.Marketplace` in Ozon Seller API requests.
+
+Owns Ozon's shapes: products (`Card.native_id` = product_id, `group_id` = sku), archive/unarchive as
+hide/return, prices as strings with old_price, stocks per product x warehouse with per-item answers
+inside HTTP 200 (`TOO_MANY_REQUESTS` retried once its 30 s window has passed; other item errors
+returned as they are), FBS postings via the current `/v4/posting/fbs/*` methods: confirm = nothing to
+send (an Ozon posting needs no confirmation), assemble = `/v4/posting/fbs/ship` (packages), ship = a
+carriage created and approved for the posting's delivery method, cancel = `/v2/posting/fbs/cancel`;
+the package label (PDF); the monthly realization report `/v2/finance/realization`.
+
+Status changes read the posting first and read it back after any uncertain answer: no posting is
+moved twice. `config.credentials = {"Client-Id": ..., "Api-Key": ...}`; the limits (50 rps per
+Client-Id, 80 stock requests per minute, the per-item rules) come from endpoints/ozon.toml.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+
+from marketplaces.base import (
+    AccountConfig,
+    BadResponse,
+    Card,
+    CardCreation,
+    InvalidRequest,
+    ItemResult,
+    Label,
+    LabelFormat,
+    MarketplaceError,
+    NewCard,
+    NotSupported,
+    Order,
+    OrderAction,
+    OrderEvent,
+    OrderLine,
+    PriceChange,
+    RealizationReport,
+    ReportLine,
+    StatusChange,
+    StockLevel,
+    Uncertain,
+    Warehouse,
+)
+from marketplaces.endpoints import Endpoint, load_endpoint_map
+from marketplaces.http import HttpClient, batches
+
+log = logging.getLogger("marketplaces.ozon")
+
+POSTING_STATUSES = {
+    "awaiting_registration", "awaiting registration", "acceptance_in_progress", "awaiting_approve",
+    "awaiting_verification", "awaiting_packaging", "awaiting_deliver", "delivering", "driver_pickup", "delivered",
+    "cancelled", "cancelled_from_split_pending", "not_accepted", "arbitration", "client_arbitration", "sent_by_seller",
+}
+AFTER_PACKAGING = {"awaiting_deliver", "delivering", "driver_pickup", "delivered", "sent_by_seller"}
+HANDED_OVER = {"delivering", "driver_pickup", "delivered", "sent_by_seller"}
+RETRYABLE_ITEM_CODES = {"TOO_MANY_REQUESTS"}
+ITEM_RETRY_ROUNDS = 3
+
+
+def validate_payload(ep: Endpoint, payload: Any) -> None:
+    """Ozon's documented rules, checked before sending (ValueError -> InvalidRequest)."""
+    if ep.name == "stocks_update":
+        stocks = payload.get("stocks") if isinstance(payload, dict) else None
+        if not stocks or len(stocks) > (ep.batch or 100):
+            raise ValueError(f"stocks must hold 1..{ep.batch or 100} pairs")
+        for s in stocks:
+            if not isinstance(s.get("product_id"), int) or not isinstance(s.get("warehouse_id"), int):
+                raise ValueError("product_id and warehouse_id must be integers")
+            if not isinstance(s.get("stock"), int) or s["stock"] < 0:
+                raise ValueError(f"stock of product {s.get('product_id')} must be a whole number >= 0")
+    elif ep.name == "prices_update":
+        prices = payload.get("prices") if isinstance(payload, dict) else None
+        if not prices or len(prices) > (ep.batch or 1000):
+            raise ValueError(f"prices must hold 1..{ep.batch or 1000} items")
+        for p in prices:
+            if Decimal(p["price"]) <= 0:
+                raise ValueError(f"price of {p.get('offer_id')} must be positive")
+    elif ep.name == "package_label":
+        numbers = payload.get("posting_number") if isinstance(payload, dict) else None
+        if not numbers or len(numbers) > (ep.batch or 20):
+            raise ValueError(f"1..{ep.batch or 20} postings per label request")
+
+
+def _dec(value: Any) -> Decimal:
+    try:
+        return Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise ValueError(f"not a number: {value!r}") from None
+
+
+def _when(value: Any) -> datetime:
+    dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _ozon_time(dt: datetime) -> str:
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+class OzonAdapter:
+    """One Ozon seller account (one Client-Id)."""
+
+    name: Literal["ozon"] = "ozon"
+
+    def __init__(self, config: AccountConfig) -> None:
+        self.config = config
+        self.account = config.name
+        creds = config.credentials
+        self._client_id = str(creds.get("Client-Id") or creds.get("client_id") or config.options.get("client_id") or "")
+        self._api_key = str(creds.get("Api-Key") or creds.get("api_key") or "")
+        self.map = load_endpoint_map("ozon", config.endpoints)
+        if "client_id" not in config.options and self._client_id:
+            config.options = dict(config.options, client_id=self._client_id)  # limits are per Client-Id
+        self.http = HttpClient(config, self.map, auth=self._auth, validate=validate_payload)
+        self._sku_of: dict[str, int] = {}
+        self._product_by_sku: dict[str, str] = {}
+
+    def _auth(self, headers: dict[str, str]) -> None:
+        headers["Client-Id"] = self._client_id
+        headers["Api-Key"] = self._api_key
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _bad(self, message: str, endpoint: str) -> BadResponse:
+        return BadResponse(message, account=self.account, endpoint=endpoint)
+
+    # ------------------------------------------------------------ catalog
+
+    def warehouses(self) -> list[Warehouse]:
+        out: list[Warehouse] = []
+        cursor = ""
+        while True:
+            body: dict[str, Any] = {"limit": self.map["warehouses"].batch or 200}
+            if cursor:
+                body["cursor"] = cursor
+            data = self.http.call("warehouses", json=body).json_object()
+            items = data.get("warehouses")
+            if not isinstance(items, list):
+                raise self._bad("warehouses missing in the answer", "warehouses")
+            for w in items:
+                if "warehouse_id" not in w:
+                    raise self._bad("a warehouse without warehouse_id", "warehouses")
+                out.append(Warehouse(str(w["warehouse_id"]), str(w.get("name", "")),
+                                     "dbs" if w.get("is_rfbs") else "fbs", w))
+            cursor = str(data.get("cursor") or "")
+            if not data.get("has_next") or not cursor:
+                return out
+
+    def list_cards(self) -> Iterable[Card]:
+        ids: list[int] = []
+        last = ""
+        limit = self.map["products_list"].batch or 1000
+        while True:
+            body: dict[str, Any] = {"filter": {"visibility": "ALL"}, "limit": limit}
+            if last:
+                body["last_id"] = last
+            result = self.http.call("products_list", json=body).json_object().get("result")
+            if not isinstance(result, dict) or not isinstance(result.get("items"), list):
+                raise self._bad("result.items missing in the answer", "products_list")
+            for it in result["items"]:
+                if "product_id" not in it:
+                    raise self._bad("a product without product_id", "products_list")
+                ids.append(int(it["product_id"]))
+            last = str(result.get("last_id") or "")
+            if not last or not result["items"]:
+                break
+        cards: list[Card] = []
+        for chunk in batches(ids, self.map["products_info"].batch or 1000):
+            data = self.http.call("products_info", json={"product_id": [str(i) for i in chunk]}).json_object()
+            for it in data.get("items") or []:
+                try:
+                    pid = str(it["id"])
+                    statuses = it.get("statuses") or {}
+                    self._sku_of[pid] = int(it.get("sku") or 0)
+                    self._product_by_sku[str(it.get("sku") or "")] = pid
+                    cards.append(Card(native_id=pid, offer_id=str(it["offer_id"]), title=str(it.get("name", "")),
+                                      barcodes=[str(b) for b in it.get("barcodes") or []],
+                                      category_id=str(it.get("description_category_id", "")),
+                                      group_id=str(it.get("sku", "")), visible=not it.get("is_archived", False),
+                                      price=_dec(it["price"]) if it.get("price") not in (None, "") else None,
+                                      native_status=str(statuses.get("status", "")), native=it))
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise self._bad(f"a product cannot be read ({exc})", "products_info") from None
+        return cards
+
+    def create_card(self, card: NewCard) -> CardCreation:
+        raise NotSupported("ozon", "create_card (cards are created on Wildberries)", account=self.account)
+
+    def card_creation_status(self, offer_id: str) -> CardCreation:
+        raise NotSupported("ozon", "card_creation_status", account=self.account)
+
+    def set_visibility(self, card_ids: Sequence[str], visible: bool) -> list[ItemResult]:
+        """Archive (hide) or unarchive products. Ozon asks for stock zeroed before archiving."""
+        endpoint = "product_unarchive" if visible else "product_archive"
+        results: list[ItemResult] = []
+        for chunk in batches(list(card_ids), self.map[endpoint].batch or 100):
+            try:
+                data = self.http.call(endpoint, json={"product_id": [int(c) for c in chunk]}).json_object()
+                ok, error = data.get("result") is True, "" if data.get("result") is True else "not applied"
+            except MarketplaceError as exc:
+                ok, error = False, str(exc)
+            results += [ItemResult(c, ok, error) for c in chunk]
+        return results
+
+    # ------------------------------------------------------------ prices and stocks
+
+    def _item_results(self, data: dict[str, Any], endpoint: str, key_of: Any) -> dict[str, ItemResult]:
+        rows = data.get("result")
+        if not isinstance(rows, list):
+            raise self._bad("result missing in the answer", endpoint)
+        out: dict[str, ItemResult] = {}
+        for r in rows:
+            if not isinstance(r, dict):
+                raise self._bad("a result item is not an object", endpoint)
+            key = key_of(r)
+            errors = r.get("errors") or []
+            codes = [str(e.get("code", "")) for e in errors if isinstance(e, dict)]
+            ok = bool(r.get("updated")) and not errors
+            text = "; ".join(f"{e.get('code')}: {e.get('message', '')}" for e in errors if isinstance(e, dict))
+            out[key] = ItemResult(key, ok, "" if ok else (text or "not updated"),
+                                  retryable=bool(codes) and all(c in RETRYABLE_ITEM_CODES for c in codes), native=r)
+        return out
+
+    def push_prices(self, changes: Sequence[PriceChange]) -> list[ItemResult]:
+        """Prices as Ozon strings; a product priced 10 times this hour is not sent (retryable result)."""
+        latest: dict[str, PriceChange] = {ch.card_id: ch for ch in changes}
+        gate = self.http.gate(self.map["prices_update"].item_rule) if self.map["prices_update"].item_rule else None
+        results: list[ItemResult] = []
+        sendable: list[PriceChange] = []
+        for ch in latest.values():
+            if gate is not None and gate.delay([ch.card_id]) > 0:
+                results.append(ItemResult(ch.card_id, False, "price updated 10 times this hour; try later",
+                                          retryable=True))
+            else:
+                sendable.append(ch)
+        for chunk in batches(sendable, self.map["prices_update"].batch or 1000):
+            items = []
+            for ch in chunk:
+                item = {"product_id": int(ch.card_id), "offer_id": ch.offer_id, "price": f"{ch.price:.2f}",
+                        "old_price": f"{ch.old_price:.2f}" if ch.old_price else "0", "currency_code": "RUB"}
+                if ch.min_price is not None:
+                    item["min_price"] = f"{ch.min_price:.2f}"
+                items.append(item)
+            try:
+                data = self.http.call("prices_update", json={"prices": items},
+                                      item_keys=[ch.card_id for ch in chunk]).json_object()
+            except MarketplaceError as exc:
+                results += [ItemResult(ch.card_id, False, str(exc), retryable=exc.retryable) for ch in chunk]
+                continue
+            got = self._item_results(data, "prices_update", lambda r: str(r.get("product_id", "")))
+            by_offer = {r.native.get("offer_id"): r for r in got.values() if isinstance(r.native, dict)}
+            for ch in chunk:
+                res = got.get(ch.card_id) or by_offer.get(ch.offer_id)
+                results.append(ItemResult(ch.card_id, res.ok, res.error, res.retryable, res.native) if res else
+                               ItemResult(ch.card_id, False, "no answer for this product", retryable=True))
+        return results
+
+    def push_stocks(self, levels: Sequence[StockLevel]) -> list[ItemResult]:
+        """Stocks per product x warehouse, 100 pairs a request, paced at 80 requests a minute; the last
+        level of a pair wins; a pair refused with TOO_MANY_REQUESTS is sent again after its window."""
+        pairs: dict[str, StockLevel] = {}
+        results: dict[str, ItemResult] = {}
+        for lv in levels:
+            key = f"{lv.card_id}@{lv.warehouse_id}"
+            try:
+                int(lv.card_id), int(lv.warehouse_id)
+            except ValueError:
+                results[key] = ItemResult(key, False, "product and warehouse ids are numbers on Ozon")
+                continue
+            pairs[key] = lv
+        pending = list(pairs)
+        for _round in range(ITEM_RETRY_ROUNDS):
+            retry: list[str] = []
+            for chunk in batches(pending, self.map["stocks_update"].batch or 100):
+                body = {"stocks": [{"offer_id": pairs[k].offer_id, "product_id": int(pairs[k].card_id),
+                                    "stock": int(pairs[k].quantity), "warehouse_id": int(pairs[k].warehouse_id),
+                                    "quant_size": 1} for k in chunk]}
+                try:
+                    data = self.http.call("stocks_update", json=body, item_keys=chunk).json_object()
+                except MarketplaceError as exc:
+                    for k in chunk:
+                        results[k] = ItemResult(k, False, str(exc), retryable=exc.retryable)
+                    continue
+                got = self._item_results(data, "stocks_update",
+                                         lambda r: f"{r.get('product_id')}@{r.get('warehouse_id')}")
+                for k in chunk:
+                    res = got.get(k) or ItemResult(k, False, "no answer for this pair", retryable=True)
+                    results[k] = res
+                    if not res.ok and res.retryable:
+                        retry.append(k)
+            if not retry:
+                break
+            pending = retry
+        return [results[k] for k in list(results)]
+
+    def read_stocks(self, kind: Literal["fbs", "fbo"] = "fbs") -> list[StockLevel]:
+        """Per product and stock type (`/v4/product/info/stocks`); the warehouse is the first one Ozon
+        lists for the product (the v4 method totals over warehouses)."""
+        out: list[StockLevel] = []
+        cursor = ""
+        while True:
+            body: dict[str, Any] = {"filter": {"visibility": "ALL"}, "limit": self.map["stocks_read"].batch or 1000}
+            if cursor:
+                body["cursor"] = cursor
+            data = self.http.call("stocks_read", json=body).json_object()
+            for it in data.get("items") or []:
+                for s in it.get("stocks") or []:
+                    if s.get("type") != kind:
+                        continue
+                    try:
+                        whs = s.get("warehouse_ids") or [""]
+                        out.append(StockLevel(str(it["product_id"]), str(it.get("offer_id", "")), str(whs[0]),
+                                              int(s.get("present", 0)) - int(s.get("reserved", 0)), kind))
+                    except (KeyError, TypeError, ValueError):
+                        raise self._bad("a stock item cannot be read", "stocks_read") from None
+            cursor = str(data.get("cursor") or "")
+            if not cursor:
+                return out
+
+    # ------------------------------------------------------------ orders
+
+    def _order(self, p: dict[str, Any], endpoint: str) -> Order:
+        try:
+            number = str(p["posting_number"])
+            status = str(p["status"])
+            lines = []
+            for pr in p.get("products") or []:
+                price = pr.get("price")
+                amount = price.get("amount") if isinstance(price, dict) else price
+                lines.append(OrderLine(card_id=self._product_of_sku(pr.get("sku")), offer_id=str(pr.get("offer_id", "")),
+                                       quantity=int(pr["quantity"]), price=_dec(amount if amount is not None else 0),
+                                       title=str(pr.get("name", "")), native_id=str(pr.get("sku", "")),
+                                       marking_required=bool(pr.get("mandatory_mark")), native=pr))
+            if not lines:
+                raise ValueError("a posting without products")
+            method = p.get("delivery_method") or {}
+            order = Order(native_id=number, marketplace="ozon", account=self.account, native_status=status,
+                          created_at=_when(p["in_process_at"]), lines=lines,
+                          warehouse_id=str(method.get("warehouse_id", "")),
+                          ship_by=_when(p["shipment_date"]) if p.get("shipment_date") else None, number=number,
+                          native_substatus=str(p.get("substatus", "")), native=p)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self._bad(f"a posting is missing or garbles a field ({exc})", endpoint) from None
+        if status not in POSTING_STATUSES:
+            raise self._bad(f"posting {number} has an unknown status {status!r}", endpoint)
+        return order
+
+    def _product_of_sku(self, sku: Any) -> str:
+        """Card.native_id (product_id) of a posting's sku; the catalog is read once when unknown."""
+        key = str(sku or "")
+        if not self._product_by_sku and key:
+            self.list_cards()
+        return self._product_by_sku.get(key, key)
+
+    def new_orders(self) -> list[Order]:
+        """Postings awaiting packaging (`/v4/posting/fbs/unfulfilled/list`, cursor pages of 100)."""
+        now = datetime.now(UTC)
+        raws: list[dict[str, Any]] = []
+        cursor = ""
+        while True:
+            body: dict[str, Any] = {
+                "filter": {"cutoff_from": _ozon_time(now - timedelta(days=30)),
+                           "cutoff_to": _ozon_time(now + timedelta(days=30)), "statuses": ["awaiting_packaging"]},
+                "limit": self.map["postings_unfulfilled"].batch or 100, "sort_dir": "ASC",
+                "with": {"barcodes": True, "financial_data": False, "analytics_data": False}}
+            if cursor:
+                body["cursor"] = cursor
+            data = self.http.call("postings_unfulfilled", json=body).json_object()
+            page = data.get("postings")
+            if not isinstance(page, list):
+                raise self._bad("postings missing in the answer", "postings_unfulfilled")
+            raws += page
+            cursor = str(data.get("cursor") or "")
+            if not data.get("has_next") or not cursor:
+                break
+        return [self._order(p, "postings_unfulfilled") for p in raws]
+
+    def _posting(self, number: str) -> dict[str, Any]:
+        data = self.http.call("posting_get", json={"posting_number": number, "with": {"barcodes": True}}).json_object()
+        result = data.get("result")
+        if not isinstance(result, dict) or "status" not in result:
+            raise self._bad("result.status missing in the answer", "posting_get")
+        if result["status"] not in POSTING_STATUSES:
+            raise self._bad(f"posting {number} has an unknown status {result['status']!r}", "posting_get")
+        return result
+
+    def get_order(self, native_id: str) -> Order:
+        return self._order(self._posting(native_id), "posting_get")
+
+    def set_order_status(self, native_id: str, action: OrderAction, **details: Any) -> StatusChange:
+        """confirm: nothing to send; assemble: ship with one package holding every product (or
+        `packages=[...]`); ship: create and approve a carriage for its delivery method (every posting
+        packed for that method goes with it); cancel: `reason_id=` (default 352 out of stock), `reason=`."""
+        number = str(native_id)
+        p = self._posting(number)
+        status = p["status"]
+        if action == "confirm":
+            ok = status not in ("cancelled", "cancelled_from_split_pending")
+            return StatusChange(number, action, ok, status, already=ok, error="" if ok else f"posting is {status}",
+                                native={"note": "an Ozon posting needs no confirmation"})
+        target = {"assemble": AFTER_PACKAGING, "ship": HANDED_OVER, "cancel": {"cancelled"}}.get(action)
+        if target is None:
+            raise InvalidRequest(f"unknown action {action!r}", account=self.account, endpoint="set_order_status")
+        if status in target:
+            return StatusChange(number, action, True, status, already=True)
+        allowed = {"assemble": {"awaiting_packaging"}, "ship": {"awaiting_deliver"},
+                   "cancel": {"awaiting_packaging", "awaiting_deliver", "awaiting_registration",
+                              "acceptance_in_progress", "awaiting_approve", "awaiting_verification"}}[action]
+        if status not in allowed:
+            return StatusChange(number, action, False, status, error=f"cannot {action} a posting that is {status}")
+        for _attempt in range(3):
+            try:
+                self._send_move(number, action, p, details)
+            except Uncertain as exc:
+                log.warning("%s: %s of %s uncertain (%s); reading it back", self.account, action, number, exc)
+            except MarketplaceError as exc:
+                if exc.status != 400 or exc.retryable:
+                    raise
+                log.warning("%s: %s of %s refused (%s); reading it back", self.account, action, number, exc)
+            p = self._posting(number)
+            if p["status"] in target:
+                if p.get("substatus") == "ship_failed":
+                    return StatusChange(number, action, False, p["status"], error="ship_failed")
+                return StatusChange(number, action, True, p["status"])
+            if p["status"] not in allowed:
+                return StatusChange(number, action, False, p["status"], error=f"posting moved to {p['status']}")
+        return StatusChange(number, action, False, p["status"], error=f"{action} did not take after 3 attempts")
+
+    def _send_move(self, number: str, action: str, p: dict[str, Any], details: dict[str, Any]) -> None:
+        if action == "assemble":
+            packages = details.get("packages") or [{"products": [
+                {"product_id": int(pr["sku"]), "quantity": int(pr["quantity"])} for pr in p.get("products") or []]}]
+            self.http.call("posting_ship", json={"posting_number": number, "packages": packages,
+                                                 "with": {"additional_data": True}})
+        elif action == "ship":
+            method = (p.get("delivery_method") or {}).get("id")
+            if not method:
+                raise self._bad("posting without delivery_method.id", "posting_get")
+            created = self.http.call("carriage_create", json={"delivery_method_id": int(method),
+                                                              "departure_date": _ozon_time(datetime.now(UTC))})
+            carriage = created.json_object().get("carriage_id")
+            if not carriage:
+                raise self._bad("carriage created without carriage_id", "carriage_create")
+            self.http.call("carriage_approve", json={"carriage_id": int(carriage)})
+        elif action == "cancel":
+            self.http.call("posting_cancel", json={
+                "posting_number": number, "cancel_reason_id": int(details.get("reason_id", 352)),
+                "cancel_reason_message": str(details.get("reason", "Product is out of stock"))})
+
+    def get_label(self, native_id: str, *, fmt: LabelFormat | None = None, size: str = "") -> Label:
+        if fmt not in (None, "pdf"):
+            raise NotSupported("ozon", f"get_label({fmt}) (Ozon gives PDF labels only)", account=self.account)
+        reply = self.http.call("package_label", json={"posting_number": [str(native_id)]})
+        data = reply.content
+        if reply.content_type == "application/json" or not data.startswith(b"%PDF"):
+            body = reply.json() if reply.content_type == "application/json" else None
+            if isinstance(body, dict) and isinstance(body.get("file_content"), str):
+                import base64
+
+                data = base64.b64decode(body["file_content"])
+            else:
+                raise self._bad("the label is not a PDF", "package_label")
+        width, height = _pdf_size_mm(data)
+        return Label(str(native_id), data, "pdf", width, height, barcode_text=str(native_id))
+
+    # ------------------------------------------------------------ reports
+
+    def realization_report(self, period_from: date, period_to: date) -> RealizationReport:
+        """Ozon's monthly realization reports for every month the period touches."""
+        lines: list[ReportLine] = []
+        month = date(period_from.year, period_from.month, 1)
+        numbers = []
+        while month <= period_to:
+            data = self.http.call("realization", json={"month": month.month, "year": month.year}).json_object()
+            result = data.get("result")
+            if not isinstance(result, dict) or not isinstance(result.get("rows"), list):
+                raise self._bad("result.rows missing in the answer", "realization")
+            numbers.append(str((result.get("header") or {}).get("number", "")))
+            parsed: list[ReportLine] = []
+            for r in result["rows"]:
+                parsed += self._report_lines(r, month)
+            lines += parsed
+            month = (month + timedelta(days=32)).replace(day=1)
+        totals = {"revenue": sum((ln.revenue for ln in lines), Decimal(0)),
+                  "fee": sum((ln.fee for ln in lines), Decimal(0)),
+                  "to_pay": sum((ln.to_pay for ln in lines), Decimal(0))}
+        return RealizationReport(self.account, period_from, period_to, lines, totals, ",".join(n for n in numbers if n))
+
+    def _report_lines(self, r: dict[str, Any], month: date) -> list[ReportLine]:
+        try:
+            item = r["item"]
+            out = []
+            for key, kind, sign in (("delivery_commission", "sale", 1), ("return_commission", "return", -1)):
+                part = r.get(key)
+                if not part or not int(part.get("quantity") or 0):
+                    continue
+                out.append(ReportLine(
+                    kind=kind, offer_id=str(item.get("offer_id", "")), card_id=str(item.get("sku", "")),
+                    quantity=sign * int(part["quantity"]), revenue=sign * _dec(part.get("amount", 0)),
+                    fee=sign * _dec(part.get("commission", 0)), logistics=Decimal(0), other=Decimal(0),
+                    to_pay=sign * _dec(part.get("total", 0)), date=month, barcode=str(item.get("barcode", "")),
+                    native=r))
+            return out
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise self._bad(f"a report row cannot be read ({exc})", "realization") from None
+
+    def parse_push(self, headers: dict[str, str], body: bytes) -> list[OrderEvent]:
+        raise NotSupported("ozon", "parse_push (Ozon push notifications are not wired; poll new_orders)",
+                           account=self.account)
+
+
+def _pdf_size_mm(pdf: bytes) -> tuple[float, float]:
+    """The first page's MediaBox in millimetres (75x120 when it cannot be read)."""
+    m = re.search(rb"/MediaBox\s*\[\s*([-\d.]+)\s+([-\d.]+)\s+([-\d.]+)\s+([-\d.]+)\s*\]", pdf)
+    if not m:
+        return 75.0, 120.0
+    x0, y0, x1, y1 = (float(v) for v in m.groups())
+    return round((x1 - x0) * 25.4 / 72, 1), round((y1 - y0) * 25.4 / 72, 1)

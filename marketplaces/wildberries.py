@@ -1,0 +1,533 @@
+"""The Wildberries adapter: the common calls of `marketplaces.base.Marketplace` in WB's own requests.
+
+Owns WB's shapes: cards by size (`Card.native_id` = chrtId, `group_id` = nmID), prices per nmID with a
+discount, stocks per seller warehouse keyed by chrtId, FBS orders moved through supplies
+(confirm = add to a supply, ship = deliver the supply; WB has no separate "assembled" status),
+stickers (PNG/SVG/ZPL at 58x40 or 40x30), the finance `sales-reports` realization report.
+
+Every status change first reads the order's status on WB and acts only if it is not there yet; a
+change that timed out (`Uncertain`) is read back before anything is re-sent, so no order moves twice.
+Payloads are checked before sending (a 4xx costs WB's Marketplace family ten requests).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+
+from marketplaces.base import (
+    AccountConfig,
+    BadResponse,
+    Card,
+    CardCreation,
+    InvalidRequest,
+    ItemResult,
+    Label,
+    LabelFormat,
+    MarketplaceError,
+    NewCard,
+    NotSupported,
+    Order,
+    OrderAction,
+    OrderEvent,
+    OrderLine,
+    PriceChange,
+    RealizationReport,
+    ReportLine,
+    StatusChange,
+    StockLevel,
+    Uncertain,
+    Warehouse,
+)
+from marketplaces.endpoints import Endpoint, load_endpoint_map
+from marketplaces.http import HttpClient, batches
+
+log = logging.getLogger("marketplaces.wildberries")
+
+SUPPLIER_STATUSES = {"new", "confirm", "complete", "cancel", "cancel_carrier"}
+TARGET = {"confirm": {"confirm", "complete"}, "ship": {"complete"}, "cancel": {"cancel", "cancel_carrier"}}
+MSK = timedelta(hours=3)
+STICKER_SIZES = {"58x40": (58, 40), "40x30": (40, 30)}
+STICKER_TYPES = {"png": "png", "svg": "svg", "zpl": "zplh"}
+
+
+def _int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"{what} must be an integer, got {value!r}")
+    return int(value)
+
+
+def validate_payload(ep: Endpoint, payload: Any) -> None:
+    """WB's documented rules, checked before sending (raises ValueError -> InvalidRequest)."""
+    if ep.name == "stocks_update":
+        stocks = payload.get("stocks") if isinstance(payload, dict) else None
+        if not stocks or len(stocks) > (ep.batch or 1000):
+            raise ValueError(f"stocks must hold 1..{ep.batch or 1000} items")
+        for s in stocks:
+            if set(s) != {"chrtId", "amount"}:  # WB silently ignores misspelled fields (204, no change)
+                raise ValueError(f"a stock item has exactly chrtId and amount, got {sorted(s)}")
+            if not isinstance(s["chrtId"], int) or not isinstance(s["amount"], int):
+                raise ValueError("chrtId and amount must be integers")
+            if not 0 <= s["amount"] <= 100_000:
+                raise ValueError(f"amount {s['amount']} of chrtId {s['chrtId']} is outside 0..100000")
+    elif ep.name == "prices_upload":
+        data = payload.get("data") if isinstance(payload, dict) else None
+        if not data or len(data) > (ep.batch or 1000):
+            raise ValueError(f"data must hold 1..{ep.batch or 1000} items")
+        for d in data:
+            if not isinstance(d.get("nmID"), int):
+                raise ValueError("nmID must be an integer")
+            if "price" in d and (not isinstance(d["price"], int) or d["price"] <= 0):
+                raise ValueError(f"price of nmID {d['nmID']} must be a positive whole number")
+            if "discount" in d and not (isinstance(d["discount"], int) and 0 <= d["discount"] <= 99):
+                raise ValueError(f"discount of nmID {d['nmID']} must be 0..99")
+    elif ep.name in ("supply_add_orders", "stickers", "orders_status"):
+        orders = payload.get("orders") if isinstance(payload, dict) else None
+        limit = ep.batch or 100
+        if not orders or len(orders) > limit or not all(isinstance(o, int) for o in orders):
+            raise ValueError(f"orders must be 1..{limit} integer ids")
+
+
+def _money(value: Any, *, kopecks: bool = False) -> Decimal:
+    try:
+        amount = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        raise ValueError(f"not a sum of money: {value!r}") from None
+    return amount / 100 if kopecks else amount
+
+
+def _when(value: Any) -> datetime:
+    text = str(value).replace("Z", "+00:00")
+    dt = datetime.fromisoformat(text)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+class WildberriesAdapter:
+    """One Wildberries seller account. `config.credentials = {"Authorization": token}`."""
+
+    name: Literal["wildberries"] = "wildberries"
+
+    def __init__(self, config: AccountConfig) -> None:
+        self.config = config
+        self.account = config.name
+        self.map = load_endpoint_map("wildberries", config.endpoints)
+        token = config.credentials.get("Authorization") or config.credentials.get("token", "")
+        self._token = token
+        self.http = HttpClient(config, self.map, auth=self._auth, validate=validate_payload)
+        self._orders: dict[str, dict[str, Any]] = {}  # raw orders seen, by id
+        self._open_supply: dict[str, str] = {}  # warehouseId -> supply id still taking orders
+        self._nm_of_chrt: dict[str, str] = {}
+
+    def _auth(self, headers: dict[str, str]) -> None:
+        headers["Authorization"] = self._token
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _bad(self, message: str, endpoint: str) -> BadResponse:
+        return BadResponse(message, account=self.account, endpoint=endpoint)
+
+    # ------------------------------------------------------------ catalog
+
+    def warehouses(self) -> list[Warehouse]:
+        data = self.http.call("warehouses").json()
+        if not isinstance(data, list):
+            raise self._bad("expected a list of warehouses", "warehouses")
+        kinds = {1: "fbs", 2: "dbs", 3: "dbs"}
+        try:
+            return [Warehouse(str(w["id"]), str(w.get("name", "")), kinds.get(w.get("deliveryType", 1), "fbs"), w)
+                    for w in data if not w.get("isDeleting")]
+        except (KeyError, TypeError):
+            raise self._bad("a warehouse without id", "warehouses") from None
+
+    def _cards_pages(self, endpoint: str, stamp: str) -> Iterable[dict[str, Any]]:
+        limit = min(100, self.map[endpoint].batch or 100)
+        cursor: dict[str, Any] = {"limit": limit}
+        while True:
+            body = {"settings": {"cursor": cursor, "filter": {"withPhoto": -1}} if endpoint == "cards_list"
+                    else {"cursor": cursor}}
+            data = self.http.call(endpoint, json=body).json_object()
+            cards = data.get("cards")
+            page = data.get("cursor")
+            if not isinstance(cards, list) or not isinstance(page, dict):
+                raise self._bad("cards or cursor missing in the answer", endpoint)
+            yield from cards
+            if int(page.get("total") or 0) < limit or not cards:
+                return
+            cursor = {"limit": limit, stamp: page.get(stamp), "nmID": page.get("nmID")}
+
+    def list_cards(self) -> Iterable[Card]:
+        cards: list[Card] = []
+        for endpoint, stamp, visible in (("cards_list", "updatedAt", True), ("cards_trash_list", "trashedAt", False)):
+            for raw in self._cards_pages(endpoint, stamp):
+                try:
+                    nm = str(raw["nmID"])
+                    for size in raw.get("sizes") or []:
+                        chrt = str(size["chrtID"])
+                        self._nm_of_chrt[chrt] = nm
+                        cards.append(Card(
+                            native_id=chrt, offer_id=str(raw.get("vendorCode", "")), title=str(raw.get("title", "")),
+                            barcodes=[str(s) for s in size.get("skus") or []], category=str(raw.get("subjectName", "")),
+                            category_id=str(raw.get("subjectID", "")), brand=str(raw.get("brand", "")),
+                            size=str(size.get("techSize", "")), group_id=nm, visible=visible,
+                            native_status="trash" if not visible else "active", native=raw))
+                except (KeyError, TypeError):
+                    raise self._bad("a card without nmID or chrtID", endpoint) from None
+        return cards
+
+    def create_card(self, card: NewCard) -> CardCreation:
+        if not card.offer_id or not card.title or len(card.title) > 60:
+            raise InvalidRequest("a new card needs an offer id and a title of at most 60 characters",
+                                 account=self.account, endpoint="card_upload")
+        variant: dict[str, Any] = {"vendorCode": card.offer_id, "title": card.title}
+        if card.brand:
+            variant["brand"] = card.brand
+        if card.description:
+            variant["description"] = card.description
+        if card.dimensions:
+            variant["dimensions"] = card.dimensions
+        if card.characteristics:
+            variant["characteristics"] = card.characteristics
+        if card.sizes:
+            variant["sizes"] = card.sizes
+        data = self.http.call("card_upload", json=[{"subjectID": card.subject_id, "variants": [variant]}]).json_object()
+        if data.get("error"):
+            return CardCreation(card.offer_id, "failed", [str(data.get("errorText") or "rejected")])
+        return CardCreation(card.offer_id, "pending")
+
+    def card_creation_status(self, offer_id: str) -> CardCreation:
+        data = self.http.call("card_errors", json={"cursor": {"limit": 100}}).json_object()
+        for item in (data.get("data") or {}).get("items") or []:
+            if offer_id in (item.get("vendorCodes") or []):
+                errors = (item.get("errors") or {}).get(offer_id) or ["rejected"]
+                return CardCreation(offer_id, "failed", [str(e) for e in errors])
+        for c in self.list_cards():
+            if c.offer_id == offer_id:
+                return CardCreation(offer_id, "created", card=c)
+        return CardCreation(offer_id, "pending")
+
+    def _nm(self, card_id: str) -> str:
+        if card_id in self._nm_of_chrt:
+            return self._nm_of_chrt[card_id]
+        if not self._nm_of_chrt:
+            self.list_cards()
+        return self._nm_of_chrt.get(card_id, card_id)  # an nmID given directly
+
+    def set_visibility(self, card_ids: Sequence[str], visible: bool) -> list[ItemResult]:
+        """Trash (hide) or recover cards. NB: a card in WB's trash keeps selling while it has stock;
+        zero its stock first (push_stocks) to stop sales."""
+        endpoint = "cards_recover" if visible else "cards_to_trash"
+        nms = {cid: self._nm(cid) for cid in card_ids}
+        results: list[ItemResult] = []
+        for chunk in batches(sorted(set(nms.values())), self.map[endpoint].batch or 1000):
+            try:
+                data = self.http.call(endpoint, json={"nmIDs": [int(n) for n in chunk]}).json_object()
+                ok, error = not data.get("error"), str(data.get("errorText") or "")
+            except MarketplaceError as exc:
+                ok, error = False, str(exc)
+            results += [ItemResult(cid, ok, error) for cid, nm in nms.items() if nm in chunk]
+        return results
+
+    # ------------------------------------------------------------ prices and stocks
+
+    def push_prices(self, changes: Sequence[PriceChange]) -> list[ItemResult]:
+        by_nm: dict[int, dict[str, Any]] = {}
+        keys: dict[int, str] = {}
+        for ch in changes:
+            nm = int(self._nm(ch.card_id))
+            item: dict[str, Any] = {"nmID": nm, "price": int(ch.price.to_integral_value())}
+            if ch.discount_percent is not None:
+                item["discount"] = int(ch.discount_percent)
+            by_nm[nm] = item
+            keys[nm] = ch.card_id
+        results: list[ItemResult] = []
+        for chunk in batches(list(by_nm.values()), self.map["prices_upload"].batch):
+            try:
+                reply = self.http.call("prices_upload", json={"data": chunk}, ok_statuses=(208,))
+                data = reply.json_object()
+                ok = not data.get("error")
+                native = data.get("data")
+                error = str(data.get("errorText") or "") if not ok else ""
+            except InvalidRequest as exc:
+                ok, native, error = False, None, str(exc)
+            except MarketplaceError as exc:
+                ok, native, error = False, exc.native, str(exc)
+            results += [ItemResult(keys[d["nmID"]], ok, error, retryable=False, native=native) for d in chunk]
+        return results
+
+    def push_stocks(self, levels: Sequence[StockLevel]) -> list[ItemResult]:
+        """Set FBS stocks: per warehouse, in batches of 1000 chrtIds; the last level of a pair wins."""
+        by_wh: dict[str, dict[int, StockLevel]] = {}
+        results: list[ItemResult] = []
+        for lv in levels:
+            try:
+                by_wh.setdefault(str(int(lv.warehouse_id)), {})[int(lv.card_id)] = lv
+            except ValueError:
+                results.append(ItemResult(f"{lv.card_id}@{lv.warehouse_id}", False, "card and warehouse ids are numbers on WB"))
+        for wh, pairs in by_wh.items():
+            for chunk in batches(list(pairs.values()), self.map["stocks_update"].batch):
+                results += self._put_stocks(wh, chunk)
+        return results
+
+    def _put_stocks(self, wh: str, chunk: list[StockLevel]) -> list[ItemResult]:
+        def key(lv: StockLevel) -> str:
+            return f"{lv.card_id}@{wh}"
+
+        body = {"stocks": [{"chrtId": int(lv.card_id), "amount": int(lv.quantity)} for lv in chunk]}
+        try:
+            self.http.call("stocks_update", path_params={"warehouseId": wh}, json=body)
+            return [ItemResult(key(lv), True) for lv in chunk]
+        except InvalidRequest as exc:
+            return [ItemResult(key(lv), False, str(exc)) for lv in chunk]
+        except MarketplaceError as exc:
+            if exc.status != 409 or not isinstance(exc.native, list | dict):
+                return [ItemResult(key(lv), False, str(exc), retryable=exc.retryable) for lv in chunk]
+            # 409: nothing applied; drop the chrtIds WB named and send the rest once more
+            errors = exc.native if isinstance(exc.native, list) else [exc.native]
+            bad: set[int] = set()
+            for err in errors:
+                for d in (err.get("data") or []) if isinstance(err, dict) else []:
+                    if isinstance(d, dict) and "chrtId" in d:
+                        bad.add(int(d["chrtId"]))
+            if not bad:
+                return [ItemResult(key(lv), False, str(exc)) for lv in chunk]
+            rest = [lv for lv in chunk if int(lv.card_id) not in bad]
+            failed = [ItemResult(key(lv), False, "NotFound: WB does not know this chrtId on this warehouse")
+                      for lv in chunk if int(lv.card_id) in bad]
+            return failed + (self._put_stocks(wh, rest) if rest else [])
+
+    def read_stocks(self, kind: Literal["fbs", "fbo"] = "fbs") -> list[StockLevel]:
+        if kind != "fbs":
+            raise NotSupported("wildberries", "read_stocks(fbo) (WB statistics API is not wired)", account=self.account)
+        cards = self.list_cards()
+        offer = {c.native_id: c.offer_id for c in cards}
+        out: list[StockLevel] = []
+        for wh in self.warehouses():
+            for chunk in batches(sorted(offer), self.map["stocks_read"].batch or 1000):
+                data = self.http.call("stocks_read", path_params={"warehouseId": wh.native_id},
+                                      json={"chrtIds": [int(c) for c in chunk]}).json_object()
+                for s in data.get("stocks") or []:
+                    try:
+                        chrt = str(s["chrtId"])
+                        out.append(StockLevel(chrt, offer.get(chrt, ""), wh.native_id, int(s["amount"])))
+                    except (KeyError, TypeError, ValueError):
+                        raise self._bad("a stock without chrtId or amount", "stocks_read") from None
+        return out
+
+    # ------------------------------------------------------------ orders
+
+    def _order(self, raw: dict[str, Any], status: str, wb_status: str = "") -> Order:
+        try:
+            oid = str(int(raw["id"]))
+            price = _money(raw.get("convertedPrice", raw.get("finalPrice", raw["price"])), kopecks=True)
+            line = OrderLine(card_id=str(raw["chrtId"]), offer_id=str(raw.get("article", "")), quantity=1, price=price,
+                             barcode=str((raw.get("skus") or [""])[0]), native_id=oid,
+                             marking_required=bool(raw.get("requiredMeta")), native={"nmId": raw.get("nmId")})
+            order = Order(native_id=oid, marketplace="wildberries", account=self.account, native_status=status,
+                          created_at=_when(raw["createdAt"]), lines=[line], warehouse_id=str(raw.get("warehouseId", "")),
+                          number=oid, native_substatus=wb_status, native=raw)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self._bad(f"an order is missing or garbles a field ({exc})", "orders_new") from None
+        if status not in SUPPLIER_STATUSES:
+            raise self._bad(f"order {oid} has an unknown status {status!r}", "orders_status")
+        return order
+
+    def new_orders(self) -> list[Order]:
+        data = self.http.call("orders_new").json_object()
+        raws = data.get("orders")
+        if not isinstance(raws, list):
+            raise self._bad("orders missing in the answer", "orders_new")
+        orders = [self._order(r, "new", "waiting") for r in raws]  # all parsed before any is kept
+        for r in raws:
+            self._orders[str(r["id"])] = r
+        return orders
+
+    def _statuses(self, ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for chunk in batches([int(i) for i in ids], self.map["orders_status"].batch or 1000):
+            data = self.http.call("orders_status", json={"orders": chunk}).json_object()
+            for s in data.get("orders") or []:
+                try:
+                    out[str(s["id"])] = s
+                except (KeyError, TypeError):
+                    raise self._bad("a status without id", "orders_status") from None
+        return out
+
+    def _status_of(self, oid: str) -> dict[str, Any]:
+        st = self._statuses([oid]).get(oid)
+        if st is None:
+            raise MarketplaceError(f"order {oid} is not known to WB", account=self.account, endpoint="orders_status")
+        if st.get("supplierStatus") not in SUPPLIER_STATUSES:
+            raise self._bad(f"order {oid} has an unknown status {st.get('supplierStatus')!r}", "orders_status")
+        return st
+
+    def _raw_order(self, oid: str) -> dict[str, Any]:
+        if oid in self._orders:
+            return self._orders[oid]
+        now = datetime.now(UTC)
+        nxt = 0
+        while True:
+            data = self.http.call("orders_list", params={"limit": 1000, "next": nxt,
+                                                         "dateFrom": int((now - timedelta(days=30)).timestamp()),
+                                                         "dateTo": int(now.timestamp())}).json_object()
+            raws = data.get("orders") or []
+            for r in raws:
+                self._orders[str(r.get("id"))] = r
+            if oid in self._orders or not raws:
+                break
+            nxt = int(data.get("next") or 0)
+        if oid not in self._orders:
+            raise MarketplaceError(f"order {oid} not found in the last 30 days", account=self.account,
+                                   endpoint="orders_list")
+        return self._orders[oid]
+
+    def get_order(self, native_id: str) -> Order:
+        st = self._status_of(native_id)
+        return self._order(self._raw_order(native_id), st["supplierStatus"], str(st.get("wbStatus", "")))
+
+    def set_order_status(self, native_id: str, action: OrderAction, **details: Any) -> StatusChange:
+        """confirm: add to an open supply of its warehouse (created when needed; `supply_id=` to choose);
+        assemble: WB has no such status (checked, nothing sent); ship: deliver the order's supply (all its
+        orders go together); cancel: cancel. Reads the status first and after any uncertain answer."""
+        oid = str(native_id)
+        st = self._status_of(oid)
+        current = st["supplierStatus"]
+        if action == "assemble":
+            ok = current in ("confirm", "complete")
+            return StatusChange(oid, action, ok, current, already=ok,
+                                error="" if ok else f"order is {current}; confirm it first",
+                                native={"note": "WB has no separate assembled status"})
+        if action not in TARGET:
+            raise InvalidRequest(f"unknown action {action!r}", account=self.account, endpoint="set_order_status")
+        if current in TARGET[action]:
+            return StatusChange(oid, action, True, current, already=True)
+        allowed = {"confirm": {"new"}, "ship": {"confirm"}, "cancel": {"new", "confirm"}}[action]
+        if current not in allowed:
+            return StatusChange(oid, action, False, current, error=f"cannot {action} an order that is {current}")
+        for _attempt in range(3):
+            try:
+                self._send_move(oid, action, details)
+            except Uncertain as exc:
+                log.warning("%s: %s of order %s uncertain (%s); reading it back", self.account, action, oid, exc)
+            except MarketplaceError as exc:
+                if exc.status != 409:
+                    raise
+                log.warning("%s: %s of order %s refused (%s); reading it back", self.account, action, oid, exc)
+            now = self._status_of(oid)["supplierStatus"]
+            if now in TARGET[action]:
+                return StatusChange(oid, action, True, now)
+            if now not in allowed:
+                return StatusChange(oid, action, False, now, error=f"order moved to {now} meanwhile")
+        return StatusChange(oid, action, False, now, error=f"{action} did not take after 3 attempts")
+
+    def _send_move(self, oid: str, action: str, details: dict[str, Any]) -> None:
+        if action == "cancel":
+            self.http.call("order_cancel", path_params={"orderId": oid})
+            return
+        raw = self._raw_order(oid)
+        wh = str(raw.get("warehouseId", ""))
+        if action == "confirm":
+            supply = details.get("supply_id") or self._open_supply.get(wh)
+            if not supply:
+                reply = self.http.call("supply_create", json={"name": f"marketsync {wh} {datetime.now(UTC):%Y-%m-%d %H:%M}"})
+                supply = str(reply.json_object().get("id") or "")
+                if not supply:
+                    raise self._bad("supply created without an id", "supply_create")
+                self._open_supply[wh] = supply
+            self.http.call("supply_add_orders", path_params={"supplyId": supply}, json={"orders": [int(oid)]})
+            raw["supplyId"] = supply
+            return
+        # ship: deliver the order's supply
+        supply = details.get("supply_id") or raw.get("supplyId")
+        if not supply:
+            self._orders.pop(oid, None)
+            supply = self._raw_order(oid).get("supplyId")
+        if not supply:
+            raise MarketplaceError(f"order {oid} is in no supply", account=self.account, endpoint="supply_deliver")
+        if self._open_supply.get(wh) == supply:
+            del self._open_supply[wh]  # a delivered supply takes no more orders
+        self.http.call("supply_deliver", path_params={"supplyId": supply})
+
+    def get_label(self, native_id: str, *, fmt: LabelFormat | None = None, size: str = "") -> Label:
+        fmt = fmt or "png"
+        if fmt not in STICKER_TYPES:
+            raise NotSupported("wildberries", f"get_label({fmt}) (WB stickers: png, svg, zpl)", account=self.account)
+        width, height = STICKER_SIZES.get(size or "58x40", (0, 0))
+        if not width:
+            raise InvalidRequest(f"sticker size {size!r}: WB offers 58x40 or 40x30", account=self.account,
+                                 endpoint="stickers")
+        data = self.http.call("stickers", params={"type": STICKER_TYPES[fmt], "width": width, "height": height},
+                              json={"orders": [int(native_id)]}).json_object()
+        for s in data.get("stickers") or []:
+            if str(s.get("orderId")) == str(native_id):
+                try:
+                    blob = base64.b64decode(s["file"], validate=True)
+                except (KeyError, ValueError):
+                    raise self._bad("a sticker without a readable file", "stickers") from None
+                return Label(str(native_id), blob, fmt, float(width), float(height),
+                             barcode_text=str(s.get("barcode") or ""))
+        raise MarketplaceError(f"no sticker for order {native_id} (stickers exist only once it is confirmed)",
+                               account=self.account, endpoint="stickers")
+
+    # ------------------------------------------------------------ reports
+
+    def realization_report(self, period_from: date, period_to: date) -> RealizationReport:
+        """WB finance `sales-reports/detailed`, dates in Moscow time, paged by rrdId."""
+        limit = self.map["sales_report_detailed"].batch or 100000
+        rrd = 0
+        lines: list[ReportLine] = []
+        report_id = ""
+        while True:
+            body = {"dateFrom": period_from.isoformat(), "dateTo": period_to.isoformat(), "limit": limit,
+                    "rrdId": rrd, "period": "daily"}
+            reply = self.http.call("sales_report_detailed", json=body)
+            if reply.status == 204:
+                break
+            rows = reply.json()
+            if not isinstance(rows, list):
+                raise self._bad("expected a list of report rows", "sales_report_detailed")
+            parsed = [self._report_line(r) for r in rows]
+            lines += parsed
+            if rows:
+                rrd = max(int(r.get("rrdId") or 0) for r in rows)
+                report_id = str(rows[-1].get("reportId", report_id))
+            if len(rows) < limit:
+                break
+        totals = {"revenue": sum((ln.revenue for ln in lines), Decimal(0)),
+                  "fee": sum((ln.fee for ln in lines), Decimal(0)),
+                  "logistics": sum((ln.logistics for ln in lines), Decimal(0)),
+                  "to_pay": sum((ln.to_pay for ln in lines), Decimal(0))}
+        return RealizationReport(self.account, period_from, period_to, lines, totals, report_id)
+
+    def _report_line(self, r: dict[str, Any]) -> ReportLine:
+        try:
+            doc = str(r.get("docTypeName") or "")
+            qty = int(r.get("quantity") or 0)
+            revenue = _money(r.get("retailAmount") or 0)
+            fee = _money(r.get("ppvzSalesCommission") or 0) + _money(r.get("acquiringFee") or 0)
+            logistics = _money(r.get("deliveryService") or 0) + _money(r.get("rebillLogisticCost") or 0)
+            other = sum((_money(r.get(k) or 0) for k in ("penalty", "paidStorage", "deduction", "paidAcceptance")),
+                        Decimal(0))
+            to_pay = _money(r.get("forPay") or 0)
+            kind: Any = "sale" if doc == "Продажа" else "return" if doc == "Возврат" else \
+                "logistics" if logistics else "penalty" if _money(r.get("penalty") or 0) else \
+                "storage" if _money(r.get("paidStorage") or 0) else "other"
+            if kind == "return":
+                revenue, qty = -abs(revenue), -abs(qty)
+            sale_day = r.get("saleDt") or r.get("rrDate")
+            day = (_when(sale_day) + MSK).date() if sale_day and "T" in str(sale_day) else \
+                (date.fromisoformat(str(sale_day)) if sale_day else None)
+        except (ValueError, TypeError) as exc:
+            raise self._bad(f"a report row cannot be read ({exc})", "sales_report_detailed") from None
+        return ReportLine(kind=kind, offer_id=str(r.get("vendorCode", "")), card_id=str(r.get("nmId", "")),
+                          quantity=qty, revenue=revenue, fee=fee, logistics=logistics, other=other, to_pay=to_pay,
+                          date=day, order_native_id=str(r.get("orderId") or ""), barcode=str(r.get("sku") or ""),
+                          native=r)
+
+    def parse_push(self, headers: dict[str, str], body: bytes) -> list[OrderEvent]:
+        raise NotSupported("wildberries", "parse_push (WB sends no order notifications; poll new_orders)",
+                           account=self.account)
