@@ -99,7 +99,7 @@ def apply_cancel(conn: sqlite3.Connection, send: Send, body: dict[str, Any], war
         for ln in store.rows(conn, "SELECT item_id, SUM(packed) AS n FROM task_lines WHERE task_id = ? "
                              "GROUP BY item_id", t["task_id"]):
             if ln["n"]:
-                send(conn, "stock_delta", {"warehouse": warehouse, "item_id": ln["item_id"], "delta": int(ln["n"]),
+                send(conn, "stock_delta", {"warehouse": t["warehouse"] or warehouse, "item_id": ln["item_id"], "delta": int(ln["n"]),
                                            "reason": "return", "ref": t["order_id"],
                                            "note": "order cancelled after packing: back on the shelf"})
                 conn.execute("INSERT INTO stock_moves (ts, item_id, delta, reason, ref) VALUES (?,?,?,?,?)",

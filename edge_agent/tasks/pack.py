@@ -112,9 +112,10 @@ def complete(conn: sqlite3.Connection, send: Send, task_id: str, warehouse: str)
     per_item: dict[str, int] = {}
     for ln in lines:
         per_item[ln["item_id"]] = per_item.get(ln["item_id"], 0) + ln["packed"]
+    wh = task["warehouse"] or warehouse  # the cloud's name of the warehouse the order was reserved in
     for item_id, n in per_item.items():
         if n:
-            send(conn, "stock_delta", {"warehouse": warehouse, "item_id": item_id, "delta": -n, "reason": "pick",
+            send(conn, "stock_delta", {"warehouse": wh, "item_id": item_id, "delta": -n, "reason": "pick",
                                        "ref": task["order_id"]})
             conn.execute("INSERT INTO stock_moves (ts, item_id, delta, reason, ref) VALUES (?,?,?,?,?)",
                          (store.now(), item_id, -n, "pick", task["order_id"]))

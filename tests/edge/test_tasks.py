@@ -206,3 +206,11 @@ def test_down_messages_are_checked_before_they_are_applied(conn) -> None:
     with store.transaction(conn):
         assert not inbox.apply_pick_task(conn, body)  # the same task again: ignored
     assert conn.execute("SELECT format FROM labels WHERE order_id='o-t1'").fetchone()[0] == "png"
+
+
+def test_stock_delta_names_the_warehouse_the_cloud_reserved_in(conn) -> None:
+    add(conn, pick_task("t1", [(MUG, 1)], warehouse="kazan-fbs"))
+    add(conn, pick_task("t2", [(BAG, 1)]))
+    scan(conn, "pack-1", MUG["barcode"])
+    scan(conn, "pack-1", BAG["barcode"])
+    assert [b["warehouse"] for t, b in outbox(conn) if t == "stock_delta"] == ["kazan-fbs", WAREHOUSE]
