@@ -2,7 +2,7 @@
 
 Owns `PackingRecorder`: recording starts at the first scan of an order (`order_scanned`) and stops
 when its label prints (`label_printed`); every frame has the order number and the time burned in.
-Files are `<order>_<start time>.mp4` in `out_dir`, written as `.part` and renamed when complete, and
+Files are `<order>_<start time>.mp4` in `out_dir`, written as `.part.mp4` and renamed when complete, and
 kept under a `Retention` limit (max files, max bytes, max age; the oldest go first). A camera that
 disappears mid-order leaves a gap, not a lost file: recording resumes when frames come back.
 """
@@ -41,6 +41,11 @@ class Recording:
     gaps: int
 
 
+def _part(path: Path) -> Path:
+    """Where a video is written until it is complete (OpenCV picks the container by the extension)."""
+    return path.with_name(path.stem + ".part.mp4")
+
+
 def _safe(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in text)[:80] or "order"
 
@@ -48,7 +53,8 @@ def _safe(text: str) -> str:
 def apply_retention(folder: Path, retention: Retention, now: float | None = None, keep: Path | None = None) -> list[Path]:
     """Delete the oldest videos until the folder is within the limits; returns what was deleted."""
     now = time.time() if now is None else now
-    files = sorted((p for p in folder.glob("*.mp4") if p.is_file()), key=lambda p: p.stat().st_mtime)
+    files = sorted((p for p in folder.glob("*.mp4") if p.is_file() and not p.name.endswith(".part.mp4")),
+                   key=lambda p: p.stat().st_mtime)
     deleted: list[Path] = []
     for path in list(files):
         if path != keep and now - path.stat().st_mtime > retention.max_age_days * 86400:
@@ -124,7 +130,7 @@ class PackingRecorder:
             state, self.order_id, self._thread = self._state, None, None
         writer = state.get("writer")
         path: Path = state["path"]
-        part = path.with_suffix(".mp4.part")
+        part = _part(path)
         if writer is not None:
             writer.release()
         if state["frames"] == 0:
@@ -149,7 +155,7 @@ class PackingRecorder:
         cv2 = need("cv2", "packing video")
         state = self._state
         order_id = self.order_id or ""
-        part = state["path"].with_suffix(".mp4.part")
+        part = _part(state["path"])
         size: tuple[int, int] | None = None
         interval = 1.0 / self.fps
         gone = False

@@ -1,0 +1,111 @@
+"""Cameras and packing video, with video files generated here (cv2.VideoWriter, barcodes drawn in)
+standing in for a USB camera or an RTSP stream, which this machine does not have. A camera that
+disappears mid-order is played by a wrapper whose reads fail for a while (said where it is used)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from edge_agent.barcodes import symbol_image
+from edge_agent.devices import DeviceGone, open_camera
+from edge_agent.video import PackingRecorder, Retention, apply_retention
+
+GS = "\x1d"
+MARK = "0104600439931256215Ks1234" + GS + "91EE07" + GS + "92dGhpcyBpcyBhIHRlc3Q="
+
+
+def make_video(path, frames=24, size=(640, 480), codes_from=4):
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 12, size)
+    assert writer.isOpened()
+    dm = np.asarray(symbol_image("datamatrix", MARK, 6).convert("L"))
+    bars = np.asarray(symbol_image("code128", "WB-ORDER-555", 2, 90).convert("L"))
+    for i in range(frames):
+        frame = np.full((size[1], size[0], 3), 200, np.uint8)
+        cv2.putText(frame, f"frame {i}", (20, 460), cv2.FONT_HERSHEY_SIMPLEX, 1, (40, 40, 40), 2)
+        if i >= codes_from:
+            y, x = 60, 60 + (i % 5) * 4  # the parcel moves a little
+            frame[y - 24:y + dm.shape[0] + 24, x - 24:x + dm.shape[1] + 24] = 255
+            frame[y:y + dm.shape[0], x:x + dm.shape[1]] = dm[:, :, None]
+            frame[300 - 20:300 + bars.shape[0] + 20, 200 - 30:200 + bars.shape[1] + 30] = 255
+            frame[300:300 + bars.shape[0], 200:200 + bars.shape[1]] = bars[:, :, None]
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+def test_camera_reads_datamatrix_and_code128_from_video(tmp_path):
+    cam = open_camera({"source": str(make_video(tmp_path / "parcel.mp4"))})
+    found = list(cam.codes())
+    assert sorted((s.format, s.text) for s in found) == [("Code128", "WB-ORDER-555"), ("DataMatrix", MARK)]
+    assert cam.read_frame() is None  # end of the file
+    cam.close()
+
+
+def test_camera_gone_and_back(tmp_path):
+    with pytest.raises(DeviceGone, match="not plugged in"):
+        open_camera({"source": "/dev/video97"}).read_frame()
+    video = make_video(tmp_path / "cam.mp4", frames=6)
+    moved = tmp_path / "away.mp4"
+    cam = open_camera({"source": str(video), "reopen_s": 0})
+    assert cam.read_frame() is not None
+    cam.close()
+    os.rename(video, moved)
+    with pytest.raises(DeviceGone):
+        cam.read_frame()
+    os.rename(moved, video)  # back: the next read reopens it
+    assert cam.read_frame() is not None
+    cam.close()
+
+
+class FlakyCamera:
+    """Wraps a real file camera; reads fail with DeviceGone between `gone_from` and `gone_to` reads
+    (a USB camera unplugged and plugged back mid-order)."""
+
+    def __init__(self, camera, gone_from, gone_to):
+        self.camera, self.gone_from, self.gone_to, self.reads = camera, gone_from, gone_to, 0
+
+    def read_frame(self):
+        self.reads += 1
+        if self.gone_from <= self.reads < self.gone_to:
+            raise DeviceGone("camera /dev/video0 stopped giving pictures (unplugged)")
+        return self.camera.read_frame()
+
+
+def test_packing_video_from_first_scan_to_label(tmp_path):
+    cam = open_camera({"source": str(make_video(tmp_path / "desk.mp4", frames=12)), "loop": True})
+    rec = PackingRecorder(FlakyCamera(cam, 4, 6), tmp_path / "videos", fps=25)
+    rec.order_scanned("ORD-1")
+    rec.order_scanned("ORD-1")  # later scans of the same order do not restart it
+    time.sleep(1.0)
+    done = rec.label_printed("ORD-1")
+    assert done is not None and done.path.exists() and done.path.name.startswith("ORD-1_")
+    assert done.gaps == 1 and done.frames >= 5
+    assert not list((tmp_path / "videos").glob("*.part.mp4"))
+    back = cv2.VideoCapture(str(done.path))
+    ok, frame = back.read()
+    back.release()
+    assert ok
+    # the burned-in caption: a black band with white text at the top left
+    band = frame[:20, :200]
+    assert band.mean() < 120 and band.max() > 150
+    assert rec.label_printed("ORD-1") is None  # already stopped
+    cam.close()
+
+
+def test_retention_keeps_the_newest(tmp_path):
+    now = time.time()
+    for i in range(6):
+        p = tmp_path / f"o{i}.mp4"
+        p.write_bytes(b"x" * 1000)
+        os.utime(p, (now - (6 - i) * 3600, now - (6 - i) * 3600))
+    old = tmp_path / "ancient.mp4"
+    old.write_bytes(b"x")
+    os.utime(old, (now - 90 * 86400, now - 90 * 86400))
+    deleted = apply_retention(tmp_path, Retention(max_files=4, max_bytes=3500, max_age_days=30), now=now)
+    assert sorted(p.name for p in deleted) == ["ancient.mp4", "o0.mp4", "o1.mp4", "o2.mp4"]
+    assert sorted(p.name for p in tmp_path.glob("*.mp4")) == ["o3.mp4", "o4.mp4", "o5.mp4"]
