@@ -245,23 +245,21 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, order: Order, link: 
     result.order_ids.append(oid)
     lines, unlinked = [], []
     for no, ln in enumerate(order.lines, 1):
-        c = catalog.card(conn, order.account, ln.card_id) if ln.card_id else None
-        if (c is None or not c.item_id) and ln.offer_id:
-            c = catalog.card_by_offer(conn, order.account, ln.offer_id) or c
-        item_id = c.item_id if c else None
-        pack = c.pack if c and c.item_id else 1
+        item_id, pack = _line_item(conn, order.account, ln.card_id, ln.offer_id)
         if item_id is None:
             unlinked.append(ln.offer_id or ln.card_id)
         lines.append((oid, no, ln.card_id, ln.offer_id, item_id, ln.quantity, ln.quantity * pack, str(ln.price),
                       ln.barcode, ln.title))
     conn.executemany("INSERT INTO order_lines(order_id, line_no, card_id, offer_id, item_id, quantity, units, price,"
                      " barcode, title) VALUES (?,?,?,?,?,?,?,?,?,?)", lines)
+    known = (order.marketplace, order.native_status, order.native_substatus)
     if native_unified in TERMINAL:
-        _set_stage(conn, cfg, oid, "cancelled", now)
+        _set_stage(conn, cfg, oid, "cancelled", now, known=known)
         result.cancelled += 1
         return
     if unlinked:
-        _set_stage(conn, cfg, oid, "problem", now, problem=f"card not linked to an item: {', '.join(unlinked)}")
+        _set_stage(conn, cfg, oid, "problem", now, problem=f"card not linked to an item: {', '.join(unlinked)}",
+                   known=known)
         log_event(conn, oid, "problem", "unlinked card", now)
         result.problems += 1
         return
@@ -277,7 +275,7 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, order: Order, link: 
     except stock.InsufficientStock as exc:
         conn.execute("ROLLBACK TO reserve_order")
         conn.execute("RELEASE reserve_order")
-        _set_stage(conn, cfg, oid, "short", now, problem=str(exc))
+        _set_stage(conn, cfg, oid, "short", now, problem=str(exc), known=known)
         log_event(conn, oid, "short", str(exc), now)
         result.short += 1
         if cfg.cancel_when_short:
@@ -288,26 +286,52 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, order: Order, link: 
     log_event(conn, oid, "reserved", "", now)
     _queue_action(conn, oid, "confirm", now)
     if site is None:
-        _set_stage(conn, cfg, oid, "reserved", now, problem=f"no site serves warehouse {warehouse!r}")
+        _set_stage(conn, cfg, oid, "reserved", now, problem=f"no site serves warehouse {warehouse!r}", known=known)
         return
-    _set_stage(conn, cfg, oid, "reserved", now)
-    send_to_site(conn, link, site, "pick_task", pick_task_body(conn, oid))
+    _set_stage(conn, cfg, oid, "reserved", now, known=known)
+    body: dict[str, Any] = {
+        "task_id": f"pick-{key}", "order_id": key, "marketplace": order.marketplace,
+        "lines": [_task_line(conn, item_id, units, barcode, title)
+                  for _, _, _, _, item_id, _, units, _, barcode, title in lines],
+        "account": order.account, "native_id": order.native_id, "number": order.number or order.native_id,
+        "warehouse": warehouse,
+    }
+    if order.ship_by:
+        body["deadline"] = order.ship_by.isoformat()
+    send_to_site(conn, link, site, "pick_task", body)
     log_event(conn, oid, "task_sent", site, now)
 
 
+def _line_item(conn: sqlite3.Connection, account: str, card_id: str, offer_id: str) -> tuple[str | None, int]:
+    """The item and pack size an order line's card stands for (by card id, else by offer id)."""
+    row = None
+    if card_id:
+        row = conn.execute("SELECT item_id, pack_size FROM card_links WHERE account=? AND card_id=?"
+                           " AND item_id IS NOT NULL", (account, card_id)).fetchone()
+    if row is None and offer_id:
+        row = conn.execute("SELECT l.item_id, l.pack_size FROM cards c JOIN card_links l ON l.account=c.account"
+                           " AND l.card_id=c.native_id WHERE c.account=? AND c.offer_id=? AND l.item_id IS NOT NULL"
+                           " ORDER BY c.native_id LIMIT 1", (account, offer_id)).fetchone()
+    return (row[0], row[1]) if row else (None, 1)
+
+
+def _task_line(conn: sqlite3.Connection, item_id: str, units: int, barcode: str, title: str) -> dict[str, Any]:
+    it = conn.execute("SELECT name, bin, marked FROM items WHERE id=?", (item_id,)).fetchone()
+    codes = [r[0] for r in conn.execute("SELECT barcode FROM item_barcodes WHERE item_id=?", (item_id,))]
+    line: dict[str, Any] = {"item_id": item_id, "quantity": units, "name": (it[0] if it else "") or title,
+                            "barcodes": codes, "marking_required": bool(it and it[2])}
+    if codes or barcode:
+        line["barcode"] = codes[0] if codes else barcode
+    if it and it[1]:
+        line["bin"] = it[1]
+    return line
+
+
 def pick_task_body(conn: sqlite3.Connection, oid: int) -> dict[str, Any]:
+    """The pick task of a stored order (to send it again)."""
     o = conn.execute("SELECT * FROM orders WHERE id=?", (oid,)).fetchone()
-    lines = []
-    for ln in conn.execute("SELECT l.item_id, l.units, l.barcode, l.title, i.name, i.bin, i.marked FROM order_lines l"
-                           " LEFT JOIN items i ON i.id=l.item_id WHERE l.order_id=? ORDER BY l.line_no", (oid,)):
-        codes = [r[0] for r in conn.execute("SELECT barcode FROM item_barcodes WHERE item_id=?", (ln["item_id"],))]
-        line = {"item_id": ln["item_id"], "quantity": ln["units"], "name": ln["name"] or ln["title"],
-                "barcodes": codes, "marking_required": bool(ln["marked"])}
-        if codes or ln["barcode"]:
-            line["barcode"] = codes[0] if codes else ln["barcode"]
-        if ln["bin"]:
-            line["bin"] = ln["bin"]
-        lines.append(line)
+    lines = [_task_line(conn, ln["item_id"], ln["units"], ln["barcode"], ln["title"]) for ln in conn.execute(
+        "SELECT item_id, units, barcode, title FROM order_lines WHERE order_id=? ORDER BY line_no", (oid,))]
     body: dict[str, Any] = {"task_id": f"pick-{o['key']}", "order_id": o["key"], "marketplace": o["marketplace"],
                             "lines": lines, "account": o["account"], "native_id": o["native_id"],
                             "number": o["number"], "warehouse": o["warehouse"]}
@@ -317,8 +341,9 @@ def pick_task_body(conn: sqlite3.Connection, oid: int) -> dict[str, Any]:
 
 
 def _set_stage(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, stage: str, now: float,
-               problem: str | None = None) -> None:
-    o = conn.execute("SELECT marketplace, native_status, native_substatus FROM orders WHERE id=?", (oid,)).fetchone()
+               problem: str | None = None, known: tuple[str, str, str] | None = None) -> None:
+    o = known or conn.execute("SELECT marketplace, native_status, native_substatus FROM orders WHERE id=?",
+                              (oid,)).fetchone()
     status = unified(cfg, o[0], o[1], o[2], stage)
     if problem is None:
         conn.execute("UPDATE orders SET stage=?, status=?, updated_ts=? WHERE id=?", (stage, status, now, oid))

@@ -209,7 +209,7 @@ def mark_dirty(conn: sqlite3.Connection, item_ids: Iterable[str], cause: str = "
 
 def record_move(conn: sqlite3.Connection, item_id: str, warehouse: str, kind: str, *, on_hand_delta: int = 0,
                 reserved_delta: int = 0, source: str = "manual", ref: str = "", note: str = "",
-                now: float | None = None) -> Move:
+                now: float | None = None, _current: Level | None = None) -> Move:
     """Append one move and update the level. Refuses (NegativeStock / StockError) before writing."""
     if kind not in MOVE_KINDS:
         raise StockError(f"unknown stock move kind {kind!r}; known: {', '.join(MOVE_KINDS)}")
@@ -217,7 +217,7 @@ def record_move(conn: sqlite3.Connection, item_id: str, warehouse: str, kind: st
         if isinstance(value, bool) or not isinstance(value, int):
             raise StockError(f"{name} must be a whole number, got {value!r}")
     now = time.time() if now is None else now
-    cur = level(conn, item_id, warehouse)
+    cur = _current or level(conn, item_id, warehouse)
     on_hand = cur.on_hand + on_hand_delta
     reserved = cur.reserved + reserved_delta
     if on_hand < 0:
@@ -295,7 +295,7 @@ def reserve(conn: sqlite3.Connection, ref: str, item_id: str, warehouse: str, qu
         raise InsufficientStock(item_id, warehouse, cur.available, quantity)
     now = time.time() if now is None else now
     move = record_move(conn, item_id, warehouse, "reserve", reserved_delta=quantity, source="order", ref=ref,
-                       now=now)
+                       now=now, _current=cur)
     conn.execute(
         "INSERT INTO stock_reservations(ref, item_id, warehouse, quantity, reserved_ts) VALUES (?,?,?,?,?)"
         " ON CONFLICT(ref, item_id, warehouse) DO UPDATE SET quantity=quantity+excluded.quantity",

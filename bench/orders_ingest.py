@@ -1,0 +1,119 @@
+"""Benchmark: ingest 100,000 orders into the cloud (issue 5, point 10).
+
+Each order goes the whole way a polled order goes: deduplication, card → item mapping, the stock check
+and reservation in the append-only ledger, the pick task written to the site link's outbox, the
+confirmation queued, the item marked for the stock push planner — on a real SQLite file (WAL), in
+batches as a marketplace poll returns them (default 1,000 orders per transaction).
+
+Baseline measured in the same run: the same number of bare INSERTs of the order rows alone into a
+fresh file (what the disk and SQLite can do with no logic at all).
+
+Last line: `orders_per_s=X` (target ≥ 2,000).
+
+    .venv/bin/python bench/orders_ingest.py [--orders 100000] [--batch 1000] [--items 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cloud_sync import catalog, nomenclature, orders, stock  # noqa: E402
+from cloud_sync.config import parse_config  # noqa: E402
+from cloud_sync.db import connect, open_db, transaction  # noqa: E402
+from marketplaces.base import Card, Order, OrderLine  # noqa: E402
+from marketplaces.sandbox.seed import demo_items  # noqa: E402
+
+ACCOUNTS = {"wb": "wildberries", "oz": "ozon", "ym": "yandex_market", "mm": "megamarket"}
+
+
+def make_orders(n: int, n_items: int) -> list[Order]:
+    now = datetime.now(UTC)
+    out = []
+    names = list(ACCOUNTS)
+    for k in range(n):
+        account = names[k % 4]
+        idx = (k * 7919) % n_items + 1
+        out.append(Order(native_id=str(1_000_000 + k), marketplace=ACCOUNTS[account], account=account,  # type: ignore[arg-type]
+                         native_status="new", created_at=now,
+                         lines=[OrderLine(card_id=f"{account}-{idx}", offer_id=f"MS-{idx:05d}", quantity=1 + k % 2,
+                                          price=Decimal("990"))],
+                         warehouse_id="1", ship_by=now + timedelta(hours=24 + k % 48), number=f"N{k}"))
+    return out
+
+
+def baseline(path: Path, batches: list[list[Order]]) -> float:
+    conn = connect(path)
+    conn.execute("CREATE TABLE o (id INTEGER PRIMARY KEY, key TEXT UNIQUE, account TEXT, native_id TEXT, status TEXT,"
+                 " created_at TEXT, ship_by TEXT, card TEXT, qty INTEGER, price TEXT)")
+    t0 = time.perf_counter()
+    for batch in batches:
+        with transaction(conn):
+            conn.executemany("INSERT INTO o(key, account, native_id, status, created_at, ship_by, card, qty, price)"
+                             " VALUES (?,?,?,?,?,?,?,?,?)",
+                             [(f"{o.account}:{o.native_id}", o.account, o.native_id, o.native_status,
+                               o.created_at.isoformat(), o.ship_by.isoformat() if o.ship_by else None,
+                               o.lines[0].card_id, o.lines[0].quantity, str(o.lines[0].price)) for o in batch])
+    dt = time.perf_counter() - t0
+    conn.close()
+    return dt
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--orders", type=int, default=100_000)
+    ap.add_argument("--batch", type=int, default=1000)
+    ap.add_argument("--items", type=int, default=2000)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = parse_config({"accounts": {a: {"marketplace": mp, "base_url": "http://127.0.0.1:9",
+                                             "warehouses": {"1": "main"}} for a, mp in ACCOUNTS.items()},
+                            "sites": {"site-1": {"warehouses": ["main"]}}}, env={})
+        conn = open_db(Path(tmp) / "cloud.sqlite")
+        items = demo_items(args.items)
+        with transaction(conn):
+            nomenclature.upsert_items(conn, [nomenclature.Item(id=i.item_id, name=i.name, article=i.article,
+                                                               barcodes=[i.barcode]) for i in items])
+            for a, mp in ACCOUNTS.items():
+                catalog.import_cards(conn, a, mp, [Card(f"{a}-{i.index}", i.article, barcodes=[i.barcode])
+                                                   for i in items])
+            catalog.auto_link(conn, suggestions=False)
+            # enough for most orders; every 10th demo item is scarce, so some orders come out short
+            stock.set_balances(conn, "main", {i.item_id: (i.stock * 40 if i.index % 10 else 2) for i in items})
+        all_orders = make_orders(args.orders, args.items)
+        batches = [all_orders[k:k + args.batch] for k in range(0, len(all_orders), args.batch)]
+        base_s = baseline(Path(tmp) / "baseline.sqlite", batches)
+        print(f"baseline: {args.orders} bare order INSERTs in {base_s:.2f} s = {args.orders / base_s:,.0f}/s")
+
+        t0 = time.perf_counter()
+        total = orders.IngestResult()
+        for batch in batches:
+            r = orders.ingest(conn, cfg, batch)
+            total.new += r.new
+            total.reserved += r.reserved
+            total.short += r.short
+            total.problems += r.problems
+        dt = time.perf_counter() - t0
+        again = time.perf_counter()
+        known = orders.ingest(conn, cfg, all_orders[:10_000]).known  # a repeated poll: all already known
+        again = time.perf_counter() - again
+        outbox = conn.execute("SELECT COUNT(*) FROM link_outbox").fetchone()[0]
+        moves = conn.execute("SELECT COUNT(*) FROM stock_moves WHERE kind='reserve'").fetchone()[0]
+        print(f"ingested {total.new} orders in {dt:.2f} s: {total.reserved} reserved, {total.short} short,"
+              f" {total.problems} problems; {moves} reservation moves, {outbox} pick tasks in the outbox")
+        print(f"re-poll of 10,000 known orders: {10_000 / again:,.0f} orders/s ({known} recognised)")
+        print(f"ratio to bare inserts: {(args.orders / dt) / (args.orders / base_s):.2f}")
+        print(f"orders_per_s={args.orders / dt:.0f}")
+        conn.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
