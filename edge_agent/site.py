@@ -270,7 +270,8 @@ class Site:
     def scan(self, station_name: str, code: str) -> ScanResult:
         with store.transaction(self.conn):
             res = station.handle_scan(self.conn, self.send, station_name, code, self.cfg.warehouse)
-        self._video_scan(station_name, res)
+            # before the commit: the print queue cannot print (and end the video of) this order yet
+            self._video_scan(station_name, res)
         self.changes.bump("scan", station=station_name, result=res.to_json())
         if res.kind == "done":
             self._print_wake.set()

@@ -1,0 +1,55 @@
+"""Packing video hooked into packing: the recording runs from an order's first scan until its label
+prints. The camera is a video file played as a camera (there is no camera on this machine)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import pytest
+from edge_testkit import BAG, MUG, edge_config, label_png, pick_task
+
+from edge_agent import store
+from edge_agent.site import Site
+from edge_agent.tasks import inbox
+
+
+def wait_for(pred: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()
+
+
+def test_packing_video_runs_from_the_first_scan_until_the_label_prints(tmp_path) -> None:
+    cv2 = pytest.importorskip("cv2")
+    import numpy as np
+
+    clip = tmp_path / "camera.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (320, 240))
+    for i in range(40):
+        writer.write(np.full((240, 320, 3), i * 5 % 255, dtype=np.uint8))
+    writer.release()
+    cfg = edge_config(tmp_path)
+    cfg.cameras = [{"source": str(clip), "station": "pack-1", "loop": True}]
+    cfg.video_dir = str(tmp_path / "video")
+    site = Site(cfg, with_link=False)
+    site.start()
+    try:
+        with store.transaction(site.conn):
+            inbox.apply_catalog(site.conn, {"items": [MUG, BAG]})
+        with store.transaction(site.conn):
+            inbox.apply_pick_task(site.conn, pick_task("t1", [(MUG, 1), (BAG, 1)]))
+            inbox.apply_label(site.conn, {"order_id": "o-t1", "format": "png", "data_b64": label_png("t1")})
+        assert site.scan("pack-1", MUG["barcode"]).ok
+        assert wait_for(lambda: site.recorders["pack-1"].recording)
+        time.sleep(0.5)
+        assert site.scan("pack-1", BAG["barcode"]).kind == "done"
+        assert wait_for(lambda: not site.recorders["pack-1"].recording, timeout=15)
+        done = [p for p in (tmp_path / "video" / "pack-1").glob("o-t1_*.mp4") if ".part" not in p.name]
+        assert len(done) == 1 and done[0].stat().st_size > 0
+    finally:
+        site.stop()
+        site.close()
