@@ -69,7 +69,7 @@ class Site:
         self.scanners: list[Any] = []
         self.auto_scanner: Any = None
         self.recorders: dict[str, Any] = {}  # station -> PackingRecorder
-        self.camera_errors: dict[str, str] = {}
+        self.device_problems: dict[str, str] = {}
         self._stop = threading.Event()
         self._print_wake = threading.Event()
         self._auto_queue: queue.Queue[str] = queue.Queue()
@@ -211,7 +211,7 @@ class Site:
         self.printer = open_printer(printer_cfg)
         for scfg in self.cfg.scanners:
             scanner = open_scanner(scfg)
-            scanner.start(self.on_device_scan)
+            scanner.start(self.on_device_scan, self._scanner_error(str(scfg.get("station", "?"))))
             self.scanners.append(scanner)
         for ccfg in self.cfg.cameras:
             self._open_camera(ccfg)
@@ -219,6 +219,13 @@ class Site:
             self.auto_scanner = open_scanner({"kind": "virtual", "station": self.cfg.auto_pack_station})
             self.auto_scanner.start(self.on_device_scan)
             self.scanners.append(self.auto_scanner)
+
+    def _scanner_error(self, st: str) -> Any:
+        def on_error(exc: Exception) -> None:
+            self.device_problems[f"scanner:{st}"] = f"сканер места {st}: {exc}. Сканы можно вводить на странице"
+            self.changes.bump("device")
+
+        return on_error
 
     def _open_camera(self, ccfg: dict[str, Any]) -> None:
         """Packing video for one station; a camera that cannot open is reported, never fatal."""
@@ -233,7 +240,7 @@ class Site:
             self.recorders[st] = PackingRecorder(open_camera(ccfg), f"{self.cfg.video_dir}/{st}",
                                                  fps=float(ccfg.get("fps", 10)), retention=retention, station=st)
         except Exception as exc:
-            self.camera_errors[st] = f"камера места {st}: {exc}"
+            self.device_problems[st] = f"камера места {st}: {exc}"
             log.warning("camera of %s: %s", st, exc)
 
     def _video_scan(self, station_name: str, res: ScanResult) -> None:
@@ -245,16 +252,16 @@ class Site:
             return
         try:
             rec.order_scanned(t["order_id"])
-            self.camera_errors.pop(station_name, None)
+            self.device_problems.pop(station_name, None)
         except Exception as exc:
-            self.camera_errors[station_name] = f"камера места {station_name}: {exc}"
+            self.device_problems[station_name] = f"камера места {station_name}: {exc}"
 
     def _video_printed(self, order_id: str) -> None:
         for st, rec in self.recorders.items():
             try:
                 rec.label_printed(order_id)
             except Exception as exc:
-                self.camera_errors[st] = f"камера места {st}: {exc}"
+                self.device_problems[st] = f"камера места {st}: {exc}"
 
     # -- scans -------------------------------------------------------------------------------
 
@@ -262,6 +269,7 @@ class Site:
         """Callback of the box's scanners: a ScanEvent (station, text) or plain text."""
         text = getattr(event, "text", event)
         st = getattr(event, "station", None) or (rest[0] if rest else self.cfg.stations[0])
+        self.device_problems.pop(f"scanner:{st}", None)  # it reads again
         try:
             self.scan(str(st), str(text))
         except Exception:  # a scanner thread must never die on one bad scan

@@ -37,7 +37,7 @@
     setBadge($("#printer-badge"), s.printer_ok, p);
     if (!s.printer_ok) $("#printer-badge").title = s.printer_message;
     const cam = $("#camera-badge");
-    if (cam) { cam.hidden = !(s.camera_problems && s.camera_problems.length); cam.title = (s.camera_problems || []).join("; "); }
+    if (cam) { cam.hidden = !(s.device_problems && s.device_problems.length); cam.title = (s.device_problems || []).join("; "); }
   }
   function setBadge(el, ok, text) { if (!el) return; el.textContent = text; el.className = "badge " + (ok ? "ok" : "off"); }
 
