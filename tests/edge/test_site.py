@@ -101,3 +101,23 @@ def test_page_api_login_and_bad_input(site) -> None:
     assert c2.post("/api/short", json={"line_no": 1}).status_code == 409
     assert c2.post("/api/tally/commit").status_code == 409
     assert c2.get("/api/status").get_json()["online"] is False
+
+
+
+def test_the_boxs_scanner_bound_to_a_station_packs_there_and_the_page_hears_it(tmp_path) -> None:
+    """A virtual scanner stands in for the USB one (none is plugged into this machine)."""
+    cfg = edge_config(tmp_path)
+    cfg.scanners = [{"kind": "virtual", "station": "tsd-1"}]
+    site = Site(cfg, with_link=False)
+    site.start()
+    try:
+        add_task(site, "t1", MUG)
+        seen = site.changes.version
+        site.scanners[0].feed(MUG["barcode"])
+        assert site.changes.wait(seen, timeout=5) != seen
+        assert site.changes.last["station"] == "tsd-1" and site.changes.last["result"]["kind"] == "done"
+        assert site.row("SELECT station FROM stations WHERE task_id = 't1'")["station"] == "tsd-1"
+        assert wait_for(lambda: len(site.printer.printed) == 1)
+    finally:
+        site.stop()
+        site.close()
