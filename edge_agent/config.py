@@ -172,3 +172,31 @@ def check_pin(pin: str, pin_hash: str) -> bool:
         return False
     got = hashlib.scrypt(pin.encode(), salt=salt, n=_N, r=_R, p=_P, dklen=32)
     return hmac.compare_digest(got, want)
+
+
+def write_config(path: str | os.PathLike[str], *, site_id: str, db_path: str, labels_dir: str,
+                 mqtt_host: str = "127.0.0.1", mqtt_port: int = 1883, mqtt_username: str | None = None,
+                 mqtt_password_file: str | None = None, tls_ca: str | None = None, web_port: int = 0,
+                 warehouse: str = "main", auto_pack: bool = False, staff: dict[str, str] | None = None) -> Path:
+    """Write a working edge.toml (the demo and tests use it). `staff` maps names to PINs; only hashes
+    are written. The MQTT password goes in a file of its own (`mqtt_password_file`), not in the TOML."""
+    def q(value: str) -> str:
+        return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    lines = ["[site]", f"id = {q(site_id)}", f"warehouse = {q(warehouse)}", f"db_path = {q(db_path)}",
+             'stations = ["pack-1", "pack-2", "tsd-1"]', "", "[web]", 'host = "127.0.0.1"', f"port = {int(web_port)}",
+             "", "[mqtt]", f"host = {q(mqtt_host)}", f"port = {int(mqtt_port)}"]
+    if mqtt_username:
+        lines.append(f"username = {q(mqtt_username)}")
+    if mqtt_password_file:
+        lines.append(f"password_file = {q(mqtt_password_file)}")
+    if tls_ca:
+        lines.append(f"tls_ca = {q(tls_ca)}")
+    lines += ["", "[printer]", 'kind = "virtual"', f"out_dir = {q(labels_dir)}", "", "[tasks]",
+              f"auto_pack = {'true' if auto_pack else 'false'}"]
+    for name, pin in (staff or {"Демо": "1234"}).items():
+        lines += ["", "[[staff]]", f"name = {q(name)}", f"pin_hash = {q(hash_pin(pin))}"]
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return p
