@@ -1,0 +1,257 @@
+"""`marketsync demo`: a whole seller's day on this machine, in plain words.
+
+It starts its own Mosquitto on a free port (config in the demo folder, never the system broker), the
+four marketplace sandboxes, 1C's catalog through the CommerceML import, the cloud and one warehouse
+site with virtual devices (a printer that writes PNG files, a scanner the simulated packer uses), then
+lets orders arrive on every marketplace and tells what happens and where to look. `--duration SECONDS`
+ends it cleanly; the very last line is a one-line JSON summary. Ctrl-C stops every child process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import shutil
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from marketsync.procs import Service, ServiceFailed, marketsync_argv
+
+MARKETPLACES = ["wildberries", "ozon", "yandex_market", "megamarket"]
+TITLES = {"wildberries": "Wildberries", "ozon": "Ozon", "yandex_market": "Yandex.Market", "megamarket": "Megamarket"}
+SITE_ID = "site-1"
+
+
+class Stop(Exception):
+    """SIGTERM / SIGINT: end the demo cleanly."""
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="marketsync demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=0, help="seconds to run, then stop (0: until Ctrl-C)")
+    parser.add_argument("--workdir", default="var/demo", help="where the demo keeps its files (emptied first)")
+    parser.add_argument("--items", type=int, default=40, help="items in the demo catalog")
+    parser.add_argument("--order-every", type=float, default=3.0, help="seconds between new orders")
+    parser.add_argument("--time-scale", type=float, default=1.0, help="run the marketplaces' limits K times faster")
+    parser.add_argument("--marketplaces", default=",".join(MARKETPLACES), help="comma-separated list")
+    args = parser.parse_args(argv)
+    demo = Demo(args)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, demo.on_signal)
+    try:
+        demo.start()
+        demo.run()
+    except Stop:
+        demo.say("stopping…")
+    except ServiceFailed as exc:
+        demo.errors.append(str(exc).splitlines()[0])
+        demo.say(f"could not start: {exc}")
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        summary = demo.stop()
+    print(json.dumps(summary), flush=True)
+    return 0 if not demo.fatal else 1
+
+
+class Demo:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.work = Path(args.workdir).resolve()
+        self.services: list[Service] = []
+        self.sandboxes: dict[str, dict[str, Any]] = {}
+        self.broker = None
+        self.cloud_url = ""
+        self.edge_url = ""
+        self.errors: list[str] = []
+        self.fatal = False
+        self.started = time.monotonic()
+        self.orders_created = 0
+        self._seen_events = 0
+        self._stopping = False
+        self.rng = random.Random(42)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def on_signal(self, signum: int, frame: Any) -> None:
+        if not self._stopping:
+            self._stopping = True
+            raise Stop()
+
+    def say(self, text: str) -> None:
+        elapsed = time.monotonic() - self.started
+        print(f"[{elapsed:6.1f}s] {text}", flush=True)
+
+    def service(self, name: str, *args: str, timeout: float = 60.0, env: dict[str, str] | None = None) -> dict:
+        svc = Service(name, marketsync_argv(*args), self.work / "logs" / f"{name}.log", env=env)
+        self.services.append(svc)
+        return svc.start(timeout=timeout)
+
+    # ------------------------------------------------------------------ start
+
+    def start(self) -> None:
+        if self.work.exists():
+            shutil.rmtree(self.work)
+        (self.work / "logs").mkdir(parents=True)
+        self.say(f"demo folder: {self.work}  (logs in {self.work / 'logs'})")
+        self.start_broker()
+        self.start_sandboxes()
+        self.load_1c_catalog()
+        self.start_cloud()
+        self.start_site()
+
+    def start_broker(self) -> None:
+        from sitelink.broker import Broker
+
+        self.broker = Broker(workdir=self.work / "broker", secure=True, sites=[SITE_ID])
+        self.broker.start()
+        self.say(f"MQTT broker (Mosquitto, TLS + per-site ACL) on {self.broker.host}:{self.broker.port}")
+
+    def start_sandboxes(self) -> None:
+        for mp in [m.strip() for m in self.args.marketplaces.split(",") if m.strip()]:
+            try:
+                info = self.service(f"sandbox-{mp}", "sandbox", "serve", mp, "--port", "0",
+                                    "--seed", str(self.args.items), "--time-scale", str(self.args.time_scale))
+            except ServiceFailed as exc:
+                self.errors.append(f"sandbox {mp}: {str(exc).splitlines()[0]}")
+                self.say(f"{TITLES[mp]} sandbox could not start — carrying on without it ({exc})")
+                continue
+            self.sandboxes[mp] = info
+            self.say(f"{TITLES[mp]} sandbox: {info['url']}  ({self.args.items} cards seeded)")
+        if not self.sandboxes:
+            self.fatal = True
+            raise ServiceFailed("no marketplace sandbox started")
+
+    def load_1c_catalog(self) -> None:
+        from marketplaces.sandbox.seed import demo_items
+        from marketsync.onec_demo_files import write_files
+
+        files = write_files(demo_items(self.args.items), self.work / "1c")
+        self.cloud_db = self.work / "cloud" / "cloud.db"
+        self.cloud_db.parent.mkdir(parents=True, exist_ok=True)
+        from marketsync.procs import subprocess_run
+
+        out = subprocess_run(marketsync_argv("onec", "import", *map(str, files), "--db", str(self.cloud_db)))
+        if out.returncode != 0:
+            self.fatal = True
+            raise ServiceFailed(f"1C catalog import failed: {out.stderr.strip() or out.stdout.strip()}")
+        counts = json.loads(out.stdout.strip().splitlines()[-1])
+        self.say(
+            f"1C: imported {counts['items']} items, {counts['barcodes']} barcodes, "
+            f"{counts['price_types']} price types and the balances of {counts['warehouses']} warehouse(s) "
+            f"from CommerceML ({self.work / '1c'})"
+        )
+
+    def start_cloud(self) -> None:
+        from marketsync.demo_config import write_cloud_config
+
+        config = write_cloud_config(self)
+        info = self.service("cloud", "cloud", "serve", "--config", str(config), timeout=90)
+        self.cloud_url = info["url"]
+        self.say(f"cloud: {self.cloud_url}  (manager UI and JSON API; config {config})")
+
+    def start_site(self) -> None:
+        from marketsync.demo_config import write_edge_config
+
+        config, labels = write_edge_config(self)
+        info = self.service("edge-" + SITE_ID, "edge", "serve", "--config", str(config), timeout=90)
+        self.edge_url = info["url"]
+        self.labels_dir = labels
+        self.say(f"warehouse site {SITE_ID}: packers' page {self.edge_url}")
+        self.say(f"printed labels appear as PNG files in {labels}")
+
+    # ------------------------------------------------------------------ the day
+
+    def run(self) -> None:
+        duration = self.args.duration
+        next_order = time.monotonic() + 2.0
+        self.say("orders start arriving on every marketplace; the site packs them as they come")
+        while True:
+            now = time.monotonic()
+            if duration and now - self.started >= duration:
+                break
+            if now >= next_order and (not duration or now - self.started < duration - 8):
+                self.new_order()
+                next_order = now + self.args.order_every
+            self.report_events()
+            self.check_services()
+            time.sleep(0.5)
+        self.say("the day is over; waiting for the last parcels…")
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            self.report_events()
+            time.sleep(0.5)
+
+    def new_order(self) -> None:
+        mp = self.rng.choice(sorted(self.sandboxes))
+        url = self.sandboxes[mp]["url"].rstrip("/") + "/_sandbox/orders"
+        try:
+            answer = http_json("POST", url, {"count": 1})
+        except OSError as exc:
+            self.errors.append(f"{mp} sandbox: {exc}")
+            return
+        for native_id in answer.get("orders", []):
+            self.orders_created += 1
+            self.say(f"a buyer ordered on {TITLES[mp]}: order {native_id}")
+
+    def report_events(self) -> None:
+        if not self.cloud_url:
+            return
+        try:
+            events = http_json("GET", f"{self.cloud_url}/api/events?after={self._seen_events}")
+        except OSError:
+            return
+        for event in events.get("events", []):
+            self._seen_events = max(self._seen_events, int(event["id"]))
+            self.say(event["text"])
+
+    def check_services(self) -> None:
+        for svc in self.services:
+            if not svc.alive and svc.name not in {e.split(":")[0] for e in self.errors}:
+                self.errors.append(f"{svc.name}: exited with {svc.proc.returncode if svc.proc else '?'}")
+                self.say(f"{svc.name} stopped unexpectedly; see {svc.log_path}")
+
+    # ------------------------------------------------------------------ stop
+
+    def stop(self) -> dict[str, Any]:
+        summary = {"orders_seen": 0, "orders_packed": 0, "labels_printed": 0, "stock_pushes": 0,
+                   "errors": len(self.errors)}
+        if self.cloud_url:
+            try:
+                cloud = http_json("GET", f"{self.cloud_url}/api/summary")
+                for key in ("orders_seen", "orders_packed", "stock_pushes"):
+                    summary[key] = int(cloud.get(key, 0))
+                summary["errors"] += int(cloud.get("errors", 0))
+            except OSError as exc:
+                summary["errors"] += 1
+                self.say(f"could not read the cloud's summary: {exc}")
+        labels_dir = getattr(self, "labels_dir", None)
+        if labels_dir and Path(labels_dir).exists():
+            summary["labels_printed"] = len(list(Path(labels_dir).glob("*.png")))
+        for svc in reversed(self.services):
+            svc.stop()
+        if self.broker is not None:
+            self.broker.stop()
+        self.say(f"stopped everything; files kept in {self.work}")
+        return summary
+
+
+def http_json(method: str, url: str, body: Any = None, timeout: float = 10.0) -> Any:
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            raw = resp.read()
+    except urllib.error.HTTPError as exc:
+        raise OSError(f"{method} {url}: HTTP {exc.code}") from None
+    return json.loads(raw) if raw else {}
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

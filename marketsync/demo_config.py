@@ -1,0 +1,143 @@
+"""The demo's configuration files: `cloud.toml` and `edge.toml` written into the demo folder.
+
+They use the same keys a real installation uses (see config/cloud.toml and config/edge.toml); only the
+values point at the local sandboxes and the demo's own broker. Secrets (the sandboxes' tokens, the MQTT
+passwords) go into files readable by their owner alone, referenced from the TOML, never into it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from marketsync.onec_demo_files import WAREHOUSE_ID
+
+if TYPE_CHECKING:
+    from marketsync.demo import Demo
+
+# Sandbox ids for the accounts whose adapters need them (a sandbox may announce its own as "options").
+SANDBOX_OPTIONS: dict[str, dict[str, Any]] = {
+    "yandex_market": {"business_id": 7700001, "campaign_id": 21000001},
+    "megamarket": {"merchant_id": 1001},
+}
+ACCOUNT_NAMES = {"wildberries": "wb-main", "ozon": "ozon-main", "yandex_market": "ym-main", "megamarket": "mm-main"}
+
+
+def _secret(path: Path, content: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(content)
+    return path
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{json.dumps(str(k))} = {_toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def write_cloud_config(demo: Demo) -> Path:
+    folder = demo.work / "cloud"
+    secrets = folder / "secrets"
+    link = demo.broker.link_settings()
+    lines = [
+        "# written by `marketsync demo`: the cloud against the local sandboxes",
+        "[cloud]",
+        f"db_path = {_toml_value(str(demo.cloud_db))}",
+        'host = "127.0.0.1"',
+        "port = 0",
+        f"default_warehouse = {_toml_value(WAREHOUSE_ID)}",
+        f"time_scale = {float(demo.args.time_scale)!r}",
+        "sync_on_start = true",
+        "",
+        "[jobs]",
+        "orders_poll_s = 1.0",
+        "actions_s = 0.3",
+        "",
+        "[link]",
+        f"host = {_toml_value(link['host'])}",
+        f"port = {link['port']}",
+    ]
+    if "username" in link:
+        pw = _secret(secrets / "mqtt-password", link["password"])
+        lines += [f"username = {_toml_value(link['username'])}", f"password_file = {_toml_value(str(pw))}",
+                  f"tls_ca = {_toml_value(link['tls_ca'])}"]
+    lines += ["", "[sites.site-1]", 'name = "Склад Москва"', f"warehouses = [{_toml_value(WAREHOUSE_ID)}]", ""]
+    for mp, info in demo.sandboxes.items():
+        name = ACCOUNT_NAMES[mp]
+        creds = _secret(secrets / f"{name}.json", json.dumps(info["credentials"]))
+        options = dict(SANDBOX_OPTIONS.get(mp, {}))
+        options.update(info.get("options", {}))
+        lines += [
+            f"[accounts.{name}]",
+            f"marketplace = {_toml_value(mp)}",
+            f"base_url = {_toml_value(info['url'])}",
+            f"credentials_file = {_toml_value(str(creds))}",
+            f"default_warehouse = {_toml_value(WAREHOUSE_ID)}",
+        ]
+        if options:
+            lines.append(f"options = {_toml_value(options)}")
+        lines.append("")
+    path = folder / "cloud.toml"
+    path.write_text("\n".join(lines), "utf-8")
+    return path
+
+
+def write_edge_config(demo: Demo) -> tuple[Path, Path]:
+    from marketsync.demo import SITE_ID
+
+    folder = demo.work / SITE_ID
+    labels = folder / "labels"
+    link = demo.broker.link_settings(SITE_ID)
+    lines = [
+        "# written by `marketsync demo`: one warehouse site with virtual devices",
+        "[site]",
+        f"id = {_toml_value(SITE_ID)}",
+        f"warehouse = {_toml_value(WAREHOUSE_ID)}",
+        f"db_path = {_toml_value(str(folder / 'site.sqlite'))}",
+        "",
+        "[web]",
+        'host = "127.0.0.1"',
+        "port = 0",
+        "",
+        "[mqtt]",
+        f"host = {_toml_value(link['host'])}",
+        f"port = {link['port']}",
+    ]
+    if "username" in link:
+        pw = _secret(folder / "secrets" / "mqtt-password", link["password"])
+        lines += [f"username = {_toml_value(link['username'])}", f"password_file = {_toml_value(str(pw))}",
+                  f"tls_ca = {_toml_value(link['tls_ca'])}"]
+    lines += [
+        "",
+        "[printer]",
+        'kind = "virtual"',
+        f"out_dir = {_toml_value(str(labels))}",
+        "",
+        "[label]  # 75x120 mm stock takes every marketplace's label (WB 58x40 ones too)",
+        "width_mm = 75",
+        "height_mm = 120",
+        "dpi = 203",
+        "",
+        "[tasks]",
+        "auto_pack = true",
+        "",
+        "[[staff]]",
+        'name = "Демо"',
+        # PIN 1234, the demo packer's (the same hash as config/edge.toml's example)
+        'pin_hash = "scrypt$mDZfpFw8zgm3wdNwCgHqBg==$phV5E5arytBdfW5YxKfu9uEIf+lrHmY/LH0/u6SbD9c="',
+        "",
+    ]
+    path = folder / "edge.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines), "utf-8")
+    return path, labels
