@@ -32,8 +32,9 @@ class LabelError(PrinterError):
 
 
 _CACHE: OrderedDict[tuple, PrintJob] = OrderedDict()
-_CACHE_MAX = 128
+_CACHE_MAX_BYTES = 64 * 1024 * 1024  # a day of prepared labels for a busy station
 _CACHE_LOCK = threading.Lock()
+_CACHE_BYTES = 0
 
 
 def _profile(printer_profile: Any) -> PrinterProfile:
@@ -82,8 +83,10 @@ def prepare_label(data: bytes, fmt: str, printer_profile: Any, copies: int = 1) 
     job = _prepare(data, fmt, profile, copies)
     with _CACHE_LOCK:
         _CACHE[key] = job
-        while len(_CACHE) > _CACHE_MAX:
-            _CACHE.popitem(last=False)
+        global _CACHE_BYTES
+        _CACHE_BYTES += len(job.payload)
+        while _CACHE_BYTES > _CACHE_MAX_BYTES and len(_CACHE) > 1:
+            _CACHE_BYTES -= len(_CACHE.popitem(last=False)[1].payload)
     return job
 
 
@@ -203,9 +206,10 @@ def _open_picture(data: bytes) -> Image.Image:
 def threshold(gray: Image.Image) -> Image.Image:
     """Black and white by a threshold halfway between the paper and the ink (no dithering)."""
     arr = np.asarray(gray, dtype=np.uint8)
-    lo, hi = np.percentile(arr, 1), np.percentile(arr, 99)
-    cut = (float(lo) + float(hi)) / 2 if hi - lo > 40 else 128
-    return Image.fromarray(arr >= cut).convert("1")
+    cdf = np.cumsum(np.bincount(arr.ravel(), minlength=256))
+    lo, hi = int(np.searchsorted(cdf, cdf[-1] * 0.01)), int(np.searchsorted(cdf, cdf[-1] * 0.99))
+    cut = (lo + hi + 1) // 2 if hi - lo > 40 else 128
+    return gray.point(lambda v: 255 if v >= cut else 0).convert("1")
 
 
 def fit_to_label(gray: Image.Image, profile: PrinterProfile) -> Image.Image:

@@ -8,6 +8,7 @@ let the virtual printer show exactly what a job would print; ZPL is drawn by `zp
 from __future__ import annotations
 
 import base64
+import binascii
 import copy
 import re
 import zlib
@@ -60,13 +61,7 @@ def image_to_zpl(image: Image.Image, profile: PrinterProfile, copies: int = 1) -
 
 def _crc16(data: bytes) -> int:
     """CRC-16/XMODEM (the checksum ZPL puts after a :Z64: block)."""
-    crc = 0
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
-            crc &= 0xFFFF
-    return crc
+    return binascii.crc_hqx(data, 0)
 
 
 _ZPL_REPEAT = {chr(ord("G") + i): i + 1 for i in range(19)}  # G..Y = 1..19
