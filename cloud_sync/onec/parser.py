@@ -11,22 +11,24 @@ attributes (`<Склад ИдСклада=… КоличествоНаСклад
 (`<Остатки><Остаток><Склад><Ид/><Количество/>`, 2.08+), characteristics (`product#characteristic`),
 incremental packages (`СодержитТолькоИзменения`).
 
-Safety: the XML goes through defusedxml with DTDs forbidden, so no entity is ever expanded and no
-file or URL named in the XML is ever opened (XXE, billion laughs). Any problem is a `CommerceMLError`
-naming the file and, where known, the line.
+Safety: CommerceML never carries a DTD, so none is allowed: `check_prolog` reads the bytes before the
+root element and refuses any `<!DOCTYPE` (or other declaration) there — the only place XML allows one —
+and any text encoding that is not ASCII-compatible (UTF-16/32, UTF-7), so the check cannot be dodged.
+Without a DTD no entity can be declared: nothing is ever expanded (billion laughs) and no file or URL
+named in the XML is ever opened (XXE); an undeclared `&x;` is a well-formedness error. The file is
+then fed in 64 KB chunks to the standard library's C-accelerated parser (expat + C TreeBuilder, no
+per-element Python callbacks), and finished records are taken from the partly built tree. Any problem is a `CommerceMLError` naming the file and, where known, the line.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import IO
-from xml.etree.ElementTree import Element, ParseError
-
-from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import iterparse
+from xml.etree.ElementTree import Element, ParseError, TreeBuilder, XMLParser
 
 from cloud_sync.nomenclature import Item
 
@@ -164,13 +166,16 @@ def currency(value: str) -> str:
 
 def number(value: str, what: str = "number") -> Decimal:
     """A CommerceML number: decimal comma or point, spaces (also non-breaking) between thousands."""
-    v = value.strip().replace("\u00a0", "").replace("\u202f", "").replace(" ", "").replace(",", ".")
-    if not v:
-        raise CommerceMLError(f"empty {what}")
     try:
-        d = Decimal(v)
+        d = Decimal(value)  # the common case: "100", "181.50", " 7 "
     except InvalidOperation:
-        raise CommerceMLError(f"unreadable {what} {value.strip()!r}") from None
+        v = value.strip().replace("\u00a0", "").replace("\u202f", "").replace(" ", "").replace(",", ".")
+        if not v:
+            raise CommerceMLError(f"empty {what}") from None
+        try:
+            d = Decimal(v)
+        except InvalidOperation:
+            raise CommerceMLError(f"unreadable {what} {value.strip()!r}") from None
     if not d.is_finite():
         raise CommerceMLError(f"unreadable {what} {value.strip()!r}")
     return d
@@ -295,7 +300,7 @@ class _Reader:
         deleted = (el.get("Статус") or "").strip() == "Удален"
         requisites: dict[str, str] = {}
         for ch in el:
-            t = local(ch.tag)
+            t = _LOCAL.get(ch.tag) or local(ch.tag)
             if t == "Ид":
                 it.id = _text(ch)
             elif t == "Наименование":
@@ -364,7 +369,7 @@ class _Reader:
         o = Offer("")
         o.deleted = (el.get("Статус") or "").strip() == "Удален"
         for ch in el:
-            t = local(ch.tag)
+            t = _LOCAL.get(ch.tag) or local(ch.tag)
             if t == "Ид":
                 o.id = _text(ch)
             elif t == "Наименование":
@@ -378,7 +383,7 @@ class _Reader:
                 for price in ch:
                     type_id = value = cur = ""
                     for x in price:
-                        tx = local(x.tag)
+                        tx = _LOCAL.get(x.tag) or local(x.tag)
                         if tx == "ИдТипаЦены":
                             type_id = _text(x)
                         elif tx == "ЦенаЗаЕдиницу":
@@ -475,64 +480,203 @@ class _Reader:
         return DocumentLine(values.get("Ид", ""), values.get("Наименование", ""), qty, price, amount, requisites)
 
 
+PROLOG_LIMIT = 1 << 20
+_ENCODINGS = {"utf-8", "utf8", "windows-1251", "cp1251", "win-1251", "koi8-r", "iso-8859-5", "iso-8859-1",
+              "latin-1", "us-ascii", "ascii", "windows-1252", "cp1252", "cp866", "ibm866"}
+_ENCODING_DECL = re.compile(rb"""encoding\s*=\s*["']([A-Za-z0-9._-]+)["']""")
+
+
+def check_prolog(head: bytes) -> None:
+    """Refuse a DTD (any `<!` declaration before the root element) and non-ASCII-compatible encodings.
+
+    `head` is the start of the file (at least up to the root element, or all of a smaller file)."""
+    i = 3 if head.startswith(b"\xef\xbb\xbf") else 0
+    if head[i:i + 2] in (b"\xff\xfe", b"\xfe\xff") or head[i:i + 1] == b"\x00" or head[i + 1:i + 2] == b"\x00":
+        raise CommerceMLError("unsupported text encoding (UTF-16/32): 1C writes UTF-8 or windows-1251")
+    n = len(head)
+    while i < n:
+        while i < n and head[i] in b" \t\r\n":
+            i += 1
+        if head.startswith(b"<?", i):
+            end = head.find(b"?>", i)
+            if end < 0:
+                break
+            decl = _ENCODING_DECL.search(head, i, end)
+            if decl and decl.group(1).decode("ascii").lower() not in _ENCODINGS:
+                raise CommerceMLError(f"unsupported text encoding {decl.group(1).decode('ascii')!r}: "
+                                      "1C writes UTF-8 or windows-1251")
+            i = end + 2
+        elif head.startswith(b"<!--", i):
+            end = head.find(b"-->", i)
+            if end < 0:
+                break
+            i = end + 3
+        elif head.startswith(b"<!", i):
+            raise CommerceMLError("refused hostile XML: a DTD (<!DOCTYPE …>) is not allowed in CommerceML — "
+                                  "no entity is expanded and nothing it names is read")
+        else:
+            return  # the root element (or not XML at all: the parser will say so)
+    if n >= PROLOG_LIMIT:
+        raise CommerceMLError("refused: no root element within the first 1 MB")
+
+
+class _Prefixed:
+    """`head` then the rest of an unseekable stream, for the chunked reader."""
+
+    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
+        self.head, self.rest = head, rest
+
+    def read(self, n: int = -1) -> bytes:
+        if self.head:
+            if n < 0 or n >= len(self.head):
+                out, self.head = self.head, b""
+            else:
+                out, self.head = self.head[:n], self.head[n:]
+            return out
+        return self.rest.read(n)
+
+
+def _open(source: str | os.PathLike[str] | IO[bytes]) -> tuple[IO[bytes] | _Prefixed, IO[bytes] | None]:
+    """(a binary stream from the start with its prolog checked, the file to close when we opened it)."""
+    opened = open(source, "rb") if isinstance(source, (str, os.PathLike)) else None  # noqa: SIM115
+    fh: IO[bytes] = opened or source  # type: ignore[assignment]
+    try:
+        head = fh.read(PROLOG_LIMIT)
+        check_prolog(head)
+        if fh.seekable():
+            fh.seek(0)
+            return fh, opened
+        return _Prefixed(head, fh), opened
+    except BaseException:
+        if opened:
+            opened.close()
+        raise
+
+
+CHUNK = 1 << 16
+
+
+def _kind(path: tuple[str, ...]) -> str | None:
+    """Which record an element at this path (local names from the root) is, if any."""
+    t = path[-1]
+    parent = path[-2] if len(path) > 1 else ""
+    if t == "Товар" and parent == "Товары" and len(path) >= 3 and path[-3] == "Каталог":
+        return "item"
+    if t == "Предложение" and parent == "Предложения":
+        return "offer"
+    if t == "Группы" and parent == "Классификатор":
+        return "groups"
+    if t == "Свойство" and parent == "Свойства":
+        return "property"
+    if t == "ТипЦены" and parent == "ТипыЦен":
+        return "price_type"
+    if t == "Склад" and parent == "Склады":
+        return "warehouse"
+    if t == "Документ" and len(path) == 2:
+        return "document"
+    return None
+
+
+class _Walker:
+    """Hands out finished records from the partly built tree after each chunk, and detaches them.
+
+    An element is finished when it has a next sibling or its parent is finished: only the rightmost
+    path of the tree can still be open. Records leave the tree as soon as they are out, so memory
+    holds one chunk's worth of elements, whatever the size of the file."""
+
+    def __init__(self, reader: _Reader) -> None:
+        self.reader = reader
+        self.kinds: dict[tuple[str, ...], str | None] = {}
+        self.packages: set[int] = set()
+        self.version = ""
+
+    def drain(self, el: Element, path: tuple[str, ...], closed: bool, out: list[Record]) -> None:
+        n = len(el)
+        done: list[Element] = []
+        r = self.reader
+        for idx in range(n):
+            ch = el[idx]
+            ch_closed = closed or idx < n - 1
+            p = (*path, _LOCAL.get(ch.tag) or local(ch.tag))
+            kind = self.kinds.get(p, "?")
+            if kind == "?":
+                kind = self.kinds[p] = _kind(p)
+            if kind is None:
+                if len(p) == 2 and p[1] in ("Каталог", "ПакетПредложений") and id(ch) not in self.packages:
+                    self.packages.add(id(ch))
+                    out.append(Package("catalog" if p[1] == "Каталог" else "offers",
+                                       _bool(ch.get("СодержитТолькоИзменения") or "false"), self.version))
+                if len(ch):
+                    self.drain(ch, p, ch_closed, out)
+                continue
+            if not ch_closed:
+                break
+            if kind == "item":
+                out.append(r.item(ch))
+            elif kind == "offer":
+                out.append(r.offer(ch))
+            elif kind == "groups":
+                out.extend(r.groups(ch, None))
+            elif kind == "property":
+                out.append(r.property(ch))
+            elif kind == "price_type":
+                out.append(r.price_type(ch))
+            elif kind == "warehouse":
+                out.append(r.warehouse(ch))
+            else:
+                out.append(r.document(ch))
+            done.append(ch)
+        if done:
+            k = len(done)
+            if el[k - 1] is done[-1] and el[0] is done[0]:
+                del el[:k]
+            else:
+                for ch in done:
+                    el.remove(ch)
+
+
 def parse(source: str | os.PathLike[str] | IO[bytes], *, name: str | None = None) -> Iterator[Record]:
     """Yield the records of one CommerceML file as it is read. Raises `CommerceMLError`."""
     label = name or (os.fspath(source) if isinstance(source, (str, os.PathLike)) else getattr(source, "name", "xml"))
     label = os.path.basename(str(label))
-    reader = _Reader(label)
-    path: list[str] = []
-    elems: list[Element] = []
+    walker = _Walker(_Reader(label))
+    opened = None
     try:
-        events = iterparse(source, events=("start", "end"), forbid_dtd=True, forbid_entities=True,
-                           forbid_external=True)
-        for event, el in events:
-            if event == "start":
-                t = local(el.tag)
-                if not path and t != ROOT:
-                    raise CommerceMLError(f"{label}: not CommerceML (root element <{t}>, expected <{ROOT}>)")
-                path.append(t)
-                elems.append(el)
-                if t in ("Каталог", "ПакетПредложений") and len(path) == 2:
-                    yield Package("catalog" if t == "Каталог" else "offers",
-                                  _bool(el.get("СодержитТолькоИзменения") or "false"),
-                                  elems[0].get("ВерсияСхемы") or "")
-                continue
-            t = path.pop()
-            elems.pop()
-            parent = path[-1] if path else ""
-            handled = True
-            if t == "Товар" and parent == "Товары" and len(path) >= 2 and path[-2] == "Каталог":
-                yield reader.item(el)
-            elif t == "Предложение" and parent == "Предложения":
-                yield reader.offer(el)
-            elif t == "Группы" and parent == "Классификатор":
-                yield from reader.groups(el, None)
-            elif t == "Свойство" and parent == "Свойства":
-                yield reader.property(el)
-            elif t == "ТипЦены" and parent == "ТипыЦен":
-                yield reader.price_type(el)
-            elif t == "Склад" and parent == "Склады":
-                yield reader.warehouse(el)
-            elif t == "Документ" and len(path) == 1:
-                yield reader.document(el)
-            else:
-                handled = False
-            if handled:
-                el.clear()
-                if elems:
-                    elems[-1].remove(el)
+        stream, opened = _open(source)
+        parser = XMLParser(target=TreeBuilder())
+        started: list[tuple[str, Element]] = []
+        parser._setevents(started, ("start",))  # only to learn the root; then no per-element events
+        root: Element | None = None
+        while chunk := stream.read(CHUNK):
+            parser.feed(chunk)
+            if root is None and started:
+                root = started[0][1]
+                parser._setevents(started, ())
+                started.clear()
+                if local(root.tag) != ROOT:
+                    raise CommerceMLError(f"not CommerceML (root element <{local(root.tag)}>, expected <{ROOT}>)")
+                walker.version = root.get("ВерсияСхемы") or ""
+            if root is not None:
+                out: list[Record] = []
+                walker.drain(root, (ROOT,), False, out)
+                yield from out
+        parser.close()
+        if root is not None:
+            out = []
+            walker.drain(root, (ROOT,), True, out)
+            yield from out
     except CommerceMLError as exc:
         msg = str(exc)
         raise CommerceMLError(msg if msg.startswith(label) else f"{label}: {msg}") from None
-    except DefusedXmlException as exc:
-        raise CommerceMLError(f"{label}: refused hostile XML ({type(exc).__name__}: DTDs and entities are not "
-                              "allowed in CommerceML)") from None
     except ParseError as exc:
         line = exc.position[0] if getattr(exc, "position", None) else "?"
         raise CommerceMLError(f"{label}: not well-formed XML (line {line}): {exc.msg if hasattr(exc, 'msg') else exc}"
                               ) from None
     except (UnicodeDecodeError, LookupError) as exc:
         raise CommerceMLError(f"{label}: unreadable text encoding: {exc}") from None
+    finally:
+        if opened is not None:
+            opened.close()
 
 
 def read_all(source: str | os.PathLike[str] | IO[bytes]) -> list[Record]:

@@ -114,3 +114,40 @@ def test_parser_never_reads_what_the_xml_points_at(tmp_path):
 def test_missing_file_is_a_clear_error(tmp_path, capsys):
     assert main(["import", str(tmp_path / "nope.xml"), "--db", str(tmp_path / "c.db")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("data,words", [
+    ('<?xml version="1.0"?>\n<!-- a comment -->\n<!DOCTYPE a [<!ENTITY x "y">]><КоммерческаяИнформация/>'.encode(), "DTD"),
+    ('<?xml version="1.0" encoding="UTF-16"?><КоммерческаяИнформация/>'.encode("utf-16"), "UTF-16"),
+    (b'<?xml version="1.0" encoding="UTF-7"?>+ADw-!DOCTYPE a+AD4-<a/>', "UTF-7"),
+    (b"\xef\xbb\xbf<!ENTITY x 'y'><a/>", "DTD"),
+])
+def test_prolog_tricks_refused(tmp_path, data, words):
+    p = tmp_path / "x.xml"
+    p.write_bytes(data)
+    with pytest.raises(CommerceMLError) as exc:
+        read_all(p)
+    assert words in str(exc.value)
+
+
+def test_unseekable_stream_is_read_whole(tmp_path):
+    import io
+
+    class Pipe(io.RawIOBase):
+        def __init__(self, data):
+            self.buf = io.BytesIO(data)
+
+        def readable(self):
+            return True
+
+        def seekable(self):
+            return False
+
+        def readinto(self, b):
+            chunk = self.buf.read(len(b))
+            b[:len(chunk)] = chunk
+            return len(chunk)
+
+    data = GOOD.format(enc="UTF-8", ns="", ver="2.08").encode()
+    records = read_all(io.BufferedReader(Pipe(data)))
+    assert [type(r).__name__ for r in records].count("CatalogItem") == 1

@@ -1,0 +1,135 @@
+"""Benchmark: import a generated 100,000-item 1C catalog (import.xml + offers.xml with two price types and
+stock on two warehouses) into a fresh cloud database through `cloud_sync.onec.importer.import_files`.
+
+Each measurement runs in its own child process so its peak RSS (resource.getrusage ru_maxrss, the
+whole process: interpreter, SQLite cache, everything) is its own:
+  baseline  — the child imports the modules and opens the database, nothing more (the floor);
+  parse     — the parser alone over both files (no database);
+  import    — the full import: both files in one transaction, nomenclature, prices, 1C balances and
+              the stock ledger.
+Targets (issue 7): >= 20,000 items/s and peak <= 200 MB. Last line: `items_per_s=X peak_mb=Y`.
+
+    .venv/bin/python bench/onec_import.py [--items 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+HEAD = '<?xml version="1.0" encoding="UTF-8"?>\n<КоммерческаяИнформация xmlns="urn:1C.ru:commerceml_2" ВерсияСхемы="2.08">\n'
+
+
+def generate(folder: Path, n: int) -> list[Path]:
+    groups = 200
+    imp, off = folder / "import.xml", folder / "offers.xml"
+    with open(imp, "w", encoding="utf-8") as f:
+        f.write("\ufeff" + HEAD + "<Классификатор><Ид>cls</Ид><Наименование>Каталог</Наименование><Группы>\n")
+        for g in range(groups):
+            f.write(f"<Группа><Ид>grp-{g}</Ид><Наименование>Группа {g}</Наименование></Группа>\n")
+        f.write("</Группы><Свойства><Свойство><Ид>p-color</Ид><Наименование>Цвет</Наименование>"
+                "<ТипЗначений>Строка</ТипЗначений></Свойство></Свойства></Классификатор>\n"
+                '<Каталог СодержитТолькоИзменения="false"><Ид>cat</Ид><Товары>\n')
+        for i in range(n):
+            f.write(f"<Товар><Ид>{i:08d}-0000-4000-8000-000000000000</Ид><Штрихкод>{4600000000000 + i}</Штрихкод>"
+                    f"<Артикул>ART-{i}</Артикул><Наименование>Товар номер {i}, синий</Наименование>"
+                    '<БазоваяЕдиница Код="796" НаименованиеПолное="Штука" МеждународноеСокращение="PCE"/>'
+                    f"<Группы><Ид>grp-{i % groups}</Ид></Группы><Описание/>"
+                    "<ЗначенияСвойств><ЗначенияСвойства><Ид>p-color</Ид><Значение>синий</Значение>"
+                    "</ЗначенияСвойства></ЗначенияСвойств><ЗначенияРеквизитов><ЗначениеРеквизита>"
+                    "<Наименование>ВидНоменклатуры</Наименование><Значение>Товар</Значение></ЗначениеРеквизита>"
+                    "</ЗначенияРеквизитов></Товар>\n")
+        f.write("</Товары></Каталог></КоммерческаяИнформация>\n")
+    with open(off, "w", encoding="utf-8") as f:
+        f.write("\ufeff" + HEAD + '<ПакетПредложений СодержитТолькоИзменения="false"><Ид>cat#</Ид><ТипыЦен>'
+                "<ТипЦены><Ид>pt-retail</Ид><Наименование>Розничная</Наименование><Валюта>RUB</Валюта></ТипЦены>"
+                "<ТипЦены><Ид>pt-cost</Ид><Наименование>Себестоимость</Наименование><Валюта>RUB</Валюта></ТипЦены>"
+                "</ТипыЦен><Склады><Склад><Ид>wh-1</Ид><Наименование>Москва</Наименование></Склад>"
+                "<Склад><Ид>wh-2</Ид><Наименование>Казань</Наименование></Склад></Склады><Предложения>\n")
+        for i in range(n):
+            a, b = i % 17, i % 5
+            f.write(f"<Предложение><Ид>{i:08d}-0000-4000-8000-000000000000</Ид><Цены>"
+                    f"<Цена><ИдТипаЦены>pt-retail</ИдТипаЦены><ЦенаЗаЕдиницу>{100 + i % 900},50</ЦенаЗаЕдиницу>"
+                    "<Валюта>RUB</Валюта></Цена>"
+                    f"<Цена><ИдТипаЦены>pt-cost</ИдТипаЦены><ЦенаЗаЕдиницу>{50 + i % 400}</ЦенаЗаЕдиницу>"
+                    f"<Валюта>RUB</Валюта></Цена></Цены><Количество>{a + b}</Количество>"
+                    f'<Склад ИдСклада="wh-1" КоличествоНаСкладе="{a}"/><Склад ИдСклада="wh-2" КоличествоНаСкладе="{b}"/>'
+                    "</Предложение>\n")
+        f.write("</Предложения></ПакетПредложений></КоммерческаяИнформация>\n")
+    return [imp, off]
+
+
+def child(kind: str, db: str, files: list[str]) -> None:
+    from cloud_sync.db import open_db
+    from cloud_sync.onec.importer import import_files
+    from cloud_sync.onec.parser import parse
+
+    t0 = time.perf_counter()
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    out: dict = {}
+    if kind == "baseline":
+        open_db(db).close()
+    elif kind == "parse":
+        out["records"] = sum(1 for f in files for _ in parse(f))
+    else:
+        conn = open_db(db)
+        r = import_files(conn, files, details=False)
+        out.update(items=r.items, offers=r.offers, barcodes=len(r.barcodes))
+        out["stock_levels"] = conn.execute("SELECT COUNT(*) FROM stock_levels").fetchone()[0]
+        conn.close()
+    out["seconds"] = time.perf_counter() - t0
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    out["cpu_seconds"] = ru.ru_utime + ru.ru_stime - ru0.ru_utime - ru0.ru_stime
+    out["peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(out))
+
+
+def run_child(kind: str, db: Path, files: list[Path]) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--child", kind, "--db", str(db), *map(str, files)],
+                          capture_output=True, text=True, check=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--items", type=int, default=100_000)
+    ap.add_argument("--child")
+    ap.add_argument("--db")
+    ap.add_argument("files", nargs="*")
+    args = ap.parse_args()
+    if args.child:
+        child(args.child, args.db, args.files)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        t0 = time.perf_counter()
+        files = generate(folder, args.items)
+        size_mb = sum(f.stat().st_size for f in files) / 1e6
+        print(f"generated {args.items} items + offers: {size_mb:.1f} MB in {time.perf_counter() - t0:.1f}s")
+        base = run_child("baseline", folder / "base.db", files)
+        print(f"baseline (modules + empty database): peak {base['peak_mb']:.1f} MB")
+        parse_only = run_child("parse", folder / "parse.db", files)
+        print(f"parse only: {args.items / parse_only['seconds']:,.0f} items/s ({parse_only['seconds']:.2f}s wall, "
+              f"{parse_only['cpu_seconds']:.2f}s CPU), peak {parse_only['peak_mb']:.1f} MB")
+        full = run_child("import", folder / "cloud.db", files)
+        assert full["items"] == args.items and full["offers"] == args.items, full
+        rate = args.items / full["seconds"]
+        print(f"full import: {full['items']} items, {full['offers']} offers, {full['barcodes']} barcodes, "
+              f"{full['stock_levels']} ledger rows in {full['seconds']:.2f}s wall ({full['cpu_seconds']:.2f}s CPU: "
+              f"{args.items / full['cpu_seconds']:,.0f} items per CPU-second); peak {full['peak_mb']:.1f} MB "
+              f"(targets: >= 20,000 items/s, <= 200 MB); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        print(f"items_per_s={rate:.0f} peak_mb={full['peak_mb']:.1f}")
+
+
+if __name__ == "__main__":
+    main()
