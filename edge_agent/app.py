@@ -22,7 +22,7 @@ from flask import Flask, Response, abort, jsonify, redirect, render_template, re
 from edge_agent import store
 from edge_agent.config import check_pin
 from edge_agent.site import Site
-from edge_agent.tasks import handover, pick, stock
+from edge_agent.tasks import handover, pack, pick, stock
 from edge_agent.tasks import station as stations
 from edge_agent.tasks.common import TaskError, lines_json
 
@@ -149,7 +149,11 @@ def create_app(site: Site) -> Flask:
         if not st.get("task"):
             return jsonify(error="нет открытого задания"), 409
         try:
-            res = site.act(pick.report_short, site.send, st["task"]["task_id"], int(body.get("line_no", 0)))
+            if st["mode"] == "pick":
+                res = site.act(pick.report_short, site.send, st["task"]["task_id"], int(body.get("line_no", 0)))
+            else:
+                res = site.act(pack.report_short, site.send, st["task"]["task_id"], int(body.get("line_no", 0)),
+                               site.cfg.warehouse)
         except (TaskError, ValueError) as exc:
             return jsonify(error=str(exc)), 409
         return jsonify(result=res.to_json(), state=work_state(site, user_station()))

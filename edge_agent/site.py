@@ -93,9 +93,11 @@ class Site:
         from sitelink import LinkConfig, SiteLink
 
         m = self.cfg.mqtt
+        # the link's own connection commits with synchronous=FULL too: an applied (and then acknowledged)
+        # message survives a power cut
         link = SiteLink(LinkConfig(role="site", site_id=self.cfg.site_id, db_path=self.cfg.db_path, host=m.host,
                                    port=m.port, username=m.username, password=self.cfg.mqtt_password(),
-                                   tls_ca=m.tls_ca))
+                                   tls_ca=m.tls_ca, connect=store.open_conn))
         link.on("pick_task", self._on_pick_task)
         link.on("cancel_task", self._on_cancel)
         link.on("label", self._on_label)

@@ -82,6 +82,14 @@ _write_lock = threading.RLock()
 
 def connect(db_path: str | Path) -> sqlite3.Connection:
     """Open the site's database (creating it and its tables), in WAL mode, safe across threads."""
+    conn = open_conn(db_path)
+    with transaction(conn):
+        _create(conn)
+    return conn
+
+
+def open_conn(db_path: str | Path) -> sqlite3.Connection:
+    """A connection with the site's settings (WAL, synchronous=FULL); the site link opens its own with it."""
     Path(db_path).parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(str(db_path), timeout=30, isolation_level=None, check_same_thread=False)
     conn.row_factory = sqlite3.Row
@@ -89,8 +97,6 @@ def connect(db_path: str | Path) -> sqlite3.Connection:
     conn.execute("PRAGMA synchronous=FULL")
     conn.execute("PRAGMA busy_timeout=30000")
     conn.execute("PRAGMA foreign_keys=ON")
-    with transaction(conn):
-        _create(conn)
     return conn
 
 

@@ -96,6 +96,36 @@ def _count_unit(conn: sqlite3.Connection, send: Send, task: sqlite3.Row, line: s
     return ScanResult(True, "done", f"{message}. Заказ упакован — печатается этикетка", task_id)
 
 
+def report_short(conn: sqlite3.Connection, send: Send, task_id: str, line_no: int, warehouse: str) -> ScanResult:
+    """At the packing table: the rest of this line is not there. The parcel goes with what is packed."""
+    task = get_task(conn, task_id)
+    if task["state"] not in OPEN_FOR_PACK:
+        raise TaskError("недостачу отмечают только до конца упаковки")
+    ln = store.row(conn, "SELECT * FROM task_lines WHERE task_id = ? AND line_no = ?", task_id, line_no)
+    if ln is None:
+        raise TaskError(f"в задании нет строки {line_no}")
+    missing = ln["quantity"] - ln["short"] - ln["packed"]
+    if missing <= 0:
+        raise TaskError("эта строка уже упакована")
+    conn.execute("UPDATE task_lines SET short = short + ?, picked = MIN(picked, packed) WHERE task_id = ? AND line_no = ?",
+                 (missing, task_id, line_no))
+    lines = task_lines(conn, task_id)
+    send(conn, "task_progress", {"task_id": task_id, "order_id": task["order_id"], "state": "short",
+                                 "lines": [line_body(x) for x in lines],
+                                 "note": f"{ln['item_id']}: не найдено {missing}"})
+    res = ScanResult(True, "short", f"Недостача: «{ln['name']}» — нет {missing} шт.", task_id)
+    if any(x["packed"] < x["quantity"] - x["short"] for x in lines):
+        return res
+    if sum(x["packed"] for x in lines):
+        complete(conn, send, task_id, warehouse)
+        res.message += ". Заказ упакован с недостачей — печатается этикетка"
+        res.kind = "done"
+    else:
+        _set_state(conn, task_id, "short")
+        res.message += ". В посылке ничего нет: заказ не отгружается"
+    return res
+
+
 def complete(conn: sqlite3.Connection, send: Send, task_id: str, warehouse: str) -> None:
     """Everything is in the parcel: packed + stock deltas up, the label queued for printing."""
     task = get_task(conn, task_id)

@@ -214,3 +214,21 @@ def test_stock_delta_names_the_warehouse_the_cloud_reserved_in(conn) -> None:
     scan(conn, "pack-1", MUG["barcode"])
     scan(conn, "pack-1", BAG["barcode"])
     assert [b["warehouse"] for t, b in outbox(conn) if t == "stock_delta"] == ["kazan-fbs", WAREHOUSE]
+
+
+def test_short_at_the_packing_table_ships_what_is_there(conn) -> None:
+    add(conn, pick_task("t1", [(MUG, 2), (BAG, 1)]))
+    scan(conn, "pack-1", MUG["barcode"])
+    scan(conn, "pack-1", BAG["barcode"])
+    with store.transaction(conn):
+        res = pack.report_short(conn, send, "t1", 1, WAREHOUSE)
+    assert res.kind == "done" and state(conn, "t1") == "packed"
+    progress = [b for t, b in outbox(conn) if t == "task_progress"]
+    assert [b["state"] for b in progress] == ["short", "packed"]
+    assert {b["item_id"]: b["delta"] for t, b in outbox(conn) if t == "stock_delta"} == {
+        MUG["item_id"]: -1, BAG["item_id"]: -1}
+    add(conn, pick_task("t2", [(SOCKS, 1)]))
+    with store.transaction(conn):
+        res = pack.report_short(conn, send, "t2", 1, WAREHOUSE)
+    assert state(conn, "t2") == "short"  # nothing to ship: no label, no delta
+    assert conn.execute("SELECT COUNT(*) FROM print_jobs WHERE order_id='o-t2'").fetchone()[0] == 0

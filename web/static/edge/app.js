@@ -68,7 +68,7 @@
           `<div class="t-main"><b>${esc(ln.name || ln.item_id)}</b>${ln.marking_required ? ' <span class="tag">ЧЗ</span>' : ""}` +
           `<div class="sub">${ln.bin ? "ячейка " + esc(ln.bin) + " · " : ""}${esc(ln.barcode || "")}</div></div>` +
           `<span class="count">${got}/${need}</span>` +
-          (mode === "pick" && !done ? `<button class="short" data-line="${ln.line_no}">Нет</button>` : "") + "</li>";
+          (!done && ["new", "picking", "packing", "picked"].includes(t.state) ? `<button class="short" data-line="${ln.line_no}" title="Товара нет: недостача">Нет</button>` : "") + "</li>";
       }
       const lab = state.label;
       const ls = $("#label-status");
@@ -107,7 +107,7 @@
     });
     $("#lines").addEventListener("click", async (ev) => {
       const b = ev.target.closest("button.short");
-      if (!b) return;
+      if (!b || !confirm("Отметить недостачу: этого товара нет?")) return;
       const r = await api("/api/short", {line_no: Number(b.dataset.line)});
       if (r.error) showResult({ok: false, kind: "info", message: r.error}); else { showResult(r.result); render(r.state); }
       input.focus();
