@@ -109,6 +109,13 @@ def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: dic
     def summary():
         return jsonify(orders.summary(db()))
 
+    @app.get("/api/events")
+    def events():
+        """What happened, in plain words, after event id `after` (the demo prints these)."""
+        after = int(request.args.get("after", 0))
+        limit = min(int(request.args.get("limit", 200)), 1000)
+        return jsonify({"events": orders.events_after(db(), after, limit)})
+
     # ------------------------------------------------------------ orders
 
     @app.get("/api/orders")

@@ -685,6 +685,38 @@ def get_order(conn: sqlite3.Connection, key: str) -> dict[str, Any] | None:
     return d
 
 
+EVENT_TEXT = {
+    "reserved": "order {number} ({account}) reserved at warehouse {warehouse}; pick task sent to {site}",
+    "short": "order {number} ({account}) cannot be covered from stock: {detail}",
+    "problem": "order {number} ({account}) needs attention: {detail}",
+    "confirmed": "order {number} confirmed on {marketplace}",
+    "label_sent": "{marketplace} label of order {number} sent down to {site} ({detail})",
+    "picked": "order {number} picked at {site}",
+    "packed": "order {number} packed at {site}",
+    "printed": "label of order {number} printed at {site} ({detail})",
+    "assembled": "order {number} marked assembled on {marketplace}",
+    "shipped": "order {number} handed over to {marketplace}",
+    "handed_over": "order {number} handed over at {site}",
+    "cancelled": "order {number} ({account}) cancelled: {detail}",
+    "stock_pushed": "stock pushed: {detail}",
+}
+
+
+def events_after(conn: sqlite3.Connection, after: int, limit: int = 200) -> list[dict[str, Any]]:
+    rows = conn.execute(
+        "SELECT e.id, e.ts, e.kind, e.detail, o.account, o.marketplace, o.number, o.warehouse, o.site, o.key"
+        " FROM order_events e LEFT JOIN orders o ON o.id=e.order_id WHERE e.id>? ORDER BY e.id LIMIT ?",
+        (after, limit)).fetchall()
+    out = []
+    for r in rows:
+        template = EVENT_TEXT.get(r["kind"], "order {number}: " + r["kind"].replace("_", " ") + " {detail}")
+        fields = {k: (r[k] if r[k] is not None else "") for k in ("account", "marketplace", "number", "warehouse",
+                                                                  "site", "detail")}
+        out.append({"id": r["id"], "ts": r["ts"], "kind": r["kind"], "order": r["key"],
+                    "text": template.format(**fields).strip()})
+    return out
+
+
 def deadlines_near(conn: sqlite3.Connection, within_s: float, now: float | None = None) -> list[dict[str, Any]]:
     """Open orders whose ship-by deadline falls within `within_s` seconds (or has passed)."""
     from datetime import UTC, datetime

@@ -316,6 +316,9 @@ def send_account(conn: sqlite3.Connection, cfg: CloudConfig, account: str, adapt
         if out.failed:
             conn.execute("INSERT INTO cloud_errors(ts, area, account, message) VALUES (?,?,?,?)",
                          (done, "stock_push", account, f"{out.failed} stock push(es) failed: {'; '.join(out.errors)}"))
+        if out.ok:
+            conn.execute("INSERT INTO order_events(order_id, ts, kind, detail) VALUES (NULL, ?, 'stock_pushed', ?)",
+                         (done, f"{out.ok} card(s) on {account}" + (f", {out.failed} failed" if out.failed else "")))
         conn.execute("INSERT INTO stock_push_stats(account, sent, failed, calls, last_ts) VALUES (?,?,?,1,?)"
                      " ON CONFLICT(account) DO UPDATE SET sent=sent+excluded.sent, failed=failed+excluded.failed,"
                      " calls=calls+1, last_ts=excluded.last_ts", (account, out.ok, out.failed, done))
