@@ -127,18 +127,39 @@ def load_image(path: str) -> np.ndarray:
     return image
 
 
+def pdf_pages(path: str, dpi: int = 300, max_pages: int = 20) -> list[np.ndarray]:
+    """The pages of a PDF (a marketplace label) as grayscale pictures; raises ValueError."""
+    pdfium = need("pypdfium2", "PDF decoding", "pypdfium2")
+    try:
+        pdf = pdfium.PdfDocument(path)
+    except Exception as exc:  # PdfiumError
+        raise ValueError(f"not a PDF this box can read: {exc}") from exc
+    try:
+        return [np.asarray(pdf[i].render(scale=dpi / 72, grayscale=True).to_pil().convert("L"))
+                for i in range(min(len(pdf), max_pages))]
+    finally:
+        pdf.close()
+
+
 def decode_file(path: str) -> dict[str, Any]:
-    """One file -> the JSON object the decode command prints for it."""
+    """One file (a picture or a PDF) -> the JSON object the decode command prints for it."""
     result: dict[str, Any] = {"file": path, "symbols": []}
     try:
-        image = load_image(path)
+        with open(path, "rb") as fh:
+            is_pdf = fh.read(5) == b"%PDF-"
+        images = pdf_pages(path) if is_pdf else [load_image(path)]
     except FileNotFoundError:
         result["error"] = "file not found"
+        return result
+    except IsADirectoryError:
+        result["error"] = "is a directory, not a file"
         return result
     except (OSError, ValueError) as exc:
         result["error"] = str(exc)
         return result
-    symbols = decode_image(image)
+    symbols: list[Symbol] = []
+    for image in images:
+        symbols += [s for s in decode_image(image) if s not in symbols]
     result["symbols"] = [{"format": s.format, "text": s.text} for s in symbols]
     if not symbols:
         result["error"] = "no barcode found"

@@ -116,7 +116,12 @@ def _zpl_passthrough(data: bytes, profile: PrinterProfile, copies: int) -> Print
     ll = re.search(r"\^LL(\d+)", text)
     width = int(pw.group(1)) if pw else profile.width_dots
     height = int(ll.group(1)) if ll else profile.height_dots
-    if width > profile.width_dots + 8 or height > profile.height_dots + 8:
+    if profile.dpi >= 300 and "^MU" not in text.upper() and (pw is None or width <= profile.width_dots * 0.75):
+        # a label laid out for 203 dpi (marketplace ZPL is): let the printer scale it (^MU) to its 300 dpi
+        text = re.sub(r"\^XA", "^XA^MUd,200,300", text)
+        data = text.encode("utf-8")
+        width, height = round(width * 1.5) if pw else width, round(height * 1.5) if ll else height
+    if width > profile.width_dots * 1.03 + 8 or height > profile.height_dots * 1.03 + 8:
         raise LabelError(
             f"this ZPL label is {width}x{height} dots, larger than the {profile.width_mm:g}x{profile.height_mm:g} mm "
             f"labels loaded in printer {profile.name} ({profile.width_dots}x{profile.height_dots} dots)")

@@ -1,6 +1,6 @@
 """Draw a ZPL label as the printer would print it (for the virtual printer and for non-ZPL printers).
 
-Owns the subset of ZPL II that marketplace and own labels use: ^XA/^XZ, ^LH, ^PW/^LL, ^FO/^FT, ^FD/^FS,
+Owns the subset of ZPL II that marketplace and own labels use: ^XA/^XZ, ^MUd,200,300 (scaling), ^LH, ^PW/^LL, ^FO/^FT, ^FD/^FS,
 ^FH (hex escapes), ^FR, ^BY, ^BC (Code 128, with >; >: >8 subset codes), ^BE (EAN-13), ^BX
 (DataMatrix, with the escape character for FNC1/GS), ^BQ (QR), ^GB (boxes), ^GF (graphics: hex,
 compressed hex, :Z64:/:B64:), ^A/^CF text. Unknown commands are skipped, not fatal; a label with
@@ -168,6 +168,17 @@ def render_zpl(zpl: bytes | str, profile: PrinterProfile) -> Image.Image:
     text = text[text.upper().index("^XA"):]
     end = text.upper().find("^XZ")
     text = text if end < 0 else text[:end + 3]
+    mu = re.search(r"\^MU[dD],(\d+),(\d+)", text)
+    if mu and int(mu.group(2)) > int(mu.group(1)):
+        # ^MUd,200,300: a format laid out for 200 dpi, scaled by the printer to its resolution
+        base, target = int(mu.group(1)), int(mu.group(2))
+        src = PrinterProfile(profile.language, 203, profile.width_mm, profile.height_mm, profile.name)
+        small = render_zpl(text.replace(mu.group(0), ""), src)
+        scaled = small.resize((round(small.width * target / base), round(small.height * target / base)),
+                              Image.Resampling.NEAREST)
+        canvas_img = Image.new("1", (profile.width_dots, profile.height_dots), 1)
+        canvas_img.paste(scaled, (0, 0))
+        return canvas_img
     width, height = profile.width_dots, profile.height_dots
     canvas = np.zeros((height, width), dtype=bool)
     st = _State()

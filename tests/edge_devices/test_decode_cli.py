@@ -72,3 +72,11 @@ def test_decode_own_label_png(tmp_path):
     code, results = run_decode(str(p.last_png))
     assert code == 0 and results[0]["symbols"] == [{"format": "DataMatrix", "text": mark}]
     assert os.path.exists(results[0]["file"])
+
+
+def test_decode_pdf_label_and_directory(make, tmp_path):
+    pdf = tmp_path / "ozon.pdf"
+    pdf.write_bytes(make.pdf_label("12345678-0001-1", 75, 120))
+    code, results = run_decode(str(pdf), str(tmp_path))
+    assert results[0]["symbols"] == [{"format": "Code128", "text": "12345678-0001-1"}]
+    assert results[1]["symbols"] == [] and "directory" in results[1]["error"]

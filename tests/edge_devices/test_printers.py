@@ -240,3 +240,68 @@ def test_virtual_printer_unplug_and_paper_out(make, tmp_path):
     p.paper_out = False
     p.send(job)
     assert make.decode_png(p.last_png) == ["V-1"]
+
+
+def test_escpos_network_status_by_dle_eot():
+    """A TCP stand-in for an ESC/POS network printer answering DLE EOT 1 (online) and DLE EOT 4 (paper)."""
+    import threading
+
+    state = {"paper_out": False}
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    srv.settimeout(0.05)
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(0.2)
+                while not stop.is_set():
+                    try:
+                        data = conn.recv(64)
+                    except TimeoutError:
+                        continue
+                    except OSError:
+                        break
+                    if not data:
+                        break
+                    if data.endswith(b"\x10\x04\x01"):
+                        conn.sendall(b"\x16")
+                    elif data.endswith(b"\x10\x04\x04"):
+                        conn.sendall(b"\x72" if state["paper_out"] else b"\x12")
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        p = open_printer({"kind": "escpos_network", "host": "127.0.0.1", "port": srv.getsockname()[1]})
+        st = p.status()
+        assert st.online and st.paper_out is False and st.detail == "ready"
+        state["paper_out"] = True
+        st = p.status()
+        assert st.paper_out is True and "paper out" in st.detail
+        p.close()
+    finally:
+        stop.set()
+        t.join(timeout=5)
+        srv.close()
+
+
+def test_zpl_made_for_203_dpi_scaled_on_300_dpi_printer(make, tmp_path):
+    p = open_printer({"kind": "virtual", "language": "zpl", "dpi": 300, "out_dir": str(tmp_path)})
+    job = prepare_label(make.wb_zpl("WB300"), "zpl", p.profile)
+    assert b"^MUd,200,300" in job.payload
+    p.send(job)
+    import numpy as np
+    from PIL import Image
+
+    img = np.asarray(Image.open(p.last_png).convert("L")) < 128
+    cols = np.where(img.any(axis=0))[0]
+    assert cols.max() - cols.min() > 0.9 * p.profile.width_dots  # the frame spans the label, not 2/3 of it
+    assert make.decode_png(p.last_png) == ["WB300"]
