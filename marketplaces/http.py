@@ -409,11 +409,14 @@ class HttpClient:
         item_keys: Collection[str] = (),
         ok_statuses: Collection[int] = (),
         cost: float = 1.0,
+        record_items: bool = True,
     ) -> Reply:
         """Send endpoint `name`; returns the 2xx (or `ok_statuses`) reply, else raises a typed error.
 
         `item_keys` are the keys of the endpoint's item rule carried by this request (e.g. the
-        "product@warehouse" pairs of an Ozon stock push): the call waits until each may be sent.
+        "product@warehouse" pairs of an Ozon stock push): the call waits until each may be sent, and
+        counts them as sent on a 2xx unless `record_items=False` (the caller then records only what the
+        marketplace accepted, with `client.gate(rule).record(keys)`).
         `cost` is what the request takes from its group's bucket where the marketplace counts items,
         not requests (Yandex.Market: SKUs per minute): the number of items it carries."""
         ep = self.map[name]
@@ -498,7 +501,7 @@ class HttpClient:
                 self._backoff(attempt, ep, last_problem)
                 continue
             if 200 <= status < 300 or status in ok_statuses:
-                if gate is not None:
+                if gate is not None and record_items:
                     gate.record(item_keys)
                 return reply
             if ep.group in self.map.groups and self.map.groups[ep.group].error_cost > 1:

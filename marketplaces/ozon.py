@@ -248,7 +248,7 @@ class OzonAdapter:
                     item["min_price"] = f"{ch.min_price:.2f}"
                 items.append(item)
             try:
-                data = self.http.call("prices_update", json={"prices": items},
+                data = self.http.call("prices_update", json={"prices": items}, record_items=False,
                                       item_keys=[ch.card_id for ch in chunk]).json_object()
             except MarketplaceError as exc:
                 results += [ItemResult(ch.card_id, False, str(exc), retryable=exc.retryable) for ch in chunk]
@@ -257,6 +257,8 @@ class OzonAdapter:
             by_offer = {r.native.get("offer_id"): r for r in got.values() if isinstance(r.native, dict)}
             for ch in chunk:
                 res = got.get(ch.card_id) or by_offer.get(ch.offer_id)
+                if gate is not None and res is not None and res.ok:
+                    gate.record([ch.card_id])  # only prices Ozon took count against its 10 an hour
                 results.append(ItemResult(ch.card_id, res.ok, res.error, res.retryable, res.native) if res else
                                ItemResult(ch.card_id, False, "no answer for this product", retryable=True))
         return results
@@ -329,6 +331,11 @@ class OzonAdapter:
         try:
             number = str(p["posting_number"])
             status = str(p["status"])
+        except (KeyError, TypeError):
+            raise self._bad("a posting without posting_number or status", endpoint) from None
+        if status not in POSTING_STATUSES:
+            raise self._bad(f"posting {number} has an unknown status {status!r}", endpoint)
+        try:
             lines = []
             for pr in p.get("products") or []:
                 price = pr.get("price")
@@ -347,8 +354,6 @@ class OzonAdapter:
                           native_substatus=str(p.get("substatus", "")), native=p)
         except (KeyError, TypeError, ValueError) as exc:
             raise self._bad(f"a posting is missing or garbles a field ({exc})", endpoint) from None
-        if status not in POSTING_STATUSES:
-            raise self._bad(f"posting {number} has an unknown status {status!r}", endpoint)
         return order
 
     def _product_of_sku(self, sku: Any) -> str:

@@ -66,6 +66,7 @@ class WildberriesSandbox(SandboxApp):
         self.price_tasks: dict[int, dict[str, Any]] = {}
         self.card_errors: list[dict[str, Any]] = []
         self.sales: list[dict[str, Any]] = []
+        self.transitions: dict[str, list[str]] = {}
         self.stock_writes = 0
         self._next_order = 5_000_000_001
         self._next_supply = 1
@@ -99,6 +100,7 @@ class WildberriesSandbox(SandboxApp):
             "prices": {str(nm): dict(p) for nm, p in self.prices.items()},
             "orders": {str(oid): o["supplierStatus"] for oid, o in self.orders.items()},
             "wb_status": {str(oid): o["wbStatus"] for oid, o in self.orders.items()},
+            "transitions": {k: list(v) for k, v in self.transitions.items()},
             "supplies": {sid: {"orders": list(s["orders"]), "done": s["done"]} for sid, s in self.supplies.items()},
             "trashed": sorted(nm for nm, c in self.cards.items() if c["_trashed"]),
             "stock_writes": self.stock_writes,
@@ -132,8 +134,15 @@ class WildberriesSandbox(SandboxApp):
                 "address": None, "scanPrice": None, "sellerDate": None,
                 "supplierStatus": "new", "wbStatus": "waiting", "supplyId": None,
             }
+            self.transitions[str(oid)] = ["new"]
             made.append(oid)
         return made
+
+    def _move(self, o: dict[str, Any], status: str, wb_status: str | None = None) -> None:
+        o["supplierStatus"] = status
+        if wb_status:
+            o["wbStatus"] = wb_status
+        self.transitions[str(o["id"])].append(status)
 
     def control(self, name: str, body: dict[str, Any]) -> Any:
         if name == "stock":  # read one stock as the marketplace holds it
@@ -290,7 +299,7 @@ class WildberriesSandbox(SandboxApp):
         o = self._order(req.path_params["orderId"])
         if o["supplierStatus"] not in ("new", "confirm"):
             raise ApiError(409, f"order status {o['supplierStatus']} cannot be cancelled", code="StatusMismatch")
-        o["supplierStatus"], o["wbStatus"] = "cancel", "canceled"
+        self._move(o, "cancel", "canceled")
         key = (o["warehouseId"], o["chrtId"])
         self.stocks[key] = self.stocks.get(key, 0) + 1
         return SandboxReply(204)
@@ -331,7 +340,8 @@ class WildberriesSandbox(SandboxApp):
         for o in orders:
             s["warehouseId"] = o["warehouseId"]
             s["cargoType"] = s["cargoType"] or o["cargoType"]
-            o["supplierStatus"], o["supplyId"] = "confirm", s["id"]
+            self._move(o, "confirm")
+            o["supplyId"] = s["id"]
             s["orders"].append(o["id"])
         return SandboxReply(204)
 
@@ -344,7 +354,7 @@ class WildberriesSandbox(SandboxApp):
             raise ApiError(409, "supply has no orders", code="EmptySupply")
         s["done"], s["closedAt"] = True, _iso(_now())
         for o in live:
-            o["supplierStatus"], o["wbStatus"] = "complete", "sold"
+            self._move(o, "complete", "sold")
             self._record_sale(o)
         return SandboxReply(204)
 
@@ -451,7 +461,7 @@ class WildberriesSandbox(SandboxApp):
                                group["subjectID"], "", size.get("techSize", "0"), skus, _iso(_now()))
                 self.prices[200_000_000 + idx] = {"price": int(size.get("price") or 0), "discount": 0}
                 existing.add(vendor)
-        return SandboxReply(200, {"data": None, "error": False, "errorText": "", "additionalErrors": None})
+        return SandboxReply(200, {"data": None, "error": False, "errorText": "", "additionalErrors": {}})
 
     def cards_error_list(self, req: SandboxRequest) -> SandboxReply:
         items = list(self.card_errors[-100:])
@@ -519,10 +529,12 @@ class WildberriesSandbox(SandboxApp):
             end = datetime.fromisoformat(body["dateTo"])
         except ValueError:
             raise ApiError(400, "dateFrom/dateTo must be RFC3339", code="BadRequest") from None
-        if start.tzinfo is None:  # WB reads report dates as Moscow time
-            start, end = start.replace(tzinfo=UTC) - MSK, end.replace(tzinfo=UTC) - MSK
-        if end.hour == 0 and end.minute == 0 and len(body["dateTo"]) <= 10:
+        if len(body["dateTo"]) <= 10:  # a date: the whole day
             end += timedelta(days=1)
+        if start.tzinfo is None:  # WB reads report dates as Moscow time
+            start = start.replace(tzinfo=UTC) - MSK
+        if end.tzinfo is None:
+            end = end.replace(tzinfo=UTC) - MSK
         rrd_after, limit = int(body.get("rrdId") or 0), int(body.get("limit") or 100000)
         rows: list[dict[str, Any]] = []
         for n, sale in enumerate(self.sales):

@@ -52,7 +52,7 @@ def sandbox_factory() -> Iterator[Callable[..., RunningSandbox]]:
     assert not violations, "sandbox answered outside its spec (a sandbox bug):\n" + "\n".join(violations[:10])
 
 
-def account_for(running: RunningSandbox, *, name: str = "", time_scale: float | None = None,
+def make_account(running: RunningSandbox, *, name: str = "", time_scale: float | None = None,
                 **options: Any) -> AccountConfig:
     """An AccountConfig for the adapter of the sandbox's marketplace, pointing at it."""
     market = running.app.marketplace
@@ -69,3 +69,60 @@ def account_for(running: RunningSandbox, *, name: str = "", time_scale: float | 
         time_scale=running.app.time_scale if time_scale is None else time_scale,
         options=opts,
     )
+
+
+@pytest.fixture
+def account_for() -> Callable[..., AccountConfig]:
+    """`account_for(running, name=..., time_scale=..., endpoints=..., **options)` -> AccountConfig."""
+    return make_account
+
+
+class HostileServer:
+    """A real HTTP server on 127.0.0.1 that answers every request with the reply set last (raw bytes),
+    to feed adapters what a marketplace should never send: HTML pages, broken JSON, bodies cut short."""
+
+    def __init__(self) -> None:
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.raw = b""
+        self.requests = 0
+        hostile = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                if length:
+                    self.rfile.read(length)
+                hostile.requests += 1
+                self.wfile.write(hostile.raw)
+                self.wfile.flush()
+                self.close_connection = True
+
+            do_GET = do_POST = do_PUT = do_PATCH = _any
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def answer(self, status: int, body: bytes, *, ctype: str = "application/json", length: int | None = None) -> None:
+        head = [f"HTTP/1.1 {status} X", f"Content-Type: {ctype}",
+                f"Content-Length: {len(body) if length is None else length}", "Connection: close"]
+        self.raw = ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def hostile(contract: ContractChecker) -> Iterator[HostileServer]:
+    contract.check_responses = False  # its answers are broken on purpose
+    contract.check_requests = True
+    server = HostileServer()
+    yield server
+    server.stop()
