@@ -443,7 +443,7 @@ class Site:
                 return
         for ln in self.rows("SELECT * FROM task_lines WHERE task_id = ? ORDER BY line_no", task_id):
             barcode = ln["barcode"] or ""
-            for unit in range(ln["quantity"] - ln["short"] - ln["packed"]):
+            for unit in range(ln["packed"], ln["quantity"] - ln["short"]):
                 if self._stop.is_set():
                     return
                 text = barcode
