@@ -1,0 +1,337 @@
+"""The push endpoints the cloud exposes to the marketplaces: Yandex.Market's Notification API and
+Megamarket's order/new and order/cancel.
+
+Owns: a Flask blueprint (`create_blueprint(cfg, adapters, on_event)`, or `create_webhooks_blueprint`
+without a CloudConfig) with one URL family per account, the `push_events` table (every accepted
+event, stored durably BEFORE the marketplace gets its answer), refusing pushes that are not
+authentic, parsing through the account's adapter (`Marketplace.parse_push`: the marketplace's shapes
+stay in its module), ignoring duplicates, and a worker that hands each new event to `on_event`
+after the answer went out, retrying it while it fails, and replaying unhandled events at start.
+
+URLs (the secret is part of the URL because neither marketplace can send our headers):
+    POST /push/yandex_market/<account>/<push_token>/notification
+    POST /push/megamarket/<account>/<push_token>/order/new
+    POST /push/megamarket/<account>/<push_token>/order/cancel
+Per account: `credentials["push_token"]` (the secret; from the environment or the secrets file, like
+every credential), `options["push_sources"]` (CIDRs allowed to push; Yandex.Market defaults to its
+published ranges 5.45.207.0/25, 141.8.142.0/25, 5.255.253.0/25, Megamarket to any),
+`options["push_trusted_proxies"]` (CIDRs of our own reverse proxies, whose X-Forwarded-For is used).
+
+Answers: PING at once (no storage, no work); a stored or duplicate event 200 in the marketplace's
+shape (YM `{"version","name","time"}`, MM `{"data":{},"meta":{},"success":1}`); malformed 400 (YM
+`{"error":{"type":"WRONG_EVENT_FORMAT",…}}`, MM `success: 0`), stored nowhere; wrong token, foreign
+store/merchant or source outside the allow-list 403; a database failure 500 (the marketplace retries).
+
+Dedup keys (explicit, from the adapters): `ym:<campaignId>:<orderId>:created|cancelled|status:<S/SS>`,
+`mm:<merchantId>:<shipmentId>:new|cancel:<itemIndexes>`; unique per account in `push_events`. An
+order is keyed by (account, Order.native_id) on both paths — the YM orderId, the MM shipmentId —
+identical to what polling (`new_orders`) returns, so cloud_sync.orders never creates one twice.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Response, request
+
+from cloud_sync.db import connect, open_db, transaction
+from marketplaces.base import AccountConfig, AuthError, Marketplace, MarketplaceError, OrderEvent
+
+log = logging.getLogger("cloud_sync.webhooks")
+
+MIGRATIONS = [
+    """
+    CREATE TABLE push_events (
+        id INTEGER PRIMARY KEY,
+        account TEXT NOT NULL,
+        marketplace TEXT NOT NULL,
+        push TEXT NOT NULL,               -- 'notification', 'order/new', 'order/cancel'
+        kind TEXT NOT NULL,               -- OrderEvent.kind
+        dedup_key TEXT NOT NULL,
+        order_native_id TEXT NOT NULL DEFAULT '',
+        native_status TEXT NOT NULL DEFAULT '',
+        body TEXT NOT NULL,               -- the push exactly as received
+        received_at REAL NOT NULL,
+        duplicates INTEGER NOT NULL DEFAULT 0,
+        handled_at REAL,                  -- when on_event accepted it
+        outcome TEXT NOT NULL DEFAULT '',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_try_at REAL NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL DEFAULT '',
+        UNIQUE (account, dedup_key)
+    );
+    CREATE INDEX push_events_pending ON push_events(handled_at) WHERE handled_at IS NULL;
+    """,
+]
+
+YM_SOURCES = ("5.45.207.0/25", "141.8.142.0/25", "5.255.253.0/25")
+MAX_BODY = 1 << 20
+INTEGRATION = {"name": "marketsync", "version": "0.1.0"}
+OnEvent = Callable[[str, OrderEvent], Any]
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _json(obj: Any, status: int) -> Response:
+    return Response(json.dumps(obj, ensure_ascii=False), status=status, content_type="application/json")
+
+
+def _ym_error(status: int, kind: str, message: str) -> Response:
+    return _json({"error": {"type": kind, "message": message}}, status)
+
+
+def _mm_answer(status: int, message: str = "") -> Response:
+    body: dict[str, Any] = {"data": {}, "meta": {}, "success": 1 if status == 200 else 0}
+    if message:
+        body["error"] = [{"code": "REFUSED" if status in (401, 403) else "BAD_REQUEST", "message": message}]
+    return _json(body, status)
+
+
+class PushAccount:
+    """What the endpoint needs of one account: its adapter, secret and allowed sources."""
+
+    def __init__(self, config: AccountConfig, adapter: Marketplace | None) -> None:
+        self.config = config
+        self.name = config.name
+        self.marketplace = config.marketplace
+        self._adapter = adapter
+        self.token = str(config.credentials.get("push_token") or "")
+        default = YM_SOURCES if config.marketplace == "yandex_market" else ()
+        sources = config.options.get("push_sources", default)
+        self.sources = [ipaddress.ip_network(s, strict=False) for s in sources]
+        self.proxies = [ipaddress.ip_network(s, strict=False) for s in config.options.get("push_trusted_proxies", [])]
+
+    @property
+    def adapter(self) -> Marketplace:
+        if self._adapter is None:
+            from marketplaces import open_account
+
+            self._adapter = open_account(self.config)
+        return self._adapter
+
+    def token_ok(self, given: str) -> bool:
+        return bool(self.token) and hmac.compare_digest(self.token.encode(), given.encode())
+
+    def source_ok(self, remote: str, forwarded: str) -> bool:
+        if not self.sources:
+            return True
+        try:
+            addr = ipaddress.ip_address(remote)
+            if forwarded and any(addr in p for p in self.proxies):
+                addr = ipaddress.ip_address(forwarded.split(",")[-1].strip())
+        except ValueError:
+            return False
+        return any(addr in net for net in self.sources)
+
+
+class PushWorker:
+    """Hands stored events to `on_event` in the background, in order; retries failures with backoff
+    (the event stays unhandled in the table until `on_event` returns); replays what a previous run
+    left unhandled."""
+
+    def __init__(self, db_path: str, accounts: dict[str, PushAccount], on_event: OnEvent | None, *,
+                 retry_base_s: float = 1.0, retry_max_s: float = 300.0) -> None:
+        self.db_path = db_path
+        self.accounts = accounts
+        self.on_event = on_event
+        self.retry_base_s = retry_base_s
+        self.retry_max_s = retry_max_s
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.on_event is None or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="push-events", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._idle.clear()
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Until no stored event is waiting to be handled now (tests, shutdown)."""
+        return self._idle.wait(timeout)
+
+    def _run(self) -> None:
+        conn = connect(self.db_path)
+        try:
+            while not self._stop.is_set():
+                delay = self._pass(conn)
+                if delay is None:
+                    self._idle.set()
+                    delay = 30.0
+                self._wake.wait(delay)
+                self._wake.clear()
+        finally:
+            conn.close()
+
+    def _pass(self, conn: sqlite3.Connection) -> float | None:
+        """Handle every due event; the seconds until the next retry is due, None when nothing waits."""
+        rows = conn.execute("SELECT * FROM push_events WHERE handled_at IS NULL ORDER BY id").fetchall()
+        for row in rows:
+            if self._stop.is_set():
+                return 0.0
+            if row["next_try_at"] <= time.time():
+                self._handle(conn, row)
+        left = conn.execute("SELECT MIN(next_try_at) FROM push_events WHERE handled_at IS NULL").fetchone()[0]
+        return None if left is None else max(0.05, left - time.time())
+
+    def _handle(self, conn: sqlite3.Connection, row: sqlite3.Row) -> None:
+        account = self.accounts.get(row["account"])
+        try:
+            if account is None:
+                raise MarketplaceError(f"account {row['account']} is no longer configured")
+            headers = {"x-push-path": row["push"]}
+            events = [e for e in account.adapter.parse_push(headers, row["body"].encode()) if e.dedup_key == row["dedup_key"]]
+            if not events:
+                raise MarketplaceError(f"stored push {row['id']} no longer parses to its event")
+            outcome = self.on_event(row["account"], events[0]) if self.on_event else "stored"
+        except Exception as exc:  # noqa: BLE001 - any failure leaves the event for a retry
+            log.warning("push event %s (%s) not handled yet: %s", row["id"], row["dedup_key"], exc)
+            wait = min(self.retry_max_s, self.retry_base_s * 2 ** row["attempts"])
+            with transaction(conn):
+                conn.execute("UPDATE push_events SET attempts=attempts+1, last_error=?, next_try_at=? WHERE id=?",
+                             (str(exc)[:500], time.time() + wait, row["id"]))
+            return
+        with transaction(conn):
+            conn.execute("UPDATE push_events SET handled_at=?, outcome=?, attempts=attempts+1, last_error='' "
+                         "WHERE id=?", (time.time(), str(outcome or "")[:200], row["id"]))
+
+
+def create_webhooks_blueprint(db_path: str, accounts: list[AccountConfig], on_event: OnEvent | None,
+                              adapters: dict[str, Marketplace] | None = None, *,
+                              retry_base_s: float = 1.0) -> Blueprint:
+    """The push endpoints for the Yandex.Market and Megamarket accounts among `accounts`. `on_event(account,
+    event)` gets each new event once (after it was stored and acknowledged); the blueprint's
+    `push_worker` (a `PushWorker`) runs it. See the module docstring for URLs and answers."""
+    open_db(db_path).close()
+    adapters = adapters or {}
+    by_name = {a.name: PushAccount(a, adapters.get(a.name)) for a in accounts
+               if a.marketplace in ("yandex_market", "megamarket")}
+    worker = PushWorker(db_path, by_name, on_event, retry_base_s=retry_base_s)
+    bp = Blueprint("marketplace_pushes", __name__)
+    bp.push_worker = worker  # type: ignore[attr-defined]
+    local = threading.local()
+
+    def db() -> sqlite3.Connection:
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn = local.conn = connect(db_path)
+            conn.execute("PRAGMA synchronous=FULL")  # an acknowledged push survives a power cut
+        return conn
+
+    @bp.record_once
+    def _started(_state: Any) -> None:
+        worker.start()
+        worker.wake()  # replay what a previous run left unhandled
+
+    def refuse(account: PushAccount | None, marketplace: str, status: int, message: str) -> Response:
+        log.warning("push refused (%s %s): %s", marketplace, account.name if account else "?", message)
+        if marketplace == "yandex_market":
+            return _ym_error(status, "WRONG_EVENT_FORMAT" if status == 400 else "UNKNOWN", message)
+        return _mm_answer(status, message)
+
+    def receive(marketplace: str, name: str, token: str, push: str) -> Response:
+        account = by_name.get(name)
+        if account is None or account.marketplace != marketplace:
+            return refuse(None, marketplace, 404, "no such push endpoint")
+        if not account.token_ok(token):
+            return refuse(account, marketplace, 403, "wrong push token")
+        if not account.source_ok(request.remote_addr or "", request.headers.get("X-Forwarded-For", "")):
+            return refuse(account, marketplace, 403, f"source {request.remote_addr} is not allowed to push")
+        if (request.content_length or 0) > MAX_BODY:
+            return refuse(account, marketplace, 413, "push body too large")
+        body = request.get_data(cache=False)
+        try:
+            events = account.adapter.parse_push({"x-push-path": push, **dict(request.headers)}, body)
+        except AuthError as exc:
+            return refuse(account, marketplace, 403, str(exc))
+        except MarketplaceError as exc:
+            return refuse(account, marketplace, 400, str(exc))
+        stored = [e for e in events if e.kind != "ping"]
+        if stored:
+            try:
+                new = store(account, push, body, stored)
+            except sqlite3.Error as exc:
+                log.error("push from %s not stored: %s", account.name, exc)
+                if marketplace == "yandex_market":
+                    return _ym_error(500, "UNKNOWN", "temporarily unable to store the notification")
+                return _mm_answer(500, "temporarily unable to store the push")
+            if new:
+                worker.wake()
+        if marketplace == "yandex_market":
+            return _json({**INTEGRATION, "time": _now_iso()}, 200)
+        return _mm_answer(200)
+
+    def store(account: PushAccount, push: str, body: bytes, events: list[OrderEvent]) -> int:
+        conn = db()
+        text = body.decode("utf-8")
+        new = 0
+        now = time.time()
+        with transaction(conn):
+            for e in events:
+                cur = conn.execute(
+                    "INSERT OR IGNORE INTO push_events(account, marketplace, push, kind, dedup_key, order_native_id,"
+                    " native_status, body, received_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                    (account.name, account.marketplace, push, e.kind, e.dedup_key, e.order_native_id,
+                     e.native_status, text, now))
+                if cur.rowcount == 1:
+                    new += 1
+                else:  # a duplicate delivery: acknowledged, counted, not handed on again
+                    conn.execute("UPDATE push_events SET duplicates=duplicates+1 WHERE account=? AND dedup_key=?",
+                                 (account.name, e.dedup_key))
+        return new
+
+    @bp.post("/push/yandex_market/<name>/<token>/notification")
+    def ym_notification(name: str, token: str) -> Response:
+        return receive("yandex_market", name, token, "notification")
+
+    @bp.post("/push/megamarket/<name>/<token>/order/new")
+    def mm_order_new(name: str, token: str) -> Response:
+        return receive("megamarket", name, token, "order/new")
+
+    @bp.post("/push/megamarket/<name>/<token>/order/cancel")
+    def mm_order_cancel(name: str, token: str) -> Response:
+        return receive("megamarket", name, token, "order/cancel")
+
+    return bp
+
+
+def create_blueprint(cfg: Any, adapters: dict[str, Marketplace], on_event: OnEvent | None) -> Blueprint:
+    """The factory cloud_sync.app calls: accounts and database from the CloudConfig."""
+    accounts = [s.account for s in cfg.accounts.values()]
+    return create_webhooks_blueprint(cfg.db_path, accounts, on_event, adapters,
+                                     retry_base_s=float(getattr(cfg.jobs, "retry_base_s", 1.0) or 1.0))
+
+
+def push_url(base_url: str, account: AccountConfig) -> str:
+    """Where the marketplace must push for this account (register it in the cabinet / sandbox):
+    Yandex.Market appends /notification itself, Megamarket /order/new and /order/cancel."""
+    token = account.credentials.get("push_token", "")
+    return f"{base_url.rstrip('/')}/push/{account.marketplace}/{account.name}/{token}"
+
+
+def pending(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Stored events not handled yet (for the manager's health page)."""
+    return [dict(r) for r in conn.execute(
+        "SELECT id, account, kind, dedup_key, attempts, last_error FROM push_events WHERE handled_at IS NULL")]

@@ -1,0 +1,96 @@
+"""Fixtures for the push-endpoint tests: the webhooks blueprint served over real HTTP on 127.0.0.1,
+real sandboxes pushing to it, a real SQLite file. Every server a test starts is stopped by the test."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from flask import Flask
+from werkzeug.serving import make_server
+
+from cloud_sync.webhooks import create_webhooks_blueprint, push_url
+from marketplaces import open_account
+from marketplaces.base import AccountConfig, OrderEvent
+from marketplaces.sandbox.core import RunningSandbox
+from marketplaces.sandbox.registry import start_sandbox
+
+
+@dataclass
+class Receiver:
+    url: str
+    db_path: str
+    accounts: dict[str, AccountConfig]
+    events: list[tuple[str, OrderEvent]] = field(default_factory=list)
+    worker: Any = None
+
+    def push_url(self, name: str) -> str:
+        return push_url(self.url, self.accounts[name])
+
+
+def account_of(running: RunningSandbox, name: str, **options: Any) -> AccountConfig:
+    app = running.app
+    creds = dict(running.credentials, push_token=f"push-secret-{name}")
+    if app.marketplace == "yandex_market":
+        opts = {"business_id": app.business_id, "campaign_id": app.campaign_id, "push_sources": ["127.0.0.0/8"]}
+    else:
+        opts = {"merchant_id": app.merchant_id, "shipping_point": app.shipping_point}
+    opts.update(options)
+    return AccountConfig(name=name, marketplace=app.marketplace, base_url=running.url, credentials=creds,
+                         time_scale=app.time_scale, options=opts)
+
+
+@pytest.fixture
+def sandboxes() -> Iterator[Callable[..., RunningSandbox]]:
+    started: list[RunningSandbox] = []
+
+    def make(name: str, **options: Any) -> RunningSandbox:
+        options.setdefault("seed", 10)
+        options.setdefault("time_scale", 1000)
+        running = start_sandbox(name, **options)
+        started.append(running)
+        return running
+
+    yield make
+    for running in started:
+        running.app.push.stop()
+        running.stop()
+
+
+@pytest.fixture
+def receiver_factory(tmp_path) -> Iterator[Callable[..., Receiver]]:
+    servers: list[tuple[Any, threading.Thread, Any]] = []
+
+    def make(accounts: list[AccountConfig], on_event: Callable[[str, OrderEvent], Any] | None = None,
+             db_name: str = "cloud.sqlite") -> Receiver:
+        got: list[tuple[str, OrderEvent]] = []
+
+        def record(account: str, event: OrderEvent) -> str:
+            if on_event is not None:
+                out = on_event(account, event)
+            else:
+                out = "ok"
+            got.append((account, event))
+            return str(out)
+
+        db_path = str(tmp_path / db_name)
+        adapters = {a.name: open_account(a) for a in accounts}
+        bp = create_webhooks_blueprint(db_path, accounts, record, adapters, retry_base_s=0.05)
+        app = Flask("test-cloud")
+        app.register_blueprint(bp)
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        servers.append((server, thread, bp.push_worker))
+        return Receiver(f"http://127.0.0.1:{server.server_port}", db_path, {a.name: a for a in accounts}, got,
+                        bp.push_worker)
+
+    yield make
+    for server, thread, worker in servers:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+        worker.stop()

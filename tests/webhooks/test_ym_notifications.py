@@ -1,0 +1,170 @@
+"""Yandex.Market's Notification API as the cloud receives it, over real HTTP from the YM sandbox:
+ORDER_CREATED / ORDER_STATUS_UPDATED / ORDER_CANCELLED stored before the answer, duplicates ignored,
+PING answered at once, requests and answers held to the official Notification API spec, malformed
+pushes refused with 400 and stored nowhere, wrong token / foreign store / source refused with 403."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+import httpx
+
+from marketplaces import open_account
+from marketplaces.sandbox.yandex_market_spec import register
+from marketplaces.spec import load_specs
+
+from .conftest import account_of  # noqa: TID252 - the fixtures' helper
+
+register()
+
+
+def rows(db_path: str, sql: str = "SELECT * FROM push_events ORDER BY id") -> list[sqlite3.Row]:
+    conn = sqlite3.connect(db_path)
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def wait_for(cond, timeout: float = 10.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()
+
+
+def post(url: str, body: bytes) -> httpx.Response:
+    return httpx.post(url, content=body, headers={"Content-Type": "application/json"}, timeout=10)
+
+
+def check_spec(body: bytes, resp: httpx.Response) -> None:
+    spec = load_specs("yandex_market_notification")
+    assert spec.response_errors("POST", "/notification", resp.status_code, body=resp.content,
+                                content_type=resp.headers["content-type"], request_body=body) == []
+
+
+def test_sandbox_pushes_created_status_cancelled_with_duplicates(sandboxes, receiver_factory) -> None:
+    ym = sandboxes("yandex_market")
+    acc = account_of(ym, "ym-1")
+    rx = receiver_factory([acc])
+    httpx.post(ym.url + "/_sandbox/x/push", json={"url": rx.push_url("ym-1"), "duplicates": 1}, timeout=10)
+    ids = httpx.post(ym.url + "/_sandbox/orders", json={"count": 3}, timeout=10).json()["orders"]
+    httpx.post(ym.url + "/_sandbox/x/cancel", json={"orders": [ids[2]]}, timeout=10)
+    assert httpx.post(ym.url + "/_sandbox/x/push_wait", json={"timeout": 10}, timeout=15).json()["idle"]
+    assert wait_for(lambda: len(rx.events) == 4)
+    time.sleep(0.2)
+    kinds = sorted((e.kind, e.order_native_id) for _, e in rx.events)
+    assert kinds == sorted([("created", i) for i in ids] + [("cancelled", ids[2])])
+    stored = rows(rx.db_path)
+    assert len(stored) == 4 and all(r["duplicates"] == 1 and r["handled_at"] for r in stored)
+    log = ym.app.push.summary()
+    assert log["delivered"] == 8 and log["failed_attempts"] == 0
+    # the order key of a push equals what polling returns: one order, whichever comes first
+    polled = {o.native_id for o in open_account(acc).new_orders()}
+    assert {i for i in ids[:2]} <= polled and all(k[1] in set(ids) for k in kinds)
+
+
+def test_status_update_after_ready_to_ship(sandboxes, receiver_factory) -> None:
+    ym = sandboxes("yandex_market")
+    acc = account_of(ym, "ym-2")
+    rx = receiver_factory([acc])
+    httpx.post(ym.url + "/_sandbox/x/push", json={"url": rx.push_url("ym-2")}, timeout=10)
+    oid = httpx.post(ym.url + "/_sandbox/orders", json={"count": 1}, timeout=10).json()["orders"][0]
+    adapter = open_account(acc)
+    order = adapter.get_order(oid)
+    codes = {ln.native_id: [f"0104607000000014215{ln.native_id}{n}" for n in range(ln.quantity)]
+             for ln in order.lines if ln.marking_required}
+    assert adapter.set_order_status(oid, "assemble", marking_codes=codes).ok
+    assert wait_for(lambda: any(e.kind == "status" for _, e in rx.events))
+    status = next(e for _, e in rx.events if e.kind == "status")
+    assert status.native_status == "PROCESSING" and status.native["substatus"] == "READY_TO_SHIP"
+    assert status.dedup_key == f"ym:{ym.app.campaign_id}:{oid}:status:PROCESSING/READY_TO_SHIP"
+
+
+def test_ping_is_answered_in_the_spec_shape_and_stored_nowhere(sandboxes, receiver_factory) -> None:
+    ym = sandboxes("yandex_market")
+    rx = receiver_factory([account_of(ym, "ym-3")])
+    body = b'{"notificationType": "PING", "time": "2026-11-26T10:00:00.000Z"}'
+    resp = post(rx.push_url("ym-3") + "/notification", body)
+    assert resp.status_code == 200 and set(resp.json()) == {"version", "name", "time"}
+    check_spec(body, resp)
+    assert rows(rx.db_path) == []
+
+
+def test_malformed_pushes_get_400_and_are_stored_nowhere(sandboxes, receiver_factory) -> None:
+    ym = sandboxes("yandex_market")
+    rx = receiver_factory([account_of(ym, "ym-4")])
+    url = rx.push_url("ym-4") + "/notification"
+    cid = ym.app.campaign_id
+    bad = [
+        b"{not json",
+        b"<html>oops</html>",
+        b'{"orderId": 1}',
+        b'{"notificationType": "ORDER_CREATED", "orderId": 5, "campaignId": %d}' % cid,
+        b'{"notificationType": "ORDER_CREATED", "orderId": "5", "campaignId": %d, "items": [],'
+        b' "createdAt": "2026-11-26T10:00:00Z"}' % cid,
+        b'{"notificationType": "ORDER_STATUS_UPDATED", "orderId": 5, "campaignId": %d, "status": "TELEPORTED",'
+        b' "substatus": "X", "updatedAt": "2026-11-26T10:00:00Z"}' % cid,
+        b'{"notificationType": "ORDER_CANCELLED", "orderId": 5, "campaignId": %d, "items": [{"offerId": "A"}],'
+        b' "cancelledAt": "yesterday"}' % cid,
+    ]
+    for body in bad:
+        resp = post(url, body)
+        assert resp.status_code == 400, body
+        assert resp.json()["error"]["type"] == "WRONG_EVENT_FORMAT" and resp.json()["error"]["message"]
+        check_spec(body, resp)
+    assert rows(rx.db_path) == [] and rx.events == []
+
+
+def test_wrong_token_foreign_store_and_unexpected_source_are_refused(sandboxes, receiver_factory) -> None:
+    ym = sandboxes("yandex_market")
+    strict = account_of(ym, "ym-strict", push_sources=["5.45.207.0/25"])  # Market's range only
+    rx = receiver_factory([account_of(ym, "ym-5"), strict])
+    good = (b'{"notificationType": "ORDER_CREATED", "orderId": 7, "campaignId": %d, "items": '
+            b'[{"offerId": "MS-00001", "count": 1}], "createdAt": "2026-11-26T10:00:00Z"}' % ym.app.campaign_id)
+    wrong_token = rx.url + "/push/yandex_market/ym-5/not-the-secret/notification"
+    assert post(wrong_token, good).status_code == 403
+    foreign = good.replace(b'"campaignId": %d' % ym.app.campaign_id, b'"campaignId": 999')
+    assert post(rx.push_url("ym-5") + "/notification", foreign).status_code == 403
+    assert post(rx.push_url("ym-strict") + "/notification", good).status_code == 403
+    assert rows(rx.db_path) == []
+    assert post(rx.push_url("ym-5") + "/notification", good).status_code == 200
+    assert [r["dedup_key"] for r in rows(rx.db_path)] == [f"ym:{ym.app.campaign_id}:7:created"]
+
+
+def test_stored_before_acknowledged_and_retried_until_handled(sandboxes, receiver_factory) -> None:
+    ym = sandboxes("yandex_market")
+    calls: list[str] = []
+
+    def flaky(account: str, event) -> str:
+        calls.append(event.dedup_key)
+        # the event is already in the table when ingestion first sees it
+        assert any(r["dedup_key"] == event.dedup_key for r in rows(rx.db_path))
+        if len(calls) < 3:
+            raise RuntimeError("ingestion down")
+        return "new"
+
+    rx = receiver_factory([account_of(ym, "ym-6")], on_event=flaky)
+    httpx.post(ym.url + "/_sandbox/x/push", json={"url": rx.push_url("ym-6")}, timeout=10)
+    httpx.post(ym.url + "/_sandbox/orders", json={"count": 1}, timeout=10)
+    assert wait_for(lambda: len(rx.events) == 1)
+    row = rows(rx.db_path)[0]
+    assert row["attempts"] == 3 and row["outcome"] == "new" and row["last_error"] == ""
+    assert len(calls) == 3 and ym.app.push.summary()["delivered"] == 1  # Market saw one success at once
+
+
+def test_sandbox_retries_until_the_receiver_answers(sandboxes, receiver_factory) -> None:
+    ym = sandboxes("yandex_market")
+    acc = account_of(ym, "ym-7")
+    rx = receiver_factory([acc])
+    # first point Market at a wrong token (403), then fix the URL: the retries carry the event over
+    httpx.post(ym.url + "/_sandbox/x/push", json={"url": rx.url + "/push/yandex_market/ym-7/old-secret",
+                                                  "max_attempts": 2}, timeout=10)
+    httpx.post(ym.url + "/_sandbox/orders", json={"count": 1}, timeout=10)
+    assert httpx.post(ym.url + "/_sandbox/x/push_wait", json={"timeout": 10}, timeout=15).json()["idle"]
+    log = ym.app.push.summary()["log"]
+    assert [e["status"] for e in log] == [403, 403] and rows(rx.db_path) == []
