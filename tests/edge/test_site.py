@@ -121,3 +121,36 @@ def test_the_boxs_scanner_bound_to_a_station_packs_there_and_the_page_hears_it(t
     finally:
         site.stop()
         site.close()
+
+
+def test_closing_a_handover_prints_the_supply_qr_or_the_act(site) -> None:
+    import base64
+    import io
+
+    import segno
+
+    from edge_agent.tasks import handover, station
+
+    buf = io.BytesIO()
+    segno.make("WB-GI-12345", error="m").save(buf, kind="png", scale=6)
+    for t in ("a", "b"):
+        add_task(site, t, MUG)
+        site.scan("pack-1", MUG["barcode"])
+    with store.transaction(site.conn):
+        inbox.apply_handover(site.conn, {"handover_id": "h-qr", "marketplace": "wildberries", "supply_id": "WB-GI-12345",
+                                         "qr_b64": base64.b64encode(buf.getvalue()).decode(), "order_ids": ["o-a"]})
+        inbox.apply_handover(site.conn, {"handover_id": "h-act", "marketplace": "ozon", "order_ids": ["o-b"]})
+    assert wait_for(lambda: len(site.printer.printed) == 2)  # the two parcels' labels
+    for h, parcel in (("h-qr", "o-a"), ("h-act", "o-b")):
+        site.act(station.set_mode, "pack-1", "handover", h)
+        assert site.scan("pack-1", parcel).ok
+        site.act(handover.close, site.send, h)
+    assert wait_for(lambda: len(site.printer.printed) == 4)
+    kinds = [b["kind"] for t, b in outbox(site.conn) if t == "printed"]
+    assert kinds == ["label", "label", "supply_qr", "act"]
+    zxingcpp = pytest.importorskip("zxingcpp")
+    from PIL import Image
+
+    texts = [{r.text for r in zxingcpp.read_barcodes(Image.open(p).convert("L"))} for p in site.printer.printed[2:]]
+    assert texts == [{"WB-GI-12345"}, {"h-act"}]  # what the printer printed scans back
+    assert site.row("SELECT state FROM tasks WHERE task_id = 'a'")["state"] == "handed_over"
