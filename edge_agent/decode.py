@@ -127,6 +127,9 @@ def load_image(path: str) -> np.ndarray:
     return image
 
 
+NO_BARCODE = "no barcode found"
+
+
 def pdf_pages(path: str, dpi: int = 300, max_pages: int = 20) -> list[np.ndarray]:
     """The pages of a PDF (a marketplace label) as grayscale pictures; raises ValueError."""
     pdfium = need("pypdfium2", "PDF decoding", "pypdfium2")
@@ -162,12 +165,13 @@ def decode_file(path: str) -> dict[str, Any]:
         symbols += [s for s in decode_image(image) if s not in symbols]
     result["symbols"] = [{"format": s.format, "text": s.text} for s in symbols]
     if not symbols:
-        result["error"] = "no barcode found"
+        result["error"] = NO_BARCODE
     return result
 
 
 def main(argv: list[str]) -> int:
-    """`marketsync decode FILE...`: one JSON line per file; exit 0 if every file decoded, 1 if not."""
+    """`marketsync decode FILE...`: one JSON line per file. Exit 0 when every file could be read (a
+    picture without a barcode is a result, `"symbols": []`), 1 when some file could not be read at all."""
     if not argv or argv[0] in ("-h", "--help"):
         print("usage: marketsync decode FILE...\n\nprints one JSON line per file: "
               '{"file": ..., "symbols": [{"format": ..., "text": ...}]} (GS1 separators as \\u001d)')
@@ -175,7 +179,7 @@ def main(argv: list[str]) -> int:
     ok = True
     for path in argv:
         result = decode_file(path)
-        ok = ok and not result.get("error")
+        ok = ok and result.get("error") in (None, NO_BARCODE)
         sys.stdout.write(json.dumps(result, ensure_ascii=False) + "\n")
         sys.stdout.flush()
     return 0 if ok else 1

@@ -345,6 +345,7 @@ def _open_escpos(kind: str, name: str, profile: PrinterProfile, conf: dict[str, 
     def make() -> Any:
         printer = need("escpos.printer", f"{kind} printer", "python-escpos")
         if kind == "escpos_usb":
+            need("usb.core", "escpos_usb printer", "pyusb")
             return printer.Usb(_int_id(conf["vendor_id"]), _int_id(conf["product_id"]),
                                timeout=int(conf.get("timeout_ms", 5000)))
         if kind == "escpos_network":

@@ -167,3 +167,92 @@ def test_uinput_virtual_keyboard_end_to_end():
             assert got[0].text == MARK.replace("=", "+") and got[0].station == "pack-9"
         finally:
             s.stop()
+
+
+class FakeInputDevice:
+    """Stands in for evdev.InputDevice (no /dev/input here): a pipe makes its fd readable, `read()`
+    hands out recorded events, and unplugging makes reads fail as the kernel does (ENODEV)."""
+
+    plugged: dict = {}
+
+    def __init__(self, path):
+        if path not in FakeInputDevice.plugged:
+            raise FileNotFoundError(2, "No such file or directory", path)
+        self.path, self.name = path, "Honeywell scanner"
+        self.queue = FakeInputDevice.plugged[path]
+        self.grabbed = False
+        self.queue["device"] = self
+
+    @property
+    def fd(self):
+        return self.queue["r"]
+
+    def grab(self):
+        self.grabbed = True
+
+    def ungrab(self):
+        self.grabbed = False
+
+    def read(self):
+        os.read(self.queue["r"], 1)
+        if self.queue.get("gone"):
+            raise OSError(19, "No such device")
+        return [self.queue["events"].pop(0)]
+
+    def close(self):
+        pass
+
+
+def _plug(path):
+    r, w = os.pipe()
+    FakeInputDevice.plugged[path] = {"r": r, "w": w, "events": []}
+    return FakeInputDevice.plugged[path]
+
+
+def _type(q, events):
+    for e in events:
+        q["events"].append(e)
+        os.write(q["w"], b"e")
+
+
+def test_evdev_scanners_grab_bind_stations_and_survive_unplug(monkeypatch):
+    monkeypatch.setattr(evdev, "InputDevice", FakeInputDevice)
+    q1, q2 = _plug("/dev/input/by-id/scanner-1"), _plug("/dev/input/by-id/scanner-2")
+    group = open_scanners([
+        {"kind": "evdev", "device": "/dev/input/by-id/scanner-1", "station": "pack-1"},
+        {"kind": "evdev", "device": "/dev/input/by-id/scanner-2", "station": "pack-2", "layout": "ru"},
+    ])
+    for s in group.scanners:
+        s.retry_s = 0.05
+    got, errors = [], []
+    group.start(got.append, errors.append)
+    try:
+        assert wait_for(lambda: all(s.online for s in group.scanners))
+        assert q1["device"].grabbed and q2["device"].grabbed
+        _type(q1, type_text(MARK.replace("=", "+"), "f8"))
+        _type(q2, [ev(KEY["G"], 1), ev(KEY["G"], 0), ev(KEY["ENTER"], 1)])
+        assert wait_for(lambda: len(got) == 2)
+        assert sorted((e.station, e.text) for e in got) == [("pack-1", MARK.replace("=", "+")), ("pack-2", "п")]
+        # scanner 1 unplugged mid-scan: the half scan is dropped, the error reported once
+        _type(q1, type_text("HALF")[:4])
+        q1["gone"] = True
+        del FakeInputDevice.plugged["/dev/input/by-id/scanner-1"]
+        os.write(q1["w"], b"e")
+        assert wait_for(lambda: errors)
+        assert isinstance(errors[0], DeviceGone) and "pack-1" in str(errors[0])
+        # plugged back in: it reads again without a restart
+        q1b = _plug("/dev/input/by-id/scanner-1")
+        assert wait_for(lambda: group.scanners[0].online and q1b.get("device") is not None)
+        _type(q1b, type_text("4601234567893"))
+        assert wait_for(lambda: len(got) == 3)
+        assert (got[-1].station, got[-1].text) == ("pack-1", "4601234567893")
+        assert len(errors) == 1
+    finally:
+        group.stop()
+        for q in list(FakeInputDevice.plugged.values()) + [q1]:
+            for fd in (q["r"], q["w"]):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        FakeInputDevice.plugged.clear()
