@@ -61,6 +61,7 @@ class ExchangeConfig:
     cookie_name: str = "marketsync_1c"
     session_ttl_s: int = 6 * 3600
     cost_price_types: tuple[str, ...] = ()
+    cancel_on_marketplace: bool = False  # an order cancelled in 1C is also cancelled on the marketplace
 
     @classmethod
     def from_section(cls, section: dict[str, Any], *, db_path: str, work_dir: str) -> ExchangeConfig:
@@ -73,7 +74,7 @@ class ExchangeConfig:
             password = Path(section["password_file"]).read_text("utf-8").strip()
         known = {k: section[k] for k in ("login", "file_limit", "zip", "max_file_bytes", "max_unpacked_bytes",
                                          "max_zip_members", "max_zip_ratio", "encoding", "cookie_name",
-                                         "session_ttl_s") if k in section}
+                                         "session_ttl_s", "cancel_on_marketplace") if k in section}
         if "cost_price_types" in section:
             known["cost_price_types"] = tuple(section["cost_price_types"])
         cfg = cls(db_path=db_path, work_dir=section.get("work_dir", work_dir), password=password, **known)
@@ -112,8 +113,9 @@ def safe_member_path(root: Path, name: str) -> Path:
 class Exchange:
     """The exchange's state machine over the database and the session folders."""
 
-    def __init__(self, config: ExchangeConfig) -> None:
+    def __init__(self, config: ExchangeConfig, cloud_config: Any = None) -> None:
         self.config = config
+        self.cloud_config = cloud_config
         self.work = Path(config.work_dir)
         self.work.mkdir(parents=True, exist_ok=True)
         open_db(config.db_path).close()  # the schema is up to date before the first request
@@ -313,7 +315,8 @@ class Exchange:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(body)
         try:
-            applied = orders_out.apply_feedback(self.conn(), target)
+            applied = orders_out.apply_feedback(self.conn(), target, cloud_config=self.cloud_config,
+                                                cancel_on_marketplace=self.config.cancel_on_marketplace)
         except CommerceMLError as exc:
             raise Refused(f"{exc}; no status was applied") from None
         log.info("1C sent statuses of %d order(s)", applied)
@@ -324,10 +327,11 @@ class Exchange:
         return Response(orders_out.info_xml(self.config.encoding), content_type=f"application/xml; charset={charset}")
 
 
-def exchange_blueprint(config: ExchangeConfig, *, url_prefix: str = "") -> Blueprint:
+def exchange_blueprint(config: ExchangeConfig, *, cloud_config: Any = None, url_prefix: str = "") -> Blueprint:
     """The 1C exchange as a Blueprint: answers at /1c/exchange and at /bitrix/admin/1c_exchange.php (the
-    path 1C proposes by default)."""
-    ex = Exchange(config)
+    path 1C proposes by default). `cloud_config` (CloudConfig) lets a cancellation from 1C cancel the
+    order in the cloud's order flow."""
+    ex = Exchange(config, cloud_config)
     bp = Blueprint("onec_exchange", __name__, url_prefix=url_prefix or None)
     bp.exchange = ex  # type: ignore[attr-defined]
 
@@ -415,3 +419,18 @@ def unpack_zip(archive: Path, folder: Path, config: ExchangeConfig) -> list[Path
             p.unlink(missing_ok=True)
         raise Refused(f"broken archive {archive.name}: {exc}") from None
     return written
+
+
+def register_exchange(app: Any, cloud_config: Any, db_path: str) -> bool:
+    """Register the exchange on the cloud's app when cloud.toml has an `[onec]` section with a password
+    (`password_env`, `password_file` or, for local use, `password`). Returns whether it was registered."""
+    section = dict((getattr(cloud_config, "raw", None) or {}).get("onec") or {})
+    if not section:
+        return False
+    cfg = ExchangeConfig.from_section(section, db_path=db_path,
+                                      work_dir=str(Path(db_path).resolve().parent / "onec-exchange"))
+    if not cfg.password:
+        log.warning("1C exchange not started: [onec] has no password (password_env or password_file)")
+        return False
+    app.register_blueprint(exchange_blueprint(cfg, cloud_config=cloud_config))
+    return True

@@ -10,8 +10,10 @@ orders are remembered as "sent" in the session; `mark_delivered` (1C's `mode=suc
 `apply_feedback` reads the documents 1C sends back (`mode=file`) and turns their requisites into a
 status per order: cancelled, shipped, paid or confirmed.
 
-Orders come from `enqueue_order` (the table `onec_order_queue`) — the entry point the cloud's order
-flow calls when an order should reach 1C.
+Orders come from the cloud's order list (`cloud_sync.orders`: tables `orders`, `order_lines`; the
+order key is the document's Ид) and from `enqueue_order` (table `onec_order_queue`: an order built by
+hand, with the marketplace fee per line where it is known). An order goes again when its unified status
+changed since 1C took it (a cancellation reaches 1C that way).
 """
 
 from __future__ import annotations
@@ -85,11 +87,40 @@ def enqueue_order(conn: sqlite3.Connection, order: OrderFor1C) -> None:
                  " ON CONFLICT(order_id) DO UPDATE SET payload=excluded.payload", (order.id, _to_json(order)))
 
 
-def pending_orders(conn: sqlite3.Connection) -> list[OrderFor1C]:
+def _cloud_orders(conn: sqlite3.Connection) -> list[OrderFor1C]:
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='orders'").fetchone():
+        return []
     rows = conn.execute(
-        "SELECT q.payload FROM onec_order_queue q LEFT JOIN onec_order_deliveries d ON d.order_id=q.order_id"
-        " WHERE d.order_id IS NULL OR d.state='sent' ORDER BY q.rowid").fetchall()
-    return [_from_json(r[0]) for r in rows]
+        "SELECT o.id, o.key, o.marketplace, o.account, o.number, o.native_id, o.created_at, o.status FROM orders o"
+        " LEFT JOIN onec_order_deliveries d ON d.order_id=o.key"
+        " WHERE d.order_id IS NULL OR d.state='sent' OR d.version!=o.status ORDER BY o.id").fetchall()
+    out = []
+    for r in rows:
+        lines = []
+        for ln in conn.execute(
+                "SELECT l.item_id, l.offer_id, l.title, l.quantity, l.units, l.price, i.name, i.unit FROM order_lines l"
+                " LEFT JOIN items i ON i.id=l.item_id WHERE l.order_id=? ORDER BY l.line_no", (r["id"],)):
+            units = ln["units"] or ln["quantity"]
+            price = Decimal(ln["price"]) * ln["quantity"] / units if units else Decimal(ln["price"])
+            lines.append(OrderLine1C(ln["item_id"] or "", ln["name"] or ln["title"] or ln["offer_id"], Decimal(units),
+                                     price.quantize(Decimal("0.01")), None, ln["unit"] or "шт"))
+        out.append(OrderFor1C(r["key"], r["marketplace"], r["account"], r["number"] or r["native_id"],
+                              r["created_at"], lines, r["status"]))
+    return out
+
+
+def pending_orders(conn: sqlite3.Connection) -> list[OrderFor1C]:
+    """Orders 1C has not taken (or has taken in an older status), the cloud's first, then queued ones."""
+    queued = conn.execute(
+        "SELECT q.payload, d.state, d.version FROM onec_order_queue q"
+        " LEFT JOIN onec_order_deliveries d ON d.order_id=q.order_id ORDER BY q.rowid").fetchall()
+    out = _cloud_orders(conn)
+    seen = {o.id for o in out}
+    for payload, state, version in queued:
+        o = _from_json(payload)
+        if o.id not in seen and (state is None or state == "sent" or version != o.status):
+            out.append(o)
+    return out
 
 
 def _num(d: Decimal, places: int = 2) -> str:
@@ -159,10 +190,10 @@ def query_answer(conn: sqlite3.Connection, session_id: str, *, encoding: str = "
     orders = pending_orders(conn)
     with transaction(conn):
         conn.executemany(
-            "INSERT INTO onec_order_deliveries(order_id, state, session_id) VALUES (?, 'sent', ?)"
-            " ON CONFLICT(order_id) DO UPDATE SET session_id=excluded.session_id, sent_at=datetime('now')"
-            " WHERE onec_order_deliveries.state='sent'",
-            [(o.id, session_id) for o in orders])
+            "INSERT INTO onec_order_deliveries(order_id, state, session_id, version) VALUES (?, 'sent', ?, ?)"
+            " ON CONFLICT(order_id) DO UPDATE SET state='sent', session_id=excluded.session_id,"
+            " version=excluded.version, sent_at=datetime('now'), delivered_at=NULL",
+            [(o.id, session_id, o.status) for o in orders])
     return orders_xml(orders, encoding=encoding)
 
 
@@ -190,23 +221,29 @@ def status_of(doc: Document) -> str:
     return "confirmed"
 
 
-def apply_feedback(conn: sqlite3.Connection, path: Path) -> int:
-    """Record 1C's status for each document of the file (all in one transaction) and pass it to the
-    cloud's order flow where it offers `apply_onec_status(conn, order_id, status, onec_number)`."""
+def apply_feedback(conn: sqlite3.Connection, path: Path, *, cloud_config=None, cancel_on_marketplace: bool = False
+                   ) -> int:
+    """Record 1C's status for each document of the file, all in one transaction, and apply it to the
+    cloud's order of that key: an order event always; a cancellation in 1C also cancels the order here
+    (reservation released, the site told to stop) when the cloud configuration is at hand, and on the
+    marketplace only with `cancel_on_marketplace`."""
     docs = [rec for rec in parse(path) if isinstance(rec, Document)]
-    try:
-        from cloud_sync import orders as cloud_orders
-    except ImportError:
-        cloud_orders = None
-    hook = getattr(cloud_orders, "apply_onec_status", None)
+    has_orders = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='orders'").fetchone()
     with transaction(conn):
         for d in docs:
             status = status_of(d)
             number_1c = d.requisites.get("Номер отгрузки по 1С") or d.requisites.get("Номер по 1С") or ""
             conn.execute("INSERT INTO onec_order_statuses(order_id, status, onec_number, requisites)"
                          " VALUES (?,?,?,?)", (d.id, status, number_1c, json.dumps(d.requisites, ensure_ascii=False)))
-            if hook is not None:
-                hook(conn, d.id, status, number_1c)
+            row = conn.execute("SELECT id, stage FROM orders WHERE key=?", (d.id,)).fetchone() if has_orders else None
+            if row is None:
+                continue
+            from cloud_sync import orders as cloud_orders
+
+            cloud_orders.log_event(conn, row["id"], f"onec_{status}", f"1C: {status}" + (f" ({number_1c})" if number_1c else ""))
+            if status == "cancelled" and cloud_config is not None and row["stage"] != "cancelled":
+                cloud_orders.cancel(conn, cloud_config, row["id"], reason="отменён в 1С",
+                                    tell_marketplace=cancel_on_marketplace)
     return len(docs)
 
 

@@ -84,6 +84,8 @@ MIGRATIONS = [
     );
     CREATE INDEX onec_order_statuses_order ON onec_order_statuses(order_id);
     """,
+    # the status an order had when it went to 1C: a later change (cancelled...) sends it again
+    "ALTER TABLE onec_order_deliveries ADD COLUMN version TEXT NOT NULL DEFAULT '';",
 ]
 
 
