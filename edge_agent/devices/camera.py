@@ -4,7 +4,8 @@ Owns `open_camera(config)` and `Camera`: `read_frame()` (a BGR numpy array; None
 file), `read_codes()` (the barcodes of the next frame, DataMatrix included, by zxing-cpp) and
 `codes()` (an iterator of new codes, each reported once until it leaves the picture). A device or
 stream that stops giving frames raises `DeviceGone`; the next read tries to reopen it, so the camera
-comes back by itself when it is plugged in again or the stream returns.
+comes back by itself when it is plugged in again or the stream returns. `CameraScanner` makes a
+camera a station's scanner (scanner kind "camera").
 """
 
 from __future__ import annotations
@@ -122,3 +123,56 @@ def open_camera(config: dict[str, Any]) -> Camera:
         raise DeviceError("a camera needs 'source' (/dev/video0, a video file or an rtsp:// URL)")
     return Camera(config["source"], config.get("width"), config.get("height"), bool(config.get("loop", False)),
                   float(config.get("reopen_s", 2.0)), bool(config.get("thorough", False)))
+
+
+class CameraScanner:
+    """A camera used as a scanner at a station: each code that comes into view is one ScanEvent (a
+    code staying in view is not repeated). Same start/stop/on_error contract as the other scanners."""
+
+    def __init__(self, camera: Camera, station: str, fps: float = 10.0) -> None:
+        self.camera, self.station, self.fps = camera, station, fps
+        self.source = str(camera.source)
+        self.online = False
+        self.last_error: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, on_scan: Any, on_error: Any = None) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, args=(on_scan, on_error), daemon=True,
+                                        name=f"camera-scanner-{self.station}")
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+        self.camera.close()
+
+    def _run(self, on_scan: Any, on_error: Any) -> None:
+        from edge_agent.devices.base import ScanEvent
+
+        seen: set[tuple[str, str]] = set()
+        reported = False
+        interval = 1.0 / self.fps if self.fps > 0 else 0.0
+        while not self._stop.is_set():
+            tick = time.monotonic()
+            try:
+                frame = self.camera.read_frame()
+            except DeviceError as exc:
+                self.online, self.last_error = False, str(exc)
+                if not reported and on_error is not None:
+                    on_error(exc)
+                reported = True
+                self._stop.wait(max(0.2, self.camera.reopen_s))
+                continue
+            if frame is None:  # the end of a video file
+                self.online = False
+                return
+            self.online, reported = True, False
+            now = {(s.format, s.text) for s in decode_image(frame, thorough=self.camera.thorough)}
+            for fmt_text in sorted(now - seen):
+                on_scan(ScanEvent(self.station, fmt_text[1], f"camera {self.source}"))
+            seen = now
+            self._stop.wait(max(0.0, interval - (time.monotonic() - tick)))

@@ -294,7 +294,8 @@ def open_printer(config: dict[str, Any]) -> Any:
 
     Keys: kind, name, language, dpi, width_mm, height_mm, and per kind: out_dir (virtual, file: path),
     host/port (tcp, network), device (serial, usb device node, escpos_file), baudrate, vendor_id/product_id
-    (usb through pyusb), queue (cups), chunk_bytes and chunk_pause_ms (slow USB printers).
+    (usb through pyusb), queue (cups), chunk_bytes and chunk_pause_ms (slow USB printers), timeout_s and
+    settle_s (tcp: how long to wait for the printer to refuse a job after the last byte).
     """
     kind = str(config.get("kind", "virtual"))
     if kind not in KINDS:
@@ -316,7 +317,7 @@ def open_printer(config: dict[str, Any]) -> Any:
         return _open_escpos(kind, name, profile, conf, chunk, pause)
     if kind in ("zpl_tcp", "tspl_tcp"):
         transport: Any = TcpTransport(str(conf.get("host", "127.0.0.1")), int(conf.get("port", 9100)),
-                                      float(conf.get("timeout_s", 5.0)))
+                                      float(conf.get("timeout_s", 5.0)), float(conf.get("settle_s", 0.25)))
     elif kind in ("zpl_usb", "tspl_usb"):
         if "vendor_id" in conf:
             transport = UsbTransport(_int_id(conf["vendor_id"]), _int_id(conf["product_id"]))

@@ -406,9 +406,9 @@ class ScannerGroup:
 
 
 def open_scanner(config: dict[str, Any]) -> Any:
-    """A scanner from its config: kind (evdev|serial|virtual), device, station, layout (us|ru),
+    """A scanner from its config: kind (evdev|serial|camera|virtual), device, station, layout (us|ru),
     gs_keys (default ["F8"]), gs_substitutes (strings the scanner sends for GS, e.g. "<GS>"),
-    baudrate (serial), grab (evdev, default true)."""
+    baudrate (serial), grab (evdev, default true); a camera takes open_camera's keys and fps."""
     kind = str(config.get("kind", "virtual"))
     station = str(config.get("station", "pack-1"))
     subs = list(config.get("gs_substitutes", []))
@@ -420,10 +420,14 @@ def open_scanner(config: dict[str, Any]) -> Any:
         return EvdevScanner(str(config["device"]), station, str(config.get("layout", "us")),
                             bool(config.get("grab", True)), gs_keys=config.get("gs_keys", ("F8",)),
                             gs_substitutes=subs)
+    if kind == "camera":
+        from edge_agent.devices.camera import CameraScanner, open_camera
+
+        return CameraScanner(open_camera(config), station, float(config.get("fps", 10)))
     if kind == "serial":
         return SerialScanner(str(config.get("device", "/dev/ttyACM0")), station,
                              int(config.get("baudrate", 9600)), subs)
-    raise DeviceError(f"unknown scanner kind {kind!r}; expected evdev, serial or virtual")
+    raise DeviceError(f"unknown scanner kind {kind!r}; expected evdev, serial, camera or virtual")
 
 
 def open_scanners(configs: Iterable[dict[str, Any]]) -> ScannerGroup:

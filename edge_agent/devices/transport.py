@@ -41,8 +41,8 @@ def write_chunked(transport: Transport, data: bytes, chunk: int = DEFAULT_CHUNK,
 class TcpTransport:
     """A raw socket printer port (JetDirect 9100). A new connection per job; status over the same."""
 
-    def __init__(self, host: str, port: int = 9100, timeout: float = 5.0) -> None:
-        self.host, self.port, self.timeout = host, int(port), timeout
+    def __init__(self, host: str, port: int = 9100, timeout: float = 5.0, settle_s: float = 0.25) -> None:
+        self.host, self.port, self.timeout, self.settle_s = host, int(port), timeout, settle_s
         self.where = f"{host}:{port}"
         self._sock: socket.socket | None = None
 
@@ -63,13 +63,15 @@ class TcpTransport:
             raise DeviceGone(f"printer at {self.where} dropped the connection mid-job: {exc}") from exc
 
     def finish(self) -> None:
-        """Close after a job so the printer sees the end of it; raises if it never took the data."""
+        """End the job: half-close, then give the printer `settle_s` to refuse it (a reset means the
+        data did not all arrive). Printers that close their side answer at once; others keep the
+        connection open and the wait runs out, which counts as taken."""
         sock = self._sock
         if sock is None:
             return
         try:
             sock.shutdown(socket.SHUT_WR)
-            sock.settimeout(self.timeout)
+            sock.settimeout(self.settle_s)
             try:
                 sock.recv(1)
             except TimeoutError:

@@ -109,3 +109,27 @@ def test_retention_keeps_the_newest(tmp_path):
     deleted = apply_retention(tmp_path, Retention(max_files=4, max_bytes=3500, max_age_days=30), now=now)
     assert sorted(p.name for p in deleted) == ["ancient.mp4", "o0.mp4", "o1.mp4", "o2.mp4"]
     assert sorted(p.name for p in tmp_path.glob("*.mp4")) == ["o3.mp4", "o4.mp4", "o5.mp4"]
+
+
+def test_camera_as_a_station_scanner(tmp_path):
+    from edge_agent.devices import open_scanner
+    from edge_agent.devices.scanners import wait_for
+
+    s = open_scanner({"kind": "camera", "source": str(make_video(tmp_path / "desk.mp4", frames=10)),
+                      "station": "pack-3", "fps": 50})
+    got = []
+    s.start(got.append)
+    try:
+        assert wait_for(lambda: len(got) >= 2)
+        time.sleep(0.3)
+    finally:
+        s.stop()
+    assert sorted((e.station, e.text) for e in got) == [("pack-3", MARK), ("pack-3", "WB-ORDER-555")]
+    gone = open_scanner({"kind": "camera", "source": "/dev/video96", "station": "pack-4", "reopen_s": 0.05})
+    errors = []
+    gone.start(got.append, errors.append)
+    try:
+        assert wait_for(lambda: errors)
+        assert isinstance(errors[0], DeviceGone) and len(errors) == 1
+    finally:
+        gone.stop()
