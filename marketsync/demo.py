@@ -170,13 +170,13 @@ class Demo:
 
     def run(self) -> None:
         duration = self.args.duration
-        next_order = time.monotonic() + 2.0
+        next_order = time.monotonic()
         self.say("orders start arriving on every marketplace; the site packs them as they come")
         while True:
             now = time.monotonic()
             if duration and now - self.started >= duration:
                 break
-            if now >= next_order and (not duration or now - self.started < duration - 8):
+            if now >= next_order and (not duration or now - self.started < duration - 6):
                 self.new_order()
                 next_order = now + self.args.order_every
             self.report_events()

@@ -1,0 +1,84 @@
+"""`marketsync demo` as a newcomer runs it: a real run, its summary line, and nothing left behind.
+
+The demo runs as its own process (real broker, four sandboxes, cloud, one site). Afterwards no process
+it started may still run: every URL it printed refuses connections and no process still has the demo
+folder on its command line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SUMMARY_KEYS = {"orders_seen", "orders_packed", "labels_printed", "stock_pushes", "errors"}
+
+
+def _demo(workdir: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "marketsync.cli", "demo", "--workdir", str(workdir), "--items", "20",
+         "--order-every", "1.5", "--time-scale", "10", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )
+
+
+def _assert_nothing_left(output: str, workdir: Path) -> None:
+    ports = {int(p) for p in re.findall(r"http://127\.0\.0\.1:(\d+)", output)}
+    ports |= {int(p) for p in re.findall(r"on 127\.0\.0\.1:(\d+)", output)}
+    assert ports, "the demo printed where its parts listen"
+    for port in ports:
+        with socket.socket() as s:
+            s.settimeout(1)
+            assert s.connect_ex(("127.0.0.1", port)) != 0, f"something still listens on {port}"
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        assert str(workdir) not in cmdline, f"process {pid} is still running: {cmdline}"
+
+
+def test_demo_runs_a_day_and_ends_with_its_summary(tmp_path: Path):
+    workdir = tmp_path / "demo"
+    proc = _demo(workdir, "--duration", "45")
+    out, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 0, out
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert set(summary) == SUMMARY_KEYS
+    assert summary["orders_seen"] >= 5, out
+    assert summary["orders_packed"] >= 3, out
+    assert summary["labels_printed"] >= 3, out
+    assert summary["stock_pushes"] > 0, out
+    assert "a buyer ordered on" in out
+    labels = list((workdir / "site-1" / "labels").glob("*.png"))
+    assert len(labels) == summary["labels_printed"]
+    _assert_nothing_left(out, workdir)
+
+
+def test_ctrl_c_stops_every_child_process(tmp_path: Path):
+    workdir = tmp_path / "demo"
+    proc = _demo(workdir)
+    lines: list[str] = []
+    deadline = time.monotonic() + 120
+    assert proc.stdout is not None
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "orders start arriving" in line:
+            break
+    assert any("orders start arriving" in ln for ln in lines), "".join(lines)
+    time.sleep(3)
+    os.kill(proc.pid, signal.SIGINT)  # what Ctrl-C sends
+    rest, _ = proc.communicate(timeout=60)
+    out = "".join(lines) + rest
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert set(summary) == SUMMARY_KEYS
+    _assert_nothing_left(out, workdir)
