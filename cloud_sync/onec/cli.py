@@ -6,6 +6,11 @@ imports CommerceML files (import*.xml, offers*.xml, prices*, rests*) into a clou
 transaction and prints, as its last line, one JSON object with the counts, the stock total per
 warehouse, the prices per item and price type and the warnings. An invalid file exits non-zero with
 one clear line on stderr and leaves the database as it was.
+
+    marketsync onec commission REPORT_ID --db PATH [--xlsx FILE] [--principal NAME] [--odata --config cloud.toml]
+
+writes a saved commission agent report as the XLSX of 1C's «Отчет комиссионера (агента) о продажах»
+and/or creates that document in 1C through OData (`[onec.odata]` of cloud.toml).
 """
 
 from __future__ import annotations
@@ -29,10 +34,60 @@ def main(argv: list[str]) -> int:
     imp.add_argument("--cost-price-type", action="append", default=[],
                      help="the price type (name or id) that is the cost price; by default one named "
                           "like «Себестоимость»/«Закупочная»")
+    com = sub.add_parser("commission", help="a saved commission report to 1C (XLSX and/or OData)")
+    com.add_argument("report_id")
+    com.add_argument("--db", required=True)
+    com.add_argument("--xlsx", help="write the XLSX here")
+    com.add_argument("--principal", default="", help="the seller's organization (комитент)")
+    com.add_argument("--odata", action="store_true", help="create the document in 1C via OData")
+    com.add_argument("--config", help="cloud.toml with [onec.odata] (for --odata)")
     args = ap.parse_args(argv)
     if args.cmd == "import":
         return _import(args)
+    if args.cmd == "commission":
+        return _commission(args)
     return 2
+
+
+def _commission(args: argparse.Namespace) -> int:
+    import tomllib
+
+    from cloud_sync.onec.commission import (
+        CommissionError,
+        create_document,
+        odata_settings,
+        saved_report,
+        write_xlsx,
+    )
+
+    if not args.xlsx and not args.odata:
+        print("marketsync onec commission: say --xlsx FILE and/or --odata", file=sys.stderr)
+        return 2
+    conn = open_db(args.db)
+    try:
+        report = saved_report(conn, args.report_id)
+        out: dict = {"report": report.id, "rows": len(report.rows)}
+        if args.xlsx:
+            out["xlsx"] = str(write_xlsx(report, args.xlsx, principal=args.principal))
+        if args.odata:
+            if not args.config:
+                print("marketsync onec commission: --odata needs --config cloud.toml", file=sys.stderr)
+                return 2
+            with open(args.config, "rb") as fh:
+                section = tomllib.load(fh).get("onec", {}).get("odata")
+            if not section:
+                print(f"marketsync onec commission: {args.config} has no [onec.odata]", file=sys.stderr)
+                return 2
+            result = create_document(report, odata_settings(section, report.account))
+            out["odata"] = {"ref_key": result.ref_key, "posted": result.posted, "lines": result.lines,
+                            "skipped": result.skipped}
+    except CommissionError as exc:
+        print(f"marketsync onec commission: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        conn.close()
+    print(json.dumps(out, ensure_ascii=False))
+    return 0
 
 
 def _import(args: argparse.Namespace) -> int:

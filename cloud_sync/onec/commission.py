@@ -1,0 +1,280 @@
+"""The commission agent report for 1C: as an XLSX laid out like the goods table of 1C's document
+«Отчет комиссионера (агента) о продажах», and, where the seller published 1C's standard OData REST
+interface, as that document created in 1C directly.
+
+The report itself is the cloud's (`cloud_sync.reports.CommissionReport`, built from the marketplace's
+realization report, saved in `commission_reports`/`commission_report_rows`); `saved_report` reads a
+saved one back. Rows keep the 1C item id (`Ид` from the CommerceML exchange = the item's Ref_Key in
+1C; `product#characteristic` for a characteristic).
+
+OData: `POST {base}/odata/standard.odata/{document}?$format=json` with the header fields and the
+goods table, Basic auth; with `post = true` then `POST …({document}(guid'…'))/Post()`. Names of the
+document, its table and fields differ between configurations (УТ 11 / КА 2 / ERP: Document_ОтчетКомиссионера,
+Бухгалтерия: Document_ОтчетКомиссионераОПродажах), so they are settings with those defaults. Nothing
+is sent when a row's item id is not a 1C GUID: the whole document or nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from cloud_sync.reports import CommissionReport, ItemRow
+
+MARKETPLACE_TITLES = {"wildberries": "Wildberries", "ozon": "Ozon", "yandex_market": "Яндекс Маркет",
+                      "megamarket": "Мегамаркет"}
+GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+COLUMNS = ["№", "Код (Ид 1С)", "Артикул", "Номенклатура", "Характеристика", "Количество", "Цена", "Сумма",
+           "% вознаграждения", "Сумма вознаграждения", "Возвращено, шт", "Логистика", "Прочие удержания",
+           "К перечислению"]
+
+
+class CommissionError(ValueError):
+    """The report cannot be written or sent; the message never holds a secret."""
+
+
+def saved_report(conn: sqlite3.Connection, report_id: str) -> CommissionReport:
+    """A report the cloud built and saved (reports.save_report), read back."""
+    r = conn.execute("SELECT * FROM commission_reports WHERE id=?", (report_id,)).fetchone()
+    if r is None:
+        raise CommissionError(f"no commission report {report_id!r}")
+    rows = [ItemRow(key=x["item_id"] or f"row:{x['row_no']}", item_id=x["item_id"], article=x["article"],
+                    name=x["name"], offer_ids=[o for o in x["offer_ids"].split(", ") if o], sold=x["sold"],
+                    returned=x["returned"], revenue=Decimal(x["revenue"]), fee=Decimal(x["fee"]),
+                    logistics=Decimal(x["logistics"]), other=Decimal(x["other"]), to_pay=Decimal(x["to_pay"]))
+            for x in conn.execute("SELECT * FROM commission_report_rows WHERE report_id=? ORDER BY row_no",
+                                  (report_id,))]
+    totals = {k: Decimal(v) for k, v in json.loads(r["totals"]).items()}
+    return CommissionReport(account=r["account"], marketplace=r["marketplace"],
+                            period_from=date.fromisoformat(r["period_from"]),
+                            period_to=date.fromisoformat(r["period_to"]), rows=rows, totals=totals,
+                            native_totals={k: Decimal(v) for k, v in json.loads(r["native_totals"]).items()},
+                            compared={}, differences=[], not_compared=[], native_report_id=r["native_report_id"],
+                            id=r["id"])
+
+
+def _split(item_id: str | None) -> tuple[str, str]:
+    if not item_id:
+        return "", ""
+    product, _, characteristic = item_id.partition("#")
+    return product, characteristic
+
+
+def _price(row: ItemRow) -> Decimal:
+    return (row.revenue / row.sold).quantize(Decimal("0.01")) if row.sold else Decimal(0)
+
+
+def _percent(row: ItemRow) -> Decimal:
+    return (row.fee * 100 / row.revenue).quantize(Decimal("0.01")) if row.revenue else Decimal(0)
+
+
+def table_rows(report: CommissionReport) -> list[list[Any]]:
+    out = []
+    for n, r in enumerate(report.rows, 1):
+        characteristic = _split(r.item_id)[1]
+        out.append([n, r.item_id or "", r.article, r.name, characteristic, r.sold, _price(r), r.revenue,
+                    _percent(r), r.fee, r.returned, r.logistics, r.other, r.to_pay])
+    return out
+
+
+def write_xlsx(report: CommissionReport, path: str | Path, *, principal: str = "", number: str = "",
+               on: date | None = None) -> Path:
+    """The report as 1C's «Отчет комиссионера (агента) о продажах» lays its goods table out."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Alignment, Border, Font, Side
+    from openpyxl.utils import get_column_letter
+
+    on = on or date.today()
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "Отчет комиссионера"
+    title = MARKETPLACE_TITLES.get(report.marketplace, report.marketplace)
+    ws["A1"] = f"Отчет комиссионера (агента) о продажах № {number or report.id} от {on.strftime('%d.%m.%Y')}"
+    ws["A1"].font = Font(bold=True, size=14)
+    ws.merge_cells(start_row=1, start_column=1, end_row=1, end_column=len(COLUMNS))
+    header = [("Комиссионер (агент):", f"{title}, кабинет {report.account}"),
+              ("Комитент (принципал):", principal),
+              ("Период:", f"с {report.period_from.strftime('%d.%m.%Y')} по {report.period_to.strftime('%d.%m.%Y')}")]
+    for i, (label, value) in enumerate(header, 3):
+        ws.cell(i, 1, label).font = Font(bold=True)
+        ws.cell(i, 3, value)
+    top = 7
+    thin = Side(style="thin")
+    box = Border(left=thin, right=thin, top=thin, bottom=thin)
+    for c, name in enumerate(COLUMNS, 1):
+        cell = ws.cell(top, c, name)
+        cell.font = Font(bold=True)
+        cell.alignment = Alignment(wrap_text=True, horizontal="center", vertical="center")
+        cell.border = box
+    money_cols = {7, 8, 10, 12, 13, 14}
+    rows = table_rows(report)
+    for i, row in enumerate(rows, top + 1):
+        for c, value in enumerate(row, 1):
+            cell = ws.cell(i, c, float(value) if isinstance(value, Decimal) else value)
+            cell.border = box
+            if c in money_cols:
+                cell.number_format = "#,##0.00"
+    total_row = top + len(rows) + 1
+    ws.cell(total_row, 4, "Итого").font = Font(bold=True)
+    for c, key in ((6, "sold"), (8, "revenue"), (10, "fee"), (11, "returned"), (12, "logistics"), (13, "other"),
+                   (14, "to_pay")):
+        value = sum((getattr(r, key) for r in report.rows), Decimal(0))
+        cell = ws.cell(total_row, c, float(value) if key not in ("sold", "returned") else int(value))
+        cell.font = Font(bold=True)
+        cell.border = box
+        if c in money_cols:
+            cell.number_format = "#,##0.00"
+    revenue = sum((r.revenue for r in report.rows), Decimal(0))
+    fee = sum((r.fee for r in report.rows), Decimal(0))
+    ws.cell(total_row + 2, 1, f"Всего наименований {len(rows)}, на сумму {revenue:,.2f} руб.".replace(",", " "))
+    ws.cell(total_row + 3, 1, f"Вознаграждение комиссионера составило {fee:,.2f} руб.".replace(",", " "))
+    widths = [5, 40, 14, 44, 18, 11, 11, 13, 11, 13, 11, 12, 12, 14]
+    for c, w in enumerate(widths, 1):
+        ws.column_dimensions[get_column_letter(c)].width = w
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.fitToWidth = 1
+    ws.sheet_properties.pageSetUpPr.fitToPage = True
+    path = Path(path)
+    try:
+        wb.save(str(path))
+    except OSError as exc:
+        raise CommissionError(f"cannot write {path}: {exc.strerror}") from None
+    return path
+
+
+# ---------------------------------------------------------------- OData
+
+
+@dataclass
+class ODataSettings:
+    """`[onec.odata]` of cloud.toml; `accounts.<account>` gives that account's counterparty and contract."""
+
+    base_url: str  # the published infobase, e.g. http://1c.local/trade
+    login: str = ""
+    password: str = field(default="", repr=False)
+    document: str = "Document_ОтчетКомиссионера"
+    table: str = "Товары"
+    organization_key: str = ""
+    counterparty_key: str = ""  # the marketplace as a counterparty in 1C
+    contract_key: str = ""
+    post: bool = False  # проводить документ after creating it
+    fields: dict[str, str] = field(default_factory=lambda: {
+        "item": "Номенклатура_Key", "characteristic": "Характеристика_Key", "quantity": "Количество",
+        "price": "Цена", "amount": "Сумма", "fee": "СуммаВознаграждения"})
+    timeout_s: float = 30.0
+
+
+@dataclass
+class ODataResult:
+    ref_key: str
+    posted: bool
+    lines: int
+    skipped: list[str]  # rows with no 1C item (marketplace services, unlinked cards): not in the document
+
+
+class ODataError(CommissionError):
+    pass
+
+
+def document_body(report: CommissionReport, settings: ODataSettings, *, on: datetime | None = None
+                  ) -> tuple[dict[str, Any], list[str]]:
+    """The JSON 1C's OData takes for the document, and the rows left out (no 1C item)."""
+    f = settings.fields
+    lines, skipped, bad = [], [], []
+    for r in report.rows:
+        product, characteristic = _split(r.item_id)
+        if not product:
+            skipped.append(r.name or r.key)
+            continue
+        if not GUID.match(product) or (characteristic and not GUID.match(characteristic)):
+            bad.append(r.item_id or "")
+            continue
+        if not r.sold:
+            continue
+        line = {"LineNumber": str(len(lines) + 1), f["item"]: product, f["quantity"]: r.sold,
+                f["price"]: float(_price(r)), f["amount"]: float(r.revenue), f["fee"]: float(r.fee)}
+        if characteristic:
+            line[f["characteristic"]] = characteristic
+        lines.append(line)
+    if bad:
+        raise ODataError(f"{len(bad)} item id(s) are not 1C references (GUID), nothing was sent: "
+                         + ", ".join(bad[:5]))
+    body: dict[str, Any] = {
+        "Date": (on or datetime.now()).strftime("%Y-%m-%dT%H:%M:%S"),
+        "Комментарий": f"marketsync: {report.marketplace} {report.account} "
+                       f"{report.period_from.isoformat()}..{report.period_to.isoformat()} ({report.id})",
+        settings.table: lines,
+    }
+    for key, value in (("Организация_Key", settings.organization_key), ("Контрагент_Key", settings.counterparty_key),
+                       ("Договор_Key", settings.contract_key)):
+        if value:
+            body[key] = value
+    return body, skipped
+
+
+def _odata_error(resp: Any) -> str:
+    try:
+        err = resp.json().get("odata.error", {})
+        return str(err.get("message", {}).get("value") or err.get("code") or resp.text[:200])
+    except ValueError:
+        return resp.text[:200]
+
+
+def create_document(report: CommissionReport, settings: ODataSettings, *, client: Any = None) -> ODataResult:
+    """Create (and with `post`, post) the document in 1C through its standard OData interface."""
+    import httpx
+
+    body, skipped = document_body(report, settings)
+    base = settings.base_url.rstrip("/") + "/odata/standard.odata/"
+    own = client is None
+    client = client or httpx.Client(timeout=settings.timeout_s)
+    try:
+        try:
+            resp = client.post(base + settings.document, params={"$format": "json"}, json=body,
+                               auth=(settings.login, settings.password), headers={"Accept": "application/json"})
+        except httpx.HTTPError as exc:
+            raise ODataError(f"1C OData at {settings.base_url} did not answer: {type(exc).__name__}") from None
+        if resp.status_code == 401:
+            raise ODataError(f"1C OData refused the login {settings.login!r} (401)")
+        if resp.status_code not in (200, 201):
+            raise ODataError(f"1C OData refused the document ({resp.status_code}): {_odata_error(resp)}")
+        ref = resp.json().get("Ref_Key", "")
+        posted = False
+        if settings.post:
+            resp = client.post(f"{base}{settings.document}(guid'{ref}')/Post()", params={"$format": "json"},
+                               auth=(settings.login, settings.password), headers={"Accept": "application/json"})
+            if resp.status_code not in (200, 204):
+                raise ODataError(f"1C created document {ref} but did not post it ({resp.status_code}): "
+                                 f"{_odata_error(resp)}")
+            posted = True
+        return ODataResult(ref, posted, len(body[settings.table]), skipped)
+    finally:
+        if own:
+            client.close()
+
+
+def odata_settings(section: dict[str, Any], account: str) -> ODataSettings:
+    """From `[onec.odata]` (password from `password_env` or `password_file`)."""
+    import os
+
+    password = section.get("password", "")
+    if section.get("password_env"):
+        password = os.environ.get(section["password_env"], "")
+    elif section.get("password_file"):
+        password = Path(section["password_file"]).read_text("utf-8").strip()
+    per_account = (section.get("accounts") or {}).get(account, {})
+    s = ODataSettings(base_url=section["base_url"], login=section.get("login", ""), password=password)
+    for key in ("document", "table", "organization_key", "post", "timeout_s"):
+        if key in section:
+            setattr(s, key, section[key])
+    s.counterparty_key = per_account.get("counterparty_key", section.get("counterparty_key", ""))
+    s.contract_key = per_account.get("contract_key", section.get("contract_key", ""))
+    if "fields" in section:
+        s.fields = {**s.fields, **section["fields"]}
+    return s
