@@ -322,7 +322,7 @@ def open_printer(config: dict[str, Any]) -> Any:
         if "vendor_id" in conf:
             transport = UsbTransport(_int_id(conf["vendor_id"]), _int_id(conf["product_id"]))
         else:
-            transport = FileTransport(str(conf.get("device", "/dev/usb/lp0")))
+            transport = FileTransport(str(conf.get("device", "/dev/usb/lp0")), timeout=float(conf.get("timeout_s", 10)))
         chunk = int(conf.get("chunk_bytes", 1024))
     elif kind in ("zpl_serial", "tspl_serial"):
         transport = SerialTransport(str(conf.get("device", "/dev/ttyUSB0")), int(conf.get("baudrate", 9600)),

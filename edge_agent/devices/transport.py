@@ -111,12 +111,18 @@ class TcpTransport:
 
 
 class FileTransport:
-    """A device node (/dev/usb/lp0, /dev/ttyUSB0) or a plain file the job is appended to."""
+    """A device node (/dev/usb/lp0, /dev/ttyUSB0) or a plain file the job is appended to.
 
-    def __init__(self, path: str, must_exist: bool = True) -> None:
+    Device nodes are written without blocking: a printer that stops taking data (switched off,
+    paused, out of paper) makes the write wait at most `timeout` seconds, then fail, instead of
+    hanging the print queue forever.
+    """
+
+    def __init__(self, path: str, must_exist: bool = True, timeout: float = 10.0) -> None:
         self.path = path
         self.where = path
         self.must_exist = must_exist
+        self.timeout = timeout
         self._fd: int | None = None
 
     def _open(self) -> int:
@@ -124,7 +130,10 @@ class FileTransport:
             if self.must_exist and not os.path.exists(self.path):
                 raise DeviceGone(f"printer device {self.path} is not there (unplugged or switched off?)")
             try:
-                flags = os.O_WRONLY | (0 if self.must_exist else os.O_CREAT | os.O_APPEND)
+                if self.must_exist:
+                    flags = os.O_WRONLY | os.O_NONBLOCK
+                else:
+                    flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
                 self._fd = os.open(self.path, flags, 0o644)
             except PermissionError as exc:
                 raise PrinterError(f"no permission to write to {self.path}: add the service user to the "
@@ -134,15 +143,34 @@ class FileTransport:
         return self._fd
 
     def write(self, data: bytes) -> None:
+        import select
+
         fd = self._open()
         view = memoryview(data)
+        deadline = time.monotonic() + self.timeout
         try:
             while view:
-                n = os.write(fd, view)
-                view = view[n:]
+                try:
+                    n = os.write(fd, view)
+                except BlockingIOError:
+                    n = 0
+                if n:
+                    view = view[n:]
+                    deadline = time.monotonic() + self.timeout
+                    continue
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise DeviceGone(f"printer {self.path} stopped taking data for {self.timeout:g} s "
+                                     f"(switched off, paused or out of paper?)")
+                select.select([], [fd], [], min(left, 0.5))
         except OSError as exc:
             self.close()
+            if isinstance(exc, DeviceGone):
+                raise
             raise DeviceGone(f"printer device {self.path} failed mid-job: {exc.strerror}") from exc
+        except DeviceGone:
+            self.close()
+            raise
 
     def query(self, request: bytes, timeout: float = 1.0) -> bytes | None:
         if not os.path.exists(self.path):

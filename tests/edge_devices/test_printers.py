@@ -305,3 +305,44 @@ def test_zpl_made_for_203_dpi_scaled_on_300_dpi_printer(make, tmp_path):
     cols = np.where(img.any(axis=0))[0]
     assert cols.max() - cols.min() > 0.9 * p.profile.width_dots  # the frame spans the label, not 2/3 of it
     assert make.decode_png(p.last_png) == ["WB300"]
+
+
+def test_slow_usb_printer_survives_chunks_and_a_stalled_one_fails_cleanly(make, tmp_path):
+    """A FIFO stands in for /dev/usb/lp0: one reader takes 512 bytes every few ms (a slow USB
+    printer), another stops reading (a printer switched off: its buffer fills and never drains)."""
+    import threading
+    import time
+
+    fifo = tmp_path / "lp0"
+    os.mkfifo(fifo)
+    p = open_printer({"kind": "zpl_usb", "device": str(fifo), "chunk_bytes": 512, "timeout_s": 0.5})
+    job = prepare_label(make.wb_png("SLOW-USB-1"), "png", {"language": "zpl"})
+    big = job.payload * 600  # ~200 KB, more than a pipe buffer holds: the writer must wait for the printer
+    received = bytearray()
+
+    def slow_reader():
+        fd = os.open(fifo, os.O_RDONLY)
+        try:
+            while chunk := os.read(fd, 512):
+                received.extend(chunk)
+                time.sleep(0.0005)
+        finally:
+            os.close(fd)
+
+    t = threading.Thread(target=slow_reader, daemon=True)
+    t.start()
+    time.sleep(0.05)
+    from edge_agent.devices.base import PrintJob
+
+    p.send(PrintJob("zpl", big, job.width_dots, job.height_dots, job.dpi))
+    t.join(timeout=10)
+    assert bytes(received) == big
+
+    stalled = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)  # opened, never read
+    try:
+        with pytest.raises(PrinterError, match="stopped taking data"):
+            p.send(PrintJob("zpl", big, job.width_dots, job.height_dots, job.dpi))
+    finally:
+        os.close(stalled)
+    with pytest.raises(PrinterError, match="cannot be opened"):  # nobody at the other end: ENXIO
+        p.send(job)
