@@ -348,6 +348,10 @@ class Site:
                 self._video_printed(job["order_id"])
             if not self.printer_state.ok:
                 self.printer_state = PrinterState(True, "")
+                with store.transaction(self.conn):
+                    self.send(self.conn, "device_status", {"devices": [
+                        {"kind": "printer", "name": getattr(self.printer, "name", "printer"), "online": True,
+                         "detail": "printing again"}]})
         self.printer_state.pending = self.row("SELECT COUNT(*) AS n FROM print_jobs WHERE state='pending'")["n"]
         if printed or jobs:
             self.changes.bump("print", printed=printed)

@@ -57,6 +57,8 @@ def test_printer_unplugged_mid_job_keeps_the_label_and_prints_it_when_back(site)
     site.printer.plug()
     assert wait_for(lambda: site.row("SELECT state FROM print_jobs")["state"] == "done")
     assert len(site.printer.printed) == 1 and site.printer_state.ok
+    states = [b["devices"][0]["online"] for t, b in outbox(site.conn) if t == "device_status"]
+    assert states == [False, True]
     printed = [b for t, b in outbox(site.conn) if t == "printed"]
     assert printed[0]["order_id"] == "o-t1" and printed[0]["file"] == str(site.printer.printed[0])
 
