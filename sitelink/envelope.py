@@ -4,6 +4,9 @@
 `seq` the sender's counter for that site's stream (1, 2, 3 ...), `type` one of `sitelink.messages`,
 `ts` the moment of sending (ISO 8601 UTC) and `body` the type's JSON object. `parse` turns raw bytes into
 an `Envelope` or raises `BadEnvelope` saying what is wrong; it never lets a malformed message through.
+
+On the wire an MQTT payload is one envelope (a JSON object) or, when a sender drains a backlog, a batch:
+a JSON array of envelopes, each checked on its own (`parse_batch` + `from_dict`).
 """
 
 from __future__ import annotations
@@ -95,6 +98,11 @@ def parse(raw: bytes | str, *, check: bool = True) -> Envelope:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BadEnvelope(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    return from_dict(data, check=check)
+
+
+def from_dict(data: Any, *, check: bool = True) -> Envelope:
+    """An envelope from already decoded JSON (one element of a batch, see `parse_batch`)."""
     if not isinstance(data, dict):
         raise BadEnvelope(f"envelope must be a JSON object, got {type(data).__name__}")
     msg_id = data.get("id")
@@ -128,6 +136,25 @@ def parse(raw: bytes | str, *, check: bool = True) -> Envelope:
         except BadMessage as exc:
             raise BadEnvelope(str(exc), **known) from None
     return env
+
+
+def parse_batch(raw: bytes | str) -> list[Any]:
+    """Decode one MQTT payload: a JSON object is one envelope, a JSON array a batch of them (the link
+    packs a backlog into batches). Returns the decoded items (not yet checked: see `from_dict`); raises
+    BadEnvelope when the payload itself is not UTF-8 JSON of either shape."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes | bytearray) else raw
+    except UnicodeDecodeError as exc:
+        raise BadEnvelope(f"not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadEnvelope(f"not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if isinstance(data, list):
+        if not data:
+            raise BadEnvelope("an empty batch")
+        return data
+    return [data]
 
 
 _CROCKFORD = set("0123456789ABCDEFGHJKMNPQRSTVWXYZ")

@@ -2,7 +2,7 @@
 
 Sending: `send(conn, type, body)` writes the envelope to `link_outbox` inside the caller's transaction.
 The link's worker thread reads the outbox in order and publishes at QoS 1 with a window of messages in
-flight per peer; the receiver's acknowledgement (`ms/v1/{site}/ack/{up|down}`, a list of (seq, id))
+flight per peer (a backlog goes out as batches: one MQTT payload holding a JSON array of envelopes); the receiver's acknowledgement (`ms/v1/{site}/ack/{up|down}`, a list of (seq, id))
 deletes them. Unacknowledged messages are published again after a reconnect, when the peer comes back
 online, or when no acknowledgement has come for `resend_after` seconds.
 
@@ -70,6 +70,8 @@ class LinkConfig:
     gap_timeout: float = 60.0  # seconds to hold out-of-order messages before recording a gap
     resend_after: float = 10.0  # seconds without acknowledgement before the window is sent again
     max_attempts: int = 5  # handler failures before a message is dead-lettered
+    publish_batch: int = 100  # envelopes packed into one MQTT publish when a backlog drains (1: never)
+    publish_batch_bytes: int = 256_000  # ...and about this many bytes at most
     poll_interval: float = 0.05  # seconds between looks at the outbox when idle
     inbox_keep_days: float = 30.0  # received ids are remembered this long for duplicate detection
     connect: Callable[[str], sqlite3.Connection] | None = field(default=None, repr=False)
@@ -117,6 +119,7 @@ class SiteLink:
         self._stopping = threading.Event()
         self._wake = threading.Event()
         self._connected = False
+        self._sub_mid = -1
         self._conn_gen = 0  # bumped on every (re)connect: the worker then publishes the outbox again
         self._lock = threading.Lock()
         # worker-thread state
@@ -266,13 +269,14 @@ class SiteLink:
             client.username_pw_set(cfg.username, cfg.password)
         if cfg.tls_ca:
             client.tls_set(ca_certs=cfg.tls_ca)
-        client.max_inflight_messages_set(max(20, cfg.window))
+        client.max_inflight_messages_set(0)  # our own window limits what is in flight
         client.max_queued_messages_set(0)
         client.reconnect_delay_set(min_delay=0.2, max_delay=5)
         if self.role == "site":
             client.will_set(self._state_topic(), _state_payload("offline"), qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = cfg.session_expiry
@@ -290,10 +294,19 @@ class SiteLink:
         else:
             site = self.cfg.site_id
             topics = [f"{PREFIX}/{site}/down", f"{PREFIX}/{site}/ack/up"]
-        client.subscribe([(t, 1) for t in topics])
+        _, self._sub_mid = client.subscribe([(t, 1) for t in topics])
         if self.role == "site":
             client.publish(self._state_topic(), _state_payload("online"), qos=1, retain=True)
-        with self._lock:
+
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any
+    ) -> None:
+        if mid != self._sub_mid:
+            return
+        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        if refused:
+            self._note_error(f"the broker refused our subscriptions: {', '.join(refused)}")
+        with self._lock:  # connected = subscribed: from now on nothing sent to us is missed
             self._connected = True
             self._conn_gen += 1
         log.info("sitelink %s connected to %s:%s", self.role, self.cfg.host, self.cfg.port)
@@ -411,7 +424,18 @@ class SiteLink:
 
     def _accept(self, topic: str, peer: str, payload: bytes, now: float) -> None:
         try:
-            env = envelope.parse(payload)
+            elements = envelope.parse_batch(payload)
+        except BadEnvelope as exc:
+            self._raw_dead.append({"topic": topic, "reason": exc.reason, "payload": payload, "peer": peer})
+            return
+        single = len(elements) == 1
+        for data in elements:
+            raw = payload if single else json.dumps(data, ensure_ascii=False).encode("utf-8")
+            self._accept_one(topic, peer, data, raw)
+
+    def _accept_one(self, topic: str, peer: str, data: Any, payload: bytes) -> None:
+        try:
+            env = envelope.from_dict(data)
         except BadEnvelope as exc:
             if exc.id and exc.seq and exc.site == peer:
                 item = _Item(peer, exc.id, exc.seq, topic, payload, None, reason=exc.reason)
@@ -649,9 +673,13 @@ class SiteLink:
             if not inflight:
                 self._progress_at[peer] = now
             topic = f"{PREFIX}/{peer}/{self.outbound}"
-            for seq, msg_id, payload in rows:
-                client.publish(topic, payload, qos=1)
-                inflight[seq] = msg_id
+            for chunk in _chunks(rows, self.cfg.publish_batch, self.cfg.publish_batch_bytes):
+                if len(chunk) == 1:
+                    client.publish(topic, chunk[0][2], qos=1)
+                else:
+                    client.publish(topic, "[" + ",".join(r[2] for r in chunk) + "]", qos=1)
+                for seq, msg_id, _ in chunk:
+                    inflight[seq] = msg_id
             self._cursor[peer] = rows[-1][0]
             if len(rows) == min(room, 1000) and len(inflight) < self.cfg.window:
                 more = True
@@ -680,6 +708,22 @@ class SiteLink:
             cutoff = time.time() - self.cfg.inbox_keep_days * 86400
             assert self._db is not None
             self._db.execute("DELETE FROM link_inbox WHERE received_at < ?", (cutoff,))
+
+
+def _chunks(rows: list[tuple[int, str, str]], most: int, most_bytes: int) -> list[list[tuple[int, str, str]]]:
+    """Group outbox rows into publishes: up to `most` envelopes and about `most_bytes` each."""
+    out: list[list[tuple[int, str, str]]] = []
+    chunk: list[tuple[int, str, str]] = []
+    size = 0
+    for row in rows:
+        if chunk and (len(chunk) >= most or size + len(row[2]) > most_bytes):
+            out.append(chunk)
+            chunk, size = [], 0
+        chunk.append(row)
+        size += len(row[2]) + 1
+    if chunk:
+        out.append(chunk)
+    return out
 
 
 def _state_payload(state: str) -> str:

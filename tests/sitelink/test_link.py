@@ -141,30 +141,38 @@ def test_bad_messages_go_to_dead_letters_and_never_block(make_link, broker, raw,
         )
         return json.dumps({**d.to_dict(), **over})
 
-    bad = [
-        (b"not json at all", "not JSON"),
-        (b"[]", "JSON object"),
-        (json.dumps({"id": envelope.new_id()}).encode(), "envelope lacks"),
-        (env(1, "teleport"), "unknown message type"),
-        (env(2, body={"warehouse": "main"}), "lacks required field"),
-        (env(3, "pick_task", pick_body(3)), "cannot arrive at the cloud"),
-        (env(4, "scan", {"code": "123"}), "no handler"),
-        (env(5, site="site-2"), "differs from the topic"),
+    bad = [  # (payload, reason, dead letters it makes)
+        (b"not json at all", "not JSON", 1),
+        (b"[]", "empty batch", 1),
+        (b"42", "JSON object, got int", 1),
+        (b"[7, 8]", "JSON object, got int", 2),
+        (json.dumps({"id": envelope.new_id()}).encode(), "envelope lacks", 1),
+        (env(1, "teleport"), "unknown message type", 1),
+        (env(2, body={"warehouse": "main"}), "lacks required field 'item_id'", 1),
+        (env(3, "pick_task", pick_body(3)), "cannot arrive at the cloud", 1),
+        (env(4, "scan", {"code": "123"}), "no handler", 1),
+        (env(5, site="site-2"), "differs from the topic", 1),
     ]
-    for payload, _ in bad:
+    for payload, _, _ in bad:
         site.publish("ms/v1/site-1/up", payload)
     site.publish("ms/v1/site-1/up", env(5))  # a good one after them all
-    wait_for(lambda: len(applied_rows(tmp_path / "cloud.db")) == 1, 10, "the good message")
+    site.publish(
+        "ms/v1/site-1/up", f"[{env(6, body={'item_id': 'x'})}, {env(7)}]"
+    )  # a batch: one bad, one good
+    wait_for(lambda: len(applied_rows(tmp_path / "cloud.db")) == 2, 10, "the good messages")
     st = cloud.status()
-    reasons = [d["reason"] for d in reversed(st["recent_dead_letters"])]
-    assert st["dead_letters"] == len(bad) == len(reasons)
-    for _, want in bad:
-        assert sum(want in got for got in reasons) == 1, (want, reasons)
-    assert "not json at all" in [d["payload"] for d in st["recent_dead_letters"]]
+    dead = store.list_dead_letters(store.connect(cloud.cfg.db_path), limit=100)
+    reasons = [d["reason"] for d in dead]
+    assert st["dead_letters"] == sum(n for _, _, n in bad) + 1 == len(reasons)
+    for _, want, _ in bad:
+        expected = sum(n for _, w, n in bad if w == want)
+        assert sum(want in got for got in reasons) == expected, (want, reasons)
+    assert "not json at all" in [d["payload"] for d in dead]
+    assert sum("body lacks required field 'warehouse'" in r for r in reasons) == 1  # the batch's bad one
     # the ones with a readable id and seq are acknowledged (the sender stops resending them)
-    wait_for(lambda: len(watcher.acks()) == 5, 10, "acks")
-    assert sorted(a[0] for a in watcher.acks()) == [1, 2, 3, 4, 5]
-    assert applied_rows(tmp_path / "cloud.db")[0][1] == 5
+    wait_for(lambda: len(watcher.acks()) == 7, 10, "acks")
+    assert sorted(a[0] for a in watcher.acks()) == [1, 2, 3, 4, 5, 6, 7]
+    assert [r[1] for r in applied_rows(tmp_path / "cloud.db")] == [5, 7]
 
 
 def test_reject_and_failing_handlers(make_link, tmp_path):
