@@ -21,7 +21,7 @@ from typing import Any
 
 from edge_agent import store
 from edge_agent.config import EdgeConfig
-from edge_agent.tasks import inbox, pack, station
+from edge_agent.tasks import inbox, station
 from edge_agent.tasks.common import ScanResult, TaskError
 from edge_agent.tasks.marking import demo_code, gtin_of_barcode
 
@@ -507,4 +507,4 @@ class _NoPrinter(Exception):
     pass
 
 
-__all__ = ["Site", "Changes", "pack"]
+__all__ = ["Changes", "PrinterState", "Site"]
