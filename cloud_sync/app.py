@@ -250,9 +250,9 @@ def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: dic
                          "devices": seen.get(s.id, {}).get("devices", "[]")} for s in c.cfg.sites.values()])
 
     _register_webhooks(app, context)
-    from cloud_sync.onec.exchange import register_exchange
+    from cloud_sync.onec import web as onec_web
 
-    register_exchange(app, config, path)  # the 1C exchange, when cloud.toml has an [onec] section
+    onec_web.register(app, config, path)  # the 1C exchange (when cloud.toml has [onec]) and the print forms
     return app
 
 

@@ -105,3 +105,49 @@ def test_catalog_order_query_cancel_round_trip(cloud, onec_client):
     (again,) = docs(sale.call("query").content)
     assert again.id == "wb:1001" and again.requisites["Отменен"] == "true"
     conn.close()
+
+
+def test_print_forms(cloud):
+    """Pick task, ship task, price document and the stock reports as printable pages of the cloud app."""
+    import httpx
+
+    from cloud_sync import pricing
+
+    cfg, url = cloud
+    base = url.split("/bitrix/")[0]
+    conn = open_db(cfg.db_path)
+    from cloud_sync.onec.importer import import_files
+
+    path = cfg.db_path + ".import.xml"
+    with open(path, "wb") as fh:
+        fh.write(CATALOG.encode("cp1251"))
+    import_files(conn, [path])
+    with transaction(conn):
+        catalog.import_cards(conn, "wb", "wildberries", [
+            Card(native_id="wb-card-1", offer_id="ЧШ-1", barcodes=["4600000000011"], title="Чашка", price=Decimal(500))])
+        catalog.auto_link(conn)
+        conn.execute("UPDATE items SET bin='A-01-3' WHERE id='aaaa-1'")
+    orders.ingest(conn, cfg, [Order(native_id="2002", marketplace="wildberries", account="wb", native_status="new",
+                                    created_at=datetime(2026, 11, 26, 9, 30, tzinfo=UTC), number="2002",
+                                    lines=[OrderLine(card_id="wb-card-1", offer_id="ЧШ-1", quantity=3,
+                                                     price=Decimal("399.00"))],
+                                    warehouse_id="10", ship_by=datetime(2026, 11, 27, 12, 0, tzinfo=UTC))])
+    doc_id = pricing.save_document(conn, pricing.parse_document(
+        {"account": "wb", "comment": "Чёрная пятница", "lines": [{"item": "aaaa-1", "percent": "-10"}]}))
+    conn.execute("UPDATE orders SET stage='packed' WHERE key='wb:2002'")
+    with httpx.Client(base_url=base, timeout=30) as http:
+        pick = http.get("/print/pick/wb:2002")
+        assert pick.status_code == 200 and "text/html" in pick.headers["content-type"]
+        for text in ("Задание на сборку № 2002", "A-01-3", "4600000000011", "aaaa-1", "Wildberries"):
+            assert text in pick.text
+        ship = http.get("/print/ship/wb")
+        assert ship.status_code == 200 and "wb:2002" in ship.text and "Итого единиц" in ship.text
+        prices = http.get(f"/print/prices/{doc_id}")
+        assert prices.status_code == 200 and "Чёрная пятница" in prices.text and "ЧШ-1" in prices.text
+        fbs = http.get("/print/stock/fbs")
+        assert fbs.status_code == 200 and "Остатки на своих складах (FBS)" in fbs.text and "Блюдце" in fbs.text
+        for kind in ("fbo", "scheme"):
+            assert http.get(f"/print/stock/{kind}").status_code == 200
+        assert http.get("/print/pick/nope:1").status_code == 404
+        assert http.get("/print/stock/nonsense").status_code == 404
+    conn.close()
