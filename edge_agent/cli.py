@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 
-from edge_agent.config import ConfigError, hash_pin, load_config
+from edge_agent.config import DEFAULTS, ConfigError, hash_pin, load_config
 
 
 def sd_notify(state: str) -> bool:
@@ -43,7 +43,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="marketsync edge")
     sub = parser.add_subparsers(dest="cmd", required=True)
     serve = sub.add_parser("serve", help="run the site agent: link, devices, packers' page")
-    serve.add_argument("--config", help="edge.toml (defaults built in when omitted)")
+    serve.add_argument("--config", help="edge.toml (default: the shipped config/edge.toml)")
     serve.add_argument("--port", type=int, help="override web.port (0: a free port)")
     hp = sub.add_parser("hash-pin", help="print the hash of a staff PIN for edge.toml")
     hp.add_argument("pin", nargs="?")
@@ -63,7 +63,7 @@ def serve_main(config_path: str | None, port: int | None = None) -> int:
     logging.basicConfig(level=os.environ.get("MARKETSYNC_LOG", "INFO"), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        cfg = load_config(config_path)
+        cfg = load_config(config_path or (DEFAULTS if DEFAULTS.exists() else None))
     except ConfigError as exc:
         print(f"marketsync edge: {exc}", file=sys.stderr)
         return 2
