@@ -287,7 +287,7 @@ class MegamarketAdapter:
         if action not in wants:
             raise MarketplaceError(f"unknown action {action!r}", account=self.account, endpoint="order_status")
         movable, target = wants[action]
-        for _ in range(3):
+        for _ in range(self.client.retry.attempts):
             order = self.get_order(native_id)
             lots = [ln for ln in order.lines if ln.native["status"] in movable]
             if not lots:
@@ -307,7 +307,7 @@ class MegamarketAdapter:
             fresh = self.get_order(native_id)
             return StatusChange(native_id, action, True, fresh.native_status,
                                 native={"lots": {ln.native_id: ln.native["status"] for ln in fresh.lines}})
-        return StatusChange(native_id, action, False, error="status change not confirmed after 3 attempts")
+        return StatusChange(native_id, action, False, error="status change not confirmed after every attempt the retry policy allows")
 
     def _send_move(self, order: Order, action: OrderAction, lots: list[OrderLine], details: dict[str, Any]) -> None:
         sid = order.native_id

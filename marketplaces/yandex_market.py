@@ -435,7 +435,7 @@ class YandexMarketAdapter:
     def _move(self, order: Order, action: OrderAction, target: tuple[str, str]) -> StatusChange:
         path = {"campaignId": self._campaign_of_order(order), "orderId": order.native_id}
         body = {"order": {"status": target[0], "substatus": target[1]}}
-        for _ in range(3):
+        for _ in range(self.client.retry.attempts):
             try:
                 self._call("order_status", path=path, body=body)
                 return StatusChange(order.native_id, action, True, "/".join(target))
@@ -446,14 +446,14 @@ class YandexMarketAdapter:
             except MarketplaceError as exc:
                 return StatusChange(order.native_id, action, False, f"{order.native_status}/{order.native_substatus}",
                                     error=str(exc), native={"native": exc.native})
-        return StatusChange(order.native_id, action, False, error="status change not confirmed after 3 attempts")
+        return StatusChange(order.native_id, action, False, error="status change not confirmed after every attempt the retry policy allows")
 
     def _ship(self, order: Order) -> StatusChange:
         shipment = ((order.native.get("delivery") or {}).get("shipment") or {}).get("id")
         if not shipment:
             return StatusChange(order.native_id, "ship", False, error="the order has no first-mile shipment yet")
         path = {"campaignId": self._campaign_of_order(order), "shipmentId": shipment}
-        for _ in range(3):
+        for _ in range(self.client.retry.attempts):
             try:
                 self._call("shipment_confirm", path=path, body={})
             except Uncertain:
@@ -464,7 +464,7 @@ class YandexMarketAdapter:
             state = f"{fresh.native_status}/{fresh.native_substatus}"
             if fresh.native_substatus == "SHIPPED" or fresh.native_status in SHIPPED_OR_LATER:
                 return StatusChange(order.native_id, "ship", True, state, native={"shipmentId": shipment})
-        return StatusChange(order.native_id, "ship", False, error="shipment confirmation not seen after 3 attempts")
+        return StatusChange(order.native_id, "ship", False, error="shipment confirmation not seen after every attempt the retry policy allows")
 
     # ------------------------------------------------------------------ labels and reports
 
