@@ -83,12 +83,19 @@ def edge_config(tmp: Any, broker: Any | None = None, **tasks: Any) -> Any:
         "site": {"id": SITE, "warehouse": WAREHOUSE, "db_path": str(tmp / "site.sqlite"),
                  "stations": ["pack-1", "tsd-1"]},
         "web": {"host": "127.0.0.1", "port": 0},
-        "mqtt": {"host": "127.0.0.1", "port": broker.port if broker else 1},
+        "mqtt": _mqtt(broker),
         "printer": {"kind": "virtual", "out_dir": str(tmp / "labels")},
         "tasks": {"print_retry_s": 0.5, **tasks},
         "staff": [{"name": "Анна", "pin_hash": hash_pin("4321")}],
     }
     return config_from_dict(data, tmp)
+
+
+def _mqtt(broker: Any | None) -> dict[str, Any]:
+    if broker is None:
+        return {"host": "127.0.0.1", "port": 1}  # nothing listens there: the broker is unreachable
+    settings = broker.link_settings(SITE) if broker.secure else broker.link_settings()
+    return {k: v for k, v in settings.items() if v is not None}
 
 
 class CloudRecorder:

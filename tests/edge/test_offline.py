@@ -118,3 +118,23 @@ def test_offline_for_days_50_orders_packed_printed_counted_then_delivered_once_i
         site.stop()
         site.close()
         cloud.link.stop()
+
+
+def test_over_tls_with_a_password_the_label_that_comes_after_packing_prints(secure_broker, tmp_path) -> None:
+    """The cloud fetches the label only once the order is packed (label_after = assemble)."""
+    cloud = CloudRecorder(tmp_path / "cloud.sqlite", secure_broker)
+    cloud.link.start()
+    site = Site(edge_config(tmp_path, secure_broker, auto_pack=True, auto_pack_delay_s=0.01))
+    site.start()
+    try:
+        cloud.send("pick_task", pick_task("oz-1", [(BAG, 2)]))
+        assert wait_for(lambda: any(b.get("state") == "packed" for _, _, t, b in cloud.received()
+                                    if t == "task_progress"))
+        assert pngs(tmp_path) == []  # packed, the label not here yet: the job waits
+        cloud.send("label", {"order_id": "o-oz-1", "format": "png", "data_b64": label_png("OZON 1")})
+        assert wait_for(lambda: len(pngs(tmp_path)) == 1)
+        assert wait_for(lambda: any(t == "printed" for _, _, t, _ in cloud.received()))
+    finally:
+        site.stop()
+        site.close()
+        cloud.link.stop()
