@@ -215,20 +215,30 @@ def _sync_prices(argv: list[str]) -> int:
 
 
 def read_prices(conn: Any, account: str, market: Any) -> int:
-    """The marketplace's current prices (Card.price; WB: with its discount, where the adapter keeps it
-    in Card.native) into the price list."""
+    """The marketplace's current prices into the price list: from the adapter's optional
+    `read_prices() -> list[PriceChange]` where it has one (in the marketplace's terms, converted here),
+    else from `Card.price` of `list_cards()` (Wildberries' cards carry no price: nothing is read)."""
     from cloud_sync import pricing
 
     prices: dict[str, tuple[str, pricing.Price]] = {}
+    reader = getattr(market, "read_prices", None)
+    if callable(reader):
+        by_group: dict[str, list[Any]] = {}
+        for c in pricing.account_cards(conn, account):
+            by_group.setdefault(c.group_id or c.card_id, []).append(c)
+        for ch in reader():
+            price, old = Decimal(ch.price), ch.old_price or None
+            if ch.discount_percent:  # WB: the price is the base, the buyer pays it less the discount
+                old, price = price, (price * (100 - Decimal(ch.discount_percent)) / 100).quantize(Decimal("0.01"))
+            targets = by_group.get(ch.card_id) or []
+            ids = [c.card_id for c in targets] or [ch.card_id]
+            for cid in ids:
+                prices[cid] = (ch.offer_id, pricing.Price(price, old, ch.min_price))
+        return pricing.record_read_prices(conn, account, prices)
     for card in market.list_cards():
         if card.price is None:
             continue
-        price = Decimal(card.price)
-        old: Decimal | None = None
-        discount = card.native.get("discount") if isinstance(card.native, dict) else None
-        if market.name == "wildberries" and discount:
-            old, price = price, (price * (100 - Decimal(str(discount))) / 100).quantize(Decimal("0.01"))
-        prices[card.native_id] = (card.offer_id, pricing.Price(price, old))
+        prices[card.native_id] = (card.offer_id, pricing.Price(Decimal(card.price)))
     return pricing.record_read_prices(conn, account, prices)
 
 
