@@ -68,9 +68,10 @@ DEFAULT_STATUS_MAP: dict[str, dict[str, str]] = {
 DEFAULT_MIN_STOCK_INTERVAL_S = {"wildberries": 0.0, "ozon": 30.0, "yandex_market": 0.0, "megamarket": 0.0}
 
 # When the marketplace's label can be fetched: after "confirm" (WB sticker needs status confirm) or
-# after "assemble" (Ozon labels exist only in awaiting_deliver).
-DEFAULT_LABEL_AFTER = {"wildberries": "confirm", "ozon": "assemble", "yandex_market": "confirm",
-                       "megamarket": "confirm"}
+# after "assemble" (Ozon labels exist only in awaiting_deliver; YM after the box layout is sent with
+# READY_TO_SHIP; Megamarket once the lots are PACKED).
+DEFAULT_LABEL_AFTER = {"wildberries": "confirm", "ozon": "assemble", "yandex_market": "assemble",
+                       "megamarket": "assemble"}
 
 
 class ConfigError(ValueError):

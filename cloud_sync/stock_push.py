@@ -166,11 +166,11 @@ def guard(conn: sqlite3.Connection, cfg: CloudConfig, account: str, now: float |
             return None
         whmap = account_warehouses(conn, cfg, account)
         stale = [z for z in zeros if _source_problem(conn, cfg, whmap.get(z["warehouse_id"]), now)]
-        already = conn.execute("SELECT COUNT(DISTINCT card_id) FROM stock_push_queue WHERE account=? AND state='held'",
-                               (account,)).fetchone()[0]
-        zeroed = len({z["card_id"] for z in zeros}) + already
-        listed = max(1, conn.execute("SELECT COUNT(*) FROM cards WHERE account=? AND visible=1",
-                                     (account,)).fetchone()[0])
+        held_now = {r[0] for r in conn.execute("SELECT DISTINCT card_id FROM stock_push_queue WHERE account=? AND"
+                                                 " state='held'", (account,))}
+        visible = {r[0] for r in conn.execute("SELECT native_id FROM cards WHERE account=? AND visible=1", (account,))}
+        zeroed = len(({z["card_id"] for z in zeros} | held_now) & visible)
+        listed = max(1, len(visible))
         if zeroed / listed > cfg.zero_guard_share:
             hold_rows, reason = zeros, (f"would zero {zeroed} of {listed} listed cards"
                                         f" (more than {cfg.zero_guard_share:.0%})")
@@ -406,15 +406,21 @@ class Pusher:
     def _send_loop(self, account: str) -> None:
         conn = connect(self.db_path)
         adapter, ev = self.adapters[account], self._account_wake[account]
+        wait = self.tick_s
         try:
             while not self._stop.is_set():
-                ev.wait(max(self.tick_s, self.cfg.jobs.push_idle_s / 10))
+                ev.wait(wait)
                 ev.clear()
                 try:
                     while not self._stop.is_set():
                         res = send_account(conn, self.cfg, account, adapter)
                         if res.sent == 0:
                             break
+                    # sleep until the next push falls due (a marketplace's per-card interval), at most idle
+                    due = conn.execute("SELECT MIN(next_try) FROM stock_push_queue WHERE account=? AND"
+                                       " state='pending'", (account,)).fetchone()[0]
+                    wait = self.cfg.jobs.push_idle_s if due is None else min(
+                        self.cfg.jobs.push_idle_s, max(0.001, due - time.time()))
                 except Exception as exc:  # noqa: BLE001 - keep sending; report
                     log.exception("stock push %s", account)
                     self.errors.append(f"{account}: {exc}")

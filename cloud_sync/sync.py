@@ -53,6 +53,11 @@ def open_adapters(cfg: CloudConfig, report: SyncReport | None = None) -> dict[st
             log.warning(msg)
             if report:
                 report.errors.append(msg)
+        except (MarketplaceError, ValueError) as exc:  # e.g. a required option missing: the others still run
+            msg = f"account {name} cannot be opened: {exc}"
+            log.warning(msg)
+            if report:
+                report.errors.append(msg)
     return out
 
 
