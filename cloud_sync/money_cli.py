@@ -135,7 +135,7 @@ def _sync_prices(argv: list[str]) -> int:
                 data["account"] = args.account[0]
             doc = pricing.parse_document(data)
         except (ValueError, pricing.PriceDocumentError) as exc:
-            return _fail(f"price document refused: {exc}")
+            return _fail(str(exc) if isinstance(exc, pricing.PriceDocumentError) else f"price document refused: {exc}")
         mp = cfg.accounts[doc.account].marketplace if doc.account in cfg.accounts else None
         pv = pricing.preview(conn, doc, settings=settings, marketplace=mp)
         _print_preview(pv, args.json)

@@ -416,6 +416,8 @@ def record_read_prices(conn: sqlite3.Connection, account: str, prices: dict[str,
     now = now or datetime.now(UTC)
     with transaction(conn):
         for card_id, (offer_id, p) in prices.items():
+            p = Price(_money(p.price), None if p.old_price is None else _money(p.old_price),
+                      None if p.min_price is None else _money(p.min_price))
             _upsert_price(conn, account, card_id, offer_id, p, "marketplace", now)
     return len(prices)
 
