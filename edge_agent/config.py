@@ -177,7 +177,8 @@ def check_pin(pin: str, pin_hash: str) -> bool:
 def write_config(path: str | os.PathLike[str], *, site_id: str, db_path: str, labels_dir: str,
                  mqtt_host: str = "127.0.0.1", mqtt_port: int = 1883, mqtt_username: str | None = None,
                  mqtt_password_file: str | None = None, tls_ca: str | None = None, web_port: int = 0,
-                 warehouse: str = "main", auto_pack: bool = False, staff: dict[str, str] | None = None) -> Path:
+                 warehouse: str = "main", auto_pack: bool = False, staff: dict[str, str] | None = None,
+                 label_mm: tuple[float, float] | None = None, dpi: int = 203) -> Path:
     """Write a working edge.toml (the demo and tests use it). `staff` maps names to PINs; only hashes
     are written. The MQTT password goes in a file of its own (`mqtt_password_file`), not in the TOML."""
     def q(value: str) -> str:
@@ -192,7 +193,10 @@ def write_config(path: str | os.PathLike[str], *, site_id: str, db_path: str, la
         lines.append(f"password_file = {q(mqtt_password_file)}")
     if tls_ca:
         lines.append(f"tls_ca = {q(tls_ca)}")
-    lines += ["", "[printer]", 'kind = "virtual"', f"out_dir = {q(labels_dir)}", "", "[tasks]",
+    lines += ["", "[printer]", 'kind = "virtual"', f"out_dir = {q(labels_dir)}"]
+    if label_mm:
+        lines += ["", "[label]", f"width_mm = {label_mm[0]}", f"height_mm = {label_mm[1]}", f"dpi = {int(dpi)}"]
+    lines += ["", "[tasks]",
               f"auto_pack = {'true' if auto_pack else 'false'}"]
     for name, pin in (staff or {"Демо": "1234"}).items():
         lines += ["", "[[staff]]", f"name = {q(name)}", f"pin_hash = {q(hash_pin(pin))}"]

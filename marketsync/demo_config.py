@@ -93,51 +93,21 @@ def write_cloud_config(demo: Demo) -> Path:
 
 
 def write_edge_config(demo: Demo) -> tuple[Path, Path]:
+    """The site's edge.toml through the edge's own writer; 75x120 mm label stock takes every
+    marketplace's label (WB's 58x40 ones too)."""
+    from edge_agent.config import write_config
     from marketsync.demo import SITE_ID
 
     folder = demo.work / SITE_ID
     labels = folder / "labels"
     link = demo.broker.link_settings(SITE_ID)
-    lines = [
-        "# written by `marketsync demo`: one warehouse site with virtual devices",
-        "[site]",
-        f"id = {_toml_value(SITE_ID)}",
-        f"warehouse = {_toml_value(WAREHOUSE_ID)}",
-        f"db_path = {_toml_value(str(folder / 'site.sqlite'))}",
-        "",
-        "[web]",
-        'host = "127.0.0.1"',
-        "port = 0",
-        "",
-        "[mqtt]",
-        f"host = {_toml_value(link['host'])}",
-        f"port = {link['port']}",
-    ]
+    password_file = None
     if "username" in link:
-        pw = _secret(folder / "secrets" / "mqtt-password", link["password"])
-        lines += [f"username = {_toml_value(link['username'])}", f"password_file = {_toml_value(str(pw))}",
-                  f"tls_ca = {_toml_value(link['tls_ca'])}"]
-    lines += [
-        "",
-        "[printer]",
-        'kind = "virtual"',
-        f"out_dir = {_toml_value(str(labels))}",
-        "",
-        "[label]  # 75x120 mm stock takes every marketplace's label (WB 58x40 ones too)",
-        "width_mm = 75",
-        "height_mm = 120",
-        "dpi = 203",
-        "",
-        "[tasks]",
-        "auto_pack = true",
-        "",
-        "[[staff]]",
-        'name = "Демо"',
-        # PIN 1234, the demo packer's (the same hash as config/edge.toml's example)
-        'pin_hash = "scrypt$mDZfpFw8zgm3wdNwCgHqBg==$phV5E5arytBdfW5YxKfu9uEIf+lrHmY/LH0/u6SbD9c="',
-        "",
-    ]
-    path = folder / "edge.toml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines), "utf-8")
+        password_file = str(_secret(folder / "secrets" / "mqtt-password", link["password"]))
+    path = write_config(
+        folder / "edge.toml", site_id=SITE_ID, db_path=str(folder / "site.sqlite"), labels_dir=str(labels),
+        mqtt_host=link["host"], mqtt_port=link["port"], mqtt_username=link.get("username"),
+        mqtt_password_file=password_file, tls_ca=link.get("tls_ca"), warehouse=WAREHOUSE_ID,
+        auto_pack=True, staff={"Демо": "1234"}, label_mm=(75, 120),
+    )
     return path, labels
