@@ -78,7 +78,7 @@ class AlertSettings:
     base_url: str = "https://api.telegram.org"
     chat_id: str = ""
     token: str = field(default="", repr=False)
-    min_interval_s: float = 1.0  # Telegram: about one message a second per chat
+    min_interval_s: float = 1.0  # Telegram: about one message a second per chat (a group: 20/min, use 3)
     dedup_window_s: float = 6 * 3600.0
     deadline_warning_s: float = 2 * 3600.0
     max_attempts: int = 20
@@ -331,10 +331,16 @@ ORDER_EVENT_KINDS = {"reserved": "order_new", "short": "order_short", "problem":
 
 def scan_order_events(conn: sqlite3.Connection, *, now: float | None = None) -> int:
     """Alert on order events logged since the last scan: a new order reserved, a new order that cannot
-    be covered (short) or has a problem, a cancellation. Reads the orders' `order_events`."""
+    be covered (short) or has a problem, a cancellation. Reads the orders' `order_events`; the very
+    first scan only marks where it stands (events from before alerts were on are not announced)."""
     now = time.time() if now is None else now
     pos_row = conn.execute("SELECT position FROM alert_cursor WHERE name='order_events'").fetchone()
-    pos = pos_row[0] if pos_row else 0
+    if pos_row is None:  # first scan: start from now, no storm of alerts about old orders
+        with transaction(conn):
+            conn.execute("INSERT INTO alert_cursor(name, position) VALUES ('order_events',"
+                         " (SELECT COALESCE(MAX(id), 0) FROM order_events))")
+        return 0
+    pos = pos_row[0]
     rows = conn.execute(
         "SELECT e.id, e.kind, e.detail, o.account, o.number, o.native_id, o.ship_by FROM order_events e"
         " LEFT JOIN orders o ON o.id=e.order_id WHERE e.id>? ORDER BY e.id LIMIT 5000", (pos,)).fetchall()

@@ -160,6 +160,8 @@ def test_order_events_deadlines_and_zero_guard(db):
     db.execute("INSERT INTO orders(id, key, account, marketplace, native_id, number, stage, status, created_at,"
                " ship_by, ingested_ts, updated_ts) VALUES (1, 'wb1:77', 'wb1', 'wildberries', '77', 'N-77', 'reserved',"
                " 'reserved', ?, ?, 0, 0)", (now.isoformat(), (now + timedelta(minutes=90)).isoformat()))
+    db.execute("INSERT INTO order_events(order_id, ts, kind, detail) VALUES (1, 0, 'reserved', 'from before')")
+    assert alerts.scan_order_events(db, now=now.timestamp()) == 0  # the first scan starts from now
     for kind, detail in (("reserved", ""), ("confirmed", ""), ("cancelled", "by buyer"), ("cancelled", "again")):
         db.execute("INSERT INTO order_events(order_id, ts, kind, detail) VALUES (1, 0, ?, ?)", (kind, detail))
     assert alerts.scan_order_events(db, now=now.timestamp()) == 2  # new + cancelled; duplicate cancel deduped
