@@ -107,3 +107,34 @@ def test_price_document_reaches_the_sandbox(tmp_path, sandbox, marketplace):
             assert Decimal(str(native["old_price"])) == row.new.old_price
     assert all(h["ok"] for h in pricing.history(conn, "acc"))
     conn.close()
+
+
+@pytest.mark.parametrize("marketplace", ["yandex_market", "megamarket"])
+def test_price_document_reaches_ym_and_mm_sandboxes(tmp_path, marketplace):
+    """YM and MM through their real adapters against sandboxes served in-process (their account ids
+    come from the sandbox app): a crossed-out price goes to YM as discountBase; Megamarket takes only
+    the price (its crossed-out price comes from the feed)."""
+    _need(f"marketplaces.{marketplace}")
+    from marketplaces.sandbox.registry import start_sandbox
+
+    with start_sandbox(marketplace, seed=SEED, validate=False) as running:
+        app = running.app
+        options = ({"business_id": app.business_id, "campaign_id": app.campaign_id} if marketplace == "yandex_market"
+                   else {"merchant_id": app.merchant_id, "shipping_point": app.shipping_point})
+        info = {"url": running.url, "credentials": dict(running.credentials), "options": options}
+        conn, adapter = _tenant(tmp_path, "acc", marketplace, info)
+        doc = pricing.parse_document({"account": "acc", "lines": [
+            {"category": "Кружки", "price": "333", "old_price": "400"}]})
+        pv = pricing.preview(conn, doc, marketplace=marketplace)
+        assert pv.ok, pv.all_errors
+        assert pv.changed
+        res = pricing.apply(conn, doc, adapter, confirm=True)
+        assert res.status == "applied", [r.error for r in res.failed]
+        state = httpx.get(f"{running.url}/_sandbox/state", timeout=10).json()["prices"]
+        for row in pv.changed:
+            native = state[row.card.offer_id]
+            value = native["price"] if isinstance(native, dict) else native
+            assert Decimal(str(value)) == Decimal(333)
+            if marketplace == "yandex_market":
+                assert app.business_prices[row.card.offer_id]["discountBase"] == 400
+        conn.close()
