@@ -210,11 +210,10 @@ def _open_picture(data: bytes) -> Image.Image:
 
 def threshold(gray: Image.Image) -> Image.Image:
     """Black and white by a threshold halfway between the paper and the ink (no dithering)."""
-    arr = np.asarray(gray, dtype=np.uint8)
-    cdf = np.cumsum(np.bincount(arr.ravel(), minlength=256))
+    cdf = np.cumsum(gray.histogram()[:256])
     lo, hi = int(np.searchsorted(cdf, cdf[-1] * 0.01)), int(np.searchsorted(cdf, cdf[-1] * 0.99))
     cut = (lo + hi + 1) // 2 if hi - lo > 40 else 128
-    return gray.point(lambda v: 255 if v >= cut else 0).convert("1")
+    return gray.point([255 if v >= cut else 0 for v in range(256)]).convert("1", dither=Image.Dither.NONE)
 
 
 def fit_to_label(gray: Image.Image, profile: PrinterProfile) -> Image.Image:
@@ -222,7 +221,8 @@ def fit_to_label(gray: Image.Image, profile: PrinterProfile) -> Image.Image:
     w, h = profile.width_dots, profile.height_dots
     if (gray.width > gray.height) != (w > h) and abs(gray.width - gray.height) > 2:
         gray = gray.transpose(Image.Transpose.ROTATE_90)
-    if gray.size != (w, h):
+    already_fits = gray.width <= w and gray.height <= h and min(w - gray.width, h - gray.height) <= 2
+    if not already_fits:  # (a PDF is rendered at the printer's pitch already: no second resampling)
         ratio = min(w / gray.width, h / gray.height)
         size = (max(1, round(gray.width * ratio)), max(1, round(gray.height * ratio)))
         if size != gray.size:
@@ -274,7 +274,7 @@ def own_label(kind: str, text: str, caption: str = "", printer_profile: Any = No
             _draw_linear(canvas, draw, kind, text, caption, profile, margin, small)
     except BarcodeError as exc:
         raise LabelError(str(exc)) from exc
-    bw = canvas.point(lambda v: 255 if v >= 128 else 0).convert("1")
+    bw = canvas.point([255 if v >= 128 else 0 for v in range(256)]).convert("1", dither=Image.Dither.NONE)
     return PrintJob(profile.language, encode_image(bw, profile, copies), w, h, profile.dpi,
                     description=f"own {kind} label", raster=bw)
 

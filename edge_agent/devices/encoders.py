@@ -22,7 +22,8 @@ from edge_agent.devices.base import PrinterError, PrinterProfile, need
 def to_bits(image: Image.Image) -> np.ndarray:
     """A PIL image -> a bool array, True where the printer burns a dot (black)."""
     if image.mode != "1":
-        image = image.convert("L").point(lambda v: 255 if v >= 128 else 0).convert("1")
+        image = image.convert("L").point([255 if v >= 128 else 0 for v in range(256)]).convert(
+            "1", dither=Image.Dither.NONE)
     return ~np.asarray(image, dtype=bool)
 
 
@@ -154,7 +155,7 @@ def image_to_escpos(image: Image.Image, profile: PrinterProfile, fragment_height
     data = copy.deepcopy(dummy.profile.profile_data)  # per instance: the class-level dict is shared
     data.setdefault("media", {}).setdefault("width", {})["pixels"] = profile.width_dots
     dummy.profile.profile_data = data
-    dummy.image(image.convert("1"), impl="bitImageRaster", fragment_height=fragment_height, center=False)
+    dummy.image(image if image.mode == "1" else image.convert("1", dither=Image.Dither.NONE), impl="bitImageRaster", fragment_height=fragment_height, center=False)
     dummy.cut()
     return dummy.output
 
@@ -197,5 +198,5 @@ def encode_image(image: Image.Image, profile: PrinterProfile, copies: int = 1) -
     import io
 
     buf = io.BytesIO()
-    image.convert("1").save(buf, format="PNG")
+    (image if image.mode == "1" else image.convert("1", dither=Image.Dither.NONE)).save(buf, format="PNG")
     return buf.getvalue()
