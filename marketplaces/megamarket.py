@@ -304,9 +304,9 @@ class MegamarketAdapter:
             except MarketplaceError as exc:
                 return StatusChange(native_id, action, False, order.native_status, error=str(exc),
                                     native={"native": exc.native})
-            fresh = self.get_order(native_id)
-            return StatusChange(native_id, action, True, fresh.native_status,
-                                native={"lots": {ln.native_id: ln.native["status"] for ln in fresh.lines}})
+            moved = {ln.native_id for ln in lots}
+            after = {ln.native_id: (target if ln.native_id in moved else ln.native["status"]) for ln in order.lines}
+            return StatusChange(native_id, action, True, shipment_status(list(after.values())), native={"lots": after})
         return StatusChange(native_id, action, False, error="status change not confirmed after every attempt the retry policy allows")
 
     def _send_move(self, order: Order, action: OrderAction, lots: list[OrderLine], details: dict[str, Any]) -> None:

@@ -475,9 +475,10 @@ class YandexMarketAdapter:
         if paper is None:
             raise MarketplaceError(f"label size {size!r}: use one of {', '.join(k for k in LABEL_FORMATS if k)}",
                                    account=self.account, endpoint="labels")
-        order = self.get_order(native_id)
-        reply = self.client.call("labels", path_params={"campaignId": self._campaign_of_order(order),
-                                                         "orderId": native_id}, params={"format": paper})
+        # one store: its campaign; several: the order says which (one read more)
+        campaign = self._campaign_of_order(self.get_order(native_id)) if self.campaigns else self.campaign_id
+        reply = self.client.call("labels", path_params={"campaignId": campaign, "orderId": native_id},
+                                 params={"format": paper})
         if reply.content_type != "application/pdf" or not reply.content.startswith(b"%PDF"):
             self._json(reply)  # an error envelope raises here
             raise self._bad(f"expected a PDF label, got {reply.content_type or 'no content type'}", "labels")
