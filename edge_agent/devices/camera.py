@@ -26,8 +26,10 @@ class Camera:
     """One capture source. `source`: "/dev/video0" or 0 (device), a file path, or an rtsp:// URL."""
 
     def __init__(self, source: str | int, width: int | None = None, height: int | None = None,
-                 loop: bool = False, reopen_s: float = 2.0, thorough: bool = False) -> None:
+                 loop: bool = False, reopen_s: float = 2.0, thorough: bool = False,
+                 stream_timeout_s: float = 5.0) -> None:
         self.source = source
+        self.stream_timeout_s = stream_timeout_s
         self.width, self.height, self.loop = width, height, loop
         self.reopen_s, self.thorough = reopen_s, thorough
         self._cap: Any = None
@@ -52,7 +54,12 @@ class Camera:
             raise DeviceGone(f"camera video file {source} does not exist")
         if isinstance(source, str) and source.startswith("/dev/") and not os.path.exists(source):
             raise DeviceGone(f"camera {source} is not plugged in")
-        cap = cv2.VideoCapture(source)
+        if isinstance(source, str) and "://" in source:  # a stream: never wait forever for it
+            ms = int(self.stream_timeout_s * 1000)
+            cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG,
+                                   [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+        else:
+            cap = cv2.VideoCapture(source)
         if not cap.isOpened():
             cap.release()
             raise DeviceGone(f"camera {self.source} cannot be opened (unplugged, busy or stream down)")
@@ -118,11 +125,13 @@ class Camera:
 
 def open_camera(config: dict[str, Any]) -> Camera:
     """A camera from its config: source (device path or index, file, rtsp:// URL), width, height,
-    loop (replay a file), reopen_s, thorough (slower decoding that reads harder pictures)."""
+    loop (replay a file), reopen_s, thorough (slower decoding that reads harder pictures),
+    stream_timeout_s (an RTSP/HTTP stream that does not answer within it counts as gone)."""
     if "source" not in config:
         raise DeviceError("a camera needs 'source' (/dev/video0, a video file or an rtsp:// URL)")
     return Camera(config["source"], config.get("width"), config.get("height"), bool(config.get("loop", False)),
-                  float(config.get("reopen_s", 2.0)), bool(config.get("thorough", False)))
+                  float(config.get("reopen_s", 2.0)), bool(config.get("thorough", False)),
+                  float(config.get("stream_timeout_s", 5.0)))
 
 
 class CameraScanner:

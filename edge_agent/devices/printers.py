@@ -292,6 +292,9 @@ def _int_id(value: Any) -> int:
 def open_printer(config: dict[str, Any]) -> Any:
     """A printer from its config (TOML table). Nothing is opened until the first status() or send().
 
+    width_mm/height_mm are the label loaded (for an ESC/POS receipt printer: the printable width,
+    48 mm on 58 mm paper, 72 mm on 80 mm paper).
+
     Keys: kind, name, language, dpi, width_mm, height_mm, and per kind: out_dir (virtual, file: path),
     host/port (tcp, network), device (serial, usb device node, escpos_file), baudrate, vendor_id/product_id
     (usb through pyusb), queue (cups), chunk_bytes and chunk_pause_ms (slow USB printers), timeout_s and

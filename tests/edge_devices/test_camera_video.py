@@ -49,6 +49,13 @@ def test_camera_reads_datamatrix_and_code128_from_video(tmp_path):
 def test_camera_gone_and_back(tmp_path):
     with pytest.raises(DeviceGone, match="not plugged in"):
         open_camera({"source": "/dev/video97"}).read_frame()
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on: the RTSP camera is off
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(DeviceGone, match="cannot be opened"):
+        open_camera({"source": f"rtsp://127.0.0.1:{port}/stream", "stream_timeout_s": 2}).read_frame()
     video = make_video(tmp_path / "cam.mp4", frames=6)
     moved = tmp_path / "away.mp4"
     cam = open_camera({"source": str(video), "reopen_s": 0})
