@@ -5,6 +5,8 @@ table; the errors a packer may see are `PrinterError` and `DeviceGone` (both `De
 Optional libraries are imported only when a backend that needs them is used.
 """
 
+from typing import Any
+
 from edge_agent.devices.base import (
     DeviceError,
     DeviceGone,
@@ -18,13 +20,15 @@ from edge_agent.devices.base import (
 from edge_agent.devices.printers import open_printer
 
 
-def open_scanner(config):  # noqa: ANN001, ANN201 - thin lazy wrapper
+def open_scanner(config: dict[str, Any]) -> Any:
+    """A scanner (evdev, serial, camera or virtual) from its config; see scanners.open_scanner."""
     from edge_agent.devices.scanners import open_scanner as _open
 
     return _open(config)
 
 
-def open_camera(config):  # noqa: ANN001, ANN201 - thin lazy wrapper
+def open_camera(config: dict[str, Any]) -> Any:
+    """A camera (device, video file, RTSP URL) from its config; OpenCV is imported only here."""
     from edge_agent.devices.camera import open_camera as _open
 
     return _open(config)
