@@ -7,6 +7,7 @@ The cloud CLI's `sync_main` delegates here through `cloud_sync.pricing.sync_main
   marketsync sync prices --doc FILE [--apply [--yes]] [--json]        preview (or apply) a price document
   marketsync sync prices --rules                                      run the due price rules once, now
   marketsync sync prices --add-rule "-10% Friday 18:00, back Monday 09:00" --account A [--target category=X]
+  marketsync sync prices --list-rules | --disable-rule ID | --enable-rule ID
   marketsync sync prices --history [CARD] --account A
   marketsync sync reports --account A [--from D --to D] [--out F.xlsx|F.csv]   the commission agent report
   marketsync sync reports --stock warehouse|account|scheme [--out F]           stock reports
@@ -120,6 +121,9 @@ def _sync_prices(argv: list[str]) -> int:
     p.add_argument("--add-rule", metavar="TEXT", help="e.g. '-10%% Friday 18:00, back Monday 09:00'")
     p.add_argument("--target", action="append", default=[], help="for --add-rule: item=X, category=X or card=X")
     p.add_argument("--tz", default="Europe/Moscow")
+    p.add_argument("--list-rules", action="store_true", help="the price rules and where each stands")
+    p.add_argument("--disable-rule", metavar="ID", help="switch a rule off (an active one is reverted next tick)")
+    p.add_argument("--enable-rule", metavar="ID")
     p.add_argument("--history", nargs="?", const="", default=None, metavar="CARD")
     args = p.parse_args(argv)
     try:
@@ -166,6 +170,22 @@ def _sync_prices(argv: list[str]) -> int:
         except price_rules.RuleError as exc:
             return _fail(f"price rule refused: {exc}")
         print(f"price rule {rule.id} added: {rule.name} ({rule.start_at} -> {rule.end_at}, {rule.tz})")
+        return 0
+
+    if args.list_rules:
+        for r in price_rules.rules(conn, args.account[0] if args.account else None):
+            flag = "" if r.enabled else " (disabled)"
+            err = f" last error: {r.last_error}" if r.last_error else ""
+            print(f"{r.id} {r.account} {r.state}{flag}: {r.name} [{r.start_at} -> {r.end_at} {r.tz}]"
+                  f" {json.dumps(r.lines, ensure_ascii=False)}{err}")
+        return 0
+
+    if args.disable_rule or args.enable_rule:
+        try:
+            price_rules.set_enabled(conn, args.disable_rule or args.enable_rule, bool(args.enable_rule))
+        except price_rules.RuleError as exc:
+            return _fail(str(exc))
+        print(f"price rule {args.disable_rule or args.enable_rule} {'enabled' if args.enable_rule else 'disabled'}")
         return 0
 
     if args.rules:

@@ -59,5 +59,12 @@ def test_add_rule_and_stock_report(db, tmp_path, capsys):
     assert "added" in out
     row = db.execute("SELECT lines, start_at FROM price_rules").fetchone()
     assert json.loads(row["lines"]) == [{"category": "Кружки", "percent": "-15"}] and row["start_at"] == "пт 18:00"
+    rule_id = db.execute("SELECT id FROM price_rules").fetchone()[0]
+    code, out, _ = run(capsys, "sync", "prices", "--db", path, "--list-rules")
+    assert code == 0 and rule_id in out and "idle" in out
+    code, out, _ = run(capsys, "sync", "prices", "--db", path, "--disable-rule", rule_id)
+    assert code == 0 and db.execute("SELECT enabled FROM price_rules").fetchone()[0] == 0
+    code, _, err = run(capsys, "sync", "prices", "--db", path, "--disable-rule", "nope")
+    assert code == 1 and "no price rule 'nope'" in err
     code, out, _ = run(capsys, "sync", "reports", "--db", path, "--stock", "warehouse")
     assert code == 0 and out.splitlines()[0].startswith("Склад;")
