@@ -189,8 +189,9 @@ enabled = false
                 late += [f"{mp}:{o}" for o in got]
             latencies.append(latency)
             minimums.append(minimum)
+            each = " ".join(f"{ACCOUNT[m]}={(t - t_sale) * k:.2f}" for m, t in sorted(zeros.items()))
             print(f"run {run:3d}: sold on {seller:13s} every other card at 0 after {latency:6.2f} s"
-                  f" (documented minimum {minimum:5.2f} s)" + (f"; late buyers bought: {late}" if late else ""))
+                  f" (documented minimum {minimum:5.2f} s; {each})" + (f"; late buyers bought: {late}" if late else ""))
         time.sleep(20 * WB_POLL_S / k + 1)  # let the cloud poll the last orders
         summary = http_json("GET", f"{api}/api/summary")
         # oversold: a sale the ledger could not cover (the marketplace sold a unit we no longer had)

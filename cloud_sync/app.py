@@ -144,6 +144,14 @@ def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: dic
         c.wake()
         return jsonify({"cancelled": key, "released": released})
 
+    @app.post("/api/handovers")
+    def start_handover():
+        account = _need(_body(), "account")[0]
+        c = ctx()
+        if account not in c.cfg.accounts:
+            raise ApiError(f"unknown account {account!r}", 404)
+        return jsonify(orders.start_handover(db(), c.cfg, str(account), link=c.link))
+
     # ------------------------------------------------------------ stock
 
     @app.get("/api/stock")

@@ -137,7 +137,8 @@ def _delegate(what: str, argv: list[str]) -> int:
     if fn is None:
         print(f"marketsync sync {what}: {module_name} offers no sync_main yet", file=sys.stderr)
         return 3
-    rest = [a for a in argv if a != what]
+    rest = list(argv)
+    rest.remove(what)
     return int(fn(rest) or 0)
 
 

@@ -122,6 +122,22 @@ MIGRATIONS = [
         message TEXT NOT NULL
     );
     """,
+    """
+    ALTER TABLE orders ADD COLUMN marking_codes TEXT NOT NULL DEFAULT '[]';
+    CREATE TABLE handovers (
+        id TEXT PRIMARY KEY,
+        account TEXT NOT NULL,
+        site TEXT NOT NULL,
+        supply_id TEXT,
+        state TEXT NOT NULL,             -- open | shipped
+        created_ts REAL NOT NULL
+    );
+    CREATE TABLE handover_orders (
+        handover_id TEXT NOT NULL REFERENCES handovers(id),
+        order_id INTEGER NOT NULL REFERENCES orders(id),
+        PRIMARY KEY (handover_id, order_id)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 STAGES = ("new", "problem", "short", "reserved", "picking", "packed", "handed_over", "cancelled")
@@ -500,11 +516,46 @@ def _call(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Marketplace, a: s
         supply = a["supply_id"] or _open_supply(conn, a["account"], a["mp_warehouse"])
         if supply:
             details["supply_id"] = supply
+    if action == "assemble":
+        codes = _marking_by_offer(conn, a["order_id"])
+        if codes:
+            details["marking_codes"] = codes
     change = adapter.set_order_status(native_id, action, **details)
     if not change.ok and not change.already:
         raise MarketplaceError(change.error or f"{action} refused", account=a["account"], endpoint=action,
                                retryable=False)
-    return {"change": change}
+    out: dict[str, Any] = {"change": change}
+    if action == "confirm" and a["marketplace"] == "wildberries":
+        try:  # the supply the order went into: the hand-over ships the whole supply at once
+            out["supply_id"] = adapter.get_order(native_id).native.get("supplyId")
+        except MarketplaceError as exc:
+            log.warning("supply of %s: %s", a["key"], exc)
+    return out
+
+
+def _marking_by_offer(conn: sqlite3.Connection, oid: int) -> dict[str, list[str]]:
+    """The site's scanned marking codes, per offer id of the line they belong to (by the GTIN in the code,
+    or all of them to the one marked line)."""
+    row = conn.execute("SELECT marking_codes FROM orders WHERE id=?", (oid,)).fetchone()
+    codes = json.loads(row[0]) if row and row[0] else []
+    if not codes:
+        return {}
+    lines = conn.execute("SELECT COALESCE(NULLIF(l.offer_id, ''), l.card_id) AS offer_id, l.item_id, i.marked"
+                         " FROM order_lines l LEFT JOIN items i ON"
+                         " i.id=l.item_id WHERE l.order_id=? ORDER BY l.line_no", (oid,)).fetchall()
+    marked = [ln for ln in lines if ln["marked"]] or list(lines)
+    if len(marked) == 1:
+        return {marked[0]["offer_id"]: list(codes)}
+    out: dict[str, list[str]] = {}
+    for code in codes:
+        gtin = code[2:16] if code.startswith("01") else ""
+        for ln in marked:
+            barcodes = [r[0] for r in conn.execute("SELECT barcode FROM item_barcodes WHERE item_id=?",
+                                                   (ln["item_id"],))]
+            if gtin and any(b.zfill(14) == gtin for b in barcodes):
+                out.setdefault(ln["offer_id"], []).append(code)
+                break
+    return out
 
 
 def _open_supply(conn: sqlite3.Connection, account: str, mp_warehouse: str) -> str | None:
@@ -523,14 +574,18 @@ def _action_done(conn: sqlite3.Connection, cfg: CloudConfig, a: sqlite3.Row, out
     change = outcome.get("change")
     if change is not None:
         native = change.native or {}
-        supply = native.get("supply_id") or native.get("supplyId")
+        supply = outcome.get("supply_id") or native.get("supply_id") or native.get("supplyId")
         if supply:
             conn.execute("UPDATE orders SET supply_id=? WHERE id=?", (str(supply), oid))
             conn.execute("INSERT OR IGNORE INTO supplies(account, mp_warehouse, supply_id, state, created_ts)"
                          " VALUES (?,?,?,?,?)", (a["account"], a["mp_warehouse"], str(supply), "open", now))
-        if action == "ship" and supply:
-            conn.execute("UPDATE supplies SET state='shipped' WHERE account=? AND supply_id=?",
-                         (a["account"], str(supply)))
+        if action == "ship":
+            supply = supply or a["supply_id"]
+            if supply:
+                conn.execute("UPDATE supplies SET state='shipped' WHERE account=? AND supply_id=?",
+                             (a["account"], str(supply)))
+            conn.execute("UPDATE handovers SET state='shipped' WHERE id IN (SELECT handover_id FROM"
+                         " handover_orders WHERE order_id=?)", (oid,))
         if change.native_status:
             conn.execute("UPDATE orders SET native_status=? WHERE id=?", (change.native_status, oid))
         if action == "confirm":
@@ -587,12 +642,17 @@ def register_site_handlers(link: Any, cfg: CloudConfig, wake: Waker | None = Non
         if state == "picked" and stage == "reserved":
             _set_stage(conn, cfg, oid, "picking", now)
         elif state == "packed" and stage in ("reserved", "picking"):
-            conn.execute("UPDATE orders SET packed_ts=? WHERE id=?", (now, oid))
+            conn.execute("UPDATE orders SET packed_ts=?, marking_codes=? WHERE id=?",
+                         (now, json.dumps(b.get("marking_codes") or []), oid))
             _set_stage(conn, cfg, oid, "packed", now, problem="")
             _queue_action(conn, oid, "assemble", now)
         elif state == "handed_over" and stage in ("reserved", "picking", "packed"):
             _set_stage(conn, cfg, oid, "handed_over", now)
-            _queue_action(conn, oid, "ship", now)
+            if b.get("handover_id"):
+                conn.execute("INSERT OR IGNORE INTO handover_orders(handover_id, order_id) SELECT id, ? FROM"
+                             " handovers WHERE id=?", (oid, b["handover_id"]))
+            if _all_handed_over(conn, oid):
+                _queue_action(conn, oid, "ship", now)
         elif state in ("short", "failed"):
             conn.execute("UPDATE orders SET problem=? WHERE id=?", (f"site: {state} {b.get('note', '')}".strip(), oid))
 
@@ -637,6 +697,53 @@ def register_site_handlers(link: Any, cfg: CloudConfig, wake: Waker | None = Non
     link.on("printed", on_printed)
     link.on("scan", on_scan)
     link.on("device_status", on_device_status)
+
+
+def _all_handed_over(conn: sqlite3.Connection, oid: int) -> bool:
+    """Shipping moves every parcel of a WB supply (or of a hand-over) at once: only when the last one of
+    them has been handed over."""
+    o = conn.execute("SELECT account, supply_id FROM orders WHERE id=?", (oid,)).fetchone()
+    groups = [r[0] for r in conn.execute("SELECT handover_id FROM handover_orders WHERE order_id=?", (oid,))]
+    for h in groups:
+        if conn.execute("SELECT 1 FROM handover_orders x JOIN orders o ON o.id=x.order_id WHERE x.handover_id=?"
+                        " AND o.stage NOT IN ('handed_over', 'cancelled')", (h,)).fetchone():
+            return False
+    waiting = o["supply_id"] and conn.execute(
+        "SELECT 1 FROM orders WHERE account=? AND supply_id=? AND stage NOT IN ('handed_over', 'cancelled')",
+        (o["account"], o["supply_id"])).fetchone()
+    return not waiting
+
+
+def start_handover(conn: sqlite3.Connection, cfg: CloudConfig, account: str, *, link: Any = None,
+                   now: float | None = None) -> list[dict[str, Any]]:
+    """Hand the account's packed parcels to the marketplace's courier: one hand-over per site (and per WB
+    supply), sent to the site as a `handover` message listing the orders to scan."""
+    import uuid
+
+    now = time.time() if now is None else now
+    rows = conn.execute(
+        "SELECT id, key, site, supply_id, marketplace FROM orders WHERE account=? AND stage='packed' AND site IS"
+        " NOT NULL AND id NOT IN (SELECT order_id FROM handover_orders x JOIN handovers h ON h.id=x.handover_id"
+        " WHERE h.state='open') ORDER BY id", (account,)).fetchall()
+    groups: dict[tuple[str, str], list[sqlite3.Row]] = {}
+    for r in rows:
+        groups.setdefault((r["site"], r["supply_id"] or ""), []).append(r)
+    out = []
+    with transaction(conn):
+        for (site, supply), members in groups.items():
+            hid = f"ho-{account}-{uuid.uuid4().hex[:8]}"
+            conn.execute("INSERT INTO handovers(id, account, site, supply_id, state, created_ts) VALUES (?,?,?,?,?,?)",
+                         (hid, account, site, supply or None, "open", now))
+            conn.executemany("INSERT INTO handover_orders(handover_id, order_id) VALUES (?,?)",
+                             [(hid, m["id"]) for m in members])
+            body: dict[str, Any] = {"handover_id": hid, "marketplace": members[0]["marketplace"],
+                                    "order_ids": [m["key"] for m in members], "account": account}
+            if supply:
+                body["supply_id"] = supply
+            send_to_site(conn, link, site, "handover", body)
+            out.append({"handover_id": hid, "site": site, "supply_id": supply or None,
+                        "orders": [m["key"] for m in members]})
+    return out
 
 
 def _after(conn: sqlite3.Connection, wake: Waker | None) -> None:

@@ -23,8 +23,10 @@ log = logging.getLogger("cloud_sync.service")
 
 class CloudService:
     def __init__(self, cfg: CloudConfig, *, db_path: str | None = None) -> None:
+        if db_path:
+            cfg.db_path = db_path  # the webhooks and every other part read it from the config
         self.cfg = cfg
-        self.db_path = db_path or cfg.db_path
+        self.db_path = cfg.db_path
         self.link: Any = None
         self.pusher: stock_push.Pusher | None = None
         self.jobs: Jobs | None = None

@@ -204,3 +204,31 @@ def test_site_delta_that_would_make_stock_negative_is_rejected(conn, cfg):
                                                     "delta": -1000, "reason": "writeoff"}))
     assert stock.level(conn, items[0].item_id, "main").on_hand == items[0].stock
     assert orders.summary(conn)["errors"] == 0  # the rejected transaction rolled back its error row as well
+
+
+def test_handover_ships_a_wb_supply_only_when_its_last_parcel_is_handed_over(conn, cfg, windows):
+    seed(conn, 3)
+    h = _handlers(cfg)
+    orders.ingest(conn, cfg, [order("wb", "1", card_id("wb", 1)), order("wb", "2", card_id("wb", 2))])
+    orders.run_actions(conn, cfg, windows)  # both confirmed into supply WB-GI-1
+    conn.execute("UPDATE orders SET supply_id='WB-GI-1'")  # ShopWindow has no get_order for these
+    with transaction(conn):
+        for n in ("1", "2"):
+            h["task_progress"](conn, _env("task_progress", {"task_id": f"pick-wb:{n}", "order_id": f"wb:{n}",
+                                                            "state": "packed", "marking_codes": ["0104607000000011215abc"]}))
+    (ho,) = orders.start_handover(conn, cfg, "wb")
+    assert ho["orders"] == ["wb:1", "wb:2"] and ho["supply_id"] == "WB-GI-1"
+    assert _outbox(conn)[-1] == ("handover", {"handover_id": ho["handover_id"], "marketplace": "wildberries",
+                                              "order_ids": ["wb:1", "wb:2"], "account": "wb", "supply_id": "WB-GI-1"})
+    with transaction(conn):
+        h["task_progress"](conn, _env("task_progress", {"task_id": "pick-wb:1", "order_id": "wb:1",
+                                                        "state": "handed_over", "handover_id": ho["handover_id"]}))
+    ships = "SELECT COUNT(*) FROM order_actions WHERE action='ship'"
+    assert conn.execute(ships).fetchone()[0] == 0  # wb:2 is still on the table: delivering now would take it too
+    with transaction(conn):
+        h["task_progress"](conn, _env("task_progress", {"task_id": "pick-wb:2", "order_id": "wb:2",
+                                                        "state": "handed_over", "handover_id": ho["handover_id"]}))
+    assert conn.execute(ships).fetchone()[0] == 1
+    orders.run_actions(conn, cfg, windows)
+    assert [m[1] for m in windows["wb"].moves].count("ship") == 1
+    assert orders._marking_by_offer(conn, 1) == {"wb-1": ["0104607000000011215abc"]}
