@@ -16,7 +16,7 @@ from cloud_sync.webhooks import create_webhooks_blueprint, push_url
 from marketplaces import open_account
 from marketplaces.base import AccountConfig, OrderEvent
 from marketplaces.sandbox.core import RunningSandbox
-from marketplaces.sandbox.registry import start_sandbox
+from marketplaces.sandbox.registry import create_sandbox
 
 
 @dataclass
@@ -50,7 +50,11 @@ def sandboxes() -> Iterator[Callable[..., RunningSandbox]]:
     def make(name: str, **options: Any) -> RunningSandbox:
         options.setdefault("seed", 10)
         options.setdefault("time_scale", 1000)
-        running = start_sandbox(name, **options)
+        app = create_sandbox(name, **options)
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        thread.start()
+        running = RunningSandbox(app, f"http://127.0.0.1:{server.server_port}", dict(app.credentials), server, thread)
         started.append(running)
         return running
 
@@ -82,7 +86,7 @@ def receiver_factory(tmp_path) -> Iterator[Callable[..., Receiver]]:
         app = Flask("test-cloud")
         app.register_blueprint(bp)
         server = make_server("127.0.0.1", 0, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         thread.start()
         servers.append((server, thread, bp.push_worker))
         return Receiver(f"http://127.0.0.1:{server.server_port}", db_path, {a.name: a for a in accounts}, got,
