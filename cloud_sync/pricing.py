@@ -629,6 +629,8 @@ def preview(conn: sqlite3.Connection, doc: PriceDocument, *, settings: PricingSe
                          None if cost is None else cost * card.pack_size, settings)
         result.rows.append(row)
 
+    if rules.prices_by_group:
+        _add_group_siblings(conn, result, cards, current, costs)
     _check_groups(result, rules)
     if rules.max_updates_per_hour:
         _check_update_rate(conn, result, rules, now)
@@ -737,6 +739,34 @@ def effective_price(marketplace: str, change: PriceChange, p: Price) -> Decimal:
     if marketplace == "wildberries" and change.discount_percent:
         return _money(change.price * (HUNDRED - change.discount_percent) / HUNDRED)
     return p.price
+
+
+def _add_group_siblings(conn: sqlite3.Connection, result: Preview, cards: list[PricedCard],
+                        current: dict[str, Price], costs: dict[str, Decimal | None]) -> None:
+    """WB sets one price per nmID: the sizes a document did not name change with it, so they are shown
+    (and recorded) too."""
+    from cloud_sync.nomenclature import cost_price
+
+    named = {r.card.card_id for r in result.rows}
+    first: dict[str, PreviewRow] = {}
+    for r in result.rows:
+        first.setdefault(r.change.card_id, r)
+    for c in cards:
+        r = first.get(c.group_id or c.card_id)
+        if r is None or c.card_id in named:
+            continue
+        old = current.get(c.card_id) or (Price(c.imported_price) if c.imported_price is not None else None)
+        if c.item_id and c.item_id not in costs:
+            costs[c.item_id] = cost_price(conn, c.item_id)
+        cost = costs.get(c.item_id) if c.item_id else None
+        change = PriceChange(card_id=r.change.card_id, offer_id=c.offer_id, price=r.change.price,
+                             old_price=r.change.old_price, discount_percent=r.change.discount_percent,
+                             min_price=r.change.min_price)
+        result.rows.append(PreviewRow(
+            card=c, old=old, new=r.new, change=change, effective_price=r.effective_price,
+            cost=None if cost is None else cost * c.pack_size, line_no=r.line_no,
+            notes=[Note("info", f"{result.marketplace} prices all sizes of {r.change.card_id} together: "
+                                f"changes with {r.card.offer_id}")]))
 
 
 def _check_groups(result: Preview, rules: MarketplaceRules) -> None:

@@ -219,3 +219,12 @@ def test_configured_marketplace_floor_and_drop_threshold(db):
     assert pv.ok and any("large drop" in t for t in pv.to_confirm)
     with pytest.raises(ValueError, match="unknown price rule"):
         pricing.rules_for("ozon", {"colour": 1})
+
+
+def test_wildberries_sizes_not_named_change_with_their_nmid(db, fake_market):
+    market = fake_market("wildberries", "wb1")
+    res = pricing.apply(db, doc("wb1", PriceLine("card", "MS-1-S", price=Decimal(900))), market, now=NOW)
+    assert [c.card_id for c in market.sent] == ["100"]
+    assert {r.offer_id for r in res.results} == {"MS-1-S", "MS-1-M"}
+    prices = pricing.current_prices(db, "wb1")
+    assert prices["101"].price == prices["102"].price == Decimal(900)
