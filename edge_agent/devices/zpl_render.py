@@ -56,6 +56,7 @@ class _State:
     hex_char: str | None = None
     reverse: bool = False
     ops: list = field(default_factory=list)
+    above_baseline: int | None = None
 
 
 def _split(zpl: str) -> list[tuple[str, str]]:
@@ -233,7 +234,7 @@ def render_zpl(zpl: bytes | str, profile: PrinterProfile) -> Image.Image:
             except BarcodeError as exc:
                 raise PrinterError(f"the ZPL label has a barcode the printer cannot draw: {exc}") from exc
             if bits is not None:
-                _place(canvas, bits, st)
+                _place(canvas, bits, st, st.above_baseline)
                 drew = True
         elif cmd == "FS":
             st.barcode, st.field_font, st.hex_char, st.reverse = None, None, None, False
@@ -242,8 +243,9 @@ def render_zpl(zpl: bytes | str, profile: PrinterProfile) -> Image.Image:
     return from_bits(canvas)
 
 
-def _place(canvas: np.ndarray, bits: np.ndarray, st: _State) -> None:
-    y = st.y - bits.shape[0] if st.baseline else st.y
+def _place(canvas: np.ndarray, bits: np.ndarray, st: _State, above: int | None = None) -> None:
+    """Put a field at ^FO (top-left) or ^FT (its baseline: the bottom of the bars, the text baseline)."""
+    y = st.y - (bits.shape[0] if above is None else above) if st.baseline else st.y
     if st.reverse:
         h = max(0, min(bits.shape[0], canvas.shape[0] - y))
         w = max(0, min(bits.shape[1], canvas.shape[1] - st.x))
@@ -254,8 +256,11 @@ def _place(canvas: np.ndarray, bits: np.ndarray, st: _State) -> None:
 
 
 def _field_bits(data: str, st: _State) -> np.ndarray | None:
+    st.above_baseline = None
     if st.barcode is None:
         orient, h, w = st.field_font or (st.font_orient, st.font_h, st.font_w)
+        if orient == "N":
+            st.above_baseline = font(h).getmetrics()[0]
         return _rotate(_text_bits(data, h, w), orient)
     cmd, p = st.barcode
     orient = (p[0][:1] or "N").upper() if p else "N"
@@ -269,6 +274,8 @@ def _field_bits(data: str, st: _State) -> np.ndarray | None:
             kind, content = "ean13", data.strip()[:12]
         row = symbol_bits(kind, content)
         bits = np.repeat(np.repeat(row, st.module, axis=1), max(1, bar_h), axis=0)
+        if orient == "N":
+            st.above_baseline = bits.shape[0]
         if interp:
             shown = content.replace(GS, " ") if kind == "code128" else symbol_text_ean(content)
             txt = _text_bits(shown, max(12, st.module * 9), 0)

@@ -131,3 +131,17 @@ def test_prepared_labels_are_cached(make, tmp_path):
     p = printer(tmp_path, "zpl")
     data = make.pdf_label("CACHE-1", 58, 40)
     assert prepare_label(data, "pdf", p.profile) is prepare_label(data, "pdf", p.profile)
+
+
+def test_zpl_field_typeset_puts_bars_on_the_baseline():
+    """^FT places a barcode by the bottom of its bars (the interpretation line hangs below) and text by its baseline."""
+    import numpy as np
+
+    from edge_agent.devices.base import PrinterProfile
+
+    prof = PrinterProfile("zpl", 203, 58, 40)
+    bars = ~np.asarray(render_zpl("^XA^FT40,200^BY2^BCN,100,N^FDABC123^FS^XZ", prof))
+    rows = np.where(bars.any(axis=1))[0]
+    assert (rows.min(), rows.max()) == (100, 199)
+    text = ~np.asarray(render_zpl("^XA^FT40,200^A0N,40,40^FDHHH^FS^XZ", prof))
+    assert np.where(text.any(axis=1))[0].max() in (198, 199, 200)
