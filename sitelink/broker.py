@@ -155,6 +155,7 @@ class Broker:
         passwords: dict[str, str] | None = None,
         host: str = "127.0.0.1",
         max_queued_messages: int = 1_000_000,
+        use_passwd_tool: bool = True,
     ):
         if not host.startswith("127.") and host != "localhost":
             raise BrokerError("the project's own broker listens on the loopback only")
@@ -168,6 +169,7 @@ class Broker:
         self.secure = secure
         self.sites = list(sites or [])
         self.max_queued_messages = max_queued_messages
+        self.use_passwd_tool = use_passwd_tool
         self.passwords: dict[str, str] = {}
         if secure:
             self.passwords = {CLOUD_USER: secrets.token_urlsafe(18)}
@@ -223,7 +225,7 @@ class Broker:
         ]
         if self.secure:
             self.tls = make_tls_files(self.workdir / "tls")
-            write_password_file(self.workdir / "passwd", self.passwords)
+            write_password_file(self.workdir / "passwd", self.passwords, use_tool=self.use_passwd_tool)
             acl = self.workdir / "acl"
             acl.write_text(acl_text(self.sites))
             os.chmod(acl, 0o600)
@@ -327,3 +329,70 @@ class Broker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# ---------------------------------------------------------------- a real deployment
+
+DEPLOY_DIR = "/etc/mosquitto/marketsync"
+
+DEPLOY_CONF = """\
+# marketsync site link: the broker's listener for the cloud and the sites.
+# Installed as /etc/mosquitto/conf.d/marketsync.conf (Debian's mosquitto.service reads conf.d);
+# its files live in {dir}/ and are written by `marketsync link broker-config`.
+# TLS only, a username/password per site and one for the cloud, and an ACL: site X may read and
+# write ms/v1/X/# only; the cloud all of ms/v1/#. Anonymous clients are refused.
+listener {port}
+cafile {dir}/ca.crt
+certfile {dir}/server.crt
+keyfile {dir}/server.key
+tls_version tlsv1.2
+allow_anonymous false
+password_file {dir}/passwd
+acl_file {dir}/acl
+
+# A site may be away for days: keep its session (queued QoS 1 messages) meanwhile. The link's
+# own outbox is the real buffer; this only saves work when the site returns.
+persistent_client_expiration 14d
+max_queued_messages 100000
+max_inflight_messages 0
+"""
+
+
+def deploy_conf(port: int = 8883, directory: str = DEPLOY_DIR) -> str:
+    return DEPLOY_CONF.format(port=port, dir=directory)
+
+
+def write_deployment(
+    out: str | Path,
+    sites: list[str],
+    *,
+    hostnames: tuple[str, ...] = ("localhost",),
+    port: int = 8883,
+    directory: str = DEPLOY_DIR,
+) -> dict[str, str]:
+    """Write everything a real broker needs into `out`: marketsync.conf, the CA and server certificate,
+    the password file, the ACL, and `credentials/<user>.password` (mode 600) to hand to the cloud and
+    each site. Returns the passwords by user (shown nowhere else)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "credentials").mkdir(exist_ok=True)
+    os.chmod(out / "credentials", 0o700)
+    tls = make_tls_files(out / "tls-tmp", hosts=hostnames)
+    for name, target in (
+        ("ca", "ca.crt"),
+        ("ca_key", "ca.key"),
+        ("cert", "server.crt"),
+        ("key", "server.key"),
+    ):
+        tls[name].replace(out / target)
+    (out / "tls-tmp").rmdir()
+    passwords = {CLOUD_USER: secrets.token_urlsafe(24), **{s: secrets.token_urlsafe(24) for s in sites}}
+    write_password_file(out / "passwd", passwords)
+    (out / "acl").write_text(acl_text(sites))
+    os.chmod(out / "acl", 0o600)
+    (out / "marketsync.conf").write_text(deploy_conf(port, directory))
+    for user, password in passwords.items():
+        path = out / "credentials" / f"{user}.password"
+        path.write_text(password + "\n")
+        os.chmod(path, 0o600)
+    return passwords

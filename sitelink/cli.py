@@ -3,6 +3,8 @@
 marketsync link status --db PATH [--json]        queue depths, applied counts, last seen, gaps,
                                                   dead letters with their reasons
 marketsync link dead-letters --db PATH [--limit N] [--json]
+marketsync link broker-config --out DIR --site ID [--site ID ...] [--hostname NAME ...] [--port 8883]
+                                                  a real broker's TLS files, passwords and per-site ACL
 """
 
 from __future__ import annotations
@@ -26,7 +28,18 @@ def main(argv: list[str]) -> int:
     p_dead.add_argument("--db", required=True)
     p_dead.add_argument("--limit", type=int, default=50)
     p_dead.add_argument("--json", action="store_true")
+    p_conf = sub.add_parser(
+        "broker-config", help="write a real broker's config: TLS, passwords, per-site ACL"
+    )
+    p_conf.add_argument(
+        "--out", required=True, help="directory to write (copy it to /etc/mosquitto/marketsync)"
+    )
+    p_conf.add_argument("--site", action="append", required=True, help="a site id (repeat per site)")
+    p_conf.add_argument("--hostname", action="append", help="the broker's name(s) in its certificate")
+    p_conf.add_argument("--port", type=int, default=8883)
     args = parser.parse_args(argv)
+    if args.command == "broker-config":
+        return write_broker_config(args)
 
     path = Path(args.db)
     if not path.exists():
@@ -48,6 +61,25 @@ def main(argv: list[str]) -> int:
             print(json.dumps(rows, indent=2, ensure_ascii=False) if args.json else render_dead_letters(rows))
     finally:
         conn.close()
+    return 0
+
+
+def write_broker_config(args: argparse.Namespace) -> int:
+    from sitelink.broker import BrokerError, write_deployment
+
+    try:
+        passwords = write_deployment(
+            args.out, args.site, hostnames=tuple(args.hostname or ["localhost"]), port=args.port
+        )
+    except BrokerError as exc:
+        print(f"marketsync link broker-config: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    print(f"wrote {out}/marketsync.conf, ca.crt, server.crt, server.key, passwd, acl")
+    print(
+        f"passwords for {', '.join(sorted(passwords))} are in {out}/credentials/ (mode 600), shown nowhere else"
+    )
+    print("keep ca.key off the broker box; see systemd/mosquitto/README.md for the install steps")
     return 0
 
 

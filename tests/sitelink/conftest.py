@@ -82,7 +82,7 @@ def make_link(broker: Broker, tmp_path: Path) -> Iterator[Callable[..., SiteLink
 class RawClient:
     """A plain paho client for publishing hand-made payloads and watching topics."""
 
-    def __init__(self, broker: Broker, client_id: str, **auth):
+    def __init__(self, broker: Broker, client_id: str, connect_timeout: float = 10, **auth):
         self.messages: list[tuple[str, bytes]] = []
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         if auth.get("username"):
@@ -98,7 +98,11 @@ class RawClient:
         self.client.on_connect = on_connect
         self.client.connect(broker.host, broker.port)
         self.client.loop_start()
-        wait_for(lambda: self.connect_rc is not None, 10, "raw client to connect")
+        try:
+            wait_for(lambda: self.connect_rc is not None, connect_timeout, "raw client to connect")
+        except AssertionError:
+            self.close()
+            raise
 
     def subscribe(self, topic: str) -> None:
         done = []
