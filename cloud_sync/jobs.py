@@ -16,10 +16,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from cloud_sync import catalog, orders
+from cloud_sync import catalog, orders, stock
 from cloud_sync.config import CloudConfig
 from cloud_sync.db import connect, transaction
-from marketplaces.base import Marketplace
+from marketplaces.base import Marketplace, NotSupported
 
 log = logging.getLogger("cloud_sync.jobs")
 
@@ -59,6 +59,7 @@ class Jobs:
             self.add(f"orders:{name}", j.orders_poll_s, self._poll(adapter))
             self.add(f"statuses:{name}", j.status_refresh_s, self._refresh(adapter))
             self.add(f"cards:{name}", 60.0, self._follow_cards(name, adapter))
+            self.add(f"fbo:{name}", j.fbo_read_s, self._read_fbo(name, adapter))
         self.add("order-actions", j.actions_s, self._actions)
         self._add_optional()
 
@@ -80,6 +81,16 @@ class Jobs:
             if conn.execute("SELECT 1 FROM card_creations WHERE account=? AND state='pending'", (account,)).fetchone():
                 with transaction(conn):
                     catalog.follow_creations(conn, adapter, account)
+        return run
+
+    def _read_fbo(self, account: str, adapter: Marketplace) -> JobFn:
+        def run(conn: sqlite3.Connection) -> None:
+            try:
+                levels = adapter.read_stocks("fbo")
+            except NotSupported:
+                return
+            with transaction(conn):
+                stock.record_fbo(conn, account, [(lv.card_id, lv.warehouse_id, lv.quantity) for lv in levels])
         return run
 
     def _actions(self, conn: sqlite3.Connection) -> None:
