@@ -140,8 +140,22 @@ def _to_ledger(conn: sqlite3.Connection, balances: list[Balance], ref: str) -> l
             notes.append(f"{b.item_id} at {b.warehouse_id}: 1C states {b.quantity}, the ledger takes {qty}")
         per_warehouse.setdefault(b.warehouse_id, {})[b.item_id] = qty
     for warehouse, rows in per_warehouse.items():
-        fn(conn, warehouse, rows, source="1c", ref=ref)
+        fn(conn, warehouse, _changed(conn, warehouse, rows), source="1c", ref=ref)
     return notes
+
+
+def _changed(conn: sqlite3.Connection, warehouse: str, rows: dict[str, int]) -> dict[str, int]:
+    """Only the balances the ledger does not already hold: `record_balance` records nothing for an equal
+    one either, so this changes no outcome — it saves a query round per unchanged item when 1C re-sends
+    a full balance package (set_balances still marks the warehouse as heard from)."""
+    ids = list(rows)
+    held: dict[str, int] = {}
+    for i in range(0, len(ids), 500):
+        part = ids[i:i + 500]
+        held.update(conn.execute(
+            f"SELECT item_id, on_hand FROM stock_levels WHERE warehouse=? AND item_id IN ({','.join('?' * len(part))})",
+            (warehouse, *part)).fetchall())
+    return {item: qty for item, qty in rows.items() if held.get(item) != qty}
 
 
 def balances(conn: sqlite3.Connection) -> dict[str, dict[str, Decimal]]:
