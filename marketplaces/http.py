@@ -348,7 +348,9 @@ class HttpClient:
         self.stats = ClientStats()
         self._rng = random.Random(seed)
         self._limit_key = str(config.options.get("limit_key") or config.options.get("client_id") or config.name)
-        self._secrets = [v for v in config.credentials.values() if isinstance(v, str) and len(v) >= 4]
+        # values worth masking: not short numeric ids such as an Ozon Client-Id (they would mask product ids)
+        self._secrets = [v for v in config.credentials.values()
+                         if isinstance(v, str) and len(v) >= 8 and not v.isdigit()]
         self._http = httpx.Client(timeout=self.timeout_s, transport=transport, follow_redirects=False)
 
     # -- plumbing

@@ -447,16 +447,30 @@ class OzonAdapter:
             method = (p.get("delivery_method") or {}).get("id")
             if not method:
                 raise self._bad("posting without delivery_method.id", "posting_get")
-            created = self.http.call("carriage_create", json={"delivery_method_id": int(method),
-                                                              "departure_date": _ozon_time(datetime.now(UTC))})
-            carriage = created.json_object().get("carriage_id")
+            carriage = self._open_carriage(int(method))  # one left unapproved before (a lost answer)
             if not carriage:
-                raise self._bad("carriage created without carriage_id", "carriage_create")
+                created = self.http.call("carriage_create", json={"delivery_method_id": int(method),
+                                                                  "departure_date": _ozon_time(datetime.now(UTC))})
+                carriage = created.json_object().get("carriage_id")
+                if not carriage:
+                    raise self._bad("carriage created without carriage_id", "carriage_create")
             self.http.call("carriage_approve", json={"carriage_id": int(carriage)})
         elif action == "cancel":
             self.http.call("posting_cancel", json={
                 "posting_number": number, "cancel_reason_id": int(details.get("reason_id", 352)),
                 "cancel_reason_message": str(details.get("reason", "Product is out of stock"))})
+
+    def _open_carriage(self, method: int) -> int:
+        """The id of a carriage of this delivery method still waiting for approval, or 0."""
+        data = self.http.call("carriages_list", json={"filter": {"delivery_method_id": method},
+                                                      "limit": 100}).json_object()
+        for m in data.get("methods") or []:
+            if int(m.get("delivery_method_id") or 0) != method:
+                continue
+            for c in m.get("carriages") or []:
+                if c.get("status") == "NEW" and int(c.get("postings_count") or 0) > 0:
+                    return int(c["id"])
+        return 0
 
     def get_label(self, native_id: str, *, fmt: LabelFormat | None = None, size: str = "") -> Label:
         if fmt not in (None, "pdf"):

@@ -433,10 +433,7 @@ class WildberriesAdapter:
         if action == "confirm":
             supply = details.get("supply_id") or self._open_supply.get(wh)
             if not supply:
-                reply = self.http.call("supply_create", json={"name": f"marketsync {wh} {datetime.now(UTC):%Y-%m-%d %H:%M}"})
-                supply = str(reply.json_object().get("id") or "")
-                if not supply:
-                    raise self._bad("supply created without an id", "supply_create")
+                supply = self._create_supply(wh)
                 self._open_supply[wh] = supply
             self.http.call("supply_add_orders", path_params={"supplyId": supply}, json={"orders": [int(oid)]})
             raw["supplyId"] = supply
@@ -451,6 +448,33 @@ class WildberriesAdapter:
         if self._open_supply.get(wh) == supply:
             del self._open_supply[wh]  # a delivered supply takes no more orders
         self.http.call("supply_deliver", path_params={"supplyId": supply})
+
+    def _create_supply(self, wh: str) -> str:
+        """A new open supply; when its creation answer is lost, find it again by its unique name."""
+        name = f"marketsync {wh} {datetime.now(UTC):%Y-%m-%d %H:%M:%S.%f}"
+        try:
+            reply = self.http.call("supply_create", json={"name": name})
+        except Uncertain:
+            found = self._supply_named(name)
+            if found:
+                return found
+            raise
+        supply = str(reply.json_object().get("id") or "")
+        if not supply:
+            raise self._bad("supply created without an id", "supply_create")
+        return supply
+
+    def _supply_named(self, name: str) -> str:
+        nxt = 0
+        while True:
+            data = self.http.call("supplies_list", params={"limit": 1000, "next": nxt}).json_object()
+            supplies = data.get("supplies") or []
+            for s in supplies:
+                if s.get("name") == name and not s.get("done"):
+                    return str(s.get("id") or "")
+            if len(supplies) < 1000:
+                return ""
+            nxt = int(data.get("next") or 0)
 
     def get_label(self, native_id: str, *, fmt: LabelFormat | None = None, size: str = "") -> Label:
         fmt = fmt or "png"

@@ -6,7 +6,8 @@ documented limits as token buckets answering real 429s, `time_scale`, fault inje
 endpoints (identical on every sandbox, no auth):
 
     POST /_sandbox/orders   {"count": N}                      -> {"orders": [native ids]}
-    POST /_sandbox/faults   {"rate_429", "rate_5xx", "latency_ms", "malformed_rate"} -> the faults now set
+    POST /_sandbox/faults   {"rate_429", "rate_5xx", "latency_ms", "malformed_rate", "lost_reply_rate"}
+                            -> the faults now set (lost_reply_rate: applied, then answered 504)
     GET  /_sandbox/state    -> {"stocks", "prices", "orders": {id: native status}, "requests", "throttled",
                                 "throttled_items", "injected", "spec_violations", ...marketplace extras}
     POST /_sandbox/reset    -> re-seed from scratch (limits, faults, counters too)
@@ -76,6 +77,7 @@ class Faults:
     rate_5xx: float = 0.0
     latency_ms: float = 0.0
     malformed_rate: float = 0.0
+    lost_reply_rate: float = 0.0  # the request is applied, then the answer is lost (504): a timeout's twin
 
 
 class ApiError(Exception):
@@ -336,7 +338,13 @@ class SandboxApp:
                 with self._counter_lock:
                     group_bucket.penalize(limit.error_cost - 1)
         with self._counter_lock:
+            lost = reply.status < 300 and self.rng.random() < faults.lost_reply_rate
             malformed = self.rng.random() < faults.malformed_rate
+        if lost:
+            with self._counter_lock:
+                self.injected["lost"] = self.injected.get("lost", 0) + 1
+            return self._respond(req, self.error_reply(504, "gateway timeout", code="Timeout",
+                                                      template=route.template), validate=False)
         if malformed and reply.status < 300:
             with self._counter_lock:
                 self.injected["malformed"] += 1
@@ -401,7 +409,7 @@ class SandboxApp:
                 with self.lock:
                     return ok({"orders": [str(i) for i in self.make_orders(count)]})
             if name == "faults":
-                for key in ("rate_429", "rate_5xx", "latency_ms", "malformed_rate"):
+                for key in ("rate_429", "rate_5xx", "latency_ms", "malformed_rate", "lost_reply_rate"):
                     if key in body:
                         setattr(self.faults, key, float(body[key]))
                 return ok(self.faults.__dict__)

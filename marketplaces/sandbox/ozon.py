@@ -169,6 +169,7 @@ class OzonSandbox(SandboxApp):
             r("POST", "/v2/posting/fbs/cancel", self.posting_cancel),
             r("POST", "/v1/carriage/create", self.carriage_create),
             r("POST", "/v1/carriage/approve", self.carriage_approve),
+            r("POST", "/v2/carriage/delivery/list", self.carriages_list),
             r("POST", "/v2/posting/fbs/package-label", self.package_label),
             r("POST", "/v2/finance/realization", self.realization),
         ]
@@ -513,8 +514,24 @@ class OzonSandbox(SandboxApp):
                 self.carriages[old]["postings"].remove(n)
             self.postings[n]["carriage"] = cid
             self.postings[n]["substatus"] = "posting_in_carriage"
-        self.carriages[cid] = {"postings": postings, "status": "NEW"}
+        self.carriages[cid] = {"postings": postings, "status": "NEW", "method": method}
         return SandboxReply(200, {"carriage_id": cid})
+
+    def carriages_list(self, req: SandboxRequest) -> SandboxReply:
+        body = req.json()
+        wanted = int((body.get("filter") or {}).get("delivery_method_id") or 0)
+        methods = []
+        for w in self.warehouses:
+            method = w["delivery_method_id"]
+            if wanted and method != wanted:
+                continue
+            carriages = [{"id": cid, "status": c["status"], "postings_count": len(c["postings"]),
+                          "available_actions": ["approve"] if c["status"] == "NEW" else []}
+                         for cid, c in self.carriages.items() if c.get("method") == method]
+            methods.append({"delivery_method_id": method, "delivery_method_name": "Ozon Логистика",
+                            "warehouse_id": w["warehouse_id"], "warehouse_name": w["name"], "carriages": carriages,
+                            "carriage_postings_count": sum(c["postings_count"] for c in carriages)})
+        return SandboxReply(200, {"methods": methods, "has_next": False, "cursor": ""})
 
     def carriage_approve(self, req: SandboxRequest) -> SandboxReply:
         cid = int(req.json().get("carriage_id") or 0)

@@ -204,6 +204,7 @@ class WildberriesSandbox(SandboxApp):
             r("PATCH", "/api/v3/orders/{orderId}/cancel", self.order_cancel, "order_cancel"),
             r("POST", "/api/v3/supplies", self.supply_create, "marketplace"),
             r("GET", "/api/v3/supplies/{supplyId}", self.supply_get, "marketplace"),
+            r("GET", "/api/v3/supplies", self.supplies_list, "marketplace"),
             r("PATCH", "/api/marketplace/v3/supplies/{supplyId}/orders", self.supply_add, "marketplace"),
             r("PATCH", "/api/v3/supplies/{supplyId}/deliver", self.supply_deliver, "marketplace"),
             r("POST", "/api/v3/orders/stickers", self.stickers, "marketplace"),
@@ -325,6 +326,17 @@ class WildberriesSandbox(SandboxApp):
         return SandboxReply(200, {"id": s["id"], "name": s["name"], "done": s["done"], "createdAt": s["createdAt"],
                                   "closedAt": s["closedAt"], "scanDt": None, "cargoType": s["cargoType"],
                                   "isB2b": False, "isPickupPointShipmentAllowed": False, "crossBorderType": 0})
+
+    def supplies_list(self, req: SandboxRequest) -> SandboxReply:
+        limit, nxt = int(req.query["limit"]), int(req.query.get("next") or 0)
+        ids = sorted(self.supplies)[nxt: nxt + limit]
+        out = []
+        for sid in ids:
+            s = self.supplies[sid]
+            out.append({"id": sid, "name": s["name"], "done": s["done"], "createdAt": s["createdAt"],
+                        "closedAt": s["closedAt"], "scanDt": None, "cargoType": s["cargoType"], "isB2b": False,
+                        "isPickupPointShipmentAllowed": False, "crossBorderType": 0})
+        return SandboxReply(200, {"next": nxt + len(ids), "supplies": out})
 
     def supply_add(self, req: SandboxRequest) -> SandboxReply:
         s = self._supply(req.path_params["supplyId"])
