@@ -64,7 +64,9 @@ def write_password_file(path: Path, users: dict[str, str], *, use_tool: bool = T
 def acl_text(sites: list[str], cloud_user: str = CLOUD_USER) -> str:
     """The ACL: the cloud reads and writes every site's topics, each site only its own."""
     lines = [
-        "# marketsync site link: each site touches only ms/v1/<its id>/#",
+        "# marketsync site link: each site touches only ms/v1/<its id>/#; all may read the cloud's presence",
+        "pattern read ms/v1/cloud/state",
+        "",
         f"user {cloud_user}",
         "topic readwrite ms/v1/#",
         "",

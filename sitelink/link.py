@@ -15,7 +15,8 @@ raised, or a handler failing `max_attempts` times) is written to `link_dead_lett
 
 Session: `clean_start=False` with a session expiry, so the broker keeps subscriptions and queued
 messages while a side is away. A site publishes a retained `online`/`offline` on `ms/v1/{site}/state`,
-with `offline` as its last will.
+the cloud on `ms/v1/cloud/state`, each with `offline` as its last will; nothing is sent again on a
+timer to a peer known to be offline: it gets the whole outbox when it says `online`.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ from sitelink.store import LinkError
 log = logging.getLogger("sitelink")
 
 PREFIX = "ms/v1"
+CLOUD = "cloud"  # the cloud's presence is ms/v1/cloud/state (so no site may be called "cloud")
+CLOUD_STATE_TOPIC = f"{PREFIX}/{CLOUD}/state"
 Handler = Callable[[sqlite3.Connection, Envelope], None]
 
 
@@ -108,6 +111,8 @@ class SiteLink:
             raise LinkError("a site link needs site_id")
         if cfg.site_id and ("/" in cfg.site_id or "+" in cfg.site_id or "#" in cfg.site_id):
             raise LinkError(f"site id {cfg.site_id!r} may not contain / + #")
+        if cfg.site_id == CLOUD:
+            raise LinkError(f"{CLOUD!r} is the cloud's name on the link, not a site id")
         self.cfg = cfg
         self.role = cfg.role
         self.inbound = "up" if cfg.role == "cloud" else "down"  # the stream we receive
@@ -183,10 +188,10 @@ class SiteLink:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Say offline (site), disconnect cleanly, stop the worker. Unsent messages stay in the outbox."""
+        """Say offline, disconnect cleanly, stop the worker. Unsent messages stay in the outbox."""
         client = self._client
         if client is not None:
-            if self.role == "site" and self._connected:
+            if self._connected:
                 try:
                     info = client.publish(self._state_topic(), _state_payload("offline"), qos=1, retain=True)
                     info.wait_for_publish(timeout=min(timeout, 2.0))
@@ -258,8 +263,9 @@ class SiteLink:
             return self.cfg.connect(self.cfg.db_path)
         return store.connect(self.cfg.db_path)
 
-    def _state_topic(self, site: str | None = None) -> str:
-        return f"{PREFIX}/{site or self.cfg.site_id}/state"
+    def _state_topic(self) -> str:
+        """Our own presence topic (retained online/offline, offline also as the last will)."""
+        return CLOUD_STATE_TOPIC if self.role == "cloud" else f"{PREFIX}/{self.cfg.site_id}/state"
 
     def _make_client(self) -> mqtt.Client:
         cfg = self.cfg
@@ -272,8 +278,7 @@ class SiteLink:
         client.max_inflight_messages_set(0)  # our own window limits what is in flight
         client.max_queued_messages_set(0)
         client.reconnect_delay_set(min_delay=0.2, max_delay=5)
-        if self.role == "site":
-            client.will_set(self._state_topic(), _state_payload("offline"), qos=1, retain=True)
+        client.will_set(self._state_topic(), _state_payload("offline"), qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
@@ -293,10 +298,9 @@ class SiteLink:
             topics = [f"{PREFIX}/+/up", f"{PREFIX}/+/ack/down", f"{PREFIX}/+/state"]
         else:
             site = self.cfg.site_id
-            topics = [f"{PREFIX}/{site}/down", f"{PREFIX}/{site}/ack/up"]
+            topics = [f"{PREFIX}/{site}/down", f"{PREFIX}/{site}/ack/up", CLOUD_STATE_TOPIC]
         _, self._sub_mid = client.subscribe([(t, 1) for t in topics])
-        if self.role == "site":
-            client.publish(self._state_topic(), _state_payload("online"), qos=1, retain=True)
+        client.publish(self._state_topic(), _state_payload("online"), qos=1, retain=True)
 
     def _on_subscribe(
         self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any
@@ -388,6 +392,10 @@ class SiteLink:
             if len(parts) < 4 or parts[0] != "ms" or parts[1] != "v1":
                 continue
             peer, rest = parts[2], parts[3:]
+            if peer == CLOUD:
+                if rest == ["state"] and self.role == "site":
+                    self._accept_state(CLOUD, payload)
+                continue
             if self.role == "site" and peer != self.cfg.site_id:
                 continue
             if rest == [self.inbound]:
@@ -410,9 +418,10 @@ class SiteLink:
         self._pending_state = getattr(self, "_pending_state", {})
         self._pending_state[peer] = state
         if state == "online" and before == "offline":
-            self._cursor.pop(peer, None)  # it was away: what it missed is published again
+            stream = self.cfg.site_id if peer == CLOUD else peer
+            self._cursor.pop(stream, None)  # it was away: what it missed is published again
             with self._lock:
-                self._inflight.pop(peer, None)
+                self._inflight.pop(stream, None)
 
     def _accept_ack(self, peer: str, payload: bytes) -> None:
         try:
@@ -692,6 +701,9 @@ class SiteLink:
                 if not inflight:
                     continue
                 delay = self._resend_delay.setdefault(peer, self.cfg.resend_after)
+                if self._peer_state.get(CLOUD if self.role == "site" else peer) == "offline":
+                    self._progress_at[peer] = now  # nothing to gain: it gets all when it is back
+                    continue
                 if now - self._progress_at.get(peer, now) > delay:
                     log.info(
                         "sitelink %s: no acknowledgement from %s for %.0fs, sending again",
@@ -702,7 +714,7 @@ class SiteLink:
                     self._cursor.pop(peer, None)
                     inflight.clear()
                     self._progress_at[peer] = now
-                    self._resend_delay[peer] = min(120.0, delay * 2)
+                    self._resend_delay[peer] = min(600.0, delay * 2)
         if now - self._pruned_at > 3600:
             self._pruned_at = now
             cutoff = time.time() - self.cfg.inbox_keep_days * 86400

@@ -4,6 +4,7 @@ messages, handler failures. Each test checks that nothing is lost and nothing is
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 
 from sitelink import Reject, envelope, store
@@ -201,3 +202,31 @@ def test_reject_and_failing_handlers(make_link, tmp_path):
     reasons = sorted(d["reason"] for d in site.status()["recent_dead_letters"])
     assert reasons[0].startswith("handler failed 3 times: RuntimeError: always broken")
     assert reasons[1] == "rejected: no such item at this site"
+
+
+def test_unacknowledged_messages_are_sent_again_but_not_to_an_offline_peer(make_link, broker, raw):
+    """A fake site (plain MQTT client) that ignores the first delivery: the cloud sends it again after
+    `resend_after`; while the site's state says offline the cloud waits, and resends when it is back."""
+    fake = raw(broker, "fake-site")
+    fake.subscribe("ms/v1/site-1/down")
+    fake.client.publish("ms/v1/site-1/state", '{"state": "online"}', qos=1, retain=True).wait_for_publish(5)
+    cloud = make_link("cloud", resend_after=0.4)
+    wait_for(lambda: cloud.status()["peers_online"] == ["site-1"], 5, "site online")
+    conn = store.connect(cloud.cfg.db_path)
+    env = cloud.send(conn, "pick_task", pick_body(1), site="site-1")
+    wait_for(lambda: len(fake.messages) >= 2, 10, "the message sent again")
+    assert {json.loads(p)["id"] for _, p in fake.messages} == {env.id}
+    fake.publish("ms/v1/site-1/ack/down", json.dumps({"acks": [[env.seq, env.id]]}))
+    assert cloud.wait_idle(5)
+    # offline: no resends on the timer
+    fake.client.publish("ms/v1/site-1/state", '{"state": "offline"}', qos=1, retain=True).wait_for_publish(5)
+    wait_for(lambda: cloud.status()["peers_online"] == [], 5, "site offline")
+    fake.messages.clear()
+    env2 = cloud.send(conn, "pick_task", pick_body(2), site="site-1")
+    wait_for(lambda: len(fake.messages) >= 1, 5, "the first publish")
+    time.sleep(1.5)  # several resend_after periods
+    assert len(fake.messages) == 1
+    fake.client.publish("ms/v1/site-1/state", '{"state": "online"}', qos=1, retain=True).wait_for_publish(5)
+    wait_for(lambda: len(fake.messages) >= 2, 5, "sent again when back online")
+    fake.publish("ms/v1/site-1/ack/down", json.dumps({"acks": [[env2.seq, env2.id]]}))
+    assert cloud.wait_idle(5)

@@ -37,6 +37,7 @@ def test_links_work_over_tls_with_passwords(secure_broker, tmp_path):
         assert cloud.wait_idle(10) and site.wait_idle(10)
         assert len(applied_rows(tmp_path / "s.db")) == 1 and len(applied_rows(tmp_path / "c.db")) == 1
         assert cloud.status()["peers_online"] == ["site-1"]
+        wait_for(lambda: site.status()["peers_online"] == ["cloud"], 5, "the site to see the cloud online")
     finally:
         site.stop()
         cloud.stop()
@@ -59,6 +60,7 @@ def test_a_site_cannot_read_or_publish_another_sites_topics(secure_broker):
         site1.publish("ms/v1/site-2/up", env)  # writing as another site
         site1.publish("ms/v1/site-1/up", env)  # its own topic: allowed
         site2.publish("ms/v1/site-2/state", '{"state": "online"}')
+        site1.publish("ms/v1/cloud/state", '{"state": "offline"}')  # posing as the cloud
         cloud.publish("ms/v1/site-1/down", "for site-1")
         cloud.publish("ms/v1/site-2/down", "for site-2")
         wait_for(lambda: len(site2.messages) >= 2 and len(site1.messages) >= 1, 10, "deliveries")
@@ -66,6 +68,7 @@ def test_a_site_cannot_read_or_publish_another_sites_topics(secure_broker):
         got_by_cloud = [t for t, _ in cloud.messages]
         assert "ms/v1/site-1/up" in got_by_cloud, "the control: a site's own topic works"
         assert "ms/v1/site-2/up" not in got_by_cloud, "site-1 published as site-2"
+        assert "ms/v1/cloud/state" not in got_by_cloud, "site-1 spoke for the cloud"
         assert [t for t, _ in site1.messages] == ["ms/v1/site-1/down"], "site-1 read site-2's topics"
         assert site1_own[0].is_failure or all("site-2" not in t for t, _ in site1.messages)
         assert {t for t, _ in site2.messages} == {"ms/v1/site-2/state", "ms/v1/site-2/down"}
