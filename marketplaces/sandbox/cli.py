@@ -44,7 +44,11 @@ def main(argv: list[str]) -> int:
     server = make_server("127.0.0.1", args.port, app, threaded=True)
     server.daemon_threads = True
     url = f"http://127.0.0.1:{server.server_port}"
-    print(json.dumps({"marketplace": args.marketplace, "url": url, "credentials": app.credentials}), flush=True)
+    first = {"marketplace": args.marketplace, "url": url, "credentials": app.credentials}
+    options = app.account_options() if hasattr(app, "account_options") else {}
+    if options:  # ids the account's adapter needs (YM business/campaign, MM merchant/shipping point)
+        first["options"] = options
+    print(json.dumps(first), flush=True)
 
     stopping = threading.Event()
 

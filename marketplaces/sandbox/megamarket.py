@@ -106,6 +106,10 @@ class MegamarketSandbox(SandboxApp):
 
     # ------------------------------------------------------------------ identity
 
+    def account_options(self) -> dict[str, Any]:
+        """The AccountConfig.options an adapter of this sandbox needs (announced by `sandbox serve`)."""
+        return {"merchant_id": self.merchant_id, "shipping_point": self.shipping_point}
+
     def make_credentials(self) -> dict[str, str]:
         # Megamarket's token travels in the body (`data.token`); the adapter also needs the merchant id
         return {"token": f"mm-sandbox-{self.rng_seed:04d}-7c1e2f80-4d2b-4a7e-9d55-0a1b2c3d4e5f"}

@@ -109,6 +109,11 @@ class YandexMarketSandbox(SandboxApp):
 
     # ------------------------------------------------------------------ identity and limits
 
+    def account_options(self) -> dict[str, Any]:
+        """The AccountConfig.options an adapter of this sandbox needs (announced by `sandbox serve`)."""
+        return {"business_id": self.business_id, "campaign_id": self.campaign_id,
+                "warehouse_id": str(self.warehouse_id), "push_sources": ["127.0.0.0/8"]}
+
     def make_credentials(self) -> dict[str, str]:
         return {"Api-Key": f"ACMA:sandbox-ym-{self.rng_seed:04d}:{self.business_id}"}
 

@@ -36,6 +36,8 @@ def test_cli_prints_json_first_and_stops_on_sigterm(market: str) -> None:
         first = json.loads(proc.stdout.readline())
         assert first["marketplace"] == market and first["url"].startswith("http://127.0.0.1:")
         assert first["credentials"]
+        keys = {"yandex_market": {"business_id", "campaign_id"}, "megamarket": {"merchant_id", "shipping_point"}}
+        assert keys[market] <= set(first["options"])  # what the account's adapter needs
         state = httpx.get(first["url"] + "/_sandbox/state", timeout=10).json()
         assert set(state) >= {"stocks", "prices", "orders", "requests", "throttled"} and len(state["stocks"]) == 5
         ids = httpx.post(first["url"] + "/_sandbox/orders", json={"count": 2}, timeout=10).json()["orders"]
