@@ -156,6 +156,10 @@ class Exchange:
             self.conn().execute("INSERT INTO onec_sessions(id, login) VALUES (?, ?)", (sid, auth.username))
             self.conn().execute("DELETE FROM onec_sessions WHERE last_seen < datetime('now', ?)",
                                 (f"-{self.config.session_ttl_s} seconds",))
+        live = {r[0] for r in self.conn().execute("SELECT id FROM onec_sessions")}
+        for folder in self.work.iterdir():  # uploads of sessions that expired or never completed
+            if folder.is_dir() and folder.name not in live:
+                shutil.rmtree(folder, ignore_errors=True)
         log.info("1C exchange: session started for %s", auth.username)
         return _text(f"success\n{self.config.cookie_name}\n{sid}\nsessid={sid}\ntimestamp={int(time.time())}\n")
 

@@ -252,3 +252,18 @@ def test_info_and_unknown_modes(exchange_server, onec_client):
     root = ET.fromstring(c.call("info").content)
     assert root.tag == "Справочник" and root.find("Статусы") is not None
     assert c.call("nonsense").text.startswith("failure\n")
+
+
+def test_expired_session_is_refused_and_its_uploads_removed(exchange_server, onec_client, tmp_path):
+    url, cfg, _ = exchange_server(zip=False)
+    c = session(url, onec_client)
+    c.upload("import.xml", b"<partial")
+    folder = tmp_path / "exchange" / c.cookie[1]
+    assert folder.is_dir()
+    conn = connect(cfg.db_path)
+    conn.execute("UPDATE onec_sessions SET last_seen=datetime('now', '-7 hours')")
+    conn.close()
+    r = c.call("import", filename="import.xml")
+    assert r.text.startswith("failure\n") and "expired" in r.text
+    assert onec_client(url).checkauth().text.startswith("success")  # a new session sweeps the old uploads
+    assert not folder.exists()
