@@ -75,6 +75,9 @@ def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: dic
     open_db(path).close()
     context = Context(config, path, dict(adapters or {}), link, pusher, jobs)
     app.extensions["marketsync"] = context
+    from cloud_sync import auth
+
+    auth.install(app)  # logins, sessions, CSRF, roles, API tokens (cloud_sync/auth.py): deny by default
 
     @app.teardown_appcontext
     def _close(_exc: BaseException | None) -> None:
@@ -261,6 +264,12 @@ def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: dic
     from cloud_sync.onec import web as onec_web
 
     onec_web.register(app, config, path)  # the 1C exchange (when cloud.toml has [onec]) and the print forms
+    from cloud_sync import openapi, ui
+    from cloud_sync.ui import api as ui_api
+
+    ui.register(app)  # the manager's pages
+    app.register_blueprint(ui_api.blueprint())
+    openapi.register(app)
     return app
 
 

@@ -26,6 +26,7 @@ SCHEMA_MODULES = [
     "cloud_sync.webhooks",
     "cloud_sync.onec.store",
     "cloud_sync.users",
+    "cloud_sync.secrets",
     "sitelink.store",
 ]
 

@@ -1,0 +1,260 @@
+"""Every door of the cloud's web app: who is asking, may they, and is the form really theirs.
+
+`install(app)` adds one `before_request` hook to the app and the login/logout pages:
+
+* Identity: `Authorization: Bearer mst_…` (an API token, cloud_sync/users.py) or the `ms_session`
+  cookie (a server-side session; HttpOnly, SameSite=Lax, Secure when served over TLS or when
+  `[auth] secure_cookies = true`). Deny by default: every path needs a user except `OPEN_PATHS` — the
+  login page, the health check, the OpenAPI document, static files — and the endpoints that
+  authenticate their own callers (`/push/…`: the push token in the URL, cloud_sync/webhooks.py; the 1C
+  exchange: HTTP Basic, cloud_sync/onec/exchange.py).
+* First run: while the database has no user at all, requests from the loopback get the JSON API
+  (the integration tests and a fresh install on one box); pages then say how to make the first owner
+  (`marketsync cloud user add NAME --role owner`). Once a user exists, the loopback gets nothing for free.
+* CSRF: a request authenticated by the session cookie that changes something (POST/PUT/PATCH/DELETE)
+  must carry the session's CSRF token (form field `csrf_token` or header `X-CSRF-Token`); the login
+  form carries a double-submit token. Token-authenticated API calls carry no cookie and need none.
+* Roles: `ROLE_RULES` says which roles reach which paths; `require(*roles)` guards single views.
+* Login is rate-limited per name and per address (cloud_sync/users.py `login`).
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+import secrets as pysecrets
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, abort, g, jsonify, redirect, render_template, request, url_for
+
+from cloud_sync import users
+
+log = logging.getLogger("cloud_sync.auth")
+
+SESSION_COOKIE = "ms_session"
+LOGIN_CSRF_COOKIE = "ms_login_csrf"
+OPEN_PATHS = ("/login", "/api/health", "/api/openapi.json", "/static/")
+OWN_AUTH_PATHS = ("/push/", "/1c/exchange", "/bitrix/admin/1c_exchange.php")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+# (method or "*", path prefix, roles allowed); the first matching rule wins; no rule: owner and manager.
+ROLE_RULES: list[tuple[str, str, tuple[str, ...]]] = [
+    ("*", "/settings", ("owner",)),
+    ("*", "/api/settings", ("owner",)),
+    ("*", "/api/users", ("owner",)),
+    ("*", "/prices", ("owner", "manager")),
+    ("*", "/api/prices", ("owner", "manager")),
+    ("*", "/reports", ("owner", "manager")),
+    ("*", "/api/reports", ("owner", "manager")),
+    ("*", "/print/prices", ("owner", "manager")),
+    ("GET", "/orders", ("owner", "manager", "packer")),
+    ("POST", "/orders/bulk", ("owner", "manager", "packer")),  # the view itself refuses cancel to packers
+    ("GET", "/stocks", ("owner", "manager", "packer")),
+    ("GET", "/sites", ("owner", "manager", "packer")),
+    ("GET", "/print/", ("owner", "manager", "packer")),
+    ("POST", "/logout", ("owner", "manager", "packer")),
+    ("GET", "/api/orders", ("owner", "manager", "packer")),
+    ("GET", "/api/stock", ("owner", "manager", "packer")),
+    ("GET", "/api/sites", ("owner", "manager", "packer")),
+    ("GET", "/api/summary", ("owner", "manager", "packer")),
+    ("GET", "/api/events", ("owner", "manager", "packer")),
+    ("GET", "/api/me", ("owner", "manager", "packer")),
+    ("GET", "/", ("owner", "manager", "packer")),  # "/" itself only: see allowed()
+]
+
+
+def allowed(role: str, method: str, path: str) -> bool:
+    for rule_method, prefix, roles in ROLE_RULES:
+        if rule_method not in ("*", method) and not (rule_method == "GET" and method == "HEAD"):
+            continue
+        hit = path == "/" if prefix == "/" else (path == prefix or path.startswith(prefix.rstrip("/") + "/")
+                                                  or (prefix.endswith("/") and path.startswith(prefix)))
+        if hit:
+            return role in roles
+    return role in ("owner", "manager")
+
+
+def _loopback(address: str | None) -> bool:
+    try:
+        return ipaddress.ip_address(address or "").is_loopback
+    except ValueError:
+        return False
+
+
+def current_user() -> users.User | None:
+    return g.get("user")
+
+
+def csrf_token() -> str:
+    return g.get("csrf", "")
+
+
+def require(*roles: str) -> Callable:
+    """A view decorator: only these roles (403 otherwise)."""
+
+    def deco(fn: Callable) -> Callable:
+        @wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            user = current_user()
+            if user is None or user.role not in roles:
+                abort(403)
+            return fn(*args, **kwargs)
+        return wrapper
+    return deco
+
+
+def _settings(app: Flask) -> dict[str, Any]:
+    ctx = app.extensions["marketsync"]
+    return dict(ctx.cfg.raw.get("auth", {}))
+
+
+def _set_cookie(resp: Response, name: str, value: str, *, max_age: int | None, secure: bool) -> None:
+    resp.set_cookie(name, value, max_age=max_age, httponly=True, samesite="Lax", secure=secure, path="/")
+
+
+def _safe_next(target: str) -> str:
+    parts = urlsplit(target or "")
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    return target
+
+
+def install(app: Flask) -> None:
+    """Add the auth hook, the login/logout pages and the security headers to the cloud app."""
+    from cloud_sync.app import db
+
+    settings = _settings(app)
+    force_secure = bool(settings.get("secure_cookies", False))
+
+    def secure_cookie() -> bool:
+        return force_secure or request.is_secure
+
+    def refuse(status: int, message: str) -> Response:
+        if request.path.startswith("/api/"):
+            resp = jsonify({"error": message})
+            resp.status_code = status
+            if status == 401:
+                resp.headers["WWW-Authenticate"] = 'Bearer realm="marketsync"'
+            return resp
+        if status == 401:
+            return redirect(url_for("auth_login", next=request.full_path.rstrip("?")))  # type: ignore[return-value]
+        return Response(render_template("cloud/refused.html", message=message, user=current_user()), status)
+
+    @app.before_request
+    def _authenticate() -> Response | None:
+        path = request.path
+        if path.startswith(OWN_AUTH_PATHS):
+            return None  # these check their callers themselves (push token / HTTP Basic)
+        g.user, g.csrf, g.auth_kind = None, "", ""
+        header = request.headers.get("Authorization", "")
+        conn = None
+        if header.startswith("Bearer "):
+            conn = db()
+            user = users.token_user(conn, header[7:].strip())
+            if user is None:
+                return refuse(401, "unknown or revoked API token")
+            g.user, g.auth_kind = user, "token"
+        elif request.cookies.get(SESSION_COOKIE):
+            conn = db()
+            found = users.session_user(conn, request.cookies[SESSION_COOKIE])
+            if found is not None:
+                g.user, g.csrf = found
+                g.auth_kind = "session"
+        if path.startswith(OPEN_PATHS):
+            return None
+        if g.user is None:
+            conn = conn or db()
+            if path.startswith("/api/") and not users.any_users(conn) and _loopback(request.remote_addr):
+                g.auth_kind = "setup"  # first run on this box: see the module docstring
+                return None
+            return refuse(401, "log in first (or send an API token: Authorization: Bearer …)")
+        if g.auth_kind == "session" and request.method not in SAFE_METHODS:
+            given = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
+            if not given or not hmac.compare_digest(given.encode(), g.csrf.encode()):
+                log.warning("CSRF token missing or wrong: %s %s by %s", request.method, path, g.user.name)
+                return refuse(400, "the form has expired or did not come from this site (CSRF check); "
+                                   "reload the page and try again")
+        if not allowed(g.user.role, request.method, path):
+            return refuse(403, f"a {g.user.role} may not open this page")
+        return None
+
+    @app.after_request
+    def _headers(resp: Response) -> Response:
+        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+        resp.headers.setdefault("Referrer-Policy", "same-origin")
+        if resp.mimetype == "text/html":
+            resp.headers.setdefault("X-Frame-Options", "DENY")
+            resp.headers.setdefault("Content-Security-Policy",
+                                    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';"
+                                    " img-src 'self' data:; frame-ancestors 'none'; form-action 'self'")
+        if g.get("auth_kind") == "session" or request.path == "/login":
+            resp.headers.setdefault("Cache-Control", "no-store")
+        return resp
+
+    @app.context_processor
+    def _template_globals() -> dict[str, Any]:
+        return {"current_user": current_user(), "csrf_token": csrf_token}
+
+    @app.route("/login", methods=["GET", "POST"], endpoint="auth_login")
+    def login_page():
+        conn = db()
+        nxt = _safe_next(request.values.get("next", "/"))
+        if request.method == "GET":
+            token = pysecrets.token_urlsafe(24)
+            resp = Response(render_template("cloud/login.html", login_csrf=token, next=nxt, errors={}, name="",
+                                            first_run=not users.any_users(conn)))
+            _set_cookie(resp, LOGIN_CSRF_COOKIE, token, max_age=3600, secure=secure_cookie())
+            return resp
+        name = request.form.get("name", "")
+        password = request.form.get("password", "")
+        form_token = request.form.get("csrf_token", "")
+        cookie_token = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+        errors: dict[str, str] = {}
+        status = 200
+        if not form_token or not cookie_token or not hmac.compare_digest(form_token.encode(), cookie_token.encode()):
+            errors["form"] = "the login form has expired or did not come from this site; try again"
+            status = 400
+        else:
+            try:
+                user = users.login(conn, name, password, request.remote_addr or "")
+            except users.LoginLocked as exc:
+                errors["form"] = str(exc)
+                status = 429
+                log.warning("login locked for %r from %s", name[:64], request.remote_addr)
+            except users.UserError as exc:
+                errors["password"] = str(exc)
+                status = 401
+                log.info("failed login for %r from %s", name[:64], request.remote_addr)
+            else:
+                sid, _csrf = users.new_session(conn, user)
+                log.info("%s logged in from %s", user.name, request.remote_addr)
+                resp = redirect(nxt)
+                _set_cookie(resp, SESSION_COOKIE, sid, max_age=int(users.SESSION_S), secure=secure_cookie())
+                resp.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
+                return resp
+        token = pysecrets.token_urlsafe(24)
+        resp = Response(render_template("cloud/login.html", login_csrf=token, next=nxt, errors=errors,
+                                        name=name, first_run=False), status)
+        if status == 429:
+            resp.headers["Retry-After"] = "60"
+        _set_cookie(resp, LOGIN_CSRF_COOKIE, token, max_age=3600, secure=secure_cookie())
+        return resp
+
+    @app.post("/logout", endpoint="auth_logout")
+    def logout_page():
+        sid = request.cookies.get(SESSION_COOKIE, "")
+        if sid:
+            users.end_session(db(), sid)
+        resp = redirect(url_for("auth_login"))
+        resp.delete_cookie(SESSION_COOKIE, path="/")
+        return resp
+
+    @app.get("/api/me")
+    def me():
+        user = current_user()
+        return jsonify({"name": user.name if user else None, "role": user.role if user else None,
+                        "auth": g.get("auth_kind", "")})

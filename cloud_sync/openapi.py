@@ -1,0 +1,118 @@
+"""The OpenAPI 3.0 document of the cloud's JSON API, served at /api/openapi.json (no login needed to
+read it; every operation in it needs an API token `Authorization: Bearer mst_…` or a session).
+
+Kept by hand beside the routes (cloud_sync/app.py, cloud_sync/ui/api.py, cloud_sync/auth.py); the
+schemathesis run in tests/ui/test_openapi.py holds the two together.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Flask, jsonify
+
+OBJ: dict[str, Any] = {"type": "object"}
+ARR: dict[str, Any] = {"type": "array"}
+ERR = {"description": "refused", "content": {"application/json": {"schema": {
+    "type": "object", "properties": {"error": {"type": "string"}}}}}}
+
+
+def _ok(schema: dict[str, Any] | None = None, desc: str = "ok") -> dict[str, Any]:
+    return {"description": desc, "content": {"application/json": {"schema": schema or OBJ}}}
+
+
+def _q(name: str, required: bool = False, schema: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "schema": schema or {"type": "string"}}
+
+
+def _p(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _body(props: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "properties": props, "required": required}}}}
+
+
+def _op(summary: str, responses: dict[str, Any], *, params: list | None = None, body: dict | None = None,
+        auth: bool = True) -> dict[str, Any]:
+    op: dict[str, Any] = {"summary": summary, "responses": responses}
+    if params:
+        op["parameters"] = params
+    if body:
+        op["requestBody"] = body
+    if not auth:
+        op["security"] = []
+    else:
+        op["responses"] = {**responses, "401": ERR, "403": ERR}
+    return op
+
+
+LINE = {"type": "object", "properties": {
+    "item": {"type": "string"}, "category": {"type": "string"}, "card": {"type": "string"}, "all": {"type": "boolean"},
+    "price": {"type": "string"}, "percent": {"type": "string"}, "discount_percent": {"type": "string"},
+    "old_price": {"type": "string"}, "min_price": {"type": "string"}}}
+DOC_PROPS = {"account": {"type": "string"}, "comment": {"type": "string"}, "lines": {"type": "array", "items": LINE}}
+INT = {"type": "integer", "minimum": 0, "maximum": 1_000_000}
+
+
+def document() -> dict[str, Any]:
+    paths: dict[str, Any] = {
+        "/api/health": {"get": _op("liveness, accounts, link and jobs", {"200": _ok()}, auth=False)},
+        "/api/me": {"get": _op("who is asking", {"200": _ok()})},
+        "/api/summary": {"get": _op("counts for the demo's summary", {"200": _ok()})},
+        "/api/events": {"get": _op("order events in plain words after an id", {"200": _ok(), "400": ERR},
+                                   params=[_q("after", schema=INT), _q("limit", schema=INT)])},
+        "/api/orders": {"get": _op("orders of every account, by deadline then status", {"200": _ok(ARR), "400": ERR},
+                                   params=[_q("account"), _q("status"), _q("limit", schema=INT),
+                                           _q("offset", schema=INT)])},
+        "/api/orders/{key}": {"get": _op("one order with lines, actions and history", {"200": _ok(), "404": ERR},
+                                         params=[_p("key")])},
+        "/api/orders/bulk": {"post": _op("take into work | labels | cancel (with a reason) several orders",
+                                         {"200": _ok(), "400": ERR, "422": ERR},
+                                         body=_body({"action": {"type": "string", "enum": ["take", "labels", "cancel"]},
+                                                     "keys": {"type": "array", "items": {"type": "string"}},
+                                                     "reason": {"type": "string"}}, ["action", "keys"]))},
+        "/api/stock": {"get": _op("stock levels per item and own warehouse", {"200": _ok(ARR)},
+                                  params=[_q("item"), _q("warehouse")])},
+        "/api/stock/why": {"get": _op("how a published number was computed", {"200": _ok(), "400": ERR, "422": ERR},
+                                      params=[_q("item", True), _q("account", True)])},
+        "/api/stock/push": {"get": _op("stock push queue and zero-guard holds", {"200": _ok()})},
+        "/api/cards": {"get": _op("marketplace cards with their links", {"200": _ok(ARR)},
+                                  params=[_q("account"), _q("item"), _q("category"),
+                                          _q("linked", schema={"type": "string", "enum": ["1", "0", "true", "false"]})])},
+        "/api/cards/categories": {"get": _op("card categories with counts", {"200": _ok()}, params=[_q("account")])},
+        "/api/sites": {"get": _op("sites, last seen and devices", {"200": _ok(ARR)})},
+        "/api/prices/{account}": {"get": _op("the account's price list", {"200": _ok(ARR), "404": ERR},
+                                             params=[_p("account")])},
+        "/api/prices/preview": {"post": _op("preview a price document (sends nothing)",
+                                            {"200": _ok(), "400": ERR, "404": ERR, "422": ERR},
+                                            body=_body(DOC_PROPS, ["account", "lines"]))},
+        "/api/prices/apply": {"post": _op("apply a price document through the account's adapter",
+                                          {"200": _ok(), "400": ERR, "404": ERR, "409": ERR, "422": ERR},
+                                          body=_body({**DOC_PROPS, "confirm": {"type": "boolean"}},
+                                                     ["account", "lines"]))},
+        "/api/prices/rules": {"post": _op("add a scheduled price rule", {"200": _ok(), "400": ERR, "404": ERR, "422": ERR},
+                                          body=_body({"account": {"type": "string"}, "rule": {"type": "string"},
+                                                      "tz": {"type": "string"}}, ["account", "rule"]))},
+        "/api/reports/commission": {"get": _op("commission agent report of an account and period",
+                                               {"200": _ok(), "404": ERR, "422": ERR, "502": ERR},
+                                               params=[_q("account", True), _q("from", True, {"type": "string", "format": "date"}),
+                                                       _q("to", True, {"type": "string", "format": "date"})])},
+    }
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "marketsync cloud API", "version": "1",
+                 "description": "Orders, stock, cards, prices and reports of every marketplace account."},
+        "servers": [{"url": "/"}],
+        "components": {"securitySchemes": {"token": {"type": "http", "scheme": "bearer"},
+                                           "session": {"type": "apiKey", "in": "cookie", "name": "ms_session"}}},
+        "security": [{"token": []}, {"session": []}],
+        "paths": paths,
+    }
+
+
+def register(app: Flask) -> None:
+    @app.get("/api/openapi.json")
+    def openapi_json():
+        return jsonify(document())

@@ -1,0 +1,65 @@
+"""Orders: every account of every marketplace in one list (cloud_sync.orders.list_orders: sorted by
+deadline, then unified status), filters, bulk actions (cloud_sync.order_desk), each order's history."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, render_template, request
+
+from cloud_sync import order_desk, orders
+from cloud_sync.config import UNIFIED_STATUSES
+from cloud_sync.ui import PAGE_SIZE, accounts, args_for, page_number
+
+
+def routes(bp: Blueprint) -> None:
+    @bp.get("/orders", endpoint="orders")
+    def orders_page():
+        return _render()
+
+    @bp.post("/orders/bulk", endpoint="orders_bulk")
+    def orders_bulk():
+        from cloud_sync.app import ctx, db
+        from cloud_sync.auth import current_user
+
+        user = current_user()
+        action = request.form.get("action", "")
+        keys = request.form.getlist("keys")
+        errors: dict[str, str] = {}
+        messages = []
+        if action == "cancel" and user is not None and user.role == "packer":
+            errors["action"] = "a packer may not cancel orders"
+        else:
+            try:
+                res = order_desk.run(db(), ctx().cfg, action, keys, by=user.name if user else "?",
+                                     reason=request.form.get("reason", ""), link=ctx().link)
+            except order_desk.DeskError as exc:
+                errors[exc.field or "action"] = str(exc)
+            else:
+                ctx().wake()
+                messages.append(("ok", f"{action}: {len(res.done)} order(s) done"))
+                messages += [("warn", s) for s in res.skipped]
+        return _render(errors=errors, messages=messages, status=400 if errors else 200)
+
+    @bp.get("/orders/<path:key>", endpoint="order")
+    def order_page(key: str):
+        from cloud_sync.app import db
+
+        o = orders.get_order(db(), key)
+        if o is None:
+            abort(404)
+        o.pop("native", None)
+        return render_template("cloud/order.html", active="orders", o=o)
+
+
+def _render(errors: dict[str, str] | None = None, messages: list | None = None, status: int = 200):
+    from cloud_sync.app import db
+
+    a = request.values
+    account = a.get("account") or None
+    status_filter = a.get("status") or None
+    page = page_number()
+    rows = orders.list_orders(db(), account=account, status=status_filter, limit=PAGE_SIZE + 1,
+                              offset=(page - 1) * PAGE_SIZE)
+    return render_template("cloud/orders.html", active="orders", rows=rows[:PAGE_SIZE], has_next=len(rows) > PAGE_SIZE,
+                           page=page, args=args_for(), accounts=accounts(), statuses=UNIFIED_STATUSES,
+                           account=account or "", status=status_filter or "", errors=errors or {},
+                           messages=messages or [], form=request.form), status

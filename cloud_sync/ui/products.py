@@ -1,0 +1,149 @@
+"""Products: cards by marketplace and account with their link status, the unmatched queue with
+suggestions (cloud_sync.catalog.auto_link), manual link/unlink, hide/show, create on Wildberries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, render_template, request
+
+from cloud_sync import catalog
+from cloud_sync.db import transaction
+from cloud_sync.ui import PAGE_SIZE, accounts, args_for, page_number
+from marketplaces.base import MarketplaceError
+
+
+def _ctx():
+    from cloud_sync.app import ctx
+
+    return ctx()
+
+
+def _db():
+    from cloud_sync.app import db
+
+    return db()
+
+
+def _page(status: int = 200, **kw: Any):
+    a = request.values
+    account = a.get("account") or None
+    linked = {"yes": True, "no": False}.get(a.get("linked", ""))
+    rows = catalog.cards(_db(), account=account, linked=linked)
+    page = page_number()
+    kw.setdefault("errors", {})
+    kw.setdefault("messages", [])
+    return render_template("cloud/products.html", active="products", accounts=accounts(), account=account or "",
+                           linked=a.get("linked", ""), rows=rows[(page - 1) * PAGE_SIZE: page * PAGE_SIZE],
+                           total=len(rows), page=page, has_next=len(rows) > page * PAGE_SIZE, args=args_for(),
+                           unmatched=sum(1 for r in rows if r.item_id is None),
+                           creations=catalog.creations(_db(), account), form=request.form, **kw), status
+
+
+def routes(bp: Blueprint) -> None:
+    @bp.get("/products", endpoint="products")
+    def products_page():
+        return _page()
+
+    @bp.post("/products/autolink", endpoint="products_autolink")
+    def autolink():
+        conn = _db()
+        with transaction(conn):
+            report = catalog.auto_link(conn, request.values.get("account") or None)
+        _ctx().wake()
+        return _page(report=report, messages=[("ok", f"linked {report.linked_by_barcode} by barcode,"
+                                                     f" {report.linked_by_article} by article")])
+
+    @bp.post("/products/link", endpoint="products_link")
+    def link():
+        f = request.form
+        errors: dict[str, str] = {}
+        account, card_id, item_id = f.get("account", ""), f.get("card_id", "").strip(), f.get("item_id", "").strip()
+        if account not in _ctx().cfg.accounts:
+            errors["link_account"] = "choose an account"
+        if not card_id:
+            errors["card_id"] = "give the card (its marketplace id)"
+        if not item_id and f.get("unlink") != "yes":
+            errors["item_id"] = "give the 1C item id"
+        try:
+            pack = int(f.get("pack", "1") or 1)
+            if not 1 <= pack <= 1000:
+                raise ValueError
+        except ValueError:
+            errors["pack"] = "a pack is a whole number of units, 1-1000"
+            pack = 1
+        if not errors:
+            conn = _db()
+            try:
+                with transaction(conn):
+                    if f.get("unlink") == "yes":
+                        catalog.unlink(conn, account, card_id)
+                    else:
+                        catalog.link(conn, account, card_id, item_id, pack)
+            except catalog.CatalogError as exc:
+                errors["item_id" if "item" in str(exc) else "card_id"] = str(exc)
+        if errors:
+            return _page(status=400, errors=errors)
+        _ctx().wake()
+        return _page(messages=[("ok", f"card {card_id} {'unlinked' if f.get('unlink') == 'yes' else 'linked to ' + item_id}")])
+
+    @bp.post("/products/visibility", endpoint="products_visibility")
+    def visibility():
+        f = request.form
+        account, card_ids = f.get("account", ""), f.getlist("card_ids")
+        adapter = _ctx().adapters.get(account)
+        errors: dict[str, str] = {}
+        if adapter is None:
+            errors["vis_account"] = "choose a connected account (filter the list by account first)"
+        if not card_ids:
+            errors["card_ids"] = "choose at least one card"
+        if errors:
+            return _page(status=400, errors=errors)
+        conn = _db()
+        try:
+            with transaction(conn):
+                results = catalog.set_visibility(conn, adapter, account, card_ids, f.get("visible") == "yes")
+        except (catalog.CatalogError, MarketplaceError) as exc:
+            return _page(status=400, errors={"card_ids": str(exc)})
+        _ctx().wake()
+        failed = [r for r in results if not getattr(r, "ok", True)]
+        return _page(messages=[("ok", f"{len(results) - len(failed)} card(s) {'shown' if f.get('visible') == 'yes' else 'hidden'}")]
+                     + [("warn", f"{r.key}: {r.error}") for r in failed])
+
+    @bp.post("/products/create", endpoint="products_create")
+    def create():
+        f = request.form
+        errors: dict[str, str] = {}
+        account = f.get("account", "")
+        settings = _ctx().cfg.accounts.get(account)
+        if settings is None or settings.marketplace != "wildberries" or account not in _ctx().adapters:
+            errors["create_account"] = "choose a connected Wildberries account"
+        try:
+            subject_id = int(f.get("subject_id", ""))
+            if subject_id <= 0:
+                raise ValueError
+        except ValueError:
+            errors["subject_id"] = "the Wildberries subject (category) id is a positive whole number"
+            subject_id = 0
+        try:
+            price = int(f.get("price", "0") or 0)
+            if price < 0:
+                raise ValueError
+        except ValueError:
+            errors["price"] = "a price is a whole number of roubles, 0 or more"
+            price = 0
+        if not f.get("new_item_id", "").strip():
+            errors["new_item_id"] = "give the 1C item id"
+        if errors:
+            return _page(status=400, errors=errors)
+        conn = _db()
+        try:
+            new = catalog.new_card_from_item(conn, f["new_item_id"].strip(), subject_id, brand=f.get("brand", ""),
+                                             price=price)
+            with transaction(conn):
+                result = catalog.create_card(conn, _ctx().adapters[account], account, f["new_item_id"].strip(), new)
+        except catalog.CatalogError as exc:
+            return _page(status=400, errors={"new_item_id": str(exc)})
+        except MarketplaceError as exc:
+            return _page(status=502, errors={"create_account": str(exc)})
+        return _page(messages=[("ok", f"card {result.offer_id}: {result.state}")])

@@ -1,0 +1,157 @@
+"""Settings (owners only): accounts and their tokens (write-only: stored encrypted by
+cloud_sync.secrets, shown afterwards only as "set on <date>"), the unified status map, endpoint
+overrides, alert rules (critical stock minimums, cloud_sync.alerts), Telegram, and users."""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+
+from flask import Blueprint, render_template, request
+
+from cloud_sync import alerts, secrets, users
+from cloud_sync.config import UNIFIED_STATUSES
+from cloud_sync.ui import accounts
+
+log = logging.getLogger("cloud_sync.ui.settings")
+FIELD_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+PATH_RE = re.compile(r"^/[A-Za-z0-9_./{}-]{0,300}$")
+
+
+def _ctx():
+    from cloud_sync.app import ctx
+
+    return ctx()
+
+
+def _db():
+    from cloud_sync.app import db
+
+    return db()
+
+
+def _store() -> secrets.SecretStore:
+    return secrets.SecretStore(secrets.key_file_for(_ctx().cfg))
+
+
+def _page(status: int = 200, **kw: Any):
+    conn, cfg = _db(), _ctx().cfg
+    stored = {s["name"]: s for s in secrets.describe(conn)}
+    rows = []
+    for name, a in sorted(cfg.accounts.items()):
+        rows.append({"name": name, "marketplace": a.marketplace, "base_url": a.account.base_url,
+                     "fields": sorted(a.account.credentials),  # names only, never values
+                     "stored": stored.get(secrets.account_secret_name(name)),
+                     "uses_store": bool(cfg.raw.get("accounts", {}).get(name, {}).get("credentials_secret")),
+                     "endpoints": a.account.endpoints})
+    minimums = [dict(r) for r in conn.execute("SELECT * FROM stock_minimums ORDER BY 1 LIMIT 500")]
+    kw.setdefault("errors", {})
+    kw.setdefault("messages", [])
+    return render_template("cloud/settings.html", active="settings", accounts=accounts(), account_rows=rows,
+                           status_map=cfg.status_map, unified=UNIFIED_STATUSES, minimums=minimums,
+                           bot=stored.get(secrets.BOT_TOKEN), alerts_cfg={k: v for k, v in cfg.raw.get("alerts", {}).items()
+                                                                    if k in ("chat_id", "base_url", "token_env", "token_file")},
+                           users=users.list_users(conn), roles=users.ROLES, form=request.form, **kw), status
+
+
+def routes(bp: Blueprint) -> None:
+    @bp.get("/settings", endpoint="settings")
+    def settings_page():
+        return _page()
+
+    @bp.post("/settings/token", endpoint="settings_token")
+    def set_token():
+        f = request.form
+        errors: dict[str, str] = {}
+        account, field, value = f.get("account", ""), f.get("field", "").strip(), f.get("value", "")
+        if account not in _ctx().cfg.accounts:
+            errors["account"] = "choose an account"
+        if not FIELD_RE.match(field):
+            errors["field"] = "the credential's name, e.g. Authorization, Api-Key, Client-Id, token"
+        if not value.strip() or len(value) > 4096 or any(c in value for c in "\r\n\0"):
+            errors["value"] = "paste the token (one line, up to 4096 characters)"
+        if errors:
+            return _page(400, errors=errors)
+        _store().put(_db(), secrets.account_secret_name(account), {field: value.strip()})
+        log.info("credential %s of account %s stored (encrypted)", field, account)
+        return _page(messages=[("ok", f"{field} of {account} stored encrypted; it is used from the next start by an"
+                                      f" account whose config says credentials_secret = \"account/{account}\"")])
+
+    @bp.post("/settings/telegram", endpoint="settings_telegram")
+    def set_bot():
+        value = request.form.get("bot_token", "").strip()
+        if not re.match(r"^\d{3,20}:[A-Za-z0-9_-]{20,100}$", value):
+            return _page(400, errors={"bot_token": "a bot token looks like 123456789:AA… (as @BotFather gives it)"})
+        _store().put(_db(), secrets.BOT_TOKEN, value, merge=False)
+        log.info("Telegram bot token stored (encrypted)")
+        return _page(messages=[("ok", "bot token stored encrypted; used from the next start")])
+
+    @bp.post("/settings/status", endpoint="settings_status")
+    def set_status():
+        f = request.form
+        errors: dict[str, str] = {}
+        mp, native, unified = f.get("marketplace", ""), f.get("native", "").strip(), f.get("unified", "")
+        if mp not in _ctx().cfg.status_map:
+            errors["marketplace"] = "choose a marketplace"
+        if not native or len(native) > 80:
+            errors["native"] = "the marketplace's own status (or STATUS/SUBSTATUS)"
+        if unified not in UNIFIED_STATUSES:
+            errors["unified"] = f"one of {', '.join(UNIFIED_STATUSES)}"
+        if errors:
+            return _page(400, errors=errors)
+        secrets.put_setting(_db(), "status_map", mp, native, unified)
+        _ctx().cfg.status_map.setdefault(mp, {})[native] = unified
+        return _page(messages=[("ok", f"{mp}: {native} → {unified}")])
+
+    @bp.post("/settings/endpoint", endpoint="settings_endpoint")
+    def set_endpoint():
+        f = request.form
+        errors: dict[str, str] = {}
+        account, name, path = f.get("ep_account", ""), f.get("endpoint", "").strip(), f.get("path", "").strip()
+        if account not in _ctx().cfg.accounts:
+            errors["ep_account"] = "choose an account"
+        if not re.match(r"^[a-z][a-z0-9_]{1,63}$", name):
+            errors["endpoint"] = "the endpoint's name in the map, e.g. orders_new"
+        if not PATH_RE.match(path):
+            errors["path"] = "a path starting with /, e.g. /api/v4/orders/new"
+        if not errors:
+            from marketplaces.endpoints import EndpointMapError, load_endpoint_map
+
+            try:  # the endpoint map's own loader checks the override (unknown name, bad value)
+                load_endpoint_map(_ctx().cfg.accounts[account].marketplace, {name: {"path": path}})
+            except (EndpointMapError, KeyError, ValueError) as exc:
+                errors["endpoint"] = str(exc)
+        if errors:
+            return _page(400, errors=errors)
+        secrets.put_setting(_db(), "endpoint", account, name, path)
+        return _page(messages=[("ok", f"{account}: {name} → {path} (from the next start)")])
+
+    @bp.post("/settings/minimum", endpoint="settings_minimum")
+    def set_minimum():
+        f = request.form
+        errors: dict[str, str] = {}
+        item = f.get("item", "").strip()
+        conn = _db()
+        if not item or conn.execute("SELECT 1 FROM items WHERE id=?", (item,)).fetchone() is None:
+            errors["item"] = "no such 1C item id"
+        try:
+            qty = int(f.get("minimum", ""))
+            if qty < 0:
+                raise ValueError
+        except ValueError:
+            errors["minimum"] = "a whole number, 0 or more"
+            qty = 0
+        if errors:
+            return _page(400, errors=errors)
+        alerts.set_minimum(conn, item, qty)
+        return _page(messages=[("ok", f"critical stock of {item}: below {qty}")])
+
+    @bp.post("/settings/users", endpoint="settings_users")
+    def add_user():
+        f = request.form
+        try:
+            users.add_user(_db(), f.get("name", ""), f.get("password", ""), f.get("role", ""))
+        except users.UserError as exc:
+            return _page(400, errors={f"user_{exc.field or 'name'}": str(exc)})
+        return _page(messages=[("ok", f"user {f.get('name')} added")])

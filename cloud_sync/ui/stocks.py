@@ -1,0 +1,62 @@
+"""Stocks: item × own warehouse (on hand, reserved, available), per account FBS vs FBO
+(cloud_sync.reports.stock_by_account), and "why this number" (cloud_sync.stock.why) with the item's
+stock history chart."""
+
+from __future__ import annotations
+
+from flask import Blueprint, render_template, request
+
+from cloud_sync import reports, stock
+from cloud_sync.ui import PAGE_SIZE, accounts, args_for, charts, page_number
+
+
+def routes(bp: Blueprint) -> None:
+    @bp.get("/stocks", endpoint="stocks")
+    def stocks_page():
+        from cloud_sync.app import db
+
+        conn = db()
+        a = request.args
+        q, warehouse, account = a.get("q", "").strip(), a.get("warehouse", ""), a.get("account", "")
+        page = page_number()
+        sql = ("SELECT s.item_id, COALESCE(i.article, '') AS article, COALESCE(i.name, '') AS name, s.warehouse,"
+               " s.on_hand, s.reserved, s.on_hand - s.reserved AS available FROM stock_levels s"
+               " LEFT JOIN items i ON i.id=s.item_id WHERE 1=1")
+        args: list = []
+        if warehouse:
+            sql += " AND s.warehouse=?"
+            args.append(warehouse)
+        if q:
+            sql += " AND (s.item_id=? OR i.article LIKE ? OR i.name LIKE ?)"
+            args += [q, f"{q}%", f"%{q}%"]
+        rows = conn.execute(sql + " ORDER BY s.item_id, s.warehouse LIMIT ? OFFSET ?",
+                            [*args, PAGE_SIZE + 1, (page - 1) * PAGE_SIZE]).fetchall()
+        by_account = None
+        if account:
+            headers, body = reports.stock_by_account(conn, account)
+            by_account = (headers, body[:500], len(body))
+        return render_template("cloud/stocks.html", active="stocks", rows=rows[:PAGE_SIZE],
+                               has_next=len(rows) > PAGE_SIZE, page=page, args=args_for(), q=q,
+                               warehouse=warehouse, warehouses=sorted(reports.stock_warehouse_totals(conn)),
+                               totals=reports.stock_warehouse_totals(conn), accounts=accounts(), account=account,
+                               by_account=by_account)
+
+    @bp.get("/stocks/why", endpoint="stock_why")
+    def why_page():
+        from cloud_sync.app import ctx, db
+
+        item, account = request.args.get("item", "").strip(), request.args.get("account", "")
+        errors: dict[str, str] = {}
+        ex = None
+        if not item:
+            errors["item"] = "give the 1C item id or article"
+        if account not in ctx().cfg.accounts:
+            errors["account"] = "choose an account"
+        if not errors:
+            try:
+                ex = stock.why(db(), ctx().cfg, item, account)
+            except stock.StockError as exc:
+                errors["item"] = str(exc)
+        chart = charts.stock_history(db(), ex.item_id) if ex else None
+        return render_template("cloud/stock_why.html", active="stocks", ex=ex, errors=errors, item=item,
+                               account=account, accounts=accounts(), chart=chart), 400 if errors and item else 200

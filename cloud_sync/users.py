@@ -1,0 +1,261 @@
+"""Who may use the cloud: users with argon2 password hashes and a role, their API tokens, their web
+sessions and the record of failed logins (the login rate limit).
+
+Owns the tables `users` (name, argon2id hash, role owner|manager|packer, disabled), `api_tokens` (only
+the SHA-256 of each token is kept: a token is shown once, when it is made), `web_sessions` (the SHA-256
+of each session id, its CSRF token, its expiry) and `login_failures` (one row per failed login, by name
+and by address, for the rate limit).
+
+Roles: an owner may do everything (Settings, users, tokens); a manager everything but Settings; a
+packer sees orders, stocks and sites and may take orders into work and print labels, nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from cloud_sync.db import transaction
+
+MIGRATIONS = [
+    """
+    CREATE TABLE users (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        password_hash TEXT NOT NULL,
+        role TEXT NOT NULL CHECK (role IN ('owner', 'manager', 'packer')),
+        disabled INTEGER NOT NULL DEFAULT 0,
+        created_ts REAL NOT NULL
+    );
+    CREATE TABLE api_tokens (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        label TEXT NOT NULL DEFAULT '',
+        token_sha256 TEXT NOT NULL UNIQUE,
+        created_ts REAL NOT NULL,
+        last_used_ts REAL
+    );
+    CREATE TABLE web_sessions (
+        id_sha256 TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        csrf TEXT NOT NULL,
+        created_ts REAL NOT NULL,
+        expires_ts REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE login_failures (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL COLLATE NOCASE,
+        address TEXT NOT NULL,
+        ts REAL NOT NULL
+    );
+    CREATE INDEX login_failures_name ON login_failures(name, ts);
+    CREATE INDEX login_failures_address ON login_failures(address, ts);
+    """,
+]
+
+ROLES = ("owner", "manager", "packer")
+NAME_RE = re.compile(r"^[A-Za-z0-9._@-]{2,64}$")
+MIN_PASSWORD = 10
+SESSION_S = 12 * 3600.0
+# Login rate limit: this many failures within the window lock the name (and, at 4x, the address).
+MAX_FAILURES = 5
+FAILURE_WINDOW_S = 300.0
+
+_hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
+_DUMMY_HASH = _hasher.hash("not a real password, used to spend the same time on unknown names")
+
+
+class UserError(ValueError):
+    """A user, password or token request that cannot be done; says why (never echoes a password)."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class LoginLocked(UserError):
+    """Too many failed logins for this name or address: wait `retry_after_s`."""
+
+    def __init__(self, retry_after_s: float) -> None:
+        super().__init__(f"too many failed logins; try again in {int(retry_after_s) + 1} s")
+        self.retry_after_s = retry_after_s
+
+
+@dataclass(frozen=True)
+class User:
+    id: int
+    name: str
+    role: str
+
+    def can(self, *roles: str) -> bool:
+        return self.role in roles
+
+
+def _sha(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def check_password(password: str, name: str = "") -> None:
+    if len(password) < MIN_PASSWORD:
+        raise UserError(f"a password needs at least {MIN_PASSWORD} characters", "password")
+    if name and password.casefold() == name.casefold():
+        raise UserError("the password must not be the user name", "password")
+
+
+def add_user(conn: sqlite3.Connection, name: str, password: str, role: str) -> User:
+    name = name.strip()
+    if not NAME_RE.match(name):
+        raise UserError("a user name is 2-64 letters, digits or . _ @ -", "name")
+    if role not in ROLES:
+        raise UserError(f"role must be one of {', '.join(ROLES)}", "role")
+    check_password(password, name)
+    with transaction(conn):
+        if conn.execute("SELECT 1 FROM users WHERE name=?", (name,)).fetchone():
+            raise UserError(f"user {name!r} exists already", "name")
+        cur = conn.execute("INSERT INTO users(name, password_hash, role, created_ts) VALUES (?,?,?,?)",
+                           (name, _hasher.hash(password), role, time.time()))
+    return User(int(cur.lastrowid or 0), name, role)
+
+
+def set_password(conn: sqlite3.Connection, name: str, password: str) -> None:
+    check_password(password, name)
+    with transaction(conn):
+        cur = conn.execute("UPDATE users SET password_hash=? WHERE name=?", (_hasher.hash(password), name))
+        if cur.rowcount == 0:
+            raise UserError(f"no user {name!r}", "name")
+        conn.execute("DELETE FROM web_sessions WHERE user_id=(SELECT id FROM users WHERE name=?)", (name,))
+
+
+def set_role(conn: sqlite3.Connection, name: str, role: str) -> None:
+    if role not in ROLES:
+        raise UserError(f"role must be one of {', '.join(ROLES)}", "role")
+    with transaction(conn):
+        if conn.execute("UPDATE users SET role=? WHERE name=?", (role, name)).rowcount == 0:
+            raise UserError(f"no user {name!r}", "name")
+
+
+def list_users(conn: sqlite3.Connection) -> list[dict]:
+    return [dict(r) for r in conn.execute("SELECT id, name, role, disabled, created_ts FROM users ORDER BY name")]
+
+
+def any_users(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM users LIMIT 1").fetchone() is not None
+
+
+def get_user(conn: sqlite3.Connection, name: str) -> User | None:
+    r = conn.execute("SELECT id, name, role FROM users WHERE name=? AND disabled=0", (name,)).fetchone()
+    return User(r["id"], r["name"], r["role"]) if r else None
+
+
+# ---------------------------------------------------------------- login and its rate limit
+
+
+def _locked_for(conn: sqlite3.Connection, name: str, address: str, now: float) -> float:
+    since = now - FAILURE_WINDOW_S
+    worst = 0.0
+    for column, value, limit in (("name", name, MAX_FAILURES), ("address", address, 4 * MAX_FAILURES)):
+        rows = conn.execute(f"SELECT ts FROM login_failures WHERE {column}=? AND ts>? ORDER BY ts DESC LIMIT ?",
+                            (value, since, limit)).fetchall()
+        if len(rows) >= limit:
+            worst = max(worst, rows[-1]["ts"] + FAILURE_WINDOW_S - now)
+    return worst
+
+
+def login(conn: sqlite3.Connection, name: str, password: str, address: str = "", *,
+          now: float | None = None) -> User:
+    """The user when name and password match; `LoginLocked` after too many failures (checked before the
+    password, so a locked name cannot be guessed at); `UserError` otherwise, the same for an unknown name
+    and a wrong password."""
+    now = time.time() if now is None else now
+    name = name.strip()
+    wait = _locked_for(conn, name, address, now)
+    if wait > 0:
+        raise LoginLocked(wait)
+    row = conn.execute("SELECT id, name, role, password_hash FROM users WHERE name=? AND disabled=0",
+                       (name,)).fetchone()
+    ok = False
+    try:
+        ok = _hasher.verify(row["password_hash"] if row else _DUMMY_HASH, password) and row is not None
+    except (VerifyMismatchError, VerificationError, InvalidHashError):
+        ok = False
+    if not ok:
+        with transaction(conn):
+            conn.execute("INSERT INTO login_failures(name, address, ts) VALUES (?,?,?)", (name, address, now))
+            conn.execute("DELETE FROM login_failures WHERE ts<?", (now - 24 * 3600,))
+        raise UserError("wrong user name or password", "password")
+    with transaction(conn):
+        conn.execute("DELETE FROM login_failures WHERE name=?", (name,))
+        if _hasher.check_needs_rehash(row["password_hash"]):
+            conn.execute("UPDATE users SET password_hash=? WHERE id=?", (_hasher.hash(password), row["id"]))
+    return User(row["id"], row["name"], row["role"])
+
+
+# ---------------------------------------------------------------- web sessions
+
+
+def new_session(conn: sqlite3.Connection, user: User, *, now: float | None = None) -> tuple[str, str]:
+    """(session id for the cookie, CSRF token for the forms). Only the id's hash is stored."""
+    now = time.time() if now is None else now
+    sid, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+    with transaction(conn):
+        conn.execute("DELETE FROM web_sessions WHERE expires_ts<?", (now,))
+        conn.execute("INSERT INTO web_sessions(id_sha256, user_id, csrf, created_ts, expires_ts) VALUES (?,?,?,?,?)",
+                     (_sha(sid), user.id, csrf, now, now + SESSION_S))
+    return sid, csrf
+
+
+def session_user(conn: sqlite3.Connection, sid: str, *, now: float | None = None) -> tuple[User, str] | None:
+    """(user, CSRF token) of a live session, or None."""
+    if not sid:
+        return None
+    now = time.time() if now is None else now
+    r = conn.execute(
+        "SELECT u.id, u.name, u.role, s.csrf FROM web_sessions s JOIN users u ON u.id=s.user_id"
+        " WHERE s.id_sha256=? AND s.expires_ts>? AND u.disabled=0", (_sha(sid), now)).fetchone()
+    return (User(r["id"], r["name"], r["role"]), r["csrf"]) if r else None
+
+
+def end_session(conn: sqlite3.Connection, sid: str) -> None:
+    with transaction(conn):
+        conn.execute("DELETE FROM web_sessions WHERE id_sha256=?", (_sha(sid),))
+
+
+# ---------------------------------------------------------------- API tokens
+
+
+TOKEN_PREFIX = "mst_"
+
+
+def new_token(conn: sqlite3.Connection, name: str, label: str = "") -> str:
+    """A new API token for user `name`; the only time its value exists outside the caller."""
+    user = get_user(conn, name)
+    if user is None:
+        raise UserError(f"no user {name!r}", "name")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with transaction(conn):
+        conn.execute("INSERT INTO api_tokens(user_id, label, token_sha256, created_ts) VALUES (?,?,?,?)",
+                     (user.id, label, _sha(token), time.time()))
+    return token
+
+
+def token_user(conn: sqlite3.Connection, token: str) -> User | None:
+    if not token.startswith(TOKEN_PREFIX):
+        return None
+    r = conn.execute("SELECT t.id AS tid, u.id, u.name, u.role FROM api_tokens t JOIN users u ON u.id=t.user_id"
+                     " WHERE t.token_sha256=? AND u.disabled=0", (_sha(token),)).fetchone()
+    if r is None:
+        return None
+    return User(r["id"], r["name"], r["role"])
+
+
+def revoke_tokens(conn: sqlite3.Connection, name: str) -> int:
+    with transaction(conn):
+        return conn.execute("DELETE FROM api_tokens WHERE user_id=(SELECT id FROM users WHERE name=?)",
+                            (name,)).rowcount
