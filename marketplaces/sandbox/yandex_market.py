@@ -448,6 +448,11 @@ class YandexMarketSandbox(SandboxApp):
                 ship_day = (now + timedelta(days=1)).date()
                 order = YmOrder(oid, self.campaign_id, lines, now, now,
                                 shipment_id=int(ship_day.strftime("%Y%m%d")) * 10 + 1, shipment_date=ship_day)
+                # Market lays every new order out as one box, so its label exists at once; the seller
+                # changes the layout (and adds marking codes) with PUT .../boxes until READY_TO_SHIP
+                order.boxes = [{"items": [{"id": li["id"], "fullCount": li["count"]} for li in lines],
+                                "boxId": self._next_box}]
+                self._next_box += 1
                 self.orders[oid] = order
                 made.append(order)
         for order in made:
@@ -569,8 +574,6 @@ class YandexMarketSandbox(SandboxApp):
             if want == ("PROCESSING", "READY_TO_SHIP"):
                 if now != ("PROCESSING", "STARTED"):
                     return error(400, "STATUS_NOT_ALLOWED", f"order {order.order_id} is {now[0]}/{now[1]}")
-                if not order.boxes:
-                    return error(400, "BOXES_REQUIRED", "send the box layout (PUT .../boxes) before READY_TO_SHIP")
                 missing = [li["offerId"] for li in order.items if li["marked"] and not self._has_codes(order, li)]
                 if missing:
                     return error(400, "MARKING_CODES_REQUIRED", f"marking codes missing for {', '.join(missing)}")
