@@ -17,7 +17,8 @@ and any text encoding that is not ASCII-compatible (UTF-16/32, UTF-7), so the ch
 Without a DTD no entity can be declared: nothing is ever expanded (billion laughs) and no file or URL
 named in the XML is ever opened (XXE); an undeclared `&x;` is a well-formedness error. The file is
 then fed in 64 KB chunks to the standard library's C-accelerated parser (expat + C TreeBuilder, no
-per-element Python callbacks), and finished records are taken from the partly built tree. Any problem is a `CommerceMLError` naming the file and, where known, the line.
+per-element Python callbacks), and finished records are taken from the partly built tree. Any
+problem is a `CommerceMLError` naming the file and, where known, the line.
 """
 
 from __future__ import annotations
