@@ -179,3 +179,34 @@ def test_order_documents_parse(corpus):
     services = [ln for ln in old.lines if ln.requisites.get("ТипНоменклатуры") == "Услуга"]
     assert [(ln.id, ln.amount) for ln in services] == [("ORDER_DELIVERY", Decimal("348.00"))]
     assert len(old.lines) == 2
+
+
+@pytest.mark.parametrize("name", ["site-query-2.05-cp1251__orders-full.xml", "site-query-2.05-cp1251__orders-empty.xml",
+                                  "site-orders-2.03-cp1251__orders.xml"])
+def test_order_files_import_as_documents(corpus, tmp_path, capsys, name):
+    code, got, err = run_cli(capsys, "import", str(corpus / name), "--db", str(tmp_path / "c.db"))
+    assert code == 0, err
+    want = sum(1 for el in ET.parse(corpus / name).getroot() if _ln(el.tag) == "Документ")
+    assert got["documents"] == want and got["items"] == 0 and got["offers"] == 0
+
+
+def test_query_answer_has_the_shape_of_a_sites_answer(corpus):
+    """Our mode=query answer against the exact bytes a 1C-Bitrix site returns (corpus file 7): the same
+    root attributes, and the fields of a document and of a goods line in the same order."""
+    from cloud_sync.onec.orders_out import OrderFor1C, OrderLine1C, orders_xml
+
+    ref = ET.parse(corpus / "site-query-2.05-cp1251__orders-full.xml").getroot()
+    ours = ET.fromstring(orders_xml([OrderFor1C("wb:1", "wildberries", "main", "1", "2026-11-26T10:00:00+00:00",
+                                                [OrderLine1C("i-1", "Чашка", Decimal(1), Decimal(10), Decimal(1))])]))
+    assert set(ref.attrib) == set(ours.attrib)
+
+    def order_of(el):
+        return [_ln(c.tag) for c in el]
+
+    def is_subsequence(small, big):
+        it = iter(big)
+        return all(x in it for x in small)
+
+    ref_doc, our_doc = ref.find("Документ"), ours.find("Документ")
+    assert is_subsequence(order_of(our_doc), order_of(ref_doc))
+    assert is_subsequence(order_of(our_doc.find("Товары/Товар")), order_of(ref_doc.find("Товары/Товар")))
