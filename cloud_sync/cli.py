@@ -22,8 +22,14 @@ def _config(args: argparse.Namespace):
 
 
 def cloud_main(argv: list[str]) -> int:
+    if argv and argv[0] in ("user", "token"):
+        from cloud_sync.users_cli import main as users_main
+
+        return users_main(argv)
     p = argparse.ArgumentParser(prog="marketsync cloud", description="run the central service")
     sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("user", help="users: user add NAME --role owner|manager|packer, user password, user list")
+    sub.add_parser("token", help="token NAME: an API token for a user (shown once)")
     serve = sub.add_parser("serve", help="serve the web app, the site link, the stock pusher and the jobs")
     serve.add_argument("--config", help="cloud.toml (defaults apply when omitted)")
     serve.add_argument("--db", help="the tenant database file (overrides [cloud] db_path)")
@@ -33,6 +39,7 @@ def cloud_main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise (and URLs only)
     try:
         cfg = _config(args)
     except ConfigError as exc:

@@ -261,7 +261,7 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, order: Order, link: 
     result.order_ids.append(oid)
     lines, unlinked = [], []
     for no, ln in enumerate(order.lines, 1):
-        item_id, pack = _line_item(conn, order.account, ln.card_id, ln.offer_id)
+        item_id, pack = _line_item(conn, order.account, ln.card_id, ln.offer_id, ln.barcode)
         if item_id is None:
             unlinked.append(ln.offer_id or ln.card_id)
         lines.append((oid, no, ln.card_id, ln.offer_id, item_id, ln.quantity, ln.quantity * pack, str(ln.price),
@@ -318,8 +318,11 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, order: Order, link: 
     log_event(conn, oid, "task_sent", site, now)
 
 
-def _line_item(conn: sqlite3.Connection, account: str, card_id: str, offer_id: str) -> tuple[str | None, int]:
-    """The item and pack size an order line's card stands for (by card id, else by offer id)."""
+def _line_item(conn: sqlite3.Connection, account: str, card_id: str, offer_id: str,
+               barcode: str = "") -> tuple[str | None, int]:
+    """The item and pack size an order line's card stands for: by its linked card (card id, else offer id);
+    for a card not imported yet, by the same rules as auto-linking (a barcode of exactly one item, else the
+    article of exactly one item)."""
     row = None
     if card_id:
         row = conn.execute("SELECT item_id, pack_size FROM card_links WHERE account=? AND card_id=?"
@@ -328,6 +331,16 @@ def _line_item(conn: sqlite3.Connection, account: str, card_id: str, offer_id: s
         row = conn.execute("SELECT l.item_id, l.pack_size FROM cards c JOIN card_links l ON l.account=c.account"
                            " AND l.card_id=c.native_id WHERE c.account=? AND c.offer_id=? AND l.item_id IS NOT NULL"
                            " ORDER BY c.native_id LIMIT 1", (account, offer_id)).fetchone()
+    if row is None and not (card_id and conn.execute("SELECT 1 FROM card_links WHERE account=? AND card_id=?",
+                                                     (account, card_id)).fetchone()):
+        for sql, key in (("SELECT b.item_id FROM item_barcodes b JOIN items i ON i.id=b.item_id WHERE b.barcode=?"
+                          " AND i.deleted=0", barcode),
+                         ("SELECT id FROM items WHERE article=? AND deleted=0", offer_id)):
+            found = [r[0] for r in conn.execute(sql, (key,))] if key else []
+            if len(found) == 1:
+                return found[0], 1
+            if found:
+                break
     return (row[0], row[1]) if row else (None, 1)
 
 
@@ -792,6 +805,7 @@ def get_order(conn: sqlite3.Connection, key: str) -> dict[str, Any] | None:
     return d
 
 
+QUIET_EVENTS = {"task_sent"}  # said by "reserved" already
 EVENT_TEXT = {
     "reserved": "order {number} ({account}) reserved at warehouse {warehouse}; pick task sent to {site}",
     "short": "order {number} ({account}) cannot be covered from stock: {detail}",
@@ -816,6 +830,8 @@ def events_after(conn: sqlite3.Connection, after: int, limit: int = 200) -> list
         (after, limit)).fetchall()
     out = []
     for r in rows:
+        if r["kind"] in QUIET_EVENTS:
+            continue
         template = EVENT_TEXT.get(r["kind"], "order {number}: " + r["kind"].replace("_", " ") + " {detail}")
         fields = {k: (r[k] if r[k] is not None else "") for k in ("account", "marketplace", "number", "warehouse",
                                                                   "site", "detail")}

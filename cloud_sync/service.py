@@ -80,6 +80,8 @@ class CloudService:
         conn = connect(self.db_path)
         try:
             report = sync.sync_cards(conn, self.cfg, self.adapters)
+            for err in report.errors:
+                log.warning("initial sync: %s", err)
             planned = stock_push.plan_all(conn, self.cfg)
             report.add(f"planned {planned.queued} stock pushes")
             self.startup = report

@@ -232,3 +232,20 @@ def test_handover_ships_a_wb_supply_only_when_its_last_parcel_is_handed_over(con
     orders.run_actions(conn, cfg, windows)
     assert [m[1] for m in windows["wb"].moves].count("ship") == 1
     assert orders._marking_by_offer(conn, 1) == {"wb-1": ["0104607000000011215abc"]}
+
+
+def test_order_for_a_card_not_imported_yet_is_matched_like_auto_linking(conn, cfg):
+    items = seed(conn, 2)
+    orders.ingest(conn, cfg, [order("mm", "new-card", "MS-NEW", offer_id=items[1].article)])
+    o = orders.get_order(conn, "mm:new-card")
+    assert o["stage"] == "reserved" and o["lines"][0]["item_id"] == items[1].item_id
+    with transaction(conn):  # unlinked by hand: no guessing
+        from cloud_sync import catalog, nomenclature
+        from marketplaces.base import Card
+
+        nomenclature.upsert_items(conn, [nomenclature.Item(id="SOLO-ID", name="solo", article="SOLO")])
+        stock.set_balances(conn, "main", {"SOLO-ID": 5})
+        catalog.import_cards(conn, "mm", "megamarket", [Card("MS-LOCK", "SOLO")])
+        catalog.unlink(conn, "mm", "MS-LOCK")
+    orders.ingest(conn, cfg, [order("mm", "locked", "MS-LOCK", offer_id="SOLO")])
+    assert orders.get_order(conn, "mm:locked")["stage"] == "problem"
