@@ -667,11 +667,11 @@ class SiteLink:
                 self._gen_seen = self._conn_gen
                 self._cursor.clear()
                 self._inflight.clear()
-        peers = [self.cfg.site_id] if self.role == "site" else store.outbox_peers(conn)
         more = False
         now = time.monotonic()
-        for peer in peers:
-            assert peer is not None
+        for peer, last_seq in store.outbox_peers(conn):
+            if last_seq <= self._cursor.get(peer, 0) or (self.role == "site" and peer != self.cfg.site_id):
+                continue  # nothing new was written for this peer since we last looked
             inflight = self._inflight.setdefault(peer, {})
             room = self.cfg.window - len(inflight)
             if room <= 0:

@@ -193,8 +193,9 @@ def outbox_after(
     ]
 
 
-def outbox_peers(conn: sqlite3.Connection) -> list[str]:
-    return [row[0] for row in conn.execute("SELECT peer FROM link_out_seq")]
+def outbox_peers(conn: sqlite3.Connection) -> list[tuple[str, int]]:
+    """(peer, the last seq written for it): one small table, read on every look at the outbox."""
+    return [(row[0], row[1]) for row in conn.execute("SELECT peer, last_seq FROM link_out_seq")]
 
 
 def delete_acked(conn: sqlite3.Connection, peer: str, acks: list[tuple[int, str]]) -> None:

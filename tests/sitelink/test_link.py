@@ -7,6 +7,8 @@ import json
 import time
 from collections import Counter
 
+import pytest
+
 from sitelink import Reject, envelope, store
 from sitelink.link import SiteLink
 
@@ -63,13 +65,20 @@ def test_rolled_back_change_sends_nothing(make_link, tmp_path):
     assert [r[3] for r in applied_rows(tmp_path / "site-1.db")] == ["tkept"]
 
 
-def test_broker_restarted_mid_stream(make_link, broker, tmp_path):
+@pytest.mark.parametrize("how", ["restart", "kill"])
+def test_broker_restarted_mid_stream(make_link, broker, tmp_path, how):
+    """Restarted gracefully (its sessions saved) or killed (what it held in memory is lost)."""
     cloud = make_link("cloud", window=200, handlers={"stock_delta": record})
     site = make_link("site", site_id="site-1", handlers={"pick_task": record})
     send_many(cloud, cloud.cfg.db_path, "pick_task", [pick_body(i) for i in range(2000)], site="site-1")
     send_many(site, site.cfg.db_path, "stock_delta", [delta_body(i) for i in range(500)])
     wait_for(lambda: len(applied_rows(tmp_path / "site-1.db")) >= 100, 20, "the stream to start")
-    broker.restart()
+    if how == "restart":
+        broker.restart()
+    else:
+        broker.kill()
+        time.sleep(0.5)
+        broker.start()
     assert cloud.wait_idle(30) and site.wait_idle(30)
     assert_exactly_once(applied_rows(tmp_path / "site-1.db"), 2000)
     assert_exactly_once(applied_rows(tmp_path / "cloud.db"), 500)
