@@ -36,9 +36,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from marketsync.procs import Service, marketsync_argv  # noqa: E402
 
 ACCOUNT = {"wildberries": "wb", "ozon": "oz", "yandex_market": "ym", "megamarket": "mm"}
-# the sandboxes' fixed account ids (as the sandbox documents them)
-SANDBOX_OPTIONS = {"yandex_market": "options = { business_id = 7700001, campaign_id = 21000001 }\n",
-                   "megamarket": "options = { merchant_id = 5001234, shipping_point = 1001 }\n"}
+# the sandboxes' fixed account ids, when a sandbox does not announce them itself
+SANDBOX_OPTIONS = {"yandex_market": {"business_id": 7700001, "campaign_id": 21000001},
+                   "megamarket": {"merchant_id": 5001234, "shipping_point": 1001}}
+
+
+def _options(mp: str, info: dict) -> str:
+    opts = info.get("options") or SANDBOX_OPTIONS.get(mp)
+    if not opts:
+        return ""
+    return "options = { " + ", ".join(f"{k} = {json.dumps(v)}" for k, v in opts.items()) + " }\n"
 OZON_PAIR_WINDOW_S = 30.0
 OZON_STOCK_CALL_S = 60 / 80
 WB_POLL_S = 60 / 300
@@ -89,7 +96,7 @@ def main() -> int:
         accounts = "".join(
             f'\n[accounts.{ACCOUNT[mp]}]\nmarketplace = "{mp}"\nbase_url = "{info["url"]}"\n'
             "credentials = { " + ", ".join(f'"{a}" = "{b}"' for a, b in info["credentials"].items()) + " }\n"
-            + SANDBOX_OPTIONS.get(mp, "") for mp, info in sandboxes.items())
+            + _options(mp, info) for mp, info in sandboxes.items())
         conf.write_text(f"""
 [cloud]
 db_path = "cloud.sqlite"
