@@ -428,31 +428,32 @@ def ingest_event(conn: sqlite3.Connection, cfg: CloudConfig, account: str, event
     if event.kind == "ping":
         return "ping"
     dedup = f"{account}:{event.dedup_key}" if event.dedup_key else ""
-    with transaction(conn):
+    if dedup and conn.execute("SELECT 1 FROM event_dedup WHERE key=?", (dedup,)).fetchone():
+        return "duplicate"
+    order = event.order
+    if order is None and event.order_native_id and adapter is not None and event.kind == "created":
+        order = adapter.get_order(event.order_native_id)  # before the write lock: no HTTP inside it
+    with transaction(conn):  # the dedup mark and what the event does commit together (or neither)
         if dedup:
             if conn.execute("SELECT 1 FROM event_dedup WHERE key=?", (dedup,)).fetchone():
                 return "duplicate"
             conn.execute("INSERT INTO event_dedup(key, ts) VALUES (?,?)", (dedup, now))
-    order = event.order
-    if order is None and event.order_native_id and adapter is not None and event.kind == "created":
-        order = adapter.get_order(event.order_native_id)
-    if order is not None:
-        order.account = order.account or account
-        res = ingest(conn, cfg, [order], link=link, now=now)
-        return "new" if res.new else "known"
-    if event.order_native_id:
-        with transaction(conn):
-            row = conn.execute("SELECT id FROM orders WHERE key=?",
-                               (order_key(account, event.order_native_id),)).fetchone()
-            if row is None:
-                return "unknown order"
-            if event.kind == "cancelled":
-                cancel(conn, cfg, row[0], reason="cancelled by the marketplace", link=link, now=now,
-                       tell_marketplace=False)
-                return "cancelled"
-            if event.native_status:
-                update_native_status(conn, cfg, row[0], event.native_status, link=link, now=now)
-                return "status"
+        if order is not None:
+            order.account = order.account or account
+            res = ingest(conn, cfg, [order], link=link, now=now)
+            return "new" if res.new else "known"
+        if not event.order_native_id:
+            return "ignored"
+        row = conn.execute("SELECT id FROM orders WHERE key=?", (order_key(account, event.order_native_id),)).fetchone()
+        if row is None:
+            return "unknown order"
+        if event.kind == "cancelled":
+            cancel(conn, cfg, row[0], reason="cancelled by the marketplace", link=link, now=now,
+                   tell_marketplace=False)
+            return "cancelled"
+        if event.native_status:
+            update_native_status(conn, cfg, row[0], event.native_status, link=link, now=now)
+            return "status"
     return "ignored"
 
 
@@ -506,7 +507,9 @@ def run_actions(conn: sqlite3.Connection, cfg: CloudConfig, adapters: dict[str, 
         try:
             outcome = _call(conn, cfg, adapter, a)
         except MarketplaceError as exc:
-            _action_failed(conn, cfg, a, exc, retryable=exc.retryable)
+            # a label is often just not ready yet (Ozon: 45-60 s after assembly): keep asking for a while
+            retry = exc.retryable or (a["action"] == "label" and a["attempts"] < 20)
+            _action_failed(conn, cfg, a, exc, retryable=retry)
             continue
         except Exception as exc:  # noqa: BLE001 - one broken order must not stop the others
             log.exception("order %s %s", a["key"], a["action"])

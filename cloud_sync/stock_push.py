@@ -156,6 +156,9 @@ def _enqueue(conn: sqlite3.Connection, cfg: CloudConfig, c: catalog.CardRow, mp_
 def guard(conn: sqlite3.Connection, cfg: CloudConfig, account: str, now: float | None = None) -> int | None:
     """Hold the account's pending zeros that the guard does not let through; returns the hold id (or None)."""
     now = time.time() if now is None else now
+    if not conn.execute("SELECT 1 FROM stock_push_queue WHERE account=? AND state='pending' AND quantity=0"
+                        " AND cause!='order' AND confirmed=0 LIMIT 1", (account,)).fetchone():
+        return None  # nothing the guard could hold: no write lock taken
     with transaction(conn):
         zeros = conn.execute(
             "SELECT q.card_id, q.warehouse_id, q.item_id, p.quantity AS before FROM stock_push_queue q"
