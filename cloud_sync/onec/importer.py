@@ -73,6 +73,7 @@ class ImportResult:
             "unknown_offers": self.unknown_offers,
             "deleted": self.deleted,
             "documents": len(self.documents),
+            "only_changes": self.only_changes,
         }
 
 

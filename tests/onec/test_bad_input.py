@@ -54,6 +54,7 @@ def test_encodings_namespaces_and_decimal_commas(tmp_path, capsys, enc, ns, ver,
     assert got["items"] == 1 and got["groups"] == 1 and got["barcodes"] == 1
     assert got["prices"] == {"i1": {"p": 1234.5}}
     assert got["stock_total"] == {"w1": 3}
+    assert got["only_changes"] is True  # an incremental package (СодержитТолькоИзменения="true")
     conn = sqlite3.connect(tmp_path / "c.db")
     assert conn.execute("SELECT name, article FROM items").fetchall() == [("Чашка «Утро»", "ЧШ-1")]
     assert conn.execute("SELECT currency FROM price_types").fetchall() == [("RUB",)]
