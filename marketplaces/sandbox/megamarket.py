@@ -8,7 +8,7 @@ the per-lot status machine NEW -> CONFIRMED -> PACKED -> SHIPPED (rejections MER
 CONFIRMATION_REJECT / LATE_REJECT, buyer cancels CUSTOMER_CANCELED), box codes
 `merchantId*shipmentId*boxIndex`, Честный ЗНАК `digitalMark` where a lot needs it, the 5 requests/s
 limit, the bot User-Agent block, and pushing order/new and order/cancel to a configured URL
-(`POST /_sandbox/x/push {"url", "duplicates", "max_attempts"}`), retried while the answer is not
+(`POST /_sandbox/x/push {"url", "duplicates", "fail_first", "max_attempts"}`), retried while the answer is not
 `success: 1`.
 
 Megamarket publishes no spec: requests and responses are held to marketsync's own OpenAPI document
@@ -217,11 +217,12 @@ class MegamarketSandbox(SandboxApp):
         return done
 
     def control(self, name: str, body: dict[str, Any]) -> Any:
-        """`/_sandbox/x/push {"url", "duplicates", "max_attempts"}` (url + "/order/new", "/order/cancel"),
+        """`/_sandbox/x/push {"url", "duplicates", "fail_first", "max_attempts"}` (url + "/order/new", "/order/cancel"),
         `/_sandbox/x/cancel {"orders": [shipmentIds]}` (the buyer cancels), `/_sandbox/x/push_wait`."""
         if name == "push":
             t = self.push.configure(body)
-            return {"url": t.url, "duplicates": t.duplicates, "max_attempts": t.max_attempts}
+            return {"url": t.url, "duplicates": t.duplicates, "fail_first": t.fail_first,
+                    "max_attempts": t.max_attempts}
         if name == "cancel":
             return {"cancelled": self.cancel_by_buyer([str(x) for x in body.get("orders", [])])}
         if name == "push_wait":

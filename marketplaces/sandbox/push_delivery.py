@@ -27,6 +27,7 @@ class PushTarget:
 
     url: str = ""
     duplicates: int = 0
+    fail_first: int = 0
     max_attempts: int = 6
     timeout_s: float = 10.0
     headers: dict[str, str] = field(default_factory=dict)
@@ -60,6 +61,7 @@ class PushDelivery:
         t = PushTarget(
             url=str(body.get("url") or "").rstrip("/"),
             duplicates=int(body.get("duplicates", 0)),
+            fail_first=max(0, int(body.get("fail_first", 0))),
             max_attempts=max(1, int(body.get("max_attempts", 6))),
             timeout_s=float(body.get("timeout_s", 10.0)),
             headers={str(k): str(v) for k, v in (body.get("headers") or {}).items()},
@@ -113,7 +115,10 @@ class PushDelivery:
             while True:
                 delivery.attempts += 1
                 started = time.monotonic()
-                status, body = self._post(delivery)
+                if delivery.attempts <= self.target.fail_first:
+                    status, body = 0, b"dropped by the sandbox (fail_first)"  # as if lost on the way
+                else:
+                    status, body = self._post(delivery)
                 ok = self.accept(status, body)
                 with self._lock:
                     self.log.append({"key": delivery.key, "path": delivery.path, "attempt": delivery.attempts,

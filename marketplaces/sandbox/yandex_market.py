@@ -7,7 +7,7 @@ warehouse, answering the official Partner API paths in the official shapes (the 
 FBS status machine PROCESSING/STARTED -> READY_TO_SHIP (after boxes, with marking codes where the item
 needs them) -> SHIPPED (when the shipment is confirmed) and CANCELLED/SHOP_FAILED, PDF labels whose
 barcode decodes to the order id, and delivering ORDER_CREATED / ORDER_STATUS_UPDATED / ORDER_CANCELLED
-notifications to a configured URL (`POST /_sandbox/push {"url", "duplicates", "max_attempts"}`).
+notifications to a configured URL (`POST /_sandbox/x/push {"url", "duplicates", "fail_first", "max_attempts"}`).
 
 Never imports the adapter. Limits: YM answers 420 for its resource limits and for more than 4
 parallel requests per store/cabinet; the limit groups come from the same endpoint map the adapter
@@ -207,12 +207,13 @@ class YandexMarketSandbox(SandboxApp):
         return self.create_orders(count)
 
     def control(self, name: str, body: dict[str, Any]) -> Any:
-        """`/_sandbox/x/push {"url", "duplicates", "max_attempts"}`: deliver notifications to `url`
+        """`/_sandbox/x/push {"url", "duplicates", "fail_first", "max_attempts"}`: deliver notifications to `url`
         (+ "/notification"); `/_sandbox/x/cancel {"orders": [ids]}`: the buyer cancels;
         `/_sandbox/x/push_wait {"timeout"}`: wait until every queued notification is delivered."""
         if name == "push":
             t = self.push.configure(body)
-            return {"url": t.url, "duplicates": t.duplicates, "max_attempts": t.max_attempts}
+            return {"url": t.url, "duplicates": t.duplicates, "fail_first": t.fail_first,
+                    "max_attempts": t.max_attempts}
         if name == "cancel":
             return {"cancelled": self.cancel_by_buyer([str(x) for x in body.get("orders", [])])}
         if name == "push_wait":
@@ -341,7 +342,7 @@ class YandexMarketSandbox(SandboxApp):
                     self.business_prices[offer["offerId"]] = {
                         "value": offer["basicPrice"]["value"],
                         "discountBase": offer["basicPrice"].get("discountBase", offer["basicPrice"]["value"])}
-        return ok({"status": "OK", "results": []})
+        return ok({"status": "OK"})
 
     def add_hidden(self, p: dict, q: dict, body: Any) -> SandboxReply:
         if (r := self._campaign(p)) is not None:

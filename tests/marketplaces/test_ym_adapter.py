@@ -194,3 +194,15 @@ def test_moved_path_keeps_working_after_an_override(sandbox_factory) -> None:
     finally:
         EXCHANGE_HOOKS.extend(hooks)
     assert res[0].ok and state(running)["stocks"]["MS-00001"] == 7
+
+
+def test_create_card_through_offer_mappings(ym) -> None:
+    from marketplaces.base import NewCard
+
+    running, adapter = ym
+    made = adapter.create_card(NewCard("NEW-1", "Кружка новая", 91367, brand="MarketSync Demo",
+                                       sizes=[{"skus": ["4607000099991"]}]))
+    assert made.state == "pending"
+    status = adapter.card_creation_status("NEW-1")
+    assert status.state == "created" and status.card and status.card.barcodes == ["4607000099991"]
+    assert adapter.card_creation_status("NOPE").state == "pending"
