@@ -61,6 +61,7 @@ class Jobs:
             self.add(f"cards:{name}", 60.0, self._follow_cards(name, adapter))
             self.add(f"fbo:{name}", j.fbo_read_s, self._read_fbo(name, adapter))
         self.add("order-actions", j.actions_s, self._actions)
+        self.add("site-catalogs", 60.0, lambda conn: orders.send_site_catalogs(conn, self.cfg, link=self.link))
         self._add_optional()
 
     def _poll(self, adapter: Marketplace) -> JobFn:

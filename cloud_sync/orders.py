@@ -138,6 +138,9 @@ MIGRATIONS = [
         PRIMARY KEY (handover_id, order_id)
     ) WITHOUT ROWID;
     """,
+    """
+    ALTER TABLE sites ADD COLUMN catalog_sent_at TEXT;   -- items.updated_at of the last item sent down
+    """,
 ]
 
 STAGES = ("new", "problem", "short", "reserved", "picking", "packed", "handed_over", "cancelled")
@@ -767,6 +770,39 @@ def _after(conn: sqlite3.Connection, wake: Waker | None) -> None:
     wake-up that comes before this transaction commits loses nothing)."""
     if wake is not None:
         wake()
+
+
+def send_site_catalogs(conn: sqlite3.Connection, cfg: CloudConfig, *, link: Any = None, chunk: int = 500) -> int:
+    """Send each site the items changed since it last heard (names, barcodes, bins, marking) as `catalog`
+    messages, so it knows every barcode it may scan (receipts, counts), not only those of its tasks.
+    Returns the items sent."""
+    sent = 0
+    with transaction(conn):
+        for site in cfg.sites.values():
+            row = conn.execute("SELECT catalog_sent_at FROM sites WHERE id=?", (site.id,)).fetchone()
+            since = row[0] if row and row[0] else ""
+            # items of the current second wait for the next round: one updated later in that same second
+            # would otherwise be missed
+            items = conn.execute("SELECT id, name, bin, marked, updated_at FROM items WHERE deleted=0 AND updated_at>?"
+                                 " AND updated_at<datetime('now') ORDER BY updated_at, id", (since,)).fetchall()
+            if not items:
+                continue
+            for k in range(0, len(items), chunk):
+                body = []
+                for it in items[k:k + chunk]:
+                    codes = [r[0] for r in conn.execute("SELECT barcode FROM item_barcodes WHERE item_id=?", (it[0],))]
+                    entry: dict[str, Any] = {"item_id": it[0], "name": it[1], "barcodes": codes,
+                                             "marking_required": bool(it[3])}
+                    if codes:
+                        entry["barcode"] = codes[0]
+                    if it[2]:
+                        entry["bin"] = it[2]
+                    body.append(entry)
+                send_to_site(conn, link, site.id, "catalog", {"items": body})
+            conn.execute("INSERT INTO sites(id, catalog_sent_at) VALUES (?,?) ON CONFLICT(id) DO UPDATE SET"
+                         " catalog_sent_at=excluded.catalog_sent_at", (site.id, items[-1][4]))
+            sent += len(items)
+    return sent
 
 
 # ---------------------------------------------------------------- reading

@@ -249,3 +249,16 @@ def test_order_for_a_card_not_imported_yet_is_matched_like_auto_linking(conn, cf
         catalog.unlink(conn, "mm", "MS-LOCK")
     orders.ingest(conn, cfg, [order("mm", "locked", "MS-LOCK", offer_id="SOLO")])
     assert orders.get_order(conn, "mm:locked")["stage"] == "problem"
+
+
+def test_sites_get_the_catalog_once_and_then_only_what_changed(conn, cfg):
+    items = seed(conn, 3)
+    conn.execute("UPDATE items SET updated_at=datetime('now', '-1 minute')")
+    assert orders.send_site_catalogs(conn, cfg) == 3
+    (kind, body), = _outbox(conn)
+    assert kind == "catalog" and {i["item_id"] for i in body["items"]} == {i.item_id for i in items}
+    assert body["items"][0]["barcode"] in {i.barcode for i in items}
+    assert orders.send_site_catalogs(conn, cfg) == 0
+    conn.execute("UPDATE items SET name='новое', updated_at=datetime('now', '-2 seconds') WHERE id=?",
+                 (items[1].item_id,))
+    assert orders.send_site_catalogs(conn, cfg) == 1
