@@ -8,9 +8,10 @@
   login page, the health check, the OpenAPI document, static files — and the endpoints that
   authenticate their own callers (`/push/…`: the push token in the URL, cloud_sync/webhooks.py; the 1C
   exchange: HTTP Basic, cloud_sync/onec/exchange.py).
-* First run: while the database has no user at all, requests from the loopback get the JSON API
-  (the integration tests and a fresh install on one box); pages then say how to make the first owner
-  (`marketsync cloud user add NAME --role owner`). Once a user exists, the loopback gets nothing for free.
+* First run: while the database has no user at all, requests from the loopback are let in (the
+  integration tests, a fresh install on one box); the login page says how to make the first owner
+  (`marketsync cloud user add NAME --role owner`). Once a user exists, the loopback gets nothing for
+  free. A cloud reached from elsewhere before any user exists answers 401 to everything.
 * CSRF: a request authenticated by the session cookie that changes something (POST/PUT/PATCH/DELETE)
   must carry the session's CSRF token (form field `csrf_token` or header `X-CSRF-Token`); the login
   form carries a double-submit token. Token-authenticated API calls carry no cookie and need none.
@@ -23,6 +24,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import logging
+import re
 import secrets as pysecrets
 from collections.abc import Callable
 from functools import wraps
@@ -168,7 +170,7 @@ def install(app: Flask) -> None:
             return None
         if g.user is None:
             conn = conn or db()
-            if path.startswith("/api/") and not users.any_users(conn) and _loopback(request.remote_addr):
+            if not users.any_users(conn) and _loopback(request.remote_addr):
                 g.auth_kind = "setup"  # first run on this box: see the module docstring
                 return None
             return refuse(401, "log in first (or send an API token: Authorization: Bearer …)")
@@ -204,7 +206,11 @@ def install(app: Flask) -> None:
         conn = db()
         nxt = _safe_next(request.values.get("next", "/"))
         if request.method == "GET":
-            token = pysecrets.token_urlsafe(24)
+            # one token per browser, kept while it lives: a second GET (another tab, the favicon's
+            # redirect) must not invalidate the form already on screen
+            token = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+            if not re.fullmatch(r"[A-Za-z0-9_-]{32}", token):
+                token = pysecrets.token_urlsafe(24)
             resp = Response(render_template("cloud/login.html", login_csrf=token, next=nxt, errors={}, name="",
                                             first_run=not users.any_users(conn)))
             _set_cookie(resp, LOGIN_CSRF_COOKIE, token, max_age=3600, secure=secure_cookie())

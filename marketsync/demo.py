@@ -68,6 +68,7 @@ class Demo:
         self.sandboxes: dict[str, dict[str, Any]] = {}
         self.broker = None
         self.cloud_url = ""
+        self.api_token = ""
         self.edge_url = ""
         self.errors: list[str] = []
         self.fatal = False
@@ -149,12 +150,14 @@ class Demo:
         )
 
     def start_cloud(self) -> None:
-        from marketsync.demo_config import write_cloud_config
+        from marketsync.demo_config import write_cloud_config, write_demo_owner
 
         config = write_cloud_config(self)
+        password_file, self.api_token = write_demo_owner(self, config)
         info = self.service("cloud", "cloud", "serve", "--config", str(config), timeout=90)
         self.cloud_url = info["url"]
         self.say(f"cloud: {self.cloud_url}  (manager UI and JSON API; config {config})")
+        self.say(f"manager UI: log in at {self.cloud_url}/login as 'owner' with the password in {password_file}")
 
     def start_site(self) -> None:
         from marketsync.demo_config import write_edge_config
@@ -204,7 +207,8 @@ class Demo:
         if not self.cloud_url:
             return
         try:
-            events = http_json("GET", f"{self.cloud_url}/api/events?after={self._seen_events}")
+            events = http_json("GET", f"{self.cloud_url}/api/events?after={self._seen_events}",
+                               token=self.api_token)
         except OSError:
             return
         for event in events.get("events", []):
@@ -224,7 +228,7 @@ class Demo:
                    "errors": len(self.errors)}
         if self.cloud_url:
             try:
-                cloud = http_json("GET", f"{self.cloud_url}/api/summary")
+                cloud = http_json("GET", f"{self.cloud_url}/api/summary", token=self.api_token)
                 for key in ("orders_seen", "orders_packed", "stock_pushes"):
                     summary[key] = int(cloud.get(key, 0))
                 summary["errors"] += int(cloud.get("errors", 0))
@@ -242,9 +246,12 @@ class Demo:
         return summary
 
 
-def http_json(method: str, url: str, body: Any = None, timeout: float = 10.0) -> Any:
+def http_json(method: str, url: str, body: Any = None, timeout: float = 10.0, token: str = "") -> Any:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"  # the cloud's API token (marketsync cloud token)
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             raw = resp.read()

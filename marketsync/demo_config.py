@@ -111,3 +111,18 @@ def write_edge_config(demo: Demo) -> tuple[Path, Path]:
         auto_pack=True, staff={"Демо": "1234"}, label_mm=(75, 120),
     )
     return path, labels
+
+
+def write_demo_owner(demo: Demo, config: Path) -> tuple[Path, str]:
+    """The demo's owner: `marketsync cloud user add owner --generate FILE` (the password goes to a 0600
+    file, never to the screen) and an API token the demo reads the cloud's events with (0600 file)."""
+    from marketsync.procs import ServiceFailed, marketsync_argv, subprocess_run
+
+    folder = demo.work / "cloud" / "secrets"
+    password_file, token_file = folder / "owner-password", folder / "owner-api-token"
+    for argv in (("cloud", "user", "add", "owner", "--role", "owner", "--generate", str(password_file)),
+                 ("cloud", "token", "owner", "--label", "demo", "--out", str(token_file))):
+        out = subprocess_run(marketsync_argv(*argv, "--config", str(config)))
+        if out.returncode != 0:
+            raise ServiceFailed(f"marketsync {' '.join(argv[:3])}: {out.stderr.strip() or out.stdout.strip()}")
+    return password_file, token_file.read_text(encoding="utf-8").strip()

@@ -1,0 +1,54 @@
+"""Fixtures of the manager-UI tests: a cloud app over a real SQLite file with users of every role,
+and a logged-in test client."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+
+from cloud_sync import users
+from cloud_sync.app import create_app
+from cloud_sync.config import parse_config
+from cloud_sync.db import open_db
+
+PASSWORDS = {"olga": "owner password 1", "masha": "manager password 1", "petya": "packer password 1"}
+ROLES = {"olga": "owner", "masha": "manager", "petya": "packer"}
+
+
+@pytest.fixture
+def cloud(tmp_path) -> Iterator[tuple]:
+    cfg = parse_config({"cloud": {"db_path": str(tmp_path / "cloud.sqlite")},
+                        "accounts": {"wb1": {"marketplace": "wildberries", "base_url": "http://127.0.0.1:9",
+                                             "credentials": {"Authorization": "sandbox-secret-wb1"}}}})
+    conn = open_db(cfg.db_path)
+    for name, pw in PASSWORDS.items():
+        users.add_user(conn, name, pw, ROLES[name])
+    app = create_app(cfg)
+    yield app, conn, cfg
+    conn.close()
+
+
+def form_token(html: str) -> str:
+    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert m, "the page carries a CSRF token"
+    return m.group(1)
+
+
+def login(client, name: str, password: str | None = None):
+    page = client.get("/login")
+    return client.post("/login", data={"name": name, "password": PASSWORDS[name] if password is None else password,
+                                       "csrf_token": form_token(page.text), "next": "/orders"})
+
+
+@pytest.fixture
+def as_user(cloud):
+    app = cloud[0]
+
+    def make(name: str):
+        c = app.test_client()
+        r = login(c, name)
+        assert r.status_code == 302, r.text
+        return c
+    return make

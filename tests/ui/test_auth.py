@@ -1,0 +1,138 @@
+"""Logins (argon2), sessions, roles, CSRF, the login rate limit and API tokens, over the real app
+(Flask test client on a real SQLite file)."""
+
+from __future__ import annotations
+
+from cloud_sync import users
+
+from .conftest import form_token, login
+
+
+def test_passwords_are_argon2_and_login_works_only_with_the_right_one(cloud):
+    app, conn, _ = cloud
+    stored = conn.execute("SELECT password_hash FROM users WHERE name='masha'").fetchone()[0]
+    assert stored.startswith("$argon2id$") and "manager password 1" not in stored
+    c = app.test_client()
+    bad = login(c, "masha", "wrong password!")
+    assert bad.status_code == 401 and "wrong user name or password" in bad.text
+    assert 'id="password-error"' in bad.text  # the message sits beside the field
+    assert c.get("/orders").status_code == 302  # still not in
+    ok = login(c, "masha")
+    assert ok.status_code == 302 and ok.headers["Location"] == "/orders"
+    cookie = next(h for h in ok.headers.getlist("Set-Cookie") if h.startswith("ms_session="))
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie  # plain HTTP here
+    assert c.get("/orders").status_code == 200
+
+
+def test_session_cookie_is_secure_over_tls(cloud):
+    app = cloud[0]
+    c = app.test_client()
+    page = c.get("/login", base_url="https://cloud.example")
+    r = c.post("/login", base_url="https://cloud.example",
+               data={"name": "olga", "password": "owner password 1", "csrf_token": form_token(page.text)})
+    cookie = next(h for h in r.headers.getlist("Set-Cookie") if h.startswith("ms_session="))
+    assert "Secure" in cookie and "HttpOnly" in cookie
+
+
+def test_unknown_name_and_wrong_password_look_the_same(cloud):
+    c = cloud[0].test_client()
+    a, b = login(c, "masha", "nope nope nope"), c.post("/login")
+    assert b.status_code == 400  # no CSRF token: refused before any password check
+    page = c.get("/login")
+    r = c.post("/login", data={"name": "nobody", "password": "x" * 12, "csrf_token": form_token(page.text)})
+    assert r.status_code == a.status_code == 401
+    assert "wrong user name or password" in r.text
+
+
+def test_login_is_rate_limited_per_name(cloud):
+    app, conn, _ = cloud
+    c = app.test_client()
+    for _ in range(users.MAX_FAILURES):
+        assert login(c, "petya", "guess guess guess").status_code == 401
+    locked = login(c, "petya")  # even the right password waits now
+    assert locked.status_code == 429 and "too many failed logins" in locked.text
+    assert locked.headers["Retry-After"]
+    other = app.test_client()
+    assert login(other, "masha").status_code == 302  # another name is not locked
+    # the window passes: the right password works again and clears the failures
+    conn.execute("UPDATE login_failures SET ts = ts - ?", (users.FAILURE_WINDOW_S + 1,))
+    assert login(c, "petya").status_code == 302
+    assert conn.execute("SELECT COUNT(*) FROM login_failures WHERE name='petya'").fetchone()[0] == 0
+
+
+def test_packer_cannot_open_price_pages_or_settings(as_user):
+    packer = as_user("petya")
+    assert packer.get("/orders").status_code == 200
+    assert packer.get("/stocks").status_code == 200
+    for path in ("/prices", "/reports", "/settings", "/products", "/api/prices/wb1"):
+        r = packer.get(path)
+        assert r.status_code == 403, path
+    r = packer.post("/prices/preview", data={"csrf_token": form_token(packer.get("/orders").text), "account": "wb1"})
+    assert r.status_code == 403
+    assert "Prices" not in packer.get("/orders").text.split("<main>")[0]  # not even in the menu
+    manager = as_user("masha")
+    assert manager.get("/prices").status_code == 200
+    assert manager.get("/settings").status_code == 403  # owners only
+    assert as_user("olga").get("/settings").status_code == 200
+
+
+def test_forms_without_the_csrf_token_are_refused_and_change_nothing(as_user, cloud):
+    _, conn, _ = cloud
+    owner = as_user("olga")
+    before = conn.execute("SELECT COUNT(*) FROM users").fetchone()[0]
+    r = owner.post("/settings/users", data={"name": "intruder", "role": "owner", "password": "intruder pass 1"})
+    assert r.status_code == 400 and "CSRF" in r.text
+    r = owner.post("/settings/users", data={"name": "intruder", "role": "owner", "password": "intruder pass 1",
+                                            "csrf_token": "forged"})
+    assert r.status_code == 400
+    assert conn.execute("SELECT COUNT(*) FROM users").fetchone()[0] == before
+    token = form_token(owner.get("/settings").text)
+    r = owner.post("/settings/users", data={"name": "vasya", "role": "packer", "password": "vasya password 1",
+                                            "csrf_token": token})
+    assert r.status_code == 200 and conn.execute("SELECT COUNT(*) FROM users").fetchone()[0] == before + 1
+    # a JSON call made with the session cookie needs the header too
+    assert owner.post("/api/orders/bulk", json={"action": "take", "keys": ["x"]}).status_code == 400
+    assert owner.post("/api/orders/bulk", json={"action": "take", "keys": ["x"]},
+                      headers={"X-CSRF-Token": token}).status_code == 422
+
+
+def test_api_needs_a_token_or_session_once_a_user_exists(cloud):
+    app, conn, _ = cloud
+    c = app.test_client()
+    assert c.get("/api/health").status_code == 200  # open
+    assert c.get("/api/openapi.json").status_code == 200  # open
+    r = c.get("/api/orders")
+    assert r.status_code == 401 and r.headers["WWW-Authenticate"].startswith("Bearer")
+    assert c.get("/api/orders", headers={"Authorization": "Bearer mst_made-up"}).status_code == 401
+    token = users.new_token(conn, "petya", "handheld")
+    stored = conn.execute("SELECT token_sha256 FROM api_tokens").fetchone()[0]
+    assert token not in stored
+    auth = {"Authorization": f"Bearer {token}"}
+    assert c.get("/api/orders", headers=auth).status_code == 200
+    assert c.get("/api/me", headers=auth).get_json() == {"name": "petya", "role": "packer", "auth": "token"}
+    assert c.post("/api/prices/preview", headers=auth, json={"account": "wb1", "lines": []}).status_code == 403
+    users.revoke_tokens(conn, "petya")
+    assert c.get("/api/orders", headers=auth).status_code == 401
+
+
+def test_logout_ends_the_session_on_the_server(as_user, cloud):
+    c = as_user("masha")
+    token = form_token(c.get("/orders").text)
+    sid = c.get_cookie("ms_session").value
+    assert c.post("/logout", data={"csrf_token": token}).status_code == 302
+    assert users.session_user(cloud[1], sid) is None
+
+
+def test_security_headers_on_pages(as_user):
+    r = as_user("masha").get("/orders")
+    assert r.headers["X-Frame-Options"] == "DENY"
+    assert "script-src 'self'" in r.headers["Content-Security-Policy"]
+    assert r.headers["Cache-Control"] == "no-store"
+
+
+def test_open_redirect_after_login_is_refused(cloud):
+    c = cloud[0].test_client()
+    page = c.get("/login")
+    r = c.post("/login", data={"name": "masha", "password": "manager password 1", "csrf_token": form_token(page.text),
+                               "next": "https://evil.example/"})
+    assert r.headers["Location"] == "/"
