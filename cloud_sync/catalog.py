@@ -241,11 +241,16 @@ def _dirty(conn: sqlite3.Connection, item_ids: Iterable[str | None]) -> None:
     stock.mark_dirty(conn, [i for i in item_ids if i])
 
 
-def _suggest(conn: sqlite3.Connection, c: CardRow, limit: int = 3) -> list[str]:
+SUGGEST_AT_MOST = 200  # unmatched cards per run that get suggestions (each compares against every item)
+
+
+def _suggest(conn: sqlite3.Connection, c: CardRow, limit: int = 3, cache: dict | None = None) -> list[str]:
     """Items whose article or name resemble the card's offer id or title."""
-    rows = conn.execute("SELECT id, article, name FROM items WHERE deleted=0").fetchall()
-    by_article = {r["article"]: r["id"] for r in rows if r["article"]}
-    by_name = {r["name"]: r["id"] for r in rows}
+    cache = {} if cache is None else cache
+    if "items" not in cache:
+        rows = conn.execute("SELECT id, article, name FROM items WHERE deleted=0").fetchall()
+        cache["items"] = ({r["article"]: r["id"] for r in rows if r["article"]}, {r["name"]: r["id"] for r in rows})
+    by_article, by_name = cache["items"]
     found = [by_article[a] for a in difflib.get_close_matches(c.offer_id, list(by_article), n=limit, cutoff=0.6)]
     if c.title:
         found += [by_name[n] for n in difflib.get_close_matches(c.title, list(by_name), n=limit, cutoff=0.6)]
@@ -256,6 +261,7 @@ def auto_link(conn: sqlite3.Connection, account: str | None = None, *, suggestio
     """Link every unlinked, unlocked card: by barcode first, then by article. Reports the rest."""
     report = LinkReport()
     newly: list[str] = []
+    cache: dict = {}
     for c in cards(conn, account=account):
         if c.item_id:
             report.already_linked += 1
@@ -287,8 +293,9 @@ def auto_link(conn: sqlite3.Connection, account: str | None = None, *, suggestio
         elif match:
             report.ambiguous.append(Problem(c.account, c.card_id, c.offer_id, c.title, "ambiguous", match))
         else:
+            wanted = suggestions and len(report.unmatched) < SUGGEST_AT_MOST
             report.unmatched.append(Problem(c.account, c.card_id, c.offer_id, c.title, "unmatched",
-                                            _suggest(conn, c) if suggestions else []))
+                                            _suggest(conn, c, cache=cache) if wanted else []))
     _dirty(conn, newly)
     return report
 
