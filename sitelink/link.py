@@ -68,7 +68,7 @@ class LinkConfig:
     client_id: str | None = None  # default: "ms-cloud" / "ms-site-{site_id}" (stable: persistent session)
     keepalive: int = 30
     session_expiry: int = 7 * 24 * 3600  # seconds the broker keeps our session while we are away
-    window: int = 2000  # messages in flight (published, not yet acknowledged) per peer
+    window: int = 5000  # messages in flight (published, not yet acknowledged) per peer
     batch: int = 1000  # messages applied per transaction at most
     gap_timeout: float = 60.0  # seconds to hold out-of-order messages before recording a gap
     resend_after: float = 10.0  # seconds without acknowledgement before the window is sent again
@@ -97,7 +97,7 @@ class _Item:
     id: str
     seq: int
     topic: str
-    payload: bytes
+    payload: Any  # raw bytes, or the decoded batch element
     env: Envelope | None
     reason: str | None = None  # set: dead-letter it when its turn comes
     type: str | None = None
@@ -439,10 +439,11 @@ class SiteLink:
             return
         single = len(elements) == 1
         for data in elements:
-            raw = payload if single else json.dumps(data, ensure_ascii=False).encode("utf-8")
-            self._accept_one(topic, peer, data, raw)
+            self._accept_one(topic, peer, data, payload if single else data)
 
-    def _accept_one(self, topic: str, peer: str, data: Any, payload: bytes) -> None:
+    def _accept_one(self, topic: str, peer: str, data: Any, payload: Any) -> None:
+        """`payload`: the raw bytes of a single message, or the decoded element of a batch (serialized
+        only if it is dead-lettered)."""
         try:
             env = envelope.from_dict(data)
         except BadEnvelope as exc:

@@ -213,7 +213,7 @@ def dead_letter(
     *,
     topic: str,
     reason: str,
-    payload: bytes | str,
+    payload: bytes | str | Any,
     id: str | None = None,
     peer: str | None = None,
     seq: int | None = None,
@@ -221,6 +221,8 @@ def dead_letter(
 ) -> None:
     if isinstance(payload, str):
         payload = payload.encode("utf-8")
+    elif not isinstance(payload, bytes | bytearray):  # a decoded element of a batch
+        payload = json.dumps(payload, ensure_ascii=False).encode("utf-8")
     conn.execute(
         "INSERT INTO link_dead_letters(id, peer, seq, type, topic, reason, payload, at) VALUES (?,?,?,?,?,?,?,?)",
         (id, peer, seq, type, topic, reason[:2000], payload, time.time()),
