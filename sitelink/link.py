@@ -144,6 +144,8 @@ class SiteLink:
         self._pending_acks: dict[str, list[tuple[int, str]]] = {}
         self._peer_heard: dict[str, float] = {}
         self._peer_state: dict[str, str] = {}
+        self._pending_state: dict[str, str] = {}
+        self._more_to_apply = False
         self._pruned_at = 0.0
         self.errors: list[str] = []  # the last worker errors (for status)
 
@@ -151,7 +153,14 @@ class SiteLink:
 
     def on(self, msg_type: str, handler: Handler) -> None:
         """Register the handler applying received messages of `msg_type` (one per type), before start():
-        a message of a type with no handler is dead-lettered."""
+        a message of a type with no handler is dead-lettered.
+
+        `handler(conn, env)` runs on the link's own connection inside the transaction that records the
+        message in the inbox (a savepoint per message); it must not commit or roll back. It may call
+        `send(conn, ...)` (the answer commits with the change). Raise `Reject(reason)` for a message
+        that can never apply. A handler may run more than once for one message (after its own failure,
+        or when the transaction fails to commit), so anything it does outside the database should be
+        idempotent or done after the commit."""
         if self._thread is not None:
             raise LinkError("register handlers before start(): queued messages arrive at once")
         if msg_type not in FIELDS:
@@ -342,9 +351,9 @@ class SiteLink:
             self._wake.clear()
             try:
                 batch = self._drain_queue()
-                if batch or self._old or self._has_due_work():
+                if batch or self._old or self._raw_dead or self._pending_acks or self._has_due_work():
                     self._receive(batch)
-                more = self._pump()
+                more = self._pump() or self._more_to_apply
                 self._timers()
             except sqlite3.OperationalError as exc:  # locked for too long, disk full...: try again
                 self._note_error(f"database: {exc}")
@@ -415,7 +424,6 @@ class SiteLink:
             return
         before = self._peer_state.get(peer)
         self._peer_state[peer] = state
-        self._pending_state = getattr(self, "_pending_state", {})
         self._pending_state[peer] = state
         if state == "online" and before == "offline":
             stream = self.cfg.site_id if peer == CLOUD else peer
@@ -492,8 +500,9 @@ class SiteLink:
         pending_acks = self._pending_acks
         old = self._old
         raw_dead = self._raw_dead
-        pending_state = getattr(self, "_pending_state", {})
+        pending_state = self._pending_state
         budget = self.cfg.batch
+        self._more_to_apply = False
         with store.transaction(conn):
             for peer, acks in pending_acks.items():
                 store.delete_acked(conn, peer, acks)
@@ -589,6 +598,7 @@ class SiteLink:
                     held.pop(seq)  # skipped by a gap or duplicates of applied ones
                 self._expected[peer] = new_expected[peer]
                 self._waiting_since.pop(peer, None)
+        self._more_to_apply = budget <= 0  # a transaction's worth applied: go on without waiting
         for item_id in [i for _, lst in acks_out.items() for _, i in lst]:
             self._attempts.pop(item_id, None)
         for peer, lst in acks_out.items():
