@@ -87,7 +87,7 @@ def render_status(st: dict) -> str:
     lines = [f"outbox: {st['outbox_total']} message(s) waiting for acknowledgement"]
     for peer, o in sorted(st["outbox"].items()):
         lines.append(f"  to/from {peer}: {o['depth']} waiting, oldest since {o['oldest_at']}")
-    lines.append(f"inbox: {st['inbox_applied']} message(s) applied (kept for duplicate detection)")
+    lines.append(f"inbox: {st['inbox_applied']} message(s) received and applied")
     for peer, i in sorted(st["inbound"].items()):
         lines.append(
             f"  from {peer}: {i['applied']} applied, next seq {i['next_seq']}, last at {i['last_message_at']}"

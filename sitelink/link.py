@@ -497,6 +497,7 @@ class SiteLink:
         applied_count: dict[str, int] = {}
         inbox_rows: list[tuple[str, str, int, str, str, float]] = []
         gaps: list[tuple[str, int, int]] = []
+        late_applied: dict[str, int] = {}  # applied after their gap was given up on
         pending_acks = self._pending_acks
         old = self._old
         raw_dead = self._raw_dead
@@ -517,6 +518,8 @@ class SiteLink:
                     outcome = self._apply_one(conn, item, late=True)
                     if outcome == "retry":
                         continue  # tried again when it is redelivered
+                    if outcome == "applied":
+                        late_applied[item.peer] = late_applied.get(item.peer, 0) + 1
                     inbox_rows.append((item.id, item.peer, item.seq, item.type or "", outcome, now_wall))
                 acks_out.setdefault(item.peer, []).append((item.seq, item.id))
             for peer, held in self._held.items():
@@ -570,6 +573,8 @@ class SiteLink:
                     " applied=applied+excluded.applied, last_seen=excluded.last_seen",
                     (peer, exp, applied_count.get(peer, 0), now_wall),
                 )
+            for peer, count in late_applied.items():
+                conn.execute("UPDATE link_in_seq SET applied = applied + ? WHERE peer = ?", (count, peer))
             for peer, heard in self._peer_heard.items():
                 conn.execute(
                     "INSERT INTO link_peers(peer, last_seen) VALUES (?, ?)"

@@ -137,6 +137,8 @@ def test_out_of_order_is_applied_in_seq_order_and_gaps_are_recorded(make_link, b
     sender.publish("ms/v1/site-1/down", envs[6].to_json())
     wait_for(lambda: len(applied_rows(tmp_path / "site-1.db")) == 7, 10, "seq 7")
     assert_exactly_once(applied_rows(tmp_path / "site-1.db"), 7)
+    st = site.status()
+    assert st["inbox_applied"] == 7 and st["inbound"]["site-1"]["next_seq"] == 8
 
 
 def test_bad_messages_go_to_dead_letters_and_never_block(make_link, broker, raw, tmp_path):
