@@ -31,14 +31,14 @@ def routes(bp: Blueprint) -> None:
             args += [q, f"{q}%", f"%{q}%"]
         rows = conn.execute(sql + " ORDER BY s.item_id, s.warehouse LIMIT ? OFFSET ?",
                             [*args, PAGE_SIZE + 1, (page - 1) * PAGE_SIZE]).fetchall()
+        totals = reports.stock_warehouse_totals(conn)
         by_account = None
         if account:
             headers, body = reports.stock_by_account(conn, account)
             by_account = (headers, body[:500], len(body))
         return render_template("cloud/stocks.html", active="stocks", rows=rows[:PAGE_SIZE],
                                has_next=len(rows) > PAGE_SIZE, page=page, args=args_for(), q=q,
-                               warehouse=warehouse, warehouses=sorted(reports.stock_warehouse_totals(conn)),
-                               totals=reports.stock_warehouse_totals(conn), accounts=accounts(), account=account,
+                               warehouse=warehouse, warehouses=sorted(totals), totals=totals, accounts=accounts(), account=account,
                                by_account=by_account)
 
     @bp.get("/stocks/why", endpoint="stock_why")

@@ -1,0 +1,117 @@
+"""bench/ui.py — server time of the manager's Orders and Stocks pages over 100,000 orders (four
+accounts, one per marketplace) and 20,000 items × 2 warehouses, on a real SQLite file.
+
+Each page is requested through the app (logged in as a manager, the real auth hook, templates and
+queries), first page and deeper pages, with and without filters; the time is measured around the
+WSGI call (server time, no network). Baseline, same run: /api/health (the auth hook and Flask alone).
+Last line: p95_ms=X (the worse of the two pages); target <= 150.
+
+    .venv/bin/python bench/ui.py [--orders 100000] [--items 20000] [--requests 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+STATUSES = ["new", "in_work", "reserved", "picking", "packed", "handed_over", "delivered", "cancelled"]
+ACCOUNTS = {"wb1": "wildberries", "oz1": "ozon", "ym1": "yandex_market", "mm1": "megamarket"}
+
+
+def build(db: str, n_orders: int, n_items: int) -> None:
+    from cloud_sync.db import open_db, transaction
+
+    conn = open_db(db)
+    rnd = random.Random(7)
+    with transaction(conn):
+        conn.executemany("INSERT INTO items(id, article, name) VALUES (?,?,?)",
+                         [(f"I{i:06d}", f"ART-{i:06d}", f"Товар номер {i}") for i in range(n_items)])
+        conn.executemany("INSERT INTO stock_levels(item_id, warehouse, on_hand, reserved, updated_ts) VALUES (?,?,?,?,?)",
+                         [(f"I{i:06d}", wh, rnd.randint(0, 50), 0, 0.0) for i in range(n_items) for wh in ("main", "spb")])
+        accounts = list(ACCOUNTS)
+        rows, lines = [], []
+        for i in range(1, n_orders + 1):
+            acc = accounts[i % 4]
+            day = 1 + i % 28
+            rows.append((i, f"{acc}:{i}", acc, ACCOUNTS[acc], str(i), str(i), "x", "", "new", rnd.choice(STATUSES),
+                         f"2026-11-{day:02d}T10:00:00+00:00", f"2026-11-{day:02d}T{rnd.randint(10, 23)}:00:00+00:00",
+                         "main", 0.0, 0.0))
+            lines.append((i, 1, f"c{i % n_items}", f"ART-{i % n_items:06d}", f"I{i % n_items:06d}", 1, 1, "990"))
+        conn.executemany("INSERT INTO orders(id, key, account, marketplace, native_id, number, native_status,"
+                         " native_substatus, stage, status, created_at, ship_by, warehouse, ingested_ts, updated_ts)"
+                         " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
+        conn.executemany("INSERT INTO order_lines(order_id, line_no, card_id, offer_id, item_id, quantity, units, price)"
+                         " VALUES (?,?,?,?,?,?,?,?)", lines)
+    conn.execute("ANALYZE")
+    conn.close()
+
+
+def p95(xs: list[float]) -> float:
+    return statistics.quantiles(xs, n=20)[-1] if len(xs) >= 20 else max(xs)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--orders", type=int, default=100_000)
+    ap.add_argument("--items", type=int, default=20_000)
+    ap.add_argument("--requests", type=int, default=200)
+    args = ap.parse_args()
+
+    from cloud_sync import users
+    from cloud_sync.app import create_app
+    from cloud_sync.config import parse_config
+    from cloud_sync.db import open_db
+
+    tmp = tempfile.TemporaryDirectory(prefix="bench-ui-")
+    db = str(Path(tmp.name) / "cloud.sqlite")
+    t0 = time.perf_counter()
+    build(db, args.orders, args.items)
+    print(f"built {args.orders} orders and {args.items} items x 2 warehouses in {time.perf_counter() - t0:.1f}s")
+    cfg = parse_config({"cloud": {"db_path": db}, "accounts": {
+        a: {"marketplace": mp, "base_url": "http://127.0.0.1:9"} for a, mp in ACCOUNTS.items()}})
+    conn = open_db(db)
+    users.add_user(conn, "bench", "bench password 1", "manager")
+    conn.close()
+    app = create_app(cfg)
+    client = app.test_client()
+    page = client.get("/login").text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    assert client.post("/login", data={"name": "bench", "password": "bench password 1", "csrf_token": token}
+                       ).status_code == 302
+    rnd = random.Random(1)
+    urls = {
+        "baseline /api/health": lambda: "/api/health",
+        "orders": lambda: rnd.choice(["/orders", f"/orders?page={rnd.randint(1, 200)}",
+                                      f"/orders?account={rnd.choice(list(ACCOUNTS))}",
+                                      f"/orders?status={rnd.choice(STATUSES)}&page={rnd.randint(1, 20)}"]),
+        "stocks": lambda: rnd.choice(["/stocks", f"/stocks?page={rnd.randint(1, 800)}", "/stocks?warehouse=spb",
+                                      f"/stocks?q=ART-{rnd.randint(0, args.items - 1):06d}"]),
+    }
+    results = {}
+    for name, make in urls.items():
+        for _ in range(5):
+            client.get(make())  # warm-up
+        times = []
+        for _ in range(args.requests):
+            url = make()
+            t = time.perf_counter()
+            r = client.get(url)
+            times.append((time.perf_counter() - t) * 1000)
+            assert r.status_code == 200, (url, r.status_code)
+        results[name] = times
+        print(f"{name:24} median={statistics.median(times):7.1f} ms  p95={p95(times):7.1f} ms  max={max(times):7.1f} ms")
+    worst = max(p95(results["orders"]), p95(results["stocks"]))
+    print(f"p95_ms={worst:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
