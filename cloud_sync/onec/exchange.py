@@ -183,6 +183,9 @@ class Exchange:
             self.conn().execute("UPDATE onec_sessions SET initialized=1, zip=? WHERE id=?",
                                 (int(self.config.zip), sid))
             self.conn().execute("DELETE FROM onec_uploads WHERE session_id=?", (sid,))
+            # a new exchange in the same session: its files are imported afresh
+            self.conn().execute("DELETE FROM onec_import_jobs WHERE session_id=? AND state IN ('success', 'failure')",
+                                (sid,))
         return _text(f"zip={'yes' if self.config.zip else 'no'}\nfile_limit={self.config.file_limit}\n")
 
     def _initialized(self, sid: str) -> None:

@@ -267,3 +267,15 @@ def test_expired_session_is_refused_and_its_uploads_removed(exchange_server, one
     assert r.text.startswith("failure\n") and "expired" in r.text
     assert onec_client(url).checkauth().text.startswith("success")  # a new session sweeps the old uploads
     assert not folder.exists()
+
+
+def test_second_exchange_in_one_session_imports_its_own_files(exchange_server, onec_client, corpus):
+    url, cfg, _ = exchange_server(zip=False)
+    c = session(url, onec_client)
+    c.upload("import.xml", (corpus / "unf-2.08__import.xml").read_bytes())
+    assert c.import_until_done("import.xml")[0] == "success\n"
+    c.init()  # 1C starts over without a new checkauth
+    c.upload("import.xml", (corpus / "ut11-2.07__import0_1.xml").read_bytes())
+    final, progress = c.import_until_done("import.xml")
+    assert final == "success\n" and progress >= 1
+    assert count(cfg.db_path, "SELECT COUNT(*) FROM items") == 2 + 36
