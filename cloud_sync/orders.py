@@ -230,14 +230,16 @@ def ingest(conn: sqlite3.Connection, cfg: CloudConfig, orders: Iterable[Order], 
     """Take in orders (new or already known) in one transaction. Known orders only update their status."""
     now = time.time() if now is None else now
     result = IngestResult()
+    dirty: set[str] = set()
     with transaction(conn):
         for order in orders:
-            _ingest_one(conn, cfg, order, link, now, result)
+            _ingest_one(conn, cfg, order, link, now, result, dirty)
+        stock.mark_dirty(conn, dirty, "order", now)  # the planner recomputes these items' cards
     return result
 
 
 def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, order: Order, link: Any, now: float,
-                result: IngestResult) -> None:
+                result: IngestResult, dirty: set[str]) -> None:
     key = order_key(order.account, order.native_id)
     row = conn.execute("SELECT id, stage, native_status, native_substatus FROM orders WHERE key=?", (key,)).fetchone()
     if row is not None:
@@ -250,64 +252,70 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, order: Order, link: 
     warehouse = own_warehouse(conn, cfg, order.account, mp_wh)
     site = cfg.site_of_warehouse(warehouse)
     native_unified = cfg.unified_status(order.marketplace, order.native_status, order.native_substatus) or "new"
-    cur = conn.execute(
-        "INSERT INTO orders(key, account, marketplace, native_id, number, native_status, native_substatus, stage,"
-        " status, created_at, ship_by, mp_warehouse, warehouse, site, ingested_ts, updated_ts, native)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        (key, order.account, order.marketplace, order.native_id, order.number or order.native_id,
-         order.native_status, order.native_substatus, "new", native_unified, order.created_at.isoformat(),
-         order.ship_by.isoformat() if order.ship_by else None, mp_wh, warehouse, site, now, now,
-         json.dumps(order.native, default=str, ensure_ascii=False)),
-    )
-    oid = int(cur.lastrowid or 0)
-    result.new += 1
-    result.order_ids.append(oid)
     lines, unlinked = [], []
     for no, ln in enumerate(order.lines, 1):
         item_id, pack = _line_item(conn, order.account, ln.card_id, ln.offer_id, ln.barcode)
         if item_id is None:
             unlinked.append(ln.offer_id or ln.card_id)
-        lines.append((oid, no, ln.card_id, ln.offer_id, item_id, ln.quantity, ln.quantity * pack, str(ln.price),
-                      ln.barcode, ln.title))
+        lines.append([0, no, ln.card_id, ln.offer_id, item_id, ln.quantity, ln.quantity * pack, str(ln.price),
+                      ln.barcode, ln.title])
+    # decide first (the reservation is keyed by the order key), then write the order once
+    problem, event = "", ""
+    if native_unified in TERMINAL:
+        stage = "cancelled"
+        result.cancelled += 1
+    elif unlinked:
+        stage, problem, event = "problem", f"card not linked to an item: {', '.join(unlinked)}", "problem"
+        result.problems += 1
+    elif native_unified not in ("new", "in_work"):
+        # Already beyond assembly when first seen (e.g. picked up after a long outage): record, don't reserve.
+        stage = "handed_over" if RANK[native_unified] >= RANK["handed_over"] else "packed"
+    else:
+        several = len(lines) > 1
+        if several:  # every line or none
+            conn.execute("SAVEPOINT reserve_order")
+        try:
+            for line in lines:
+                stock.reserve(conn, key, line[4], warehouse, line[6], now=now, dirty=dirty)
+        except stock.InsufficientStock as exc:
+            if several:
+                conn.execute("ROLLBACK TO reserve_order")
+            stage, problem, event = "short", str(exc), "short"
+            result.short += 1
+        else:
+            stage, event = "reserved", "reserved"
+            result.reserved += 1
+            if site is None:
+                problem = f"no site serves warehouse {warehouse!r}"
+        if several:
+            conn.execute("RELEASE reserve_order")
+    status = unified(cfg, order.marketplace, order.native_status, order.native_substatus, stage)
+    cur = conn.execute(
+        "INSERT INTO orders(key, account, marketplace, native_id, number, native_status, native_substatus, stage,"
+        " status, problem, created_at, ship_by, mp_warehouse, warehouse, site, ingested_ts, updated_ts, native)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (key, order.account, order.marketplace, order.native_id, order.number or order.native_id,
+         order.native_status, order.native_substatus, stage, status, problem, order.created_at.isoformat(),
+         order.ship_by.isoformat() if order.ship_by else None, mp_wh, warehouse, site, now, now,
+         json.dumps(order.native, default=str, ensure_ascii=False) if order.native else "{}"),
+    )
+    oid = int(cur.lastrowid or 0)
+    result.new += 1
+    result.order_ids.append(oid)
+    for line in lines:
+        line[0] = oid
     conn.executemany("INSERT INTO order_lines(order_id, line_no, card_id, offer_id, item_id, quantity, units, price,"
                      " barcode, title) VALUES (?,?,?,?,?,?,?,?,?,?)", lines)
-    known = (order.marketplace, order.native_status, order.native_substatus)
-    if native_unified in TERMINAL:
-        _set_stage(conn, cfg, oid, "cancelled", now, known=known)
-        result.cancelled += 1
+    if event:
+        log_event(conn, oid, event, "unlinked card" if event == "problem" else problem if event == "short" else "",
+                  now)
+    if stage == "short" and cfg.cancel_when_short:
+        _queue_action(conn, oid, "cancel", now)
+    if stage != "reserved":
         return
-    if unlinked:
-        _set_stage(conn, cfg, oid, "problem", now, problem=f"card not linked to an item: {', '.join(unlinked)}",
-                   known=known)
-        log_event(conn, oid, "problem", "unlinked card", now)
-        result.problems += 1
-        return
-    if native_unified not in ("new", "in_work"):
-        # Already beyond assembly when first seen (e.g. picked up after a long outage): record, don't reserve.
-        _set_stage(conn, cfg, oid, "handed_over" if RANK[native_unified] >= RANK["handed_over"] else "packed", now)
-        return
-    # Check and reserve every line, all or none.
-    conn.execute("SAVEPOINT reserve_order")
-    try:
-        for _, _, _, _, item_id, _, units, *_ in lines:
-            stock.reserve(conn, key, item_id, warehouse, units, now=now)
-    except stock.InsufficientStock as exc:
-        conn.execute("ROLLBACK TO reserve_order")
-        conn.execute("RELEASE reserve_order")
-        _set_stage(conn, cfg, oid, "short", now, problem=str(exc), known=known)
-        log_event(conn, oid, "short", str(exc), now)
-        result.short += 1
-        if cfg.cancel_when_short:
-            _queue_action(conn, oid, "cancel", now)
-        return
-    conn.execute("RELEASE reserve_order")
-    result.reserved += 1
-    log_event(conn, oid, "reserved", "", now)
     _queue_action(conn, oid, "confirm", now)
     if site is None:
-        _set_stage(conn, cfg, oid, "reserved", now, problem=f"no site serves warehouse {warehouse!r}", known=known)
         return
-    _set_stage(conn, cfg, oid, "reserved", now, known=known)
     body: dict[str, Any] = {
         "task_id": f"pick-{key}", "order_id": key, "marketplace": order.marketplace,
         "lines": [_task_line(conn, item_id, units, barcode, title)
@@ -318,7 +326,6 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, order: Order, link: 
     if order.ship_by:
         body["deadline"] = order.ship_by.isoformat()
     send_to_site(conn, link, site, "pick_task", body)
-    log_event(conn, oid, "task_sent", site, now)
 
 
 def _line_item(conn: sqlite3.Connection, account: str, card_id: str, offer_id: str,
@@ -348,8 +355,9 @@ def _line_item(conn: sqlite3.Connection, account: str, card_id: str, offer_id: s
 
 
 def _task_line(conn: sqlite3.Connection, item_id: str, units: int, barcode: str, title: str) -> dict[str, Any]:
-    it = conn.execute("SELECT name, bin, marked FROM items WHERE id=?", (item_id,)).fetchone()
-    codes = [r[0] for r in conn.execute("SELECT barcode FROM item_barcodes WHERE item_id=?", (item_id,))]
+    it = conn.execute("SELECT name, bin, marked, (SELECT group_concat(barcode, char(31)) FROM item_barcodes"
+                      " WHERE item_id=items.id) FROM items WHERE id=?", (item_id,)).fetchone()
+    codes = it[3].split("\x1f") if it and it[3] else []
     line: dict[str, Any] = {"item_id": item_id, "quantity": units, "name": (it[0] if it else "") or title,
                             "barcodes": codes, "marking_required": bool(it and it[2])}
     if codes or barcode:

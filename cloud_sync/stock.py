@@ -286,22 +286,38 @@ def set_balances(conn: sqlite3.Connection, warehouse: str, balances: Mapping[str
 
 
 def reserve(conn: sqlite3.Connection, ref: str, item_id: str, warehouse: str, quantity: int, *,
-            now: float | None = None) -> Move:
-    """Hold `quantity` units for an order; refused with InsufficientStock beyond what is available."""
-    if quantity <= 0:
-        raise StockError(f"reservation quantity must be > 0, got {quantity}")
-    cur = level(conn, item_id, warehouse)
-    if cur.available < quantity:
-        raise InsufficientStock(item_id, warehouse, cur.available, quantity)
+            now: float | None = None, dirty: set[str] | None = None) -> Move:
+    """Hold `quantity` units for an order; refused with InsufficientStock beyond what is available.
+
+    The check and the hold are one conditional UPDATE (available never goes below zero, whoever else
+    writes). `dirty`: collect the item there instead of marking it for the planner at once (a batch of
+    orders marks its items in one statement, see `mark_dirty`)."""
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity <= 0:
+        raise StockError(f"reservation quantity must be a whole number > 0, got {quantity!r}")
     now = time.time() if now is None else now
-    move = record_move(conn, item_id, warehouse, "reserve", reserved_delta=quantity, source="order", ref=ref,
-                       now=now, _current=cur)
+    row = conn.execute(
+        "UPDATE stock_levels SET reserved=reserved+?, updated_ts=? WHERE item_id=? AND warehouse=?"
+        " AND on_hand-reserved>=? RETURNING on_hand, reserved",
+        (quantity, now, item_id, warehouse, quantity)).fetchone()
+    if row is None:
+        cur = level(conn, item_id, warehouse)
+        raise InsufficientStock(item_id, warehouse, cur.available, quantity)
+    cursor = conn.execute(
+        "INSERT INTO stock_moves(ts, item_id, warehouse, kind, on_hand_delta, reserved_delta, on_hand_after,"
+        " reserved_after, source, ref, note) VALUES (?,?,?,'reserve',0,?,?,?,'order',?,'')",
+        (now, item_id, warehouse, quantity, row[0], row[1], ref),
+    )
     conn.execute(
         "INSERT INTO stock_reservations(ref, item_id, warehouse, quantity, reserved_ts) VALUES (?,?,?,?,?)"
         " ON CONFLICT(ref, item_id, warehouse) DO UPDATE SET quantity=quantity+excluded.quantity",
         (ref, item_id, warehouse, quantity, now),
     )
-    return move
+    if dirty is None:
+        mark_dirty(conn, [item_id], "order", now)
+    else:
+        dirty.add(item_id)
+    return Move(cursor.lastrowid or 0, now, item_id, warehouse, "reserve", 0, quantity, row[0], row[1], "order",
+                ref, "")
 
 
 def held(conn: sqlite3.Connection, ref: str) -> list[tuple[str, str, int]]:
