@@ -173,7 +173,8 @@ def apply_to_config(conn: sqlite3.Connection, cfg: Any) -> list[str]:
               if a.get("credentials_secret")}
     alerts = cfg.raw.get("alerts")
     needs_bot = isinstance(alerts, dict) and not ({"token_env", "token_file"} & set(alerts))
-    if not wanted and not needs_bot:
+    if not wanted and not (needs_bot and conn.execute("SELECT 1 FROM stored_secrets WHERE name=?",
+                                                      (BOT_TOKEN,)).fetchone()):
         return []
     store = SecretStore(key_file_for(cfg))
     done = []

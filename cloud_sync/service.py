@@ -40,7 +40,13 @@ class CloudService:
     def start(self) -> str:
         from waitress.server import create_server
 
-        open_db(self.db_path).close()
+        conn = open_db(self.db_path)
+        try:  # credentials, the bot token and settings entered in Settings (encrypted at rest)
+            from cloud_sync import secrets
+
+            secrets.apply_to_config(conn, self.cfg)
+        finally:
+            conn.close()
         cloud = self.cfg.raw.get("cloud", {})
         if cloud.get("demo_seed"):
             conn = connect(self.db_path)

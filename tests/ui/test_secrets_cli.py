@@ -1,0 +1,88 @@
+"""Secrets at rest used by the running service (stored credentials merged into an account, the bot
+token handed to alerts without a file in clear), and the users/token command line."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cloud_sync import secrets, users
+from cloud_sync.config import parse_config
+from cloud_sync.db import open_db
+
+
+def _cfg(tmp_path, **account):
+    return parse_config({"cloud": {"db_path": str(tmp_path / "c.sqlite")}, "alerts": {"chat_id": "42"},
+                         "accounts": {"wb1": {"marketplace": "wildberries", "base_url": "http://127.0.0.1:9",
+                                              **account}}})
+
+
+def test_stored_credentials_and_bot_token_reach_the_config(tmp_path, monkeypatch):
+    monkeypatch.delenv(secrets.BOT_TOKEN_ENV, raising=False)
+    cfg = _cfg(tmp_path, credentials_secret="account/wb1")
+    conn = open_db(cfg.db_path)
+    store = secrets.SecretStore(secrets.key_file_for(cfg))
+    store.put(conn, "account/wb1", {"Authorization": "stored-wb-token-1"})
+    store.put(conn, "account/wb1", {"X-Extra": "second"})  # merged, the first field kept
+    store.put(conn, secrets.BOT_TOKEN, "123456:bot-token-value-abcdefghijklmnop")
+    secrets.put_setting(conn, "status_map", "ozon", "weird_status", "packed")
+    assert secrets.apply_to_config(conn, cfg) == ["wb1"]
+    assert cfg.accounts["wb1"].account.credentials == {"Authorization": "stored-wb-token-1", "X-Extra": "second"}
+    assert cfg.status_map["ozon"]["weird_status"] == "packed"
+    from cloud_sync.alerts import AlertSettings
+
+    assert AlertSettings.from_config(cfg.raw["alerts"]).token == "123456:bot-token-value-abcdefghijklmnop"
+    assert not any("bot-token-value" in p.read_text(errors="replace") for p in tmp_path.rglob("*")
+                   if p.is_file() and p.suffix != ".sqlite" and "sqlite" not in p.name)
+    assert "bot-token-value" not in repr(store) and "stored-wb-token" not in repr(cfg.accounts["wb1"].account)
+    conn.close()
+
+
+def test_a_missing_stored_secret_stops_the_start_with_its_name(tmp_path):
+    cfg = _cfg(tmp_path, credentials_secret="account/none")
+    conn = open_db(cfg.db_path)
+    with pytest.raises(secrets.SecretError, match="no stored secret 'account/none'"):
+        secrets.apply_to_config(conn, cfg)
+    conn.close()
+
+
+def test_a_secret_from_another_key_cannot_be_read(tmp_path):
+    cfg = _cfg(tmp_path)
+    conn = open_db(cfg.db_path)
+    secrets.SecretStore(tmp_path / "k1").put(conn, "x", "value-1")
+    with pytest.raises(secrets.SecretError, match="cannot be decrypted"):
+        secrets.SecretStore(tmp_path / "k2").get(conn, "x")
+    conn.close()
+
+
+def _ms(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "marketsync.cli", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_user_and_token_commands(tmp_path):
+    db = str(tmp_path / "c.sqlite")
+    pw = tmp_path / "owner-password"
+    out = _ms("cloud", "user", "add", "owner", "--role", "owner", "--generate", str(pw), "--db", db)
+    assert out.returncode == 0, out.stderr
+    password = pw.read_text().strip()
+    assert len(password) >= 16 and password not in out.stdout + out.stderr
+    assert oct(pw.stat().st_mode & 0o777) == "0o600"
+    tok = tmp_path / "token"
+    out = _ms("cloud", "token", "owner", "--out", str(tok), "--db", db)
+    assert out.returncode == 0 and tok.read_text().strip() not in out.stdout
+    conn = open_db(db)
+    assert users.login(conn, "owner", password).role == "owner"
+    assert users.token_user(conn, tok.read_text().strip()).name == "owner"
+    weak = tmp_path / "weak"
+    weak.write_text("short\n")
+    out = _ms("cloud", "user", "add", "bob", "--role", "manager", "--password-file", str(weak), "--db", db)
+    assert out.returncode == 2 and "at least 10 characters" in out.stderr and "short" not in out.stderr
+    out = _ms("cloud", "user", "add", "bob", "--role", "admin", "--password-file", str(weak), "--db", db)
+    assert out.returncode == 2
+    assert [u["name"] for u in users.list_users(conn)] == ["owner"]
+    assert "user" in _ms("cloud", "--help").stdout
+    conn.close()
+    assert os.path.exists(db)
