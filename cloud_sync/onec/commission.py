@@ -25,10 +25,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from cloud_sync.onec.orders_out import MARKETPLACE_TITLES
 from cloud_sync.reports import CommissionReport, ItemRow
 
-MARKETPLACE_TITLES = {"wildberries": "Wildberries", "ozon": "Ozon", "yandex_market": "Яндекс Маркет",
-                      "megamarket": "Мегамаркет"}
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 COLUMNS = ["№", "Код (Ид 1С)", "Артикул", "Номенклатура", "Характеристика", "Количество", "Цена", "Сумма",
            "% вознаграждения", "Сумма вознаграждения", "Возвращено, шт", "Логистика", "Прочие удержания",
@@ -261,13 +260,9 @@ def create_document(report: CommissionReport, settings: ODataSettings, *, client
 
 def odata_settings(section: dict[str, Any], account: str) -> ODataSettings:
     """From `[onec.odata]` (password from `password_env` or `password_file`)."""
-    import os
+    from cloud_sync.onec.exchange import section_password
 
-    password = section.get("password", "")
-    if section.get("password_env"):
-        password = os.environ.get(section["password_env"], "")
-    elif section.get("password_file"):
-        password = Path(section["password_file"]).read_text("utf-8").strip()
+    password = section_password(section)
     per_account = (section.get("accounts") or {}).get(account, {})
     s = ODataSettings(base_url=section["base_url"], login=section.get("login", ""), password=password)
     for key in ("document", "table", "organization_key", "post", "timeout_s"):

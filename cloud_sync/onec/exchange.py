@@ -67,11 +67,7 @@ class ExchangeConfig:
     def from_section(cls, section: dict[str, Any], *, db_path: str, work_dir: str) -> ExchangeConfig:
         """Read `[onec]`: `password_env` (an environment variable) or `password_file`; an inline
         `password` is for local sandboxes and the demo only."""
-        password = section.get("password", "")
-        if section.get("password_env"):
-            password = os.environ.get(section["password_env"], "")
-        elif section.get("password_file"):
-            password = Path(section["password_file"]).read_text("utf-8").strip()
+        password = section_password(section)
         known = {k: section[k] for k in ("login", "file_limit", "zip", "max_file_bytes", "max_unpacked_bytes",
                                          "max_zip_members", "max_zip_ratio", "encoding", "cookie_name",
                                          "session_ttl_s", "cancel_on_marketplace") if k in section}
@@ -81,6 +77,16 @@ class ExchangeConfig:
         if cfg.encoding.lower() not in ("windows-1251", "cp1251", "utf-8"):
             raise ValueError(f"[onec] encoding must be windows-1251 or utf-8, not {cfg.encoding!r}")
         return cfg
+
+
+def section_password(section: dict[str, Any]) -> str:
+    """A password from a config section: `password_env` (an environment variable), `password_file` (a
+    file readable by the service alone), or an inline `password` (local sandboxes and the demo only)."""
+    if section.get("password_env"):
+        return os.environ.get(section["password_env"], "")
+    if section.get("password_file"):
+        return Path(section["password_file"]).read_text("utf-8").strip()
+    return str(section.get("password", ""))
 
 
 class Refused(Exception):
@@ -306,8 +312,7 @@ class Exchange:
 
     def query(self, sid: str) -> Response:
         body = orders_out.query_answer(self.conn(), sid, encoding=self.config.encoding)
-        charset = "windows-1251" if self.config.encoding.lower() in ("windows-1251", "cp1251") else "utf-8"
-        return Response(body, content_type=f"application/xml; charset={charset}")
+        return Response(body, content_type=f"application/xml; charset={orders_out.xml_encoding(self.config.encoding)}")
 
     def sale_success(self, sid: str) -> Response:
         n = orders_out.mark_delivered(self.conn(), sid)
@@ -330,8 +335,8 @@ class Exchange:
         return _text("success\n")
 
     def info(self) -> Response:
-        charset = "windows-1251" if self.config.encoding.lower() in ("windows-1251", "cp1251") else "utf-8"
-        return Response(orders_out.info_xml(self.config.encoding), content_type=f"application/xml; charset={charset}")
+        return Response(orders_out.info_xml(self.config.encoding),
+                        content_type=f"application/xml; charset={orders_out.xml_encoding(self.config.encoding)}")
 
 
 def exchange_blueprint(config: ExchangeConfig, *, cloud_config: Any = None, url_prefix: str = "") -> Blueprint:

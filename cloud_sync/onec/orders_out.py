@@ -123,6 +123,17 @@ def pending_orders(conn: sqlite3.Connection) -> list[OrderFor1C]:
     return out
 
 
+def xml_encoding(setting: str) -> str:
+    """The encoding named in the XML declaration and the charset: windows-1251 (1C's default) or UTF-8."""
+    return "windows-1251" if setting.lower() in ("windows-1251", "cp1251") else "UTF-8"
+
+
+def _xml_bytes(root: ET.Element, encoding: str) -> bytes:
+    enc = xml_encoding(encoding)
+    text = ET.tostring(root, encoding="unicode")
+    return f'<?xml version="1.0" encoding="{enc}"?>\n{text}\n'.encode(enc, errors="xmlcharrefreplace")
+
+
 def _num(d: Decimal, places: int = 2) -> str:
     return f"{d:.{places}f}"
 
@@ -180,9 +191,7 @@ def orders_xml(orders: list[OrderFor1C], *, encoding: str = "windows-1251", now:
             req["Комиссия маркетплейса"] = _num(o.fee)
         _requisites(doc, req)
     ET.indent(root, space="  ")
-    text = ET.tostring(root, encoding="unicode")
-    enc = "windows-1251" if encoding.lower() in ("windows-1251", "cp1251") else "UTF-8"
-    return f'<?xml version="1.0" encoding="{enc}"?>\n{text}\n'.encode(enc, errors="xmlcharrefreplace")
+    return _xml_bytes(root, encoding)
 
 
 def query_answer(conn: sqlite3.Connection, session_id: str, *, encoding: str = "windows-1251") -> bytes:
@@ -270,6 +279,4 @@ def info_xml(encoding: str = "windows-1251") -> bytes:
             el = ET.SubElement(block, "Элемент")
             ET.SubElement(el, "Ид").text = key
             ET.SubElement(el, "Название").text = title
-    enc = "windows-1251" if encoding.lower() in ("windows-1251", "cp1251") else "UTF-8"
-    text = ET.tostring(root, encoding="unicode")
-    return f'<?xml version="1.0" encoding="{enc}"?>\n{text}\n'.encode(enc, errors="xmlcharrefreplace")
+    return _xml_bytes(root, encoding)

@@ -23,10 +23,9 @@ from typing import Any
 from flask import Blueprint, abort, g, render_template
 
 from cloud_sync.db import connect
+from cloud_sync.onec.orders_out import MARKETPLACE_TITLES
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "web" / "templates"
-MARKETPLACE_TITLES = {"wildberries": "Wildberries", "ozon": "Ozon", "yandex_market": "Яндекс Маркет",
-                      "megamarket": "Мегамаркет"}
 
 
 def _now() -> str:
