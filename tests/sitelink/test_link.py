@@ -241,3 +241,22 @@ def test_unacknowledged_messages_are_sent_again_but_not_to_an_offline_peer(make_
     wait_for(lambda: len(fake.messages) >= 2, 5, "sent again when back online")
     fake.publish("ms/v1/site-1/ack/down", json.dumps({"acks": [[env2.seq, env2.id]]}))
     assert cloud.wait_idle(5)
+
+
+def test_cloud_restarted_mid_stream(make_link, tmp_path):
+    """The cloud's link stops in the middle (its outbox half sent) and a new one takes over the file."""
+    site = make_link("site", site_id="site-1", handlers={"pick_task": record})
+    cloud = make_link("cloud", window=100, handlers={"stock_delta": record})
+    send_many(cloud, cloud.cfg.db_path, "pick_task", [pick_body(i) for i in range(1000)], site="site-1")
+    wait_for(lambda: len(applied_rows(tmp_path / "site-1.db")) >= 200, 20, "the stream to start")
+    cloud.stop()
+    assert len(applied_rows(tmp_path / "site-1.db")) < 1000
+    cloud2 = make_link("cloud", window=100, handlers={"stock_delta": record})
+    send_many(
+        cloud2, cloud2.cfg.db_path, "pick_task", [pick_body(i) for i in range(1000, 1100)], site="site-1"
+    )
+    assert cloud2.wait_idle(30)
+    rows = applied_rows(tmp_path / "site-1.db")
+    assert_exactly_once(rows, 1100)
+    assert [r[1] for r in rows] == list(range(1, 1101))
+    assert site.status()["gaps"] == []
