@@ -141,6 +141,9 @@ MIGRATIONS = [
     """
     ALTER TABLE sites ADD COLUMN catalog_sent_at TEXT;   -- items.updated_at of the last item sent down
     """,
+    """
+    ALTER TABLE order_lines ADD COLUMN marking_required INTEGER NOT NULL DEFAULT 0;  -- the marketplace says so
+    """,
 ]
 
 STAGES = ("new", "problem", "short", "reserved", "picking", "packed", "handed_over", "cancelled")
@@ -258,7 +261,7 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, order: Order, link: 
         if item_id is None:
             unlinked.append(ln.offer_id or ln.card_id)
         lines.append([0, no, ln.card_id, ln.offer_id, item_id, ln.quantity, ln.quantity * pack, str(ln.price),
-                      ln.barcode, ln.title])
+                      ln.barcode, ln.title, int(bool(ln.marking_required))])
     # decide first (the reservation is keyed by the order key), then write the order once
     problem, event = "", ""
     if native_unified in TERMINAL:
@@ -305,7 +308,7 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, order: Order, link: 
     for line in lines:
         line[0] = oid
     conn.executemany("INSERT INTO order_lines(order_id, line_no, card_id, offer_id, item_id, quantity, units, price,"
-                     " barcode, title) VALUES (?,?,?,?,?,?,?,?,?,?)", lines)
+                     " barcode, title, marking_required) VALUES (?,?,?,?,?,?,?,?,?,?,?)", lines)
     if event:
         log_event(conn, oid, event, "unlinked card" if event == "problem" else problem if event == "short" else "",
                   now)
@@ -318,8 +321,8 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, order: Order, link: 
         return
     body: dict[str, Any] = {
         "task_id": f"pick-{key}", "order_id": key, "marketplace": order.marketplace,
-        "lines": [_task_line(conn, item_id, units, barcode, title)
-                  for _, _, _, _, item_id, _, units, _, barcode, title in lines],
+        "lines": [_task_line(conn, item_id, units, barcode, title, bool(marking))
+                  for _, _, _, _, item_id, _, units, _, barcode, title, marking in lines],
         "account": order.account, "native_id": order.native_id, "number": order.number or order.native_id,
         "warehouse": warehouse,
     }
@@ -354,12 +357,13 @@ def _line_item(conn: sqlite3.Connection, account: str, card_id: str, offer_id: s
     return (row[0], row[1]) if row else (None, 1)
 
 
-def _task_line(conn: sqlite3.Connection, item_id: str, units: int, barcode: str, title: str) -> dict[str, Any]:
+def _task_line(conn: sqlite3.Connection, item_id: str, units: int, barcode: str, title: str,
+               marking: bool = False) -> dict[str, Any]:
     it = conn.execute("SELECT name, bin, marked, (SELECT group_concat(barcode, char(31)) FROM item_barcodes"
                       " WHERE item_id=items.id) FROM items WHERE id=?", (item_id,)).fetchone()
     codes = it[3].split("\x1f") if it and it[3] else []
     line: dict[str, Any] = {"item_id": item_id, "quantity": units, "name": (it[0] if it else "") or title,
-                            "barcodes": codes, "marking_required": bool(it and it[2])}
+                            "barcodes": codes, "marking_required": marking or bool(it and it[2])}
     if codes or barcode:
         line["barcode"] = codes[0] if codes else barcode
     if it and it[1]:
@@ -370,8 +374,9 @@ def _task_line(conn: sqlite3.Connection, item_id: str, units: int, barcode: str,
 def pick_task_body(conn: sqlite3.Connection, oid: int) -> dict[str, Any]:
     """The pick task of a stored order (to send it again)."""
     o = conn.execute("SELECT * FROM orders WHERE id=?", (oid,)).fetchone()
-    lines = [_task_line(conn, ln["item_id"], ln["units"], ln["barcode"], ln["title"]) for ln in conn.execute(
-        "SELECT item_id, units, barcode, title FROM order_lines WHERE order_id=? ORDER BY line_no", (oid,))]
+    lines = [_task_line(conn, ln["item_id"], ln["units"], ln["barcode"], ln["title"], bool(ln["marking_required"]))
+             for ln in conn.execute("SELECT item_id, units, barcode, title, marking_required FROM order_lines"
+                                    " WHERE order_id=? ORDER BY line_no", (oid,))]
     body: dict[str, Any] = {"task_id": f"pick-{o['key']}", "order_id": o["key"], "marketplace": o["marketplace"],
                             "lines": lines, "account": o["account"], "native_id": o["native_id"],
                             "number": o["number"], "warehouse": o["warehouse"]}
@@ -567,8 +572,8 @@ def _marking_by_offer(conn: sqlite3.Connection, oid: int) -> dict[str, list[str]
     codes = json.loads(row[0]) if row and row[0] else []
     if not codes:
         return {}
-    lines = conn.execute("SELECT COALESCE(NULLIF(l.offer_id, ''), l.card_id) AS offer_id, l.item_id, i.marked"
-                         " FROM order_lines l LEFT JOIN items i ON"
+    lines = conn.execute("SELECT COALESCE(NULLIF(l.offer_id, ''), l.card_id) AS offer_id, l.item_id,"
+                         " MAX(COALESCE(i.marked, 0), l.marking_required) AS marked FROM order_lines l LEFT JOIN items i ON"
                          " i.id=l.item_id WHERE l.order_id=? ORDER BY l.line_no", (oid,)).fetchall()
     marked = [ln for ln in lines if ln["marked"]] or list(lines)
     if len(marked) == 1:

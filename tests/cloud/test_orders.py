@@ -262,3 +262,12 @@ def test_sites_get_the_catalog_once_and_then_only_what_changed(conn, cfg):
     conn.execute("UPDATE items SET name='новое', updated_at=datetime('now', '-2 seconds') WHERE id=?",
                  (items[1].item_id,))
     assert orders.send_site_catalogs(conn, cfg) == 1
+
+
+def test_marketplace_says_marking_required_even_when_1c_does_not(conn, cfg):
+    seed(conn, 2)
+    o = order("mm", "M-mark", card_id("mm", 2))
+    o.lines[0].marking_required = True
+    orders.ingest(conn, cfg, [o])
+    (_, body), = _outbox(conn)
+    assert body["lines"][0]["marking_required"] is True
