@@ -250,6 +250,27 @@ def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: dic
         ctx().wake()
         return jsonify([r.__dict__ for r in results])
 
+    @app.post("/api/cards/create")
+    def create_card():
+        """Create a (Wildberries) card from an item; the jobs follow its asynchronous result to the end."""
+        data = _body()
+        account, item_id, subject_id = _need(data, "account", "item_id", "subject_id")
+        adapter = ctx().adapters.get(account)
+        if adapter is None:
+            raise ApiError(f"unknown account {account!r}", 404)
+        conn = db()
+        new = catalog.new_card_from_item(conn, str(item_id), int(subject_id), brand=str(data.get("brand", "")),
+                                         price=int(data.get("price", 0)),
+                                         characteristics=list(data.get("characteristics", [])))
+        result = adapter.create_card(new)  # the marketplace call outside the write lock
+        with transaction(conn):
+            catalog.record_creation(conn, adapter.name, str(account), str(item_id), result)
+        return jsonify({"offer_id": result.offer_id, "state": result.state, "errors": result.errors})
+
+    @app.get("/api/cards/creations")
+    def card_creations():
+        return jsonify(catalog.creations(db(), request.args.get("account")))
+
     # ------------------------------------------------------------ sites
 
     @app.get("/api/sites")

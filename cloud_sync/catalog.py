@@ -374,6 +374,12 @@ def create_card(conn: sqlite3.Connection, adapter: Marketplace, account: str, it
     return result
 
 
+def record_creation(conn: sqlite3.Connection, marketplace: str, account: str, item_id: str, result: CardCreation,
+                    now: float | None = None) -> None:
+    """Record a creation the caller started with `adapter.create_card` (so no HTTP runs inside a transaction)."""
+    _record_creation(conn, marketplace, account, item_id, result, time.time() if now is None else now, started=True)
+
+
 def _record_creation(conn: sqlite3.Connection, marketplace: str, account: str, item_id: str, result: CardCreation,
                      now: float, started: bool = False) -> None:
     conn.execute(

@@ -15,8 +15,9 @@ scheduled no sooner than that.
 
 Zero guard (`guard`): before sending, an account's pending zeros that do not come from a sale are
 held — and logged, and alerted through `HOLD_HOOKS` — when they would zero more than
-`stock.zero_guard_share` (default 20%) of the account's listed cards, or when the card's own warehouse
-has no fresh source data (never heard from 1C or a site, or longer ago than `stock.stale_after_s`).
+`stock.zero_guard_share` (default 20%) of the account's listed cards, or when the card's source data is
+missing or stale (its item never reported for that warehouse; the warehouse never heard from 1C or a
+site, or longer ago than `stock.stale_after_s`).
 `confirm_hold` releases them. A zero caused by a reservation or pick is never held: holding it would
 sell goods that are gone.
 
@@ -168,7 +169,7 @@ def guard(conn: sqlite3.Connection, cfg: CloudConfig, account: str, now: float |
         if not zeros:
             return None
         whmap = account_warehouses(conn, cfg, account)
-        stale = [z for z in zeros if _source_problem(conn, cfg, whmap.get(z["warehouse_id"]), now)]
+        stale = [z for z in zeros if _source_problem(conn, cfg, whmap.get(z["warehouse_id"]), now, z["item_id"])]
         held_now = {r[0] for r in conn.execute("SELECT DISTINCT card_id FROM stock_push_queue WHERE account=? AND"
                                                  " state='held'", (account,))}
         visible = {r[0] for r in conn.execute("SELECT native_id FROM cards WHERE account=? AND visible=1", (account,))}
@@ -216,9 +217,13 @@ def _alert(conn: sqlite3.Connection, account: str, reason: str, cards: int, list
     alerts.zero_guard_held(conn, account, cards, listed, reason=reason, hold_id=str(hold_id), now=now)
 
 
-def _source_problem(conn: sqlite3.Connection, cfg: CloudConfig, own: str | None, now: float) -> str:
+def _source_problem(conn: sqlite3.Connection, cfg: CloudConfig, own: str | None, now: float,
+                    item_id: str = "") -> str:
     if own is None:
         return "unmapped warehouse"
+    if item_id and conn.execute("SELECT 1 FROM stock_levels WHERE item_id=? AND warehouse=?",
+                                (item_id, own)).fetchone() is None:
+        return f"no stock of item {item_id} was ever reported for warehouse {own}"
     age = stock.source_age(conn, own, now)
     if age is None:
         return f"no source data for warehouse {own}"

@@ -179,3 +179,14 @@ def test_marketplace_minimum_interval_between_updates(conn, windows):
     stock_push.plan(conn, cfg, now=t0 + 1)
     assert stock_push.send_account(conn, cfg, "oz", windows["oz"], now=t0 + 2).sent == 0
     assert stock_push.send_account(conn, cfg, "oz", windows["oz"], now=t0 + 31).ok == 1
+
+
+def test_zero_for_an_item_no_source_ever_reported_is_held(conn, cfg, windows):
+    items = seed(conn, 10, balances=False)
+    with transaction(conn):  # 1C reports every item but the first
+        stock.set_balances(conn, "main", {i.item_id: 5 for i in items[1:]})
+    stock_push.plan(conn, cfg)
+    _send_all(conn, cfg, windows)
+    assert "wb-1@10" not in windows["wb"].shown and windows["wb"].shown["wb-2@10"] == 5
+    (hold,) = stock_push.holds(conn, "wb")
+    assert "missing or stale" in hold["reason"] and hold["held"] == 1

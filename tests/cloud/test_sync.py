@@ -100,3 +100,32 @@ def test_sync_refuses_unknown_account_and_bad_config(conf, tmp_path, capsys):
                       'credentials_env = { "Api-Key" = "MS_TEST_NOT_SET_OZON_KEY" }\n')
     assert sync_main(["cards", "--config", str(secret)]) == 2
     assert "MS_TEST_NOT_SET_OZON_KEY" in capsys.readouterr().err
+
+
+def test_wb_card_created_from_an_item_and_followed_to_the_end(conf, sandboxes):
+    from cloud_sync import catalog, nomenclature
+    from cloud_sync.app import create_app
+
+    cfg = load_config(conf)
+    conn = open_db(cfg.db_path)
+    with transaction(conn):
+        nomenclature.upsert_items(conn, [
+            nomenclature.Item(id="NEW-1", name="Кружка новая", article="MS-NEW-1", barcodes=["4607000099991"]),
+            nomenclature.Item(id="DUP-1", name="Кружка двойник", article="MS-00001", barcodes=["4607000099992"]),
+        ])
+    adapters = sync.open_adapters(cfg)
+    c = create_app(cfg, adapters=adapters).test_client()
+    for item in ("NEW-1", "DUP-1"):
+        r = c.post("/api/cards/create", json={"account": "wb", "item_id": item, "subject_id": 1367, "price": 590})
+        assert r.status_code == 200, r.get_json()
+    for _ in range(5):
+        with transaction(conn):
+            catalog.follow_creations(conn, adapters["wb"], "wb")
+        states = {x["item_id"]: x for x in c.get("/api/cards/creations?account=wb").get_json()}
+        if all(x["state"] != "pending" for x in states.values()):
+            break
+    assert states["NEW-1"]["state"] == "created" and states["DUP-1"]["state"] == "failed"
+    assert "уже существует" in states["DUP-1"]["errors"]
+    made = catalog.card(conn, "wb", states["NEW-1"]["card_id"])
+    assert made.item_id == "NEW-1" and made.barcodes == ["4607000099991"]
+    conn.close()
