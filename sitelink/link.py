@@ -70,6 +70,8 @@ class LinkConfig:
     session_expiry: int = 7 * 24 * 3600  # seconds the broker keeps our session while we are away
     window: int = 5000  # messages in flight (published, not yet acknowledged) per peer
     batch: int = 1000  # messages applied per transaction at most
+    batch_seconds: float = 0.25  # ...and for about this long: the application's writers wait meanwhile
+    batch_pause: float = 0.1  # after a transaction cut short by batch_seconds: let the application write
     gap_timeout: float = 60.0  # seconds to hold out-of-order messages before recording a gap
     resend_after: float = 10.0  # seconds without acknowledgement before the window is sent again
     max_attempts: int = 5  # handler failures before a message is dead-lettered
@@ -145,6 +147,7 @@ class SiteLink:
         self._peer_heard: dict[str, float] = {}
         self._peer_state: dict[str, str] = {}
         self._pending_state: dict[str, str] = {}
+        self._pause = 0.0  # seconds to leave the database to the application before the next round
         self._more_to_apply = False
         self._pruned_at = 0.0
         self.errors: list[str] = []  # the last worker errors (for status)
@@ -355,6 +358,10 @@ class SiteLink:
                     self._receive(batch)
                 more = self._pump() or self._more_to_apply
                 self._timers()
+                if self._pause:
+                    # SQLite's busy handler retries on a timer: a writer waiting for us needs a real gap
+                    pause, self._pause = self._pause, 0.0
+                    self._stopping.wait(pause)
             except sqlite3.OperationalError as exc:  # locked for too long, disk full...: try again
                 self._note_error(f"database: {exc}")
                 time.sleep(0.2)
@@ -529,6 +536,10 @@ class SiteLink:
                 start = exp
                 taken: list[int] = []
                 while budget > 0:
+                    if time.monotonic() - now > self.cfg.batch_seconds:
+                        budget = 0  # long enough holding the write lock: commit, go on next round
+                        self._pause = self.cfg.batch_pause
+                        break
                     item = held.get(exp)
                     if item is None:
                         rest = [s for s in held if s > exp and s not in taken]

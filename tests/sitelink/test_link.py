@@ -260,3 +260,27 @@ def test_cloud_restarted_mid_stream(make_link, tmp_path):
     assert_exactly_once(rows, 1100)
     assert [r[1] for r in rows] == list(range(1, 1101))
     assert site.status()["gaps"] == []
+
+
+def test_slow_handlers_commit_in_short_transactions(make_link, tmp_path):
+    """A slow handler does not hold the database's write lock for long: the link commits every
+    `batch_seconds`, and the application can write in between."""
+    commits_seen = []
+
+    def slow(conn, env):
+        time.sleep(0.005)
+        record(conn, env)
+
+    site = make_link("site", site_id="site-1", batch_seconds=0.05, handlers={"pick_task": slow})
+    cloud = make_link("cloud")
+    send_many(cloud, cloud.cfg.db_path, "pick_task", [pick_body(i) for i in range(120)], site="site-1")
+    app = store.connect(site.cfg.db_path, timeout=1.0)
+    while len(applied_rows(tmp_path / "site-1.db")) < 120:
+        with store.transaction(app):  # the application's own writes get through meanwhile
+            app.execute("CREATE TABLE IF NOT EXISTS app_writes (n INTEGER)")
+            app.execute("INSERT INTO app_writes VALUES (1)")
+        commits_seen.append(len(applied_rows(tmp_path / "site-1.db")))
+        time.sleep(0.01)
+    assert cloud.wait_idle(10)
+    assert_exactly_once(applied_rows(tmp_path / "site-1.db"), 120)
+    assert len(set(commits_seen)) >= 5, f"applied in several short commits: {sorted(set(commits_seen))}"
