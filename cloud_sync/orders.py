@@ -168,6 +168,7 @@ class IngestResult:
     problems: int = 0
     cancelled: int = 0
     order_ids: list[int] = field(default_factory=list)
+    sold_out: set[str] = field(default_factory=set)  # items whose last available units these orders took
 
 
 def order_key(account: str, native_id: str) -> str:
@@ -238,6 +239,12 @@ def ingest(conn: sqlite3.Connection, cfg: CloudConfig, orders: Iterable[Order], 
         for order in orders:
             _ingest_one(conn, cfg, order, link, now, result, dirty)
         stock.mark_dirty(conn, dirty, "order", now)  # the planner recomputes these items' cards
+        if result.sold_out:
+            # oversell protection: the last units are gone; every other card's zero is queued in this very
+            # transaction, so it exists as soon as the reservation does
+            from cloud_sync import stock_push
+
+            stock_push.plan(conn, cfg, items=sorted(result.sold_out), now=now, cause="order")
     return result
 
 
@@ -279,7 +286,9 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, order: Order, link: 
             conn.execute("SAVEPOINT reserve_order")
         try:
             for line in lines:
-                stock.reserve(conn, key, line[4], warehouse, line[6], now=now, dirty=dirty)
+                move = stock.reserve(conn, key, line[4], warehouse, line[6], now=now, dirty=dirty)
+                if move.on_hand_after - move.reserved_after <= 0:
+                    result.sold_out.add(line[4])
         except stock.InsufficientStock as exc:
             if several:
                 conn.execute("ROLLBACK TO reserve_order")

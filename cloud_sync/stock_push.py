@@ -84,8 +84,8 @@ def quantity_for(conn: sqlite3.Connection, cfg: CloudConfig, card: catalog.CardR
 
 
 def plan(conn: sqlite3.Connection, cfg: CloudConfig, *, items: Iterable[str] | None = None,
-         now: float | None = None, limit: int = 5000) -> Planned:
-    """Recompute the published numbers of dirty items (or of `items`) into the push queue."""
+         now: float | None = None, limit: int = 5000, cause: str = "source") -> Planned:
+    """Recompute the published numbers of dirty items (or of `items`, for `cause`) into the push queue."""
     now = time.time() if now is None else now
     out = Planned()
     with transaction(conn):
@@ -94,7 +94,7 @@ def plan(conn: sqlite3.Connection, cfg: CloudConfig, *, items: Iterable[str] | N
                                  (limit,)).fetchall()
             todo = [(r[0], r[1], r[2]) for r in dirty]
         else:
-            todo = [(i, "source", now) for i in items]
+            todo = [(i, cause, now) for i in items]
         wh_cache: dict[str, dict[str, str]] = {}
         for item_id, cause, origin in todo:
             out.items += 1
@@ -377,6 +377,8 @@ class Pusher:
 
     def wake(self) -> None:
         self._wake.set()
+        for ev in self._account_wake.values():  # zeros planned by the ingest itself go out at once
+            ev.set()
 
     def start(self) -> None:
         self._threads = [threading.Thread(target=self._plan_loop, name="stock-planner", daemon=True)]

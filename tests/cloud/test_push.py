@@ -66,6 +66,10 @@ def test_oversell_protection_last_unit_zeroes_every_other_card_first(conn, cfg, 
     with transaction(conn):
         stock.record_balance(conn, items[0].item_id, "main", items[0].stock + 10)
     orders.ingest(conn, cfg, [order("wb", "w1", card_id("wb", scarce.index), qty=2)])
+    # the zeros were queued by the very transaction that reserved the last units
+    zeros = conn.execute("SELECT account, quantity, priority FROM stock_push_queue WHERE item_id=?",
+                         (scarce.item_id,)).fetchall()
+    assert sorted(tuple(z) for z in zeros) == [("mm", 0, 0), ("oz", 0, 0), ("wb", 0, 0), ("ym", 0, 0)]
     stock_push.plan(conn, cfg)
     for name, (_, wh) in ACCOUNTS.items():
         res = stock_push.send_account(conn, cfg, name, windows[name])
