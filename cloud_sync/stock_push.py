@@ -305,13 +305,13 @@ def send_account(conn: sqlite3.Connection, cfg: CloudConfig, account: str, adapt
             retryable = call_error.retryable if call_error is not None else (res.retryable if res else True)
             attempts = r["attempts"] + 1
             if retryable and attempts < 50:
+                # backoff only: a per-card "too frequent" answer means we were early by a hair (the
+                # planner already waits out the marketplace's interval), not by a whole interval
                 delay = min(cfg.jobs.retry_max_s, cfg.jobs.retry_base_s * 2 ** min(attempts - 1, 8))
                 delay /= max(cfg.accounts[account].account.time_scale, 1e-9)
-                interval = cfg.accounts[account].min_stock_interval_s / max(
-                    cfg.accounts[account].account.time_scale, 1e-9)
                 conn.execute("UPDATE stock_push_queue SET attempts=?, next_try=?, error=? WHERE account=? AND"
                              " card_id=? AND warehouse_id=? AND version=?",
-                             (attempts, done + max(delay, interval), error[:300], account, r["card_id"],
+                             (attempts, done + delay, error[:300], account, r["card_id"],
                               r["warehouse_id"], r["version"]))
                 out.retry += 1
             else:
