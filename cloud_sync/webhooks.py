@@ -261,7 +261,9 @@ def create_webhooks_blueprint(db_path: str, accounts: list[AccountConfig], on_ev
             return refuse(account, marketplace, 403, f"source {request.remote_addr} is not allowed to push")
         if (request.content_length or 0) > MAX_BODY:
             return refuse(account, marketplace, 413, "push body too large")
-        body = request.get_data(cache=False)
+        body = request.stream.read(MAX_BODY + 1)
+        if len(body) > MAX_BODY:
+            return refuse(account, marketplace, 413, "push body too large")
         try:
             events = account.adapter.parse_push({"x-push-path": push, **dict(request.headers)}, body)
         except AuthError as exc:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
@@ -197,23 +198,35 @@ class MegamarketAdapter:
     def push_stocks(self, levels: Sequence[StockLevel]) -> list[ItemResult]:
         results: list[ItemResult] = []
         latest: dict[str, StockLevel] = {}
+        own = self.warehouse_id
         for lv in levels:
-            key = f"{lv.card_id}@{lv.warehouse_id}"
             if lv.kind != "fbs" or lv.quantity < 0:
-                results.append(ItemResult(key, False, "only FBS quantities >= 0 are pushed"))
+                results.append(ItemResult(f"{lv.card_id}@{lv.warehouse_id}", False, "only FBS quantities >= 0"))
                 continue
-            if self.warehouse_id and lv.warehouse_id and lv.warehouse_id != self.warehouse_id:
-                results.append(ItemResult(key, False, f"warehouse {lv.warehouse_id} is not this store's"))
+            if own and lv.warehouse_id and lv.warehouse_id != own:
+                results.append(ItemResult(f"{lv.card_id}@{lv.warehouse_id}", False,
+                                          f"warehouse {lv.warehouse_id} is not this store's"))
                 continue
             latest[lv.offer_id or lv.card_id] = lv
-        for chunk in batches(list(latest.values()), self.map["stocks_update"].batch):
+        def send(chunk: list[StockLevel]) -> list[ItemResult]:
             keys = [f"{lv.card_id}@{lv.warehouse_id}" for lv in chunk]
             try:
                 self._call("stocks_update", {"stocks": [{"offerId": lv.offer_id or lv.card_id,
                                                          "quantity": int(lv.quantity)} for lv in chunk]})
-                results += [ItemResult(k, True) for k in keys]
+                return [ItemResult(k, True) for k in keys]
             except MarketplaceError as exc:
-                results += [ItemResult(k, False, str(exc), exc.retryable) for k in keys]
+                return [ItemResult(k, False, str(exc), exc.retryable) for k in keys]
+
+        chunks = list(batches(list(latest.values()), self.map["stocks_update"].batch))
+        if len(chunks) <= 1:
+            for chunk in chunks:
+                results += send(chunk)
+            return results
+        # two requests in flight at most: one is prepared and answered while the other waits for its
+        # turn in the seller's 5 requests/s, so the pace stays at the limit, never above it
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            for part in pool.map(send, chunks):
+                results += part
         return results
 
     def read_stocks(self, kind: Literal["fbs", "fbo"] = "fbs") -> list[StockLevel]:

@@ -166,8 +166,7 @@ class YandexMarketAdapter:
         for page in self._pages("warehouses", {"businessId": self.business_id},
                                 {"campaignIds": ids[:25]}, 30, ["result"]):
             for w in field_of(page, "result", "warehouses", endpoint="warehouses", account=self.account):
-                out.append(Warehouse(native_id=str(w["id"]), name=str(w.get("name", "")),
-                                     kind="dbs" if w.get("express") else "fbs", native=w))
+                out.append(Warehouse(native_id=str(w["id"]), name=str(w.get("name", "")), kind="fbs", native=w))
         if out and not self._default_warehouse:
             own = [w for w in out if w.native.get("campaignId") == self.campaign_id]
             self._default_warehouse = own[0].native_id if own else out[0].native_id
@@ -277,18 +276,23 @@ class YandexMarketAdapter:
         SKU wins), up to `parallel` requests in flight."""
         results: list[ItemResult] = []
         per_campaign: dict[int, dict[str, StockLevel]] = {}
+        campaign_of: dict[str, int | MarketplaceError] = {}
         for lv in levels:
-            key = f"{lv.card_id}@{lv.warehouse_id}"
             if lv.kind != "fbs":
-                results.append(ItemResult(key, False, "FBY stock is Market's own: not pushed"))
+                results.append(ItemResult(f"{lv.card_id}@{lv.warehouse_id}", False, "FBY stock is Market's own"))
                 continue
             if lv.quantity < 0 or lv.quantity > 2_000_000_000:
-                results.append(ItemResult(key, False, f"count {lv.quantity} is outside 0..2000000000"))
+                results.append(ItemResult(f"{lv.card_id}@{lv.warehouse_id}", False,
+                                          f"count {lv.quantity} is outside 0..2000000000"))
                 continue
-            try:
-                campaign = self._campaign_of(lv.warehouse_id)
-            except MarketplaceError as exc:
-                results.append(ItemResult(key, False, str(exc)))
+            campaign = campaign_of.get(lv.warehouse_id)
+            if campaign is None:
+                try:
+                    campaign = campaign_of[lv.warehouse_id] = self._campaign_of(lv.warehouse_id)
+                except MarketplaceError as exc:
+                    campaign = campaign_of[lv.warehouse_id] = exc
+            if isinstance(campaign, MarketplaceError):
+                results.append(ItemResult(f"{lv.card_id}@{lv.warehouse_id}", False, str(campaign)))
                 continue
             per_campaign.setdefault(campaign, {})[lv.offer_id or lv.card_id] = lv
         jobs = [(campaign, chunk) for campaign, by_sku in per_campaign.items()
