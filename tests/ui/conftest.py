@@ -4,7 +4,9 @@ and a logged-in test client."""
 from __future__ import annotations
 
 import re
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -17,14 +19,26 @@ PASSWORDS = {"olga": "owner password 1", "masha": "manager password 1", "petya":
 ROLES = {"olga": "owner", "masha": "manager", "petya": "packer"}
 
 
+@pytest.fixture(scope="session")
+def users_db(tmp_path_factory) -> Path:
+    """A migrated database with one user of each role, made once (argon2 hashing is deliberately slow)
+    and copied for each test."""
+    path = tmp_path_factory.mktemp("ui-template") / "cloud.sqlite"
+    conn = open_db(path)
+    for name, pw in PASSWORDS.items():
+        users.add_user(conn, name, pw, ROLES[name])
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return path
+
+
 @pytest.fixture
-def cloud(tmp_path) -> Iterator[tuple]:
+def cloud(tmp_path, users_db) -> Iterator[tuple]:
+    shutil.copy(users_db, tmp_path / "cloud.sqlite")
     cfg = parse_config({"cloud": {"db_path": str(tmp_path / "cloud.sqlite")},
                         "accounts": {"wb1": {"marketplace": "wildberries", "base_url": "http://127.0.0.1:9",
                                              "credentials": {"Authorization": "sandbox-secret-wb1"}}}})
     conn = open_db(cfg.db_path)
-    for name, pw in PASSWORDS.items():
-        users.add_user(conn, name, pw, ROLES[name])
     app = create_app(cfg)
     yield app, conn, cfg
     conn.close()

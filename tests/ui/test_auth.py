@@ -136,3 +136,35 @@ def test_open_redirect_after_login_is_refused(cloud):
     r = c.post("/login", data={"name": "masha", "password": "manager password 1", "csrf_token": form_token(page.text),
                                "next": "https://evil.example/"})
     assert r.headers["Location"] == "/"
+
+
+def test_push_endpoints_and_the_1c_exchange_keep_their_own_caller_authentication(tmp_path, users_db):
+    """Neither a marketplace nor 1C can log in: they pass the login wall but must prove themselves
+    (the push token in the URL; HTTP Basic for 1C), and are refused without it."""
+    import base64
+    import shutil
+
+    from cloud_sync.app import create_app
+    from cloud_sync.config import parse_config
+    from marketplaces import open_account
+
+    shutil.copy(users_db, tmp_path / "cloud.sqlite")
+    cfg = parse_config({"cloud": {"db_path": str(tmp_path / "cloud.sqlite")},
+                        "onec": {"login": "1c", "password": "onec-password-1"},
+                        "accounts": {"mm1": {"marketplace": "megamarket", "base_url": "http://127.0.0.1:9",
+                                             "credentials": {"token": "mm-api", "push_token": "push-secret-1"},
+                                             "options": {"merchant_id": 1001, "push_sources": ["127.0.0.0/8"]}}}})
+    app = create_app(cfg, adapters={"mm1": open_account(cfg.accounts["mm1"].account)})
+    c = app.test_client()
+    body = {"data": {"shipments": [], "merchantId": 1001}, "meta": {}}
+    assert c.post("/push/megamarket/mm1/wrong-token/order/new", json=body).status_code == 403
+    ok = c.post("/push/megamarket/mm1/push-secret-1/order/new", json=body)
+    assert ok.status_code not in (302, 401, 403), ok.text  # past both walls: the webhook decides on the body
+    assert c.get("/1c/exchange?type=catalog&mode=checkauth").status_code == 401
+    bad = base64.b64encode(b"1c:wrong").decode()
+    assert c.get("/1c/exchange?type=catalog&mode=checkauth", headers={"Authorization": f"Basic {bad}"}).status_code == 401
+    good = base64.b64encode(b"1c:onec-password-1").decode()
+    r = c.get("/1c/exchange?type=catalog&mode=checkauth", headers={"Authorization": f"Basic {good}"})
+    assert r.status_code == 200 and r.get_data(as_text=True).startswith("success")
+    # and the manager's pages stay closed to both kinds of caller credentials
+    assert c.get("/orders", headers={"Authorization": f"Basic {good}"}).status_code == 302

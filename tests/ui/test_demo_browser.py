@@ -1,5 +1,5 @@
 """The manager's UI in a real browser against the real demo (its own secure broker, the four marketplace
-sandboxes, the cloud and a site, as processes): a manager logs in, sees orders from all four
+sandboxes, the cloud and a site, as processes, `marketsync demo --duration 60 --time-scale 10`): a manager logs in, sees orders from all four
 marketplaces, changes a price through a document with its preview, and the Wildberries sandbox's own
 state shows the new price; a packer cannot open the price pages. Afterwards every log the demo wrote,
 its screen output and every page the browser saw are searched for the sandbox tokens: none may appear.
@@ -26,6 +26,10 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
 TITLES = {"Wildberries": "wildberries", "Ozon": "ozon", "Yandex.Market": "yandex_market", "Megamarket": "megamarket"}
+
+# The demo's day: long enough for the browser to go through every page while everything runs (the
+# cloud is up about 15 s after the start).
+DURATION = 60
 
 pytestmark = pytest.mark.browser
 
@@ -54,11 +58,12 @@ def test_manager_in_the_browser_over_the_demo_and_no_token_leaks(tmp_path):
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     work = tmp_path / "demo"
-    proc = subprocess.Popen([sys.executable, "-m", "marketsync.cli", "demo", "--duration", "40", "--time-scale", "10",
+    proc = subprocess.Popen([sys.executable, "-m", "marketsync.cli", "demo", "--duration", str(DURATION), "--time-scale", "10",
                              "--workdir", str(work)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     lines: list[str] = []
     pages: dict[str, str] = {}
+    t0 = time.monotonic()
     try:
         assert proc.stdout is not None
         deadline = time.monotonic() + 90
@@ -67,10 +72,14 @@ def test_manager_in_the_browser_over_the_demo_and_no_token_leaks(tmp_path):
             if not line:
                 break
             lines.append(line)
+            m = re.search(r"\] (Wildberries|Ozon|Yandex\.Market|Megamarket) sandbox: (http://127\.0\.0\.1:\d+)", line)
+            if m:  # an order on every marketplace at once: the cloud finds them when it starts
+                _post_json(f"{m.group(2)}/_sandbox/orders", {"count": 1})
             if "orders start arriving" in line:
                 break
         text = "".join(lines)
         assert "orders start arriving" in text, text
+        print(f"demo ready at {time.monotonic() - t0:.1f}s")
         sandboxes = {TITLES[m[0]]: m[1] for m in re.findall(r"\] (Wildberries|Ozon|Yandex\.Market|Megamarket) sandbox: "
                                                              r"(http://127\.0\.0\.1:\d+)", text)}
         assert len(sandboxes) == 4, text
@@ -84,8 +93,6 @@ def test_manager_in_the_browser_over_the_demo_and_no_token_leaks(tmp_path):
         for name, role in (("masha", "manager"), ("petya", "packer")):
             _cli("cloud", "user", "add", name, "--role", role, "--generate", str(secrets_dir / f"{name}-password"),
                  "--config", str(config))
-        for sandbox in sandboxes.values():  # one more order on every marketplace, so all four are there
-            _post_json(f"{sandbox}/_sandbox/orders", {"count": 1})
 
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
@@ -111,6 +118,7 @@ def test_manager_in_the_browser_over_the_demo_and_no_token_leaks(tmp_path):
                     if seen >= set(TITLES.values()):
                         break
                     time.sleep(1)
+                print(f"orders seen at {time.monotonic() - t0:.1f}s")
                 manager.screenshot(path=str(ARTIFACTS / "orders.png"), full_page=True)
                 pages["orders"] = manager.content()
                 assert seen >= set(TITLES.values()), f"orders seen from {seen}"
@@ -141,11 +149,31 @@ def test_manager_in_the_browser_over_the_demo_and_no_token_leaks(tmp_path):
                 # every page as the owner, kept for the token search
                 owner = login("owner", owner_file)
                 for path in ("/orders", "/products", "/prices", "/stocks", "/reports", "/sites", "/settings",
-                             "/stocks/why?item=1&account=wb-main"):
-                    owner.goto(url + path)
+                             "/stocks?account=ozon-main", "/products?linked=no"):
+                    resp = owner.goto(url + path)
+                    assert resp is not None and resp.status == 200, path
                     pages[path] = owner.content()
-                owner.goto(f"{url}/settings")
-                owner.screenshot(path=str(ARTIFACTS / "settings.png"), full_page=True)
+                    name = path.strip("/").replace("?", "-").replace("=", "-") or "home"
+                    owner.screenshot(path=str(ARTIFACTS / f"owner-{name}.png"), full_page=True)
+                owner.goto(f"{url}/sites")
+                expect(owner.locator("#sites tr.online")).to_have_count(1)  # the demo's site is on line
+                owner.goto(f"{url}/stocks")
+                owner.click("#levels a >> nth=0")  # "why this number" of the first item on an account
+                expect(owner.locator("#why")).to_contain_text("own warehouse")
+                pages["why"] = owner.content()
+                owner.goto(f"{url}/orders")
+                owner.click("#orders tbody a >> nth=0")  # one order's history
+                expect(owner.locator("#history tr")).not_to_have_count(1)
+                pages["order"] = owner.content()
+                owner.goto(f"{url}/reports")
+                owner.select_option("#f-account", "wb-main")
+                owner.click("#report-form button")
+                expect(owner.locator("#commission")).to_be_visible()
+                print(f"report at {time.monotonic() - t0:.1f}s")
+                with owner.expect_download() as dl:
+                    owner.click("#dl-csv")
+                assert dl.value.suggested_filename.endswith(".csv")
+                pages["report"] = owner.content()
 
                 packer = login("petya", secrets_dir / "petya-password")
                 assert packer.locator("header nav a", has_text="Prices").count() == 0
