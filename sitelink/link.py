@@ -148,6 +148,7 @@ class SiteLink:
         self._peer_state: dict[str, str] = {}
         self._pending_state: dict[str, str] = {}
         self._pause = 0.0  # seconds to leave the database to the application before the next round
+        self._busy_since: float | None = None  # when back-to-back transactions began
         self._more_to_apply = False
         self._pruned_at = 0.0
         self.errors: list[str] = []  # the last worker errors (for status)
@@ -615,6 +616,13 @@ class SiteLink:
                 self._expected[peer] = new_expected[peer]
                 self._waiting_since.pop(peer, None)
         self._more_to_apply = budget <= 0  # a transaction's worth applied: go on without waiting
+        if not self._more_to_apply:
+            self._busy_since = None
+        elif self._busy_since is None:
+            self._busy_since = now
+        elif time.monotonic() - self._busy_since > 2 * self.cfg.batch_seconds:
+            self._pause = self.cfg.batch_pause  # a long backlog: leave the application a gap now and then
+            self._busy_since = None
         for item_id in [i for _, lst in acks_out.items() for _, i in lst]:
             self._attempts.pop(item_id, None)
         for peer, lst in acks_out.items():
