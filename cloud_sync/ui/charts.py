@@ -44,7 +44,7 @@ def line_chart(series: dict[str, list[tuple[float, float]]], *, title: str, widt
         path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in sorted(pts))
         out.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{path}"><title>{escape(name)}'
                    f'</title></polyline>')
-        out.append(f'<text x="{width - pad_r - 4}" y="{pad_t + 12 * n + 4}" text-anchor="end" fill="{color}">'
+        out.append(f'<text x="{width - pad_r - 4}" y="{pad_t + 12 * n + 4}" text-anchor="end" style="fill:{color}">'
                    f'{escape(name)}</text>')
     out.append("</svg>")
     return Markup("".join(out))

@@ -5,6 +5,7 @@ through cloud_sync.pricing, cloud_sync.price_upload and cloud_sync.price_rules."
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from flask import Blueprint, render_template, request
@@ -82,8 +83,10 @@ def routes(bp: Blueprint) -> None:
             return _page(status=400, errors=errors, typed=typed, comment=request.form.get("comment", ""))
         if not lines:
             errors["line_0"] = "fill in at least one line (what to change and the new price or percent)"
+        rows = []
         for line in lines:
             row = line.pop("_row")
+            rows.append(row)
             try:
                 pricing.parse_line(line)
             except pricing.PriceDocumentError as exc:
@@ -92,7 +95,16 @@ def routes(bp: Blueprint) -> None:
             return _page(status=400, errors=errors, typed=typed, account=account,
                          comment=request.form.get("comment", ""))
         doc = pricing.parse_document({"account": account, "lines": lines, "comment": request.form.get("comment", "")})
-        return _preview(doc)
+        pv = _compute(doc)
+        for problem in pv.errors:  # "line N: unknown item ..." goes back beside its row of the editor
+            m = re.match(r"line (\d+)\b", problem)
+            if m and 0 < int(m.group(1)) <= len(rows):
+                key = f"line_{rows[int(m.group(1)) - 1]}"
+                errors[key] = "; ".join(filter(None, [errors.get(key), problem.split(":", 1)[-1].strip()]))
+        if errors:
+            return _page(status=400, errors=errors, typed=typed, account=account,
+                         comment=request.form.get("comment", ""))
+        return _preview(doc, pv=pv)
 
     @bp.post("/prices/upload", endpoint="prices_upload")
     def upload():
@@ -157,9 +169,14 @@ def routes(bp: Blueprint) -> None:
         return _page(messages=[("ok", f"rule {rule_id} switched {'on' if onoff == 'on' else 'off'}")])
 
 
-def _preview(doc: pricing.PriceDocument, *, errors: dict[str, str] | None = None, status: int = 200):
-    pv = pricing.preview(_db(), doc, settings=_settings(), marketplace=_ctx().cfg.accounts[doc.account].marketplace
-                         if doc.account in _ctx().cfg.accounts else None)
+def _compute(doc: pricing.PriceDocument) -> pricing.Preview:
+    return pricing.preview(_db(), doc, settings=_settings(), marketplace=_ctx().cfg.accounts[doc.account].marketplace
+                           if doc.account in _ctx().cfg.accounts else None)
+
+
+def _preview(doc: pricing.PriceDocument, *, errors: dict[str, str] | None = None, status: int = 200,
+             pv: pricing.Preview | None = None):
+    pv = pv or _compute(doc)
     data = {"account": doc.account, "comment": doc.comment, "rounding": str(doc.rounding),
             "lines": [pricing.line_to_dict(x) for x in doc.lines]}
     return render_template("cloud/price_preview.html", active="prices", pv=pv, table=pv.as_table(), doc=doc,

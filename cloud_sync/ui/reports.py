@@ -45,7 +45,8 @@ def routes(bp: Blueprint) -> None:
 
         errors: dict[str, str] = {}
         report = table = recon = None
-        account, d_from, d_to = "", None, None
+        today = datetime.now(UTC).date()
+        account, d_from, d_to = "", today - timedelta(days=7), today
         if request.method == "POST":
             account, d_from, d_to = _period(errors)
             if not errors:
@@ -58,7 +59,7 @@ def routes(bp: Blueprint) -> None:
         orders_chart, revenue_chart = charts.orders_per_day(db())
         return render_template("cloud/reports.html", active="reports", accounts=accounts(), errors=errors,
                                report=report, table=table, recon=recon, account=account,
-                               d_from=d_from or "", d_to=d_to or "", orders_chart=orders_chart,
+                               d_from=d_from.isoformat(), d_to=d_to.isoformat(), orders_chart=orders_chart,
                                revenue_chart=revenue_chart), 400 if errors else 200
 
     @bp.get("/reports/commission.<fmt>", endpoint="reports_download")

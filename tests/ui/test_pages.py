@@ -1,0 +1,90 @@
+"""The pages over real data: orders of several marketplaces in one list with bulk actions and each
+order's history, the charts (our own SVG), and the price document editor down to its preview."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from cloud_sync import catalog, orders
+from cloud_sync.ui import charts
+from marketplaces.base import Card, Order, OrderLine
+
+from .conftest import form_token
+
+MPS = {"wb1": "wildberries", "oz1": "ozon", "ym1": "yandex_market", "mm1": "megamarket"}
+
+
+def _orders(conn, cfg, n: int = 8) -> list[str]:
+    now = datetime.now(UTC)
+    batch = []
+    for i in range(n):
+        account = list(MPS)[i % 4]
+        batch.append(Order(native_id=f"N{i}", marketplace=MPS[account], account=account, native_status="new",
+                           created_at=now - timedelta(days=i % 3), ship_by=now + timedelta(hours=10 - i),
+                           lines=[OrderLine(card_id=f"c{i}", offer_id=f"OFF-{i}", quantity=1, price=Decimal("990"))]))
+    orders.ingest(conn, cfg, batch)
+    return [f"{o.account}:{o.native_id}" for o in batch]
+
+
+def test_orders_of_every_marketplace_in_one_list_sorted_by_deadline(as_user, cloud):
+    _, conn, cfg = cloud
+    keys = _orders(conn, cfg)
+    c = as_user("petya")  # packers see the orders too
+    page = c.get("/orders").text
+    shown = re.findall(r'data-marketplace="(\w+)"', page)
+    assert set(shown) == set(MPS.values())
+    numbers = re.findall(r'<a href="/orders/[^"]+">(N\d)</a>', page)
+    assert numbers == [f"N{i}" for i in range(7, -1, -1)]  # the nearest deadline first
+    only = c.get("/orders?account=oz1").text
+    assert set(re.findall(r'data-marketplace="(\w+)"', only)) == {"ozon"}
+    history = c.get(f"/orders/{keys[0]}").text
+    assert 'id="history"' in history and "problem" in history  # its card is not linked: said so
+
+
+def test_bulk_actions_run_through_the_order_flow(as_user, cloud):
+    _, conn, cfg = cloud
+    keys = _orders(conn, cfg, 4)
+    c = as_user("masha")
+    token = form_token(c.get("/orders").text)
+    r = c.post("/orders/bulk", data={"csrf_token": token, "action": "cancel", "keys": keys[:2],
+                                     "reason": "buyer called"})
+    assert r.status_code == 200 and "cancel: 2 order(s) done" in r.text
+    assert {o["status"] for o in orders.list_orders(conn) if o["key"] in keys[:2]} == {"cancelled"}
+    detail = orders.get_order(conn, keys[0])
+    assert any("buyer called (masha)" in e["detail"] for e in detail["events"])
+    r = c.post("/orders/bulk", data={"csrf_token": token, "action": "take", "keys": keys[2:]})
+    assert "cannot be confirmed" in r.text  # not linked to an item: skipped with the reason
+    r = c.post("/orders/bulk", data={"csrf_token": token, "action": "take", "keys": ["ghost:1"]})
+    assert r.status_code == 400 and "unknown order(s): ghost:1" in r.text
+
+
+def test_charts_are_our_own_svg_per_marketplace(cloud):
+    _, conn, cfg = cloud
+    _orders(conn, cfg)
+    count_chart, revenue_chart = charts.orders_per_day(conn, days=7)
+    for mp in MPS.values():
+        assert f"<title>{mp}</title>" in count_chart and f"<title>{mp}</title>" in revenue_chart
+    assert count_chart.count("<polyline") == 4 and "<script" not in count_chart
+    assert "no data yet" in charts.stock_history(conn, "nothing")
+
+
+def test_price_editor_previews_a_document_against_the_price_list(as_user, cloud):
+    _, conn, _ = cloud
+    conn.execute("INSERT INTO items(id, article, name) VALUES ('I1', 'ART-1', 'Кружка')")
+    catalog.import_cards(conn, "wb1", "wildberries", [Card(native_id="101", offer_id="ART-1", title="Кружка",
+                                                           barcodes=["460000000001"], category="Посуда")])
+    catalog.auto_link(conn, "wb1")
+    c = as_user("masha")
+    page = c.get("/prices?account=wb1").text
+    assert 'data-offer="ART-1"' in page
+    r = c.post("/prices/preview", data={"csrf_token": form_token(page), "account": "wb1", "rows": "6",
+                                        "scope_0": "item", "key_0": "ART-1", "price_0": "555"})
+    assert r.status_code == 200 and 'id="apply-form"' in r.text
+    assert re.search(r'class="num new-price"><b>555</b>', r.text)
+    r = c.post("/prices/preview", data={"csrf_token": form_token(page), "account": "wb1", "rows": "6",
+                                        "scope_0": "item", "key_0": "NO-SUCH", "price_0": "555"})
+    assert r.status_code == 400 and 'id="err-line_0"' in r.text  # beside its row of the editor
+    assert "unknown item" in r.text and "NO-SUCH" in r.text and 'id="apply-form"' not in r.text
+    assert conn.execute("SELECT COUNT(*) FROM price_documents").fetchone()[0] == 0
