@@ -47,7 +47,7 @@ from marketplaces.base import (
     Warehouse,
 )
 from marketplaces.endpoints import Endpoint, load_endpoint_map
-from marketplaces.http import HttpClient, batches
+from marketplaces.http import HttpClient, batches, in_parallel
 
 log = logging.getLogger("marketplaces.ozon")
 
@@ -118,6 +118,7 @@ class OzonAdapter:
             config.options = dict(config.options, client_id=self._client_id)  # limits are per Client-Id
         self.http = HttpClient(config, self.map, auth=self._auth, validate=validate_payload)
         self._sku_of: dict[str, int] = {}
+        self.push_workers = int(config.options.get("push_workers", 4))  # requests in flight for a push
         self._product_by_sku: dict[str, str] = {}
 
     def _auth(self, headers: dict[str, str]) -> None:
@@ -277,25 +278,23 @@ class OzonAdapter:
                 continue
             pairs[key] = lv
         pending = list(pairs)
+
+        def send(chunk: list[str]) -> dict[str, ItemResult]:
+            body = {"stocks": [{"offer_id": pairs[k].offer_id, "product_id": int(pairs[k].card_id),
+                                "stock": int(pairs[k].quantity), "warehouse_id": int(pairs[k].warehouse_id),
+                                "quant_size": 1} for k in chunk]}
+            try:
+                data = self.http.call("stocks_update", json=body, item_keys=chunk).json_object()
+            except MarketplaceError as exc:
+                return {k: ItemResult(k, False, str(exc), retryable=exc.retryable) for k in chunk}
+            got = self._item_results(data, "stocks_update", lambda r: f"{r.get('product_id')}@{r.get('warehouse_id')}")
+            return {k: got.get(k) or ItemResult(k, False, "no answer for this pair", retryable=True) for k in chunk}
+
         for _round in range(ITEM_RETRY_ROUNDS):
-            retry: list[str] = []
-            for chunk in batches(pending, self.map["stocks_update"].batch or 100):
-                body = {"stocks": [{"offer_id": pairs[k].offer_id, "product_id": int(pairs[k].card_id),
-                                    "stock": int(pairs[k].quantity), "warehouse_id": int(pairs[k].warehouse_id),
-                                    "quant_size": 1} for k in chunk]}
-                try:
-                    data = self.http.call("stocks_update", json=body, item_keys=chunk).json_object()
-                except MarketplaceError as exc:
-                    for k in chunk:
-                        results[k] = ItemResult(k, False, str(exc), retryable=exc.retryable)
-                    continue
-                got = self._item_results(data, "stocks_update",
-                                         lambda r: f"{r.get('product_id')}@{r.get('warehouse_id')}")
-                for k in chunk:
-                    res = got.get(k) or ItemResult(k, False, "no answer for this pair", retryable=True)
-                    results[k] = res
-                    if not res.ok and res.retryable:
-                        retry.append(k)
+            chunks = list(batches(pending, self.map["stocks_update"].batch or 100))
+            for answered in in_parallel(send, chunks, self.push_workers):
+                results.update(answered)
+            retry = [k for k in pending if not results[k].ok and results[k].retryable]
             if not retry:
                 break
             pending = retry

@@ -44,7 +44,7 @@ from marketplaces.base import (
     Warehouse,
 )
 from marketplaces.endpoints import Endpoint, load_endpoint_map
-from marketplaces.http import HttpClient, batches
+from marketplaces.http import HttpClient, batches, in_parallel
 
 log = logging.getLogger("marketplaces.wildberries")
 
@@ -121,6 +121,7 @@ class WildberriesAdapter:
         self._orders: dict[str, dict[str, Any]] = {}  # raw orders seen, by id
         self._open_supply: dict[str, str] = {}  # warehouseId -> supply id still taking orders
         self._nm_of_chrt: dict[str, str] = {}
+        self.push_workers = int(config.options.get("push_workers", 4))  # requests in flight for a push
 
     def _auth(self, headers: dict[str, str]) -> None:
         headers["Authorization"] = self._token
@@ -268,9 +269,10 @@ class WildberriesAdapter:
                 by_wh.setdefault(str(int(lv.warehouse_id)), {})[int(lv.card_id)] = lv
             except ValueError:
                 results.append(ItemResult(f"{lv.card_id}@{lv.warehouse_id}", False, "card and warehouse ids are numbers on WB"))
-        for wh, pairs in by_wh.items():
-            for chunk in batches(list(pairs.values()), self.map["stocks_update"].batch):
-                results += self._put_stocks(wh, chunk)
+        tasks = [(wh, chunk) for wh, pairs in by_wh.items()
+                 for chunk in batches(list(pairs.values()), self.map["stocks_update"].batch)]
+        for answered in in_parallel(lambda t: self._put_stocks(*t), tasks, self.push_workers):
+            results += answered
         return results
 
     def _put_stocks(self, wh: str, chunk: list[StockLevel]) -> list[ItemResult]:

@@ -6,7 +6,9 @@ Each map has four tables (see wildberries.toml for a documented example):
   from different hosts; Ozon has one). `AccountConfig.base_url`, when set, replaces every family's
   URL (a sandbox serves all families on one port); `options["base_urls"] = {family: url}` replaces one.
 - `[groups.<name>]`: a limit group, one token bucket per account: `rate` (requests per second),
-  `burst` (bucket size), `error_cost` (tokens a 4xx reply costs: WB Marketplace counts 10), `doc`.
+  `burst` (bucket size), `error_cost` (tokens a 4xx reply costs: WB Marketplace counts 10), `doc`;
+  with `window_s` a sliding window instead: at most `burst` requests in any `window_s` seconds
+  (Ozon's "80 requests per minute", no burst documented).
 - `[account_limit]` (optional): one more bucket every request of the account passes (Ozon: 50 rps per
   Client-Id), same keys as a group.
 - `[item_rules.<name>]` (optional): at most `max` sends of one item key per `window_s` seconds
@@ -35,13 +37,16 @@ class EndpointMapError(ValueError):
 
 @dataclass(frozen=True)
 class Limit:
-    """A documented limit as a token bucket: `rate` requests per second refill a bucket of `burst`."""
+    """A documented limit as a token bucket: `rate` requests per second refill a bucket of `burst`.
+    With `window_s` > 0 it is a sliding window instead: at most `burst` requests in any `window_s`
+    seconds (`rate` is then `burst / window_s`, the long-run ceiling)."""
 
     name: str
     rate: float
     burst: float
     error_cost: float = 1.0
     doc: str = ""
+    window_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -109,7 +114,7 @@ _ENDPOINT_KEYS = {"method", "path", "family", "group", "batch", "idempotent", "i
 def _limit(name: str, raw: dict[str, Any]) -> Limit:
     try:
         return Limit(name, float(raw["rate"]), float(raw["burst"]), float(raw.get("error_cost", 1)),
-                     str(raw.get("doc", "")))
+                     str(raw.get("doc", "")), float(raw.get("window_s", 0)))
     except (KeyError, TypeError, ValueError) as exc:
         raise EndpointMapError(f"limit {name}: needs numeric rate and burst ({exc})") from None
 

@@ -29,9 +29,7 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
 
-    from werkzeug.serving import make_server
-
-    from marketplaces.sandbox.core import quiet_werkzeug
+    from marketplaces.sandbox.core import make_sandbox_server, quiet_werkzeug
 
     quiet_werkzeug()
 
@@ -41,8 +39,7 @@ def main(argv: list[str]) -> int:
     except ImportError as exc:
         print(f"sandbox {args.marketplace} is not available: {exc}", file=sys.stderr)
         return 3
-    server = make_server("127.0.0.1", args.port, app, threaded=True)
-    server.daemon_threads = True
+    server = make_sandbox_server(app, args.port)
     url = f"http://127.0.0.1:{server.server_port}"
     first = {"marketplace": args.marketplace, "url": url, "credentials": app.credentials}
     options = app.account_options() if hasattr(app, "account_options") else {}

@@ -47,6 +47,36 @@ class SandboxLimit:
     rate: float
     burst: float
     error_cost: float = 1.0
+    window_s: float = 0.0  # > 0: a sliding window instead — at most `burst` requests in any `window_s`
+
+
+class Window:
+    """At most `limit.burst` requests in any `limit.window_s` seconds (marketplace time), the literal
+    reading of "N requests per minute" where no burst is documented."""
+
+    def __init__(self, limit: SandboxLimit, time_scale: float) -> None:
+        from collections import deque
+
+        self.max = int(limit.burst)
+        self.window = limit.window_s / time_scale
+        self.time_scale = time_scale
+        self.sent: deque[float] = deque()
+
+    def take(self, cost: float = 1.0) -> float:
+        now = time.monotonic()
+        while self.sent and self.sent[0] <= now - self.window:
+            self.sent.popleft()
+        if len(self.sent) + max(1, int(cost)) <= self.max:
+            self.sent.extend([now] * max(1, int(cost)))
+            return 0.0
+        return (self.sent[0] + self.window - now) * self.time_scale
+
+    def penalize(self, cost: float) -> None:
+        self.sent.extend([time.monotonic()] * int(cost))
+
+
+def make_limiter(limit: SandboxLimit, time_scale: float) -> Bucket | Window:
+    return Window(limit, time_scale) if limit.window_s > 0 else Bucket(limit, time_scale)
 
 
 class Bucket:
@@ -209,8 +239,9 @@ class SandboxApp:
         self.injected = {"429": 0, "5xx": 0, "malformed": 0}
         self.spec_violations: list[str] = []
         self.by_path: dict[str, int] = {}
-        self.buckets: dict[str, Bucket] = {g: Bucket(lim, self.time_scale) for g, lim in self.limits.items()}
-        self.account_bucket = Bucket(self.account_limit, self.time_scale) if self.account_limit else None
+        self.buckets: dict[str, Bucket | Window] = {g: make_limiter(lim, self.time_scale)
+                                                    for g, lim in self.limits.items()}
+        self.account_bucket = make_limiter(self.account_limit, self.time_scale) if self.account_limit else None
         with self.lock:
             self.seed_catalog(self.seed_n)
 
@@ -477,9 +508,21 @@ def quiet_werkzeug() -> None:
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 
+def make_sandbox_server(app: SandboxApp, port: int = 0) -> Any:
+    """A threaded werkzeug server on 127.0.0.1 speaking HTTP/1.1 (keep-alive, as marketplaces do)."""
+    from werkzeug.serving import WSGIRequestHandler
+
+    class Handler(WSGIRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+    server = make_server("127.0.0.1", port, app, threaded=True, request_handler=Handler)
+    server.daemon_threads = True
+    return server
+
+
 def serve_in_thread(app: SandboxApp, port: int = 0) -> RunningSandbox:
     quiet_werkzeug()
-    server = make_server("127.0.0.1", port, app, threaded=True)
+    server = make_sandbox_server(app, port)
     server.daemon_threads = True
     url = f"http://127.0.0.1:{server.server_port}"
     thread = threading.Thread(target=server.serve_forever, name=f"sandbox-{app.marketplace}", daemon=True)

@@ -39,7 +39,7 @@ def _now() -> datetime:
 class OzonSandbox(SandboxApp):
     marketplace = "ozon"
     account_limit = SandboxLimit(50.0, 50)
-    limits = {"stocks": SandboxLimit(80 / 60, 1)}
+    limits = {"stocks": SandboxLimit(80 / 60, 80, window_s=60)}  # 80 requests in any minute
 
     def make_credentials(self) -> dict[str, str]:
         return {"Client-Id": f"{100000 + self.rng_seed}", "Api-Key": f"ozon-sandbox-key-{self.rng_seed:04d}"}
