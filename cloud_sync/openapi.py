@@ -56,7 +56,35 @@ DOC_PROPS = {"account": {"type": "string"}, "comment": {"type": "string"}, "line
 INT = {"type": "integer", "minimum": 0, "maximum": 1_000_000}
 
 
-def document() -> dict[str, Any]:
+GENERIC = {"200": _ok(), "400": ERR, "404": ERR, "409": ERR, "422": ERR, "502": ERR}
+
+
+def _undescribed(app: Flask, paths: dict[str, Any]) -> dict[str, Any]:
+    """Any /api route not described above, from the app's own URL map (summary from its docstring), so
+    the document never silently omits an endpoint someone added; describe it properly here."""
+    import re
+
+    out: dict[str, Any] = {}
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith("/api/"):
+            continue
+        path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule)
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            if method.lower() in paths.get(path, {}):
+                continue
+            view = app.view_functions.get(rule.endpoint)
+            summary = ((view.__doc__ or "").strip().splitlines() or [rule.endpoint])[0] if view else rule.endpoint
+            params = [{"name": a, "in": "path", "required": True,
+                       "schema": {"type": "integer", "minimum": 0} if rule._converters[a].__class__.__name__
+                       == "IntegerConverter" else {"type": "string"}} for a in rule.arguments]
+            op = _op(summary, dict(GENERIC), params=params or None)
+            if method in ("POST", "PUT", "PATCH"):
+                op["requestBody"] = {"content": {"application/json": {"schema": OBJ}}}
+            out.setdefault(path, {})[method.lower()] = op
+    return out
+
+
+def document(app: Flask | None = None) -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/api/health": {"get": _op("liveness, accounts, link and jobs", {"200": _ok()}, auth=False)},
         "/api/me": {"get": _op("who is asking", {"200": _ok()})},
@@ -82,6 +110,52 @@ def document() -> dict[str, Any]:
                                   params=[_q("account"), _q("item"), _q("category"),
                                           _q("linked", schema={"type": "string", "enum": ["1", "0", "true", "false"]})])},
         "/api/cards/categories": {"get": _op("card categories with counts", {"200": _ok()}, params=[_q("account")])},
+        "/api/orders/{key}/cancel": {"post": _op("cancel one order (releases its stock, tells the site)",
+                                                 {"200": _ok(), "404": ERR, "422": ERR},
+                                                 params=[_p("key")],
+                                                 body=_body({"reason": {"type": "string"}}, []))},
+        "/api/handovers": {"post": _op("start a hand-over of an account's packed orders", {"200": _ok(), "400": ERR,
+                                                                                          "404": ERR, "422": ERR},
+                                       body=_body({"account": {"type": "string"}}, ["account"]))},
+        "/api/stock/balances": {"post": _op("set balances of an own warehouse by hand",
+                                            {"200": _ok(), "400": ERR, "422": ERR},
+                                            body=_body({"warehouse": {"type": "string"},
+                                                        "balances": {"type": "object", "additionalProperties": {
+                                                            "type": "integer", "minimum": 0, "maximum": 1_000_000}},
+                                                        "full": {"type": "boolean"}}, ["warehouse", "balances"]))},
+        "/api/stock/holds/{hold_id}/confirm": {"post": _op(
+            "confirm stock pushes held by the zero guard", {"200": _ok(), "404": ERR},
+            params=[{"name": "hold_id", "in": "path", "required": True, "schema": {"type": "integer", "minimum": 0,
+                                                                                   "maximum": 2**31}}],
+            body=_body({"by": {"type": "string"}}, []))},
+        "/api/cards/report": {"get": _op("link what can be linked, then report ambiguous and unmatched cards",
+                                         {"200": _ok()}, params=[_q("account")])},
+        "/api/cards/link": {"post": _op("link a card to a 1C item (N units per card)",
+                                        {"200": _ok(), "400": ERR, "404": ERR, "422": ERR},
+                                        body=_body({"account": {"type": "string"}, "card_id": {"type": "string"},
+                                                    "item_id": {"type": "string"},
+                                                    "pack": {"type": "integer", "minimum": 1, "maximum": 1000}},
+                                                   ["account", "card_id", "item_id"]))},
+        "/api/cards/unlink": {"post": _op("unlink a card (kept unlinked until linked by hand)",
+                                          {"200": _ok(), "400": ERR, "404": ERR, "422": ERR},
+                                          body=_body({"account": {"type": "string"}, "card_id": {"type": "string"}},
+                                                     ["account", "card_id"]))},
+        "/api/cards/visibility": {"post": _op("hide cards from the storefront or show them again",
+                                              {"200": _ok(ARR), "400": ERR, "404": ERR, "422": ERR, "502": ERR},
+                                              body=_body({"account": {"type": "string"},
+                                                          "card_ids": {"type": "array", "items": {"type": "string"}},
+                                                          "visible": {"type": "boolean"}},
+                                                         ["account", "card_ids", "visible"]))},
+        "/api/cards/create": {"post": _op("create a Wildberries card from a 1C item",
+                                          {"200": _ok(), "400": ERR, "404": ERR, "422": ERR, "502": ERR},
+                                          body=_body({"account": {"type": "string"}, "item_id": {"type": "string"},
+                                                      "subject_id": {"type": "integer", "minimum": 1,
+                                                                     "maximum": 2**31},
+                                                      "brand": {"type": "string"},
+                                                      "price": {"type": "integer", "minimum": 0, "maximum": 10**7}},
+                                                     ["account", "item_id", "subject_id"]))},
+        "/api/cards/creations": {"get": _op("card creations and their state", {"200": _ok(ARR)},
+                                            params=[_q("account")])},
         "/api/sites": {"get": _op("sites, last seen and devices", {"200": _ok(ARR)})},
         "/api/prices/{account}": {"get": _op("the account's price list", {"200": _ok(ARR), "404": ERR},
                                              params=[_p("account")])},
@@ -100,6 +174,10 @@ def document() -> dict[str, Any]:
                                                params=[_q("account", True), _q("from", True, {"type": "string", "format": "date"}),
                                                        _q("to", True, {"type": "string", "format": "date"})])},
     }
+    if app is not None:
+        for path, ops in _undescribed(app, paths).items():
+            paths.setdefault(path, {}).update(ops)
+        paths.pop("/api/openapi.json", None)
     return {
         "openapi": "3.0.3",
         "info": {"title": "marketsync cloud API", "version": "1",
@@ -115,4 +193,6 @@ def document() -> dict[str, Any]:
 def register(app: Flask) -> None:
     @app.get("/api/openapi.json")
     def openapi_json():
-        return jsonify(document())
+        from flask import current_app
+
+        return jsonify(document(current_app))

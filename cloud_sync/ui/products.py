@@ -140,8 +140,10 @@ def routes(bp: Blueprint) -> None:
         try:
             new = catalog.new_card_from_item(conn, f["new_item_id"].strip(), subject_id, brand=f.get("brand", ""),
                                              price=price)
+            adapter = _ctx().adapters[account]
+            result = adapter.create_card(new)  # the marketplace call outside the write lock
             with transaction(conn):
-                result = catalog.create_card(conn, _ctx().adapters[account], account, f["new_item_id"].strip(), new)
+                catalog.record_creation(conn, adapter.name, account, f["new_item_id"].strip(), result)
         except catalog.CatalogError as exc:
             return _page(status=400, errors={"new_item_id": str(exc)})
         except MarketplaceError as exc:
