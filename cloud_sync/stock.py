@@ -285,6 +285,57 @@ def set_balances(conn: sqlite3.Connection, warehouse: str, balances: Mapping[str
     return moves
 
 
+def set_balances_many(conn: sqlite3.Connection, rows: Iterable[tuple[str, str, int]], *, source: str = "1c",
+                      ref: str = "", now: float | None = None) -> int:
+    """`record_balance` for many (item_id, warehouse, quantity) rows of any warehouses, set-based: the
+    same outcome (a 'balance' move appended for each new or changed level, the level set with its
+    reservations kept, the changed items marked dirty, every warehouse named marked as heard from) in a
+    few statements instead of several per row — for 1C packages of 100,000 items.
+
+    All or nothing: every quantity is checked before anything is written. A later row for the same item
+    and warehouse wins. Returns the number of moves recorded."""
+    wanted: dict[tuple[str, str], int] = {}
+    for item_id, warehouse, qty in rows:
+        wanted[(item_id, warehouse)] = qty
+    bad = [(k, v) for k, v in wanted.items() if isinstance(v, bool) or not isinstance(v, int) or v < 0]
+    if bad:
+        (item_id, warehouse), qty = bad[0]
+        raise StockError(f"balances: {len(bad)} quantities are not whole numbers >= 0"
+                         f" (e.g. item {item_id} at {warehouse}: {qty!r}); nothing applied")
+    if not wanted:
+        return 0
+    now = time.time() if now is None else now
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS stock_balance_batch (seq INTEGER PRIMARY KEY, item_id TEXT NOT NULL,"
+                 " warehouse TEXT NOT NULL, on_hand INTEGER NOT NULL, changed INTEGER NOT NULL DEFAULT 1)")
+    conn.execute("DELETE FROM temp.stock_balance_batch")
+    conn.executemany("INSERT INTO temp.stock_balance_batch(item_id, warehouse, on_hand) VALUES (?,?,?)",
+                     [(i, w, q) for (i, w), q in wanted.items()])
+    # unchanged: the level exists with that on-hand already (record_balance records nothing for it)
+    conn.execute("UPDATE temp.stock_balance_batch SET changed=0 WHERE EXISTS (SELECT 1 FROM stock_levels l WHERE"
+                 " l.item_id=stock_balance_batch.item_id AND l.warehouse=stock_balance_batch.warehouse"
+                 " AND l.on_hand=stock_balance_batch.on_hand)")
+    moved = conn.execute(
+        "INSERT INTO stock_moves(ts, item_id, warehouse, kind, on_hand_delta, reserved_delta, on_hand_after,"
+        " reserved_after, source, ref, note)"
+        " SELECT ?, b.item_id, b.warehouse, 'balance', b.on_hand - COALESCE(l.on_hand, 0), 0, b.on_hand,"
+        " COALESCE(l.reserved, 0), ?, ?, '' FROM temp.stock_balance_batch b"
+        " LEFT JOIN stock_levels l ON l.item_id=b.item_id AND l.warehouse=b.warehouse"
+        " WHERE b.changed ORDER BY b.seq", (now, source, ref)).rowcount
+    conn.execute(
+        "INSERT INTO stock_levels(item_id, warehouse, on_hand, reserved, updated_ts)"
+        " SELECT item_id, warehouse, on_hand, 0, ? FROM temp.stock_balance_batch WHERE changed ORDER BY seq"
+        " ON CONFLICT(item_id, warehouse) DO UPDATE SET on_hand=excluded.on_hand, updated_ts=excluded.updated_ts",
+        (now,))
+    conn.execute(
+        "INSERT INTO stock_dirty(item_id, cause, ts) SELECT DISTINCT item_id, 'source', ? FROM temp.stock_balance_batch"
+        " WHERE changed ON CONFLICT(item_id) DO UPDATE SET"
+        " cause=CASE WHEN stock_dirty.cause='order' THEN 'order' ELSE excluded.cause END, ts=excluded.ts", (now,))
+    for warehouse in dict.fromkeys(w for _, w in wanted):
+        touch_source(conn, warehouse, source, now)
+    conn.execute("DELETE FROM temp.stock_balance_batch")
+    return moved
+
+
 def reserve(conn: sqlite3.Connection, ref: str, item_id: str, warehouse: str, quantity: int, *,
             now: float | None = None, dirty: set[str] | None = None) -> Move:
     """Hold `quantity` units for an order; refused with InsufficientStock beyond what is available.
@@ -445,15 +496,18 @@ def why(conn: sqlite3.Connection, cfg: object, item_id: str, account: str, now: 
     if not linked:
         ex.lines.append("  no card of this account is linked to the item")
     for c in linked:
-        for mp_wh, own in whmap.items():
+        for mp_wh, (own, position, parts) in stock_push.split(whmap).items():
             lv = level(conn, item_id, own)
-            qty = stock_push.quantity_for(conn, cfg, c, own)  # type: ignore[arg-type]
+            total = stock_push.quantity_for(conn, cfg, c, own)  # type: ignore[arg-type]
+            qty = stock_push.share_of(total, position, parts)
             ex.published[f"{c.card_id}@{mp_wh}"] = qty
             base = int(max(0, lv.available) * a.share)
             calc = (f"floor({max(0, lv.available)} × {a.share:g}) = {base}, − {a.buffer} = {max(0, base - a.buffer)},"
                     f" ÷ pack {c.pack} = {max(0, base - a.buffer) // c.pack}")
             if a.max_listed is not None:
                 calc += f", capped at {a.max_listed}"
+            if parts > 1:
+                calc += f"; {total} split between the {parts} marketplace warehouses shipping from {own}"
             if not c.visible:
                 calc = "card hidden from the storefront → 0"
             pub = conn.execute("SELECT quantity, ts FROM stock_published WHERE account=? AND card_id=? AND"

@@ -76,11 +76,28 @@ def account_warehouses(conn: sqlite3.Connection, cfg: CloudConfig, account: str)
 
 
 def quantity_for(conn: sqlite3.Connection, cfg: CloudConfig, card: catalog.CardRow, own_warehouse: str) -> int:
+    """What the card may show in total for one own warehouse (before the split between the account's
+    marketplace warehouses that ship from it)."""
     settings = cfg.accounts[card.account]
     if not card.visible or not card.item_id:
         return 0
     lv = stock.level(conn, card.item_id, own_warehouse)
     return settings.allocation.publish(lv.available, card.pack)
+
+
+def split(whmap: dict[str, str]) -> dict[str, tuple[str, int, int]]:
+    """mp warehouse -> (own warehouse, its position, how many of the account's mp warehouses share that own
+    warehouse). When several marketplace warehouses ship from one own warehouse, the number is split
+    between them (the first ones get the remainder), never shown in full at each: that would sell the
+    same units several times."""
+    groups: dict[str, list[str]] = {}
+    for mp_wh in sorted(whmap):
+        groups.setdefault(whmap[mp_wh], []).append(mp_wh)
+    return {mp_wh: (own, i, len(members)) for own, members in groups.items() for i, mp_wh in enumerate(members)}
+
+
+def share_of(total: int, position: int, parts: int) -> int:
+    return total // parts + (1 if position < total % parts else 0)
 
 
 def plan(conn: sqlite3.Connection, cfg: CloudConfig, *, items: Iterable[str] | None = None,
@@ -95,7 +112,7 @@ def plan(conn: sqlite3.Connection, cfg: CloudConfig, *, items: Iterable[str] | N
             todo = [(r[0], r[1], r[2]) for r in dirty]
         else:
             todo = [(i, cause, now) for i in items]
-        wh_cache: dict[str, dict[str, str]] = {}
+        wh_cache: dict[str, dict[str, tuple[str, int, int]]] = {}
         for item_id, cause, origin in todo:
             out.items += 1
             for c in catalog.cards_of_item(conn, item_id):
@@ -103,9 +120,12 @@ def plan(conn: sqlite3.Connection, cfg: CloudConfig, *, items: Iterable[str] | N
                 if settings is None or not settings.enabled:
                     continue
                 if c.account not in wh_cache:
-                    wh_cache[c.account] = account_warehouses(conn, cfg, c.account)
-                for mp_wh, own in wh_cache[c.account].items():
-                    qty = quantity_for(conn, cfg, c, own)
+                    wh_cache[c.account] = split(account_warehouses(conn, cfg, c.account))
+                totals: dict[str, int] = {}
+                for mp_wh, (own, position, parts) in wh_cache[c.account].items():
+                    if own not in totals:
+                        totals[own] = quantity_for(conn, cfg, c, own)
+                    qty = share_of(totals[own], position, parts)
                     if _enqueue(conn, cfg, c, mp_wh, qty, cause, origin, now):
                         out.queued += 1
                     else:
@@ -342,12 +362,11 @@ def _reschedule_after_push(conn: sqlite3.Connection, cfg: CloudConfig, account: 
                      " AND warehouse_id=?", (pushed + interval, account, card_id, wh))
 
 
-def record_read_back(conn: sqlite3.Connection, account: str, levels: Iterable[StockLevel],
-                     now: float | None = None) -> int:
+def record_read_back(conn: sqlite3.Connection, account: str, levels: Iterable[StockLevel]) -> int:
     """FBS numbers read from the marketplace become what the cards show (the zero guard and the planner
     compare against them)."""
-    now = time.time() if now is None else now
-    rows = [(account, lv.card_id, lv.warehouse_id, lv.quantity, now) for lv in levels if lv.kind == "fbs"]
+    # ts 0: a reading is not an update, the marketplace's per-card interval does not start from it
+    rows = [(account, lv.card_id, lv.warehouse_id, lv.quantity, 0.0) for lv in levels if lv.kind == "fbs"]
     with transaction(conn):
         conn.executemany("INSERT INTO stock_published(account, card_id, warehouse_id, quantity, ts) VALUES"
                          " (?,?,?,?,?) ON CONFLICT(account, card_id, warehouse_id) DO UPDATE SET"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,7 +105,7 @@ def sync_cards(conn: sqlite3.Connection, cfg: CloudConfig, adapters: dict[str, M
 
 
 def sync_stocks(conn: sqlite3.Connection, cfg: CloudConfig, adapters: dict[str, Marketplace], *,
-                progress: Progress = no_progress, read_back: bool = True) -> SyncReport:
+                progress: Progress = no_progress, read_back: bool = True, max_wait_s: float = 60.0) -> SyncReport:
     report = SyncReport()
     for name, adapter in adapters.items():
         if not read_back:
@@ -129,10 +130,20 @@ def sync_stocks(conn: sqlite3.Connection, cfg: CloudConfig, adapters: dict[str, 
         total = stock_push.pending(conn, name).get("pending", 0)
         tick = progress(f"stocks {name}", total)
         sent = ok = failed = 0
+        give_up = time.time() + max_wait_s
         while True:
             res = stock_push.send_account(conn, cfg, name, adapter)
-            if res.sent == 0 or res.ok + res.failed == 0:
-                break
+            if res.sent == 0:
+                # pushes not due yet (a marketplace's per-card interval, a retry): wait for them, a while
+                due = conn.execute("SELECT MIN(next_try) FROM stock_push_queue WHERE account=? AND"
+                                   " state='pending'", (name,)).fetchone()[0]
+                if due is None or due > give_up:
+                    if due is not None:
+                        report.add(f"{name}: {stock_push.pending(conn, name).get('pending', 0)} pushes wait for"
+                                   " the marketplace's interval; the running service sends them")
+                    break
+                time.sleep(max(0.0, due - time.time()) + 0.01)
+                continue
             sent, ok, failed = sent + res.sent, ok + res.ok, failed + res.failed
             report.errors += res.errors
             tick(res.ok + res.failed)

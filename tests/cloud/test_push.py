@@ -194,3 +194,15 @@ def test_zero_for_an_item_no_source_ever_reported_is_held(conn, cfg, windows):
     assert "wb-1@10" not in windows["wb"].shown and windows["wb"].shown["wb-2@10"] == 5
     (hold,) = stock_push.holds(conn, "wb")
     assert "missing or stale" in hold["reason"] and hold["held"] == 1
+
+
+def test_marketplace_warehouses_sharing_an_own_warehouse_split_the_number(conn, windows):
+    cfg = make_config()
+    cfg.accounts["wb"].warehouses = {"10": "main", "11": "main", "12": "main"}
+    items = seed(conn, 2)  # item 1: 25 units, item 2: 4
+    stock_push.plan(conn, cfg)
+    _send_all(conn, cfg, windows)
+    shown = windows["wb"].shown
+    assert [shown[f"wb-1@{w}"] for w in (10, 11, 12)] == [9, 8, 8]
+    assert [shown[f"wb-2@{w}"] for w in (10, 11, 12)] == [2, 1, 1]
+    assert "split between the 3 marketplace warehouses" in stock.why(conn, cfg, items[0].item_id, "wb").text()

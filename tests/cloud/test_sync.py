@@ -64,7 +64,7 @@ def test_sync_cards_stocks_orders(conf, sandboxes, capsys):
     ledger = {lv.item_id: lv.available for lv in stock.levels(conn)}
     oz_state = sandboxes["ozon"].app.state()["stocks"]
     for c in conn.execute("SELECT l.card_id, l.item_id FROM card_links l WHERE account='oz'"):
-        assert {v for k, v in oz_state.items() if k.startswith(f"{c[0]}@")} == {ledger[c[1]]}
+        assert sum(v for k, v in oz_state.items() if k.startswith(f"{c[0]}@")) == ledger[c[1]]
 
     # a broken 1C export zeroes every item: held, not sent
     wb_before = sandboxes["wildberries"].app.state()["stocks"]
