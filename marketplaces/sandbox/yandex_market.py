@@ -114,6 +114,16 @@ class YandexMarketSandbox(SandboxApp):
         return {"business_id": self.business_id, "campaign_id": self.campaign_id,
                 "warehouse_id": str(self.warehouse_id), "push_sources": ["127.0.0.0/8"]}
 
+    def _push(self, path: str, payload: dict[str, Any], key: str) -> None:
+        """Queue a push, held to its spec first (yandex_market_notification): a violation is a sandbox bug."""
+        if self.validate and self.push.target.url:
+            from marketplaces.spec import load_specs
+
+            body = json.dumps(payload, ensure_ascii=False).encode()
+            for err in load_specs("yandex_market_notification").request_errors("POST", path, body=body):
+                self.spec_violations.append(f"push {path}: {err}"[:1000])
+        self.push.send(path, payload, key)
+
     def make_credentials(self) -> dict[str, str]:
         return {"Api-Key": f"ACMA:sandbox-ym-{self.rng_seed:04d}:{self.business_id}"}
 
@@ -219,7 +229,7 @@ class YandexMarketSandbox(SandboxApp):
         if name == "push_wait":
             return {"idle": self.push.wait_idle(float(body.get("timeout", 10)))}
         if name == "ping":
-            self.push.send("/notification", {"notificationType": "PING", "time": _iso(datetime.now(UTC))}, "ping")
+            self._push("/notification", {"notificationType": "PING", "time": _iso(datetime.now(UTC))}, "ping")
             return {"queued": True}
         raise ApiError(404, f"no sandbox control {name!r}")
 
@@ -457,7 +467,7 @@ class YandexMarketSandbox(SandboxApp):
                 self.orders[oid] = order
                 made.append(order)
         for order in made:
-            self.push.send("/notification", {
+            self._push("/notification", {
                 "notificationType": "ORDER_CREATED", "orderId": order.order_id, "campaignId": order.campaign_id,
                 "items": [{"offerId": li["offerId"], "count": li["count"]} for li in order.items],
                 "createdAt": _iso(order.created)}, f"created:{order.order_id}")
@@ -473,7 +483,7 @@ class YandexMarketSandbox(SandboxApp):
                     continue
                 self._move(order, "CANCELLED", "USER_CHANGED_MIND")
             done.append(str(order.order_id))
-            self.push.send("/notification", {
+            self._push("/notification", {
                 "notificationType": "ORDER_CANCELLED", "orderId": order.order_id, "campaignId": order.campaign_id,
                 "items": [{"offerId": li["offerId"], "count": li["count"]} for li in order.items],
                 "cancelledAt": _iso(order.updated)}, f"cancelled:{order.order_id}")
@@ -484,7 +494,7 @@ class YandexMarketSandbox(SandboxApp):
         order.updated = datetime.now(UTC)
         order.moves.append(f"{status}/{substatus}")
         if notify:
-            self.push.send("/notification", {
+            self._push("/notification", {
                 "notificationType": "ORDER_STATUS_UPDATED", "orderId": order.order_id,
                 "campaignId": order.campaign_id, "status": status, "substatus": substatus,
                 "updatedAt": _iso(order.updated)}, f"status:{order.order_id}:{status}/{substatus}")

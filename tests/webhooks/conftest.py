@@ -1,5 +1,7 @@
 """Fixtures for the push-endpoint tests: the webhooks blueprint served over real HTTP on 127.0.0.1,
-real sandboxes pushing to it, a real SQLite file. Every server a test starts is stopped by the test."""
+real sandboxes pushing to it, a real SQLite file. Every server a test starts is stopped by the test; a
+sandbox that pushed or answered outside its spec (YM's official Notification API, our MM push schema)
+fails the test at teardown."""
 
 from __future__ import annotations
 
@@ -59,9 +61,12 @@ def sandboxes() -> Iterator[Callable[..., RunningSandbox]]:
         return running
 
     yield make
+    violations: list[str] = []
     for running in started:
         running.app.push.stop()
         running.stop()
+        violations += running.app.spec_violations
+    assert not violations, "a sandbox pushed or answered outside its spec:\n" + "\n".join(violations[:5])
 
 
 @pytest.fixture
