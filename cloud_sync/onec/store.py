@@ -3,8 +3,8 @@ balances as 1C last stated them, offers naming items 1C has not described, order
 the statuses 1C sent back.
 
 Balances reach the cloud's stock ledger through `apply_balances` only: it keeps 1C's figures here
-(`onec_balances`, what 1C said) and hands them to `cloud_sync.stock` when that module offers its
-1C entry point, so the switch-over is this one function.
+(`onec_balances`, what 1C said) and hands them to `cloud_sync.stock.set_balances_many`, so the
+switch-over is this one function.
 """
 
 from __future__ import annotations
@@ -126,36 +126,22 @@ def _stock_module():
 
 
 def _to_ledger(conn: sqlite3.Connection, balances: list[Balance], ref: str) -> list[str]:
-    """The one switch-over point to the cloud's stock ledger: `cloud_sync.stock.set_balances`, one call
-    per 1C warehouse (the ledger's warehouse key is the 1C warehouse id), source "1c"."""
+    """The one switch-over point to the cloud's stock ledger: `cloud_sync.stock.set_balances_many` (the
+    ledger's warehouse key is the 1C warehouse id, source "1c"): a move for each new or changed level
+    only, every warehouse marked as heard from, in a few set-based statements per batch."""
     stock = _stock_module()
-    fn = getattr(stock, "set_balances", None) if stock else None
+    fn = getattr(stock, "set_balances_many", None) if stock else None
     notes: list[str] = []
     if fn is None or not balances:
         return notes
-    per_warehouse: dict[str, dict[str, int]] = {}
+    rows: list[tuple[str, str, int]] = []
     for b in balances:
         qty = int(b.quantity) if b.quantity >= 0 else 0
         if qty != b.quantity:
             notes.append(f"{b.item_id} at {b.warehouse_id}: 1C states {b.quantity}, the ledger takes {qty}")
-        per_warehouse.setdefault(b.warehouse_id, {})[b.item_id] = qty
-    for warehouse, rows in per_warehouse.items():
-        fn(conn, warehouse, _changed(conn, warehouse, rows), source="1c", ref=ref)
+        rows.append((b.item_id, b.warehouse_id, qty))
+    fn(conn, rows, source="1c", ref=ref)
     return notes
-
-
-def _changed(conn: sqlite3.Connection, warehouse: str, rows: dict[str, int]) -> dict[str, int]:
-    """Only the balances the ledger does not already hold: `record_balance` records nothing for an equal
-    one either, so this changes no outcome — it saves a query round per unchanged item when 1C re-sends
-    a full balance package (set_balances still marks the warehouse as heard from)."""
-    ids = list(rows)
-    held: dict[str, int] = {}
-    for i in range(0, len(ids), 500):
-        part = ids[i:i + 500]
-        held.update(conn.execute(
-            f"SELECT item_id, on_hand FROM stock_levels WHERE warehouse=? AND item_id IN ({','.join('?' * len(part))})",
-            (warehouse, *part)).fetchall())
-    return {item: qty for item, qty in rows.items() if held.get(item) != qty}
 
 
 def balances(conn: sqlite3.Connection) -> dict[str, dict[str, Decimal]]:
