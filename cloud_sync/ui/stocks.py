@@ -4,10 +4,32 @@ stock history chart."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 from flask import Blueprint, render_template, request
 
 from cloud_sync import reports, stock
 from cloud_sync.ui import PAGE_SIZE, accounts, args_for, charts, page_number
+
+_TOTALS: dict[str, tuple[float, dict]] = {}
+_TOTALS_LOCK = threading.Lock()
+TOTALS_MAX_AGE_S = 2.0  # the per-warehouse sums scan every level: shared by the requests of 2 seconds
+
+
+def _totals(conn) -> dict:
+    from cloud_sync.app import ctx
+
+    key = ctx().db_path
+    now = time.monotonic()
+    with _TOTALS_LOCK:
+        hit = _TOTALS.get(key)
+        if hit and now - hit[0] < TOTALS_MAX_AGE_S:
+            return hit[1]
+    totals = reports.stock_warehouse_totals(conn)
+    with _TOTALS_LOCK:
+        _TOTALS[key] = (now, totals)
+    return totals
 
 
 def routes(bp: Blueprint) -> None:
@@ -31,7 +53,7 @@ def routes(bp: Blueprint) -> None:
             args += [q, f"{q}%", f"%{q}%"]
         rows = conn.execute(sql + " ORDER BY s.item_id, s.warehouse LIMIT ? OFFSET ?",
                             [*args, PAGE_SIZE + 1, (page - 1) * PAGE_SIZE]).fetchall()
-        totals = reports.stock_warehouse_totals(conn)
+        totals = _totals(conn)
         by_account = None
         if account:
             headers, body = reports.stock_by_account(conn, account)

@@ -55,7 +55,7 @@ def test_one_wb_order_travels_to_the_site_label_and_every_other_marketplace(day:
 
     # the cloud linked the cards of both marketplaces to the 1C items by barcode
     def linked():
-        cards = http_json("GET", f"{cloud}/api/cards?linked=1")
+        cards = http_json("GET", f"{cloud}/api/cards?linked=1", token=day.api_token)
         return len(cards) >= 2 * ITEMS and cards
     cards = wait_for("cards linked on both accounts", linked)
 
@@ -64,13 +64,13 @@ def test_one_wb_order_travels_to_the_site_label_and_every_other_marketplace(day:
     # order on WB until it names an item with stock >= 2 (the sandbox chooses the card)
     native_id = http_json("POST", f"{wb}/_sandbox/orders", {"count": 1})["orders"][0]
     key = f"wb-main:{native_id}"
-    order = wait_for("the order in the cloud", lambda: _get(f"{cloud}/api/orders/{key}"))
+    order = wait_for("the order in the cloud", lambda: _get(f"{cloud}/api/orders/{key}", day.api_token))
     item_id = order["lines"][0]["item_id"]
     assert item_id, "the order line was linked to its 1C item"
     before = stock_of[item_id]
 
     # the site packed it and the label was printed on the virtual printer
-    packed = wait_for("packed", lambda: (o := _get(f"{cloud}/api/orders/{key}")) and o.get("packed_ts") and o)
+    packed = wait_for("packed", lambda: (o := _get(f"{cloud}/api/orders/{key}", day.api_token)) and o.get("packed_ts") and o)
     assert packed["status"] in ("packed", "in_work", "handed_over")
     labels = wait_for("a label PNG", lambda: sorted(Path(day.labels_dir).glob("*.png")))
     decoded = {r.text for p in labels for r in zxingcpp.read_barcodes(Image.open(p))}
@@ -91,13 +91,13 @@ def test_one_wb_order_travels_to_the_site_label_and_every_other_marketplace(day:
     wait_for(f"Ozon stock of {item_id} = {before - 1}", ozon_stock)
     assert http_json("GET", f"{ozon}/_sandbox/state")["spec_violations"] == []
 
-    summary = http_json("GET", f"{cloud}/api/summary")
+    summary = http_json("GET", f"{cloud}/api/summary", token=day.api_token)
     assert summary["orders_seen"] == 1 and summary["orders_packed"] == 1
     assert summary["errors"] == 0
 
 
-def _get(url: str):
+def _get(url: str, token: str):
     try:
-        return http_json("GET", url)
+        return http_json("GET", url, token=token)
     except OSError:
         return None
