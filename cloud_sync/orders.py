@@ -494,8 +494,9 @@ def poll(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Marketplace, *, li
 
 
 def refresh_statuses(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Marketplace, *, link: Any = None,
-                     limit: int = 200) -> int:
-    """Re-read open orders of the account (least recently updated first): catches cancellations."""
+                     limit: int = 50) -> int:
+    """Re-read open orders of the account (least recently updated first, `limit` per run so the
+    marketplace's request budget stays for new orders and stock): catches cancellations."""
     rows = conn.execute(
         "SELECT id, native_id, native_status, native_substatus FROM orders WHERE account=? AND stage IN"
         f" ({','.join('?' * len(OPEN_STAGES))}) ORDER BY updated_ts LIMIT ?",
