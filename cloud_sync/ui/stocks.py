@@ -49,7 +49,8 @@ def routes(bp: Blueprint) -> None:
             sql += " AND s.warehouse=?"
             args.append(warehouse)
         if q:
-            sql += " AND (s.item_id=? OR i.article LIKE ? OR i.name LIKE ?)"
+            # the matching items first (one pass over items), then their levels by the primary key
+            sql += (" AND s.item_id IN (SELECT ? UNION SELECT id FROM items WHERE article LIKE ? OR name LIKE ?)")
             args += [q, f"{q}%", f"%{q}%"]
         rows = conn.execute(sql + " ORDER BY s.item_id, s.warehouse LIMIT ? OFFSET ?",
                             [*args, PAGE_SIZE + 1, (page - 1) * PAGE_SIZE]).fetchall()

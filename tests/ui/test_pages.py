@@ -88,3 +88,23 @@ def test_price_editor_previews_a_document_against_the_price_list(as_user, cloud)
     assert r.status_code == 400 and 'id="err-line_0"' in r.text  # beside its row of the editor
     assert "unknown item" in r.text and "NO-SUCH" in r.text and 'id="apply-form"' not in r.text
     assert conn.execute("SELECT COUNT(*) FROM price_documents").fetchone()[0] == 0
+
+
+def test_stocks_search_and_why_this_number(as_user, cloud):
+    _, conn, _ = cloud
+    from cloud_sync import stock
+    from cloud_sync.db import transaction
+
+    for i, name in enumerate(["Кружка белая", "Чехол синий", "Носки"], 1):
+        conn.execute("INSERT INTO items(id, article, name) VALUES (?,?,?)", (f"I{i}", f"ART-{i}", name))
+    with transaction(conn):
+        stock.set_balances(conn, "main", {"I1": 5, "I2": 7, "I3": 0}, source="1c")
+    c = as_user("petya")
+    assert re.findall(r"<td>(I\d)</td>", c.get("/stocks").text) == ["I1", "I2", "I3"]
+    assert re.findall(r"<td>(I\d)</td>", c.get("/stocks?q=ART-2").text) == ["I2"]
+    assert re.findall(r"<td>(I\d)</td>", c.get("/stocks?q=Чехол").text) == ["I2"]
+    assert re.findall(r"<td>(I\d)</td>", c.get("/stocks?q=I3").text) == ["I3"]
+    why = c.get("/stocks/why?item=ART-1&account=wb1")
+    assert why.status_code == 200 and "own warehouse" in why.text and "<svg" in why.text
+    bad = c.get("/stocks/why?item=NOPE&account=wb1")
+    assert bad.status_code == 400 and 'id="err-item"' in bad.text and "unknown item" in bad.text
