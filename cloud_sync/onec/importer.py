@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -35,6 +36,7 @@ from cloud_sync.onec.parser import (
 )
 
 BATCH = 2000
+CACHE_KB = 32 * 1024  # SQLite page cache during an import (the default 2 MB is outgrown by 100,000 items)
 DEFAULT_WAREHOUSE_NAME = "Склад 1С (без разбивки по складам)"
 _COST_WORDS = ("себестоим", "закуп", "cost")
 
@@ -86,13 +88,27 @@ def import_files(conn: sqlite3.Connection, paths: Iterable[str | os.PathLike[str
                  ) -> ImportResult:
     """Import CommerceML files in one transaction. Raises parser.CommerceMLError (nothing applied)."""
     result = ImportResult(prices={} if details else None)
-    with transaction(conn):
+    with _import_settings(conn), transaction(conn):
         run = _Run(conn, result, set(cost_price_types))
         for path in paths:
             if progress:
                 progress(os.path.basename(os.fspath(path)))
             run.file(path)
     return result
+
+
+@contextmanager
+def _import_settings(conn: sqlite3.Connection) -> Iterator[None]:
+    """For the run only: a larger page cache (bounded: CACHE_KB) and temporary tables in memory (the
+    ledger's staging table). Durability is not touched: synchronous stays as the database has it."""
+    old_cache = conn.execute("PRAGMA cache_size").fetchone()[0]
+    conn.execute(f"PRAGMA cache_size={-CACHE_KB}")
+    if not conn.in_transaction:  # temp_store may only change outside a transaction
+        conn.execute("PRAGMA temp_store=MEMORY")
+    try:
+        yield
+    finally:
+        conn.execute(f"PRAGMA cache_size={int(old_cache)}")
 
 
 class _Run:
@@ -102,6 +118,8 @@ class _Run:
         self.cost_types = cost_types
         self.known_price_types = {row[0] for row in conn.execute("SELECT id FROM price_types")}
         self.known_warehouses = {row[0] for row in conn.execute("SELECT id FROM onec_warehouses")}
+        # whether any placeholder item may exist: when none does, looking for them is skipped
+        self.placeholders_exist = bool(conn.execute("SELECT EXISTS (SELECT 1 FROM onec_unknown_offers)").fetchone()[0])
         self.items: list[nom.Item] = []
         self.deleted: list[str] = []
         self.offers: list[Offer] = []
@@ -165,10 +183,12 @@ class _Run:
     def flush_items(self) -> None:
         if self.items:
             nom.upsert_items(self.conn, self.items, batch=BATCH)
-            ids = [it.id for it in self.items]
-            store.forget_unknown_offers(self.conn, ids)
+            if self.placeholders_exist:
+                store.forget_unknown_offers(self.conn, [it.id for it in self.items])
+            barcodes = self.r.barcodes
             for it in self.items:
-                self.r.barcodes.update(b for b in it.barcodes if b)
+                barcodes.update(it.barcodes)
+            barcodes.discard("")
             self.r.items += len(self.items)
             self.items = []
         if self.deleted:
@@ -186,8 +206,9 @@ class _Run:
             for row in self.conn.execute(
                     f"SELECT id, article, name, group_id, unit FROM items WHERE id IN ({marks})", part):
                 known[row[0]] = row
-            placeholders.update(row[0] for row in self.conn.execute(
-                f"SELECT offer_id FROM onec_unknown_offers WHERE offer_id IN ({marks})", part))
+            if self.placeholders_exist:
+                placeholders.update(row[0] for row in self.conn.execute(
+                    f"SELECT offer_id FROM onec_unknown_offers WHERE offer_id IN ({marks})", part))
         return known, placeholders
 
     def flush_offers(self) -> None:
@@ -258,6 +279,7 @@ class _Run:
                                   extra_barcodes)
         if unknown:
             store.note_unknown_offers(self.conn, unknown, self.file_name)
+            self.placeholders_exist = True
             self.unknown.extend(unknown)
             self.r.unknown_offers += len(unknown)
         if deleted:
