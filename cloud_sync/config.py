@@ -34,7 +34,7 @@ DEFAULT_STATUS_MAP: dict[str, dict[str, str]] = {
         "new": "new", "confirm": "in_work", "complete": "handed_over", "cancel": "cancelled",
         "cancel_carrier": "cancelled",
         # wbStatus
-        "waiting": "in_work", "sorted": "handed_over", "sold": "delivered", "canceled": "cancelled",
+        "waiting": "new", "sorted": "handed_over", "sold": "delivered", "canceled": "cancelled",
         "canceled_by_client": "returned", "declined_by_client": "cancelled", "defect": "returned",
         "ready_for_pickup": "handed_over", "postponed_delivery": "handed_over",
         "accepted_by_carrier": "handed_over", "sent_to_carrier": "handed_over",
@@ -174,10 +174,19 @@ class CloudConfig:
         return list(dict.fromkeys(seen))
 
     def unified_status(self, marketplace: str, native_status: str, native_substatus: str = "") -> str | None:
+        """"STATUS/SUBSTATUS" wins; else, where the substatus is a status of its own in the map (WB's wbStatus
+        beside the supplierStatus), the more telling of the two (cancelled/returned, else the later one)."""
         table = self.status_map.get(marketplace, {})
         if native_substatus and f"{native_status}/{native_substatus}" in table:
             return table[f"{native_status}/{native_substatus}"]
-        return table.get(native_status)
+        main, sub = table.get(native_status), table.get(native_substatus) if native_substatus else None
+        if main is None or sub is None:
+            return main or sub
+        for terminal in ("returned", "cancelled"):
+            if terminal in (main, sub):
+                return terminal
+        order = UNIFIED_STATUSES
+        return max(main, sub, key=order.index)
 
 
 def _secret_file(path: str) -> dict[str, str]:

@@ -518,6 +518,12 @@ def why(conn: sqlite3.Connection, cfg: object, item_id: str, account: str, now: 
             queued = f"; queued {q[0]} ({q[1]}{': ' + q[2] if q[2] else ''})" if q else ""
             ex.lines.append(f"  card {c.card_id} ({c.offer_id}, pack {c.pack}, linked by {c.link_source or '?'})"
                             f" @ marketplace warehouse {mp_wh} → {own}: {calc} → {qty}; {shown}{queued}")
+    fbo = conn.execute("SELECT f.warehouse_id, f.quantity, f.read_ts FROM fbo_stock f JOIN card_links l ON"
+                       " l.account=f.account AND l.card_id=f.card_id WHERE f.account=? AND l.item_id=?",
+                       (account, item_id)).fetchall()
+    for wh, qty, read_ts in fbo:
+        ex.lines.append(f"  FBO (the marketplace's own stock, not ours; never pushed): {qty} at {wh},"
+                        f" read {now - read_ts:.0f} s ago")
     recent = moves(conn, item_id, limit=5)
     if recent:
         ex.lines.append("  last moves:")

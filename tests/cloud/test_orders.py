@@ -132,6 +132,10 @@ def test_pushed_events_are_deduplicated_with_polling(conn, cfg):
 def test_unified_status_map_defaults_and_override():
     cfg = parse_config({"status_map": {"ozon": {"awaiting_deliver": "handed_over"}}}, env={})
     assert cfg.unified_status("wildberries", "confirm") == "in_work"
+    assert cfg.unified_status("wildberries", "complete", "sold") == "delivered"  # wbStatus tells more
+    assert cfg.unified_status("wildberries", "complete", "canceled_by_client") == "returned"
+    assert cfg.unified_status("wildberries", "new", "waiting") == "new"
+    assert cfg.unified_status("wildberries", "confirm", "waiting") == "in_work"
     assert cfg.unified_status("yandex_market", "PROCESSING", "READY_TO_SHIP") == "packed"
     assert cfg.unified_status("yandex_market", "PROCESSING", "OTHER") == "in_work"
     assert cfg.unified_status("megamarket", "CUSTOMER_CANCELED") == "cancelled"

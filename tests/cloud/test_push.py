@@ -94,7 +94,10 @@ def test_allocation_rules_and_pack_size(conn, windows):
     assert windows["oz"].shown["oz-1@20"] == 11  # floor(25 * 0.5) - 1
     assert windows["ym"].shown["ym-1@30"] == 3
     assert windows["mm"].shown["mm-1@40"] == 6  # 25 // 4
+    with transaction(conn):
+        stock.record_fbo(conn, "oz", [("oz-1", "fbo-1", 40)])
     text = stock.why(conn, cfg, items[0].article, "oz").text()
+    assert "FBO (the marketplace's own stock, not ours; never pushed): 40 at fbo-1" in text
     assert "floor(25 × 0.5) = 12, − 1 = 11" in text and "marketplace shows 11" in text
 
 
