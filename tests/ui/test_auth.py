@@ -168,3 +168,15 @@ def test_push_endpoints_and_the_1c_exchange_keep_their_own_caller_authentication
     assert r.status_code == 200 and r.get_data(as_text=True).startswith("success")
     # and the manager's pages stay closed to both kinds of caller credentials
     assert c.get("/orders", headers={"Authorization": f"Basic {good}"}).status_code == 302
+
+
+def test_login_is_rate_limited_per_address_across_names(cloud):
+    app, conn, _ = cloud
+    c = app.test_client()
+    names = [f"nobody{n}" for n in range(4 * users.MAX_FAILURES)]
+    for name in names:  # one guess per name: no name is locked, the address is
+        page = c.get("/login")
+        c.post("/login", data={"name": name, "password": "x" * 12, "csrf_token": form_token(page.text)})
+    assert conn.execute("SELECT COUNT(DISTINCT name) FROM login_failures").fetchone()[0] == len(names)
+    r = login(c, "olga")  # right name, right password, but this address has guessed too much
+    assert r.status_code == 429

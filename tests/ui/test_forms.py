@@ -107,3 +107,26 @@ def test_bulk_cancel_needs_a_reason_and_packers_cannot_cancel(as_user, cloud):
     token = form_token(p.get("/orders").text)
     r = p.post("/orders/bulk", data={"csrf_token": token, "action": "cancel", "keys": ["wb1:1"], "reason": "x"})
     assert r.status_code == 400 and "a packer may not cancel" in r.text
+
+
+def test_a_good_price_upload_goes_to_the_preview_and_nothing_is_sent_yet(as_user, cloud):
+    from cloud_sync import catalog
+    from marketplaces.base import Card
+
+    _, conn, _ = cloud
+    conn.execute("INSERT INTO items(id, article, name) VALUES ('I1', 'ART-1', 'Кружка')")
+    catalog.import_cards(conn, "wb1", "wildberries", [Card(native_id="101", offer_id="ART-1", title="Кружка")])
+    catalog.auto_link(conn, "wb1")
+    c = as_user("masha")
+    token = form_token(c.get("/prices?account=wb1").text)
+    wb = Workbook()
+    wb.active.append(["Артикул", "Цена", "Скидка"])
+    wb.active.append(["ART-1", 1200, 10])
+    buf = io.BytesIO()
+    wb.save(buf)
+    r = c.post("/prices/upload", data={"csrf_token": token, "account": "wb1",
+                                       "file": (io.BytesIO(buf.getvalue()), "prices.xlsx")},
+               content_type="multipart/form-data")
+    assert r.status_code == 200 and 'id="diff"' in r.text and 'id="apply-form"' in r.text
+    assert 'data-offer="ART-1"' in r.text
+    assert _count(conn, "price_history") == 0  # a preview sends nothing
