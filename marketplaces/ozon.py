@@ -60,6 +60,7 @@ AFTER_PACKAGING = {"awaiting_deliver", "delivering", "driver_pickup", "delivered
 HANDED_OVER = {"delivering", "driver_pickup", "delivered", "sent_by_seller"}
 RETRYABLE_ITEM_CODES = {"TOO_MANY_REQUESTS"}
 ITEM_RETRY_ROUNDS = 3
+MOVE_ATTEMPTS = 5  # sends of one status change, each after reading the status back
 
 
 def validate_payload(ep: Endpoint, payload: Any) -> None:
@@ -418,7 +419,7 @@ class OzonAdapter:
                               "acceptance_in_progress", "awaiting_approve", "awaiting_verification"}}[action]
         if status not in allowed:
             return StatusChange(number, action, False, status, error=f"cannot {action} a posting that is {status}")
-        for _attempt in range(3):
+        for _attempt in range(MOVE_ATTEMPTS):
             try:
                 self._send_move(number, action, p, details)
             except Uncertain as exc:
@@ -434,7 +435,7 @@ class OzonAdapter:
                 return StatusChange(number, action, True, p["status"])
             if p["status"] not in allowed:
                 return StatusChange(number, action, False, p["status"], error=f"posting moved to {p['status']}")
-        return StatusChange(number, action, False, p["status"], error=f"{action} did not take after 3 attempts")
+        return StatusChange(number, action, False, p["status"], error=f"{action} did not take after {MOVE_ATTEMPTS} attempts")
 
     def _send_move(self, number: str, action: str, p: dict[str, Any], details: dict[str, Any]) -> None:
         if action == "assemble":

@@ -51,6 +51,7 @@ log = logging.getLogger("marketplaces.wildberries")
 SUPPLIER_STATUSES = {"new", "confirm", "complete", "cancel", "cancel_carrier"}
 TARGET = {"confirm": {"confirm", "complete"}, "ship": {"complete"}, "cancel": {"cancel", "cancel_carrier"}}
 MSK = timedelta(hours=3)
+MOVE_ATTEMPTS = 5  # sends of one status change, each after reading the status back
 STICKER_SIZES = {"58x40": (58, 40), "40x30": (40, 30)}
 STICKER_TYPES = {"png": "png", "svg": "svg", "zpl": "zplh"}
 
@@ -410,7 +411,7 @@ class WildberriesAdapter:
         allowed = {"confirm": {"new"}, "ship": {"confirm"}, "cancel": {"new", "confirm"}}[action]
         if current not in allowed:
             return StatusChange(oid, action, False, current, error=f"cannot {action} an order that is {current}")
-        for _attempt in range(3):
+        for _attempt in range(MOVE_ATTEMPTS):
             try:
                 self._send_move(oid, action, details)
             except Uncertain as exc:
@@ -424,7 +425,7 @@ class WildberriesAdapter:
                 return StatusChange(oid, action, True, now)
             if now not in allowed:
                 return StatusChange(oid, action, False, now, error=f"order moved to {now} meanwhile")
-        return StatusChange(oid, action, False, now, error=f"{action} did not take after 3 attempts")
+        return StatusChange(oid, action, False, now, error=f"{action} did not take after {MOVE_ATTEMPTS} attempts")
 
     def _send_move(self, oid: str, action: str, details: dict[str, Any]) -> None:
         if action == "cancel":
@@ -437,7 +438,12 @@ class WildberriesAdapter:
             if not supply:
                 supply = self._create_supply(wh)
                 self._open_supply[wh] = supply
-            self.http.call("supply_add_orders", path_params={"supplyId": supply}, json={"orders": [int(oid)]})
+            try:
+                self.http.call("supply_add_orders", path_params={"supplyId": supply}, json={"orders": [int(oid)]})
+            except MarketplaceError as exc:
+                if exc.status == 409 and self._open_supply.get(wh) == supply:
+                    del self._open_supply[wh]  # delivered meanwhile (or full): the next attempt opens another
+                raise
             raw["supplyId"] = supply
             return
         # ship: deliver the order's supply

@@ -34,21 +34,58 @@ def contract() -> Iterator[ContractChecker]:
     checker.assert_clean()
 
 
+class ProcessSandbox:
+    """`marketsync sandbox serve` as a child process (its own CPU core and GIL), validating against the
+    spec like the in-thread one; `.app` answers marketplace, time_scale and spec_violations over HTTP."""
+
+    def __init__(self, name: str, *, seed: int, time_scale: float) -> None:
+        import json
+        import subprocess
+        import sys
+        from pathlib import Path
+        from types import SimpleNamespace
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "marketsync.cli", "sandbox", "serve", name, "--port", "0", "--seed", str(seed),
+             "--time-scale", str(time_scale)], cwd=Path(__file__).resolve().parents[2], stdout=subprocess.PIPE,
+            text=True)
+        first = json.loads(self.proc.stdout.readline())
+        self.url, self.credentials = first["url"], first["credentials"]
+        self.app = SimpleNamespace(marketplace=name, time_scale=time_scale, spec_violations=[])
+
+    def stop(self) -> None:
+        import httpx
+
+        try:
+            self.app.spec_violations = httpx.get(self.url + "/_sandbox/state", timeout=30).json()["spec_violations"]
+        finally:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except Exception:  # noqa: BLE001 - never leave it running
+                self.proc.kill()
+                self.proc.wait()
+
+
 @pytest.fixture
 def sandbox_factory() -> Iterator[Callable[..., RunningSandbox]]:
-    started: list[RunningSandbox] = []
+    """`make(name, seed=, time_scale=, process=False)`: in a thread, or as a child process."""
+    started: list[Any] = []
 
-    def make(name: str, **options: Any) -> RunningSandbox:
+    def make(name: str, *, process: bool = False, **options: Any) -> Any:
         options.setdefault("seed", 20)
-        running = start_sandbox(name, **options)
+        if process:
+            running: Any = ProcessSandbox(name, seed=options["seed"], time_scale=options.get("time_scale", 1.0))
+        else:
+            running = start_sandbox(name, **options)
         started.append(running)
         return running
 
     yield make
     violations: list[str] = []
     for running in started:
-        violations += running.app.spec_violations
         running.stop()
+        violations += running.app.spec_violations
     assert not violations, "sandbox answered outside its spec (a sandbox bug):\n" + "\n".join(violations[:10])
 
 

@@ -2,7 +2,7 @@
 
 10,000 stocks (100 pairs a request, 80 requests a minute, time-scaled) and a full cycle of 100
 postings (new -> confirmed -> packed (ship) -> label -> handed over (carriage)) through the adapter
-against the sandbox, orders worked by 8 threads. Asserts every stock accepted once (no per-item
+against the sandbox, orders worked by 16 threads. Asserts every stock accepted once (no per-item
 refusal either) and every posting moved exactly once through each status.
 """
 
@@ -31,7 +31,7 @@ def test_ozon_stocks_and_postings_under_faults(sandbox_factory, account_for, con
     # the sandbox validates every request and reply itself (a bad request would get a 400, a bad reply
     # is counted and fails the test at teardown); the client-side double check is off to halve the CPU
     contract.check_requests = contract.check_responses = False
-    sb = sandbox_factory("ozon", seed=3334, time_scale=50)
+    sb = sandbox_factory("ozon", seed=3334, time_scale=50, process=True)
     adapter = open_account(account_for(sb))
     cards = list(adapter.list_cards())
     whs = adapter.warehouses()
@@ -45,7 +45,7 @@ def test_ozon_stocks_and_postings_under_faults(sandbox_factory, account_for, con
         pushed = stock_job.submit(adapter.push_stocks, levels)
         orders = adapter.new_orders()
         assert sorted(o.native_id for o in orders) == sorted(numbers)
-        with ThreadPoolExecutor(8) as pool:
+        with ThreadPoolExecutor(16) as pool:
             outcomes = list(pool.map(lambda o: _cycle(adapter, o.native_id), orders))
         results = pushed.result()
     assert all(x == (True, True, True, True) for x in outcomes), [x for x in outcomes if x != (True,) * 4]

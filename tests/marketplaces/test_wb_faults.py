@@ -1,7 +1,7 @@
 """Wildberries under faults: 20% 429, 10% 5xx, 100 ms latency on every request; then lost replies.
 
 10,000 stocks and a full cycle of 100 orders (new -> confirmed -> packed -> shipped, stickers fetched)
-through the adapter against the sandbox (real HTTP, time-scaled limits); orders are worked by 8
+through the adapter against the sandbox (real HTTP, time-scaled limits); orders are worked by 16
 threads as the cloud's jobs would. Asserts every stock accepted once and every order moved exactly
 once through each status.
 """
@@ -33,7 +33,7 @@ def test_wb_stocks_and_orders_under_faults(sandbox_factory, account_for, contrac
     # the sandbox validates every request and reply itself (a bad request would get a 400, a bad reply
     # is counted and fails the test at teardown); the client-side double check is off to halve the CPU
     contract.check_requests = contract.check_responses = False
-    sb = sandbox_factory("wildberries", seed=3334, time_scale=50)
+    sb = sandbox_factory("wildberries", seed=3334, time_scale=50, process=True)
     adapter = open_account(account_for(sb))
     cards = list(adapter.list_cards())
     whs = adapter.warehouses()
@@ -47,7 +47,7 @@ def test_wb_stocks_and_orders_under_faults(sandbox_factory, account_for, contrac
         pushed = stock_job.submit(adapter.push_stocks, levels)
         orders = adapter.new_orders()
         assert sorted(o.native_id for o in orders) == sorted(ids)
-        with ThreadPoolExecutor(8) as pool:
+        with ThreadPoolExecutor(16) as pool:
             outcomes = list(pool.map(lambda o: _cycle(adapter, o.native_id), orders))
         results = pushed.result()
     assert all(x == (True, True, True, True) for x in outcomes), [x for x in outcomes if x != (True,) * 4]
