@@ -172,6 +172,10 @@ def install(app: Flask) -> None:
             conn = conn or db()
             if not users.any_users(conn) and _loopback(request.remote_addr):
                 g.auth_kind = "setup"  # first run on this box: see the module docstring
+                if request.method not in SAFE_METHODS and request.mimetype != "application/json":
+                    # a page elsewhere could make this browser post a form here: only JSON calls (which a
+                    # browser will not send cross-site without a CORS preflight we never grant) change things
+                    return refuse(403, "before the first user exists, changes are taken as JSON API calls only")
                 return None
             return refuse(401, "log in first (or send an API token: Authorization: Bearer …)")
         if g.auth_kind == "session" and request.method not in SAFE_METHODS:

@@ -180,3 +180,17 @@ def test_login_is_rate_limited_per_address_across_names(cloud):
     assert conn.execute("SELECT COUNT(DISTINCT name) FROM login_failures").fetchone()[0] == len(names)
     r = login(c, "olga")  # right name, right password, but this address has guessed too much
     assert r.status_code == 429
+
+
+def test_first_run_lets_the_loopback_use_the_json_api_but_refuses_cross_site_forms(tmp_path):
+    from cloud_sync.app import create_app
+    from cloud_sync.config import parse_config
+
+    cfg = parse_config({"cloud": {"db_path": str(tmp_path / "fresh.sqlite")}})
+    c = create_app(cfg).test_client()
+    assert c.get("/api/summary").status_code == 200  # no user yet, loopback: the integration tests' way
+    assert c.get("/api/summary", environ_base={"REMOTE_ADDR": "10.0.0.5"}).status_code == 401
+    assert c.post("/api/orders/x:1/cancel", json={"reason": "r"}).status_code == 404  # JSON: let through
+    r = c.post("/api/orders/x:1/cancel", data={"reason": "r"})  # a form, as another site could make one
+    assert r.status_code == 403
+    assert "marketsync cloud user add" in c.get("/login").text
