@@ -136,7 +136,8 @@ def set_item_prices(conn: sqlite3.Connection, rows: Iterable[tuple[str, str, Dec
     data = [(item_id, type_id, str(price)) for item_id, type_id, price in rows]
     conn.executemany(
         "INSERT INTO item_prices(item_id, price_type_id, price) VALUES (?,?,?)"
-        " ON CONFLICT(item_id, price_type_id) DO UPDATE SET price=excluded.price",
+        " ON CONFLICT(item_id, price_type_id) DO UPDATE SET price=excluded.price"
+        " WHERE item_prices.price IS NOT excluded.price",  # an unchanged price is not rewritten
         data,
     )
     return len(data)
