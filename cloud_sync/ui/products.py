@@ -33,7 +33,9 @@ def _page(status: int = 200, **kw: Any):
     page = page_number()
     kw.setdefault("errors", {})
     kw.setdefault("messages", [])
+    wb_accounts = [(n, label) for n, label in accounts() if _ctx().cfg.accounts[n].marketplace == "wildberries"]
     return render_template("cloud/products.html", active="products", accounts=accounts(), account=account or "",
+                           wb_accounts=wb_accounts,
                            linked=a.get("linked", ""), rows=rows[(page - 1) * PAGE_SIZE: page * PAGE_SIZE],
                            total=len(rows), page=page, has_next=len(rows) > page * PAGE_SIZE, args=args_for(),
                            unmatched=sum(1 for r in rows if r.item_id is None),
@@ -90,19 +92,25 @@ def routes(bp: Blueprint) -> None:
     @bp.post("/products/visibility", endpoint="products_visibility")
     def visibility():
         f = request.form
-        account, card_ids = f.get("account", ""), f.getlist("card_ids")
-        adapter = _ctx().adapters.get(account)
+        chosen: dict[str, list[str]] = {}
+        for value in f.getlist("card_ids"):  # "account|card id", so one list may hold several accounts
+            account, _, card_id = value.partition("|")
+            chosen.setdefault(account, []).append(card_id)
         errors: dict[str, str] = {}
-        if adapter is None:
-            errors["vis_account"] = "choose a connected account (filter the list by account first)"
-        if not card_ids:
+        if not chosen:
             errors["card_ids"] = "choose at least one card"
+        missing = sorted(a for a in chosen if a not in _ctx().adapters)
+        if missing:
+            errors["vis_account"] = f"not connected: {', '.join(missing)} — nothing was changed"
         if errors:
             return _page(status=400, errors=errors)
         conn = _db()
+        results = []
         try:
-            with transaction(conn):
-                results = catalog.set_visibility(conn, adapter, account, card_ids, f.get("visible") == "yes")
+            for account, card_ids in chosen.items():
+                with transaction(conn):
+                    results += catalog.set_visibility(conn, _ctx().adapters[account], account, card_ids,
+                                                      f.get("visible") == "yes")
         except (catalog.CatalogError, MarketplaceError) as exc:
             return _page(status=400, errors={"card_ids": str(exc)})
         _ctx().wake()

@@ -133,7 +133,7 @@ def test_products_queue_link_by_hand_and_refusals(as_user, cloud):
     assert r.status_code == 200
     linked = catalog.card(conn, "wb1", "102")
     assert (linked.item_id, linked.pack) == ("I1", 2)
-    r = c.post("/products/visibility", data={"csrf_token": form_token(page), "account": "wb1", "card_ids": ["101"],
+    r = c.post("/products/visibility", data={"csrf_token": form_token(page), "card_ids": ["wb1|101"],
                                              "visible": "no"})
     assert r.status_code == 400 and 'id="err-vis_account"' in r.text  # no adapter for wb1 here: said, not done
     assert catalog.card(conn, "wb1", "101").visible
