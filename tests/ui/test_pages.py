@@ -56,6 +56,11 @@ def test_bulk_actions_run_through_the_order_flow(as_user, cloud):
     assert any("buyer called (masha)" in e["detail"] for e in detail["events"])
     r = c.post("/orders/bulk", data={"csrf_token": token, "action": "take", "keys": keys[2:]})
     assert "cannot be confirmed" in r.text  # not linked to an item: skipped with the reason
+    r = c.post("/orders/bulk", data={"csrf_token": token, "action": "labels", "keys": keys[2:3]})
+    assert "labels: 1 order(s) done" in r.text
+    oid = conn.execute("SELECT id FROM orders WHERE key=?", (keys[2],)).fetchone()[0]
+    assert conn.execute("SELECT state FROM order_actions WHERE order_id=? AND action='label'", (oid,)).fetchone()[0] \
+        == "pending"  # the order flow fetches the label again and sends it to the site's printer
     r = c.post("/orders/bulk", data={"csrf_token": token, "action": "take", "keys": ["ghost:1"]})
     assert r.status_code == 400 and "unknown order(s): ghost:1" in r.text
 
