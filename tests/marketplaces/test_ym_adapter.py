@@ -206,3 +206,19 @@ def test_create_card_through_offer_mappings(ym) -> None:
     status = adapter.card_creation_status("NEW-1")
     assert status.state == "created" and status.card and status.card.barcodes == ["4607000099991"]
     assert adapter.card_creation_status("NOPE").state == "pending"
+
+
+def test_account_settings_are_checked_up_front(ym) -> None:
+    from marketplaces.base import MarketplaceError
+
+    running, adapter = ym
+    cfg = ym_account(running)
+    cfg.options = {"business_id": running.app.business_id}
+    with pytest.raises(MarketplaceError, match="campaign_id"):
+        open_account(cfg)
+    with pytest.raises(MarketplaceError, match="price_level"):
+        open_account(ym_account(running, price_level="everywhere"))
+    with pytest.raises(NotSupported):
+        adapter.get_label("1", fmt="zpl")
+    with pytest.raises(MarketplaceError, match="label size"):
+        adapter.get_label("1", size="100x150")

@@ -132,7 +132,11 @@ def test_wrong_token_foreign_store_and_unexpected_source_are_refused(sandboxes, 
     assert post(rx.push_url("ym-5") + "/notification", foreign).status_code == 403
     assert post(rx.push_url("ym-strict") + "/notification", good).status_code == 403
     assert rows(rx.db_path) == []
-    assert post(rx.push_url("ym-5") + "/notification", good).status_code == 200
+    accepted = post(rx.push_url("ym-5") + "/notification", good)
+    assert accepted.status_code == 200
+    check_spec(good, accepted)
+    refused = post(wrong_token, good)
+    assert refused.status_code == 403 and refused.json()["error"]["message"] == "wrong push token"
     assert [r["dedup_key"] for r in rows(rx.db_path)] == [f"ym:{ym.app.campaign_id}:7:created"]
 
 
