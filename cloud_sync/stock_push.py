@@ -295,7 +295,7 @@ def send_account(conn: sqlite3.Connection, cfg: CloudConfig, account: str, adapt
     if top is None:
         return out
     rows = conn.execute(
-        "SELECT card_id, warehouse_id, offer_id, quantity, version, attempts FROM stock_push_queue WHERE account=?"
+        "SELECT card_id, warehouse_id, offer_id, item_id, quantity, version, attempts FROM stock_push_queue WHERE account=?"
         " AND state='pending' AND next_try<=? AND priority=? ORDER BY queued_ts LIMIT ?",
         (account, now, top, cfg.jobs.push_batch)).fetchall()
     levels = [StockLevel(r["card_id"], r["offer_id"], r["warehouse_id"], r["quantity"]) for r in rows]
@@ -317,8 +317,9 @@ def send_account(conn: sqlite3.Connection, cfg: CloudConfig, account: str, adapt
                              " (?,?,?,?,?) ON CONFLICT(account, card_id, warehouse_id) DO UPDATE SET"
                              " quantity=excluded.quantity, ts=excluded.ts",
                              (account, r["card_id"], r["warehouse_id"], r["quantity"], done))
-                if not deleted:  # a newer number arrived meanwhile: respect the marketplace's interval
+                if not deleted:  # the row changed or went while we sent: recompute, and respect the interval
                     _reschedule_after_push(conn, cfg, account, r["card_id"], r["warehouse_id"], done)
+                    stock.mark_dirty(conn, [r["item_id"]], "source", done)
                 out.ok += 1
                 continue
             error = str(call_error) if call_error is not None else (res.error if res else "no result for this item")

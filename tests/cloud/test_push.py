@@ -209,3 +209,29 @@ def test_marketplace_warehouses_sharing_an_own_warehouse_split_the_number(conn, 
     assert [shown[f"wb-1@{w}"] for w in (10, 11, 12)] == [9, 8, 8]
     assert [shown[f"wb-2@{w}"] for w in (10, 11, 12)] == [2, 1, 1]
     assert "split between the 3 marketplace warehouses" in stock.why(conn, cfg, items[0].item_id, "wb").text()
+
+
+def test_a_push_raced_by_a_newer_change_is_recomputed_not_lost(conn, cfg, windows):
+    items = seed(conn, 10)
+    stock_push.plan(conn, cfg)
+    _send_all(conn, cfg, windows)
+    scarce = next(i for i in items if i.stock == 2)
+    orders.ingest(conn, cfg, [order("oz", "o1", card_id("oz", scarce.index), qty=2)])  # zeros queued
+
+    class Racing:
+        """While WB takes the zero, the buyer cancels and the planner drops the now-pointless zero."""
+
+        name, account = "wildberries", "wb"
+
+        def push_stocks(self, levels):
+            o = conn.execute("SELECT id FROM orders WHERE key='oz:o1'").fetchone()[0]
+            with transaction(conn):
+                orders.cancel(conn, cfg, o, reason="buyer", tell_marketplace=False)
+            stock_push.plan(conn, cfg)
+            return windows["wb"].push_stocks(levels)
+
+    stock_push.send_account(conn, cfg, "wb", Racing())
+    assert windows["wb"].shown[f"wb-{scarce.index}@10"] == 0  # the zero did land
+    stock_push.plan(conn, cfg)
+    _send_all(conn, cfg, windows)
+    assert windows["wb"].shown[f"wb-{scarce.index}@10"] == 2  # and was put right
