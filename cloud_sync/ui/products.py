@@ -47,6 +47,19 @@ def routes(bp: Blueprint) -> None:
     def products_page():
         return _page()
 
+    @bp.get("/products/suggest", endpoint="products_suggest")
+    def suggest():
+        """The queue's suggestions for one card: 1C items whose article or name resemble it."""
+        conn = _db()
+        card = catalog.card(conn, request.args.get("account", ""), request.args.get("card_id", ""))
+        if card is None:
+            return _page(status=404, errors={"card_id": "no such card"})
+        ids = catalog._suggest(conn, card, limit=5)  # noqa: SLF001 - the catalog's own matcher, as auto_link uses it
+        items = [dict(r) for r in conn.execute(
+            f"SELECT id, article, name FROM items WHERE id IN ({','.join('?' * len(ids))})", ids)] if ids else []
+        items.sort(key=lambda r: ids.index(r["id"]))
+        return _page(suggest={"card": card, "items": items})
+
     @bp.post("/products/autolink", endpoint="products_autolink")
     def autolink():
         conn = _db()

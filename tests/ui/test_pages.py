@@ -126,6 +126,8 @@ def test_products_queue_link_by_hand_and_refusals(as_user, cloud):
     r = c.post("/products/autolink", data={"csrf_token": form_token(page)})
     assert 'id="link-report"' in r.text and "ODD-9" in r.text  # left for a person, with the reason
     assert "1 card(s), 1 not linked" in c.get("/products?linked=no").text
+    sug = c.get("/products/suggest?account=wb1&card_id=102").text
+    assert 'id="suggestions"' in sug and "<td>I1</td>" in sug  # «Кружка 2 шт» resembles «Кружка»
     r = c.post("/products/link", data={"csrf_token": form_token(page), "account": "wb1", "card_id": "102",
                                        "item_id": "I1", "pack": "0"})
     assert r.status_code == 400 and 'id="err-pack"' in r.text
