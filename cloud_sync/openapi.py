@@ -157,6 +157,11 @@ def document(app: Flask | None = None) -> dict[str, Any]:
         "/api/cards/creations": {"get": _op("card creations and their state", {"200": _ok(ARR)},
                                             params=[_q("account")])},
         "/api/sites": {"get": _op("sites, last seen and devices", {"200": _ok(ARR)})},
+        "/api/settings/secrets": {
+            "get": _op("stored secrets: names, field names, when (never a value); owners", {"200": _ok(ARR)}),
+            "post": _op("store credentials encrypted (write-only); owners", {"200": _ok(), "400": ERR, "422": ERR},
+                        body=_body({"name": {"type": "string"}, "fields": {"type": "object", "additionalProperties": {
+                            "type": "string"}}}, ["name", "fields"]))},
         "/api/prices/{account}": {"get": _op("the account's price list", {"200": _ok(ARR), "404": ERR},
                                              params=[_p("account")])},
         "/api/prices/preview": {"post": _op("preview a price document (sends nothing)",

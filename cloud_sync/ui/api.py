@@ -127,4 +127,36 @@ def blueprint() -> Blueprint:
         return jsonify({"id": report.id, "reconciled": report.reconciled, "headers": headers,
                         "rows": [[str(v) if v is not None else None for v in r] for r in rows]})
 
+    @bp.get("/api/settings/secrets")
+    def list_secrets():
+        """What is stored (names, field names, when): never a value."""
+        from cloud_sync import secrets
+        from cloud_sync.app import db
+
+        return jsonify(secrets.describe(db()))
+
+    @bp.post("/api/settings/secrets")
+    def put_secret():
+        """Store credentials (write-only, encrypted): {"name": "account/wb-main" | "telegram/bot_token",
+        "fields": {"Authorization": "..."}}; owners only."""
+        from cloud_sync import secrets
+        from cloud_sync.app import ApiError, ctx, db
+
+        data = _body()
+        name, fields = data.get("name"), data.get("fields")
+        if not isinstance(name, str) or not (name.startswith("account/") and name[8:] in ctx().cfg.accounts
+                                             or name == secrets.BOT_TOKEN):
+            raise ApiError("name must be account/<a configured account> or telegram/bot_token", 422)
+        if not isinstance(fields, dict) or not fields or not all(
+                isinstance(k, str) and k and isinstance(v, str) and v and len(v) <= 4096 for k, v in fields.items()):
+            raise ApiError("fields must be an object of non-empty strings", 422)
+        if name == secrets.BOT_TOKEN:
+            value = fields.get("value", "")
+            if not value:
+                raise ApiError('give the bot token as {"value": "..."}', 422)
+            secrets.SecretStore(secrets.key_file_for(ctx().cfg)).put(db(), name, value, merge=False)
+        else:
+            secrets.SecretStore(secrets.key_file_for(ctx().cfg)).put(db(), name, fields)
+        return jsonify({"stored": name, "fields": sorted(fields)})
+
     return bp

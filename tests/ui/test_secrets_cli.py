@@ -86,3 +86,18 @@ def test_user_and_token_commands(tmp_path):
     assert "user" in _ms("cloud", "--help").stdout
     conn.close()
     assert os.path.exists(db)
+
+
+def test_secrets_through_the_api_are_write_only_and_for_owners(cloud):
+    app, conn, _ = cloud
+    owner, manager = users.new_token(conn, "olga"), users.new_token(conn, "masha")
+    c = app.test_client()
+    body = {"name": "account/wb1", "fields": {"Authorization": "api-entered-token-777"}}
+    assert c.post("/api/settings/secrets", json=body, headers={"Authorization": f"Bearer {manager}"}).status_code == 403
+    r = c.post("/api/settings/secrets", json=body, headers={"Authorization": f"Bearer {owner}"})
+    assert r.status_code == 200 and "api-entered-token-777" not in r.text
+    listed = c.get("/api/settings/secrets", headers={"Authorization": f"Bearer {owner}"})
+    assert listed.get_json()[0]["fields"] == ["Authorization"] and "api-entered-token-777" not in listed.text
+    bad = c.post("/api/settings/secrets", json={"name": "account/ghost", "fields": {"a": "b"}},
+                 headers={"Authorization": f"Bearer {owner}"})
+    assert bad.status_code == 422
