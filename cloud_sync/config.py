@@ -67,6 +67,13 @@ DEFAULT_STATUS_MAP: dict[str, dict[str, str]] = {
 # Ozon "once per 30 s"); the planner schedules the next push of a card no sooner than this.
 DEFAULT_MIN_STOCK_INTERVAL_S = {"wildberries": 0.0, "ozon": 30.0, "yandex_market": 0.0, "megamarket": 0.0}
 
+# The shortest order poll that leaves the account's request budget for stock pushes and status moves:
+# WB's marketplace family allows 300/min (one poll per 0.2 s); Ozon 50 rps per Client-Id; YM's order
+# list 10,000/hour (2.8 rps); Megamarket 5 rps for ALL calls of a seller together. Real-world seconds
+# (divided by the account's time_scale); `[jobs] orders_poll_s` and `[accounts.X] orders_poll_s` only
+# ever make it longer.
+DEFAULT_MIN_POLL_S = {"wildberries": 0.2, "ozon": 0.1, "yandex_market": 0.75, "megamarket": 1.0}
+
 # When the marketplace's label can be fetched: after "confirm" (WB sticker needs status confirm) or
 # after "assemble" (Ozon labels exist only in awaiting_deliver; YM after the box layout is sent with
 # READY_TO_SHIP; Megamarket once the lots are PACKED).
@@ -104,6 +111,13 @@ class AccountSettings:
     min_stock_interval_s: float = 0.0
     label_after: str = "confirm"
     label_format: str = ""  # "" = the adapter's default
+    orders_poll_s: float = 0.0  # this account's own poll interval (wall seconds); 0 = the jobs' one
+
+    def poll_interval(self, jobs_poll_s: float) -> float:
+        """Seconds between two new-order polls of this account: the configured one, never shorter than the
+        marketplace's budget allows (DEFAULT_MIN_POLL_S, at the account's time scale)."""
+        floor = DEFAULT_MIN_POLL_S.get(self.marketplace, 1.0) / max(self.account.time_scale, 1e-9)
+        return max(self.orders_poll_s or jobs_poll_s, floor)
 
     @property
     def name(self) -> str:
@@ -296,6 +310,7 @@ def parse_config(data: dict[str, Any], *, base_dir: Path | None = None,
             min_stock_interval_s=_float(a, "min_stock_interval_s", DEFAULT_MIN_STOCK_INTERVAL_S[mp], where),
             label_after=a.get("label_after", DEFAULT_LABEL_AFTER[mp]),
             label_format=a.get("label_format", ""),
+            orders_poll_s=_float(a, "orders_poll_s", 0.0, where),
         )
     if not cfg.sites:
         cfg.sites["site-1"] = SiteConfig(id="site-1", name="site-1", warehouses=[cfg.default_warehouse])

@@ -56,7 +56,9 @@ class Jobs:
     def add_defaults(self) -> None:
         j = self.cfg.jobs
         for name, adapter in self.adapters.items():
-            self.add(f"orders:{name}", j.orders_poll_s, self._poll(adapter))
+            settings = self.cfg.accounts.get(name)
+            every = settings.poll_interval(j.orders_poll_s) if settings else j.orders_poll_s
+            self.add(f"orders:{name}", every, self._poll(adapter))
             self.add(f"statuses:{name}", j.status_refresh_s, self._refresh(adapter))
             self.add(f"cards:{name}", 60.0, self._follow_cards(name, adapter))
             self.add(f"fbo:{name}", j.fbo_read_s, self._read_fbo(name, adapter))

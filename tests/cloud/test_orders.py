@@ -275,3 +275,16 @@ def test_marketplace_says_marking_required_even_when_1c_does_not(conn, cfg):
     orders.ingest(conn, cfg, [o])
     (_, body), = _outbox(conn)
     assert body["lines"][0]["marking_required"] is True
+
+
+def test_order_polls_never_faster_than_the_marketplace_budget():
+    from cloud_sync.config import parse_config as parse
+
+    cfg = parse({"accounts": {"mm": {"marketplace": "megamarket", "base_url": "http://127.0.0.1:9", "time_scale": 10},
+                              "wb": {"marketplace": "wildberries", "base_url": "http://127.0.0.1:9"},
+                              "oz": {"marketplace": "ozon", "base_url": "http://127.0.0.1:9", "orders_poll_s": 30}}},
+                env={})
+    assert cfg.accounts["mm"].poll_interval(0.01) == pytest.approx(0.1)  # 1 s / time scale 10
+    assert cfg.accounts["wb"].poll_interval(0.01) == pytest.approx(0.2)
+    assert cfg.accounts["wb"].poll_interval(5.0) == 5.0
+    assert cfg.accounts["oz"].poll_interval(5.0) == 30.0
