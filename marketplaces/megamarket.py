@@ -59,7 +59,7 @@ PROGRESS = ["NEW", "PENDING_CONFIRMATION", "CONFIRMED", "PENDING_PACKING", "PACK
             "SHIPPED", "DELIVERED"]
 REJECT_REASONS = {"OUT_OF_STOCK", "INCORRECT_PRICE", "INCORRECT_PRODUCT", "INCORRECT_SPEC", "TWICE_ORDER",
                   "NOT_TIME_FOR_SHIPPING", "FRAUD_ORDER"}
-STICKER_MM = (70.0, 100.0)
+STICKER_MM = (100.0, 70.0)  # landscape: the box code (~220 modules) stays printable at 203 dpi
 
 
 def shipment_status(lot_statuses: Sequence[str]) -> str:

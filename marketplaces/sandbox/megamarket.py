@@ -38,7 +38,7 @@ CARDS = "/api/merchantIntegration/assortment/v1"
 # User-Agents Megamarket treats as bots (README 3: "python-requests/x.y" is the example given)
 BOT_AGENTS = re.compile(r"^(python-requests|python-httpx|python-urllib|aiohttp|go-http-client|okhttp|java/|"
                         r"curl|wget|guzzlehttp|axios|node-fetch|libwww-perl)", re.IGNORECASE)
-STICKER_MM = (70.0, 100.0)
+STICKER_MM = (100.0, 70.0)  # landscape: the box code (~220 modules) stays printable at 203 dpi
 
 
 def register_schemas() -> None:
