@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
@@ -48,7 +47,7 @@ from marketplaces.base import (
     Warehouse,
 )
 from marketplaces.endpoints import load_endpoint_map
-from marketplaces.http import HttpClient, batches
+from marketplaces.http import HttpClient, batches, in_parallel
 
 NAME = "megamarket"
 USER_AGENT = "marketsync/0.1 (seller integration; +https://github.com/marketsync)"
@@ -218,15 +217,10 @@ class MegamarketAdapter:
                 return [ItemResult(k, False, str(exc), exc.retryable) for k in keys]
 
         chunks = list(batches(list(latest.values()), self.map["stocks_update"].batch))
-        if len(chunks) <= 1:
-            for chunk in chunks:
-                results += send(chunk)
-            return results
         # two requests in flight at most: one is prepared and answered while the other waits for its
         # turn in the seller's 5 requests/s, so the pace stays at the limit, never above it
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            for part in pool.map(send, chunks):
-                results += part
+        for part in in_parallel(send, chunks, 2):
+            results += part
         return results
 
     def read_stocks(self, kind: Literal["fbs", "fbo"] = "fbs") -> list[StockLevel]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
@@ -54,7 +53,7 @@ from marketplaces.base import (
     Warehouse,
 )
 from marketplaces.endpoints import load_endpoint_map
-from marketplaces.http import HttpClient, Reply, batches, field_of
+from marketplaces.http import HttpClient, Reply, batches, field_of, in_parallel
 
 NAME = "yandex_market"
 LABEL_FORMATS = {"": "A7", "A7": "A7", "75x120": "A7", "A9": "A9", "40x58": "A9",
@@ -309,13 +308,8 @@ class YandexMarketAdapter:
             except MarketplaceError as exc:
                 return [ItemResult(k, False, str(exc), exc.retryable) for k in keys]
 
-        if len(jobs) <= 1:
-            for job in jobs:
-                results += send(job)
-        else:
-            with ThreadPoolExecutor(max_workers=min(self.parallel, len(jobs))) as pool:
-                for part in pool.map(send, jobs):
-                    results += part
+        for part in in_parallel(send, jobs, self.parallel):
+            results += part
         return results
 
     def read_stocks(self, kind: Literal["fbs", "fbo"] = "fbs") -> list[StockLevel]:
