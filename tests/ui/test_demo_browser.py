@@ -173,6 +173,14 @@ def test_manager_in_the_browser_over_the_demo_and_no_token_leaks(tmp_path):
                 with owner.expect_download() as dl:
                     owner.click("#dl-csv")
                 assert dl.value.suggested_filename.endswith(".csv")
+                with owner.expect_download() as dl_x:
+                    owner.click("#dl-xlsx")
+                from openpyxl import load_workbook
+
+                xlsx = ARTIFACTS / dl_x.value.suggested_filename
+                dl_x.value.save_as(xlsx)
+                sheets = load_workbook(xlsx, read_only=True).sheetnames
+                assert sheets == ["Отчёт комиссионера", "Сверка"], sheets
                 pages["report"] = owner.content()
 
                 packer = login("petya", secrets_dir / "petya-password")
