@@ -165,10 +165,21 @@ def currency(value: str) -> str:
     return _CURRENCIES.get(v.lower(), v.upper() or "RUB")
 
 
-def number(value: str, what: str = "number") -> Decimal:
-    """A CommerceML number: decimal comma or point, spaces (also non-breaking) between thousands."""
+_ZERO = Decimal(0)
+
+
+def number(value: str, what: str = "number", *args: object) -> Decimal:
+    """A CommerceML number: decimal comma or point, spaces (also non-breaking) between thousands.
+    `what` names it in an error (formatted with `args` only then)."""
     try:
         d = Decimal(value)  # the common case: "100", "181.50", " 7 "
+        if d.is_finite():
+            return d
+    except InvalidOperation:
+        pass
+    what = what.format(*args) if args else what
+    try:
+        d = Decimal(value)
     except InvalidOperation:
         v = value.strip().replace("\u00a0", "").replace("\u202f", "").replace(" ", "").replace(",", ".")
         if not v:
@@ -302,15 +313,16 @@ class _Reader:
         requisites: dict[str, str] = {}
         for ch in el:
             t = _LOCAL.get(ch.tag) or local(ch.tag)
+            text = ch.text.strip() if ch.text else ""
             if t == "Ид":
-                it.id = _text(ch)
+                it.id = text
             elif t == "Наименование":
-                it.name = _text(ch)
+                it.name = text
             elif t == "Артикул":
-                it.article = _text(ch)
+                it.article = text
             elif t == "Штрихкод":
-                if _text(ch):
-                    it.barcodes.append(_text(ch))
+                if text:
+                    it.barcodes.append(text)
             elif t == "Группы":
                 for g in ch:
                     if local(g.tag) == "Ид" and _text(g):
@@ -326,9 +338,9 @@ class _Reader:
                 for k, v in _requisites(ch).items():
                     it.properties[k] = v
             elif t == "ПометкаУдаления":
-                deleted = deleted or _bool(_text(ch))
-            elif t == "Код" and _text(ch):
-                it.properties.setdefault("Код", _text(ch))
+                deleted = deleted or _bool(text)
+            elif t == "Код" and text:
+                it.properties.setdefault("Код", text)
         if not it.id:
             raise CommerceMLError("an item (Товар) without Ид")
         for name, value in requisites.items():
@@ -371,37 +383,38 @@ class _Reader:
         o.deleted = (el.get("Статус") or "").strip() == "Удален"
         for ch in el:
             t = _LOCAL.get(ch.tag) or local(ch.tag)
+            text = ch.text.strip() if ch.text else ""
             if t == "Ид":
-                o.id = _text(ch)
-            elif t == "Наименование":
-                o.name = _text(ch)
-            elif t == "Артикул":
-                o.article = _text(ch)
-            elif t == "Штрихкод":
-                if _text(ch):
-                    o.barcodes.append(_text(ch))
+                o.id = text
             elif t == "Цены":
                 for price in ch:
                     type_id = value = cur = ""
                     for x in price:
                         tx = _LOCAL.get(x.tag) or local(x.tag)
                         if tx == "ИдТипаЦены":
-                            type_id = _text(x)
+                            type_id = x.text.strip() if x.text else ""
                         elif tx == "ЦенаЗаЕдиницу":
-                            value = _text(x)
+                            value = x.text.strip() if x.text else ""
                         elif tx == "Валюта":
-                            cur = _text(x)
+                            cur = x.text.strip() if x.text else ""
                     if type_id and value:
-                        o.prices[type_id] = number(value, f"price of offer {o.id}")
+                        o.prices[type_id] = number(value, "price of offer {}", o.id)
                         o.currencies[type_id] = currency(cur) if cur else ""
-            elif t == "Количество":
-                if _text(ch):
-                    o.quantity = number(_text(ch), f"quantity of offer {o.id}")
             elif t == "Склад":
                 wid = (ch.get("ИдСклада") or "").strip()
                 qty = ch.get("КоличествоНаСкладе")
                 if wid and qty is not None and qty.strip():
-                    o.stock[wid] = o.stock.get(wid, Decimal(0)) + number(qty, f"stock of offer {o.id}")
+                    o.stock[wid] = o.stock.get(wid, _ZERO) + number(qty, "stock of offer {}", o.id)
+            elif t == "Количество":
+                if text:
+                    o.quantity = number(text, "quantity of offer {}", o.id)
+            elif t == "Наименование":
+                o.name = text
+            elif t == "Артикул":
+                o.article = text
+            elif t == "Штрихкод":
+                if text:
+                    o.barcodes.append(text)
             elif t == "Остатки":
                 self._rests(ch, o)
             elif t == "ХарактеристикиТовара":
@@ -411,7 +424,7 @@ class _Reader:
                     if name.lower() in ("штрихкод", "штрихкоды"):
                         o.barcodes.extend(b.strip() for b in value.replace(";", ",").split(",") if b.strip())
             elif t == "ПометкаУдаления":
-                o.deleted = o.deleted or _bool(_text(ch))
+                o.deleted = o.deleted or _bool(text)
         if not o.id:
             raise CommerceMLError("an offer (Предложение) without Ид")
         return o
