@@ -37,6 +37,7 @@ from cloud_sync.onec.parser import (
 )
 
 BATCH = 2000
+_ZERO = Decimal(0)
 CACHE_KB = 32 * 1024  # SQLite page cache during an import (the default 2 MB is outgrown by 100,000 items)
 DEFAULT_WAREHOUSE_NAME = "Склад 1С (без разбивки по складам)"
 _COST_WORDS = ("себестоим", "закуп", "cost")
@@ -223,19 +224,23 @@ class _Run:
         if not self.offers:
             return
         offers, self.offers = self.offers, []
-        known, placeholders = self._lookup({o.id for o in offers} | {o.item_id for o in offers})
+        item_ids = [o.id.partition("#")[0] for o in offers]
+        known, placeholders = self._lookup({o.id for o in offers}.union(item_ids))
         new_items: list[nom.Item] = []
         extra_barcodes: list[tuple[str, str]] = []
         unknown: list[str] = []
         deleted: list[str] = []
         price_rows: list[tuple[str, str, Decimal]] = []
         balances: list[store.Balance] = []
-        for o in offers:
-            self.r.offers += 1
-            base = known.get(o.item_id)
-            base_known = base is not None and o.item_id not in placeholders
-            if o.id != o.item_id:  # a characteristic: the item is the product#characteristic
-                self.r.variants += 1
+        r = self.r
+        r.offers += len(offers)
+        barcodes, price_types, known_price_types = r.barcodes, r.price_types, self.known_price_types
+        warehouses, known_warehouses, stock_total = r.warehouses, self.known_warehouses, r.stock_total
+        for o, item_id in zip(offers, item_ids, strict=True):
+            base = known.get(item_id)
+            base_known = base is not None and item_id not in placeholders
+            if o.id != item_id:  # a characteristic: the item is the product#characteristic
+                r.variants += 1
                 chars = ", ".join(v for v in o.characteristics.values() if v)
                 if not base_known:
                     unknown.append(o.id)
@@ -252,33 +257,34 @@ class _Run:
                 unknown.append(o.id)
                 new_items.append(nom.Item(id=o.id, name=o.name or o.id, article=o.article,
                                           barcodes=list(o.barcodes)))
-            self.r.barcodes.update(o.barcodes)
+            if o.barcodes:
+                barcodes.update(o.barcodes)
             if o.deleted:
                 deleted.append(o.id)
                 continue
             for type_id, price in o.prices.items():
-                if type_id not in self.known_price_types:
+                if type_id not in known_price_types:
                     nom.upsert_price_type(self.conn, type_id, type_id, o.currencies.get(type_id) or "RUB")
-                    self.known_price_types.add(type_id)
-                    self.r.warnings.append(f"{self.file_name}: price type {type_id} is not described "
-                                           "(no ТипЦены); kept under its id")
-                self.r.price_types.add(type_id)
+                    known_price_types.add(type_id)
+                    r.warnings.append(f"{self.file_name}: price type {type_id} is not described "
+                                      "(no ТипЦены); kept under its id")
+                price_types.add(type_id)
                 price_rows.append((o.id, type_id, price))
-                if self.r.prices is not None:
-                    self.r.prices.setdefault(o.id, {})[type_id] = price
-            stock = dict(o.stock)
+                if r.prices is not None:
+                    r.prices.setdefault(o.id, {})[type_id] = price
+            stock = o.stock
             if stock:
                 if o.quantity is not None and sum(stock.values()) != o.quantity:
                     self.stock_mismatch.append(o.id)
             elif o.quantity is not None:
                 stock = {DEFAULT_WAREHOUSE: o.quantity}
             for wid, qty in stock.items():
-                if wid not in self.known_warehouses:
+                if wid not in known_warehouses:
                     name = DEFAULT_WAREHOUSE_NAME if wid == DEFAULT_WAREHOUSE else wid
                     store.upsert_warehouses(self.conn, [(wid, name)], keep_names=True)
-                    self.known_warehouses.add(wid)
-                self.r.warehouses.add(wid)
-                self.r.stock_total[wid] = self.r.stock_total.get(wid, Decimal(0)) + qty
+                    known_warehouses.add(wid)
+                warehouses.add(wid)
+                stock_total[wid] = stock_total.get(wid, _ZERO) + qty
                 balances.append(store.Balance(o.id, wid, qty))
         if new_items:
             nom.upsert_items(self.conn, new_items, batch=BATCH)

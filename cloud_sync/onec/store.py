@@ -12,8 +12,8 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass
 from decimal import Decimal
+from typing import NamedTuple
 
 MIGRATIONS = [
     """
@@ -89,8 +89,9 @@ MIGRATIONS = [
 ]
 
 
-@dataclass
-class Balance:
+class Balance(NamedTuple):
+    """A balance as 1C states it: item, 1C warehouse, quantity (a plain tuple: 100,000s per package)."""
+
     item_id: str
     warehouse_id: str
     quantity: Decimal
@@ -112,7 +113,7 @@ def apply_balances(conn: sqlite3.Connection, balances: list[Balance], *, ref: st
     conn.executemany(
         "INSERT INTO onec_balances(item_id, warehouse_id, quantity) VALUES (?,?,?)"
         " ON CONFLICT(item_id, warehouse_id) DO UPDATE SET quantity=excluded.quantity, updated_at=datetime('now')",
-        [(b.item_id, b.warehouse_id, str(b.quantity)) for b in balances],
+        [(item_id, warehouse_id, str(qty)) for item_id, warehouse_id, qty in balances],
     )
     return _to_ledger(conn, balances, ref)
 
@@ -135,11 +136,11 @@ def _to_ledger(conn: sqlite3.Connection, balances: list[Balance], ref: str) -> l
     if fn is None or not balances:
         return notes
     rows: list[tuple[str, str, int]] = []
-    for b in balances:
-        qty = int(b.quantity) if b.quantity >= 0 else 0
-        if qty != b.quantity:
-            notes.append(f"{b.item_id} at {b.warehouse_id}: 1C states {b.quantity}, the ledger takes {qty}")
-        rows.append((b.item_id, b.warehouse_id, qty))
+    for item_id, warehouse_id, stated in balances:
+        qty = int(stated) if stated >= 0 else 0
+        if qty != stated:
+            notes.append(f"{item_id} at {warehouse_id}: 1C states {stated}, the ledger takes {qty}")
+        rows.append((item_id, warehouse_id, qty))
     fn(conn, rows, source="1c", ref=ref)
     return notes
 
