@@ -6,6 +6,7 @@ functions here, the demo seeds them the same way, and the catalog links marketpl
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -84,9 +85,10 @@ def upsert_items(conn: sqlite3.Connection, items: Iterable[Item], *, batch: int 
     return count
 
 
-def _upsert_item_batch(conn: sqlite3.Connection, items: list[Item]) -> int:
-    import json
+_properties_json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(..., ensure_ascii=False), built once
 
+
+def _upsert_item_batch(conn: sqlite3.Connection, items: list[Item]) -> int:
     conn.executemany(
         "INSERT INTO items(id, article, name, group_id, unit, marked, gtin, bin, properties, deleted)"
         " VALUES (?,?,?,?,?,?,?,?,?,0)"
@@ -95,7 +97,7 @@ def _upsert_item_batch(conn: sqlite3.Connection, items: list[Item]) -> int:
         " bin=CASE WHEN excluded.bin != '' THEN excluded.bin ELSE items.bin END,"
         " properties=excluded.properties, deleted=0, updated_at=datetime('now')",
         [(it.id, it.article, it.name, it.group_id, it.unit, int(it.marked), it.gtin, it.bin,
-          json.dumps(it.properties, ensure_ascii=False)) for it in items],
+          _properties_json(it.properties)) for it in items],
     )
     conn.executemany("DELETE FROM item_barcodes WHERE item_id=?", [(it.id,) for it in items])
     conn.executemany(

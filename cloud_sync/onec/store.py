@@ -110,10 +110,11 @@ def apply_balances(conn: sqlite3.Connection, balances: list[Balance], *, ref: st
 
     The ledger keeps whole units >= 0: a negative 1C balance goes in as 0 and a fractional one is
     rounded down; each such case comes back as a note (the exact figure stays in onec_balances)."""
+    now = conn.execute("SELECT datetime('now')").fetchone()[0]  # once per batch, not once per row
     conn.executemany(
-        "INSERT INTO onec_balances(item_id, warehouse_id, quantity) VALUES (?,?,?)"
-        " ON CONFLICT(item_id, warehouse_id) DO UPDATE SET quantity=excluded.quantity, updated_at=datetime('now')",
-        [(item_id, warehouse_id, str(qty)) for item_id, warehouse_id, qty in balances],
+        "INSERT INTO onec_balances(item_id, warehouse_id, quantity, updated_at) VALUES (?,?,?,?)"
+        " ON CONFLICT(item_id, warehouse_id) DO UPDATE SET quantity=excluded.quantity, updated_at=excluded.updated_at",
+        [(item_id, warehouse_id, str(qty), now) for item_id, warehouse_id, qty in balances],
     )
     return _to_ledger(conn, balances, ref)
 
