@@ -50,6 +50,7 @@ def cloud_main(argv: list[str]) -> int:
     if args.host:
         cfg.host = args.host
     from cloud_sync.service import CloudService
+    from sitelink.service_manager import notify, watchdog_interval
 
     service = CloudService(cfg)
     stop = threading.Event()
@@ -63,8 +64,11 @@ def cloud_main(argv: list[str]) -> int:
         url = service.start()
         print(json.dumps({"role": "cloud", "url": url, "db": service.db_path,
                           "accounts": sorted(service.adapters)}), flush=True)
-        while not stop.wait(0.5):
-            pass
+        notify(f"READY=1\nSTATUS=serving {url}")
+        while not stop.wait(watchdog_interval()):
+            if service.healthy():
+                notify("WATCHDOG=1")
+        notify("STOPPING=1")
     finally:
         service.stop()
     return 0

@@ -82,6 +82,19 @@ class CloudService:
         self._server_thread.start()
         return self.url
 
+    def healthy(self) -> bool:
+        """The web server runs and the database answers (what the systemd watchdog is fed on)."""
+        if self._server_thread is None or not self._server_thread.is_alive():
+            return False
+        try:
+            conn = connect(self.db_path)
+            try:
+                return conn.execute("SELECT 1").fetchone() is not None
+            finally:
+                conn.close()
+        except Exception:  # noqa: BLE001 - any failure means "not healthy"
+            return False
+
     def _initial_sync(self) -> None:
         conn = connect(self.db_path)
         try:

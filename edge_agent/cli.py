@@ -21,22 +21,9 @@ import threading
 import time
 
 from edge_agent.config import DEFAULTS, ConfigError, hash_pin, load_config
+from sitelink.service_manager import notify, watchdog_interval
 
-
-def sd_notify(state: str) -> bool:
-    """Send a state line to systemd's notify socket; a no-op (False) when not run under systemd."""
-    addr = os.environ.get("NOTIFY_SOCKET")
-    if not addr:
-        return False
-    if addr.startswith("@"):
-        addr = "\0" + addr[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.connect(addr)
-            s.sendall(state.encode())
-        return True
-    except OSError:
-        return False
+sd_notify = notify  # kept under its old name for callers and tests
 
 
 def main(argv: list[str]) -> int:
@@ -111,11 +98,7 @@ def serve_main(config_path: str | None, port: int | None = None) -> int:
         site.close()
 
 
-def _watchdog_interval() -> float:
-    usec = os.environ.get("WATCHDOG_USEC")
-    if usec and usec.isdigit() and int(usec) > 0:
-        return max(0.5, int(usec) / 1e6 / 3)
-    return 5.0
+_watchdog_interval = watchdog_interval
 
 
 def _healthy(site: object) -> bool:

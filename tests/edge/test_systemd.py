@@ -101,3 +101,29 @@ def test_edge_serve_notifies_systemd_ready_and_watchdog(tmp_path: Path) -> None:
             proc.kill()
             proc.wait()
         sock.close()
+
+
+def test_cloud_serve_tells_systemd_ready_watchdog_and_stopping(tmp_path):
+    """The cloud unit is Type=notify with WatchdogSec: a real `cloud serve` must feed it the same way."""
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(30)
+    cfg = tmp_path / "cloud.toml"
+    cfg.write_text('[cloud]\ndb_path = "cloud.sqlite"\nport = 0\nsync_on_start = false\n[link]\nenabled = false\n')
+    env = {**os.environ, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "1500000", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "marketsync.cli", "cloud", "serve", "--config", str(cfg)],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = json.loads(proc.stdout.readline())
+        assert first["role"] == "cloud" and first["url"].startswith("http://127.0.0.1:")
+        got = [sock.recv(4096).decode() for _ in range(2)]
+        assert got[0].startswith("READY=1") and got[1] == "WATCHDOG=1"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+        assert any(sock.recv(4096).decode() == "STOPPING=1" for _ in range(5))
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        sock.close()
