@@ -30,6 +30,7 @@ TITLES = {"Wildberries": "wildberries", "Ozon": "ozon", "Yandex.Market": "yandex
 # The demo's day: long enough for the browser to go through every page while everything runs (the
 # cloud is up about 15 s after the start).
 DURATION = 60
+ENTERED = "token-typed-into-settings-5e1f"
 
 pytestmark = pytest.mark.browser
 
@@ -155,6 +156,12 @@ def test_manager_in_the_browser_over_the_demo_and_no_token_leaks(tmp_path):
                     pages[path] = owner.content()
                     name = path.strip("/").replace("?", "-").replace("=", "-") or "home"
                     owner.screenshot(path=str(ARTIFACTS / f"owner-{name}.png"), full_page=True)
+                owner.goto(f"{url}/settings")  # a token typed into Settings is stored, and then shown nowhere
+                owner.select_option("#f-account", "wb-main")
+                owner.fill("#f-value", ENTERED)
+                owner.click("#token-form button")
+                expect(owner.locator(".msg.ok")).to_contain_text("stored encrypted")
+                pages["settings after entry"] = owner.content()
                 owner.goto(f"{url}/sites")
                 expect(owner.locator("#sites tr.online")).to_have_count(1)  # the demo's site is on line
                 owner.goto(f"{url}/stocks")
@@ -206,10 +213,13 @@ def test_manager_in_the_browser_over_the_demo_and_no_token_leaks(tmp_path):
     for f in secrets_dir.glob("*-main.json"):
         tokens |= {str(v) for v in json.loads(f.read_text()).values() if len(str(v)) >= 8}
     assert tokens, "the demo's sandbox tokens were found to search for"
+    tokens.add(ENTERED)
     haystacks = {"screen": screen, **{f"page {k}": v for k, v in pages.items()}}
     for log in (work / "logs").rglob("*"):
         if log.is_file():
             haystacks[str(log)] = log.read_text(errors="replace")
+    for db_file in (work / "cloud").glob("cloud.db*"):  # encrypted at rest: not in the database files either
+        assert ENTERED.encode() not in db_file.read_bytes(), db_file
     for where, text in haystacks.items():
         for token in tokens:
             assert token not in text, f"a sandbox token appears in {where}"
