@@ -634,7 +634,7 @@ def _action_done(conn: sqlite3.Connection, cfg: CloudConfig, a: sqlite3.Row, out
             conn.execute("UPDATE orders SET confirmed=1 WHERE id=?", (oid,))
         o = conn.execute("SELECT stage FROM orders WHERE id=?", (oid,)).fetchone()
         _set_stage(conn, cfg, oid, o[0], now)
-        log_event(conn, oid, f"{action}ed" if not action.endswith("e") else f"{action}d", "", now)
+        log_event(conn, oid, DONE_EVENT.get(action, f"{action}_done"), "", now)
         if action == label_after and action in ("confirm", "assemble"):
             _queue_action(conn, oid, "label", now)
     label = outcome.get("label")
@@ -868,6 +868,7 @@ def get_order(conn: sqlite3.Connection, key: str) -> dict[str, Any] | None:
 
 
 QUIET_EVENTS = {"task_sent"}  # said by "reserved" already
+DONE_EVENT = {"confirm": "confirmed", "assemble": "assembled", "ship": "shipped", "cancel": "cancelled"}
 EVENT_TEXT = {
     "reserved": "order {number} ({account}) reserved at warehouse {warehouse}; pick task sent to {site}",
     "short": "order {number} ({account}) cannot be covered from stock: {detail}",

@@ -21,7 +21,7 @@ from typing import Any
 
 from edge_agent import store
 from edge_agent.config import EdgeConfig
-from edge_agent.tasks import inbox, station
+from edge_agent.tasks import handover, inbox, station
 from edge_agent.tasks.common import ScanResult, TaskError
 from edge_agent.tasks.marking import demo_code, gtin_of_barcode
 
@@ -144,6 +144,8 @@ class Site:
         except inbox.Unusable as exc:
             self._reject(exc)
         self._after_commit("handover")
+        if self.cfg.auto_pack:
+            self._auto_queue.put(("handover", env.body["handover_id"]))
 
     def _after_commit(self, what: str, **info: Any) -> None:
         """Handlers run inside the link's transaction: tell the page and the printer once it committed."""
@@ -426,7 +428,10 @@ class Site:
             if not task_id or self._stop.is_set():
                 return
             try:
-                self.auto_pack(task_id)
+                if isinstance(task_id, tuple):
+                    self.auto_handover(task_id[1])
+                else:
+                    self.auto_pack(task_id)
             except Exception:
                 log.exception("auto-pack of %s", task_id)
 
@@ -456,6 +461,28 @@ class Site:
                     text = demo_code(gtin, f"{task_id[-8:]}{ln['line_no']:02d}{unit:03d}"[-13:].replace("-", "X"))
                 self._feed(st, text)
                 time.sleep(self.cfg.auto_pack_delay_s)
+
+    def auto_handover(self, handover_id: str) -> None:
+        """Scan every parcel of a hand-over at a station in handover mode, then close it, the way a
+        packer does when the courier comes."""
+        st = self.cfg.auto_pack_station
+        for _ in range(50):  # the handler's transaction may not have committed yet
+            h = self.row("SELECT order_ids, state FROM handovers WHERE handover_id = ?", handover_id)
+            if h is not None:
+                break
+            time.sleep(0.05)
+        else:
+            return
+        if h["state"] != "open":
+            return
+        self.act(station.set_mode, st, "handover", handover_id)
+        for order_id in json.loads(h["order_ids"]):
+            if self._stop.is_set():
+                return
+            self._feed(st, order_id)
+            time.sleep(self.cfg.auto_pack_delay_s)
+        self.act(handover.close, self.send, handover_id, False, what="handover")
+        self.act(station.set_mode, st, "pack")
 
     def _feed(self, st: str, text: str) -> None:
         if self.auto_scanner is not None and hasattr(self.auto_scanner, "feed"):

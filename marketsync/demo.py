@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from marketsync.demo_config import ACCOUNT_NAMES
 from marketsync.procs import Service, ServiceFailed, marketsync_argv
 
 MARKETPLACES = ["wildberries", "ozon", "yandex_market", "megamarket"]
@@ -38,6 +39,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--workdir", default="var/demo", help="where the demo keeps its files (emptied first)")
     parser.add_argument("--items", type=int, default=40, help="items in the demo catalog")
     parser.add_argument("--order-every", type=float, default=3.0, help="seconds between new orders")
+    parser.add_argument("--courier-every", type=float, default=20.0,
+                        help="seconds between the couriers' visits (hand-over of packed parcels)")
     parser.add_argument("--time-scale", type=float, default=1.0, help="run the marketplaces' limits K times faster")
     parser.add_argument("--marketplaces", default=",".join(MARKETPLACES), help="comma-separated list")
     args = parser.parse_args(argv)
@@ -174,6 +177,7 @@ class Demo:
     def run(self) -> None:
         duration = self.args.duration
         next_order = time.monotonic()
+        next_courier = time.monotonic() + self.args.courier_every
         self.say("orders start arriving on every marketplace; the site packs them as they come")
         while True:
             now = time.monotonic()
@@ -182,6 +186,9 @@ class Demo:
             if now >= next_order and (not duration or now - self.started < duration - 6):
                 self.new_order()
                 next_order = now + self.args.order_every
+            if now >= next_courier:
+                self.courier_arrives()
+                next_courier = now + self.args.courier_every
             self.report_events()
             self.check_services()
             time.sleep(0.5)
@@ -202,6 +209,21 @@ class Demo:
         for native_id in answer.get("orders", []):
             self.orders_created += 1
             self.say(f"a buyer ordered on {TITLES[mp]}: order {native_id}")
+
+    def courier_arrives(self) -> None:
+        """The marketplaces' couriers come for the packed parcels: a hand-over per account, which the
+        site's packer scans parcel by parcel and closes (WB supplies are delivered, the rest shipped)."""
+        for mp in sorted(self.sandboxes):
+            account = ACCOUNT_NAMES[mp]
+            try:
+                handovers = http_json("POST", f"{self.cloud_url}/api/handovers", {"account": account},
+                                      token=self.api_token)
+            except OSError as exc:
+                self.errors.append(f"handover {account}: {exc}")
+                continue
+            for h in handovers:
+                self.say(f"the {TITLES[mp]} courier came to {h['site']}: {len(h['orders'])} parcel(s) to hand over"
+                         + (f" in supply {h['supply_id']}" if h.get("supply_id") else ""))
 
     def report_events(self) -> None:
         if not self.cloud_url:
@@ -229,15 +251,12 @@ class Demo:
         if self.cloud_url:
             try:
                 cloud = http_json("GET", f"{self.cloud_url}/api/summary", token=self.api_token)
-                for key in ("orders_seen", "orders_packed", "stock_pushes"):
+                for key in ("orders_seen", "orders_packed", "labels_printed", "stock_pushes"):
                     summary[key] = int(cloud.get(key, 0))
                 summary["errors"] += int(cloud.get("errors", 0))
             except OSError as exc:
                 summary["errors"] += 1
                 self.say(f"could not read the cloud's summary: {exc}")
-        labels_dir = getattr(self, "labels_dir", None)
-        if labels_dir and Path(labels_dir).exists():
-            summary["labels_printed"] = len(list(Path(labels_dir).glob("*.png")))
         for svc in reversed(self.services):
             svc.stop()
         if self.broker is not None:
