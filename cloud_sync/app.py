@@ -61,6 +61,20 @@ def _body() -> dict[str, Any]:
     return data
 
 
+def _int_arg(name: str, default: int) -> int:
+    """A whole-number query parameter, or a 400 naming it."""
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(f"query parameter {name!r} must be a whole number, got {raw!r}") from None
+    if value < 0:
+        raise ApiError(f"query parameter {name!r} must not be negative")
+    return value
+
+
 def _need(data: dict[str, Any], *names: str) -> list[Any]:
     missing = [n for n in names if n not in data]
     if missing:
@@ -115,8 +129,8 @@ def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: dic
     @app.get("/api/events")
     def events():
         """What happened, in plain words, after event id `after` (the demo prints these)."""
-        after = int(request.args.get("after", 0))
-        limit = min(int(request.args.get("limit", 200)), 1000)
+        after = _int_arg("after", 0)
+        limit = min(_int_arg("limit", 200), 1000)
         return jsonify({"events": orders.events_after(db(), after, limit)})
 
     # ------------------------------------------------------------ orders
@@ -125,7 +139,7 @@ def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: dic
     def list_orders():
         a = request.args
         return jsonify(orders.list_orders(db(), account=a.get("account"), status=a.get("status"),
-                                          limit=min(int(a.get("limit", 200)), 5000), offset=int(a.get("offset", 0))))
+                                          limit=min(_int_arg("limit", 200), 5000), offset=_int_arg("offset", 0)))
 
     @app.get("/api/orders/<path:key>")
     def get_order(key: str):

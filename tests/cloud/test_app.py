@@ -29,6 +29,9 @@ def test_api_orders_stock_cards_events_and_refusals(db_path, conn, cfg, windows)
     ev = c.get("/api/events?after=0").get_json()["events"]
     assert "order 1001 (wb) reserved at warehouse main; pick task sent to site-1" in [e["text"] for e in ev]
     assert c.get(f"/api/events?after={ev[-1]['id']}").get_json()["events"] == []
+    for bad in ("/api/orders?limit=x", "/api/orders?offset=-1", "/api/events?after=soon"):
+        r = c.get(bad)
+        assert r.status_code == 400 and "query parameter" in r.get_json()["error"], bad
     lv = c.get(f"/api/stock?item={items[0].item_id}").get_json()[0]
     assert (lv["reserved"], lv["available"]) == (1, items[0].stock - 1)
     # bad input: refused with a clear error, nothing applied
