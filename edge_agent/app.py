@@ -14,11 +14,11 @@ import secrets
 import time
 from collections.abc import Iterator
 from functools import wraps
-from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, abort, jsonify, redirect, render_template, request, session, url_for
 
+import web
 from edge_agent import store
 from edge_agent.config import check_pin
 from edge_agent.site import Site
@@ -26,7 +26,7 @@ from edge_agent.tasks import handover, pack, pick, stock
 from edge_agent.tasks import station as stations
 from edge_agent.tasks.common import TaskError, lines_json
 
-WEB = Path(__file__).resolve().parent.parent / "web"
+WEB = web.ROOT
 MAX_PIN_FAILURES = 5
 LOCKOUT_S = 30.0
 

@@ -17,15 +17,15 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, abort, g, render_template
 
+import web
 from cloud_sync.db import connect
 from cloud_sync.onec.orders_out import MARKETPLACE_TITLES
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "web" / "templates"
+TEMPLATES = web.TEMPLATES
 
 
 def _now() -> str:

@@ -7,13 +7,14 @@ and change through the domain modules (orders, catalog, pricing, stock, reports.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, Flask, redirect, request, url_for
 
-WEB = Path(__file__).resolve().parents[2] / "web"
+import web
+
+WEB = web.ROOT
 PAGE_SIZE = 50
 
 
