@@ -202,11 +202,11 @@ def _requisites(el: Element) -> dict[str, str]:
     for zr in el:
         name = value = ""
         for ch in zr:
-            t = local(ch.tag)
+            t = _LOCAL.get(ch.tag) or local(ch.tag)
             if t == "Наименование":
-                name = _text(ch)
+                name = ch.text.strip() if ch.text else ""
             elif t == "Значение":
-                value = _text(ch)
+                value = ch.text.strip() if ch.text else ""
         if name:
             out[name] = value
     return out
@@ -291,11 +291,11 @@ class _Reader:
             pid = ""
             values: list[str] = []
             for ch in zs:
-                t = local(ch.tag)
+                t = _LOCAL.get(ch.tag) or local(ch.tag)
                 if t == "Ид":
-                    pid = _text(ch)
-                elif t in ("Значение", "ИдЗначения"):
-                    values.append(_text(ch))
+                    pid = ch.text.strip() if ch.text else ""
+                elif t == "Значение" or t == "ИдЗначения":
+                    values.append(ch.text.strip() if ch.text else "")
             prop = self.properties.get(pid)
             if prop is None:
                 name, shown = pid, [v for v in values if v]
@@ -325,8 +325,8 @@ class _Reader:
                     it.barcodes.append(text)
             elif t == "Группы":
                 for g in ch:
-                    if local(g.tag) == "Ид" and _text(g):
-                        it.group_id = _text(g)
+                    if (_LOCAL.get(g.tag) or local(g.tag)) == "Ид" and g.text and g.text.strip():
+                        it.group_id = g.text.strip()
                         break
             elif t == "БазоваяЕдиница":
                 it.unit = _unit(ch)
