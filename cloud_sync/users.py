@@ -81,7 +81,16 @@ MAX_FAILURES = 5
 FAILURE_WINDOW_S = 300.0
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
-_DUMMY_HASH = _hasher.hash("not a real password, used to spend the same time on unknown names")
+_dummy_hash = ""
+
+
+def _dummy() -> str:
+    """A hash to verify against for unknown names (the same time as a real check). Made on first use:
+    hashing takes argon2's 64 MB, which a process that never logs anyone in (an import) need not pay."""
+    global _dummy_hash
+    if not _dummy_hash:
+        _dummy_hash = _hasher.hash("not a real password, used to spend the same time on unknown names")
+    return _dummy_hash
 
 
 class UserError(ValueError):
@@ -194,7 +203,7 @@ def login(conn: sqlite3.Connection, name: str, password: str, address: str = "",
                        (name,)).fetchone()
     ok = False
     try:
-        ok = _hasher.verify(row["password_hash"] if row else _DUMMY_HASH, password) and row is not None
+        ok = _hasher.verify(row["password_hash"] if row else _dummy(), password) and row is not None
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         ok = False
     if not ok:
