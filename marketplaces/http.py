@@ -589,6 +589,11 @@ class HttpClient:
         log.warning("%s %s: %s, retrying in %.3fs (attempt %d)", self.account, ep.name, problem, wait, attempt + 1)
         self._sleep(wait)
 
+    def settle(self, attempt: int) -> None:
+        """Wait before reading back a change whose answer was lost (timeout, 5xx): the request may still
+        be landing on the marketplace, and re-sending too soon could find the old state and send again."""
+        self._sleep(self.retry.backoff(attempt, self._rng) / self.time_scale)
+
     def _scrub_body(self, body: bytes | None) -> bytes | None:
         """The body with credential values masked (Megamarket sends its token inside the body)."""
         if not body or not self._secrets:

@@ -419,11 +419,12 @@ class OzonAdapter:
                               "acceptance_in_progress", "awaiting_approve", "awaiting_verification"}}[action]
         if status not in allowed:
             return StatusChange(number, action, False, status, error=f"cannot {action} a posting that is {status}")
-        for _attempt in range(MOVE_ATTEMPTS):
+        for attempt in range(MOVE_ATTEMPTS):
             try:
                 self._send_move(number, action, p, details)
             except Uncertain as exc:
                 log.warning("%s: %s of %s uncertain (%s); reading it back", self.account, action, number, exc)
+                self.http.settle(attempt)
             except MarketplaceError as exc:
                 if exc.status != 400 or exc.retryable:
                     raise

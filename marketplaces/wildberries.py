@@ -411,11 +411,12 @@ class WildberriesAdapter:
         allowed = {"confirm": {"new"}, "ship": {"confirm"}, "cancel": {"new", "confirm"}}[action]
         if current not in allowed:
             return StatusChange(oid, action, False, current, error=f"cannot {action} an order that is {current}")
-        for _attempt in range(MOVE_ATTEMPTS):
+        for attempt in range(MOVE_ATTEMPTS):
             try:
                 self._send_move(oid, action, details)
             except Uncertain as exc:
                 log.warning("%s: %s of order %s uncertain (%s); reading it back", self.account, action, oid, exc)
+                self.http.settle(attempt)
             except MarketplaceError as exc:
                 if exc.status != 409:
                     raise
