@@ -59,9 +59,8 @@ def test_one_wb_order_travels_to_the_site_label_and_every_other_marketplace(day:
         return len(cards) >= 2 * ITEMS and cards
     cards = wait_for("cards linked on both accounts", linked)
 
-    # pick an item with enough stock, so the order is served (stock numbers come from the 1C import)
+    # what 1C said is on hand (the sandbox chooses a card with stock for the order)
     stock_of = {it.item_id: it.stock for it in demo_items(ITEMS)}
-    # order on WB until it names an item with stock >= 2 (the sandbox chooses the card)
     native_id = http_json("POST", f"{wb}/_sandbox/orders", {"count": 1})["orders"][0]
     key = f"wb-main:{native_id}"
     order = wait_for("the order in the cloud", lambda: _get(f"{cloud}/api/orders/{key}", day.api_token))
@@ -75,6 +74,13 @@ def test_one_wb_order_travels_to_the_site_label_and_every_other_marketplace(day:
     labels = wait_for("a label PNG", lambda: sorted(Path(day.labels_dir).glob("*.png")))
     decoded = {r.text for p in labels for r in zxingcpp.read_barcodes(Image.open(p))}
     assert any(str(native_id) in text for text in decoded), f"label barcodes {decoded} name order {native_id}"
+
+    events = [e["kind"] for e in _get(f"{cloud}/api/orders/{key}", day.api_token)["events"]]
+    assert events.index("reserved") < events.index("confirmed") < events.index("label_sent") < events.index("printed")
+
+    # the ledger: picked at the site, so the reservation is consumed and on hand is one less
+    level = http_json("GET", f"{cloud}/api/stock?item={item_id}", token=day.api_token)[0]
+    assert level["reserved"] == 0 and level["available"] == before - 1
 
     # WB: the order was put into a supply (supplierStatus confirm) exactly once
     wb_state = http_json("GET", f"{wb}/_sandbox/state")
@@ -90,6 +96,8 @@ def test_one_wb_order_travels_to_the_site_label_and_every_other_marketplace(day:
         return values and sum(values) == max(before - 1, 0) and values  # split over the Ozon warehouses
     wait_for(f"Ozon stock of {item_id} = {before - 1}", ozon_stock)
     assert http_json("GET", f"{ozon}/_sandbox/state")["spec_violations"] == []
+    why = http_json("GET", f"{cloud}/api/stock/why?item={item_id}&account=ozon-main", token=day.api_token)
+    assert sum(why["published"].values()) == before - 1
 
     summary = http_json("GET", f"{cloud}/api/summary", token=day.api_token)
     assert summary["orders_seen"] == 1 and summary["orders_packed"] == 1
