@@ -150,3 +150,17 @@ def cfg() -> CloudConfig:
 @pytest.fixture
 def windows() -> dict[str, ShopWindow]:
     return {name: ShopWindow(name, mp, wh) for name, (mp, wh) in ACCOUNTS.items()}
+
+
+def wait_for(what: str, check, timeout: float = 60.0, every: float = 0.2):
+    """Poll `check` until it returns something true; fail naming `what` and the last value seen."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from marketplaces.sandbox.registry import start_sandbox
+from marketsync.demo import http_json
 from marketsync.procs import Service, marketsync_argv
 
-from .test_skeleton_slice import http_json, wait_for
+from .conftest import wait_for
 
 pytestmark = pytest.mark.slow
 
