@@ -233,9 +233,18 @@ class Demo:
                                token=self.api_token)
         except OSError:
             return
+        pushes: list[str] = []  # consecutive stock pushes are told in one line
         for event in events.get("events", []):
             self._seen_events = max(self._seen_events, int(event["id"]))
+            if event.get("kind") == "stock_pushed":
+                pushes.append(event["text"].removeprefix("stock pushed: "))
+                continue
+            if pushes:
+                self.say("stock pushed: " + "; ".join(pushes))
+                pushes = []
             self.say(event["text"])
+        if pushes:
+            self.say("stock pushed: " + "; ".join(pushes))
 
     def check_services(self) -> None:
         for svc in self.services:
