@@ -72,6 +72,7 @@ class Demo:
         self.broker = None
         self.cloud_url = ""
         self.api_token = ""
+        self.push_tokens: dict[str, str] = {}
         self.edge_url = ""
         self.errors: list[str] = []
         self.fatal = False
@@ -161,6 +162,27 @@ class Demo:
         self.cloud_url = info["url"]
         self.say(f"cloud: {self.cloud_url}  (manager UI and JSON API; config {config})")
         self.say(f"manager UI: log in at {self.cloud_url}/login as 'owner' with the password in {password_file}")
+        self.register_pushes()
+
+    def register_pushes(self) -> None:
+        """Yandex.Market and Megamarket push order events: register the cloud's push URL in their sandboxes
+        (each notification is sent twice, as the real ones may be: the cloud keeps one). Polling stays on
+        as the fallback; an order is never created twice."""
+        from marketsync.demo_config import PUSHING
+
+        for mp in PUSHING:
+            account = ACCOUNT_NAMES[mp]
+            if mp not in self.sandboxes or account not in self.push_tokens:
+                continue
+            url = f"{self.cloud_url}/push/{mp}/{account}/{self.push_tokens[account]}"
+            try:
+                http_json("POST", self.sandboxes[mp]["url"].rstrip("/") + "/_sandbox/x/push",
+                          {"url": url, "duplicates": 1})
+            except OSError as exc:
+                self.errors.append(f"push registration {account}: {exc}")
+                continue
+            self.say(f"{TITLES[mp]} pushes its order events to {self.cloud_url}/push/{mp}/{account}/… "
+                     "(polling stays on as the fallback)")
 
     def start_site(self) -> None:
         from marketsync.demo_config import write_edge_config

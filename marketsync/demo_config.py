@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from secrets import token_urlsafe
 from typing import TYPE_CHECKING, Any
 
 from marketsync.onec_demo_files import WAREHOUSE_ID
@@ -17,11 +18,8 @@ from marketsync.onec_demo_files import WAREHOUSE_ID
 if TYPE_CHECKING:
     from marketsync.demo import Demo
 
-# Sandbox ids for the accounts whose adapters need them (a sandbox may announce its own as "options").
-SANDBOX_OPTIONS: dict[str, dict[str, Any]] = {
-    "yandex_market": {"business_id": 7700001, "campaign_id": 21000001},
-    "megamarket": {"merchant_id": 1001},
-}
+# Marketplaces that push order events to the cloud (the demo registers the cloud's URL in their sandbox).
+PUSHING = ("yandex_market", "megamarket")
 ACCOUNT_NAMES = {"wildberries": "wb-main", "ozon": "ozon-main", "yandex_market": "ym-main", "megamarket": "mm-main"}
 
 
@@ -74,9 +72,13 @@ def write_cloud_config(demo: Demo) -> Path:
     lines += ["", "[sites.site-1]", 'name = "Склад Москва"', f"warehouses = [{_toml_value(WAREHOUSE_ID)}]", ""]
     for mp, info in demo.sandboxes.items():
         name = ACCOUNT_NAMES[mp]
-        creds = _secret(secrets / f"{name}.json", json.dumps(info["credentials"]))
-        options = dict(SANDBOX_OPTIONS.get(mp, {}))
-        options.update(info.get("options", {}))
+        credentials = dict(info["credentials"])
+        options = dict(info.get("options", {}))  # the ids the sandbox announced (YM business, MM merchant)
+        if mp in PUSHING:
+            credentials["push_token"] = token_urlsafe(24)  # the secret part of the cloud's push URL
+            options["push_sources"] = ["127.0.0.1/32"]  # the sandbox pushes from the loopback
+            demo.push_tokens[name] = credentials["push_token"]
+        creds = _secret(secrets / f"{name}.json", json.dumps(credentials))
         lines += [
             f"[accounts.{name}]",
             f"marketplace = {_toml_value(mp)}",
