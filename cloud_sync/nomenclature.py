@@ -89,6 +89,17 @@ _properties_json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(...
 
 
 def _upsert_item_batch(conn: sqlite3.Connection, items: list[Item]) -> int:
+    return upsert_item_rows(
+        conn,
+        [(it.id, it.article, it.name, it.group_id, it.unit, int(it.marked), it.gtin, it.bin,
+          _properties_json(it.properties)) for it in items],
+        [(b, it.id) for it in items for b in dict.fromkeys(it.barcodes) if b],
+    )
+
+
+def upsert_item_rows(conn: sqlite3.Connection, rows: list[tuple], barcodes: list[tuple[str, str]]) -> int:
+    """`upsert_items` for rows already made: (id, article, name, group_id, unit, marked, gtin, bin,
+    properties_json) and their (barcode, item_id) pairs (the barcode list replaces the old one)."""
     conn.executemany(
         "INSERT INTO items(id, article, name, group_id, unit, marked, gtin, bin, properties, deleted)"
         " VALUES (?,?,?,?,?,?,?,?,?,0)"
@@ -96,15 +107,11 @@ def _upsert_item_batch(conn: sqlite3.Connection, items: list[Item]) -> int:
         " group_id=excluded.group_id, unit=excluded.unit, marked=excluded.marked, gtin=excluded.gtin,"
         " bin=CASE WHEN excluded.bin != '' THEN excluded.bin ELSE items.bin END,"
         " properties=excluded.properties, deleted=0, updated_at=datetime('now')",
-        [(it.id, it.article, it.name, it.group_id, it.unit, int(it.marked), it.gtin, it.bin,
-          _properties_json(it.properties)) for it in items],
+        rows,
     )
-    conn.executemany("DELETE FROM item_barcodes WHERE item_id=?", [(it.id,) for it in items])
-    conn.executemany(
-        "INSERT OR IGNORE INTO item_barcodes(barcode, item_id) VALUES (?, ?)",
-        [(b, it.id) for it in items for b in dict.fromkeys(it.barcodes) if b],
-    )
-    return len(items)
+    conn.executemany("DELETE FROM item_barcodes WHERE item_id=?", [(row[0],) for row in rows])
+    conn.executemany("INSERT OR IGNORE INTO item_barcodes(barcode, item_id) VALUES (?, ?)", barcodes)
+    return len(rows)
 
 
 def upsert_group(conn: sqlite3.Connection, group_id: str, name: str, parent_id: str | None = None) -> None:

@@ -22,13 +22,11 @@ from decimal import Decimal
 
 from cloud_sync import nomenclature as nom
 from cloud_sync.db import transaction
-from cloud_sync.onec import store
+from cloud_sync.onec import pipeline, store
 from cloud_sync.onec.parser import (
     DEFAULT_WAREHOUSE,
-    CatalogItem,
     Document,
     Group,
-    Offer,
     Package,
     PriceType,
     Property,
@@ -86,16 +84,32 @@ def json_number(d: Decimal) -> int | float:
 
 
 def import_files(conn: sqlite3.Connection, paths: Iterable[str | os.PathLike[str]], *, details: bool = True,
-                 cost_price_types: Iterable[str] = (), progress: Callable[[str], None] | None = None
-                 ) -> ImportResult:
-    """Import CommerceML files in one transaction. Raises parser.CommerceMLError (nothing applied)."""
+                 cost_price_types: Iterable[str] = (), progress: Callable[[str], None] | None = None,
+                 two_process: bool | None = None) -> ImportResult:
+    """Import CommerceML files in one transaction. Raises parser.CommerceMLError (nothing applied).
+
+    `two_process`: parse in a child process while this one writes (`pipeline.ChildParser`); by default
+    when the files are large enough (`pipeline.PIPELINE_MIN_BYTES`) and the platform can fork. Both
+    ways write the same rows (`pipeline.prepared`)."""
+    paths = list(paths)
+    if two_process is None:
+        two_process = pipeline.worth_it(paths)
     result = ImportResult(prices={} if details else None)
     with _import_settings(conn), transaction(conn):
         run = _Run(conn, result, set(cost_price_types))
-        for path in paths:
-            if progress:
-                progress(os.path.basename(os.fspath(path)))
-            run.file(path)
+        if two_process:
+            with pipeline.ChildParser(paths) as child:
+                for path in paths:
+                    name = os.path.basename(os.fspath(path))
+                    if progress:
+                        progress(name)
+                    run.file(name, child.file_batches(name))
+        else:
+            for path in paths:
+                name = os.path.basename(os.fspath(path))
+                if progress:
+                    progress(name)
+                run.file(name, pipeline.prepared(parse(path)))
     return result
 
 
@@ -129,51 +143,25 @@ class _Run:
         self.known_warehouses = {row[0] for row in conn.execute("SELECT id FROM onec_warehouses")}
         # whether any placeholder item may exist: when none does, looking for them is skipped
         self.placeholders_exist = bool(conn.execute("SELECT EXISTS (SELECT 1 FROM onec_unknown_offers)").fetchone()[0])
-        self.items: list[nom.Item] = []
-        self.deleted: list[str] = []
-        self.offers: list[Offer] = []
+        # items 1C described in this run: known (and no placeholder) without asking the database
+        self.run_items: set[str] = set()
         self.unknown: list[str] = []
         self.stock_mismatch: list[str] = []
         self.ledger_notes: list[str] = []
         self.file_name = ""
 
-    def file(self, path: str | os.PathLike[str]) -> None:
-        self.file_name = os.path.basename(os.fspath(path))
+    def file(self, name: str, batches: Iterable[tuple]) -> None:
+        """Apply one file's batches (`pipeline.prepared`, here or from the child process)."""
+        self.file_name = name
         self.unknown, self.stock_mismatch, self.ledger_notes = [], [], []
-        for rec in parse(path):
-            if isinstance(rec, CatalogItem):
-                self.items.append(rec.item)  # a deleted item is kept (orders refer to it), flagged deleted
-                if rec.deleted:
-                    self.deleted.append(rec.item.id)
-                if len(self.items) >= BATCH:
-                    self.flush_items()
-            elif isinstance(rec, Offer):
-                if self.items or self.deleted:
-                    self.flush_items()
-                self.offers.append(rec)
-                if len(self.offers) >= BATCH:
-                    self.flush_offers()
-            elif isinstance(rec, Group):
-                nom.upsert_group(self.conn, rec.id, rec.name, rec.parent_id)
-                self.r.groups += 1
-            elif isinstance(rec, Property):
-                self.r.properties += 1
-            elif isinstance(rec, PriceType):
-                is_cost = rec.id in self.cost_types or rec.name in self.cost_types or any(
-                    w in rec.name.lower() for w in _COST_WORDS)
-                nom.upsert_price_type(self.conn, rec.id, rec.name, rec.currency, is_cost)
-                self.known_price_types.add(rec.id)
-                self.r.price_types.add(rec.id)
-            elif isinstance(rec, Warehouse):
-                store.upsert_warehouses(self.conn, [(rec.id, rec.name)])
-                self.known_warehouses.add(rec.id)
-                self.r.warehouses.add(rec.id)
-            elif isinstance(rec, Package):
-                self.r.only_changes = self.r.only_changes or rec.only_changes
-            elif isinstance(rec, Document):
-                self.r.documents.append(rec)
-        self.flush_items()
-        self.flush_offers()
+        for batch in batches:
+            kind = batch[0]
+            if kind == "items":
+                self.items(*batch[1:])
+            elif kind == "offers":
+                self.offers(*batch[1:])
+            else:
+                self.record(batch[1])
         if self.unknown:
             shown = ", ".join(self.unknown[:5]) + (", …" if len(self.unknown) > 5 else "")
             self.r.warnings.append(
@@ -189,21 +177,40 @@ class _Run:
             self.r.warnings.append(f"{self.file_name}: {len(self.ledger_notes)} balance(s) are negative or "
                                    f"fractional; the stock ledger keeps whole units >= 0: {shown}")
 
-    def flush_items(self) -> None:
-        if self.items:
-            nom.upsert_items(self.conn, self.items, batch=BATCH)
+    def record(self, rec: object) -> None:
+        if isinstance(rec, Group):
+            nom.upsert_group(self.conn, rec.id, rec.name, rec.parent_id)
+            self.r.groups += 1
+        elif isinstance(rec, Property):
+            self.r.properties += 1
+        elif isinstance(rec, PriceType):
+            is_cost = rec.id in self.cost_types or rec.name in self.cost_types or any(
+                w in rec.name.lower() for w in _COST_WORDS)
+            nom.upsert_price_type(self.conn, rec.id, rec.name, rec.currency, is_cost)
+            self.known_price_types.add(rec.id)
+            self.r.price_types.add(rec.id)
+        elif isinstance(rec, Warehouse):
+            store.upsert_warehouses(self.conn, [(rec.id, rec.name)])
+            self.known_warehouses.add(rec.id)
+            self.r.warehouses.add(rec.id)
+        elif isinstance(rec, Package):
+            self.r.only_changes = self.r.only_changes or rec.only_changes
+        elif isinstance(rec, Document):
+            self.r.documents.append(rec)
+
+    def items(self, rows: list[tuple], barcode_pairs: list[tuple[str, str]], deleted: list[str]) -> None:
+        """Catalog items (a deleted item is kept, orders refer to it, and flagged deleted)."""
+        if rows:
+            nom.upsert_item_rows(self.conn, rows, barcode_pairs)
+            ids = [row[0] for row in rows]
             if self.placeholders_exist:
-                store.forget_unknown_offers(self.conn, [it.id for it in self.items])
-            barcodes = self.r.barcodes
-            for it in self.items:
-                barcodes.update(it.barcodes)
-            barcodes.discard("")
-            self.r.items += len(self.items)
-            self.items = []
-        if self.deleted:
-            nom.mark_items_deleted(self.conn, self.deleted)
-            self.r.deleted += len(self.deleted)
-            self.deleted = []
+                store.forget_unknown_offers(self.conn, ids)
+            self.run_items.update(ids)
+            self.r.barcodes.update(b for b, _ in barcode_pairs)
+            self.r.items += len(rows)
+        if deleted:
+            nom.mark_items_deleted(self.conn, deleted)
+            self.r.deleted += len(deleted)
 
     def _lookup(self, ids: set[str]) -> tuple[dict[str, sqlite3.Row], set[str]]:
         known: dict[str, sqlite3.Row] = {}
@@ -220,72 +227,72 @@ class _Run:
                     f"SELECT offer_id FROM onec_unknown_offers WHERE offer_id IN ({marks})", part))
         return known, placeholders
 
-    def flush_offers(self) -> None:
-        if not self.offers:
-            return
-        offers, self.offers = self.offers, []
-        item_ids = [o.id.partition("#")[0] for o in offers]
-        known, placeholders = self._lookup({o.id for o in offers}.union(item_ids))
+    def offers(self, rows: list[tuple], price_rows: list[tuple[str, str, str]], currencies: dict[str, str],
+               balances: list[tuple[str, str, str, int]], notes: list[str], mismatches: list[str],
+               warehouses: list[str], totals: dict[str, str]) -> None:
+        r = self.r
+        r.offers += len(rows)
+        run_items = self.run_items
+        wanted: set[str] = set()  # items to ask the database about: not described in this run, or a base
+        for row in rows:
+            oid = row[0]
+            item_id = oid.partition("#")[0]
+            if item_id != oid or item_id not in run_items:
+                wanted.add(item_id)
+        known, placeholders = self._lookup(wanted) if wanted else ({}, set())
         new_items: list[nom.Item] = []
         extra_barcodes: list[tuple[str, str]] = []
         unknown: list[str] = []
         deleted: list[str] = []
-        price_rows: list[tuple[str, str, Decimal]] = []
-        balances: list[store.Balance] = []
-        r = self.r
-        r.offers += len(offers)
-        barcodes, price_types, known_price_types = r.barcodes, r.price_types, self.known_price_types
-        warehouses, known_warehouses, stock_total = r.warehouses, self.known_warehouses, r.stock_total
-        for o, item_id in zip(offers, item_ids, strict=True):
-            base = known.get(item_id)
-            base_known = base is not None and item_id not in placeholders
-            if o.id != item_id:  # a characteristic: the item is the product#characteristic
+        barcodes = r.barcodes
+        for oid, name, article, offer_barcodes, characteristics, is_deleted in rows:
+            item_id = oid.partition("#")[0]
+            if item_id == oid and item_id in run_items:
+                base, base_known = None, True
+            else:
+                base = known.get(item_id)
+                base_known = base is not None and item_id not in placeholders
+            if oid != item_id:  # a characteristic: the item is the product#characteristic
                 r.variants += 1
-                chars = ", ".join(v for v in o.characteristics.values() if v)
+                chars = ", ".join(v for v in characteristics.values() if v)
                 if not base_known:
-                    unknown.append(o.id)
-                name = o.name or (f"{base['name']} ({chars})" if base is not None and chars
-                                  else (base["name"] if base is not None else o.id))
+                    unknown.append(oid)
+                name = name or (f"{base['name']} ({chars})" if base is not None and chars
+                                else (base["name"] if base is not None else oid))
                 new_items.append(nom.Item(
-                    id=o.id, name=name, article=o.article or (base["article"] if base is not None else ""),
+                    id=oid, name=name, article=article or (base["article"] if base is not None else ""),
                     group_id=base["group_id"] if base is not None else None,
                     unit=base["unit"] if base is not None else "шт",
-                    barcodes=list(o.barcodes), properties=dict(o.characteristics)))
+                    barcodes=list(offer_barcodes), properties=dict(characteristics)))
             elif base_known:
-                extra_barcodes.extend((b, o.id) for b in o.barcodes)
+                extra_barcodes.extend((b, oid) for b in offer_barcodes)
             else:
-                unknown.append(o.id)
-                new_items.append(nom.Item(id=o.id, name=o.name or o.id, article=o.article,
-                                          barcodes=list(o.barcodes)))
-            if o.barcodes:
-                barcodes.update(o.barcodes)
-            if o.deleted:
-                deleted.append(o.id)
-                continue
-            for type_id, price in o.prices.items():
-                if type_id not in known_price_types:
-                    nom.upsert_price_type(self.conn, type_id, type_id, o.currencies.get(type_id) or "RUB")
-                    known_price_types.add(type_id)
-                    r.warnings.append(f"{self.file_name}: price type {type_id} is not described "
-                                      "(no ТипЦены); kept under its id")
-                price_types.add(type_id)
-                price_rows.append((o.id, type_id, price))
-                if r.prices is not None:
-                    r.prices.setdefault(o.id, {})[type_id] = price
-            stock = o.stock
-            if stock:
-                if o.quantity is not None and sum(stock.values()) != o.quantity:
-                    self.stock_mismatch.append(o.id)
-            elif o.quantity is not None:
-                stock = {DEFAULT_WAREHOUSE: o.quantity}
-            for wid, qty in stock.items():
-                if wid not in known_warehouses:
-                    name = DEFAULT_WAREHOUSE_NAME if wid == DEFAULT_WAREHOUSE else wid
-                    store.upsert_warehouses(self.conn, [(wid, name)], keep_names=True)
-                    known_warehouses.add(wid)
-                warehouses.add(wid)
-                stock_total[wid] = stock_total.get(wid, _ZERO) + qty
-                balances.append(store.Balance(o.id, wid, qty))
+                unknown.append(oid)
+                new_items.append(nom.Item(id=oid, name=name or oid, article=article, barcodes=list(offer_barcodes)))
+            if offer_barcodes:
+                barcodes.update(offer_barcodes)
+            if is_deleted:
+                deleted.append(oid)
+        for type_id, cur in currencies.items():
+            if type_id not in self.known_price_types:
+                nom.upsert_price_type(self.conn, type_id, type_id, cur)
+                self.known_price_types.add(type_id)
+                r.warnings.append(f"{self.file_name}: price type {type_id} is not described "
+                                  "(no ТипЦены); kept under its id")
+            r.price_types.add(type_id)
+        if r.prices is not None:
+            for oid, type_id, price in price_rows:
+                r.prices.setdefault(oid, {})[type_id] = Decimal(price)
+        self.stock_mismatch.extend(mismatches)
+        for wid in warehouses:
+            if wid not in self.known_warehouses:
+                name = DEFAULT_WAREHOUSE_NAME if wid == DEFAULT_WAREHOUSE else wid
+                store.upsert_warehouses(self.conn, [(wid, name)], keep_names=True)
+                self.known_warehouses.add(wid)
+            r.warehouses.add(wid)
+        stock_total = r.stock_total
+        for wid, qty in totals.items():
+            stock_total[wid] = stock_total.get(wid, _ZERO) + Decimal(qty)
         if new_items:
             nom.upsert_items(self.conn, new_items, batch=BATCH)
         if extra_barcodes:
@@ -300,7 +307,10 @@ class _Run:
             nom.mark_items_deleted(self.conn, deleted)
             self.r.deleted += len(deleted)
         if price_rows:
-            nom.set_item_prices(self.conn, price_rows)
+            self.conn.executemany(
+                "INSERT INTO item_prices(item_id, price_type_id, price) VALUES (?,?,?)"
+                " ON CONFLICT(item_id, price_type_id) DO UPDATE SET price=excluded.price"
+                " WHERE item_prices.price IS NOT excluded.price", price_rows)  # as nom.set_item_prices
         if balances:
-            notes = store.apply_balances(self.conn, balances, ref=f"1c:{self.file_name}")
+            store.apply_balance_rows(self.conn, balances, ref=f"1c:{self.file_name}")
             self.ledger_notes.extend(notes)

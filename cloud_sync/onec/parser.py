@@ -160,9 +160,17 @@ def _text(el: Element | None) -> str:
 _CURRENCIES = {"руб": "RUB", "руб.": "RUB", "rub": "RUB", "rur": "RUB", "643": "RUB", "р.": "RUB", "₽": "RUB"}
 
 
+_CURRENCY_SEEN: dict[str, str] = {}
+
+
 def currency(value: str) -> str:
-    v = value.strip()
-    return _CURRENCIES.get(v.lower(), v.upper() or "RUB")
+    code = _CURRENCY_SEEN.get(value)
+    if code is None:
+        v = value.strip()
+        code = _CURRENCIES.get(v.lower(), v.upper() or "RUB")
+        if len(_CURRENCY_SEEN) < 1000:  # a handful of spellings in practice; bounded against odd files
+            _CURRENCY_SEEN[value] = code
+    return code
 
 
 _ZERO = Decimal(0)
@@ -172,7 +180,9 @@ def number(value: str, what: str = "number", *args: object) -> Decimal:
     """A CommerceML number: decimal comma or point, spaces (also non-breaking) between thousands.
     `what` names it in an error (formatted with `args` only then)."""
     try:
-        d = Decimal(value)  # the common case: "100", "181.50", " 7 "
+        # the common cases: "100", "181.50", " 7 ", "100,50" (a decimal comma read as the point it means;
+        # anything else a comma could be, "1,000.50", fails here as it does below)
+        d = Decimal(value.replace(",", ".") if "," in value else value)
         if d.is_finite():
             return d
     except InvalidOperation:

@@ -110,13 +110,29 @@ def apply_balances(conn: sqlite3.Connection, balances: list[Balance], *, ref: st
 
     The ledger keeps whole units >= 0: a negative 1C balance goes in as 0 and a fractional one is
     rounded down; each such case comes back as a note (the exact figure stays in onec_balances)."""
+    rows: list[tuple[str, str, str, int]] = []
+    notes: list[str] = []
+    for item_id, warehouse_id, stated in balances:
+        qty = int(stated) if stated >= 0 else 0
+        if qty != stated:
+            notes.append(f"{item_id} at {warehouse_id}: 1C states {stated}, the ledger takes {qty}")
+        rows.append((item_id, warehouse_id, str(stated), qty))
+    apply_balance_rows(conn, rows, ref=ref)
+    return notes
+
+
+def apply_balance_rows(conn: sqlite3.Connection, rows: list[tuple[str, str, str, int]], *, ref: str = "") -> None:
+    """`apply_balances` for rows already made: (item_id, warehouse_id, quantity as 1C stated it (text),
+    the ledger's whole units >= 0)."""
+    if not rows:
+        return
     now = conn.execute("SELECT datetime('now')").fetchone()[0]  # once per batch, not once per row
     conn.executemany(
         "INSERT INTO onec_balances(item_id, warehouse_id, quantity, updated_at) VALUES (?,?,?,?)"
         " ON CONFLICT(item_id, warehouse_id) DO UPDATE SET quantity=excluded.quantity, updated_at=excluded.updated_at",
-        [(item_id, warehouse_id, str(qty), now) for item_id, warehouse_id, qty in balances],
+        [(item_id, warehouse_id, text, now) for item_id, warehouse_id, text, _ in rows],
     )
-    return _to_ledger(conn, balances, ref)
+    _to_ledger(conn, rows, ref)
 
 
 def _stock_module():
@@ -127,23 +143,15 @@ def _stock_module():
     return stock
 
 
-def _to_ledger(conn: sqlite3.Connection, balances: list[Balance], ref: str) -> list[str]:
+def _to_ledger(conn: sqlite3.Connection, rows: list[tuple[str, str, str, int]], ref: str) -> None:
     """The one switch-over point to the cloud's stock ledger: `cloud_sync.stock.set_balances_many` (the
     ledger's warehouse key is the 1C warehouse id, source "1c"): a move for each new or changed level
     only, every warehouse marked as heard from, in a few set-based statements per batch."""
     stock = _stock_module()
     fn = getattr(stock, "set_balances_many", None) if stock else None
-    notes: list[str] = []
-    if fn is None or not balances:
-        return notes
-    rows: list[tuple[str, str, int]] = []
-    for item_id, warehouse_id, stated in balances:
-        qty = int(stated) if stated >= 0 else 0
-        if qty != stated:
-            notes.append(f"{item_id} at {warehouse_id}: 1C states {stated}, the ledger takes {qty}")
-        rows.append((item_id, warehouse_id, qty))
-    fn(conn, rows, source="1c", ref=ref)
-    return notes
+    if fn is None or not rows:
+        return
+    fn(conn, [(item_id, warehouse_id, qty) for item_id, warehouse_id, _, qty in rows], source="1c", ref=ref)
 
 
 def balances(conn: sqlite3.Connection) -> dict[str, dict[str, Decimal]]:
