@@ -334,7 +334,14 @@ class Site:
                 self._printer_problem(job["id"], exc)
                 break
             file = _last_file(self.printer)
+            back = not self.printer_state.ok
+            if back:  # it printed: the printer is fine again
+                self.printer_state = PrinterState(True, "")
             with store.transaction(self.conn):
+                if back:  # the printer is back: said before what it printed, in the same commit
+                    self.send(self.conn, "device_status", {"devices": [
+                        {"kind": "printer", "name": getattr(self.printer, "name", "printer"), "online": True,
+                         "detail": "printing again"}]})
                 self.conn.execute("UPDATE print_jobs SET state='done', done_at=?, attempts=attempts+1, error=NULL, "
                                   "file=? WHERE id=?", (store.now(), file, job["id"]))
                 body: dict[str, Any] = {"order_id": job["order_id"], "printer": getattr(self.printer, "name", "printer"),
@@ -348,12 +355,6 @@ class Site:
             printed += 1
             if job["kind"] == "label":
                 self._video_printed(job["order_id"])
-            if not self.printer_state.ok:
-                self.printer_state = PrinterState(True, "")
-                with store.transaction(self.conn):
-                    self.send(self.conn, "device_status", {"devices": [
-                        {"kind": "printer", "name": getattr(self.printer, "name", "printer"), "online": True,
-                         "detail": "printing again"}]})
         self.printer_state.pending = self.row("SELECT COUNT(*) AS n FROM print_jobs WHERE state='pending'")["n"]
         if printed or jobs:
             self.changes.bump("print", printed=printed)
