@@ -8,9 +8,16 @@ Each measurement runs in its own child process so its peak RSS (resource.getrusa
 whole process: interpreter, SQLite cache, everything) is its own:
   baseline  — the child imports the modules and opens the database, nothing more (the floor);
   parse     — the parser alone over both files (no database);
-  import    — the full import: both files in one transaction, nomenclature, prices, 1C balances and
-              the stock ledger (the figure of the last line);
+  single    — the full import on the single-process path (parse and write in turn), the baseline;
+  import    — the full import as `import_files` chooses for a file this size: the two-process
+              pipeline (a child process parses while this one writes; both files in one transaction,
+              nomenclature, prices, 1C balances and the stock ledger) — the figure of the last line;
   reimport  — the same package a second time into that database (1C re-sending its full catalog).
+`--rounds N` alternates single/import N times (the machine is shared: compare neighbours) and gives
+each; the last line takes the median round of the pipeline.
+CPU is the process's AND its child's (user + system); the peak of a pipeline run is the importing
+process's peak PLUS the parser child's own (ru_maxrss of RUSAGE_CHILDREN), a conservative sum (the
+child is forked and shares pages with its parent).
 On Linux the import's own resident peak is also shown (the peak is reset after the database is open):
 the whole process's peak is set before the import, by importing the modules (cloud_sync.users hashes
 a dummy argon2 password at import time, ~65 MB for a moment).
@@ -18,7 +25,7 @@ Targets (issue 7): >= 20,000 items/s and peak <= 200 MB. Last line: `items_per_s
 clock). The machine is shared, so each figure is also given per CPU-second of the process (user + system
 time, what the import itself costs), with the load average at the time: read both.
 
-    .venv/bin/python bench/onec_import.py [--items 100000]
+    .venv/bin/python bench/onec_import.py [--items 100000] [--rounds 1]
 """
 
 from __future__ import annotations
@@ -109,7 +116,7 @@ def child(kind: str, db: str, files: list[str]) -> None:
     from cloud_sync.onec.parser import parse
 
     t0 = time.perf_counter()
-    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    ru0 = _cpu()
     out: dict = {}
     if kind == "baseline":
         open_db(db).close()
@@ -119,23 +126,30 @@ def child(kind: str, db: str, files: list[str]) -> None:
         conn = open_db(db)
         out["rss_before_mb"] = _vm_hwm_mb()  # the peak so far: modules (cloud_sync.users hashes at import)
         reset = _reset_hwm()
-        r = import_files(conn, files, details=False)
+        r = import_files(conn, files, details=False, two_process=False if kind == "single" else None)
         out["own_peak_mb"] = _vm_hwm_mb() if reset else None
         out.update(items=r.items, offers=r.offers, barcodes=len(r.barcodes), warnings=r.warnings)
         if kind == "reimport":  # the same package again (1C re-sends its full catalog): the second run counts
             t0 = time.perf_counter()
-            ru0 = resource.getrusage(resource.RUSAGE_SELF)
+            ru0 = _cpu()
             r = import_files(conn, files, details=False)
         out["stock_levels"] = conn.execute("SELECT COUNT(*) FROM stock_levels").fetchone()[0]
         out["moves"] = conn.execute("SELECT COUNT(*) FROM stock_moves").fetchone()[0]
         conn.close()
     out["seconds"] = time.perf_counter() - t0
-    ru = resource.getrusage(resource.RUSAGE_SELF)
-    out["cpu_seconds"] = ru.ru_utime + ru.ru_stime - ru0.ru_utime - ru0.ru_stime
+    out["cpu_seconds"] = _cpu() - ru0
     # the whole process's peak: a reset of the resident peak (above) also resets ru_maxrss on Linux
     out["peak_mb"] = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, out.get("rss_before_mb") or 0)
+    out["child_peak_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # 0 without a child
+    out["peak_mb"] += out["child_peak_mb"]
     out["load"] = os.getloadavg()[0]
     print(json.dumps(out))
+
+
+def _cpu() -> float:
+    """User + system CPU seconds of this process and of its finished children (the parser child)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def run_child(kind: str, db: Path, files: list[Path]) -> dict:
@@ -152,6 +166,7 @@ def rates(items: int, m: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", type=int, default=100_000)
+    ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--child")
     ap.add_argument("--db")
     ap.add_argument("files", nargs="*")
@@ -169,17 +184,29 @@ def main() -> None:
         print(f"baseline (modules + empty database): peak {base['peak_mb']:.1f} MB")
         parse_only = run_child("parse", folder / "parse.db", files)
         print(f"parse only: {rates(args.items, parse_only)}, peak {parse_only['peak_mb']:.1f} MB")
-        full = run_child("import", folder / "cloud.db", files)
+        singles, fulls = [], []
+        for n in range(args.rounds):
+            print(f"round {n + 1}: uptime load average {os.getloadavg()[0]:.1f}")
+            singles.append(run_child("single", folder / f"single{n}.db", files))
+            print(f"  single process (baseline): {rates(args.items, singles[-1])}; peak {singles[-1]['peak_mb']:.1f} MB")
+            fulls.append(run_child("import", folder / f"cloud{n}.db", files))
+            print(f"  two processes (pipeline): {rates(args.items, fulls[-1])}; peak {fulls[-1]['peak_mb']:.1f} MB "
+                  f"(of which the parser child {fulls[-1]['child_peak_mb']:.1f} MB)")
+        full = sorted(fulls, key=lambda m: m["seconds"])[len(fulls) // 2]
+        single = sorted(singles, key=lambda m: m["seconds"])[len(singles) // 2]
         again = run_child("reimport", folder / "again.db", files)
-        assert full["items"] == args.items and full["offers"] == args.items and not full["warnings"], full
+        for m in (*singles, *fulls):
+            assert m["items"] == args.items and m["offers"] == args.items and not m["warnings"], m
+            assert (m["stock_levels"], m["moves"]) == (full["stock_levels"], full["moves"]), m
         rate = args.items / full["seconds"]
         print(f"full import: {full['items']} items, {full['offers']} offers, {full['barcodes']} barcodes, "
               f"{full['stock_levels']} ledger levels, {full['moves']} moves: {rates(args.items, full)}; "
-              f"peak {full['peak_mb']:.1f} MB (targets: >= 20,000 items/s, <= 200 MB)")
+              f"peak {full['peak_mb']:.1f} MB (targets: >= 20,000 items/s, <= 200 MB); single process (median): "
+              f"{args.items / single['seconds']:,.0f} items/s wall")
         if full.get("own_peak_mb"):
             print(f"resident peak during the import itself: {full['own_peak_mb']:.1f} MB (the process's peak before "
-                  f"it, opening the database and importing the modules: {full['rss_before_mb']:.1f} MB; the last "
-                  "line gives the whole process's peak)")
+                  f"it, opening the database and importing the modules: {full['rss_before_mb']:.1f} MB), "
+                  f"the parser child {full['child_peak_mb']:.1f} MB; the last line gives their sum")
         print(f"the same package again (unchanged, as 1C re-sends a full catalog): {rates(args.items, again)}")
         print(f"items_per_s={rate:.0f} peak_mb={full['peak_mb']:.1f}")
 

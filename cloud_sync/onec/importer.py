@@ -121,15 +121,20 @@ def _import_settings(conn: sqlite3.Connection) -> Iterator[None]:
     The objects alive before the run (modules, the web app) are frozen out of Python's cyclic garbage
     collector meanwhile: the records streaming through trigger dozens of full collections, each of
     which would walk them all again (measured: ~1 s of CPU per 100,000 items). They are unfrozen after;
-    nothing is kept alive by it (a frozen object only waits for the next collection after the run)."""
+    nothing is kept alive by it (a frozen object only waits for the next collection after the run).
+    The young generation's threshold is raised meanwhile (`pipeline.GC_THRESHOLD`): the row batches are
+    hundreds of thousands of fresh tuples, which the default would walk several times over."""
     old_cache = conn.execute("PRAGMA cache_size").fetchone()[0]
     conn.execute(f"PRAGMA cache_size={-CACHE_KB}")
     if not conn.in_transaction:  # temp_store may only change outside a transaction
         conn.execute("PRAGMA temp_store=MEMORY")
     gc.freeze()
+    thresholds = gc.get_threshold()
+    gc.set_threshold(max(thresholds[0], pipeline.GC_THRESHOLD), *thresholds[1:])
     try:
         yield
     finally:
+        gc.set_threshold(*thresholds)
         gc.unfreeze()
         conn.execute(f"PRAGMA cache_size={int(old_cache)}")
 
@@ -198,8 +203,9 @@ class _Run:
         elif isinstance(rec, Document):
             self.r.documents.append(rec)
 
-    def items(self, rows: list[tuple], barcode_pairs: list[tuple[str, str]], deleted: list[str]) -> None:
+    def items(self, items: list[tuple]) -> None:
         """Catalog items (a deleted item is kept, orders refer to it, and flagged deleted)."""
+        rows, barcode_pairs, deleted = pipeline.item_rows(items)
         if rows:
             nom.upsert_item_rows(self.conn, rows, barcode_pairs)
             ids = [row[0] for row in rows]

@@ -2,21 +2,22 @@
 process that parses while this one writes.
 
 `prepared(records)` turns the parser's stream into batches of plain rows, the per-row work the
-database does not need to wait for: item rows with their properties as JSON, barcode pairs, price
-rows, 1C balances with the ledger's whole-unit figure, stock totals, mismatches. The importer applies
+database does not need to wait for: plain item tuples, price rows, 1C balances with the ledger's
+whole-unit figure, stock totals, mismatches. The importer applies
 them (`importer._Run.apply`); both import paths use it, so they write the same rows.
 
 `child_batches(paths)` runs `parse` + `prepared` for each file in a child process (multiprocessing:
 fork when this process has one thread, forkserver otherwise) and yields its batches here as they come:
 parsing (one core) and writing to SQLite (the other) overlap. The batches travel pickled through a
 pipe, one at a time — the child waits while the pipe is full, so memory stays bounded on both sides.
-A failure in the child (bad or hostile XML, an unreadable number, the child dying) is raised here as
+Row batches go as marshal data (plain tuples, lists, dicts and strings: several times cheaper to load
+than pickle), other records pickled. A failure in the child (bad or hostile XML, an unreadable number, the child dying) is raised here as
 `CommerceMLError` with the parser's one-line message, so the importer's transaction rolls back. When
 the importer stops early (its own error), the child is stopped.
 
 Batch messages (plain tuples, cheap to pickle):
-  ("items", rows, barcode_pairs, deleted_ids)   rows: (id, article, name, group_id, unit, marked,
-                                                  gtin, bin, properties_json)
+  ("items", items)   items: (id, article, name, group_id, unit, marked, gtin, bin, properties,
+                     barcodes, deleted); `item_rows` makes them the database's rows
   ("offers", offers, price_rows, price_currencies, balances, notes, mismatches, warehouses, totals)
       offers: (id, name, article, barcodes, characteristics, deleted); price_rows: (offer_id, type_id,
       price_text); price_currencies: {type_id: currency} in order of first sight; balances: (offer_id,
@@ -30,7 +31,9 @@ Batch messages (plain tuples, cheap to pickle):
 
 from __future__ import annotations
 
+import gc
 import json
+import marshal
 import multiprocessing
 import os
 import pickle
@@ -48,18 +51,27 @@ Batch = tuple
 
 
 def _item_batch(items: list[CatalogItem]) -> Batch:
+    # as plain as marshal takes them; their rows (the properties' JSON) are made by the writing side,
+    # `item_rows`, which has time to spare while the parser is the slower of the two
+    return ("items", [(rec.item.id, rec.item.article, rec.item.name, rec.item.group_id, rec.item.unit,
+                       rec.item.marked, rec.item.gtin, rec.item.bin, rec.item.properties, rec.item.barcodes,
+                       rec.deleted) for rec in items])
+
+
+def item_rows(items: list[tuple]) -> tuple[list[tuple], list[tuple[str, str]], list[str]]:
+    """(item rows for `nomenclature.upsert_item_rows`, their (barcode, item_id) pairs, the ids 1C marked
+    deleted) of an "items" batch."""
     rows = []
     pairs: list[tuple[str, str]] = []
     deleted: list[str] = []
-    for rec in items:
-        it = rec.item
-        rows.append((it.id, it.article, it.name, it.group_id, it.unit, int(it.marked), it.gtin, it.bin,
-                     _properties_json(it.properties)))
-        if it.barcodes:
-            pairs.extend((b, it.id) for b in dict.fromkeys(it.barcodes) if b)
-        if rec.deleted:
-            deleted.append(it.id)
-    return ("items", rows, pairs, deleted)
+    encode = _properties_json
+    for item_id, article, name, group_id, unit, marked, gtin, bin_, properties, barcodes, is_deleted in items:
+        rows.append((item_id, article, name, group_id, unit, int(marked), gtin, bin_, encode(properties)))
+        if barcodes:
+            pairs.extend((b, item_id) for b in dict.fromkeys(barcodes) if b)
+        if is_deleted:
+            deleted.append(item_id)
+    return rows, pairs, deleted
 
 
 def _offer_batch(offers: list[Offer]) -> Batch:
@@ -161,13 +173,30 @@ def _context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
+GC_THRESHOLD = 50_000  # young objects between cyclic collections while rows stream (the default 700
+# makes the collector walk every batch of fresh tuples several times over: ~1/3 of loading them)
+
+
+def _encode(batch: Batch) -> bytes:
+    if batch[0] == "record":
+        return b"P" + pickle.dumps(batch, pickle.HIGHEST_PROTOCOL)
+    return b"M" + marshal.dumps(batch, 4)
+
+
+def _decode(data: bytes) -> Batch:
+    return marshal.loads(data[1:]) if data[:1] == b"M" else pickle.loads(data[1:])
+
+
 def _child(paths: list[str], out: multiprocessing.connection.Connection) -> None:
-    dumps, send = pickle.dumps, out.send_bytes
+    send = out.send_bytes
+    path = paths[0] if paths else ""
+    gc.freeze()  # what the child inherited is never garbage of its own
+    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
     try:
         for path in paths:
             for batch in prepared(parse(path)):
-                send(dumps(batch, pickle.HIGHEST_PROTOCOL))
-            send(dumps(("end",)))
+                send(_encode(batch))
+            send(_encode(("end",)))
     except CommerceMLError as exc:
         _send_error(out, str(exc))
     except (BrokenPipeError, KeyboardInterrupt):
@@ -180,7 +209,7 @@ def _child(paths: list[str], out: multiprocessing.connection.Connection) -> None
 
 def _send_error(out: multiprocessing.connection.Connection, message: str) -> None:
     try:
-        out.send_bytes(pickle.dumps(("error", message)))
+        out.send_bytes(_encode(("error", message)))
     except OSError:
         pass
 
@@ -197,10 +226,10 @@ class ChildParser:
         send.close()  # the child holds the only writing end: its exit is our EOF
 
     def file_batches(self, label: str) -> Iterator[Batch]:
-        recv, loads = self._recv.recv_bytes, pickle.loads
+        recv = self._recv.recv_bytes
         while True:
             try:
-                batch = loads(recv())
+                batch = _decode(recv())
             except (EOFError, OSError):
                 self._proc.join(5)
                 raise CommerceMLError(f"{label}: the parser process ended unexpectedly "
