@@ -315,7 +315,7 @@ class _Reader:
                 if prop.value_type == "Число":
                     shown = [v.replace(",", ".").replace(" ", "").replace("\u00a0", "") for v in shown]
             if pid and shown:
-                into[name] = "; ".join(dict.fromkeys(shown))
+                into[name] = shown[0] if len(shown) == 1 else "; ".join(dict.fromkeys(shown))
 
     def item(self, el: Element) -> CatalogItem:
         it = Item(id="", name="")

@@ -7,7 +7,9 @@ whole-unit figure, stock totals, mismatches. The importer applies
 them (`importer._Run.apply`); both import paths use it, so they write the same rows.
 
 `child_batches(paths)` runs `parse` + `prepared` for each file in a child process (multiprocessing:
-fork when this process has one thread, forkserver otherwise) and yields its batches here as they come:
+fork when this process has one thread, forkserver otherwise — which, as multiprocessing does, imports
+the program's main module again in the fork server: it must keep its work under `if __name__ ==
+"__main__"`, as the `marketsync` console script does) and yields its batches here as they come:
 parsing (one core) and writing to SQLite (the other) overlap. The batches travel pickled through a
 pipe, one at a time — the child waits while the pipe is full, so memory stays bounded on both sides.
 Row batches go as marshal data (plain tuples, lists, dicts and strings: several times cheaper to load
@@ -170,7 +172,10 @@ def _context() -> multiprocessing.context.BaseContext:
     # held would stay locked in the child, so a fresh process from the fork server is used then
     if "fork" in methods and threading.active_count() == 1:
         return multiprocessing.get_context("fork")
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    if ctx.get_start_method() == "forkserver":
+        ctx.set_forkserver_preload(["cloud_sync.onec.pipeline"])  # each child starts with the parser loaded
+    return ctx
 
 
 GC_THRESHOLD = 50_000  # young objects between cyclic collections while rows stream (the default 700

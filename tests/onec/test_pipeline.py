@@ -5,6 +5,7 @@ leaves the database as it was, with the parser's one-line error."""
 from __future__ import annotations
 
 import sqlite3
+import threading
 
 import pytest
 
@@ -128,3 +129,21 @@ def test_the_path_is_chosen_by_size(tmp_path):
     assert not pipeline.worth_it([small])
     assert pipeline.worth_it([small], min_bytes=small.stat().st_size)
     assert not pipeline.worth_it([tmp_path / "missing.xml"])
+
+
+def test_from_a_thread_the_child_comes_from_the_fork_server(tmp_path, corpus):
+    """The exchange imports in a background thread: fork is not used then (a lock held by another thread
+    would stay locked in the child); the child comes from multiprocessing's fork server, same result."""
+    files = [corpus / "unf-2.08__import.xml", corpus / "unf-2.08__offers.xml"]
+    one_json, one_tables = run(tmp_path / "one.db", files, two_process=False)
+    out: dict = {}
+
+    def work() -> None:
+        out["method"] = pipeline._context().get_start_method()
+        out["result"] = run(tmp_path / "two.db", files, two_process=True)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join(60)
+    assert out["method"] in ("forkserver", "spawn")
+    assert out["result"] == (one_json, one_tables)
