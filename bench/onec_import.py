@@ -25,7 +25,7 @@ Targets (issue 7): >= 20,000 items/s and peak <= 200 MB. Last line: `items_per_s
 clock). The machine is shared, so each figure is also given per CPU-second of the process (user + system
 time, what the import itself costs), with the load average at the time: read both.
 
-    .venv/bin/python bench/onec_import.py [--items 100000] [--rounds 1]
+    .venv/bin/python bench/onec_import.py [--items 100000] [--rounds 3]
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ def rates(items: int, m: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", type=int, default=100_000)
-    ap.add_argument("--rounds", type=int, default=1)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--child")
     ap.add_argument("--db")
     ap.add_argument("files", nargs="*")
