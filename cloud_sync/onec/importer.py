@@ -97,8 +97,14 @@ def import_files(conn: sqlite3.Connection, paths: Iterable[str | os.PathLike[str
     result = ImportResult(prices={} if details else None)
     with _import_settings(conn), transaction(conn):
         run = _Run(conn, result, set(cost_price_types))
+        child = None
         if two_process:
-            with pipeline.ChildParser(paths) as child:
+            try:
+                child = pipeline.ChildParser(paths)
+            except (OSError, RuntimeError):  # no process to be had (limits, a frozen program): parse here
+                child = None
+        if child is not None:
+            with child:
                 for path in paths:
                     name = os.path.basename(os.fspath(path))
                     if progress:

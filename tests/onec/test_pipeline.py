@@ -147,3 +147,14 @@ def test_from_a_thread_the_child_comes_from_the_fork_server(tmp_path, corpus):
     thread.join(60)
     assert out["method"] in ("forkserver", "spawn")
     assert out["result"] == (one_json, one_tables)
+
+
+def test_without_a_child_process_the_import_parses_here(tmp_path, corpus, monkeypatch):
+    files = [corpus / "unf-2.08__import.xml", corpus / "unf-2.08__offers.xml"]
+    expected = run(tmp_path / "one.db", files, two_process=False)
+
+    def refused(paths):
+        raise OSError("Resource temporarily unavailable")
+
+    monkeypatch.setattr(pipeline, "ChildParser", refused)
+    assert run(tmp_path / "two.db", files, two_process=True) == expected
