@@ -709,6 +709,7 @@ class YandexMarketSandbox(SandboxApp):
             "stocks": dict(self.stocks),
             "prices": {k: v["value"] for k, v in self.business_prices.items()},
             "campaign_prices": {k: v["value"] for k, v in self.campaign_prices.items()},
+            "business_price_details": {k: dict(v) for k, v in self.business_prices.items()},  # with discountBase
             "orders": {str(o.order_id): f"{o.status}/{o.substatus}" for o in self.orders.values()},
             "order_moves": {str(o.order_id): list(o.moves) for o in self.orders.values()},
             "hidden": sorted(self.hidden),

@@ -1,13 +1,9 @@
 """End to end against the real sandboxes (subprocess `marketsync sandbox serve <mp> --port 0 --seed N`,
 real HTTP, the real adapters through `open_account`): a price document applied shows its new prices in
-the sandbox's `GET /_sandbox/state`. Skipped only while an adapter or sandbox is not in the tree."""
+the sandbox's `GET /_sandbox/state`."""
 
 from __future__ import annotations
 
-import importlib
-import json
-import subprocess
-import sys
 from decimal import Decimal
 
 import httpx
@@ -22,39 +18,6 @@ from marketplaces.base import AccountConfig
 from marketplaces.sandbox.seed import demo_items
 
 SEED = 10
-
-
-def _need(module: str) -> None:
-    try:
-        importlib.import_module(module)
-    except ImportError as exc:
-        pytest.skip(f"{module} is not in the tree yet ({exc})")
-
-
-@pytest.fixture
-def sandbox(request):
-    procs = []
-
-    def start(marketplace: str):
-        _need(f"marketplaces.{marketplace}")
-        _need(f"marketplaces.sandbox.{marketplace}")
-        proc = subprocess.Popen([sys.executable, "-m", "marketsync.cli", "sandbox", "serve", marketplace,
-                                 "--port", "0", "--seed", str(SEED), "--no-validate"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        procs.append(proc)
-        line = proc.stdout.readline()
-        if not line:
-            pytest.fail(f"sandbox {marketplace} did not start: {proc.stderr.read()[-2000:]}")
-        return json.loads(line)
-
-    yield start
-    for proc in procs:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _tenant(tmp_path, account, marketplace, info):
@@ -86,8 +49,8 @@ LINES = {
 
 
 @pytest.mark.parametrize("marketplace", ["ozon", "wildberries"])
-def test_price_document_reaches_the_sandbox(tmp_path, sandbox, marketplace):
-    info = sandbox(marketplace)
+def test_price_document_reaches_the_sandbox(tmp_path, sandbox_process, marketplace):
+    info = sandbox_process(marketplace, SEED)
     conn, adapter = _tenant(tmp_path, "acc", marketplace, info)
     if marketplace == "ozon":
         assert pricing.current_prices(conn, "acc"), "no prices were read back from the sandbox"
@@ -110,31 +73,25 @@ def test_price_document_reaches_the_sandbox(tmp_path, sandbox, marketplace):
 
 
 @pytest.mark.parametrize("marketplace", ["yandex_market", "megamarket"])
-def test_price_document_reaches_ym_and_mm_sandboxes(tmp_path, marketplace):
-    """YM and MM through their real adapters against sandboxes served in-process (their account ids
-    come from the sandbox app): a crossed-out price goes to YM as discountBase; Megamarket takes only
-    the price (its crossed-out price comes from the feed)."""
-    _need(f"marketplaces.{marketplace}")
-    from marketplaces.sandbox.registry import start_sandbox
-
-    with start_sandbox(marketplace, seed=SEED, validate=False) as running:
-        app = running.app
-        options = ({"business_id": app.business_id, "campaign_id": app.campaign_id} if marketplace == "yandex_market"
-                   else {"merchant_id": app.merchant_id, "shipping_point": app.shipping_point})
-        info = {"url": running.url, "credentials": dict(running.credentials), "options": options}
-        conn, adapter = _tenant(tmp_path, "acc", marketplace, info)
-        doc = pricing.parse_document({"account": "acc", "lines": [
-            {"category": "Кружки", "price": "333", "old_price": "400"}]})
-        pv = pricing.preview(conn, doc, marketplace=marketplace)
-        assert pv.ok, pv.all_errors
-        assert pv.changed
-        res = pricing.apply(conn, doc, adapter, confirm=True)
-        assert res.status == "applied", [r.error for r in res.failed]
-        state = httpx.get(f"{running.url}/_sandbox/state", timeout=10).json()["prices"]
-        for row in pv.changed:
-            native = state[row.card.offer_id]
-            value = native["price"] if isinstance(native, dict) else native
-            assert Decimal(str(value)) == Decimal(333)
-            if marketplace == "yandex_market":
-                assert app.business_prices[row.card.offer_id]["discountBase"] == 400
-        conn.close()
+def test_price_document_reaches_ym_and_mm_sandboxes(tmp_path, sandbox_process, marketplace):
+    """YM and MM through their real adapters against their sandboxes (the account ids are the ones the
+    sandbox announces): a crossed-out price goes to YM as discountBase; Megamarket takes only the price
+    (its crossed-out price comes from the feed)."""
+    info = sandbox_process(marketplace, SEED)
+    conn, adapter = _tenant(tmp_path, "acc", marketplace, info)
+    doc = pricing.parse_document({"account": "acc", "lines": [
+        {"category": "Кружки", "price": "333", "old_price": "400"}]})
+    pv = pricing.preview(conn, doc, marketplace=marketplace)
+    assert pv.ok, pv.all_errors
+    assert pv.changed
+    res = pricing.apply(conn, doc, adapter, confirm=True)
+    assert res.status == "applied", [r.error for r in res.failed]
+    state = httpx.get(f"{info['url']}/_sandbox/state", timeout=10).json()
+    for row in pv.changed:
+        native = state["prices"][row.card.offer_id]
+        value = native["price"] if isinstance(native, dict) else native
+        assert Decimal(str(value)) == Decimal(333)
+        if marketplace == "yandex_market":
+            detail = state["business_price_details"][row.card.offer_id]
+            assert Decimal(str(detail["discountBase"])) == 400, detail
+    conn.close()

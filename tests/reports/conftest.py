@@ -41,36 +41,3 @@ def db(tmp_path):
     conn.close()
 
 
-@pytest.fixture
-def sandbox():
-    """Start `marketsync sandbox serve <mp> --port 0 --seed N` as a subprocess; stopped after the test."""
-    import importlib
-    import json
-    import subprocess
-    import sys
-
-    procs = []
-
-    def start(marketplace: str, seed: int = 10):
-        for module in (f"marketplaces.{marketplace}", f"marketplaces.sandbox.{marketplace}"):
-            try:
-                importlib.import_module(module)
-            except ImportError as exc:
-                pytest.skip(f"{module} is not in the tree yet ({exc})")
-        proc = subprocess.Popen([sys.executable, "-m", "marketsync.cli", "sandbox", "serve", marketplace,
-                                 "--port", "0", "--seed", str(seed), "--no-validate"],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        procs.append(proc)
-        line = proc.stdout.readline()
-        if not line:
-            pytest.fail(f"sandbox {marketplace} did not start: {proc.stderr.read()[-2000:]}")
-        return json.loads(line)
-
-    yield start
-    for proc in procs:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()

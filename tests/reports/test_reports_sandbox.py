@@ -18,8 +18,8 @@ from marketplaces.base import AccountConfig
 from marketplaces.sandbox.seed import demo_items
 
 
-def test_wildberries_sales_become_a_reconciled_commission_report(tmp_path, sandbox):
-    info = sandbox("wildberries")
+def test_wildberries_sales_become_a_reconciled_commission_report(tmp_path, sandbox_process):
+    info = sandbox_process("wildberries")
     conn = open_db(tmp_path / "tenant.sqlite")
     items = demo_items(10)
     adapter = open_account(AccountConfig(name="wb", marketplace="wildberries", base_url=info["url"],
