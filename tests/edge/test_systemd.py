@@ -77,46 +77,21 @@ def test_install_script_stages_user_config_and_unit(tmp_path: Path) -> None:
     assert bad.returncode == 2 and "site id" in bad.stderr
 
 
-def test_edge_serve_notifies_systemd_ready_and_watchdog(tmp_path: Path) -> None:
-    sock_path = tmp_path / "notify.sock"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(sock_path))
-    sock.settimeout(20)
-    cfg = tmp_path / "edge.toml"
-    cfg.write_text('[site]\ndb_path = "site.sqlite"\n[web]\nport = 0\n[mqtt]\nport = 1\n'
-                   '[printer]\nkind = "virtual"\nout_dir = "labels"\n')
-    env = {**os.environ, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "1500000", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "marketsync.cli", "edge", "serve", "--config", str(cfg)],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        first = json.loads(proc.stdout.readline())
-        assert first["role"] == "edge" and first["url"].startswith("http://127.0.0.1:")
-        got = [sock.recv(4096).decode() for _ in range(2)]
-        assert got[0].startswith("READY=1") and got[1] == "WATCHDOG=1"
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=15) == 0
-        assert any(sock.recv(4096).decode() == "STOPPING=1" for _ in range(5))
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        sock.close()
-
-
-def test_cloud_serve_tells_systemd_ready_watchdog_and_stopping(tmp_path):
-    """The cloud unit is Type=notify with WatchdogSec: a real `cloud serve` must feed it the same way."""
+def _serve_under_notify_socket(tmp_path: Path, role: str, config_text: str) -> None:
+    """Run `marketsync <role> serve` with a NOTIFY_SOCKET of the test's own: it must say READY=1, feed
+    the watchdog, and say STOPPING=1 when SIGTERM stops it cleanly."""
     sock_path = tmp_path / "notify.sock"
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(str(sock_path))
     sock.settimeout(30)
-    cfg = tmp_path / "cloud.toml"
-    cfg.write_text('[cloud]\ndb_path = "cloud.sqlite"\nport = 0\nsync_on_start = false\n[link]\nenabled = false\n')
+    cfg = tmp_path / f"{role}.toml"
+    cfg.write_text(config_text)
     env = {**os.environ, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "1500000", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "marketsync.cli", "cloud", "serve", "--config", str(cfg)],
+    proc = subprocess.Popen([sys.executable, "-m", "marketsync.cli", role, "serve", "--config", str(cfg)],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         first = json.loads(proc.stdout.readline())
-        assert first["role"] == "cloud" and first["url"].startswith("http://127.0.0.1:")
+        assert first["role"] == role and first["url"].startswith("http://127.0.0.1:")
         got = [sock.recv(4096).decode() for _ in range(2)]
         assert got[0].startswith("READY=1") and got[1] == "WATCHDOG=1"
         proc.send_signal(signal.SIGTERM)
@@ -127,3 +102,14 @@ def test_cloud_serve_tells_systemd_ready_watchdog_and_stopping(tmp_path):
             proc.kill()
             proc.wait()
         sock.close()
+
+
+def test_edge_serve_notifies_systemd_ready_and_watchdog(tmp_path: Path) -> None:
+    _serve_under_notify_socket(tmp_path, "edge", '[site]\ndb_path = "site.sqlite"\n[web]\nport = 0\n[mqtt]\nport = 1\n'
+                               '[printer]\nkind = "virtual"\nout_dir = "labels"\n')
+
+
+def test_cloud_serve_tells_systemd_ready_watchdog_and_stopping(tmp_path: Path) -> None:
+    """The cloud unit is Type=notify with WatchdogSec: a real `cloud serve` feeds it the same way."""
+    _serve_under_notify_socket(tmp_path, "cloud", '[cloud]\ndb_path = "cloud.sqlite"\nport = 0\nsync_on_start = false\n'
+                               '[link]\nenabled = false\n')
