@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -133,23 +133,24 @@ def upsert_price_type(conn: sqlite3.Connection, type_id: str, name: str, currenc
 
 
 def set_item_price(conn: sqlite3.Connection, item_id: str, price_type_id: str, price: Decimal) -> None:
-    conn.execute(
-        "INSERT INTO item_prices(item_id, price_type_id, price) VALUES (?,?,?)"
-        " ON CONFLICT(item_id, price_type_id) DO UPDATE SET price=excluded.price",
-        (item_id, price_type_id, str(price)),
-    )
+    set_item_price_rows(conn, [(item_id, price_type_id, str(price))])
 
 
 def set_item_prices(conn: sqlite3.Connection, rows: Iterable[tuple[str, str, Decimal]]) -> int:
     """`set_item_price` for many (item_id, price_type_id, price) rows at once (executemany)."""
     data = [(item_id, type_id, str(price)) for item_id, type_id, price in rows]
+    set_item_price_rows(conn, data)
+    return len(data)
+
+
+def set_item_price_rows(conn: sqlite3.Connection, rows: Sequence[tuple[str, str, str]]) -> None:
+    """Prices already as text rows (item_id, price_type_id, "123.45"), as a bulk import prepares them."""
     conn.executemany(
         "INSERT INTO item_prices(item_id, price_type_id, price) VALUES (?,?,?)"
         " ON CONFLICT(item_id, price_type_id) DO UPDATE SET price=excluded.price"
         " WHERE item_prices.price IS NOT excluded.price",  # an unchanged price is not rewritten
-        data,
+        rows,
     )
-    return len(data)
 
 
 def mark_items_deleted(conn: sqlite3.Connection, item_ids: Iterable[str]) -> int:

@@ -319,10 +319,7 @@ class _Run:
             nom.mark_items_deleted(self.conn, deleted)
             self.r.deleted += len(deleted)
         if price_rows:
-            self.conn.executemany(
-                "INSERT INTO item_prices(item_id, price_type_id, price) VALUES (?,?,?)"
-                " ON CONFLICT(item_id, price_type_id) DO UPDATE SET price=excluded.price"
-                " WHERE item_prices.price IS NOT excluded.price", price_rows)  # as nom.set_item_prices
+            nom.set_item_price_rows(self.conn, price_rows)
         if balances:
             store.apply_balance_rows(self.conn, balances, ref=f"1c:{self.file_name}")
             self.ledger_notes.extend(notes)
