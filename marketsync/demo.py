@@ -73,6 +73,7 @@ class Demo:
         self.cloud_url = ""
         self.api_token = ""
         self.push_tokens: dict[str, str] = {}
+        self.onec_password_file: Path | None = None
         self.edge_url = ""
         self.errors: list[str] = []
         self.fatal = False
@@ -219,6 +220,24 @@ class Demo:
         while time.monotonic() < deadline:
             self.report_events()
             time.sleep(0.5)
+        self.onec_takes_orders()
+
+    def onec_takes_orders(self) -> None:
+        """What 1C does in the evening over the CommerceML exchange: log in, ask for the orders
+        (`type=sale&mode=query`), confirm them (`mode=success`) so they are not sent again."""
+        from marketsync.onec_demo_client import OneCExchange
+
+        password = Path(self.onec_password_file).read_text("utf-8").strip()
+        try:
+            client = OneCExchange(f"{self.cloud_url}/1c/exchange", "1c", password)
+            documents, again = client.take_orders()
+        except OSError as exc:
+            self.errors.append(f"1C exchange: {exc}")
+            self.say(f"1C could not take the orders: {exc}")
+            return
+        self.say(f"1C took {documents} order(s) as CommerceML «Заказ товара» documents over "
+                 f"{self.cloud_url}/1c/exchange (its «Заказ клиента» are made from them); "
+                 f"after 1C confirmed them, a second query returned {again}")
 
     def new_order(self) -> None:
         mp = self.rng.choice(sorted(self.sandboxes))

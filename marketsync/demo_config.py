@@ -69,6 +69,10 @@ def write_cloud_config(demo: Demo) -> Path:
         pw = _secret(secrets / "mqtt-password", link["password"])
         lines += [f"username = {_toml_value(link['username'])}", f"password_file = {_toml_value(str(pw))}",
                   f"tls_ca = {_toml_value(link['tls_ca'])}"]
+    onec_password = _secret(secrets / "onec-password", token_urlsafe(18))
+    demo.onec_password_file = onec_password
+    lines += ["", "[onec]  # 1C's exchange with the cloud (the demo plays 1C: it takes the day's orders)",
+              'login = "1c"', f"password_file = {_toml_value(str(onec_password))}"]
     lines += ["", "[sites.site-1]", 'name = "Склад Москва"', f"warehouses = [{_toml_value(WAREHOUSE_ID)}]", ""]
     for mp, info in demo.sandboxes.items():
         name = ACCOUNT_NAMES[mp]

@@ -56,6 +56,8 @@ def test_demo_runs_a_day_and_ends_with_its_summary(tmp_path: Path):
     assert summary["labels_printed"] >= 3, out
     assert summary["stock_pushes"] > 0, out
     assert "a buyer ordered on" in out
+    took = re.search(r"1C took (\d+) order\(s\).*a second query returned (\d+)", out)
+    assert took and int(took.group(1)) == summary["orders_seen"] and took.group(2) == "0", out
     labels = list((workdir / "site-1" / "labels").glob("*.png"))
     assert len(labels) >= summary["labels_printed"]  # supply QR codes and acts print there too
     _assert_nothing_left(out, workdir)
