@@ -554,10 +554,10 @@ def _call(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Marketplace, a: s
         label = adapter.get_label(native_id, fmt=(settings.label_format or None) if settings else None)
         return {"label": label}
     details: dict[str, Any] = {}
-    if action in ("confirm", "ship") and a["marketplace"] == "wildberries":
-        supply = a["supply_id"] or _open_supply(conn, a["account"], a["mp_warehouse"])
-        if supply:
-            details["supply_id"] = supply
+    if action in ("confirm", "ship"):  # marketplaces that batch shipments (WB supplies) reuse the open one
+        batch = a["supply_id"] or _open_supply(conn, a["account"], a["mp_warehouse"])
+        if batch:
+            details["batch_id"] = batch
     if action == "assemble":
         codes = _marking_by_offer(conn, a["order_id"])
         if codes:
@@ -567,11 +567,8 @@ def _call(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Marketplace, a: s
         raise MarketplaceError(change.error or f"{action} refused", account=a["account"], endpoint=action,
                                retryable=False)
     out: dict[str, Any] = {"change": change}
-    if action == "confirm" and a["marketplace"] == "wildberries":
-        try:  # the supply the order went into: the hand-over ships the whole supply at once
-            out["supply_id"] = adapter.get_order(native_id).native.get("supplyId")
-        except MarketplaceError as exc:
-            log.warning("supply of %s: %s", a["key"], exc)
+    if change.batch_id:  # the hand-over ships the whole batch (WB supply) at once
+        out["supply_id"] = change.batch_id
     return out
 
 
@@ -615,8 +612,7 @@ def _action_done(conn: sqlite3.Connection, cfg: CloudConfig, a: sqlite3.Row, out
     label_after = settings.label_after if settings else "confirm"
     change = outcome.get("change")
     if change is not None:
-        native = change.native or {}
-        supply = outcome.get("supply_id") or native.get("supply_id") or native.get("supplyId")
+        supply = outcome.get("supply_id")
         if supply:
             conn.execute("UPDATE orders SET supply_id=? WHERE id=?", (str(supply), oid))
             conn.execute("INSERT OR IGNORE INTO supplies(account, mp_warehouse, supply_id, state, created_ts)"

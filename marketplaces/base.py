@@ -227,6 +227,10 @@ class StatusChange:
     native_status: str = ""
     already: bool = False  # the order was found already in the target state (no second move sent)
     error: str = ""
+    # the marketplace's shipment batch the order is in after the move (WB supply), when it has such a
+    # thing: orders of one batch are handed over and shipped together. Pass it back as `batch_id=` to
+    # put the next order into the same batch, or to ship it.
+    batch_id: str = ""
     native: dict[str, Any] = field(default_factory=dict)
 
 

@@ -397,6 +397,8 @@ class WildberriesAdapter:
         assemble: WB has no such status (checked, nothing sent); ship: deliver the order's supply (all its
         orders go together); cancel: cancel. Reads the status first and after any uncertain answer."""
         oid = str(native_id)
+        if details.get("batch_id") and not details.get("supply_id"):
+            details["supply_id"] = details["batch_id"]  # a WB shipment batch is a supply
         st = self._status_of(oid)
         current = st["supplierStatus"]
         if action == "assemble":
@@ -407,7 +409,7 @@ class WildberriesAdapter:
         if action not in TARGET:
             raise InvalidRequest(f"unknown action {action!r}", account=self.account, endpoint="set_order_status")
         if current in TARGET[action]:
-            return StatusChange(oid, action, True, current, already=True)
+            return StatusChange(oid, action, True, current, already=True, batch_id=self._supply_of(oid))
         allowed = {"confirm": {"new"}, "ship": {"confirm"}, "cancel": {"new", "confirm"}}[action]
         if current not in allowed:
             return StatusChange(oid, action, False, current, error=f"cannot {action} an order that is {current}")
@@ -423,10 +425,17 @@ class WildberriesAdapter:
                 log.warning("%s: %s of order %s refused (%s); reading it back", self.account, action, oid, exc)
             now = self._status_of(oid)["supplierStatus"]
             if now in TARGET[action]:
-                return StatusChange(oid, action, True, now)
+                return StatusChange(oid, action, True, now, batch_id=self._supply_of(oid))
             if now not in allowed:
                 return StatusChange(oid, action, False, now, error=f"order moved to {now} meanwhile")
         return StatusChange(oid, action, False, now, error=f"{action} did not take after {MOVE_ATTEMPTS} attempts")
+
+    def _supply_of(self, oid: str) -> str:
+        """The supply the order is in ("" for none), from the order as last read or moved."""
+        try:
+            return str(self._raw_order(oid).get("supplyId") or "")
+        except MarketplaceError:
+            return ""
 
     def _send_move(self, oid: str, action: str, details: dict[str, Any]) -> None:
         if action == "cancel":

@@ -86,8 +86,8 @@ class ShopWindow:
 
     def set_order_status(self, native_id: str, action: str, **details: Any) -> StatusChange:
         self.moves.append((native_id, action, details))
-        native = {"supply_id": details.get("supply_id") or "WB-GI-1"} if self.name == "wildberries" else {}
-        return StatusChange(native_id, action, True, native=native)  # type: ignore[arg-type]
+        batch = (details.get("batch_id") or "WB-GI-1") if self.name == "wildberries" else ""
+        return StatusChange(native_id, action, True, batch_id=batch)  # type: ignore[arg-type]
 
     def get_label(self, native_id: str, *, fmt: str | None = None, size: str = "") -> Label:
         return Label(native_id, b"<svg/>", "svg", 58, 40)
