@@ -103,6 +103,7 @@ class _Item:
     env: Envelope | None
     reason: str | None = None  # set: dead-letter it when its turn comes
     type: str | None = None
+    copies: int = 0  # further deliveries of this very message while it waited: each is acked too
 
 
 class SiteLink:
@@ -491,7 +492,9 @@ class SiteLink:
             self._old.append(item)
             return
         held = self._held.setdefault(peer, {})
-        held.setdefault(item.seq, item)
+        waiting = held.setdefault(item.seq, item)
+        if waiting is not item and waiting.id == item.id:
+            waiting.copies += 1  # a redelivery while the first copy waits its turn: ack it with the first
 
     def _apply_all(self) -> None:
         """One transaction: outbox deletions for acks, dead letters, messages applied in seq order."""
@@ -559,7 +562,7 @@ class SiteLink:
                     if outcome == "retry":
                         break
                     inbox_rows.append((item.id, peer, item.seq, item.type or "", outcome, now_wall))
-                    acks_out.setdefault(peer, []).append((item.seq, item.id))
+                    acks_out.setdefault(peer, []).extend([(item.seq, item.id)] * (1 + item.copies))
                     taken.append(exp)
                     budget -= 1
                     exp += 1
