@@ -60,7 +60,7 @@ AFTER_PACKAGING = {"awaiting_deliver", "delivering", "driver_pickup", "delivered
 HANDED_OVER = {"delivering", "driver_pickup", "delivered", "sent_by_seller"}
 RETRYABLE_ITEM_CODES = {"TOO_MANY_REQUESTS"}
 ITEM_RETRY_ROUNDS = 3
-MOVE_ATTEMPTS = 5  # sends of one status change, each after reading the status back
+MOVE_ATTEMPTS = 8  # sends of one status change, each after reading the status back
 
 
 def validate_payload(ep: Endpoint, payload: Any) -> None:

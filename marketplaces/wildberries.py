@@ -51,7 +51,7 @@ log = logging.getLogger("marketplaces.wildberries")
 SUPPLIER_STATUSES = {"new", "confirm", "complete", "cancel", "cancel_carrier"}
 TARGET = {"confirm": {"confirm", "complete"}, "ship": {"complete"}, "cancel": {"cancel", "cancel_carrier"}}
 MSK = timedelta(hours=3)
-MOVE_ATTEMPTS = 5  # sends of one status change, each after reading the status back
+MOVE_ATTEMPTS = 8  # sends of one status change, each after reading the status back
 STICKER_SIZES = {"58x40": (58, 40), "40x30": (40, 30)}
 STICKER_TYPES = {"png": "png", "svg": "svg", "zpl": "zplh"}
 
