@@ -52,6 +52,28 @@ MIGRATIONS = [
         PRIMARY KEY (item_id, price_type_id)
     );
     """,
+    # prices and barcodes are looked up by their key only: kept in the key's own b-tree (WITHOUT ROWID),
+    # one b-tree less to write per row — a 1C package writes hundreds of thousands of them
+    """
+    CREATE TABLE item_barcodes_new (
+        barcode TEXT NOT NULL,
+        item_id TEXT NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+        PRIMARY KEY (barcode, item_id)
+    ) WITHOUT ROWID;
+    INSERT INTO item_barcodes_new(barcode, item_id) SELECT barcode, item_id FROM item_barcodes;
+    DROP TABLE item_barcodes;
+    ALTER TABLE item_barcodes_new RENAME TO item_barcodes;
+    CREATE INDEX item_barcodes_item ON item_barcodes(item_id);
+    CREATE TABLE item_prices_new (
+        item_id TEXT NOT NULL REFERENCES items(id) ON DELETE CASCADE,
+        price_type_id TEXT NOT NULL REFERENCES price_types(id),
+        price TEXT NOT NULL,                 -- Decimal as text
+        PRIMARY KEY (item_id, price_type_id)
+    ) WITHOUT ROWID;
+    INSERT INTO item_prices_new(item_id, price_type_id, price) SELECT item_id, price_type_id, price FROM item_prices;
+    DROP TABLE item_prices;
+    ALTER TABLE item_prices_new RENAME TO item_prices;
+    """,
 ]
 
 
@@ -85,21 +107,32 @@ def upsert_items(conn: sqlite3.Connection, items: Iterable[Item], *, batch: int 
     return count
 
 
-_properties_json = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(..., ensure_ascii=False), built once
+_json_encode = json.JSONEncoder(ensure_ascii=False).encode  # json.dumps(..., ensure_ascii=False), built once
+_json_string = json.encoder.encode_basestring  # one JSON string, quoted and escaped (C-accelerated)
+
+
+def properties_json(properties: dict[str, str]) -> str:
+    """The `items.properties` column: JSON text exactly as json.dumps(..., ensure_ascii=False) writes it,
+    built directly for the usual {name: text} (three times quicker: 100,000s of items per 1C package)."""
+    try:
+        return "{" + ", ".join([_json_string(k) + ": " + _json_string(v) for k, v in properties.items()]) + "}"
+    except TypeError:  # a value that is not text
+        return _json_encode(properties)
 
 
 def _upsert_item_batch(conn: sqlite3.Connection, items: list[Item]) -> int:
     return upsert_item_rows(
         conn,
         [(it.id, it.article, it.name, it.group_id, it.unit, int(it.marked), it.gtin, it.bin,
-          _properties_json(it.properties)) for it in items],
+          properties_json(it.properties)) for it in items],
         [(b, it.id) for it in items for b in dict.fromkeys(it.barcodes) if b],
     )
 
 
 def upsert_item_rows(conn: sqlite3.Connection, rows: list[tuple], barcodes: list[tuple[str, str]]) -> int:
     """`upsert_items` for rows already made: (id, article, name, group_id, unit, marked, gtin, bin,
-    properties_json) and their (barcode, item_id) pairs (the barcode list replaces the old one)."""
+    properties_json) and their (barcode, item_id) pairs (the barcode list replaces the old one: only
+    the pairs that changed are written, so re-sending an unchanged catalog rewrites no barcode)."""
     conn.executemany(
         "INSERT INTO items(id, article, name, group_id, unit, marked, gtin, bin, properties, deleted)"
         " VALUES (?,?,?,?,?,?,?,?,?,0)"
@@ -109,8 +142,22 @@ def upsert_item_rows(conn: sqlite3.Connection, rows: list[tuple], barcodes: list
         " properties=excluded.properties, deleted=0, updated_at=datetime('now')",
         rows,
     )
-    conn.executemany("DELETE FROM item_barcodes WHERE item_id=?", [(row[0],) for row in rows])
-    conn.executemany("INSERT OR IGNORE INTO item_barcodes(barcode, item_id) VALUES (?, ?)", barcodes)
+    ids = [row[0] for row in rows]
+    cur = conn.cursor()
+    cur.row_factory = None  # plain tuples, comparable with `barcodes`
+    old: set[tuple[str, str]] = set()
+    for i in range(0, len(ids), 500):
+        part = ids[i:i + 500]
+        old.update(cur.execute(f"SELECT barcode, item_id FROM item_barcodes WHERE item_id IN ({','.join('?' * len(part))})",
+                               part))
+    if old:
+        new = set(barcodes)
+        gone = [pair for pair in old if pair not in new]
+        if gone:
+            conn.executemany("DELETE FROM item_barcodes WHERE barcode=? AND item_id=?", gone)
+        barcodes = [pair for pair in barcodes if pair not in old]
+    if barcodes:
+        conn.executemany("INSERT OR IGNORE INTO item_barcodes(barcode, item_id) VALUES (?, ?)", barcodes)
     return len(rows)
 
 
