@@ -9,15 +9,16 @@ whole process: interpreter, SQLite cache, everything) is its own:
   baseline  — the child imports the modules and opens the database, nothing more (the floor);
   parse     — the parser alone over both files (no database);
   single    — the full import on the single-process path (parse and write in turn), the baseline;
-  import    — the full import as `import_files` chooses for a file this size: the two-process
-              pipeline (a child process parses while this one writes; both files in one transaction,
-              nomenclature, prices, 1C balances and the stock ledger) — the figure of the last line;
+  import    — the full import as `import_files` chooses for files this size: the catalog file and
+              the offers file are parsed at once by two child processes while this one writes (both
+              files in one transaction: nomenclature, prices, 1C balances and the stock ledger) — the
+              figure of the last line;
   reimport  — the same package a second time into that database (1C re-sending its full catalog).
 `--rounds N` alternates single/import N times (the machine is shared: compare neighbours) and gives
 each; the last line takes the median round of the pipeline.
-CPU is the process's AND its child's (user + system); the peak of a pipeline run is the importing
-process's peak PLUS the parser child's own (ru_maxrss of RUSAGE_CHILDREN), a conservative sum (the
-child is forked and shares pages with its parent).
+CPU is the process's AND its children's (user + system); the peak of a pipeline run is the importing
+process's peak PLUS each parser child's own peak (each a fresh interpreter; a conservative sum: the
+peaks need not coincide).
 On Linux the import's own resident peak is also shown (the peak is reset after the database is open):
 the whole process's peak is set before the import, by importing the modules (cloud_sync.users hashes
 a dummy argon2 password at import time, ~65 MB for a moment).
@@ -128,7 +129,8 @@ def child(kind: str, db: str, files: list[str]) -> None:
         reset = _reset_hwm()
         r = import_files(conn, files, details=False, two_process=False if kind == "single" else None)
         out["own_peak_mb"] = _vm_hwm_mb() if reset else None
-        out.update(items=r.items, offers=r.offers, barcodes=len(r.barcodes), warnings=r.warnings)
+        out.update(items=r.items, offers=r.offers, barcodes=len(r.barcodes), warnings=r.warnings,
+                   children_mb=r.children_peak_mb)
         if kind == "reimport":  # the same package again (1C re-sends its full catalog): the second run counts
             t0 = time.perf_counter()
             ru0 = _cpu()
@@ -140,7 +142,9 @@ def child(kind: str, db: str, files: list[str]) -> None:
     out["cpu_seconds"] = _cpu() - ru0
     # the whole process's peak: a reset of the resident peak (above) also resets ru_maxrss on Linux
     out["peak_mb"] = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, out.get("rss_before_mb") or 0)
-    out["child_peak_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # 0 without a child
+    # the parser children's peaks, each as the child measured its own, summed (ru_maxrss of
+    # RUSAGE_CHILDREN would give only the largest); 0 without a child
+    out["child_peak_mb"] = out.pop("children_mb", 0.0)
     out["peak_mb"] += out["child_peak_mb"]
     out["load"] = os.getloadavg()[0]
     print(json.dumps(out))
@@ -190,8 +194,8 @@ def main() -> None:
             singles.append(run_child("single", folder / f"single{n}.db", files))
             print(f"  single process (baseline): {rates(args.items, singles[-1])}; peak {singles[-1]['peak_mb']:.1f} MB")
             fulls.append(run_child("import", folder / f"cloud{n}.db", files))
-            print(f"  two processes (pipeline): {rates(args.items, fulls[-1])}; peak {fulls[-1]['peak_mb']:.1f} MB "
-                  f"(of which the parser child {fulls[-1]['child_peak_mb']:.1f} MB)")
+            print(f"  parser children (pipeline): {rates(args.items, fulls[-1])}; peak {fulls[-1]['peak_mb']:.1f} MB "
+                  f"(of which the parser children {fulls[-1]['child_peak_mb']:.1f} MB)")
         full = sorted(fulls, key=lambda m: m["seconds"])[len(fulls) // 2]
         single = sorted(singles, key=lambda m: m["seconds"])[len(singles) // 2]
         again = run_child("reimport", folder / "again.db", files)

@@ -58,6 +58,7 @@ class ImportResult:
     only_changes: bool = False
     documents: list[Document] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    children_peak_mb: float = 0.0  # the parser children's resident peaks, summed (0 without a child)
 
     def as_json(self) -> dict:
         return {
@@ -88,34 +89,65 @@ def import_files(conn: sqlite3.Connection, paths: Iterable[str | os.PathLike[str
                  two_process: bool | None = None) -> ImportResult:
     """Import CommerceML files in one transaction. Raises parser.CommerceMLError (nothing applied).
 
-    `two_process`: parse in a child process while this one writes (`pipeline.ChildParser`); by default
-    when the files are large enough (`pipeline.PIPELINE_MIN_BYTES`) and the platform can fork. Both
-    ways write the same rows (`pipeline.prepared`)."""
+    `two_process`: parse in child processes while this one writes (`pipeline.ChildParser`); by default
+    when the files are large enough (`pipeline.PIPELINE_MIN_BYTES`) and the platform can fork. A package
+    of catalog files followed by offer files (`pipeline.streams`) is read by two children at once, one
+    per stream, and applied side by side; anything else by one child, in order. Every way writes the
+    same rows (`pipeline.prepared`, `_Run`)."""
     paths = list(paths)
     if two_process is None:
         two_process = pipeline.worth_it(paths)
+    split = pipeline.streams(paths) if two_process else None
+    if split is not None:
+        try:
+            return _import(conn, paths, details, cost_price_types, progress, True, split)
+        except pipeline.StreamsCrossed:
+            pass  # rolled back, nothing applied: the files go again, in order, through one child
+    return _import(conn, paths, details, cost_price_types, progress, two_process, None)
+
+
+def _import(conn: sqlite3.Connection, paths: list[str | os.PathLike[str]], details: bool,
+            cost_price_types: Iterable[str], progress: Callable[[str], None] | None, two_process: bool,
+            split: tuple[list[str], list[str]] | None) -> ImportResult:
     result = ImportResult(prices={} if details else None)
+    names = [os.path.basename(os.fspath(p)) for p in paths]
     with _import_settings(conn), transaction(conn):
-        run = _Run(conn, result, set(cost_price_types))
-        child = None
-        if two_process:
-            try:
-                child = pipeline.ChildParser(paths)
-            except (OSError, RuntimeError):  # no process to be had (limits, a frozen program): parse here
-                child = None
-        if child is not None:
-            with child:
-                for path in paths:
-                    name = os.path.basename(os.fspath(path))
-                    if progress:
-                        progress(name)
-                    run.file(name, child.file_batches(name))
-        else:
-            for path in paths:
-                name = os.path.basename(os.fspath(path))
-                if progress:
-                    progress(name)
-                run.file(name, pipeline.prepared(parse(path)))
+        run = _Run(conn, result, set(cost_price_types), progress)
+        children: list[pipeline.ChildParser] = []
+        try:
+            if two_process:
+                for stream in (split or (paths,)):
+                    children.append(pipeline.ChildParser(stream))
+        except (OSError, RuntimeError):  # no process to be had (limits, a frozen program): parse here
+            for child in children:
+                child.close()
+            children = []
+        try:
+            if split is not None and len(children) == 2:
+                # offers may come before their items: a price's item is checked at commit, and what an
+                # offer needs of its item (placeholders, characteristics, barcodes) waits for the catalog
+                conn.execute("PRAGMA defer_foreign_keys=ON")
+                run.catalog_open = True
+                files = {name: run.begin_file(name) for name in names}
+                open_catalog = len(split[0])
+                for stream, name, batch in pipeline.side_by_side(children[0], split[0], children[1], split[1]):
+                    if batch is not None:
+                        run.apply(files[name], batch)
+                    elif stream == 0:
+                        open_catalog -= 1
+                        if not open_catalog:
+                            run.catalog_done()
+            elif children:
+                for name in names:
+                    run.apply_all(run.begin_file(name), children[0].file_batches(name))
+            else:
+                for path, name in zip(paths, names, strict=True):
+                    run.apply_all(run.begin_file(name), pipeline.prepared(parse(path)))
+            run.finish()
+        finally:
+            result.children_peak_mb = sum(child.peak_mb for child in children)
+            for child in children:
+                child.close()
     return result
 
 
@@ -145,50 +177,89 @@ def _import_settings(conn: sqlite3.Connection) -> Iterator[None]:
         conn.execute(f"PRAGMA cache_size={int(old_cache)}")
 
 
+@dataclass
+class _File:
+    """One file of the run: what its warnings will say (given in file order when the run ends)."""
+
+    name: str
+    warnings: list[str] = field(default_factory=list)
+    unknown: list[str] = field(default_factory=list)
+    stock_mismatch: list[str] = field(default_factory=list)
+    ledger_notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> list[str]:
+        out = list(self.warnings)
+        if self.unknown:
+            shown = ", ".join(self.unknown[:5]) + (", …" if len(self.unknown) > 5 else "")
+            out.append(f"{self.name}: {len(self.unknown)} offer(s) name items 1C has not described in the catalog; "
+                       f"kept as placeholder items until it does: {shown}")
+        if self.stock_mismatch:
+            shown = ", ".join(self.stock_mismatch[:5]) + (", …" if len(self.stock_mismatch) > 5 else "")
+            out.append(f"{self.name}: {len(self.stock_mismatch)} offer(s) state a total <Количество> different "
+                       f"from the sum of their warehouses (the warehouses were used): {shown}")
+        if self.ledger_notes:
+            shown = "; ".join(self.ledger_notes[:3]) + ("; …" if len(self.ledger_notes) > 3 else "")
+            out.append(f"{self.name}: {len(self.ledger_notes)} balance(s) are negative or "
+                       f"fractional; the stock ledger keeps whole units >= 0: {shown}")
+        return out
+
+
 class _Run:
-    def __init__(self, conn: sqlite3.Connection, result: ImportResult, cost_types: set[str]) -> None:
+    """The writing side of one import. Batches are applied as they come (`apply`); while catalog files
+    are still being read beside the offer files (`catalog_open`), what an offer needs of its item —
+    is it described, its name for a characteristic, its barcodes, a deletion mark — waits in `pending`
+    until the catalog is complete (`catalog_done`): the outcome is the same as reading in order."""
+
+    def __init__(self, conn: sqlite3.Connection, result: ImportResult, cost_types: set[str],
+                 progress: Callable[[str], None] | None = None) -> None:
         self.conn = conn
         self.r = result
         self.cost_types = cost_types
+        self.progress = progress
         self.known_price_types = {row[0] for row in conn.execute("SELECT id FROM price_types")}
         self.known_warehouses = {row[0] for row in conn.execute("SELECT id FROM onec_warehouses")}
         # whether any placeholder item may exist: when none does, looking for them is skipped
         self.placeholders_exist = bool(conn.execute("SELECT EXISTS (SELECT 1 FROM onec_unknown_offers)").fetchone()[0])
         # items 1C described in this run: known (and no placeholder) without asking the database
         self.run_items: set[str] = set()
-        self.unknown: list[str] = []
-        self.stock_mismatch: list[str] = []
-        self.ledger_notes: list[str] = []
-        self.file_name = ""
+        self.files: list[_File] = []
+        self.catalog_open = False
+        self.pending: list[tuple[_File, list]] = []
 
-    def file(self, name: str, batches: Iterable[tuple]) -> None:
-        """Apply one file's batches (`pipeline.prepared`, here or from the child process)."""
-        self.file_name = name
-        self.unknown, self.stock_mismatch, self.ledger_notes = [], [], []
+    def begin_file(self, name: str) -> _File:
+        f = _File(name)
+        self.files.append(f)
+        if self.progress:
+            self.progress(name)
+        return f
+
+    def apply_all(self, f: _File, batches: Iterable[tuple]) -> None:
         for batch in batches:
-            kind = batch[0]
-            if kind == "items":
-                self.items(*batch[1:])
-            elif kind == "offers":
-                self.offers(*batch[1:])
-            else:
-                self.record(batch[1])
-        if self.unknown:
-            shown = ", ".join(self.unknown[:5]) + (", …" if len(self.unknown) > 5 else "")
-            self.r.warnings.append(
-                f"{self.file_name}: {len(self.unknown)} offer(s) name items 1C has not described in the catalog; "
-                f"kept as placeholder items until it does: {shown}")
-        if self.stock_mismatch:
-            shown = ", ".join(self.stock_mismatch[:5]) + (", …" if len(self.stock_mismatch) > 5 else "")
-            self.r.warnings.append(
-                f"{self.file_name}: {len(self.stock_mismatch)} offer(s) state a total <Количество> different "
-                f"from the sum of their warehouses (the warehouses were used): {shown}")
-        if self.ledger_notes:
-            shown = "; ".join(self.ledger_notes[:3]) + ("; …" if len(self.ledger_notes) > 3 else "")
-            self.r.warnings.append(f"{self.file_name}: {len(self.ledger_notes)} balance(s) are negative or "
-                                   f"fractional; the stock ledger keeps whole units >= 0: {shown}")
+            self.apply(f, batch)
 
-    def record(self, rec: object) -> None:
+    def apply(self, f: _File, batch: tuple) -> None:
+        """Apply one batch (`pipeline.prepared`, made here or in a child process) of file `f`."""
+        kind = batch[0]
+        if kind == "items":
+            self.items(*batch[1:])
+        elif kind == "offers":
+            self.offers(f, *batch[1:])
+        else:
+            self.record(f, batch[1])
+
+    def catalog_done(self) -> None:
+        """Every catalog file is in: the offers that waited for their items are settled now."""
+        self.catalog_open = False
+        pending, self.pending = self.pending, []
+        for f, rows in pending:
+            self.resolve(f, rows)
+
+    def finish(self) -> None:
+        self.catalog_done()
+        for f in self.files:
+            self.r.warnings.extend(f.summary())
+
+    def record(self, f: _File, rec: object) -> None:
         if isinstance(rec, Group):
             nom.upsert_group(self.conn, rec.id, rec.name, rec.parent_id)
             self.r.groups += 1
@@ -209,9 +280,8 @@ class _Run:
         elif isinstance(rec, Document):
             self.r.documents.append(rec)
 
-    def items(self, items: list[tuple]) -> None:
+    def items(self, rows: list[tuple], barcode_pairs: list[tuple[str, str]], deleted: list[str]) -> None:
         """Catalog items (a deleted item is kept, orders refer to it, and flagged deleted)."""
-        rows, barcode_pairs, deleted = pipeline.item_rows(items)
         if rows:
             nom.upsert_item_rows(self.conn, rows, barcode_pairs)
             ids = [row[0] for row in rows]
@@ -239,15 +309,56 @@ class _Run:
                     f"SELECT offer_id FROM onec_unknown_offers WHERE offer_id IN ({marks})", part))
         return known, placeholders
 
-    def offers(self, rows: list[tuple], price_rows: list[tuple[str, str, str]], currencies: dict[str, str],
+    def offers(self, f: _File, rows: list, price_rows: list[tuple[str, str, str]], currencies: dict[str, str],
                balances: list[tuple[str, str, str, int]], notes: list[str], mismatches: list[str],
                warehouses: list[str], totals: dict[str, str]) -> None:
+        """One batch of offers: `rows` are what the offers say of their items (`pipeline._offer_batch`),
+        settled now (`resolve`) or, while the catalog is still coming, when it is complete."""
         r = self.r
         r.offers += len(rows)
         run_items = self.run_items
+        # an offer of an item described in this run that says nothing more needs nothing of its item
+        todo = [row for row in rows if type(row) is not str or row not in run_items or "#" in row]
+        if todo:
+            if self.catalog_open:
+                self.pending.append((f, todo))
+            else:
+                self.resolve(f, todo)
+        for type_id, cur in currencies.items():
+            if type_id not in self.known_price_types:
+                nom.upsert_price_type(self.conn, type_id, type_id, cur)
+                self.known_price_types.add(type_id)
+                f.warnings.append(f"{f.name}: price type {type_id} is not described (no ТипЦены); kept under its id")
+            r.price_types.add(type_id)
+        if r.prices is not None:
+            for oid, type_id, price in price_rows:
+                r.prices.setdefault(oid, {})[type_id] = Decimal(price)
+        f.stock_mismatch.extend(mismatches)
+        for wid in warehouses:
+            if wid not in self.known_warehouses:
+                name = DEFAULT_WAREHOUSE_NAME if wid == DEFAULT_WAREHOUSE else wid
+                store.upsert_warehouses(self.conn, [(wid, name)], keep_names=True)
+                self.known_warehouses.add(wid)
+            r.warehouses.add(wid)
+        stock_total = r.stock_total
+        for wid, qty in totals.items():
+            stock_total[wid] = stock_total.get(wid, _ZERO) + Decimal(qty)
+        if price_rows:
+            nom.set_item_price_rows(self.conn, price_rows)
+        if balances:
+            store.apply_balance_rows(self.conn, balances, ref=f"1c:{f.name}")
+            f.ledger_notes.extend(notes)
+
+    def resolve(self, f: _File, rows: list) -> None:
+        """What offers say of their items, once the items they name are known: an offer of an item 1C
+        has not described keeps a placeholder item (and is listed), a characteristic becomes an item of
+        its own (named after its item), barcodes given with an offer join its item's, and an offer
+        marked deleted marks its item. A row is the offer id alone when it says nothing more."""
+        r = self.r
+        run_items = self.run_items
         wanted: set[str] = set()  # items to ask the database about: not described in this run, or a base
         for row in rows:
-            oid = row[0]
+            oid = row if type(row) is str else row[0]
             item_id = oid.partition("#")[0]
             if item_id != oid or item_id not in run_items:
                 wanted.add(item_id)
@@ -257,7 +368,11 @@ class _Run:
         unknown: list[str] = []
         deleted: list[str] = []
         barcodes = r.barcodes
-        for oid, name, article, offer_barcodes, characteristics, is_deleted in rows:
+        for row in rows:
+            if type(row) is str:
+                oid, name, article, offer_barcodes, characteristics, is_deleted = row, "", "", (), {}, False
+            else:
+                oid, name, article, offer_barcodes, characteristics, is_deleted = row
             item_id = oid.partition("#")[0]
             if item_id == oid and item_id in run_items:
                 base, base_known = None, True
@@ -285,41 +400,16 @@ class _Run:
                 barcodes.update(offer_barcodes)
             if is_deleted:
                 deleted.append(oid)
-        for type_id, cur in currencies.items():
-            if type_id not in self.known_price_types:
-                nom.upsert_price_type(self.conn, type_id, type_id, cur)
-                self.known_price_types.add(type_id)
-                r.warnings.append(f"{self.file_name}: price type {type_id} is not described "
-                                  "(no ТипЦены); kept under its id")
-            r.price_types.add(type_id)
-        if r.prices is not None:
-            for oid, type_id, price in price_rows:
-                r.prices.setdefault(oid, {})[type_id] = Decimal(price)
-        self.stock_mismatch.extend(mismatches)
-        for wid in warehouses:
-            if wid not in self.known_warehouses:
-                name = DEFAULT_WAREHOUSE_NAME if wid == DEFAULT_WAREHOUSE else wid
-                store.upsert_warehouses(self.conn, [(wid, name)], keep_names=True)
-                self.known_warehouses.add(wid)
-            r.warehouses.add(wid)
-        stock_total = r.stock_total
-        for wid, qty in totals.items():
-            stock_total[wid] = stock_total.get(wid, _ZERO) + Decimal(qty)
         if new_items:
             nom.upsert_items(self.conn, new_items, batch=BATCH)
         if extra_barcodes:
             self.conn.executemany("INSERT OR IGNORE INTO item_barcodes(barcode, item_id) VALUES (?, ?)",
                                   extra_barcodes)
         if unknown:
-            store.note_unknown_offers(self.conn, unknown, self.file_name)
+            store.note_unknown_offers(self.conn, unknown, f.name)
             self.placeholders_exist = True
-            self.unknown.extend(unknown)
+            f.unknown.extend(unknown)
             self.r.unknown_offers += len(unknown)
         if deleted:
             nom.mark_items_deleted(self.conn, deleted)
             self.r.deleted += len(deleted)
-        if price_rows:
-            nom.set_item_price_rows(self.conn, price_rows)
-        if balances:
-            store.apply_balance_rows(self.conn, balances, ref=f"1c:{self.file_name}")
-            self.ledger_notes.extend(notes)

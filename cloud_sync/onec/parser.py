@@ -239,6 +239,34 @@ def _unit(el: Element) -> str:
     return (el.get("НаименованиеПолное") or "").strip() or "шт"
 
 
+class _Tags:
+    """The full tags (`{namespace}name`) of the elements read inside prices, in one namespace: found with
+    the C-level `Element.findtext` instead of a Python loop over the children."""
+
+    _by_ns: dict[str, _Tags] = {}
+
+    def __init__(self, ns: str) -> None:
+        self.price_type = ns + "ИдТипаЦены"
+        self.price = ns + "ЦенаЗаЕдиницу"
+        self.currency = ns + "Валюта"
+
+    @classmethod
+    def of(cls, el: Element) -> _Tags:
+        """The tags in `el`'s namespace (CommerceML keeps one namespace throughout a file)."""
+        tag = el.tag
+        ns = tag[:tag.find("}") + 1] if tag[:1] == "{" else ""
+        tags = cls._by_ns.get(ns)
+        if tags is None:
+            tags = cls._by_ns[ns] = cls(ns)
+        return tags
+
+
+def quantity(value: str, what: str = "quantity", *args: object) -> Decimal | int:
+    """`number` for a stock quantity: a whole number written plainly ("7") is kept as an int — exact,
+    and cheaper to sum and compare than a Decimal for 100,000s of balances."""
+    return int(value) if value.isdigit() and value.isascii() else number(value, what, *args)
+
+
 # ---------------------------------------------------------------- the reader
 
 
@@ -398,26 +426,22 @@ class _Reader:
                 o.id = text
             elif t == "Цены":
                 for price in ch:
-                    type_id = value = cur = ""
-                    for x in price:
-                        tx = _LOCAL.get(x.tag) or local(x.tag)
-                        if tx == "ИдТипаЦены":
-                            type_id = x.text.strip() if x.text else ""
-                        elif tx == "ЦенаЗаЕдиницу":
-                            value = x.text.strip() if x.text else ""
-                        elif tx == "Валюта":
-                            cur = x.text.strip() if x.text else ""
+                    tags = _Tags.of(price)
+                    type_id = (price.findtext(tags.price_type) or "").strip()
+                    value = (price.findtext(tags.price) or "").strip()
                     if type_id and value:
+                        cur = (price.findtext(tags.currency) or "").strip()
                         o.prices[type_id] = number(value, "price of offer {}", o.id)
                         o.currencies[type_id] = currency(cur) if cur else ""
             elif t == "Склад":
                 wid = (ch.get("ИдСклада") or "").strip()
                 qty = ch.get("КоличествоНаСкладе")
                 if wid and qty is not None and qty.strip():
-                    o.stock[wid] = o.stock.get(wid, _ZERO) + number(qty, "stock of offer {}", o.id)
+                    q = quantity(qty.strip(), "stock of offer {}", o.id)
+                    o.stock[wid] = o.stock[wid] + q if wid in o.stock else q
             elif t == "Количество":
                 if text:
-                    o.quantity = number(text, "quantity of offer {}", o.id)
+                    o.quantity = quantity(text, "quantity of offer {}", o.id)
             elif t == "Наименование":
                 o.name = text
             elif t == "Артикул":

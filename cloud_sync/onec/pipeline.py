@@ -6,74 +6,81 @@ database does not need to wait for: plain item tuples, price rows, 1C balances w
 whole-unit figure, stock totals, mismatches. The importer applies
 them (`importer._Run.apply`); both import paths use it, so they write the same rows.
 
-`child_batches(paths)` runs `parse` + `prepared` for each file in a child process (multiprocessing:
-fork when this process has one thread, forkserver otherwise — which, as multiprocessing does, imports
-the program's main module again in the fork server: it must keep its work under `if __name__ ==
-"__main__"`, as the `marketsync` console script does) and yields its batches here as they come:
-parsing (one core) and writing to SQLite (the other) overlap. The batches travel pickled through a
-pipe, one at a time — the child waits while the pipe is full, so memory stays bounded on both sides.
-Row batches go as marshal data (plain tuples, lists, dicts and strings: several times cheaper to load
-than pickle), other records pickled. A failure in the child (bad or hostile XML, an unreadable number, the child dying) is raised here as
-`CommerceMLError` with the parser's one-line message, so the importer's transaction rolls back. When
-the importer stops early (its own error), the child is stopped.
+`ChildParser(paths)` runs `parse` + `prepared` for each file in a child process and hands its batches
+here as they come: parsing and writing to SQLite overlap. The child is a fresh interpreter
+(multiprocessing's spawn: nothing inherited from this process — no lock another thread held, none of
+the web app's memory; about 25 MB), which, as multiprocessing does, imports the program's main module
+again: it must keep its work under `if __name__ == "__main__"`, as the `marketsync` console script
+does. The batches travel through a pipe, one at a time — the child waits while the pipe is full, so
+memory stays bounded on both sides. Row batches go as marshal data (plain tuples, lists, dicts and
+strings: several times cheaper to load than pickle), other records pickled. A failure in the child
+(bad or hostile XML, an unreadable number, the child dying) is raised here as `CommerceMLError` with
+the parser's one-line message, so the importer's transaction rolls back. When the importer stops early
+(its own error), the child is stopped.
+
+A package of catalog files followed by offer files (`streams`) is read by two children at once, one
+per stream, and the importer applies their batches as they come (`side_by_side`); a file that carries
+what the other stream writes ends that (`StreamsCrossed`) and the package is read again, in order.
 
 Batch messages (plain tuples, cheap to pickle):
-  ("items", items)   items: (id, article, name, group_id, unit, marked, gtin, bin, properties,
-                     barcodes, deleted); `item_rows` makes them the database's rows
+  ("items", rows, barcode_pairs, deleted)   rows for `nomenclature.upsert_item_rows` (properties as their
+                     JSON text), their (barcode, item_id) pairs, the ids 1C marked deleted
   ("offers", offers, price_rows, price_currencies, balances, notes, mismatches, warehouses, totals)
-      offers: (id, name, article, barcodes, characteristics, deleted); price_rows: (offer_id, type_id,
+      offers: (id, name, article, barcodes, characteristics, deleted), or the id alone for an offer that
+      says nothing more of its item; price_rows: (offer_id, type_id,
       price_text); price_currencies: {type_id: currency} in order of first sight; balances: (offer_id,
       warehouse_id, quantity_text, ledger_quantity); notes: ledger notes; mismatches: offer ids whose
       total differs from their warehouses; warehouses: ids in order of first sight; totals:
       {warehouse_id: quantity_text} of this batch
   ("record", record)                             any other parser record (group, price type, ...)
-  ("end",)                                       the end of one file (child only)
+  ("end", peak_mb)                                the end of one file, with the child's resident peak so far
+                                                 (child only)
   ("error", message)                             the child failed (child only)
 """
 
 from __future__ import annotations
 
 import gc
-import json
 import marshal
 import multiprocessing
+import multiprocessing.connection
 import os
 import pickle
-import threading
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
 
+from cloud_sync.nomenclature import properties_json
 from cloud_sync.onec.parser import DEFAULT_WAREHOUSE, CatalogItem, CommerceMLError, Offer, Record, parse
 
 BATCH = 2000
 _ZERO = Decimal(0)
-_properties_json = json.JSONEncoder(ensure_ascii=False).encode  # as nomenclature writes them
 
 Batch = tuple
 
 
 def _item_batch(items: list[CatalogItem]) -> Batch:
-    # as plain as marshal takes them; their rows (the properties' JSON) are made by the writing side,
-    # `item_rows`, which has time to spare while the parser is the slower of the two
-    return ("items", [(rec.item.id, rec.item.article, rec.item.name, rec.item.group_id, rec.item.unit,
-                       rec.item.marked, rec.item.gtin, rec.item.bin, rec.item.properties, rec.item.barcodes,
-                       rec.deleted) for rec in items])
-
-
-def item_rows(items: list[tuple]) -> tuple[list[tuple], list[tuple[str, str]], list[str]]:
-    """(item rows for `nomenclature.upsert_item_rows`, their (barcode, item_id) pairs, the ids 1C marked
-    deleted) of an "items" batch."""
+    """("items", rows for `nomenclature.upsert_item_rows`, their (barcode, item_id) pairs, the ids 1C
+    marked deleted)."""
     rows = []
     pairs: list[tuple[str, str]] = []
     deleted: list[str] = []
-    encode = _properties_json
-    for item_id, article, name, group_id, unit, marked, gtin, bin_, properties, barcodes, is_deleted in items:
-        rows.append((item_id, article, name, group_id, unit, int(marked), gtin, bin_, encode(properties)))
+    encode = properties_json
+    for rec in items:
+        it = rec.item
+        item_id = it.id
+        rows.append((item_id, it.article, it.name, it.group_id, it.unit, int(it.marked), it.gtin, it.bin,
+                     encode(it.properties)))
+        barcodes = it.barcodes
         if barcodes:
-            pairs.extend((b, item_id) for b in dict.fromkeys(barcodes) if b)
-        if is_deleted:
+            if len(barcodes) == 1:
+                if barcodes[0]:
+                    pairs.append((barcodes[0], item_id))
+            else:
+                pairs.extend((b, item_id) for b in dict.fromkeys(barcodes) if b)
+        if rec.deleted:
             deleted.append(item_id)
-    return rows, pairs, deleted
+    return ("items", rows, pairs, deleted)
 
 
 def _offer_batch(offers: list[Offer]) -> Batch:
@@ -87,7 +94,10 @@ def _offer_batch(offers: list[Offer]) -> Batch:
     totals: dict[str, Decimal] = {}
     for o in offers:
         oid = o.id
-        rows.append((oid, o.name, o.article, o.barcodes, o.characteristics, o.deleted))
+        if o.name or o.article or o.barcodes or o.characteristics or o.deleted:
+            rows.append((oid, o.name, o.article, o.barcodes, o.characteristics, o.deleted))
+        else:
+            rows.append(oid)  # says nothing of its item but its id (most offers)
         if o.deleted:
             continue
         for type_id, price in o.prices.items():
@@ -152,9 +162,8 @@ PIPELINE_MIN_BYTES = 4 << 20  # below this the child's start costs more than the
 
 
 def available() -> bool:
-    """Whether this platform can run the parser in a child process cheaply (fork or forkserver)."""
-    methods = multiprocessing.get_all_start_methods()
-    return "fork" in methods or "forkserver" in methods
+    """Whether this platform can start a child process for the parser (multiprocessing's spawn)."""
+    return "spawn" in multiprocessing.get_all_start_methods()
 
 
 def worth_it(paths: Sequence[str | os.PathLike[str]], min_bytes: int = PIPELINE_MIN_BYTES) -> bool:
@@ -167,15 +176,9 @@ def worth_it(paths: Sequence[str | os.PathLike[str]], min_bytes: int = PIPELINE_
 
 
 def _context() -> multiprocessing.context.BaseContext:
-    methods = multiprocessing.get_all_start_methods()
-    # fork copies only the calling thread: with other threads alive (the web app's) a lock one of them
-    # held would stay locked in the child, so a fresh process from the fork server is used then
-    if "fork" in methods and threading.active_count() == 1:
-        return multiprocessing.get_context("fork")
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    if ctx.get_start_method() == "forkserver":
-        ctx.set_forkserver_preload(["cloud_sync.onec.pipeline"])  # each child starts with the parser loaded
-    return ctx
+    # a fresh interpreter: fork would copy this process's memory (the web app's, counted again in the
+    # child's resident size) and, with other threads alive, locks one of them held, stuck in the child
+    return multiprocessing.get_context("spawn")
 
 
 GC_THRESHOLD = 50_000  # young objects between cyclic collections while rows stream (the default 700
@@ -192,16 +195,28 @@ def _decode(data: bytes) -> Batch:
     return marshal.loads(data[1:]) if data[:1] == b"M" else pickle.loads(data[1:])
 
 
+def _peak_mb() -> float:
+    """This process's resident peak in MB (VmHWM on Linux, ru_maxrss elsewhere)."""
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM"))
+    except (OSError, StopIteration, ValueError):
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _child(paths: list[str], out: multiprocessing.connection.Connection) -> None:
     send = out.send_bytes
     path = paths[0] if paths else ""
-    gc.freeze()  # what the child inherited is never garbage of its own
-    gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
+    # no cyclic garbage collection: the parser's elements and records form no cycles (they go with their
+    # last reference), and a collection would only walk the batches in flight again and again
+    gc.disable()
     try:
         for path in paths:
             for batch in prepared(parse(path)):
                 send(_encode(batch))
-            send(_encode(("end",)))
+            send(_encode(("end", _peak_mb())))
     except CommerceMLError as exc:
         _send_error(out, str(exc))
     except (BrokenPipeError, KeyboardInterrupt):
@@ -229,21 +244,30 @@ class ChildParser:
                                  name="onec-parser")
         self._proc.start()
         send.close()  # the child holds the only writing end: its exit is our EOF
+        self.peak_mb = 0.0  # the child's resident peak, as of the last file it finished
+
+    @property
+    def connection(self) -> multiprocessing.connection.Connection:
+        return self._recv
+
+    def next_batch(self, label: str) -> Batch | None:
+        """The next batch of the file being read, or None at its end. Raises CommerceMLError."""
+        try:
+            batch = _decode(self._recv.recv_bytes())
+        except (EOFError, OSError):
+            self._proc.join(5)
+            raise CommerceMLError(f"{label}: the parser process ended unexpectedly "
+                                  f"(exit code {self._proc.exitcode})") from None
+        kind = batch[0]
+        if kind == "end":
+            self.peak_mb = max(self.peak_mb, batch[1])
+            return None
+        if kind == "error":
+            raise CommerceMLError(batch[1])
+        return batch
 
     def file_batches(self, label: str) -> Iterator[Batch]:
-        recv = self._recv.recv_bytes
-        while True:
-            try:
-                batch = _decode(recv())
-            except (EOFError, OSError):
-                self._proc.join(5)
-                raise CommerceMLError(f"{label}: the parser process ended unexpectedly "
-                                      f"(exit code {self._proc.exitcode})") from None
-            kind = batch[0]
-            if kind == "end":
-                return
-            if kind == "error":
-                raise CommerceMLError(batch[1])
+        while (batch := self.next_batch(label)) is not None:
             yield batch
 
     def close(self) -> None:
@@ -263,3 +287,65 @@ class ChildParser:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# ---------------------------------------------------------------- two files at once
+
+_FILE_KIND = re.compile(r"(?:^|_)(import|offers|prices|rests)")  # 1C's names: import0_1.xml, offers___<id>.xml
+
+
+def streams(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[str], list[str]] | None:
+    """(catalog files, offer files) when the package can be parsed as two streams at once: 1C's catalog
+    files (`import*.xml`) all come before its offer files (`offers*`, `prices*`, `rests*`), as 1C sends
+    them, and there are both. None otherwise (one child reads the files in order)."""
+    kinds = []
+    for p in paths:
+        m = _FILE_KIND.search(os.path.basename(os.fspath(p)).lower())
+        kinds.append("?" if m is None else "catalog" if m.group(1) == "import" else "offers")
+    if "?" in kinds or "catalog" not in kinds or "offers" not in kinds:
+        return None
+    first_offer = kinds.index("offers")
+    if "catalog" in kinds[first_offer:]:
+        return None
+    paths = [os.fspath(p) for p in paths]
+    return paths[:first_offer], paths[first_offer:]
+
+
+class StreamsCrossed(Exception):
+    """A file of one stream carried what the other stream writes (a catalog file with offers, an offer
+    file with items): the two cannot be applied side by side; the import runs again, in order."""
+
+
+# what each stream may carry for its batches to be applied side by side with the other's
+CATALOG_STREAM = ("items", "Group", "Property", "Package")
+OFFER_STREAM = ("offers", "PriceType", "Warehouse", "Package")
+
+
+def allowed(stream: tuple[str, ...], batch: Batch) -> bool:
+    kind = batch[0]
+    if kind == "record":
+        return type(batch[1]).__name__ in stream
+    return kind in stream
+
+
+def side_by_side(catalog: ChildParser, catalog_files: list[str], offers: ChildParser,
+                 offer_files: list[str]) -> Iterator[tuple[int, str, Batch | None]]:
+    """The batches of two children as they come: (stream 0 catalog | 1 offers, file name, batch or None at
+    the end of that file). Each stream's files and batches keep their order; which stream's batch comes
+    next is whichever is ready (`multiprocessing.connection.wait`). Raises StreamsCrossed."""
+    queues = {0: [os.path.basename(f) for f in catalog_files], 1: [os.path.basename(f) for f in offer_files]}
+    children = {0: catalog, 1: offers}
+    kinds = {0: CATALOG_STREAM, 1: OFFER_STREAM}
+    by_conn = {catalog.connection: 0, offers.connection: 1}
+    while by_conn:
+        for conn in multiprocessing.connection.wait(list(by_conn)):
+            stream = by_conn[conn]
+            name = queues[stream][0]
+            batch = children[stream].next_batch(name)
+            if batch is None:
+                queues[stream].pop(0)
+                if not queues[stream]:
+                    del by_conn[conn]
+            elif not allowed(kinds[stream], batch):
+                raise StreamsCrossed(f"{name} carries {batch[0] if batch[0] != 'record' else type(batch[1]).__name__}")
+            yield stream, name, batch
