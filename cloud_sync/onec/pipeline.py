@@ -298,9 +298,12 @@ def streams(paths: Sequence[str | os.PathLike[str]]) -> tuple[list[str], list[st
     """(catalog files, offer files) when the package can be parsed as two streams at once: 1C's catalog
     files (`import*.xml`) all come before its offer files (`offers*`, `prices*`, `rests*`), as 1C sends
     them, and there are both. None otherwise (one child reads the files in order)."""
+    names = [os.path.basename(os.fspath(p)) for p in paths]
+    if len(set(names)) != len(names):  # batches name their file: two files of one name go in order
+        return None
     kinds = []
-    for p in paths:
-        m = _FILE_KIND.search(os.path.basename(os.fspath(p)).lower())
+    for name in names:
+        m = _FILE_KIND.search(name.lower())
         kinds.append("?" if m is None else "catalog" if m.group(1) == "import" else "offers")
     if "?" in kinds or "catalog" not in kinds or "offers" not in kinds:
         return None

@@ -29,6 +29,7 @@ def test_which_packages_are_read_as_two_streams():
     assert pipeline.streams(["import.xml", "catalog.xml"]) is None  # a name that says nothing
     assert pipeline.streams(["offers.xml", "rests.xml"]) is None  # one stream only
     assert pipeline.streams(["reimported.xml", "offers.xml"]) is None
+    assert pipeline.streams(["a/import.xml", "a/offers.xml", "b/offers.xml"]) is None  # one name twice
 
 
 def write_catalog(path, n: int, *, groups: int = 7) -> None:
