@@ -99,8 +99,8 @@ class Offer:
     barcodes: list[str] = field(default_factory=list)
     prices: dict[str, Decimal] = field(default_factory=dict)  # price type id -> price per unit
     currencies: dict[str, str] = field(default_factory=dict)  # price type id -> currency
-    quantity: Decimal | None = None  # <Количество>, the total 1C states
-    stock: dict[str, Decimal] = field(default_factory=dict)  # warehouse id -> quantity
+    quantity: Decimal | int | None = None  # <Количество>, the total 1C states (an int when written whole)
+    stock: dict[str, Decimal | int] = field(default_factory=dict)  # warehouse id -> quantity (see `quantity`)
     characteristics: dict[str, str] = field(default_factory=dict)
     deleted: bool = False
 
