@@ -3,7 +3,9 @@
 Owns WB's shapes: cards by size (`Card.native_id` = chrtId, `group_id` = nmID), prices per nmID with a
 discount, stocks per seller warehouse keyed by chrtId, FBS orders moved through supplies
 (confirm = add to a supply, ship = deliver the supply; WB has no separate "assembled" status),
-stickers (PNG/SVG/ZPL at 58x40 or 40x30), the finance `sales-reports` realization report.
+stickers (PNG/SVG/ZPL at 58x40 or 40x30), the finance `sales-reports` realization report, and the
+Честный знак code of a marked order (`PUT meta/sgtin` at "assemble", while the order is in `confirm`;
+WB delivers no supply holding an order whose required marking is missing).
 
 Every status change first reads the order's status on WB and acts only if it is not there yet; a
 change that timed out (`Uncertain`) is read back before anything is re-sent, so no order moves twice.
@@ -54,6 +56,8 @@ MSK = timedelta(hours=3)
 MOVE_ATTEMPTS = 8  # sends of one status change, each after reading the status back
 STICKER_SIZES = {"58x40": (58, 40), "40x30": (40, 30)}
 STICKER_TYPES = {"png": "png", "svg": "svg", "zpl": "zplh"}
+# sgtin check results with which WB delivers the supply (MetaDetails.decision in the FBS spec)
+SGTIN_DELIVERABLE = {"filled", "deadlineExceeded", "optional", "sgtinIntroduced", "sgtinSoldB2B"}
 
 
 def _int(value: Any, what: str) -> int:
@@ -86,11 +90,23 @@ def validate_payload(ep: Endpoint, payload: Any) -> None:
                 raise ValueError(f"price of nmID {d['nmID']} must be a positive whole number")
             if "discount" in d and not (isinstance(d["discount"], int) and 0 <= d["discount"] <= 99):
                 raise ValueError(f"discount of nmID {d['nmID']} must be 0..99")
-    elif ep.name in ("supply_add_orders", "stickers", "orders_status"):
+    elif ep.name == "order_sgtin":
+        sgtins = payload.get("sgtins") if isinstance(payload, dict) else None
+        if not sgtins or len(sgtins) > (ep.batch or 100) or not all(isinstance(c, str) for c in sgtins):
+            raise ValueError(f"sgtins must hold 1..{ep.batch or 100} marking codes")
+        for c in sgtins:
+            if not 16 <= len(c) <= 135:
+                raise ValueError(f"a Честный знак code is 16..135 characters, got {len(c)}")
+    elif ep.name in ("supply_add_orders", "stickers", "orders_status", "orders_meta"):
         orders = payload.get("orders") if isinstance(payload, dict) else None
         limit = ep.batch or 100
         if not orders or len(orders) > limit or not all(isinstance(o, int) for o in orders):
             raise ValueError(f"orders must be 1..{limit} integer ids")
+
+
+def _code(exc: MarketplaceError) -> str:
+    """WB's error code (`{"code": ..., "message": ...}`) of a refused request, "" if none."""
+    return str(exc.native.get("code") or "") if isinstance(exc.native, dict) else ""
 
 
 def _money(value: Any, *, kopecks: bool = False) -> Decimal:
@@ -394,14 +410,24 @@ class WildberriesAdapter:
 
     def set_order_status(self, native_id: str, action: OrderAction, **details: Any) -> StatusChange:
         """confirm: add to an open supply of its warehouse (created when needed; `supply_id=` to choose);
-        assemble: WB has no such status (checked, nothing sent); ship: deliver the order's supply (all its
-        orders go together); cancel: cancel. Reads the status first and after any uncertain answer."""
+        assemble: WB has no such status; an order in `confirm` whose marking identifiers include sgtin
+        gets its Честный знак code (`marking_codes={order id, article or chrtId: [code]}`, PUT
+        meta/sgtin; a required code missing is a MarketplaceError before anything is sent), otherwise
+        nothing is sent; ship: deliver the order's supply (all its orders go together); cancel: cancel.
+        Reads the status first and after any uncertain answer."""
         oid = str(native_id)
         if details.get("batch_id") and not details.get("supply_id"):
             details["supply_id"] = details["batch_id"]  # a WB shipment batch is a supply
+        sgtins: list[str] | None = None
+        if action == "assemble" and "requiredMeta" in self._orders.get(oid, {}):
+            sgtins = self._sgtins_to_send(oid, details)  # a missing code is refused before any request
         st = self._status_of(oid)
         current = st["supplierStatus"]
         if action == "assemble":
+            if current == "confirm" and sgtins is None:
+                sgtins = self._sgtins_to_send(oid, details)
+            if current == "confirm" and sgtins:
+                return self._send_sgtins(oid, sgtins)
             ok = current in ("confirm", "complete")
             return StatusChange(oid, action, ok, current, already=ok,
                                 error="" if ok else f"order is {current}; confirm it first",
@@ -422,6 +448,9 @@ class WildberriesAdapter:
             except MarketplaceError as exc:
                 if exc.status != 409:
                     raise
+                if action == "ship" and _code(exc) == "MetaValidationFail":  # marking missing: re-sending won't help
+                    return StatusChange(oid, action, False, current, error=f"WB refused the supply: {exc}",
+                                        native={"native": exc.native})
                 log.warning("%s: %s of order %s refused (%s); reading it back", self.account, action, oid, exc)
             now = self._status_of(oid)["supplierStatus"]
             if now in TARGET[action]:
@@ -429,6 +458,56 @@ class WildberriesAdapter:
             if now not in allowed:
                 return StatusChange(oid, action, False, now, error=f"order moved to {now} meanwhile")
         return StatusChange(oid, action, False, now, error=f"{action} did not take after {MOVE_ATTEMPTS} attempts")
+
+    # ------------------------------------------------------------ marking (Честный знак)
+
+    def _meta_keys(self, oid: str) -> tuple[set[str], set[str]]:
+        """(required, possible) marking identifiers of an order: from the order as listed by
+        `orders/new` when seen there, else from WB's marking identifiers of the order."""
+        raw = self._orders.get(oid, {})
+        if "requiredMeta" in raw:
+            required = set(raw.get("requiredMeta") or [])
+            return required, required | set(raw.get("optionalMeta") or [])
+        data = self.http.call("orders_meta", json={"orders": [int(oid)]}).json_object()
+        required, possible = set(), set()
+        for o in data.get("orders") or []:
+            if str(o.get("id")) != oid:
+                continue
+            for d in o.get("metaDetails") or []:
+                key = str(d.get("key") or "")
+                possible.add(key)
+                if d.get("decision") not in SGTIN_DELIVERABLE:  # still required, or its code was refused
+                    required.add(key)
+        return required, possible
+
+    def _sgtins_to_send(self, oid: str, details: dict[str, Any]) -> list[str]:
+        """The Честный знак codes of the order's one unit, from `marking_codes={order id, article or
+        chrtId: [codes]}`; [] when the order takes none. A required code that is missing is refused
+        here, before anything is sent."""
+        required, possible = self._meta_keys(oid)
+        if "sgtin" not in possible:
+            return []
+        raw = self._orders.get(oid) or self._raw_order(oid)
+        codes = {str(k): [str(c) for c in v] for k, v in (details.get("marking_codes") or {}).items()}
+        mine = next((codes[k] for k in (oid, str(raw.get("article", "")), str(raw.get("chrtId", "")))
+                     if codes.get(k)), [])
+        if not mine and "sgtin" in required:
+            raise MarketplaceError(f"order {oid} ({raw.get('article', '')}) needs its Честный знак marking code "
+                                   "(sgtin); none was given", account=self.account, endpoint="order_sgtin")
+        return mine[:1]  # a WB assembly task is one unit
+
+    def _send_sgtins(self, oid: str, sgtins: list[str]) -> StatusChange:
+        try:
+            self.http.call("order_sgtin", path_params={"orderId": oid}, json={"sgtins": sgtins})
+        except InvalidRequest:
+            raise
+        except MarketplaceError as exc:
+            if exc.status not in (400, 409):
+                raise
+            return StatusChange(oid, "assemble", False, "confirm", error=f"WB refused the marking code: {exc}",
+                                native={"native": exc.native})
+        return StatusChange(oid, "assemble", True, "confirm", batch_id=self._supply_of(oid),
+                            native={"note": "WB has no separate assembled status", "sgtins": len(sgtins)})
 
     def _supply_of(self, oid: str) -> str:
         """The supply the order is in ("" for none), from the order as last read or moved."""

@@ -42,8 +42,17 @@ class WildberriesSandbox(SandboxApp):
         "stocks": SandboxLimit(300 / 60, 20, error_cost=10),
         "marketplace": SandboxLimit(300 / 60, 20, error_cost=10),
         "order_cancel": SandboxLimit(100 / 60, 20, error_cost=10),
+        "meta_set": SandboxLimit(1000 / 60, 20, error_cost=10),
+        "meta_read": SandboxLimit(300 / 60, 20, error_cost=10),
         "finance": SandboxLimit(1 / 60, 1),
     }
+
+    def __init__(self, *, marking: bool = False, **options: Any) -> None:
+        """`marking=True`: orders of marked demo goods require a Честный знак code (`requiredMeta:
+        ["sgtin"]`), and a supply holding one without its code is not delivered. Off by default, so
+        that flows which never scan codes keep delivering (also `POST /_sandbox/x/marking`)."""
+        self.marking = marking
+        super().__init__(**options)
 
     def make_credentials(self) -> dict[str, str]:
         return {"Authorization": f"wb-sandbox-token-{self.rng_seed:04d}"}
@@ -72,9 +81,12 @@ class WildberriesSandbox(SandboxApp):
         self._next_supply = 1
         self._next_task = 1
         self._next_rrd = 1
+        self.marked_nm: set[int] = set()  # cards of goods under Честный знак marking
         base = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)
         for item in demo_items(n):
             nm = 200_000_000 + item.index
+            if item.marked:
+                self.marked_nm.add(nm)
             chrt = 400_000_000 + item.index
             self._add_card(nm, 300_000_000 + item.index, chrt, item.article, item.name, item.subject_id,
                            item.category, item.size, [item.barcode], _iso(base + timedelta(minutes=item.index)))
@@ -105,6 +117,8 @@ class WildberriesSandbox(SandboxApp):
             "trashed": sorted(nm for nm, c in self.cards.items() if c["_trashed"]),
             "stock_writes": self.stock_writes,
             "sold": len(self.sales),
+            "sgtins": {str(oid): list(o["meta"]["sgtin"]) for oid, o in self.orders.items() if o["meta"].get("sgtin")},
+            "required_meta": {str(oid): list(o["requiredMeta"]) for oid, o in self.orders.items() if o["requiredMeta"]},
         }
 
     def make_orders(self, count: int) -> list[int]:
@@ -128,11 +142,12 @@ class WildberriesSandbox(SandboxApp):
                 "skus": list(card["sizes"][0]["skus"]), "price": final * 100, "finalPrice": final * 100,
                 "salePrice": price["price"] * 100, "convertedPrice": final * 100, "convertedFinalPrice": final * 100,
                 "currencyCode": 643, "convertedCurrencyCode": 643, "cargoType": 1, "crossBorderType": 0,
-                "deliveryType": "fbs", "requiredMeta": [], "optionalMeta": [], "isZeroOrder": False,
+                "deliveryType": "fbs", "requiredMeta": ["sgtin"] if self.marking and card["nmID"] in self.marked_nm else [],
+                "optionalMeta": [], "isZeroOrder": False,
                 "isPickupPointShipmentAllowed": False, "options": {"isB2B": False}, "comment": "",
                 "ddate": (_now() + timedelta(days=2)).strftime("%d.%m.%Y"),
                 "address": None, "scanPrice": None, "sellerDate": None,
-                "supplierStatus": "new", "wbStatus": "waiting", "supplyId": None,
+                "supplierStatus": "new", "wbStatus": "waiting", "supplyId": None, "meta": {},
             }
             self.transitions[str(oid)] = ["new"]
             made.append(oid)
@@ -147,6 +162,9 @@ class WildberriesSandbox(SandboxApp):
     def control(self, name: str, body: dict[str, Any]) -> Any:
         if name == "stock":  # read one stock as the marketplace holds it
             return {"amount": self.stocks.get((int(body["warehouseId"]), int(body["chrtId"])), 0)}
+        if name == "marking":  # orders made from now on: marked goods require sgtin (or not)
+            self.marking = bool(body.get("sgtin", True))
+            return {"sgtin": self.marking}
         return super().control(name, body)
 
     # ------------------------------------------------------------ error shapes
@@ -201,6 +219,8 @@ class WildberriesSandbox(SandboxApp):
             r("GET", "/api/v3/orders/new", self.orders_new, "marketplace"),
             r("GET", "/api/v3/orders", self.orders_list, "marketplace"),
             r("POST", "/api/v3/orders/status", self.orders_status, "marketplace"),
+            r("PUT", "/api/v3/orders/{orderId}/meta/sgtin", self.order_sgtin, "meta_set"),
+            r("POST", "/api/marketplace/v3/orders/meta", self.orders_meta, "meta_read"),
             r("PATCH", "/api/v3/orders/{orderId}/cancel", self.order_cancel, "order_cancel"),
             r("POST", "/api/v3/supplies", self.supply_create, "marketplace"),
             r("GET", "/api/v3/supplies/{supplyId}", self.supply_get, "marketplace"),
@@ -257,7 +277,7 @@ class WildberriesSandbox(SandboxApp):
 
     @staticmethod
     def _public(order: dict[str, Any]) -> dict[str, Any]:
-        out = {k: v for k, v in order.items() if k not in ("supplierStatus", "wbStatus", "supplyId")}
+        out = {k: v for k, v in order.items() if k not in ("supplierStatus", "wbStatus", "supplyId", "meta")}
         return {k: v for k, v in out.items() if v is not None or k in ("address", "scanPrice", "sellerDate")}
 
     def orders_new(self, req: SandboxRequest) -> SandboxReply:
@@ -295,6 +315,42 @@ class WildberriesSandbox(SandboxApp):
             out.append({"id": oid, "supplierStatus": o["supplierStatus"], "wbStatus": o["wbStatus"],
                         "isCancellable": o["supplierStatus"] in ("new", "confirm")})
         return SandboxReply(200, {"orders": out})
+
+    # -- marking identifiers (Честный знак)
+
+    def order_sgtin(self, req: SandboxRequest) -> SandboxReply:
+        """PUT meta/sgtin: only for an order in `confirm` whose marking identifiers include sgtin; the
+        order's codes are replaced by the ones sent."""
+        o = self._order(req.path_params["orderId"])
+        sgtins = (req.json() or {}).get("sgtins")
+        if not isinstance(sgtins, list) or not all(isinstance(c, str) and 16 <= len(c) <= 135 for c in sgtins):
+            raise ApiError(400, "Некорректное тело запроса", code="IncorrectRequestBody")
+        if "sgtin" not in (o["requiredMeta"] or []) + (o["optionalMeta"] or []):
+            raise ApiError(409, "Order doesn't require ID", code="MetaKeyNotRequired")
+        if o["supplierStatus"] != "confirm":
+            raise ApiError(409, "Failed to update the label identifiers of the assembly order. Make sure the "
+                                "assembly order meets all the necessary requirements.", code="FailedToUpdateMeta")
+        o["meta"]["sgtin"] = list(sgtins)
+        return SandboxReply(204)
+
+    def _meta_details(self, o: dict[str, Any]) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        for key in list(o["requiredMeta"] or []) + [k for k in o["optionalMeta"] or [] if k not in o["requiredMeta"]]:
+            values = o["meta"].get(key) or []
+            if values:
+                out += [{"key": key, "value": v, "decision": "filled"} for v in values]
+            else:
+                out.append({"key": key, "value": None,
+                            "decision": "required" if key in o["requiredMeta"] else "optional"})
+        return out
+
+    def orders_meta(self, req: SandboxRequest) -> SandboxReply:
+        found = [self.orders[i] for i in req.json()["orders"] if i in self.orders]
+        return SandboxReply(200, {"orders": [{"id": o["id"], "metaDetails": self._meta_details(o)} for o in found]})
+
+    def _missing_meta(self, o: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{"key": k, "value": "null", "decision": "required"} for k in o["requiredMeta"] or []
+                if not o["meta"].get(k)]
 
     def order_cancel(self, req: SandboxRequest) -> SandboxReply:
         o = self._order(req.path_params["orderId"])
@@ -364,6 +420,11 @@ class WildberriesSandbox(SandboxApp):
         live = [self.orders[i] for i in s["orders"] if self.orders[i]["supplierStatus"] == "confirm"]
         if not live:
             raise ApiError(409, "supply has no orders", code="EmptySupply")
+        unmarked = [{"id": o["id"], "metaDetails": self._missing_meta(o)} for o in live if self._missing_meta(o)]
+        if unmarked:  # every order's mandatory marking must be there first
+            raise ApiError(409, "Fix them to dispatch items", code="MetaValidationFail",
+                           body={"code": "MetaValidationFail", "message": "Fix them to dispatch items",
+                                 "data": {"orders": unmarked}})
         s["done"], s["closedAt"] = True, _iso(_now())
         for o in live:
             self._move(o, "complete", "sold")
