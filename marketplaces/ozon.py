@@ -4,7 +4,8 @@ Owns Ozon's shapes: products (`Card.native_id` = product_id, `group_id` = sku), 
 hide/return, prices as strings with old_price, stocks per product x warehouse with per-item answers
 inside HTTP 200 (`TOO_MANY_REQUESTS` retried once its 30 s window has passed; other item errors
 returned as they are), FBS postings via the current `/v4/posting/fbs/*` methods: confirm = nothing to
-send (an Ozon posting needs no confirmation), assemble = `/v4/posting/fbs/ship` (packages), ship = a
+send (an Ozon posting needs no confirmation), assemble = `/v4/posting/fbs/ship` (packages; products
+that need Честный знак codes get them first through `/v6/fbs/posting/product/exemplar/*`), ship = a
 carriage created and approved for the posting's delivery method, cancel = `/v2/posting/fbs/cancel`;
 the package label (PDF); the monthly realization report `/v2/finance/realization`.
 
@@ -335,6 +336,7 @@ class OzonAdapter:
             raise self._bad("a posting without posting_number or status", endpoint) from None
         if status not in POSTING_STATUSES:
             raise self._bad(f"posting {number} has an unknown status {status!r}", endpoint)
+        marked = {str(sku) for sku in (p.get("requirements") or {}).get("products_requiring_mandatory_mark") or []}
         try:
             lines = []
             for pr in p.get("products") or []:
@@ -343,7 +345,8 @@ class OzonAdapter:
                 lines.append(OrderLine(card_id=self._product_of_sku(pr.get("sku")), offer_id=str(pr.get("offer_id", "")),
                                        quantity=int(pr["quantity"]), price=_dec(amount if amount is not None else 0),
                                        title=str(pr.get("name", "")), native_id=str(pr.get("sku", "")),
-                                       marking_required=bool(pr.get("mandatory_mark")), native=pr))
+                                       marking_required=str(pr.get("sku", "")) in marked or bool(pr.get("mandatory_mark")),
+                                       native=pr))
             if not lines:
                 raise ValueError("a posting without products")
             method = p.get("delivery_method") or {}
@@ -400,8 +403,10 @@ class OzonAdapter:
 
     def set_order_status(self, native_id: str, action: OrderAction, **details: Any) -> StatusChange:
         """confirm: nothing to send; assemble: ship with one package holding every product (or
-        `packages=[...]`); ship: create and approve a carriage for its delivery method (every posting
-        packed for that method goes with it); cancel: `reason_id=` (default 352 out of stock), `reason=`."""
+        `packages=[...]`), after setting the Честный знак codes of products that need them
+        (`marking_codes={sku, offer id or product id: [codes]}`; missing ones refused before sending);
+        ship: create and approve a carriage for its delivery method (every posting packed for that
+        method goes with it); cancel: `reason_id=` (default 352 out of stock), `reason=`."""
         number = str(native_id)
         p = self._posting(number)
         status = p["status"]
@@ -419,6 +424,8 @@ class OzonAdapter:
                               "acceptance_in_progress", "awaiting_approve", "awaiting_verification"}}[action]
         if status not in allowed:
             return StatusChange(number, action, False, status, error=f"cannot {action} a posting that is {status}")
+        if action == "assemble":  # a marked product without its codes is refused before anything is sent
+            details = dict(details, _marks=self._marks_to_send(self._order(p, "posting_get"), details))
         for attempt in range(MOVE_ATTEMPTS):
             try:
                 self._send_move(number, action, p, details)
@@ -440,6 +447,8 @@ class OzonAdapter:
 
     def _send_move(self, number: str, action: str, p: dict[str, Any], details: dict[str, Any]) -> None:
         if action == "assemble":
+            if details.get("_marks"):
+                self._set_exemplars(number, details["_marks"])
             packages = details.get("packages") or [{"products": [
                 {"product_id": int(pr["sku"]), "quantity": int(pr["quantity"])} for pr in p.get("products") or []]}]
             self.http.call("posting_ship", json={"posting_number": number, "packages": packages,
@@ -460,6 +469,55 @@ class OzonAdapter:
             self.http.call("posting_cancel", json={
                 "posting_number": number, "cancel_reason_id": int(details.get("reason_id", 352)),
                 "cancel_reason_message": str(details.get("reason", "Product is out of stock"))})
+
+    # ------------------------------------------------------------ marking (Честный знак)
+
+    def _marks_to_send(self, order: Order, details: dict[str, Any]) -> dict[str, list[str]]:
+        """{sku: codes} for the posting's products that need a Честный знак code, one per unit, from
+        `marking_codes={sku, offer id or product id: [codes]}`; a missing code is a MarketplaceError."""
+        codes = {str(k): [str(c) for c in v] for k, v in (details.get("marking_codes") or {}).items()}
+        out: dict[str, list[str]] = {}
+        for ln in order.lines:
+            mine = next((codes[k] for k in (ln.native_id, ln.offer_id, ln.card_id) if codes.get(k)), [])
+            if not ln.marking_required:
+                continue
+            if len(mine) < ln.quantity:
+                raise MarketplaceError(f"posting {order.native_id}: {ln.offer_id} needs {ln.quantity} Честный знак "
+                                       f"marking code(s), got {len(mine)}", account=self.account,
+                                       endpoint="exemplar_set")
+            out[ln.native_id] = mine[: ln.quantity]
+        return out
+
+    def _set_exemplars(self, number: str, marks: dict[str, list[str]]) -> None:
+        """The posting's product items with their codes: item ids from `exemplar/create-or-get`, the
+        complete set sent to `exemplar/set`, then its check read back (`exemplar/status`)."""
+        data = self.http.call("exemplar_create_or_get", json={"posting_number": number}).json_object()
+        products = []
+        for pr in data.get("products") or []:
+            sku = str(pr.get("product_id", ""))
+            codes = marks.get(sku, [])
+            items = pr.get("exemplars") or []
+            if len(items) < len(codes):
+                raise self._bad(f"posting {number}: {len(items)} items of sku {sku} for {len(codes)} codes",
+                                "exemplar_create_or_get")
+            out = []
+            for n, ex in enumerate(items):
+                item: dict[str, Any] = {"exemplar_id": int(ex["exemplar_id"])}
+                item.update({k: ex[k] for k in ("gtd", "is_gtd_absent", "rnpt", "is_rnpt_absent") if k in ex})
+                if n < len(codes):
+                    item["marks"] = [{"mark": codes[n], "mark_type": "mandatory_mark"}]
+                out.append(item)
+            products.append({"product_id": int(pr["product_id"]), "exemplars": out})
+        missing = set(marks) - {str(pr["product_id"]) for pr in products}
+        if missing:
+            raise self._bad(f"posting {number}: no items for sku {', '.join(sorted(missing))}", "exemplar_create_or_get")
+        self.http.call("exemplar_set", json={"posting_number": number, "products": products})
+        check = self.http.call("exemplar_status", json={"posting_number": number}).json_object()
+        if check.get("status") == "ship_not_available":
+            failed = [f"{m.get('mark')}: {', '.join(m.get('error_codes') or [])}" for pr in check.get("products") or []
+                      for ex in pr.get("exemplars") or [] for m in ex.get("marks") or [] if m.get("check_status") == "failed"]
+            raise MarketplaceError(f"posting {number}: Ozon did not accept the marking codes ({'; '.join(failed)})",
+                                   account=self.account, endpoint="exemplar_status", native=check)
 
     def _open_carriage(self, method: int) -> int:
         """The id of a carriage of this delivery method still waiting for approval, or 0."""

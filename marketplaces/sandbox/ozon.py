@@ -41,6 +41,14 @@ class OzonSandbox(SandboxApp):
     account_limit = SandboxLimit(50.0, 50)
     limits = {"stocks": SandboxLimit(80 / 60, 80, window_s=60)}  # 80 requests in any minute
 
+    def __init__(self, *, marking: bool = False, **options: Any) -> None:
+        """`marking=True`: postings of marked demo goods list them in
+        `requirements.products_requiring_mandatory_mark`, and `/v4/posting/fbs/ship` refuses such a
+        posting until every unit has its code (`/v6/fbs/posting/product/exemplar/set`). Off by default,
+        so that flows which never scan codes keep packing (also `POST /_sandbox/x/marking`)."""
+        self.marking = marking
+        super().__init__(**options)
+
     def make_credentials(self) -> dict[str, str]:
         return {"Client-Id": f"{100000 + self.rng_seed}", "Api-Key": f"ozon-sandbox-key-{self.rng_seed:04d}"}
 
@@ -67,6 +75,7 @@ class OzonSandbox(SandboxApp):
         self._next_order = 40_000_001
         self._next_carriage = 1
         self._next_task = 7_000_001
+        self._next_exemplar = 8_000_000_001
         for item in demo_items(n):
             pid = 100_000_000 + item.index
             self.products[pid] = {
@@ -74,6 +83,7 @@ class OzonSandbox(SandboxApp):
                 "barcodes": [item.barcode], "category": item.category, "description_category_id": 17028900 + item.subject_id,
                 "type_id": 90000 + item.subject_id, "price": Decimal(item.price), "old_price": Decimal(0),
                 "min_price": Decimal(0), "archived": False, "created_at": _iso(datetime(2026, 1, 10, tzinfo=UTC)),
+                "marked": item.marked,
             }
             self.by_offer[item.article] = pid
             self.stocks[(pid, self.warehouses[0]["warehouse_id"])] = item.stock
@@ -88,6 +98,9 @@ class OzonSandbox(SandboxApp):
             "archived": sorted(pid for pid, p in self.products.items() if p["archived"]),
             "stock_writes": self.stock_writes,
             "sold": len(self.sales),
+            "marks_required": sorted(num for num, p in self.postings.items() if p["marks_required"]),
+            "exemplars": {num: {str(ex["exemplar_id"]): [m["mark"] for m in ex["marks"]] for ex in p["exemplars"]}
+                          for num, p in self.postings.items() if p["exemplars"]},
         }
 
     def make_orders(self, count: int) -> list[str]:
@@ -110,6 +123,7 @@ class OzonSandbox(SandboxApp):
                 "warehouse_id": wh, "warehouse_name": warehouse["name"], "delivery_method_id": warehouse["delivery_method_id"],
                 "in_process_at": _iso(now), "shipment_date": _iso(now + timedelta(days=1)),
                 "price": self.products[pid]["price"], "cancel_reason_id": None,
+                "marks_required": self.marking and bool(self.products[pid].get("marked")), "exemplars": [],
             }
             self.transitions[number] = ["awaiting_packaging"]
             made.append(number)
@@ -120,6 +134,9 @@ class OzonSandbox(SandboxApp):
         self.transitions[posting["posting_number"]].append(status)
 
     def control(self, name: str, body: dict[str, Any]) -> Any:
+        if name == "marking":  # postings made from now on: marked goods need their codes (or not)
+            self.marking = bool(body.get("mandatory_mark", True))
+            return {"mandatory_mark": self.marking}
         if name == "deliver":  # the buyer received everything handed over
             done = []
             for p in self.postings.values():
@@ -166,6 +183,9 @@ class OzonSandbox(SandboxApp):
             r("POST", "/v4/posting/fbs/list", self.posting_list),
             r("POST", "/v3/posting/fbs/get", self.posting_get),
             r("POST", "/v4/posting/fbs/ship", self.posting_ship),
+            r("POST", "/v6/fbs/posting/product/exemplar/create-or-get", self.exemplar_create_or_get),
+            r("POST", "/v6/fbs/posting/product/exemplar/set", self.exemplar_set),
+            r("POST", "/v5/fbs/posting/product/exemplar/status", self.exemplar_status),
             r("POST", "/v2/posting/fbs/cancel", self.posting_cancel),
             r("POST", "/v1/carriage/create", self.carriage_create),
             r("POST", "/v1/carriage/approve", self.carriage_approve),
@@ -419,6 +439,7 @@ class OzonSandbox(SandboxApp):
             "available_actions": actions.get(p["status"], []),
             "barcodes": {"upper_barcode": f"%{p['order_id']}%", "lower_barcode": p["posting_number"]},
             "is_express": False, "is_multibox": False, "multi_box_qty": 1,
+            "requirements": {"products_requiring_mandatory_mark": [str(prod["sku"])] if p["marks_required"] else []},
         }
         price = f"{p['price']:.4f}"
         if detailed:
@@ -469,6 +490,9 @@ class OzonSandbox(SandboxApp):
                 else "HAS_INCORRECT_STATUS"
             raise ApiError(400, f"posting is {p['status']}", code=code)
         sku = self.products[p["product_id"]]["sku"]
+        if self._unmarked(p):
+            raise ApiError(400, f"sku {sku} needs a Честный знак code for each of its {p['quantity']} item(s): "
+                                "set them with /v6/fbs/posting/product/exemplar/set", code="INVALID_ARGUMENT")
         shipped = sum(int(pr["quantity"]) for pkg in body["packages"] for pr in pkg["products"]
                       if int(pr["product_id"]) == sku)
         if shipped != p["quantity"]:
@@ -480,6 +504,70 @@ class OzonSandbox(SandboxApp):
         self.stocks[key] -= p["quantity"]
         return SandboxReply(200, {"result": [p["posting_number"]],
                                   "additional_data": [{"posting_number": p["posting_number"], "products": []}]})
+
+    # -- product items (exemplars) and their Честный знак codes
+
+    def _unmarked(self, p: dict[str, Any]) -> bool:
+        """A posting whose marked product still lacks a code on some unit."""
+        if not p["marks_required"]:
+            return False
+        marked = [ex for ex in p["exemplars"] if any(m["mark_type"] == "mandatory_mark" for m in ex["marks"])]
+        return len(marked) < p["quantity"]
+
+    def _exemplars_of(self, p: dict[str, Any]) -> list[dict[str, Any]]:
+        while len(p["exemplars"]) < p["quantity"]:
+            p["exemplars"].append({"exemplar_id": self._next_exemplar, "marks": []})
+            self._next_exemplar += 1
+        return p["exemplars"]
+
+    def exemplar_create_or_get(self, req: SandboxRequest) -> SandboxReply:
+        p = self._posting(req.json()["posting_number"])
+        prod = self.products[p["product_id"]]
+        items = [{"exemplar_id": ex["exemplar_id"], "marks": [dict(m) for m in ex["marks"]], "gtd": "",
+                  "is_gtd_absent": True, "rnpt": "", "is_rnpt_absent": True} for ex in self._exemplars_of(p)]
+        return SandboxReply(200, {"posting_number": p["posting_number"], "multi_box_qty": 1, "products": [{
+            "product_id": prod["sku"], "quantity": p["quantity"], "exemplars": items,
+            "is_mandatory_mark_needed": p["marks_required"], "is_mandatory_mark_possible": bool(prod.get("marked")),
+            "is_gtd_needed": False, "is_rnpt_needed": False, "is_jw_uin_needed": False, "has_imei": False,
+            "is_weight_needed": False, "weight_min": 0, "weight_max": 0}]})
+
+    def exemplar_set(self, req: SandboxRequest) -> SandboxReply:
+        """The complete set of the posting's items: each item's marks replace what it had."""
+        body = req.json()
+        p = self._posting(body["posting_number"])
+        if p["status"] != "awaiting_packaging":
+            raise ApiError(400, f"posting is {p['status']}", code="HAS_INCORRECT_STATUS")
+        sku = self.products[p["product_id"]]["sku"]
+        known = {ex["exemplar_id"]: ex for ex in self._exemplars_of(p)}
+        updates: dict[int, list[dict[str, str]]] = {}
+        for pr in body["products"]:
+            if int(pr["product_id"]) != sku:
+                raise ApiError(400, f"sku {pr['product_id']} is not in posting {p['posting_number']}",
+                               code="UNKNOWN_PRODUCT_DEFINED")
+            for ex in pr["exemplars"]:
+                if int(ex["exemplar_id"]) not in known:
+                    raise ApiError(400, f"unknown exemplar_id {ex['exemplar_id']}", code="INVALID_ARGUMENT")
+                marks = [{"mark": str(m.get("mark") or ""), "mark_type": str(m.get("mark_type") or "")}
+                         for m in ex.get("marks") or []]
+                if any(not m["mark"] or m["mark_type"] not in ("mandatory_mark", "jw_uin", "imei") for m in marks):
+                    raise ApiError(400, "a mark needs its value and a mark_type", code="INVALID_ARGUMENT")
+                updates[int(ex["exemplar_id"])] = marks
+        for eid, marks in updates.items():
+            known[eid]["marks"] = marks
+        return SandboxReply(200)
+
+    def exemplar_status(self, req: SandboxRequest) -> SandboxReply:
+        p = self._posting(req.json()["posting_number"])
+        sku = self.products[p["product_id"]]["sku"]
+        items = [{"exemplar_id": ex["exemplar_id"], "gtd": "", "is_gtd_absent": True, "rnpt": "", "is_rnpt_absent": True,
+                  "marks": [dict(m, check_status="passed", error_codes=[]) for m in ex["marks"]]}
+                 for ex in p["exemplars"]]
+        if p["status"] != "awaiting_packaging":
+            status = "update_not_available"
+        else:
+            status = "ship_not_available" if self._unmarked(p) else "ship_available"
+        return SandboxReply(200, {"posting_number": p["posting_number"], "status": status,
+                                  "products": [{"product_id": sku, "exemplars": items}] if items else []})
 
     def posting_cancel(self, req: SandboxRequest) -> SandboxReply:
         body = req.json()
