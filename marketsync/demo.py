@@ -130,6 +130,11 @@ class Demo:
                 continue
             self.sandboxes[mp] = info
             self.say(f"{TITLES[mp]} sandbox: {info['url']}  ({self.args.items} cards seeded)")
+            if mp in ("wildberries", "ozon"):  # orders of marked goods need their Честный знак codes sent
+                try:
+                    http_json("POST", info["url"].rstrip("/") + "/_sandbox/x/marking", {})
+                except OSError as exc:
+                    self.errors.append(f"{mp} sandbox: marking not switched on: {exc}")
         if not self.sandboxes:
             self.fatal = True
             raise ServiceFailed("no marketplace sandbox started")
