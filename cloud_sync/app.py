@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,7 @@ log = logging.getLogger("cloud_sync.app")
 class Context:
     cfg: CloudConfig
     db_path: str
-    adapters: dict[str, Marketplace] = field(default_factory=dict)
+    adapters: Mapping[str, Marketplace] = field(default_factory=dict)  # a sync.AccountAdapters
     link: Any = None
     pusher: Any = None
     jobs: Any = None
@@ -82,12 +83,16 @@ def _need(data: dict[str, Any], *names: str) -> list[Any]:
     return [data[n] for n in names]
 
 
-def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: dict[str, Marketplace] | None = None,
+def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: Mapping[str, Marketplace] | None = None,
                link: Any = None, pusher: Any = None, jobs: Any = None) -> Flask:
     app = Flask("marketsync.cloud")
     path = db_path or config.db_path
     open_db(path).close()
-    context = Context(config, path, dict(adapters or {}), link, pusher, jobs)
+    from cloud_sync.sync import AccountAdapters
+
+    # the service's own holder is shared (Settings swaps an account's adapter in it for everyone)
+    shared = adapters if isinstance(adapters, AccountAdapters) else AccountAdapters(config, adapters)
+    context = Context(config, path, shared, link, pusher, jobs)
     app.extensions["marketsync"] = context
     from cloud_sync import auth
 

@@ -12,7 +12,8 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,7 +40,7 @@ class Job:
 
 
 class Jobs:
-    def __init__(self, cfg: CloudConfig, db_path: str, adapters: dict[str, Marketplace], *, link: Any = None,
+    def __init__(self, cfg: CloudConfig, db_path: str, adapters: Mapping[str, Marketplace], *, link: Any = None,
                  wake_stock: Callable[[], None] | None = None) -> None:
         self.cfg, self.db_path, self.adapters, self.link = cfg, db_path, adapters, link
         self.wake_stock = wake_stock or (lambda: None)
@@ -55,41 +56,51 @@ class Jobs:
 
     def add_defaults(self) -> None:
         j = self.cfg.jobs
-        for name, adapter in self.adapters.items():
+        for name in list(self.adapters):
             settings = self.cfg.accounts.get(name)
             every = settings.poll_interval(j.orders_poll_s) if settings else j.orders_poll_s
-            self.add(f"orders:{name}", every, self._poll(adapter))
-            self.add(f"statuses:{name}", j.status_refresh_s, self._refresh(adapter))
-            self.add(f"cards:{name}", 60.0, self._follow_cards(name, adapter))
-            self.add(f"fbo:{name}", j.fbo_read_s, self._read_fbo(name, adapter))
+            self.add(f"orders:{name}", every, self._poll(name))
+            self.add(f"statuses:{name}", j.status_refresh_s, self._refresh(name))
+            self.add(f"cards:{name}", 60.0, self._follow_cards(name))
+            self.add(f"fbo:{name}", j.fbo_read_s, self._read_fbo(name))
         self.add("order-actions", j.actions_s, self._actions)
         self.add("site-catalogs", 60.0, lambda conn: orders.send_site_catalogs(conn, self.cfg, link=self.link))
         self._add_optional()
 
-    def _poll(self, adapter: Marketplace) -> JobFn:
+    def _adapter(self, account: str) -> AbstractContextManager[Marketplace]:
+        """The account's adapter as it is now (one reopened from Settings takes over at the next run),
+        held for one run."""
+        lease = getattr(self.adapters, "lease", None)
+        return lease(account) if lease is not None else nullcontext(self.adapters[account])
+
+    def _poll(self, account: str) -> JobFn:
         def run(conn: sqlite3.Connection) -> None:
-            res = orders.poll(conn, self.cfg, adapter, link=self.link)
+            with self._adapter(account) as adapter:
+                res = orders.poll(conn, self.cfg, adapter, link=self.link)
             if res.new:
                 self.wake_stock()
         return run
 
-    def _refresh(self, adapter: Marketplace) -> JobFn:
+    def _refresh(self, account: str) -> JobFn:
         def run(conn: sqlite3.Connection) -> None:
-            if orders.refresh_statuses(conn, self.cfg, adapter, link=self.link):
+            with self._adapter(account) as adapter:
+                moved = orders.refresh_statuses(conn, self.cfg, adapter, link=self.link)
+            if moved:
                 self.wake_stock()
         return run
 
-    def _follow_cards(self, account: str, adapter: Marketplace) -> JobFn:
+    def _follow_cards(self, account: str) -> JobFn:
         def run(conn: sqlite3.Connection) -> None:
             if conn.execute("SELECT 1 FROM card_creations WHERE account=? AND state='pending'", (account,)).fetchone():
-                with transaction(conn):
+                with self._adapter(account) as adapter, transaction(conn):
                     catalog.follow_creations(conn, adapter, account)
         return run
 
-    def _read_fbo(self, account: str, adapter: Marketplace) -> JobFn:
+    def _read_fbo(self, account: str) -> JobFn:
         def run(conn: sqlite3.Connection) -> None:
             try:
-                levels = adapter.read_stocks("fbo")
+                with self._adapter(account) as adapter:
+                    levels = adapter.read_stocks("fbo")
             except NotSupported:
                 return
             with transaction(conn):
@@ -111,9 +122,8 @@ class Jobs:
             except Exception as exc:  # noqa: BLE001 - a bad alerts section must not stop the cloud
                 log.error("alerts disabled: %s", exc)
             else:
-                sender = alerts.sender_for(settings)
                 self.add("alerts", float(self.cfg.raw.get("alerts", {}).get("tick_s", 5.0)),
-                         lambda conn: alerts.tick(conn, settings, sender))
+                         self._alerts(alerts, settings))
         try:
             from cloud_sync import price_rules
         except ImportError:
@@ -122,6 +132,19 @@ class Jobs:
             adapters = self.adapters
             self.add("price-rules", float(self.cfg.raw.get("pricing", {}).get("rules_tick_s", 30.0)),
                      lambda conn: price_rules.run_due(conn, adapters.__getitem__))
+
+    def _alerts(self, alerts: Any, first: Any) -> JobFn:
+        """The alerts tick; [alerts] is read again each run, so a bot token stored in Settings takes over
+        at once (the sender is made anew only when the token changed)."""
+        current = {"settings": first, "sender": alerts.sender_for(first)}
+
+        def run(conn: sqlite3.Connection) -> None:
+            settings = alerts.AlertSettings.from_config(self.cfg.raw.get("alerts"))
+            if settings.token != current["settings"].token:
+                current["sender"] = alerts.sender_for(settings)
+            current["settings"] = settings
+            alerts.tick(conn, settings, current["sender"])
+        return run
 
     def start(self) -> None:
         for job in self.jobs:

@@ -34,7 +34,7 @@ class CloudService:
         self._server_thread: threading.Thread | None = None
         self._sync_thread: threading.Thread | None = None
         self.url = ""
-        self.adapters: dict[str, Any] = {}
+        self.adapters = sync.AccountAdapters(cfg)
         self.startup: sync.SyncReport | None = None
 
     def start(self) -> str:
@@ -54,7 +54,8 @@ class CloudService:
                 sync.seed_demo(conn, self.cfg, int(cloud["demo_seed"]))
             finally:
                 conn.close()
-        self.adapters = sync.open_adapters(self.cfg)
+        # one shared holder: a token entered in Settings swaps the account's adapter for all of them at once
+        self.adapters = sync.AccountAdapters(self.cfg, sync.open_adapters(self.cfg))
         self.pusher = stock_push.Pusher(self.cfg, self.db_path, self.adapters)
         if self.cfg.link.enabled:
             from sitelink import LinkConfig, SiteLink
@@ -122,10 +123,4 @@ class CloudService:
             self.pusher.stop()
         if self.link is not None:
             self.link.stop()
-        for adapter in self.adapters.values():
-            close = getattr(adapter, "close", None)
-            if callable(close):
-                try:
-                    close()
-                except Exception:  # noqa: BLE001
-                    log.exception("closing an adapter")
+        self.adapters.close_all()

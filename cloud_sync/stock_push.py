@@ -33,7 +33,8 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 from cloud_sync import catalog, stock
@@ -386,7 +387,7 @@ def pending(conn: sqlite3.Connection, account: str | None = None) -> dict[str, i
 class Pusher:
     """The planner thread and one sender thread per account, each with its own database connection."""
 
-    def __init__(self, cfg: CloudConfig, db_path: str, adapters: dict[str, Marketplace], *,
+    def __init__(self, cfg: CloudConfig, db_path: str, adapters: Mapping[str, Marketplace], *,
                  tick_s: float = 0.05) -> None:
         self.cfg, self.db_path, self.adapters, self.tick_s = cfg, db_path, adapters, tick_s
         self._stop = threading.Event()
@@ -435,7 +436,7 @@ class Pusher:
 
     def _send_loop(self, account: str) -> None:
         conn = connect(self.db_path)
-        adapter, ev = self.adapters[account], self._account_wake[account]
+        ev = self._account_wake[account]
         wait = self.tick_s
         try:
             while not self._stop.is_set():
@@ -443,7 +444,10 @@ class Pusher:
                 ev.clear()
                 try:
                     while not self._stop.is_set():
-                        res = send_account(conn, self.cfg, account, adapter)
+                        # looked up per round: an adapter reopened from Settings takes over at the next round
+                        lease = getattr(self.adapters, "lease", None)
+                        with lease(account) if lease is not None else nullcontext(self.adapters[account]) as adapter:
+                            res = send_account(conn, self.cfg, account, adapter)
                         if res.sent == 0:
                             break
                     # sleep until the next push falls due (a marketplace's per-card interval), at most idle

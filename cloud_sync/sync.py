@@ -5,22 +5,29 @@ stocks: every linked card's number is recomputed and pushed (the zero guard appl
 read back first where the marketplace allows, FBO stock is read back and kept apart;
 orders: new orders are polled and ingested, due marketplace actions are made.
 `progress(total)` returns a callable advancing a progress bar (tqdm in the CLI, nothing in the service).
+
+`AccountAdapters` is the running service's one shared holder of the account adapters (the web app, the
+stock pusher and the jobs all read it); `reopen(name, conn)` puts a token or endpoint override entered
+in Settings to use at once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sqlite3
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from cloud_sync import catalog, nomenclature, orders, stock, stock_push
+from cloud_sync import catalog, nomenclature, orders, secrets, stock, stock_push
 from cloud_sync.config import CloudConfig
 from cloud_sync.db import transaction
 from marketplaces import open_account
-from marketplaces.base import Marketplace, MarketplaceError, NotSupported
+from marketplaces.base import AccountConfig, Marketplace, MarketplaceError, NotSupported
 
 log = logging.getLogger("cloud_sync.sync")
 
@@ -60,6 +67,126 @@ def open_adapters(cfg: CloudConfig, report: SyncReport | None = None) -> dict[st
             if report:
                 report.errors.append(msg)
     return out
+
+
+def fresh_account_config(conn: sqlite3.Connection, cfg: CloudConfig, name: str) -> AccountConfig:
+    """The account's config as it stands now: the running one, with the credentials stored in Settings
+    (when the account says `credentials_secret`) and the endpoint overrides stored in Settings laid over
+    it. A new object: the running adapter's own config is left as it is."""
+    current = cfg.accounts[name].account
+    credentials = dict(current.credentials)
+    secret_name = cfg.raw.get("accounts", {}).get(name, {}).get("credentials_secret")
+    if secret_name:
+        stored = secrets.SecretStore(secrets.key_file_for(cfg)).get(conn, str(secret_name))
+        if stored is None:
+            raise secrets.SecretError(f"accounts.{name}.credentials_secret: no stored secret {secret_name!r}"
+                                      " (enter it in Settings)")
+        credentials.update(stored)
+    endpoints = {k: dict(v) if isinstance(v, dict) else v for k, v in current.endpoints.items()}
+    for r in secrets.settings(conn, "endpoint"):
+        if r["scope"] == name:
+            old = endpoints.get(r["key"])
+            endpoints[r["key"]] = {**(old if isinstance(old, dict) else {}), "path": r["value"]}
+    return dataclasses.replace(current, credentials=credentials, endpoints=endpoints, options=dict(current.options))
+
+
+class AccountAdapters(Mapping[str, Marketplace]):
+    """The running adapters by account, shared by the web app, the stock pusher and the jobs (thread-safe).
+
+    Read it like a dict (`adapters[name]`, `.get`, `.items()`), looking the adapter up per request, per
+    round or per job run, or hold one for a round with `lease(name)`. `reopen(name, conn)` opens a fresh
+    adapter from `fresh_account_config` and swaps it in; when the opening fails nothing changes. The old
+    adapter is closed only once no lease holds it and `drain_s` has passed since the swap (closing its
+    HTTP client earlier would turn the calls of a round still using it into non-retryable failures);
+    unleased users (a web request) are bounded by the adapter's own timeouts, well inside `drain_s`.
+    """
+
+    def __init__(self, cfg: CloudConfig, adapters: Mapping[str, Marketplace] | None = None, *,
+                 drain_s: float = 120.0) -> None:
+        self.cfg = cfg
+        self.drain_s = drain_s
+        self._lock = threading.Lock()
+        self._adapters: dict[str, Marketplace] = dict(adapters or {})
+        self._leases: dict[int, int] = {}  # id(adapter) -> leases held
+        self._retired: list[tuple[Marketplace, float]] = []  # (old adapter, when it was swapped out)
+
+    def __getitem__(self, name: str) -> Marketplace:
+        with self._lock:
+            return self._adapters[name]
+
+    def __iter__(self) -> Iterator[str]:
+        with self._lock:
+            return iter(list(self._adapters))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._adapters)
+
+    def __repr__(self) -> str:
+        return f"AccountAdapters({sorted(self)})"
+
+    @contextmanager
+    def lease(self, name: str) -> Iterator[Marketplace]:
+        """The account's current adapter, kept open until the block ends even if it is swapped meanwhile."""
+        with self._lock:
+            adapter = self._adapters[name]
+            self._leases[id(adapter)] = self._leases.get(id(adapter), 0) + 1
+        try:
+            yield adapter
+        finally:
+            with self._lock:
+                left = self._leases.pop(id(adapter)) - 1
+                if left:
+                    self._leases[id(adapter)] = left
+            self._close_drained()
+
+    def reopen(self, name: str, conn: sqlite3.Connection) -> Marketplace:
+        """Open the account afresh (stored credentials, endpoint overrides) and use the new adapter from
+        now on. Raises (MarketplaceError, ValueError, ImportError...) when it cannot be opened; the running
+        adapter then stays in use. An account not open yet (it failed at start) is added."""
+        settings = self.cfg.accounts[name]
+        if not settings.enabled:
+            raise ValueError(f"account {name} is disabled in the config (enabled = false)")
+        account = fresh_account_config(conn, self.cfg, name)
+        adapter = open_account(account)
+        with self._lock:
+            old = self._adapters.get(name)
+            self._adapters[name] = adapter
+            settings.account = account  # what the pages and the next reopen see
+            if old is not None:
+                self._retired.append((old, time.monotonic()))
+        if old is not None:
+            timer = threading.Timer(self.drain_s, self._close_drained)
+            timer.daemon = True
+            timer.start()
+        log.info("account %s reopened with its current settings", name)
+        return adapter
+
+    def _close_drained(self, *, everything: bool = False) -> None:
+        now = time.monotonic()
+        with self._lock:
+            due = [a for a, ts in self._retired
+                   if everything or (now - ts >= self.drain_s and id(a) not in self._leases)]
+            self._retired = [(a, ts) for a, ts in self._retired if all(a is not d for d in due)]
+        for adapter in due:
+            _close(adapter)
+
+    def close_all(self) -> None:
+        """Close every adapter, current and retired (the service's stop)."""
+        self._close_drained(everything=True)
+        with self._lock:
+            current = list(self._adapters.values())
+        for adapter in current:
+            _close(adapter)
+
+
+def _close(adapter: Any) -> None:
+    close = getattr(adapter, "close", None)
+    if callable(close):
+        try:
+            close()
+        except Exception:  # noqa: BLE001
+            log.exception("closing an adapter")
 
 
 def sync_warehouses(conn: sqlite3.Connection, cfg: CloudConfig, name: str, adapter: Marketplace) -> int:
