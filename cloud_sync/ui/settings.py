@@ -1,10 +1,15 @@
 """Settings (owners only): accounts and their tokens (write-only: stored encrypted by
 cloud_sync.secrets, shown afterwards only as "set on <date>"), the unified status map, endpoint
-overrides, alert rules (critical stock minimums, cloud_sync.alerts), Telegram, and users."""
+overrides, alert rules (critical stock minimums, cloud_sync.alerts), Telegram, and users.
+
+A token or an endpoint override is in use as soon as it is stored: the account's adapter is reopened in
+the shared holder (cloud_sync.sync.AccountAdapters) that the pusher and the jobs read too; a stored bot
+token is handed to the alerts job the same way `secrets.apply_to_config` does at start."""
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from typing import Any
 
@@ -33,6 +38,39 @@ def _db():
 
 def _store() -> secrets.SecretStore:
     return secrets.SecretStore(secrets.key_file_for(_ctx().cfg))
+
+
+def _scrub(text: str, account: str, *extra: str) -> str:
+    """`text` with every credential value of the account (and `extra`) masked."""
+    values = [*_ctx().cfg.accounts[account].account.credentials.values(), *extra]
+    for v in sorted((str(v) for v in values if v and len(str(v)) >= 4), key=len, reverse=True):
+        text = text.replace(v, "***")
+    return text
+
+
+def _put_in_use(account: str, done: str, *secret_values: str) -> tuple[str, str]:
+    """Reopen the account with what is stored now; the page's message (never a secret's value)."""
+    try:
+        _ctx().adapters.reopen(account, _db())  # type: ignore[attr-defined]
+    except Exception as exc:  # noqa: BLE001 - any reason the account cannot be opened is the seller's to see
+        reason = _scrub(f"{exc.__class__.__name__}: {exc}", account, *secret_values)
+        log.warning("account %s could not be reopened: %s", account, reason)
+        return ("error", f"{done}, but the account could not be opened with it ({reason}); the running"
+                         " connection keeps the previous settings")
+    log.info("account %s reopened: the stored settings are in use", account)
+    return ("ok", f"{done}; in use now")
+
+
+def _use_bot_token(value: str) -> str:
+    """Hand a stored bot token to the running alerts job (read on its next tick); the page's message."""
+    section = _ctx().cfg.raw.get("alerts")
+    if not isinstance(section, dict):
+        return "bot token stored encrypted; alerts are sent once cloud.toml has an [alerts] section with chat_id"
+    if "token_file" in section or section.get("token_env", secrets.BOT_TOKEN_ENV) != secrets.BOT_TOKEN_ENV:
+        return "bot token stored encrypted; not used while [alerts] names its own token_env or token_file"
+    os.environ[secrets.BOT_TOKEN_ENV] = value  # this process only, as at start: never written out in clear
+    section["token_env"] = secrets.BOT_TOKEN_ENV
+    return "bot token stored encrypted; in use now"
 
 
 def _page(status: int = 200, **kw: Any):
@@ -73,10 +111,14 @@ def routes(bp: Blueprint) -> None:
             errors["value"] = "paste the token (one line, up to 4096 characters)"
         if errors:
             return _page(400, errors=errors)
-        _store().put(_db(), secrets.account_secret_name(account), {field: value.strip()})
+        name = secrets.account_secret_name(account)
+        _store().put(_db(), name, {field: value.strip()})
         log.info("credential %s of account %s stored (encrypted)", field, account)
-        return _page(messages=[("ok", f"{field} of {account} stored encrypted; it is used from the next start by an"
-                                      f" account whose config says credentials_secret = \"account/{account}\"")])
+        done = f"{field} of {account} stored encrypted"
+        if _ctx().cfg.raw.get("accounts", {}).get(account, {}).get("credentials_secret") != name:
+            return _page(messages=[("ok", f"{done}; it is not used until the account's config says"
+                                            f" credentials_secret = \"{name}\"")])
+        return _page(messages=[_put_in_use(account, done, value.strip())])
 
     @bp.post("/settings/telegram", endpoint="settings_telegram")
     def set_bot():
@@ -85,7 +127,7 @@ def routes(bp: Blueprint) -> None:
             return _page(400, errors={"bot_token": "a bot token looks like 123456789:AA… (as @BotFather gives it)"})
         _store().put(_db(), secrets.BOT_TOKEN, value, merge=False)
         log.info("Telegram bot token stored (encrypted)")
-        return _page(messages=[("ok", "bot token stored encrypted; used from the next start")])
+        return _page(messages=[("ok", _use_bot_token(value))])
 
     @bp.post("/settings/status", endpoint="settings_status")
     def set_status():
@@ -125,7 +167,7 @@ def routes(bp: Blueprint) -> None:
         if errors:
             return _page(400, errors=errors)
         secrets.put_setting(_db(), "endpoint", account, name, path)
-        return _page(messages=[("ok", f"{account}: {name} → {path} (from the next start)")])
+        return _page(messages=[_put_in_use(account, f"{account}: {name} → {path} stored")])
 
     @bp.post("/settings/minimum", endpoint="settings_minimum")
     def set_minimum():

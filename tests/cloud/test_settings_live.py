@@ -1,0 +1,285 @@
+"""What is entered on the Settings page is in use at once, in the running service.
+
+Real pieces: the cloud service (`CloudService`: waitress on 127.0.0.1, the jobs, the stock pusher) over
+HTTP, logged in as the owner like a browser, the Wildberries sandbox over HTTP (its token check is the
+marketplace's), a Bot API stand-in over HTTP for Telegram. Every exchange the adapter makes is held
+against the official spec (`ContractChecker`), except the one sent on purpose to a moved path.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from cloud_sync import alerts, secrets, stock_push, sync, users
+from cloud_sync.config import parse_config
+from cloud_sync.db import connect, open_db
+from cloud_sync.service import CloudService
+from marketplaces.base import MarketplaceError
+from marketplaces.contract import ContractChecker
+from marketplaces.http import Exchange, add_exchange_hook, remove_exchange_hook, reset_limiters
+from marketplaces.sandbox.registry import start_sandbox
+
+from .conftest import wait_for
+
+OWNER, PASSWORD = "olga", "owner password 1"
+EXPIRED = "wb-expired-token-0000-never-log-me"
+BOT_TOKEN = "123456789:AAF-settings-bot-token-never-log-me"
+MOVED = "/api/v3/warehouses-moved"
+
+
+@pytest.fixture
+def wb() -> Iterator[Any]:
+    """The WB sandbox; it records the token each request carried (to show which token reached it)."""
+    reset_limiters()
+    running = start_sandbox("wildberries", seed=6, time_scale=20.0)
+    seen: list[str] = []
+    check = running.app.check_auth
+
+    def recording(req):  # noqa: ANN001, ANN202
+        seen.append(req.headers.get("authorization", ""))
+        return check(req)
+
+    running.app.check_auth = recording
+    running.seen = seen
+    yield running
+    running.stop()
+    reset_limiters()
+
+
+@pytest.fixture
+def exchanges() -> Iterator[list[Exchange]]:
+    """Every exchange the adapters make, checked against the spec (all but the moved path's)."""
+    seen: list[Exchange] = []
+    checker = ContractChecker()
+    add_exchange_hook(seen.append)
+    add_exchange_hook(checker)
+    yield seen
+    remove_exchange_hook(checker)
+    remove_exchange_hook(seen.append)
+    checker.violations = [v for v in checker.violations if MOVED not in v]
+    checker.assert_clean()
+
+
+class BotApi:
+    """sendMessage on 127.0.0.1: records each request's path; answers ok only for BOT_TOKEN."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                api.paths.append(self.path)
+                ok = self.path == f"/bot{BOT_TOKEN}/sendMessage"
+                data = (b'{"ok": true, "result": {"message_id": 1}}' if ok
+                        else b'{"ok": false, "error_code": 401, "description": "Unauthorized"}')
+                self.send_response(200 if ok else 401)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def start_cloud(tmp_path: Path, wb: Any, token: str, **extra: Any) -> CloudService:
+    """The service with account `wb` taking its credentials from Settings (`token` stored before start)."""
+    data: dict[str, Any] = {
+        "cloud": {"db_path": str(tmp_path / "cloud.sqlite"), "port": 0, "sync_on_start": False, "time_scale": 20.0},
+        "link": {"enabled": False},
+        "jobs": {"orders_poll_s": 0.1, "push_idle_s": 0.1},
+        "accounts": {"wb": {"marketplace": "wildberries", "base_url": wb.url, "credentials_secret": "account/wb",
+                            "min_stock_interval_s": 0}},
+    }
+    for section, values in extra.items():
+        data.setdefault(section, {}).update(values)
+    cfg = parse_config(data, env={})
+    conn = open_db(cfg.db_path)
+    users.add_user(conn, OWNER, PASSWORD, "owner")
+    store = secrets.SecretStore(secrets.key_file_for(cfg))
+    store.put(conn, "account/wb", {"Authorization": token})
+    for name in data["accounts"]:
+        if name != "wb":
+            store.put(conn, f"account/{name}", {"Api-Key": "ym-key-stored-before-start"})
+    conn.close()
+    service = CloudService(cfg)
+    service.start()
+    return service
+
+
+def owner_client(url: str) -> httpx.Client:
+    c = httpx.Client(base_url=url, timeout=30)
+    page = c.get("/login")
+    r = c.post("/login", data={"name": OWNER, "password": PASSWORD, "csrf_token": csrf(page.text), "next": "/orders"})
+    assert r.status_code == 302, r.text
+    return c
+
+
+def csrf(html: str) -> str:
+    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert m, "the page carries a CSRF token"
+    return m.group(1)
+
+
+def message(html: str) -> str:
+    found = re.findall(r'<p class="msg (\w+)">([^<]*)</p>', html)
+    assert found, "the page says what happened"
+    return " | ".join(f"{kind}: {text}" for kind, text in found)
+
+
+def test_a_new_token_is_used_at_once_by_the_jobs_and_the_pusher(tmp_path, wb, exchanges, caplog):
+    new = wb.credentials["Authorization"]  # the sandbox accepts only this one: the stored one has expired
+    caplog.set_level("DEBUG")
+    service = start_cloud(tmp_path, wb, EXPIRED, cloud={"demo_seed": 6})
+    try:
+        assert service.jobs.adapters is service.adapters and service.pusher.adapters is service.adapters
+        poll = next(j for j in service.jobs.jobs if j.name == "orders:wb")
+        wait_for("the expired token refused", lambda: poll.errors >= 1 and "401" in poll.last_error, timeout=20)
+        with pytest.raises(MarketplaceError, match="401"):
+            service.adapters["wb"].warehouses()
+        old_adapter = service.adapters["wb"]
+
+        c = owner_client(service.url)
+        r = c.post("/settings/token", data={"csrf_token": csrf(c.get("/settings").text), "account": "wb",
+                                            "field": "Authorization", "value": new})
+        assert r.status_code == 200 and "in use now" in message(r.text), message(r.text)
+        after = len(wb.seen)
+
+        assert service.adapters["wb"] is not old_adapter  # swapped for the web app, the jobs and the pusher
+        errors_then = poll.errors
+        runs_then = poll.runs
+        wait_for("the orders poll succeeding with the new token",
+                 lambda: poll.runs > runs_then + 2 and poll.last_error == "", timeout=20)
+        assert poll.errors - errors_then <= 1  # at most the run already under way with the old token
+        assert service.adapters["wb"].warehouses()
+
+        # cards imported through the shared holder, then the running pusher sends the stock with the new token
+        conn = connect(service.db_path)
+        try:
+            report = sync.sync_cards(conn, service.cfg, service.adapters)
+            assert not report.errors, report.errors
+            stock_push.plan_all(conn, service.cfg)
+        finally:
+            conn.close()
+        service.pusher.wake()
+        wait_for("stock pushed to WB", lambda: len(wb.app.state()["stocks"]) >= 6, timeout=30)
+
+        late = wb.seen[after + 5:]  # past any request already on the wire when the token was stored
+        assert late and all(t.removeprefix("Bearer ").strip() == new for t in late)
+        page = c.get("/settings").text
+        assert new not in page and EXPIRED not in page and new not in r.text
+    finally:
+        service.stop()
+    assert new not in caplog.text and EXPIRED not in caplog.text
+
+
+def test_an_endpoint_override_applies_at_once_and_a_failed_reopen_is_said(tmp_path, wb, exchanges, caplog):
+    token = wb.credentials["Authorization"]
+    caplog.set_level("DEBUG")
+    ym = {"ym": {"marketplace": "yandex_market", "base_url": "http://127.0.0.1:9", "credentials_secret": "account/ym"}}
+    service = start_cloud(tmp_path, wb, token, accounts=ym)  # ym lacks its required options: it cannot open
+    try:
+        c = owner_client(service.url)
+        assert {w.native_id for w in service.adapters["wb"].warehouses()}
+
+        r = c.post("/settings/endpoint", data={"csrf_token": csrf(c.get("/settings").text), "ep_account": "wb",
+                                               "endpoint": "warehouses", "path": MOVED})
+        assert r.status_code == 200 and "in use now" in message(r.text), message(r.text)
+        with pytest.raises(MarketplaceError) as refused:
+            service.adapters["wb"].warehouses()
+        assert refused.value.status == 404
+        assert exchanges[-1].path == MOVED  # the running service sent it to the new path
+
+        r = c.post("/settings/endpoint", data={"csrf_token": csrf(r.text), "ep_account": "wb",
+                                               "endpoint": "warehouses", "path": "/api/v3/warehouses"})
+        assert "in use now" in message(r.text)
+        assert service.adapters["wb"].warehouses() and exchanges[-1].path == "/api/v3/warehouses"
+        assert "warehouses: /api/v3/warehouses" in r.text  # the page shows the override in use
+
+        ym_key = "ym-api-key-entered-now-never-log-me"
+        r = c.post("/settings/token", data={"csrf_token": csrf(r.text), "account": "ym", "field": "Api-Key",
+                                            "value": ym_key})
+        said = message(r.text)
+        assert r.status_code == 200 and said.startswith("error:") and "business_id and campaign_id" in said
+        assert "in use now" not in said and ym_key not in r.text and "ym" not in service.adapters
+        assert token not in c.get("/settings").text
+    finally:
+        service.stop()
+    assert token not in caplog.text and "ym-api-key-entered-now" not in caplog.text
+
+
+def test_a_bot_token_stored_in_settings_sends_the_waiting_alerts(tmp_path, wb, monkeypatch, caplog):
+    monkeypatch.setenv(secrets.BOT_TOKEN_ENV, "x")
+    monkeypatch.delenv(secrets.BOT_TOKEN_ENV)  # whatever the test leaves in the environment is undone
+    caplog.set_level("DEBUG")
+    bot = BotApi()
+    service = start_cloud(tmp_path, wb, wb.credentials["Authorization"],
+                          alerts={"chat_id": "42", "base_url": bot.url, "tick_s": 0.1, "min_interval_s": 0})
+    try:
+        conn = connect(service.db_path)
+        try:
+            alerts.enqueue(conn, "test", "settings-live-1", "the first alert")
+        finally:
+            conn.close()
+        time.sleep(0.5)
+        assert bot.paths == []  # no token yet: nothing is sent
+        c = owner_client(service.url)
+        r = c.post("/settings/telegram", data={"csrf_token": csrf(c.get("/settings").text), "bot_token": BOT_TOKEN})
+        assert r.status_code == 200 and "in use now" in message(r.text) and BOT_TOKEN not in r.text
+        wait_for("the waiting alert sent with the stored token", lambda: bot.paths, timeout=10)
+        assert bot.paths[0] == f"/bot{BOT_TOKEN}/sendMessage"
+    finally:
+        service.stop()
+        bot.stop()
+    assert BOT_TOKEN not in caplog.text
+
+
+def test_the_old_adapter_is_closed_only_after_its_round(tmp_path, wb, exchanges):
+    cfg = parse_config({"cloud": {"db_path": str(tmp_path / "c.sqlite")},
+                        "accounts": {"wb": {"marketplace": "wildberries", "base_url": wb.url,
+                                            "credentials": dict(wb.credentials)}}}, env={})
+    conn = open_db(cfg.db_path)
+    holder = sync.AccountAdapters(cfg, sync.open_adapters(cfg), drain_s=0.2)
+    closed: list[str] = []
+
+    def spy(adapter: Any, label: str) -> None:
+        real = adapter.close
+        adapter.close = lambda: (closed.append(label), real())
+
+    try:
+        with holder.lease("wb") as first:
+            spy(first, "first")
+            holder.reopen("wb", conn)
+            assert holder["wb"] is not first and dict(holder.items())["wb"] is holder["wb"]
+            time.sleep(0.5)  # past the drain time: still leased, so still open
+            assert first.warehouses() and closed == []
+        assert closed == ["first"]  # closed as the round ended
+
+        second = holder["wb"]
+        spy(second, "second")
+        holder.reopen("wb", conn)  # nobody holds it: closed once the drain time has passed
+        assert second.warehouses()
+        wait_for("the unleased old adapter closed", lambda: "second" in closed, timeout=5, every=0.05)
+        assert holder["wb"].warehouses()
+    finally:
+        holder.close_all()
+        conn.close()
