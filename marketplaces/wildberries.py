@@ -1,11 +1,12 @@
 """The Wildberries adapter: the common calls of `marketplaces.base.Marketplace` in WB's own requests.
 
 Owns WB's shapes: cards by size (`Card.native_id` = chrtId, `group_id` = nmID), prices per nmID with a
-discount, stocks per seller warehouse keyed by chrtId, FBS orders moved through supplies
-(confirm = add to a supply, ship = deliver the supply; WB has no separate "assembled" status),
-stickers (PNG/SVG/ZPL at 58x40 or 40x30), the finance `sales-reports` realization report, and the
-Честный знак code of a marked order (`PUT meta/sgtin` at "assemble", while the order is in `confirm`;
-WB delivers no supply holding an order whose required marking is missing).
+discount (sent as upload tasks, read back from `list/goods/filter`), stocks per seller warehouse keyed
+by chrtId, FBS orders moved through supplies (confirm = add to a supply, ship = deliver the supply; WB
+has no separate "assembled" status), stickers (PNG/SVG/ZPL at 58x40 or 40x30), the finance
+`sales-reports` realization report, and the Честный знак code of a marked order (`PUT meta/sgtin` at
+"assemble", while the order is in `confirm`; WB delivers no supply holding an order whose required
+marking is missing).
 
 Every status change first reads the order's status on WB and acts only if it is not there yet; a
 change that timed out (`Uncertain`) is read back before anything is re-sent, so no order moves twice.
@@ -276,6 +277,44 @@ class WildberriesAdapter:
                 ok, native, error = False, exc.native, str(exc)
             results += [ItemResult(keys[d["nmID"]], ok, error, retryable=False, native=native) for d in chunk]
         return results
+
+    def read_prices(self) -> list[PriceChange]:
+        """The prices WB holds now, in WB's terms: per nmID (`card_id`) the base price and the discount
+        in percent (the buyer pays the price less the discount; `cloud_sync.money_cli.read_prices`
+        converts). A product whose sizes are priced apart (`editableSizePrice`, sizes at different
+        prices) gives one price per size, `card_id` = chrtID. `GET /api/v2/list/goods/filter`, paged
+        by limit/offset until WB answers an empty page (as the spec says)."""
+        limit = min(1000, self.map["prices_list"].batch or 1000)
+        out: list[PriceChange] = []
+        offset = 0
+        while True:
+            data = self.http.call("prices_list", params={"limit": limit, "offset": offset}).json_object()
+            goods = (data.get("data") or {}).get("listGoods") if isinstance(data.get("data"), dict) else None
+            if data.get("error") or not isinstance(goods, list):
+                raise self._bad(f"listGoods missing in the answer ({data.get('errorText') or 'no data'})",
+                                "prices_list")
+            if not goods:
+                return out
+            for g in goods:
+                out += self._goods_prices(g)
+            offset += limit
+
+    def _goods_prices(self, g: dict[str, Any]) -> list[PriceChange]:
+        """One product of `listGoods` as PriceChanges (one per nmID, or per size where sizes differ)."""
+        try:
+            nm, offer = str(int(g["nmID"])), str(g.get("vendorCode", ""))
+            discount = _int(g.get("discount") or 0, "discount")
+            sizes = [(str(int(s["sizeID"])), _money(s["price"])) for s in g.get("sizes") or []]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self._bad(f"a product's prices cannot be read ({exc})", "prices_list") from None
+        for chrt, _ in sizes:
+            self._nm_of_chrt.setdefault(chrt, nm)
+        prices = {price for _, price in sizes}
+        if not prices:
+            return []
+        if len(prices) == 1 or not g.get("editableSizePrice"):
+            return [PriceChange(nm, offer, sizes[0][1], discount_percent=discount)]
+        return [PriceChange(chrt, offer, price, discount_percent=discount) for chrt, price in sizes]
 
     def push_stocks(self, levels: Sequence[StockLevel]) -> list[ItemResult]:
         """Set FBS stocks: per warehouse, in batches of 1000 chrtIds; the last level of a pair wins."""

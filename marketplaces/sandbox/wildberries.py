@@ -581,9 +581,19 @@ class WildberriesSandbox(SandboxApp):
                                            "successGoodsNumber": task["count"]}, "error": False, "errorText": ""})
 
     def prices_list(self, req: SandboxRequest) -> SandboxReply:
-        limit, offset = int(req.query["limit"]), int(req.query.get("offset", 0))
+        """The prices this sandbox holds (what the uploads set), by nmID, `limit` 1..1000 from `offset`;
+        `filterNmID` one product. Past the end: an empty `listGoods`. Bad parameters: the spec's 400
+        `{"data": null, "error": true, "errorText": "Invalid request parameters"}`."""
+        try:
+            limit, offset = int(req.query["limit"]), int(req.query.get("offset", 0))
+            only = int(req.query["filterNmID"]) if "filterNmID" in req.query else None
+        except (KeyError, ValueError):
+            raise ApiError(400, "Invalid request parameters") from None
+        if not 1 <= limit <= 1000 or offset < 0:
+            raise ApiError(400, "Invalid request parameters")
+        listed = sorted(self.prices) if only is None else [nm for nm in (only,) if nm in self.prices]
         goods = []
-        for nm in sorted(self.prices)[offset: offset + limit]:
+        for nm in listed[offset: offset + limit]:
             p, c = self.prices[nm], self.cards[nm]
             disc = round(p["price"] * (100 - p["discount"]) / 100, 2)
             goods.append({"nmID": nm, "vendorCode": c["vendorCode"], "currencyIsoCode4217": "RUB",
