@@ -7,7 +7,8 @@ returned as they are), FBS postings via the current `/v4/posting/fbs/*` methods:
 send (an Ozon posting needs no confirmation), assemble = `/v4/posting/fbs/ship` (packages; products
 that need Честный знак codes get them first through `/v6/fbs/posting/product/exemplar/*`), ship = a
 carriage created and approved for the posting's delivery method, cancel = `/v2/posting/fbs/cancel`;
-the package label (PDF); the monthly realization report `/v2/finance/realization`.
+the package label (PDF); the monthly realization report `/v2/finance/realization`, reconciled with
+Ozon's own transaction totals of its months (`/v3/finance/transaction/totals`).
 
 Status changes read the posting first and read it back after any uncertain answer: no posting is
 moved twice. `config.credentials = {"Client-Id": ..., "Api-Key": ...}`; the limits (50 rps per
@@ -550,10 +551,13 @@ class OzonAdapter:
     # ------------------------------------------------------------ reports
 
     def realization_report(self, period_from: date, period_to: date) -> RealizationReport:
-        """Ozon's monthly realization reports for every month the period touches."""
+        """Ozon's monthly realization reports for every month the period touches, with Ozon's own
+        transaction totals of those same months (`/v3/finance/transaction/totals`) as `native_totals`
+        to reconcile the lines against (the report is monthly, so its totals are the months')."""
         lines: list[ReportLine] = []
         month = date(period_from.year, period_from.month, 1)
         numbers = []
+        native: dict[str, Decimal] = {}
         while month <= period_to:
             data = self.http.call("realization", json={"month": month.month, "year": month.year}).json_object()
             result = data.get("result")
@@ -564,11 +568,39 @@ class OzonAdapter:
             for r in result["rows"]:
                 parsed += self._report_lines(r, month)
             lines += parsed
-            month = (month + timedelta(days=32)).replace(day=1)
-        totals = {"revenue": sum((ln.revenue for ln in lines), Decimal(0)),
-                  "fee": sum((ln.fee for ln in lines), Decimal(0)),
-                  "to_pay": sum((ln.to_pay for ln in lines), Decimal(0))}
-        return RealizationReport(self.account, period_from, period_to, lines, totals, ",".join(n for n in numbers if n))
+            for name, amount in self._month_totals(month).items():
+                native[name] = native.get(name, Decimal(0)) + amount
+            month = _next_month(month)
+        return RealizationReport(self.account, period_from, period_to, lines, native, ",".join(n for n in numbers if n))
+
+    def _month_totals(self, month: date) -> dict[str, Decimal]:
+        """Ozon's transaction totals of one calendar month (UTC), in the report's terms.
+
+        Compared with the realization report's lines (they say the same thing):
+          revenue <- accruals_for_sale  ("total cost of products and returns for the period")
+          fee     <- -sale_commission   (withheld at a sale, refunded at a return; Ozon gives it negative)
+        Not compared, kept under Ozon's own names (the report shows them as not compared):
+          processing_and_delivery, refunds_and_cancellations - logistics and return processing, which the
+            realization report does not carry (its lines have no logistics);
+          services_amount, compensation_amount, money_transfer, others_amount - not in the report at all.
+        `to_pay` has no total of its own on Ozon (it is the report's per-row `total`), and Ozon's totals
+        give no quantities, so sold/returned are not compared either."""
+        last = _next_month(month) - timedelta(days=1)
+        body = {"date": {"from": f"{month.isoformat()}T00:00:00.000Z", "to": f"{last.isoformat()}T23:59:59.999Z"},
+                "transaction_type": "all"}
+        result = self.http.call("transaction_totals", json=body).json_object().get("result")
+        if not isinstance(result, dict):
+            raise self._bad("result missing in the transaction totals", "transaction_totals")
+        try:
+            amounts = {k: _dec(v) for k, v in result.items() if isinstance(v, int | float | str)}
+        except ValueError as exc:
+            raise self._bad(f"a transaction total cannot be read ({exc})", "transaction_totals") from None
+        totals: dict[str, Decimal] = {}
+        if "accruals_for_sale" in amounts:
+            totals["revenue"] = amounts.pop("accruals_for_sale")
+        if "sale_commission" in amounts:
+            totals["fee"] = -amounts.pop("sale_commission")
+        return totals | amounts
 
     def _report_lines(self, r: dict[str, Any], month: date) -> list[ReportLine]:
         try:
@@ -591,6 +623,10 @@ class OzonAdapter:
     def parse_push(self, headers: dict[str, str], body: bytes) -> list[OrderEvent]:
         raise NotSupported("ozon", "parse_push (Ozon push notifications are not wired; poll new_orders)",
                            account=self.account)
+
+
+def _next_month(month: date) -> date:
+    return (month.replace(day=1) + timedelta(days=32)).replace(day=1)
 
 
 def _pdf_size_mm(pdf: bytes) -> tuple[float, float]:

@@ -8,7 +8,10 @@ per second per Client-Id answered with HTTP 429 `{"code": 8, "message": "You hav
 limit per second"}`; FBS postings `awaiting_packaging -> awaiting_deliver` (ship) `-> delivering`
 (carriage created and approved) or `cancelled`; the package label as a real PDF whose Code 128 decodes
 to the posting number (only in `awaiting_deliver` and later); the monthly realization report built from
-what this sandbox sold (a posting handed over counts as sold). Imports no adapter.
+what this sandbox sold (a posting handed over counts as sold), and the finance transaction totals of
+the same sales (each sale is one operation: the goods, the 15 % commission, a delivery charge), plus
+any operation injected with `POST /_sandbox/x/transaction` (a correction the realization report does
+not hold, to show a discrepancy). Imports no adapter.
 """
 
 from __future__ import annotations
@@ -26,6 +29,11 @@ from marketplaces.sandbox.seed import demo_items
 STOCK_PAIR_WINDOW_S = 30.0
 PRICE_WINDOW_S = 3600.0
 PRICE_MAX_PER_WINDOW = 10
+COMMISSION_RATIO = Decimal("0.15")
+DELIVERY_CHARGE = Decimal("76.00")  # per posting sold: processing and last mile, as one figure
+TOTALS_FIELDS = ("accruals_for_sale", "sale_commission", "processing_and_delivery", "refunds_and_cancellations",
+                 "services_amount", "compensation_amount", "money_transfer", "others_amount")
+TRANSACTION_TYPES = {"all", "orders", "returns", "services", "compensation", "transferDelivery", "other"}
 
 
 def _iso(dt: datetime) -> str:
@@ -34,6 +42,10 @@ def _iso(dt: datetime) -> str:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+def _commission(amount: Decimal) -> Decimal:
+    return (amount * COMMISSION_RATIO).quantize(Decimal("0.01"))
 
 
 class OzonSandbox(SandboxApp):
@@ -71,6 +83,7 @@ class OzonSandbox(SandboxApp):
         self.carriages: dict[int, dict[str, Any]] = {}
         self.import_tasks: dict[int, list[dict[str, Any]]] = {}
         self.sales: list[dict[str, Any]] = []
+        self.injected_operations: list[dict[str, Any]] = []  # finance operations outside the realization report
         self.stock_writes = 0
         self._next_order = 40_000_001
         self._next_carriage = 1
@@ -144,6 +157,12 @@ class OzonSandbox(SandboxApp):
                     self._move(p, "delivered", "posting_delivered")
                     done.append(p["posting_number"])
             return {"delivered": done}
+        if name == "transaction":  # one more finance operation, e.g. a correction: {field: amount, "type"}
+            op = {"at": _now(), "posting_number": str(body.get("posting_number") or ""),
+                  "type": str(body.get("type") or "other")}
+            op.update({f: Decimal(str(body.get(f, 0))) for f in TOTALS_FIELDS})
+            self.injected_operations.append(op)
+            return {f: str(op[f]) for f in TOTALS_FIELDS}
         return super().control(name, body)
 
     # ------------------------------------------------------------ shapes
@@ -192,6 +211,7 @@ class OzonSandbox(SandboxApp):
             r("POST", "/v2/carriage/delivery/list", self.carriages_list),
             r("POST", "/v2/posting/fbs/package-label", self.package_label),
             r("POST", "/v2/finance/realization", self.realization),
+            r("POST", "/v3/finance/transaction/totals", self.transaction_totals),
         ]
 
     # -- warehouses and products
@@ -664,8 +684,8 @@ class OzonSandbox(SandboxApp):
             p = sale["posting"]
             prod = self.products[p["product_id"]]
             price = float(p["price"])
-            ratio = 0.15
-            commission = round(price * ratio, 2)
+            ratio = float(COMMISSION_RATIO)
+            commission = float(_commission(p["price"] * p["quantity"]))
             rows.append({
                 "rowNumber": i + 1, "commission_ratio": ratio, "seller_price_per_instance": price,
                 "item": {"offer_id": prod["offer_id"], "sku": prod["sku"], "barcode": prod["barcodes"][0] if prod["barcodes"] else "",
@@ -685,6 +705,45 @@ class OzonSandbox(SandboxApp):
             "currency_sys_name": "RUB", "payer_name": "ООО Интернет Решения", "payer_inn": "7704217370",
             "payer_kpp": "997750001", "receiver_name": "ИП Демо", "receiver_inn": "770000000000", "receiver_kpp": ""},
             "rows": rows}})
+
+    # -- finance transactions
+
+    def _operations(self) -> list[dict[str, Any]]:
+        """Every finance operation: one per sale (goods, commission and delivery charged together, as
+        Ozon's delivered-to-customer operation), then the injected ones."""
+        ops = []
+        for sale in self.sales:
+            p = sale["posting"]
+            amount = p["price"] * p["quantity"]
+            op = {f: Decimal(0) for f in TOTALS_FIELDS}
+            op.update(at=sale["at"], posting_number=p["posting_number"], type="orders", accruals_for_sale=amount,
+                      sale_commission=-_commission(amount), processing_and_delivery=-DELIVERY_CHARGE)
+            ops.append(op)
+        return ops + self.injected_operations
+
+    def transaction_totals(self, req: SandboxRequest) -> SandboxReply:
+        """The sums of the operations of a period (`date.from..to`, UTC) or of one posting."""
+        body = req.json()
+        kind = body.get("transaction_type") or "all"
+        if kind not in TRANSACTION_TYPES:
+            raise ApiError(400, f"unknown transaction_type {kind!r}", code="INVALID_ARGUMENT")
+        number = body.get("posting_number") or ""
+        if number:
+            chosen = [op for op in self._operations() if op["posting_number"] == number]
+        else:
+            period = body.get("date") or {}
+            try:
+                start = datetime.fromisoformat(str(period["from"]).replace("Z", "+00:00"))
+                end = datetime.fromisoformat(str(period["to"]).replace("Z", "+00:00"))
+            except (KeyError, ValueError):
+                raise ApiError(400, "date.from and date.to are required", code="INVALID_ARGUMENT") from None
+            start, end = (d if d.tzinfo else d.replace(tzinfo=UTC) for d in (start, end))
+            if start > end:
+                raise ApiError(400, "date.from is after date.to", code="INVALID_ARGUMENT")
+            chosen = [op for op in self._operations() if start <= op["at"] <= end]
+        chosen = [op for op in chosen if kind == "all" or op["type"] == kind]
+        return SandboxReply(200, {"result": {f: float(sum((op[f] for op in chosen), Decimal(0)))
+                                             for f in TOTALS_FIELDS}})
 
 
 def _merge_pdfs(parts: list[bytes]) -> bytes:
