@@ -58,6 +58,11 @@ MOVE_ATTEMPTS = 8  # sends of one status change, each after reading the status b
 STICKER_SIZES = {"58x40": (58, 40), "40x30": (40, 30)}
 STICKER_TYPES = {"png": "png", "svg": "svg", "zpl": "zplh"}
 # sgtin check results with which WB delivers the supply (MetaDetails.decision in the FBS spec)
+# WB's sums per realization report (`sales-reports/list`) that our report's totals are compared with
+COMPARED_SUMS = {"revenue": ("retailAmountSum",), "to_pay": ("forPaySum",), "logistics": ("deliveryServiceSum",),
+                 "other": ("paidStorageSum", "paidAcceptanceSum", "deductionSum", "penaltySum")}
+REPORT_SUMS = (*(k for ks in COMPARED_SUMS.values() for k in ks), "additionalPaymentSum", "cashbackAmountSum",
+               "cashbackDiscountSum", "cashbackCommissionChangeSum", "bankPaymentSum")
 SGTIN_DELIVERABLE = {"filled", "deadlineExceeded", "optional", "sgtinIntroduced", "sgtinSoldB2B"}
 
 
@@ -636,7 +641,8 @@ class WildberriesAdapter:
     # ------------------------------------------------------------ reports
 
     def realization_report(self, period_from: date, period_to: date) -> RealizationReport:
-        """WB finance `sales-reports/detailed`, dates in Moscow time, paged by rrdId."""
+        """WB finance `sales-reports/detailed`, dates in Moscow time, paged by rrdId; WB's own sums of
+        those reports (`sales-reports/list`) as `native_totals`."""
         limit = self.map["sales_report_detailed"].batch or 100000
         rrd = 0
         lines: list[ReportLine] = []
@@ -657,11 +663,45 @@ class WildberriesAdapter:
                 report_id = str(rows[-1].get("reportId", report_id))
             if len(rows) < limit:
                 break
-        totals = {"revenue": sum((ln.revenue for ln in lines), Decimal(0)),
-                  "fee": sum((ln.fee for ln in lines), Decimal(0)),
-                  "logistics": sum((ln.logistics for ln in lines), Decimal(0)),
-                  "to_pay": sum((ln.to_pay for ln in lines), Decimal(0))}
+        totals = self._report_totals(period_from, period_to)
         return RealizationReport(self.account, period_from, period_to, lines, totals, report_id)
+
+    def _report_totals(self, period_from: date, period_to: date) -> dict[str, Decimal]:
+        """WB's own sums of the realization reports of the period (`sales-reports/list`, the same
+        dates and periodicity as the rows), in the report's terms, to reconcile the rows against.
+
+        Compared (the same columns of the same report, summed by WB):
+          revenue   <- retailAmountSum ("Продажа": retailAmount)
+          to_pay    <- forPaySum ("К перечислению за товар": forPay)
+          logistics <- deliveryServiceSum ("Стоимость логистики": deliveryService; our rows' logistics
+                       also hold rebillLogisticCost, of which the list gives no sum)
+          other     <- paidStorageSum + paidAcceptanceSum + deductionSum + penaltySum
+        Not compared, kept under WB's names: additionalPaymentSum, cashback*Sum and bankPaymentSum ("Итого
+        к оплате"), which no row column of ours holds. WB gives no commission sum (`fee`: avgSalePercent is
+        a discount percent) and no quantities."""
+        limit = min(1000, self.map["sales_reports_list"].batch or 1000)
+        sums: dict[str, Decimal] = {}
+        offset = 0
+        while True:
+            body = {"dateFrom": period_from.isoformat(), "dateTo": period_to.isoformat(), "limit": limit,
+                    "offset": offset, "period": "daily"}
+            reply = self.http.call("sales_reports_list", json=body)
+            reports = [] if reply.status == 204 else reply.json()
+            if not isinstance(reports, list):
+                raise self._bad("expected a list of reports", "sales_reports_list")
+            for rep in reports:
+                for name in REPORT_SUMS:
+                    if isinstance(rep, dict) and rep.get(name) not in (None, ""):
+                        try:
+                            sums[name] = sums.get(name, Decimal(0)) + _money(rep[name])
+                        except ValueError as exc:
+                            raise self._bad(f"a report sum cannot be read ({exc})", "sales_reports_list") from None
+            if len(reports) < limit:
+                break
+            offset += limit
+        totals = {ours: sum((sums.pop(k, Decimal(0)) for k in theirs), Decimal(0))
+                  for ours, theirs in COMPARED_SUMS.items()} if sums else {}
+        return totals | sums
 
     def _report_line(self, r: dict[str, Any]) -> ReportLine:
         try:

@@ -45,6 +45,7 @@ class WildberriesSandbox(SandboxApp):
         "meta_set": SandboxLimit(1000 / 60, 20, error_cost=10),
         "meta_read": SandboxLimit(300 / 60, 20, error_cost=10),
         "finance": SandboxLimit(1 / 60, 1),
+        "finance_list": SandboxLimit(1 / 60, 1),  # each finance method has its own 1 req/min
     }
 
     def __init__(self, *, marking: bool = False, **options: Any) -> None:
@@ -237,6 +238,7 @@ class WildberriesSandbox(SandboxApp):
             r("POST", "/api/v2/upload/task", self.prices_upload, "prices"),
             r("GET", "/api/v2/history/tasks", self.price_task, "prices"),
             r("GET", "/api/v2/list/goods/filter", self.prices_list, "prices"),
+            r("POST", "/api/finance/v1/sales-reports/list", self.sales_reports_list, "finance_list"),
             r("POST", "/api/finance/v1/sales-reports/detailed", self.sales_report, "finance"),
         ]
 
@@ -605,8 +607,9 @@ class WildberriesSandbox(SandboxApp):
 
     # -- finance
 
-    def sales_report(self, req: SandboxRequest) -> SandboxReply:
-        body = req.json()
+    @staticmethod
+    def _report_period(body: dict[str, Any]) -> tuple[datetime, datetime]:
+        """dateFrom..dateTo of a finance request as UTC instants (WB reads them as Moscow time)."""
         try:
             start = datetime.fromisoformat(body["dateFrom"])
             end = datetime.fromisoformat(body["dateTo"])
@@ -618,6 +621,34 @@ class WildberriesSandbox(SandboxApp):
             start = start.replace(tzinfo=UTC) - MSK
         if end.tzinfo is None:
             end = end.replace(tzinfo=UTC) - MSK
+        return start, end
+
+    def sales_reports_list(self, req: SandboxRequest) -> SandboxReply:
+        """The realization reports of the period with WB's own sums of their rows: this sandbox keeps
+        one report (the one every detailed row names), listed when it has rows in the period."""
+        body = req.json()
+        start, end = self._report_period(body)
+        offset = int(body.get("offset") or 0)
+        sold = [s for s in self.sales if start <= s["at"] <= end]
+        if not sold or offset > 0:
+            return SandboxReply(204)
+        money = self._money
+        amount = sum((s["amount"] for s in sold), Decimal(0))
+        fee = sum((s["fee"] for s in sold), Decimal(0))
+        logistics = sum((s["logistics"] for s in sold), Decimal(0))
+        zero = "0"
+        return SandboxReply(200, [{
+            "reportId": 90000001, "sellerFinanceName": "ИП Демо", "dateFrom": (start + MSK).date().isoformat(),
+            "dateTo": (end + MSK).date().isoformat(), "createDate": (_now() + MSK).date().isoformat(),
+            "currency": "RUB", "reportType": 1, "retailAmountSum": money(amount), "forPaySum": money(amount - fee),
+            "avgSalePercent": 0, "deliveryServiceSum": money(logistics), "paidStorageSum": zero,
+            "paidAcceptanceSum": zero, "deductionSum": zero, "penaltySum": zero, "additionalPaymentSum": zero,
+            "cashbackAmountSum": zero, "cashbackDiscountSum": zero, "cashbackCommissionChangeSum": zero,
+            "paymentSchedule": zero, "bankPaymentSum": money(amount - fee - logistics)}])
+
+    def sales_report(self, req: SandboxRequest) -> SandboxReply:
+        body = req.json()
+        start, end = self._report_period(body)
         rrd_after, limit = int(body.get("rrdId") or 0), int(body.get("limit") or 100000)
         rows: list[dict[str, Any]] = []
         for n, sale in enumerate(self.sales):
