@@ -236,9 +236,11 @@ def _sync_prices(argv: list[str]) -> int:
 
 def read_prices(conn: Any, account: str, market: Any) -> int:
     """The marketplace's current prices into the price list: from the adapter's optional
-    `read_prices() -> list[PriceChange]` where it has one (in the marketplace's terms, converted here),
+    `read_prices() -> list[PriceChange]` where it has one (in the marketplace's terms, turned into the
+    seller's by its price model),
     else from `Card.price` of `list_cards()` (Wildberries' cards carry no price: nothing is read)."""
     from cloud_sync import pricing
+    from marketplaces.base import price_model
 
     prices: dict[str, tuple[str, pricing.Price]] = {}
     reader = getattr(market, "read_prices", None)
@@ -246,14 +248,13 @@ def read_prices(conn: Any, account: str, market: Any) -> int:
         by_group: dict[str, list[Any]] = {}
         for c in pricing.account_cards(conn, account):
             by_group.setdefault(c.group_id or c.card_id, []).append(c)
+        model = price_model(pricing.account_marketplace(conn, account) or "")
         for ch in reader():
-            price, old = Decimal(ch.price), ch.old_price or None
-            if ch.discount_percent:  # WB: the price is the base, the buyer pays it less the discount
-                old, price = price, (price * (100 - Decimal(ch.discount_percent)) / 100).quantize(Decimal("0.01"))
+            price, old, minimum = model.seller_price(ch)  # from the marketplace's terms into the seller's
             targets = by_group.get(ch.card_id) or []
             ids = [c.card_id for c in targets] or [ch.card_id]
             for cid in ids:
-                prices[cid] = (ch.offer_id, pricing.Price(price, old, ch.min_price))
+                prices[cid] = (ch.offer_id, pricing.Price(price, old, minimum))
         return pricing.record_read_prices(conn, account, prices)
     for card in market.list_cards():
         if card.price is None:

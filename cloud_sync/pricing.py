@@ -14,9 +14,9 @@ or shows the price it came from crossed out; one the marketplace would refuse is
 
 Prices here are what the buyer pays; the crossed-out price is the "before" price. An absolute price
 in an item, category or "all" line is per unit of the 1C item: a card that stands for a pack of N
-units gets N times it. Conversion to each marketplace's own fields happens in `to_price_change`
-(Wildberries: base price + integer discount %, Ozon: price/old_price/min_price, Yandex Market:
-price/discountBase, Megamarket: price only - its crossed-out price comes from the feed).
+units gets N times it. Conversion to each marketplace's own fields is the marketplace's business: its
+adapter's price model (`marketplaces.base.PriceModel`: Wildberries turns it into a base price and an
+integer discount %, Megamarket keeps the price only), called from `to_price_change`.
 
 `preview` computes the diff old -> new with the margin against the 1C cost price, refuses what no
 marketplace would take (negative price, below the floor, unknown target, too-big discount, Ozon's 10
@@ -38,7 +38,7 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Literal
 
 from cloud_sync.db import transaction
-from marketplaces.base import Marketplace, MarketplaceError, PriceChange
+from marketplaces.base import Marketplace, MarketplaceError, PriceChange, PriceTerms, kopecks, price_model
 
 MIGRATIONS = [
     """
@@ -112,39 +112,15 @@ class ConfirmationRequired(PriceDocumentError):
 # ---------------------------------------------------------------- marketplace price rules
 
 
-@dataclass(frozen=True)
-class MarketplaceRules:
-    """What a marketplace accepts for a price, from the specs in shared/specs.
-
-    `quarantine_ratio`: a new price at or below old/ratio is held in the marketplace's quarantine
-    (WB: 3x, per the prices spec; YM: the threshold is the seller's cabinet setting - configurable).
-    `max_updates_per_hour`: Ozon allows each product's price to change at most 10 times an hour.
-    """
-
-    marketplace: str
-    whole_roubles: bool = True
-    min_price: Decimal = Decimal("1")
-    max_discount_percent: Decimal = Decimal("99")
-    min_discount_percent: Decimal = Decimal("0")
-    crossed_out_supported: bool = True
-    quarantine_ratio: Decimal | None = None
-    max_updates_per_hour: int | None = None
-    prices_by_group: bool = False  # WB prices a whole nmID (all its sizes) at once
-
-
-RULES: dict[str, MarketplaceRules] = {
-    "wildberries": MarketplaceRules("wildberries", quarantine_ratio=Decimal(3), prices_by_group=True),
-    "ozon": MarketplaceRules("ozon", whole_roubles=False, max_discount_percent=Decimal("89.99"),
-                             max_updates_per_hour=10),
-    "yandex_market": MarketplaceRules("yandex_market", min_discount_percent=Decimal(5),
-                                      quarantine_ratio=Decimal(2)),
-    "megamarket": MarketplaceRules("megamarket", crossed_out_supported=False),
-}
+# What a marketplace accepts for a price and how it states one are its own business: they live in its
+# adapter module (`marketplaces.<name>.PRICE_MODEL`, see marketplaces.base.PriceModel); an account's
+# config may override the terms (`[pricing.rules.<marketplace>]`).
+MarketplaceRules = PriceTerms
 
 
 def rules_for(marketplace: str, overrides: dict[str, Any] | None = None) -> MarketplaceRules:
     """The rules of a marketplace, with an account's config overrides (e.g. {"quarantine_ratio": 1.5})."""
-    base = RULES.get(marketplace, MarketplaceRules(marketplace))
+    base = price_model(marketplace).terms
     if not overrides:
         return base
     fields = asdict(base)
@@ -153,15 +129,6 @@ def rules_for(marketplace: str, overrides: dict[str, Any] | None = None) -> Mark
             raise ValueError(f"unknown price rule {k!r} for {marketplace}; known: {', '.join(fields)}")
         fields[k] = Decimal(str(v)) if isinstance(fields[k], Decimal) or k == "quarantine_ratio" else v
     return MarketplaceRules(**fields)
-
-
-def ozon_min_gap(price: Decimal) -> Decimal:
-    """Ozon: the least difference between price and old_price (spec of /v1/product/import/prices)."""
-    if price < 400:
-        return Decimal(20)
-    if price <= 10000:
-        return price * Decimal("0.05")
-    return Decimal(500)
 
 
 # ---------------------------------------------------------------- the cards a document can touch
@@ -543,10 +510,7 @@ def _round(v: Decimal, step: Decimal) -> Decimal:
     return (v / step).quantize(Decimal(1), rounding=ROUND_HALF_UP) * step
 
 
-def _money(v: Decimal) -> Decimal:
-    """Kopeck precision, shown without trailing zeros (1080.00 -> 1080, 699.30 -> 699.3)."""
-    q = v.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
-    return q.quantize(Decimal(1)) if q == q.to_integral_value() else q.normalize()
+_money = kopecks  # kopeck precision, shown without trailing zeros
 
 
 def _item_groups(conn: sqlite3.Connection, key: str) -> set[str]:
@@ -714,31 +678,19 @@ def _crossed_problem(price: Decimal, crossed: Decimal, rules: MarketplaceRules) 
         return f"discount {discount.quantize(Decimal('0.1'))}% is above {rules.marketplace}'s maximum {rules.max_discount_percent}%"
     if discount < rules.min_discount_percent:
         return f"discount {discount.quantize(Decimal('0.1'))}% is below {rules.marketplace}'s minimum {rules.min_discount_percent}%"
-    if rules.marketplace == "ozon" and crossed - price < ozon_min_gap(price):
-        return f"Ozon needs at least {_money(ozon_min_gap(price))} between price and crossed-out price"
-    return ""
+    return price_model(rules.marketplace).crossed_out_problem(price, crossed) or ""
 
 
 def to_price_change(marketplace: str, card: PricedCard, p: Price) -> PriceChange:
-    """The common PriceChange in the marketplace's own terms."""
-    if marketplace == "wildberries":
-        base = p.old_price or p.price
-        discount = 0 if base <= p.price else int(((base - p.price) / base * HUNDRED).quantize(Decimal(1), ROUND_HALF_UP))
-        return PriceChange(card_id=card.group_id or card.card_id, offer_id=card.offer_id,
-                           price=base.quantize(Decimal(1), ROUND_HALF_UP), discount_percent=discount)
-    if marketplace == "ozon":
-        return PriceChange(card_id=card.card_id, offer_id=card.offer_id, price=p.price,
-                           old_price=p.old_price if p.old_price is not None else Decimal(0), min_price=p.min_price)
-    if marketplace == "megamarket":
-        return PriceChange(card_id=card.card_id, offer_id=card.offer_id, price=p.price)
-    return PriceChange(card_id=card.card_id, offer_id=card.offer_id, price=p.price, old_price=p.old_price,
-                       min_price=p.min_price)
+    """The common PriceChange in the marketplace's own terms (its adapter's price model)."""
+    return price_model(marketplace).price_change(card_id=card.card_id, group_id=card.group_id,
+                                                 offer_id=card.offer_id, price=p.price, crossed_out=p.old_price,
+                                                 min_price=p.min_price)
 
 
 def effective_price(marketplace: str, change: PriceChange, p: Price) -> Decimal:
-    if marketplace == "wildberries" and change.discount_percent:
-        return _money(change.price * (HUNDRED - change.discount_percent) / HUNDRED)
-    return p.price
+    """What the buyer pays once `change` is applied."""
+    return price_model(marketplace).buyer_price(change, p.price)
 
 
 def _add_group_siblings(conn: sqlite3.Connection, result: Preview, cards: list[PricedCard],

@@ -150,6 +150,79 @@ class PriceChange:
     min_price: Decimal | None = None
 
 
+def kopecks(value: Decimal) -> Decimal:
+    """A money amount to the kopeck (half up), shown without trailing zeros (1080.00 -> 1080, 699.30 -> 699.3)."""
+    from decimal import ROUND_HALF_UP
+
+    q = value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+    return q.quantize(Decimal(1)) if q == q.to_integral_value() else q.normalize()
+
+
+@dataclass(frozen=True)
+class PriceTerms:
+    """What a marketplace accepts for a price, from its spec in shared/specs (the domain checks price
+    documents against them; an account's config may override them).
+
+    `quarantine_ratio`: a new price at or below old/ratio is held in the marketplace's quarantine.
+    `max_updates_per_hour`: how often one product's price may change.
+    `prices_by_group`: the marketplace prices a whole group of cards at once (WB: all sizes of an nmID).
+    """
+
+    marketplace: str
+    whole_roubles: bool = True
+    min_price: Decimal = Decimal("1")
+    max_discount_percent: Decimal = Decimal("99")
+    min_discount_percent: Decimal = Decimal("0")
+    crossed_out_supported: bool = True
+    quarantine_ratio: Decimal | None = None
+    max_updates_per_hour: int | None = None
+    prices_by_group: bool = False
+
+
+class PriceModel:
+    """How a marketplace states a price. The seller says "the buyer pays X, crossed out Y, never below
+    Z"; each marketplace wants that in its own fields (WB: a base price and a discount; Ozon: price,
+    old_price, min_price; ...). An adapter module publishes its model as `PRICE_MODEL`; this default
+    passes the seller's figures through as they are."""
+
+    def __init__(self, terms: PriceTerms) -> None:
+        self.terms = terms
+
+    def price_change(self, *, card_id: str, group_id: str | None, offer_id: str, price: Decimal,
+                     crossed_out: Decimal | None, min_price: Decimal | None) -> PriceChange:
+        """The PriceChange to send for one card (`group_id`: the card's group, where it has one)."""
+        return PriceChange(card_id=card_id, offer_id=offer_id, price=price, old_price=crossed_out,
+                           min_price=min_price)
+
+    def buyer_price(self, change: PriceChange, price: Decimal) -> Decimal:
+        """What the buyer pays once `change` is applied (`price`: what the seller asked for)."""
+        return price
+
+    def crossed_out_problem(self, price: Decimal, crossed_out: Decimal) -> str | None:
+        """Why the marketplace would refuse this crossed-out price beside `price`, or None."""
+        return None
+
+    def seller_price(self, change: PriceChange) -> tuple[Decimal, Decimal | None, Decimal | None]:
+        """A price read back from the marketplace in the seller's terms: (what the buyer pays, the
+        crossed-out price, the minimum) — the inverse of `price_change`."""
+        return Decimal(change.price), change.old_price or None, change.min_price
+
+
+def price_model(marketplace: str) -> PriceModel:
+    """The price model of a marketplace: its adapter module's `PRICE_MODEL` (the default model for a
+    marketplace without an adapter here)."""
+    import importlib
+
+    if not marketplace.isidentifier():
+        return PriceModel(PriceTerms(marketplace))
+    try:
+        module = importlib.import_module(f"marketplaces.{marketplace}")
+    except ModuleNotFoundError:
+        return PriceModel(PriceTerms(marketplace))
+    model = getattr(module, "PRICE_MODEL", None)
+    return model if isinstance(model, PriceModel) else PriceModel(PriceTerms(marketplace))
+
+
 @dataclass
 class StockLevel:
     """The quantity to publish (or read back) for one card at one marketplace warehouse."""

@@ -40,6 +40,8 @@ from marketplaces.base import (
     OrderEvent,
     OrderLine,
     PriceChange,
+    PriceModel,
+    PriceTerms,
     RealizationReport,
     StatusChange,
     StockLevel,
@@ -458,3 +460,17 @@ def _when(value: Any, account: str, ep: str) -> datetime:
     except ValueError:
         raise BadResponse(f"not a date-time: {value!r}", account=account, endpoint=ep) from None
     return ts.astimezone(UTC) if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
+# ---------------------------------------------------------------- prices in Megamarket's terms
+
+
+class _MegamarketPrices(PriceModel):
+    """Megamarket takes one price per offer: no crossed-out price, no minimum."""
+
+    def price_change(self, *, card_id: str, group_id: str | None, offer_id: str, price: Decimal,
+                     crossed_out: Decimal | None, min_price: Decimal | None) -> PriceChange:
+        return PriceChange(card_id=card_id, offer_id=offer_id, price=price)
+
+
+PRICE_MODEL = _MegamarketPrices(PriceTerms("megamarket", crossed_out_supported=False))

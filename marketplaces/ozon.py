@@ -41,12 +41,15 @@ from marketplaces.base import (
     OrderEvent,
     OrderLine,
     PriceChange,
+    PriceModel,
+    PriceTerms,
     RealizationReport,
     ReportLine,
     StatusChange,
     StockLevel,
     Uncertain,
     Warehouse,
+    kopecks,
 )
 from marketplaces.endpoints import Endpoint, load_endpoint_map
 from marketplaces.http import HttpClient, batches, in_parallel
@@ -636,3 +639,35 @@ def _pdf_size_mm(pdf: bytes) -> tuple[float, float]:
         return 75.0, 120.0
     x0, y0, x1, y1 = (float(v) for v in m.groups())
     return round((x1 - x0) * 25.4 / 72, 1), round((y1 - y0) * 25.4 / 72, 1)
+
+
+# ---------------------------------------------------------------- prices in Ozon's terms
+
+
+def min_gap(price: Decimal) -> Decimal:
+    """The least difference Ozon accepts between price and old_price (/v1/product/import/prices)."""
+    if price < 400:
+        return Decimal(20)
+    if price <= 10000:
+        return price * Decimal("0.05")
+    return Decimal(500)
+
+
+class _OzonPrices(PriceModel):
+    """Ozon takes price, old_price (0: none) and min_price as they are, with kopecks; a crossed-out price
+    must stand far enough above the price (`min_gap`)."""
+
+    def price_change(self, *, card_id: str, group_id: str | None, offer_id: str, price: Decimal,
+                     crossed_out: Decimal | None, min_price: Decimal | None) -> PriceChange:
+        return PriceChange(card_id=card_id, offer_id=offer_id, price=price,
+                           old_price=crossed_out if crossed_out is not None else Decimal(0), min_price=min_price)
+
+    def crossed_out_problem(self, price: Decimal, crossed_out: Decimal) -> str | None:
+        if crossed_out - price < min_gap(price):
+            return f"Ozon needs at least {kopecks(min_gap(price))} between price and crossed-out price"
+        return None
+
+
+# a product's price may change at most 10 times an hour; discounts up to 89.99%
+PRICE_MODEL = _OzonPrices(PriceTerms("ozon", whole_roubles=False, max_discount_percent=Decimal("89.99"),
+                                     max_updates_per_hour=10))

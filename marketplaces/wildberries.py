@@ -19,7 +19,7 @@ import base64
 import logging
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any, Literal
 
 from marketplaces.base import (
@@ -39,12 +39,15 @@ from marketplaces.base import (
     OrderEvent,
     OrderLine,
     PriceChange,
+    PriceModel,
+    PriceTerms,
     RealizationReport,
     ReportLine,
     StatusChange,
     StockLevel,
     Uncertain,
     Warehouse,
+    kopecks,
 )
 from marketplaces.endpoints import Endpoint, load_endpoint_map
 from marketplaces.http import HttpClient, batches, in_parallel
@@ -731,3 +734,34 @@ class WildberriesAdapter:
     def parse_push(self, headers: dict[str, str], body: bytes) -> list[OrderEvent]:
         raise NotSupported("wildberries", "parse_push (WB sends no order notifications; poll new_orders)",
                            account=self.account)
+
+
+# ---------------------------------------------------------------- prices in Wildberries' terms
+
+
+class _WildberriesPrices(PriceModel):
+    """WB prices a whole nmID (all its sizes) at once, as a base price and a whole discount %: the buyer
+    pays base × (100 − discount) / 100. The seller's crossed-out price becomes the base (whole roubles)."""
+
+    def price_change(self, *, card_id: str, group_id: str | None, offer_id: str, price: Decimal,
+                     crossed_out: Decimal | None, min_price: Decimal | None) -> PriceChange:
+        base = crossed_out or price
+        discount = 0 if base <= price else int(((base - price) / base * 100).quantize(Decimal(1), ROUND_HALF_UP))
+        return PriceChange(card_id=group_id or card_id, offer_id=offer_id,
+                           price=base.quantize(Decimal(1), ROUND_HALF_UP), discount_percent=discount)
+
+    def buyer_price(self, change: PriceChange, price: Decimal) -> Decimal:
+        if change.discount_percent:
+            return kopecks(change.price * (100 - change.discount_percent) / 100)
+        return price
+
+    def seller_price(self, change: PriceChange) -> tuple[Decimal, Decimal | None, Decimal | None]:
+        base = Decimal(change.price)
+        if change.discount_percent:  # the buyer pays the base less the discount; the base shows crossed out
+            return (base * (100 - Decimal(change.discount_percent)) / 100).quantize(Decimal("0.01")), base, \
+                change.min_price
+        return base, change.old_price or None, change.min_price
+
+
+# a drop to a third or less of the old price is held in WB's price quarantine (prices spec)
+PRICE_MODEL = _WildberriesPrices(PriceTerms("wildberries", quarantine_ratio=Decimal(3), prices_by_group=True))

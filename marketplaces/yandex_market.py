@@ -45,6 +45,8 @@ from marketplaces.base import (
     OrderEvent,
     OrderLine,
     PriceChange,
+    PriceModel,
+    PriceTerms,
     RealizationReport,
     ReportLine,
     StatusChange,
@@ -560,3 +562,10 @@ class YandexMarketAdapter:
             raise self._bad(f"ORDER_STATUS_UPDATED: unknown status {data['status']!r}", ep)
         return [OrderEvent("status", order_id, str(data["status"]),
                            dedup_key=f"{prefix}:status:{data['status']}/{data['substatus']}", native=data)]
+
+
+# ---------------------------------------------------------------- prices in Yandex.Market's terms
+
+# a crossed-out price needs a discount of at least 5%; a drop to half or less of the old price is held in
+# the price quarantine (the threshold is the seller's cabinet setting: the account config may override it)
+PRICE_MODEL = PriceModel(PriceTerms("yandex_market", min_discount_percent=Decimal(5), quarantine_ratio=Decimal(2)))
