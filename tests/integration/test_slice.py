@@ -75,7 +75,11 @@ def test_one_wb_order_travels_to_the_site_label_and_every_other_marketplace(day:
     decoded = {r.text for p in labels for r in zxingcpp.read_barcodes(Image.open(p))}
     assert any(str(native_id) in text for text in decoded), f"label barcodes {decoded} name order {native_id}"
 
-    events = [e["kind"] for e in _get(f"{cloud}/api/orders/{key}", day.api_token)["events"]]
+    # the PNG is on disk before the site's "printed" reaches the cloud over the link: wait for it there
+    def printed_events():
+        kinds = [e["kind"] for e in _get(f"{cloud}/api/orders/{key}", day.api_token)["events"]]
+        return "printed" in kinds and kinds
+    events = wait_for("the site's printed event in the cloud", printed_events)
     assert events.index("reserved") < events.index("confirmed") < events.index("label_sent") < events.index("printed")
 
     # the ledger: picked at the site, so the reservation is consumed and on hand is one less
