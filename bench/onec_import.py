@@ -151,7 +151,7 @@ def child(kind: str, db: str, files: list[str]) -> None:
 
 
 def _cpu() -> float:
-    """User + system CPU seconds of this process and of its finished children (the parser child)."""
+    """User + system CPU seconds of this process and of its finished children (the parser children)."""
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
@@ -210,7 +210,7 @@ def main() -> None:
         if full.get("own_peak_mb"):
             print(f"resident peak during the import itself: {full['own_peak_mb']:.1f} MB (the process's peak before "
                   f"it, opening the database and importing the modules: {full['rss_before_mb']:.1f} MB), "
-                  f"the parser child {full['child_peak_mb']:.1f} MB; the last line gives their sum")
+                  f"the parser children {full['child_peak_mb']:.1f} MB; the last line gives their sum")
         print(f"the same package again (unchanged, as 1C re-sends a full catalog): {rates(args.items, again)}")
         print(f"items_per_s={rate:.0f} peak_mb={full['peak_mb']:.1f}")
 

@@ -150,13 +150,17 @@ def blueprint() -> Blueprint:
         if not isinstance(fields, dict) or not fields or not all(
                 isinstance(k, str) and k and isinstance(v, str) and v and len(v) <= 4096 for k, v in fields.items()):
             raise ApiError("fields must be an object of non-empty strings", 422)
+        from cloud_sync.ui.settings import credentials_stored, use_bot_token
+
         if name == secrets.BOT_TOKEN:
             value = fields.get("value", "")
             if not value:
                 raise ApiError('give the bot token as {"value": "..."}', 422)
             secrets.SecretStore(secrets.key_file_for(ctx().cfg)).put(db(), name, value, merge=False)
-        else:
+            message = use_bot_token(value)
+        else:  # in use at once, as from the Settings page
             secrets.SecretStore(secrets.key_file_for(ctx().cfg)).put(db(), name, fields)
-        return jsonify({"stored": name, "fields": sorted(fields)})
+            message = credentials_stored(name[len("account/"):], f"{name} stored encrypted", *fields.values())[1]
+        return jsonify({"stored": name, "fields": sorted(fields), "message": message})
 
     return bp

@@ -48,7 +48,7 @@ def _scrub(text: str, account: str, *extra: str) -> str:
     return text
 
 
-def _put_in_use(account: str, done: str, *secret_values: str) -> tuple[str, str]:
+def put_in_use(account: str, done: str, *secret_values: str) -> tuple[str, str]:
     """Reopen the account with what is stored now; the page's message (never a secret's value)."""
     try:
         _ctx().adapters.reopen(account, _db())  # type: ignore[attr-defined]
@@ -61,7 +61,16 @@ def _put_in_use(account: str, done: str, *secret_values: str) -> tuple[str, str]
     return ("ok", f"{done}; in use now")
 
 
-def _use_bot_token(value: str) -> str:
+def credentials_stored(account: str, done: str, *secret_values: str) -> tuple[str, str]:
+    """After an account's credentials were stored: in use at once where its config reads them from the
+    store (`credentials_secret`), else the message says when they will be."""
+    name = secrets.account_secret_name(account)
+    if _ctx().cfg.raw.get("accounts", {}).get(account, {}).get("credentials_secret") != name:
+        return ("ok", f"{done}; it is not used until the account's config says credentials_secret = \"{name}\"")
+    return put_in_use(account, done, *secret_values)
+
+
+def use_bot_token(value: str) -> str:
     """Hand a stored bot token to the running alerts job (read on its next tick); the page's message."""
     section = _ctx().cfg.raw.get("alerts")
     if not isinstance(section, dict):
@@ -114,11 +123,7 @@ def routes(bp: Blueprint) -> None:
         name = secrets.account_secret_name(account)
         _store().put(_db(), name, {field: value.strip()})
         log.info("credential %s of account %s stored (encrypted)", field, account)
-        done = f"{field} of {account} stored encrypted"
-        if _ctx().cfg.raw.get("accounts", {}).get(account, {}).get("credentials_secret") != name:
-            return _page(messages=[("ok", f"{done}; it is not used until the account's config says"
-                                            f" credentials_secret = \"{name}\"")])
-        return _page(messages=[_put_in_use(account, done, value.strip())])
+        return _page(messages=[credentials_stored(account, f"{field} of {account} stored encrypted", value.strip())])
 
     @bp.post("/settings/telegram", endpoint="settings_telegram")
     def set_bot():
@@ -127,7 +132,7 @@ def routes(bp: Blueprint) -> None:
             return _page(400, errors={"bot_token": "a bot token looks like 123456789:AA… (as @BotFather gives it)"})
         _store().put(_db(), secrets.BOT_TOKEN, value, merge=False)
         log.info("Telegram bot token stored (encrypted)")
-        return _page(messages=[("ok", _use_bot_token(value))])
+        return _page(messages=[("ok", use_bot_token(value))])
 
     @bp.post("/settings/status", endpoint="settings_status")
     def set_status():
@@ -167,7 +172,7 @@ def routes(bp: Blueprint) -> None:
         if errors:
             return _page(400, errors=errors)
         secrets.put_setting(_db(), "endpoint", account, name, path)
-        return _page(messages=[_put_in_use(account, f"{account}: {name} → {path} stored")])
+        return _page(messages=[put_in_use(account, f"{account}: {name} → {path} stored")])
 
     @bp.post("/settings/minimum", endpoint="settings_minimum")
     def set_minimum():

@@ -283,3 +283,27 @@ def test_the_old_adapter_is_closed_only_after_its_round(tmp_path, wb, exchanges)
     finally:
         holder.close_all()
         conn.close()
+
+
+def test_a_token_stored_through_the_api_is_in_use_at_once(tmp_path, wb, exchanges, caplog):
+    new = wb.credentials["Authorization"]
+    caplog.set_level("DEBUG")
+    service = start_cloud(tmp_path, wb, EXPIRED)
+    try:
+        with pytest.raises(MarketplaceError, match="401"):
+            service.adapters["wb"].warehouses()
+        conn = connect(service.db_path)
+        try:
+            api_token = users.new_token(conn, OWNER)
+        finally:
+            conn.close()
+        r = httpx.post(f"{service.url}/api/settings/secrets", timeout=30,
+                       json={"name": "account/wb", "fields": {"Authorization": new}},
+                       headers={"Authorization": f"Bearer {api_token}"})
+        assert r.status_code == 200, r.text
+        assert r.json()["message"].endswith("in use now") and new not in r.text
+        assert service.adapters["wb"].warehouses()  # the swapped adapter carries the new token
+        assert wb.seen[-1].removeprefix("Bearer ").strip() == new
+    finally:
+        service.stop()
+    assert new not in caplog.text and EXPIRED not in caplog.text
