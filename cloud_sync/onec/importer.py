@@ -90,7 +90,7 @@ def import_files(conn: sqlite3.Connection, paths: Iterable[str | os.PathLike[str
     """Import CommerceML files in one transaction. Raises parser.CommerceMLError (nothing applied).
 
     `two_process`: parse in child processes while this one writes (`pipeline.ChildParser`); by default
-    when the files are large enough (`pipeline.PIPELINE_MIN_BYTES`) and the platform can fork. A package
+    when the files are large enough (`pipeline.PIPELINE_MIN_BYTES`) and a child process can be had. A package
     of catalog files followed by offer files (`pipeline.streams`) is read by two children at once, one
     per stream, and applied side by side; anything else by one child, in order. Every way writes the
     same rows (`pipeline.prepared`, `_Run`)."""
