@@ -167,7 +167,7 @@ def available() -> bool:
 
 
 def worth_it(paths: Sequence[str | os.PathLike[str]], min_bytes: int = PIPELINE_MIN_BYTES) -> bool:
-    """The files are large enough for the two-process import (and the platform has fork)."""
+    """The files are large enough for the import with parser children (and a child can be started)."""
     try:
         size = sum(os.path.getsize(p) for p in paths)
     except (OSError, TypeError):
