@@ -3,12 +3,16 @@
 `broker` is a fresh, open (anonymous) Mosquitto per test: its own config, persistence and log in a
 temporary directory, stopped when the test ends, even on failure. `broker.port` / `broker.host` /
 `broker.restart()` / `broker.link_settings()` (LinkConfig keyword arguments). `secure_broker` is the
-same with TLS, a password per site (`site-1`, `site-2`) and the per-site ACL.
+same with TLS, a password per site (`site-1`, `site-2`) and the per-site ACL. `bot_api_for(token)` is a
+Telegram Bot API stand-in on 127.0.0.1.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -62,3 +66,69 @@ def sandbox_process(tmp_path_factory: pytest.TempPathFactory):
         finally:
             svc.stop()
     assert violations == [], f"a sandbox answered outside its spec: {violations[:3]}"
+
+
+class BotApi:
+    """A local HTTP server that speaks the Telegram Bot API's sendMessage (real HTTP on 127.0.0.1:0) for
+    one bot `token`. Each request is recorded (path, JSON body); answers come from a script the test
+    fills (status, body), defaulting to {"ok": true}; a path with another token gets 404."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.requests: list[tuple[str, dict]] = []
+        self.script: list[tuple[int, dict]] = []
+        self.lock = threading.Lock()
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+                with api.lock:
+                    api.requests.append((self.path, body))
+                    status, answer = api.script.pop(0) if api.script else (200, None)
+                if status == 200 and answer is None:
+                    if self.path != f"/bot{api.token}/sendMessage":
+                        status, answer = 404, {"ok": False, "error_code": 404, "description": "Not Found"}
+                    else:
+                        answer = {"ok": True, "result": {"message_id": len(api.requests),
+                                                         "chat": {"id": body.get("chat_id")}, "text": body.get("text")}}
+                data = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    @property
+    def paths(self) -> list[str]:
+        return [p for p, _ in self.requests]
+
+    @property
+    def texts(self) -> list[str]:
+        return [b.get("text", "") for _, b in self.requests]
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def bot_api_for() -> Iterator[Callable[[str], BotApi]]:
+    """`bot_api_for(token)`: a Telegram Bot API stand-in for that bot token, stopped after the test."""
+    started: list[BotApi] = []
+
+    def start(token: str) -> BotApi:
+        started.append(BotApi(token))
+        return started[-1]
+
+    yield start
+    for api in started:
+        api.stop()

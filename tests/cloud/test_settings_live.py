@@ -9,10 +9,8 @@ against the official spec (`ContractChecker`), except the one sent on purpose to
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -67,38 +65,6 @@ def exchanges() -> Iterator[list[Exchange]]:
     remove_exchange_hook(seen.append)
     checker.violations = [v for v in checker.violations if MOVED not in v]
     checker.assert_clean()
-
-
-class BotApi:
-    """sendMessage on 127.0.0.1: records each request's path; answers ok only for BOT_TOKEN."""
-
-    def __init__(self) -> None:
-        self.paths: list[str] = []
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802
-                self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                api.paths.append(self.path)
-                ok = self.path == f"/bot{BOT_TOKEN}/sendMessage"
-                data = (b'{"ok": true, "result": {"message_id": 1}}' if ok
-                        else b'{"ok": false, "error_code": 401, "description": "Unauthorized"}')
-                self.send_response(200 if ok else 401)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def start_cloud(tmp_path: Path, wb: Any, token: str, **extra: Any) -> CloudService:
@@ -227,11 +193,11 @@ def test_an_endpoint_override_applies_at_once_and_a_failed_reopen_is_said(tmp_pa
     assert token not in caplog.text and "ym-api-key-entered-now" not in caplog.text
 
 
-def test_a_bot_token_stored_in_settings_sends_the_waiting_alerts(tmp_path, wb, monkeypatch, caplog):
+def test_a_bot_token_stored_in_settings_sends_the_waiting_alerts(tmp_path, wb, bot_api_for, monkeypatch, caplog):
     monkeypatch.setenv(secrets.BOT_TOKEN_ENV, "x")
     monkeypatch.delenv(secrets.BOT_TOKEN_ENV)  # whatever the test leaves in the environment is undone
     caplog.set_level("DEBUG")
-    bot = BotApi()
+    bot = bot_api_for(BOT_TOKEN)
     service = start_cloud(tmp_path, wb, wb.credentials["Authorization"],
                           alerts={"chat_id": "42", "base_url": bot.url, "tick_s": 0.1, "min_interval_s": 0})
     try:
@@ -249,7 +215,6 @@ def test_a_bot_token_stored_in_settings_sends_the_waiting_alerts(tmp_path, wb, m
         assert bot.paths[0] == f"/bot{BOT_TOKEN}/sendMessage"
     finally:
         service.stop()
-        bot.stop()
     assert BOT_TOKEN not in caplog.text
 
 
