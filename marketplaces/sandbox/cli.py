@@ -1,8 +1,10 @@
-"""`marketsync sandbox serve <marketplace> [--port P] [--seed N] [--time-scale K] [--no-validate]`.
+"""`marketsync sandbox serve <marketplace> [--port P] [--seed N] [--time-scale K] [--no-validate] [--marking]`.
 
 Prints as its first stdout line one JSON object `{"marketplace", "url", "credentials"}` (credentials:
 the exact headers an adapter must send), flushes it, serves every API family of that marketplace on
-one 127.0.0.1 port, and exits cleanly (code 0) on SIGTERM or SIGINT.
+one 127.0.0.1 port, and exits cleanly (code 0) on SIGTERM or SIGINT. `--marking` (Wildberries, Ozon):
+orders of marked demo goods require their Честный знак codes from the start, as the marketplace does
+(otherwise off, so that flows which never scan codes keep going; `POST /_sandbox/x/marking` switches it).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import threading
 
 from marketplaces.sandbox.registry import SANDBOXES, create_sandbox
 
+MARKING = ("ozon", "wildberries")  # the sandboxes whose orders can require Честный знак codes
+
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="marketsync sandbox")
@@ -26,7 +30,12 @@ def main(argv: list[str]) -> int:
     serve.add_argument("--seed", type=int, default=20, help="number of demo cards to start with")
     serve.add_argument("--time-scale", type=float, default=1.0, help="run every time-based limit K times faster")
     serve.add_argument("--no-validate", action="store_true", help="skip OpenAPI validation (faster)")
+    serve.add_argument("--marking", action="store_true",
+                       help="orders of marked goods require Честный знак codes (wildberries, ozon)")
     args = parser.parse_args(argv)
+    if args.marking and args.marketplace not in MARKING:
+        parser.error(f"--marking: the {args.marketplace} sandbox has no Честный знак marking"
+                     f" (it has: {', '.join(MARKING)})")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
 
     from marketplaces.sandbox.core import make_sandbox_server, quiet_werkzeug
@@ -35,7 +44,7 @@ def main(argv: list[str]) -> int:
 
     try:
         app = create_sandbox(args.marketplace, seed=args.seed, time_scale=args.time_scale,
-                             validate=not args.no_validate)
+                             validate=not args.no_validate, **({"marking": True} if args.marking else {}))
     except ImportError as exc:
         print(f"sandbox {args.marketplace} is not available: {exc}", file=sys.stderr)
         return 3

@@ -40,6 +40,45 @@ def test_cli_prints_json_first_and_stops_on_sigterm(market: str) -> None:
             proc.wait()
 
 
+@pytest.mark.parametrize("market", ["wildberries", "ozon"])
+def test_cli_marking_flag_makes_marked_goods_need_their_codes(market: str) -> None:
+    """`--marking`: the orders of marked demo goods ask for Честный знак codes, as the adapter reads them
+    over HTTP; without it no order line does (the same seed and order count)."""
+    from marketplaces import open_account
+    from marketplaces.base import AccountConfig
+
+    marked = {}
+    for flag in ([], ["--marking"]):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "marketsync.cli", "sandbox", "serve", market, "--seed", "8", "--time-scale", "20",
+             *flag], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        try:
+            first = json.loads(proc.stdout.readline())
+            httpx.post(first["url"] + "/_sandbox/orders", json={"count": 12}, timeout=10).raise_for_status()
+            adapter = open_account(AccountConfig(name="a", marketplace=market, base_url=first["url"],
+                                                 credentials=first["credentials"], options=first.get("options", {})))
+            try:
+                orders = adapter.new_orders()
+            finally:
+                adapter.close()
+            assert len(orders) == 12
+            marked[bool(flag)] = sum(line.marking_required for o in orders for line in o.lines)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=10) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    assert marked[False] == 0 and marked[True] >= 1, marked
+
+
+def test_cli_marking_flag_is_refused_where_the_sandbox_has_none() -> None:
+    done = subprocess.run([sys.executable, "-m", "marketsync.cli", "sandbox", "serve", "megamarket", "--marking"],
+                          cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and "no Честный знак marking" in done.stderr and done.stdout == ""
+
+
 def test_control_endpoints_are_the_same_everywhere(sandbox_factory) -> None:
     for market in ("wildberries", "ozon"):
         sb = sandbox_factory(market, seed=10, time_scale=20)
