@@ -13,7 +13,8 @@ URLs (the secret is part of the URL because neither marketplace can send our hea
     POST /push/megamarket/<account>/<push_token>/order/new
     POST /push/megamarket/<account>/<push_token>/order/cancel
 Per account: `credentials["push_token"]` (the secret; from the environment or the secrets file, like
-every credential), `options["push_sources"]` (CIDRs allowed to push; Yandex.Market defaults to its
+every credential, or stored on the Settings page: checked from the next push on, as the account's
+config stands at each push), `options["push_sources"]` (CIDRs allowed to push; Yandex.Market defaults to its
 published ranges 5.45.207.0/25, 141.8.142.0/25, 5.255.253.0/25, Megamarket to any),
 `options["push_trusted_proxies"]` (CIDRs of our own reverse proxies, whose X-Forwarded-For is used).
 
@@ -30,6 +31,7 @@ identical to what polling (`new_orders`) returns, so cloud_sync.orders never cre
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
 import json
@@ -37,7 +39,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -99,40 +101,79 @@ def _mm_answer(status: int, message: str = "") -> Response:
 
 
 class PushAccount:
-    """What the endpoint needs of one account: its adapter, secret and allowed sources."""
+    """What the endpoint needs of one account: its adapter, secret and allowed sources — read as they are
+    now, on every push: `current()` gives the account's config of the moment (a push token stored in
+    Settings, or any credential reopened there, counts from the next push) and `adapters` the running
+    adapters (looked up per push, so a reopened one takes over). Only where the running adapters lack the
+    account does it open its own, for parsing, anew whenever the config changed."""
 
-    def __init__(self, config: AccountConfig, adapter: Marketplace | None) -> None:
-        self.config = config
+    def __init__(self, config: AccountConfig, adapters: Mapping[str, Marketplace] | None = None,
+                 current: Callable[[], AccountConfig] | None = None) -> None:
         self.name = config.name
         self.marketplace = config.marketplace
-        self._adapter = adapter
-        self.token = str(config.credentials.get("push_token") or "")
-        default = YM_SOURCES if config.marketplace == "yandex_market" else ()
-        sources = config.options.get("push_sources", default)
-        self.sources = [ipaddress.ip_network(s, strict=False) for s in sources]
-        self.proxies = [ipaddress.ip_network(s, strict=False) for s in config.options.get("push_trusted_proxies", [])]
+        self._first = config
+        self._current = current
+        self._adapters: Mapping[str, Marketplace] = adapters if adapters is not None else {}
+        self._own: tuple[AccountConfig, Marketplace] | None = None
+        self._lock = threading.Lock()
+        self._networks: tuple[AccountConfig, list[Any], list[Any]] | None = None
+
+    @property
+    def config(self) -> AccountConfig:
+        return self._current() if self._current is not None else self._first
+
+    @property
+    def token(self) -> str:
+        return str(self.config.credentials.get("push_token") or "")
+
+    def _allowed(self) -> tuple[list[Any], list[Any]]:
+        """(sources, trusted proxies) as networks, parsed again only when the config changed."""
+        config = self.config
+        known = self._networks
+        if known is None or known[0] is not config:
+            default = YM_SOURCES if config.marketplace == "yandex_market" else ()
+            sources = [ipaddress.ip_network(s, strict=False) for s in config.options.get("push_sources", default)]
+            proxies = [ipaddress.ip_network(s, strict=False) for s in config.options.get("push_trusted_proxies", [])]
+            known = self._networks = (config, sources, proxies)
+        return known[1], known[2]
+
+    @property
+    def sources(self) -> list[Any]:
+        return self._allowed()[0]
+
+    @property
+    def proxies(self) -> list[Any]:
+        return self._allowed()[1]
 
     @property
     def adapter(self) -> Marketplace:
-        if self._adapter is None:
-            from marketplaces import open_account
+        shared = self._adapters.get(self.name)
+        if shared is not None:
+            return shared
+        config = self.config
+        with self._lock:
+            if self._own is None or self._own[0] is not config:
+                from marketplaces import open_account
 
-            self._adapter = open_account(self.config)
-        return self._adapter
+                old, self._own = self._own, (config, open_account(config))
+                if old is not None and callable(getattr(old[1], "close", None)):
+                    old[1].close()  # type: ignore[attr-defined]
+            return self._own[1]
 
     def token_ok(self, given: str) -> bool:
         return bool(self.token) and hmac.compare_digest(self.token.encode(), given.encode())
 
     def source_ok(self, remote: str, forwarded: str) -> bool:
-        if not self.sources:
+        sources, proxies = self._allowed()
+        if not sources:
             return True
         try:
             addr = ipaddress.ip_address(remote)
-            if forwarded and any(addr in p for p in self.proxies):
+            if forwarded and any(addr in p for p in proxies):
                 addr = ipaddress.ip_address(forwarded.split(",")[-1].strip())
         except ValueError:
             return False
-        return any(addr in net for net in self.sources)
+        return any(addr in net for net in sources)
 
 
 class PushWorker:
@@ -219,15 +260,17 @@ class PushWorker:
 
 
 def create_webhooks_blueprint(db_path: str, accounts: list[AccountConfig], on_event: OnEvent | None,
-                              adapters: dict[str, Marketplace] | None = None, *,
-                              retry_base_s: float = 1.0) -> Blueprint:
+                              adapters: Mapping[str, Marketplace] | None = None, *,
+                              retry_base_s: float = 1.0,
+                              current: Callable[[str], AccountConfig] | None = None) -> Blueprint:
     """The push endpoints for the Yandex.Market and Megamarket accounts among `accounts`. `on_event(account,
     event)` gets each new event once (after it was stored and acknowledged); the blueprint's
-    `push_worker` (a `PushWorker`) runs it. See the module docstring for URLs and answers."""
+    `push_worker` (a `PushWorker`) runs it. `adapters` is looked up on every push (the running ones);
+    `current(name)`, when given, is the account's config of the moment (push token, sources), else the
+    config in `accounts` stays. See the module docstring for URLs and answers."""
     open_db(db_path).close()
-    adapters = adapters or {}
-    by_name = {a.name: PushAccount(a, adapters.get(a.name)) for a in accounts
-               if a.marketplace in ("yandex_market", "megamarket")}
+    by_name = {a.name: PushAccount(a, adapters, None if current is None else functools.partial(current, a.name))
+               for a in accounts if a.marketplace in ("yandex_market", "megamarket")}
     worker = PushWorker(db_path, by_name, on_event, retry_base_s=retry_base_s)
     bp = Blueprint("marketplace_pushes", __name__)
     bp.push_worker = worker  # type: ignore[attr-defined]
@@ -319,11 +362,14 @@ def create_webhooks_blueprint(db_path: str, accounts: list[AccountConfig], on_ev
     return bp
 
 
-def create_blueprint(cfg: Any, adapters: dict[str, Marketplace], on_event: OnEvent | None) -> Blueprint:
-    """The factory cloud_sync.app calls: accounts and database from the CloudConfig."""
+def create_blueprint(cfg: Any, adapters: Mapping[str, Marketplace], on_event: OnEvent | None) -> Blueprint:
+    """The factory cloud_sync.app calls: accounts and database from the CloudConfig. Each push reads the
+    account's config as it is then (`cfg.accounts[name].account`, which a reopen from Settings replaces:
+    a push token stored there counts from the next push) and the running adapter from `adapters`."""
     accounts = [s.account for s in cfg.accounts.values()]
     return create_webhooks_blueprint(cfg.db_path, accounts, on_event, adapters,
-                                     retry_base_s=float(getattr(cfg.jobs, "retry_base_s", 1.0) or 1.0))
+                                     retry_base_s=float(getattr(cfg.jobs, "retry_base_s", 1.0) or 1.0),
+                                     current=lambda name: cfg.accounts[name].account)
 
 
 def push_url(base_url: str, account: AccountConfig) -> str:

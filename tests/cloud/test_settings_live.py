@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -272,3 +274,39 @@ def test_a_token_stored_through_the_api_is_in_use_at_once(tmp_path, wb, exchange
     finally:
         service.stop()
     assert new not in caplog.text and EXPIRED not in caplog.text
+
+
+def test_a_push_token_stored_in_settings_guards_the_push_url_at_once(tmp_path, wb, caplog):
+    """Yandex.Market pushes to /push/yandex_market/<account>/<push_token>/notification: the token entered on
+    the Settings page is the one checked from the next push, the previous one is refused (a PING: the
+    endpoint answers it at once, with the Notification API's shape)."""
+    caplog.set_level("DEBUG")
+    ym = {"ym": {"marketplace": "yandex_market", "base_url": "http://127.0.0.1:9", "credentials_secret": "account/ym",
+                 "options": {"business_id": 1, "campaign_id": 2, "push_sources": ["127.0.0.0/8"]}}}
+    service = start_cloud(tmp_path, wb, wb.credentials["Authorization"], accounts=ym)
+    ping = b'{"notificationType": "PING", "time": "2026-11-27T10:00:00.000Z"}'
+
+    def push(token: str) -> int:  # Yandex.Market's side, through the standard library (which logs no URL)
+        req = urllib.request.Request(f"{service.url}/push/yandex_market/ym/{token}/notification", data=ping,
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=10) as answer:
+                return answer.status
+        except urllib.error.HTTPError as refused:
+            return refused.code
+
+    first, second = "push-token-first-never-log-me", "push-token-second-never-log-me"
+    try:
+        assert push(first) == 403  # no push token stored yet: every push is refused
+        c = owner_client(service.url)
+        page = c.get("/settings").text
+        for token in (first, second):
+            r = c.post("/settings/token", data={"csrf_token": csrf(page), "account": "ym", "field": "push_token",
+                                                "value": token})
+            assert r.status_code == 200 and "in use now" in message(r.text), message(r.text)
+            page = r.text
+            assert push(token) == 200 and token not in page
+        assert push(first) == 403  # the replaced token no longer opens the door
+    finally:
+        service.stop()
+    assert first not in caplog.text and second not in caplog.text
