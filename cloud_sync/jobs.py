@@ -57,15 +57,23 @@ class Jobs:
     def add_defaults(self) -> None:
         j = self.cfg.jobs
         for name in list(self.adapters):
-            settings = self.cfg.accounts.get(name)
-            every = settings.poll_interval(j.orders_poll_s) if settings else j.orders_poll_s
-            self.add(f"orders:{name}", every, self._poll(name))
-            self.add(f"statuses:{name}", j.status_refresh_s, self._refresh(name))
-            self.add(f"cards:{name}", 60.0, self._follow_cards(name))
-            self.add(f"fbo:{name}", j.fbo_read_s, self._read_fbo(name))
+            self.add_account(name)
         self.add("order-actions", j.actions_s, self._actions)
         self.add("site-catalogs", 60.0, lambda conn: orders.send_site_catalogs(conn, self.cfg, link=self.link))
         self._add_optional()
+
+    def add_account(self, name: str) -> None:
+        """The account's own jobs (orders, statuses, card creations, FBO stock), started at once when the
+        jobs already run (an account opened after the start: its credentials entered in Settings)."""
+        if any(job.name == f"orders:{name}" for job in self.jobs):
+            return
+        j = self.cfg.jobs
+        settings = self.cfg.accounts.get(name)
+        every = settings.poll_interval(j.orders_poll_s) if settings else j.orders_poll_s
+        self.add(f"orders:{name}", every, self._poll(name))
+        self.add(f"statuses:{name}", j.status_refresh_s, self._refresh(name))
+        self.add(f"cards:{name}", 60.0, self._follow_cards(name))
+        self.add(f"fbo:{name}", j.fbo_read_s, self._read_fbo(name))
 
     def _adapter(self, account: str) -> AbstractContextManager[Marketplace]:
         """The account's adapter as it is now (one reopened from Settings takes over at the next run),

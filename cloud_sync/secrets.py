@@ -8,7 +8,8 @@ own (`[secrets] key_file` in cloud.toml, default `secret.key` beside the databas
 
 Entered through Settings (write-only fields: the page shows which fields are set and when, never a
 value) or `put`. An account's config may use them: `[accounts.X] credentials_secret = "account/X"`
-merges the stored fields into its credentials when the service starts (`apply_to_config`); the bot
+merges the stored fields into its credentials when the service starts (`apply_to_config`; an account
+whose secret is not stored yet waits, unopened, until it is entered in Settings); the bot
 token is the secret `telegram/bot_token` (used when [alerts] names no token_env/token_file).
 """
 
@@ -165,9 +166,13 @@ def account_secret_name(account: str) -> str:
     return f"account/{account}"
 
 
-def apply_to_config(conn: sqlite3.Connection, cfg: Any) -> list[str]:
+def apply_to_config(conn: sqlite3.Connection, cfg: Any, *, waiting: list[str] | None = None) -> list[str]:
     """Merge stored credentials into the accounts that reference them (`credentials_secret`), and the
-    stored bot token into [alerts] when it names no other source. Returns the accounts updated."""
+    stored bot token into [alerts] when it names no other source. Returns the accounts updated.
+
+    An account whose stored secret is not there yet raises SecretError — or, given a `waiting` list, is
+    added to it instead (the running service starts without that account, which comes alive once its
+    credentials are entered in Settings)."""
     apply_settings(conn, cfg)
     wanted = {name: a.get("credentials_secret") for name, a in cfg.raw.get("accounts", {}).items()
               if a.get("credentials_secret")}
@@ -180,6 +185,10 @@ def apply_to_config(conn: sqlite3.Connection, cfg: Any) -> list[str]:
     done = []
     for account, secret_name in wanted.items():
         data = store.get(conn, str(secret_name))
+        if data is None and waiting is not None:
+            if account in cfg.accounts:
+                waiting.append(account)
+            continue
         if data is None:
             raise SecretError(f"accounts.{account}.credentials_secret: no stored secret {secret_name!r}"
                               " (enter it in Settings)")

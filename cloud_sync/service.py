@@ -4,6 +4,10 @@
 warehouses and cards once in the background (unless `[cloud] sync_on_start = false`), starts the site
 link with the site handlers, the stock pusher, the jobs and the HTTP server; `stop()` stops them all
 in the reverse order. `url` is the app's address once started.
+
+An account whose credentials are to come from Settings (`credentials_secret`) and are not stored yet
+waits (`waiting`, said in the log): everything else starts. Once they are entered, the account opens
+and its jobs and stock sender start, and its warehouses and cards are read, without a restart.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class CloudService:
         self.url = ""
         self.adapters = sync.AccountAdapters(cfg)
         self.startup: sync.SyncReport | None = None
+        self.waiting: list[str] = []  # accounts whose stored credentials are not entered yet
 
     def start(self) -> str:
         from waitress.server import create_server
@@ -44,9 +49,13 @@ class CloudService:
         try:  # credentials, the bot token and settings entered in Settings (encrypted at rest)
             from cloud_sync import secrets
 
-            secrets.apply_to_config(conn, self.cfg)
+            self.waiting = []
+            secrets.apply_to_config(conn, self.cfg, waiting=self.waiting)
         finally:
             conn.close()
+        for name in self.waiting:
+            log.warning("account %s waits for its credentials: enter them on the Settings page (stored secret"
+                        " %r); it starts then", name, self.cfg.raw["accounts"][name]["credentials_secret"])
         cloud = self.cfg.raw.get("cloud", {})
         if cloud.get("demo_seed"):
             conn = connect(self.db_path)
@@ -55,7 +64,7 @@ class CloudService:
             finally:
                 conn.close()
         # one shared holder: a token entered in Settings swaps the account's adapter for all of them at once
-        self.adapters = sync.AccountAdapters(self.cfg, sync.open_adapters(self.cfg))
+        self.adapters = sync.AccountAdapters(self.cfg, sync.open_adapters(self.cfg, skip=self.waiting))
         self.pusher = stock_push.Pusher(self.cfg, self.db_path, self.adapters)
         if self.cfg.link.enabled:
             from sitelink import LinkConfig, SiteLink
@@ -67,6 +76,7 @@ class CloudService:
             orders.register_site_handlers(self.link, self.cfg, wake=self.pusher.wake)
         self.jobs = Jobs(self.cfg, self.db_path, self.adapters, link=self.link, wake_stock=self.pusher.wake)
         self.jobs.add_defaults()
+        self.adapters.when_added(self._account_added)
         app = create_app(self.cfg, db_path=self.db_path, adapters=self.adapters, link=self.link, pusher=self.pusher,
                          jobs=self.jobs)
         self._server = create_server(app, host=self.cfg.host, port=self.cfg.port, threads=8)
@@ -96,15 +106,28 @@ class CloudService:
         except Exception:  # noqa: BLE001 - any failure means "not healthy"
             return False
 
-    def _initial_sync(self) -> None:
+    def _account_added(self, name: str) -> None:
+        """An account opened after the start (its credentials entered in Settings): its stock sender and
+        jobs start, and its warehouses and cards are read in the background, as at a start."""
+        if name in self.waiting:
+            self.waiting.remove(name)
+        if self.pusher is not None:
+            self.pusher.add_account(name)
+        if self.jobs is not None:
+            self.jobs.add_account(name)
+        threading.Thread(target=self._initial_sync, args=([name],), name=f"initial-sync-{name}", daemon=True).start()
+
+    def _initial_sync(self, accounts: list[str] | None = None) -> None:
         conn = connect(self.db_path)
         try:
-            report = sync.sync_cards(conn, self.cfg, self.adapters)
+            adapters = self.adapters if accounts is None else {n: self.adapters[n] for n in accounts}
+            report = sync.sync_cards(conn, self.cfg, adapters)
             for err in report.errors:
                 log.warning("initial sync: %s", err)
             planned = stock_push.plan_all(conn, self.cfg)
             report.add(f"planned {planned.queued} stock pushes")
-            self.startup = report
+            if accounts is None:
+                self.startup = report
             if self.pusher is not None:
                 self.pusher.wake()
         except Exception:  # noqa: BLE001 - the service runs on; the jobs retry what they need

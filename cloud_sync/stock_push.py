@@ -394,26 +394,52 @@ class Pusher:
         self._wake = threading.Event()
         self._account_wake = {name: threading.Event() for name in adapters}
         self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._started = False
         self.errors: list[str] = []
 
     def wake(self) -> None:
         self._wake.set()
-        for ev in self._account_wake.values():  # zeros planned by the ingest itself go out at once
+        self._wake_accounts()  # zeros planned by the ingest itself go out at once
+
+    def _wake_accounts(self) -> None:
+        with self._lock:
+            events = list(self._account_wake.values())
+        for ev in events:
             ev.set()
 
     def start(self) -> None:
-        self._threads = [threading.Thread(target=self._plan_loop, name="stock-planner", daemon=True)]
-        self._threads += [threading.Thread(target=self._send_loop, args=(name,), name=f"stock-push-{name}",
-                                           daemon=True) for name in self.adapters]
-        for t in self._threads:
+        with self._lock:
+            self._started = True
+            self._threads = [threading.Thread(target=self._plan_loop, name="stock-planner", daemon=True)]
+            self._threads += [self._sender(name) for name in self._account_wake]
+            threads = list(self._threads)
+        for t in threads:
             t.start()
+
+    def _sender(self, account: str) -> threading.Thread:
+        return threading.Thread(target=self._send_loop, args=(account,), name=f"stock-push-{account}", daemon=True)
+
+    def add_account(self, account: str) -> None:
+        """A sender for an account opened after the start (its credentials entered in Settings)."""
+        with self._lock:
+            if account in self._account_wake:
+                return
+            self._account_wake[account] = threading.Event()
+            if not self._started or self._stop.is_set():
+                return
+            thread = self._sender(account)
+            self._threads.append(thread)
+        thread.start()
+        self._wake.set()  # plan what the account is owed
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self._wake.set()
-        for ev in self._account_wake.values():
-            ev.set()
-        for t in self._threads:
+        self._wake_accounts()
+        with self._lock:
+            threads = list(self._threads)
+        for t in threads:
             t.join(timeout)
 
     def _plan_loop(self) -> None:
@@ -426,8 +452,7 @@ class Pusher:
                     if conn.execute("SELECT 1 FROM stock_dirty LIMIT 1").fetchone():
                         res = plan(conn, self.cfg)
                         if res.queued:
-                            for ev in self._account_wake.values():
-                                ev.set()
+                            self._wake_accounts()
                 except Exception as exc:  # noqa: BLE001 - keep planning; report
                     log.exception("stock planner")
                     self.errors.append(str(exc))

@@ -18,7 +18,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,11 +48,14 @@ class SyncReport:
         log.info(text)
 
 
-def open_adapters(cfg: CloudConfig, report: SyncReport | None = None) -> dict[str, Marketplace]:
-    """An adapter per enabled account; a marketplace whose adapter is not built yet is skipped and said."""
+def open_adapters(cfg: CloudConfig, report: SyncReport | None = None, *,
+                  skip: Iterable[str] = ()) -> dict[str, Marketplace]:
+    """An adapter per enabled account but those in `skip` (waiting for their credentials); a marketplace
+    whose adapter is not built yet is skipped and said."""
     out: dict[str, Marketplace] = {}
+    skip = set(skip)
     for name, settings in cfg.accounts.items():
-        if not settings.enabled:
+        if not settings.enabled or name in skip:
             continue
         try:
             out[name] = open_account(settings.account)
@@ -99,6 +102,9 @@ class AccountAdapters(Mapping[str, Marketplace]):
     adapter is closed only once no lease holds it and `drain_s` has passed since the swap (closing its
     HTTP client earlier would turn the calls of a round still using it into non-retryable failures);
     unleased users (a web request) are bounded by the adapter's own timeouts, well inside `drain_s`.
+    An account that was not open (it waited for its credentials, or failed at start) and is opened by
+    `reopen` is announced to whoever asked with `when_added(fn)`: the service starts its jobs and its
+    stock sender then.
     """
 
     def __init__(self, cfg: CloudConfig, adapters: Mapping[str, Marketplace] | None = None, *,
@@ -109,6 +115,7 @@ class AccountAdapters(Mapping[str, Marketplace]):
         self._adapters: dict[str, Marketplace] = dict(adapters or {})
         self._leases: dict[int, int] = {}  # id(adapter) -> leases held
         self._retired: list[tuple[Marketplace, float]] = []  # (old adapter, when it was swapped out)
+        self._added: list[Callable[[str], None]] = []
 
     def __getitem__(self, name: str) -> Marketplace:
         with self._lock:
@@ -124,6 +131,10 @@ class AccountAdapters(Mapping[str, Marketplace]):
 
     def __repr__(self) -> str:
         return f"AccountAdapters({sorted(self)})"
+
+    def when_added(self, fn: Callable[[str], None]) -> None:
+        """Call `fn(name)` after `reopen` opened an account that was not open before."""
+        self._added.append(fn)
 
     @contextmanager
     def lease(self, name: str) -> Iterator[Marketplace]:
@@ -143,7 +154,8 @@ class AccountAdapters(Mapping[str, Marketplace]):
     def reopen(self, name: str, conn: sqlite3.Connection) -> Marketplace:
         """Open the account afresh (stored credentials, endpoint overrides) and use the new adapter from
         now on. Raises (MarketplaceError, ValueError, ImportError...) when it cannot be opened; the running
-        adapter then stays in use. An account not open yet (it failed at start) is added."""
+        adapter then stays in use. An account not open yet (it waited for its credentials, or failed at
+        start) is added and announced to the `when_added` callbacks."""
         settings = self.cfg.accounts[name]
         if not settings.enabled:
             raise ValueError(f"account {name} is disabled in the config (enabled = false)")
@@ -159,7 +171,14 @@ class AccountAdapters(Mapping[str, Marketplace]):
             timer = threading.Timer(self.drain_s, self._close_drained)
             timer.daemon = True
             timer.start()
-        log.info("account %s reopened with its current settings", name)
+            log.info("account %s reopened with its current settings", name)
+            return adapter
+        log.info("account %s opened with its current settings", name)
+        for fn in list(self._added):
+            try:
+                fn(name)
+            except Exception:  # noqa: BLE001 - the account is open; what failed to start is logged
+                log.exception("starting the work of account %s", name)
         return adapter
 
     def _close_drained(self, *, everything: bool = False) -> None:

@@ -91,7 +91,8 @@ def _page(status: int = 200, **kw: Any):
                      "fields": sorted(a.account.credentials),  # names only, never values
                      "stored": stored.get(secrets.account_secret_name(name)),
                      "uses_store": bool(cfg.raw.get("accounts", {}).get(name, {}).get("credentials_secret")),
-                     "endpoints": a.account.endpoints})
+                     "endpoints": a.account.endpoints, "enabled": a.enabled,
+                     "running": name in _ctx().adapters})
     minimums = [dict(r) for r in conn.execute("SELECT * FROM stock_minimums ORDER BY 1 LIMIT 500")]
     kw.setdefault("errors", {})
     kw.setdefault("messages", [])

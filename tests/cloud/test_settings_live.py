@@ -69,8 +69,9 @@ def exchanges() -> Iterator[list[Exchange]]:
     checker.assert_clean()
 
 
-def start_cloud(tmp_path: Path, wb: Any, token: str, **extra: Any) -> CloudService:
-    """The service with account `wb` taking its credentials from Settings (`token` stored before start)."""
+def start_cloud(tmp_path: Path, wb: Any, token: str | None, **extra: Any) -> CloudService:
+    """The service with account `wb` taking its credentials from Settings (`token` stored before start;
+    None: nothing stored, the account waits for it)."""
     data: dict[str, Any] = {
         "cloud": {"db_path": str(tmp_path / "cloud.sqlite"), "port": 0, "sync_on_start": False, "time_scale": 20.0},
         "link": {"enabled": False},
@@ -84,7 +85,8 @@ def start_cloud(tmp_path: Path, wb: Any, token: str, **extra: Any) -> CloudServi
     conn = open_db(cfg.db_path)
     users.add_user(conn, OWNER, PASSWORD, "owner")
     store = secrets.SecretStore(secrets.key_file_for(cfg))
-    store.put(conn, "account/wb", {"Authorization": token})
+    if token is not None:
+        store.put(conn, "account/wb", {"Authorization": token})
     for name in data["accounts"]:
         if name != "wb":
             store.put(conn, f"account/{name}", {"Api-Key": "ym-key-stored-before-start"})
@@ -310,3 +312,38 @@ def test_a_push_token_stored_in_settings_guards_the_push_url_at_once(tmp_path, w
     finally:
         service.stop()
     assert first not in caplog.text and second not in caplog.text
+
+
+def test_an_account_waiting_for_its_credentials_starts_working_once_they_are_entered(tmp_path, wb, exchanges, caplog):
+    """A new account whose token is to be entered in Settings: the cloud starts without it (it does not refuse
+    to start, so that the page can be reached), the page says the account waits; once the token is stored
+    the account opens, its orders job polls, its cards are read and linked, and its stock goes out — all
+    without a restart."""
+    token = wb.credentials["Authorization"]
+    caplog.set_level("DEBUG")
+    service = start_cloud(tmp_path, wb, None, cloud={"demo_seed": 6})
+    try:
+        assert service.waiting == ["wb"] and "wb" not in service.adapters
+        assert not [j for j in service.jobs.jobs if j.name.endswith(":wb")]
+        assert "account wb waits for its credentials" in caplog.text
+        c = owner_client(service.url)
+        page = c.get("/settings").text
+        assert "waits for its credentials" in page and not wb.seen  # nothing was sent without a token
+
+        r = c.post("/settings/token", data={"csrf_token": csrf(page), "account": "wb", "field": "Authorization",
+                                            "value": token})
+        assert r.status_code == 200 and "in use now" in message(r.text), message(r.text)
+        assert "wb" in service.adapters and service.waiting == []
+        poll = next(j for j in service.jobs.jobs if j.name == "orders:wb")
+        wait_for("the new account's orders polled", lambda: poll.runs >= 2 and poll.errors == 0, timeout=20)
+        conn = connect(service.db_path)
+        try:
+            wait_for("its cards read and linked", lambda: conn.execute(
+                "SELECT COUNT(*) FROM card_links WHERE account='wb' AND item_id IS NOT NULL").fetchone()[0] >= 6, timeout=30)
+        finally:
+            conn.close()
+        wait_for("its stock pushed by the running pusher", lambda: len(wb.app.state()["stocks"]) >= 6, timeout=30)
+        assert "waits for its credentials" not in c.get("/settings").text
+    finally:
+        service.stop()
+    assert token not in caplog.text

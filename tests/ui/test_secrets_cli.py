@@ -41,11 +41,13 @@ def test_stored_credentials_and_bot_token_reach_the_config(tmp_path, monkeypatch
     conn.close()
 
 
-def test_a_missing_stored_secret_stops_the_start_with_its_name(tmp_path):
+def test_a_missing_stored_secret_is_named_or_the_account_waits_for_it(tmp_path):
     cfg = _cfg(tmp_path, credentials_secret="account/none")
     conn = open_db(cfg.db_path)
     with pytest.raises(secrets.SecretError, match="no stored secret 'account/none'"):
         secrets.apply_to_config(conn, cfg)
+    waiting: list[str] = []  # the running service's way: the account waits, the rest starts
+    assert secrets.apply_to_config(conn, cfg, waiting=waiting) == [] and waiting == ["wb1"]
     conn.close()
 
 
