@@ -10,7 +10,14 @@
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -65,6 +72,31 @@ class ProcessSandbox:
             except Exception:  # noqa: BLE001 - never leave it running
                 self.proc.kill()
                 self.proc.wait()
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@contextmanager
+def _served(market: str, *args: str) -> Iterator[dict[str, Any]]:
+    proc = subprocess.Popen([sys.executable, "-m", "marketsync.cli", "sandbox", "serve", market, *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        yield json.loads(proc.stdout.readline())
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0, "the sandbox stops cleanly on SIGTERM"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+def sandbox_cli() -> Callable[..., AbstractContextManager[dict[str, Any]]]:
+    """`with sandbox_cli(market, *args) as first:` — `marketsync sandbox serve` as a subprocess, its first
+    stdout line (JSON) as `first`; stopped with SIGTERM at the end, which it must exit 0 on."""
+    return _served
 
 
 @pytest.fixture

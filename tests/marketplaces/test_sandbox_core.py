@@ -6,9 +6,6 @@ subprocess), checked against the official specs.
 
 from __future__ import annotations
 
-import json
-import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -20,28 +17,17 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("market", ["wildberries", "ozon"])
-def test_cli_prints_json_first_and_stops_on_sigterm(market: str) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "marketsync.cli", "sandbox", "serve", market, "--port", "0", "--seed", "5",
-         "--time-scale", "10"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    try:
-        first = json.loads(proc.stdout.readline())
+def test_cli_prints_json_first_and_stops_on_sigterm(market: str, sandbox_cli) -> None:
+    with sandbox_cli(market, "--port", "0", "--seed", "5", "--time-scale", "10") as first:
         assert first["marketplace"] == market and first["url"].startswith("http://127.0.0.1:")
         state = httpx.get(first["url"] + "/_sandbox/state", timeout=10).json()
         assert set(state) >= {"stocks", "prices", "orders", "requests", "throttled"}
         ids = httpx.post(first["url"] + "/_sandbox/orders", json={"count": 2}, timeout=10).json()["orders"]
         assert len(ids) == 2
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.mark.parametrize("market", ["wildberries", "ozon"])
-def test_cli_marking_flag_makes_marked_goods_need_their_codes(market: str) -> None:
+def test_cli_marking_flag_makes_marked_goods_need_their_codes(market: str, sandbox_cli) -> None:
     """`--marking`: the orders of marked demo goods ask for Честный знак codes, as the adapter reads them
     over HTTP; without it no order line does (the same seed and order count)."""
     from marketplaces import open_account
@@ -49,12 +35,7 @@ def test_cli_marking_flag_makes_marked_goods_need_their_codes(market: str) -> No
 
     marked = {}
     for flag in ([], ["--marking"]):
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "marketsync.cli", "sandbox", "serve", market, "--seed", "8", "--time-scale", "20",
-             *flag], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"))
-        try:
-            first = json.loads(proc.stdout.readline())
+        with sandbox_cli(market, "--seed", "8", "--time-scale", "20", *flag) as first:
             httpx.post(first["url"] + "/_sandbox/orders", json={"count": 12}, timeout=10).raise_for_status()
             adapter = open_account(AccountConfig(name="a", marketplace=market, base_url=first["url"],
                                                  credentials=first["credentials"], options=first.get("options", {})))
@@ -64,12 +45,6 @@ def test_cli_marking_flag_makes_marked_goods_need_their_codes(market: str) -> No
                 adapter.close()
             assert len(orders) == 12
             marked[bool(flag)] = sum(line.marking_required for o in orders for line in o.lines)
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=10) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
     assert marked[False] == 0 and marked[True] >= 1, marked
 
 

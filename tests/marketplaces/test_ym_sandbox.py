@@ -6,11 +6,6 @@ and batch sizes read against the spec's x-resource-limit-config."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -27,13 +22,8 @@ register_schemas()
 
 
 @pytest.mark.parametrize("market", ["yandex_market", "megamarket"])
-def test_cli_prints_json_first_and_stops_on_sigterm(market: str) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "marketsync.cli", "sandbox", "serve", market, "--port", "0", "--seed", "5",
-         "--time-scale", "10"], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    try:
-        first = json.loads(proc.stdout.readline())
+def test_cli_prints_json_first_and_stops_on_sigterm(market: str, sandbox_cli) -> None:
+    with sandbox_cli(market, "--port", "0", "--seed", "5", "--time-scale", "10") as first:
         assert first["marketplace"] == market and first["url"].startswith("http://127.0.0.1:")
         assert first["credentials"]
         keys = {"yandex_market": {"business_id", "campaign_id"}, "megamarket": {"merchant_id", "shipping_point"}}
@@ -43,12 +33,6 @@ def test_cli_prints_json_first_and_stops_on_sigterm(market: str) -> None:
         ids = httpx.post(first["url"] + "/_sandbox/orders", json={"count": 2}, timeout=10).json()["orders"]
         assert len(ids) == 2
         assert httpx.post(first["url"] + "/_sandbox/faults", json={"rate_429": 0.5}, timeout=10).json()["rate_429"] == 0.5
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=10) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def test_ym_validates_against_the_official_spec(sandbox_factory) -> None:
