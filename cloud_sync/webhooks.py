@@ -138,14 +138,6 @@ class PushAccount:
         return known[1], known[2]
 
     @property
-    def sources(self) -> list[Any]:
-        return self._allowed()[0]
-
-    @property
-    def proxies(self) -> list[Any]:
-        return self._allowed()[1]
-
-    @property
     def adapter(self) -> Marketplace:
         shared = self._adapters.get(self.name)
         if shared is not None:
