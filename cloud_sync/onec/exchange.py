@@ -5,7 +5,8 @@ with no custom code: marketsync plays the site. `exchange_blueprint(config)` is 
     GET  ?type=…&mode=init                      "zip=yes|no\\nfile_limit=N"
     POST ?type=catalog&mode=file&filename=F     raw body; chunks of one file are appended in order
     GET  ?type=catalog&mode=import&filename=F   "progress" until the background import ends, then
-                                                "success" or "failure\\n<reason>"
+                                                "success" or "failure\\n<reason>" (these polls only read:
+                                                they never wait for the import's transaction)
     GET  ?type=catalog&mode=deactivate|complete "success"
     GET  ?type=sale&mode=query                  orders as CommerceML «Заказ товара» documents
     GET  ?type=sale&mode=success                the orders of the last query are delivered to 1C
@@ -26,6 +27,7 @@ import logging
 import os
 import secrets
 import shutil
+import sqlite3
 import threading
 import time
 import zipfile
@@ -41,6 +43,8 @@ from cloud_sync.onec.importer import import_files
 from cloud_sync.onec.parser import CommerceMLError
 
 log = logging.getLogger("marketsync.onec")
+
+TOUCH_EVERY_S = 60  # a session's last_seen is refreshed at most this often (reads never wait for a writer)
 
 
 @dataclass
@@ -173,13 +177,29 @@ class Exchange:
         sid = request.cookies.get(self.config.cookie_name, "")
         if not sid:
             raise Refused("no exchange session cookie: call mode=checkauth first")
-        row = self.conn().execute(
-            "SELECT id FROM onec_sessions WHERE id=? AND last_seen >= datetime('now', ?)",
-            (sid, f"-{self.config.session_ttl_s} seconds")).fetchone()
+        conn = self.conn()
+        row = conn.execute(
+            "SELECT last_seen < datetime('now', ?) AS stale FROM onec_sessions WHERE id=? AND"
+            " last_seen >= datetime('now', ?)",
+            (f"-{TOUCH_EVERY_S} seconds", sid, f"-{self.config.session_ttl_s} seconds")).fetchone()
         if row is None:
             raise Refused("unknown or expired exchange session: call mode=checkauth again")
-        self.conn().execute("UPDATE onec_sessions SET last_seen=datetime('now') WHERE id=?", (sid,))
+        if row["stale"]:
+            self._touch(conn, sid)
         return sid
+
+    def _touch(self, conn: Any, sid: str) -> None:
+        """Keep the session alive — unless the database is being written (an import holds it): then
+        later. 1C's `progress` polling must never wait for the import it asks about."""
+        waits = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+        conn.execute("PRAGMA busy_timeout=100")
+        try:
+            conn.execute("UPDATE onec_sessions SET last_seen=datetime('now') WHERE id=?", (sid,))
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={int(waits)}")
 
     def init(self, sid: str) -> Response:
         folder = self.session_dir(sid)

@@ -79,6 +79,29 @@ def test_catalog_as_zip(exchange_server, onec_client, corpus, make_zip):
     assert count(cfg.db_path, "SELECT COUNT(*) FROM item_groups") == 5
 
 
+def test_import_polling_never_waits_for_a_writer(exchange_server, onec_client, corpus):
+    """While the database is being written (a long import holds it), 1C's `mode=import` polls still answer
+    at once: they only read; the session's keep-alive is left for later."""
+    import time
+
+    url, cfg, _ = exchange_server(zip=False)
+    c = session(url, onec_client)
+    c.upload("import.xml", (corpus / "unf-2.08__import.xml").read_bytes())
+    assert c.import_until_done("import.xml")[0] == "success\n"
+    writer = connect(cfg.db_path)
+    writer.execute("UPDATE onec_sessions SET last_seen=datetime('now', '-10 minutes')")  # due for a keep-alive
+    writer.execute("BEGIN IMMEDIATE")  # as an import's transaction does
+    try:
+        started = time.monotonic()
+        assert c.call("import", filename="import.xml").text == "success\n"
+        assert time.monotonic() - started < 5  # not the 30 s a writer may be waited for
+    finally:
+        writer.execute("ROLLBACK")
+    assert c.call("import", filename="import.xml").text == "success\n"
+    assert count(cfg.db_path, "SELECT COUNT(*) FROM onec_sessions WHERE last_seen > datetime('now', '-1 minutes')") == 1
+    writer.close()
+
+
 def test_refusals_are_failures_with_nothing_applied(exchange_server, onec_client, corpus, caplog):
     caplog.set_level(logging.WARNING, logger="marketsync.onec")
     url, cfg, _ = exchange_server(file_limit=4096)
