@@ -112,26 +112,29 @@ def sync_main(argv: list[str]) -> int:
         return _delegate(args.what, argv)
     if rest:
         p.error(f"unrecognized arguments: {' '.join(rest)}")
-    from cloud_sync import sync
+    from cloud_sync import secrets, sync
     from cloud_sync.db import open_db
 
-    report = sync.SyncReport()
-    adapters = sync.open_adapters(cfg, report)
     if args.account:
         unknown = set(args.account) - set(cfg.accounts)
         if unknown:
             print(f"marketsync sync: unknown account(s): {', '.join(sorted(unknown))}", file=sys.stderr)
             return 2
-        adapters = {k: v for k, v in adapters.items() if k in args.account}
     conn = open_db(cfg.db_path)
+    report = sync.SyncReport()
+    try:  # as the running service does: what was entered in Settings counts here too
+        adapters, _ = sync.open_with_settings(conn, cfg, report, only=args.account)
+    except secrets.SecretError as exc:
+        print(f"marketsync sync: {exc}", file=sys.stderr)
+        return 2
     progress = _progress_factory(not args.no_progress and sys.stderr.isatty())
     run = {"cards": sync.sync_cards, "stocks": sync.sync_stocks, "orders": sync.sync_orders}[args.what]
     result = run(conn, cfg, adapters, progress=progress)
-    for line in report.errors + result.lines:
+    for line in result.lines:
         print(line)
-    for err in result.errors:
+    for err in report.errors + result.errors:  # accounts that could not be opened, then what failed
         print(f"error: {err}", file=sys.stderr)
-    return 1 if result.errors else 0
+    return 1 if report.errors or result.errors else 0
 
 
 def _delegate(what: str, argv: list[str]) -> int:

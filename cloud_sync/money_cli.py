@@ -52,12 +52,18 @@ class UsageError(Exception):
     """Bad usage or configuration (exit code 2)."""
 
 
-def _adapter(cfg: Any, account: str) -> Any:
+def _adapter(cfg: Any, conn: Any, account: str) -> Any:
+    """The account opened as the running service opens it: with the credentials and endpoint overrides
+    entered in Settings."""
+    from cloud_sync import secrets, sync
     from marketplaces import open_account
 
     if account not in cfg.accounts:
         raise UsageError(f"unknown account {account!r}; configured: {', '.join(sorted(cfg.accounts)) or 'none'}")
-    return open_account(cfg.accounts[account].account)
+    try:
+        return open_account(sync.fresh_account_config(conn, cfg, account))
+    except secrets.SecretError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _fail(message: str, code: int = 1) -> int:
@@ -146,7 +152,7 @@ def _sync_prices(argv: list[str]) -> int:
         if not args.apply:
             return 0 if pv.ok else 1
         try:
-            res = pricing.apply(conn, doc, _adapter(cfg, doc.account), confirm=args.yes, settings=settings)
+            res = pricing.apply(conn, doc, _adapter(cfg, conn, doc.account), confirm=args.yes, settings=settings)
         except pricing.ConfirmationRequired as exc:
             return _fail(f"{exc}\n  (run again with --yes to confirm)")
         except pricing.PriceDocumentError as exc:
@@ -193,7 +199,7 @@ def _sync_prices(argv: list[str]) -> int:
 
         def adapter_for(account: str) -> Any:
             if account not in adapters:
-                adapters[account] = _adapter(cfg, account)
+                adapters[account] = _adapter(cfg, conn, account)
             return adapters[account]
 
         events = price_rules.run_due(conn, adapter_for, settings=settings)
@@ -213,15 +219,19 @@ def _sync_prices(argv: list[str]) -> int:
         return 0
 
     # default: read the current prices back from the marketplaces into the price list
-    from cloud_sync import sync
+    from cloud_sync import secrets, sync
 
     report = sync.SyncReport()
-    adapters = sync.open_adapters(cfg, report)
+    try:
+        adapters, waiting = sync.open_with_settings(conn, cfg, report, only=args.account)
+    except secrets.SecretError as exc:
+        return _fail(str(exc), 2)
     names = args.account or sorted(adapters)
     failed = list(report.errors)
     for name in names:
         if name not in adapters:
-            failed.append(f"account {name}: no adapter (unknown account or adapter not built)")
+            if name not in waiting:  # a waiting account is said already
+                failed.append(f"account {name}: no adapter (unknown account or adapter not built)")
             continue
         try:
             n = read_prices(conn, name, adapters[name])
@@ -313,7 +323,7 @@ def _sync_reports(argv: list[str]) -> int:
     status = 0
     for name in names:
         try:
-            market = _adapter(cfg, name)
+            market = _adapter(cfg, conn, name)
             rep = reports.fetch_commission_report(conn, market, start, end)
         except UsageError:
             raise

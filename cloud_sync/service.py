@@ -46,25 +46,16 @@ class CloudService:
         from waitress.server import create_server
 
         conn = open_db(self.db_path)
-        try:  # credentials, the bot token and settings entered in Settings (encrypted at rest)
-            from cloud_sync import secrets
-
-            self.waiting = []
-            secrets.apply_to_config(conn, self.cfg, waiting=self.waiting)
+        try:
+            cloud = self.cfg.raw.get("cloud", {})
+            if cloud.get("demo_seed"):
+                sync.seed_demo(conn, self.cfg, int(cloud["demo_seed"]))
+            # credentials, the bot token and settings entered in Settings (encrypted at rest)
+            adapters, self.waiting = sync.open_with_settings(conn, self.cfg)
         finally:
             conn.close()
-        for name in self.waiting:
-            log.warning("account %s waits for its credentials: enter them on the Settings page (stored secret"
-                        " %r); it starts then", name, self.cfg.raw["accounts"][name]["credentials_secret"])
-        cloud = self.cfg.raw.get("cloud", {})
-        if cloud.get("demo_seed"):
-            conn = connect(self.db_path)
-            try:
-                sync.seed_demo(conn, self.cfg, int(cloud["demo_seed"]))
-            finally:
-                conn.close()
         # one shared holder: a token entered in Settings swaps the account's adapter for all of them at once
-        self.adapters = sync.AccountAdapters(self.cfg, sync.open_adapters(self.cfg, skip=self.waiting))
+        self.adapters = sync.AccountAdapters(self.cfg, adapters)
         self.pusher = stock_push.Pusher(self.cfg, self.db_path, self.adapters)
         if self.cfg.link.enabled:
             from sitelink import LinkConfig, SiteLink

@@ -72,6 +72,26 @@ def open_adapters(cfg: CloudConfig, report: SyncReport | None = None, *,
     return out
 
 
+def open_with_settings(conn: sqlite3.Connection, cfg: CloudConfig, report: SyncReport | None = None, *,
+                       only: Iterable[str] | None = None) -> tuple[dict[str, Marketplace], list[str]]:
+    """The accounts (all, or `only` these) opened with what was entered in Settings laid over the config
+    (stored credentials, endpoint overrides, the status map, the bot token): what the running service
+    and every one-shot command use. Returns (adapters, accounts waiting for their credentials); each
+    waiting account is said in the log and in `report`'s errors. Raises secrets.SecretError when the
+    stored secrets cannot be read (the key file)."""
+    waiting: list[str] = []
+    secrets.apply_to_config(conn, cfg, waiting=waiting)
+    wanted = set(cfg.accounts if only is None else only)
+    waiting = [name for name in waiting if name in wanted]
+    for name in waiting:
+        msg = (f"account {name} waits for its credentials: enter them on the Settings page (stored secret"
+               f" {cfg.raw['accounts'][name]['credentials_secret']!r})")
+        log.warning(msg)
+        if report is not None:
+            report.errors.append(msg)
+    return open_adapters(cfg, report, skip=[*waiting, *(set(cfg.accounts) - wanted)]), waiting
+
+
 def fresh_account_config(conn: sqlite3.Connection, cfg: CloudConfig, name: str) -> AccountConfig:
     """The account's config as it stands now: the running one, with the credentials stored in Settings
     (when the account says `credentials_secret`) and the endpoint overrides stored in Settings laid over

@@ -102,6 +102,58 @@ def test_sync_refuses_unknown_account_and_bad_config(conf, tmp_path, capsys):
     assert "MS_TEST_NOT_SET_OZON_KEY" in capsys.readouterr().err
 
 
+def test_one_shot_commands_use_what_was_entered_in_settings(tmp_path, sandboxes, capsys):
+    """Tokens and endpoint overrides entered in Settings (stored encrypted) count for `marketsync sync ...`
+    as they do for the running service; an account whose token is still to be entered is named, the rest
+    synced."""
+    from cloud_sync import secrets
+    from cloud_sync.money_cli import sync_prices
+
+    wb, oz = sandboxes["wildberries"], sandboxes["ozon"]
+    path = tmp_path / "cloud.toml"
+    path.write_text(f"""
+[cloud]
+db_path = "cloud.sqlite"
+time_scale = 20.0
+[link]
+enabled = false
+[accounts.wb]
+marketplace = "wildberries"
+base_url = "{wb.url}"
+credentials_secret = "account/wb"
+[accounts.oz]
+marketplace = "ozon"
+base_url = "{oz.url}"
+credentials_secret = "account/oz"
+""")
+    conf = str(path)
+    cfg = load_config(conf)
+    conn = open_db(cfg.db_path)
+    sync.seed_demo(conn, cfg, N)
+    store = secrets.SecretStore(secrets.key_file_for(cfg))
+    store.put(conn, "account/wb", dict(wb.credentials))  # Ozon's keys are not entered yet
+
+    assert sync_main(["cards", "--config", conf, "--no-progress"]) == 1
+    out, err = capsys.readouterr()
+    assert "account oz waits for its credentials" in err and "'account/oz'" in err
+    assert conn.execute("SELECT COUNT(*) FROM cards WHERE account='wb'").fetchone()[0] == N
+    assert sync_main(["cards", "--config", conf, "--account", "wb", "--no-progress"]) == 0  # only wb: all done
+
+    store.put(conn, "account/oz", dict(oz.credentials))
+    secrets.put_setting(conn, "endpoint", "wb", "warehouses", "/api/v3/warehouses-moved")
+    assert sync_main(["cards", "--config", conf, "--account", "wb", "--no-progress"]) == 1  # the override counts
+    assert "404" in capsys.readouterr().err
+    secrets.put_setting(conn, "endpoint", "wb", "warehouses", "/api/v3/warehouses")
+    assert sync_main(["cards", "--config", conf, "--no-progress"]) == 0
+    assert f"oz: 3 warehouses, {N} new cards" in capsys.readouterr().out
+    assert conn.execute("SELECT COUNT(*) FROM card_links WHERE item_id IS NOT NULL").fetchone()[0] == 2 * N
+    assert sync_prices(["--config", conf, "--account", "oz"]) == 0
+    assert f"account oz: {N} prices read" in capsys.readouterr().out
+    for secret in (*wb.credentials.values(), *oz.credentials.values()):
+        assert secret not in out + err
+    conn.close()
+
+
 def test_wb_card_created_from_an_item_and_followed_to_the_end(conf, sandboxes):
     from cloud_sync import catalog, nomenclature
     from cloud_sync.app import create_app
