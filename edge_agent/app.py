@@ -29,14 +29,41 @@ from edge_agent.tasks.common import TaskError, lines_json
 WEB = web.ROOT
 MAX_PIN_FAILURES = 5
 LOCKOUT_S = 30.0
+MAX_REQUEST_BYTES = 64 * 1024  # a scan is a few hundred bytes at most; nothing the page sends is bigger
+_CYRILLIC = frozenset("абвгдеёжзийклмнопрстуфхцчшщъыьэюяАБВГДЕЁЖЗИЙКЛМНОПРСТУФХЦЧШЩЪЫЬЭЮЯ")
+
+
+def page_scan_text(code: str) -> str:
+    """A scan typed into the page by a keyboard-wedge scanner, as the scanner meant it.
+
+    The browser gets the scanner's keystrokes through the handheld's keyboard layout: with the Russian
+    layout active, `A-02` arrives as `Ф-02` and a marking code's serial turns Cyrillic. Barcodes carry
+    no Cyrillic, so a scan holding any is read back through the key positions (US layout).
+    """
+    if any(ch in _CYRILLIC for ch in code):
+        from edge_agent.devices.scanners import fix_layout
+
+        return fix_layout(code)
+    return code
+
+
+def json_body() -> dict[str, Any]:
+    """The request's JSON object; {} for anything else (bad JSON, a list, a number)."""
+    body = request.get_json(silent=True)
+    return body if isinstance(body, dict) else {}
 
 
 def create_app(site: Site) -> Flask:
     app = Flask("edge_agent", template_folder=str(WEB / "templates" / "edge"), static_folder=str(WEB / "static" / "edge"),
                 static_url_path="/static")
     app.secret_key = site.cfg.secret_key or secrets.token_hex(32)
-    app.config.update(SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_HTTPONLY=True, SEND_FILE_MAX_AGE_DEFAULT=0)
+    app.config.update(SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_HTTPONLY=True, SEND_FILE_MAX_AGE_DEFAULT=0,
+                      MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES)
     failures: dict[str, tuple[int, float]] = {}
+
+    @app.errorhandler(413)
+    def too_large(_exc: Any) -> Any:
+        return jsonify(error="слишком большой запрос: это не скан штрихкода"), 413
 
     def login_required(view: Any) -> Any:
         @wraps(view)
@@ -125,10 +152,10 @@ def create_app(site: Site) -> Flask:
     @app.post("/api/scan")
     @login_required
     def api_scan() -> Any:
-        code = (request.get_json(silent=True) or {}).get("code")
+        code = json_body().get("code")
         if not isinstance(code, str) or not code.strip():
             return jsonify(error="пустой скан"), 400
-        res = site.scan(user_station(), code)
+        res = site.scan(user_station(), page_scan_text(code))
         return jsonify(result=res.to_json(), state=work_state(site, user_station()))
 
     @app.get("/api/state")
@@ -144,29 +171,31 @@ def create_app(site: Site) -> Flask:
     @app.post("/api/short")
     @login_required
     def api_short() -> Any:
-        body = request.get_json(silent=True) or {}
+        line_no = json_body().get("line_no")
+        if isinstance(line_no, bool) or not isinstance(line_no, int):
+            return jsonify(error="не указана строка задания"), 400
         st = work_state(site, user_station())
         if not st.get("task"):
             return jsonify(error="нет открытого задания"), 409
         try:
             if st["mode"] == "pick":
-                res = site.act(pick.report_short, site.send, st["task"]["task_id"], int(body.get("line_no", 0)))
+                res = site.act(pick.report_short, site.send, st["task"]["task_id"], line_no)
             else:
-                res = site.act(pack.report_short, site.send, st["task"]["task_id"], int(body.get("line_no", 0)),
+                res = site.act(pack.report_short, site.send, st["task"]["task_id"], line_no,
                                site.cfg.warehouse)
-        except (TaskError, ValueError) as exc:
+        except TaskError as exc:
             return jsonify(error=str(exc)), 409
         return jsonify(result=res.to_json(), state=work_state(site, user_station()))
 
     @app.post("/api/handover/close")
     @login_required
     def api_handover_close() -> Any:
-        body = request.get_json(silent=True) or {}
+        body = json_body()
         st = work_state(site, user_station())
         if st.get("mode") != "handover":
             return jsonify(error="нет открытой передачи"), 409
         try:
-            out = site.act(handover.close, site.send, st["handover"]["handover_id"], bool(body.get("force")))
+            out = site.act(handover.close, site.send, st["handover"]["handover_id"], body.get("force") is True)
         except TaskError as exc:
             return jsonify(error=str(exc)), 409
         return jsonify(summary=out, state=work_state(site, user_station()))

@@ -26,6 +26,7 @@ from edge_agent.tasks.marking import looks_like_marking, normalise
 
 MODES = ("pick", "pack", "handover", "receipt", "count")
 REPORTED = ("unknown", "wrong_item", "used_marking")
+MAX_SCAN_CHARS = 512  # a marking code is ~85 characters, a label's barcode a few dozen: longer is no barcode here
 
 
 def ensure(conn: sqlite3.Connection, station: str) -> sqlite3.Row:
@@ -62,6 +63,9 @@ def handle_scan(conn: sqlite3.Connection, send: Send, station: str, code: str, w
     code = normalise(code) if looks_like_marking(code) else code.strip()
     if not code:
         return ScanResult(False, "info", "Пустой скан")
+    if len(code) > MAX_SCAN_CHARS:  # a stuck key or pasted text: not kept, not sent to the cloud
+        return ScanResult(False, "unknown", f"Скан слишком длинный ({len(code)} символов): это не штрихкод. "
+                          "Отсканируйте ещё раз")
     task_id, mode = st["task_id"], st["mode"]
     order_id = None
     try:

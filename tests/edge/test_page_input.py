@@ -1,0 +1,102 @@
+"""What the packers' page API does with input a real page, a scanner or a stray script can send: JSON that
+is not an object, oversized scans, and scans typed into the page while the handheld's Russian layout is on."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from edge_testkit import MUG, SHIRT, edge_config, marking, outbox, pick_task
+
+from edge_agent import store
+from edge_agent.app import create_app
+from edge_agent.devices.scanners import _RU_TO_US
+from edge_agent.site import Site
+from edge_agent.tasks import inbox
+
+US_TO_RU = {us: ru for ru, us in _RU_TO_US.items()}
+
+
+@pytest.fixture
+def site(tmp_path) -> Iterator[Site]:
+    s = Site(edge_config(tmp_path), with_link=False)
+    s.start()
+    with store.transaction(s.conn):
+        inbox.apply_catalog(s.conn, {"items": [MUG, SHIRT]})
+        inbox.apply_pick_task(s.conn, pick_task("t1", [(MUG, 1), (SHIRT, 1)]))
+    yield s
+    s.stop()
+    s.close()
+
+
+@pytest.fixture
+def client(site: Site):  # type: ignore[no-untyped-def]
+    c = create_app(site).test_client()
+    assert c.post("/login", data={"name": "Анна", "pin": "4321", "station": "pack-1"}).status_code == 302
+    assert c.get("/task/t1?mode=pack").status_code == 200
+    return c
+
+
+def ru_typed(text: str) -> str:
+    """What a browser receives from a keyboard-wedge scanner while the Russian layout is active."""
+    return "".join(US_TO_RU.get(ch, ch) for ch in text)
+
+
+@pytest.mark.parametrize("path", ["/api/scan", "/api/short", "/api/handover/close"])
+@pytest.mark.parametrize("payload", ["[1, 2]", "42", '"code"', "null", "{bad json"])
+def test_json_that_is_not_an_object_gets_a_clear_answer_not_a_crash(client, path: str, payload: str) -> None:
+    r = client.post(path, data=payload, content_type="application/json")
+    assert r.status_code in (400, 409)
+    assert isinstance(r.get_json()["error"], str)
+
+
+@pytest.mark.parametrize("line_no", [None, "1", 1.5, True, [1]])
+def test_a_short_report_without_a_line_number_is_refused_and_changes_nothing(client, site: Site, line_no) -> None:
+    r = client.post("/api/short", json={"line_no": line_no})
+    assert r.status_code == 400 and "строка" in r.get_json()["error"]
+    assert site.row("SELECT SUM(short) AS n FROM task_lines")["n"] == 0
+
+
+def test_closing_a_handover_needs_an_explicit_true_to_force(client, site: Site) -> None:
+    with store.transaction(site.conn):
+        inbox.apply_handover(site.conn, {"handover_id": "h1", "marketplace": "wildberries", "order_ids": ["o-t1"]})
+    assert client.get("/handover/h1").status_code == 200
+    r = client.post("/api/handover/close", json={"force": "no"})
+    assert r.status_code == 409 and "не хватает" in r.get_json()["error"]
+    assert site.row("SELECT state FROM handovers")["state"] == "open"
+
+
+def test_an_oversized_scan_is_refused_and_neither_kept_nor_sent_up(client, site: Site) -> None:
+    r = client.post("/api/scan", json={"code": "9" * 5000})
+    res = r.get_json()["result"]
+    assert r.status_code == 200 and not res["ok"] and "слишком длинный" in res["message"]
+    assert len(res["message"]) < 200
+    assert site.row("SELECT COUNT(*) AS n FROM scans")["n"] == 0
+    assert [t for t, _ in outbox(site.conn) if t == "scan"] == []
+    huge = client.post("/api/scan", data=json.dumps({"code": "9" * 200_000}), content_type="application/json")
+    assert huge.status_code == 413 and "не скан" in huge.get_json()["error"]
+    assert site.row("SELECT COUNT(*) AS n FROM scans")["n"] == 0
+
+
+def test_the_box_scanner_path_refuses_an_oversized_scan_too(site: Site) -> None:
+    res = site.scan("pack-1", "A" * 1000)
+    assert not res.ok and "слишком длинный" in res.message
+    assert outbox(site.conn) == []
+
+
+def test_a_marking_code_typed_with_the_russian_layout_packs_the_unit(client, site: Site) -> None:
+    assert client.post("/api/scan", json={"code": MUG["barcode"]}).get_json()["result"]["kind"] == "packed"
+    code = marking(SHIRT, "ABC123XYZ0001", sep="")
+    typed = ru_typed(code)
+    assert typed != code and any("А" <= ch <= "я" for ch in typed)
+    res = client.post("/api/scan", json={"code": typed}).get_json()["result"]
+    assert res["kind"] == "done", res["message"]
+    row = site.row("SELECT serial, gtin FROM marking_codes")
+    assert row["serial"] == "ABC123XYZ0001" and row["gtin"] == SHIRT["barcode"].zfill(14)
+
+
+def test_a_bin_typed_with_the_russian_layout_is_the_bin(client, site: Site) -> None:
+    assert client.get("/task/t1?mode=pick").status_code == 200
+    res = client.post("/api/scan", json={"code": ru_typed("A-02")}).get_json()["result"]  # SHIRT's bin, first in order
+    assert res["kind"] == "picked" and "A-02" in res["message"], res["message"]
