@@ -110,7 +110,8 @@ def apply_cancel(conn: sqlite3.Connection, send: Send, body: dict[str, Any], war
     conn.execute("UPDATE print_jobs SET state='done', error='order cancelled' WHERE order_id = ? AND state='pending'",
                  (t["order_id"],))
     conn.execute("UPDATE tasks SET state='cancelled', updated_at=? WHERE task_id=?", (store.now(), t["task_id"]))
-    conn.execute("UPDATE stations SET task_id=NULL WHERE task_id=?", (t["task_id"],))
+    # A station packing this order keeps it open, so its page tells the packer to unpack the parcel; the
+    # next scan there moves on to an open order.
     return t["task_id"]
 
 

@@ -163,3 +163,35 @@ def test_log_in_scan_pack_and_the_label_prints(edge) -> None:
             tsd.screenshot(path=str(ARTIFACTS / "offline-tsd-480x800.png"))
         finally:
             browser.close()
+
+
+def test_an_order_cancelled_while_it_is_packed_is_told_to_the_packer(edge) -> None:
+    """The cloud cancels the order on the screen: the packer is told at once to unpack it, and the next
+    scan there goes to an open order, never into the cancelled parcel."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, labels, cloud, _broker = edge
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 480, "height": 800})
+            page.goto(url + "/login")
+            page.fill("#pin", "4321")
+            page.click("button[type=submit]")
+            page.locator("li.task", has_text="N1").get_by_text("Упаковать").click()
+            page.locator("#scan").type(MUG["barcode"])
+            page.locator("#scan").press("Enter")
+            expect(page.locator("#msg")).to_have_attribute("data-kind", "packed")
+            cloud.send("cancel_task", {"task_id": "1", "order_id": "o-1", "reason": "buyer cancelled"})
+            expect(page.locator("#msg")).to_have_attribute("data-kind", "cancelled", timeout=15000)
+            expect(page.locator("#msg")).to_contain_text("ЗАКАЗ N1 ОТМЕНЁН")
+            expect(page.locator("#label-status")).to_contain_text("разберите посылку")
+            page.screenshot(path=str(ARTIFACTS / "pack-cancelled-tsd-480x800.png"))
+            page.locator("#scan").type(BAG["barcode"])  # the next order's item: the screen moves on
+            page.locator("#scan").press("Enter")
+            expect(page.locator("#msg")).to_have_attribute("data-kind", "done")
+            expect(page.locator("#order")).to_contain_text("N2")
+            expect(page.locator("#label-status")).not_to_contain_text("ОТМЕНЁН")
+        finally:
+            browser.close()

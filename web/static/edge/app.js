@@ -72,7 +72,12 @@
       }
       const lab = state.label;
       const ls = $("#label-status");
-      if (t.state === "packed") {
+      if (t.state === "cancelled") {
+        const text = "ЗАКАЗ " + (t.number || t.order_id) + " ОТМЕНЁН: не отправляйте его — разберите посылку" +
+          (lab && lab.state === "done" ? ", снимите этикетку" : "") + " и верните товар на место";
+        ls.textContent = text; ls.className = "note bad"; ls.dataset.state = "cancelled";
+        if (shown.task !== t.task_id || shown.state !== "cancelled") showResult({ok: false, kind: "cancelled", message: text});
+      } else if (t.state === "packed") {
         ls.textContent = lab && lab.state === "done" ? "Этикетка напечатана" : (lab && lab.error ? lab.error : "Этикетка печатается…");
         ls.className = "note " + (lab && lab.state === "done" ? "good" : (lab && lab.error ? "bad" : ""));
         ls.dataset.state = lab ? lab.state : "";
@@ -89,7 +94,10 @@
       html = '<li class="empty">Нет открытого задания: отсканируйте товар или выберите заказ в списке</li>';
     }
     ul.innerHTML = html;
+    shown.task = state.task ? state.task.task_id : null;
+    shown.state = state.task ? state.task.state : null;
   }
+  const shown = {task: null, state: null};  // the order this screen showed last: a cancellation is told once
 
   if (kind === "work") {
     const input = $("#scan");
