@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
 from edge_agent import store
+from edge_agent.tasks.marking import looks_like_marking
 
 
 class Send(Protocol):
@@ -34,6 +35,16 @@ class ScanResult:
 
 class TaskError(ValueError):
     """An action that cannot be done in the task's current state (e.g. packing a cancelled order)."""
+
+
+def item_code(code: str) -> str:
+    """What identifies the item in a scan: a marking code's GTIN (its first AI), otherwise the scan itself.
+
+    Picking, receipts and counts take a marked unit by its Честный знак DataMatrix as readily as by its
+    EAN; only packing keeps the whole code.
+    """
+    code = code.strip()
+    return code[2:16] if looks_like_marking(code) else code
 
 
 def item_of_code(conn: sqlite3.Connection, code: str) -> str | None:

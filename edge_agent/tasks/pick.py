@@ -18,6 +18,7 @@ from edge_agent.tasks.common import (
     classify_foreign,
     codes_of,
     get_task,
+    item_code,
     item_name,
     task_lines,
 )
@@ -35,7 +36,7 @@ def pick_scan(conn: sqlite3.Connection, send: Send, task_id: str, code: str, sta
     task = get_task(conn, task_id)
     if task["state"] not in OPEN_FOR_PICK:
         raise TaskError(f"заказ {task['number'] or task['order_id']} уже собран или закрыт ({task['state']})")
-    code = code.strip()
+    code = item_code(code)
     line = current_line(conn, task_id)
     if line is not None and line["bin"] and code.lower() == str(line["bin"]).lower():
         take = line["quantity"] - line["short"] - line["picked"]

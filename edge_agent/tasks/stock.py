@@ -11,21 +11,41 @@ import sqlite3
 from typing import Any
 
 from edge_agent import store
-from edge_agent.tasks.common import ScanResult, Send, TaskError, item_name, item_of_code
+from edge_agent.tasks.common import ScanResult, Send, TaskError, item_code, item_name, item_of_code
+
+TALLIES = ("receipt", "count")
 
 
-def scratch(conn: sqlite3.Connection, station: str) -> dict[str, int]:
+def scratch(conn: sqlite3.Connection, station: str, mode: str | None = None) -> dict[str, int]:
+    """The receipt or count (`mode`; default: the station's mode) being built at this station.
+
+    Each has its own pad: a receipt left half-done while the packer runs a count is neither counted nor lost.
+    """
+    return _pads(conn, station).get(mode or _mode(conn, station), {})
+
+
+def _mode(conn: sqlite3.Connection, station: str) -> str:
+    r = store.row(conn, "SELECT mode FROM stations WHERE station = ?", station)
+    return r["mode"] if r and r["mode"] in TALLIES else "receipt"
+
+
+def _pads(conn: sqlite3.Connection, station: str) -> dict[str, dict[str, int]]:
     r = store.row(conn, "SELECT scratch FROM stations WHERE station = ?", station)
-    return json.loads(r["scratch"]) if r else {}
+    data = json.loads(r["scratch"]) if r else {}
+    if data and not any(isinstance(v, dict) for v in data.values()):  # one pad of an older version
+        return {_mode(conn, station): data}
+    return {k: v for k, v in data.items() if k in TALLIES and isinstance(v, dict)}
 
 
-def _save(conn: sqlite3.Connection, station: str, pad: dict[str, int]) -> None:
-    conn.execute("UPDATE stations SET scratch = ? WHERE station = ?", (store.dumps(pad), station))
+def _save(conn: sqlite3.Connection, station: str, pad: dict[str, int], mode: str | None = None) -> None:
+    pads = _pads(conn, station)
+    pads[mode or _mode(conn, station)] = pad
+    conn.execute("UPDATE stations SET scratch = ? WHERE station = ?", (store.dumps(pads), station))
 
 
 def tally_scan(conn: sqlite3.Connection, station: str, code: str) -> ScanResult:
     """One more unit of an item into the receipt / count being built at this station."""
-    item_id = item_of_code(conn, code.strip())
+    item_id = item_of_code(conn, item_code(code))
     if item_id is None:
         return ScanResult(False, "unknown", f"Неизвестный штрихкод {code.strip()}: такого товара нет в каталоге")
     pad = scratch(conn, station)
@@ -43,24 +63,24 @@ def set_quantity(conn: sqlite3.Connection, station: str, item_id: str, quantity:
 
 
 def commit_receipt(conn: sqlite3.Connection, send: Send, station: str, warehouse: str, ref: str) -> dict[str, int]:
-    pad = {k: v for k, v in scratch(conn, station).items() if v}
+    pad = {k: v for k, v in scratch(conn, station, "receipt").items() if v}
     if not pad:
         raise TaskError("приёмка пуста: отсканируйте товар")
     for item_id, n in pad.items():
         send(conn, "stock_delta", {"warehouse": warehouse, "item_id": item_id, "delta": n, "reason": "receipt", "ref": ref})
         conn.execute("INSERT INTO stock_moves (ts, item_id, delta, reason, ref) VALUES (?,?,?,?,?)",
                      (store.now(), item_id, n, "receipt", ref))
-    _save(conn, station, {})
+    _save(conn, station, {}, "receipt")
     return pad
 
 
 def commit_count(conn: sqlite3.Connection, send: Send, station: str, warehouse: str, ref: str,
                  counted_by: str | None = None) -> dict[str, int]:
-    pad = scratch(conn, station)
+    pad = scratch(conn, station, "count")
     if not pad:
         raise TaskError("пересчёт пуст: отсканируйте товар")
     record_counts(conn, send, warehouse, pad, ref, counted_by)
-    _save(conn, station, {})
+    _save(conn, station, {}, "count")
     return pad
 
 
