@@ -155,7 +155,7 @@ def create_app(site: Site) -> Flask:
         code = json_body().get("code")
         if not isinstance(code, str) or not code.strip():
             return jsonify(error="пустой скан"), 400
-        res = site.scan(user_station(), page_scan_text(code))
+        res = site.scan(user_station(), page_scan_text(code), via="page")
         return jsonify(result=res.to_json(), state=work_state(site, user_station()))
 
     @app.get("/api/state")

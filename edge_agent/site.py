@@ -279,12 +279,14 @@ class Site:
         except Exception:  # a scanner thread must never die on one bad scan
             log.exception("scan from %s failed", st)
 
-    def scan(self, station_name: str, code: str) -> ScanResult:
+    def scan(self, station_name: str, code: str, via: str = "scanner") -> ScanResult:
+        """Apply one scan at a station. `via` is "page" when the packers' page sent it: that page shows the
+        answer it got, and the live update tells only the others (no second message, no second beep)."""
         with store.transaction(self.conn):
             res = station.handle_scan(self.conn, self.send, station_name, code, self.cfg.warehouse)
             # before the commit: the print queue cannot print (and end the video of) this order yet
             self._video_scan(station_name, res)
-        self.changes.bump("scan", station=station_name, result=res.to_json())
+        self.changes.bump("scan", station=station_name, result=res.to_json(), via=via)
         if res.kind == "done":
             self._print_wake.set()
         return res

@@ -195,3 +195,46 @@ def test_an_order_cancelled_while_it_is_packed_is_told_to_the_packer(edge) -> No
             expect(page.locator("#label-status")).not_to_contain_text("ОТМЕНЁН")
         finally:
             browser.close()
+
+
+def test_fast_scans_reach_the_site_in_order_and_each_answer_shows_once(edge) -> None:
+    """A scanner fires the next code before a slow handheld's Wi-Fi answered the first: the site still gets
+    them in the order they were read, and each answer is shown (and beeped) once, not again by the live update."""
+    import sqlite3
+
+    from playwright.sync_api import expect, sync_playwright
+
+    url, labels, _cloud, _broker = edge
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 480, "height": 800})
+            page.goto(url + "/login")
+            page.fill("#pin", "4321")
+            page.click("button[type=submit]")
+            page.locator("li.task", has_text="N1").get_by_text("Упаковать").click()
+            held = []
+
+            def slow_first(route) -> None:  # the first scan's request is stuck in the air for a while
+                if not held:
+                    held.append(route)
+                    page.wait_for_timeout(700)
+                route.continue_()
+
+            page.route("**/api/scan", slow_first)
+            page.evaluate("""() => { window.shown = []; const m = document.querySelector('#msg');
+                new MutationObserver(() => window.shown.push(m.textContent))
+                  .observe(m, {childList: true, characterData: true, subtree: true}); }""")
+            page.locator("#scan").type(f"2000000000001\n{MUG['barcode']}\n")
+            expect(page.locator("#msg")).to_have_attribute("data-kind", "packed", timeout=10000)
+            page.wait_for_timeout(1000)  # the live update of the last scan has come too
+            db = sqlite3.connect(labels.parent / "site.sqlite")
+            try:
+                codes = [r[0] for r in db.execute("SELECT code FROM scans WHERE station = 'pack-1' ORDER BY id")]
+            finally:
+                db.close()
+            assert codes == ["2000000000001", MUG["barcode"]]
+            shown = page.evaluate("window.shown")
+            assert len(shown) == 2 and "Неизвестный штрихкод" in shown[0] and "Кружка" in shown[1], shown
+        finally:
+            browser.close()

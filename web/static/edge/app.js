@@ -103,14 +103,19 @@
     const input = $("#scan");
     const keepFocus = () => setTimeout(() => { if (document.activeElement.tagName !== "BUTTON") input.focus(); }, 80);
     input.addEventListener("blur", keepFocus);
-    $("#scan-form").addEventListener("submit", async (ev) => {
+    // Scans go to the site one at a time, in the order they were read: a scanner fires faster than a
+    // handheld's Wi-Fi answers, and two requests in flight may overtake each other.
+    let sending = Promise.resolve();
+    $("#scan-form").addEventListener("submit", (ev) => {
       ev.preventDefault();
       const code = input.value;
       input.value = "";
       if (!code.trim()) return;
-      const r = await api("/api/scan", {code}).catch(() => ({error: "площадка не отвечает — скан не принят, повторите"}));
-      if (r.error) showResult({ok: false, kind: "info", message: r.error});
-      else { showResult(r.result); render(r.state); }
+      sending = sending.then(async () => {
+        const r = await api("/api/scan", {code}).catch(() => ({error: "площадка не отвечает — скан " + code + " не принят, повторите"}));
+        if (r.error) showResult({ok: false, kind: "info", message: r.error});
+        else { showResult(r.result); render(r.state); }
+      });
       input.focus();
     });
     $("#lines").addEventListener("click", async (ev) => {
@@ -141,7 +146,7 @@
   async function onChange(ev) {
     refreshStatus();
     if (kind === "work") {
-      if (ev.result) showResult(ev.result);
+      if (ev.result && ev.via !== "page") showResult(ev.result);  // a page scan: its page showed the answer
       const r = await api("/api/state").catch(() => null);
       if (r) render(r.state);
     } else if (kind === "tasks" && ["task", "label", "handover", "print", "scan", "catalog"].includes(ev.what)) {
