@@ -4,11 +4,15 @@ marketplace per day."""
 
 from __future__ import annotations
 
+import io
+import json
+import sqlite3
 import tempfile
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
-from flask import Blueprint, render_template, request, send_file
+from flask import Blueprint, abort, render_template, request, send_file
 
 from cloud_sync import reports
 from cloud_sync.ui import accounts, charts
@@ -36,6 +40,39 @@ def _period(errors: dict[str, str]) -> tuple[str, date, date]:
     if not errors and (out[1] - out[0]).days > 92:
         errors["to"] = "at most 92 days at once"
     return account, out[0], out[1]
+
+
+def saved_report(conn: sqlite3.Connection, report_id: str) -> reports.CommissionReport | None:
+    """A report built earlier (the page saves each one it builds), read back with its reconciliation, so
+    a download is the report on screen and asks the marketplace nothing (its report calls are limited to
+    about one a minute)."""
+    from cloud_sync.onec.commission import CommissionError
+    from cloud_sync.onec.commission import saved_report as read_saved
+
+    try:
+        report = read_saved(conn, report_id)
+    except CommissionError:
+        return None
+    row = conn.execute("SELECT differences FROM commission_reports WHERE id=?", (report_id,)).fetchone()
+    differing = {name: (Decimal(ours), Decimal(theirs)) for name, ours, theirs in json.loads(row["differences"])}
+    for name, theirs in report.native_totals.items():
+        if name not in reports.TOTAL_KEYS:
+            report.not_compared.append(name)
+        elif name in differing:
+            report.compared[name] = differing[name][0]
+            report.differences.append(reports.Difference(name, *differing[name]))
+        else:  # agreed: a count equal to the marketplace's, a sum within the tolerance
+            report.compared[name] = report.totals[name] if name in reports.MONEY else theirs
+    return report
+
+
+def _send(report: reports.CommissionReport, fmt: str):
+    name = f"commission-{report.account}-{report.period_from}-{report.period_to}.{fmt}"
+    with tempfile.TemporaryDirectory() as tmp:
+        data = reports.export_commission(report, Path(tmp) / name).read_bytes()
+    mime = ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" if fmt == "xlsx"
+            else "text/csv; charset=utf-8")
+    return send_file(io.BytesIO(data), mimetype=mime, as_attachment=True, download_name=name)
 
 
 def routes(bp: Blueprint) -> None:
@@ -76,11 +113,16 @@ def routes(bp: Blueprint) -> None:
             report = reports.fetch_commission_report(db(), ctx().adapters[account], d_from, d_to, save=False)
         except (reports.ReportError, MarketplaceError) as exc:
             return {"errors": {"account": str(exc)}}, 502
-        with tempfile.TemporaryDirectory() as tmp:
-            path = reports.export_commission(report, Path(tmp) / f"commission-{account}-{d_from}-{d_to}.{fmt}")
-            data = path.read_bytes()
-        import io
+        return _send(report, fmt)
 
-        mime = ("application/vnd.openxmlformats-officedocument.spreadsheetml.sheet" if fmt == "xlsx"
-                else "text/csv; charset=utf-8")
-        return send_file(io.BytesIO(data), mimetype=mime, as_attachment=True, download_name=path.name)
+    @bp.get("/reports/commission/<report_id>.<fmt>", endpoint="reports_saved_download")
+    def saved_download(report_id: str, fmt: str):
+        """The report the page built, as it was built: no second call to the marketplace."""
+        from cloud_sync.app import db
+
+        if fmt not in ("xlsx", "csv"):
+            abort(404)
+        report = saved_report(db(), report_id)
+        if report is None:
+            abort(404)
+        return _send(report, fmt)

