@@ -122,6 +122,10 @@ def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: Map
 
     @app.get("/api/health")
     def health():
+        """Open to anyone (a load balancer, a monitor) for liveness; the accounts, the link and the jobs
+        with their last errors only to a signed-in user or an API token."""
+        if g.get("user") is None:
+            return jsonify({"ok": True})
         c = ctx()
         return jsonify({"ok": True, "accounts": sorted(c.cfg.accounts),
                         "link": c.link.status() if c.link is not None else None,

@@ -11,6 +11,7 @@ from decimal import Decimal
 
 from openpyxl import load_workbook
 
+from cloud_sync import users
 from cloud_sync.app import create_app
 from marketplaces.base import RealizationReport, ReportLine
 
@@ -63,3 +64,13 @@ def test_the_report_downloads_are_the_report_on_screen_without_asking_the_market
     login(packer, "petya")
     assert packer.get(links["csv"].replace("&amp;", "&")).status_code == 403
 
+
+def test_the_open_health_check_tells_a_stranger_only_that_the_cloud_lives(cloud):
+    app, conn, _ = cloud
+    stranger = app.test_client()
+    r = stranger.get("/api/health")
+    assert r.status_code == 200 and r.get_json() == {"ok": True}
+    assert "wb1" not in r.text  # no account names, no link, no jobs and their last errors
+    token = users.new_token(conn, "petya", "monitor")
+    r = stranger.get("/api/health", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200 and r.get_json()["accounts"] == ["wb1"] and "jobs" in r.get_json()
