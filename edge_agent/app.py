@@ -10,7 +10,6 @@ used marking code, a printer problem — is a message on the screen; nothing is 
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from collections.abc import Iterator
 from functools import wraps
@@ -56,7 +55,7 @@ def json_body() -> dict[str, Any]:
 def create_app(site: Site) -> Flask:
     app = Flask("edge_agent", template_folder=str(WEB / "templates" / "edge"), static_folder=str(WEB / "static" / "edge"),
                 static_url_path="/static")
-    app.secret_key = site.cfg.secret_key or secrets.token_hex(32)
+    app.secret_key = site.cfg.secret_key or store.kept_secret(site.conn, "session_key")
     app.config.update(SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_HTTPONLY=True, SEND_FILE_MAX_AGE_DEFAULT=0,
                       MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES)
     failures: dict[str, tuple[int, float]] = {}

@@ -46,7 +46,7 @@ class EdgeConfig:
     db_path: str = "var/edge/site.sqlite"
     web_host: str = "127.0.0.1"
     web_port: int = 8090
-    secret_key: str | None = None  # signs the page's session cookie; random per start when unset
+    secret_key: str | None = None  # signs the page's session cookie; when unset, one kept in the site DB
     stations: list[str] = field(default_factory=lambda: ["pack-1"])
     staff: list[Staff] = field(default_factory=list)
     mqtt: MqttConfig = field(default_factory=MqttConfig)

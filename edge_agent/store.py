@@ -75,6 +75,7 @@ CREATE TABLE IF NOT EXISTS counts (
 CREATE TABLE IF NOT EXISTS stations (
     station TEXT PRIMARY KEY, task_id TEXT, mode TEXT NOT NULL DEFAULT 'tasks', scratch TEXT NOT NULL DEFAULT '{}'
 );
+CREATE TABLE IF NOT EXISTS site_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 _write_lock = threading.RLock()
@@ -143,3 +144,13 @@ def rows(conn: sqlite3.Connection, sql: str, *args: Any) -> list[sqlite3.Row]:
 
 def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def kept_secret(conn: sqlite3.Connection, key: str) -> str:
+    """A random secret made once and kept in the site's database (e.g. what signs the page's sessions,
+    so a restart of the agent does not log every packer out mid-task)."""
+    import secrets
+
+    with transaction(conn):
+        conn.execute("INSERT OR IGNORE INTO site_meta (key, value) VALUES (?, ?)", (key, secrets.token_hex(32)))
+        return str(conn.execute("SELECT value FROM site_meta WHERE key = ?", (key,)).fetchone()[0])

@@ -110,3 +110,66 @@ def _printed(db: Path) -> int:
         return c.execute("SELECT COUNT(*) FROM print_jobs WHERE state = 'done'").fetchone()[0]
     finally:
         c.close()
+
+
+def test_a_restarted_box_keeps_the_packers_logged_in(tmp_path: Path) -> None:
+    """After a watchdog restart or a power cut the packer's next scan is taken, not bounced to the login
+    page (and lost): the page's sessions are signed by a key kept in the site's database."""
+    import http.cookiejar
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    from edge_agent.config import hash_pin
+
+    db = tmp_path / "site.sqlite"
+    conn = make_conn(db)
+    with store.transaction(conn):
+        inbox.apply_pick_task(conn, pick_task("t1", [(MUG, 2)]))
+    conn.close()
+    cfg = tmp_path / "edge.toml"
+    cfg.write_text(f"""
+[site]
+db_path = "site.sqlite"
+stations = ["pack-1"]
+[web]
+port = 0
+[mqtt]
+port = 1
+[printer]
+kind = "virtual"
+out_dir = "labels"
+[[staff]]
+name = "Анна"
+pin_hash = "{hash_pin('4321')}"
+""", encoding="utf-8")
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+
+    def scan(url: str) -> int:
+        req = urllib.request.Request(url + "/api/scan", data=json.dumps({"code": MUG["barcode"]}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with opener.open(req, timeout=10) as r:
+                return r.status
+        except urllib.error.HTTPError as exc:
+            return exc.code
+
+    for attempt in range(2):
+        proc = subprocess.Popen([sys.executable, "-m", "marketsync.cli", "edge", "serve", "--config", str(cfg)],
+                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+        try:
+            url = json.loads(proc.stdout.readline())["url"]
+            if attempt == 0:
+                form = urllib.parse.urlencode({"name": "Анна", "pin": "4321", "station": "pack-1"}).encode()
+                opener.open(url + "/login", data=form, timeout=10).close()
+            assert scan(url) == 200, f"scan {attempt + 1} was refused"
+        finally:
+            os.kill(proc.pid, signal.SIGKILL)  # the power goes
+            proc.wait()
+    c = sqlite3.connect(db)
+    try:
+        assert c.execute("SELECT packed FROM task_lines WHERE task_id = 't1'").fetchone()[0] == 2
+    finally:
+        c.close()
