@@ -14,6 +14,7 @@ from cloud_sync import price_rules, price_upload, pricing
 from cloud_sync.ui import accounts
 
 ROWS = 6
+MAX_ROWS = 500  # an upload (price_upload) is the way to send more lines at once
 SCOPES = [("item", "item (1C article)"), ("category", "category"), ("card", "card (offer id)"), ("all", "all cards")]
 LINE_FIELDS = ("price", "percent", "discount_percent", "old_price")
 
@@ -41,10 +42,17 @@ def _account(errors: dict[str, str]) -> str:
     return account
 
 
+def _row_count() -> int:
+    """How many editor rows the form says it has: a whole number up to MAX_ROWS (a forged or broken
+    value falls back to the editor's own count instead of failing or looping for minutes)."""
+    raw = request.form.get("rows", "")
+    return min(int(raw), MAX_ROWS) if raw.isdigit() else ROWS
+
+
 def _form_lines() -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
     """The editor's rows as (document lines, rows as typed); empty rows are skipped."""
     lines, typed = [], []
-    for i in range(int(request.form.get("rows", ROWS) or ROWS)):
+    for i in range(_row_count()):
         row = {k: request.form.get(f"{k}_{i}", "").strip() for k in ("scope", "key", *LINE_FIELDS)}
         typed.append(row)
         if not row["key"] and not any(row[k] for k in LINE_FIELDS) and row["scope"] != "all":

@@ -74,3 +74,11 @@ def test_the_open_health_check_tells_a_stranger_only_that_the_cloud_lives(cloud)
     token = users.new_token(conn, "petya", "monitor")
     r = stranger.get("/api/health", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200 and r.get_json()["accounts"] == ["wb1"] and "jobs" in r.get_json()
+
+
+def test_the_price_editor_takes_a_broken_or_huge_row_count_as_a_plain_form(as_user):
+    c = as_user("masha")
+    token = form_token(c.get("/prices?account=wb1").text)
+    for rows in ("abc", "-1", "99999999999"):
+        r = c.post("/prices/preview", data={"csrf_token": token, "account": "wb1", "rows": rows})
+        assert r.status_code == 400 and 'id="err-line_0"' in r.text, rows  # "fill in at least one line"
