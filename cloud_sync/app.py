@@ -298,11 +298,10 @@ def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: Map
 
     @app.get("/api/sites")
     def sites():
-        c, conn = ctx(), db()
-        seen = {r["id"]: dict(r) for r in conn.execute("SELECT * FROM sites")}
-        return jsonify([{"id": s.id, "name": s.name, "warehouses": s.warehouses,
-                         "last_seen": seen.get(s.id, {}).get("last_seen"),
-                         "devices": seen.get(s.id, {}).get("devices", "[]")} for s in c.cfg.sites.values()])
+        """What the Sites page shows: online or not, last seen, queue depth, the devices' reports (a list)."""
+        from cloud_sync.ui.sites import site_rows
+
+        return jsonify(site_rows())
 
     _register_webhooks(app, context)
     from cloud_sync.onec import web as onec_web

@@ -82,3 +82,30 @@ def test_the_price_editor_takes_a_broken_or_huge_row_count_as_a_plain_form(as_us
     for rows in ("abc", "-1", "99999999999"):
         r = c.post("/prices/preview", data={"csrf_token": token, "account": "wb1", "rows": rows})
         assert r.status_code == 400 and 'id="err-line_0"' in r.text, rows  # "fill in at least one line"
+
+
+def test_the_sites_api_tells_what_the_sites_page_tells(tmp_path, users_db):
+    import json
+    import shutil
+    import time
+
+    from cloud_sync.config import parse_config
+    from cloud_sync.db import open_db
+    from sitelink import store
+
+    shutil.copy(users_db, tmp_path / "cloud.sqlite")
+    cfg = parse_config({"cloud": {"db_path": str(tmp_path / "cloud.sqlite")},
+                        "sites": {"s1": {"name": "Склад", "warehouses": ["wh1"]}}})
+    conn = open_db(cfg.db_path)
+    store.ensure_schema(conn)
+    now = time.time()
+    conn.execute("INSERT INTO link_peers(peer, state, state_at, last_seen) VALUES ('s1', 'online', ?, ?)", (now, now))
+    printer = {"kind": "printer", "name": "zebra", "online": False, "detail": "no paper"}
+    conn.execute("INSERT INTO sites(id, last_seen, devices) VALUES ('s1', NULL, ?)", (json.dumps([printer]),))
+    conn.commit()
+    app = create_app(cfg)
+    token = users.new_token(conn, "petya", "handheld")
+    site = app.test_client().get("/api/sites", headers={"Authorization": f"Bearer {token}"}).get_json()[0]
+    assert site["id"] == "s1" and site["online"] is True and site["last_seen"]  # the link saw it just now
+    assert site["devices"] == [printer]  # a list, not a JSON text inside the JSON
+    conn.close()
