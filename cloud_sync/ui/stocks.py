@@ -1,6 +1,7 @@
 """Stocks: item × own warehouse (on hand, reserved, available), per account FBS vs FBO
-(cloud_sync.reports.stock_by_account), and "why this number" (cloud_sync.stock.why) with the item's
-stock history chart."""
+(cloud_sync.reports.stock_by_account), the stock pushes the zero guard holds and their confirmation
+(cloud_sync.stock_push), and "why this number" (cloud_sync.stock.why) with the item's stock history
+chart."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 
 from flask import Blueprint, render_template, request
 
-from cloud_sync import reports, stock
+from cloud_sync import reports, stock, stock_push
 from cloud_sync.ui import PAGE_SIZE, accounts, args_for, charts, page_number
 
 _TOTALS: dict[str, tuple[float, dict]] = {}
@@ -35,6 +36,23 @@ def _totals(conn) -> dict:
 def routes(bp: Blueprint) -> None:
     @bp.get("/stocks", endpoint="stocks")
     def stocks_page():
+        return _render()
+
+    @bp.post("/stocks/holds/<int:hold_id>/confirm", endpoint="stock_hold_confirm")
+    def confirm_hold(hold_id: int):
+        """A person confirms the zeros the guard held: they go out to the marketplace (owners, managers)."""
+        from cloud_sync.app import ctx, db
+        from cloud_sync.auth import current_user
+
+        user = current_user()
+        try:
+            n = stock_push.confirm_hold(db(), hold_id, by=user.name if user else "?")
+        except ValueError as exc:
+            return _render(messages=[("error", str(exc))], status=404)
+        ctx().wake()
+        return _render(messages=[("ok", f"hold {hold_id} confirmed: {n} stock push(es) go out now")])
+
+    def _render(messages: list | None = None, status: int = 200):
         from cloud_sync.app import db
 
         conn = db()
@@ -62,7 +80,8 @@ def routes(bp: Blueprint) -> None:
         return render_template("cloud/stocks.html", active="stocks", rows=rows[:PAGE_SIZE],
                                has_next=len(rows) > PAGE_SIZE, page=page, args=args_for(), q=q,
                                warehouse=warehouse, warehouses=sorted(totals), totals=totals, accounts=accounts(), account=account,
-                               by_account=by_account)
+                               by_account=by_account, holds=stock_push.holds(conn),
+                               messages=messages or []), status
 
     @bp.get("/stocks/why", endpoint="stock_why")
     def why_page():

@@ -109,3 +109,34 @@ def test_the_sites_api_tells_what_the_sites_page_tells(tmp_path, users_db):
     assert site["id"] == "s1" and site["online"] is True and site["last_seen"]  # the link saw it just now
     assert site["devices"] == [printer]  # a list, not a JSON text inside the JSON
     conn.close()
+
+
+def test_a_manager_sees_the_held_stock_pushes_on_the_stocks_page_and_confirms_them(as_user, cloud):
+    import time
+
+    from cloud_sync import stock_push
+
+    _, conn, _ = cloud
+    now = time.time()
+    hold = conn.execute("INSERT INTO stock_push_holds(account, reason, cards, listed, created_ts)"
+                        " VALUES ('wb1', 'would zero 3 of 4 listed cards (75% > 20%)', 3, 4, ?)", (now,)).lastrowid
+    conn.executemany("INSERT INTO stock_push_queue(account, card_id, warehouse_id, offer_id, item_id, quantity,"
+                     " priority, cause, state, hold_id, next_try, queued_ts, origin_ts)"
+                     " VALUES ('wb1', ?, 'w1', ?, 'I1', 0, 0, 'source', 'held', ?, ?, ?, ?)",
+                     [(f"c{i}", f"OFF-{i}", hold, now, now, now) for i in range(3)])
+    conn.commit()
+    packer = as_user("petya")
+    page = packer.get("/stocks").text
+    assert 'id="holds"' in page and "75% &gt; 20%" in page and "Confirm" not in page  # seen, not confirmable
+    r = packer.post(f"/stocks/holds/{hold}/confirm", data={"csrf_token": form_token(page)})
+    assert r.status_code == 403 and stock_push.holds(conn)[0]["held"] == 3
+    manager = as_user("masha")
+    page = manager.get("/stocks").text
+    form = re.search(r'<form method="post" action="([^"]+)" class="confirm-hold">', page)
+    assert form is not None, "the held push can be confirmed from the page"
+    r = manager.post(form.group(1), data={"csrf_token": form_token(page)})
+    assert r.status_code == 200 and "3 stock push(es) go out now" in r.text
+    assert stock_push.holds(conn) == [] and stock_push.pending(conn) == {"pending": 3}
+    assert conn.execute("SELECT confirmed_by FROM stock_push_holds").fetchone()[0] == "masha"
+    assert 'id="holds"' not in r.text
+    assert manager.post("/stocks/holds/999/confirm", data={"csrf_token": form_token(page)}).status_code == 404
