@@ -154,12 +154,31 @@ def set_password(conn: sqlite3.Connection, name: str, password: str) -> None:
         conn.execute("DELETE FROM web_sessions WHERE user_id=(SELECT id FROM users WHERE name=?)", (name,))
 
 
+def _last_owner(conn: sqlite3.Connection, name: str) -> bool:
+    """Whether `name` is the only owner still able to log in (Settings would be out of everyone's reach)."""
+    owners = [r[0] for r in conn.execute("SELECT name FROM users WHERE role='owner' AND disabled=0")]
+    return [o.casefold() for o in owners] == [name.casefold()]
+
+
 def set_role(conn: sqlite3.Connection, name: str, role: str) -> None:
     if role not in ROLES:
         raise UserError(f"role must be one of {', '.join(ROLES)}", "role")
     with transaction(conn):
+        if role != "owner" and _last_owner(conn, name):
+            raise UserError(f"{name} is the last owner: make another owner first", "role")
         if conn.execute("UPDATE users SET role=? WHERE name=?", (role, name)).rowcount == 0:
             raise UserError(f"no user {name!r}", "name")
+
+
+def set_disabled(conn: sqlite3.Connection, name: str, disabled: bool) -> None:
+    """Lock a user out (their sessions end at once, their API tokens stop working) or let them back in."""
+    with transaction(conn):
+        if disabled and _last_owner(conn, name):
+            raise UserError(f"{name} is the last owner: make another owner first", "name")
+        if conn.execute("UPDATE users SET disabled=? WHERE name=?", (int(disabled), name)).rowcount == 0:
+            raise UserError(f"no user {name!r}", "name")
+        if disabled:
+            conn.execute("DELETE FROM web_sessions WHERE user_id=(SELECT id FROM users WHERE name=?)", (name,))
 
 
 def list_users(conn: sqlite3.Connection) -> list[dict]:

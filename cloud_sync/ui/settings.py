@@ -203,3 +203,26 @@ def routes(bp: Blueprint) -> None:
         except users.UserError as exc:
             return _page(400, errors={f"user_{exc.field or 'name'}": str(exc)})
         return _page(messages=[("ok", f"user {f.get('name')} added")])
+
+    @bp.post("/settings/users/change", endpoint="settings_user_change")
+    def change_user():
+        """Another role for a user, or lock them out / let them back in (a packer who left)."""
+        from cloud_sync.auth import current_user
+
+        f = request.form
+        name, action, me = f.get("user", ""), f.get("action", ""), current_user()
+        try:
+            if me is not None and name.casefold() == me.name.casefold() and action != "role":
+                raise users.UserError("you cannot lock yourself out; another owner can", "name")
+            if action == "role":
+                users.set_role(_db(), name, f.get("role", ""))
+                done = f"{name} is now {f.get('role')}"
+            elif action in ("disable", "enable"):
+                users.set_disabled(_db(), name, action == "disable")
+                done = f"{name} {'is locked out: sessions ended, API tokens refused' if action == 'disable' else 'may log in again'}"
+            else:
+                raise users.UserError("choose what to change", "name")
+        except users.UserError as exc:
+            return _page(400, messages=[("error", str(exc))])
+        log.info("user %s changed by %s: %s", name[:64], me.name if me else "?", action)
+        return _page(messages=[("ok", done)])

@@ -140,3 +140,35 @@ def test_a_manager_sees_the_held_stock_pushes_on_the_stocks_page_and_confirms_th
     assert conn.execute("SELECT confirmed_by FROM stock_push_holds").fetchone()[0] == "masha"
     assert 'id="holds"' not in r.text
     assert manager.post("/stocks/holds/999/confirm", data={"csrf_token": form_token(page)}).status_code == 404
+
+
+def test_an_owner_locks_a_user_out_changes_roles_and_cannot_lose_the_last_owner(as_user, cloud):
+    _, conn, _ = cloud
+    packer = as_user("petya")
+    token = users.new_token(conn, "petya", "handheld")
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert packer.get("/orders").status_code == 200
+    manager = as_user("masha")
+    r = manager.post("/settings/users/change", data={"csrf_token": form_token(manager.get("/orders").text),
+                                                       "user": "petya", "action": "disable"})
+    assert r.status_code == 403  # a manager may not
+    owner = as_user("olga")
+    csrf = form_token(owner.get("/settings").text)
+    r = owner.post("/settings/users/change", data={"csrf_token": csrf, "user": "petya", "action": "disable"})
+    assert r.status_code == 200 and "petya is locked out" in r.text
+    assert packer.get("/orders").status_code == 302  # the open session ended at once
+    assert owner.application.test_client().get("/api/orders", headers=bearer).status_code == 401
+    assert login(owner.application.test_client(), "petya").status_code == 401
+    r = owner.post("/settings/users/change", data={"csrf_token": csrf, "user": "petya", "action": "enable"})
+    assert "petya may log in again" in r.text
+    assert owner.application.test_client().get("/api/orders", headers=bearer).status_code == 200
+    r = owner.post("/settings/users/change", data={"csrf_token": csrf, "user": "petya", "action": "role",
+                                                   "role": "manager"})
+    assert r.status_code == 200 and users.get_user(conn, "petya").role == "manager"
+    r = owner.post("/settings/users/change", data={"csrf_token": csrf, "user": "olga", "action": "role",
+                                                   "role": "manager"})
+    assert r.status_code == 400 and "last owner" in r.text and users.get_user(conn, "olga").role == "owner"
+    r = owner.post("/settings/users/change", data={"csrf_token": csrf, "user": "olga", "action": "disable"})
+    assert r.status_code == 400 and users.get_user(conn, "olga") is not None
+    r = owner.post("/settings/users/change", data={"csrf_token": csrf, "user": "ghost", "action": "disable"})
+    assert r.status_code == 400 and "no user" in r.text
