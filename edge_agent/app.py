@@ -261,7 +261,7 @@ def page_status(site: Site) -> dict[str, Any]:
     pending = site.row("SELECT COUNT(*) AS n FROM print_jobs WHERE state='pending'")
     return {"online": link["online"], "queue": link["queue"], "printer_ok": ps.ok, "printer_message": ps.message,
             "prints_pending": int(pending["n"]) if pending else 0,
-            "device_problems": sorted(site.device_problems.values())}
+            "device_problems": site.problems()}
 
 
 def task_list(site: Site) -> list[dict[str, Any]]:

@@ -260,6 +260,15 @@ class Site:
         except Exception as exc:
             self.device_problems[station_name] = f"камера места {station_name}: {exc}"
 
+    def problems(self) -> list[str]:
+        """Device problems the page shows: scanners and cameras that failed, and a packing video that
+        lost its camera while recording (the seller's proof for that order is missing)."""
+        out = dict(self.device_problems)
+        for st, rec in self.recorders.items():
+            if rec.last_error and st not in out:
+                out[st] = f"камера места {st}: видео упаковки не пишется — {rec.last_error}"
+        return sorted(out.values())
+
     def _video_printed(self, order_id: str) -> None:
         for st, rec in self.recorders.items():
             try:

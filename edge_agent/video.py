@@ -174,7 +174,7 @@ class PackingRecorder:
             if frame is None:  # end of a video file: nothing more to record
                 self._stop.wait(interval)
                 continue
-            gone = False
+            gone, self.last_error = False, None  # pictures again: the problem is over
             if frame.ndim == 2:
                 frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
             if size is None:

@@ -11,6 +11,7 @@ camera a station's scanner (scanner kind "camera").
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +22,13 @@ import numpy as np
 from edge_agent.decode import Symbol, decode_image
 from edge_agent.devices.base import DeviceError, DeviceGone, need
 
+_USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", re.IGNORECASE)
+
+
+def redacted(source: str | int) -> str:
+    """A camera's source fit for messages, logs and the page: an RTSP/HTTP URL loses its user:password@."""
+    return _USERINFO.sub(r"\1***@", str(source))
+
 
 class Camera:
     """One capture source. `source`: "/dev/video0" or 0 (device), a file path, or an rtsp:// URL."""
@@ -29,6 +37,7 @@ class Camera:
                  loop: bool = False, reopen_s: float = 2.0, thorough: bool = False,
                  stream_timeout_s: float = 5.0) -> None:
         self.source = source
+        self.name = redacted(source)  # what messages say: never the stream's password
         self.stream_timeout_s = stream_timeout_s
         self.width, self.height, self.loop = width, height, loop
         self.reopen_s, self.thorough = reopen_s, thorough
@@ -51,9 +60,9 @@ class Camera:
         if isinstance(source, str) and source.isdigit():
             source = int(source)
         if self.is_file and not os.path.exists(str(source)):
-            raise DeviceGone(f"camera video file {source} does not exist")
+            raise DeviceGone(f"camera video file {self.name} does not exist")
         if isinstance(source, str) and source.startswith("/dev/") and not os.path.exists(source):
-            raise DeviceGone(f"camera {source} is not plugged in")
+            raise DeviceGone(f"camera {self.name} is not plugged in")
         if isinstance(source, str) and "://" in source:  # a stream: never wait forever for it
             ms = int(self.stream_timeout_s * 1000)
             cap = cv2.VideoCapture(source, cv2.CAP_FFMPEG,
@@ -62,7 +71,7 @@ class Camera:
             cap = cv2.VideoCapture(source)
         if not cap.isOpened():
             cap.release()
-            raise DeviceGone(f"camera {self.source} cannot be opened (unplugged, busy or stream down)")
+            raise DeviceGone(f"camera {self.name} cannot be opened (unplugged, busy or stream down)")
         if self.width and self.height:
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.width)
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.height)
@@ -75,7 +84,7 @@ class Camera:
             if self._cap is None:
                 now = time.monotonic()
                 if self._last_open_try and now - self._last_open_try < self.reopen_s and not self.is_file:
-                    raise DeviceGone(f"camera {self.source} is gone; retrying every {self.reopen_s:g} s")
+                    raise DeviceGone(f"camera {self.name} is gone; retrying every {self.reopen_s:g} s")
                 self._last_open_try = now
             cap = self._open()
             ok, frame = cap.read()
@@ -86,7 +95,7 @@ class Camera:
                 if self.is_file:
                     return None
                 self._release()
-                raise DeviceGone(f"camera {self.source} stopped giving pictures (unplugged or stream lost)")
+                raise DeviceGone(f"camera {self.name} stopped giving pictures (unplugged or stream lost)")
             self.frames += 1
             self.last_frame = frame
             return frame
@@ -140,7 +149,7 @@ class CameraScanner:
 
     def __init__(self, camera: Camera, station: str, fps: float = 10.0) -> None:
         self.camera, self.station, self.fps = camera, station, fps
-        self.source = str(camera.source)
+        self.source = camera.name
         self.online = False
         self.last_error: str | None = None
         self._stop = threading.Event()

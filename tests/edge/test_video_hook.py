@@ -53,3 +53,32 @@ def test_packing_video_runs_from_the_first_scan_until_the_label_prints(tmp_path)
     finally:
         site.stop()
         site.close()
+
+
+def test_a_camera_lost_while_recording_is_shown_on_the_page_without_its_password(tmp_path, caplog) -> None:
+    """An RTSP camera that does not answer while an order is packed: the page says the packing video is
+    not being recorded, and neither the page nor the log shows the stream's password."""
+    pytest.importorskip("cv2")
+    from edge_agent.app import create_app
+
+    cfg = edge_config(tmp_path)
+    cfg.cameras = [{"source": "rtsp://admin:S3cretPW@127.0.0.1:1/stream", "station": "pack-1",
+                    "stream_timeout_s": 1, "reopen_s": 0.2}]
+    cfg.video_dir = str(tmp_path / "video")
+    site = Site(cfg, with_link=False)
+    site.start()
+    try:
+        with store.transaction(site.conn):
+            inbox.apply_catalog(site.conn, {"items": [MUG]})
+            inbox.apply_pick_task(site.conn, pick_task("t1", [(MUG, 2)]))
+        assert site.scan("pack-1", MUG["barcode"]).ok
+        assert wait_for(lambda: bool(site.problems()))
+        client = create_app(site).test_client()
+        status = client.get("/api/status")
+        problems = " ".join(status.get_json()["device_problems"])
+        assert "камера места pack-1" in problems and "видео" in problems
+        assert "S3cretPW" not in status.get_data(as_text=True) and "S3cretPW" not in caplog.text
+        assert "rtsp://***@127.0.0.1:1/stream" in site.problems()[0]
+    finally:
+        site.stop()
+        site.close()
