@@ -8,6 +8,7 @@ import io
 import re
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
 from openpyxl import load_workbook
 
@@ -172,3 +173,49 @@ def test_an_owner_locks_a_user_out_changes_roles_and_cannot_lose_the_last_owner(
     assert r.status_code == 400 and users.get_user(conn, "olga") is not None
     r = owner.post("/settings/users/change", data={"csrf_token": csrf, "user": "ghost", "action": "disable"})
     assert r.status_code == 400 and "no user" in r.text
+
+
+def test_deadlines_are_shown_in_the_managers_time_zone_not_as_bare_utc(cloud):
+    """A Moscow seller read 20:30 UTC as 20:30 their time: three hours late for the assembly deadline."""
+    import shutil
+    import threading
+    from datetime import UTC, datetime
+
+    import pytest
+    from werkzeug.serving import make_server
+
+    from cloud_sync import orders
+    from marketplaces.base import Order, OrderLine
+
+    chromium = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip("no chromium on this machine")
+    from playwright.sync_api import sync_playwright
+
+    app, conn, cfg = cloud
+    due = datetime(2026, 11, 27, 20, 30, tzinfo=UTC)
+    orders.ingest(conn, cfg, [Order(native_id="D1", marketplace="wildberries", account="wb1", native_status="new",
+                                    created_at=due, ship_by=due,
+                                    lines=[OrderLine(card_id="c", offer_id="OFF", quantity=1, price=Decimal(1))])])
+    page_html = app.test_client()
+    login(page_html, "petya")
+    assert "2026-11-27 20:30 UTC" in page_html.get("/orders").text  # without scripts: said to be UTC
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=chromium)
+            page = browser.new_context(timezone_id="Europe/Moscow", locale="ru-RU").new_page()
+            page.goto(f"{url}/login")
+            page.fill("input[name=name]", "petya")
+            page.fill("input[name=password]", "packer password 1")
+            page.click("button[type=submit]")
+            page.wait_for_url(f"{url}/orders")
+            shown = page.locator("#orders time.deadline").first.text_content()
+            page.goto(f"{url}/orders/wb1:D1")
+            detail = page.locator("time.deadline").text_content()
+            browser.close()
+    finally:
+        server.shutdown()
+    assert shown == detail == "27.11.2026, 23:30", shown  # Moscow is UTC+3
