@@ -15,7 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from flask import Flask, current_app, g, jsonify, request
+from flask import Flask, current_app, g, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
 
 from cloud_sync import catalog, orders, stock, stock_push
 from cloud_sync.config import CloudConfig
@@ -103,6 +104,18 @@ def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: Map
         conn = g.pop("ms_db", None)
         if conn is not None:
             conn.close()
+
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        """Not found, method not allowed...: JSON for the API, a page of the UI for the pages (Flask's bare
+        English page otherwise); the push and 1C endpoints keep their own answers."""
+        from cloud_sync.auth import OWN_AUTH_PATHS
+
+        if exc.code is None or exc.code < 400 or request.path.startswith(OWN_AUTH_PATHS):
+            return exc
+        if request.path.startswith("/api/"):
+            return jsonify({"error": f"{exc.name}: {exc.description}"}), exc.code
+        return render_template("cloud/refused.html", heading=exc.name, message=exc.description), exc.code
 
     @app.errorhandler(ApiError)
     def _api_error(exc: ApiError):

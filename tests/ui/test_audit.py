@@ -219,3 +219,13 @@ def test_deadlines_are_shown_in_the_managers_time_zone_not_as_bare_utc(cloud):
     finally:
         server.shutdown()
     assert shown == detail == "27.11.2026, 23:30", shown  # Moscow is UTC+3
+
+
+def test_a_missing_page_or_route_answers_in_the_uis_own_words(as_user, cloud):
+    c = as_user("masha")
+    r = c.get("/orders/wb1:no-such-order")
+    assert r.status_code == 404 and 'id="refused"' in r.text and "Log out" in r.text  # inside the UI, signed in
+    r = c.get("/api/no-such-thing")
+    assert r.status_code == 404 and r.is_json and r.get_json()["error"].startswith("Not Found")
+    r = c.put("/api/orders", headers={"X-CSRF-Token": form_token(c.get("/orders").text)})
+    assert r.status_code == 405 and r.is_json
