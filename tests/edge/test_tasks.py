@@ -152,6 +152,7 @@ def test_cancel_frees_marking_codes_or_returns_packed_goods(conn) -> None:
 def test_handover_flags_extra_and_missing_and_closing_prints_the_act(conn) -> None:
     for t in ("a", "b", "c", "x"):
         add(conn, pick_task(t, [(MUG, 1)]))
+        assert scan(conn, "pack-1", MUG["barcode"]).kind == "done"  # only packed parcels are handed over
     with store.transaction(conn):
         inbox.apply_handover(conn, {"handover_id": "h1", "marketplace": "wildberries", "supply_id": "WB-GI-1",
                                     "order_ids": ["o-a", "o-b", "o-c"]})
@@ -168,10 +169,10 @@ def test_handover_flags_extra_and_missing_and_closing_prints_the_act(conn) -> No
         handover.close(conn, send, "h1")
     with store.transaction(conn):
         handover.close(conn, send, "h1", force=True)
-    handed = [b for t, b in outbox(conn) if t == "task_progress"]
+    handed = [b for t, b in outbox(conn) if t == "task_progress" and b["state"] != "packed"]
     assert [(b["order_id"], b["state"], b["handover_id"]) for b in handed] == [
         ("o-a", "handed_over", "h1"), ("o-b", "handed_over", "h1")]
-    job = conn.execute("SELECT kind, payload FROM print_jobs").fetchone()
+    job = conn.execute("SELECT kind, payload FROM print_jobs WHERE kind != 'label'").fetchone()
     assert job[0] == "act" and json.loads(job[1])["missing"] == ["o-c"]
 
 
@@ -232,3 +233,33 @@ def test_short_at_the_packing_table_ships_what_is_there(conn) -> None:
         res = pack.report_short(conn, send, "t2", 1, WAREHOUSE)
     assert state(conn, "t2") == "short"  # nothing to ship: no label, no delta
     assert conn.execute("SELECT COUNT(*) FROM print_jobs WHERE order_id='o-t2'").fetchone()[0] == 0
+
+
+def test_only_a_packed_parcel_is_handed_over(conn) -> None:
+    """An order not packed yet, or cancelled, is refused at the courier's table and never reported handed
+    over; one cancelled after it was scanned in stays behind when the handover closes."""
+    for t in ("a", "c", "d"):
+        add(conn, pick_task(t, [(MUG, 1)]))
+        assert scan(conn, "pack-1", MUG["barcode"]).kind == "done"
+    add(conn, pick_task("b", [(MUG, 1)]))  # not packed yet
+    with store.transaction(conn):
+        inbox.apply_cancel(conn, send, {"task_id": "c", "order_id": "o-c"}, WAREHOUSE)
+        inbox.apply_handover(conn, {"handover_id": "h1", "marketplace": "wildberries",
+                                    "order_ids": ["o-a", "o-b", "o-c", "o-d"]})
+        station.set_mode(conn, "pack-1", "handover", "h1")
+    packed = {r[0] for r in conn.execute("SELECT order_id FROM tasks WHERE state = 'packed'")}
+    assert packed == {"o-a", "o-d"}
+    not_packed = scan(conn, "pack-1", "Nb")
+    assert (not_packed.ok, not_packed.kind) == (False, "not_packed") and "НЕ УПАКОВАН" in not_packed.message
+    cancelled = scan(conn, "pack-1", "o-c")
+    assert (cancelled.ok, cancelled.kind) == (False, "cancelled") and "ОТМЕНЁН" in cancelled.message
+    assert scan(conn, "pack-1", "o-a").ok and scan(conn, "pack-1", "o-d").ok
+    with store.transaction(conn):
+        inbox.apply_cancel(conn, send, {"task_id": "d", "order_id": "o-d"}, WAREHOUSE)  # the buyer changed their mind
+    with store.transaction(conn):
+        handover.close(conn, send, "h1", force=True)
+    handed = [b["order_id"] for t, b in outbox(conn) if t == "task_progress" and b["state"] == "handed_over"]
+    assert handed == ["o-a"]
+    states = dict(conn.execute("SELECT order_id, state FROM tasks").fetchall())
+    assert states == {"o-a": "handed_over", "o-b": "new", "o-c": "cancelled", "o-d": "cancelled"}
+    assert json.loads(conn.execute("SELECT payload FROM print_jobs WHERE kind = 'act'").fetchone()[0])["count"] == 1
