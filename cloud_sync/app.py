@@ -84,6 +84,37 @@ def _need(data: dict[str, Any], *names: str) -> list[Any]:
     return [data[n] for n in names]
 
 
+def _text(data: dict[str, Any], name: str) -> str:
+    """A required field that must be a string (a list or an object there is a 400, not a crash)."""
+    value = _need(data, name)[0]
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise ApiError(f"{name} must be a string")
+    return str(value)
+
+
+def _whole(data: dict[str, Any], name: str, default: int | None = None) -> int:
+    """A whole-number field (a number or its digits as text), or a 400 naming it."""
+    value = data.get(name, default) if default is not None else _need(data, name)[0]
+    try:
+        if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+            raise ValueError
+        return int(value)
+    except (TypeError, ValueError):
+        raise ApiError(f"{name} must be a whole number, got {value!r}") from None
+
+
+def _known_stock_place(conn: sqlite3.Connection, warehouse: str, items: list[str]) -> None:
+    """Balances go to an own warehouse (configured, or one the ledger already keeps) and to 1C items
+    that exist: a typo must not open a warehouse or an item of its own (422, nothing applied)."""
+    if warehouse not in ctx().cfg.own_warehouses() and conn.execute(
+            "SELECT 1 FROM stock_levels WHERE warehouse=? LIMIT 1", (warehouse,)).fetchone() is None:
+        raise ApiError(f"unknown warehouse {warehouse!r} (own warehouses: {', '.join(ctx().cfg.own_warehouses())});"
+                       " nothing applied", 422)
+    unknown = [i for i in items if conn.execute("SELECT 1 FROM items WHERE id=?", (str(i),)).fetchone() is None]
+    if unknown:
+        raise ApiError(f"{len(unknown)} unknown 1C item id(s), e.g. {unknown[0]!r}; nothing applied", 422)
+
+
 def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: Mapping[str, Marketplace] | None = None,
                link: Any = None, pusher: Any = None, jobs: Any = None) -> Flask:
     app = Flask("marketsync.cloud")
@@ -174,7 +205,8 @@ def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: Map
     @app.post("/api/orders/<path:key>/cancel")
     def cancel_order(key: str):
         conn, c = db(), ctx()
-        reason = (request.get_json(silent=True) or {}).get("reason", "cancelled by the seller")
+        data = request.get_json(silent=True)
+        reason = (data if isinstance(data, dict) else {}).get("reason") or "cancelled by the seller"
         with transaction(conn):
             row = conn.execute("SELECT id FROM orders WHERE key=?", (key,)).fetchone()
             if row is None:
@@ -185,7 +217,7 @@ def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: Map
 
     @app.post("/api/handovers")
     def start_handover():
-        account = _need(_body(), "account")[0]
+        account = _text(_body(), "account")
         c = ctx()
         if account not in c.cfg.accounts:
             raise ApiError(f"unknown account {account!r}", 404)
@@ -213,6 +245,7 @@ def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: Map
         if not isinstance(balances, dict):
             raise ApiError("balances must be an object {item_id: quantity}")
         conn = db()
+        _known_stock_place(conn, str(warehouse), list(balances))
         with transaction(conn):
             n = stock.set_balances(conn, str(warehouse), balances, full=bool(request.get_json().get("full")),
                                    source="manual")
@@ -276,7 +309,10 @@ def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: Map
 
     @app.post("/api/cards/visibility")
     def card_visibility():
-        account, card_ids, visible = _need(_body(), "account", "card_ids", "visible")
+        data = _body()
+        account, (card_ids, visible) = _text(data, "account"), _need(data, "card_ids", "visible")
+        if not isinstance(card_ids, list) or not card_ids:
+            raise ApiError("card_ids must be a non-empty list of card ids")
         adapter = ctx().adapters.get(account)
         if adapter is None:
             raise ApiError(f"unknown account {account!r}", 404)
@@ -290,17 +326,20 @@ def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: Map
     def create_card():
         """Create a (Wildberries) card from an item; the jobs follow its asynchronous result to the end."""
         data = _body()
-        account, item_id, subject_id = _need(data, "account", "item_id", "subject_id")
+        account, item_id = _text(data, "account"), _text(data, "item_id")
+        subject_id, price = _whole(data, "subject_id"), _whole(data, "price", 0)
+        characteristics = data.get("characteristics", [])
+        if subject_id <= 0 or price < 0 or not isinstance(characteristics, list):
+            raise ApiError("subject_id must be positive, price 0 or more, characteristics a list")
         adapter = ctx().adapters.get(account)
         if adapter is None:
             raise ApiError(f"unknown account {account!r}", 404)
         conn = db()
-        new = catalog.new_card_from_item(conn, str(item_id), int(subject_id), brand=str(data.get("brand", "")),
-                                         price=int(data.get("price", 0)),
-                                         characteristics=list(data.get("characteristics", [])))
+        new = catalog.new_card_from_item(conn, item_id, subject_id, brand=str(data.get("brand", "")), price=price,
+                                         characteristics=characteristics)
         result = adapter.create_card(new)  # the marketplace call outside the write lock
         with transaction(conn):
-            catalog.record_creation(conn, adapter.name, str(account), str(item_id), result)
+            catalog.record_creation(conn, adapter.name, account, item_id, result)
         return jsonify({"offer_id": result.offer_id, "state": result.state, "errors": result.errors})
 
     @app.get("/api/cards/creations")

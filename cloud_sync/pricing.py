@@ -214,6 +214,8 @@ def _dec(value: Any, what: str) -> Decimal | None:
         raise PriceDocumentError(f"{what}: {value!r} is not a number") from None
     if not d.is_finite():
         raise PriceDocumentError(f"{what}: {value!r} is not a number")
+    if d.adjusted() > 11:  # beyond any price or percent; 1e400 would overflow the rounding
+        raise PriceDocumentError(f"{what}: {value!r} is too large")
     return d
 
 

@@ -229,3 +229,26 @@ def test_a_missing_page_or_route_answers_in_the_uis_own_words(as_user, cloud):
     assert r.status_code == 404 and r.is_json and r.get_json()["error"].startswith("Not Found")
     r = c.put("/api/orders", headers={"X-CSRF-Token": form_token(c.get("/orders").text)})
     assert r.status_code == 405 and r.is_json
+
+
+def test_api_calls_with_wrongly_typed_fields_are_refused_with_a_reason_and_change_nothing(cloud):
+    _, conn, _ = cloud
+    conn.execute("INSERT INTO items(id, article, name) VALUES ('I1', 'ART-1', 'Кружка')")
+    conn.commit()
+    api = cloud[0].test_client()
+    auth = {"Authorization": f"Bearer {users.new_token(conn, 'olga', 'script')}"}
+    calls = [("/api/cards/create", {"account": "wb1", "item_id": "I1", "subject_id": "abc"}),
+             ("/api/cards/create", {"account": "wb1", "item_id": "I1", "subject_id": 5, "price": "lots"}),
+             ("/api/cards/visibility", {"account": ["wb1"], "card_ids": ["1"], "visible": True}),
+             ("/api/cards/visibility", {"account": "wb1", "card_ids": "123", "visible": False}),
+             ("/api/handovers", {"account": ["wb1"]}),
+             ("/api/orders/wb1:1/cancel", ["not", "an", "object"]),
+             ("/api/prices/preview", {"account": "wb1", "lines": [{"item": "ART-1", "price": "1e400"}]}),
+             ("/api/stock/balances", {"warehouse": "mian", "balances": {"I1": 5}}),  # a typo of a warehouse
+             ("/api/stock/balances", {"warehouse": "main", "balances": {"I-typo": 5}})]
+    for path, body in calls:
+        r = api.post(path, json=body, headers=auth)
+        assert 400 <= r.status_code < 500 and r.is_json and r.get_json()["error"], (path, body, r.status_code)
+    assert conn.execute("SELECT COUNT(*) FROM stock_levels").fetchone()[0] == 0
+    assert api.post("/api/stock/balances", json={"warehouse": "main", "balances": {"I1": 5}},
+                    headers=auth).get_json() == {"moves": 1}
