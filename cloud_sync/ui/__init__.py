@@ -7,6 +7,7 @@ and change through the domain modules (orders, catalog, pricing, stock, reports.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -25,6 +26,11 @@ def blueprint() -> Blueprint:
     @bp.get("/")
     def home():
         return redirect(url_for("ui.orders"))
+
+    @bp.app_template_filter("timestamp_utc")
+    def timestamp_utc(ts: float | None) -> str:
+        """A unix time as a readable UTC date (app.js then shows it in the reader's own time zone)."""
+        return datetime.fromtimestamp(float(ts), UTC).strftime("%Y-%m-%d %H:%M UTC") if ts else ""
 
     from cloud_sync.ui import orders, prices, products, reports, settings, sites, stocks
 

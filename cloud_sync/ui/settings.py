@@ -212,9 +212,12 @@ def routes(bp: Blueprint) -> None:
         f = request.form
         name, action, me = f.get("user", ""), f.get("action", ""), current_user()
         try:
-            if me is not None and name.casefold() == me.name.casefold() and action != "role":
+            if me is not None and name.casefold() == me.name.casefold() and action == "disable":
                 raise users.UserError("you cannot lock yourself out; another owner can", "name")
-            if action == "role":
+            if action == "password":  # a forgotten or leaked password: the user's sessions end
+                users.set_password(_db(), name, f.get("new_password", ""))
+                done = f"new password of {name} set; their open sessions ended"
+            elif action == "role":
                 users.set_role(_db(), name, f.get("role", ""))
                 done = f"{name} is now {f.get('role')}"
             elif action in ("disable", "enable"):

@@ -252,3 +252,25 @@ def test_api_calls_with_wrongly_typed_fields_are_refused_with_a_reason_and_chang
     assert conn.execute("SELECT COUNT(*) FROM stock_levels").fetchone()[0] == 0
     assert api.post("/api/stock/balances", json={"warehouse": "main", "balances": {"I1": 5}},
                     headers=auth).get_json() == {"moves": 1}
+
+
+def test_an_owner_sets_a_users_new_password_and_stored_dates_read_as_dates(as_user, cloud):
+    _, conn, _ = cloud
+    manager = as_user("masha")
+    owner = as_user("olga")
+    csrf = form_token(owner.get("/settings").text)
+    r = owner.post("/settings/users/change", data={"csrf_token": csrf, "user": "masha", "action": "password",
+                                                   "new_password": "short"})
+    assert r.status_code == 400 and "at least 10 characters" in r.text
+    assert manager.get("/orders").status_code == 200  # nothing changed
+    r = owner.post("/settings/users/change", data={"csrf_token": csrf, "user": "masha", "action": "password",
+                                                   "new_password": "a brand new secret"})
+    assert r.status_code == 200 and "new password of masha set" in r.text and "a brand new secret" not in r.text
+    assert manager.get("/orders").status_code == 302  # her old session ended
+    fresh = owner.application.test_client()
+    assert login(fresh, "masha").status_code == 401
+    assert login(fresh, "masha", "a brand new secret").status_code == 302
+    r = owner.post("/settings/telegram", data={"csrf_token": csrf, "bot_token": "123456:" + "A" * 35})
+    assert r.status_code == 200
+    when = re.search(r'id="bot-set" data-ts="[\d.]+">([^<]*)<', r.text)
+    assert when and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", when.group(1)), when
