@@ -10,6 +10,7 @@ used marking code, a printer problem — is a message on the screen; nothing is 
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Iterator
 from functools import wraps
@@ -28,6 +29,8 @@ from edge_agent.tasks.common import TaskError, lines_json
 WEB = web.ROOT
 MAX_PIN_FAILURES = 5
 LOCKOUT_S = 30.0
+MAX_LIVE_STREAMS = 24  # open live-update streams; the web server runs WEB_THREADS threads
+WEB_THREADS = MAX_LIVE_STREAMS + 8  # the rest answer scans and pages even with every stream taken
 MAX_REQUEST_BYTES = 64 * 1024  # a scan is a few hundred bytes at most; nothing the page sends is bigger
 _CYRILLIC = frozenset("абвгдеёжзийклмнопрстуфхцчшщъыьэюяАБВГДЕЁЖЗИЙКЛМНОПРСТУФХЦЧШЩЪЫЬЭЮЯ")
 
@@ -59,6 +62,8 @@ def create_app(site: Site) -> Flask:
     app.config.update(SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_HTTPONLY=True, SEND_FILE_MAX_AGE_DEFAULT=0,
                       MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES)
     failures: dict[str, tuple[int, float]] = {}
+    streams = LiveStreams(MAX_LIVE_STREAMS)
+    app.extensions["live_streams"] = streams
 
     @app.errorhandler(413)
     def too_large(_exc: Any) -> Any:
@@ -228,28 +233,64 @@ def create_app(site: Site) -> Flask:
     @app.get("/events")
     @login_required
     def events() -> Any:
-        return Response(_event_stream(site, user_station()), mimetype="text/event-stream",
+        return Response(_event_stream(site, user_station(), streams), mimetype="text/event-stream",
                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     return app
 
 
-def _event_stream(site: Site, station_name: str) -> Iterator[str]:
-    seen = site.changes.version
-    yield "retry: 2000\n\n"
-    deadline = time.time() + 300  # the browser reconnects; no stream holds a server thread for ever
-    while time.time() < deadline and not site.stopping:
-        v = site.changes.wait(seen, timeout=10)
-        if v == seen:
-            yield ": ping\n\n"
-            continue
-        seen = v
-        if site.stopping:
-            break
-        last = dict(site.changes.last)
-        if last.get("what") == "scan" and last.get("station") != station_name:
-            last.pop("result", None)
-        yield f"data: {json.dumps(last, ensure_ascii=False)}\n\n"
+class LiveStreams:
+    """The open live-update streams. Each holds one of the web server's threads, so there are at most
+    `limit`: a new one ends the oldest (most often a page reloaded or closed whose connection has not
+    noticed yet; a live page reconnects by itself), and threads stay free for scans."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._lock = threading.Lock()
+        self._open: list[threading.Event] = []
+
+    def enter(self) -> threading.Event:
+        ended = threading.Event()
+        with self._lock:
+            while len(self._open) >= self.limit:
+                self._open.pop(0).set()
+            self._open.append(ended)
+        return ended
+
+    def leave(self, ended: threading.Event) -> None:
+        with self._lock:
+            if ended in self._open:
+                self._open.remove(ended)
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return len(self._open)
+
+
+def _event_stream(site: Site, station_name: str, streams: LiveStreams) -> Iterator[str]:
+    ended = streams.enter()
+    try:
+        seen = site.changes.version
+        yield "retry: 2000\n\n"
+        deadline = time.time() + 300  # the browser reconnects; no stream holds a server thread for ever
+        quiet_since = time.time()
+        while time.time() < deadline and not site.stopping and not ended.is_set():
+            v = site.changes.wait(seen, timeout=1)
+            if v == seen:
+                if time.time() - quiet_since >= 10:
+                    quiet_since = time.time()
+                    yield ": ping\n\n"
+                continue
+            seen, quiet_since = v, time.time()
+            if site.stopping or ended.is_set():
+                break
+            last = dict(site.changes.last)
+            if last.get("what") == "scan" and last.get("station") != station_name:
+                last.pop("result", None)
+            yield f"data: {json.dumps(last, ensure_ascii=False)}\n\n"
+    finally:
+        streams.leave(ended)
 
 
 # -- what the pages show --------------------------------------------------------------------------

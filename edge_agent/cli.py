@@ -59,7 +59,7 @@ def serve_main(config_path: str | None, port: int | None = None) -> int:
 
     import waitress
 
-    from edge_agent.app import create_app
+    from edge_agent.app import WEB_THREADS, create_app
     from edge_agent.site import Site
 
     stop = threading.Event()
@@ -73,7 +73,7 @@ def serve_main(config_path: str | None, port: int | None = None) -> int:
         return 3
     server = None
     try:
-        server = waitress.create_server(create_app(site), host=cfg.web_host, port=cfg.web_port, threads=16,
+        server = waitress.create_server(create_app(site), host=cfg.web_host, port=cfg.web_port, threads=WEB_THREADS,
                                         channel_timeout=60, ident="marketsync-edge")
         web = threading.Thread(target=server.run, name="web", daemon=True)
         web.start()
