@@ -25,18 +25,27 @@ def _db():
     return db()
 
 
+def _matches(card: catalog.CardRow, q: str) -> bool:
+    """A card the search box finds: by its article (offer id), card id, barcode, title or 1C item id."""
+    return any(q in str(v).casefold() for v in (card.offer_id, card.card_id, card.title, card.item_id or "",
+                                                 *card.barcodes))
+
+
 def _page(status: int = 200, **kw: Any):
     a = request.values
     account = a.get("account") or None
     linked = {"yes": True, "no": False}.get(a.get("linked", ""))
     rows = catalog.cards(_db(), account=account, linked=linked)
+    q = a.get("q", "").strip()
+    if q:
+        rows = [r for r in rows if _matches(r, q.casefold())]
     page = page_number()
     kw.setdefault("errors", {})
     kw.setdefault("messages", [])
     wb_accounts = [(n, label) for n, label in accounts() if _ctx().cfg.accounts[n].marketplace == "wildberries"]
     return render_template("cloud/products.html", active="products", accounts=accounts(), account=account or "",
                            wb_accounts=wb_accounts,
-                           linked=a.get("linked", ""), rows=rows[(page - 1) * PAGE_SIZE: page * PAGE_SIZE],
+                           linked=a.get("linked", ""), q=q, rows=rows[(page - 1) * PAGE_SIZE: page * PAGE_SIZE],
                            total=len(rows), page=page, has_next=len(rows) > page * PAGE_SIZE, args=args_for(),
                            unmatched=sum(1 for r in rows if r.item_id is None),
                            creations=catalog.creations(_db(), account), form=request.form, **kw), status

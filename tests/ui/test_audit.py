@@ -274,3 +274,22 @@ def test_an_owner_sets_a_users_new_password_and_stored_dates_read_as_dates(as_us
     assert r.status_code == 200
     when = re.search(r'id="bot-set" data-ts="[\d.]+">([^<]*)<', r.text)
     assert when and re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d UTC", when.group(1)), when
+
+
+def test_products_are_found_by_article_title_or_barcode(as_user, cloud):
+    from cloud_sync import catalog
+    from marketplaces.base import Card
+
+    _, conn, _ = cloud
+    catalog.import_cards(conn, "wb1", "wildberries", [
+        Card(native_id="101", offer_id="MUG-RED", title="Кружка красная", barcodes=["4600000000017"]),
+        Card(native_id="102", offer_id="SOCK-1", title="Носки спортивные", barcodes=["4600000000024"])])
+    c = as_user("masha")
+
+    def shown(q: str) -> list[str]:
+        return re.findall(r'name="card_ids" value="wb1\|(\d+)"', c.get("/products", query_string={"q": q}).text)
+
+    assert sorted(shown("")) == ["101", "102"]
+    assert shown("mug") == ["101"] and shown("носки") == ["102"] and shown("4600000000024") == ["102"]
+    assert shown("nothing like it") == []
+    assert 'value="mug"' in c.get("/products?q=mug").text  # the box keeps what was typed
