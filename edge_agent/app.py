@@ -204,6 +204,22 @@ def create_app(site: Site) -> Flask:
             return jsonify(error=str(exc)), 409
         return jsonify(summary=out, state=work_state(site, user_station()))
 
+    @app.post("/api/tally/set")
+    @login_required
+    def api_tally_set() -> Any:
+        """Correct one item of the receipt / count being built (a unit scanned twice: one less)."""
+        body = json_body()
+        item_id, quantity = body.get("item_id"), body.get("quantity")
+        if not isinstance(item_id, str) or isinstance(quantity, bool) or not isinstance(quantity, int):
+            return jsonify(error="не указаны товар и количество"), 400
+        if work_state(site, user_station()).get("mode") not in ("receipt", "count"):
+            return jsonify(error="это не приёмка и не пересчёт"), 409
+        try:
+            site.act(stock.set_quantity, user_station(), item_id, quantity)
+        except TaskError as exc:
+            return jsonify(error=str(exc)), 409
+        return jsonify(state=work_state(site, user_station()))
+
     @app.post("/api/tally/commit")
     @login_required
     def api_tally_commit() -> Any:

@@ -55,10 +55,14 @@ def tally_scan(conn: sqlite3.Connection, station: str, code: str) -> ScanResult:
 
 
 def set_quantity(conn: sqlite3.Connection, station: str, item_id: str, quantity: int) -> None:
+    """Correct the quantity of one item in the pad (0 takes it out)."""
     if quantity < 0:
         raise TaskError("количество не может быть отрицательным")
     pad = scratch(conn, station)
-    pad[item_id] = quantity
+    if quantity:
+        pad[item_id] = quantity
+    elif pad.pop(item_id, None) is None:
+        return
     _save(conn, station, pad)
 
 

@@ -238,3 +238,38 @@ def test_fast_scans_reach_the_site_in_order_and_each_answer_shows_once(edge) -> 
             assert len(shown) == 2 and "Неизвестный штрихкод" in shown[0] and "Кружка" in shown[1], shown
         finally:
             browser.close()
+
+
+def test_a_unit_scanned_twice_in_a_count_is_taken_back_before_it_is_committed(edge) -> None:
+    """Counting a shelf, the packer scans one unit twice: "−1" on the line puts it right, and the count
+    the cloud gets is what is on the shelf."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, _labels, cloud, _broker = edge
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 480, "height": 800})
+            page.goto(url + "/login")
+            page.fill("#pin", "4321")
+            page.click("button[type=submit]")
+            page.get_by_text("Пересчёт").click()
+            for code in (MUG["barcode"], MUG["barcode"], MUG["barcode"], BAG["barcode"]):
+                page.locator("#scan").type(code)
+                page.locator("#scan").press("Enter")
+            line = page.locator(f"li[data-item='{MUG['item_id']}']")
+            expect(line.locator(".count")).to_have_text("3")
+            line.get_by_text("−1").click()
+            expect(line.locator(".count")).to_have_text("2")
+            expect(page.locator("#scan")).to_be_focused()
+            page.locator(f"li[data-item='{BAG['item_id']}']").get_by_text("−1").click()
+            expect(page.locator(f"li[data-item='{BAG['item_id']}']")).to_have_count(0)
+            page.get_by_text("Провести").click()
+            expect(page.locator("#msg")).to_contain_text("Проведено: 1")
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and not [1 for *_, t, b in cloud.received() if t == "stock_count"]:
+                time.sleep(0.1)
+            counts = [(b["item_id"], b["counted"]) for *_, t, b in cloud.received() if t == "stock_count"]
+            assert counts == [(MUG["item_id"], 2)]
+        finally:
+            browser.close()

@@ -43,7 +43,7 @@ def ru_typed(text: str) -> str:
     return "".join(US_TO_RU.get(ch, ch) for ch in text)
 
 
-@pytest.mark.parametrize("path", ["/api/scan", "/api/short", "/api/handover/close"])
+@pytest.mark.parametrize("path", ["/api/scan", "/api/short", "/api/handover/close", "/api/tally/set"])
 @pytest.mark.parametrize("payload", ["[1, 2]", "42", '"code"', "null", "{bad json"])
 def test_json_that_is_not_an_object_gets_a_clear_answer_not_a_crash(client, path: str, payload: str) -> None:
     r = client.post(path, data=payload, content_type="application/json")

@@ -88,7 +88,8 @@
       for (const o of h.expected) html += `<li class="line${h.scanned.includes(o) ? " done" : ""}"><b>${esc(o)}</b></li>`;
       for (const o of h.extra) html += `<li class="line extra"><b>${esc(o)}</b> <span class="tag">лишняя</span></li>`;
     } else if (state.tally) {
-      for (const it of state.tally) html += `<li class="line"><b>${esc(it.name)}</b><span class="count">${it.quantity}</span></li>`;
+      for (const it of state.tally) html += `<li class="line" data-item="${esc(it.item_id)}"><b class="t-main">${esc(it.name)}</b>` +
+        `<span class="count">${it.quantity}</span><button class="less" data-item="${esc(it.item_id)}" data-quantity="${it.quantity - 1}" title="Отсканировали лишнюю: на одну меньше">−1</button></li>`;
       if (!state.tally.length) html = '<li class="empty">Сканируйте товар</li>';
     } else {
       html = '<li class="empty">Нет открытого задания: отсканируйте товар или выберите заказ в списке</li>';
@@ -119,6 +120,13 @@
       input.focus();
     });
     $("#lines").addEventListener("click", async (ev) => {
+      const less = ev.target.closest("button.less");
+      if (less) {
+        const r = await api("/api/tally/set", {item_id: less.dataset.item, quantity: Number(less.dataset.quantity)});
+        if (r.error) showResult({ok: false, kind: "info", message: r.error}); else render(r.state);
+        input.focus();
+        return;
+      }
       const b = ev.target.closest("button.short");
       if (!b || !confirm("Отметить недостачу: этого товара нет?")) return;
       const r = await api("/api/short", {line_no: Number(b.dataset.line)});
