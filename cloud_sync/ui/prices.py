@@ -11,7 +11,7 @@ from typing import Any
 from flask import Blueprint, render_template, request
 
 from cloud_sync import price_rules, price_upload, pricing
-from cloud_sync.ui import accounts
+from cloud_sync.ui import PAGE_SIZE, accounts, args_for, page_number
 
 ROWS = 6
 MAX_ROWS = 500  # an upload (price_upload) is the way to send more lines at once
@@ -72,8 +72,15 @@ def _page(template: str = "cloud/prices.html", status: int = 200, **kw: Any):
         " ORDER BY created_at DESC LIMIT 20", (account,))] if account else []
     kw.setdefault("errors", {})
     kw.setdefault("typed", [{} for _ in range(ROWS)])
+    full = pricing.price_list(conn, account) if account else []
+    q = request.args.get("q", "").strip().casefold()
+    shown = [p for p in full if not q or any(q in str(p[k] or "").casefold() for k in ("offer_id", "title",
+                                                                                       "category", "item_id"))]
+    page = page_number()
     return render_template(template, active="prices", accounts=accounts(), account=account, scopes=SCOPES,
-                           price_list=pricing.price_list(conn, account) if account else [], docs=docs,
+                           price_list=full, price_rows=shown[(page - 1) * PAGE_SIZE: page * PAGE_SIZE],
+                           price_total=len(shown), page=page, has_next=len(shown) > page * PAGE_SIZE,
+                           args=args_for(account=account), q=request.args.get("q", ""), docs=docs,
                            rules=price_rules.rules(conn, account) if account else [], rows=ROWS, **kw), status
 
 

@@ -293,3 +293,21 @@ def test_products_are_found_by_article_title_or_barcode(as_user, cloud):
     assert shown("mug") == ["101"] and shown("носки") == ["102"] and shown("4600000000024") == ["102"]
     assert shown("nothing like it") == []
     assert 'value="mug"' in c.get("/products?q=mug").text  # the box keeps what was typed
+
+
+def test_the_price_list_of_a_big_account_comes_a_page_at_a_time_and_can_be_searched(as_user, cloud):
+    from cloud_sync import catalog
+    from marketplaces.base import Card
+
+    _, conn, _ = cloud
+    catalog.import_cards(conn, "wb1", "wildberries", [Card(native_id=str(1000 + i), offer_id=f"ART-{i:04d}",
+                                                           title=f"Товар {i}") for i in range(120)])
+    c = as_user("masha")
+    first = c.get("/prices?account=wb1").text
+    rows = re.findall(r'<tr data-offer="(ART-\d+)">', first)
+    assert len(rows) == 50 and "120 card(s)" in first  # not every card of the account in one page
+    nxt = re.search(r'href="(/prices\?[^"]+)" id="next-page"', first).group(1).replace("&amp;", "&")
+    second = re.findall(r'<tr data-offer="(ART-\d+)">', c.get(nxt).text)
+    assert len(second) == 50 and not set(second) & set(rows)
+    found = re.findall(r'<tr data-offer="(ART-\d+)">', c.get("/prices?account=wb1&q=ART-0077").text)
+    assert found == ["ART-0077"]
