@@ -213,6 +213,7 @@ def test_fast_scans_reach_the_site_in_order_and_each_answer_shows_once(edge) -> 
             page.fill("#pin", "4321")
             page.click("button[type=submit]")
             page.locator("li.task", has_text="N1").get_by_text("Упаковать").click()
+            expect(page.locator("#scan")).to_be_focused()  # the packing screen is there
             held = []
 
             def slow_first(route) -> None:  # the first scan's request is stuck in the air for a while
