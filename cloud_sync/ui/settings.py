@@ -100,7 +100,8 @@ def _page(status: int = 200, **kw: Any):
                            status_map=cfg.status_map, unified=UNIFIED_STATUSES, minimums=minimums,
                            bot=stored.get(secrets.BOT_TOKEN), alerts_cfg={k: v for k, v in cfg.raw.get("alerts", {}).items()
                                                                     if k in ("chat_id", "base_url", "token_env", "token_file")},
-                           users=users.list_users(conn), roles=users.ROLES, form=request.form, **kw), status
+                           users=users.list_users(conn), roles=users.ROLES, tokens=dict(conn.execute(
+                               "SELECT user_id, COUNT(*) FROM api_tokens GROUP BY user_id").fetchall()), form=request.form, **kw), status
 
 
 def routes(bp: Blueprint) -> None:
@@ -220,6 +221,9 @@ def routes(bp: Blueprint) -> None:
             elif action == "role":
                 users.set_role(_db(), name, f.get("role", ""))
                 done = f"{name} is now {f.get('role')}"
+            elif action == "revoke":  # a token that leaked (a script's file, a handheld that was lost)
+                n = users.revoke_tokens(_db(), name)
+                done = f"{n} API token(s) of {name} revoked"
             elif action in ("disable", "enable"):
                 users.set_disabled(_db(), name, action == "disable")
                 done = f"{name} {'is locked out: sessions ended, API tokens refused' if action == 'disable' else 'may log in again'}"

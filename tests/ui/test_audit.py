@@ -311,3 +311,18 @@ def test_the_price_list_of_a_big_account_comes_a_page_at_a_time_and_can_be_searc
     assert len(second) == 50 and not set(second) & set(rows)
     found = re.findall(r'<tr data-offer="(ART-\d+)">', c.get("/prices?account=wb1&q=ART-0077").text)
     assert found == ["ART-0077"]
+
+
+def test_an_owner_revokes_a_users_leaked_api_tokens_from_settings(as_user, cloud):
+    app, conn, _ = cloud
+    token = users.new_token(conn, "petya", "lost handheld")
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert app.test_client().get("/api/orders", headers=bearer).status_code == 200
+    owner = as_user("olga")
+    page = owner.get("/settings").text
+    assert "1 API token(s)" in page and token not in page
+    r = owner.post("/settings/users/change", data={"csrf_token": form_token(page), "user": "petya",
+                                                   "action": "revoke"})
+    assert r.status_code == 200 and "1 API token(s) of petya revoked" in r.text
+    assert app.test_client().get("/api/orders", headers=bearer).status_code == 401
+    assert users.get_user(conn, "petya") is not None  # the user stays; only the tokens went
