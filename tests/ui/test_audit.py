@@ -326,3 +326,19 @@ def test_an_owner_revokes_a_users_leaked_api_tokens_from_settings(as_user, cloud
     assert r.status_code == 200 and "1 API token(s) of petya revoked" in r.text
     assert app.test_client().get("/api/orders", headers=bearer).status_code == 401
     assert users.get_user(conn, "petya") is not None  # the user stays; only the tokens went
+
+
+def test_an_order_sent_one_line_per_unit_reads_as_one_article_times_its_quantity(as_user, cloud):
+    """Megamarket sends a line per unit: two mugs were shown as "MUG × 1, MUG × 1"."""
+    from datetime import UTC, datetime
+
+    from cloud_sync import orders
+    from marketplaces.base import Order, OrderLine
+
+    _, conn, cfg = cloud
+    unit = OrderLine(card_id="c1", offer_id="MUG", quantity=1, price=Decimal(500))
+    orders.ingest(conn, cfg, [Order(native_id="M1", marketplace="megamarket", account="wb1", native_status="NEW",
+                                    created_at=datetime.now(UTC), lines=[unit, unit,
+                                    OrderLine(card_id="c2", offer_id="CUP", quantity=3, price=Decimal(90))])])
+    cell = re.search(r"<td>([^<]*MUG[^<]*)</td>", as_user("masha").get("/orders").text).group(1)
+    assert cell == "CUP × 3, MUG × 2"
