@@ -3,6 +3,8 @@ deadline, then unified status), filters, bulk actions (cloud_sync.order_desk), e
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from flask import Blueprint, abort, render_template, request
 
 from cloud_sync import order_desk, orders
@@ -50,6 +52,20 @@ def routes(bp: Blueprint) -> None:
         return render_template("cloud/order.html", active="orders", o=o)
 
 
+DONE = ("handed_over", "delivered", "cancelled", "returned")  # past the seller's hands: no deadline to miss
+
+
+def _late(order: dict, now: datetime) -> bool:
+    """Past its assembly deadline and still on the seller's side."""
+    if not order.get("ship_by") or order.get("status") in DONE:
+        return False
+    try:
+        due = datetime.fromisoformat(order["ship_by"].replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return (due if due.tzinfo else due.replace(tzinfo=UTC)) < now
+
+
 def _render(errors: dict[str, str] | None = None, messages: list | None = None, status: int = 200):
     from cloud_sync.app import db
 
@@ -59,6 +75,9 @@ def _render(errors: dict[str, str] | None = None, messages: list | None = None, 
     page = page_number()
     rows = orders.list_orders(db(), account=account, status=status_filter, limit=PAGE_SIZE + 1,
                               offset=(page - 1) * PAGE_SIZE)
+    now = datetime.now(UTC)
+    for o in rows:
+        o["late"] = _late(o, now)
     return render_template("cloud/orders.html", active="orders", rows=rows[:PAGE_SIZE], has_next=len(rows) > PAGE_SIZE,
                            page=page, args=args_for(), accounts=accounts(), statuses=UNIFIED_STATUSES,
                            account=account or "", status=status_filter or "", errors=errors or {},

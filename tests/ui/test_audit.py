@@ -342,3 +342,24 @@ def test_an_order_sent_one_line_per_unit_reads_as_one_article_times_its_quantity
                                     OrderLine(card_id="c2", offer_id="CUP", quantity=3, price=Decimal(90))])])
     cell = re.search(r"<td>([^<]*MUG[^<]*)</td>", as_user("masha").get("/orders").text).group(1)
     assert cell == "CUP × 3, MUG × 2"
+
+
+def test_an_order_past_its_deadline_and_still_ours_is_marked_late(as_user, cloud):
+    from datetime import UTC, datetime, timedelta
+
+    from cloud_sync import orders
+    from marketplaces.base import Order, OrderLine
+
+    _, conn, cfg = cloud
+    now = datetime.now(UTC)
+    line = OrderLine(card_id="c", offer_id="OFF", quantity=1, price=Decimal(1))
+    orders.ingest(conn, cfg, [Order(native_id=n, marketplace="wildberries", account="wb1", native_status="new",
+                                    created_at=now, ship_by=now + shift, lines=[line])
+                              for n, shift in (("OVERDUE", timedelta(hours=-2)), ("SOON", timedelta(hours=2)),
+                                               ("GONE", timedelta(hours=-3)))])
+    conn.execute("UPDATE orders SET status='handed_over' WHERE native_id='GONE'")
+    conn.commit()
+    page = as_user("masha").get("/orders").text
+    late = re.findall(r'<tr class="st-\w+ late"[^>]*>.*?<a href="/orders/[^"]+">(\w+)</a>', page, re.S)
+    assert late == ["OVERDUE"]  # not the one due later, not the one already handed over
+    assert page.count('class="late-flag"') == 1
