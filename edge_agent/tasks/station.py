@@ -17,6 +17,8 @@ from edge_agent.tasks.common import (
     Send,
     TaskError,
     get_task,
+    item_code,
+    item_name,
     item_of_code,
     open_task_with_item,
     record_scan,
@@ -77,14 +79,14 @@ def handle_scan(conn: sqlite3.Connection, send: Send, station: str, code: str, w
             task = store.row(conn, "SELECT * FROM tasks WHERE task_id = ?", task_id) if task_id else None
             open_states = pick.OPEN_FOR_PICK if mode == "pick" else pack.OPEN_FOR_PACK
             if task is None or task["state"] not in open_states:
-                task = _task_for_scan(conn, code)
+                task = _task_for_scan(conn, code, picking=mode == "pick")
                 if task is None:
-                    res = _no_task(conn, code)
+                    res = _no_task(conn, code, picking=mode == "pick")
                     record_scan(conn, station, raw, None, res)
                     if res.kind in REPORTED:
                         report_bad_scan(send, conn, station, raw, res, None)
                     return res
-                mode = "pack" if mode not in ("pick", "pack") or task["state"] not in pick.OPEN_FOR_PICK else mode
+                mode = "pick" if mode == "pick" else "pack"  # a picker's scan never packs (nor prints) an order
                 conn.execute("UPDATE stations SET task_id = ?, mode = ? WHERE station = ?", (task["task_id"], mode, station))
             order_id = task["order_id"]
             if mode == "pick":
@@ -99,15 +101,24 @@ def handle_scan(conn: sqlite3.Connection, send: Send, station: str, code: str, w
     return res
 
 
-def _task_for_scan(conn: sqlite3.Connection, code: str) -> sqlite3.Row | None:
-    if looks_like_marking(code):
-        code = code[2:16]
-    item_id = item_of_code(conn, code)
-    return open_task_with_item(conn, item_id) if item_id else None
+def _task_for_scan(conn: sqlite3.Connection, code: str, picking: bool = False) -> sqlite3.Row | None:
+    item_id = item_of_code(conn, item_code(code))
+    if item_id is None:
+        return None
+    if not picking:
+        return open_task_with_item(conn, item_id)
+    return store.row(
+        conn,
+        "SELECT t.* FROM tasks t JOIN task_lines l ON l.task_id = t.task_id WHERE l.item_id = ? "
+        "AND t.state IN ('new','picking') AND l.picked + l.short < l.quantity "
+        "ORDER BY COALESCE(t.deadline, '9999'), t.created_at LIMIT 1", item_id)
 
 
-def _no_task(conn: sqlite3.Connection, code: str) -> ScanResult:
-    probe = code[2:16] if looks_like_marking(code) else code
-    if item_of_code(conn, probe) is None:
+def _no_task(conn: sqlite3.Connection, code: str, picking: bool = False) -> ScanResult:
+    item_id = item_of_code(conn, item_code(code))
+    if item_id is None:
         return ScanResult(False, "unknown", f"Неизвестный штрихкод {code}: такого товара нет в каталоге площадки")
+    if picking:
+        return ScanResult(False, "extra", f"«{item_name(conn, item_id)}» больше не нужен ни одному заказу в сборке — "
+                          "эта единица лишняя. Собранный заказ упаковывают на экране «Упаковать»")
     return ScanResult(False, "info", "Этот товар сейчас не нужен ни одному открытому заказу")

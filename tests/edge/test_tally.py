@@ -66,3 +66,23 @@ def test_a_pad_kept_by_an_older_version_stays_with_the_stations_mode(conn) -> No
     assert scan(conn, "pack-1", BAG["barcode"]).ok
     assert stock.scratch(conn, "pack-1") == {BAG["item_id"]: 4}
     assert stock.scratch(conn, "pack-1", "receipt") == {}
+
+
+def test_a_pickers_extra_scan_after_the_pick_never_packs_the_order(conn) -> None:
+    """The picker scans the last item twice: the order stays picked — no label, no "packed", no stock
+    taken off — and the picker hears that the unit is extra."""
+    with store.transaction(conn):
+        inbox.apply_pick_task(conn, pick_task("t1", [(MUG, 1)]))
+        station.open_task(conn, "tsd-1", "t1", "pick")
+    assert scan(conn, "tsd-1", MUG["barcode"]).kind == "done"
+    again = scan(conn, "tsd-1", MUG["barcode"])
+    assert (again.ok, again.kind) == (False, "extra") and "лишняя" in again.message
+    assert conn.execute("SELECT state FROM tasks WHERE task_id = 't1'").fetchone()[0] == "picked"
+    assert conn.execute("SELECT mode FROM stations WHERE station = 'tsd-1'").fetchone()[0] == "pick"
+    assert conn.execute("SELECT COUNT(*) FROM print_jobs").fetchone()[0] == 0
+    assert [b["state"] for t, b in outbox(conn) if t == "task_progress"] == ["picked"]
+    with store.transaction(conn):
+        inbox.apply_pick_task(conn, pick_task("t2", [(MUG, 1)]))
+    res = scan(conn, "tsd-1", MUG["barcode"])  # the next order still to pick that needs it is picked
+    assert res.kind == "done" and res.task_id == "t2"
+    assert conn.execute("SELECT COUNT(*) FROM print_jobs").fetchone()[0] == 0
