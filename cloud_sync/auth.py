@@ -11,7 +11,9 @@
 * First run: while the database has no user at all, requests from the loopback are let in (the
   integration tests, a fresh install on one box); the login page says how to make the first owner
   (`marketsync cloud user add NAME --role owner`). Once a user exists, the loopback gets nothing for
-  free. A cloud reached from elsewhere before any user exists answers 401 to everything.
+  free. A cloud reached from elsewhere before any user exists answers 401 to everything — and so does a
+  request a reverse proxy on the same box passes on (it comes from the loopback but carries
+  X-Forwarded-For / X-Real-IP / Forwarded).
 * CSRF: a request authenticated by the session cookie that changes something (POST/PUT/PATCH/DELETE)
   must carry the session's CSRF token (form field `csrf_token` or header `X-CSRF-Token`); the login
   form carries a double-submit token. Token-authenticated API calls carry no cookie and need none.
@@ -85,6 +87,14 @@ def _loopback(address: str | None) -> bool:
         return ipaddress.ip_address(address or "").is_loopback
     except ValueError:
         return False
+
+
+PROXY_HEADERS = ("X-Forwarded-For", "X-Real-IP", "Forwarded")
+
+
+def _proxied() -> bool:
+    """A request a reverse proxy on this box passed on: from the loopback, but not from this box's user."""
+    return any(request.headers.get(h) for h in PROXY_HEADERS)
 
 
 def current_user() -> users.User | None:
@@ -170,7 +180,7 @@ def install(app: Flask) -> None:
             return None
         if g.user is None:
             conn = conn or db()
-            if not users.any_users(conn) and _loopback(request.remote_addr):
+            if not users.any_users(conn) and _loopback(request.remote_addr) and not _proxied():
                 g.auth_kind = "setup"  # first run on this box: see the module docstring
                 if request.method not in SAFE_METHODS and request.mimetype != "application/json":
                     # a page elsewhere could make this browser post a form here: only JSON calls (which a

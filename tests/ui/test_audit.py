@@ -363,3 +363,16 @@ def test_an_order_past_its_deadline_and_still_ours_is_marked_late(as_user, cloud
     late = re.findall(r'<tr class="st-\w+ late"[^>]*>.*?<a href="/orders/[^"]+">(\w+)</a>', page, re.S)
     assert late == ["OVERDUE"]  # not the one due later, not the one already handed over
     assert page.count('class="late-flag"') == 1
+
+
+def test_before_the_first_user_a_request_passed_on_by_a_local_reverse_proxy_is_not_let_in(tmp_path):
+    """Behind nginx on the same box every visitor arrives from 127.0.0.1: only this box's own calls are."""
+    from cloud_sync.config import parse_config
+
+    c = create_app(parse_config({"cloud": {"db_path": str(tmp_path / "fresh.sqlite")}})).test_client()
+    assert c.get("/api/summary").status_code == 200  # this box itself, no user yet
+    for header in ({"X-Forwarded-For": "203.0.113.9"}, {"X-Real-IP": "203.0.113.9"},
+                   {"Forwarded": "for=203.0.113.9;proto=https"}):
+        assert c.get("/api/summary", headers=header).status_code == 401, header
+        assert c.post("/api/settings/secrets", json={"name": "telegram/bot_token", "fields": {"value": "x"}},
+                      headers=header).status_code == 401
