@@ -13,6 +13,7 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from functools import wraps
 from typing import Any
 
@@ -49,6 +50,20 @@ def page_scan_text(code: str) -> str:
     return code
 
 
+def local_time(value: Any) -> str:
+    """A deadline as the warehouse reads it: "27.11 10:00" in the box's own time zone (a value with no
+    offset is shown as it came)."""
+    if not isinstance(value, str) or not value:
+        return ""
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if when.tzinfo is not None:
+        when = when.astimezone()
+    return when.strftime("%d.%m %H:%M")
+
+
 def json_body() -> dict[str, Any]:
     """The request's JSON object; {} for anything else (bad JSON, a list, a number)."""
     body = request.get_json(silent=True)
@@ -62,6 +77,7 @@ def create_app(site: Site) -> Flask:
     app.config.update(SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_HTTPONLY=True, SEND_FILE_MAX_AGE_DEFAULT=0,
                       MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES)
     failures: dict[str, tuple[int, float]] = {}
+    app.add_template_filter(local_time, "local_time")
     streams = LiveStreams(MAX_LIVE_STREAMS)
     app.extensions["live_streams"] = streams
 

@@ -8,6 +8,7 @@ applied exactly once. A body that is valid by the contract but cannot be applied
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime
 from typing import Any
 
 from edge_agent import store
@@ -17,6 +18,20 @@ from edge_agent.tasks.marking import gtin_of_barcode
 
 class Unusable(ValueError):
     """A down message that cannot be applied at this site; the reason is dead-lettered."""
+
+
+def utc_deadline(value: Any) -> str | None:
+    """A deadline as UTC `YYYY-MM-DDTHH:MM:SSZ`, so deadlines given with different offsets sort right;
+    a value without an offset, or not a date, is kept as it came."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return value
+    if when.tzinfo is None:
+        return value
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def apply_catalog(conn: sqlite3.Connection, body: dict[str, Any]) -> int:
@@ -50,7 +65,7 @@ def apply_pick_task(conn: sqlite3.Connection, body: dict[str, Any]) -> bool:
         "INSERT INTO tasks (task_id, order_id, marketplace, account, number, native_id, warehouse, deadline, "
         "state, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?, 'new', ?, ?)",
         (body["task_id"], body["order_id"], body["marketplace"], body.get("account"), body.get("number"),
-         body.get("native_id"), body.get("warehouse"), body.get("deadline"), t, t),
+         body.get("native_id"), body.get("warehouse"), utc_deadline(body.get("deadline")), t, t),
     )
     for no, line in enumerate(lines, 1):
         if not isinstance(line, dict) or not isinstance(line.get("item_id"), str):

@@ -1,0 +1,50 @@
+"""Deadlines on the task list as the warehouse reads them: the cloud sends them with whatever offset the
+marketplace used; the list sorts them by the real moment and shows them in the box's own time zone."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+from edge_testkit import BAG, MUG, SOCKS, edge_config, pick_task
+
+from edge_agent import store
+from edge_agent.app import create_app
+from edge_agent.site import Site
+from edge_agent.tasks import inbox
+
+
+@pytest.fixture
+def moscow(monkeypatch) -> Iterator[None]:
+    monkeypatch.setenv("TZ", "Europe/Moscow")  # the box runs in the warehouse's zone (UTC+3)
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_deadlines_with_different_offsets_sort_by_the_moment_and_show_in_local_time(tmp_path, moscow) -> None:
+    site = Site(edge_config(tmp_path), with_link=False)
+    try:
+        with store.transaction(site.conn):
+            inbox.apply_catalog(site.conn, {"items": [MUG, BAG, SOCKS]})
+            # 08:00 UTC = 11:00 in Moscow; 10:00+03:00 = 07:00 UTC, the earlier one; no deadline last
+            inbox.apply_pick_task(site.conn, pick_task("z", [(MUG, 1)], deadline="2026-11-27T08:00:00Z"))
+            inbox.apply_pick_task(site.conn, pick_task("m", [(BAG, 1)], deadline="2026-11-27T10:00:00+03:00"))
+            inbox.apply_pick_task(site.conn, pick_task("n", [(SOCKS, 1)], deadline=None))
+        c = create_app(site).test_client()
+        assert c.post("/login", data={"name": "Анна", "pin": "4321", "station": "pack-1"}).status_code == 302
+        html = c.get("/").get_data(as_text=True)
+        assert html.index("Nm") < html.index("Nz") < html.index("Nn")
+        assert "до 27.11 10:00" in html and "до 27.11 11:00" in html
+        assert "08:00" not in html and "07:00" not in html
+    finally:
+        site.close()
+
+
+def test_a_deadline_without_an_offset_or_not_a_date_is_kept_as_it_came() -> None:
+    assert inbox.utc_deadline("2026-11-27T10:00:00") == "2026-11-27T10:00:00"
+    assert inbox.utc_deadline("tomorrow") == "tomorrow"
+    assert inbox.utc_deadline(None) is None
+    assert inbox.utc_deadline("2026-11-27T10:00:00+03:00") == "2026-11-27T07:00:00Z"
