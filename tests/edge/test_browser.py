@@ -274,3 +274,30 @@ def test_a_unit_scanned_twice_in_a_count_is_taken_back_before_it_is_committed(ed
             assert counts == [(MUG["item_id"], 2)]
         finally:
             browser.close()
+
+
+def test_a_scanner_that_ends_scans_with_tab_works_like_one_that_sends_enter(edge) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, _labels, _cloud, _broker = edge
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 480, "height": 800})
+            page.goto(url + "/login")
+            page.fill("#pin", "4321")
+            page.click("button[type=submit]")
+            page.locator("li.task", has_text="N1").get_by_text("Упаковать").click()
+            scan = page.locator("#scan")
+            scan.type(MUG["barcode"])
+            scan.press("Tab")
+            expect(page.locator("#msg")).to_have_attribute("data-kind", "packed")
+            expect(scan).to_be_focused()
+            expect(scan).to_have_value("")
+            scan.type(BAG["barcode"])  # the next scan is a scan of its own, not glued to the last one
+            scan.press("Tab")
+            expect(page.locator("#msg")).to_have_attribute("data-kind", "wrong_item")
+            expect(page.locator("#msg")).to_contain_text("Рюкзак")
+        finally:
+            browser.close()
+

@@ -104,6 +104,11 @@
     const input = $("#scan");
     const keepFocus = () => setTimeout(() => { if (document.activeElement.tagName !== "BUTTON") input.focus(); }, 80);
     input.addEventListener("blur", keepFocus);
+    // Scanners set to end a scan with Tab instead of Enter: Tab must not carry the focus (and the next
+    // scan) away from the field, it ends the scan.
+    input.addEventListener("keydown", (ev) => {
+      if (ev.key === "Tab" && input.value.trim()) { ev.preventDefault(); $("#scan-form").requestSubmit(); }
+    });
     // Scans go to the site one at a time, in the order they were read: a scanner fires faster than a
     // handheld's Wi-Fi answers, and two requests in flight may overtake each other.
     let sending = Promise.resolve();
