@@ -93,7 +93,9 @@ def _page(status: int = 200, **kw: Any):
                      "uses_store": bool(cfg.raw.get("accounts", {}).get(name, {}).get("credentials_secret")),
                      "endpoints": a.account.endpoints, "enabled": a.enabled,
                      "running": name in _ctx().adapters})
-    minimums = [dict(r) for r in conn.execute("SELECT * FROM stock_minimums ORDER BY 1 LIMIT 500")]
+    minimums = [dict(r) for r in conn.execute(
+        "SELECT m.*, COALESCE(i.article, '') AS article, COALESCE(i.name, '') AS name FROM stock_minimums m"
+        " LEFT JOIN items i ON i.id=m.item_id ORDER BY i.article, m.item_id LIMIT 500")]
     kw.setdefault("errors", {})
     kw.setdefault("messages", [])
     return render_template("cloud/settings.html", active="settings", accounts=accounts(), account_rows=rows,
@@ -180,10 +182,15 @@ def routes(bp: Blueprint) -> None:
     def set_minimum():
         f = request.form
         errors: dict[str, str] = {}
-        item = f.get("item", "").strip()
+        typed = f.get("item", "").strip()
         conn = _db()
-        if not item or conn.execute("SELECT 1 FROM items WHERE id=?", (item,)).fetchone() is None:
-            errors["item"] = "no such 1C item id"
+        found = conn.execute("SELECT id FROM items WHERE id=? UNION ALL SELECT id FROM items WHERE article=?"
+                             " LIMIT 2", (typed, typed)).fetchall() if typed else []
+        item = found[0]["id"] if found else ""
+        if not found:
+            errors["item"] = "no 1C item with this id or article"
+        elif len({r["id"] for r in found}) > 1:
+            errors["item"] = "several 1C items have this article: give the item's id"
         try:
             qty = int(f.get("minimum", ""))
             if qty < 0:
@@ -194,7 +201,7 @@ def routes(bp: Blueprint) -> None:
         if errors:
             return _page(400, errors=errors)
         alerts.set_minimum(conn, item, qty)
-        return _page(messages=[("ok", f"critical stock of {item}: below {qty}")])
+        return _page(messages=[("ok", f"critical stock of {typed}: below {qty}")])
 
     @bp.post("/settings/users", endpoint="settings_users")
     def add_user():

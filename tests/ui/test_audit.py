@@ -376,3 +376,21 @@ def test_before_the_first_user_a_request_passed_on_by_a_local_reverse_proxy_is_n
         assert c.get("/api/summary", headers=header).status_code == 401, header
         assert c.post("/api/settings/secrets", json={"name": "telegram/bot_token", "fields": {"value": "x"}},
                       headers=header).status_code == 401
+
+
+def test_a_critical_stock_minimum_is_set_by_the_article_a_seller_knows(as_user, cloud):
+    _, conn, _ = cloud
+    conn.executemany("INSERT INTO items(id, article, name) VALUES (?,?,?)",
+                     [("0d1f-guid-1", "MUG-RED", "Кружка красная"), ("0d1f-guid-2", "TWIN", "Один"),
+                      ("0d1f-guid-3", "TWIN", "Другой")])
+    conn.commit()
+    owner = as_user("olga")
+    csrf = form_token(owner.get("/settings").text)
+    r = owner.post("/settings/minimum", data={"csrf_token": csrf, "item": "MUG-RED", "minimum": "3"})
+    assert r.status_code == 200 and "critical stock of MUG-RED: below 3" in r.text
+    assert [tuple(r) for r in conn.execute("SELECT item_id, min_quantity FROM stock_minimums")] == [("0d1f-guid-1", 3)]
+    assert re.search(r"<td>MUG-RED</td><td>Кружка красная</td>", r.text)  # listed by article and name
+    r = owner.post("/settings/minimum", data={"csrf_token": csrf, "item": "TWIN", "minimum": "1"})
+    assert r.status_code == 400 and "several 1C items" in r.text
+    r = owner.post("/settings/minimum", data={"csrf_token": csrf, "item": "0d1f-guid-3", "minimum": "1"})
+    assert r.status_code == 200  # the id still works
