@@ -8,7 +8,7 @@ import json
 import re
 from typing import Any
 
-from flask import Blueprint, render_template, request
+from flask import Blueprint, abort, render_template, request
 
 from cloud_sync import price_rules, price_upload, pricing
 from cloud_sync.ui import PAGE_SIZE, accounts, args_for, page_number
@@ -177,6 +177,8 @@ def routes(bp: Blueprint) -> None:
 
     @bp.post("/prices/rules/<rule_id>/<onoff>", endpoint="prices_rule_toggle")
     def toggle_rule(rule_id: str, onoff: str):
+        if onoff not in ("on", "off"):
+            abort(404)
         try:
             price_rules.set_enabled(_db(), rule_id, onoff == "on")
         except (price_rules.RuleError, ValueError, KeyError) as exc:

@@ -394,3 +394,16 @@ def test_a_critical_stock_minimum_is_set_by_the_article_a_seller_knows(as_user, 
     assert r.status_code == 400 and "several 1C items" in r.text
     r = owner.post("/settings/minimum", data={"csrf_token": csrf, "item": "0d1f-guid-3", "minimum": "1"})
     assert r.status_code == 200  # the id still works
+
+
+def test_a_price_rule_is_switched_only_by_on_or_off(as_user, cloud):
+    from cloud_sync import price_rules
+
+    _, conn, _ = cloud
+    rule = price_rules.add_rule(conn, account="wb1", text="-10% Friday 18:00, back Monday 09:00")
+    c = as_user("masha")
+    csrf = form_token(c.get("/prices?account=wb1").text)
+    assert c.post(f"/prices/rules/{rule.id}/of", data={"csrf_token": csrf}).status_code == 404  # a typo
+    assert price_rules.rules(conn, "wb1")[0].enabled
+    assert c.post(f"/prices/rules/{rule.id}/off", data={"csrf_token": csrf}).status_code == 200
+    assert not price_rules.rules(conn, "wb1")[0].enabled
