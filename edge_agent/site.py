@@ -417,8 +417,21 @@ class Site:
             self.conn.execute("UPDATE print_jobs SET error=?, attempts=attempts+? WHERE id=?",
                               (message, int(attempt), job_id))
 
+    def _printer_words(self) -> str:
+        """What the packer can do about the printer, from what the printer says about itself."""
+        try:
+            st = self.printer.status() if self.printer is not None else None
+        except Exception:
+            st = None
+        if st is None or not st.online:
+            return "не на связи — проверьте, что он включён и кабель на месте"
+        if st.paper_out:
+            return "без этикеток — заправьте новый рулон"
+        return "не печатает"
+
     def _printer_problem(self, job_id: int, exc: Exception) -> None:
-        message = f"Принтер: {exc}. Этикетка ждёт и напечатается, когда принтер вернётся"
+        message = (f"Принтер {self._printer_words()}. Этикетка ждёт и напечатается, когда принтер вернётся "
+                   f"({exc})")
         self._job_error(job_id, message, attempt=True)
         first = self.printer_state.ok
         self.printer_state = PrinterState(False, message)

@@ -156,3 +156,17 @@ def test_closing_a_handover_prints_the_supply_qr_or_the_act(site) -> None:
     texts = [{r.text for r in zxingcpp.read_barcodes(Image.open(p).convert("L"))} for p in site.printer.printed[2:]]
     assert texts == [{"WB-GI-12345"}, {"h-act"}]  # what the printer printed scans back
     assert site.row("SELECT state FROM tasks WHERE task_id = 'a'")["state"] == "handed_over"
+
+
+@pytest.mark.parametrize(("problem", "words"), [("unplug", "не на связи"), ("paper_out", "заправьте новый рулон")])
+def test_a_printer_problem_tells_the_packer_what_to_do(site, problem: str, words: str) -> None:
+    add_task(site, "t1", MUG)
+    if problem == "unplug":
+        site.printer.unplug()
+    else:
+        site.printer.paper_out = True
+    assert site.scan("pack-1", MUG["barcode"]).kind == "done"
+    assert wait_for(lambda: not site.printer_state.ok)
+    error = site.row("SELECT error FROM print_jobs")["error"]
+    assert error.startswith("Принтер ") and words in error and "напечатается, когда принтер вернётся" in error
+    assert page_status(site)["printer_message"] == error
