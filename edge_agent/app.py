@@ -252,6 +252,18 @@ def create_app(site: Site) -> Flask:
             return jsonify(error=str(exc)), 409
         return jsonify(committed=out, state=work_state(site, user_station()))
 
+    @app.post("/api/print/again")
+    @login_required
+    def api_print_again() -> Any:
+        st = work_state(site, user_station())
+        if not st.get("task"):
+            return jsonify(error="нет открытого задания"), 409
+        try:
+            site.act(pack.reprint_label, st["task"]["task_id"], what="print")
+        except TaskError as exc:
+            return jsonify(error=str(exc)), 409
+        return jsonify(state=work_state(site, user_station()))
+
     @app.post("/api/print/retry")
     @login_required
     def api_print_retry() -> Any:

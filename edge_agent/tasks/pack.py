@@ -152,3 +152,15 @@ def complete(conn: sqlite3.Connection, send: Send, task_id: str, warehouse: str)
     conn.execute("INSERT INTO print_jobs (order_id, kind, created_at) VALUES (?, 'label', ?)",
                  (task["order_id"], store.now()))
     _set_state(conn, task_id, "packed")
+
+
+def reprint_label(conn: sqlite3.Connection, task_id: str) -> None:
+    """The label came out torn, crooked or jammed: print the order's label once more."""
+    task = get_task(conn, task_id)
+    if task["state"] != "packed":
+        raise TaskError(f"заказ {task['number'] or task['order_id']} не упакован: этикетку печатают после упаковки")
+    if store.row(conn, "SELECT 1 FROM print_jobs WHERE order_id = ? AND kind = 'label' AND state = 'pending'",
+                 task["order_id"]):
+        raise TaskError("этикетка этого заказа уже ждёт печати")
+    conn.execute("INSERT INTO print_jobs (order_id, kind, created_at) VALUES (?, 'label', ?)",
+                 (task["order_id"], store.now()))

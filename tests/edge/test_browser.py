@@ -301,3 +301,32 @@ def test_a_scanner_that_ends_scans_with_tab_works_like_one_that_sends_enter(edge
         finally:
             browser.close()
 
+
+
+def test_a_torn_label_is_printed_again_from_the_packing_screen(edge) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, labels, _cloud, _broker = edge
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 480, "height": 800})
+            page.goto(url + "/login")
+            page.fill("#pin", "4321")
+            page.click("button[type=submit]")
+            page.locator("li.task", has_text="N2").get_by_text("Упаковать").click()
+            expect(page.locator("#reprint")).to_be_hidden()  # nothing to print again before packing
+            page.locator("#scan").type(BAG["barcode"])
+            page.locator("#scan").press("Enter")
+            expect(page.locator("#label-status")).to_have_attribute("data-state", "done", timeout=15000)
+            assert len(_pngs(labels)) == 1
+            page.locator("#reprint").click()
+            expect(page.locator("#msg")).to_contain_text("ещё раз")
+            expect(page.locator("#scan")).to_be_focused()
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and len(_pngs(labels)) < 2:
+                time.sleep(0.1)
+            assert len(_pngs(labels)) == 2
+            expect(page.locator("#label-status")).to_have_attribute("data-state", "done", timeout=15000)
+        finally:
+            browser.close()

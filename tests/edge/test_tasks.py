@@ -263,3 +263,17 @@ def test_only_a_packed_parcel_is_handed_over(conn) -> None:
     states = dict(conn.execute("SELECT order_id, state FROM tasks").fetchall())
     assert states == {"o-a": "handed_over", "o-b": "new", "o-c": "cancelled", "o-d": "cancelled"}
     assert json.loads(conn.execute("SELECT payload FROM print_jobs WHERE kind = 'act'").fetchone()[0])["count"] == 1
+
+
+def test_a_label_is_printed_again_only_for_a_packed_order_and_not_twice_in_the_queue(conn) -> None:
+    add(conn, pick_task("t1", [(MUG, 2)]))
+    assert scan(conn, "pack-1", MUG["barcode"]).kind == "packed"
+    with pytest.raises(TaskError, match="не упакован"), store.transaction(conn):
+        pack.reprint_label(conn, "t1")
+    assert scan(conn, "pack-1", MUG["barcode"]).kind == "done"
+    with pytest.raises(TaskError, match="уже ждёт"), store.transaction(conn):
+        pack.reprint_label(conn, "t1")
+    with store.transaction(conn):
+        conn.execute("UPDATE print_jobs SET state = 'done'")
+        pack.reprint_label(conn, "t1")
+    assert [r[0] for r in conn.execute("SELECT state FROM print_jobs ORDER BY id")] == ["done", "pending"]

@@ -95,6 +95,8 @@
       html = '<li class="empty">Нет открытого задания: отсканируйте товар или выберите заказ в списке</li>';
     }
     ul.innerHTML = html;
+    const again = $("#reprint");
+    if (again) again.hidden = !(state.task && state.task.state === "packed" && state.label && state.label.state === "done");
     shown.task = state.task ? state.task.task_id : null;
     shown.state = state.task ? state.task.state : null;
   }
@@ -136,6 +138,13 @@
       if (!b || !confirm("Отметить недостачу: этого товара нет?")) return;
       const r = await api("/api/short", {line_no: Number(b.dataset.line)});
       if (r.error) showResult({ok: false, kind: "info", message: r.error}); else { showResult(r.result); render(r.state); }
+      input.focus();
+    });
+    const reprint = $("#reprint");
+    if (reprint) reprint.addEventListener("click", async () => {
+      const r = await api("/api/print/again", {});
+      if (r.error) showResult({ok: false, kind: "info", message: r.error});
+      else { showResult({ok: true, kind: "packed", message: "Этикетка печатается ещё раз"}); render(r.state); }
       input.focus();
     });
     const close = $("#close-handover");
