@@ -51,14 +51,16 @@ def line_chart(series: dict[str, list[tuple[float, float]]], *, title: str, widt
 
 
 def orders_per_day(conn: sqlite3.Connection, days: int = 30, today: date | None = None) -> tuple[Markup, Markup]:
-    """(orders per marketplace per day, revenue per marketplace per day) over the last `days` days."""
+    """(orders per marketplace per day, revenue per marketplace per day) over the last `days` days. Every
+    order placed counts as an order; cancelled and returned ones bring no revenue."""
     today = today or datetime.now(UTC).date()
     first = today - timedelta(days=days - 1)
     counts: dict[str, dict[int, float]] = defaultdict(dict)
     revenue: dict[str, dict[int, float]] = defaultdict(dict)
     for r in conn.execute(
             "SELECT o.marketplace, substr(o.created_at, 1, 10) AS day, COUNT(DISTINCT o.id),"
-            " COALESCE(SUM(CAST(l.price AS REAL) * l.quantity), 0) FROM orders o"
+            " COALESCE(SUM(CASE WHEN o.status IN ('cancelled', 'returned') THEN 0"
+            " ELSE CAST(l.price AS REAL) * l.quantity END), 0) FROM orders o"
             " LEFT JOIN order_lines l ON l.order_id=o.id WHERE o.created_at>=? GROUP BY 1, 2",
             (first.isoformat(),)):
         try:

@@ -407,3 +407,27 @@ def test_a_price_rule_is_switched_only_by_on_or_off(as_user, cloud):
     assert price_rules.rules(conn, "wb1")[0].enabled
     assert c.post(f"/prices/rules/{rule.id}/off", data={"csrf_token": csrf}).status_code == 200
     assert not price_rules.rules(conn, "wb1")[0].enabled
+
+
+def test_the_revenue_chart_leaves_out_cancelled_orders(as_user, cloud):
+    from datetime import UTC, datetime
+
+    from cloud_sync import orders
+    from marketplaces.base import Order, OrderLine
+
+    _, conn, cfg = cloud
+    now = datetime.now(UTC)
+    orders.ingest(conn, cfg, [Order(native_id=n, marketplace="wildberries", account="wb1", native_status="new",
+                                    created_at=now, lines=[OrderLine(card_id="c", offer_id="OFF", quantity=1,
+                                                                     price=Decimal(price))])
+                              for n, price in (("KEPT", 1000), ("CANCELLED", 5000))])
+    conn.execute("UPDATE orders SET status='cancelled' WHERE native_id='CANCELLED'")
+    conn.commit()
+    page = as_user("masha").get("/reports").text
+
+    def top(title: str) -> str:  # the chart's highest axis label: its largest value
+        svg = re.search(rf'aria-label="{title}">(.*?)</svg>', page, re.S).group(1)
+        return re.findall(r'text-anchor="end">([^<]+)</text>', svg)[2]
+
+    assert top("Orders per marketplace per day") == "2"  # both were ordered
+    assert top("Revenue per marketplace per day") == "1,000 ₽"  # only the one not cancelled brought money
