@@ -172,10 +172,14 @@ def create_app(site: Site) -> Flask:
     @app.post("/api/scan")
     @login_required
     def api_scan() -> Any:
-        code = json_body().get("code")
+        body = json_body()
+        code, scan_id = body.get("code"), body.get("scan_id")
         if not isinstance(code, str) or not code.strip():
             return jsonify(error="пустой скан"), 400
-        res = site.scan(user_station(), page_scan_text(code), via="page")
+        if not isinstance(scan_id, str) or not 8 <= len(scan_id) <= 64:
+            scan_id = None
+        res = site.scan(user_station(), page_scan_text(code), via="page",
+                        scan_id=f"{session['user']}:{scan_id}" if scan_id else None)
         return jsonify(result=res.to_json(), state=work_state(site, user_station()))
 
     @app.get("/api/state")

@@ -26,6 +26,7 @@ from edge_agent.tasks.common import ScanResult, TaskError
 from edge_agent.tasks.marking import demo_code, gtin_of_barcode
 
 log = logging.getLogger("marketsync.edge")
+PAGE_SCAN_MEMORY_S = 86400.0  # how long a page's scan id is remembered (a resend comes within seconds)
 
 
 class Changes:
@@ -288,13 +289,23 @@ class Site:
         except Exception:  # a scanner thread must never die on one bad scan
             log.exception("scan from %s failed", st)
 
-    def scan(self, station_name: str, code: str, via: str = "scanner") -> ScanResult:
+    def scan(self, station_name: str, code: str, via: str = "scanner", scan_id: str | None = None) -> ScanResult:
         """Apply one scan at a station. `via` is "page" when the packers' page sent it: that page shows the
-        answer it got, and the live update tells only the others (no second message, no second beep)."""
+        answer it got, and the live update tells only the others (no second message, no second beep).
+        `scan_id` is the page's id of the scan: a request sent again because its answer was lost on the
+        way (Wi-Fi) gets the first answer back and is not applied twice."""
         with store.transaction(self.conn):
+            if scan_id:
+                seen = store.row(self.conn, "SELECT result FROM page_scans WHERE scan_id = ?", scan_id)
+                if seen is not None:
+                    return ScanResult(**json.loads(seen["result"]))
             res = station.handle_scan(self.conn, self.send, station_name, code, self.cfg.warehouse)
             # before the commit: the print queue cannot print (and end the video of) this order yet
             self._video_scan(station_name, res)
+            if scan_id:
+                self.conn.execute("DELETE FROM page_scans WHERE ts < ?", (store.now() - PAGE_SCAN_MEMORY_S,))
+                self.conn.execute("INSERT INTO page_scans (scan_id, result, ts) VALUES (?,?,?)",
+                                  (scan_id, store.dumps(res.to_json()), store.now()))
         self.changes.bump("scan", station=station_name, result=res.to_json(), via=via)
         if res.kind == "done":
             self._print_wake.set()

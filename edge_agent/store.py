@@ -76,6 +76,8 @@ CREATE TABLE IF NOT EXISTS stations (
     station TEXT PRIMARY KEY, task_id TEXT, mode TEXT NOT NULL DEFAULT 'tasks', scratch TEXT NOT NULL DEFAULT '{}'
 );
 CREATE TABLE IF NOT EXISTS site_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS page_scans (scan_id TEXT PRIMARY KEY, result TEXT NOT NULL, ts REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS page_scans_ts ON page_scans (ts);
 """
 
 _write_lock = threading.RLock()

@@ -330,3 +330,47 @@ def test_a_torn_label_is_printed_again_from_the_packing_screen(edge) -> None:
             expect(page.locator("#label-status")).to_have_attribute("data-state", "done", timeout=15000)
         finally:
             browser.close()
+
+
+def test_a_scan_whose_answer_is_lost_on_the_way_is_applied_once(edge) -> None:
+    """The handheld's Wi-Fi drops the answer to a scan the site has already taken: the page sends it again
+    by itself, the site answers it without applying it twice, and the packer sees the real answer."""
+    import sqlite3
+
+    from playwright.sync_api import expect, sync_playwright
+
+    url, labels, _cloud, _broker = edge
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 480, "height": 800})
+            page.goto(url + "/login")
+            page.fill("#pin", "4321")
+            page.click("button[type=submit]")
+            page.locator("li.task", has_text="N1").get_by_text("Упаковать").click()
+            expect(page.locator("#scan")).to_be_focused()
+            lost = []
+
+            def lose_first_answer(route) -> None:
+                if not lost:
+                    lost.append(route.fetch())  # the site takes the scan; its answer never arrives
+                    route.abort("connectionreset")
+                else:
+                    route.continue_()
+
+            page.route("**/api/scan", lose_first_answer)
+            page.locator("#scan").type(MUG["barcode"])
+            page.locator("#scan").press("Enter")
+            expect(page.locator("#msg")).to_have_attribute("data-kind", "packed", timeout=10000)
+            expect(page.locator("#msg")).to_contain_text("Осталось 1")
+            assert lost and lost[0].status == 200
+            db = sqlite3.connect(labels.parent / "site.sqlite")
+            try:
+                packed = db.execute("SELECT packed FROM task_lines WHERE task_id = '1' AND item_id = ?",
+                                    (MUG["item_id"],)).fetchone()[0]
+                scans = db.execute("SELECT COUNT(*) FROM scans").fetchone()[0]
+            finally:
+                db.close()
+            assert (packed, scans) == (1, 1)
+        finally:
+            browser.close()

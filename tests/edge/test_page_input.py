@@ -100,3 +100,13 @@ def test_a_bin_typed_with_the_russian_layout_is_the_bin(client, site: Site) -> N
     assert client.get("/task/t1?mode=pick").status_code == 200
     res = client.post("/api/scan", json={"code": ru_typed("A-02")}).get_json()["result"]  # SHIRT's bin, first in order
     assert res["kind"] == "picked" and "A-02" in res["message"], res["message"]
+
+
+def test_a_scan_sent_again_with_its_id_gets_the_first_answer_and_is_not_applied_twice(client, site: Site) -> None:
+    first = client.post("/api/scan", json={"code": MUG["barcode"], "scan_id": "a1b2c3d4e5f6"}).get_json()
+    again = client.post("/api/scan", json={"code": MUG["barcode"], "scan_id": "a1b2c3d4e5f6"}).get_json()
+    assert first["result"] == again["result"] and first["result"]["kind"] == "packed"
+    assert site.row("SELECT SUM(packed) AS n FROM task_lines")["n"] == 1
+    assert site.row("SELECT COUNT(*) AS n FROM scans")["n"] == 1
+    other = client.post("/api/scan", json={"code": MUG["barcode"], "scan_id": "ffffffffffff"}).get_json()
+    assert other["result"]["kind"] == "extra"  # a new scan of the same code is a new scan

@@ -102,6 +102,28 @@
   }
   const shown = {task: null, state: null};  // the order this screen showed last: a cancellation is told once
 
+  function newId() {  // crypto.randomUUID needs https; the page is served over plain http on the LAN
+    return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  // A scan whose answer is lost on the way (Wi-Fi) is sent again with the same id: the site answers it
+  // once and applies it once, so the packer never has to guess whether to scan the unit again.
+  async function sendScan(code, scanId) {
+    for (let attempt = 1; attempt <= SCAN_ATTEMPTS; attempt++) {
+      try {
+        return await api("/api/scan", {code, scan_id: scanId});
+      } catch (e) {
+        if (e.message === "login") throw e;
+        const msg = $("#msg");  // no beep for each try: the packer hears the answer when it comes
+        msg.textContent = "нет связи с площадкой — отправляю скан " + code + " ещё раз…";
+        msg.className = "msg bad kind-resending"; msg.dataset.kind = "resending";
+        await new Promise((ok) => setTimeout(ok, 1000));
+      }
+    }
+    return {error: "площадка не отвечает — скан " + code + " не принят, отсканируйте его снова"};
+  }
+  const SCAN_ATTEMPTS = 30;
+
   if (kind === "work") {
     const input = $("#scan");
     const keepFocus = () => setTimeout(() => { if (document.activeElement.tagName !== "BUTTON") input.focus(); }, 80);
@@ -119,11 +141,12 @@
       const code = input.value;
       input.value = "";
       if (!code.trim()) return;
+      const scanId = newId();
       sending = sending.then(async () => {
-        const r = await api("/api/scan", {code}).catch(() => ({error: "площадка не отвечает — скан " + code + " не принят, повторите"}));
+        const r = await sendScan(code, scanId);
         if (r.error) showResult({ok: false, kind: "info", message: r.error});
         else { showResult(r.result); render(r.state); }
-      });
+      }).catch(() => { /* sent to the login page */ });
       input.focus();
     });
     $("#lines").addEventListener("click", async (ev) => {
