@@ -207,6 +207,8 @@ def test_deadlines_are_shown_in_the_managers_time_zone_not_as_bare_utc(cloud):
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=chromium)
             page = browser.new_context(timezone_id="Europe/Moscow", locale="ru-RU").new_page()
+            console: list[str] = []
+            page.on("console", lambda m: console.append(m.text) if m.type == "error" else None)
             page.goto(f"{url}/login")
             page.fill("input[name=name]", "petya")
             page.fill("input[name=password]", "packer password 1")
@@ -219,6 +221,7 @@ def test_deadlines_are_shown_in_the_managers_time_zone_not_as_bare_utc(cloud):
     finally:
         server.shutdown()
     assert shown == detail == "27.11.2026, 23:30", shown  # Moscow is UTC+3
+    assert console == []  # no script error, no missing file (the browser's icon request was a 404)
 
 
 def test_a_missing_page_or_route_answers_in_the_uis_own_words(as_user, cloud):
