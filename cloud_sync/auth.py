@@ -61,6 +61,7 @@ ROLE_RULES: list[tuple[str, str, tuple[str, ...]]] = [
     ("GET", "/sites", ("owner", "manager", "packer")),
     ("GET", "/print/", ("owner", "manager", "packer")),
     ("POST", "/logout", ("owner", "manager", "packer")),
+    ("*", "/password", ("owner", "manager", "packer")),
     ("GET", "/api/orders", ("owner", "manager", "packer")),
     ("GET", "/api/stock", ("owner", "manager", "packer")),
     ("GET", "/api/sites", ("owner", "manager", "packer")),
@@ -262,6 +263,38 @@ def install(app: Flask) -> None:
         if status == 429:
             resp.headers["Retry-After"] = "60"
         _set_cookie(resp, LOGIN_CSRF_COOKIE, token, max_age=3600, secure=secure_cookie())
+        return resp
+
+    @app.route("/password", methods=["GET", "POST"], endpoint="auth_password")
+    def password_page():
+        """Any user changes their own password: the current one first (counted like a failed login when
+        wrong), the new one twice. Every session of the user ends; this browser gets a fresh one."""
+        user, conn, f = current_user(), db(), request.form
+        if user is None:  # the first-run loopback has no password to change
+            return refuse(403, "log in first")
+        if request.method == "GET":
+            return render_template("cloud/password.html", errors={}, active="")
+        errors: dict[str, str] = {}
+        try:
+            users.login(conn, user.name, f.get("current", ""), request.remote_addr or "")
+        except users.LoginLocked as exc:
+            errors["current"] = str(exc)
+        except users.UserError:
+            errors["current"] = "this is not your current password"
+        if not errors and f.get("new_password", "") != f.get("again", ""):
+            errors["again"] = "the two new passwords differ"
+        if not errors:
+            try:
+                users.set_password(conn, user.name, f.get("new_password", ""))
+            except users.UserError as exc:
+                errors["new_password"] = str(exc)
+        if errors:
+            return Response(render_template("cloud/password.html", errors=errors, active=""), 400)
+        sid, g.csrf = users.new_session(conn, user)
+        log.info("%s changed their password", user.name)
+        resp = Response(render_template("cloud/password.html", errors={}, active="",
+                                        messages=[("ok", "password changed; your other sessions ended")]))
+        _set_cookie(resp, SESSION_COOKIE, sid, max_age=int(users.SESSION_S), secure=secure_cookie())
         return resp
 
     @app.post("/logout", endpoint="auth_logout")

@@ -434,3 +434,30 @@ def test_the_revenue_chart_leaves_out_cancelled_orders(as_user, cloud):
 
     assert top("Orders per marketplace per day") == "2"  # both were ordered
     assert top("Revenue per marketplace per day") == "1,000 ₽"  # only the one not cancelled brought money
+
+
+def test_any_user_changes_their_own_password(as_user, cloud):
+    app = cloud[0]
+    here, phone = as_user("petya"), as_user("petya")  # a packer, logged in twice
+    page = here.get("/password")
+    assert page.status_code == 200 and 'id="my-password"' in page.text
+    csrf = form_token(page.text)
+
+    def change(current: str, new: str, again: str):
+        return here.post("/password", data={"csrf_token": csrf, "current": current, "new_password": new,
+                                            "again": again})
+
+    r = change("not my password", "fresh password 22", "fresh password 22")
+    assert r.status_code == 400 and 'id="err-current"' in r.text
+    r = change("packer password 1", "fresh password 22", "fresh password 23")
+    assert r.status_code == 400 and 'id="err-again"' in r.text
+    r = change("packer password 1", "short", "short")
+    assert r.status_code == 400 and 'id="err-new_password"' in r.text
+    assert login(app.test_client(), "petya").status_code == 302  # nothing changed yet
+    r = change("packer password 1", "fresh password 22", "fresh password 22")
+    assert r.status_code == 200 and "password changed" in r.text and "fresh password 22" not in r.text
+    assert here.get("/orders").status_code == 200  # this browser stays in
+    assert phone.get("/orders").status_code == 302  # the other session ended
+    assert login(app.test_client(), "petya").status_code == 401
+    assert login(app.test_client(), "petya", "fresh password 22").status_code == 302
+    assert here.post("/logout", data={"csrf_token": form_token(r.text)}).status_code == 302  # its new CSRF works
