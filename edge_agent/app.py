@@ -178,7 +178,10 @@ def create_app(site: Site) -> Flask:
             return jsonify(error="пустой скан"), 400
         if not isinstance(scan_id, str) or not 8 <= len(scan_id) <= 64:
             scan_id = None
-        res = site.scan(user_station(), page_scan_text(code), via="page",
+        text = page_scan_text(code)
+        if text != code and site.knows_code(code.strip()):  # a bin or a number really written in Cyrillic
+            text = code
+        res = site.scan(user_station(), text, via="page",
                         scan_id=f"{session['user']}:{scan_id}" if scan_id else None)
         return jsonify(result=res.to_json(), state=work_state(site, user_station()))
 

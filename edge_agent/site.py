@@ -536,6 +536,12 @@ class Site:
         with store.locked():
             return store.rows(self.conn, sql, *args)
 
+    def knows_code(self, code: str) -> bool:
+        """Whether the site knows this text as it is: an item's barcode, a bin, an order's id or number."""
+        return self.row("SELECT 1 FROM item_barcodes WHERE code = ? UNION ALL SELECT 1 FROM task_lines WHERE bin = ? "
+                        "UNION ALL SELECT 1 FROM catalog WHERE bin = ? UNION ALL SELECT 1 FROM tasks "
+                        "WHERE order_id = ? OR number = ? LIMIT 1", code, code, code, code, code) is not None
+
     def link_status(self) -> dict[str, Any]:
         if self.link is None:
             return {"online": False, "queue": self._outbox_depth()}

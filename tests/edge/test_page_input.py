@@ -110,3 +110,14 @@ def test_a_scan_sent_again_with_its_id_gets_the_first_answer_and_is_not_applied_
     assert site.row("SELECT COUNT(*) AS n FROM scans")["n"] == 1
     other = client.post("/api/scan", json={"code": MUG["barcode"], "scan_id": "ffffffffffff"}).get_json()
     assert other["result"]["kind"] == "extra"  # a new scan of the same code is a new scan
+
+
+def test_a_bin_really_named_in_cyrillic_is_taken_as_typed(client, site: Site) -> None:
+    cyr_bin = "А-01"  # Cyrillic А, typed by hand on the handheld
+    with store.transaction(site.conn):
+        inbox.apply_pick_task(site.conn, {**pick_task("t2", [(MUG, 1)]), "lines": [
+            {"item_id": MUG["item_id"], "barcode": MUG["barcode"], "name": MUG["name"], "quantity": 1,
+             "bin": cyr_bin}]})
+    assert client.get("/task/t2?mode=pick").status_code == 200
+    res = client.post("/api/scan", json={"code": cyr_bin}).get_json()["result"]
+    assert res["kind"] == "done" and cyr_bin in res["message"], res["message"]
