@@ -29,7 +29,8 @@ from edge_agent.tasks.common import TaskError, lines_json
 
 WEB = web.ROOT
 MAX_PIN_FAILURES = 5
-LOCKOUT_S = 30.0
+LOCKOUT_S = 30.0  # the first lock after MAX_PIN_FAILURES wrong PINs; each next one twice as long
+MAX_LOCKOUT_S = 3600.0
 MAX_LIVE_STREAMS = 24  # open live-update streams; the web server runs WEB_THREADS threads
 WEB_THREADS = MAX_LIVE_STREAMS + 8  # the rest answer scans and pages even with every stream taken
 MAX_REQUEST_BYTES = 64 * 1024  # a scan is a few hundred bytes at most; nothing the page sends is bigger
@@ -76,7 +77,7 @@ def create_app(site: Site) -> Flask:
     app.secret_key = site.cfg.secret_key or store.kept_secret(site.conn, "session_key")
     app.config.update(SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_HTTPONLY=True, SEND_FILE_MAX_AGE_DEFAULT=0,
                       MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES)
-    failures: dict[str, tuple[int, float]] = {}
+    failures: dict[str, tuple[int, float, int]] = {}  # address -> wrong PINs, locked until, locks so far
     app.add_template_filter(local_time, "local_time")
     streams = LiveStreams(MAX_LIVE_STREAMS)
     app.extensions["live_streams"] = streams
@@ -112,7 +113,7 @@ def create_app(site: Site) -> Flask:
     @app.post("/login")
     def login_post() -> Any:
         ip = request.remote_addr or "?"
-        count, until = failures.get(ip, (0, 0.0))
+        count, until, locks = failures.get(ip, (0, 0.0, 0))
         name, pin = request.form.get("name", ""), request.form.get("pin", "")
         st = request.form.get("station", site.cfg.stations[0])
         error = None
@@ -126,7 +127,10 @@ def create_app(site: Site) -> Flask:
                 session.update(user=name, station=st)
                 return redirect(url_for("tasks"))
             count += 1
-            failures[ip] = (0, time.time() + LOCKOUT_S) if count >= MAX_PIN_FAILURES else (count, 0.0)
+            if count >= MAX_PIN_FAILURES:  # guessing PINs: 5 tries, then a lock that doubles each time
+                failures[ip] = (0, time.time() + min(MAX_LOCKOUT_S, LOCKOUT_S * 2**locks), locks + 1)
+            else:
+                failures[ip] = (count, 0.0, locks)
             error = "Неверное имя или PIN-код"
         return render_template("login.html", staff=[s.name for s in site.cfg.staff], stations=site.cfg.stations,
                                error=error), 401

@@ -121,3 +121,33 @@ def test_a_bin_really_named_in_cyrillic_is_taken_as_typed(client, site: Site) ->
     assert client.get("/task/t2?mode=pick").status_code == 200
     res = client.post("/api/scan", json={"code": cyr_bin}).get_json()["result"]
     assert res["kind"] == "done" and cyr_bin in res["message"], res["message"]
+
+
+def test_each_lock_after_wrong_pins_lasts_twice_as_long(site: Site, monkeypatch) -> None:
+    """Someone on the LAN guessing PINs: five tries, then 30 s; five more, then 60 s; and so on."""
+    import edge_agent.app as edge_app
+
+    now = [1_000_000.0]
+
+    class Clock:
+        @staticmethod
+        def time() -> float:
+            return now[0]
+
+    monkeypatch.setattr(edge_app, "time", Clock)
+    c = create_app(site).test_client()
+
+    def login(pin: str) -> int:
+        return c.post("/login", data={"name": "Анна", "pin": pin, "station": "pack-1"}).status_code
+
+    for _ in range(5):
+        assert login("0000") == 401
+    assert login("4321") == 401  # locked
+    now[0] += 31
+    for _ in range(5):
+        assert login("0000") == 401
+    now[0] += 40  # the second lock is 60 s
+    r = c.post("/login", data={"name": "Анна", "pin": "4321", "station": "pack-1"})
+    assert r.status_code == 401 and "подождите" in r.get_data(as_text=True)
+    now[0] += 21
+    assert login("4321") == 302
