@@ -461,3 +461,12 @@ def test_any_user_changes_their_own_password(as_user, cloud):
     assert login(app.test_client(), "petya").status_code == 401
     assert login(app.test_client(), "petya", "fresh password 22").status_code == 302
     assert here.post("/logout", data={"csrf_token": form_token(r.text)}).status_code == 302  # its new CSRF works
+
+
+def test_the_telegram_settings_read_as_words_not_as_a_python_dict(as_user, cloud):
+    _, _, cfg = cloud
+    cfg.raw["alerts"] = {"chat_id": "-100123", "base_url": "https://bot.example", "min_interval_s": 1}
+    page = as_user("olga").get("/settings").text
+    shown = re.search(r'<p id="alerts-cfg">(.*?)</p>', page, re.S).group(1)
+    assert "Chat: -100123" in shown and "Bot API address: https://bot.example" in shown
+    assert "{" not in shown and "&#39;" not in shown
