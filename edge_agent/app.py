@@ -150,7 +150,7 @@ def create_app(site: Site) -> Flask:
     def task_page(task_id: str) -> Any:
         mode = request.args.get("mode", "pack")
         try:
-            site.act(stations.open_task, user_station(), task_id, mode)
+            site.act(stations.open_task, user_station(), task_id, mode, what="station")
         except TaskError as exc:
             return render_template("tasks.html", tasks=task_list(site), handovers=handover_list(site),
                                    error=str(exc)), 409
@@ -160,7 +160,7 @@ def create_app(site: Site) -> Flask:
     @login_required
     def handover_page(handover_id: str) -> Any:
         try:
-            site.act(stations.set_mode, user_station(), "handover", handover_id)
+            site.act(stations.set_mode, user_station(), "handover", handover_id, what="station")
         except TaskError:
             abort(404)
         return render_template("work.html", mode="handover", title=None, state=work_state(site, user_station()))
@@ -168,7 +168,7 @@ def create_app(site: Site) -> Flask:
     @app.get("/<any(receipt, count):mode>")
     @login_required
     def tally_page(mode: str) -> Any:
-        site.act(stations.set_mode, user_station(), mode)
+        site.act(stations.set_mode, user_station(), mode, what="station")
         return render_template("work.html", mode=mode, title=None, state=work_state(site, user_station()))
 
     # -- JSON API used by the page's script --------------------------------------------------------
@@ -341,8 +341,10 @@ def _event_stream(site: Site, station_name: str, streams: LiveStreams) -> Iterat
             if site.stopping or ended.is_set():
                 break
             last = dict(site.changes.last)
-            if last.get("what") == "scan" and last.get("station") != station_name:
-                last.pop("result", None)
+            if last.get("what") == "scan":
+                last["kind"] = (last.get("result") or {}).get("kind")  # enough for the task list to decide
+                if last.get("station") != station_name:
+                    last.pop("result", None)
             yield f"data: {json.dumps(last, ensure_ascii=False)}\n\n"
     finally:
         streams.leave(ended)

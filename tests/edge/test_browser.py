@@ -374,3 +374,37 @@ def test_a_scan_whose_answer_is_lost_on_the_way_is_applied_once(edge) -> None:
             assert (packed, scans) == (1, 1)
         finally:
             browser.close()
+
+
+def test_the_task_list_is_not_reloaded_by_scans_that_change_nothing_on_it(edge) -> None:
+    """A handheld showing the task list while others scan: an unknown barcode or a wrong item elsewhere does
+    not reload it under the packer's thumb; a unit packed elsewhere does."""
+    from playwright.sync_api import expect, sync_playwright
+
+    url, _labels, _cloud, _broker = edge
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            pages = []
+            for st in ("tsd-1", "pack-1"):
+                page = browser.new_context(viewport={"width": 480, "height": 800}).new_page()
+                page.goto(url + "/login")
+                page.select_option("#station", st)
+                page.fill("#pin", "4321")
+                page.click("button[type=submit]")
+                expect(page.locator("li.task")).to_have_count(2)
+                pages.append(page)
+            listing, station = pages
+            listing.evaluate("window.notReloaded = true")
+            station.locator("li.task", has_text="N1").get_by_text("Упаковать").click()
+            for code in ("2000000000001", BAG["barcode"]):  # unknown, then another order's item
+                station.locator("#scan").type(code)
+                station.locator("#scan").press("Enter")
+            expect(station.locator("#msg")).to_have_attribute("data-kind", "wrong_item")
+            listing.wait_for_timeout(1500)
+            assert listing.evaluate("window.notReloaded === true")
+            station.locator("#scan").type(MUG["barcode"])
+            station.locator("#scan").press("Enter")
+            expect(listing.locator("li.task", has_text="N1")).to_contain_text("1/2 шт.", timeout=10000)
+        finally:
+            browser.close()

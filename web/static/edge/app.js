@@ -187,6 +187,7 @@
     render(JSON.parse($("#initial-state").textContent));
   }
 
+  const LIST_CHANGING_SCANS = ["picked", "packed", "done", "short"];
   let reloadTimer = null;
   async function onChange(ev) {
     refreshStatus();
@@ -194,7 +195,9 @@
       if (ev.result && ev.via !== "page") showResult(ev.result);  // a page scan: its page showed the answer
       const r = await api("/api/state").catch(() => null);
       if (r) render(r.state);
-    } else if (kind === "tasks" && ["task", "label", "handover", "print", "scan", "catalog"].includes(ev.what)) {
+    } else if (kind === "tasks" && (["task", "label", "handover", "catalog"].includes(ev.what) ||
+               (ev.what === "scan" && LIST_CHANGING_SCANS.includes(ev.kind)))) {
+      // only what changes the list reloads it: not every unknown barcode or print anywhere in the warehouse
       clearTimeout(reloadTimer);
       reloadTimer = setTimeout(() => location.reload(), 300);
     }
