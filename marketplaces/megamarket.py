@@ -249,7 +249,7 @@ class MegamarketAdapter:
                                    native_id=str(lot["itemIndex"]),
                                    marking_required=bool(lot.get("isDigitalMarkRequired")),
                                    native={**lot, "status": status}))
-        created = _when(s.get("creationDate") or s.get("shipmentDate"), self.account, ep)
+        created = _when(s.get("creationDate"), self.account, ep)  # missing: now (a push as it comes)
         limit = s.get("shippingTimeLimit") or (s.get("handover") or {}).get("packingDate")
         return Order(native_id=str(s["shipmentId"]), marketplace="megamarket", account=self.account,
                      native_status=shipment_status([ln.native["status"] for ln in lines]), created_at=created,
@@ -433,7 +433,9 @@ class MegamarketAdapter:
                     if "offerId" not in i or i.get("quantity", 1) != 1:
                         raise self._bad(f"shipment {sid}: each lot needs offerId and quantity 1", ep)
                 lots = [{**i, "status": "NEW"} for i in items]
-                order = self._order({**s, "items": lots, "creationDate": s.get("shipmentDate")}, ep)
+                # order/new carries no creationDate: the push is sent as the order is placed, so it is
+                # now (shipmentDate is the day to ship, after the packing deadline — never the creation)
+                order = self._order({**s, "items": lots}, ep)
                 events.append(OrderEvent("created", sid, "NEW", order=order, dedup_key=f"mm:{merchant}:{sid}:new",
                                          native=s))
             else:

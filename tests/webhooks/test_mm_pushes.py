@@ -9,6 +9,7 @@ import json
 import sqlite3
 import threading
 import time
+from datetime import UTC, datetime
 
 import httpx
 from werkzeug.serving import make_server
@@ -55,6 +56,9 @@ def test_order_new_and_cancel_from_the_sandbox(sandboxes, receiver_factory) -> N
     assert sorted(e.order_native_id for e in created) == sorted(ids)
     for e in created:  # the push carries the whole order: one line per unit, each with its lot status
         assert e.order is not None and e.order.native_id == e.order_native_id
+        # placed now (the push carries no creationDate), to be packed by the handover's packingDate
+        assert abs((e.order.created_at - datetime.now(UTC)).total_seconds()) < 60
+        assert e.order.ship_by is not None and e.order.created_at < e.order.ship_by
         assert all(ln.quantity == 1 and ln.native["status"] == "NEW" for ln in e.order.lines)
         assert [ln.native_id for ln in e.order.lines] == [str(i) for i in range(1, len(e.order.lines) + 1)]
     cancel = next(e for _, e in rx.events if e.kind == "cancelled")
