@@ -494,18 +494,21 @@ class Preview:
 @dataclass(frozen=True)
 class PricingSettings:
     """Account-level knobs ([pricing] in cloud.toml): `large_drop_percent` asks for confirmation of
-    any drop at least this large; `warn_below_cost` asks for confirmation of a price under cost;
+    any drop at least this large; `large_rise_percent` of any rise at least this large (an extra zero
+    typed: +900%; 0 switches it off); `warn_below_cost` asks for confirmation of a price under cost;
     `rules` overrides MarketplaceRules fields per marketplace."""
 
     large_drop_percent: Decimal = Decimal(30)
     warn_below_cost: bool = True
     rules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    large_rise_percent: Decimal = Decimal(100)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> PricingSettings:
         d = d or {}
         return cls(large_drop_percent=Decimal(str(d.get("large_drop_percent", 30))),
-                   warn_below_cost=bool(d.get("warn_below_cost", True)), rules=dict(d.get("rules", {})))
+                   warn_below_cost=bool(d.get("warn_below_cost", True)), rules=dict(d.get("rules", {})),
+                   large_rise_percent=Decimal(str(d.get("large_rise_percent", 100))))
 
 
 def _round(v: Decimal, step: Decimal) -> Decimal:
@@ -666,6 +669,9 @@ def _price_row(card: PricedCard, old: Price | None, line: PriceLine, n: int, ste
                                          "selling at the old price until released"))
         elif drop >= settings.large_drop_percent:
             notes.append(Note("confirm", f"large drop: {old.price} -> {effective} (-{drop.quantize(Decimal('0.1'))}%)"))
+        elif settings.large_rise_percent and -drop >= settings.large_rise_percent:
+            notes.append(Note("confirm", f"large rise: {old.price} -> {effective} (+{(-drop).quantize(Decimal('0.1'))}%):"
+                                         " buyers see it at once — an extra zero?"))
     if cost is not None and settings.warn_below_cost and 0 < effective < cost:
         notes.append(Note("confirm", f"price {effective} is below the 1C cost {cost}"))
     return PreviewRow(card=card, old=old, new=new, change=change, effective_price=effective, cost=cost,

@@ -62,6 +62,21 @@ def test_preview_diff_with_margin_and_pack_size(db):
     assert table[0]["old_price"] == "500" and table[0]["new_price"] == "300"
 
 
+def test_a_price_rise_that_looks_like_a_typo_needs_confirmation(db):
+    """500 -> 5000 (an extra zero): +900%, confirmed before anything is sent; +50% goes as it is; the
+    threshold is the seller's ([pricing] large_rise_percent, 0 switches it off)."""
+    pv = pricing.preview(db, doc("wb1", PriceLine("item", "MS-3", price=Decimal(2500))), now=NOW)
+    [row] = pv.rows
+    assert row.effective_price == Decimal(5000) and row.change_percent == Decimal("900.0")
+    assert any(n.level == "confirm" and "large rise" in n.text and "+900.0%" in n.text for n in row.notes)
+    assert pv.to_confirm
+    pv = pricing.preview(db, doc("wb1", PriceLine("item", "MS-3", price=Decimal(375))), now=NOW)
+    assert pv.rows[0].effective_price == Decimal(750) and not pv.to_confirm
+    off = pricing.PricingSettings.from_dict({"large_rise_percent": 0})
+    pv = pricing.preview(db, doc("wb1", PriceLine("item", "MS-3", price=Decimal(2500))), now=NOW, settings=off)
+    assert not pv.to_confirm
+
+
 def test_category_by_marketplace_category_and_by_1c_group(db):
     pv = pricing.preview(db, doc("oz1", PriceLine("category", "Одежда", percent=Decimal(10))), now=NOW)
     assert pv.ok
