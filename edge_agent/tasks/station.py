@@ -79,9 +79,10 @@ def handle_scan(conn: sqlite3.Connection, send: Send, station: str, code: str, w
             task = store.row(conn, "SELECT * FROM tasks WHERE task_id = ?", task_id) if task_id else None
             open_states = pick.OPEN_FOR_PICK if mode == "pick" else pack.OPEN_FOR_PACK
             if task is None or task["state"] not in open_states:
+                last = task
                 task = _task_for_scan(conn, code, picking=mode == "pick")
                 if task is None:
-                    res = _no_task(conn, code, picking=mode == "pick")
+                    res = _no_task(conn, code, picking=mode == "pick", last=last)
                     record_scan(conn, station, raw, None, res)
                     if res.kind in REPORTED:
                         report_bad_scan(send, conn, station, raw, res, None)
@@ -114,10 +115,17 @@ def _task_for_scan(conn: sqlite3.Connection, code: str, picking: bool = False) -
         "ORDER BY COALESCE(t.deadline, '9999'), t.created_at LIMIT 1", item_id)
 
 
-def _no_task(conn: sqlite3.Connection, code: str, picking: bool = False) -> ScanResult:
+def _no_task(conn: sqlite3.Connection, code: str, picking: bool = False,
+             last: sqlite3.Row | None = None) -> ScanResult:
+    """No open order needs this scan. `last` is the order the station showed (often just packed)."""
     item_id = item_of_code(conn, item_code(code))
     if item_id is None:
         return ScanResult(False, "unknown", f"Неизвестный штрихкод {code}: такого товара нет в каталоге площадки")
+    if not picking and last is not None and last["state"] == "packed" and store.row(
+            conn, "SELECT 1 FROM task_lines WHERE task_id = ? AND item_id = ?", last["task_id"], item_id):
+        return ScanResult(False, "extra", f"«{item_name(conn, item_id)}» уже упакован в заказ "
+                          f"{last['number'] or last['order_id']} полностью — эта единица лишняя, отложите её",
+                          last["task_id"])
     if picking:
         return ScanResult(False, "extra", f"«{item_name(conn, item_id)}» больше не нужен ни одному заказу в сборке — "
                           "эта единица лишняя. Собранный заказ упаковывают на экране «Упаковать»")

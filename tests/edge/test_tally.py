@@ -86,3 +86,14 @@ def test_a_pickers_extra_scan_after_the_pick_never_packs_the_order(conn) -> None
     res = scan(conn, "tsd-1", MUG["barcode"])  # the next order still to pick that needs it is picked
     assert res.kind == "done" and res.task_id == "t2"
     assert conn.execute("SELECT COUNT(*) FROM print_jobs").fetchone()[0] == 0
+
+
+def test_one_unit_too_many_after_the_order_is_packed_is_called_extra(conn) -> None:
+    with store.transaction(conn):
+        inbox.apply_pick_task(conn, pick_task("t1", [(BAG, 2)]))
+    for _ in range(2):
+        scan(conn, "pack-1", BAG["barcode"])
+    res = scan(conn, "pack-1", BAG["barcode"])
+    assert (res.ok, res.kind) == (False, "extra")
+    assert "уже упакован в заказ Nt1" in res.message and "лишняя" in res.message
+    assert conn.execute("SELECT SUM(packed) FROM task_lines").fetchone()[0] == 2
