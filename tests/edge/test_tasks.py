@@ -131,7 +131,7 @@ def test_scan_at_idle_station_opens_the_earliest_task_needing_the_item(conn) -> 
     res = scan(conn, "pack-2", MUG["barcode"])
     assert res.kind == "done" and res.task_id == "early"
     assert scan(conn, "pack-2", MUG["barcode"]).task_id == "late"
-    assert scan(conn, "pack-2", MUG["barcode"]).kind == "info"  # nobody needs one more
+    assert scan(conn, "pack-2", MUG["barcode"]).kind == "extra"  # nobody needs one more: the one just packed has its own
 
 
 def test_cancel_frees_marking_codes_or_returns_packed_goods(conn) -> None:
