@@ -18,7 +18,9 @@
   must carry the session's CSRF token (form field `csrf_token` or header `X-CSRF-Token`); the login
   form carries a double-submit token. Token-authenticated API calls carry no cookie and need none.
 * Roles: `ROLE_RULES` says which roles reach which paths; `require(*roles)` guards single views.
-* Login is rate-limited per name and per address (cloud_sync/users.py `login`).
+* Login is rate-limited per name and address, per address, and per name from anywhere
+  (cloud_sync/users.py `login`); behind our own reverse proxy (`[auth] trusted_proxies`, CIDRs) the
+  address is the client the proxy names (`client_address`).
 """
 
 from __future__ import annotations
@@ -98,6 +100,24 @@ def _proxied() -> bool:
     return any(request.headers.get(h) for h in PROXY_HEADERS)
 
 
+def client_address(trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> str:
+    """Who is asking: the peer, or — when the peer is one of our own reverse proxies (`[auth]
+    trusted_proxies`) — the client it names last in X-Forwarded-For (or X-Real-IP). Login limits and log
+    lines go by it, so that behind a proxy every visitor is not one address."""
+    peer = request.remote_addr or ""
+    try:
+        if not trusted or not any(ipaddress.ip_address(peer) in net for net in trusted):
+            return peer
+    except ValueError:
+        return peer
+    named = (request.headers.get("X-Forwarded-For") or "").split(",")[-1].strip() or \
+        (request.headers.get("X-Real-IP") or "").strip()
+    try:
+        return str(ipaddress.ip_address(named)) if named else peer
+    except ValueError:
+        return peer
+
+
 def current_user() -> users.User | None:
     return g.get("user")
 
@@ -142,6 +162,7 @@ def install(app: Flask) -> None:
 
     settings = _settings(app)
     force_secure = bool(settings.get("secure_cookies", False))
+    trusted = [ipaddress.ip_network(n, strict=False) for n in settings.get("trusted_proxies", [])]
 
     def secure_cookie() -> bool:
         return force_secure or request.is_secure
@@ -241,18 +262,18 @@ def install(app: Flask) -> None:
             status = 400
         else:
             try:
-                user = users.login(conn, name, password, request.remote_addr or "")
+                user = users.login(conn, name, password, client_address(trusted))
             except users.LoginLocked as exc:
                 errors["form"] = str(exc)
                 status = 429
-                log.warning("login locked for %r from %s", name[:64], request.remote_addr)
+                log.warning("login locked for %r from %s", name[:64], client_address(trusted))
             except users.UserError as exc:
                 errors["password"] = str(exc)
                 status = 401
-                log.info("failed login for %r from %s", name[:64], request.remote_addr)
+                log.info("failed login for %r from %s", name[:64], client_address(trusted))
             else:
                 sid, _csrf = users.new_session(conn, user)
-                log.info("%s logged in from %s", user.name, request.remote_addr)
+                log.info("%s logged in from %s", user.name, client_address(trusted))
                 resp = redirect(nxt)
                 _set_cookie(resp, SESSION_COOKIE, sid, max_age=int(users.SESSION_S), secure=secure_cookie())
                 resp.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
@@ -276,7 +297,7 @@ def install(app: Flask) -> None:
             return render_template("cloud/password.html", errors={}, active="")
         errors: dict[str, str] = {}
         try:
-            users.login(conn, user.name, f.get("current", ""), request.remote_addr or "")
+            users.login(conn, user.name, f.get("current", ""), client_address(trusted))
         except users.LoginLocked as exc:
             errors["current"] = str(exc)
         except users.UserError:

@@ -76,7 +76,9 @@ ROLES = ("owner", "manager", "packer")
 NAME_RE = re.compile(r"^[A-Za-z0-9._@-]{2,64}$")
 MIN_PASSWORD = 10
 SESSION_S = 12 * 3600.0
-# Login rate limit: this many failures within the window lock the name (and, at 4x, the address).
+# Login rate limit: this many failures within the window lock a name for the address they came from;
+# 4x from one address lock that address (guessing across names); 10x for one name from anywhere lock the
+# name (guessing from many addresses). So a stranger cannot lock the owner out by typing wrong passwords.
 MAX_FAILURES = 5
 FAILURE_WINDOW_S = 300.0
 
@@ -200,9 +202,11 @@ def get_user(conn: sqlite3.Connection, name: str) -> User | None:
 def _locked_for(conn: sqlite3.Connection, name: str, address: str, now: float) -> float:
     since = now - FAILURE_WINDOW_S
     worst = 0.0
-    for column, value, limit in (("name", name, MAX_FAILURES), ("address", address, 4 * MAX_FAILURES)):
-        rows = conn.execute(f"SELECT ts FROM login_failures WHERE {column}=? AND ts>? ORDER BY ts DESC LIMIT ?",
-                            (value, since, limit)).fetchall()
+    for where, values, limit in (("name=? AND address=?", (name, address), MAX_FAILURES),
+                                 ("address=?", (address,), 4 * MAX_FAILURES),
+                                 ("name=?", (name,), 10 * MAX_FAILURES)):
+        rows = conn.execute(f"SELECT ts FROM login_failures WHERE {where} AND ts>? ORDER BY ts DESC LIMIT ?",
+                            (*values, since, limit)).fetchall()
         if len(rows) >= limit:
             worst = max(worst, rows[-1]["ts"] + FAILURE_WINDOW_S - now)
     return worst
@@ -231,7 +235,8 @@ def login(conn: sqlite3.Connection, name: str, password: str, address: str = "",
             conn.execute("DELETE FROM login_failures WHERE ts<?", (now - 24 * 3600,))
         raise UserError("wrong user name or password", "password")
     with transaction(conn):
-        conn.execute("DELETE FROM login_failures WHERE name=?", (name,))
+        # this address's failures for the name go; a stranger's elsewhere stay counted
+        conn.execute("DELETE FROM login_failures WHERE name=? AND address=?", (name, address))
         if _hasher.check_needs_rehash(row["password_hash"]):
             conn.execute("UPDATE users SET password_hash=? WHERE id=?", (_hasher.hash(password), row["id"]))
     return User(row["id"], row["name"], row["role"])

@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 from cloud_sync import users
+from cloud_sync.db import open_db
 
-from .conftest import form_token, login
+from .conftest import PASSWORDS, form_token, login
 
 
 def test_passwords_are_argon2_and_login_works_only_with_the_right_one(cloud):
@@ -58,6 +59,62 @@ def test_login_is_rate_limited_per_name(cloud):
     conn.execute("UPDATE login_failures SET ts = ts - ?", (users.FAILURE_WINDOW_S + 1,))
     assert login(c, "petya").status_code == 302
     assert conn.execute("SELECT COUNT(*) FROM login_failures WHERE name='petya'").fetchone()[0] == 0
+
+
+def _from(app, address: str):
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def test_a_stranger_typing_wrong_passwords_cannot_lock_the_owner_out(cloud):
+    app, conn, _ = cloud
+    stranger = _from(app, "203.0.113.7")
+    for _ in range(users.MAX_FAILURES):
+        assert login(stranger, "petya", "guess guess guess").status_code == 401
+    assert login(stranger, "petya").status_code == 429  # that name, from that address: locked
+    assert login(_from(app, "198.51.100.20"), "petya").status_code == 302  # petya at the office gets in
+    # guessing one name from many addresses locks the name everywhere
+    conn.execute("DELETE FROM login_failures")
+    for n in range(10):
+        for _ in range(users.MAX_FAILURES):
+            assert login(_from(app, f"203.0.113.{n + 10}"), "petya", "guess guess guess").status_code == 401
+    assert login(_from(app, "198.51.100.20"), "petya").status_code == 429
+
+
+def test_behind_our_own_proxy_logins_are_limited_per_client(tmp_path, users_db):
+    """`[auth] trusted_proxies`: a proxy on this box passes every visitor on from 127.0.0.1; the login limit
+    and the log go by the client it names. Without the setting the header is not believed."""
+    import shutil
+
+    from cloud_sync.app import create_app
+    from cloud_sync.config import parse_config
+
+    def client_of(**auth):
+        db = tmp_path / f"c{len(list(tmp_path.glob('c*.sqlite')))}.sqlite"
+        shutil.copy(users_db, db)
+        cfg = parse_config({"cloud": {"db_path": str(db)}, "auth": auth})
+        return create_app(cfg).test_client(), open_db(cfg.db_path)
+
+    def attempt(c, client_ip: str, password: str = "guess guess guess"):
+        page = c.get("/login", headers={"X-Forwarded-For": client_ip})
+        return c.post("/login", headers={"X-Forwarded-For": f"10.9.9.9, {client_ip}"},
+                      data={"name": "petya", "password": password, "csrf_token": form_token(page.text)})
+
+    c, conn = client_of(trusted_proxies=["127.0.0.1/32"])
+    for _ in range(users.MAX_FAILURES):
+        assert attempt(c, "203.0.113.7").status_code == 401
+    assert attempt(c, "203.0.113.7", PASSWORDS["petya"]).status_code == 429
+    assert attempt(c, "198.51.100.20", PASSWORDS["petya"]).status_code == 302  # another visitor is not locked
+    assert {r[0] for r in conn.execute("SELECT address FROM login_failures")} == {"203.0.113.7"}
+    conn.close()
+
+    c, conn = client_of()  # no trusted proxy: anyone could write that header
+    for _ in range(users.MAX_FAILURES):
+        assert attempt(c, "203.0.113.7").status_code == 401
+    assert {r[0] for r in conn.execute("SELECT address FROM login_failures")} == {"127.0.0.1"}
+    assert attempt(c, "198.51.100.20", PASSWORDS["petya"]).status_code == 429
+    conn.close()
 
 
 def test_packer_cannot_open_price_pages_or_settings(as_user):
