@@ -323,12 +323,16 @@ def field_of(data: Any, *path: str | int, reply: Reply | None = None, account: s
 
 @dataclass
 class RetryPolicy:
-    """Retries on 429, 5xx and timeouts: `attempts` in total, backoff `base_s * 2^n` capped at
-    `cap_s`, with full jitter (a random 50-100% of it); all in marketplace time (divided by time_scale)."""
+    """Retries on 429, 5xx and timeouts: `attempts` failed tries in total, backoff `base_s * 2^n` capped
+    at `cap_s`, with full jitter (a random 50-100% of it); all in marketplace time (divided by
+    time_scale). A 429 that names when to come back (Retry-After and its kin) is the marketplace pacing
+    us, not a failure: it is waited out, up to `throttled_waits` times, without using up `attempts` (else
+    a burst of pacing answers between two server errors gave up on a request that was about to go)."""
 
     attempts: int = 8
     base_s: float = 0.5
     cap_s: float = 30.0
+    throttled_waits: int = 30
 
     def backoff(self, attempt: int, rng: random.Random) -> float:
         raw = min(self.cap_s, self.base_s * (2 ** attempt))
@@ -492,7 +496,8 @@ class HttpClient:
         group = self.bucket(ep.group)
         acct = self.account_bucket()
         last_problem = ""
-        for attempt in range(self.retry.attempts):
+        attempt = waits = 0  # failed tries (against retry.attempts); 429s waited out as asked
+        while attempt < self.retry.attempts:
             if acct is not None:
                 self.stats.waited_s += acct.acquire()
             if isinstance(group, SlidingWindow):
@@ -517,6 +522,7 @@ class HttpClient:
             except httpx.ConnectError as exc:  # never reached the marketplace: always safe to resend
                 last_problem = f"cannot connect: {type(exc).__name__}"
                 self._backoff(attempt, ep, last_problem)
+                attempt += 1
                 continue
             except httpx.RemoteProtocolError as exc:
                 last_problem = f"the answer was cut short ({type(exc).__name__})"
@@ -524,6 +530,7 @@ class HttpClient:
                     raise self._error(Uncertain, f"{last_problem}; it may or may not have been applied",
                                       ep, retryable=True) from None
                 self._backoff(attempt, ep, last_problem)
+                attempt += 1
                 continue
             except (httpx.TimeoutException, httpx.TransportError) as exc:
                 self.stats.timeouts += 1
@@ -532,6 +539,7 @@ class HttpClient:
                     raise self._error(Uncertain, f"{last_problem}; it may or may not have been applied",
                                       ep, retryable=True) from None
                 self._backoff(attempt, ep, last_problem)
+                attempt += 1
                 continue
             reply = Reply(resp.status_code, resp.headers, content, self.account, ep.name)
             self._notify(ep, path, params, send_headers, body, reply)
@@ -540,14 +548,16 @@ class HttpClient:
                 self.stats.throttled += 1
                 wait = retry_after_seconds(resp.headers)
                 last_problem = f"HTTP {status} too many requests"
-                if wait is not None:
+                if wait is not None and waits < self.retry.throttled_waits:
+                    waits += 1
                     scaled = wait / self.time_scale
                     group.hold_until(time.monotonic() + scaled)
-                    log.warning("%s %s: %d, waiting %.3fs as asked (attempt %d)", self.account, name,
-                                status, scaled, attempt + 1)
+                    log.warning("%s %s: %d, waiting %.3fs as asked (wait %d)", self.account, name,
+                                status, scaled, waits)
                     self.stats.retries += 1
                     continue
                 self._backoff(attempt, ep, last_problem)
+                attempt += 1
                 continue
             if status >= 500:
                 self.stats.server_errors += 1
@@ -556,6 +566,7 @@ class HttpClient:
                     raise self._error(Uncertain, f"{last_problem}; it may or may not have been applied", ep,
                                       status=status, retryable=True)
                 self._backoff(attempt, ep, last_problem)
+                attempt += 1
                 continue
             if 200 <= status < 300 or status in ok_statuses:
                 if gate is not None and record_items:
@@ -574,7 +585,7 @@ class HttpClient:
                                   native=native)
             raise self._error(MarketplaceError, f"HTTP {status}: {snippet}", ep, status=status, native=native)
         if last_problem.endswith("too many requests"):
-            raise self._error(RateLimited, f"still throttled after {self.retry.attempts} attempts", ep,
+            raise self._error(RateLimited, f"still throttled after {attempt + waits} attempts", ep,
                               status=int(last_problem.split()[1]), retryable=True)
         if last_problem.startswith("the answer was cut short"):
             raise self._error(BadResponse, f"gave up after {self.retry.attempts} attempts: {last_problem}", ep)

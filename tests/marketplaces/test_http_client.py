@@ -20,6 +20,7 @@ from marketplaces.base import (
     BadResponse,
     InvalidRequest,
     MarketplaceError,
+    RateLimited,
     Uncertain,
 )
 from marketplaces.endpoints import ItemRule, parse_endpoint_map
@@ -132,6 +133,22 @@ def test_429_is_retried_after_the_wait_the_marketplace_names(server: Scripted) -
     assert client.call("read").json() == {"ok": True}
     assert time.monotonic() - started >= 5 / 50 * 0.9
     assert client.stats.throttled == 1 and len(server.seen) == 2
+
+
+def test_429s_that_name_a_wait_do_not_use_up_the_attempts(server: Scripted) -> None:
+    """Pacing answers (429 + Retry-After) between server errors: the request still goes through, where
+    counting them as failures gave up after `attempts` answers; endless pacing still ends, as RateLimited."""
+    pace = reply(429, b'{"title":"too many requests"}', headers={"Retry-After": "1"})
+    server.replies = [pace, reply(503, b"{}"), pace, pace, reply(503, b"{}"), pace, pace, reply(200, b'{"ok": true}')]
+    client = client_for(server)  # attempts=4: two failures and five pacing answers
+    assert client.call("read").json() == {"ok": True}
+    assert len(server.seen) == 8 and client.stats.throttled == 5
+    client.retry = RetryPolicy(attempts=4, throttled_waits=3)
+    server.replies = [pace] * 10
+    before = len(server.seen)
+    with pytest.raises(RateLimited, match="still throttled after 7 attempts"):
+        client.call("read")
+    assert len(server.seen) - before == 7  # 3 waits as asked, then the 4 counted attempts
 
 
 def test_5xx_retried_for_idempotent_but_uncertain_for_a_status_change(server: Scripted) -> None:
