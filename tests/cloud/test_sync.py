@@ -24,12 +24,14 @@ def sandboxes():
         s.stop()
 
 
-@pytest.fixture
-def conf(tmp_path, sandboxes):
-    def creds(s):
-        return "{ " + ", ".join(f'"{k}" = "{v}"' for k, v in s.credentials.items()) + " }"
+def cloud_toml(path, sandboxes, *, in_settings: bool = False):
+    """cloud.toml with account wb (the WB sandbox) and oz (the Ozon sandbox): their credentials written in,
+    or (`in_settings`) to be taken from Settings (`credentials_secret`)."""
+    def creds(name, s):
+        if in_settings:
+            return f'credentials_secret = "account/{name}"'
+        return "credentials = { " + ", ".join(f'"{k}" = "{v}"' for k, v in s.credentials.items()) + " }"
 
-    path = tmp_path / "cloud.toml"
     path.write_text(f"""
 [cloud]
 db_path = "cloud.sqlite"
@@ -39,12 +41,18 @@ enabled = false
 [accounts.wb]
 marketplace = "wildberries"
 base_url = "{sandboxes['wildberries'].url}"
-credentials = {creds(sandboxes['wildberries'])}
+{creds("wb", sandboxes['wildberries'])}
 [accounts.oz]
 marketplace = "ozon"
 base_url = "{sandboxes['ozon'].url}"
-credentials = {creds(sandboxes['ozon'])}
+{creds("oz", sandboxes['ozon'])}
 """)
+    return path
+
+
+@pytest.fixture
+def conf(tmp_path, sandboxes):
+    path = cloud_toml(tmp_path / "cloud.toml", sandboxes)
     cfg = load_config(path)
     conn = open_db(cfg.db_path)
     sync.seed_demo(conn, cfg, N)
@@ -110,22 +118,7 @@ def test_one_shot_commands_use_what_was_entered_in_settings(tmp_path, sandboxes,
     from cloud_sync.money_cli import sync_prices
 
     wb, oz = sandboxes["wildberries"], sandboxes["ozon"]
-    path = tmp_path / "cloud.toml"
-    path.write_text(f"""
-[cloud]
-db_path = "cloud.sqlite"
-time_scale = 20.0
-[link]
-enabled = false
-[accounts.wb]
-marketplace = "wildberries"
-base_url = "{wb.url}"
-credentials_secret = "account/wb"
-[accounts.oz]
-marketplace = "ozon"
-base_url = "{oz.url}"
-credentials_secret = "account/oz"
-""")
+    path = cloud_toml(tmp_path / "cloud.toml", sandboxes, in_settings=True)
     conf = str(path)
     cfg = load_config(conf)
     conn = open_db(cfg.db_path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from pathlib import Path
 from typing import Any
 
 from edge_agent import store
@@ -89,6 +90,30 @@ def edge_config(tmp: Any, broker: Any | None = None, **tasks: Any) -> Any:
         "staff": [{"name": "Анна", "pin_hash": hash_pin("4321")}],
     }
     return config_from_dict(data, tmp)
+
+
+def offline_site_toml(folder: Path) -> Path:
+    """edge.toml of a one-station site with no broker reachable and the virtual printer, for `marketsync
+    edge serve --config` run in `folder` (its database: folder/site.sqlite; PIN 4321)."""
+    from edge_agent.config import hash_pin
+
+    path = folder / "edge.toml"
+    path.write_text(f"""
+[site]
+db_path = "site.sqlite"
+stations = ["pack-1"]
+[web]
+port = 0
+[mqtt]
+port = 1
+[printer]
+kind = "virtual"
+out_dir = "labels"
+[[staff]]
+name = "Анна"
+pin_hash = "{hash_pin('4321')}"
+""", encoding="utf-8")
+    return path
 
 
 def _mqtt(broker: Any | None) -> dict[str, Any]:

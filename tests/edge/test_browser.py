@@ -10,7 +10,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from edge_testkit import BAG, MUG, SHIRT, CloudRecorder, label_png, pick_task
@@ -71,6 +74,23 @@ pin_hash = "{hash_pin('4321')}"
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+@contextmanager
+def handheld(url: str) -> Iterator[Any]:
+    """A handheld's page (480x800) in headless Chromium, logged in with the station PIN; closed at the end."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 480, "height": 800})
+            page.goto(url + "/login")
+            page.fill("#pin", "4321")
+            page.click("button[type=submit]")
+            yield page
+        finally:
+            browser.close()
 
 
 def _pngs(folder: Path) -> list[Path]:
@@ -168,33 +188,25 @@ def test_log_in_scan_pack_and_the_label_prints(edge) -> None:
 def test_an_order_cancelled_while_it_is_packed_is_told_to_the_packer(edge) -> None:
     """The cloud cancels the order on the screen: the packer is told at once to unpack it, and the next
     scan there goes to an open order, never into the cancelled parcel."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, labels, cloud, _broker = edge
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 480, "height": 800})
-            page.goto(url + "/login")
-            page.fill("#pin", "4321")
-            page.click("button[type=submit]")
-            page.locator("li.task", has_text="N1").get_by_text("Упаковать").click()
-            page.locator("#scan").type(MUG["barcode"])
-            page.locator("#scan").press("Enter")
-            expect(page.locator("#msg")).to_have_attribute("data-kind", "packed")
-            cloud.send("cancel_task", {"task_id": "1", "order_id": "o-1", "reason": "buyer cancelled"})
-            expect(page.locator("#msg")).to_have_attribute("data-kind", "cancelled", timeout=15000)
-            expect(page.locator("#msg")).to_contain_text("ЗАКАЗ N1 ОТМЕНЁН")
-            expect(page.locator("#label-status")).to_contain_text("разберите посылку")
-            page.screenshot(path=str(ARTIFACTS / "pack-cancelled-tsd-480x800.png"))
-            page.locator("#scan").type(BAG["barcode"])  # the next order's item: the screen moves on
-            page.locator("#scan").press("Enter")
-            expect(page.locator("#msg")).to_have_attribute("data-kind", "done")
-            expect(page.locator("#order")).to_contain_text("N2")
-            expect(page.locator("#label-status")).not_to_contain_text("ОТМЕНЁН")
-        finally:
-            browser.close()
+    with handheld(url) as page:
+        page.locator("li.task", has_text="N1").get_by_text("Упаковать").click()
+        page.locator("#scan").type(MUG["barcode"])
+        page.locator("#scan").press("Enter")
+        expect(page.locator("#msg")).to_have_attribute("data-kind", "packed")
+        cloud.send("cancel_task", {"task_id": "1", "order_id": "o-1", "reason": "buyer cancelled"})
+        expect(page.locator("#msg")).to_have_attribute("data-kind", "cancelled", timeout=15000)
+        expect(page.locator("#msg")).to_contain_text("ЗАКАЗ N1 ОТМЕНЁН")
+        expect(page.locator("#label-status")).to_contain_text("разберите посылку")
+        page.screenshot(path=str(ARTIFACTS / "pack-cancelled-tsd-480x800.png"))
+        page.locator("#scan").type(BAG["barcode"])  # the next order's item: the screen moves on
+        page.locator("#scan").press("Enter")
+        expect(page.locator("#msg")).to_have_attribute("data-kind", "done")
+        expect(page.locator("#order")).to_contain_text("N2")
+        expect(page.locator("#label-status")).not_to_contain_text("ОТМЕНЁН")
 
 
 def test_fast_scans_reach_the_site_in_order_and_each_answer_shows_once(edge) -> None:
@@ -202,134 +214,102 @@ def test_fast_scans_reach_the_site_in_order_and_each_answer_shows_once(edge) -> 
     them in the order they were read, and each answer is shown (and beeped) once, not again by the live update."""
     import sqlite3
 
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, labels, _cloud, _broker = edge
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with handheld(url) as page:
+        page.locator("li.task", has_text="N1").get_by_text("Упаковать").click()
+        expect(page.locator("#scan")).to_be_focused()  # the packing screen is there
+        held = []
+
+        def slow_first(route) -> None:  # the first scan's request is stuck in the air for a while
+            if not held:
+                held.append(route)
+                page.wait_for_timeout(700)
+            route.continue_()
+
+        page.route("**/api/scan", slow_first)
+        page.evaluate("""() => { window.shown = []; const m = document.querySelector('#msg');
+            new MutationObserver(() => window.shown.push(m.textContent))
+              .observe(m, {childList: true, characterData: true, subtree: true}); }""")
+        page.locator("#scan").type(f"2000000000001\n{MUG['barcode']}\n")
+        expect(page.locator("#msg")).to_have_attribute("data-kind", "packed", timeout=10000)
+        page.wait_for_timeout(1000)  # the live update of the last scan has come too
+        db = sqlite3.connect(labels.parent / "site.sqlite")
         try:
-            page = browser.new_page(viewport={"width": 480, "height": 800})
-            page.goto(url + "/login")
-            page.fill("#pin", "4321")
-            page.click("button[type=submit]")
-            page.locator("li.task", has_text="N1").get_by_text("Упаковать").click()
-            expect(page.locator("#scan")).to_be_focused()  # the packing screen is there
-            held = []
-
-            def slow_first(route) -> None:  # the first scan's request is stuck in the air for a while
-                if not held:
-                    held.append(route)
-                    page.wait_for_timeout(700)
-                route.continue_()
-
-            page.route("**/api/scan", slow_first)
-            page.evaluate("""() => { window.shown = []; const m = document.querySelector('#msg');
-                new MutationObserver(() => window.shown.push(m.textContent))
-                  .observe(m, {childList: true, characterData: true, subtree: true}); }""")
-            page.locator("#scan").type(f"2000000000001\n{MUG['barcode']}\n")
-            expect(page.locator("#msg")).to_have_attribute("data-kind", "packed", timeout=10000)
-            page.wait_for_timeout(1000)  # the live update of the last scan has come too
-            db = sqlite3.connect(labels.parent / "site.sqlite")
-            try:
-                codes = [r[0] for r in db.execute("SELECT code FROM scans WHERE station = 'pack-1' ORDER BY id")]
-            finally:
-                db.close()
-            assert codes == ["2000000000001", MUG["barcode"]]
-            shown = page.evaluate("window.shown")
-            assert len(shown) == 2 and "Неизвестный штрихкод" in shown[0] and "Кружка" in shown[1], shown
+            codes = [r[0] for r in db.execute("SELECT code FROM scans WHERE station = 'pack-1' ORDER BY id")]
         finally:
-            browser.close()
+            db.close()
+        assert codes == ["2000000000001", MUG["barcode"]]
+        shown = page.evaluate("window.shown")
+        assert len(shown) == 2 and "Неизвестный штрихкод" in shown[0] and "Кружка" in shown[1], shown
 
 
 def test_a_unit_scanned_twice_in_a_count_is_taken_back_before_it_is_committed(edge) -> None:
     """Counting a shelf, the packer scans one unit twice: "−1" on the line puts it right, and the count
     the cloud gets is what is on the shelf."""
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, _labels, cloud, _broker = edge
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 480, "height": 800})
-            page.goto(url + "/login")
-            page.fill("#pin", "4321")
-            page.click("button[type=submit]")
-            page.get_by_text("Пересчёт").click()
-            for code in (MUG["barcode"], MUG["barcode"], MUG["barcode"], BAG["barcode"]):
-                page.locator("#scan").type(code)
-                page.locator("#scan").press("Enter")
-            line = page.locator(f"li[data-item='{MUG['item_id']}']")
-            expect(line.locator(".count")).to_have_text("3")
-            line.get_by_text("−1").click()
-            expect(line.locator(".count")).to_have_text("2")
-            expect(page.locator("#scan")).to_be_focused()
-            page.locator(f"li[data-item='{BAG['item_id']}']").get_by_text("−1").click()
-            expect(page.locator(f"li[data-item='{BAG['item_id']}']")).to_have_count(0)
-            page.get_by_text("Провести").click()
-            expect(page.locator("#msg")).to_contain_text("Проведено: 1")
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline and not [1 for *_, t, b in cloud.received() if t == "stock_count"]:
-                time.sleep(0.1)
-            counts = [(b["item_id"], b["counted"]) for *_, t, b in cloud.received() if t == "stock_count"]
-            assert counts == [(MUG["item_id"], 2)]
-        finally:
-            browser.close()
+    with handheld(url) as page:
+        page.get_by_text("Пересчёт").click()
+        for code in (MUG["barcode"], MUG["barcode"], MUG["barcode"], BAG["barcode"]):
+            page.locator("#scan").type(code)
+            page.locator("#scan").press("Enter")
+        line = page.locator(f"li[data-item='{MUG['item_id']}']")
+        expect(line.locator(".count")).to_have_text("3")
+        line.get_by_text("−1").click()
+        expect(line.locator(".count")).to_have_text("2")
+        expect(page.locator("#scan")).to_be_focused()
+        page.locator(f"li[data-item='{BAG['item_id']}']").get_by_text("−1").click()
+        expect(page.locator(f"li[data-item='{BAG['item_id']}']")).to_have_count(0)
+        page.get_by_text("Провести").click()
+        expect(page.locator("#msg")).to_contain_text("Проведено: 1")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not [1 for *_, t, b in cloud.received() if t == "stock_count"]:
+            time.sleep(0.1)
+        counts = [(b["item_id"], b["counted"]) for *_, t, b in cloud.received() if t == "stock_count"]
+        assert counts == [(MUG["item_id"], 2)]
 
 
 def test_a_scanner_that_ends_scans_with_tab_works_like_one_that_sends_enter(edge) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, _labels, _cloud, _broker = edge
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 480, "height": 800})
-            page.goto(url + "/login")
-            page.fill("#pin", "4321")
-            page.click("button[type=submit]")
-            page.locator("li.task", has_text="N1").get_by_text("Упаковать").click()
-            scan = page.locator("#scan")
-            scan.type(MUG["barcode"])
-            scan.press("Tab")
-            expect(page.locator("#msg")).to_have_attribute("data-kind", "packed")
-            expect(scan).to_be_focused()
-            expect(scan).to_have_value("")
-            scan.type(BAG["barcode"])  # the next scan is a scan of its own, not glued to the last one
-            scan.press("Tab")
-            expect(page.locator("#msg")).to_have_attribute("data-kind", "wrong_item")
-            expect(page.locator("#msg")).to_contain_text("Рюкзак")
-        finally:
-            browser.close()
+    with handheld(url) as page:
+        page.locator("li.task", has_text="N1").get_by_text("Упаковать").click()
+        scan = page.locator("#scan")
+        scan.type(MUG["barcode"])
+        scan.press("Tab")
+        expect(page.locator("#msg")).to_have_attribute("data-kind", "packed")
+        expect(scan).to_be_focused()
+        expect(scan).to_have_value("")
+        scan.type(BAG["barcode"])  # the next scan is a scan of its own, not glued to the last one
+        scan.press("Tab")
+        expect(page.locator("#msg")).to_have_attribute("data-kind", "wrong_item")
+        expect(page.locator("#msg")).to_contain_text("Рюкзак")
 
 
 
 def test_a_torn_label_is_printed_again_from_the_packing_screen(edge) -> None:
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, labels, _cloud, _broker = edge
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            page = browser.new_page(viewport={"width": 480, "height": 800})
-            page.goto(url + "/login")
-            page.fill("#pin", "4321")
-            page.click("button[type=submit]")
-            page.locator("li.task", has_text="N2").get_by_text("Упаковать").click()
-            expect(page.locator("#reprint")).to_be_hidden()  # nothing to print again before packing
-            page.locator("#scan").type(BAG["barcode"])
-            page.locator("#scan").press("Enter")
-            expect(page.locator("#label-status")).to_have_attribute("data-state", "done", timeout=15000)
-            assert len(_pngs(labels)) == 1
-            page.locator("#reprint").click()
-            expect(page.locator("#msg")).to_contain_text("ещё раз")
-            expect(page.locator("#scan")).to_be_focused()
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline and len(_pngs(labels)) < 2:
-                time.sleep(0.1)
-            assert len(_pngs(labels)) == 2
-            expect(page.locator("#label-status")).to_have_attribute("data-state", "done", timeout=15000)
-        finally:
-            browser.close()
+    with handheld(url) as page:
+        page.locator("li.task", has_text="N2").get_by_text("Упаковать").click()
+        expect(page.locator("#reprint")).to_be_hidden()  # nothing to print again before packing
+        page.locator("#scan").type(BAG["barcode"])
+        page.locator("#scan").press("Enter")
+        expect(page.locator("#label-status")).to_have_attribute("data-state", "done", timeout=15000)
+        assert len(_pngs(labels)) == 1
+        page.locator("#reprint").click()
+        expect(page.locator("#msg")).to_contain_text("ещё раз")
+        expect(page.locator("#scan")).to_be_focused()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and len(_pngs(labels)) < 2:
+            time.sleep(0.1)
+        assert len(_pngs(labels)) == 2
+        expect(page.locator("#label-status")).to_have_attribute("data-state", "done", timeout=15000)
 
 
 def test_a_scan_whose_answer_is_lost_on_the_way_is_applied_once(edge) -> None:
@@ -337,43 +317,35 @@ def test_a_scan_whose_answer_is_lost_on_the_way_is_applied_once(edge) -> None:
     by itself, the site answers it without applying it twice, and the packer sees the real answer."""
     import sqlite3
 
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     url, labels, _cloud, _broker = edge
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+    with handheld(url) as page:
+        page.locator("li.task", has_text="N1").get_by_text("Упаковать").click()
+        expect(page.locator("#scan")).to_be_focused()
+        lost = []
+
+        def lose_first_answer(route) -> None:
+            if not lost:
+                lost.append(route.fetch())  # the site takes the scan; its answer never arrives
+                route.abort("connectionreset")
+            else:
+                route.continue_()
+
+        page.route("**/api/scan", lose_first_answer)
+        page.locator("#scan").type(MUG["barcode"])
+        page.locator("#scan").press("Enter")
+        expect(page.locator("#msg")).to_have_attribute("data-kind", "packed", timeout=10000)
+        expect(page.locator("#msg")).to_contain_text("Осталось 1")
+        assert lost and lost[0].status == 200
+        db = sqlite3.connect(labels.parent / "site.sqlite")
         try:
-            page = browser.new_page(viewport={"width": 480, "height": 800})
-            page.goto(url + "/login")
-            page.fill("#pin", "4321")
-            page.click("button[type=submit]")
-            page.locator("li.task", has_text="N1").get_by_text("Упаковать").click()
-            expect(page.locator("#scan")).to_be_focused()
-            lost = []
-
-            def lose_first_answer(route) -> None:
-                if not lost:
-                    lost.append(route.fetch())  # the site takes the scan; its answer never arrives
-                    route.abort("connectionreset")
-                else:
-                    route.continue_()
-
-            page.route("**/api/scan", lose_first_answer)
-            page.locator("#scan").type(MUG["barcode"])
-            page.locator("#scan").press("Enter")
-            expect(page.locator("#msg")).to_have_attribute("data-kind", "packed", timeout=10000)
-            expect(page.locator("#msg")).to_contain_text("Осталось 1")
-            assert lost and lost[0].status == 200
-            db = sqlite3.connect(labels.parent / "site.sqlite")
-            try:
-                packed = db.execute("SELECT packed FROM task_lines WHERE task_id = '1' AND item_id = ?",
-                                    (MUG["item_id"],)).fetchone()[0]
-                scans = db.execute("SELECT COUNT(*) FROM scans").fetchone()[0]
-            finally:
-                db.close()
-            assert (packed, scans) == (1, 1)
+            packed = db.execute("SELECT packed FROM task_lines WHERE task_id = '1' AND item_id = ?",
+                                (MUG["item_id"],)).fetchone()[0]
+            scans = db.execute("SELECT COUNT(*) FROM scans").fetchone()[0]
         finally:
-            browser.close()
+            db.close()
+        assert (packed, scans) == (1, 1)
 
 
 def test_the_task_list_is_not_reloaded_by_scans_that_change_nothing_on_it(edge) -> None:

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from edge_testkit import MUG, SHIRT, SOCKS, label_png, make_conn, pick_task
+from edge_testkit import MUG, SHIRT, SOCKS, label_png, make_conn, offline_site_toml, pick_task
 
 from edge_agent import store
 from edge_agent.config import write_config
@@ -120,29 +120,12 @@ def test_a_restarted_box_keeps_the_packers_logged_in(tmp_path: Path) -> None:
     import urllib.parse
     import urllib.request
 
-    from edge_agent.config import hash_pin
-
     db = tmp_path / "site.sqlite"
     conn = make_conn(db)
     with store.transaction(conn):
         inbox.apply_pick_task(conn, pick_task("t1", [(MUG, 2)]))
     conn.close()
-    cfg = tmp_path / "edge.toml"
-    cfg.write_text(f"""
-[site]
-db_path = "site.sqlite"
-stations = ["pack-1"]
-[web]
-port = 0
-[mqtt]
-port = 1
-[printer]
-kind = "virtual"
-out_dir = "labels"
-[[staff]]
-name = "Анна"
-pin_hash = "{hash_pin('4321')}"
-""", encoding="utf-8")
+    cfg = offline_site_toml(tmp_path)
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
 

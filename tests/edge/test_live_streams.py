@@ -14,11 +14,10 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from edge_testkit import MUG, make_conn, pick_task
+from edge_testkit import MUG, make_conn, offline_site_toml, pick_task
 
 from edge_agent import store
 from edge_agent.app import MAX_LIVE_STREAMS, WEB_THREADS, LiveStreams
-from edge_agent.config import hash_pin
 from edge_agent.tasks import inbox
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,22 +38,7 @@ def test_more_open_streams_than_server_threads_do_not_stop_scans(tmp_path: Path)
     with store.transaction(conn):
         inbox.apply_pick_task(conn, pick_task("t1", [(MUG, 1)]))
     conn.close()
-    cfg = tmp_path / "edge.toml"
-    cfg.write_text(f"""
-[site]
-db_path = "site.sqlite"
-stations = ["pack-1"]
-[web]
-port = 0
-[mqtt]
-port = 1
-[printer]
-kind = "virtual"
-out_dir = "labels"
-[[staff]]
-name = "Анна"
-pin_hash = "{hash_pin('4321')}"
-""", encoding="utf-8")
+    cfg = offline_site_toml(tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "marketsync.cli", "edge", "serve", "--config", str(cfg)],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
