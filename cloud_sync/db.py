@@ -104,3 +104,21 @@ def transaction(conn: sqlite3.Connection, *, immediate: bool = True) -> Iterator
         raise
     else:
         conn.execute("COMMIT")
+
+
+def write_if_free(conn: sqlite3.Connection, sql: str, params: tuple = (), *, wait_ms: int = 100) -> bool:
+    """Run one small write unless another writer holds the database (a long import): then skip it and
+    say so (False). For bookkeeping that may wait for a later request — a session's last_seen, a
+    token's last use — so that a read-only request never waits for someone else's transaction."""
+    waits = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+    conn.execute(f"PRAGMA busy_timeout={int(wait_ms)}")
+    try:
+        conn.execute(sql, params)
+        return True
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            raise
+        return False
+    finally:
+        conn.execute(f"PRAGMA busy_timeout={int(waits)}")
+

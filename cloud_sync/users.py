@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from cloud_sync.db import transaction
+from cloud_sync.db import transaction, write_if_free
 
 MIGRATIONS = [
     """
@@ -81,6 +81,7 @@ SESSION_S = 12 * 3600.0
 # name (guessing from many addresses). So a stranger cannot lock the owner out by typing wrong passwords.
 MAX_FAILURES = 5
 FAILURE_WINDOW_S = 300.0
+TOKEN_USE_EVERY_S = 60.0  # an API token's last use is written at most this often
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
 _dummy_hash = ""
@@ -293,10 +294,14 @@ def new_token(conn: sqlite3.Connection, name: str, label: str = "") -> str:
 def token_user(conn: sqlite3.Connection, token: str) -> User | None:
     if not token.startswith(TOKEN_PREFIX):
         return None
-    r = conn.execute("SELECT t.id AS tid, u.id, u.name, u.role FROM api_tokens t JOIN users u ON u.id=t.user_id"
-                     " WHERE t.token_sha256=? AND u.disabled=0", (_sha(token),)).fetchone()
+    r = conn.execute("SELECT t.id AS tid, t.last_used_ts, u.id, u.name, u.role FROM api_tokens t"
+                     " JOIN users u ON u.id=t.user_id WHERE t.token_sha256=? AND u.disabled=0",
+                     (_sha(token),)).fetchone()
     if r is None:
         return None
+    now = time.time()
+    if r["last_used_ts"] is None or now - r["last_used_ts"] >= TOKEN_USE_EVERY_S:  # shown in Settings → Users
+        write_if_free(conn, "UPDATE api_tokens SET last_used_ts=? WHERE id=?", (now, r["tid"]))
     return User(r["id"], r["name"], r["role"])
 
 

@@ -27,7 +27,6 @@ import logging
 import os
 import secrets
 import shutil
-import sqlite3
 import threading
 import time
 import zipfile
@@ -37,7 +36,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from cloud_sync.db import connect, open_db, transaction
+from cloud_sync.db import connect, open_db, transaction, write_if_free
 from cloud_sync.onec import orders_out
 from cloud_sync.onec.importer import import_files
 from cloud_sync.onec.parser import CommerceMLError
@@ -191,15 +190,7 @@ class Exchange:
     def _touch(self, conn: Any, sid: str) -> None:
         """Keep the session alive — unless the database is being written (an import holds it): then
         later. 1C's `progress` polling must never wait for the import it asks about."""
-        waits = conn.execute("PRAGMA busy_timeout").fetchone()[0]
-        conn.execute("PRAGMA busy_timeout=100")
-        try:
-            conn.execute("UPDATE onec_sessions SET last_seen=datetime('now') WHERE id=?", (sid,))
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) and "busy" not in str(exc):
-                raise
-        finally:
-            conn.execute(f"PRAGMA busy_timeout={int(waits)}")
+        write_if_free(conn, "UPDATE onec_sessions SET last_seen=datetime('now') WHERE id=?", (sid,))
 
     def init(self, sid: str) -> Response:
         folder = self.session_dir(sid)

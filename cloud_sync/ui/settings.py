@@ -103,7 +103,9 @@ def _page(status: int = 200, **kw: Any):
                            bot=stored.get(secrets.BOT_TOKEN), alerts_cfg={k: v for k, v in cfg.raw.get("alerts", {}).items()
                                                                     if k in ("chat_id", "base_url", "token_env", "token_file")},
                            users=users.list_users(conn), roles=users.ROLES, tokens=dict(conn.execute(
-                               "SELECT user_id, COUNT(*) FROM api_tokens GROUP BY user_id").fetchall()), form=request.form, **kw), status
+                               "SELECT user_id, COUNT(*) FROM api_tokens GROUP BY user_id").fetchall()),
+                           token_used=dict(conn.execute(
+                               "SELECT user_id, MAX(last_used_ts) FROM api_tokens GROUP BY user_id").fetchall()), form=request.form, **kw), status
 
 
 def routes(bp: Blueprint) -> None:

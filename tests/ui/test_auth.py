@@ -251,3 +251,31 @@ def test_first_run_lets_the_loopback_use_the_json_api_but_refuses_cross_site_for
     r = c.post("/api/orders/x:1/cancel", data={"reason": "r"})  # a form, as another site could make one
     assert r.status_code == 403
     assert "marketsync cloud user add" in c.get("/login").text
+
+
+def test_a_tokens_last_use_is_shown_and_never_makes_a_request_wait(cloud, as_user):
+    """Settings → Users says when a user's API tokens were last used (a forgotten script, a lost handheld);
+    writing that down never holds a request up while another writer (an import) has the database."""
+    import sqlite3
+    import time
+
+    app, conn, cfg = cloud
+    token = users.new_token(conn, "masha")
+    api = app.test_client()
+    owner = as_user("olga")
+    assert "last used never" in owner.get("/settings").text
+    assert api.get("/api/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    used = conn.execute("SELECT last_used_ts FROM api_tokens").fetchone()[0]
+    assert used is not None and abs(used - time.time()) < 60
+    assert "last used never" not in owner.get("/settings").text
+
+    conn.execute("UPDATE api_tokens SET last_used_ts = last_used_ts - 3600")  # due to be written again
+    writer = sqlite3.connect(cfg.db_path, timeout=0)
+    writer.execute("BEGIN IMMEDIATE")  # as a long import holds it
+    try:
+        started = time.monotonic()
+        assert api.get("/api/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+        assert time.monotonic() - started < 5  # not the 30 s a writer may be waited for
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
