@@ -827,9 +827,13 @@ def send_site_catalogs(conn: sqlite3.Connection, cfg: CloudConfig, *, link: Any 
 # ---------------------------------------------------------------- reading
 
 
+PAST_THE_SELLER = ("handed_over", "delivered", "cancelled", "returned")  # no assembly deadline to miss any more
+
+
 def list_orders(conn: sqlite3.Connection, *, account: str | None = None, status: str | None = None,
-                limit: int = 200, offset: int = 0) -> list[dict[str, Any]]:
-    """Orders of all accounts sorted by deadline (none last), then by status."""
+                late: bool = False, limit: int = 200, offset: int = 0) -> list[dict[str, Any]]:
+    """Orders of all accounts sorted by deadline (none last), then by status; `late`: only those past
+    their assembly deadline and still on the seller's side."""
     sql, args = "SELECT * FROM orders WHERE 1=1", []
     if account:
         sql += " AND account=?"
@@ -837,6 +841,10 @@ def list_orders(conn: sqlite3.Connection, *, account: str | None = None, status:
     if status:
         sql += " AND status=?"
         args.append(status)
+    if late:  # julianday reads the stored offsets, whatever zone a marketplace gave
+        sql += (" AND ship_by IS NOT NULL AND julianday(ship_by) < julianday('now') AND status NOT IN"
+                f" ({','.join('?' * len(PAST_THE_SELLER))})")
+        args.extend(PAST_THE_SELLER)
     order_by = (" ORDER BY ship_by IS NULL, ship_by, CASE status WHEN 'new' THEN 0 WHEN 'in_work' THEN 1"
                 " WHEN 'reserved' THEN 2 WHEN 'picking' THEN 3 WHEN 'packed' THEN 4 WHEN 'handed_over' THEN 5"
                 " WHEN 'delivered' THEN 6 ELSE 7 END, id LIMIT ? OFFSET ?")

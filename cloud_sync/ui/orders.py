@@ -52,12 +52,11 @@ def routes(bp: Blueprint) -> None:
         return render_template("cloud/order.html", active="orders", o=o)
 
 
-DONE = ("handed_over", "delivered", "cancelled", "returned")  # past the seller's hands: no deadline to miss
 
 
 def _late(order: dict, now: datetime) -> bool:
     """Past its assembly deadline and still on the seller's side."""
-    if not order.get("ship_by") or order.get("status") in DONE:
+    if not order.get("ship_by") or order.get("status") in orders.PAST_THE_SELLER:
         return False
     try:
         due = datetime.fromisoformat(order["ship_by"].replace("Z", "+00:00"))
@@ -72,13 +71,17 @@ def _render(errors: dict[str, str] | None = None, messages: list | None = None, 
     a = request.values
     account = a.get("account") or None
     status_filter = a.get("status") or None
+    if status_filter and status_filter not in UNIFIED_STATUSES:
+        errors = {**(errors or {}), "status": f"no status {status_filter!r}; one of {', '.join(UNIFIED_STATUSES)}"}
+        status_filter, status = None, 400
+    late_only = a.get("late") == "1"
     page = page_number()
-    rows = orders.list_orders(db(), account=account, status=status_filter, limit=PAGE_SIZE + 1,
+    rows = orders.list_orders(db(), account=account, status=status_filter, late=late_only, limit=PAGE_SIZE + 1,
                               offset=(page - 1) * PAGE_SIZE)
     now = datetime.now(UTC)
     for o in rows:
         o["late"] = _late(o, now)
     return render_template("cloud/orders.html", active="orders", rows=rows[:PAGE_SIZE], has_next=len(rows) > PAGE_SIZE,
                            page=page, args=args_for(), accounts=accounts(), statuses=UNIFIED_STATUSES,
-                           account=account or "", status=status_filter or "", errors=errors or {},
+                           account=account or "", status=status_filter or "", late=late_only, errors=errors or {},
                            messages=messages or [], form=request.form), status

@@ -348,7 +348,7 @@ def test_an_order_sent_one_line_per_unit_reads_as_one_article_times_its_quantity
 
 
 def test_an_order_past_its_deadline_and_still_ours_is_marked_late(as_user, cloud):
-    from datetime import UTC, datetime, timedelta
+    from datetime import UTC, datetime, timedelta, timezone
 
     from cloud_sync import orders
     from marketplaces.base import Order, OrderLine
@@ -366,6 +366,14 @@ def test_an_order_past_its_deadline_and_still_ours_is_marked_late(as_user, cloud
     late = re.findall(r'<tr class="st-\w+ late"[^>]*>.*?<a href="/orders/[^"]+">(\w+)</a>', page, re.S)
     assert late == ["OVERDUE"]  # not the one due later, not the one already handed over
     assert page.count('class="late-flag"') == 1
+    # "only late": what is burning, whatever zone the marketplace wrote the deadline in
+    conn.execute("UPDATE orders SET ship_by=? WHERE native_id='SOON'",
+                 ((now + timedelta(hours=2)).astimezone(timezone(timedelta(hours=3))).isoformat(),))
+    conn.commit()
+    shown = re.findall(r'<a href="/orders/[^"]+">(\w+)</a>', as_user("masha").get("/orders?late=1").text)
+    assert shown == ["OVERDUE"]
+    r = as_user("masha").get("/orders?status=burning")  # no such status: said, not an empty list
+    assert r.status_code == 400 and 'id="err-status"' in r.text and "no status &#39;burning&#39;" in r.text
 
 
 def test_before_the_first_user_a_request_passed_on_by_a_local_reverse_proxy_is_not_let_in(tmp_path):
