@@ -245,6 +245,22 @@ def test_fast_scans_reach_the_site_in_order_and_each_answer_shows_once(edge) -> 
         assert len(shown) == 2 and "Неизвестный штрихкод" in shown[0] and "Кружка" in shown[1], shown
 
 
+def test_a_scan_fired_while_the_screen_is_still_loading_is_not_lost(edge) -> None:
+    """A scanner fires as the count screen opens, before its script is there (a slow handheld): the field
+    takes the scan only once the page can send it — not a bare form submit that reloads the page and
+    drops the unit without a word. (The script is held back 1 s on the way.)"""
+    from playwright.sync_api import expect
+
+    url, _labels, _cloud, _broker = edge
+    with handheld(url) as page:
+        page.route("**/static/app.js", lambda route: (time.sleep(1.0), route.continue_()))
+        page.get_by_text("Пересчёт").click()
+        page.locator("#scan").type(MUG["barcode"])
+        page.locator("#scan").press("Enter")
+        expect(page.locator(f"li[data-item='{MUG['item_id']}'] .count")).to_have_text("1")
+        assert "code=" not in page.url
+
+
 def test_a_unit_scanned_twice_in_a_count_is_taken_back_before_it_is_committed(edge) -> None:
     """Counting a shelf, the packer scans one unit twice: "−1" on the line puts it right, and the count
     the cloud gets is what is on the shelf."""
@@ -253,9 +269,11 @@ def test_a_unit_scanned_twice_in_a_count_is_taken_back_before_it_is_committed(ed
     url, _labels, cloud, _broker = edge
     with handheld(url) as page:
         page.get_by_text("Пересчёт").click()
-        for code in (MUG["barcode"], MUG["barcode"], MUG["barcode"], BAG["barcode"]):
-            page.locator("#scan").type(code)
+        expect(page.locator("#commit")).to_be_visible()
+        for item, n in ((MUG, 1), (MUG, 2), (MUG, 3), (BAG, 1)):  # each beep heard before the next unit
+            page.locator("#scan").type(item["barcode"])
             page.locator("#scan").press("Enter")
+            expect(page.locator("#msg")).to_contain_text(f"«{item['name']}»: {n} шт.")
         line = page.locator(f"li[data-item='{MUG['item_id']}']")
         expect(line.locator(".count")).to_have_text("3")
         line.get_by_text("−1").click()
