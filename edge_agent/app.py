@@ -384,7 +384,8 @@ def work_state(site: Site, station_name: str) -> dict[str, Any]:
         st = store.row(conn, "SELECT * FROM stations WHERE station = ?", station_name)
         if st is None:
             return {"station": station_name, "mode": "pack", "task": None}
-        out: dict[str, Any] = {"station": station_name, "mode": st["mode"], "task": None}
+        out: dict[str, Any] = {"station": station_name, "mode": st["mode"], "task": None,
+                               "version": store.commits()}  # the page never shows an older state over a newer one
         last = store.row(conn, "SELECT * FROM scans WHERE station = ? ORDER BY id DESC LIMIT 1", station_name)
         out["last_scan"] = dict(last) if last else None
         if st["mode"] == "handover" and st["task_id"]:

@@ -81,6 +81,7 @@ CREATE INDEX IF NOT EXISTS page_scans_ts ON page_scans (ts);
 """
 
 _write_lock = threading.RLock()
+_commits = 0  # write transactions committed in this process: the version of what a page is shown
 
 
 def connect(db_path: str | Path) -> sqlite3.Connection:
@@ -123,6 +124,14 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+        global _commits
+        _commits += 1
+
+
+def commits() -> int:
+    """How many write transactions this process has committed: read under `locked()` together with the
+    data, it dates a snapshot, so a page can tell an answer that overtook a newer one on the way."""
+    return _commits
 
 
 @contextmanager

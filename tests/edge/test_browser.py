@@ -261,6 +261,38 @@ def test_a_scan_fired_while_the_screen_is_still_loading_is_not_lost(edge) -> Non
         assert "code=" not in page.url
 
 
+def test_a_late_answer_never_shows_an_older_count_over_a_newer_one(edge) -> None:
+    """The live update's fetch of the screen's state is overtaken on the way (a handheld's Wi-Fi) by the
+    answers to the next scans: when it arrives it must not put the older count back on the screen. (The
+    page's first state fetch is held 1.5 s in the browser after its answer came.)"""
+    from playwright.sync_api import expect
+
+    url, _labels, _cloud, _broker = edge
+    with handheld(url) as page:
+        page.add_init_script("""(() => {
+            const real = window.fetch; let held = false;
+            window.fetch = async (u, o) => {
+                const r = await real(u, o);
+                if (!held && String(u).includes('/api/state')) {
+                    held = true; window.heldAt = Date.now(); await new Promise((ok) => setTimeout(ok, 1500));
+                    window.releasedAt = Date.now();
+                }
+                return r;
+            };
+        })();""")
+        page.get_by_text("Пересчёт").click()
+        expect(page.locator("#commit")).to_be_visible()
+        for n in (1, 2, 3):
+            page.locator("#scan").type(MUG["barcode"])
+            page.locator("#scan").press("Enter")
+            expect(page.locator("#msg")).to_contain_text(f"«{MUG['name']}»: {n} шт.")
+        count = page.locator(f"li[data-item='{MUG['item_id']}'] .count")
+        expect(count).to_have_text("3")
+        page.wait_for_function("window.releasedAt !== undefined", timeout=10000)  # the old answer has come
+        page.wait_for_timeout(200)
+        expect(count).to_have_text("3")
+
+
 def test_a_unit_scanned_twice_in_a_count_is_taken_back_before_it_is_committed(edge) -> None:
     """Counting a shelf, the packer scans one unit twice: "−1" on the line puts it right, and the count
     the cloud gets is what is on the shelf."""

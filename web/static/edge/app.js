@@ -52,9 +52,14 @@
 
   function esc(s) { return String(s == null ? "" : s).replace(/[&<>"]/g, (c) => ({"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;"}[c])); }
 
+  let shownVersion = -1;  // answers may arrive out of order (a live update's fetch overtaken by a scan's answer)
   function render(state) {
     const ul = $("#lines");
     if (!ul) return;
+    if (typeof state.version === "number") {
+      if (state.version < shownVersion) return;  // older than what is on the screen: not shown over it
+      shownVersion = state.version;
+    }
     const mode = page.dataset.mode;
     let html = "";
     if (state.task) {
