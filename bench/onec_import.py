@@ -112,9 +112,9 @@ def _reset_hwm() -> bool:
 
 
 def child(kind: str, db: str, files: list[str]) -> None:
-    from cloud_sync.db import open_db
     from cloud_sync.onec.importer import import_files
     from cloud_sync.onec.parser import parse
+    from cloud_sync.schema import open_db
 
     t0 = time.perf_counter()
     ru0 = _cpu()

@@ -25,9 +25,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cloud_sync import catalog, nomenclature, orders, stock  # noqa: E402
+from cloud_sync.catalog import cards as catalog
+from cloud_sync.catalog import nomenclature
 from cloud_sync.config import parse_config  # noqa: E402
-from cloud_sync.db import connect, open_db, transaction  # noqa: E402
+from cloud_sync.db import connect, transaction
+from cloud_sync.orders import intake
+from cloud_sync.schema import open_db  # noqa: E402
+from cloud_sync.stock import ledger  # noqa: E402
 from marketplaces.base import Card, Order, OrderLine  # noqa: E402
 from marketplaces.sandbox.seed import demo_items  # noqa: E402
 
@@ -86,23 +90,23 @@ def main() -> int:
                                                    for i in items])
             catalog.auto_link(conn, suggestions=False)
             # enough for most orders; every 10th demo item is scarce, so some orders come out short
-            stock.set_balances(conn, "main", {i.item_id: (i.stock * 40 if i.index % 10 else 2) for i in items})
+            ledger.set_balances(conn, "main", {i.item_id: (i.stock * 40 if i.index % 10 else 2) for i in items})
         all_orders = make_orders(args.orders, args.items)
         batches = [all_orders[k:k + args.batch] for k in range(0, len(all_orders), args.batch)]
         base_s = baseline(Path(tmp) / "baseline.sqlite", batches)
         print(f"baseline: {args.orders} bare order INSERTs in {base_s:.2f} s = {args.orders / base_s:,.0f}/s")
 
         t0 = time.perf_counter()
-        total = orders.IngestResult()
+        total = intake.IngestResult()
         for batch in batches:
-            r = orders.ingest(conn, cfg, batch)
+            r = intake.ingest(conn, cfg, batch)
             total.new += r.new
             total.reserved += r.reserved
             total.short += r.short
             total.problems += r.problems
         dt = time.perf_counter() - t0
         again = time.perf_counter()
-        known = orders.ingest(conn, cfg, all_orders[:10_000]).known  # a repeated poll: all already known
+        known = intake.ingest(conn, cfg, all_orders[:10_000]).known  # a repeated poll: all already known
         again = time.perf_counter() - again
         outbox = conn.execute("SELECT COUNT(*) FROM link_outbox").fetchone()[0]
         moves = conn.execute("SELECT COUNT(*) FROM stock_moves WHERE kind='reserve'").fetchone()[0]

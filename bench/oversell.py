@@ -33,6 +33,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cloud_sync.config import load_config  # noqa: E402
+from cloud_sync.schema import open_db  # noqa: E402
+from marketsync.demo_catalog import seed_demo  # noqa: E402
 from marketsync.procs import Service, marketsync_argv  # noqa: E402
 
 ACCOUNT = {"wildberries": "wb", "ozon": "oz", "yandex_market": "ym", "megamarket": "mm"}
@@ -102,7 +105,6 @@ def main() -> int:
 db_path = "cloud.sqlite"
 port = 0
 time_scale = {k}
-demo_seed = {n_items}
 [stock]
 zero_guard_share = 1.0   # the bench zeroes everything on purpose
 [jobs]
@@ -113,6 +115,9 @@ retry_base_s = 0.2
 [link]
 enabled = false
 {accounts}""")
+        conn = open_db(tmp / "cloud.sqlite")
+        seed_demo(conn, load_config(conf), n_items)  # the demo's 1C catalog, as a 1C exchange would bring it
+        conn.close()
         cloud_svc = Service("cloud", marketsync_argv("cloud", "serve", "--config", str(conf), "--log-level", "WARNING"),
                             tmp / "cloud.log")
         api = cloud_svc.start(timeout=120)["url"]

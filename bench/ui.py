@@ -27,7 +27,8 @@ ACCOUNTS = {"wb1": "wildberries", "oz1": "ozon", "ym1": "yandex_market", "mm1": 
 
 
 def build(db: str, n_orders: int, n_items: int) -> None:
-    from cloud_sync.db import open_db, transaction
+    from cloud_sync.db import transaction
+    from cloud_sync.schema import open_db
 
     conn = open_db(db)
     rnd = random.Random(7)
@@ -65,10 +66,10 @@ def main() -> int:
     ap.add_argument("--requests", type=int, default=200)
     args = ap.parse_args()
 
-    from cloud_sync import users
-    from cloud_sync.app import create_app
+    from cloud_sync.access import users
     from cloud_sync.config import parse_config
-    from cloud_sync.db import open_db
+    from cloud_sync.schema import open_db
+    from cloud_sync.web.app import create_app
 
     tmp = tempfile.TemporaryDirectory(prefix="bench-ui-")
     db = str(Path(tmp.name) / "cloud.sqlite")

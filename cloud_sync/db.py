@@ -1,34 +1,14 @@
-"""The cloud's database: one SQLite file per tenant, opened in WAL mode, and its migrations.
-
-Each domain module that keeps tables declares them itself as `MIGRATIONS: list[str]` (each entry one
-SQL script, applied once, in order, never edited after it has shipped; add a new entry to change a
-table). `open_db` applies every pending migration of every module in `SCHEMA_MODULES` and records it
-in `schema_migrations`, so a module joins the schema by being listed here.
+"""The cloud's database at the bottom floor: connections with the project's settings (one SQLite file per
+tenant, WAL), write transactions, and the migration runner. It knows no domain module: the schema's parts
+are listed in `cloud_sync/schema.py`, which opens the database with them (`open_db`).
 """
 
 from __future__ import annotations
 
-import importlib
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-
-SCHEMA_MODULES = [
-    "cloud_sync.nomenclature",
-    "cloud_sync.catalog",
-    "cloud_sync.stock",
-    "cloud_sync.orders",
-    "cloud_sync.pricing",
-    "cloud_sync.price_rules",
-    "cloud_sync.reports",
-    "cloud_sync.alerts",
-    "cloud_sync.webhooks",
-    "cloud_sync.onec.store",
-    "cloud_sync.users",
-    "cloud_sync.secrets",
-    "sitelink.store",
-]
 
 
 def connect(path: str | Path, *, timeout: float = 30.0) -> sqlite3.Connection:
@@ -42,38 +22,25 @@ def connect(path: str | Path, *, timeout: float = 30.0) -> sqlite3.Connection:
     return conn
 
 
-def open_db(path: str | Path) -> sqlite3.Connection:
-    """Open (creating if needed) the tenant database and bring its schema up to date."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    conn = connect(path)
-    migrate(conn)
-    return conn
-
-
-def migrate(conn: sqlite3.Connection) -> list[str]:
-    """Apply every pending migration; return the names applied ("module#index")."""
+def migrate(conn: sqlite3.Connection, parts: Iterable[tuple[str, Sequence[str]]]) -> list[str]:
+    """Apply every pending migration of `parts` — (key, scripts) in order, each script applied once and
+    recorded as (key, index) in `schema_migrations`; return the names applied ("key#index")."""
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations ("
         " module TEXT NOT NULL, idx INTEGER NOT NULL, applied_at TEXT NOT NULL DEFAULT (datetime('now')),"
         " PRIMARY KEY (module, idx))"
     )
     applied: list[str] = []
-    for module_name in SCHEMA_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue  # that part is not built (yet): it joins the schema when it is
-            raise
-        done = {row[0] for row in conn.execute("SELECT idx FROM schema_migrations WHERE module=?", (module_name,))}
-        for idx, script in enumerate(getattr(module, "MIGRATIONS", [])):
+    for key, scripts in parts:
+        done = {row[0] for row in conn.execute("SELECT idx FROM schema_migrations WHERE module=?", (key,))}
+        for idx, script in enumerate(scripts):
             if idx in done:
                 continue
             with transaction(conn):
                 for statement in _statements(script):
                     conn.execute(statement)
-                conn.execute("INSERT INTO schema_migrations(module, idx) VALUES (?, ?)", (module_name, idx))
-            applied.append(f"{module_name}#{idx}")
+                conn.execute("INSERT INTO schema_migrations(module, idx) VALUES (?, ?)", (key, idx))
+            applied.append(f"{key}#{idx}")
     return applied
 
 

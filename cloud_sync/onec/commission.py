@@ -25,8 +25,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from cloud_sync.money.reports import CommissionReport, ItemRow
+from cloud_sync.onec.exchange import section_password
 from cloud_sync.onec.orders_out import MARKETPLACE_TITLES
-from cloud_sync.reports import CommissionReport, ItemRow
 
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 COLUMNS = ["№", "Код (Ид 1С)", "Артикул", "Номенклатура", "Характеристика", "Количество", "Цена", "Сумма",
@@ -227,8 +230,6 @@ def _odata_error(resp: Any) -> str:
 
 def create_document(report: CommissionReport, settings: ODataSettings, *, client: Any = None) -> ODataResult:
     """Create (and with `post`, post) the document in 1C through its standard OData interface."""
-    import httpx
-
     body, skipped = document_body(report, settings)
     base = settings.base_url.rstrip("/") + "/odata/standard.odata/"
     own = client is None
@@ -260,8 +261,6 @@ def create_document(report: CommissionReport, settings: ODataSettings, *, client
 
 def odata_settings(section: dict[str, Any], account: str) -> ODataSettings:
     """From `[onec.odata]` (password from `password_env` or `password_file`)."""
-    from cloud_sync.onec.exchange import section_password
-
     password = section_password(section)
     per_account = (section.get("accounts") or {}).get(account, {})
     s = ODataSettings(base_url=section["base_url"], login=section.get("login", ""), password=password)

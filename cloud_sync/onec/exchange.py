@@ -36,10 +36,11 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from cloud_sync.db import connect, open_db, transaction, write_if_free
+from cloud_sync.db import connect, transaction, write_if_free
 from cloud_sync.onec import orders_out
 from cloud_sync.onec.importer import import_files
 from cloud_sync.onec.parser import CommerceMLError
+from cloud_sync.schema import open_db
 
 log = logging.getLogger("marketsync.onec")
 

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from cloud_sync import nomenclature as nom
+from cloud_sync.catalog import nomenclature as nom
 from cloud_sync.db import transaction
 from cloud_sync.onec import pipeline, store
 from cloud_sync.onec.parser import (

@@ -26,8 +26,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+from cloud_sync.config import UNIFIED_STATUSES
 from cloud_sync.db import transaction
 from cloud_sync.onec.parser import Document, parse
+from cloud_sync.orders import intake, records
 
 VERSION = "2.05"
 MARKETPLACE_TITLES = {"wildberries": "Wildberries", "ozon": "Ozon", "yandex_market": "Яндекс Маркет",
@@ -237,21 +239,18 @@ def apply_feedback(conn: sqlite3.Connection, path: Path, *, cloud_config=None, c
     (reservation released, the site told to stop) when the cloud configuration is at hand, and on the
     marketplace only with `cancel_on_marketplace`."""
     docs = [rec for rec in parse(path) if isinstance(rec, Document)]
-    has_orders = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='orders'").fetchone()
     with transaction(conn):
         for d in docs:
             status = status_of(d)
             number_1c = d.requisites.get("Номер отгрузки по 1С") or d.requisites.get("Номер по 1С") or ""
             conn.execute("INSERT INTO onec_order_statuses(order_id, status, onec_number, requisites)"
                          " VALUES (?,?,?,?)", (d.id, status, number_1c, json.dumps(d.requisites, ensure_ascii=False)))
-            row = conn.execute("SELECT id, stage FROM orders WHERE key=?", (d.id,)).fetchone() if has_orders else None
+            row = conn.execute("SELECT id, stage FROM orders WHERE key=?", (d.id,)).fetchone()
             if row is None:
                 continue
-            from cloud_sync import orders as cloud_orders
-
-            cloud_orders.log_event(conn, row["id"], f"onec_{status}", f"1C: {status}" + (f" ({number_1c})" if number_1c else ""))
+            records.log_event(conn, row["id"], f"onec_{status}", f"1C: {status}" + (f" ({number_1c})" if number_1c else ""))
             if status == "cancelled" and cloud_config is not None and row["stage"] != "cancelled":
-                cloud_orders.cancel(conn, cloud_config, row["id"], reason="отменён в 1С",
+                intake.cancel(conn, cloud_config, row["id"], reason="отменён в 1С",
                                     tell_marketplace=cancel_on_marketplace)
     return len(docs)
 
@@ -265,8 +264,6 @@ def last_status(conn: sqlite3.Connection, order_id: str) -> str | None:
 def info_xml(encoding: str = "windows-1251") -> bytes:
     """`mode=info`: the site's reference lists 1C maps its own to (order statuses, "payment systems" and
     "delivery services": here the marketplaces)."""
-    from cloud_sync.config import UNIFIED_STATUSES
-
     root = ET.Element("Справочник")
     statuses = ET.SubElement(root, "Статусы")
     for s in UNIFIED_STATUSES:

@@ -31,7 +31,7 @@ from decimal import Decimal, InvalidOperation
 from typing import IO
 from xml.etree.ElementTree import Element, ParseError, TreeBuilder, XMLParser
 
-from cloud_sync.nomenclature import Item
+from cloud_sync.catalog.nomenclature import Item
 
 ROOT = "КоммерческаяИнформация"
 DEFAULT_WAREHOUSE = "default"  # where a bare <Количество> goes when 1C names no warehouse

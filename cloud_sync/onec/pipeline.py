@@ -47,10 +47,11 @@ import multiprocessing.connection
 import os
 import pickle
 import re
+import resource
 from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal
 
-from cloud_sync.nomenclature import properties_json
+from cloud_sync.catalog.nomenclature import properties_json
 from cloud_sync.onec.parser import DEFAULT_WAREHOUSE, CatalogItem, CommerceMLError, Offer, Record, parse
 
 BATCH = 2000
@@ -201,8 +202,6 @@ def _peak_mb() -> float:
         with open("/proc/self/status") as f:
             return next(int(line.split()[1]) / 1024 for line in f if line.startswith("VmHWM"))
     except (OSError, StopIteration, ValueError):
-        import resource
-
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

@@ -23,7 +23,9 @@ from flask import Blueprint, abort, g, render_template
 
 import web
 from cloud_sync.db import connect
+from cloud_sync.money import price_docs, price_preview, reports
 from cloud_sync.onec.orders_out import MARKETPLACE_TITLES
+from cloud_sync.orders import records
 
 TEMPLATES = web.TEMPLATES
 
@@ -33,12 +35,10 @@ def _now() -> str:
 
 
 def pick_task(conn: sqlite3.Connection, key: str) -> dict[str, Any] | None:
-    from cloud_sync import orders
-
     row = conn.execute("SELECT id FROM orders WHERE key=?", (key,)).fetchone()
     if row is None:
         return None
-    body = orders.pick_task_body(conn, row["id"])
+    body = records.pick_task_body(conn, row["id"])
     for ln in body["lines"]:
         ln.setdefault("bin", "")
         ln.setdefault("barcode", "")
@@ -68,8 +68,6 @@ def ship_task(conn: sqlite3.Connection, account: str, supply: str | None = None)
 
 
 def price_document(conn: sqlite3.Connection, doc_id: str) -> dict[str, Any] | None:
-    from cloud_sync import pricing
-
     doc = conn.execute("SELECT * FROM price_documents WHERE id=?", (doc_id,)).fetchone()
     if doc is None:
         return None
@@ -82,7 +80,7 @@ def price_document(conn: sqlite3.Connection, doc_id: str) -> dict[str, Any] | No
                          "before": h["price_before"] or "", "after": h["price"], "old_price": h["old_price"] or "",
                          "note": "" if h["ok"] else "не принято маркетплейсом"})
     else:
-        preview = pricing.preview(conn, pricing.load_document(conn, doc_id))
+        preview = price_preview.preview(conn, price_docs.load_document(conn, doc_id))
         for r in preview.rows:
             rows.append({"offer_id": r.card.offer_id, "item_id": r.card.item_id or "",
                          "name": r.card.title,
@@ -104,8 +102,6 @@ STOCK_TITLES = {"fbs": "Остатки на своих складах (FBS)", "f
 
 
 def stock_report(conn: sqlite3.Connection, kind: str) -> dict[str, Any] | None:
-    from cloud_sync import reports
-
     if kind == "fbs":
         headers, rows = reports.stock_by_warehouse(conn)
     elif kind == "fbo":

@@ -3,7 +3,7 @@ balances as 1C last stated them, offers naming items 1C has not described, order
 the statuses 1C sent back.
 
 Balances reach the cloud's stock ledger through `apply_balances` only: it keeps 1C's figures here
-(`onec_balances`, what 1C said) and hands them to `cloud_sync.stock.set_balances_many`, so the
+(`onec_balances`, what 1C said) and hands them to `cloud_sync.stock.ledger.set_balances_many`, so the
 switch-over is this one function.
 """
 
@@ -14,6 +14,8 @@ import sqlite3
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import NamedTuple
+
+from cloud_sync.stock import ledger
 
 MIGRATIONS = [
     """
@@ -149,23 +151,13 @@ def apply_balance_rows(conn: sqlite3.Connection, rows: list[tuple[str, str, str,
     _to_ledger(conn, rows, ref)
 
 
-def _stock_module():
-    try:
-        from cloud_sync import stock
-    except ImportError:
-        return None
-    return stock
-
-
 def _to_ledger(conn: sqlite3.Connection, rows: list[tuple[str, str, str, int]], ref: str) -> None:
-    """The one switch-over point to the cloud's stock ledger: `cloud_sync.stock.set_balances_many` (the
+    """The one switch-over point to the cloud's stock ledger: `cloud_sync.stock.ledger.set_balances_many` (the
     ledger's warehouse key is the 1C warehouse id, source "1c"): a move for each new or changed level
     only, every warehouse marked as heard from, in a few set-based statements per batch."""
-    stock = _stock_module()
-    fn = getattr(stock, "set_balances_many", None) if stock else None
-    if fn is None or not rows:
+    if not rows:
         return
-    fn(conn, [(item_id, warehouse_id, qty) for item_id, warehouse_id, _, qty in rows], source="1c", ref=ref)
+    ledger.set_balances_many(conn, [(item_id, warehouse_id, qty) for item_id, warehouse_id, _, qty in rows], source="1c", ref=ref)
 
 
 def balances(conn: sqlite3.Connection) -> dict[str, dict[str, Decimal]]:

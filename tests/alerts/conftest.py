@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from cloud_sync.db import open_db
+from cloud_sync.schema import open_db
 
 TOKEN = "123456789:AAF-secret-test-token-never-log-me"
 

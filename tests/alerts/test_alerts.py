@@ -9,10 +9,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from cloud_sync import alerts, stock
-from cloud_sync import nomenclature as nom
-from cloud_sync.alerts import AlertConfigError, AlertSettings, TelegramSender
-from cloud_sync.db import open_db, transaction
+from cloud_sync.alerts import checks, outbox
+from cloud_sync.alerts.outbox import AlertConfigError, AlertSettings, TelegramSender
+from cloud_sync.catalog import nomenclature as nom
+from cloud_sync.db import transaction
+from cloud_sync.schema import open_db
+from cloud_sync.stock import ledger
 
 TOKEN = "123456789:AAF-secret-test-token-never-log-me"  # the same as the local Bot API's (conftest.py)
 
@@ -37,66 +39,66 @@ def settings(api, **kw) -> AlertSettings:
 def test_delivers_in_order_and_marks_sent(db, bot_api):
     clock = Clock()
     for n in range(3):
-        alerts.enqueue(db, "test", f"k{n}", f"message {n}", now=clock())
+        outbox.enqueue(db, "test", f"k{n}", f"message {n}", now=clock())
     sender = TelegramSender(bot_api.url, TOKEN)
-    stats = alerts.deliver(db, sender, settings(bot_api, min_interval_s=1.0), clock=clock, sleep=clock.sleep)
+    stats = outbox.deliver(db, sender, settings(bot_api, min_interval_s=1.0), clock=clock, sleep=clock.sleep)
     assert stats.sent == 3
     assert bot_api.texts == ["message 0", "message 1", "message 2"]
     assert all(body["chat_id"] == "-100200" for _, body in bot_api.requests)
     assert clock.sleeps == [1.0, 1.0]  # one message per second per chat
-    assert alerts.pending(db) == []
-    assert alerts.deliver(db, sender, settings(bot_api), clock=clock, sleep=clock.sleep).sent == 0
+    assert outbox.pending(db) == []
+    assert outbox.deliver(db, sender, settings(bot_api), clock=clock, sleep=clock.sleep).sent == 0
 
 
 def test_429_retry_after_pauses_the_chat(db, bot_api):
     clock = Clock()
-    alerts.enqueue(db, "test", "a", "first", now=clock())
-    alerts.enqueue(db, "test", "b", "second", now=clock())
+    outbox.enqueue(db, "test", "a", "first", now=clock())
+    outbox.enqueue(db, "test", "b", "second", now=clock())
     bot_api.script.append((429, {"ok": False, "error_code": 429, "description": "Too Many Requests: retry after 7",
                                  "parameters": {"retry_after": 7}}))
     sender = TelegramSender(bot_api.url, TOKEN)
     st = settings(bot_api, min_interval_s=0)
-    stats = alerts.deliver(db, sender, st, clock=clock, sleep=clock.sleep)
+    stats = outbox.deliver(db, sender, st, clock=clock, sleep=clock.sleep)
     assert (stats.sent, stats.failed, stats.throttled_until) == (0, 1, clock() + 7)
     assert len(bot_api.requests) == 1  # the second message was not tried while the chat is paused
     clock.t += 5
-    assert alerts.deliver(db, sender, st, clock=clock, sleep=clock.sleep).sent == 0
+    assert outbox.deliver(db, sender, st, clock=clock, sleep=clock.sleep).sent == 0
     assert len(bot_api.requests) == 1
     clock.t += 3
-    assert alerts.deliver(db, sender, st, clock=clock, sleep=clock.sleep).sent == 2
+    assert outbox.deliver(db, sender, st, clock=clock, sleep=clock.sleep).sent == 2
     assert bot_api.texts == ["first", "first", "second"]
 
 
 def test_permanent_refusal_gives_up_and_server_error_retries(db, bot_api):
     clock = Clock()
-    alerts.enqueue(db, "test", "a", "refused", now=clock())
-    alerts.enqueue(db, "test", "b", "later", now=clock())
+    outbox.enqueue(db, "test", "a", "refused", now=clock())
+    outbox.enqueue(db, "test", "b", "later", now=clock())
     bot_api.script += [(400, {"ok": False, "error_code": 400, "description": "Bad Request: chat not found"}),
                        (502, {"ok": False, "error_code": 502, "description": "Bad Gateway"})]
     sender = TelegramSender(bot_api.url, TOKEN)
-    stats = alerts.deliver(db, sender, settings(bot_api, min_interval_s=0), clock=clock, sleep=clock.sleep)
+    stats = outbox.deliver(db, sender, settings(bot_api, min_interval_s=0), clock=clock, sleep=clock.sleep)
     assert (stats.gave_up, stats.failed) == (1, 1)
-    [row] = alerts.pending(db)
+    [row] = outbox.pending(db)
     assert row["text"] == "later" and "502" in row["last_error"] and row["next_ts"] > clock()
     clock.t += 10
-    assert alerts.deliver(db, sender, settings(bot_api, min_interval_s=0), clock=clock, sleep=clock.sleep).sent == 1
+    assert outbox.deliver(db, sender, settings(bot_api, min_interval_s=0), clock=clock, sleep=clock.sleep).sent == 1
 
 
 def test_token_never_in_logs_errors_or_database(db, bot_api, caplog, tmp_path):
     caplog.set_level(logging.DEBUG)
     clock = Clock()
-    alerts.enqueue(db, "test", "a", "hello", now=clock())
+    outbox.enqueue(db, "test", "a", "hello", now=clock())
     # a wrong base URL path: the server answers 404 and echoes nothing secret; then the server goes away
     bot_api.script.append((500, {"ok": False, "error_code": 500, "description": f"internal error for bot{TOKEN}"}))
     sender = TelegramSender(bot_api.url, TOKEN)
-    alerts.deliver(db, sender, settings(bot_api, min_interval_s=0), clock=clock, sleep=clock.sleep)
+    outbox.deliver(db, sender, settings(bot_api, min_interval_s=0), clock=clock, sleep=clock.sleep)
     bot_api.stop()
     clock.t += 3600
-    stats = alerts.deliver(db, sender, settings(bot_api, min_interval_s=0), clock=clock, sleep=clock.sleep)
+    stats = outbox.deliver(db, sender, settings(bot_api, min_interval_s=0), clock=clock, sleep=clock.sleep)
     assert stats.failed == 1
-    [row] = alerts.pending(db)
+    [row] = outbox.pending(db)
     assert row["last_error"] and TOKEN not in row["last_error"]
-    assert "***" in alerts.redact(f"bot{TOKEN}", TOKEN)
+    assert "***" in outbox.redact(f"bot{TOKEN}", TOKEN)
     assert TOKEN not in caplog.text and TOKEN not in repr(sender) and TOKEN not in repr(settings(bot_api))
     db.execute("PRAGMA wal_checkpoint(FULL)")
     assert TOKEN.encode() not in (tmp_path / "tenant.sqlite").read_bytes()
@@ -105,19 +107,19 @@ def test_token_never_in_logs_errors_or_database(db, bot_api, caplog, tmp_path):
 def test_outbox_survives_restart(tmp_path, bot_api):
     path = tmp_path / "t.sqlite"
     conn = open_db(path)
-    alerts.enqueue(conn, "test", "a", "before restart")
+    outbox.enqueue(conn, "test", "a", "before restart")
     conn.close()
     conn = open_db(path)
-    stats = alerts.deliver(conn, TelegramSender(bot_api.url, TOKEN), settings(bot_api, min_interval_s=0))
+    stats = outbox.deliver(conn, TelegramSender(bot_api.url, TOKEN), settings(bot_api, min_interval_s=0))
     assert stats.sent == 1 and bot_api.texts == ["before restart"]
     conn.close()
 
 
 def test_dedup_window(db):
-    assert alerts.enqueue(db, "x", "same", "one", now=1000.0) is not None
-    assert alerts.enqueue(db, "x", "same", "two", now=1000.0 + 60) is None
-    assert alerts.enqueue(db, "x", "same", "three", now=1000.0 + 7 * 3600) is not None
-    assert [r["text"] for r in alerts.pending(db)] == ["one", "three"]
+    assert outbox.enqueue(db, "x", "same", "one", now=1000.0) is not None
+    assert outbox.enqueue(db, "x", "same", "two", now=1000.0 + 60) is None
+    assert outbox.enqueue(db, "x", "same", "three", now=1000.0 + 7 * 3600) is not None
+    assert [r["text"] for r in outbox.pending(db)] == ["one", "three"]
 
 
 def test_settings_from_config(tmp_path):
@@ -135,24 +137,24 @@ def test_settings_from_config(tmp_path):
 def test_critical_stock_once_per_episode(db):
     with transaction(db):
         nom.upsert_items(db, [nom.Item(id="i1", name="Кружка", article="MS-3")])
-        stock.record_move(db, "i1", "main", "balance", on_hand_delta=10)
-    alerts.set_minimum(db, "i1", 3)
+        ledger.record_move(db, "i1", "main", "balance", on_hand_delta=10)
+    checks.set_minimum(db, "i1", 3)
     with pytest.raises(ValueError, match="unknown item"):
-        alerts.set_minimum(db, "nope", 3)
-    assert alerts.check_critical_stock(db, now=1.0) == []
+        checks.set_minimum(db, "nope", 3)
+    assert checks.check_critical_stock(db, now=1.0) == []
     with transaction(db):
-        stock.record_move(db, "i1", "main", "reserve", reserved_delta=8)
-    assert alerts.check_critical_stock(db, now=2.0) == ["i1"]
-    assert alerts.check_critical_stock(db, now=3.0) == []  # still low: no second alert
-    [row] = alerts.pending(db)
+        ledger.record_move(db, "i1", "main", "reserve", reserved_delta=8)
+    assert checks.check_critical_stock(db, now=2.0) == ["i1"]
+    assert checks.check_critical_stock(db, now=3.0) == []  # still low: no second alert
+    [row] = outbox.pending(db)
     assert "Кружка" in row["text"] and "2 available, minimum 3" in row["text"]
     with transaction(db):
-        stock.record_move(db, "i1", "main", "receipt", on_hand_delta=5)
-    assert alerts.check_critical_stock(db, now=4.0) == []  # recovered
+        ledger.record_move(db, "i1", "main", "receipt", on_hand_delta=5)
+    assert checks.check_critical_stock(db, now=4.0) == []  # recovered
     with transaction(db):
-        stock.record_move(db, "i1", "main", "writeoff", on_hand_delta=-6)
-    assert alerts.check_critical_stock(db, now=5.0) == ["i1"]  # a new episode
-    assert len(alerts.pending(db)) == 2
+        ledger.record_move(db, "i1", "main", "writeoff", on_hand_delta=-6)
+    assert checks.check_critical_stock(db, now=5.0) == ["i1"]  # a new episode
+    assert len(outbox.pending(db)) == 2
 
 
 def test_order_events_deadlines_and_zero_guard(db):
@@ -161,16 +163,16 @@ def test_order_events_deadlines_and_zero_guard(db):
                " ship_by, ingested_ts, updated_ts) VALUES (1, 'wb1:77', 'wb1', 'wildberries', '77', 'N-77', 'reserved',"
                " 'reserved', ?, ?, 0, 0)", (now.isoformat(), (now + timedelta(minutes=90)).isoformat()))
     db.execute("INSERT INTO order_events(order_id, ts, kind, detail) VALUES (1, 0, 'reserved', 'from before')")
-    assert alerts.scan_order_events(db, now=now.timestamp()) == 0  # the first scan starts from now
+    assert checks.scan_order_events(db, now=now.timestamp()) == 0  # the first scan starts from now
     for kind, detail in (("reserved", ""), ("confirmed", ""), ("cancelled", "by buyer"), ("cancelled", "again")):
         db.execute("INSERT INTO order_events(order_id, ts, kind, detail) VALUES (1, 0, ?, ?)", (kind, detail))
-    assert alerts.scan_order_events(db, now=now.timestamp()) == 2  # new + cancelled; duplicate cancel deduped
-    assert alerts.scan_order_events(db, now=now.timestamp()) == 0  # the cursor moved on
-    texts = [r["text"] for r in alerts.pending(db)]
+    assert checks.scan_order_events(db, now=now.timestamp()) == 2  # new + cancelled; duplicate cancel deduped
+    assert checks.scan_order_events(db, now=now.timestamp()) == 0  # the cursor moved on
+    texts = [r["text"] for r in outbox.pending(db)]
     assert any("New order N-77 (wb1)" in t for t in texts) and any("N-77 (wb1) cancelled by buyer" in t for t in texts)
     near = [{"key": "wb1:77", "account": "wb1", "number": "N-77", "ship_by": (now + timedelta(minutes=90)).isoformat()}]
-    assert alerts.check_deadlines(db, near, now=now.timestamp()) == 1
-    assert alerts.check_deadlines(db, near, now=now.timestamp() + 60) == 0
-    assert "in 90 min" in alerts.pending(db)[-1]["text"]
-    assert alerts.zero_guard_held(db, "oz1", 40, 100, hold_id="h1", now=now.timestamp()) is not None
-    assert "would zero 40 of 100 listed cards (40%)" in alerts.pending(db)[-1]["text"]
+    assert checks.check_deadlines(db, near, now=now.timestamp()) == 1
+    assert checks.check_deadlines(db, near, now=now.timestamp() + 60) == 0
+    assert "in 90 min" in outbox.pending(db)[-1]["text"]
+    assert outbox.zero_guard_held(db, "oz1", 40, 100, hold_id="h1", now=now.timestamp()) is not None
+    assert "would zero 40 of 100 listed cards (40%)" in outbox.pending(db)[-1]["text"]

@@ -18,9 +18,12 @@ from typing import Any
 
 import pytest
 
-from cloud_sync import catalog, nomenclature, stock
+from cloud_sync.catalog import cards as catalog
+from cloud_sync.catalog import nomenclature
 from cloud_sync.config import CloudConfig, parse_config
-from cloud_sync.db import open_db, transaction
+from cloud_sync.db import transaction
+from cloud_sync.schema import open_db
+from cloud_sync.stock import ledger
 from marketplaces.base import (
     Card,
     ItemResult,
@@ -126,7 +129,7 @@ def seed(conn, n: int = 10, *, balances: bool = True) -> list:
                                                   for i in items])
         catalog.auto_link(conn)
         if balances:
-            stock.set_balances(conn, "main", {i.item_id: i.stock for i in items})
+            ledger.set_balances(conn, "main", {i.item_id: i.stock for i in items})
     return items
 
 

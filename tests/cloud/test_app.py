@@ -9,16 +9,16 @@ import subprocess
 import sys
 import time
 
-from cloud_sync import orders
-from cloud_sync.app import create_app
-from cloud_sync.cli import stock_main
+from cloud_sync.cli.cloud import stock_main
+from cloud_sync.orders import intake
+from cloud_sync.web.app import create_app
 
 from .conftest import card_id, order, seed
 
 
 def test_api_orders_stock_cards_events_and_refusals(db_path, conn, cfg, windows):
     items = seed(conn, 3)
-    orders.ingest(conn, cfg, [order("wb", "1001", card_id("wb", 1))])
+    intake.ingest(conn, cfg, [order("wb", "1001", card_id("wb", 1))])
     app = create_app(cfg, db_path=db_path, adapters=windows)
     c = app.test_client()
     assert c.get("/api/summary").get_json() == {"orders_seen": 1, "orders_packed": 0, "labels_printed": 0,

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from cloud_sync import catalog, nomenclature, stock_push
+from cloud_sync.catalog import cards as catalog
+from cloud_sync.catalog import nomenclature
 from cloud_sync.db import transaction
+from cloud_sync.stock import push as stock_push
 from marketplaces.base import Card, CardCreation
 
 from .conftest import seed

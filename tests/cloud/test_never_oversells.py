@@ -17,8 +17,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cloud_sync import orders
-from cloud_sync.db import connect, open_db
+from cloud_sync.db import connect
+from cloud_sync.orders import intake, mp_actions, records
+from cloud_sync.schema import open_db
 
 from .conftest import ACCOUNTS, ShopWindow, card_id, make_config, order, seed
 
@@ -40,11 +41,11 @@ def test_concurrent_orders_from_all_marketplaces_never_oversell(case):
         path = str(Path(tmp) / "cloud.sqlite")
         conn = open_db(path)
         items = seed(conn, N_ITEMS, balances=False)
-        from cloud_sync import stock
         from cloud_sync.db import transaction
+        from cloud_sync.stock import ledger
 
         with transaction(conn):
-            stock.set_balances(conn, "main", {i.item_id: s for i, s in zip(items, stocks, strict=True)})
+            ledger.set_balances(conn, "main", {i.item_id: s for i, s in zip(items, stocks, strict=True)})
         windows = {name: ShopWindow(name, mp, wh) for name, (mp, wh) in ACCOUNTS.items()}
         per_account: dict[str, list] = {name: [] for name in ACCOUNTS}
         for n, (account, idx, qty, cancel_later) in enumerate(stream):
@@ -57,11 +58,11 @@ def test_concurrent_orders_from_all_marketplaces_never_oversell(case):
             c = connect(path)
             try:
                 for o, cancel_later in per_account[account]:
-                    orders.ingest(c, cfg, [o])
+                    intake.ingest(c, cfg, [o])
                     if cancel_later:
                         o.native_status = {"wildberries": "cancel", "ozon": "cancelled",
                                            "yandex_market": "CANCELLED", "megamarket": "CUSTOMER_CANCELED"}[o.marketplace]
-                        orders.ingest(c, cfg, [o])
+                        intake.ingest(c, cfg, [o])
             finally:
                 c.close()
 
@@ -69,8 +70,8 @@ def test_concurrent_orders_from_all_marketplaces_never_oversell(case):
             c = connect(path)
             try:
                 while not done.is_set():
-                    orders.run_actions(c, cfg, windows)
-                orders.run_actions(c, cfg, windows)
+                    mp_actions.run_actions(c, cfg, windows)
+                mp_actions.run_actions(c, cfg, windows)
             finally:
                 c.close()
 
@@ -96,7 +97,7 @@ def test_concurrent_orders_from_all_marketplaces_never_oversell(case):
 
         assert violations == []
         for i, s in zip(items, stocks, strict=True):
-            lv = stock.level(conn, i.item_id, "main")
+            lv = ledger.level(conn, i.item_id, "main")
             assert lv.on_hand == s and 0 <= lv.reserved <= s
             live = conn.execute(
                 "SELECT COALESCE(SUM(l.units), 0) FROM orders o JOIN order_lines l ON l.order_id=o.id"
@@ -104,7 +105,7 @@ def test_concurrent_orders_from_all_marketplaces_never_oversell(case):
             assert lv.reserved == live
         confirmed = {(name, m[0]) for name, w in windows.items() for m in w.moves if m[1] == "confirm"}
         for account, native_id in confirmed:
-            key = orders.order_key(account, native_id)
+            key = records.order_key(account, native_id)
             units = conn.execute("SELECT SUM(l.units) FROM orders o JOIN order_lines l ON l.order_id=o.id"
                                  " WHERE o.key=?", (key,)).fetchone()[0]
             reserved_ever = conn.execute("SELECT COALESCE(SUM(reserved_delta), 0) FROM stock_moves WHERE ref=?"

@@ -7,9 +7,10 @@ import json
 
 import pytest
 
-from cloud_sync import orders, stock
 from cloud_sync.config import parse_config
 from cloud_sync.db import transaction
+from cloud_sync.orders import handovers, intake, listing, mp_actions, records, site_messages
+from cloud_sync.stock import ledger
 from marketplaces.base import OrderEvent
 from sitelink import Reject
 from sitelink.envelope import Envelope
@@ -23,13 +24,13 @@ def _outbox(conn):
 
 def test_new_order_is_reserved_and_its_pick_task_queued_together(conn, cfg):
     items = seed(conn, 3)
-    res = orders.ingest(conn, cfg, [order("wb", "1001", card_id("wb", 1), qty=2)])
+    res = intake.ingest(conn, cfg, [order("wb", "1001", card_id("wb", 1), qty=2)])
     assert (res.new, res.reserved) == (1, 1)
-    assert stock.level(conn, items[0].item_id, "main").reserved == 2
+    assert ledger.level(conn, items[0].item_id, "main").reserved == 2
     (kind, body), = _outbox(conn)
     assert kind == "pick_task" and body["order_id"] == "wb:1001" and body["lines"][0]["quantity"] == 2
     assert body["lines"][0]["barcode"] == items[0].barcode
-    o = orders.list_orders(conn)[0]
+    o = listing.list_orders(conn)[0]
     assert (o["status"], o["stage"], o["site"], o["warehouse"]) == ("reserved", "reserved", "site-1", "main")
     assert conn.execute("SELECT action FROM order_actions").fetchone()[0] == "confirm"
 
@@ -37,23 +38,23 @@ def test_new_order_is_reserved_and_its_pick_task_queued_together(conn, cfg):
 def test_the_same_order_twice_is_taken_once(conn, cfg):
     items = seed(conn, 2)
     o = order("oz", "P-1", card_id("oz", 1))
-    orders.ingest(conn, cfg, [o])
-    res = orders.ingest(conn, cfg, [o])
+    intake.ingest(conn, cfg, [o])
+    res = intake.ingest(conn, cfg, [o])
     assert (res.new, res.known) == (0, 1)
-    assert stock.level(conn, items[0].item_id, "main").reserved == 1
+    assert ledger.level(conn, items[0].item_id, "main").reserved == 1
     assert len(_outbox(conn)) == 1
 
 
 def test_order_beyond_stock_is_never_confirmed(conn, cfg):
     items = seed(conn, 10)
     scarce = next(i for i in items if i.stock == 2)
-    res = orders.ingest(conn, cfg, [order("ym", "Y1", card_id("ym", scarce.index), qty=3)])
+    res = intake.ingest(conn, cfg, [order("ym", "Y1", card_id("ym", scarce.index), qty=3)])
     assert res.short == 1
-    o = orders.list_orders(conn)[0]
+    o = listing.list_orders(conn)[0]
     assert o["stage"] == "short" and "2 available, 3 wanted" in o["problem"]
     assert conn.execute("SELECT COUNT(*) FROM order_actions").fetchone()[0] == 0
     assert _outbox(conn) == []
-    assert stock.level(conn, scarce.item_id, "main").reserved == 0
+    assert ledger.level(conn, scarce.item_id, "main").reserved == 0
 
 
 def test_multi_line_order_reserves_all_lines_or_none(conn, cfg):
@@ -61,42 +62,42 @@ def test_multi_line_order_reserves_all_lines_or_none(conn, cfg):
     scarce = next(i for i in items if i.stock == 2)
     o = order("mm", "M1", card_id("mm", 1), qty=1)
     o.lines.append(order("mm", "x", card_id("mm", scarce.index), qty=5).lines[0])
-    orders.ingest(conn, cfg, [o])
-    assert stock.level(conn, items[0].item_id, "main").reserved == 0
+    intake.ingest(conn, cfg, [o])
+    assert ledger.level(conn, items[0].item_id, "main").reserved == 0
 
 
 def test_unlinked_card_is_a_problem_not_a_reservation(conn, cfg):
     seed(conn, 1)
-    orders.ingest(conn, cfg, [order("wb", "1", "no-such-card", offer_id="NOPE")])
-    o = orders.list_orders(conn)[0]
+    intake.ingest(conn, cfg, [order("wb", "1", "no-such-card", offer_id="NOPE")])
+    o = listing.list_orders(conn)[0]
     assert o["stage"] == "problem" and "NOPE" in o["problem"]
 
 
 def test_confirm_then_label_to_the_site_then_packed_assemble(conn, cfg, windows):
     seed(conn, 2)
-    orders.ingest(conn, cfg, [order("wb", "1001", card_id("wb", 1))])
-    assert orders.run_actions(conn, cfg, windows) == 1  # confirm (supply + add)
+    intake.ingest(conn, cfg, [order("wb", "1001", card_id("wb", 1))])
+    assert mp_actions.run_actions(conn, cfg, windows) == 1  # confirm (supply + add)
     assert windows["wb"].moves[0][:2] == ("1001", "confirm")
-    assert orders.run_actions(conn, cfg, windows) == 1  # label
+    assert mp_actions.run_actions(conn, cfg, windows) == 1  # label
     types = [t for t, _ in _outbox(conn)]
     assert types == ["pick_task", "label"]
     label = _outbox(conn)[1][1]
     assert label["order_id"] == "wb:1001" and label["format"] == "svg"
-    o = orders.get_order(conn, "wb:1001")
+    o = listing.get_order(conn, "wb:1001")
     assert o["confirmed"] == 1 and o["supply_id"] == "WB-GI-1" and o["label_sent"] == 1
 
 
 def test_ozon_label_comes_after_assembly(conn, cfg, windows):
     seed(conn, 2)
     handlers = _handlers(cfg)
-    orders.ingest(conn, cfg, [order("oz", "P-1", card_id("oz", 1), status="awaiting_packaging")])
-    orders.run_actions(conn, cfg, windows)
+    intake.ingest(conn, cfg, [order("oz", "P-1", card_id("oz", 1), status="awaiting_packaging")])
+    mp_actions.run_actions(conn, cfg, windows)
     assert [t for t, _ in _outbox(conn)] == ["pick_task"]
     with transaction(conn):
         handlers["task_progress"](conn, _env("task_progress", {"task_id": "pick-oz:P-1", "order_id": "oz:P-1",
                                                                "state": "packed"}))
-    orders.run_actions(conn, cfg, windows)  # assemble
-    orders.run_actions(conn, cfg, windows)  # label
+    mp_actions.run_actions(conn, cfg, windows)  # assemble
+    mp_actions.run_actions(conn, cfg, windows)  # label
     assert [m[1] for m in windows["oz"].moves] == ["confirm", "assemble"]
     assert [t for t, _ in _outbox(conn)] == ["pick_task", "label"]
 
@@ -104,12 +105,12 @@ def test_ozon_label_comes_after_assembly(conn, cfg, windows):
 def test_cancellation_releases_and_stops_the_site(conn, cfg, windows):
     items = seed(conn, 2)
     o = order("oz", "P-2", card_id("oz", 1), qty=3)
-    orders.ingest(conn, cfg, [o])
+    intake.ingest(conn, cfg, [o])
     o.native_status = "cancelled"
-    orders.ingest(conn, cfg, [o])  # the next poll/refresh sees it cancelled
-    assert stock.level(conn, items[0].item_id, "main").reserved == 0
+    intake.ingest(conn, cfg, [o])  # the next poll/refresh sees it cancelled
+    assert ledger.level(conn, items[0].item_id, "main").reserved == 0
     assert [t for t, _ in _outbox(conn)] == ["pick_task", "cancel_task"]
-    assert orders.get_order(conn, "oz:P-2")["status"] == "cancelled"
+    assert listing.get_order(conn, "oz:P-2")["status"] == "cancelled"
     assert stock_push_dirty(conn, items[0].item_id)
 
 
@@ -121,11 +122,11 @@ def test_pushed_events_are_deduplicated_with_polling(conn, cfg):
     seed(conn, 2)
     o = order("ym", "555", card_id("ym", 1), status="PROCESSING")
     ev = OrderEvent("created", "555", "PROCESSING", order=o, dedup_key="ORDER_CREATED:555")
-    assert orders.ingest_event(conn, cfg, "ym", ev) == "new"
-    assert orders.ingest_event(conn, cfg, "ym", ev) == "duplicate"
-    assert orders.ingest(conn, cfg, [o]).known == 1
+    assert intake.ingest_event(conn, cfg, "ym", ev) == "new"
+    assert intake.ingest_event(conn, cfg, "ym", ev) == "duplicate"
+    assert intake.ingest(conn, cfg, [o]).known == 1
     cancel = OrderEvent("cancelled", "555", "CANCELLED", dedup_key="ORDER_CANCELLED:555")
-    assert orders.ingest_event(conn, cfg, "ym", cancel) == "cancelled"
+    assert intake.ingest_event(conn, cfg, "ym", cancel) == "cancelled"
     assert conn.execute("SELECT COUNT(*) FROM orders").fetchone()[0] == 1
 
 
@@ -141,19 +142,19 @@ def test_unified_status_map_defaults_and_override():
     assert cfg.unified_status("megamarket", "CUSTOMER_CANCELED") == "cancelled"
     assert cfg.unified_status("ozon", "awaiting_deliver") == "handed_over"
     # our own progress moves the status forward, the marketplace's cancellation always wins
-    assert orders.unified(cfg, "wildberries", "confirm", "", "packed") == "packed"
-    assert orders.unified(cfg, "wildberries", "sold", "", "packed") == "delivered"
-    assert orders.unified(cfg, "wildberries", "cancel", "", "packed") == "cancelled"
+    assert records.unified(cfg, "wildberries", "confirm", "", "packed") == "packed"
+    assert records.unified(cfg, "wildberries", "sold", "", "packed") == "delivered"
+    assert records.unified(cfg, "wildberries", "cancel", "", "packed") == "cancelled"
 
 
 def test_list_sorted_by_deadline_then_status(conn, cfg):
     seed(conn, 3)
-    orders.ingest(conn, cfg, [order("wb", "late", card_id("wb", 1), ship_in_h=48),
+    intake.ingest(conn, cfg, [order("wb", "late", card_id("wb", 1), ship_in_h=48),
                               order("oz", "soon", card_id("oz", 1), ship_in_h=2),
                               order("mm", "none", card_id("mm", 1), ship_in_h=None),
                               order("ym", "past", card_id("ym", 1), ship_in_h=-1)])
-    assert [o["native_id"] for o in orders.list_orders(conn)] == ["past", "soon", "late", "none"]
-    near = orders.deadlines_near(conn, 3 * 3600)
+    assert [o["native_id"] for o in listing.list_orders(conn)] == ["past", "soon", "late", "none"]
+    near = listing.deadlines_near(conn, 3 * 3600)
     assert [o["key"] for o in near] == ["ym:past", "oz:soon"]
 
 
@@ -170,7 +171,7 @@ class _Registry:
 
 def _handlers(cfg):
     reg = _Registry()
-    orders.register_site_handlers(reg, cfg)
+    site_messages.register_site_handlers(reg, cfg)
     return reg.handlers
 
 
@@ -181,7 +182,7 @@ def _env(msg_type, body, site="site-1"):
 def test_site_messages_move_orders_and_the_ledger(conn, cfg):
     items = seed(conn, 2)
     h = _handlers(cfg)
-    orders.ingest(conn, cfg, [order("wb", "1001", card_id("wb", 1), qty=2)])
+    intake.ingest(conn, cfg, [order("wb", "1001", card_id("wb", 1), qty=2)])
     with transaction(conn):
         h["task_progress"](conn, _env("task_progress", {"task_id": "pick-wb:1001", "order_id": "wb:1001",
                                                         "state": "packed"}))
@@ -191,13 +192,13 @@ def test_site_messages_move_orders_and_the_ledger(conn, cfg):
         h["stock_count"](conn, _env("stock_count", {"warehouse": "main", "item_id": items[1].item_id, "counted": 1}))
         h["device_status"](conn, _env("device_status", {"devices": [{"name": "printer", "online": True}]}))
         h["scan"](conn, _env("scan", {"code": "123", "note": "unknown barcode"}))
-    lv = stock.level(conn, items[0].item_id, "main")
+    lv = ledger.level(conn, items[0].item_id, "main")
     assert (lv.on_hand, lv.reserved) == (items[0].stock - 2, 0)
-    assert stock.level(conn, items[1].item_id, "main").on_hand == 1
-    s = orders.summary(conn)
+    assert ledger.level(conn, items[1].item_id, "main").on_hand == 1
+    s = listing.summary(conn)
     assert (s["orders_seen"], s["orders_packed"], s["labels_printed"]) == (1, 1, 1)
-    assert orders.get_order(conn, "wb:1001")["status"] == "packed"
-    assert {a["action"] for a in orders.get_order(conn, "wb:1001")["actions"]} == {"confirm", "assemble"}
+    assert listing.get_order(conn, "wb:1001")["status"] == "packed"
+    assert {a["action"] for a in listing.get_order(conn, "wb:1001")["actions"]} == {"confirm", "assemble"}
 
 
 def test_site_delta_that_would_make_stock_negative_is_rejected(conn, cfg):
@@ -206,21 +207,21 @@ def test_site_delta_that_would_make_stock_negative_is_rejected(conn, cfg):
     with pytest.raises(Reject, match="would make it"), transaction(conn):
         h["stock_delta"](conn, _env("stock_delta", {"warehouse": "main", "item_id": items[0].item_id,
                                                     "delta": -1000, "reason": "writeoff"}))
-    assert stock.level(conn, items[0].item_id, "main").on_hand == items[0].stock
-    assert orders.summary(conn)["errors"] == 0  # the rejected transaction rolled back its error row as well
+    assert ledger.level(conn, items[0].item_id, "main").on_hand == items[0].stock
+    assert listing.summary(conn)["errors"] == 0  # the rejected transaction rolled back its error row as well
 
 
 def test_handover_ships_a_wb_supply_only_when_its_last_parcel_is_handed_over(conn, cfg, windows):
     seed(conn, 3)
     h = _handlers(cfg)
-    orders.ingest(conn, cfg, [order("wb", "1", card_id("wb", 1)), order("wb", "2", card_id("wb", 2))])
-    orders.run_actions(conn, cfg, windows)  # both confirmed into supply WB-GI-1
+    intake.ingest(conn, cfg, [order("wb", "1", card_id("wb", 1)), order("wb", "2", card_id("wb", 2))])
+    mp_actions.run_actions(conn, cfg, windows)  # both confirmed into supply WB-GI-1
     conn.execute("UPDATE orders SET supply_id='WB-GI-1'")  # ShopWindow has no get_order for these
     with transaction(conn):
         for n in ("1", "2"):
             h["task_progress"](conn, _env("task_progress", {"task_id": f"pick-wb:{n}", "order_id": f"wb:{n}",
                                                             "state": "packed", "marking_codes": ["0104607000000011215abc"]}))
-    (ho,) = orders.start_handover(conn, cfg, "wb")
+    (ho,) = handovers.start_handover(conn, cfg, "wb")
     assert ho["orders"] == ["wb:1", "wb:2"] and ho["supply_id"] == "WB-GI-1"
     assert _outbox(conn)[-1] == ("handover", {"handover_id": ho["handover_id"], "marketplace": "wildberries",
                                               "order_ids": ["wb:1", "wb:2"], "account": "wb", "supply_id": "WB-GI-1"})
@@ -233,46 +234,47 @@ def test_handover_ships_a_wb_supply_only_when_its_last_parcel_is_handed_over(con
         h["task_progress"](conn, _env("task_progress", {"task_id": "pick-wb:2", "order_id": "wb:2",
                                                         "state": "handed_over", "handover_id": ho["handover_id"]}))
     assert conn.execute(ships).fetchone()[0] == 1
-    orders.run_actions(conn, cfg, windows)
+    mp_actions.run_actions(conn, cfg, windows)
     assert [m[1] for m in windows["wb"].moves].count("ship") == 1
-    assert orders._marking_by_offer(conn, 1) == {"wb-1": ["0104607000000011215abc"]}
+    assert mp_actions._marking_by_offer(conn, 1) == {"wb-1": ["0104607000000011215abc"]}
 
 
 def test_order_for_a_card_not_imported_yet_is_matched_like_auto_linking(conn, cfg):
     items = seed(conn, 2)
-    orders.ingest(conn, cfg, [order("mm", "new-card", "MS-NEW", offer_id=items[1].article)])
-    o = orders.get_order(conn, "mm:new-card")
+    intake.ingest(conn, cfg, [order("mm", "new-card", "MS-NEW", offer_id=items[1].article)])
+    o = listing.get_order(conn, "mm:new-card")
     assert o["stage"] == "reserved" and o["lines"][0]["item_id"] == items[1].item_id
     with transaction(conn):  # unlinked by hand: no guessing
-        from cloud_sync import catalog, nomenclature
+        from cloud_sync.catalog import cards as catalog
+        from cloud_sync.catalog import nomenclature
         from marketplaces.base import Card
 
         nomenclature.upsert_items(conn, [nomenclature.Item(id="SOLO-ID", name="solo", article="SOLO")])
-        stock.set_balances(conn, "main", {"SOLO-ID": 5})
+        ledger.set_balances(conn, "main", {"SOLO-ID": 5})
         catalog.import_cards(conn, "mm", "megamarket", [Card("MS-LOCK", "SOLO")])
         catalog.unlink(conn, "mm", "MS-LOCK")
-    orders.ingest(conn, cfg, [order("mm", "locked", "MS-LOCK", offer_id="SOLO")])
-    assert orders.get_order(conn, "mm:locked")["stage"] == "problem"
+    intake.ingest(conn, cfg, [order("mm", "locked", "MS-LOCK", offer_id="SOLO")])
+    assert listing.get_order(conn, "mm:locked")["stage"] == "problem"
 
 
 def test_sites_get_the_catalog_once_and_then_only_what_changed(conn, cfg):
     items = seed(conn, 3)
     conn.execute("UPDATE items SET updated_at=datetime('now', '-1 minute')")
-    assert orders.send_site_catalogs(conn, cfg) == 3
+    assert site_messages.send_site_catalogs(conn, cfg) == 3
     (kind, body), = _outbox(conn)
     assert kind == "catalog" and {i["item_id"] for i in body["items"]} == {i.item_id for i in items}
     assert body["items"][0]["barcode"] in {i.barcode for i in items}
-    assert orders.send_site_catalogs(conn, cfg) == 0
+    assert site_messages.send_site_catalogs(conn, cfg) == 0
     conn.execute("UPDATE items SET name='новое', updated_at=datetime('now', '-2 seconds') WHERE id=?",
                  (items[1].item_id,))
-    assert orders.send_site_catalogs(conn, cfg) == 1
+    assert site_messages.send_site_catalogs(conn, cfg) == 1
 
 
 def test_marketplace_says_marking_required_even_when_1c_does_not(conn, cfg):
     seed(conn, 2)
     o = order("mm", "M-mark", card_id("mm", 2))
     o.lines[0].marking_required = True
-    orders.ingest(conn, cfg, [o])
+    intake.ingest(conn, cfg, [o])
     (_, body), = _outbox(conn)
     assert body["lines"][0]["marking_required"] is True
 

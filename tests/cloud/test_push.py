@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import time
 
-from cloud_sync import catalog, orders, stock, stock_push
+from cloud_sync.catalog import cards as catalog
 from cloud_sync.db import transaction
+from cloud_sync.orders import intake, listing
+from cloud_sync.stock import ledger, why
+from cloud_sync.stock import push as stock_push
 
 from .conftest import ACCOUNTS, card_id, make_config, order, seed
 
@@ -24,7 +27,7 @@ def test_every_card_on_every_account_gets_its_number(conn, cfg, windows):
         for i in items:
             assert windows[name].shown[f"{card_id(name, i.index)}@{wh}"] == i.stock
     assert stock_push.pending(conn) == {}
-    assert orders.summary(conn)["stock_pushes"] == 5 * 4
+    assert listing.summary(conn)["stock_pushes"] == 5 * 4
 
 
 def test_changes_coalesce_latest_wins(conn, cfg, windows):
@@ -34,7 +37,7 @@ def test_changes_coalesce_latest_wins(conn, cfg, windows):
     item = items[0].item_id
     for qty in (7, 8, 9, 3):  # four 1C updates before the pusher runs
         with transaction(conn):
-            stock.record_balance(conn, item, "main", qty)
+            ledger.record_balance(conn, item, "main", qty)
         stock_push.plan(conn, cfg)
     rows = conn.execute("SELECT account, quantity FROM stock_push_queue ORDER BY account").fetchall()
     assert [tuple(r) for r in rows] == [("mm", 3), ("oz", 3), ("wb", 3), ("ym", 3)]
@@ -49,10 +52,10 @@ def test_a_change_undone_before_sending_sends_nothing(conn, cfg, windows):
     stock_push.plan(conn, cfg)
     _send_all(conn, cfg, windows)
     with transaction(conn):
-        stock.record_balance(conn, items[0].item_id, "main", items[0].stock + 5)
+        ledger.record_balance(conn, items[0].item_id, "main", items[0].stock + 5)
     stock_push.plan(conn, cfg)
     with transaction(conn):
-        stock.record_balance(conn, items[0].item_id, "main", items[0].stock)
+        ledger.record_balance(conn, items[0].item_id, "main", items[0].stock)
     stock_push.plan(conn, cfg)
     assert stock_push.pending(conn) == {}
 
@@ -64,8 +67,8 @@ def test_oversell_protection_last_unit_zeroes_every_other_card_first(conn, cfg, 
     _send_all(conn, cfg, windows)
     # an increase of another item is waiting when the last units of the scarce one are sold
     with transaction(conn):
-        stock.record_balance(conn, items[0].item_id, "main", items[0].stock + 10)
-    orders.ingest(conn, cfg, [order("wb", "w1", card_id("wb", scarce.index), qty=2)])
+        ledger.record_balance(conn, items[0].item_id, "main", items[0].stock + 10)
+    intake.ingest(conn, cfg, [order("wb", "w1", card_id("wb", scarce.index), qty=2)])
     # the zeros were queued by the very transaction that reserved the last units
     zeros = conn.execute("SELECT account, quantity, priority FROM stock_push_queue WHERE item_id=?",
                          (scarce.item_id,)).fetchall()
@@ -95,8 +98,8 @@ def test_allocation_rules_and_pack_size(conn, windows):
     assert windows["ym"].shown["ym-1@30"] == 3
     assert windows["mm"].shown["mm-1@40"] == 6  # 25 // 4
     with transaction(conn):
-        stock.record_fbo(conn, "oz", [("oz-1", "fbo-1", 40)])
-    text = stock.why(conn, cfg, items[0].article, "oz").text()
+        ledger.record_fbo(conn, "oz", [("oz-1", "fbo-1", 40)])
+    text = why.why(conn, cfg, items[0].article, "oz").text()
     assert "FBO (the marketplace's own stock, not ours; never pushed): 40 at fbo-1" in text
     assert "floor(25 × 0.5) = 12, − 1 = 11" in text and "marketplace shows 11" in text
 
@@ -106,7 +109,7 @@ def test_zero_guard_holds_a_mass_zeroing_until_confirmed(conn, cfg, windows):
     stock_push.plan(conn, cfg)
     _send_all(conn, cfg, windows)
     with transaction(conn):  # a broken 1C export: half the items come as 0
-        stock.set_balances(conn, "main", {i.item_id: 0 for i in items[:5]})
+        ledger.set_balances(conn, "main", {i.item_id: 0 for i in items[:5]})
     stock_push.plan(conn, cfg)
     _send_all(conn, cfg, windows)
     assert all(windows["wb"].shown[f"{card_id('wb', i.index)}@10"] == i.stock for i in items if i.stock)
@@ -125,7 +128,7 @@ def test_small_zeroing_passes_the_guard(conn, cfg, windows):
     stock_push.plan(conn, cfg)
     _send_all(conn, cfg, windows)
     with transaction(conn):
-        stock.record_balance(conn, items[0].item_id, "main", 0)
+        ledger.record_balance(conn, items[0].item_id, "main", 0)
     stock_push.plan(conn, cfg)
     _send_all(conn, cfg, windows)
     assert windows["wb"].shown["wb-1@10"] == 0 and stock_push.holds(conn) == []
@@ -138,7 +141,7 @@ def test_zero_from_missing_or_stale_source_is_held(conn, windows):
     _send_all(conn, cfg, windows)
     later = time.time() + 7200  # two hours without a word from 1C or the site
     with transaction(conn):
-        stock.record_move(conn, items[0].item_id, "main", "writeoff", on_hand_delta=-items[0].stock, now=later)
+        ledger.record_move(conn, items[0].item_id, "main", "writeoff", on_hand_delta=-items[0].stock, now=later)
         conn.execute("UPDATE stock_sources SET ts=ts-7200")
     stock_push.plan(conn, cfg, now=later)
     _send_all(conn, cfg, windows, now=later)
@@ -153,7 +156,7 @@ def test_a_sale_is_never_held_by_the_guard(conn, windows):
     _send_all(conn, cfg, windows)
     conn.execute("UPDATE stock_sources SET ts=ts-100")
     scarce = next(i for i in items if i.stock == 2)
-    orders.ingest(conn, cfg, [order("oz", "o1", card_id("oz", scarce.index), qty=2)])
+    intake.ingest(conn, cfg, [order("oz", "o1", card_id("oz", scarce.index), qty=2)])
     stock_push.plan(conn, cfg)
     _send_all(conn, cfg, windows)
     assert windows["wb"].shown[f"wb-{scarce.index}@10"] == 0
@@ -171,7 +174,7 @@ def test_retryable_item_errors_are_retried_others_fail_and_are_reported(conn, cf
     windows["wb"].fail_items = {}
     assert stock_push.send_account(conn, cfg, "wb", windows["wb"], now=now).sent == 0  # backing off
     assert stock_push.send_account(conn, cfg, "wb", windows["wb"], now=now + 10).ok == 1
-    assert orders.summary(conn)["errors"] == 1
+    assert listing.summary(conn)["errors"] == 1
 
 
 def test_marketplace_minimum_interval_between_updates(conn, windows):
@@ -182,7 +185,7 @@ def test_marketplace_minimum_interval_between_updates(conn, windows):
     t0 = time.time()
     stock_push.send_account(conn, cfg, "oz", windows["oz"], now=t0)
     with transaction(conn):
-        stock.record_balance(conn, items[0].item_id, "main", 3)
+        ledger.record_balance(conn, items[0].item_id, "main", 3)
     stock_push.plan(conn, cfg, now=t0 + 1)
     assert stock_push.send_account(conn, cfg, "oz", windows["oz"], now=t0 + 2).sent == 0
     assert stock_push.send_account(conn, cfg, "oz", windows["oz"], now=t0 + 31).ok == 1
@@ -191,7 +194,7 @@ def test_marketplace_minimum_interval_between_updates(conn, windows):
 def test_zero_for_an_item_no_source_ever_reported_is_held(conn, cfg, windows):
     items = seed(conn, 10, balances=False)
     with transaction(conn):  # 1C reports every item but the first
-        stock.set_balances(conn, "main", {i.item_id: 5 for i in items[1:]})
+        ledger.set_balances(conn, "main", {i.item_id: 5 for i in items[1:]})
     stock_push.plan(conn, cfg)
     _send_all(conn, cfg, windows)
     assert "wb-1@10" not in windows["wb"].shown and windows["wb"].shown["wb-2@10"] == 5
@@ -208,7 +211,7 @@ def test_marketplace_warehouses_sharing_an_own_warehouse_split_the_number(conn, 
     shown = windows["wb"].shown
     assert [shown[f"wb-1@{w}"] for w in (10, 11, 12)] == [9, 8, 8]
     assert [shown[f"wb-2@{w}"] for w in (10, 11, 12)] == [2, 1, 1]
-    assert "split between the 3 marketplace warehouses" in stock.why(conn, cfg, items[0].item_id, "wb").text()
+    assert "split between the 3 marketplace warehouses" in why.why(conn, cfg, items[0].item_id, "wb").text()
 
 
 def test_a_push_raced_by_a_newer_change_is_recomputed_not_lost(conn, cfg, windows):
@@ -216,7 +219,7 @@ def test_a_push_raced_by_a_newer_change_is_recomputed_not_lost(conn, cfg, window
     stock_push.plan(conn, cfg)
     _send_all(conn, cfg, windows)
     scarce = next(i for i in items if i.stock == 2)
-    orders.ingest(conn, cfg, [order("oz", "o1", card_id("oz", scarce.index), qty=2)])  # zeros queued
+    intake.ingest(conn, cfg, [order("oz", "o1", card_id("oz", scarce.index), qty=2)])  # zeros queued
 
     class Racing:
         """While WB takes the zero, the buyer cancels and the planner drops the now-pointless zero."""
@@ -226,7 +229,7 @@ def test_a_push_raced_by_a_newer_change_is_recomputed_not_lost(conn, cfg, window
         def push_stocks(self, levels):
             o = conn.execute("SELECT id FROM orders WHERE key='oz:o1'").fetchone()[0]
             with transaction(conn):
-                orders.cancel(conn, cfg, o, reason="buyer", tell_marketplace=False)
+                intake.cancel(conn, cfg, o, reason="buyer", tell_marketplace=False)
             stock_push.plan(conn, cfg)
             return windows["wb"].push_stocks(levels)
 

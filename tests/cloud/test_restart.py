@@ -11,8 +11,11 @@ from pathlib import Path
 
 import pytest
 
+from cloud_sync.config import load_config
+from cloud_sync.schema import open_db
 from marketplaces.sandbox.registry import start_sandbox
 from marketsync.demo import http_json
+from marketsync.demo_catalog import seed_demo
 from marketsync.procs import Service, marketsync_argv
 
 from .conftest import wait_for
@@ -34,7 +37,6 @@ def test_cloud_killed_mid_flow_loses_nothing_and_repeats_nothing(tmp_path: Path)
 db_path = "cloud.sqlite"
 port = 0
 time_scale = 20.0
-demo_seed = {n}
 [jobs]
 orders_poll_s = 0.1
 actions_s = 0.1
@@ -49,6 +51,9 @@ marketplace = "ozon"
 base_url = "{oz.url}"
 credentials = {creds(oz)}
 """)
+    conn = open_db(tmp_path / "cloud.sqlite")
+    seed_demo(conn, load_config(conf), n)  # the demo's 1C catalog, as a 1C exchange would have brought it
+    conn.close()
     cloud = None
     try:
         cloud = Service("cloud", marketsync_argv("cloud", "serve", "--config", str(conf)), tmp_path / "cloud-1.log")

@@ -19,14 +19,20 @@ from typing import Any
 import httpx
 import pytest
 
-from cloud_sync import alerts, secrets, stock_push, sync, users
+from cloud_sync.access import secrets, users
+from cloud_sync.alerts import outbox
 from cloud_sync.config import parse_config
-from cloud_sync.db import connect, open_db
-from cloud_sync.service import CloudService
+from cloud_sync.db import connect
+from cloud_sync.schema import open_db
+from cloud_sync.service import accounts
+from cloud_sync.service import sync as service_sync
+from cloud_sync.service.cloud import CloudService
+from cloud_sync.stock import push as stock_push
 from marketplaces.base import MarketplaceError
 from marketplaces.contract import ContractChecker
 from marketplaces.http import Exchange, add_exchange_hook, remove_exchange_hook, reset_limiters
 from marketplaces.sandbox.registry import start_sandbox
+from marketsync.demo_catalog import seed_demo
 
 from .conftest import wait_for
 
@@ -69,9 +75,9 @@ def exchanges() -> Iterator[list[Exchange]]:
     checker.assert_clean()
 
 
-def start_cloud(tmp_path: Path, wb: Any, token: str | None, **extra: Any) -> CloudService:
+def start_cloud(tmp_path: Path, wb: Any, token: str | None, *, demo_items: int = 0, **extra: Any) -> CloudService:
     """The service with account `wb` taking its credentials from Settings (`token` stored before start;
-    None: nothing stored, the account waits for it)."""
+    None: nothing stored, the account waits for it); `demo_items` of the demo catalog loaded as 1C's."""
     data: dict[str, Any] = {
         "cloud": {"db_path": str(tmp_path / "cloud.sqlite"), "port": 0, "sync_on_start": False, "time_scale": 20.0},
         "link": {"enabled": False},
@@ -84,6 +90,8 @@ def start_cloud(tmp_path: Path, wb: Any, token: str | None, **extra: Any) -> Clo
     cfg = parse_config(data, env={})
     conn = open_db(cfg.db_path)
     users.add_user(conn, OWNER, PASSWORD, "owner")
+    if demo_items:
+        seed_demo(conn, cfg, demo_items)
     store = secrets.SecretStore(secrets.key_file_for(cfg))
     if token is not None:
         store.put(conn, "account/wb", {"Authorization": token})
@@ -119,7 +127,7 @@ def message(html: str) -> str:
 def test_a_new_token_is_used_at_once_by_the_jobs_and_the_pusher(tmp_path, wb, exchanges, caplog):
     new = wb.credentials["Authorization"]  # the sandbox accepts only this one: the stored one has expired
     caplog.set_level("DEBUG")
-    service = start_cloud(tmp_path, wb, EXPIRED, cloud={"demo_seed": 6})
+    service = start_cloud(tmp_path, wb, EXPIRED, demo_items=6)
     try:
         assert service.jobs.adapters is service.adapters and service.pusher.adapters is service.adapters
         poll = next(j for j in service.jobs.jobs if j.name == "orders:wb")
@@ -145,7 +153,7 @@ def test_a_new_token_is_used_at_once_by_the_jobs_and_the_pusher(tmp_path, wb, ex
         # cards imported through the shared holder, then the running pusher sends the stock with the new token
         conn = connect(service.db_path)
         try:
-            report = sync.sync_cards(conn, service.cfg, service.adapters)
+            report = service_sync.sync_cards(conn, service.cfg, service.adapters)
             assert not report.errors, report.errors
             stock_push.plan_all(conn, service.cfg)
         finally:
@@ -207,7 +215,7 @@ def test_a_bot_token_stored_in_settings_sends_the_waiting_alerts(tmp_path, wb, b
     try:
         conn = connect(service.db_path)
         try:
-            alerts.enqueue(conn, "test", "settings-live-1", "the first alert")
+            outbox.enqueue(conn, "test", "settings-live-1", "the first alert")
         finally:
             conn.close()
         time.sleep(0.5)
@@ -227,7 +235,7 @@ def test_the_old_adapter_is_closed_only_after_its_round(tmp_path, wb, exchanges)
                         "accounts": {"wb": {"marketplace": "wildberries", "base_url": wb.url,
                                             "credentials": dict(wb.credentials)}}}, env={})
     conn = open_db(cfg.db_path)
-    holder = sync.AccountAdapters(cfg, sync.open_adapters(cfg), drain_s=0.2)
+    holder = accounts.AccountAdapters(cfg, accounts.open_adapters(cfg), drain_s=0.2)
     closed: list[str] = []
 
     def spy(adapter: Any, label: str) -> None:
@@ -321,7 +329,7 @@ def test_an_account_waiting_for_its_credentials_starts_working_once_they_are_ent
     without a restart."""
     token = wb.credentials["Authorization"]
     caplog.set_level("DEBUG")
-    service = start_cloud(tmp_path, wb, None, cloud={"demo_seed": 6})
+    service = start_cloud(tmp_path, wb, None, demo_items=6)
     try:
         assert service.waiting == ["wb"] and "wb" not in service.adapters
         assert not [j for j in service.jobs.jobs if j.name.endswith(":wb")]

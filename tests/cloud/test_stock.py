@@ -6,22 +6,22 @@ import sqlite3
 
 import pytest
 
-from cloud_sync import stock
 from cloud_sync.db import transaction
+from cloud_sync.stock import ledger
 
 
 def test_balances_reserve_pick_and_levels(conn):
     with transaction(conn):
-        stock.set_balances(conn, "main", {"A": 5, "B": 0})
-        stock.reserve(conn, "wb:1", "A", "main", 2)
-    lv = stock.level(conn, "A", "main")
+        ledger.set_balances(conn, "main", {"A": 5, "B": 0})
+        ledger.reserve(conn, "wb:1", "A", "main", 2)
+    lv = ledger.level(conn, "A", "main")
     assert (lv.on_hand, lv.reserved, lv.available) == (5, 2, 3)
     with transaction(conn):  # the site packs it: on hand and reserved both drop, available does not
-        stock.site_delta(conn, "site-1", "main", "A", -2, "pick", ref="wb:1")
-    lv = stock.level(conn, "A", "main")
+        ledger.site_delta(conn, "site-1", "main", "A", -2, "pick", ref="wb:1")
+    lv = ledger.level(conn, "A", "main")
     assert (lv.on_hand, lv.reserved, lv.available) == (3, 0, 3)
-    assert stock.held(conn, "wb:1") == []
-    kinds = [m.kind for m in reversed(stock.moves(conn, "A"))]
+    assert ledger.held(conn, "wb:1") == []
+    kinds = [m.kind for m in reversed(ledger.moves(conn, "A"))]
     assert kinds == ["balance", "reserve", "pick"]
     # the level is exactly the sum of the moves
     total = conn.execute("SELECT SUM(on_hand_delta), SUM(reserved_delta) FROM stock_moves WHERE item_id='A'").fetchone()
@@ -30,44 +30,44 @@ def test_balances_reserve_pick_and_levels(conn):
 
 def test_reservation_beyond_available_is_refused_and_nothing_applied(conn):
     with transaction(conn):
-        stock.set_balances(conn, "main", {"A": 1})
+        ledger.set_balances(conn, "main", {"A": 1})
     before = conn.execute("SELECT COUNT(*) FROM stock_moves").fetchone()[0]
-    with pytest.raises(stock.InsufficientStock, match="1 available, 2 wanted"), transaction(conn):
-        stock.reserve(conn, "oz:9", "A", "main", 2)
+    with pytest.raises(ledger.InsufficientStock, match="1 available, 2 wanted"), transaction(conn):
+        ledger.reserve(conn, "oz:9", "A", "main", 2)
     assert conn.execute("SELECT COUNT(*) FROM stock_moves").fetchone()[0] == before
-    assert stock.level(conn, "A", "main").reserved == 0
+    assert ledger.level(conn, "A", "main").reserved == 0
 
 
 def test_move_making_on_hand_negative_is_refused_and_reported(conn):
     with transaction(conn):
-        stock.set_balances(conn, "main", {"A": 2})
-    with pytest.raises(stock.NegativeStock, match="would make it -1"), transaction(conn):
-        stock.site_delta(conn, "site-1", "main", "A", -3, "writeoff")
-    assert stock.level(conn, "A", "main").on_hand == 2
+        ledger.set_balances(conn, "main", {"A": 2})
+    with pytest.raises(ledger.NegativeStock, match="would make it -1"), transaction(conn):
+        ledger.site_delta(conn, "site-1", "main", "A", -3, "writeoff")
+    assert ledger.level(conn, "A", "main").on_hand == 2
     assert conn.execute("SELECT COUNT(*) FROM stock_moves WHERE kind='writeoff'").fetchone()[0] == 0
 
 
 def test_balance_document_with_one_bad_quantity_applies_nothing(conn):
     with transaction(conn):
-        stock.set_balances(conn, "main", {"A": 2})
+        ledger.set_balances(conn, "main", {"A": 2})
     for bad in ({"A": 7, "B": -1}, {"A": 7, "B": 1.5}, {"A": 7, "B": "3"}):
-        with pytest.raises(stock.StockError, match="nothing applied"), transaction(conn):
-            stock.set_balances(conn, "main", bad)
-    assert stock.level(conn, "A", "main").on_hand == 2
-    assert stock.level(conn, "B", "main").on_hand == 0
+        with pytest.raises(ledger.StockError, match="nothing applied"), transaction(conn):
+            ledger.set_balances(conn, "main", bad)
+    assert ledger.level(conn, "A", "main").on_hand == 2
+    assert ledger.level(conn, "B", "main").on_hand == 0
 
 
 def test_full_balance_document_zeroes_items_not_listed(conn):
     with transaction(conn):
-        stock.set_balances(conn, "main", {"A": 2, "B": 3})
-        stock.set_balances(conn, "main", {"A": 4}, full=True)
-    assert stock.level(conn, "A", "main").on_hand == 4
-    assert stock.level(conn, "B", "main").on_hand == 0
+        ledger.set_balances(conn, "main", {"A": 2, "B": 3})
+        ledger.set_balances(conn, "main", {"A": 4}, full=True)
+    assert ledger.level(conn, "A", "main").on_hand == 4
+    assert ledger.level(conn, "B", "main").on_hand == 0
 
 
 def test_moves_are_append_only(conn):
     with transaction(conn):
-        stock.set_balances(conn, "main", {"A": 2})
+        ledger.set_balances(conn, "main", {"A": 2})
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
         conn.execute("UPDATE stock_moves SET on_hand_delta=100")
     with pytest.raises(sqlite3.IntegrityError, match="append-only"):
@@ -76,21 +76,21 @@ def test_moves_are_append_only(conn):
 
 def test_release_count_and_sources(conn):
     with transaction(conn):
-        stock.set_balances(conn, "main", {"A": 5})
-        stock.reserve(conn, "ym:1", "A", "main", 3)
-        assert stock.release(conn, "ym:1", note="cancelled") == 3
-        stock.site_count(conn, "site-1", "main", "A", 4)
-    lv = stock.level(conn, "A", "main")
+        ledger.set_balances(conn, "main", {"A": 5})
+        ledger.reserve(conn, "ym:1", "A", "main", 3)
+        assert ledger.release(conn, "ym:1", note="cancelled") == 3
+        ledger.site_count(conn, "site-1", "main", "A", 4)
+    lv = ledger.level(conn, "A", "main")
     assert (lv.on_hand, lv.reserved) == (4, 0)
-    assert stock.source_age(conn, "main") is not None and stock.source_age(conn, "main") < 5
-    assert stock.source_age(conn, "elsewhere") is None
-    with pytest.raises(stock.StockError), transaction(conn):
-        stock.site_count(conn, "site-1", "main", "A", -1)
+    assert ledger.source_age(conn, "main") is not None and ledger.source_age(conn, "main") < 5
+    assert ledger.source_age(conn, "elsewhere") is None
+    with pytest.raises(ledger.StockError), transaction(conn):
+        ledger.site_count(conn, "site-1", "main", "A", -1)
 
 
 def test_fbo_stock_is_kept_apart(conn):
     with transaction(conn):
-        stock.set_balances(conn, "main", {"A": 5})
-        stock.record_fbo(conn, "oz", [("oz-1", "fbo-1", 40)])
-    assert stock.level(conn, "A", "main").on_hand == 5
+        ledger.set_balances(conn, "main", {"A": 5})
+        ledger.record_fbo(conn, "oz", [("oz-1", "fbo-1", 40)])
+    assert ledger.level(conn, "A", "main").on_hand == 5
     assert conn.execute("SELECT quantity FROM fbo_stock").fetchone()[0] == 40

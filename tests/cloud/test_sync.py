@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import pytest
 
-from cloud_sync import orders, stock, stock_push, sync
-from cloud_sync.cli import stock_main, sync_main
+from cloud_sync.cli.cloud import stock_main, sync_main
 from cloud_sync.config import load_config
-from cloud_sync.db import open_db, transaction
+from cloud_sync.db import transaction
+from cloud_sync.orders import listing
+from cloud_sync.schema import open_db
+from cloud_sync.service import accounts
+from cloud_sync.stock import ledger as stock_ledger
+from cloud_sync.stock import push as stock_push
 from marketplaces.sandbox.registry import start_sandbox
+from marketsync.demo_catalog import seed_demo
 
 N = 8
 
@@ -55,7 +60,7 @@ def conf(tmp_path, sandboxes):
     path = cloud_toml(tmp_path / "cloud.toml", sandboxes)
     cfg = load_config(path)
     conn = open_db(cfg.db_path)
-    sync.seed_demo(conn, cfg, N)
+    seed_demo(conn, cfg, N)
     conn.close()
     return str(path)
 
@@ -69,7 +74,7 @@ def test_sync_cards_stocks_orders(conf, sandboxes, capsys):
     assert sum(conn.execute("SELECT COUNT(*) FROM cards WHERE category != '' OR category_id != ''").fetchone()) == 2 * N
 
     assert sync_main(["stocks", "--config", conf, "--no-progress"]) == 0
-    ledger = {lv.item_id: lv.available for lv in stock.levels(conn)}
+    ledger = {lv.item_id: lv.available for lv in stock_ledger.levels(conn)}
     oz_state = sandboxes["ozon"].app.state()["stocks"]
     for c in conn.execute("SELECT l.card_id, l.item_id FROM card_links l WHERE account='oz'"):
         assert sum(v for k, v in oz_state.items() if k.startswith(f"{c[0]}@")) == ledger[c[1]]
@@ -77,7 +82,7 @@ def test_sync_cards_stocks_orders(conf, sandboxes, capsys):
     # a broken 1C export zeroes every item: held, not sent
     wb_before = sandboxes["wildberries"].app.state()["stocks"]
     with transaction(conn):
-        stock.set_balances(conn, "main", {i: 0 for i in ledger})
+        stock_ledger.set_balances(conn, "main", {i: 0 for i in ledger})
     assert sync_main(["stocks", "--config", conf, "--no-progress"]) == 0
     assert "HELD by the zero guard" in capsys.readouterr().out
     assert sandboxes["wildberries"].app.state()["stocks"] == wb_before and any(v > 0 for v in wb_before.values())
@@ -85,12 +90,12 @@ def test_sync_cards_stocks_orders(conf, sandboxes, capsys):
     holds = stock_push.holds(conn)
     assert {h["account"] for h in holds} == {"wb", "oz"}
     with transaction(conn):  # 1C sends the right numbers again: nothing of the hold is needed any more
-        stock.set_balances(conn, "main", ledger)
+        stock_ledger.set_balances(conn, "main", ledger)
 
     # orders: polled, reserved, confirmed on WB
     native = sandboxes["wildberries"].app.make_orders(1)[0]
     assert sync_main(["orders", "--config", conf, "--no-progress"]) == 0
-    o = orders.get_order(conn, f"wb:{native}")
+    o = listing.get_order(conn, f"wb:{native}")
     assert o["stage"] == "reserved" and o["confirmed"] == 1
     assert sandboxes["wildberries"].app.state()["orders"][str(native)] == "confirm"
     conn.close()
@@ -114,15 +119,15 @@ def test_one_shot_commands_use_what_was_entered_in_settings(tmp_path, sandboxes,
     """Tokens and endpoint overrides entered in Settings (stored encrypted) count for `marketsync sync ...`
     as they do for the running service; an account whose token is still to be entered is named, the rest
     synced."""
-    from cloud_sync import secrets
-    from cloud_sync.money_cli import sync_prices
+    from cloud_sync.access import secrets
+    from cloud_sync.cli.money import sync_prices
 
     wb, oz = sandboxes["wildberries"], sandboxes["ozon"]
     path = cloud_toml(tmp_path / "cloud.toml", sandboxes, in_settings=True)
     conf = str(path)
     cfg = load_config(conf)
     conn = open_db(cfg.db_path)
-    sync.seed_demo(conn, cfg, N)
+    seed_demo(conn, cfg, N)
     store = secrets.SecretStore(secrets.key_file_for(cfg))
     store.put(conn, "account/wb", dict(wb.credentials))  # Ozon's keys are not entered yet
 
@@ -148,8 +153,9 @@ def test_one_shot_commands_use_what_was_entered_in_settings(tmp_path, sandboxes,
 
 
 def test_wb_card_created_from_an_item_and_followed_to_the_end(conf, sandboxes):
-    from cloud_sync import catalog, nomenclature
-    from cloud_sync.app import create_app
+    from cloud_sync.catalog import cards as catalog
+    from cloud_sync.catalog import nomenclature
+    from cloud_sync.web.app import create_app
 
     cfg = load_config(conf)
     conn = open_db(cfg.db_path)
@@ -158,7 +164,7 @@ def test_wb_card_created_from_an_item_and_followed_to_the_end(conf, sandboxes):
             nomenclature.Item(id="NEW-1", name="Кружка новая", article="MS-NEW-1", barcodes=["4607000099991"]),
             nomenclature.Item(id="DUP-1", name="Кружка двойник", article="MS-00001", barcodes=["4607000099992"]),
         ])
-    adapters = sync.open_adapters(cfg)
+    adapters = accounts.open_adapters(cfg)
     c = create_app(cfg, adapters=adapters).test_client()
     for item in ("NEW-1", "DUP-1"):
         r = c.post("/api/cards/create", json={"account": "wb", "item_id": item, "subject_id": 1367, "price": 590})

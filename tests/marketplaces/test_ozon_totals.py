@@ -10,8 +10,8 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from cloud_sync import reports
-from cloud_sync.db import open_db
+from cloud_sync.money import reports
+from cloud_sync.schema import open_db
 from marketplaces import open_account
 from marketplaces.base import MarketplaceError
 

@@ -8,7 +8,7 @@ import sqlite3
 
 import pytest
 
-from cloud_sync.onec.cli import main
+from cloud_sync.cli.onec import main
 from cloud_sync.onec.parser import CommerceMLError, read_all
 
 GOOD = """<?xml version="1.0" encoding="{enc}"?>

@@ -12,11 +12,14 @@ from decimal import Decimal
 import pytest
 from werkzeug.serving import make_server
 
-from cloud_sync import catalog, orders, stock
-from cloud_sync.app import create_app
+from cloud_sync.catalog import cards as catalog
 from cloud_sync.config import parse_config
-from cloud_sync.db import open_db, transaction
+from cloud_sync.db import transaction
 from cloud_sync.onec.parser import Document, parse
+from cloud_sync.orders import intake, listing
+from cloud_sync.schema import open_db
+from cloud_sync.stock import ledger
+from cloud_sync.web.app import create_app
 from marketplaces.base import Card, Order, OrderLine
 
 PASSWORD = "s3cret-1c"
@@ -75,17 +78,17 @@ def test_catalog_order_query_cancel_round_trip(cloud, onec_client):
     one_c.upload("import.xml", CATALOG.encode("cp1251"))
     assert one_c.import_until_done("import.xml")[0] == "success\n"
     conn = open_db(cfg.db_path)
-    assert stock.level(conn, "aaaa-1", "main").on_hand == 5
+    assert ledger.level(conn, "aaaa-1", "main").on_hand == 5
     with transaction(conn):
         catalog.import_cards(conn, "wb", "wildberries", [
             Card(native_id="wb-card-1", offer_id="ЧШ-1", barcodes=["4600000000011"], title="Чашка")])
         catalog.auto_link(conn)
-    orders.ingest(conn, cfg, [Order(native_id="1001", marketplace="wildberries", account="wb", native_status="new",
+    intake.ingest(conn, cfg, [Order(native_id="1001", marketplace="wildberries", account="wb", native_status="new",
                                     created_at=datetime(2026, 11, 26, 9, 30, tzinfo=UTC), number="1001",
                                     lines=[OrderLine(card_id="wb-card-1", offer_id="ЧШ-1", quantity=2,
                                                      price=Decimal("399.00"))],
                                     warehouse_id="10", ship_by=datetime.now(UTC) + timedelta(hours=5))])
-    assert stock.level(conn, "aaaa-1", "main").reserved == 2
+    assert ledger.level(conn, "aaaa-1", "main").reserved == 2
 
     sale = onec_client(url, "sale")
     sale.checkauth()
@@ -98,9 +101,9 @@ def test_catalog_order_query_cancel_round_trip(cloud, onec_client):
     assert docs(sale.call("query").content) == []
 
     assert sale.call("file", method="POST", body=CANCEL.encode(), filename="documents.xml").text == "success\n"
-    o = orders.get_order(conn, "wb:1001")
+    o = listing.get_order(conn, "wb:1001")
     assert o["stage"] == "cancelled" and any(e["kind"] == "onec_cancelled" for e in o["events"])
-    assert stock.level(conn, "aaaa-1", "main").reserved == 0
+    assert ledger.level(conn, "aaaa-1", "main").reserved == 0
     # the order changed since 1C took it: it goes again, now cancelled
     (again,) = docs(sale.call("query").content)
     assert again.id == "wb:1001" and again.requisites["Отменен"] == "true"
@@ -111,7 +114,7 @@ def test_print_forms(cloud):
     """Pick task, ship task, price document and the stock reports as printable pages of the cloud app."""
     import httpx
 
-    from cloud_sync import pricing
+    from cloud_sync.money import price_docs
 
     cfg, url = cloud
     base = url.split("/bitrix/")[0]
@@ -127,12 +130,12 @@ def test_print_forms(cloud):
             Card(native_id="wb-card-1", offer_id="ЧШ-1", barcodes=["4600000000011"], title="Чашка", price=Decimal(500))])
         catalog.auto_link(conn)
         conn.execute("UPDATE items SET bin='A-01-3' WHERE id='aaaa-1'")
-    orders.ingest(conn, cfg, [Order(native_id="2002", marketplace="wildberries", account="wb", native_status="new",
+    intake.ingest(conn, cfg, [Order(native_id="2002", marketplace="wildberries", account="wb", native_status="new",
                                     created_at=datetime(2026, 11, 26, 9, 30, tzinfo=UTC), number="2002",
                                     lines=[OrderLine(card_id="wb-card-1", offer_id="ЧШ-1", quantity=3,
                                                      price=Decimal("399.00"))],
                                     warehouse_id="10", ship_by=datetime(2026, 11, 27, 12, 0, tzinfo=UTC))])
-    doc_id = pricing.save_document(conn, pricing.parse_document(
+    doc_id = price_docs.save_document(conn, price_docs.parse_document(
         {"account": "wb", "comment": "Чёрная пятница", "lines": [{"item": "aaaa-1", "percent": "-10"}]}))
     conn.execute("UPDATE orders SET stage='packed' WHERE key='wb:2002'")
     with httpx.Client(base_url=base, timeout=30) as http:

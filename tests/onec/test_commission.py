@@ -16,7 +16,7 @@ from flask import Flask, jsonify, request
 from openpyxl import load_workbook
 from werkzeug.serving import make_server
 
-from cloud_sync.db import open_db
+from cloud_sync.money.reports import CommissionReport, ItemRow, save_report
 from cloud_sync.onec.commission import (
     ODataError,
     ODataSettings,
@@ -24,7 +24,7 @@ from cloud_sync.onec.commission import (
     saved_report,
     write_xlsx,
 )
-from cloud_sync.reports import CommissionReport, ItemRow, save_report
+from cloud_sync.schema import open_db
 
 CUP = "0a1b2c3d-0000-4000-8000-000000000001"
 MUG, RED = "0a1b2c3d-0000-4000-8000-000000000002", "0a1b2c3d-0000-4000-8000-0000000000ff"
@@ -157,7 +157,7 @@ def test_odata_refusals_are_clear_and_hold_no_secret(odata_1c):
 def test_cli_writes_the_xlsx_of_a_saved_report(tmp_path, capsys):
     import json
 
-    from cloud_sync.onec.cli import main
+    from cloud_sync.cli.onec import main
 
     conn = open_db(tmp_path / "c.db")
     r = report()

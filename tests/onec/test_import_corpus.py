@@ -12,7 +12,7 @@ from decimal import Decimal
 
 import pytest
 
-from cloud_sync.onec.cli import main
+from cloud_sync.cli.onec import main
 from cloud_sync.onec.parser import Document, read_all
 
 CATALOG_RUNS = [

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import pytest
 
-from cloud_sync import stock
-from cloud_sync.db import open_db, transaction
+from cloud_sync.db import transaction
+from cloud_sync.schema import open_db
+from cloud_sync.stock import ledger as stock_ledger
 
 FIRST = [("A", "w1", 5), ("B", "w1", 0), ("A", "w2", 3), ("C", "w2", 7)]
 SECOND = [("A", "w1", 5), ("B", "w1", 2), ("A", "w2", 1), ("C", "w2", 7), ("D", "w1", 0), ("A", "w1", 4)]
@@ -29,17 +30,17 @@ def one_by_one(conn, rows, ref):
     wanted = {(i, w): q for i, w, q in rows}  # a later row for the same item and warehouse wins
     n = 0
     for (i, w), q in wanted.items():
-        n += stock.record_balance(conn, i, w, q, source="1c", ref=ref) is not None
+        n += stock_ledger.record_balance(conn, i, w, q, source="1c", ref=ref) is not None
     return n
 
 
 def test_same_ledger_as_record_balance_row_by_row(tmp_path):
     a, b = open_db(tmp_path / "a.db"), open_db(tmp_path / "b.db")
     counts = []
-    for conn, apply in ((a, one_by_one), (b, lambda c, rows, ref: stock.set_balances_many(c, rows, ref=ref))):
+    for conn, apply in ((a, one_by_one), (b, lambda c, rows, ref: stock_ledger.set_balances_many(c, rows, ref=ref))):
         with transaction(conn):
             first = apply(conn, FIRST, "1c:offers0.xml")
-            stock.reserve(conn, "wb:1", "A", "w2", 1, dirty=set())  # a reservation is kept by a new balance
+            stock_ledger.reserve(conn, "wb:1", "A", "w2", 1, dirty=set())  # a reservation is kept by a new balance
             conn.execute("DELETE FROM stock_dirty")
             second = apply(conn, SECOND, "1c:offers1.xml")
         counts.append((first, second))
@@ -55,7 +56,7 @@ def test_same_ledger_as_record_balance_row_by_row(tmp_path):
 
 def test_a_bad_quantity_applies_nothing(tmp_path):
     conn = open_db(tmp_path / "c.db")
-    with pytest.raises(stock.StockError, match="nothing applied"), transaction(conn):
-        stock.set_balances_many(conn, [("A", "w1", 5), ("B", "w1", -1)])
+    with pytest.raises(stock_ledger.StockError, match="nothing applied"), transaction(conn):
+        stock_ledger.set_balances_many(conn, [("A", "w1", 5), ("B", "w1", -1)])
     assert ledger(conn) == ([], [], [], [])
     conn.close()

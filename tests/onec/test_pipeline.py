@@ -9,10 +9,10 @@ import threading
 
 import pytest
 
-from cloud_sync.db import open_db
 from cloud_sync.onec import pipeline
 from cloud_sync.onec.importer import import_files
 from cloud_sync.onec.parser import CommerceMLError
+from cloud_sync.schema import open_db
 
 pytestmark = pytest.mark.skipif(not pipeline.available(), reason="no child processes (multiprocessing spawn) on this platform")
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from cloud_sync import nomenclature as nom
-from cloud_sync import stock
-from cloud_sync.db import open_db, transaction
+from cloud_sync.catalog import nomenclature as nom
+from cloud_sync.db import transaction
 from cloud_sync.onec.importer import import_files
+from cloud_sync.schema import open_db
+from cloud_sync.stock import ledger
 
 HEAD = '<?xml version="1.0" encoding="UTF-8"?>\n<КоммерческаяИнформация ВерсияСхемы="2.08">\n'
 
@@ -37,7 +38,7 @@ def test_only_changes_are_written(tmp_path):
     assert (r.items, r.offers, len(r.barcodes)) == (2, 2, 2)
     assert conn.execute("SELECT COUNT(*) FROM stock_moves").fetchone()[0] == 3
     with transaction(conn):
-        stock.reserve(conn, "wb:1", "a", "w1", 2)
+        ledger.reserve(conn, "wb:1", "a", "w1", 2)
     before = conn.total_changes  # an unchanged price is not rewritten (no row changes), a changed one is
     nom.set_item_prices(conn, [("a", "r", Decimal("10.50")), ("b", "r", Decimal(20))])
     assert conn.total_changes == before
@@ -54,6 +55,6 @@ def test_only_changes_are_written(tmp_path):
     moves = conn.execute("SELECT item_id, warehouse, kind, on_hand_delta, on_hand_after, reserved_after, ref"
                          " FROM stock_moves WHERE kind='balance' ORDER BY id").fetchall()
     assert [tuple(m) for m in moves[3:]] == [("a", "w1", "balance", -1, 4, 2, "1c:offers.xml")]
-    lv = stock.level(conn, "a", "w1")
+    lv = ledger.level(conn, "a", "w1")
     assert (lv.on_hand, lv.reserved) == (4, 2)
     conn.close()

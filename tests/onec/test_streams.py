@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from cloud_sync.db import open_db
 from cloud_sync.onec import pipeline
 from cloud_sync.onec.importer import import_files
 from cloud_sync.onec.parser import CommerceMLError
+from cloud_sync.schema import open_db
 
 from .test_pipeline import HEAD, run, snapshot
 

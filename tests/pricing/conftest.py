@@ -12,15 +12,16 @@ from decimal import Decimal
 
 import pytest
 
-from cloud_sync import nomenclature as nom
-from cloud_sync.db import open_db, transaction
+from cloud_sync.catalog import nomenclature as nom
+from cloud_sync.db import transaction
+from cloud_sync.schema import open_db
 from marketplaces.base import Card, ItemResult, MarketplaceError
 
 
 def add_card(conn, account, marketplace, native_id, offer_id, *, item_id=None, pack=1, category="",
              price=None, group_id=""):
     """A card through the catalog's own API (import, then a manual link with its pack size)."""
-    from cloud_sync import catalog
+    from cloud_sync.catalog import cards as catalog
 
     catalog.import_cards(conn, account, marketplace, [Card(
         native_id=native_id, offer_id=offer_id, title=offer_id, category=category, group_id=group_id,

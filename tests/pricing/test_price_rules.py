@@ -9,8 +9,8 @@ from decimal import Decimal
 import pytest
 import schedule
 
-from cloud_sync import price_rules, pricing
-from cloud_sync.price_rules import RuleError, add_rule, parse_when, run_due
+from cloud_sync.money import price_list, price_rules
+from cloud_sync.money.price_rules import RuleError, add_rule, parse_when, run_due
 
 FRI_MSK_1700 = datetime(2026, 11, 27, 14, 0, tzinfo=UTC)  # Friday 17:00 Moscow
 
@@ -53,7 +53,7 @@ def test_friday_sale_applies_and_reverts_on_monday(db, fake_market):
     assert tick(FRI_MSK_1700) == []
     [ev] = tick(FRI_MSK_1700 + timedelta(hours=1))  # Friday 18:00 Moscow
     assert ev.action == "applied"
-    prices = pricing.current_prices(db, "oz1")
+    prices = price_list.current_prices(db, "oz1")
     assert (prices["9001"].price, prices["9002"].price) == (Decimal(1080), Decimal(1350))
     assert prices["9001"].old_price == Decimal(1200)  # the old price shows crossed out
     assert "9003" not in prices  # mugs are not in the rule
@@ -61,7 +61,7 @@ def test_friday_sale_applies_and_reverts_on_monday(db, fake_market):
     assert len(market.sent) == 2
     [ev] = tick(datetime(2026, 11, 30, 6, 0, tzinfo=UTC))  # Monday 09:00 Moscow
     assert ev.action == "reverted"
-    prices = pricing.current_prices(db, "oz1")
+    prices = price_list.current_prices(db, "oz1")
     assert (prices["9001"].price, prices["9002"].price) == (Decimal(1200), Decimal(1500))
     assert prices["9001"].old_price is None
     sent_back = {c.offer_id: c for c in market.sent[2:]}
@@ -97,9 +97,9 @@ def test_refused_rule_records_error_and_retries_later(db, fake_market):
     [ev] = run_due(db, lambda a: market, now=at + timedelta(minutes=6))
     assert ev.action == "refused"
     assert "below the card's minimum" in price_rules.rules(db)[0].last_error
-    from cloud_sync import alerts
+    from cloud_sync.alerts import outbox
 
-    assert [a["kind"] for a in alerts.pending(db)] == ["price_rule"]  # the seller hears of it once
+    assert [a["kind"] for a in outbox.pending(db)] == ["price_rule"]  # the seller hears of it once
 
 
 def test_unconfirmed_quarantine_drop_is_refused_confirmed_rule_applies(db, fake_market):

@@ -11,8 +11,8 @@ from decimal import Decimal
 
 import pytest
 
-from cloud_sync import pricing
-from cloud_sync.pricing import (
+from cloud_sync.money import price_apply, price_list, price_preview
+from cloud_sync.money.price_docs import (
     ConfirmationRequired,
     PriceDocument,
     PriceDocumentError,
@@ -47,7 +47,7 @@ def test_parse_document_collects_every_problem():
 
 
 def test_preview_diff_with_margin_and_pack_size(db):
-    pv = pricing.preview(db, doc("wb1", PriceLine("item", "MS-3", price=Decimal(150))), now=NOW)
+    pv = price_preview.preview(db, doc("wb1", PriceLine("item", "MS-3", price=Decimal(150))), now=NOW)
     assert pv.ok
     [row] = pv.rows
     assert row.card.offer_id == "MS-3x2"
@@ -65,23 +65,23 @@ def test_preview_diff_with_margin_and_pack_size(db):
 def test_a_price_rise_that_looks_like_a_typo_needs_confirmation(db):
     """500 -> 5000 (an extra zero): +900%, confirmed before anything is sent; +50% goes as it is; the
     threshold is the seller's ([pricing] large_rise_percent, 0 switches it off)."""
-    pv = pricing.preview(db, doc("wb1", PriceLine("item", "MS-3", price=Decimal(2500))), now=NOW)
+    pv = price_preview.preview(db, doc("wb1", PriceLine("item", "MS-3", price=Decimal(2500))), now=NOW)
     [row] = pv.rows
     assert row.effective_price == Decimal(5000) and row.change_percent == Decimal("900.0")
     assert any(n.level == "confirm" and "large rise" in n.text and "+900.0%" in n.text for n in row.notes)
     assert pv.to_confirm
-    pv = pricing.preview(db, doc("wb1", PriceLine("item", "MS-3", price=Decimal(375))), now=NOW)
+    pv = price_preview.preview(db, doc("wb1", PriceLine("item", "MS-3", price=Decimal(375))), now=NOW)
     assert pv.rows[0].effective_price == Decimal(750) and not pv.to_confirm
-    off = pricing.PricingSettings.from_dict({"large_rise_percent": 0})
-    pv = pricing.preview(db, doc("wb1", PriceLine("item", "MS-3", price=Decimal(2500))), now=NOW, settings=off)
+    off = price_preview.PricingSettings.from_dict({"large_rise_percent": 0})
+    pv = price_preview.preview(db, doc("wb1", PriceLine("item", "MS-3", price=Decimal(2500))), now=NOW, settings=off)
     assert not pv.to_confirm
 
 
 def test_category_by_marketplace_category_and_by_1c_group(db):
-    pv = pricing.preview(db, doc("oz1", PriceLine("category", "Одежда", percent=Decimal(10))), now=NOW)
+    pv = price_preview.preview(db, doc("oz1", PriceLine("category", "Одежда", percent=Decimal(10))), now=NOW)
     assert pv.ok
     assert {r.card.offer_id: r.effective_price for r in pv.rows} == {"MS-1": Decimal(1320), "MS-2": Decimal(1650)}
-    pv = pricing.preview(db, doc("oz1", PriceLine("category", "Кружки", percent=Decimal(-10))), now=NOW)
+    pv = price_preview.preview(db, doc("oz1", PriceLine("category", "Кружки", percent=Decimal(-10))), now=NOW)
     assert [r.effective_price for r in pv.rows] == [Decimal(270)]
 
 
@@ -98,34 +98,34 @@ def test_refused_before_anything_is_sent(db, fake_market):
         d = doc("oz1", PriceLine("item", "MS-2", price=Decimal(1400)), line)
         d.rounding = Decimal("0.01")
         with pytest.raises(PriceDocumentError) as e:
-            pricing.apply(db, d, market, confirm=True, now=NOW)
+            price_apply.apply(db, d, market, confirm=True, now=NOW)
         assert expected in str(e.value), (expected, str(e.value))
         row = db.execute("SELECT status FROM price_documents WHERE id=?", (d.id,)).fetchone()
         assert row["status"] == "refused"
     assert market.sent == []
     assert db.execute("SELECT COUNT(*) FROM price_history").fetchone()[0] == 0
-    assert pricing.current_prices(db, "oz1") == {}
+    assert price_list.current_prices(db, "oz1") == {}
 
 
 def test_unknown_account_is_refused(db, fake_market):
     with pytest.raises(PriceDocumentError, match="no cards"):
-        pricing.apply(db, doc("nobody", PriceLine("all", percent=Decimal(1))), fake_market("ozon", "nobody"))
+        price_apply.apply(db, doc("nobody", PriceLine("all", percent=Decimal(1))), fake_market("ozon", "nobody"))
 
 
 def test_apply_ozon_pushes_records_and_updates_price_list(db, fake_market):
     market = fake_market("ozon", "oz1", fail={"9003"})
     d = doc("oz1", PriceLine("all", percent=Decimal(-10), discount_percent=Decimal(20)),
             PriceLine("item", "MS-2", price=Decimal(1490), old_price=Decimal(1990), min_price=Decimal(1000)))
-    res = pricing.apply(db, d, market, now=NOW)
+    res = price_apply.apply(db, d, market, now=NOW)
     assert res.status == "partial"
     sent = {c.offer_id: c for c in market.sent}
     assert sent["MS-1"].price == Decimal(1080) and sent["MS-1"].old_price == Decimal(1350)
     assert sent["MS-2"].price == Decimal(1490) and sent["MS-2"].old_price == Decimal(1990)
     assert sent["MS-2"].min_price == Decimal(1000)
-    prices = pricing.current_prices(db, "oz1")
+    prices = price_list.current_prices(db, "oz1")
     assert prices["9001"].price == Decimal(1080)
     assert "9003" not in prices  # the marketplace refused it: the price list keeps no false price
-    hist = pricing.history(db, "oz1")
+    hist = price_list.history(db, "oz1")
     assert len(hist) == 3
     failed = [h for h in hist if not h["ok"]]
     assert failed[0]["offer_id"] == "MS-3" and "rejected" in failed[0]["error"]
@@ -134,27 +134,27 @@ def test_apply_ozon_pushes_records_and_updates_price_list(db, fake_market):
 
 def test_apply_network_failure_records_failure_and_changes_nothing(db, fake_market):
     market = fake_market("ozon", "oz1", raise_error=True)
-    res = pricing.apply(db, doc("oz1", PriceLine("item", "MS-1", price=Decimal(1100))), market, now=NOW)
+    res = price_apply.apply(db, doc("oz1", PriceLine("item", "MS-1", price=Decimal(1100))), market, now=NOW)
     assert res.status == "failed"
     assert "connection refused" in res.results[0].error
-    assert pricing.current_prices(db, "oz1") == {}
+    assert price_list.current_prices(db, "oz1") == {}
 
 
 def test_wildberries_base_price_and_discount_per_nmid(db, fake_market):
     market = fake_market("wildberries", "wb1")
     d = doc("wb1", PriceLine("item", "MS-1", price=Decimal(700), discount_percent=Decimal(30)))
-    res = pricing.apply(db, d, market, confirm=True, now=NOW)
+    res = price_apply.apply(db, d, market, confirm=True, now=NOW)
     assert res.status == "applied"
     assert len(market.sent) == 1  # both sizes of nmID 100 go as one change
     [c] = market.sent
     assert (c.card_id, c.price, c.discount_percent) == ("100", Decimal(1000), 30)
     assert {r.card_id for r in res.results} == {"101", "102"}
-    assert pricing.current_prices(db, "wb1")["102"].price == Decimal(700)
+    assert price_list.current_prices(db, "wb1")["102"].price == Decimal(700)
 
 
 def test_wildberries_sizes_of_one_nmid_cannot_differ(db):
     d = doc("wb1", PriceLine("card", "MS-1-S", price=Decimal(900)), PriceLine("card", "MS-1-M", price=Decimal(950)))
-    pv = pricing.preview(db, d, now=NOW)
+    pv = price_preview.preview(db, d, now=NOW)
     assert any("prices all sizes of 100 together" in e for e in pv.all_errors)
 
 
@@ -162,25 +162,25 @@ def test_wildberries_quarantine_needs_confirmation(db, fake_market):
     market = fake_market("wildberries", "wb1")
     d = doc("wb1", PriceLine("item", "MS-1", price=Decimal(300)))
     with pytest.raises(ConfirmationRequired, match="quarantine"):
-        pricing.apply(db, d, market, now=NOW)
+        price_apply.apply(db, d, market, now=NOW)
     assert market.sent == []
-    res = pricing.apply(db, d, market, confirm=True, now=NOW)
+    res = price_apply.apply(db, d, market, confirm=True, now=NOW)
     assert res.status == "applied"
 
 
 def test_below_cost_needs_confirmation(db):
-    pv = pricing.preview(db, doc("oz1", PriceLine("item", "MS-2", price=Decimal(450))), now=NOW)
+    pv = price_preview.preview(db, doc("oz1", PriceLine("item", "MS-2", price=Decimal(450))), now=NOW)
     assert pv.ok
     assert any("below the 1C cost 500" in t for t in pv.to_confirm)
 
 
 def test_ozon_crossed_out_rules(db):
     # explicit old price too close to the price: refused
-    pv = pricing.preview(db, doc("oz1", PriceLine("item", "MS-1", price=Decimal(1000), old_price=Decimal(1020))),
+    pv = price_preview.preview(db, doc("oz1", PriceLine("item", "MS-1", price=Decimal(1000), old_price=Decimal(1020))),
                          now=NOW)
     assert any("at least 50" in e for e in pv.all_errors)
     # discount of 90% or more: refused
-    pv = pricing.preview(db, doc("oz1", PriceLine("item", "MS-1", price=Decimal(1000), discount_percent=Decimal(95))),
+    pv = price_preview.preview(db, doc("oz1", PriceLine("item", "MS-1", price=Decimal(1000), discount_percent=Decimal(95))),
                          now=NOW)
     assert any("above ozon's maximum" in e for e in pv.all_errors)
 
@@ -188,21 +188,21 @@ def test_ozon_crossed_out_rules(db):
 def test_ozon_ten_updates_per_hour(db, fake_market):
     market = fake_market("ozon", "oz1")
     for n in range(10):
-        pricing.apply(db, doc("oz1", PriceLine("item", "MS-3", price=Decimal(300 + n + 1))), market,
+        price_apply.apply(db, doc("oz1", PriceLine("item", "MS-3", price=Decimal(300 + n + 1))), market,
                       now=NOW + timedelta(minutes=n))
     with pytest.raises(PriceDocumentError, match="10 price updates per product per hour"):
-        pricing.apply(db, doc("oz1", PriceLine("item", "MS-3", price=Decimal(400))), market,
+        price_apply.apply(db, doc("oz1", PriceLine("item", "MS-3", price=Decimal(400))), market,
                       now=NOW + timedelta(minutes=30))
     # an hour after the first, it is allowed again
-    res = pricing.apply(db, doc("oz1", PriceLine("item", "MS-3", price=Decimal(400))), market,
+    res = price_apply.apply(db, doc("oz1", PriceLine("item", "MS-3", price=Decimal(400))), market,
                         now=NOW + timedelta(minutes=61))
     assert res.status == "applied"
 
 
 def test_unchanged_prices_are_not_sent(db, fake_market):
     market = fake_market("ozon", "oz1")
-    pricing.apply(db, doc("oz1", PriceLine("item", "MS-1", price=Decimal(1100))), market, now=NOW)
-    res = pricing.apply(db, doc("oz1", PriceLine("item", "MS-1", price=Decimal(1100))), market, now=NOW)
+    price_apply.apply(db, doc("oz1", PriceLine("item", "MS-1", price=Decimal(1100))), market, now=NOW)
+    res = price_apply.apply(db, doc("oz1", PriceLine("item", "MS-1", price=Decimal(1100))), market, now=NOW)
     assert res.unchanged == 1 and res.results == []
     assert len(market.sent) == 1
 
@@ -211,35 +211,35 @@ def test_megamarket_crossed_out_not_sent(db, fake_market, card_adder):
     card_adder(db, "mm1", "megamarket", "SKU-1", "MS-1", item_id="i1", price=1000)
     market = fake_market("megamarket", "mm1")
     d = doc("mm1", PriceLine("item", "MS-1", price=Decimal(900), old_price=Decimal(1200)))
-    res = pricing.apply(db, d, market, now=NOW)
+    res = price_apply.apply(db, d, market, now=NOW)
     assert res.status == "applied"
     [c] = market.sent
     assert (c.price, c.old_price) == (Decimal(900), None)
 
 
 def test_price_list_shows_current_prices_and_margins(db, fake_market):
-    pricing.apply(db, doc("wb1", PriceLine("item", "MS-3", price=Decimal(260))), fake_market("wildberries", "wb1"),
+    price_apply.apply(db, doc("wb1", PriceLine("item", "MS-3", price=Decimal(260))), fake_market("wildberries", "wb1"),
                   now=NOW)
-    rows = {r["offer_id"]: r for r in pricing.price_list(db, "wb1")}
+    rows = {r["offer_id"]: r for r in price_list.price_list(db, "wb1")}
     assert rows["MS-3x2"]["price"] == "520" and rows["MS-3x2"]["known"]
     assert rows["MS-3x2"]["cost"] == "200" and rows["MS-3x2"]["margin"] == "320"
     assert rows["MS-1-S"]["price"] == "1000" and not rows["MS-1-S"]["known"]  # as imported, never sent
 
 
 def test_configured_marketplace_floor_and_drop_threshold(db):
-    settings = pricing.PricingSettings.from_dict({"large_drop_percent": 5, "rules": {"ozon": {"min_price": 1000}}})
-    pv = pricing.preview(db, doc("oz1", PriceLine("item", "MS-1", price=Decimal(999))), settings=settings, now=NOW)
+    settings = price_preview.PricingSettings.from_dict({"large_drop_percent": 5, "rules": {"ozon": {"min_price": 1000}}})
+    pv = price_preview.preview(db, doc("oz1", PriceLine("item", "MS-1", price=Decimal(999))), settings=settings, now=NOW)
     assert any("below ozon's minimum 1000" in e for e in pv.all_errors)
-    pv = pricing.preview(db, doc("oz1", PriceLine("item", "MS-1", price=Decimal(1100))), settings=settings, now=NOW)
+    pv = price_preview.preview(db, doc("oz1", PriceLine("item", "MS-1", price=Decimal(1100))), settings=settings, now=NOW)
     assert pv.ok and any("large drop" in t for t in pv.to_confirm)
     with pytest.raises(ValueError, match="unknown price rule"):
-        pricing.rules_for("ozon", {"colour": 1})
+        price_preview.rules_for("ozon", {"colour": 1})
 
 
 def test_wildberries_sizes_not_named_change_with_their_nmid(db, fake_market):
     market = fake_market("wildberries", "wb1")
-    res = pricing.apply(db, doc("wb1", PriceLine("card", "MS-1-S", price=Decimal(900))), market, now=NOW)
+    res = price_apply.apply(db, doc("wb1", PriceLine("card", "MS-1-S", price=Decimal(900))), market, now=NOW)
     assert [c.card_id for c in market.sent] == ["100"]
     assert {r.offer_id for r in res.results} == {"MS-1-S", "MS-1-M"}
-    prices = pricing.current_prices(db, "wb1")
+    prices = price_list.current_prices(db, "wb1")
     assert prices["101"].price == prices["102"].price == Decimal(900)

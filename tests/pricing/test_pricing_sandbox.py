@@ -9,10 +9,12 @@ from decimal import Decimal
 import httpx
 import pytest
 
-from cloud_sync import catalog, pricing
-from cloud_sync import nomenclature as nom
-from cloud_sync.db import open_db, transaction
-from cloud_sync.money_cli import read_prices
+from cloud_sync.catalog import cards as catalog
+from cloud_sync.catalog import nomenclature as nom
+from cloud_sync.db import transaction
+from cloud_sync.money import price_apply, price_docs, price_list, price_preview
+from cloud_sync.money.price_list import read_prices
+from cloud_sync.schema import open_db
 from marketplaces import open_account
 from marketplaces.base import AccountConfig
 from marketplaces.sandbox.seed import demo_items
@@ -53,12 +55,12 @@ def test_price_document_reaches_the_sandbox(tmp_path, sandbox_process, marketpla
     info = sandbox_process(marketplace, SEED)
     conn, adapter = _tenant(tmp_path, "acc", marketplace, info)
     if marketplace == "ozon":
-        assert pricing.current_prices(conn, "acc"), "no prices were read back from the sandbox"
-    doc = pricing.parse_document({"account": "acc", "lines": LINES[marketplace]})
-    pv = pricing.preview(conn, doc, marketplace=marketplace)
+        assert price_list.current_prices(conn, "acc"), "no prices were read back from the sandbox"
+    doc = price_docs.parse_document({"account": "acc", "lines": LINES[marketplace]})
+    pv = price_preview.preview(conn, doc, marketplace=marketplace)
     assert pv.ok, pv.all_errors
     assert pv.changed
-    res = pricing.apply(conn, doc, adapter, confirm=True)
+    res = price_apply.apply(conn, doc, adapter, confirm=True)
     assert res.status == "applied", [r.error for r in res.failed]
     state = httpx.get(f"{info['url']}/_sandbox/state", timeout=10).json()["prices"]
     for row in pv.changed:
@@ -68,7 +70,7 @@ def test_price_document_reaches_the_sandbox(tmp_path, sandbox_process, marketpla
             assert int(native["discount"]) == row.change.discount_percent
         else:
             assert Decimal(str(native["old_price"])) == row.new.old_price
-    assert all(h["ok"] for h in pricing.history(conn, "acc"))
+    assert all(h["ok"] for h in price_list.history(conn, "acc"))
     conn.close()
 
 
@@ -79,12 +81,12 @@ def test_price_document_reaches_ym_and_mm_sandboxes(tmp_path, sandbox_process, m
     (its crossed-out price comes from the feed)."""
     info = sandbox_process(marketplace, SEED)
     conn, adapter = _tenant(tmp_path, "acc", marketplace, info)
-    doc = pricing.parse_document({"account": "acc", "lines": [
+    doc = price_docs.parse_document({"account": "acc", "lines": [
         {"category": "Кружки", "price": "333", "old_price": "400"}]})
-    pv = pricing.preview(conn, doc, marketplace=marketplace)
+    pv = price_preview.preview(conn, doc, marketplace=marketplace)
     assert pv.ok, pv.all_errors
     assert pv.changed
-    res = pricing.apply(conn, doc, adapter, confirm=True)
+    res = price_apply.apply(conn, doc, adapter, confirm=True)
     assert res.status == "applied", [r.error for r in res.failed]
     state = httpx.get(f"{info['url']}/_sandbox/state", timeout=10).json()
     for row in pv.changed:

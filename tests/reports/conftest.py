@@ -7,9 +7,11 @@ from decimal import Decimal
 
 import pytest
 
-from cloud_sync import catalog, stock
-from cloud_sync import nomenclature as nom
-from cloud_sync.db import open_db, transaction
+from cloud_sync.catalog import cards as catalog
+from cloud_sync.catalog import nomenclature as nom
+from cloud_sync.db import transaction
+from cloud_sync.schema import open_db
+from cloud_sync.stock import ledger
 from marketplaces.base import Card
 
 
@@ -32,11 +34,11 @@ def db(tmp_path):
         catalog.link(conn, "wb1", "201", "i2", 2)
         catalog.record_warehouses(conn, "wb1", [("W-FBS", "Мой склад", "fbs", "main"),
                                                 ("W-FBO", "Коледино", "fbo", None)])
-        stock.record_move(conn, "i1", "main", "balance", on_hand_delta=10)
-        stock.record_move(conn, "i1", "main", "reserve", reserved_delta=3)
-        stock.record_move(conn, "i2", "main", "balance", on_hand_delta=9)
-        stock.record_move(conn, "i2", "spb", "balance", on_hand_delta=4)
-        stock.record_fbo(conn, "wb1", [("101", "W-FBO", 25), ("201", "W-FBO", 7)])
+        ledger.record_move(conn, "i1", "main", "balance", on_hand_delta=10)
+        ledger.record_move(conn, "i1", "main", "reserve", reserved_delta=3)
+        ledger.record_move(conn, "i2", "main", "balance", on_hand_delta=9)
+        ledger.record_move(conn, "i2", "spb", "balance", on_hand_delta=4)
+        ledger.record_fbo(conn, "wb1", [("101", "W-FBO", 25), ("201", "W-FBO", 7)])
     yield conn
     conn.close()
 

@@ -11,7 +11,7 @@ from decimal import Decimal
 import pytest
 from openpyxl import load_workbook
 
-from cloud_sync import reports
+from cloud_sync.money import reports
 from marketplaces.base import RealizationReport, ReportLine
 
 D = Decimal

@@ -10,9 +10,11 @@ from decimal import Decimal
 import httpx
 from openpyxl import load_workbook
 
-from cloud_sync import catalog, reports
-from cloud_sync import nomenclature as nom
-from cloud_sync.db import open_db, transaction
+from cloud_sync.catalog import cards as catalog
+from cloud_sync.catalog import nomenclature as nom
+from cloud_sync.db import transaction
+from cloud_sync.money import reports
+from cloud_sync.schema import open_db
 from marketplaces import open_account
 from marketplaces.base import AccountConfig
 from marketplaces.sandbox.seed import demo_items

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from cloud_sync import users
-from cloud_sync.app import create_app
+from cloud_sync.access import users
 from cloud_sync.config import parse_config
-from cloud_sync.db import open_db
+from cloud_sync.schema import open_db
+from cloud_sync.web.app import create_app
 
 PASSWORDS = {"olga": "owner password 1", "masha": "manager password 1", "petya": "packer password 1"}
 ROLES = {"olga": "owner", "masha": "manager", "petya": "packer"}

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from openpyxl import load_workbook
 
-from cloud_sync import users
-from cloud_sync.app import create_app
+from cloud_sync.access import users
+from cloud_sync.web.app import create_app
 from marketplaces.base import RealizationReport, ReportLine
 
 from .conftest import form_token, login
@@ -91,7 +91,7 @@ def test_the_sites_api_tells_what_the_sites_page_tells(tmp_path, users_db):
     import time
 
     from cloud_sync.config import parse_config
-    from cloud_sync.db import open_db
+    from cloud_sync.schema import open_db
     from sitelink import store
 
     shutil.copy(users_db, tmp_path / "cloud.sqlite")
@@ -115,7 +115,7 @@ def test_the_sites_api_tells_what_the_sites_page_tells(tmp_path, users_db):
 def test_a_manager_sees_the_held_stock_pushes_on_the_stocks_page_and_confirms_them(as_user, cloud):
     import time
 
-    from cloud_sync import stock_push
+    from cloud_sync.stock import push as stock_push
 
     _, conn, _ = cloud
     now = time.time()
@@ -184,7 +184,7 @@ def test_deadlines_are_shown_in_the_managers_time_zone_not_as_bare_utc(cloud):
     import pytest
     from werkzeug.serving import make_server
 
-    from cloud_sync import orders
+    from cloud_sync.orders import intake
     from marketplaces.base import Order, OrderLine
 
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
@@ -194,7 +194,7 @@ def test_deadlines_are_shown_in_the_managers_time_zone_not_as_bare_utc(cloud):
 
     app, conn, cfg = cloud
     due = datetime(2026, 11, 27, 20, 30, tzinfo=UTC)
-    orders.ingest(conn, cfg, [Order(native_id="D1", marketplace="wildberries", account="wb1", native_status="new",
+    intake.ingest(conn, cfg, [Order(native_id="D1", marketplace="wildberries", account="wb1", native_status="new",
                                     created_at=due, ship_by=due,
                                     lines=[OrderLine(card_id="c", offer_id="OFF", quantity=1, price=Decimal(1))])])
     page_html = app.test_client()
@@ -280,7 +280,7 @@ def test_an_owner_sets_a_users_new_password_and_stored_dates_read_as_dates(as_us
 
 
 def test_products_are_found_by_article_title_or_barcode(as_user, cloud):
-    from cloud_sync import catalog
+    from cloud_sync.catalog import cards as catalog
     from marketplaces.base import Card
 
     _, conn, _ = cloud
@@ -299,7 +299,7 @@ def test_products_are_found_by_article_title_or_barcode(as_user, cloud):
 
 
 def test_the_price_list_of_a_big_account_comes_a_page_at_a_time_and_can_be_searched(as_user, cloud):
-    from cloud_sync import catalog
+    from cloud_sync.catalog import cards as catalog
     from marketplaces.base import Card
 
     _, conn, _ = cloud
@@ -335,12 +335,12 @@ def test_an_order_sent_one_line_per_unit_reads_as_one_article_times_its_quantity
     """Megamarket sends a line per unit: two mugs were shown as "MUG × 1, MUG × 1"."""
     from datetime import UTC, datetime
 
-    from cloud_sync import orders
+    from cloud_sync.orders import intake
     from marketplaces.base import Order, OrderLine
 
     _, conn, cfg = cloud
     unit = OrderLine(card_id="c1", offer_id="MUG", quantity=1, price=Decimal(500))
-    orders.ingest(conn, cfg, [Order(native_id="M1", marketplace="megamarket", account="wb1", native_status="NEW",
+    intake.ingest(conn, cfg, [Order(native_id="M1", marketplace="megamarket", account="wb1", native_status="NEW",
                                     created_at=datetime.now(UTC), lines=[unit, unit,
                                     OrderLine(card_id="c2", offer_id="CUP", quantity=3, price=Decimal(90))])])
     cell = re.search(r"<td>([^<]*MUG[^<]*)</td>", as_user("masha").get("/orders").text).group(1)
@@ -350,13 +350,13 @@ def test_an_order_sent_one_line_per_unit_reads_as_one_article_times_its_quantity
 def test_an_order_past_its_deadline_and_still_ours_is_marked_late(as_user, cloud):
     from datetime import UTC, datetime, timedelta, timezone
 
-    from cloud_sync import orders
+    from cloud_sync.orders import intake
     from marketplaces.base import Order, OrderLine
 
     _, conn, cfg = cloud
     now = datetime.now(UTC)
     line = OrderLine(card_id="c", offer_id="OFF", quantity=1, price=Decimal(1))
-    orders.ingest(conn, cfg, [Order(native_id=n, marketplace="wildberries", account="wb1", native_status="new",
+    intake.ingest(conn, cfg, [Order(native_id=n, marketplace="wildberries", account="wb1", native_status="new",
                                     created_at=now, ship_by=now + shift, lines=[line])
                               for n, shift in (("OVERDUE", timedelta(hours=-2)), ("SOON", timedelta(hours=2)),
                                                ("GONE", timedelta(hours=-3)))])
@@ -408,7 +408,7 @@ def test_a_critical_stock_minimum_is_set_by_the_article_a_seller_knows(as_user, 
 
 
 def test_a_price_rule_is_switched_only_by_on_or_off(as_user, cloud):
-    from cloud_sync import price_rules
+    from cloud_sync.money import price_rules
 
     _, conn, _ = cloud
     rule = price_rules.add_rule(conn, account="wb1", text="-10% Friday 18:00, back Monday 09:00")
@@ -423,12 +423,12 @@ def test_a_price_rule_is_switched_only_by_on_or_off(as_user, cloud):
 def test_the_revenue_chart_leaves_out_cancelled_orders(as_user, cloud):
     from datetime import UTC, datetime
 
-    from cloud_sync import orders
+    from cloud_sync.orders import intake
     from marketplaces.base import Order, OrderLine
 
     _, conn, cfg = cloud
     now = datetime.now(UTC)
-    orders.ingest(conn, cfg, [Order(native_id=n, marketplace="wildberries", account="wb1", native_status="new",
+    intake.ingest(conn, cfg, [Order(native_id=n, marketplace="wildberries", account="wb1", native_status="new",
                                     created_at=now, lines=[OrderLine(card_id="c", offer_id="OFF", quantity=1,
                                                                      price=Decimal(price))])
                               for n, price in (("KEPT", 1000), ("CANCELLED", 5000))])

@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
-from cloud_sync import users
-from cloud_sync.db import open_db
+from cloud_sync.access import users
+from cloud_sync.schema import open_db
 
 from .conftest import PASSWORDS, form_token, login
 
@@ -87,8 +87,8 @@ def test_behind_our_own_proxy_logins_are_limited_per_client(tmp_path, users_db):
     and the log go by the client it names. Without the setting the header is not believed."""
     import shutil
 
-    from cloud_sync.app import create_app
     from cloud_sync.config import parse_config
+    from cloud_sync.web.app import create_app
 
     def client_of(**auth):
         db = tmp_path / f"c{len(list(tmp_path.glob('c*.sqlite')))}.sqlite"
@@ -201,8 +201,8 @@ def test_push_endpoints_and_the_1c_exchange_keep_their_own_caller_authentication
     import base64
     import shutil
 
-    from cloud_sync.app import create_app
     from cloud_sync.config import parse_config
+    from cloud_sync.web.app import create_app
     from marketplaces import open_account
 
     shutil.copy(users_db, tmp_path / "cloud.sqlite")
@@ -240,8 +240,8 @@ def test_login_is_rate_limited_per_address_across_names(cloud):
 
 
 def test_first_run_lets_the_loopback_use_the_json_api_but_refuses_cross_site_forms(tmp_path):
-    from cloud_sync.app import create_app
     from cloud_sync.config import parse_config
+    from cloud_sync.web.app import create_app
 
     cfg = parse_config({"cloud": {"db_path": str(tmp_path / "fresh.sqlite")}})
     c = create_app(cfg).test_client()

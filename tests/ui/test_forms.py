@@ -8,7 +8,7 @@ import io
 
 from openpyxl import Workbook
 
-from cloud_sync import secrets
+from cloud_sync.access import secrets
 
 from .conftest import form_token
 
@@ -110,7 +110,7 @@ def test_bulk_cancel_needs_a_reason_and_packers_cannot_cancel(as_user, cloud):
 
 
 def test_a_good_price_upload_goes_to_the_preview_and_nothing_is_sent_yet(as_user, cloud):
-    from cloud_sync import catalog
+    from cloud_sync.catalog import cards as catalog
     from marketplaces.base import Card
 
     _, conn, _ = cloud

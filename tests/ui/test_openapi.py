@@ -9,10 +9,10 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import checks
 
-from cloud_sync import users
-from cloud_sync.app import create_app
+from cloud_sync.access import users
 from cloud_sync.config import parse_config
-from cloud_sync.db import open_db
+from cloud_sync.schema import open_db
+from cloud_sync.web.app import create_app
 
 # Business refusals (422: an unknown account, a cancel without a reason) cannot be told apart from
 # schema-valid data, so "positive data accepted" is not asked; everything else is.

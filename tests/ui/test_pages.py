@@ -7,8 +7,9 @@ import re
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from cloud_sync import catalog, orders
-from cloud_sync.ui import charts
+from cloud_sync.catalog import cards as catalog
+from cloud_sync.orders import intake, listing
+from cloud_sync.web.pages import charts
 from marketplaces.base import Card, Order, OrderLine
 
 from .conftest import form_token
@@ -24,7 +25,7 @@ def _orders(conn, cfg, n: int = 8) -> list[str]:
         batch.append(Order(native_id=f"N{i}", marketplace=MPS[account], account=account, native_status="new",
                            created_at=now - timedelta(days=i % 3), ship_by=now + timedelta(hours=10 - i),
                            lines=[OrderLine(card_id=f"c{i}", offer_id=f"OFF-{i}", quantity=1, price=Decimal("990"))]))
-    orders.ingest(conn, cfg, batch)
+    intake.ingest(conn, cfg, batch)
     return [f"{o.account}:{o.native_id}" for o in batch]
 
 
@@ -51,8 +52,8 @@ def test_bulk_actions_run_through_the_order_flow(as_user, cloud):
     r = c.post("/orders/bulk", data={"csrf_token": token, "action": "cancel", "keys": keys[:2],
                                      "reason": "buyer called"})
     assert r.status_code == 200 and "cancel: 2 order(s) done" in r.text
-    assert {o["status"] for o in orders.list_orders(conn) if o["key"] in keys[:2]} == {"cancelled"}
-    detail = orders.get_order(conn, keys[0])
+    assert {o["status"] for o in listing.list_orders(conn) if o["key"] in keys[:2]} == {"cancelled"}
+    detail = listing.get_order(conn, keys[0])
     assert any("buyer called (masha)" in e["detail"] for e in detail["events"])
     r = c.post("/orders/bulk", data={"csrf_token": token, "action": "take", "keys": keys[2:]})
     assert "cannot be confirmed" in r.text  # not linked to an item: skipped with the reason
@@ -97,13 +98,13 @@ def test_price_editor_previews_a_document_against_the_price_list(as_user, cloud)
 
 def test_stocks_search_and_why_this_number(as_user, cloud):
     _, conn, _ = cloud
-    from cloud_sync import stock
     from cloud_sync.db import transaction
+    from cloud_sync.stock import ledger
 
     for i, name in enumerate(["Кружка белая", "Чехол синий", "Носки"], 1):
         conn.execute("INSERT INTO items(id, article, name) VALUES (?,?,?)", (f"I{i}", f"ART-{i}", name))
     with transaction(conn):
-        stock.set_balances(conn, "main", {"I1": 5, "I2": 7, "I3": 0}, source="1c")
+        ledger.set_balances(conn, "main", {"I1": 5, "I2": 7, "I3": 0}, source="1c")
     c = as_user("petya")
     assert re.findall(r"<td>(I\d)</td>", c.get("/stocks").text) == ["I1", "I2", "I3"]
     assert re.findall(r"<td>(I\d)</td>", c.get("/stocks?q=ART-2").text) == ["I2"]

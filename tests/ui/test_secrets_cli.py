@@ -9,9 +9,9 @@ import sys
 
 import pytest
 
-from cloud_sync import secrets, users
+from cloud_sync.access import secrets, users
 from cloud_sync.config import parse_config
-from cloud_sync.db import open_db
+from cloud_sync.schema import open_db
 
 
 def _cfg(tmp_path, **account):
@@ -32,7 +32,7 @@ def test_stored_credentials_and_bot_token_reach_the_config(tmp_path, monkeypatch
     assert secrets.apply_to_config(conn, cfg) == ["wb1"]
     assert cfg.accounts["wb1"].account.credentials == {"Authorization": "stored-wb-token-1", "X-Extra": "second"}
     assert cfg.status_map["ozon"]["weird_status"] == "packed"
-    from cloud_sync.alerts import AlertSettings
+    from cloud_sync.alerts.outbox import AlertSettings
 
     assert AlertSettings.from_config(cfg.raw["alerts"]).token == "123456:bot-token-value-abcdefghijklmnop"
     assert not any("bot-token-value" in p.read_text(errors="replace") for p in tmp_path.rglob("*")

@@ -14,7 +14,7 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
-from cloud_sync.webhooks import create_webhooks_blueprint, push_url
+from cloud_sync.web.push import create_webhooks_blueprint, push_url
 from marketplaces import open_account
 from marketplaces.base import AccountConfig, OrderEvent
 from marketplaces.sandbox.core import RunningSandbox

@@ -27,10 +27,10 @@ def wait_for(cond, timeout: float = 15.0) -> bool:
 
 @pytest.mark.parametrize("market", ["yandex_market", "megamarket"])
 def test_push_and_poll_never_create_an_order_twice(market, sandboxes, tmp_path) -> None:
-    app_mod = pytest.importorskip("cloud_sync.app")
-    from cloud_sync import orders
+    app_mod = pytest.importorskip("cloud_sync.web.app")
     from cloud_sync.config import AccountSettings, CloudConfig
     from cloud_sync.db import connect
+    from cloud_sync.orders import intake
 
     sb = sandboxes(market)
     acc = account_of(sb, f"{market}-main")
@@ -42,13 +42,13 @@ def test_push_and_poll_never_create_an_order_twice(market, sandboxes, tmp_path) 
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
-        from cloud_sync.webhooks import push_url
+        from cloud_sync.web.push import push_url
 
         base = f"http://127.0.0.1:{server.server_port}"
         httpx.post(sb.url + "/_sandbox/x/push", json={"url": push_url(base, acc), "duplicates": 1}, timeout=10)
         first = httpx.post(sb.url + "/_sandbox/orders", json={"count": 3}, timeout=10).json()["orders"]
         conn = connect(db_path)
-        orders.poll(conn, cfg, adapter)  # polling races the pushes for the same orders
+        intake.poll(conn, cfg, adapter)  # polling races the pushes for the same orders
         second = httpx.post(sb.url + "/_sandbox/orders", json={"count": 2}, timeout=10).json()["orders"]
         assert httpx.post(sb.url + "/_sandbox/x/push_wait", json={"timeout": 10}, timeout=15).json()["idle"]
 
@@ -56,7 +56,7 @@ def test_push_and_poll_never_create_an_order_twice(market, sandboxes, tmp_path) 
             return conn.execute("SELECT COUNT(*) FROM push_events WHERE handled_at IS NULL").fetchone()[0] == 0
 
         assert wait_for(handled)
-        orders.poll(conn, cfg, adapter)
+        intake.poll(conn, cfg, adapter)
         rows = conn.execute("SELECT native_id, COUNT(*) FROM orders WHERE account=? GROUP BY native_id",
                             (acc.name,)).fetchall()
         assert sorted(r[0] for r in rows) == sorted(first + second)

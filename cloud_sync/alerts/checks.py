@@ -1,0 +1,141 @@
+"""What deserves an alert: items at or below their critical stock, order events (new, short, problem,
+cancelled), deadlines near or past; and `tick`, what the cloud's jobs loop runs (check, then deliver).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from cloud_sync.alerts.outbox import AlertSettings, DeliveryStats, deliver, enqueue
+from cloud_sync.db import transaction
+from cloud_sync.orders import listing
+
+log = logging.getLogger("cloud_sync.alerts.core")
+
+
+def set_minimum(conn: sqlite3.Connection, item_id: str, min_quantity: int | None) -> None:
+    """The critical stock level of an item (None removes it)."""
+    with transaction(conn):
+        if min_quantity is None:
+            conn.execute("DELETE FROM stock_minimums WHERE item_id=?", (item_id,))
+            conn.execute("DELETE FROM alert_state WHERE key=?", (f"stock:{item_id}",))
+            return
+        if isinstance(min_quantity, bool) or not isinstance(min_quantity, int) or min_quantity < 0:
+            raise ValueError(f"minimum quantity must be a whole number >= 0, got {min_quantity!r}")
+        if not conn.execute("SELECT 1 FROM items WHERE id=?", (item_id,)).fetchone():
+            raise ValueError(f"unknown item {item_id!r}")
+        conn.execute("INSERT INTO stock_minimums(item_id, min_quantity) VALUES (?,?)"
+                     " ON CONFLICT(item_id) DO UPDATE SET min_quantity=excluded.min_quantity", (item_id, min_quantity))
+
+
+def check_critical_stock(conn: sqlite3.Connection, *, now: float | None = None) -> list[str]:
+    """Raise an alert for each item whose available stock (all own warehouses) fell to its minimum or
+    below; once per episode: the alert is raised again only after the item recovered."""
+    now = time.time() if now is None else now
+    raised: list[str] = []
+    rows = conn.execute(
+        "SELECT m.item_id, m.min_quantity, i.name, i.article,"
+        " COALESCE((SELECT SUM(on_hand - reserved) FROM stock_levels s WHERE s.item_id=m.item_id), 0) AS available"
+        " FROM stock_minimums m JOIN items i ON i.id=m.item_id").fetchall()
+    with transaction(conn):
+        for r in rows:
+            key = f"stock:{r['item_id']}"
+            active = conn.execute("SELECT 1 FROM alert_state WHERE key=?", (key,)).fetchone()
+            if r["available"] <= r["min_quantity"]:
+                if active:
+                    continue
+                conn.execute("INSERT INTO alert_state(key, raised_ts, detail) VALUES (?,?,?)",
+                             (key, now, str(r["available"])))
+                text = (f"⚠️ Critical stock: {r['name']} ({r['article'] or r['item_id']}) — "
+                        f"{r['available']} available, minimum {r['min_quantity']}")
+                enqueue(conn, "critical_stock", f"{key}:{now:.0f}", text, now=now)
+                raised.append(r["item_id"])
+            elif active:
+                conn.execute("DELETE FROM alert_state WHERE key=?", (key,))
+    return raised
+
+ORDER_EVENT_KINDS = {"reserved": "order_new", "short": "order_short", "problem": "order_problem",
+                     "cancelled": "order_cancelled"}
+
+
+def scan_order_events(conn: sqlite3.Connection, *, now: float | None = None) -> int:
+    """Alert on order events logged since the last scan: a new order reserved, a new order that cannot
+    be covered (short) or has a problem, a cancellation. Reads the orders' `order_events`; the very
+    first scan only marks where it stands (events from before alerts were on are not announced)."""
+    now = time.time() if now is None else now
+    pos_row = conn.execute("SELECT position FROM alert_cursor WHERE name='order_events'").fetchone()
+    if pos_row is None:  # first scan: start from now, no storm of alerts about old orders
+        with transaction(conn):
+            conn.execute("INSERT INTO alert_cursor(name, position) VALUES ('order_events',"
+                         " (SELECT COALESCE(MAX(id), 0) FROM order_events))")
+        return 0
+    pos = pos_row[0]
+    rows = conn.execute(
+        "SELECT e.id, e.kind, e.detail, o.account, o.number, o.native_id, o.ship_by FROM order_events e"
+        " LEFT JOIN orders o ON o.id=e.order_id WHERE e.id>? ORDER BY e.id LIMIT 5000", (pos,)).fetchall()
+    n = 0
+    with transaction(conn):
+        for r in rows:
+            pos = r["id"]
+            kind = ORDER_EVENT_KINDS.get(r["kind"])
+            if not kind or r["account"] is None:
+                continue
+            number = r["number"] or r["native_id"]
+            text = {
+                "order_new": f"🛒 New order {number} ({r['account']}), ship by {_when(r['ship_by'])}",
+                "order_short": f"❗ New order {number} ({r['account']}) cannot be covered from stock: {r['detail']}",
+                "order_problem": f"❗ Order {number} ({r['account']}) needs attention: {r['detail']}",
+                "order_cancelled": f"✖️ Order {number} ({r['account']}) cancelled {r['detail']}".rstrip(),
+            }[kind]
+            if enqueue(conn, kind, f"{kind}:{r['account']}:{r['native_id']}", text, now=now) is not None:
+                n += 1
+        conn.execute("INSERT INTO alert_cursor(name, position) VALUES ('order_events', ?)"
+                     " ON CONFLICT(name) DO UPDATE SET position=excluded.position", (pos,))
+    return n
+
+
+def check_deadlines(conn: sqlite3.Connection, orders: Iterable[dict[str, Any]], *, now: float | None = None,
+                    dedup_window_s: float = 7 * 86400.0) -> int:
+    """Alert once per order whose ship-by deadline is near or past. `orders` are dicts with account,
+    number (or key) and ship_by (ISO UTC) - e.g. cloud_sync.orders.deadlines_near(conn, within_s)."""
+    now = time.time() if now is None else now
+    n = 0
+    for o in orders:
+        ship_by = o.get("ship_by")
+        if not ship_by:
+            continue
+        left = datetime.fromisoformat(ship_by).timestamp() - now
+        state = "overdue" if left < 0 else "near"
+        mins = int(abs(left) // 60)
+        text = (f"⏰ Order {o.get('number') or o.get('key')} ({o.get('account')}): ship-by deadline "
+                + (f"passed {mins} min ago" if left < 0 else f"in {mins} min") + f" ({_when(ship_by)})")
+        if enqueue(conn, "order_deadline", f"deadline:{state}:{o.get('account')}:{o.get('key') or o.get('number')}",
+                   text, dedup_window_s=dedup_window_s, now=now) is not None:
+            n += 1
+    return n
+
+
+def _when(iso: str | None) -> str:
+    if not iso:
+        return "—"
+    try:
+        return datetime.fromisoformat(iso).astimezone(UTC).strftime("%d.%m %H:%M UTC")
+    except ValueError:
+        return iso
+
+
+def tick(conn: sqlite3.Connection, settings: AlertSettings, sender: Any | None, *,
+         now: float | None = None) -> DeliveryStats:
+    """What the cloud's jobs loop calls: raise stock, order and deadline alerts, then deliver."""
+    now = time.time() if now is None else now
+    check_critical_stock(conn, now=now)
+    scan_order_events(conn, now=now)
+    check_deadlines(conn, listing.deadlines_near(conn, settings.deadline_warning_s, now=now), now=now)
+    if sender is None or not settings.enabled:
+        return DeliveryStats()
+    return deliver(conn, sender, settings)

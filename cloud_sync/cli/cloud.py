@@ -1,0 +1,190 @@
+"""The cloud's commands: `marketsync cloud serve`, `marketsync sync cards|stocks|prices|orders|reports`,
+`marketsync stock why ITEM --account A` (and `stock holds` / `stock confirm HOLD`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Callable
+
+from cloud_sync.access import secrets
+from cloud_sync.cli import money
+from cloud_sync.cli.users import main as users_main
+from cloud_sync.config import ConfigError, load_config
+from cloud_sync.schema import open_db
+from cloud_sync.service import accounts, sync
+from cloud_sync.service.cloud import CloudService
+from cloud_sync.stock import ledger
+from cloud_sync.stock import push as stock_push
+from cloud_sync.stock import why as stock_why
+from sitelink.service_manager import notify, watchdog_interval
+
+
+def _config(args: argparse.Namespace):
+    cfg = load_config(args.config)
+    if getattr(args, "db", None):
+        cfg.db_path = args.db
+    return cfg
+
+
+def cloud_main(argv: list[str]) -> int:
+    if argv and argv[0] in ("user", "token"):
+        return users_main(argv)
+    p = argparse.ArgumentParser(prog="marketsync cloud", description="run the central service")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("user", help="users: user add NAME --role owner|manager|packer, user password, user list")
+    sub.add_parser("token", help="token NAME: an API token for a user (shown once)")
+    serve = sub.add_parser("serve", help="serve the web app, the site link, the stock pusher and the jobs")
+    serve.add_argument("--config", help="cloud.toml (defaults apply when omitted)")
+    serve.add_argument("--db", help="the tenant database file (overrides [cloud] db_path)")
+    serve.add_argument("--port", type=int, help="HTTP port (0: a free one)")
+    serve.add_argument("--host", help="HTTP address")
+    serve.add_argument("--log-level", default="INFO")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise (and URLs only)
+    try:
+        cfg = _config(args)
+    except ConfigError as exc:
+        print(f"marketsync cloud: {exc}", file=sys.stderr)
+        return 2
+    if args.port is not None:
+        cfg.port = args.port
+    if args.host:
+        cfg.host = args.host
+    service = CloudService(cfg)
+    stop = threading.Event()
+
+    def _on_signal(_signum: int, _frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    try:
+        url = service.start()
+        print(json.dumps({"role": "cloud", "url": url, "db": service.db_path,
+                          "accounts": sorted(service.adapters)}), flush=True)
+        notify(f"READY=1\nSTATUS=serving {url}")
+        while not stop.wait(watchdog_interval()):
+            if service.healthy():
+                notify("WATCHDOG=1")
+        notify("STOPPING=1")
+    finally:
+        service.stop()
+    return 0
+
+
+def _progress_factory(enabled: bool) -> Callable:
+    if not enabled:
+        return sync.no_progress
+    from tqdm import tqdm
+
+    bars = []
+
+    def make(label: str, total: int | None) -> Callable[[int], None]:
+        bar = tqdm(total=total, desc=label, unit="it", file=sys.stderr, leave=True)
+        bars.append(bar)
+
+        def tick(n: int) -> None:
+            bar.update(n)
+            if total is not None and bar.n >= total:
+                bar.close()
+        return tick
+    return make
+
+
+def sync_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="marketsync sync", description="sync with the marketplaces")
+    p.add_argument("what", choices=["cards", "stocks", "prices", "orders", "reports"])
+    p.add_argument("--config")
+    p.add_argument("--db")
+    p.add_argument("--account", action="append", help="only this account (repeatable)")
+    p.add_argument("--no-progress", action="store_true")
+    args, rest = p.parse_known_args(argv)
+    try:
+        cfg = _config(args)
+    except ConfigError as exc:
+        print(f"marketsync sync: {exc}", file=sys.stderr)
+        return 2
+    if args.what in ("prices", "reports"):
+        return _delegate(args.what, argv)
+    if rest:
+        p.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.account:
+        unknown = set(args.account) - set(cfg.accounts)
+        if unknown:
+            print(f"marketsync sync: unknown account(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+            return 2
+    conn = open_db(cfg.db_path)
+    report = accounts.SyncReport()
+    try:  # as the running service does: what was entered in Settings counts here too
+        adapters, _ = accounts.open_with_settings(conn, cfg, report, only=args.account)
+    except secrets.SecretError as exc:
+        print(f"marketsync sync: {exc}", file=sys.stderr)
+        return 2
+    progress = _progress_factory(not args.no_progress and sys.stderr.isatty())
+    run = {"cards": sync.sync_cards, "stocks": sync.sync_stocks, "orders": sync.sync_orders}[args.what]
+    result = run(conn, cfg, adapters, progress=progress)
+    for line in result.lines:
+        print(line)
+    for err in report.errors + result.errors:  # accounts that could not be opened, then what failed
+        print(f"error: {err}", file=sys.stderr)
+    return 1 if report.errors or result.errors else 0
+
+
+def _delegate(what: str, argv: list[str]) -> int:
+    """`sync prices` and `sync reports` take their own arguments (cloud_sync/cli/money.py)."""
+    rest = list(argv)
+    rest.remove(what)
+    return int((money.sync_prices if what == "prices" else money.sync_reports)(rest) or 0)
+
+
+def stock_main(argv: list[str]) -> int:
+    p = argparse.ArgumentParser(prog="marketsync stock", description="stock ledger questions")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    why = sub.add_parser("why", help="explain how the numbers published for an item on an account were computed")
+    why.add_argument("item", help="1C item id or article")
+    why.add_argument("--account", required=True)
+    why.add_argument("--json", action="store_true")
+    holds = sub.add_parser("holds", help="stock pushes held by the zero guard")
+    confirm = sub.add_parser("confirm", help="confirm a held stock push (it is sent by the running service)")
+    confirm.add_argument("hold", type=int)
+    confirm.add_argument("--by", default="cli")
+    for sp in (why, holds, confirm):
+        sp.add_argument("--config")
+        sp.add_argument("--db")
+    args = p.parse_args(argv)
+    try:
+        cfg = _config(args)
+    except ConfigError as exc:
+        print(f"marketsync stock: {exc}", file=sys.stderr)
+        return 2
+    conn = open_db(cfg.db_path)
+    if args.cmd == "why":
+        try:
+            ex = stock_why.why(conn, cfg, args.item, args.account)
+        except ledger.StockError as exc:
+            print(f"marketsync stock why: {exc}", file=sys.stderr)
+            return 2
+        if args.json:
+            print(json.dumps({"item_id": ex.item_id, "account": ex.account, "published": ex.published,
+                              "lines": ex.lines}, ensure_ascii=False))
+        else:
+            print(ex.text())
+        return 0
+    if args.cmd == "holds":
+        for h in stock_push.holds(conn):
+            print(f"hold {h['id']} {h['account']}: {h['reason']} ({h['held']} pushes held)")
+        return 0
+    try:
+        n = stock_push.confirm_hold(conn, args.hold, by=args.by)
+    except ValueError as exc:
+        print(f"marketsync stock confirm: {exc}", file=sys.stderr)
+        return 2
+    print(f"released {n} held pushes")
+    return 0

@@ -1,0 +1,112 @@
+"""`marketsync onec ...`: the 1C exchange from the command line.
+
+    marketsync onec import FILE... --db PATH [--cost-price-type NAME_OR_ID]...
+
+imports CommerceML files (import*.xml, offers*.xml, prices*, rests*) into a cloud database in one
+transaction and prints, as its last line, one JSON object with the counts, the stock total per
+warehouse, the prices per item and price type and the warnings. An invalid file exits non-zero with
+one clear line on stderr and leaves the database as it was.
+
+    marketsync onec commission REPORT_ID --db PATH [--xlsx FILE] [--principal NAME] [--odata --config cloud.toml]
+
+writes a saved commission agent report as the XLSX of 1C's «Отчет комиссионера (агента) о продажах»
+and/or creates that document in 1C through OData (`[onec.odata]` of cloud.toml).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import sys
+import tomllib
+
+from cloud_sync.onec.commission import (
+    CommissionError,
+    create_document,
+    odata_settings,
+    saved_report,
+    write_xlsx,
+)
+from cloud_sync.onec.importer import import_files
+from cloud_sync.onec.parser import CommerceMLError
+from cloud_sync.schema import open_db
+
+
+def main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="marketsync onec", description="1C exchange (CommerceML 2)")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    imp = sub.add_parser("import", help="import CommerceML files into a cloud database")
+    imp.add_argument("files", nargs="+", help="import*.xml, offers*.xml, prices*.xml, rests*.xml, in order")
+    imp.add_argument("--db", required=True, help="the cloud database (SQLite file)")
+    imp.add_argument("--cost-price-type", action="append", default=[],
+                     help="the price type (name or id) that is the cost price; by default one named "
+                          "like «Себестоимость»/«Закупочная»")
+    com = sub.add_parser("commission", help="a saved commission report to 1C (XLSX and/or OData)")
+    com.add_argument("report_id")
+    com.add_argument("--db", required=True)
+    com.add_argument("--xlsx", help="write the XLSX here")
+    com.add_argument("--principal", default="", help="the seller's organization (комитент)")
+    com.add_argument("--odata", action="store_true", help="create the document in 1C via OData")
+    com.add_argument("--config", help="cloud.toml with [onec.odata] (for --odata)")
+    args = ap.parse_args(argv)
+    if args.cmd == "import":
+        return _import(args)
+    if args.cmd == "commission":
+        return _commission(args)
+    return 2
+
+
+def _commission(args: argparse.Namespace) -> int:
+    if not args.xlsx and not args.odata:
+        print("marketsync onec commission: say --xlsx FILE and/or --odata", file=sys.stderr)
+        return 2
+    conn = open_db(args.db)
+    try:
+        report = saved_report(conn, args.report_id)
+        out: dict = {"report": report.id, "rows": len(report.rows)}
+        if args.xlsx:
+            out["xlsx"] = str(write_xlsx(report, args.xlsx, principal=args.principal))
+        if args.odata:
+            if not args.config:
+                print("marketsync onec commission: --odata needs --config cloud.toml", file=sys.stderr)
+                return 2
+            with open(args.config, "rb") as fh:
+                section = tomllib.load(fh).get("onec", {}).get("odata")
+            if not section:
+                print(f"marketsync onec commission: {args.config} has no [onec.odata]", file=sys.stderr)
+                return 2
+            result = create_document(report, odata_settings(section, report.account))
+            out["odata"] = {"ref_key": result.ref_key, "posted": result.posted, "lines": result.lines,
+                            "skipped": result.skipped}
+    except CommissionError as exc:
+        print(f"marketsync onec commission: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        conn.close()
+    print(json.dumps(out, ensure_ascii=False))
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    for f in args.files:
+        try:
+            with open(f, "rb"):
+                pass
+        except OSError as exc:
+            print(f"marketsync onec import: cannot read {f}: {exc.strerror}", file=sys.stderr)
+            return 2
+    try:
+        conn = open_db(args.db)
+    except (sqlite3.Error, OSError) as exc:
+        print(f"marketsync onec import: cannot open database {args.db}: {exc}", file=sys.stderr)
+        return 2
+    try:
+        result = import_files(conn, args.files, cost_price_types=args.cost_price_type)
+    except CommerceMLError as exc:
+        print(f"marketsync onec import: {exc}; nothing was imported", file=sys.stderr)
+        return 1
+    finally:
+        conn.close()
+    print(json.dumps(result.as_json(), ensure_ascii=False))
+    return 0

@@ -1,0 +1,426 @@
+"""Reports: the commission agent report per account and period, and the stock reports.
+
+Owns the tables `commission_reports` and `commission_report_rows` (every report built, kept for the 1C
+export and for comparison).
+
+The commission agent report is built from the adapter's `realization_report(from, to)`: each line is
+resolved to the 1C item its card is linked to (by card id, offer id or barcode; a card of N units
+counts N item units) and summed per item - quantity sold and returned, revenue, marketplace fee,
+logistics, other deductions (penalties, storage, acceptance...), to pay. Lines of no card (storage,
+penalties of the account) go to one "account services" row; lines of unlinked cards get a row of their
+own per offer id, so nothing is dropped. The totals are the sum of every line and are reconciled to
+the marketplace's own totals (`RealizationReport.native_totals`, by the keys revenue, fee, logistics,
+other, to_pay, sold, returned - whichever the adapter gives) to the kopeck.
+
+Stock reports read the ledger (cloud_sync/stock.py tables `stock_levels`, `fbo_stock`) and the
+catalog's warehouse map: per own warehouse; per account with FBS (what the account's FBS warehouses
+can offer from the ledger, before allocation rules) and FBO (read back from the marketplace) apart.
+
+Exports: CSV (`;`-separated, UTF-8 with BOM, so a Russian Excel opens it as is) and XLSX (openpyxl).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sqlite3
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from cloud_sync.catalog.view import card_index, cards_for_pricing
+from cloud_sync.db import transaction
+from marketplaces.base import RealizationReport
+
+MIGRATIONS = [
+    """
+    CREATE TABLE commission_reports (
+        id TEXT PRIMARY KEY,
+        account TEXT NOT NULL,
+        marketplace TEXT NOT NULL DEFAULT '',
+        period_from TEXT NOT NULL,
+        period_to TEXT NOT NULL,
+        native_report_id TEXT NOT NULL DEFAULT '',
+        totals TEXT NOT NULL,           -- JSON {name: Decimal text}
+        native_totals TEXT NOT NULL,    -- JSON, as the marketplace gave them
+        reconciled INTEGER,             -- 1 all compared totals agree, 0 some differ, NULL nothing to compare
+        differences TEXT NOT NULL DEFAULT '[]',
+        built_ts REAL NOT NULL
+    );
+    CREATE INDEX commission_reports_account ON commission_reports(account, period_from);
+    CREATE TABLE commission_report_rows (
+        report_id TEXT NOT NULL REFERENCES commission_reports(id) ON DELETE CASCADE,
+        row_no INTEGER NOT NULL,
+        item_id TEXT,
+        article TEXT NOT NULL DEFAULT '',
+        name TEXT NOT NULL DEFAULT '',
+        offer_ids TEXT NOT NULL DEFAULT '',
+        sold INTEGER NOT NULL, returned INTEGER NOT NULL,
+        revenue TEXT NOT NULL, fee TEXT NOT NULL, logistics TEXT NOT NULL, other TEXT NOT NULL, to_pay TEXT NOT NULL,
+        PRIMARY KEY (report_id, row_no)
+    );
+    """,
+]
+
+MONEY = ("revenue", "fee", "logistics", "other", "to_pay")
+COUNTS = ("sold", "returned")
+TOTAL_KEYS = COUNTS + MONEY
+ZERO = Decimal(0)
+TOLERANCE = Decimal("0.01")
+
+HEADERS_RU = {
+    "article": "Артикул 1С", "name": "Номенклатура", "offer_ids": "Артикулы маркетплейса",
+    "sold": "Продано, шт", "returned": "Возвращено, шт", "revenue": "Выручка", "fee": "Комиссия маркетплейса",
+    "logistics": "Логистика", "other": "Прочие удержания", "to_pay": "К перечислению",
+}
+
+
+class ReportError(ValueError):
+    """A report cannot be built or written (bad period, unknown account, unwritable file)."""
+
+
+@dataclass
+class ItemRow:
+    key: str  # item id, "offer:<offer id>" for an unlinked card, "account" for account services
+    item_id: str | None = None
+    article: str = ""
+    name: str = ""
+    offer_ids: list[str] = field(default_factory=list)
+    sold: int = 0
+    returned: int = 0
+    revenue: Decimal = ZERO
+    fee: Decimal = ZERO
+    logistics: Decimal = ZERO
+    other: Decimal = ZERO
+    to_pay: Decimal = ZERO
+
+    def values(self) -> dict[str, Any]:
+        return {"article": self.article, "name": self.name, "offer_ids": ", ".join(self.offer_ids),
+                **{k: getattr(self, k) for k in TOTAL_KEYS}}
+
+
+@dataclass
+class Difference:
+    name: str
+    ours: Decimal
+    marketplace: Decimal
+
+    @property
+    def delta(self) -> Decimal:
+        return self.ours - self.marketplace
+
+
+@dataclass
+class CommissionReport:
+    account: str
+    marketplace: str
+    period_from: date
+    period_to: date
+    rows: list[ItemRow]
+    totals: dict[str, Decimal]
+    native_totals: dict[str, Decimal]
+    compared: dict[str, Decimal]  # total name -> our figure, for every total the marketplace gave
+    differences: list[Difference]
+    not_compared: list[str]
+    native_report_id: str = ""
+    lines: int = 0
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+
+    @property
+    def reconciled(self) -> bool | None:
+        """True when every total the marketplace gave agrees; None when it gave none we know."""
+        if not self.compared:
+            return None
+        return not self.differences
+
+
+def build_commission_report(conn: sqlite3.Connection, report: RealizationReport, *, marketplace: str = "") -> CommissionReport:
+    """Sum the realization report per 1C item and reconcile the totals with the marketplace's."""
+    index = card_index(conn, report.account)
+    barcodes = _barcode_index(conn)
+    rows: dict[str, ItemRow] = {}
+    for line in report.lines:
+        card = index.get(line.card_id) or index.get(line.offer_id)
+        item_id = card.item_id if card else None
+        if item_id is None and line.barcode and barcodes.get(line.barcode):
+            item_id = barcodes[line.barcode]
+        pack = card.pack_size if card and card.item_id else 1
+        if item_id:
+            key = item_id
+        elif line.offer_id or line.card_id:
+            key = f"offer:{line.offer_id or line.card_id}"
+        else:
+            key = "account"
+        row = rows.get(key)
+        if row is None:
+            row = rows[key] = ItemRow(key=key, item_id=item_id)
+        offer = line.offer_id or (card.offer_id if card else "")
+        if offer and offer not in row.offer_ids:
+            row.offer_ids.append(offer)
+        if line.kind == "sale":
+            row.sold += abs(line.quantity) * pack
+        elif line.kind == "return":
+            row.returned += abs(line.quantity) * pack
+        for k in MONEY:
+            setattr(row, k, getattr(row, k) + Decimal(getattr(line, k) or 0))
+    _name_rows(conn, rows)
+    ordered = sorted(rows.values(), key=lambda r: (r.key == "account", r.item_id is None, r.article, r.key))
+    totals = {k: sum((Decimal(getattr(r, k)) for r in ordered), ZERO) for k in TOTAL_KEYS}
+    totals["sold"] = Decimal(sum(r.sold for r in ordered))
+    totals["returned"] = Decimal(sum(r.returned for r in ordered))
+    # the marketplace's counts are in cards, not item units: compare them with card counts
+    card_counts = {
+        "sold": Decimal(sum(abs(x.quantity) for x in report.lines if x.kind == "sale")),
+        "returned": Decimal(sum(abs(x.quantity) for x in report.lines if x.kind == "return")),
+    }
+    compared: dict[str, Decimal] = {}
+    differences: list[Difference] = []
+    not_compared: list[str] = []
+    for name, theirs in report.native_totals.items():
+        if name not in TOTAL_KEYS:
+            not_compared.append(name)
+            continue
+        ours = card_counts[name] if name in COUNTS else totals[name]
+        compared[name] = ours
+        if abs(ours - Decimal(theirs)) > (ZERO if name in COUNTS else TOLERANCE):
+            differences.append(Difference(name, ours, Decimal(theirs)))
+    return CommissionReport(
+        account=report.account, marketplace=marketplace, period_from=report.period_from,
+        period_to=report.period_to, rows=ordered, totals=totals,
+        native_totals={k: Decimal(v) for k, v in report.native_totals.items()}, compared=compared,
+        differences=differences, not_compared=not_compared, native_report_id=report.report_id,
+        lines=len(report.lines),
+    )
+
+
+def _barcode_index(conn: sqlite3.Connection) -> dict[str, str]:
+    """barcode -> item, only for barcodes of exactly one item."""
+    out: dict[str, str] = {}
+    seen: set[str] = set()
+    for barcode, item in conn.execute("SELECT barcode, item_id FROM item_barcodes"):
+        if barcode in seen:
+            out.pop(barcode, None)
+            continue
+        seen.add(barcode)
+        out[barcode] = item
+    return out
+
+
+def _name_rows(conn: sqlite3.Connection, rows: dict[str, ItemRow]) -> None:
+    for row in rows.values():
+        if row.item_id:
+            r = conn.execute("SELECT article, name FROM items WHERE id=?", (row.item_id,)).fetchone()
+            if r:
+                row.article, row.name = r["article"], r["name"]
+        elif row.key == "account":
+            row.name = "Услуги маркетплейса (без товара)"
+        else:
+            row.name = "Карточка не связана с номенклатурой"
+
+
+def fetch_commission_report(conn: sqlite3.Connection, market: Any, period_from: date, period_to: date,
+                            *, save: bool = True) -> CommissionReport:
+    """Ask the adapter for the realization report, build the commission report, keep it."""
+    if period_to < period_from:
+        raise ReportError(f"the period ends ({period_to}) before it starts ({period_from})")
+    native = market.realization_report(period_from, period_to)
+    report = build_commission_report(conn, native, marketplace=market.name)
+    if save:
+        save_report(conn, report)
+    return report
+
+
+def save_report(conn: sqlite3.Connection, report: CommissionReport) -> str:
+    with transaction(conn):
+        conn.execute(
+            "INSERT INTO commission_reports(id, account, marketplace, period_from, period_to, native_report_id,"
+            " totals, native_totals, reconciled, differences, built_ts) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (report.id, report.account, report.marketplace, report.period_from.isoformat(),
+             report.period_to.isoformat(), report.native_report_id,
+             json.dumps({k: str(v) for k, v in report.totals.items()}),
+             json.dumps({k: str(v) for k, v in report.native_totals.items()}),
+             None if report.reconciled is None else int(report.reconciled),
+             json.dumps([[d.name, str(d.ours), str(d.marketplace)] for d in report.differences]), time.time()),
+        )
+        conn.executemany(
+            "INSERT INTO commission_report_rows(report_id, row_no, item_id, article, name, offer_ids, sold, returned,"
+            " revenue, fee, logistics, other, to_pay) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            [(report.id, n, r.item_id, r.article, r.name, ", ".join(r.offer_ids), r.sold, r.returned,
+              str(r.revenue), str(r.fee), str(r.logistics), str(r.other), str(r.to_pay))
+             for n, r in enumerate(report.rows, 1)],
+        )
+    return report.id
+
+
+# ---------------------------------------------------------------- exports
+
+
+def commission_table(report: CommissionReport) -> tuple[list[str], list[list[Any]]]:
+    cols = list(HEADERS_RU)
+    body = [[r.values()[c] for c in cols] for r in report.rows]
+    body.append(["", "Итого", ""] + [report.totals[k] if k in MONEY else int(report.totals[k]) for k in TOTAL_KEYS])
+    return [HEADERS_RU[c] for c in cols], body
+
+
+def reconciliation_table(report: CommissionReport) -> tuple[list[str], list[list[Any]]]:
+    differing = {d.name for d in report.differences}
+    rows: list[list[Any]] = []
+    for name, ours in report.compared.items():
+        theirs = report.native_totals[name]
+        rows.append([name, ours, theirs, ours - theirs, "расхождение" if name in differing else "сходится"])
+    for name in report.not_compared:
+        rows.append([name, "", report.native_totals[name], "", "не сравнивается"])
+    return ["Показатель", "Наш расчёт", "Маркетплейс", "Разница", "Итог"], rows
+
+
+def _csv_value(v: Any) -> Any:
+    return str(v) if isinstance(v, Decimal) else v
+
+
+def write_csv(path: str | Path | None, headers: Sequence[str], rows: Sequence[Sequence[Any]],
+              preamble: Sequence[Sequence[Any]] = ()) -> str:
+    """Write (or, with path None, return) a `;`-separated CSV; the text is returned either way."""
+    buf = io.StringIO()
+    w = csv.writer(buf, delimiter=";", lineterminator="\r\n")
+    for p in preamble:
+        w.writerow([_csv_value(x) for x in p])
+    w.writerow(headers)
+    for r in rows:
+        w.writerow([_csv_value(x) for x in r])
+    text = buf.getvalue()
+    if path is not None:
+        try:
+            Path(path).write_text(text, encoding="utf-8-sig")
+        except OSError as exc:
+            raise ReportError(f"cannot write {path}: {exc.strerror}") from None
+    return text
+
+
+def write_xlsx(path: str | Path, sheets: Sequence[tuple[str, Sequence[str], Sequence[Sequence[Any]],
+                                                         Sequence[Sequence[Any]]]]) -> None:
+    """sheets: (title, headers, rows, preamble lines)."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    wb = Workbook()
+    wb.remove(wb.active)
+    for title, headers, rows, preamble in sheets:
+        ws = wb.create_sheet(title[:31])
+        for p in preamble:
+            ws.append(list(p))
+        ws.append(list(headers))
+        for cell in ws[ws.max_row]:
+            cell.font = Font(bold=True)
+        for r in rows:
+            ws.append([float(x) if isinstance(x, Decimal) else x for x in r])
+        for n, col in enumerate(ws.columns, 1):
+            width = max((len(str(c.value)) for c in col if c.value is not None), default=8)
+            ws.column_dimensions[col[0].column_letter].width = min(60, max(10, width + 2))
+            if n > 3:
+                for c in col:
+                    if isinstance(c.value, float):
+                        c.number_format = "#,##0.00"
+    try:
+        wb.save(str(path))
+    except OSError as exc:
+        raise ReportError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _preamble(report: CommissionReport) -> list[list[Any]]:
+    state = {True: "сходится с маркетплейсом", False: "РАСХОДИТСЯ с маркетплейсом",
+             None: "маркетплейс не дал итогов для сверки"}[report.reconciled]
+    return [["Отчёт комиссионера", report.account, report.marketplace],
+            ["Период", report.period_from.isoformat(), report.period_to.isoformat()],
+            ["Сверка итогов", state], []]
+
+
+def export_commission(report: CommissionReport, path: str | Path) -> Path:
+    """To .xlsx (report, reconciliation) or .csv (report, then the reconciliation below it)."""
+    path = Path(path)
+    headers, rows = commission_table(report)
+    rh, rr = reconciliation_table(report)
+    if path.suffix.lower() == ".xlsx":
+        write_xlsx(path, [("Отчёт комиссионера", headers, rows, _preamble(report)), ("Сверка", rh, rr, [])])
+    elif path.suffix.lower() == ".csv":
+        write_csv(path, headers, [*rows, [], rh, *rr], _preamble(report))
+    else:
+        raise ReportError(f"cannot export to {path.name}: use a .xlsx or .csv file name")
+    return path
+
+
+# ---------------------------------------------------------------- stock reports
+
+
+def stock_by_warehouse(conn: sqlite3.Connection) -> tuple[list[str], list[list[Any]]]:
+    """Per own warehouse and item: on hand, reserved, available."""
+    rows = conn.execute(
+        "SELECT s.warehouse, s.item_id, COALESCE(i.article, ''), COALESCE(i.name, ''), s.on_hand, s.reserved,"
+        " s.on_hand - s.reserved FROM stock_levels s LEFT JOIN items i ON i.id=s.item_id"
+        " ORDER BY s.warehouse, i.article, s.item_id").fetchall()
+    return (["Склад", "Код 1С", "Артикул 1С", "Номенклатура", "В наличии", "В резерве", "Доступно"],
+            [list(r) for r in rows])
+
+
+def stock_warehouse_totals(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
+    return {r[0]: {"items": r[1], "on_hand": r[2], "reserved": r[3], "available": r[2] - r[3]}
+            for r in conn.execute("SELECT warehouse, COUNT(*), SUM(on_hand), SUM(reserved) FROM stock_levels"
+                                  " GROUP BY warehouse ORDER BY warehouse")}
+
+
+def stock_by_account(conn: sqlite3.Connection, account: str | None = None) -> tuple[list[str], list[list[Any]]]:
+    """Per account and card: FBS (what the account's FBS warehouses can offer from our ledger, in cards:
+    available at the mapped own warehouses // pack size, before allocation rules) and FBO (read back
+    from the marketplace), kept apart."""
+    accounts = [account] if account else [r[0] for r in conn.execute("SELECT DISTINCT account FROM cards ORDER BY 1")]
+    out: list[list[Any]] = []
+    for acc in accounts:
+        own = [r[0] for r in conn.execute(
+            "SELECT DISTINCT own_warehouse FROM mp_warehouses WHERE account=? AND own_warehouse IS NOT NULL"
+            " AND kind!='fbo'", (acc,))]
+        for c in cards_for_pricing(conn, acc):
+            if c.item_id and own:
+                avail = conn.execute(
+                    f"SELECT COALESCE(SUM(on_hand - reserved), 0) FROM stock_levels WHERE item_id=? AND warehouse IN"
+                    f" ({','.join('?' * len(own))})", (c.item_id, *own)).fetchone()[0]
+                out.append([acc, c.marketplace, "FBS", ", ".join(own), c.offer_id, c.item_id,
+                            max(0, avail) // max(1, c.pack_size)])
+        index = card_index(conn, acc)
+        for card_id, wh, qty in conn.execute("SELECT card_id, warehouse_id, quantity FROM fbo_stock WHERE account=?"
+                                             " ORDER BY warehouse_id, card_id", (acc,)):
+            c = index.get(card_id)
+            out.append([acc, c.marketplace if c else "", "FBO", wh, c.offer_id if c else card_id,
+                        c.item_id if c else None, qty])
+    return ["Аккаунт", "Маркетплейс", "Схема", "Склад", "Артикул маркетплейса", "Код 1С", "Количество"], out
+
+
+def stock_by_scheme(conn: sqlite3.Connection) -> tuple[list[str], list[list[Any]]]:
+    """Totals per account: FBS vs FBO, in cards."""
+    _, rows = stock_by_account(conn)
+    sums: dict[tuple[str, str], int] = {}
+    for acc, _mp, scheme, _wh, _offer, _item, qty in rows:
+        sums[(acc, scheme)] = sums.get((acc, scheme), 0) + int(qty)
+    accounts = sorted({a for a, _ in sums})
+    return (["Аккаунт", "FBS", "FBO"], [[a, sums.get((a, "FBS"), 0), sums.get((a, "FBO"), 0)] for a in accounts])
+
+
+STOCK_REPORTS = {"warehouse": stock_by_warehouse, "account": stock_by_account, "scheme": stock_by_scheme}
+
+
+def export_stock(conn: sqlite3.Connection, kind: str, path: str | Path) -> Path:
+    if kind not in STOCK_REPORTS:
+        raise ReportError(f"unknown stock report {kind!r}; known: {', '.join(STOCK_REPORTS)}")
+    headers, rows = STOCK_REPORTS[kind](conn)
+    path = Path(path)
+    if path.suffix.lower() == ".xlsx":
+        write_xlsx(path, [(f"Остатки ({kind})", headers, rows, [])])
+    elif path.suffix.lower() == ".csv":
+        write_csv(path, headers, rows)
+    else:
+        raise ReportError(f"cannot export to {path.name}: use a .xlsx or .csv file name")
+    return path

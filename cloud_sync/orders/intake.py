@@ -1,0 +1,297 @@
+"""Orders coming in: new orders from polling or pushes are checked against stock and reserved (all lines
+or none), their pick task enqueued for the site serving the warehouse and their confirmation queued — in
+ONE transaction per batch, so a reservation and its pick task commit together; an order that cannot be
+covered is never confirmed. Status changes from the marketplace move the unified status; a cancellation
+releases the reservation and tells the site.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from cloud_sync.config import CloudConfig
+from cloud_sync.db import transaction
+from cloud_sync.orders.records import (
+    OPEN_STAGES,
+    RANK,
+    TERMINAL,
+    OrderError,
+    log_event,
+    order_key,
+    queue_action,
+    send_to_site,
+    set_stage,
+    task_line,
+    unified,
+)
+from cloud_sync.stock import ledger as stock
+from cloud_sync.stock import push as stock_push
+from cloud_sync.stock import warehouses
+from marketplaces.base import Marketplace, MarketplaceError, Order, OrderEvent
+
+log = logging.getLogger("cloud_sync.orders.flow")
+
+
+@dataclass
+class IngestResult:
+    new: int = 0
+    known: int = 0
+    reserved: int = 0
+    short: int = 0
+    problems: int = 0
+    cancelled: int = 0
+    order_ids: list[int] = field(default_factory=list)
+    sold_out: set[str] = field(default_factory=set)  # items whose last available units these orders took
+
+
+def ingest(conn: sqlite3.Connection, cfg: CloudConfig, orders: Iterable[Order], *, link: Any = None,
+           now: float | None = None) -> IngestResult:
+    """Take in orders (new or already known) in one transaction. Known orders only update their status."""
+    now = time.time() if now is None else now
+    result = IngestResult()
+    dirty: set[str] = set()
+    with transaction(conn):
+        for order in orders:
+            _ingest_one(conn, cfg, order, link, now, result, dirty)
+        stock.mark_dirty(conn, dirty, "order", now)  # the planner recomputes these items' cards
+        if result.sold_out:
+            # oversell protection: the last units are gone; every other card's zero is queued in this very
+            # transaction, so it exists as soon as the reservation does
+            stock_push.plan(conn, cfg, items=sorted(result.sold_out), now=now, cause="order")
+    return result
+
+
+def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, order: Order, link: Any, now: float,
+                result: IngestResult, dirty: set[str]) -> None:
+    key = order_key(order.account, order.native_id)
+    row = conn.execute("SELECT id, stage, native_status, native_substatus FROM orders WHERE key=?", (key,)).fetchone()
+    if row is not None:
+        result.known += 1
+        if (row["native_status"], row["native_substatus"]) != (order.native_status, order.native_substatus):
+            update_native_status(conn, cfg, row["id"], order.native_status, order.native_substatus, link=link,
+                                 now=now)
+        return
+    mp_wh = str(order.warehouse_id or "")
+    served = warehouses.serving_warehouse(conn, cfg, order.account, mp_wh)
+    warehouse = served or ""
+    site = cfg.site_of_warehouse(warehouse) if served else None
+    native_unified = cfg.unified_status(order.marketplace, order.native_status, order.native_substatus) or "new"
+    lines, unlinked = [], []
+    for no, ln in enumerate(order.lines, 1):
+        item_id, pack = _line_item(conn, order.account, ln.card_id, ln.offer_id, ln.barcode)
+        if item_id is None:
+            unlinked.append(ln.offer_id or ln.card_id)
+        lines.append([0, no, ln.card_id, ln.offer_id, item_id, ln.quantity, ln.quantity * pack, str(ln.price),
+                      ln.barcode, ln.title, int(bool(ln.marking_required))])
+    # decide first (the reservation is keyed by the order key), then write the order once
+    problem, event = "", ""
+    if native_unified in TERMINAL:
+        stage = "cancelled"
+        result.cancelled += 1
+    elif unlinked:
+        stage, problem, event = "problem", f"card not linked to an item: {', '.join(unlinked)}", "problem"
+        result.problems += 1
+    elif served is None:
+        stage, problem, event = "problem", warehouses.unserved_reason(order.account, mp_wh), "problem"
+        result.problems += 1
+    elif native_unified not in ("new", "in_work"):
+        # Already beyond assembly when first seen (e.g. picked up after a long outage): record, don't reserve.
+        stage = "handed_over" if RANK[native_unified] >= RANK["handed_over"] else "packed"
+    else:
+        several = len(lines) > 1
+        if several:  # every line or none
+            conn.execute("SAVEPOINT reserve_order")
+        try:
+            for line in lines:
+                move = stock.reserve(conn, key, line[4], warehouse, line[6], now=now, dirty=dirty)
+                if move.on_hand_after - move.reserved_after <= 0:
+                    result.sold_out.add(line[4])
+        except stock.InsufficientStock as exc:
+            if several:
+                conn.execute("ROLLBACK TO reserve_order")
+            stage, problem, event = "short", str(exc), "short"
+            result.short += 1
+        else:
+            stage, event = "reserved", "reserved"
+            result.reserved += 1
+            if site is None:
+                problem = f"no site serves warehouse {warehouse!r}"
+        if several:
+            conn.execute("RELEASE reserve_order")
+    status = unified(cfg, order.marketplace, order.native_status, order.native_substatus, stage)
+    cur = conn.execute(
+        "INSERT INTO orders(key, account, marketplace, native_id, number, native_status, native_substatus, stage,"
+        " status, problem, created_at, ship_by, mp_warehouse, warehouse, site, ingested_ts, updated_ts, native)"
+        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (key, order.account, order.marketplace, order.native_id, order.number or order.native_id,
+         order.native_status, order.native_substatus, stage, status, problem, order.created_at.isoformat(),
+         order.ship_by.isoformat() if order.ship_by else None, mp_wh, warehouse, site, now, now,
+         json.dumps(order.native, default=str, ensure_ascii=False) if order.native else "{}"),
+    )
+    oid = int(cur.lastrowid or 0)
+    result.new += 1
+    result.order_ids.append(oid)
+    for line in lines:
+        line[0] = oid
+    conn.executemany("INSERT INTO order_lines(order_id, line_no, card_id, offer_id, item_id, quantity, units, price,"
+                     " barcode, title, marking_required) VALUES (?,?,?,?,?,?,?,?,?,?,?)", lines)
+    if event:
+        log_event(conn, oid, event, "unlinked card" if unlinked else problem if event in ("short", "problem") else "",
+                  now)
+    if stage == "short" and cfg.cancel_when_short:
+        queue_action(conn, oid, "cancel", now)
+    if stage != "reserved":
+        return
+    queue_action(conn, oid, "confirm", now)
+    if site is None:
+        return
+    body: dict[str, Any] = {
+        "task_id": f"pick-{key}", "order_id": key, "marketplace": order.marketplace,
+        "lines": [task_line(conn, item_id, units, barcode, title, bool(marking))
+                  for _, _, _, _, item_id, _, units, _, barcode, title, marking in lines],
+        "account": order.account, "native_id": order.native_id, "number": order.number or order.native_id,
+        "warehouse": warehouse,
+    }
+    if order.ship_by:
+        body["deadline"] = order.ship_by.isoformat()
+    send_to_site(conn, link, site, "pick_task", body)
+
+
+def _line_item(conn: sqlite3.Connection, account: str, card_id: str, offer_id: str,
+               barcode: str = "") -> tuple[str | None, int]:
+    """The item and pack size an order line's card stands for: by its linked card (card id, else offer id);
+    for a card not imported yet, by the same rules as auto-linking (a barcode of exactly one item, else the
+    article of exactly one item)."""
+    row = None
+    if card_id:
+        row = conn.execute("SELECT item_id, pack_size FROM card_links WHERE account=? AND card_id=?"
+                           " AND item_id IS NOT NULL", (account, card_id)).fetchone()
+    if row is None and offer_id:
+        row = conn.execute("SELECT l.item_id, l.pack_size FROM cards c JOIN card_links l ON l.account=c.account"
+                           " AND l.card_id=c.native_id WHERE c.account=? AND c.offer_id=? AND l.item_id IS NOT NULL"
+                           " ORDER BY c.native_id LIMIT 1", (account, offer_id)).fetchone()
+    if row is None and not (card_id and conn.execute("SELECT 1 FROM card_links WHERE account=? AND card_id=?",
+                                                     (account, card_id)).fetchone()):
+        for sql, key in (("SELECT b.item_id FROM item_barcodes b JOIN items i ON i.id=b.item_id WHERE b.barcode=?"
+                          " AND i.deleted=0", barcode),
+                         ("SELECT id FROM items WHERE article=? AND deleted=0", offer_id)):
+            found = [r[0] for r in conn.execute(sql, (key,))] if key else []
+            if len(found) == 1:
+                return found[0], 1
+            if found:
+                break
+    return (row[0], row[1]) if row else (None, 1)
+
+
+def update_native_status(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, native_status: str,
+                         native_substatus: str = "", *, link: Any = None, now: float | None = None) -> str:
+    """The marketplace says the order moved; a cancellation releases its stock and stops the site."""
+    now = time.time() if now is None else now
+    o = conn.execute("SELECT * FROM orders WHERE id=?", (oid,)).fetchone()
+    conn.execute("UPDATE orders SET native_status=?, native_substatus=? WHERE id=?",
+                 (native_status, native_substatus, oid))
+    native = cfg.unified_status(o["marketplace"], native_status, native_substatus) or "new"
+    stage = o["stage"]
+    if native in TERMINAL and stage != "cancelled":
+        cancel(conn, cfg, oid, reason=f"{o['marketplace']}: {native_status}", link=link, now=now,
+               tell_marketplace=False)
+        return "cancelled"
+    set_stage(conn, cfg, oid, stage, now)
+    return conn.execute("SELECT status FROM orders WHERE id=?", (oid,)).fetchone()[0]
+
+
+def cancel(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, *, reason: str = "", link: Any = None,
+           now: float | None = None, tell_marketplace: bool = True) -> int:
+    """Cancel an order: release its reservation, tell the site to stop, optionally cancel on the
+    marketplace. Returns the units released."""
+    now = time.time() if now is None else now
+    o = conn.execute("SELECT * FROM orders WHERE id=?", (oid,)).fetchone()
+    if o is None:
+        raise OrderError(f"unknown order {oid}")
+    if o["stage"] == "cancelled":
+        return 0
+    released = stock.release(conn, o["key"], note=reason, now=now)
+    set_stage(conn, cfg, oid, "cancelled", now, problem=reason)
+    conn.execute("UPDATE order_actions SET state='done', error='order cancelled' WHERE order_id=? AND state='pending'"
+                 " AND action!='cancel'", (oid,))
+    if o["site"] and o["stage"] in ("reserved", "picking", "packed"):
+        send_to_site(conn, link, o["site"], "cancel_task",
+                     {"task_id": f"pick-{o['key']}", "order_id": o["key"], "reason": reason or "cancelled"})
+    if tell_marketplace:
+        queue_action(conn, oid, "cancel", now)
+    log_event(conn, oid, "cancelled", reason, now)
+    return released
+
+
+def ingest_event(conn: sqlite3.Connection, cfg: CloudConfig, account: str, event: OrderEvent, *,
+                 adapter: Marketplace | None = None, link: Any = None, now: float | None = None) -> str:
+    """A pushed marketplace event (webhooks). Deduplicated by its key, and by order key with polling."""
+    now = time.time() if now is None else now
+    if event.kind == "ping":
+        return "ping"
+    dedup = f"{account}:{event.dedup_key}" if event.dedup_key else ""
+    if dedup and conn.execute("SELECT 1 FROM event_dedup WHERE key=?", (dedup,)).fetchone():
+        return "duplicate"
+    order = event.order
+    if order is None and event.order_native_id and adapter is not None and event.kind == "created":
+        order = adapter.get_order(event.order_native_id)  # before the write lock: no HTTP inside it
+    with transaction(conn):  # the dedup mark and what the event does commit together (or neither)
+        if dedup:
+            if conn.execute("SELECT 1 FROM event_dedup WHERE key=?", (dedup,)).fetchone():
+                return "duplicate"
+            conn.execute("INSERT INTO event_dedup(key, ts) VALUES (?,?)", (dedup, now))
+        if order is not None:
+            order.account = order.account or account
+            res = ingest(conn, cfg, [order], link=link, now=now)
+            return "new" if res.new else "known"
+        if not event.order_native_id:
+            return "ignored"
+        row = conn.execute("SELECT id FROM orders WHERE key=?", (order_key(account, event.order_native_id),)).fetchone()
+        if row is None:
+            return "unknown order"
+        if event.kind == "cancelled":
+            cancel(conn, cfg, row[0], reason="cancelled by the marketplace", link=link, now=now,
+                   tell_marketplace=False)
+            return "cancelled"
+        if event.native_status:
+            update_native_status(conn, cfg, row[0], event.native_status, link=link, now=now)
+            return "status"
+    return "ignored"
+
+
+def poll(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Marketplace, *, link: Any = None) -> IngestResult:
+    """Fetch the account's new orders and ingest them."""
+    found = adapter.new_orders()
+    for o in found:
+        o.account = o.account or adapter.account
+    return ingest(conn, cfg, found, link=link)
+
+
+def refresh_statuses(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Marketplace, *, link: Any = None,
+                     limit: int = 50) -> int:
+    """Re-read open orders of the account (least recently updated first, `limit` per run so the
+    marketplace's request budget stays for new orders and stock): catches cancellations."""
+    rows = conn.execute(
+        "SELECT id, native_id, native_status, native_substatus FROM orders WHERE account=? AND stage IN"
+        f" ({','.join('?' * len(OPEN_STAGES))}) ORDER BY updated_ts LIMIT ?",
+        (adapter.account, *OPEN_STAGES, limit)).fetchall()
+    changed = 0
+    for r in rows:
+        try:
+            o = adapter.get_order(r["native_id"])
+        except MarketplaceError as exc:
+            log.warning("status of %s: %s", r["native_id"], exc)
+            continue
+        with transaction(conn):
+            if (o.native_status, o.native_substatus) != (r["native_status"], r["native_substatus"]):
+                update_native_status(conn, cfg, r["id"], o.native_status, o.native_substatus, link=link)
+                changed += 1
+            else:
+                conn.execute("UPDATE orders SET updated_ts=? WHERE id=?", (time.time(), r["id"]))
+    return changed

@@ -1,0 +1,164 @@
+"""Order events the marketplaces push (Yandex.Market notifications, Megamarket order/new and cancel):
+the `push_events` table — every accepted event stored durably before the marketplace gets its answer,
+duplicates counted, not stored again — and `PushWorker`, which hands each stored event to the order
+intake after the answer went out, retrying while it fails and replaying what a previous run left.
+The HTTP endpoints are in cloud_sync/web/push.py; parsing is the adapter's (`Marketplace.parse_push`).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from cloud_sync.db import connect, transaction
+from marketplaces.base import MarketplaceError, OrderEvent
+
+log = logging.getLogger("cloud_sync.orders.pushes")
+
+OnEvent = Callable[[str, OrderEvent], Any]
+
+
+class PushSource(Protocol):
+    """An account that pushes: its running adapter parses the stored body again."""
+
+    @property
+    def adapter(self) -> Any: ...
+
+MIGRATIONS = [
+    """
+    CREATE TABLE push_events (
+        id INTEGER PRIMARY KEY,
+        account TEXT NOT NULL,
+        marketplace TEXT NOT NULL,
+        push TEXT NOT NULL,               -- 'notification', 'order/new', 'order/cancel'
+        kind TEXT NOT NULL,               -- OrderEvent.kind
+        dedup_key TEXT NOT NULL,
+        order_native_id TEXT NOT NULL DEFAULT '',
+        native_status TEXT NOT NULL DEFAULT '',
+        body TEXT NOT NULL,               -- the push exactly as received
+        received_at REAL NOT NULL,
+        duplicates INTEGER NOT NULL DEFAULT 0,
+        handled_at REAL,                  -- when on_event accepted it
+        outcome TEXT NOT NULL DEFAULT '',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_try_at REAL NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL DEFAULT '',
+        UNIQUE (account, dedup_key)
+    );
+    CREATE INDEX push_events_pending ON push_events(handled_at) WHERE handled_at IS NULL;
+    """,
+]
+
+
+def store_events(conn: sqlite3.Connection, account: str, marketplace: str, push: str, body: bytes,
+                 events: list[OrderEvent]) -> int:
+    """Store a push's events durably (before the marketplace gets its answer); a duplicate delivery is
+    counted, not stored again. Returns how many events were new."""
+    text = body.decode("utf-8")
+    new = 0
+    now = time.time()
+    with transaction(conn):
+        for e in events:
+            cur = conn.execute(
+                "INSERT OR IGNORE INTO push_events(account, marketplace, push, kind, dedup_key, order_native_id,"
+                " native_status, body, received_at) VALUES (?,?,?,?,?,?,?,?,?)",
+                (account, marketplace, push, e.kind, e.dedup_key, e.order_native_id, e.native_status, text, now))
+            if cur.rowcount == 1:
+                new += 1
+            else:  # a duplicate delivery: acknowledged, counted, not handed on again
+                conn.execute("UPDATE push_events SET duplicates=duplicates+1 WHERE account=? AND dedup_key=?",
+                             (account, e.dedup_key))
+    return new
+
+
+class PushWorker:
+    """Hands stored events to `on_event` in the background, in order; retries failures with backoff
+    (the event stays unhandled in the table until `on_event` returns); replays what a previous run
+    left unhandled."""
+
+    def __init__(self, db_path: str, accounts: dict[str, PushSource], on_event: OnEvent | None, *,
+                 retry_base_s: float = 1.0, retry_max_s: float = 300.0) -> None:
+        self.db_path = db_path
+        self.accounts = accounts
+        self.on_event = on_event
+        self.retry_base_s = retry_base_s
+        self.retry_max_s = retry_max_s
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._idle = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.on_event is None or self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._run, name="push-events", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._idle.clear()
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Until no stored event is waiting to be handled now (tests, shutdown)."""
+        return self._idle.wait(timeout)
+
+    def _run(self) -> None:
+        conn = connect(self.db_path)
+        try:
+            while not self._stop.is_set():
+                delay = self._pass(conn)
+                if delay is None:
+                    self._idle.set()
+                    delay = 30.0
+                self._wake.wait(delay)
+                self._wake.clear()
+        finally:
+            conn.close()
+
+    def _pass(self, conn: sqlite3.Connection) -> float | None:
+        """Handle every due event; the seconds until the next retry is due, None when nothing waits."""
+        rows = conn.execute("SELECT * FROM push_events WHERE handled_at IS NULL ORDER BY id").fetchall()
+        for row in rows:
+            if self._stop.is_set():
+                return 0.0
+            if row["next_try_at"] <= time.time():
+                self._handle(conn, row)
+        left = conn.execute("SELECT MIN(next_try_at) FROM push_events WHERE handled_at IS NULL").fetchone()[0]
+        return None if left is None else max(0.05, left - time.time())
+
+    def _handle(self, conn: sqlite3.Connection, row: sqlite3.Row) -> None:
+        account = self.accounts.get(row["account"])
+        try:
+            if account is None:
+                raise MarketplaceError(f"account {row['account']} is no longer configured")
+            headers = {"x-push-path": row["push"]}
+            events = [e for e in account.adapter.parse_push(headers, row["body"].encode()) if e.dedup_key == row["dedup_key"]]
+            if not events:
+                raise MarketplaceError(f"stored push {row['id']} no longer parses to its event")
+            outcome = self.on_event(row["account"], events[0]) if self.on_event else "stored"
+        except Exception as exc:  # noqa: BLE001 - any failure leaves the event for a retry
+            log.warning("push event %s (%s) not handled yet: %s", row["id"], row["dedup_key"], exc)
+            wait = min(self.retry_max_s, self.retry_base_s * 2 ** row["attempts"])
+            with transaction(conn):
+                conn.execute("UPDATE push_events SET attempts=attempts+1, last_error=?, next_try_at=? WHERE id=?",
+                             (str(exc)[:500], time.time() + wait, row["id"]))
+            return
+        with transaction(conn):
+            conn.execute("UPDATE push_events SET handled_at=?, outcome=?, attempts=attempts+1, last_error='' "
+                         "WHERE id=?", (time.time(), str(outcome or "")[:200], row["id"]))
+
+
+def pending(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """Stored events not handled yet (for the manager's health page)."""
+    return [dict(r) for r in conn.execute(
+        "SELECT id, account, kind, dedup_key, attempts, last_error FROM push_events WHERE handled_at IS NULL")]

@@ -1,0 +1,233 @@
+"""The order tables (`orders`, `order_lines`, `order_actions`, `order_events`, `event_dedup`, `supplies`,
+`handovers`, `sites`, `cloud_errors`) and the small writes every step of an order shares: the unified
+status, an event in the order's history, an error for the manager, a marketplace action queued, a
+message to a site, a stage moved.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from typing import Any
+
+from cloud_sync.config import CloudConfig
+from sitelink import store as link_store
+
+log = logging.getLogger("cloud_sync.orders.flow")
+
+
+MIGRATIONS = [
+    """
+    CREATE TABLE orders (
+        id INTEGER PRIMARY KEY,
+        key TEXT NOT NULL UNIQUE,        -- "account:native_id": the order id the site sees
+        account TEXT NOT NULL,
+        marketplace TEXT NOT NULL,
+        native_id TEXT NOT NULL,
+        number TEXT NOT NULL DEFAULT '',
+        native_status TEXT NOT NULL DEFAULT '',
+        native_substatus TEXT NOT NULL DEFAULT '',
+        stage TEXT NOT NULL,             -- ours: new|problem|short|reserved|picking|packed|handed_over|cancelled
+        status TEXT NOT NULL,            -- unified: new|in_work|reserved|picking|packed|handed_over|delivered|cancelled|returned
+        problem TEXT NOT NULL DEFAULT '',
+        created_at TEXT NOT NULL,
+        ship_by TEXT,                    -- ISO UTC; NULL: no deadline given
+        mp_warehouse TEXT NOT NULL DEFAULT '',
+        warehouse TEXT NOT NULL DEFAULT '',
+        site TEXT,
+        supply_id TEXT,
+        confirmed INTEGER NOT NULL DEFAULT 0,
+        label_sent INTEGER NOT NULL DEFAULT 0,
+        labels_printed INTEGER NOT NULL DEFAULT 0,
+        packed_ts REAL,
+        ingested_ts REAL NOT NULL,
+        updated_ts REAL NOT NULL,
+        native TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX orders_list ON orders(ship_by, status);
+    CREATE INDEX orders_stage ON orders(stage);
+    CREATE TABLE order_lines (
+        order_id INTEGER NOT NULL REFERENCES orders(id),
+        line_no INTEGER NOT NULL,
+        card_id TEXT NOT NULL,
+        offer_id TEXT NOT NULL,
+        item_id TEXT,
+        quantity INTEGER NOT NULL,       -- cards ordered
+        units INTEGER NOT NULL,          -- item units (quantity × pack size)
+        price TEXT NOT NULL,
+        barcode TEXT NOT NULL DEFAULT '',
+        title TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (order_id, line_no)
+    ) WITHOUT ROWID;
+    CREATE TABLE order_actions (
+        order_id INTEGER NOT NULL REFERENCES orders(id),
+        action TEXT NOT NULL,            -- confirm | label | assemble | ship | cancel
+        state TEXT NOT NULL,             -- pending | done | failed
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_try REAL NOT NULL,
+        error TEXT NOT NULL DEFAULT '',
+        updated_ts REAL NOT NULL,
+        PRIMARY KEY (order_id, action)
+    ) WITHOUT ROWID;
+    CREATE INDEX order_actions_due ON order_actions(state, next_try);
+    CREATE TABLE order_events (
+        id INTEGER PRIMARY KEY,
+        order_id INTEGER,
+        ts REAL NOT NULL,
+        kind TEXT NOT NULL,              -- ingested|reserved|short|confirmed|label_sent|printed|picked|packed|...
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX order_events_order ON order_events(order_id);
+    CREATE INDEX order_events_kind ON order_events(kind);
+    CREATE TABLE event_dedup (
+        key TEXT PRIMARY KEY,
+        ts REAL NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE supplies (
+        account TEXT NOT NULL,
+        mp_warehouse TEXT NOT NULL,
+        supply_id TEXT NOT NULL,
+        state TEXT NOT NULL,             -- open | shipped
+        created_ts REAL NOT NULL,
+        PRIMARY KEY (account, supply_id)
+    );
+    CREATE TABLE sites (
+        id TEXT PRIMARY KEY,
+        last_seen REAL,
+        devices TEXT NOT NULL DEFAULT '[]'
+    );
+    CREATE TABLE cloud_errors (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        area TEXT NOT NULL,
+        account TEXT NOT NULL DEFAULT '',
+        message TEXT NOT NULL
+    );
+    """,
+    """
+    ALTER TABLE orders ADD COLUMN marking_codes TEXT NOT NULL DEFAULT '[]';
+    CREATE TABLE handovers (
+        id TEXT PRIMARY KEY,
+        account TEXT NOT NULL,
+        site TEXT NOT NULL,
+        supply_id TEXT,
+        state TEXT NOT NULL,             -- open | shipped
+        created_ts REAL NOT NULL
+    );
+    CREATE TABLE handover_orders (
+        handover_id TEXT NOT NULL REFERENCES handovers(id),
+        order_id INTEGER NOT NULL REFERENCES orders(id),
+        PRIMARY KEY (handover_id, order_id)
+    ) WITHOUT ROWID;
+    """,
+    """
+    ALTER TABLE sites ADD COLUMN catalog_sent_at TEXT;   -- items.updated_at of the last item sent down
+    """,
+    """
+    ALTER TABLE order_lines ADD COLUMN marking_required INTEGER NOT NULL DEFAULT 0;  -- the marketplace says so
+    """,
+]
+
+STAGES = ("new", "problem", "short", "reserved", "picking", "packed", "handed_over", "cancelled")
+
+RANK = {"new": 0, "in_work": 1, "reserved": 2, "picking": 3, "packed": 4, "handed_over": 5, "delivered": 6}
+
+TERMINAL = ("cancelled", "returned")
+
+OPEN_STAGES = ("new", "problem", "short", "reserved", "picking", "packed")
+
+# Called after a batch commits with the items whose stock changed (the stock pusher's wake-up).
+Waker = Callable[[], None]
+
+
+class OrderError(ValueError):
+    """An order change was refused; nothing was applied."""
+
+
+def order_key(account: str, native_id: str) -> str:
+    return f"{account}:{native_id}"
+
+
+def unified(cfg: CloudConfig, marketplace: str, native_status: str, native_substatus: str, stage: str) -> str:
+    """The one status the manager sees: the marketplace's word, moved forward by our own progress;
+    cancelled and returned always win."""
+    native = cfg.unified_status(marketplace, native_status, native_substatus) or "new"
+    if native in TERMINAL or stage == "cancelled":
+        return native if native in TERMINAL else "cancelled"
+    ours = stage if stage in RANK else "new"
+    return native if RANK[native] >= RANK[ours] else ours
+
+
+def log_event(conn: sqlite3.Connection, order_id: int | None, kind: str, detail: str = "",
+              now: float | None = None) -> None:
+    conn.execute("INSERT INTO order_events(order_id, ts, kind, detail) VALUES (?,?,?,?)",
+                 (order_id, time.time() if now is None else now, kind, detail))
+
+
+def log_error(conn: sqlite3.Connection, area: str, message: str, account: str = "") -> None:
+    conn.execute("INSERT INTO cloud_errors(ts, area, account, message) VALUES (?,?,?,?)",
+                 (time.time(), area, account, message[:1000]))
+
+
+def send_to_site(conn: sqlite3.Connection, link: Any, site: str, msg_type: str, body: dict[str, Any]) -> None:
+    """Enqueue a site-link message in the caller's transaction (the link's outbox): with a running link
+    it wakes it; without one (a CLI run) the message waits in the outbox for the service."""
+    if link is not None:
+        link.send(conn, msg_type, body, site=site)
+    else:
+        link_store.enqueue(conn, "cloud", site, msg_type, body)
+
+
+def queue_action(conn: sqlite3.Connection, order_id: int, action: str, now: float, delay: float = 0.0) -> None:
+    conn.execute(
+        "INSERT INTO order_actions(order_id, action, state, attempts, next_try, updated_ts) VALUES (?,?,?,0,?,?)"
+        " ON CONFLICT(order_id, action) DO UPDATE SET state='pending', next_try=excluded.next_try,"
+        " updated_ts=excluded.updated_ts WHERE order_actions.state!='done'",
+        (order_id, action, "pending", now + delay, now),
+    )
+
+
+def task_line(conn: sqlite3.Connection, item_id: str, units: int, barcode: str, title: str,
+               marking: bool = False) -> dict[str, Any]:
+    it = conn.execute("SELECT name, bin, marked, (SELECT group_concat(barcode, char(31)) FROM item_barcodes"
+                      " WHERE item_id=items.id) FROM items WHERE id=?", (item_id,)).fetchone()
+    codes = it[3].split("\x1f") if it and it[3] else []
+    line: dict[str, Any] = {"item_id": item_id, "quantity": units, "name": (it[0] if it else "") or title,
+                            "barcodes": codes, "marking_required": marking or bool(it and it[2])}
+    if codes or barcode:
+        line["barcode"] = codes[0] if codes else barcode
+    if it and it[1]:
+        line["bin"] = it[1]
+    return line
+
+
+def pick_task_body(conn: sqlite3.Connection, oid: int) -> dict[str, Any]:
+    """The pick task of a stored order (to send it again)."""
+    o = conn.execute("SELECT * FROM orders WHERE id=?", (oid,)).fetchone()
+    lines = [task_line(conn, ln["item_id"], ln["units"], ln["barcode"], ln["title"], bool(ln["marking_required"]))
+             for ln in conn.execute("SELECT item_id, units, barcode, title, marking_required FROM order_lines"
+                                    " WHERE order_id=? ORDER BY line_no", (oid,))]
+    body: dict[str, Any] = {"task_id": f"pick-{o['key']}", "order_id": o["key"], "marketplace": o["marketplace"],
+                            "lines": lines, "account": o["account"], "native_id": o["native_id"],
+                            "number": o["number"], "warehouse": o["warehouse"]}
+    if o["ship_by"]:
+        body["deadline"] = o["ship_by"]
+    return body
+
+
+def set_stage(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, stage: str, now: float,
+               problem: str | None = None, known: tuple[str, str, str] | None = None) -> None:
+    o = known or conn.execute("SELECT marketplace, native_status, native_substatus FROM orders WHERE id=?",
+                              (oid,)).fetchone()
+    status = unified(cfg, o[0], o[1], o[2], stage)
+    if problem is None:
+        conn.execute("UPDATE orders SET stage=?, status=?, updated_ts=? WHERE id=?", (stage, status, now, oid))
+    else:
+        conn.execute("UPDATE orders SET stage=?, status=?, problem=?, updated_ts=? WHERE id=?",
+                     (stage, status, problem, now, oid))
+
+PAST_THE_SELLER = ("handed_over", "delivered", "cancelled", "returned")  # no assembly deadline to miss any more
+
+DONE_EVENT = {"confirm": "confirmed", "assemble": "assembled", "ship": "shipped", "cancel": "cancelled"}

@@ -1,0 +1,133 @@
+"""What the sites report over the link (task progress, stock deltas and counts, prints, scans, device
+status), applied to the ledger and the orders in the link's inbox transaction; and the catalog each site
+is sent so it knows every barcode it may scan.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import time
+from typing import Any
+
+from cloud_sync.config import CloudConfig
+from cloud_sync.db import transaction
+from cloud_sync.orders.handovers import all_handed_over
+from cloud_sync.orders.records import Waker, log_error, log_event, queue_action, send_to_site, set_stage
+from cloud_sync.stock import ledger as stock
+from sitelink import Reject
+
+log = logging.getLogger("cloud_sync.orders.flow")
+
+
+def register_site_handlers(link: Any, cfg: CloudConfig, wake: Waker | None = None) -> None:
+    """Wire the site's up messages to the ledger and the orders (each runs in the link's inbox transaction)."""
+    def on_task_progress(conn: sqlite3.Connection, env: Any) -> None:
+        b = env.body
+        row = conn.execute("SELECT id, stage, account FROM orders WHERE key=?", (b["order_id"],)).fetchone()
+        if row is None:
+            raise Reject(f"unknown order {b['order_id']!r}")
+        oid, stage, now = row[0], row[1], time.time()
+        state = b["state"]
+        log_event(conn, oid, state, b.get("note", ""), now)
+        if stage == "cancelled":
+            return
+        if state == "picked" and stage == "reserved":
+            set_stage(conn, cfg, oid, "picking", now)
+        elif state == "packed" and stage in ("reserved", "picking"):
+            conn.execute("UPDATE orders SET packed_ts=?, marking_codes=? WHERE id=?",
+                         (now, json.dumps(b.get("marking_codes") or []), oid))
+            set_stage(conn, cfg, oid, "packed", now, problem="")
+            queue_action(conn, oid, "assemble", now)
+        elif state == "handed_over" and stage in ("reserved", "picking", "packed"):
+            set_stage(conn, cfg, oid, "handed_over", now)
+            if b.get("handover_id"):
+                conn.execute("INSERT OR IGNORE INTO handover_orders(handover_id, order_id) SELECT id, ? FROM"
+                             " handovers WHERE id=?", (oid, b["handover_id"]))
+            if all_handed_over(conn, oid):
+                queue_action(conn, oid, "ship", now)
+        elif state in ("short", "failed"):
+            conn.execute("UPDATE orders SET problem=? WHERE id=?", (f"site: {state} {b.get('note', '')}".strip(), oid))
+
+    def on_stock_delta(conn: sqlite3.Connection, env: Any) -> None:
+        b = env.body
+        try:
+            stock.site_delta(conn, env.site, b["warehouse"], b["item_id"], b["delta"], b["reason"],
+                             ref=b.get("ref", ""), note=b.get("note", ""))
+        except stock.StockError as exc:
+            log_error(conn, "stock", f"site {env.site}: {exc}")
+            raise Reject(str(exc)) from exc
+        _after(conn, wake)
+
+    def on_stock_count(conn: sqlite3.Connection, env: Any) -> None:
+        b = env.body
+        try:
+            stock.site_count(conn, env.site, b["warehouse"], b["item_id"], b["counted"], ref=b.get("ref", ""))
+        except stock.StockError as exc:
+            raise Reject(str(exc)) from exc
+        _after(conn, wake)
+
+    def on_printed(conn: sqlite3.Connection, env: Any) -> None:
+        b = env.body
+        row = conn.execute("SELECT id FROM orders WHERE key=?", (b["order_id"],)).fetchone()
+        if row is not None and b.get("kind", "label") == "label":
+            conn.execute("UPDATE orders SET labels_printed=labels_printed+1 WHERE id=?", (row[0],))
+        log_event(conn, row[0] if row else None, "printed", f"{b['printer']} {b.get('file', '')}".strip())
+
+    def on_scan(conn: sqlite3.Connection, env: Any) -> None:
+        b = env.body
+        row = conn.execute("SELECT id FROM orders WHERE key=?", (b.get("order_id", ""),)).fetchone()
+        log_event(conn, row[0] if row else None, "scan", f"{env.site} {b['code']} {b.get('note', '')}".strip())
+
+    def on_device_status(conn: sqlite3.Connection, env: Any) -> None:
+        conn.execute("INSERT INTO sites(id, last_seen, devices) VALUES (?,?,?) ON CONFLICT(id) DO UPDATE SET"
+                     " last_seen=excluded.last_seen, devices=excluded.devices",
+                     (env.site, time.time(), json.dumps(env.body["devices"], ensure_ascii=False)))
+
+    link.on("task_progress", on_task_progress)
+    link.on("stock_delta", on_stock_delta)
+    link.on("stock_count", on_stock_count)
+    link.on("printed", on_printed)
+    link.on("scan", on_scan)
+    link.on("device_status", on_device_status)
+
+
+def _after(conn: sqlite3.Connection, wake: Waker | None) -> None:
+    """Wake the stock pusher (it also looks for changes on its own every few tens of milliseconds, so a
+    wake-up that comes before this transaction commits loses nothing)."""
+    if wake is not None:
+        wake()
+
+
+def send_site_catalogs(conn: sqlite3.Connection, cfg: CloudConfig, *, link: Any = None, chunk: int = 500) -> int:
+    """Send each site the items changed since it last heard (names, barcodes, bins, marking) as `catalog`
+    messages, so it knows every barcode it may scan (receipts, counts), not only those of its tasks.
+    Returns the items sent."""
+    sent = 0
+    with transaction(conn):
+        for site in cfg.sites.values():
+            row = conn.execute("SELECT catalog_sent_at FROM sites WHERE id=?", (site.id,)).fetchone()
+            since = row[0] if row and row[0] else ""
+            # items of the current second wait for the next round: one updated later in that same second
+            # would otherwise be missed
+            items = conn.execute("SELECT id, name, bin, marked, updated_at FROM items WHERE deleted=0 AND updated_at>?"
+                                 " AND updated_at<datetime('now') ORDER BY updated_at, id", (since,)).fetchall()
+            if not items:
+                continue
+            for k in range(0, len(items), chunk):
+                body = []
+                for it in items[k:k + chunk]:
+                    codes = [r[0] for r in conn.execute("SELECT barcode FROM item_barcodes WHERE item_id=?", (it[0],))]
+                    entry: dict[str, Any] = {"item_id": it[0], "name": it[1], "barcodes": codes,
+                                             "marking_required": bool(it[3])}
+                    if codes:
+                        entry["barcode"] = codes[0]
+                    if it[2]:
+                        entry["bin"] = it[2]
+                    body.append(entry)
+                send_to_site(conn, link, site.id, "catalog", {"items": body})
+            conn.execute("INSERT INTO sites(id, catalog_sent_at) VALUES (?,?) ON CONFLICT(id) DO UPDATE SET"
+                         " catalog_sent_at=excluded.catalog_sent_at", (site.id, items[-1][4]))
+            sent += len(items)
+    return sent

@@ -1,0 +1,54 @@
+"""The cloud's schema: which modules keep tables, in the order their migrations run, and `open_db`.
+
+Each module that keeps tables declares them itself as `MIGRATIONS: list[str]` (each entry one SQL script,
+applied once, in order, never edited after it has shipped; add a new entry to change a table). A module
+joins the schema by being listed in `PARTS` under its key: the name its migrations are recorded under in
+`schema_migrations`. Keys are the modules' historic names and never change, or an existing database would
+run its scripts again.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from types import ModuleType
+
+from cloud_sync import db
+from cloud_sync.access import secrets, users
+from cloud_sync.alerts import outbox as alerts
+from cloud_sync.catalog import cards, nomenclature
+from cloud_sync.money import price_list, price_rules, reports
+from cloud_sync.onec import store as onec_store
+from cloud_sync.orders import pushes
+from cloud_sync.orders import records as orders
+from cloud_sync.stock import ledger
+from sitelink import store as link_store
+
+PARTS: list[tuple[str, ModuleType]] = [
+    ("cloud_sync.nomenclature", nomenclature),
+    ("cloud_sync.catalog", cards),
+    ("cloud_sync.stock", ledger),
+    ("cloud_sync.orders", orders),
+    ("cloud_sync.pricing", price_list),
+    ("cloud_sync.price_rules", price_rules),
+    ("cloud_sync.reports", reports),
+    ("cloud_sync.alerts", alerts),
+    ("cloud_sync.webhooks", pushes),
+    ("cloud_sync.onec.store", onec_store),
+    ("cloud_sync.users", users),
+    ("cloud_sync.secrets", secrets),
+    ("sitelink.store", link_store),
+]
+
+
+def migrate(conn: sqlite3.Connection) -> list[str]:
+    """Apply every pending migration of every part; the names applied ("key#index")."""
+    return db.migrate(conn, [(key, module.MIGRATIONS) for key, module in PARTS])
+
+
+def open_db(path: str | Path) -> sqlite3.Connection:
+    """Open (creating if needed) the tenant database and bring its schema up to date."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = db.connect(path)
+    migrate(conn)
+    return conn

@@ -1,0 +1,141 @@
+"""The running cloud: the web app (waitress), the site link, the stock pusher and the jobs, in one process.
+
+`CloudService(cfg).start()` opens (and migrates) the database, opens the account adapters, syncs
+warehouses and cards once in the background (unless `[cloud] sync_on_start = false`), starts the site
+link with the site handlers, the stock pusher, the jobs and the HTTP server; `stop()` stops them all
+in the reverse order. `url` is the app's address once started.
+
+An account whose credentials are to come from Settings (`credentials_secret`) and are not stored yet
+waits (`waiting`, said in the log): everything else starts. Once they are entered, the account opens
+and its jobs and stock sender start, and its warehouses and cards are read, without a restart.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from waitress.server import create_server
+
+from cloud_sync.config import CloudConfig
+from cloud_sync.db import connect
+from cloud_sync.orders import site_messages
+from cloud_sync.schema import open_db
+from cloud_sync.service import sync
+from cloud_sync.service.accounts import AccountAdapters, SyncReport, open_with_settings
+from cloud_sync.service.jobs import Jobs
+from cloud_sync.stock import push as stock_push
+from cloud_sync.web.app import create_app
+from sitelink import LinkConfig, SiteLink
+
+log = logging.getLogger("cloud_sync.service.cloud")
+
+
+class CloudService:
+    def __init__(self, cfg: CloudConfig, *, db_path: str | None = None) -> None:
+        if db_path:
+            cfg.db_path = db_path  # the webhooks and every other part read it from the config
+        self.cfg = cfg
+        self.db_path = cfg.db_path
+        self.link: Any = None
+        self.pusher: stock_push.Pusher | None = None
+        self.jobs: Jobs | None = None
+        self._server: Any = None
+        self._server_thread: threading.Thread | None = None
+        self._sync_thread: threading.Thread | None = None
+        self.url = ""
+        self.adapters = AccountAdapters(cfg)
+        self.startup: SyncReport | None = None
+        self.waiting: list[str] = []  # accounts whose stored credentials are not entered yet
+
+    def start(self) -> str:
+        conn = open_db(self.db_path)
+        try:
+            cloud = self.cfg.raw.get("cloud", {})
+            # credentials, the bot token and settings entered in Settings (encrypted at rest)
+            adapters, self.waiting = open_with_settings(conn, self.cfg)
+        finally:
+            conn.close()
+        # one shared holder: a token entered in Settings swaps the account's adapter for all of them at once
+        self.adapters = AccountAdapters(self.cfg, adapters)
+        self.pusher = stock_push.Pusher(self.cfg, self.db_path, self.adapters)
+        if self.cfg.link.enabled:
+            lc = self.cfg.link
+            self.link = SiteLink(LinkConfig(role="cloud", db_path=self.db_path, host=lc.host, port=lc.port,
+                                            username=lc.username or None, password=lc.password or None,
+                                            tls_ca=lc.tls_ca or None))
+            site_messages.register_site_handlers(self.link, self.cfg, wake=self.pusher.wake)
+        self.jobs = Jobs(self.cfg, self.db_path, self.adapters, link=self.link, wake_stock=self.pusher.wake)
+        self.jobs.add_defaults()
+        self.adapters.when_added(self._account_added)
+        app = create_app(self.cfg, db_path=self.db_path, adapters=self.adapters, link=self.link, pusher=self.pusher,
+                         jobs=self.jobs)
+        self._server = create_server(app, host=self.cfg.host, port=self.cfg.port, threads=8)
+        self.url = f"http://{self.cfg.host}:{self._server.effective_port}"
+        if self.link is not None:
+            self.link.start()
+        self.pusher.start()
+        if cloud.get("sync_on_start", True):
+            self._sync_thread = threading.Thread(target=self._initial_sync, name="initial-sync", daemon=True)
+            self._sync_thread.start()
+            self._sync_thread.join(float(cloud.get("sync_wait_s", 30.0)))
+        self.jobs.start()
+        self._server_thread = threading.Thread(target=self._server.run, name="http", daemon=True)
+        self._server_thread.start()
+        return self.url
+
+    def healthy(self) -> bool:
+        """The web server runs and the database answers (what the systemd watchdog is fed on)."""
+        if self._server_thread is None or not self._server_thread.is_alive():
+            return False
+        try:
+            conn = connect(self.db_path)
+            try:
+                return conn.execute("SELECT 1").fetchone() is not None
+            finally:
+                conn.close()
+        except Exception:  # noqa: BLE001 - any failure means "not healthy"
+            return False
+
+    def _account_added(self, name: str) -> None:
+        """An account opened after the start (its credentials entered in Settings): its stock sender and
+        jobs start, and its warehouses and cards are read in the background, as at a start."""
+        if name in self.waiting:
+            self.waiting.remove(name)
+        if self.pusher is not None:
+            self.pusher.add_account(name)
+        if self.jobs is not None:
+            self.jobs.add_account(name)
+        threading.Thread(target=self._initial_sync, args=([name],), name=f"initial-sync-{name}", daemon=True).start()
+
+    def _initial_sync(self, accounts: list[str] | None = None) -> None:
+        conn = connect(self.db_path)
+        try:
+            adapters = self.adapters if accounts is None else {n: self.adapters[n] for n in accounts}
+            report = sync.sync_cards(conn, self.cfg, adapters)
+            for err in report.errors:
+                log.warning("initial sync: %s", err)
+            planned = stock_push.plan_all(conn, self.cfg)
+            report.add(f"planned {planned.queued} stock pushes")
+            if accounts is None:
+                self.startup = report
+            if self.pusher is not None:
+                self.pusher.wake()
+        except Exception:  # noqa: BLE001 - the service runs on; the jobs retry what they need
+            log.exception("initial sync")
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        if self._server_thread is not None:
+            self._server_thread.join(5)
+        if self.jobs is not None:
+            self.jobs.stop()
+        if self.pusher is not None:
+            self.pusher.stop()
+        if self.link is not None:
+            self.link.stop()
+        self.adapters.close_all()

@@ -1,0 +1,200 @@
+"""The cloud's schedule: order polls, marketplace actions, status refreshes, card creations, price rules,
+alerts — each job on its own thread with its own database connection, so one slow marketplace never
+holds up the others. The stock pusher (stock_push.Pusher) runs beside it, woken by every change.
+
+Other parts add their jobs with `Jobs.add(name, every_s, fn)`; `fn(conn)` runs on the job's thread
+(exceptions are logged and counted, the job goes on).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+from cloud_sync.alerts import checks, outbox
+from cloud_sync.catalog import cards as catalog
+from cloud_sync.config import CloudConfig
+from cloud_sync.db import connect, transaction
+from cloud_sync.money import price_rules
+from cloud_sync.orders import intake, mp_actions, records, site_messages
+from cloud_sync.stock import ledger
+from marketplaces.base import Marketplace, NotSupported
+
+log = logging.getLogger("cloud_sync.service.jobs")
+
+JobFn = Callable[[sqlite3.Connection], Any]
+
+
+@dataclass
+class Job:
+    name: str
+    every_s: float
+    fn: JobFn
+    runs: int = 0
+    errors: int = 0
+    last_error: str = ""
+    last_run: float = 0.0
+    thread: threading.Thread | None = field(default=None, repr=False)
+
+
+class Jobs:
+    def __init__(self, cfg: CloudConfig, db_path: str, adapters: Mapping[str, Marketplace], *, link: Any = None,
+                 wake_stock: Callable[[], None] | None = None) -> None:
+        self.cfg, self.db_path, self.adapters, self.link = cfg, db_path, adapters, link
+        self.wake_stock = wake_stock or (lambda: None)
+        self.jobs: list[Job] = []
+        self._stop = threading.Event()
+
+    def add(self, name: str, every_s: float, fn: JobFn) -> Job:
+        job = Job(name, every_s, fn)
+        self.jobs.append(job)
+        if self.jobs and self.jobs[0].thread is not None:  # already running: start this one too
+            self._start(job)
+        return job
+
+    def add_defaults(self) -> None:
+        j = self.cfg.jobs
+        for name in list(self.adapters):
+            self.add_account(name)
+        self.add("order-actions", j.actions_s, self._actions)
+        self.add("site-catalogs", 60.0, lambda conn: site_messages.send_site_catalogs(conn, self.cfg, link=self.link))
+        self._add_rooms()
+
+    def add_account(self, name: str) -> None:
+        """The account's own jobs (orders, statuses, card creations, FBO stock), started at once when the
+        jobs already run (an account opened after the start: its credentials entered in Settings)."""
+        if any(job.name == f"orders:{name}" for job in self.jobs):
+            return
+        j = self.cfg.jobs
+        settings = self.cfg.accounts.get(name)
+        every = settings.poll_interval(j.orders_poll_s) if settings else j.orders_poll_s
+        self.add(f"orders:{name}", every, self._poll(name))
+        self.add(f"statuses:{name}", j.status_refresh_s, self._refresh(name))
+        self.add(f"cards:{name}", 60.0, self._follow_cards(name))
+        self.add(f"fbo:{name}", j.fbo_read_s, self._read_fbo(name))
+
+    def _adapter(self, account: str) -> AbstractContextManager[Marketplace]:
+        """The account's adapter as it is now (one reopened from Settings takes over at the next run),
+        held for one run."""
+        lease = getattr(self.adapters, "lease", None)
+        return lease(account) if lease is not None else nullcontext(self.adapters[account])
+
+    def _poll(self, account: str) -> JobFn:
+        def run(conn: sqlite3.Connection) -> None:
+            with self._adapter(account) as adapter:
+                res = intake.poll(conn, self.cfg, adapter, link=self.link)
+            if res.new:
+                self.wake_stock()
+        return run
+
+    def _refresh(self, account: str) -> JobFn:
+        def run(conn: sqlite3.Connection) -> None:
+            with self._adapter(account) as adapter:
+                moved = intake.refresh_statuses(conn, self.cfg, adapter, link=self.link)
+            if moved:
+                self.wake_stock()
+        return run
+
+    def _follow_cards(self, account: str) -> JobFn:
+        def run(conn: sqlite3.Connection) -> None:
+            if conn.execute("SELECT 1 FROM card_creations WHERE account=? AND state='pending'", (account,)).fetchone():
+                with self._adapter(account) as adapter, transaction(conn):
+                    catalog.follow_creations(conn, adapter, account)
+        return run
+
+    def _read_fbo(self, account: str) -> JobFn:
+        def run(conn: sqlite3.Connection) -> None:
+            try:
+                with self._adapter(account) as adapter:
+                    levels = adapter.read_stocks("fbo")
+            except NotSupported:
+                return
+            with transaction(conn):
+                ledger.record_fbo(conn, account, [(lv.card_id, lv.warehouse_id, lv.quantity) for lv in levels])
+        return run
+
+    def _actions(self, conn: sqlite3.Connection) -> None:
+        mp_actions.run_actions(conn, self.cfg, self.adapters, link=self.link)
+
+    def _add_rooms(self) -> None:
+        """The alerts tick and the scheduled price rules."""
+        try:
+            settings = outbox.AlertSettings.from_config(self.cfg.raw.get("alerts"))
+        except outbox.AlertConfigError as exc:  # a bad alerts section must not stop the cloud
+            log.error("alerts disabled: %s", exc)
+        else:
+            self.add("alerts", float(self.cfg.raw.get("alerts", {}).get("tick_s", 5.0)), self._alerts(settings))
+        adapters = self.adapters
+        self.add("price-rules", float(self.cfg.raw.get("pricing", {}).get("rules_tick_s", 30.0)),
+                 lambda conn: price_rules.run_due(conn, adapters.__getitem__))
+
+    def _alerts(self, first: outbox.AlertSettings) -> JobFn:
+        """The alerts tick; [alerts] is read again each run, so a bot token stored in Settings takes over
+        at once (the sender is made anew only when the token changed)."""
+        current = {"settings": first, "sender": outbox.sender_for(first)}
+
+        def run(conn: sqlite3.Connection) -> None:
+            settings = outbox.AlertSettings.from_config(self.cfg.raw.get("alerts"))
+            if settings.token != current["settings"].token:
+                current["sender"] = outbox.sender_for(settings)
+            current["settings"] = settings
+            checks.tick(conn, settings, current["sender"])
+        return run
+
+    def start(self) -> None:
+        for job in self.jobs:
+            self._start(job)
+
+    def _start(self, job: Job) -> None:
+        job.thread = threading.Thread(target=self._loop, args=(job,), name=f"job-{job.name}", daemon=True)
+        job.thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        for job in self.jobs:
+            if job.thread is not None:
+                job.thread.join(timeout)
+
+    def _loop(self, job: Job) -> None:
+        conn = connect(self.db_path)
+        try:
+            while not self._stop.is_set():
+                started = time.monotonic()
+                try:
+                    job.fn(conn)
+                    job.runs += 1
+                    if conn.in_transaction:  # a job left a transaction open: never hold the write lock
+                        conn.execute("ROLLBACK")
+                except Exception as exc:  # noqa: BLE001 - the job goes on; the error is counted and shown
+                    job.errors += 1
+                    text = str(exc)[:500]
+                    log.warning("job %s: %s", job.name, exc)
+                    if text != job.last_error:  # once per streak of the same failure
+                        _record_error(conn, job.name, text)
+                    job.last_error = text
+                else:
+                    job.last_error = ""
+                job.last_run = time.time()
+                self._stop.wait(max(0.0, job.every_s - (time.monotonic() - started)))
+        finally:
+            conn.close()
+
+    def status(self) -> list[dict[str, Any]]:
+        return [{"name": j.name, "every_s": j.every_s, "runs": j.runs, "errors": j.errors,
+                 "last_error": j.last_error, "last_run": j.last_run} for j in self.jobs]
+
+
+def _record_error(conn: sqlite3.Connection, area: str, message: str) -> None:
+    try:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        with transaction(conn):
+            records.log_error(conn, area, message)
+    except sqlite3.Error:
+        log.exception("could not record the error of %s", area)

@@ -1,0 +1,458 @@
+"""The stock ledger: append-only stock moves and the levels they add up to, per item × own warehouse.
+
+Owns the tables `stock_moves` (append-only: a trigger refuses UPDATE and DELETE), `stock_levels`
+(on hand, reserved; available = on hand − reserved, kept in step with the moves in the same
+transaction), `stock_reservations` (what each order holds), `stock_sources` (when each warehouse last
+heard from an authoritative source: 1C balances, a site's delta or count), `fbo_stock` (FBO stock
+read back from the marketplaces, kept apart from the FBS ledger) and `stock_dirty` (items whose
+published numbers must be recomputed by the push planner, cloud_sync/stock/push.py).
+
+Every function here runs inside the caller's transaction (use `db.transaction(conn)`), so an order's
+reservation, its pick task and its ledger move commit together or not at all.
+
+A move that would make on hand negative is refused with `NegativeStock`; a reservation beyond the
+available quantity is refused with `InsufficientStock`; nothing of the refused call is applied.
+
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+MIGRATIONS = [
+    """
+    CREATE TABLE stock_moves (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        item_id TEXT NOT NULL,
+        warehouse TEXT NOT NULL,
+        kind TEXT NOT NULL,      -- balance|reserve|release|pick|ship|receipt|return|adjust|count|writeoff
+        on_hand_delta INTEGER NOT NULL DEFAULT 0,
+        reserved_delta INTEGER NOT NULL DEFAULT 0,
+        on_hand_after INTEGER NOT NULL,
+        reserved_after INTEGER NOT NULL,
+        source TEXT NOT NULL,    -- 1c | order | site:<id> | manual
+        ref TEXT NOT NULL DEFAULT '',
+        note TEXT NOT NULL DEFAULT ''
+    );
+    CREATE INDEX stock_moves_item ON stock_moves(item_id, warehouse, id);
+    CREATE TRIGGER stock_moves_no_update BEFORE UPDATE ON stock_moves
+        BEGIN SELECT RAISE(ABORT, 'stock_moves is append-only'); END;
+    CREATE TRIGGER stock_moves_no_delete BEFORE DELETE ON stock_moves
+        BEGIN SELECT RAISE(ABORT, 'stock_moves is append-only'); END;
+    CREATE TABLE stock_levels (
+        item_id TEXT NOT NULL,
+        warehouse TEXT NOT NULL,
+        on_hand INTEGER NOT NULL DEFAULT 0 CHECK (on_hand >= 0),
+        reserved INTEGER NOT NULL DEFAULT 0 CHECK (reserved >= 0),
+        updated_ts REAL NOT NULL,
+        PRIMARY KEY (item_id, warehouse)
+    ) WITHOUT ROWID;
+    CREATE TABLE stock_reservations (
+        ref TEXT NOT NULL,       -- the order key
+        item_id TEXT NOT NULL,
+        warehouse TEXT NOT NULL,
+        quantity INTEGER NOT NULL,   -- still held (decreases as units are picked)
+        reserved_ts REAL NOT NULL,
+        PRIMARY KEY (ref, item_id, warehouse)
+    ) WITHOUT ROWID;
+    CREATE TABLE stock_sources (
+        warehouse TEXT NOT NULL,
+        source TEXT NOT NULL,    -- 1c | site:<id>
+        ts REAL NOT NULL,
+        PRIMARY KEY (warehouse, source)
+    ) WITHOUT ROWID;
+    CREATE TABLE fbo_stock (
+        account TEXT NOT NULL,
+        card_id TEXT NOT NULL,
+        warehouse_id TEXT NOT NULL,
+        quantity INTEGER NOT NULL,
+        read_ts REAL NOT NULL,
+        PRIMARY KEY (account, card_id, warehouse_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE stock_dirty (
+        item_id TEXT PRIMARY KEY,
+        cause TEXT NOT NULL,     -- order (a sale/reservation: never held by the zero guard) | source
+        ts REAL NOT NULL
+    ) WITHOUT ROWID;
+    """,
+    # the push planner's tables (cloud_sync/stock_push.py)
+    """
+    CREATE TABLE stock_published (
+        account TEXT NOT NULL,
+        card_id TEXT NOT NULL,
+        warehouse_id TEXT NOT NULL,
+        quantity INTEGER NOT NULL,
+        ts REAL NOT NULL,
+        PRIMARY KEY (account, card_id, warehouse_id)
+    ) WITHOUT ROWID;
+    CREATE TABLE stock_push_queue (
+        account TEXT NOT NULL,
+        card_id TEXT NOT NULL,
+        warehouse_id TEXT NOT NULL,
+        offer_id TEXT NOT NULL,
+        item_id TEXT NOT NULL,
+        quantity INTEGER NOT NULL,
+        priority INTEGER NOT NULL,       -- 0 going to zero, 1 decrease, 2 increase
+        cause TEXT NOT NULL,             -- order | source
+        state TEXT NOT NULL,             -- pending | held | failed
+        confirmed INTEGER NOT NULL DEFAULT 0,
+        hold_id INTEGER,
+        version INTEGER NOT NULL DEFAULT 1,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_try REAL NOT NULL,
+        error TEXT NOT NULL DEFAULT '',
+        queued_ts REAL NOT NULL,
+        origin_ts REAL NOT NULL,         -- when the change that caused it happened
+        PRIMARY KEY (account, card_id, warehouse_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX stock_push_due ON stock_push_queue(account, state, priority, next_try);
+    CREATE TABLE stock_push_holds (
+        id INTEGER PRIMARY KEY,
+        account TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        cards INTEGER NOT NULL,
+        listed INTEGER NOT NULL,
+        created_ts REAL NOT NULL,
+        confirmed_ts REAL,
+        confirmed_by TEXT
+    );
+    CREATE TABLE stock_push_stats (
+        account TEXT PRIMARY KEY,
+        sent INTEGER NOT NULL DEFAULT 0,
+        failed INTEGER NOT NULL DEFAULT 0,
+        calls INTEGER NOT NULL DEFAULT 0,
+        last_ts REAL
+    );
+    """,
+]
+
+MOVE_KINDS = ("balance", "reserve", "release", "pick", "ship", "receipt", "return", "adjust", "count",
+              "writeoff")
+
+
+class StockError(ValueError):
+    """A stock change was refused; nothing of it was applied."""
+
+
+class NegativeStock(StockError):
+    def __init__(self, item_id: str, warehouse: str, on_hand: int, delta: int) -> None:
+        super().__init__(f"refused: item {item_id} at {warehouse} has {on_hand} on hand; a change of {delta}"
+                         f" would make it {on_hand + delta}")
+        self.item_id, self.warehouse, self.on_hand, self.delta = item_id, warehouse, on_hand, delta
+
+
+class InsufficientStock(StockError):
+    def __init__(self, item_id: str, warehouse: str, available: int, wanted: int) -> None:
+        super().__init__(f"not enough stock: item {item_id} at {warehouse} has {available} available,"
+                         f" {wanted} wanted")
+        self.item_id, self.warehouse, self.available, self.wanted = item_id, warehouse, available, wanted
+
+
+@dataclass
+class Level:
+    item_id: str
+    warehouse: str
+    on_hand: int
+    reserved: int
+
+    @property
+    def available(self) -> int:
+        return self.on_hand - self.reserved
+
+
+@dataclass
+class Move:
+    id: int
+    ts: float
+    item_id: str
+    warehouse: str
+    kind: str
+    on_hand_delta: int
+    reserved_delta: int
+    on_hand_after: int
+    reserved_after: int
+    source: str
+    ref: str
+    note: str
+
+
+def level(conn: sqlite3.Connection, item_id: str, warehouse: str) -> Level:
+    row = conn.execute("SELECT on_hand, reserved FROM stock_levels WHERE item_id=? AND warehouse=?",
+                       (item_id, warehouse)).fetchone()
+    return Level(item_id, warehouse, row[0], row[1]) if row else Level(item_id, warehouse, 0, 0)
+
+
+def levels(conn: sqlite3.Connection, *, item_id: str | None = None, warehouse: str | None = None) -> list[Level]:
+    sql, args = "SELECT item_id, warehouse, on_hand, reserved FROM stock_levels WHERE 1=1", []
+    if item_id is not None:
+        sql += " AND item_id=?"
+        args.append(item_id)
+    if warehouse is not None:
+        sql += " AND warehouse=?"
+        args.append(warehouse)
+    return [Level(*r) for r in conn.execute(sql + " ORDER BY item_id, warehouse", args)]
+
+
+def mark_dirty(conn: sqlite3.Connection, item_ids: Iterable[str], cause: str = "source",
+               now: float | None = None) -> None:
+    """Ask the push planner to recompute these items' published numbers ('order' wins over 'source')."""
+    now = time.time() if now is None else now
+    conn.executemany(
+        "INSERT INTO stock_dirty(item_id, cause, ts) VALUES (?,?,?) ON CONFLICT(item_id) DO UPDATE SET"
+        " cause=CASE WHEN stock_dirty.cause='order' THEN 'order' ELSE excluded.cause END, ts=excluded.ts",
+        [(i, cause, now) for i in item_ids],
+    )
+
+
+def record_move(conn: sqlite3.Connection, item_id: str, warehouse: str, kind: str, *, on_hand_delta: int = 0,
+                reserved_delta: int = 0, source: str = "manual", ref: str = "", note: str = "",
+                now: float | None = None, _current: Level | None = None) -> Move:
+    """Append one move and update the level. Refuses (NegativeStock / StockError) before writing."""
+    if kind not in MOVE_KINDS:
+        raise StockError(f"unknown stock move kind {kind!r}; known: {', '.join(MOVE_KINDS)}")
+    for name, value in (("on_hand_delta", on_hand_delta), ("reserved_delta", reserved_delta)):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise StockError(f"{name} must be a whole number, got {value!r}")
+    now = time.time() if now is None else now
+    cur = _current or level(conn, item_id, warehouse)
+    on_hand = cur.on_hand + on_hand_delta
+    reserved = cur.reserved + reserved_delta
+    if on_hand < 0:
+        raise NegativeStock(item_id, warehouse, cur.on_hand, on_hand_delta)
+    if reserved < 0:
+        raise StockError(f"refused: item {item_id} at {warehouse} has {cur.reserved} reserved; a release of"
+                         f" {-reserved_delta} would make it negative")
+    conn.execute(
+        "INSERT INTO stock_levels(item_id, warehouse, on_hand, reserved, updated_ts) VALUES (?,?,?,?,?)"
+        " ON CONFLICT(item_id, warehouse) DO UPDATE SET on_hand=excluded.on_hand, reserved=excluded.reserved,"
+        " updated_ts=excluded.updated_ts",
+        (item_id, warehouse, on_hand, reserved, now),
+    )
+    cursor = conn.execute(
+        "INSERT INTO stock_moves(ts, item_id, warehouse, kind, on_hand_delta, reserved_delta, on_hand_after,"
+        " reserved_after, source, ref, note) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        (now, item_id, warehouse, kind, on_hand_delta, reserved_delta, on_hand, reserved, source, ref, note),
+    )
+    mark_dirty(conn, [item_id], "order" if kind in ("reserve", "pick") else "source", now)
+    return Move(cursor.lastrowid or 0, now, item_id, warehouse, kind, on_hand_delta, reserved_delta, on_hand,
+                reserved, source, ref, note)
+
+
+def touch_source(conn: sqlite3.Connection, warehouse: str, source: str, now: float | None = None) -> None:
+    conn.execute(
+        "INSERT INTO stock_sources(warehouse, source, ts) VALUES (?,?,?)"
+        " ON CONFLICT(warehouse, source) DO UPDATE SET ts=excluded.ts",
+        (warehouse, source, time.time() if now is None else now),
+    )
+
+
+def record_balance(conn: sqlite3.Connection, item_id: str, warehouse: str, quantity: int, *,
+                   source: str = "1c", ref: str = "", now: float | None = None) -> Move | None:
+    """The on-hand quantity an authoritative source (1C) reports; records the difference as a move."""
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 0:
+        raise StockError(f"balance of item {item_id} at {warehouse} must be a whole number >= 0, got {quantity!r}")
+    cur = level(conn, item_id, warehouse)
+    touch_source(conn, warehouse, source, now)
+    if cur.on_hand == quantity and conn.execute(
+            "SELECT 1 FROM stock_levels WHERE item_id=? AND warehouse=?", (item_id, warehouse)).fetchone():
+        return None
+    return record_move(conn, item_id, warehouse, "balance", on_hand_delta=quantity - cur.on_hand, source=source,
+                       ref=ref, now=now)
+
+
+def set_balances(conn: sqlite3.Connection, warehouse: str, balances: Mapping[str, int], *, full: bool = False,
+                 source: str = "1c", ref: str = "", now: float | None = None) -> int:
+    """Apply a whole balance document of one warehouse (all or nothing: every quantity is checked before
+    anything is written). `full=True`: items of that warehouse not listed are set to zero.
+    Returns the number of moves recorded."""
+    bad = {k: v for k, v in balances.items() if isinstance(v, bool) or not isinstance(v, int) or v < 0}
+    if bad:
+        first = next(iter(bad.items()))
+        raise StockError(f"balances for {warehouse}: {len(bad)} quantities are not whole numbers >= 0"
+                         f" (e.g. item {first[0]}: {first[1]!r}); nothing applied")
+    wanted = dict(balances)
+    if full:
+        for row in conn.execute("SELECT item_id FROM stock_levels WHERE warehouse=? AND on_hand>0", (warehouse,)):
+            wanted.setdefault(row[0], 0)
+    moves = 0
+    for item_id, qty in wanted.items():
+        if record_balance(conn, item_id, warehouse, qty, source=source, ref=ref, now=now) is not None:
+            moves += 1
+    touch_source(conn, warehouse, source, now)
+    return moves
+
+
+def set_balances_many(conn: sqlite3.Connection, rows: Iterable[tuple[str, str, int]], *, source: str = "1c",
+                      ref: str = "", now: float | None = None) -> int:
+    """`record_balance` for many (item_id, warehouse, quantity) rows of any warehouses, set-based: the
+    same outcome (a 'balance' move appended for each new or changed level, the level set with its
+    reservations kept, the changed items marked dirty, every warehouse named marked as heard from) in a
+    few statements instead of several per row — for 1C packages of 100,000 items.
+
+    All or nothing: every quantity is checked before anything is written. A later row for the same item
+    and warehouse wins. Returns the number of moves recorded."""
+    wanted: dict[tuple[str, str], int] = {}
+    for item_id, warehouse, qty in rows:
+        wanted[(item_id, warehouse)] = qty
+    bad = [(k, v) for k, v in wanted.items() if isinstance(v, bool) or not isinstance(v, int) or v < 0]
+    if bad:
+        (item_id, warehouse), qty = bad[0]
+        raise StockError(f"balances: {len(bad)} quantities are not whole numbers >= 0"
+                         f" (e.g. item {item_id} at {warehouse}: {qty!r}); nothing applied")
+    if not wanted:
+        return 0
+    now = time.time() if now is None else now
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS stock_balance_batch (seq INTEGER PRIMARY KEY, item_id TEXT NOT NULL,"
+                 " warehouse TEXT NOT NULL, on_hand INTEGER NOT NULL, changed INTEGER NOT NULL DEFAULT 1)")
+    conn.execute("DELETE FROM temp.stock_balance_batch")
+    conn.executemany("INSERT INTO temp.stock_balance_batch(item_id, warehouse, on_hand) VALUES (?,?,?)",
+                     [(i, w, q) for (i, w), q in wanted.items()])
+    # unchanged: the level exists with that on-hand already (record_balance records nothing for it)
+    conn.execute("UPDATE temp.stock_balance_batch SET changed=0 WHERE EXISTS (SELECT 1 FROM stock_levels l WHERE"
+                 " l.item_id=stock_balance_batch.item_id AND l.warehouse=stock_balance_batch.warehouse"
+                 " AND l.on_hand=stock_balance_batch.on_hand)")
+    moved = conn.execute(
+        "INSERT INTO stock_moves(ts, item_id, warehouse, kind, on_hand_delta, reserved_delta, on_hand_after,"
+        " reserved_after, source, ref, note)"
+        " SELECT ?, b.item_id, b.warehouse, 'balance', b.on_hand - COALESCE(l.on_hand, 0), 0, b.on_hand,"
+        " COALESCE(l.reserved, 0), ?, ?, '' FROM temp.stock_balance_batch b"
+        " LEFT JOIN stock_levels l ON l.item_id=b.item_id AND l.warehouse=b.warehouse"
+        " WHERE b.changed ORDER BY b.seq", (now, source, ref)).rowcount
+    conn.execute(
+        "INSERT INTO stock_levels(item_id, warehouse, on_hand, reserved, updated_ts)"
+        " SELECT item_id, warehouse, on_hand, 0, ? FROM temp.stock_balance_batch WHERE changed ORDER BY seq"
+        " ON CONFLICT(item_id, warehouse) DO UPDATE SET on_hand=excluded.on_hand, updated_ts=excluded.updated_ts",
+        (now,))
+    conn.execute(
+        "INSERT INTO stock_dirty(item_id, cause, ts) SELECT DISTINCT item_id, 'source', ? FROM temp.stock_balance_batch"
+        " WHERE changed ON CONFLICT(item_id) DO UPDATE SET"
+        " cause=CASE WHEN stock_dirty.cause='order' THEN 'order' ELSE excluded.cause END, ts=excluded.ts", (now,))
+    for warehouse in dict.fromkeys(w for _, w in wanted):
+        touch_source(conn, warehouse, source, now)
+    conn.execute("DELETE FROM temp.stock_balance_batch")
+    return moved
+
+
+def reserve(conn: sqlite3.Connection, ref: str, item_id: str, warehouse: str, quantity: int, *,
+            now: float | None = None, dirty: set[str] | None = None) -> Move:
+    """Hold `quantity` units for an order; refused with InsufficientStock beyond what is available.
+
+    The check and the hold are one conditional UPDATE (available never goes below zero, whoever else
+    writes). `dirty`: collect the item there instead of marking it for the planner at once (a batch of
+    orders marks its items in one statement, see `mark_dirty`)."""
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity <= 0:
+        raise StockError(f"reservation quantity must be a whole number > 0, got {quantity!r}")
+    now = time.time() if now is None else now
+    row = conn.execute(
+        "UPDATE stock_levels SET reserved=reserved+?, updated_ts=? WHERE item_id=? AND warehouse=?"
+        " AND on_hand-reserved>=? RETURNING on_hand, reserved",
+        (quantity, now, item_id, warehouse, quantity)).fetchone()
+    if row is None:
+        cur = level(conn, item_id, warehouse)
+        raise InsufficientStock(item_id, warehouse, cur.available, quantity)
+    cursor = conn.execute(
+        "INSERT INTO stock_moves(ts, item_id, warehouse, kind, on_hand_delta, reserved_delta, on_hand_after,"
+        " reserved_after, source, ref, note) VALUES (?,?,?,'reserve',0,?,?,?,'order',?,'')",
+        (now, item_id, warehouse, quantity, row[0], row[1], ref),
+    )
+    conn.execute(
+        "INSERT INTO stock_reservations(ref, item_id, warehouse, quantity, reserved_ts) VALUES (?,?,?,?,?)"
+        " ON CONFLICT(ref, item_id, warehouse) DO UPDATE SET quantity=quantity+excluded.quantity",
+        (ref, item_id, warehouse, quantity, now),
+    )
+    if dirty is None:
+        mark_dirty(conn, [item_id], "order", now)
+    else:
+        dirty.add(item_id)
+    return Move(cursor.lastrowid or 0, now, item_id, warehouse, "reserve", 0, quantity, row[0], row[1], "order",
+                ref, "")
+
+
+def held(conn: sqlite3.Connection, ref: str) -> list[tuple[str, str, int]]:
+    """(item, warehouse, quantity) still reserved for an order."""
+    return [tuple(r) for r in conn.execute(
+        "SELECT item_id, warehouse, quantity FROM stock_reservations WHERE ref=? AND quantity>0", (ref,))]
+
+
+def release(conn: sqlite3.Connection, ref: str, *, note: str = "", now: float | None = None) -> int:
+    """Give back every unit still reserved for an order (cancelled, refused). Returns units released."""
+    total = 0
+    for item_id, warehouse, qty in held(conn, ref):
+        record_move(conn, item_id, warehouse, "release", reserved_delta=-qty, source="order", ref=ref, note=note,
+                    now=now)
+        total += qty
+    conn.execute("UPDATE stock_reservations SET quantity=0 WHERE ref=?", (ref,))
+    return total
+
+
+def site_delta(conn: sqlite3.Connection, site: str, warehouse: str, item_id: str, delta: int, reason: str, *,
+               ref: str = "", note: str = "", now: float | None = None) -> Move:
+    """A change of on-hand reported by a site. A pick/ship against an order's reservation consumes it
+    (on hand and reserved both go down), so available does not drop twice."""
+    kind = reason if reason in MOVE_KINDS else "adjust"
+    reserved_delta = 0
+    if ref and delta < 0 and kind in ("pick", "ship"):
+        row = conn.execute("SELECT quantity FROM stock_reservations WHERE ref=? AND item_id=? AND warehouse=?",
+                           (ref, item_id, warehouse)).fetchone()
+        if row and row[0] > 0:
+            reserved_delta = -min(row[0], -delta)
+    move = record_move(conn, item_id, warehouse, kind, on_hand_delta=delta, reserved_delta=reserved_delta,
+                       source=f"site:{site}", ref=ref, note=note, now=now)
+    if reserved_delta:
+        conn.execute("UPDATE stock_reservations SET quantity=quantity+? WHERE ref=? AND item_id=? AND warehouse=?",
+                     (reserved_delta, ref, item_id, warehouse))
+    touch_source(conn, warehouse, f"site:{site}", now)
+    return move
+
+
+def site_count(conn: sqlite3.Connection, site: str, warehouse: str, item_id: str, counted: int, *,
+               ref: str = "", now: float | None = None) -> Move | None:
+    """An inventory count: the absolute on-hand quantity found at the site."""
+    if counted < 0:
+        raise StockError(f"count of item {item_id} at {warehouse} must be >= 0, got {counted}")
+    cur = level(conn, item_id, warehouse)
+    touch_source(conn, warehouse, f"site:{site}", now)
+    if cur.on_hand == counted:
+        return None
+    return record_move(conn, item_id, warehouse, "count", on_hand_delta=counted - cur.on_hand,
+                       source=f"site:{site}", ref=ref, now=now)
+
+
+def record_fbo(conn: sqlite3.Connection, account: str, rows: Iterable[tuple[str, str, int]],
+               now: float | None = None) -> int:
+    """FBO stock read back from a marketplace: (card_id, marketplace warehouse, quantity); replaces the
+    account's previous reading. Kept apart from the FBS ledger: it is the marketplace's stock, not ours."""
+    now = time.time() if now is None else now
+    conn.execute("DELETE FROM fbo_stock WHERE account=?", (account,))
+    data = [(account, c, w, q, now) for c, w, q in rows]
+    conn.executemany("INSERT OR REPLACE INTO fbo_stock(account, card_id, warehouse_id, quantity, read_ts)"
+                     " VALUES (?,?,?,?,?)", data)
+    return len(data)
+
+
+def moves(conn: sqlite3.Connection, item_id: str, warehouse: str | None = None, limit: int = 20) -> list[Move]:
+    sql = "SELECT * FROM stock_moves WHERE item_id=?"
+    args: list = [item_id]
+    if warehouse is not None:
+        sql += " AND warehouse=?"
+        args.append(warehouse)
+    rows = conn.execute(sql + " ORDER BY id DESC LIMIT ?", [*args, limit]).fetchall()
+    return [Move(**dict(r)) for r in rows]
+
+
+def source_age(conn: sqlite3.Connection, warehouse: str, now: float | None = None) -> float | None:
+    """Seconds since any authoritative source last spoke for this warehouse; None if none ever did."""
+    row = conn.execute("SELECT MAX(ts) FROM stock_sources WHERE warehouse=?", (warehouse,)).fetchone()
+    if row is None or row[0] is None:
+        return None
+    return (time.time() if now is None else now) - row[0]
+
+
+def held_for(conn: sqlite3.Connection, item_id: str, warehouse: str) -> list[tuple[str, int]]:
+    return [(r[0], r[1]) for r in conn.execute(
+        "SELECT ref, quantity FROM stock_reservations WHERE item_id=? AND warehouse=? AND quantity>0 ORDER BY reserved_ts",
+        (item_id, warehouse))]

@@ -1,0 +1,469 @@
+"""The stock push planner: the ledger's changes reach every account's cards within seconds.
+
+Owns (schema in stock.py's MIGRATIONS[1]) `stock_push_queue` (one row per card × marketplace warehouse: the latest number wins, so a burst
+of changes coalesces into one push), `stock_published` (what each card last showed, as pushed or read
+back), `stock_push_holds` (pushes held by the zero guard until someone confirms) and
+`stock_push_stats` (units of work sent per account).
+
+Planning (`plan`): each item marked dirty by the ledger is recomputed for every card linked to it on
+every account and every marketplace warehouse mapped to an own warehouse: the account's allocation
+rule (share of available, safety buffer, maximum listed) divided by the card's pack size; a hidden
+card publishes 0. Priorities: 0 = a card going to zero (oversell protection: when the last units are
+reserved every other card of the item drops to zero at once, ahead of all other pushes), 1 = a
+decrease, 2 = an increase. A card whose marketplace allows one update per N seconds (Ozon: 30 s) is
+scheduled no sooner than that.
+
+Zero guard (`guard`): before sending, an account's pending zeros that do not come from a sale are
+held — and logged, and alerted (cloud_sync/alerts/outbox.py) — when they would zero more than
+`stock.zero_guard_share` (default 20%) of the account's listed cards, or when the card's source data is
+missing or stale (its item never reported for that warehouse; the warehouse never heard from 1C or a
+site, or longer ago than `stock.stale_after_s`).
+`confirm_hold` releases them. A zero caused by a reservation or pick is never held: holding it would
+sell goods that are gone.
+
+Sending (`send_account`): the due rows of the most urgent priority first, batched at
+`jobs.push_batch` (the adapter splits further by its endpoint map and paces by its limits); per-item
+results are recorded: ok → published, retryable → retried with backoff, otherwise failed and reported.
+`Pusher` runs the planner and one sender thread per account, so every account is pushed at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+from cloud_sync.alerts import outbox
+from cloud_sync.catalog import cards as catalog
+from cloud_sync.config import CloudConfig
+from cloud_sync.db import connect, transaction
+from cloud_sync.stock import ledger, warehouses
+from marketplaces.base import Marketplace, MarketplaceError, StockLevel
+
+log = logging.getLogger("cloud_sync.stock.push")
+
+# The tables are created by cloud_sync/stock.py (MIGRATIONS[1]) so the ledger's schema module owns them.
+
+
+
+@dataclass
+class Planned:
+    queued: int = 0
+    unchanged: int = 0
+    items: int = 0
+
+
+@dataclass
+class Sent:
+    account: str
+    sent: int = 0
+    ok: int = 0
+    retry: int = 0
+    failed: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def quantity_for(conn: sqlite3.Connection, cfg: CloudConfig, card: catalog.CardRow, own_warehouse: str) -> int:
+    """What the card may show in total for one own warehouse (before the split between the account's
+    marketplace warehouses that ship from it)."""
+    settings = cfg.accounts[card.account]
+    if not card.visible or not card.item_id:
+        return 0
+    lv = ledger.level(conn, card.item_id, own_warehouse)
+    return settings.allocation.publish(lv.available, card.pack)
+
+
+def split(whmap: dict[str, str]) -> dict[str, tuple[str, int, int]]:
+    """mp warehouse -> (own warehouse, its position, how many of the account's mp warehouses share that own
+    warehouse). When several marketplace warehouses ship from one own warehouse, the number is split
+    between them (the first ones get the remainder), never shown in full at each: that would sell the
+    same units several times."""
+    groups: dict[str, list[str]] = {}
+    for mp_wh in sorted(whmap):
+        groups.setdefault(whmap[mp_wh], []).append(mp_wh)
+    return {mp_wh: (own, i, len(members)) for own, members in groups.items() for i, mp_wh in enumerate(members)}
+
+
+def share_of(total: int, position: int, parts: int) -> int:
+    return total // parts + (1 if position < total % parts else 0)
+
+
+def plan(conn: sqlite3.Connection, cfg: CloudConfig, *, items: Iterable[str] | None = None,
+         now: float | None = None, limit: int = 5000, cause: str = "source") -> Planned:
+    """Recompute the published numbers of dirty items (or of `items`, for `cause`) into the push queue."""
+    now = time.time() if now is None else now
+    out = Planned()
+    with transaction(conn):
+        if items is None:
+            dirty = conn.execute("SELECT item_id, cause, ts FROM stock_dirty ORDER BY cause='order' DESC, ts LIMIT ?",
+                                 (limit,)).fetchall()
+            todo = [(r[0], r[1], r[2]) for r in dirty]
+        else:
+            todo = [(i, cause, now) for i in items]
+        wh_cache: dict[str, dict[str, tuple[str, int, int]]] = {}
+        for item_id, cause, origin in todo:
+            out.items += 1
+            for c in catalog.cards_of_item(conn, item_id):
+                settings = cfg.accounts.get(c.account)
+                if settings is None or not settings.enabled:
+                    continue
+                if c.account not in wh_cache:
+                    wh_cache[c.account] = split(warehouses.account_warehouses(conn, cfg, c.account))
+                totals: dict[str, int] = {}
+                for mp_wh, (own, position, parts) in wh_cache[c.account].items():
+                    if own not in totals:
+                        totals[own] = quantity_for(conn, cfg, c, own)
+                    qty = share_of(totals[own], position, parts)
+                    if _enqueue(conn, cfg, c, mp_wh, qty, cause, origin, now):
+                        out.queued += 1
+                    else:
+                        out.unchanged += 1
+        if items is None and todo:
+            conn.executemany("DELETE FROM stock_dirty WHERE item_id=? AND ts=?", [(i, t) for i, _, t in todo])
+    return out
+
+
+def plan_all(conn: sqlite3.Connection, cfg: CloudConfig, now: float | None = None) -> Planned:
+    """Recompute every linked item (a full sync)."""
+    items = [r[0] for r in conn.execute("SELECT DISTINCT item_id FROM card_links WHERE item_id IS NOT NULL")]
+    return plan(conn, cfg, items=items, now=now)
+
+
+def _enqueue(conn: sqlite3.Connection, cfg: CloudConfig, c: catalog.CardRow, mp_wh: str, qty: int, cause: str,
+             origin: float, now: float) -> bool:
+    pub = conn.execute("SELECT quantity, ts FROM stock_published WHERE account=? AND card_id=? AND warehouse_id=?",
+                       (c.account, c.card_id, mp_wh)).fetchone()
+    queued = conn.execute("SELECT quantity FROM stock_push_queue WHERE account=? AND card_id=? AND warehouse_id=?",
+                          (c.account, c.card_id, mp_wh)).fetchone()
+    if pub is not None and pub[0] == qty:
+        if queued is not None:  # a newer change undid the queued one: nothing to send any more
+            conn.execute("DELETE FROM stock_push_queue WHERE account=? AND card_id=? AND warehouse_id=?",
+                         (c.account, c.card_id, mp_wh))
+        return False
+    if queued is not None and queued[0] == qty:
+        return False
+    before = pub[0] if pub is not None else None
+    priority = 0 if qty == 0 and (before is None or before > 0) else (1 if before is None or qty < before else 2)
+    interval = cfg.accounts[c.account].min_stock_interval_s / max(cfg.accounts[c.account].account.time_scale, 1e-9)
+    next_try = max(now, (pub[1] + interval) if pub is not None and interval else now)
+    conn.execute(
+        "INSERT INTO stock_push_queue(account, card_id, warehouse_id, offer_id, item_id, quantity, priority, cause,"
+        " state, next_try, queued_ts, origin_ts) VALUES (?,?,?,?,?,?,?,?,'pending',?,?,?)"
+        " ON CONFLICT(account, card_id, warehouse_id) DO UPDATE SET quantity=excluded.quantity,"
+        " priority=excluded.priority, cause=excluded.cause, state='pending', confirmed=0, hold_id=NULL,"
+        " version=stock_push_queue.version+1, attempts=0, error='',"
+        " next_try=MAX(excluded.next_try, CASE WHEN stock_push_queue.attempts>0 THEN stock_push_queue.next_try"
+        " ELSE 0 END), queued_ts=excluded.queued_ts, origin_ts=MIN(stock_push_queue.origin_ts, excluded.origin_ts)",
+        (c.account, c.card_id, mp_wh, c.offer_id, c.item_id or "", qty, priority, cause, next_try, now, origin),
+    )
+    return True
+
+
+# ---------------------------------------------------------------- zero guard
+
+
+def guard(conn: sqlite3.Connection, cfg: CloudConfig, account: str, now: float | None = None) -> int | None:
+    """Hold the account's pending zeros that the guard does not let through; returns the hold id (or None)."""
+    now = time.time() if now is None else now
+    if not conn.execute("SELECT 1 FROM stock_push_queue WHERE account=? AND state='pending' AND quantity=0"
+                        " AND cause!='order' AND confirmed=0 LIMIT 1", (account,)).fetchone():
+        return None  # nothing the guard could hold: no write lock taken
+    with transaction(conn):
+        zeros = conn.execute(
+            "SELECT q.card_id, q.warehouse_id, q.item_id, p.quantity AS before FROM stock_push_queue q"
+            " LEFT JOIN stock_published p ON p.account=q.account AND p.card_id=q.card_id"
+            " AND p.warehouse_id=q.warehouse_id WHERE q.account=? AND q.state='pending' AND q.quantity=0"
+            " AND q.cause!='order' AND q.confirmed=0 AND (p.quantity IS NULL OR p.quantity>0)", (account,)).fetchall()
+        if not zeros:
+            return None
+        whmap = warehouses.account_warehouses(conn, cfg, account)
+        stale = [z for z in zeros if _source_problem(conn, cfg, whmap.get(z["warehouse_id"]), now, z["item_id"])]
+        held_now = {r[0] for r in conn.execute("SELECT DISTINCT card_id FROM stock_push_queue WHERE account=? AND"
+                                                 " state='held'", (account,))}
+        visible = {r[0] for r in conn.execute("SELECT native_id FROM cards WHERE account=? AND visible=1", (account,))}
+        zeroed = len(({z["card_id"] for z in zeros} | held_now) & visible)
+        listed = max(1, len(visible))
+        if zeroed / listed > cfg.zero_guard_share:
+            hold_rows, reason = zeros, (f"would zero {zeroed} of {listed} listed cards"
+                                        f" (more than {cfg.zero_guard_share:.0%})")
+        elif stale:
+            hold_rows, reason = stale, f"{len(stale)} zero(s) from missing or stale source data"
+        else:
+            return None
+        hold = conn.execute("SELECT id FROM stock_push_holds WHERE account=? AND confirmed_ts IS NULL"
+                            " ORDER BY id DESC LIMIT 1", (account,)).fetchone()
+        if hold is None:
+            hold_id = int(conn.execute(
+                "INSERT INTO stock_push_holds(account, reason, cards, listed, created_ts) VALUES (?,?,?,?,?)",
+                (account, reason, len(hold_rows), listed, now)).lastrowid or 0)
+            new_hold = True
+        else:
+            hold_id, new_hold = hold[0], False
+            conn.execute("UPDATE stock_push_holds SET cards=cards+?, reason=? WHERE id=?",
+                         (len(hold_rows), reason, hold_id))
+        conn.executemany("UPDATE stock_push_queue SET state='held', hold_id=? WHERE account=? AND card_id=?"
+                         " AND warehouse_id=?", [(hold_id, account, z["card_id"], z["warehouse_id"]) for z in hold_rows])
+        if new_hold:
+            _alert(conn, account, reason, len(hold_rows), listed, hold_id, now)
+    log.warning("zero guard: holding stock push of account %s: %s", account, reason)
+    return hold_id
+
+
+def _alert(conn: sqlite3.Connection, account: str, reason: str, cards: int, listed: int, hold_id: int,
+           now: float) -> None:
+    """The Telegram alert is queued in the hold's own transaction."""
+    outbox.zero_guard_held(conn, account, cards, listed, reason=reason, hold_id=str(hold_id), now=now)
+
+
+def _source_problem(conn: sqlite3.Connection, cfg: CloudConfig, own: str | None, now: float,
+                    item_id: str = "") -> str:
+    if own is None:
+        return "unmapped warehouse"
+    if item_id and conn.execute("SELECT 1 FROM stock_levels WHERE item_id=? AND warehouse=?",
+                                (item_id, own)).fetchone() is None:
+        return f"no stock of item {item_id} was ever reported for warehouse {own}"
+    age = ledger.source_age(conn, own, now)
+    if age is None:
+        return f"no source data for warehouse {own}"
+    if age > cfg.stale_after_s:
+        return f"source data for warehouse {own} is {age / 3600:.1f} h old"
+    return ""
+
+
+def holds(conn: sqlite3.Connection, account: str | None = None, open_only: bool = True) -> list[dict]:
+    sql = "SELECT * FROM stock_push_holds WHERE 1=1"
+    args: list = []
+    if account:
+        sql += " AND account=?"
+        args.append(account)
+    if open_only:
+        sql += " AND confirmed_ts IS NULL"
+    out = []
+    for r in conn.execute(sql + " ORDER BY id", args).fetchall():
+        d = dict(r)
+        d["held"] = conn.execute("SELECT COUNT(*) FROM stock_push_queue WHERE hold_id=? AND state='held'",
+                                 (r["id"],)).fetchone()[0]
+        out.append(d)
+    return out
+
+
+def confirm_hold(conn: sqlite3.Connection, hold_id: int, *, by: str = "", now: float | None = None) -> int:
+    """A person confirmed: the held zeros go out. Returns the number of pushes released."""
+    now = time.time() if now is None else now
+    with transaction(conn):
+        if conn.execute("SELECT 1 FROM stock_push_holds WHERE id=?", (hold_id,)).fetchone() is None:
+            raise ValueError(f"unknown zero-guard hold {hold_id}")
+        n = conn.execute("UPDATE stock_push_queue SET state='pending', confirmed=1, next_try=? WHERE hold_id=?"
+                         " AND state='held'", (now, hold_id)).rowcount
+        conn.execute("UPDATE stock_push_holds SET confirmed_ts=?, confirmed_by=? WHERE id=?", (now, by, hold_id))
+    return n
+
+
+# ---------------------------------------------------------------- sending
+
+
+def send_account(conn: sqlite3.Connection, cfg: CloudConfig, account: str, adapter: Marketplace, *,
+                 now: float | None = None) -> Sent:
+    """Send the account's due pushes of the most urgent priority (one batch)."""
+    now = time.time() if now is None else now
+    out = Sent(account)
+    guard(conn, cfg, account, now)
+    top = conn.execute("SELECT MIN(priority) FROM stock_push_queue WHERE account=? AND state='pending' AND next_try<=?",
+                       (account, now)).fetchone()[0]
+    if top is None:
+        return out
+    rows = conn.execute(
+        "SELECT card_id, warehouse_id, offer_id, item_id, quantity, version, attempts FROM stock_push_queue WHERE account=?"
+        " AND state='pending' AND next_try<=? AND priority=? ORDER BY queued_ts LIMIT ?",
+        (account, now, top, cfg.jobs.push_batch)).fetchall()
+    levels = [StockLevel(r["card_id"], r["offer_id"], r["warehouse_id"], r["quantity"]) for r in rows]
+    out.sent = len(levels)
+    try:
+        results = {r.key: r for r in adapter.push_stocks(levels)}
+        call_error = None
+    except MarketplaceError as exc:
+        results, call_error = {}, exc
+    done = time.time()
+    with transaction(conn):
+        for r in rows:
+            key = f"{r['card_id']}@{r['warehouse_id']}"
+            res = results.get(key) or results.get(r["card_id"])
+            if call_error is None and res is not None and res.ok:
+                deleted = conn.execute("DELETE FROM stock_push_queue WHERE account=? AND card_id=? AND warehouse_id=?"
+                                       " AND version=?", (account, r["card_id"], r["warehouse_id"], r["version"])).rowcount
+                conn.execute("INSERT INTO stock_published(account, card_id, warehouse_id, quantity, ts) VALUES"
+                             " (?,?,?,?,?) ON CONFLICT(account, card_id, warehouse_id) DO UPDATE SET"
+                             " quantity=excluded.quantity, ts=excluded.ts",
+                             (account, r["card_id"], r["warehouse_id"], r["quantity"], done))
+                if not deleted:  # the row changed or went while we sent: recompute, and respect the interval
+                    _reschedule_after_push(conn, cfg, account, r["card_id"], r["warehouse_id"], done)
+                    ledger.mark_dirty(conn, [r["item_id"]], "source", done)
+                out.ok += 1
+                continue
+            error = str(call_error) if call_error is not None else (res.error if res else "no result for this item")
+            retryable = call_error.retryable if call_error is not None else (res.retryable if res else True)
+            attempts = r["attempts"] + 1
+            if retryable and attempts < 50:
+                # backoff only: a per-card "too frequent" answer means we were early by a hair (the
+                # planner already waits out the marketplace's interval), not by a whole interval
+                delay = min(cfg.jobs.retry_max_s, cfg.jobs.retry_base_s * 2 ** min(attempts - 1, 8))
+                delay /= max(cfg.accounts[account].account.time_scale, 1e-9)
+                conn.execute("UPDATE stock_push_queue SET attempts=?, next_try=?, error=? WHERE account=? AND"
+                             " card_id=? AND warehouse_id=? AND version=?",
+                             (attempts, done + delay, error[:300], account, r["card_id"],
+                              r["warehouse_id"], r["version"]))
+                out.retry += 1
+            else:
+                conn.execute("UPDATE stock_push_queue SET state='failed', attempts=?, error=? WHERE account=? AND"
+                             " card_id=? AND warehouse_id=? AND version=?",
+                             (attempts, error[:300], account, r["card_id"], r["warehouse_id"], r["version"]))
+                out.failed += 1
+                if len(out.errors) < 5:
+                    out.errors.append(f"{key}: {error}")
+        if out.failed:
+            conn.execute("INSERT INTO cloud_errors(ts, area, account, message) VALUES (?,?,?,?)",
+                         (done, "stock_push", account, f"{out.failed} stock push(es) failed: {'; '.join(out.errors)}"))
+        if out.ok:
+            conn.execute("INSERT INTO order_events(order_id, ts, kind, detail) VALUES (NULL, ?, 'stock_pushed', ?)",
+                         (done, f"{out.ok} card(s) on {account}" + (f", {out.failed} failed" if out.failed else "")))
+        conn.execute("INSERT INTO stock_push_stats(account, sent, failed, calls, last_ts) VALUES (?,?,?,1,?)"
+                     " ON CONFLICT(account) DO UPDATE SET sent=sent+excluded.sent, failed=failed+excluded.failed,"
+                     " calls=calls+1, last_ts=excluded.last_ts", (account, out.ok, out.failed, done))
+    return out
+
+
+def _reschedule_after_push(conn: sqlite3.Connection, cfg: CloudConfig, account: str, card_id: str, wh: str,
+                           pushed: float) -> None:
+    settings = cfg.accounts[account]
+    interval = settings.min_stock_interval_s / max(settings.account.time_scale, 1e-9)
+    if interval:
+        conn.execute("UPDATE stock_push_queue SET next_try=MAX(next_try, ?) WHERE account=? AND card_id=?"
+                     " AND warehouse_id=?", (pushed + interval, account, card_id, wh))
+
+
+def record_read_back(conn: sqlite3.Connection, account: str, levels: Iterable[StockLevel]) -> int:
+    """FBS numbers read from the marketplace become what the cards show (the zero guard and the planner
+    compare against them)."""
+    # ts 0: a reading is not an update, the marketplace's per-card interval does not start from it
+    rows = [(account, lv.card_id, lv.warehouse_id, lv.quantity, 0.0) for lv in levels if lv.kind == "fbs"]
+    with transaction(conn):
+        conn.executemany("INSERT INTO stock_published(account, card_id, warehouse_id, quantity, ts) VALUES"
+                         " (?,?,?,?,?) ON CONFLICT(account, card_id, warehouse_id) DO UPDATE SET"
+                         " quantity=excluded.quantity", rows)
+    return len(rows)
+
+
+def pending(conn: sqlite3.Connection, account: str | None = None) -> dict[str, int]:
+    sql = "SELECT state, COUNT(*) FROM stock_push_queue" + (" WHERE account=?" if account else "") + " GROUP BY state"
+    return {r[0]: r[1] for r in conn.execute(sql, (account,) if account else ())}
+
+
+# ---------------------------------------------------------------- the running pusher
+
+
+class Pusher:
+    """The planner thread and one sender thread per account, each with its own database connection."""
+
+    def __init__(self, cfg: CloudConfig, db_path: str, adapters: Mapping[str, Marketplace], *,
+                 tick_s: float = 0.05) -> None:
+        self.cfg, self.db_path, self.adapters, self.tick_s = cfg, db_path, adapters, tick_s
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._account_wake = {name: threading.Event() for name in adapters}
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._started = False
+        self.errors: list[str] = []
+
+    def wake(self) -> None:
+        self._wake.set()
+        self._wake_accounts()  # zeros planned by the ingest itself go out at once
+
+    def _wake_accounts(self) -> None:
+        with self._lock:
+            events = list(self._account_wake.values())
+        for ev in events:
+            ev.set()
+
+    def start(self) -> None:
+        with self._lock:
+            self._started = True
+            self._threads = [threading.Thread(target=self._plan_loop, name="stock-planner", daemon=True)]
+            self._threads += [self._sender(name) for name in self._account_wake]
+            threads = list(self._threads)
+        for t in threads:
+            t.start()
+
+    def _sender(self, account: str) -> threading.Thread:
+        return threading.Thread(target=self._send_loop, args=(account,), name=f"stock-push-{account}", daemon=True)
+
+    def add_account(self, account: str) -> None:
+        """A sender for an account opened after the start (its credentials entered in Settings)."""
+        with self._lock:
+            if account in self._account_wake:
+                return
+            self._account_wake[account] = threading.Event()
+            if not self._started or self._stop.is_set():
+                return
+            thread = self._sender(account)
+            self._threads.append(thread)
+        thread.start()
+        self._wake.set()  # plan what the account is owed
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._wake_accounts()
+        with self._lock:
+            threads = list(self._threads)
+        for t in threads:
+            t.join(timeout)
+
+    def _plan_loop(self) -> None:
+        conn = connect(self.db_path)
+        try:
+            while not self._stop.is_set():
+                self._wake.wait(self.tick_s)
+                self._wake.clear()
+                try:
+                    if conn.execute("SELECT 1 FROM stock_dirty LIMIT 1").fetchone():
+                        res = plan(conn, self.cfg)
+                        if res.queued:
+                            self._wake_accounts()
+                except Exception as exc:  # noqa: BLE001 - keep planning; report
+                    log.exception("stock planner")
+                    self.errors.append(str(exc))
+        finally:
+            conn.close()
+
+    def _send_loop(self, account: str) -> None:
+        conn = connect(self.db_path)
+        ev = self._account_wake[account]
+        wait = self.tick_s
+        try:
+            while not self._stop.is_set():
+                ev.wait(wait)
+                ev.clear()
+                try:
+                    while not self._stop.is_set():
+                        # looked up per round: an adapter reopened from Settings takes over at the next round
+                        lease = getattr(self.adapters, "lease", None)
+                        with lease(account) if lease is not None else nullcontext(self.adapters[account]) as adapter:
+                            res = send_account(conn, self.cfg, account, adapter)
+                        if res.sent == 0:
+                            break
+                    # sleep until the next push falls due (a marketplace's per-card interval), at most idle
+                    due = conn.execute("SELECT MIN(next_try) FROM stock_push_queue WHERE account=? AND"
+                                       " state='pending'", (account,)).fetchone()[0]
+                    wait = self.cfg.jobs.push_idle_s if due is None else min(
+                        self.cfg.jobs.push_idle_s, max(0.001, due - time.time()))
+                except Exception as exc:  # noqa: BLE001 - keep sending; report
+                    log.exception("stock push %s", account)
+                    self.errors.append(f"{account}: {exc}")
+                    self._stop.wait(1.0)
+        finally:
+            conn.close()

@@ -1,0 +1,244 @@
+"""The push endpoints the cloud exposes to the marketplaces: Yandex.Market's Notification API and
+Megamarket's order/new and order/cancel.
+
+Owns: a Flask blueprint (`create_blueprint(cfg, adapters, on_event)`, or `create_webhooks_blueprint`
+without a CloudConfig) with one URL family per account, the `push_events` table (every accepted
+event, stored durably BEFORE the marketplace gets its answer), refusing pushes that are not
+authentic, parsing through the account's adapter (`Marketplace.parse_push`: the marketplace's shapes
+stay in its module), ignoring duplicates, and a worker that hands each new event to `on_event`
+after the answer went out, retrying it while it fails, and replaying unhandled events at start.
+
+URLs (the secret is part of the URL because neither marketplace can send our headers):
+    POST /push/yandex_market/<account>/<push_token>/notification
+    POST /push/megamarket/<account>/<push_token>/order/new
+    POST /push/megamarket/<account>/<push_token>/order/cancel
+Per account: `credentials["push_token"]` (the secret; from the environment or the secrets file, like
+every credential, or stored on the Settings page: checked from the next push on, as the account's
+config stands at each push), `options["push_sources"]` (CIDRs allowed to push; Yandex.Market defaults to its
+published ranges 5.45.207.0/25, 141.8.142.0/25, 5.255.253.0/25, Megamarket to any),
+`options["push_trusted_proxies"]` (CIDRs of our own reverse proxies, whose X-Forwarded-For is used).
+
+Answers: PING at once (no storage, no work); a stored or duplicate event 200 in the marketplace's
+shape (YM `{"version","name","time"}`, MM `{"data":{},"meta":{},"success":1}`); malformed 400 (YM
+`{"error":{"type":"WRONG_EVENT_FORMAT",…}}`, MM `success: 0`), stored nowhere; wrong token, foreign
+store/merchant or source outside the allow-list 403; a database failure 500 (the marketplace retries).
+
+Dedup keys (explicit, from the adapters): `ym:<campaignId>:<orderId>:created|cancelled|status:<S/SS>`,
+`mm:<merchantId>:<shipmentId>:new|cancel:<itemIndexes>`; unique per account in `push_events`. An
+order is keyed by (account, Order.native_id) on both paths — the YM orderId, the MM shipmentId —
+identical to what polling (`new_orders`) returns, so cloud_sync.orders never creates one twice.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import ipaddress
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import Blueprint, Response, request
+
+from cloud_sync.db import connect
+from cloud_sync.orders import pushes
+from cloud_sync.schema import open_db
+from marketplaces.base import AccountConfig, AuthError, Marketplace, MarketplaceError
+
+log = logging.getLogger("cloud_sync.web.push")
+
+YM_SOURCES = ("5.45.207.0/25", "141.8.142.0/25", "5.255.253.0/25")
+MAX_BODY = 1 << 20
+INTEGRATION = {"name": "marketsync", "version": "0.1.0"}
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _json(obj: Any, status: int) -> Response:
+    return Response(json.dumps(obj, ensure_ascii=False), status=status, content_type="application/json")
+
+
+def _ym_error(status: int, kind: str, message: str) -> Response:
+    return _json({"error": {"type": kind, "message": message}}, status)
+
+
+def _mm_answer(status: int, message: str = "") -> Response:
+    body: dict[str, Any] = {"data": {}, "meta": {}, "success": 1 if status == 200 else 0}
+    if message:
+        body["error"] = [{"code": "REFUSED" if status in (401, 403) else "BAD_REQUEST", "message": message}]
+    return _json(body, status)
+
+
+class PushAccount:
+    """What the endpoint needs of one account: its adapter, secret and allowed sources — read as they are
+    now, on every push: `current()` gives the account's config of the moment (a push token stored in
+    Settings, or any credential reopened there, counts from the next push) and `adapters` the running
+    adapters (looked up per push, so a reopened one takes over). Only where the running adapters lack the
+    account does it open its own, for parsing, anew whenever the config changed."""
+
+    def __init__(self, config: AccountConfig, adapters: Mapping[str, Marketplace] | None = None,
+                 current: Callable[[], AccountConfig] | None = None) -> None:
+        self.name = config.name
+        self.marketplace = config.marketplace
+        self._first = config
+        self._current = current
+        self._adapters: Mapping[str, Marketplace] = adapters if adapters is not None else {}
+        self._own: tuple[AccountConfig, Marketplace] | None = None
+        self._lock = threading.Lock()
+        self._networks: tuple[AccountConfig, list[Any], list[Any]] | None = None
+
+    @property
+    def config(self) -> AccountConfig:
+        return self._current() if self._current is not None else self._first
+
+    @property
+    def token(self) -> str:
+        return str(self.config.credentials.get("push_token") or "")
+
+    def _allowed(self) -> tuple[list[Any], list[Any]]:
+        """(sources, trusted proxies) as networks, parsed again only when the config changed."""
+        config = self.config
+        known = self._networks
+        if known is None or known[0] is not config:
+            default = YM_SOURCES if config.marketplace == "yandex_market" else ()
+            sources = [ipaddress.ip_network(s, strict=False) for s in config.options.get("push_sources", default)]
+            proxies = [ipaddress.ip_network(s, strict=False) for s in config.options.get("push_trusted_proxies", [])]
+            known = self._networks = (config, sources, proxies)
+        return known[1], known[2]
+
+    @property
+    def adapter(self) -> Marketplace:
+        shared = self._adapters.get(self.name)
+        if shared is not None:
+            return shared
+        config = self.config
+        with self._lock:
+            if self._own is None or self._own[0] is not config:
+                from marketplaces import open_account
+
+                old, self._own = self._own, (config, open_account(config))
+                if old is not None and callable(getattr(old[1], "close", None)):
+                    old[1].close()  # type: ignore[attr-defined]
+            return self._own[1]
+
+    def token_ok(self, given: str) -> bool:
+        return bool(self.token) and hmac.compare_digest(self.token.encode(), given.encode())
+
+    def source_ok(self, remote: str, forwarded: str) -> bool:
+        sources, proxies = self._allowed()
+        if not sources:
+            return True
+        try:
+            addr = ipaddress.ip_address(remote)
+            if forwarded and any(addr in p for p in proxies):
+                addr = ipaddress.ip_address(forwarded.split(",")[-1].strip())
+        except ValueError:
+            return False
+        return any(addr in net for net in sources)
+
+
+def create_webhooks_blueprint(db_path: str, accounts: list[AccountConfig], on_event: pushes.OnEvent | None,
+                              adapters: Mapping[str, Marketplace] | None = None, *,
+                              retry_base_s: float = 1.0,
+                              current: Callable[[str], AccountConfig] | None = None) -> Blueprint:
+    """The push endpoints for the Yandex.Market and Megamarket accounts among `accounts`. `on_event(account,
+    event)` gets each new event once (after it was stored and acknowledged); the blueprint's
+    `push_worker` (a `PushWorker`) runs it. `adapters` is looked up on every push (the running ones);
+    `current(name)`, when given, is the account's config of the moment (push token, sources), else the
+    config in `accounts` stays. See the module docstring for URLs and answers."""
+    open_db(db_path).close()
+    by_name = {a.name: PushAccount(a, adapters, None if current is None else functools.partial(current, a.name))
+               for a in accounts if a.marketplace in ("yandex_market", "megamarket")}
+    worker = pushes.PushWorker(db_path, by_name, on_event, retry_base_s=retry_base_s)
+    bp = Blueprint("marketplace_pushes", __name__)
+    bp.push_worker = worker  # type: ignore[attr-defined]
+    local = threading.local()
+
+    def db() -> sqlite3.Connection:
+        conn = getattr(local, "conn", None)
+        if conn is None:
+            conn = local.conn = connect(db_path)
+            conn.execute("PRAGMA synchronous=FULL")  # an acknowledged push survives a power cut
+        return conn
+
+    @bp.record_once
+    def _started(_state: Any) -> None:
+        worker.start()
+        worker.wake()  # replay what a previous run left unhandled
+
+    def refuse(account: PushAccount | None, marketplace: str, status: int, message: str) -> Response:
+        log.warning("push refused (%s %s): %s", marketplace, account.name if account else "?", message)
+        if marketplace == "yandex_market":
+            return _ym_error(status, "WRONG_EVENT_FORMAT" if status == 400 else "UNKNOWN", message)
+        return _mm_answer(status, message)
+
+    def receive(marketplace: str, name: str, token: str, push: str) -> Response:
+        account = by_name.get(name)
+        if account is None or account.marketplace != marketplace:
+            return refuse(None, marketplace, 404, "no such push endpoint")
+        if not account.token_ok(token):
+            return refuse(account, marketplace, 403, "wrong push token")
+        if not account.source_ok(request.remote_addr or "", request.headers.get("X-Forwarded-For", "")):
+            return refuse(account, marketplace, 403, f"source {request.remote_addr} is not allowed to push")
+        if (request.content_length or 0) > MAX_BODY:
+            return refuse(account, marketplace, 413, "push body too large")
+        body = request.stream.read(MAX_BODY + 1)
+        if len(body) > MAX_BODY:
+            return refuse(account, marketplace, 413, "push body too large")
+        try:
+            events = account.adapter.parse_push({"x-push-path": push, **dict(request.headers)}, body)
+        except AuthError as exc:
+            return refuse(account, marketplace, 403, str(exc))
+        except MarketplaceError as exc:
+            return refuse(account, marketplace, 400, str(exc))
+        stored = [e for e in events if e.kind != "ping"]
+        if stored:
+            try:
+                new = pushes.store_events(db(), account.name, account.marketplace, push, body, stored)
+            except sqlite3.Error as exc:
+                log.error("push from %s not stored: %s", account.name, exc)
+                if marketplace == "yandex_market":
+                    return _ym_error(500, "UNKNOWN", "temporarily unable to store the notification")
+                return _mm_answer(500, "temporarily unable to store the push")
+            if new:
+                worker.wake()
+        if marketplace == "yandex_market":
+            return _json({**INTEGRATION, "time": _now_iso()}, 200)
+        return _mm_answer(200)
+
+    @bp.post("/push/yandex_market/<name>/<token>/notification")
+    def ym_notification(name: str, token: str) -> Response:
+        return receive("yandex_market", name, token, "notification")
+
+    @bp.post("/push/megamarket/<name>/<token>/order/new")
+    def mm_order_new(name: str, token: str) -> Response:
+        return receive("megamarket", name, token, "order/new")
+
+    @bp.post("/push/megamarket/<name>/<token>/order/cancel")
+    def mm_order_cancel(name: str, token: str) -> Response:
+        return receive("megamarket", name, token, "order/cancel")
+
+    return bp
+
+
+def create_blueprint(cfg: Any, adapters: Mapping[str, Marketplace], on_event: pushes.OnEvent | None) -> Blueprint:
+    """The factory cloud_sync.app calls: accounts and database from the CloudConfig. Each push reads the
+    account's config as it is then (`cfg.accounts[name].account`, which a reopen from Settings replaces:
+    a push token stored there counts from the next push) and the running adapter from `adapters`."""
+    accounts = [s.account for s in cfg.accounts.values()]
+    return create_webhooks_blueprint(cfg.db_path, accounts, on_event, adapters,
+                                     retry_base_s=float(getattr(cfg.jobs, "retry_base_s", 1.0) or 1.0),
+                                     current=lambda name: cfg.accounts[name].account)
+
+
+def push_url(base_url: str, account: AccountConfig) -> str:
+    """Where the marketplace must push for this account (register it in the cabinet / sandbox):
+    Yandex.Market appends /notification itself, Megamarket /order/new and /order/cancel."""
+    token = account.credentials.get("push_token", "")
+    return f"{base_url.rstrip('/')}/push/{account.marketplace}/{account.name}/{token}"
