@@ -24,6 +24,7 @@ from edge_agent.labels import prepare_label
 
 
 def ozon_pdf(posting: str) -> bytes:
+    # lazy: reportlab is a cloud-side dependency; the edge bench needs it only to make its test PDF
     from reportlab.graphics.barcode import code128
     from reportlab.lib.units import mm
     from reportlab.pdfgen import canvas
@@ -71,6 +72,7 @@ class Sink:
 
 
 def naive_job(pdf: bytes, printer) -> PrintJob:
+    # lazy: the naive path's heavy parts load only when that baseline runs, as they would on the box
     import pypdfium2 as pdfium
     from PIL import Image
 

@@ -112,6 +112,7 @@ def _reset_hwm() -> bool:
 
 
 def child(kind: str, db: str, files: list[str]) -> None:
+    # lazy: the child process measures its own peak memory, the import's modules included
     from cloud_sync.onec.importer import import_files
     from cloud_sync.onec.parser import parse
     from cloud_sync.schema import open_db

@@ -36,6 +36,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import json
+import signal
+import subprocess
+
 import httpx  # noqa: E402
 
 from marketplaces import open_account  # noqa: E402
@@ -49,9 +53,6 @@ class SandboxProcess:
     does not share the bench's GIL), without OpenAPI validation; stopped with SIGTERM."""
 
     def __init__(self, marketplace: str, *, seed: int, time_scale: float) -> None:
-        import json
-        import subprocess
-
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "marketsync.cli", "sandbox", "serve", marketplace, "--port", "0",
              "--seed", str(seed), "--time-scale", str(time_scale), "--no-validate"],
@@ -64,8 +65,6 @@ class SandboxProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        import signal
-
         self.proc.send_signal(signal.SIGTERM)
         try:
             self.proc.wait(timeout=20)

@@ -22,14 +22,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cloud_sync.access import users  # noqa: E402
+from cloud_sync.config import parse_config  # noqa: E402
+from cloud_sync.db import transaction  # noqa: E402
+from cloud_sync.schema import open_db  # noqa: E402
+from cloud_sync.web.app import create_app  # noqa: E402
+
 STATUSES = ["new", "in_work", "reserved", "picking", "packed", "handed_over", "delivered", "cancelled"]
 ACCOUNTS = {"wb1": "wildberries", "oz1": "ozon", "ym1": "yandex_market", "mm1": "megamarket"}
 
 
 def build(db: str, n_orders: int, n_items: int) -> None:
-    from cloud_sync.db import transaction
-    from cloud_sync.schema import open_db
-
     conn = open_db(db)
     rnd = random.Random(7)
     with transaction(conn):
@@ -65,11 +68,6 @@ def main() -> int:
     ap.add_argument("--items", type=int, default=20_000)
     ap.add_argument("--requests", type=int, default=200)
     args = ap.parse_args()
-
-    from cloud_sync.access import users
-    from cloud_sync.config import parse_config
-    from cloud_sync.schema import open_db
-    from cloud_sync.web.app import create_app
 
     tmp = tempfile.TemporaryDirectory(prefix="bench-ui-")
     db = str(Path(tmp.name) / "cloud.sqlite")

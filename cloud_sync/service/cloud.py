@@ -25,6 +25,7 @@ from cloud_sync.schema import open_db
 from cloud_sync.service import sync
 from cloud_sync.service.accounts import AccountAdapters, SyncReport, open_with_settings
 from cloud_sync.service.jobs import Jobs
+from cloud_sync.service.pusher import Pusher
 from cloud_sync.stock import push as stock_push
 from cloud_sync.web.app import create_app
 from sitelink import LinkConfig, SiteLink
@@ -39,7 +40,7 @@ class CloudService:
         self.cfg = cfg
         self.db_path = cfg.db_path
         self.link: Any = None
-        self.pusher: stock_push.Pusher | None = None
+        self.pusher: Pusher | None = None
         self.jobs: Jobs | None = None
         self._server: Any = None
         self._server_thread: threading.Thread | None = None
@@ -59,7 +60,7 @@ class CloudService:
             conn.close()
         # one shared holder: a token entered in Settings swaps the account's adapter for all of them at once
         self.adapters = AccountAdapters(self.cfg, adapters)
-        self.pusher = stock_push.Pusher(self.cfg, self.db_path, self.adapters)
+        self.pusher = Pusher(self.cfg, self.db_path, self.adapters)
         if self.cfg.link.enabled:
             lc = self.cfg.link
             self.link = SiteLink(LinkConfig(role="cloud", db_path=self.db_path, host=lc.host, port=lc.port,

@@ -12,8 +12,8 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +23,7 @@ from cloud_sync.config import CloudConfig
 from cloud_sync.db import connect, transaction
 from cloud_sync.money import price_rules
 from cloud_sync.orders import intake, mp_actions, records, site_messages
+from cloud_sync.service.accounts import AccountAdapters
 from cloud_sync.stock import ledger
 from marketplaces.base import Marketplace, NotSupported
 
@@ -44,7 +45,7 @@ class Job:
 
 
 class Jobs:
-    def __init__(self, cfg: CloudConfig, db_path: str, adapters: Mapping[str, Marketplace], *, link: Any = None,
+    def __init__(self, cfg: CloudConfig, db_path: str, adapters: AccountAdapters, *, link: Any = None,
                  wake_stock: Callable[[], None] | None = None) -> None:
         self.cfg, self.db_path, self.adapters, self.link = cfg, db_path, adapters, link
         self.wake_stock = wake_stock or (lambda: None)
@@ -82,8 +83,7 @@ class Jobs:
     def _adapter(self, account: str) -> AbstractContextManager[Marketplace]:
         """The account's adapter as it is now (one reopened from Settings takes over at the next run),
         held for one run."""
-        lease = getattr(self.adapters, "lease", None)
-        return lease(account) if lease is not None else nullcontext(self.adapters[account])
+        return self.adapters.lease(account)
 
     def _poll(self, account: str) -> JobFn:
         def run(conn: sqlite3.Connection) -> None:

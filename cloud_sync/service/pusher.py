@@ -1,0 +1,120 @@
+"""The running cloud's stock sender: the push planner (cloud_sync/stock/push.py) run whenever the ledger
+changes, and one sender thread per account, so every account is pushed at once, each at its own
+marketplace's pace; an account opened later (its token entered in Settings) gets its sender at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from cloud_sync.config import CloudConfig
+from cloud_sync.db import connect
+from cloud_sync.service.accounts import AccountAdapters
+from cloud_sync.stock import push as stock_push
+
+log = logging.getLogger("cloud_sync.service.pusher")
+
+
+class Pusher:
+    """The planner thread and one sender thread per account, each with its own database connection."""
+
+    def __init__(self, cfg: CloudConfig, db_path: str, adapters: AccountAdapters, *,
+                 tick_s: float = 0.05) -> None:
+        self.cfg, self.db_path, self.adapters, self.tick_s = cfg, db_path, adapters, tick_s
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._account_wake = {name: threading.Event() for name in adapters}
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._started = False
+        self.errors: list[str] = []
+
+    def wake(self) -> None:
+        self._wake.set()
+        self._wake_accounts()  # zeros planned by the ingest itself go out at once
+
+    def _wake_accounts(self) -> None:
+        with self._lock:
+            events = list(self._account_wake.values())
+        for ev in events:
+            ev.set()
+
+    def start(self) -> None:
+        with self._lock:
+            self._started = True
+            self._threads = [threading.Thread(target=self._plan_loop, name="stock-planner", daemon=True)]
+            self._threads += [self._sender(name) for name in self._account_wake]
+            threads = list(self._threads)
+        for t in threads:
+            t.start()
+
+    def _sender(self, account: str) -> threading.Thread:
+        return threading.Thread(target=self._send_loop, args=(account,), name=f"stock-push-{account}", daemon=True)
+
+    def add_account(self, account: str) -> None:
+        """A sender for an account opened after the start (its credentials entered in Settings)."""
+        with self._lock:
+            if account in self._account_wake:
+                return
+            self._account_wake[account] = threading.Event()
+            if not self._started or self._stop.is_set():
+                return
+            thread = self._sender(account)
+            self._threads.append(thread)
+        thread.start()
+        self._wake.set()  # plan what the account is owed
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._wake_accounts()
+        with self._lock:
+            threads = list(self._threads)
+        for t in threads:
+            t.join(timeout)
+
+    def _plan_loop(self) -> None:
+        conn = connect(self.db_path)
+        try:
+            while not self._stop.is_set():
+                self._wake.wait(self.tick_s)
+                self._wake.clear()
+                try:
+                    if conn.execute("SELECT 1 FROM stock_dirty LIMIT 1").fetchone():
+                        res = stock_push.plan(conn, self.cfg)
+                        if res.queued:
+                            self._wake_accounts()
+                except Exception as exc:  # noqa: BLE001 - keep planning; report
+                    log.exception("stock planner")
+                    self.errors.append(str(exc))
+        finally:
+            conn.close()
+
+    def _send_loop(self, account: str) -> None:
+        conn = connect(self.db_path)
+        ev = self._account_wake[account]
+        wait = self.tick_s
+        try:
+            while not self._stop.is_set():
+                ev.wait(wait)
+                ev.clear()
+                try:
+                    while not self._stop.is_set():
+                        # looked up per round: an adapter reopened from Settings takes over at the next round
+                        with self.adapters.lease(account) as adapter:
+                            res = stock_push.send_account(conn, self.cfg, account, adapter)
+                        if res.sent == 0:
+                            break
+                    # sleep until the next push falls due (a marketplace's per-card interval), at most idle
+                    due = conn.execute("SELECT MIN(next_try) FROM stock_push_queue WHERE account=? AND"
+                                       " state='pending'", (account,)).fetchone()[0]
+                    wait = self.cfg.jobs.push_idle_s if due is None else min(
+                        self.cfg.jobs.push_idle_s, max(0.001, due - time.time()))
+                except Exception as exc:  # noqa: BLE001 - keep sending; report
+                    log.exception("stock push %s", account)
+                    self.errors.append(f"{account}: {exc}")
+                    self._stop.wait(1.0)
+        finally:
+            conn.close()
