@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from sitelink import LinkConfig, SiteLink, envelope, store
+from sitelink import LinkConfig, SiteLink, envelope, sqlite
 from sitelink.broker import Broker, mosquitto_hash
 
 from .conftest import RawClient, applied_rows, delta_body, pick_body, record, wait_for
@@ -30,9 +30,9 @@ def test_links_work_over_tls_with_passwords(secure_broker, tmp_path):
         cloud.start()
         site.start()
         wait_for(lambda: cloud.connected and site.connected, 10, "TLS links")
-        conn = store.connect(tmp_path / "c.db")
+        conn = sqlite.connect(tmp_path / "c.db")
         cloud.send(conn, "pick_task", pick_body(1), site="site-1")
-        sconn = store.connect(tmp_path / "s.db")
+        sconn = sqlite.connect(tmp_path / "s.db")
         site.send(sconn, "stock_delta", delta_body(1))
         assert cloud.wait_idle(10) and site.wait_idle(10)
         assert len(applied_rows(tmp_path / "s.db")) == 1 and len(applied_rows(tmp_path / "c.db")) == 1
