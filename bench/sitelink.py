@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import paho.mqtt.client as mqtt  # noqa: E402
 
+from marketsync.broker import Broker  # noqa: E402
 from sitelink import LinkConfig, SiteLink, envelope, sqlite, store  # noqa: E402
-from sitelink.broker import Broker  # noqa: E402
 
 SITE = "site-1"
 

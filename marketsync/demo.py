@@ -113,7 +113,7 @@ class Demo:
         self.start_site()
 
     def start_broker(self) -> None:
-        from sitelink.broker import Broker
+        from marketsync.broker import Broker
 
         self.broker = Broker(workdir=self.work / "broker", secure=True, sites=[SITE_ID])
         self.broker.start()

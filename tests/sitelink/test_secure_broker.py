@@ -1,5 +1,5 @@
 """The broker as deployed: TLS, a password per site, and an ACL keeping each site to its own topics.
-Real Mosquitto with the project's own generated config (sitelink.broker, as in systemd/mosquitto/)."""
+Real Mosquitto with the project's own generated config (marketsync.broker with sitelink.broker_config, as in systemd/mosquitto/)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import time
 
 import pytest
 
+from marketsync.broker import Broker
 from sitelink import LinkConfig, SiteLink, envelope, sqlite
-from sitelink.broker import Broker, mosquitto_hash
+from sitelink.broker_config import mosquitto_hash
 
 from .conftest import RawClient, applied_rows, delta_body, pick_body, record, wait_for
 
