@@ -15,7 +15,9 @@ from typing import Any
 
 from edge_agent.changes import Changes
 from edge_agent.config import EdgeConfig
-from edge_agent.devices import open_camera, open_printer, open_scanner
+from edge_agent.devices.camera import open_camera
+from edge_agent.devices.printers import open_printer
+from edge_agent.devices.scanners import open_scanner
 from edge_agent.video import PackingRecorder, Retention
 
 log = logging.getLogger("marketsync.edge")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from marketsync import __version__
+
 COMMANDS: dict[str, tuple[str, str, str]] = {
     # name: (module, function, one line of help)
     "demo": ("marketsync.demo", "main", "run a whole seller's day on this machine"),
@@ -36,8 +38,6 @@ def main(argv: list[str] | None = None) -> int:
         print(_usage())
         return 0
     if argv[0] == "--version":
-        from marketsync import __version__
-
         print(__version__)
         return 0
     name, rest = argv[0], argv[1:]

@@ -17,7 +17,7 @@ import time
 from typing import Any
 
 from edge_agent import store
-from edge_agent.devices import open_scanner
+from edge_agent.devices.scanners import open_scanner
 from edge_agent.site import Site
 from edge_agent.tasks import handover, station
 from edge_agent.tasks.common import TaskError

@@ -8,6 +8,7 @@ be re-sent) and `DeviceGone` (a device disappeared; the caller keeps its state a
 
 from __future__ import annotations
 
+import importlib
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -33,8 +34,6 @@ class MissingLibrary(DeviceError):
 
 def need(module: str, backend: str, package: str | None = None) -> Any:
     """Import an optional library for one backend, or raise a clear `MissingLibrary`."""
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError as exc:
