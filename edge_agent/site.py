@@ -259,7 +259,7 @@ def load_plugin(entry: str) -> Callable[[Site], Plugin]:
     module_name, sep, name = entry.partition(":")
     if not sep or not module_name or not name:
         raise ValueError(f"a plugin is named 'package.module:function', got {entry!r}")
-    # the plugin is named by the config, so it is found by its name here: the edge never imports it
+    # by name: the config names the plugin (the demo's packer lives outside the edge), never an import
     return getattr(importlib.import_module(module_name), name)
 
 

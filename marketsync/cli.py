@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module_name, func_name, _ = COMMANDS[name]
     try:
+        # lazy: only the command that runs is imported, so an edge box needs none of the cloud's parts
         module = importlib.import_module(module_name)
     except ImportError as exc:
         print(f"marketsync {name}: cannot start, a part is missing: {exc}", file=sys.stderr)

@@ -35,6 +35,7 @@ class MissingLibrary(DeviceError):
 def need(module: str, backend: str, package: str | None = None) -> Any:
     """Import an optional library for one backend, or raise a clear `MissingLibrary`."""
     try:
+        # lazy: escpos, serial, evdev, OpenCV, zxing... are imported when the backend that needs them is used
         return importlib.import_module(module)
     except ImportError as exc:
         pkg = package or module
