@@ -26,6 +26,8 @@ OnScan = Callable[..., None]
 
 
 class DeviceHub:
+    """The devices one site opened, and what the page is to be told about them."""
+
     def __init__(self, cfg: EdgeConfig, changes: Changes) -> None:
         self.cfg = cfg
         self.changes = changes

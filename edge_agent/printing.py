@@ -31,12 +31,16 @@ log = logging.getLogger("marketsync.edge")
 
 @dataclass
 class PrinterState:
+    """What the page says about the printer: fine or not (and why, in the packer's words), jobs waiting."""
+
     ok: bool = True
     message: str = ""
     pending: int = 0
 
 
 class PrintQueue:
+    """The site's print worker: `run` in a thread of its own, `wake` when there may be work."""
+
     def __init__(self, conn: sqlite3.Connection, send: Send, devices: DeviceHub, changes: Changes,
                  cfg: EdgeConfig) -> None:
         self.conn = conn

@@ -45,6 +45,8 @@ class Plugin(Protocol):
 
 
 class Site:
+    """One warehouse site at work; `start` it, `begin_stop` before the web server closes, then `stop`."""
+
     def __init__(self, cfg: EdgeConfig, *, with_link: bool = True, with_devices: bool = True) -> None:
         self.cfg = cfg
         self.conn = store.connect(cfg.db_path)

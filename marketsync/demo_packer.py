@@ -45,6 +45,8 @@ def demo_code(gtin: str, serial: str) -> str:
 
 
 class DemoPacker:
+    """One simulated packer at one station: works through its queue of tasks and hand-overs in order."""
+
     def __init__(self, site: Site, station: str, delay_s: float) -> None:
         self.site = site
         self.station = station
