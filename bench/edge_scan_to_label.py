@@ -17,8 +17,8 @@ import statistics
 import threading
 import time
 
-from edge_agent.devices import open_printer
 from edge_agent.devices.base import PrintJob
+from edge_agent.devices.printers import open_printer
 from edge_agent.devices.scanners import VirtualScanner
 from edge_agent.labels import prepare_label
 

@@ -34,8 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import paho.mqtt.client as mqtt  # noqa: E402
 
-from sitelink import LinkConfig, SiteLink, envelope, store  # noqa: E402
-from sitelink.broker import Broker  # noqa: E402
+from marketsync.broker import Broker  # noqa: E402
+from sitelink import LinkConfig, SiteLink, envelope, sqlite, store  # noqa: E402
 
 SITE = "site-1"
 
@@ -55,7 +55,7 @@ def pick(i: int) -> dict:
 def run_site(db: str, port: int) -> None:
     """The site side: apply every pick task into `applied`, print progress lines to stdout."""
     link = SiteLink(LinkConfig(role="site", db_path=db, port=port, site_id=SITE))
-    conn = store.connect(db)
+    conn = sqlite.connect(db)
     conn.execute("CREATE TABLE IF NOT EXISTS applied (task_id TEXT, seq INTEGER)")
     conn.close()
 
@@ -143,7 +143,7 @@ def applied_count(db: str) -> int:
 
 
 def enqueue(db: str, start: int, n: int, per_txn: int = 100, link: SiteLink | None = None) -> None:
-    conn = store.connect(db)
+    conn = sqlite.connect(db)
     for i in range(start, start + n, per_txn):
         conn.execute("BEGIN IMMEDIATE")
         for j in range(i, min(i + per_txn, start + n)):
@@ -156,7 +156,7 @@ def enqueue(db: str, start: int, n: int, per_txn: int = 100, link: SiteLink | No
 
 
 def wait_empty(db: str, timeout: float) -> float:
-    conn = store.connect(db)
+    conn = sqlite.connect(db)
     deadline = time.time() + timeout
     try:
         while conn.execute("SELECT COUNT(*) FROM link_outbox").fetchone()[0]:

@@ -22,6 +22,7 @@ from flask import Flask, Response, abort, jsonify, redirect, render_template, re
 import web
 from edge_agent import store
 from edge_agent.config import check_pin
+from edge_agent.devices.scanners import fix_layout
 from edge_agent.site import Site
 from edge_agent.tasks import handover, pack, pick, stock
 from edge_agent.tasks import station as stations
@@ -45,8 +46,6 @@ def page_scan_text(code: str) -> str:
     no Cyrillic, so a scan holding any is read back through the key positions (US layout).
     """
     if any(ch in _CYRILLIC for ch in code):
-        from edge_agent.devices.scanners import fix_layout
-
         return fix_layout(code)
     return code
 

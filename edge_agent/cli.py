@@ -20,7 +20,11 @@ import sys
 import threading
 import time
 
+import waitress
+
+from edge_agent.app import WEB_THREADS, create_app
 from edge_agent.config import DEFAULTS, ConfigError, hash_pin, load_config
+from edge_agent.site import Site
 from sitelink.service_manager import notify, watchdog_interval
 
 sd_notify = notify  # kept under its old name for callers and tests
@@ -56,11 +60,6 @@ def serve_main(config_path: str | None, port: int | None = None) -> int:
         return 2
     if port is not None:
         cfg.web_port = port
-
-    import waitress
-
-    from edge_agent.app import WEB_THREADS, create_app
-    from edge_agent.site import Site
 
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

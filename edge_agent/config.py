@@ -23,6 +23,11 @@ class ConfigError(ValueError):
     """The configuration file is missing, unreadable or has a bad value; the message says which."""
 
 
+# The demo's simulated packer, which `[tasks] auto_pack = true` starts: it ships with the demo
+# (marketsync/demo_packer.py), not with the edge; the edge only names it, as any other plugin.
+AUTO_PACKER = "marketsync.demo_packer:attach"
+
+
 @dataclass
 class MqttConfig:
     host: str = "127.0.0.1"
@@ -56,9 +61,17 @@ class EdgeConfig:
     cameras: list[dict[str, Any]] = field(default_factory=list)  # packing video, each bound to a station
     video_dir: str = "var/edge/video"
     print_retry_s: float = 5.0
-    auto_pack: bool = False  # demo only: a simulated packer packs every new pick task
+    plugins: list[str] = field(default_factory=list)  # "module:function" helpers started with the site
+    auto_pack: bool = False  # demo only: a simulated packer (AUTO_PACKER) packs every new pick task
     auto_pack_station: str = "auto"
     auto_pack_delay_s: float = 0.2
+
+    def plugin_entries(self) -> list[str]:
+        """The helpers the site starts: `plugins`, and the simulated packer when `auto_pack` is on."""
+        entries = list(self.plugins)
+        if self.auto_pack and AUTO_PACKER not in entries:
+            entries.append(AUTO_PACKER)
+        return entries
 
     def mqtt_password(self) -> str | None:
         env = os.environ.get("MARKETSYNC_MQTT_PASSWORD")
@@ -124,6 +137,7 @@ def config_from_dict(data: dict[str, Any], base: Path | None = None) -> EdgeConf
                 and not cam["source"].startswith("/dev/"):
             cam["source"] = _path(base, cam["source"])
     cfg.video_dir = _path(base, site.get("video_dir", cfg.video_dir))
+    cfg.plugins = [str(p) for p in site.get("plugins", cfg.plugins)]
     staff = data.get("staff", [])
     for entry in staff:
         if "name" not in entry or "pin_hash" not in entry:

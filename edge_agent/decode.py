@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
 from edge_agent.devices.base import need
 
@@ -69,11 +70,8 @@ def decode_image(image: Any, thorough: bool = True) -> list[Symbol]:
     rescue hard pictures: other binarizers, upscaled small images, a sharpened copy, a mirrored copy.
     """
     zx = _zx()
-    if not isinstance(image, np.ndarray):
-        from PIL import Image
-
-        if isinstance(image, Image.Image):
-            image = np.asarray(image.convert("L"))
+    if isinstance(image, Image.Image):
+        image = np.asarray(image.convert("L"))
     gray = _to_gray(image)
     found: dict[tuple[str, str], Symbol] = {}
 
@@ -117,8 +115,6 @@ def load_image(path: str) -> np.ndarray:
     data = np.fromfile(path, dtype=np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE) if data.size else None
     if image is None:
-        from PIL import Image, UnidentifiedImageError
-
         try:
             with Image.open(path) as pic:
                 image = np.asarray(pic.convert("L"))

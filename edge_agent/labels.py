@@ -19,9 +19,20 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-from edge_agent.barcodes import GS, BarcodeError, is_ean13, symbol_image
+from edge_agent.barcodes import (
+    GS,
+    BarcodeError,
+    ean13_check_digit,
+    gs1_elements,
+    is_ean13,
+    looks_gs1,
+    symbol_bits,
+    symbol_image,
+)
 from edge_agent.devices.base import PrinterError, PrinterProfile, PrintJob, need
 from edge_agent.devices.encoders import encode_image
+from edge_agent.devices.zpl_render import font, render_zpl
+from edge_agent.svg_render import SvgError, render_svg
 
 FORMATS = ("pdf", "png", "svg", "zpl")
 SIZES_MM = ((58, 40), (40, 30), (75, 120))
@@ -94,8 +105,6 @@ def _prepare(data: bytes, fmt: str, profile: PrinterProfile, copies: int) -> Pri
     if fmt == "zpl" and profile.language == "zpl":
         return _zpl_passthrough(data, profile, copies)
     if fmt == "zpl":
-        from edge_agent.devices.zpl_render import render_zpl
-
         src = _zpl_source_profile(data, profile)
         check_fits(src.width_mm, src.height_mm, profile)
         gray = render_zpl(data, src).convert("L")
@@ -183,8 +192,6 @@ def _render_pdf(data: bytes, profile: PrinterProfile) -> Image.Image:
 
 
 def _render_svg(data: bytes, profile: PrinterProfile) -> Image.Image:
-    from edge_agent.svg_render import SvgError, render_svg
-
     m = re.search(rb"viewBox=\"[\d.\s-]*?\s([\d.]+)\s+([\d.]+)\"", data[:4096])
     w, h = (float(m.group(1)), float(m.group(2))) if m else (profile.width_dots, profile.height_dots)
     rotate = (w > h) != (profile.width_dots > profile.height_dots) and abs(w - h) > 1
@@ -255,8 +262,6 @@ def _wrap(draw: ImageDraw.ImageDraw, text: str, fnt: Any, width: int, max_lines:
 def own_label(kind: str, text: str, caption: str = "", printer_profile: Any = None, copies: int = 1) -> PrintJob:
     """A label this project draws: kind "item" (EAN-13 if `text` is one, else Code 128), "box" (Code 128,
     big caption) or "datamatrix" (a marking code; GS1 when it has AIs and \\x1d separators)."""
-    from edge_agent.devices.zpl_render import font
-
     profile = _profile(printer_profile if printer_profile is not None else {})
     if kind not in ("item", "box", "datamatrix"):
         raise LabelError(f"unknown own label kind {kind!r}; expected item, box or datamatrix")
@@ -281,9 +286,6 @@ def own_label(kind: str, text: str, caption: str = "", printer_profile: Any = No
 
 def _draw_linear(canvas: Image.Image, draw: ImageDraw.ImageDraw, kind: str, text: str, caption: str,
                  profile: PrinterProfile, margin: int, small: Any) -> None:
-    from edge_agent.barcodes import symbol_bits
-    from edge_agent.devices.zpl_render import font
-
     w, h = canvas.size
     symbol = "ean13" if kind == "item" and (is_ean13(text) or (len(text) == 12 and text.isdigit())) else "code128"
     if kind == "item" and len(text) == 13 and text.isdigit() and not is_ean13(text):
@@ -312,16 +314,11 @@ def _draw_linear(canvas: Image.Image, draw: ImageDraw.ImageDraw, kind: str, text
 
 
 def _check(text: str) -> str:
-    from edge_agent.barcodes import ean13_check_digit
-
     return ean13_check_digit(text[:12])
 
 
 def _draw_datamatrix(canvas: Image.Image, draw: ImageDraw.ImageDraw, text: str, caption: str,
                      profile: PrinterProfile, margin: int) -> None:
-    from edge_agent.barcodes import symbol_bits
-    from edge_agent.devices.zpl_render import font
-
     w, h = canvas.size
     n = symbol_bits("datamatrix", text).shape[0]
     side = min(h, w // 2 + w // 8) - 2 * margin
@@ -345,8 +342,6 @@ def _draw_datamatrix(canvas: Image.Image, draw: ImageDraw.ImageDraw, text: str, 
 
 
 def _marking_caption(text: str) -> str:
-    from edge_agent.barcodes import gs1_elements, looks_gs1
-
     if looks_gs1(text):
         parts = dict(gs1_elements(text))
         return f"GTIN {parts.get('01', '')} SN {parts.get('21', '')}"

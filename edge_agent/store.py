@@ -9,6 +9,7 @@ an open connection and runs inside the caller's transaction (`with transaction(c
 from __future__ import annotations
 
 import json
+import secrets
 import sqlite3
 import threading
 import time
@@ -16,6 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from sitelink import sqlite
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS catalog (
@@ -95,37 +98,27 @@ def connect(db_path: str | Path) -> sqlite3.Connection:
 def open_conn(db_path: str | Path) -> sqlite3.Connection:
     """A connection with the site's settings (WAL, synchronous=FULL); the site link opens its own with it."""
     Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(db_path), timeout=30, isolation_level=None, check_same_thread=False)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=FULL")
-    conn.execute("PRAGMA busy_timeout=30000")
-    conn.execute("PRAGMA foreign_keys=ON")
-    return conn
+    return sqlite.connect(db_path, timeout=30, synchronous="FULL", busy_timeout_ms=30000)
 
 
 def _create(conn: sqlite3.Connection) -> None:
-    for statement in SCHEMA.split(";"):
-        if statement.strip():
-            conn.execute(statement)
+    """The site's tables, created when missing on every open (no `schema_migrations` row of their own)."""
+    for statement in sqlite.statements(SCHEMA):
+        conn.execute(statement)
 
 
 @contextmanager
 def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any error). Nested use joins the outer transaction."""
+    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any error). Nested use joins the outer transaction.
+    The site's threads take turns on the one connection (a process-wide lock), and every commit is
+    counted (`commits`)."""
+    global _commits
     with _write_lock:
-        if conn.in_transaction:
+        outer = not conn.in_transaction
+        with sqlite.transaction(conn):
             yield conn
-            return
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        global _commits
-        _commits += 1
+        if outer:
+            _commits += 1
 
 
 def commits() -> int:
@@ -160,8 +153,6 @@ def dumps(value: Any) -> str:
 def kept_secret(conn: sqlite3.Connection, key: str) -> str:
     """A random secret made once and kept in the site's database (e.g. what signs the page's sessions,
     so a restart of the agent does not log every packer out mid-task)."""
-    import secrets
-
     with transaction(conn):
         conn.execute("INSERT OR IGNORE INTO site_meta (key, value) VALUES (?, ?)", (key, secrets.token_hex(32)))
         return str(conn.execute("SELECT value FROM site_meta WHERE key = ?", (key,)).fetchone()[0])

@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 import sys
 
+from marketsync import __version__
+
 COMMANDS: dict[str, tuple[str, str, str]] = {
     # name: (module, function, one line of help)
     "demo": ("marketsync.demo", "main", "run a whole seller's day on this machine"),
@@ -36,8 +38,6 @@ def main(argv: list[str] | None = None) -> int:
         print(_usage())
         return 0
     if argv[0] == "--version":
-        from marketsync import __version__
-
         print(__version__)
         return 0
     name, rest = argv[0], argv[1:]
@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module_name, func_name, _ = COMMANDS[name]
     try:
+        # lazy: only the command that runs is imported, so an edge box needs none of the cloud's parts
         module = importlib.import_module(module_name)
     except ImportError as exc:
         print(f"marketsync {name}: cannot start, a part is missing: {exc}", file=sys.stderr)

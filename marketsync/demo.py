@@ -21,12 +21,22 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from marketsync.demo_config import ACCOUNT_NAMES
-from marketsync.procs import Service, ServiceFailed, marketsync_argv
+from marketplaces.sandbox.seed import demo_items
+from marketsync.broker import Broker
+from marketsync.demo_config import (
+    ACCOUNT_NAMES,
+    PUSHING,
+    SITE_ID,
+    write_cloud_config,
+    write_demo_owner,
+    write_edge_config,
+)
+from marketsync.onec_demo_client import OneCExchange
+from marketsync.onec_demo_files import write_files
+from marketsync.procs import Service, ServiceFailed, marketsync_argv, subprocess_run
 
 MARKETPLACES = ["wildberries", "ozon", "yandex_market", "megamarket"]
 TITLES = {"wildberries": "Wildberries", "ozon": "Ozon", "yandex_market": "Yandex.Market", "megamarket": "Megamarket"}
-SITE_ID = "site-1"
 
 
 class Stop(Exception):
@@ -69,7 +79,7 @@ class Demo:
         self.work = Path(args.workdir).resolve()
         self.services: list[Service] = []
         self.sandboxes: dict[str, dict[str, Any]] = {}
-        self.broker = None
+        self.broker: Broker | None = None
         self.cloud_url = ""
         self.api_token = ""
         self.push_tokens: dict[str, str] = {}
@@ -113,8 +123,6 @@ class Demo:
         self.start_site()
 
     def start_broker(self) -> None:
-        from sitelink.broker import Broker
-
         self.broker = Broker(workdir=self.work / "broker", secure=True, sites=[SITE_ID])
         self.broker.start()
         self.say(f"MQTT broker (Mosquitto, TLS + per-site ACL) on {self.broker.host}:{self.broker.port}")
@@ -140,14 +148,9 @@ class Demo:
             raise ServiceFailed("no marketplace sandbox started")
 
     def load_1c_catalog(self) -> None:
-        from marketplaces.sandbox.seed import demo_items
-        from marketsync.onec_demo_files import write_files
-
         files = write_files(demo_items(self.args.items), self.work / "1c")
         self.cloud_db = self.work / "cloud" / "cloud.db"
         self.cloud_db.parent.mkdir(parents=True, exist_ok=True)
-        from marketsync.procs import subprocess_run
-
         out = subprocess_run(marketsync_argv("onec", "import", *map(str, files), "--db", str(self.cloud_db)))
         if out.returncode != 0:
             self.fatal = True
@@ -160,10 +163,13 @@ class Demo:
         )
 
     def start_cloud(self) -> None:
-        from marketsync.demo_config import write_cloud_config, write_demo_owner
-
-        config = write_cloud_config(self)
-        password_file, self.api_token = write_demo_owner(self, config)
+        assert self.broker is not None
+        folder = self.work / "cloud"
+        cloud = write_cloud_config(folder, db_path=self.cloud_db, link=self.broker.link_settings(),
+                                   time_scale=self.args.time_scale, sandboxes=self.sandboxes)
+        config = cloud.path
+        self.onec_password_file, self.push_tokens = cloud.onec_password_file, cloud.push_tokens
+        password_file, self.api_token = write_demo_owner(config, folder / "secrets")
         info = self.service("cloud", "cloud", "serve", "--config", str(config), timeout=90)
         self.cloud_url = info["url"]
         self.say(f"cloud: {self.cloud_url}  (manager UI and JSON API; config {config})")
@@ -174,8 +180,6 @@ class Demo:
         """Yandex.Market and Megamarket push order events: register the cloud's push URL in their sandboxes
         (each notification is sent twice, as the real ones may be: the cloud keeps one). Polling stays on
         as the fallback; an order is never created twice."""
-        from marketsync.demo_config import PUSHING
-
         for mp in PUSHING:
             account = ACCOUNT_NAMES[mp]
             if mp not in self.sandboxes or account not in self.push_tokens:
@@ -191,9 +195,8 @@ class Demo:
                      "(polling stays on as the fallback)")
 
     def start_site(self) -> None:
-        from marketsync.demo_config import write_edge_config
-
-        config, labels = write_edge_config(self)
+        assert self.broker is not None
+        config, labels = write_edge_config(self.work / SITE_ID, self.broker.link_settings(SITE_ID))
         info = self.service("edge-" + SITE_ID, "edge", "serve", "--config", str(config), timeout=90)
         self.edge_url = info["url"]
         self.labels_dir = labels
@@ -230,8 +233,6 @@ class Demo:
     def onec_takes_orders(self) -> None:
         """What 1C does in the evening over the CommerceML exchange: log in, ask for the orders
         (`type=sale&mode=query`), confirm them (`mode=success`) so they are not sent again."""
-        from marketsync.onec_demo_client import OneCExchange
-
         password = Path(self.onec_password_file).read_text("utf-8").strip()
         try:
             client = OneCExchange(f"{self.cloud_url}/1c/exchange", "1c", password)

@@ -3,24 +3,36 @@
 They use the same keys a real installation uses (see config/cloud.toml and config/edge.toml); only the
 values point at the local sandboxes and the demo's own broker. Secrets (the sandboxes' tokens, the MQTT
 passwords) go into files readable by their owner alone, referenced from the TOML, never into it.
+Also the demo's names: its site (`SITE_ID`) and its seller accounts (`ACCOUNT_NAMES`). The writers take
+what they write as arguments and know nothing of the orchestrator (`marketsync.demo`), which uses them.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from secrets import token_urlsafe
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from edge_agent.config import write_config
 from marketsync.onec_demo_files import WAREHOUSE_ID
+from marketsync.procs import ServiceFailed, marketsync_argv, subprocess_run
 
-if TYPE_CHECKING:
-    from marketsync.demo import Demo
-
+SITE_ID = "site-1"  # the demo's one warehouse site
 # Marketplaces that push order events to the cloud (the demo registers the cloud's URL in their sandbox).
 PUSHING = ("yandex_market", "megamarket")
 ACCOUNT_NAMES = {"wildberries": "wb-main", "ozon": "ozon-main", "yandex_market": "ym-main", "megamarket": "mm-main"}
+
+
+@dataclass
+class CloudConfig:
+    """What `write_cloud_config` wrote: the cloud.toml, and the secrets the demo uses afterwards."""
+
+    path: Path
+    onec_password_file: Path  # the password of the demo's 1C on the exchange
+    push_tokens: dict[str, str] = field(default_factory=dict)  # account -> the secret part of its push URL
 
 
 def _secret(path: Path, content: str) -> Path:
@@ -43,18 +55,19 @@ def _toml_value(value: Any) -> str:
     return json.dumps(str(value), ensure_ascii=False)
 
 
-def write_cloud_config(demo: Demo) -> Path:
-    folder = demo.work / "cloud"
+def write_cloud_config(folder: Path, *, db_path: Path, link: dict[str, Any], time_scale: float,
+                       sandboxes: dict[str, dict[str, Any]]) -> CloudConfig:
+    """The cloud's cloud.toml in `folder`: its database, the demo's broker (`link`: the broker's
+    settings for the cloud), the demo's 1C login, the site, and one account per running sandbox."""
     secrets = folder / "secrets"
-    link = demo.broker.link_settings()
     lines = [
         "# written by `marketsync demo`: the cloud against the local sandboxes",
         "[cloud]",
-        f"db_path = {_toml_value(str(demo.cloud_db))}",
+        f"db_path = {_toml_value(str(db_path))}",
         'host = "127.0.0.1"',
         "port = 0",
         f"default_warehouse = {_toml_value(WAREHOUSE_ID)}",
-        f"time_scale = {float(demo.args.time_scale)!r}",
+        f"time_scale = {float(time_scale)!r}",
         "sync_on_start = true",
         "",
         "[jobs]",
@@ -70,18 +83,18 @@ def write_cloud_config(demo: Demo) -> Path:
         lines += [f"username = {_toml_value(link['username'])}", f"password_file = {_toml_value(str(pw))}",
                   f"tls_ca = {_toml_value(link['tls_ca'])}"]
     onec_password = _secret(secrets / "onec-password", token_urlsafe(18))
-    demo.onec_password_file = onec_password
+    written = CloudConfig(folder / "cloud.toml", onec_password)
     lines += ["", "[onec]  # 1C's exchange with the cloud (the demo plays 1C: it takes the day's orders)",
               'login = "1c"', f"password_file = {_toml_value(str(onec_password))}"]
-    lines += ["", "[sites.site-1]", 'name = "Склад Москва"', f"warehouses = [{_toml_value(WAREHOUSE_ID)}]", ""]
-    for mp, info in demo.sandboxes.items():
+    lines += ["", f"[sites.{SITE_ID}]", 'name = "Склад Москва"', f"warehouses = [{_toml_value(WAREHOUSE_ID)}]", ""]
+    for mp, info in sandboxes.items():
         name = ACCOUNT_NAMES[mp]
         credentials = dict(info["credentials"])
         options = dict(info.get("options", {}))  # the ids the sandbox announced (YM business, MM merchant)
         if mp in PUSHING:
             credentials["push_token"] = token_urlsafe(24)  # the secret part of the cloud's push URL
             options["push_sources"] = ["127.0.0.1/32"]  # the sandbox pushes from the loopback
-            demo.push_tokens[name] = credentials["push_token"]
+            written.push_tokens[name] = credentials["push_token"]
         creds = _secret(secrets / f"{name}.json", json.dumps(credentials))
         lines += [
             f"[accounts.{name}]",
@@ -93,20 +106,15 @@ def write_cloud_config(demo: Demo) -> Path:
         if options:
             lines.append(f"options = {_toml_value(options)}")
         lines.append("")
-    path = folder / "cloud.toml"
-    path.write_text("\n".join(lines), "utf-8")
-    return path
+    written.path.write_text("\n".join(lines), "utf-8")
+    return written
 
 
-def write_edge_config(demo: Demo) -> tuple[Path, Path]:
-    """The site's edge.toml through the edge's own writer; 75x120 mm label stock takes every
-    marketplace's label (WB's 58x40 ones too)."""
-    from edge_agent.config import write_config
-    from marketsync.demo import SITE_ID
-
-    folder = demo.work / SITE_ID
+def write_edge_config(folder: Path, link: dict[str, Any]) -> tuple[Path, Path]:
+    """The site's edge.toml in `folder` through the edge's own writer (`link`: the broker's settings
+    for the site), with the simulated packer on; 75x120 mm label stock takes every marketplace's
+    label (WB's 58x40 ones too). Returns the edge.toml and the folder the labels print to."""
     labels = folder / "labels"
-    link = demo.broker.link_settings(SITE_ID)
     password_file = None
     if "username" in link:
         password_file = str(_secret(folder / "secrets" / "mqtt-password", link["password"]))
@@ -119,12 +127,10 @@ def write_edge_config(demo: Demo) -> tuple[Path, Path]:
     return path, labels
 
 
-def write_demo_owner(demo: Demo, config: Path) -> tuple[Path, str]:
+def write_demo_owner(config: Path, folder: Path) -> tuple[Path, str]:
     """The demo's owner: `marketsync cloud user add owner --generate FILE` (the password goes to a 0600
-    file, never to the screen) and an API token the demo reads the cloud's events with (0600 file)."""
-    from marketsync.procs import ServiceFailed, marketsync_argv, subprocess_run
-
-    folder = demo.work / "cloud" / "secrets"
+    file in `folder`, never to the screen) and an API token the demo reads the cloud's events with
+    (0600 file)."""
     password_file, token_file = folder / "owner-password", folder / "owner-api-token"
     for argv in (("cloud", "user", "add", "owner", "--role", "owner", "--generate", str(password_file)),
                  ("cloud", "token", "owner", "--label", "demo", "--out", str(token_file))):

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 from sitelink import store
+from sitelink.broker_config import BrokerError, write_deployment
 
 
 def main(argv: list[str]) -> int:
@@ -65,8 +66,6 @@ def main(argv: list[str]) -> int:
 
 
 def write_broker_config(args: argparse.Namespace) -> int:
-    from sitelink.broker import BrokerError, write_deployment
-
     try:
         passwords = write_deployment(
             args.out, args.site, hostnames=tuple(args.hostname or ["localhost"]), port=args.port

@@ -35,7 +35,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from sitelink import envelope, store
+from sitelink import envelope, sqlite, store
 from sitelink.envelope import BadEnvelope, Envelope
 from sitelink.messages import DIRECTION, FIELDS
 from sitelink.store import LinkError
@@ -275,7 +275,7 @@ class SiteLink:
     def _open_db(self) -> sqlite3.Connection:
         if self.cfg.connect is not None:
             return self.cfg.connect(self.cfg.db_path)
-        return store.connect(self.cfg.db_path)
+        return sqlite.connect(self.cfg.db_path)
 
     def _state_topic(self) -> str:
         """Our own presence topic (retained online/offline, offline also as the last will)."""
@@ -515,7 +515,7 @@ class SiteLink:
         pending_state = self._pending_state
         budget = self.cfg.batch
         self._more_to_apply = False
-        with store.transaction(conn):
+        with sqlite.transaction(conn):
             for peer, acks in pending_acks.items():
                 store.delete_acked(conn, peer, acks)
             for d in raw_dead:

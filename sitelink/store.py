@@ -9,7 +9,8 @@
 `link_peers`     the other side's retained online/offline state and when it was last heard from
 
 The tables join the cloud's schema through `cloud_sync.db.SCHEMA_MODULES` (this module's `MIGRATIONS`);
-an edge box calls `ensure_schema`, which keeps the same `schema_migrations` bookkeeping.
+an edge box calls `ensure_schema`, which keeps the same `schema_migrations` bookkeeping. Connections and
+transactions come from `sitelink.sqlite`, the one SQLite helper of the project.
 A "peer" here is always a site id: the stream of messages to or from that site.
 """
 
@@ -22,6 +23,8 @@ from typing import Any
 
 from sitelink import envelope as envelope_mod
 from sitelink.envelope import Envelope
+from sitelink.messages import DIRECTION
+from sitelink.sqlite import apply_migrations, transaction
 
 MODULE = "sitelink.store"
 
@@ -87,64 +90,10 @@ class LinkError(ValueError):
 
 
 def ensure_schema(conn: sqlite3.Connection) -> None:
-    """Create the link tables if needed, recording them in `schema_migrations` exactly as
-    `cloud_sync.db.migrate` does, so either may run first and neither applies a script twice."""
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations ("
-        " module TEXT NOT NULL, idx INTEGER NOT NULL, applied_at TEXT NOT NULL DEFAULT (datetime('now')),"
-        " PRIMARY KEY (module, idx))"
-    )
-    for idx, script in enumerate(MIGRATIONS):
-        with transaction(conn):
-            if conn.execute(
-                "SELECT 1 FROM schema_migrations WHERE module=? AND idx=?", (MODULE, idx)
-            ).fetchone():
-                continue
-            for statement in _statements(script):
-                conn.execute(statement)
-            conn.execute("INSERT OR IGNORE INTO schema_migrations(module, idx) VALUES (?, ?)", (MODULE, idx))
-
-
-def _statements(script: str) -> list[str]:
-    out, buf = [], ""
-    for line in script.splitlines(keepends=True):
-        buf += line
-        if sqlite3.complete_statement(buf):
-            if buf.strip():
-                out.append(buf.strip())
-            buf = ""
-    if buf.strip():
-        out.append(buf.strip())
-    return out
-
-
-class transaction:  # noqa: N801 - used like a function: `with transaction(conn):`
-    """BEGIN IMMEDIATE ... COMMIT, or join the caller's transaction when one is open."""
-
-    def __init__(self, conn: sqlite3.Connection):
-        self.conn = conn
-        self.own = False
-
-    def __enter__(self) -> sqlite3.Connection:
-        if not self.conn.in_transaction:
-            self.conn.execute("BEGIN IMMEDIATE")
-            self.own = True
-        return self.conn
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if self.own:
-            self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
-
-
-def connect(path: str, *, timeout: float = 30.0) -> sqlite3.Connection:
-    """A connection like the cloud's (`cloud_sync.db.connect`): autocommit mode, WAL, Row rows."""
-    conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("PRAGMA foreign_keys=ON")
-    conn.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
-    return conn
+    """Create the link tables if needed, recorded in `schema_migrations` under this module's name, as
+    `cloud_sync.db.migrate` does (both use `sitelink.sqlite.apply_migrations`), so either may run first
+    and neither applies a script twice."""
+    apply_migrations(conn, MODULE, MIGRATIONS)
 
 
 # ---------------------------------------------------------------- sending
@@ -153,8 +102,6 @@ def connect(path: str, *, timeout: float = 30.0) -> sqlite3.Connection:
 def enqueue(conn: sqlite3.Connection, role: str, site: str, msg_type: str, body: dict[str, Any]) -> Envelope:
     """Write one message to the outbox inside the caller's transaction (or a transaction of its own when
     none is open). The link process publishes it; nothing is sent if the caller rolls back."""
-    from sitelink.messages import DIRECTION
-
     if not site or not isinstance(site, str):
         raise LinkError("a message needs the site id it goes to or comes from")
     direction = DIRECTION.get(msg_type)

@@ -16,8 +16,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from sitelink.broker import Broker
-from sitelink.broker import free_port as _free_port
+from marketsync.broker import Broker
+from marketsync.broker import free_port as _free_port
 
 
 @pytest.fixture
@@ -34,7 +34,7 @@ def secure_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
 
 @pytest.fixture
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 nothing listens on (call `sitelink.broker.free_port()` for more)."""
+    """A TCP port on 127.0.0.1 nothing listens on (call `marketsync.broker.free_port()` for more)."""
     return _free_port()
 
 

@@ -1,11 +1,13 @@
 """The box's devices: label printers, barcode scanners and cameras, behind small contracts.
 
-`open_printer(config)`, `open_scanner(config)`, `open_camera(config)` build a device from its TOML
-table; the errors a packer may see are `PrinterError` and `DeviceGone` (both `DeviceError`).
-Optional libraries are imported only when a backend that needs them is used.
-"""
+`printers.open_printer(config)`, `scanners.open_scanner(config)`, `camera.open_camera(config)` build a
+device from its TOML table; the errors a packer may see are `PrinterError` and `DeviceGone` (both
+`DeviceError`, from `base`, re-exported here). Optional libraries (python-escpos, pyserial, evdev,
+OpenCV, zxing-cpp) are imported only when a backend that needs them is used (`base.need`).
 
-from typing import Any
+This package's own import stays light on purpose: `base` is imported by modules outside it (labels,
+barcodes, decoding, video), so the package must not import its backends, which import those modules.
+"""
 
 from edge_agent.devices.base import (
     DeviceError,
@@ -17,24 +19,8 @@ from edge_agent.devices.base import (
     PrintJob,
     ScanEvent,
 )
-from edge_agent.devices.printers import open_printer
-
-
-def open_scanner(config: dict[str, Any]) -> Any:
-    """A scanner (evdev, serial, camera or virtual) from its config; see scanners.open_scanner."""
-    from edge_agent.devices.scanners import open_scanner as _open
-
-    return _open(config)
-
-
-def open_camera(config: dict[str, Any]) -> Any:
-    """A camera (device, video file, RTSP URL) from its config; OpenCV is imported only here."""
-    from edge_agent.devices.camera import open_camera as _open
-
-    return _open(config)
-
 
 __all__ = [
     "DeviceError", "DeviceGone", "MissingLibrary", "PrinterError", "PrinterProfile", "PrinterStatus",
-    "PrintJob", "ScanEvent", "open_camera", "open_printer", "open_scanner",
+    "PrintJob", "ScanEvent",
 ]

@@ -8,6 +8,7 @@ be re-sent) and `DeviceGone` (a device disappeared; the caller keeps its state a
 
 from __future__ import annotations
 
+import importlib
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -33,9 +34,8 @@ class MissingLibrary(DeviceError):
 
 def need(module: str, backend: str, package: str | None = None) -> Any:
     """Import an optional library for one backend, or raise a clear `MissingLibrary`."""
-    import importlib
-
     try:
+        # lazy: escpos, serial, evdev, OpenCV, zxing... are imported when the backend that needs them is used
         return importlib.import_module(module)
     except ImportError as exc:
         pkg = package or module

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from edge_agent.decode import Symbol, decode_image
-from edge_agent.devices.base import DeviceError, DeviceGone, need
+from edge_agent.devices.base import DeviceError, DeviceGone, ScanEvent, need
 
 _USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", re.IGNORECASE)
 
@@ -169,8 +169,6 @@ class CameraScanner:
         self.camera.close()
 
     def _run(self, on_scan: Any, on_error: Any) -> None:
-        from edge_agent.devices.base import ScanEvent
-
         seen: set[tuple[str, str]] = set()
         reported = False
         interval = 1.0 / self.fps if self.fps > 0 else 0.0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import copy
+import io
 import re
 import zlib
 
@@ -195,8 +196,6 @@ def encode_image(image: Image.Image, profile: PrinterProfile, copies: int = 1) -
         return image_to_tspl(image, profile, copies)
     if profile.language == "escpos":
         return image_to_escpos(image, profile)
-    import io
-
     buf = io.BytesIO()
     (image if image.mode == "1" else image.convert("1", dither=Image.Dither.NONE)).save(buf, format="PNG")
     return buf.getvalue()

@@ -19,6 +19,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
+
 from edge_agent.devices.base import (
     DeviceError,
     DeviceGone,
@@ -28,6 +30,7 @@ from edge_agent.devices.base import (
     PrintJob,
     need,
 )
+from edge_agent.devices.encoders import escpos_to_image, tspl_to_image
 from edge_agent.devices.transport import (
     DEFAULT_CHUNK,
     CupsTransport,
@@ -37,6 +40,7 @@ from edge_agent.devices.transport import (
     UsbTransport,
     write_chunked,
 )
+from edge_agent.devices.zpl_render import render_zpl
 
 log = logging.getLogger(__name__)
 
@@ -237,11 +241,6 @@ class VirtualPrinter:
 
     def render(self, job: PrintJob) -> Any:
         """The label this job prints, as a 1-bit PIL image."""
-        from PIL import Image
-
-        from edge_agent.devices.encoders import escpos_to_image, tspl_to_image
-        from edge_agent.devices.zpl_render import render_zpl
-
         if job.language == "zpl":
             return render_zpl(job.payload, self.profile)
         if job.language == "tspl":

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from edge_agent.devices.base import DeviceError, DeviceGone, ScanEvent, need
+from edge_agent.devices.camera import CameraScanner, open_camera
 
 log = logging.getLogger(__name__)
 GS = "\x1d"
@@ -421,8 +422,6 @@ def open_scanner(config: dict[str, Any]) -> Any:
                             bool(config.get("grab", True)), gs_keys=config.get("gs_keys", ("F8",)),
                             gs_substitutes=subs)
     if kind == "camera":
-        from edge_agent.devices.camera import CameraScanner, open_camera
-
         return CameraScanner(open_camera(config), station, float(config.get("fps", 10)))
     if kind == "serial":
         return SerialScanner(str(config.get("device", "/dev/ttyACM0")), station,

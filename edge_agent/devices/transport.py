@@ -9,6 +9,7 @@ for a packer; a failed write leaves the job with the caller to send again.
 from __future__ import annotations
 
 import os
+import select
 import shutil
 import socket
 import subprocess
@@ -143,8 +144,6 @@ class FileTransport:
         return self._fd
 
     def write(self, data: bytes) -> None:
-        import select
-
         fd = self._open()
         view = memoryview(data)
         deadline = time.monotonic() + self.timeout
@@ -183,8 +182,6 @@ class FileTransport:
             return None
         try:
             os.write(fd, request)
-            import select
-
             ready, _, _ = select.select([fd], [], [], timeout)
             return os.read(fd, 4096) if ready else None
         except OSError:

@@ -16,7 +16,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from edge_agent.barcodes import GS, BarcodeError, symbol_bits
+from edge_agent.barcodes import GS, BarcodeError, ean13_check_digit, symbol_bits
 from edge_agent.devices.base import PrinterError, PrinterProfile
 from edge_agent.devices.encoders import _blit, decode_gf_data, from_bits, unpack_rows
 
@@ -298,6 +298,4 @@ def _field_bits(data: str, st: _State) -> np.ndarray | None:
 
 
 def symbol_text_ean(digits12: str) -> str:
-    from edge_agent.barcodes import ean13_check_digit
-
     return digits12 + ean13_check_digit(digits12) if len(digits12) == 12 else digits12

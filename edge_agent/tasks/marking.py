@@ -117,9 +117,3 @@ def _split_without_separators(rest: str) -> tuple[str, dict[str, str]]:
         if tail.startswith("93") and len(tail) == 6:
             return serial, {"93": tail[2:]}
     return rest, {}
-
-
-def demo_code(gtin: str, serial: str) -> str:
-    """A structurally valid code for the demo's simulated packer (the crypto tail is filler)."""
-    filler = (serial * 44)[:44].replace(GS, "A")
-    return f"01{gtin}21{serial}{GS}91EE10{GS}92{filler}"

@@ -11,6 +11,7 @@ from typing import Any
 from edge_agent import store
 from edge_agent.tasks import inbox
 from edge_agent.tasks.marking import GS
+from sitelink import sqlite
 from sitelink import store as link_store
 
 SITE = "site-1"
@@ -144,11 +145,9 @@ class CloudRecorder:
                      (env.id, env.site, env.seq, env.type, json.dumps(env.body, ensure_ascii=False)))
 
     def send(self, msg_type: str, body: dict[str, Any]) -> None:
-        from sitelink import store as ls
-
-        c = ls.connect(self.db_path)
+        c = sqlite.connect(self.db_path)
         try:
-            with ls.transaction(c):
+            with sqlite.transaction(c):
                 self.link.send(c, msg_type, body, site=SITE)
         finally:
             c.close()

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from edge_agent.barcodes import symbol_image
-from edge_agent.devices import DeviceGone, open_camera
+from edge_agent.devices import DeviceGone
+from edge_agent.devices.camera import open_camera
 from edge_agent.video import PackingRecorder, Retention, apply_retention
 
 GS = "\x1d"
@@ -119,8 +120,7 @@ def test_retention_keeps_the_newest(tmp_path):
 
 
 def test_camera_as_a_station_scanner(tmp_path):
-    from edge_agent.devices import open_scanner
-    from edge_agent.devices.scanners import wait_for
+    from edge_agent.devices.scanners import open_scanner, wait_for
 
     s = open_scanner({"kind": "camera", "source": str(make_video(tmp_path / "desk.mp4", frames=10)),
                       "station": "pack-3", "fps": 50})

@@ -63,7 +63,7 @@ def test_decode_bad_files(tmp_path):
 
 
 def test_decode_own_label_png(tmp_path):
-    from edge_agent.devices import open_printer
+    from edge_agent.devices.printers import open_printer
     from edge_agent.labels import own_label
 
     p = open_printer({"kind": "virtual", "name": "v", "out_dir": str(tmp_path)})

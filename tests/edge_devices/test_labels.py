@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from edge_agent.devices import PrinterError, open_printer
+from edge_agent.devices import PrinterError
+from edge_agent.devices.printers import open_printer
 from edge_agent.devices.zpl_render import render_zpl
 from edge_agent.labels import LabelError, own_label, prepare_label
 

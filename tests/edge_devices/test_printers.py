@@ -11,10 +11,10 @@ import socket
 
 import pytest
 
-from edge_agent.devices import DeviceGone, MissingLibrary, PrinterError, open_printer
+from edge_agent.devices import DeviceGone, MissingLibrary, PrinterError
 from edge_agent.devices.base import need
 from edge_agent.devices.encoders import escpos_to_image
-from edge_agent.devices.printers import RawPrinter, parse_tspl_status, parse_zpl_host_status
+from edge_agent.devices.printers import RawPrinter, open_printer, parse_tspl_status, parse_zpl_host_status
 from edge_agent.devices.spool import PrintSpool
 from edge_agent.devices.transport import CupsTransport, write_chunked
 from edge_agent.labels import own_label, prepare_label

@@ -10,13 +10,14 @@ import time
 
 import pytest
 
-from edge_agent.devices import DeviceGone, open_scanner
+from edge_agent.devices import DeviceGone
 from edge_agent.devices.scanners import (
     KEY,
     EvdevScanner,
     KeyDecoder,
     decode_events,
     fix_layout,
+    open_scanner,
     open_scanners,
     wait_for,
 )

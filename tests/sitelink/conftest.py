@@ -11,8 +11,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 
+from marketsync.broker import Broker
 from sitelink import LinkConfig, SiteLink
-from sitelink.broker import Broker
 
 
 def pick_body(i: int | str) -> dict:

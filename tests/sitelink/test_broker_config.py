@@ -6,8 +6,9 @@ import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
+from marketsync.broker import MOSQUITTO, free_port
 from sitelink import cli
-from sitelink.broker import MOSQUITTO, deploy_conf, free_port
+from sitelink.broker_config import deploy_conf
 
 from .conftest import RawClient, wait_for
 

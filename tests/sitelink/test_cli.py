@@ -6,14 +6,14 @@ import json
 import subprocess
 import sys
 
-from sitelink import cli, store
+from sitelink import cli, sqlite, store
 
 from .conftest import pick_body
 
 
 def make_db(tmp_path):
     db = tmp_path / "cloud.db"
-    conn = store.connect(db)
+    conn = sqlite.connect(db)
     store.ensure_schema(conn)
     for i in range(3):
         store.enqueue(conn, "cloud", "site-1", "pick_task", pick_body(i))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sitelink import LinkConfig, LinkError, SiteLink, store
+from sitelink import LinkConfig, LinkError, SiteLink, sqlite, store
 
 from .conftest import delta_body, pick_body
 
@@ -34,7 +34,7 @@ def test_bad_settings(tmp_path, kwargs, reason):
 
 def test_misuse_of_send_and_on(tmp_path):
     db = str(tmp_path / "a.db")
-    conn = store.connect(db)
+    conn = sqlite.connect(db)
     store.ensure_schema(conn)
     site = SiteLink(LinkConfig(role="site", site_id="site-1", db_path=db, port=1))
     with pytest.raises(LinkError, match="cannot send as site"):

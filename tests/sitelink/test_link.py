@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from sitelink import Reject, envelope, store
+from sitelink import Reject, envelope, sqlite, store
 from sitelink.link import SiteLink
 
 from .conftest import applied_rows, delta_body, pick_body, record, wait_for
@@ -18,7 +18,7 @@ from .conftest import applied_rows, delta_body, pick_body, record, wait_for
 def send_many(
     link: SiteLink, db: str, msg_type: str, bodies, site: str | None = None, per_txn: int = 100
 ) -> None:
-    conn = store.connect(db)
+    conn = sqlite.connect(db)
     try:
         for i in range(0, len(bodies), per_txn):
             conn.execute("BEGIN IMMEDIATE")
@@ -56,7 +56,7 @@ def test_delivery_both_ways_in_order(make_link, tmp_path):
 def test_rolled_back_change_sends_nothing(make_link, tmp_path):
     cloud = make_link("cloud")
     make_link("site", site_id="site-1", handlers={"pick_task": record})
-    conn = store.connect(cloud.cfg.db_path)
+    conn = sqlite.connect(cloud.cfg.db_path)
     conn.execute("BEGIN IMMEDIATE")
     cloud.send(conn, "pick_task", pick_body("gone"), site="site-1")
     conn.execute("ROLLBACK")
@@ -173,7 +173,7 @@ def test_bad_messages_go_to_dead_letters_and_never_block(make_link, broker, raw,
     )  # a batch: one bad, one good
     wait_for(lambda: len(applied_rows(tmp_path / "cloud.db")) == 2, 10, "the good messages")
     st = cloud.status()
-    dead = store.list_dead_letters(store.connect(cloud.cfg.db_path), limit=100)
+    dead = store.list_dead_letters(sqlite.connect(cloud.cfg.db_path), limit=100)
     reasons = [d["reason"] for d in dead]
     assert st["dead_letters"] == sum(n for _, _, n in bad) + 1 == len(reasons)
     for _, want, _ in bad:
@@ -223,7 +223,7 @@ def test_unacknowledged_messages_are_sent_again_but_not_to_an_offline_peer(make_
     fake.client.publish("ms/v1/site-1/state", '{"state": "online"}', qos=1, retain=True).wait_for_publish(5)
     cloud = make_link("cloud", resend_after=0.4)
     wait_for(lambda: cloud.status()["peers_online"] == ["site-1"], 5, "site online")
-    conn = store.connect(cloud.cfg.db_path)
+    conn = sqlite.connect(cloud.cfg.db_path)
     env = cloud.send(conn, "pick_task", pick_body(1), site="site-1")
     wait_for(lambda: len(fake.messages) >= 2, 10, "the message sent again")
     assert {json.loads(p)["id"] for _, p in fake.messages} == {env.id}
@@ -274,9 +274,9 @@ def test_slow_handlers_commit_in_short_transactions(make_link, tmp_path):
     site = make_link("site", site_id="site-1", batch_seconds=0.05, handlers={"pick_task": slow})
     cloud = make_link("cloud")
     send_many(cloud, cloud.cfg.db_path, "pick_task", [pick_body(i) for i in range(120)], site="site-1")
-    app = store.connect(site.cfg.db_path, timeout=1.0)
+    app = sqlite.connect(site.cfg.db_path, timeout=1.0)
     while len(applied_rows(tmp_path / "site-1.db")) < 120:
-        with store.transaction(app):  # the application's own writes get through meanwhile
+        with sqlite.transaction(app):  # the application's own writes get through meanwhile
             app.execute("CREATE TABLE IF NOT EXISTS app_writes (n INTEGER)")
             app.execute("INSERT INTO app_writes VALUES (1)")
         commits_seen.append(len(applied_rows(tmp_path / "site-1.db")))

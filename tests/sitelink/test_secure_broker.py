@@ -1,5 +1,5 @@
 """The broker as deployed: TLS, a password per site, and an ACL keeping each site to its own topics.
-Real Mosquitto with the project's own generated config (sitelink.broker, as in systemd/mosquitto/)."""
+Real Mosquitto with the project's own generated config (marketsync.broker with sitelink.broker_config, as in systemd/mosquitto/)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import time
 
 import pytest
 
-from sitelink import LinkConfig, SiteLink, envelope, store
-from sitelink.broker import Broker, mosquitto_hash
+from marketsync.broker import Broker
+from sitelink import LinkConfig, SiteLink, envelope, sqlite
+from sitelink.broker_config import mosquitto_hash
 
 from .conftest import RawClient, applied_rows, delta_body, pick_body, record, wait_for
 
@@ -30,9 +31,9 @@ def test_links_work_over_tls_with_passwords(secure_broker, tmp_path):
         cloud.start()
         site.start()
         wait_for(lambda: cloud.connected and site.connected, 10, "TLS links")
-        conn = store.connect(tmp_path / "c.db")
+        conn = sqlite.connect(tmp_path / "c.db")
         cloud.send(conn, "pick_task", pick_body(1), site="site-1")
-        sconn = store.connect(tmp_path / "s.db")
+        sconn = sqlite.connect(tmp_path / "s.db")
         site.send(sconn, "stock_delta", delta_body(1))
         assert cloud.wait_idle(10) and site.wait_idle(10)
         assert len(applied_rows(tmp_path / "s.db")) == 1 and len(applied_rows(tmp_path / "c.db")) == 1

@@ -7,13 +7,13 @@ import sqlite3
 
 import pytest
 
-from sitelink import LinkError, store
+from sitelink import LinkError, sqlite, store
 
 from .conftest import delta_body, pick_body
 
 
 def test_ensure_schema_is_idempotent_and_recorded(tmp_path):
-    conn = store.connect(tmp_path / "a.db")
+    conn = sqlite.connect(tmp_path / "a.db")
     store.ensure_schema(conn)
     store.ensure_schema(conn)
     rows = conn.execute("SELECT module, idx FROM schema_migrations").fetchall()
@@ -29,7 +29,7 @@ def test_cloud_migrations_and_ensure_schema_agree(tmp_path):
     store.ensure_schema(conn)
     after = conn.execute("SELECT COUNT(*) FROM schema_migrations WHERE module='sitelink.store'").fetchone()[0]
     assert before == after == len(store.MIGRATIONS)
-    conn2 = store.connect(tmp_path / "edge.db")
+    conn2 = sqlite.connect(tmp_path / "edge.db")
     store.ensure_schema(conn2)
     assert db.migrate(conn2) is not None  # the other order: nothing of ours applied twice
     tables = {r[0] for r in conn2.execute("SELECT name FROM sqlite_master WHERE name LIKE 'link_%'")}
@@ -37,7 +37,7 @@ def test_cloud_migrations_and_ensure_schema_agree(tmp_path):
 
 
 def test_outbox_row_commits_and_rolls_back_with_the_callers_change(tmp_path):
-    conn = store.connect(tmp_path / "a.db")
+    conn = sqlite.connect(tmp_path / "a.db")
     store.ensure_schema(conn)
     conn.execute("CREATE TABLE stock (item TEXT, qty INTEGER)")
     conn.execute("BEGIN IMMEDIATE")
@@ -80,7 +80,7 @@ def test_python_default_transactions_are_joined(tmp_path):
     ],
 )
 def test_enqueue_refuses_what_breaks_the_contract(tmp_path, role, site, msg_type, body, reason):
-    conn = store.connect(tmp_path / "a.db")
+    conn = sqlite.connect(tmp_path / "a.db")
     store.ensure_schema(conn)
     with pytest.raises(ValueError, match=reason):
         store.enqueue(conn, role, site, msg_type, body)

@@ -1,0 +1,145 @@
+"""The demo's simulated packer: it works a warehouse site the way a packer does, so `marketsync demo`
+packs, labels and hands over its orders with nobody at the box.
+
+A site plugin (the edge starts it when its edge.toml says `[tasks] auto_pack = true`, see
+`edge_agent.config.AUTO_PACKER`): `attach(site)` listens for new pick tasks and couriers' hand-overs
+and, at the station `auto_pack_station`, opens each task and scans every unit with a virtual scanner
+(marked goods get a made-up Честный знак code), then scans every parcel of a hand-over and closes it.
+It ships with the demo, never with the edge; the edge offers it only its ordinary hooks.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import time
+from typing import Any
+
+from edge_agent import store
+from edge_agent.devices.scanners import open_scanner
+from edge_agent.site import Site
+from edge_agent.tasks import handover, station
+from edge_agent.tasks.common import TaskError
+from edge_agent.tasks.marking import GS, gtin_of_barcode
+
+log = logging.getLogger("marketsync.edge")
+
+
+def attach(site: Site) -> DemoPacker:
+    """The site plugin entry: a packer at `auto_pack_station`, with its virtual scanner when the site
+    has devices (without them, it scans straight into the site)."""
+    packer = DemoPacker(site, site.cfg.auto_pack_station, site.cfg.auto_pack_delay_s)
+    site.listen("new_task", packer.task_arrived)
+    site.listen("handover", packer.courier_came)
+    if site.with_devices:
+        packer.scanner = open_scanner({"kind": "virtual", "station": packer.station})
+        site.add_scanner(packer.scanner)
+    return packer
+
+
+def demo_code(gtin: str, serial: str) -> str:
+    """A structurally valid Честный знак code for the simulated packer (the crypto tail is filler)."""
+    filler = (serial * 44)[:44].replace(GS, "A")
+    return f"01{gtin}21{serial}{GS}91EE10{GS}92{filler}"
+
+
+class DemoPacker:
+    """One simulated packer at one station: works through its queue of tasks and hand-overs in order."""
+
+    def __init__(self, site: Site, station: str, delay_s: float) -> None:
+        self.site = site
+        self.station = station
+        self.delay_s = delay_s
+        self.scanner: Any = None
+        self._work: queue.Queue[str | tuple[str, str]] = queue.Queue()
+
+    # -- the plugin's life -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start working, beginning with the tasks the site already has (oldest first)."""
+        self.site.spawn(self._run, "auto-pack")
+        for t in self.site.rows("SELECT task_id FROM tasks WHERE state IN ('new','picking','picked','packing') "
+                                "ORDER BY created_at"):
+            self._work.put(t["task_id"])
+
+    def stop(self) -> None:
+        self._work.put("")
+
+    # -- what the site tells it ------------------------------------------------------------------
+
+    def task_arrived(self, task_id: str) -> None:
+        self._work.put(task_id)
+
+    def courier_came(self, handover_id: str) -> None:
+        self._work.put(("handover", handover_id))
+
+    def _run(self) -> None:
+        while not self.site.stopping:
+            work = self._work.get()
+            if not work or self.site.stopping:
+                return
+            try:
+                if isinstance(work, tuple):
+                    self.hand_over(work[1])
+                else:
+                    self.pack(work)
+            except Exception:
+                log.exception("auto-pack of %s", work)
+
+    # -- the packer's work -----------------------------------------------------------------------
+
+    def pack(self, task_id: str) -> None:
+        """Scan every unit of a task with the virtual scanner, the way a packer would."""
+        st = self.station
+        for _ in range(50):  # the handler's transaction may not have committed yet
+            t = self.site.row("SELECT state FROM tasks WHERE task_id = ?", task_id)
+            if t is not None:
+                break
+            time.sleep(0.05)
+        else:
+            return
+        with store.transaction(self.site.conn):
+            try:
+                station.open_task(self.site.conn, st, task_id, "pack")
+            except TaskError:
+                return
+        for ln in self.site.rows("SELECT * FROM task_lines WHERE task_id = ? ORDER BY line_no", task_id):
+            barcode = ln["barcode"] or ""
+            for unit in range(ln["packed"], ln["quantity"] - ln["short"]):
+                if self.site.stopping:
+                    return
+                text = barcode
+                if ln["marking_required"]:
+                    gtin = gtin_of_barcode(barcode) or "0" * 14
+                    text = demo_code(gtin, f"{task_id[-8:]}{ln['line_no']:02d}{unit:03d}"[-13:].replace("-", "X"))
+                self._scan(text)
+                time.sleep(self.delay_s)
+
+    def hand_over(self, handover_id: str) -> None:
+        """Scan every parcel of a hand-over at a station in handover mode, then close it, the way a
+        packer does when the courier comes."""
+        st = self.station
+        for _ in range(50):  # the handler's transaction may not have committed yet
+            h = self.site.row("SELECT order_ids, state FROM handovers WHERE handover_id = ?", handover_id)
+            if h is not None:
+                break
+            time.sleep(0.05)
+        else:
+            return
+        if h["state"] != "open":
+            return
+        self.site.act(station.set_mode, st, "handover", handover_id)
+        for order_id in json.loads(h["order_ids"]):
+            if self.site.stopping:
+                return
+            self._scan(order_id)
+            time.sleep(self.delay_s)
+        self.site.act(handover.close, self.site.send, handover_id, False, what="handover")
+        self.site.act(station.set_mode, st, "pack")
+
+    def _scan(self, text: str) -> None:
+        if self.scanner is not None:
+            self.scanner.feed(text)
+        else:
+            self.site.scan(self.station, text)

@@ -1,0 +1,199 @@
+"""What a real Mosquitto needs for the site link, written by `marketsync link broker-config`: TLS (a CA
+and a server certificate made here), a password file (Mosquitto 2's PBKDF2 hashes, or its own
+`mosquitto_passwd`), the per-site ACL (site X reads and writes only `ms/v1/X/#`, the cloud all of
+`ms/v1/#`) and the listener's config for /etc/mosquitto/conf.d (see systemd/mosquitto/).
+
+The same pieces configure the project's own local broker for tests, benchmarks and the demo
+(`marketsync.broker`, which is not shipped with the link).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import ipaddress
+import os
+import secrets
+import shutil
+import subprocess
+from pathlib import Path
+
+CLOUD_USER = "cloud"
+
+
+class BrokerError(RuntimeError):
+    """The broker cannot be configured (a bad site id) or started (missing, bad config, port taken);
+    the message says why."""
+
+
+def mosquitto_hash(password: str, *, salt: bytes | None = None, iterations: int = 101) -> str:
+    """A password-file hash in Mosquitto 2's PBKDF2-SHA512 format (`$7$iterations$salt$hash`)."""
+    salt = salt or secrets.token_bytes(12)
+    digest = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, iterations, dklen=64)
+    return f"$7${iterations}${base64.b64encode(salt).decode()}${base64.b64encode(digest).decode()}"
+
+
+def write_password_file(path: Path, users: dict[str, str], *, use_tool: bool = True) -> None:
+    """Write a Mosquitto password file (mode 600): `mosquitto_passwd` when present, else our own hashes."""
+    path = Path(path)
+    tool = shutil.which("mosquitto_passwd") if use_tool else None
+    path.write_text("")
+    os.chmod(path, 0o600)
+    if tool:
+        for user, password in users.items():
+            subprocess.run(
+                [tool, "-b", str(path), user, password], check=True, capture_output=True, timeout=30
+            )
+    else:
+        path.write_text("".join(f"{user}:{mosquitto_hash(pw)}\n" for user, pw in users.items()))
+    os.chmod(path, 0o600)
+
+
+def acl_text(sites: list[str], cloud_user: str = CLOUD_USER) -> str:
+    """The ACL: the cloud reads and writes every site's topics, each site only its own."""
+    lines = [
+        "# marketsync site link: each site touches only ms/v1/<its id>/#; all may read the cloud's presence",
+        "pattern read ms/v1/cloud/state",
+        "",
+        f"user {cloud_user}",
+        "topic readwrite ms/v1/#",
+        "",
+    ]
+    for site in sites:
+        if not site or any(c in site for c in "/+#") or site == cloud_user:
+            raise BrokerError(f"bad site id for the broker ACL: {site!r}")
+        lines += [f"user {site}", f"topic readwrite ms/v1/{site}/#", ""]
+    return "\n".join(lines)
+
+
+def make_tls_files(
+    directory: Path, *, hosts: tuple[str, ...] = ("127.0.0.1", "localhost")
+) -> dict[str, Path]:
+    """A CA and a server certificate for `hosts` signed by it (EC P-256, 10 years); returns the paths
+    `ca`, `cert`, `key` (and `ca_key`, which a real deployment keeps off the broker box)."""
+    # lazy: cryptography comes with the cloud's extra only; every `marketsync link` command imports this
+    # module, and an edge box runs `link status` without cryptography
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "marketsync site-link CA")])
+    ca_cert = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    alt: list[x509.GeneralName] = []
+    for h in hosts:
+        try:
+            alt.append(x509.IPAddress(ipaddress.ip_address(h)))
+        except ValueError:
+            alt.append(x509.DNSName(h))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hosts[0])]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    no_enc = serialization.NoEncryption()
+    pkcs8 = serialization.PrivateFormat.PKCS8
+    paths = {
+        name: directory / f"{name.replace('_', '-')}.{ext}"
+        for name, ext in (("ca", "crt"), ("ca_key", "key"), ("cert", "crt"), ("key", "key"))
+    }
+    paths["ca"].write_bytes(ca_cert.public_bytes(pem))
+    paths["cert"].write_bytes(cert.public_bytes(pem))
+    for name, k in (("ca_key", ca_key), ("key", key)):
+        paths[name].write_bytes(k.private_bytes(pem, pkcs8, no_enc))
+        os.chmod(paths[name], 0o600)
+    return paths
+
+
+# ---------------------------------------------------------------- a real deployment
+
+DEPLOY_DIR = "/etc/mosquitto/marketsync"
+
+DEPLOY_CONF = """\
+# marketsync site link: the broker's listener for the cloud and the sites.
+# Installed as /etc/mosquitto/conf.d/marketsync.conf (Debian's mosquitto.service reads conf.d);
+# its files live in {dir}/ and are written by `marketsync link broker-config`.
+# TLS only, a username/password per site and one for the cloud, and an ACL: site X may read and
+# write ms/v1/X/# only; the cloud all of ms/v1/#. Anonymous clients are refused.
+listener {port}
+cafile {dir}/ca.crt
+certfile {dir}/server.crt
+keyfile {dir}/server.key
+tls_version tlsv1.2
+allow_anonymous false
+password_file {dir}/passwd
+acl_file {dir}/acl
+
+# A site may be away for days: keep its session (queued QoS 1 messages) meanwhile. The link's
+# own outbox is the real buffer; this only saves work when the site returns.
+persistent_client_expiration 14d
+max_queued_messages 100000
+max_inflight_messages 0
+"""
+
+
+def deploy_conf(port: int = 8883, directory: str = DEPLOY_DIR) -> str:
+    return DEPLOY_CONF.format(port=port, dir=directory)
+
+
+def write_deployment(
+    out: str | Path,
+    sites: list[str],
+    *,
+    hostnames: tuple[str, ...] = ("localhost",),
+    port: int = 8883,
+    directory: str = DEPLOY_DIR,
+) -> dict[str, str]:
+    """Write everything a real broker needs into `out`: marketsync.conf, the CA and server certificate,
+    the password file, the ACL, and `credentials/<user>.password` (mode 600) to hand to the cloud and
+    each site. Returns the passwords by user (shown nowhere else)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "credentials").mkdir(exist_ok=True)
+    os.chmod(out / "credentials", 0o700)
+    tls = make_tls_files(out / "tls-tmp", hosts=hostnames)
+    for name, target in (
+        ("ca", "ca.crt"),
+        ("ca_key", "ca.key"),
+        ("cert", "server.crt"),
+        ("key", "server.key"),
+    ):
+        tls[name].replace(out / target)
+    (out / "tls-tmp").rmdir()
+    passwords = {CLOUD_USER: secrets.token_urlsafe(24), **{s: secrets.token_urlsafe(24) for s in sites}}
+    write_password_file(out / "passwd", passwords)
+    (out / "acl").write_text(acl_text(sites))
+    os.chmod(out / "acl", 0o600)
+    (out / "marketsync.conf").write_text(deploy_conf(port, directory))
+    for user, password in passwords.items():
+        path = out / "credentials" / f"{user}.password"
+        path.write_text(password + "\n")
+        os.chmod(path, 0o600)
+    return passwords

@@ -1,0 +1,125 @@
+"""The project's one SQLite helper, for all three stores: the cloud's database, the site's database and
+the site link's tables kept inside either of them.
+
+Owns how a connection is opened (`connect`: WAL journal, the `synchronous` level the caller asks for,
+foreign keys, a busy timeout, `sqlite3.Row` rows, autocommit mode so transactions are explicit, usable
+from any thread), the write transaction (`transaction`: BEGIN IMMEDIATE, nested use joins the outer
+one), the splitter of SQL scripts (`statements`), the migration runner (`apply_migrations`, which
+records every applied script in `schema_migrations(module, idx, applied_at)`), and `write_if_free` for
+bookkeeping writes that must never wait for another writer.
+
+It lives in `sitelink/` because both sides install sitelink; it imports nothing of the project.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+MIGRATIONS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations ("
+    " module TEXT NOT NULL, idx INTEGER NOT NULL, applied_at TEXT NOT NULL DEFAULT (datetime('now')),"
+    " PRIMARY KEY (module, idx))"
+)
+
+
+def connect(
+    path: str | Path,
+    *,
+    timeout: float = 30.0,
+    synchronous: str = "NORMAL",
+    busy_timeout_ms: int | None = None,
+) -> sqlite3.Connection:
+    """A connection with the project's settings: autocommit mode (transactions are explicit), WAL,
+    `synchronous` (NORMAL; the site box uses FULL so a power cut loses no committed change), foreign
+    keys on, `sqlite3.Row` rows, shared across threads. The busy timeout is `busy_timeout_ms`, or
+    `timeout` seconds when not given. No migrations: see `apply_migrations`."""
+    conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={_synchronous(synchronous)}")
+    conn.execute("PRAGMA foreign_keys=ON")
+    busy = int(timeout * 1000) if busy_timeout_ms is None else int(busy_timeout_ms)
+    conn.execute(f"PRAGMA busy_timeout={busy}")
+    return conn
+
+
+def _synchronous(level: str) -> str:
+    level = level.upper()
+    if level not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+        raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, got {level!r}")
+    return level
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection, *, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+    """One write transaction (BEGIN IMMEDIATE: the write lock is taken at once, so two writers never
+    deadlock on an upgrade); COMMIT at the end, ROLLBACK on any error. Nested use joins the outer
+    transaction (also one the caller opened itself)."""
+    if conn.in_transaction:
+        yield conn
+        return
+    conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    else:
+        conn.execute("COMMIT")
+
+
+def statements(script: str) -> list[str]:
+    """The complete SQL statements of a script, in order (semicolons inside strings or triggers are
+    kept where they belong: a statement ends where SQLite says it is complete)."""
+    out: list[str] = []
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out
+
+
+def apply_migrations(conn: sqlite3.Connection, key: str, scripts: Sequence[str]) -> list[str]:
+    """Apply the scripts of `key` (a module's name) not applied yet, each in its own transaction with
+    its row in `schema_migrations` (module=key, idx=its position); return what was applied
+    ("key#idx"). A script is applied once, whoever opens the database first: an up-to-date database
+    is only read, and a pending script is checked again under the write lock."""
+    conn.execute(MIGRATIONS_TABLE)
+    done = {row[0] for row in conn.execute("SELECT idx FROM schema_migrations WHERE module=?", (key,))}
+    applied: list[str] = []
+    for idx, script in enumerate(scripts):
+        if idx in done:
+            continue
+        with transaction(conn):
+            if conn.execute("SELECT 1 FROM schema_migrations WHERE module=? AND idx=?", (key, idx)).fetchone():
+                continue  # another connection applied it meanwhile
+            for statement in statements(script):
+                conn.execute(statement)
+            conn.execute("INSERT INTO schema_migrations(module, idx) VALUES (?, ?)", (key, idx))
+        applied.append(f"{key}#{idx}")
+    return applied
+
+
+def write_if_free(conn: sqlite3.Connection, sql: str, params: tuple = (), *, wait_ms: int = 100) -> bool:
+    """Run one small write unless another writer holds the database (a long import): then skip it and
+    say so (False). For bookkeeping that may wait for a later request — a session's last_seen, a
+    token's last use — so that a read-only request never waits for someone else's transaction."""
+    waits = conn.execute("PRAGMA busy_timeout").fetchone()[0]
+    conn.execute(f"PRAGMA busy_timeout={int(wait_ms)}")
+    try:
+        conn.execute(sql, params)
+        return True
+    except sqlite3.OperationalError as exc:
+        if "locked" not in str(exc) and "busy" not in str(exc):
+            raise
+        return False
+    finally:
+        conn.execute(f"PRAGMA busy_timeout={int(waits)}")
