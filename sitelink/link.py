@@ -522,16 +522,23 @@ class SiteLink:
                 store.dead_letter(conn, **d)
             for peer, state in pending_state.items():
                 store.set_peer_state(conn, peer, state)
-            seen_now: set[str] = set()
+            seen_now: set[str] = set()  # ids applied (or dead-lettered) in this transaction
+
+            def known(item: _Item) -> bool:
+                """The id decides, whatever seq this copy carries: applied before, or just now."""
+                return item.id in seen_now or store.is_in_inbox(conn, item.id)
+
             for item in old:
-                if item.id not in seen_now and not store.is_in_inbox(conn, item.id):
+                if not known(item):
                     seen_now.add(item.id)
                     outcome = self._apply_one(conn, item, late=True)
                     if outcome == "retry":
+                        seen_now.discard(item.id)
                         continue  # tried again when it is redelivered
                     if outcome == "applied":
                         late_applied[item.peer] = late_applied.get(item.peer, 0) + 1
                     inbox_rows.append((item.id, item.peer, item.seq, item.type or "", outcome, now_wall))
+                    store.fill_gap(conn, item.peer, item.seq)
                 acks_out.setdefault(item.peer, []).append((item.seq, item.id))
             for peer, held in self._held.items():
                 if not held or budget <= 0:
@@ -558,10 +565,14 @@ class SiteLink:
                         continue
                     if self._retry_at.get(peer, 0) > now:
                         break
-                    outcome = self._apply_one(conn, item)
-                    if outcome == "retry":
-                        break
-                    inbox_rows.append((item.id, peer, item.seq, item.type or "", outcome, now_wall))
+                    if known(item):  # a copy of an applied message sent again under another seq
+                        outcome = "duplicate"
+                    else:
+                        outcome = self._apply_one(conn, item)
+                        if outcome == "retry":
+                            break
+                        seen_now.add(item.id)
+                        inbox_rows.append((item.id, peer, item.seq, item.type or "", outcome, now_wall))
                     acks_out.setdefault(peer, []).extend([(item.seq, item.id)] * (1 + item.copies))
                     taken.append(exp)
                     budget -= 1

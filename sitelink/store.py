@@ -180,6 +180,19 @@ def in_seq(conn: sqlite3.Connection) -> dict[str, int]:
     return {row[0]: row[1] for row in conn.execute("SELECT peer, next_seq FROM link_in_seq")}
 
 
+def fill_gap(conn: sqlite3.Connection, peer: str, seq: int) -> None:
+    """A message of a recorded gap arrived after all: the gap shrinks by it (and is gone once every
+    message of it came), so `status` shows only what is still missing."""
+    rows = conn.execute("SELECT n, from_seq, to_seq, detected_at FROM link_gaps WHERE peer=? AND from_seq<=?"
+                        " AND to_seq>=?", (peer, seq, seq)).fetchall()
+    for n, a, b, detected in rows:
+        conn.execute("DELETE FROM link_gaps WHERE n=?", (n,))
+        for lo, hi in ((a, seq - 1), (seq + 1, b)):
+            if lo <= hi:
+                conn.execute("INSERT INTO link_gaps(peer, from_seq, to_seq, detected_at) VALUES (?,?,?,?)",
+                             (peer, lo, hi, detected))
+
+
 def is_in_inbox(conn: sqlite3.Connection, msg_id: str) -> bool:
     return conn.execute("SELECT 1 FROM link_inbox WHERE id=?", (msg_id,)).fetchone() is not None
 

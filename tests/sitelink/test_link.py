@@ -116,6 +116,44 @@ def test_same_message_twice_is_applied_once_and_acked_twice(make_link, broker, r
     assert_exactly_once(applied_rows(tmp_path / "site-1.db"), 2)
 
 
+def test_an_applied_message_sent_again_under_a_new_seq_is_not_applied_again(make_link, broker, raw, tmp_path):
+    """The id decides, whatever seq a copy carries: a replay with only its seq changed (a sender that lost
+    its counter, or a forged resend) is acknowledged and moves the stream on, but changes nothing."""
+    site = make_link("site", site_id="site-1", handlers={"pick_task": record})
+    watcher = raw(broker, "watcher")
+    watcher.subscribe("ms/v1/site-1/ack/down")
+    sender = raw(broker, "fake-cloud")
+    first = envelope.make("site-1", 1, "pick_task", pick_body(1))
+    sender.publish("ms/v1/site-1/down", first.to_json())
+    wait_for(lambda: len(applied_rows(tmp_path / "site-1.db")) == 1, 10, "the first applied")
+    replay = envelope.Envelope(id=first.id, site="site-1", seq=2, type=first.type, ts=first.ts, body=first.body)
+    sender.publish("ms/v1/site-1/down", replay.to_json())
+    wait_for(lambda: [2, first.id] in watcher.acks(), 10, "the replay acknowledged")
+    nxt = envelope.make("site-1", 3, "pick_task", pick_body(3))  # the stream goes on past the replay's seq
+    sender.publish("ms/v1/site-1/down", nxt.to_json())
+    wait_for(lambda: len(applied_rows(tmp_path / "site-1.db")) == 2, 10, "seq 3 applied")
+    time.sleep(0.3)
+    assert_exactly_once(applied_rows(tmp_path / "site-1.db"), 2)
+    assert site.status()["inbound"]["site-1"]["next_seq"] == 4
+
+
+def test_a_gap_is_cleared_once_its_missing_message_is_applied(make_link, broker, raw, tmp_path):
+    site = make_link("site", site_id="site-1", gap_timeout=0.5, handlers={"pick_task": record})
+    envs = [envelope.make("site-1", seq, "pick_task", pick_body(seq)) for seq in range(1, 6)]
+    sender = raw(broker, "fake-cloud")
+    for i in (0, 3, 4):  # seq 1, then 4 and 5: 2 and 3 are missing
+        sender.publish("ms/v1/site-1/down", envs[i].to_json())
+    wait_for(lambda: len(applied_rows(tmp_path / "site-1.db")) == 3, 10, "the gap given up on")
+    assert [(g["from_seq"], g["to_seq"]) for g in site.status()["gaps"]] == [(2, 3)]
+    sender.publish("ms/v1/site-1/down", envs[2].to_json())  # seq 3 arrives late
+    wait_for(lambda: len(applied_rows(tmp_path / "site-1.db")) == 4, 10, "seq 3 applied late")
+    assert [(g["from_seq"], g["to_seq"]) for g in site.status()["gaps"]] == [(2, 2)]
+    sender.publish("ms/v1/site-1/down", envs[1].to_json())  # and seq 2
+    wait_for(lambda: len(applied_rows(tmp_path / "site-1.db")) == 5, 10, "seq 2 applied late")
+    assert site.status()["gaps"] == []
+    assert_exactly_once(applied_rows(tmp_path / "site-1.db"), 5)
+
+
 def test_out_of_order_is_applied_in_seq_order_and_gaps_are_recorded(make_link, broker, raw, tmp_path):
     site = make_link("site", site_id="site-1", gap_timeout=0.5, handlers={"pick_task": record})
     envs = [envelope.make("site-1", seq, "pick_task", pick_body(seq)) for seq in range(1, 8)]
