@@ -10,6 +10,7 @@ It ships with the demo, never with the edge; the edge offers it only its ordinar
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import queue
@@ -44,6 +45,12 @@ def demo_code(gtin: str, serial: str) -> str:
     return f"01{gtin}21{serial}{GS}91EE10{GS}92{filler}"
 
 
+def unit_serial(task_id: str, line_no: int, unit: int) -> str:
+    """A 13-character serial for one unit of one task line, unique across tasks of every marketplace (the
+    end of a task id is not: wb 5000000034 and mm 9300000000034 end alike)."""
+    return f"{hashlib.sha1(task_id.encode()).hexdigest()[:8]}{line_no:02d}{unit:03d}"
+
+
 class DemoPacker:
     """One simulated packer at one station: works through its queue of tasks and hand-overs in order."""
 
@@ -62,6 +69,8 @@ class DemoPacker:
         for t in self.site.rows("SELECT task_id FROM tasks WHERE state IN ('new','picking','picked','packing') "
                                 "ORDER BY created_at"):
             self._work.put(t["task_id"])
+        for h in self.site.rows("SELECT handover_id FROM handovers WHERE state='open' ORDER BY created_at"):
+            self._work.put(("handover", h["handover_id"]))  # a courier who came before a restart still waits
 
     def stop(self) -> None:
         self._work.put("")
@@ -112,7 +121,7 @@ class DemoPacker:
                 text = barcode
                 if ln["marking_required"]:
                     gtin = gtin_of_barcode(barcode) or "0" * 14
-                    text = demo_code(gtin, f"{task_id[-8:]}{ln['line_no']:02d}{unit:03d}"[-13:].replace("-", "X"))
+                    text = demo_code(gtin, unit_serial(task_id, ln["line_no"], unit))
                 self._scan(text)
                 time.sleep(self.delay_s)
 

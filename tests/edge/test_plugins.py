@@ -20,7 +20,7 @@ from edge_agent.link_handlers import DownHandlers
 from edge_agent.site import Site, load_plugin
 from edge_agent.tasks import inbox
 from edge_agent.tasks.marking import parse
-from marketsync.demo_packer import demo_code
+from marketsync.demo_packer import demo_code, unit_serial
 from sitelink import Reject
 
 
@@ -141,6 +141,31 @@ def test_the_demo_packer_packs_and_hands_over_without_devices(tmp_path: Path) ->
         assert site.row("SELECT mode FROM stations WHERE station = 'auto'")["mode"] == "pack"
         progress = [b["state"] for t, b in outbox(site.conn) if t == "task_progress"]
         assert "packed" in progress and json.dumps(progress)
+    finally:
+        site.stop()
+        site.close()
+
+
+def test_demo_marking_serials_differ_for_tasks_whose_ids_end_alike():
+    wb, mm = unit_serial("pick-wb-main:5000000034", 1, 0), unit_serial("pick-mm-main:9300000000034", 1, 0)
+    assert wb != mm and len(wb) == len(mm) == 13
+    assert len({unit_serial(f"pick-x:{n}", line, unit) for n in range(300) for line in (1, 2) for unit in range(3)}) \
+        == 300 * 2 * 3
+
+
+def test_the_demo_packer_takes_up_an_open_handover_after_a_restart(tmp_path: Path) -> None:
+    """A courier who came before the box restarted still gets the parcels: the packer finds the open
+    hand-over at start, as it finds the tasks."""
+    site = Site(edge_config(tmp_path, auto_pack=True, auto_pack_delay_s=0.0), with_link=False, with_devices=False)
+    with store.transaction(site.conn):
+        inbox.apply_catalog(site.conn, {"items": [MUG]})
+        inbox.apply_pick_task(site.conn, pick_task("t2", [(MUG, 1)]))
+        inbox.apply_label(site.conn, {"order_id": "o-t2", "format": "png", "data_b64": label_png("t2")})
+        inbox.apply_handover(site.conn, {"handover_id": "h2", "marketplace": "ozon", "order_ids": ["o-t2"]})
+    site.start()  # nobody tells the packer of h2 now: it came before this start
+    try:
+        assert wait_for(lambda: site.row("SELECT state FROM handovers WHERE handover_id = 'h2'")["state"] != "open")
+        assert site.row("SELECT state FROM tasks WHERE task_id = 't2'")["state"] == "handed_over"
     finally:
         site.stop()
         site.close()
