@@ -58,7 +58,7 @@ MIGRATIONS = [
     CREATE INDEX login_failures_name ON login_failures(name, ts);
     CREATE INDEX login_failures_address ON login_failures(address, ts);
     """,
-    # The manager's order list (cloud_sync.orders.list_orders: by deadline, none last, then status) reads
+    # The manager's order list (cloud_sync.orders.listing.list_orders: by deadline, none last, then status) reads
     # a page of 100,000 orders through these instead of sorting them all (bench/ui.py). The expressions
     # must stay the same as list_orders' ORDER BY for SQLite to use them.
     """

@@ -1,6 +1,6 @@
 """The read-only view of the linked catalog that prices, reports and alerts need.
 
-One query over the catalog's `cards` and `card_links` tables (owned by cloud_sync/catalog.py): every
+One query over the catalog's `cards` and `card_links` tables (owned by cloud_sync/catalog/cards.py): every
 card of an account with the 1C item it is linked to and the pack size N (the card stands for N units
 of the item). Kept here, in one function, so that pricing/reports/alerts depend on the catalog's
 schema in exactly one place.

@@ -12,7 +12,7 @@ own per offer id, so nothing is dropped. The totals are the sum of every line an
 the marketplace's own totals (`RealizationReport.native_totals`, by the keys revenue, fee, logistics,
 other, to_pay, sold, returned - whichever the adapter gives) to the kopeck.
 
-Stock reports read the ledger (cloud_sync/stock.py tables `stock_levels`, `fbo_stock`) and the
+Stock reports read the ledger (cloud_sync/stock/ledger.py tables `stock_levels`, `fbo_stock`) and the
 catalog's warehouse map: per own warehouse; per account with FBS (what the account's FBS warehouses
 can offer from the ledger, before allocation rules) and FBO (read back from the marketplace) apart.
 

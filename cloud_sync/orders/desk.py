@@ -1,5 +1,5 @@
 """What a person does to orders from the Orders page, in bulk: take into work, print labels again,
-cancel with a reason. Each runs through cloud_sync/orders.py (its action queue, its cancel, its event
+cancel with a reason. Each runs through the order flow (cloud_sync/orders: its action queue, its cancel, its event
 log) in one transaction for the whole batch: an unknown order refuses the batch, nothing applied.
 
 * take into work: an order not yet confirmed on the marketplace gets its confirmation queued now

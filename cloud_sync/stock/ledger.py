@@ -79,7 +79,7 @@ MIGRATIONS = [
         ts REAL NOT NULL
     ) WITHOUT ROWID;
     """,
-    # the push planner's tables (cloud_sync/stock_push.py)
+    # the push planner's tables (cloud_sync/stock/push.py)
     """
     CREATE TABLE stock_published (
         account TEXT NOT NULL,

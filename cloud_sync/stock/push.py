@@ -44,7 +44,7 @@ from marketplaces.base import Marketplace, MarketplaceError, StockLevel
 
 log = logging.getLogger("cloud_sync.stock.push")
 
-# The tables are created by cloud_sync/stock.py (MIGRATIONS[1]) so the ledger's schema module owns them.
+# The tables are created by cloud_sync/stock/ledger.py (MIGRATIONS[1]): the ledger's schema part owns them.
 
 
 
