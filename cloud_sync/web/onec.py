@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from cloud_sync.onec.exchange import register_exchange
-from cloud_sync.onec.print_forms import print_blueprint
+from cloud_sync.web import print_forms
 
 
 def register(app: Any, cloud_config: Any, db_path: str) -> None:
     register_exchange(app, cloud_config, db_path)
-    app.register_blueprint(print_blueprint(db_path))
+    app.register_blueprint(print_forms.bp)
