@@ -4,11 +4,11 @@ The blueprint `bp` holds the login, logout and password pages and `/api/me`, and
 one `before_request` hook (`authenticate`), the security headers of every answer and the template
 globals (`current_user`, `csrf_token`); the `[auth]` settings are read at request time:
 
-* Identity: `Authorization: Bearer mst_…` (an API token, cloud_sync/users.py) or the `ms_session`
+* Identity: `Authorization: Bearer mst_…` (an API token, cloud_sync/access/users.py) or the `ms_session`
   cookie (a server-side session; HttpOnly, SameSite=Lax, Secure when served over TLS or when
   `[auth] secure_cookies = true`). Deny by default: every path needs a user except `OPEN_PATHS` — the
   login page, the health check, the OpenAPI document, static files — and the endpoints that
-  authenticate their own callers (`/push/…`: the push token in the URL, cloud_sync/webhooks.py; the 1C
+  authenticate their own callers (`/push/…`: the push token in the URL, cloud_sync/web/push.py; the 1C
   exchange: HTTP Basic, cloud_sync/onec/exchange.py).
 * First run: while the database has no user at all, requests from the loopback are let in (the
   integration tests, a fresh install on one box); the login page says how to make the first owner
@@ -21,7 +21,7 @@ globals (`current_user`, `csrf_token`); the `[auth]` settings are read at reques
   form carries a double-submit token. Token-authenticated API calls carry no cookie and need none.
 * Roles: `ROLE_RULES` says which roles reach which paths; `require(*roles)` guards single views.
 * Login is rate-limited per name and address, per address, and per name from anywhere
-  (cloud_sync/users.py `login`); behind our own reverse proxy (`[auth] trusted_proxies`, CIDRs) the
+  (cloud_sync/access/users.py `login`); behind our own reverse proxy (`[auth] trusted_proxies`, CIDRs) the
   address is the client the proxy names (`client_address`).
 """
 

@@ -1,6 +1,6 @@
 """Prices: the price list of an account, the price document editor (lines or an uploaded CSV/XLSX)
 with its preview diff, applying it through the account's adapter, and the scheduled rules — all
-through cloud_sync.pricing, cloud_sync.price_upload and cloud_sync.price_rules."""
+through cloud_sync.money (price_list, price_docs, price_preview, price_apply, uploads, price_rules)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reports: the commission agent report per account and period (cloud_sync.reports, from the
+"""Reports: the commission agent report per account and period (cloud_sync.money.reports, from the
 marketplace's realization report) with XLSX/CSV downloads, and the charts: orders and revenue per
 marketplace per day."""
 

@@ -1,5 +1,5 @@
 """Settings (owners only): accounts and their tokens (write-only: stored encrypted by
-cloud_sync.secrets, shown afterwards only as "set on <date>"), the unified status map, endpoint
+cloud_sync.access.secrets, shown afterwards only as "set on <date>"), the unified status map, endpoint
 overrides, alert rules (critical stock minimums, cloud_sync.alerts), Telegram, and users.
 
 A token or an endpoint override is in use as soon as it is stored (cloud_sync.web.settings_in_use: the

@@ -1,6 +1,6 @@
 """Stocks: item × own warehouse (on hand, reserved, available), per account FBS vs FBO
-(cloud_sync.reports.stock_by_account), the stock pushes the zero guard holds and their confirmation
-(cloud_sync.stock_push), and "why this number" (cloud_sync.stock.why) with the item's stock history
+(cloud_sync.money.reports.stock_by_account), the stock pushes the zero guard holds and their confirmation
+(cloud_sync.stock.push), and "why this number" (cloud_sync.stock.why) with the item's stock history
 chart."""
 
 from __future__ import annotations
