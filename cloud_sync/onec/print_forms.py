@@ -1,4 +1,5 @@
-"""Print forms: documents as printable HTML pages (A4, print CSS; the browser's "Print" or "Save as PDF").
+"""Print forms: what goes on the documents printed from the cloud's pages (their HTTP side, the pages
+themselves, is cloud_sync/web/print_forms.py; templates: web/templates/print/).
 
     /print/pick/<order key>              pick task of an order (lines, bins, barcodes, 1C ids)
     /print/ship/<account>[?supply=ID]    ship (handover) task: the packed orders of an account, or of one
@@ -8,30 +9,19 @@
     /print/stock/fbs | fbo | scheme      stock reports: own warehouses (FBS ledger), FBO read back from
                                          the marketplaces, FBS vs FBO per account
 
-The data come from the owners' tables and functions (cloud_sync.orders, cloud_sync.pricing,
-cloud_sync.reports); this module only lays them out. Templates: web/templates/print/.
+The data come from the owners' tables and functions (cloud_sync.orders, cloud_sync.money); this module
+only lays them out.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from flask import Blueprint, abort, g, render_template
-
-import web
-from cloud_sync.db import connect
 from cloud_sync.money import price_docs, price_preview, reports
 from cloud_sync.onec.orders_out import MARKETPLACE_TITLES
 from cloud_sync.orders import records
-
-TEMPLATES = web.TEMPLATES
-
-
-def _now() -> str:
-    return datetime.now(UTC).astimezone().strftime("%d.%m.%Y %H:%M")
 
 
 def pick_task(conn: sqlite3.Connection, key: str) -> dict[str, Any] | None:
@@ -113,48 +103,3 @@ def stock_report(conn: sqlite3.Connection, kind: str) -> dict[str, Any] | None:
         return None
     return {"kind": kind, "title": STOCK_TITLES[kind], "headers": headers,
             "rows": [["" if v is None else v for v in r] for r in rows]}
-
-
-def print_blueprint(db_path: str) -> Blueprint:
-    bp = Blueprint("print_forms", __name__, template_folder=str(TEMPLATES))
-
-    def db() -> sqlite3.Connection:
-        if "ms_print_db" not in g:
-            g.ms_print_db = connect(db_path)
-        return g.ms_print_db
-
-    @bp.teardown_app_request
-    def _close(_exc: BaseException | None) -> None:
-        conn = g.pop("ms_print_db", None)
-        if conn is not None:
-            conn.close()
-
-    @bp.get("/print/pick/<path:key>")
-    def pick(key: str):
-        task = pick_task(db(), key)
-        if task is None:
-            abort(404, f"no order {key}")
-        return render_template("print/pick_task.html", task=task, printed=_now())
-
-    @bp.get("/print/ship/<account>")
-    def ship(account: str):
-        from flask import request
-
-        return render_template("print/ship_task.html", task=ship_task(db(), account, request.args.get("supply")),
-                               printed=_now())
-
-    @bp.get("/print/prices/<doc_id>")
-    def prices(doc_id: str):
-        doc = price_document(db(), doc_id)
-        if doc is None:
-            abort(404, f"no price document {doc_id}")
-        return render_template("print/price_document.html", doc=doc, printed=_now())
-
-    @bp.get("/print/stock/<kind>")
-    def stock(kind: str):
-        report = stock_report(db(), kind)
-        if report is None:
-            abort(404, f"no stock report {kind}: fbs, fbo or scheme")
-        return render_template("print/stock_report.html", report=report, printed=_now())
-
-    return bp

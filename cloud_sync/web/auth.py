@@ -1,12 +1,14 @@
 """Every door of the cloud's web app: who is asking, may they, and is the form really theirs.
 
-`install(app)` adds one `before_request` hook to the app and the login/logout pages:
+The blueprint `bp` holds the login, logout and password pages and `/api/me`, and adds to the whole app
+one `before_request` hook (`authenticate`), the security headers of every answer and the template
+globals (`current_user`, `csrf_token`); the `[auth]` settings are read at request time:
 
-* Identity: `Authorization: Bearer mst_…` (an API token, cloud_sync/users.py) or the `ms_session`
+* Identity: `Authorization: Bearer mst_…` (an API token, cloud_sync/access/users.py) or the `ms_session`
   cookie (a server-side session; HttpOnly, SameSite=Lax, Secure when served over TLS or when
   `[auth] secure_cookies = true`). Deny by default: every path needs a user except `OPEN_PATHS` — the
   login page, the health check, the OpenAPI document, static files — and the endpoints that
-  authenticate their own callers (`/push/…`: the push token in the URL, cloud_sync/webhooks.py; the 1C
+  authenticate their own callers (`/push/…`: the push token in the URL, cloud_sync/web/push.py; the 1C
   exchange: HTTP Basic, cloud_sync/onec/exchange.py).
 * First run: while the database has no user at all, requests from the loopback are let in (the
   integration tests, a fresh install on one box); the login page says how to make the first owner
@@ -19,7 +21,7 @@
   form carries a double-submit token. Token-authenticated API calls carry no cookie and need none.
 * Roles: `ROLE_RULES` says which roles reach which paths; `require(*roles)` guards single views.
 * Login is rate-limited per name and address, per address, and per name from anywhere
-  (cloud_sync/users.py `login`); behind our own reverse proxy (`[auth] trusted_proxies`, CIDRs) the
+  (cloud_sync/access/users.py `login`); behind our own reverse proxy (`[auth] trusted_proxies`, CIDRs) the
   address is the client the proxy names (`client_address`).
 """
 
@@ -35,9 +37,11 @@ from functools import wraps
 from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, abort, g, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, g, jsonify, redirect, render_template, request, url_for
 
 from cloud_sync.access import users
+from cloud_sync.config import CloudConfig
+from cloud_sync.web.context import ctx, get_db
 
 log = logging.getLogger("cloud_sync.web.auth")
 
@@ -46,6 +50,8 @@ LOGIN_CSRF_COOKIE = "ms_login_csrf"
 OPEN_PATHS = ("/login", "/api/health", "/api/openapi.json", "/static/")
 OWN_AUTH_PATHS = ("/push/", "/1c/exchange", "/bitrix/admin/1c_exchange.php")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+bp = Blueprint("auth", __name__)
 
 # (method or "*", path prefix, roles allowed); the first matching rule wins; no rule: owner and manager.
 ROLE_RULES: list[tuple[str, str, tuple[str, ...]]] = [
@@ -140,9 +146,23 @@ def require(*roles: str) -> Callable:
     return deco
 
 
-def _settings(app: Flask) -> dict[str, Any]:
-    ctx = app.extensions["marketsync"]
-    return dict(ctx.cfg.raw.get("auth", {}))
+def _auth_settings() -> dict[str, Any]:
+    """The `[auth]` section of the config, read at request time."""
+    return dict(ctx().cfg.raw.get("auth", {}))
+
+
+def trusted_proxies(cfg: CloudConfig) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """Our own reverse proxies (`[auth] trusted_proxies`, CIDRs); `create_app` reads them once so that a
+    wrong one stops the start instead of the first login."""
+    return [ipaddress.ip_network(n, strict=False) for n in dict(cfg.raw.get("auth", {})).get("trusted_proxies", [])]
+
+
+def _trusted() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    return trusted_proxies(ctx().cfg)
+
+
+def _secure_cookie() -> bool:
+    return bool(_auth_settings().get("secure_cookies", False)) or request.is_secure
 
 
 def _set_cookie(resp: Response, name: str, value: str, *, max_age: int | None, secure: bool) -> None:
@@ -156,179 +176,179 @@ def _safe_next(target: str) -> str:
     return target
 
 
-def install(app: Flask) -> None:
-    """Add the auth hook, the login/logout pages and the security headers to the cloud app."""
-    from cloud_sync.web.app import db
-
-    settings = _settings(app)
-    force_secure = bool(settings.get("secure_cookies", False))
-    trusted = [ipaddress.ip_network(n, strict=False) for n in settings.get("trusted_proxies", [])]
-
-    def secure_cookie() -> bool:
-        return force_secure or request.is_secure
-
-    def refuse(status: int, message: str) -> Response:
-        if request.path.startswith("/api/"):
-            resp = jsonify({"error": message})
-            resp.status_code = status
-            if status == 401:
-                resp.headers["WWW-Authenticate"] = 'Bearer realm="marketsync"'
-            return resp
+def refuse(status: int, message: str) -> Response:
+    """JSON for the API (401 with the Bearer challenge); the login page for a page without a user;
+    the refusal page otherwise."""
+    if request.path.startswith("/api/"):
+        resp = jsonify({"error": message})
+        resp.status_code = status
         if status == 401:
-            return redirect(url_for("auth_login", next=request.full_path.rstrip("?")))  # type: ignore[return-value]
-        return Response(render_template("cloud/refused.html", message=message, user=current_user()), status)
+            resp.headers["WWW-Authenticate"] = 'Bearer realm="marketsync"'
+        return resp
+    if status == 401:
+        return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))  # type: ignore[return-value]
+    return Response(render_template("cloud/refused.html", message=message, user=current_user()), status)
 
-    @app.before_request
-    def _authenticate() -> Response | None:
-        path = request.path
-        if path.startswith(OWN_AUTH_PATHS):
-            return None  # these check their callers themselves (push token / HTTP Basic)
-        g.user, g.csrf, g.auth_kind = None, "", ""
-        header = request.headers.get("Authorization", "")
-        conn = None
-        if header.startswith("Bearer "):
-            conn = db()
-            user = users.token_user(conn, header[7:].strip())
-            if user is None:
-                return refuse(401, "unknown or revoked API token")
-            g.user, g.auth_kind = user, "token"
-        elif request.cookies.get(SESSION_COOKIE):
-            conn = db()
-            found = users.session_user(conn, request.cookies[SESSION_COOKIE])
-            if found is not None:
-                g.user, g.csrf = found
-                g.auth_kind = "session"
-        if path.startswith(OPEN_PATHS):
-            return None
-        if g.user is None:
-            conn = conn or db()
-            if not users.any_users(conn) and _loopback(request.remote_addr) and not _proxied():
-                g.auth_kind = "setup"  # first run on this box: see the module docstring
-                if request.method not in SAFE_METHODS and request.mimetype != "application/json":
-                    # a page elsewhere could make this browser post a form here: only JSON calls (which a
-                    # browser will not send cross-site without a CORS preflight we never grant) change things
-                    return refuse(403, "before the first user exists, changes are taken as JSON API calls only")
-                return None
-            return refuse(401, "log in first (or send an API token: Authorization: Bearer …)")
-        if g.auth_kind == "session" and request.method not in SAFE_METHODS:
-            given = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
-            if not given or not hmac.compare_digest(given.encode(), g.csrf.encode()):
-                log.warning("CSRF token missing or wrong: %s %s by %s", request.method, path, g.user.name)
-                return refuse(400, "the form has expired or did not come from this site (CSRF check); "
-                                   "reload the page and try again")
-        if not allowed(g.user.role, request.method, path):
-            return refuse(403, f"a {g.user.role} may not open this page")
+
+@bp.before_app_request
+def authenticate() -> Response | None:
+    """Who is asking, and may they: every request of the app passes here first."""
+    path = request.path
+    if path.startswith(OWN_AUTH_PATHS):
+        return None  # these check their callers themselves (push token / HTTP Basic)
+    g.user, g.csrf, g.auth_kind = None, "", ""
+    header = request.headers.get("Authorization", "")
+    conn = None
+    if header.startswith("Bearer "):
+        conn = get_db()
+        user = users.token_user(conn, header[7:].strip())
+        if user is None:
+            return refuse(401, "unknown or revoked API token")
+        g.user, g.auth_kind = user, "token"
+    elif request.cookies.get(SESSION_COOKIE):
+        conn = get_db()
+        found = users.session_user(conn, request.cookies[SESSION_COOKIE])
+        if found is not None:
+            g.user, g.csrf = found
+            g.auth_kind = "session"
+    if path.startswith(OPEN_PATHS):
         return None
+    if g.user is None:
+        conn = conn or get_db()
+        if not users.any_users(conn) and _loopback(request.remote_addr) and not _proxied():
+            g.auth_kind = "setup"  # first run on this box: see the module docstring
+            if request.method not in SAFE_METHODS and request.mimetype != "application/json":
+                # a page elsewhere could make this browser post a form here: only JSON calls (which a
+                # browser will not send cross-site without a CORS preflight we never grant) change things
+                return refuse(403, "before the first user exists, changes are taken as JSON API calls only")
+            return None
+        return refuse(401, "log in first (or send an API token: Authorization: Bearer …)")
+    if g.auth_kind == "session" and request.method not in SAFE_METHODS:
+        given = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
+        if not given or not hmac.compare_digest(given.encode(), g.csrf.encode()):
+            log.warning("CSRF token missing or wrong: %s %s by %s", request.method, path, g.user.name)
+            return refuse(400, "the form has expired or did not come from this site (CSRF check); "
+                               "reload the page and try again")
+    if not allowed(g.user.role, request.method, path):
+        return refuse(403, f"a {g.user.role} may not open this page")
+    return None
 
-    @app.after_request
-    def _headers(resp: Response) -> Response:
-        resp.headers.setdefault("X-Content-Type-Options", "nosniff")
-        resp.headers.setdefault("Referrer-Policy", "same-origin")
-        if resp.mimetype == "text/html":
-            resp.headers.setdefault("X-Frame-Options", "DENY")
-            resp.headers.setdefault("Content-Security-Policy",
-                                    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';"
-                                    " img-src 'self' data:; frame-ancestors 'none'; form-action 'self'")
-        if g.get("auth_kind") == "session" or request.path == "/login":
-            resp.headers.setdefault("Cache-Control", "no-store")
+
+@bp.after_app_request
+def security_headers(resp: Response) -> Response:
+    resp.headers.setdefault("X-Content-Type-Options", "nosniff")
+    resp.headers.setdefault("Referrer-Policy", "same-origin")
+    if resp.mimetype == "text/html":
+        resp.headers.setdefault("X-Frame-Options", "DENY")
+        resp.headers.setdefault("Content-Security-Policy",
+                                "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline';"
+                                " img-src 'self' data:; frame-ancestors 'none'; form-action 'self'")
+    if g.get("auth_kind") == "session" or request.path == "/login":
+        resp.headers.setdefault("Cache-Control", "no-store")
+    return resp
+
+
+@bp.app_context_processor
+def template_globals() -> dict[str, Any]:
+    return {"current_user": current_user(), "csrf_token": csrf_token}
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    conn = get_db()
+    nxt = _safe_next(request.values.get("next", "/"))
+    if request.method == "GET":
+        # one token per browser, kept while it lives: a second GET (another tab, the favicon's
+        # redirect) must not invalidate the form already on screen
+        token = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+        if not re.fullmatch(r"[A-Za-z0-9_-]{32}", token):
+            token = pysecrets.token_urlsafe(24)
+        resp = Response(render_template("cloud/login.html", login_csrf=token, next=nxt, errors={}, name="",
+                                        first_run=not users.any_users(conn)))
+        _set_cookie(resp, LOGIN_CSRF_COOKIE, token, max_age=3600, secure=_secure_cookie())
         return resp
-
-    @app.context_processor
-    def _template_globals() -> dict[str, Any]:
-        return {"current_user": current_user(), "csrf_token": csrf_token}
-
-    @app.route("/login", methods=["GET", "POST"], endpoint="auth_login")
-    def login_page():
-        conn = db()
-        nxt = _safe_next(request.values.get("next", "/"))
-        if request.method == "GET":
-            # one token per browser, kept while it lives: a second GET (another tab, the favicon's
-            # redirect) must not invalidate the form already on screen
-            token = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-            if not re.fullmatch(r"[A-Za-z0-9_-]{32}", token):
-                token = pysecrets.token_urlsafe(24)
-            resp = Response(render_template("cloud/login.html", login_csrf=token, next=nxt, errors={}, name="",
-                                            first_run=not users.any_users(conn)))
-            _set_cookie(resp, LOGIN_CSRF_COOKIE, token, max_age=3600, secure=secure_cookie())
-            return resp
-        name = request.form.get("name", "")
-        password = request.form.get("password", "")
-        form_token = request.form.get("csrf_token", "")
-        cookie_token = request.cookies.get(LOGIN_CSRF_COOKIE, "")
-        errors: dict[str, str] = {}
-        status = 200
-        if not form_token or not cookie_token or not hmac.compare_digest(form_token.encode(), cookie_token.encode()):
-            errors["form"] = "the login form has expired or did not come from this site; try again"
-            status = 400
-        else:
-            try:
-                user = users.login(conn, name, password, client_address(trusted))
-            except users.LoginLocked as exc:
-                errors["form"] = str(exc)
-                status = 429
-                log.warning("login locked for %r from %s", name[:64], client_address(trusted))
-            except users.UserError as exc:
-                errors["password"] = str(exc)
-                status = 401
-                log.info("failed login for %r from %s", name[:64], client_address(trusted))
-            else:
-                sid, _csrf = users.new_session(conn, user)
-                log.info("%s logged in from %s", user.name, client_address(trusted))
-                resp = redirect(nxt)
-                _set_cookie(resp, SESSION_COOKIE, sid, max_age=int(users.SESSION_S), secure=secure_cookie())
-                resp.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
-                return resp
-        token = pysecrets.token_urlsafe(24)
-        resp = Response(render_template("cloud/login.html", login_csrf=token, next=nxt, errors=errors,
-                                        name=name, first_run=False), status)
-        if status == 429:
-            resp.headers["Retry-After"] = "60"
-        _set_cookie(resp, LOGIN_CSRF_COOKIE, token, max_age=3600, secure=secure_cookie())
-        return resp
-
-    @app.route("/password", methods=["GET", "POST"], endpoint="auth_password")
-    def password_page():
-        """Any user changes their own password: the current one first (counted like a failed login when
-        wrong), the new one twice. Every session of the user ends; this browser gets a fresh one."""
-        user, conn, f = current_user(), db(), request.form
-        if user is None:  # the first-run loopback has no password to change
-            return refuse(403, "log in first")
-        if request.method == "GET":
-            return render_template("cloud/password.html", errors={}, active="")
-        errors: dict[str, str] = {}
+    name = request.form.get("name", "")
+    password = request.form.get("password", "")
+    form_token = request.form.get("csrf_token", "")
+    cookie_token = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    errors: dict[str, str] = {}
+    status = 200
+    if not form_token or not cookie_token or not hmac.compare_digest(form_token.encode(), cookie_token.encode()):
+        errors["form"] = "the login form has expired or did not come from this site; try again"
+        status = 400
+    else:
+        trusted = _trusted()
         try:
-            users.login(conn, user.name, f.get("current", ""), client_address(trusted))
+            user = users.login(conn, name, password, client_address(trusted))
         except users.LoginLocked as exc:
-            errors["current"] = str(exc)
-        except users.UserError:
-            errors["current"] = "this is not your current password"
-        if not errors and f.get("new_password", "") != f.get("again", ""):
-            errors["again"] = "the two new passwords differ"
-        if not errors:
-            try:
-                users.set_password(conn, user.name, f.get("new_password", ""))
-            except users.UserError as exc:
-                errors["new_password"] = str(exc)
-        if errors:
-            return Response(render_template("cloud/password.html", errors=errors, active=""), 400)
-        sid, g.csrf = users.new_session(conn, user)
-        log.info("%s changed their password", user.name)
-        resp = Response(render_template("cloud/password.html", errors={}, active="",
-                                        messages=[("ok", "password changed; your other sessions ended")]))
-        _set_cookie(resp, SESSION_COOKIE, sid, max_age=int(users.SESSION_S), secure=secure_cookie())
-        return resp
+            errors["form"] = str(exc)
+            status = 429
+            log.warning("login locked for %r from %s", name[:64], client_address(trusted))
+        except users.UserError as exc:
+            errors["password"] = str(exc)
+            status = 401
+            log.info("failed login for %r from %s", name[:64], client_address(trusted))
+        else:
+            sid, _csrf = users.new_session(conn, user)
+            log.info("%s logged in from %s", user.name, client_address(trusted))
+            resp = redirect(nxt)
+            _set_cookie(resp, SESSION_COOKIE, sid, max_age=int(users.SESSION_S), secure=_secure_cookie())
+            resp.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
+            return resp
+    token = pysecrets.token_urlsafe(24)
+    resp = Response(render_template("cloud/login.html", login_csrf=token, next=nxt, errors=errors,
+                                    name=name, first_run=False), status)
+    if status == 429:
+        resp.headers["Retry-After"] = "60"
+    _set_cookie(resp, LOGIN_CSRF_COOKIE, token, max_age=3600, secure=_secure_cookie())
+    return resp
 
-    @app.post("/logout", endpoint="auth_logout")
-    def logout_page():
-        sid = request.cookies.get(SESSION_COOKIE, "")
-        if sid:
-            users.end_session(db(), sid)
-        resp = redirect(url_for("auth_login"))
-        resp.delete_cookie(SESSION_COOKIE, path="/")
-        return resp
 
-    @app.get("/api/me")
-    def me():
-        user = current_user()
-        return jsonify({"name": user.name if user else None, "role": user.role if user else None,
-                        "auth": g.get("auth_kind", "")})
+@bp.route("/password", methods=["GET", "POST"])
+def password():
+    """Any user changes their own password: the current one first (counted like a failed login when
+    wrong), the new one twice. Every session of the user ends; this browser gets a fresh one."""
+    user, conn, f = current_user(), get_db(), request.form
+    if user is None:  # the first-run loopback has no password to change
+        return refuse(403, "log in first")
+    if request.method == "GET":
+        return render_template("cloud/password.html", errors={}, active="")
+    errors: dict[str, str] = {}
+    try:
+        users.login(conn, user.name, f.get("current", ""), client_address(_trusted()))
+    except users.LoginLocked as exc:
+        errors["current"] = str(exc)
+    except users.UserError:
+        errors["current"] = "this is not your current password"
+    if not errors and f.get("new_password", "") != f.get("again", ""):
+        errors["again"] = "the two new passwords differ"
+    if not errors:
+        try:
+            users.set_password(conn, user.name, f.get("new_password", ""))
+        except users.UserError as exc:
+            errors["new_password"] = str(exc)
+    if errors:
+        return Response(render_template("cloud/password.html", errors=errors, active=""), 400)
+    sid, g.csrf = users.new_session(conn, user)
+    log.info("%s changed their password", user.name)
+    resp = Response(render_template("cloud/password.html", errors={}, active="",
+                                    messages=[("ok", "password changed; your other sessions ended")]))
+    _set_cookie(resp, SESSION_COOKIE, sid, max_age=int(users.SESSION_S), secure=_secure_cookie())
+    return resp
+
+
+@bp.post("/logout")
+def logout():
+    sid = request.cookies.get(SESSION_COOKIE, "")
+    if sid:
+        users.end_session(get_db(), sid)
+    resp = redirect(url_for("auth.login"))
+    resp.delete_cookie(SESSION_COOKIE, path="/")
+    return resp
+
+
+@bp.get("/api/me")
+def me():
+    user = current_user()
+    return jsonify({"name": user.name if user else None, "role": user.role if user else None,
+                    "auth": g.get("auth_kind", "")})

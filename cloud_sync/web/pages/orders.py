@@ -1,5 +1,5 @@
-"""Orders: every account of every marketplace in one list (cloud_sync.orders.list_orders: sorted by
-deadline, then unified status), filters, bulk actions (cloud_sync.order_desk), each order's history."""
+"""Orders: every account of every marketplace in one list (cloud_sync.orders.listing: sorted by
+deadline, then unified status), filters, bulk actions (cloud_sync.orders.desk), each order's history."""
 
 from __future__ import annotations
 
@@ -10,49 +10,47 @@ from flask import Blueprint, abort, render_template, request
 from cloud_sync.config import UNIFIED_STATUSES
 from cloud_sync.orders import desk as order_desk
 from cloud_sync.orders import listing, records
-from cloud_sync.web.pages import PAGE_SIZE, accounts, args_for, page_number
+from cloud_sync.web.auth import current_user
+from cloud_sync.web.context import ctx, get_db
+from cloud_sync.web.pages.common import PAGE_SIZE, accounts, args_for, page_number
+
+bp = Blueprint("orders", __name__)
 
 
-def routes(bp: Blueprint) -> None:
-    @bp.get("/orders", endpoint="orders")
-    def orders_page():
-        return _render()
+@bp.get("/orders")
+def index():
+    return _render()
 
-    @bp.post("/orders/bulk", endpoint="orders_bulk")
-    def orders_bulk():
-        from cloud_sync.web.app import ctx, db
-        from cloud_sync.web.auth import current_user
 
-        user = current_user()
-        action = request.form.get("action", "")
-        keys = request.form.getlist("keys")
-        errors: dict[str, str] = {}
-        messages = []
-        if action == "cancel" and user is not None and user.role == "packer":
-            errors["action"] = "a packer may not cancel orders"
+@bp.post("/orders/bulk")
+def bulk():
+    user = current_user()
+    action = request.form.get("action", "")
+    keys = request.form.getlist("keys")
+    errors: dict[str, str] = {}
+    messages = []
+    if action == "cancel" and user is not None and user.role == "packer":
+        errors["action"] = "a packer may not cancel orders"
+    else:
+        try:
+            res = order_desk.run(get_db(), ctx().cfg, action, keys, by=user.name if user else "?",
+                                 reason=request.form.get("reason", ""), link=ctx().link)
+        except order_desk.DeskError as exc:
+            errors[exc.field or "action"] = str(exc)
         else:
-            try:
-                res = order_desk.run(db(), ctx().cfg, action, keys, by=user.name if user else "?",
-                                     reason=request.form.get("reason", ""), link=ctx().link)
-            except order_desk.DeskError as exc:
-                errors[exc.field or "action"] = str(exc)
-            else:
-                ctx().wake()
-                messages.append(("ok", f"{action}: {len(res.done)} order(s) done"))
-                messages += [("warn", s) for s in res.skipped]
-        return _render(errors=errors, messages=messages, status=400 if errors else 200)
-
-    @bp.get("/orders/<path:key>", endpoint="order")
-    def order_page(key: str):
-        from cloud_sync.web.app import db
-
-        o = listing.get_order(db(), key)
-        if o is None:
-            abort(404)
-        o.pop("native", None)
-        return render_template("cloud/order.html", active="orders", o=o)
+            ctx().wake()
+            messages.append(("ok", f"{action}: {len(res.done)} order(s) done"))
+            messages += [("warn", s) for s in res.skipped]
+    return _render(errors=errors, messages=messages, status=400 if errors else 200)
 
 
+@bp.get("/orders/<path:key>")
+def order(key: str):
+    o = listing.get_order(get_db(), key)
+    if o is None:
+        abort(404)
+    o.pop("native", None)
+    return render_template("cloud/order.html", active="orders", o=o)
 
 
 def _late(order: dict, now: datetime) -> bool:
@@ -67,8 +65,6 @@ def _late(order: dict, now: datetime) -> bool:
 
 
 def _render(errors: dict[str, str] | None = None, messages: list | None = None, status: int = 200):
-    from cloud_sync.web.app import db
-
     a = request.values
     account = a.get("account") or None
     status_filter = a.get("status") or None
@@ -77,7 +73,7 @@ def _render(errors: dict[str, str] | None = None, messages: list | None = None, 
         status_filter, status = None, 400
     late_only = a.get("late") == "1"
     page = page_number()
-    rows = listing.list_orders(db(), account=account, status=status_filter, late=late_only, limit=PAGE_SIZE + 1,
+    rows = listing.list_orders(get_db(), account=account, status=status_filter, late=late_only, limit=PAGE_SIZE + 1,
                               offset=(page - 1) * PAGE_SIZE)
     now = datetime.now(UTC)
     for o in rows:

@@ -1,6 +1,6 @@
 """Prices: the price list of an account, the price document editor (lines or an uploaded CSV/XLSX)
 with its preview diff, applying it through the account's adapter, and the scheduled rules — all
-through cloud_sync.pricing, cloud_sync.price_upload and cloud_sync.price_rules."""
+through cloud_sync.money (price_list, price_docs, price_preview, price_apply, uploads, price_rules)."""
 
 from __future__ import annotations
 
@@ -12,33 +12,24 @@ from flask import Blueprint, abort, render_template, request
 
 from cloud_sync.money import price_apply, price_docs, price_list, price_preview, price_rules
 from cloud_sync.money import uploads as price_upload
-from cloud_sync.web.pages import PAGE_SIZE, accounts, args_for, page_number
+from cloud_sync.web.context import ctx, get_db
+from cloud_sync.web.pages.common import PAGE_SIZE, accounts, args_for, page_number
 
 ROWS = 6
 MAX_ROWS = 500  # an upload (price_upload) is the way to send more lines at once
 SCOPES = [("item", "item (1C article)"), ("category", "category"), ("card", "card (offer id)"), ("all", "all cards")]
 LINE_FIELDS = ("price", "percent", "discount_percent", "old_price")
 
-
-def _db():
-    from cloud_sync.web.app import db
-
-    return db()
-
-
-def _ctx():
-    from cloud_sync.web.app import ctx
-
-    return ctx()
+bp = Blueprint("prices", __name__)
 
 
 def _settings() -> price_preview.PricingSettings:
-    return price_preview.PricingSettings.from_dict(_ctx().cfg.raw.get("pricing"))
+    return price_preview.PricingSettings.from_dict(ctx().cfg.raw.get("pricing"))
 
 
 def _account(errors: dict[str, str]) -> str:
     account = request.values.get("account", "")
-    if account not in _ctx().cfg.accounts:
+    if account not in ctx().cfg.accounts:
         errors["account"] = "choose an account"
     return account
 
@@ -66,8 +57,8 @@ def _form_lines() -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
 
 
 def _page(template: str = "cloud/prices.html", status: int = 200, **kw: Any):
-    account = kw.pop("account", None) or request.values.get("account") or next(iter(sorted(_ctx().cfg.accounts)), "")
-    conn = _db()
+    account = kw.pop("account", None) or request.values.get("account") or next(iter(sorted(ctx().cfg.accounts)), "")
+    conn = get_db()
     docs = [dict(r) for r in conn.execute(
         "SELECT id, comment, status, created_at, applied_at FROM price_documents WHERE account=?"
         " ORDER BY created_at DESC LIMIT 20", (account,))] if account else []
@@ -85,111 +76,115 @@ def _page(template: str = "cloud/prices.html", status: int = 200, **kw: Any):
                            rules=price_rules.rules(conn, account) if account else [], rows=ROWS, **kw), status
 
 
-def routes(bp: Blueprint) -> None:
-    @bp.get("/prices", endpoint="prices")
-    def prices_page():
-        return _page()
+@bp.get("/prices")
+def index():
+    return _page()
 
-    @bp.post("/prices/preview", endpoint="prices_preview")
-    def preview():
-        errors: dict[str, str] = {}
-        account = _account(errors)
-        lines, typed = _form_lines()
-        if errors:
-            return _page(status=400, errors=errors, typed=typed, comment=request.form.get("comment", ""))
-        if not lines:
-            errors["line_0"] = "fill in at least one line (what to change and the new price or percent)"
-        rows = []
-        for line in lines:
-            row = line.pop("_row")
-            rows.append(row)
-            try:
-                price_docs.parse_line(line)
-            except price_docs.PriceDocumentError as exc:
-                errors[f"line_{row}"] = "; ".join(exc.problems)
-        if errors:
-            return _page(status=400, errors=errors, typed=typed, account=account,
-                         comment=request.form.get("comment", ""))
-        doc = price_docs.parse_document({"account": account, "lines": lines, "comment": request.form.get("comment", "")})
-        pv = _compute(doc)
-        for problem in pv.errors:  # "line N: unknown item ..." goes back beside its row of the editor
-            m = re.match(r"line (\d+)\b", problem)
-            if m and 0 < int(m.group(1)) <= len(rows):
-                key = f"line_{rows[int(m.group(1)) - 1]}"
-                errors[key] = "; ".join(filter(None, [errors.get(key), problem.split(":", 1)[-1].strip()]))
-        if errors:
-            return _page(status=400, errors=errors, typed=typed, account=account,
-                         comment=request.form.get("comment", ""))
-        return _preview(doc, pv=pv)
 
-    @bp.post("/prices/upload", endpoint="prices_upload")
-    def upload():
-        errors: dict[str, str] = {}
-        account = _account(errors)
-        f = request.files.get("file")
-        if f is None or not f.filename:
-            errors["file"] = "choose a .csv or .xlsx file"
-        if errors:
-            return _page(status=400, errors=errors, account=account)
+@bp.post("/prices/preview")
+def preview():
+    errors: dict[str, str] = {}
+    account = _account(errors)
+    lines, typed = _form_lines()
+    if errors:
+        return _page(status=400, errors=errors, typed=typed, comment=request.form.get("comment", ""))
+    if not lines:
+        errors["line_0"] = "fill in at least one line (what to change and the new price or percent)"
+    rows = []
+    for line in lines:
+        row = line.pop("_row")
+        rows.append(row)
         try:
-            doc = price_upload.parse_upload(f.filename, f.read(price_upload.MAX_BYTES + 1), account)
-        except price_upload.UploadError as exc:
-            errors["file"] = str(exc)
-            return _page(status=400, errors=errors, account=account, upload_problems=exc.problems)
-        return _preview(doc)
-
-    @bp.post("/prices/apply", endpoint="prices_apply")
-    def apply():
-        errors: dict[str, str] = {}
-        try:
-            data = json.loads(request.form.get("document", ""))
-            doc = price_docs.parse_document(data)
-        except (ValueError, price_docs.PriceDocumentError) as exc:
-            errors["document"] = f"the document cannot be read: {exc}"
-            return _page(status=400, errors=errors)
-        adapter = _ctx().adapters.get(doc.account)
-        if adapter is None:
-            return _preview(doc, errors={"document": f"account {doc.account} is not connected"}, status=409)
-        try:
-            result = price_apply.apply(_db(), doc, adapter, confirm=request.form.get("confirm") == "yes",
-                                   settings=_settings())
-        except price_docs.ConfirmationRequired as exc:
-            return _preview(doc, errors={"confirm": "tick the box to confirm: " + "; ".join(exc.problems[:5])},
-                            status=400)
+            price_docs.parse_line(line)
         except price_docs.PriceDocumentError as exc:
-            return _preview(doc, errors={"document": "; ".join(exc.problems[:10])}, status=400)
-        return render_template("cloud/price_result.html", active="prices", result=result, doc=doc)
+            errors[f"line_{row}"] = "; ".join(exc.problems)
+    if errors:
+        return _page(status=400, errors=errors, typed=typed, account=account,
+                     comment=request.form.get("comment", ""))
+    doc = price_docs.parse_document({"account": account, "lines": lines, "comment": request.form.get("comment", "")})
+    pv = _compute(doc)
+    for problem in pv.errors:  # "line N: unknown item ..." goes back beside its row of the editor
+        m = re.match(r"line (\d+)\b", problem)
+        if m and 0 < int(m.group(1)) <= len(rows):
+            key = f"line_{rows[int(m.group(1)) - 1]}"
+            errors[key] = "; ".join(filter(None, [errors.get(key), problem.split(":", 1)[-1].strip()]))
+    if errors:
+        return _page(status=400, errors=errors, typed=typed, account=account,
+                     comment=request.form.get("comment", ""))
+    return _preview(doc, pv=pv)
 
-    @bp.post("/prices/rules", endpoint="prices_rule_add")
-    def add_rule():
-        errors: dict[str, str] = {}
-        account = _account(errors)
-        text = request.form.get("rule", "").strip()
-        if not text:
-            errors["rule"] = "write the rule, e.g. -10% Friday 18:00, back Monday 09:00"
-        if not errors:
-            try:
-                price_rules.add_rule(_db(), account=account, text=text, tz=request.form.get("tz") or "Europe/Moscow")
-            except (price_rules.RuleError, ValueError) as exc:
-                errors["rule"] = str(exc)
-        if errors:
-            return _page(status=400, errors=errors, account=account, rule_text=text)
-        return _page(account=account, messages=[("ok", f"rule added: {text}")])
 
-    @bp.post("/prices/rules/<rule_id>/<onoff>", endpoint="prices_rule_toggle")
-    def toggle_rule(rule_id: str, onoff: str):
-        if onoff not in ("on", "off"):
-            abort(404)
+@bp.post("/prices/upload")
+def upload():
+    errors: dict[str, str] = {}
+    account = _account(errors)
+    f = request.files.get("file")
+    if f is None or not f.filename:
+        errors["file"] = "choose a .csv or .xlsx file"
+    if errors:
+        return _page(status=400, errors=errors, account=account)
+    try:
+        doc = price_upload.parse_upload(f.filename, f.read(price_upload.MAX_BYTES + 1), account)
+    except price_upload.UploadError as exc:
+        errors["file"] = str(exc)
+        return _page(status=400, errors=errors, account=account, upload_problems=exc.problems)
+    return _preview(doc)
+
+
+@bp.post("/prices/apply")
+def apply():
+    errors: dict[str, str] = {}
+    try:
+        data = json.loads(request.form.get("document", ""))
+        doc = price_docs.parse_document(data)
+    except (ValueError, price_docs.PriceDocumentError) as exc:
+        errors["document"] = f"the document cannot be read: {exc}"
+        return _page(status=400, errors=errors)
+    adapter = ctx().adapters.get(doc.account)
+    if adapter is None:
+        return _preview(doc, errors={"document": f"account {doc.account} is not connected"}, status=409)
+    try:
+        result = price_apply.apply(get_db(), doc, adapter, confirm=request.form.get("confirm") == "yes",
+                               settings=_settings())
+    except price_docs.ConfirmationRequired as exc:
+        return _preview(doc, errors={"confirm": "tick the box to confirm: " + "; ".join(exc.problems[:5])},
+                        status=400)
+    except price_docs.PriceDocumentError as exc:
+        return _preview(doc, errors={"document": "; ".join(exc.problems[:10])}, status=400)
+    return render_template("cloud/price_result.html", active="prices", result=result, doc=doc)
+
+
+@bp.post("/prices/rules")
+def add_rule():
+    errors: dict[str, str] = {}
+    account = _account(errors)
+    text = request.form.get("rule", "").strip()
+    if not text:
+        errors["rule"] = "write the rule, e.g. -10% Friday 18:00, back Monday 09:00"
+    if not errors:
         try:
-            price_rules.set_enabled(_db(), rule_id, onoff == "on")
-        except (price_rules.RuleError, ValueError, KeyError) as exc:
-            return _page(status=400, messages=[("error", str(exc))])
-        return _page(messages=[("ok", f"rule {rule_id} switched {'on' if onoff == 'on' else 'off'}")])
+            price_rules.add_rule(get_db(), account=account, text=text, tz=request.form.get("tz") or "Europe/Moscow")
+        except (price_rules.RuleError, ValueError) as exc:
+            errors["rule"] = str(exc)
+    if errors:
+        return _page(status=400, errors=errors, account=account, rule_text=text)
+    return _page(account=account, messages=[("ok", f"rule added: {text}")])
+
+
+@bp.post("/prices/rules/<rule_id>/<onoff>")
+def toggle_rule(rule_id: str, onoff: str):
+    if onoff not in ("on", "off"):
+        abort(404)
+    try:
+        price_rules.set_enabled(get_db(), rule_id, onoff == "on")
+    except (price_rules.RuleError, ValueError, KeyError) as exc:
+        return _page(status=400, messages=[("error", str(exc))])
+    return _page(messages=[("ok", f"rule {rule_id} switched {'on' if onoff == 'on' else 'off'}")])
 
 
 def _compute(doc: price_docs.PriceDocument) -> price_preview.Preview:
-    return price_preview.preview(_db(), doc, settings=_settings(), marketplace=_ctx().cfg.accounts[doc.account].marketplace
-                           if doc.account in _ctx().cfg.accounts else None)
+    return price_preview.preview(get_db(), doc, settings=_settings(), marketplace=ctx().cfg.accounts[doc.account].marketplace
+                           if doc.account in ctx().cfg.accounts else None)
 
 
 def _preview(doc: price_docs.PriceDocument, *, errors: dict[str, str] | None = None, status: int = 200,

@@ -9,20 +9,12 @@ from flask import Blueprint, render_template, request
 
 from cloud_sync.catalog import cards as catalog
 from cloud_sync.db import transaction
-from cloud_sync.web.pages import PAGE_SIZE, accounts, args_for, page_number
+from cloud_sync.web.context import ctx as _ctx  # this module's lines read the context as _ctx()
+from cloud_sync.web.context import get_db as _db
+from cloud_sync.web.pages.common import PAGE_SIZE, accounts, args_for, page_number
 from marketplaces.base import MarketplaceError
 
-
-def _ctx():
-    from cloud_sync.web.app import ctx
-
-    return ctx()
-
-
-def _db():
-    from cloud_sync.web.app import db
-
-    return db()
+bp = Blueprint("products", __name__)
 
 
 def _matches(card: catalog.CardRow, q: str) -> bool:
@@ -51,131 +43,135 @@ def _page(status: int = 200, **kw: Any):
                            creations=catalog.creations(_db(), account), form=request.form, **kw), status
 
 
-def routes(bp: Blueprint) -> None:
-    @bp.get("/products", endpoint="products")
-    def products_page():
-        return _page()
+@bp.get("/products")
+def index():
+    return _page()
 
-    @bp.get("/products/suggest", endpoint="products_suggest")
-    def suggest():
-        """The queue's suggestions for one card: 1C items whose article or name resemble it."""
-        conn = _db()
-        card = catalog.card(conn, request.args.get("account", ""), request.args.get("card_id", ""))
-        if card is None:
-            return _page(status=404, errors={"card_id": "no such card"})
-        ids = catalog._suggest(conn, card, limit=5)  # noqa: SLF001 - the catalog's own matcher, as auto_link uses it
-        items = [dict(r) for r in conn.execute(
-            f"SELECT id, article, name FROM items WHERE id IN ({','.join('?' * len(ids))})", ids)] if ids else []
-        items.sort(key=lambda r: ids.index(r["id"]))
-        return _page(suggest={"card": card, "items": items})
 
-    @bp.post("/products/autolink", endpoint="products_autolink")
-    def autolink():
-        conn = _db()
-        with transaction(conn):
-            report = catalog.auto_link(conn, request.values.get("account") or None)
-        _ctx().wake()
-        return _page(report=report, messages=[("ok", f"linked {report.linked_by_barcode} by barcode,"
-                                                     f" {report.linked_by_article} by article")])
+@bp.get("/products/suggest")
+def suggest():
+    """The queue's suggestions for one card: 1C items whose article or name resemble it."""
+    conn = _db()
+    card = catalog.card(conn, request.args.get("account", ""), request.args.get("card_id", ""))
+    if card is None:
+        return _page(status=404, errors={"card_id": "no such card"})
+    ids = catalog._suggest(conn, card, limit=5)  # noqa: SLF001 - the catalog's own matcher, as auto_link uses it
+    items = [dict(r) for r in conn.execute(
+        f"SELECT id, article, name FROM items WHERE id IN ({','.join('?' * len(ids))})", ids)] if ids else []
+    items.sort(key=lambda r: ids.index(r["id"]))
+    return _page(suggest={"card": card, "items": items})
 
-    @bp.post("/products/link", endpoint="products_link")
-    def link():
-        f = request.form
-        errors: dict[str, str] = {}
-        account, card_id, item_id = f.get("account", ""), f.get("card_id", "").strip(), f.get("item_id", "").strip()
-        if account not in _ctx().cfg.accounts:
-            errors["link_account"] = "choose an account"
-        if not card_id:
-            errors["card_id"] = "give the card (its marketplace id)"
-        if not item_id and f.get("unlink") != "yes":
-            errors["item_id"] = "give the 1C item id"
-        try:
-            pack = int(f.get("pack", "1") or 1)
-            if not 1 <= pack <= 1000:
-                raise ValueError
-        except ValueError:
-            errors["pack"] = "a pack is a whole number of units, 1-1000"
-            pack = 1
-        if not errors:
-            conn = _db()
-            try:
-                with transaction(conn):
-                    if f.get("unlink") == "yes":
-                        catalog.unlink(conn, account, card_id)
-                    else:
-                        catalog.link(conn, account, card_id, item_id, pack)
-            except catalog.CatalogError as exc:
-                errors["item_id" if "item" in str(exc) else "card_id"] = str(exc)
-        if errors:
-            return _page(status=400, errors=errors)
-        _ctx().wake()
-        return _page(messages=[("ok", f"card {card_id} {'unlinked' if f.get('unlink') == 'yes' else 'linked to ' + item_id}")])
 
-    @bp.post("/products/visibility", endpoint="products_visibility")
-    def visibility():
-        f = request.form
-        chosen: dict[str, list[str]] = {}
-        for value in f.getlist("card_ids"):  # "account|card id", so one list may hold several accounts
-            account, _, card_id = value.partition("|")
-            chosen.setdefault(account, []).append(card_id)
-        errors: dict[str, str] = {}
-        if not chosen:
-            errors["card_ids"] = "choose at least one card"
-        missing = sorted(a for a in chosen if a not in _ctx().adapters)
-        if missing:
-            errors["vis_account"] = f"not connected: {', '.join(missing)} — nothing was changed"
-        if errors:
-            return _page(status=400, errors=errors)
-        conn = _db()
-        results = []
-        try:
-            for account, card_ids in chosen.items():
-                with transaction(conn):
-                    results += catalog.set_visibility(conn, _ctx().adapters[account], account, card_ids,
-                                                      f.get("visible") == "yes")
-        except (catalog.CatalogError, MarketplaceError) as exc:
-            return _page(status=400, errors={"card_ids": str(exc)})
-        _ctx().wake()
-        failed = [r for r in results if not getattr(r, "ok", True)]
-        return _page(messages=[("ok", f"{len(results) - len(failed)} card(s) {'shown' if f.get('visible') == 'yes' else 'hidden'}")]
-                     + [("warn", f"{r.key}: {r.error}") for r in failed])
+@bp.post("/products/autolink")
+def autolink():
+    conn = _db()
+    with transaction(conn):
+        report = catalog.auto_link(conn, request.values.get("account") or None)
+    _ctx().wake()
+    return _page(report=report, messages=[("ok", f"linked {report.linked_by_barcode} by barcode,"
+                                                 f" {report.linked_by_article} by article")])
 
-    @bp.post("/products/create", endpoint="products_create")
-    def create():
-        f = request.form
-        errors: dict[str, str] = {}
-        account = f.get("account", "")
-        settings = _ctx().cfg.accounts.get(account)
-        if settings is None or settings.marketplace != "wildberries" or account not in _ctx().adapters:
-            errors["create_account"] = "choose a connected Wildberries account"
-        try:
-            subject_id = int(f.get("subject_id", ""))
-            if subject_id <= 0:
-                raise ValueError
-        except ValueError:
-            errors["subject_id"] = "the Wildberries subject (category) id is a positive whole number"
-            subject_id = 0
-        try:
-            price = int(f.get("price", "0") or 0)
-            if price < 0:
-                raise ValueError
-        except ValueError:
-            errors["price"] = "a price is a whole number of roubles, 0 or more"
-            price = 0
-        if not f.get("new_item_id", "").strip():
-            errors["new_item_id"] = "give the 1C item id"
-        if errors:
-            return _page(status=400, errors=errors)
+
+@bp.post("/products/link")
+def link():
+    f = request.form
+    errors: dict[str, str] = {}
+    account, card_id, item_id = f.get("account", ""), f.get("card_id", "").strip(), f.get("item_id", "").strip()
+    if account not in _ctx().cfg.accounts:
+        errors["link_account"] = "choose an account"
+    if not card_id:
+        errors["card_id"] = "give the card (its marketplace id)"
+    if not item_id and f.get("unlink") != "yes":
+        errors["item_id"] = "give the 1C item id"
+    try:
+        pack = int(f.get("pack", "1") or 1)
+        if not 1 <= pack <= 1000:
+            raise ValueError
+    except ValueError:
+        errors["pack"] = "a pack is a whole number of units, 1-1000"
+        pack = 1
+    if not errors:
         conn = _db()
         try:
-            new = catalog.new_card_from_item(conn, f["new_item_id"].strip(), subject_id, brand=f.get("brand", ""),
-                                             price=price)
-            adapter = _ctx().adapters[account]
-            result = adapter.create_card(new)  # the marketplace call outside the write lock
             with transaction(conn):
-                catalog.record_creation(conn, adapter.name, account, f["new_item_id"].strip(), result)
+                if f.get("unlink") == "yes":
+                    catalog.unlink(conn, account, card_id)
+                else:
+                    catalog.link(conn, account, card_id, item_id, pack)
         except catalog.CatalogError as exc:
-            return _page(status=400, errors={"new_item_id": str(exc)})
-        except MarketplaceError as exc:
-            return _page(status=502, errors={"create_account": str(exc)})
-        return _page(messages=[("ok", f"card {result.offer_id}: {result.state}")])
+            errors["item_id" if "item" in str(exc) else "card_id"] = str(exc)
+    if errors:
+        return _page(status=400, errors=errors)
+    _ctx().wake()
+    return _page(messages=[("ok", f"card {card_id} {'unlinked' if f.get('unlink') == 'yes' else 'linked to ' + item_id}")])
+
+
+@bp.post("/products/visibility")
+def visibility():
+    f = request.form
+    chosen: dict[str, list[str]] = {}
+    for value in f.getlist("card_ids"):  # "account|card id", so one list may hold several accounts
+        account, _, card_id = value.partition("|")
+        chosen.setdefault(account, []).append(card_id)
+    errors: dict[str, str] = {}
+    if not chosen:
+        errors["card_ids"] = "choose at least one card"
+    missing = sorted(a for a in chosen if a not in _ctx().adapters)
+    if missing:
+        errors["vis_account"] = f"not connected: {', '.join(missing)} — nothing was changed"
+    if errors:
+        return _page(status=400, errors=errors)
+    conn = _db()
+    results = []
+    try:
+        for account, card_ids in chosen.items():
+            with transaction(conn):
+                results += catalog.set_visibility(conn, _ctx().adapters[account], account, card_ids,
+                                                  f.get("visible") == "yes")
+    except (catalog.CatalogError, MarketplaceError) as exc:
+        return _page(status=400, errors={"card_ids": str(exc)})
+    _ctx().wake()
+    failed = [r for r in results if not getattr(r, "ok", True)]
+    return _page(messages=[("ok", f"{len(results) - len(failed)} card(s) {'shown' if f.get('visible') == 'yes' else 'hidden'}")]
+                 + [("warn", f"{r.key}: {r.error}") for r in failed])
+
+
+@bp.post("/products/create")
+def create():
+    f = request.form
+    errors: dict[str, str] = {}
+    account = f.get("account", "")
+    settings = _ctx().cfg.accounts.get(account)
+    if settings is None or settings.marketplace != "wildberries" or account not in _ctx().adapters:
+        errors["create_account"] = "choose a connected Wildberries account"
+    try:
+        subject_id = int(f.get("subject_id", ""))
+        if subject_id <= 0:
+            raise ValueError
+    except ValueError:
+        errors["subject_id"] = "the Wildberries subject (category) id is a positive whole number"
+        subject_id = 0
+    try:
+        price = int(f.get("price", "0") or 0)
+        if price < 0:
+            raise ValueError
+    except ValueError:
+        errors["price"] = "a price is a whole number of roubles, 0 or more"
+        price = 0
+    if not f.get("new_item_id", "").strip():
+        errors["new_item_id"] = "give the 1C item id"
+    if errors:
+        return _page(status=400, errors=errors)
+    conn = _db()
+    try:
+        new = catalog.new_card_from_item(conn, f["new_item_id"].strip(), subject_id, brand=f.get("brand", ""),
+                                         price=price)
+        adapter = _ctx().adapters[account]
+        result = adapter.create_card(new)  # the marketplace call outside the write lock
+        with transaction(conn):
+            catalog.record_creation(conn, adapter.name, account, f["new_item_id"].strip(), result)
+    except catalog.CatalogError as exc:
+        return _page(status=400, errors={"new_item_id": str(exc)})
+    except MarketplaceError as exc:
+        return _page(status=502, errors={"create_account": str(exc)})
+    return _page(messages=[("ok", f"card {result.offer_id}: {result.state}")])

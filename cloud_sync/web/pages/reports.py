@@ -1,4 +1,4 @@
-"""Reports: the commission agent report per account and period (cloud_sync.reports, from the
+"""Reports: the commission agent report per account and period (cloud_sync.money.reports, from the
 marketplace's realization report) with XLSX/CSV downloads, and the charts: orders and revenue per
 marketplace per day."""
 
@@ -15,13 +15,17 @@ from pathlib import Path
 from flask import Blueprint, abort, render_template, request, send_file
 
 from cloud_sync.money import reports
-from cloud_sync.web.pages import accounts, charts
+from cloud_sync.onec.commission import CommissionError
+from cloud_sync.onec.commission import saved_report as read_saved
+from cloud_sync.web.context import ctx, get_db
+from cloud_sync.web.pages import charts
+from cloud_sync.web.pages.common import accounts
 from marketplaces.base import MarketplaceError
+
+bp = Blueprint("reports", __name__)
 
 
 def _period(errors: dict[str, str]) -> tuple[str, date, date]:
-    from cloud_sync.web.app import ctx
-
     a = request.values
     account = a.get("account", "")
     if account not in ctx().adapters:
@@ -46,9 +50,6 @@ def saved_report(conn: sqlite3.Connection, report_id: str) -> reports.Commission
     """A report built earlier (the page saves each one it builds), read back with its reconciliation, so
     a download is the report on screen and asks the marketplace nothing (its report calls are limited to
     about one a minute)."""
-    from cloud_sync.onec.commission import CommissionError
-    from cloud_sync.onec.commission import saved_report as read_saved
-
     try:
         report = read_saved(conn, report_id)
     except CommissionError:
@@ -75,54 +76,49 @@ def _send(report: reports.CommissionReport, fmt: str):
     return send_file(io.BytesIO(data), mimetype=mime, as_attachment=True, download_name=name)
 
 
-def routes(bp: Blueprint) -> None:
-    @bp.route("/reports", methods=["GET", "POST"], endpoint="reports")
-    def reports_page():
-        from cloud_sync.web.app import ctx, db
-
-        errors: dict[str, str] = {}
-        report = table = recon = None
-        today = datetime.now(UTC).date()
-        account, d_from, d_to = "", today - timedelta(days=7), today
-        if request.method == "POST":
-            account, d_from, d_to = _period(errors)
-            if not errors:
-                try:
-                    report = reports.fetch_commission_report(db(), ctx().adapters[account], d_from, d_to)
-                except (reports.ReportError, MarketplaceError) as exc:
-                    errors["account"] = str(exc)
-            if report is not None:
-                table, recon = reports.commission_table(report), reports.reconciliation_table(report)
-        orders_chart, revenue_chart = charts.orders_per_day(db())
-        return render_template("cloud/reports.html", active="reports", accounts=accounts(), errors=errors,
-                               report=report, table=table, recon=recon, account=account,
-                               d_from=d_from.isoformat(), d_to=d_to.isoformat(), orders_chart=orders_chart,
-                               revenue_chart=revenue_chart), 400 if errors else 200
-
-    @bp.get("/reports/commission.<fmt>", endpoint="reports_download")
-    def download(fmt: str):
-        from cloud_sync.web.app import ctx, db
-
-        errors: dict[str, str] = {}
+@bp.route("/reports", methods=["GET", "POST"])
+def index():
+    errors: dict[str, str] = {}
+    report = table = recon = None
+    today = datetime.now(UTC).date()
+    account, d_from, d_to = "", today - timedelta(days=7), today
+    if request.method == "POST":
         account, d_from, d_to = _period(errors)
-        if fmt not in ("xlsx", "csv"):
-            errors["fmt"] = "xlsx or csv"
-        if errors:
-            return {"errors": errors}, 400
-        try:
-            report = reports.fetch_commission_report(db(), ctx().adapters[account], d_from, d_to, save=False)
-        except (reports.ReportError, MarketplaceError) as exc:
-            return {"errors": {"account": str(exc)}}, 502
-        return _send(report, fmt)
+        if not errors:
+            try:
+                report = reports.fetch_commission_report(get_db(), ctx().adapters[account], d_from, d_to)
+            except (reports.ReportError, MarketplaceError) as exc:
+                errors["account"] = str(exc)
+        if report is not None:
+            table, recon = reports.commission_table(report), reports.reconciliation_table(report)
+    orders_chart, revenue_chart = charts.orders_per_day(get_db())
+    return render_template("cloud/reports.html", active="reports", accounts=accounts(), errors=errors,
+                           report=report, table=table, recon=recon, account=account,
+                           d_from=d_from.isoformat(), d_to=d_to.isoformat(), orders_chart=orders_chart,
+                           revenue_chart=revenue_chart), 400 if errors else 200
 
-    @bp.get("/reports/commission/<report_id>.<fmt>", endpoint="reports_saved_download")
-    def saved_download(report_id: str, fmt: str):
-        """The report the page built, as it was built: no second call to the marketplace."""
-        from cloud_sync.web.app import db
 
-        if fmt not in ("xlsx", "csv"):
-            abort(404)
-        report = saved_report(db(), report_id)
-        if report is None:
-            abort(404)
-        return _send(report, fmt)
+@bp.get("/reports/commission.<fmt>")
+def download(fmt: str):
+    errors: dict[str, str] = {}
+    account, d_from, d_to = _period(errors)
+    if fmt not in ("xlsx", "csv"):
+        errors["fmt"] = "xlsx or csv"
+    if errors:
+        return {"errors": errors}, 400
+    try:
+        report = reports.fetch_commission_report(get_db(), ctx().adapters[account], d_from, d_to, save=False)
+    except (reports.ReportError, MarketplaceError) as exc:
+        return {"errors": {"account": str(exc)}}, 502
+    return _send(report, fmt)
+
+
+@bp.get("/reports/commission/<report_id>.<fmt>")
+def saved_download(report_id: str, fmt: str):
+    """The report the page built, as it was built: no second call to the marketplace."""
+    if fmt not in ("xlsx", "csv"):
+        abort(404)
+    report = saved_report(get_db(), report_id)
+    if report is None:
+        abort(404)
+    return _send(report, fmt)

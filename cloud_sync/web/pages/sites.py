@@ -1,41 +1,15 @@
-"""Sites: each edge agent online or not (the link's retained state), its queue depth (our outbox
-toward it), last seen, and the printers and scanners it last reported (sitelink.store.status and
-the orders module's `sites` table)."""
+"""Sites: each edge agent online or not, its queue depth, last seen, and the printers and scanners it
+last reported (the rows come from cloud_sync.web.site_status, as `/api/sites` gives them)."""
 
 from __future__ import annotations
 
-import json
-
 from flask import Blueprint, render_template
 
+from cloud_sync.web.site_status import site_rows
 
-def site_rows() -> list[dict]:
-    from cloud_sync.web.app import ctx, db
-    from sitelink import store as link_store
-
-    conn = db()
-    try:
-        st = link_store.status(conn, dead_letters=0)
-    except Exception:  # noqa: BLE001 - the link's tables may not exist on a cloud without a link
-        st = {"outbox": {}, "peers": {}, "inbound": {}}
-    seen = {r["id"]: dict(r) for r in conn.execute("SELECT * FROM sites")}
-    out = []
-    for s in ctx().cfg.sites.values():
-        peer = st["peers"].get(s.id, {})
-        try:
-            devices = json.loads(seen.get(s.id, {}).get("devices") or "[]")
-        except ValueError:
-            devices = []
-        out.append({"id": s.id, "name": s.name, "warehouses": s.warehouses,
-                    "online": peer.get("state") == "online", "state": peer.get("state", "never seen"),
-                    "last_seen": peer.get("last_seen") or st["inbound"].get(s.id, {}).get("last_message_at"),
-                    "queue": st["outbox"].get(s.id, {}).get("depth", 0),
-                    "oldest": st["outbox"].get(s.id, {}).get("oldest_at"),
-                    "devices": devices if isinstance(devices, list) else []})
-    return out
+bp = Blueprint("sites", __name__)
 
 
-def routes(bp: Blueprint) -> None:
-    @bp.get("/sites", endpoint="sites")
-    def sites_page():
-        return render_template("cloud/sites.html", active="sites", sites=site_rows())
+@bp.get("/sites")
+def index():
+    return render_template("cloud/sites.html", active="sites", sites=site_rows())

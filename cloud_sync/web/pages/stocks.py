@@ -1,6 +1,6 @@
 """Stocks: item × own warehouse (on hand, reserved, available), per account FBS vs FBO
-(cloud_sync.reports.stock_by_account), the stock pushes the zero guard holds and their confirmation
-(cloud_sync.stock_push), and "why this number" (cloud_sync.stock.why) with the item's stock history
+(cloud_sync.money.reports.stock_by_account), the stock pushes the zero guard holds and their confirmation
+(cloud_sync.stock.push), and "why this number" (cloud_sync.stock.why) with the item's stock history
 chart."""
 
 from __future__ import annotations
@@ -13,16 +13,19 @@ from flask import Blueprint, render_template, request
 from cloud_sync.money import reports
 from cloud_sync.stock import ledger, why
 from cloud_sync.stock import push as stock_push
-from cloud_sync.web.pages import PAGE_SIZE, accounts, args_for, charts, page_number
+from cloud_sync.web.auth import current_user
+from cloud_sync.web.context import ctx, get_db
+from cloud_sync.web.pages import charts
+from cloud_sync.web.pages.common import PAGE_SIZE, accounts, args_for, page_number
 
 _TOTALS: dict[str, tuple[float, dict]] = {}
 _TOTALS_LOCK = threading.Lock()
 TOTALS_MAX_AGE_S = 2.0  # the per-warehouse sums scan every level: shared by the requests of 2 seconds
 
+bp = Blueprint("stocks", __name__)
+
 
 def _totals(conn) -> dict:
-    from cloud_sync.web.app import ctx
-
     key = ctx().db_path
     now = time.monotonic()
     with _TOTALS_LOCK:
@@ -35,72 +38,67 @@ def _totals(conn) -> dict:
     return totals
 
 
-def routes(bp: Blueprint) -> None:
-    @bp.get("/stocks", endpoint="stocks")
-    def stocks_page():
-        return _render()
+@bp.get("/stocks")
+def index():
+    return _render()
 
-    @bp.post("/stocks/holds/<int:hold_id>/confirm", endpoint="stock_hold_confirm")
-    def confirm_hold(hold_id: int):
-        """A person confirms the zeros the guard held: they go out to the marketplace (owners, managers)."""
-        from cloud_sync.web.app import ctx, db
-        from cloud_sync.web.auth import current_user
 
-        user = current_user()
+@bp.post("/stocks/holds/<int:hold_id>/confirm")
+def confirm_hold(hold_id: int):
+    """A person confirms the zeros the guard held: they go out to the marketplace (owners, managers)."""
+    user = current_user()
+    try:
+        n = stock_push.confirm_hold(get_db(), hold_id, by=user.name if user else "?")
+    except ValueError as exc:
+        return _render(messages=[("error", str(exc))], status=404)
+    ctx().wake()
+    return _render(messages=[("ok", f"hold {hold_id} confirmed: {n} stock push(es) go out now")])
+
+
+def _render(messages: list | None = None, status: int = 200):
+    conn = get_db()
+    a = request.args
+    q, warehouse, account = a.get("q", "").strip(), a.get("warehouse", ""), a.get("account", "")
+    page = page_number()
+    sql = ("SELECT s.item_id, COALESCE(i.article, '') AS article, COALESCE(i.name, '') AS name, s.warehouse,"
+           " s.on_hand, s.reserved, s.on_hand - s.reserved AS available FROM stock_levels s"
+           " LEFT JOIN items i ON i.id=s.item_id WHERE 1=1")
+    args: list = []
+    if warehouse:
+        sql += " AND s.warehouse=?"
+        args.append(warehouse)
+    if q:
+        # the matching items first (one pass over items), then their levels by the primary key
+        sql += (" AND s.item_id IN (SELECT ? UNION SELECT id FROM items WHERE article LIKE ? OR name LIKE ?)")
+        args += [q, f"{q}%", f"%{q}%"]
+    rows = conn.execute(sql + " ORDER BY s.item_id, s.warehouse LIMIT ? OFFSET ?",
+                        [*args, PAGE_SIZE + 1, (page - 1) * PAGE_SIZE]).fetchall()
+    totals = _totals(conn)
+    by_account = None
+    if account:
+        headers, body = reports.stock_by_account(conn, account)
+        by_account = (headers, body[:500], len(body))
+    return render_template("cloud/stocks.html", active="stocks", rows=rows[:PAGE_SIZE],
+                           has_next=len(rows) > PAGE_SIZE, page=page, args=args_for(), q=q,
+                           warehouse=warehouse, warehouses=sorted(totals), totals=totals, accounts=accounts(), account=account,
+                           by_account=by_account, holds=stock_push.holds(conn),
+                           messages=messages or []), status
+
+
+@bp.get("/stocks/why")
+def why_page():
+    item, account = request.args.get("item", "").strip(), request.args.get("account", "")
+    errors: dict[str, str] = {}
+    ex = None
+    if not item:
+        errors["item"] = "give the 1C item id or article"
+    if account not in ctx().cfg.accounts:
+        errors["account"] = "choose an account"
+    if not errors:
         try:
-            n = stock_push.confirm_hold(db(), hold_id, by=user.name if user else "?")
-        except ValueError as exc:
-            return _render(messages=[("error", str(exc))], status=404)
-        ctx().wake()
-        return _render(messages=[("ok", f"hold {hold_id} confirmed: {n} stock push(es) go out now")])
-
-    def _render(messages: list | None = None, status: int = 200):
-        from cloud_sync.web.app import db
-
-        conn = db()
-        a = request.args
-        q, warehouse, account = a.get("q", "").strip(), a.get("warehouse", ""), a.get("account", "")
-        page = page_number()
-        sql = ("SELECT s.item_id, COALESCE(i.article, '') AS article, COALESCE(i.name, '') AS name, s.warehouse,"
-               " s.on_hand, s.reserved, s.on_hand - s.reserved AS available FROM stock_levels s"
-               " LEFT JOIN items i ON i.id=s.item_id WHERE 1=1")
-        args: list = []
-        if warehouse:
-            sql += " AND s.warehouse=?"
-            args.append(warehouse)
-        if q:
-            # the matching items first (one pass over items), then their levels by the primary key
-            sql += (" AND s.item_id IN (SELECT ? UNION SELECT id FROM items WHERE article LIKE ? OR name LIKE ?)")
-            args += [q, f"{q}%", f"%{q}%"]
-        rows = conn.execute(sql + " ORDER BY s.item_id, s.warehouse LIMIT ? OFFSET ?",
-                            [*args, PAGE_SIZE + 1, (page - 1) * PAGE_SIZE]).fetchall()
-        totals = _totals(conn)
-        by_account = None
-        if account:
-            headers, body = reports.stock_by_account(conn, account)
-            by_account = (headers, body[:500], len(body))
-        return render_template("cloud/stocks.html", active="stocks", rows=rows[:PAGE_SIZE],
-                               has_next=len(rows) > PAGE_SIZE, page=page, args=args_for(), q=q,
-                               warehouse=warehouse, warehouses=sorted(totals), totals=totals, accounts=accounts(), account=account,
-                               by_account=by_account, holds=stock_push.holds(conn),
-                               messages=messages or []), status
-
-    @bp.get("/stocks/why", endpoint="stock_why")
-    def why_page():
-        from cloud_sync.web.app import ctx, db
-
-        item, account = request.args.get("item", "").strip(), request.args.get("account", "")
-        errors: dict[str, str] = {}
-        ex = None
-        if not item:
-            errors["item"] = "give the 1C item id or article"
-        if account not in ctx().cfg.accounts:
-            errors["account"] = "choose an account"
-        if not errors:
-            try:
-                ex = why.why(db(), ctx().cfg, item, account)
-            except ledger.StockError as exc:
-                errors["item"] = str(exc)
-        chart = charts.stock_history(db(), ex.item_id) if ex else None
-        return render_template("cloud/stock_why.html", active="stocks", ex=ex, errors=errors, item=item,
-                               account=account, accounts=accounts(), chart=chart), 400 if errors and item else 200
+            ex = why.why(get_db(), ctx().cfg, item, account)
+        except ledger.StockError as exc:
+            errors["item"] = str(exc)
+    chart = charts.stock_history(get_db(), ex.item_id) if ex else None
+    return render_template("cloud/stock_why.html", active="stocks", ex=ex, errors=errors, item=item,
+                           account=account, accounts=accounts(), chart=chart), 400 if errors and item else 200

@@ -1,0 +1,395 @@
+"""The cloud's JSON API, every `/api/...` route in one place (described in cloud_sync/web/openapi.py;
+`/api/me` is the auth blueprint's, `/api/openapi.json` the document's own): health and summary, events,
+orders (one, a list, cancel, bulk actions), hand-overs, stock (levels, why, balances, the push queue and
+the zero guard's holds), cards (list, categories, links, visibility, creation), sites, prices (the price
+list, price documents previewed and applied, rules), the commission report and the stored secrets.
+
+Views are thin: they read the request (cloud_sync.web.context), call the domain rooms and answer JSON;
+a refusal is {"error": ...} with its status (ApiError, or the app's error handlers)."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import date
+
+from flask import Blueprint, g, jsonify, request
+
+from cloud_sync.access import secrets
+from cloud_sync.catalog import cards as catalog
+from cloud_sync.db import transaction
+from cloud_sync.money import price_apply, price_docs, price_preview, price_rules, reports
+from cloud_sync.money import price_list as money_price_list
+from cloud_sync.orders import desk as order_desk
+from cloud_sync.orders import handovers, intake, listing
+from cloud_sync.stock import ledger, why
+from cloud_sync.stock import push as stock_push
+from cloud_sync.web.auth import current_user
+from cloud_sync.web.context import (
+    ApiError,
+    ctx,
+    get_db,
+    json_body,
+    required,
+    text_field,
+    whole_arg,
+    whole_field,
+)
+from cloud_sync.web.settings_in_use import credentials_stored, use_bot_token
+from cloud_sync.web.site_status import site_rows
+from marketplaces.base import MarketplaceError
+
+bp = Blueprint("api", __name__)
+
+
+def _known_stock_place(conn: sqlite3.Connection, warehouse: str, items: list[str]) -> None:
+    """Balances go to an own warehouse (configured, or one the ledger already keeps) and to 1C items
+    that exist: a typo must not open a warehouse or an item of its own (422, nothing applied)."""
+    if warehouse not in ctx().cfg.own_warehouses() and conn.execute(
+            "SELECT 1 FROM stock_levels WHERE warehouse=? LIMIT 1", (warehouse,)).fetchone() is None:
+        raise ApiError(f"unknown warehouse {warehouse!r} (own warehouses: {', '.join(ctx().cfg.own_warehouses())});"
+                       " nothing applied", 422)
+    unknown = [i for i in items if conn.execute("SELECT 1 FROM items WHERE id=?", (str(i),)).fetchone() is None]
+    if unknown:
+        raise ApiError(f"{len(unknown)} unknown 1C item id(s), e.g. {unknown[0]!r}; nothing applied", 422)
+
+
+def _price_document(data: dict) -> price_docs.PriceDocument:
+    """A price document from a request body, for a configured account (422 / 404 otherwise)."""
+    try:
+        doc = price_docs.parse_document(data)
+    except price_docs.PriceDocumentError as exc:
+        raise ApiError("; ".join(exc.problems), 422) from None
+    if doc.account not in ctx().cfg.accounts:
+        raise ApiError(f"unknown account {doc.account!r}", 404)
+    return doc
+
+
+# ------------------------------------------------------------ health and summary
+
+@bp.get("/api/health")
+def health():
+    """Open to anyone (a load balancer, a monitor) for liveness; the accounts, the link and the jobs
+    with their last errors only to a signed-in user or an API token."""
+    if g.get("user") is None:
+        return jsonify({"ok": True})
+    c = ctx()
+    return jsonify({"ok": True, "accounts": sorted(c.cfg.accounts),
+                    "link": c.link.status() if c.link is not None else None,
+                    "jobs": c.jobs.status() if c.jobs is not None else []})
+
+
+@bp.get("/api/summary")
+def summary():
+    return jsonify(listing.summary(get_db()))
+
+
+@bp.get("/api/events")
+def events():
+    """What happened, in plain words, after event id `after` (the demo prints these)."""
+    after = whole_arg("after", 0)
+    limit = min(whole_arg("limit", 200), 1000)
+    return jsonify({"events": listing.events_after(get_db(), after, limit)})
+
+
+# ------------------------------------------------------------ orders
+
+@bp.get("/api/orders")
+def list_orders():
+    a = request.args
+    return jsonify(listing.list_orders(get_db(), account=a.get("account"), status=a.get("status"),
+                                      limit=min(whole_arg("limit", 200), 5000), offset=whole_arg("offset", 0)))
+
+
+@bp.get("/api/orders/<path:key>")
+def get_order(key: str):
+    o = listing.get_order(get_db(), key)
+    if o is None:
+        raise ApiError(f"unknown order {key!r}", 404)
+    o.pop("native", None)
+    return jsonify(o)
+
+
+@bp.post("/api/orders/<path:key>/cancel")
+def cancel_order(key: str):
+    conn, c = get_db(), ctx()
+    data = request.get_json(silent=True)
+    reason = (data if isinstance(data, dict) else {}).get("reason") or "cancelled by the seller"
+    with transaction(conn):
+        row = conn.execute("SELECT id FROM orders WHERE key=?", (key,)).fetchone()
+        if row is None:
+            raise ApiError(f"unknown order {key!r}", 404)
+        released = intake.cancel(conn, c.cfg, row[0], reason=str(reason), link=c.link)
+    c.wake()
+    return jsonify({"cancelled": key, "released": released})
+
+
+@bp.post("/api/orders/bulk")
+def bulk_orders():
+    data = json_body()
+    keys = data.get("keys")
+    if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+        raise ApiError("keys must be a list of order keys")
+    user = current_user()
+    try:
+        res = order_desk.run(get_db(), ctx().cfg, str(data.get("action", "")), keys,
+                             by=user.name if user else "api", reason=str(data.get("reason", "")), link=ctx().link)
+    except order_desk.DeskError as exc:
+        raise ApiError(str(exc), 422) from None
+    ctx().wake()
+    return jsonify({"done": res.done, "skipped": res.skipped})
+
+
+@bp.post("/api/handovers")
+def start_handover():
+    account = text_field(json_body(), "account")
+    c = ctx()
+    if account not in c.cfg.accounts:
+        raise ApiError(f"unknown account {account!r}", 404)
+    return jsonify(handovers.start_handover(get_db(), c.cfg, str(account), link=c.link))
+
+
+# ------------------------------------------------------------ stock
+
+@bp.get("/api/stock")
+def stock_levels():
+    a = request.args
+    return jsonify([{**lv.__dict__, "available": lv.available}
+                    for lv in ledger.levels(get_db(), item_id=a.get("item"), warehouse=a.get("warehouse"))])
+
+
+@bp.get("/api/stock/why")
+def stock_why():
+    item, account = request.args.get("item"), request.args.get("account")
+    if not item or not account:
+        raise ApiError("give item and account")
+    ex = why.why(get_db(), ctx().cfg, item, account)
+    return jsonify({"item_id": ex.item_id, "account": ex.account, "published": ex.published, "lines": ex.lines})
+
+
+@bp.post("/api/stock/balances")
+def stock_balances():
+    warehouse, balances = required(json_body(), "warehouse", "balances")
+    if not isinstance(balances, dict):
+        raise ApiError("balances must be an object {item_id: quantity}")
+    conn = get_db()
+    _known_stock_place(conn, str(warehouse), list(balances))
+    with transaction(conn):
+        n = ledger.set_balances(conn, str(warehouse), balances, full=bool(request.get_json().get("full")),
+                               source="manual")
+    ctx().wake()
+    return jsonify({"moves": n})
+
+
+@bp.get("/api/stock/push")
+def stock_push_state():
+    conn = get_db()
+    return jsonify({"queue": stock_push.pending(conn), "holds": stock_push.holds(conn)})
+
+
+@bp.post("/api/stock/holds/<int:hold_id>/confirm")
+def confirm_hold(hold_id: int):
+    who = (request.get_json(silent=True) or {}).get("by", "api")
+    try:
+        n = stock_push.confirm_hold(get_db(), hold_id, by=str(who))
+    except ValueError as exc:
+        raise ApiError(str(exc), 404) from exc
+    ctx().wake()
+    return jsonify({"released": n})
+
+
+# ------------------------------------------------------------ cards
+
+@bp.get("/api/cards")
+def list_cards():
+    a = request.args
+    linked = {"1": True, "true": True, "0": False, "false": False}.get(a.get("linked", ""))
+    return jsonify([c.__dict__ for c in catalog.cards(get_db(), account=a.get("account"), item_id=a.get("item"),
+                                                      category=a.get("category"), linked=linked)])
+
+
+@bp.get("/api/cards/categories")
+def card_categories():
+    return jsonify(catalog.categories(get_db(), request.args.get("account")))
+
+
+@bp.get("/api/cards/report")
+def link_report():
+    conn = get_db()
+    with transaction(conn):  # auto_link links what it can, then reports the rest
+        report = catalog.auto_link(conn, request.args.get("account"))
+    ctx().wake()
+    return jsonify(report.as_dict())
+
+
+@bp.post("/api/cards/link")
+def link_card():
+    data = json_body()
+    account, card_id, item_id = required(data, "account", "card_id", "item_id")
+    conn = get_db()
+    with transaction(conn):
+        catalog.link(conn, str(account), str(card_id), str(item_id), data.get("pack", 1))
+    ctx().wake()
+    return jsonify({"linked": card_id, "item_id": item_id})
+
+
+@bp.post("/api/cards/unlink")
+def unlink_card():
+    account, card_id = required(json_body(), "account", "card_id")
+    conn = get_db()
+    with transaction(conn):
+        catalog.unlink(conn, str(account), str(card_id))
+    ctx().wake()
+    return jsonify({"unlinked": card_id})
+
+
+@bp.post("/api/cards/visibility")
+def card_visibility():
+    data = json_body()
+    account, (card_ids, visible) = text_field(data, "account"), required(data, "card_ids", "visible")
+    if not isinstance(card_ids, list) or not card_ids:
+        raise ApiError("card_ids must be a non-empty list of card ids")
+    adapter = ctx().adapters.get(account)
+    if adapter is None:
+        raise ApiError(f"unknown account {account!r}", 404)
+    conn = get_db()
+    with transaction(conn):
+        results = catalog.set_visibility(conn, adapter, account, [str(c) for c in card_ids], bool(visible))
+    ctx().wake()
+    return jsonify([r.__dict__ for r in results])
+
+
+@bp.post("/api/cards/create")
+def create_card():
+    """Create a (Wildberries) card from an item; the jobs follow its asynchronous result to the end."""
+    data = json_body()
+    account, item_id = text_field(data, "account"), text_field(data, "item_id")
+    subject_id, price = whole_field(data, "subject_id"), whole_field(data, "price", 0)
+    characteristics = data.get("characteristics", [])
+    if subject_id <= 0 or price < 0 or not isinstance(characteristics, list):
+        raise ApiError("subject_id must be positive, price 0 or more, characteristics a list")
+    adapter = ctx().adapters.get(account)
+    if adapter is None:
+        raise ApiError(f"unknown account {account!r}", 404)
+    conn = get_db()
+    new = catalog.new_card_from_item(conn, item_id, subject_id, brand=str(data.get("brand", "")), price=price,
+                                     characteristics=characteristics)
+    result = adapter.create_card(new)  # the marketplace call outside the write lock
+    with transaction(conn):
+        catalog.record_creation(conn, adapter.name, account, item_id, result)
+    return jsonify({"offer_id": result.offer_id, "state": result.state, "errors": result.errors})
+
+
+@bp.get("/api/cards/creations")
+def card_creations():
+    return jsonify(catalog.creations(get_db(), request.args.get("account")))
+
+
+# ------------------------------------------------------------ sites
+
+@bp.get("/api/sites")
+def sites():
+    """What the Sites page shows: online or not, last seen, queue depth, the devices' reports (a list)."""
+    return jsonify(site_rows())
+
+
+# ------------------------------------------------------------ prices
+
+@bp.get("/api/prices/<account>")
+def price_list(account: str):
+    if account not in ctx().cfg.accounts:
+        raise ApiError(f"unknown account {account!r}", 404)
+    return jsonify(money_price_list.price_list(get_db(), account))
+
+
+@bp.post("/api/prices/preview")
+def price_preview_doc():
+    doc = _price_document(json_body())
+    pv = price_preview.preview(get_db(), doc, settings=price_preview.PricingSettings.from_dict(ctx().cfg.raw.get("pricing")),
+                         marketplace=ctx().cfg.accounts[doc.account].marketplace)
+    return jsonify({"ok": pv.ok, "errors": pv.all_errors, "warnings": pv.warnings, "to_confirm": pv.to_confirm,
+                    "rows": pv.as_table()})
+
+
+@bp.post("/api/prices/apply")
+def price_apply_doc():
+    data = json_body()
+    confirm = bool(data.pop("confirm", False))
+    doc = _price_document(data)
+    adapter = ctx().adapters.get(doc.account)
+    if adapter is None:
+        raise ApiError(f"account {doc.account!r} is not connected", 409)
+    try:
+        res = price_apply.apply(get_db(), doc, adapter, confirm=confirm,
+                            settings=price_preview.PricingSettings.from_dict(ctx().cfg.raw.get("pricing")))
+    except price_docs.ConfirmationRequired as exc:
+        return jsonify({"error": str(exc), "to_confirm": exc.problems}), 409
+    except price_docs.PriceDocumentError as exc:
+        return jsonify({"error": str(exc), "problems": exc.problems}), 422
+    return jsonify({"document_id": res.document_id, "status": res.status, "unchanged": res.unchanged,
+                    "results": [{"card_id": r.card_id, "offer_id": r.offer_id, "ok": r.ok, "error": r.error,
+                                 "price": None if r.price is None else str(r.price)} for r in res.results]})
+
+
+@bp.post("/api/prices/rules")
+def add_price_rule():
+    data = json_body()
+    account, text = str(data.get("account", "")), str(data.get("rule", ""))
+    if account not in ctx().cfg.accounts:
+        raise ApiError(f"unknown account {account!r}", 404)
+    try:
+        rule = price_rules.add_rule(get_db(), account=account, text=text, tz=str(data.get("tz") or "Europe/Moscow"))
+    except (price_rules.RuleError, ValueError) as exc:
+        raise ApiError(str(exc), 422) from None
+    return jsonify({"id": rule.id, "name": rule.name, "start": rule.start_at, "end": rule.end_at})
+
+
+# ------------------------------------------------------------ reports
+
+@bp.get("/api/reports/commission")
+def commission_report():
+    a = request.args
+    adapter = ctx().adapters.get(a.get("account", ""))
+    if adapter is None:
+        raise ApiError("give a connected account", 404)
+    try:
+        d_from, d_to = date.fromisoformat(a.get("from", "")), date.fromisoformat(a.get("to", ""))
+        report = reports.fetch_commission_report(get_db(), adapter, d_from, d_to)
+    except ValueError as exc:
+        raise ApiError(f"from/to: {exc}", 422) from None
+    except MarketplaceError as exc:
+        raise ApiError(str(exc), 502) from None
+    headers, rows = reports.commission_table(report)
+    return jsonify({"id": report.id, "reconciled": report.reconciled, "headers": headers,
+                    "rows": [[str(v) if v is not None else None for v in r] for r in rows]})
+
+
+# ------------------------------------------------------------ settings
+
+@bp.get("/api/settings/secrets")
+def list_secrets():
+    """What is stored (names, field names, when): never a value."""
+    return jsonify(secrets.describe(get_db()))
+
+
+@bp.post("/api/settings/secrets")
+def put_secret():
+    """Store credentials (write-only, encrypted): {"name": "account/wb-main" | "telegram/bot_token",
+    "fields": {"Authorization": "..."}}; owners only."""
+    data = json_body()
+    name, fields = data.get("name"), data.get("fields")
+    if not isinstance(name, str) or not (name.startswith("account/") and name[8:] in ctx().cfg.accounts
+                                         or name == secrets.BOT_TOKEN):
+        raise ApiError("name must be account/<a configured account> or telegram/bot_token", 422)
+    if not isinstance(fields, dict) or not fields or not all(
+            isinstance(k, str) and k and isinstance(v, str) and v and len(v) <= 4096 for k, v in fields.items()):
+        raise ApiError("fields must be an object of non-empty strings", 422)
+    if name == secrets.BOT_TOKEN:
+        value = fields.get("value", "")
+        if not value:
+            raise ApiError('give the bot token as {"value": "..."}', 422)
+        secrets.SecretStore(secrets.key_file_for(ctx().cfg)).put(get_db(), name, value, merge=False)
+        message = use_bot_token(value)
+    else:  # in use at once, as from the Settings page
+        secrets.SecretStore(secrets.key_file_for(ctx().cfg)).put(get_db(), name, fields)
+        message = credentials_stored(name[len("account/"):], f"{name} stored encrypted", *fields.values())[1]
+    return jsonify({"stored": name, "fields": sorted(fields), "message": message})
