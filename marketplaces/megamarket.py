@@ -196,6 +196,9 @@ class MegamarketAdapter:
                 results.append(ItemResult(key, err is None, err or "", native=data.get("savedPrices")))
         return results
 
+    def read_prices(self) -> list[PriceChange]:
+        raise NotSupported(NAME, "read_prices (the cards' own prices are read instead)", account=self.account)
+
     def push_stocks(self, levels: Sequence[StockLevel]) -> list[ItemResult]:
         results: list[ItemResult] = []
         latest: dict[str, StockLevel] = {}

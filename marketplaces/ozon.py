@@ -270,6 +270,9 @@ class OzonAdapter:
                                ItemResult(ch.card_id, False, "no answer for this product", retryable=True))
         return results
 
+    def read_prices(self) -> list[PriceChange]:
+        raise NotSupported("ozon", "read_prices (the products' own prices are read instead)", account=self.account)
+
     def push_stocks(self, levels: Sequence[StockLevel]) -> list[ItemResult]:
         """Stocks per product x warehouse, 100 pairs a request, paced at 80 requests a minute; the last
         level of a pair wins; a pair refused with TOO_MANY_REQUESTS is sent again after its window."""

@@ -272,6 +272,9 @@ class YandexMarketAdapter:
                 results += [ItemResult(k, False, str(exc), exc.retryable) for k, _ in chunk]
         return results
 
+    def read_prices(self) -> list[PriceChange]:
+        raise NotSupported(NAME, "read_prices (the offers' own prices are read instead)", account=self.account)
+
     def push_stocks(self, levels: Sequence[StockLevel]) -> list[ItemResult]:
         """Absolute available counts per store, <= 2000 SKUs a request, each SKU once (the last level of a
         SKU wins), up to `parallel` requests in flight."""
