@@ -7,11 +7,14 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
+from types import MappingProxyType
 from typing import Any
 
 import pytest
 from flask import Flask
 
+import marketplaces
 from cloud_sync.orders import pushes
 from cloud_sync.web.push import create_webhooks_blueprint
 from marketplaces import open_account
@@ -92,11 +95,12 @@ def test_megamarket_answers_in_its_envelope(client) -> None:
              b'"push body too large"}]}')
 
 
-def test_a_push_that_cannot_be_stored_gets_500_in_each_shape(client, monkeypatch) -> None:
-    def broken(*args: Any, **kwargs: Any) -> Any:
-        raise sqlite3.OperationalError("disk I/O error")
+def _broken(*args: Any, **kwargs: Any) -> Any:
+    raise sqlite3.OperationalError("disk I/O error")
 
-    monkeypatch.setattr(pushes, "store_events", broken)
+
+def test_a_push_that_cannot_be_stored_gets_500_in_each_shape(client, monkeypatch) -> None:
+    monkeypatch.setattr(pushes, "store_events", _broken)
     ym = client.post("/push/yandex_market/ym/s3cret/notification", data=YM_CREATED)
     assert (ym.status_code, ym.data) == (
         500, b'{"error": {"type": "UNKNOWN", "message": "temporarily unable to store the notification"}}')
@@ -109,3 +113,31 @@ def test_only_marketplaces_that_push_have_push_urls(client) -> None:
     for url in ("/push/wildberries/wb/s3cret/notification", "/push/megamarket/mm/s3cret/notification",
                 "/push/yandex_market/ym/s3cret/order/new", "/push/ozon/wb/s3cret/order/new"):
         assert client.post(url, data=b"{}").status_code == 404, url
+
+
+def test_a_marketplace_that_declares_pushes_gets_its_urls_and_answers(tmp_path, monkeypatch) -> None:
+    """A fifth marketplace, declared only in the marketplaces' registry, is served with no change here."""
+    monkeypatch.setitem(marketplaces.ADAPTERS, "testmarket", "marketplaces.megamarket:MegamarketAdapter")
+    mm = marketplaces.profile("megamarket")
+    assert mm.push is not None
+    terms = replace(mm.push, paths=("order/cancel",), sources=("10.0.0.0/8",), noun="event",
+                    accepted=MappingProxyType({"ok": True}), refused=MappingProxyType({"why": "{message}"}))
+    monkeypatch.setitem(marketplaces.PROFILES, "testmarket", replace(mm, name="testmarket", push=terms))
+    account = _account("tm", "testmarket", merchant_id=5)
+    bp = create_webhooks_blueprint(str(tmp_path / "cloud.sqlite"), [account], None, retry_base_s=0.05)
+    app = Flask("fifth")
+    app.register_blueprint(bp)
+    client = app.test_client()
+    try:
+        far = client.post("/push/testmarket/tm/s3cret/order/cancel", data=MM_CANCEL)
+        assert (far.status_code, far.data) == (403, b'{"why": "source 127.0.0.1 is not allowed to push"}')
+        near = client.post("/push/testmarket/tm/s3cret/order/cancel", data=MM_CANCEL,
+                           environ_base={"REMOTE_ADDR": "10.1.2.3"})
+        assert (near.status_code, near.data) == (200, b'{"ok": true}')
+        assert client.post("/push/testmarket/tm/s3cret/order/new", data=MM_CANCEL).status_code == 404
+        monkeypatch.setattr(pushes, "store_events", _broken)
+        failed = client.post("/push/testmarket/tm/s3cret/order/cancel", data=MM_CANCEL,
+                             environ_base={"REMOTE_ADDR": "10.1.2.3"})
+        assert (failed.status_code, failed.data) == (500, b'{"why": "temporarily unable to store the event"}')
+    finally:
+        bp.push_worker.stop()

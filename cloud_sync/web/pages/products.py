@@ -10,6 +10,7 @@ from flask import Blueprint, render_template, request
 from cloud_sync.catalog import cards as catalog
 from cloud_sync.db import transaction
 from cloud_sync.web.pages import PAGE_SIZE, accounts, args_for, page_number
+from marketplaces import profiles
 from marketplaces.base import MarketplaceError
 
 
@@ -23,6 +24,16 @@ def _db():
     from cloud_sync.web.app import db
 
     return db()
+
+
+def _card_makers() -> str:
+    """The marketplaces the seller creates cards on, as the seller says them ("Wildberries")."""
+    return " or ".join(p.title for p in profiles().values() if p.can.create_cards)
+
+
+def _creates_cards(marketplace: str) -> bool:
+    known = profiles().get(marketplace)
+    return known is not None and known.can.create_cards
 
 
 def _matches(card: catalog.CardRow, q: str) -> bool:
@@ -42,9 +53,9 @@ def _page(status: int = 200, **kw: Any):
     page = page_number()
     kw.setdefault("errors", {})
     kw.setdefault("messages", [])
-    wb_accounts = [(n, label) for n, label in accounts() if _ctx().cfg.accounts[n].marketplace == "wildberries"]
+    card_maker_accounts = [(n, label) for n, label in accounts() if _creates_cards(_ctx().cfg.accounts[n].marketplace)]
     return render_template("cloud/products.html", active="products", accounts=accounts(), account=account or "",
-                           wb_accounts=wb_accounts,
+                           card_maker_accounts=card_maker_accounts, card_makers=_card_makers(),
                            linked=a.get("linked", ""), q=q, rows=rows[(page - 1) * PAGE_SIZE: page * PAGE_SIZE],
                            total=len(rows), page=page, has_next=len(rows) > page * PAGE_SIZE, args=args_for(),
                            unmatched=sum(1 for r in rows if r.item_id is None),
@@ -146,14 +157,14 @@ def routes(bp: Blueprint) -> None:
         errors: dict[str, str] = {}
         account = f.get("account", "")
         settings = _ctx().cfg.accounts.get(account)
-        if settings is None or settings.marketplace != "wildberries" or account not in _ctx().adapters:
-            errors["create_account"] = "choose a connected Wildberries account"
+        if settings is None or not _creates_cards(settings.marketplace) or account not in _ctx().adapters:
+            errors["create_account"] = f"choose a connected {_card_makers()} account"
         try:
             subject_id = int(f.get("subject_id", ""))
             if subject_id <= 0:
                 raise ValueError
         except ValueError:
-            errors["subject_id"] = "the Wildberries subject (category) id is a positive whole number"
+            errors["subject_id"] = f"the {_card_makers()} subject (category) id is a positive whole number"
             subject_id = 0
         try:
             price = int(f.get("price", "0") or 0)
