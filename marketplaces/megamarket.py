@@ -17,6 +17,8 @@ card creation (the Assortment API's card/save bodies are not verifiable), stock 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -385,9 +387,6 @@ class MegamarketAdapter:
             data = reply.content
         else:
             answer = self._data(reply.json_object(), "sticker", reply.status)
-            import base64
-            import binascii
-
             try:
                 data = base64.b64decode(answer.get("stickerPdfBase64", ""), validate=True)
             except (binascii.Error, ValueError):

@@ -17,6 +17,7 @@ Client-Id, 80 stock requests per minute, the per-item rules) come from endpoints
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -546,8 +547,6 @@ class OzonAdapter:
         if reply.content_type == "application/json" or not data.startswith(b"%PDF"):
             body = reply.json() if reply.content_type == "application/json" else None
             if isinstance(body, dict) and isinstance(body.get("file_content"), str):
-                import base64
-
                 data = base64.b64decode(body["file_content"])
             else:
                 raise self._bad("the label is not a PDF", "package_label")
