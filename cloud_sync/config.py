@@ -3,7 +3,7 @@
 Owns: the seller accounts (which marketplace, where, credentials from the environment or a secrets
 file), the sites and their own warehouses, the mapping of each account's marketplace warehouses to own
 warehouses, the allocation rules per account (share of available, safety buffer, maximum listed), the
-unified order-status map (defaults for all four marketplaces, overridable per marketplace), the zero
+unified order-status map (each marketplace's defaults from its profile, overridable per marketplace), the zero
 guard, the site link and the job intervals. Sections other parts own ([pricing], [alerts], [onec]...)
 are kept whole in `CloudConfig.raw` for them to read.
 
@@ -21,64 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from marketplaces.base import AccountConfig
+from marketplaces import profiles
+from marketplaces.base import UNIFIED_STATUSES, AccountConfig
 
-UNIFIED_STATUSES = (
-    "new", "in_work", "reserved", "picking", "packed", "handed_over", "delivered", "cancelled", "returned",
-)
 
-# Native status (or "STATUS/SUBSTATUS", which wins over the bare status) -> unified status.
-DEFAULT_STATUS_MAP: dict[str, dict[str, str]] = {
-    "wildberries": {
-        # supplierStatus
-        "new": "new", "confirm": "in_work", "complete": "handed_over", "cancel": "cancelled",
-        "cancel_carrier": "cancelled",
-        # wbStatus
-        "waiting": "new", "sorted": "handed_over", "sold": "delivered", "canceled": "cancelled",
-        "canceled_by_client": "returned", "declined_by_client": "cancelled", "defect": "returned",
-        "ready_for_pickup": "handed_over", "postponed_delivery": "handed_over",
-        "accepted_by_carrier": "handed_over", "sent_to_carrier": "handed_over",
-        "canceled_by_carrier": "cancelled",
-    },
-    "ozon": {
-        "awaiting_registration": "new", "acceptance_in_progress": "new", "awaiting_approve": "new",
-        "awaiting_verification": "new", "awaiting_packaging": "new", "awaiting_deliver": "packed",
-        "sent_by_seller": "handed_over", "delivering": "handed_over", "driver_pickup": "handed_over",
-        "not_accepted": "handed_over", "arbitration": "handed_over", "client_arbitration": "handed_over",
-        "delivered": "delivered", "cancelled": "cancelled", "cancelled_from_split_pending": "cancelled",
-        "returned": "returned",
-    },
-    "yandex_market": {
-        "PLACING": "new", "RESERVED": "new", "UNPAID": "new", "PENDING": "new",
-        "PROCESSING": "in_work", "PROCESSING/STARTED": "new", "PROCESSING/READY_TO_SHIP": "packed",
-        "PROCESSING/SHIPPED": "handed_over", "DELIVERY": "handed_over", "PICKUP": "handed_over",
-        "DELIVERED": "delivered", "CANCELLED": "cancelled", "RETURNED": "returned",
-        "PARTIALLY_RETURNED": "returned",
-    },
-    "megamarket": {
-        "NEW": "new", "PENDING": "new", "PENDING_CONFIRMATION": "new", "PENDING_PACKING": "in_work",
-        "CONFIRMED": "in_work", "PACKED": "packed", "PENDING_SHIPPING": "packed", "SHIPPED": "handed_over",
-        "DELIVERED": "delivered", "MERCHANT_CANCELED": "cancelled", "CUSTOMER_CANCELED": "cancelled",
-        "RETURNED": "returned",
-    },
-}
-
-# How long one product × warehouse stock must wait before it may be updated again (documented:
-# Ozon "once per 30 s"); the planner schedules the next push of a card no sooner than this.
-DEFAULT_MIN_STOCK_INTERVAL_S = {"wildberries": 0.0, "ozon": 30.0, "yandex_market": 0.0, "megamarket": 0.0}
-
-# The shortest order poll that leaves the account's request budget for stock pushes and status moves:
-# WB's marketplace family allows 300/min (one poll per 0.2 s); Ozon 50 rps per Client-Id; YM's order
-# list 10,000/hour (2.8 rps); Megamarket 5 rps for ALL calls of a seller together. Real-world seconds
-# (divided by the account's time_scale); `[jobs] orders_poll_s` and `[accounts.X] orders_poll_s` only
-# ever make it longer.
-DEFAULT_MIN_POLL_S = {"wildberries": 0.2, "ozon": 0.1, "yandex_market": 0.75, "megamarket": 1.0}
-
-# When the marketplace's label can be fetched: after "confirm" (WB sticker needs status confirm) or
-# after "assemble" (Ozon labels exist only in awaiting_deliver; YM after the box layout is sent with
-# READY_TO_SHIP; Megamarket once the lots are PACKED).
-DEFAULT_LABEL_AFTER = {"wildberries": "confirm", "ozon": "assemble", "yandex_market": "assemble",
-                       "megamarket": "assemble"}
+def default_status_map() -> dict[str, dict[str, str]]:
+    """Native status (or "STATUS/SUBSTATUS", which wins over the bare status) -> unified status, per
+    marketplace: each marketplace profile's defaults (`marketplaces.profile(name).statuses`), to override."""
+    return {name: dict(p.statuses) for name, p in profiles().items()}
 
 
 class ConfigError(ValueError):
@@ -115,8 +65,9 @@ class AccountSettings:
 
     def poll_interval(self, jobs_poll_s: float) -> float:
         """Seconds between two new-order polls of this account: the configured one, never shorter than the
-        marketplace's budget allows (DEFAULT_MIN_POLL_S, at the account's time scale)."""
-        floor = DEFAULT_MIN_POLL_S.get(self.marketplace, 1.0) / max(self.account.time_scale, 1e-9)
+        marketplace's budget allows (its profile's min_poll_s, at the account's time scale)."""
+        known = profiles().get(self.marketplace)
+        floor = (known.min_poll_s if known else 1.0) / max(self.account.time_scale, 1e-9)
         return max(self.orders_poll_s or jobs_poll_s, floor)
 
     @property
@@ -165,8 +116,7 @@ class CloudConfig:
     accounts: dict[str, AccountSettings] = field(default_factory=dict)
     sites: dict[str, SiteConfig] = field(default_factory=dict)
     default_warehouse: str = "main"
-    status_map: dict[str, dict[str, str]] = field(default_factory=lambda: {k: dict(v) for k, v in
-                                                                          DEFAULT_STATUS_MAP.items()})
+    status_map: dict[str, dict[str, str]] = field(default_factory=default_status_map)
     zero_guard_share: float = 0.2
     stale_after_s: float = 2 * 86400.0
     cancel_when_short: bool = False
@@ -287,9 +237,9 @@ def parse_config(data: dict[str, Any], *, base_dir: Path | None = None,
         for required in ("marketplace", "base_url"):
             if required not in a:
                 raise ConfigError(f"{where}.{required} is required")
-        mp = a["marketplace"]
-        if mp not in DEFAULT_STATUS_MAP:
-            raise ConfigError(f"{where}.marketplace {mp!r} is not one of {', '.join(DEFAULT_STATUS_MAP)}")
+        mp, known = a["marketplace"], profiles()
+        if mp not in known:
+            raise ConfigError(f"{where}.marketplace {mp!r} is not one of {', '.join(known)}")
         alloc = a.get("allocation", {})
         max_listed = alloc.get("max_listed")
         allocation = Allocation(share=_float(alloc, "share", 1.0, f"{where}.allocation"),
@@ -307,8 +257,8 @@ def parse_config(data: dict[str, Any], *, base_dir: Path | None = None,
             warehouses={str(k): str(v) for k, v in a.get("warehouses", {}).items()},
             default_warehouse=a.get("default_warehouse", cfg.default_warehouse),
             allocation=allocation, enabled=bool(a.get("enabled", True)),
-            min_stock_interval_s=_float(a, "min_stock_interval_s", DEFAULT_MIN_STOCK_INTERVAL_S[mp], where),
-            label_after=a.get("label_after", DEFAULT_LABEL_AFTER[mp]),
+            min_stock_interval_s=_float(a, "min_stock_interval_s", known[mp].min_stock_interval_s, where),
+            label_after=a.get("label_after", known[mp].label_after),
             label_format=a.get("label_format", ""),
             orders_poll_s=_float(a, "orders_poll_s", 0.0, where),
         )

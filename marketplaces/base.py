@@ -10,14 +10,20 @@ Quantities are whole units (`int`). Times are timezone-aware `datetime` in UTC.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
-from decimal import Decimal
+from datetime import UTC, date, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal, Protocol, runtime_checkable
 
 MarketplaceName = Literal["wildberries", "ozon", "yandex_market", "megamarket"]
 LabelFormat = Literal["pdf", "png", "svg", "zpl"]
+
+# The one order status the seller sees, whatever the marketplace: each marketplace's profile maps its
+# native statuses onto these (the cloud's configuration may override the map).
+UNIFIED_STATUSES = (
+    "new", "in_work", "reserved", "picking", "packed", "handed_over", "delivered", "cancelled", "returned",
+)
 
 
 # ---------------------------------------------------------------- errors
@@ -152,8 +158,6 @@ class PriceChange:
 
 def kopecks(value: Decimal) -> Decimal:
     """A money amount to the kopeck (half up), shown without trailing zeros (1080.00 -> 1080, 699.30 -> 699.3)."""
-    from decimal import ROUND_HALF_UP
-
     q = value.quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
     return q.quantize(Decimal(1)) if q == q.to_integral_value() else q.normalize()
 
@@ -206,21 +210,6 @@ class PriceModel:
         """A price read back from the marketplace in the seller's terms: (what the buyer pays, the
         crossed-out price, the minimum) — the inverse of `price_change`."""
         return Decimal(change.price), change.old_price or None, change.min_price
-
-
-def price_model(marketplace: str) -> PriceModel:
-    """The price model of a marketplace: its adapter module's `PRICE_MODEL` (the default model for a
-    marketplace without an adapter here)."""
-    import importlib
-
-    if not marketplace.isidentifier():
-        return PriceModel(PriceTerms(marketplace))
-    try:
-        module = importlib.import_module(f"marketplaces.{marketplace}")
-    except ModuleNotFoundError:
-        return PriceModel(PriceTerms(marketplace))
-    model = getattr(module, "PRICE_MODEL", None)
-    return model if isinstance(model, PriceModel) else PriceModel(PriceTerms(marketplace))
 
 
 @dataclass
@@ -351,6 +340,91 @@ class RealizationReport:
     report_id: str = ""
 
 
+# ---------------------------------------------------------------- what a marketplace is
+
+LabelAfter = Literal["confirm", "assemble"]
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a marketplace's API lets the seller do beyond the calls every marketplace answers. A call it
+    does not offer answers `NotSupported` (the cloud shows that as such; it is not a failure)."""
+
+    hide_cards: bool = False  # set_visibility: take a card off the storefront and return it
+    create_cards: bool = False  # the seller creates cards on it from a 1C item (the products page offers it)
+    read_fbo_stock: bool = False  # read_stocks("fbo"): the stock in the marketplace's own warehouses
+    realization_report: bool = False  # realization_report: the commission agent report's source
+    read_prices: bool = False  # read_prices: the prices it shows now, in its own terms
+    receive_pushes: bool = False  # it pushes order events to the cloud (parse_push); polling stays
+
+
+@dataclass(frozen=True)
+class PushTerms:
+    """How a marketplace pushes order events to the cloud, and how it wants each push answered.
+
+    It posts to `<cloud>/push/<marketplace>/<account>/<push token>/<path>` for each of `paths`
+    ("notification", "order/new"...). `sources`: the networks it pushes from (CIDR), allowed by default
+    when the account names none; () allows any. The answer bodies are templates in the marketplace's own
+    shape: `accepted` answers a push taken (HTTP 200), `refused` any other status; a string that is
+    exactly "{time}" (now, ISO 8601 UTC to the millisecond), "{kind}" (`refusal_kinds` by HTTP status,
+    else `other_refusal`) or "{message}" is filled in. `noun` is what it calls one push."""
+
+    paths: tuple[str, ...]
+    accepted: Mapping[str, Any]
+    refused: Mapping[str, Any]
+    sources: tuple[str, ...] = ()
+    refusal_kinds: Mapping[int, str] = field(default_factory=dict)
+    other_refusal: str = ""
+    noun: str = "push"
+
+    def answer(self, status: int, message: str = "", *, now: datetime | None = None) -> dict[str, Any]:
+        """The body answering a push with HTTP `status` (200: taken; else refused for `message`)."""
+        if status == 200:
+            moment = (now or utc_now()).astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            return _filled(self.accepted, {"{time}": moment})
+        return _filled(self.refused, {"{kind}": self.refusal_kinds.get(status, self.other_refusal),
+                                      "{message}": message})
+
+
+def _filled(template: Any, values: Mapping[str, str]) -> Any:
+    """A copy of a JSON template with each placeholder string replaced by its value."""
+    if isinstance(template, str):
+        return values.get(template, template)
+    if isinstance(template, Mapping):
+        return {k: _filled(v, values) for k, v in template.items()}
+    if isinstance(template, list | tuple):
+        return [_filled(v, values) for v in template]
+    return template
+
+
+@dataclass(frozen=True)
+class MarketplaceProfile:
+    """What the rest of the system knows of a marketplace without opening an account: its name and
+    title, its native order statuses and the unified status each means by default, the pace its
+    documented limits allow, when its label exists, what its API offers, and how it pushes.
+    `marketplaces.profile(name)` gives it; each marketplace declares it in `endpoints/<name>.toml`.
+
+    `statuses`: native status, or "STATUS/SUBSTATUS" (which wins over the bare status) -> one of
+    `UNIFIED_STATUSES`. `min_poll_s`: the shortest new-order poll that leaves the account's request
+    budget for stock pushes and status moves (real-world seconds; `poll_reason` says which budget,
+    `poll_endpoint` is the endpoint a poll calls). `min_stock_interval_s`: how long one card's stock at
+    one warehouse must wait before it may be updated again. `label_after`: the order action after which
+    its label can be fetched. `push`: None when it pushes nothing."""
+
+    name: str
+    title: str  # as the seller says it: «Яндекс Маркет», «Мегамаркет», Wildberries, Ozon
+    colour: str  # its brand colour, "#rrggbb" (charts)
+    statuses: Mapping[str, str]
+    min_poll_s: float
+    poll_reason: str
+    poll_endpoint: str
+    label_after: LabelAfter
+    can: Capabilities
+    min_stock_interval_s: float = 0.0
+    stock_interval_reason: str = ""
+    push: PushTerms | None = None
+
+
 # ---------------------------------------------------------------- the interface
 
 
@@ -377,6 +451,8 @@ class Marketplace(Protocol):
 
     def push_prices(self, changes: Sequence[PriceChange]) -> list[ItemResult]: ...
 
+    def read_prices(self) -> list[PriceChange]: ...
+
     def push_stocks(self, levels: Sequence[StockLevel]) -> list[ItemResult]: ...
 
     def read_stocks(self, kind: Literal["fbs", "fbo"] = "fbs") -> list[StockLevel]: ...
@@ -395,8 +471,6 @@ class Marketplace(Protocol):
 
 
 def utc_now() -> datetime:
-    from datetime import UTC
-
     return datetime.now(UTC)
 
 

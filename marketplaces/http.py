@@ -35,6 +35,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -630,8 +631,6 @@ def in_parallel(fn: Callable[[Any], Any], tasks: Sequence[Any], workers: int = 4
     request; running a few at once only keeps the marketplace's own latency from eating the rate."""
     if workers <= 1 or len(tasks) <= 1:
         return [fn(t) for t in tasks]
-    from concurrent.futures import ThreadPoolExecutor
-
     with ThreadPoolExecutor(max_workers=min(workers, len(tasks)), thread_name_prefix="push") as pool:
         return list(pool.map(fn, tasks))
 

@@ -17,6 +17,8 @@ card creation (the Assortment API's card/save bodies are not verifiable), stock 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -195,6 +197,9 @@ class MegamarketAdapter:
                 err = refused.get(p["offerId"])
                 results.append(ItemResult(key, err is None, err or "", native=data.get("savedPrices")))
         return results
+
+    def read_prices(self) -> list[PriceChange]:
+        raise NotSupported(NAME, "read_prices (the cards' own prices are read instead)", account=self.account)
 
     def push_stocks(self, levels: Sequence[StockLevel]) -> list[ItemResult]:
         results: list[ItemResult] = []
@@ -382,9 +387,6 @@ class MegamarketAdapter:
             data = reply.content
         else:
             answer = self._data(reply.json_object(), "sticker", reply.status)
-            import base64
-            import binascii
-
             try:
                 data = base64.b64decode(answer.get("stickerPdfBase64", ""), validate=True)
             except (binascii.Error, ValueError):

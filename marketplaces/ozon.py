@@ -17,6 +17,7 @@ Client-Id, 80 stock requests per minute, the per-item rules) come from endpoints
 
 from __future__ import annotations
 
+import base64
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -269,6 +270,9 @@ class OzonAdapter:
                 results.append(ItemResult(ch.card_id, res.ok, res.error, res.retryable, res.native) if res else
                                ItemResult(ch.card_id, False, "no answer for this product", retryable=True))
         return results
+
+    def read_prices(self) -> list[PriceChange]:
+        raise NotSupported("ozon", "read_prices (the products' own prices are read instead)", account=self.account)
 
     def push_stocks(self, levels: Sequence[StockLevel]) -> list[ItemResult]:
         """Stocks per product x warehouse, 100 pairs a request, paced at 80 requests a minute; the last
@@ -543,8 +547,6 @@ class OzonAdapter:
         if reply.content_type == "application/json" or not data.startswith(b"%PDF"):
             body = reply.json() if reply.content_type == "application/json" else None
             if isinstance(body, dict) and isinstance(body.get("file_content"), str):
-                import base64
-
                 data = base64.b64decode(body["file_content"])
             else:
                 raise self._bad("the label is not a PDF", "package_label")

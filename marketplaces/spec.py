@@ -22,6 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+from werkzeug.datastructures import Headers, ImmutableMultiDict
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 SPEC_FILES: dict[str, list[str]] = {
@@ -107,9 +110,7 @@ def _load_doc(path: Path) -> dict[str, Any]:
     text = path.read_text(encoding="utf-8")
     if path.suffix == ".json":
         return json.loads(text)
-    import yaml
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # LibYAML's, where PyYAML was built with it
     return yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
 
 
@@ -153,7 +154,7 @@ class _Fast:
             if parts in self.cache:
                 return self.cache[parts]
         try:
-            import jsonschema_rs
+            import jsonschema_rs  # lazy: an optional accelerator, not a dependency; absent, openapi-core decides
 
             node: Any = self.doc
             for part in parts:
@@ -172,6 +173,7 @@ class _Fast:
 
 
 def _fast_factory(fast: _Fast) -> Any:
+    # lazy: openapi-core takes ~0.7 s to import; only validating an exchange needs it
     from openapi_core.validation.schemas import oas30_write_schema_validators_factory as base
     from openapi_core.validation.schemas.factories import SchemaValidatorsFactory
     from openapi_core.validation.schemas.validators import SchemaValidator
@@ -197,7 +199,7 @@ def _fast_factory(fast: _Fast) -> Any:
 
 class _File:
     def __init__(self, path: Path) -> None:
-        from openapi_core import Config
+        from openapi_core import Config  # lazy: openapi-core takes ~0.7 s to import; only validation needs it
 
         self.path = path
         self.doc = _strip_servers(_load_doc(path))
@@ -221,7 +223,7 @@ class _File:
     def api(self, template: str) -> Any:
         """openapi-core's OpenAPI over this one path (and all components): finding the operation in a
         380-path document costs more than validating the body."""
-        from openapi_core import OpenAPI
+        from openapi_core import OpenAPI  # lazy: as above
 
         with self._api_lock:
             api = self._apis.get(template)
@@ -262,8 +264,7 @@ class SpecSet:
 
     def _request(self, method: str, path: str, query: dict[str, Any] | None, headers: dict[str, str] | None,
                  body: bytes | None, content_type: str) -> tuple[_File, _Req] | None:
-        from openapi_core.datatypes import RequestParameters
-        from werkzeug.datastructures import Headers, ImmutableMultiDict
+        from openapi_core.datatypes import RequestParameters  # lazy: openapi-core, only for validation
 
         found = self.find(method, path)
         if found is None:
@@ -302,8 +303,6 @@ class SpecSet:
                         query: dict[str, Any] | None = None, request_headers: dict[str, str] | None = None,
                         request_body: bytes | None = None) -> list[str]:
         """Why this response breaks the spec for that request ([] when it conforms)."""
-        from werkzeug.datastructures import Headers
-
         built = self._request(method, path, query, request_headers, request_body, "application/json")
         if built is None:
             return [f"undocumented operation {method.upper()} {path}"]

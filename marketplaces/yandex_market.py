@@ -109,7 +109,7 @@ class YandexMarketAdapter:
             raise MarketplaceError("option price_level must be 'business' or 'campaign'", account=config.name)
         self.map = load_endpoint_map(NAME, config.endpoints)
         self.client = HttpClient(config, self.map, auth=self._auth)
-        self.parallel = max(1, int(getattr(self.map, "parallel", 0) or 4))
+        self.parallel = max(1, self.map.parallel or 4)
         self._default_warehouse = str(opts.get("warehouse_id", ""))
 
     def _auth(self, headers: dict[str, str]) -> None:
@@ -271,6 +271,9 @@ class YandexMarketAdapter:
             except MarketplaceError as exc:
                 results += [ItemResult(k, False, str(exc), exc.retryable) for k, _ in chunk]
         return results
+
+    def read_prices(self) -> list[PriceChange]:
+        raise NotSupported(NAME, "read_prices (the offers' own prices are read instead)", account=self.account)
 
     def push_stocks(self, levels: Sequence[StockLevel]) -> list[ItemResult]:
         """Absolute available counts per store, <= 2000 SKUs a request, each SKU once (the last level of a

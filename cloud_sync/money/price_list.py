@@ -14,7 +14,8 @@ from typing import Any
 from cloud_sync.catalog.nomenclature import cost_price
 from cloud_sync.catalog.view import cards_for_pricing
 from cloud_sync.db import transaction
-from marketplaces.base import Marketplace, kopecks, price_model
+from marketplaces import price_model
+from marketplaces.base import Marketplace, NotSupported, kopecks
 
 HUNDRED = Decimal(100)
 
@@ -183,18 +184,20 @@ def history(conn: sqlite3.Connection, account: str, card: str | None = None, lim
 
 
 def read_prices(conn: sqlite3.Connection, account: str, market: Marketplace) -> int:
-    """The marketplace's current prices into the price list: from the adapter's optional
-    `read_prices() -> list[PriceChange]` where it has one (in the marketplace's terms, turned into the
-    seller's by its price model),
-    else from `Card.price` of `list_cards()` (Wildberries' cards carry no price: nothing is read)."""
+    """The marketplace's current prices into the price list: from the adapter's `read_prices()` where the
+    marketplace offers it (in the marketplace's terms, turned into the seller's by its price model),
+    else (`NotSupported`: the marketplace shows its prices on the cards) from `Card.price` of `list_cards()`."""
     prices: dict[str, tuple[str, Price]] = {}
-    reader = getattr(market, "read_prices", None)
-    if callable(reader):
+    try:
+        changes = market.read_prices()
+    except NotSupported:
+        changes = None
+    if changes is not None:
         by_group: dict[str, list[Any]] = {}
         for c in account_cards(conn, account):
             by_group.setdefault(c.group_id or c.card_id, []).append(c)
         model = price_model(account_marketplace(conn, account) or "")
-        for ch in reader():
+        for ch in changes:
             price, old, minimum = model.seller_price(ch)  # from the marketplace's terms into the seller's
             targets = by_group.get(ch.card_id) or []
             ids = [c.card_id for c in targets] or [ch.card_id]

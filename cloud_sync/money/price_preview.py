@@ -22,7 +22,8 @@ from typing import Any, Literal
 from cloud_sync.catalog.nomenclature import cost_price
 from cloud_sync.money.price_docs import PriceDocument, PriceDocumentError, PriceLine, validate_line
 from cloud_sync.money.price_list import Price, PricedCard, account_cards, as_text, current_prices
-from marketplaces.base import PriceChange, PriceTerms, price_model
+from marketplaces import price_model
+from marketplaces.base import PriceChange, PriceTerms
 
 HUNDRED = Decimal(100)
 

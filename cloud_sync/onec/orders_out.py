@@ -30,10 +30,10 @@ from cloud_sync.config import UNIFIED_STATUSES
 from cloud_sync.db import transaction
 from cloud_sync.onec.parser import Document, parse
 from cloud_sync.orders import intake, records
+from marketplaces import profiles
 
 VERSION = "2.05"
-MARKETPLACE_TITLES = {"wildberries": "Wildberries", "ozon": "Ozon", "yandex_market": "Яндекс Маркет",
-                      "megamarket": "Мегамаркет"}
+MARKETPLACE_TITLES = {name: p.title for name, p in profiles().items()}  # as the seller (and 1C) says them
 
 
 @dataclass

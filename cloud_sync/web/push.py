@@ -1,5 +1,6 @@
-"""The push endpoints the cloud exposes to the marketplaces: Yandex.Market's Notification API and
-Megamarket's order/new and order/cancel.
+"""The push endpoints the cloud exposes to the marketplaces that push order events (today Yandex.Market's
+Notification API and Megamarket's order/new and order/cancel): which ones, their URL suffixes, default
+source networks and answer shapes come from each marketplace's profile (`MarketplaceProfile.push`).
 
 Owns: a Flask blueprint (`create_blueprint(cfg, adapters, on_event)`, or `create_webhooks_blueprint`
 without a CloudConfig) with one URL family per account, the `push_events` table (every accepted
@@ -8,20 +9,22 @@ authentic, parsing through the account's adapter (`Marketplace.parse_push`: the 
 stay in its module), ignoring duplicates, and a worker that hands each new event to `on_event`
 after the answer went out, retrying it while it fails, and replaying unhandled events at start.
 
-URLs (the secret is part of the URL because neither marketplace can send our headers):
+URLs (the secret is part of the URL because neither marketplace can send our headers), one per path of
+the marketplace's profile:
     POST /push/yandex_market/<account>/<push_token>/notification
     POST /push/megamarket/<account>/<push_token>/order/new
     POST /push/megamarket/<account>/<push_token>/order/cancel
 Per account: `credentials["push_token"]` (the secret; from the environment or the secrets file, like
 every credential, or stored on the Settings page: checked from the next push on, as the account's
-config stands at each push), `options["push_sources"]` (CIDRs allowed to push; Yandex.Market defaults to its
-published ranges 5.45.207.0/25, 141.8.142.0/25, 5.255.253.0/25, Megamarket to any),
+config stands at each push), `options["push_sources"]` (CIDRs allowed to push; else the profile's
+published ranges — Yandex.Market 5.45.207.0/25, 141.8.142.0/25, 5.255.253.0/25, Megamarket any),
 `options["push_trusted_proxies"]` (CIDRs of our own reverse proxies, whose X-Forwarded-For is used).
 
-Answers: PING at once (no storage, no work); a stored or duplicate event 200 in the marketplace's
-shape (YM `{"version","name","time"}`, MM `{"data":{},"meta":{},"success":1}`); malformed 400 (YM
-`{"error":{"type":"WRONG_EVENT_FORMAT",…}}`, MM `success: 0`), stored nowhere; wrong token, foreign
-store/merchant or source outside the allow-list 403; a database failure 500 (the marketplace retries).
+Answers, each in the marketplace's shape (`PushTerms.answer`): PING at once (no storage, no work); a
+stored or duplicate event 200 (YM `{"name","version","time"}`, MM `{"data":{},"meta":{},"success":1}`);
+malformed 400 (YM `{"error":{"type":"WRONG_EVENT_FORMAT",…}}`, MM `success: 0`), stored nowhere; wrong
+token, foreign store/merchant or source outside the allow-list 403; a database failure 500 (the
+marketplace retries).
 
 Dedup keys (explicit, from the adapters): `ym:<campaignId>:<orderId>:created|cancelled|status:<S/SS>`,
 `mm:<merchantId>:<shipmentId>:new|cancel:<itemIndexes>`; unique per account in `push_events`. An
@@ -39,7 +42,6 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, request
@@ -47,32 +49,23 @@ from flask import Blueprint, Response, request
 from cloud_sync.db import connect
 from cloud_sync.orders import pushes
 from cloud_sync.schema import open_db
-from marketplaces.base import AccountConfig, AuthError, Marketplace, MarketplaceError
+from marketplaces import open_account, profiles
+from marketplaces.base import AccountConfig, AuthError, Marketplace, MarketplaceError, PushTerms
 
 log = logging.getLogger("cloud_sync.web.push")
 
-YM_SOURCES = ("5.45.207.0/25", "141.8.142.0/25", "5.255.253.0/25")
 MAX_BODY = 1 << 20
-INTEGRATION = {"name": "marketsync", "version": "0.1.0"}
 
 
-def _now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def _answer(terms: PushTerms, status: int, message: str = "") -> Response:
+    """The answer to a push, in the pushing marketplace's shape."""
+    return Response(json.dumps(terms.answer(status, message), ensure_ascii=False), status=status,
+                    content_type="application/json")
 
 
-def _json(obj: Any, status: int) -> Response:
-    return Response(json.dumps(obj, ensure_ascii=False), status=status, content_type="application/json")
-
-
-def _ym_error(status: int, kind: str, message: str) -> Response:
-    return _json({"error": {"type": kind, "message": message}}, status)
-
-
-def _mm_answer(status: int, message: str = "") -> Response:
-    body: dict[str, Any] = {"data": {}, "meta": {}, "success": 1 if status == 200 else 0}
-    if message:
-        body["error"] = [{"code": "REFUSED" if status in (401, 403) else "BAD_REQUEST", "message": message}]
-    return _json(body, status)
+def _pushers() -> dict[str, PushTerms]:
+    """The marketplaces that push order events, by name, with how they push."""
+    return {name: p.push for name, p in profiles().items() if p.push is not None}
 
 
 class PushAccount:
@@ -82,10 +75,11 @@ class PushAccount:
     adapters (looked up per push, so a reopened one takes over). Only where the running adapters lack the
     account does it open its own, for parsing, anew whenever the config changed."""
 
-    def __init__(self, config: AccountConfig, adapters: Mapping[str, Marketplace] | None = None,
+    def __init__(self, config: AccountConfig, terms: PushTerms, adapters: Mapping[str, Marketplace] | None = None,
                  current: Callable[[], AccountConfig] | None = None) -> None:
         self.name = config.name
         self.marketplace = config.marketplace
+        self.terms = terms  # how its marketplace pushes: paths, default sources, answers
         self._first = config
         self._current = current
         self._adapters: Mapping[str, Marketplace] = adapters if adapters is not None else {}
@@ -106,8 +100,8 @@ class PushAccount:
         config = self.config
         known = self._networks
         if known is None or known[0] is not config:
-            default = YM_SOURCES if config.marketplace == "yandex_market" else ()
-            sources = [ipaddress.ip_network(s, strict=False) for s in config.options.get("push_sources", default)]
+            sources = [ipaddress.ip_network(s, strict=False)
+                       for s in config.options.get("push_sources", self.terms.sources)]
             proxies = [ipaddress.ip_network(s, strict=False) for s in config.options.get("push_trusted_proxies", [])]
             known = self._networks = (config, sources, proxies)
         return known[1], known[2]
@@ -120,8 +114,6 @@ class PushAccount:
         config = self.config
         with self._lock:
             if self._own is None or self._own[0] is not config:
-                from marketplaces import open_account
-
                 old, self._own = self._own, (config, open_account(config))
                 if old is not None and callable(getattr(old[1], "close", None)):
                     old[1].close()  # type: ignore[attr-defined]
@@ -147,14 +139,16 @@ def create_webhooks_blueprint(db_path: str, accounts: list[AccountConfig], on_ev
                               adapters: Mapping[str, Marketplace] | None = None, *,
                               retry_base_s: float = 1.0,
                               current: Callable[[str], AccountConfig] | None = None) -> Blueprint:
-    """The push endpoints for the Yandex.Market and Megamarket accounts among `accounts`. `on_event(account,
-    event)` gets each new event once (after it was stored and acknowledged); the blueprint's
-    `push_worker` (a `PushWorker`) runs it. `adapters` is looked up on every push (the running ones);
-    `current(name)`, when given, is the account's config of the moment (push token, sources), else the
-    config in `accounts` stays. See the module docstring for URLs and answers."""
+    """The push endpoints for the accounts among `accounts` whose marketplace pushes (its profile's
+    `push`). `on_event(account, event)` gets each new event once (after it was stored and acknowledged);
+    the blueprint's `push_worker` (a `PushWorker`) runs it. `adapters` is looked up on every push (the
+    running ones); `current(name)`, when given, is the account's config of the moment (push token,
+    sources), else the config in `accounts` stays. See the module docstring for URLs and answers."""
     open_db(db_path).close()
-    by_name = {a.name: PushAccount(a, adapters, None if current is None else functools.partial(current, a.name))
-               for a in accounts if a.marketplace in ("yandex_market", "megamarket")}
+    pushers = _pushers()
+    by_name = {a.name: PushAccount(a, pushers[a.marketplace], adapters,
+                                   None if current is None else functools.partial(current, a.name))
+               for a in accounts if a.marketplace in pushers}
     worker = pushes.PushWorker(db_path, by_name, on_event, retry_base_s=retry_base_s)
     bp = Blueprint("marketplace_pushes", __name__)
     bp.push_worker = worker  # type: ignore[attr-defined]
@@ -174,9 +168,7 @@ def create_webhooks_blueprint(db_path: str, accounts: list[AccountConfig], on_ev
 
     def refuse(account: PushAccount | None, marketplace: str, status: int, message: str) -> Response:
         log.warning("push refused (%s %s): %s", marketplace, account.name if account else "?", message)
-        if marketplace == "yandex_market":
-            return _ym_error(status, "WRONG_EVENT_FORMAT" if status == 400 else "UNKNOWN", message)
-        return _mm_answer(status, message)
+        return _answer(pushers[marketplace], status, message)
 
     def receive(marketplace: str, name: str, token: str, push: str) -> Response:
         account = by_name.get(name)
@@ -203,27 +195,15 @@ def create_webhooks_blueprint(db_path: str, accounts: list[AccountConfig], on_ev
                 new = pushes.store_events(db(), account.name, account.marketplace, push, body, stored)
             except sqlite3.Error as exc:
                 log.error("push from %s not stored: %s", account.name, exc)
-                if marketplace == "yandex_market":
-                    return _ym_error(500, "UNKNOWN", "temporarily unable to store the notification")
-                return _mm_answer(500, "temporarily unable to store the push")
+                return _answer(account.terms, 500, f"temporarily unable to store the {account.terms.noun}")
             if new:
                 worker.wake()
-        if marketplace == "yandex_market":
-            return _json({**INTEGRATION, "time": _now_iso()}, 200)
-        return _mm_answer(200)
+        return _answer(account.terms, 200)
 
-    @bp.post("/push/yandex_market/<name>/<token>/notification")
-    def ym_notification(name: str, token: str) -> Response:
-        return receive("yandex_market", name, token, "notification")
-
-    @bp.post("/push/megamarket/<name>/<token>/order/new")
-    def mm_order_new(name: str, token: str) -> Response:
-        return receive("megamarket", name, token, "order/new")
-
-    @bp.post("/push/megamarket/<name>/<token>/order/cancel")
-    def mm_order_cancel(name: str, token: str) -> Response:
-        return receive("megamarket", name, token, "order/cancel")
-
+    for marketplace, terms in pushers.items():
+        for path in terms.paths:
+            bp.add_url_rule(f"/push/{marketplace}/<name>/<token>/{path}", endpoint=f"{marketplace}:{path}",
+                            view_func=functools.partial(receive, marketplace, push=path), methods=["POST"])
     return bp
 
 
@@ -238,7 +218,8 @@ def create_blueprint(cfg: Any, adapters: Mapping[str, Marketplace], on_event: pu
 
 
 def push_url(base_url: str, account: AccountConfig) -> str:
-    """Where the marketplace must push for this account (register it in the cabinet / sandbox):
-    Yandex.Market appends /notification itself, Megamarket /order/new and /order/cancel."""
+    """Where the marketplace must push for this account (register it in the cabinet / sandbox); the
+    marketplace appends its own paths (its profile's `push.paths`: Yandex.Market /notification,
+    Megamarket /order/new and /order/cancel)."""
     token = account.credentials.get("push_token", "")
     return f"{base_url.rstrip('/')}/push/{account.marketplace}/{account.name}/{token}"

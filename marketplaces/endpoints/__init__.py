@@ -18,7 +18,8 @@ Each map has four tables (see wildberries.toml for a documented example):
   true for GET/PUT/DELETE, false otherwise), `item_rule`, `doc` (the documented limit, in words).
 
 `AccountConfig.endpoints = {"orders_new": {"path": "/api/v4/orders/new"}}` overrides any key of one
-entry without a code change. Time-based numbers are in marketplace time; `time_scale` speeds them up.
+entry without a code change. The same file also holds the marketplace's `[profile]` (what it is, not how
+to call it), which `marketplaces/profiles.py` reads; this loader ignores it. Time-based numbers are in marketplace time; `time_scale` speeds them up.
 """
 
 from __future__ import annotations

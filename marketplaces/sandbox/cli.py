@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 
+from marketplaces.sandbox.core import make_sandbox_server, quiet_werkzeug
 from marketplaces.sandbox.registry import SANDBOXES, create_sandbox
 
 MARKING = ("ozon", "wildberries")  # the sandboxes whose orders can require Честный знак codes
@@ -38,8 +39,6 @@ def main(argv: list[str]) -> int:
                      f" (it has: {', '.join(MARKING)})")
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
 
-    from marketplaces.sandbox.core import make_sandbox_server, quiet_werkzeug
-
     quiet_werkzeug()
 
     try:
@@ -51,7 +50,7 @@ def main(argv: list[str]) -> int:
     server = make_sandbox_server(app, args.port)
     url = f"http://127.0.0.1:{server.server_port}"
     first = {"marketplace": args.marketplace, "url": url, "credentials": app.credentials}
-    options = app.account_options() if hasattr(app, "account_options") else {}
+    options = app.account_options()
     if options:  # ids the account's adapter needs (YM business/campaign, MM merchant/shipping point)
         first["options"] = options
     print(json.dumps(first), flush=True)

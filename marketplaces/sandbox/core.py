@@ -29,12 +29,15 @@ import random
 import re
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
+
+from marketplaces.spec import SpecSet, load_specs
 
 log = logging.getLogger("marketplaces.sandbox")
 
@@ -55,8 +58,6 @@ class Window:
     reading of "N requests per minute" where no burst is documented."""
 
     def __init__(self, limit: SandboxLimit, time_scale: float) -> None:
-        from collections import deque
-
         self.max = int(limit.burst)
         self.window = limit.window_s / time_scale
         self.time_scale = time_scale
@@ -188,7 +189,7 @@ class SandboxApp:
         self.credentials: dict[str, str] = self.make_credentials()
         self._routes = self.routes()
         self.path_moves: dict[str, str] = {}
-        self._specs = None
+        self._specs: SpecSet | None = None
         self._init_state()
 
     # -- to implement
@@ -228,6 +229,10 @@ class SandboxApp:
     def control(self, name: str, body: dict[str, Any]) -> Any:
         raise ApiError(404, f"no sandbox control {name!r}")
 
+    def account_options(self) -> dict[str, Any]:
+        """The AccountConfig.options an adapter of this sandbox needs (announced by `sandbox serve`)."""
+        return {}
+
     # -- state
 
     def _init_state(self) -> None:
@@ -250,10 +255,8 @@ class SandboxApp:
         self._init_state()
 
     @property
-    def specs(self):  # noqa: ANN201 - a SpecSet, imported lazily
+    def specs(self) -> SpecSet:
         if self._specs is None:
-            from marketplaces.spec import load_specs
-
             self._specs = load_specs(self.marketplace)
         return self._specs
 
@@ -510,8 +513,6 @@ def quiet_werkzeug() -> None:
 
 def make_sandbox_server(app: SandboxApp, port: int = 0) -> Any:
     """A threaded werkzeug server on 127.0.0.1 speaking HTTP/1.1 (keep-alive, as marketplaces do)."""
-    from werkzeug.serving import WSGIRequestHandler
-
     class Handler(WSGIRequestHandler):
         protocol_version = "HTTP/1.1"
 

@@ -8,12 +8,14 @@ per mm (WB: 58x40 mm -> 580x400 px, 40x30 mm -> 400x300 px, as WB documents).
 from __future__ import annotations
 
 import io
+from xml.sax.saxutils import escape
 
 PX_PER_MM = 10
 
 
 def code128_modules(text: str) -> list[int]:
     """The Code 128 symbol of `text` as a list of module colours (1 = bar), without quiet zones."""
+    # lazy: numpy and zxing-cpp take ~0.2 s to import; only drawing a label needs them
     import numpy as np
     import zxingcpp
 
@@ -46,7 +48,7 @@ def _layout(n_modules: int, width_px: int, height_px: int) -> tuple[int, int, in
 
 
 def png_label(text: str, width_mm: float, height_mm: float, caption: list[str] | None = None) -> bytes:
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw  # lazy: Pillow takes ~0.08 s to import; only PNG labels need it
 
     w, h = int(width_mm * PX_PER_MM), int(height_mm * PX_PER_MM)
     modules = code128_modules(text)
@@ -66,8 +68,6 @@ def png_label(text: str, width_mm: float, height_mm: float, caption: list[str] |
 
 
 def svg_label(text: str, width_mm: float, height_mm: float, caption: list[str] | None = None) -> bytes:
-    from xml.sax.saxutils import escape
-
     w, h = int(width_mm * PX_PER_MM), int(height_mm * PX_PER_MM)
     modules = code128_modules(text)
     module, left, top, bar_h = _layout(len(modules), w, h)
@@ -102,6 +102,7 @@ def zpl_label(text: str, width_mm: float, height_mm: float, *, rotated: bool = F
 
 
 def pdf_label(text: str, width_mm: float, height_mm: float, caption: list[str] | None = None) -> bytes:
+    # lazy: reportlab takes ~0.1 s to import; only PDF labels need it
     from reportlab.graphics.barcode import code128
     from reportlab.lib.units import mm
     from reportlab.pdfgen import canvas

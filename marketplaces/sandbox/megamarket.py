@@ -18,6 +18,7 @@ imports the adapter.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from marketplaces import spec
 from marketplaces.sandbox.core import ApiError, Route, SandboxApp, SandboxLimit, SandboxReply, SandboxRequest
 from marketplaces.sandbox.labels import pdf_label
 from marketplaces.sandbox.push_delivery import PushDelivery
@@ -43,8 +45,6 @@ STICKER_MM = (100.0, 70.0)  # landscape: the box code (~220 modules) stays print
 
 def register_schemas() -> None:
     """Make `marketplaces.spec.load_specs("megamarket")` (and "megamarket_push") use our documents."""
-    from marketplaces import spec
-
     for name, file in (("megamarket", "merchant-api.yaml"), ("megamarket_push", "push-api.yaml")):
         path = str(SCHEMAS / file)
         if spec.SPEC_FILES.get(name) != [path]:
@@ -113,10 +113,8 @@ class MegamarketSandbox(SandboxApp):
     def _push(self, path: str, payload: dict[str, Any], key: str) -> None:
         """Queue a push, held to its spec first (megamarket_push): a violation is a sandbox bug."""
         if self.validate and self.push.target.url:
-            from marketplaces.spec import load_specs
-
             body = json.dumps(payload, ensure_ascii=False).encode()
-            for err in load_specs("megamarket_push").request_errors("POST", path, body=body):
+            for err in spec.load_specs("megamarket_push").request_errors("POST", path, body=body):
                 self.spec_violations.append(f"push {path}: {err}"[:1000])
         self.push.send(path, payload, key)
 
@@ -249,7 +247,7 @@ class MegamarketSandbox(SandboxApp):
             "lots": {sid: {str(lot.item_index): lot.status for lot in s.lots} for sid, s in self.shipments.items()},
             "order_moves": {sid: list(s.moves) for sid, s in self.shipments.items()},
             "stock_writes": self.stock_writes,
-            "pushes": self.push.summary() if hasattr(self, "push") else {},
+            "pushes": self.push.summary(),
             "merchantId": self.merchant_id, "shippingPoint": self.shipping_point,
         }
 
@@ -438,8 +436,6 @@ class MegamarketSandbox(SandboxApp):
         pdf = pdf_label(wanted[0], STICKER_MM[0], STICKER_MM[1], caption)
         if data.get("printAsPdf"):
             return SandboxReply(200, data=pdf, content_type="application/pdf")
-        import base64
-
         return envelope({"stickerPdfBase64": base64.b64encode(pdf).decode()})
 
     def order_shipping(self, data: dict[str, Any]) -> SandboxReply:

@@ -16,6 +16,7 @@ not hold, to show a discrepancy). Imports no adapter.
 
 from __future__ import annotations
 
+import io
 import time
 from collections import deque
 from datetime import UTC, datetime, timedelta
@@ -749,11 +750,9 @@ class OzonSandbox(SandboxApp):
 def _merge_pdfs(parts: list[bytes]) -> bytes:
     """Several one-page PDFs as one document (pypdfium2 when present, else the first page only)."""
     try:
-        import pypdfium2 as pdfium
+        import pypdfium2 as pdfium  # lazy: optional (the [edge] extra); without it the first page only
     except ImportError:
         return parts[0]
-    import io
-
     out = pdfium.PdfDocument.new()
     for part in parts:
         src = pdfium.PdfDocument(part)

@@ -25,10 +25,12 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
+from marketplaces.sandbox import yandex_market_spec
 from marketplaces.sandbox.core import ApiError, Route, SandboxApp, SandboxLimit, SandboxReply, SandboxRequest
 from marketplaces.sandbox.labels import pdf_label
 from marketplaces.sandbox.push_delivery import PushDelivery
 from marketplaces.sandbox.seed import demo_items
+from marketplaces.spec import load_specs
 
 MARKETPLACE = "yandex_market"
 PARALLEL_LIMIT = 4  # requests in flight per store (/campaigns/...) or per cabinet (/businesses/...)
@@ -55,11 +57,9 @@ def _ddmmyyyy(ts: datetime) -> str:
 def spec_limits() -> tuple[dict[str, SandboxLimit], dict[str, str]]:
     """Per-operation limits straight from the spec's `x-resource-limit-config` (tier "none"):
     ({operationId: limit}, {operationId: what a token counts: "" for requests or the item path})."""
-    from marketplaces.sandbox.yandex_market_spec import resource_limits
-
     limits: dict[str, SandboxLimit] = {}
     counts: dict[str, str] = {}
-    for op_id, info in resource_limits().items():
+    for op_id, info in yandex_market_spec.resource_limits().items():
         cfg = info["limit"].get("none") if info["limit"] else None
         if not cfg:
             continue
@@ -96,9 +96,7 @@ class YandexMarketSandbox(SandboxApp):
     warehouse_id = 310001
 
     def __init__(self, **options: Any) -> None:
-        from marketplaces.sandbox.yandex_market_spec import register
-
-        register()  # the bundled official spec, for the core's validation
+        yandex_market_spec.register()  # the bundled official spec, for the core's validation
         self.limits, self.item_counts = spec_limits()
         self._inflight: dict[str, int] = {}
         self._inflight_lock = threading.Lock()
@@ -117,8 +115,6 @@ class YandexMarketSandbox(SandboxApp):
     def _push(self, path: str, payload: dict[str, Any], key: str) -> None:
         """Queue a push, held to its spec first (yandex_market_notification): a violation is a sandbox bug."""
         if self.validate and self.push.target.url:
-            from marketplaces.spec import load_specs
-
             body = json.dumps(payload, ensure_ascii=False).encode()
             for err in load_specs("yandex_market_notification").request_errors("POST", path, body=body):
                 self.spec_violations.append(f"push {path}: {err}"[:1000])
@@ -715,6 +711,6 @@ class YandexMarketSandbox(SandboxApp):
             "hidden": sorted(self.hidden),
             "stock_writes": self.stock_writes,
             "parallel_refused": self.parallel_refused,
-            "pushes": self.push.summary() if hasattr(self, "push") else {},
+            "pushes": self.push.summary(),
             "businessId": self.business_id, "campaignId": self.campaign_id, "warehouseId": self.warehouse_id,
         }

@@ -20,6 +20,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from marketplaces import spec
+
 PARTNER = "yandex_market/partner-api/openapi/openapi.yaml"
 NOTIFICATION = "yandex_market/notification-api/openapi/openapi.yaml"
 NAMES = {"yandex_market": PARTNER, "yandex_market_notification": NOTIFICATION}
@@ -27,9 +31,7 @@ _KINDS = ("schemas", "parameters", "responses", "requestBodies", "headers", "exa
 
 
 def _load_yaml(path: Path) -> Any:
-    import yaml
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # LibYAML's, where PyYAML was built with it
     return yaml.load(path.read_text(encoding="utf-8"), Loader=loader)  # noqa: S506 - a safe loader
 
 
@@ -108,11 +110,9 @@ def cache_dir() -> Path:
 
 def bundled_file(name: str) -> Path:
     """The bundled JSON of `yandex_market` or `yandex_market_notification`, built if missing."""
-    from marketplaces.spec import SpecMissing, specs_root
-
-    entry = specs_root() / NAMES[name]
+    entry = spec.specs_root() / NAMES[name]
     if not entry.exists():
-        raise SpecMissing(f"spec file not found: {entry} (set MARKETSYNC_SPECS to the specs folder)")
+        raise spec.SpecMissing(f"spec file not found: {entry} (set MARKETSYNC_SPECS to the specs folder)")
     out = cache_dir() / f"{name}-{_fingerprint(entry)}.json"
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -124,8 +124,6 @@ def bundled_file(name: str) -> Path:
 
 def register() -> None:
     """Make `marketplaces.spec.load_specs` know both Yandex.Market specs (idempotent)."""
-    from marketplaces import spec
-
     for name in NAMES:
         path = str(bundled_file(name))
         if spec.SPEC_FILES.get(name) != [path]:

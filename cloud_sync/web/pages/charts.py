@@ -10,7 +10,8 @@ from html import escape
 
 from markupsafe import Markup
 
-COLORS = {"wildberries": "#a100ff", "ozon": "#005bff", "yandex_market": "#e6b800", "megamarket": "#00a046"}
+from marketplaces import profiles
+
 PALETTE = ["#3366cc", "#dc3912", "#ff9900", "#109618", "#990099", "#0099c6"]
 
 
@@ -39,8 +40,9 @@ def line_chart(series: dict[str, list[tuple[float, float]]], *, title: str, widt
                    f'<text x="{pad_l - 4}" y="{sy(y) + 4:.1f}" text-anchor="end">{y:,.0f}{escape(unit)}</text>')
     for x, label in (x_labels or [])[:: max(1, len(x_labels or []) // 8)]:
         out.append(f'<text x="{sx(x):.1f}" y="{height - 8}" text-anchor="middle">{escape(label)}</text>')
+    colours = {name: p.colour for name, p in profiles().items()}  # a marketplace's line in its own colour
     for n, (name, pts) in enumerate(sorted(series.items())):
-        color = COLORS.get(name, PALETTE[n % len(PALETTE)])
+        color = colours.get(name, PALETTE[n % len(PALETTE)])
         path = " ".join(f"{sx(x):.1f},{sy(y):.1f}" for x, y in sorted(pts))
         out.append(f'<polyline fill="none" stroke="{color}" stroke-width="2" points="{path}"><title>{escape(name)}'
                    f'</title></polyline>')

@@ -1,5 +1,5 @@
 """Products: cards by marketplace and account with their link status, the unmatched queue with
-suggestions (cloud_sync.catalog.auto_link), manual link/unlink, hide/show, create on Wildberries."""
+suggestions (cloud_sync.catalog.auto_link), manual link/unlink, hide/show, card creation where the marketplace allows it."""
 
 from __future__ import annotations
 
@@ -9,12 +9,22 @@ from flask import Blueprint, render_template, request
 
 from cloud_sync.catalog import cards as catalog
 from cloud_sync.db import transaction
-from cloud_sync.web.context import ctx as _ctx  # this module's lines read the context as _ctx()
-from cloud_sync.web.context import get_db as _db
+from cloud_sync.web.context import ctx, get_db
 from cloud_sync.web.pages.common import PAGE_SIZE, accounts, args_for, page_number
+from marketplaces import profiles
 from marketplaces.base import MarketplaceError
 
 bp = Blueprint("products", __name__)
+
+
+def _card_makers() -> str:
+    """The marketplaces the seller creates cards on, as the seller says them ("Wildberries")."""
+    return " or ".join(p.title for p in profiles().values() if p.can.create_cards)
+
+
+def _creates_cards(marketplace: str) -> bool:
+    known = profiles().get(marketplace)
+    return known is not None and known.can.create_cards
 
 
 def _matches(card: catalog.CardRow, q: str) -> bool:
@@ -27,20 +37,20 @@ def _page(status: int = 200, **kw: Any):
     a = request.values
     account = a.get("account") or None
     linked = {"yes": True, "no": False}.get(a.get("linked", ""))
-    rows = catalog.cards(_db(), account=account, linked=linked)
+    rows = catalog.cards(get_db(), account=account, linked=linked)
     q = a.get("q", "").strip()
     if q:
         rows = [r for r in rows if _matches(r, q.casefold())]
     page = page_number()
     kw.setdefault("errors", {})
     kw.setdefault("messages", [])
-    wb_accounts = [(n, label) for n, label in accounts() if _ctx().cfg.accounts[n].marketplace == "wildberries"]
+    card_maker_accounts = [(n, label) for n, label in accounts() if _creates_cards(ctx().cfg.accounts[n].marketplace)]
     return render_template("cloud/products.html", active="products", accounts=accounts(), account=account or "",
-                           wb_accounts=wb_accounts,
+                           card_maker_accounts=card_maker_accounts, card_makers=_card_makers(),
                            linked=a.get("linked", ""), q=q, rows=rows[(page - 1) * PAGE_SIZE: page * PAGE_SIZE],
                            total=len(rows), page=page, has_next=len(rows) > page * PAGE_SIZE, args=args_for(),
                            unmatched=sum(1 for r in rows if r.item_id is None),
-                           creations=catalog.creations(_db(), account), form=request.form, **kw), status
+                           creations=catalog.creations(get_db(), account), form=request.form, **kw), status
 
 
 @bp.get("/products")
@@ -51,7 +61,7 @@ def index():
 @bp.get("/products/suggest")
 def suggest():
     """The queue's suggestions for one card: 1C items whose article or name resemble it."""
-    conn = _db()
+    conn = get_db()
     card = catalog.card(conn, request.args.get("account", ""), request.args.get("card_id", ""))
     if card is None:
         return _page(status=404, errors={"card_id": "no such card"})
@@ -64,10 +74,10 @@ def suggest():
 
 @bp.post("/products/autolink")
 def autolink():
-    conn = _db()
+    conn = get_db()
     with transaction(conn):
         report = catalog.auto_link(conn, request.values.get("account") or None)
-    _ctx().wake()
+    ctx().wake()
     return _page(report=report, messages=[("ok", f"linked {report.linked_by_barcode} by barcode,"
                                                  f" {report.linked_by_article} by article")])
 
@@ -77,7 +87,7 @@ def link():
     f = request.form
     errors: dict[str, str] = {}
     account, card_id, item_id = f.get("account", ""), f.get("card_id", "").strip(), f.get("item_id", "").strip()
-    if account not in _ctx().cfg.accounts:
+    if account not in ctx().cfg.accounts:
         errors["link_account"] = "choose an account"
     if not card_id:
         errors["card_id"] = "give the card (its marketplace id)"
@@ -91,7 +101,7 @@ def link():
         errors["pack"] = "a pack is a whole number of units, 1-1000"
         pack = 1
     if not errors:
-        conn = _db()
+        conn = get_db()
         try:
             with transaction(conn):
                 if f.get("unlink") == "yes":
@@ -102,7 +112,7 @@ def link():
             errors["item_id" if "item" in str(exc) else "card_id"] = str(exc)
     if errors:
         return _page(status=400, errors=errors)
-    _ctx().wake()
+    ctx().wake()
     return _page(messages=[("ok", f"card {card_id} {'unlinked' if f.get('unlink') == 'yes' else 'linked to ' + item_id}")])
 
 
@@ -116,21 +126,21 @@ def visibility():
     errors: dict[str, str] = {}
     if not chosen:
         errors["card_ids"] = "choose at least one card"
-    missing = sorted(a for a in chosen if a not in _ctx().adapters)
+    missing = sorted(a for a in chosen if a not in ctx().adapters)
     if missing:
         errors["vis_account"] = f"not connected: {', '.join(missing)} — nothing was changed"
     if errors:
         return _page(status=400, errors=errors)
-    conn = _db()
+    conn = get_db()
     results = []
     try:
         for account, card_ids in chosen.items():
             with transaction(conn):
-                results += catalog.set_visibility(conn, _ctx().adapters[account], account, card_ids,
+                results += catalog.set_visibility(conn, ctx().adapters[account], account, card_ids,
                                                   f.get("visible") == "yes")
     except (catalog.CatalogError, MarketplaceError) as exc:
         return _page(status=400, errors={"card_ids": str(exc)})
-    _ctx().wake()
+    ctx().wake()
     failed = [r for r in results if not getattr(r, "ok", True)]
     return _page(messages=[("ok", f"{len(results) - len(failed)} card(s) {'shown' if f.get('visible') == 'yes' else 'hidden'}")]
                  + [("warn", f"{r.key}: {r.error}") for r in failed])
@@ -141,15 +151,15 @@ def create():
     f = request.form
     errors: dict[str, str] = {}
     account = f.get("account", "")
-    settings = _ctx().cfg.accounts.get(account)
-    if settings is None or settings.marketplace != "wildberries" or account not in _ctx().adapters:
-        errors["create_account"] = "choose a connected Wildberries account"
+    settings = ctx().cfg.accounts.get(account)
+    if settings is None or not _creates_cards(settings.marketplace) or account not in ctx().adapters:
+        errors["create_account"] = f"choose a connected {_card_makers()} account"
     try:
         subject_id = int(f.get("subject_id", ""))
         if subject_id <= 0:
             raise ValueError
     except ValueError:
-        errors["subject_id"] = "the Wildberries subject (category) id is a positive whole number"
+        errors["subject_id"] = f"the {_card_makers()} subject (category) id is a positive whole number"
         subject_id = 0
     try:
         price = int(f.get("price", "0") or 0)
@@ -162,11 +172,11 @@ def create():
         errors["new_item_id"] = "give the 1C item id"
     if errors:
         return _page(status=400, errors=errors)
-    conn = _db()
+    conn = get_db()
     try:
         new = catalog.new_card_from_item(conn, f["new_item_id"].strip(), subject_id, brand=f.get("brand", ""),
                                          price=price)
-        adapter = _ctx().adapters[account]
+        adapter = ctx().adapters[account]
         result = adapter.create_card(new)  # the marketplace call outside the write lock
         with transaction(conn):
             catalog.record_creation(conn, adapter.name, account, f["new_item_id"].strip(), result)
