@@ -19,8 +19,8 @@ import argparse
 import json
 import sqlite3
 import sys
-import tomllib
 
+from cloud_sync.config import ConfigError, load_config
 from cloud_sync.onec.commission import (
     CommissionError,
     create_document,
@@ -71,9 +71,13 @@ def _commission(args: argparse.Namespace) -> int:
             if not args.config:
                 print("marketsync onec commission: --odata needs --config cloud.toml", file=sys.stderr)
                 return 2
-            with open(args.config, "rb") as fh:
-                section = tomllib.load(fh).get("onec", {}).get("odata")
-            if not section:
+            try:
+                onec = load_config(args.config).onec
+            except ConfigError as exc:
+                print(f"marketsync onec commission: {exc}", file=sys.stderr)
+                return 2
+            section = onec.odata if onec is not None else None
+            if section is None:
                 print(f"marketsync onec commission: {args.config} has no [onec.odata]", file=sys.stderr)
                 return 2
             result = create_document(report, odata_settings(section, report.account))

@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 from flask import Flask, Response, abort, g, jsonify, redirect, render_template, request, url_for
 
 from cloud_sync.access import users
+from cloud_sync.config_sections import AuthSettings
 
 log = logging.getLogger("cloud_sync.web.auth")
 
@@ -140,9 +141,9 @@ def require(*roles: str) -> Callable:
     return deco
 
 
-def _settings(app: Flask) -> dict[str, Any]:
+def _settings(app: Flask) -> AuthSettings:
     ctx = app.extensions["marketsync"]
-    return dict(ctx.cfg.raw.get("auth", {}))
+    return ctx.cfg.auth
 
 
 def _set_cookie(resp: Response, name: str, value: str, *, max_age: int | None, secure: bool) -> None:
@@ -161,8 +162,8 @@ def install(app: Flask) -> None:
     from cloud_sync.web.app import db
 
     settings = _settings(app)
-    force_secure = bool(settings.get("secure_cookies", False))
-    trusted = [ipaddress.ip_network(n, strict=False) for n in settings.get("trusted_proxies", [])]
+    force_secure = settings.secure_cookies
+    trusted = [ipaddress.ip_network(n, strict=False) for n in settings.trusted_proxies]
 
     def secure_cookie() -> bool:
         return force_secure or request.is_secure

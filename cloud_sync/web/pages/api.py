@@ -52,7 +52,7 @@ def blueprint() -> Blueprint:
         from cloud_sync.web.app import ctx, db
 
         doc = _doc(_body())
-        pv = price_preview.preview(db(), doc, settings=price_preview.PricingSettings.from_dict(ctx().cfg.raw.get("pricing")),
+        pv = price_preview.preview(db(), doc, settings=ctx().cfg.pricing,
                              marketplace=ctx().cfg.accounts[doc.account].marketplace)
         return jsonify({"ok": pv.ok, "errors": pv.all_errors, "warnings": pv.warnings, "to_confirm": pv.to_confirm,
                         "rows": pv.as_table()})
@@ -69,7 +69,7 @@ def blueprint() -> Blueprint:
             raise ApiError(f"account {doc.account!r} is not connected", 409)
         try:
             res = price_apply.apply(db(), doc, adapter, confirm=confirm,
-                                settings=price_preview.PricingSettings.from_dict(ctx().cfg.raw.get("pricing")))
+                                settings=ctx().cfg.pricing)
         except price_docs.ConfirmationRequired as exc:
             return jsonify({"error": str(exc), "to_confirm": exc.problems}), 409
         except price_docs.PriceDocumentError as exc:

@@ -33,7 +33,7 @@ def _ctx():
 
 
 def _settings() -> price_preview.PricingSettings:
-    return price_preview.PricingSettings.from_dict(_ctx().cfg.raw.get("pricing"))
+    return _ctx().cfg.pricing
 
 
 def _account(errors: dict[str, str]) -> str:

@@ -18,6 +18,7 @@ from flask import Blueprint, render_template, request
 from cloud_sync.access import secrets, users
 from cloud_sync.alerts import checks
 from cloud_sync.config import UNIFIED_STATUSES
+from cloud_sync.config_sections import AlertsConfig
 from cloud_sync.web.pages import accounts
 
 log = logging.getLogger("cloud_sync.web.pages.settings")
@@ -66,21 +67,30 @@ def credentials_stored(account: str, done: str, *secret_values: str) -> tuple[st
     """After an account's credentials were stored: in use at once where its config reads them from the
     store (`credentials_secret`), else the message says when they will be."""
     name = secrets.account_secret_name(account)
-    if _ctx().cfg.raw.get("accounts", {}).get(account, {}).get("credentials_secret") != name:
+    if _ctx().cfg.accounts[account].credentials_secret != name:
         return ("ok", f"{done}; it is not used until the account's config says credentials_secret = \"{name}\"")
     return put_in_use(account, done, *secret_values)
 
 
 def use_bot_token(value: str) -> str:
     """Hand a stored bot token to the running alerts job (read on its next tick); the page's message."""
-    section = _ctx().cfg.raw.get("alerts")
-    if not isinstance(section, dict):
+    section = _ctx().cfg.alerts
+    if section is None:
         return "bot token stored encrypted; alerts are sent once cloud.toml has an [alerts] section with chat_id"
-    if "token_file" in section or section.get("token_env", secrets.BOT_TOKEN_ENV) != secrets.BOT_TOKEN_ENV:
+    if section.token_file is not None or section.token_env not in (None, secrets.BOT_TOKEN_ENV):
         return "bot token stored encrypted; not used while [alerts] names its own token_env or token_file"
     os.environ[secrets.BOT_TOKEN_ENV] = value  # this process only, as at start: never written out in clear
-    section["token_env"] = secrets.BOT_TOKEN_ENV
+    section.token_env = secrets.BOT_TOKEN_ENV
     return "bot token stored encrypted; in use now"
+
+
+def _alerts_shown(section: AlertsConfig | None) -> dict[str, str]:
+    """What the page says of [alerts]: the chat, the Bot API address and where the token comes from."""
+    if section is None:
+        return {}
+    shown = {"chat_id": section.chat_id, "base_url": section.base_url, "token_env": section.token_env,
+             "token_file": section.token_file}
+    return {k: v for k, v in shown.items() if v}
 
 
 def _page(status: int = 200, **kw: Any):
@@ -91,7 +101,7 @@ def _page(status: int = 200, **kw: Any):
         rows.append({"name": name, "marketplace": a.marketplace, "base_url": a.account.base_url,
                      "fields": sorted(a.account.credentials),  # names only, never values
                      "stored": stored.get(secrets.account_secret_name(name)),
-                     "uses_store": bool(cfg.raw.get("accounts", {}).get(name, {}).get("credentials_secret")),
+                     "uses_store": bool(a.credentials_secret),
                      "endpoints": a.account.endpoints, "enabled": a.enabled,
                      "running": name in _ctx().adapters})
     minimums = [dict(r) for r in conn.execute(
@@ -101,8 +111,7 @@ def _page(status: int = 200, **kw: Any):
     kw.setdefault("messages", [])
     return render_template("cloud/settings.html", active="settings", accounts=accounts(), account_rows=rows,
                            status_map=cfg.status_map, unified=UNIFIED_STATUSES, minimums=minimums,
-                           bot=stored.get(secrets.BOT_TOKEN), alerts_cfg={k: v for k, v in cfg.raw.get("alerts", {}).items()
-                                                                    if k in ("chat_id", "base_url", "token_env", "token_file")},
+                           bot=stored.get(secrets.BOT_TOKEN), alerts_cfg=_alerts_shown(cfg.alerts),
                            users=users.list_users(conn), roles=users.ROLES, tokens=dict(conn.execute(
                                "SELECT user_id, COUNT(*) FROM api_tokens GROUP BY user_id").fetchall()),
                            token_used=dict(conn.execute(
