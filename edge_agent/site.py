@@ -210,15 +210,15 @@ class Site:
     def _open_devices(self) -> None:
         from edge_agent.devices import open_printer, open_scanner
 
-        printer_cfg = dict(self.cfg.printer)
-        for key, value in self.cfg.label_profile.items():
+        printer_cfg = self.cfg.printer.as_dict()
+        for key, value in self.cfg.label_profile.as_dict().items():
             printer_cfg.setdefault(key, value)
         self.printer = open_printer(printer_cfg)
-        for scfg in self.cfg.scanners:
+        for scfg in (s.as_dict() for s in self.cfg.scanners):
             scanner = open_scanner(scfg)
             scanner.start(self.on_device_scan, self._scanner_error(str(scfg.get("station", "?"))))
             self.scanners.append(scanner)
-        for ccfg in self.cfg.cameras:
+        for ccfg in (c.as_dict() for c in self.cfg.cameras):
             self._open_camera(ccfg)
         if self.cfg.auto_pack:
             self.auto_scanner = open_scanner({"kind": "virtual", "station": self.cfg.auto_pack_station})
@@ -412,7 +412,7 @@ class Site:
             return profile
         from edge_agent.devices.base import PrinterProfile
 
-        return PrinterProfile.from_config(self.cfg.label_profile)
+        return PrinterProfile.from_config(self.cfg.label_profile.as_dict())
 
     def _printer_is_fine(self) -> bool:
         if self.printer is None:

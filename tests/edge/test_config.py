@@ -9,7 +9,7 @@ from edge_agent.config import DEFAULTS, ConfigError, check_pin, hash_pin, load_c
 
 def test_shipped_defaults_load_and_the_demo_pin_works() -> None:
     cfg = load_config(DEFAULTS)
-    assert cfg.site_id == "site-1" and cfg.auto_pack is False and cfg.printer["kind"] == "virtual"
+    assert cfg.site_id == "site-1" and cfg.auto_pack is False and cfg.printer.kind == "virtual"
     assert check_pin("1234", cfg.staff[0].pin_hash) and not check_pin("1235", cfg.staff[0].pin_hash)
 
 
