@@ -7,7 +7,7 @@ down, never back up:
     service/ (accounts, sync, jobs)        the coordinator: adapters, schedules, one-shot syncs
     orders/  money/  alerts/  onec/        the domain
     stock/  catalog/  access/
-    db.py  config.py                       bottom: storage and configuration
+    db.py  config.py  config_sections.py   bottom: storage and configuration (cloud.toml read once, typed)
 
 The domain knows no HTTP and no marketplace by name: what a marketplace is like comes from its adapter
 (`marketplaces/`) through the common interface.

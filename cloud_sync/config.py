@@ -1,11 +1,13 @@
-"""The cloud's configuration: one TOML file (config/cloud.toml) with working defaults.
+"""The cloud's configuration: one TOML file (config/cloud.toml) with working defaults, read once at load.
 
-Owns: the seller accounts (which marketplace, where, credentials from the environment or a secrets
-file), the sites and their own warehouses, the mapping of each account's marketplace warehouses to own
-warehouses, the allocation rules per account (share of available, safety buffer, maximum listed), the
-unified order-status map (each marketplace's defaults from its profile, overridable per marketplace), the zero
-guard, the site link and the job intervals. Sections other parts own ([pricing], [alerts], [onec]...)
-are kept whole in `CloudConfig.raw` for them to read.
+Owns `CloudConfig`, what the running service uses: the seller accounts (which marketplace, where,
+credentials from the environment or a secrets file), the sites and their own warehouses, the mapping of
+each account's marketplace warehouses to own warehouses, the allocation rules per account (share of
+available, safety buffer, maximum listed), the unified order-status map (each marketplace's
+defaults from its profile, overridable per marketplace), the zero guard, the site link, the job intervals, and the
+sections other rooms own, typed (cloud_sync.config_sections): `pricing`, `alerts`, `auth`, `secrets`,
+`onec`. Every table is checked when the file is read: an unknown key or a value of the wrong type stops
+the start with one line naming the file and the key (`ConfigError`, never a secret's value).
 
 Credentials are never read from the repo: `credentials_env = {Authorization = "WB_TOKEN"}` names an
 environment variable per auth value, `credentials_file` a TOML/JSON file readable by the service alone;
@@ -21,18 +23,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cloud_sync.config_sections import (
+    AlertsConfig,
+    AuthSettings,
+    CloudSection,
+    JobSettings,
+    LinkSettings,
+    OnecSettings,
+    PricingSettings,
+    SecretsSettings,
+    StockSection,
+    read_tables,
+)
 from marketplaces import profiles
 from marketplaces.base import UNIFIED_STATUSES, AccountConfig
+from sitelink.config_file import ConfigError, Place, shown
 
+__all__ = ["UNIFIED_STATUSES", "AccountSettings", "Allocation", "CloudConfig", "ConfigError", "JobSettings",
+           "LinkSettings", "SiteConfig", "load_config", "parse_config"]
 
 def default_status_map() -> dict[str, dict[str, str]]:
     """Native status (or "STATUS/SUBSTATUS", which wins over the bare status) -> unified status, per
     marketplace: each marketplace profile's defaults (`marketplaces.profile(name).statuses`), to override."""
     return {name: dict(p.statuses) for name, p in profiles().items()}
-
-
-class ConfigError(ValueError):
-    """The configuration cannot be used; the message names the key (never a secret's value)."""
 
 
 @dataclass
@@ -62,6 +75,7 @@ class AccountSettings:
     label_after: str = "confirm"
     label_format: str = ""  # "" = the adapter's default
     orders_poll_s: float = 0.0  # this account's own poll interval (wall seconds); 0 = the jobs' one
+    credentials_secret: str = ""  # the stored secret (Settings) merged into the credentials; "" = none
 
     def poll_interval(self, jobs_poll_s: float) -> float:
         """Seconds between two new-order polls of this account: the configured one, never shorter than the
@@ -87,43 +101,28 @@ class SiteConfig:
 
 
 @dataclass
-class LinkSettings:
-    host: str = "127.0.0.1"
-    port: int = 1883
-    username: str = ""
-    password: str = field(default="", repr=False)
-    tls_ca: str = ""
-    enabled: bool = True
-
-
-@dataclass
-class JobSettings:
-    orders_poll_s: float = 5.0
-    status_refresh_s: float = 60.0
-    actions_s: float = 0.5
-    push_idle_s: float = 1.0  # the stock pusher wakes on every change; this is its idle tick
-    fbo_read_s: float = 3600.0  # FBO stock read back from the marketplaces (kept apart from FBS)
-    push_batch: int = 1000
-    retry_base_s: float = 2.0
-    retry_max_s: float = 300.0
-
-
-@dataclass
 class CloudConfig:
-    db_path: str = "var/cloud/cloud.sqlite"
-    host: str = "127.0.0.1"
-    port: int = 8080
+    db_path: str = CloudSection.db_path
+    host: str = CloudSection.host
+    port: int = CloudSection.port
     accounts: dict[str, AccountSettings] = field(default_factory=dict)
     sites: dict[str, SiteConfig] = field(default_factory=dict)
-    default_warehouse: str = "main"
+    default_warehouse: str = CloudSection.default_warehouse
     status_map: dict[str, dict[str, str]] = field(default_factory=default_status_map)
-    zero_guard_share: float = 0.2
-    stale_after_s: float = 2 * 86400.0
-    cancel_when_short: bool = False
+    zero_guard_share: float = StockSection.zero_guard_share
+    stale_after_s: float = StockSection.stale_after_s
+    cancel_when_short: bool = CloudSection.cancel_when_short
     link: LinkSettings = field(default_factory=LinkSettings)
     jobs: JobSettings = field(default_factory=JobSettings)
-    time_scale: float = 1.0
-    raw: dict[str, Any] = field(default_factory=dict)
+    time_scale: float = CloudSection.time_scale
+    sync_on_start: bool = CloudSection.sync_on_start
+    sync_wait_s: float = CloudSection.sync_wait_s
+    # the sections other rooms own, as written (None: the file has no such section)
+    pricing: PricingSettings = field(default_factory=PricingSettings)
+    alerts: AlertsConfig | None = None
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    secrets: SecretsSettings = field(default_factory=SecretsSettings)
+    onec: OnecSettings | None = None
 
     def site_of_warehouse(self, warehouse: str) -> str | None:
         for site in self.sites.values():
@@ -153,103 +152,87 @@ class CloudConfig:
         return max(main, sub, key=order.index)
 
 
-def _secret_file(path: str) -> dict[str, str]:
+def _secret_file(path: str, where: Place) -> dict[str, str]:
     p = Path(path)
     try:
         text = p.read_text()
     except OSError as exc:
-        raise ConfigError(f"credentials_file {path!r} cannot be read: {exc.strerror}") from None
+        raise where.error(f"{path!r} cannot be read: {exc.strerror}") from None
     try:
         data = json.loads(text) if p.suffix == ".json" else tomllib.loads(text)
     except (ValueError, tomllib.TOMLDecodeError):
-        raise ConfigError(f"credentials_file {path!r} is neither valid TOML nor JSON") from None
+        raise where.error(f"{path!r} is neither valid TOML nor JSON") from None
     return {str(k): str(v) for k, v in data.items()}
 
 
-def _credentials(name: str, section: dict[str, Any], env: dict[str, str]) -> dict[str, str]:
+def _credentials(section: dict[str, Any], env: dict[str, str], where: Place) -> dict[str, str]:
     creds: dict[str, str] = {str(k): str(v) for k, v in section.get("credentials", {}).items()}
     if "credentials_file" in section:
-        creds.update(_secret_file(section["credentials_file"]))
+        creds.update(_secret_file(section["credentials_file"], where.at("credentials_file")))
     for key, var in section.get("credentials_env", {}).items():
         if var not in env:
-            raise ConfigError(f"account {name!r}: environment variable {var!r} (for {key}) is not set")
+            raise where.at("credentials_env").at(key).error(f"environment variable {var!r} is not set")
         creds[str(key)] = env[var]
     return creds
 
 
 def _float(section: dict[str, Any], key: str, default: float, where: str) -> float:
-    value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ConfigError(f"{where}.{key} must be a number, got {value!r}")
-    return float(value)
+    """A number of a table already checked by config_sections (the type is right when it is there)."""
+    return float(section.get(key, default))
+
+
+def _link_password(link: LinkSettings, env: dict[str, str], where: Place) -> str:
+    password = link.password
+    if link.password_env is not None:
+        password = env.get(link.password_env, "")
+    if link.password_file is not None:
+        try:
+            password = Path(link.password_file).read_text().strip()
+        except OSError as exc:
+            raise where.at("password_file").error(f"cannot be read: {exc.strerror}") from None
+    return password
 
 
 def parse_config(data: dict[str, Any], *, base_dir: Path | None = None,
-                 env: dict[str, str] | None = None) -> CloudConfig:
-    """Build a CloudConfig from parsed TOML; every key optional."""
+                 env: dict[str, str] | None = None, source: str = "cloud.toml") -> CloudConfig:
+    """Build a CloudConfig from parsed TOML; every key optional, none unknown. `source` names the file in
+    an error line."""
     env = dict(os.environ) if env is None else env
     base_dir = base_dir or Path.cwd()
-    cloud = data.get("cloud", {})
-    cfg = CloudConfig(raw=data)
-    db_path = cloud.get("db_path", cfg.db_path)
-    cfg.db_path = str(db_path if Path(db_path).is_absolute() else (base_dir / db_path))
-    cfg.host = cloud.get("host", cfg.host)
-    cfg.port = int(cloud.get("port", cfg.port))
-    cfg.default_warehouse = cloud.get("default_warehouse", cfg.default_warehouse)
-    cfg.time_scale = _float(cloud, "time_scale", 1.0, "cloud")
-    cfg.cancel_when_short = bool(cloud.get("cancel_when_short", False))
+    tables = read_tables(data, source)
+    top = Place(source)
+    cloud = tables.cloud
+    cfg = CloudConfig(host=cloud.host, port=cloud.port, default_warehouse=cloud.default_warehouse,
+                      time_scale=cloud.time_scale, cancel_when_short=cloud.cancel_when_short,
+                      sync_on_start=cloud.sync_on_start, sync_wait_s=cloud.sync_wait_s,
+                      zero_guard_share=tables.stock.zero_guard_share, stale_after_s=tables.stock.stale_after_s,
+                      jobs=tables.jobs, pricing=tables.pricing, alerts=tables.alerts, auth=tables.auth,
+                      secrets=tables.secrets, onec=tables.onec)
+    db_path = Path(cloud.db_path)
+    cfg.db_path = str(db_path if db_path.is_absolute() else (base_dir / db_path))
 
-    stock = data.get("stock", {})
-    cfg.zero_guard_share = _float(stock, "zero_guard_share", cfg.zero_guard_share, "stock")
-    if not 0 <= cfg.zero_guard_share <= 1:
-        raise ConfigError("stock.zero_guard_share must be between 0 and 1")
-    cfg.stale_after_s = _float(stock, "stale_after_s", cfg.stale_after_s, "stock")
+    for site_id, s in tables.sites.items():
+        cfg.sites[site_id] = SiteConfig(id=site_id, name=site_id if s.name is None else s.name,
+                                        warehouses=[site_id] if s.warehouses is None else list(s.warehouses))
 
-    for site_id, s in data.get("sites", {}).items():
-        cfg.sites[site_id] = SiteConfig(id=site_id, name=s.get("name", site_id),
-                                        warehouses=list(s.get("warehouses", [site_id])))
+    cfg.link = tables.link
+    cfg.link.password = _link_password(tables.link, env, top.at("link"))
 
-    link = data.get("link", {})
-    password = link.get("password", "")
-    if "password_env" in link:
-        password = env.get(link["password_env"], "")
-    if "password_file" in link:
-        try:
-            password = Path(link["password_file"]).read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"link.password_file cannot be read: {exc.strerror}") from None
-    cfg.link = LinkSettings(host=link.get("host", "127.0.0.1"), port=int(link.get("port", 1883)),
-                            username=link.get("username", ""), password=password,
-                            tls_ca=link.get("tls_ca", ""), enabled=bool(link.get("enabled", True)))
-
-    jobs = data.get("jobs", {})
-    cfg.jobs = JobSettings(**{k: type(getattr(JobSettings(), k))(v) for k, v in jobs.items()
-                              if hasattr(JobSettings(), k)})
-
-    for mp, table in data.get("status_map", {}).items():
-        for native, unified in table.items():
-            if unified not in UNIFIED_STATUSES:
-                raise ConfigError(f"status_map.{mp}.{native}: {unified!r} is not one of {UNIFIED_STATUSES}")
+    for mp, table in tables.status_map.items():
         cfg.status_map.setdefault(mp, {}).update(table)
 
+    # each account's table `a` is as written, checked (keys, types, ranges) against AccountSection above
     for name, a in data.get("accounts", {}).items():
         where = f"accounts.{name}"
-        for required in ("marketplace", "base_url"):
-            if required not in a:
-                raise ConfigError(f"{where}.{required} is required")
         mp, known = a["marketplace"], profiles()
         if mp not in known:
-            raise ConfigError(f"{where}.marketplace {mp!r} is not one of {', '.join(known)}")
-        alloc = a.get("allocation", {})
-        max_listed = alloc.get("max_listed")
-        allocation = Allocation(share=_float(alloc, "share", 1.0, f"{where}.allocation"),
-                                buffer=int(alloc.get("buffer", 0)),
-                                max_listed=int(max_listed) if max_listed is not None else None)
-        if not 0 <= allocation.share <= 1 or allocation.buffer < 0:
-            raise ConfigError(f"{where}.allocation: share must be 0..1 and buffer >= 0")
+            raise top.at("accounts").at(name).at("marketplace").error(
+                f"must be one of {', '.join(known)}, got {shown(mp)}")
+        alloc = tables.accounts[name].allocation
+        allocation = Allocation(share=alloc.share, buffer=alloc.buffer, max_listed=alloc.max_listed)
         account = AccountConfig(
             name=name, marketplace=mp, base_url=a["base_url"],
-            credentials=_credentials(name, a, env), endpoints=dict(a.get("endpoints", {})),
+            credentials=_credentials(a, env, top.at("accounts").at(name)), endpoints=dict(a.get("endpoints", {})),
             time_scale=_float(a, "time_scale", cfg.time_scale, where), options=dict(a.get("options", {})),
         )
         cfg.accounts[name] = AccountSettings(
@@ -261,6 +244,7 @@ def parse_config(data: dict[str, Any], *, base_dir: Path | None = None,
             label_after=a.get("label_after", known[mp].label_after),
             label_format=a.get("label_format", ""),
             orders_poll_s=_float(a, "orders_poll_s", 0.0, where),
+            credentials_secret=a.get("credentials_secret", ""),
         )
     if not cfg.sites:
         cfg.sites["site-1"] = SiteConfig(id="site-1", name="site-1", warehouses=[cfg.default_warehouse])
@@ -268,7 +252,9 @@ def parse_config(data: dict[str, Any], *, base_dir: Path | None = None,
 
 
 def load_config(path: str | Path | None, *, env: dict[str, str] | None = None) -> CloudConfig:
-    """Read a cloud.toml; None gives the defaults (no accounts, one site 'site-1' with warehouse 'main')."""
+    """Read a cloud.toml; None gives the defaults (no accounts, one site 'site-1' with warehouse 'main').
+    A file that cannot be read, is not TOML or has an unknown key or a wrong value raises ConfigError
+    with one line naming the file."""
     if path is None:
         return parse_config({}, env=env)
     p = Path(path)
@@ -278,4 +264,4 @@ def load_config(path: str | Path | None, *, env: dict[str, str] | None = None) -
         raise ConfigError(f"config {str(p)!r} cannot be read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {str(p)!r} is not valid TOML: {exc}") from None
-    return parse_config(data, base_dir=p.resolve().parent, env=env)
+    return parse_config(data, base_dir=p.resolve().parent, env=env, source=str(p))

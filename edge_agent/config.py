@@ -1,14 +1,18 @@
-"""The edge box's configuration: one TOML file (`edge.toml`) with working defaults.
+"""The edge box's configuration: one TOML file (`edge.toml`) with working defaults, read once at load.
 
-Owns the `EdgeConfig` dataclass and `load_config(path)`. Secrets (the MQTT password) come from the
-environment (`MARKETSYNC_MQTT_PASSWORD`) or a file readable by the service alone (`password_file`),
-never from the TOML itself in production. Staff PINs are stored only as salted scrypt hashes
-(`hash_pin` / `check_pin`).
+Owns the `EdgeConfig` dataclass (what the site runs with), one dataclass per table of the file (`[site]`,
+`[web]`, `[mqtt]`, `[printer]`, `[label]`, `[[scanners]]`, `[[cameras]]`, `[tasks]`, `[[staff]]`) and
+`load_config(path)`. An unknown key or a value of the wrong type stops the start with one line naming
+the file and the key (sitelink.config_file; never a secret's value); config/edge.toml documents every
+key. Secrets (the MQTT password) come from the environment (`MARKETSYNC_MQTT_PASSWORD`) or a file
+readable by the service alone (`password_file`), never from the TOML itself in production. Staff PINs
+are stored only as salted scrypt hashes (`hash_pin` / `check_pin`).
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import hmac
 import os
@@ -16,11 +20,43 @@ import secrets
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from sitelink.config_file import ConfigError, Place, read, secret
+
+__all__ = ["DEFAULTS", "CameraSettings", "ConfigError", "EdgeConfig", "LabelStock", "MqttConfig",
+           "PrinterSettings", "ScannerSettings", "Staff", "check_pin", "config_from_dict", "hash_pin",
+           "load_config", "write_config"]
 
 
-class ConfigError(ValueError):
-    """The configuration file is missing, unreadable or has a bad value; the message says which."""
+class _Given:
+    """A device table: the keys written (None: not written, the device's own default applies)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The table as the device openers (edge_agent.devices) take it: the keys that were written."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)  # type: ignore[arg-type]
+                if getattr(self, f.name) is not None}
+
+
+@dataclass
+class SiteSection:
+    """[site]: which site this box is, its own warehouse, its packing stations and where it keeps data."""
+
+    id: str = "site-1"
+    warehouse: str = "main"
+    db_path: str = "var/edge/site.sqlite"  # relative paths: from the file's folder
+    video_dir: str = "var/edge/video"
+    stations: list[str] = field(default_factory=lambda: ["pack-1"])
+    plugins: list[str] = field(default_factory=list)  # "module:function" helpers started with the site
+
+
+@dataclass
+class WebSection:
+    """[web]: the packers' page."""
+
+    host: str = "127.0.0.1"
+    port: int = 8090
+    secret_key: str | None = secret(None)  # signs the session cookie; None: one kept in the site DB
 
 
 # The demo's simulated packer, which `[tasks] auto_pack = true` starts: it ships with the demo
@@ -30,41 +66,152 @@ AUTO_PACKER = "marketsync.demo_packer:attach"
 
 @dataclass
 class MqttConfig:
+    """[mqtt]: the broker; the password from MARKETSYNC_MQTT_PASSWORD or password_file (see mqtt_password)."""
+
     host: str = "127.0.0.1"
     port: int = 1883
     username: str | None = None
-    password: str | None = None
+    password: str | None = secret(None)
     password_file: str | None = None
     tls_ca: str | None = None
 
 
 @dataclass
+class PrinterSettings(_Given):
+    """[printer]: passed to edge_agent.devices.open_printer; a key left out takes the kind's own default."""
+
+    kind: str | None = None  # virtual (default), escpos_*, zpl_*, tspl_*, cups, file
+    name: str | None = None
+    language: str | None = None
+    dpi: int | None = None
+    width_mm: float | None = None
+    height_mm: float | None = None
+    out_dir: str | None = None  # virtual
+    path: str | None = None  # file
+    device: str | None = None  # serial, usb device node, escpos_file
+    host: str | None = None  # tcp, network
+    port: int | None = None
+    timeout_s: float | None = None
+    timeout_ms: int | None = None  # escpos_usb
+    settle_s: float | None = None  # tcp
+    vendor_id: str | int | None = None  # usb through pyusb
+    product_id: str | int | None = None
+    baudrate: int | None = None  # serial
+    rtscts: bool | None = None
+    queue: str | None = None  # cups
+    chunk_bytes: int | None = None  # slow USB printers
+    chunk_pause_ms: float | None = None
+
+
+@dataclass
+class LabelStock:
+    """[label]: the label stock loaded in the printer."""
+
+    width_mm: float = 58.0
+    height_mm: float = 40.0
+    dpi: int = 203
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class ScannerSettings(_Given):
+    """One [[scanners]]: passed to edge_agent.devices.open_scanner; a camera scanner takes the camera keys."""
+
+    kind: str | None = None  # evdev, serial, camera, virtual (default)
+    station: str | None = None
+    device: str | None = None
+    layout: str | None = None  # us, ru
+    grab: bool | None = None
+    gs_keys: list[str] | None = None
+    gs_substitutes: list[str] | None = None
+    baudrate: int | None = None
+    source: str | int | None = secret(None)  # camera: as in [[cameras]]
+    width: int | None = None
+    height: int | None = None
+    loop: bool | None = None
+    reopen_s: float | None = None
+    thorough: bool | None = None
+    stream_timeout_s: float | None = None
+    fps: float | None = None
+
+
+@dataclass
+class CameraSettings(_Given):
+    """One [[cameras]]: packing video at a station (edge_agent.devices.open_camera, edge_agent.video)."""
+
+    source: str | int | None = secret(None)  # /dev/video0, a device index, a video file or an rtsp:// URL
+    station: str | None = None
+    width: int | None = None
+    height: int | None = None
+    loop: bool | None = None
+    reopen_s: float | None = None
+    thorough: bool | None = None
+    stream_timeout_s: float | None = None
+    fps: float | None = None
+    retention_days: float | None = None
+    max_gb: float | None = None
+    max_files: int | None = None
+
+
+@dataclass
+class TasksSection:
+    """[tasks]: label print retries and the demo's simulated packer."""
+
+    print_retry_s: float = 5.0
+    auto_pack: bool = False
+    auto_pack_station: str = "auto"
+    auto_pack_delay_s: float = 0.2
+
+
+@dataclass
 class Staff:
+    """One [[staff]]: who may log in to the packers' page."""
+
+    refused: ClassVar[dict[str, str]] = {
+        "pin": "PINs are not kept in edge.toml: write pin_hash (make one with `marketsync edge hash-pin`)"}
+
     name: str
-    pin_hash: str
+    pin_hash: str = secret()
+
+
+@dataclass
+class EdgeFile:
+    """Every table edge.toml may have (None: the table is not there)."""
+
+    site: SiteSection = field(default_factory=SiteSection)
+    web: WebSection = field(default_factory=WebSection)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    printer: PrinterSettings | None = None
+    label: LabelStock = field(default_factory=LabelStock)
+    scanners: list[ScannerSettings] = field(default_factory=list)
+    cameras: list[CameraSettings] = field(default_factory=list)
+    tasks: TasksSection = field(default_factory=TasksSection)
+    staff: list[Staff] = field(default_factory=list)
 
 
 @dataclass
 class EdgeConfig:
-    site_id: str = "site-1"
-    warehouse: str = "main"
-    db_path: str = "var/edge/site.sqlite"
-    web_host: str = "127.0.0.1"
-    web_port: int = 8090
-    secret_key: str | None = None  # signs the page's session cookie; when unset, one kept in the site DB
+    site_id: str = SiteSection.id
+    warehouse: str = SiteSection.warehouse
+    db_path: str = SiteSection.db_path
+    web_host: str = WebSection.host
+    web_port: int = WebSection.port
+    secret_key: str | None = field(default=None, repr=False)  # signs the page's session cookie; else kept in the DB
     stations: list[str] = field(default_factory=lambda: ["pack-1"])
     staff: list[Staff] = field(default_factory=list)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
-    printer: dict[str, Any] = field(default_factory=lambda: {"kind": "virtual", "out_dir": "var/edge/labels"})
-    label_profile: dict[str, Any] = field(default_factory=lambda: {"width_mm": 58, "height_mm": 40, "dpi": 203})
-    scanners: list[dict[str, Any]] = field(default_factory=list)
-    cameras: list[dict[str, Any]] = field(default_factory=list)  # packing video, each bound to a station
-    video_dir: str = "var/edge/video"
-    print_retry_s: float = 5.0
+    printer: PrinterSettings = field(default_factory=lambda: PrinterSettings(kind="virtual", out_dir="var/edge/labels"))
+    label_profile: LabelStock = field(default_factory=LabelStock)
+    scanners: list[ScannerSettings] = field(default_factory=list)
+    cameras: list[CameraSettings] = field(default_factory=list)  # packing video, each bound to a station
+    video_dir: str = SiteSection.video_dir
+    print_retry_s: float = TasksSection.print_retry_s
     plugins: list[str] = field(default_factory=list)  # "module:function" helpers started with the site
-    auto_pack: bool = False  # demo only: a simulated packer (AUTO_PACKER) packs every new pick task
-    auto_pack_station: str = "auto"
-    auto_pack_delay_s: float = 0.2
+    auto_pack: bool = TasksSection.auto_pack  # demo only: a simulated packer (AUTO_PACKER) packs every new pick task
+    auto_pack_station: str = TasksSection.auto_pack_station
+    auto_pack_delay_s: float = TasksSection.auto_pack_delay_s
 
     def plugin_entries(self) -> list[str]:
         """The helpers the site starts: `plugins`, and the simulated packer when `auto_pack` is on."""
@@ -89,77 +236,56 @@ DEFAULTS = Path(__file__).resolve().parent.parent / "config" / "edge.toml"
 
 
 def load_config(path: str | os.PathLike[str] | None = None) -> EdgeConfig:
-    """Read an edge.toml; every key is optional. Relative paths are taken from the file's folder."""
+    """Read an edge.toml; every key is optional, none unknown. Relative paths are taken from the file's
+    folder. A file that is missing, not TOML or has an unknown key or a wrong value raises ConfigError
+    with one line naming the file."""
     data: dict[str, Any] = {}
     base = Path.cwd()
+    source = "edge.toml"
     if path is not None:
         p = Path(path)
         try:
             data = tomllib.loads(p.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ConfigError(f"config file not found: {p}") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {p} cannot be read: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {p} is not valid TOML: {exc}") from None
-        base = p.resolve().parent
-    return config_from_dict(data, base)
+        base, source = p.resolve().parent, str(p)
+    return config_from_dict(data, base, source=source)
 
 
-def config_from_dict(data: dict[str, Any], base: Path | None = None) -> EdgeConfig:
+def read_tables(data: dict[str, Any], source: str = "edge.toml") -> EdgeFile:
+    """The parsed TOML of an edge.toml checked and typed; `source` names the file in an error line."""
+    return read(EdgeFile, data, Place(source))
+
+
+def config_from_dict(data: dict[str, Any], base: Path | None = None, *, source: str = "edge.toml") -> EdgeConfig:
     base = base or Path.cwd()
-    cfg = EdgeConfig()
-    site = data.get("site", {})
-    web = data.get("web", {})
-    mqtt = data.get("mqtt", {})
-    cfg.site_id = str(site.get("id", cfg.site_id))
-    cfg.warehouse = str(site.get("warehouse", cfg.warehouse))
-    cfg.db_path = _path(base, site.get("db_path", cfg.db_path))
-    cfg.stations = [str(s) for s in site.get("stations", cfg.stations)] or ["pack-1"]
-    cfg.web_host = str(web.get("host", cfg.web_host))
-    cfg.web_port = _int(web.get("port", cfg.web_port), "web.port")
-    cfg.secret_key = web.get("secret_key")
-    cfg.mqtt = MqttConfig(
-        host=str(mqtt.get("host", "127.0.0.1")),
-        port=_int(mqtt.get("port", 1883), "mqtt.port"),
-        username=mqtt.get("username"),
-        password=mqtt.get("password"),
-        password_file=_path(base, mqtt["password_file"]) if mqtt.get("password_file") else None,
-        tls_ca=_path(base, mqtt["tls_ca"]) if mqtt.get("tls_ca") else None,
+    tables = read_tables(data, source)
+    site, web, mqtt, tasks = tables.site, tables.web, tables.mqtt, tables.tasks
+    printer = tables.printer or EdgeConfig().printer
+    if printer.out_dir is not None:
+        printer.out_dir = _path(base, printer.out_dir)
+    for cam in tables.cameras:
+        if isinstance(cam.source, str) and "://" not in cam.source and not cam.source.startswith("/dev/"):
+            cam.source = _path(base, cam.source)
+    mqtt.password_file = _path(base, mqtt.password_file) if mqtt.password_file else None
+    mqtt.tls_ca = _path(base, mqtt.tls_ca) if mqtt.tls_ca else None
+    return EdgeConfig(
+        site_id=site.id, warehouse=site.warehouse, db_path=_path(base, site.db_path),
+        web_host=web.host, web_port=web.port, secret_key=web.secret_key, stations=site.stations or ["pack-1"],
+        staff=tables.staff, mqtt=mqtt, printer=printer, label_profile=tables.label, scanners=tables.scanners,
+        cameras=tables.cameras, video_dir=_path(base, site.video_dir), print_retry_s=tasks.print_retry_s,
+        auto_pack=tasks.auto_pack, auto_pack_station=tasks.auto_pack_station,
+        auto_pack_delay_s=tasks.auto_pack_delay_s, plugins=list(site.plugins),
     )
-    printer = dict(data.get("printer", cfg.printer))
-    if "out_dir" in printer:
-        printer["out_dir"] = _path(base, printer["out_dir"])
-    cfg.printer = printer
-    cfg.label_profile = dict(data.get("label", cfg.label_profile))
-    cfg.scanners = [dict(s) for s in data.get("scanners", [])]
-    cfg.cameras = [dict(c) for c in data.get("cameras", [])]
-    for cam in cfg.cameras:
-        if "source" in cam and isinstance(cam["source"], str) and "://" not in cam["source"] \
-                and not cam["source"].startswith("/dev/"):
-            cam["source"] = _path(base, cam["source"])
-    cfg.video_dir = _path(base, site.get("video_dir", cfg.video_dir))
-    cfg.plugins = [str(p) for p in site.get("plugins", cfg.plugins)]
-    staff = data.get("staff", [])
-    for entry in staff:
-        if "name" not in entry or "pin_hash" not in entry:
-            raise ConfigError("every [[staff]] entry needs name and pin_hash (see `marketsync edge hash-pin`)")
-    cfg.staff = [Staff(str(s["name"]), str(s["pin_hash"])) for s in staff]
-    tasks = data.get("tasks", {})
-    cfg.print_retry_s = float(tasks.get("print_retry_s", cfg.print_retry_s))
-    cfg.auto_pack = bool(tasks.get("auto_pack", cfg.auto_pack))
-    cfg.auto_pack_station = str(tasks.get("auto_pack_station", cfg.auto_pack_station))
-    cfg.auto_pack_delay_s = float(tasks.get("auto_pack_delay_s", cfg.auto_pack_delay_s))
-    return cfg
 
 
 def _path(base: Path, value: str) -> str:
     p = Path(value)
     return str(p if p.is_absolute() else base / p)
-
-
-def _int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name} must be an integer, got {value!r}")
-    return value
 
 
 # -- staff PINs ---------------------------------------------------------------------------------

@@ -40,15 +40,15 @@ class DeviceHub:
 
     def open(self, on_scan: OnScan) -> None:
         """Open the printer (with the label stock of the config), the scanners and the cameras."""
-        printer_cfg = dict(self.cfg.printer)
-        for key, value in self.cfg.label_profile.items():
+        printer_cfg = self.cfg.printer.as_dict()
+        for key, value in self.cfg.label_profile.as_dict().items():
             printer_cfg.setdefault(key, value)
         self.printer = open_printer(printer_cfg)
-        for scfg in self.cfg.scanners:
+        for scfg in (sc.as_dict() for sc in self.cfg.scanners):
             scanner = open_scanner(scfg)
             scanner.start(on_scan, self._scanner_error(str(scfg.get("station", "?"))))
             self.scanners.append(scanner)
-        for ccfg in self.cfg.cameras:
+        for ccfg in (c.as_dict() for c in self.cfg.cameras):
             self._open_camera(ccfg)
 
     def add_scanner(self, scanner: Any, on_scan: OnScan) -> None:

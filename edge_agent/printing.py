@@ -159,7 +159,7 @@ class PrintQueue:
         profile = getattr(self.printer, "profile", None)
         if profile is not None:
             return profile
-        return PrinterProfile.from_config(self.cfg.label_profile)
+        return PrinterProfile.from_config(self.cfg.label_profile.as_dict())
 
     def _job_error(self, job_id: int, message: str, attempt: bool) -> None:
         with store.transaction(self.conn):

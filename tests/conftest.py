@@ -4,20 +4,39 @@
 temporary directory, stopped when the test ends, even on failure. `broker.port` / `broker.host` /
 `broker.restart()` / `broker.link_settings()` (LinkConfig keyword arguments). `secure_broker` is the
 same with TLS, a password per site (`site-1`, `site-2`) and the per-site ACL. `bot_api_for(token)` is a
-Telegram Bot API stand-in on 127.0.0.1.
+Telegram Bot API stand-in on 127.0.0.1. `documented_config(path)` is a shipped config file as a
+person reads it: every key it shows, with its `# key = value` lines taken as written.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import threading
+import tomllib
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from marketsync.broker import Broker
 from marketsync.broker import free_port as _free_port
+
+# `# key = value`, `# [table]`, `# [[array]]` (prose comments never start like that in config/*.toml)
+_COMMENTED_KEY = re.compile(r'^# ?((\[\[?[A-Za-z0-9_."-]+\]\]?( *#.*)?)|([A-Za-z0-9_"/-]+ *= .*))$')
+
+
+@pytest.fixture
+def documented_config() -> Callable[[Path], dict[str, Any]]:
+    """The parsed TOML of a shipped config file with every commented key and table uncommented."""
+
+    def parse(path: Path) -> dict[str, Any]:
+        lines = [m.group(1) if (m := _COMMENTED_KEY.match(line)) else line
+                 for line in path.read_text(encoding="utf-8").splitlines()]
+        return tomllib.loads("\n".join(lines))
+    return parse
 
 
 @pytest.fixture

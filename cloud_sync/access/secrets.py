@@ -25,6 +25,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from cloud_sync.config import CloudConfig
 from cloud_sync.db import transaction
 
 MIGRATIONS = [
@@ -54,10 +55,10 @@ class SecretError(ValueError):
     """The key file or a stored secret cannot be used; the message never holds a secret's value."""
 
 
-def key_file_for(cfg: Any) -> Path:
-    section = cfg.raw.get("secrets", {}) if hasattr(cfg, "raw") else {}
-    if section.get("key_file"):
-        return Path(section["key_file"])
+def key_file_for(cfg: CloudConfig) -> Path:
+    """`[secrets] key_file`, else secret.key beside the database."""
+    if cfg.secrets.key_file:
+        return Path(cfg.secrets.key_file)
     return Path(cfg.db_path).parent / "secret.key"
 
 
@@ -149,7 +150,7 @@ def settings(conn: sqlite3.Connection, kind: str) -> list[dict[str, Any]]:
                                           " ORDER BY scope, key", (kind,))]
 
 
-def apply_settings(conn: sqlite3.Connection, cfg: Any) -> None:
+def apply_settings(conn: sqlite3.Connection, cfg: CloudConfig) -> None:
     for r in settings(conn, "status_map"):
         cfg.status_map.setdefault(r["scope"], {})[r["key"]] = r["value"]
     for r in settings(conn, "endpoint"):
@@ -162,7 +163,7 @@ def account_secret_name(account: str) -> str:
     return f"account/{account}"
 
 
-def apply_to_config(conn: sqlite3.Connection, cfg: Any, *, waiting: list[str] | None = None) -> list[str]:
+def apply_to_config(conn: sqlite3.Connection, cfg: CloudConfig, *, waiting: list[str] | None = None) -> list[str]:
     """Merge stored credentials into the accounts that reference them (`credentials_secret`), and the
     stored bot token into [alerts] when it names no other source. Returns the accounts updated.
 
@@ -170,10 +171,9 @@ def apply_to_config(conn: sqlite3.Connection, cfg: Any, *, waiting: list[str] | 
     added to it instead (the running service starts without that account, which comes alive once its
     credentials are entered in Settings)."""
     apply_settings(conn, cfg)
-    wanted = {name: a.get("credentials_secret") for name, a in cfg.raw.get("accounts", {}).items()
-              if a.get("credentials_secret")}
-    alerts = cfg.raw.get("alerts")
-    needs_bot = isinstance(alerts, dict) and not ({"token_env", "token_file"} & set(alerts))
+    wanted = {name: a.credentials_secret for name, a in cfg.accounts.items() if a.credentials_secret}
+    alerts = cfg.alerts
+    needs_bot = alerts is not None and alerts.token_env is None and alerts.token_file is None
     if not wanted and not (needs_bot and conn.execute("SELECT 1 FROM stored_secrets WHERE name=?",
                                                       (BOT_TOKEN,)).fetchone()):
         return []
@@ -191,8 +191,8 @@ def apply_to_config(conn: sqlite3.Connection, cfg: Any, *, waiting: list[str] | 
         if account in cfg.accounts:
             cfg.accounts[account].account.credentials.update(data)
             done.append(account)
-    if needs_bot and store.value(conn, BOT_TOKEN):
+    if needs_bot and alerts is not None and store.value(conn, BOT_TOKEN):
         # handed to cloud_sync.alerts through this process's own environment: never written out in clear
         os.environ[BOT_TOKEN_ENV] = store.value(conn, BOT_TOKEN)
-        alerts["token_env"] = BOT_TOKEN_ENV
+        alerts.token_env = BOT_TOKEN_ENV
     return done

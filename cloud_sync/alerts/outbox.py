@@ -13,8 +13,10 @@ network and 5xx errors with backoff and giving up on a message the API refuses (
 dedup key is enqueued at most once per `dedup_window_s`. The bot token is never logged nor stored:
 every error text is passed through `redact` first.
 
-Config ([alerts] in cloud.toml): base_url, chat_id, token_env (name of the environment variable
-holding the token) or token_file, min_interval_s, dedup_window_s, deadline_warning_s, max_attempts.
+Config ([alerts] in cloud.toml, read at load into cloud_sync.config_sections.AlertsConfig): base_url,
+chat_id, token_env (name of the environment variable holding the token) or token_file, min_interval_s,
+dedup_window_s, deadline_warning_s, max_attempts, timeout_s, tick_s; `AlertSettings.from_config` reads
+the token at the moment it is asked.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from typing import Any
 
 import httpx
 
+from cloud_sync.config_sections import AlertsConfig
 from cloud_sync.db import transaction
 
 log = logging.getLogger("cloud_sync.alerts.core")
@@ -90,34 +93,24 @@ class AlertSettings:
         return bool(self.token and self.chat_id)
 
     @classmethod
-    def from_config(cls, section: dict[str, Any] | None, env: dict[str, str] | None = None) -> AlertSettings:
-        s = dict(section or {})
+    def from_config(cls, section: AlertsConfig | None, env: dict[str, str] | None = None) -> AlertSettings:
+        """The settings in use now: [alerts] as read at load (None: no such section, alerts off) with the
+        token read from where it names, at this moment (a token entered in Settings changes `token_env`)."""
+        s = section or AlertsConfig()
         env = dict(os.environ) if env is None else env
         token = ""
-        if "token_env" in s:
-            token = env.get(str(s["token_env"]), "")
+        if s.token_env is not None:
+            token = env.get(s.token_env, "")
             if not token:
-                raise AlertConfigError(f"alerts.token_env: environment variable {s['token_env']!r} is not set")
-        if "token_file" in s:
+                raise AlertConfigError(f"alerts.token_env: environment variable {s.token_env!r} is not set")
+        if s.token_file is not None:
             try:
-                token = Path(s["token_file"]).read_text().strip()
+                token = Path(s.token_file).read_text().strip()
             except OSError as exc:
                 raise AlertConfigError(f"alerts.token_file cannot be read: {exc.strerror}") from None
-        if "token" in s:
-            raise AlertConfigError("alerts.token: put the bot token in token_env or token_file, not in the config")
-        out = cls(token=token, chat_id=str(s.get("chat_id", "")))
-        for key in ("base_url",):
-            if key in s:
-                setattr(out, key, str(s[key]).rstrip("/"))
-        for key in ("min_interval_s", "dedup_window_s", "deadline_warning_s", "timeout_s"):
-            if key in s:
-                try:
-                    setattr(out, key, float(s[key]))
-                except (TypeError, ValueError):
-                    raise AlertConfigError(f"alerts.{key} must be a number, got {s[key]!r}") from None
-        if "max_attempts" in s:
-            out.max_attempts = int(s["max_attempts"])
-        return out
+        return cls(base_url=s.base_url.rstrip("/"), chat_id=s.chat_id, token=token, min_interval_s=s.min_interval_s,
+                   dedup_window_s=s.dedup_window_s, deadline_warning_s=s.deadline_warning_s,
+                   max_attempts=s.max_attempts, timeout_s=s.timeout_s)
 
 
 def redact(text: str, token: str) -> str:

@@ -133,7 +133,7 @@ def _sync_prices(argv: list[str]) -> int:
         cfg, conn = _load(args)
     except ConfigError as exc:
         return _fail(str(exc), 2)
-    settings = price_preview.PricingSettings.from_dict(cfg.raw.get("pricing"))
+    settings = cfg.pricing
 
     if args.doc:
         try:

@@ -19,8 +19,8 @@ import argparse
 import json
 import sqlite3
 import sys
-import tomllib
 
+from cloud_sync.config import ConfigError, load_config
 from cloud_sync.onec.commission import (
     CommissionError,
     create_document,
@@ -61,21 +61,27 @@ def _commission(args: argparse.Namespace) -> int:
     if not args.xlsx and not args.odata:
         print("marketsync onec commission: say --xlsx FILE and/or --odata", file=sys.stderr)
         return 2
+    section = None
+    if args.odata:  # the config is read before anything is written
+        if not args.config:
+            print("marketsync onec commission: --odata needs --config cloud.toml", file=sys.stderr)
+            return 2
+        try:
+            onec = load_config(args.config).onec
+        except ConfigError as exc:
+            print(f"marketsync onec commission: {exc}", file=sys.stderr)
+            return 2
+        section = onec.odata if onec is not None else None
+        if section is None:
+            print(f"marketsync onec commission: {args.config} has no [onec.odata]", file=sys.stderr)
+            return 2
     conn = open_db(args.db)
     try:
         report = saved_report(conn, args.report_id)
         out: dict = {"report": report.id, "rows": len(report.rows)}
         if args.xlsx:
             out["xlsx"] = str(write_xlsx(report, args.xlsx, principal=args.principal))
-        if args.odata:
-            if not args.config:
-                print("marketsync onec commission: --odata needs --config cloud.toml", file=sys.stderr)
-                return 2
-            with open(args.config, "rb") as fh:
-                section = tomllib.load(fh).get("onec", {}).get("odata")
-            if not section:
-                print(f"marketsync onec commission: {args.config} has no [onec.odata]", file=sys.stderr)
-                return 2
+        if section is not None:
             result = create_document(report, odata_settings(section, report.account))
             out["odata"] = {"ref_key": result.ref_key, "posted": result.posted, "lines": result.lines,
                             "skipped": result.skipped}

@@ -20,6 +20,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 
 from cloud_sync.catalog.nomenclature import cost_price
+from cloud_sync.config_sections import PricingSettings
 from cloud_sync.money.price_docs import PriceDocument, PriceDocumentError, PriceLine, validate_line
 from cloud_sync.money.price_list import Price, PricedCard, account_cards, as_text, current_prices
 from marketplaces import price_model
@@ -133,26 +134,6 @@ class Preview:
             }
             for r in self.rows
         ]
-
-
-@dataclass(frozen=True)
-class PricingSettings:
-    """Account-level knobs ([pricing] in cloud.toml): `large_drop_percent` asks for confirmation of
-    any drop at least this large; `large_rise_percent` of any rise at least this large (an extra zero
-    typed: +900%; 0 switches it off); `warn_below_cost` asks for confirmation of a price under cost;
-    `rules` overrides MarketplaceRules fields per marketplace."""
-
-    large_drop_percent: Decimal = Decimal(30)
-    warn_below_cost: bool = True
-    rules: dict[str, dict[str, Any]] = field(default_factory=dict)
-    large_rise_percent: Decimal = Decimal(100)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any] | None) -> PricingSettings:
-        d = d or {}
-        return cls(large_drop_percent=Decimal(str(d.get("large_drop_percent", 30))),
-                   warn_below_cost=bool(d.get("warn_below_cost", True)), rules=dict(d.get("rules", {})),
-                   large_rise_percent=Decimal(str(d.get("large_rise_percent", 100))))
 
 
 def _round(v: Decimal, step: Decimal) -> Decimal:

@@ -27,8 +27,8 @@ from typing import Any
 
 import httpx
 
+from cloud_sync.config_sections import ODATA_FIELDS, ODataAccount, ODataSection, section_password
 from cloud_sync.money.reports import CommissionReport, ItemRow
-from cloud_sync.onec.exchange import section_password
 from cloud_sync.onec.orders_out import MARKETPLACE_TITLES
 
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -155,21 +155,20 @@ def write_xlsx(report: CommissionReport, path: str | Path, *, principal: str = "
 
 @dataclass
 class ODataSettings:
-    """`[onec.odata]` of cloud.toml; `accounts.<account>` gives that account's counterparty and contract."""
+    """What one account's document is sent with: `[onec.odata]` of cloud.toml (config_sections.ODataSection,
+    whose defaults these are) with its password read and that account's counterparty and contract."""
 
     base_url: str  # the published infobase, e.g. http://1c.local/trade
     login: str = ""
     password: str = field(default="", repr=False)
-    document: str = "Document_ОтчетКомиссионера"
-    table: str = "Товары"
+    document: str = ODataSection.document
+    table: str = ODataSection.table
     organization_key: str = ""
     counterparty_key: str = ""  # the marketplace as a counterparty in 1C
     contract_key: str = ""
     post: bool = False  # проводить документ after creating it
-    fields: dict[str, str] = field(default_factory=lambda: {
-        "item": "Номенклатура_Key", "characteristic": "Характеристика_Key", "quantity": "Количество",
-        "price": "Цена", "amount": "Сумма", "fee": "СуммаВознаграждения"})
-    timeout_s: float = 30.0
+    fields: dict[str, str] = field(default_factory=lambda: dict(ODATA_FIELDS))
+    timeout_s: float = ODataSection.timeout_s
 
 
 @dataclass
@@ -259,16 +258,16 @@ def create_document(report: CommissionReport, settings: ODataSettings, *, client
             client.close()
 
 
-def odata_settings(section: dict[str, Any], account: str) -> ODataSettings:
-    """From `[onec.odata]` (password from `password_env` or `password_file`)."""
-    password = section_password(section)
-    per_account = (section.get("accounts") or {}).get(account, {})
-    s = ODataSettings(base_url=section["base_url"], login=section.get("login", ""), password=password)
-    for key in ("document", "table", "organization_key", "post", "timeout_s"):
-        if key in section:
-            setattr(s, key, section[key])
-    s.counterparty_key = per_account.get("counterparty_key", section.get("counterparty_key", ""))
-    s.contract_key = per_account.get("contract_key", section.get("contract_key", ""))
-    if "fields" in section:
-        s.fields = {**s.fields, **section["fields"]}
-    return s
+def _either(own: str | None, default: str) -> str:
+    return default if own is None else own
+
+
+def odata_settings(section: ODataSection, account: str) -> ODataSettings:
+    """From `[onec.odata]` as read at load (the password read now, from `password_env` or `password_file`);
+    `[onec.odata.accounts.<account>]` keys, where set, win over the section's."""
+    per_account = section.accounts.get(account, ODataAccount())
+    return ODataSettings(base_url=section.base_url, login=section.login, password=section_password(section),
+                         document=section.document, table=section.table, organization_key=section.organization_key,
+                         counterparty_key=_either(per_account.counterparty_key, section.counterparty_key),
+                         contract_key=_either(per_account.contract_key, section.contract_key), post=section.post,
+                         fields={**ODATA_FIELDS, **section.fields}, timeout_s=section.timeout_s)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import os
 import secrets
 import shutil
 import threading
@@ -36,6 +35,8 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
+from cloud_sync.config import CloudConfig
+from cloud_sync.config_sections import OnecSettings, section_password
 from cloud_sync.db import connect, transaction, write_if_free
 from cloud_sync.onec import orders_out
 from cloud_sync.onec.importer import import_files
@@ -49,48 +50,36 @@ TOUCH_EVERY_S = 60  # a session's last_seen is refreshed at most this often (rea
 
 @dataclass
 class ExchangeConfig:
-    """The `[onec]` section of cloud.toml (all keys optional but the password)."""
+    """The exchange as it runs: the `[onec]` section of cloud.toml (cloud_sync.config_sections.OnecSettings,
+    whose defaults these are) with its password read, and where the database and the uploads are."""
 
     db_path: str
     work_dir: str
-    login: str = "1c"
+    login: str = OnecSettings.login
     password: str = field(default="", repr=False)
-    file_limit: int = 50 * 1024 * 1024  # bytes per request, told to 1C at init
-    zip: bool = True
-    max_file_bytes: int = 1024 * 1024 * 1024  # one uploaded or unpacked file, all chunks together
-    max_unpacked_bytes: int = 2 * 1024 * 1024 * 1024  # one archive, all members together
-    max_zip_members: int = 20000
-    max_zip_ratio: int = 200  # uncompressed / compressed, per member
-    encoding: str = "windows-1251"  # of the orders XML answered to mode=query ("utf-8" too)
-    cookie_name: str = "marketsync_1c"
-    session_ttl_s: int = 6 * 3600
+    file_limit: int = OnecSettings.file_limit  # bytes per request, told to 1C at init
+    zip: bool = OnecSettings.zip
+    max_file_bytes: int = OnecSettings.max_file_bytes  # one uploaded or unpacked file, all chunks together
+    max_unpacked_bytes: int = OnecSettings.max_unpacked_bytes  # one archive, all members together
+    max_zip_members: int = OnecSettings.max_zip_members
+    max_zip_ratio: int = OnecSettings.max_zip_ratio  # uncompressed / compressed, per member
+    encoding: str = OnecSettings.encoding  # of the orders XML answered to mode=query ("utf-8" too)
+    cookie_name: str = OnecSettings.cookie_name
+    session_ttl_s: int = OnecSettings.session_ttl_s
     cost_price_types: tuple[str, ...] = ()
-    cancel_on_marketplace: bool = False  # an order cancelled in 1C is also cancelled on the marketplace
+    cancel_on_marketplace: bool = OnecSettings.cancel_on_marketplace  # a cancellation in 1C cancels on the marketplace
 
     @classmethod
-    def from_section(cls, section: dict[str, Any], *, db_path: str, work_dir: str) -> ExchangeConfig:
-        """Read `[onec]`: `password_env` (an environment variable) or `password_file`; an inline
-        `password` is for local sandboxes and the demo only."""
-        password = section_password(section)
-        known = {k: section[k] for k in ("login", "file_limit", "zip", "max_file_bytes", "max_unpacked_bytes",
-                                         "max_zip_members", "max_zip_ratio", "encoding", "cookie_name",
-                                         "session_ttl_s", "cancel_on_marketplace") if k in section}
-        if "cost_price_types" in section:
-            known["cost_price_types"] = tuple(section["cost_price_types"])
-        cfg = cls(db_path=db_path, work_dir=section.get("work_dir", work_dir), password=password, **known)
-        if cfg.encoding.lower() not in ("windows-1251", "cp1251", "utf-8"):
-            raise ValueError(f"[onec] encoding must be windows-1251 or utf-8, not {cfg.encoding!r}")
-        return cfg
-
-
-def section_password(section: dict[str, Any]) -> str:
-    """A password from a config section: `password_env` (an environment variable), `password_file` (a
-    file readable by the service alone), or an inline `password` (local sandboxes and the demo only)."""
-    if section.get("password_env"):
-        return os.environ.get(section["password_env"], "")
-    if section.get("password_file"):
-        return Path(section["password_file"]).read_text("utf-8").strip()
-    return str(section.get("password", ""))
+    def from_section(cls, section: OnecSettings, *, db_path: str, work_dir: str) -> ExchangeConfig:
+        """From `[onec]` as read at load; the password now: `password_env` (an environment variable) or
+        `password_file`; an inline `password` is for local sandboxes and the demo only."""
+        return cls(db_path=db_path, work_dir=section.work_dir or work_dir, login=section.login,
+                   password=section_password(section), file_limit=section.file_limit, zip=section.zip,
+                   max_file_bytes=section.max_file_bytes, max_unpacked_bytes=section.max_unpacked_bytes,
+                   max_zip_members=section.max_zip_members, max_zip_ratio=section.max_zip_ratio,
+                   encoding=section.encoding, cookie_name=section.cookie_name, session_ttl_s=section.session_ttl_s,
+                   cost_price_types=tuple(section.cost_price_types),
+                   cancel_on_marketplace=section.cancel_on_marketplace)
 
 
 class Refused(Exception):
@@ -445,11 +434,11 @@ def unpack_zip(archive: Path, folder: Path, config: ExchangeConfig) -> list[Path
     return written
 
 
-def register_exchange(app: Any, cloud_config: Any, db_path: str) -> bool:
+def register_exchange(app: Any, cloud_config: CloudConfig, db_path: str) -> bool:
     """Register the exchange on the cloud's app when cloud.toml has an `[onec]` section with a password
     (`password_env`, `password_file` or, for local use, `password`). Returns whether it was registered."""
-    section = dict((getattr(cloud_config, "raw", None) or {}).get("onec") or {})
-    if not section:
+    section = cloud_config.onec
+    if section is None or section == OnecSettings():  # no [onec], or one that sets nothing
         return False
     cfg = ExchangeConfig.from_section(section, db_path=db_path,
                                       work_dir=str(Path(db_path).resolve().parent / "onec-exchange"))

@@ -72,7 +72,7 @@ def open_with_settings(conn: sqlite3.Connection, cfg: CloudConfig, report: SyncR
     waiting = [name for name in waiting if name in wanted]
     for name in waiting:
         msg = (f"account {name} waits for its credentials: enter them on the Settings page (stored secret"
-               f" {cfg.raw['accounts'][name]['credentials_secret']!r})")
+               f" {cfg.accounts[name].credentials_secret!r})")
         log.warning(msg)
         if report is not None:
             report.errors.append(msg)
@@ -85,7 +85,7 @@ def fresh_account_config(conn: sqlite3.Connection, cfg: CloudConfig, name: str) 
     it. A new object: the running adapter's own config is left as it is."""
     current = cfg.accounts[name].account
     credentials = dict(current.credentials)
-    secret_name = cfg.raw.get("accounts", {}).get(name, {}).get("credentials_secret")
+    secret_name = cfg.accounts[name].credentials_secret
     if secret_name:
         stored = secrets.SecretStore(secrets.key_file_for(cfg)).get(conn, str(secret_name))
         if stored is None:

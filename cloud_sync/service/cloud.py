@@ -53,7 +53,6 @@ class CloudService:
     def start(self) -> str:
         conn = open_db(self.db_path)
         try:
-            cloud = self.cfg.raw.get("cloud", {})
             # credentials, the bot token and settings entered in Settings (encrypted at rest)
             adapters, self.waiting = open_with_settings(conn, self.cfg)
         finally:
@@ -77,10 +76,10 @@ class CloudService:
         if self.link is not None:
             self.link.start()
         self.pusher.start()
-        if cloud.get("sync_on_start", True):
+        if self.cfg.sync_on_start:
             self._sync_thread = threading.Thread(target=self._initial_sync, name="initial-sync", daemon=True)
             self._sync_thread.start()
-            self._sync_thread.join(float(cloud.get("sync_wait_s", 30.0)))
+            self._sync_thread.join(self.cfg.sync_wait_s)
         self.jobs.start()
         self._server_thread = threading.Thread(target=self._server.run, name="http", daemon=True)
         self._server_thread.start()

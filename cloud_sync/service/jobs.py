@@ -20,6 +20,7 @@ from typing import Any
 from cloud_sync.alerts import checks, outbox
 from cloud_sync.catalog import cards as catalog
 from cloud_sync.config import CloudConfig
+from cloud_sync.config_sections import AlertsConfig
 from cloud_sync.db import connect, transaction
 from cloud_sync.money import price_rules
 from cloud_sync.orders import intake, mp_actions, records, site_messages
@@ -125,13 +126,13 @@ class Jobs:
     def _add_rooms(self) -> None:
         """The alerts tick and the scheduled price rules."""
         try:
-            settings = outbox.AlertSettings.from_config(self.cfg.raw.get("alerts"))
+            settings = outbox.AlertSettings.from_config(self.cfg.alerts)
         except outbox.AlertConfigError as exc:  # a bad alerts section must not stop the cloud
             log.error("alerts disabled: %s", exc)
         else:
-            self.add("alerts", float(self.cfg.raw.get("alerts", {}).get("tick_s", 5.0)), self._alerts(settings))
+            self.add("alerts", (self.cfg.alerts or AlertsConfig()).tick_s, self._alerts(settings))
         adapters = self.adapters
-        self.add("price-rules", float(self.cfg.raw.get("pricing", {}).get("rules_tick_s", 30.0)),
+        self.add("price-rules", self.cfg.pricing.rules_tick_s,
                  lambda conn: price_rules.run_due(conn, adapters.__getitem__))
 
     def _alerts(self, first: outbox.AlertSettings) -> JobFn:
@@ -140,7 +141,7 @@ class Jobs:
         current = {"settings": first, "sender": outbox.sender_for(first)}
 
         def run(conn: sqlite3.Connection) -> None:
-            settings = outbox.AlertSettings.from_config(self.cfg.raw.get("alerts"))
+            settings = outbox.AlertSettings.from_config(self.cfg.alerts)
             if settings.token != current["settings"].token:
                 current["sender"] = outbox.sender_for(settings)
             current["settings"] = settings

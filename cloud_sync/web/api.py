@@ -304,7 +304,7 @@ def price_list(account: str):
 @bp.post("/api/prices/preview")
 def price_preview_doc():
     doc = _price_document(json_body())
-    pv = price_preview.preview(get_db(), doc, settings=price_preview.PricingSettings.from_dict(ctx().cfg.raw.get("pricing")),
+    pv = price_preview.preview(get_db(), doc, settings=ctx().cfg.pricing,
                          marketplace=ctx().cfg.accounts[doc.account].marketplace)
     return jsonify({"ok": pv.ok, "errors": pv.all_errors, "warnings": pv.warnings, "to_confirm": pv.to_confirm,
                     "rows": pv.as_table()})
@@ -320,7 +320,7 @@ def price_apply_doc():
         raise ApiError(f"account {doc.account!r} is not connected", 409)
     try:
         res = price_apply.apply(get_db(), doc, adapter, confirm=confirm,
-                            settings=price_preview.PricingSettings.from_dict(ctx().cfg.raw.get("pricing")))
+                            settings=ctx().cfg.pricing)
     except price_docs.ConfirmationRequired as exc:
         return jsonify({"error": str(exc), "to_confirm": exc.problems}), 409
     except price_docs.PriceDocumentError as exc:

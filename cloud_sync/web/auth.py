@@ -41,6 +41,7 @@ from flask import Blueprint, Response, abort, g, jsonify, redirect, render_templ
 
 from cloud_sync.access import users
 from cloud_sync.config import CloudConfig
+from cloud_sync.config_sections import AuthSettings
 from cloud_sync.web.context import ctx, get_db
 
 log = logging.getLogger("cloud_sync.web.auth")
@@ -146,15 +147,15 @@ def require(*roles: str) -> Callable:
     return deco
 
 
-def _auth_settings() -> dict[str, Any]:
+def _auth_settings() -> AuthSettings:
     """The `[auth]` section of the config, read at request time."""
-    return dict(ctx().cfg.raw.get("auth", {}))
+    return ctx().cfg.auth
 
 
 def trusted_proxies(cfg: CloudConfig) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     """Our own reverse proxies (`[auth] trusted_proxies`, CIDRs); `create_app` reads them once so that a
     wrong one stops the start instead of the first login."""
-    return [ipaddress.ip_network(n, strict=False) for n in dict(cfg.raw.get("auth", {})).get("trusted_proxies", [])]
+    return [ipaddress.ip_network(n, strict=False) for n in cfg.auth.trusted_proxies]
 
 
 def _trusted() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
@@ -162,7 +163,7 @@ def _trusted() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
 
 
 def _secure_cookie() -> bool:
-    return bool(_auth_settings().get("secure_cookies", False)) or request.is_secure
+    return _auth_settings().secure_cookies or request.is_secure
 
 
 def _set_cookie(resp: Response, name: str, value: str, *, max_age: int | None, secure: bool) -> None:

@@ -40,18 +40,18 @@ def credentials_stored(account: str, done: str, *secret_values: str) -> tuple[st
     """After an account's credentials were stored: in use at once where its config reads them from the
     store (`credentials_secret`), else the message says when they will be."""
     name = secrets.account_secret_name(account)
-    if ctx().cfg.raw.get("accounts", {}).get(account, {}).get("credentials_secret") != name:
+    if ctx().cfg.accounts[account].credentials_secret != name:
         return ("ok", f"{done}; it is not used until the account's config says credentials_secret = \"{name}\"")
     return put_in_use(account, done, *secret_values)
 
 
 def use_bot_token(value: str) -> str:
     """Hand a stored bot token to the running alerts job (read on its next tick); the page's message."""
-    section = ctx().cfg.raw.get("alerts")
-    if not isinstance(section, dict):
+    section = ctx().cfg.alerts
+    if section is None:
         return "bot token stored encrypted; alerts are sent once cloud.toml has an [alerts] section with chat_id"
-    if "token_file" in section or section.get("token_env", secrets.BOT_TOKEN_ENV) != secrets.BOT_TOKEN_ENV:
+    if section.token_file is not None or section.token_env not in (None, secrets.BOT_TOKEN_ENV):
         return "bot token stored encrypted; not used while [alerts] names its own token_env or token_file"
     os.environ[secrets.BOT_TOKEN_ENV] = value  # this process only, as at start: never written out in clear
-    section["token_env"] = secrets.BOT_TOKEN_ENV
+    section.token_env = secrets.BOT_TOKEN_ENV
     return "bot token stored encrypted; in use now"

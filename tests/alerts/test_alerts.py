@@ -12,6 +12,8 @@ import pytest
 from cloud_sync.alerts import checks, outbox
 from cloud_sync.alerts.outbox import AlertConfigError, AlertSettings, TelegramSender
 from cloud_sync.catalog import nomenclature as nom
+from cloud_sync.config import ConfigError, parse_config
+from cloud_sync.config_sections import AlertsConfig
 from cloud_sync.db import transaction
 from cloud_sync.schema import open_db
 from cloud_sync.stock import ledger
@@ -122,16 +124,21 @@ def test_dedup_window(db):
     assert [r["text"] for r in outbox.pending(db)] == ["one", "three"]
 
 
+def _alerts(section: dict) -> AlertsConfig | None:
+    """An [alerts] table as cloud.toml's reader reads it at load."""
+    return parse_config({"alerts": section}).alerts
+
+
 def test_settings_from_config(tmp_path):
-    s = AlertSettings.from_config({"chat_id": 42, "token_env": "BOT", "base_url": "http://127.0.0.1:9/"},
+    s = AlertSettings.from_config(_alerts({"chat_id": 42, "token_env": "BOT", "base_url": "http://127.0.0.1:9/"}),
                                   env={"BOT": TOKEN})
     assert s.enabled and s.chat_id == "42" and s.base_url == "http://127.0.0.1:9"
-    assert not AlertSettings.from_config({}).enabled
+    assert not AlertSettings.from_config(_alerts({})).enabled
     with pytest.raises(AlertConfigError, match="not set") as e:
-        AlertSettings.from_config({"token_env": "NOPE"}, env={})
-    with pytest.raises(AlertConfigError, match="token_env or token_file"):
-        AlertSettings.from_config({"token": TOKEN})
-    assert TOKEN not in str(e.value)
+        AlertSettings.from_config(_alerts({"token_env": "NOPE"}), env={})
+    with pytest.raises(ConfigError, match="token_env or token_file") as inline:  # refused when the file is read
+        _alerts({"token": TOKEN})
+    assert TOKEN not in str(e.value) and TOKEN not in str(inline.value)
 
 
 def test_critical_stock_once_per_episode(db):

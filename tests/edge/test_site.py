@@ -11,6 +11,7 @@ from edge_testkit import BAG, MUG, edge_config, label_png, outbox, pick_task
 
 from edge_agent import store
 from edge_agent.app import create_app, page_status
+from edge_agent.config import ScannerSettings
 from edge_agent.site import Site
 from edge_agent.tasks import inbox
 
@@ -109,7 +110,7 @@ def test_page_api_login_and_bad_input(site) -> None:
 def test_the_boxs_scanner_bound_to_a_station_packs_there_and_the_page_hears_it(tmp_path) -> None:
     """A virtual scanner stands in for the USB one (none is plugged into this machine)."""
     cfg = edge_config(tmp_path)
-    cfg.scanners = [{"kind": "virtual", "station": "tsd-1"}]
+    cfg.scanners = [ScannerSettings(kind="virtual", station="tsd-1")]
     site = Site(cfg, with_link=False)
     site.start()
     try:

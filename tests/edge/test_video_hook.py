@@ -10,6 +10,7 @@ import pytest
 from edge_testkit import BAG, MUG, edge_config, label_png, pick_task
 
 from edge_agent import store
+from edge_agent.config import CameraSettings
 from edge_agent.site import Site
 from edge_agent.tasks import inbox
 
@@ -33,7 +34,7 @@ def test_packing_video_runs_from_the_first_scan_until_the_label_prints(tmp_path)
         writer.write(np.full((240, 320, 3), i * 5 % 255, dtype=np.uint8))
     writer.release()
     cfg = edge_config(tmp_path)
-    cfg.cameras = [{"source": str(clip), "station": "pack-1", "loop": True}]
+    cfg.cameras = [CameraSettings(source=str(clip), station="pack-1", loop=True)]
     cfg.video_dir = str(tmp_path / "video")
     site = Site(cfg, with_link=False)
     site.start()
@@ -62,8 +63,8 @@ def test_a_camera_lost_while_recording_is_shown_on_the_page_without_its_password
     from edge_agent.app import create_app
 
     cfg = edge_config(tmp_path)
-    cfg.cameras = [{"source": "rtsp://admin:S3cretPW@127.0.0.1:1/stream", "station": "pack-1",
-                    "stream_timeout_s": 1, "reopen_s": 0.2}]
+    cfg.cameras = [CameraSettings(source="rtsp://admin:S3cretPW@127.0.0.1:1/stream", station="pack-1",
+                                  stream_timeout_s=1, reopen_s=0.2)]
     cfg.video_dir = str(tmp_path / "video")
     site = Site(cfg, with_link=False)
     site.start()

@@ -307,15 +307,15 @@ def test_second_exchange_in_one_session_imports_its_own_files(exchange_server, o
 def test_config_section_reads_secrets_from_the_environment(tmp_path, monkeypatch):
     from flask import Flask
 
+    from cloud_sync.config import parse_config
     from cloud_sync.onec.exchange import ExchangeConfig, register_exchange
 
     monkeypatch.setenv("ONEC_TEST_PASSWORD", "from-env")
-    cfg = ExchangeConfig.from_section({"password_env": "ONEC_TEST_PASSWORD", "file_limit": 1000, "zip": False,
-                                       "encoding": "utf-8"}, db_path=str(tmp_path / "c.db"), work_dir=str(tmp_path))
+    section = parse_config({"onec": {"password_env": "ONEC_TEST_PASSWORD", "file_limit": 1000, "zip": False,
+                                      "encoding": "utf-8"}}).onec
+    cfg = ExchangeConfig.from_section(section, db_path=str(tmp_path / "c.db"), work_dir=str(tmp_path))
     assert (cfg.password, cfg.file_limit, cfg.zip, cfg.encoding) == ("from-env", 1000, False, "utf-8")
     assert "from-env" not in repr(cfg)
 
-    class Cloud:
-        raw = {"onec": {"password_env": "ONEC_UNSET_VARIABLE"}}
-
-    assert register_exchange(Flask("x"), Cloud(), str(tmp_path / "c.db")) is False  # no password: not served
+    cloud = parse_config({"onec": {"password_env": "ONEC_UNSET_VARIABLE"}})
+    assert register_exchange(Flask("x"), cloud, str(tmp_path / "c.db")) is False  # no password: not served

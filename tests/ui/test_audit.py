@@ -13,6 +13,7 @@ from pathlib import Path
 from openpyxl import load_workbook
 
 from cloud_sync.access import users
+from cloud_sync.config_sections import AlertsConfig
 from cloud_sync.web.app import create_app
 from marketplaces.base import RealizationReport, ReportLine
 
@@ -473,7 +474,7 @@ def test_any_user_changes_their_own_password(as_user, cloud):
 
 def test_the_telegram_settings_read_as_words_not_as_a_python_dict(as_user, cloud):
     _, _, cfg = cloud
-    cfg.raw["alerts"] = {"chat_id": "-100123", "base_url": "https://bot.example", "min_interval_s": 1}
+    cfg.alerts = AlertsConfig(chat_id="-100123", base_url="https://bot.example", min_interval_s=1)
     page = as_user("olga").get("/settings").text
     shown = re.search(r'<p id="alerts-cfg">(.*?)</p>', page, re.S).group(1)
     assert "Chat: -100123" in shown and "Bot API address: https://bot.example" in shown

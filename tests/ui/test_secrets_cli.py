@@ -34,7 +34,7 @@ def test_stored_credentials_and_bot_token_reach_the_config(tmp_path, monkeypatch
     assert cfg.status_map["ozon"]["weird_status"] == "packed"
     from cloud_sync.alerts.outbox import AlertSettings
 
-    assert AlertSettings.from_config(cfg.raw["alerts"]).token == "123456:bot-token-value-abcdefghijklmnop"
+    assert AlertSettings.from_config(cfg.alerts).token == "123456:bot-token-value-abcdefghijklmnop"
     assert not any("bot-token-value" in p.read_text(errors="replace") for p in tmp_path.rglob("*")
                    if p.is_file() and p.suffix != ".sqlite" and "sqlite" not in p.name)
     assert "bot-token-value" not in repr(store) and "stored-wb-token" not in repr(cfg.accounts["wb1"].account)

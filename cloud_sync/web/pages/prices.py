@@ -24,7 +24,7 @@ bp = Blueprint("prices", __name__)
 
 
 def _settings() -> price_preview.PricingSettings:
-    return price_preview.PricingSettings.from_dict(ctx().cfg.raw.get("pricing"))
+    return ctx().cfg.pricing
 
 
 def _account(errors: dict[str, str]) -> str:

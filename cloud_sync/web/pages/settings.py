@@ -17,6 +17,7 @@ from flask import Blueprint, render_template, request
 from cloud_sync.access import secrets, users
 from cloud_sync.alerts import checks
 from cloud_sync.config import UNIFIED_STATUSES
+from cloud_sync.config_sections import AlertsConfig
 from cloud_sync.web.auth import current_user
 from cloud_sync.web.context import ctx, get_db
 from cloud_sync.web.pages.common import accounts
@@ -34,6 +35,15 @@ def _store() -> secrets.SecretStore:
     return secrets.SecretStore(secrets.key_file_for(ctx().cfg))
 
 
+def _alerts_shown(section: AlertsConfig | None) -> dict[str, str]:
+    """What the page says of [alerts]: the chat, the Bot API address and where the token comes from."""
+    if section is None:
+        return {}
+    shown = {"chat_id": section.chat_id, "base_url": section.base_url, "token_env": section.token_env,
+             "token_file": section.token_file}
+    return {k: v for k, v in shown.items() if v}
+
+
 def _page(status: int = 200, **kw: Any):
     conn, cfg = get_db(), ctx().cfg
     stored = {s["name"]: s for s in secrets.describe(conn)}
@@ -42,7 +52,7 @@ def _page(status: int = 200, **kw: Any):
         rows.append({"name": name, "marketplace": a.marketplace, "base_url": a.account.base_url,
                      "fields": sorted(a.account.credentials),  # names only, never values
                      "stored": stored.get(secrets.account_secret_name(name)),
-                     "uses_store": bool(cfg.raw.get("accounts", {}).get(name, {}).get("credentials_secret")),
+                     "uses_store": bool(a.credentials_secret),
                      "endpoints": a.account.endpoints, "enabled": a.enabled,
                      "running": name in ctx().adapters})
     minimums = [dict(r) for r in conn.execute(
@@ -52,8 +62,7 @@ def _page(status: int = 200, **kw: Any):
     kw.setdefault("messages", [])
     return render_template("cloud/settings.html", active="settings", accounts=accounts(), account_rows=rows,
                            status_map=cfg.status_map, unified=UNIFIED_STATUSES, minimums=minimums,
-                           bot=stored.get(secrets.BOT_TOKEN), alerts_cfg={k: v for k, v in cfg.raw.get("alerts", {}).items()
-                                                                    if k in ("chat_id", "base_url", "token_env", "token_file")},
+                           bot=stored.get(secrets.BOT_TOKEN), alerts_cfg=_alerts_shown(cfg.alerts),
                            users=users.list_users(conn), roles=users.ROLES, tokens=dict(conn.execute(
                                "SELECT user_id, COUNT(*) FROM api_tokens GROUP BY user_id").fetchall()),
                            token_used=dict(conn.execute(

@@ -1,0 +1,313 @@
+"""cloud.toml as written: one dataclass per table, read strictly and once, at load (`read_tables`).
+
+Owns the shape of every section, the ones the cloud's own wiring reads ([cloud], [stock], [jobs],
+[link], [sites.*], [accounts.*], [status_map.*]) and the ones the rooms own ([pricing] for money,
+[alerts] for alerts, [auth] for web, [secrets] for access, [onec] and [onec.odata] for onec): their keys,
+types and defaults. Nothing here reads the environment or a file: `cloud_sync.config` builds the running
+`CloudConfig` from these (credentials, passwords, paths). An unknown key, a value of the wrong type or
+out of range stops the load with one line (sitelink.config_file); config/cloud.toml documents every key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from dataclasses import dataclass, field, fields
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, ClassVar, get_args, get_type_hints
+
+from marketplaces.base import UNIFIED_STATUSES, MarketplaceName, PriceTerms
+from sitelink.config_file import Place, read, read_value, secret, shown
+
+MARKETPLACES: tuple[str, ...] = get_args(MarketplaceName)
+
+
+# The columns of 1C's commission report document a `[onec.odata] fields` table may rename.
+ODATA_FIELDS = {"item": "Номенклатура_Key", "characteristic": "Характеристика_Key", "quantity": "Количество",
+                "price": "Цена", "amount": "Сумма", "fee": "СуммаВознаграждения"}
+
+
+def _one_of(place: Place, value: str, allowed: tuple[str, ...] | list[str]) -> None:
+    if value not in allowed:
+        raise place.error(f"must be one of {', '.join(allowed)}, got {shown(value)}")
+
+
+@dataclass
+class CloudSection:
+    """[cloud]: where the service keeps its data and answers."""
+
+    db_path: str = "var/cloud/cloud.sqlite"  # relative: from the file's folder
+    host: str = "127.0.0.1"
+    port: int = 8080
+    default_warehouse: str = "main"
+    time_scale: float = 1.0
+    cancel_when_short: bool = False
+    sync_on_start: bool = True  # import warehouses and cards and plan every stock number at start
+    sync_wait_s: float = 30.0  # how long the start waits for that sync before the jobs begin
+
+
+@dataclass
+class StockSection:
+    """[stock]: the zero guard and when a warehouse's numbers count as stale."""
+
+    zero_guard_share: float = 0.2
+    stale_after_s: float = 2 * 86400.0
+
+    def check(self, place: Place) -> None:
+        if not 0 <= self.zero_guard_share <= 1:
+            raise place.at("zero_guard_share").error(f"must be between 0 and 1, got {shown(self.zero_guard_share)}")
+
+
+@dataclass
+class JobSettings:
+    """[jobs]: the intervals of the cloud's jobs (seconds) and the stock push batch."""
+
+    orders_poll_s: float = 5.0
+    status_refresh_s: float = 60.0
+    actions_s: float = 0.5
+    push_idle_s: float = 1.0  # the stock pusher wakes on every change; this is its idle tick
+    fbo_read_s: float = 3600.0  # FBO stock read back from the marketplaces (kept apart from FBS)
+    push_batch: int = 1000
+    retry_base_s: float = 2.0
+    retry_max_s: float = 300.0
+
+
+@dataclass
+class LinkSettings:
+    """[link]: the MQTT broker the sites talk through. `password` is the one in use: cloud_sync.config
+    puts there what `password_env` or `password_file` name (read at load)."""
+
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str = ""
+    password: str = secret("")  # local use only; else password_env or password_file
+    tls_ca: str = ""
+    enabled: bool = True
+    password_env: str | None = None
+    password_file: str | None = None
+
+
+@dataclass
+class SiteSection:
+    """[sites.<id>]: a warehouse site and the own warehouses it serves (default: one named like the site)."""
+
+    name: str | None = None
+    warehouses: list[str] | None = None
+
+
+@dataclass
+class AllocationSection:
+    """[accounts.<name>] allocation: how much of the available stock the account publishes."""
+
+    share: float = 1.0
+    buffer: int = 0
+    max_listed: int | None = None
+
+    def check(self, place: Place) -> None:
+        if not 0 <= self.share <= 1 or self.buffer < 0:
+            raise place.error("share must be 0..1 and buffer >= 0")
+
+
+@dataclass
+class AccountSection:
+    """[accounts.<name>]: one seller account. A key left out takes the marketplace's or [cloud]'s value."""
+
+    marketplace: str
+    base_url: str
+    credentials: dict[str, str] = field(default_factory=dict, repr=False,
+                                        metadata={"secret": True, "also": (int,)})  # local sandboxes only
+    credentials_file: str | None = None
+    credentials_env: dict[str, str] = field(default_factory=dict)
+    credentials_secret: str = ""  # the secret entered in Settings, e.g. "account/wb-main"
+    endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    time_scale: float | None = None
+    warehouses: dict[str, str] = field(default_factory=dict, metadata={"also": (int,)})
+    default_warehouse: str | None = None
+    allocation: AllocationSection = field(default_factory=AllocationSection)
+    enabled: bool = True
+    min_stock_interval_s: float | None = None
+    label_after: str | None = None
+    label_format: str = ""
+    orders_poll_s: float = 0.0
+
+    def check(self, place: Place) -> None:
+        if self.label_after is not None:
+            _one_of(place.at("label_after"), self.label_after, ("confirm", "assemble"))
+
+
+@dataclass(frozen=True)
+class PricingSettings:
+    """[pricing]: `large_drop_percent` asks for confirmation of any drop at least this large;
+    `large_rise_percent` of any rise at least this large (an extra zero typed: +900%; 0 switches it off);
+    `warn_below_cost` asks for confirmation of a price under cost; `rules` overrides the marketplace's
+    price terms (marketplaces.base.PriceTerms) per marketplace; `rules_tick_s` is how often the
+    scheduled price rules are looked at."""
+
+    large_drop_percent: Decimal = Decimal(30)
+    warn_below_cost: bool = True
+    rules: dict[str, dict[str, Any]] = field(default_factory=dict)
+    large_rise_percent: Decimal = Decimal(100)
+    rules_tick_s: float = 30.0
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None, place: Place | None = None) -> PricingSettings:
+        """A [pricing] table read strictly (a bad one raises sitelink.config_file.ConfigError)."""
+        return read(cls, d or {}, place or Place("cloud.toml", "pricing"))
+
+    def check(self, place: Place) -> None:
+        terms = {f.name: f for f in fields(PriceTerms) if f.name != "marketplace"}
+        hints = get_type_hints(PriceTerms)
+        for mp, table in self.rules.items():
+            where = place.at("rules").at(mp)
+            _one_of(where, mp, MARKETPLACES)
+            for key, value in table.items():
+                if key not in terms:
+                    raise where.at(key).error(f"unknown key (allowed: {', '.join(sorted(terms))})")
+                read_value(hints[key], value, where.at(key))
+
+
+@dataclass
+class AlertsConfig:
+    """[alerts]: Telegram alerts, off until both a chat and a token are set. The token is read when used
+    (cloud_sync.alerts.outbox.AlertSettings): from the environment variable `token_env` names, or from
+    `token_file`; never from this file."""
+
+    refused: ClassVar[dict[str, str]] = {
+        "token": "put the bot token in token_env or token_file, not in the config"}
+
+    base_url: str = "https://api.telegram.org"
+    chat_id: str = field(default="", metadata={"also": (int,)})
+    token_env: str | None = None
+    token_file: str | None = None
+    min_interval_s: float = 1.0  # Telegram: about one message a second per chat (a group: 20/min, use 3)
+    dedup_window_s: float = 6 * 3600.0
+    deadline_warning_s: float = 2 * 3600.0
+    max_attempts: int = 20
+    timeout_s: float = 10.0
+    tick_s: float = 5.0
+
+
+@dataclass
+class AuthSettings:
+    """[auth]: the manager's web UI behind a TLS proxy (`secure_cookies`) and our own reverse proxies
+    whose X-Forwarded-For names the client (`trusted_proxies`, networks)."""
+
+    secure_cookies: bool = False
+    trusted_proxies: list[str] = field(default_factory=list)
+
+    def check(self, place: Place) -> None:
+        for n, network in enumerate(self.trusted_proxies, 1):
+            try:
+                ipaddress.ip_network(network, strict=False)
+            except ValueError:
+                raise place.at("trusted_proxies").item(n).error(
+                    f"must be a network such as \"127.0.0.1/32\", got {shown(network)}") from None
+
+
+@dataclass
+class SecretsSettings:
+    """[secrets]: the key file that encrypts what is entered in Settings ("": secret.key beside the database)."""
+
+    key_file: str = ""
+
+
+@dataclass
+class ODataAccount:
+    """[onec.odata.accounts.<account>]: that account's counterparty and contract in 1C (None: the section's)."""
+
+    counterparty_key: str | None = None
+    contract_key: str | None = None
+
+
+@dataclass
+class ODataSection:
+    """[onec.odata]: the commission report created in 1C through its standard OData interface."""
+
+    base_url: str  # the published infobase, e.g. http://1c.local/trade
+    login: str = ""
+    password: str = secret("")  # local use only; else password_env or password_file
+    password_env: str = ""
+    password_file: str = ""
+    document: str = "Document_ОтчетКомиссионера"
+    table: str = "Товары"
+    organization_key: str = ""
+    counterparty_key: str = ""  # the marketplace as a counterparty in 1C
+    contract_key: str = ""
+    post: bool = False  # проводить документ after creating it
+    timeout_s: float = 30.0
+    fields: dict[str, str] = field(default_factory=dict)  # renames of ODATA_FIELDS' columns
+    accounts: dict[str, ODataAccount] = field(default_factory=dict)
+
+    def check(self, place: Place) -> None:
+        for key in self.fields:
+            if key not in ODATA_FIELDS:
+                raise place.at("fields").at(key).error(f"unknown key (allowed: {', '.join(sorted(ODATA_FIELDS))})")
+
+
+@dataclass
+class OnecSettings:
+    """[onec]: 1C's exchange with the cloud (CommerceML), served once a password is set."""
+
+    login: str = "1c"
+    password: str = secret("")  # local sandboxes and the demo only; else password_env or password_file
+    password_env: str = ""
+    password_file: str = ""
+    work_dir: str = ""  # "": onec-exchange beside the database
+    file_limit: int = 50 * 1024 * 1024  # bytes per request, told to 1C at init
+    zip: bool = True
+    max_file_bytes: int = 1024 * 1024 * 1024  # one uploaded or unpacked file, all chunks together
+    max_unpacked_bytes: int = 2 * 1024 * 1024 * 1024  # one archive, all members together
+    max_zip_members: int = 20000
+    max_zip_ratio: int = 200  # uncompressed / compressed, per member
+    encoding: str = "windows-1251"  # of the orders XML answered to mode=query ("utf-8" too)
+    cookie_name: str = "marketsync_1c"
+    session_ttl_s: int = 6 * 3600
+    cost_price_types: list[str] = field(default_factory=list)
+    cancel_on_marketplace: bool = False  # an order cancelled in 1C is also cancelled on the marketplace
+    odata: ODataSection | None = None
+
+    def check(self, place: Place) -> None:
+        if self.encoding.lower() not in ("windows-1251", "cp1251", "utf-8"):
+            raise place.at("encoding").error(f"must be windows-1251 or utf-8, got {shown(self.encoding)}")
+
+
+@dataclass
+class CloudFile:
+    """Every table cloud.toml may have."""
+
+    cloud: CloudSection = field(default_factory=CloudSection)
+    stock: StockSection = field(default_factory=StockSection)
+    jobs: JobSettings = field(default_factory=JobSettings)
+    link: LinkSettings = field(default_factory=LinkSettings)
+    sites: dict[str, SiteSection] = field(default_factory=dict)
+    status_map: dict[str, dict[str, str]] = field(default_factory=dict)
+    accounts: dict[str, AccountSection] = field(default_factory=dict)
+    pricing: PricingSettings = field(default_factory=PricingSettings)
+    alerts: AlertsConfig | None = None
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    secrets: SecretsSettings = field(default_factory=SecretsSettings)
+    onec: OnecSettings | None = None
+
+    def check(self, place: Place) -> None:
+        for mp, table in self.status_map.items():
+            where = place.at("status_map").at(mp)
+            _one_of(where, mp, MARKETPLACES)
+            for native, unified in table.items():
+                _one_of(where.at(native), unified, UNIFIED_STATUSES)
+
+
+def read_tables(data: dict[str, Any], source: str = "cloud.toml") -> CloudFile:
+    """The parsed TOML of a cloud.toml checked and typed; `source` names the file in an error line."""
+    return read(CloudFile, data, Place(source))
+
+
+def section_password(section: OnecSettings | ODataSection) -> str:
+    """A section's password: `password_env` (an environment variable), `password_file` (a file readable
+    by the service alone), or an inline `password` (local sandboxes and the demo only)."""
+    if section.password_env:
+        return os.environ.get(section.password_env, "")
+    if section.password_file:
+        return Path(section.password_file).read_text("utf-8").strip()
+    return section.password
