@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from dataclasses import asdict
 from typing import Any
 
 from flask import Blueprint, render_template, request
@@ -18,7 +19,6 @@ from flask import Blueprint, render_template, request
 from cloud_sync.access import secrets, users
 from cloud_sync.alerts import checks
 from cloud_sync.config import UNIFIED_STATUSES
-from cloud_sync.config_sections import AlertsConfig
 from cloud_sync.web.pages import accounts
 
 log = logging.getLogger("cloud_sync.web.pages.settings")
@@ -84,15 +84,6 @@ def use_bot_token(value: str) -> str:
     return "bot token stored encrypted; in use now"
 
 
-def _alerts_shown(section: AlertsConfig | None) -> dict[str, str]:
-    """What the page says of [alerts]: the chat, the Bot API address and where the token comes from."""
-    if section is None:
-        return {}
-    shown = {"chat_id": section.chat_id, "base_url": section.base_url, "token_env": section.token_env,
-             "token_file": section.token_file}
-    return {k: v for k, v in shown.items() if v}
-
-
 def _page(status: int = 200, **kw: Any):
     conn, cfg = _db(), _ctx().cfg
     stored = {s["name"]: s for s in secrets.describe(conn)}
@@ -111,7 +102,8 @@ def _page(status: int = 200, **kw: Any):
     kw.setdefault("messages", [])
     return render_template("cloud/settings.html", active="settings", accounts=accounts(), account_rows=rows,
                            status_map=cfg.status_map, unified=UNIFIED_STATUSES, minimums=minimums,
-                           bot=stored.get(secrets.BOT_TOKEN), alerts_cfg=_alerts_shown(cfg.alerts),
+                           bot=stored.get(secrets.BOT_TOKEN), alerts_cfg={k: v for k, v in (asdict(cfg.alerts) if cfg.alerts else {}).items()
+                                                                    if k in ("chat_id", "base_url", "token_env", "token_file") and v},
                            users=users.list_users(conn), roles=users.ROLES, tokens=dict(conn.execute(
                                "SELECT user_id, COUNT(*) FROM api_tokens GROUP BY user_id").fetchall()),
                            token_used=dict(conn.execute(
