@@ -221,7 +221,7 @@ def parse_config(data: dict[str, Any], *, base_dir: Path | None = None,
     for mp, table in tables.status_map.items():
         cfg.status_map.setdefault(mp, {}).update(table)
 
-    # each account's table `a` is as written, checked (keys, types, ranges) against AccountSection above
+    # `a`: the account's table as written, already checked (keys, types, ranges) as AccountSection above
     for name, a in data.get("accounts", {}).items():
         where = f"accounts.{name}"
         mp, known = a["marketplace"], profiles()
