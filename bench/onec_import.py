@@ -20,7 +20,7 @@ CPU is the process's AND its children's (user + system); the peak of a pipeline 
 process's peak PLUS each parser child's own peak (each a fresh interpreter; a conservative sum: the
 peaks need not coincide).
 On Linux the import's own resident peak is also shown (the peak is reset after the database is open):
-the whole process's peak is set before the import, by importing the modules (cloud_sync.users hashes
+the whole process's peak is set before the import, by importing the modules (cloud_sync.access.users hashes
 a dummy argon2 password at import time, ~65 MB for a moment).
 Targets (issue 7): >= 20,000 items/s and peak <= 200 MB. Last line: `items_per_s=X peak_mb=Y` (wall
 clock). The machine is shared, so each figure is also given per CPU-second of the process (user + system
@@ -126,7 +126,7 @@ def child(kind: str, db: str, files: list[str]) -> None:
         out["records"] = sum(1 for f in files for _ in parse(f))
     else:
         conn = open_db(db)
-        out["rss_before_mb"] = _vm_hwm_mb()  # the peak so far: modules (cloud_sync.users hashes at import)
+        out["rss_before_mb"] = _vm_hwm_mb()  # the peak so far: modules (cloud_sync.access.users hashes at import)
         reset = _reset_hwm()
         r = import_files(conn, files, details=False, two_process=False if kind == "single" else None)
         out["own_peak_mb"] = _vm_hwm_mb() if reset else None

@@ -288,7 +288,7 @@ class WildberriesAdapter:
 
     def read_prices(self) -> list[PriceChange]:
         """The prices WB holds now, in WB's terms: per nmID (`card_id`) the base price and the discount
-        in percent (the buyer pays the price less the discount; `cloud_sync.money_cli.read_prices`
+        in percent (the buyer pays the price less the discount; `cloud_sync.money.price_list.read_prices`
         converts). A product whose sizes are priced apart (`editableSizePrice`, sizes at different
         prices) gives one price per size, `card_id` = chrtID. `GET /api/v2/list/goods/filter`, paged
         by limit/offset until WB answers an empty page (as the spec says)."""

@@ -15,7 +15,7 @@ from cloud_sync.alerts.outbox import AlertSettings, DeliveryStats, deliver, enqu
 from cloud_sync.db import transaction
 from cloud_sync.orders import listing
 
-log = logging.getLogger("cloud_sync.alerts.core")
+log = logging.getLogger("cloud_sync.alerts.checks")
 
 
 def set_minimum(conn: sqlite3.Connection, item_id: str, min_quantity: int | None) -> None:
@@ -102,7 +102,7 @@ def scan_order_events(conn: sqlite3.Connection, *, now: float | None = None) -> 
 def check_deadlines(conn: sqlite3.Connection, orders: Iterable[dict[str, Any]], *, now: float | None = None,
                     dedup_window_s: float = 7 * 86400.0) -> int:
     """Alert once per order whose ship-by deadline is near or past. `orders` are dicts with account,
-    number (or key) and ship_by (ISO UTC) - e.g. cloud_sync.orders.deadlines_near(conn, within_s)."""
+    number (or key) and ship_by (ISO UTC) - e.g. cloud_sync.orders.listing.deadlines_near(conn, within_s)."""
     now = time.time() if now is None else now
     n = 0
     for o in orders:

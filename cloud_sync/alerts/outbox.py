@@ -35,7 +35,7 @@ import httpx
 from cloud_sync.config_sections import AlertsConfig
 from cloud_sync.db import transaction
 
-log = logging.getLogger("cloud_sync.alerts.core")
+log = logging.getLogger("cloud_sync.alerts.outbox")
 
 
 MIGRATIONS = [

@@ -1,7 +1,7 @@
 """`marketsync sync prices` and `marketsync sync reports`: the command-line side of pricing and reports.
 
-The cloud CLI's `sync_main` delegates here through `cloud_sync.pricing.sync_main` and
-`cloud_sync.reports.sync_main` with the arguments after the word prices/reports:
+The cloud CLI's `sync_main` (cloud_sync/cli/cloud.py) hands these the arguments after the word
+prices/reports:
 
   marketsync sync prices [--config F] [--db F] [--account A]...     read current prices back into the price list
   marketsync sync prices --doc FILE [--apply [--yes]] [--json]        preview (or apply) a price document

@@ -3,7 +3,7 @@
 The first row names the columns (case-insensitive; Russian names accepted): one target column
 `item` (артикул/код 1С), `category` (категория), `card` (карточка/offer id) or `all`, and one of
 `price` (цена) / `percent` (процент), optionally `discount_percent` (скидка), `old_price`
-(старая цена), `min_price` (мин. цена). Every row is checked by cloud_sync.pricing's own line parser;
+(старая цена), `min_price` (мин. цена). Every row is checked by the price documents' own line parser (cloud_sync.money.price_docs);
 any bad row refuses the whole file with every problem listed by row — nothing is applied from a file
 that is not entirely good. Limits: 5 MB, 20,000 rows.
 """

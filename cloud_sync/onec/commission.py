@@ -2,7 +2,7 @@
 «Отчет комиссионера (агента) о продажах», and, where the seller published 1C's standard OData REST
 interface, as that document created in 1C directly.
 
-The report itself is the cloud's (`cloud_sync.reports.CommissionReport`, built from the marketplace's
+The report itself is the cloud's (`cloud_sync.money.reports.CommissionReport`, built from the marketplace's
 realization report, saved in `commission_reports`/`commission_report_rows`); `saved_report` reads a
 saved one back. Rows keep the 1C item id (`Ид` from the CommerceML exchange = the item's Ref_Key in
 1C; `product#characteristic` for a characteristic).

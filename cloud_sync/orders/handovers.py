@@ -14,7 +14,7 @@ from cloud_sync.config import CloudConfig
 from cloud_sync.db import transaction
 from cloud_sync.orders.records import send_to_site
 
-log = logging.getLogger("cloud_sync.orders.flow")
+log = logging.getLogger("cloud_sync.orders.handovers")
 
 
 def all_handed_over(conn: sqlite3.Connection, oid: int) -> bool:

@@ -35,7 +35,7 @@ from cloud_sync.stock import push as stock_push
 from cloud_sync.stock import warehouses
 from marketplaces.base import Marketplace, MarketplaceError, Order, OrderEvent
 
-log = logging.getLogger("cloud_sync.orders.flow")
+log = logging.getLogger("cloud_sync.orders.intake")
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any
 
 from cloud_sync.orders.records import OPEN_STAGES, PAST_THE_SELLER
 
-log = logging.getLogger("cloud_sync.orders.flow")
+log = logging.getLogger("cloud_sync.orders.listing")
 
 
 def list_orders(conn: sqlite3.Connection, *, account: str | None = None, status: str | None = None,

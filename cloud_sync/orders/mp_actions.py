@@ -16,7 +16,7 @@ from cloud_sync.db import transaction
 from cloud_sync.orders.records import DONE_EVENT, log_error, log_event, queue_action, send_to_site, set_stage
 from marketplaces.base import Marketplace, MarketplaceError
 
-log = logging.getLogger("cloud_sync.orders.flow")
+log = logging.getLogger("cloud_sync.orders.mp_actions")
 
 
 def run_actions(conn: sqlite3.Connection, cfg: CloudConfig, adapters: dict[str, Marketplace], *,

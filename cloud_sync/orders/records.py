@@ -15,7 +15,7 @@ from typing import Any
 from cloud_sync.config import CloudConfig
 from sitelink import store as link_store
 
-log = logging.getLogger("cloud_sync.orders.flow")
+log = logging.getLogger("cloud_sync.orders.records")
 
 
 MIGRATIONS = [

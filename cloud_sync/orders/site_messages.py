@@ -18,7 +18,7 @@ from cloud_sync.orders.records import Waker, log_error, log_event, queue_action,
 from cloud_sync.stock import ledger as stock
 from sitelink import Reject
 
-log = logging.getLogger("cloud_sync.orders.flow")
+log = logging.getLogger("cloud_sync.orders.site_messages")
 
 
 def register_site_handlers(link: Any, cfg: CloudConfig, wake: Waker | None = None) -> None:

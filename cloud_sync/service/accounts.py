@@ -22,7 +22,7 @@ from cloud_sync.config import CloudConfig
 from marketplaces import open_account
 from marketplaces.base import AccountConfig, Marketplace, MarketplaceError
 
-log = logging.getLogger("cloud_sync.service.sync")
+log = logging.getLogger("cloud_sync.service.accounts")
 
 
 @dataclass

@@ -12,7 +12,7 @@ import os
 from cloud_sync.access import secrets
 from cloud_sync.web.context import ctx, get_db
 
-log = logging.getLogger("cloud_sync.web.pages.settings")
+log = logging.getLogger("cloud_sync.web.settings_in_use")
 
 
 def _scrub(text: str, account: str, *extra: str) -> str:

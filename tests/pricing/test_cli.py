@@ -1,5 +1,5 @@
 """`marketsync sync prices|reports` through the real command table (marketsync.cli -> cloud_sync.cli ->
-cloud_sync.money_cli), on the real SQLite file of the `db` fixture."""
+cloud_sync.cli.money), on the real SQLite file of the `db` fixture."""
 
 from __future__ import annotations
 

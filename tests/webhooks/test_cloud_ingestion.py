@@ -1,4 +1,4 @@
-"""Pushes and polling together, through the cloud's real app (cloud_sync.app.create_app registers the
+"""Pushes and polling together, through the cloud's real app (cloud_sync.web.app.create_app registers the
 push endpoints and wires them to cloud_sync.orders): every order is created once, whichever path sees
 it first, for Yandex.Market (thin pushes, details fetched) and Megamarket (the push carries the order)."""
 

@@ -1,5 +1,5 @@
 """Products: cards by marketplace and account with their link status, the unmatched queue with
-suggestions (cloud_sync.catalog.auto_link), manual link/unlink, hide/show, card creation where the marketplace allows it."""
+suggestions (cloud_sync.catalog.cards.auto_link), manual link/unlink, hide/show, card creation where the marketplace allows it."""
 
 from __future__ import annotations
 
