@@ -61,6 +61,14 @@ class DeviceHub:
             with contextlib.suppress(Exception):
                 s.stop()
 
+    def stop_recorders(self) -> None:
+        """Finish the packing videos being recorded and let the cameras go."""
+        for rec in self.recorders.values():
+            with contextlib.suppress(Exception):
+                rec.close()
+            with contextlib.suppress(Exception):
+                rec.camera.close()
+
     def close_printer(self) -> None:
         if self.printer is not None:
             with contextlib.suppress(Exception):

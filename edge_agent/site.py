@@ -161,6 +161,7 @@ class Site:
             with contextlib.suppress(Exception):
                 plugin.stop()
         self.devices.stop_scanners()
+        self.devices.stop_recorders()
         if self.link is not None:
             with contextlib.suppress(Exception):
                 self.link.stop()

@@ -141,6 +141,13 @@ class PackingRecorder:
         apply_retention(self.out_dir, self.retention, keep=path)
         return Recording(order_id, path, state["frames"], state["started"], time.time(), state["gaps"])
 
+    def close(self) -> None:
+        """The site stops: the video being recorded is finished as it stands (the pictures so far are
+        the seller's proof) and its thread ends, so nothing keeps reading the camera."""
+        if self.order_id is not None:
+            self.label_printed(self.order_id)
+        self._stop.set()
+
     def _overlay(self, frame: np.ndarray, order_id: str) -> np.ndarray:
         cv2 = need("cv2", "packing video")
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")

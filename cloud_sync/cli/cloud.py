@@ -82,7 +82,7 @@ def cloud_main(argv: list[str]) -> int:
 def _progress_factory(enabled: bool) -> Callable:
     if not enabled:
         return sync.no_progress
-    from tqdm import tqdm
+    from tqdm import tqdm  # lazy: the progress bar only on a terminal
 
     bars = []
 

@@ -305,7 +305,7 @@ def write_csv(path: str | Path | None, headers: Sequence[str], rows: Sequence[Se
 def write_xlsx(path: str | Path, sheets: Sequence[tuple[str, Sequence[str], Sequence[Sequence[Any]],
                                                          Sequence[Sequence[Any]]]]) -> None:
     """sheets: (title, headers, rows, preamble lines)."""
-    from openpyxl import Workbook
+    from openpyxl import Workbook  # lazy: openpyxl is heavy and only an XLSX export needs it
     from openpyxl.styles import Font
 
     wb = Workbook()

@@ -40,7 +40,7 @@ class UploadError(ValueError):
 def _rows(filename: str, data: bytes) -> list[list[Any]]:
     name = filename.lower()
     if name.endswith(".xlsx"):
-        from openpyxl import load_workbook
+        from openpyxl import load_workbook  # lazy: heavy, only an .xlsx upload needs it
 
         try:
             wb = load_workbook(io.BytesIO(data), read_only=True, data_only=True)

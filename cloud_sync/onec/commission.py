@@ -88,7 +88,7 @@ def table_rows(report: CommissionReport) -> list[list[Any]]:
 def write_xlsx(report: CommissionReport, path: str | Path, *, principal: str = "", number: str = "",
                on: date | None = None) -> Path:
     """The report as 1C's «Отчет комиссионера (агента) о продажах» lays its goods table out."""
-    from openpyxl import Workbook
+    from openpyxl import Workbook  # lazy: openpyxl is heavy and only the XLSX report needs it
     from openpyxl.styles import Alignment, Border, Font, Side
     from openpyxl.utils import get_column_letter
 

@@ -3,6 +3,7 @@ prints. The camera is a video file played as a camera (there is no camera on thi
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 
@@ -83,3 +84,7 @@ def test_a_camera_lost_while_recording_is_shown_on_the_page_without_its_password
     finally:
         site.stop()
         site.close()
+    # the site stopped: no packing-video thread keeps trying the lost camera (one still inside OpenCV when
+    # the process exits aborts it)
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("video-") and t.is_alive()]
+    assert not list((tmp_path / "video").rglob("*.part*"))
