@@ -73,6 +73,7 @@ class Sink:
 
 def naive_job(pdf: bytes, printer) -> PrintJob:
     # lazy: the naive path's heavy parts load only when that baseline runs, as they would on the box
+    import numpy as np
     import pypdfium2 as pdfium
     from PIL import Image
 
@@ -82,7 +83,6 @@ def naive_job(pdf: bytes, printer) -> PrintJob:
     img = page.render(scale=4).to_pil().convert("L")
     doc.close()
     img = img.resize((prof.width_dots, prof.height_dots), Image.Resampling.LANCZOS).convert("1")  # dithered
-    import numpy as np
 
     bits = ~np.asarray(img, dtype=bool)
     packed = np.packbits(bits, axis=1)

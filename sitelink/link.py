@@ -629,6 +629,8 @@ class SiteLink:
                     held.pop(seq)  # skipped by a gap or duplicates of applied ones
                 self._expected[peer] = new_expected[peer]
                 self._waiting_since.pop(peer, None)
+                if held:  # later messages still wait for a missing one: that wait starts now (and its
+                    self._waiting_since[peer] = now  # timer wakes the loop even if nothing else arrives)
         self._more_to_apply = budget <= 0  # a transaction's worth applied: go on without waiting
         if not self._more_to_apply:
             self._busy_since = None

@@ -141,8 +141,11 @@ def test_a_gap_is_cleared_once_its_missing_message_is_applied(make_link, broker,
     site = make_link("site", site_id="site-1", gap_timeout=0.5, handlers={"pick_task": record})
     envs = [envelope.make("site-1", seq, "pick_task", pick_body(seq)) for seq in range(1, 6)]
     sender = raw(broker, "fake-cloud")
-    for i in (0, 3, 4):  # seq 1, then 4 and 5: 2 and 3 are missing
+    for i in (3, 4):  # seq 4 and 5 first, then 1: 2 and 3 are missing
         sender.publish("ms/v1/site-1/down", envs[i].to_json())
+    time.sleep(0.2)
+    sender.publish("ms/v1/site-1/down", envs[0].to_json())
+    # 1 is applied; 4 and 5 still wait, and after gap_timeout they are applied even if nothing else comes
     wait_for(lambda: len(applied_rows(tmp_path / "site-1.db")) == 3, 10, "the gap given up on")
     assert [(g["from_seq"], g["to_seq"]) for g in site.status()["gaps"]] == [(2, 3)]
     sender.publish("ms/v1/site-1/down", envs[2].to_json())  # seq 3 arrives late
