@@ -61,8 +61,8 @@ def test_stocks_with_per_item_answers_inside_200(oz) -> None:
 def test_too_many_requests_inside_200_is_retried_only_as_retryable(sandbox_factory, account_for) -> None:
     """A second client of the same Client-Id under another account name does not share the gate, so
     Ozon answers TOO_MANY_REQUESTS per item; the adapter reports it retryable and sends it again."""
-    sb = sandbox_factory("ozon", seed=5, time_scale=60)
-    first = open_account(account_for(sb, name="a", limit_key="a"))
+    sb = sandbox_factory("ozon", seed=5, time_scale=20)  # the 30 s window lasts 1.5 s: a busy box still
+    first = open_account(account_for(sb, name="a", limit_key="a"))  # pushes twice inside it
     second = open_account(account_for(sb, name="b", limit_key="b"))
     card = next(iter(first.list_cards()))
     wh = first.warehouses()[0].native_id

@@ -145,7 +145,7 @@ def test_wrong_key_is_an_auth_error(sandbox_factory) -> None:
 
 def test_fifth_parallel_request_gets_420_and_the_adapter_never_draws_one(sandbox_factory) -> None:
     running = sandbox_factory("yandex_market", seed=5, time_scale=1000, validate=False)  # contract-checked
-    running.app.faults.latency_ms = 300  # keep requests in flight
+    running.app.faults.latency_ms = 1500  # keep requests in flight while all six start, on a busy box too
     headers = dict(running.credentials)
     url = f"{running.url}/v2/campaigns/{running.app.campaign_id}/offers/stocks"
     codes: list[int] = []
