@@ -4,7 +4,6 @@ cancelled), deadlines near or past; and `tick`, what the cloud's jobs loop runs 
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -14,8 +13,6 @@ from typing import Any
 from cloud_sync.alerts.outbox import AlertSettings, DeliveryStats, deliver, enqueue
 from cloud_sync.db import transaction
 from cloud_sync.orders import listing
-
-log = logging.getLogger("cloud_sync.alerts.checks")
 
 
 def set_minimum(conn: sqlite3.Connection, item_id: str, min_quantity: int | None) -> None:

@@ -4,7 +4,6 @@ Wildberries supply) and sent to the site to scan; shipping waits for the last pa
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 import time
 import uuid
@@ -13,8 +12,6 @@ from typing import Any
 from cloud_sync.config import CloudConfig
 from cloud_sync.db import transaction
 from cloud_sync.orders.records import send_to_site
-
-log = logging.getLogger("cloud_sync.orders.handovers")
 
 
 def all_handed_over(conn: sqlite3.Connection, oid: int) -> bool:

@@ -4,15 +4,12 @@ history, the events in plain words, deadlines near, and the demo's summary.
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 import time
 from datetime import UTC, datetime
 from typing import Any
 
 from cloud_sync.orders.records import OPEN_STAGES, PAST_THE_SELLER
-
-log = logging.getLogger("cloud_sync.orders.listing")
 
 
 def list_orders(conn: sqlite3.Connection, *, account: str | None = None, status: str | None = None,

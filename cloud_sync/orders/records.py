@@ -6,7 +6,6 @@ message to a site, a stage moved.
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 import time
 from collections.abc import Callable
@@ -14,9 +13,6 @@ from typing import Any
 
 from cloud_sync.config import CloudConfig
 from sitelink import store as link_store
-
-log = logging.getLogger("cloud_sync.orders.records")
-
 
 MIGRATIONS = [
     """

@@ -6,7 +6,6 @@ is sent so it knows every barcode it may scan.
 from __future__ import annotations
 
 import json
-import logging
 import sqlite3
 import time
 from typing import Any
@@ -17,8 +16,6 @@ from cloud_sync.orders.handovers import all_handed_over
 from cloud_sync.orders.records import Waker, log_error, log_event, queue_action, send_to_site, set_stage
 from cloud_sync.stock import ledger as stock
 from sitelink import Reject
-
-log = logging.getLogger("cloud_sync.orders.site_messages")
 
 
 def register_site_handlers(link: Any, cfg: CloudConfig, wake: Waker | None = None) -> None:

@@ -9,7 +9,6 @@ orders: new orders are polled and ingested, due marketplace actions are made.
 
 from __future__ import annotations
 
-import logging
 import sqlite3
 import time
 from collections.abc import Callable
@@ -23,9 +22,6 @@ from cloud_sync.service.accounts import SyncReport
 from cloud_sync.stock import ledger
 from cloud_sync.stock import push as stock_push
 from marketplaces.base import Marketplace, MarketplaceError, NotSupported
-
-log = logging.getLogger("cloud_sync.service.sync")
-
 
 Progress = Callable[[str, int | None], Callable[[int], None]]
 

@@ -47,7 +47,6 @@ log = logging.getLogger("cloud_sync.stock.push")
 # The tables are created by cloud_sync/stock/ledger.py (MIGRATIONS[1]): the ledger's schema part owns them.
 
 
-
 @dataclass
 class Planned:
     queued: int = 0
