@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -159,3 +161,13 @@ class CloudRecorder:
                     for r in c.execute("SELECT id, seq, type, body FROM received ORDER BY n")]
         finally:
             c.close()
+
+
+def wait_for(pred: Callable[[], bool], timeout: float = 10.0) -> bool:
+    """Poll `pred` until it holds or `timeout` seconds pass; its last answer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return pred()

@@ -3,22 +3,16 @@ point 8 — offline for days. Only the printer is virtual (it writes PNG files):
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from edge_testkit import BAG, MUG, SHIRT, SOCKS, CloudRecorder, edge_config, label_png, marking, pick_task
+from edge_testkit import wait_for as wait_until
 
 from edge_agent.site import Site
 
-
-def wait_for(pred: Callable[[], bool], timeout: float = 20.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
+wait_for = functools.partial(wait_until, timeout=20.0)  # a site back online takes longer here
 
 
 def pngs(tmp: Path) -> list[Path]:

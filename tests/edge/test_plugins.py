@@ -5,14 +5,12 @@ them alone."""
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from edge_testkit import MUG, SHIRT, edge_config, label_png, outbox, pick_task, send
+from edge_testkit import MUG, SHIRT, edge_config, label_png, outbox, pick_task, send, wait_for
 
 from edge_agent import store
 from edge_agent.config import AUTO_PACKER, config_from_dict
@@ -22,15 +20,6 @@ from edge_agent.tasks import inbox
 from edge_agent.tasks.marking import parse
 from marketsync.demo_packer import demo_code, unit_serial
 from sitelink import Reject
-
-
-def wait_for(pred: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
 
 
 def test_down_messages_tell_the_listeners_of_new_tasks_and_handovers(conn) -> None:

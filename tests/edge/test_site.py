@@ -3,26 +3,16 @@ The printer is the virtual one (it writes PNG files; `unplug()` plays the cable 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
-from edge_testkit import BAG, MUG, edge_config, label_png, outbox, pick_task
+from edge_testkit import BAG, MUG, edge_config, label_png, outbox, pick_task, wait_for
 
 from edge_agent import store
 from edge_agent.app import create_app, page_status
 from edge_agent.config import ScannerSettings
 from edge_agent.site import Site
 from edge_agent.tasks import inbox
-
-
-def wait_for(pred: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
 
 
 @pytest.fixture

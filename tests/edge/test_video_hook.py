@@ -5,24 +5,14 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
-from edge_testkit import BAG, MUG, edge_config, label_png, pick_task
+from edge_testkit import BAG, MUG, edge_config, label_png, pick_task, wait_for
 
 from edge_agent import store
 from edge_agent.config import CameraSettings
 from edge_agent.site import Site
 from edge_agent.tasks import inbox
-
-
-def wait_for(pred: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return pred()
 
 
 def test_packing_video_runs_from_the_first_scan_until_the_label_prints(tmp_path) -> None:
