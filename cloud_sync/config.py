@@ -85,6 +85,13 @@ class AccountSettings:
         return max(self.orders_poll_s or jobs_poll_s, floor)
 
     @property
+    def stock_follows_orders(self) -> bool:
+        """The marketplace moves the stock its cards show by itself when an order is placed or cancelled
+        (its profile's `stock_follows_orders`)."""
+        known = profiles().get(self.marketplace)
+        return bool(known and known.stock_follows_orders)
+
+    @property
     def name(self) -> str:
         return self.account.name
 

@@ -409,7 +409,9 @@ class MarketplaceProfile:
     budget for stock pushes and status moves (real-world seconds; `poll_reason` says which budget,
     `poll_endpoint` is the endpoint a poll calls). `min_stock_interval_s`: how long one card's stock at
     one warehouse must wait before it may be updated again. `label_after`: the order action after which
-    its label can be fetched. `push`: None when it pushes nothing."""
+    its label can be fetched. `push`: None when it pushes nothing. `stock_follows_orders`: the marketplace
+    itself subtracts an order's units from the stock the card shows at the order's warehouse (and adds
+    them back when the order is cancelled before it ships), so what it shows moves without a push."""
 
     name: str
     title: str  # as the seller says it: «Яндекс Маркет», «Мегамаркет», Wildberries, Ozon
@@ -423,6 +425,7 @@ class MarketplaceProfile:
     min_stock_interval_s: float = 0.0
     stock_interval_reason: str = ""
     push: PushTerms | None = None
+    stock_follows_orders: bool = False
 
 
 # ---------------------------------------------------------------- the interface

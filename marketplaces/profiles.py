@@ -27,7 +27,7 @@ from marketplaces.base import UNIFIED_STATUSES, Capabilities, MarketplaceProfile
 from marketplaces.endpoints import HERE
 
 _REQUIRED = ("title", "colour", "label_after", "min_poll_s", "poll_reason", "poll_endpoint")
-_OPTIONAL = ("min_stock_interval_s", "stock_interval_reason")
+_OPTIONAL = ("min_stock_interval_s", "stock_interval_reason", "stock_follows_orders")
 _TABLES = ("can", "statuses", "push")
 _PUSH_KEYS = {"paths", "sources", "noun", "accepted", "refused", "refusal_kinds", "other_refusal"}
 _COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
@@ -68,6 +68,9 @@ def parse_profile(name: str, table: dict[str, Any]) -> MarketplaceProfile:
     can = _capabilities(table.get("can", {}), f"{where}.can")
     statuses = _statuses(table.get("statuses", {}), f"{where}.statuses")
     push = _push(table["push"], f"{where}.push") if "push" in table else None
+    follows = table.get("stock_follows_orders", False)
+    if not isinstance(follows, bool):
+        raise ProfileError(f"{where}.stock_follows_orders must be true or false, got {follows!r}")
     if can.receive_pushes != (push is not None):
         raise ProfileError(f"{where}: can.receive_pushes is {str(can.receive_pushes).lower()} but [profile.push] is"
                            f" {'present' if push else 'missing'}")
@@ -76,6 +79,7 @@ def parse_profile(name: str, table: dict[str, Any]) -> MarketplaceProfile:
         min_poll_s=min_poll_s, poll_reason=str(table["poll_reason"]), poll_endpoint=str(table["poll_endpoint"]),
         label_after=table["label_after"], can=can, min_stock_interval_s=min_stock,
         stock_interval_reason=str(table.get("stock_interval_reason", "")), push=push,
+        stock_follows_orders=follows,
     )
 
 

@@ -23,6 +23,7 @@ from cloud_sync.orders.records import (
     TERMINAL,
     OrderError,
     log_event,
+    marketplace_gave_back,
     order_key,
     queue_action,
     send_to_site,
@@ -141,6 +142,15 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, order: Order, link: 
         line[0] = oid
     conn.executemany("INSERT INTO order_lines(order_id, line_no, card_id, offer_id, item_id, quantity, units, price,"
                      " barcode, title, marking_required) VALUES (?,?,?,?,?,?,?,?,?,?,?)", lines)
+    settings = cfg.accounts.get(order.account)
+    if settings is not None and settings.stock_follows_orders and mp_wh:
+        taken: dict[str, int] = {}
+        for line in lines:
+            taken[line[2]] = taken.get(line[2], 0) + line[5]
+        if stage == "cancelled":  # taken and given back before we saw it
+            stock_push.marketplace_gave_back(conn, order.account, mp_wh, taken, [ln[4] for ln in lines], now)
+        else:
+            stock_push.marketplace_took(conn, order.account, mp_wh, taken, order.created_at.timestamp())
     if event:
         log_event(conn, oid, event, "unlinked card" if unlinked else problem if event in ("short", "problem") else "",
                   now)
@@ -217,6 +227,8 @@ def cancel(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, *, reason: str 
     if o["stage"] == "cancelled":
         return 0
     released = stock.release(conn, o["key"], note=reason, now=now)
+    if not tell_marketplace and o["stage"] in OPEN_STAGES:
+        marketplace_gave_back(conn, cfg, oid, now)  # it cancelled on its side and put the units back
     set_stage(conn, cfg, oid, "cancelled", now, problem=reason)
     conn.execute("UPDATE order_actions SET state='done', error='order cancelled' WHERE order_id=? AND state='pending'"
                  " AND action!='cancel'", (oid,))

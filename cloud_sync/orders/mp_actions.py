@@ -13,7 +13,15 @@ from typing import Any
 
 from cloud_sync.config import CloudConfig
 from cloud_sync.db import transaction
-from cloud_sync.orders.records import DONE_EVENT, log_error, log_event, queue_action, send_to_site, set_stage
+from cloud_sync.orders.records import (
+    DONE_EVENT,
+    log_error,
+    log_event,
+    marketplace_gave_back,
+    queue_action,
+    send_to_site,
+    set_stage,
+)
 from marketplaces.base import Marketplace, MarketplaceError
 
 log = logging.getLogger("cloud_sync.orders.mp_actions")
@@ -130,6 +138,8 @@ def _action_done(conn: sqlite3.Connection, cfg: CloudConfig, a: sqlite3.Row, out
             conn.execute("UPDATE orders SET native_status=? WHERE id=?", (change.native_status, oid))
         if action == "confirm":
             conn.execute("UPDATE orders SET confirmed=1 WHERE id=?", (oid,))
+        if action == "cancel":  # the marketplace put the units back on its cards by itself
+            marketplace_gave_back(conn, cfg, oid, now)
         o = conn.execute("SELECT stage FROM orders WHERE id=?", (oid,)).fetchone()
         set_stage(conn, cfg, oid, o[0], now)
         log_event(conn, oid, DONE_EVENT.get(action, f"{action}_done"), "", now)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cloud_sync.config import CloudConfig
+from cloud_sync.stock import push as stock_push
 from sitelink import store as link_store
 
 MIGRATIONS = [
@@ -227,3 +228,15 @@ def set_stage(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, stage: str, 
 PAST_THE_SELLER = ("handed_over", "delivered", "cancelled", "returned")  # no assembly deadline to miss any more
 
 DONE_EVENT = {"confirm": "confirmed", "assemble": "assembled", "ship": "shipped", "cancel": "cancelled"}
+
+
+def marketplace_gave_back(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, now: float) -> None:
+    """An order cancelled on a marketplace that puts the units back on its cards by itself (profile
+    `stock_follows_orders`) before it shipped: those cards are pushed again."""
+    o = conn.execute("SELECT account, mp_warehouse FROM orders WHERE id=?", (oid,)).fetchone()
+    settings = cfg.accounts.get(o["account"])
+    if settings is None or not settings.stock_follows_orders or not o["mp_warehouse"]:
+        return
+    lines = conn.execute("SELECT card_id, item_id FROM order_lines WHERE order_id=?", (oid,)).fetchall()
+    stock_push.marketplace_gave_back(conn, o["account"], o["mp_warehouse"], [ln[0] for ln in lines],
+                                     [ln[1] or "" for ln in lines], now)

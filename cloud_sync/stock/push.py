@@ -354,6 +354,43 @@ def record_read_back(conn: sqlite3.Connection, account: str, levels: Iterable[St
     return len(rows)
 
 
+# `stock_published.quantity` when the marketplace moved the card's stock by itself by an amount we cannot
+# know for sure (an order cancelled on its side gives units back): never equal to a planned number, so the
+# next plan pushes the card again.
+UNKNOWN = -1
+
+
+def marketplace_took(conn: sqlite3.Connection, account: str, mp_warehouse: str, taken: dict[str, int],
+                     placed_ts: float) -> int:
+    """An order was placed on a marketplace that subtracts it from the stock its cards show by itself
+    (profile `stock_follows_orders`): at the order's warehouse each card now shows `taken[card]` fewer
+    than our last push, when that push had landed before the order was placed. When it may have landed
+    after (marketplaces give the order's time to the second), what the card shows is not known: it is
+    pushed again. Keeps `stock_published` equal to what the marketplace shows, so the planner re-pushes a
+    card whose share of a warehouse did not change (several marketplace warehouses splitting one own
+    warehouse). Returns cards adjusted. Runs in the caller's transaction."""
+    n = 0
+    for card_id, qty in taken.items():
+        n += conn.execute("UPDATE stock_published SET quantity=CASE WHEN ts<? THEN MAX(0, quantity-?) ELSE ? END"
+                          " WHERE account=? AND card_id=? AND warehouse_id=? AND quantity>=0",
+                          (placed_ts, qty, UNKNOWN, account, card_id, mp_warehouse)).rowcount
+    return n
+
+
+def marketplace_gave_back(conn: sqlite3.Connection, account: str, mp_warehouse: str, card_ids: Iterable[str],
+                          item_ids: Iterable[str], now: float) -> int:
+    """An order was cancelled on a marketplace that puts its units back on the cards by itself: what they
+    show is no longer known, so they are pushed again (their items are marked dirty). Runs in the caller's
+    transaction; returns cards marked."""
+    cards = sorted(set(card_ids))
+    n = 0
+    for card_id in cards:
+        n += conn.execute("UPDATE stock_published SET quantity=? WHERE account=? AND card_id=? AND warehouse_id=?",
+                          (UNKNOWN, account, card_id, mp_warehouse)).rowcount
+    ledger.mark_dirty(conn, sorted({i for i in item_ids if i}), "source", now)
+    return n
+
+
 def pending(conn: sqlite3.Connection, account: str | None = None) -> dict[str, int]:
     sql = "SELECT state, COUNT(*) FROM stock_push_queue" + (" WHERE account=?" if account else "") + " GROUP BY state"
     return {r[0]: r[1] for r in conn.execute(sql, (account,) if account else ())}

@@ -77,7 +77,9 @@ def why(conn: sqlite3.Connection, cfg: CloudConfig, item_id: str, account: str, 
                                " warehouse_id=?", (account, c.card_id, mp_wh)).fetchone()
             q = conn.execute("SELECT quantity, state, error FROM stock_push_queue WHERE account=? AND card_id=? AND"
                              " warehouse_id=?", (account, c.card_id, mp_wh)).fetchone()
-            shown = f"marketplace shows {pub[0]} (since {now - pub[1]:.0f} s)" if pub else "never pushed"
+            shown = ("never pushed" if pub is None else
+                     "the marketplace moved it by itself (an order cancelled there): to be pushed again"
+                     if pub[0] == stock_push.UNKNOWN else f"marketplace shows {pub[0]} (since {now - pub[1]:.0f} s)")
             queued = f"; queued {q[0]} ({q[1]}{': ' + q[2] if q[2] else ''})" if q else ""
             ex.lines.append(f"  card {c.card_id} ({c.offer_id}, pack {c.pack}, linked by {c.link_source or '?'})"
                             f" @ marketplace warehouse {mp_wh} → {own}: {calc} → {qty}; {shown}{queued}")

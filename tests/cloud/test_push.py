@@ -68,7 +68,9 @@ def test_oversell_protection_last_unit_zeroes_every_other_card_first(conn, cfg, 
     # an increase of another item is waiting when the last units of the scarce one are sold
     with transaction(conn):
         ledger.record_balance(conn, items[0].item_id, "main", items[0].stock + 10)
-    intake.ingest(conn, cfg, [order("wb", "w1", card_id("wb", scarce.index), qty=2)])
+    # (sold on Yandex.Market, which leaves its own stock to us: WB and Ozon take an order off their card by
+    # themselves, so their own card needs no push — tests/cloud/test_marketplace_own_decrement.py)
+    intake.ingest(conn, cfg, [order("ym", "y1", card_id("ym", scarce.index), qty=2)])
     # the zeros were queued by the very transaction that reserved the last units
     zeros = conn.execute("SELECT account, quantity, priority FROM stock_push_queue WHERE item_id=?",
                          (scarce.item_id,)).fetchall()
