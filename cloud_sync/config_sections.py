@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, get_args, get_type_hints
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from marketplaces.base import UNIFIED_STATUSES, MarketplaceName, PriceTerms
 from sitelink.config_file import Place, read, read_value, secret, shown
@@ -266,11 +267,21 @@ class OnecSettings:
     session_ttl_s: int = 6 * 3600
     cost_price_types: list[str] = field(default_factory=list)
     cancel_on_marketplace: bool = False  # an order cancelled in 1C is also cancelled on the marketplace
+    timezone: str = "Europe/Moscow"  # 1C's local time: how its package dates (ДатаФормирования) are read
+    # a stock move 1C never says it booked stops being kept on top of 1C's balances after this many hours
+    in_flight_horizon_h: float = 24.0
     odata: ODataSection | None = None
 
     def check(self, place: Place) -> None:
         if self.encoding.lower() not in ("windows-1251", "cp1251", "utf-8"):
             raise place.at("encoding").error(f"must be windows-1251 or utf-8, got {shown(self.encoding)}")
+        if not self.in_flight_horizon_h > 0:
+            raise place.at("in_flight_horizon_h").error(f"must be more than 0 hours, got {shown(self.in_flight_horizon_h)}")
+        try:
+            ZoneInfo(self.timezone)
+        except (ValueError, ZoneInfoNotFoundError):
+            raise place.at("timezone").error(f"must be a time zone such as Europe/Moscow, got {shown(self.timezone)}"
+                                             ) from None
 
 
 @dataclass

@@ -68,6 +68,8 @@ class ExchangeConfig:
     session_ttl_s: int = OnecSettings.session_ttl_s
     cost_price_types: tuple[str, ...] = ()
     cancel_on_marketplace: bool = OnecSettings.cancel_on_marketplace  # a cancellation in 1C cancels on the marketplace
+    timezone: str = OnecSettings.timezone  # 1C's local time (package dates)
+    in_flight_horizon_h: float = OnecSettings.in_flight_horizon_h
 
     @classmethod
     def from_section(cls, section: OnecSettings, *, db_path: str, work_dir: str) -> ExchangeConfig:
@@ -79,7 +81,8 @@ class ExchangeConfig:
                    max_zip_members=section.max_zip_members, max_zip_ratio=section.max_zip_ratio,
                    encoding=section.encoding, cookie_name=section.cookie_name, session_ttl_s=section.session_ttl_s,
                    cost_price_types=tuple(section.cost_price_types),
-                   cancel_on_marketplace=section.cancel_on_marketplace)
+                   cancel_on_marketplace=section.cancel_on_marketplace, timezone=section.timezone,
+                   in_flight_horizon_h=section.in_flight_horizon_h)
 
 
 class Refused(Exception):
@@ -287,7 +290,9 @@ class Exchange:
         conn = connect(self.config.db_path)
         state, reason, summary = "failure", "", {}
         try:
-            result = import_files(conn, [path], details=False, cost_price_types=self.config.cost_price_types)
+            result = import_files(conn, [path], details=False, cost_price_types=self.config.cost_price_types,
+                                  timezone=self.config.timezone,
+                                  in_flight_horizon_s=self.config.in_flight_horizon_h * 3600)
             state, summary = "success", result.as_json()
             log.info("1C import of %s: %s items, %s offers, %s warnings", path.name, result.items,
                      result.offers, len(result.warnings))

@@ -18,7 +18,9 @@ import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 from cloud_sync.catalog import nomenclature as nom
 from cloud_sync.db import transaction
@@ -33,12 +35,28 @@ from cloud_sync.onec.parser import (
     Warehouse,
     parse,
 )
+from cloud_sync.stock import ledger
 
 BATCH = 2000
 _ZERO = Decimal(0)
 CACHE_KB = 32 * 1024  # SQLite page cache during an import (the default 2 MB is outgrown by 100,000 items)
 DEFAULT_WAREHOUSE_NAME = "Склад 1С (без разбивки по складам)"
 _COST_WORDS = ("себестоим", "закуп", "cost")
+
+# 1C writes ДатаФормирования in its own local time, without an offset; `[onec] timezone` says which.
+DEFAULT_TIMEZONE = "Europe/Moscow"
+
+
+def formed_ts(text: str, timezone: str = DEFAULT_TIMEZONE) -> float | None:
+    """A CommerceML ДатаФормирования ("2026-12-06T10:05:00", an offset optional) as a Unix time; None when
+    it cannot be read (the package then counts as formed now)."""
+    try:
+        dt = datetime.fromisoformat(text.strip())
+    except ValueError:
+        return None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=ZoneInfo(timezone))
+    return dt.timestamp()
 
 
 @dataclass
@@ -86,33 +104,40 @@ def json_number(d: Decimal) -> int | float:
 
 def import_files(conn: sqlite3.Connection, paths: Iterable[str | os.PathLike[str]], *, details: bool = True,
                  cost_price_types: Iterable[str] = (), progress: Callable[[str], None] | None = None,
-                 two_process: bool | None = None) -> ImportResult:
+                 two_process: bool | None = None, timezone: str = DEFAULT_TIMEZONE,
+                 in_flight_horizon_s: float = ledger.IN_FLIGHT_HORIZON_S) -> ImportResult:
     """Import CommerceML files in one transaction. Raises parser.CommerceMLError (nothing applied).
 
     `two_process`: parse in child processes while this one writes (`pipeline.ChildParser`); by default
     when the files are large enough (`pipeline.PIPELINE_MIN_BYTES`) and a child process can be had. A package
     of catalog files followed by offer files (`pipeline.streams`) is read by two children at once, one
     per stream, and applied side by side; anything else by one child, in order. Every way writes the
-    same rows (`pipeline.prepared`, `_Run`)."""
+    same rows (`pipeline.prepared`, `_Run`).
+
+    Balances are as of the package's ДатаФормирования (1C's local time in `timezone` unless it names its
+    offset), or as of now when 1C gave none; the stock moves 1C had not booked by then (younger than
+    `in_flight_horizon_s`) are kept on top of them; a package older than one already applied keeps its catalog
+    and prices but not its balances (a warning says so)."""
     paths = list(paths)
     if two_process is None:
         two_process = pipeline.worth_it(paths)
     split = pipeline.streams(paths) if two_process else None
     if split is not None:
         try:
-            return _import(conn, paths, details, cost_price_types, progress, True, split)
+            return _import(conn, paths, details, cost_price_types, progress, True, split, timezone, in_flight_horizon_s)
         except pipeline.StreamsCrossed:
             pass  # rolled back, nothing applied: the files go again, in order, through one child
-    return _import(conn, paths, details, cost_price_types, progress, two_process, None)
+    return _import(conn, paths, details, cost_price_types, progress, two_process, None, timezone, in_flight_horizon_s)
 
 
 def _import(conn: sqlite3.Connection, paths: list[str | os.PathLike[str]], details: bool,
             cost_price_types: Iterable[str], progress: Callable[[str], None] | None, two_process: bool,
-            split: tuple[list[str], list[str]] | None) -> ImportResult:
+            split: tuple[list[str], list[str]] | None, timezone: str = DEFAULT_TIMEZONE,
+            in_flight_horizon_s: float = ledger.IN_FLIGHT_HORIZON_S) -> ImportResult:
     result = ImportResult(prices={} if details else None)
     names = [os.path.basename(os.fspath(p)) for p in paths]
     with _import_settings(conn), transaction(conn):
-        run = _Run(conn, result, set(cost_price_types), progress)
+        run = _Run(conn, result, set(cost_price_types), progress, timezone, in_flight_horizon_s)
         children: list[pipeline.ChildParser] = []
         try:
             if two_process:
@@ -186,6 +211,8 @@ class _File:
     unknown: list[str] = field(default_factory=list)
     stock_mismatch: list[str] = field(default_factory=list)
     ledger_notes: list[str] = field(default_factory=list)
+    as_of: float | None = None  # when 1C formed the file's balances (its ДатаФормирования); None: now
+    stale: bool = False  # its balances are older than ones already applied: skipped
 
     def summary(self) -> list[str]:
         out = list(self.warnings)
@@ -211,8 +238,11 @@ class _Run:
     until the catalog is complete (`catalog_done`): the outcome is the same as reading in order."""
 
     def __init__(self, conn: sqlite3.Connection, result: ImportResult, cost_types: set[str],
-                 progress: Callable[[str], None] | None = None) -> None:
+                 progress: Callable[[str], None] | None = None, timezone: str = DEFAULT_TIMEZONE,
+                 in_flight_horizon_s: float = ledger.IN_FLIGHT_HORIZON_S) -> None:
         self.conn = conn
+        self.timezone = timezone
+        self.in_flight_horizon_s = in_flight_horizon_s
         self.r = result
         self.cost_types = cost_types
         self.progress = progress
@@ -277,6 +307,8 @@ class _Run:
             self.r.warehouses.add(rec.id)
         elif isinstance(rec, Package):
             self.r.only_changes = self.r.only_changes or rec.only_changes
+            if rec.formed_at:
+                f.as_of = formed_ts(rec.formed_at, self.timezone)
         elif isinstance(rec, Document):
             self.r.documents.append(rec)
 
@@ -345,9 +377,15 @@ class _Run:
             stock_total[wid] = stock_total.get(wid, _ZERO) + Decimal(qty)
         if price_rows:
             nom.set_item_price_rows(self.conn, price_rows)
-        if balances:
-            store.apply_balance_rows(self.conn, balances, ref=f"1c:{f.name}")
-            f.ledger_notes.extend(notes)
+        if balances and not f.stale:
+            try:
+                store.apply_balance_rows(self.conn, balances, ref=f"1c:{f.name}", as_of=f.as_of,
+                                         horizon_s=self.in_flight_horizon_s)
+            except ledger.StaleBalance as exc:
+                f.stale = True
+                f.warnings.append(f"{f.name}: balances not applied, {exc}")
+            else:
+                f.ledger_notes.extend(notes)
 
     def resolve(self, f: _File, rows: list) -> None:
         """What offers say of their items, once the items they name are known: an offer of an item 1C

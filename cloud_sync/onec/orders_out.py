@@ -8,7 +8,8 @@ orders are remembered as "sent" in the session; `mark_delivered` (1C's `mode=suc
 "delivered", so the next query does not repeat them.
 
 `apply_feedback` reads the documents 1C sends back (`mode=file`) and turns their requisites into a
-status per order: cancelled, shipped, paid or confirmed.
+status per order: cancelled, shipped, paid or confirmed. A shipped order's stock moves are booked
+(`ledger.book_order_moves`): 1C's later balances include them, so they stop being kept on top.
 
 Orders come from the cloud's order list (`cloud_sync.orders`: tables `orders`, `order_lines`; the
 order key is the document's Ид) and from `enqueue_order` (table `onec_order_queue`: an order built by
@@ -30,6 +31,7 @@ from cloud_sync.config import UNIFIED_STATUSES
 from cloud_sync.db import transaction
 from cloud_sync.onec.parser import Document, parse
 from cloud_sync.orders import intake, records
+from cloud_sync.stock import ledger
 from marketplaces import profiles
 
 VERSION = "2.05"
@@ -245,6 +247,8 @@ def apply_feedback(conn: sqlite3.Connection, path: Path, *, cloud_config=None, c
             number_1c = d.requisites.get("Номер отгрузки по 1С") or d.requisites.get("Номер по 1С") or ""
             conn.execute("INSERT INTO onec_order_statuses(order_id, status, onec_number, requisites)"
                          " VALUES (?,?,?,?)", (d.id, status, number_1c, json.dumps(d.requisites, ensure_ascii=False)))
+            if status == "shipped":  # 1C booked the shipment: the site's moves for it are in its balances now
+                ledger.book_order_moves(conn, d.id, f"1c shipped {number_1c}".strip())
             row = conn.execute("SELECT id, stage FROM orders WHERE key=?", (d.id,)).fetchone()
             if row is None:
                 continue

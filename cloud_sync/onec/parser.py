@@ -51,6 +51,7 @@ class Package:
     kind: str  # "catalog" | "offers" | "classifier" | "documents"
     only_changes: bool
     version: str
+    formed_at: str = ""  # the root's ДатаФормирования as 1C wrote it (local time, usually no offset)
 
 
 @dataclass
@@ -637,6 +638,7 @@ class _Walker:
         self.kinds: dict[tuple[str, ...], str | None] = {}
         self.packages: set[int] = set()
         self.version = ""
+        self.formed = ""
 
     def drain(self, el: Element, path: tuple[str, ...], closed: bool, out: list[Record]) -> None:
         n = len(el)
@@ -653,7 +655,8 @@ class _Walker:
                 if len(p) == 2 and p[1] in ("Каталог", "ПакетПредложений") and id(ch) not in self.packages:
                     self.packages.add(id(ch))
                     out.append(Package("catalog" if p[1] == "Каталог" else "offers",
-                                       _bool(ch.get("СодержитТолькоИзменения") or "false"), self.version))
+                                       _bool(ch.get("СодержитТолькоИзменения") or "false"), self.version,
+                                       self.formed))
                 if len(ch):
                     self.drain(ch, p, ch_closed, out)
                 continue
@@ -704,6 +707,7 @@ def parse(source: str | os.PathLike[str] | IO[bytes], *, name: str | None = None
                 if local(root.tag) != ROOT:
                     raise CommerceMLError(f"not CommerceML (root element <{local(root.tag)}>, expected <{ROOT}>)")
                 walker.version = root.get("ВерсияСхемы") or ""
+                walker.formed = root.get("ДатаФормирования") or ""
             if root is not None:
                 out: list[Record] = []
                 walker.drain(root, (ROOT,), False, out)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterable
 from decimal import Decimal
 from typing import NamedTuple
@@ -121,7 +122,8 @@ def upsert_warehouses(conn: sqlite3.Connection, rows: Iterable[tuple[str, str]],
     conn.executemany(sql, rows)
 
 
-def apply_balances(conn: sqlite3.Connection, balances: list[Balance], *, ref: str = "") -> list[str]:
+def apply_balances(conn: sqlite3.Connection, balances: list[Balance], *, ref: str = "",
+                   as_of: float | None = None) -> list[str]:
     """Record 1C's balances (on hand per item and 1C warehouse) and hand them to the stock ledger.
 
     The ledger keeps whole units >= 0: a negative 1C balance goes in as 0 and a fractional one is
@@ -133,31 +135,36 @@ def apply_balances(conn: sqlite3.Connection, balances: list[Balance], *, ref: st
         if qty != stated:
             notes.append(f"{item_id} at {warehouse_id}: 1C states {stated}, the ledger takes {qty}")
         rows.append((item_id, warehouse_id, str(stated), qty))
-    apply_balance_rows(conn, rows, ref=ref)
+    apply_balance_rows(conn, rows, ref=ref, as_of=as_of)
     return notes
 
 
-def apply_balance_rows(conn: sqlite3.Connection, rows: list[tuple[str, str, str, int]], *, ref: str = "") -> None:
+def apply_balance_rows(conn: sqlite3.Connection, rows: list[tuple[str, str, str, int]], *, ref: str = "",
+                       as_of: float | None = None, horizon_s: float = ledger.IN_FLIGHT_HORIZON_S) -> None:
     """`apply_balances` for rows already made: (item_id, warehouse_id, quantity as 1C stated it (text),
-    the ledger's whole units >= 0)."""
+    the ledger's whole units >= 0), as of the moment 1C formed them (None: now). A package formed before
+    the last one applied to one of its warehouses is refused (`ledger.StaleBalance`), nothing written."""
     if not rows:
         return
+    ledger.check_as_of(conn, [r[1] for r in rows], "1c", time.time() if as_of is None else as_of)
     now = conn.execute("SELECT datetime('now')").fetchone()[0]  # once per batch, not once per row
     conn.executemany(
         "INSERT INTO onec_balances(item_id, warehouse_id, quantity, updated_at) VALUES (?,?,?,?)"
         " ON CONFLICT(item_id, warehouse_id) DO UPDATE SET quantity=excluded.quantity, updated_at=excluded.updated_at",
         [(item_id, warehouse_id, text, now) for item_id, warehouse_id, text, _ in rows],
     )
-    _to_ledger(conn, rows, ref)
+    _to_ledger(conn, rows, ref, as_of, horizon_s)
 
 
-def _to_ledger(conn: sqlite3.Connection, rows: list[tuple[str, str, str, int]], ref: str) -> None:
+def _to_ledger(conn: sqlite3.Connection, rows: list[tuple[str, str, str, int]], ref: str,
+               as_of: float | None = None, horizon_s: float = ledger.IN_FLIGHT_HORIZON_S) -> None:
     """The one switch-over point to the cloud's stock ledger: `cloud_sync.stock.ledger.set_balances_many` (the
     ledger's warehouse key is the 1C warehouse id, source "1c"): a move for each new or changed level
     only, every warehouse marked as heard from, in a few set-based statements per batch."""
     if not rows:
         return
-    ledger.set_balances_many(conn, [(item_id, warehouse_id, qty) for item_id, warehouse_id, _, qty in rows], source="1c", ref=ref)
+    ledger.set_balances_many(conn, [(item_id, warehouse_id, qty) for item_id, warehouse_id, _, qty in rows],
+                             source="1c", ref=ref, as_of=as_of, horizon_s=horizon_s)
 
 
 def balances(conn: sqlite3.Connection) -> dict[str, dict[str, Decimal]]:

@@ -7,6 +7,13 @@ heard from an authoritative source: 1C balances, a site's delta or count), `fbo_
 read back from the marketplaces, kept apart from the FBS ledger) and `stock_dirty` (items whose
 published numbers must be recomputed by the push planner, cloud_sync/stock/push.py).
 
+A balance from an authoritative source (1C) is as of the moment it was formed (`as_of`): every on-hand move
+marketsync made (site picks, shipments, receipts, returns, counts, manual changes) that 1C had not booked by
+that moment stays "in flight" and is kept on top of 1C's figure, so a 1C exchange never brings shipped units
+back. A move is booked when 1C says so (`book_order_moves`, from the orders exchange: table `stock_bookings`)
+or, failing that, once it is older than the in-flight horizon (`[onec] in_flight_horizon_h`). A balance
+package formed before the last one applied to a warehouse is refused (`stock_balance_asof`).
+
 Every function here runs inside the caller's transaction (use `db.transaction(conn)`), so an order's
 reservation, its pick task and its ledger move commit together or not at all.
 
@@ -21,6 +28,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 MIGRATIONS = [
     """
@@ -128,7 +136,28 @@ MIGRATIONS = [
         last_ts REAL
     );
     """,
+    # in-flight moves: what 1C has booked, and the moment of the last balance package per warehouse
+    """
+    CREATE TABLE stock_bookings (
+        move_id INTEGER PRIMARY KEY,     -- a stock_moves row 1C has booked (moves themselves never change)
+        booked_ts REAL NOT NULL,
+        how TEXT NOT NULL                -- e.g. "1c shipped <order key>"
+    );
+    CREATE TABLE stock_balance_asof (
+        warehouse TEXT NOT NULL,
+        source TEXT NOT NULL,
+        as_of REAL NOT NULL,             -- when the source formed the last balance applied
+        applied_ts REAL NOT NULL,
+        PRIMARY KEY (warehouse, source)
+    ) WITHOUT ROWID;
+    CREATE INDEX stock_moves_ts ON stock_moves(ts);
+    CREATE INDEX stock_moves_ref ON stock_moves(ref) WHERE ref != '';
+    """,
 ]
+
+# Moves older than this count as booked by 1C even when nothing said so (receipts, counts and other site
+# moves 1C learns of by other means); `[onec] in_flight_horizon_h` overrides it.
+IN_FLIGHT_HORIZON_S = 24 * 3600.0
 
 MOVE_KINDS = ("balance", "reserve", "release", "pick", "ship", "receipt", "return", "adjust", "count",
               "writeoff")
@@ -250,22 +279,74 @@ def touch_source(conn: sqlite3.Connection, warehouse: str, source: str, now: flo
     )
 
 
+class StaleBalance(StockError):
+    """A balance package formed before the last one applied to the same warehouse: nothing of it applied."""
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def check_as_of(conn: sqlite3.Connection, warehouses: Iterable[str], source: str, as_of: float) -> None:
+    """Refuse (StaleBalance) a balance package of `source` formed before the last one applied to any of
+    these warehouses."""
+    for warehouse in dict.fromkeys(warehouses):
+        row = conn.execute("SELECT as_of FROM stock_balance_asof WHERE warehouse=? AND source=?",
+                           (warehouse, source)).fetchone()
+        if row is not None and as_of < row[0]:
+            raise StaleBalance(f"balances of warehouse {warehouse} formed at {_iso(as_of)} are older than the ones"
+                               f" already applied (formed at {_iso(row[0])}): nothing applied")
+
+
+def _note_as_of(conn: sqlite3.Connection, warehouses: Iterable[str], source: str, as_of: float, now: float) -> None:
+    conn.executemany("INSERT INTO stock_balance_asof(warehouse, source, as_of, applied_ts) VALUES (?,?,?,?)"
+                     " ON CONFLICT(warehouse, source) DO UPDATE SET as_of=excluded.as_of, applied_ts=excluded.applied_ts",
+                     [(w, source, as_of, now) for w in dict.fromkeys(warehouses)])
+
+
+_IN_FLIGHT_SQL = (
+    "FROM stock_moves m WHERE m.kind!='balance' AND m.on_hand_delta!=0 AND m.ts>? AND NOT EXISTS"
+    " (SELECT 1 FROM stock_bookings b WHERE b.move_id=m.id AND b.booked_ts<=?)")
+
+
+def in_flight_moves(conn: sqlite3.Connection, item_id: str, warehouse: str, *, as_of: float | None = None,
+                    now: float | None = None, horizon_s: float = IN_FLIGHT_HORIZON_S) -> list[Move]:
+    """The on-hand moves marketsync made at this item and warehouse that 1C had not booked by `as_of`
+    (default: now) and that are younger than the horizon: what a 1C balance of that moment does not know."""
+    now = time.time() if now is None else now
+    as_of = now if as_of is None else as_of
+    rows = conn.execute(f"SELECT m.* {_IN_FLIGHT_SQL} AND m.item_id=? AND m.warehouse=? ORDER BY m.id",
+                        (now - horizon_s, as_of, item_id, warehouse)).fetchall()
+    return [Move(**dict(r)) for r in rows]
+
+
 def record_balance(conn: sqlite3.Connection, item_id: str, warehouse: str, quantity: int, *,
-                   source: str = "1c", ref: str = "", now: float | None = None) -> Move | None:
-    """The on-hand quantity an authoritative source (1C) reports; records the difference as a move."""
+                   source: str = "1c", ref: str = "", now: float | None = None, as_of: float | None = None,
+                   horizon_s: float = IN_FLIGHT_HORIZON_S) -> Move | None:
+    """The on-hand quantity an authoritative source (1C) reports as of `as_of` (default: now); the moves in
+    flight at that moment are kept on top of it. Records the difference as a move."""
     if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 0:
         raise StockError(f"balance of item {item_id} at {warehouse} must be a whole number >= 0, got {quantity!r}")
+    now = time.time() if now is None else now
+    as_of = now if as_of is None else as_of
+    check_as_of(conn, [warehouse], source, as_of)
+    flying = sum(m.on_hand_delta for m in in_flight_moves(conn, item_id, warehouse, as_of=as_of, now=now,
+                                                          horizon_s=horizon_s))
+    target = max(0, quantity + flying)
     cur = level(conn, item_id, warehouse)
     touch_source(conn, warehouse, source, now)
-    if cur.on_hand == quantity and conn.execute(
+    _note_as_of(conn, [warehouse], source, as_of, now)
+    if cur.on_hand == target and conn.execute(
             "SELECT 1 FROM stock_levels WHERE item_id=? AND warehouse=?", (item_id, warehouse)).fetchone():
         return None
-    return record_move(conn, item_id, warehouse, "balance", on_hand_delta=quantity - cur.on_hand, source=source,
-                       ref=ref, now=now)
+    note = f"{source} says {quantity} as of {_iso(as_of)}; {flying:+d} in flight kept on top" if flying else ""
+    return record_move(conn, item_id, warehouse, "balance", on_hand_delta=target - cur.on_hand, source=source,
+                       ref=ref, note=note, now=now)
 
 
 def set_balances(conn: sqlite3.Connection, warehouse: str, balances: Mapping[str, int], *, full: bool = False,
-                 source: str = "1c", ref: str = "", now: float | None = None) -> int:
+                 source: str = "1c", ref: str = "", now: float | None = None, as_of: float | None = None,
+                 horizon_s: float = IN_FLIGHT_HORIZON_S) -> int:
     """Apply a whole balance document of one warehouse (all or nothing: every quantity is checked before
     anything is written). `full=True`: items of that warehouse not listed are set to zero.
     Returns the number of moves recorded."""
@@ -274,26 +355,33 @@ def set_balances(conn: sqlite3.Connection, warehouse: str, balances: Mapping[str
         first = next(iter(bad.items()))
         raise StockError(f"balances for {warehouse}: {len(bad)} quantities are not whole numbers >= 0"
                          f" (e.g. item {first[0]}: {first[1]!r}); nothing applied")
+    now = time.time() if now is None else now
+    as_of = now if as_of is None else as_of
+    check_as_of(conn, [warehouse], source, as_of)
     wanted = dict(balances)
     if full:
         for row in conn.execute("SELECT item_id FROM stock_levels WHERE warehouse=? AND on_hand>0", (warehouse,)):
             wanted.setdefault(row[0], 0)
     moves = 0
     for item_id, qty in wanted.items():
-        if record_balance(conn, item_id, warehouse, qty, source=source, ref=ref, now=now) is not None:
+        if record_balance(conn, item_id, warehouse, qty, source=source, ref=ref, now=now, as_of=as_of,
+                          horizon_s=horizon_s) is not None:
             moves += 1
     touch_source(conn, warehouse, source, now)
     return moves
 
 
 def set_balances_many(conn: sqlite3.Connection, rows: Iterable[tuple[str, str, int]], *, source: str = "1c",
-                      ref: str = "", now: float | None = None) -> int:
+                      ref: str = "", now: float | None = None, as_of: float | None = None,
+                      horizon_s: float = IN_FLIGHT_HORIZON_S) -> int:
     """`record_balance` for many (item_id, warehouse, quantity) rows of any warehouses, set-based: the
-    same outcome (a 'balance' move appended for each new or changed level, the level set with its
-    reservations kept, the changed items marked dirty, every warehouse named marked as heard from) in a
-    few statements instead of several per row — for 1C packages of 100,000 items.
+    same outcome (a 'balance' move appended for each new or changed level, the moves in flight at `as_of`
+    kept on top, the level set with its reservations kept, the changed items marked dirty, every warehouse
+    named marked as heard from) in a few statements instead of several per row — for 1C packages of
+    100,000 items.
 
-    All or nothing: every quantity is checked before anything is written. A later row for the same item
+    All or nothing: every quantity is checked before anything is written, and a package formed before
+    the last one applied to one of its warehouses is refused (StaleBalance). A later row for the same item
     and warehouse wins. Returns the number of moves recorded."""
     wanted: dict[tuple[str, str], int] = {}
     for item_id, warehouse, qty in rows:
@@ -306,35 +394,61 @@ def set_balances_many(conn: sqlite3.Connection, rows: Iterable[tuple[str, str, i
     if not wanted:
         return 0
     now = time.time() if now is None else now
-    conn.execute("CREATE TEMP TABLE IF NOT EXISTS stock_balance_batch (seq INTEGER PRIMARY KEY, item_id TEXT NOT NULL,"
-                 " warehouse TEXT NOT NULL, on_hand INTEGER NOT NULL, changed INTEGER NOT NULL DEFAULT 1)")
-    conn.execute("DELETE FROM temp.stock_balance_batch")
-    conn.executemany("INSERT INTO temp.stock_balance_batch(item_id, warehouse, on_hand) VALUES (?,?,?)",
+    as_of = now if as_of is None else as_of
+    whs = list(dict.fromkeys(w for _, w in wanted))
+    check_as_of(conn, whs, source, as_of)
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS stock_balance_rows (seq INTEGER PRIMARY KEY, item_id TEXT NOT NULL,"
+                 " warehouse TEXT NOT NULL, stated INTEGER NOT NULL, in_flight INTEGER NOT NULL DEFAULT 0,"
+                 " on_hand INTEGER NOT NULL DEFAULT 0, changed INTEGER NOT NULL DEFAULT 1)")
+    conn.execute("DELETE FROM temp.stock_balance_rows")
+    conn.executemany("INSERT INTO temp.stock_balance_rows(item_id, warehouse, stated) VALUES (?,?,?)",
                      [(i, w, q) for (i, w), q in wanted.items()])
+    # the moves in flight at as_of (few: younger than the horizon), summed once and joined
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS stock_in_flight (item_id TEXT NOT NULL, warehouse TEXT NOT NULL,"
+                 " delta INTEGER NOT NULL, PRIMARY KEY (item_id, warehouse))")
+    conn.execute("DELETE FROM temp.stock_in_flight")
+    conn.execute(f"INSERT INTO temp.stock_in_flight SELECT m.item_id, m.warehouse, SUM(m.on_hand_delta) {_IN_FLIGHT_SQL}"
+                 " GROUP BY m.item_id, m.warehouse", (now - horizon_s, as_of))
+    conn.execute("UPDATE temp.stock_balance_rows SET in_flight=COALESCE((SELECT f.delta FROM temp.stock_in_flight f"
+                 " WHERE f.item_id=stock_balance_rows.item_id AND f.warehouse=stock_balance_rows.warehouse), 0)"
+                 " WHERE EXISTS (SELECT 1 FROM temp.stock_in_flight f WHERE f.item_id=stock_balance_rows.item_id"
+                 " AND f.warehouse=stock_balance_rows.warehouse)")
+    conn.execute("UPDATE temp.stock_balance_rows SET on_hand=MAX(0, stated + in_flight)")
     # unchanged: the level exists with that on-hand already (record_balance records nothing for it)
-    conn.execute("UPDATE temp.stock_balance_batch SET changed=0 WHERE EXISTS (SELECT 1 FROM stock_levels l WHERE"
-                 " l.item_id=stock_balance_batch.item_id AND l.warehouse=stock_balance_batch.warehouse"
-                 " AND l.on_hand=stock_balance_batch.on_hand)")
+    conn.execute("UPDATE temp.stock_balance_rows SET changed=0 WHERE EXISTS (SELECT 1 FROM stock_levels l WHERE"
+                 " l.item_id=stock_balance_rows.item_id AND l.warehouse=stock_balance_rows.warehouse"
+                 " AND l.on_hand=stock_balance_rows.on_hand)")
     moved = conn.execute(
         "INSERT INTO stock_moves(ts, item_id, warehouse, kind, on_hand_delta, reserved_delta, on_hand_after,"
         " reserved_after, source, ref, note)"
         " SELECT ?, b.item_id, b.warehouse, 'balance', b.on_hand - COALESCE(l.on_hand, 0), 0, b.on_hand,"
-        " COALESCE(l.reserved, 0), ?, ?, '' FROM temp.stock_balance_batch b"
-        " LEFT JOIN stock_levels l ON l.item_id=b.item_id AND l.warehouse=b.warehouse"
-        " WHERE b.changed ORDER BY b.seq", (now, source, ref)).rowcount
+        " COALESCE(l.reserved, 0), ?, ?, CASE WHEN b.in_flight != 0 THEN ? || ' says ' || b.stated || ' as of ' || ?"
+        " || '; ' || printf('%+d', b.in_flight) || ' in flight kept on top' ELSE '' END"
+        " FROM temp.stock_balance_rows b LEFT JOIN stock_levels l ON l.item_id=b.item_id AND l.warehouse=b.warehouse"
+        " WHERE b.changed ORDER BY b.seq", (now, source, ref, source, _iso(as_of))).rowcount
     conn.execute(
         "INSERT INTO stock_levels(item_id, warehouse, on_hand, reserved, updated_ts)"
-        " SELECT item_id, warehouse, on_hand, 0, ? FROM temp.stock_balance_batch WHERE changed ORDER BY seq"
+        " SELECT item_id, warehouse, on_hand, 0, ? FROM temp.stock_balance_rows WHERE changed ORDER BY seq"
         " ON CONFLICT(item_id, warehouse) DO UPDATE SET on_hand=excluded.on_hand, updated_ts=excluded.updated_ts",
         (now,))
     conn.execute(
-        "INSERT INTO stock_dirty(item_id, cause, ts) SELECT DISTINCT item_id, 'source', ? FROM temp.stock_balance_batch"
+        "INSERT INTO stock_dirty(item_id, cause, ts) SELECT DISTINCT item_id, 'source', ? FROM temp.stock_balance_rows"
         " WHERE changed ON CONFLICT(item_id) DO UPDATE SET"
         " cause=CASE WHEN stock_dirty.cause='order' THEN 'order' ELSE excluded.cause END, ts=excluded.ts", (now,))
-    for warehouse in dict.fromkeys(w for _, w in wanted):
+    for warehouse in whs:
         touch_source(conn, warehouse, source, now)
-    conn.execute("DELETE FROM temp.stock_balance_batch")
+    _note_as_of(conn, whs, source, as_of, now)
+    conn.execute("DELETE FROM temp.stock_balance_rows")
     return moved
+
+
+def book_order_moves(conn: sqlite3.Connection, ref: str, how: str, now: float | None = None) -> int:
+    """1C has booked what marketsync did for an order (its shipment: 1C's answer in the orders exchange):
+    the order's on-hand moves are in flight no more. Returns the moves booked."""
+    now = time.time() if now is None else now
+    return conn.execute("INSERT OR IGNORE INTO stock_bookings(move_id, booked_ts, how) SELECT id, ?, ? FROM"
+                        " stock_moves WHERE ref=? AND kind!='balance' AND on_hand_delta!=0",
+                        (now, how, ref)).rowcount
 
 
 def reserve(conn: sqlite3.Connection, ref: str, item_id: str, warehouse: str, quantity: int, *,
