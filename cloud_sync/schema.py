@@ -21,7 +21,7 @@ from cloud_sync.money import price_list, price_rules, reports
 from cloud_sync.onec import store as onec_store
 from cloud_sync.orders import pushes
 from cloud_sync.orders import records as orders
-from cloud_sync.stock import ledger
+from cloud_sync.stock import ledger, reconcile
 from sitelink import store as link_store
 
 PARTS: list[tuple[str, ModuleType]] = [
@@ -38,6 +38,8 @@ PARTS: list[tuple[str, ModuleType]] = [
     ("cloud_sync.users", users),
     ("cloud_sync.secrets", secrets),
     ("sitelink.store", link_store),
+    # parts added since: appended, never inserted
+    ("cloud_sync.stock.reconcile", reconcile),
 ]
 
 

@@ -311,8 +311,30 @@ class OzonAdapter:
         return [results[k] for k in list(results)]
 
     def read_stocks(self, kind: Literal["fbs", "fbo"] = "fbs") -> list[StockLevel]:
-        """Per product and stock type (`/v4/product/info/stocks`); the warehouse is the first one Ozon
-        lists for the product (the v4 method totals over warehouses)."""
+        """FBS: per product and warehouse (`/v1/product/info/stocks-by-warehouse/fbs`, available = present
+        less reserved, for the products `/v4/product/info/stocks` lists); FBO: per product
+        (`/v4/product/info/stocks` totals over warehouses: the first one Ozon lists is named)."""
+        totals = self._read_stock_totals(kind)
+        if kind != "fbs":
+            return totals
+        skus = sorted({sku for sku in self._skus_seen if sku})
+        out: list[StockLevel] = []
+        size = self.map["stocks_by_warehouse"].batch or 500
+        for i in range(0, len(skus), size):
+            data = self.http.call("stocks_by_warehouse", json={"sku": skus[i:i + size]}).json_object()
+            for row in data.get("result") or []:
+                try:
+                    out.append(StockLevel(str(row["product_id"]), str(row.get("offer_id", "")),
+                                          str(row["warehouse_id"]),
+                                          int(row.get("present", 0)) - int(row.get("reserved", 0)), "fbs"))
+                except (KeyError, TypeError, ValueError):
+                    raise self._bad("a warehouse stock cannot be read", "stocks_by_warehouse") from None
+        return out
+
+    def _read_stock_totals(self, kind: Literal["fbs", "fbo"]) -> list[StockLevel]:
+        """`/v4/product/info/stocks`: per product and stock type, totalled over warehouses (the first one
+        Ozon lists is named); remembers the products' FBS skus for the per-warehouse read."""
+        self._skus_seen: set[str] = set()
         out: list[StockLevel] = []
         cursor = ""
         while True:
@@ -322,6 +344,8 @@ class OzonAdapter:
             data = self.http.call("stocks_read", json=body).json_object()
             for it in data.get("items") or []:
                 for s in it.get("stocks") or []:
+                    if s.get("type") == "fbs" and s.get("sku"):
+                        self._skus_seen.add(str(s["sku"]))
                     if s.get("type") != kind:
                         continue
                     try:

@@ -24,6 +24,7 @@ from cloud_sync.config_sections import AlertsConfig
 from cloud_sync.db import connect, transaction
 from cloud_sync.money import price_rules
 from cloud_sync.orders import intake, mp_actions, records, site_messages
+from cloud_sync.service import sync
 from cloud_sync.service.accounts import AccountAdapters
 from cloud_sync.stock import ledger
 from marketplaces.base import Marketplace, NotSupported
@@ -66,6 +67,9 @@ class Jobs:
             self.add_account(name)
         self.add("order-actions", j.actions_s, self._actions)
         self.add("site-catalogs", 60.0, lambda conn: site_messages.send_site_catalogs(conn, self.cfg, link=self.link))
+        if j.reconcile_s > 0:
+            self.add("reconcile", j.reconcile_s,
+                     lambda conn: sync.reconcile_stock(conn, self.cfg, self.adapters, alert=True))
         self._add_rooms()
 
     def add_account(self, name: str) -> None:

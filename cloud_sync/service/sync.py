@@ -3,7 +3,9 @@
 cards: every account's warehouses and cards are imported and linked (barcode, then article);
 stocks: every linked card's number is recomputed and pushed (the zero guard applies), FBS numbers are
 read back first where the marketplace allows, FBO stock is read back and kept apart;
-orders: new orders are polled and ingested, due marketplace actions are made.
+orders: new orders are polled and ingested, due marketplace actions are made;
+reconcile: 1C, the ledger and what every marketplace shows (FBS read back) compared and kept
+(cloud_sync/stock/reconcile.py); unexplained differences alert.
 `progress(total)` returns a callable advancing a progress bar (tqdm in the CLI, nothing in the service).
 """
 
@@ -14,12 +16,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from cloud_sync.alerts import outbox
 from cloud_sync.catalog import cards as catalog
 from cloud_sync.config import CloudConfig
+from cloud_sync.config_sections import OnecSettings
 from cloud_sync.db import transaction
 from cloud_sync.orders import intake, mp_actions
 from cloud_sync.service.accounts import SyncReport
-from cloud_sync.stock import ledger
+from cloud_sync.stock import ledger, reconcile
 from cloud_sync.stock import push as stock_push
 from marketplaces.base import Marketplace, MarketplaceError, NotSupported
 
@@ -136,3 +140,36 @@ def sync_orders(conn: sqlite3.Connection, cfg: CloudConfig, adapters: dict[str, 
     done = mp_actions.run_actions(conn, cfg, adapters, link=link)
     report.add(f"{done} marketplace actions made")
     return report
+
+
+def read_shown(adapters: dict[str, Marketplace]) -> dict[str, reconcile.Shown]:
+    """What each account's marketplace shows (FBS, per card and marketplace warehouse), or why it cannot
+    be read."""
+    out: dict[str, reconcile.Shown] = {}
+    for name, adapter in adapters.items():
+        try:
+            levels = adapter.read_stocks("fbs")
+        except NotSupported:
+            out[name] = "API площадки не отдаёт остатки FBS: сверено только то, что отправлено"
+            continue
+        except MarketplaceError as exc:
+            out[name] = f"остатки не прочитаны: {exc}"
+            continue
+        out[name] = {(lv.card_id, lv.warehouse_id): lv.quantity for lv in levels if lv.kind == "fbs"}
+    return out
+
+
+def reconcile_stock(conn: sqlite3.Connection, cfg: CloudConfig, adapters: dict[str, Marketplace], *,
+                    read_back: bool = True, alert: bool = False, now: float | None = None) -> reconcile.Reconciliation:
+    """Run the three-way reconciliation and keep it; with `alert`, unexplained differences go to Telegram
+    (once a day while they last)."""
+    shown = read_shown(adapters) if read_back else {}
+    horizon = (cfg.onec.in_flight_horizon_h if cfg.onec else OnecSettings.in_flight_horizon_h) * 3600
+    result = reconcile.reconcile(conn, cfg, shown, now=now, horizon_s=horizon)
+    reconcile.record(conn, result)
+    bad = result.unexplained
+    if alert and bad:
+        sample = "; ".join(f"{d.article or d.item_id} ({d.where}): {d.why}" for d in bad[:3])
+        outbox.enqueue(conn, "reconcile", f"reconcile:{time.strftime('%Y-%m-%d')}",
+                       f"⚖️ Сверка остатков: {len(bad)} расхождений без объяснения. {sample}", now=now)
+    return result

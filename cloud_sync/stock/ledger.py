@@ -12,7 +12,8 @@ marketsync made (site picks, shipments, receipts, returns, counts, manual change
 that moment stays "in flight" and is kept on top of 1C's figure, so a 1C exchange never brings shipped units
 back. A move is booked when 1C says so (`book_order_moves`, from the orders exchange: table `stock_bookings`)
 or, failing that, once it is older than the in-flight horizon (`[onec] in_flight_horizon_h`). A balance
-package formed before the last one applied to a warehouse is refused (`stock_balance_asof`).
+package formed before the last one applied to a warehouse is refused (`stock_balance_asof`); what the source
+last said per item is kept in `stock_stated` (the reconciliation compares against it).
 
 Every function here runs inside the caller's transaction (use `db.transaction(conn)`), so an order's
 reservation, its pick task and its ledger move commit together or not at all.
@@ -149,6 +150,14 @@ MIGRATIONS = [
         as_of REAL NOT NULL,             -- when the source formed the last balance applied
         applied_ts REAL NOT NULL,
         PRIMARY KEY (warehouse, source)
+    ) WITHOUT ROWID;
+    CREATE TABLE stock_stated (
+        item_id TEXT NOT NULL,
+        warehouse TEXT NOT NULL,
+        source TEXT NOT NULL,
+        quantity INTEGER NOT NULL,       -- what the source last said (whole units), before in-flight moves
+        as_of REAL NOT NULL,
+        PRIMARY KEY (item_id, warehouse, source)
     ) WITHOUT ROWID;
     CREATE INDEX stock_moves_ts ON stock_moves(ts);
     CREATE INDEX stock_moves_ref ON stock_moves(ref) WHERE ref != '';
@@ -336,6 +345,9 @@ def record_balance(conn: sqlite3.Connection, item_id: str, warehouse: str, quant
     cur = level(conn, item_id, warehouse)
     touch_source(conn, warehouse, source, now)
     _note_as_of(conn, [warehouse], source, as_of, now)
+    conn.execute("INSERT INTO stock_stated(item_id, warehouse, source, quantity, as_of) VALUES (?,?,?,?,?)"
+                 " ON CONFLICT(item_id, warehouse, source) DO UPDATE SET quantity=excluded.quantity, as_of=excluded.as_of",
+                 (item_id, warehouse, source, quantity, as_of))
     if cur.on_hand == target and conn.execute(
             "SELECT 1 FROM stock_levels WHERE item_id=? AND warehouse=?", (item_id, warehouse)).fetchone():
         return None
@@ -438,6 +450,9 @@ def set_balances_many(conn: sqlite3.Connection, rows: Iterable[tuple[str, str, i
     for warehouse in whs:
         touch_source(conn, warehouse, source, now)
     _note_as_of(conn, whs, source, as_of, now)
+    conn.execute("INSERT INTO stock_stated(item_id, warehouse, source, quantity, as_of) SELECT item_id, warehouse, ?,"
+                 " stated, ? FROM temp.stock_balance_rows WHERE true ON CONFLICT(item_id, warehouse, source) DO UPDATE SET"
+                 " quantity=excluded.quantity, as_of=excluded.as_of", (source, as_of))
     conn.execute("DELETE FROM temp.stock_balance_rows")
     return moved
 

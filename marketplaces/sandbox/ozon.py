@@ -199,6 +199,7 @@ class OzonSandbox(SandboxApp):
             r("POST", "/v1/product/import/prices", self.import_prices),
             r("POST", "/v2/products/stocks", self.update_stocks, "stocks"),
             r("POST", "/v4/product/info/stocks", self.info_stocks),
+            r("POST", "/v1/product/info/stocks-by-warehouse/fbs", self.stocks_by_warehouse),
             r("POST", "/v4/posting/fbs/unfulfilled/list", self.unfulfilled),
             r("POST", "/v4/posting/fbs/list", self.posting_list),
             r("POST", "/v3/posting/fbs/get", self.posting_get),
@@ -443,6 +444,25 @@ class OzonSandbox(SandboxApp):
                                    if self.stocks.get((pid, w["warehouse_id"]), 0)]}]})
         return SandboxReply(200, {"items": items, "cursor": str(page[-1]) if len(ids) > limit else "",
                                   "total": len(items)})
+
+    def stocks_by_warehouse(self, req: SandboxRequest) -> SandboxReply:
+        """FBS stock per product and warehouse; `sku` wins over `offer_id` when both are given."""
+        body = req.json()
+        by_sku = {p["sku"]: pid for pid, p in self.products.items()}
+        if body.get("sku"):
+            pids = [by_sku[int(s)] for s in body["sku"] if int(s) in by_sku]
+        else:
+            pids = [self.by_offer[o] for o in body.get("offer_id") or [] if o in self.by_offer]
+        result = []
+        for pid in pids:
+            p = self.products[pid]
+            for w in self.warehouses:
+                key = (pid, w["warehouse_id"])
+                if key in self.stocks:
+                    result.append({"sku": p["sku"], "offer_id": p["offer_id"], "product_id": pid,
+                                   "present": self.stocks[key], "reserved": self.reserved.get(key, 0),
+                                   "warehouse_id": w["warehouse_id"], "warehouse_name": w["name"]})
+        return SandboxReply(200, {"result": result})
 
     # -- postings
 
