@@ -164,6 +164,9 @@ def reconcile_stock(conn: sqlite3.Connection, cfg: CloudConfig, adapters: dict[s
     """Run the three-way reconciliation and keep it; with `alert`, unexplained differences go to Telegram
     (once a day while they last)."""
     shown = read_shown(adapters) if read_back else {}
+    if read_back:
+        for name in cfg.accounts:
+            shown.setdefault(name, "кабинет не открыт (ключи не введены или не подошли): остатки площадки не прочитаны")
     horizon = (cfg.onec.in_flight_horizon_h if cfg.onec else OnecSettings.in_flight_horizon_h) * 3600
     result = reconcile.reconcile(conn, cfg, shown, now=now, horizon_s=horizon)
     reconcile.record(conn, result)

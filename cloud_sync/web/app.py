@@ -24,10 +24,10 @@ from cloud_sync.service.accounts import AccountAdapters
 from cloud_sync.stock import ledger
 from cloud_sync.web import api, auth, errors, openapi, print_forms, push
 from cloud_sync.web.context import EXTENSION, ApiError, Context, close_db
-from cloud_sync.web.pages import home, orders, prices, products, reports, settings, sites, stocks
+from cloud_sync.web.pages import home, orders, prices, products, reconcile, reports, settings, sites, stocks
 from marketplaces.base import Marketplace, MarketplaceError
 
-PAGES = (home, orders, products, prices, stocks, reports, sites, settings)
+PAGES = (home, orders, products, prices, stocks, reconcile, reports, sites, settings)
 
 
 def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: Mapping[str, Marketplace] | None = None,
