@@ -18,8 +18,10 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from marketplaces.sandbox.seed import demo_items
 from marketsync.broker import Broker
@@ -92,6 +94,8 @@ class Demo:
         self._seen_events = 0
         self._stopping = False
         self.rng = random.Random(42)
+        self.cloud_config: Path | None = None
+        self.reconciled: dict[str, int] | None = None  # the evening's «Сверка» summary
 
     # ------------------------------------------------------------------ plumbing
 
@@ -168,6 +172,7 @@ class Demo:
         cloud = write_cloud_config(folder, db_path=self.cloud_db, link=self.broker.link_settings(),
                                    time_scale=self.args.time_scale, sandboxes=self.sandboxes)
         config = cloud.path
+        self.cloud_config = config
         self.onec_password_file, self.push_tokens = cloud.onec_password_file, cloud.push_tokens
         password_file, self.api_token = write_demo_owner(config, folder / "secrets")
         info = self.service("cloud", "cloud", "serve", "--config", str(config), timeout=90)
@@ -209,6 +214,7 @@ class Demo:
         duration = self.args.duration
         next_order = time.monotonic()
         next_courier = time.monotonic() + self.args.courier_every
+        balances_sent = False
         self.say("orders start arriving on every marketplace; the site packs them as they come")
         while True:
             now = time.monotonic()
@@ -220,6 +226,9 @@ class Demo:
             if now >= next_courier:
                 self.courier_arrives()
                 next_courier = now + self.args.courier_every
+            if not balances_sent and duration and now - self.started >= duration / 2:
+                self.onec_sends_balances()
+                balances_sent = True
             self.report_events()
             self.check_services()
             time.sleep(0.5)
@@ -229,6 +238,40 @@ class Demo:
             self.report_events()
             time.sleep(0.5)
         self.onec_takes_orders()
+        self.reconcile()
+
+    def onec_sends_balances(self) -> None:
+        """Mid-shift, 1C sends its balances as its books have them (formed 30 s ago, knowing nothing of
+        today's orders): the units reserved and packed since stay off — they are "in flight" until 1C books
+        the shipments — so no marketplace is shown a shipped unit again."""
+        formed = datetime.now(ZoneInfo("Europe/Moscow")) - timedelta(seconds=30)
+        files = write_files(demo_items(self.args.items), self.work / "1c-midday",
+                            formed_at=formed.strftime("%Y-%m-%dT%H:%M:%S"))
+        password = Path(self.onec_password_file).read_text("utf-8").strip()
+        try:
+            reply = OneCExchange(f"{self.cloud_url}/1c/exchange", "1c", password).send_catalog_file(
+                "offers.xml", files[1].read_bytes())
+        except OSError as exc:
+            self.errors.append(f"1C balances: {exc}")
+            self.say(f"1C could not send its balances: {exc}")
+            return
+        self.say(f"1C sent its balances formed at {formed:%H:%M:%S} (Moscow time), as its books have them: "
+                 f"{reply.splitlines()[0]}; units packed since then stay off every marketplace (in flight until "
+                 "1C books the shipments)")
+
+    def reconcile(self) -> None:
+        """The evening's «Сверка»: 1C, the ledger with its moves in flight, what each marketplace shows."""
+        out = subprocess_run(marketsync_argv("reconcile", "--config", str(self.cloud_config)))
+        lines = out.stdout.strip().splitlines()
+        try:
+            self.reconciled = json.loads(lines[-1])
+        except (IndexError, ValueError):
+            self.errors.append(f"reconcile: {(out.stderr or out.stdout).strip()[:200]}")
+            return
+        for line in lines[:-1][:8]:
+            self.say(f"сверка: {line}")
+        self.say(f"сверка остатков: {self.reconciled['differences']} расхождений, объяснено "
+                 f"{self.reconciled['explained']}, без объяснения {self.reconciled['unexplained']}")
 
     def onec_takes_orders(self) -> None:
         """What 1C does in the evening over the CommerceML exchange: log in, ask for the orders
@@ -304,6 +347,8 @@ class Demo:
     def stop(self) -> dict[str, Any]:
         summary = {"orders_seen": 0, "orders_packed": 0, "labels_printed": 0, "stock_pushes": 0,
                    "errors": len(self.errors)}
+        if self.reconciled is not None:
+            summary["stock_unexplained"] = int(self.reconciled.get("unexplained", 0))
         if self.cloud_url:
             try:
                 cloud = http_json("GET", f"{self.cloud_url}/api/summary", token=self.api_token)

@@ -1,6 +1,7 @@
 """The demo's 1C: the client side of the CommerceML "exchange with site" protocol, as 1C runs it.
 
-Only what the demo's evening needs: log in (`checkauth`, Basic auth → cookie), `init`, ask for the orders
+Only what the demo needs: send a balances package mid-shift (`type=catalog`: `checkauth`, `init`, the file
+in one chunk, `import` until success), and in the evening log in (Basic auth → cookie), ask for the orders
 (`type=sale&mode=query`), count the «Заказ товара» documents, and confirm them (`mode=success`). Plain
 HTTP (urllib); it knows nothing of the cloud's internals.
 """
@@ -8,6 +9,7 @@ HTTP (urllib); it knows nothing of the cloud's internals.
 from __future__ import annotations
 
 import base64
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -21,9 +23,13 @@ class OneCExchange:
         self.timeout = timeout
         self.cookie = ""
 
-    def call(self, mode: str, kind: str = "sale", *, auth: bool = False) -> bytes:
-        query = urllib.parse.urlencode({"type": kind, "mode": mode})
-        req = urllib.request.Request(f"{self.url}?{query}")
+    def call(self, mode: str, kind: str = "sale", *, auth: bool = False, filename: str = "",
+             data: bytes | None = None) -> bytes:
+        params = {"type": kind, "mode": mode}
+        if filename:
+            params["filename"] = filename
+        query = urllib.parse.urlencode(params)
+        req = urllib.request.Request(f"{self.url}?{query}", data=data, method="POST" if data is not None else "GET")
         if auth:
             req.add_header("Authorization", self.basic)
         if self.cookie:
@@ -34,14 +40,28 @@ class OneCExchange:
         except urllib.error.HTTPError as exc:
             raise OSError(f"1C exchange {mode}: HTTP {exc.code} {exc.read()[:200]!r}") from None
 
-    def take_orders(self) -> tuple[int, int]:
-        """checkauth → init → query → success → query again; the numbers of order documents received the
-        first time and the second time (0 when success marked them delivered)."""
-        answer = self.call("checkauth", auth=True).decode("utf-8", "replace").splitlines()
+    def login(self, kind: str) -> None:
+        answer = self.call("checkauth", kind, auth=True).decode("utf-8", "replace").splitlines()
         if not answer or answer[0] != "success":
             raise OSError(f"1C exchange refused the login: {' '.join(answer)[:200]}")
         self.cookie = f"{answer[1]}={answer[2]}"
-        self.call("init")
+        self.call("init", kind)
+
+    def send_catalog_file(self, name: str, data: bytes, timeout_s: float = 60.0) -> str:
+        """Upload one CommerceML file and have it imported; 1C's last answer ("success…")."""
+        self.login("catalog")
+        self.call("file", "catalog", filename=name, data=data)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            reply = self.call("import", "catalog", filename=name).decode("utf-8", "replace")
+            if not reply.startswith("progress") or time.monotonic() > deadline:
+                return reply.strip()
+            time.sleep(0.2)
+
+    def take_orders(self) -> tuple[int, int]:
+        """checkauth → init → query → success → query again; the numbers of order documents received the
+        first time and the second time (0 when success marked them delivered)."""
+        self.login("sale")
         first = self.query()
         reply = self.call("success").decode("utf-8", "replace").strip()
         if not reply.startswith("success"):

@@ -16,14 +16,20 @@ WAREHOUSE_NAME = "Основной склад"
 RETAIL_PRICE_TYPE = "pt-retail"
 COST_PRICE_TYPE = "pt-cost"
 
-_HEAD = '<?xml version="1.0" encoding="UTF-8"?>\n<КоммерческаяИнформация ВерсияСхемы="2.08" ДатаФормирования="2026-11-26T09:00:00">\n'
+FORMED_AT = "2026-11-26T09:00:00"  # the morning package's ДатаФормирования (1C's local time)
 
 
-def write_files(items: list[DemoItem], folder: Path) -> list[Path]:
+def _head(formed_at: str) -> str:
+    return ('<?xml version="1.0" encoding="UTF-8"?>\n'
+            f'<КоммерческаяИнформация ВерсияСхемы="2.08" ДатаФормирования="{formed_at}">\n')
+
+
+def write_files(items: list[DemoItem], folder: Path, formed_at: str = FORMED_AT) -> list[Path]:
+    """import.xml and offers.xml of the demo catalog, formed by 1C at `formed_at` (its local time)."""
     folder.mkdir(parents=True, exist_ok=True)
     groups = sorted({it.category for it in items})
     group_id = {name: f"grp-{i + 1}" for i, name in enumerate(groups)}
-    imp = [_HEAD, "<Классификатор><Ид>demo-classifier</Ид><Наименование>Демо</Наименование><Группы>\n"]
+    imp = [_head(formed_at), "<Классификатор><Ид>demo-classifier</Ид><Наименование>Демо</Наименование><Группы>\n"]
     for name in groups:
         imp.append(f"<Группа><Ид>{group_id[name]}</Ид><Наименование>{escape(name)}</Наименование></Группа>\n")
     imp.append("</Группы></Классификатор>\n")
@@ -38,7 +44,7 @@ def write_files(items: list[DemoItem], folder: Path) -> list[Path]:
         )
     imp.append("</Товары></Каталог></КоммерческаяИнформация>\n")
 
-    off = [_HEAD, '<ПакетПредложений СодержитТолькоИзменения="false"><Ид>demo-offers</Ид>'
+    off = [_head(formed_at), '<ПакетПредложений СодержитТолькоИзменения="false"><Ид>demo-offers</Ид>'
            "<Наименование>Демо</Наименование><ИдКаталога>demo-catalog</ИдКаталога>"
            "<ИдКлассификатора>demo-classifier</ИдКлассификатора><ТипыЦен>"
            f"<ТипЦены><Ид>{RETAIL_PRICE_TYPE}</Ид><Наименование>Розничная</Наименование><Валюта>RUB</Валюта></ТипЦены>"
