@@ -60,18 +60,8 @@ class Envelope:
     body: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "id": self.id,
-                "site": self.site,
-                "seq": self.seq,
-                "type": self.type,
-                "ts": self.ts,
-                "body": self.body,
-            },
-            separators=(",", ":"),
-            ensure_ascii=False,
-        )
+        """The canonical text (`canonical`): what the outbox stores, so `sign` need not rebuild it."""
+        return canonical(self.to_dict()).decode("ascii")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -158,16 +148,22 @@ def canonical(data: dict[str, Any]) -> bytes:
 
 
 def mac(secret: bytes, direction: str, data: dict[str, Any]) -> str:
+    """The MAC of a decoded envelope for `direction` (base64url, no padding)."""
     digest = hmac.new(secret, b"ms/v1 " + direction.encode() + b"\n" + canonical(data), hashlib.sha256)
     return base64.urlsafe_b64encode(digest.digest()).decode().rstrip("=")
 
 
 def sign(payload: str, key: Key) -> str:
-    """One envelope (as stored in the outbox) with `kid` and `mac` added for `key`'s direction."""
-    data = {k: v for k, v in json.loads(payload).items() if k not in PROOF}
-    data["kid"] = key.kid
-    data["mac"] = mac(key.secret, key.direction, data)
-    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    """One envelope (as stored in the outbox) with `kid` and `mac` added for `key`'s direction. The
+    outbox holds canonical text (`Envelope.to_json`; it starts with `{"body":`, the first key sorted):
+    signed as it is. Anything else (a row written before envelopes were canonical) is rebuilt first."""
+    if payload.startswith('{"body":'):
+        text = payload.encode("ascii")
+    else:
+        text = canonical(json.loads(payload))
+    digest = hmac.new(key.secret, b"ms/v1 " + key.direction.encode() + b"\n" + text, hashlib.sha256).digest()
+    proof = base64.urlsafe_b64encode(digest).decode().rstrip("=")
+    return f'{text[:-1].decode("ascii")},"kid":{json.dumps(key.kid)},"mac":"{proof}"}}'
 
 
 def verify(data: dict[str, Any], keys: Keyring, site: str, direction: str) -> str | None:

@@ -491,11 +491,12 @@ class SiteLink:
         if self.keys is not None and isinstance(data, dict):
             failed = self._check_mac(data, peer)
             if failed:  # not from its sender: recorded, never applied, acknowledged or sequenced
-                msg_id, msg_type = data.get("id"), data.get("type")
+                msg_id, msg_type, seq = data.get("id"), data.get("type"), data.get("seq")
                 self._raw_dead.append({
                     "topic": topic, "reason": failed, "payload": payload, "peer": peer, "once": True,
                     "id": msg_id if isinstance(msg_id, str) else None,
                     "type": msg_type if isinstance(msg_type, str) else None,
+                    "seq": seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
                 })
                 return
         try:
