@@ -185,6 +185,36 @@ def verify(data: dict[str, Any], keys: Keyring, site: str, direction: str) -> st
     return None
 
 
+def _ack_mac(secret: bytes, direction: str, acks: Any) -> str:
+    text = json.dumps({"acks": acks}, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    digest = hmac.new(secret, b"ms/v1 ack/" + direction.encode() + b"\n" + text, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def sign_acks(acks: list[tuple[int, str]], key: Key | None) -> str:
+    """An acknowledgement payload `{"acks": [[seq, id], ...]}`, with `kid` and `mac` when there is a key
+    (the acknowledging side's key for the way the ack travels: a site's acks go up)."""
+    data: dict[str, Any] = {"acks": [[s, i] for s, i in acks]}
+    if key is not None:
+        data["kid"] = key.kid
+        data["mac"] = _ack_mac(key.secret, key.direction, data["acks"])
+    return json.dumps(data, separators=(",", ":"))
+
+
+def verify_acks(data: dict[str, Any], keys: Keyring, site: str, direction: str) -> str | None:
+    """Why a decoded acknowledgement from `site`'s `direction` stream is not proven; None when it holds.
+    A forged ack would make the other side drop messages that never arrived."""
+    kid, got = data.get("kid"), data.get("mac")
+    if not isinstance(kid, str) or not isinstance(got, str):
+        return "MAC check failed: the acknowledgement carries no kid/mac"
+    key = keys.find(site, direction, kid)
+    if key is None or not key.valid_at(datetime.now(UTC)):
+        return f"MAC check failed: the acknowledgement's kid {kid[:40]!r} is no valid {direction} key of {site!r}"
+    if not hmac.compare_digest(got.encode(), _ack_mac(key.secret, direction, data.get("acks")).encode()):
+        return f"MAC check failed: the acknowledgement's MAC does not match ({direction} key {kid!r})"
+    return None
+
+
 def parse_batch(raw: bytes | str) -> list[Any]:
     """Decode one MQTT payload: a JSON object is one envelope, a JSON array a batch of them (the link
     packs a backlog into batches). Returns the decoded items (not yet checked: see `from_dict`); raises

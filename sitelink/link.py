@@ -20,7 +20,9 @@ published (`envelope.sign`, the key of that site and direction) and every receiv
 anything else (`envelope.verify`). One that fails is written to `link_dead_letters` with the reason and is
 neither applied, nor acknowledged, nor given a place in the sequence: a forgery changes nothing, and a
 real message signed with a key this side does not have yet is published again by its sender and applied
-once the key file is updated (it is read again when it changes). Without keys the link sends unsigned
+once the key file is updated (it is read again when it changes). Acknowledgements are signed and
+checked alike (a forged one would make the sender drop what never arrived): one that fails deletes
+nothing and is recorded as a dead letter. Without keys the link sends unsigned
 and checks nothing (it says so in the log at start): for tests and a broker on the loopback only.
 
 Session: `clean_start=False` with a session expiry, so the broker keeps subscriptions and queued
@@ -469,10 +471,20 @@ class SiteLink:
 
     def _accept_ack(self, peer: str, payload: bytes) -> None:
         try:
-            acks = [(int(s), str(i)) for s, i in json.loads(payload)["acks"]]
+            data = json.loads(payload)
+            acks = [(int(s), str(i)) for s, i in data["acks"]]
         except (ValueError, KeyError, TypeError) as exc:
             self._note_error(f"unreadable acknowledgement from {peer}: {exc}")
             return
+        if self.keys is not None:
+            kid = data.get("kid")
+            if isinstance(kid, str) and self.keys.find(peer, self.inbound, kid) is None:
+                self._reload_keys()
+            failed = envelope.verify_acks(data, self.keys, peer, self.inbound)
+            if failed:  # nothing is deleted from the outbox: what it names is sent again
+                self._raw_dead.append({"topic": f"{PREFIX}/{peer}/ack/{self.inbound}", "reason": failed,
+                                       "payload": payload, "peer": peer})
+                return
         self._pending_acks.setdefault(peer, []).extend(acks)
 
     def _accept(self, topic: str, peer: str, payload: bytes, now: float) -> None:
@@ -762,8 +774,9 @@ class SiteLink:
         if client is None:
             return
         topic = f"{PREFIX}/{peer}/ack/{self.outbound}"  # an ack travels the way we send
+        key = self.keys.signing_key(peer, self.outbound) if self.keys is not None else None
         for i in range(0, len(acks), 1000):
-            client.publish(topic, json.dumps({"acks": acks[i : i + 1000]}, separators=(",", ":")), qos=1)
+            client.publish(topic, envelope.sign_acks(acks[i : i + 1000], key), qos=1)
 
     # -- sending
 

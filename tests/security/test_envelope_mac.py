@@ -225,3 +225,29 @@ def test_an_outbox_row_written_before_signing_existed_is_signed_alike():
         signed = json.loads(envelope.sign(row, k))
         assert envelope.verify(signed, keys.Keyring([k]), "site-1", "down") is None
         assert envelope.from_dict(signed) == env
+
+
+def test_a_forged_acknowledgement_deletes_nothing(broker, tmp_path):
+    """site-1's password without its key acknowledges the cloud's pick task before the site got it:
+    the task stays in the cloud's outbox (a dead letter says why) and reaches the real site later."""
+    cloud = make_link(broker, tmp_path, "cloud")
+    try:
+        cloud.start()
+        wait_for(lambda: cloud.connected, 15, "the cloud link")
+        env = cloud.send(sqlite.connect(tmp_path / "cloud.db"), "pick_task", pick(1), site="site-1")
+        thief = Intruder(door(broker), "site-1", "thief")
+        thief.publish("ms/v1/site-1/ack/up", json.dumps({"acks": [[env.seq, env.id]]}))
+        thief.publish("ms/v1/site-1/ack/up", json.dumps({"acks": [[env.seq, env.id]], "kid": "x", "mac": "y"}))
+        thief.close()
+        wait_for(lambda: len(dead(tmp_path / "cloud.db")) >= 2, 15, "two dead letters")
+        assert all("acknowledgement" in d["reason"] for d in dead(tmp_path / "cloud.db"))
+        assert cloud.status()["outbox_total"] == 1, "a forged ack deleted the pick task"
+        site = make_link(broker, tmp_path, "site", "site-1")
+        try:
+            site.start()
+            assert cloud.wait_idle(20)  # the real site's signed ack
+            assert applied(tmp_path / "site-1.db") == ["t1"]
+        finally:
+            site.stop()
+    finally:
+        cloud.stop()
