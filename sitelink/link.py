@@ -5,8 +5,9 @@ The link's worker thread reads the outbox in order and publishes at QoS 1 with a
 flight per peer (a backlog goes out as batches: one MQTT payload holding a JSON array of envelopes); the
 receiver's acknowledgement deletes them: a list of (seq, id) on `ms/v1/{site}/ack/up` when the site
 acknowledges, `ms/v1/{site}/ack/down` when the cloud does (`up`/`down` is always the way a message
-travels, so the broker's ACL lets a site publish only `up`, `ack/up` and `state`). Unacknowledged messages are published again after a reconnect, when the peer comes back
-online, or when no acknowledgement has come for `resend_after` seconds.
+travels, so the broker's ACL lets a site publish only `up`, `ack/up` and `state`). Unacknowledged
+messages are published again after a reconnect, when the peer comes back online, or when no
+acknowledgement has come for `resend_after` seconds.
 
 Receiving: each message is parsed, put in per-sender `seq` order (out-of-order ones are held until the
 gap fills, or `gap_timeout` passes: then the gap is recorded in `link_gaps` and the link moves on),
@@ -22,8 +23,8 @@ neither applied, nor acknowledged, nor given a place in the sequence: a forgery 
 real message signed with a key this side does not have yet is published again by its sender and applied
 once the key file is updated (it is read again when it changes). Acknowledgements are signed and
 checked alike (a forged one would make the sender drop what never arrived): one that fails deletes
-nothing and is recorded as a dead letter. Without keys the link sends unsigned
-and checks nothing (it says so in the log at start): for tests and a broker on the loopback only.
+nothing and is recorded as a dead letter. Without keys the link sends unsigned and checks nothing (it
+says so in the log at start): for tests and a broker on the loopback only.
 
 Session: `clean_start=False` with a session expiry, so the broker keeps subscriptions and queued
 messages while a side is away. A site publishes a retained `online`/`offline` on `ms/v1/{site}/state`,
