@@ -37,6 +37,7 @@ from cloud_sync.config_sections import (
 )
 from marketplaces import profiles
 from marketplaces.base import UNIFIED_STATUSES, AccountConfig
+from sitelink import keys
 from sitelink.config_file import ConfigError, Place, shown
 
 __all__ = ["UNIFIED_STATUSES", "AccountSettings", "Allocation", "CloudConfig", "ConfigError", "JobSettings",
@@ -200,6 +201,19 @@ def _link_password(link: LinkSettings, env: dict[str, str], where: Place) -> str
     return password
 
 
+def _link_keys(link: LinkSettings, base_dir: Path, where: Place) -> str | None:
+    """The envelope key file, relative to the config's folder, checked now (never showing a key)."""
+    if not link.keys_file:
+        return None
+    path = Path(link.keys_file)
+    path = path if path.is_absolute() else base_dir / path
+    try:
+        keys.read_keys(path)
+    except keys.KeyFileError as exc:
+        raise where.at("keys_file").error(str(exc)) from None
+    return str(path)
+
+
 def parse_config(data: dict[str, Any], *, base_dir: Path | None = None,
                  env: dict[str, str] | None = None, source: str = "cloud.toml") -> CloudConfig:
     """Build a CloudConfig from parsed TOML; every key optional, none unknown. `source` names the file in
@@ -224,6 +238,7 @@ def parse_config(data: dict[str, Any], *, base_dir: Path | None = None,
 
     cfg.link = tables.link
     cfg.link.password = _link_password(tables.link, env, top.at("link"))
+    cfg.link.keys_file = _link_keys(tables.link, base_dir, top.at("link"))
 
     for mp, table in tables.status_map.items():
         cfg.status_map.setdefault(mp, {}).update(table)

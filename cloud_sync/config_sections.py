@@ -88,6 +88,9 @@ class LinkSettings:
     enabled: bool = True
     password_env: str | None = None
     password_file: str | None = None
+    # the envelope keys of every site (sitelink.keys; `marketsync link broker-config` writes
+    # credentials/cloud.keys): what the cloud sends is signed, what a site sends is checked. None: unsigned
+    keys_file: str | None = None
 
 
 @dataclass

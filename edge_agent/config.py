@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from sitelink.config_file import ConfigError, Place, read, secret
+from sitelink.keys import KeyFileError, read_keys
 
 __all__ = ["DEFAULTS", "CameraSettings", "ConfigError", "EdgeConfig", "LabelStock", "MqttConfig",
            "PrinterSettings", "ScannerSettings", "Staff", "check_pin", "config_from_dict", "hash_pin",
@@ -74,6 +75,7 @@ class MqttConfig:
     password: str | None = secret(None)
     password_file: str | None = None
     tls_ca: str | None = None
+    keys_file: str | None = None  # this site's envelope keys (sitelink.keys); None: unsigned, unchecked
 
 
 @dataclass
@@ -273,6 +275,12 @@ def config_from_dict(data: dict[str, Any], base: Path | None = None, *, source: 
             cam.source = _path(base, cam.source)
     mqtt.password_file = _path(base, mqtt.password_file) if mqtt.password_file else None
     mqtt.tls_ca = _path(base, mqtt.tls_ca) if mqtt.tls_ca else None
+    if mqtt.keys_file:
+        mqtt.keys_file = _path(base, mqtt.keys_file)
+        try:
+            read_keys(mqtt.keys_file)
+        except KeyFileError as exc:
+            raise Place(source).at("mqtt").at("keys_file").error(str(exc)) from None
     return EdgeConfig(
         site_id=site.id, warehouse=site.warehouse, db_path=_path(base, site.db_path),
         web_host=web.host, web_port=web.port, secret_key=web.secret_key, stations=site.stations or ["pack-1"],
@@ -316,7 +324,8 @@ def check_pin(pin: str, pin_hash: str) -> bool:
 
 def write_config(path: str | os.PathLike[str], *, site_id: str, db_path: str, labels_dir: str,
                  mqtt_host: str = "127.0.0.1", mqtt_port: int = 1883, mqtt_username: str | None = None,
-                 mqtt_password_file: str | None = None, tls_ca: str | None = None, web_port: int = 0,
+                 mqtt_password_file: str | None = None, tls_ca: str | None = None,
+                 mqtt_keys_file: str | None = None, web_port: int = 0,
                  warehouse: str = "main", auto_pack: bool = False, staff: dict[str, str] | None = None,
                  label_mm: tuple[float, float] | None = None, dpi: int = 203) -> Path:
     """Write a working edge.toml (the demo and tests use it). `staff` maps names to PINs; only hashes
@@ -333,6 +342,8 @@ def write_config(path: str | os.PathLike[str], *, site_id: str, db_path: str, la
         lines.append(f"password_file = {q(mqtt_password_file)}")
     if tls_ca:
         lines.append(f"tls_ca = {q(tls_ca)}")
+    if mqtt_keys_file:
+        lines.append(f"keys_file = {q(mqtt_keys_file)}")
     lines += ["", "[printer]", 'kind = "virtual"', f"out_dir = {q(labels_dir)}"]
     if label_mm:
         lines += ["", "[label]", f"width_mm = {label_mm[0]}", f"height_mm = {label_mm[1]}", f"dpi = {int(dpi)}"]

@@ -28,7 +28,7 @@ def open_link(cfg: EdgeConfig) -> SiteLink:
     # message survives a power cut
     return SiteLink(LinkConfig(role="site", site_id=cfg.site_id, db_path=cfg.db_path, host=m.host,
                                port=m.port, username=m.username, password=cfg.mqtt_password(),
-                               tls_ca=m.tls_ca, connect=store.open_conn))
+                               tls_ca=m.tls_ca, keys_file=m.keys_file, connect=store.open_conn))
 
 
 @dataclass

@@ -3,8 +3,10 @@ config, persistence and log in a temporary directory (never the system broker on
 
 `Broker()` is open (anonymous) by default. `Broker(secure=True, sites=[...])` is configured the way a
 real deployment is (systemd/mosquitto/, `sitelink.broker_config`): TLS with a CA and server certificate
-generated here, a username/password per site and one for the cloud, and an ACL that lets site X read
-and write only `ms/v1/X/#` (the cloud all of `ms/v1/#`); anonymous clients are refused.
+generated here, a username/password per site and one for the cloud, each client's id bound to its user
+(`use_username_as_clientid`), the ACL of directions (`acl_text`: a site publishes only up, ack/up and its
+state, reads only down, ack/down and the cloud's state; the cloud the reverse), and envelope keys per
+site and direction (`keys_file(user)`, in `link_settings`); anonymous clients are refused.
 This is a development and demo tool: production brokers are configured by `marketsync link broker-config`.
 """
 
@@ -21,6 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sitelink import keys
 from sitelink.broker_config import CLOUD_USER, BrokerError, acl_text, make_tls_files, write_password_file
 
 MOSQUITTO = os.environ.get("MARKETSYNC_MOSQUITTO", "/usr/sbin/mosquitto")
@@ -86,12 +89,22 @@ class Broker:
         """(username, password) of the cloud (`"cloud"`) or a site, in secure mode."""
         return user, self.passwords[user]
 
+    @property
+    def keys_dir(self) -> Path:
+        """Where the envelope keys are, in secure mode: `cloud.keys` and `<site>.keys` (sitelink.keys)."""
+        return self.workdir / "keys"
+
+    def keys_file(self, user: str) -> str:
+        """The envelope key file of the cloud (`"cloud"`) or a site, in secure mode."""
+        return str(self.keys_dir / f"{user}.keys")
+
     def link_settings(self, site: str | None = None) -> dict[str, Any]:
         """LinkConfig keyword arguments to reach this broker as the cloud (site=None) or as `site`."""
         out: dict[str, Any] = {"host": self.host, "port": self.port}
         if self.secure:
             user = site or CLOUD_USER
-            out.update(username=user, password=self.passwords[user], tls_ca=self.ca_file)
+            out.update(username=user, password=self.passwords[user], tls_ca=self.ca_file,
+                       keys_file=self.keys_file(user))
         return out
 
     def _configure(self) -> None:
@@ -120,6 +133,9 @@ class Broker:
             acl = self.workdir / "acl"
             acl.write_text(acl_text(self.sites))
             os.chmod(acl, 0o600)
+            self.keys_dir.mkdir(exist_ok=True)
+            os.chmod(self.keys_dir, 0o700)
+            keys.provision(self.keys_dir, self.sites, CLOUD_USER)
             lines += [
                 f"cafile {self.tls['ca']}",
                 f"certfile {self.tls['cert']}",
@@ -128,6 +144,7 @@ class Broker:
                 "allow_anonymous false",
                 f"password_file {self.workdir / 'passwd'}",
                 f"acl_file {acl}",
+                "use_username_as_clientid true",
             ]
         else:
             lines.append("allow_anonymous true")

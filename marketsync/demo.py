@@ -129,7 +129,7 @@ class Demo:
     def start_broker(self) -> None:
         self.broker = Broker(workdir=self.work / "broker", secure=True, sites=[SITE_ID])
         self.broker.start()
-        self.say(f"MQTT broker (Mosquitto, TLS + per-site ACL) on {self.broker.host}:{self.broker.port}")
+        self.say(f"MQTT broker (Mosquitto, TLS, client id = user, ACL of directions, signed envelopes) on {self.broker.host}:{self.broker.port}")
 
     def start_sandboxes(self) -> None:
         for mp in [m.strip() for m in self.args.marketplaces.split(",") if m.strip()]:

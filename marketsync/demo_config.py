@@ -82,6 +82,8 @@ def write_cloud_config(folder: Path, *, db_path: Path, link: dict[str, Any], tim
         pw = _secret(secrets / "mqtt-password", link["password"])
         lines += [f"username = {_toml_value(link['username'])}", f"password_file = {_toml_value(str(pw))}",
                   f"tls_ca = {_toml_value(link['tls_ca'])}"]
+    if link.get("keys_file"):
+        lines.append(f"keys_file = {_toml_value(link['keys_file'])}")
     onec_password = _secret(secrets / "onec-password", token_urlsafe(18))
     written = CloudConfig(folder / "cloud.toml", onec_password)
     lines += ["", "[onec]  # 1C's exchange with the cloud (the demo plays 1C: it takes the day's orders)",
@@ -121,7 +123,8 @@ def write_edge_config(folder: Path, link: dict[str, Any]) -> tuple[Path, Path]:
     path = write_config(
         folder / "edge.toml", site_id=SITE_ID, db_path=str(folder / "site.sqlite"), labels_dir=str(labels),
         mqtt_host=link["host"], mqtt_port=link["port"], mqtt_username=link.get("username"),
-        mqtt_password_file=password_file, tls_ca=link.get("tls_ca"), warehouse=WAREHOUSE_ID,
+        mqtt_password_file=password_file, tls_ca=link.get("tls_ca"), mqtt_keys_file=link.get("keys_file"),
+        warehouse=WAREHOUSE_ID,
         auto_pack=True, staff={"Демо": "1234"}, label_mm=(75, 120),
     )
     return path, labels

@@ -1,7 +1,10 @@
 """What a real Mosquitto needs for the site link, written by `marketsync link broker-config`: TLS (a CA
 and a server certificate made here), a password file (Mosquitto 2's PBKDF2 hashes, or its own
-`mosquitto_passwd`), the per-site ACL (site X reads and writes only `ms/v1/X/#`, the cloud all of
-`ms/v1/#`) and the listener's config for /etc/mosquitto/conf.d (see systemd/mosquitto/).
+`mosquitto_passwd`), the ACL of directions (`acl_text`: a site publishes only what goes up from it
+and reads only what comes down to it; the cloud the reverse), the envelope keys of each site
+(`sitelink.keys`) and the listener's config for /etc/mosquitto/conf.d (see systemd/mosquitto/), which
+binds each client id to its user (`use_username_as_clientid`): no password takes over another user's
+session.
 
 The same pieces configure the project's own local broker for tests, benchmarks and the demo
 (`marketsync.broker`, which is not shipped with the link).
@@ -18,6 +21,8 @@ import secrets
 import shutil
 import subprocess
 from pathlib import Path
+
+from sitelink import keys
 
 CLOUD_USER = "cloud"
 
@@ -50,20 +55,45 @@ def write_password_file(path: Path, users: dict[str, str], *, use_tool: bool = T
     os.chmod(path, 0o600)
 
 
+def check_site_id(site: str, cloud_user: str = CLOUD_USER) -> None:
+    """A site id fit for topics, the ACL and the password file: not empty, no MQTT wildcard, no `/`, no
+    whitespace or `:`, and not the cloud's own name."""
+    if not site or any(c in site for c in "/+#:") or any(c.isspace() for c in site) or site == cloud_user:
+        raise BrokerError(f"bad site id for the broker ACL: {site!r}")
+
+
 def acl_text(sites: list[str], cloud_user: str = CLOUD_USER) -> str:
-    """The ACL: the cloud reads and writes every site's topics, each site only its own."""
+    """The ACL of directions. Site X publishes only `ms/v1/X/up` (its messages), `ms/v1/X/ack/up` (its
+    acknowledgements of the cloud's messages) and `ms/v1/X/state` (its presence), and reads only
+    `ms/v1/X/down`, `ms/v1/X/ack/down` and the cloud's presence `ms/v1/cloud/state`. The cloud the
+    reverse: publishes `ms/v1/+/down`, `ms/v1/+/ack/down` and its own presence; reads `+/up`, `+/ack/up`
+    and every `+/state`. Anything else is denied (Mosquitto: a denied publish is not delivered, a
+    subscription to a topic one may not read delivers nothing)."""
     lines = [
-        "# marketsync site link: each site touches only ms/v1/<its id>/#; all may read the cloud's presence",
-        "pattern read ms/v1/cloud/state",
+        "# marketsync site link: who may publish (write) and read what. Site X sends up, the cloud down;",
+        "# nothing else is allowed (written by `marketsync link broker-config`).",
         "",
         f"user {cloud_user}",
-        "topic readwrite ms/v1/#",
+        "topic write ms/v1/+/down",
+        "topic write ms/v1/+/ack/down",
+        f"topic write ms/v1/{cloud_user}/state",
+        "topic read ms/v1/+/up",
+        "topic read ms/v1/+/ack/up",
+        "topic read ms/v1/+/state",
         "",
     ]
     for site in sites:
-        if not site or any(c in site for c in "/+#") or site == cloud_user:
-            raise BrokerError(f"bad site id for the broker ACL: {site!r}")
-        lines += [f"user {site}", f"topic readwrite ms/v1/{site}/#", ""]
+        check_site_id(site, cloud_user)
+        lines += [
+            f"user {site}",
+            f"topic write ms/v1/{site}/up",
+            f"topic write ms/v1/{site}/ack/up",
+            f"topic write ms/v1/{site}/state",
+            f"topic read ms/v1/{site}/down",
+            f"topic read ms/v1/{site}/ack/down",
+            f"topic read ms/v1/{cloud_user}/state",
+            "",
+        ]
     return "\n".join(lines)
 
 
@@ -140,8 +170,9 @@ DEPLOY_CONF = """\
 # marketsync site link: the broker's listener for the cloud and the sites.
 # Installed as /etc/mosquitto/conf.d/marketsync.conf (Debian's mosquitto.service reads conf.d);
 # its files live in {dir}/ and are written by `marketsync link broker-config`.
-# TLS only, a username/password per site and one for the cloud, and an ACL: site X may read and
-# write ms/v1/X/# only; the cloud all of ms/v1/#. Anonymous clients are refused.
+# TLS only, a username/password per site and one for the cloud, and an ACL of directions: site X
+# publishes only ms/v1/X/up, ms/v1/X/ack/up and ms/v1/X/state and reads only ms/v1/X/down,
+# ms/v1/X/ack/down and ms/v1/cloud/state; the cloud the reverse. Anonymous clients are refused.
 listener {port}
 cafile {dir}/ca.crt
 certfile {dir}/server.crt
@@ -150,6 +181,9 @@ tls_version tlsv1.2
 allow_anonymous false
 password_file {dir}/passwd
 acl_file {dir}/acl
+# A client's id is its user name, whatever id it asks for: a site's password can never take over the
+# cloud's (or another site's) session. Each side keeps one persistent session under its own name.
+use_username_as_clientid true
 
 # A site may be away for days: keep its session (queued QoS 1 messages) meanwhile. The link's
 # own outbox is the real buffer; this only saves work when the site returns.
@@ -172,8 +206,11 @@ def write_deployment(
     directory: str = DEPLOY_DIR,
 ) -> dict[str, str]:
     """Write everything a real broker needs into `out`: marketsync.conf, the CA and server certificate,
-    the password file, the ACL, and `credentials/<user>.password` (mode 600) to hand to the cloud and
-    each site. Returns the passwords by user (shown nowhere else)."""
+    the password file, the ACL, and in `credentials/` (mode 600) what to hand to the cloud and each site:
+    `<user>.password` and the envelope keys, `<site>.keys` (that site's) and `cloud.keys` (every site's).
+    Returns the passwords by user (shown nowhere else)."""
+    for site in sites:
+        check_site_id(site)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "credentials").mkdir(exist_ok=True)
@@ -194,6 +231,8 @@ def write_deployment(
     (out / "marketsync.conf").write_text(deploy_conf(port, directory))
     for user, password in passwords.items():
         path = out / "credentials" / f"{user}.password"
-        path.write_text(password + "\n")
+        path.write_text("")
         os.chmod(path, 0o600)
+        path.write_text(password + "\n")
+    keys.provision(out / "credentials", sites, CLOUD_USER)
     return passwords

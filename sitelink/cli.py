@@ -4,18 +4,23 @@ marketsync link status --db PATH [--json]        queue depths, applied counts, l
                                                   dead letters with their reasons
 marketsync link dead-letters --db PATH [--limit N] [--json]
 marketsync link broker-config --out DIR --site ID [--site ID ...] [--hostname NAME ...] [--port 8883]
-                                                  a real broker's TLS files, passwords and per-site ACL
+                                                  a real broker's TLS files, passwords, ACL of directions,
+                                                  and each site's envelope keys (credentials/)
+marketsync link rotate-key --credentials DIR --site ID [--activate-in-hours 24] [--grace-days 14]
+                                                  new envelope keys of a site in cloud.keys and <site>.keys;
+                                                  the old ones still accepted for the grace period
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sqlite3
 import sys
 from pathlib import Path
 
-from sitelink import store
+from sitelink import keys, store
 from sitelink.broker_config import BrokerError, write_deployment
 
 
@@ -38,9 +43,18 @@ def main(argv: list[str]) -> int:
     p_conf.add_argument("--site", action="append", required=True, help="a site id (repeat per site)")
     p_conf.add_argument("--hostname", action="append", help="the broker's name(s) in its certificate")
     p_conf.add_argument("--port", type=int, default=8883)
+    p_rot = sub.add_parser("rotate-key", help="new envelope keys for a site (the old ones kept for a grace period)")
+    p_rot.add_argument("--credentials", required=True, help="the credentials folder broker-config wrote")
+    p_rot.add_argument("--site", required=True)
+    p_rot.add_argument("--activate-in-hours", type=float, default=24.0,
+                       help="when senders switch to the new keys (time to install both files)")
+    p_rot.add_argument("--grace-days", type=float, default=14.0,
+                       help="how long after the switch a message signed with the old key is still accepted")
     args = parser.parse_args(argv)
     if args.command == "broker-config":
         return write_broker_config(args)
+    if args.command == "rotate-key":
+        return rotate_key(args)
 
     path = Path(args.db)
     if not path.exists():
@@ -78,7 +92,25 @@ def write_broker_config(args: argparse.Namespace) -> int:
     print(
         f"passwords for {', '.join(sorted(passwords))} are in {out}/credentials/ (mode 600), shown nowhere else"
     )
+    print(f"envelope keys: {out}/credentials/<site>.keys to each site, cloud.keys to the cloud (mode 600)")
     print("keep ca.key off the broker box; see systemd/mosquitto/README.md for the install steps")
+    return 0
+
+
+def rotate_key(args: argparse.Namespace) -> int:
+    if args.activate_in_hours < 0 or args.grace_days < 0:
+        print("marketsync link rotate-key: hours and days must not be negative", file=sys.stderr)
+        return 2
+    try:
+        fresh = keys.rotate(args.credentials, args.site, activate_in=dt.timedelta(hours=args.activate_in_hours),
+                            grace=dt.timedelta(days=args.grace_days))
+    except keys.KeyFileError as exc:
+        print(f"marketsync link rotate-key: {exc}", file=sys.stderr)
+        return 2
+    start = fresh[0].active_from.strftime("%Y-%m-%dT%H:%M:%SZ")
+    print(f"new keys of {args.site}: {', '.join(f'{k.direction} {k.kid}' for k in fresh)}, used from {start}")
+    print(f"install {args.credentials}/{args.site}.keys at the site and cloud.keys at the cloud before then;"
+          " both are read again while running")
     return 0
 
 

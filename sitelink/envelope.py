@@ -7,10 +7,19 @@ an `Envelope` or raises `BadEnvelope` saying what is wrong; it never lets a malf
 
 On the wire an MQTT payload is one envelope (a JSON object) or, when a sender drains a backlog, a batch:
 a JSON array of envelopes, each checked on its own (`parse_batch` + `from_dict`).
+
+Proof of the sender: a sent envelope also carries `kid` (the key's id) and `mac`, the HMAC-SHA256 (base64url)
+of `ms/v1 <direction>\n` followed by the canonical envelope (`canonical`: the six fields above as JSON with
+sorted keys, no spaces, ASCII only), with the key of that site and direction (`sitelink.keys`). `sign` adds
+them when the link publishes; `verify` says why a received one fails (no MAC, unknown or expired key, a MAC
+that does not match) or None when it holds.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,9 +27,11 @@ from typing import Any
 
 from ulid import ULID
 
+from sitelink.keys import Key, Keyring
 from sitelink.messages import BadMessage, check_body
 
 FIELDS = ("id", "site", "seq", "type", "ts", "body")
+PROOF = ("kid", "mac")  # added by `sign`, not part of what is signed
 
 
 class BadEnvelope(BadMessage):
@@ -49,18 +60,8 @@ class Envelope:
     body: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "id": self.id,
-                "site": self.site,
-                "seq": self.seq,
-                "type": self.type,
-                "ts": self.ts,
-                "body": self.body,
-            },
-            separators=(",", ":"),
-            ensure_ascii=False,
-        )
+        """The canonical text (`canonical`): what the outbox stores, so `sign` need not rebuild it."""
+        return canonical(self.to_dict()).decode("ascii")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -116,7 +117,7 @@ def from_dict(data: Any, *, check: bool = True) -> Envelope:
     missing = [name for name in FIELDS if name not in data]
     if missing:
         raise BadEnvelope(f"envelope lacks {', '.join(missing)}", **known)
-    extra = sorted(set(data) - set(FIELDS))
+    extra = sorted(set(data) - set(FIELDS) - set(PROOF))
     if extra:
         raise BadEnvelope(f"envelope has unknown fields {', '.join(extra)}", **known)
     if known["id"] is None:
@@ -136,6 +137,82 @@ def from_dict(data: Any, *, check: bool = True) -> Envelope:
         except BadMessage as exc:
             raise BadEnvelope(str(exc), **known) from None
     return env
+
+
+def canonical(data: dict[str, Any]) -> bytes:
+    """The bytes a MAC covers: the envelope's six fields (never `kid`/`mac`), sorted keys at every level,
+    no spaces, ASCII only (non-ASCII as \\u escapes), so both sides compute them alike from parsed JSON."""
+    return json.dumps(
+        {k: data.get(k) for k in FIELDS}, sort_keys=True, separators=(",", ":"), ensure_ascii=True
+    ).encode("ascii")
+
+
+def mac(secret: bytes, direction: str, data: dict[str, Any]) -> str:
+    """The MAC of a decoded envelope for `direction` (base64url, no padding)."""
+    digest = hmac.new(secret, b"ms/v1 " + direction.encode() + b"\n" + canonical(data), hashlib.sha256)
+    return base64.urlsafe_b64encode(digest.digest()).decode().rstrip("=")
+
+
+def sign(payload: str, key: Key) -> str:
+    """One envelope (as stored in the outbox) with `kid` and `mac` added for `key`'s direction. The
+    outbox holds canonical text (`Envelope.to_json`; it starts with `{"body":`, the first key sorted):
+    signed as it is. Anything else (a row written before envelopes were canonical) is rebuilt first."""
+    if payload.startswith('{"body":'):
+        text = payload.encode("ascii")
+    else:
+        text = canonical(json.loads(payload))
+    digest = hmac.new(key.secret, b"ms/v1 " + key.direction.encode() + b"\n" + text, hashlib.sha256).digest()
+    proof = base64.urlsafe_b64encode(digest).decode().rstrip("=")
+    return f'{text[:-1].decode("ascii")},"kid":{json.dumps(key.kid)},"mac":"{proof}"}}'
+
+
+def verify(data: dict[str, Any], keys: Keyring, site: str, direction: str) -> str | None:
+    """Why the decoded envelope `data`, received on `site`'s `direction` stream, is not proven to come
+    from its sender; None when its MAC holds. The reason never holds a key."""
+    kid, got = data.get("kid"), data.get("mac")
+    if kid is None and got is None:
+        return "MAC check failed: the envelope carries no kid/mac"
+    if not isinstance(kid, str) or not isinstance(got, str):
+        return "MAC check failed: kid and mac must be strings"
+    key = keys.find(site, direction, kid)
+    if key is None:
+        return f"MAC check failed: no {direction} key {kid[:40]!r} for site {site!r}"
+    if not key.valid_at(datetime.now(UTC)):
+        assert key.expires is not None
+        return f"MAC check failed: {direction} key {kid!r} of site {site!r} expired at {key.expires:%Y-%m-%dT%H:%M:%SZ}"
+    if not hmac.compare_digest(got.encode(), mac(key.secret, direction, data).encode()):
+        return f"MAC check failed: the MAC does not match ({direction} key {kid!r} of site {site!r})"
+    return None
+
+
+def _ack_mac(secret: bytes, direction: str, acks: Any) -> str:
+    text = json.dumps({"acks": acks}, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    digest = hmac.new(secret, b"ms/v1 ack/" + direction.encode() + b"\n" + text, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+
+def sign_acks(acks: list[tuple[int, str]], key: Key | None) -> str:
+    """An acknowledgement payload `{"acks": [[seq, id], ...]}`, with `kid` and `mac` when there is a key
+    (the acknowledging side's key for the way the ack travels: a site's acks go up)."""
+    data: dict[str, Any] = {"acks": [[s, i] for s, i in acks]}
+    if key is not None:
+        data["kid"] = key.kid
+        data["mac"] = _ack_mac(key.secret, key.direction, data["acks"])
+    return json.dumps(data, separators=(",", ":"))
+
+
+def verify_acks(data: dict[str, Any], keys: Keyring, site: str, direction: str) -> str | None:
+    """Why a decoded acknowledgement from `site`'s `direction` stream is not proven; None when it holds.
+    A forged ack would make the other side drop messages that never arrived."""
+    kid, got = data.get("kid"), data.get("mac")
+    if not isinstance(kid, str) or not isinstance(got, str):
+        return "MAC check failed: the acknowledgement carries no kid/mac"
+    key = keys.find(site, direction, kid)
+    if key is None or not key.valid_at(datetime.now(UTC)):
+        return f"MAC check failed: the acknowledgement's kid {kid[:40]!r} is no valid {direction} key of {site!r}"
+    if not hmac.compare_digest(got.encode(), _ack_mac(key.secret, direction, data.get("acks")).encode()):
+        return f"MAC check failed: the acknowledgement's MAC does not match ({direction} key {kid!r})"
+    return None
 
 
 def parse_batch(raw: bytes | str) -> list[Any]:

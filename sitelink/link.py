@@ -2,9 +2,12 @@
 
 Sending: `send(conn, type, body)` writes the envelope to `link_outbox` inside the caller's transaction.
 The link's worker thread reads the outbox in order and publishes at QoS 1 with a window of messages in
-flight per peer (a backlog goes out as batches: one MQTT payload holding a JSON array of envelopes); the receiver's acknowledgement (`ms/v1/{site}/ack/{up|down}`, a list of (seq, id))
-deletes them. Unacknowledged messages are published again after a reconnect, when the peer comes back
-online, or when no acknowledgement has come for `resend_after` seconds.
+flight per peer (a backlog goes out as batches: one MQTT payload holding a JSON array of envelopes); the
+receiver's acknowledgement deletes them: a list of (seq, id) on `ms/v1/{site}/ack/up` when the site
+acknowledges, `ms/v1/{site}/ack/down` when the cloud does (`up`/`down` is always the way a message
+travels, so the broker's ACL lets a site publish only `up`, `ack/up` and `state`). Unacknowledged
+messages are published again after a reconnect, when the peer comes back online, or when no
+acknowledgement has come for `resend_after` seconds.
 
 Receiving: each message is parsed, put in per-sender `seq` order (out-of-order ones are held until the
 gap fills, or `gap_timeout` passes: then the gap is recorded in `link_gaps` and the link moves on),
@@ -12,6 +15,16 @@ applied by the handler registered with `on(type, handler)` inside one transactio
 id in `link_inbox`, then acknowledged. A redelivered id is acknowledged and not applied again. A message
 that cannot be applied (not JSON, bad envelope, unknown type, wrong direction, invalid body, `Reject`
 raised, or a handler failing `max_attempts` times) is written to `link_dead_letters` and acknowledged.
+
+Proof of the sender: with keys (`keys_file`, see `sitelink.keys`) every envelope is signed when it is
+published (`envelope.sign`, the key of that site and direction) and every received one is checked before
+anything else (`envelope.verify`). One that fails is written to `link_dead_letters` with the reason and is
+neither applied, nor acknowledged, nor given a place in the sequence: a forgery changes nothing, and a
+real message signed with a key this side does not have yet is published again by its sender and applied
+once the key file is updated (it is read again when it changes). Acknowledgements are signed and
+checked alike (a forged one would make the sender drop what never arrived): one that fails deletes
+nothing and is recorded as a dead letter. Without keys the link sends unsigned and checks nothing (it
+says so in the log at start): for tests and a broker on the loopback only.
 
 Session: `clean_start=False` with a session expiry, so the broker keeps subscriptions and queued
 messages while a side is away. A site publishes a retained `online`/`offline` on `ms/v1/{site}/state`,
@@ -37,6 +50,7 @@ from paho.mqtt.properties import Properties
 
 from sitelink import envelope, sqlite, store
 from sitelink.envelope import BadEnvelope, Envelope
+from sitelink.keys import KeyFileError, Keyring
 from sitelink.messages import DIRECTION, FIELDS
 from sitelink.store import LinkError
 
@@ -63,9 +77,12 @@ class LinkConfig:
     port: int = 1883
     site_id: str | None = None  # required for role "site"
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)
     tls_ca: str | None = None  # CA file: connect with TLS and check the broker's certificate
-    client_id: str | None = None  # default: "ms-cloud" / "ms-site-{site_id}" (stable: persistent session)
+    # default: "ms-cloud" / "ms-site-{site_id}" (stable: persistent session); a broker configured by
+    # `marketsync link broker-config` replaces it by the user name (use_username_as_clientid)
+    client_id: str | None = None
+    keys_file: str | None = None  # the envelope keys (sitelink.keys); None: unsigned, unchecked
     keepalive: int = 30
     session_expiry: int = 7 * 24 * 3600  # seconds the broker keeps our session while we are away
     window: int = 5000  # messages in flight (published, not yet acknowledged) per peer
@@ -80,11 +97,12 @@ class LinkConfig:
     poll_interval: float = 0.05  # seconds between looks at the outbox when idle
     inbox_keep_days: float = 30.0  # received ids are remembered this long for duplicate detection
     connect: Callable[[str], sqlite3.Connection] | None = field(default=None, repr=False)
+    keys: Keyring | None = field(default=None, repr=False)  # given directly instead of keys_file
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], **overrides: Any) -> LinkConfig:
         """From a TOML table; unknown keys are refused by name."""
-        names = {f.name for f in fields(cls)} - {"connect"}
+        names = {f.name for f in fields(cls)} - {"connect", "keys"}
         unknown = sorted(set(data) - names)
         if unknown:
             raise LinkError(f"unknown link setting(s): {', '.join(unknown)}")
@@ -153,6 +171,17 @@ class SiteLink:
         self._more_to_apply = False
         self._pruned_at = 0.0
         self.errors: list[str] = []  # the last worker errors (for status)
+        self.keys = cfg.keys
+        if self.keys is None and cfg.keys_file:
+            try:
+                self.keys = Keyring.load(cfg.keys_file)
+            except KeyFileError as exc:
+                raise LinkError(str(exc)) from None
+        if self.keys is None:
+            log.warning("sitelink %s: no envelope keys (keys_file): messages go unsigned and arrive "
+                        "unchecked", cfg.role)
+        self._keys_checked_at = 0.0
+        self._unsigned_peers: set[str] = set()  # peers we have no signing key for (said once)
 
     # ------------------------------------------------------------ public API
 
@@ -252,6 +281,7 @@ class SiteLink:
             held_out_of_order=held,
             peers_online=sorted(p for p, s in st["peers"].items() if s.get("state") == "online"),
             errors=self.errors[-5:],
+            signed=self.keys is not None,  # envelopes signed and checked (sitelink.keys)
         )
         return st
 
@@ -309,10 +339,10 @@ class SiteLink:
             self._note_error(f"broker refused the connection: {reason_code}")
             return
         if self.role == "cloud":
-            topics = [f"{PREFIX}/+/up", f"{PREFIX}/+/ack/down", f"{PREFIX}/+/state"]
+            topics = [f"{PREFIX}/+/up", f"{PREFIX}/+/ack/up", f"{PREFIX}/+/state"]
         else:
             site = self.cfg.site_id
-            topics = [f"{PREFIX}/{site}/down", f"{PREFIX}/{site}/ack/up", CLOUD_STATE_TOPIC]
+            topics = [f"{PREFIX}/{site}/down", f"{PREFIX}/{site}/ack/down", CLOUD_STATE_TOPIC]
         _, self._sub_mid = client.subscribe([(t, 1) for t in topics])
         client.publish(self._state_topic(), _state_payload("online"), qos=1, retain=True)
 
@@ -419,7 +449,7 @@ class SiteLink:
             if rest == [self.inbound]:
                 self._peer_heard[peer] = time.time()
                 self._accept(topic, peer, payload, now)
-            elif rest == ["ack", self.outbound]:
+            elif rest == ["ack", self.inbound]:  # acks travel the other way: ours come back on our inbound
                 self._peer_heard[peer] = time.time()
                 self._accept_ack(peer, payload)
             elif rest == ["state"] and self.role == "cloud":
@@ -442,10 +472,20 @@ class SiteLink:
 
     def _accept_ack(self, peer: str, payload: bytes) -> None:
         try:
-            acks = [(int(s), str(i)) for s, i in json.loads(payload)["acks"]]
+            data = json.loads(payload)
+            acks = [(int(s), str(i)) for s, i in data["acks"]]
         except (ValueError, KeyError, TypeError) as exc:
             self._note_error(f"unreadable acknowledgement from {peer}: {exc}")
             return
+        if self.keys is not None:
+            kid = data.get("kid")
+            if isinstance(kid, str) and self.keys.find(peer, self.inbound, kid) is None:
+                self._reload_keys()
+            failed = envelope.verify_acks(data, self.keys, peer, self.inbound)
+            if failed:  # nothing is deleted from the outbox: what it names is sent again
+                self._raw_dead.append({"topic": f"{PREFIX}/{peer}/ack/{self.inbound}", "reason": failed,
+                                       "payload": payload, "peer": peer})
+                return
         self._pending_acks.setdefault(peer, []).extend(acks)
 
     def _accept(self, topic: str, peer: str, payload: bytes, now: float) -> None:
@@ -461,6 +501,17 @@ class SiteLink:
     def _accept_one(self, topic: str, peer: str, data: Any, payload: Any) -> None:
         """`payload`: the raw bytes of a single message, or the decoded element of a batch (serialized
         only if it is dead-lettered)."""
+        if self.keys is not None and isinstance(data, dict):
+            failed = self._check_mac(data, peer)
+            if failed:  # not from its sender: recorded, never applied, acknowledged or sequenced
+                msg_id, msg_type, seq = data.get("id"), data.get("type"), data.get("seq")
+                self._raw_dead.append({
+                    "topic": topic, "reason": failed, "payload": payload, "peer": peer, "once": True,
+                    "id": msg_id if isinstance(msg_id, str) else None,
+                    "type": msg_type if isinstance(msg_type, str) else None,
+                    "seq": seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
+                })
+                return
         try:
             env = envelope.from_dict(data)
         except BadEnvelope as exc:
@@ -495,6 +546,29 @@ class SiteLink:
         waiting = held.setdefault(item.seq, item)
         if waiting is not item and waiting.id == item.id:
             waiting.copies += 1  # a redelivery while the first copy waits its turn: ack it with the first
+
+    def _check_mac(self, data: dict[str, Any], peer: str) -> str | None:
+        """Why `data` (from `peer`'s inbound stream) is not proven; a key we lack may just have been
+        added to the key file: read it again once before saying no."""
+        assert self.keys is not None
+        kid = data.get("kid")
+        if isinstance(kid, str) and self.keys.find(peer, self.inbound, kid) is None:
+            self._reload_keys()
+        return envelope.verify(data, self.keys, peer, self.inbound)
+
+    def _reload_keys(self) -> bool:
+        self._keys_checked_at = time.monotonic()
+        if self.keys is None:
+            return False
+        try:
+            changed = self.keys.reload_if_changed()
+        except KeyFileError as exc:
+            self._note_error(f"{exc}; the keys read before stay in use")
+            return False
+        if changed:
+            log.info("sitelink %s: envelope keys read again from %s", self.role, self.keys.path)
+            self._unsigned_peers.clear()
+        return changed
 
     def _apply_all(self) -> None:
         """One transaction: outbox deletions for acks, dead letters, messages applied in seq order."""
@@ -700,9 +774,10 @@ class SiteLink:
         client = self._client
         if client is None:
             return
-        topic = f"{PREFIX}/{peer}/ack/{self.inbound}"
+        topic = f"{PREFIX}/{peer}/ack/{self.outbound}"  # an ack travels the way we send
+        key = self.keys.signing_key(peer, self.outbound) if self.keys is not None else None
         for i in range(0, len(acks), 1000):
-            client.publish(topic, json.dumps({"acks": acks[i : i + 1000]}, separators=(",", ":")), qos=1)
+            client.publish(topic, envelope.sign_acks(acks[i : i + 1000], key), qos=1)
 
     # -- sending
 
@@ -727,9 +802,21 @@ class SiteLink:
             room = self.cfg.window - len(inflight)
             if room <= 0:
                 continue
+            key = None
+            if self.keys is not None:
+                key = self.keys.signing_key(peer, self.outbound)
+                if key is None:
+                    if peer not in self._unsigned_peers:
+                        self._unsigned_peers.add(peer)
+                        self._note_error(f"no {self.outbound} key for site {peer!r} in the key file: its "
+                                         "messages wait in the outbox")
+                    continue
+                self._unsigned_peers.discard(peer)
             rows = store.outbox_after(conn, peer, self._cursor.get(peer, 0), min(room, 1000))
             if not rows:
                 continue
+            if key is not None:
+                rows = [(seq, msg_id, envelope.sign(payload, key)) for seq, msg_id, payload in rows]
             if not inflight:
                 self._progress_at[peer] = now
             topic = f"{PREFIX}/{peer}/{self.outbound}"
@@ -766,6 +853,8 @@ class SiteLink:
                     inflight.clear()
                     self._progress_at[peer] = now
                     self._resend_delay[peer] = min(600.0, delay * 2)
+        if self.keys is not None and now - self._keys_checked_at > 5.0:
+            self._reload_keys()
         if now - self._pruned_at > 3600:
             self._pruned_at = now
             cutoff = time.time() - self.cfg.inbox_keep_days * 86400

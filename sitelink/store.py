@@ -165,7 +165,14 @@ def dead_letter(
     peer: str | None = None,
     seq: int | None = None,
     type: str | None = None,
+    once: bool = False,
 ) -> None:
+    """Record a message that cannot be applied. `once`: not again when this id was already recorded
+    for the same reason (a sender publishing it again after a resend timer)."""
+    if once and id is not None and conn.execute(
+        "SELECT 1 FROM link_dead_letters WHERE id=? AND reason=?", (id, reason[:2000])
+    ).fetchone():
+        return
     if isinstance(payload, str):
         payload = payload.encode("utf-8")
     elif not isinstance(payload, bytes | bytearray):  # a decoded element of a batch

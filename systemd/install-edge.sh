@@ -3,7 +3,8 @@
 # the service user, the code in /opt/marketsync with its venv, /etc/marketsync/edge.toml, the unit.
 #
 #   sudo systemd/install-edge.sh --site site-1 --mqtt-host broker.example.lan [--mqtt-port 8883] \
-#        [--mqtt-user site-1 --mqtt-password-file FILE] [--ca ca.crt] [--pin 1234] [--name "Анна"]
+#        [--mqtt-user site-1 --mqtt-password-file FILE --link-keys FILE] [--ca ca.crt] [--pin 1234] [--name "Анна"]
+#   (FILEs: credentials/site-1.password and credentials/site-1.keys of `marketsync link broker-config`)
 #
 # Idempotent: an existing /etc/marketsync/edge.toml is kept. `--root DIR` stages every file under DIR
 # instead (no apt, no user, no venv, no systemctl): what the tests use.
@@ -16,6 +17,7 @@ MQTT_HOST="127.0.0.1"
 MQTT_PORT=""
 MQTT_USER=""
 MQTT_PASSWORD_FILE=""
+LINK_KEYS=""
 CA=""
 PIN=""
 NAME="Упаковщик"
@@ -29,6 +31,7 @@ while [ $# -gt 0 ]; do
     --mqtt-port) MQTT_PORT="$2"; shift 2 ;;
     --mqtt-user) MQTT_USER="$2"; shift 2 ;;
     --mqtt-password-file) MQTT_PASSWORD_FILE="$2"; shift 2 ;;
+    --link-keys) LINK_KEYS="$2"; shift 2 ;;
     --ca) CA="$2"; shift 2 ;;
     --pin) PIN="$2"; shift 2 ;;
     --name) NAME="$2"; shift 2 ;;
@@ -84,6 +87,10 @@ else
     install -m 0640 "$MQTT_PASSWORD_FILE" "$ETC/mqtt-password"
     PASSLINE="password_file = \"/etc/marketsync/mqtt-password\""
   else PASSLINE="# password_file = \"/etc/marketsync/mqtt-password\""; fi
+  if [ -n "$LINK_KEYS" ]; then
+    install -m 0640 "$LINK_KEYS" "$ETC/link-keys"
+    KEYSLINE="keys_file = \"/etc/marketsync/link-keys\""
+  else KEYSLINE="# keys_file = \"/etc/marketsync/link-keys\"  # the site's envelope keys: without them nothing is signed"; fi
   if [ -n "$CA" ]; then install -m 0644 "$CA" "$ETC/ca.crt"; CALINE="tls_ca = \"/etc/marketsync/ca.crt\""
   else CALINE="# tls_ca = \"/etc/marketsync/ca.crt\""; fi
   USERLINE="# username = \"$SITE\""; [ -n "$MQTT_USER" ] && USERLINE="username = \"$MQTT_USER\""
@@ -107,6 +114,7 @@ port = $MQTT_PORT
 $USERLINE
 $PASSLINE
 $CALINE
+$KEYSLINE
 
 [printer]
 kind = "virtual"    # set your printer: escpos_usb, zpl_tcp (host), tspl_usb, cups (queue)... see edge_agent/devices
@@ -132,6 +140,7 @@ install -m 0644 "$SRC/systemd/marketsync-edge.service" "$UNITS/marketsync-edge.s
 if [ -z "$ROOT" ]; then
   chown -R root:"$SVC_USER" "$ETC"; chmod 0750 "$ETC"; chmod 0640 "$ETC"/edge.toml
   [ -e "$ETC/mqtt-password" ] && chmod 0640 "$ETC/mqtt-password"
+  [ -e "$ETC/link-keys" ] && chmod 0640 "$ETC/link-keys"
   chown -R "$SVC_USER":"$SVC_USER" "$STATE"
   # USB label printers reached through libusb (pyusb): readable by the lp group
   echo 'SUBSYSTEM=="usb", ENV{DEVTYPE}=="usb_device", ATTRS{bDeviceClass}=="07", GROUP="lp", MODE="0660"' \

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 from marketsync.broker import MOSQUITTO, free_port
 from sitelink import cli
-from sitelink.broker_config import deploy_conf
+from sitelink.broker_config import acl_text, deploy_conf
 
 from .conftest import RawClient, wait_for
 
@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_committed_template_is_what_the_generator_writes():
     assert (ROOT / "systemd/mosquitto/marketsync.conf").read_text() == deploy_conf()
+    assert (ROOT / "systemd/mosquitto/acl.example").read_text() == acl_text(["site-1", "site-2"])
 
 
 def test_generated_config_runs_and_enforces_the_acl(tmp_path, capsys):

@@ -100,7 +100,7 @@ def test_site_away_then_back(make_link, tmp_path):
 def test_same_message_twice_is_applied_once_and_acked_twice(make_link, broker, raw, tmp_path):
     make_link("site", site_id="site-1", handlers={"pick_task": record})
     watcher = raw(broker, "watcher")
-    watcher.subscribe("ms/v1/site-1/ack/down")
+    watcher.subscribe("ms/v1/site-1/ack/up")
     env = envelope.make("site-1", 1, "pick_task", pick_body(1))
     sender = raw(broker, "fake-cloud")
     sender.publish("ms/v1/site-1/down", env.to_json())
@@ -121,7 +121,7 @@ def test_an_applied_message_sent_again_under_a_new_seq_is_not_applied_again(make
     its counter, or a forged resend) is acknowledged and moves the stream on, but changes nothing."""
     site = make_link("site", site_id="site-1", handlers={"pick_task": record})
     watcher = raw(broker, "watcher")
-    watcher.subscribe("ms/v1/site-1/ack/down")
+    watcher.subscribe("ms/v1/site-1/ack/up")
     sender = raw(broker, "fake-cloud")
     first = envelope.make("site-1", 1, "pick_task", pick_body(1))
     sender.publish("ms/v1/site-1/down", first.to_json())
@@ -185,7 +185,7 @@ def test_out_of_order_is_applied_in_seq_order_and_gaps_are_recorded(make_link, b
 def test_bad_messages_go_to_dead_letters_and_never_block(make_link, broker, raw, tmp_path):
     cloud = make_link("cloud", handlers={"stock_delta": record})
     watcher = raw(broker, "watcher")
-    watcher.subscribe("ms/v1/site-1/ack/up")
+    watcher.subscribe("ms/v1/site-1/ack/down")
     site = raw(broker, "fake-site")
 
     def env(seq, msg_type="stock_delta", body=None, **over) -> str:
@@ -268,7 +268,7 @@ def test_unacknowledged_messages_are_sent_again_but_not_to_an_offline_peer(make_
     env = cloud.send(conn, "pick_task", pick_body(1), site="site-1")
     wait_for(lambda: len(fake.messages) >= 2, 10, "the message sent again")
     assert {json.loads(p)["id"] for _, p in fake.messages} == {env.id}
-    fake.publish("ms/v1/site-1/ack/down", json.dumps({"acks": [[env.seq, env.id]]}))
+    fake.publish("ms/v1/site-1/ack/up", json.dumps({"acks": [[env.seq, env.id]]}))
     assert cloud.wait_idle(5)
     # offline: no resends on the timer
     fake.client.publish("ms/v1/site-1/state", '{"state": "offline"}', qos=1, retain=True).wait_for_publish(5)
@@ -280,7 +280,7 @@ def test_unacknowledged_messages_are_sent_again_but_not_to_an_offline_peer(make_
     assert len(fake.messages) == 1
     fake.client.publish("ms/v1/site-1/state", '{"state": "online"}', qos=1, retain=True).wait_for_publish(5)
     wait_for(lambda: len(fake.messages) >= 2, 5, "sent again when back online")
-    fake.publish("ms/v1/site-1/ack/down", json.dumps({"acks": [[env2.seq, env2.id]]}))
+    fake.publish("ms/v1/site-1/ack/up", json.dumps({"acks": [[env2.seq, env2.id]]}))
     assert cloud.wait_idle(5)
 
 

@@ -64,7 +64,7 @@ def test_a_site_cannot_read_or_publish_another_sites_topics(secure_broker):
         site1.publish("ms/v1/cloud/state", '{"state": "offline"}')  # posing as the cloud
         cloud.publish("ms/v1/site-1/down", "for site-1")
         cloud.publish("ms/v1/site-2/down", "for site-2")
-        wait_for(lambda: len(site2.messages) >= 2 and len(site1.messages) >= 1, 10, "deliveries")
+        wait_for(lambda: len(site2.messages) >= 1 and len(site1.messages) >= 1, 10, "deliveries")
         time.sleep(0.3)
         got_by_cloud = [t for t, _ in cloud.messages]
         assert "ms/v1/site-1/up" in got_by_cloud, "the control: a site's own topic works"
@@ -72,7 +72,8 @@ def test_a_site_cannot_read_or_publish_another_sites_topics(secure_broker):
         assert "ms/v1/cloud/state" not in got_by_cloud, "site-1 spoke for the cloud"
         assert [t for t, _ in site1.messages] == ["ms/v1/site-1/down"], "site-1 read site-2's topics"
         assert site1_own[0].is_failure or all("site-2" not in t for t, _ in site1.messages)
-        assert {t for t, _ in site2.messages} == {"ms/v1/site-2/state", "ms/v1/site-2/down"}
+        assert "ms/v1/site-2/state" in got_by_cloud
+        assert {t for t, _ in site2.messages} == {"ms/v1/site-2/down"}, "a site reads only what comes down"
     finally:
         for c in (cloud, site1, site2):
             c.close()
