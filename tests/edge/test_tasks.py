@@ -6,7 +6,19 @@ import json
 import sqlite3
 
 import pytest
-from edge_testkit import BAG, MUG, SHIRT, SOCKS, WAREHOUSE, marking, outbox, pick_task, send
+from edge_testkit import (
+    BAG,
+    MUG,
+    SHIRT,
+    SOCKS,
+    WAREHOUSE,
+    deliver_label,
+    marking,
+    outbox,
+    pick_task,
+    print_waiting,
+    send,
+)
 
 from edge_agent import store
 from edge_agent.tasks import handover, inbox, pack, pick, station, stock
@@ -149,10 +161,12 @@ def test_cancel_frees_marking_codes_or_returns_packed_goods(conn) -> None:
     assert scan(conn, "pack-1", marking(SHIRT, "SERIAL0000009")).kind == "info"  # no open task needs it
 
 
-def test_handover_flags_extra_and_missing_and_closing_prints_the_act(conn) -> None:
+def test_handover_flags_extra_and_missing_and_closing_prints_the_act(conn, tmp_path) -> None:
     for t in ("a", "b", "c", "x"):
         add(conn, pick_task(t, [(MUG, 1)]))
+        deliver_label(conn, f"o-{t}")
         assert scan(conn, "pack-1", MUG["barcode"]).kind == "done"  # only packed parcels are handed over
+    assert len(print_waiting(conn, tmp_path)) == 4  # ... with their labels printed
     with store.transaction(conn):
         inbox.apply_handover(conn, {"handover_id": "h1", "marketplace": "wildberries", "supply_id": "WB-GI-1",
                                     "order_ids": ["o-a", "o-b", "o-c"]})
@@ -235,12 +249,14 @@ def test_short_at_the_packing_table_ships_what_is_there(conn) -> None:
     assert conn.execute("SELECT COUNT(*) FROM print_jobs WHERE order_id='o-t2'").fetchone()[0] == 0
 
 
-def test_only_a_packed_parcel_is_handed_over(conn) -> None:
+def test_only_a_packed_parcel_is_handed_over(conn, tmp_path) -> None:
     """An order not packed yet, or cancelled, is refused at the courier's table and never reported handed
     over; one cancelled after it was scanned in stays behind when the handover closes."""
     for t in ("a", "c", "d"):
         add(conn, pick_task(t, [(MUG, 1)]))
+        deliver_label(conn, f"o-{t}")
         assert scan(conn, "pack-1", MUG["barcode"]).kind == "done"
+    assert len(print_waiting(conn, tmp_path)) == 3
     add(conn, pick_task("b", [(MUG, 1)]))  # not packed yet
     with store.transaction(conn):
         inbox.apply_cancel(conn, send, {"task_id": "c", "order_id": "o-c"}, WAREHOUSE)
