@@ -34,8 +34,8 @@ from edge_agent.changes import Changes
 from edge_agent.config import EdgeConfig
 from edge_agent.device_hub import DeviceHub
 from edge_agent.devices.base import PrinterProfile
-from edge_agent.labels import own_label, prepare_label
 from edge_agent.devices.printers import safe_name
+from edge_agent.labels import own_label, prepare_label
 from edge_agent.tasks.common import Send, TaskError
 
 log = logging.getLogger("marketsync.edge")
