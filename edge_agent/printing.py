@@ -80,6 +80,7 @@ class PrintQueue:
             self.recover()
         except Exception:
             log.exception("print journal recovery")
+        self._wake.set()  # what waited while the box was off prints now
         while not stopping():
             self._wake.wait(timeout=self.cfg.print_retry_s)
             self._wake.clear()
@@ -113,7 +114,6 @@ class PrintQueue:
         if any(seen.values()):
             log.warning("print journal after a restart: %s", seen)
             self.changes.bump("print", recovered=seen)
-            self._wake.set()
         return seen
 
     def print_pending(self) -> int:
