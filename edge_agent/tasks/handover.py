@@ -99,7 +99,7 @@ def label_state(conn: sqlite3.Connection, order_id: str) -> str:
         return "asked"
     if not store.row(conn, "SELECT 1 FROM labels WHERE order_id = ?", order_id):
         return "waiting_label"
-    return "printer_problem" if job["state"] == "pending" and job["error"] else "printing"
+    return "printer_problem" if job["error"] else "printing"  # the error stays while it is tried again
 
 
 def _label_missing(conn: sqlite3.Connection, order_id: str, name: str, data: dict[str, Any]) -> ScanResult | None:

@@ -267,3 +267,63 @@ def test_a_label_cut_short_on_a_real_printer_is_asked_about_and_never_sent_again
         assert _printed_up(db) == ["o-t1", "o-t2", "o-t3"]  # told once each, the answered one too
     finally:
         printer.close()
+
+
+@pytest.mark.browser
+def test_the_packer_answers_the_printed_question_on_the_page(tmp_path: Path) -> None:
+    """In a real Chromium: after the crash the page asks «напечаталась?», refuses the parcel at the
+    courier's table and says why; «Нет — напечатать снова» prints it once, and the parcel then goes."""
+    from playwright.sync_api import expect, sync_playwright
+
+    chromium = "/usr/bin/chromium"
+    if not Path(chromium).exists():
+        pytest.skip("Debian chromium is not installed at /usr/bin/chromium")
+    artifacts = ROOT / "test-artifacts" / "edge"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    db, marker = tmp_path / "site.sqlite", tmp_path / "held"
+    _packed_site(db, 2, handover=True)
+    printer = FifoPrinter(tmp_path / "lp0")
+    cfg = _toml(tmp_path, f'kind = "escpos_file"\ndevice = "{printer.path}"\nwidth_mm = 48\nheight_mm = 40')
+    profile = PrinterProfile.from_config({"language": "escpos", "width_mm": 48, "height_mm": 40})
+    (data,), = _q(db, "SELECT data_b64 FROM labels WHERE order_id = 'o-t2'")
+    payload = prepare_label(base64.b64decode(data), "png", profile).payload
+    try:
+        proc, _ = _serve(cfg, tmp_path, held=("during_write", 2, marker))
+        _kill_when_held(proc, marker)
+        proc, url = _serve(cfg, tmp_path)
+        try:
+            assert wait_for(lambda: _jobs(db) == {"o-t1": "done", "o-t2": "unknown"}, timeout=60)
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=chromium, args=["--headless", "--no-sandbox"])
+                try:
+                    page = browser.new_page(viewport={"width": 480, "height": 800})
+                    page.goto(url + "/login")
+                    page.fill("#pin", "4321")
+                    page.click("button[type=submit]")
+                    question = page.locator("#print-questions .question")
+                    expect(question).to_contain_text("Этикетка заказа Nt2: напечаталась?", timeout=10000)
+                    expect(page.locator("#printer-badge")).to_contain_text("вопрос: 1")
+                    page.goto(url + "/handover/h1")
+                    page.locator("#scan").type("o-t2")
+                    page.locator("#scan").press("Enter")
+                    expect(page.locator("#msg")).to_have_attribute("data-kind", "no_label")
+                    expect(page.locator("#msg")).to_contain_text("НЕ НАПЕЧАТАНА")
+                    expect(page.locator("li.line[data-order='o-t2']")).to_contain_text("ответьте, напечаталась ли")
+                    page.screenshot(path=str(artifacts / "handover-label-asked-480x800.png"))
+                    assert printer.count(payload) == 0
+                    page.get_by_role("button", name="Нет — напечатать снова").click()
+                    expect(page.locator("#print-questions")).to_be_hidden(timeout=10000)
+                    assert wait_for(lambda: _jobs(db)["o-t2"] == "done", timeout=30)
+                    assert wait_for(lambda: printer.count(payload) == 1, timeout=30)
+                    for order in ("o-t1", "o-t2"):
+                        page.locator("#scan").type(order)
+                        page.locator("#scan").press("Enter")
+                        expect(page.locator("#msg")).to_have_attribute("data-kind", "packed")
+                    expect(page.locator("#order")).to_contain_text("2 из 2")
+                finally:
+                    browser.close()
+        finally:
+            _stop(proc)
+        assert printer.count(payload) == 1
+    finally:
+        printer.close()

@@ -119,9 +119,10 @@
       $("#order").textContent = (h.supply_id || h.handover_id) + " · " + h.scanned.length + " из " + h.expected.length;
       for (const o of h.expected) {
         const done = h.scanned.includes(o), why = (h.missing_why || {})[o], label = (h.labels || {})[o];
+        // why it cannot go yet: its label's trouble in words, or another reason (cancelled, not packed)
+        const tag = done || !why || why === "не отсканирована" ? "" : (why === "этикетка не напечатана" ? LABEL_WORDS[label] || why : why);
         html += `<li class="line${done ? " done" : ""}" data-order="${esc(o)}"><b class="t-main">${esc(o)}</b>` +
-          (!done && why && why !== "не отсканирована" ? ` <span class="tag bad">${esc(why)}</span>` : "") +
-          (!done && label && label !== "printed" ? ` <span class="tag">${esc(LABEL_WORDS[label] || label)}</span>` : "") +
+          (tag ? ` <span class="tag bad">${esc(tag)}</span>` : "") +
           (!done && ["none", "printed", "printer_problem"].includes(label) ? `<button class="reprint-order" data-order="${esc(o)}">Напечатать этикетку</button>` : "") +
           "</li>";
       }
