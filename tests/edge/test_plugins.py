@@ -185,14 +185,15 @@ def test_the_demo_packer_hands_a_parcel_over_only_once_its_label_printed(tmp_pat
             inbox.apply_pick_task(site.conn, pick_task("t2", [(SHIRT, 1)]))
         site._tell("handover", handover_id="h1")
         site._tell("new_task", task_id="t2")
-        assert wait_for(lambda: site.row("SELECT state FROM tasks WHERE task_id = 't2'")["state"] == "packed")
+        assert wait_for(lambda: site.row("SELECT state FROM tasks WHERE task_id = 't2'")["state"] == "packed", timeout=30)
         assert not wait_for(lambda: site.row("SELECT state FROM handovers WHERE handover_id = 'h1'")["state"] != "open",
                             timeout=3.0)  # it waits, re-checking every second
         assert site.row("SELECT COUNT(*) AS n FROM handover_scans")["n"] == 0
         assert site.row("SELECT state FROM tasks WHERE task_id = 't1'")["state"] == "packed"
         deliver_label(site.conn, "o-t1")
         site.printing.wake()
-        assert wait_for(lambda: site.row("SELECT state FROM handovers WHERE handover_id = 'h1'")["state"] == "closed")
+        assert wait_for(lambda: site.row("SELECT state FROM handovers WHERE handover_id = 'h1'")["state"] == "closed",
+                        timeout=30)
         printed = site.row("SELECT done_at FROM print_jobs WHERE order_id = 'o-t1' AND kind = 'label'")["done_at"]
         scanned = site.row("SELECT ts FROM handover_scans WHERE order_id = 'o-t1'")["ts"]
         assert printed is not None and scanned >= printed

@@ -184,10 +184,11 @@ def test_the_page_refuses_an_unlabelled_parcel_says_why_and_prints_it_from_the_h
     site.printer.plug()
     r = client.post("/api/print/again", json={"order_id": "o-t1"})
     assert r.status_code == 200 and "печатаю снова" in r.get_json()["message"]
-    assert wait_for(lambda: site.row("SELECT state FROM print_jobs WHERE order_id = 'o-t1'")["state"] == "done")
+    assert wait_for(lambda: site.row("SELECT state FROM print_jobs WHERE order_id = 'o-t1'")["state"] == "done",
+                    timeout=30)
     assert client.post("/api/scan", json={"code": "o-t1"}).get_json()["result"]["ok"]
     r = client.post("/api/print/again", json={"order_id": "o-t1"})  # torn at the courier's table: once more
-    assert r.status_code == 200 and wait_for(lambda: len(site.printer.printed) == 2)
+    assert r.status_code == 200 and wait_for(lambda: len(site.printer.printed) == 2, timeout=30)
     assert client.post("/api/print/again", json={"order_id": "o-nobody"}).status_code == 409
     for bad in ({}, {"job_id": "1", "printed": True}, {"job_id": 1, "printed": "да"}, {"job_id": True, "printed": True}):
         r = client.post("/api/print/answer", json=bad)
