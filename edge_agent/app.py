@@ -266,6 +266,13 @@ def create_app(site: Site) -> Flask:
     @login_required
     def api_print_again() -> Any:
         st = work_state(site, user_station())
+        order_id = json_body().get("order_id")
+        if isinstance(order_id, str) and order_id:  # a parcel at the courier's table
+            try:
+                message = site.act(handover.reprint, order_id, what="print")
+            except TaskError as exc:
+                return jsonify(error=str(exc)), 409
+            return jsonify(message=message, state=work_state(site, user_station()))
         if not st.get("task"):
             return jsonify(error="нет открытого задания"), 409
         try:
@@ -273,6 +280,25 @@ def create_app(site: Site) -> Flask:
         except TaskError as exc:
             return jsonify(error=str(exc)), 409
         return jsonify(state=work_state(site, user_station()))
+
+    @app.get("/api/print/questions")
+    @login_required
+    def api_print_questions() -> Any:
+        return jsonify(questions=site.printing.questions())
+
+    @app.post("/api/print/answer")
+    @login_required
+    def api_print_answer() -> Any:
+        """«Этикетка напечаталась?» — printed: true (yes, nothing is sent) or false (print it again)."""
+        body = json_body()
+        job_id, printed = body.get("job_id"), body.get("printed")
+        if isinstance(job_id, bool) or not isinstance(job_id, int) or not isinstance(printed, bool):
+            return jsonify(error="нужны номер задания печати и ответ: напечаталась или нет"), 400
+        try:
+            message = site.act(site.printing.answer, job_id, printed, what="print")
+        except TaskError as exc:
+            return jsonify(error=str(exc)), 409
+        return jsonify(message=message, questions=site.printing.questions())
 
     @app.post("/api/print/retry")
     @login_required
@@ -356,8 +382,9 @@ def page_status(site: Site) -> dict[str, Any]:
     link = site.link_status()
     ps = site.printer_state
     pending = site.row("SELECT COUNT(*) AS n FROM print_jobs WHERE state='pending'")
+    asked = site.row("SELECT COUNT(*) AS n FROM print_jobs WHERE state='unknown'")
     return {"online": link["online"], "queue": link["queue"], "printer_ok": ps.ok, "printer_message": ps.message,
-            "prints_pending": int(pending["n"]) if pending else 0,
+            "prints_pending": int(pending["n"]) if pending else 0, "prints_asked": int(asked["n"]) if asked else 0,
             "device_problems": site.problems()}
 
 

@@ -5,17 +5,28 @@ takes them, so a printer problem delays a label and loses nothing.
 after packing waits for the cloud), stops at the first printer problem and says, in the packer's words,
 what to do about it (`PrinterState`); it tells the cloud that the printer went away and came back, and
 what it printed, in the same commit as the job's new state.
+
+`print_jobs` is also the print journal, so a crash never prints a label twice on its own: a job is
+marked `sending` (with the file it will make, for a printer that writes files) and committed before
+the first byte goes, and `done` after the printer took it. A job still `sending` at the next start was
+cut short by the crash: `recover` marks it done when its file is there (the virtual printer writes it
+whole or not at all), sends it again when its file is not, and — for a real printer, where nobody can
+tell — asks the packer «этикетка напечаталась?» (state `unknown`; `answer` takes the reply). States:
+pending | sending | done | unknown (a cancelled order's waiting job is closed as done, done_at empty).
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from edge_agent import store
@@ -23,10 +34,13 @@ from edge_agent.changes import Changes
 from edge_agent.config import EdgeConfig
 from edge_agent.device_hub import DeviceHub
 from edge_agent.devices.base import PrinterProfile
+from edge_agent.devices.printers import safe_name
 from edge_agent.labels import own_label, prepare_label
-from edge_agent.tasks.common import Send
+from edge_agent.tasks.common import Send, TaskError
 
 log = logging.getLogger("marketsync.edge")
+UNKNOWN_WORDS = ("Площадка перезапустилась, когда эта этикетка уходила на принтер: посмотрите, напечаталась "
+                 "ли она, и ответьте «Да» или «Нет — напечатать снова»")
 
 
 @dataclass
@@ -60,7 +74,13 @@ class PrintQueue:
         self._wake.set()
 
     def run(self, stopping: Callable[[], bool]) -> None:
-        """The worker: print what is pending whenever woken, and every `print_retry_s` anyway."""
+        """The worker: settle what a crash cut short, then print what is pending whenever woken, and
+        every `print_retry_s` anyway."""
+        try:
+            self.recover()
+        except Exception:
+            log.exception("print journal recovery")
+        self._wake.set()  # what waited while the box was off prints now
         while not stopping():
             self._wake.wait(timeout=self.cfg.print_retry_s)
             self._wake.clear()
@@ -70,6 +90,31 @@ class PrintQueue:
                 self.print_pending()
             except Exception:
                 log.exception("print queue")
+
+    def recover(self) -> dict[str, int]:
+        """At start: every job the journal says was being sent when the box stopped. Its file is there:
+        it printed (marked done, told to the cloud). A file printer's file is not there: nothing printed,
+        it is sent again. A real printer's: nobody knows — the packer is asked, nothing is re-sent."""
+        seen = {"done": 0, "pending": 0, "unknown": 0}
+        for job in self._rows("SELECT * FROM print_jobs WHERE state = 'sending' ORDER BY id"):
+            target = job["file"]
+            if target and Path(target).is_file():
+                self._mark_printed(job, target, back=False)
+                seen["done"] += 1
+            elif target:
+                with store.transaction(self.conn):
+                    self.conn.execute("UPDATE print_jobs SET state='pending', file=NULL WHERE id=? AND state='sending'",
+                                      (job["id"],))
+                seen["pending"] += 1
+            else:
+                with store.transaction(self.conn):
+                    self.conn.execute("UPDATE print_jobs SET state='unknown', error=? WHERE id=? AND state='sending'",
+                                      (UNKNOWN_WORDS, job["id"]))
+                seen["unknown"] += 1
+        if any(seen.values()):
+            log.warning("print journal after a restart: %s", seen)
+            self.changes.bump("print", recovered=seen)
+        return seen
 
     def print_pending(self) -> int:
         """Print every pending job whose label is here; stop at the first printer problem. Returns printed."""
@@ -84,42 +129,87 @@ class PrintQueue:
             except Exception as exc:  # a label the printer cannot take: keep it, tell the packer
                 self._job_error(job["id"], f"этикетку нельзя напечатать: {exc}", attempt=True)
                 continue
+            printer = self.printer
+            if printer is None:
+                self._printer_problem(job["id"], _NoPrinter("принтер не подключён"))
+                break
+            key = job_key(job)
+            target = _target(printer, key)
+            if not self._intent(job["id"], target):
+                continue  # cancelled (or answered) meanwhile: not sent
             try:
-                if self.printer is None:
-                    raise _NoPrinter("принтер не подключён")
-                self.printer.send(data)
+                printer.send(dataclasses.replace(data, key=key))
             except Exception as exc:
                 if self._printer_is_fine():  # the printer is there: it is this job it cannot take
-                    self._job_error(job["id"], f"принтер не может напечатать эту этикетку: {exc}", attempt=True)
+                    self._job_error(job["id"], f"принтер не может напечатать эту этикетку: {exc}", attempt=False)
                     continue
-                self._printer_problem(job["id"], exc)
+                self._printer_problem(job["id"], exc, attempt=False)
                 break
-            file = _last_file(self.printer)
             back = not self.printer_state.ok
             if back:  # it printed: the printer is fine again
                 self.printer_state = PrinterState(True, "")
-            with store.transaction(self.conn):
-                if back:  # the printer is back: said before what it printed, in the same commit
-                    self.send(self.conn, "device_status", {"devices": [
-                        {"kind": "printer", "name": getattr(self.printer, "name", "printer"), "online": True,
-                         "detail": "printing again"}]})
-                self.conn.execute("UPDATE print_jobs SET state='done', done_at=?, attempts=attempts+1, error=NULL, "
-                                  "file=? WHERE id=?", (store.now(), file, job["id"]))
-                body: dict[str, Any] = {"order_id": job["order_id"], "printer": getattr(self.printer, "name", "printer"),
-                                        "kind": job["kind"]}
-                if file:
-                    body["file"] = file
-                fmt = self._label_format(job)
-                if fmt:
-                    body["format"] = fmt
-                self.send(self.conn, "printed", body)
+            self._mark_printed(job, str(target) if target else None, back=back)
             printed += 1
-            if job["kind"] == "label":
-                self.devices.label_printed(job["order_id"])
         self.printer_state.pending = self._row("SELECT COUNT(*) AS n FROM print_jobs WHERE state='pending'")["n"]
         if printed or jobs:
             self.changes.bump("print", printed=printed)
         return printed
+
+    def questions(self) -> list[dict[str, Any]]:
+        """The jobs the packer is asked about («этикетка напечаталась?»), oldest first."""
+        return [dict(r) for r in self._rows(
+            "SELECT j.id AS job_id, j.order_id, j.kind, j.error AS message, "
+            "(SELECT t.number FROM tasks t WHERE t.order_id = j.order_id ORDER BY t.created_at DESC LIMIT 1) AS number "
+            "FROM print_jobs j WHERE j.state = 'unknown' ORDER BY j.id")]
+
+    # -- the journal -----------------------------------------------------------------------------
+
+    def _intent(self, job_id: int, target: Path | None) -> bool:
+        """Before the first byte goes: the job is being sent (and to which file). Committed, so a crash
+        from here on leaves a job the next start knows was in flight."""
+        with store.transaction(self.conn):
+            cur = self.conn.execute("UPDATE print_jobs SET state='sending', attempts=attempts+1, file=? "
+                                    "WHERE id=? AND state='pending'", (str(target) if target else None, job_id))
+            return cur.rowcount == 1
+
+    def _mark_printed(self, job: sqlite3.Row, file: str | None, back: bool) -> None:
+        """The printer took the job: done, and the cloud told (the printer being back too), in one commit."""
+        with store.transaction(self.conn):
+            if back:  # the printer is back: said before what it printed, in the same commit
+                self.send(self.conn, "device_status", {"devices": [
+                    {"kind": "printer", "name": self._printer_name(), "online": True, "detail": "printing again"}]})
+            self.conn.execute("UPDATE print_jobs SET state='done', done_at=?, error=NULL, file=? WHERE id=?",
+                              (store.now(), file, job["id"]))
+            self.send(self.conn, "printed", self._printed_body(job, file))
+        if job["kind"] == "label":
+            self.devices.label_printed(job["order_id"])
+
+    def _printed_body(self, job: sqlite3.Row, file: str | None) -> dict[str, Any]:
+        body: dict[str, Any] = {"order_id": job["order_id"], "printer": self._printer_name(), "kind": job["kind"]}
+        if file:
+            body["file"] = file
+        fmt = self._label_format(job)
+        if fmt:
+            body["format"] = fmt
+        return body
+
+    def _printer_name(self) -> str:
+        return str(getattr(self.printer, "name", None) or self.cfg.printer.as_dict().get("name") or "printer")
+
+    def answer(self, conn: sqlite3.Connection, job_id: int, printed: bool) -> str:
+        """The packer's answer to «этикетка напечаталась?» (a page action, in the caller's transaction):
+        yes — the job is done, told to the cloud, nothing is sent; no — it is sent again."""
+        job = store.row(conn, "SELECT * FROM print_jobs WHERE id = ?", job_id)
+        if job is None:
+            raise TaskError(f"нет задания печати {job_id}")
+        if job["state"] != "unknown":
+            raise TaskError("на этот вопрос уже ответили")
+        if printed:
+            conn.execute("UPDATE print_jobs SET state='done', done_at=?, error=NULL WHERE id=?", (store.now(), job_id))
+            self.send(conn, "printed", self._printed_body(job, None))
+            return "Отмечено: этикетка напечатана"
+        conn.execute("UPDATE print_jobs SET state='pending', error=NULL WHERE id=?", (job_id,))
+        return "Этикетка печатается снова"
 
     # -- reading, under the site's lock ---------------------------------------------------------
 
@@ -162,9 +252,10 @@ class PrintQueue:
         return PrinterProfile.from_config(self.cfg.label_profile.as_dict())
 
     def _job_error(self, job_id: int, message: str, attempt: bool) -> None:
+        """The job did not print (the printer said so): it waits again, with the reason for the packer."""
         with store.transaction(self.conn):
-            self.conn.execute("UPDATE print_jobs SET error=?, attempts=attempts+? WHERE id=?",
-                              (message, int(attempt), job_id))
+            self.conn.execute("UPDATE print_jobs SET state='pending', error=?, attempts=attempts+?, file=NULL "
+                              "WHERE id=? AND state IN ('pending','sending')", (message, int(attempt), job_id))
 
     # -- the printer -----------------------------------------------------------------------------
 
@@ -189,27 +280,30 @@ class PrintQueue:
             return "без этикеток — заправьте новый рулон"
         return "не печатает"
 
-    def _printer_problem(self, job_id: int, exc: Exception) -> None:
+    def _printer_problem(self, job_id: int, exc: Exception, attempt: bool = True) -> None:
         message = (f"Принтер {self._printer_words()}. Этикетка ждёт и напечатается, когда принтер вернётся "
                    f"({exc})")
-        self._job_error(job_id, message, attempt=True)
+        self._job_error(job_id, message, attempt=attempt)
         first = self.printer_state.ok
         self.printer_state = PrinterState(False, message)
         if first:
             with store.transaction(self.conn):
                 self.send(self.conn, "device_status", {"devices": [
-                    {"kind": "printer", "name": getattr(self.printer, "name", "printer"), "online": False,
-                     "detail": str(exc)}]})
+                    {"kind": "printer", "name": self._printer_name(), "online": False, "detail": str(exc)}]})
         self.changes.bump("printer")
 
 
-def _last_file(printer: Any) -> str | None:
-    """The file a printer that writes files (the virtual one) wrote last."""
-    for attr in ("last_png", "last_file", "last_path"):
-        value = getattr(printer, attr, None)
-        if value:
-            return str(value)
-    return None
+def job_key(job: sqlite3.Row) -> str:
+    """The journal's name of one sending of a job: when it went, the job's id and its order. A printer
+    that writes files names the file by it (one file per job; a reprint is a new job)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime())
+    return f"{stamp}-job{job['id']}-{safe_name(job['order_id'])}"
+
+
+def _target(printer: Any, key: str) -> Path | None:
+    """The file the printer will write for this job, if it writes files; None for a real printer."""
+    target = getattr(printer, "target", None)
+    return Path(target(key)) if callable(target) else None
 
 
 class _WaitForLabel(Exception):

@@ -5,6 +5,9 @@ A site plugin (the edge starts it when its edge.toml says `[tasks] auto_pack = t
 `edge_agent.config.AUTO_PACKER`): `attach(site)` listens for new pick tasks and couriers' hand-overs
 and, at the station `auto_pack_station`, opens each task and scans every unit with a virtual scanner
 (marked goods get a made-up Честный знак code), then scans every parcel of a hand-over and closes it.
+Like a packer, it hands a parcel over only once its label has printed: a hand-over with parcels still
+waiting for their label (or still being packed) is taken up again `LABEL_RECHECK_S` later, other work
+going on meanwhile; it is closed when every parcel that can go went (the rest listed as missing).
 It ships with the demo, never with the edge; the edge offers it only its ordinary hooks.
 """
 
@@ -14,17 +17,19 @@ import hashlib
 import json
 import logging
 import queue
+import threading
 import time
 from typing import Any
 
 from edge_agent import store
 from edge_agent.devices.scanners import open_scanner
 from edge_agent.site import Site
-from edge_agent.tasks import handover, station
+from edge_agent.tasks import handover, pack, station
 from edge_agent.tasks.common import TaskError
 from edge_agent.tasks.marking import GS, gtin_of_barcode
 
 log = logging.getLogger("marketsync.edge")
+LABEL_RECHECK_S = 1.0  # how soon a hand-over whose parcels wait for their labels is looked at again
 
 
 def attach(site: Site) -> DemoPacker:
@@ -126,8 +131,9 @@ class DemoPacker:
                 time.sleep(self.delay_s)
 
     def hand_over(self, handover_id: str) -> None:
-        """Scan every parcel of a hand-over at a station in handover mode, then close it, the way a
-        packer does when the courier comes."""
+        """Scan every parcel of a hand-over that may go (packed, label printed) at a station in handover
+        mode, then close it, the way a packer does when the courier comes. A parcel whose label is not
+        out yet, or that is still being packed, is waited for: the hand-over is looked at again later."""
         st = self.station
         for _ in range(50):  # the handler's transaction may not have committed yet
             h = self.site.row("SELECT order_ids, state FROM handovers WHERE handover_id = ?", handover_id)
@@ -139,13 +145,44 @@ class DemoPacker:
         if h["state"] != "open":
             return
         self.site.act(station.set_mode, st, "handover", handover_id)
+        waiting = False
         for order_id in json.loads(h["order_ids"]):
             if self.site.stopping:
                 return
-            self._scan(order_id)
-            time.sleep(self.delay_s)
-        self.site.act(handover.close, self.site.send, handover_id, False, what="handover")
+            if order_id in self._summary(handover_id)["scanned"]:
+                continue
+            ready = self._parcel(order_id)
+            if ready == "wait":
+                waiting = True
+            elif ready == "go":
+                self._scan(order_id)
+                time.sleep(self.delay_s)
+        if waiting:
+            self._later(("handover", handover_id), LABEL_RECHECK_S)
+            return
+        missing = self._summary(handover_id)["missing"]  # never packed here, cancelled, short: they stay
+        self.site.act(handover.close, self.site.send, handover_id, bool(missing), what="handover")
         self.site.act(station.set_mode, st, "pack")
+
+    def _summary(self, handover_id: str) -> dict[str, Any]:
+        with store.locked():
+            return handover.summary(self.site.conn, handover_id)
+
+    def _parcel(self, order_id: str) -> str:
+        """go (packed, label printed) | wait (its label or its packing is on the way) | never."""
+        with store.locked():
+            refused = handover.check_parcel(self.site.conn, order_id)
+        if refused is None:
+            return "go"
+        if refused.kind == "no_label" or (refused.kind == "not_packed"
+                                          and refused.data.get("state") in pack.OPEN_FOR_PACK):
+            return "wait"
+        return "never"
+
+    def _later(self, work: str | tuple[str, str], delay_s: float) -> None:
+        timer = threading.Timer(delay_s, self._work.put, (work,))
+        timer.daemon = True
+        timer.start()
 
     def _scan(self, text: str) -> None:
         if self.scanner is not None:

@@ -87,6 +87,8 @@ class PrintJob:
 
     `payload` is every byte the printer receives. `raster` is the 1-bit image the job prints
     (a PIL image, width x height dots) when the job was rendered here; None for ZPL passed through.
+    `key` is the print journal's name of the job ("" when printed outside the journal): a printer that
+    writes files writes this job to `target(key)`.
     """
 
     language: str
@@ -97,6 +99,7 @@ class PrintJob:
     description: str = ""
     raster: Any = None
     created: float = field(default_factory=time.time)
+    key: str = ""
 
     def __len__(self) -> int:
         return len(self.payload)
@@ -122,6 +125,10 @@ class ScanEvent:
 
 
 class Printer(Protocol):
+    """Every printer. One that writes files (the virtual one) also has `target(key) -> Path`: the file
+    a job with that key is written to, whole or not at all, so the journal can tell whether it printed;
+    of any other printer nobody can tell, after a crash mid-job, whether the label came out."""
+
     name: str
     profile: PrinterProfile
 

@@ -1,7 +1,8 @@
 """Label printers behind one small contract: `status()`, `send(job)`, `close()`.
 
 Owns `open_printer(config)` and the backends:
-- `virtual`: draws each job from its bytes to a PNG in `out_dir` (demo and tests);
+- `virtual`: draws each job from its bytes to a PNG in `out_dir` (demo and tests), written atomically
+  and named by the job's key, so the print journal can tell after a crash whether a job printed;
 - `zpl_tcp|zpl_usb|zpl_serial|tspl_tcp|tspl_usb|tspl_serial|cups|file`: raw bytes over a transport,
   status from ZPL `~HS` / TSPL `ESC !?` where the printer answers;
 - `escpos_usb|escpos_network|escpos_serial|escpos_file`: python-escpos devices, status by DLE EOT.
@@ -215,7 +216,12 @@ def _escpos_const(name: str) -> Any:
 
 class VirtualPrinter:
     """Prints to PNG files: each job is drawn from the bytes it would send, so what you see is what a
-    real printer of that language would print. `unplug()` / `plug()` play a cable being pulled."""
+    real printer of that language would print. `unplug()` / `plug()` play a cable being pulled.
+
+    A file appears whole or not at all: it is written to `<name>.part` in the same folder, flushed to
+    disk and renamed. A job with a `key` (the print journal's name for it) is written to `target(key)`,
+    so after a crash the journal can tell whether it printed by looking for that file. Stale `.part`
+    files of a write cut short by a crash are removed when the printer is opened."""
 
     def __init__(self, name: str, profile: PrinterProfile, out_dir: str | os.PathLike) -> None:
         self.name, self.profile = name, profile
@@ -225,6 +231,7 @@ class VirtualPrinter:
         self.printed: list[Path] = []
         self._lock = threading.Lock()
         self._seq = 0
+        remove_stale_parts(self.out_dir)
 
     def unplug(self) -> None:
         self.plugged = False
@@ -238,6 +245,10 @@ class VirtualPrinter:
         if self.paper_out:
             return PrinterStatus(True, True, "paper out")
         return PrinterStatus(True, False, f"ready, printing to {self.out_dir}")
+
+    def target(self, key: str) -> Path:
+        """The file the job named `key` is printed to: there once it printed, absent until then."""
+        return self.out_dir / f"{safe_name(key)}.png"
 
     def render(self, job: PrintJob) -> Any:
         """The label this job prints, as a 1-bit PIL image."""
@@ -259,22 +270,25 @@ class VirtualPrinter:
                                f"when the printer is back")
         if self.paper_out:
             raise PrinterError(f"printer {self.name} is out of paper; load labels and the job will print")
-        image = self.render(job)
+        buf = io.BytesIO()
+        self.render(job).save(buf, format="PNG", dpi=(self.profile.dpi, self.profile.dpi))
         with self._lock:
             try:
                 self.out_dir.mkdir(parents=True, exist_ok=True)
-                self._seq += 1
-                stamp = time.strftime("%Y%m%d-%H%M%S")
-                base = self.out_dir / f"{stamp}-{self._seq:04d}-{self.name}"
-                while base.with_suffix(".png").exists():
-                    self._seq += 1
-                    base = self.out_dir / f"{stamp}-{self._seq:04d}-{self.name}"
-                tmp = base.with_suffix(".png.part")
-                image.save(tmp, format="PNG", dpi=(self.profile.dpi, self.profile.dpi))
-                os.replace(tmp, base.with_suffix(".png"))
+                path = self.target(job.key) if job.key else self._next_path()
+                write_file_atomically(path, buf.getvalue())
             except OSError as exc:
                 raise PrinterError(f"virtual printer {self.name} cannot write to {self.out_dir}: {exc}") from exc
-            self.printed.append(base.with_suffix(".png"))
+            self.printed.append(path)
+
+    def _next_path(self) -> Path:
+        """A new file for a job the journal did not name (the printer used on its own)."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        while True:
+            self._seq += 1
+            path = self.out_dir / f"{stamp}-{self._seq:04d}-{safe_name(self.name)}.png"
+            if not path.exists():
+                return path
 
     @property
     def last_png(self) -> Path | None:
@@ -282,6 +296,62 @@ class VirtualPrinter:
 
     def close(self) -> None:
         pass
+
+
+PART = ".part"  # the suffix of a file being written; renamed to its own name once whole
+
+
+def safe_name(text: str) -> str:
+    """`text` as a file name: letters, digits, '-', '_' and '.' kept, anything else '_'."""
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text)[:120] or "job"
+
+
+def write_file_atomically(path: Path, data: bytes) -> None:
+    """Write `data` to `path` so that the file is there whole or not at all, even across a power cut:
+    a temporary file in the same folder, flushed to disk (fsync), renamed, and the folder flushed."""
+    tmp = path.with_name(path.name + PART)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename in `folder` durable (POSIX: the directory entry is flushed with the folder)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # a file system that cannot flush a folder (some network mounts): the rename still stands
+    finally:
+        os.close(fd)
+
+
+def remove_stale_parts(folder: Path) -> list[Path]:
+    """Remove the `.part` files a write cut short (by a crash or a power cut) left in `folder`."""
+    removed = []
+    if folder.is_dir():
+        for part in folder.glob(f"*{PART}"):
+            try:
+                part.unlink()
+            except OSError:
+                continue
+            removed.append(part)
+    if removed:
+        log.warning("removed %d unfinished file(s) a crash left in %s", len(removed), folder)
+    return removed
 
 
 def _int_id(value: Any) -> int:

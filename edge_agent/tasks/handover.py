@@ -1,8 +1,11 @@
 """Handover: scan each parcel into the supply / carriage; extra and missing parcels are flagged.
 
 A parcel is recognised by its order id, order number, marketplace id or the barcode text of its label.
-Closing prints the supply QR (when the marketplace gave one) or the act, and sends
-`task_progress: handed_over` for every parcel scanned in.
+Only a packed parcel whose label has printed goes to the courier: any other is refused, and the packer
+is told why (not packed, cancelled, its label not printed — waiting for the marketplace's label, for
+the printer, or for the packer's answer «этикетка напечаталась?») and whether a reprint helps.
+Closing prints the supply QR (when the marketplace gave one) or the act, names every parcel missing
+and why, and sends `task_progress: handed_over` for every parcel scanned in.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import sqlite3
 from typing import Any
 
 from edge_agent import store
+from edge_agent.tasks import pack
 from edge_agent.tasks.common import ScanResult, Send, TaskError, set_state
 
 
@@ -42,7 +46,7 @@ def handover_scan(conn: sqlite3.Connection, handover_id: str, code: str) -> Scan
     expected = json.loads(h["order_ids"])
     if store.row(conn, "SELECT 1 FROM handover_scans WHERE handover_id = ? AND order_id = ?", handover_id, order_id):
         return ScanResult(False, "extra", f"Посылка заказа {order_id} уже отсканирована в эту передачу")
-    refused = _not_ready(conn, order_id)
+    refused = check_parcel(conn, order_id)
     if refused is not None:
         return refused
     extra = order_id not in expected
@@ -61,13 +65,17 @@ def _task_of(conn: sqlite3.Connection, order_id: str) -> sqlite3.Row | None:
                      order_id)
 
 
-def _not_ready(conn: sqlite3.Connection, order_id: str) -> ScanResult | None:
-    """Only a packed parcel goes to the courier: a cancelled, unpacked or already handed over order is refused."""
+def check_parcel(conn: sqlite3.Connection, order_id: str) -> ScanResult | None:
+    """Only a packed, labelled parcel goes to the courier: a cancelled, unpacked or already handed over
+    order is refused, and so is one whose label has not printed."""
     t = _task_of(conn, order_id)
-    if t is None or t["state"] == "packed":
-        return None
+    if t is None:
+        return ScanResult(False, "not_packed", f"ЗАКАЗ {order_id} НЕ УПАКОВАН на этой площадке: не передавайте "
+                          "эту посылку, отложите её", data={"order_id": order_id, "state": None})
     name = t["number"] or order_id
-    data = {"order_id": order_id, "state": t["state"]}
+    data = {"order_id": order_id, "state": t["state"], "task_id": t["task_id"]}
+    if t["state"] == "packed":
+        return _label_missing(conn, order_id, name, data)
     if t["state"] == "cancelled":
         return ScanResult(False, "cancelled", f"ЗАКАЗ {name} ОТМЕНЁН: не передавайте эту посылку, отложите её", data=data)
     if t["state"] == "handed_over":
@@ -76,13 +84,81 @@ def _not_ready(conn: sqlite3.Connection, order_id: str) -> ScanResult | None:
                       data=data)
 
 
+def label_state(conn: sqlite3.Connection, order_id: str) -> str:
+    """Where the order's label is: printed | printing (in the queue, or going to the printer) |
+    printer_problem | waiting_label (the marketplace's label has not come) | asked (the packer is asked
+    whether it printed) | none (no label job)."""
+    if store.row(conn, "SELECT 1 FROM print_jobs WHERE order_id = ? AND kind = 'label' AND state = 'done' "
+                 "AND done_at IS NOT NULL", order_id):
+        return "printed"
+    job = store.row(conn, "SELECT state, error FROM print_jobs WHERE order_id = ? AND kind = 'label' "
+                    "AND state IN ('pending','sending','unknown') ORDER BY id DESC LIMIT 1", order_id)
+    if job is None:
+        return "none"
+    if job["state"] == "unknown":
+        return "asked"
+    if not store.row(conn, "SELECT 1 FROM labels WHERE order_id = ?", order_id):
+        return "waiting_label"
+    return "printer_problem" if job["error"] else "printing"  # the error stays while it is tried again
+
+
+def _label_missing(conn: sqlite3.Connection, order_id: str, name: str, data: dict[str, Any]) -> ScanResult | None:
+    """Why a packed parcel cannot go yet: its label has not printed (None when it has)."""
+    state = label_state(conn, order_id)
+    if state == "printed":
+        return None
+    head = f"ЭТИКЕТКА ЗАКАЗА {name} НЕ НАПЕЧАТАНА: не передавайте посылку без этикетки."
+    job = store.row(conn, "SELECT id, error FROM print_jobs WHERE order_id = ? AND kind = 'label' "
+                    "ORDER BY id DESC LIMIT 1", order_id)
+    why = {
+        "waiting_label": "Этикетка маркетплейса ещё не пришла — она придёт, когда облако будет на связи, и "
+                         "напечатается сама. Отложите посылку",
+        "printing": "Этикетка печатается — дождитесь её, наклейте и отсканируйте посылку снова",
+        "printer_problem": f"{job['error'] if job else ''} Наклейте этикетку, когда она напечатается, и "
+                           "отсканируйте посылку снова",
+        "asked": "Площадка перезапустилась, когда этикетка уходила на принтер: посмотрите, напечаталась ли она, "
+                 "и ответьте на экране «Да» или «Нет — напечатать снова»",
+        "none": "Нажмите «Напечатать этикетку», наклейте её и отсканируйте посылку снова",
+    }[state]
+    return ScanResult(False, "no_label", f"{head} {why}",
+                      data={**data, "label": state, "job_id": job["id"] if job else None,
+                            "reprint": state in ("none", "printer_problem")})
+
+
+def reprint(conn: sqlite3.Connection, order_id: str) -> str:
+    """At the courier's table: print this parcel's label (again). A label already waiting for the
+    printer is tried again now (the caller wakes the print queue); returns what the packer is told."""
+    t = _task_of(conn, order_id)
+    if t is None:
+        raise TaskError(f"заказ {order_id} не упаковывался на этой площадке")
+    state = label_state(conn, order_id)
+    if state == "waiting_label":
+        raise TaskError("этикетка маркетплейса ещё не пришла: она напечатается сама, когда облако будет на связи")
+    if state in ("printing", "printer_problem"):
+        return f"Этикетка заказа {t['number'] or order_id} в очереди: печатаю снова"
+    pack.reprint_label(conn, t["task_id"])  # refuses while the packer is asked whether the last one printed
+    return f"Этикетка заказа {t['number'] or order_id} печатается"
+
+
+def missing_why(conn: sqlite3.Connection, order_id: str) -> str:
+    """Why an expected parcel is not in the hand-over, in the packer's words."""
+    refused = check_parcel(conn, order_id)
+    if refused is None:
+        return "не отсканирована"
+    return {"no_label": "этикетка не напечатана", "cancelled": "заказ отменён", "extra": "уже передана",
+            "not_packed": "не упакована"}.get(refused.kind, refused.kind)
+
+
 def summary(conn: sqlite3.Connection, handover_id: str) -> dict[str, Any]:
     h = get_handover(conn, handover_id)
     expected = json.loads(h["order_ids"])
     scanned = _scanned(conn, handover_id, extra=False)
+    missing = [o for o in expected if o not in scanned]
     return {"handover_id": handover_id, "marketplace": h["marketplace"], "supply_id": h["supply_id"],
-            "state": h["state"], "expected": expected, "scanned": scanned,
-            "missing": [o for o in expected if o not in scanned], "extra": _scanned(conn, handover_id, extra=True)}
+            "state": h["state"], "expected": expected, "scanned": scanned, "missing": missing,
+            "missing_why": {o: missing_why(conn, o) for o in missing},
+            "labels": {o: label_state(conn, o) for o in expected},
+            "extra": _scanned(conn, handover_id, extra=True)}
 
 
 def close(conn: sqlite3.Connection, send: Send, handover_id: str, force: bool = False) -> dict[str, Any]:
@@ -91,7 +167,8 @@ def close(conn: sqlite3.Connection, send: Send, handover_id: str, force: bool = 
     if s["state"] != "open":
         raise TaskError("эта передача уже закрыта")
     if s["missing"] and not force:
-        raise TaskError(f"не хватает {len(s['missing'])} посылок: {', '.join(s['missing'])}")
+        raise TaskError(f"не хватает {len(s['missing'])} посылок: "
+                        + "; ".join(f"{_name(conn, o)} — {s['missing_why'][o]}" for o in s["missing"]))
     handed = 0
     for order_id in s["scanned"]:
         t = _task_of(conn, order_id)
@@ -106,12 +183,17 @@ def close(conn: sqlite3.Connection, send: Send, handover_id: str, force: bool = 
     h = get_handover(conn, handover_id)
     kind = "supply_qr" if h["qr_b64"] else "act"
     payload = {"handover_id": handover_id, "supply_id": h["supply_id"], "count": handed,
-               "missing": s["missing"]}
+               "missing": s["missing"], "missing_why": s["missing_why"]}
     conn.execute("INSERT INTO print_jobs (order_id, kind, payload, created_at) VALUES (?,?,?,?)",
                  (h["supply_id"] or handover_id, kind, store.dumps(payload), store.now()))
     conn.execute("UPDATE handovers SET state='closed', closed_at=? WHERE handover_id=?", (store.now(), handover_id))
     s["state"] = "closed"
     return s
+
+
+def _name(conn: sqlite3.Connection, order_id: str) -> str:
+    t = _task_of(conn, order_id)
+    return str(t["number"] or order_id) if t is not None else order_id
 
 
 def _scanned(conn: sqlite3.Connection, handover_id: str, extra: bool) -> list[str]:

@@ -122,8 +122,9 @@ def apply_cancel(conn: sqlite3.Connection, send: Send, body: dict[str, Any], war
     else:
         # Marking codes scanned into an unfinished parcel were never used: free them.
         conn.execute("DELETE FROM marking_codes WHERE task_id = ?", (t["task_id"],))
-    conn.execute("UPDATE print_jobs SET state='done', error='order cancelled' WHERE order_id = ? AND state='pending'",
-                 (t["order_id"],))
+    # its label is not printed now, nor asked about (done with no done_at: closed, never printed)
+    conn.execute("UPDATE print_jobs SET state='done', error='order cancelled' WHERE order_id = ? "
+                 "AND state IN ('pending','unknown')", (t["order_id"],))
     conn.execute("UPDATE tasks SET state='cancelled', updated_at=? WHERE task_id=?", (store.now(), t["task_id"]))
     # A station packing this order keeps it open, so its page tells the packer to unpack the parcel; the
     # next scan there moves on to an open order.

@@ -159,8 +159,12 @@ def reprint_label(conn: sqlite3.Connection, task_id: str) -> None:
     task = get_task(conn, task_id)
     if task["state"] != "packed":
         raise TaskError(f"заказ {task['number'] or task['order_id']} не упакован: этикетку печатают после упаковки")
-    if store.row(conn, "SELECT 1 FROM print_jobs WHERE order_id = ? AND kind = 'label' AND state = 'pending'",
-                 task["order_id"]):
-        raise TaskError("этикетка этого заказа уже ждёт печати")
+    waiting = store.row(conn, "SELECT state FROM print_jobs WHERE order_id = ? AND kind = 'label' "
+                        "AND state IN ('pending','sending','unknown') ORDER BY id DESC LIMIT 1", task["order_id"])
+    if waiting is not None and waiting["state"] == "unknown":
+        raise TaskError("сначала ответьте, напечаталась ли прошлая этикетка этого заказа: «Да» или «Нет — "
+                        "напечатать снова»")
+    if waiting is not None:
+        raise TaskError("этикетка этого заказа уже ждёт печати: она напечатается, как только принтер сможет")
     conn.execute("INSERT INTO print_jobs (order_id, kind, created_at) VALUES (?, 'label', ?)",
                  (task["order_id"], store.now()))

@@ -80,6 +80,27 @@ def label_png(text: str) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+def deliver_label(conn: sqlite3.Connection, order_id: str) -> None:
+    """The marketplace's label of an order, as the cloud sends it down."""
+    with store.transaction(conn):
+        inbox.apply_label(conn, {"order_id": order_id, "format": "png", "data_b64": label_png(order_id)})
+
+
+def print_waiting(conn: sqlite3.Connection, folder: Path) -> list[Path]:
+    """The site's own print queue prints what waits on the virtual printer (PNG files in folder/labels,
+    the printer of `edge_config`); the files it printed."""
+    from edge_agent.changes import Changes
+    from edge_agent.device_hub import DeviceHub
+    from edge_agent.printing import PrintQueue
+
+    cfg = edge_config(folder)
+    changes = Changes()
+    hub = DeviceHub(cfg, changes)
+    hub.open(lambda *_: None)
+    PrintQueue(conn, send, hub, changes, cfg).print_pending()
+    return list(hub.printer.printed)
+
+
 def edge_config(tmp: Any, broker: Any | None = None, **tasks: Any) -> Any:
     from edge_agent.config import config_from_dict, hash_pin
 

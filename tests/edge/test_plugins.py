@@ -10,10 +10,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from edge_testkit import MUG, SHIRT, edge_config, label_png, outbox, pick_task, send, wait_for
+from edge_testkit import MUG, SHIRT, deliver_label, edge_config, label_png, outbox, pick_task, send, wait_for
 
 from edge_agent import store
 from edge_agent.config import AUTO_PACKER, config_from_dict
+from edge_agent.devices.printers import open_printer
 from edge_agent.link_handlers import DownHandlers
 from edge_agent.site import Site, load_plugin
 from edge_agent.tasks import inbox
@@ -109,10 +110,18 @@ def test_the_demo_packers_marking_codes_are_valid() -> None:
     assert (code.gtin, code.serial, code.key_id, len(code.crypto)) == (gtin, "t1-0100000", "EE10", 44)
 
 
-def test_the_demo_packer_packs_and_hands_over_without_devices(tmp_path: Path) -> None:
-    """No scanner to feed: the packer scans straight into the site, tasks it finds at start first."""
+def packer_site(tmp_path: Path) -> Site:
+    """A site with the demo's packer and no devices of its own but the virtual printer (PNG files in
+    tmp_path/labels): no scanner to feed, the packer scans straight into the site."""
     site = Site(edge_config(tmp_path, auto_pack=True, auto_pack_delay_s=0.0), with_link=False,
                 with_devices=False)
+    site.devices.printer = open_printer({"kind": "virtual", "out_dir": str(tmp_path / "labels")})
+    return site
+
+
+def test_the_demo_packer_packs_and_hands_over_without_devices(tmp_path: Path) -> None:
+    """No scanner to feed: the packer scans straight into the site, tasks it finds at start first."""
+    site = packer_site(tmp_path)
     with store.transaction(site.conn):
         inbox.apply_catalog(site.conn, {"items": [MUG, SHIRT]})
         inbox.apply_pick_task(site.conn, pick_task("t1", [(MUG, 2), (SHIRT, 1)]))
@@ -145,7 +154,7 @@ def test_demo_marking_serials_differ_for_tasks_whose_ids_end_alike():
 def test_the_demo_packer_takes_up_an_open_handover_after_a_restart(tmp_path: Path) -> None:
     """A courier who came before the box restarted still gets the parcels: the packer finds the open
     hand-over at start, as it finds the tasks."""
-    site = Site(edge_config(tmp_path, auto_pack=True, auto_pack_delay_s=0.0), with_link=False, with_devices=False)
+    site = packer_site(tmp_path)
     with store.transaction(site.conn):
         inbox.apply_catalog(site.conn, {"items": [MUG]})
         inbox.apply_pick_task(site.conn, pick_task("t2", [(MUG, 1)]))
@@ -155,6 +164,42 @@ def test_the_demo_packer_takes_up_an_open_handover_after_a_restart(tmp_path: Pat
     try:
         assert wait_for(lambda: site.row("SELECT state FROM handovers WHERE handover_id = 'h2'")["state"] != "open")
         assert site.row("SELECT state FROM tasks WHERE task_id = 't2'")["state"] == "handed_over"
+    finally:
+        site.stop()
+        site.close()
+
+
+def test_the_demo_packer_hands_a_parcel_over_only_once_its_label_printed(tmp_path: Path) -> None:
+    """The courier comes before the marketplace's label: the packer waits for the label (and packs the
+    next order meanwhile), never hands the parcel over without it, and closes the hand-over once the
+    label came and printed."""
+    site = packer_site(tmp_path)
+    with store.transaction(site.conn):
+        inbox.apply_catalog(site.conn, {"items": [MUG, SHIRT]})
+        inbox.apply_pick_task(site.conn, pick_task("t1", [(MUG, 1)]))  # its label has not come
+    site.start()
+    try:
+        assert wait_for(lambda: site.row("SELECT state FROM tasks WHERE task_id = 't1'")["state"] == "packed")
+        with store.transaction(site.conn):
+            inbox.apply_handover(site.conn, {"handover_id": "h1", "marketplace": "ozon", "order_ids": ["o-t1"]})
+            inbox.apply_pick_task(site.conn, pick_task("t2", [(SHIRT, 1)]))
+        site._tell("handover", handover_id="h1")
+        site._tell("new_task", task_id="t2")
+        assert wait_for(lambda: site.row("SELECT state FROM tasks WHERE task_id = 't2'")["state"] == "packed", timeout=30)
+        assert not wait_for(lambda: site.row("SELECT state FROM handovers WHERE handover_id = 'h1'")["state"] != "open",
+                            timeout=3.0)  # it waits, re-checking every second
+        assert site.row("SELECT COUNT(*) AS n FROM handover_scans")["n"] == 0
+        assert site.row("SELECT state FROM tasks WHERE task_id = 't1'")["state"] == "packed"
+        deliver_label(site.conn, "o-t1")
+        site.printing.wake()
+        assert wait_for(lambda: site.row("SELECT state FROM handovers WHERE handover_id = 'h1'")["state"] == "closed",
+                        timeout=30)
+        printed = site.row("SELECT done_at FROM print_jobs WHERE order_id = 'o-t1' AND kind = 'label'")["done_at"]
+        scanned = site.row("SELECT ts FROM handover_scans WHERE order_id = 'o-t1'")["ts"]
+        assert printed is not None and scanned >= printed
+        assert site.row("SELECT state FROM tasks WHERE task_id = 't1'")["state"] == "handed_over"
+        labels = [p.name for p in (tmp_path / "labels").glob("*.png")]
+        assert len([n for n in labels if "o-t1" in n]) == 1 and not list((tmp_path / "labels").glob("*.part"))
     finally:
         site.stop()
         site.close()

@@ -161,3 +161,39 @@ def test_a_printer_problem_tells_the_packer_what_to_do(site, problem: str, words
     error = site.row("SELECT error FROM print_jobs")["error"]
     assert error.startswith("Принтер ") and words in error and "напечатается, когда принтер вернётся" in error
     assert page_status(site)["printer_message"] == error
+
+
+def test_the_page_refuses_an_unlabelled_parcel_says_why_and_prints_it_from_the_handover(site) -> None:
+    """The API answer of a hand-over scan whose label has not printed: refused, why in Russian, and a
+    reprint from the courier's table prints it; a page's answer to «напечаталась?» is checked."""
+    from edge_agent.tasks import station
+
+    add_task(site, "t1", MUG)
+    site.printer.unplug()
+    assert site.scan("pack-1", MUG["barcode"]).kind == "done"
+    assert wait_for(lambda: not site.printer_state.ok)
+    with store.transaction(site.conn):
+        inbox.apply_handover(site.conn, {"handover_id": "h1", "marketplace": "ozon", "order_ids": ["o-t1"]})
+    client = create_app(site).test_client()
+    assert client.post("/login", data={"name": "Анна", "pin": "4321", "station": "pack-1"}).status_code == 302
+    assert client.get("/handover/h1").status_code == 200
+    r = client.post("/api/scan", json={"code": "o-t1"}).get_json()
+    assert (r["result"]["ok"], r["result"]["kind"], r["result"]["data"]["reprint"]) == (False, "no_label", True)
+    assert "НЕ НАПЕЧАТАНА" in r["result"]["message"] and "не на связи" in r["result"]["message"]
+    assert r["state"]["handover"]["missing_why"] == {"o-t1": "этикетка не напечатана"}
+    site.printer.plug()
+    r = client.post("/api/print/again", json={"order_id": "o-t1"})
+    assert r.status_code == 200 and "печатаю снова" in r.get_json()["message"]
+    assert wait_for(lambda: site.row("SELECT state FROM print_jobs WHERE order_id = 'o-t1'")["state"] == "done",
+                    timeout=30)
+    assert client.post("/api/scan", json={"code": "o-t1"}).get_json()["result"]["ok"]
+    r = client.post("/api/print/again", json={"order_id": "o-t1"})  # torn at the courier's table: once more
+    assert r.status_code == 200 and wait_for(lambda: len(site.printer.printed) == 2, timeout=30)
+    assert client.post("/api/print/again", json={"order_id": "o-nobody"}).status_code == 409
+    for bad in ({}, {"job_id": "1", "printed": True}, {"job_id": 1, "printed": "да"}, {"job_id": True, "printed": True}):
+        r = client.post("/api/print/answer", json=bad)
+        assert r.status_code == 400 and "ответ" in r.get_json()["error"]
+    r = client.post("/api/print/answer", json={"job_id": 1, "printed": True})
+    assert r.status_code == 409 and "уже ответили" in r.get_json()["error"]  # it printed: nobody was asked
+    assert client.get("/api/print/questions").get_json() == {"questions": []}
+    site.act(station.set_mode, "pack-1", "pack")

@@ -6,7 +6,19 @@ import json
 import sqlite3
 
 import pytest
-from edge_testkit import BAG, MUG, SHIRT, SOCKS, WAREHOUSE, marking, outbox, pick_task, send
+from edge_testkit import (
+    BAG,
+    MUG,
+    SHIRT,
+    SOCKS,
+    WAREHOUSE,
+    deliver_label,
+    marking,
+    outbox,
+    pick_task,
+    print_waiting,
+    send,
+)
 
 from edge_agent import store
 from edge_agent.tasks import handover, inbox, pack, pick, station, stock
@@ -149,10 +161,12 @@ def test_cancel_frees_marking_codes_or_returns_packed_goods(conn) -> None:
     assert scan(conn, "pack-1", marking(SHIRT, "SERIAL0000009")).kind == "info"  # no open task needs it
 
 
-def test_handover_flags_extra_and_missing_and_closing_prints_the_act(conn) -> None:
+def test_handover_flags_extra_and_missing_and_closing_prints_the_act(conn, tmp_path) -> None:
     for t in ("a", "b", "c", "x"):
         add(conn, pick_task(t, [(MUG, 1)]))
+        deliver_label(conn, f"o-{t}")
         assert scan(conn, "pack-1", MUG["barcode"]).kind == "done"  # only packed parcels are handed over
+    assert len(print_waiting(conn, tmp_path)) == 4  # ... with their labels printed
     with store.transaction(conn):
         inbox.apply_handover(conn, {"handover_id": "h1", "marketplace": "wildberries", "supply_id": "WB-GI-1",
                                     "order_ids": ["o-a", "o-b", "o-c"]})
@@ -235,12 +249,14 @@ def test_short_at_the_packing_table_ships_what_is_there(conn) -> None:
     assert conn.execute("SELECT COUNT(*) FROM print_jobs WHERE order_id='o-t2'").fetchone()[0] == 0
 
 
-def test_only_a_packed_parcel_is_handed_over(conn) -> None:
+def test_only_a_packed_parcel_is_handed_over(conn, tmp_path) -> None:
     """An order not packed yet, or cancelled, is refused at the courier's table and never reported handed
     over; one cancelled after it was scanned in stays behind when the handover closes."""
     for t in ("a", "c", "d"):
         add(conn, pick_task(t, [(MUG, 1)]))
+        deliver_label(conn, f"o-{t}")
         assert scan(conn, "pack-1", MUG["barcode"]).kind == "done"
+    assert len(print_waiting(conn, tmp_path)) == 3
     add(conn, pick_task("b", [(MUG, 1)]))  # not packed yet
     with store.transaction(conn):
         inbox.apply_cancel(conn, send, {"task_id": "c", "order_id": "o-c"}, WAREHOUSE)
@@ -277,3 +293,71 @@ def test_a_label_is_printed_again_only_for_a_packed_order_and_not_twice_in_the_q
         conn.execute("UPDATE print_jobs SET state = 'done'")
         pack.reprint_label(conn, "t1")
     assert [r[0] for r in conn.execute("SELECT state FROM print_jobs ORDER BY id")] == ["done", "pending"]
+
+
+def test_a_parcel_whose_label_has_not_printed_is_refused_and_the_packer_told_why(conn, tmp_path) -> None:
+    """Packed is not enough: the courier takes a parcel only once its label printed. The packer hears why
+    it cannot go yet (the marketplace's label has not come / the printer has a problem) and can print it
+    from the courier's table; closing names each parcel missing and why."""
+    for t in ("a", "b", "c"):
+        add(conn, pick_task(t, [(MUG, 1)]))
+        assert scan(conn, "pack-1", MUG["barcode"]).kind == "done"
+    deliver_label(conn, "o-a")
+    deliver_label(conn, "o-c")
+    assert len(print_waiting(conn, tmp_path)) == 2  # o-b's label has not come from the marketplace
+    with store.transaction(conn):
+        inbox.apply_handover(conn, {"handover_id": "h1", "marketplace": "ozon", "order_ids": ["o-a", "o-b", "o-c"]})
+        station.set_mode(conn, "pack-1", "handover", "h1")
+    res = scan(conn, "pack-1", "Nb")
+    assert (res.ok, res.kind, res.data["label"], res.data["reprint"]) == (False, "no_label", "waiting_label", False)
+    assert "ЭТИКЕТКА ЗАКАЗА Nb НЕ НАПЕЧАТАНА" in res.message and "ещё не пришла" in res.message
+    assert scan(conn, "pack-1", "o-a").ok
+    s = handover.summary(conn, "h1")
+    assert s["missing_why"] == {"o-b": "этикетка не напечатана", "o-c": "не отсканирована"}
+    assert s["labels"] == {"o-a": "printed", "o-b": "waiting_label", "o-c": "printed"}
+    with pytest.raises(TaskError) as refused, store.transaction(conn):
+        handover.close(conn, send, "h1")
+    assert "не хватает 2 посылок: Nb — этикетка не напечатана; Nc — не отсканирована" in str(refused.value)
+
+    # the label comes, but the printer is out of paper: told so, and the label can be tried again
+    deliver_label(conn, "o-b")
+    with store.transaction(conn):
+        conn.execute("UPDATE print_jobs SET error = 'Принтер без этикеток — заправьте новый рулон' "
+                     "WHERE order_id = 'o-b'")
+    res = scan(conn, "pack-1", "o-b")
+    assert (res.kind, res.data["label"], res.data["reprint"]) == ("no_label", "printer_problem", True)
+    assert "заправьте новый рулон" in res.message
+    with store.transaction(conn):
+        assert "в очереди" in handover.reprint(conn, "o-b")  # no second job while one waits
+    assert conn.execute("SELECT COUNT(*) FROM print_jobs WHERE order_id = 'o-b'").fetchone()[0] == 1
+    assert len(print_waiting(conn, tmp_path)) == 1
+    assert scan(conn, "pack-1", "o-b").ok and scan(conn, "pack-1", "o-c").ok
+    with store.transaction(conn):
+        assert handover.close(conn, send, "h1")["missing"] == []
+    handed = [b["order_id"] for t, b in outbox(conn) if t == "task_progress" and b["state"] == "handed_over"]
+    assert handed == ["o-a", "o-b", "o-c"]
+
+
+def test_a_label_going_to_the_printer_or_asked_about_is_not_ready_and_the_act_lists_the_missing(conn, tmp_path) -> None:
+    add(conn, pick_task("a", [(MUG, 1)]))
+    deliver_label(conn, "o-a")
+    assert scan(conn, "pack-1", MUG["barcode"]).kind == "done"
+    with store.transaction(conn):
+        inbox.apply_handover(conn, {"handover_id": "h1", "marketplace": "ozon", "order_ids": ["o-a"]})
+        station.set_mode(conn, "pack-1", "handover", "h1")
+        conn.execute("UPDATE print_jobs SET state = 'sending'")  # the bytes are on their way
+    assert scan(conn, "pack-1", "o-a").data["label"] == "printing"
+    with store.transaction(conn):
+        conn.execute("UPDATE print_jobs SET state = 'unknown'")  # a crash cut it short: the packer is asked
+    res = scan(conn, "pack-1", "o-a")
+    assert (res.kind, res.data["label"]) == ("no_label", "asked") and "напечаталась ли она" in res.message
+    with pytest.raises(TaskError, match="сначала ответьте"), store.transaction(conn):
+        handover.reprint(conn, "o-a")
+    with store.transaction(conn):
+        handover.close(conn, send, "h1", force=True)
+    act = json.loads(conn.execute("SELECT payload FROM print_jobs WHERE kind = 'act'").fetchone()[0])
+    assert (act["count"], act["missing"], act["missing_why"]) == (0, ["o-a"], {"o-a": "этикетка не напечатана"})
+    assert not [b for t, b in outbox(conn) if t == "task_progress" and b["state"] == "handed_over"]
+    with store.transaction(conn):  # cancelled: nobody is asked about its label any more
+        inbox.apply_cancel(conn, send, {"task_id": "a", "order_id": "o-a"}, WAREHOUSE)
+    assert conn.execute("SELECT state FROM print_jobs WHERE kind = 'label'").fetchone()[0] == "done"

@@ -5,6 +5,7 @@ also decoded back from the virtual printer's raster where the test prints a labe
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pty
 import socket
@@ -346,3 +347,49 @@ def test_slow_usb_printer_survives_chunks_and_a_stalled_one_fails_cleanly(make, 
         os.close(stalled)
     with pytest.raises(PrinterError, match="cannot be opened"):  # nobody at the other end: ENXIO
         p.send(job)
+
+
+def test_the_virtual_printer_writes_a_label_whole_under_its_jobs_name_and_clears_what_a_crash_left(make, tmp_path):
+    """A file named by the job's key appears whole (written beside it as .part, flushed, renamed), so a
+    restart can tell the job printed; the half-written .part of a crash is removed when the printer opens."""
+    (tmp_path / "20261206-101010-job7-o-1.png.part").write_bytes(b"\x89PNG half")
+    p = open_printer({"kind": "virtual", "name": "v", "out_dir": str(tmp_path)})
+    assert list(tmp_path.glob("*.part")) == []
+    job = prepare_label(make.wb_png("V-2"), "png", p.profile)
+    key = "20261206-101011-job8-o-2"
+    assert not p.target(key).exists()
+    p.send(dataclasses.replace(job, key=key))
+    assert p.last_png == p.target(key) == tmp_path / f"{key}.png"
+    assert make.decode_png(p.target(key)) == ["V-2"] and list(tmp_path.glob("*.part")) == []
+    p.send(job)  # a job no journal named: a file of its own, the first one untouched
+    assert len(list(tmp_path.glob("*.png"))) == 2 and make.decode_png(p.last_png) == ["V-2"]
+
+
+class _PowerCut(BaseException):
+    """What the spool sees of the box dying mid-send: nothing after this line runs."""
+
+
+def test_a_spool_job_the_box_died_sending_is_asked_about_never_resent_on_its_own(make, tmp_path):
+    sent: list[bytes] = []
+
+    class Printer:
+        name, die = "p", True
+
+        def send(self, job):
+            if self.die:
+                raise _PowerCut
+            sent.append(job.payload)
+
+    printer = Printer()
+    job = own_label("box", "BOX-1", "", {"language": "zpl", "name": "p"})
+    with pytest.raises(_PowerCut):
+        PrintSpool(tmp_path / "spool", printer).submit(job, "order-1")
+    (tmp_path / "spool" / "order-2.job.part").write_bytes(b"^XA half")  # a submit a crash cut short
+    printer.die = False
+    spool = PrintSpool(tmp_path / "spool", printer)  # the box restarted
+    assert list((tmp_path / "spool").glob("*.part")) == []
+    assert (spool.pending(), spool.asked()) == ([], ["order-1"])
+    assert spool.retry() == [] and sent == []  # not sent again on its own
+    spool.resolve("order-1", printed=False)  # the packer looked: it did not come out
+    assert [r.printed for r in spool.retry()] == [True] and sent == [job.payload]
+    assert (spool.pending(), spool.asked()) == ([], [])

@@ -34,11 +34,38 @@
     $("#link-badge").dataset.online = s.online ? "1" : "0";
     let p = s.printer_ok ? "принтер" : "принтер: проблема";
     if (s.prints_pending) p += " · ждут " + s.prints_pending;
-    setBadge($("#printer-badge"), s.printer_ok, p);
+    if (s.prints_asked) p += " · вопрос: " + s.prints_asked;
+    setBadge($("#printer-badge"), s.printer_ok && !s.prints_asked, p);
     if (!s.printer_ok) $("#printer-badge").title = s.printer_message;
+    refreshQuestions();
     const cam = $("#camera-badge");
     if (cam) { cam.hidden = !(s.device_problems && s.device_problems.length); cam.title = (s.device_problems || []).join("; "); }
   }
+  // «Этикетка напечаталась?»: a job that was going to a real printer when the box stopped is never sent
+  // again on its own; the packer looks at the printer and answers.
+  const WHAT = {label: "Этикетка заказа", act: "Акт передачи", supply_qr: "QR-код поставки"};
+  async function refreshQuestions() {
+    const box = $("#print-questions");
+    if (!box) return;
+    const r = await api("/api/print/questions").catch(() => null);
+    if (!r || !r.questions) return;
+    box.hidden = !r.questions.length;
+    box.innerHTML = r.questions.map((q) => `<div class="question" data-job="${q.job_id}">` +
+      `<b>${esc(WHAT[q.kind] || q.kind)} ${esc(q.number || q.order_id)}: напечаталась?</b>` +
+      `<div class="sub">${esc(q.message)}</div>` +
+      `<button class="answer yes" data-job="${q.job_id}" data-printed="1">Да</button> ` +
+      `<button class="answer no" data-job="${q.job_id}" data-printed="0">Нет — напечатать снова</button></div>`).join("");
+  }
+  const questions = $("#print-questions");
+  if (questions) questions.addEventListener("click", async (ev) => {
+    const b = ev.target.closest("button.answer");
+    if (!b) return;
+    const r = await api("/api/print/answer", {job_id: Number(b.dataset.job), printed: b.dataset.printed === "1"});
+    showResult(r.error ? {ok: false, kind: "info", message: r.error} : {ok: true, kind: "info", message: r.message});
+    refreshQuestions();
+    refreshStatus();
+  });
+
   function setBadge(el, ok, text) { if (!el) return; el.textContent = text; el.className = "badge " + (ok ? "ok" : "off"); }
 
   function showResult(res) {
@@ -90,7 +117,15 @@
     } else if (state.handover) {
       const h = state.handover;
       $("#order").textContent = (h.supply_id || h.handover_id) + " · " + h.scanned.length + " из " + h.expected.length;
-      for (const o of h.expected) html += `<li class="line${h.scanned.includes(o) ? " done" : ""}"><b>${esc(o)}</b></li>`;
+      for (const o of h.expected) {
+        const done = h.scanned.includes(o), why = (h.missing_why || {})[o], label = (h.labels || {})[o];
+        // why it cannot go yet: its label's trouble in words, or another reason (cancelled, not packed)
+        const tag = done || !why || why === "не отсканирована" ? "" : (why === "этикетка не напечатана" ? LABEL_WORDS[label] || why : why);
+        html += `<li class="line${done ? " done" : ""}" data-order="${esc(o)}"><b class="t-main">${esc(o)}</b>` +
+          (tag ? ` <span class="tag bad">${esc(tag)}</span>` : "") +
+          (!done && ["none", "printed", "printer_problem"].includes(label) ? `<button class="reprint-order" data-order="${esc(o)}">Напечатать этикетку</button>` : "") +
+          "</li>";
+      }
       for (const o of h.extra) html += `<li class="line extra"><b>${esc(o)}</b> <span class="tag">лишняя</span></li>`;
     } else if (state.tally) {
       for (const it of state.tally) html += `<li class="line" data-item="${esc(it.item_id)}"><b class="t-main">${esc(it.name)}</b>` +
@@ -105,7 +140,9 @@
     shown.task = state.task ? state.task.task_id : null;
     shown.state = state.task ? state.task.state : null;
   }
-  const shown = {task: null, state: null};  // the order this screen showed last: a cancellation is told once
+  const shown = {task: null, state: null};
+  const LABEL_WORDS = {printing: "этикетка печатается", printer_problem: "этикетка: проблема с принтером",
+    waiting_label: "этикетка ещё не пришла", asked: "этикетка: ответьте, напечаталась ли", none: "этикетки нет"};  // the order this screen showed last: a cancellation is told once
 
   function newId() {  // crypto.randomUUID needs https; the page is served over plain http on the LAN
     return Array.from(crypto.getRandomValues(new Uint8Array(16)), (b) => b.toString(16).padStart(2, "0")).join("");
@@ -159,6 +196,14 @@
       if (less) {
         const r = await api("/api/tally/set", {item_id: less.dataset.item, quantity: Number(less.dataset.quantity)});
         if (r.error) showResult({ok: false, kind: "info", message: r.error}); else render(r.state);
+        input.focus();
+        return;
+      }
+      const again = ev.target.closest("button.reprint-order");
+      if (again) {
+        const r = await api("/api/print/again", {order_id: again.dataset.order});
+        showResult(r.error ? {ok: false, kind: "info", message: r.error} : {ok: true, kind: "info", message: r.message});
+        if (r.state) render(r.state);
         input.focus();
         return;
       }
