@@ -30,6 +30,7 @@ from cloud_sync.config_sections import (
     JobSettings,
     LinkSettings,
     OnecSettings,
+    PriceFrom1CSection,
     PricingSettings,
     SecretsSettings,
     StockSection,
@@ -77,6 +78,7 @@ class AccountSettings:
     label_format: str = ""  # "" = the adapter's default
     orders_poll_s: float = 0.0  # this account's own poll interval (wall seconds); 0 = the jobs' one
     credentials_secret: str = ""  # the stored secret (Settings) merged into the credentials; "" = none
+    prices_from_1c: PriceFrom1CSection | None = None  # the account's prices come from a 1C price type
 
     def poll_interval(self, jobs_poll_s: float) -> float:
         """Seconds between two new-order polls of this account: the configured one, never shorter than the
@@ -267,6 +269,7 @@ def parse_config(data: dict[str, Any], *, base_dir: Path | None = None,
             label_format=a.get("label_format", ""),
             orders_poll_s=_float(a, "orders_poll_s", 0.0, where),
             credentials_secret=a.get("credentials_secret", ""),
+            prices_from_1c=tables.accounts[name].prices_from_1c,
         )
     if not cfg.sites:
         cfg.sites["site-1"] = SiteConfig(id="site-1", name="site-1", warehouses=[cfg.default_warehouse])

@@ -114,6 +114,39 @@ class AllocationSection:
             raise place.error("share must be 0..1 and buffer >= 0")
 
 
+PRICE_ROUNDINGS = ("0.01", "1", "10", "100", "9", "99")
+
+
+@dataclass
+class PriceFrom1CSection:
+    """[accounts.<name>.prices_from_1c]: the account's prices come from a 1C price type («Установка цен
+    номенклатуры»). price = 1C price (× `currency_rate` when the type is not in roubles) × (1 +
+    markup_percent/100) + markup_amount, rounded (`rounding`: "0.01", "1", "10", "100" to that step; "9"
+    and "99" up to the next price ending in 9 / 99), never below cost × (1 + min_margin_percent/100);
+    crossed-out price: another price type (`crossed_out_price_type`) or price × (1 + crossed_out_percent/100).
+    Every 1C price exchange recomputes the changed items through the price documents' guards: applied at
+    once when none trips (`auto_apply`), held for a person's confirmation when one does."""
+
+    price_type: str  # the 1C price type's id or name, e.g. "Розничная"
+    markup_percent: Decimal = Decimal(0)
+    markup_amount: Decimal = Decimal(0)
+    rounding: str = "1"
+    crossed_out_percent: Decimal | None = None
+    crossed_out_price_type: str = ""
+    min_margin_percent: Decimal | None = None
+    currency_rate: Decimal | None = None  # roubles per unit of the price type's currency
+    auto_apply: bool = True
+
+    def check(self, place: Place) -> None:
+        _one_of(place.at("rounding"), self.rounding, PRICE_ROUNDINGS)
+        if self.markup_percent <= -100:
+            raise place.at("markup_percent").error(f"must be more than -100, got {shown(self.markup_percent)}")
+        if self.currency_rate is not None and self.currency_rate <= 0:
+            raise place.at("currency_rate").error(f"must be more than 0, got {shown(self.currency_rate)}")
+        if self.crossed_out_percent is not None and self.crossed_out_price_type:
+            raise place.error("give crossed_out_percent or crossed_out_price_type, not both")
+
+
 @dataclass
 class AccountSection:
     """[accounts.<name>]: one seller account. A key left out takes the marketplace's or [cloud]'s value."""
@@ -136,6 +169,7 @@ class AccountSection:
     label_after: str | None = None
     label_format: str = ""
     orders_poll_s: float = 0.0
+    prices_from_1c: PriceFrom1CSection | None = None
 
     def check(self, place: Place) -> None:
         if self.label_after is not None:

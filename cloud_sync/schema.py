@@ -17,7 +17,7 @@ from cloud_sync import db
 from cloud_sync.access import secrets, users
 from cloud_sync.alerts import outbox as alerts
 from cloud_sync.catalog import cards, nomenclature
-from cloud_sync.money import price_list, price_rules, reports
+from cloud_sync.money import price_list, price_rules, price_sources, reports
 from cloud_sync.onec import store as onec_store
 from cloud_sync.orders import pushes
 from cloud_sync.orders import records as orders
@@ -40,6 +40,7 @@ PARTS: list[tuple[str, ModuleType]] = [
     ("sitelink.store", link_store),
     # parts added since: appended, never inserted
     ("cloud_sync.stock.reconcile", reconcile),
+    ("cloud_sync.money.price_sources", price_sources),
 ]
 
 

@@ -55,6 +55,9 @@ def _toml_value(value: Any) -> str:
     return json.dumps(str(value), ensure_ascii=False)
 
 
+PRICED_FROM_1C = "wildberries"  # the demo account whose prices come from 1C («Розничная» + 10 %)
+
+
 def write_cloud_config(folder: Path, *, db_path: Path, link: dict[str, Any], time_scale: float,
                        sandboxes: dict[str, dict[str, Any]]) -> CloudConfig:
     """The cloud's cloud.toml in `folder`: its database, the demo's broker (`link`: the broker's
@@ -107,6 +110,10 @@ def write_cloud_config(folder: Path, *, db_path: Path, link: dict[str, Any], tim
         ]
         if options:
             lines.append(f"options = {_toml_value(options)}")
+        if mp == PRICED_FROM_1C:
+            lines += ["", f"[accounts.{name}.prices_from_1c]  # its prices follow 1C's retail price type",
+                      'price_type = "Розничная"', "markup_percent = 10", 'rounding = "9"',
+                      "crossed_out_percent = 25", "min_margin_percent = 20"]
         lines.append("")
     written.path.write_text("\n".join(lines), "utf-8")
     return written

@@ -68,6 +68,7 @@ EVENT_TEXT = {
     "handed_over": "order {number} handed over at {site}",
     "cancelled": "order {number} ({account}) cancelled: {detail}",
     "stock_pushed": "stock pushed: {detail}",
+    "prices_from_1c": "prices from 1C: {detail}",
 }
 
 
