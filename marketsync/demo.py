@@ -27,6 +27,7 @@ from marketplaces.sandbox.seed import demo_items
 from marketsync.broker import Broker
 from marketsync.demo_config import (
     ACCOUNT_NAMES,
+    DEMO_ACCOUNTS,
     PUSHING,
     SITE_ID,
     write_cloud_config,
@@ -131,22 +132,31 @@ class Demo:
         self.broker.start()
         self.say(f"MQTT broker (Mosquitto, TLS, client id = user, ACL of directions, signed envelopes) on {self.broker.host}:{self.broker.port}")
 
+    def title(self, account: str) -> str:
+        """How the demo names an account: its marketplace, and the account when it is not the main one."""
+        mp = DEMO_ACCOUNTS[account]
+        return TITLES[mp] if ACCOUNT_NAMES.get(mp) == account else f"{TITLES[mp]} ({account})"
+
     def start_sandboxes(self) -> None:
-        for mp in [m.strip() for m in self.args.marketplaces.split(",") if m.strip()]:
+        chosen = [m.strip() for m in self.args.marketplaces.split(",") if m.strip()]
+        for account, mp in DEMO_ACCOUNTS.items():
+            if mp not in chosen:
+                continue
             try:
-                info = self.service(f"sandbox-{mp}", "sandbox", "serve", mp, "--port", "0",
+                info = self.service(f"sandbox-{account}", "sandbox", "serve", mp, "--port", "0",
                                     "--seed", str(self.args.items), "--time-scale", str(self.args.time_scale))
             except ServiceFailed as exc:
-                self.errors.append(f"sandbox {mp}: {str(exc).splitlines()[0]}")
-                self.say(f"{TITLES[mp]} sandbox could not start — carrying on without it ({exc})")
+                self.errors.append(f"sandbox {account}: {str(exc).splitlines()[0]}")
+                self.say(f"{self.title(account)} sandbox could not start — carrying on without it ({exc})")
                 continue
-            self.sandboxes[mp] = info
-            self.say(f"{TITLES[mp]} sandbox: {info['url']}  ({self.args.items} cards seeded)")
+            info["marketplace"] = mp
+            self.sandboxes[account] = info
+            self.say(f"{self.title(account)} sandbox: {info['url']}  ({self.args.items} cards seeded)")
             if mp in ("wildberries", "ozon"):  # orders of marked goods need their Честный знак codes sent
                 try:
                     http_json("POST", info["url"].rstrip("/") + "/_sandbox/x/marking", {})
                 except OSError as exc:
-                    self.errors.append(f"{mp} sandbox: marking not switched on: {exc}")
+                    self.errors.append(f"{account} sandbox: marking not switched on: {exc}")
         if not self.sandboxes:
             self.fatal = True
             raise ServiceFailed("no marketplace sandbox started")
@@ -185,18 +195,18 @@ class Demo:
         """Yandex.Market and Megamarket push order events: register the cloud's push URL in their sandboxes
         (each notification is sent twice, as the real ones may be: the cloud keeps one). Polling stays on
         as the fallback; an order is never created twice."""
-        for mp in PUSHING:
-            account = ACCOUNT_NAMES[mp]
-            if mp not in self.sandboxes or account not in self.push_tokens:
+        for account, info in self.sandboxes.items():
+            mp = info["marketplace"]
+            if mp not in PUSHING or account not in self.push_tokens:
                 continue
             url = f"{self.cloud_url}/push/{mp}/{account}/{self.push_tokens[account]}"
             try:
-                http_json("POST", self.sandboxes[mp]["url"].rstrip("/") + "/_sandbox/x/push",
+                http_json("POST", info["url"].rstrip("/") + "/_sandbox/x/push",
                           {"url": url, "duplicates": 1})
             except OSError as exc:
                 self.errors.append(f"push registration {account}: {exc}")
                 continue
-            self.say(f"{TITLES[mp]} pushes its order events to {self.cloud_url}/push/{mp}/{account}/… "
+            self.say(f"{self.title(account)} pushes its order events to {self.cloud_url}/push/{mp}/{account}/… "
                      "(polling stays on as the fallback)")
 
     def start_site(self) -> None:
@@ -289,22 +299,21 @@ class Demo:
                  f"after 1C confirmed them, a second query returned {again}")
 
     def new_order(self) -> None:
-        mp = self.rng.choice(sorted(self.sandboxes))
-        url = self.sandboxes[mp]["url"].rstrip("/") + "/_sandbox/orders"
+        account = self.rng.choice(sorted(self.sandboxes))
+        url = self.sandboxes[account]["url"].rstrip("/") + "/_sandbox/orders"
         try:
             answer = http_json("POST", url, {"count": 1})
         except OSError as exc:
-            self.errors.append(f"{mp} sandbox: {exc}")
+            self.errors.append(f"{account} sandbox: {exc}")
             return
         for native_id in answer.get("orders", []):
             self.orders_created += 1
-            self.say(f"a buyer ordered on {TITLES[mp]}: order {native_id}")
+            self.say(f"a buyer ordered on {self.title(account)}: order {native_id}")
 
     def courier_arrives(self) -> None:
         """The marketplaces' couriers come for the packed parcels: a hand-over per account, which the
         site's packer scans parcel by parcel and closes (WB supplies are delivered, the rest shipped)."""
-        for mp in sorted(self.sandboxes):
-            account = ACCOUNT_NAMES[mp]
+        for account in sorted(self.sandboxes):
             try:
                 handovers = http_json("POST", f"{self.cloud_url}/api/handovers", {"account": account},
                                       token=self.api_token)
@@ -312,7 +321,7 @@ class Demo:
                 self.errors.append(f"handover {account}: {exc}")
                 continue
             for h in handovers:
-                self.say(f"the {TITLES[mp]} courier came to {h['site']}: {len(h['orders'])} parcel(s) to hand over"
+                self.say(f"the {self.title(account)} courier came to {h['site']}: {len(h['orders'])} parcel(s) to hand over"
                          + (f" in supply {h['supply_id']}" if h.get("supply_id") else ""))
 
     def report_events(self) -> None:

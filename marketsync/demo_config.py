@@ -3,7 +3,9 @@
 They use the same keys a real installation uses (see config/cloud.toml and config/edge.toml); only the
 values point at the local sandboxes and the demo's own broker. Secrets (the sandboxes' tokens, the MQTT
 passwords) go into files readable by their owner alone, referenced from the TOML, never into it.
-Also the demo's names: its site (`SITE_ID`) and its seller accounts (`ACCOUNT_NAMES`). The writers take
+Also the demo's names: its site (`SITE_ID`) and its seller accounts (`DEMO_ACCOUNTS`: two Wildberries
+cabinets share the one 1C catalog and ledger, with their own allocation and prices; `ACCOUNT_NAMES` is each
+marketplace's main account). The writers take
 what they write as arguments and know nothing of the orchestrator (`marketsync.demo`), which uses them.
 """
 
@@ -24,6 +26,18 @@ SITE_ID = "site-1"  # the demo's one warehouse site
 # Marketplaces that push order events to the cloud (the demo registers the cloud's URL in their sandbox).
 PUSHING = ("yandex_market", "megamarket")
 ACCOUNT_NAMES = {"wildberries": "wb-main", "ozon": "ozon-main", "yandex_market": "ym-main", "megamarket": "mm-main"}
+# account -> marketplace: every account gets a sandbox of its own
+DEMO_ACCOUNTS = {"wb-main": "wildberries", "wb-second": "wildberries", "ozon-main": "ozon", "ym-main": "yandex_market",
+                 "mm-main": "megamarket"}
+# what an account has of its own in cloud.toml beyond its marketplace, sandbox and warehouse
+ACCOUNT_EXTRA = {
+    "wb-main": ["", "[accounts.wb-main.prices_from_1c]  # its prices follow 1C's retail price type",
+                'price_type = "Розничная"', "markup_percent = 10", 'rounding = "9"', "crossed_out_percent = 25",
+                "min_margin_percent = 20"],
+    "wb-second": ["allocation = { share = 0.5, buffer = 1 }  # the second cabinet lists half of what is free",
+                  "", "[accounts.wb-second.prices_from_1c]  # and sells 15 % dearer, in round tens",
+                  'price_type = "Розничная"', "markup_percent = 15", 'rounding = "10"', "min_margin_percent = 20"],
+}
 
 
 @dataclass
@@ -55,13 +69,11 @@ def _toml_value(value: Any) -> str:
     return json.dumps(str(value), ensure_ascii=False)
 
 
-PRICED_FROM_1C = "wildberries"  # the demo account whose prices come from 1C («Розничная» + 10 %)
-
-
 def write_cloud_config(folder: Path, *, db_path: Path, link: dict[str, Any], time_scale: float,
                        sandboxes: dict[str, dict[str, Any]]) -> CloudConfig:
     """The cloud's cloud.toml in `folder`: its database, the demo's broker (`link`: the broker's
-    settings for the cloud), the demo's 1C login, the site, and one account per running sandbox."""
+    settings for the cloud), the demo's 1C login, the site, and one account per running sandbox
+    (`sandboxes`: account name -> the sandbox's announcement, which names its marketplace)."""
     secrets = folder / "secrets"
     lines = [
         "# written by `marketsync demo`: the cloud against the local sandboxes",
@@ -92,8 +104,8 @@ def write_cloud_config(folder: Path, *, db_path: Path, link: dict[str, Any], tim
     lines += ["", "[onec]  # 1C's exchange with the cloud (the demo plays 1C: it takes the day's orders)",
               'login = "1c"', f"password_file = {_toml_value(str(onec_password))}"]
     lines += ["", f"[sites.{SITE_ID}]", 'name = "Склад Москва"', f"warehouses = [{_toml_value(WAREHOUSE_ID)}]", ""]
-    for mp, info in sandboxes.items():
-        name = ACCOUNT_NAMES[mp]
+    for name, info in sandboxes.items():
+        mp = info["marketplace"]
         credentials = dict(info["credentials"])
         options = dict(info.get("options", {}))  # the ids the sandbox announced (YM business, MM merchant)
         if mp in PUSHING:
@@ -110,10 +122,7 @@ def write_cloud_config(folder: Path, *, db_path: Path, link: dict[str, Any], tim
         ]
         if options:
             lines.append(f"options = {_toml_value(options)}")
-        if mp == PRICED_FROM_1C:
-            lines += ["", f"[accounts.{name}.prices_from_1c]  # its prices follow 1C's retail price type",
-                      'price_type = "Розничная"', "markup_percent = 10", 'rounding = "9"',
-                      "crossed_out_percent = 25", "min_margin_percent = 20"]
+        lines += ACCOUNT_EXTRA.get(name, [])
         lines.append("")
     written.path.write_text("\n".join(lines), "utf-8")
     return written
