@@ -1,0 +1,95 @@
+"""The cloud SIGKILLed again and again in the middle of its marketplace calls (confirm, label, assemble,
+ship), judged from outside: every order ends shipped on its marketplace, and the marketplace got exactly
+one confirm and one ship per order.
+
+Real processes, nothing mocked: Mosquitto, the WB and Ozon sandboxes (`marketsync sandbox serve`), the
+cloud (`marketsync cloud serve`, killed with SIGKILL and started again on the same SQLite file) and the
+site with its simulated packer (`marketsync edge serve`). Each sandbox answers a request that moves an
+order 1.2 s after applying it (`move_delay_ms`), so most kills land while a move is applied but not yet
+answered — the outcome the cloud must not repeat nor lose. The verdict comes from the sandboxes' own
+state: each order's status and its per-order call counters (`order_calls`: calls received / applied).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from marketsync.demo import Demo, http_json
+from marketsync.procs import Service
+
+pytestmark = pytest.mark.slow
+
+ORDERS = 6  # per marketplace
+KILLS = 10
+
+
+def _restart_cloud(demo: Demo) -> None:
+    """SIGKILL the cloud's whole process group (no goodbye) and start it again on the same files."""
+    old = next(s for s in demo.services if s.name == "cloud")
+    assert old.proc is not None
+    os.killpg(old.proc.pid, signal.SIGKILL)
+    old.proc.wait(10)
+    new = Service("cloud", old.argv, old.log_path, env=old.env)
+    demo.services[demo.services.index(old)] = new
+    demo.cloud_url = new.start(timeout=90)["url"]
+
+
+def _state(demo: Demo, mp: str) -> dict:
+    return http_json("GET", demo.sandboxes[mp]["url"].rstrip("/") + "/_sandbox/state")
+
+
+def test_cloud_killed_mid_call_makes_every_marketplace_move_exactly_once(tmp_path: Path):
+    args = argparse.Namespace(duration=0, workdir=str(tmp_path / "demo"), items=12, order_every=3600,
+                              courier_every=3600, time_scale=10.0, marketplaces="wildberries,ozon")
+    demo = Demo(args)
+    try:
+        demo.start()
+        made: dict[str, list[str]] = {}
+        for mp in ("wildberries", "ozon"):
+            url = demo.sandboxes[mp]["url"].rstrip("/")
+            http_json("POST", f"{url}/_sandbox/faults", {"move_delay_ms": 1200})
+            made[mp] = [str(x) for x in http_json("POST", f"{url}/_sandbox/orders", {"count": ORDERS})["orders"]]
+
+        def finished() -> bool:
+            wb, oz = _state(demo, "wildberries")["orders"], _state(demo, "ozon")["orders"]
+            return (all(wb.get(x) == "complete" for x in made["wildberries"])
+                    and all(oz.get(x) in ("delivering", "delivered") for x in made["ozon"]))
+
+        rng = random.Random(15)
+        kills = 0
+        deadline = time.monotonic() + 400
+        while time.monotonic() < deadline and not finished():
+            time.sleep(rng.uniform(0.4, 2.5))
+            if kills < KILLS:
+                _restart_cloud(demo)
+                kills += 1
+            try:
+                demo.courier_arrives()  # hand over whatever is packed by now
+            except OSError:
+                pass
+        assert kills == KILLS
+        assert finished(), (f"not every order shipped: WB {_state(demo, 'wildberries')['orders']},"
+                            f" Ozon {_state(demo, 'ozon')['orders']}")
+
+        wb = _state(demo, "wildberries")
+        for x in made["wildberries"]:
+            calls = wb["order_calls"].get(x, {})
+            assert calls.get("confirm") == [1, 1], f"WB order {x}: confirm calls {calls}"
+            assert calls.get("ship") == [1, 1], f"WB order {x}: delivered with {calls.get('ship')} supply deliveries"
+            assert wb["transitions"][x] == ["new", "confirm", "complete"], wb["transitions"][x]
+        delivered = [s for s in wb["supplies"].values() if s["done"]]
+        assert sorted(o for s in delivered for o in map(str, s["orders"])) == sorted(made["wildberries"])
+        oz = _state(demo, "ozon")
+        for x in made["ozon"]:
+            steps = oz["transitions"][x]
+            assert len(steps) == len(set(steps)), f"Ozon posting {x} moved twice: {steps}"
+        assert wb["spec_violations"] == [] and oz["spec_violations"] == []
+    finally:
+        demo.stop()
