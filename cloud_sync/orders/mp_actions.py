@@ -74,6 +74,10 @@ def run_actions(conn: sqlite3.Connection, cfg: CloudConfig, adapters: dict[str, 
         with transaction(conn):  # the intent, before the call
             conn.execute("UPDATE order_actions SET inflight_ts=? WHERE order_id=? AND action=?",
                          (time.time(), a["order_id"], a["action"]))
+        if a["inflight_ts"]:
+            with transaction(conn):
+                log_event(conn, a["order_id"], "in_doubt", f"{a['action']}: the call made before a restart has no"
+                          " recorded outcome; reading the order back first")
         try:
             outcome = _recovered(cfg, adapter, a) if a["inflight_ts"] else None
             if outcome is None:
