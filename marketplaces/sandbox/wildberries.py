@@ -426,8 +426,8 @@ class WildberriesSandbox(SandboxApp):
             moving = o["supplierStatus"] == "confirm" and o["supplyId"] and not self.supplies[o["supplyId"]]["done"]
             if o["supplierStatus"] != "new" and not moving:
                 raise ApiError(409, refused, code="FailedToAddSupplyOrder")
-            if s["warehouseId"] not in (None, o["warehouseId"]):
-                raise ApiError(409, refused, code="FailedToAddSupplyOrder")
+            if s["warehouseId"] not in (None, o["warehouseId"]) or s["cargoType"] not in (0, o["cargoType"]):
+                raise ApiError(409, refused, code="FailedToAddSupplyOrder")  # one warehouse, one cargo type
         for o in orders:
             s["warehouseId"] = o["warehouseId"]
             s["cargoType"] = s["cargoType"] or o["cargoType"]
