@@ -401,8 +401,11 @@ class WildberriesSandbox(SandboxApp):
         return SandboxReply(200, {"next": nxt + len(ids), "supplies": out})
 
     def _new_in_supply(self, req: SandboxRequest) -> list[str]:
-        """The orders a supply_add request confirms (those still `new`; a move between supplies confirms none)."""
-        return [str(i) for i in req.json()["orders"] if self.orders.get(i, {}).get("supplierStatus") == "new"]
+        """The orders a supply_add request confirms: every one it names, except those it moves from another
+        supply (counted as a "move" by `supply_add`) — a second add of an order is a second confirm."""
+        sid = req.path_params["supplyId"]
+        return [str(i) for i in req.json()["orders"]
+                if self.orders.get(i, {}).get("supplyId") in (None, sid)]
 
     def _delivered_by(self, req: SandboxRequest) -> list[str]:
         s = self.supplies.get(req.path_params["supplyId"])
@@ -435,6 +438,8 @@ class WildberriesSandbox(SandboxApp):
                 self._move(o, "confirm")
             elif o["supplyId"] != s["id"]:
                 self.supplies[o["supplyId"]]["orders"].remove(o["id"])
+                moved = self.order_calls.setdefault(str(o["id"]), {}).setdefault("move", [0, 0])
+                moved[0], moved[1] = moved[0] + 1, moved[1] + 1
             if o["id"] not in s["orders"]:
                 s["orders"].append(o["id"])
             o["supplyId"] = s["id"]

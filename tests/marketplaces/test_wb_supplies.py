@@ -56,7 +56,7 @@ def test_the_sandbox_keeps_wb_supply_rules(wb) -> None:
     assert empty.status_code == 409 and empty.json()["code"] == "SupplyHasZeroOrders"
     st = _state(sb)
     assert st["order_calls"][str(a)] == {"confirm": [1, 1], "ship": [1, 1]}
-    assert st["order_calls"][str(b)] == {"confirm": [1, 1], "cancel": [1, 1]}  # the move confirms nothing
+    assert st["order_calls"][str(b)] == {"confirm": [1, 1], "move": [1, 1], "cancel": [1, 1]}
     assert st["order_calls"][str(c)] == {"confirm": [1, 0]}  # refused: received, not applied
     assert st["spec_violations"] == []
 
