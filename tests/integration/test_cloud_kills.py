@@ -82,9 +82,13 @@ def test_cloud_killed_mid_call_makes_every_marketplace_move_exactly_once(tmp_pat
                             f" Ozon {_state(demo, 'ozon')['orders']}")
 
         wb = _state(demo, "wildberries")
+        db = sqlite3.connect(demo.cloud_db)
+        moved_out = {r[0].split(":")[1] for r in db.execute(  # the one move the cloud makes: out of a supply
+            "SELECT o.key FROM order_events e JOIN orders o ON o.id=e.order_id WHERE e.kind='batch_changed'")}
         for x in made["wildberries"]:
             calls = wb["order_calls"].get(x, {})
             assert calls.get("confirm") == [1, 1], f"WB order {x}: confirm calls {calls}"
+            assert "move" not in calls or x in moved_out, f"WB order {x} was added to a second supply: {calls}"
             assert calls.get("ship") == [1, 1], f"WB order {x}: delivered with {calls.get('ship')} supply deliveries"
             assert wb["transitions"][x] == ["new", "confirm", "complete"], wb["transitions"][x]
         delivered = [s for s in wb["supplies"].values() if s["done"]]
@@ -94,7 +98,6 @@ def test_cloud_killed_mid_call_makes_every_marketplace_move_exactly_once(tmp_pat
             steps = oz["transitions"][x]
             assert len(steps) == len(set(steps)), f"Ozon posting {x} moved twice: {steps}"
         assert wb["spec_violations"] == [] and oz["spec_violations"] == []
-        db = sqlite3.connect(demo.cloud_db)
         in_doubt = db.execute("SELECT COUNT(*) FROM order_events WHERE kind='in_doubt'").fetchone()[0]
         db.close()
         assert in_doubt >= 3, f"only {in_doubt} kill(s) landed in the middle of a marketplace call"
