@@ -262,3 +262,25 @@ def test_a_cancelled_parcel_does_not_hold_its_supply(wb):
     st = wb.state()
     assert st["supplies"][s1]["done"] and st["orders"][a] == "complete" and st["orders"][b] == "cancel"
     assert _ships(wb.conn, f"wb:{a}") == "done"
+
+
+def test_an_order_confirmed_after_its_hand_over_was_created_is_shipped(wb):
+    a, b = wb.orders(2)
+    wb.conn.execute("UPDATE order_actions SET next_try=? WHERE action='confirm' AND order_id=(SELECT id FROM"
+                    " orders WHERE key=?)", (time.time() + 3600, f"wb:{b}"))
+    mp_actions.run_actions(wb.conn, wb.cfg, {"wb": wb.adapter})  # a is confirmed, b's confirm waits
+    s1 = wb.supply_of(a)
+    for n in (a, b):
+        wb.to(n, "packed")
+    made = handovers.start_handover(wb.conn, wb.cfg, "wb")
+    by_order = {o: h["handover_id"] for h in made for o in h["orders"]}
+    assert {h["supply_id"] for h in made} == {s1, None}  # b's supply is not known when the courier comes
+    wb.run(rounds=2)  # now b is confirmed (into the open supply)
+    assert wb.supply_of(b) == s1
+    for n in (a, b):
+        _progress(wb.conn, wb.cfg, f"wb:{n}", "handed_over", by_order[f"wb:{n}"])
+    wb.run(rounds=3)
+    st = wb.state()
+    assert st["orders"][a] == st["orders"][b] == "complete" and st["supplies"][s1]["done"]
+    assert _ships(wb.conn, f"wb:{a}") == _ships(wb.conn, f"wb:{b}") == "done"
+    assert st["order_calls"][b]["ship"] == [1, 1]
