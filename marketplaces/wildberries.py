@@ -464,9 +464,9 @@ class WildberriesAdapter:
         MarketplaceError before anything is sent), otherwise nothing is sent; ship: deliver the order's own
         supply (`batch_id=`: the supply recorded for it, checked against WB; else read from WB), with
         `handed_over=[order ids]` every other order of that supply still on assembly is first moved to
-        another open supply (WB moves orders between open supplies), so only parcels that left are
-        delivered; the answer's `native` says `shipped` (the order ids the delivery moved to `complete`)
-        and `moved` ({order id: its new supply}); cancel: cancel.
+        another open supply (`next_batch=`, else a new one; WB moves orders between open supplies), so only
+        parcels that left are delivered; the answer's `native` says `shipped` (the order ids the delivery
+        moved to `complete`) and `moved` ({order id: its new supply}); cancel: cancel.
         Reads the status first and after any uncertain or refused answer."""
         oid = str(native_id)
         if details.get("batch_id") and not details.get("supply_id"):
@@ -640,9 +640,9 @@ class WildberriesAdapter:
         late = [m for m in on_assembly if m != oid and ready is not None and m not in {str(i) for i in ready}]
         moved: dict[str, str] = details.setdefault("moved_out", {})  # kept across attempts of one call
         if late:
-            target = self._open_supply.get(wh)
+            target = str(details.get("next_batch") or "")  # the caller's open supply, else a new one
             if not target or target == supply:
-                target = self._create_supply(wh)
+                target = details["next_batch"] = self._create_supply(wh)
                 self._open_supply[wh] = target
             for chunk in batches([int(m) for m in late], self.map["supply_add_orders"].batch or 100):
                 self.http.call("supply_add_orders", path_params={"supplyId": target}, json={"orders": chunk})

@@ -145,6 +145,9 @@ def _call(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Marketplace, a: s
     if action == "ship" and per_batch:  # the order's own batch; only parcels handed over may leave with it
         if a["supply_id"]:
             details["batch_id"] = a["supply_id"]
+        following = _open_supply(conn, a["account"], a["mp_warehouse"])
+        if following and following != a["supply_id"]:
+            details["next_batch"] = following  # where the parcels not handed over go
         details["handed_over"] = [r[0] for r in conn.execute(
             "SELECT native_id FROM orders o WHERE account=? AND stage='handed_over' AND NOT EXISTS (SELECT 1"
             " FROM order_actions s WHERE s.order_id=o.id AND s.action='ship' AND s.state='done')", (a["account"],))]
