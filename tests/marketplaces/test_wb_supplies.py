@@ -14,7 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from marketplaces import open_account
+from marketplaces import open_account, profiles
+from marketplaces.profiles import ProfileError, parse_profile
 
 
 @pytest.fixture
@@ -90,3 +91,11 @@ def test_a_ship_delivers_only_the_parcels_handed_over(wb) -> None:
     again = adapter.set_order_status(ids[1], "ship", batch_id=s1)  # read back: no second delivery
     assert again.already and sorted(again.native["shipped"]) == sorted(ids[:2])
     assert _state(sb)["order_calls"][ids[1]]["ship"] == [1, 1]
+
+
+def test_each_profile_says_how_it_ships() -> None:
+    assert {name: p.ships for name, p in profiles().items()} == {
+        "wildberries": "per_batch", "ozon": "per_order", "yandex_market": "per_order", "megamarket": "per_order"}
+    with pytest.raises(ProfileError, match="ships must be one of per_order, per_batch"):
+        parse_profile("x", {"title": "X", "colour": "#000000", "label_after": "confirm", "min_poll_s": 1,
+                            "poll_reason": "r", "poll_endpoint": "e", "statuses": {"new": "new"}, "ships": "weekly"})
