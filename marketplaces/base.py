@@ -343,6 +343,10 @@ class RealizationReport:
 # ---------------------------------------------------------------- what a marketplace is
 
 LabelAfter = Literal["confirm", "assemble"]
+# How the marketplace takes parcels from the seller: each order shipped on its own ("per_order"), or orders
+# gathered into a batch that is shipped as a whole ("per_batch", e.g. a supply) once its last parcel left.
+ShipModel = Literal["per_order", "per_batch"]
+SHIP_MODELS = ("per_order", "per_batch")
 
 
 @dataclass(frozen=True)
@@ -409,7 +413,9 @@ class MarketplaceProfile:
     budget for stock pushes and status moves (real-world seconds; `poll_reason` says which budget,
     `poll_endpoint` is the endpoint a poll calls). `min_stock_interval_s`: how long one card's stock at
     one warehouse must wait before it may be updated again. `label_after`: the order action after which
-    its label can be fetched. `push`: None when it pushes nothing. `stock_follows_orders`: the marketplace
+    its label can be fetched. `push`: None when it pushes nothing. `ships`: its ShipModel — "per_batch"
+    marketplaces put each confirmed order into a batch (`StatusChange.batch_id`) and ship the batch;
+    "per_order" ones ship each parcel handed over on its own. `stock_follows_orders`: the marketplace
     itself subtracts an order's units from the stock the card shows at the order's warehouse (and adds
     them back when the order is cancelled before it ships), so what it shows moves without a push."""
 
@@ -426,6 +432,7 @@ class MarketplaceProfile:
     stock_interval_reason: str = ""
     push: PushTerms | None = None
     stock_follows_orders: bool = False
+    ships: ShipModel = "per_order"
 
 
 # ---------------------------------------------------------------- the interface

@@ -5,7 +5,8 @@ does not load). `marketplaces.profile(name)` is the way in; this module only rea
 The table (see endpoints/wildberries.toml for a documented example):
 
     [profile]            title, colour, label_after, min_poll_s, poll_reason, poll_endpoint,
-                         min_stock_interval_s, stock_interval_reason (the last two optional)
+                         min_stock_interval_s, stock_interval_reason, ships (the last three
+                         optional; ships = "per_order" (default) | "per_batch": see MarketplaceProfile)
     [profile.can]        hide_cards, create_cards, read_fbo_stock, realization_report, read_prices,
                          receive_pushes (each true or false; a missing one is false)
     [profile.statuses]   native status (or "STATUS/SUBSTATUS") = unified status
@@ -23,11 +24,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from marketplaces.base import UNIFIED_STATUSES, Capabilities, MarketplaceProfile, PushTerms
+from marketplaces.base import SHIP_MODELS, UNIFIED_STATUSES, Capabilities, MarketplaceProfile, PushTerms
 from marketplaces.endpoints import HERE
 
 _REQUIRED = ("title", "colour", "label_after", "min_poll_s", "poll_reason", "poll_endpoint")
-_OPTIONAL = ("min_stock_interval_s", "stock_interval_reason", "stock_follows_orders")
+_OPTIONAL = ("min_stock_interval_s", "stock_interval_reason", "stock_follows_orders", "ships")
 _TABLES = ("can", "statuses", "push")
 _PUSH_KEYS = {"paths", "sources", "noun", "accepted", "refused", "refusal_kinds", "other_refusal"}
 _COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
@@ -63,6 +64,9 @@ def parse_profile(name: str, table: dict[str, Any]) -> MarketplaceProfile:
         raise ProfileError(f"{where}.colour must be #rrggbb, got {table['colour']!r}")
     if table["label_after"] not in ("confirm", "assemble"):
         raise ProfileError(f"{where}.label_after must be 'confirm' or 'assemble', got {table['label_after']!r}")
+    ships = table.get("ships", "per_order")
+    if ships not in SHIP_MODELS:
+        raise ProfileError(f"{where}.ships must be one of {', '.join(SHIP_MODELS)}, got {ships!r}")
     min_poll_s = _seconds(table["min_poll_s"], f"{where}.min_poll_s", positive=True)
     min_stock = _seconds(table.get("min_stock_interval_s", 0.0), f"{where}.min_stock_interval_s", positive=False)
     can = _capabilities(table.get("can", {}), f"{where}.can")
@@ -78,7 +82,7 @@ def parse_profile(name: str, table: dict[str, Any]) -> MarketplaceProfile:
         name=name, title=str(table["title"]), colour=str(table["colour"]), statuses=statuses,
         min_poll_s=min_poll_s, poll_reason=str(table["poll_reason"]), poll_endpoint=str(table["poll_endpoint"]),
         label_after=table["label_after"], can=can, min_stock_interval_s=min_stock,
-        stock_interval_reason=str(table.get("stock_interval_reason", "")), push=push,
+        stock_interval_reason=str(table.get("stock_interval_reason", "")), push=push, ships=ships,
         stock_follows_orders=follows,
     )
 

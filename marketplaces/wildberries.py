@@ -456,12 +456,18 @@ class WildberriesAdapter:
         return self._order(self._raw_order(native_id), st["supplierStatus"], str(st.get("wbStatus", "")))
 
     def set_order_status(self, native_id: str, action: OrderAction, **details: Any) -> StatusChange:
-        """confirm: add to an open supply of its warehouse (created when needed; `supply_id=` to choose);
-        assemble: WB has no such status; an order in `confirm` whose marking identifiers include sgtin
-        gets its Честный знак code (`marking_codes={order id, article or chrtId: [code]}`, PUT
-        meta/sgtin; a required code missing is a MarketplaceError before anything is sent), otherwise
-        nothing is sent; ship: deliver the order's supply (all its orders go together); cancel: cancel.
-        Reads the status first and after any uncertain answer."""
+        """confirm: add to a supply of its warehouse (`batch_id=`: the open supply to join; `new_batch=True`:
+        open a new one — the caller knows of no open supply, so the one this adapter last used may be
+        closing; a supply WB refuses (delivered) is replaced by a new one); assemble: WB has no such status;
+        an order in `confirm` whose marking identifiers include sgtin gets its Честный знак code
+        (`marking_codes={order id, article or chrtId: [code]}`, PUT meta/sgtin; a required code missing is a
+        MarketplaceError before anything is sent), otherwise nothing is sent; ship: deliver the order's own
+        supply (`batch_id=`: the supply recorded for it, checked against WB; else read from WB), with
+        `handed_over=[order ids]` every other order of that supply still on assembly is first moved to
+        another open supply (`next_batch=`, else a new one; WB moves orders between open supplies), so only
+        parcels that left are delivered; the answer's `native` says `shipped` (the order ids the delivery
+        moved to `complete`) and `moved` ({order id: its new supply}); cancel: cancel.
+        Reads the status first and after any uncertain or refused answer."""
         oid = str(native_id)
         if details.get("batch_id") and not details.get("supply_id"):
             details["supply_id"] = details["batch_id"]  # a WB shipment batch is a supply
@@ -482,29 +488,53 @@ class WildberriesAdapter:
         if action not in TARGET:
             raise InvalidRequest(f"unknown action {action!r}", account=self.account, endpoint="set_order_status")
         if current in TARGET[action]:
-            return StatusChange(oid, action, True, current, already=True, batch_id=self._supply_of(oid))
+            supply = self._supply_of(oid, fresh=True)
+            native: dict[str, Any] = {}
+            if action == "ship" and supply:
+                native["shipped"] = [m for m, s in self._statuses(self._supply_orders(supply)).items()
+                                     if s.get("supplierStatus") == "complete"]
+            return StatusChange(oid, action, True, current, already=True, batch_id=supply, native=native)
         allowed = {"confirm": {"new"}, "ship": {"confirm"}, "cancel": {"new", "confirm"}}[action]
         if current not in allowed:
             return StatusChange(oid, action, False, current, error=f"cannot {action} an order that is {current}")
+        outcome: dict[str, Any] = {}
         for attempt in range(MOVE_ATTEMPTS):
+            sent = False
             try:
-                self._send_move(oid, action, details)
+                outcome = self._send_move(oid, action, details)
+                sent = True
             except Uncertain as exc:
                 log.warning("%s: %s of order %s uncertain (%s); reading it back", self.account, action, oid, exc)
                 self.http.settle(attempt)
             except MarketplaceError as exc:
                 if exc.status != 409:
                     raise
-                if action == "ship" and _code(exc) == "MetaValidationFail":  # marking missing: re-sending won't help
+                if action == "ship" and _code(exc) == "MetaValidationFail" and not self._late_in(exc, details):
+                    # a parcel that left lacks its marking: re-sending won't help
                     return StatusChange(oid, action, False, current, error=f"WB refused the supply: {exc}",
                                         native={"native": exc.native})
+                if action == "confirm":  # the supply was delivered meanwhile: the next attempt opens another
+                    details["supply_id"], details["new_batch"] = "", True
                 log.warning("%s: %s of order %s refused (%s); reading it back", self.account, action, oid, exc)
             now = self._status_of(oid)["supplierStatus"]
             if now in TARGET[action]:
-                return StatusChange(oid, action, True, now, batch_id=self._supply_of(oid))
+                return StatusChange(oid, action, True, now, batch_id=self._supply_of(oid, fresh=not sent),
+                                    native=outcome)
             if now not in allowed:
                 return StatusChange(oid, action, False, now, error=f"order moved to {now} meanwhile")
         return StatusChange(oid, action, False, now, error=f"{action} did not take after {MOVE_ATTEMPTS} attempts")
+
+    @staticmethod
+    def _late_in(exc: MarketplaceError, details: dict[str, Any]) -> bool:
+        """Whether a refused delivery names an order that had not been handed over (it joined the supply
+        after it was read): another attempt moves it out first."""
+        ready = details.get("handed_over")
+        if ready is None:
+            return False
+        ready = {str(i) for i in ready}
+        data = exc.native.get("data") if isinstance(exc.native, dict) else None
+        named = {str(o.get("id")) for o in (data or {}).get("orders") or [] if isinstance(o, dict)}
+        return bool(named - ready)
 
     # ------------------------------------------------------------ marking (Честный знак)
 
@@ -556,24 +586,36 @@ class WildberriesAdapter:
         return StatusChange(oid, "assemble", True, "confirm", batch_id=self._supply_of(oid),
                             native={"note": "WB has no separate assembled status", "sgtins": len(sgtins)})
 
-    def _supply_of(self, oid: str) -> str:
-        """The supply the order is in ("" for none), from the order as last read or moved."""
+    def _supply_of(self, oid: str, *, fresh: bool = False) -> str:
+        """The supply the order is in ("" for none), from the order as last read or moved (`fresh`: read
+        from WB again — an order listed as new carries no supply)."""
+        if fresh:
+            self._orders.pop(oid, None)
         try:
             return str(self._raw_order(oid).get("supplyId") or "")
         except MarketplaceError:
             return ""
 
-    def _send_move(self, oid: str, action: str, details: dict[str, Any]) -> None:
+    def _supply_orders(self, supply: str) -> list[str]:
+        """The ids of the orders WB holds in a supply (cancelled ones included)."""
+        data = self.http.call("supply_order_ids", path_params={"supplyId": supply}).json_object()
+        ids = data.get("orderIds")
+        if not isinstance(ids, list):
+            raise self._bad("orderIds missing in the answer", "supply_order_ids")
+        return [str(i) for i in ids]
+
+    def _send_move(self, oid: str, action: str, details: dict[str, Any]) -> dict[str, Any]:
         if action == "cancel":
             self.http.call("order_cancel", path_params={"orderId": oid})
-            return
+            return {}
         raw = self._raw_order(oid)
         wh = str(raw.get("warehouseId", ""))
         if action == "confirm":
-            supply = details.get("supply_id") or self._open_supply.get(wh)
+            supply = details.get("supply_id") or ("" if details.get("new_batch") else self._open_supply.get(wh))
             if not supply:
                 supply = self._create_supply(wh)
-                self._open_supply[wh] = supply
+                details["supply_id"], details["new_batch"] = supply, False  # a retry joins it, not another
+            self._open_supply[wh] = supply
             try:
                 self.http.call("supply_add_orders", path_params={"supplyId": supply}, json={"orders": [int(oid)]})
             except MarketplaceError as exc:
@@ -581,17 +623,40 @@ class WildberriesAdapter:
                     del self._open_supply[wh]  # delivered meanwhile (or full): the next attempt opens another
                 raise
             raw["supplyId"] = supply
-            return
-        # ship: deliver the order's supply
-        supply = details.get("supply_id") or raw.get("supplyId")
-        if not supply:
-            self._orders.pop(oid, None)
-            supply = self._raw_order(oid).get("supplyId")
-        if not supply:
-            raise MarketplaceError(f"order {oid} is in no supply", account=self.account, endpoint="supply_deliver")
+            return {}
+        return self._deliver(oid, wh, details)
+
+    def _deliver(self, oid: str, wh: str, details: dict[str, Any]) -> dict[str, Any]:
+        """Deliver the order's own supply as WB holds it now; orders of it not handed over move out first."""
+        supply = str(details.get("supply_id") or "")
+        members = self._supply_orders(supply) if supply else []
+        if oid not in members:  # the supply recorded for it is not where WB has it (or none was recorded)
+            supply = self._supply_of(oid, fresh=True)
+            if not supply:
+                raise MarketplaceError(f"order {oid} is in no supply", account=self.account, endpoint="supply_deliver")
+            members = self._supply_orders(supply)
+        on_assembly = [m for m, st in self._statuses(members).items() if st.get("supplierStatus") == "confirm"]
+        ready = details.get("handed_over")
+        late = [m for m in on_assembly if m != oid and ready is not None and m not in {str(i) for i in ready}]
+        moved: dict[str, str] = details.setdefault("moved_out", {})  # kept across attempts of one call
+        if late:
+            target = str(details.get("next_batch") or "")  # the caller's open supply, else a new one
+            if not target or target == supply:
+                target = details["next_batch"] = self._create_supply(wh)
+                self._open_supply[wh] = target
+            for chunk in batches([int(m) for m in late], self.map["supply_add_orders"].batch or 100):
+                self.http.call("supply_add_orders", path_params={"supplyId": target}, json={"orders": chunk})
+            for m in late:
+                moved[m] = target
+                if m in self._orders:
+                    self._orders[m]["supplyId"] = target
+            log.info("%s: supply %s: %d order(s) not handed over moved to supply %s before delivery",
+                     self.account, supply, len(late), target)
         if self._open_supply.get(wh) == supply:
             del self._open_supply[wh]  # a delivered supply takes no more orders
+        details["supply_id"] = supply
         self.http.call("supply_deliver", path_params={"supplyId": supply})
+        return {"shipped": [m for m in on_assembly if m not in moved], "moved": moved}
 
     def _create_supply(self, wh: str) -> str:
         """A new open supply; when its creation answer is lost, find it again by its unique name."""

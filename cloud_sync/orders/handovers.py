@@ -1,5 +1,9 @@
 """Hand-overs to the marketplaces' couriers: the packed parcels of an account grouped per site (and per
-Wildberries supply) and sent to the site to scan; shipping waits for the last parcel of a group.
+shipment batch) and sent to the site to scan; and the ship each parcel handed over needs, by the
+marketplace's model (its profile's `ships`): a marketplace shipping per order gets a ship per parcel; one
+shipping per batch gets one ship per batch once every live parcel of it was handed over — the batch is
+closed at that moment (a later order goes into the next batch), and an order handed over before its
+confirm said its batch waits for that confirm.
 """
 
 from __future__ import annotations
@@ -11,28 +15,70 @@ from typing import Any
 
 from cloud_sync.config import CloudConfig
 from cloud_sync.db import transaction
-from cloud_sync.orders.records import send_to_site
+from cloud_sync.orders.records import queue_action, send_to_site
+from marketplaces import profile
 
 
-def all_handed_over(conn: sqlite3.Connection, oid: int) -> bool:
-    """Shipping moves every parcel of a WB supply (or of a hand-over) at once: only when the last one of
-    them has been handed over."""
-    o = conn.execute("SELECT account, supply_id FROM orders WHERE id=?", (oid,)).fetchone()
-    groups = [r[0] for r in conn.execute("SELECT handover_id FROM handover_orders WHERE order_id=?", (oid,))]
-    for h in groups:
-        if conn.execute("SELECT 1 FROM handover_orders x JOIN orders o ON o.id=x.order_id WHERE x.handover_id=?"
-                        " AND o.stage NOT IN ('handed_over', 'cancelled')", (h,)).fetchone():
-            return False
-    waiting = o["supply_id"] and conn.execute(
-        "SELECT 1 FROM orders WHERE account=? AND supply_id=? AND stage NOT IN ('handed_over', 'cancelled')",
-        (o["account"], o["supply_id"])).fetchone()
-    return not waiting
+def ship_model(marketplace: str) -> str:
+    """"per_order" or "per_batch", as the marketplace's profile says (an unknown one ships per order)."""
+    try:
+        return profile(marketplace).ships
+    except ValueError:
+        return "per_order"
+
+
+def queue_shipping(conn: sqlite3.Connection, oid: int, now: float) -> None:
+    """Queue what the order's marketplace needs to ship it once it is handed over (call it when the order
+    was handed over, confirmed or cancelled): per order, its own ship; per batch, the batch's one ship
+    when its last live parcel has left."""
+    o = conn.execute("SELECT account, marketplace, supply_id, stage, confirmed FROM orders WHERE id=?",
+                     (oid,)).fetchone()
+    if o is None:
+        return
+    per_batch = ship_model(o["marketplace"]) == "per_batch"
+    if o["stage"] == "cancelled":
+        if per_batch and o["supply_id"]:  # the parcels left in its batch may all be handed over now
+            _batch_ready(conn, o["account"], o["supply_id"], now)
+        return
+    if o["stage"] != "handed_over":
+        return
+    if not per_batch:
+        queue_action(conn, oid, "ship", now)
+        return
+    if not o["confirmed"]:
+        return  # its batch is known once it is confirmed: the confirm comes back here
+    state = conn.execute("SELECT state FROM supplies WHERE account=? AND supply_id=?",
+                         (o["account"], o["supply_id"] or "")).fetchone()
+    if not o["supply_id"] or (state is not None and state[0] == "shipped"):
+        # no batch recorded, or it left without this parcel: the ship finds the order's batch on the marketplace
+        queue_action(conn, oid, "ship", now)
+        return
+    _batch_ready(conn, o["account"], o["supply_id"], now)
+
+
+def _batch_ready(conn: sqlite3.Connection, account: str, batch: str, now: float) -> None:
+    """Queue the batch's one ship (on its last parcel handed over) and close the batch, once every live
+    order recorded in it has been handed over and none holds its ship yet."""
+    members = conn.execute(
+        "SELECT o.id, o.stage, a.state AS ship FROM orders o LEFT JOIN order_actions a ON a.order_id=o.id AND"
+        " a.action='ship' WHERE o.account=? AND o.supply_id=? AND o.stage!='cancelled' ORDER BY o.id",
+        (account, batch)).fetchall()
+    if not members or any(m["stage"] != "handed_over" for m in members):
+        return
+    if any(m["ship"] == "pending" for m in members) or all(m["ship"] == "done" for m in members):
+        return  # queued already, or gone
+    conn.execute("INSERT OR IGNORE INTO supplies(account, mp_warehouse, supply_id, state, created_ts) SELECT"
+                 " account, mp_warehouse, supply_id, 'open', ? FROM orders WHERE id=?", (now, members[-1]["id"]))
+    conn.execute("UPDATE supplies SET state='closing' WHERE account=? AND supply_id=? AND state='open'",
+                 (account, batch))
+    holder = next(m["id"] for m in reversed(members) if m["ship"] != "done")
+    queue_action(conn, holder, "ship", now)
 
 
 def start_handover(conn: sqlite3.Connection, cfg: CloudConfig, account: str, *, link: Any = None,
                    now: float | None = None) -> list[dict[str, Any]]:
-    """Hand the account's packed parcels to the marketplace's courier: one hand-over per site (and per WB
-    supply), sent to the site as a `handover` message listing the orders to scan."""
+    """Hand the account's packed parcels to the marketplace's courier: one hand-over per site (and per
+    shipment batch), sent to the site as a `handover` message listing the orders to scan."""
     now = time.time() if now is None else now
     rows = conn.execute(
         "SELECT id, key, site, supply_id, marketplace FROM orders WHERE account=? AND stage='packed' AND site IS"

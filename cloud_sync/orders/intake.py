@@ -17,6 +17,7 @@ from typing import Any
 
 from cloud_sync.config import CloudConfig
 from cloud_sync.db import transaction
+from cloud_sync.orders.handovers import queue_shipping
 from cloud_sync.orders.records import (
     OPEN_STAGES,
     RANK,
@@ -238,6 +239,7 @@ def cancel(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, *, reason: str 
     if tell_marketplace:
         queue_action(conn, oid, "cancel", now)
     log_event(conn, oid, "cancelled", reason, now)
+    queue_shipping(conn, oid, now)  # the rest of its shipment batch may all be handed over now
     return released
 
 

@@ -1,5 +1,7 @@
-"""The marketplace calls still to make for an order (confirm, label, assemble, ship, cancel): made outside
-any transaction, their outcome recorded, failures retried with backoff or shown to the manager.
+"""The marketplace calls still to make for an order (confirm, label, assemble, ship, cancel): each recorded
+as in flight before it is made (outside any transaction) and its outcome recorded after, so a crash in
+between is recovered by reading the order back; failures retried with backoff while the marketplace may
+still take them, else shown to the manager with the cause and what to do.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from cloud_sync.config import CloudConfig
 from cloud_sync.db import transaction
+from cloud_sync.orders.handovers import queue_shipping, ship_model
 from cloud_sync.orders.records import (
     DONE_EVENT,
     log_error,
@@ -22,30 +25,78 @@ from cloud_sync.orders.records import (
     send_to_site,
     set_stage,
 )
-from marketplaces.base import Marketplace, MarketplaceError
+from marketplaces.base import Marketplace, MarketplaceError, StatusChange
 
 log = logging.getLogger("cloud_sync.orders.mp_actions")
 
 
+# what the manager reads about an action the marketplace would not take: what failed, and what to do
+ACTION_TEXT = {
+    "confirm": ("Не удалось подтвердить заказ на маркетплейсе",
+                "проверьте заказ в личном кабинете маркетплейса; если он ещё ждёт подтверждения, нажмите «Взять в"
+                " работу» ещё раз, иначе отмените заказ"),
+    "label": ("Не удалось получить этикетку заказа",
+              "запросите этикетку ещё раз («Печать этикеток»); если маркетплейс её не отдаёт, скачайте её в"
+              " личном кабинете"),
+    "assemble": ("Маркетплейс не принял сборку заказа",
+                 "проверьте коды маркировки «Честный знак» и состав заказа, исправьте и передайте заказ снова"),
+    "ship": ("Маркетплейс не принял отгрузку",
+             "посылка уже у курьера: проверьте в личном кабинете маркетплейса, что поставка/отправление передано"
+             " в доставку (коды маркировки, состав), и отгрузите его там"),
+    "cancel": ("Не удалось отменить заказ на маркетплейсе", "отмените заказ в личном кабинете маркетплейса"),
+}
+REFUSED_TRIES = 5  # a move the marketplace refused is tried again this many times (its state may change)
+WAITS_FOR = {"ship": ("confirm", "assemble"), "label": ("confirm",)}  # an action runs after these are done
+# the unified statuses at which the marketplace shows an action taken (read back after an unknown outcome)
+REACHED = {"confirm": ("in_work", "reserved", "picking", "packed", "handed_over", "delivered"),
+           "assemble": ("packed", "handed_over", "delivered"), "ship": ("handed_over", "delivered"),
+           "cancel": ("cancelled",)}
+
+
+class Refused(MarketplaceError):
+    """The marketplace answered and would not move the order (its state is known, not in doubt)."""
+
+
 def run_actions(conn: sqlite3.Connection, cfg: CloudConfig, adapters: dict[str, Marketplace], *,
                 link: Any = None, now: float | None = None, limit: int = 200) -> int:
-    """Make the due marketplace calls (confirm, label, assemble, ship, cancel). Returns calls made."""
+    """Make the due marketplace calls (confirm, label, assemble, ship, cancel). Returns calls made.
+
+    Each call is recorded as in flight (in SQLite) before it is made and cleared with its outcome, so a
+    cloud killed in the middle finds it on restart with its outcome unknown: the order is read back from
+    the marketplace first, and an action the marketplace shows taken is recorded without a second call."""
     now = time.time() if now is None else now
     due = conn.execute(
-        "SELECT a.order_id, a.action, a.attempts, o.account, o.native_id, o.key, o.site, o.mp_warehouse,"
-        " o.supply_id, o.marketplace FROM order_actions a JOIN orders o ON o.id=a.order_id"
+        "SELECT a.order_id, a.action, a.attempts, a.inflight_ts, o.account, o.native_id, o.key, o.site,"
+        " o.mp_warehouse, o.supply_id, o.marketplace FROM order_actions a JOIN orders o ON o.id=a.order_id"
         " WHERE a.state='pending' AND a.next_try<=? ORDER BY a.next_try LIMIT ?", (now, limit)).fetchall()
     done = 0
     for a in due:
         adapter = adapters.get(a["account"])
         if adapter is None:
             continue
+        if _waits(conn, a):
+            with transaction(conn):
+                conn.execute("UPDATE order_actions SET next_try=? WHERE order_id=? AND action=?",
+                             (now + cfg.jobs.retry_base_s / max(cfg.time_scale, 1e-9), a["order_id"], a["action"]))
+            continue
+        with transaction(conn):  # the intent, before the call
+            conn.execute("UPDATE order_actions SET inflight_ts=? WHERE order_id=? AND action=?",
+                         (time.time(), a["order_id"], a["action"]))
+        if a["inflight_ts"]:
+            with transaction(conn):
+                log_event(conn, a["order_id"], "in_doubt", f"{a['action']}: the call made before a restart has no"
+                          " recorded outcome; reading the order back first")
         try:
-            outcome = _call(conn, cfg, adapter, a)
+            outcome = _recovered(cfg, adapter, a) if a["inflight_ts"] else None
+            if outcome is None:
+                outcome = _call(conn, cfg, adapter, a)
+        except Refused as exc:
+            _action_failed(conn, cfg, a, exc, retryable=a["attempts"] + 1 < REFUSED_TRIES, known=True)
+            continue
         except MarketplaceError as exc:
             # a label is often just not ready yet (Ozon: 45-60 s after assembly): keep asking for a while
             retry = exc.retryable or (a["action"] == "label" and a["attempts"] < 20)
-            _action_failed(conn, cfg, a, exc, retryable=retry)
+            _action_failed(conn, cfg, a, exc, retryable=retry, known=not exc.retryable)
             continue
         except Exception as exc:  # noqa: BLE001 - one broken order must not stop the others
             log.exception("order %s %s", a["key"], a["action"])
@@ -57,6 +108,34 @@ def run_actions(conn: sqlite3.Connection, cfg: CloudConfig, adapters: dict[str, 
     return done
 
 
+def _waits(conn: sqlite3.Connection, a: sqlite3.Row) -> bool:
+    """A ship waits for the order's confirm and assembly to be taken (a marketplace ships nothing before)."""
+    before = WAITS_FOR.get(a["action"], ())
+    if not before:
+        return False
+    return conn.execute(f"SELECT 1 FROM order_actions WHERE order_id=? AND state='pending' AND action IN"
+                        f" ({','.join('?' * len(before))})", (a["order_id"], *before)).fetchone() is not None
+
+
+def _recovered(cfg: CloudConfig, adapter: Marketplace, a: sqlite3.Row) -> dict[str, Any] | None:
+    """The outcome of an action left in flight (the cloud died during its call), read back from the
+    marketplace: the action as already taken when the order shows it, else None (call again — the
+    adapter reads the status once more before sending). A batch's ship and a batch confirm are always
+    asked again: only the adapter's own read-back tells which batch and which orders."""
+    action = a["action"]
+    if action not in REACHED or (ship_model(a["marketplace"]) == "per_batch" and action in ("confirm", "ship")):
+        return None
+    order = adapter.get_order(a["native_id"])
+    status = cfg.unified_status(a["marketplace"], order.native_status, order.native_substatus) or "new"
+    log.info("order %s %s: outcome unknown after a restart; the marketplace shows %s (%s)", a["key"], action,
+             order.native_status, status)
+    if status not in REACHED[action]:
+        return None
+    change = StatusChange(a["native_id"], action, True, order.native_status, already=True,  # type: ignore[arg-type]
+                          native={"recovered": True})
+    return {"change": change}
+
+
 def _call(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Marketplace, a: sqlite3.Row) -> dict[str, Any]:
     action, native_id = a["action"], a["native_id"]
     settings = cfg.accounts.get(a["account"])
@@ -64,20 +143,31 @@ def _call(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Marketplace, a: s
         label = adapter.get_label(native_id, fmt=(settings.label_format or None) if settings else None)
         return {"label": label}
     details: dict[str, Any] = {}
-    if action in ("confirm", "ship"):  # marketplaces that batch shipments (WB supplies) reuse the open one
-        batch = a["supply_id"] or _open_supply(conn, a["account"], a["mp_warehouse"])
+    per_batch = ship_model(a["marketplace"]) == "per_batch"
+    if action == "confirm" and per_batch:  # into the batch still open; none open: the marketplace opens one
+        batch = _open_supply(conn, a["account"], a["mp_warehouse"])
         if batch:
             details["batch_id"] = batch
+        else:
+            details["new_batch"] = True
+    if action == "ship" and per_batch:  # the order's own batch; only parcels handed over may leave with it
+        if a["supply_id"]:
+            details["batch_id"] = a["supply_id"]
+        following = _open_supply(conn, a["account"], a["mp_warehouse"])
+        if following and following != a["supply_id"]:
+            details["next_batch"] = following  # where the parcels not handed over go
+        details["handed_over"] = [r[0] for r in conn.execute(
+            "SELECT native_id FROM orders o WHERE account=? AND stage='handed_over' AND NOT EXISTS (SELECT 1"
+            " FROM order_actions s WHERE s.order_id=o.id AND s.action='ship' AND s.state='done')", (a["account"],))]
     if action == "assemble":
         codes = _marking_by_offer(conn, a["order_id"])
         if codes:
             details["marking_codes"] = codes
     change = adapter.set_order_status(native_id, action, **details)
     if not change.ok and not change.already:
-        raise MarketplaceError(change.error or f"{action} refused", account=a["account"], endpoint=action,
-                               retryable=False)
+        raise Refused(change.error or f"{action} refused", account=a["account"], endpoint=action)
     out: dict[str, Any] = {"change": change}
-    if change.batch_id:  # the hand-over ships the whole batch (WB supply) at once
+    if change.batch_id:  # the batch (WB supply) the order is in
         out["supply_id"] = change.batch_id
     return out
 
@@ -116,24 +206,19 @@ def _open_supply(conn: sqlite3.Connection, account: str, mp_warehouse: str) -> s
 def _action_done(conn: sqlite3.Connection, cfg: CloudConfig, a: sqlite3.Row, outcome: dict[str, Any], link: Any,
                  now: float) -> None:
     oid, action = a["order_id"], a["action"]
-    conn.execute("UPDATE order_actions SET state='done', attempts=attempts+1, error='', updated_ts=? WHERE"
-                 " order_id=? AND action=?", (now, oid, action))
+    conn.execute("UPDATE order_actions SET state='done', attempts=attempts+1, error='', inflight_ts=NULL,"
+                 " updated_ts=? WHERE order_id=? AND action=?", (now, oid, action))
     settings = cfg.accounts.get(a["account"])
     label_after = settings.label_after if settings else "confirm"
     change = outcome.get("change")
     if change is not None:
+        if change.native.get("recovered"):
+            log_event(conn, oid, "recovered", f"{action}: read back after a restart ({change.native_status})", now)
         supply = outcome.get("supply_id")
-        if supply:
-            conn.execute("UPDATE orders SET supply_id=? WHERE id=?", (str(supply), oid))
-            conn.execute("INSERT OR IGNORE INTO supplies(account, mp_warehouse, supply_id, state, created_ts)"
-                         " VALUES (?,?,?,?,?)", (a["account"], a["mp_warehouse"], str(supply), "open", now))
+        if supply and action != "ship":
+            _record_supply(conn, a["account"], a["mp_warehouse"], oid, str(supply), now)
         if action == "ship":
-            supply = supply or a["supply_id"]
-            if supply:
-                conn.execute("UPDATE supplies SET state='shipped' WHERE account=? AND supply_id=?",
-                             (a["account"], str(supply)))
-            conn.execute("UPDATE handovers SET state='shipped' WHERE id IN (SELECT handover_id FROM"
-                         " handover_orders WHERE order_id=?)", (oid,))
+            _shipped(conn, a, change, str(supply or a["supply_id"] or ""), now)
         if change.native_status:
             conn.execute("UPDATE orders SET native_status=? WHERE id=?", (change.native_status, oid))
         if action == "confirm":
@@ -145,6 +230,8 @@ def _action_done(conn: sqlite3.Connection, cfg: CloudConfig, a: sqlite3.Row, out
         log_event(conn, oid, DONE_EVENT.get(action, f"{action}_done"), "", now)
         if action == label_after and action in ("confirm", "assemble"):
             queue_action(conn, oid, "label", now)
+        if action == "confirm":  # handed over before its confirm said its batch: it ships now
+            queue_shipping(conn, oid, now)
     label = outcome.get("label")
     if label is not None and a["site"]:
         body = {"order_id": a["key"], "format": label.format, "data_b64": base64.b64encode(label.data).decode(),
@@ -156,17 +243,66 @@ def _action_done(conn: sqlite3.Connection, cfg: CloudConfig, a: sqlite3.Row, out
         log_event(conn, oid, "label_sent", label.format, now)
 
 
+def _record_supply(conn: sqlite3.Connection, account: str, mp_warehouse: str, oid: int, supply: str,
+                   now: float) -> None:
+    conn.execute("UPDATE orders SET supply_id=? WHERE id=?", (supply, oid))
+    conn.execute("INSERT OR IGNORE INTO supplies(account, mp_warehouse, supply_id, state, created_ts)"
+                 " VALUES (?,?,?,?,?)", (account, mp_warehouse, supply, "open", now))
+
+
+def _shipped(conn: sqlite3.Connection, a: sqlite3.Row, change: StatusChange, supply: str, now: float) -> None:
+    """Record a ship taken: per order, the order's; per batch, every order the batch took (the adapter
+    says which, else the parcels handed over recorded in it) and where the ones moved out went."""
+    conn.execute("UPDATE handovers SET state='shipped' WHERE id IN (SELECT handover_id FROM handover_orders"
+                 " WHERE order_id=?)", (a["order_id"],))
+    if ship_model(a["marketplace"]) != "per_batch":
+        return
+    for native_id, batch in (change.native.get("moved") or {}).items():
+        row = conn.execute("SELECT id FROM orders WHERE account=? AND native_id=?", (a["account"], str(native_id))).fetchone()
+        if row is not None:
+            _record_supply(conn, a["account"], a["mp_warehouse"], row[0], str(batch), now)
+            log_event(conn, row[0], "batch_changed", f"{supply} -> {batch}: not handed over when {supply} left", now)
+    if supply:
+        conn.execute("UPDATE supplies SET state='shipped' WHERE account=? AND supply_id=?", (a["account"], supply))
+    if "shipped" in change.native:
+        ids = [r[0] for r in conn.execute(
+            f"SELECT id FROM orders WHERE account=? AND native_id IN ({','.join('?' * len(change.native['shipped']))})",
+            (a["account"], *map(str, change.native["shipped"])))]
+    else:
+        ids = [r[0] for r in conn.execute("SELECT id FROM orders WHERE account=? AND supply_id=? AND"
+                                          " stage='handed_over'", (a["account"], supply))]
+    for oid in ids:
+        if oid == a["order_id"]:
+            continue
+        took = conn.execute(
+            "INSERT INTO order_actions(order_id, action, state, attempts, next_try, updated_ts) VALUES (?,?,?,0,?,?)"
+            " ON CONFLICT(order_id, action) DO UPDATE SET state='done', error='', inflight_ts=NULL,"
+            " updated_ts=excluded.updated_ts WHERE order_actions.state!='done'", (oid, "ship", "done", now, now))
+        if took.rowcount:
+            log_event(conn, oid, DONE_EVENT["ship"], f"with {supply}", now)
+            conn.execute("UPDATE handovers SET state='shipped' WHERE id IN (SELECT handover_id FROM"
+                         " handover_orders WHERE order_id=?)", (oid,))
+
+
 def _action_failed(conn: sqlite3.Connection, cfg: CloudConfig, a: sqlite3.Row, exc: Exception, *,
-                   retryable: bool) -> None:
+                   retryable: bool, known: bool = False) -> None:
+    """A call that failed: tried again later with backoff while the marketplace may still take it, else
+    shown to the manager (the order's problem, in Russian: what failed, why, what to do). `known`: the
+    marketplace answered, so nothing is in doubt (else the next attempt reads the order back first)."""
     now = time.time()
     attempts = a["attempts"] + 1
     delay = min(cfg.jobs.retry_max_s, cfg.jobs.retry_base_s * 2 ** min(attempts - 1, 10)) / max(cfg.time_scale, 1e-9)
+    inflight = "NULL" if known else "inflight_ts"
     with transaction(conn):
         if retryable:
-            conn.execute("UPDATE order_actions SET attempts=?, next_try=?, error=?, updated_ts=? WHERE order_id=?"
-                         " AND action=?", (attempts, now + delay, str(exc)[:500], now, a["order_id"], a["action"]))
-        else:
-            conn.execute("UPDATE order_actions SET state='failed', attempts=?, error=?, updated_ts=? WHERE"
-                         " order_id=? AND action=?", (attempts, str(exc)[:500], now, a["order_id"], a["action"]))
-            conn.execute("UPDATE orders SET problem=? WHERE id=?", (f"{a['action']} failed: {exc}"[:500], a["order_id"]))
-            log_error(conn, "orders", f"{a['key']} {a['action']}: {exc}", a["account"])
+            conn.execute(f"UPDATE order_actions SET attempts=?, next_try=?, error=?, updated_ts=?, inflight_ts={inflight}"
+                         " WHERE order_id=? AND action=?", (attempts, now + delay, str(exc)[:500], now, a["order_id"],
+                                                            a["action"]))
+            return
+        what, todo = ACTION_TEXT.get(a["action"], (f"Не удалось выполнить «{a['action']}»", "проверьте заказ"))
+        text = f"{what}: {exc}. Что сделать: {todo}."
+        conn.execute("UPDATE order_actions SET state='failed', attempts=?, error=?, updated_ts=?, inflight_ts=NULL"
+                     " WHERE order_id=? AND action=?", (attempts, str(exc)[:500], now, a["order_id"], a["action"]))
+        conn.execute("UPDATE orders SET problem=? WHERE id=?", (text[:500], a["order_id"]))
+        log_event(conn, a["order_id"], "problem", text[:500], now)
+        log_error(conn, "orders", f"{a['key']}: {text}", a["account"])

@@ -125,6 +125,12 @@ MIGRATIONS = [
     """
     ALTER TABLE order_lines ADD COLUMN marking_required INTEGER NOT NULL DEFAULT 0;  -- the marketplace says so
     """,
+    """
+    -- set (the moment) before a marketplace call is made, cleared when its outcome is recorded: an action
+    -- found with it set after a crash has an unknown outcome, and the order is read back before calling again
+    ALTER TABLE order_actions ADD COLUMN inflight_ts REAL;
+    -- supplies.state: open (takes confirmed orders) | closing (its ship is queued: takes none) | shipped
+    """,
 ]
 
 STAGES = ("new", "problem", "short", "reserved", "picking", "packed", "handed_over", "cancelled")

@@ -12,7 +12,7 @@ from typing import Any
 
 from cloud_sync.config import CloudConfig
 from cloud_sync.db import transaction
-from cloud_sync.orders.handovers import all_handed_over
+from cloud_sync.orders.handovers import queue_shipping
 from cloud_sync.orders.records import Waker, log_error, log_event, queue_action, send_to_site, set_stage
 from cloud_sync.stock import ledger as stock
 from sitelink import Reject
@@ -42,8 +42,7 @@ def register_site_handlers(link: Any, cfg: CloudConfig, wake: Waker | None = Non
             if b.get("handover_id"):
                 conn.execute("INSERT OR IGNORE INTO handover_orders(handover_id, order_id) SELECT id, ? FROM"
                              " handovers WHERE id=?", (oid, b["handover_id"]))
-            if all_handed_over(conn, oid):
-                queue_action(conn, oid, "ship", now)
+            queue_shipping(conn, oid, now)
         elif state in ("short", "failed"):
             conn.execute("UPDATE orders SET problem=? WHERE id=?", (f"site: {state} {b.get('note', '')}".strip(), oid))
 

@@ -6,10 +6,14 @@ documented limits as token buckets answering real 429s, `time_scale`, fault inje
 endpoints (identical on every sandbox, no auth):
 
     POST /_sandbox/orders   {"count": N}                      -> {"orders": [native ids]}
-    POST /_sandbox/faults   {"rate_429", "rate_5xx", "latency_ms", "malformed_rate", "lost_reply_rate"}
-                            -> the faults now set (lost_reply_rate: applied, then answered 504)
+    POST /_sandbox/faults   {"rate_429", "rate_5xx", "latency_ms", "malformed_rate", "lost_reply_rate",
+                             "move_delay_ms"} -> the faults now set (lost_reply_rate: applied, then answered
+                            504; move_delay_ms: a request moving orders is applied, then answered that late)
     GET  /_sandbox/state    -> {"stocks", "prices", "orders": {id: native status}, "requests", "throttled",
-                                "throttled_items", "injected", "spec_violations", ...marketplace extras}
+                                "throttled_items", "injected", "spec_violations", "order_calls",
+                                ...marketplace extras}
+                               order_calls: {order id: {action: [calls received, calls applied]}} for
+                               the routes that move an order (`Route.action`), to tell a duplicate move
     POST /_sandbox/reset    -> re-seed from scratch (limits, faults, counters too)
     POST /_sandbox/override {"path_moves": {"/old/path": "/new/path"}} -> serve an operation at a new path
                                (the old one answers 404), as when a marketplace moves an endpoint
@@ -109,6 +113,7 @@ class Faults:
     latency_ms: float = 0.0
     malformed_rate: float = 0.0
     lost_reply_rate: float = 0.0  # the request is applied, then the answer is lost (504): a timeout's twin
+    move_delay_ms: float = 0.0  # a request moving orders (Route.action) is applied, then answered this late
 
 
 class ApiError(Exception):
@@ -166,6 +171,10 @@ class Route:
     group: str = ""  # key of SandboxApp.limits; "" = no per-method limit
     auth: bool = True
     cost: Callable[[SandboxRequest], float] | None = None  # tokens of the group a request takes (items)
+    # a route that moves orders: its action ("confirm", "ship"...) and the ids of the orders a request
+    # moves (read before the handler runs), counted per order in `SandboxApp.order_calls`
+    action: str = ""
+    moves: Callable[[SandboxRequest], list[str]] | None = None
 
     def __post_init__(self) -> None:
         self.names = re.findall(r"\{([^/]+?)\}", self.template)
@@ -244,6 +253,7 @@ class SandboxApp:
         self.injected = {"429": 0, "5xx": 0, "malformed": 0}
         self.spec_violations: list[str] = []
         self.by_path: dict[str, int] = {}
+        self.order_calls: dict[str, dict[str, list[int]]] = {}
         self.buckets: dict[str, Bucket | Window] = {g: make_limiter(lim, self.time_scale)
                                                     for g, lim in self.limits.items()}
         self.account_bucket = make_limiter(self.account_limit, self.time_scale) if self.account_limit else None
@@ -270,6 +280,7 @@ class SandboxApp:
             injected=dict(self.injected),
             spec_violations=list(self.spec_violations),
             by_path=dict(self.by_path),
+            order_calls={o: {a: list(n) for a, n in acts.items()} for o, acts in self.order_calls.items()},
         )
         return snap
 
@@ -359,13 +370,21 @@ class SandboxApp:
             reply = self.error_reply(400, "request does not match the API: " + errors[0][:500], code="BadRequest",
                                      template=route.template)
         else:
+            moved: list[str] = []
             try:
                 with self.lock:
+                    moved = self._count_moves(route, req)
                     reply = route.handler(req)
             except ApiError as err:
                 reply = self.error_reply(err.status, err.message, code=err.code, template=route.template)
                 if err.body is not None:
                     reply = SandboxReply(err.status, err.body)
+            if reply.status < 300:
+                with self.lock:
+                    for oid in moved:
+                        self.order_calls[oid][route.action][1] += 1
+            if moved and faults.move_delay_ms > 0:
+                time.sleep(faults.move_delay_ms / 1000.0)
         if 400 <= reply.status < 500 and group_bucket is not None:
             limit = self.limits[route.group]
             if limit.error_cost > 1:
@@ -385,6 +404,18 @@ class SandboxApp:
             raw = reply.body() or b'{"result": true}'
             return Response(raw[: max(1, len(raw) // 2)], status=reply.status, content_type=reply.content_type)
         return self._respond(req, reply)
+
+    def _count_moves(self, route: Route, req: SandboxRequest) -> list[str]:
+        """Count a request that reached a route moving orders, per order it names; the orders counted."""
+        if not route.action or route.moves is None:
+            return []
+        try:
+            ids = [str(i) for i in route.moves(req)]
+        except (ApiError, KeyError, TypeError, ValueError):
+            return []  # the handler answers what is wrong with it
+        for oid in ids:
+            self.order_calls.setdefault(oid, {}).setdefault(route.action, [0, 0])[0] += 1
+        return ids
 
     def _documented_type(self, req: SandboxRequest, status: int, current: str) -> str:
         """The JSON media type the spec documents for this status (application/json vs problem+json)."""
@@ -443,7 +474,7 @@ class SandboxApp:
                 with self.lock:
                     return ok({"orders": [str(i) for i in self.make_orders(count)]})
             if name == "faults":
-                for key in ("rate_429", "rate_5xx", "latency_ms", "malformed_rate", "lost_reply_rate"):
+                for key in ("rate_429", "rate_5xx", "latency_ms", "malformed_rate", "lost_reply_rate", "move_delay_ms"):
                     if key in body:
                         setattr(self.faults, key, float(body[key]))
                 return ok(self.faults.__dict__)

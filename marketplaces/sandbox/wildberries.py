@@ -222,12 +222,16 @@ class WildberriesSandbox(SandboxApp):
             r("POST", "/api/v3/orders/status", self.orders_status, "marketplace"),
             r("PUT", "/api/v3/orders/{orderId}/meta/sgtin", self.order_sgtin, "meta_set"),
             r("POST", "/api/marketplace/v3/orders/meta", self.orders_meta, "meta_read"),
-            r("PATCH", "/api/v3/orders/{orderId}/cancel", self.order_cancel, "order_cancel"),
+            r("PATCH", "/api/v3/orders/{orderId}/cancel", self.order_cancel, "order_cancel", action="cancel",
+              moves=lambda req: [req.path_params["orderId"]]),
             r("POST", "/api/v3/supplies", self.supply_create, "marketplace"),
             r("GET", "/api/v3/supplies/{supplyId}", self.supply_get, "marketplace"),
             r("GET", "/api/v3/supplies", self.supplies_list, "marketplace"),
-            r("PATCH", "/api/marketplace/v3/supplies/{supplyId}/orders", self.supply_add, "marketplace"),
-            r("PATCH", "/api/v3/supplies/{supplyId}/deliver", self.supply_deliver, "marketplace"),
+            r("GET", "/api/marketplace/v3/supplies/{supplyId}/order-ids", self.supply_order_ids, "marketplace"),
+            r("PATCH", "/api/marketplace/v3/supplies/{supplyId}/orders", self.supply_add, "marketplace",
+              action="confirm", moves=self._new_in_supply),
+            r("PATCH", "/api/v3/supplies/{supplyId}/deliver", self.supply_deliver, "marketplace", action="ship",
+              moves=self._delivered_by),
             r("POST", "/api/v3/orders/stickers", self.stickers, "marketplace"),
             r("POST", "/content/v2/get/cards/list", self.cards_list, "content"),
             r("POST", "/content/v2/get/cards/trash", self.cards_trash_list, "content"),
@@ -396,23 +400,49 @@ class WildberriesSandbox(SandboxApp):
                         "isPickupPointShipmentAllowed": False, "crossBorderType": 0})
         return SandboxReply(200, {"next": nxt + len(ids), "supplies": out})
 
+    def _new_in_supply(self, req: SandboxRequest) -> list[str]:
+        """The orders a supply_add request confirms: every one it names, except those it moves from another
+        supply (counted as a "move" by `supply_add`) — a second add of an order is a second confirm."""
+        sid = req.path_params["supplyId"]
+        return [str(i) for i in req.json()["orders"]
+                if self.orders.get(i, {}).get("supplyId") in (None, sid)]
+
+    def _delivered_by(self, req: SandboxRequest) -> list[str]:
+        s = self.supplies.get(req.path_params["supplyId"])
+        return [] if s is None or s["done"] else [str(i) for i in s["orders"]
+                                                  if self.orders[i]["supplierStatus"] == "confirm"]
+
+    def supply_order_ids(self, req: SandboxRequest) -> SandboxReply:
+        return SandboxReply(200, {"orderIds": list(self._supply(req.path_params["supplyId"])["orders"])})
+
     def supply_add(self, req: SandboxRequest) -> SandboxReply:
+        """Adds `new` orders (moving them to `confirm`) or moves `confirm` orders from another open supply, as
+        WB does (03-orders-fbs.yaml); a delivered supply takes none (409 FailedToAddSupplyOrder)."""
         s = self._supply(req.path_params["supplyId"])
+        refused = ("Не удалось закрепить сборочное задание за поставкой. Убедитесь, что сборочное задание и"
+                   " поставка удовлетворяют всем необходимым требованиям.")
         if s["done"]:
-            raise ApiError(409, "supply is already delivered", code="SupplyDone")
+            raise ApiError(409, refused, code="FailedToAddSupplyOrder")
         ids = req.json()["orders"]
         orders = [self._order(i) for i in ids]
         for o in orders:  # all or nothing
-            if o["supplierStatus"] != "new":
-                raise ApiError(409, f"order {o['id']} is {o['supplierStatus']}, not new", code="FailedToAddSupplyOrder")
-            if s["warehouseId"] not in (None, o["warehouseId"]):
-                raise ApiError(409, "a supply takes orders of one warehouse", code="WarehouseMismatch")
+            moving = o["supplierStatus"] == "confirm" and o["supplyId"] and not self.supplies[o["supplyId"]]["done"]
+            if o["supplierStatus"] != "new" and not moving:
+                raise ApiError(409, refused, code="FailedToAddSupplyOrder")
+            if s["warehouseId"] not in (None, o["warehouseId"]) or s["cargoType"] not in (0, o["cargoType"]):
+                raise ApiError(409, refused, code="FailedToAddSupplyOrder")  # one warehouse, one cargo type
         for o in orders:
             s["warehouseId"] = o["warehouseId"]
             s["cargoType"] = s["cargoType"] or o["cargoType"]
-            self._move(o, "confirm")
+            if o["supplierStatus"] == "new":
+                self._move(o, "confirm")
+            elif o["supplyId"] != s["id"]:
+                self.supplies[o["supplyId"]]["orders"].remove(o["id"])
+                moved = self.order_calls.setdefault(str(o["id"]), {}).setdefault("move", [0, 0])
+                moved[0], moved[1] = moved[0] + 1, moved[1] + 1
+            if o["id"] not in s["orders"]:
+                s["orders"].append(o["id"])
             o["supplyId"] = s["id"]
-            s["orders"].append(o["id"])
         return SandboxReply(204)
 
     def supply_deliver(self, req: SandboxRequest) -> SandboxReply:
@@ -420,8 +450,9 @@ class WildberriesSandbox(SandboxApp):
         if s["done"]:
             raise ApiError(409, "supply is already delivered", code="SupplyDone")
         live = [self.orders[i] for i in s["orders"] if self.orders[i]["supplierStatus"] == "confirm"]
-        if not live:
-            raise ApiError(409, "supply has no orders", code="EmptySupply")
+        if not live:  # cancelled orders do not count
+            raise ApiError(409, "Не удалось обработать поставку. Убедитесь, что за ней закреплён хотя бы одно"
+                                " сборочное задание.", code="SupplyHasZeroOrders")
         unmarked = [{"id": o["id"], "metaDetails": self._missing_meta(o)} for o in live if self._missing_meta(o)]
         if unmarked:  # every order's mandatory marking must be there first
             raise ApiError(409, "Fix them to dispatch items", code="MetaValidationFail",
