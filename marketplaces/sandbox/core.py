@@ -6,8 +6,14 @@ documented limits as token buckets answering real 429s, `time_scale`, fault inje
 endpoints (identical on every sandbox, no auth):
 
     POST /_sandbox/orders   {"count": N}                      -> {"orders": [native ids]}
-    POST /_sandbox/faults   {"rate_429", "rate_5xx", "latency_ms", "malformed_rate", "lost_reply_rate"}
-                            -> the faults now set (lost_reply_rate: applied, then answered 504)
+    POST /_sandbox/faults   {"rate_429", "rate_5xx", "latency_ms", "malformed_rate", "lost_reply_rate",
+                             "late_buyer_rate"}
+                            -> the faults now set (lost_reply_rate: applied, then answered 504;
+                               late_buyer_rate: orders placed regardless of published stock)
+
+Buyers' orders (`make_orders`) are placed only for listed cards with published stock > 0 and never for
+more units than that stock, as a marketplace does; each unit ordered comes off the published stock.
+`late_buyer()` says when a fault asks for a late buyer's race instead.
     GET  /_sandbox/state    -> {"stocks", "prices", "orders": {id: native status}, "requests", "throttled",
                                 "throttled_items", "injected", "spec_violations", ...marketplace extras}
     POST /_sandbox/reset    -> re-seed from scratch (limits, faults, counters too)
@@ -109,6 +115,10 @@ class Faults:
     latency_ms: float = 0.0
     malformed_rate: float = 0.0
     lost_reply_rate: float = 0.0  # the request is applied, then the answer is lost (504): a timeout's twin
+    # buyers racing the seller's stock update: the chance that a new order (`/_sandbox/orders`) is placed
+    # for a listed card whatever its published stock, as a buyer who clicked before the zero arrived.
+    # 0 (the default): orders are made only for cards with published stock > 0, never beyond it.
+    late_buyer_rate: float = 0.0
 
 
 class ApiError(Exception):
@@ -229,6 +239,18 @@ class SandboxApp:
     def control(self, name: str, body: dict[str, Any]) -> Any:
         raise ApiError(404, f"no sandbox control {name!r}")
 
+    def late_buyer(self) -> bool:
+        """True when this new order is a late buyer's (fault `late_buyer_rate`): placed for a listed card
+        whatever its published stock. Never true without the fault (the random stream is left alone)."""
+        rate = self.faults.late_buyer_rate
+        return rate > 0 and self.rng.random() < rate
+
+    def own_representation(self, req: SandboxRequest) -> bytes:
+        """The request body as the spec documents it, where the marketplace also accepts a value in the
+        form it gives out itself (e.g. an id it answers as a string and documents as a number). Called
+        before validation; the default changes nothing."""
+        return req.body
+
     def account_options(self) -> dict[str, Any]:
         """The AccountConfig.options an adapter of this sandbox needs (announced by `sandbox serve`)."""
         return {}
@@ -348,6 +370,7 @@ class SandboxApp:
             return self._respond(req, self.error_reply(503, "service temporarily unavailable", code="Unavailable",
                                                       template=route.template))
         reply: SandboxReply
+        req.body = body = self.own_representation(req)
         if self.validate:
             errors = self.specs.request_errors(req.method, spec_path, query=query, headers=headers,
                                                body=body or None,
@@ -443,7 +466,8 @@ class SandboxApp:
                 with self.lock:
                     return ok({"orders": [str(i) for i in self.make_orders(count)]})
             if name == "faults":
-                for key in ("rate_429", "rate_5xx", "latency_ms", "malformed_rate", "lost_reply_rate"):
+                for key in ("rate_429", "rate_5xx", "latency_ms", "malformed_rate", "lost_reply_rate",
+                            "late_buyer_rate"):
                     if key in body:
                         setattr(self.faults, key, float(body[key]))
                 return ok(self.faults.__dict__)

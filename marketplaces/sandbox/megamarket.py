@@ -149,6 +149,25 @@ class MegamarketSandbox(SandboxApp):
         reply.headers["Retry-After"] = str(wait)
         return reply
 
+    def own_representation(self, req: SandboxRequest) -> bytes:
+        """A lot's `itemIndex` echoed the way `order/get` and the order/new push give it (a string of
+        digits) is taken as the number the confirm/reject/packing examples document: Megamarket accepts
+        its own representation back. Anything else is left for validation to judge."""
+        if not req.template.endswith(("/order/confirm", "/order/reject", "/order/packing")) or not req.body:
+            return req.body
+        try:
+            payload = json.loads(req.body)
+            changed = False
+            for shipment in payload["data"]["shipments"]:
+                for item in shipment["items"]:
+                    index = item.get("itemIndex")
+                    if isinstance(index, str) and index.isascii() and index.isdigit():
+                        item["itemIndex"] = int(index)
+                        changed = True
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return req.body  # malformed: validation says why
+        return json.dumps(payload, ensure_ascii=False).encode() if changed else req.body
+
     # ------------------------------------------------------------------ state
 
     def seed_catalog(self, n: int) -> None:
@@ -165,12 +184,16 @@ class MegamarketSandbox(SandboxApp):
         self._next_shipment = 9300000000001
 
     def make_orders(self, count: int) -> list[str]:
+        """New shipments (one lot per unit) for cards with published stock, never more units than that
+        stock (each unit ordered comes off it); pushes order/new. A late buyer (fault `late_buyer_rate`)
+        orders a listed card whatever its stock."""
         made: list[MmShipment] = []
-        in_stock = [a for a in sorted(self.cards) if self.stocks.get(a, 0) > 0] or sorted(self.cards)
-        if not in_stock:
-            return []
         now = datetime.now(UTC)
         for _ in range(count):
+            late = self.late_buyer()
+            in_stock = [a for a in sorted(self.cards) if late or self.stocks.get(a, 0) > 0]
+            if not in_stock:
+                break
             sid = str(self._next_shipment)
             self._next_shipment += 1
             n = int(sid[-4:])
@@ -178,8 +201,10 @@ class MegamarketSandbox(SandboxApp):
             picks = [(in_stock[(n * 7) % len(in_stock)], 1 + (n % 3 == 0))]
             if n % 4 == 0:
                 picks.append((in_stock[(n * 7 + 3) % len(in_stock)], 1))
-            for article, units in picks:
+            for article, wanted in picks:
                 card = self.cards[article]
+                units = wanted if late else min(wanted, self.stocks.get(article, 0))
+                self.stocks[article] = max(0, self.stocks.get(article, 0) - units)
                 for _ in range(units):  # one lot per unit
                     lots.append(Lot(len(lots) + 1, article, card["goodsId"], card["name"], card["categoryName"],
                                     self.prices.get(article, 990), bool(card["marked"])))

@@ -120,8 +120,10 @@ class OzonSandbox(SandboxApp):
     def make_orders(self, count: int) -> list[str]:
         made: list[str] = []
         for _ in range(count):
+            # listed (not archived) products with stock left after reservations; a late buyer (fault) whatever
+            late = self.late_buyer()
             choices = [(pid, wh) for (pid, wh), n in sorted(self.stocks.items())
-                       if n - self.reserved.get((pid, wh), 0) > 0 and not self.products[pid]["archived"]]
+                       if (late or n - self.reserved.get((pid, wh), 0) > 0) and not self.products[pid]["archived"]]
             if not choices:
                 break
             pid, wh = choices[self.rng.randrange(len(choices))]

@@ -432,14 +432,18 @@ class YandexMarketSandbox(SandboxApp):
     # ------------------------------------------------------------------ orders
 
     def create_orders(self, count: int) -> list[str]:
-        """New FBS orders (PROCESSING/STARTED) for seeded cards with stock; notifies ORDER_CREATED."""
+        """New FBS orders (PROCESSING/STARTED) for listed cards (not hidden) with published stock, never
+        more units than that stock (each unit ordered comes off it); notifies ORDER_CREATED. A late buyer
+        (fault `late_buyer_rate`) orders a listed card whatever its stock."""
         made: list[YmOrder] = []
         with self.lock:
-            in_stock = [a for a in sorted(self.cards) if self.stocks.get(a, 0) > 0] or sorted(self.cards)
-            if not in_stock:
-                return []
             now = datetime.now(UTC)
             for _ in range(count):
+                late = self.late_buyer()
+                listed = [a for a in sorted(self.cards) if a not in self.hidden]
+                in_stock = listed if late else [a for a in listed if self.stocks.get(a, 0) > 0]
+                if not in_stock:
+                    break
                 oid = self._next_order
                 self._next_order += 1
                 lines = []
@@ -449,8 +453,13 @@ class YandexMarketSandbox(SandboxApp):
                         continue
                     card = self.cards[article]
                     price = self.campaign_prices.get(article) or self.business_prices.get(article) or {"value": 990}
+                    wanted = 1 + (oid % 4 == 0)
+                    units = wanted if late else min(wanted, self.stocks.get(article, 0))
+                    if units <= 0:
+                        continue
+                    self.stocks[article] = max(0, self.stocks.get(article, 0) - units)
                     lines.append({"id": oid * 10 + k + 1, "offerId": article, "offerName": card["name"],
-                                  "count": 1 + (oid % 4 == 0), "price": float(price["value"] or 990),
+                                  "count": units, "price": float(price["value"] or 990),
                                   "marked": bool(card.get("marked"))})
                 ship_day = (now + timedelta(days=1)).date()
                 order = YmOrder(oid, self.campaign_id, lines, now, now,
