@@ -154,6 +154,9 @@ class PriceChange:
     old_price: Decimal | None = None  # crossed-out price (Ozon/YM/MM)
     discount_percent: int | None = None  # WB: price is the base, discount is applied on top
     min_price: Decimal | None = None
+    # read back only (`Marketplace.read_prices`): what else the marketplace tells with the price, in its
+    # own words (Ozon: commissions, the price with its promotions; Yandex.Market: the price level)
+    native: dict[str, Any] = field(default_factory=dict)
 
 
 def kopecks(value: Decimal) -> Decimal:
