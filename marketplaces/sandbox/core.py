@@ -142,6 +142,7 @@ class SandboxRequest:
     query: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+    documented: bool = True  # an API operation of the spec (False: a file link the sandbox handed out)
 
     def json(self) -> Any:
         if not self.body:
@@ -176,6 +177,8 @@ class Route:
     group: str = ""  # key of SandboxApp.limits; "" = no per-method limit
     auth: bool = True
     cost: Callable[[SandboxRequest], float] | None = None  # tokens of the group a request takes (items)
+    # False: not an API operation but a link the sandbox hands out (a report file): no spec to hold it to
+    documented: bool = True
 
     def __post_init__(self) -> None:
         self.names = re.findall(r"\{([^/]+?)\}", self.template)
@@ -340,7 +343,8 @@ class SandboxApp:
         route, params, spec_path = found
         with self._counter_lock:
             self.by_path[route.template] = self.by_path.get(route.template, 0) + 1
-        req = SandboxRequest(request.method, path, route.template, spec_path, params, query, headers, body)
+        req = SandboxRequest(request.method, path, route.template, spec_path, params, query, headers, body,
+                             documented=route.documented)
         faults = self.faults
         if faults.latency_ms > 0:
             time.sleep(faults.latency_ms / 1000.0)
@@ -371,7 +375,7 @@ class SandboxApp:
                                                       template=route.template))
         reply: SandboxReply
         req.body = body = self.own_representation(req)
-        if self.validate:
+        if self.validate and route.documented:
             errors = self.specs.request_errors(req.method, spec_path, query=query, headers=headers,
                                                body=body or None,
                                                content_type=headers.get("content-type", "application/json"))
@@ -432,7 +436,9 @@ class SandboxApp:
         return json_types[0] if json_types and current.endswith("json") else current
 
     def _respond(self, req: SandboxRequest | None, reply: SandboxReply, *, validate: bool = True) -> Response:
-        if self.validate and req is not None and reply.status >= 400:
+        if req is not None and not req.documented:
+            validate = False
+        if self.validate and req is not None and req.documented and reply.status >= 400:
             reply.content_type = self._documented_type(req, reply.status, reply.content_type)
         data = reply.body()
         if self.validate and validate and req is not None:
