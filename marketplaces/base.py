@@ -77,12 +77,19 @@ class Uncertain(MarketplaceError):
 class NotSupported(MarketplaceError):
     """The marketplace's API does not offer this call (e.g. Megamarket has no hide/unhide).
 
-    The UI shows it as such; it is an answer, not a failure."""
+    The UI shows it as such; it is an answer, not a failure: `for_seller()` says so in the seller's words
+    (`seller_text`, Russian, given by the adapter that knows why — e.g. the API has no such method and
+    the cabinet has an export instead)."""
 
-    def __init__(self, marketplace: str, call: str, *, account: str = "") -> None:
+    def __init__(self, marketplace: str, call: str, *, account: str = "", seller_text: str = "") -> None:
         super().__init__(f"{call} is not supported by {marketplace}", account=account, endpoint=call)
         self.marketplace = marketplace
         self.call = call
+        self.seller_text = seller_text
+
+    def for_seller(self) -> str:
+        """What the seller reads: the adapter's words, else a plain statement that the API has no such call."""
+        return self.seller_text or f"API маркетплейса не предоставляет эту операцию ({self.call}): это не ошибка."
 
 
 # ---------------------------------------------------------------- catalog

@@ -251,7 +251,8 @@ class MegamarketSandbox(SandboxApp):
 
     def control(self, name: str, body: dict[str, Any]) -> Any:
         """`/_sandbox/x/push {"url", "duplicates", "fail_first", "max_attempts"}` (url + "/order/new", "/order/cancel"),
-        `/_sandbox/x/cancel {"orders": [shipmentIds]}` (the buyer cancels), `/_sandbox/x/push_wait`."""
+        `/_sandbox/x/cancel {"orders": [shipmentIds]}` (the buyer cancels), `/_sandbox/x/push_wait`,
+        `/_sandbox/x/deliver {"orders": [shipmentIds]}` (Megamarket delivers what was shipped)."""
         if name == "push":
             t = self.push.configure(body)
             return {"url": t.url, "duplicates": t.duplicates, "fail_first": t.fail_first,
@@ -260,6 +261,17 @@ class MegamarketSandbox(SandboxApp):
             return {"cancelled": self.cancel_by_buyer([str(x) for x in body.get("orders", [])])}
         if name == "push_wait":
             return {"idle": self.push.wait_idle(float(body.get("timeout", 10)))}
+        if name == "deliver":  # the buyer received the shipped lots: SHIPPED -> DELIVERED (Megamarket's own move)
+            wanted = {str(x) for x in body.get("orders") or []}
+            done = []
+            for sid, sh in sorted(self.shipments.items()):
+                lots = [lot for lot in sh.lots if lot.status == "SHIPPED"]
+                if (wanted and sid not in wanted) or not lots:
+                    continue
+                for lot in lots:
+                    self._move(sh, lot, "DELIVERED", None)
+                done.append(sid)
+            return {"delivered": done}
         if name == "identity":
             return {"merchantId": self.merchant_id, "shippingPoint": self.shipping_point}
         raise ApiError(404, f"no sandbox control {name!r}")
@@ -289,6 +301,8 @@ class MegamarketSandbox(SandboxApp):
             (f"{OFFERS}/stock/update", self.stock_update),
             (f"{OFFERS}/manualPrice/save", self.price_save),
             (f"{CARDS}/card/get", self.card_get),
+            (f"{CARDS}/stock/getByOfferId", self.stock_get),
+            (f"{CARDS}/price/getByOfferId", self.price_get),
             (f"{ORDERS}/order/search", self.order_search),
             (f"{ORDERS}/order/get", self.order_get),
             (f"{ORDERS}/order/confirm", self.order_confirm),
@@ -343,6 +357,25 @@ class MegamarketSandbox(SandboxApp):
                  for a in page]
         more = len(page) == limit and any(k > page[-1] for k in keys)
         return envelope({"cards": cards, "searchAfter": page[-1] if more else None})
+
+    def _location(self, data: dict[str, Any]) -> SandboxReply | None:
+        if "locationId" in data and int(data["locationId"]) != self.shipping_point:
+            return failure("LOCATION_NOT_FOUND", f"the store's warehouse is {self.shipping_point}")
+        return None
+
+    def stock_get(self, data: dict[str, Any]) -> SandboxReply:
+        """The stocks of the offers asked for at the store's one warehouse (unknown offers: left out)."""
+        if (r := self._location(data)) is not None:
+            return r
+        return envelope({"stocks": [{"offerId": o, "locationId": self.shipping_point, "quantity": self.stocks.get(o, 0)}
+                                    for o in data["offerIds"] if o in self.cards]})
+
+    def price_get(self, data: dict[str, Any]) -> SandboxReply:
+        """The prices of the offers asked for at the store's one warehouse (unknown offers: left out)."""
+        if (r := self._location(data)) is not None:
+            return r
+        return envelope({"prices": [{"offerId": o, "locationId": self.shipping_point, "price": self.prices[o]}
+                                    for o in data["offerIds"] if o in self.cards and self.prices.get(o, 0) >= 1]})
 
     # ------------------------------------------------------------------ orders
 
