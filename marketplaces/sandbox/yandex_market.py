@@ -859,12 +859,12 @@ class YandexMarketSandbox(SandboxApp):
         if str(body["campaignId"]) != str(self.campaign_id):
             return error(403, "FORBIDDEN", f"campaign {body['campaignId']} is not available to this token")
         fmt = q.get("format") or "FILE"
-        if fmt != "CSV":
-            return error(400, "BAD_REQUEST", f"this sandbox builds the report as CSV only, not {fmt}")
+        if fmt not in ("CSV", "JSON"):
+            return error(400, "BAD_REQUEST", f"this sandbox builds the report as CSV or JSON, not {fmt} (XLSX)")
         with self.lock:
             report_id = f"goods-realization-{self._next_report:06d}"
             self._next_report += 1
-            self.reports[report_id] = {"campaign": self.campaign_id, "year": int(body["year"]),
+            self.reports[report_id] = {"campaign": self.campaign_id, "year": int(body["year"]), "format": fmt,
                                        "month": int(body["month"]), "requested": datetime.now(UTC),
                                        "ready": time.monotonic() + REPORT_READY_S / self.time_scale}
         return ok({"status": "OK", "result": {"reportId": report_id,
@@ -888,8 +888,8 @@ class YandexMarketSandbox(SandboxApp):
                 info.update(status="PROCESSING", estimatedGenerationTime=int(REPORT_READY_S * 1000))
                 return ok({"status": "OK", "result": info})
             if "file" not in report:
-                report["file"] = yandex_market_reports.csv_zip(
-                    yandex_market_reports.sheet_rows(self._moves(), report["year"], report["month"]))
+                pack = yandex_market_reports.json_zip if report["format"] == "JSON" else yandex_market_reports.csv_zip
+                report["file"] = pack(yandex_market_reports.sheet_rows(self._moves(), report["year"], report["month"]))
                 report["finished"] = datetime.now(UTC)
             info.update(status="DONE", generationFinishedAt=_iso(report["finished"]),
                         file=f"http://{self._host}{FILES}/{p['reportId']}.zip")

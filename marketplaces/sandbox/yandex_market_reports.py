@@ -4,8 +4,10 @@ Owns: the sheets of the FBS realization report as the Partner API documentation 
 (generateGoodsRealizationReport, "Пояснение к колонкам отчета": transferred_to_delivery, delivered,
 unredeemed, returned, lost_items — each sheet's CSV column names in the documented order; the B2B
 document columns are left empty, the sandbox's buyers being people), filled from the sandbox's orders
-for one store and month, and packed the way `format=CSV` delivers it: a ZIP archive holding one CSV file
-per sheet (comma-separated, header row of the CSV column names, UTF-8). Dates are `YYYY-MM-DD`.
+for one store and month, and packed the way `format=CSV` delivers it (a ZIP archive holding one CSV file per sheet: comma-separated,
+header row of the CSV column names, UTF-8) or `format=JSON` (one JSON file per sheet, the documented
+JSON column names). Dates are `YYYY-MM-DD`. `format=FILE` (XLSX, the default) is not built: asking for
+it is answered 400, saying so.
 
 The report lists goods and money for goods only: no marketplace fee or penalty is in it (those are in
 the orders' stats and the services report). Pure: builds bytes from plain records, no HTTP.
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -123,6 +126,33 @@ def sheet_rows(moves: Iterable[ItemMove], year: int, month: int) -> dict[str, li
                 "TRANSFERRED_TO_DELIVERY_COUNT": str(m.count), "COMPENSATION_DATE": m.lost.isoformat() if m.lost else "",
                 "COMPENSATION_AMOUNT": _money(m.price * m.count)}))
     return out
+
+
+def json_name(column: str) -> str:
+    """A sheet column's JSON name as the documentation lists it (ORDER_ID -> orderId)."""
+    head, *rest = column.lower().split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
+def _json_value(column: str, value: str) -> object:
+    if value == "":
+        return None
+    if column == "ORDER_ID" or column.endswith("_COUNT"):
+        return int(value)
+    if column.startswith("PRICE") or column.endswith(("_SUM", "_DISCOUNTS", "_DISCOUNT", "_AMOUNT")):
+        return float(value)
+    return value
+
+
+def json_zip(rows: dict[str, list[dict[str, str]]], names: Sequence[str] = tuple(SHEETS)) -> bytes:
+    """The `format=JSON` file: a ZIP with `<sheet>.json` per sheet, an array of rows keyed by the
+    documented JSON column names (integers and numbers as such, empty values null)."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name in names:
+            out = [{json_name(c): _json_value(c, r.get(c, "")) for c in SHEETS[name]} for r in rows.get(name, [])]
+            zf.writestr(f"{name}.json", json.dumps(out, ensure_ascii=False).encode("utf-8"))
+    return buf.getvalue()
 
 
 def csv_zip(rows: dict[str, list[dict[str, str]]], names: Sequence[str] = tuple(SHEETS)) -> bytes:

@@ -11,6 +11,7 @@ official Partner API spec by the `contract` fixture:
 from __future__ import annotations
 
 import io
+import json
 import threading
 import time
 import zipfile
@@ -152,6 +153,24 @@ def test_the_report_file_is_the_documented_csv_archive(sandbox_factory) -> None:
                           "TRANSFERRED_TO_DELIVERY_COUNT", "DELIVERED_COUNT"]
     assert "DELIVERED_PRICE_SUM_WITH_VAT_AND_DISCOUNTS" in header
     assert len(delivered.splitlines()) > 1
+    # the same month as JSON: one file per sheet, rows keyed by the documented JSON column names
+    for _ in range(50):
+        as_json = httpx.post(running.url + "/v2/reports/goods-realization/generate", params={"format": "JSON"},
+                             json={"campaignId": running.app.campaign_id, "year": today.year, "month": today.month},
+                             headers=headers, timeout=10)
+        if as_json.status_code != 420:
+            break
+        time.sleep(0.1)
+    report_id = as_json.json()["result"]["reportId"]
+    for _ in range(100):
+        info = httpx.get(f"{running.url}/v2/reports/info/{report_id}", headers=headers, timeout=10).json()
+        if info["result"]["status"] == "DONE":
+            break
+        time.sleep(0.01)
+    sheets = zipfile.ZipFile(io.BytesIO(httpx.get(info["result"]["file"], timeout=10).content))
+    rows = json.loads(sheets.read("delivered.json"))
+    assert rows and isinstance(rows[0]["orderId"], int) and rows[0]["yourSku"].startswith("MS-")
+    assert isinstance(rows[0]["deliveredPriceSumWithVatAndDiscounts"], float)
     # another store's report is refused (once the 1-per-2-minutes limit lets the request through)
     for _ in range(50):
         bad = httpx.post(running.url + "/v2/reports/goods-realization/generate", params={"format": "CSV"},
