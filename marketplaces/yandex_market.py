@@ -11,6 +11,8 @@ Account options (`AccountConfig.options`):
   campaign_id   the FBS store (required); its warehouse is the account's default warehouse
   campaigns     {warehouse_id: campaign_id} when the cabinet has several FBS stores (one warehouse each)
   price_level   "business" (default: one price in every store) or "campaign" (this store only)
+  report_polls  how often a realization report's status is asked before giving up (default 60, each
+                after the generation time Market estimates, 0.5..30 s)
 Credentials: {"Api-Key": token} (OAuth is deprecated and not supported).
 
 The FBS flow: orders arrive PROCESSING/STARTED (YM has no separate confirmation: "confirm" checks the

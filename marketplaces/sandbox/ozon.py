@@ -11,7 +11,9 @@ to the posting number (only in `awaiting_deliver` and later); the monthly realiz
 what this sandbox sold (a posting handed over counts as sold), and the finance transaction totals of
 the same sales (each sale is one operation: the goods, the 15 % commission, a delivery charge), plus
 any operation injected with `POST /_sandbox/x/transaction` (a correction the realization report does
-not hold, to show a discrepancy). Imports no adapter.
+not hold, to show a discrepancy); prices read back with `/v5/product/info/prices` (price, old and minimum
+price, the commissions, the price with the seller's promotions started by `POST /_sandbox/x/action`).
+Imports no adapter.
 """
 
 from __future__ import annotations
