@@ -536,7 +536,7 @@ class YandexMarketAdapter:
                 report_id, data = self._realization_file(campaign, year, month)
                 report_ids.append(report_id)
                 try:
-                    sheets = realization.read_sheets(data)
+                    sheets = realization.read_sheets(data) if data else {}  # NO_DATA: nothing that month
                     found, _ = realization.report_lines(sheets, {}, period_from, period_to)
                     fees = self._order_fees(campaign, realization.order_ids(found))
                     month_lines, month_totals = realization.report_lines(sheets, fees, period_from, period_to)

@@ -889,16 +889,21 @@ class YandexMarketSandbox(SandboxApp):
                 return ok({"status": "OK", "result": info})
             if "file" not in report:
                 pack = yandex_market_reports.json_zip if report["format"] == "JSON" else yandex_market_reports.csv_zip
-                report["file"] = pack(yandex_market_reports.sheet_rows(self._moves(), report["year"], report["month"]))
+                rows = yandex_market_reports.sheet_rows(self._moves(), report["year"], report["month"])
+                report["file"] = pack(rows) if any(rows.values()) else None  # nothing that month: NO_DATA
                 report["finished"] = datetime.now(UTC)
-            info.update(status="DONE", generationFinishedAt=_iso(report["finished"]),
-                        file=f"http://{self._host}{FILES}/{p['reportId']}.zip")
+            info.update(status="DONE", generationFinishedAt=_iso(report["finished"]))
+            if report["file"] is None:
+                info["subStatus"] = "NO_DATA"
+            else:
+                info["file"] = f"http://{self._host}{FILES}/{p['reportId']}.zip"
+
         return ok({"status": "OK", "result": info})
 
     def report_file(self, req: SandboxRequest) -> SandboxReply:
         name = req.path_params["fileName"]
         report = self.reports.get(name.removesuffix(".zip"))
-        if report is None or "file" not in report:
+        if report is None or not report.get("file"):
             return SandboxReply(404, {"message": "no such file"})
         return SandboxReply(200, data=report["file"], content_type="application/zip")
 

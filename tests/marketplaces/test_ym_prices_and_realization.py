@@ -196,6 +196,8 @@ def test_each_month_is_its_own_report(sandbox_factory) -> None:
     both = adapter.realization_report(last_month_day.replace(day=1), today)
     assert {ln.order_native_id for ln in both.lines if ln.kind == "sale"} == {ids[0], ids[1]}
     assert len(both.report_id.split(",")) == 2  # one report per month
+    quiet = (today.replace(day=1) - timedelta(days=70)).replace(day=1)  # a month with no sales: NO_DATA
+    assert adapter.realization_report(quiet, quiet + timedelta(days=20)).lines == []
 
 
 @pytest.mark.parametrize("method, path, body", [
