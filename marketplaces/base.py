@@ -77,12 +77,19 @@ class Uncertain(MarketplaceError):
 class NotSupported(MarketplaceError):
     """The marketplace's API does not offer this call (e.g. Megamarket has no hide/unhide).
 
-    The UI shows it as such; it is an answer, not a failure."""
+    The UI shows it as such; it is an answer, not a failure: `for_seller()` says so in the seller's words
+    (`seller_text`, Russian, given by the adapter that knows why — e.g. the API has no such method and
+    the cabinet has an export instead)."""
 
-    def __init__(self, marketplace: str, call: str, *, account: str = "") -> None:
+    def __init__(self, marketplace: str, call: str, *, account: str = "", seller_text: str = "") -> None:
         super().__init__(f"{call} is not supported by {marketplace}", account=account, endpoint=call)
         self.marketplace = marketplace
         self.call = call
+        self.seller_text = seller_text
+
+    def for_seller(self) -> str:
+        """What the seller reads: the adapter's words, else a plain statement that the API has no such call."""
+        return self.seller_text or f"API маркетплейса не предоставляет эту операцию ({self.call}): это не ошибка."
 
 
 # ---------------------------------------------------------------- catalog
@@ -154,6 +161,9 @@ class PriceChange:
     old_price: Decimal | None = None  # crossed-out price (Ozon/YM/MM)
     discount_percent: int | None = None  # WB: price is the base, discount is applied on top
     min_price: Decimal | None = None
+    # read back only (`Marketplace.read_prices`): what else the marketplace tells with the price, in its
+    # own words (Ozon: commissions, the price with its promotions; Yandex.Market: the price level)
+    native: dict[str, Any] = field(default_factory=dict)
 
 
 def kopecks(value: Decimal) -> Decimal:

@@ -252,6 +252,7 @@ class Exchange:
     response_headers: dict[str, str]
     response_body: bytes
     content_type: str
+    documented: bool = True  # False: a link the marketplace handed out (a report file), not an API call
 
 
 EXCHANGE_HOOKS: list[Callable[[Exchange], None]] = []
@@ -466,6 +467,7 @@ class HttpClient:
         ok_statuses: Collection[int] = (),
         cost: float = 1.0,
         record_items: bool = True,
+        url: str | None = None,
     ) -> Reply:
         """Send endpoint `name`; returns the 2xx (or `ok_statuses`) reply, else raises a typed error.
 
@@ -474,7 +476,11 @@ class HttpClient:
         counts them as sent on a 2xx unless `record_items=False` (the caller then records only what the
         marketplace accepted, with `client.gate(rule).record(keys)`).
         `cost` is what the request takes from its group's bucket where the marketplace counts items,
-        not requests (Yandex.Market: SKUs per minute): the number of items it carries."""
+        not requests (Yandex.Market: SKUs per minute): the number of items it carries.
+        `url`: a whole address the marketplace handed out (a report file's download link) instead of the
+        endpoint's path; it is fetched with the endpoint's limits and retries but without the account's
+        credentials (a storage host must never see the API key), and its exchange is marked as not an API
+        call (`Exchange.documented` False: no spec describes a file's link)."""
         ep = self.map[name]
         if self._validate is not None:
             try:
@@ -483,12 +489,19 @@ class HttpClient:
                 raise
             except (ValueError, TypeError, KeyError) as exc:
                 raise self._error(InvalidRequest, f"payload refused before sending: {exc}", ep) from None
-        url, path = self.url(ep, path_params or {})
+        documented = url is None
+        if url is None:
+            url, path = self.url(ep, path_params or {})
+        else:
+            link = httpx.URL(url)
+            if link.scheme not in ("http", "https") or not link.host:
+                raise self._error(InvalidRequest, "a download link must be an http(s) address", ep)
+            path = link.path
         body = None if json is None else jsonlib.dumps(json, ensure_ascii=False).encode("utf-8")
-        send_headers = {"Accept": "application/json"}
+        send_headers = {"Accept": "application/json" if documented else "*/*"}
         if body is not None:
             send_headers["Content-Type"] = "application/json"
-        if self._auth is not None:
+        if self._auth is not None and documented:
             self._auth(send_headers)
         send_headers.update(headers or {})
         gate = self.gate(ep.item_rule) if ep.item_rule and item_keys else None
@@ -543,7 +556,7 @@ class HttpClient:
                 attempt += 1
                 continue
             reply = Reply(resp.status_code, resp.headers, content, self.account, ep.name)
-            self._notify(ep, path, params, send_headers, body, reply)
+            self._notify(ep, path, params, send_headers, body, reply, documented=documented)
             status = resp.status_code
             if status in THROTTLE_STATUSES:
                 self.stats.throttled += 1
@@ -616,12 +629,13 @@ class HttpClient:
         return text.encode("utf-8")
 
     def _notify(self, ep: Endpoint, path: str, params: dict[str, Any] | None, headers: dict[str, str],
-                body: bytes | None, reply: Reply) -> None:
+                body: bytes | None, reply: Reply, *, documented: bool = True) -> None:
         if not EXCHANGE_HOOKS:
             return
         masked = {k: ("***" if v in self._secrets else v) for k, v in headers.items()}
         ex = Exchange(self.map.marketplace, self.account, ep.name, ep.method, path, dict(params or {}), masked,
-                      self._scrub_body(body), reply.status, dict(reply.headers), reply.content, reply.headers.get("content-type", ""))
+                      self._scrub_body(body), reply.status, dict(reply.headers), reply.content, reply.headers.get("content-type", ""),
+                      documented)
         for hook in list(EXCHANGE_HOOKS):
             hook(ex)
 

@@ -11,8 +11,11 @@ Account options: `merchant_id` (required: box codes and push checks), `shipping_
 warehouse id, required to ship), `warehouse_id` (defaults to shipping_point).
 Credentials: {"token": "<the cabinet's API token>"}.
 
-Not offered by Megamarket's API (answered with `NotSupported`): hide/unhide, realization report,
-card creation (the Assortment API's card/save bodies are not verifiable), stock read-back.
+Stocks and prices are read back through the Assortment API (`stock/getByOfferId`, `price/getByOfferId`,
+at most 100 offers a request, the store's shipping point as `locationId`). Not offered by Megamarket's
+API (answered with `NotSupported`, the reason in Russian for the seller; the list with its sources is in
+marketplaces/README.md): hide/unhide, the realization/commission report, FBO stock, card creation here
+(the Assortment API's card/save bodies are not verifiable).
 """
 
 from __future__ import annotations
@@ -63,6 +66,12 @@ PROGRESS = ["NEW", "PENDING_CONFIRMATION", "CONFIRMED", "PENDING_PACKING", "PACK
 REJECT_REASONS = {"OUT_OF_STOCK", "INCORRECT_PRICE", "INCORRECT_PRODUCT", "INCORRECT_SPEC", "TWICE_ORDER",
                   "NOT_TIME_FOR_SHIPPING", "FRAUD_ORDER"}
 STICKER_MM = (100.0, 70.0)  # landscape: the box code (~220 modules) stays printable at 203 dpi
+# What Megamarket's merchant API does not offer, in the seller's words (sources: marketplaces/README.md)
+NO_REPORT = ("Мегамаркет не отдаёт отчёт о реализации и комиссиях через API: скачайте его в личном кабинете "
+             "(«Отчёты и аналитика») и сверьте вручную.")
+NO_HIDE = ("У Мегамаркета нет в API скрытия и возврата карточки на витрину: чтобы снять товар с продажи, "
+           "передайте остаток 0 (или выключите его в фиде).")
+NO_FBO = "Мегамаркет не отдаёт через API остатки на своих складах (FBO): в этом кабинете только FBS."
 
 
 def shipment_status(lot_statuses: Sequence[str]) -> str:
@@ -170,7 +179,7 @@ class MegamarketAdapter:
         raise NotSupported(NAME, "card_creation_status", account=self.account)
 
     def set_visibility(self, card_ids: Sequence[str], visible: bool) -> list[ItemResult]:
-        raise NotSupported(NAME, "hide/unhide (set stock 0 instead)", account=self.account)
+        raise NotSupported(NAME, "hide/unhide (set stock 0 instead)", account=self.account, seller_text=NO_HIDE)
 
     # ------------------------------------------------------------------ prices and stocks
 
@@ -198,8 +207,31 @@ class MegamarketAdapter:
                 results.append(ItemResult(key, err is None, err or "", native=data.get("savedPrices")))
         return results
 
+    def _offer_ids(self) -> list[str]:
+        return list(dict.fromkeys(c.offer_id for c in self.list_cards()))
+
+    def _read_by_offer(self, name: str, key: str) -> list[dict[str, Any]]:
+        """Every entry of `data.<key>` for all the store's offers (card/get), <= 100 offers a request."""
+        out: list[dict[str, Any]] = []
+        extra = {"locationId": self.shipping_point} if self.shipping_point is not None else {}
+        for chunk in batches(self._offer_ids(), self.map[name].batch or 100):
+            entries = self._call(name, {"offerIds": chunk, **extra}).get(key)
+            if not isinstance(entries, list) or any(not isinstance(e, dict) or "offerId" not in e for e in entries):
+                raise self._bad(f"data.{key} must be a list of entries with offerId", name)
+            out += entries
+        return out
+
     def read_prices(self) -> list[PriceChange]:
-        raise NotSupported(NAME, "read_prices (the cards' own prices are read instead)", account=self.account)
+        """The prices Megamarket holds now (`price/getByOfferId`): one per offer, whole roubles."""
+        out: list[PriceChange] = []
+        for e in self._read_by_offer("prices_read", "prices"):
+            try:
+                price = Decimal(str(e["price"]))
+            except (KeyError, InvalidOperation):
+                raise self._bad(f"offer {e.get('offerId')}: price is not a number", "prices_read") from None
+            out.append(PriceChange(card_id=str(e["offerId"]), offer_id=str(e["offerId"]), price=price,
+                                   native={"locationId": e.get("locationId")}))
+        return out
 
     def push_stocks(self, levels: Sequence[StockLevel]) -> list[ItemResult]:
         results: list[ItemResult] = []
@@ -231,7 +263,17 @@ class MegamarketAdapter:
         return results
 
     def read_stocks(self, kind: Literal["fbs", "fbo"] = "fbs") -> list[StockLevel]:
-        raise NotSupported(NAME, "read_stocks", account=self.account)
+        """The FBS stock Megamarket holds now per offer (`stock/getByOfferId`) at the store's warehouse."""
+        if kind == "fbo":
+            raise NotSupported(NAME, "read_stocks(fbo)", account=self.account, seller_text=NO_FBO)
+        out: list[StockLevel] = []
+        for e in self._read_by_offer("stocks_read", "stocks"):
+            quantity = e.get("quantity")
+            if not isinstance(quantity, int) or quantity < 0:
+                raise self._bad(f"offer {e.get('offerId')}: quantity must be a whole number >= 0", "stocks_read")
+            where = str(e.get("locationId") or self.warehouse_id)
+            out.append(StockLevel(str(e["offerId"]), str(e["offerId"]), where, quantity, "fbs"))
+        return out
 
     # ------------------------------------------------------------------ orders
 
@@ -396,7 +438,8 @@ class MegamarketAdapter:
         return Label(native_id, data, "pdf", STICKER_MM[0], STICKER_MM[1], barcode_text=codes[0])
 
     def realization_report(self, period_from: Any, period_to: Any) -> RealizationReport:
-        raise NotSupported(NAME, "realization_report (cabinet export only)", account=self.account)
+        raise NotSupported(NAME, "realization_report (cabinet export only)", account=self.account,
+                           seller_text=NO_REPORT)
 
     # ------------------------------------------------------------------ pushes
 

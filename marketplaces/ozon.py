@@ -272,7 +272,39 @@ class OzonAdapter:
         return results
 
     def read_prices(self) -> list[PriceChange]:
-        raise NotSupported("ozon", "read_prices (the products' own prices are read instead)", account=self.account)
+        """The prices Ozon holds now (`/v5/product/info/prices`, every product, cursor paging): price,
+        old_price (0: none) and min_price per product, with what Ozon tells beside them in `native`:
+        `commissions` (FBS/FBO sales percent, delivery and return charges), `marketing_seller_price`
+        (the price with the seller's promotions), `marketing_actions`, `acquiring`, `price_indexes`."""
+        ep = "prices_read"
+        limit = self.map[ep].batch or 1000
+        out: list[PriceChange] = []
+        cursor, seen = "", set()
+        while True:
+            body: dict[str, Any] = {"filter": {"visibility": "ALL"}, "limit": limit}
+            if cursor:
+                body["cursor"] = cursor
+            data = self.http.call(ep, json=body).json_object()
+            items = data.get("items")
+            if not isinstance(items, list):
+                raise self._bad("items missing in the answer", ep)
+            for it in items:
+                try:
+                    pr = it["price"]
+                    old = _dec(pr.get("old_price") or 0)
+                    minimum = _dec(pr["min_price"]) if pr.get("min_price") not in (None, "", 0) else None
+                    native = {k: it[k] for k in ("commissions", "marketing_actions", "acquiring", "price_indexes")
+                              if k in it}
+                    if pr.get("marketing_seller_price") is not None:
+                        native["marketing_seller_price"] = _dec(pr["marketing_seller_price"])
+                    out.append(PriceChange(card_id=str(int(it["product_id"])), offer_id=str(it.get("offer_id", "")),
+                                           price=_dec(pr["price"]), old_price=old, min_price=minimum, native=native))
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise self._bad(f"a product's prices cannot be read ({exc})", ep) from None
+            cursor = str(data.get("cursor") or "")
+            if not cursor or not items or cursor in seen:
+                return out
+            seen.add(cursor)
 
     def push_stocks(self, levels: Sequence[StockLevel]) -> list[ItemResult]:
         """Stocks per product x warehouse, 100 pairs a request, paced at 80 requests a minute; the last

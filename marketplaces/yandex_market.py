@@ -11,6 +11,8 @@ Account options (`AccountConfig.options`):
   campaign_id   the FBS store (required); its warehouse is the account's default warehouse
   campaigns     {warehouse_id: campaign_id} when the cabinet has several FBS stores (one warehouse each)
   price_level   "business" (default: one price in every store) or "campaign" (this store only)
+  report_polls  how often a realization report's status is asked before giving up (default 60, each
+                after the generation time Market estimates, 0.5..30 s)
 Credentials: {"Api-Key": token} (OAuth is deprecated and not supported).
 
 The FBS flow: orders arrive PROCESSING/STARTED (YM has no separate confirmation: "confirm" checks the
@@ -18,16 +20,23 @@ order and sends nothing); "assemble" sends the box layout with marking codes (`P
 PROCESSING/READY_TO_SHIP; "ship" confirms the order's first-mile shipment (Market then shows
 PROCESSING/SHIPPED); "cancel" sets CANCELLED/SHOP_FAILED. Every move reads the order first and is not
 sent when the order is already there; a move that timed out is read back before it is sent again.
+
+Prices read back (`read_prices`) come from the account's price level (`offer-prices` of the cabinet or
+of the store); the realization report is Market's monthly goods-realization report (generate -> status
+-> the file's link, fetched without the Api-Key), read by `yandex_market_realization`, with the fees
+of its orders from `stats/orders`.
 """
 
 from __future__ import annotations
 
 import json
+import time as time_mod
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, date, datetime, time
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
+from marketplaces import yandex_market_realization as realization
 from marketplaces.base import (
     AccountConfig,
     AuthError,
@@ -133,7 +142,7 @@ class YandexMarketAdapter:
         return self._json(self.client.call(name, path_params=path, params=params, json=body, cost=cost))
 
     def _pages(self, name: str, path: dict[str, Any], body: Any, limit: int,
-               key: Iterable[str]) -> Iterator[dict[str, Any]]:
+               key: Iterable[str], cost: float = 1.0) -> Iterator[dict[str, Any]]:
         """Each page of a `page_token` listing; stops when a token repeats (a known YM paging loop)."""
         token: str | None = None
         seen: set[str] = set()
@@ -141,7 +150,7 @@ class YandexMarketAdapter:
             params: dict[str, Any] = {"limit": limit}
             if token:
                 params["page_token"] = token
-            data = self._call(name, path=path, params=params, body=body)
+            data = self._call(name, path=path, params=params, body=body, cost=cost)
             yield data
             container = data
             for k in key:
@@ -273,7 +282,32 @@ class YandexMarketAdapter:
         return results
 
     def read_prices(self) -> list[PriceChange]:
-        raise NotSupported(NAME, "read_prices (the offers' own prices are read instead)", account=self.account)
+        """The prices Market holds now, at the account's price level: the business's prices for every
+        store (`POST /v2/businesses/{businessId}/offer-prices`), or with `price_level = "campaign"` the
+        store's own (`POST /v2/campaigns/{campaignId}/offer-prices`). `old_price` is the crossed-out
+        `discountBase`, `min_price` the business price's `minimumForBestseller`; `native` keeps the level
+        and the update time."""
+        if self.price_level == "campaign":
+            name, path, key = "prices_campaign_read", {"campaignId": self.campaign_id}, "campaign"
+        else:
+            name, path, key = "prices_business_read", {"businessId": self.business_id}, "business"
+        limit = self.map[name].batch or 500
+        out: list[PriceChange] = []
+        # the limit counts the offers answered: each page is charged as a full one
+        for page in self._pages(name, path, {}, limit, ["result"], cost=limit):
+            for o in field_of(page, "result", "offers", endpoint=name, account=self.account):
+                offer_id = str(field_of(o, "offerId", endpoint=name, account=self.account))
+                price = o.get("price") or {}
+                if price.get("value") is None:
+                    continue  # an offer without a price set at this level
+                base, minimum = price.get("discountBase"), price.get("minimumForBestseller")
+                out.append(PriceChange(
+                    card_id=offer_id, offer_id=offer_id, price=_decimal(price["value"], "price.value", name, self.account),
+                    old_price=_decimal(base, "price.discountBase", name, self.account) if base else None,
+                    min_price=_decimal(minimum, "price.minimumForBestseller", name, self.account) if minimum else None,
+                    native={"level": key, "currency": price.get("currencyId", ""),
+                            "updatedAt": price.get("updatedAt") or o.get("updatedAt") or ""}))
+        return out
 
     def push_stocks(self, levels: Sequence[StockLevel]) -> list[ItemResult]:
         """Absolute available counts per store, <= 2000 SKUs a request, each SKU once (the last level of a
@@ -489,34 +523,65 @@ class YandexMarketAdapter:
         return Label(native_id, reply.content, "pdf", width, height, barcode_text=native_id)
 
     def realization_report(self, period_from: date, period_to: date) -> RealizationReport:
-        """Per-order payments and commissions (`stats/orders`) of the orders handed over in the period."""
+        """Market's realization report for the period: each month's goods-realization report (generate
+        -> status -> the file, see `_realization_file`) for every store of the account, its sales,
+        returns and compensations within the period (`yandex_market_realization`), and every fee Market
+        charged for those orders from their stats (`stats/orders`). `native_totals` are the file's own
+        figures (units sold and returned, revenue)."""
         lines: list[ReportLine] = []
-        totals = {"revenue": Decimal(0), "fee": Decimal(0), "logistics": Decimal(0)}
+        totals: dict[str, Decimal] = {}
+        report_ids: list[str] = []
+        for campaign in sorted({self.campaign_id, *self.campaigns.values()}):
+            for year, month in _months(period_from, period_to):
+                report_id, data = self._realization_file(campaign, year, month)
+                report_ids.append(report_id)
+                try:
+                    sheets = realization.read_sheets(data) if data else {}  # NO_DATA: nothing that month
+                    found, _ = realization.report_lines(sheets, {}, period_from, period_to)
+                    fees = self._order_fees(campaign, realization.order_ids(found))
+                    month_lines, month_totals = realization.report_lines(sheets, fees, period_from, period_to)
+                except realization.ReportFileError as exc:
+                    raise self._bad(f"realization report {report_id}: {exc}", "report_file") from None
+                lines += month_lines
+                for k, v in month_totals.items():
+                    totals[k] = totals.get(k, Decimal(0)) + v
+        return RealizationReport(self.account, period_from, period_to, lines, native_totals=totals,
+                                 report_id=",".join(report_ids))
+
+    def _realization_file(self, campaign: int, year: int, month: int) -> tuple[str, bytes]:
+        """Generate one month's report as CSV, wait for it (the time Market estimates, polled at most
+        `report_polls` times), then fetch the file by the link Market gives (without the Api-Key)."""
+        data = self._call("realization_generate", params={"format": "CSV"},
+                          body={"campaignId": campaign, "year": year, "month": month})
+        result = field_of(data, "result", endpoint="realization_generate", account=self.account)
+        report_id = str(field_of(result, "reportId", endpoint="realization_generate", account=self.account))
+        wait_s = float(result.get("estimatedGenerationTime") or 1000) / 1000
+        for _ in range(int(self.config.options.get("report_polls", 60))):
+            time_mod.sleep(min(max(wait_s, 0.5), 30.0) / self.client.time_scale)
+            info = field_of(self._call("report_info", path={"reportId": report_id}), "result",
+                            endpoint="report_info", account=self.account)
+            status = info.get("status")
+            if status == "DONE":
+                if info.get("subStatus") == "NO_DATA" or not info.get("file"):
+                    return report_id, b""
+                reply = self.client.call("report_file", url=str(info["file"]))
+                return report_id, reply.content
+            if status == "FAILED":
+                raise MarketplaceError(f"realization report {report_id} failed ({info.get('subStatus') or 'no reason'})",
+                                       account=self.account, endpoint="report_info", native=info)
+            wait_s = float(info.get("estimatedGenerationTime") or 1000) / 1000
+        raise MarketplaceError(f"realization report {report_id} not ready after every poll allowed",
+                               account=self.account, endpoint="report_info", retryable=True)
+
+    def _order_fees(self, campaign: int, ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """order id -> the commissions Market charged for it (`stats/orders`, 200 orders a request)."""
+        out: dict[str, list[dict[str, Any]]] = {}
         ep = "stats_orders"
-        for page in self._pages(ep, {"campaignId": self.campaign_id},
-                                {"dateFrom": period_from.isoformat(), "dateTo": period_to.isoformat()}, 200,
-                                ["result"]):
-            for o in field_of(page, "result", "orders", endpoint=ep, account=self.account):
-                items = o.get("items") or []
-                fee = sum((_decimal(c.get("actual", 0), "commissions.actual", ep, self.account)
-                           for c in o.get("commissions") or [] if c.get("type") == "FEE"), Decimal(0))
-                logistics = sum((_decimal(c.get("actual", 0), "commissions.actual", ep, self.account)
-                                 for c in o.get("commissions") or [] if c.get("type") != "FEE"), Decimal(0))
-                revenue_of = [sum((_decimal(p.get("total", 0), "prices.total", ep, self.account)
-                                   for p in it.get("prices") or [] if p.get("type") == "BUYER"), Decimal(0))
-                              for it in items]
-                order_total = sum(revenue_of, Decimal(0)) or Decimal(1)
-                when = date.fromisoformat(o["statusUpdateDate"][:10]) if o.get("statusUpdateDate") else None
-                for it, revenue in zip(items, revenue_of, strict=True):
-                    share = revenue / order_total
-                    f, lg = (fee * share).quantize(Decimal("0.01")), (logistics * share).quantize(Decimal("0.01"))
-                    lines.append(ReportLine("sale", str(it.get("shopSku", "")), str(it.get("shopSku", "")),
-                                            int(it.get("count", 0)), revenue, f, lg, Decimal(0), revenue - f - lg,
-                                            date=when, order_native_id=str(o.get("id", "")), native=it))
-                totals["revenue"] += sum(revenue_of, Decimal(0))
-                totals["fee"] += fee
-                totals["logistics"] += logistics
-        return RealizationReport(self.account, period_from, period_to, lines, native_totals=totals)
+        for chunk in batches([int(i) for i in ids], self.map[ep].batch or 200):
+            for page in self._pages(ep, {"campaignId": campaign}, {"orders": chunk}, 200, ["result"]):
+                for o in field_of(page, "result", "orders", endpoint=ep, account=self.account):
+                    out[str(o.get("id", ""))] = [c for c in o.get("commissions") or [] if isinstance(c, dict)]
+        return out
 
     # ------------------------------------------------------------------ pushes
 
@@ -565,6 +630,15 @@ class YandexMarketAdapter:
             raise self._bad(f"ORDER_STATUS_UPDATED: unknown status {data['status']!r}", ep)
         return [OrderEvent("status", order_id, str(data["status"]),
                            dedup_key=f"{prefix}:status:{data['status']}/{data['substatus']}", native=data)]
+
+
+def _months(period_from: date, period_to: date) -> list[tuple[int, int]]:
+    """(year, month) of every month the period touches (the realization report is monthly)."""
+    out, (y, m) = [], (period_from.year, period_from.month)
+    while (y, m) <= (period_to.year, period_to.month):
+        out.append((y, m))
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return out
 
 
 # ---------------------------------------------------------------- prices in Yandex.Market's terms

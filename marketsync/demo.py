@@ -367,12 +367,27 @@ class Demo:
             except OSError as exc:
                 summary["errors"] += 1
                 self.say(f"could not read the cloud's summary: {exc}")
+            summary["orders_oversold"] = self.oversold()
         for svc in reversed(self.services):
             svc.stop()
         if self.broker is not None:
             self.broker.stop()
         self.say(f"stopped everything; files kept in {self.work}")
         return summary
+
+
+    def oversold(self) -> int:
+        """Orders the stock could not cover (stage "short"): a marketplace sold what was not listed.
+        The sandboxes place orders only within the published stock, so this stays 0."""
+        try:
+            orders = http_json("GET", f"{self.cloud_url}/api/orders?limit=5000", token=self.api_token)
+        except OSError as exc:
+            self.say(f"could not read the cloud's orders: {exc}")
+            return -1
+        short = [o for o in orders if o.get("stage") == "short"]
+        for o in short:
+            self.say(f"oversold: {o.get('key')} on {o.get('marketplace')}")
+        return len(short)
 
 
 def http_json(method: str, url: str, body: Any = None, timeout: float = 10.0, token: str = "") -> Any:

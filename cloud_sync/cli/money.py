@@ -33,6 +33,7 @@ from cloud_sync.money import price_apply, price_docs, price_list, price_preview,
 from cloud_sync.schema import open_db
 from cloud_sync.service import accounts
 from marketplaces import open_account
+from marketplaces.base import NotSupported
 
 
 def _common(prog: str, description: str) -> argparse.ArgumentParser:
@@ -290,6 +291,9 @@ def _sync_reports(argv: list[str]) -> int:
             rep = reports.fetch_commission_report(conn, market, start, end)
         except UsageError:
             raise
+        except NotSupported as exc:  # the marketplace offers no report: an answer, not a failure
+            print(f"{name}: {exc.for_seller()}")
+            continue
         except Exception as exc:  # noqa: BLE001 - report per account and go on
             print(f"error: account {name}: {exc}", file=sys.stderr)
             status = 1

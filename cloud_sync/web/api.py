@@ -36,7 +36,7 @@ from cloud_sync.web.context import (
 )
 from cloud_sync.web.settings_in_use import credentials_stored, use_bot_token
 from cloud_sync.web.site_status import site_rows
-from marketplaces.base import MarketplaceError
+from marketplaces.base import MarketplaceError, NotSupported
 
 bp = Blueprint("api", __name__)
 
@@ -252,8 +252,11 @@ def card_visibility():
     if adapter is None:
         raise ApiError(f"unknown account {account!r}", 404)
     conn = get_db()
-    with transaction(conn):
-        results = catalog.set_visibility(conn, adapter, account, [str(c) for c in card_ids], bool(visible))
+    try:
+        with transaction(conn):
+            results = catalog.set_visibility(conn, adapter, account, [str(c) for c in card_ids], bool(visible))
+    except NotSupported as exc:
+        raise ApiError(exc.for_seller(), 409) from None
     ctx().wake()
     return jsonify([r.__dict__ for r in results])
 
@@ -354,6 +357,8 @@ def commission_report():
     try:
         d_from, d_to = date.fromisoformat(a.get("from", "")), date.fromisoformat(a.get("to", ""))
         report = reports.fetch_commission_report(get_db(), adapter, d_from, d_to)
+    except NotSupported as exc:  # the marketplace offers no report: an answer, in the seller's words
+        raise ApiError(exc.for_seller(), 409) from None
     except ValueError as exc:
         raise ApiError(f"from/to: {exc}", 422) from None
     except MarketplaceError as exc:

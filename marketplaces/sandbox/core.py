@@ -7,8 +7,14 @@ endpoints (identical on every sandbox, no auth):
 
     POST /_sandbox/orders   {"count": N}                      -> {"orders": [native ids]}
     POST /_sandbox/faults   {"rate_429", "rate_5xx", "latency_ms", "malformed_rate", "lost_reply_rate",
-                             "move_delay_ms"} -> the faults now set (lost_reply_rate: applied, then answered
-                            504; move_delay_ms: a request moving orders is applied, then answered that late)
+                             "move_delay_ms", "late_buyer_rate"}
+                            -> the faults now set (lost_reply_rate: applied, then answered 504;
+                               move_delay_ms: a request moving orders is applied, then answered that late;
+                               late_buyer_rate: orders placed regardless of published stock)
+
+Buyers' orders (`make_orders`) are placed only for listed cards with published stock > 0 and never for
+more units than that stock, as a marketplace does; each unit ordered comes off the published stock.
+`late_buyer()` says when a fault asks for a late buyer's race instead.
     GET  /_sandbox/state    -> {"stocks", "prices", "orders": {id: native status}, "requests", "throttled",
                                 "throttled_items", "injected", "spec_violations", "order_calls",
                                 ...marketplace extras}
@@ -114,6 +120,10 @@ class Faults:
     malformed_rate: float = 0.0
     lost_reply_rate: float = 0.0  # the request is applied, then the answer is lost (504): a timeout's twin
     move_delay_ms: float = 0.0  # a request moving orders (Route.action) is applied, then answered this late
+    # buyers racing the seller's stock update: the chance that a new order (`/_sandbox/orders`) is placed
+    # for a listed card whatever its published stock, as a buyer who clicked before the zero arrived.
+    # 0 (the default): orders are made only for cards with published stock > 0, never beyond it.
+    late_buyer_rate: float = 0.0
 
 
 class ApiError(Exception):
@@ -137,6 +147,7 @@ class SandboxRequest:
     query: dict[str, str] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
+    documented: bool = True  # an API operation of the spec (False: a file link the sandbox handed out)
 
     def json(self) -> Any:
         if not self.body:
@@ -175,6 +186,8 @@ class Route:
     # moves (read before the handler runs), counted per order in `SandboxApp.order_calls`
     action: str = ""
     moves: Callable[[SandboxRequest], list[str]] | None = None
+    # False: not an API operation but a link the sandbox hands out (a report file): no spec to hold it to
+    documented: bool = True
 
     def __post_init__(self) -> None:
         self.names = re.findall(r"\{([^/]+?)\}", self.template)
@@ -237,6 +250,18 @@ class SandboxApp:
 
     def control(self, name: str, body: dict[str, Any]) -> Any:
         raise ApiError(404, f"no sandbox control {name!r}")
+
+    def late_buyer(self) -> bool:
+        """True when this new order is a late buyer's (fault `late_buyer_rate`): placed for a listed card
+        whatever its published stock. Never true without the fault (the random stream is left alone)."""
+        rate = self.faults.late_buyer_rate
+        return rate > 0 and self.rng.random() < rate
+
+    def own_representation(self, req: SandboxRequest) -> bytes:
+        """The request body as the spec documents it, where the marketplace also accepts a value in the
+        form it gives out itself (e.g. an id it answers as a string and documents as a number). Called
+        before validation; the default changes nothing."""
+        return req.body
 
     def account_options(self) -> dict[str, Any]:
         """The AccountConfig.options an adapter of this sandbox needs (announced by `sandbox serve`)."""
@@ -329,7 +354,8 @@ class SandboxApp:
         route, params, spec_path = found
         with self._counter_lock:
             self.by_path[route.template] = self.by_path.get(route.template, 0) + 1
-        req = SandboxRequest(request.method, path, route.template, spec_path, params, query, headers, body)
+        req = SandboxRequest(request.method, path, route.template, spec_path, params, query, headers, body,
+                             documented=route.documented)
         faults = self.faults
         if faults.latency_ms > 0:
             time.sleep(faults.latency_ms / 1000.0)
@@ -359,7 +385,8 @@ class SandboxApp:
             return self._respond(req, self.error_reply(503, "service temporarily unavailable", code="Unavailable",
                                                       template=route.template))
         reply: SandboxReply
-        if self.validate:
+        req.body = body = self.own_representation(req)
+        if self.validate and route.documented:
             errors = self.specs.request_errors(req.method, spec_path, query=query, headers=headers,
                                                body=body or None,
                                                content_type=headers.get("content-type", "application/json"))
@@ -440,7 +467,9 @@ class SandboxApp:
         return json_types[0] if json_types and current.endswith("json") else current
 
     def _respond(self, req: SandboxRequest | None, reply: SandboxReply, *, validate: bool = True) -> Response:
-        if self.validate and req is not None and reply.status >= 400:
+        if req is not None and not req.documented:
+            validate = False
+        if self.validate and req is not None and req.documented and reply.status >= 400:
             reply.content_type = self._documented_type(req, reply.status, reply.content_type)
         data = reply.body()
         if self.validate and validate and req is not None:
@@ -474,7 +503,8 @@ class SandboxApp:
                 with self.lock:
                     return ok({"orders": [str(i) for i in self.make_orders(count)]})
             if name == "faults":
-                for key in ("rate_429", "rate_5xx", "latency_ms", "malformed_rate", "lost_reply_rate", "move_delay_ms"):
+                for key in ("rate_429", "rate_5xx", "latency_ms", "malformed_rate", "lost_reply_rate",
+                            "move_delay_ms", "late_buyer_rate"):
                     if key in body:
                         setattr(self.faults, key, float(body[key]))
                 return ok(self.faults.__dict__)

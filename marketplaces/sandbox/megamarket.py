@@ -149,6 +149,25 @@ class MegamarketSandbox(SandboxApp):
         reply.headers["Retry-After"] = str(wait)
         return reply
 
+    def own_representation(self, req: SandboxRequest) -> bytes:
+        """A lot's `itemIndex` echoed the way `order/get` and the order/new push give it (a string of
+        digits) is taken as the number the confirm/reject/packing examples document: Megamarket accepts
+        its own representation back. Anything else is left for validation to judge."""
+        if not req.template.endswith(("/order/confirm", "/order/reject", "/order/packing")) or not req.body:
+            return req.body
+        try:
+            payload = json.loads(req.body)
+            changed = False
+            for shipment in payload["data"]["shipments"]:
+                for item in shipment["items"]:
+                    index = item.get("itemIndex")
+                    if isinstance(index, str) and index.isascii() and index.isdigit():
+                        item["itemIndex"] = int(index)
+                        changed = True
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return req.body  # malformed: validation says why
+        return json.dumps(payload, ensure_ascii=False).encode() if changed else req.body
+
     # ------------------------------------------------------------------ state
 
     def seed_catalog(self, n: int) -> None:
@@ -165,12 +184,16 @@ class MegamarketSandbox(SandboxApp):
         self._next_shipment = 9300000000001
 
     def make_orders(self, count: int) -> list[str]:
+        """New shipments (one lot per unit) for cards with published stock, never more units than that
+        stock (each unit ordered comes off it); pushes order/new. A late buyer (fault `late_buyer_rate`)
+        orders a listed card whatever its stock."""
         made: list[MmShipment] = []
-        in_stock = [a for a in sorted(self.cards) if self.stocks.get(a, 0) > 0] or sorted(self.cards)
-        if not in_stock:
-            return []
         now = datetime.now(UTC)
         for _ in range(count):
+            late = self.late_buyer()
+            in_stock = [a for a in sorted(self.cards) if late or self.stocks.get(a, 0) > 0]
+            if not in_stock:
+                break
             sid = str(self._next_shipment)
             self._next_shipment += 1
             n = int(sid[-4:])
@@ -178,8 +201,10 @@ class MegamarketSandbox(SandboxApp):
             picks = [(in_stock[(n * 7) % len(in_stock)], 1 + (n % 3 == 0))]
             if n % 4 == 0:
                 picks.append((in_stock[(n * 7 + 3) % len(in_stock)], 1))
-            for article, units in picks:
+            for article, wanted in picks:
                 card = self.cards[article]
+                units = wanted if late else min(wanted, self.stocks.get(article, 0))
+                self.stocks[article] = max(0, self.stocks.get(article, 0) - units)
                 for _ in range(units):  # one lot per unit
                     lots.append(Lot(len(lots) + 1, article, card["goodsId"], card["name"], card["categoryName"],
                                     self.prices.get(article, 990), bool(card["marked"])))
@@ -226,7 +251,8 @@ class MegamarketSandbox(SandboxApp):
 
     def control(self, name: str, body: dict[str, Any]) -> Any:
         """`/_sandbox/x/push {"url", "duplicates", "fail_first", "max_attempts"}` (url + "/order/new", "/order/cancel"),
-        `/_sandbox/x/cancel {"orders": [shipmentIds]}` (the buyer cancels), `/_sandbox/x/push_wait`."""
+        `/_sandbox/x/cancel {"orders": [shipmentIds]}` (the buyer cancels), `/_sandbox/x/push_wait`,
+        `/_sandbox/x/deliver {"orders": [shipmentIds]}` (Megamarket delivers what was shipped)."""
         if name == "push":
             t = self.push.configure(body)
             return {"url": t.url, "duplicates": t.duplicates, "fail_first": t.fail_first,
@@ -235,6 +261,17 @@ class MegamarketSandbox(SandboxApp):
             return {"cancelled": self.cancel_by_buyer([str(x) for x in body.get("orders", [])])}
         if name == "push_wait":
             return {"idle": self.push.wait_idle(float(body.get("timeout", 10)))}
+        if name == "deliver":  # the buyer received the shipped lots: SHIPPED -> DELIVERED (Megamarket's own move)
+            wanted = {str(x) for x in body.get("orders") or []}
+            done = []
+            for sid, sh in sorted(self.shipments.items()):
+                lots = [lot for lot in sh.lots if lot.status == "SHIPPED"]
+                if (wanted and sid not in wanted) or not lots:
+                    continue
+                for lot in lots:
+                    self._move(sh, lot, "DELIVERED", None)
+                done.append(sid)
+            return {"delivered": done}
         if name == "identity":
             return {"merchantId": self.merchant_id, "shippingPoint": self.shipping_point}
         raise ApiError(404, f"no sandbox control {name!r}")
@@ -264,6 +301,8 @@ class MegamarketSandbox(SandboxApp):
             (f"{OFFERS}/stock/update", self.stock_update),
             (f"{OFFERS}/manualPrice/save", self.price_save),
             (f"{CARDS}/card/get", self.card_get),
+            (f"{CARDS}/stock/getByOfferId", self.stock_get),
+            (f"{CARDS}/price/getByOfferId", self.price_get),
             (f"{ORDERS}/order/search", self.order_search),
             (f"{ORDERS}/order/get", self.order_get),
             (f"{ORDERS}/order/confirm", self.order_confirm),
@@ -318,6 +357,25 @@ class MegamarketSandbox(SandboxApp):
                  for a in page]
         more = len(page) == limit and any(k > page[-1] for k in keys)
         return envelope({"cards": cards, "searchAfter": page[-1] if more else None})
+
+    def _location(self, data: dict[str, Any]) -> SandboxReply | None:
+        if "locationId" in data and int(data["locationId"]) != self.shipping_point:
+            return failure("LOCATION_NOT_FOUND", f"the store's warehouse is {self.shipping_point}")
+        return None
+
+    def stock_get(self, data: dict[str, Any]) -> SandboxReply:
+        """The stocks of the offers asked for at the store's one warehouse (unknown offers: left out)."""
+        if (r := self._location(data)) is not None:
+            return r
+        return envelope({"stocks": [{"offerId": o, "locationId": self.shipping_point, "quantity": self.stocks.get(o, 0)}
+                                    for o in data["offerIds"] if o in self.cards]})
+
+    def price_get(self, data: dict[str, Any]) -> SandboxReply:
+        """The prices of the offers asked for at the store's one warehouse (unknown offers: left out)."""
+        if (r := self._location(data)) is not None:
+            return r
+        return envelope({"prices": [{"offerId": o, "locationId": self.shipping_point, "price": self.prices[o]}
+                                    for o in data["offerIds"] if o in self.cards and self.prices.get(o, 0) >= 1]})
 
     # ------------------------------------------------------------------ orders
 

@@ -11,7 +11,9 @@ to the posting number (only in `awaiting_deliver` and later); the monthly realiz
 what this sandbox sold (a posting handed over counts as sold), and the finance transaction totals of
 the same sales (each sale is one operation: the goods, the 15 % commission, a delivery charge), plus
 any operation injected with `POST /_sandbox/x/transaction` (a correction the realization report does
-not hold, to show a discrepancy). Imports no adapter.
+not hold, to show a discrepancy); prices read back with `/v5/product/info/prices` (price, old and minimum
+price, the commissions, the price with the seller's promotions started by `POST /_sandbox/x/action`).
+Imports no adapter.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ class OzonSandbox(SandboxApp):
         self.import_tasks: dict[int, list[dict[str, Any]]] = {}
         self.sales: list[dict[str, Any]] = []
         self.injected_operations: list[dict[str, Any]] = []  # finance operations outside the realization report
+        self.promotions: dict[int, list[dict[str, Any]]] = {}  # the seller's promotions by product (x/action)
         self.stock_writes = 0
         self._next_order = 40_000_001
         self._next_carriage = 1
@@ -120,8 +123,10 @@ class OzonSandbox(SandboxApp):
     def make_orders(self, count: int) -> list[str]:
         made: list[str] = []
         for _ in range(count):
+            # listed (not archived) products with stock left after reservations; a late buyer (fault) whatever
+            late = self.late_buyer()
             choices = [(pid, wh) for (pid, wh), n in sorted(self.stocks.items())
-                       if n - self.reserved.get((pid, wh), 0) > 0 and not self.products[pid]["archived"]]
+                       if (late or n - self.reserved.get((pid, wh), 0) > 0) and not self.products[pid]["archived"]]
             if not choices:
                 break
             pid, wh = choices[self.rng.randrange(len(choices))]
@@ -151,6 +156,15 @@ class OzonSandbox(SandboxApp):
         if name == "marking":  # postings made from now on: marked goods need their codes (or not)
             self.marking = bool(body.get("mandatory_mark", True))
             return {"mandatory_mark": self.marking}
+        if name == "action":  # the seller's promotion on a product: {"offer_id", "title", "value" (%), "days"}
+            pid = self.by_offer.get(str(body.get("offer_id")))
+            if pid is None:
+                raise ApiError(404, f"no product {body.get('offer_id')!r}")
+            start = _now() - timedelta(minutes=1)
+            action = {"title": str(body.get("title") or "Акция продавца"), "value": int(body.get("value", 10)),
+                      "date_from": start, "date_to": start + timedelta(days=float(body.get("days", 7)))}
+            self.promotions.setdefault(pid, []).append(action)
+            return {"product_id": pid, "actions": len(self.promotions[pid])}
         if name == "deliver":  # the buyer received everything handed over
             done = []
             for p in self.postings.values():
@@ -197,6 +211,7 @@ class OzonSandbox(SandboxApp):
             r("POST", "/v1/product/archive", self.product_archive),
             r("POST", "/v1/product/unarchive", self.product_unarchive),
             r("POST", "/v1/product/import/prices", self.import_prices),
+            r("POST", "/v5/product/info/prices", self.info_prices),
             r("POST", "/v2/products/stocks", self.update_stocks, "stocks"),
             r("POST", "/v4/product/info/stocks", self.info_stocks),
             r("POST", "/v1/product/info/stocks-by-warehouse/fbs", self.stocks_by_warehouse),
@@ -389,6 +404,60 @@ class OzonSandbox(SandboxApp):
                 result["updated"] = True
             out.append(result)
         return SandboxReply(200, {"result": out})
+
+    def info_prices(self, req: SandboxRequest) -> SandboxReply:
+        """`/v5/product/info/prices`: each product's prices, the commissions Ozon takes on it (FBS and
+        FBO, the sandbox's 15 % and its delivery charge), and the price with the seller's promotions
+        (`POST /_sandbox/x/action` starts one). Filter by offer_id / product_id / visibility, cursor paging."""
+        body = req.json()
+        flt = body.get("filter") or {}
+        limit = int(body["limit"])
+        offers = set(flt.get("offer_id") or [])
+        pids = {int(x) for x in flt.get("product_id") or []}
+        if len(offers) > 1000 or len(pids) > 1000:
+            raise ApiError(400, "at most 1000 offer_id / product_id values", code="INVALID_ARGUMENT")
+        visibility = flt.get("visibility") or "ALL"
+        try:
+            start = int(body.get("cursor") or 0)
+        except ValueError:
+            raise ApiError(400, "cursor is not valid", code="INVALID_ARGUMENT") from None
+        keys = [pid for pid in sorted(self.products) if self._visible(self.products[pid], visibility)
+                and (not offers or self.products[pid]["offer_id"] in offers) and (not pids or pid in pids)]
+        page = keys[start:start + limit]
+        now = _now()
+        items = []
+        for pid in page:
+            p = self.products[pid]
+            actions = [a for a in self.promotions.get(pid, []) if a["date_from"] <= now <= a["date_to"]]
+            best = max((a["value"] for a in actions), default=0)
+            marketing = (p["price"] * (100 - best) / 100).quantize(Decimal("0.01"))
+            price: dict[str, Any] = {
+                "price": float(p["price"]), "old_price": float(p["old_price"]), "min_price": float(p["min_price"]),
+                "marketing_seller_price": float(marketing), "currency_code": "RUB", "vat": 0.2,
+                "net_price": float((p["price"] * Decimal("0.45")).quantize(Decimal("0.01"))),
+                "auto_action_enabled": False, "auto_add_to_ozon_actions_list_enabled": False}
+            marketing_actions: dict[str, Any] = {"ozon_actions_exist": False}
+            if actions:
+                marketing_actions.update(
+                    current_period_from=_iso(min(a["date_from"] for a in actions)),
+                    current_period_to=_iso(max(a["date_to"] for a in actions)),
+                    actions=[{"title": a["title"], "value": a["value"], "date_from": _iso(a["date_from"]),
+                              "date_to": _iso(a["date_to"])} for a in actions])
+            items.append({
+                "product_id": pid, "offer_id": p["offer_id"], "price": price,
+                "commissions": {"sales_percent_fbs": float(COMMISSION_RATIO * 100),
+                                "sales_percent_fbo": float(COMMISSION_RATIO * 100),
+                                "fbs_deliv_to_customer_amount": float(DELIVERY_CHARGE),
+                                "fbo_deliv_to_customer_amount": float(DELIVERY_CHARGE),
+                                "fbs_return_flow_amount": float(DELIVERY_CHARGE),
+                                "fbo_return_flow_amount": float(DELIVERY_CHARGE)},
+                "marketing_actions": marketing_actions,
+                "price_indexes": {"color_index": "WITHOUT_INDEX"},
+                "acquiring": float((p["price"] * Decimal("0.015")).quantize(Decimal("0.01"))),
+                "volume_weight": 0.5})
+        nxt = start + len(page)
+        return SandboxReply(200, {"items": items, "cursor": str(nxt) if nxt < len(keys) else "",
+                                  "total": len(keys)})
 
     def update_stocks(self, req: SandboxRequest) -> SandboxReply:
         stocks = req.json()["stocks"]

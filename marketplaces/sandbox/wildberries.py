@@ -125,11 +125,14 @@ class WildberriesSandbox(SandboxApp):
     def make_orders(self, count: int) -> list[int]:
         made: list[int] = []
         for _ in range(count):
-            choices = [(wh, chrt) for (wh, chrt), n in sorted(self.stocks.items()) if n > 0]
+            # listed cards (not in the trash) with published stock; a late buyer (fault) whatever the stock
+            late = self.late_buyer()
+            choices = [(wh, chrt) for (wh, chrt), n in sorted(self.stocks.items())
+                       if (late or n > 0) and not self.cards[self.chrt_to_nm[chrt]]["_trashed"]]
             if not choices:
                 break
             wh, chrt = choices[self.rng.randrange(len(choices))]
-            self.stocks[(wh, chrt)] -= 1
+            self.stocks[(wh, chrt)] = max(0, self.stocks[(wh, chrt)] - 1)
             card = self.cards[self.chrt_to_nm[chrt]]
             price = self.prices[card["nmID"]]
             final = int(Decimal(price["price"]) * (100 - price["discount"]) / 100)

@@ -1,5 +1,6 @@
-"""The Yandex.Market Partner API sandbox: its domain (cabinet, store, catalog, prices, stocks, FBS
-orders, boxes, labels, shipments, order stats) and its Notification API pushes.
+"""The Yandex.Market Partner API sandbox: its domain (cabinet, store, catalog, prices set and read back,
+stocks, FBS orders, boxes, labels, shipments, order stats, the monthly realization report) and its
+Notification API pushes.
 
 Owns: the state of one seeded cabinet (`businessId`) with one FBS store (`campaignId`) and its
 warehouse, answering the official Partner API paths in the official shapes (the spec in
@@ -8,6 +9,11 @@ FBS status machine PROCESSING/STARTED -> READY_TO_SHIP (after boxes, with markin
 needs them) -> SHIPPED (when the shipment is confirmed) and CANCELLED/SHOP_FAILED, PDF labels whose
 barcode decodes to the order id, and delivering ORDER_CREATED / ORDER_STATUS_UPDATED / ORDER_CANCELLED
 notifications to a configured URL (`POST /_sandbox/x/push {"url", "duplicates", "fail_first", "max_attempts"}`).
+
+After the hand-over Market moves orders on by itself; here the controls `x/deliver`, `x/return`,
+`x/lose` do (see `after_hand_over`), and the realization report (`goods-realization/generate` ->
+`reports/info/{reportId}` -> a link to the file, served without the Api-Key at `FILES`) lists them in the
+month they happened (`yandex_market_reports`).
 
 Never imports the adapter. Limits: YM answers 420 for its resource limits and for more than 4
 parallel requests per store/cabinet; the limit groups come from the same endpoint map the adapter
@@ -18,6 +24,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -25,7 +32,7 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from marketplaces.sandbox import yandex_market_spec
+from marketplaces.sandbox import yandex_market_reports, yandex_market_spec
 from marketplaces.sandbox.core import ApiError, Route, SandboxApp, SandboxLimit, SandboxReply, SandboxRequest
 from marketplaces.sandbox.labels import pdf_label
 from marketplaces.sandbox.push_delivery import PushDelivery
@@ -34,6 +41,8 @@ from marketplaces.spec import load_specs
 
 MARKETPLACE = "yandex_market"
 PARALLEL_LIMIT = 4  # requests in flight per store (/campaigns/...) or per cabinet (/businesses/...)
+FILES = "/_storage/reports"  # where report files are downloaded from (Market hands out a link to its storage)
+REPORT_READY_S = 2.0  # how long a report takes to generate (marketplace time)
 LABEL_SIZES_MM = {"A7": (75.0, 120.0), "A9": (40.0, 58.0), "A9_HORIZONTALLY": (58.0, 40.0), "A4": (210.0, 297.0)}
 _PERIOD_S = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
 
@@ -85,6 +94,12 @@ class YmOrder:
     boxes: list[dict[str, Any]] = field(default_factory=list)
     external_id: str = ""
     moves: list[str] = field(default_factory=list)  # every status change, to prove none happens twice
+    # after the hand-over (Market moves the order on: x/deliver, x/return, x/lose): the days it happened
+    shipped_on: date | None = None
+    delivered_on: date | None = None
+    returned_on: date | None = None
+    returned: dict[int, int] = field(default_factory=dict)  # item id -> units returned
+    lost_on: date | None = None
 
 
 class YandexMarketSandbox(SandboxApp):
@@ -98,9 +113,14 @@ class YandexMarketSandbox(SandboxApp):
     def __init__(self, **options: Any) -> None:
         yandex_market_spec.register()  # the bundled official spec, for the core's validation
         self.limits, self.item_counts = spec_limits()
+        # an operation allowed more than 4 requests in flight says so (`parallel-limit-value`): path -> limit
+        self.parallel_limits = {info["path"]: int(info["limit"]["parallel-limit-value"])
+                                for info in yandex_market_spec.resource_limits().values()
+                                if (info["limit"] or {}).get("parallel-limit-value")}
         self._inflight: dict[str, int] = {}
         self._inflight_lock = threading.Lock()
         self.parallel_refused = 0
+        self._host = "127.0.0.1"  # the host the adapter calls, for the file links the sandbox hands out
         super().__init__(**options)
         self.push = PushDelivery(lambda status, body: status == 200, time_scale=self.time_scale,
                                  user_agent="YandexMarket-Notifications-Sandbox")
@@ -155,12 +175,16 @@ class YandexMarketSandbox(SandboxApp):
         return "token"
 
     def dispatch(self, request: Request) -> Response:
-        """The core's dispatch, refused with 420 when a 5th request of one store/cabinet is in flight."""
-        if request.path.startswith("/_sandbox/"):
-            return super().dispatch(request)
+        """The core's dispatch, refused with 420 when a 5th request of one store/cabinet (or of the token,
+        for paths of neither, such as reports) is in flight — on every operation, the few the spec allows
+        more (`parallel-limit-value`: the orders list 6, a store's price update 12...) at their own number."""
+        if request.path.startswith(("/_sandbox/", FILES + "/")):
+            return super().dispatch(request)  # a file link is not an API call: no parallel limit
         scope = self.parallel_scope(request.path)
+        found = self._match(request.method, request.path)
+        allowed = self.parallel_limits.get(found[0].template, PARALLEL_LIMIT) if found else PARALLEL_LIMIT
         with self._inflight_lock:
-            if self._inflight.get(scope, 0) >= PARALLEL_LIMIT:
+            if self._inflight.get(scope, 0) >= allowed:
                 self.parallel_refused += 1
                 self.throttled += 1
                 refused = True
@@ -168,7 +192,7 @@ class YandexMarketSandbox(SandboxApp):
                 self._inflight[scope] = self._inflight.get(scope, 0) + 1
                 refused = False
         if refused:
-            body = error(420, "HIT_RATE_LIMIT", f"Hit rate limit of {PARALLEL_LIMIT} parallel requests").body()
+            body = error(420, "HIT_RATE_LIMIT", f"Hit rate limit of {allowed} parallel requests").body()
             return Response(body, status=420, content_type="application/json")
         try:
             return super().dispatch(request)
@@ -206,6 +230,8 @@ class YandexMarketSandbox(SandboxApp):
         self.stock_writes = 0  # SKUs accepted by PUT offers/stocks, repeats included
         self.hidden: set[str] = set()
         self.orders: dict[int, YmOrder] = {}
+        self.reports: dict[str, dict[str, Any]] = {}  # generated reports by reportId
+        self._next_report = 1
         self._next_order = 50000001
         self._next_box = 900001
 
@@ -215,7 +241,9 @@ class YandexMarketSandbox(SandboxApp):
     def control(self, name: str, body: dict[str, Any]) -> Any:
         """`/_sandbox/x/push {"url", "duplicates", "fail_first", "max_attempts"}`: deliver notifications to `url`
         (+ "/notification"); `/_sandbox/x/cancel {"orders": [ids]}`: the buyer cancels;
-        `/_sandbox/x/push_wait {"timeout"}`: wait until every queued notification is delivered."""
+        `/_sandbox/x/push_wait {"timeout"}`: wait until every queued notification is delivered;
+        `/_sandbox/x/deliver`, `/_sandbox/x/return`, `/_sandbox/x/lose` `{"orders": [ids], "on": "YYYY-MM-DD"}`:
+        Market moves handed-over orders on (see `after_hand_over`)."""
         if name == "push":
             t = self.push.configure(body)
             return {"url": t.url, "duplicates": t.duplicates, "fail_first": t.fail_first,
@@ -224,6 +252,8 @@ class YandexMarketSandbox(SandboxApp):
             return {"cancelled": self.cancel_by_buyer([str(x) for x in body.get("orders", [])])}
         if name == "push_wait":
             return {"idle": self.push.wait_idle(float(body.get("timeout", 10)))}
+        if name in ("deliver", "return", "lose"):
+            return self.after_hand_over(name, body)
         if name == "ping":
             self._push("/notification", {"notificationType": "PING", "time": _iso(datetime.now(UTC))}, "ping")
             return {"queued": True}
@@ -255,9 +285,17 @@ class YandexMarketSandbox(SandboxApp):
             ("POST", "/v2/campaigns/{campaignId}/first-mile/shipments/{shipmentId}/confirm", self.confirm_shipment,
              "confirmShipment"),
             ("POST", "/v2/campaigns/{campaignId}/stats/orders", self.stats_orders, "getOrdersStats"),
+            ("POST", "/v2/businesses/{businessId}/offer-prices", self.get_default_prices, "getDefaultPrices"),
+            ("POST", "/v2/campaigns/{campaignId}/offer-prices", self.get_campaign_prices, "getPricesByOfferIds"),
+            ("POST", "/v2/reports/goods-realization/generate", self.generate_realization,
+             "generateGoodsRealizationReport"),
+            ("GET", "/v2/reports/info/{reportId}", self.report_info, "getReportInfo"),
         ]
-        return [Route(m, t, self._adapt(fn), group=op if op in self.limits else "", cost=self._item_cost(op))
-                for m, t, fn, op in table]
+        routes = [Route(m, t, self._adapt(fn), group=op if op in self.limits else "", cost=self._item_cost(op))
+                  for m, t, fn, op in table]
+        # the link report_info hands out: a file on "storage", no Api-Key, no spec (see report_info)
+        routes.append(Route("GET", FILES + "/{fileName}", self.report_file, auth=False, documented=False))
+        return routes
 
     def _item_cost(self, op: str) -> Any:
         """Item-counted limits (`path: req.skus` in the spec) take one token per item of the request."""
@@ -273,6 +311,7 @@ class YandexMarketSandbox(SandboxApp):
 
     def _adapt(self, fn: Any) -> Any:
         def handler(req: SandboxRequest) -> SandboxReply:
+            self._host = req.headers.get("host") or "127.0.0.1"  # for the links it hands out (under the lock)
             body = req.json() if req.body else None
             return fn(req.path_params, req.query, body)
 
@@ -387,7 +426,8 @@ class YandexMarketSandbox(SandboxApp):
         with self.lock:
             for o in body["offers"]:
                 self.business_prices[o["offerId"]] = {"value": o["price"]["value"],
-                                                      "discountBase": o["price"].get("discountBase")}
+                                                      "discountBase": o["price"].get("discountBase"),
+                                                      "minimumForBestseller": o["price"].get("minimumForBestseller")}
         return ok()
 
     def update_campaign_prices(self, p: dict, q: dict, body: Any) -> SandboxReply:
@@ -432,14 +472,18 @@ class YandexMarketSandbox(SandboxApp):
     # ------------------------------------------------------------------ orders
 
     def create_orders(self, count: int) -> list[str]:
-        """New FBS orders (PROCESSING/STARTED) for seeded cards with stock; notifies ORDER_CREATED."""
+        """New FBS orders (PROCESSING/STARTED) for listed cards (not hidden) with published stock, never
+        more units than that stock (each unit ordered comes off it); notifies ORDER_CREATED. A late buyer
+        (fault `late_buyer_rate`) orders a listed card whatever its stock."""
         made: list[YmOrder] = []
         with self.lock:
-            in_stock = [a for a in sorted(self.cards) if self.stocks.get(a, 0) > 0] or sorted(self.cards)
-            if not in_stock:
-                return []
             now = datetime.now(UTC)
             for _ in range(count):
+                late = self.late_buyer()
+                listed = [a for a in sorted(self.cards) if a not in self.hidden]
+                in_stock = listed if late else [a for a in listed if self.stocks.get(a, 0) > 0]
+                if not in_stock:
+                    break
                 oid = self._next_order
                 self._next_order += 1
                 lines = []
@@ -449,8 +493,13 @@ class YandexMarketSandbox(SandboxApp):
                         continue
                     card = self.cards[article]
                     price = self.campaign_prices.get(article) or self.business_prices.get(article) or {"value": 990}
+                    wanted = 1 + (oid % 4 == 0)
+                    units = wanted if late else min(wanted, self.stocks.get(article, 0))
+                    if units <= 0:
+                        continue
+                    self.stocks[article] = max(0, self.stocks.get(article, 0) - units)
                     lines.append({"id": oid * 10 + k + 1, "offerId": article, "offerName": card["name"],
-                                  "count": 1 + (oid % 4 == 0), "price": float(price["value"] or 990),
+                                  "count": units, "price": float(price["value"] or 990),
                                   "marked": bool(card.get("marked"))})
                 ship_day = (now + timedelta(days=1)).date()
                 order = YmOrder(oid, self.campaign_id, lines, now, now,
@@ -656,31 +705,90 @@ class YandexMarketSandbox(SandboxApp):
             for o in members:
                 if (o.status, o.substatus) == ("PROCESSING", "READY_TO_SHIP"):
                     self._move(o, "PROCESSING", "SHIPPED", notify=True)
+                    o.shipped_on = o.updated.date()
                     moved.append(o.order_id)
         return ok()
 
     # ------------------------------------------------------------------ finance
 
+    def after_hand_over(self, what: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Market moves handed-over orders on (control): "deliver" — PROCESSING/SHIPPED -> DELIVERY ->
+        DELIVERED; "return" — DELIVERED -> RETURNED, or PARTIALLY_RETURNED with `{"units": {offerId: n}}`
+        (accepted back at Market's warehouse); "lose" — a handed-over order lost in delivery (CANCELLED/
+        DELIVERY_SERVICE_LOST), compensated by Market. `orders` (default: every order that can), `on`: the
+        day it happened (default today) — the realization report counts it in that month."""
+        day = date.fromisoformat(body["on"]) if body.get("on") else datetime.now(UTC).date()
+        wanted = {int(x) for x in body.get("orders") or []}
+        done: list[str] = []
+        with self.lock:
+            for o in sorted(self.orders.values(), key=lambda o: o.order_id):
+                if wanted and o.order_id not in wanted:
+                    continue
+                shipped = o.shipped_on is not None and o.lost_on is None
+                if what == "deliver" and shipped and o.delivered_on is None:
+                    self._move(o, "DELIVERY", "DELIVERY_SERVICE_RECEIVED", notify=True)
+                    self._move(o, "DELIVERED", "DELIVERED_USER_RECEIVED", notify=True)
+                    o.delivered_on = day
+                elif what == "return" and o.delivered_on is not None and o.returned_on is None:
+                    units = {str(k): int(v) for k, v in (body.get("units") or {}).items()}
+                    o.returned = {li["id"]: min(li["count"], units.get(li["offerId"], li["count"]))
+                                  for li in o.items if not units or li["offerId"] in units}
+                    whole = all(o.returned.get(li["id"], 0) == li["count"] for li in o.items)
+                    self._move(o, "RETURNED" if whole else "PARTIALLY_RETURNED", "")
+                    o.returned_on = day
+                elif what == "lose" and shipped and o.delivered_on is None:
+                    self._move(o, "CANCELLED", "DELIVERY_SERVICE_LOST", notify=True)
+                    o.lost_on = day
+                else:
+                    continue
+                done.append(str(o.order_id))
+        return {what: done}
+
+    def _commissions(self, o: YmOrder) -> list[dict[str, Any]]:
+        """What Market charges for an order (the sandbox's tariff): its fee, the payment transfer, the
+        last mile per box, sorting; a return adds its processing and storage."""
+        total = sum(li["price"] * li["count"] for li in o.items)
+        out = [{"type": "FEE", "actual": round(total * 0.12, 2)},
+               {"type": "PAYMENT_TRANSFER", "actual": round(total * 0.01, 2)},
+               {"type": "DELIVERY_TO_CUSTOMER", "actual": round(60.0 * len(o.boxes or [1]), 2)},
+               {"type": "SORTING", "actual": 15.0}]
+        if o.returned_on is not None:
+            out += [{"type": "RETURN_PROCESSING", "actual": 50.0}, {"type": "RETURNED_ORDERS_STORAGE", "actual": 10.0}]
+        return out
+
+    def _stats_status(self, o: YmOrder) -> str:
+        if o.lost_on is not None:
+            return "LOST"
+        if o.returned_on is not None:
+            return o.status
+        if o.delivered_on is not None:
+            return "DELIVERED"
+        return "DELIVERY"
+
     def stats_orders(self, p: dict, q: dict, body: Any) -> SandboxReply:
+        """Orders handed over (and what became of them), with payments and every commission charged:
+        filtered by `orders`, or by creation (`dateFrom`/`dateTo`) or change (`updateFrom`/`updateTo`) dates."""
         if (r := self._campaign(p)) is not None:
             return r
         body = body or {}
         d_from = date.fromisoformat(body["dateFrom"]) if body.get("dateFrom") else date.min
         d_to = date.fromisoformat(body["dateTo"]) if body.get("dateTo") else date.max
+        u_from = date.fromisoformat(body["updateFrom"]) if body.get("updateFrom") else date.min
+        u_to = date.fromisoformat(body["updateTo"]) if body.get("updateTo") else date.max
+        ids = {int(x) for x in body.get("orders") or []}
         limit = int(q.get("limit") or 200)
         with self.lock:
             rows = [o for o in sorted(self.orders.values(), key=lambda o: o.order_id)
-                    if o.substatus == "SHIPPED" and d_from <= o.updated.date() <= d_to]
+                    if o.shipped_on is not None and (not ids or o.order_id in ids)
+                    and d_from <= o.created.date() <= d_to and u_from <= o.updated.date() <= u_to]
             start = int(q.get("page_token") or q.get("pageToken") or 0)
             page = rows[start:start + limit]
             out = []
             for o in page:
                 total = sum(li["price"] * li["count"] for li in o.items)
-                fee = round(total * 0.12, 2)
-                logistics = round(60.0 * len(o.boxes or [1]), 2)
                 out.append({
                     "id": o.order_id, "creationDate": o.created.date().isoformat(),
-                    "statusUpdateDate": _iso(o.updated), "status": "DELIVERY", "paymentType": "PREPAID",
+                    "statusUpdateDate": _iso(o.updated), "status": self._stats_status(o), "paymentType": "PREPAID",
                     "fake": False, "partnerOrderId": o.external_id or str(o.order_id),
                     "items": [{"offerName": li["offerName"], "marketSku": self.cards[li["offerId"]]["marketSku"],
                                "shopSku": li["offerId"], "count": li["count"],
@@ -690,13 +798,114 @@ class YandexMarketSandbox(SandboxApp):
                               for li in o.items],
                     "payments": [{"id": f"P{o.order_id}", "date": o.updated.date().isoformat(), "type": "PAYMENT",
                                   "source": "BUYER", "total": total}],
-                    "commissions": [{"type": "FEE", "actual": fee},
-                                    {"type": "DELIVERY_TO_CUSTOMER", "actual": logistics}],
+                    "commissions": self._commissions(o),
                     "currency": "RUR"})
             result: dict[str, Any] = {"orders": out}
             if start + limit < len(rows):
                 result["paging"] = {"nextPageToken": str(start + limit)}
         return ok({"status": "OK", "result": result})
+
+    # ------------------------------------------------------------------ prices read back
+
+    def _price_page(self, prices: dict[str, dict[str, Any]], q: dict, ids: list[str] | None,
+                    dto: Any) -> dict[str, Any]:
+        keys = [k for k in (ids or sorted(prices)) if k in prices]
+        limit = int(q.get("limit") or 250)
+        start = int(q.get("page_token") or q.get("pageToken") or 0) if not ids else 0
+        page = keys[start:start + limit]
+        result: dict[str, Any] = {"offers": [dto(k, prices[k]) for k in page]}
+        if not ids and start + limit < len(keys):
+            result["paging"] = {"nextPageToken": str(start + limit)}
+        return result
+
+    def get_default_prices(self, p: dict, q: dict, body: Any) -> SandboxReply:
+        """The prices set for every store (getDefaultPrices), paged, or for `offerIds`."""
+        if (r := self._business(p)) is not None:
+            return r
+        now = _iso(datetime.now(UTC))
+
+        def dto(offer_id: str, v: dict[str, Any]) -> dict[str, Any]:
+            price: dict[str, Any] = {"value": v["value"], "currencyId": "RUR", "updatedAt": now}
+            if v.get("discountBase"):
+                price["discountBase"] = v["discountBase"]
+            if v.get("minimumForBestseller"):
+                price["minimumForBestseller"] = v["minimumForBestseller"]
+            return {"offerId": offer_id, "price": price}
+
+        with self.lock:
+            return ok({"status": "OK", "result": self._price_page(self.business_prices, q,
+                                                                  (body or {}).get("offerIds"), dto)})
+
+    def get_campaign_prices(self, p: dict, q: dict, body: Any) -> SandboxReply:
+        """One store's own prices (getPricesByOfferIds), paged, or for `offerIds`."""
+        if (r := self._campaign(p)) is not None:
+            return r
+        now = _iso(datetime.now(UTC))
+
+        def dto(offer_id: str, v: dict[str, Any]) -> dict[str, Any]:
+            price: dict[str, Any] = {"value": v["value"], "currencyId": "RUR"}
+            if v.get("discountBase"):
+                price["discountBase"] = v["discountBase"]
+            return {"offerId": offer_id, "price": price, "updatedAt": now}
+
+        with self.lock:
+            return ok({"status": "OK", "result": self._price_page(self.campaign_prices, q,
+                                                                  (body or {}).get("offerIds"), dto)})
+
+    # ------------------------------------------------------------------ reports
+
+    def generate_realization(self, p: dict, q: dict, body: Any) -> SandboxReply:
+        """Starts the month's realization report of a store; ready after REPORT_READY_S."""
+        if str(body["campaignId"]) != str(self.campaign_id):
+            return error(403, "FORBIDDEN", f"campaign {body['campaignId']} is not available to this token")
+        fmt = q.get("format") or "FILE"
+        if fmt not in ("CSV", "JSON"):
+            return error(400, "BAD_REQUEST", f"this sandbox builds the report as CSV or JSON, not {fmt} (XLSX)")
+        with self.lock:
+            report_id = f"goods-realization-{self._next_report:06d}"
+            self._next_report += 1
+            self.reports[report_id] = {"campaign": self.campaign_id, "year": int(body["year"]), "format": fmt,
+                                       "month": int(body["month"]), "requested": datetime.now(UTC),
+                                       "ready": time.monotonic() + REPORT_READY_S / self.time_scale}
+        return ok({"status": "OK", "result": {"reportId": report_id,
+                                              "estimatedGenerationTime": int(REPORT_READY_S * 1000)}})
+
+    def _moves(self) -> list[yandex_market_reports.ItemMove]:
+        return [yandex_market_reports.ItemMove(
+            order_id=o.order_id, your_order_id=o.external_id, offer_id=li["offerId"], offer_name=li["offerName"],
+            market_sku=int(self.cards[li["offerId"]]["marketSku"]), count=li["count"], price=float(li["price"]),
+            created=o.created.date(), shipped=o.shipped_on, delivered=o.delivered_on, returned=o.returned_on,
+            returned_count=o.returned.get(li["id"], 0), lost=o.lost_on)
+            for o in sorted(self.orders.values(), key=lambda o: o.order_id) if o.shipped_on for li in o.items]
+
+    def report_info(self, p: dict, q: dict, body: Any) -> SandboxReply:
+        with self.lock:
+            report = self.reports.get(p["reportId"])
+            if report is None:
+                return error(404, "NOT_FOUND", f"report {p['reportId']} not found")
+            info: dict[str, Any] = {"generationRequestedAt": _iso(report["requested"])}
+            if time.monotonic() < report["ready"]:
+                info.update(status="PROCESSING", estimatedGenerationTime=int(REPORT_READY_S * 1000))
+                return ok({"status": "OK", "result": info})
+            if "file" not in report:
+                pack = yandex_market_reports.json_zip if report["format"] == "JSON" else yandex_market_reports.csv_zip
+                rows = yandex_market_reports.sheet_rows(self._moves(), report["year"], report["month"])
+                report["file"] = pack(rows) if any(rows.values()) else None  # nothing that month: NO_DATA
+                report["finished"] = datetime.now(UTC)
+            info.update(status="DONE", generationFinishedAt=_iso(report["finished"]))
+            if report["file"] is None:
+                info["subStatus"] = "NO_DATA"
+            else:
+                info["file"] = f"http://{self._host}{FILES}/{p['reportId']}.zip"
+
+        return ok({"status": "OK", "result": info})
+
+    def report_file(self, req: SandboxRequest) -> SandboxReply:
+        name = req.path_params["fileName"]
+        report = self.reports.get(name.removesuffix(".zip"))
+        if report is None or not report.get("file"):
+            return SandboxReply(404, {"message": "no such file"})
+        return SandboxReply(200, data=report["file"], content_type="application/zip")
 
     # ------------------------------------------------------------------ control
 

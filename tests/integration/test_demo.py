@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-SUMMARY_KEYS = {"orders_seen", "orders_packed", "labels_printed", "stock_pushes", "errors"}
+SUMMARY_KEYS = {"orders_seen", "orders_packed", "labels_printed", "stock_pushes", "errors", "orders_oversold"}
 EVENING_KEYS = {"stock_unexplained"}  # the evening's «Сверка»: only when the day ran to its end
 
 
@@ -58,6 +58,7 @@ def test_demo_runs_a_day_and_ends_with_its_summary(tmp_path: Path):
     assert summary["orders_packed"] >= 3, out
     assert summary["labels_printed"] >= 3, out
     assert summary["stock_pushes"] > 0, out
+    assert summary["orders_oversold"] == 0, out  # the sandboxes sell only what is listed (issue 18, point 6)
     assert "a buyer ordered on" in out
     took = re.search(r"1C took (\d+) order\(s\).*a second query returned (\d+)", out)
     assert took and int(took.group(1)) == summary["orders_seen"] and took.group(2) == "0", out

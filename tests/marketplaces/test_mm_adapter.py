@@ -96,7 +96,7 @@ def test_success_zero_inside_http_200_is_a_failure(mm) -> None:
 def test_not_supported_calls_say_so(mm) -> None:
     _, adapter = mm
     for call in (lambda: adapter.set_visibility(["MS-00001"], False), lambda: adapter.realization_report(None, None),
-                 lambda: adapter.read_stocks()):
+                 lambda: adapter.read_stocks("fbo")):
         with pytest.raises(NotSupported) as err:
             call()
         assert err.value.marketplace == "megamarket"

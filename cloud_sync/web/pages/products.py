@@ -12,7 +12,7 @@ from cloud_sync.db import transaction
 from cloud_sync.web.context import ctx, get_db
 from cloud_sync.web.pages.common import PAGE_SIZE, accounts, args_for, page_number
 from marketplaces import profiles
-from marketplaces.base import MarketplaceError
+from marketplaces.base import MarketplaceError, NotSupported
 
 bp = Blueprint("products", __name__)
 
@@ -138,6 +138,8 @@ def visibility():
             with transaction(conn):
                 results += catalog.set_visibility(conn, ctx().adapters[account], account, card_ids,
                                                   f.get("visible") == "yes")
+    except NotSupported as exc:  # e.g. no hide/unhide on that marketplace: say so in the seller's words
+        return _page(status=400, errors={"card_ids": exc.for_seller()})
     except (catalog.CatalogError, MarketplaceError) as exc:
         return _page(status=400, errors={"card_ids": str(exc)})
     ctx().wake()

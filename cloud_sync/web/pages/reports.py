@@ -20,7 +20,7 @@ from cloud_sync.onec.commission import saved_report as read_saved
 from cloud_sync.web.context import ctx, get_db
 from cloud_sync.web.pages import charts
 from cloud_sync.web.pages.common import accounts
-from marketplaces.base import MarketplaceError
+from marketplaces.base import MarketplaceError, NotSupported
 
 bp = Blueprint("reports", __name__)
 
@@ -87,6 +87,8 @@ def index():
         if not errors:
             try:
                 report = reports.fetch_commission_report(get_db(), ctx().adapters[account], d_from, d_to)
+            except NotSupported as exc:  # the marketplace offers no report: say so, it is no failure
+                errors["account"] = exc.for_seller()
             except (reports.ReportError, MarketplaceError) as exc:
                 errors["account"] = str(exc)
         if report is not None:
@@ -108,6 +110,8 @@ def download(fmt: str):
         return {"errors": errors}, 400
     try:
         report = reports.fetch_commission_report(get_db(), ctx().adapters[account], d_from, d_to, save=False)
+    except NotSupported as exc:
+        return {"errors": {"account": exc.for_seller()}}, 409
     except (reports.ReportError, MarketplaceError) as exc:
         return {"errors": {"account": str(exc)}}, 502
     return _send(report, fmt)
