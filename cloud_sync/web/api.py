@@ -188,7 +188,8 @@ def stock_push_state():
 
 @bp.post("/api/stock/holds/<int:hold_id>/confirm")
 def confirm_hold(hold_id: int):
-    who = (request.get_json(silent=True) or {}).get("by", "api")
+    body = request.get_json(silent=True)
+    who = body.get("by", "api") if isinstance(body, dict) else "api"  # a list or a number there: not a crash
     try:
         n = stock_push.confirm_hold(get_db(), hold_id, by=str(who))
     except ValueError as exc:

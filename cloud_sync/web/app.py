@@ -12,17 +12,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError
 
+from cloud_sync.alerts.outbox import AlertConfigError, AlertSettings
 from cloud_sync.catalog import cards as catalog
 from cloud_sync.config import CloudConfig
+from cloud_sync.config_sections import section_password
 from cloud_sync.db import connect
 from cloud_sync.onec.exchange import register_exchange
 from cloud_sync.orders import intake, records
 from cloud_sync.schema import open_db
 from cloud_sync.service.accounts import AccountAdapters
 from cloud_sync.stock import ledger
-from cloud_sync.web import api, auth, errors, openapi, print_forms, push
+from cloud_sync.web import api, auth, errors, openapi, print_forms, push, redact
 from cloud_sync.web.context import EXTENSION, ApiError, Context, close_db
 from cloud_sync.web.pages import home, orders, prices, products, reports, settings, sites, stocks
 from marketplaces.base import Marketplace, MarketplaceError
@@ -32,6 +34,8 @@ PAGES = (home, orders, products, prices, stocks, reports, sites, settings)
 
 def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: Mapping[str, Marketplace] | None = None,
                link: Any = None, pusher: Any = None, jobs: Any = None) -> Flask:
+    redact.install()  # no secret in any log line of this process, whatever logs it
+    redact.remember(config_secrets(config))
     app = Flask("marketsync.cloud")
     path = db_path or config.db_path
     open_db(path).close()
@@ -52,11 +56,32 @@ def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: Map
 
     app.teardown_appcontext(close_db)
     app.register_error_handler(HTTPException, errors.http_error)
+    app.register_error_handler(InternalServerError, errors.internal_error)
+    app.register_error_handler(RecursionError, errors.hostile_body)
+    app.register_error_handler(OverflowError, errors.hostile_body)
     app.register_error_handler(ApiError, errors.api_error)
     for refusal in (ledger.StockError, catalog.CatalogError, records.OrderError):
         app.register_error_handler(refusal, errors.refused)
     app.register_error_handler(MarketplaceError, errors.marketplace_error)
     return app
+
+
+def config_secrets(config: CloudConfig) -> list[str]:
+    """Every secret value cloud.toml gave this process: the accounts' credentials, the broker and 1C
+    passwords, the alerts bot token (the log redaction blanks each wherever it appears)."""
+    values = [str(v) for s in config.accounts.values() for v in s.account.credentials.values()]
+    values.append(config.link.password)
+    if config.onec is not None:
+        try:
+            values.append(section_password(config.onec))
+        except OSError:  # an unreadable password file: the exchange is not served; nothing to blank
+            pass
+    if config.alerts is not None:
+        try:
+            values.append(AlertSettings.from_config(config.alerts).token)
+        except AlertConfigError:  # the alerts job says so; nothing to blank
+            pass
+    return values
 
 
 def _ingest_push(context: Context, account: str, event: Any) -> str:
