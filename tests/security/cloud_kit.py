@@ -47,11 +47,12 @@ class Cloud:
         return c, csrf.group(1) if csrf else ""
 
 
-def start_cloud(tmp_path: Path, *, onec: dict | None = None, extra_toml: str = "") -> Cloud:
-    """Start a cloud over a fresh database in `tmp_path`; stop it with `cloud.service.stop()`."""
+def start_cloud(tmp_path: Path, *, onec: dict | None = None, extra_toml: str = "", with_users: bool = True) -> Cloud:
+    """Start a cloud over a fresh database in `tmp_path` (with a user of each role unless `with_users` is
+    false: a first run); stop it with `cloud.service.stop()`."""
     db = tmp_path / "cloud.sqlite"
     conn = open_db(db)
-    for name, pw in PASSWORDS.items():
+    for name, pw in PASSWORDS.items() if with_users else ():
         users.add_user(conn, name, pw, ROLES[name])
     conn.close()
     found = {
