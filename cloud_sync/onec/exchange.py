@@ -29,12 +29,14 @@ import shutil
 import threading
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from flask import Blueprint, Response, request
 
+from cloud_sync.access import users
 from cloud_sync.config import CloudConfig
 from cloud_sync.config_sections import OnecSettings, section_password
 from cloud_sync.db import connect, transaction, write_if_free
@@ -92,7 +94,7 @@ def _text(body: str, status: int = 200, headers: dict[str, str] | None = None) -
 
 def _failure(reason: str, *, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     where = f"type={request.args.get('type', '')} mode={request.args.get('mode', '')}"
-    log.warning("1C exchange refused (%s from %s): %s", where, request.remote_addr, reason)
+    log.warning("1C exchange refused (%s from %s): %s", where, request.remote_addr, reason)  # never the login
     return _text(f"failure\n{reason}\n", status, headers)
 
 
@@ -112,9 +114,11 @@ def safe_member_path(root: Path, name: str) -> Path:
 class Exchange:
     """The exchange's state machine over the database and the session folders."""
 
-    def __init__(self, config: ExchangeConfig, cloud_config: Any = None) -> None:
+    def __init__(self, config: ExchangeConfig, cloud_config: Any = None,
+                 address: Callable[[], str] | None = None) -> None:
         self.config = config
         self.cloud_config = cloud_config
+        self._address = address  # who is asking (the client a trusted proxy names); else the peer
         self.work = Path(config.work_dir)
         self.work.mkdir(parents=True, exist_ok=True)
         open_db(config.db_path).close()  # the schema is up to date before the first request
@@ -129,6 +133,9 @@ class Exchange:
             c = self._local.conn = connect(self.config.db_path)
         return c
 
+    def address(self) -> str:
+        return self._address() if self._address is not None else (request.remote_addr or "")
+
     def session_dir(self, sid: str) -> Path:
         return self.work / sid
 
@@ -141,15 +148,30 @@ class Exchange:
     # -- modes
 
     def checkauth(self) -> Response:
+        """HTTP Basic, throttled like the manager's login (cloud_sync.access.users `throttle_wait`, per
+        login and address, growing waits) under the name `1c:<login>`. 1C keeps no cookie from one exchange
+        to the next, so the address it logged in from before is its known device: a stranger guessing
+        elsewhere never delays it. No refusal repeats the login it was given."""
         auth = request.authorization
         challenge = {"WWW-Authenticate": 'Basic realm="marketsync 1C exchange", charset="UTF-8"'}
         if auth is None or auth.type != "basic":
-            return _failure("authorization required (HTTP Basic)", status=401, headers=challenge)
+            return _failure("нужна авторизация (HTTP Basic)", status=401, headers=challenge)
+        conn, address = self.conn(), self.address()
+        name = "1c:" + (auth.username or "")[:64]
+        device = users.known_device(conn, name, f"address:{address}")
+        wait = users.throttle_wait(conn, name, address, device)
+        if wait > 0:
+            seconds = int(wait) + 1
+            return _failure(f"слишком много неверных попыток входа: повторите через {seconds} с", status=429,
+                            headers={"Retry-After": str(seconds)})
         ok_login = hmac.compare_digest((auth.username or "").encode(), self.config.login.encode())
         ok_pass = bool(self.config.password) and hmac.compare_digest(
             (auth.password or "").encode(), self.config.password.encode())
         if not (ok_login and ok_pass):
-            return _failure(f"wrong login or password for {auth.username!r}", status=401, headers=challenge)
+            users.note_failure(conn, name, address, device)
+            return _failure("неверный логин или пароль", status=401, headers=challenge)
+        users.note_success(conn, name, address, device)
+        users.remember_device(conn, name, f"address:{address}")
         sid = secrets.token_hex(16)
         with transaction(self.conn()):
             self.conn().execute("INSERT INTO onec_sessions(id, login) VALUES (?, ?)", (sid, auth.username))
@@ -340,11 +362,13 @@ class Exchange:
                         content_type=f"application/xml; charset={orders_out.xml_encoding(self.config.encoding)}")
 
 
-def exchange_blueprint(config: ExchangeConfig, *, cloud_config: Any = None, url_prefix: str = "") -> Blueprint:
+def exchange_blueprint(config: ExchangeConfig, *, cloud_config: Any = None, url_prefix: str = "",
+                       address: Callable[[], str] | None = None) -> Blueprint:
     """The 1C exchange as a Blueprint: answers at /1c/exchange and at /bitrix/admin/1c_exchange.php (the
     path 1C proposes by default). `cloud_config` (CloudConfig) lets a cancellation from 1C cancel the
-    order in the cloud's order flow."""
-    ex = Exchange(config, cloud_config)
+    order in the cloud's order flow; `address()` says who is asking (the web app's `client_address`,
+    which believes only our own proxies; default: the peer)."""
+    ex = Exchange(config, cloud_config, address)
     bp = Blueprint("onec_exchange", __name__, url_prefix=url_prefix or None)
     bp.exchange = ex  # type: ignore[attr-defined]
 
@@ -434,7 +458,8 @@ def unpack_zip(archive: Path, folder: Path, config: ExchangeConfig) -> list[Path
     return written
 
 
-def register_exchange(app: Any, cloud_config: CloudConfig, db_path: str) -> bool:
+def register_exchange(app: Any, cloud_config: CloudConfig, db_path: str,
+                      address: Callable[[], str] | None = None) -> bool:
     """Register the exchange on the cloud's app when cloud.toml has an `[onec]` section with a password
     (`password_env`, `password_file` or, for local use, `password`). Returns whether it was registered."""
     section = cloud_config.onec
@@ -445,5 +470,5 @@ def register_exchange(app: Any, cloud_config: CloudConfig, db_path: str) -> bool
     if not cfg.password:
         log.warning("1C exchange not started: [onec] has no password (password_env or password_file)")
         return False
-    app.register_blueprint(exchange_blueprint(cfg, cloud_config=cloud_config))
+    app.register_blueprint(exchange_blueprint(cfg, cloud_config=cloud_config, address=address))
     return True

@@ -43,7 +43,6 @@ def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: Map
     shared = adapters if isinstance(adapters, AccountAdapters) else AccountAdapters(config, adapters)
     context = Context(config, path, shared, link, pusher, jobs)
     app.extensions[EXTENSION] = context
-    auth.trusted_proxies(config)  # a wrong [auth] trusted_proxies stops the start, not the first login
 
     app.register_blueprint(auth.bp)  # logins, sessions, CSRF, roles, API tokens: deny by default
     app.register_blueprint(api.bp)
@@ -52,7 +51,9 @@ def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: Map
     app.register_blueprint(print_forms.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(push.create_blueprint(config, context.adapters, functools.partial(_ingest_push, context)))
-    register_exchange(app, config, path)  # only when cloud.toml has [onec] with a password
+    proxies = auth.trusted_proxies(config)  # a wrong [auth] trusted_proxies stops the start, not the first login
+    register_exchange(app, config, path,  # only when cloud.toml has [onec] with a password
+                      address=functools.partial(auth.client_address, proxies))
 
     app.teardown_appcontext(close_db)
     app.register_error_handler(HTTPException, errors.http_error)
