@@ -16,7 +16,10 @@ with no custom code: marketsync plays the site. `exchange_blueprint(config)` is 
 Every answer is plain text as 1C expects it; every refusal is "failure\\n<reason>" plus a log line,
 and nothing of a refused upload or import is applied (an import runs in one transaction).
 Uploads live in `<work_dir>/<session>/`; zip archives are unpacked with limits on size, ratio and
-member count, and no member may leave that folder.
+member count, and no member may leave that folder. Disk quotas: one session's folder at most
+`max_session_bytes`, the whole work_dir at most `max_total_bytes` (a chunk past either is refused and
+that file's part removed); uploads of expired sessions, and of sessions untouched for
+`abandoned_upload_s` with no import running, are removed at each checkauth and when the total is full.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import os
 import secrets
 import shutil
 import threading
@@ -63,6 +67,9 @@ class ExchangeConfig:
     zip: bool = OnecSettings.zip
     max_file_bytes: int = OnecSettings.max_file_bytes  # one uploaded or unpacked file, all chunks together
     max_unpacked_bytes: int = OnecSettings.max_unpacked_bytes  # one archive, all members together
+    max_session_bytes: int = OnecSettings.max_session_bytes  # one session's folder, uploaded and unpacked
+    max_total_bytes: int = OnecSettings.max_total_bytes  # the whole work_dir
+    abandoned_upload_s: int = OnecSettings.abandoned_upload_s  # a session's uploads untouched this long go
     max_zip_members: int = OnecSettings.max_zip_members
     max_zip_ratio: int = OnecSettings.max_zip_ratio  # uncompressed / compressed, per member
     encoding: str = OnecSettings.encoding  # of the orders XML answered to mode=query ("utf-8" too)
@@ -78,6 +85,8 @@ class ExchangeConfig:
         return cls(db_path=db_path, work_dir=section.work_dir or work_dir, login=section.login,
                    password=section_password(section), file_limit=section.file_limit, zip=section.zip,
                    max_file_bytes=section.max_file_bytes, max_unpacked_bytes=section.max_unpacked_bytes,
+                   max_session_bytes=section.max_session_bytes, max_total_bytes=section.max_total_bytes,
+                   abandoned_upload_s=section.abandoned_upload_s,
                    max_zip_members=section.max_zip_members, max_zip_ratio=section.max_zip_ratio,
                    encoding=section.encoding, cookie_name=section.cookie_name, session_ttl_s=section.session_ttl_s,
                    cost_price_types=tuple(section.cost_price_types),
@@ -86,6 +95,34 @@ class ExchangeConfig:
 
 class Refused(Exception):
     """A request 1C must be told "failure" about; the message is the reason (never a secret)."""
+
+
+class QuotaFull(Refused):
+    """An upload past `max_session_bytes` or `max_total_bytes`."""
+
+
+def _folder_bytes(folder: Path) -> int:
+    """The bytes of every file under `folder` (0 when it does not exist)."""
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                continue
+    return total
+
+
+def _last_change(folder: Path) -> float:
+    """When anything under `folder` last changed (its own time when it is empty)."""
+    newest = folder.stat().st_mtime
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            try:
+                newest = max(newest, os.lstat(os.path.join(root, name)).st_mtime)
+            except OSError:
+                continue
+    return newest
 
 
 def _text(body: str, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -177,10 +214,7 @@ class Exchange:
             self.conn().execute("INSERT INTO onec_sessions(id, login) VALUES (?, ?)", (sid, auth.username))
             self.conn().execute("DELETE FROM onec_sessions WHERE last_seen < datetime('now', ?)",
                                 (f"-{self.config.session_ttl_s} seconds",))
-        live = {r[0] for r in self.conn().execute("SELECT id FROM onec_sessions")}
-        for folder in self.work.iterdir():  # uploads of sessions that expired or never completed
-            if folder.is_dir() and folder.name not in live:
-                shutil.rmtree(folder, ignore_errors=True)
+        self.sweep()
         log.info("1C exchange: session started for %s", auth.username)
         return _text(f"success\n{self.config.cookie_name}\n{sid}\nsessid={sid}\ntimestamp={int(time.time())}\n")
 
@@ -234,6 +268,44 @@ class Exchange:
             raise Refused("empty file chunk")
         return body
 
+    def sweep(self, keep: str = "") -> int:
+        """Remove the uploads of sessions that expired, and of sessions untouched for `abandoned_upload_s`
+        with no import running (an exchange 1C never finished); never `keep`'s. The bytes freed."""
+        conn = self.conn()
+        live = {r[0] for r in conn.execute("SELECT id FROM onec_sessions")}
+        busy = {r[0] for r in conn.execute(
+            "SELECT session_id FROM onec_import_jobs WHERE state IN ('queued', 'running')")}
+        cutoff = time.time() - self.config.abandoned_upload_s
+        freed = 0
+        for folder in self.work.iterdir():
+            if not folder.is_dir() or folder.name == keep:
+                continue
+            abandoned = folder.name in live and folder.name not in busy and _last_change(folder) < cutoff
+            if folder.name not in live or abandoned:
+                freed += _folder_bytes(folder)
+                shutil.rmtree(folder, ignore_errors=True)
+                if abandoned:
+                    with transaction(conn):
+                        conn.execute("DELETE FROM onec_uploads WHERE session_id=?", (folder.name,))
+                    log.info("1C exchange: abandoned uploads of a session removed (%d bytes)", freed)
+        return freed
+
+    def _check_quota(self, sid: str, adding: int) -> None:
+        """Refuse a chunk that would take the session's folder past `max_session_bytes` or the exchange's
+        past `max_total_bytes` (abandoned uploads are cleaned first)."""
+        mine = _folder_bytes(self.session_dir(sid)) + adding
+        if mine > self.config.max_session_bytes:
+            raise QuotaFull(f"место сеанса обмена исчерпано: файлы этого обмена заняли бы {mine} байт, предел "
+                            f"[onec] max_session_bytes = {self.config.max_session_bytes}; начните обмен заново "
+                            "или увеличьте предел")
+        total = _folder_bytes(self.work) + adding
+        if total > self.config.max_total_bytes:
+            self.sweep(keep=sid)
+            total = _folder_bytes(self.work) + adding
+        if total > self.config.max_total_bytes:
+            raise QuotaFull(f"место для обмена с 1С заполнено: заняло бы {total} байт, предел [onec] "
+                            f"max_total_bytes = {self.config.max_total_bytes}; повторите позже или увеличьте предел")
+
     def upload(self, sid: str) -> Response:
         self._initialized(sid)
         filename = request.args.get("filename", "")
@@ -248,6 +320,13 @@ class Exchange:
         size = (row["size"] if row else 0) + len(body)
         if size > self.config.max_file_bytes:
             raise Refused(f"{filename} grows past max_file_bytes={self.config.max_file_bytes}")
+        try:
+            self._check_quota(sid, len(body))
+        except QuotaFull:  # what this file got so far goes too: the space is free at once
+            target.unlink(missing_ok=True)
+            with transaction(conn):
+                conn.execute("DELETE FROM onec_uploads WHERE session_id=? AND filename=?", (sid, filename))
+            raise
         target.parent.mkdir(parents=True, exist_ok=True)
         with open(target, "ab" if row else "wb") as fh:
             fh.write(body)

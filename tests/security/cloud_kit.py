@@ -4,6 +4,7 @@ it was given kept in `secrets`, so a test can grep the log for each."""
 
 from __future__ import annotations
 
+import json
 import re
 import secrets as pysecrets
 from dataclasses import dataclass, field
@@ -63,7 +64,7 @@ def start_cloud(tmp_path: Path, *, onec: dict | None = None, extra_toml: str = "
         "bot token": "123456789:AA" + pysecrets.token_hex(16),
         **{f"password of {n}": p for n, p in PASSWORDS.items()},
     }
-    onec_lines = "\n".join(f"{k} = {v!r}".replace("'", '"') for k, v in (onec or {}).items())
+    onec_lines = "\n".join(f"{k} = {json.dumps(v)}" for k, v in (onec or {}).items())
     cfg = tmp_path / "cloud.toml"
     cfg.write_text(f"""
 [cloud]
