@@ -71,8 +71,11 @@ def local_time(value: Any) -> str:
 
 
 def json_body() -> dict[str, Any]:
-    """The request's JSON object; {} for anything else (bad JSON, a list, a number)."""
-    body = request.get_json(silent=True)
+    """The request's JSON object; {} for anything else (bad JSON, a list, a number, nesting too deep)."""
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # `[[[[…` 60,000 deep: not a scan, and no reason for a 500
+        return {}
     return body if isinstance(body, dict) else {}
 
 

@@ -75,6 +75,8 @@ def test_status_only_after_a_pin_login_or_with_the_monitoring_token(edge):
     packer = _client(edge, "127.0.0.10")
     assert _pin(packer, "Анна", "4321").status_code == 302
     assert "printer_ok" in packer.get("/api/status").json()
+    deep = packer.post("/api/scan", content=b"[" * 60_000, headers={"Content-Type": "application/json"})
+    assert deep.status_code == 400 and deep.json()["error"] == "пустой скан"  # not a 500 with a traceback
 
 
 def test_guessing_one_packers_pin_from_many_addresses_locks_the_name_but_not_her_handheld(edge):
