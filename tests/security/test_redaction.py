@@ -29,6 +29,10 @@ def test_an_unhandled_error_on_a_token_url_is_logged_and_answered_without_the_to
     try:
         r = app.test_client().post("/push/megamarket/mm-main/tok-SECRET-123456/order/boom?api_key=k-SECRET-7")
         logging.getLogger("x").warning("calling https://api.example/bot123456:AAsecretBOT/sendMessage?token=t-SECRET-9")
+        # werkzeug's request line, as its development server logs it (arguments formatted late)
+        logging.getLogger("werkzeug").warning('%s - - [%s] "%s" %s -', "127.0.0.1", "06/Dec/2026 10:00:00",
+                                              "POST /push/yandex_market/ym-1/tok-SECRET-55/notification HTTP/1.1",
+                                              400)
     finally:
         logging.getLogger().removeHandler(handler)
         handler.close()
@@ -38,6 +42,7 @@ def test_an_unhandled_error_on_a_token_url_is_logged_and_answered_without_the_to
     assert "Exception on /push/megamarket/mm-main/***/order/boom" in text and "Traceback" in text
     assert "RuntimeError" in text and "SECRET" not in text and "wb-secret-value-42" not in text
     assert "/bot***/sendMessage" in text and "AAsecretBOT" not in text
+    assert '"POST /push/yandex_market/ym-1/***/notification HTTP/1.1" 400' in text
 
 
 def test_redact_keeps_ordinary_words():
