@@ -298,6 +298,9 @@ class OnecSettings:
     zip: bool = True
     max_file_bytes: int = 1024 * 1024 * 1024  # one uploaded or unpacked file, all chunks together
     max_unpacked_bytes: int = 2 * 1024 * 1024 * 1024  # one archive, all members together
+    max_session_bytes: int = 2 * 1024 * 1024 * 1024  # everything one 1C session keeps on disk (uploaded + unpacked)
+    max_total_bytes: int = 4 * 1024 * 1024 * 1024  # the whole exchange folder, every session together
+    abandoned_upload_s: int = 3600  # uploads of a session untouched this long (no import running) are removed
     max_zip_members: int = 20000
     max_zip_ratio: int = 200  # uncompressed / compressed, per member
     encoding: str = "windows-1251"  # of the orders XML answered to mode=query ("utf-8" too)
@@ -311,6 +314,12 @@ class OnecSettings:
     odata: ODataSection | None = None
 
     def check(self, place: Place) -> None:
+        for key in ("file_limit", "max_file_bytes", "max_session_bytes", "max_total_bytes", "abandoned_upload_s"):
+            if getattr(self, key) <= 0:
+                raise place.at(key).error(f"must be a positive number, got {getattr(self, key)}")
+        if self.max_session_bytes > self.max_total_bytes:
+            raise place.at("max_session_bytes").error(
+                f"must not exceed max_total_bytes ({self.max_total_bytes}), got {self.max_session_bytes}")
         if self.encoding.lower() not in ("windows-1251", "cp1251", "utf-8"):
             raise place.at("encoding").error(f"must be windows-1251 or utf-8, got {shown(self.encoding)}")
         if not self.in_flight_horizon_h > 0:

@@ -9,6 +9,7 @@ used marking code, a printer problem — is a message on the screen; nothing is 
 
 from __future__ import annotations
 
+import hmac
 import json
 import threading
 import time
@@ -18,6 +19,7 @@ from functools import wraps
 from typing import Any
 
 from flask import Flask, Response, abort, jsonify, redirect, render_template, request, session, url_for
+from itsdangerous import BadData, URLSafeSerializer
 
 import web
 from edge_agent import store
@@ -29,9 +31,13 @@ from edge_agent.tasks import station as stations
 from edge_agent.tasks.common import TaskError, lines_json
 
 WEB = web.ROOT
-MAX_PIN_FAILURES = 5
-LOCKOUT_S = 30.0  # the first lock after MAX_PIN_FAILURES wrong PINs; each next one twice as long
+MAX_PIN_FAILURES = 5  # wrong PINs from one address before it waits
+MAX_NAME_PIN_FAILURES = 10  # wrong PINs for one name from any address before the name waits (unknown browsers)
+LOCKOUT_S = 30.0  # the first lock after those wrong PINs; each next one twice as long
 MAX_LOCKOUT_S = 3600.0
+PIN_WINDOW_S = 900.0  # wrong PINs older than this (and not yet a lock) are forgotten
+KNOWN_COOKIE = "edge_known"  # signed: the names that logged in with the right PIN in this browser before
+KNOWN_S = 180 * 24 * 3600
 MAX_LIVE_STREAMS = 24  # open live-update streams; the web server runs WEB_THREADS threads
 WEB_THREADS = MAX_LIVE_STREAMS + 8  # the rest answer scans and pages even with every stream taken
 MAX_REQUEST_BYTES = 64 * 1024  # a scan is a few hundred bytes at most; nothing the page sends is bigger
@@ -65,8 +71,11 @@ def local_time(value: Any) -> str:
 
 
 def json_body() -> dict[str, Any]:
-    """The request's JSON object; {} for anything else (bad JSON, a list, a number)."""
-    body = request.get_json(silent=True)
+    """The request's JSON object; {} for anything else (bad JSON, a list, a number, nesting too deep)."""
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # `[[[[…` 60,000 deep: not a scan, and no reason for a 500
+        return {}
     return body if isinstance(body, dict) else {}
 
 
@@ -76,7 +85,9 @@ def create_app(site: Site) -> Flask:
     app.secret_key = site.cfg.secret_key or store.kept_secret(site.conn, "session_key")
     app.config.update(SESSION_COOKIE_SAMESITE="Strict", SESSION_COOKIE_HTTPONLY=True, SEND_FILE_MAX_AGE_DEFAULT=0,
                       MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES)
-    failures: dict[str, tuple[int, float, int]] = {}  # address -> wrong PINs, locked until, locks so far
+    pins = PinThrottle()
+    known = URLSafeSerializer(app.secret_key, salt="edge-known-packers")
+    monitor = (site.cfg.monitor_token or "").encode()
     app.add_template_filter(local_time, "local_time")
     streams = LiveStreams(MAX_LIVE_STREAMS)
     app.extensions["live_streams"] = streams
@@ -102,34 +113,43 @@ def create_app(site: Site) -> Flask:
     @app.context_processor
     def common() -> dict[str, Any]:
         return {"site_id": site.cfg.site_id, "user": session.get("user"), "station": session.get("station"),
-                "status": page_status(site)}
+                "status": page_status(site) if "user" in session else {}}  # the state only to a packer
 
     @app.get("/login")
     def login() -> Any:
         return render_template("login.html", staff=[s.name for s in site.cfg.staff], stations=site.cfg.stations,
                                error=None)
 
+    def known_names() -> list[str]:
+        try:
+            names = known.loads(request.cookies.get(KNOWN_COOKIE, ""))
+        except BadData:
+            return []
+        return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
+
     @app.post("/login")
     def login_post() -> Any:
+        """Name and PIN, throttled per address and per name (see `PinThrottle`); a browser where this name
+        logged in before is not held up by the name's lock (a stranger guessing Анна's PIN elsewhere)."""
         ip = request.remote_addr or "?"
-        count, until, locks = failures.get(ip, (0, 0.0, 0))
         name, pin = request.form.get("name", ""), request.form.get("pin", "")
         st = request.form.get("station", site.cfg.stations[0])
-        error = None
-        if until > time.time():
-            error = f"Слишком много неверных PIN-кодов: подождите {int(until - time.time()) + 1} с"
+        wait = pins.wait(ip, name, trusted=name in known_names())
+        if wait > 0:
+            error = f"Слишком много неверных PIN-кодов: подождите {int(wait) + 1} с"
         else:
             staff = next((s for s in site.cfg.staff if s.name == name), None)
             if staff is not None and st in site.cfg.stations and check_pin(pin, staff.pin_hash):
-                failures.pop(ip, None)
+                pins.succeeded(ip, name)
                 session.clear()
                 session.update(user=name, station=st)
-                return redirect(url_for("tasks"))
-            count += 1
-            if count >= MAX_PIN_FAILURES:  # guessing PINs: 5 tries, then a lock that doubles each time
-                failures[ip] = (0, time.time() + min(MAX_LOCKOUT_S, LOCKOUT_S * 2**locks), locks + 1)
-            else:
-                failures[ip] = (count, 0.0, locks)
+                resp = redirect(url_for("tasks"))
+                names = [name] + [n for n in known_names() if n != name]
+                resp.set_cookie(KNOWN_COOKIE, known.dumps(names[:20]), max_age=KNOWN_S, httponly=True,
+                                samesite="Strict", secure=request.is_secure)
+                return resp
+            # per name only for a name on the staff list: made-up names cannot grow the table
+            pins.failed(ip, name if staff is not None else "", trusted=name in known_names())
             error = "Неверное имя или PIN-код"
         return render_template("login.html", staff=[s.name for s in site.cfg.staff], stations=site.cfg.stations,
                                error=error), 401
@@ -308,6 +328,13 @@ def create_app(site: Site) -> Flask:
 
     @app.get("/api/status")
     def api_status() -> Any:
+        """The link, the queue and the printer: for a packer logged in by PIN, or a monitor holding
+        `[web] monitor_token` (Bearer); nobody else on the LAN."""
+        bearer = request.headers.get("Authorization", "")
+        by_token = bool(monitor) and bearer.startswith("Bearer ") and hmac.compare_digest(
+            bearer[7:].strip().encode(), monitor)
+        if "user" not in session and not by_token:
+            return jsonify(error="войдите по PIN-коду или передайте токен мониторинга"), 401
         return jsonify(page_status(site))
 
     @app.get("/events")
@@ -317,6 +344,44 @@ def create_app(site: Site) -> Flask:
                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     return app
+
+
+class PinThrottle:
+    """Wrong PINs, per address and per name: `MAX_PIN_FAILURES` from one address, or
+    `MAX_NAME_PIN_FAILURES` for one name from anywhere, and that address or name waits `LOCKOUT_S`,
+    twice as long with each next lock (up to `MAX_LOCKOUT_S`). A browser the name logged in from before
+    (`trusted`) is held up only by its address, never by the name's lock. In memory: a restart forgets."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        # "ip:<addr>" | "name:<name>" -> (wrong PINs, locked until — or, while not locked, when the first
+        # of them came —, locks so far)
+        self._by: dict[str, tuple[int, float, int]] = {}
+
+    def wait(self, ip: str, name: str, *, trusted: bool) -> float:
+        now = time.time()
+        keys = [f"ip:{ip}"] + ([] if trusted else [f"name:{name}"])
+        with self._lock:
+            return max(0.0, *(self._by.get(k, (0, 0.0, 0))[1] - now for k in keys))
+
+    def failed(self, ip: str, name: str, *, trusted: bool) -> None:
+        now = time.time()
+        with self._lock:
+            for key, limit in ((f"ip:{ip}", MAX_PIN_FAILURES), (f"name:{name}", MAX_NAME_PIN_FAILURES)):
+                if key.startswith("name:") and (trusted or not name):
+                    continue  # the name's own browser mistyping: counted against its address only
+                count, until, locks = self._by.get(key, (0, 0.0, 0))
+                if count and now - until > PIN_WINDOW_S:  # wrong PINs this long ago are forgotten
+                    count = 0
+                count += 1
+                if count >= limit:  # guessing: a lock that doubles each time
+                    self._by[key] = (0, now + min(MAX_LOCKOUT_S, LOCKOUT_S * 2**locks), locks + 1)
+                else:
+                    self._by[key] = (count, until if count > 1 else now, locks)
+
+    def succeeded(self, ip: str, name: str) -> None:
+        with self._lock:
+            self._by.pop(f"ip:{ip}", None)
 
 
 class LiveStreams:

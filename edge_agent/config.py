@@ -58,6 +58,7 @@ class WebSection:
     host: str = "127.0.0.1"
     port: int = 8090
     secret_key: str | None = secret(None)  # signs the session cookie; None: one kept in the site DB
+    monitor_token: str | None = secret(None)  # read-only `/api/status` for a monitor (Bearer); None: PIN login only
 
 
 # The demo's simulated packer, which `[tasks] auto_pack = true` starts: it ships with the demo
@@ -201,6 +202,7 @@ class EdgeConfig:
     web_host: str = WebSection.host
     web_port: int = WebSection.port
     secret_key: str | None = field(default=None, repr=False)  # signs the page's session cookie; else kept in the DB
+    monitor_token: str | None = field(default=None, repr=False)  # read-only /api/status for monitoring
     stations: list[str] = field(default_factory=lambda: ["pack-1"])
     staff: list[Staff] = field(default_factory=list)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
@@ -283,7 +285,7 @@ def config_from_dict(data: dict[str, Any], base: Path | None = None, *, source: 
             raise Place(source).at("mqtt").at("keys_file").error(str(exc)) from None
     return EdgeConfig(
         site_id=site.id, warehouse=site.warehouse, db_path=_path(base, site.db_path),
-        web_host=web.host, web_port=web.port, secret_key=web.secret_key, stations=site.stations or ["pack-1"],
+        web_host=web.host, web_port=web.port, secret_key=web.secret_key, monitor_token=web.monitor_token, stations=site.stations or ["pack-1"],
         staff=tables.staff, mqtt=mqtt, printer=printer, label_profile=tables.label, scanners=tables.scanners,
         cameras=tables.cameras, video_dir=_path(base, site.video_dir), print_retry_s=tasks.print_retry_s,
         auto_pack=tasks.auto_pack, auto_pack_station=tasks.auto_pack_station,

@@ -4,7 +4,17 @@ sessions and the record of failed logins (the login rate limit).
 Owns the tables `users` (name, argon2id hash, role owner|manager|packer, disabled), `api_tokens` (only
 the SHA-256 of each token is kept: a token is shown once, when it is made), `web_sessions` (the SHA-256
 of each session id, its CSRF token, its expiry) and `login_failures` (one row per failed login, by name
-and by address, for the rate limit).
+and by address, for the rate limit) and `login_devices` (the browsers — and 1C's addresses — that logged
+in with the right password before: they are not locked out by a stranger's guessing).
+
+The login throttle (`throttle_wait`, used by the web login and by 1C's exchange): wrong passwords from
+one client for one name are free up to `MAX_FAILURES`, then each next try waits `FIRST_WAIT_S`, doubling
+with every further failure (up to `FAILURE_WINDOW_S`); one address guessing across names waits the same
+way after 4x as many; a name guessed at from anywhere (10x failures) is locked for every unknown client
+until they age out of the window. A known device — a browser holding the device cookie it got at a
+successful login of that name, 1C at an address it logged in from before — skips those three and counts
+only its own failures. So a stranger hammering `owner` slows himself and strangers, never the owner's own
+browser typing the right password.
 
 Roles: an owner may do everything (Settings, users, tokens); a manager everything but Settings; a
 packer sees orders, stocks and sites and may take orders into work and print labels, nothing else.
@@ -70,17 +80,30 @@ MIGRATIONS = [
         WHEN 'handed_over' THEN 5 WHEN 'delivered' THEN 6 ELSE 7 END, id);
     CREATE INDEX orders_page_status ON orders(status, ship_by IS NULL, ship_by, id);
     """,
+    # known devices: a stranger's failed logins never lock out a browser (or 1C) that logged in before
+    """
+    ALTER TABLE login_failures ADD COLUMN device TEXT NOT NULL DEFAULT '';
+    CREATE INDEX login_failures_device ON login_failures(device, ts);
+    CREATE TABLE login_devices (
+        name TEXT NOT NULL COLLATE NOCASE,
+        device TEXT NOT NULL,             -- "cookie:<SHA-256 of the device cookie>" or "address:<ip>" (1C)
+        last_ok_ts REAL NOT NULL,
+        PRIMARY KEY (name, device)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 ROLES = ("owner", "manager", "packer")
 NAME_RE = re.compile(r"^[A-Za-z0-9._@-]{2,64}$")
 MIN_PASSWORD = 10
 SESSION_S = 12 * 3600.0
-# Login rate limit: this many failures within the window lock a name for the address they came from;
-# 4x from one address lock that address (guessing across names); 10x for one name from anywhere lock the
-# name (guessing from many addresses). So a stranger cannot lock the owner out by typing wrong passwords.
+# Login throttle (see the module docstring): free tries per name and client, then growing waits.
 MAX_FAILURES = 5
-FAILURE_WINDOW_S = 300.0
+FAILURE_WINDOW_S = 900.0
+FIRST_WAIT_S = 15.0  # the wait after MAX_FAILURES failures; doubles with each further one
+NAME_LOCK_FAILURES = 10 * MAX_FAILURES  # failures of one name from anywhere that lock it for unknown clients
+DEVICE_S = 180 * 24 * 3600.0  # a known device is forgotten after this long without a successful login
+MAX_DEVICES = 20  # per name; the least recently used goes first
 TOKEN_USE_EVERY_S = 60.0  # an API token's last use is written at most this often
 
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
@@ -155,6 +178,7 @@ def set_password(conn: sqlite3.Connection, name: str, password: str) -> None:
         if cur.rowcount == 0:
             raise UserError(f"no user {name!r}", "name")
         conn.execute("DELETE FROM web_sessions WHERE user_id=(SELECT id FROM users WHERE name=?)", (name,))
+        forget_devices(conn, name)
 
 
 def _last_owner(conn: sqlite3.Connection, name: str) -> bool:
@@ -182,6 +206,7 @@ def set_disabled(conn: sqlite3.Connection, name: str, disabled: bool) -> None:
             raise UserError(f"no user {name!r}", "name")
         if disabled:
             conn.execute("DELETE FROM web_sessions WHERE user_id=(SELECT id FROM users WHERE name=?)", (name,))
+            forget_devices(conn, name)
 
 
 def list_users(conn: sqlite3.Connection) -> list[dict]:
@@ -200,27 +225,101 @@ def get_user(conn: sqlite3.Connection, name: str) -> User | None:
 # ---------------------------------------------------------------- login and its rate limit
 
 
-def _locked_for(conn: sqlite3.Connection, name: str, address: str, now: float) -> float:
+def _recent(conn: sqlite3.Connection, where: str, values: tuple, since: float, limit: int) -> list[float]:
+    return [r[0] for r in conn.execute(
+        f"SELECT ts FROM login_failures WHERE {where} AND ts>? ORDER BY ts DESC LIMIT ?", (*values, since, limit))]
+
+
+def _growing(failures: list[float], free: int, now: float) -> float:
+    """The wait a client still has after `failures` (newest first) when `free` are allowed."""
+    if len(failures) < free:
+        return 0.0
+    wait = min(FIRST_WAIT_S * 2 ** min(len(failures) - free, 16), FAILURE_WINDOW_S)
+    return failures[0] + wait - now
+
+
+def throttle_wait(conn: sqlite3.Connection, name: str, address: str, device: str = "", *,
+                  now: float | None = None) -> float:
+    """Seconds this client must still wait before its next try for `name` (0: it may try now). `device`
+    is a known device's id (`known_device`): then only that device's own failures count."""
+    now = time.time() if now is None else now
     since = now - FAILURE_WINDOW_S
-    worst = 0.0
-    for where, values, limit in (("name=? AND address=?", (name, address), MAX_FAILURES),
-                                 ("address=?", (address,), 4 * MAX_FAILURES),
-                                 ("name=?", (name,), 10 * MAX_FAILURES)):
-        rows = conn.execute(f"SELECT ts FROM login_failures WHERE {where} AND ts>? ORDER BY ts DESC LIMIT ?",
-                            (*values, since, limit)).fetchall()
-        if len(rows) >= limit:
-            worst = max(worst, rows[-1]["ts"] + FAILURE_WINDOW_S - now)
-    return worst
+    if device:
+        return max(0.0, _growing(_recent(conn, "device=?", (device,), since, 64), MAX_FAILURES, now))
+    worst = max(_growing(_recent(conn, "name=? AND address=? AND device=''", (name, address), since, 64),
+                         MAX_FAILURES, now),
+                _growing(_recent(conn, "address=? AND device=''", (address,), since, 128), 4 * MAX_FAILURES, now))
+    anywhere = _recent(conn, "name=? AND device=''", (name,), since, NAME_LOCK_FAILURES)
+    if len(anywhere) >= NAME_LOCK_FAILURES:  # guessed at from many addresses: locked for unknown clients
+        worst = max(worst, anywhere[-1] + FAILURE_WINDOW_S - now)
+    return max(0.0, worst)
 
 
-def login(conn: sqlite3.Connection, name: str, password: str, address: str = "", *,
+def note_failure(conn: sqlite3.Connection, name: str, address: str, device: str = "", *,
+                 now: float | None = None) -> None:
+    now = time.time() if now is None else now
+    with transaction(conn):
+        conn.execute("INSERT INTO login_failures(name, address, device, ts) VALUES (?,?,?,?)",
+                     (name, address, device, now))
+        conn.execute("DELETE FROM login_failures WHERE ts<?", (now - 24 * 3600,))
+
+
+def note_success(conn: sqlite3.Connection, name: str, address: str, device: str = "") -> None:
+    """A right password: this client's failures for the name go (a stranger's elsewhere stay counted); a
+    known `device` is remembered afresh."""
+    with transaction(conn):
+        conn.execute("DELETE FROM login_failures WHERE name=? AND address=? AND device=''", (name, address))
+        if device:
+            conn.execute("DELETE FROM login_failures WHERE device=?", (device,))
+    if device:
+        remember_device(conn, name, device)
+
+
+def remember_device(conn: sqlite3.Connection, name: str, device: str) -> None:
+    """`device` logged in as `name` with the right password just now: it is known from now on."""
+    now = time.time()
+    with transaction(conn):
+        conn.execute("INSERT INTO login_devices(name, device, last_ok_ts) VALUES (?,?,?)"
+                     " ON CONFLICT(name, device) DO UPDATE SET last_ok_ts=excluded.last_ok_ts", (name, device, now))
+        conn.execute("DELETE FROM login_devices WHERE last_ok_ts<?", (now - DEVICE_S,))
+        conn.execute("DELETE FROM login_devices WHERE name=? AND device NOT IN (SELECT device FROM login_devices"
+                     " WHERE name=? ORDER BY last_ok_ts DESC LIMIT ?)", (name, name, MAX_DEVICES))
+
+
+def known_device(conn: sqlite3.Connection, name: str, device: str) -> str:
+    """`device` when it logged in as `name` before (and is not forgotten), else ""."""
+    if not device:
+        return ""
+    row = conn.execute("SELECT 1 FROM login_devices WHERE name=? AND device=? AND last_ok_ts>?",
+                       (name, device, time.time() - DEVICE_S)).fetchone()
+    return device if row else ""
+
+
+def new_device_cookie() -> str:
+    """A fresh device cookie's value (256 random bits; only its hash is kept, like a session id's)."""
+    return secrets.token_urlsafe(32)
+
+
+def cookie_device(cookie: str) -> str:
+    """The device id a device cookie stands for ("" for none)."""
+    return f"cookie:{_sha(cookie)}" if cookie else ""
+
+
+def forget_devices(conn: sqlite3.Connection, name: str) -> None:
+    """No browser of `name` is known any more (a new password, a disabled user)."""
+    conn.execute("DELETE FROM login_devices WHERE name=?", (name,))
+
+
+def login(conn: sqlite3.Connection, name: str, password: str, address: str = "", *, device: str = "",
           now: float | None = None) -> User:
-    """The user when name and password match; `LoginLocked` after too many failures (checked before the
-    password, so a locked name cannot be guessed at); `UserError` otherwise, the same for an unknown name
-    and a wrong password."""
+    """The user when name and password match; `LoginLocked` while the throttle says wait (checked before
+    the password, so a locked name cannot be guessed at); `UserError` otherwise, the same for an unknown
+    name and a wrong password. `device`: this browser's device id (`cookie_device`), counted as known
+    only if it logged in as `name` before; a successful login makes it known."""
     now = time.time() if now is None else now
     name = name.strip()
-    wait = _locked_for(conn, name, address, now)
+    device = known_device(conn, name, device)
+    wait = throttle_wait(conn, name, address, device, now=now)
     if wait > 0:
         raise LoginLocked(wait)
     row = conn.execute("SELECT id, name, role, password_hash FROM users WHERE name=? AND disabled=0",
@@ -231,14 +330,11 @@ def login(conn: sqlite3.Connection, name: str, password: str, address: str = "",
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         ok = False
     if not ok:
-        with transaction(conn):
-            conn.execute("INSERT INTO login_failures(name, address, ts) VALUES (?,?,?)", (name, address, now))
-            conn.execute("DELETE FROM login_failures WHERE ts<?", (now - 24 * 3600,))
+        note_failure(conn, name, address, device, now=now)
         raise UserError("wrong user name or password", "password")
-    with transaction(conn):
-        # this address's failures for the name go; a stranger's elsewhere stay counted
-        conn.execute("DELETE FROM login_failures WHERE name=? AND address=?", (name, address))
-        if _hasher.check_needs_rehash(row["password_hash"]):
+    note_success(conn, row["name"], address, device)
+    if _hasher.check_needs_rehash(row["password_hash"]):
+        with transaction(conn):
             conn.execute("UPDATE users SET password_hash=? WHERE id=?", (_hasher.hash(password), row["id"]))
     return User(row["id"], row["name"], row["role"])
 

@@ -16,7 +16,10 @@ with no custom code: marketsync plays the site. `exchange_blueprint(config)` is 
 Every answer is plain text as 1C expects it; every refusal is "failure\\n<reason>" plus a log line,
 and nothing of a refused upload or import is applied (an import runs in one transaction).
 Uploads live in `<work_dir>/<session>/`; zip archives are unpacked with limits on size, ratio and
-member count, and no member may leave that folder.
+member count, and no member may leave that folder. Disk quotas: one session's folder at most
+`max_session_bytes`, the whole work_dir at most `max_total_bytes` (a chunk past either is refused and
+that file's part removed); uploads of expired sessions, and of sessions untouched for
+`abandoned_upload_s` with no import running, are removed at each checkauth and when the total is full.
 """
 
 from __future__ import annotations
@@ -24,17 +27,20 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import os
 import secrets
 import shutil
 import threading
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from flask import Blueprint, Response, request
 
+from cloud_sync.access import users
 from cloud_sync.config import CloudConfig
 from cloud_sync.config_sections import OnecSettings, section_password
 from cloud_sync.db import connect, transaction, write_if_free
@@ -61,6 +67,9 @@ class ExchangeConfig:
     zip: bool = OnecSettings.zip
     max_file_bytes: int = OnecSettings.max_file_bytes  # one uploaded or unpacked file, all chunks together
     max_unpacked_bytes: int = OnecSettings.max_unpacked_bytes  # one archive, all members together
+    max_session_bytes: int = OnecSettings.max_session_bytes  # one session's folder, uploaded and unpacked
+    max_total_bytes: int = OnecSettings.max_total_bytes  # the whole work_dir
+    abandoned_upload_s: int = OnecSettings.abandoned_upload_s  # a session's uploads untouched this long go
     max_zip_members: int = OnecSettings.max_zip_members
     max_zip_ratio: int = OnecSettings.max_zip_ratio  # uncompressed / compressed, per member
     encoding: str = OnecSettings.encoding  # of the orders XML answered to mode=query ("utf-8" too)
@@ -78,6 +87,8 @@ class ExchangeConfig:
         return cls(db_path=db_path, work_dir=section.work_dir or work_dir, login=section.login,
                    password=section_password(section), file_limit=section.file_limit, zip=section.zip,
                    max_file_bytes=section.max_file_bytes, max_unpacked_bytes=section.max_unpacked_bytes,
+                   max_session_bytes=section.max_session_bytes, max_total_bytes=section.max_total_bytes,
+                   abandoned_upload_s=section.abandoned_upload_s,
                    max_zip_members=section.max_zip_members, max_zip_ratio=section.max_zip_ratio,
                    encoding=section.encoding, cookie_name=section.cookie_name, session_ttl_s=section.session_ttl_s,
                    cost_price_types=tuple(section.cost_price_types),
@@ -89,13 +100,41 @@ class Refused(Exception):
     """A request 1C must be told "failure" about; the message is the reason (never a secret)."""
 
 
+class QuotaFull(Refused):
+    """An upload past `max_session_bytes` or `max_total_bytes`."""
+
+
+def _folder_bytes(folder: Path) -> int:
+    """The bytes of every file under `folder` (0 when it does not exist)."""
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                continue
+    return total
+
+
+def _last_change(folder: Path) -> float:
+    """When anything under `folder` last changed (its own time when it is empty)."""
+    newest = folder.stat().st_mtime
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            try:
+                newest = max(newest, os.lstat(os.path.join(root, name)).st_mtime)
+            except OSError:
+                continue
+    return newest
+
+
 def _text(body: str, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(body, status=status, mimetype="text/plain", headers=headers or {})
 
 
 def _failure(reason: str, *, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     where = f"type={request.args.get('type', '')} mode={request.args.get('mode', '')}"
-    log.warning("1C exchange refused (%s from %s): %s", where, request.remote_addr, reason)
+    log.warning("1C exchange refused (%s from %s): %s", where, request.remote_addr, reason)  # never the login
     return _text(f"failure\n{reason}\n", status, headers)
 
 
@@ -115,9 +154,11 @@ def safe_member_path(root: Path, name: str) -> Path:
 class Exchange:
     """The exchange's state machine over the database and the session folders."""
 
-    def __init__(self, config: ExchangeConfig, cloud_config: Any = None) -> None:
+    def __init__(self, config: ExchangeConfig, cloud_config: Any = None,
+                 address: Callable[[], str] | None = None) -> None:
         self.config = config
         self.cloud_config = cloud_config
+        self._address = address  # who is asking (the client a trusted proxy names); else the peer
         self.work = Path(config.work_dir)
         self.work.mkdir(parents=True, exist_ok=True)
         open_db(config.db_path).close()  # the schema is up to date before the first request
@@ -132,6 +173,9 @@ class Exchange:
             c = self._local.conn = connect(self.config.db_path)
         return c
 
+    def address(self) -> str:
+        return self._address() if self._address is not None else (request.remote_addr or "")
+
     def session_dir(self, sid: str) -> Path:
         return self.work / sid
 
@@ -144,24 +188,36 @@ class Exchange:
     # -- modes
 
     def checkauth(self) -> Response:
+        """HTTP Basic, throttled like the manager's login (cloud_sync.access.users `throttle_wait`, per
+        login and address, growing waits) under the name `1c:<login>`. 1C keeps no cookie from one exchange
+        to the next, so the address it logged in from before is its known device: a stranger guessing
+        elsewhere never delays it. No refusal repeats the login it was given."""
         auth = request.authorization
         challenge = {"WWW-Authenticate": 'Basic realm="marketsync 1C exchange", charset="UTF-8"'}
         if auth is None or auth.type != "basic":
-            return _failure("authorization required (HTTP Basic)", status=401, headers=challenge)
+            return _failure("нужна авторизация (HTTP Basic)", status=401, headers=challenge)
+        conn, address = self.conn(), self.address()
+        name = "1c:" + (auth.username or "")[:64]
+        device = users.known_device(conn, name, f"address:{address}")
+        wait = users.throttle_wait(conn, name, address, device)
+        if wait > 0:
+            seconds = int(wait) + 1
+            return _failure(f"слишком много неверных попыток входа: повторите через {seconds} с", status=429,
+                            headers={"Retry-After": str(seconds)})
         ok_login = hmac.compare_digest((auth.username or "").encode(), self.config.login.encode())
         ok_pass = bool(self.config.password) and hmac.compare_digest(
             (auth.password or "").encode(), self.config.password.encode())
         if not (ok_login and ok_pass):
-            return _failure(f"wrong login or password for {auth.username!r}", status=401, headers=challenge)
+            users.note_failure(conn, name, address, device)
+            return _failure("неверный логин или пароль", status=401, headers=challenge)
+        users.note_success(conn, name, address, device)
+        users.remember_device(conn, name, f"address:{address}")
         sid = secrets.token_hex(16)
         with transaction(self.conn()):
             self.conn().execute("INSERT INTO onec_sessions(id, login) VALUES (?, ?)", (sid, auth.username))
             self.conn().execute("DELETE FROM onec_sessions WHERE last_seen < datetime('now', ?)",
                                 (f"-{self.config.session_ttl_s} seconds",))
-        live = {r[0] for r in self.conn().execute("SELECT id FROM onec_sessions")}
-        for folder in self.work.iterdir():  # uploads of sessions that expired or never completed
-            if folder.is_dir() and folder.name not in live:
-                shutil.rmtree(folder, ignore_errors=True)
+        self.sweep()
         log.info("1C exchange: session started for %s", auth.username)
         return _text(f"success\n{self.config.cookie_name}\n{sid}\nsessid={sid}\ntimestamp={int(time.time())}\n")
 
@@ -215,6 +271,44 @@ class Exchange:
             raise Refused("empty file chunk")
         return body
 
+    def sweep(self, keep: str = "") -> int:
+        """Remove the uploads of sessions that expired, and of sessions untouched for `abandoned_upload_s`
+        with no import running (an exchange 1C never finished); never `keep`'s. The bytes freed."""
+        conn = self.conn()
+        live = {r[0] for r in conn.execute("SELECT id FROM onec_sessions")}
+        busy = {r[0] for r in conn.execute(
+            "SELECT session_id FROM onec_import_jobs WHERE state IN ('queued', 'running')")}
+        cutoff = time.time() - self.config.abandoned_upload_s
+        freed = 0
+        for folder in self.work.iterdir():
+            if not folder.is_dir() or folder.name == keep:
+                continue
+            abandoned = folder.name in live and folder.name not in busy and _last_change(folder) < cutoff
+            if folder.name not in live or abandoned:
+                freed += _folder_bytes(folder)
+                shutil.rmtree(folder, ignore_errors=True)
+                if abandoned:
+                    with transaction(conn):
+                        conn.execute("DELETE FROM onec_uploads WHERE session_id=?", (folder.name,))
+                    log.info("1C exchange: abandoned uploads of a session removed (%d bytes)", freed)
+        return freed
+
+    def _check_quota(self, sid: str, adding: int) -> None:
+        """Refuse a chunk that would take the session's folder past `max_session_bytes` or the exchange's
+        past `max_total_bytes` (abandoned uploads are cleaned first)."""
+        mine = _folder_bytes(self.session_dir(sid)) + adding
+        if mine > self.config.max_session_bytes:
+            raise QuotaFull(f"место сеанса обмена исчерпано: файлы этого обмена заняли бы {mine} байт, предел "
+                            f"[onec] max_session_bytes = {self.config.max_session_bytes}; начните обмен заново "
+                            "или увеличьте предел")
+        total = _folder_bytes(self.work) + adding
+        if total > self.config.max_total_bytes:
+            self.sweep(keep=sid)
+            total = _folder_bytes(self.work) + adding
+        if total > self.config.max_total_bytes:
+            raise QuotaFull(f"место для обмена с 1С заполнено: заняло бы {total} байт, предел [onec] "
+                            f"max_total_bytes = {self.config.max_total_bytes}; повторите позже или увеличьте предел")
+
     def upload(self, sid: str) -> Response:
         self._initialized(sid)
         filename = request.args.get("filename", "")
@@ -229,6 +323,13 @@ class Exchange:
         size = (row["size"] if row else 0) + len(body)
         if size > self.config.max_file_bytes:
             raise Refused(f"{filename} grows past max_file_bytes={self.config.max_file_bytes}")
+        try:
+            self._check_quota(sid, len(body))
+        except QuotaFull:  # what this file got so far goes too: the space is free at once
+            target.unlink(missing_ok=True)
+            with transaction(conn):
+                conn.execute("DELETE FROM onec_uploads WHERE session_id=? AND filename=?", (sid, filename))
+            raise
         target.parent.mkdir(parents=True, exist_ok=True)
         with open(target, "ab" if row else "wb") as fh:
             fh.write(body)
@@ -345,11 +446,13 @@ class Exchange:
                         content_type=f"application/xml; charset={orders_out.xml_encoding(self.config.encoding)}")
 
 
-def exchange_blueprint(config: ExchangeConfig, *, cloud_config: Any = None, url_prefix: str = "") -> Blueprint:
+def exchange_blueprint(config: ExchangeConfig, *, cloud_config: Any = None, url_prefix: str = "",
+                       address: Callable[[], str] | None = None) -> Blueprint:
     """The 1C exchange as a Blueprint: answers at /1c/exchange and at /bitrix/admin/1c_exchange.php (the
     path 1C proposes by default). `cloud_config` (CloudConfig) lets a cancellation from 1C cancel the
-    order in the cloud's order flow."""
-    ex = Exchange(config, cloud_config)
+    order in the cloud's order flow; `address()` says who is asking (the web app's `client_address`,
+    which believes only our own proxies; default: the peer)."""
+    ex = Exchange(config, cloud_config, address)
     bp = Blueprint("onec_exchange", __name__, url_prefix=url_prefix or None)
     bp.exchange = ex  # type: ignore[attr-defined]
 
@@ -439,7 +542,8 @@ def unpack_zip(archive: Path, folder: Path, config: ExchangeConfig) -> list[Path
     return written
 
 
-def register_exchange(app: Any, cloud_config: CloudConfig, db_path: str) -> bool:
+def register_exchange(app: Any, cloud_config: CloudConfig, db_path: str,
+                      address: Callable[[], str] | None = None) -> bool:
     """Register the exchange on the cloud's app when cloud.toml has an `[onec]` section with a password
     (`password_env`, `password_file` or, for local use, `password`). Returns whether it was registered."""
     section = cloud_config.onec
@@ -450,5 +554,5 @@ def register_exchange(app: Any, cloud_config: CloudConfig, db_path: str) -> bool
     if not cfg.password:
         log.warning("1C exchange not started: [onec] has no password (password_env or password_file)")
         return False
-    app.register_blueprint(exchange_blueprint(cfg, cloud_config=cloud_config))
+    app.register_blueprint(exchange_blueprint(cfg, cloud_config=cloud_config, address=address))
     return True

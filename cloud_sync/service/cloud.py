@@ -71,7 +71,10 @@ class CloudService:
         self.adapters.when_added(self._account_added)
         app = create_app(self.cfg, db_path=self.db_path, adapters=self.adapters, link=self.link, pusher=self.pusher,
                          jobs=self.jobs)
-        self._server = create_server(app, host=self.cfg.host, port=self.cfg.port, threads=8)
+        # the app decides which proxy headers to believe ([auth] trusted_proxies, cloud_sync/web/auth.py):
+        # waitress must pass them on, not drop them (a proxied request would look like this box's own)
+        self._server = create_server(app, host=self.cfg.host, port=self.cfg.port, threads=8,
+                                     clear_untrusted_proxy_headers=False)
         self.url = f"http://{self.cfg.host}:{self._server.effective_port}"
         if self.link is not None:
             self.link.start()

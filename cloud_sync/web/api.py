@@ -69,8 +69,9 @@ def _price_document(data: dict) -> price_docs.PriceDocument:
 @bp.get("/api/health")
 def health():
     """Open to anyone (a load balancer, a monitor) for liveness; the accounts, the link and the jobs
-    with their last errors only to a signed-in user or an API token."""
-    if g.get("user") is None:
+    with their last errors only to an owner or a manager (signed in or by API token), never a packer."""
+    user = g.get("user")
+    if user is None or user.role not in ("owner", "manager"):
         return jsonify({"ok": True})
     c = ctx()
     return jsonify({"ok": True, "accounts": sorted(c.cfg.accounts),
@@ -188,7 +189,8 @@ def stock_push_state():
 
 @bp.post("/api/stock/holds/<int:hold_id>/confirm")
 def confirm_hold(hold_id: int):
-    who = (request.get_json(silent=True) or {}).get("by", "api")
+    body = request.get_json(silent=True)
+    who = body.get("by", "api") if isinstance(body, dict) else "api"  # a list or a number there: not a crash
     try:
         n = stock_push.confirm_hold(get_db(), hold_id, by=str(who))
     except ValueError as exc:

@@ -12,17 +12,19 @@ from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError
 
+from cloud_sync.alerts.outbox import AlertConfigError, AlertSettings
 from cloud_sync.catalog import cards as catalog
 from cloud_sync.config import CloudConfig
+from cloud_sync.config_sections import section_password
 from cloud_sync.db import connect
 from cloud_sync.onec.exchange import register_exchange
 from cloud_sync.orders import intake, records
 from cloud_sync.schema import open_db
 from cloud_sync.service.accounts import AccountAdapters
 from cloud_sync.stock import ledger
-from cloud_sync.web import api, auth, errors, openapi, print_forms, push
+from cloud_sync.web import api, auth, errors, openapi, print_forms, push, redact
 from cloud_sync.web.context import EXTENSION, ApiError, Context, close_db
 from cloud_sync.web.pages import home, orders, prices, products, reconcile, reports, settings, sites, stocks
 from marketplaces.base import Marketplace, MarketplaceError
@@ -32,6 +34,8 @@ PAGES = (home, orders, products, prices, stocks, reconcile, reports, sites, sett
 
 def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: Mapping[str, Marketplace] | None = None,
                link: Any = None, pusher: Any = None, jobs: Any = None) -> Flask:
+    redact.install()  # no secret in any log line of this process, whatever logs it
+    redact.remember(config_secrets(config))
     app = Flask("marketsync.cloud")
     path = db_path or config.db_path
     open_db(path).close()
@@ -39,7 +43,6 @@ def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: Map
     shared = adapters if isinstance(adapters, AccountAdapters) else AccountAdapters(config, adapters)
     context = Context(config, path, shared, link, pusher, jobs)
     app.extensions[EXTENSION] = context
-    auth.trusted_proxies(config)  # a wrong [auth] trusted_proxies stops the start, not the first login
 
     app.register_blueprint(auth.bp)  # logins, sessions, CSRF, roles, API tokens: deny by default
     app.register_blueprint(api.bp)
@@ -48,15 +51,38 @@ def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: Map
     app.register_blueprint(print_forms.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(push.create_blueprint(config, context.adapters, functools.partial(_ingest_push, context)))
-    register_exchange(app, config, path)  # only when cloud.toml has [onec] with a password
+    proxies = auth.trusted_proxies(config)  # a wrong [auth] trusted_proxies stops the start, not the first login
+    register_exchange(app, config, path,  # only when cloud.toml has [onec] with a password
+                      address=functools.partial(auth.client_address, proxies))
 
     app.teardown_appcontext(close_db)
     app.register_error_handler(HTTPException, errors.http_error)
+    app.register_error_handler(InternalServerError, errors.internal_error)
+    app.register_error_handler(RecursionError, errors.hostile_body)
+    app.register_error_handler(OverflowError, errors.hostile_body)
     app.register_error_handler(ApiError, errors.api_error)
     for refusal in (ledger.StockError, catalog.CatalogError, records.OrderError):
         app.register_error_handler(refusal, errors.refused)
     app.register_error_handler(MarketplaceError, errors.marketplace_error)
     return app
+
+
+def config_secrets(config: CloudConfig) -> list[str]:
+    """Every secret value cloud.toml gave this process: the accounts' credentials, the broker and 1C
+    passwords, the alerts bot token (the log redaction blanks each wherever it appears)."""
+    values = [str(v) for s in config.accounts.values() for v in s.account.credentials.values()]
+    values.append(config.link.password)
+    if config.onec is not None:
+        try:
+            values.append(section_password(config.onec))
+        except OSError:  # an unreadable password file: the exchange is not served; nothing to blank
+            pass
+    if config.alerts is not None:
+        try:
+            values.append(AlertSettings.from_config(config.alerts).token)
+        except AlertConfigError:  # the alerts job says so; nothing to blank
+            pass
+    return values
 
 
 def _ingest_push(context: Context, account: str, event: Any) -> str:

@@ -20,13 +20,17 @@ globals (`current_user`, `csrf_token`); the `[auth]` settings are read at reques
   must carry the session's CSRF token (form field `csrf_token` or header `X-CSRF-Token`); the login
   form carries a double-submit token. Token-authenticated API calls carry no cookie and need none.
 * Roles: `ROLE_RULES` says which roles reach which paths; `require(*roles)` guards single views.
-* Login is rate-limited per name and address, per address, and per name from anywhere
-  (cloud_sync/access/users.py `login`); behind our own reverse proxy (`[auth] trusted_proxies`, CIDRs) the
-  address is the client the proxy names (`client_address`).
+* Login is throttled per name and address, per address, and per name from anywhere, with growing waits
+  (cloud_sync/access/users.py `throttle_wait`); behind our own reverse proxy (`[auth] trusted_proxies`,
+  CIDRs) the address is the client the proxy names (`client_address`). A successful login leaves a
+  device cookie for that name (`ms_device_<hash of the name>`, HttpOnly, 180 days; only its hash is
+  kept, in `login_devices`): that browser is a known device and logs in with the right password while a
+  stranger guessing the same name is being throttled. A new password forgets every device of the name.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import logging
@@ -48,6 +52,7 @@ log = logging.getLogger("cloud_sync.web.auth")
 
 SESSION_COOKIE = "ms_session"
 LOGIN_CSRF_COOKIE = "ms_login_csrf"
+DEVICE_COOKIE = "ms_device_"  # + the first 12 hex digits of the SHA-256 of the user name, casefolded
 OPEN_PATHS = ("/login", "/api/health", "/api/openapi.json", "/static/")
 OWN_AUTH_PATHS = ("/push/", "/1c/exchange", "/bitrix/admin/1c_exchange.php")
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
@@ -170,6 +175,26 @@ def _set_cookie(resp: Response, name: str, value: str, *, max_age: int | None, s
     resp.set_cookie(name, value, max_age=max_age, httponly=True, samesite="Lax", secure=secure, path="/")
 
 
+def device_cookie_name(name: str) -> str:
+    """The device cookie of user `name` (one per user, so a shared office PC is known to each of them)."""
+    return DEVICE_COOKIE + hashlib.sha256(name.strip().casefold().encode()).hexdigest()[:12]
+
+
+def _this_device(name: str) -> str:
+    """This browser's device id for `name` ("" when it has no device cookie for that name)."""
+    return users.cookie_device(request.cookies.get(device_cookie_name(name), ""))
+
+
+def _keep_device(resp: Response, conn: Any, user: users.User, known: bool) -> None:
+    """After a right password: a browser not yet known for the user gets a device cookie (see the module
+    docstring); a known one keeps its cookie, refreshed."""
+    cookie = request.cookies.get(device_cookie_name(user.name), "")
+    if not known:
+        cookie = users.new_device_cookie()
+        users.remember_device(conn, user.name, users.cookie_device(cookie))
+    _set_cookie(resp, device_cookie_name(user.name), cookie, max_age=int(users.DEVICE_S), secure=_secure_cookie())
+
+
 def _safe_next(target: str) -> str:
     parts = urlsplit(target or "")
     if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
@@ -273,17 +298,18 @@ def login():
     form_token = request.form.get("csrf_token", "")
     cookie_token = request.cookies.get(LOGIN_CSRF_COOKIE, "")
     errors: dict[str, str] = {}
-    status = 200
+    status, retry_after = 200, 0
     if not form_token or not cookie_token or not hmac.compare_digest(form_token.encode(), cookie_token.encode()):
         errors["form"] = "the login form has expired or did not come from this site; try again"
         status = 400
     else:
         trusted = _trusted()
+        device = users.known_device(conn, name.strip(), _this_device(name))
         try:
-            user = users.login(conn, name, password, client_address(trusted))
+            user = users.login(conn, name, password, client_address(trusted), device=device)
         except users.LoginLocked as exc:
             errors["form"] = str(exc)
-            status = 429
+            status, retry_after = 429, int(exc.retry_after_s) + 1
             log.warning("login locked for %r from %s", name[:64], client_address(trusted))
         except users.UserError as exc:
             errors["password"] = str(exc)
@@ -295,12 +321,13 @@ def login():
             resp = redirect(nxt)
             _set_cookie(resp, SESSION_COOKIE, sid, max_age=int(users.SESSION_S), secure=_secure_cookie())
             resp.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
+            _keep_device(resp, conn, user, bool(device))
             return resp
     token = pysecrets.token_urlsafe(24)
     resp = Response(render_template("cloud/login.html", login_csrf=token, next=nxt, errors=errors,
                                     name=name, first_run=False), status)
     if status == 429:
-        resp.headers["Retry-After"] = "60"
+        resp.headers["Retry-After"] = str(retry_after)
     _set_cookie(resp, LOGIN_CSRF_COOKIE, token, max_age=3600, secure=_secure_cookie())
     return resp
 
@@ -316,7 +343,8 @@ def password():
         return render_template("cloud/password.html", errors={}, active="")
     errors: dict[str, str] = {}
     try:
-        users.login(conn, user.name, f.get("current", ""), client_address(_trusted()))
+        users.login(conn, user.name, f.get("current", ""), client_address(_trusted()),
+                    device=_this_device(user.name))
     except users.LoginLocked as exc:
         errors["current"] = str(exc)
     except users.UserError:
@@ -335,6 +363,7 @@ def password():
     resp = Response(render_template("cloud/password.html", errors={}, active="",
                                     messages=[("ok", "password changed; your other sessions ended")]))
     _set_cookie(resp, SESSION_COOKIE, sid, max_age=int(users.SESSION_S), secure=_secure_cookie())
+    _keep_device(resp, conn, user, False)  # the new password forgot every device: this one is known again
     return resp
 
 

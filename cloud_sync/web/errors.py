@@ -1,13 +1,22 @@
 """How the web app answers what it refuses (registered by `create_app`): JSON {"error": ...} for the API,
-the refusal page for the manager's pages; the push and 1C endpoints keep their own answers."""
+the refusal page for the manager's pages; the push and 1C endpoints keep their own answers.
+
+Whatever fails, no answer carries a secret or a traceback: a body nested too deep to read
+(`RecursionError`) or holding a number too big to use (`OverflowError`) is the caller's mistake, a 400
+with words in Russian; anything else unexpected is a 500 saying only that it is logged (Flask logs it
+first, through the redacting log records of cloud_sync/web/redact.py)."""
 
 from __future__ import annotations
 
-from flask import jsonify, render_template, request
-from werkzeug.exceptions import HTTPException
+from flask import Response, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException, InternalServerError
 
 from cloud_sync.web.auth import OWN_AUTH_PATHS
 from cloud_sync.web.context import ApiError
+
+TOO_DEEP = "тело запроса не разобрать: слишком глубокая вложенность"
+TOO_BIG = "тело запроса не разобрать: число слишком велико"
+INTERNAL = "внутренняя ошибка сервера; она записана в журнал, повторите попытку позже"
 
 
 def http_error(exc: HTTPException):
@@ -18,6 +27,26 @@ def http_error(exc: HTTPException):
     if request.path.startswith("/api/"):
         return jsonify({"error": f"{exc.name}: {exc.description}"}), exc.code
     return render_template("cloud/refused.html", heading=exc.name, message=exc.description), exc.code
+
+
+def _plain(message: str, status: int):
+    """An answer that names nothing of the request (no path, no token): JSON for the API and the push
+    endpoints, plain text for 1C, the refusal page for the manager's pages."""
+    if request.path.startswith(("/api/", "/push/")):
+        return jsonify({"error": message}), status
+    if request.path.startswith(OWN_AUTH_PATHS):
+        return Response(f"failure\n{message}\n", status, mimetype="text/plain")
+    return render_template("cloud/refused.html", heading=str(status), message=message), status
+
+
+def hostile_body(exc: Exception):
+    """A body too deeply nested or with a number too big: the caller's mistake, 400."""
+    return _plain(TOO_DEEP if isinstance(exc, RecursionError) else TOO_BIG, 400)
+
+
+def internal_error(_exc: InternalServerError):
+    """Anything unexpected: Flask has logged it (redacted); the caller learns nothing of it."""
+    return _plain(INTERNAL, 500)
 
 
 def api_error(exc: ApiError):

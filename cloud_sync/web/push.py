@@ -49,6 +49,7 @@ from flask import Blueprint, Response, request
 from cloud_sync.db import connect
 from cloud_sync.orders import pushes
 from cloud_sync.schema import open_db
+from cloud_sync.web.redact import remember as remember_secrets
 from marketplaces import open_account, profiles
 from marketplaces.base import AccountConfig, AuthError, Marketplace, MarketplaceError, PushTerms
 
@@ -174,6 +175,7 @@ def create_webhooks_blueprint(db_path: str, accounts: list[AccountConfig], on_ev
         account = by_name.get(name)
         if account is None or account.marketplace != marketplace:
             return refuse(None, marketplace, 404, "no such push endpoint")
+        remember_secrets([account.token])  # a push token stored in Settings is blanked in the log too
         if not account.token_ok(token):
             return refuse(account, marketplace, 403, "wrong push token")
         if not account.source_ok(request.remote_addr or "", request.headers.get("X-Forwarded-For", "")):
@@ -189,6 +191,10 @@ def create_webhooks_blueprint(db_path: str, accounts: list[AccountConfig], on_ev
             return refuse(account, marketplace, 403, str(exc))
         except MarketplaceError as exc:
             return refuse(account, marketplace, 400, str(exc))
+        except RecursionError:
+            return refuse(account, marketplace, 400, "тело не разобрать: слишком глубокая вложенность")
+        except (ValueError, OverflowError, TypeError):  # a number too big, a wrong type the parser tripped on
+            return refuse(account, marketplace, 400, "тело не разобрать: неверный формат")
         stored = [e for e in events if e.kind != "ping"]
         if stored:
             try:

@@ -88,7 +88,7 @@ def _problem(data: dict) -> str:
 
 
 def test_an_unknown_key_or_a_wrong_type_is_one_line_naming_file_and_key() -> None:
-    assert _problem({"web": {"prot": 8090}}) == "edge.toml: web.prot: unknown key (allowed: host, port, secret_key)"
+    assert _problem({"web": {"prot": 8090}}) == "edge.toml: web.prot: unknown key (allowed: host, monitor_token, port, secret_key)"
     assert _problem({"tasks": {"print_retry_s": "5s"}}) == 'edge.toml: tasks.print_retry_s: must be a number, got "5s"'
     assert _problem({"tasks": {"auto_pack": "false"}}) == 'edge.toml: tasks.auto_pack: must be true or false, got "false"'
     assert _problem({"site": {"stations": "pack-1"}}) == 'edge.toml: site.stations: must be a list, got "pack-1"'

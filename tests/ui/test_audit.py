@@ -73,9 +73,11 @@ def test_the_open_health_check_tells_a_stranger_only_that_the_cloud_lives(cloud)
     r = stranger.get("/api/health")
     assert r.status_code == 200 and r.get_json() == {"ok": True}
     assert "wb1" not in r.text  # no account names, no link, no jobs and their last errors
-    token = users.new_token(conn, "petya", "monitor")
+    token = users.new_token(conn, "masha", "monitor")
     r = stranger.get("/api/health", headers={"Authorization": f"Bearer {token}"})
     assert r.status_code == 200 and r.get_json()["accounts"] == ["wb1"] and "jobs" in r.get_json()
+    packer = users.new_token(conn, "petya", "packer's")  # a packer: alive or not, nothing more (issue 21)
+    assert stranger.get("/api/health", headers={"Authorization": f"Bearer {packer}"}).get_json() == {"ok": True}
 
 
 def test_the_price_editor_takes_a_broken_or_huge_row_count_as_a_plain_form(as_user):
