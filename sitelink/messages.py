@@ -38,6 +38,7 @@ DIRECTION: dict[str, Direction] = {
     "printed": "up",  # a label or document was printed
     "scan": "up",  # a scan of note (unknown barcode, wrong item)
     "device_status": "up",  # printers / scanners / cameras online or not
+    "handover_closed": "up",  # a hand-over closed at the site: which parcels went, which stayed (and why)
 }
 
 FIELDS: dict[str, dict[str, str]] = {
@@ -53,6 +54,7 @@ FIELDS: dict[str, dict[str, str]] = {
     "printed": {"order_id": "str", "printer": "str"},
     "scan": {"code": "str"},
     "device_status": {"devices": "list"},
+    "handover_closed": {"handover_id": "str", "handed": "list", "missing": "list"},
 }
 
 OPTIONAL: dict[str, dict[str, str]] = {
@@ -66,6 +68,7 @@ OPTIONAL: dict[str, dict[str, str]] = {
         "label": "dict",  # same body as a "label" message, when already fetched
     },
     "cancel_task": {"reason": "str"},
+    "handover_closed": {"missing_why": "dict"},  # order id -> why it stayed, in the packer's words
     "label": {"width_mm": "num", "height_mm": "num", "barcode_text": "str"},
     "reservation": {"warehouse": "str"},
     "handover": {"supply_id": "str", "qr_b64": "str", "account": "str"},

@@ -66,6 +66,7 @@ EVENT_TEXT = {
     "assembled": "order {number} marked assembled on {marketplace}",
     "shipped": "order {number} handed over to {marketplace}",
     "handed_over": "order {number} handed over at {site}",
+    "handover_missing": "order {number} stayed at {site} when its hand-over closed ({detail}): offered to the next courier",
     "cancelled": "order {number} ({account}) cancelled: {detail}",
     "stock_pushed": "stock pushed: {detail}",
     "prices_from_1c": "prices from 1C: {detail}",

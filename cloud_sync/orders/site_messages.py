@@ -81,7 +81,22 @@ def register_site_handlers(link: Any, cfg: CloudConfig, wake: Waker | None = Non
                      " last_seen=excluded.last_seen, devices=excluded.devices",
                      (env.site, time.time(), json.dumps(env.body["devices"], ensure_ascii=False)))
 
+    def on_handover_closed(conn: sqlite3.Connection, env: Any) -> None:
+        """The site closed a hand-over: the parcels that stayed (not scanned, not labelled) leave it, so the
+        next courier is offered them; each gets an event saying why it stayed."""
+        b = env.body
+        conn.execute("UPDATE handovers SET state='closed' WHERE id=? AND state='open'", (b["handover_id"],))
+        why = b.get("missing_why") or {}
+        for key in b["missing"]:
+            row = conn.execute("SELECT id, stage FROM orders WHERE key=?", (key,)).fetchone()
+            if row is None:
+                continue
+            conn.execute("DELETE FROM handover_orders WHERE handover_id=? AND order_id=?", (b["handover_id"], row[0]))
+            if row[1] != "cancelled":
+                log_event(conn, row[0], "handover_missing", f"{b['handover_id']}: {why.get(key, '')}".strip(": "))
+
     link.on("task_progress", on_task_progress)
+    link.on("handover_closed", on_handover_closed)
     link.on("stock_delta", on_stock_delta)
     link.on("stock_count", on_stock_count)
     link.on("printed", on_printed)

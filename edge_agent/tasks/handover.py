@@ -187,6 +187,10 @@ def close(conn: sqlite3.Connection, send: Send, handover_id: str, force: bool = 
     conn.execute("INSERT INTO print_jobs (order_id, kind, payload, created_at) VALUES (?,?,?,?)",
                  (h["supply_id"] or handover_id, kind, store.dumps(payload), store.now()))
     conn.execute("UPDATE handovers SET state='closed', closed_at=? WHERE handover_id=?", (store.now(), handover_id))
+    # after the parcels' own hand-overs (the link keeps their order): the cloud offers the ones that stayed
+    # to the next courier
+    send(conn, "handover_closed", {"handover_id": handover_id, "handed": [o for o in s["scanned"]],
+                                   "missing": s["missing"], "missing_why": s["missing_why"]})
     s["state"] = "closed"
     return s
 

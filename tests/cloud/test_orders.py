@@ -290,3 +290,28 @@ def test_order_polls_never_faster_than_the_marketplace_budget():
     assert cfg.accounts["wb"].poll_interval(0.01) == pytest.approx(0.2)
     assert cfg.accounts["wb"].poll_interval(5.0) == 5.0
     assert cfg.accounts["oz"].poll_interval(5.0) == 30.0
+
+
+def test_a_parcel_that_stayed_when_its_hand_over_closed_is_offered_to_the_next_courier(conn, cfg, windows):
+    """The site closed a hand-over with a parcel missing (its label had not printed): the cloud takes it
+    out of that hand-over, says why, and the next courier's hand-over lists it."""
+    seed(conn, 3)
+    h = _handlers(cfg)
+    intake.ingest(conn, cfg, [order("oz", "1", card_id("oz", 1)), order("oz", "2", card_id("oz", 2))])
+    with transaction(conn):
+        for n in ("1", "2"):
+            h["task_progress"](conn, _env("task_progress", {"task_id": f"pick-oz:{n}", "order_id": f"oz:{n}",
+                                                            "state": "packed"}))
+    (ho,) = handovers.start_handover(conn, cfg, "oz")
+    assert ho["orders"] == ["oz:1", "oz:2"]
+    assert handovers.start_handover(conn, cfg, "oz") == []  # both are in the open hand-over
+    with transaction(conn):
+        h["task_progress"](conn, _env("task_progress", {"task_id": "pick-oz:1", "order_id": "oz:1",
+                                                        "state": "handed_over", "handover_id": ho["handover_id"]}))
+        h["handover_closed"](conn, _env("handover_closed", {
+            "handover_id": ho["handover_id"], "handed": ["oz:1"], "missing": ["oz:2"],
+            "missing_why": {"oz:2": "этикетка не напечатана"}}))
+    (again,) = handovers.start_handover(conn, cfg, "oz")
+    assert again["orders"] == ["oz:2"]
+    events = [e["text"] for e in listing.events_after(conn, 0) if e["kind"] == "handover_missing"]
+    assert events and "этикетка не напечатана" in events[0] and "next courier" in events[0]
