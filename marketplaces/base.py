@@ -129,6 +129,33 @@ class NewCard:
     characteristics: list[dict[str, Any]] = field(default_factory=list)  # [{"id": 123, "value": ...}]
     sizes: list[dict[str, Any]] = field(default_factory=list)  # [{"techSize", "wbSize", "price", "skus": [...]}]
     dimensions: dict[str, Any] = field(default_factory=dict)  # length/width/height cm, weightBrutto kg
+    photos: list[str] = field(default_factory=list)  # public URLs, uploaded through the media API once created
+
+
+# ---------------------------------------------------------------- card creation: categories and attributes
+
+
+@dataclass(frozen=True)
+class Category:
+    """A category a card is created in (WB subject), from the marketplace's category tree."""
+
+    id: str
+    name: str
+    parent_name: str = ""
+
+
+@dataclass(frozen=True)
+class CategoryAttribute:
+    """A characteristic the marketplace asks of a card in one category (WB `object/charcs`).
+
+    `kind`: "strings" (a list of texts, at most `max_count` of them; 0 = any number) or "number"."""
+
+    id: int
+    name: str
+    required: bool = False
+    kind: Literal["strings", "number"] = "strings"
+    max_count: int = 0
+    unit: str = ""
 
 
 @dataclass
@@ -468,6 +495,18 @@ class Marketplace(Protocol):
     def realization_report(self, period_from: date, period_to: date) -> RealizationReport: ...
 
     def parse_push(self, headers: dict[str, str], body: bytes) -> list[OrderEvent]: ...
+
+
+@runtime_checkable
+class CardMaker(Protocol):
+    """What a marketplace that creates cards (`Capabilities.create_cards`) answers besides `Marketplace`:
+    its category tree, the characteristics one category asks for, and the photos of a created card."""
+
+    def categories(self, name: str = "") -> list[Category]: ...
+
+    def category_attributes(self, category_id: str) -> list[CategoryAttribute]: ...
+
+    def add_photos(self, card: Card, urls: Sequence[str]) -> None: ...
 
 
 def utc_now() -> datetime:

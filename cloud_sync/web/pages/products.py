@@ -7,12 +7,13 @@ from typing import Any
 
 from flask import Blueprint, render_template, request
 
+from cloud_sync.catalog import card_fill
 from cloud_sync.catalog import cards as catalog
 from cloud_sync.db import transaction
 from cloud_sync.web.context import ctx, get_db
 from cloud_sync.web.pages.common import PAGE_SIZE, accounts, args_for, page_number
 from marketplaces import profiles
-from marketplaces.base import MarketplaceError
+from marketplaces.base import CardMaker, MarketplaceError
 
 bp = Blueprint("products", __name__)
 
@@ -174,13 +175,17 @@ def create():
         return _page(status=400, errors=errors)
     conn = get_db()
     try:
-        new = catalog.new_card_from_item(conn, f["new_item_id"].strip(), subject_id, brand=f.get("brand", ""),
-                                         price=price)
         adapter = ctx().adapters[account]
+        if not isinstance(adapter, CardMaker):
+            return _page(status=400, errors={"create_account": "этот маркетплейс не создаёт карточки через API"})
+        attributes = adapter.category_attributes(str(subject_id))
+        photos = [u.strip() for u in f.get("photos", "").split() if u.strip()]
+        new = card_fill.new_card(conn, adapter.name, f["new_item_id"].strip(), str(subject_id), attributes,
+                                 brand=f.get("brand", ""), price=price, photos=photos)
         result = adapter.create_card(new)  # the marketplace call outside the write lock
         with transaction(conn):
-            catalog.record_creation(conn, adapter.name, account, f["new_item_id"].strip(), result)
-    except catalog.CatalogError as exc:
+            catalog.record_creation(conn, adapter.name, account, f["new_item_id"].strip(), result, photos=new.photos)
+    except card_fill.CardFillError as exc:
         return _page(status=400, errors={"new_item_id": str(exc)})
     except MarketplaceError as exc:
         return _page(status=502, errors={"create_account": str(exc)})
