@@ -115,6 +115,10 @@ class Card:
     price: Decimal | None = None
     native_status: str = ""
     native: dict[str, Any] = field(default_factory=dict)
+    # packed dimensions {"length", "width", "height": cm, "weight": kg} and photo URLs, where the marketplace
+    # gives them (a card that matches no 1C item can become one with them)
+    dimensions: dict[str, float] = field(default_factory=dict)
+    photos: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -129,6 +129,15 @@ def _money(value: Any, *, kopecks: bool = False) -> Decimal:
     return amount / 100 if kopecks else amount
 
 
+def _dimensions(dims: Any) -> dict[str, float]:
+    """A card's packed dimensions in the common terms (cm, kg); {} when WB holds none (zeros, or not valid)."""
+    if not isinstance(dims, dict) or dims.get("isValid") is False:
+        return {}
+    out = {k: float(dims.get(w) or 0) for k, w in (("length", "length"), ("width", "width"), ("height", "height"),
+                                                   ("weight", "weightBrutto"))}
+    return out if all(v > 0 for v in out.values()) else {}
+
+
 def _when(value: Any) -> datetime:
     text = str(value).replace("Z", "+00:00")
     dt = datetime.fromisoformat(text)
@@ -205,7 +214,9 @@ class WildberriesAdapter:
                             barcodes=[str(s) for s in size.get("skus") or []], category=str(raw.get("subjectName", "")),
                             category_id=str(raw.get("subjectID", "")), brand=str(raw.get("brand", "")),
                             size=str(size.get("techSize", "")), group_id=nm, visible=visible,
-                            native_status="trash" if not visible else "active", native=raw))
+                            native_status="trash" if not visible else "active", native=raw,
+                            dimensions=_dimensions(raw.get("dimensions")),
+                            photos=[str(p["big"]) for p in raw.get("photos") or [] if isinstance(p, dict) and p.get("big")]))
                 except (KeyError, TypeError):
                     raise self._bad("a card without nmID or chrtID", endpoint) from None
         return cards

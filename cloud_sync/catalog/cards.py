@@ -91,6 +91,11 @@ MIGRATIONS = [
     ALTER TABLE card_creations ADD COLUMN photos TEXT NOT NULL DEFAULT '[]';
     ALTER TABLE card_creations ADD COLUMN photos_state TEXT NOT NULL DEFAULT '';  -- '' | uploaded | error text
     """,
+    # what a card that matches no 1C item brings to the item made from it
+    """
+    ALTER TABLE cards ADD COLUMN dimensions TEXT NOT NULL DEFAULT '{}';  -- {"length","width","height": cm, "weight": kg}
+    ALTER TABLE cards ADD COLUMN photos TEXT NOT NULL DEFAULT '[]';      -- photo URLs
+    """,
 ]
 
 
@@ -164,17 +169,17 @@ def import_cards(conn: sqlite3.Connection, account: str, marketplace: str, cards
                               (account, c.native_id)).fetchone()
         conn.execute(
             "INSERT INTO cards(account, native_id, marketplace, offer_id, title, barcodes, category, category_id,"
-            " brand, size, group_id, visible, native_status, price, native, seen_ts)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(account, native_id) DO UPDATE SET"
+            " brand, size, group_id, visible, native_status, price, native, seen_ts, dimensions, photos)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(account, native_id) DO UPDATE SET"
             " offer_id=excluded.offer_id, title=excluded.title, barcodes=excluded.barcodes,"
             " category=excluded.category, category_id=excluded.category_id, brand=excluded.brand,"
             " size=excluded.size, group_id=excluded.group_id, visible=excluded.visible,"
             " native_status=excluded.native_status, price=excluded.price, native=excluded.native,"
-            " seen_ts=excluded.seen_ts",
+            " seen_ts=excluded.seen_ts, dimensions=excluded.dimensions, photos=excluded.photos",
             (account, c.native_id, marketplace, c.offer_id, c.title, json.dumps(list(c.barcodes)), c.category,
              c.category_id, c.brand, c.size, c.group_id, int(c.visible), c.native_status,
              str(c.price) if c.price is not None else None, json.dumps(c.native, default=str, ensure_ascii=False),
-             now),
+             now, json.dumps(c.dimensions), json.dumps(list(c.photos), ensure_ascii=False)),
         )
         if exists:
             updated += 1

@@ -20,6 +20,7 @@ from cloud_sync.catalog import cards as catalog
 from cloud_sync.db import transaction
 from cloud_sync.money import price_apply, price_docs, price_preview, price_rules, reports
 from cloud_sync.money import price_list as money_price_list
+from cloud_sync.onec import items_out
 from cloud_sync.orders import desk as order_desk
 from cloud_sync.orders import handovers, intake, listing
 from cloud_sync.stock import ledger, why
@@ -339,6 +340,34 @@ def create_card():
     with transaction(conn):
         catalog.record_creation(conn, adapter.name, account, item_id, result, photos=new.photos)
     return jsonify({"offer_id": result.offer_id, "state": result.state, "errors": result.errors})
+
+
+@bp.get("/api/onec/new-items")
+def onec_new_items():
+    """Cards into 1C, the preview: the 1C items the cards that match no 1C item would make."""
+    return jsonify({"items": [i.as_dict() for i in items_out.proposals(get_db(), request.args.get("account"))],
+                    "onec_odata": ctx().cfg.onec is not None and ctx().cfg.onec.odata is not None})
+
+
+@bp.post("/api/onec/new-items")
+def onec_create_items():
+    """Cards into 1C: create the previewed items (or `articles`) in 1C through OData, then link the cards."""
+    section = ctx().cfg.onec.odata if ctx().cfg.onec is not None else None
+    if section is None:
+        raise ApiError("в cloud.toml нет [onec.odata]: укажите адрес OData базы 1С", 409)
+    wanted = json_body().get("articles")
+    if wanted is not None and (not isinstance(wanted, list) or not all(isinstance(a, str) for a in wanted)):
+        raise ApiError("articles must be a list of articles")
+    conn = get_db()
+    batch = [i for i in items_out.proposals(conn) if wanted is None or i.article in wanted]
+    if not batch:
+        raise ApiError("нечего создавать: все карточки связаны с товарами 1С", 409)
+    outcomes = items_out.create_in_1c(batch, items_out.item_settings(section))  # HTTP outside the write lock
+    with transaction(conn):
+        linked = items_out.record(conn, batch, outcomes)
+    ctx().wake()
+    return jsonify({"outcomes": [o.__dict__ for o in outcomes],
+                    "linked": linked.linked_by_barcode + linked.linked_by_article})
 
 
 @bp.get("/api/cards/creations")

@@ -173,6 +173,12 @@ def document(app: Flask | None = None) -> dict[str, Any]:
                                                             "property": {"type": "string"},
                                                             "value": {"type": "string"}},
                            "required": ["attribute_id"]}}}, ["rules"]))},
+        "/api/onec/new-items": {
+            "get": _op("cards into 1C: the 1C items the cards that match no 1C item would make (the preview)",
+                       {"200": _ok()}, params=[_q("account")]),
+            "post": _op("cards into 1C: create the previewed items (or `articles`) in 1C via OData, then link",
+                        {"200": _ok(), "400": ERR, "409": ERR},
+                        body=_body({"articles": {"type": "array", "items": {"type": "string"}}}, []))},
         "/api/cards/creations": {"get": _op("card creations and their state", {"200": _ok(ARR)},
                                             params=[_q("account")])},
         "/api/sites": {"get": _op("sites, last seen and devices", {"200": _ok(ARR)})},

@@ -10,6 +10,7 @@ from flask import Blueprint, render_template, request
 from cloud_sync.catalog import card_fill
 from cloud_sync.catalog import cards as catalog
 from cloud_sync.db import transaction
+from cloud_sync.onec import items_out
 from cloud_sync.web.context import ctx, get_db
 from cloud_sync.web.pages.common import PAGE_SIZE, accounts, args_for, page_number
 from marketplaces import profiles
@@ -51,7 +52,9 @@ def _page(status: int = 200, **kw: Any):
                            linked=a.get("linked", ""), q=q, rows=rows[(page - 1) * PAGE_SIZE: page * PAGE_SIZE],
                            total=len(rows), page=page, has_next=len(rows) > page * PAGE_SIZE, args=args_for(),
                            unmatched=sum(1 for r in rows if r.item_id is None),
-                           creations=catalog.creations(get_db(), account), form=request.form, **kw), status
+                           creations=catalog.creations(get_db(), account), form=request.form,
+                           new_items=items_out.proposals(get_db(), account),
+                           onec_odata=ctx().cfg.onec is not None and ctx().cfg.onec.odata is not None, **kw), status
 
 
 @bp.get("/products")
@@ -190,3 +193,24 @@ def create():
     except MarketplaceError as exc:
         return _page(status=502, errors={"create_account": str(exc)})
     return _page(messages=[("ok", f"card {result.offer_id}: {result.state}")])
+
+
+@bp.post("/products/to-1c")
+def to_onec():
+    """Cards into 1C: create the chosen items of the preview in 1C through OData, then link the cards."""
+    section = ctx().cfg.onec.odata if ctx().cfg.onec is not None else None
+    if section is None:
+        return _page(status=409, errors={"to_1c": "в cloud.toml нет [onec.odata]: укажите адрес OData базы 1С"})
+    chosen = request.form.getlist("article")
+    conn = get_db()
+    batch = [i for i in items_out.proposals(conn) if i.article in chosen]
+    if not batch:
+        return _page(status=400, errors={"to_1c": "отметьте товары, которые создать в 1С"})
+    outcomes = items_out.create_in_1c(batch, items_out.item_settings(section))  # HTTP outside the write lock
+    with transaction(conn):
+        linked = items_out.record(conn, batch, outcomes)
+    ctx().wake()
+    made = sum(1 for o in outcomes if o.ref_key and not o.error)
+    messages = [("ok", f"В 1С: {made} товар(ов); связано карточек: {linked.linked_by_barcode + linked.linked_by_article}")]
+    messages += [("error", o.error) for o in outcomes if o.error]
+    return _page(status=200 if made == len(outcomes) else 502, messages=messages)
