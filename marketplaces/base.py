@@ -134,6 +134,7 @@ class NewCard:
     sizes: list[dict[str, Any]] = field(default_factory=list)  # [{"techSize", "wbSize", "price", "skus": [...]}]
     dimensions: dict[str, Any] = field(default_factory=dict)  # length/width/height cm, weightBrutto kg
     photos: list[str] = field(default_factory=list)  # public URLs, uploaded through the media API once created
+    category_id: str = ""  # Category.id where it is not the WB subject (Ozon: "description_category_id:type_id")
 
 
 # ---------------------------------------------------------------- card creation: categories and attributes
@@ -160,6 +161,7 @@ class CategoryAttribute:
     kind: Literal["strings", "number"] = "strings"
     max_count: int = 0
     unit: str = ""
+    dictionary: bool = False  # the values must be taken from the marketplace's dictionary of this attribute
 
 
 @dataclass

@@ -170,7 +170,8 @@ def new_card(conn: sqlite3.Connection, marketplace: str, item_id: str, category_
     photo_urls = list(photos) or [u.strip() for name in PHOTO_PROPERTIES for u in props.get(name, "").split(";")
                                   if u.strip()]
     return NewCard(
-        offer_id=r["article"], title=r["name"][:60], subject_id=int(category_id), brand=brand,
+        offer_id=r["article"], title=r["name"][:60], subject_id=int(category_id) if category_id.isdigit() else 0,
+        category_id=category_id, brand=brand,
         description=description or props.get("Описание", ""), characteristics=filled,
         sizes=[{"techSize": size, "wbSize": "" if size == "0" else size, "price": int(price), "skus": barcodes}],
         dimensions=dims, photos=photo_urls,

@@ -9,6 +9,7 @@ a refusal is {"error": ...} with its status (ApiError, or the app's error handle
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from datetime import date
 
@@ -321,15 +322,18 @@ def create_card():
     and dimensions checked before sending); the jobs follow its asynchronous result to the end."""
     data = json_body()
     account, item_id = text_field(data, "account"), text_field(data, "item_id")
-    subject_id, price = whole_field(data, "subject_id"), whole_field(data, "price", 0)
+    price = whole_field(data, "price", 0)
+    # the category: a WB subject id, or any marketplace's Category.id as `category_id` (Ozon "desc:type")
+    category = text_field(data, "category_id") if "category_id" in data else str(whole_field(data, "subject_id"))
     photos = data.get("photos", [])
-    if subject_id <= 0 or price < 0 or not isinstance(photos, list) or not all(isinstance(u, str) for u in photos):
-        raise ApiError("subject_id must be positive, price 0 or more, photos a list of URLs")
+    if not re.fullmatch(r"[1-9]\d*(:[1-9]\d*)?", category) or price < 0 or not isinstance(photos, list) \
+            or not all(isinstance(u, str) for u in photos):
+        raise ApiError("subject_id (or category_id) must be a positive id, price 0 or more, photos a list of URLs")
     adapter = _card_maker(account)
     conn = get_db()
     try:
-        attributes = adapter.category_attributes(str(subject_id))
-        new = card_fill.new_card(conn, adapter.name, item_id, str(subject_id), attributes,
+        attributes = adapter.category_attributes(category)
+        new = card_fill.new_card(conn, adapter.name, item_id, category, attributes,
                                  brand=str(data.get("brand", "")), price=price, size=str(data.get("size") or "0"),
                                  description=str(data.get("description", "")), photos=photos)
         result = adapter.create_card(new)  # the marketplace call outside the write lock

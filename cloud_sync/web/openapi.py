@@ -157,8 +157,10 @@ def document(app: Flask | None = None) -> dict[str, Any]:
                                                       "brand": {"type": "string"},
                                                       "price": {"type": "integer", "minimum": 0, "maximum": 10**7},
                                                       "size": {"type": "string"}, "description": {"type": "string"},
-                                                      "photos": {"type": "array", "items": {"type": "string"}}},
-                                                     ["account", "item_id", "subject_id"]))},
+                                                      "photos": {"type": "array", "items": {"type": "string"}},
+                                                      "category_id": {"type": "string",
+                                                                      "pattern": "^[1-9][0-9]*(:[1-9][0-9]*)?$"}},
+                                                     ["account", "item_id"]))},
         "/api/cards/marketplace-categories/{account}": {"get": _op(
             "the marketplace's categories (WB subjects) whose name holds `name`",
             {"200": _ok(ARR), "400": ERR, "404": ERR, "502": ERR}, params=[_p("account"), _q("name")])},

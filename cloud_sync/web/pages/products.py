@@ -3,6 +3,7 @@ suggestions (cloud_sync.catalog.cards.auto_link), manual link/unlink, hide/show,
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Blueprint, render_template, request
@@ -158,13 +159,9 @@ def create():
     settings = ctx().cfg.accounts.get(account)
     if settings is None or not _creates_cards(settings.marketplace) or account not in ctx().adapters:
         errors["create_account"] = f"choose a connected {_card_makers()} account"
-    try:
-        subject_id = int(f.get("subject_id", ""))
-        if subject_id <= 0:
-            raise ValueError
-    except ValueError:
-        errors["subject_id"] = f"the {_card_makers()} subject (category) id is a positive whole number"
-        subject_id = 0
+    subject_id = f.get("subject_id", "").strip()  # a WB subject id, or an Ozon "description_category_id:type_id"
+    if not re.fullmatch(r"[1-9]\d*(:[1-9]\d*)?", subject_id):
+        errors["subject_id"] = "категория — номер, как его даёт маркетплейс (у некоторых «категория:тип»)"
     try:
         price = int(f.get("price", "0") or 0)
         if price < 0:
@@ -181,9 +178,9 @@ def create():
         adapter = ctx().adapters[account]
         if not isinstance(adapter, CardMaker):
             return _page(status=400, errors={"create_account": "этот маркетплейс не создаёт карточки через API"})
-        attributes = adapter.category_attributes(str(subject_id))
+        attributes = adapter.category_attributes(subject_id)
         photos = [u.strip() for u in f.get("photos", "").split() if u.strip()]
-        new = card_fill.new_card(conn, adapter.name, f["new_item_id"].strip(), str(subject_id), attributes,
+        new = card_fill.new_card(conn, adapter.name, f["new_item_id"].strip(), subject_id, attributes,
                                  brand=f.get("brand", ""), price=price, photos=photos)
         result = adapter.create_card(new)  # the marketplace call outside the write lock
         with transaction(conn):
