@@ -159,7 +159,7 @@ class WildberriesAdapter:
         self._orders: dict[str, dict[str, Any]] = {}  # raw orders seen, by id
         self._open_supply: dict[str, str] = {}  # warehouseId -> supply id still taking orders
         self._nm_of_chrt: dict[str, str] = {}
-        self._uploaded: dict[str, datetime] = {}  # vendor code -> when this process uploaded its card
+        self._uploaded: dict[str, datetime] = {}  # vendor code -> when this process first uploaded its card
         self.push_workers = int(config.options.get("push_workers", 4))  # requests in flight for a push
 
     def _auth(self, headers: dict[str, str]) -> None:
@@ -283,7 +283,7 @@ class WildberriesAdapter:
             variant["characteristics"] = card.characteristics
         if card.sizes:
             variant["sizes"] = card.sizes
-        self._uploaded[card.offer_id] = datetime.now(UTC)
+        self._uploaded.setdefault(card.offer_id, datetime.now(UTC))  # the first upload: a re-send keeps it
         try:
             data = self.http.call("card_upload",
                                   json=[{"subjectID": card.subject_id, "variants": [variant]}]).json_object()
@@ -331,15 +331,22 @@ class WildberriesAdapter:
         return out
 
     def card_creation_status(self, offer_id: str) -> CardCreation:
-        """Failed while the card is in WB's error list (a corrected re-send takes it out), created once
-        it is among the cards, else still pending."""
+        """Created once a card of this vendor code made since this process first uploaded it is among the
+        cards (so a re-send after an upload whose answer was lost, which WB lists as a duplicate vendor
+        code, does not hide the card the first upload made); failed while the card is in WB's error list
+        (a corrected re-send takes it out); else still pending. Without an upload of ours to compare with
+        (another process started it), the error list is believed first."""
+        sent = self._uploaded.get(offer_id)
+        cards = [c for c in self.list_cards() if c.offer_id == offer_id]
+        if sent is not None:
+            made = [c for c in cards if not self._older_than(c, sent)]
+            if made:
+                return CardCreation(offer_id, "created", card=made[0])
         errors = self.card_errors().get(offer_id)
         if errors:
             return CardCreation(offer_id, "failed", errors)
-        sent = self._uploaded.get(offer_id)
-        for c in self.list_cards():
-            if c.offer_id == offer_id and (sent is None or not self._older_than(c, sent)):
-                return CardCreation(offer_id, "created", card=c)
+        if sent is None and cards:
+            return CardCreation(offer_id, "created", card=cards[0])
         return CardCreation(offer_id, "pending")
 
     @staticmethod

@@ -30,6 +30,7 @@ from marketplaces.base import (
     MarketplaceError,
     NewCard,
     StockLevel,
+    Uncertain,
 )
 
 MIGRATIONS = [
@@ -365,11 +366,20 @@ def set_visibility(conn: sqlite3.Connection, adapter: Marketplace, account: str,
     return results
 
 
+def start_creation(adapter: Marketplace, new: NewCard) -> CardCreation:
+    """Send a new card. An upload whose answer was lost (`Uncertain`) counts as pending: following it
+    reads back whether the marketplace made it, and nothing is sent twice meanwhile."""
+    try:
+        return adapter.create_card(new)
+    except Uncertain:
+        return CardCreation(new.offer_id, "pending")
+
+
 def create_card(conn: sqlite3.Connection, adapter: Marketplace, account: str, item_id: str,
                 new: NewCard, now: float | None = None) -> CardCreation:
     """Start creating a card from an item (card_fill.new_card builds `new`); follow it with `follow_creations`."""
     now = time.time() if now is None else now
-    result = adapter.create_card(new)
+    result = start_creation(adapter, new)
     _record_creation(conn, adapter.name, account, item_id, result, now, started=True, photos=new.photos)
     return result
 

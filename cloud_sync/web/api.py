@@ -336,7 +336,7 @@ def create_card():
         new = card_fill.new_card(conn, adapter.name, item_id, category, attributes,
                                  brand=str(data.get("brand", "")), price=price, size=str(data.get("size") or "0"),
                                  description=str(data.get("description", "")), photos=photos)
-        result = adapter.create_card(new)  # the marketplace call outside the write lock
+        result = catalog.start_creation(adapter, new)  # the marketplace call outside the write lock
     except card_fill.CardFillError as exc:
         raise ApiError(str(exc), 422) from None
     except MarketplaceError as exc:

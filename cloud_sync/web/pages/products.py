@@ -182,7 +182,7 @@ def create():
         photos = [u.strip() for u in f.get("photos", "").split() if u.strip()]
         new = card_fill.new_card(conn, adapter.name, f["new_item_id"].strip(), subject_id, attributes,
                                  brand=f.get("brand", ""), price=price, photos=photos)
-        result = adapter.create_card(new)  # the marketplace call outside the write lock
+        result = catalog.start_creation(adapter, new)  # the marketplace call outside the write lock
         with transaction(conn):
             catalog.record_creation(conn, adapter.name, account, f["new_item_id"].strip(), result, photos=new.photos)
     except card_fill.CardFillError as exc:
