@@ -3,6 +3,7 @@ suggestions (cloud_sync.catalog.cards.auto_link), manual link/unlink, hide/show,
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -211,3 +212,66 @@ def to_onec():
     messages = [("ok", f"В 1С: {made} товар(ов); связано карточек: {linked.linked_by_barcode + linked.linked_by_article}")]
     messages += [("error", o.error) for o in outcomes if o.error]
     return _page(status=200 if made == len(outcomes) else 502, messages=messages)
+
+
+# ------------------------------------------------------------ fill rules (a card's characteristics from 1C)
+
+
+def _property_names(limit: int = 500) -> list[str]:
+    """The 1C item properties the nomenclature holds (for the rules' choices)."""
+    names: set[str] = set()
+    for (text,) in get_db().execute("SELECT properties FROM items WHERE deleted=0 AND properties!='{}' LIMIT ?",
+                                    (limit,)):
+        names.update(json.loads(text or "{}"))
+    return sorted(names)
+
+
+def _rules_page(status: int = 200, **kw: Any):
+    a = request.values
+    makers = [(n, label) for n, label in accounts() if _creates_cards(ctx().cfg.accounts[n].marketplace)]
+    account = a.get("account") or (makers[0][0] if makers else "")
+    q, category = a.get("q", "").strip(), a.get("category", "").strip()
+    found, attributes, saved, error = [], [], {}, ""
+    adapter = ctx().adapters.get(account)
+    if isinstance(adapter, CardMaker):
+        try:
+            if q:
+                found = adapter.categories(q)[:50]
+            if category:
+                attributes = adapter.category_attributes(category)
+                saved = card_fill.rules(get_db(), adapter.name, category)
+        except (MarketplaceError, ValueError) as exc:
+            error = f"маркетплейс не ответил: {exc}"
+    elif account:
+        error = "этот аккаунт не подключён или его маркетплейс не создаёт карточки через API"
+    return render_template("cloud/fill_rules.html", active="products", accounts=makers, account=account, q=q,
+                           category=category, found=found, attributes=attributes, saved=saved,
+                           properties=_property_names(), error=kw.pop("error", error), **kw), status
+
+
+@bp.get("/products/fill-rules")
+def fill_rules():
+    """Which 1C property fills each characteristic of a category: set once per category."""
+    return _rules_page()
+
+
+@bp.post("/products/fill-rules")
+def save_fill_rules():
+    f = request.form
+    adapter = ctx().adapters.get(f.get("account", ""))
+    category = f.get("category", "").strip()
+    if not isinstance(adapter, CardMaker) or not category:
+        return _rules_page(status=400, error="выберите аккаунт и категорию")
+    try:
+        attributes = adapter.category_attributes(category)
+    except (MarketplaceError, ValueError) as exc:
+        return _rules_page(status=502, error=f"маркетплейс не ответил: {exc}")
+    rules = [card_fill.FillRule(a.id, a.name, f.get(f"property_{a.id}", ""), f.get(f"value_{a.id}", ""))
+             for a in attributes]
+    conn = get_db()
+    with transaction(conn):
+        card_fill.save_rules(conn, adapter.name, category, rules)
+    missing = [a.name for a, r in zip(attributes, rules, strict=True)
+               if a.required and not (r.property.strip() or r.value.strip())]
+    note = ("Сохранено. Обязательные без правила: " + ", ".join(missing)) if missing else "Сохранено"
+    return _rules_page(messages=[("ok" if not missing else "error", note)])
