@@ -135,6 +135,7 @@ class NewCard:
     dimensions: dict[str, Any] = field(default_factory=dict)  # length/width/height cm, weightBrutto kg
     photos: list[str] = field(default_factory=list)  # public URLs, uploaded through the media API once created
     category_id: str = ""  # Category.id where it is not the WB subject (Ozon: "description_category_id:type_id")
+    marked: bool = False  # goods under Честный знак marking: the seller confirms the code is on them (WB kizMarked)
 
 
 # ---------------------------------------------------------------- card creation: categories and attributes

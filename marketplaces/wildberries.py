@@ -69,6 +69,7 @@ COMPARED_SUMS = {"revenue": ("retailAmountSum",), "to_pay": ("forPaySum",), "log
                  "other": ("paidStorageSum", "paidAcceptanceSum", "deductionSum", "penaltySum")}
 REPORT_SUMS = (*(k for ks in COMPARED_SUMS.values() for k in ks), "additionalPaymentSum", "cashbackAmountSum",
                "cashbackDiscountSum", "cashbackCommissionChangeSum", "bankPaymentSum")
+ERRORS_CLOCK_SLACK = timedelta(seconds=1)  # WB lists errors to the second: listed before our latest re-send (less that) = stale
 SGTIN_DELIVERABLE = {"filled", "deadlineExceeded", "optional", "sgtinIntroduced", "sgtinSoldB2B"}
 
 
@@ -160,6 +161,7 @@ class WildberriesAdapter:
         self._open_supply: dict[str, str] = {}  # warehouseId -> supply id still taking orders
         self._nm_of_chrt: dict[str, str] = {}
         self._uploaded: dict[str, datetime] = {}  # vendor code -> when this process first uploaded its card
+        self._last_upload: dict[str, datetime] = {}  # vendor code -> this process's latest upload of it
         self.push_workers = int(config.options.get("push_workers", 4))  # requests in flight for a push
 
     def _auth(self, headers: dict[str, str]) -> None:
@@ -283,7 +285,10 @@ class WildberriesAdapter:
             variant["characteristics"] = card.characteristics
         if card.sizes:
             variant["sizes"] = card.sizes
+        if card.marked:
+            variant["kizMarked"] = True  # without it WB's moderation refuses a card of marked goods
         self._uploaded.setdefault(card.offer_id, datetime.now(UTC))  # the first upload: a re-send keeps it
+        self._last_upload[card.offer_id] = datetime.now(UTC)
         try:
             data = self.http.call("card_upload",
                                   json=[{"subjectID": card.subject_id, "variants": [variant]}]).json_object()
@@ -312,18 +317,26 @@ class WildberriesAdapter:
     def card_errors(self) -> dict[str, list[str]]:
         """Every card WB could not create, by vendor code, with its errors: the error list followed page by
         page (`cursor.updatedAt` + `batchUUID`) until WB answers `next: false`; a later batch wins."""
+        return {vendor: errors for vendor, (errors, _) in self._card_errors().items()}
+
+    def _card_errors(self) -> dict[str, tuple[list[str], datetime | None]]:
+        """`card_errors` with when WB listed each vendor code's errors (None when it does not say)."""
         limit = min(100, self.map["card_errors"].batch or 100)
         cursor: dict[str, Any] = {"limit": limit}
-        out: dict[str, list[str]] = {}
+        out: dict[str, tuple[list[str], datetime | None]] = {}
         for _ in range(1000):  # a guard against an answer whose cursor never moves on
             data = self.http.call("card_errors", json={"cursor": cursor, "order": {"ascending": True}}).json_object()
             page = data.get("data") if isinstance(data.get("data"), dict) else None
             if data.get("error") or page is None:
                 raise self._bad(f"the error list is missing ({data.get('errorText') or 'no data'})", "card_errors")
             for item in page.get("items") or []:
+                try:
+                    listed: datetime | None = _when(item["updatedAt"])
+                except (KeyError, TypeError, ValueError):
+                    listed = None
                 for vendor in item.get("vendorCodes") or []:
                     errors = (item.get("errors") or {}).get(vendor) or ["отклонена без объяснения"]
-                    out[str(vendor)] = [str(e) for e in errors]
+                    out[str(vendor)] = ([str(e) for e in errors], listed)
             nxt = page.get("cursor") or {}
             if not nxt.get("next"):
                 return out
@@ -342,9 +355,10 @@ class WildberriesAdapter:
             made = [c for c in cards if not self._older_than(c, sent)]
             if made:
                 return CardCreation(offer_id, "created", card=made[0])
-        errors = self.card_errors().get(offer_id)
-        if errors:
-            return CardCreation(offer_id, "failed", errors)
+        errors, listed = self._card_errors().get(offer_id, ([], None))
+        latest = self._last_upload.get(offer_id)
+        if errors and (latest is None or listed is None or listed >= latest - ERRORS_CLOCK_SLACK):
+            return CardCreation(offer_id, "failed", errors)  # (errors listed before our latest re-send are stale)
         if sent is None and cards:
             return CardCreation(offer_id, "created", card=cards[0])
         return CardCreation(offer_id, "pending")

@@ -174,5 +174,5 @@ def new_card(conn: sqlite3.Connection, marketplace: str, item_id: str, category_
         category_id=category_id, brand=brand,
         description=description or props.get("Описание", ""), characteristics=filled,
         sizes=[{"techSize": size, "wbSize": "" if size == "0" else size, "price": int(price), "skus": barcodes}],
-        dimensions=dims, photos=photo_urls,
+        dimensions=dims, photos=photo_urls, marked=bool(r["marked"]),
     )

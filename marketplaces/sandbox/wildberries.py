@@ -583,6 +583,8 @@ class WildberriesSandbox(SandboxApp):
             card = self.cards[nm]
             card["brand"] = v.get("brand", "")
             card["description"] = v.get("description", "")
+            card["needKiz"] = subject_id in content.MARKED_SUBJECTS
+            card["kizMarked"] = bool(v.get("kizMarked"))
             card["characteristics"] = [dict(c, name=next((x["name"] for x in content.charcs(subject_id)
                                                           if x["charcID"] == c["id"]), "")) for c in v.get("characteristics") or []]
             dims = v.get("dimensions")

@@ -33,6 +33,9 @@ _SEX = {"charcID": 14177450, "name": "Пол", "charcType": 1, "maxCount": 1, "u
 _COUNTRY = {"charcID": 14177451, "name": "Страна производства", "charcType": 1, "maxCount": 1, "unitName": ""}
 _MATERIAL = {"charcID": 12, "name": "Материал изделия", "charcType": 1, "maxCount": 3, "unitName": ""}
 
+# subjects whose goods carry a Честный знак code: a card must confirm it (`kizMarked`), else moderation refuses it
+MARKED_SUBJECTS = {192, 184}
+
 # subjectID -> [(characteristic, required)]
 CHARCS: dict[int, list[tuple[dict[str, Any], bool]]] = {
     192: [(_COLOUR, True), (_COMPOSITION, True), (_SEX, True), (_COUNTRY, False),
@@ -103,6 +106,8 @@ def problems(subject_id: int, variant: dict[str, Any]) -> list[str]:
     weight = dims.get("weightBrutto")
     if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
         out.append("Габариты: вес с упаковкой должен быть больше 0 кг")
+    if subject_id in MARKED_SUBJECTS and not variant.get("kizMarked"):
+        out.append("Товар подлежит маркировке: подтвердите, что код Честного знака нанесён (kizMarked)")
     if len(variant.get("description") or "") > 5000:
         out.append("Описание длиннее 5000 символов")
     return out

@@ -111,3 +111,37 @@ def test_photos_that_are_not_direct_links_are_refused(wb) -> None:
     with pytest.raises(Exception, match="400"):
         adapter.add_photos(card, ["https://cdn.example.org/page.html"])
     assert isinstance(card, Card)
+
+
+def test_a_card_of_marked_goods_confirms_its_code(wb) -> None:
+    """Футболки carry a Честный знак code: WB's moderation refuses a card that does not confirm it (kizMarked)."""
+    _, adapter = wb
+    shirt = [{"id": 14177449, "value": ["белый"]}, {"id": 17596, "value": ["хлопок 100%"]},
+             {"id": 14177450, "value": ["Мужской"]}]
+    adapter.create_card(NewCard(offer_id="TS-1", title="Футболка", subject_id=192, characteristics=shirt,
+                                dimensions=DIMS))
+    refused = _settled(adapter, "TS-1")
+    assert refused.state == "failed"
+    assert refused.errors == ["Товар подлежит маркировке: подтвердите, что код Честного знака нанесён (kizMarked)"]
+    adapter.create_card(NewCard(offer_id="TS-1", title="Футболка", subject_id=192, characteristics=shirt,
+                                dimensions=DIMS, marked=True))
+    time.sleep(0.1)  # processed (2 s of marketplace time); until then the old error is still listed
+    made = _settled(adapter, "TS-1")
+    assert made.state == "created" and made.card.native["needKiz"] and made.card.native["kizMarked"]
+
+
+def test_a_re_sent_card_is_pending_not_failed_by_its_old_errors(wb) -> None:
+    """Until WB has processed a corrected re-send, the error list still holds the first upload's errors:
+    those listed before the re-send are stale and the card reads pending, then created."""
+    sb, adapter = wb
+    wrong = [dict(c) for c in FILLED]
+    wrong[2] = {"id": 90630, "value": ["триста"]}
+    adapter.create_card(NewCard(offer_id="NEW-30", title="Кружка", subject_id=MUG, characteristics=wrong,
+                                dimensions=DIMS))
+    assert _settled(adapter, "NEW-30").state == "failed"
+    time.sleep(1.2)  # WB lists errors to the second
+    httpx.post(sb.url + "/_sandbox/x/card_delay", json={"seconds": 60})  # a second at this time scale
+    adapter.create_card(NewCard(offer_id="NEW-30", title="Кружка", subject_id=MUG, characteristics=FILLED,
+                                dimensions=DIMS))
+    assert adapter.card_creation_status("NEW-30").state == "pending"
+    assert _settled(adapter, "NEW-30").state == "created"
