@@ -250,6 +250,11 @@ class PriceModel:
         """Why the marketplace would refuse this crossed-out price beside `price`, or None."""
         return None
 
+    def not_exact(self, price: Decimal, crossed_out: Decimal | None, buyer_pays: Decimal) -> str:
+        """Why the buyer would pay `buyer_pays` rather than the `price` the seller typed (the marketplace's
+        own arithmetic), with the nearest ways to get the typed price, in the seller's words; "" when exact."""
+        return ""
+
     def seller_price(self, change: PriceChange) -> tuple[Decimal, Decimal | None, Decimal | None]:
         """A price read back from the marketplace in the seller's terms: (what the buyer pays, the
         crossed-out price, the minimum) — the inverse of `price_change`."""

@@ -951,6 +951,12 @@ class WildberriesAdapter:
 # ---------------------------------------------------------------- prices in Wildberries' terms
 
 
+def _rub(value: Decimal) -> str:
+    """Money as a Russian reader writes it: «2 992,50 ₽», «4 600 ₽»."""
+    text = f"{value:,.2f}".replace(",", "\u00a0").replace(".", ",")
+    return (text[:-3] if text.endswith(",00") else text) + "\u00a0₽"
+
+
 class _WildberriesPrices(PriceModel):
     """WB prices a whole nmID (all its sizes) at once, as a base price and a whole discount %: the buyer
     pays base × (100 − discount) / 100. The seller's crossed-out price becomes the base (whole roubles)."""
@@ -966,6 +972,22 @@ class _WildberriesPrices(PriceModel):
         if change.discount_percent:
             return kopecks(change.price * (100 - change.discount_percent) / 100)
         return price
+
+    def not_exact(self, price: Decimal, crossed_out: Decimal | None, buyer_pays: Decimal) -> str:
+        if buyer_pays == price or not crossed_out:
+            return ""
+        base = crossed_out.quantize(Decimal(1), ROUND_HALF_UP)
+        discount = int(((base - price) / base * 100).quantize(Decimal(1), ROUND_HALF_UP))
+        exact = []  # a whole base price with a whole discount that gives exactly the typed price
+        for d in sorted(range(1, 96), key=lambda d: abs(d - discount)):
+            b = price * 100 / (100 - d)
+            if b == b.to_integral_value():
+                exact.append(f"зачёркнутая {_rub(b)} при скидке {d}%")
+            if len(exact) == 2:
+                break
+        text = (f"{_rub(price)} нельзя получить из зачёркнутой {_rub(base)}: WB ставит скидку целым процентом,"
+                f" ближайшая цена — {_rub(buyer_pays)} (скидка {discount}%)")
+        return text + (f"; ровно {_rub(price)} будет: {' или '.join(exact)}" if exact else "")
 
     def seller_price(self, change: PriceChange) -> tuple[Decimal, Decimal | None, Decimal | None]:
         base = Decimal(change.price)

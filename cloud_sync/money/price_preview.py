@@ -136,6 +136,10 @@ class Preview:
         ]
 
 
+# documents whose prices a rule computed (not typed by a person): an inexact marketplace price is noted only
+COMPUTED_SOURCES = ("1c:",)
+
+
 def _round(v: Decimal, step: Decimal) -> Decimal:
     return (v / step).quantize(Decimal(1), rounding=ROUND_HALF_UP) * step
 
@@ -215,7 +219,8 @@ def preview(conn: sqlite3.Connection, doc: PriceDocument, *, settings: PricingSe
             costs[card.item_id] = cost_price(conn, card.item_id)
         cost = costs.get(card.item_id) if card.item_id else None
         row = _price_row(card, old, line, n, doc.rounding, rules,
-                         None if cost is None else cost * card.pack_size, settings)
+                         None if cost is None else cost * card.pack_size, settings,
+                         typed=not doc.source.startswith(COMPUTED_SOURCES))
         result.rows.append(row)
 
     if rules.prices_by_group:
@@ -228,7 +233,8 @@ def preview(conn: sqlite3.Connection, doc: PriceDocument, *, settings: PricingSe
 
 
 def _price_row(card: PricedCard, old: Price | None, line: PriceLine, n: int, step: Decimal,
-               rules: MarketplaceRules, cost: Decimal | None, settings: PricingSettings) -> PreviewRow:
+               rules: MarketplaceRules, cost: Decimal | None, settings: PricingSettings,
+               typed: bool = True) -> PreviewRow:
     notes: list[Note] = []
     if rules.whole_roubles:
         step = max(step, Decimal(1)) if step < 1 else step
@@ -273,6 +279,9 @@ def _price_row(card: PricedCard, old: Price | None, line: PriceLine, n: int, ste
     new = Price(new_price, crossed, min_price)
     change = to_price_change(rules.marketplace, card, new)
     effective = effective_price(rules.marketplace, change, new)
+    why = price_model(rules.marketplace).not_exact(new_price, crossed, effective) if new_price > 0 else ""
+    if why:  # a typed price that cannot be sent exactly: said in words, and a person chooses; a computed
+        notes.append(Note("confirm" if typed else "info", why))  # one (prices from 1C) is only noted
 
     if new_price <= 0:
         if line.price is not None or old is not None:

@@ -243,3 +243,21 @@ def test_wildberries_sizes_not_named_change_with_their_nmid(db, fake_market):
     assert {r.offer_id for r in res.results} == {"MS-1-S", "MS-1-M"}
     prices = price_list.current_prices(db, "wb1")
     assert prices["101"].price == prices["102"].price == Decimal(900)
+
+
+def test_a_wb_price_a_whole_discount_cannot_reach_is_explained_and_needs_a_choice(db, fake_market):
+    """2990 with 3990 crossed out: WB's whole-percent discount makes it 2992.50 — said in words, with the
+    crossed-out prices that give exactly 2990, and nothing is sent until a person chooses."""
+    market = fake_market("wildberries", "wb1")
+    d = doc("wb1", PriceLine("item", "MS-1", price=Decimal(2990), old_price=Decimal(3990)))
+    pv = price_preview.preview(db, d, now=NOW)
+    notes = [n.replace("\u00a0", " ") for n in pv.to_confirm]  # money is written with no-break spaces
+    assert any("2 990 ₽ нельзя получить из зачёркнутой 3 990 ₽" in n and "2 992,50 ₽ (скидка 25%)" in n
+               and "зачёркнутая 4 600 ₽ при скидке 35%" in n for n in notes), notes
+    with pytest.raises(ConfirmationRequired, match="целым процентом"):
+        price_apply.apply(db, d, market, now=NOW)
+    assert market.sent == []
+    exact = doc("wb1", PriceLine("item", "MS-1", price=Decimal(2990), old_price=Decimal(4600)))
+    pv = price_preview.preview(db, exact, now=NOW)
+    assert not any("целым процентом" in n for n in pv.to_confirm)
+    assert {r.effective_price for r in pv.rows} == {Decimal(2990)}
