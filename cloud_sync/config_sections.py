@@ -70,6 +70,7 @@ class JobSettings:
     push_idle_s: float = 1.0  # the stock pusher wakes on every change; this is its idle tick
     fbo_read_s: float = 3600.0  # FBO stock read back from the marketplaces (kept apart from FBS)
     reconcile_s: float = 3600.0  # the three-way stock reconciliation (1C, ledger, marketplaces); 0: never
+    prices_read_s: float = 3600.0  # every account's prices read back (besides after each push and on request)
     push_batch: int = 1000
     retry_base_s: float = 2.0
     retry_max_s: float = 300.0

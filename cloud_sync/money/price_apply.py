@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from cloud_sync.db import transaction
+from cloud_sync.money import price_reads
 from cloud_sync.money.price_docs import ConfirmationRequired, PriceDocument, PriceDocumentError, save_document
 from cloud_sync.money.price_list import Price, as_text, upsert_price
 from cloud_sync.money.price_preview import PreviewRow, PricingSettings, preview
@@ -77,6 +78,8 @@ def apply(conn: sqlite3.Connection, doc: PriceDocument, market: Marketplace, *, 
                 upsert_price(conn, doc.account, r.card.card_id, r.card.offer_id,
                               Price(r.effective_price, r.new.old_price, r.new.min_price), f"document:{doc.id}", now)
             results.append(CardResult(r.card.card_id, r.card.offer_id, ok, error, r.effective_price))
+        if changes:
+            price_reads.note_pushed(conn, doc.account)  # read back once the marketplace has applied them
         n_ok = sum(1 for x in results if x.ok)
         status = "applied" if n_ok == len(results) else ("failed" if n_ok == 0 else "partial")
         conn.execute("UPDATE price_documents SET status=?, applied_at=?, problems=? WHERE id=?",

@@ -22,7 +22,7 @@ from cloud_sync.catalog import cards as catalog
 from cloud_sync.config import CloudConfig
 from cloud_sync.config_sections import AlertsConfig
 from cloud_sync.db import connect, transaction
-from cloud_sync.money import price_rules, price_sources
+from cloud_sync.money import price_reads, price_rules, price_sources
 from cloud_sync.orders import intake, mp_actions, records, site_messages
 from cloud_sync.service import sync
 from cloud_sync.service.accounts import AccountAdapters
@@ -138,6 +138,8 @@ class Jobs:
         adapters = self.adapters
         self.add("price-rules", self.cfg.pricing.rules_tick_s,
                  lambda conn: price_rules.run_due(conn, adapters.__getitem__))
+        self.add("prices-read", 5.0, lambda conn: price_reads.read_due(
+            conn, list(self.cfg.accounts), adapters.__getitem__, every_s=self.cfg.jobs.prices_read_s))
         if any(a.prices_from_1c for a in self.cfg.accounts.values()):
             self.add("prices-from-1c", self.cfg.pricing.rules_tick_s,
                      lambda conn: price_sources.run(conn, self.cfg, adapters.__getitem__))

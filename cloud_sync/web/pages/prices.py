@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Blueprint, abort, render_template, request
 
-from cloud_sync.money import price_apply, price_docs, price_list, price_preview, price_rules
+from cloud_sync.money import price_apply, price_docs, price_list, price_preview, price_reads, price_rules
 from cloud_sync.money import uploads as price_upload
 from cloud_sync.web.context import ctx, get_db
 from cloud_sync.web.pages.common import PAGE_SIZE, accounts, args_for, page_number
@@ -73,12 +73,20 @@ def _page(template: str = "cloud/prices.html", status: int = 200, **kw: Any):
                            price_list=full, price_rows=shown[(page - 1) * PAGE_SIZE: page * PAGE_SIZE],
                            price_total=len(shown), page=page, has_next=len(shown) > page * PAGE_SIZE,
                            args=args_for(account=account), q=request.args.get("q", ""), docs=docs,
-                           rules=price_rules.rules(conn, account) if account else [], rows=ROWS, **kw), status
+                           rules=price_rules.rules(conn, account) if account else [], rows=ROWS,
+                           price_reading=price_reads.state(conn).get(account), **kw), status
 
 
 @bp.get("/prices")
 def index():
     return _page()
+
+
+@bp.post("/prices/read")
+def read_now():
+    """«Обновить цены с площадок»: every open account's prices are read back by the running service now."""
+    price_reads.ask(get_db(), list(ctx().cfg.accounts))
+    return _page(messages=[("ok", "Цены с площадок обновляются: через несколько секунд обновите страницу")])
 
 
 @bp.post("/prices/preview")
