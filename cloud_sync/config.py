@@ -33,6 +33,7 @@ from cloud_sync.config_sections import (
     PricingSettings,
     SecretsSettings,
     StockSection,
+    UiSettings,
     read_tables,
 )
 from marketplaces import profiles
@@ -123,6 +124,7 @@ class CloudConfig:
     auth: AuthSettings = field(default_factory=AuthSettings)
     secrets: SecretsSettings = field(default_factory=SecretsSettings)
     onec: OnecSettings | None = None
+    ui: UiSettings = field(default_factory=UiSettings)
 
     def site_of_warehouse(self, warehouse: str) -> str | None:
         for site in self.sites.values():
@@ -207,7 +209,7 @@ def parse_config(data: dict[str, Any], *, base_dir: Path | None = None,
                       sync_on_start=cloud.sync_on_start, sync_wait_s=cloud.sync_wait_s,
                       zero_guard_share=tables.stock.zero_guard_share, stale_after_s=tables.stock.stale_after_s,
                       jobs=tables.jobs, pricing=tables.pricing, alerts=tables.alerts, auth=tables.auth,
-                      secrets=tables.secrets, onec=tables.onec)
+                      secrets=tables.secrets, onec=tables.onec, ui=tables.ui)
     db_path = Path(cloud.db_path)
     cfg.db_path = str(db_path if db_path.is_absolute() else (base_dir / db_path))
 

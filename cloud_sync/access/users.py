@@ -1,7 +1,7 @@
 """Who may use the cloud: users with argon2 password hashes and a role, their API tokens, their web
 sessions and the record of failed logins (the login rate limit).
 
-Owns the tables `users` (name, argon2id hash, role owner|manager|packer, disabled), `api_tokens` (only
+Owns the tables `users` (name, argon2id hash, role owner|manager|packer, disabled, the chosen language), `api_tokens` (only
 the SHA-256 of each token is kept: a token is shown once, when it is made), `web_sessions` (the SHA-256
 of each session id, its CSRF token, its expiry) and `login_failures` (one row per failed login, by name
 and by address, for the rate limit).
@@ -70,6 +70,8 @@ MIGRATIONS = [
         WHEN 'handed_over' THEN 5 WHEN 'delivered' THEN 6 ELSE 7 END, id);
     CREATE INDEX orders_page_status ON orders(status, ship_by IS NULL, ship_by, id);
     """,
+    # The language a user chose for the pages ('': the [ui] language of cloud.toml).
+    "ALTER TABLE users ADD COLUMN language TEXT NOT NULL DEFAULT '';",
 ]
 
 ROLES = ("owner", "manager", "packer")
@@ -190,6 +192,17 @@ def list_users(conn: sqlite3.Connection) -> list[dict]:
 
 def any_users(conn: sqlite3.Connection) -> bool:
     return conn.execute("SELECT 1 FROM users LIMIT 1").fetchone() is not None
+
+
+def language(conn: sqlite3.Connection, user_id: int) -> str:
+    """The language the user chose ('' when they chose none)."""
+    r = conn.execute("SELECT language FROM users WHERE id=?", (user_id,)).fetchone()
+    return r["language"] if r else ""
+
+
+def set_language(conn: sqlite3.Connection, user_id: int, lang: str) -> None:
+    with transaction(conn):
+        conn.execute("UPDATE users SET language=? WHERE id=?", (lang, user_id))
 
 
 def get_user(conn: sqlite3.Connection, name: str) -> User | None:

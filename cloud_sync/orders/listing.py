@@ -13,10 +13,15 @@ from cloud_sync.orders.records import OPEN_STAGES, PAST_THE_SELLER
 
 
 def list_orders(conn: sqlite3.Connection, *, account: str | None = None, status: str | None = None,
-                late: bool = False, limit: int = 200, offset: int = 0) -> list[dict[str, Any]]:
+                late: bool = False, limit: int = 200, offset: int = 0, q: str = "") -> list[dict[str, Any]]:
     """Orders of all accounts sorted by deadline (none last), then by status; `late`: only those past
-    their assembly deadline and still on the seller's side."""
+    their assembly deadline and still on the seller's side; `q`: the marketplace's order (or shipment)
+    number or id, or an article (card offer id) on one of its lines."""
     sql, args = "SELECT * FROM orders WHERE 1=1", []
+    if q:
+        sql += (" AND (number=? OR native_id=? OR number LIKE ? OR id IN (SELECT order_id FROM order_lines"
+                " WHERE offer_id=?))")
+        args += [q, q, f"{q}%", q]
     if account:
         sql += " AND account=?"
         args.append(account)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cloud_sync.config import CloudConfig
+from cloud_sync.db import transaction
 from sitelink import store as link_store
 
 MIGRATIONS = [
@@ -227,3 +228,11 @@ def set_stage(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, stage: str, 
 PAST_THE_SELLER = ("handed_over", "delivered", "cancelled", "returned")  # no assembly deadline to miss any more
 
 DONE_EVENT = {"confirm": "confirmed", "assemble": "assembled", "ship": "shipped", "cancel": "cancelled"}
+
+
+def retry_failed_action(conn: sqlite3.Connection, order_id: int, action: str, now: float) -> bool:
+    """A person asks to try a failed marketplace call of an order again now; False if it had not failed."""
+    with transaction(conn):
+        return conn.execute("UPDATE order_actions SET state='pending', attempts=0, next_try=?, updated_ts=?"
+                            " WHERE order_id=? AND action=? AND state='failed'",
+                            (now, now, order_id, action)).rowcount > 0

@@ -22,12 +22,12 @@ from cloud_sync.orders import intake, records
 from cloud_sync.schema import open_db
 from cloud_sync.service.accounts import AccountAdapters
 from cloud_sync.stock import ledger
-from cloud_sync.web import api, auth, errors, openapi, print_forms, push
+from cloud_sync.web import api, auth, errors, i18n, openapi, print_forms, push
 from cloud_sync.web.context import EXTENSION, ApiError, Context, close_db
-from cloud_sync.web.pages import home, orders, prices, products, reports, settings, sites, stocks
+from cloud_sync.web.pages import attention, home, orders, prices, products, reports, settings, sites, stocks
 from marketplaces.base import Marketplace, MarketplaceError
 
-PAGES = (home, orders, products, prices, stocks, reports, sites, settings)
+PAGES = (home, attention, orders, products, prices, stocks, reports, sites, settings)
 
 
 def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: Mapping[str, Marketplace] | None = None,
@@ -49,6 +49,7 @@ def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: Map
     app.register_blueprint(openapi.bp)
     app.register_blueprint(push.create_blueprint(config, context.adapters, functools.partial(_ingest_push, context)))
     register_exchange(app, config, path)  # only when cloud.toml has [onec] with a password
+    i18n.setup(app)  # the pages' language (the user's, else [ui] language) and the value formats
 
     app.teardown_appcontext(close_db)
     app.register_error_handler(HTTPException, errors.http_error)

@@ -263,11 +263,11 @@ def test_a_tokens_last_use_is_shown_and_never_makes_a_request_wait(cloud, as_use
     token = users.new_token(conn, "masha")
     api = app.test_client()
     owner = as_user("olga")
-    assert "last used never" in owner.get("/settings").text
+    assert "последнее использование никогда" in owner.get("/settings").text
     assert api.get("/api/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
     used = conn.execute("SELECT last_used_ts FROM api_tokens").fetchone()[0]
     assert used is not None and abs(used - time.time()) < 60
-    assert "last used never" not in owner.get("/settings").text
+    assert "последнее использование никогда" not in owner.get("/settings").text
 
     conn.execute("UPDATE api_tokens SET last_used_ts = last_used_ts - 3600")  # due to be written again
     writer = sqlite3.connect(cfg.db_path, timeout=0)

@@ -106,7 +106,7 @@ def test_bulk_cancel_needs_a_reason_and_packers_cannot_cancel(as_user, cloud):
     p = as_user("petya")
     token = form_token(p.get("/orders").text)
     r = p.post("/orders/bulk", data={"csrf_token": token, "action": "cancel", "keys": ["wb1:1"], "reason": "x"})
-    assert r.status_code == 400 and "a packer may not cancel" in r.text
+    assert r.status_code == 400 and "сборщик не может отменять заказы" in r.text
 
 
 def test_a_good_price_upload_goes_to_the_preview_and_nothing_is_sent_yet(as_user, cloud):

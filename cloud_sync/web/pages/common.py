@@ -1,13 +1,16 @@
 """What the manager's pages share: the page size and the page number of a list, the pager's query
-strings, the account choices of a form. Imports no page module."""
+strings, the account choices of a form, the 1C items a form offers and finding the one a person typed
+(article, name or id), the 1C names of items. Imports no page module."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
 from flask import request
+from flask_babel import gettext as _
 
 from cloud_sync.web.context import ctx
 
@@ -34,3 +37,32 @@ def args_for(**fixed: Any) -> Callable[[int], str]:
 def accounts() -> list[tuple[str, str]]:
     """(account, "account (marketplace)") of every configured account."""
     return [(name, f"{name} ({a.marketplace})") for name, a in sorted(ctx().cfg.accounts.items())]
+
+
+def item_names(conn: sqlite3.Connection, ids: list[str]) -> dict[str, tuple[str, str]]:
+    """item id -> (1C article, 1C name): the one name an item has for the manager and the packer."""
+    ids = list(dict.fromkeys(i for i in ids if i))
+    if not ids:
+        return {}
+    rows = conn.execute(f"SELECT id, article, name FROM items WHERE id IN ({','.join('?' * len(ids))})", ids)
+    return {r["id"]: (r["article"] or "", r["name"] or "") for r in rows}
+
+
+def item_choices(conn: sqlite3.Connection, limit: int = 2000) -> list[sqlite3.Row]:
+    """1C items a form offers as you type (article and name; the id stays behind the scenes)."""
+    return conn.execute("SELECT id, article, name FROM items ORDER BY article LIMIT ?", (limit,)).fetchall()
+
+
+def find_item(conn: sqlite3.Connection, typed: str) -> tuple[str, str]:
+    """(item id, "") of what a person typed for an item: its 1C article, its name or its id; or ("", why
+    not) in their language when none or several items fit."""
+    found = conn.execute("SELECT id FROM items WHERE id=? UNION SELECT id FROM items WHERE article=?"
+                         " UNION SELECT id FROM items WHERE name=? COLLATE NOCASE LIMIT 3",
+                         (typed, typed, typed)).fetchall()
+    if not found:
+        found = conn.execute("SELECT id FROM items WHERE name LIKE ? LIMIT 3", (f"%{typed}%",)).fetchall()
+    if not found:
+        return "", _("no 1C item has this article or name: %(typed)s", typed=typed)
+    if len(found) > 1:
+        return "", _("several 1C items fit %(typed)s: choose one from the list", typed=typed)
+    return found[0]["id"], ""

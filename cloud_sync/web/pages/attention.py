@@ -1,0 +1,107 @@
+"""«Требует внимания»: the first page a manager sees, with what needs a person now, each with its one
+action: orders waiting for stock or a link (link the card), orders near or past their assembly deadline
+(take into work), stock pushes the zero guard holds (confirm), price documents waiting for a
+confirmation (open them), failed stock pushes (send again), failed marketplace calls of orders (try
+again), sites that are not online (see the site). Reads through the domain modules (orders.records,
+stock.push, the site status) and changes only through them."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+from flask import Blueprint, render_template, request
+from flask_babel import gettext as _
+
+from cloud_sync.db import transaction
+from cloud_sync.orders import records
+from cloud_sync.stock import push as stock_push
+from cloud_sync.web.auth import current_user
+from cloud_sync.web.context import ctx, get_db
+from cloud_sync.web.i18n import event_label
+from cloud_sync.web.site_status import site_rows
+
+bp = Blueprint("attention", __name__)
+DEADLINE_WARNING_S = 2 * 3600.0  # "near its deadline" without an [alerts] section (its deadline_warning_s)
+SHOWN = 50  # rows of each kind on the page (the count says how many there are)
+
+
+def _orders(sql: str, args: list) -> tuple[list[dict], int]:
+    conn = get_db()
+    rows = [dict(r) for r in conn.execute(
+        f"SELECT id, key, account, marketplace, number, status, stage, problem, ship_by FROM orders WHERE {sql}"
+        f" ORDER BY ship_by IS NULL, ship_by, id LIMIT {SHOWN}", args)]
+    count = conn.execute(f"SELECT COUNT(*) FROM orders WHERE {sql}", args).fetchone()[0]
+    for r in rows:  # the first card of an order that is not linked: the link action opens it
+        r["unlinked"] = conn.execute("SELECT card_id FROM order_lines WHERE order_id=? AND item_id IS NULL"
+                                     " ORDER BY line_no LIMIT 1", (r["id"],)).fetchone()
+    return rows, count
+
+
+def _collect() -> dict:
+    conn = get_db()
+    past = ",".join("?" * len(records.PAST_THE_SELLER))
+    waiting, n_waiting = _orders(f"stage IN ('short', 'problem') AND status NOT IN ({past})",
+                                 list(records.PAST_THE_SELLER))
+    warn_s = ctx().cfg.alerts.deadline_warning_s if ctx().cfg.alerts else DEADLINE_WARNING_S
+    soon = (datetime.now(UTC) + timedelta(seconds=warn_s)).isoformat()
+    due, n_due = _orders(f"ship_by IS NOT NULL AND julianday(ship_by) < julianday(?) AND status NOT IN ({past})"
+                         " AND stage NOT IN ('short', 'problem')", [soon, *records.PAST_THE_SELLER])
+    now = datetime.now(UTC)
+    for o in due:
+        try:
+            when = datetime.fromisoformat(o["ship_by"].replace("Z", "+00:00"))
+            o["late"] = (when if when.tzinfo else when.replace(tzinfo=UTC)) < now
+        except ValueError:
+            o["late"] = False
+    held_prices = [dict(r) for r in conn.execute(
+        "SELECT id, account, comment, status, created_at, problems FROM price_documents WHERE status='draft'"
+        " AND problems NOT IN ('', '[]') ORDER BY created_at DESC LIMIT ?", (SHOWN,))]
+    failed_pushes = [dict(r) for r in conn.execute(
+        "SELECT account, COUNT(*) AS n, MAX(error) AS error FROM stock_push_queue WHERE state='failed'"
+        " GROUP BY account ORDER BY account")]
+    failed_calls = [dict(r) for r in conn.execute(
+        "SELECT a.order_id, a.action, a.error, a.attempts, o.key, o.number, o.account FROM order_actions a"
+        " JOIN orders o ON o.id=a.order_id WHERE a.state='failed' ORDER BY a.updated_ts DESC LIMIT ?", (SHOWN,))]
+    offline = [s for s in site_rows() if not s["online"]]
+    return {"waiting": waiting, "n_waiting": n_waiting, "due": due, "n_due": n_due,
+            "holds": stock_push.holds(conn), "held_prices": held_prices, "failed_pushes": failed_pushes,
+            "failed_calls": failed_calls, "offline": offline}
+
+
+def _render(messages: list | None = None, status: int = 200):
+    found = _collect()
+    total = (found["n_waiting"] + found["n_due"] + len(found["holds"]) + len(found["held_prices"])
+             + len(found["failed_pushes"]) + len(found["failed_calls"]) + len(found["offline"]))
+    return render_template("cloud/attention.html", active="attention", total=total, messages=messages or [],
+                           **found), status
+
+
+@bp.get("/attention")
+def index():
+    return _render()
+
+
+@bp.post("/attention/pushes/retry")
+def retry_pushes():
+    account = request.form.get("account", "")
+    n = stock_push.retry_failed(get_db(), account)
+    ctx().wake()
+    return _render(messages=[("ok", _("%(account)s: %(n)s stock pushes go out again", account=account, n=n))])
+
+
+@bp.post("/attention/calls/retry")
+def retry_call():
+    try:
+        order_id = int(request.form.get("order_id", ""))
+    except ValueError:
+        return _render(messages=[("error", _("no such order"))], status=400)
+    action = request.form.get("action", "")
+    if not records.retry_failed_action(get_db(), order_id, action, time.time()):
+        return _render(messages=[("error", _("this call has not failed (or was retried already)"))], status=409)
+    user = current_user()
+    with transaction(get_db()):
+        records.log_event(get_db(), order_id, "note", f"{action} retried by {user.name if user else '?'}")
+    ctx().wake()
+    return _render(messages=[("ok", _("%(action)s will be tried again now", action=event_label(action)))])
+
