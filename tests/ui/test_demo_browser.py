@@ -166,7 +166,7 @@ def test_manager_in_the_browser_over_the_demo_and_no_token_leaks(tmp_path):
                 expect(owner.locator("#sites tr.online")).to_have_count(1)  # the demo's site is on line
                 owner.goto(f"{url}/stocks")
                 owner.click("#levels a >> nth=0")  # "why this number" of the first item on an account
-                expect(owner.locator("#why")).to_contain_text("own warehouse")
+                expect(owner.locator("#why")).to_contain_text("свой склад")
                 pages["why"] = owner.content()
                 owner.goto(f"{url}/orders")
                 owner.click("#orders tbody a >> nth=0")  # one order's history

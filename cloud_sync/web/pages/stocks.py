@@ -17,7 +17,7 @@ from cloud_sync.stock import ledger, why
 from cloud_sync.stock import push as stock_push
 from cloud_sync.web.auth import current_user
 from cloud_sync.web.context import ctx, get_db
-from cloud_sync.web.i18n import domain_text
+from cloud_sync.web.i18n import domain_text, lang
 from cloud_sync.web.pages import charts
 from cloud_sync.web.pages.common import PAGE_SIZE, accounts, args_for, find_item, item_choices, page_number
 
@@ -102,7 +102,7 @@ def why_page():
     if not errors:
         found, _problem = find_item(get_db(), item)  # an article, a name or an id
         try:
-            ex = why.why(get_db(), ctx().cfg, found or item, account)
+            ex = why.why(get_db(), ctx().cfg, found or item, account, lang=lang())
         except ledger.StockError as exc:
             errors["item"] = domain_text(exc)
     chart = charts.stock_history(get_db(), ex.item_id) if ex else None
