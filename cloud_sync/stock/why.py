@@ -41,6 +41,8 @@ def why(conn: sqlite3.Connection, cfg: CloudConfig, item_id: str, account: str, 
              "ship": _("shipment"), "receipt": _("receipt"), "return": _("return"), "adjust": _("adjustment"),
              "count": _("count"), "writeoff": _("write-off")}
     known = profiles()
+    sources = {"barcode": _("by barcode"), "article": _("by article"), "manual": _("by hand"), "order": _("order"),
+               "1c": _("1C"), "site": _("site"), "count": _("count")}
     settings = cfg.accounts.get(account)
     if settings is None:
         raise StockError(f"unknown account {account!r}")
@@ -100,7 +102,7 @@ def why(conn: sqlite3.Connection, cfg: CloudConfig, item_id: str, account: str, 
                 if q else ""
             ex.lines.append(_("  card %(offer)s (pack %(pack)s, linked by %(source)s) @ marketplace warehouse"
                               " %(mp_wh)s → %(own)s: %(calc)s → %(qty)s; %(shown)s%(queued)s") % {
-                "offer": c.offer_id, "pack": c.pack, "source": c.link_source or "?", "mp_wh": mp_wh,
+                "offer": c.offer_id, "pack": c.pack, "source": sources.get(c.link_source, c.link_source or "?"), "mp_wh": mp_wh,
                 "own": own, "calc": calc, "qty": qty, "shown": shown, "queued": queued})
     fbo = conn.execute("SELECT f.warehouse_id, f.quantity, f.read_ts FROM fbo_stock f JOIN card_links l ON"
                        " l.account=f.account AND l.card_id=f.card_id WHERE f.account=? AND l.item_id=?",
@@ -116,5 +118,5 @@ def why(conn: sqlite3.Connection, cfg: CloudConfig, item_id: str, account: str, 
                               " %(after)s (%(source)s)") % {
                 "id": m.id, "kind": kinds.get(m.kind, m.kind), "wh": m.warehouse, "on_hand": f"{m.on_hand_delta:+d}",
                 "reserved": f"{m.reserved_delta:+d}", "after": f"{m.on_hand_after}/{m.reserved_after}",
-                "source": m.source + (" " + m.ref if m.ref else "")})
+                "source": sources.get(m.source, m.source) + (" " + m.ref if m.ref else "")})
     return ex

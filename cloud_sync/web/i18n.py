@@ -41,6 +41,11 @@ EVENT_LABELS = {
     "confirm": lazy_gettext("confirm"), "label": lazy_gettext("label"), "cancel": lazy_gettext("cancel"),
     "ship": lazy_gettext("ship"), "pending": lazy_gettext("waiting"), "done": lazy_gettext("done"),
     "failed": lazy_gettext("failed"), "running": lazy_gettext("running"), "status": lazy_gettext("status changed"),
+    "barcode": lazy_gettext("by barcode"), "article": lazy_gettext("by article"), "manual": lazy_gettext("by hand"),
+    "draft": lazy_gettext("draft"), "refused": lazy_gettext("refused"), "applied": lazy_gettext("applied"),
+    "partial": lazy_gettext("partly applied"), "idle": lazy_gettext("idle"), "active": lazy_gettext("active"),
+    "item": lazy_gettext("item"), "category": lazy_gettext("category"), "card": lazy_gettext("card"),
+    "created": lazy_gettext("created"), "assemble": lazy_gettext("assembly"),
 }
 # Texts the domain stores or raises in English (a problem of an order, a refusal), shown in the reader's
 # language: the first pattern that matches the whole text gives its translation with the same parts.
@@ -67,6 +72,28 @@ DOMAIN_TEXTS: list[tuple[re.Pattern[str], Any]] = [(re.compile(p), t) for p, t i
     (r"(?P<action>\w+) failed: (?P<error>.+)", lazy_gettext("%(action)s failed: %(error)s")),
     (r"site: (?P<state>.+)", lazy_gettext("site: %(state)s")),
     (r"line (?P<n>\d+): (?P<rest>.+)", lazy_gettext("line %(n)s: %(rest)s")),
+    (r"would zero (?P<z>\d+) of (?P<l>\d+) listed cards \(more than (?P<p>[^)]+)\)",
+     lazy_gettext("would zero %(z)s of %(l)s listed cards (more than %(p)s)")),
+    (r"not enough stock: item (?P<item>\S+) at (?P<wh>\S+) has (?P<a>-?\d+) available, (?P<w>\d+) wanted",
+     lazy_gettext("not enough stock: item %(item)s at %(wh)s has %(a)s available, %(w)s wanted")),
+    (r"unknown (?P<scope>\w+) (?P<key>'[^']*') on account (?P<account>.+)",
+     lazy_gettext("unknown %(scope)s %(key)s on account %(account)s")),
+    (r"(?P<scope>\w+) (?P<key>'[^']*') has no cards on account (?P<account>.+)",
+     lazy_gettext("%(scope)s %(key)s has no cards on account %(account)s")),
+    (r"no current price is known for a percent change; read prices first \(marketsync sync prices\) or give an"
+     r" absolute price", lazy_gettext("no current price is known for a percent change; read the prices first or"
+                                      " give the new price itself")),
+    (r"price (?P<p>\S+) is not positive", lazy_gettext("price %(p)s is not positive")),
+    (r"price (?P<p>\S+) is below the 1C cost (?P<c>\S+)", lazy_gettext("price %(p)s is below the 1C cost %(c)s")),
+    (r"price (?P<p>\S+) is below the card's minimum price (?P<m>\S+)",
+     lazy_gettext("price %(p)s is below the card's minimum price %(m)s")),
+    (r"large drop: (?P<old>\S+) -> (?P<new>\S+) \((?P<pct>[^)]+)\)",
+     lazy_gettext("large drop: %(old)s → %(new)s (%(pct)s)")),
+    (r"large rise: (?P<old>\S+) -> (?P<new>\S+) \((?P<pct>[^)]+)\):.*",
+     lazy_gettext("large rise: %(old)s → %(new)s (%(pct)s): buyers see it at once — an extra zero?")),
+    (r"HTTP (?P<code>\d+)(?P<rest>.*)", lazy_gettext("the marketplace answered HTTP %(code)s%(rest)s")),
+    (r"(?P<n>\d+) zero\(s\) from missing or stale source data",
+     lazy_gettext("%(n)s zeros from missing or stale source data")),
 ]]
 LINK_STATES = {"online": lazy_gettext("online"), "offline": lazy_gettext("offline"),
                "never seen": lazy_gettext("never seen")}
@@ -102,13 +129,31 @@ def domain_text(text: object) -> str:
     if text is None:
         return ""
     raw = str(text)
+    whole = _translated(raw)
+    if whole is not None or "; " not in raw:
+        return raw if whole is None else whole
+    parts, out, i = raw.split("; "), [], 0  # several texts joined with "; " (each may hold "; " itself)
+    while i < len(parts):
+        for j in range(len(parts), i, -1):
+            done = _translated("; ".join(parts[i:j]))
+            if done is not None:
+                out.append(done)
+                i = j
+                break
+        else:
+            out.append(parts[i])
+            i += 1
+    return "; ".join(out)
+
+
+def _translated(raw: str) -> str | None:
     for pattern, template in DOMAIN_TEXTS:
         m = pattern.fullmatch(raw)
         if m:
-            parts = {k: domain_text(v) if k in ("why", "rest", "error") else event_label(v) if k == "action" else v
-                     for k, v in m.groupdict().items()}
+            parts = {k: domain_text(v) if k in ("why", "rest", "error") else event_label(v) if k in ("action", "scope")
+                     else v for k, v in m.groupdict().items()}
             return str(template) % parts
-    return raw
+    return None
 
 
 def marketplace_title(name: str | None) -> str:

@@ -13,6 +13,7 @@ from flask import request
 from flask_babel import gettext as _
 
 from cloud_sync.web.context import ctx
+from marketplaces import profiles
 
 PAGE_SIZE = 50
 
@@ -36,7 +37,9 @@ def args_for(**fixed: Any) -> Callable[[int], str]:
 
 def accounts() -> list[tuple[str, str]]:
     """(account, "account (marketplace)") of every configured account."""
-    return [(name, f"{name} ({a.marketplace})") for name, a in sorted(ctx().cfg.accounts.items())]
+    known = profiles()
+    return [(name, f"{name} ({known[a.marketplace].title if a.marketplace in known else a.marketplace})")
+            for name, a in sorted(ctx().cfg.accounts.items())]
 
 
 def item_names(conn: sqlite3.Connection, ids: list[str]) -> dict[str, tuple[str, str]]:

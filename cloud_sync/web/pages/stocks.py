@@ -19,7 +19,7 @@ from cloud_sync.web.auth import current_user
 from cloud_sync.web.context import ctx, get_db
 from cloud_sync.web.i18n import domain_text, lang
 from cloud_sync.web.pages import charts
-from cloud_sync.web.pages.common import PAGE_SIZE, accounts, args_for, find_item, item_choices, page_number
+from cloud_sync.web.pages.common import PAGE_SIZE, accounts, args_for, find_item, item_choices, item_names, page_number
 
 _TOTALS: dict[str, tuple[float, dict]] = {}
 _TOTALS_LOCK = threading.Lock()
@@ -81,8 +81,11 @@ def _render(messages: list | None = None, status: int = 200):
     totals = _totals(conn)
     by_account = None
     if account:
-        headers, body = reports.stock_by_account(conn, account)
-        by_account = (headers, body[:500], len(body))
+        _headers, body = reports.stock_by_account(conn, account)
+        names = item_names(conn, [r[5] for r in body[:500] if r[5]])
+        shown = [{"marketplace": r[1], "scheme": r[2], "warehouse": r[3], "offer_id": r[4], "item_id": r[5],
+                  "name": names.get(r[5] or "", ("", ""))[1], "quantity": r[6]} for r in body[:500]]
+        by_account = (shown, len(body))
     return render_template("cloud/stocks.html", active="stocks", rows=rows[:PAGE_SIZE],
                            has_next=len(rows) > PAGE_SIZE, page=page, args=args_for(), q=q,
                            warehouse=warehouse, warehouses=sorted(totals), totals=totals, accounts=accounts(), account=account,
