@@ -247,6 +247,7 @@ def test_manager_pages_fit_a_390px_phone_screen(served):
             width = page.evaluate("document.documentElement.scrollWidth")
             if width > 390:
                 wide[path] = width
+        assert not wide, f"pages wider than a 390 px phone: {wide}"
         page.goto(f"{url}/orders")
         nav = page.locator("header.top nav")
         assert not nav.is_visible()  # folded away
@@ -254,4 +255,3 @@ def test_manager_pages_fit_a_390px_phone_screen(served):
         assert nav.is_visible() and page.locator("header.top nav a", has_text="Остатки").is_visible()
         page.screenshot(path=str(ARTIFACTS / "orders-phone.png"))
         browser.close()
-    assert not wide, f"pages wider than a 390 px phone: {wide}"

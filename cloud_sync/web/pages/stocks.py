@@ -19,7 +19,15 @@ from cloud_sync.web.auth import current_user
 from cloud_sync.web.context import ctx, get_db
 from cloud_sync.web.i18n import domain_text, lang
 from cloud_sync.web.pages import charts
-from cloud_sync.web.pages.common import PAGE_SIZE, accounts, args_for, find_item, item_choices, item_names, page_number
+from cloud_sync.web.pages.common import (
+    PAGE_SIZE,
+    accounts,
+    args_for,
+    find_item,
+    item_choices,
+    item_names,
+    page_number,
+)
 
 _TOTALS: dict[str, tuple[float, dict]] = {}
 _TOTALS_LOCK = threading.Lock()
