@@ -169,11 +169,11 @@ def test_an_owner_locks_a_user_out_changes_roles_and_cannot_lose_the_last_owner(
     assert r.status_code == 200 and users.get_user(conn, "petya").role == "manager"
     r = owner.post("/settings/users/change", data={"csrf_token": csrf, "user": "olga", "action": "role",
                                                    "role": "manager"})
-    assert r.status_code == 400 and "last owner" in r.text and users.get_user(conn, "olga").role == "owner"
+    assert r.status_code == 400 and "последний владелец" in r.text and users.get_user(conn, "olga").role == "owner"
     r = owner.post("/settings/users/change", data={"csrf_token": csrf, "user": "olga", "action": "disable"})
     assert r.status_code == 400 and users.get_user(conn, "olga") is not None
     r = owner.post("/settings/users/change", data={"csrf_token": csrf, "user": "ghost", "action": "disable"})
-    assert r.status_code == 400 and "no user" in r.text
+    assert r.status_code == 400 and "нет пользователя" in r.text
 
 
 def test_deadlines_are_shown_in_the_managers_time_zone_not_as_bare_utc(cloud):
@@ -266,7 +266,7 @@ def test_an_owner_sets_a_users_new_password_and_stored_dates_read_as_dates(as_us
     csrf = form_token(owner.get("/settings").text)
     r = owner.post("/settings/users/change", data={"csrf_token": csrf, "user": "masha", "action": "password",
                                                    "new_password": "short"})
-    assert r.status_code == 400 and "at least 10 characters" in r.text
+    assert r.status_code == 400 and "не короче 10 символов" in r.text
     assert manager.get("/orders").status_code == 200  # nothing changed
     r = owner.post("/settings/users/change", data={"csrf_token": csrf, "user": "masha", "action": "password",
                                                    "new_password": "a brand new secret"})
@@ -446,8 +446,8 @@ def test_the_revenue_chart_leaves_out_cancelled_orders(as_user, cloud):
         svg = re.search(rf'aria-label="{title}">(.*?)</svg>', page, re.S).group(1)
         return re.findall(r'text-anchor="end">([^<]+)</text>', svg)[2]
 
-    assert top("Orders per marketplace per day") == "2"  # both were ordered
-    assert top("Revenue per marketplace per day") == "1,000 ₽"  # only the one not cancelled brought money
+    assert top("Заказы по площадкам по дням") == "2"  # both were ordered
+    assert top("Выручка по площадкам по дням") == "1\xa0000 ₽"  # only the one not cancelled brought money
 
 
 def test_any_user_changes_their_own_password(as_user, cloud):

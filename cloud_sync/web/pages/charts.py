@@ -8,9 +8,11 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from html import escape
 
+from flask_babel import get_locale
 from flask_babel import gettext as _
 from markupsafe import Markup
 
+from cloud_sync.i18n import number
 from marketplaces import profiles
 
 PALETTE = ["#3366cc", "#dc3912", "#ff9900", "#109618", "#990099", "#0099c6"]
@@ -24,6 +26,7 @@ def line_chart(series: dict[str, list[tuple[float, float]]], *, title: str, widt
         empty = _("no data yet")
         return Markup(f'<svg class="chart" width="{width}" height="60" role="img" aria-label="{escape(title)}">'
                       f'<text x="8" y="20">{escape(title)}: {escape(empty)}</text></svg>')
+    lang = str(get_locale())
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
     y0, y1 = min(0.0, min(ys)), max(ys) if max(ys) > 0 else 1.0
@@ -39,7 +42,8 @@ def line_chart(series: dict[str, list[tuple[float, float]]], *, title: str, widt
     for frac in (0, 0.5, 1):
         y = y0 + (y1 - y0) * frac
         out.append(f'<line x1="{pad_l}" x2="{width - pad_r}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" class="grid"/>'
-                   f'<text x="{pad_l - 4}" y="{sy(y) + 4:.1f}" text-anchor="end">{y:,.0f}{escape(unit)}</text>')
+                   f'<text x="{pad_l - 4}" y="{sy(y) + 4:.1f}" text-anchor="end">{escape(number(round(y), lang))}'
+                   f'{escape(unit)}</text>')
     for x, label in (x_labels or [])[:: max(1, len(x_labels or []) // 8)]:
         out.append(f'<text x="{sx(x):.1f}" y="{height - 8}" text-anchor="middle">{escape(label)}</text>')
     colours = {name: p.colour for name, p in profiles().items()}  # a marketplace's line in its own colour
