@@ -253,6 +253,28 @@ def parse_config(data: dict[str, Any], *, base_dir: Path | None = None,
     return cfg
 
 
+CONFIG_ENV = "MARKETSYNC_CONFIG"
+CONFIG_PLACES = ("config/cloud.toml", "/etc/marketsync/cloud.toml")  # relative: from the current folder
+
+
+def find_config(given: str | Path | None, *, env: dict[str, str] | None = None,
+                cwd: Path | None = None) -> Path | None:
+    """The cloud.toml the service and every command read: the one given (--config), else the file
+    $MARKETSYNC_CONFIG names, else ./config/cloud.toml, else /etc/marketsync/cloud.toml; None when there is
+    none of them (the defaults apply). A file named but missing is returned as it is, so that reading it
+    says so."""
+    if given:
+        return Path(given)
+    env = dict(os.environ) if env is None else env
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV])
+    for place in CONFIG_PLACES:
+        p = Path(place) if Path(place).is_absolute() else (cwd or Path.cwd()) / place
+        if p.is_file():
+            return p
+    return None
+
+
 def load_config(path: str | Path | None, *, env: dict[str, str] | None = None) -> CloudConfig:
     """Read a cloud.toml; None gives the defaults (no accounts, one site 'site-1' with warehouse 'main').
     A file that cannot be read, is not TOML or has an unknown key or a wrong value raises ConfigError

@@ -57,7 +57,7 @@ def test_stock_why_cli(db_path, conn, cfg, capsys, tmp_path):
     out = capsys.readouterr().out
     assert "округл.вниз(25 × 0.5) = 12, − 2 = 10" in out and "ещё не отправлялось" in out  # Russian by default
     assert stock_main(["why", "NOPE", "--account", "wb", "--config", str(conf), "--db", db_path]) == 2
-    assert "unknown item" in capsys.readouterr().err
+    assert "неизвестный товар" in capsys.readouterr().err
 
 
 def test_cloud_serve_announces_itself_and_stops_on_sigterm(tmp_path, broker):
