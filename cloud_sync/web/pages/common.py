@@ -69,3 +69,17 @@ def find_item(conn: sqlite3.Connection, typed: str) -> tuple[str, str]:
     if len(found) > 1:
         return "", _("several 1C items fit %(typed)s: choose one from the list", typed=typed)
     return found[0]["id"], ""
+
+
+def sort_key() -> tuple[str, bool]:
+    """The column a list is sorted by (`?sort=name`, `?sort=-name` descending) and whether descending."""
+    raw = request.args.get("sort", "")
+    return raw.lstrip("-"), raw.startswith("-")
+
+
+def sort_href(column: str) -> str:
+    """The query string that sorts the list by `column` (again: the other way), keeping the filters."""
+    current, desc = sort_key()
+    q = {k: v for k, v in request.args.items() if k not in ("page", "sort") and v}
+    q["sort"] = f"-{column}" if current == column and not desc else column
+    return "?" + urlencode(q)

@@ -7,9 +7,15 @@ from flask import Blueprint, redirect, url_for
 
 import web
 from cloud_sync.web.auth import current_user
+from cloud_sync.web.pages.common import sort_href
 
 bp = Blueprint("ui", __name__, template_folder=str(web.TEMPLATES), static_folder=str(web.STATIC / "cloud"),
                static_url_path="/static/cloud")
+
+
+@bp.app_context_processor
+def sorting() -> dict:
+    return {"sort_href": sort_href}
 
 
 @bp.get("/")

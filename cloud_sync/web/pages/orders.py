@@ -16,7 +16,7 @@ from cloud_sync.orders import listing, records
 from cloud_sync.web.auth import current_user
 from cloud_sync.web.context import ctx, get_db
 from cloud_sync.web.i18n import domain_text, status_label
-from cloud_sync.web.pages.common import PAGE_SIZE, accounts, args_for, item_names, page_number
+from cloud_sync.web.pages.common import PAGE_SIZE, accounts, args_for, item_names, page_number, sort_key
 
 bp = Blueprint("orders", __name__)
 ACTIONS = {"take": lazy_gettext("take into work"), "labels": lazy_gettext("print labels"),
@@ -97,7 +97,7 @@ def _render(errors: dict[str, str] | None = None, messages: list | None = None, 
     q = a.get("q", "").strip()[:100]
     page = page_number()
     rows = listing.list_orders(get_db(), account=account, status=status_filter, late=late_only, limit=PAGE_SIZE + 1,
-                              offset=(page - 1) * PAGE_SIZE, q=q)
+                              offset=(page - 1) * PAGE_SIZE, q=q, sort=sort_key()[0], descending=sort_key()[1])
     now = datetime.now(UTC)
     for o in rows:
         o["late"] = _late(o, now)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from flask import Blueprint, abort, render_template, request
@@ -16,7 +17,7 @@ from cloud_sync.money import price_apply, price_docs, price_list, price_preview,
 from cloud_sync.money import uploads as price_upload
 from cloud_sync.web.context import ctx, get_db
 from cloud_sync.web.i18n import domain_text
-from cloud_sync.web.pages.common import PAGE_SIZE, accounts, args_for, item_names, page_number
+from cloud_sync.web.pages.common import PAGE_SIZE, accounts, args_for, item_names, page_number, sort_key
 
 ROWS = 6
 MAX_ROWS = 500  # an upload (price_upload) is the way to send more lines at once
@@ -75,12 +76,24 @@ def _page(template: str = "cloud/prices.html", status: int = 200, **kw: Any):
     q = request.args.get("q", "").strip().casefold()
     shown = [p for p in full if not q or any(q in str(p[k] or "").casefold() for k in (
         "offer_id", "title", "category", "item_id", "item_article", "item_name"))]
+    column, desc = sort_key()
+    if column in ("offer_id", "title", "category"):
+        shown.sort(key=lambda p: str(p.get(column) or "").casefold(), reverse=desc)
+    elif column in ("price", "cost", "margin"):  # numbers; the unknown last
+        shown.sort(key=lambda p: (p.get(column) is None, _number(p.get(column)) * (-1 if desc else 1)))
     page = page_number()
     return render_template(template, active="prices", accounts=accounts(), account=account, scopes=SCOPES,
                            price_list=full, price_rows=shown[(page - 1) * PAGE_SIZE: page * PAGE_SIZE],
                            price_total=len(shown), page=page, has_next=len(shown) > page * PAGE_SIZE,
                            args=args_for(account=account), q=request.args.get("q", ""), docs=docs,
                            rules=price_rules.rules(conn, account) if account else [], rows=ROWS, **kw), status
+
+
+def _number(value: Any) -> Decimal:
+    try:
+        return Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return Decimal(0)
 
 
 @bp.get("/prices")

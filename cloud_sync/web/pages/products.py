@@ -22,6 +22,7 @@ from cloud_sync.web.pages.common import (
     item_choices,
     item_names,
     page_number,
+    sort_key,
 )
 from marketplaces import profiles
 from marketplaces.base import MarketplaceError
@@ -53,6 +54,9 @@ def _page(status: int = 200, **kw: Any):
     q = a.get("q", "").strip()
     if q:
         rows = [r for r in rows if _matches(r, q.casefold())]
+    column, desc = sort_key()
+    if column in ("title", "marketplace", "account", "offer_id", "category"):
+        rows = sorted(rows, key=lambda r: str(getattr(r, column) or "").casefold(), reverse=desc)
     page = page_number()
     shown = [asdict(r) for r in rows[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]]
     names = item_names(get_db(), [r["item_id"] for r in shown if r["item_id"]])
