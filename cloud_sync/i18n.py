@@ -226,10 +226,31 @@ def language(lang: str | None) -> str:
     return lang if lang in LANGUAGES else DEFAULT_LANGUAGE
 
 
-@functools.cache
+_service_language = [DEFAULT_LANGUAGE, "Europe/Moscow"]
+
+
+def set_service_language(lang: str, tz: str | None = None) -> None:
+    """The language (and time zone) of the texts nobody reads in a page (alerts, the CLI): cloud.toml's
+    `[ui] language` and `timezone`, set once at start (create_app, the CLI's config load)."""
+    _service_language[0] = language(lang)
+    if tz:
+        _service_language[1] = tz
+
+
+def service_when(value: object) -> str:
+    """A moment as the service's language and time zone write it (Telegram alerts)."""
+    return when(value, _service_language[0], _service_language[1])
+
+
 def translations(lang: str | None = None) -> Translations:
-    """gettext/ngettext of a language, for texts made outside a web request (the CLI, alerts, files)."""
-    return Translations.load(str(catalog_dir()), [language(lang)], DOMAIN)
+    """gettext/ngettext of a language (default: the service's), for texts made outside a web request
+    (the CLI, Telegram alerts, files)."""
+    return _catalog(language(lang or _service_language[0]))
+
+
+@functools.cache
+def _catalog(lang: str) -> Translations:
+    return Translations.load(str(catalog_dir()), [lang], DOMAIN)
 
 
 def _decimal(value: object) -> Decimal | None:

@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from cloud_sync.config import CONFIG_ENV, CONFIG_PLACES, CloudConfig, find_config, load_config
-from cloud_sync.i18n import DEFAULT_LANGUAGE, domain_text, translations
+from cloud_sync.i18n import DEFAULT_LANGUAGE, domain_text, set_service_language, translations
 
 _read: dict[str, Any] = {"file": None, "lang": DEFAULT_LANGUAGE}
 
@@ -25,6 +25,7 @@ def load(args: argparse.Namespace, env: dict[str, str] | None = None) -> CloudCo
     if getattr(args, "db", None):
         cfg.db_path = args.db
     _read["lang"] = cfg.ui.language
+    set_service_language(cfg.ui.language, cfg.ui.timezone)  # the texts the domain writes for this command (alerts, why)
     return cfg
 
 

@@ -36,7 +36,7 @@ def why(conn: sqlite3.Connection, cfg: CloudConfig, item_id: str, account: str, 
     """Explain how the numbers published for an item on an account were computed, in `lang` (else the
     default language, Russian)."""
     now = time.time() if now is None else now
-    _ = translations(lang or cfg.ui.language).gettext
+    _ = translations(lang).gettext  # else the service's language ([ui] language)
     kinds = {"balance": _("balance from 1C"), "reserve": _("reserve"), "release": _("release"), "pick": _("pick"),
              "ship": _("shipment"), "receipt": _("receipt"), "return": _("return"), "adjust": _("adjustment"),
              "count": _("count"), "writeoff": _("write-off")}

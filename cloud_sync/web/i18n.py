@@ -75,6 +75,8 @@ def role_label(role: str | None) -> str:
 
 
 def setup(app: Flask) -> None:
+    ui = app.extensions["marketsync"].cfg.ui
+    i18n.set_service_language(ui.language, ui.timezone)
     app.config["BABEL_DEFAULT_LOCALE"] = i18n.DEFAULT_LANGUAGE
     Babel(app, locale_selector=lang, timezone_selector=_timezone,
           default_translation_directories=str(i18n.catalog_dir()))
