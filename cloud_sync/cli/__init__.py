@@ -45,5 +45,7 @@ def read_from() -> str:
 
 def fail(prog: str, message: object, code: int = 2) -> int:
     """Say what went wrong (in the config's language where the text is known) and which config was read."""
-    print(f"{prog}: {domain_text(message, translations(_read['lang']).gettext)} ({read_from()})", file=sys.stderr)
+    text = domain_text(message, translations(_read["lang"]).gettext)
+    named = _read["file"] is not None and _read["file"] in text  # a config error names its file itself
+    print(f"{prog}: {text}" + ("" if named else f" ({read_from()})"), file=sys.stderr)
     return code
