@@ -76,6 +76,8 @@ DOMAIN_TEXTS: list[tuple[re.Pattern[str], str]] = [(re.compile(p), t) for p, t i
      N_("unknown item %(item)s (give its 1C id or article)")),
     (r"unknown item (?P<item>.+)", N_("unknown item %(item)s")),
     (r"unknown card (?P<card>'[^']*') of account (?P<account>.+)", N_("unknown card %(card)s of account %(account)s")),
+    (r"unknown account (?P<account>'[^']*'); configured: (?P<known>.+)",
+     N_("unknown account %(account)s; configured: %(known)s")),
     (r"unknown account (?P<account>.+)", N_("unknown account %(account)s")),
     (r"taken into work by (?P<by>.+)", N_("taken into work by %(by)s")),
     (r"labels requested by (?P<by>.+)", N_("labels requested by %(by)s")),
@@ -180,7 +182,8 @@ def _translated(raw: str, gettext: Callable[[str], str]) -> str | None:
         m = pattern.fullmatch(raw)
         if m:
             parts = {k: domain_text(v, gettext) if k in ("why", "rest", "error")
-                     else event_label(v, gettext) if k in ("action", "scope") else v
+                     else event_label(v, gettext) if k in ("action", "scope")
+                     else gettext(v) if k == "known" and v == "none" else v
                      for k, v in m.groupdict().items()}
             return gettext(msgid) % parts
     return None
