@@ -255,3 +255,25 @@ def test_manager_pages_fit_a_390px_phone_screen(served):
         assert nav.is_visible() and page.locator("header.top nav a", has_text="Остатки").is_visible()
         page.screenshot(path=str(ARTIFACTS / "orders-phone.png"))
         browser.close()
+
+
+def test_an_error_is_shown_beside_its_field_in_view_and_keeps_what_was_typed(served):
+    from playwright.sync_api import sync_playwright
+
+    _, url = served
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_context(viewport={"width": 390, "height": 700}, locale="ru-RU").new_page()
+        _login(page, url)
+        page.goto(f"{url}/products")
+        page.fill("#link-form #f-card_id", "ODD-9")
+        page.fill("#link-form #f-item_id", "Самовар")
+        with page.expect_navigation():
+            page.click("#link-form button[type=submit]")
+        error = page.locator("#err-item_id")
+        assert "нет товара 1С с таким артикулом или названием" in error.inner_text()
+        box = error.bounding_box()
+        assert box is not None and 0 <= box["y"] <= 700, box  # brought into view, not 3,000 px below
+        assert page.input_value("#link-form #f-item_id") == "Самовар"
+        assert page.input_value("#link-form #f-card_id") == "ODD-9"
+        browser.close()
