@@ -88,6 +88,11 @@ def _data(conn, cfg) -> None:
         conn.execute("INSERT INTO price_documents(id, account, comment, lines, status, problems, created_at)"
                      " VALUES ('doc-1', 'wb1', 'Распродажа', ?, 'draft', '[\"line 1: a drop of 40%\"]', ?)",
                      ('{"rounding": "1", "lines": [{"item": "ART-1", "percent": "-40"}]}', now.isoformat()))
+    with transaction(conn):
+        conn.execute("INSERT INTO commission_reports(id, account, marketplace, period_from, period_to, totals,"
+                     " native_totals, reconciled, differences, built_ts) VALUES ('rep-1', 'wb1', 'wildberries',"
+                     " '2026-11-01', '2026-11-07', '{}', '{}', 0, '[[\"to_pay\", \"62782.5\", \"60692.5\"]]', ?)",
+                     (time.time(),))
     price_rules.add_rule(conn, account="wb1", text="-10% пятница 18:00, вернуть понедельник 09:00")
 
 
@@ -201,6 +206,7 @@ def test_every_manager_page_reads_in_russian_then_in_english(served):
         page.screenshot(path=str(ARTIFACTS / "settings-ru.png"), full_page=True)
         assert "38 780 ₽" in russian["/orders"].replace("\u00a0", " ")  # 2 × 19 390 ₽, as Russians write it
         assert "Новый" in russian["/orders"] and "Требует внимания" in russian["/attention"]
+        assert "К перечислению: 62 782,50 ₽ / 60 692,50 ₽" in russian["/attention"].replace("\u00a0", " ")
         # the user switches to English on the page; the choice stays with the user
         page.goto(f"{url}/orders")
         with page.expect_navigation():

@@ -2,18 +2,22 @@
 action: orders waiting for stock or a link (link the card), orders near or past their assembly deadline
 (take into work), stock pushes the zero guard holds (confirm), price documents waiting for a
 confirmation (open them), failed stock pushes (send again), failed marketplace calls of orders (try
-again), sites that are not online (see the site). Reads through the domain modules (orders.records,
+again), sites that are not online (see the site), commission reports that disagree with the marketplace's
+own totals (open the report). Reads through the domain modules (orders.records,
 stock.push, the site status) and changes only through them."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 
 from flask import Blueprint, render_template, request
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 
 from cloud_sync.db import transaction
+from cloud_sync.money.reports import MONEY
 from cloud_sync.orders import records
 from cloud_sync.stock import push as stock_push
 from cloud_sync.web.auth import current_user
@@ -23,6 +27,10 @@ from cloud_sync.web.site_status import site_rows
 
 bp = Blueprint("attention", __name__)
 DEADLINE_WARNING_S = 2 * 3600.0  # "near its deadline" without an [alerts] section (its deadline_warning_s)
+REPORT_TOTALS = {"revenue": lazy_gettext("Revenue"), "fee": lazy_gettext("Marketplace fee"),
+                 "logistics": lazy_gettext("Logistics"), "other": lazy_gettext("Other deductions"),
+                 "to_pay": lazy_gettext("To be paid"), "sold": lazy_gettext("Sold, pcs"),
+                 "returned": lazy_gettext("Returned, pcs")}
 SHOWN = 50  # rows of each kind on the page (the count says how many there are)
 
 
@@ -64,15 +72,26 @@ def _collect() -> dict:
         "SELECT a.order_id, a.action, a.error, a.attempts, o.key, o.number, o.account FROM order_actions a"
         " JOIN orders o ON o.id=a.order_id WHERE a.state='failed' ORDER BY a.updated_ts DESC LIMIT ?", (SHOWN,))]
     offline = [s for s in site_rows() if not s["online"]]
+    differing = []  # the latest commission report of each account and period that disagrees with the marketplace
+    for r in conn.execute(
+            "SELECT id, account, marketplace, period_from, period_to, differences FROM commission_reports c"
+            " WHERE reconciled=0 AND built_ts=(SELECT MAX(built_ts) FROM commission_reports d WHERE"
+            " d.account=c.account AND d.period_from=c.period_from AND d.period_to=c.period_to)"
+            " ORDER BY built_ts DESC LIMIT ?", (SHOWN,)):
+        d = dict(r)
+        d["differences"] = [(str(REPORT_TOTALS.get(name, name)), ours, theirs, name in MONEY)
+                            for name, ours, theirs in json.loads(r["differences"] or "[]")]
+        differing.append(d)
     return {"waiting": waiting, "n_waiting": n_waiting, "due": due, "n_due": n_due,
             "holds": stock_push.holds(conn), "held_prices": held_prices, "failed_pushes": failed_pushes,
-            "failed_calls": failed_calls, "offline": offline}
+            "failed_calls": failed_calls, "offline": offline, "differing": differing}
 
 
 def _render(messages: list | None = None, status: int = 200):
     found = _collect()
     total = (found["n_waiting"] + found["n_due"] + len(found["holds"]) + len(found["held_prices"])
-             + len(found["failed_pushes"]) + len(found["failed_calls"]) + len(found["offline"]))
+             + len(found["failed_pushes"]) + len(found["failed_calls"]) + len(found["offline"])
+             + len(found["differing"]))
     return render_template("cloud/attention.html", active="attention", total=total, messages=messages or [],
                            **found), status
 
