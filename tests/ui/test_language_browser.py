@@ -49,6 +49,7 @@ CYRILLIC_ALLOWED = {"русский", "яндекс", "маркет", "мега�
 SAMPLES = {  # the arguments of the pages whose address has them
     "orders.order": {"key": "wb1:N0"},
     "reports.download": None, "reports.saved_download": None,  # files (XLSX/CSV), not pages
+    "ui.suggest_items": None,  # JSON for the fields that offer items as you type
 }
 QUERIES = {
     "stocks.why_page": "?item=ART-1&account=wb1",
@@ -125,7 +126,7 @@ def _page_urls(app) -> list[str]:
         endpoint = rule.endpoint
         if endpoint.split(".")[0] not in names or "GET" not in (rule.methods or set()) or endpoint == "ui.static":
             continue
-        if endpoint in SAMPLES and SAMPLES[endpoint] is None:
+        if SAMPLES.get(endpoint, {}) is None:
             continue
         args = SAMPLES.get(endpoint) or {} if rule.arguments else {}
         if rule.arguments and not args:
@@ -282,4 +283,25 @@ def test_an_error_is_shown_beside_its_field_in_view_and_keeps_what_was_typed(ser
         assert box is not None and 0 <= box["y"] <= 700, box  # brought into view, not 3,000 px below
         assert page.input_value("#link-form #f-item_id") == "Самовар"
         assert page.input_value("#link-form #f-card_id") == "ODD-9"
+        browser.close()
+
+
+def test_an_item_is_offered_by_article_or_name_as_you_type(served):
+    from playwright.sync_api import sync_playwright
+
+    _, url = served
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_context(locale="ru-RU").new_page()
+        _login(page, url)
+        page.goto(f"{url}/settings")
+        page.locator("#minimum-form #f-item").press_sequentially("Чехол", delay=30)
+        page.locator("#items-list option").first.wait_for(state="attached")
+        offered = page.eval_on_selector_all("#items-list option", "os => os.map(o => [o.value, o.textContent])")
+        assert offered == [["ART-2", "Чехол синий"]]  # the article and the 1C name; no GUID anywhere
+        page.fill("#minimum-form #f-item", "ART-2")
+        page.fill("#minimum-form #f-minimum", "3")
+        with page.expect_navigation():
+            page.click("#minimum-form button[type=submit]")
+        assert "критический остаток ART-2: меньше 3" in page.inner_text("body")
         browser.close()

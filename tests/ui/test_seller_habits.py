@@ -55,7 +55,9 @@ def test_products_sort_and_a_card_is_linked_by_article_and_1c_name(as_user, clou
     assert order.findall(c.get("/products?sort=offer_id").text) == ["102", "101"]
     assert order.findall(c.get("/products?sort=-offer_id").text) == ["101", "102"]
     page = c.get("/products").text
-    assert '<option value="MUG-1">Кружка белая 300 мл</option>' in page  # offered as you type: no GUID
+    assert 'data-suggest="items"' in page  # the item field is offered items as you type: by article or name
+    offered = [{"article": "MUG-1", "name": "Кружка белая 300 мл"}]  # no GUID
+    assert c.get("/items/suggest?q=MUG").get_json() == offered == c.get("/items/suggest?q=белая").get_json()
     r = c.post("/products/link", data={"csrf_token": form_token(page), "account": "wb1", "card_id": "B-CARD",
                                        "item_id": "Кружка белая", "pack": "1"})
     assert r.status_code == 200, r.text

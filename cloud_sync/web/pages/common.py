@@ -51,9 +51,16 @@ def item_names(conn: sqlite3.Connection, ids: list[str]) -> dict[str, tuple[str,
     return {r["id"]: (r["article"] or "", r["name"] or "") for r in rows}
 
 
-def item_choices(conn: sqlite3.Connection, limit: int = 2000) -> list[sqlite3.Row]:
-    """1C items a form offers as you type (article and name; the id stays behind the scenes)."""
-    return conn.execute("SELECT id, article, name FROM items ORDER BY article LIMIT ?", (limit,)).fetchall()
+def find_items(conn: sqlite3.Connection, typed: str, limit: int = 20) -> list[sqlite3.Row]:
+    """1C items a field offers as you type (`/items/suggest`): the articles starting with what was typed,
+    then the names holding it (article and name; the id stays behind the scenes)."""
+    rows = conn.execute("SELECT id, article, name FROM items WHERE article LIKE ? ORDER BY article LIMIT ?",
+                        (f"{typed}%", limit)).fetchall()
+    if len(rows) < limit:
+        seen = {r["id"] for r in rows}
+        rows += [r for r in conn.execute("SELECT id, article, name FROM items WHERE name LIKE ? LIMIT ?",
+                                         (f"%{typed}%", limit)) if r["id"] not in seen][: limit - len(rows)]
+    return rows
 
 
 def find_item(conn: sqlite3.Connection, typed: str) -> tuple[str, str]:

@@ -19,7 +19,6 @@ from cloud_sync.web.pages.common import (
     accounts,
     args_for,
     find_item,
-    item_choices,
     item_names,
     page_number,
     sort_key,
@@ -67,7 +66,7 @@ def _page(status: int = 200, **kw: Any):
     card_maker_accounts = [(n, label) for n, label in accounts() if _creates_cards(ctx().cfg.accounts[n].marketplace)]
     return render_template("cloud/products.html", active="products", accounts=accounts(), account=account or "",
                            card_maker_accounts=card_maker_accounts, card_makers=_card_makers(),
-                           linked=a.get("linked", ""), q=q, rows=shown, item_choices=item_choices(get_db()),
+                           linked=a.get("linked", ""), q=q, rows=shown,
                            total=len(rows), page=page, has_next=len(rows) > page * PAGE_SIZE, args=args_for(),
                            unmatched=sum(1 for r in rows if r.item_id is None),
                            creations=catalog.creations(get_db(), account), form=request.form, **kw), status

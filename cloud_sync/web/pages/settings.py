@@ -23,7 +23,7 @@ from cloud_sync.config_sections import AlertsConfig
 from cloud_sync.web.auth import current_user
 from cloud_sync.web.context import ctx, get_db
 from cloud_sync.web.i18n import domain_text, marketplace_title, role_label, status_label
-from cloud_sync.web.pages.common import accounts, find_item, item_choices
+from cloud_sync.web.pages.common import accounts, find_item
 from cloud_sync.web.settings_in_use import credentials_stored, put_in_use, use_bot_token
 from marketplaces.endpoints import EndpointMapError, load_endpoint_map
 
@@ -65,7 +65,7 @@ def _page(status: int = 200, **kw: Any):
     kw.setdefault("messages", [])
     return render_template("cloud/settings.html", active="settings", accounts=accounts(), account_rows=rows,
                            status_map=cfg.status_map, unified=[(s, status_label(s)) for s in UNIFIED_STATUSES],
-                           minimums=minimums, item_choices=item_choices(conn),
+                           minimums=minimums,
                            marketplace_choices=[(mp, marketplace_title(mp)) for mp in cfg.status_map],
                            role_choices=[(r, role_label(r)) for r in users.ROLES],
                            bot=stored.get(secrets.BOT_TOKEN), alerts_cfg=_alerts_shown(cfg.alerts),

@@ -24,7 +24,6 @@ from cloud_sync.web.pages.common import (
     accounts,
     args_for,
     find_item,
-    item_choices,
     item_names,
     page_number,
 )
@@ -97,7 +96,7 @@ def _render(messages: list | None = None, status: int = 200):
     return render_template("cloud/stocks.html", active="stocks", rows=rows[:PAGE_SIZE],
                            has_next=len(rows) > PAGE_SIZE, page=page, args=args_for(), q=q,
                            warehouse=warehouse, warehouses=sorted(totals), totals=totals, accounts=accounts(), account=account,
-                           by_account=by_account, holds=stock_push.holds(conn), item_choices=item_choices(conn),
+                           by_account=by_account, holds=stock_push.holds(conn),
                            messages=messages or []), status
 
 
@@ -118,5 +117,5 @@ def why_page():
             errors["item"] = domain_text(exc)
     chart = charts.stock_history(get_db(), ex.item_id) if ex else None
     return render_template("cloud/stock_why.html", active="stocks", ex=ex, errors=errors, item=item,
-                           item_choices=item_choices(get_db()),
+
                            account=account, accounts=accounts(), chart=chart), 400 if errors and item else 200

@@ -18,6 +18,26 @@ document.addEventListener("DOMContentLoaded", () => {
     const action = bulk.querySelector("select[name=action]").value;
     if (action === "cancel" && !window.confirm(document.body.dataset.confirmCancel)) ev.preventDefault();
   });
+  // 1C items offered as you type (article or name): the field's datalist filled from /items/suggest
+  for (const input of document.querySelectorAll("input[data-suggest=items]")) {
+    const list = document.getElementById(input.getAttribute("list"));
+    let timer = 0;
+    input.addEventListener("input", () => {
+      clearTimeout(timer);
+      const typed = input.value.trim();
+      if (!typed || !list) return;
+      timer = setTimeout(async () => {
+        const resp = await fetch("/items/suggest?q=" + encodeURIComponent(typed), {credentials: "same-origin"});
+        if (!resp.ok) return;
+        list.replaceChildren(...(await resp.json()).map((it) => {
+          const opt = document.createElement("option");
+          opt.value = it.article || it.name;
+          opt.textContent = it.name;
+          return opt;
+        }));
+      }, 150);
+    });
+  }
   // a form sent back with an error: the first field at fault is brought into view
   const bad = document.querySelector(".field-error, .msg.error");
   if (bad) bad.scrollIntoView({block: "center"});
