@@ -70,8 +70,16 @@ MIGRATIONS = [
         WHEN 'handed_over' THEN 5 WHEN 'delivered' THEN 6 ELSE 7 END, id);
     CREATE INDEX orders_page_status ON orders(status, ship_by IS NULL, ship_by, id);
     """,
-    # The language a user chose for the pages ('': the [ui] language of cloud.toml).
-    "ALTER TABLE users ADD COLUMN language TEXT NOT NULL DEFAULT '';",
+    # The language a user chose for the pages ('': the [ui] language of cloud.toml); the manager's order
+    # search (by the marketplace's number, its id, an article on a line) and sorting by date or number
+    # (cloud_sync.orders.listing.list_orders) read these instead of every order (bench/ui.py).
+    """
+    ALTER TABLE users ADD COLUMN language TEXT NOT NULL DEFAULT '';
+    CREATE INDEX orders_number ON orders(number);
+    CREATE INDEX orders_native_id ON orders(native_id);
+    CREATE INDEX orders_created ON orders(created_at);
+    CREATE INDEX order_lines_offer ON order_lines(offer_id);
+    """,
 ]
 
 ROLES = ("owner", "manager", "packer")
