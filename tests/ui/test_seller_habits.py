@@ -94,3 +94,21 @@ def test_needs_attention_is_the_first_page_and_each_thing_has_its_action(as_user
     r = c.post(f"/stocks/holds/{hold}/confirm", data={"csrf_token": form_token(page)})
     assert r.status_code == 200
     assert 'id="att-holds"' not in c.get("/attention").text
+
+
+def test_an_order_line_reads_the_1c_name_with_the_cards_title_below(as_user, cloud):
+    """One name per item: the 1C name the packer's task carries too, the marketplace card's title second."""
+    from cloud_sync.orders import records
+
+    _, conn, cfg = cloud
+    conn.execute("INSERT INTO items(id, article, name) VALUES ('I-RED', 'MUG-RED', 'Кружка красная')")
+    catalog.import_cards(conn, "wb1", "wildberries", [Card(native_id="101", offer_id="MUG-RED",
+                                                           title="Кружка серая керамическая")])
+    catalog.auto_link(conn, "wb1")
+    intake.ingest(conn, cfg, [Order(native_id="R1", marketplace="megamarket", account="wb1", native_status="NEW",
+                                    created_at=datetime.now(UTC), lines=[OrderLine(
+                                        card_id="101", offer_id="MUG-RED", quantity=1, price=Decimal(500),
+                                        title="Кружка серая керамическая")])])
+    page = as_user("masha").get("/orders/wb1:R1").text
+    assert re.search(r"<b>Кружка красная</b> <small>MUG-RED</small><br><small class=\"secondary\">Кружка серая", page)
+    assert records.task_line(conn, "I-RED", 1, "", "Кружка серая керамическая")["name"] == "Кружка красная"
