@@ -199,14 +199,16 @@ def test_every_manager_page_reads_in_russian_then_in_english(served):
         for path in urls:
             r = page.goto(url + path)
             assert r is not None and r.status == 200, (path, r and r.status)
+            shot = re.sub(r"[^\w-]+", "-", path.strip("/")) or "home"
+            page.screenshot(path=str(ARTIFACTS / f"ru-{shot}.png"), full_page=True)
             text = _read(page)
             russian[path] = text
             bad = _latin(text)
             if bad:
                 latin[path] = bad
-        page.screenshot(path=str(ARTIFACTS / "settings-ru.png"), full_page=True)
         assert "38 780 ₽" in russian["/orders"].replace("\u00a0", " ")  # 2 × 19 390 ₽, as Russians write it
         assert "Новый" in russian["/orders"] and "Требует внимания" in russian["/attention"]
+        assert "0d1f-guid" not in russian["/orders"] + russian["/attention"]  # items named by article, not GUID
         assert "К перечислению: 62 782,50 ₽ / 60 692,50 ₽" in russian["/attention"].replace("\u00a0", " ")
         # the user switches to English on the page; the choice stays with the user
         page.goto(f"{url}/orders")

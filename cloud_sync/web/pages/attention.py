@@ -23,6 +23,7 @@ from cloud_sync.stock import push as stock_push
 from cloud_sync.web.auth import current_user
 from cloud_sync.web.context import ctx, get_db
 from cloud_sync.web.i18n import event_label
+from cloud_sync.web.pages.common import articles_for_ids
 from cloud_sync.web.site_status import site_rows
 
 bp = Blueprint("attention", __name__)
@@ -42,6 +43,7 @@ def _orders(sql: str, args: list, order: str = "ship_by IS NULL, ship_by, id") -
         f" ORDER BY {order} LIMIT {SHOWN}", args)]
     count = conn.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM orders WHERE {sql} LIMIT {COUNTED})",
                          args).fetchone()[0]
+    articles_for_ids(conn, rows)
     for r in rows:  # the first card of an order that is not linked: the link action opens it
         r["unlinked"] = conn.execute("SELECT card_id FROM order_lines WHERE order_id=? AND item_id IS NULL"
                                      " ORDER BY line_no LIMIT 1", (r["id"],)).fetchone()

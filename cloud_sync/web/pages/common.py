@@ -4,6 +4,7 @@ strings, the account choices of a form, the 1C items a form offers and finding t
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Callable
 from typing import Any
@@ -90,3 +91,23 @@ def sort_href(column: str) -> str:
     q = {k: v for k, v in request.args.items() if k not in ("page", "sort") and v}
     q["sort"] = f"-{column}" if current == column and not desc else column
     return "?" + urlencode(q)
+
+
+def articles_for_ids(conn: sqlite3.Connection, rows: list[dict], field: str = "problem") -> None:
+    """A stored text that names 1C items by their id (a GUID: «item 0d1f… at main») names them by the
+    article a seller knows instead; GUIDs stay in the details."""
+    words = {w.strip(",;:()'") for r in rows for w in str(r.get(field) or "").split()}
+    words.discard("")
+    if not words:
+        return
+    found = {}
+    chosen = list(words)[:900]
+    for r in conn.execute(f"SELECT id, article FROM items WHERE id IN ({','.join('?' * len(chosen))})", chosen):
+        if r["article"]:
+            found[r["id"]] = r["article"]
+    if not found:
+        return
+    pattern = re.compile("|".join(re.escape(k) for k in sorted(found, key=len, reverse=True)))
+    for r in rows:
+        if r.get(field):
+            r[field] = pattern.sub(lambda m: found[m.group(0)], r[field])

@@ -16,7 +16,15 @@ from cloud_sync.orders import listing, records
 from cloud_sync.web.auth import current_user
 from cloud_sync.web.context import ctx, get_db
 from cloud_sync.web.i18n import domain_text, status_label
-from cloud_sync.web.pages.common import PAGE_SIZE, accounts, args_for, item_names, page_number, sort_key
+from cloud_sync.web.pages.common import (
+    PAGE_SIZE,
+    accounts,
+    args_for,
+    articles_for_ids,
+    item_names,
+    page_number,
+    sort_key,
+)
 
 bp = Blueprint("orders", __name__)
 ACTIONS = {"take": lazy_gettext("take into work"), "labels": lazy_gettext("print labels"),
@@ -58,6 +66,7 @@ def order(key: str):
         abort(404)
     o.pop("native", None)
     _add_total(o)
+    articles_for_ids(get_db(), [o])
     names = item_names(get_db(), [ln["item_id"] for ln in o["lines"] if ln.get("item_id")])
     for ln in o["lines"]:  # the 1C name first, the marketplace card's title as a second line
         ln["item_article"], ln["item_name"] = names.get(ln.get("item_id") or "", ("", ""))
@@ -102,6 +111,7 @@ def _render(errors: dict[str, str] | None = None, messages: list | None = None, 
     for o in rows:
         o["late"] = _late(o, now)
         _add_total(o)
+    articles_for_ids(get_db(), rows)
     return render_template("cloud/orders.html", active="orders", rows=rows[:PAGE_SIZE], has_next=len(rows) > PAGE_SIZE,
                            page=page, args=args_for(), accounts=accounts(), statuses=[(s, status_label(s)) for s in UNIFIED_STATUSES],
                            account=account or "", status=status_filter or "", late=late_only, q=q, errors=errors or {},
