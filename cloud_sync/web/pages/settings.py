@@ -17,7 +17,7 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 
 from cloud_sync.access import secrets, users
-from cloud_sync.alerts import checks
+from cloud_sync.alerts import checks, outbox
 from cloud_sync.config import UNIFIED_STATUSES
 from cloud_sync.config_sections import AlertsConfig
 from cloud_sync.web.auth import current_user
@@ -108,6 +108,42 @@ def set_bot():
     _store().put(get_db(), secrets.BOT_TOKEN, value, merge=False)
     log.info("Telegram bot token stored (encrypted)")
     return _page(messages=[("ok", use_bot_token(value))])
+
+
+@bp.post("/settings/telegram/chat")
+def set_chat():
+    """The chat the alerts go to (a group's or a channel's id, as a bot sees it, or @channel)."""
+    value = request.form.get("chat_id", "").strip()
+    if not re.match(r"^(-?\d{3,20}|@[A-Za-z][A-Za-z0-9_]{4,31})$", value):
+        return _page(400, errors={"chat_id": _("a chat is its number (a group's starts with -100…) or @channel")})
+    conn, cfg = get_db(), ctx().cfg
+    secrets.put_setting(conn, "alerts", "", "chat_id", value)
+    fresh = cfg.alerts is None
+    cfg.alerts = cfg.alerts or AlertsConfig()
+    cfg.alerts.chat_id = value  # the alerts job reads [alerts] again on its next tick
+    said = _("chat %(chat)s stored; alerts go there", chat=value)
+    stored = _store().value(conn, secrets.BOT_TOKEN) if fresh else None
+    if stored:
+        said += "; " + use_bot_token(stored)
+    return _page(messages=[("ok", said)])
+
+
+@bp.post("/settings/telegram/test")
+def test_telegram():
+    """Send a test message now with the token and chat in use, and say what the Bot API answered."""
+    try:
+        settings = outbox.AlertSettings.from_config(ctx().cfg.alerts)
+    except outbox.AlertConfigError as exc:
+        return _page(400, messages=[("error", domain_text(exc))])
+    if not settings.enabled:
+        return _page(400, messages=[("error", _("store the bot token and the chat first"))])
+    sender = outbox.TelegramSender(settings.base_url, settings.token, timeout_s=settings.timeout_s)
+    result = sender.send(settings.chat_id, _("marketsync: a test message; alerts reach this chat."))
+    if result.ok:
+        return _page(messages=[("ok", _("Telegram answered: ok — the message is in chat %(chat)s",
+                                        chat=settings.chat_id))])
+    log.warning("Telegram test message refused: %s", result.error)  # redacted by the sender
+    return _page(502, messages=[("error", _("Telegram answered: %(answer)s", answer=result.error))])
 
 
 @bp.post("/settings/status")
