@@ -83,7 +83,7 @@ MIGRATIONS = [
 ]
 
 ROLES = ("owner", "manager", "packer")
-NAME_RE = re.compile(r"^[A-Za-z0-9._@-]{2,64}$")
+NAME_RE = re.compile(r"^[\w.@-]{2,64}$")  # letters of any alphabet («Иван»), digits, . _ @ -
 MIN_PASSWORD = 10
 SESSION_S = 12 * 3600.0
 # Login rate limit: this many failures within the window lock a name for the address they came from;

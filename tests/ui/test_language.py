@@ -52,3 +52,19 @@ def test_one_format_each_for_money_numbers_and_dates():
     assert i18n.when(moment.timestamp(), "ru", "Europe/Moscow") == i18n.when("2026-11-27T20:30:00Z", "ru")
     assert i18n.when(moment, "en", "Europe/Moscow") == "11/27/26, 11:30\u202fPM"
     assert i18n.day("2026-11-27", "ru") == "27.11.2026"
+
+
+def test_a_user_named_in_cyrillic_is_added_and_logs_in(as_user, cloud):
+    app = cloud[0]
+    owner = as_user("olga")
+    r = owner.post("/settings/users", data={"csrf_token": form_token(owner.get("/settings").text), "name": "Иван",
+                                            "password": "пароль Ивана 123", "role": "packer"})
+    assert r.status_code == 200 and "пользователь Иван добавлен" in r.text
+    c = app.test_client()
+    page = c.get("/login")
+    r = c.post("/login", data={"name": "Иван", "password": "пароль Ивана 123", "csrf_token": form_token(page.text),
+                               "next": "/orders"})
+    assert r.status_code == 302 and "Иван (сборщик)" in c.get("/orders").text
+    r = owner.post("/settings/users", data={"csrf_token": form_token(owner.get("/settings").text), "name": "Иван Петров",
+                                            "password": "пароль Ивана 123", "role": "packer"})
+    assert r.status_code == 400 and "имя пользователя — от 2 до 64 букв" in r.text  # a space is still refused
