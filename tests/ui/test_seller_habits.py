@@ -112,3 +112,61 @@ def test_an_order_line_reads_the_1c_name_with_the_cards_title_below(as_user, clo
     page = as_user("masha").get("/orders/wb1:R1").text
     assert re.search(r"<b>Кружка красная</b> <small>MUG-RED</small><br><small class=\"secondary\">Кружка серая", page)
     assert records.task_line(conn, "I-RED", 1, "", "Кружка серая керамическая")["name"] == "Кружка красная"
+
+
+class PricesOnly:
+    """An account that takes prices (a marketplace's answer per card), counted."""
+
+    name = "wildberries"
+
+    def __init__(self) -> None:
+        self.sent: list = []
+
+    def push_prices(self, changes):
+        from marketplaces.base import ItemResult
+
+        self.sent += list(changes)
+        return [ItemResult(c.card_id, True) for c in changes]
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_held_price_document_is_confirmed_or_discarded_from_its_page(cloud):
+    import json
+
+    from cloud_sync.web.app import create_app
+
+    from .conftest import login
+
+    _, conn, cfg = cloud
+    conn.execute("INSERT INTO items(id, article, name) VALUES ('I1', 'ART-1', 'Кружка')")
+    catalog.import_cards(conn, "wb1", "wildberries", [Card(native_id="101", offer_id="ART-1", title="Кружка")])
+    catalog.auto_link(conn, "wb1")
+    lines = json.dumps({"rounding": "1", "lines": [{"card": "ART-1", "price": "500"}]})
+    for doc_id in ("held-1", "held-2"):
+        conn.execute("INSERT INTO price_documents(id, account, comment, lines, status, problems, created_at)"
+                     " VALUES (?, 'wb1', 'Распродажа', ?, 'draft', '[\"large drop\"]', '2026-12-01T10:00:00+00:00')",
+                     (doc_id, lines))
+    conn.commit()
+    market = PricesOnly()
+    app = create_app(cfg, adapters={"wb1": market})
+    c = app.test_client()
+    assert login(c, "masha").status_code == 302
+    page = c.get("/attention").text
+    assert 'href="/prices/documents/held-1"' in page  # one click from «Требует внимания»
+    held = c.get("/prices/documents/held-1")
+    assert held.status_code == 200 and 'id="apply-form"' in held.text and 'id="discard-form"' in held.text
+    document = re.search(r'name="document" value="([^"]+)"', held.text).group(1).replace("&#34;", '"')
+    r = c.post("/prices/apply", data={"csrf_token": form_token(held.text), "document": document, "confirm": "yes"})
+    assert r.status_code == 200, r.text
+    assert [str(x.price) for x in market.sent] == ["500"]
+    assert conn.execute("SELECT status FROM price_documents WHERE id='held-1'").fetchone()[0] == "applied"
+    assert conn.execute("SELECT COUNT(*) FROM price_documents").fetchone()[0] == 2  # no second document
+    r = c.post("/prices/documents/held-2/discard", data={"csrf_token": form_token(held.text)})
+    assert r.status_code == 200 and "черновик удалён; ничего не отправлено" in r.text
+    assert conn.execute("SELECT status FROM price_documents WHERE id='held-2'").fetchone()[0] == "discarded"
+    assert c.get("/prices/documents/held-2").status_code == 404
+    r = c.post("/prices/apply", data={"csrf_token": form_token(held.text), "document": document.replace(
+        "held-1", "held-2"), "confirm": "yes"})
+    assert r.status_code == 400 and len(market.sent) == 1  # a discarded draft is never sent

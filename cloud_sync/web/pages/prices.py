@@ -156,7 +156,8 @@ def apply():
     errors: dict[str, str] = {}
     try:
         data = json.loads(request.form.get("document", ""))
-        doc = price_docs.parse_document(data)
+        held = _held(data.get("id")) if isinstance(data, dict) and data.get("id") else None
+        doc = held or price_docs.parse_document(data)  # a held draft is sent as it was stored, nothing else
     except (ValueError, price_docs.PriceDocumentError) as exc:
         errors["document"] = _("the document cannot be read: %(why)s", why=domain_text(exc))
         return _page(status=400, errors=errors)
@@ -173,6 +174,31 @@ def apply():
     except price_docs.PriceDocumentError as exc:
         return _preview(doc, errors={"document": "; ".join(domain_text(p) for p in exc.problems[:10])}, status=400)
     return render_template("cloud/price_result.html", active="prices", result=result, doc=doc)
+
+
+def _held(doc_id: object) -> price_docs.PriceDocument:
+    """A stored draft by its id (a document held for a confirmation), or ValueError."""
+    row = get_db().execute("SELECT status FROM price_documents WHERE id=?", (str(doc_id),)).fetchone()
+    if row is None or row["status"] != "draft":
+        raise ValueError(_("this document is no longer a draft"))
+    return price_docs.load_document(get_db(), str(doc_id))
+
+
+@bp.get("/prices/documents/<doc_id>")
+def document(doc_id: str):
+    """A held draft opened again: its preview, confirmed and sent from here, or discarded."""
+    try:
+        doc = _held(doc_id)
+    except ValueError:
+        abort(404)
+    return _preview(doc, held=True)
+
+
+@bp.post("/prices/documents/<doc_id>/discard")
+def discard(doc_id: str):
+    if not price_docs.discard_draft(get_db(), doc_id):
+        return _page(status=404, messages=[("error", _("no such draft"))])
+    return _page(messages=[("ok", _("the draft is discarded; nothing was sent"))])
 
 
 @bp.post("/prices/rules")
@@ -209,9 +235,11 @@ def _compute(doc: price_docs.PriceDocument) -> price_preview.Preview:
 
 
 def _preview(doc: price_docs.PriceDocument, *, errors: dict[str, str] | None = None, status: int = 200,
-             pv: price_preview.Preview | None = None):
+             pv: price_preview.Preview | None = None, held: bool = False):
     pv = pv or _compute(doc)
     data = {"account": doc.account, "comment": doc.comment, "rounding": str(doc.rounding),
             "lines": [price_docs.line_to_dict(x) for x in doc.lines]}
+    if held:
+        data["id"] = doc.id  # sent as the stored draft: its status changes, no second document
     return render_template("cloud/price_preview.html", active="prices", pv=pv, table=pv.as_table(), doc=doc,
-                           document=json.dumps(data, ensure_ascii=False), errors=errors or {}), status
+                           document=json.dumps(data, ensure_ascii=False), errors=errors or {}, held=held), status
