@@ -54,7 +54,7 @@ EVENT_LABELS = {
     "failed": N_("failed"), "running": N_("running"), "status": N_("status changed"),
     "barcode": N_("by barcode"), "article": N_("by article"), "manual": N_("by hand"),
     "draft": N_("draft"), "refused": N_("refused"), "applied": N_("applied"),
-    "partial": N_("partly applied"), "discarded": N_("discarded"), "idle": N_("idle"), "active": N_("active"),
+    "error": N_("error"), "info": N_("note"), "warning": N_("warning"), "partial": N_("partly applied"), "discarded": N_("discarded"), "idle": N_("idle"), "active": N_("active"),
     "item": N_("item"), "category": N_("category"), "card": N_("card"),
     "created": N_("created"), "assemble": N_("assembly"),
 }
@@ -146,6 +146,8 @@ DOMAIN_TEXTS: list[tuple[re.Pattern[str], str]] = [(re.compile(p), t) for p, t i
     (r"HTTP (?P<code>\d+)(?P<rest>.*)", N_("the marketplace answered HTTP %(code)s%(rest)s")),
     (r"(?P<n>\d+) zero\(s\) from missing or stale source data",
      N_("%(n)s zeros from missing or stale source data")),
+    (r"(?P<action>error|info|confirm|warning): (?P<rest>.+)", "%(action)s: %(rest)s"),  # a price note's level
+    (r"(?P<offer>[^\s:]+): (?P<rest>.+)", "%(offer)s: %(rest)s"),  # a card's own note, after its article
 ]]
 
 

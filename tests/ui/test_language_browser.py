@@ -48,6 +48,7 @@ DATA_WORDS = {"olga", "masha", "petya", "main", "north"}
 CYRILLIC_ALLOWED = {"русский", "яндекс", "маркет", "мегамаркет"}
 SAMPLES = {  # the arguments of the pages whose address has them
     "orders.order": {"key": "wb1:N0"},
+    "prices.document": {"doc_id": "doc-1"},
     "reports.download": None, "reports.saved_download": None,  # files (XLSX/CSV), not pages
     "ui.suggest_items": None,  # JSON for the fields that offer items as you type
 }
