@@ -34,6 +34,7 @@ from cloud_sync.config_sections import (
     PricingSettings,
     SecretsSettings,
     StockSection,
+    UiSettings,
     read_tables,
 )
 from marketplaces import profiles
@@ -133,6 +134,7 @@ class CloudConfig:
     auth: AuthSettings = field(default_factory=AuthSettings)
     secrets: SecretsSettings = field(default_factory=SecretsSettings)
     onec: OnecSettings | None = None
+    ui: UiSettings = field(default_factory=UiSettings)
 
     def site_of_warehouse(self, warehouse: str) -> str | None:
         for site in self.sites.values():
@@ -230,7 +232,7 @@ def parse_config(data: dict[str, Any], *, base_dir: Path | None = None,
                       sync_on_start=cloud.sync_on_start, sync_wait_s=cloud.sync_wait_s,
                       zero_guard_share=tables.stock.zero_guard_share, stale_after_s=tables.stock.stale_after_s,
                       jobs=tables.jobs, pricing=tables.pricing, alerts=tables.alerts, auth=tables.auth,
-                      secrets=tables.secrets, onec=tables.onec)
+                      secrets=tables.secrets, onec=tables.onec, ui=tables.ui)
     db_path = Path(cloud.db_path)
     cfg.db_path = str(db_path if db_path.is_absolute() else (base_dir / db_path))
 
@@ -274,6 +276,28 @@ def parse_config(data: dict[str, Any], *, base_dir: Path | None = None,
     if not cfg.sites:
         cfg.sites["site-1"] = SiteConfig(id="site-1", name="site-1", warehouses=[cfg.default_warehouse])
     return cfg
+
+
+CONFIG_ENV = "MARKETSYNC_CONFIG"
+CONFIG_PLACES = ("config/cloud.toml", "/etc/marketsync/cloud.toml")  # relative: from the current folder
+
+
+def find_config(given: str | Path | None, *, env: dict[str, str] | None = None,
+                cwd: Path | None = None) -> Path | None:
+    """The cloud.toml the service and every command read: the one given (--config), else the file
+    $MARKETSYNC_CONFIG names, else ./config/cloud.toml, else /etc/marketsync/cloud.toml; None when there is
+    none of them (the defaults apply). A file named but missing is returned as it is, so that reading it
+    says so."""
+    if given:
+        return Path(given)
+    env = dict(os.environ) if env is None else env
+    if env.get(CONFIG_ENV):
+        return Path(env[CONFIG_ENV])
+    for place in CONFIG_PLACES:
+        p = Path(place) if Path(place).is_absolute() else (cwd or Path.cwd()) / place
+        if p.is_file():
+            return p
+    return None
 
 
 def load_config(path: str | Path | None, *, env: dict[str, str] | None = None) -> CloudConfig:

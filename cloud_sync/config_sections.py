@@ -2,7 +2,7 @@
 
 Owns the shape of every section, the ones the cloud's own wiring reads ([cloud], [stock], [jobs],
 [link], [sites.*], [accounts.*], [status_map.*]) and the ones the rooms own ([pricing] for money,
-[alerts] for alerts, [auth] for web, [secrets] for access, [onec] and [onec.odata] for onec): their keys,
+[alerts] for alerts, [auth] and [ui] for web, [secrets] for access, [onec] and [onec.odata] for onec): their keys,
 types and defaults. Nothing here reads the environment or a file: `cloud_sync.config` builds the running
 `CloudConfig` from these (credentials, passwords, paths). An unknown key, a value of the wrong type or
 out of range stops the load with one line (sitelink.config_file); config/cloud.toml documents every key.
@@ -247,6 +247,23 @@ class AuthSettings:
 
 
 @dataclass
+class UiSettings:
+    """[ui]: the language of the pages, messages, CLI and alerts for anyone who has not chosen one
+    (each user may choose their own on the page), and the time zone dates and times are shown in."""
+
+    LANGUAGES: ClassVar[tuple[str, ...]] = ("ru", "en")
+    language: str = "ru"
+    timezone: str = "Europe/Moscow"
+
+    def check(self, place: Place) -> None:
+        _one_of(place.at("language"), self.language, self.LANGUAGES)
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise place.at("timezone").error(f"must be a time zone such as \"Europe/Moscow\", got {shown(self.timezone)}") from None
+
+
+@dataclass
 class SecretsSettings:
     """[secrets]: the key file that encrypts what is entered in Settings ("": secret.key beside the database)."""
 
@@ -357,6 +374,7 @@ class CloudFile:
     auth: AuthSettings = field(default_factory=AuthSettings)
     secrets: SecretsSettings = field(default_factory=SecretsSettings)
     onec: OnecSettings | None = None
+    ui: UiSettings = field(default_factory=UiSettings)
 
     def check(self, place: Place) -> None:
         for mp, table in self.status_map.items():

@@ -117,7 +117,8 @@ def rotate_key(args: argparse.Namespace) -> int:
 def render_status(st: dict) -> str:
     lines = [f"outbox: {st['outbox_total']} message(s) waiting for acknowledgement"]
     for peer, o in sorted(st["outbox"].items()):
-        lines.append(f"  to/from {peer}: {o['depth']} waiting, oldest since {o['oldest_at']}")
+        oldest = f", oldest since {o['oldest_at']}" if o.get("oldest_at") else ""
+        lines.append(f"  to/from {peer}: {o['depth']} waiting{oldest}")
     lines.append(f"inbox: {st['inbox_applied']} message(s) received and applied")
     for peer, i in sorted(st["inbound"].items()):
         lines.append(
@@ -126,8 +127,11 @@ def render_status(st: dict) -> str:
     if st["peers"]:
         lines.append("peers:")
         for peer, p in sorted(st["peers"].items()):
-            state = p["state"] or "state unknown"
-            lines.append(f"  {peer}: {state} (since {p['state_at']}), last heard {p['last_seen']}")
+            state = p["state"] or "has not reported its state yet"
+            since = f" (since {p['state_at']})" if p.get("state_at") else ""
+            lines.append(f"  {peer}: {state}{since}, last heard {p['last_seen'] or 'never'}")
+    else:
+        lines.append("peers: none has been heard from yet")
     if st["gaps"]:
         lines.append(f"gaps (messages that never arrived, given up on): {len(st['gaps'])}")
         for g in st["gaps"][:10]:

@@ -26,6 +26,7 @@ from typing import Any
 from cryptography.fernet import Fernet, InvalidToken
 
 from cloud_sync.config import CloudConfig
+from cloud_sync.config_sections import AlertsConfig
 from cloud_sync.db import transaction
 
 MIGRATIONS = [
@@ -153,6 +154,10 @@ def settings(conn: sqlite3.Connection, kind: str) -> list[dict[str, Any]]:
 def apply_settings(conn: sqlite3.Connection, cfg: CloudConfig) -> None:
     for r in settings(conn, "status_map"):
         cfg.status_map.setdefault(r["scope"], {})[r["key"]] = r["value"]
+    for r in settings(conn, "alerts"):  # the Telegram chat entered in Settings: alerts on without [alerts]
+        if r["key"] == "chat_id" and r["value"]:
+            cfg.alerts = cfg.alerts or AlertsConfig()
+            cfg.alerts.chat_id = r["value"]
     for r in settings(conn, "endpoint"):
         if r["scope"] in cfg.accounts:
             endpoints = cfg.accounts[r["scope"]].account.endpoints

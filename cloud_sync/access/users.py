@@ -1,7 +1,7 @@
 """Who may use the cloud: users with argon2 password hashes and a role, their API tokens, their web
 sessions and the record of failed logins (the login rate limit).
 
-Owns the tables `users` (name, argon2id hash, role owner|manager|packer, disabled), `api_tokens` (only
+Owns the tables `users` (name, argon2id hash, role owner|manager|packer, disabled, the chosen language), `api_tokens` (only
 the SHA-256 of each token is kept: a token is shown once, when it is made), `web_sessions` (the SHA-256
 of each session id, its CSRF token, its expiry) and `login_failures` (one row per failed login, by name
 and by address, for the rate limit) and `login_devices` (the browsers — and 1C's addresses — that logged
@@ -91,10 +91,20 @@ MIGRATIONS = [
         PRIMARY KEY (name, device)
     ) WITHOUT ROWID;
     """,
+    # The language a user chose for the pages ('': the [ui] language of cloud.toml); the manager's order
+    # search (by the marketplace's number, its id, an article on a line) and sorting by date or number
+    # (cloud_sync.orders.listing.list_orders) read these instead of every order (bench/ui.py).
+    """
+    ALTER TABLE users ADD COLUMN language TEXT NOT NULL DEFAULT '';
+    CREATE INDEX orders_number ON orders(number);
+    CREATE INDEX orders_native_id ON orders(native_id);
+    CREATE INDEX orders_created ON orders(created_at);
+    CREATE INDEX order_lines_offer ON order_lines(offer_id);
+    """,
 ]
 
 ROLES = ("owner", "manager", "packer")
-NAME_RE = re.compile(r"^[A-Za-z0-9._@-]{2,64}$")
+NAME_RE = re.compile(r"^[\w.@-]{2,64}$")  # letters of any alphabet («Иван»), digits, . _ @ -
 MIN_PASSWORD = 10
 SESSION_S = 12 * 3600.0
 # Login throttle (see the module docstring): free tries per name and client, then growing waits.
@@ -215,6 +225,17 @@ def list_users(conn: sqlite3.Connection) -> list[dict]:
 
 def any_users(conn: sqlite3.Connection) -> bool:
     return conn.execute("SELECT 1 FROM users LIMIT 1").fetchone() is not None
+
+
+def language(conn: sqlite3.Connection, user_id: int) -> str:
+    """The language the user chose ('' when they chose none)."""
+    r = conn.execute("SELECT language FROM users WHERE id=?", (user_id,)).fetchone()
+    return r["language"] if r else ""
+
+
+def set_language(conn: sqlite3.Connection, user_id: int, lang: str) -> None:
+    with transaction(conn):
+        conn.execute("UPDATE users SET language=? WHERE id=?", (lang, user_id))
 
 
 def get_user(conn: sqlite3.Connection, name: str) -> User | None:

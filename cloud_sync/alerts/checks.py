@@ -12,6 +12,7 @@ from typing import Any
 
 from cloud_sync.alerts.outbox import AlertSettings, DeliveryStats, deliver, enqueue
 from cloud_sync.db import transaction
+from cloud_sync.i18n import domain_text, service_when, translations
 from cloud_sync.orders import listing
 
 
@@ -33,6 +34,7 @@ def set_minimum(conn: sqlite3.Connection, item_id: str, min_quantity: int | None
 def check_critical_stock(conn: sqlite3.Connection, *, now: float | None = None) -> list[str]:
     """Raise an alert for each item whose available stock (all own warehouses) fell to its minimum or
     below; once per episode: the alert is raised again only after the item recovered."""
+    _ = translations().gettext  # the service's language ([ui] language)
     now = time.time() if now is None else now
     raised: list[str] = []
     rows = conn.execute(
@@ -48,8 +50,9 @@ def check_critical_stock(conn: sqlite3.Connection, *, now: float | None = None) 
                     continue
                 conn.execute("INSERT INTO alert_state(key, raised_ts, detail) VALUES (?,?,?)",
                              (key, now, str(r["available"])))
-                text = (f"⚠️ Critical stock: {r['name']} ({r['article'] or r['item_id']}) — "
-                        f"{r['available']} available, minimum {r['min_quantity']}")
+                text = "⚠️ " + _("Critical stock: %(name)s (%(article)s) — %(available)s available, minimum %(min)s") % {
+                    "name": r["name"], "article": r["article"] or r["item_id"], "available": r["available"],
+                    "min": r["min_quantity"]}
                 enqueue(conn, "critical_stock", f"{key}:{now:.0f}", text, now=now)
                 raised.append(r["item_id"])
             elif active:
@@ -64,6 +67,7 @@ def scan_order_events(conn: sqlite3.Connection, *, now: float | None = None) -> 
     """Alert on order events logged since the last scan: a new order reserved, a new order that cannot
     be covered (short) or has a problem, a cancellation. Reads the orders' `order_events`; the very
     first scan only marks where it stands (events from before alerts were on are not announced)."""
+    _ = translations().gettext  # the service's language ([ui] language)
     now = time.time() if now is None else now
     pos_row = conn.execute("SELECT position FROM alert_cursor WHERE name='order_events'").fetchone()
     if pos_row is None:  # first scan: start from now, no storm of alerts about old orders
@@ -83,11 +87,14 @@ def scan_order_events(conn: sqlite3.Connection, *, now: float | None = None) -> 
             if not kind or r["account"] is None:
                 continue
             number = r["number"] or r["native_id"]
+            said = {"number": number, "account": r["account"], "when": _when(r["ship_by"]),
+                    "detail": domain_text(r["detail"], _)}
             text = {
-                "order_new": f"🛒 New order {number} ({r['account']}), ship by {_when(r['ship_by'])}",
-                "order_short": f"❗ New order {number} ({r['account']}) cannot be covered from stock: {r['detail']}",
-                "order_problem": f"❗ Order {number} ({r['account']}) needs attention: {r['detail']}",
-                "order_cancelled": f"✖️ Order {number} ({r['account']}) cancelled {r['detail']}".rstrip(),
+                "order_new": "🛒 " + _("New order %(number)s (%(account)s), ship by %(when)s") % said,
+                "order_short": "❗ " + _("New order %(number)s (%(account)s) cannot be covered from stock: %(detail)s")
+                % said,
+                "order_problem": "❗ " + _("Order %(number)s (%(account)s) needs attention: %(detail)s") % said,
+                "order_cancelled": ("✖️ " + _("Order %(number)s (%(account)s) cancelled %(detail)s") % said).rstrip(),
             }[kind]
             if enqueue(conn, kind, f"{kind}:{r['account']}:{r['native_id']}", text, now=now) is not None:
                 n += 1
@@ -100,6 +107,7 @@ def check_deadlines(conn: sqlite3.Connection, orders: Iterable[dict[str, Any]], 
                     dedup_window_s: float = 7 * 86400.0) -> int:
     """Alert once per order whose ship-by deadline is near or past. `orders` are dicts with account,
     number (or key) and ship_by (ISO UTC) - e.g. cloud_sync.orders.listing.deadlines_near(conn, within_s)."""
+    _ = translations().gettext  # the service's language ([ui] language)
     now = time.time() if now is None else now
     n = 0
     for o in orders:
@@ -109,8 +117,11 @@ def check_deadlines(conn: sqlite3.Connection, orders: Iterable[dict[str, Any]], 
         left = datetime.fromisoformat(ship_by).timestamp() - now
         state = "overdue" if left < 0 else "near"
         mins = int(abs(left) // 60)
-        text = (f"⏰ Order {o.get('number') or o.get('key')} ({o.get('account')}): ship-by deadline "
-                + (f"passed {mins} min ago" if left < 0 else f"in {mins} min") + f" ({_when(ship_by)})")
+        said = {"number": o.get("number") or o.get("key"), "account": o.get("account"), "mins": mins,
+                "when": _when(ship_by)}
+        text = "⏰ " + (_("Order %(number)s (%(account)s): the assembly deadline passed %(mins)s min ago (%(when)s)")
+                       if left < 0 else
+                       _("Order %(number)s (%(account)s): the assembly deadline is in %(mins)s min (%(when)s)")) % said
         if enqueue(conn, "order_deadline", f"deadline:{state}:{o.get('account')}:{o.get('key') or o.get('number')}",
                    text, dedup_window_s=dedup_window_s, now=now) is not None:
             n += 1
@@ -121,7 +132,8 @@ def _when(iso: str | None) -> str:
     if not iso:
         return "—"
     try:
-        return datetime.fromisoformat(iso).astimezone(UTC).strftime("%d.%m %H:%M UTC")
+        datetime.fromisoformat(iso).astimezone(UTC)
+        return service_when(iso)  # in the [ui] time zone, as the pages write it
     except ValueError:
         return iso
 

@@ -34,6 +34,7 @@ import httpx
 
 from cloud_sync.config_sections import AlertsConfig
 from cloud_sync.db import transaction
+from cloud_sync.i18n import domain_text, translations
 
 log = logging.getLogger("cloud_sync.alerts.outbox")
 
@@ -267,14 +268,17 @@ def zero_guard_held(conn: sqlite3.Connection, account: str, zeroed: int, listed:
                     hold_id: str = "", now: float | None = None) -> int | None:
     """Alert that a stock push was held by the zero guard until someone confirms it."""
     share = f"{zeroed * 100 / listed:.0f}%" if listed else "?"
-    text = (f"🛑 Stock push to {account} held: it would zero {zeroed} of {listed} listed cards ({share})."
-            f"{' ' + reason if reason else ''} Confirm it in marketsync to send.")
+    _ = translations().gettext  # the service's language ([ui] language)
+    text = "🛑 " + _("Stock push to %(account)s held: it would zero %(zeroed)s of %(listed)s listed cards (%(share)s).") % {
+        "account": account, "zeroed": zeroed, "listed": listed, "share": share}
+    text += (" " + domain_text(reason, _) if reason else "") + " " + _("Confirm it in marketsync to send.")
     return enqueue(conn, "zero_guard_hold", f"zero_guard:{account}:{hold_id or zeroed}", text, now=now)
 
 
 def price_rule_failed(conn: sqlite3.Connection, rule_name: str, detail: str, *, now: float | None = None) -> int | None:
-    return enqueue(conn, "price_rule", f"price_rule:{rule_name}", f"💸 Price rule {rule_name!r}: {detail}"[:1000],
-                   now=now)
+    _ = translations().gettext
+    text = "💸 " + _("Price rule %(rule)s: %(detail)s") % {"rule": repr(rule_name), "detail": domain_text(detail, _)}
+    return enqueue(conn, "price_rule", f"price_rule:{rule_name}", text[:1000], now=now)
 
 
 def sender_for(settings: AlertSettings) -> TelegramSender | None:

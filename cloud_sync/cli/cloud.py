@@ -12,9 +12,10 @@ import threading
 from collections.abc import Callable
 
 from cloud_sync.access import secrets
-from cloud_sync.cli import money
+from cloud_sync.cli import fail, load, money, t
 from cloud_sync.cli.users import main as users_main
-from cloud_sync.config import ConfigError, load_config
+from cloud_sync.config import ConfigError
+from cloud_sync.i18n import domain_text, translations
 from cloud_sync.schema import open_db
 from cloud_sync.service import accounts, sync
 from cloud_sync.service.cloud import CloudService
@@ -25,10 +26,7 @@ from sitelink.service_manager import notify, watchdog_interval
 
 
 def _config(args: argparse.Namespace):
-    cfg = load_config(args.config)
-    if getattr(args, "db", None):
-        cfg.db_path = args.db
-    return cfg
+    return load(args)  # found as the service finds it: --config, $MARKETSYNC_CONFIG, ./config, /etc
 
 
 def cloud_main(argv: list[str]) -> int:
@@ -39,7 +37,7 @@ def cloud_main(argv: list[str]) -> int:
     sub.add_parser("user", help="users: user add NAME --role owner|manager|packer, user password, user list")
     sub.add_parser("token", help="token NAME: an API token for a user (shown once)")
     serve = sub.add_parser("serve", help="serve the web app, the site link, the stock pusher and the jobs")
-    serve.add_argument("--config", help="cloud.toml (defaults apply when omitted)")
+    serve.add_argument("--config", help="cloud.toml (else $MARKETSYNC_CONFIG, ./config/cloud.toml, /etc/marketsync/cloud.toml)")
     serve.add_argument("--db", help="the tenant database file (overrides [cloud] db_path)")
     serve.add_argument("--port", type=int, help="HTTP port (0: a free one)")
     serve.add_argument("--host", help="HTTP address")
@@ -51,8 +49,7 @@ def cloud_main(argv: list[str]) -> int:
     try:
         cfg = _config(args)
     except ConfigError as exc:
-        print(f"marketsync cloud: {exc}", file=sys.stderr)
-        return 2
+        return fail("marketsync cloud", exc)
     if args.port is not None:
         cfg.port = args.port
     if args.host:
@@ -109,8 +106,7 @@ def sync_main(argv: list[str]) -> int:
     try:
         cfg = _config(args)
     except ConfigError as exc:
-        print(f"marketsync sync: {exc}", file=sys.stderr)
-        return 2
+        return fail("marketsync sync", exc)
     if args.what in ("prices", "reports"):
         return _delegate(args.what, argv)
     if rest:
@@ -118,20 +114,22 @@ def sync_main(argv: list[str]) -> int:
     if args.account:
         unknown = set(args.account) - set(cfg.accounts)
         if unknown:
-            print(f"marketsync sync: unknown account(s): {', '.join(sorted(unknown))}", file=sys.stderr)
-            return 2
+            return fail("marketsync sync", t("unknown account(s): %(accounts)s; configured: %(known)s",
+                                              accounts=", ".join(sorted(unknown)),
+                                              known=", ".join(sorted(cfg.accounts)) or t("none")))
     conn = open_db(cfg.db_path)
     report = accounts.SyncReport()
     try:  # as the running service does: what was entered in Settings counts here too
         adapters, _ = accounts.open_with_settings(conn, cfg, report, only=args.account)
     except secrets.SecretError as exc:
-        print(f"marketsync sync: {exc}", file=sys.stderr)
-        return 2
+        return fail("marketsync sync", exc)
     progress = _progress_factory(not args.no_progress and sys.stderr.isatty())
     run = {"cards": sync.sync_cards, "stocks": sync.sync_stocks, "orders": sync.sync_orders}[args.what]
     result = run(conn, cfg, adapters, progress=progress)
     for line in result.lines:
         print(line)
+    if not result.lines and not report.errors and not result.errors:
+        print(t("nothing to sync: no account is configured") if not cfg.accounts else t("done, nothing changed"))
     for err in report.errors + result.errors:  # accounts that could not be opened, then what failed
         print(f"error: {err}", file=sys.stderr)
     return 1 if report.errors or result.errors else 0
@@ -156,21 +154,23 @@ def stock_main(argv: list[str]) -> int:
     confirm.add_argument("hold", type=int)
     confirm.add_argument("--by", default="cli")
     for sp in (why, holds, confirm):
-        sp.add_argument("--config")
+        sp.add_argument("--config", help="cloud.toml (else $MARKETSYNC_CONFIG, ./config/cloud.toml, /etc)")
         sp.add_argument("--db")
     args = p.parse_args(argv)
     try:
         cfg = _config(args)
     except ConfigError as exc:
-        print(f"marketsync stock: {exc}", file=sys.stderr)
-        return 2
+        return fail("marketsync stock", exc)
     conn = open_db(cfg.db_path)
     if args.cmd == "why":
         try:
             ex = stock_why.why(conn, cfg, args.item, args.account)
         except ledger.StockError as exc:
-            print(f"marketsync stock why: {exc}", file=sys.stderr)
-            return 2
+            if args.account not in cfg.accounts:
+                return fail("marketsync stock why", t("unknown account %(account)s; configured: %(known)s",
+                                                      account=repr(args.account),
+                                                      known=", ".join(sorted(cfg.accounts)) or t("none")))
+            return fail("marketsync stock why", exc)
         if args.json:
             print(json.dumps({"item_id": ex.item_id, "account": ex.account, "published": ex.published,
                               "lines": ex.lines}, ensure_ascii=False))
@@ -178,13 +178,17 @@ def stock_main(argv: list[str]) -> int:
             print(ex.text())
         return 0
     if args.cmd == "holds":
-        for h in stock_push.holds(conn):
-            print(f"hold {h['id']} {h['account']}: {h['reason']} ({h['held']} pushes held)")
+        held = stock_push.holds(conn)
+        for h in held:
+            print(t("hold %(id)s %(account)s: %(reason)s (%(n)s pushes held); confirm: marketsync stock confirm %(id)s",
+                    id=h["id"], account=h["account"], reason=domain_text(h["reason"], translations(cfg.ui.language).gettext),
+                    n=h["held"]))
+        if not held:
+            print(t("nothing is held: the zero guard holds no stock push (%(db)s)", db=cfg.db_path))
         return 0
     try:
         n = stock_push.confirm_hold(conn, args.hold, by=args.by)
     except ValueError as exc:
-        print(f"marketsync stock confirm: {exc}", file=sys.stderr)
-        return 2
-    print(f"released {n} held pushes")
+        return fail("marketsync stock confirm", exc)
+    print(t("released %(n)s held pushes; the running service sends them", n=n))
     return 0

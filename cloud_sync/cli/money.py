@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from cloud_sync.access import secrets
-from cloud_sync.config import ConfigError, load_config
+from cloud_sync.cli import fail, load
+from cloud_sync.config import ConfigError
 from cloud_sync.money import price_apply, price_docs, price_list, price_preview, price_rules, reports
 from cloud_sync.schema import open_db
 from cloud_sync.service import accounts
@@ -38,7 +39,7 @@ from marketplaces.base import NotSupported
 
 def _common(prog: str, description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=description)
-    p.add_argument("--config", help="cloud.toml (defaults apply when omitted)")
+    p.add_argument("--config", help="cloud.toml (else $MARKETSYNC_CONFIG, ./config/cloud.toml, /etc/marketsync/cloud.toml)")
     p.add_argument("--db", help="the tenant database file (overrides [cloud] db_path)")
     p.add_argument("--account", action="append", help="only this account (repeatable)")
     p.add_argument("--no-progress", action="store_true")
@@ -46,9 +47,7 @@ def _common(prog: str, description: str) -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace) -> tuple[Any, Any]:
-    cfg = load_config(args.config)
-    if args.db:
-        cfg.db_path = args.db
+    cfg = load(args)  # found as the service finds it; errors name the file read
     return cfg, open_db(cfg.db_path)
 
 
@@ -68,8 +67,7 @@ def _adapter(cfg: Any, conn: Any, account: str) -> Any:
 
 
 def _fail(message: str, code: int = 1) -> int:
-    print(f"marketsync sync: {message}", file=sys.stderr)
-    return code
+    return fail("marketsync sync", message, code)  # names the config read
 
 
 def read_document_file(path: str) -> dict[str, Any]:

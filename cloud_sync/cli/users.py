@@ -15,7 +15,8 @@ import sys
 from pathlib import Path
 
 from cloud_sync.access import users
-from cloud_sync.config import ConfigError, load_config
+from cloud_sync.cli import fail, load
+from cloud_sync.config import ConfigError
 from cloud_sync.schema import open_db
 
 
@@ -50,12 +51,9 @@ def main(argv: list[str]) -> int:
         sp.add_argument("--db")
     args = p.parse_args(argv)
     try:
-        cfg = load_config(args.config)
+        cfg = load(args)  # found as the service finds it
     except ConfigError as exc:
-        print(f"marketsync cloud: {exc}", file=sys.stderr)
-        return 2
-    if args.db:
-        cfg.db_path = args.db
+        return fail("marketsync cloud", exc)
     conn = open_db(cfg.db_path)
     try:
         if args.what == "token":
@@ -89,7 +87,6 @@ def main(argv: list[str]) -> int:
             print(f"user {args.name}: password set")
         return 0
     except users.UserError as exc:
-        print(f"marketsync cloud: {exc}", file=sys.stderr)
-        return 2
+        return fail("marketsync cloud", exc)
     finally:
         conn.close()

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
+from cloud_sync.db import transaction
 from cloud_sync.money.price_list import account_cards, current_prices
 
 HUNDRED = Decimal(100)
@@ -208,3 +209,11 @@ def snapshot_document(conn: sqlite3.Connection, account: str, card_ids: Iterable
         lines.append(PriceLine("card", c.card_id, price=p.price, old_price=p.old_price or Decimal(0),
                                min_price=p.min_price))
     return PriceDocument(account=account, lines=lines, comment=comment, source=source, rounding=Decimal("0.01"))
+
+
+def discard_draft(conn: sqlite3.Connection, doc_id: str) -> bool:
+    """A draft (a preview, or a document held for a confirmation) that will not be sent: marked discarded,
+    kept for the record. False when there is no such draft."""
+    with transaction(conn):
+        return conn.execute("UPDATE price_documents SET status='discarded' WHERE id=? AND status='draft'",
+                            (doc_id,)).rowcount > 0

@@ -11,12 +11,23 @@ from typing import Any
 
 from cloud_sync.orders.records import OPEN_STAGES, PAST_THE_SELLER
 
+# the columns the manager may sort the list by (`sort`), as SQL over the orders table
+SORTS = {"deadline": "ship_by IS NULL, ship_by", "created": "created_at", "number": "number", "account": "account",
+         "status": "CASE status WHEN 'new' THEN 0 WHEN 'in_work' THEN 1 WHEN 'reserved' THEN 2 WHEN 'picking' THEN 3"
+                   " WHEN 'packed' THEN 4 WHEN 'handed_over' THEN 5 WHEN 'delivered' THEN 6 ELSE 7 END"}
+
 
 def list_orders(conn: sqlite3.Connection, *, account: str | None = None, status: str | None = None,
-                late: bool = False, limit: int = 200, offset: int = 0) -> list[dict[str, Any]]:
+                late: bool = False, limit: int = 200, offset: int = 0, q: str = "", sort: str = "",
+                descending: bool = False) -> list[dict[str, Any]]:
     """Orders of all accounts sorted by deadline (none last), then by status; `late`: only those past
-    their assembly deadline and still on the seller's side."""
+    their assembly deadline and still on the seller's side; `q`: the marketplace's order (or shipment)
+    number or id, or an article (card offer id) on one of its lines."""
     sql, args = "SELECT * FROM orders WHERE 1=1", []
+    if q:  # each through its own index (access/users.py migrations)
+        sql += (" AND id IN (SELECT id FROM orders WHERE number=? UNION SELECT id FROM orders WHERE native_id=?"
+                " UNION SELECT order_id FROM order_lines WHERE offer_id=?)")
+        args += [q, q, q]
     if account:
         sql += " AND account=?"
         args.append(account)
@@ -30,6 +41,9 @@ def list_orders(conn: sqlite3.Connection, *, account: str | None = None, status:
     order_by = (" ORDER BY ship_by IS NULL, ship_by, CASE status WHEN 'new' THEN 0 WHEN 'in_work' THEN 1"
                 " WHEN 'reserved' THEN 2 WHEN 'picking' THEN 3 WHEN 'packed' THEN 4 WHEN 'handed_over' THEN 5"
                 " WHEN 'delivered' THEN 6 ELSE 7 END, id LIMIT ? OFFSET ?")
+    if sort in SORTS and (sort != "deadline" or descending):  # another order than the indexed default
+        way = " DESC" if descending else ""
+        order_by = f" ORDER BY {SORTS[sort]}{way}, id{way} LIMIT ? OFFSET ?"
     out = []
     for r in conn.execute(sql + order_by, [*args, limit, offset]).fetchall():
         d = dict(r)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cloud_sync.config import CloudConfig
+from cloud_sync.db import transaction
 from cloud_sync.stock import push as stock_push
 from sitelink import store as link_store
 
@@ -246,3 +247,11 @@ def marketplace_gave_back(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, 
     lines = conn.execute("SELECT card_id, item_id FROM order_lines WHERE order_id=?", (oid,)).fetchall()
     stock_push.marketplace_gave_back(conn, o["account"], o["mp_warehouse"], [ln[0] for ln in lines],
                                      [ln[1] or "" for ln in lines], now)
+
+
+def retry_failed_action(conn: sqlite3.Connection, order_id: int, action: str, now: float) -> bool:
+    """A person asks to try a failed marketplace call of an order again now; False if it had not failed."""
+    with transaction(conn):
+        return conn.execute("UPDATE order_actions SET state='pending', attempts=0, next_try=?, updated_ts=?"
+                            " WHERE order_id=? AND action=? AND state='failed'",
+                            (now, now, order_id, action)).rowcount > 0

@@ -397,3 +397,12 @@ def pending(conn: sqlite3.Connection, account: str | None = None) -> dict[str, i
 
 
 # ---------------------------------------------------------------- the running pusher
+
+
+def retry_failed(conn: sqlite3.Connection, account: str, *, now: float | None = None) -> int:
+    """A person asks to send an account's failed stock pushes again (after fixing a token, say): they go
+    back to the queue as new. Returns how many."""
+    now = time.time() if now is None else now
+    with transaction(conn):
+        return conn.execute("UPDATE stock_push_queue SET state='pending', attempts=0, error='', next_try=?"
+                            " WHERE account=? AND state='failed'", (now, account)).rowcount

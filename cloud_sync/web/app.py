@@ -24,12 +24,23 @@ from cloud_sync.orders import intake, records
 from cloud_sync.schema import open_db
 from cloud_sync.service.accounts import AccountAdapters
 from cloud_sync.stock import ledger
-from cloud_sync.web import api, auth, errors, openapi, print_forms, push, redact
+from cloud_sync.web import api, auth, errors, i18n, openapi, print_forms, push, redact
 from cloud_sync.web.context import EXTENSION, ApiError, Context, close_db
-from cloud_sync.web.pages import home, orders, prices, products, reconcile, reports, settings, sites, stocks
+from cloud_sync.web.pages import (
+    attention,
+    home,
+    orders,
+    prices,
+    products,
+    reconcile,
+    reports,
+    settings,
+    sites,
+    stocks,
+)
 from marketplaces.base import Marketplace, MarketplaceError
 
-PAGES = (home, orders, products, prices, stocks, reconcile, reports, sites, settings)
+PAGES = (home, attention, orders, products, prices, stocks, reconcile, reports, sites, settings)
 
 
 def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: Mapping[str, Marketplace] | None = None,
@@ -54,6 +65,7 @@ def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: Map
     proxies = auth.trusted_proxies(config)  # a wrong [auth] trusted_proxies stops the start, not the first login
     register_exchange(app, config, path,  # only when cloud.toml has [onec] with a password
                       address=functools.partial(auth.client_address, proxies))
+    i18n.setup(app)  # the pages' language (the user's, else [ui] language) and the value formats
 
     app.teardown_appcontext(close_db)
     app.register_error_handler(HTTPException, errors.http_error)

@@ -42,11 +42,13 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Blueprint, Response, abort, g, jsonify, redirect, render_template, request, url_for
+from flask_babel import gettext as _
 
 from cloud_sync.access import users
 from cloud_sync.config import CloudConfig
 from cloud_sync.config_sections import AuthSettings
 from cloud_sync.web.context import ctx, get_db
+from cloud_sync.web.i18n import domain_text, role_label
 
 log = logging.getLogger("cloud_sync.web.auth")
 
@@ -75,6 +77,7 @@ ROLE_RULES: list[tuple[str, str, tuple[str, ...]]] = [
     ("GET", "/sites", ("owner", "manager", "packer")),
     ("GET", "/print/", ("owner", "manager", "packer")),
     ("POST", "/logout", ("owner", "manager", "packer")),
+    ("POST", "/language", ("owner", "manager", "packer")),
     ("*", "/password", ("owner", "manager", "packer")),
     ("GET", "/api/orders", ("owner", "manager", "packer")),
     ("GET", "/api/stock", ("owner", "manager", "packer")),
@@ -229,7 +232,7 @@ def authenticate() -> Response | None:
         conn = get_db()
         user = users.token_user(conn, header[7:].strip())
         if user is None:
-            return refuse(401, "unknown or revoked API token")
+            return refuse(401, _("unknown or revoked API token"))
         g.user, g.auth_kind = user, "token"
     elif request.cookies.get(SESSION_COOKIE):
         conn = get_db()
@@ -246,17 +249,17 @@ def authenticate() -> Response | None:
             if request.method not in SAFE_METHODS and request.mimetype != "application/json":
                 # a page elsewhere could make this browser post a form here: only JSON calls (which a
                 # browser will not send cross-site without a CORS preflight we never grant) change things
-                return refuse(403, "before the first user exists, changes are taken as JSON API calls only")
+                return refuse(403, _("before the first user exists, changes are taken as JSON API calls only"))
             return None
-        return refuse(401, "log in first (or send an API token: Authorization: Bearer …)")
+        return refuse(401, _("log in first (or send an API token: Authorization: Bearer …)"))
     if g.auth_kind == "session" and request.method not in SAFE_METHODS:
         given = request.form.get("csrf_token") or request.headers.get("X-CSRF-Token") or ""
         if not given or not hmac.compare_digest(given.encode(), g.csrf.encode()):
             log.warning("CSRF token missing or wrong: %s %s by %s", request.method, path, g.user.name)
-            return refuse(400, "the form has expired or did not come from this site (CSRF check); "
-                               "reload the page and try again")
+            return refuse(400, _("the form has expired or did not come from this site (CSRF check); "
+                                 "reload the page and try again"))
     if not allowed(g.user.role, request.method, path):
-        return refuse(403, f"a {g.user.role} may not open this page")
+        return refuse(403, _("a %(role)s may not open this page", role=role_label(g.user.role)))
     return None
 
 
@@ -300,7 +303,7 @@ def login():
     errors: dict[str, str] = {}
     status, retry_after = 200, 0
     if not form_token or not cookie_token or not hmac.compare_digest(form_token.encode(), cookie_token.encode()):
-        errors["form"] = "the login form has expired or did not come from this site; try again"
+        errors["form"] = _("the login form has expired or did not come from this site; try again")
         status = 400
     else:
         trusted = _trusted()
@@ -308,11 +311,11 @@ def login():
         try:
             user = users.login(conn, name, password, client_address(trusted), device=device)
         except users.LoginLocked as exc:
-            errors["form"] = str(exc)
+            errors["form"] = domain_text(exc)
             status, retry_after = 429, int(exc.retry_after_s) + 1
             log.warning("login locked for %r from %s", name[:64], client_address(trusted))
         except users.UserError as exc:
-            errors["password"] = str(exc)
+            errors["password"] = domain_text(exc)
             status = 401
             log.info("failed login for %r from %s", name[:64], client_address(trusted))
         else:
@@ -338,7 +341,7 @@ def password():
     wrong), the new one twice. Every session of the user ends; this browser gets a fresh one."""
     user, conn, f = current_user(), get_db(), request.form
     if user is None:  # the first-run loopback has no password to change
-        return refuse(403, "log in first")
+        return refuse(403, _("log in first"))
     if request.method == "GET":
         return render_template("cloud/password.html", errors={}, active="")
     errors: dict[str, str] = {}
@@ -346,22 +349,22 @@ def password():
         users.login(conn, user.name, f.get("current", ""), client_address(_trusted()),
                     device=_this_device(user.name))
     except users.LoginLocked as exc:
-        errors["current"] = str(exc)
+        errors["current"] = domain_text(exc)
     except users.UserError:
-        errors["current"] = "this is not your current password"
+        errors["current"] = _("this is not your current password")
     if not errors and f.get("new_password", "") != f.get("again", ""):
-        errors["again"] = "the two new passwords differ"
+        errors["again"] = _("the two new passwords differ")
     if not errors:
         try:
             users.set_password(conn, user.name, f.get("new_password", ""))
         except users.UserError as exc:
-            errors["new_password"] = str(exc)
+            errors["new_password"] = domain_text(exc)
     if errors:
         return Response(render_template("cloud/password.html", errors=errors, active=""), 400)
     sid, g.csrf = users.new_session(conn, user)
     log.info("%s changed their password", user.name)
     resp = Response(render_template("cloud/password.html", errors={}, active="",
-                                    messages=[("ok", "password changed; your other sessions ended")]))
+                                    messages=[("ok", _("password changed; your other sessions ended"))]))
     _set_cookie(resp, SESSION_COOKIE, sid, max_age=int(users.SESSION_S), secure=_secure_cookie())
     _keep_device(resp, conn, user, False)  # the new password forgot every device: this one is known again
     return resp

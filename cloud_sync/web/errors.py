@@ -9,6 +9,7 @@ first, through the redacting log records of cloud_sync/web/redact.py)."""
 from __future__ import annotations
 
 from flask import Response, jsonify, render_template, request
+from flask_babel import lazy_gettext
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from cloud_sync.web.auth import OWN_AUTH_PATHS
@@ -17,6 +18,12 @@ from cloud_sync.web.context import ApiError
 TOO_DEEP = "тело запроса не разобрать: слишком глубокая вложенность"
 TOO_BIG = "тело запроса не разобрать: число слишком велико"
 INTERNAL = "внутренняя ошибка сервера; она записана в журнал, повторите попытку позже"
+PAGE_TEXTS = {  # what a refused page says, in the reader's language
+    404: (lazy_gettext("Not found"), lazy_gettext("There is no such page, order or document.")),
+    405: (lazy_gettext("Not allowed"), lazy_gettext("This page cannot be opened this way.")),
+    413: (lazy_gettext("Too large"), lazy_gettext("The file or form is too large.")),
+    400: (lazy_gettext("Wrong request"), lazy_gettext("The request cannot be read; go back and try again.")),
+}
 
 
 def http_error(exc: HTTPException):
@@ -26,7 +33,8 @@ def http_error(exc: HTTPException):
         return exc
     if request.path.startswith("/api/"):
         return jsonify({"error": f"{exc.name}: {exc.description}"}), exc.code
-    return render_template("cloud/refused.html", heading=exc.name, message=exc.description), exc.code
+    heading, message = PAGE_TEXTS.get(exc.code, (lazy_gettext("Refused"), lazy_gettext("This request cannot be done.")))
+    return render_template("cloud/refused.html", heading=str(heading), message=str(message)), exc.code
 
 
 def _plain(message: str, status: int):

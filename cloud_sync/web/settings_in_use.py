@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import os
 
+from flask_babel import gettext as _
+
 from cloud_sync.access import secrets
 from cloud_sync.web.context import ctx, get_db
 
@@ -30,10 +32,10 @@ def put_in_use(account: str, done: str, *secret_values: str) -> tuple[str, str]:
     except Exception as exc:  # noqa: BLE001 - any reason the account cannot be opened is the seller's to see
         reason = _scrub(f"{exc.__class__.__name__}: {exc}", account, *secret_values)
         log.warning("account %s could not be reopened: %s", account, reason)
-        return ("error", f"{done}, but the account could not be opened with it ({reason}); the running"
-                         " connection keeps the previous settings")
+        return ("error", _("%(done)s, but the account could not be opened with it (%(reason)s); the running"
+                           " connection keeps the previous settings", done=done, reason=reason))
     log.info("account %s reopened: the stored settings are in use", account)
-    return ("ok", f"{done}; in use now")
+    return ("ok", _("%(done)s; in use now", done=done))
 
 
 def credentials_stored(account: str, done: str, *secret_values: str) -> tuple[str, str]:
@@ -41,7 +43,8 @@ def credentials_stored(account: str, done: str, *secret_values: str) -> tuple[st
     store (`credentials_secret`), else the message says when they will be."""
     name = secrets.account_secret_name(account)
     if ctx().cfg.accounts[account].credentials_secret != name:
-        return ("ok", f"{done}; it is not used until the account's config says credentials_secret = \"{name}\"")
+        return ("ok", _("%(done)s; it is not used until the account's config says credentials_secret = \"%(name)s\"",
+                        done=done, name=name))
     return put_in_use(account, done, *secret_values)
 
 
@@ -49,9 +52,9 @@ def use_bot_token(value: str) -> str:
     """Hand a stored bot token to the running alerts job (read on its next tick); the page's message."""
     section = ctx().cfg.alerts
     if section is None:
-        return "bot token stored encrypted; alerts are sent once cloud.toml has an [alerts] section with chat_id"
+        return _("bot token stored encrypted; alerts are sent once cloud.toml has an [alerts] section with chat_id")
     if section.token_file is not None or section.token_env not in (None, secrets.BOT_TOKEN_ENV):
-        return "bot token stored encrypted; not used while [alerts] names its own token_env or token_file"
+        return _("bot token stored encrypted; not used while [alerts] names its own token_env or token_file")
     os.environ[secrets.BOT_TOKEN_ENV] = value  # this process only, as at start: never written out in clear
     section.token_env = secrets.BOT_TOKEN_ENV
-    return "bot token stored encrypted; in use now"
+    return _("bot token stored encrypted; in use now")

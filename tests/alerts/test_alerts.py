@@ -154,7 +154,7 @@ def test_critical_stock_once_per_episode(db):
     assert checks.check_critical_stock(db, now=2.0) == ["i1"]
     assert checks.check_critical_stock(db, now=3.0) == []  # still low: no second alert
     [row] = outbox.pending(db)
-    assert "Кружка" in row["text"] and "2 available, minimum 3" in row["text"]
+    assert "Кружка" in row["text"] and "доступно 2, минимум 3" in row["text"]  # the [ui] language: Russian
     with transaction(db):
         ledger.record_move(db, "i1", "main", "receipt", on_hand_delta=5)
     assert checks.check_critical_stock(db, now=4.0) == []  # recovered
@@ -176,10 +176,11 @@ def test_order_events_deadlines_and_zero_guard(db):
     assert checks.scan_order_events(db, now=now.timestamp()) == 2  # new + cancelled; duplicate cancel deduped
     assert checks.scan_order_events(db, now=now.timestamp()) == 0  # the cursor moved on
     texts = [r["text"] for r in outbox.pending(db)]
-    assert any("New order N-77 (wb1)" in t for t in texts) and any("N-77 (wb1) cancelled by buyer" in t for t in texts)
+    assert any("Новый заказ N-77 (wb1)" in t for t in texts) and any("N-77 (wb1) отменён by buyer" in t for t in texts)
+    assert any("собрать до 27.11.2026" in t for t in texts)  # the date as the pages write it
     near = [{"key": "wb1:77", "account": "wb1", "number": "N-77", "ship_by": (now + timedelta(minutes=90)).isoformat()}]
     assert checks.check_deadlines(db, near, now=now.timestamp()) == 1
     assert checks.check_deadlines(db, near, now=now.timestamp() + 60) == 0
-    assert "in 90 min" in outbox.pending(db)[-1]["text"]
+    assert "до конца срока сборки 90 мин" in outbox.pending(db)[-1]["text"]
     assert outbox.zero_guard_held(db, "oz1", 40, 100, hold_id="h1", now=now.timestamp()) is not None
-    assert "would zero 40 of 100 listed cards (40%)" in outbox.pending(db)[-1]["text"]
+    assert "обнулила бы 40 из 100 выставленных карточек (40%)" in outbox.pending(db)[-1]["text"]

@@ -45,7 +45,7 @@ def test_api_orders_stock_cards_events_and_refusals(db_path, conn, cfg, windows)
     assert len(c.get(f"/api/cards?item={items[0].item_id}").get_json()) == 5
     assert c.post("/api/orders/wb:1001/cancel", json={"reason": "buyer asked"}).get_json()["released"] == 1
     why = c.get(f"/api/stock/why?item={items[0].article}&account=wb").get_json()
-    assert why["published"] and any("pack 2" in line for line in why["lines"])
+    assert why["published"] and any("в упаковке 2" in line for line in why["lines"])  # [ui] language: Russian
 
 
 def test_stock_why_cli(db_path, conn, cfg, capsys, tmp_path):
@@ -55,9 +55,9 @@ def test_stock_why_cli(db_path, conn, cfg, capsys, tmp_path):
                     'warehouses = { "10" = "main" }\nallocation = { share = 0.5, buffer = 2 }\n')
     assert stock_main(["why", items[0].article, "--account", "wb", "--config", str(conf), "--db", db_path]) == 0
     out = capsys.readouterr().out
-    assert "floor(25 × 0.5) = 12, − 2 = 10" in out and "never pushed" in out
+    assert "округл.вниз(25 × 0.5) = 12, − 2 = 10" in out and "ещё не отправлялось" in out  # Russian by default
     assert stock_main(["why", "NOPE", "--account", "wb", "--config", str(conf), "--db", db_path]) == 2
-    assert "unknown item" in capsys.readouterr().err
+    assert "неизвестный товар" in capsys.readouterr().err
 
 
 def test_cloud_serve_announces_itself_and_stops_on_sigterm(tmp_path, broker):

@@ -101,7 +101,7 @@ def test_allocation_rules_and_pack_size(conn, windows):
     assert windows["mm"].shown["mm-1@40"] == 6  # 25 // 4
     with transaction(conn):
         ledger.record_fbo(conn, "oz", [("oz-1", "fbo-1", 40)])
-    text = why.why(conn, cfg, items[0].article, "oz").text()
+    text = why.why(conn, cfg, items[0].article, "oz", lang="en").text()
     assert "FBO (the marketplace's own stock, not ours; never pushed): 40 at fbo-1" in text
     assert "floor(25 × 0.5) = 12, − 1 = 11" in text and "marketplace shows 11" in text
 
@@ -213,7 +213,7 @@ def test_marketplace_warehouses_sharing_an_own_warehouse_split_the_number(conn, 
     shown = windows["wb"].shown
     assert [shown[f"wb-1@{w}"] for w in (10, 11, 12)] == [9, 8, 8]
     assert [shown[f"wb-2@{w}"] for w in (10, 11, 12)] == [2, 1, 1]
-    assert "split between the 3 marketplace warehouses" in why.why(conn, cfg, items[0].item_id, "wb").text()
+    assert "split between the 3 marketplace warehouses" in why.why(conn, cfg, items[0].item_id, "wb", lang="en").text()
 
 
 def test_a_push_raced_by_a_newer_change_is_recomputed_not_lost(conn, cfg, windows):

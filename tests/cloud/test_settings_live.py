@@ -139,7 +139,7 @@ def test_a_new_token_is_used_at_once_by_the_jobs_and_the_pusher(tmp_path, wb, ex
         c = owner_client(service.url)
         r = c.post("/settings/token", data={"csrf_token": csrf(c.get("/settings").text), "account": "wb",
                                             "field": "Authorization", "value": new})
-        assert r.status_code == 200 and "in use now" in message(r.text), message(r.text)
+        assert r.status_code == 200 and "уже используется" in message(r.text), message(r.text)
         after = len(wb.seen)
 
         assert service.adapters["wb"] is not old_adapter  # swapped for the web app, the jobs and the pusher
@@ -181,7 +181,7 @@ def test_an_endpoint_override_applies_at_once_and_a_failed_reopen_is_said(tmp_pa
 
         r = c.post("/settings/endpoint", data={"csrf_token": csrf(c.get("/settings").text), "ep_account": "wb",
                                                "endpoint": "warehouses", "path": MOVED})
-        assert r.status_code == 200 and "in use now" in message(r.text), message(r.text)
+        assert r.status_code == 200 and "уже используется" in message(r.text), message(r.text)
         with pytest.raises(MarketplaceError) as refused:
             service.adapters["wb"].warehouses()
         assert refused.value.status == 404
@@ -189,7 +189,7 @@ def test_an_endpoint_override_applies_at_once_and_a_failed_reopen_is_said(tmp_pa
 
         r = c.post("/settings/endpoint", data={"csrf_token": csrf(r.text), "ep_account": "wb",
                                                "endpoint": "warehouses", "path": "/api/v3/warehouses"})
-        assert "in use now" in message(r.text)
+        assert "уже используется" in message(r.text)
         assert service.adapters["wb"].warehouses() and exchanges[-1].path == "/api/v3/warehouses"
         assert "warehouses: /api/v3/warehouses" in r.text  # the page shows the override in use
 
@@ -198,7 +198,7 @@ def test_an_endpoint_override_applies_at_once_and_a_failed_reopen_is_said(tmp_pa
                                             "value": ym_key})
         said = message(r.text)
         assert r.status_code == 200 and said.startswith("error:") and "business_id and campaign_id" in said
-        assert "in use now" not in said and ym_key not in r.text and "ym" not in service.adapters
+        assert "уже используется" not in said and ym_key not in r.text and "ym" not in service.adapters
         assert token not in c.get("/settings").text
     finally:
         service.stop()
@@ -222,7 +222,7 @@ def test_a_bot_token_stored_in_settings_sends_the_waiting_alerts(tmp_path, wb, b
         assert bot.paths == []  # no token yet: nothing is sent
         c = owner_client(service.url)
         r = c.post("/settings/telegram", data={"csrf_token": csrf(c.get("/settings").text), "bot_token": BOT_TOKEN})
-        assert r.status_code == 200 and "in use now" in message(r.text) and BOT_TOKEN not in r.text
+        assert r.status_code == 200 and "уже используется" in message(r.text) and BOT_TOKEN not in r.text
         wait_for("the waiting alert sent with the stored token", lambda: bot.paths, timeout=10)
         assert bot.paths[0] == f"/bot{BOT_TOKEN}/sendMessage"
     finally:
@@ -278,7 +278,7 @@ def test_a_token_stored_through_the_api_is_in_use_at_once(tmp_path, wb, exchange
                        json={"name": "account/wb", "fields": {"Authorization": new}},
                        headers={"Authorization": f"Bearer {api_token}"})
         assert r.status_code == 200, r.text
-        assert r.json()["message"].endswith("in use now") and new not in r.text
+        assert r.json()["message"].endswith("уже используется") and new not in r.text
         assert service.adapters["wb"].warehouses()  # the swapped adapter carries the new token
         assert wb.seen[-1].removeprefix("Bearer ").strip() == new
     finally:
@@ -313,7 +313,7 @@ def test_a_push_token_stored_in_settings_guards_the_push_url_at_once(tmp_path, w
         for token in (first, second):
             r = c.post("/settings/token", data={"csrf_token": csrf(page), "account": "ym", "field": "push_token",
                                                 "value": token})
-            assert r.status_code == 200 and "in use now" in message(r.text), message(r.text)
+            assert r.status_code == 200 and "уже используется" in message(r.text), message(r.text)
             page = r.text
             assert push(token) == 200 and token not in page
         assert push(first) == 403  # the replaced token no longer opens the door
@@ -336,11 +336,11 @@ def test_an_account_waiting_for_its_credentials_starts_working_once_they_are_ent
         assert "account wb waits for its credentials" in caplog.text
         c = owner_client(service.url)
         page = c.get("/settings").text
-        assert "waits for its credentials" in page and not wb.seen  # nothing was sent without a token
+        assert "ждёт ключей доступа" in page and not wb.seen  # nothing was sent without a token
 
         r = c.post("/settings/token", data={"csrf_token": csrf(page), "account": "wb", "field": "Authorization",
                                             "value": token})
-        assert r.status_code == 200 and "in use now" in message(r.text), message(r.text)
+        assert r.status_code == 200 and "уже используется" in message(r.text), message(r.text)
         assert "wb" in service.adapters and service.waiting == []
         poll = next(j for j in service.jobs.jobs if j.name == "orders:wb")
         wait_for("the new account's orders polled", lambda: poll.runs >= 2 and poll.errors == 0, timeout=20)
@@ -351,7 +351,7 @@ def test_an_account_waiting_for_its_credentials_starts_working_once_they_are_ent
         finally:
             conn.close()
         wait_for("its stock pushed by the running pusher", lambda: len(wb.app.state()["stocks"]) >= 6, timeout=30)
-        assert "waits for its credentials" not in c.get("/settings").text
+        assert "ждёт ключей доступа" not in c.get("/settings").text
     finally:
         service.stop()
     assert token not in caplog.text

@@ -105,7 +105,8 @@ def test_sync_cards_stocks_orders(conf, sandboxes, capsys):
 
 def test_sync_refuses_unknown_account_and_bad_config(conf, tmp_path, capsys):
     assert sync_main(["cards", "--config", conf, "--account", "nope", "--no-progress"]) == 2
-    assert "unknown account" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "неизвестные кабинеты: nope" in err and f"настройки: {conf}" in err  # says which file it read
     bad = tmp_path / "bad.toml"
     bad.write_text('[accounts.x]\nmarketplace = "ebay"\nbase_url = "http://127.0.0.1:9"\n')
     assert sync_main(["cards", "--config", str(bad)]) == 2

@@ -47,7 +47,7 @@ def test_bad_documents_are_refused_with_a_clear_error(db, tmp_path, capsys):
     good = tmp_path / "good.toml"
     good.write_text('account = "oz1"\n[[lines]]\nitem = "MS-1"\nprice = 1100\n')
     code, _, err = run(capsys, "sync", "prices", "--db", path, "--doc", str(good), "--apply")
-    assert code == 2 and "unknown account 'oz1'" in err
+    assert code == 2 and "неизвестный кабинет 'oz1'; настроены: нет" in err and "настройки: " in err
     assert db.execute("SELECT COUNT(*) FROM price_history").fetchone()[0] == 0
 
 

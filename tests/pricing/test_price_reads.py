@@ -14,7 +14,6 @@ from marketplaces.sandbox.registry import start_sandbox
 from marketsync.demo_catalog import seed_demo
 
 
-
 def test_due_accounts():
     import sqlite3
 

@@ -15,7 +15,7 @@ def test_passwords_are_argon2_and_login_works_only_with_the_right_one(cloud):
     assert stored.startswith("$argon2id$") and "manager password 1" not in stored
     c = app.test_client()
     bad = login(c, "masha", "wrong password!")
-    assert bad.status_code == 401 and "wrong user name or password" in bad.text
+    assert bad.status_code == 401 and "неверное имя пользователя или пароль" in bad.text
     assert 'id="password-error"' in bad.text  # the message sits beside the field
     assert c.get("/orders").status_code == 302  # still not in
     ok = login(c, "masha")
@@ -42,7 +42,7 @@ def test_unknown_name_and_wrong_password_look_the_same(cloud):
     page = c.get("/login")
     r = c.post("/login", data={"name": "nobody", "password": "x" * 12, "csrf_token": form_token(page.text)})
     assert r.status_code == a.status_code == 401
-    assert "wrong user name or password" in r.text
+    assert "неверное имя пользователя или пароль" in r.text
 
 
 def test_login_is_rate_limited_per_name(cloud):
@@ -51,7 +51,7 @@ def test_login_is_rate_limited_per_name(cloud):
     for _ in range(users.MAX_FAILURES):
         assert login(c, "petya", "guess guess guess").status_code == 401
     locked = login(c, "petya")  # even the right password waits now
-    assert locked.status_code == 429 and "too many failed logins" in locked.text
+    assert locked.status_code == 429 and "слишком много неудачных попыток входа" in locked.text
     assert locked.headers["Retry-After"]
     other = app.test_client()
     assert login(other, "masha").status_code == 302  # another name is not locked
@@ -263,11 +263,11 @@ def test_a_tokens_last_use_is_shown_and_never_makes_a_request_wait(cloud, as_use
     token = users.new_token(conn, "masha")
     api = app.test_client()
     owner = as_user("olga")
-    assert "last used never" in owner.get("/settings").text
+    assert "последнее использование никогда" in owner.get("/settings").text
     assert api.get("/api/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
     used = conn.execute("SELECT last_used_ts FROM api_tokens").fetchone()[0]
     assert used is not None and abs(used - time.time()) < 60
-    assert "last used never" not in owner.get("/settings").text
+    assert "последнее использование никогда" not in owner.get("/settings").text
 
     conn.execute("UPDATE api_tokens SET last_used_ts = last_used_ts - 3600")  # due to be written again
     writer = sqlite3.connect(cfg.db_path, timeout=0)

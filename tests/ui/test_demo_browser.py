@@ -134,13 +134,13 @@ def test_manager_in_the_browser_over_the_demo_and_no_token_leaks(tmp_path):
                 manager.fill("#f-comment", "browser test")
                 manager.click("#preview")
                 expect(manager.locator("#diff tr.changed")).to_have_count(1)
-                expect(manager.locator("#diff tr.changed td.new-price")).to_have_text("1777")
+                expect(manager.locator("#diff tr.changed td.new-price")).to_have_text(re.compile(r"^1\s777\s₽$"))  # money as Russians write it
                 manager.screenshot(path=str(ARTIFACTS / "price-preview.png"), full_page=True)
                 pages["preview"] = manager.content()
                 if manager.locator("#f-confirm").count():
                     manager.check("#f-confirm")
                 manager.click("#apply")
-                expect(manager.locator("#result-summary")).to_contain_text("1 price(s) accepted")
+                expect(manager.locator("#result-summary")).to_contain_text("принято: 1")
                 manager.screenshot(path=str(ARTIFACTS / "price-applied.png"), full_page=True)
                 pages["applied"] = manager.content()
                 state = _get_json(f"{sandboxes['wildberries']}/_sandbox/state")
@@ -160,13 +160,13 @@ def test_manager_in_the_browser_over_the_demo_and_no_token_leaks(tmp_path):
                 owner.select_option("#f-account", "wb-main")
                 owner.fill("#f-value", ENTERED)
                 owner.click("#token-form button")
-                expect(owner.locator(".msg.ok")).to_contain_text("stored encrypted")
+                expect(owner.locator(".msg.ok")).to_contain_text("сохранён в зашифрованном виде")
                 pages["settings after entry"] = owner.content()
                 owner.goto(f"{url}/sites")
                 expect(owner.locator("#sites tr.online")).to_have_count(1)  # the demo's site is on line
                 owner.goto(f"{url}/stocks")
                 owner.click("#levels a >> nth=0")  # "why this number" of the first item on an account
-                expect(owner.locator("#why")).to_contain_text("own warehouse")
+                expect(owner.locator("#why")).to_contain_text("свой склад")
                 pages["why"] = owner.content()
                 owner.goto(f"{url}/orders")
                 owner.click("#orders tbody a >> nth=0")  # one order's history
@@ -191,7 +191,7 @@ def test_manager_in_the_browser_over_the_demo_and_no_token_leaks(tmp_path):
                 pages["report"] = owner.content()
 
                 packer = login("petya", secrets_dir / "petya-password")
-                assert packer.locator("header nav a", has_text="Prices").count() == 0
+                assert packer.locator("header nav a", has_text="Цены").count() == 0
                 resp = packer.goto(f"{url}/prices")
                 assert resp is not None and resp.status == 403
                 packer.screenshot(path=str(ARTIFACTS / "packer-refused.png"))

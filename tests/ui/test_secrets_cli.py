@@ -81,7 +81,7 @@ def test_user_and_token_commands(tmp_path):
     weak = tmp_path / "weak"
     weak.write_text("short\n")
     out = _ms("cloud", "user", "add", "bob", "--role", "manager", "--password-file", str(weak), "--db", db)
-    assert out.returncode == 2 and "at least 10 characters" in out.stderr and "short" not in out.stderr
+    assert out.returncode == 2 and "не короче 10 символов" in out.stderr and "short" not in out.stderr
     out = _ms("cloud", "user", "add", "bob", "--role", "admin", "--password-file", str(weak), "--db", db)
     assert out.returncode == 2
     assert [u["name"] for u in users.list_users(conn)] == ["owner"]

@@ -8,8 +8,11 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from html import escape
 
+from flask_babel import get_locale
+from flask_babel import gettext as _
 from markupsafe import Markup
 
+from cloud_sync.i18n import number
 from marketplaces import profiles
 
 PALETTE = ["#3366cc", "#dc3912", "#ff9900", "#109618", "#990099", "#0099c6"]
@@ -20,8 +23,10 @@ def line_chart(series: dict[str, list[tuple[float, float]]], *, title: str, widt
     pad_l, pad_r, pad_t, pad_b = 56, 12, 24, 28
     points = [p for pts in series.values() for p in pts]
     if not points:
+        empty = _("no data yet")
         return Markup(f'<svg class="chart" width="{width}" height="60" role="img" aria-label="{escape(title)}">'
-                      f'<text x="8" y="20">{escape(title)}: no data yet</text></svg>')
+                      f'<text x="8" y="20">{escape(title)}: {escape(empty)}</text></svg>')
+    lang = str(get_locale())
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     x0, x1 = min(xs), max(xs) if max(xs) > min(xs) else min(xs) + 1
     y0, y1 = min(0.0, min(ys)), max(ys) if max(ys) > 0 else 1.0
@@ -37,7 +42,8 @@ def line_chart(series: dict[str, list[tuple[float, float]]], *, title: str, widt
     for frac in (0, 0.5, 1):
         y = y0 + (y1 - y0) * frac
         out.append(f'<line x1="{pad_l}" x2="{width - pad_r}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" class="grid"/>'
-                   f'<text x="{pad_l - 4}" y="{sy(y) + 4:.1f}" text-anchor="end">{y:,.0f}{escape(unit)}</text>')
+                   f'<text x="{pad_l - 4}" y="{sy(y) + 4:.1f}" text-anchor="end">{escape(number(round(y), lang))}'
+                   f'{escape(unit)}</text>')
     for x, label in (x_labels or [])[:: max(1, len(x_labels or []) // 8)]:
         out.append(f'<text x="{sx(x):.1f}" y="{height - 8}" text-anchor="middle">{escape(label)}</text>')
     colours = {name: p.colour for name, p in profiles().items()}  # a marketplace's line in its own colour
@@ -76,8 +82,13 @@ def orders_per_day(conn: sqlite3.Connection, days: int = 30, today: date | None 
     def filled(table: dict[str, dict[int, float]]) -> dict[str, list[tuple[float, float]]]:
         return {mp: [(float(i), per.get(i, 0.0)) for i in range(days)] for mp, per in table.items()}
 
-    return (line_chart(filled(counts), title="Orders per marketplace per day", x_labels=labels),
-            line_chart(filled(revenue), title="Revenue per marketplace per day", x_labels=labels, unit=" ₽"))
+    def titled(table: dict[str, list[tuple[float, float]]]) -> dict[str, list[tuple[float, float]]]:
+        known = profiles()
+        return {(known[mp].title if mp in known else mp): pts for mp, pts in table.items()}
+
+    return (line_chart(titled(filled(counts)), title=_("Orders per marketplace per day"), x_labels=labels),
+            line_chart(titled(filled(revenue)), title=_("Revenue per marketplace per day"), x_labels=labels,
+                       unit=" ₽"))
 
 
 def stock_history(conn: sqlite3.Connection, item_id: str, limit: int = 500) -> Markup:
@@ -86,8 +97,10 @@ def stock_history(conn: sqlite3.Connection, item_id: str, limit: int = 500) -> M
     rows = conn.execute("SELECT ts, warehouse, on_hand_after, reserved_after FROM stock_moves WHERE item_id=?"
                         " ORDER BY id DESC LIMIT ?", (item_id, limit)).fetchall()
     for ts, wh, on_hand, reserved in reversed(rows):
-        series[f"{wh} on hand"].append((ts, on_hand))
-        series[f"{wh} available"].append((ts, on_hand - reserved))
+        series[_("%(warehouse)s: on hand", warehouse=wh)].append((ts, on_hand))
+        series[_("%(warehouse)s: available", warehouse=wh)].append((ts, on_hand - reserved))
     ticks = sorted({r[0] for r in rows})
     labels = [(t, datetime.fromtimestamp(t, UTC).strftime("%d.%m %H:%M")) for t in ticks]
-    return line_chart(dict(series), title=f"Stock history of {item_id}", x_labels=labels)
+    item = conn.execute("SELECT article, name FROM items WHERE id=?", (item_id,)).fetchone()
+    named = f"{item['article']} «{item['name']}»" if item else item_id  # the article and name, not a GUID
+    return line_chart(dict(series), title=_("Stock history of %(item)s", item=named), x_labels=labels)

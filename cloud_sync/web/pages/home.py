@@ -1,24 +1,33 @@
-"""The pages' home: `/` (the orders list), the templates and the static files of the manager's pages
-(/static/cloud, endpoint `ui.static`) and the `timestamp_utc` template filter."""
+"""The pages' home: `/` («Требует внимания» for owners and managers, the orders list for packers), the
+templates and the static files of the manager's pages (/static/cloud, endpoint `ui.static`)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
-from flask import Blueprint, redirect, url_for
+from flask import Blueprint, jsonify, redirect, request, url_for
 
 import web
+from cloud_sync.web.auth import current_user
+from cloud_sync.web.context import get_db
+from cloud_sync.web.pages.common import find_items, sort_href
 
 bp = Blueprint("ui", __name__, template_folder=str(web.TEMPLATES), static_folder=str(web.STATIC / "cloud"),
                static_url_path="/static/cloud")
 
 
+@bp.app_context_processor
+def sorting() -> dict:
+    return {"sort_href": sort_href}
+
+
+@bp.get("/items/suggest")
+def suggest_items():
+    """1C items for a field being typed (article first, then name): what the forms offer as you type."""
+    q = request.args.get("q", "").strip()[:100]
+    return jsonify([{"article": r["article"], "name": r["name"]} for r in find_items(get_db(), q)] if q else [])
+
+
 @bp.get("/")
 def home():
-    return redirect(url_for("orders.index"))
-
-
-@bp.app_template_filter("timestamp_utc")
-def timestamp_utc(ts: float | None) -> str:
-    """A unix time as a readable UTC date (app.js then shows it in the reader's own time zone)."""
-    return datetime.fromtimestamp(float(ts), UTC).strftime("%Y-%m-%d %H:%M UTC") if ts else ""
+    """A manager starts on «Требует внимания»; a packer on the orders."""
+    user = current_user()
+    return redirect(url_for("orders.index" if user is not None and user.role == "packer" else "attention.index"))

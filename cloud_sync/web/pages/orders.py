@@ -4,17 +4,31 @@ deadline, then unified status), filters, bulk actions (cloud_sync.orders.desk), 
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
 
 from flask import Blueprint, abort, render_template, request
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext, ngettext
 
 from cloud_sync.config import UNIFIED_STATUSES
 from cloud_sync.orders import desk as order_desk
 from cloud_sync.orders import listing, records
 from cloud_sync.web.auth import current_user
 from cloud_sync.web.context import ctx, get_db
-from cloud_sync.web.pages.common import PAGE_SIZE, accounts, args_for, page_number
+from cloud_sync.web.i18n import domain_text, status_label
+from cloud_sync.web.pages.common import (
+    PAGE_SIZE,
+    accounts,
+    args_for,
+    articles_for_ids,
+    item_names,
+    page_number,
+    sort_key,
+)
 
 bp = Blueprint("orders", __name__)
+ACTIONS = {"take": lazy_gettext("take into work"), "labels": lazy_gettext("print labels"),
+           "cancel": lazy_gettext("cancel")}
 
 
 @bp.get("/orders")
@@ -30,17 +44,18 @@ def bulk():
     errors: dict[str, str] = {}
     messages = []
     if action == "cancel" and user is not None and user.role == "packer":
-        errors["action"] = "a packer may not cancel orders"
+        errors["action"] = _("a packer may not cancel orders")
     else:
         try:
             res = order_desk.run(get_db(), ctx().cfg, action, keys, by=user.name if user else "?",
                                  reason=request.form.get("reason", ""), link=ctx().link)
         except order_desk.DeskError as exc:
-            errors[exc.field or "action"] = str(exc)
+            errors[exc.field or "action"] = domain_text(exc)
         else:
             ctx().wake()
-            messages.append(("ok", f"{action}: {len(res.done)} order(s) done"))
-            messages += [("warn", s) for s in res.skipped]
+            messages.append(("ok", ngettext("%(action)s: %(num)d order done", "%(action)s: %(num)d orders done",
+                                            len(res.done), action=ACTIONS.get(action, action))))
+            messages += [("warn", domain_text(s)) for s in res.skipped]
     return _render(errors=errors, messages=messages, status=400 if errors else 200)
 
 
@@ -50,7 +65,23 @@ def order(key: str):
     if o is None:
         abort(404)
     o.pop("native", None)
+    _add_total(o)
+    articles_for_ids(get_db(), [o])
+    names = item_names(get_db(), [ln["item_id"] for ln in o["lines"] if ln.get("item_id")])
+    for ln in o["lines"]:  # the 1C name first, the marketplace card's title as a second line
+        ln["item_article"], ln["item_name"] = names.get(ln.get("item_id") or "", ("", ""))
     return render_template("cloud/order.html", active="orders", o=o)
+
+
+def _add_total(order: dict) -> None:
+    """What the buyer pays for the order: the sum of its lines (price × quantity)."""
+    total = Decimal(0)
+    for ln in order["lines"]:
+        try:
+            total += Decimal(str(ln.get("price") or 0)) * int(ln.get("quantity") or 0)
+        except (InvalidOperation, ValueError):
+            continue
+    order["total"] = total
 
 
 def _late(order: dict, now: datetime) -> bool:
@@ -69,16 +100,19 @@ def _render(errors: dict[str, str] | None = None, messages: list | None = None, 
     account = a.get("account") or None
     status_filter = a.get("status") or None
     if status_filter and status_filter not in UNIFIED_STATUSES:
-        errors = {**(errors or {}), "status": f"no status {status_filter!r}; one of {', '.join(UNIFIED_STATUSES)}"}
+        errors = {**(errors or {}), "status": _("no status %(s)s; choose one from the list", s=repr(status_filter))}
         status_filter, status = None, 400
     late_only = a.get("late") == "1"
+    q = a.get("q", "").strip()[:100]
     page = page_number()
     rows = listing.list_orders(get_db(), account=account, status=status_filter, late=late_only, limit=PAGE_SIZE + 1,
-                              offset=(page - 1) * PAGE_SIZE)
+                              offset=(page - 1) * PAGE_SIZE, q=q, sort=sort_key()[0], descending=sort_key()[1])
     now = datetime.now(UTC)
     for o in rows:
         o["late"] = _late(o, now)
+        _add_total(o)
+    articles_for_ids(get_db(), rows)
     return render_template("cloud/orders.html", active="orders", rows=rows[:PAGE_SIZE], has_next=len(rows) > PAGE_SIZE,
-                           page=page, args=args_for(), accounts=accounts(), statuses=UNIFIED_STATUSES,
-                           account=account or "", status=status_filter or "", late=late_only, errors=errors or {},
+                           page=page, args=args_for(), accounts=accounts(), statuses=[(s, status_label(s)) for s in UNIFIED_STATUSES],
+                           account=account or "", status=status_filter or "", late=late_only, q=q, errors=errors or {},
                            messages=messages or [], form=request.form), status

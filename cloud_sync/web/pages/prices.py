@@ -6,18 +6,23 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from flask import Blueprint, abort, render_template, request
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 
 from cloud_sync.money import price_apply, price_docs, price_list, price_preview, price_reads, price_rules
 from cloud_sync.money import uploads as price_upload
 from cloud_sync.web.context import ctx, get_db
-from cloud_sync.web.pages.common import PAGE_SIZE, accounts, args_for, page_number
+from cloud_sync.web.i18n import domain_text
+from cloud_sync.web.pages.common import PAGE_SIZE, accounts, args_for, item_names, page_number, sort_key
 
 ROWS = 6
 MAX_ROWS = 500  # an upload (price_upload) is the way to send more lines at once
-SCOPES = [("item", "item (1C article)"), ("category", "category"), ("card", "card (offer id)"), ("all", "all cards")]
+SCOPES = [("item", lazy_gettext("item (1C article)")), ("category", lazy_gettext("category")),
+          ("card", lazy_gettext("card (article on the marketplace)")), ("all", lazy_gettext("all cards"))]
 LINE_FIELDS = ("price", "percent", "discount_percent", "old_price")
 
 bp = Blueprint("prices", __name__)
@@ -30,7 +35,7 @@ def _settings() -> price_preview.PricingSettings:
 def _account(errors: dict[str, str]) -> str:
     account = request.values.get("account", "")
     if account not in ctx().cfg.accounts:
-        errors["account"] = "choose an account"
+        errors["account"] = _("choose an account")
     return account
 
 
@@ -63,11 +68,19 @@ def _page(template: str = "cloud/prices.html", status: int = 200, **kw: Any):
         "SELECT id, comment, status, created_at, applied_at FROM price_documents WHERE account=?"
         " ORDER BY created_at DESC LIMIT 20", (account,))] if account else []
     kw.setdefault("errors", {})
-    kw.setdefault("typed", [{} for _ in range(ROWS)])
+    kw.setdefault("typed", [{} for _row in range(ROWS)])
     full = price_list.price_list(conn, account) if account else []
+    names = item_names(conn, [p["item_id"] for p in full if p.get("item_id")])
+    for p in full:  # the 1C name first; the card's title as a second line
+        p["item_article"], p["item_name"] = names.get(p.get("item_id") or "", ("", ""))
     q = request.args.get("q", "").strip().casefold()
-    shown = [p for p in full if not q or any(q in str(p[k] or "").casefold() for k in ("offer_id", "title",
-                                                                                       "category", "item_id"))]
+    shown = [p for p in full if not q or any(q in str(p[k] or "").casefold() for k in (
+        "offer_id", "title", "category", "item_id", "item_article", "item_name"))]
+    column, desc = sort_key()
+    if column in ("offer_id", "title", "category"):
+        shown.sort(key=lambda p: str(p.get(column) or "").casefold(), reverse=desc)
+    elif column in ("price", "cost", "margin"):  # numbers; the unknown last
+        shown.sort(key=lambda p: (p.get(column) is None, _number(p.get(column)) * (-1 if desc else 1)))
     page = page_number()
     return render_template(template, active="prices", accounts=accounts(), account=account, scopes=SCOPES,
                            price_list=full, price_rows=shown[(page - 1) * PAGE_SIZE: page * PAGE_SIZE],
@@ -75,6 +88,13 @@ def _page(template: str = "cloud/prices.html", status: int = 200, **kw: Any):
                            args=args_for(account=account), q=request.args.get("q", ""), docs=docs,
                            rules=price_rules.rules(conn, account) if account else [], rows=ROWS,
                            price_reading=price_reads.state(conn).get(account), **kw), status
+
+
+def _number(value: Any) -> Decimal:
+    try:
+        return Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return Decimal(0)
 
 
 @bp.get("/prices")
@@ -86,7 +106,7 @@ def index():
 def read_now():
     """«Обновить цены с площадок»: every open account's prices are read back by the running service now."""
     price_reads.ask(get_db(), list(ctx().cfg.accounts))
-    return _page(messages=[("ok", "Цены с площадок обновляются: через несколько секунд обновите страницу")])
+    return _page(messages=[("ok", _("The prices are being read from the marketplaces: reload the page in a few seconds"))])
 
 
 @bp.post("/prices/preview")
@@ -97,7 +117,7 @@ def preview():
     if errors:
         return _page(status=400, errors=errors, typed=typed, comment=request.form.get("comment", ""))
     if not lines:
-        errors["line_0"] = "fill in at least one line (what to change and the new price or percent)"
+        errors["line_0"] = _("fill in at least one line (what to change and the new price or percent)")
     rows = []
     for line in lines:
         row = line.pop("_row")
@@ -105,7 +125,7 @@ def preview():
         try:
             price_docs.parse_line(line)
         except price_docs.PriceDocumentError as exc:
-            errors[f"line_{row}"] = "; ".join(exc.problems)
+            errors[f"line_{row}"] = "; ".join(domain_text(p) for p in exc.problems)
     if errors:
         return _page(status=400, errors=errors, typed=typed, account=account,
                      comment=request.form.get("comment", ""))
@@ -115,7 +135,7 @@ def preview():
         m = re.match(r"line (\d+)\b", problem)
         if m and 0 < int(m.group(1)) <= len(rows):
             key = f"line_{rows[int(m.group(1)) - 1]}"
-            errors[key] = "; ".join(filter(None, [errors.get(key), problem.split(":", 1)[-1].strip()]))
+            errors[key] = "; ".join(filter(None, [errors.get(key), domain_text(problem.split(":", 1)[-1].strip())]))
     if errors:
         return _page(status=400, errors=errors, typed=typed, account=account,
                      comment=request.form.get("comment", ""))
@@ -128,13 +148,13 @@ def upload():
     account = _account(errors)
     f = request.files.get("file")
     if f is None or not f.filename:
-        errors["file"] = "choose a .csv or .xlsx file"
+        errors["file"] = _("choose a .csv or .xlsx file")
     if errors:
         return _page(status=400, errors=errors, account=account)
     try:
         doc = price_upload.parse_upload(f.filename, f.read(price_upload.MAX_BYTES + 1), account)
     except price_upload.UploadError as exc:
-        errors["file"] = str(exc)
+        errors["file"] = domain_text(exc)
         return _page(status=400, errors=errors, account=account, upload_problems=exc.problems)
     return _preview(doc)
 
@@ -144,22 +164,49 @@ def apply():
     errors: dict[str, str] = {}
     try:
         data = json.loads(request.form.get("document", ""))
-        doc = price_docs.parse_document(data)
+        held = _held(data.get("id")) if isinstance(data, dict) and data.get("id") else None
+        doc = held or price_docs.parse_document(data)  # a held draft is sent as it was stored, nothing else
     except (ValueError, price_docs.PriceDocumentError) as exc:
-        errors["document"] = f"the document cannot be read: {exc}"
+        errors["document"] = _("the document cannot be read: %(why)s", why=domain_text(exc))
         return _page(status=400, errors=errors)
     adapter = ctx().adapters.get(doc.account)
     if adapter is None:
-        return _preview(doc, errors={"document": f"account {doc.account} is not connected"}, status=409)
+        return _preview(doc, errors={"document": _("account %(account)s is not connected", account=doc.account)},
+                        status=409)
     try:
         result = price_apply.apply(get_db(), doc, adapter, confirm=request.form.get("confirm") == "yes",
                                settings=_settings())
     except price_docs.ConfirmationRequired as exc:
-        return _preview(doc, errors={"confirm": "tick the box to confirm: " + "; ".join(exc.problems[:5])},
-                        status=400)
+        return _preview(doc, errors={"confirm": _("tick the box to confirm: %(what)s", what="; ".join(
+            domain_text(p) for p in exc.problems[:5]))}, status=400)
     except price_docs.PriceDocumentError as exc:
-        return _preview(doc, errors={"document": "; ".join(exc.problems[:10])}, status=400)
+        return _preview(doc, errors={"document": "; ".join(domain_text(p) for p in exc.problems[:10])}, status=400)
     return render_template("cloud/price_result.html", active="prices", result=result, doc=doc)
+
+
+def _held(doc_id: object) -> price_docs.PriceDocument:
+    """A stored draft by its id (a document held for a confirmation), or ValueError."""
+    row = get_db().execute("SELECT status FROM price_documents WHERE id=?", (str(doc_id),)).fetchone()
+    if row is None or row["status"] != "draft":
+        raise ValueError(_("this document is no longer a draft"))
+    return price_docs.load_document(get_db(), str(doc_id))
+
+
+@bp.get("/prices/documents/<doc_id>")
+def document(doc_id: str):
+    """A held draft opened again: its preview, confirmed and sent from here, or discarded."""
+    try:
+        doc = _held(doc_id)
+    except ValueError:
+        abort(404)
+    return _preview(doc, held=True)
+
+
+@bp.post("/prices/documents/<doc_id>/discard")
+def discard(doc_id: str):
+    if not price_docs.discard_draft(get_db(), doc_id):
+        return _page(status=404, messages=[("error", _("no such draft"))])
+    return _page(messages=[("ok", _("the draft is discarded; nothing was sent"))])
 
 
 @bp.post("/prices/rules")
@@ -168,15 +215,15 @@ def add_rule():
     account = _account(errors)
     text = request.form.get("rule", "").strip()
     if not text:
-        errors["rule"] = "write the rule, e.g. -10% Friday 18:00, back Monday 09:00"
+        errors["rule"] = _("write the rule, e.g. -10% Friday 18:00, back Monday 09:00")
     if not errors:
         try:
             price_rules.add_rule(get_db(), account=account, text=text, tz=request.form.get("tz") or "Europe/Moscow")
         except (price_rules.RuleError, ValueError) as exc:
-            errors["rule"] = str(exc)
+            errors["rule"] = domain_text(exc)
     if errors:
         return _page(status=400, errors=errors, account=account, rule_text=text)
-    return _page(account=account, messages=[("ok", f"rule added: {text}")])
+    return _page(account=account, messages=[("ok", _("rule added: %(rule)s", rule=text))])
 
 
 @bp.post("/prices/rules/<rule_id>/<onoff>")
@@ -186,8 +233,8 @@ def toggle_rule(rule_id: str, onoff: str):
     try:
         price_rules.set_enabled(get_db(), rule_id, onoff == "on")
     except (price_rules.RuleError, ValueError, KeyError) as exc:
-        return _page(status=400, messages=[("error", str(exc))])
-    return _page(messages=[("ok", f"rule {rule_id} switched {'on' if onoff == 'on' else 'off'}")])
+        return _page(status=400, messages=[("error", domain_text(exc))])
+    return _page(messages=[("ok", _("rule switched on") if onoff == "on" else _("rule switched off"))])
 
 
 def _compute(doc: price_docs.PriceDocument) -> price_preview.Preview:
@@ -196,9 +243,11 @@ def _compute(doc: price_docs.PriceDocument) -> price_preview.Preview:
 
 
 def _preview(doc: price_docs.PriceDocument, *, errors: dict[str, str] | None = None, status: int = 200,
-             pv: price_preview.Preview | None = None):
+             pv: price_preview.Preview | None = None, held: bool = False):
     pv = pv or _compute(doc)
     data = {"account": doc.account, "comment": doc.comment, "rounding": str(doc.rounding),
             "lines": [price_docs.line_to_dict(x) for x in doc.lines]}
+    if held:
+        data["id"] = doc.id  # sent as the stored draft: its status changes, no second document
     return render_template("cloud/price_preview.html", active="prices", pv=pv, table=pv.as_table(), doc=doc,
-                           document=json.dumps(data, ensure_ascii=False), errors=errors or {}), status
+                           document=json.dumps(data, ensure_ascii=False), errors=errors or {}, held=held), status

@@ -5,16 +5,28 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import asdict
 from typing import Any
 
 from flask import Blueprint, render_template, request
+from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from cloud_sync.catalog import card_fill
 from cloud_sync.catalog import cards as catalog
 from cloud_sync.db import transaction
 from cloud_sync.onec import items_out
 from cloud_sync.web.context import ctx, get_db
-from cloud_sync.web.pages.common import PAGE_SIZE, accounts, args_for, page_number
+from cloud_sync.web.i18n import domain_text
+from cloud_sync.web.pages.common import (
+    PAGE_SIZE,
+    accounts,
+    args_for,
+    find_item,
+    item_names,
+    page_number,
+    sort_key,
+)
 from marketplaces import profiles
 from marketplaces.base import CardMaker, MarketplaceError, NotSupported
 
@@ -23,7 +35,7 @@ bp = Blueprint("products", __name__)
 
 def _card_makers() -> str:
     """The marketplaces the seller creates cards on, as the seller says them ("Wildberries")."""
-    return " or ".join(p.title for p in profiles().values() if p.can.create_cards)
+    return " / ".join(p.title for p in profiles().values() if p.can.create_cards)
 
 
 def _creates_cards(marketplace: str) -> bool:
@@ -45,13 +57,20 @@ def _page(status: int = 200, **kw: Any):
     q = a.get("q", "").strip()
     if q:
         rows = [r for r in rows if _matches(r, q.casefold())]
+    column, desc = sort_key()
+    if column in ("title", "marketplace", "account", "offer_id", "category"):
+        rows = sorted(rows, key=lambda r: str(getattr(r, column) or "").casefold(), reverse=desc)
     page = page_number()
+    shown = [asdict(r) for r in rows[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]]
+    names = item_names(get_db(), [r["item_id"] for r in shown if r["item_id"]])
+    for r in shown:  # the 1C name first; the marketplace card's title as a second line
+        r["item_article"], r["item_name"] = names.get(r["item_id"] or "", ("", ""))
     kw.setdefault("errors", {})
     kw.setdefault("messages", [])
     card_maker_accounts = [(n, label) for n, label in accounts() if _creates_cards(ctx().cfg.accounts[n].marketplace)]
     return render_template("cloud/products.html", active="products", accounts=accounts(), account=account or "",
                            card_maker_accounts=card_maker_accounts, card_makers=_card_makers(),
-                           linked=a.get("linked", ""), q=q, rows=rows[(page - 1) * PAGE_SIZE: page * PAGE_SIZE],
+                           linked=a.get("linked", ""), q=q, rows=shown,
                            total=len(rows), page=page, has_next=len(rows) > page * PAGE_SIZE, args=args_for(),
                            unmatched=sum(1 for r in rows if r.item_id is None),
                            creations=catalog.creations(get_db(), account), form=request.form,
@@ -70,7 +89,7 @@ def suggest():
     conn = get_db()
     card = catalog.card(conn, request.args.get("account", ""), request.args.get("card_id", ""))
     if card is None:
-        return _page(status=404, errors={"card_id": "no such card"})
+        return _page(status=404, errors={"card_id": _("no such card")})
     ids = catalog._suggest(conn, card, limit=5)  # noqa: SLF001 - the catalog's own matcher, as auto_link uses it
     items = [dict(r) for r in conn.execute(
         f"SELECT id, article, name FROM items WHERE id IN ({','.join('?' * len(ids))})", ids)] if ids else []
@@ -84,27 +103,34 @@ def autolink():
     with transaction(conn):
         report = catalog.auto_link(conn, request.values.get("account") or None)
     ctx().wake()
-    return _page(report=report, messages=[("ok", f"linked {report.linked_by_barcode} by barcode,"
-                                                 f" {report.linked_by_article} by article")])
+    return _page(report=report, messages=[("ok", _("linked %(b)s by barcode, %(a)s by article",
+                                                   b=report.linked_by_barcode, a=report.linked_by_article))])
 
 
 @bp.post("/products/link")
 def link():
     f = request.form
     errors: dict[str, str] = {}
-    account, card_id, item_id = f.get("account", ""), f.get("card_id", "").strip(), f.get("item_id", "").strip()
+    account, card_id, typed = f.get("account", ""), f.get("card_id", "").strip(), f.get("item_id", "").strip()
     if account not in ctx().cfg.accounts:
-        errors["link_account"] = "choose an account"
+        errors["link_account"] = _("choose an account")
     if not card_id:
-        errors["card_id"] = "give the card (its marketplace id)"
-    if not item_id and f.get("unlink") != "yes":
-        errors["item_id"] = "give the 1C item id"
+        errors["card_id"] = _("give the card (its article on the marketplace or its id)")
+    elif account in ctx().cfg.accounts:
+        card_id = _card_by_article(account, card_id)
+    item_id = ""
+    if not typed and f.get("unlink") != "yes":
+        errors["item_id"] = _("give the 1C item: its article or name")
+    elif typed:
+        item_id, problem = find_item(get_db(), typed)
+        if problem:
+            errors["item_id"] = problem
     try:
         pack = int(f.get("pack", "1") or 1)
         if not 1 <= pack <= 1000:
             raise ValueError
     except ValueError:
-        errors["pack"] = "a pack is a whole number of units, 1-1000"
+        errors["pack"] = _("a pack is a whole number of units, 1-1000")
         pack = 1
     if not errors:
         conn = get_db()
@@ -115,11 +141,20 @@ def link():
                 else:
                     catalog.link(conn, account, card_id, item_id, pack)
         except catalog.CatalogError as exc:
-            errors["item_id" if "item" in str(exc) else "card_id"] = str(exc)
+            errors["item_id" if "item" in str(exc) else "card_id"] = domain_text(exc)
     if errors:
         return _page(status=400, errors=errors)
     ctx().wake()
-    return _page(messages=[("ok", f"card {card_id} {'unlinked' if f.get('unlink') == 'yes' else 'linked to ' + item_id}")])
+    done = _("card %(card)s unlinked", card=card_id) if f.get("unlink") == "yes" else \
+        _("card %(card)s linked to %(item)s", card=card_id, item=typed)
+    return _page(messages=[("ok", done)])
+
+
+def _card_by_article(account: str, typed: str) -> str:
+    """The card id of what was typed: a card id as it is, or the card with this article (offer id)."""
+    row = get_db().execute("SELECT native_id FROM cards WHERE account=? AND (native_id=? OR offer_id=?)"
+                           " ORDER BY native_id=? DESC LIMIT 1", (account, typed, typed, typed)).fetchone()
+    return row["native_id"] if row else typed
 
 
 @bp.post("/products/visibility")
@@ -127,14 +162,14 @@ def visibility():
     f = request.form
     chosen: dict[str, list[str]] = {}
     for value in f.getlist("card_ids"):  # "account|card id", so one list may hold several accounts
-        account, _, card_id = value.partition("|")
+        account, _sep, card_id = value.partition("|")
         chosen.setdefault(account, []).append(card_id)
     errors: dict[str, str] = {}
     if not chosen:
-        errors["card_ids"] = "choose at least one card"
+        errors["card_ids"] = _("choose at least one card")
     missing = sorted(a for a in chosen if a not in ctx().adapters)
     if missing:
-        errors["vis_account"] = f"not connected: {', '.join(missing)} — nothing was changed"
+        errors["vis_account"] = _("not connected: %(accounts)s — nothing was changed", accounts=", ".join(missing))
     if errors:
         return _page(status=400, errors=errors)
     conn = get_db()
@@ -147,10 +182,13 @@ def visibility():
     except NotSupported as exc:  # e.g. no hide/unhide on that marketplace: say so in the seller's words
         return _page(status=400, errors={"card_ids": exc.for_seller()})
     except (catalog.CatalogError, MarketplaceError) as exc:
-        return _page(status=400, errors={"card_ids": str(exc)})
+        return _page(status=400, errors={"card_ids": domain_text(exc)})
     ctx().wake()
     failed = [r for r in results if not getattr(r, "ok", True)]
-    return _page(messages=[("ok", f"{len(results) - len(failed)} card(s) {'shown' if f.get('visible') == 'yes' else 'hidden'}")]
+    n = len(results) - len(failed)
+    done = ngettext("%(num)d card shown", "%(num)d cards shown", n) if f.get("visible") == "yes" else \
+        ngettext("%(num)d card hidden", "%(num)d cards hidden", n)
+    return _page(messages=[("ok", done)]
                  + [("warn", f"{r.key}: {r.error}") for r in failed])
 
 
@@ -161,38 +199,45 @@ def create():
     account = f.get("account", "")
     settings = ctx().cfg.accounts.get(account)
     if settings is None or not _creates_cards(settings.marketplace) or account not in ctx().adapters:
-        errors["create_account"] = f"choose a connected {_card_makers()} account"
+        errors["create_account"] = _("choose a connected %(where)s account", where=_card_makers())
     subject_id = f.get("subject_id", "").strip()  # a WB subject id, or an Ozon "description_category_id:type_id"
     if not re.fullmatch(r"[1-9]\d*(:[1-9]\d*)?", subject_id):
-        errors["subject_id"] = "категория — номер, как его даёт маркетплейс (у некоторых «категория:тип»)"
+        errors["subject_id"] = _("the category is a number as the marketplace gives it (for some, «category:type»)")
     try:
         price = int(f.get("price", "0") or 0)
         if price < 0:
             raise ValueError
     except ValueError:
-        errors["price"] = "a price is a whole number of roubles, 0 or more"
+        errors["price"] = _("a price is a whole number of roubles, 0 or more")
         price = 0
+    new_item = ""
     if not f.get("new_item_id", "").strip():
-        errors["new_item_id"] = "give the 1C item id"
+        errors["new_item_id"] = _("give the 1C item: its article or name")
+    else:
+        new_item, problem = find_item(get_db(), f["new_item_id"].strip())
+        if problem:
+            errors["new_item_id"] = problem
     if errors:
         return _page(status=400, errors=errors)
     conn = get_db()
     try:
         adapter = ctx().adapters[account]
         if not isinstance(adapter, CardMaker):
-            return _page(status=400, errors={"create_account": "этот маркетплейс не создаёт карточки через API"})
+            return _page(status=400, errors={"create_account": _("this marketplace does not create cards through its API")})
         attributes = adapter.category_attributes(subject_id)
         photos = [u.strip() for u in f.get("photos", "").split() if u.strip()]
-        new = card_fill.new_card(conn, adapter.name, f["new_item_id"].strip(), subject_id, attributes,
+        new = card_fill.new_card(conn, adapter.name, new_item, subject_id, attributes,
                                  brand=f.get("brand", ""), price=price, photos=photos)
         result = catalog.start_creation(adapter, new)  # the marketplace call outside the write lock
         with transaction(conn):
-            catalog.record_creation(conn, adapter.name, account, f["new_item_id"].strip(), result, photos=new.photos)
+            catalog.record_creation(conn, adapter.name, account, new_item, result, photos=new.photos)
     except card_fill.CardFillError as exc:
         return _page(status=400, errors={"new_item_id": str(exc)})
+    except catalog.CatalogError as exc:
+        return _page(status=400, errors={"new_item_id": domain_text(exc)})
     except MarketplaceError as exc:
         return _page(status=502, errors={"create_account": str(exc)})
-    return _page(messages=[("ok", f"card {result.offer_id}: {result.state}")])
+    return _page(messages=[("ok", _("card %(card)s: %(state)s", card=result.offer_id, state=result.state))])
 
 
 @bp.post("/products/to-1c")
@@ -200,18 +245,18 @@ def to_onec():
     """Cards into 1C: create the chosen items of the preview in 1C through OData, then link the cards."""
     section = ctx().cfg.onec.odata if ctx().cfg.onec is not None else None
     if section is None:
-        return _page(status=409, errors={"to_1c": "в cloud.toml нет [onec.odata]: укажите адрес OData базы 1С"})
+        return _page(status=409, errors={"to_1c": _("cloud.toml has no [onec.odata]: give the address of the 1C base's OData")})
     chosen = request.form.getlist("article")
     conn = get_db()
     batch = [i for i in items_out.proposals(conn) if i.article in chosen]
     if not batch:
-        return _page(status=400, errors={"to_1c": "отметьте товары, которые создать в 1С"})
+        return _page(status=400, errors={"to_1c": _("tick the items to create in 1C")})
     outcomes = items_out.create_in_1c(batch, items_out.item_settings(section))  # HTTP outside the write lock
     with transaction(conn):
         linked = items_out.record(conn, batch, outcomes)
     ctx().wake()
     made = sum(1 for o in outcomes if o.ref_key and not o.error)
-    messages = [("ok", f"В 1С: {made} товар(ов); связано карточек: {linked.linked_by_barcode + linked.linked_by_article}")]
+    messages = [("ok", _("In 1C: %(made)s item(s); cards linked: %(linked)s", made=made, linked=linked.linked_by_barcode + linked.linked_by_article))]
     messages += [("error", o.error) for o in outcomes if o.error]
     return _page(status=200 if made == len(outcomes) else 502, messages=messages)
 
@@ -243,9 +288,9 @@ def _rules_page(status: int = 200, **kw: Any):
                 attributes = adapter.category_attributes(category)
                 saved = card_fill.rules(get_db(), adapter.name, category)
         except (MarketplaceError, ValueError) as exc:
-            error = f"маркетплейс не ответил: {exc}"
+            error = _("the marketplace did not answer: %(error)s", error=exc)
     elif account:
-        error = "этот аккаунт не подключён или его маркетплейс не создаёт карточки через API"
+        error = _("this account is not connected, or its marketplace does not create cards through its API")
     return render_template("cloud/fill_rules.html", active="products", accounts=makers, account=account, q=q,
                            category=category, found=found, attributes=attributes, saved=saved,
                            properties=_property_names(), error=kw.pop("error", error), **kw), status
@@ -263,11 +308,11 @@ def save_fill_rules():
     adapter = ctx().adapters.get(f.get("account", ""))
     category = f.get("category", "").strip()
     if not isinstance(adapter, CardMaker) or not category:
-        return _rules_page(status=400, error="выберите аккаунт и категорию")
+        return _rules_page(status=400, error=_("choose the account and the category"))
     try:
         attributes = adapter.category_attributes(category)
     except (MarketplaceError, ValueError) as exc:
-        return _rules_page(status=502, error=f"маркетплейс не ответил: {exc}")
+        return _rules_page(status=502, error=_("the marketplace did not answer: %(error)s", error=exc))
     rules = [card_fill.FillRule(a.id, a.name, f.get(f"property_{a.id}", ""), f.get(f"value_{a.id}", ""))
              for a in attributes]
     conn = get_db()
@@ -275,5 +320,5 @@ def save_fill_rules():
         card_fill.save_rules(conn, adapter.name, category, rules)
     missing = [a.name for a, r in zip(attributes, rules, strict=True)
                if a.required and not (r.property.strip() or r.value.strip())]
-    note = ("Сохранено. Обязательные без правила: " + ", ".join(missing)) if missing else "Сохранено"
+    note = (_("Saved. Required without a rule:") + " " + ", ".join(missing)) if missing else _("Saved")
     return _rules_page(messages=[("ok" if not missing else "error", note)])

@@ -13,11 +13,13 @@ from decimal import Decimal
 from pathlib import Path
 
 from flask import Blueprint, abort, render_template, request, send_file
+from flask_babel import gettext as _
 
 from cloud_sync.money import reports
 from cloud_sync.onec.commission import CommissionError
 from cloud_sync.onec.commission import saved_report as read_saved
 from cloud_sync.web.context import ctx, get_db
+from cloud_sync.web.i18n import domain_text
 from cloud_sync.web.pages import charts
 from cloud_sync.web.pages.common import accounts
 from marketplaces.base import MarketplaceError, NotSupported
@@ -29,7 +31,7 @@ def _period(errors: dict[str, str]) -> tuple[str, date, date]:
     a = request.values
     account = a.get("account", "")
     if account not in ctx().adapters:
-        errors["account"] = "choose a connected account"
+        errors["account"] = _("choose a connected account")
     today = datetime.now(UTC).date()
     out = []
     for name, default in (("from", today - timedelta(days=7)), ("to", today)):
@@ -37,12 +39,12 @@ def _period(errors: dict[str, str]) -> tuple[str, date, date]:
         try:
             out.append(date.fromisoformat(raw) if raw else default)
         except ValueError:
-            errors[name] = "a date like 2026-11-01"
+            errors[name] = _("a date like 2026-11-01")
             out.append(default)
     if not errors and out[1] < out[0]:
-        errors["to"] = "the period ends before it starts"
+        errors["to"] = _("the period ends before it starts")
     if not errors and (out[1] - out[0]).days > 92:
-        errors["to"] = "at most 92 days at once"
+        errors["to"] = _("at most 92 days at once")
     return account, out[0], out[1]
 
 
@@ -90,7 +92,7 @@ def index():
             except NotSupported as exc:  # the marketplace offers no report: say so, it is no failure
                 errors["account"] = exc.for_seller()
             except (reports.ReportError, MarketplaceError) as exc:
-                errors["account"] = str(exc)
+                errors["account"] = domain_text(exc)
         if report is not None:
             table, recon = reports.commission_table(report), reports.reconciliation_table(report)
     orders_chart, revenue_chart = charts.orders_per_day(get_db())

@@ -13,14 +13,17 @@ import re
 from typing import Any
 
 from flask import Blueprint, render_template, request
+from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from cloud_sync.access import secrets, users
-from cloud_sync.alerts import checks
+from cloud_sync.alerts import checks, outbox
 from cloud_sync.config import UNIFIED_STATUSES
 from cloud_sync.config_sections import AlertsConfig
 from cloud_sync.web.auth import current_user
 from cloud_sync.web.context import ctx, get_db
-from cloud_sync.web.pages.common import accounts
+from cloud_sync.web.i18n import domain_text, marketplace_title, role_label, status_label
+from cloud_sync.web.pages.common import accounts, find_item
 from cloud_sync.web.settings_in_use import credentials_stored, put_in_use, use_bot_token
 from marketplaces.endpoints import EndpointMapError, load_endpoint_map
 
@@ -61,7 +64,10 @@ def _page(status: int = 200, **kw: Any):
     kw.setdefault("errors", {})
     kw.setdefault("messages", [])
     return render_template("cloud/settings.html", active="settings", accounts=accounts(), account_rows=rows,
-                           status_map=cfg.status_map, unified=UNIFIED_STATUSES, minimums=minimums,
+                           status_map=cfg.status_map, unified=[(s, status_label(s)) for s in UNIFIED_STATUSES],
+                           minimums=minimums,
+                           marketplace_choices=[(mp, marketplace_title(mp)) for mp in cfg.status_map],
+                           role_choices=[(r, role_label(r)) for r in users.ROLES],
                            bot=stored.get(secrets.BOT_TOKEN), alerts_cfg=_alerts_shown(cfg.alerts),
                            users=users.list_users(conn), roles=users.ROLES, tokens=dict(conn.execute(
                                "SELECT user_id, COUNT(*) FROM api_tokens GROUP BY user_id").fetchall()),
@@ -80,27 +86,64 @@ def set_token():
     errors: dict[str, str] = {}
     account, field, value = f.get("account", ""), f.get("field", "").strip(), f.get("value", "")
     if account not in ctx().cfg.accounts:
-        errors["account"] = "choose an account"
+        errors["account"] = _("choose an account")
     if not FIELD_RE.match(field):
-        errors["field"] = "the credential's name, e.g. Authorization, Api-Key, Client-Id, token"
+        errors["field"] = _("the credential's name, e.g. Authorization, Api-Key, Client-Id, token")
     if not value.strip() or len(value) > 4096 or any(c in value for c in "\r\n\0"):
-        errors["value"] = "paste the token (one line, up to 4096 characters)"
+        errors["value"] = _("paste the token (one line, up to 4096 characters)")
     if errors:
         return _page(400, errors=errors)
     name = secrets.account_secret_name(account)
     _store().put(get_db(), name, {field: value.strip()})
     log.info("credential %s of account %s stored (encrypted)", field, account)
-    return _page(messages=[credentials_stored(account, f"{field} of {account} stored encrypted", value.strip())])
+    return _page(messages=[credentials_stored(account, _("%(field)s of %(account)s stored encrypted", field=field,
+                                                         account=account), value.strip())])
 
 
 @bp.post("/settings/telegram")
 def set_bot():
     value = request.form.get("bot_token", "").strip()
     if not re.match(r"^\d{3,20}:[A-Za-z0-9_-]{20,100}$", value):
-        return _page(400, errors={"bot_token": "a bot token looks like 123456789:AA… (as @BotFather gives it)"})
+        return _page(400, errors={"bot_token": _("a bot token looks like 123456789:AA… (as @BotFather gives it)")})
     _store().put(get_db(), secrets.BOT_TOKEN, value, merge=False)
     log.info("Telegram bot token stored (encrypted)")
     return _page(messages=[("ok", use_bot_token(value))])
+
+
+@bp.post("/settings/telegram/chat")
+def set_chat():
+    """The chat the alerts go to (a group's or a channel's id, as a bot sees it, or @channel)."""
+    value = request.form.get("chat_id", "").strip()
+    if not re.match(r"^(-?\d{3,20}|@[A-Za-z][A-Za-z0-9_]{4,31})$", value):
+        return _page(400, errors={"chat_id": _("a chat is its number (a group's starts with -100…) or @channel")})
+    conn, cfg = get_db(), ctx().cfg
+    secrets.put_setting(conn, "alerts", "", "chat_id", value)
+    fresh = cfg.alerts is None
+    cfg.alerts = cfg.alerts or AlertsConfig()
+    cfg.alerts.chat_id = value  # the alerts job reads [alerts] again on its next tick
+    said = _("chat %(chat)s stored; alerts go there", chat=value)
+    stored = _store().value(conn, secrets.BOT_TOKEN) if fresh else None
+    if stored:
+        said += "; " + use_bot_token(stored)
+    return _page(messages=[("ok", said)])
+
+
+@bp.post("/settings/telegram/test")
+def test_telegram():
+    """Send a test message now with the token and chat in use, and say what the Bot API answered."""
+    try:
+        settings = outbox.AlertSettings.from_config(ctx().cfg.alerts)
+    except outbox.AlertConfigError as exc:
+        return _page(400, messages=[("error", domain_text(exc))])
+    if not settings.enabled:
+        return _page(400, messages=[("error", _("store the bot token and the chat first"))])
+    sender = outbox.TelegramSender(settings.base_url, settings.token, timeout_s=settings.timeout_s)
+    result = sender.send(settings.chat_id, _("marketsync: a test message; alerts reach this chat."))
+    if result.ok:
+        return _page(messages=[("ok", _("Telegram answered: ok — the message is in chat %(chat)s",
+                                        chat=settings.chat_id))])
+    log.warning("Telegram test message refused: %s", result.error)  # redacted by the sender
+    return _page(502, messages=[("error", _("Telegram answered: %(answer)s", answer=result.error))])
 
 
 @bp.post("/settings/status")
@@ -109,16 +152,16 @@ def set_status():
     errors: dict[str, str] = {}
     mp, native, unified = f.get("marketplace", ""), f.get("native", "").strip(), f.get("unified", "")
     if mp not in ctx().cfg.status_map:
-        errors["marketplace"] = "choose a marketplace"
+        errors["marketplace"] = _("choose a marketplace")
     if not native or len(native) > 80:
-        errors["native"] = "the marketplace's own status (or STATUS/SUBSTATUS)"
+        errors["native"] = _("the marketplace's own status (or STATUS/SUBSTATUS)")
     if unified not in UNIFIED_STATUSES:
-        errors["unified"] = f"one of {', '.join(UNIFIED_STATUSES)}"
+        errors["unified"] = _("choose one from the list")
     if errors:
         return _page(400, errors=errors)
     secrets.put_setting(get_db(), "status_map", mp, native, unified)
     ctx().cfg.status_map.setdefault(mp, {})[native] = unified
-    return _page(messages=[("ok", f"{mp}: {native} → {unified}")])
+    return _page(messages=[("ok", f"{marketplace_title(mp)}: {native} → {status_label(unified)}")])
 
 
 @bp.post("/settings/endpoint")
@@ -127,20 +170,21 @@ def set_endpoint():
     errors: dict[str, str] = {}
     account, name, path = f.get("ep_account", ""), f.get("endpoint", "").strip(), f.get("path", "").strip()
     if account not in ctx().cfg.accounts:
-        errors["ep_account"] = "choose an account"
+        errors["ep_account"] = _("choose an account")
     if not re.match(r"^[a-z][a-z0-9_]{1,63}$", name):
-        errors["endpoint"] = "the endpoint's name in the map, e.g. orders_new"
+        errors["endpoint"] = _("the endpoint's name in the map, e.g. orders_new")
     if not PATH_RE.match(path):
-        errors["path"] = "a path starting with /, e.g. /api/v4/orders/new"
+        errors["path"] = _("a path starting with /, e.g. /api/v4/orders/new")
     if not errors:
         try:  # the endpoint map's own loader checks the override (unknown name, bad value)
             load_endpoint_map(ctx().cfg.accounts[account].marketplace, {name: {"path": path}})
         except (EndpointMapError, KeyError, ValueError) as exc:
-            errors["endpoint"] = str(exc)
+            errors["endpoint"] = domain_text(exc)
     if errors:
         return _page(400, errors=errors)
     secrets.put_setting(get_db(), "endpoint", account, name, path)
-    return _page(messages=[put_in_use(account, f"{account}: {name} → {path} stored")])
+    return _page(messages=[put_in_use(account, _("%(account)s: %(name)s → %(path)s stored", account=account, name=name,
+                                                 path=path))])
 
 
 @bp.post("/settings/minimum")
@@ -149,24 +193,20 @@ def set_minimum():
     errors: dict[str, str] = {}
     typed = f.get("item", "").strip()
     conn = get_db()
-    found = conn.execute("SELECT id FROM items WHERE id=? UNION ALL SELECT id FROM items WHERE article=?"
-                         " LIMIT 2", (typed, typed)).fetchall() if typed else []
-    item = found[0]["id"] if found else ""
-    if not found:
-        errors["item"] = "no 1C item with this id or article"
-    elif len({r["id"] for r in found}) > 1:
-        errors["item"] = "several 1C items have this article: give the item's id"
+    item, problem = find_item(conn, typed) if typed else ("", _("give the 1C item: its article or name"))
+    if problem:
+        errors["item"] = problem
     try:
         qty = int(f.get("minimum", ""))
         if qty < 0:
             raise ValueError
     except ValueError:
-        errors["minimum"] = "a whole number, 0 or more"
+        errors["minimum"] = _("a whole number, 0 or more")
         qty = 0
     if errors:
         return _page(400, errors=errors)
     checks.set_minimum(conn, item, qty)
-    return _page(messages=[("ok", f"critical stock of {typed}: below {qty}")])
+    return _page(messages=[("ok", _("critical stock of %(item)s: below %(qty)s", item=typed, qty=qty))])
 
 
 @bp.post("/settings/users")
@@ -175,8 +215,8 @@ def add_user():
     try:
         users.add_user(get_db(), f.get("name", ""), f.get("password", ""), f.get("role", ""))
     except users.UserError as exc:
-        return _page(400, errors={f"user_{exc.field or 'name'}": str(exc)})
-    return _page(messages=[("ok", f"user {f.get('name')} added")])
+        return _page(400, errors={f"user_{exc.field or 'name'}": domain_text(exc)})
+    return _page(messages=[("ok", _("user %(name)s added", name=f.get("name")))])
 
 
 @bp.post("/settings/users/change")
@@ -186,22 +226,24 @@ def change_user():
     name, action, me = f.get("user", ""), f.get("action", ""), current_user()
     try:
         if me is not None and name.casefold() == me.name.casefold() and action == "disable":
-            raise users.UserError("you cannot lock yourself out; another owner can", "name")
+            raise users.UserError(_("you cannot lock yourself out; another owner can"), "name")
         if action == "password":  # a forgotten or leaked password: the user's sessions end
             users.set_password(get_db(), name, f.get("new_password", ""))
-            done = f"new password of {name} set; their open sessions ended"
+            done = _("new password of %(name)s set; their open sessions ended", name=name)
         elif action == "role":
             users.set_role(get_db(), name, f.get("role", ""))
-            done = f"{name} is now {f.get('role')}"
+            done = _("%(name)s is now %(role)s", name=name, role=role_label(f.get("role")))
         elif action == "revoke":  # a token that leaked (a script's file, a handheld that was lost)
             n = users.revoke_tokens(get_db(), name)
-            done = f"{n} API token(s) of {name} revoked"
+            done = ngettext("%(num)d API token of %(name)s revoked", "%(num)d API tokens of %(name)s revoked", n,
+                            name=name)
         elif action in ("disable", "enable"):
             users.set_disabled(get_db(), name, action == "disable")
-            done = f"{name} {'is locked out: sessions ended, API tokens refused' if action == 'disable' else 'may log in again'}"
+            done = (_("%(name)s is locked out: sessions ended, API tokens refused", name=name) if action == "disable"
+                    else _("%(name)s may log in again", name=name))
         else:
-            raise users.UserError("choose what to change", "name")
+            raise users.UserError(_("choose what to change"), "name")
     except users.UserError as exc:
-        return _page(400, messages=[("error", str(exc))])
+        return _page(400, messages=[("error", domain_text(exc))])
     log.info("user %s changed by %s: %s", name[:64], me.name if me else "?", action)
     return _page(messages=[("ok", done)])

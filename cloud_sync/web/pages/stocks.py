@@ -9,14 +9,24 @@ import threading
 import time
 
 from flask import Blueprint, render_template, request
+from flask_babel import gettext as _
+from flask_babel import ngettext
 
 from cloud_sync.money import reports
 from cloud_sync.stock import ledger, why
 from cloud_sync.stock import push as stock_push
 from cloud_sync.web.auth import current_user
 from cloud_sync.web.context import ctx, get_db
+from cloud_sync.web.i18n import domain_text, lang
 from cloud_sync.web.pages import charts
-from cloud_sync.web.pages.common import PAGE_SIZE, accounts, args_for, page_number
+from cloud_sync.web.pages.common import (
+    PAGE_SIZE,
+    accounts,
+    args_for,
+    find_item,
+    item_names,
+    page_number,
+)
 
 _TOTALS: dict[str, tuple[float, dict]] = {}
 _TOTALS_LOCK = threading.Lock()
@@ -50,9 +60,11 @@ def confirm_hold(hold_id: int):
     try:
         n = stock_push.confirm_hold(get_db(), hold_id, by=user.name if user else "?")
     except ValueError as exc:
-        return _render(messages=[("error", str(exc))], status=404)
+        return _render(messages=[("error", domain_text(exc))], status=404)
     ctx().wake()
-    return _render(messages=[("ok", f"hold {hold_id} confirmed: {n} stock push(es) go out now")])
+    return _render(messages=[("ok", ngettext("hold %(hold)s confirmed: %(num)d stock push goes out now",
+                                             "hold %(hold)s confirmed: %(num)d stock pushes go out now", n,
+                                             hold=hold_id))])
 
 
 def _render(messages: list | None = None, status: int = 200):
@@ -76,8 +88,11 @@ def _render(messages: list | None = None, status: int = 200):
     totals = _totals(conn)
     by_account = None
     if account:
-        headers, body = reports.stock_by_account(conn, account)
-        by_account = (headers, body[:500], len(body))
+        _headers, body = reports.stock_by_account(conn, account)
+        names = item_names(conn, [r[5] for r in body[:500] if r[5]])
+        shown = [{"marketplace": r[1], "scheme": r[2], "warehouse": r[3], "offer_id": r[4], "item_id": r[5],
+                  "name": names.get(r[5] or "", ("", ""))[1], "quantity": r[6]} for r in body[:500]]
+        by_account = (shown, len(body))
     return render_template("cloud/stocks.html", active="stocks", rows=rows[:PAGE_SIZE],
                            has_next=len(rows) > PAGE_SIZE, page=page, args=args_for(), q=q,
                            warehouse=warehouse, warehouses=sorted(totals), totals=totals, accounts=accounts(), account=account,
@@ -91,14 +106,16 @@ def why_page():
     errors: dict[str, str] = {}
     ex = None
     if not item:
-        errors["item"] = "give the 1C item id or article"
+        errors["item"] = _("give the 1C item: its article or name")
     if account not in ctx().cfg.accounts:
-        errors["account"] = "choose an account"
+        errors["account"] = _("choose an account")
     if not errors:
+        found, _problem = find_item(get_db(), item)  # an article, a name or an id
         try:
-            ex = why.why(get_db(), ctx().cfg, item, account)
+            ex = why.why(get_db(), ctx().cfg, found or item, account, lang=lang())
         except ledger.StockError as exc:
-            errors["item"] = str(exc)
+            errors["item"] = domain_text(exc)
     chart = charts.stock_history(get_db(), ex.item_id) if ex else None
     return render_template("cloud/stock_why.html", active="stocks", ex=ex, errors=errors, item=item,
+
                            account=account, accounts=accounts(), chart=chart), 400 if errors and item else 200

@@ -1,4 +1,5 @@
 // marketsync manager UI: small progressive enhancements only; every page works without it.
+// Dates and times come written by the server (Babel, in the [ui] time zone, the reader's language).
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
   // "check all" boxes: <input type="checkbox" data-check-all="keys">
@@ -8,24 +9,36 @@ document.addEventListener("DOMContentLoaded", () => {
       for (const cb of form.querySelectorAll(`input[type=checkbox][name="${box.dataset.checkAll}"]`)) cb.checked = box.checked;
     });
   }
-  // unix timestamps shown in local time
-  for (const el of document.querySelectorAll("[data-ts]")) {
-    const t = Number(el.dataset.ts);
-    if (t > 0) el.textContent = new Date(t * 1000).toLocaleString();
-  }
-  // deadlines (stored in UTC) shown in the manager's own time zone (named in the tooltip)
-  for (const el of document.querySelectorAll("time.deadline[datetime]")) {
-    const iso = el.getAttribute("datetime");
-    const when = new Date(/([zZ]|[+-]\d\d:?\d\d)$/.test(iso) ? iso : iso + "Z");
-    if (!Number.isNaN(when.getTime())) {
-      el.textContent = when.toLocaleString([], {year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit"});
-      el.title = iso + " (" + Intl.DateTimeFormat().resolvedOptions().timeZone + ")";
-    }
-  }
-  // cancelling asks first
+  // the language switch sends itself
+  const lang = document.getElementById("language");
+  if (lang) lang.addEventListener("change", () => lang.form.submit());
+  // cancelling asks first, in the page's language
   const bulk = document.getElementById("bulk");
   if (bulk) bulk.addEventListener("submit", (ev) => {
     const action = bulk.querySelector("select[name=action]").value;
-    if (action === "cancel" && !window.confirm("Cancel the chosen orders?")) ev.preventDefault();
+    if (action === "cancel" && !window.confirm(document.body.dataset.confirmCancel)) ev.preventDefault();
   });
+  // 1C items offered as you type (article or name): the field's datalist filled from /items/suggest
+  for (const input of document.querySelectorAll("input[data-suggest=items]")) {
+    const list = document.getElementById(input.getAttribute("list"));
+    let timer = 0;
+    input.addEventListener("input", () => {
+      clearTimeout(timer);
+      const typed = input.value.trim();
+      if (!typed || !list) return;
+      timer = setTimeout(async () => {
+        const resp = await fetch("/items/suggest?q=" + encodeURIComponent(typed), {credentials: "same-origin"});
+        if (!resp.ok) return;
+        list.replaceChildren(...(await resp.json()).map((it) => {
+          const opt = document.createElement("option");
+          opt.value = it.article || it.name;
+          opt.textContent = it.name;
+          return opt;
+        }));
+      }, 150);
+    });
+  }
+  // a form sent back with an error: the first field at fault is brought into view
+  const bad = document.querySelector(".field-error, .msg.error");
+  if (bad) bad.scrollIntoView({block: "center"});
 });
