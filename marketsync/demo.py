@@ -92,6 +92,7 @@ class Demo:
         self._seen_events = 0
         self._stopping = False
         self.rng = random.Random(42)
+        self.cloud_port = 0  # 0: any free port (`marketsync soak` fixes it: the cloud is restarted)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -166,7 +167,8 @@ class Demo:
         assert self.broker is not None
         folder = self.work / "cloud"
         cloud = write_cloud_config(folder, db_path=self.cloud_db, link=self.broker.link_settings(),
-                                   time_scale=self.args.time_scale, sandboxes=self.sandboxes)
+                                   time_scale=self.args.time_scale, sandboxes=self.sandboxes,
+                                   port=self.cloud_port)
         config = cloud.path
         self.onec_password_file, self.push_tokens = cloud.onec_password_file, cloud.push_tokens
         password_file, self.api_token = write_demo_owner(config, folder / "secrets")
