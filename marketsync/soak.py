@@ -256,10 +256,10 @@ class Soak:
     def inject(self, until: float) -> None:
         """The fault thread: one fault at a time, a few seconds apart, until `until`; one long absence of
         the edge a third of the way in."""
-        kinds: list[Callable[[], None]] = [
-            self.kill_edge, self.malformed, self.pause_cloud, self.replay, self.kill_broker, self.seq_replay,
-            self.pause_edge, self.reorder, self.kill_cloud, self.malformed, self.pause_broker,
-            self.kill_edge_on_print, self.replay, self.seq_replay,
+        kinds: list[Callable[[], None]] = [  # every kind comes once in the first two minutes
+            self.kill_edge_on_print, self.malformed, self.pause_cloud, self.seq_replay, self.kill_broker,
+            self.reorder, self.kill_cloud, self.replay, self.pause_edge, self.malformed, self.pause_broker,
+            self.kill_edge, self.seq_replay, self.replay,
         ]
         absence_at = self.started + self.args.duration / 3
         absence_done = False
@@ -273,7 +273,7 @@ class Soak:
                 else:
                     kinds[i % len(kinds)]()
                     i += 1
-                self.wait(self.rng.uniform(3, 8))
+                self.wait(self.rng.uniform(2, 4) if self.args.duration < 300 else self.rng.uniform(3, 8))
         except Exception as exc:  # noqa: BLE001 - reported, the soak goes on to its judge
             self.note(f"the fault thread failed: {type(exc).__name__}: {exc}")
             self.errors.append(str(exc))
@@ -366,13 +366,17 @@ class Soak:
         self.kill("broker", self.rng.uniform(1, 5))
 
     def pause_edge(self) -> None:
-        self.pause(self.edge, self.rng.uniform(3, 15))
+        self.pause(self.edge, self.rng.uniform(3, self.longest_pause))
 
     def pause_cloud(self) -> None:
-        self.pause("cloud", self.rng.uniform(3, 15))
+        self.pause("cloud", self.rng.uniform(3, self.longest_pause))
 
     def pause_broker(self) -> None:
-        self.pause("broker", self.rng.uniform(3, 12))
+        self.pause("broker", self.rng.uniform(3, self.longest_pause))
+
+    @property
+    def longest_pause(self) -> float:
+        return 8.0 if self.args.duration < 300 else 15.0
 
     def edge_absence(self, seconds: float) -> None:
         self.kill(self.edge, seconds, " (a long absence)")

@@ -9,7 +9,15 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from marketsync.soak_judge import KEYS, Evidence, final_state, judge, order_of_label, read_labels, summary_line
+from marketsync.soak_judge import (
+    KEYS,
+    Evidence,
+    final_state,
+    judge,
+    order_of_label,
+    read_labels,
+    summary_line,
+)
 
 WB, MM = "wb-main:5000000001", "mm-main:9300000000001"
 
