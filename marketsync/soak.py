@@ -115,6 +115,7 @@ class Soak:
         self.errors: list[str] = []
         self._stopping = False
         self._next_order = 0.0
+        self._print_kills = 0  # edge kills on a label file so far (they alternate: during / after the write)
         self._next_courier = time.monotonic() + args.courier_every
 
     # ------------------------------------------------------------------ plumbing
@@ -259,7 +260,7 @@ class Soak:
         kinds: list[Callable[[], None]] = [  # every kind comes once in the first two minutes
             self.kill_edge_on_print, self.malformed, self.pause_cloud, self.seq_replay, self.kill_broker,
             self.reorder, self.kill_cloud, self.replay, self.pause_edge, self.malformed, self.pause_broker,
-            self.kill_edge, self.seq_replay, self.replay,
+            self.kill_edge, self.seq_replay, self.kill_edge_on_print, self.replay,
         ]
         absence_at = self.started + self.args.duration / 3
         absence_done = False
@@ -382,17 +383,36 @@ class Soak:
         self.kill(self.edge, seconds, " (a long absence)")
 
     def kill_edge_on_print(self) -> None:
-        """SIGKILL the edge the moment a new label file appears: between the printer's write and the
-        print job marked done."""
+        """SIGKILL the edge the moment a label file appears: in turn while the printer writes it (its
+        `.part` file is there) and right after (between the printer's write and the job marked done)."""
+        self._print_kills += 1
+        suffix = ".png.part" if self._print_kills % 2 == 0 else ".png"
         labels = self.demo.labels_dir
-        before = {p.name for p in labels.glob("*.png")} if labels.exists() else set()
+
+        def files() -> set[str]:
+            try:
+                return {e.name for e in os.scandir(labels) if e.name.endswith(suffix)}
+            except OSError:
+                return set()
+
+        def changed_at() -> int:  # the folder's mtime moves when a file is created or renamed in it
+            try:
+                return os.stat(labels).st_mtime_ns
+            except OSError:
+                return 0
+
+        before, seen_at = files(), changed_at()
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not self.stopping.is_set():
-            names = {e.name for e in os.scandir(labels) if e.name.endswith(".png")} if labels.exists() else set()
-            if names - before:
-                self.kill(self.edge, self.rng.uniform(1, 4), f" right after it printed {sorted(names - before)[0]}")
-                return
-            time.sleep(0.002)
+            now_at = changed_at()
+            if now_at != seen_at:
+                seen_at = now_at
+                new = files() - before
+                if new:
+                    when = "while it wrote" if suffix.endswith(".part") else "right after it printed"
+                    self.kill(self.edge, self.rng.uniform(1, 4), f" {when} {sorted(new)[0]}")
+                    return
+            time.sleep(0.0005)
         self.kill(self.edge, self.rng.uniform(1, 4), " (no label came within 30 s)")
 
     def _link_fault(self, make: Callable[[], str | None], copies: int = 1) -> None:
