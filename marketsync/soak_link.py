@@ -101,16 +101,16 @@ class LinkMeddler:
             payloads = list(self.seen[direction])
         return [env for p in payloads for env in _envelopes(p)]
 
-    def malformed_message(self) -> str | None:
-        direction = self.rng.choice(["up", "down"])
+    def malformed_message(self, direction: str | None = None) -> str | None:
+        direction = direction or self.rng.choice(["up", "down"])
         payload = self.rng.choice(MALFORMED)
         if not self._publish(direction, payload):
             return None
         self.malformed["cloud" if direction == "up" else "site"] += 1
         return f"malformed message to the {'cloud' if direction == 'up' else 'site'}: {payload[:40]!r}"
 
-    def verbatim_replay(self) -> str | None:
-        direction = self.rng.choice(["up", "down"])
+    def verbatim_replay(self, direction: str | None = None) -> str | None:
+        direction = direction or self.rng.choice(["up", "down"])
         with self._lock:
             payloads = list(self.seen[direction])
         if not payloads:
@@ -120,8 +120,8 @@ class LinkMeddler:
             return None
         return f"verbatim replay {direction}: {_ids(payload)}"
 
-    def seq_changed_replay(self) -> str | None:
-        direction = self.rng.choice(["up", "down"])
+    def seq_changed_replay(self, direction: str | None = None) -> str | None:
+        direction = direction or self.rng.choice(["up", "down"])
         envs = self._envelopes_seen(direction)
         if len(envs) < 2:
             return None
@@ -135,8 +135,8 @@ class LinkMeddler:
             return None
         return f"replay {direction} of {env['id']} with seq {old} -> {env['seq']}"
 
-    def reordered_replay(self) -> str | None:
-        direction = self.rng.choice(["up", "down"])
+    def reordered_replay(self, direction: str | None = None) -> str | None:
+        direction = direction or self.rng.choice(["up", "down"])
         envs = self._envelopes_seen(direction)[-8:]
         if len(envs) < 3:
             return None
