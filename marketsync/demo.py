@@ -93,6 +93,8 @@ class Demo:
         self._stopping = False
         self.rng = random.Random(42)
         self.cloud_port = 0  # 0: any free port (`marketsync soak` fixes it: the cloud is restarted)
+        self._next_order = 0.0  # when the next buyer orders (time.monotonic)
+        self._next_courier: float | None = None  # when the couriers come next (set by the first tick)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -209,21 +211,12 @@ class Demo:
 
     def run(self) -> None:
         duration = self.args.duration
-        next_order = time.monotonic()
-        next_courier = time.monotonic() + self.args.courier_every
         self.say("orders start arriving on every marketplace; the site packs them as they come")
         while True:
             now = time.monotonic()
             if duration and now - self.started >= duration:
                 break
-            if now >= next_order and (not duration or now - self.started < duration - 6):
-                self.new_order()
-                next_order = now + self.args.order_every
-            if now >= next_courier:
-                self.courier_arrives()
-                next_courier = now + self.args.courier_every
-            self.report_events()
-            self.check_services()
+            self.tick(new_orders=not duration or now - self.started < duration - 6)
             time.sleep(0.5)
         self.say("the day is over; waiting for the last parcels…")
         deadline = time.monotonic() + 5
@@ -231,6 +224,22 @@ class Demo:
             self.report_events()
             time.sleep(0.5)
         self.onec_takes_orders()
+
+    def tick(self, new_orders: bool = True) -> None:
+        """One look at the day (every half second): a new order when one is due, the couriers when
+        they are due, the cloud's news told, the services checked. `marketsync soak` runs the day
+        with it too."""
+        now = time.monotonic()
+        if self._next_courier is None:
+            self._next_courier = now + self.args.courier_every
+        if new_orders and now >= self._next_order:
+            self.new_order()
+            self._next_order = now + self.args.order_every
+        if now >= self._next_courier:
+            self.courier_arrives()
+            self._next_courier = now + self.args.courier_every
+        self.report_events()
+        self.check_services()
 
     def onec_takes_orders(self) -> None:
         """What 1C does in the evening over the CommerceML exchange: log in, ask for the orders

@@ -114,9 +114,7 @@ class Soak:
         self.started = time.monotonic()
         self.errors: list[str] = []
         self._stopping = False
-        self._next_order = 0.0
         self._print_kills = 0  # edge kills on a label file so far (they alternate: during / after the write)
-        self._next_courier = time.monotonic() + args.courier_every
 
     # ------------------------------------------------------------------ plumbing
 
@@ -199,20 +197,11 @@ class Soak:
         self.demo_loop(until=time.monotonic() + 3, orders=False)
 
     def demo_loop(self, until: float, orders: bool) -> None:
-        """The demo's day (marketsync.demo.Demo's own steps): orders arrive, couriers come, events told."""
-        demo = self.demo
+        """The demo's day (`Demo.tick`): orders arrive (when `orders`), couriers come, events told."""
         while time.monotonic() < until:
             if self._stopping:
                 raise Stop()
-            now = time.monotonic()
-            if orders and now >= self._next_order:
-                demo.new_order()
-                self._next_order = now + self.args.order_every
-            if now >= self._next_courier:
-                demo.courier_arrives()
-                self._next_courier = now + self.args.courier_every
-            demo.report_events()
-            demo.check_services()
+            self.demo.tick(new_orders=orders)
             time.sleep(0.5)
 
     def still_waiting(self) -> str:
