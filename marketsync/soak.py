@@ -423,13 +423,21 @@ class Soak:
         assert self.meddler is not None
         self._link_fault(self.meddler.verbatim_replay, copies=self.rng.randint(1, 3))
 
+    @property
+    def ahead_ok(self) -> bool:
+        """Replays moved ahead of the real stream only in the first 70 % of the day: the real messages
+        must still come to fill the seqs before them, or the receiver rightly shows a gap."""
+        return time.monotonic() < self.started + 0.7 * self.args.duration
+
     def seq_replay(self) -> None:
         assert self.meddler is not None
-        self._link_fault(self.meddler.seq_changed_replay, copies=self.rng.randint(1, 2))
+        meddler, ahead = self.meddler, self.ahead_ok
+        self._link_fault(lambda: meddler.seq_changed_replay(ahead=ahead), copies=self.rng.randint(1, 2))
 
     def reorder(self) -> None:
         assert self.meddler is not None
-        self._link_fault(self.meddler.reordered_replay)
+        meddler, ahead = self.meddler, self.ahead_ok
+        self._link_fault(lambda: meddler.reordered_replay(ahead=ahead))
 
 
 def _plain(value: Any) -> Any:

@@ -120,27 +120,31 @@ class LinkMeddler:
             return None
         return f"verbatim replay {direction}: {_ids(payload)}"
 
-    def seq_changed_replay(self, direction: str | None = None) -> str | None:
+    def seq_changed_replay(self, direction: str | None = None, ahead: bool = True) -> str | None:
+        """`ahead` False: only old seqs (late in the day nothing may be left ahead of the real stream:
+        the receiver would wait for seqs nobody sends any more)."""
         direction = direction or self.rng.choice(["up", "down"])
         envs = self._envelopes_seen(direction)
         if len(envs) < 2:
             return None
         env = dict(self.rng.choice(envs[-50:]))
         old = env["seq"]
-        if self.rng.random() < 0.5 and old > 1:
+        if old > 1 and (not ahead or self.rng.random() < 0.5):
             env["seq"] = self.rng.randrange(1, old)  # an old seq: another message already applied there
-        else:
+        elif ahead:
             env["seq"] = self.top_seq[direction] + self.rng.randint(1, 3)  # where the next real ones go
+        else:
+            return None
         if not self._publish(direction, _dump(env)):
             return None
         return f"replay {direction} of {env['id']} with seq {old} -> {env['seq']}"
 
-    def reordered_replay(self, direction: str | None = None) -> str | None:
+    def reordered_replay(self, direction: str | None = None, ahead: bool = True) -> str | None:
         direction = direction or self.rng.choice(["up", "down"])
         envs = self._envelopes_seen(direction)[-8:]
         if len(envs) < 3:
             return None
-        if self.rng.random() < 0.5:  # the same messages again, in another order
+        if not ahead or self.rng.random() < 0.5:  # the same messages again, in another order
             self.rng.shuffle(envs)
             sent = [e for e in envs if self._publish(direction, _dump(e))]
             return f"reordered replay {direction}: seq {[e['seq'] for e in sent]}"
