@@ -10,7 +10,8 @@ every order is final on its marketplace and both outboxes are empty (or `--drain
 Then `marketsync.soak_judge` reads the sandboxes, the SQLite files and the printed labels and says what
 went wrong, each count explained with ids; the LAST line is one JSON object
 {"orders", "lost", "duplicated", "stuck", "mislisted", "labels_twice", "faults"}. Exit code 1 when
-any defect was found, 2 when the soak itself could not run.
+any defect was found, 2 when the soak itself could not run as planned (a service that would not come back
+after its fault is named above the last line).
 """
 
 from __future__ import annotations
@@ -68,10 +69,12 @@ def main(argv: list[str]) -> int:
         return 2
     for line in verdict.lines:
         print(line, flush=True)
-    if verdict.clean:
+    for error in soak.errors:  # the run itself went wrong: its verdict may be incomplete
+        print(f"прогон: {error}", flush=True)
+    if verdict.clean and not soak.errors:
         print(f"без дефектов: {verdict.counts['orders']} заказов, {verdict.counts['faults']} сбоев", flush=True)
     print(summary_line(verdict), flush=True)
-    return 0 if verdict.clean else 1
+    return 2 if soak.errors else 0 if verdict.clean else 1
 
 
 class SoakDemo(Demo):
@@ -266,7 +269,7 @@ class Soak:
                 self.wait(self.rng.uniform(2, 4) if self.args.duration < 300 else self.rng.uniform(3, 8))
         except Exception as exc:  # noqa: BLE001 - reported, the soak goes on to its judge
             self.note(f"the fault thread failed: {type(exc).__name__}: {exc}")
-            self.errors.append(str(exc))
+            self.errors.append(f"сбои перестали вноситься: {type(exc).__name__}: {exc}")
         finally:
             self.resume_all()
 
@@ -320,7 +323,7 @@ class Soak:
             except (ServiceFailed, OSError) as exc:
                 self.note(f"{name} did not come back (attempt {attempt + 1}): {str(exc).splitlines()[0]}")
                 time.sleep(2)
-        self.errors.append(f"{name} could not be restarted")
+        self.errors.append(f"{name} не запустился снова после сбоя (см. {self.work / 'demo' / 'logs'})")
 
     def pause(self, name: str, seconds: float) -> None:
         self.demo.down.add(name)
