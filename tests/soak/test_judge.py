@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from edge_agent.barcodes import symbol_image
 from marketsync.soak_judge import (
     KEYS,
     Evidence,
@@ -178,3 +179,22 @@ def test_the_evidence_is_not_shared_between_calls() -> None:
     before = copy.deepcopy(ev)
     judge(ev)
     assert ev == before
+
+
+def test_real_label_files_are_decoded_to_their_orders(tmp_path: Path) -> None:
+    """The edge's own decoder reads the printed pictures: a WB sticker printed twice and a Megamarket
+    label (its barcode holds the shipment id) are found, the white margin keeps them readable."""
+    def label(name: str, text: str) -> None:
+        img = symbol_image("code128", text, 3, 120)
+        page = Image.new("L", (img.width + 80, img.height + 80), 255)
+        page.paste(img.convert("L"), (40, 40))
+        page.save(tmp_path / name)
+
+    label("a.png", "5000000001")
+    label("b.png", "5001234*9300000000001*1")
+    label("c.png", "5000000001")
+    label("d.png", "ho-mm-main-1")
+    labels, parts = read_labels(tmp_path, {}, [WB, MM])
+    assert {o: sorted(Path(f).name for f, _ in files) for o, files in labels.items()} == {
+        WB: ["a.png", "c.png"], MM: ["b.png"]}
+    assert parts == []
