@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterable
@@ -275,8 +276,17 @@ def gather(*, sandboxes: dict[str, str], accounts: dict[str, str], cloud_db: Pat
     return ev
 
 
-def _link(conn: sqlite3.Connection, side: str, ev: Evidence) -> None:
-    ev.outbox[side] = conn.execute("SELECT COUNT(*) FROM link_outbox").fetchone()[0]
+def _link(conn: sqlite3.Connection, side: str, ev: Evidence, looks: int = 6) -> None:
+    """The link's tables on one side. The outbox is looked at a few times a second apart and its
+    smallest depth kept: a message just sent is acknowledged within moments, a stuck one stays."""
+    depths = []
+    for i in range(looks):
+        if i:
+            time.sleep(1.0)
+        depths.append(conn.execute("SELECT COUNT(*) FROM link_outbox").fetchone()[0])
+        if not depths[-1]:
+            break
+    ev.outbox[side] = min(depths)
     ev.dead_letters[side] = conn.execute("SELECT COUNT(*) FROM link_dead_letters").fetchone()[0]
     ev.gaps[side] = conn.execute("SELECT COUNT(*) FROM link_gaps").fetchone()[0]
 
