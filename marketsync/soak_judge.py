@@ -28,6 +28,7 @@ import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterable
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -234,7 +235,7 @@ def gather(*, sandboxes: dict[str, str], accounts: dict[str, str], cloud_db: Pat
         for sid, s in (state.get("supplies") or {}).items():
             ev.supplies[f"{account}:{sid}"] = [f"{account}:{o}" for o in s.get("orders", [])]
         shown_by_account[account] = {str(k): int(v) for k, v in state.get("stocks", {}).items()}
-    with _ro(cloud_db) as conn:
+    with closing(_ro(cloud_db)) as conn:
         for r in conn.execute("SELECT key FROM orders"):
             ev.in_cloud.add(r["key"])
         for r in conn.execute("SELECT o.key, o.warehouse, l.item_id, SUM(l.units) AS n FROM order_lines l "
@@ -256,7 +257,7 @@ def gather(*, sandboxes: dict[str, str], accounts: dict[str, str], cloud_db: Pat
             ev.shown[key] = shown.get(f"{r['card_id']}@{r['warehouse_id']}", shown.get(r["card_id"]))
         _link(conn, "cloud", ev)
     label_texts: dict[str, str] = {}
-    with _ro(site_db) as conn:
+    with closing(_ro(site_db)) as conn:
         for r in conn.execute("SELECT order_id, COUNT(*) AS n FROM tasks GROUP BY order_id"):
             ev.site_tasks[r["order_id"]] = int(r["n"])
         for r in conn.execute("SELECT order_id, MIN(ts) AS ts FROM handover_scans GROUP BY order_id"):
