@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -222,7 +223,7 @@ class Soak:
                 ("site outbox", self.site_db, "SELECT COUNT(*) FROM link_outbox"),
                 ("stock pushes", self.demo.cloud_db, "SELECT COUNT(*) FROM stock_push_queue WHERE state='pending'"),
             ):
-                with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as conn:
+                with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as conn:
                     n = conn.execute(sql).fetchone()[0]
                 if n:
                     out.append(f"{n} in {name}")
