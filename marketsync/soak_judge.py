@@ -14,7 +14,9 @@ crafted inputs) returning the counts of the soak's summary and one line per defe
   for one order at the site, an order's stock move applied twice in the cloud's ledger, or the ledger
   below 1C − sold.
 - stuck: reached the cloud, not final (shipped or cancelled) on its marketplace and still at the site;
-  messages left in an outbox; gaps the link still shows.
+  messages left in an outbox; gaps the link still shows. An order the cloud holds as short of stock (the
+  buyer took more than the ledger had: the seller decides) is told, not counted; a ledger that ran short
+  because of a defect shows in the ledger's own check.
 - mislisted: a card × warehouse whose stock on the marketplace differs from the cloud's `stock_published`.
 - labels_twice: an order whose label was decoded from more than one printed file, a parcel handed over
   with no printed label or before its label printed, and half-written `.part` files.
@@ -45,6 +47,7 @@ class Evidence:
     moves: dict[str, list[str]] = field(default_factory=dict)  # order -> the marketplace's recorded moves
     supplies: dict[str, list[str]] = field(default_factory=dict)  # supply -> orders in it (per-supply models)
     in_cloud: set[str] = field(default_factory=set)  # orders the cloud knows
+    short: set[str] = field(default_factory=set)  # orders the cloud holds for want of stock (the seller decides)
     units: dict[str, dict[tuple[str, str], int]] = field(default_factory=dict)  # order -> (item, wh) -> units
     site_tasks: dict[str, int] = field(default_factory=dict)  # order -> pick tasks the site has for it
     handed_over: dict[str, float] = field(default_factory=dict)  # order -> when the site scanned it out
@@ -124,9 +127,11 @@ def judge(ev: Evidence) -> Verdict:
     left = [o for o in ev.placed if o in ev.in_cloud and finals[o] is None and o in ev.handed_over]
     defect("lost", "посылка передана курьеру, но на маркетплейсе не отгружена",
            [f"{o} ({ev.placed[o]})" for o in left])
+    waiting = [o for o in ev.placed if o in ev.in_cloud and finals[o] is None and o not in ev.handed_over]
     defect("stuck", "заказ не дошёл до конечного состояния (отгружен/отменён) и остался на складе",
-           [f"{o} ({ev.placed[o]})" for o in ev.placed
-            if o in ev.in_cloud and finals[o] is None and o not in ev.handed_over])
+           [f"{o} ({ev.placed[o]})" for o in waiting if o not in ev.short])
+    if short := sorted(o for o in waiting if o in ev.short):  # the buyer took more than there was: not a fault
+        lines.append(f"к сведению: не хватило товара, заказ ждёт решения продавца: {len(short)} — {', '.join(short)}")
     # duplicated: marketplace moves and supplies, site tasks
     defect("duplicated", "действие на маркетплейсе выполнено дважды (повтор в истории заказа)",
            [f"{o} ({', '.join(m for m, c in Counter(mv).items() if c > 1)})"
@@ -236,8 +241,10 @@ def gather(*, sandboxes: dict[str, str], accounts: dict[str, str], cloud_db: Pat
             ev.supplies[f"{account}:{sid}"] = [f"{account}:{o}" for o in s.get("orders", [])]
         shown_by_account[account] = {str(k): int(v) for k, v in state.get("stocks", {}).items()}
     with closing(_ro(cloud_db)) as conn:
-        for r in conn.execute("SELECT key FROM orders"):
+        for r in conn.execute("SELECT key, stage FROM orders"):
             ev.in_cloud.add(r["key"])
+            if r["stage"] == "short":
+                ev.short.add(r["key"])
         for r in conn.execute("SELECT o.key, o.warehouse, l.item_id, SUM(l.units) AS n FROM order_lines l "
                               "JOIN orders o ON o.id = l.order_id WHERE l.item_id IS NOT NULL "
                               "GROUP BY o.key, o.warehouse, l.item_id"):

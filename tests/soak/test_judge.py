@@ -105,6 +105,22 @@ def test_a_parcel_handed_over_but_never_shipped_is_lost_and_one_still_at_the_sit
     assert MM in _only(ev, "stuck")[0]
 
 
+def test_an_order_short_of_stock_waits_for_the_seller_and_is_told_not_counted() -> None:
+    ev = clean()
+    ev.placed[MM], ev.moves[MM] = "NEW", []
+    del ev.handed_over[MM]
+    ev.units.pop(MM)
+    ev.site_moved.pop(MM)
+    ev.cloud_moved.pop(MM)
+    ev.labels.pop(MM)
+    ev.on_hand[("i2", "wh")] = 5
+    ev.short = {MM}
+    v = judge(ev)
+    assert v.clean and len(v.lines) == 1 and MM in v.lines[0]
+    ev.short = set()
+    assert MM in _only(ev, "stuck")[0]
+
+
 def test_an_order_that_never_reached_the_cloud_is_lost() -> None:
     ev = clean()
     ev.placed["ozon-main:40000001-0001-1"] = "awaiting_packaging"
