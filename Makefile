@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DURATION ?=
 
-.PHONY: demo test install lint bench clean
+.PHONY: demo soak test install lint bench clean
 
 $(STAMP): pyproject.toml scripts/install-system-deps.sh
 	bash scripts/install-system-deps.sh
@@ -19,6 +19,10 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/marketsync demo $(if $(DURATION),--duration $(DURATION),)
+
+# The demo under faults (kills, pauses, bad messages on the broker), then judged; DURATION= seconds (600).
+soak: $(STAMP)
+	$(BIN)/marketsync soak --duration $(or $(DURATION),600)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -14,6 +14,7 @@ from marketsync import __version__
 COMMANDS: dict[str, tuple[str, str, str]] = {
     # name: (module, function, one line of help)
     "demo": ("marketsync.demo", "main", "run a whole seller's day on this machine"),
+    "soak": ("marketsync.soak", "main", "the demo under faults from outside, then judged from outside"),
     "sandbox": ("marketplaces.sandbox.cli", "main", "serve a local sandbox of a marketplace API"),
     "link": ("sitelink.cli", "main", "the cloud<->site link: status, dead letters"),
     "cloud": ("cloud_sync.cli.cloud", "cloud_main", "run the central service (cloud serve)"),

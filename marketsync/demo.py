@@ -98,6 +98,9 @@ class Demo:
         self.rng = random.Random(42)
         self.cloud_config: Path | None = None
         self.reconciled: dict[str, int] | None = None  # the evening's «Сверка» summary
+        self.cloud_port = 0  # 0: any free port (`marketsync soak` fixes it: the cloud is restarted)
+        self._next_order = 0.0  # when the next buyer orders (time.monotonic)
+        self._next_courier: float | None = None  # when the couriers come next (set by the first tick)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -195,7 +198,8 @@ class Demo:
         assert self.broker is not None
         folder = self.work / "cloud"
         cloud = write_cloud_config(folder, db_path=self.cloud_db, link=self.broker.link_settings(),
-                                   time_scale=self.args.time_scale, sandboxes=self.sandboxes)
+                                   time_scale=self.args.time_scale, sandboxes=self.sandboxes,
+                                   port=self.cloud_port)
         config = cloud.path
         self.cloud_config = config
         self.onec_password_file, self.push_tokens = cloud.onec_password_file, cloud.push_tokens
@@ -237,25 +241,16 @@ class Demo:
 
     def run(self) -> None:
         duration = self.args.duration
-        next_order = time.monotonic()
-        next_courier = time.monotonic() + self.args.courier_every
         balances_sent = False
         self.say("orders start arriving on every marketplace; the site packs them as they come")
         while True:
             now = time.monotonic()
             if duration and now - self.started >= duration:
                 break
-            if now >= next_order and (not duration or now - self.started < duration - 6):
-                self.new_order()
-                next_order = now + self.args.order_every
-            if now >= next_courier:
-                self.courier_arrives()
-                next_courier = now + self.args.courier_every
+            self.tick(new_orders=not duration or now - self.started < duration - 6)
             if not balances_sent and duration and now - self.started >= duration / 2:
                 self.onec_sends_balances()
                 balances_sent = True
-            self.report_events()
-            self.check_services()
             time.sleep(0.5)
         self.say("the day is over; waiting for the last parcels…")
         deadline = time.monotonic() + 5
@@ -297,6 +292,22 @@ class Demo:
             self.say(f"сверка: {line}")
         self.say(f"сверка остатков: {self.reconciled['differences']} расхождений, объяснено "
                  f"{self.reconciled['explained']}, без объяснения {self.reconciled['unexplained']}")
+
+    def tick(self, new_orders: bool = True) -> None:
+        """One look at the day (every half second): a new order when one is due, the couriers when
+        they are due, the cloud's news told, the services checked. `marketsync soak` runs the day
+        with it too."""
+        now = time.monotonic()
+        if self._next_courier is None:
+            self._next_courier = now + self.args.courier_every
+        if new_orders and now >= self._next_order:
+            self.new_order()
+            self._next_order = now + self.args.order_every
+        if now >= self._next_courier:
+            self.courier_arrives()
+            self._next_courier = now + self.args.courier_every
+        self.report_events()
+        self.check_services()
 
     def onec_takes_orders(self) -> None:
         """What 1C does in the evening over the CommerceML exchange: log in, ask for the orders

@@ -70,17 +70,18 @@ def _toml_value(value: Any) -> str:
 
 
 def write_cloud_config(folder: Path, *, db_path: Path, link: dict[str, Any], time_scale: float,
-                       sandboxes: dict[str, dict[str, Any]]) -> CloudConfig:
+                       sandboxes: dict[str, dict[str, Any]], port: int = 0) -> CloudConfig:
     """The cloud's cloud.toml in `folder`: its database, the demo's broker (`link`: the broker's
     settings for the cloud), the demo's 1C login, the site, and one account per running sandbox
-    (`sandboxes`: account name -> the sandbox's announcement, which names its marketplace)."""
+    (`sandboxes`: account name -> the sandbox's announcement, which names its marketplace). `port` 0: any
+    free port; a fixed one lets the cloud come back at the same URL after a restart."""
     secrets = folder / "secrets"
     lines = [
         "# written by `marketsync demo`: the cloud against the local sandboxes",
         "[cloud]",
         f"db_path = {_toml_value(str(db_path))}",
         'host = "127.0.0.1"',
-        "port = 0",
+        f"port = {int(port)}",
         f"default_warehouse = {_toml_value(WAREHOUSE_ID)}",
         f"time_scale = {float(time_scale)!r}",
         "sync_on_start = true",

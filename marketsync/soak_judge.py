@@ -1,0 +1,344 @@
+"""The soak's judge: what a fault run left behind, read from outside the processes only.
+
+`gather` reads the evidence: each sandbox's own state (`GET /_sandbox/state`: the orders placed on the
+marketplace, their status and recorded moves, the stock it shows per card and warehouse), the cloud's
+and the site's SQLite files opened read-only (orders, the stock ledger, 1C's balances, `stock_published`,
+the link's outbox, dead letters and gaps), and the label files the virtual printer wrote, decoded back
+to the order they belong to. `judge(evidence)` is a plain function of that evidence (unit-tested on
+crafted inputs) returning the counts of the soak's summary and one line per defect, with ids:
+
+- lost: placed on a marketplace and never reached the cloud; or handed to the courier at the site and
+  never shipped on its marketplace; or a site's stock move missing from the cloud's ledger; or a link
+  message that vanished (dead letters differ from the malformed messages injected).
+- duplicated: a marketplace move recorded twice for one order, an order in two supplies, two pick tasks
+  for one order at the site, an order's stock move applied twice in the cloud's ledger, or the ledger
+  below 1C − sold.
+- stuck: reached the cloud, not final (shipped or cancelled) on its marketplace and still at the site;
+  messages left in an outbox; gaps the link still shows. An order the cloud holds as short of stock (the
+  buyer took more than the ledger had: the seller decides) is told, not counted; a ledger that ran short
+  because of a defect shows in the ledger's own check.
+- mislisted: a card × warehouse whose stock on the marketplace differs from the cloud's `stock_published`.
+- labels_twice: an order whose label was decoded from more than one printed file, a parcel handed over
+  with no printed label or before its label printed, and half-written `.part` files.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterable
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+KEYS = ("orders", "lost", "duplicated", "stuck", "mislisted", "labels_twice", "faults")
+
+
+@dataclass
+class Evidence:
+    """Everything the judge looks at; order keys are "account:native id" as the cloud names them."""
+
+    placed: dict[str, str] = field(default_factory=dict)  # order -> its status on the marketplace
+    marketplace_of: dict[str, str] = field(default_factory=dict)  # order -> marketplace
+    moves: dict[str, list[str]] = field(default_factory=dict)  # order -> the marketplace's recorded moves
+    supplies: dict[str, list[str]] = field(default_factory=dict)  # supply -> orders in it (per-supply models)
+    in_cloud: set[str] = field(default_factory=set)  # orders the cloud knows
+    short: set[str] = field(default_factory=set)  # orders the cloud holds for want of stock (the seller decides)
+    units: dict[str, dict[tuple[str, str], int]] = field(default_factory=dict)  # order -> (item, wh) -> units
+    site_tasks: dict[str, int] = field(default_factory=dict)  # order -> pick tasks the site has for it
+    handed_over: dict[str, float] = field(default_factory=dict)  # order -> when the site scanned it out
+    site_moved: dict[str, dict[str, int]] = field(default_factory=dict)  # order -> item -> site's net delta
+    cloud_moved: dict[str, dict[str, int]] = field(default_factory=dict)  # order -> item -> ledger's delta
+    site_warehouse: str = ""
+    labels: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  # order -> [(file, mtime)]
+    part_files: list[str] = field(default_factory=list)
+    onec: dict[tuple[str, str], int] = field(default_factory=dict)  # (item, wh) -> 1C's balance
+    on_hand: dict[tuple[str, str], int] = field(default_factory=dict)  # (item, wh) -> the cloud's ledger
+    published: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (account, card, wh) -> qty
+    shown: dict[tuple[str, str, str], int | None] = field(default_factory=dict)  # same keys: the marketplace
+    outbox: dict[str, int] = field(default_factory=dict)  # "cloud"/"site" -> messages not acknowledged
+    dead_letters: dict[str, int] = field(default_factory=dict)  # side -> dead letters it keeps
+    injected_malformed: dict[str, int] = field(default_factory=dict)  # side -> malformed messages sent to it
+    gaps: dict[str, int] = field(default_factory=dict)  # side -> gaps its link status still shows
+    faults: int = 0
+
+
+@dataclass
+class Verdict:
+    counts: dict[str, int]
+    lines: list[str]
+
+    @property
+    def clean(self) -> bool:
+        return not any(self.counts[k] for k in KEYS if k not in ("orders", "faults"))
+
+
+# --------------------------------------------------------------------------- the marketplaces' final states
+
+
+def final_state(marketplace: str, status: str) -> str | None:
+    """"shipped", "cancelled" or None (not final yet) for an order's status as its sandbox shows it."""
+    s = status or ""
+    if marketplace == "wildberries":
+        return {"complete": "shipped", "cancel": "cancelled", "reject": "cancelled"}.get(s)
+    if marketplace == "ozon":
+        if s in ("delivering", "driver_pickup", "delivered", "sent_by_seller"):
+            return "shipped"
+        return "cancelled" if s == "cancelled" else None
+    if marketplace == "yandex_market":
+        status_, _, sub = s.partition("/")
+        if status_ == "CANCELLED":
+            return "cancelled"
+        if (status_, sub) == ("PROCESSING", "SHIPPED") or status_ in ("DELIVERY", "PICKUP", "DELIVERED"):
+            return "shipped"
+        return None
+    if marketplace == "megamarket":
+        if s.endswith("CANCELED"):
+            return "cancelled"
+        return "shipped" if s in ("SHIPPED", "DELIVERED") else None
+    return None
+
+
+# --------------------------------------------------------------------------- the judge
+
+
+def judge(ev: Evidence) -> Verdict:
+    """The counts of the soak's summary and a line per defect (plain words, with ids)."""
+    counts = dict.fromkeys(KEYS, 0)
+    counts["orders"], counts["faults"] = len(ev.placed), ev.faults
+    lines: list[str] = []
+
+    def defect(key: str, what: str, ids: Iterable[str], n: int | None = None) -> None:
+        ids = sorted(ids)
+        if not ids:
+            return
+        counts[key] += len(ids) if n is None else n
+        shown = ", ".join(ids[:12]) + (f" … (+{len(ids) - 12})" if len(ids) > 12 else "")
+        lines.append(f"{key}: {what}: {len(ids) if n is None else n} — {shown}")
+
+    finals = {o: final_state(ev.marketplace_of.get(o, ""), st) for o, st in ev.placed.items()}
+    shipped = {o for o, f in finals.items() if f == "shipped"}
+    # lost / stuck
+    defect("lost", "заказ есть на маркетплейсе, но не дошёл до облака", [o for o in ev.placed if o not in ev.in_cloud])
+    left = [o for o in ev.placed if o in ev.in_cloud and finals[o] is None and o in ev.handed_over]
+    defect("lost", "посылка передана курьеру, но на маркетплейсе не отгружена",
+           [f"{o} ({ev.placed[o]})" for o in left])
+    waiting = [o for o in ev.placed if o in ev.in_cloud and finals[o] is None and o not in ev.handed_over]
+    defect("stuck", "заказ не дошёл до конечного состояния (отгружен/отменён) и остался на складе",
+           [f"{o} ({ev.placed[o]})" for o in waiting if o not in ev.short])
+    if short := sorted(o for o in waiting if o in ev.short):  # the buyer took more than there was: not a fault
+        lines.append(f"к сведению: не хватило товара, заказ ждёт решения продавца: {len(short)} — {', '.join(short)}")
+    # duplicated: marketplace moves and supplies, site tasks
+    defect("duplicated", "действие на маркетплейсе выполнено дважды (повтор в истории заказа)",
+           [f"{o} ({', '.join(m for m, c in Counter(mv).items() if c > 1)})"
+            for o, mv in ev.moves.items() if len(set(mv)) < len(mv)])
+    supplies_of: dict[str, list[str]] = {}
+    for supply, orders in ev.supplies.items():
+        for o in orders:
+            supplies_of.setdefault(o, []).append(supply)
+    defect("duplicated", "заказ в нескольких поставках",
+           [f"{o} ({', '.join(s)})" for o, s in supplies_of.items() if len(s) > 1])
+    defect("duplicated", "на складе несколько сборочных заданий на один заказ",
+           [f"{o} ({n})" for o, n in ev.site_tasks.items() if n > 1])
+    # the ledger: each order's moves as the site made them, and the balance 1C − sold
+    twice, missing = [], []
+    for o in sorted(set(ev.site_moved) | set(ev.cloud_moved)):
+        site, cloud = ev.site_moved.get(o, {}), ev.cloud_moved.get(o, {})
+        for item in sorted(set(site) | set(cloud)):
+            s, c = site.get(item, 0), cloud.get(item, 0)
+            if c != s:
+                (twice if abs(c) > abs(s) else missing).append(f"{o} {item}: склад {s:+d}, облако {c:+d}")
+    defect("duplicated", "движение остатка по заказу применено в облаке лишний раз", twice)
+    defect("lost", "движение остатка со склада не дошло до облака", missing)
+    expected: dict[tuple[str, str], int] = dict(ev.onec)
+    for o in ev.placed.keys() | ev.site_moved.keys():
+        if o in shipped:
+            for key, n in ev.units.get(o, {}).items():
+                expected[key] = expected.get(key, 0) - n
+        else:  # not sold: what the site moved for it is off (or back on) the shelf
+            for item, d in ev.site_moved.get(o, {}).items():
+                key = (item, ev.site_warehouse)
+                expected[key] = expected.get(key, 0) + d
+    below, above = [], []
+    for key in sorted(set(expected) | set(ev.on_hand)):
+        want, have = expected.get(key, 0), ev.on_hand.get(key, 0)
+        if have != want:
+            (below if have < want else above).append(f"{key[0]}@{key[1]}: учёт {have}, 1С − продано {want}")
+    defect("duplicated", "остаток в учёте меньше, чем 1С − продано", below)
+    defect("lost", "остаток в учёте больше, чем 1С − продано", above)
+    # mislisted
+    defect("mislisted", "маркетплейс показывает не то, что опубликовано",
+           [f"{a}/{card}@{wh}: показано {ev.shown.get((a, card, wh))}, опубликовано {q}"
+            for (a, card, wh), q in ev.published.items() if ev.shown.get((a, card, wh)) != q])
+    # labels
+    defect("labels_twice", "этикетка заказа напечатана больше одного раза",
+           [f"{o} ({len(files)}: {', '.join(Path(f).name for f, _ in files)})"
+            for o, files in ev.labels.items() if len(files) > 1])
+    defect("labels_twice", "посылка передана курьеру без напечатанной этикетки",
+           [o for o in ev.handed_over if not ev.labels.get(o)])
+    early = []
+    for o, at in ev.handed_over.items():
+        files = ev.labels.get(o)
+        if files and at < min(t for _, t in files):
+            early.append(f"{o} (на {min(t for _, t in files) - at:.1f} с раньше)")
+    defect("labels_twice", "посылка передана курьеру раньше, чем напечаталась её этикетка", early)
+    defect("labels_twice", "недописанные файлы .part в папке этикеток", [Path(p).name for p in ev.part_files])
+    # the link
+    for side in ("cloud", "site"):
+        if ev.outbox.get(side, 0):
+            defect("stuck", f"сообщения ждут подтверждения в исходящей очереди ({side})", [side],
+                   n=ev.outbox[side])
+        if ev.gaps.get(side, 0):
+            defect("stuck", f"канал всё ещё показывает пропуски ({side})", [side], n=ev.gaps[side])
+        dead, sent = ev.dead_letters.get(side, 0), ev.injected_malformed.get(side, 0)
+        if dead != sent:
+            defect("lost", f"мёртвых писем {dead}, а испорченных сообщений отправлено {sent} ({side})", [side],
+                   n=abs(dead - sent))
+    return Verdict(counts, lines)
+
+
+# --------------------------------------------------------------------------- gathering, from outside
+
+
+def _ro(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def sandbox_state(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url.rstrip("/") + "/_sandbox/state", timeout=30) as resp:
+        return json.loads(resp.read())
+
+
+def _moves_of(marketplace: str, state: dict[str, Any]) -> dict[str, list[str]]:
+    if marketplace in ("wildberries", "ozon"):
+        return {k: list(v) for k, v in state.get("transitions", {}).items()}
+    return {k: list(v) for k, v in state.get("order_moves", {}).items()}
+
+
+def gather(*, sandboxes: dict[str, str], accounts: dict[str, str], cloud_db: Path, site_db: Path,
+           labels_dir: Path, injected_malformed: dict[str, int], faults: int,
+           decode: Any = None) -> Evidence:
+    """Read the evidence. `sandboxes`: marketplace -> its URL; `accounts`: marketplace -> the account
+    the cloud keeps it under; `decode(path) -> [texts]` reads a label file (default: the edge's decoder)."""
+    ev = Evidence(injected_malformed=dict(injected_malformed), faults=faults)
+    shown_by_account: dict[str, dict[str, int]] = {}
+    for mp, url in sandboxes.items():
+        account = accounts[mp]
+        state = sandbox_state(url)
+        for native, status in state.get("orders", {}).items():
+            key = f"{account}:{native}"
+            ev.placed[key] = str(status)
+            ev.marketplace_of[key] = mp
+        for native, mv in _moves_of(mp, state).items():
+            ev.moves[f"{account}:{native}"] = mv
+        for sid, s in (state.get("supplies") or {}).items():
+            ev.supplies[f"{account}:{sid}"] = [f"{account}:{o}" for o in s.get("orders", [])]
+        shown_by_account[account] = {str(k): int(v) for k, v in state.get("stocks", {}).items()}
+    with closing(_ro(cloud_db)) as conn:
+        for r in conn.execute("SELECT key, stage FROM orders"):
+            ev.in_cloud.add(r["key"])
+            if r["stage"] == "short":
+                ev.short.add(r["key"])
+        for r in conn.execute("SELECT o.key, o.warehouse, l.item_id, SUM(l.units) AS n FROM order_lines l "
+                              "JOIN orders o ON o.id = l.order_id WHERE l.item_id IS NOT NULL "
+                              "GROUP BY o.key, o.warehouse, l.item_id"):
+            ev.units.setdefault(r["key"], {})[(r["item_id"], r["warehouse"])] = int(r["n"])
+        for r in conn.execute("SELECT ref, item_id, SUM(on_hand_delta) AS d FROM stock_moves "
+                              "WHERE source LIKE 'site:%' AND ref != '' GROUP BY ref, item_id"):
+            if r["d"]:
+                ev.cloud_moved.setdefault(r["ref"], {})[r["item_id"]] = int(r["d"])
+        for r in conn.execute("SELECT item_id, warehouse_id, quantity FROM onec_balances"):
+            ev.onec[(r["item_id"], r["warehouse_id"])] = int(float(r["quantity"]))
+        for r in conn.execute("SELECT item_id, warehouse, on_hand FROM stock_levels"):
+            ev.on_hand[(r["item_id"], r["warehouse"])] = int(r["on_hand"])
+        for r in conn.execute("SELECT account, card_id, warehouse_id, quantity FROM stock_published"):
+            key = (r["account"], r["card_id"], r["warehouse_id"])
+            ev.published[key] = int(r["quantity"])
+            shown = shown_by_account.get(r["account"], {})
+            ev.shown[key] = shown.get(f"{r['card_id']}@{r['warehouse_id']}", shown.get(r["card_id"]))
+        _link(conn, "cloud", ev)
+    label_texts: dict[str, str] = {}
+    with closing(_ro(site_db)) as conn:
+        for r in conn.execute("SELECT order_id, COUNT(*) AS n FROM tasks GROUP BY order_id"):
+            ev.site_tasks[r["order_id"]] = int(r["n"])
+        for r in conn.execute("SELECT order_id, MIN(ts) AS ts FROM handover_scans GROUP BY order_id"):
+            ev.handed_over[r["order_id"]] = float(r["ts"])
+        for r in conn.execute("SELECT ref, item_id, SUM(delta) AS d FROM stock_moves WHERE ref IS NOT NULL "
+                              "GROUP BY ref, item_id"):
+            if r["d"]:
+                ev.site_moved.setdefault(r["ref"], {})[r["item_id"]] = int(r["d"])
+        for r in conn.execute("SELECT DISTINCT warehouse FROM tasks WHERE warehouse IS NOT NULL LIMIT 1"):
+            ev.site_warehouse = r["warehouse"]
+        for r in conn.execute("SELECT order_id, barcode_text FROM labels WHERE barcode_text IS NOT NULL"):
+            label_texts[r["barcode_text"]] = r["order_id"]
+        _link(conn, "site", ev)
+    if not ev.site_warehouse and ev.onec:
+        ev.site_warehouse = next(iter(ev.onec))[1]
+    ev.labels, ev.part_files = read_labels(labels_dir, label_texts, ev.placed, decode)
+    return ev
+
+
+def _link(conn: sqlite3.Connection, side: str, ev: Evidence, looks: int = 6) -> None:
+    """The link's tables on one side. The outbox is looked at a few times a second apart and its
+    smallest depth kept: a message just sent is acknowledged within moments, a stuck one stays."""
+    depths = []
+    for i in range(looks):
+        if i:
+            time.sleep(1.0)
+        depths.append(conn.execute("SELECT COUNT(*) FROM link_outbox").fetchone()[0])
+        if not depths[-1]:
+            break
+    ev.outbox[side] = min(depths)
+    ev.dead_letters[side] = conn.execute("SELECT COUNT(*) FROM link_dead_letters").fetchone()[0]
+    ev.gaps[side] = conn.execute("SELECT COUNT(*) FROM link_gaps").fetchone()[0]
+
+
+def order_of_label(texts: list[str], label_texts: dict[str, str], natives: dict[str, str]) -> str | None:
+    """The order a decoded label belongs to: its barcode as the site received it with the label, else a
+    marketplace id inside the barcode (`5001234*9300000000001*1` holds shipment 9300000000001)."""
+    for text in texts:
+        if text in label_texts:
+            return label_texts[text]
+        for token in [text, *text.split("*")]:
+            if token in natives:
+                return natives[token]
+    return None
+
+
+def read_labels(labels_dir: Path, label_texts: dict[str, str], placed: Iterable[str],
+                decode: Any = None) -> tuple[dict[str, list[tuple[str, float]]], list[str]]:
+    """Decode every printed file; files that decode to no order (hand-over acts, supply QR codes) are
+    not labels. Returns order -> [(file, mtime)] and the `.part` files left behind."""
+    if decode is None:
+        from edge_agent.decode import decode_file  # lazy: OpenCV and zxing load only when judging
+
+        def decode(path: str) -> list[str]:
+            return [s["text"] for s in decode_file(path).get("symbols", [])]
+
+    natives: dict[str, str] = {}
+    for key in placed:
+        natives.setdefault(key.partition(":")[2], key)
+    labels: dict[str, list[tuple[str, float]]] = {}
+    parts: list[str] = []
+    if not labels_dir.exists():
+        return labels, parts
+    for path in sorted(labels_dir.iterdir()):
+        if path.name.endswith(".part"):
+            parts.append(str(path))
+            continue
+        if not path.is_file():
+            continue
+        order = order_of_label(decode(str(path)), label_texts, natives)
+        if order is not None:
+            labels.setdefault(order, []).append((str(path), path.stat().st_mtime))
+    return labels, parts
+
+
+def summary_line(v: Verdict) -> str:
+    return json.dumps({k: v.counts[k] for k in KEYS})
