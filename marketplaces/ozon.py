@@ -493,8 +493,9 @@ class OzonAdapter:
             if chunk:
                 flt["posting_numbers"] = chunk
             else:
+                # to a minute ahead: the time is sent to the second, a return of this very second must count
                 flt["visual_status_change_moment"] = {"time_from": _ozon_time(since),
-                                                      "time_to": _ozon_time(datetime.now(UTC))}
+                                                      "time_to": _ozon_time(datetime.now(UTC) + timedelta(minutes=1))}
             out.extend(self._returns_pages(flt))
         return out
 

@@ -738,7 +738,8 @@ class YandexMarketSandbox(SandboxApp):
                     o.returned = {li["id"]: min(li["count"], units.get(li["offerId"], li["count"]))
                                   for li in o.items if not units or li["offerId"] in units}
                     whole = all(o.returned.get(li["id"], 0) == li["count"] for li in o.items)
-                    self._move(o, "RETURNED" if whole else "PARTIALLY_RETURNED", "")
+                    # the substatus is required (OrderSubstatusType): it stays the delivery's
+                    self._move(o, "RETURNED" if whole else "PARTIALLY_RETURNED", o.substatus)
                     o.returned_on = day
                 elif what == "lose" and shipped and o.delivered_on is None:
                     self._move(o, "CANCELLED", "DELIVERY_SERVICE_LOST", notify=True)
