@@ -114,11 +114,13 @@ def follow(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Marketplace, *, 
     scale = _scale(cfg, account)
     res = FollowResult()
     with transaction(conn):
-        # a handed-over order is followed once the marketplace has taken it (its ship is done)
+        # a handed-over order is followed once the marketplace has taken it (its ship is done), the first
+        # read FIRST_CHECK_S after that
         conn.execute(
-            "INSERT OR IGNORE INTO order_follow(order_id, next_check) SELECT o.id, ? FROM orders o WHERE o.account=?"
-            " AND o.stage='handed_over' AND NOT EXISTS (SELECT 1 FROM order_actions a WHERE a.order_id=o.id AND"
-            " a.action='ship' AND a.state!='done')", (now + FIRST_CHECK_S / scale, account))
+            "INSERT OR IGNORE INTO order_follow(order_id, next_check) SELECT o.id, COALESCE((SELECT a.updated_ts FROM"
+            " order_actions a WHERE a.order_id=o.id AND a.action='ship'), o.updated_ts) + ? FROM orders o WHERE"
+            " o.account=? AND o.stage='handed_over' AND NOT EXISTS (SELECT 1 FROM order_actions a WHERE"
+            " a.order_id=o.id AND a.action='ship' AND a.state!='done')", (FIRST_CHECK_S / scale, account))
         conn.execute("DELETE FROM order_follow WHERE order_id IN (SELECT id FROM orders WHERE account=? AND stage NOT"
                      f" IN ({','.join('?' * len(FOLLOWED))}))", (account, *FOLLOWED))
     due = conn.execute(
@@ -235,9 +237,10 @@ def poll_returns(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Marketplac
     """Read the account's returns list since the last read (marketplaces that have one) and expect each
     return of an order handed over here. Returns the new expected returns."""
     now = time.time() if now is None else now
+    wall = time.time()  # the marketplace's list is by its own clock, whatever `now` says
     account = adapter.account
     row = conn.execute("SELECT since_ts FROM return_polls WHERE account=?", (account,)).fetchone()
-    since = row[0] if row else now - RETURNS_LOOKBACK_S
+    since = row[0] if row else wall - RETURNS_LOOKBACK_S
     try:
         found = adapter.returns(datetime.fromtimestamp(since - 3600, UTC))  # an hour's overlap: nothing slips
     except NotSupported:
@@ -251,7 +254,7 @@ def poll_returns(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Marketplac
         for ret in found:
             added += take_return(conn, cfg, account, ret, link=link, now=now)
         conn.execute("INSERT INTO return_polls(account, since_ts) VALUES (?,?) ON CONFLICT(account) DO UPDATE SET"
-                     " since_ts=excluded.since_ts", (account, now))
+                     " since_ts=excluded.since_ts", (account, wall))
     return added
 
 
@@ -362,8 +365,8 @@ def register_return_handlers(link: Any, cfg: CloudConfig, wake: Waker | None = N
     def on_return_received(conn: sqlite3.Connection, env: Any) -> None:
         try:
             receive_return(conn, cfg, env.site, env.body)
-        except (ReturnRefused, stock.StockError) as exc:
-            log_error(conn, "returns", f"площадка {env.site}: {exc}")
+        except (ReturnRefused, stock.StockError) as exc:  # dead-lettered with the reason; nothing applied
+            log.warning("return from site %s refused: %s", env.site, exc)
             raise Reject(str(exc)) from exc
         if wake is not None:
             wake()
