@@ -25,8 +25,8 @@ from cloud_sync.db import transaction
 from cloud_sync.money import reports
 from cloud_sync.orders import after_handover, intake, mp_actions, site_messages
 from cloud_sync.schema import open_db
-from cloud_sync.stock import ledger, warehouses
 from cloud_sync.stock import push as stock_push
+from cloud_sync.stock import warehouses
 from marketplaces import open_account
 from marketplaces.base import RealizationReport
 from marketplaces.contract import ContractChecker
@@ -341,3 +341,71 @@ def test_the_return_goes_to_1c_and_to_the_commission_report(shop):
                              (row.item_id,)).fetchone()[0] == 1
     last = after_handover.returned_units(shop.conn, "a", "2020-01-01", "2020-01-31")
     assert last == {}  # another period: none
+
+
+# ---------------------------------------------------------------- over the real link (Mosquitto)
+
+
+@pytest.mark.parametrize("shop", ["ozon"], indirect=True)
+def test_a_return_goes_down_and_comes_back_up_over_the_real_link(shop, broker, tmp_path, caplog):
+    """The cloud's `return_expected` reaches the site over MQTT; the site answers `return_received` (one good,
+    and once more with a unit never in the order, which the cloud dead-letters with its reason)."""
+    from sitelink.link import LinkConfig, SiteLink
+
+    (a,) = shop.handed_over(1)
+    shop.fates({a: "returned"})
+    seen: list[dict] = []
+
+    def on_return_expected(conn, env):
+        seen.append(env.body)
+        line = env.body["lines"][0]
+        site.send(conn, "return_received", {"return_id": env.body["return_id"], "order_id": env.body["order_id"],
+                                            "lines": [{"item_id": "NOT-IN-ORDER", "good": 1, "defective": 0}]})
+        site.send(conn, "return_received", {"return_id": env.body["return_id"], "order_id": env.body["order_id"],
+                                            "lines": [{"item_id": line["item_id"], "good": line["quantity"],
+                                                       "defective": 0}], "note": "коробка вскрыта"})
+
+    cloud = SiteLink(LinkConfig(role="cloud", db_path=str(tmp_path / "cloud.sqlite"), gap_timeout=5.0,
+                                resend_after=2.0, **broker.link_settings(None)))
+    after_handover.register_return_handlers(cloud, shop.cfg)
+    site = SiteLink(LinkConfig(role="site", db_path=str(tmp_path / "site-1.db"), site_id="site-1", gap_timeout=5.0,
+                               resend_after=2.0, **broker.link_settings("site-1")))
+    site.on("return_expected", on_return_expected)
+    cloud.start()
+    site.start()
+    try:
+        after_handover.follow(shop.conn, shop.cfg, shop.adapter, link=cloud, now=time.time() + FAR)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and shop.stages([a]) != ["returned"]:
+            time.sleep(0.2)
+        assert shop.stages([a]) == ["returned"] and len(seen) == 1
+        dead = shop.conn.execute("SELECT reason FROM link_dead_letters").fetchall()
+        assert len(dead) == 1 and "не было в заказе" in dead[0][0]
+        detail = shop.conn.execute("SELECT detail FROM order_events WHERE kind='returned'").fetchone()[0]
+        assert detail == "принято на складе main: годных 1, брак 0 (коробка вскрыта)"
+    finally:
+        site.stop()
+        cloud.stop()
+
+
+@pytest.mark.parametrize("shop", ["yandex_market"], indirect=True)
+def test_a_pushed_cancellation_after_the_hand_over_expects_the_parcel_back_and_releases_nothing(shop):
+    """Market pushes ORDER_CANCELLED / a status for an order already handed over (webhooks, `ingest_event`;
+    the status poll takes the same way): the units left with the parcel — nothing is released, the site
+    is told to expect it back; a manager's or 1C's cancellation of a parcel already gone changes nothing."""
+    from marketplaces.base import OrderEvent
+
+    a, b = shop.handed_over(2)
+    before = shop.levels()
+    with transaction(shop.conn):
+        got = intake.ingest_event(shop.conn, shop.cfg, "a", OrderEvent("cancelled", order_native_id=a))
+    assert got == "cancelled" and shop.stages([a]) == ["return_expected"]
+    with transaction(shop.conn):
+        intake.update_native_status(shop.conn, shop.cfg, shop.order(b)["id"], "CANCELLED", "USER_REFUSED_DELIVERY")
+    assert shop.stages([b]) == ["return_expected"] and shop.order(b)["status"] == "cancelled"
+    assert shop.levels() == before
+    assert {m["order_id"] for m in shop.outbox("return_expected")} == {f"a:{a}", f"a:{b}"}
+    assert not shop.outbox("cancel_task")  # nothing left at the site to stop
+    with transaction(shop.conn):
+        assert intake.cancel(shop.conn, shop.cfg, shop.order(a)["id"], reason="отменён в 1С") == 0
+    assert shop.stages([a]) == ["return_expected"] and shop.levels() == before
