@@ -387,3 +387,13 @@ def returned_units(conn: sqlite3.Connection, account: str, date_from: str, date_
             for item, n in json.loads(text).items():
                 out.setdefault(item, {"good": 0, "defective": 0})[key] += n
     return out
+
+
+def summary(conn: sqlite3.Connection) -> dict[str, int]:
+    """For the demo's summary line: orders delivered, returns received back at the sites, units put back on
+    hand from them (restocked)."""
+    delivered = conn.execute("SELECT COUNT(DISTINCT order_id) FROM order_events WHERE kind='delivered'").fetchone()[0]
+    returned = conn.execute("SELECT COUNT(*) FROM order_returns WHERE state='received'").fetchone()[0]
+    restocked = sum(sum(json.loads(r[0]).values()) for r in conn.execute(
+        "SELECT good FROM order_returns WHERE state='received'"))
+    return {"delivered": int(delivered or 0), "returned": int(returned or 0), "restocked": int(restocked)}
