@@ -114,13 +114,15 @@ def follow(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Marketplace, *, 
     scale = _scale(cfg, account)
     res = FollowResult()
     with transaction(conn):
-        # a handed-over order is followed once the marketplace has taken it (its ship is done), the first
-        # read FIRST_CHECK_S after that
+        # a handed-over order is followed once the marketplace has taken it (its ship is done; in a batch,
+        # the batch shipped), the first read FIRST_CHECK_S after that
         conn.execute(
             "INSERT OR IGNORE INTO order_follow(order_id, next_check) SELECT o.id, COALESCE((SELECT a.updated_ts FROM"
             " order_actions a WHERE a.order_id=o.id AND a.action='ship'), o.updated_ts) + ? FROM orders o WHERE"
             " o.account=? AND o.stage='handed_over' AND NOT EXISTS (SELECT 1 FROM order_actions a WHERE"
-            " a.order_id=o.id AND a.action='ship' AND a.state!='done')", (FIRST_CHECK_S / scale, account))
+            " a.order_id=o.id AND a.action='ship' AND a.state!='done') AND (o.supply_id IS NULL OR EXISTS (SELECT 1"
+            " FROM supplies s WHERE s.account=o.account AND s.supply_id=o.supply_id AND s.state='shipped'))",
+            (FIRST_CHECK_S / scale, account))
         conn.execute("DELETE FROM order_follow WHERE order_id IN (SELECT id FROM orders WHERE account=? AND stage NOT"
                      f" IN ({','.join('?' * len(FOLLOWED))}))", (account, *FOLLOWED))
     due = conn.execute(

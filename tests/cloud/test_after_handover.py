@@ -411,3 +411,36 @@ def test_a_pushed_cancellation_after_the_hand_over_expects_the_parcel_back_and_r
     with transaction(shop.conn):
         assert intake.cancel(shop.conn, shop.cfg, shop.order(a)["id"], reason="отменён в 1С") == 0
     assert shop.stages([a]) == ["return_expected"] and shop.levels() == before
+
+
+def test_the_return_messages_contract():
+    from sitelink.messages import DIRECTION, BadMessage
+
+    assert DIRECTION["return_expected"] == "down" and DIRECTION["return_received"] == "up"
+    check_body("return_expected", {"return_id": "a:1#1", "order_id": "a:1", "kind": "return", "parcel_codes": ["1"],
+                                   "lines": [{"item_id": "i", "quantity": 1}]})
+    check_body("return_received", {"return_id": "a:1#1", "order_id": "a:1", "lines": [{"item_id": "i", "good": 1}]})
+    for lines in ([{"item_id": "i", "good": -1}], [{"item_id": "i", "defective": True}], [{"good": 1}], ["i"],
+                  [{"item_id": "i", "good": 1.5}]):
+        with pytest.raises(BadMessage, match="return_received"):
+            check_body("return_received", {"return_id": "a:1#1", "order_id": "a:1", "lines": lines})
+    with pytest.raises(BadMessage, match="return_id"):
+        check_body("return_expected", {"order_id": "a:1", "lines": []})
+
+
+@pytest.mark.parametrize("shop", ["wildberries"], indirect=True)
+def test_orders_of_a_batch_are_followed_once_the_batch_has_shipped(shop):
+    """A WB parcel handed over while another of its supply is still on the packing table: the supply has
+    not left, WB still says `confirm` — nothing to read until the supply ships."""
+    made = [str(x) for x in httpx.post(shop.sb.url + "/_sandbox/orders", json={"count": 2}, timeout=10)
+            .json()["orders"]]
+    intake.poll(shop.conn, shop.cfg, shop.adapter)
+    shop.run()
+    for native in made:
+        shop.site("task_progress", {"task_id": f"pick-a:{native}", "order_id": f"a:{native}", "state": "packed"})
+    shop.site("task_progress", {"task_id": f"pick-a:{made[0]}", "order_id": f"a:{made[0]}", "state": "handed_over"})
+    shop.run()
+    assert shop.follow().read == 0
+    shop.site("task_progress", {"task_id": f"pick-a:{made[1]}", "order_id": f"a:{made[1]}", "state": "handed_over"})
+    shop.run()
+    assert shop.follow().read == 2
