@@ -346,6 +346,35 @@ class StatusChange:
 
 
 @dataclass
+class ReturnLine:
+    """Units of one card coming back in a return."""
+
+    card_id: str
+    offer_id: str
+    quantity: int
+    barcode: str = ""
+    native: dict[str, Any] = field(default_factory=dict)
+
+
+ReturnKind = Literal["return", "unredeemed"]
+
+
+@dataclass
+class OrderReturn:
+    """A parcel (or part of it) on its way back to the seller, as the marketplace's returns API lists it:
+    `return` — the buyer returned it after delivery; `unredeemed` — it never reached the buyer (cancelled
+    after hand-over, refused at pick-up, not accepted at the sorting centre)."""
+
+    return_id: str
+    order_native_id: str
+    kind: ReturnKind
+    lines: list[ReturnLine]
+    native_status: str = ""
+    created_at: datetime | None = None
+    native: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
 class Label:
     """A shipping label as the marketplace gives it."""
 
@@ -519,6 +548,10 @@ class Marketplace(Protocol):
     def new_orders(self) -> list[Order]: ...
 
     def get_order(self, native_id: str) -> Order: ...
+
+    def order_statuses(self, native_ids: Sequence[str]) -> dict[str, tuple[str, str]]: ...
+
+    def returns(self, since: datetime, order_ids: Sequence[str] = ()) -> list[OrderReturn]: ...
 
     def set_order_status(self, native_id: str, action: OrderAction, **details: Any) -> StatusChange: ...
 

@@ -44,6 +44,7 @@ from marketplaces.base import (
     OrderAction,
     OrderEvent,
     OrderLine,
+    OrderReturn,
     PriceChange,
     PriceModel,
     PriceTerms,
@@ -330,6 +331,16 @@ class MegamarketAdapter:
             raise MarketplaceError(f"shipment {native_id} not found", account=self.account, endpoint="order_get",
                                    status=404)
         return found[0]
+
+    def order_statuses(self, native_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """The shipment status (its lots' statuses in one word) of each shipment, read with `order/get`
+        in batches; a shipment Megamarket does not return is left out."""
+        ids = [str(i) for i in native_ids]
+        return {o.native_id: (o.native_status, o.native_substatus) for o in self._get(ids)} if ids else {}
+
+    def returns(self, since: datetime, order_ids: Sequence[str] = ()) -> list[OrderReturn]:
+        raise NotSupported("megamarket", "returns (Megamarket publishes no returns list: a parcel coming back"
+                           " shows as CUSTOMER_CANCELED after SHIPPED)", account=self.account)
 
     def box_code(self, shipment_id: str, box_index: int = 1) -> str:
         return f"{self.merchant_id}*{shipment_id}*{box_index}"

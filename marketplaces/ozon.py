@@ -43,11 +43,13 @@ from marketplaces.base import (
     OrderAction,
     OrderEvent,
     OrderLine,
+    OrderReturn,
     PriceChange,
     PriceModel,
     PriceTerms,
     RealizationReport,
     ReportLine,
+    ReturnLine,
     StatusChange,
     StockLevel,
     Uncertain,
@@ -629,6 +631,70 @@ class OzonAdapter:
 
     def get_order(self, native_id: str) -> Order:
         return self._order(self._posting(native_id), "posting_get")
+
+    def order_statuses(self, native_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """(status, substatus) of each posting (`/v3/posting/fbs/get`); a posting Ozon does not know is left out."""
+        out: dict[str, tuple[str, str]] = {}
+        for number in native_ids:
+            try:
+                p = self._posting(str(number))
+            except MarketplaceError as exc:
+                if exc.status == 404:
+                    continue
+                raise
+            out[str(number)] = (str(p["status"]), str(p.get("substatus", "")))
+        return out
+
+    def returns(self, since: datetime, order_ids: Sequence[str] = ()) -> list[OrderReturn]:
+        """FBS returns and non-redemptions (`/v1/returns/list`) whose status changed since `since`, or
+        of the given postings: one OrderReturn per return (Ozon lists each product of a posting apart).
+        `type` Cancellation / NotAccepted / Unredeemed... — anything but a buyer's ClientReturn — is a
+        parcel that never reached the buyer."""
+        out: list[OrderReturn] = []
+        chunks: list[list[str] | None] = [list(c) for c in batches([str(n) for n in order_ids], 50)] \
+            if order_ids else [None]
+        for chunk in chunks:  # Ozon takes at most 50 postings per filter
+            flt: dict[str, Any] = {"return_schema": "FBS"}
+            if chunk:
+                flt["posting_numbers"] = chunk
+            else:
+                # to a minute ahead: the time is sent to the second, a return of this very second must count
+                flt["visual_status_change_moment"] = {"time_from": _ozon_time(since),
+                                                      "time_to": _ozon_time(datetime.now(UTC) + timedelta(minutes=1))}
+            out.extend(self._returns_pages(flt))
+        return out
+
+    def _returns_pages(self, flt: dict[str, Any]) -> list[OrderReturn]:
+        limit = self.map["returns_list"].batch or 500
+        out: list[OrderReturn] = []
+        last_id = 0
+        while True:
+            body: dict[str, Any] = {"filter": flt, "limit": limit}
+            if last_id:
+                body["last_id"] = last_id
+            data = self.http.call("returns_list", json=body).json_object()
+            rows = data.get("returns")
+            if not isinstance(rows, list):
+                raise self._bad("returns missing in the answer", "returns_list")
+            out.extend(self._return(r) for r in rows)
+            if not data.get("has_next") or not rows:
+                return out
+            last_id = int(rows[-1]["id"])
+
+    def _return(self, r: dict[str, Any]) -> OrderReturn:
+        try:
+            prod = r.get("product") or {}
+            kind = "return" if str(r.get("type", "")) == "ClientReturn" else "unredeemed"
+            visual = ((r.get("visual") or {}).get("status") or {})
+            line = ReturnLine(card_id=self._product_of_sku(prod.get("sku")) if prod.get("sku") else "",
+                              offer_id=str(prod.get("offer_id", "")), quantity=int(prod.get("quantity") or 1),
+                              native=prod)
+            changed = (r.get("visual") or {}).get("change_moment")
+            return OrderReturn(return_id=str(r["id"]), order_native_id=str(r["posting_number"]), kind=kind,
+                               lines=[line], native_status=str(visual.get("sys_name", "")),
+                               created_at=_when(changed) if changed else None, native=r)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self._bad(f"a return is missing or garbles a field ({exc})", "returns_list") from None
 
     def set_order_status(self, native_id: str, action: OrderAction, **details: Any) -> StatusChange:
         """confirm: nothing to send; assemble: ship with one package holding every product (or

@@ -270,7 +270,8 @@ class SpecSet:
         if found is None:
             return None
         f, template, path_params = found
-        q = ImmutableMultiDict([(k, str(v)) for k, v in (query or {}).items()])
+        q = ImmutableMultiDict([(k, str(x)) for k, v in (query or {}).items()  # a list: a repeated key
+                                for x in (v if isinstance(v, list) else [v])])
         params = RequestParameters(query=q, header=Headers(list((headers or {}).items())),
                                    cookie=ImmutableMultiDict(), path=path_params)
         ctype = (content_type or "").lower()

@@ -41,6 +41,7 @@ from marketplaces.base import (
     OrderAction,
     OrderEvent,
     OrderLine,
+    OrderReturn,
     PriceChange,
     PriceModel,
     PriceTerms,
@@ -601,6 +602,20 @@ class WildberriesAdapter:
     def get_order(self, native_id: str) -> Order:
         st = self._status_of(native_id)
         return self._order(self._raw_order(native_id), st["supplierStatus"], str(st.get("wbStatus", "")))
+
+    def order_statuses(self, native_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """(supplierStatus, wbStatus) of each order, up to 1000 per `/api/v3/orders/status` request; an
+        order WB does not answer for is left out."""
+        out: dict[str, tuple[str, str]] = {}
+        for oid, st in self._statuses([str(i) for i in native_ids]).items():
+            if st.get("supplierStatus") not in SUPPLIER_STATUSES:
+                raise self._bad(f"order {oid} has an unknown status {st.get('supplierStatus')!r}", "orders_status")
+            out[oid] = (str(st["supplierStatus"]), str(st.get("wbStatus", "")))
+        return out
+
+    def returns(self, since: datetime, order_ids: Sequence[str] = ()) -> list[OrderReturn]:
+        raise NotSupported("wildberries", "returns (an FBS parcel coming back shows in its order status: wbStatus"
+                           " canceled, canceled_by_client, defect)", account=self.account)
 
     def set_order_status(self, native_id: str, action: OrderAction, **details: Any) -> StatusChange:
         """confirm: add to a supply of its warehouse (`batch_id=`: the open supply to join; `new_batch=True`:

@@ -53,11 +53,13 @@ from marketplaces.base import (
     OrderAction,
     OrderEvent,
     OrderLine,
+    OrderReturn,
     PriceChange,
     PriceModel,
     PriceTerms,
     RealizationReport,
     ReportLine,
+    ReturnLine,
     StatusChange,
     StockLevel,
     Uncertain,
@@ -417,6 +419,60 @@ class YandexMarketAdapter:
             raise MarketplaceError(f"order {native_id} not found", account=self.account, endpoint="orders",
                                    status=404)
         return found[0]
+
+    def order_statuses(self, native_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """(status, substatus) of each order, 50 per request of the business orders list; an order Market
+        does not list is left out."""
+        ids = []
+        for n in native_ids:
+            try:
+                ids.append(int(n))
+            except ValueError:
+                continue
+        out: dict[str, tuple[str, str]] = {}
+        for chunk in batches(ids, 50):
+            for o in self._orders({"orderIds": chunk}):
+                out[o.native_id] = (o.native_status, o.native_substatus)
+        return out
+
+    def returns(self, since: datetime, order_ids: Sequence[str] = ()) -> list[OrderReturn]:
+        """Non-redemptions and returns of the store (`GET /v2/campaigns/{id}/returns`) updated since
+        `since` (by day, as Market filters), or of the given orders (50 per request)."""
+        out: list[OrderReturn] = []
+        ids = [int(n) for n in order_ids if str(n).isdigit()]
+        queries: list[dict[str, Any]] = [{"orderIds": chunk} for chunk in batches(ids, 50)] \
+            if order_ids else [{"fromDate": since.astimezone(UTC).date().isoformat(),
+                                "toDate": datetime.now(UTC).date().isoformat()}]
+        for campaign in sorted({self.campaign_id, *self.campaigns.values()}):
+            for query in queries:
+                token: str | None = None
+                seen: set[str] = set()
+                while True:
+                    params: dict[str, Any] = {"limit": 100, **query}
+                    if token:
+                        params["page_token"] = token
+                    data = self._call("returns", path={"campaignId": campaign}, params=params)
+                    result = field_of(data, "result", endpoint="returns", account=self.account)
+                    for r in field_of(result, "returns", endpoint="returns", account=self.account):
+                        out.append(self._return(r))
+                    token = (result.get("paging") or {}).get("nextPageToken")
+                    if not token or token in seen:
+                        break
+                    seen.add(token)
+        return out
+
+    def _return(self, r: dict[str, Any]) -> OrderReturn:
+        try:
+            lines = [ReturnLine(card_id=str(it["shopSku"]), offer_id=str(it["shopSku"]), quantity=int(it["count"]),
+                                native=it) for it in r["items"]]
+            kind = "return" if r["returnType"] == "RETURN" else "unredeemed"
+            created = r.get("creationDate")
+            return OrderReturn(return_id=str(r["id"]), order_native_id=str(r["orderId"]), kind=kind, lines=lines,
+                               native_status=str(r.get("shipmentStatus", "")),
+                               created_at=_when(created, "creationDate", "returns", self.account) if created else None,
+                               native=r)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise self._bad(f"a return is missing or garbles a field ({exc})", "returns") from None
 
     def _campaign_of_order(self, order: Order) -> int:
         return int(order.native.get("campaignId") or self.campaign_id)

@@ -36,6 +36,7 @@ from typing import Any
 
 from cloud_sync.catalog.view import card_index, cards_for_pricing
 from cloud_sync.db import transaction
+from cloud_sync.orders import after_handover
 from marketplaces.base import RealizationReport
 
 MIGRATIONS = [
@@ -66,6 +67,11 @@ MIGRATIONS = [
         PRIMARY KEY (report_id, row_no)
     );
     """,
+    """
+    -- units received back at the sites in the period (cloud_sync.orders.after_handover), good and defective
+    ALTER TABLE commission_report_rows ADD COLUMN back_good INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE commission_report_rows ADD COLUMN back_defective INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 MONEY = ("revenue", "fee", "logistics", "other", "to_pay")
@@ -78,7 +84,9 @@ HEADERS_RU = {
     "article": "Артикул 1С", "name": "Номенклатура", "offer_ids": "Артикулы маркетплейса",
     "sold": "Продано, шт", "returned": "Возвращено, шт", "revenue": "Выручка", "fee": "Комиссия маркетплейса",
     "logistics": "Логистика", "other": "Прочие удержания", "to_pay": "К перечислению",
+    "back_good": "Вернулось на склад, шт", "back_defective": "Из них брак, шт",
 }
+BACK = ("back_good", "back_defective")  # what came back to the sites in the period (our own count)
 
 
 class ReportError(ValueError):
@@ -99,10 +107,12 @@ class ItemRow:
     logistics: Decimal = ZERO
     other: Decimal = ZERO
     to_pay: Decimal = ZERO
+    back_good: int = 0  # units received back at the sites in the period, put back on hand
+    back_defective: int = 0  # ... found defective (kept in the defect warehouse)
 
     def values(self) -> dict[str, Any]:
         return {"article": self.article, "name": self.name, "offer_ids": ", ".join(self.offer_ids),
-                **{k: getattr(self, k) for k in TOTAL_KEYS}}
+                **{k: getattr(self, k) for k in TOTAL_KEYS + BACK}}
 
 
 @dataclass
@@ -169,11 +179,17 @@ def build_commission_report(conn: sqlite3.Connection, report: RealizationReport,
             row.returned += abs(line.quantity) * pack
         for k in MONEY:
             setattr(row, k, getattr(row, k) + Decimal(getattr(line, k) or 0))
+    for item_id, back in after_handover.returned_units(conn, report.account, report.period_from.isoformat(),
+                                                       report.period_to.isoformat()).items():
+        row = rows.get(item_id) or rows.setdefault(item_id, ItemRow(key=item_id, item_id=item_id))
+        row.back_good, row.back_defective = back["good"], back["defective"]
     _name_rows(conn, rows)
     ordered = sorted(rows.values(), key=lambda r: (r.key == "account", r.item_id is None, r.article, r.key))
     totals = {k: sum((Decimal(getattr(r, k)) for r in ordered), ZERO) for k in TOTAL_KEYS}
     totals["sold"] = Decimal(sum(r.sold for r in ordered))
     totals["returned"] = Decimal(sum(r.returned for r in ordered))
+    for k in BACK:
+        totals[k] = Decimal(sum(getattr(r, k) for r in ordered))
     # the marketplace's counts are in cards, not item units: compare them with card counts
     card_counts = {
         "sold": Decimal(sum(abs(x.quantity) for x in report.lines if x.kind == "sale")),
@@ -250,9 +266,10 @@ def save_report(conn: sqlite3.Connection, report: CommissionReport) -> str:
         )
         conn.executemany(
             "INSERT INTO commission_report_rows(report_id, row_no, item_id, article, name, offer_ids, sold, returned,"
-            " revenue, fee, logistics, other, to_pay) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " revenue, fee, logistics, other, to_pay, back_good, back_defective) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [(report.id, n, r.item_id, r.article, r.name, ", ".join(r.offer_ids), r.sold, r.returned,
-              str(r.revenue), str(r.fee), str(r.logistics), str(r.other), str(r.to_pay))
+              str(r.revenue), str(r.fee), str(r.logistics), str(r.other), str(r.to_pay), r.back_good,
+              r.back_defective)
              for n, r in enumerate(report.rows, 1)],
         )
     return report.id
@@ -264,7 +281,8 @@ def save_report(conn: sqlite3.Connection, report: CommissionReport) -> str:
 def commission_table(report: CommissionReport) -> tuple[list[str], list[list[Any]]]:
     cols = list(HEADERS_RU)
     body = [[r.values()[c] for c in cols] for r in report.rows]
-    body.append(["", "Итого", ""] + [report.totals[k] if k in MONEY else int(report.totals[k]) for k in TOTAL_KEYS])
+    body.append(["", "Итого", ""] + [report.totals[k] if k in MONEY else int(report.totals.get(k, 0))
+                                     for k in TOTAL_KEYS + BACK])
     return [HEADERS_RU[c] for c in cols], body
 
 

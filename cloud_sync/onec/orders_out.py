@@ -14,7 +14,16 @@ status per order: cancelled, shipped, paid or confirmed. A shipped order's stock
 Orders come from the cloud's order list (`cloud_sync.orders`: tables `orders`, `order_lines`; the
 order key is the document's Ид) and from `enqueue_order` (table `onec_order_queue`: an order built by
 hand, with the marketplace fee per line where it is known). An order goes again when its unified status
-changed since 1C took it (a cancellation reaches 1C that way).
+changed since 1C took it (a cancellation, a return reaches 1C that way).
+
+A return received at a site (`cloud_sync.orders.after_handover`, table `order_returns`) goes once as a
+document of its own, «Возврат товара» (the CommerceML 2 business operation for goods coming back from the
+buyer; a 1C configuration makes its «Возврат товаров от клиента» from it): Ид = the return id, the order
+it returns in the requisite «Основание» (the order document's Ид) and «Номер заказа маркетплейса», the
+units received with their price, and per line how many were good and how many defective («Годных»,
+«Брак»; defective units went to the defect warehouse «Склад брака»). The order document itself goes again
+with «Статус заказа» returned (or cancelled, for a cancellation after the hand-over) and «Финальный
+статус» true.
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from cloud_sync.db import transaction
 from cloud_sync.onec.parser import Document, parse
 from cloud_sync.orders import intake, records
 from cloud_sync.stock import ledger
+from cloud_sync.stock.warehouses import defect_warehouse
 from marketplaces import profiles
 
 VERSION = "2.05"
@@ -46,6 +56,7 @@ class OrderLine1C:
     price: Decimal
     fee: Decimal | None = None  # the marketplace's fee for this line, where known
     unit: str = "шт"
+    requisites: dict[str, str] = field(default_factory=dict)  # more of the line's requisites (a return's)
 
     @property
     def amount(self) -> Decimal:
@@ -62,6 +73,8 @@ class OrderFor1C:
     lines: list[OrderLine1C] = field(default_factory=list)
     status: str = "new"  # unified status
     comment: str = ""
+    operation: str = "Заказ товара"  # ХозОперация: «Заказ товара», or «Возврат товара» for a return
+    requisites: dict[str, str] = field(default_factory=dict)  # more of the document's requisites
 
     @property
     def total(self) -> Decimal:
@@ -80,7 +93,8 @@ def _to_json(order: OrderFor1C) -> str:
 def _from_json(text: str) -> OrderFor1C:
     d = json.loads(text)
     lines = [OrderLine1C(ln["item_id"], ln["name"], Decimal(ln["quantity"]), Decimal(ln["price"]),
-                         Decimal(ln["fee"]) if ln.get("fee") not in (None, "None") else None, ln.get("unit", "шт"))
+                         Decimal(ln["fee"]) if ln.get("fee") not in (None, "None") else None, ln.get("unit", "шт"),
+                         dict(ln.get("requisites") or {}))
              for ln in d.pop("lines")]
     return OrderFor1C(lines=lines, **d)
 
@@ -113,8 +127,46 @@ def _cloud_orders(conn: sqlite3.Connection) -> list[OrderFor1C]:
     return out
 
 
+def _cloud_returns(conn: sqlite3.Connection) -> list[OrderFor1C]:
+    """Returns received at the sites that 1C has not taken, as «Возврат товара» documents."""
+    if not conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='order_returns'").fetchone():
+        return []
+    rows = conn.execute(
+        "SELECT r.id, r.order_id AS oid, r.kind, r.reason, r.warehouse, r.good, r.defective, r.received_ts, o.key,"
+        " o.marketplace, o.account, o.number, o.native_id FROM order_returns r JOIN orders o ON o.id=r.order_id"
+        " LEFT JOIN onec_order_deliveries d ON d.order_id=r.id WHERE r.state='received' AND (d.order_id IS NULL OR"
+        " d.state='sent') ORDER BY r.received_ts").fetchall()
+    out = []
+    for r in rows:
+        good, bad = json.loads(r["good"]), json.loads(r["defective"])
+        lines = []
+        for item in sorted(set(good) | set(bad)):
+            ln = conn.execute("SELECT l.quantity, l.units, l.price, l.title, i.name, i.unit FROM order_lines l LEFT JOIN"
+                              " items i ON i.id=l.item_id WHERE l.order_id=? AND l.item_id=? ORDER BY l.line_no",
+                              (r["oid"], item)).fetchone()
+            units = (ln["units"] or ln["quantity"]) if ln else 1
+            price = Decimal(ln["price"]) * ln["quantity"] / units if ln and units else Decimal(0)
+            n = good.get(item, 0) + bad.get(item, 0)
+            lines.append(OrderLine1C(item, (ln["name"] or ln["title"]) if ln else item, Decimal(n),
+                                     price.quantize(Decimal("0.01")), None, (ln["unit"] if ln else None) or "шт",
+                                     {"Годных": str(good.get(item, 0)), "Брак": str(bad.get(item, 0))}))
+        number = r["number"] or r["native_id"]
+        received = datetime.fromtimestamp(r["received_ts"], UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        title = MARKETPLACE_TITLES.get(r["marketplace"], r["marketplace"])
+        out.append(OrderFor1C(
+            r["id"], r["marketplace"], r["account"], f"{number}-В", received, lines, "returned",
+            f"Возврат по заказу {title} №{number}" + (f": {r['reason']}" if r["reason"] else ""),
+            operation="Возврат товара",
+            requisites={"Основание": r["key"], "Номер заказа маркетплейса": number, "Склад": r["warehouse"],
+                        "Склад брака": defect_warehouse(r["warehouse"]),
+                        "Вид возврата": {"return": "возврат покупателя", "unredeemed": "невыкуп",
+                                         "cancelled": "отмена после передачи"}.get(r["kind"], r["kind"])}))
+    return out
+
+
 def pending_orders(conn: sqlite3.Connection) -> list[OrderFor1C]:
-    """Orders 1C has not taken (or has taken in an older status), the cloud's first, then queued ones."""
+    """Orders 1C has not taken (or has taken in an older status), the cloud's first, then queued ones, then
+    the returns received."""
     queued = conn.execute(
         "SELECT q.payload, d.state, d.version FROM onec_order_queue q"
         " LEFT JOIN onec_order_deliveries d ON d.order_id=q.order_id ORDER BY q.rowid").fetchall()
@@ -124,7 +176,7 @@ def pending_orders(conn: sqlite3.Connection) -> list[OrderFor1C]:
         o = _from_json(payload)
         if o.id not in seen and (state is None or state == "sent" or version != o.status):
             out.append(o)
-    return out
+    return out + _cloud_returns(conn)
 
 
 def xml_encoding(setting: str) -> str:
@@ -162,7 +214,7 @@ def orders_xml(orders: list[OrderFor1C], *, encoding: str = "windows-1251", now:
         title = MARKETPLACE_TITLES.get(o.marketplace, o.marketplace)
         doc = ET.SubElement(root, "Документ")
         for tag, text in (("Ид", o.id), ("Номер", o.number), ("Дата", created.strftime("%Y-%m-%d")),
-                          ("ХозОперация", "Заказ товара"), ("Роль", "Продавец"), ("Валюта", "руб"),
+                          ("ХозОперация", o.operation), ("Роль", "Продавец"), ("Валюта", "руб"),
                           ("Курс", "1"), ("Сумма", _num(o.total))):
             ET.SubElement(doc, tag).text = text
         parties = ET.SubElement(doc, "Контрагенты")
@@ -183,7 +235,7 @@ def orders_xml(orders: list[OrderFor1C], *, encoding: str = "windows-1251", now:
             ET.SubElement(g, "ЦенаЗаЕдиницу").text = _num(ln.price)
             ET.SubElement(g, "Количество").text = _num(ln.quantity, 3)
             ET.SubElement(g, "Сумма").text = _num(ln.amount)
-            req = {"ВидНоменклатуры": "Товар", "ТипНоменклатуры": "Товар"}
+            req = {"ВидНоменклатуры": "Товар", "ТипНоменклатуры": "Товар", **ln.requisites}
             if ln.fee is not None:
                 req["Комиссия маркетплейса"] = _num(ln.fee)
             _requisites(g, req)
@@ -193,6 +245,7 @@ def orders_xml(orders: list[OrderFor1C], *, encoding: str = "windows-1251", now:
                "Дата изменения статуса": created.strftime("%d.%m.%Y %H:%M:%S")}
         if o.fee is not None:
             req["Комиссия маркетплейса"] = _num(o.fee)
+        req.update(o.requisites)
         _requisites(doc, req)
     ET.indent(root, space="  ")
     return _xml_bytes(root, encoding)

@@ -17,6 +17,7 @@ from typing import Any
 
 from cloud_sync.config import CloudConfig
 from cloud_sync.db import transaction
+from cloud_sync.orders import after_handover
 from cloud_sync.orders.handovers import queue_shipping
 from cloud_sync.orders.records import (
     OPEN_STAGES,
@@ -205,6 +206,8 @@ def update_native_status(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, n
     """The marketplace says the order moved; a cancellation releases its stock and stops the site."""
     now = time.time() if now is None else now
     o = conn.execute("SELECT * FROM orders WHERE id=?", (oid,)).fetchone()
+    if o["stage"] in after_handover.AFTER_HANDOVER:  # the parcel has left: a cancellation releases nothing
+        return after_handover.apply_status(conn, cfg, oid, native_status, native_substatus, link=link, now=now)
     conn.execute("UPDATE orders SET native_status=?, native_substatus=? WHERE id=?",
                  (native_status, native_substatus, oid))
     native = cfg.unified_status(o["marketplace"], native_status, native_substatus) or "new"
@@ -226,6 +229,13 @@ def cancel(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, *, reason: str 
     if o is None:
         raise OrderError(f"unknown order {oid}")
     if o["stage"] == "cancelled":
+        return 0
+    if o["stage"] in after_handover.AFTER_HANDOVER:  # the parcel has left: nothing to release or stop
+        if tell_marketplace:
+            log_event(conn, oid, "cancel_refused", f"заказ уже передан в доставку: не отменён ({reason})".replace(
+                " ()", ""), now)
+        elif o["stage"] in ("handed_over", "delivered"):
+            after_handover.expect_return(conn, cfg, oid, kind="cancelled", reason=reason, link=link, now=now)
         return 0
     released = stock.release(conn, o["key"], note=reason, now=now)
     if not tell_marketplace and o["stage"] in OPEN_STAGES:

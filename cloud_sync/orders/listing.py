@@ -82,6 +82,10 @@ EVENT_TEXT = {
     "handed_over": "order {number} handed over at {site}",
     "handover_missing": "order {number} stayed at {site} when its hand-over closed ({detail}): offered to the next courier",
     "cancelled": "order {number} ({account}) cancelled: {detail}",
+    "delivered": "order {number} ({account}) delivered to the buyer ({detail})",
+    "return_expected": "order {number} ({account}) is coming back to {warehouse}: {detail}",
+    "returned": "order {number} ({account}) came back: {detail}",
+    "cancel_refused": "order {number} ({account}) not cancelled: {detail}",
     "stock_pushed": "stock pushed: {detail}",
     "prices_from_1c": "prices from 1C: {detail}",
 }

@@ -27,7 +27,7 @@ MIGRATIONS = [
         number TEXT NOT NULL DEFAULT '',
         native_status TEXT NOT NULL DEFAULT '',
         native_substatus TEXT NOT NULL DEFAULT '',
-        stage TEXT NOT NULL,             -- ours: new|problem|short|reserved|picking|packed|handed_over|cancelled
+        stage TEXT NOT NULL,             -- ours: new|problem|short|reserved|picking|packed|handed_over|cancelled (+ STAGES)
         status TEXT NOT NULL,            -- unified: new|in_work|reserved|picking|packed|handed_over|delivered|cancelled|returned
         problem TEXT NOT NULL DEFAULT '',
         created_at TEXT NOT NULL,
@@ -134,7 +134,8 @@ MIGRATIONS = [
     """,
 ]
 
-STAGES = ("new", "problem", "short", "reserved", "picking", "packed", "handed_over", "cancelled")
+STAGES = ("new", "problem", "short", "reserved", "picking", "packed", "handed_over", "cancelled",
+          "delivered", "return_expected", "returned")  # the last three: orders.after_handover
 
 RANK = {"new": 0, "in_work": 1, "reserved": 2, "picking": 3, "packed": 4, "handed_over": 5, "delivered": 6}
 
@@ -158,6 +159,8 @@ def unified(cfg: CloudConfig, marketplace: str, native_status: str, native_subst
     """The one status the manager sees: the marketplace's word, moved forward by our own progress;
     cancelled and returned always win."""
     native = cfg.unified_status(marketplace, native_status, native_substatus) or "new"
+    if stage in ("return_expected", "returned"):  # on its way back, or back: cancelled after hand-over or returned
+        return native if native in TERMINAL else "returned"
     if native in TERMINAL or stage == "cancelled":
         return native if native in TERMINAL else "cancelled"
     ours = stage if stage in RANK else "new"

@@ -20,7 +20,7 @@ from waitress.server import create_server
 
 from cloud_sync.config import CloudConfig
 from cloud_sync.db import connect
-from cloud_sync.orders import site_messages
+from cloud_sync.orders import after_handover, site_messages
 from cloud_sync.schema import open_db
 from cloud_sync.service import sync
 from cloud_sync.service.accounts import AccountAdapters, SyncReport, open_with_settings
@@ -66,6 +66,7 @@ class CloudService:
                                             username=lc.username or None, password=lc.password or None,
                                             tls_ca=lc.tls_ca or None, keys_file=lc.keys_file or None))
             site_messages.register_site_handlers(self.link, self.cfg, wake=self.pusher.wake)
+            after_handover.register_return_handlers(self.link, self.cfg, wake=self.pusher.wake)
         self.jobs = Jobs(self.cfg, self.db_path, self.adapters, link=self.link, wake_stock=self.pusher.wake)
         self.jobs.add_defaults()
         self.adapters.when_added(self._account_added)

@@ -23,7 +23,7 @@ from cloud_sync.config import CloudConfig
 from cloud_sync.config_sections import AlertsConfig
 from cloud_sync.db import connect, transaction
 from cloud_sync.money import price_reads, price_rules, price_sources
-from cloud_sync.orders import intake, mp_actions, records, site_messages
+from cloud_sync.orders import after_handover, intake, mp_actions, records, site_messages
 from cloud_sync.service import sync
 from cloud_sync.service.accounts import AccountAdapters
 from cloud_sync.stock import ledger
@@ -82,6 +82,7 @@ class Jobs:
         every = settings.poll_interval(j.orders_poll_s) if settings else j.orders_poll_s
         self.add(f"orders:{name}", every, self._poll(name))
         self.add(f"statuses:{name}", j.status_refresh_s, self._refresh(name))
+        self.add(f"after-handover:{name}", j.status_refresh_s, self._follow(name))
         self.add(f"cards:{name}", 60.0, self._follow_cards(name))
         self.add(f"fbo:{name}", j.fbo_read_s, self._read_fbo(name))
 
@@ -104,6 +105,13 @@ class Jobs:
                 moved = intake.refresh_statuses(conn, self.cfg, adapter, link=self.link)
             if moved:
                 self.wake_stock()
+        return run
+
+    def _follow(self, account: str) -> JobFn:
+        """Orders handed over, to their final state, and the account's returns (orders.after_handover)."""
+        def run(conn: sqlite3.Connection) -> None:
+            with self._adapter(account) as adapter:
+                after_handover.follow(conn, self.cfg, adapter, link=self.link, wake=self.wake_stock)
         return run
 
     def _follow_cards(self, account: str) -> JobFn:

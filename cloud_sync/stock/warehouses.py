@@ -6,6 +6,10 @@ An account's marketplace warehouse is served by the own warehouse the account's 
 (`catalog.cards.record_warehouses`: an account that maps none has every FBS warehouse served by its
 `default_warehouse`). A warehouse served by none is reported as such (None): an order from it is a
 problem the manager sees, never a reservation in a warehouse whose stock is not published there.
+
+Each own warehouse has a defect warehouse beside it, `<warehouse>:defect` (`defect_warehouse`): returned
+units found defective are kept there, in the same ledger, and it serves no marketplace warehouse whatever
+the config says, so its stock is never published.
 """
 
 from __future__ import annotations
@@ -15,6 +19,17 @@ import sqlite3
 from cloud_sync.catalog import cards as catalog
 from cloud_sync.config import CloudConfig
 
+DEFECT_SUFFIX = ":defect"
+
+
+def defect_warehouse(warehouse: str) -> str:
+    """Where the defective units of `warehouse` are kept (never published)."""
+    return warehouse if is_defect(warehouse) else f"{warehouse}{DEFECT_SUFFIX}"
+
+
+def is_defect(warehouse: str) -> bool:
+    return warehouse.endswith(DEFECT_SUFFIX)
+
 
 def account_warehouses(conn: sqlite3.Connection, cfg: CloudConfig, account: str) -> dict[str, str]:
     """The account's served marketplace warehouses -> own warehouse (config entries win over discovered)."""
@@ -22,7 +37,7 @@ def account_warehouses(conn: sqlite3.Connection, cfg: CloudConfig, account: str)
     settings = cfg.accounts.get(account)
     if settings:
         found.update(settings.warehouses)
-    return found
+    return {mp: own for mp, own in found.items() if not is_defect(own)}  # a defect warehouse is never published
 
 
 def serving_warehouse(conn: sqlite3.Connection, cfg: CloudConfig, account: str, mp_warehouse: str) -> str | None:

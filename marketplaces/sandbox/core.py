@@ -20,6 +20,8 @@ more units than that stock, as a marketplace does; each unit ordered comes off t
                                 ...marketplace extras}
                                order_calls: {order id: {action: [calls received, calls applied]}} for
                                the routes that move an order (`Route.action`), to tell a duplicate move
+    POST /_sandbox/fates    what becomes of handed-over parcels (delivered, cancelled, not accepted,
+                            returned): rates, delays, forced fates — see sandbox/fates.py
     POST /_sandbox/reset    -> re-seed from scratch (limits, faults, counters too)
     POST /_sandbox/override {"path_moves": {"/old/path": "/new/path"}} -> serve an operation at a new path
                                (the old one answers 404), as when a marketplace moves an endpoint
@@ -47,6 +49,7 @@ from typing import Any
 from werkzeug.serving import WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
+from marketplaces.sandbox.fates import Fates
 from marketplaces.spec import SpecSet, load_specs
 
 log = logging.getLogger("marketplaces.sandbox")
@@ -251,6 +254,15 @@ class SandboxApp:
     def control(self, name: str, body: dict[str, Any]) -> Any:
         raise ApiError(404, f"no sandbox control {name!r}")
 
+    def apply_fate(self, oid: str, step: str) -> None:
+        """Move a handed-over order one step of its fate (sandbox/fates.py): "delivered", "cancelled",
+        "not_accepted" or "returned", in the marketplace's own statuses. The default moves nothing."""
+
+    def advance_fates(self) -> None:
+        """Apply every step of the handed-over orders' fates that came due (called under the lock)."""
+        for oid, step in self.fates.due():
+            self.apply_fate(oid, step)
+
     def late_buyer(self) -> bool:
         """True when this new order is a late buyer's (fault `late_buyer_rate`): placed for a listed card
         whatever its published stock. Never true without the fault (the random stream is left alone)."""
@@ -271,6 +283,7 @@ class SandboxApp:
 
     def _init_state(self) -> None:
         self.rng = random.Random(self.rng_seed)
+        self.fates = Fates(time_scale=self.time_scale, seed=self.rng_seed + 7)
         self.faults = Faults()
         self.requests = 0
         self.throttled = 0
@@ -297,8 +310,10 @@ class SandboxApp:
 
     def state(self) -> dict[str, Any]:
         with self.lock:
+            self.advance_fates()
             snap = self.snapshot()
         snap.update(
+            after_handover=self.fates.state(),
             requests=self.requests,
             throttled=self.throttled,
             throttled_items=self.throttled_items,
@@ -344,7 +359,8 @@ class SandboxApp:
             return self._control(request, path[len("/_sandbox/"):])
         body = request.get_data()
         headers = {k.lower(): v for k, v in request.headers.items()}
-        query = {k: v for k, v in request.args.items()}
+        # a repeated key (an array parameter, form style) keeps every value
+        query: dict[str, Any] = {k: (vs if len(vs) > 1 else vs[0]) for k, vs in request.args.lists()}
         found = self._match(request.method, path)
         with self._counter_lock:
             self.requests += 1
@@ -400,6 +416,7 @@ class SandboxApp:
             moved: list[str] = []
             try:
                 with self.lock:
+                    self.advance_fates()
                     moved = self._count_moves(route, req)
                     reply = route.handler(req)
             except ApiError as err:
@@ -508,6 +525,9 @@ class SandboxApp:
                     if key in body:
                         setattr(self.faults, key, float(body[key]))
                 return ok(self.faults.__dict__)
+            if name == "fates":
+                with self.lock:
+                    return ok(self.fates.control(body))
             if name == "reset":
                 with self.lock:
                     self.reset()

@@ -514,7 +514,23 @@ class MegamarketSandbox(SandboxApp):
             for lot in s.lots:
                 if lot.box_code in codes:
                     self._move(s, lot, "SHIPPED", None)
+            self.fates.handed_over(s.shipment_id)
         return envelope({"result": 1})
+
+    def apply_fate(self, oid: str, step: str) -> None:
+        """The shipped lots move on (README §6): delivered `DELIVERED`; cancelled on the way, not accepted,
+        or refused by the buyer at pick-up (fate "returned": Megamarket's status model has no return after
+        delivery) `CUSTOMER_CANCELED` — the parcel comes back to the seller."""
+        s = self.shipments.get(oid)
+        if s is None:
+            return
+        fate = self.fates.drawn.get(oid, "")
+        if step == "delivered" and fate == "returned":
+            return
+        target = "DELIVERED" if step == "delivered" else "CUSTOMER_CANCELED"
+        for lot in s.lots:
+            if lot.status == "SHIPPED":
+                self._move(s, lot, target, None)
 
 
 def _push_accepted(status: int, body: bytes) -> bool:

@@ -48,6 +48,14 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _parse(value: Any) -> datetime:
+    try:
+        dt = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise ApiError(400, f"not a date-time: {value!r}", code="INVALID_ARGUMENT") from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
 def _commission(amount: Decimal) -> Decimal:
     return (amount * COMMISSION_RATIO).quantize(Decimal("0.01"))
 
@@ -92,6 +100,8 @@ class OzonSandbox(SandboxApp):
         self.promotions: dict[int, list[dict[str, Any]]] = {}  # the seller's promotions by product (x/action)
         self.stock_writes = 0
         self._next_order = 40_000_001
+        self.returns: dict[int, dict[str, Any]] = {}  # /v1/returns/list: parcels coming back (sandbox/fates.py)
+        self._next_return = 1_000_015_001
         self._next_carriage = 1
         self._next_task = 7_000_001
         self._next_exemplar = 8_000_000_001
@@ -114,6 +124,8 @@ class OzonSandbox(SandboxApp):
                        for pid, p in self.products.items()},
             "orders": {num: p["status"] for num, p in self.postings.items()},
             "transitions": {num: list(t) for num, t in self.transitions.items()},
+            "returns": {str(rid): {"posting_number": r["posting_number"], "type": r["type"]}
+                        for rid, r in self.returns.items()},
             "archived": sorted(pid for pid, p in self.products.items() if p["archived"]),
             "stock_writes": self.stock_writes,
             "sold": len(self.sales),
@@ -153,6 +165,32 @@ class OzonSandbox(SandboxApp):
     def _move(self, posting: dict[str, Any], status: str, substatus: str) -> None:
         posting["status"], posting["substatus"] = status, substatus
         self.transitions[posting["posting_number"]].append(status)
+
+    def apply_fate(self, oid: str, step: str) -> None:
+        """delivered: `delivered`; cancelled on its way: `cancelled` (cancelled_after_ship) and a FullReturn;
+        not accepted at the sorting centre: `not_accepted` and a FullReturn; a buyer's return: the posting
+        stays `delivered`, a ClientReturn is listed."""
+        p = self.postings.get(oid)
+        if p is None:
+            return
+        if step == "delivered" and p["status"] in ("delivering", "driver_pickup"):
+            self._move(p, "delivered", "posting_delivered")
+        elif step == "cancelled" and p["status"] in ("delivering", "driver_pickup"):
+            p["cancelled_after_ship"] = True
+            p["cancel_reason_id"] = 401
+            self._move(p, "cancelled", "posting_canceled")
+            self._add_return(p, "FullReturn", "Покупатель отказался от товара")
+        elif step == "not_accepted" and p["status"] in ("delivering", "driver_pickup"):
+            self._move(p, "not_accepted", "posting_not_accepted")
+            self._add_return(p, "FullReturn", "Не принят на сортировочном центре")
+        elif step == "returned" and p["status"] == "delivered":
+            self._add_return(p, "ClientReturn", "Товар не подошёл")
+
+    def _add_return(self, p: dict[str, Any], kind: str, reason: str) -> None:
+        rid = self._next_return
+        self._next_return += 1
+        self.returns[rid] = {"id": rid, "posting_number": p["posting_number"], "type": kind, "reason": reason,
+                             "at": _now()}
 
     def control(self, name: str, body: dict[str, Any]) -> Any:
         if name == "marking":  # postings made from now on: marked goods need their codes (or not)
@@ -237,6 +275,7 @@ class OzonSandbox(SandboxApp):
             r("POST", "/v1/carriage/approve", self.carriage_approve),
             r("POST", "/v2/carriage/delivery/list", self.carriages_list),
             r("POST", "/v2/posting/fbs/package-label", self.package_label),
+            r("POST", "/v1/returns/list", self.returns_list),
             r("POST", "/v2/finance/realization", self.realization),
             r("POST", "/v3/finance/transaction/totals", self.transaction_totals),
         ]
@@ -646,9 +685,12 @@ class OzonSandbox(SandboxApp):
         else:
             out["products"][0]["price"] = {"amount": price, "currency": "RUB"}
         if p["status"] == "cancelled":
-            out["cancellation"] = {"cancel_reason_id": p["cancel_reason_id"] or 0, "cancel_reason": "Cancelled by seller",
-                                   "cancellation_type": "seller", "cancellation_initiator": "Продавец",
-                                   "cancelled_after_ship": False, "affect_cancellation_rating": True}
+            after = bool(p.get("cancelled_after_ship"))
+            out["cancellation"] = {"cancel_reason_id": p["cancel_reason_id"] or 0,
+                                   "cancel_reason": "Покупатель отказался" if after else "Cancelled by seller",
+                                   "cancellation_type": "client" if after else "seller",
+                                   "cancellation_initiator": "Покупатель" if after else "Продавец",
+                                   "cancelled_after_ship": after, "affect_cancellation_rating": not after}
         return out
 
     def _posting(self, number: str) -> dict[str, Any]:
@@ -833,6 +875,7 @@ class OzonSandbox(SandboxApp):
             if p["status"] == "awaiting_deliver":
                 self._move(p, "delivering", "posting_transferring_to_delivery")
                 self.sales.append({"posting": p, "at": _now()})
+                self.fates.handed_over(n)
         return SandboxReply(200, {})
 
     def package_label(self, req: SandboxRequest) -> SandboxReply:
@@ -852,6 +895,49 @@ class OzonSandbox(SandboxApp):
                                for x in numbers])
         return SandboxReply(200, data=pdf, content_type="application/pdf",
                             headers={"Content-Disposition": f'attachment; filename="ticket-{n}.pdf"'})
+
+    def returns_list(self, req: SandboxRequest) -> SandboxReply:
+        """FBS returns by posting numbers or by the moment their status changed, `last_id` paging."""
+        body = req.json()
+        flt = body.get("filter") or {}
+        limit = int(body.get("limit") or 0)
+        if not 1 <= limit <= 500:
+            raise ApiError(400, "limit must be 1..500", code="INVALID_ARGUMENT")
+        numbers = set(flt.get("posting_numbers") or [])
+        if len(numbers) > 50:
+            raise ApiError(400, "no more than 50 posting_numbers", code="INVALID_ARGUMENT")
+        moment = flt.get("visual_status_change_moment") or {}
+        start = _parse(moment.get("time_from")) if moment.get("time_from") else None
+        end = _parse(moment.get("time_to")) if moment.get("time_to") else None
+        if flt.get("return_schema") not in (None, "", "FBS"):
+            chosen: list[dict[str, Any]] = []
+        else:
+            chosen = [r for rid, r in sorted(self.returns.items()) if rid > int(body.get("last_id") or 0)
+                      and (not numbers or r["posting_number"] in numbers)
+                      and (start is None or r["at"] >= start) and (end is None or r["at"] <= end)]
+        page = chosen[:limit]
+        return SandboxReply(200, {"returns": [self._return_out(r) for r in page], "has_next": len(chosen) > limit})
+
+    def _return_out(self, r: dict[str, Any]) -> dict[str, Any]:
+        p = self.postings[r["posting_number"]]
+        prod = self.products[p["product_id"]]
+        price = {"currency_code": "RUB", "price": float(p["price"])}
+        client = r["type"] == "ClientReturn"
+        return {
+            "id": r["id"], "company_id": 3058, "return_reason_name": r["reason"], "type": r["type"], "schema": "FBS",
+            "order_id": p["order_id"], "order_number": p["order_number"], "posting_number": p["posting_number"],
+            "product": {"sku": prod["sku"], "offer_id": prod["offer_id"], "name": prod["name"], "price": price,
+                        "price_without_commission": price, "commission_percent": float(COMMISSION_RATIO * 100),
+                        "commission": {"currency_code": "RUB", "price": float(_commission(p["price"]))},
+                        "quantity": p["quantity"]},
+            "visual": {"status": {"id": 3 if client else 2,
+                                  "display_name": "В пути к продавцу",
+                                  "sys_name": "MovingToSeller"},
+                       "change_moment": _iso(r["at"])},
+            "logistic": {"return_date": _iso(r["at"]), "barcode": f"ii{r['id']}"},
+            "exemplars": [{"id": r["id"] * 10 + 1}],
+            "additional_info": {"is_opened": client, "is_super_econom": False},
+        }
 
     def realization(self, req: SandboxRequest) -> SandboxReply:
         body = req.json()

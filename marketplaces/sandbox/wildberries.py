@@ -475,10 +475,26 @@ class WildberriesSandbox(SandboxApp):
                            body={"code": "MetaValidationFail", "message": "Fix them to dispatch items",
                                  "data": {"orders": unmarked}})
         s["done"], s["closedAt"] = True, _iso(_now())
-        for o in live:
-            self._move(o, "complete", "sold")
+        for o in live:  # on its way to the buyer: what becomes of it is its fate (sandbox/fates.py)
+            self._move(o, "complete", "sorted")
             self._record_sale(o)
+            self.fates.handed_over(str(o["id"]))
         return SandboxReply(204)
+
+    def apply_fate(self, oid: str, step: str) -> None:
+        """The wbStatus of a handed-over order moves on (supplierStatus stays `complete`): delivered `sold`;
+        cancelled on its way `canceled`; not accepted `defect`; a buyer's refusal at pick-up (fate
+        "returned": never `sold`) `canceled_by_client`."""
+        o = self.orders.get(int(oid))
+        if o is None or o["supplierStatus"] != "complete" or o["wbStatus"] != "sorted":
+            return
+        fate = self.fates.drawn.get(oid, "")
+        wb = {"delivered": "sold", "cancelled": "canceled", "not_accepted": "defect",
+              "returned": "canceled_by_client"}.get(step)
+        if wb is None or (step == "delivered" and fate == "returned"):
+            return
+        o["wbStatus"] = wb
+        self.transitions[str(o["id"])].append(wb)
 
     def _record_sale(self, o: dict[str, Any]) -> None:
         card = self.cards[o["nmId"]]

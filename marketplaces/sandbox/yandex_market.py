@@ -233,6 +233,8 @@ class YandexMarketSandbox(SandboxApp):
         self.reports: dict[str, dict[str, Any]] = {}  # generated reports by reportId
         self._next_report = 1
         self._next_order = 50000001
+        self.returns: dict[int, dict[str, Any]] = {}  # getReturns: non-redemptions and returns (sandbox/fates.py)
+        self._next_return = 7000001
         self._next_box = 900001
 
     def make_orders(self, count: int) -> list[str]:
@@ -285,6 +287,7 @@ class YandexMarketSandbox(SandboxApp):
             ("POST", "/v2/campaigns/{campaignId}/first-mile/shipments/{shipmentId}/confirm", self.confirm_shipment,
              "confirmShipment"),
             ("POST", "/v2/campaigns/{campaignId}/stats/orders", self.stats_orders, "getOrdersStats"),
+            ("GET", "/v2/campaigns/{campaignId}/returns", self.get_returns, "getReturns"),
             ("POST", "/v2/businesses/{businessId}/offer-prices", self.get_default_prices, "getDefaultPrices"),
             ("POST", "/v2/campaigns/{campaignId}/offer-prices", self.get_campaign_prices, "getPricesByOfferIds"),
             ("POST", "/v2/reports/goods-realization/generate", self.generate_realization,
@@ -707,6 +710,7 @@ class YandexMarketSandbox(SandboxApp):
                     self._move(o, "PROCESSING", "SHIPPED", notify=True)
                     o.shipped_on = o.updated.date()
                     moved.append(o.order_id)
+                    self.fates.handed_over(str(o.order_id))
         return ok()
 
     # ------------------------------------------------------------------ finance
@@ -734,7 +738,8 @@ class YandexMarketSandbox(SandboxApp):
                     o.returned = {li["id"]: min(li["count"], units.get(li["offerId"], li["count"]))
                                   for li in o.items if not units or li["offerId"] in units}
                     whole = all(o.returned.get(li["id"], 0) == li["count"] for li in o.items)
-                    self._move(o, "RETURNED" if whole else "PARTIALLY_RETURNED", "")
+                    # the substatus is required (OrderSubstatusType): it stays the delivery's
+                    self._move(o, "RETURNED" if whole else "PARTIALLY_RETURNED", o.substatus)
                     o.returned_on = day
                 elif what == "lose" and shipped and o.delivered_on is None:
                     self._move(o, "CANCELLED", "DELIVERY_SERVICE_LOST", notify=True)
@@ -743,6 +748,55 @@ class YandexMarketSandbox(SandboxApp):
                     continue
                 done.append(str(o.order_id))
         return {what: done}
+
+    def apply_fate(self, oid: str, step: str) -> None:
+        """delivered: DELIVERY -> DELIVERED; cancelled on its way: CANCELLED/USER_REFUSED_DELIVERY and a
+        non-redemption (UNREDEEMED); not accepted: CANCELLED/DELIVERY_SERVICE_UNDELIVERED and a
+        non-redemption; returned (after delivery): RETURNED and a buyer's RETURN."""
+        o = self.orders.get(int(oid))
+        if o is None or o.shipped_on is None or o.lost_on is not None:
+            return
+        if step == "delivered":
+            self.after_hand_over("deliver", {"orders": [oid]})
+        elif step in ("cancelled", "not_accepted") and o.delivered_on is None and o.status != "CANCELLED":
+            sub = "USER_REFUSED_DELIVERY" if step == "cancelled" else "DELIVERY_SERVICE_UNDELIVERED"
+            self._move(o, "CANCELLED", sub, notify=True)
+            self._add_return(o, "UNREDEEMED")
+        elif step == "returned" and o.delivered_on is not None and o.returned_on is None:
+            self.after_hand_over("return", {"orders": [oid]})
+            self._add_return(o, "RETURN")
+
+    def _add_return(self, o: YmOrder, kind: str) -> None:
+        rid = self._next_return
+        self._next_return += 1
+        now = datetime.now(UTC)
+        self.returns[rid] = {"id": rid, "order": o.order_id, "type": kind, "created": now,
+                             "items": {li["offerId"]: (o.returned.get(li["id"]) or li["count"]) if kind == "RETURN"
+                                       else li["count"] for li in o.items}}
+
+    def get_returns(self, p: dict, q: dict, body: Any) -> SandboxReply:
+        if (r := self._campaign(p)) is not None:
+            return r
+        raw_ids = q.get("orderIds") or []
+        ids = {int(x) for x in (raw_ids if isinstance(raw_ids, list) else [raw_ids])}
+        start = date.fromisoformat(q["fromDate"]) if q.get("fromDate") else None
+        end = date.fromisoformat(q["toDate"]) if q.get("toDate") else None
+        limit = int(q.get("limit") or 100)
+        with self.lock:
+            rows = [r for rid, r in sorted(self.returns.items()) if (not ids or r["order"] in ids)
+                    and (start is None or r["created"].date() >= start) and (end is None or r["created"].date() <= end)
+                    and (not q.get("type") or r["type"] == q["type"])]
+            first = int(q.get("page_token") or q.get("pageToken") or 0)
+            page = rows[first:first + limit]
+            result: dict[str, Any] = {"returns": [{
+                "id": r["id"], "orderId": r["order"], "returnType": r["type"],
+                "creationDate": _iso(r["created"]), "updateDate": _iso(r["created"]),
+                "shipmentStatus": "IN_TRANSIT", "shipmentRecipientType": "SHOP",
+                "items": [{"shopSku": offer, "count": n} for offer, n in r["items"].items()],
+            } for r in page]}
+            if first + limit < len(rows):
+                result["paging"] = {"nextPageToken": str(first + limit)}
+        return ok({"status": "OK", "result": result})
 
     def _commissions(self, o: YmOrder) -> list[dict[str, Any]]:
         """What Market charges for an order (the sandbox's tariff): its fee, the payment transfer, the
@@ -917,6 +971,7 @@ class YandexMarketSandbox(SandboxApp):
             "business_price_details": {k: dict(v) for k, v in self.business_prices.items()},  # with discountBase
             "orders": {str(o.order_id): f"{o.status}/{o.substatus}" for o in self.orders.values()},
             "order_moves": {str(o.order_id): list(o.moves) for o in self.orders.values()},
+            "returns": {str(rid): {"order": str(r["order"]), "type": r["type"]} for rid, r in self.returns.items()},
             "hidden": sorted(self.hidden),
             "stock_writes": self.stock_writes,
             "parallel_refused": self.parallel_refused,

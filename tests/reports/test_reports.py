@@ -91,7 +91,8 @@ def test_export_xlsx_and_csv(db, tmp_path):
     ws = wb["Отчёт комиссионера"]
     values = [[c.value for c in row] for row in ws.iter_rows()]
     header = values.index(["Артикул 1С", "Номенклатура", "Артикулы маркетплейса", "Продано, шт", "Возвращено, шт",
-                           "Выручка", "Комиссия маркетплейса", "Логистика", "Прочие удержания", "К перечислению"])
+                           "Выручка", "Комиссия маркетплейса", "Логистика", "Прочие удержания", "К перечислению",
+                           "Вернулось на склад, шт", "Из них брак, шт"])
     total_row = values[-1]
     assert total_row[1] == "Итого" and total_row[9] == pytest.approx(float(our_totals()["to_pay"]))
     assert len(values) - header - 2 == 4  # four rows between header and total
