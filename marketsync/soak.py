@@ -33,7 +33,7 @@ from typing import Any
 
 from marketsync.broker import free_port
 from marketsync.demo import MARKETPLACES, Demo, Stop, http_json
-from marketsync.demo_config import ACCOUNT_NAMES, SITE_ID
+from marketsync.demo_config import SITE_ID
 from marketsync.procs import Service, ServiceFailed
 from marketsync.soak_judge import Verdict, final_state, gather, judge, summary_line
 from marketsync.soak_link import LinkMeddler, wait_connected
@@ -238,8 +238,8 @@ class Soak:
     def judge(self) -> Verdict:
         assert self.meddler is not None
         self.note("judging from outside: sandboxes, SQLite files (read-only), decoded labels")
-        ev = gather(sandboxes={mp: info["url"] for mp, info in self.demo.sandboxes.items()},
-                    accounts=ACCOUNT_NAMES, cloud_db=self.demo.cloud_db, site_db=self.site_db,
+        ev = gather(sandboxes={acc: info["url"] for acc, info in self.demo.sandboxes.items()},
+                    accounts={acc: info["marketplace"] for acc, info in self.demo.sandboxes.items()}, cloud_db=self.demo.cloud_db, site_db=self.site_db,
                     labels_dir=self.demo.labels_dir, injected_malformed=self.meddler.malformed,
                     faults=self.faults)
         (self.work / "evidence.json").write_text(json.dumps(_plain(ev.__dict__), ensure_ascii=False, indent=1))

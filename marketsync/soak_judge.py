@@ -224,12 +224,13 @@ def _moves_of(marketplace: str, state: dict[str, Any]) -> dict[str, list[str]]:
 def gather(*, sandboxes: dict[str, str], accounts: dict[str, str], cloud_db: Path, site_db: Path,
            labels_dir: Path, injected_malformed: dict[str, int], faults: int,
            decode: Any = None) -> Evidence:
-    """Read the evidence. `sandboxes`: marketplace -> its URL; `accounts`: marketplace -> the account
-    the cloud keeps it under; `decode(path) -> [texts]` reads a label file (default: the edge's decoder)."""
+    """Read the evidence. `sandboxes`: account -> its sandbox's URL (each account has a sandbox of its own:
+    two cabinets of one marketplace are two sandboxes); `accounts`: account -> its marketplace;
+    `decode(path) -> [texts]` reads a label file (default: the edge's decoder)."""
     ev = Evidence(injected_malformed=dict(injected_malformed), faults=faults)
     shown_by_account: dict[str, dict[str, int]] = {}
-    for mp, url in sandboxes.items():
-        account = accounts[mp]
+    for account, url in sandboxes.items():
+        mp = accounts[account]
         state = sandbox_state(url)
         for native, status in state.get("orders", {}).items():
             key = f"{account}:{native}"
