@@ -1,5 +1,6 @@
 """What deserves an alert: items at or below their critical stock, order events (new, short, problem,
-cancelled), deadlines near or past; and `tick`, what the cloud's jobs loop runs (check, then deliver).
+cancelled), deadlines near or past (an order that waits for stock or a link says so, with its reason and
+the seller's choices); and `tick`, what the cloud's jobs loop runs (check, then deliver).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from cloud_sync.alerts.outbox import AlertSettings, DeliveryStats, deliver, enqueue
 from cloud_sync.db import transaction
 from cloud_sync.orders import listing
+from cloud_sync.orders.waiting import WAITING as WAITING_STAGES
 
 
 def set_minimum(conn: sqlite3.Connection, item_id: str, min_quantity: int | None) -> None:
@@ -109,9 +111,17 @@ def check_deadlines(conn: sqlite3.Connection, orders: Iterable[dict[str, Any]], 
         left = datetime.fromisoformat(ship_by).timestamp() - now
         state = "overdue" if left < 0 else "near"
         mins = int(abs(left) // 60)
-        text = (f"⏰ Order {o.get('number') or o.get('key')} ({o.get('account')}): ship-by deadline "
-                + (f"passed {mins} min ago" if left < 0 else f"in {mins} min") + f" ({_when(ship_by)})")
-        if enqueue(conn, "order_deadline", f"deadline:{state}:{o.get('account')}:{o.get('key') or o.get('number')}",
+        if o.get("stage") in WAITING_STAGES:  # nothing will be picked unless someone acts: say why
+            text = (f"⏰ Заказ {o.get('number') or o.get('key')} ({o.get('account')}) ждёт и не собирается: "
+                    f"{o.get('problem') or 'нет товара'}. Срок сборки "
+                    + (f"прошёл {mins} мин назад" if left < 0 else f"через {mins} мин") + f" ({_when(ship_by)})."
+                    " Что можно: ждать товара, собрать с другого склада, отменить")
+            kind = "order_waiting_deadline"
+        else:
+            text = (f"⏰ Order {o.get('number') or o.get('key')} ({o.get('account')}): ship-by deadline "
+                    + (f"passed {mins} min ago" if left < 0 else f"in {mins} min") + f" ({_when(ship_by)})")
+            kind = "order_deadline"
+        if enqueue(conn, kind, f"deadline:{state}:{o.get('account')}:{o.get('key') or o.get('number')}",
                    text, dedup_window_s=dedup_window_s, now=now) is not None:
             n += 1
     return n

@@ -39,6 +39,10 @@ from cloud_sync.stock import warehouses
 
 WAITING = ("short", "problem")
 
+
+class UnknownOrder(OrderError):
+    """No order has that key."""
+
 DeadlineKey = tuple[bool, float, float, float]
 
 
@@ -222,7 +226,7 @@ def retry(conn: sqlite3.Connection, cfg: CloudConfig, key: str, *, by: str, link
     now = time.time() if now is None else now
     o = conn.execute("SELECT * FROM orders WHERE key=?", (key,)).fetchone()
     if o is None:
-        raise OrderError(f"нет такого заказа: {key}")
+        raise UnknownOrder(f"нет такого заказа: {key}")
     if o["stage"] not in WAITING:
         raise OrderError(f"заказ {o['number']} не ждёт товара (сейчас: {o['stage']})")
     log_event(conn, o["id"], "retry", f"проверить ещё раз: {by}", now, source="manager", actor=by)
@@ -267,7 +271,7 @@ def choices(conn: sqlite3.Connection, cfg: CloudConfig, key: str) -> dict[str, A
     every unit available."""
     o = conn.execute("SELECT * FROM orders WHERE key=?", (key,)).fetchone()
     if o is None:
-        raise OrderError(f"нет такого заказа: {key}")
+        raise UnknownOrder(f"нет такого заказа: {key}")
     need: dict[str, int] = {}
     for item, units in conn.execute("SELECT item_id, units FROM order_lines WHERE order_id=?", (o["id"],)):
         if item is not None:
@@ -294,7 +298,7 @@ def serve_from(conn: sqlite3.Connection, cfg: CloudConfig, key: str, warehouse: 
     now = time.time() if now is None else now
     o = conn.execute("SELECT * FROM orders WHERE key=?", (key,)).fetchone()
     if o is None:
-        raise OrderError(f"нет такого заказа: {key}")
+        raise UnknownOrder(f"нет такого заказа: {key}")
     if o["stage"] not in WAITING:
         raise OrderError(f"заказ {o['number']} не ждёт товара (сейчас: {o['stage']})")
     if warehouse not in cfg.own_warehouses():
