@@ -9,7 +9,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from cloud_sync.alerts import checks
@@ -265,12 +265,16 @@ def link_sites(conn):
 ITEMS = 2
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.one_of(
     st.tuples(st.just("order"), st.integers(0, ITEMS - 1), st.integers(1, 3), st.integers(1, 48)),
     st.tuples(st.just("stock"), st.integers(0, ITEMS - 1), st.integers(1, 4), st.just(0)),
+    st.tuples(st.just("1c"), st.integers(0, ITEMS - 1), st.integers(1, 4), st.just(0)),
+    st.tuples(st.just("job"), st.just(0), st.just(0), st.just(0)),
     st.tuples(st.just("cancel"), st.integers(0, 50), st.just(0), st.just(0)),
 ), min_size=1, max_size=25))
+@example([("order", 0, 2, 2), ("1c", 0, 2, 0), ("order", 0, 1, 5)])  # 1C's units, then a later order first
+@example([("order", 0, 1, 9), ("order", 0, 2, 3), ("stock", 0, 2, 0), ("cancel", 1, 0, 0)])
 def test_no_order_is_served_while_an_earlier_one_that_fits_waits_and_nothing_is_oversold(tmp_path_factory, steps):
     cfg = make_config()
     conn = open_db(str(tmp_path_factory.mktemp("prop") / "cloud.sqlite"))
@@ -280,6 +284,7 @@ def test_no_order_is_served_while_an_earlier_one_that_fits_waits_and_nothing_is_
         h = _handlers(cfg)
         base = datetime.now(UTC)
         n = 0
+        unserved = False  # 1C brought stock the job has not offered yet
         for kind, idx, qty, hours in steps:
             before = {r[0] for r in conn.execute("SELECT key FROM orders WHERE stage='reserved'")}
             if kind == "order":
@@ -289,18 +294,27 @@ def test_no_order_is_served_while_an_earlier_one_that_fits_waits_and_nothing_is_
                 intake.ingest(conn, cfg, [o])
             elif kind == "stock":
                 _receipt(conn, h, items[idx].item_id, qty)
+            elif kind == "1c":  # a balance from 1C: offered to the waiting orders only by the job (or a new order)
+                with transaction(conn):
+                    on_hand = ledger.level(conn, items[idx].item_id, "main").on_hand
+                    ledger.set_balances(conn, "main", {items[idx].item_id: on_hand + qty})
+                unserved = True
+            elif kind == "job":
+                with transaction(conn):
+                    waiting.serve(conn, cfg)
+                unserved = False
             else:
                 open_ = [r[0] for r in conn.execute("SELECT id FROM orders WHERE stage!='cancelled' ORDER BY id")]
                 if not open_:
                     continue
                 with transaction(conn):
                     intake.cancel(conn, cfg, open_[idx % len(open_)], reason="x")
-            _check(conn, items, before)
+            _check(conn, items, before, all_offered=not unserved)
     finally:
         conn.close()
 
 
-def _check(conn, items, before):
+def _check(conn, items, before, all_offered):
     rows = conn.execute("SELECT o.key, o.stage, o.ship_by, o.id, l.item_id, l.units FROM orders o JOIN order_lines l"
                         " ON l.order_id=o.id").fetchall()
     for it in items:
@@ -308,8 +322,9 @@ def _check(conn, items, before):
         held = sum(r["units"] for r in rows if r["item_id"] == it.item_id and r["stage"] == "reserved")
         assert 0 <= lv.reserved == held <= lv.on_hand, "oversold or a reservation lost"
         waiting_ = [r for r in rows if r["item_id"] == it.item_id and r["stage"] == "short"]
-        # nothing that fits waits (every change was offered to the waiting orders)
-        assert all(r["units"] > lv.available for r in waiting_)
+        # nothing that fits waits once every change was offered to the waiting orders
+        if all_offered:
+            assert all(r["units"] > lv.available for r in waiting_)
         # an order served in this step with a later deadline than a waiting one took units that one needed
         # only if that one could not have been served with them either
         served_now = [r for r in rows if r["item_id"] == it.item_id and r["stage"] == "reserved"
@@ -317,7 +332,7 @@ def _check(conn, items, before):
         for w in waiting_:
             later = sum(r["units"] for r in served_now
                         if waiting.deadline_key(r["ship_by"], None, r["id"]) > waiting.deadline_key(w["ship_by"], None, w["id"]))
-            assert w["units"] > lv.available + later, f"{w['key']} waits while later orders took its units"
+            assert not later or w["units"] > lv.available + later, f"{w['key']} waits while later orders took its units"
 
 
 # ---------------------------------------------------------------- confirmed once, over HTTP
@@ -365,3 +380,22 @@ def test_a_recovered_order_is_confirmed_on_the_marketplace_exactly_once(wb_shop)
     assert state["order_calls"][native]["confirm"][0] == 1
     assert _o(conn, key)["stage"] == "reserved" and [e["kind"] for e in _o(conn, key)["events"]].count("confirmed") == 1
     assert state["spec_violations"] == []
+
+
+def test_a_parcel_packed_with_fewer_units_keeps_going_and_the_missing_unit_is_not_held_any_more(conn, cfg):
+    items = seed(conn, 2)
+    mug = items[0]
+    with transaction(conn):
+        ledger.set_balances(conn, "main", {mug.item_id: 5}, full=True)
+    h = _handlers(cfg)
+    intake.ingest(conn, cfg, [order("oz", "P2", card_id("oz", 1), qty=2)])
+    with transaction(conn):
+        h["stock_delta"](conn, _env("stock_delta", {"warehouse": "main", "item_id": mug.item_id, "delta": -1,
+                                                    "reason": "writeoff", "ref": "oz:P2"}))
+        h["task_progress"](conn, _env("task_progress", {
+            "task_id": "pick-oz:P2", "order_id": "oz:P2", "state": "short",
+            "lines": [{"item_id": mug.item_id, "quantity": 2, "picked": 1, "short": 1, "packed": 0}]}))
+    lv = ledger.level(conn, mug.item_id, "main")
+    assert (lv.on_hand, lv.reserved) == (4, 1)  # the unit not found is neither on hand nor held any more
+    o = _o(conn, "oz:P2")
+    assert o["stage"] == "reserved" and o["problem"].startswith("собран с недостачей на площадке: артикул")
