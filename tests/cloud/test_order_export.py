@@ -44,7 +44,7 @@ def shop(conn, cfg, db_path, tmp_path):
             body={"task_id": "pick-wb:1001", "order_id": "wb:1001", "state": "packed"}))
         desk.run(conn, cfg, "cancel", ["ym:Y-9"], by="anna", reason="покупатель передумал")
     config = tmp_path / "cloud.toml"
-    config.write_text('[cloud]\ndb_path = "%s"\n' % db_path)
+    config.write_text(f'[cloud]\ndb_path = "{db_path}"\n')
     return items, config, packed_at
 
 

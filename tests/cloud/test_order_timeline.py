@@ -136,9 +136,9 @@ def test_a_hand_over_of_a_parcel_not_packed_or_cancelled_is_refused_in_russian(c
     before = listing.get_order(conn, "oz:H1")
     env = _progress("01ENV000000000000000000009", "oz:H1", "handed_over", datetime.now(UTC))
     word = "ещё не упакован" if case == "not packed" else "отменён"
-    with caplog.at_level(logging.WARNING), pytest.raises(Reject, match=f"заказ H1 {word} — его нельзя передать курьеру"):
-        with transaction(conn):
-            h["task_progress"](conn, env)
+    refused = f"заказ H1 {word} — его нельзя передать курьеру"
+    with caplog.at_level(logging.WARNING), pytest.raises(Reject, match=refused), transaction(conn):
+        h["task_progress"](conn, env)
     after = listing.get_order(conn, "oz:H1")
     assert (after["stage"], after["status"], after["events"]) == (before["stage"], before["status"], before["events"])
     assert "нельзя передать курьеру" in caplog.text
