@@ -75,7 +75,7 @@ def scan_order_events(conn: sqlite3.Connection, *, now: float | None = None) -> 
         return 0
     pos = pos_row[0]
     rows = conn.execute(
-        "SELECT e.id, e.kind, e.detail, o.account, o.number, o.native_id, o.ship_by FROM order_events e"
+        "SELECT e.id, e.kind, e.detail, e.source, o.account, o.number, o.native_id, o.ship_by FROM order_events e"
         " LEFT JOIN orders o ON o.id=e.order_id WHERE e.id>? ORDER BY e.id LIMIT 5000", (pos,)).fetchall()
     n = 0
     with transaction(conn):
@@ -91,6 +91,9 @@ def scan_order_events(conn: sqlite3.Connection, *, now: float | None = None) -> 
                 "order_problem": f"❗ Order {number} ({r['account']}) needs attention: {r['detail']}",
                 "order_cancelled": f"✖️ Order {number} ({r['account']}) cancelled {r['detail']}".rstrip(),
             }[kind]
+            if kind == "order_short" and r["source"] == "site":  # not found on the shelf, not a new order
+                kind, text = "order_site_short", (f"❗ Заказ {number} ({r['account']}): на площадке не нашли товар —"
+                                                  f" {r['detail']}")
             if enqueue(conn, kind, f"{kind}:{r['account']}:{r['native_id']}", text, now=now) is not None:
                 n += 1
         conn.execute("INSERT INTO alert_cursor(name, position) VALUES ('order_events', ?)"

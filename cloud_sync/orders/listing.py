@@ -53,7 +53,7 @@ def get_order(conn: sqlite3.Connection, key: str) -> dict[str, Any] | None:
                                                  " WHERE order_id=? ORDER BY ts, id", (r[0],))]
     return d
 
-QUIET_EVENTS = {"task_sent"}  # said by "reserved" already
+QUIET_EVENTS = {"task_sent", "received"}  # said by "reserved" / "short" / "problem" already
 
 EVENT_TEXT = {
     "reserved": "order {number} ({account}) reserved at warehouse {warehouse}; pick task sent to {site}",
@@ -69,6 +69,11 @@ EVENT_TEXT = {
     "handed_over": "order {number} handed over at {site}",
     "handover_missing": "order {number} stayed at {site} when its hand-over closed ({detail}): offered to the next courier",
     "cancelled": "order {number} ({account}) cancelled: {detail}",
+    "cancel_sent": "order {number} cancelled on {marketplace}",
+    "served": "order {number} ({account}) waited and is served now: {detail}",
+    "retry": "order {number} ({account}) checked again: {detail}",
+    "moved": "order {number} ({account}): {detail}",
+    "status": "order {number}: {marketplace} says {detail}",
     "stock_pushed": "stock pushed: {detail}",
     "prices_from_1c": "prices from 1C: {detail}",
 }

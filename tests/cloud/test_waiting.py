@@ -399,3 +399,22 @@ def test_a_parcel_packed_with_fewer_units_keeps_going_and_the_missing_unit_is_no
     assert (lv.on_hand, lv.reserved) == (4, 1)  # the unit not found is neither on hand nor held any more
     o = _o(conn, "oz:P2")
     assert o["stage"] == "reserved" and o["problem"].startswith("собран с недостачей на площадке: артикул")
+
+
+def test_a_site_shortage_is_announced_as_such_not_as_a_new_order(conn, cfg):
+    items = seed(conn, 1)
+    mug = items[0]
+    with transaction(conn):
+        ledger.set_balances(conn, "main", {mug.item_id: 1}, full=True)
+    checks.scan_order_events(conn)  # the first scan only marks where it stands
+    h = _handlers(cfg)
+    intake.ingest(conn, cfg, [order("oz", "S9", card_id("oz", 1))])
+    with transaction(conn):
+        h["stock_delta"](conn, _env("stock_delta", {"warehouse": "main", "item_id": mug.item_id, "delta": -1,
+                                                    "reason": "writeoff", "ref": "oz:S9"}))
+        h["task_progress"](conn, _env("task_progress", {
+            "task_id": "pick-oz:S9", "order_id": "oz:S9", "state": "short",
+            "lines": [{"item_id": mug.item_id, "quantity": 1, "picked": 0, "short": 1, "packed": 0}]}))
+    checks.scan_order_events(conn)
+    kinds = dict(conn.execute("SELECT kind, text FROM alert_outbox").fetchall())
+    assert kinds["order_site_short"].startswith("❗ Заказ S9 (oz): на площадке не нашли товар — артикул")
