@@ -4,6 +4,10 @@ stock becomes available at its warehouse or a blocking cause may be gone — ear
 (ship-by) first, and before any later order may take the stock: a new order first lets the waiting
 orders of its items with an earlier deadline take what they can (`serve(..., before=...)`).
 
+Who offers: the site's messages (a receipt, a return, a count that found more), a cancellation, a new
+order (for the orders ahead of it), the manual retry, and the cloud's "waiting-orders" job every few
+seconds (1C balances, cards linked, warehouses mapped: rooms below this one that cannot call it).
+
 An order that can now be covered is reserved (all lines or none), its confirmation queued once and its
 pick task sent to the site of its warehouse; one that still cannot shows the current reason, in the
 seller's words ("не хватает: артикул MS-00011 «Кружка», есть 1, нужно 2"). `retry` is the manual «ещё

@@ -127,6 +127,8 @@ class Jobs:
 
     def _waiting(self, conn: sqlite3.Connection) -> None:
         """The waiting orders checked again (stock from 1C, a card linked, a warehouse mapped since)."""
+        if not conn.execute("SELECT 1 FROM orders WHERE stage IN ('short','problem') LIMIT 1").fetchone():
+            return  # nothing waits: no write lock taken
         with transaction(conn):
             res = waiting.serve(conn, self.cfg, link=self.link)
         if res.served:
