@@ -18,6 +18,7 @@ from cloud_sync.config import parse_config
 from cloud_sync.db import transaction
 from cloud_sync.orders import desk, intake, listing, mp_actions, records, site_messages, waiting
 from cloud_sync.schema import open_db
+from cloud_sync.service.jobs import Jobs
 from cloud_sync.stock import ledger
 from marketplaces import open_account
 from marketplaces.base import Card
@@ -418,3 +419,18 @@ def test_a_site_shortage_is_announced_as_such_not_as_a_new_order(conn, cfg):
     checks.scan_order_events(conn)
     kinds = dict(conn.execute("SELECT kind, text FROM alert_outbox").fetchall())
     assert kinds["order_site_short"].startswith("❗ Заказ S9 (oz): на площадке не нашли товар — артикул")
+
+
+def test_the_cloud_job_offers_1c_balances_to_the_waiting_orders(conn, cfg, db_path):
+    items = seed(conn, 1)
+    _zero(conn, items)
+    intake.ingest(conn, cfg, [order("ym", "J1", card_id("ym", 1))])
+    with transaction(conn):
+        ledger.set_balances(conn, "main", {items[0].item_id: 1})  # 1C: no order flow runs here
+    assert _o(conn, "ym:J1")["stage"] == "short"
+    woken = []
+    jobs = Jobs(cfg, db_path, {}, wake_stock=lambda: woken.append(1))
+    jobs.add_defaults()
+    (job,) = [j for j in jobs.jobs if j.name == "waiting-orders"]
+    job.fn(conn)
+    assert _o(conn, "ym:J1")["stage"] == "reserved" and woken == [1]
