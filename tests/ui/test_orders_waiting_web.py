@@ -47,6 +47,10 @@ def test_the_orders_page_offers_every_order_as_csv_and_xlsx(as_user, cloud):
     ws = load_workbook(io.BytesIO(x.data)).active
     assert ws.cell(2, 3).value == "77" and isinstance(ws.cell(2, 6).value, datetime)
     assert c.get("/orders/export?format=pdf").status_code == 400
+    packer = as_user("petya")
+    shown = packer.get("/orders")
+    assert shown.status_code == 200 and 'id="export-csv"' not in shown.text
+    assert packer.get("/orders/export?format=csv").status_code == 403
 
 
 def test_retry_now_and_the_choices_over_the_api(cloud):
