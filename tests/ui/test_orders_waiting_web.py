@@ -4,10 +4,13 @@ choices), on a real SQLite file through the app."""
 from __future__ import annotations
 
 import io
+import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from openpyxl import load_workbook
+from playwright.sync_api import sync_playwright
+from werkzeug.serving import make_server
 
 from cloud_sync.access import users
 from cloud_sync.catalog import cards as catalog
@@ -16,6 +19,8 @@ from cloud_sync.db import transaction
 from cloud_sync.orders import intake
 from cloud_sync.stock import ledger
 from marketplaces.base import Card, Order, OrderLine
+
+from .conftest import PASSWORDS
 
 
 def _short_order(conn, cfg):
@@ -72,3 +77,35 @@ def test_retry_now_and_the_choices_over_the_api(cloud):
     r = c.post("/api/orders/wb1:77/retry", headers=auth)
     assert r.json["served"] is True
     assert c.get("/api/orders/wb1:77", headers=auth).json["stage"] == "reserved"
+
+
+def test_a_manager_downloads_every_order_from_the_orders_page_in_the_browser(cloud, tmp_path):
+    """Headless Chromium: log in, open Orders, click «XLSX»; the file saved is the spreadsheet of every order."""
+    app, conn, cfg = cloud
+    _short_order(conn, cfg)
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+            try:
+                page = browser.new_page(accept_downloads=True)
+                page.goto(f"{url}/login")
+                page.fill("#name", "masha")
+                page.fill("#password", PASSWORDS["masha"])
+                page.click("#login")
+                page.goto(f"{url}/orders")
+                with page.expect_download() as info:
+                    page.click("#export-xlsx")
+                saved = tmp_path / info.value.suggested_filename
+                info.value.save_as(saved)
+            finally:
+                browser.close()
+    finally:
+        server.shutdown()
+    assert saved.name.startswith("orders-") and saved.suffix == ".xlsx"
+    ws = load_workbook(saved).active
+    assert ws.cell(2, 1).value == "wildberries" and ws.cell(2, 3).value == "77"
+    assert "не хватает: артикул MS-00011" in ws.cell(2, 13).value
