@@ -278,6 +278,15 @@ class ODataSection:
     timeout_s: float = 30.0
     fields: dict[str, str] = field(default_factory=dict)  # renames of ODATA_FIELDS' columns
     accounts: dict[str, ODataAccount] = field(default_factory=dict)
+    # cards into 1C: items created in 1C's catalog from marketplace cards that match no 1C item
+    items_catalog: str = "Catalog_Номенклатура"
+    barcodes_register: str = "InformationRegister_ШтрихкодыНоменклатуры"  # "": barcodes are not written
+    items_parent_key: str = ""  # the folder (Parent_Key) new items go into; "": the catalog's root
+    item_kind_key: str = ""  # ВидНоменклатуры_Key of new items
+    unit_key: str = ""  # ЕдиницаИзмерения_Key of new items (шт)
+    kg_key: str = ""  # the unit «кг» in 1C: weights are written with it ("": not written)
+    cm_key: str = ""  # the unit «см» in 1C: length, width, height are written with it ("": not written)
+    photos_field: str = "Описание"  # the text attribute the photo URLs go into ("": not written)
 
     def check(self, place: Place) -> None:
         for key in self.fields:

@@ -16,7 +16,7 @@ from types import ModuleType
 from cloud_sync import db
 from cloud_sync.access import secrets, users
 from cloud_sync.alerts import outbox as alerts
-from cloud_sync.catalog import cards, nomenclature
+from cloud_sync.catalog import card_fill, cards, nomenclature
 from cloud_sync.money import price_list, price_rules, price_sources, reports
 from cloud_sync.onec import store as onec_store
 from cloud_sync.orders import pushes
@@ -41,6 +41,7 @@ PARTS: list[tuple[str, ModuleType]] = [
     # parts added since: appended, never inserted
     ("cloud_sync.stock.reconcile", reconcile),
     ("cloud_sync.money.price_sources", price_sources),
+    ("cloud_sync.card_fill", card_fill),
 ]
 
 

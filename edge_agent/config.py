@@ -26,7 +26,7 @@ from sitelink.config_file import ConfigError, Place, read, secret
 from sitelink.keys import KeyFileError, read_keys
 
 __all__ = ["DEFAULTS", "CameraSettings", "ConfigError", "EdgeConfig", "LabelStock", "MqttConfig",
-           "PrinterSettings", "ScannerSettings", "Staff", "check_pin", "config_from_dict", "hash_pin",
+           "PrinterSettings", "ScannerSettings", "Staff", "ChestnyZnakSection", "check_pin", "config_from_dict", "hash_pin",
            "load_config", "write_config"]
 
 
@@ -169,6 +169,30 @@ class TasksSection:
 
 
 @dataclass
+class ChestnyZnakSection:
+    """[chestny_znak]: the marking register a scanned code is checked against at packing (url "" = off:
+    structure checks only). The True API token comes from MARKETSYNC_CZ_TOKEN or token_file, never the TOML."""
+
+    url: str = ""
+    inn: str = ""  # the seller's INN: a code owned by another INN is refused
+    token_file: str | None = None
+    product_group: str = ""  # True API `pg` (e.g. "lp"); "" asks across every group
+    timeout_s: float = 2.0  # longer than this, the code is packed unchecked and checked later
+    retry_after_s: float = 60.0  # after a failure, how long every code is packed unchecked without asking
+
+    def token(self) -> str:
+        env = os.environ.get("MARKETSYNC_CZ_TOKEN")
+        if env:
+            return env.strip()
+        if self.token_file:
+            try:
+                return Path(self.token_file).read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(f"chestny_znak.token_file cannot be read: {exc.strerror}") from None
+        return ""
+
+
+@dataclass
 class Staff:
     """One [[staff]]: who may log in to the packers' page."""
 
@@ -192,6 +216,7 @@ class EdgeFile:
     cameras: list[CameraSettings] = field(default_factory=list)
     tasks: TasksSection = field(default_factory=TasksSection)
     staff: list[Staff] = field(default_factory=list)
+    chestny_znak: ChestnyZnakSection = field(default_factory=ChestnyZnakSection)
 
 
 @dataclass
@@ -216,6 +241,7 @@ class EdgeConfig:
     auto_pack: bool = TasksSection.auto_pack  # demo only: a simulated packer (AUTO_PACKER) packs every new pick task
     auto_pack_station: str = TasksSection.auto_pack_station
     auto_pack_delay_s: float = TasksSection.auto_pack_delay_s
+    chestny_znak: ChestnyZnakSection = field(default_factory=ChestnyZnakSection)
 
     def plugin_entries(self) -> list[str]:
         """The helpers the site starts: `plugins`, and the simulated packer when `auto_pack` is on."""
@@ -283,13 +309,17 @@ def config_from_dict(data: dict[str, Any], base: Path | None = None, *, source: 
             read_keys(mqtt.keys_file)
         except KeyFileError as exc:
             raise Place(source).at("mqtt").at("keys_file").error(str(exc)) from None
+    cz = tables.chestny_znak
+    cz.token_file = _path(base, cz.token_file) if cz.token_file else None
+    if cz.url and not (cz.inn.isdigit() and len(cz.inn) in (10, 12)):
+        raise ConfigError(f"{source}: [chestny_znak] inn must be the seller's INN (10 or 12 digits) when url is set")
     return EdgeConfig(
         site_id=site.id, warehouse=site.warehouse, db_path=_path(base, site.db_path),
         web_host=web.host, web_port=web.port, secret_key=web.secret_key, monitor_token=web.monitor_token, stations=site.stations or ["pack-1"],
         staff=tables.staff, mqtt=mqtt, printer=printer, label_profile=tables.label, scanners=tables.scanners,
         cameras=tables.cameras, video_dir=_path(base, site.video_dir), print_retry_s=tasks.print_retry_s,
         auto_pack=tasks.auto_pack, auto_pack_station=tasks.auto_pack_station,
-        auto_pack_delay_s=tasks.auto_pack_delay_s, plugins=list(site.plugins),
+        auto_pack_delay_s=tasks.auto_pack_delay_s, plugins=list(site.plugins), chestny_znak=cz,
     )
 
 

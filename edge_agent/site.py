@@ -22,12 +22,14 @@ from typing import Any, Protocol
 
 from edge_agent import store
 from edge_agent.changes import Changes
+from edge_agent.chestny_znak import MarkingRegistry, open_registry
 from edge_agent.config import EdgeConfig
 from edge_agent.device_hub import DeviceHub
 from edge_agent.link_handlers import DownHandlers, open_link
 from edge_agent.printing import PrinterState, PrintQueue
-from edge_agent.tasks import station
+from edge_agent.tasks import marking_check, station
 from edge_agent.tasks.common import ScanResult
+from edge_agent.tasks.marking import MarkingError, RegistryCheck, looks_like_marking, parse
 from sitelink import SiteLink
 from sitelink import store as link_store
 
@@ -60,6 +62,10 @@ class Site:
         self._listeners: dict[str, list[Callable[..., None]]] = {event: [] for event in EVENTS}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        cz = cfg.chestny_znak
+        self.marking_registry: MarkingRegistry | None = open_registry(
+            cz.url, cz.token() if cz.url else "", cz.inn, timeout_s=cz.timeout_s, retry_after_s=cz.retry_after_s,
+            product_group=cz.product_group)
         if with_link:
             self.link = open_link(cfg)
             DownHandlers(self.send, cfg.warehouse, self._after_commit, self._tell).register(self.link)
@@ -132,6 +138,8 @@ class Site:
         if self.link is not None:
             self.link.start()
         self.spawn(lambda: self.printing.run(self._stop.is_set), "print-queue")
+        if self.marking_registry is not None:
+            self.spawn(self._recheck_loop, "marking-recheck")
         for plugin in self.plugins:
             plugin.start()
 
@@ -191,12 +199,13 @@ class Site:
         answer it got, and the live update tells only the others (no second message, no second beep).
         `scan_id` is the page's id of the scan: a request sent again because its answer was lost on the
         way (Wi-Fi) gets the first answer back and is not applied twice."""
+        registry = self._registry_check(station_name, code)  # outside the transaction: a network call
         with store.transaction(self.conn):
             if scan_id:
                 seen = store.row(self.conn, "SELECT result FROM page_scans WHERE scan_id = ?", scan_id)
                 if seen is not None:
                     return ScanResult(**json.loads(seen["result"]))
-            res = station.handle_scan(self.conn, self.send, station_name, code, self.cfg.warehouse)
+            res = station.handle_scan(self.conn, self.send, station_name, code, self.cfg.warehouse, registry)
             # before the commit: the print queue cannot print (and end the video of) this order yet
             self._video_scan(station_name, res)
             if scan_id:
@@ -207,6 +216,42 @@ class Site:
         if res.kind == "done":
             self.printing.wake()
         return res
+
+    def _registry_check(self, station_name: str, code: str) -> RegistryCheck | None:
+        """Честный знак's verdict on a marking code scanned for packing (None: not checked here)."""
+        if self.marking_registry is None or not looks_like_marking(code):
+            return None
+        st = self.row("SELECT mode FROM stations WHERE station = ?", station_name)
+        if st is not None and st["mode"] in ("pick", "handover", "receipt", "count"):
+            return None  # only a packing scan ships a code
+        try:
+            mc = parse(code)
+        except MarkingError:
+            return None  # the pack check refuses it with the reason
+        return self.marking_registry.check(mc)
+
+    def recheck_marking(self) -> tuple[int, int]:
+        """Ask Честный знак about the codes packed while it could not be reached; (ok, refused) now known.
+        A code it refuses flags its order to the cloud."""
+        if self.marking_registry is None:
+            return 0, 0
+        rows = self.rows("SELECT * FROM marking_checks WHERE state = 'unchecked' ORDER BY ts LIMIT 100")
+        if not rows:
+            return 0, 0
+        verdicts = self.marking_registry.check_many([marking_check.code_of(r) for r in rows])
+        with store.transaction(self.conn):
+            got = marking_check.record(self.conn, self.send, rows, verdicts)
+        if any(got):
+            self.changes.bump("marking")
+        return got
+
+    def _recheck_loop(self) -> None:
+        every = max(1.0, self.cfg.chestny_znak.retry_after_s)
+        while not self._stop.wait(every):
+            try:
+                self.recheck_marking()
+            except Exception:  # the loop must outlive one bad round
+                log.exception("marking re-check failed")
 
     def _video_scan(self, station_name: str, res: ScanResult) -> None:
         if not self.devices.films(station_name) or not res.ok or not res.task_id:

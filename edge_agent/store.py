@@ -53,6 +53,12 @@ CREATE TABLE IF NOT EXISTS marking_codes (
     full_code TEXT NOT NULL, gtin TEXT NOT NULL, serial TEXT NOT NULL,
     task_id TEXT NOT NULL, order_id TEXT NOT NULL, item_id TEXT NOT NULL, ts REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS marking_checks (  -- what Честный знак said of each packed code
+    code_id TEXT PRIMARY KEY, full_code TEXT NOT NULL, gtin TEXT NOT NULL, serial TEXT NOT NULL,
+    task_id TEXT NOT NULL, order_id TEXT NOT NULL,
+    state TEXT NOT NULL,                -- ok | unchecked (packed while it could not be reached) | refused
+    reason TEXT NOT NULL DEFAULT '', ts REAL NOT NULL, checked_ts REAL
+);
 CREATE TABLE IF NOT EXISTS print_jobs (
     id INTEGER PRIMARY KEY AUTOINCREMENT, order_id TEXT NOT NULL, kind TEXT NOT NULL,
     payload TEXT NOT NULL DEFAULT '{}',

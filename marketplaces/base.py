@@ -122,6 +122,10 @@ class Card:
     price: Decimal | None = None
     native_status: str = ""
     native: dict[str, Any] = field(default_factory=dict)
+    # packed dimensions {"length", "width", "height": cm, "weight": kg} and photo URLs, where the marketplace
+    # gives them (a card that matches no 1C item can become one with them)
+    dimensions: dict[str, float] = field(default_factory=dict)
+    photos: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -136,6 +140,36 @@ class NewCard:
     characteristics: list[dict[str, Any]] = field(default_factory=list)  # [{"id": 123, "value": ...}]
     sizes: list[dict[str, Any]] = field(default_factory=list)  # [{"techSize", "wbSize", "price", "skus": [...]}]
     dimensions: dict[str, Any] = field(default_factory=dict)  # length/width/height cm, weightBrutto kg
+    photos: list[str] = field(default_factory=list)  # public URLs, uploaded through the media API once created
+    category_id: str = ""  # Category.id where it is not the WB subject (Ozon: "description_category_id:type_id")
+    marked: bool = False  # goods under Честный знак marking: the seller confirms the code is on them (WB kizMarked)
+
+
+# ---------------------------------------------------------------- card creation: categories and attributes
+
+
+@dataclass(frozen=True)
+class Category:
+    """A category a card is created in (WB subject), from the marketplace's category tree."""
+
+    id: str
+    name: str
+    parent_name: str = ""
+
+
+@dataclass(frozen=True)
+class CategoryAttribute:
+    """A characteristic the marketplace asks of a card in one category (WB `object/charcs`).
+
+    `kind`: "strings" (a list of texts, at most `max_count` of them; 0 = any number) or "number"."""
+
+    id: int
+    name: str
+    required: bool = False
+    kind: Literal["strings", "number"] = "strings"
+    max_count: int = 0
+    unit: str = ""
+    dictionary: bool = False  # the values must be taken from the marketplace's dictionary of this attribute
 
 
 @dataclass
@@ -488,6 +522,18 @@ class Marketplace(Protocol):
     def realization_report(self, period_from: date, period_to: date) -> RealizationReport: ...
 
     def parse_push(self, headers: dict[str, str], body: bytes) -> list[OrderEvent]: ...
+
+
+@runtime_checkable
+class CardMaker(Protocol):
+    """What a marketplace that creates cards (`Capabilities.create_cards`) answers besides `Marketplace`:
+    its category tree, the characteristics one category asks for, and the photos of a created card."""
+
+    def categories(self, name: str = "") -> list[Category]: ...
+
+    def category_attributes(self, category_id: str) -> list[CategoryAttribute]: ...
+
+    def add_photos(self, card: Card, urls: Sequence[str]) -> None: ...
 
 
 def utc_now() -> datetime:

@@ -30,6 +30,8 @@ from marketplaces.base import (
     BadResponse,
     Card,
     CardCreation,
+    Category,
+    CategoryAttribute,
     InvalidRequest,
     ItemResult,
     Label,
@@ -93,6 +95,12 @@ def validate_payload(ep: Endpoint, payload: Any) -> None:
             raise ValueError(f"1..{ep.batch or 20} postings per label request")
 
 
+def _import_error(e: dict[str, Any]) -> str:
+    """One error of an import task's item in words: the attribute named where Ozon names it."""
+    where = f"«{e['attribute_name']}»: " if e.get("attribute_name") else (f"{e['field']}: " if e.get("field") else "")
+    return f"Ozon: {where}{e.get('message') or e.get('code') or 'ошибка'}"
+
+
 def _dec(value: Any) -> Decimal:
     try:
         return Decimal(str(value))
@@ -127,6 +135,7 @@ class OzonAdapter:
         self._sku_of: dict[str, int] = {}
         self.push_workers = int(config.options.get("push_workers", 4))  # requests in flight for a push
         self._product_by_sku: dict[str, str] = {}
+        self._import_tasks: dict[str, int] = {}  # offer_id -> the import task this process started for it
 
     def _auth(self, headers: dict[str, str]) -> None:
         headers["Client-Id"] = self._client_id
@@ -197,11 +206,167 @@ class OzonAdapter:
                     raise self._bad(f"a product cannot be read ({exc})", "products_info") from None
         return cards
 
+    # ------------------------------------------------------------ product creation (issue 18.3)
+
+    @staticmethod
+    def _category_ids(category_id: str) -> tuple[int, int]:
+        try:
+            desc, type_id = (int(x) for x in category_id.split(":"))
+        except ValueError:
+            raise ValueError(f"an Ozon category is 'description_category_id:type_id', got {category_id!r}") from None
+        return desc, type_id
+
+    def categories(self, name: str = "") -> list[Category]:
+        """Ozon's product types (the leaves of `description-category/tree`) whose name or category holds
+        `name`; `Category.id` = "description_category_id:type_id", as the import needs both."""
+        data = self.http.call("category_tree", json={"language": "RU"}).json_object()
+        if not isinstance(data.get("result"), list):
+            raise self._bad("result missing in the category tree", "category_tree")
+        out: list[Category] = []
+
+        def walk(nodes: list[Any], desc: dict[str, Any] | None) -> None:
+            for node in nodes:
+                if not isinstance(node, dict):
+                    continue
+                if "type_id" in node and desc is not None:
+                    cat = Category(f"{desc['description_category_id']}:{node['type_id']}", str(node.get("type_name", "")),
+                                   str(desc.get("category_name", "")))
+                    wanted = name.casefold()
+                    if not node.get("disabled") and (wanted in cat.name.casefold() or wanted in cat.parent_name.casefold()):
+                        out.append(cat)
+                walk(node.get("children") or [], node if "description_category_id" in node else desc)
+
+        walk(data["result"], None)
+        return out
+
+    def category_attributes(self, category_id: str) -> list[CategoryAttribute]:
+        desc, type_id = self._category_ids(category_id)
+        data = self.http.call("category_attributes", json={"description_category_id": desc, "type_id": type_id,
+                                                           "language": "RU"}).json_object()
+        rows = data.get("result")
+        if not isinstance(rows, list):
+            raise self._bad("result missing in the attributes", "category_attributes")
+        try:
+            return [CategoryAttribute(
+                int(r["id"]), str(r.get("name", "")), bool(r.get("is_required")),
+                "number" if r.get("type") in ("Integer", "Decimal") else "strings",
+                int(r.get("max_value_count") or 0) if r.get("is_collection") else 1, "",
+                bool(r.get("dictionary_id"))) for r in rows]
+        except (KeyError, TypeError, ValueError):
+            raise self._bad("an attribute without id", "category_attributes") from None
+
+    def _dictionary_value(self, desc: int, type_id: int, attr: CategoryAttribute, text: str) -> int | None:
+        """The id of `text` in the attribute's dictionary (`values/search`), matched whole, any case, ё as е."""
+        want = text.strip().casefold().replace("ё", "е")
+        data = self.http.call("attribute_values_search", json={
+            "attribute_id": attr.id, "description_category_id": desc, "type_id": type_id, "value": text.strip(),
+            "limit": min(100, self.map["attribute_values_search"].batch or 100)}).json_object()
+        for row in data.get("result") or []:
+            if str(row.get("value", "")).casefold().replace("ё", "е") == want:
+                return int(row["id"])
+        return None
+
     def create_card(self, card: NewCard) -> CardCreation:
-        raise NotSupported("ozon", "create_card (cards are created on Wildberries)", account=self.account)
+        """Import one product (`/v3/product/import`) with its category's attributes: dictionary values are
+        looked up first (a value the dictionary lacks fails the card before anything is sent, named in
+        Russian); dimensions in mm and weight in g; images by URL. Followed by `card_creation_status`."""
+        try:
+            desc, type_id = self._category_ids(card.category_id or str(card.subject_id))
+        except ValueError as exc:
+            raise InvalidRequest(str(exc), account=self.account, endpoint="product_import") from None
+        size = (card.sizes or [{}])[0]
+        price = int(size.get("price") or 0)
+        problems = [] if price > 0 else ["Ozon: укажите цену больше 0"]
+        dims = card.dimensions
+        if not all(dims.get(k) for k in ("length", "width", "height", "weightBrutto")):
+            problems.append("Ozon: нужны реальные габариты и вес товара")
+        attrs = {a.id: a for a in self.category_attributes(f"{desc}:{type_id}")}
+        attributes = []
+        for ch in card.characteristics:
+            attr = attrs.get(int(ch["id"]))
+            if attr is None:
+                problems.append(f"Ozon: характеристики {ch['id']} нет в этой категории")
+                continue
+            values = ch["value"] if isinstance(ch["value"], list) else [ch["value"]]
+            out = []
+            for v in values:
+                if attr.dictionary:
+                    found = self._dictionary_value(desc, type_id, attr, str(v))
+                    if found is None:
+                        problems.append(f"Ozon: значения «{v}» нет в справочнике характеристики «{attr.name}»")
+                        continue
+                    out.append({"dictionary_value_id": found, "value": str(v)})
+                else:
+                    out.append({"value": str(v)})
+            attributes.append({"id": attr.id, "complex_id": 0, "values": out})
+        if problems:
+            return CardCreation(card.offer_id, "failed", problems)
+        item: dict[str, Any] = {
+            "offer_id": card.offer_id, "name": card.title, "description_category_id": desc, "type_id": type_id,
+            "price": str(price), "currency_code": "RUB", "vat": str(self.config.options.get("vat", "0.22")),
+            "depth": round(float(dims["length"]) * 10), "width": round(float(dims["width"]) * 10),
+            "height": round(float(dims["height"]) * 10), "dimension_unit": "mm",
+            "weight": round(float(dims["weightBrutto"]) * 1000), "weight_unit": "g", "attributes": attributes,
+        }
+        if size.get("skus"):
+            item["barcode"] = str(size["skus"][0])
+        if card.photos:
+            item["images"] = list(card.photos)[:30]
+        data = self.http.call("product_import", json={"items": [item]}).json_object()
+        task = (data.get("result") or {}).get("task_id") if isinstance(data.get("result"), dict) else None
+        if not task:
+            raise self._bad("task_id missing in the import answer", "product_import")
+        self._import_tasks[card.offer_id] = int(task)
+        return CardCreation(card.offer_id, "pending")
 
     def card_creation_status(self, offer_id: str) -> CardCreation:
-        raise NotSupported("ozon", "card_creation_status", account=self.account)
+        """The import task's item followed to its end (`import/info`): imported -> created (the product read
+        back), failed -> Ozon's errors in words (with the attribute named). Without the task (another
+        process started it), the product's own state is read."""
+        task = self._import_tasks.get(offer_id)
+        if task is not None:
+            data = self.http.call("product_import_info", json={"task_id": task}).json_object()
+            items = (data.get("result") or {}).get("items") if isinstance(data.get("result"), dict) else None
+            if not isinstance(items, list):
+                raise self._bad("result.items missing in the import info", "product_import_info")
+            mine = next((i for i in items if i.get("offer_id") == offer_id), None)
+            if mine is None or mine.get("status") == "pending":
+                return CardCreation(offer_id, "pending")
+            errors = [e for e in mine.get("errors") or [] if e.get("level", "error") == "error"]
+            if mine.get("status") == "failed" or errors:
+                return CardCreation(offer_id, "failed", [_import_error(e) for e in errors] or ["Ozon: не создан"])
+        found = [c for c in self._cards_by_offer([offer_id])]
+        if found:
+            failed = str((found[0].native.get("statuses") or {}).get("status_failed") or "")
+            if failed:
+                return CardCreation(offer_id, "failed", [f"Ozon: {failed}"])
+            return CardCreation(offer_id, "created", card=found[0])
+        return CardCreation(offer_id, "pending")
+
+    def _cards_by_offer(self, offers: Sequence[str]) -> list[Card]:
+        data = self.http.call("products_info", json={"offer_id": list(offers)}).json_object()
+        out = []
+        for it in data.get("items") or []:
+            try:
+                out.append(Card(native_id=str(it["id"]), offer_id=str(it["offer_id"]), title=str(it.get("name", "")),
+                                barcodes=[str(b) for b in it.get("barcodes") or []],
+                                category_id=str(it.get("description_category_id", "")),
+                                group_id=str(it.get("sku", "")), visible=not it.get("is_archived", False),
+                                native=it, photos=[str(u) for u in it.get("images") or []]))
+            except (KeyError, TypeError):
+                raise self._bad("a product without id", "products_info") from None
+        return out
+
+    def add_photos(self, card: Card, urls: Sequence[str]) -> None:
+        """The product's pictures by URL (`pictures/import`: the list replaces them; at most 30)."""
+        if not urls:
+            return
+        if len(urls) > 30:
+            raise InvalidRequest("an Ozon product holds at most 30 images", account=self.account,
+                                 endpoint="pictures_import")
+        self.http.call("pictures_import", json={"product_id": int(card.native_id), "images": list(urls)})
+
+    # ------------------------------------------------------------ end of product creation
 
     def set_visibility(self, card_ids: Sequence[str], visible: bool) -> list[ItemResult]:
         """Archive (hide) or unarchive products. Ozon asks for stock zeroed before archiving."""

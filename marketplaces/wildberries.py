@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
@@ -27,6 +28,8 @@ from marketplaces.base import (
     BadResponse,
     Card,
     CardCreation,
+    Category,
+    CategoryAttribute,
     InvalidRequest,
     ItemResult,
     Label,
@@ -66,6 +69,7 @@ COMPARED_SUMS = {"revenue": ("retailAmountSum",), "to_pay": ("forPaySum",), "log
                  "other": ("paidStorageSum", "paidAcceptanceSum", "deductionSum", "penaltySum")}
 REPORT_SUMS = (*(k for ks in COMPARED_SUMS.values() for k in ks), "additionalPaymentSum", "cashbackAmountSum",
                "cashbackDiscountSum", "cashbackCommissionChangeSum", "bankPaymentSum")
+ERRORS_CLOCK_SLACK = timedelta(seconds=1)  # WB lists errors to the second: listed before our latest re-send (less that) = stale
 SGTIN_DELIVERABLE = {"filled", "deadlineExceeded", "optional", "sgtinIntroduced", "sgtinSoldB2B"}
 
 
@@ -126,6 +130,15 @@ def _money(value: Any, *, kopecks: bool = False) -> Decimal:
     return amount / 100 if kopecks else amount
 
 
+def _dimensions(dims: Any) -> dict[str, float]:
+    """A card's packed dimensions in the common terms (cm, kg); {} when WB holds none (zeros, or not valid)."""
+    if not isinstance(dims, dict) or dims.get("isValid") is False:
+        return {}
+    out = {k: float(dims.get(w) or 0) for k, w in (("length", "length"), ("width", "width"), ("height", "height"),
+                                                   ("weight", "weightBrutto"))}
+    return out if all(v > 0 for v in out.values()) else {}
+
+
 def _when(value: Any) -> datetime:
     text = str(value).replace("Z", "+00:00")
     dt = datetime.fromisoformat(text)
@@ -147,6 +160,8 @@ class WildberriesAdapter:
         self._orders: dict[str, dict[str, Any]] = {}  # raw orders seen, by id
         self._open_supply: dict[str, str] = {}  # warehouseId -> supply id still taking orders
         self._nm_of_chrt: dict[str, str] = {}
+        self._uploaded: dict[str, datetime] = {}  # vendor code -> when this process first uploaded its card
+        self._last_upload: dict[str, datetime] = {}  # vendor code -> this process's latest upload of it
         self.push_workers = int(config.options.get("push_workers", 4))  # requests in flight for a push
 
     def _auth(self, headers: dict[str, str]) -> None:
@@ -201,14 +216,63 @@ class WildberriesAdapter:
                             barcodes=[str(s) for s in size.get("skus") or []], category=str(raw.get("subjectName", "")),
                             category_id=str(raw.get("subjectID", "")), brand=str(raw.get("brand", "")),
                             size=str(size.get("techSize", "")), group_id=nm, visible=visible,
-                            native_status="trash" if not visible else "active", native=raw))
+                            native_status="trash" if not visible else "active", native=raw,
+                            dimensions=_dimensions(raw.get("dimensions")),
+                            photos=[str(p["big"]) for p in raw.get("photos") or [] if isinstance(p, dict) and p.get("big")]))
                 except (KeyError, TypeError):
                     raise self._bad("a card without nmID or chrtID", endpoint) from None
         return cards
 
+    # ------------------------------------------------------------ card creation
+
+    def categories(self, name: str = "") -> list[Category]:
+        """WB's subjects whose name holds `name` (`object/all`, paged by offset until a short page)."""
+        limit = min(1000, self.map["subjects"].batch or 1000)
+        out: list[Category] = []
+        offset = 0
+        while True:
+            params: dict[str, Any] = {"limit": limit, "offset": offset, "locale": "ru"}
+            if name:
+                params["name"] = name
+            data = self.http.call("subjects", params=params).json_object()
+            rows = data.get("data")
+            if data.get("error") or not isinstance(rows, list):
+                raise self._bad(f"subjects missing in the answer ({data.get('errorText') or 'no data'})", "subjects")
+            try:
+                out += [Category(str(int(r["subjectID"])), str(r.get("subjectName", "")), str(r.get("parentName", "")))
+                        for r in rows]
+            except (KeyError, TypeError, ValueError):
+                raise self._bad("a subject without subjectID", "subjects") from None
+            if len(rows) < limit:
+                return out
+            offset += limit
+
+    def category_attributes(self, category_id: str) -> list[CategoryAttribute]:
+        """The characteristics of one subject (`object/charcs/{subjectId}`); `charcType` 0 (not used) left out."""
+        data = self.http.call("subject_charcs", path_params={"subjectId": int(category_id)},
+                              params={"locale": "ru"}).json_object()
+        rows = data.get("data")
+        if data.get("error") or not isinstance(rows, list):
+            raise self._bad(f"characteristics missing in the answer ({data.get('errorText') or 'no data'})",
+                            "subject_charcs")
+        out = []
+        try:
+            for r in rows:
+                kind = {1: "strings", 4: "number"}.get(int(r.get("charcType") or 0))
+                if kind is None:
+                    continue
+                out.append(CategoryAttribute(int(r["charcID"]), str(r.get("name", "")), bool(r.get("required")),
+                                             kind, int(r.get("maxCount") or 0), str(r.get("unitName") or "")))
+        except (KeyError, TypeError, ValueError):
+            raise self._bad("a characteristic without charcID", "subject_charcs") from None
+        return out
+
     def create_card(self, card: NewCard) -> CardCreation:
-        if not card.offer_id or not card.title or len(card.title) > 60:
-            raise InvalidRequest("a new card needs an offer id and a title of at most 60 characters",
+        """Upload one card (`cards/upload`). What WB refuses at once (an unknown subject, a required
+        characteristic missing) comes back as `failed` with the reason in words; the rest is followed
+        with `card_creation_status`."""
+        if not card.offer_id or not card.title or len(card.title) > 60 or len(card.offer_id) > 72:
+            raise InvalidRequest("a new card needs a vendor code of at most 72 characters and a title of at most 60",
                                  account=self.account, endpoint="card_upload")
         variant: dict[str, Any] = {"vendorCode": card.offer_id, "title": card.title}
         if card.brand:
@@ -221,21 +285,104 @@ class WildberriesAdapter:
             variant["characteristics"] = card.characteristics
         if card.sizes:
             variant["sizes"] = card.sizes
-        data = self.http.call("card_upload", json=[{"subjectID": card.subject_id, "variants": [variant]}]).json_object()
+        if card.marked:
+            variant["kizMarked"] = True  # without it WB's moderation refuses a card of marked goods
+        self._uploaded.setdefault(card.offer_id, datetime.now(UTC))  # the first upload: a re-send keeps it
+        self._last_upload[card.offer_id] = datetime.now(UTC)
+        try:
+            data = self.http.call("card_upload",
+                                  json=[{"subjectID": card.subject_id, "variants": [variant]}]).json_object()
+        except MarketplaceError as exc:
+            if exc.status != 400 or not isinstance(exc.native, dict):
+                raise
+            return CardCreation(card.offer_id, "failed", self._upload_refusal(card, exc.native))
         if data.get("error"):
             return CardCreation(card.offer_id, "failed", [str(data.get("errorText") or "rejected")])
         return CardCreation(card.offer_id, "pending")
 
+    def _upload_refusal(self, card: NewCard, native: dict[str, Any]) -> list[str]:
+        """A refused upload in the seller's words: missing characteristics by name, an unknown subject."""
+        text = str(native.get("errorText") or "")
+        extra = native.get("additionalErrors")
+        mine = extra.get(card.offer_id) if isinstance(extra, dict) else None
+        if isinstance(mine, str) and "missing required characteristics" in mine:
+            ids = {int(x) for x in re.findall(r"\d+", mine.split(":", 1)[-1])}
+            names = {a.id: a.name for a in self.category_attributes(str(card.subject_id))}
+            return ["Wildberries: не заполнены обязательные характеристики: "
+                    + ", ".join(names.get(i, str(i)) for i in sorted(ids))]
+        if "category does not exist" in text.lower():
+            return [f"Wildberries: предмета {card.subject_id} не существует"]
+        return [f"Wildberries отказал: {text or 'без объяснения'}" + (f" ({mine})" if mine else "")]
+
+    def card_errors(self) -> dict[str, list[str]]:
+        """Every card WB could not create, by vendor code, with its errors: the error list followed page by
+        page (`cursor.updatedAt` + `batchUUID`) until WB answers `next: false`; a later batch wins."""
+        return {vendor: errors for vendor, (errors, _) in self._card_errors().items()}
+
+    def _card_errors(self) -> dict[str, tuple[list[str], datetime | None]]:
+        """`card_errors` with when WB listed each vendor code's errors (None when it does not say)."""
+        limit = min(100, self.map["card_errors"].batch or 100)
+        cursor: dict[str, Any] = {"limit": limit}
+        out: dict[str, tuple[list[str], datetime | None]] = {}
+        for _ in range(1000):  # a guard against an answer whose cursor never moves on
+            data = self.http.call("card_errors", json={"cursor": cursor, "order": {"ascending": True}}).json_object()
+            page = data.get("data") if isinstance(data.get("data"), dict) else None
+            if data.get("error") or page is None:
+                raise self._bad(f"the error list is missing ({data.get('errorText') or 'no data'})", "card_errors")
+            for item in page.get("items") or []:
+                try:
+                    listed: datetime | None = _when(item["updatedAt"])
+                except (KeyError, TypeError, ValueError):
+                    listed = None
+                for vendor in item.get("vendorCodes") or []:
+                    errors = (item.get("errors") or {}).get(vendor) or ["отклонена без объяснения"]
+                    out[str(vendor)] = ([str(e) for e in errors], listed)
+            nxt = page.get("cursor") or {}
+            if not nxt.get("next"):
+                return out
+            cursor = {"limit": limit, "updatedAt": nxt.get("updatedAt"), "batchUUID": nxt.get("batchUUID")}
+        return out
+
     def card_creation_status(self, offer_id: str) -> CardCreation:
-        data = self.http.call("card_errors", json={"cursor": {"limit": 100}}).json_object()
-        for item in (data.get("data") or {}).get("items") or []:
-            if offer_id in (item.get("vendorCodes") or []):
-                errors = (item.get("errors") or {}).get(offer_id) or ["rejected"]
-                return CardCreation(offer_id, "failed", [str(e) for e in errors])
-        for c in self.list_cards():
-            if c.offer_id == offer_id:
-                return CardCreation(offer_id, "created", card=c)
+        """Created once a card of this vendor code made since this process first uploaded it is among the
+        cards (so a re-send after an upload whose answer was lost, which WB lists as a duplicate vendor
+        code, does not hide the card the first upload made); failed while the card is in WB's error list
+        (a corrected re-send takes it out); else still pending. Without an upload of ours to compare with
+        (another process started it), the error list is believed first."""
+        sent = self._uploaded.get(offer_id)
+        cards = [c for c in self.list_cards() if c.offer_id == offer_id]
+        if sent is not None:
+            made = [c for c in cards if not self._older_than(c, sent)]
+            if made:
+                return CardCreation(offer_id, "created", card=made[0])
+        errors, listed = self._card_errors().get(offer_id, ([], None))
+        latest = self._last_upload.get(offer_id)
+        if errors and (latest is None or listed is None or listed >= latest - ERRORS_CLOCK_SLACK):
+            return CardCreation(offer_id, "failed", errors)  # (errors listed before our latest re-send are stale)
+        if sent is None and cards:
+            return CardCreation(offer_id, "created", card=cards[0])
         return CardCreation(offer_id, "pending")
+
+    @staticmethod
+    def _older_than(card: Card, sent: datetime) -> bool:
+        """The card existed before our upload (another card with the same vendor code: the upload will
+        land in the error list), allowing two minutes of clock difference."""
+        try:
+            return _when(card.native.get("createdAt")) < sent - timedelta(minutes=2)
+        except (TypeError, ValueError):
+            return False
+
+    def add_photos(self, card: Card, urls: Sequence[str]) -> None:
+        """Give a created card its photos by URL (`media/save`: the list replaces the card's photos)."""
+        if not urls:
+            return
+        if len(urls) > 30:
+            raise InvalidRequest("a Wildberries card holds at most 30 photos", account=self.account,
+                                 endpoint="media_save")
+        data = self.http.call("media_save", json={"nmId": int(card.group_id), "data": list(urls)}).json_object()
+        if data.get("error"):
+            raise MarketplaceError(f"photos refused: {data.get('errorText')}", account=self.account,
+                                   endpoint="media_save", native=data)
 
     def _nm(self, card_id: str) -> str:
         if card_id in self._nm_of_chrt:

@@ -88,6 +88,7 @@ class Demo:
         self.push_tokens: dict[str, str] = {}
         self.onec_password_file: Path | None = None
         self.edge_url = ""
+        self.register: dict[str, Any] | None = None  # the Честный знак sandbox, as `sandbox serve` announced it
         self.errors: list[str] = []
         self.fatal = False
         self.started = time.monotonic()
@@ -123,6 +124,7 @@ class Demo:
         self.say(f"demo folder: {self.work}  (logs in {self.work / 'logs'})")
         self.start_broker()
         self.start_sandboxes()
+        self.start_marking_register()
         self.load_1c_catalog()
         self.start_cloud()
         self.start_site()
@@ -160,6 +162,19 @@ class Demo:
         if not self.sandboxes:
             self.fatal = True
             raise ServiceFailed("no marketplace sandbox started")
+
+    def start_marking_register(self) -> None:
+        """The Честный знак sandbox the site checks marking codes against at packing (without it the site
+        packs on structure checks alone)."""
+        try:
+            self.register = self.service("sandbox-chestny_znak", "sandbox", "serve", "chestny_znak", "--port", "0",
+                                         "--seed", str(self.args.items))
+        except ServiceFailed as exc:
+            self.errors.append(f"sandbox chestny_znak: {str(exc).splitlines()[0]}")
+            self.say(f"Честный знак sandbox could not start — codes are checked for structure only ({exc})")
+            return
+        self.say(f"Честный знак sandbox: {self.register['url']} — the site checks every marking code there "
+                 "before it ships (status, owner INN, GTIN)")
 
     def load_1c_catalog(self) -> None:
         files = write_files(demo_items(self.args.items), self.work / "1c")
@@ -211,7 +226,7 @@ class Demo:
 
     def start_site(self) -> None:
         assert self.broker is not None
-        config, labels = write_edge_config(self.work / SITE_ID, self.broker.link_settings(SITE_ID))
+        config, labels = write_edge_config(self.work / SITE_ID, self.broker.link_settings(SITE_ID), self.register)
         info = self.service("edge-" + SITE_ID, "edge", "serve", "--config", str(config), timeout=90)
         self.edge_url = info["url"]
         self.labels_dir = labels

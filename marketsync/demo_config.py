@@ -128,10 +128,12 @@ def write_cloud_config(folder: Path, *, db_path: Path, link: dict[str, Any], tim
     return written
 
 
-def write_edge_config(folder: Path, link: dict[str, Any]) -> tuple[Path, Path]:
+def write_edge_config(folder: Path, link: dict[str, Any], register: dict[str, Any] | None = None) -> tuple[Path, Path]:
     """The site's edge.toml in `folder` through the edge's own writer (`link`: the broker's settings
     for the site), with the simulated packer on; 75x120 mm label stock takes every marketplace's
-    label (WB's 58x40 ones too). Returns the edge.toml and the folder the labels print to."""
+    label (WB's 58x40 ones too); `register`: the Честный знак sandbox as `sandbox serve` announced it
+    (its codes are checked at packing; the token goes to a 0600 file). Returns the edge.toml and the
+    folder the labels print to."""
     labels = folder / "labels"
     password_file = None
     if "username" in link:
@@ -143,6 +145,12 @@ def write_edge_config(folder: Path, link: dict[str, Any]) -> tuple[Path, Path]:
         warehouse=WAREHOUSE_ID,
         auto_pack=True, staff={"Демо": "1234"}, label_mm=(75, 120),
     )
+    if register:
+        token = str(register["credentials"]["Authorization"]).removeprefix("Bearer ")
+        token_file = _secret(folder / "secrets" / "cz-token", token)
+        with path.open("a", encoding="utf-8") as fh:
+            fh.write(f"\n[chestny_znak]\nurl = {_toml_value(register['url'])}\n"
+                     f"inn = {_toml_value(register['options']['inn'])}\ntoken_file = {_toml_value(str(token_file))}\n")
     return path, labels
 
 

@@ -4,11 +4,13 @@ packs, labels and hands over its orders with nobody at the box.
 A site plugin (the edge starts it when its edge.toml says `[tasks] auto_pack = true`, see
 `edge_agent.config.AUTO_PACKER`): `attach(site)` listens for new pick tasks and couriers' hand-overs
 and, at the station `auto_pack_station`, opens each task and scans every unit with a virtual scanner
-(marked goods get a made-up Честный знак code), then scans every parcel of a hand-over and closes it.
-Like a packer, it hands a parcel over only once its label has printed: a hand-over with parcels still
-waiting for their label (or still being packed) is taken up again `LABEL_RECHECK_S` later, other work
-going on meanwhile; it is closed when every parcel that can go went (the rest listed as missing).
-It ships with the demo, never with the edge; the edge offers it only its ordinary hooks.
+(marked goods get a made-up Честный знак code — or, where the site checks codes against Честный знак,
+a code printed on the goods: one the register's sandbox holds in circulation, after scanning once a
+unit whose code was already sold, which the site refuses), then scans every parcel of a hand-over and
+closes it. Like a packer, it hands a parcel over only once its label has printed: a hand-over with
+parcels still waiting for their label (or still being packed) is taken up again `LABEL_RECHECK_S` later,
+other work going on meanwhile; it is closed when every parcel that can go went (the rest listed as
+missing). It ships with the demo, never with the edge; the edge offers it only its ordinary hooks.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import logging
 import queue
 import threading
 import time
+import urllib.request
 from typing import Any
 
 from edge_agent import store
@@ -44,6 +47,40 @@ def attach(site: Site) -> DemoPacker:
     return packer
 
 
+class MarkedGoods:
+    """The Честный знак codes printed on the demo warehouse's marked goods: read from the register's sandbox
+    (`/_sandbox/x/codes`), more printed there (`/_sandbox/x/add`) when a GTIN runs out. The first marked
+    unit packed is one whose code was already sold, to show the site refusing it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        self.fresh: dict[str, list[str]] = {}
+        self.show_refusal = True
+        self.loaded = False
+
+    def _call(self, name: str, body: dict[str, Any]) -> Any:
+        req = urllib.request.Request(f"{self.url}/_sandbox/x/{name}", data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return json.loads(resp.read())
+
+    def codes_for_unit(self, gtin: str) -> list[str]:
+        """What the packer scans for one unit: a code in circulation (after a sold one, the first time)."""
+        if not self.loaded:
+            for c in self._call("codes", {})["codes"]:
+                if c["kind"] == "in_circulation":
+                    self.fresh.setdefault(c["gtin"], []).append(c["code"])
+            self.loaded = True
+        pool = self.fresh.setdefault(gtin, [])
+        if not pool:
+            pool.append(self._call("add", {"gtin": gtin, "status": "INTRODUCED"})["code"])
+        scans = []
+        if self.show_refusal:  # a unit of this item whose code was sold already: the site must refuse it
+            scans.append(self._call("add", {"gtin": gtin, "status": "RETIRED"})["code"])
+            self.show_refusal = False
+        return [*scans, pool.pop(0)]
+
+
 def demo_code(gtin: str, serial: str) -> str:
     """A structurally valid Честный знак code for the simulated packer (the crypto tail is filler)."""
     filler = (serial * 44)[:44].replace(GS, "A")
@@ -63,6 +100,8 @@ class DemoPacker:
         self.site = site
         self.station = station
         self.delay_s = delay_s
+        register = site.cfg.chestny_znak.url
+        self.marked_goods = MarkedGoods(register) if register else None
         self.scanner: Any = None
         self._work: queue.Queue[str | tuple[str, str]] = queue.Queue()
 
@@ -123,12 +162,18 @@ class DemoPacker:
             for unit in range(ln["packed"], ln["quantity"] - ln["short"]):
                 if self.site.stopping:
                     return
-                text = barcode
+                texts = [barcode]
                 if ln["marking_required"]:
                     gtin = gtin_of_barcode(barcode) or "0" * 14
-                    text = demo_code(gtin, unit_serial(task_id, ln["line_no"], unit))
-                self._scan(text)
-                time.sleep(self.delay_s)
+                    texts = [demo_code(gtin, unit_serial(task_id, ln["line_no"], unit))]
+                    if self.marked_goods is not None:
+                        try:
+                            texts = self.marked_goods.codes_for_unit(gtin)
+                        except OSError as exc:  # the register's sandbox is gone: a made-up code, checked later
+                            log.warning("demo packer: no code from the register (%s)", exc)
+                for text in texts:
+                    self._scan(text)
+                    time.sleep(self.delay_s)
 
     def hand_over(self, handover_id: str) -> None:
         """Scan every parcel of a hand-over that may go (packed, label printed) at a station in handover

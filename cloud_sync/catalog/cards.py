@@ -19,10 +19,19 @@ import sqlite3
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 
 from cloud_sync.stock import ledger
-from marketplaces.base import Card, CardCreation, ItemResult, Marketplace, NewCard, StockLevel
+from marketplaces.base import (
+    Card,
+    CardCreation,
+    CardMaker,
+    ItemResult,
+    Marketplace,
+    MarketplaceError,
+    NewCard,
+    StockLevel,
+    Uncertain,
+)
 
 MIGRATIONS = [
     """
@@ -77,6 +86,16 @@ MIGRATIONS = [
         own_warehouse TEXT,              -- NULL: not served by us (FBO, or not mapped)
         PRIMARY KEY (account, warehouse_id)
     );
+    """,
+    # a card being created keeps the photos to give it once it exists, and how that went
+    """
+    ALTER TABLE card_creations ADD COLUMN photos TEXT NOT NULL DEFAULT '[]';
+    ALTER TABLE card_creations ADD COLUMN photos_state TEXT NOT NULL DEFAULT '';  -- '' | uploaded | error text
+    """,
+    # what a card that matches no 1C item brings to the item made from it
+    """
+    ALTER TABLE cards ADD COLUMN dimensions TEXT NOT NULL DEFAULT '{}';  -- {"length","width","height": cm, "weight": kg}
+    ALTER TABLE cards ADD COLUMN photos TEXT NOT NULL DEFAULT '[]';      -- photo URLs
     """,
 ]
 
@@ -151,17 +170,17 @@ def import_cards(conn: sqlite3.Connection, account: str, marketplace: str, cards
                               (account, c.native_id)).fetchone()
         conn.execute(
             "INSERT INTO cards(account, native_id, marketplace, offer_id, title, barcodes, category, category_id,"
-            " brand, size, group_id, visible, native_status, price, native, seen_ts)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(account, native_id) DO UPDATE SET"
+            " brand, size, group_id, visible, native_status, price, native, seen_ts, dimensions, photos)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(account, native_id) DO UPDATE SET"
             " offer_id=excluded.offer_id, title=excluded.title, barcodes=excluded.barcodes,"
             " category=excluded.category, category_id=excluded.category_id, brand=excluded.brand,"
             " size=excluded.size, group_id=excluded.group_id, visible=excluded.visible,"
             " native_status=excluded.native_status, price=excluded.price, native=excluded.native,"
-            " seen_ts=excluded.seen_ts",
+            " seen_ts=excluded.seen_ts, dimensions=excluded.dimensions, photos=excluded.photos",
             (account, c.native_id, marketplace, c.offer_id, c.title, json.dumps(list(c.barcodes)), c.category,
              c.category_id, c.brand, c.size, c.group_id, int(c.visible), c.native_status,
              str(c.price) if c.price is not None else None, json.dumps(c.native, default=str, ensure_ascii=False),
-             now),
+             now, json.dumps(c.dimensions), json.dumps(list(c.photos), ensure_ascii=False)),
         )
         if exists:
             updated += 1
@@ -347,47 +366,40 @@ def set_visibility(conn: sqlite3.Connection, adapter: Marketplace, account: str,
     return results
 
 
-def new_card_from_item(conn: sqlite3.Connection, item_id: str, subject_id: int, *, brand: str = "",
-                       price: Decimal | int = 0, characteristics: list[dict] | None = None,
-                       size: str = "0", dimensions: dict | None = None) -> NewCard:
-    r = conn.execute("SELECT * FROM items WHERE id=? AND deleted=0", (item_id,)).fetchone()
-    if r is None:
-        raise CatalogError(f"unknown item {item_id!r}")
-    barcodes = [b[0] for b in conn.execute("SELECT barcode FROM item_barcodes WHERE item_id=?", (item_id,))]
-    if not r["article"]:
-        raise CatalogError(f"item {item_id!r} has no article to use as the vendor code")
-    return NewCard(
-        offer_id=r["article"], title=r["name"][:60], subject_id=int(subject_id), brand=brand,
-        characteristics=list(characteristics or []),
-        sizes=[{"techSize": size, "wbSize": "" if size == "0" else size, "price": int(price), "skus": barcodes}],
-        dimensions=dict(dimensions or {"length": 10, "width": 10, "height": 10, "weightBrutto": 0.5}),
-    )
+def start_creation(adapter: Marketplace, new: NewCard) -> CardCreation:
+    """Send a new card. An upload whose answer was lost (`Uncertain`) counts as pending: following it
+    reads back whether the marketplace made it, and nothing is sent twice meanwhile."""
+    try:
+        return adapter.create_card(new)
+    except Uncertain:
+        return CardCreation(new.offer_id, "pending")
 
 
 def create_card(conn: sqlite3.Connection, adapter: Marketplace, account: str, item_id: str,
                 new: NewCard, now: float | None = None) -> CardCreation:
-    """Start creating a card (Wildberries) from an item; follow it with `follow_creations`."""
+    """Start creating a card from an item (card_fill.new_card builds `new`); follow it with `follow_creations`."""
     now = time.time() if now is None else now
-    result = adapter.create_card(new)
-    _record_creation(conn, adapter.name, account, item_id, result, now, started=True)
+    result = start_creation(adapter, new)
+    _record_creation(conn, adapter.name, account, item_id, result, now, started=True, photos=new.photos)
     return result
 
 
 def record_creation(conn: sqlite3.Connection, marketplace: str, account: str, item_id: str, result: CardCreation,
-                    now: float | None = None) -> None:
+                    now: float | None = None, photos: Sequence[str] = ()) -> None:
     """Record a creation the caller started with `adapter.create_card` (so no HTTP runs inside a transaction)."""
-    _record_creation(conn, marketplace, account, item_id, result, time.time() if now is None else now, started=True)
+    _record_creation(conn, marketplace, account, item_id, result, time.time() if now is None else now, started=True,
+                     photos=photos)
 
 
 def _record_creation(conn: sqlite3.Connection, marketplace: str, account: str, item_id: str, result: CardCreation,
-                     now: float, started: bool = False) -> None:
+                     now: float, started: bool = False, photos: Sequence[str] = ()) -> None:
     conn.execute(
-        "INSERT INTO card_creations(account, offer_id, item_id, state, errors, card_id, started_ts, updated_ts)"
-        " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(account, offer_id) DO UPDATE SET state=excluded.state,"
-        " errors=excluded.errors, card_id=excluded.card_id, updated_ts=excluded.updated_ts"
-        + (", started_ts=excluded.started_ts" if started else ""),
+        "INSERT INTO card_creations(account, offer_id, item_id, state, errors, card_id, started_ts, updated_ts,"
+        " photos, photos_state) VALUES (?,?,?,?,?,?,?,?,?,'') ON CONFLICT(account, offer_id) DO UPDATE SET"
+        " state=excluded.state, errors=excluded.errors, card_id=excluded.card_id, updated_ts=excluded.updated_ts"
+        + (", started_ts=excluded.started_ts, photos=excluded.photos, photos_state=''" if started else ""),
         (account, result.offer_id, item_id, result.state, json.dumps(result.errors, ensure_ascii=False),
-         result.card.native_id if result.card else None, now, now),
+         result.card.native_id if result.card else None, now, now, json.dumps(list(photos), ensure_ascii=False)),
     )
     if result.state == "created" and result.card is not None:
         import_cards(conn, account, marketplace, [result.card], now)
@@ -397,14 +409,24 @@ def _record_creation(conn: sqlite3.Connection, marketplace: str, account: str, i
 
 def follow_creations(conn: sqlite3.Connection, adapter: Marketplace, account: str,
                      now: float | None = None) -> list[CardCreation]:
-    """Ask the marketplace how each pending creation stands; record created (and link) or failed."""
+    """Ask the marketplace how each pending creation stands; record created (and link) or failed. A card
+    just created is given its photos (`CardMaker.add_photos`); a refusal of them is kept in words."""
     now = time.time() if now is None else now
     out = []
-    pending = conn.execute("SELECT offer_id, item_id FROM card_creations WHERE account=? AND state='pending'",
+    pending = conn.execute("SELECT offer_id, item_id, photos FROM card_creations WHERE account=? AND state='pending'",
                            (account,)).fetchall()
-    for offer_id, item_id in pending:
+    for offer_id, item_id, photos in pending:
         result = adapter.card_creation_status(offer_id)
         _record_creation(conn, adapter.name, account, item_id, result, now)
+        urls = json.loads(photos or "[]")
+        if result.state == "created" and result.card is not None and urls and isinstance(adapter, CardMaker):
+            try:
+                adapter.add_photos(result.card, urls)
+                state = "uploaded"
+            except MarketplaceError as exc:
+                state = f"фото не приняты: {exc}"
+            conn.execute("UPDATE card_creations SET photos_state=? WHERE account=? AND offer_id=?",
+                         (state, account, offer_id))
         out.append(result)
     return out
 

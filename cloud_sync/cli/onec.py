@@ -11,6 +11,12 @@ one clear line on stderr and leaves the database as it was.
 
 writes a saved commission agent report as the XLSX of 1C's «Отчет комиссионера (агента) о продажах»
 and/or creates that document in 1C through OData (`[onec.odata]` of cloud.toml).
+
+    marketsync onec new-items --config cloud.toml [--create] [--article ART]...
+
+cards into 1C: lists (as one JSON object, its last line) the 1C items the marketplace cards that match
+no 1C item would make — the batch to preview; with `--create`, creates them (or the `--article` ones)
+in 1C through OData, records them in the cloud's catalog and links the cards.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import sqlite3
 import sys
 
 from cloud_sync.config import ConfigError, load_config
+from cloud_sync.db import transaction
+from cloud_sync.onec import items_out
 from cloud_sync.onec.commission import (
     CommissionError,
     create_document,
@@ -49,12 +57,53 @@ def main(argv: list[str]) -> int:
     com.add_argument("--principal", default="", help="the seller's organization (комитент)")
     com.add_argument("--odata", action="store_true", help="create the document in 1C via OData")
     com.add_argument("--config", help="cloud.toml with [onec.odata] (for --odata)")
+    new = sub.add_parser("new-items", help="cards that match no 1C item: preview them, and create them in 1C")
+    new.add_argument("--config", required=True, help="cloud.toml (its database and [onec.odata])")
+    new.add_argument("--create", action="store_true", help="create them in 1C (else only the preview)")
+    new.add_argument("--article", action="append", default=[], help="only these articles (repeatable)")
     args = ap.parse_args(argv)
     if args.cmd == "import":
         return _import(args)
     if args.cmd == "commission":
         return _commission(args)
+    if args.cmd == "new-items":
+        return _new_items(args)
     return 2
+
+
+def _new_items(args: argparse.Namespace) -> int:
+    try:
+        cfg = load_config(args.config)
+    except ConfigError as exc:
+        print(f"marketsync onec new-items: {exc}", file=sys.stderr)
+        return 2
+    section = cfg.onec.odata if cfg.onec is not None else None
+    if args.create and section is None:
+        print(f"marketsync onec new-items: {args.config} has no [onec.odata]: 1C's OData address is needed",
+              file=sys.stderr)
+        return 2
+    conn = open_db(cfg.db_path)
+    try:
+        batch = items_out.proposals(conn)
+        if args.article:
+            unknown = sorted(set(args.article) - {i.article for i in batch})
+            if unknown:
+                print(f"marketsync onec new-items: no unmatched cards with article(s) {', '.join(unknown)}",
+                      file=sys.stderr)
+                return 1
+            batch = [i for i in batch if i.article in args.article]
+        out: dict = {"items": [i.as_dict() for i in batch]}
+        if args.create and section is not None:
+            outcomes = items_out.create_in_1c(batch, items_out.item_settings(section))
+            with transaction(conn):
+                linked = items_out.record(conn, batch, outcomes)
+            out["outcomes"] = [o.__dict__ for o in outcomes]
+            out["linked"] = linked.linked_by_barcode + linked.linked_by_article
+        failed = [o for o in out.get("outcomes", []) if o["error"]]
+    finally:
+        conn.close()
+    print(json.dumps(out, ensure_ascii=False))
+    return 1 if failed else 0
 
 
 def _commission(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ import httpx
 
 from cloud_sync.config_sections import ODATA_FIELDS, ODataAccount, ODataSection, section_password
 from cloud_sync.money.reports import CommissionReport, ItemRow
+from cloud_sync.onec.odata import odata_error
 from cloud_sync.onec.orders_out import MARKETPLACE_TITLES
 
 GUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
@@ -219,14 +220,6 @@ def document_body(report: CommissionReport, settings: ODataSettings, *, on: date
     return body, skipped
 
 
-def _odata_error(resp: Any) -> str:
-    try:
-        err = resp.json().get("odata.error", {})
-        return str(err.get("message", {}).get("value") or err.get("code") or resp.text[:200])
-    except ValueError:
-        return resp.text[:200]
-
-
 def create_document(report: CommissionReport, settings: ODataSettings, *, client: Any = None) -> ODataResult:
     """Create (and with `post`, post) the document in 1C through its standard OData interface."""
     body, skipped = document_body(report, settings)
@@ -242,7 +235,7 @@ def create_document(report: CommissionReport, settings: ODataSettings, *, client
         if resp.status_code == 401:
             raise ODataError(f"1C OData refused the login {settings.login!r} (401)")
         if resp.status_code not in (200, 201):
-            raise ODataError(f"1C OData refused the document ({resp.status_code}): {_odata_error(resp)}")
+            raise ODataError(f"1C OData refused the document ({resp.status_code}): {odata_error(resp)}")
         ref = resp.json().get("Ref_Key", "")
         posted = False
         if settings.post:
@@ -250,7 +243,7 @@ def create_document(report: CommissionReport, settings: ODataSettings, *, client
                                auth=(settings.login, settings.password), headers={"Accept": "application/json"})
             if resp.status_code not in (200, 204):
                 raise ODataError(f"1C created document {ref} but did not post it ({resp.status_code}): "
-                                 f"{_odata_error(resp)}")
+                                 f"{odata_error(resp)}")
             posted = True
         return ODataResult(ref, posted, len(body[settings.table]), skipped)
     finally:

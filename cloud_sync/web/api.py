@@ -9,16 +9,19 @@ a refusal is {"error": ...} with its status (ApiError, or the app's error handle
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from datetime import date
 
 from flask import Blueprint, g, jsonify, request
 
 from cloud_sync.access import secrets
+from cloud_sync.catalog import card_fill
 from cloud_sync.catalog import cards as catalog
 from cloud_sync.db import transaction
 from cloud_sync.money import price_apply, price_docs, price_preview, price_rules, reports
 from cloud_sync.money import price_list as money_price_list
+from cloud_sync.onec import items_out
 from cloud_sync.orders import desk as order_desk
 from cloud_sync.orders import handovers, intake, listing, records, waiting
 from cloud_sync.stock import ledger, why
@@ -36,7 +39,7 @@ from cloud_sync.web.context import (
 )
 from cloud_sync.web.settings_in_use import credentials_stored, use_bot_token
 from cloud_sync.web.site_status import site_rows
-from marketplaces.base import MarketplaceError, NotSupported
+from marketplaces.base import CardMaker, MarketplaceError, NotSupported
 
 bp = Blueprint("api", __name__)
 
@@ -299,25 +302,117 @@ def card_visibility():
     return jsonify([r.__dict__ for r in results])
 
 
-@bp.post("/api/cards/create")
-def create_card():
-    """Create a (Wildberries) card from an item; the jobs follow its asynchronous result to the end."""
-    data = json_body()
-    account, item_id = text_field(data, "account"), text_field(data, "item_id")
-    subject_id, price = whole_field(data, "subject_id"), whole_field(data, "price", 0)
-    characteristics = data.get("characteristics", [])
-    if subject_id <= 0 or price < 0 or not isinstance(characteristics, list):
-        raise ApiError("subject_id must be positive, price 0 or more, characteristics a list")
+def _card_maker(account: str) -> CardMaker:
     adapter = ctx().adapters.get(account)
     if adapter is None:
         raise ApiError(f"unknown account {account!r}", 404)
+    if not isinstance(adapter, CardMaker):
+        raise ApiError(f"account {account!r}: its marketplace does not create cards through its API", 400)
+    return adapter
+
+
+@bp.get("/api/cards/marketplace-categories/<account>")
+def marketplace_categories(account: str):
+    """The marketplace's categories (WB subjects) whose name holds `?name=`."""
+    adapter = _card_maker(account)
+    try:
+        found = adapter.categories(request.args.get("name", ""))
+    except MarketplaceError as exc:
+        raise ApiError(str(exc), 502) from None
+    return jsonify([c.__dict__ for c in found])
+
+
+@bp.get("/api/cards/fill-rules/<account>/<category_id>")
+def card_fill_rules(account: str, category_id: str):
+    """The category's characteristics (required or not) with the seller's fill rule of each."""
+    adapter = _card_maker(account)
+    try:
+        attributes = adapter.category_attributes(category_id)
+    except MarketplaceError as exc:
+        raise ApiError(str(exc), 502) from None
+    saved = card_fill.rules(get_db(), adapter.name, category_id)
+    return jsonify([dict(a.__dict__, property=saved[a.id].property if a.id in saved else "",
+                         value=saved[a.id].value if a.id in saved else "") for a in attributes])
+
+
+@bp.put("/api/cards/fill-rules/<account>/<category_id>")
+def save_card_fill_rules(account: str, category_id: str):
+    """Replace the category's fill rules: {"rules": [{"attribute_id", "property"?, "value"?}]}."""
+    adapter = _card_maker(account)
+    rows = json_body().get("rules")
+    if not isinstance(rows, list) or not all(isinstance(r, dict) and "attribute_id" in r for r in rows):
+        raise ApiError("rules must be a list of {attribute_id, property, value}")
+    try:
+        known = {a.id: a.name for a in adapter.category_attributes(category_id)}
+    except MarketplaceError as exc:
+        raise ApiError(str(exc), 502) from None
+    unknown = [r["attribute_id"] for r in rows if r["attribute_id"] not in known]
+    if unknown:
+        raise ApiError(f"характеристик {unknown} нет в категории {category_id}")
     conn = get_db()
-    new = catalog.new_card_from_item(conn, item_id, subject_id, brand=str(data.get("brand", "")), price=price,
-                                     characteristics=characteristics)
-    result = adapter.create_card(new)  # the marketplace call outside the write lock
     with transaction(conn):
-        catalog.record_creation(conn, adapter.name, account, item_id, result)
+        card_fill.save_rules(conn, adapter.name, category_id, [
+            card_fill.FillRule(int(r["attribute_id"]), known[r["attribute_id"]], str(r.get("property") or ""),
+                               str(r.get("value") or "")) for r in rows])
+    return jsonify({"saved": len(rows)})
+
+
+@bp.post("/api/cards/create")
+def create_card():
+    """Create a card from a 1C item in a category, filled by the category's rules (required characteristics
+    and dimensions checked before sending); the jobs follow its asynchronous result to the end."""
+    data = json_body()
+    account, item_id = text_field(data, "account"), text_field(data, "item_id")
+    price = whole_field(data, "price", 0)
+    # the category: a WB subject id, or any marketplace's Category.id as `category_id` (Ozon "desc:type")
+    category = text_field(data, "category_id") if "category_id" in data else str(whole_field(data, "subject_id"))
+    photos = data.get("photos", [])
+    if not re.fullmatch(r"[1-9]\d*(:[1-9]\d*)?", category) or price < 0 or not isinstance(photos, list) \
+            or not all(isinstance(u, str) for u in photos):
+        raise ApiError("subject_id (or category_id) must be a positive id, price 0 or more, photos a list of URLs")
+    adapter = _card_maker(account)
+    conn = get_db()
+    try:
+        attributes = adapter.category_attributes(category)
+        new = card_fill.new_card(conn, adapter.name, item_id, category, attributes,
+                                 brand=str(data.get("brand", "")), price=price, size=str(data.get("size") or "0"),
+                                 description=str(data.get("description", "")), photos=photos)
+        result = catalog.start_creation(adapter, new)  # the marketplace call outside the write lock
+    except card_fill.CardFillError as exc:
+        raise ApiError(str(exc), 422) from None
+    except MarketplaceError as exc:
+        raise ApiError(str(exc), 502) from None
+    with transaction(conn):
+        catalog.record_creation(conn, adapter.name, account, item_id, result, photos=new.photos)
     return jsonify({"offer_id": result.offer_id, "state": result.state, "errors": result.errors})
+
+
+@bp.get("/api/onec/new-items")
+def onec_new_items():
+    """Cards into 1C, the preview: the 1C items the cards that match no 1C item would make."""
+    return jsonify({"items": [i.as_dict() for i in items_out.proposals(get_db(), request.args.get("account"))],
+                    "onec_odata": ctx().cfg.onec is not None and ctx().cfg.onec.odata is not None})
+
+
+@bp.post("/api/onec/new-items")
+def onec_create_items():
+    """Cards into 1C: create the previewed items (or `articles`) in 1C through OData, then link the cards."""
+    section = ctx().cfg.onec.odata if ctx().cfg.onec is not None else None
+    if section is None:
+        raise ApiError("в cloud.toml нет [onec.odata]: укажите адрес OData базы 1С", 409)
+    wanted = json_body().get("articles")
+    if wanted is not None and (not isinstance(wanted, list) or not all(isinstance(a, str) for a in wanted)):
+        raise ApiError("articles must be a list of articles")
+    conn = get_db()
+    batch = [i for i in items_out.proposals(conn) if wanted is None or i.article in wanted]
+    if not batch:
+        raise ApiError("нечего создавать: все карточки связаны с товарами 1С", 409)
+    outcomes = items_out.create_in_1c(batch, items_out.item_settings(section))  # HTTP outside the write lock
+    with transaction(conn):
+        linked = items_out.record(conn, batch, outcomes)
+    ctx().wake()
+    return jsonify({"outcomes": [o.__dict__ for o in outcomes],
+                    "linked": linked.linked_by_barcode + linked.linked_by_article})
 
 
 @bp.get("/api/cards/creations")

@@ -6,12 +6,21 @@ short form. Scanners and keyboard wedges send the separator as ASCII 29 or as a 
 (`<GS>`, `{GS}`, `[GS]`, `~1`, `\\x1d`); a symbology prefix `]d2` / `]C1` / FNC1 is dropped. Codes that
 reach us with the separators lost are parsed by the fixed layouts Честный знак uses (13-char serial
 with 91/92, 6-char serial with 93). The identity of a code (what "used before" means) is GTIN + serial.
+A code with its separators is read by biip (GS1 element strings); without them no GS1 parser can tell
+where a variable-length serial ends, hence the fixed layouts.
+
+`registry_refusal` reads Честный знак's answer about a code (True API `cises/info`, see
+edge_agent/chestny_znak.py): why the code must not ship — not in circulation, sold, another owner's INN,
+another GTIN, unknown — in the packer's words, or None when it may ship.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any, Literal
+
+import biip
 
 GS = "\x1d"
 _SUBSTITUTES = ("<GS>", "{GS}", "[GS]", "~1", "\\x1d", "\\u001d", "<FNC1>")
@@ -80,8 +89,7 @@ def parse(text: str) -> MarkingCode:
         raise MarkingError("в коде маркировки нет серийного номера (21)")
     rest = s[18:]
     if GS in rest:
-        serial, tail = rest.split(GS, 1)
-        fields = _tail_fields(tail)
+        serial, fields = _gs1_fields(s)
     else:
         serial, fields = _split_without_separators(rest)
     if not 1 <= len(serial) <= 20 or not _CSET82.match(serial):
@@ -98,6 +106,21 @@ def parse(text: str) -> MarkingCode:
         raise MarkingError("у кода маркировки нет криптохвоста (91+92 или 93): отсканируйте DataMatrix целиком")
     return MarkingCode(gtin=gtin, serial=serial, key_id=key_id, crypto=crypto,
                        raw=f"01{gtin}21{serial}{GS}" + (f"91{key_id}{GS}92{crypto}" if key_id else f"93{crypto}"))
+
+
+def _gs1_fields(s: str) -> tuple[str, dict[str, str]]:
+    """The serial (AI 21) and the crypto tail's fields of a code with its separators, read by biip; a tail
+    biip cannot read as GS1 (a scanner's stray bytes) is split on the separators as it comes."""
+    try:
+        message = biip.parse(s, config=biip.ParseConfig(separator_chars=[GS])).gs1_message
+    except biip.ParseError:
+        message = None
+    if message is not None:
+        found = {es.ai.ai: es.value for es in message.element_strings}
+        if "21" in found:
+            return found.pop("21"), found
+    serial, tail = s[18:].split(GS, 1)
+    return serial, _tail_fields(tail)
 
 
 def _tail_fields(tail: str) -> dict[str, str]:
@@ -117,3 +140,44 @@ def _split_without_separators(rest: str) -> tuple[str, dict[str, str]]:
         if tail.startswith("93") and len(tail) == 6:
             return serial, {"93": tail[2:]}
     return rest, {}
+
+
+@dataclass(frozen=True)
+class RegistryCheck:
+    """Честный знак's verdict on one code: may ship (`ok`), must not (`refused`), or not known now
+    (`unchecked`: the register could not be reached; packed on structure checks, checked later)."""
+
+    state: Literal["ok", "refused", "unchecked"]
+    reason: str = ""  # Russian: why refused, or why it could not be checked
+
+
+# Честный знак statuses (True API `cisInfo.status`) in the packer's words; only INTRODUCED may ship.
+STATUS_WORDS = {
+    "EMITTED": "код выпущен, но не нанесён и не введён в оборот",
+    "APPLIED": "код нанесён, но товар не введён в оборот",
+    "APPLIED_NOT_PAID": "код нанесён, но не оплачен и не введён в оборот",
+    "WRITTEN_OFF": "код списан",
+    "RETIRED": "товар уже выбыл из оборота (продан)",
+    "WITHDRAWN": "товар выведен из оборота",
+    "DISAGGREGATION": "это код расформированной упаковки, а не единицы товара",
+    "DISAGGREGATED": "это код расформированной упаковки, а не единицы товара",
+}
+
+
+def registry_refusal(row: dict[str, Any], code: MarkingCode, seller_inn: str) -> str | None:
+    """Why Честный знак's answer about `code` forbids shipping it (Russian), or None when it may ship:
+    the code must be known, in circulation (INTRODUCED), owned by the seller's INN and carry the same GTIN."""
+    info = row.get("cisInfo") if isinstance(row.get("cisInfo"), dict) else {}
+    status = str(info.get("status") or "")
+    if not status:
+        why = str(row.get("errorMessage") or "кода нет в Честном знаке")
+        return f"Честный знак не знает этот код ({why})"
+    if status != "INTRODUCED":
+        return f"{STATUS_WORDS.get(status, 'код не в обороте')} (статус {status})"
+    owner = str(info.get("ownerInn") or "")
+    if owner != seller_inn:
+        return f"код принадлежит другому владельцу (ИНН {owner or 'не указан'}), а не продавцу (ИНН {seller_inn})"
+    gtin = str(info.get("gtin") or "")
+    if gtin and gtin != code.gtin:
+        return f"в Честном знаке код числится за другим товаром (GTIN {gtin}, а на коде {code.gtin})"
+    return None

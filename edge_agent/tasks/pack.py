@@ -1,7 +1,10 @@
 """Packing: scan each unit into the parcel; marked goods by their Честный знак DataMatrix.
 
 A wrong item is refused loudly; a marking code must be well formed, carry the GTIN of the item and not
-have been used before (at this site, in any parcel). When every unit is in, one transaction marks the
+have been used before (at this site, in any parcel); where the site checks codes against Честный знак,
+the register's verdict (taken by the caller before the scan's transaction: edge_agent/chestny_znak.py)
+refuses a code not in circulation, sold, of another owner or GTIN, and a code packed while the register
+could not be reached is recorded `unchecked` (marking_checks) and said so to the cloud with the order. When every unit is in, one transaction marks the
 task packed, queues the label print, and enqueues `task_progress: packed` (with the marking codes) and a
 `stock_delta` per item — so nothing is half-applied if the box loses power, and a printer problem only
 delays the label.
@@ -22,20 +25,20 @@ from edge_agent.tasks.common import (
     task_lines,
 )
 from edge_agent.tasks.common import set_state as _set_state
-from edge_agent.tasks.marking import MarkingError, gtin_of_barcode, looks_like_marking, parse
+from edge_agent.tasks.marking import MarkingError, RegistryCheck, gtin_of_barcode, looks_like_marking, parse
 from edge_agent.tasks.pick import line_body, write_off_missing
 
 OPEN_FOR_PACK = ("new", "picking", "picked", "packing")
 
 
 def pack_scan(conn: sqlite3.Connection, send: Send, task_id: str, code: str, warehouse: str,
-              station: str | None = None) -> ScanResult:
+              station: str | None = None, registry: RegistryCheck | None = None) -> ScanResult:
     task = get_task(conn, task_id)
     if task["state"] not in OPEN_FOR_PACK:
         raise TaskError(f"заказ {task['number'] or task['order_id']} не упаковывается (состояние: {task['state']})")
     code = code.strip("\r\n")
     if looks_like_marking(code):
-        return _marking_scan(conn, send, task, code, warehouse)
+        return _marking_scan(conn, send, task, code, warehouse, registry)
     code = code.strip()
     lines = task_lines(conn, task_id)
     matching = [ln for ln in lines if code in codes_of(conn, ln)]
@@ -52,7 +55,8 @@ def pack_scan(conn: sqlite3.Connection, send: Send, task_id: str, code: str, war
     return _count_unit(conn, send, task, todo, warehouse, f"Упаковано: «{todo['name']}»")
 
 
-def _marking_scan(conn: sqlite3.Connection, send: Send, task: sqlite3.Row, code: str, warehouse: str) -> ScanResult:
+def _marking_scan(conn: sqlite3.Connection, send: Send, task: sqlite3.Row, code: str, warehouse: str,
+                  registry: RegistryCheck | None = None) -> ScanResult:
     task_id = task["task_id"]
     try:
         mc = parse(code)
@@ -74,11 +78,22 @@ def _marking_scan(conn: sqlite3.Connection, send: Send, task: sqlite3.Row, code:
     todo = next((ln for ln in matching if ln["packed"] < ln["quantity"] - ln["short"]), None)
     if todo is None:
         return ScanResult(False, "extra", f"«{matching[0]['name']}» уже упакован полностью — эта единица лишняя", task_id)
+    if registry is not None and registry.state == "refused":
+        return ScanResult(False, "refused_marking", f"ЧЕСТНЫЙ ЗНАК НЕ РАЗРЕШАЕТ ОТГРУЗИТЬ ЭТОТ КОД: {registry.reason}. "
+                          "Отложите эту единицу и возьмите другую", task_id, {"serial": mc.serial})
     conn.execute(
         "INSERT INTO marking_codes (code_id, full_code, gtin, serial, task_id, order_id, item_id, ts) VALUES (?,?,?,?,?,?,?,?)",
         (mc.code_id, mc.raw, mc.gtin, mc.serial, task_id, task["order_id"], todo["item_id"], store.now()),
     )
-    return _count_unit(conn, send, task, todo, warehouse, f"Упаковано с кодом маркировки: «{todo['name']}»")
+    message = f"Упаковано с кодом маркировки: «{todo['name']}»"
+    if registry is not None:
+        conn.execute("INSERT OR REPLACE INTO marking_checks (code_id, full_code, gtin, serial, task_id, order_id, state,"
+                     " reason, ts, checked_ts) VALUES (?,?,?,?,?,?,?,?,?,?)",
+                     (mc.code_id, mc.raw, mc.gtin, mc.serial, task_id, task["order_id"], registry.state,
+                      registry.reason, store.now(), store.now() if registry.state == "ok" else None))
+        if registry.state == "unchecked":
+            message += " (Честный знак недоступен: код проверим позже)"
+    return _count_unit(conn, send, task, todo, warehouse, message)
 
 
 def _count_unit(conn: sqlite3.Connection, send: Send, task: sqlite3.Row, line: sqlite3.Row, warehouse: str,
@@ -139,6 +154,10 @@ def complete(conn: sqlite3.Connection, send: Send, task_id: str, warehouse: str)
             "lines": [line_body(ln) for ln in lines]}
     if codes:
         body["marking_codes"] = codes
+    unchecked = store.rows(conn, "SELECT reason FROM marking_checks WHERE task_id = ? AND state = 'unchecked'", task_id)
+    if unchecked:
+        body["note"] = (f"Честный знак: {len(unchecked)} код(ов) маркировки упакованы без проверки "
+                        f"({unchecked[0]['reason']}); проверка позже")
     send(conn, "task_progress", body)
     per_item: dict[str, int] = {}
     for ln in lines:

@@ -24,10 +24,10 @@ from edge_agent.tasks.common import (
     record_scan,
     report_bad_scan,
 )
-from edge_agent.tasks.marking import looks_like_marking, normalise
+from edge_agent.tasks.marking import RegistryCheck, looks_like_marking, normalise
 
 MODES = ("pick", "pack", "handover", "receipt", "count")
-REPORTED = ("unknown", "wrong_item", "used_marking")
+REPORTED = ("unknown", "wrong_item", "used_marking", "refused_marking")
 MAX_SCAN_CHARS = 512  # a marking code is ~85 characters, a label's barcode a few dozen: longer is no barcode here
 
 
@@ -58,8 +58,10 @@ def set_mode(conn: sqlite3.Connection, station: str, mode: str, handover_id: str
                  (mode, handover_id if mode == "handover" else None, station))
 
 
-def handle_scan(conn: sqlite3.Connection, send: Send, station: str, code: str, warehouse: str) -> ScanResult:
-    """Apply one scan at a station (inside the caller's transaction) and record it."""
+def handle_scan(conn: sqlite3.Connection, send: Send, station: str, code: str, warehouse: str,
+                registry: RegistryCheck | None = None) -> ScanResult:
+    """Apply one scan at a station (inside the caller's transaction) and record it. `registry`: Честный
+    знак's verdict on a marking code, taken before the transaction (None: the site does not check)."""
     st = ensure(conn, station)
     raw = code
     code = normalise(code) if looks_like_marking(code) else code.strip()
@@ -93,7 +95,7 @@ def handle_scan(conn: sqlite3.Connection, send: Send, station: str, code: str, w
             if mode == "pick":
                 res = pick.pick_scan(conn, send, task["task_id"], code, station)
             else:
-                res = pack.pack_scan(conn, send, task["task_id"], code, warehouse, station)
+                res = pack.pack_scan(conn, send, task["task_id"], code, warehouse, station, registry)
     except TaskError as exc:
         res = ScanResult(False, "info", str(exc), task_id)
     record_scan(conn, station, raw, res.task_id, res)

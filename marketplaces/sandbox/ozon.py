@@ -26,6 +26,7 @@ from decimal import Decimal
 from typing import Any
 
 from marketplaces.sandbox import labels
+from marketplaces.sandbox import ozon_content as content
 from marketplaces.sandbox.core import ApiError, Route, SandboxApp, SandboxLimit, SandboxReply, SandboxRequest
 from marketplaces.sandbox.seed import demo_items
 
@@ -85,6 +86,7 @@ class OzonSandbox(SandboxApp):
         self.transitions: dict[str, list[str]] = {}
         self.carriages: dict[int, dict[str, Any]] = {}
         self.import_tasks: dict[int, list[dict[str, Any]]] = {}
+        self.import_queue: list[tuple[float, int, int, dict[str, Any]]] = []  # (due, task, index, item)
         self.sales: list[dict[str, Any]] = []
         self.injected_operations: list[dict[str, Any]] = []  # finance operations outside the realization report
         self.promotions: dict[int, list[dict[str, Any]]] = {}  # the seller's promotions by product (x/action)
@@ -165,6 +167,9 @@ class OzonSandbox(SandboxApp):
                       "date_from": start, "date_to": start + timedelta(days=float(body.get("days", 7)))}
             self.promotions.setdefault(pid, []).append(action)
             return {"product_id": pid, "actions": len(self.promotions[pid])}
+        if name == "import_delay":  # how long an imported product takes to be processed (marketplace seconds)
+            self.import_delay_s = float(body.get("seconds", self.import_delay_s))
+            return {"seconds": self.import_delay_s}
         if name == "deliver":  # the buyer received everything handed over
             done = []
             for p in self.postings.values():
@@ -208,6 +213,11 @@ class OzonSandbox(SandboxApp):
             r("POST", "/v3/product/info/list", self.product_info),
             r("POST", "/v3/product/import", self.product_import),
             r("POST", "/v1/product/import/info", self.product_import_info),
+            r("POST", "/v1/description-category/tree", self.category_tree),
+            r("POST", "/v1/description-category/attribute", self.category_attributes),
+            r("POST", "/v1/description-category/attribute/values", self.attribute_values),
+            r("POST", "/v1/description-category/attribute/values/search", self.attribute_values_search),
+            r("POST", "/v1/product/pictures/import", self.pictures_import),
             r("POST", "/v1/product/archive", self.product_archive),
             r("POST", "/v1/product/unarchive", self.product_unarchive),
             r("POST", "/v1/product/import/prices", self.import_prices),
@@ -254,6 +264,7 @@ class OzonSandbox(SandboxApp):
         return not p["archived"]
 
     def product_list(self, req: SandboxRequest) -> SandboxReply:
+        self._settle_imports()
         body = req.json()
         flt = body.get("filter") or {}
         visibility = flt.get("visibility") or "ALL"
@@ -270,6 +281,7 @@ class OzonSandbox(SandboxApp):
                                              "total": total}})
 
     def product_info(self, req: SandboxRequest) -> SandboxReply:
+        self._settle_imports()
         body = req.json()
         wanted = {int(x) for x in body.get("product_id") or []}
         wanted |= {self.by_offer[o] for o in body.get("offer_id") or [] if o in self.by_offer}
@@ -286,7 +298,8 @@ class OzonSandbox(SandboxApp):
                 "description_category_id": p["description_category_id"], "type_id": p["type_id"],
                 "currency_code": "RUB", "price": f"{p['price']:.2f}", "old_price": f"{p['old_price']:.2f}",
                 "min_price": f"{p['min_price']:.2f}", "is_archived": p["archived"], "is_autoarchived": False,
-                "created_at": p["created_at"], "updated_at": p["created_at"], "images": [], "primary_image": [],
+                "created_at": p["created_at"], "updated_at": p["created_at"], "images": list(p.get("images", [])),
+                "primary_image": list(p.get("images", []))[:1],
                 "statuses": {"is_created": True, "moderate_status": "approved",
                              "status": "price_sent" if not p["archived"] else "archived",
                              "status_name": "Продаётся" if not p["archived"] else "В архиве",
@@ -297,44 +310,120 @@ class OzonSandbox(SandboxApp):
             })
         return SandboxReply(200, {"items": items})
 
+    # -- product import (issue 18.3): categories, their attributes, the import task followed to its end
+
+    import_delay_s = 2.0  # how long Ozon takes to process an imported item (marketplace seconds)
+
     def product_import(self, req: SandboxRequest) -> SandboxReply:
+        """Queue the items: each is processed `import_delay_s` later (pending until then) and checked as Ozon
+        checks it (the category's mandatory characteristics, dictionary values, real dimensions, images)."""
         items = req.json().get("items") or []
         if not 1 <= len(items) <= 100:
             raise ApiError(400, "1..100 items per request", code="INVALID_ARGUMENT")
         task = self._next_task
         self._next_task += 1
-        results = []
-        for it in items:
-            offer = it.get("offer_id") or ""
-            errors = []
-            if not offer:
-                errors.append({"code": "OFFER_ID_REQUIRED", "message": "offer_id is required", "level": "error",
-                               "state": "imported", "field": "offer_id"})
-            if not errors:
-                pid = self.by_offer.get(offer)
-                if pid is None:
-                    pid = max(self.products) + 1
-                    self.products[pid] = {"product_id": pid, "sku": 900_000_000 + (pid - 100_000_000), "offer_id": offer,
-                                          "name": it.get("name", ""), "barcodes": [it["barcode"]] if it.get("barcode") else [],
-                                          "category": "", "description_category_id": it["description_category_id"],
-                                          "type_id": it["type_id"], "price": Decimal(it["price"]),
-                                          "old_price": Decimal(it.get("old_price") or 0), "min_price": Decimal(0),
-                                          "archived": False, "created_at": _iso(_now())}
-                    self.by_offer[offer] = pid
-                else:
-                    self.products[pid].update(name=it.get("name", self.products[pid]["name"]), price=Decimal(it["price"]))
-                results.append({"offer_id": offer, "product_id": pid, "status": "imported", "errors": []})
-            else:
-                results.append({"offer_id": offer, "product_id": 0, "status": "failed", "errors": errors})
-        self.import_tasks[task] = results
+        due = time.monotonic() + self.import_delay_s / self.time_scale
+        self.import_tasks[task] = [{"offer_id": it.get("offer_id") or "", "product_id": 0, "status": "pending",
+                                    "errors": []} for it in items]
+        self.import_queue += [(due, task, n, it) for n, it in enumerate(items)]
         return SandboxReply(200, {"result": {"task_id": task}})
 
+    def _settle_imports(self) -> None:
+        now = time.monotonic()
+        ready = [q for q in self.import_queue if q[0] <= now]
+        self.import_queue = [q for q in self.import_queue if q[0] > now]
+        for _, task, n, it in ready:
+            self.import_tasks[task][n] = self._import_one(it)
+
+    def _import_one(self, it: dict[str, Any]) -> dict[str, Any]:
+        offer = it.get("offer_id") or ""
+        if not offer:
+            return {"offer_id": "", "product_id": 0, "status": "failed", "errors": [
+                {"code": "OFFER_ID_REQUIRED", "message": "Не указан артикул (offer_id)", "level": "error",
+                 "state": "imported", "field": "offer_id", "attribute_id": 0, "attribute_name": ""}]}
+        pid = self.by_offer.get(offer)
+        if pid is not None:  # an update of a product we have: its name and price
+            self.products[pid].update(name=it.get("name", self.products[pid]["name"]), price=Decimal(it["price"]))
+            return {"offer_id": offer, "product_id": pid, "status": "imported", "errors": []}
+        subject = content.subject_of(int(it["description_category_id"]), int(it["type_id"]))
+        errors = content.problems(subject, it) if subject is not None else [
+            {"code": "CATEGORY_NOT_FOUND", "message": "Нет такой категории и типа товара", "level": "error",
+             "state": "imported", "field": "type_id", "attribute_id": 0, "attribute_name": ""}]
+        if errors:
+            return {"offer_id": offer, "product_id": 0, "status": "failed", "errors": errors}
+        pid = max(self.products) + 1
+        self.products[pid] = {"product_id": pid, "sku": 900_000_000 + (pid - 100_000_000), "offer_id": offer,
+                              "name": it.get("name", ""), "barcodes": [it["barcode"]] if it.get("barcode") else [],
+                              "category": dict(content.CATEGORIES_BY_SUBJECT).get(subject, ""),
+                              "description_category_id": it["description_category_id"], "type_id": it["type_id"],
+                              "price": Decimal(it["price"]), "old_price": Decimal(it.get("old_price") or 0),
+                              "min_price": Decimal(0), "archived": False, "created_at": _iso(_now()),
+                              "images": list(it.get("images") or []), "attributes": list(it.get("attributes") or []),
+                              "dimensions": {k: it.get(k) for k in ("depth", "width", "height", "dimension_unit",
+                                                                     "weight", "weight_unit")}}
+        self.by_offer[offer] = pid
+        return {"offer_id": offer, "product_id": pid, "status": "imported", "errors": []}
+
     def product_import_info(self, req: SandboxRequest) -> SandboxReply:
+        self._settle_imports()
         task = int(req.json()["task_id"])
         if task not in self.import_tasks:
             raise ApiError(404, f"task {task} not found", code="NOT_FOUND")
         items = self.import_tasks[task]
         return SandboxReply(200, {"result": {"items": items, "total": len(items)}})
+
+    def category_tree(self, req: SandboxRequest) -> SandboxReply:
+        return SandboxReply(200, {"result": content.tree()})
+
+    def _subject(self, body: dict[str, Any]) -> int:
+        subject = content.subject_of(int(body["description_category_id"]), int(body["type_id"]))
+        if subject is None:
+            raise ApiError(404, "description category or type not found", code="NOT_FOUND")
+        return subject
+
+    def category_attributes(self, req: SandboxRequest) -> SandboxReply:
+        return SandboxReply(200, {"result": content.attributes(self._subject(req.json()))})
+
+    def _dictionary(self, body: dict[str, Any]) -> dict[int, str]:
+        attr = next((a for a in content.attributes(self._subject(body)) if a["id"] == int(body["attribute_id"])), None)
+        if attr is None or not attr["dictionary_id"]:
+            raise ApiError(400, "the attribute has no dictionary", code="INVALID_ARGUMENT")
+        return content.DICTIONARIES[attr["dictionary_id"]]
+
+    def attribute_values(self, req: SandboxRequest) -> SandboxReply:
+        body = req.json()
+        values = sorted(self._dictionary(body).items())
+        after = int(body.get("last_value_id") or 0)
+        limit = max(1, min(int(body["limit"]), 5000))
+        rest = [(i, v) for i, v in values if i > after]
+        return SandboxReply(200, {"result": [{"id": i, "value": v, "info": "", "picture": ""} for i, v in rest[:limit]],
+                                  "has_next": len(rest) > limit})
+
+    def attribute_values_search(self, req: SandboxRequest) -> SandboxReply:
+        body = req.json()
+        want = str(body["value"]).casefold().replace("ё", "е")
+        if len(want) < 2:
+            raise ApiError(400, "value must hold at least 2 characters", code="INVALID_ARGUMENT")
+        found = [(i, v) for i, v in sorted(self._dictionary(body).items()) if want in v.casefold().replace("ё", "е")]
+        limit = max(1, min(int(body["limit"]), 100))
+        return SandboxReply(200, {"result": [{"id": i, "value": v, "info": "", "picture": ""}
+                                             for i, v in found[:limit]]})
+
+    def pictures_import(self, req: SandboxRequest) -> SandboxReply:
+        self._settle_imports()
+        body = req.json()
+        pid = int(body["product_id"])
+        if pid not in self.products:
+            raise ApiError(404, f"product {pid} not found", code="NOT_FOUND")
+        images = [str(u) for u in body.get("images") or []]
+        if len(images) > 30:
+            raise ApiError(400, "at most 30 images", code="INVALID_ARGUMENT")
+        self.products[pid]["images"] = images
+        return SandboxReply(200, {"result": {"pictures": [
+            {"is_360": False, "is_color": False, "is_primary": n == 0, "product_id": pid, "state": "imported", "url": u}
+            for n, u in enumerate(images)]}})
+
+    # -- end of product import
 
     def _set_archived(self, req: SandboxRequest, flag: bool) -> SandboxReply:
         ids = [int(x) for x in req.json()["product_id"]]

@@ -17,6 +17,8 @@ SANDBOXES: dict[str, str] = {
     "ozon": "marketplaces.sandbox.ozon:OzonSandbox",
     "yandex_market": "marketplaces.sandbox.yandex_market:YandexMarketSandbox",
     "megamarket": "marketplaces.sandbox.megamarket:MegamarketSandbox",
+    # not a marketplace: the marking register the packing check asks (issue 18.5)
+    "chestny_znak": "marketplaces.sandbox.chestny_znak:ChestnyZnakSandbox",
 }
 
 

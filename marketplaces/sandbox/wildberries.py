@@ -12,12 +12,14 @@ a 4xx in the Marketplace family costs 10 requests. Imports no adapter.
 from __future__ import annotations
 
 import base64
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from marketplaces.sandbox import labels
+from marketplaces.sandbox import wildberries_content as content
 from marketplaces.sandbox.core import ApiError, Route, SandboxApp, SandboxLimit, SandboxReply, SandboxRequest
 from marketplaces.sandbox.seed import demo_items
 
@@ -38,6 +40,7 @@ class WildberriesSandbox(SandboxApp):
         "content": SandboxLimit(100 / 60, 5),
         "content_upload": SandboxLimit(10 / 60, 5),
         "content_recover": SandboxLimit(3 / 60, 5),
+        "media": SandboxLimit(100 / 60, 5),
         "prices": SandboxLimit(10 / 6, 5),
         "stocks": SandboxLimit(300 / 60, 20, error_cost=10),
         "marketplace": SandboxLimit(300 / 60, 20, error_cost=10),
@@ -47,6 +50,8 @@ class WildberriesSandbox(SandboxApp):
         "finance": SandboxLimit(1 / 60, 1),
         "finance_list": SandboxLimit(1 / 60, 1),  # each finance method has its own 1 req/min
     }
+
+    card_delay_s = 2.0  # how long WB takes to process an uploaded card (marketplace seconds)
 
     def __init__(self, *, marking: bool = False, **options: Any) -> None:
         """`marking=True`: orders of marked demo goods require a Честный знак code (`requiredMeta:
@@ -75,6 +80,8 @@ class WildberriesSandbox(SandboxApp):
         self.supplies: dict[str, dict[str, Any]] = {}
         self.price_tasks: dict[int, dict[str, Any]] = {}
         self.card_errors: list[dict[str, Any]] = []
+        # cards uploaded and not yet processed: (due, monotonic marketplace seconds; subjectID; variant; batch)
+        self.card_queue: list[tuple[float, int, dict[str, Any], str]] = []
         self.sales: list[dict[str, Any]] = []
         self.transitions: dict[str, list[str]] = {}
         self.stock_writes = 0
@@ -166,6 +173,9 @@ class WildberriesSandbox(SandboxApp):
     def control(self, name: str, body: dict[str, Any]) -> Any:
         if name == "stock":  # read one stock as the marketplace holds it
             return {"amount": self.stocks.get((int(body["warehouseId"]), int(body["chrtId"])), 0)}
+        if name == "card_delay":  # how long an uploaded card takes to be processed (marketplace seconds)
+            self.card_delay_s = float(body.get("seconds", self.card_delay_s))
+            return {"seconds": self.card_delay_s}
         if name == "marking":  # orders made from now on: marked goods require sgtin (or not)
             self.marking = bool(body.get("sgtin", True))
             return {"sgtin": self.marking}
@@ -242,6 +252,9 @@ class WildberriesSandbox(SandboxApp):
             r("POST", "/content/v2/cards/error/list", self.cards_error_list, "content_upload"),
             r("POST", "/content/v2/cards/delete/trash", self.cards_to_trash, "content"),
             r("POST", "/content/v2/cards/recover", self.cards_recover, "content_recover"),
+            r("GET", "/content/v2/object/all", self.subjects, "content"),
+            r("GET", "/content/v2/object/charcs/{subjectId}", self.subject_charcs, "content"),
+            r("POST", "/content/v3/media/save", self.media_save, "media"),
             r("POST", "/api/v2/upload/task", self.prices_upload, "prices"),
             r("GET", "/api/v2/history/tasks", self.price_task, "prices"),
             r("GET", "/api/v2/list/goods/filter", self.prices_list, "prices"),
@@ -521,6 +534,7 @@ class WildberriesSandbox(SandboxApp):
                       "total": len(page)}
 
     def cards_list(self, req: SandboxRequest) -> SandboxReply:
+        self._settle_cards()
         settings = (req.json() or {}).get("settings") or {}
         live = [c for c in self.cards.values() if not c["_trashed"]]
         page, cursor = self._page(live, settings.get("cursor") or {}, "updatedAt")
@@ -547,37 +561,133 @@ class WildberriesSandbox(SandboxApp):
         return SandboxReply(200, {"data": None, "error": False, "errorText": "", "additionalErrors": None})
 
     def cards_upload(self, req: SandboxRequest) -> SandboxReply:
+        """Refuse at once what WB refuses at once (an unknown subject, a missing required characteristic);
+        queue the rest: WB creates a card asynchronously (`card_delay_s`, marketplace time), and what its
+        moderation finds wrong appears in the error list."""
         batch = req.json()
-        existing = {c["vendorCode"] for c in self.cards.values()}
+        missing: dict[str, str] = {}
+        for group in batch:
+            if content.subject(group["subjectID"]) is None:
+                raise ApiError(400, "This category does not exist", body={
+                    "data": None, "error": True, "errorText": "This category does not exist",
+                    "additionalErrors": {"id": str(group["subjectID"])}})
+            for v in group["variants"]:
+                ids = content.missing_required(group["subjectID"], v)
+                if ids:
+                    missing[v["vendorCode"]] = "missing required characteristics with ids: " + ", ".join(
+                        f"{{{i}}}" for i in ids)
+        if missing:
+            raise ApiError(400, "some items lacks required characteristics", body={
+                "data": None, "error": True,
+                "errorText": "some items lacks required characteristics. please fill them and try again.",
+                "additionalErrors": missing})
         batch_id = str(uuid.uuid4())
+        due = time.monotonic() + self.card_delay_s / self.time_scale
         for group in batch:
             for v in group["variants"]:
-                vendor = v["vendorCode"]
-                problems = []
-                if vendor in existing:
-                    problems.append("Артикул продавца уже существует")
-                if not v.get("title"):
-                    problems.append("Не заполнено наименование")
-                if problems:
-                    self.card_errors.append({"batchUUID": batch_id, "subjects": {}, "brands": {},
-                                             "vendorCodes": [vendor], "errors": {vendor: problems},
-                                             "updatedAt": _iso(_now())})
-                    continue
-                idx = len(self.cards) + 100_000
-                size = (v.get("sizes") or [{}])[0]
-                skus = list(size.get("skus") or [f"20{idx:011d}"])
-                self._add_card(200_000_000 + idx, 300_000_000 + idx, 400_000_000 + idx, vendor, v.get("title", ""),
-                               group["subjectID"], "", size.get("techSize", "0"), skus, _iso(_now()))
-                self.prices[200_000_000 + idx] = {"price": int(size.get("price") or 0), "discount": 0}
-                existing.add(vendor)
+                self.card_queue.append((due, group["subjectID"], v, batch_id))
         return SandboxReply(200, {"data": None, "error": False, "errorText": "", "additionalErrors": {}})
 
+    def _settle_cards(self) -> None:
+        """Create (or refuse into the error list) every uploaded card whose processing time has come."""
+        now = time.monotonic()
+        ready = [q for q in self.card_queue if q[0] <= now]
+        self.card_queue = [q for q in self.card_queue if q[0] > now]
+        existing = {c["vendorCode"] for c in self.cards.values()}
+        for _, subject_id, v, batch_id in ready:
+            vendor = v["vendorCode"]
+            problems = content.problems(subject_id, v)
+            if vendor in existing:
+                problems.insert(0, "Артикул продавца уже существует")
+            if not v.get("title"):
+                problems.append("Не заполнено наименование")
+            if problems:
+                name = content.SUBJECTS[subject_id][0]
+                self.card_errors.append({"batchUUID": batch_id, "subjects": {vendor: {"id": subject_id, "name": name}},
+                                         "brands": {vendor: v["brand"]} if v.get("brand") else {},
+                                         "vendorCodes": [vendor], "errors": {vendor: problems},
+                                         "updatedAt": _iso(_now())})
+                continue
+            idx = len(self.cards) + 100_000
+            size = (v.get("sizes") or [{}])[0]
+            skus = list(size.get("skus") or [f"20{idx:011d}"])
+            nm = 200_000_000 + idx
+            self._add_card(nm, 300_000_000 + idx, 400_000_000 + idx, vendor, v.get("title", ""),
+                           subject_id, content.SUBJECTS[subject_id][0], size.get("techSize", "0"), skus, _iso(_now()))
+            card = self.cards[nm]
+            card["brand"] = v.get("brand", "")
+            card["description"] = v.get("description", "")
+            card["needKiz"] = subject_id in content.MARKED_SUBJECTS
+            card["kizMarked"] = bool(v.get("kizMarked"))
+            card["characteristics"] = [dict(c, name=next((x["name"] for x in content.charcs(subject_id)
+                                                          if x["charcID"] == c["id"]), "")) for c in v.get("characteristics") or []]
+            dims = v.get("dimensions")
+            card["dimensions"] = (dict(dims, isValid=True) if dims else
+                                  {"length": 0, "width": 0, "height": 0, "weightBrutto": 0, "isValid": False})
+            self.prices[nm] = {"price": int(size.get("price") or 0), "discount": 0}
+            existing.add(vendor)
+            # a re-sent card that is now right leaves the error list (as the spec says)
+            self.card_errors = [e for e in self.card_errors if vendor not in e["vendorCodes"]]
+
     def cards_error_list(self, req: SandboxRequest) -> SandboxReply:
-        items = list(self.card_errors[-100:])
-        cursor = {"next": False, "updatedAt": items[-1]["updatedAt"] if items else _iso(_now()),
-                  "batchUUID": items[-1]["batchUUID"] if items else str(uuid.UUID(int=0))}
-        return SandboxReply(200, {"data": {"items": items, "cursor": cursor}, "error": False, "errorText": "",
+        """Paged by `cursor.limit`, continued from the `updatedAt` + `batchUUID` of the last page."""
+        self._settle_cards()
+        cursor = req.json().get("cursor") or {}
+        limit = int(cursor.get("limit") or 100)
+        items = list(self.card_errors)
+        if cursor.get("batchUUID"):
+            ids = [e["batchUUID"] for e in items]
+            after = ids.index(cursor["batchUUID"]) + 1 if cursor["batchUUID"] in ids else 0
+            items = items[after:]
+        page, more = items[:limit], len(items) > limit
+        last = page[-1] if page else None
+        out = {"next": more, "updatedAt": last["updatedAt"] if last else _iso(_now()),
+               "batchUUID": last["batchUUID"] if last else str(uuid.UUID(int=0))}
+        return SandboxReply(200, {"data": {"items": page, "cursor": out}, "error": False, "errorText": "",
                                   "additionalErrors": None})
+
+    def subjects(self, req: SandboxRequest) -> SandboxReply:
+        parent = req.query.get("parentID")
+        found = content.subjects(req.query.get("name", ""), int(parent) if parent else None)
+        offset, limit = int(req.query.get("offset") or 0), int(req.query.get("limit") or 30)
+        if limit > 1000:
+            raise ApiError(400, "limit must be at most 1000")
+        return SandboxReply(200, {"data": found[offset: offset + limit], "error": False, "errorText": "",
+                                  "additionalErrors": None})
+
+    def subject_charcs(self, req: SandboxRequest) -> SandboxReply:
+        try:
+            subject_id = int(req.path_params["subjectId"])
+        except ValueError:
+            raise ApiError(400, "subjectId must be an integer") from None
+        if content.subject(subject_id) is None:
+            raise ApiError(400, "This category does not exist")
+        return SandboxReply(200, {"data": content.charcs(subject_id), "error": False, "errorText": "",
+                                  "additionalErrors": None})
+
+    def media_save(self, req: SandboxRequest) -> SandboxReply:
+        """Photos by URL: the list replaces the card's photos; at most 30, each a direct http(s) link."""
+        self._settle_cards()
+        body = req.json()
+        nm, urls = body.get("nmId"), body.get("data") or []
+        if not nm:
+            raise ApiError(422, "nmId is missing", body={"data": None, "error": True,
+                                                          "errorText": "Отсутствует параметр nmId", "additionalErrors": None})
+        card = self.cards.get(nm)
+        if card is None:
+            raise ApiError(400, "card not found", body={"data": None, "error": True,
+                                                         "errorText": f"Карточка товара {nm} не найдена",
+                                                         "additionalErrors": None})
+        bad = [u for u in urls if not (u.startswith("http://") or u.startswith("https://"))
+               or u.rsplit(".", 1)[-1].lower() not in ("jpg", "jpeg", "png", "bmp", "gif", "webp", "mov", "mp4")]
+        if len(urls) > 30 or bad:
+            raise ApiError(400, "bad links", body={"data": None, "error": True,
+                                                    "errorText": "Некорректные ссылки на медиафайлы" if bad
+                                                    else "Не больше 30 изображений в карточке",
+                                                    "additionalErrors": {"links": bad} if bad else None})
+        card["photos"] = [{"big": u, "c246x328": u, "c516x688": u, "square": u, "tm": u} for u in urls]
+        card["updatedAt"] = _iso(_now())
+        return SandboxReply(200, {"data": {}, "error": False, "errorText": "", "additionalErrors": None})
 
     # -- prices
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from cloud_sync.catalog import card_fill, nomenclature
 from cloud_sync.catalog import cards as catalog
-from cloud_sync.catalog import nomenclature
 from cloud_sync.db import transaction
 from cloud_sync.stock import push as stock_push
 from marketplaces.base import Card, CardCreation
@@ -108,9 +108,12 @@ class CardFactory:
 @pytest.mark.parametrize("outcome", ["created", "failed"])
 def test_wb_card_creation_followed_to_the_end(conn, outcome):
     _items(conn)
+    dims = {"Длина": "12", "Ширина": "9", "Высота": "10", "Вес": "0.4"}
     wb = CardFactory(outcome)
     with transaction(conn):
-        new = catalog.new_card_from_item(conn, "I1", 1367, brand="Demo", price=590)
+        nomenclature.upsert_items(conn, [nomenclature.Item(id="I1", name="Кружка белая", article="MUG-1",
+                                                           barcodes=["4600000000011"], properties=dims)])
+        new = card_fill.new_card(conn, "wildberries", "I1", "1367", [], brand="Demo", price=590)
         catalog.create_card(conn, wb, "wb", "I1", new)
     assert new.offer_id == "MUG-1" and new.sizes[0]["skus"] == ["4600000000011"]
     for _ in range(2):

@@ -5,6 +5,8 @@ and confirmed."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from cloud_sync.cli.cloud import stock_main, sync_main
@@ -153,30 +155,98 @@ def test_one_shot_commands_use_what_was_entered_in_settings(tmp_path, sandboxes,
 
 
 def test_wb_card_created_from_an_item_and_followed_to_the_end(conf, sandboxes):
+    """A card is filled from the 1C item by the subject's rules the seller set once: refused before sending
+    (in Russian, naming what is missing) until the rules cover every required characteristic; then sent,
+    followed to created or failed, linked, and given its photos through the media API."""
     from cloud_sync.catalog import cards as catalog
     from cloud_sync.catalog import nomenclature
     from cloud_sync.web.app import create_app
 
     cfg = load_config(conf)
     conn = open_db(cfg.db_path)
+    props = {"Цвет": "белый; чёрный", "Материал": "керамика", "Объём, мл": "350", "Длина": "12", "Ширина": "9",
+             "Высота": "10,5", "Вес": "0,42", "Фото": "https://cdn.example.org/mug/1.jpg"}
     with transaction(conn):
         nomenclature.upsert_items(conn, [
-            nomenclature.Item(id="NEW-1", name="Кружка новая", article="MS-NEW-1", barcodes=["4607000099991"]),
-            nomenclature.Item(id="DUP-1", name="Кружка двойник", article="MS-00001", barcodes=["4607000099992"]),
+            nomenclature.Item(id="NEW-1", name="Кружка новая", article="MS-NEW-1", barcodes=["4607000099991"],
+                              properties=props),
+            nomenclature.Item(id="DUP-1", name="Кружка двойник", article="MS-00001", barcodes=["4607000099992"],
+                              properties=props),
         ])
     adapters = accounts.open_adapters(cfg)
     c = create_app(cfg, adapters=adapters).test_client()
+    attrs = {a["name"]: a for a in c.get("/api/cards/fill-rules/wb/1367").get_json()}
+    assert attrs["Объем"]["required"] and attrs["Объем"]["property"] == ""
+    refused = c.post("/api/cards/create", json={"account": "wb", "item_id": "NEW-1", "subject_id": 1367})
+    assert refused.status_code == 422
+    assert "не заполнены обязательные характеристики: Цвет, Материал изделия, Объем" in refused.get_json()["error"]
+    rules = [{"attribute_id": attrs["Цвет"]["id"], "property": "Цвет"},
+             {"attribute_id": attrs["Материал изделия"]["id"], "property": "Материал"},
+             {"attribute_id": attrs["Объем"]["id"], "property": "Объём, мл"},
+             {"attribute_id": attrs["Страна производства"]["id"], "value": "Россия"}]
+    assert c.put("/api/cards/fill-rules/wb/1367", json={"rules": rules}).status_code == 200
     for item in ("NEW-1", "DUP-1"):
         r = c.post("/api/cards/create", json={"account": "wb", "item_id": item, "subject_id": 1367, "price": 590})
         assert r.status_code == 200, r.get_json()
-    for _ in range(5):
+    for _ in range(50):
         with transaction(conn):
             catalog.follow_creations(conn, adapters["wb"], "wb")
         states = {x["item_id"]: x for x in c.get("/api/cards/creations?account=wb").get_json()}
         if all(x["state"] != "pending" for x in states.values()):
             break
+        time.sleep(0.05)
     assert states["NEW-1"]["state"] == "created" and states["DUP-1"]["state"] == "failed"
     assert "уже существует" in states["DUP-1"]["errors"]
+    assert states["NEW-1"]["photos_state"] == "uploaded"
     made = catalog.card(conn, "wb", states["NEW-1"]["card_id"])
     assert made.item_id == "NEW-1" and made.barcodes == ["4607000099991"]
+    sent = next(c for c in adapters["wb"].list_cards() if c.offer_id == "MS-NEW-1").native
+    assert sent["dimensions"] == {"length": 12, "width": 9, "height": 11, "weightBrutto": 0.42, "isValid": True}
+    assert {ch["name"]: ch["value"] for ch in sent["characteristics"]} == {
+        "Цвет": ["белый", "чёрный"], "Материал изделия": ["керамика"], "Объем": 350, "Страна производства": ["Россия"]}
+    assert [p["big"] for p in sent["photos"]] == ["https://cdn.example.org/mug/1.jpg"]
+    conn.close()
+
+
+def test_ozon_product_created_from_an_item_by_the_category_rules(conf, sandboxes):
+    """The same path for Ozon: the type's attributes from Ozon, the rules kept per category, dictionary values
+    looked up by the adapter, the import task followed to the end, the product linked and given its photos."""
+    from cloud_sync.catalog import cards as catalog
+    from cloud_sync.catalog import nomenclature
+    from cloud_sync.web.app import create_app
+
+    cfg = load_config(conf)
+    conn = open_db(cfg.db_path)
+    props = {"Цвет": "чёрный", "Материал": "керамика", "Объём, мл": "350", "Длина": "12", "Ширина": "9",
+             "Высота": "10", "Вес": "0,42", "Фото": "https://cdn.example.org/oz/1.jpg"}
+    with transaction(conn):
+        nomenclature.upsert_items(conn, [nomenclature.Item(id="OZ-1", name="Кружка для Ozon", article="MS-OZ-1",
+                                                           barcodes=["4607000099915"], properties=props)])
+    adapters = accounts.open_adapters(cfg)
+    c = create_app(cfg, adapters=adapters).test_client()
+    mug = c.get("/api/cards/marketplace-categories/oz?name=Кружки").get_json()
+    assert [m["id"] for m in mug] == ["17030267:91367"]
+    url = "/api/cards/fill-rules/oz/17030267:91367"
+    attrs = {a["name"]: a for a in c.get(url).get_json()}
+    rules = [{"attribute_id": attrs["Бренд"]["id"], "value": "MarketSync Demo"},
+             {"attribute_id": attrs["Название модели (для объединения в одну карточку)"]["id"], "value": "Кружка"},
+             {"attribute_id": attrs["Цвет товара"]["id"], "property": "Цвет"},
+             {"attribute_id": attrs["Материал"]["id"], "property": "Материал"},
+             {"attribute_id": attrs["Объем, мл"]["id"], "property": "Объём, мл"}]
+    assert c.put(url, json={"rules": rules}).status_code == 200
+    r = c.post("/api/cards/create", json={"account": "oz", "item_id": "OZ-1", "category_id": "17030267:91367",
+                                          "price": 690})
+    assert r.status_code == 200 and r.get_json()["state"] == "pending", r.get_json()
+    for _ in range(100):
+        with transaction(conn):
+            catalog.follow_creations(conn, adapters["oz"], "oz")
+        state = c.get("/api/cards/creations?account=oz").get_json()[0]
+        if state["state"] != "pending":
+            break
+        time.sleep(0.05)
+    assert state["state"] == "created" and state["photos_state"] == "uploaded", state
+    assert catalog.card(conn, "oz", state["card_id"]).item_id == "OZ-1"
+    product = sandboxes["ozon"].app.products[int(state["card_id"])]
+    assert product["images"] == ["https://cdn.example.org/oz/1.jpg"]
+    assert product["dimensions"]["weight"] == 420
     conn.close()

@@ -101,7 +101,8 @@ def print_waiting(conn: sqlite3.Connection, folder: Path) -> list[Path]:
     return list(hub.printer.printed)
 
 
-def edge_config(tmp: Any, broker: Any | None = None, **tasks: Any) -> Any:
+def edge_config(tmp: Any, broker: Any | None = None, *, tables: dict[str, Any] | None = None, **tasks: Any) -> Any:
+    """A site's config in `tmp`; `tables` adds or replaces whole tables of edge.toml."""
     from edge_agent.config import config_from_dict, hash_pin
 
     data: dict[str, Any] = {
@@ -112,6 +113,7 @@ def edge_config(tmp: Any, broker: Any | None = None, **tasks: Any) -> Any:
         "printer": {"kind": "virtual", "out_dir": str(tmp / "labels")},
         "tasks": {"print_retry_s": 0.5, **tasks},
         "staff": [{"name": "Анна", "pin_hash": hash_pin("4321")}],
+        **(tables or {}),
     }
     return config_from_dict(data, tmp)
 

@@ -100,7 +100,7 @@ def test_an_unknown_key_or_a_wrong_type_is_one_line_naming_file_and_key() -> Non
     assert _problem({"cameras": [{"max_gb": "20"}]}) == 'edge.toml: cameras[1].max_gb: must be a number, got "20"'
     assert _problem({"staff": [{"name": "x"}]}) == "edge.toml: staff[1].pin_hash: required"
     assert _problem({"staff": [{"name": "x", "pin": "1234"}]}).startswith("edge.toml: staff[1].pin: PINs are not kept")
-    assert _problem({"sites": {}}).startswith("edge.toml: sites: unknown key (allowed: cameras, label, mqtt, printer,")
+    assert _problem({"sites": {}}).startswith("edge.toml: sites: unknown key (allowed: cameras, chestny_znak, label, mqtt, printer,")
     for secret in ({"web": {"secret_key": 12345678}}, {"mqtt": {"password": 12345678}},
                    {"staff": [{"name": "x", "pin_hash": 12345678}]},
                    {"cameras": [{"source": ["rtsp://admin:12345678@cam/1"]}]}):

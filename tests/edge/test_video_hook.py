@@ -27,6 +27,7 @@ def test_packing_video_runs_from_the_first_scan_until_the_label_prints(tmp_path)
     cfg = edge_config(tmp_path)
     cfg.cameras = [CameraSettings(source=str(clip), station="pack-1", loop=True)]
     cfg.video_dir = str(tmp_path / "video")
+    cfg.monitor_token = "monitor-token-for-this-test"  # /api/status answers a monitor (or a PIN login) only
     site = Site(cfg, with_link=False)
     site.start()
     try:
@@ -66,7 +67,7 @@ def test_a_camera_lost_while_recording_is_shown_on_the_page_without_its_password
         assert site.scan("pack-1", MUG["barcode"]).ok
         assert wait_for(lambda: bool(site.problems()))
         client = create_app(site).test_client()
-        status = client.get("/api/status")
+        status = client.get("/api/status", headers={"Authorization": "Bearer monitor-token-for-this-test"})
         problems = " ".join(status.get_json()["device_problems"])
         assert "камера места pack-1" in problems and "видео" in problems
         assert "S3cretPW" not in status.get_data(as_text=True) and "S3cretPW" not in caplog.text

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from marketsync.demo import Demo, http_json
+from marketsync.demo_config import ACCOUNT_NAMES
 from marketsync.procs import Service
 
 pytestmark = pytest.mark.slow
@@ -42,7 +43,7 @@ def _restart_cloud(demo: Demo) -> None:
 
 
 def _state(demo: Demo, mp: str) -> dict:
-    return http_json("GET", demo.sandboxes[mp]["url"].rstrip("/") + "/_sandbox/state")
+    return http_json("GET", demo.sandboxes[ACCOUNT_NAMES[mp]]["url"].rstrip("/") + "/_sandbox/state")
 
 
 def test_cloud_killed_mid_call_makes_every_marketplace_move_exactly_once(tmp_path: Path):
@@ -53,10 +54,10 @@ def test_cloud_killed_mid_call_makes_every_marketplace_move_exactly_once(tmp_pat
         demo.start()
         made: dict[str, list[str]] = {"wildberries": [], "ozon": []}
         for mp in made:
-            http_json("POST", demo.sandboxes[mp]["url"].rstrip("/") + "/_sandbox/faults", {"move_delay_ms": 1200})
+            http_json("POST", demo.sandboxes[ACCOUNT_NAMES[mp]]["url"].rstrip("/") + "/_sandbox/faults", {"move_delay_ms": 1200})
 
         def order(mp: str) -> None:
-            url = demo.sandboxes[mp]["url"].rstrip("/")
+            url = demo.sandboxes[ACCOUNT_NAMES[mp]]["url"].rstrip("/")
             made[mp] += [str(x) for x in http_json("POST", f"{url}/_sandbox/orders", {"count": 1})["orders"]]
 
         def finished() -> bool:

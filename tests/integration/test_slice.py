@@ -20,6 +20,7 @@ from PIL import Image
 
 from marketplaces.sandbox.seed import demo_items
 from marketsync.demo import Demo, http_json
+from marketsync.demo_config import ACCOUNT_NAMES
 
 ITEMS = 12
 
@@ -50,7 +51,7 @@ def day(tmp_path: Path):
 
 
 def test_one_wb_order_travels_to_the_site_label_and_every_other_marketplace(day: Demo):
-    wb, ozon = day.sandboxes["wildberries"]["url"], day.sandboxes["ozon"]["url"]
+    wb, ozon = day.sandboxes[ACCOUNT_NAMES["wildberries"]]["url"], day.sandboxes[ACCOUNT_NAMES["ozon"]]["url"]
     cloud = day.cloud_url
 
     # the cloud linked the cards of both marketplaces to the 1C items by barcode

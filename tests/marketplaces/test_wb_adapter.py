@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -135,14 +136,18 @@ def test_realization_report_comes_from_what_was_sold(wb) -> None:
 
 def test_card_creation_and_its_errors(wb) -> None:
     sb, adapter = wb
+    filled = [{"id": 14177449, "value": ["белый"]}, {"id": 12, "value": ["керамика"]}, {"id": 90630, "value": 350}]
     new = NewCard(offer_id="NEW-0001", title="Кружка новая", subject_id=1367, brand="MarketSync Demo",
+                  characteristics=filled,
                   sizes=[{"techSize": "0", "wbSize": "", "price": 990, "skus": ["4607099999991"]}])
     assert adapter.create_card(new).state == "pending"
+    time.sleep(0.1)  # the sandbox processes an upload in 2 s of marketplace time (1/30 s at this time scale)
     done = adapter.card_creation_status("NEW-0001")
     assert done.state == "created" and done.card.barcodes == ["4607099999991"]
-    adapter.create_card(NewCard(offer_id="MS-00001", title="Дубликат", subject_id=192))
+    adapter.create_card(NewCard(offer_id="MS-00001", title="Дубликат", subject_id=1367, characteristics=filled))
+    time.sleep(0.1)
     failed = adapter.card_creation_status("MS-00001")
-    assert failed.state == "failed" and failed.errors
+    assert failed.state == "failed" and failed.errors == ["Артикул продавца уже существует"]
     with pytest.raises(InvalidRequest):
         adapter.create_card(NewCard(offer_id="X", title="x" * 61, subject_id=1))
 

@@ -3,16 +3,20 @@ suggestions (cloud_sync.catalog.cards.auto_link), manual link/unlink, hide/show,
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 from flask import Blueprint, render_template, request
 
+from cloud_sync.catalog import card_fill
 from cloud_sync.catalog import cards as catalog
 from cloud_sync.db import transaction
+from cloud_sync.onec import items_out
 from cloud_sync.web.context import ctx, get_db
 from cloud_sync.web.pages.common import PAGE_SIZE, accounts, args_for, page_number
 from marketplaces import profiles
-from marketplaces.base import MarketplaceError, NotSupported
+from marketplaces.base import CardMaker, MarketplaceError, NotSupported
 
 bp = Blueprint("products", __name__)
 
@@ -50,7 +54,9 @@ def _page(status: int = 200, **kw: Any):
                            linked=a.get("linked", ""), q=q, rows=rows[(page - 1) * PAGE_SIZE: page * PAGE_SIZE],
                            total=len(rows), page=page, has_next=len(rows) > page * PAGE_SIZE, args=args_for(),
                            unmatched=sum(1 for r in rows if r.item_id is None),
-                           creations=catalog.creations(get_db(), account), form=request.form, **kw), status
+                           creations=catalog.creations(get_db(), account), form=request.form,
+                           new_items=items_out.proposals(get_db(), account),
+                           onec_odata=ctx().cfg.onec is not None and ctx().cfg.onec.odata is not None, **kw), status
 
 
 @bp.get("/products")
@@ -156,13 +162,9 @@ def create():
     settings = ctx().cfg.accounts.get(account)
     if settings is None or not _creates_cards(settings.marketplace) or account not in ctx().adapters:
         errors["create_account"] = f"choose a connected {_card_makers()} account"
-    try:
-        subject_id = int(f.get("subject_id", ""))
-        if subject_id <= 0:
-            raise ValueError
-    except ValueError:
-        errors["subject_id"] = f"the {_card_makers()} subject (category) id is a positive whole number"
-        subject_id = 0
+    subject_id = f.get("subject_id", "").strip()  # a WB subject id, or an Ozon "description_category_id:type_id"
+    if not re.fullmatch(r"[1-9]\d*(:[1-9]\d*)?", subject_id):
+        errors["subject_id"] = "категория — номер, как его даёт маркетплейс (у некоторых «категория:тип»)"
     try:
         price = int(f.get("price", "0") or 0)
         if price < 0:
@@ -176,14 +178,102 @@ def create():
         return _page(status=400, errors=errors)
     conn = get_db()
     try:
-        new = catalog.new_card_from_item(conn, f["new_item_id"].strip(), subject_id, brand=f.get("brand", ""),
-                                         price=price)
         adapter = ctx().adapters[account]
-        result = adapter.create_card(new)  # the marketplace call outside the write lock
+        if not isinstance(adapter, CardMaker):
+            return _page(status=400, errors={"create_account": "этот маркетплейс не создаёт карточки через API"})
+        attributes = adapter.category_attributes(subject_id)
+        photos = [u.strip() for u in f.get("photos", "").split() if u.strip()]
+        new = card_fill.new_card(conn, adapter.name, f["new_item_id"].strip(), subject_id, attributes,
+                                 brand=f.get("brand", ""), price=price, photos=photos)
+        result = catalog.start_creation(adapter, new)  # the marketplace call outside the write lock
         with transaction(conn):
-            catalog.record_creation(conn, adapter.name, account, f["new_item_id"].strip(), result)
-    except catalog.CatalogError as exc:
+            catalog.record_creation(conn, adapter.name, account, f["new_item_id"].strip(), result, photos=new.photos)
+    except card_fill.CardFillError as exc:
         return _page(status=400, errors={"new_item_id": str(exc)})
     except MarketplaceError as exc:
         return _page(status=502, errors={"create_account": str(exc)})
     return _page(messages=[("ok", f"card {result.offer_id}: {result.state}")])
+
+
+@bp.post("/products/to-1c")
+def to_onec():
+    """Cards into 1C: create the chosen items of the preview in 1C through OData, then link the cards."""
+    section = ctx().cfg.onec.odata if ctx().cfg.onec is not None else None
+    if section is None:
+        return _page(status=409, errors={"to_1c": "в cloud.toml нет [onec.odata]: укажите адрес OData базы 1С"})
+    chosen = request.form.getlist("article")
+    conn = get_db()
+    batch = [i for i in items_out.proposals(conn) if i.article in chosen]
+    if not batch:
+        return _page(status=400, errors={"to_1c": "отметьте товары, которые создать в 1С"})
+    outcomes = items_out.create_in_1c(batch, items_out.item_settings(section))  # HTTP outside the write lock
+    with transaction(conn):
+        linked = items_out.record(conn, batch, outcomes)
+    ctx().wake()
+    made = sum(1 for o in outcomes if o.ref_key and not o.error)
+    messages = [("ok", f"В 1С: {made} товар(ов); связано карточек: {linked.linked_by_barcode + linked.linked_by_article}")]
+    messages += [("error", o.error) for o in outcomes if o.error]
+    return _page(status=200 if made == len(outcomes) else 502, messages=messages)
+
+
+# ------------------------------------------------------------ fill rules (a card's characteristics from 1C)
+
+
+def _property_names(limit: int = 500) -> list[str]:
+    """The 1C item properties the nomenclature holds (for the rules' choices)."""
+    names: set[str] = set()
+    for (text,) in get_db().execute("SELECT properties FROM items WHERE deleted=0 AND properties!='{}' LIMIT ?",
+                                    (limit,)):
+        names.update(json.loads(text or "{}"))
+    return sorted(names)
+
+
+def _rules_page(status: int = 200, **kw: Any):
+    a = request.values
+    makers = [(n, label) for n, label in accounts() if _creates_cards(ctx().cfg.accounts[n].marketplace)]
+    account = a.get("account") or (makers[0][0] if makers else "")
+    q, category = a.get("q", "").strip(), a.get("category", "").strip()
+    found, attributes, saved, error = [], [], {}, ""
+    adapter = ctx().adapters.get(account)
+    if isinstance(adapter, CardMaker):
+        try:
+            if q:
+                found = adapter.categories(q)[:50]
+            if category:
+                attributes = adapter.category_attributes(category)
+                saved = card_fill.rules(get_db(), adapter.name, category)
+        except (MarketplaceError, ValueError) as exc:
+            error = f"маркетплейс не ответил: {exc}"
+    elif account:
+        error = "этот аккаунт не подключён или его маркетплейс не создаёт карточки через API"
+    return render_template("cloud/fill_rules.html", active="products", accounts=makers, account=account, q=q,
+                           category=category, found=found, attributes=attributes, saved=saved,
+                           properties=_property_names(), error=kw.pop("error", error), **kw), status
+
+
+@bp.get("/products/fill-rules")
+def fill_rules():
+    """Which 1C property fills each characteristic of a category: set once per category."""
+    return _rules_page()
+
+
+@bp.post("/products/fill-rules")
+def save_fill_rules():
+    f = request.form
+    adapter = ctx().adapters.get(f.get("account", ""))
+    category = f.get("category", "").strip()
+    if not isinstance(adapter, CardMaker) or not category:
+        return _rules_page(status=400, error="выберите аккаунт и категорию")
+    try:
+        attributes = adapter.category_attributes(category)
+    except (MarketplaceError, ValueError) as exc:
+        return _rules_page(status=502, error=f"маркетплейс не ответил: {exc}")
+    rules = [card_fill.FillRule(a.id, a.name, f.get(f"property_{a.id}", ""), f.get(f"value_{a.id}", ""))
+             for a in attributes]
+    conn = get_db()
+    with transaction(conn):
+        card_fill.save_rules(conn, adapter.name, category, rules)
+    missing = [a.name for a, r in zip(attributes, rules, strict=True)
+               if a.required and not (r.property.strip() or r.value.strip())]
+    note = ("Сохранено. Обязательные без правила: " + ", ".join(missing)) if missing else "Сохранено"
+    return _rules_page(messages=[("ok" if not missing else "error", note)])
