@@ -20,6 +20,7 @@ from cloud_sync.orders import desk, intake, listing, mp_actions, records, site_m
 from cloud_sync.schema import open_db
 from cloud_sync.service.jobs import Jobs
 from cloud_sync.stock import ledger
+from cloud_sync.stock import push as stock_push
 from marketplaces import open_account
 from marketplaces.base import Card
 from marketplaces.sandbox.registry import start_sandbox
@@ -434,3 +435,25 @@ def test_the_cloud_job_offers_1c_balances_to_the_waiting_orders(conn, cfg, db_pa
     (job,) = [j for j in jobs.jobs if j.name == "waiting-orders"]
     job.fn(conn)
     assert _o(conn, "ym:J1")["stage"] == "reserved" and woken == [1]
+
+
+def test_the_published_stock_follows_a_unit_not_found(conn, cfg):
+    items = seed(conn, 1)
+    mug = items[0]
+    with transaction(conn):
+        ledger.set_balances(conn, "main", {mug.item_id: 3}, full=True)
+    stock_push.plan(conn, cfg)
+    h = _handlers(cfg)
+    intake.ingest(conn, cfg, [order("oz", "F1", card_id("oz", 1))])
+    stock_push.plan(conn, cfg)
+    with transaction(conn):
+        conn.execute("DELETE FROM stock_push_queue")
+        h["stock_delta"](conn, _env("stock_delta", {"warehouse": "main", "item_id": mug.item_id, "delta": -1,
+                                                    "reason": "writeoff", "ref": "oz:F1"}))
+        h["task_progress"](conn, _env("task_progress", {
+            "task_id": "pick-oz:F1", "order_id": "oz:F1", "state": "short",
+            "lines": [{"item_id": mug.item_id, "quantity": 1, "picked": 0, "short": 1, "packed": 0}]}))
+    stock_push.plan(conn, cfg)
+    queued = dict(conn.execute("SELECT account, quantity FROM stock_push_queue WHERE item_id=?", (mug.item_id,)))
+    # 3 on hand − 1 not found = 2, one of them held again for the order: every account is told 1
+    assert queued == {"wb": 1, "oz": 1, "ym": 1, "mm": 1}
