@@ -130,21 +130,19 @@ def no_site_reason(warehouse: str) -> str:
 
 def _waiting_rows(conn: sqlite3.Connection, items: set[tuple[str, str]] | None,
                   only: int | None = None) -> list[sqlite3.Row]:
-    sql = ("SELECT * FROM orders o WHERE stage IN ('short','problem') AND NOT EXISTS (SELECT 1 FROM order_actions a"
-           " WHERE a.order_id=o.id AND a.action='cancel')")
-    args: list[Any] = []
+    base = ("SELECT o.* FROM orders o WHERE o.stage IN ('short','problem') AND NOT EXISTS (SELECT 1 FROM"
+            " order_actions a WHERE a.order_id=o.id AND a.action='cancel')")
     if only is not None:
-        sql += " AND id=?"
-        args.append(only)
-    rows = conn.execute(sql, args).fetchall()
-    if items is not None:
-        wanted = set(items)
-        keep = []
-        for r in rows:
-            lines = conn.execute("SELECT item_id FROM order_lines WHERE order_id=?", (r["id"],)).fetchall()
-            if any((ln[0], r["warehouse"]) in wanted for ln in lines):
-                keep.append(r)
-        rows = keep
+        rows = conn.execute(base + " AND o.id=?", (only,)).fetchall()
+    elif items is None:
+        rows = conn.execute(base).fetchall()
+    else:  # one indexed look-up per (item, warehouse): a new order's check stays cheap however many wait
+        found: dict[int, sqlite3.Row] = {}
+        for item, warehouse in items:
+            for r in conn.execute(base + " AND o.warehouse=? AND EXISTS (SELECT 1 FROM order_lines l WHERE"
+                                  " l.order_id=o.id AND l.item_id=?)", (warehouse, item)):
+                found[r["id"]] = r
+        rows = list(found.values())
     return sorted(rows, key=lambda r: deadline_key(r["ship_by"], r["created_at"], r["id"]))
 
 
