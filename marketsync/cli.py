@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "cloud": ("cloud_sync.cli.cloud", "cloud_main", "run the central service (cloud serve)"),
     "sync": ("cloud_sync.cli.cloud", "sync_main", "sync cards|stocks|prices|orders|reports with the marketplaces"),
     "stock": ("cloud_sync.cli.cloud", "stock_main", "stock ledger questions (stock why ITEM --account A)"),
+    "orders": ("cloud_sync.cli.orders", "main", "orders: export (jsonl|csv|xlsx), retry a waiting order"),
     "reconcile": ("cloud_sync.cli.reconcile", "main", "сверка остатков: 1С, учёт и площадки (last line JSON)"),
     "onec": ("cloud_sync.cli.onec", "main", "1C exchange: import CommerceML files"),
     "edge": ("edge_agent.cli", "main", "run the warehouse site agent (edge serve)"),

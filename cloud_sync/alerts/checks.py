@@ -1,5 +1,6 @@
 """What deserves an alert: items at or below their critical stock, order events (new, short, problem,
-cancelled), deadlines near or past; and `tick`, what the cloud's jobs loop runs (check, then deliver).
+cancelled), deadlines near or past (an order that waits for stock or a link says so, with its reason and
+the seller's choices); and `tick`, what the cloud's jobs loop runs (check, then deliver).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from cloud_sync.alerts.outbox import AlertSettings, DeliveryStats, deliver, enqu
 from cloud_sync.db import transaction
 from cloud_sync.i18n import domain_text, service_when, translations
 from cloud_sync.orders import listing
+from cloud_sync.orders.waiting import WAITING as WAITING_STAGES
 
 
 def set_minimum(conn: sqlite3.Connection, item_id: str, min_quantity: int | None) -> None:
@@ -77,7 +79,7 @@ def scan_order_events(conn: sqlite3.Connection, *, now: float | None = None) -> 
         return 0
     pos = pos_row[0]
     rows = conn.execute(
-        "SELECT e.id, e.kind, e.detail, o.account, o.number, o.native_id, o.ship_by FROM order_events e"
+        "SELECT e.id, e.kind, e.detail, e.source, o.account, o.number, o.native_id, o.ship_by FROM order_events e"
         " LEFT JOIN orders o ON o.id=e.order_id WHERE e.id>? ORDER BY e.id LIMIT 5000", (pos,)).fetchall()
     n = 0
     with transaction(conn):
@@ -96,6 +98,9 @@ def scan_order_events(conn: sqlite3.Connection, *, now: float | None = None) -> 
                 "order_problem": "❗ " + _("Order %(number)s (%(account)s) needs attention: %(detail)s") % said,
                 "order_cancelled": ("✖️ " + _("Order %(number)s (%(account)s) cancelled %(detail)s") % said).rstrip(),
             }[kind]
+            if kind == "order_short" and r["source"] == "site":  # not found on the shelf, not a new order
+                kind, text = "order_site_short", (f"❗ Заказ {number} ({r['account']}): на площадке не нашли товар —"
+                                                  f" {r['detail']}")
             if enqueue(conn, kind, f"{kind}:{r['account']}:{r['native_id']}", text, now=now) is not None:
                 n += 1
         conn.execute("INSERT INTO alert_cursor(name, position) VALUES ('order_events', ?)"
@@ -119,10 +124,19 @@ def check_deadlines(conn: sqlite3.Connection, orders: Iterable[dict[str, Any]], 
         mins = int(abs(left) // 60)
         said = {"number": o.get("number") or o.get("key"), "account": o.get("account"), "mins": mins,
                 "when": _when(ship_by)}
-        text = "⏰ " + (_("Order %(number)s (%(account)s): the assembly deadline passed %(mins)s min ago (%(when)s)")
-                       if left < 0 else
-                       _("Order %(number)s (%(account)s): the assembly deadline is in %(mins)s min (%(when)s)")) % said
-        if enqueue(conn, "order_deadline", f"deadline:{state}:{o.get('account')}:{o.get('key') or o.get('number')}",
+        if o.get("stage") in WAITING_STAGES:  # nothing will be picked unless someone acts: say why
+            text = (f"⏰ Заказ {o.get('number') or o.get('key')} ({o.get('account')}) ждёт и не собирается: "
+                    f"{o.get('problem') or 'нет товара'}. Срок сборки "
+                    + (f"прошёл {mins} мин назад" if left < 0 else f"через {mins} мин") + f" ({_when(ship_by)})."
+                    " Что можно: ждать товара, собрать с другого склада, отменить")
+            kind = "order_waiting_deadline"
+        else:
+            text = "⏰ " + (_("Order %(number)s (%(account)s): the assembly deadline passed %(mins)s min ago (%(when)s)")
+                           if left < 0 else
+                           _("Order %(number)s (%(account)s): the assembly deadline is in %(mins)s min (%(when)s)")
+                           ) % said
+            kind = "order_deadline"
+        if enqueue(conn, kind, f"deadline:{state}:{o.get('account')}:{o.get('key') or o.get('number')}",
                    text, dedup_window_s=dedup_window_s, now=now) is not None:
             n += 1
     return n

@@ -4,6 +4,8 @@ log) in one transaction for the whole batch: an unknown order refuses the batch,
 
 * take into work: an order not yet confirmed on the marketplace gets its confirmation queued now
   (the order flow confirms covered orders on its own; this is the manual nudge, recorded as an event);
+  a waiting order (short of stock, blocked) is checked again at once (= retry);
+* retry: a waiting order checked again now (cloud_sync/orders/waiting.py: earlier deadlines first);
 * print labels: the marketplace label is fetched again and sent to the order's site printer;
 * cancel: reservation released, site told to stop, cancellation sent to the marketplace.
 """
@@ -17,9 +19,9 @@ from typing import Any
 
 from cloud_sync.config import CloudConfig
 from cloud_sync.db import transaction
-from cloud_sync.orders import intake, records
+from cloud_sync.orders import intake, records, waiting
 
-ACTIONS = ("take", "labels", "cancel")
+ACTIONS = ("take", "retry", "labels", "cancel")
 
 
 class DeskError(ValueError):
@@ -64,14 +66,19 @@ def run(conn: sqlite3.Connection, cfg: CloudConfig, action: str, keys: list[str]
                 out.skipped.append(f"{key}: already cancelled")
                 continue
             if action == "cancel":
-                intake.cancel(conn, cfg, r["id"], reason=f"{reason} ({by})", link=link, now=now)
-            elif action == "take":
-                if r["stage"] in ("short", "problem"):
-                    out.skipped.append(f"{key}: {r['problem'] or r['stage']} — cannot be confirmed")
+                intake.cancel(conn, cfg, r["id"], reason=f"{reason} ({by})", link=link, now=now, actor=by)
+            elif action == "retry" or (action == "take" and r["stage"] in waiting.WAITING):
+                if r["stage"] not in waiting.WAITING:
+                    out.skipped.append(f"{key}: не ждёт товара")
                     continue
+                outcome = waiting.retry(conn, cfg, key, by=by, link=link, now=now)
+                if outcome != "served":
+                    out.skipped.append(f"{key}: ещё ждёт — {outcome}")
+                    continue
+            elif action == "take":
                 if not r["confirmed"]:
                     records.queue_action(conn, r["id"], "confirm", now)
-                records.log_event(conn, r["id"], "taken", f"taken into work by {by}", now)
+                records.log_event(conn, r["id"], "taken", f"taken into work by {by}", now, source="manager", actor=by)
             else:
                 if not r["site"]:
                     out.skipped.append(f"{key}: no site serves its warehouse")
@@ -79,6 +86,7 @@ def run(conn: sqlite3.Connection, cfg: CloudConfig, action: str, keys: list[str]
                 conn.execute("UPDATE order_actions SET state='pending', attempts=0, next_try=?, updated_ts=?"
                              " WHERE order_id=? AND action='label'", (now, now, r["id"]))
                 records.queue_action(conn, r["id"], "label", now)
-                records.log_event(conn, r["id"], "label_requested", f"labels requested by {by}", now)
+                records.log_event(conn, r["id"], "label_requested", f"labels requested by {by}", now, source="manager",
+                                  actor=by)
             out.done.append(key)
     return out

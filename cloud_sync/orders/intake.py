@@ -1,8 +1,10 @@
 """Orders coming in: new orders from polling or pushes are checked against stock and reserved (all lines
 or none), their pick task enqueued for the site serving the warehouse and their confirmation queued — in
 ONE transaction per batch, so a reservation and its pick task commit together; an order that cannot be
-covered is never confirmed. Status changes from the marketplace move the unified status; a cancellation
-releases the reservation and tells the site.
+covered is never confirmed. Before a new order takes stock, the waiting orders of its items with an
+earlier deadline take what they can (cloud_sync/orders/waiting.py), and a batch is taken earliest deadline
+first. Status changes from the marketplace move the unified status; a cancellation releases the
+reservation, tells the site, and lets the waiting orders of the released items take it.
 """
 
 from __future__ import annotations
@@ -17,16 +19,18 @@ from typing import Any
 
 from cloud_sync.config import CloudConfig
 from cloud_sync.db import transaction
-from cloud_sync.orders import after_handover
+from cloud_sync.orders import after_handover, waiting
 from cloud_sync.orders.handovers import queue_shipping
 from cloud_sync.orders.records import (
     OPEN_STAGES,
     RANK,
     TERMINAL,
     OrderError,
+    log_error,
     log_event,
     marketplace_gave_back,
     order_key,
+    pick_task_id,
     queue_action,
     send_to_site,
     set_stage,
@@ -59,8 +63,11 @@ def ingest(conn: sqlite3.Connection, cfg: CloudConfig, orders: Iterable[Order], 
     now = time.time() if now is None else now
     result = IngestResult()
     dirty: set[str] = set()
+    # earliest deadline first: within a batch too, an order never takes stock a more urgent one needs
+    ordered = sorted(orders, key=lambda o: waiting.deadline_key(o.ship_by.isoformat() if o.ship_by else None,
+                                                                o.created_at.isoformat()))
     with transaction(conn):
-        for order in orders:
+        for order in ordered:
             _ingest_one(conn, cfg, order, link, now, result, dirty)
         stock.mark_dirty(conn, dirty, "order", now)  # the planner recomputes these items' cards
         if result.sold_out:
@@ -77,8 +84,11 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, order: Order, link: 
     if row is not None:
         result.known += 1
         if (row["native_status"], row["native_substatus"]) != (order.native_status, order.native_substatus):
-            update_native_status(conn, cfg, row["id"], order.native_status, order.native_substatus, link=link,
-                                 now=now)
+            try:
+                update_native_status(conn, cfg, row["id"], order.native_status, order.native_substatus, link=link,
+                                     now=now)
+            except OrderError as exc:  # polled: said in the log each time, the order left as it was
+                log.warning("%s", exc)
         return
     mp_wh = str(order.warehouse_id or "")
     served = warehouses.serving_warehouse(conn, cfg, order.account, mp_wh)
@@ -87,7 +97,7 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, order: Order, link: 
     native_unified = cfg.unified_status(order.marketplace, order.native_status, order.native_substatus) or "new"
     lines, unlinked = [], []
     for no, ln in enumerate(order.lines, 1):
-        item_id, pack = _line_item(conn, order.account, ln.card_id, ln.offer_id, ln.barcode)
+        item_id, pack = waiting.line_item(conn, order.account, ln.card_id, ln.offer_id, ln.barcode)
         if item_id is None:
             unlinked.append(ln.offer_id or ln.card_id)
         lines.append([0, no, ln.card_id, ln.offer_id, item_id, ln.quantity, ln.quantity * pack, str(ln.price),
@@ -98,15 +108,20 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, order: Order, link: 
         stage = "cancelled"
         result.cancelled += 1
     elif unlinked:
-        stage, problem, event = "problem", f"card not linked to an item: {', '.join(unlinked)}", "problem"
+        stage, problem, event = "problem", waiting.unlinked_reason(unlinked), "problem"
         result.problems += 1
     elif served is None:
-        stage, problem, event = "problem", warehouses.unserved_reason(order.account, mp_wh), "problem"
+        stage, problem, event = "problem", waiting.unserved_reason(order.account, mp_wh), "problem"
         result.problems += 1
     elif native_unified not in ("new", "in_work"):
         # Already beyond assembly when first seen (e.g. picked up after a long outage): record, don't reserve.
         stage = "handed_over" if RANK[native_unified] >= RANK["handed_over"] else "packed"
     else:
+        # the waiting orders of these items queued before this one take what they can first
+        ahead = waiting.serve(conn, cfg, items={(ln[4], warehouse) for ln in lines}, link=link, now=now, plan=False,
+                              before=waiting.deadline_key(order.ship_by.isoformat() if order.ship_by else None,
+                                                          order.created_at.isoformat()))
+        result.sold_out |= ahead.sold_out
         several = len(lines) > 1
         if several:  # every line or none
             conn.execute("SAVEPOINT reserve_order")
@@ -118,13 +133,13 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, order: Order, link: 
         except stock.InsufficientStock as exc:
             if several:
                 conn.execute("ROLLBACK TO reserve_order")
-            stage, problem, event = "short", str(exc), "short"
+            stage, problem, event = "short", waiting.short_reason(conn, exc.item_id, exc.available, exc.wanted), "short"
             result.short += 1
         else:
             stage, event = "reserved", "reserved"
             result.reserved += 1
             if site is None:
-                problem = f"no site serves warehouse {warehouse!r}"
+                problem = waiting.no_site_reason(warehouse)
         if several:
             conn.execute("RELEASE reserve_order")
     status = unified(cfg, order.marketplace, order.native_status, order.native_substatus, stage)
@@ -153,9 +168,10 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, order: Order, link: 
             stock_push.marketplace_gave_back(conn, order.account, mp_wh, taken, [ln[4] for ln in lines], now)
         else:
             stock_push.marketplace_took(conn, order.account, mp_wh, taken, order.created_at.timestamp())
+    log_event(conn, oid, "received", order.native_status, order.created_at.timestamp(), source="marketplace",
+              actor=order.account)
     if event:
-        log_event(conn, oid, event, "unlinked card" if unlinked else problem if event in ("short", "problem") else "",
-                  now)
+        log_event(conn, oid, event, problem if event in ("short", "problem") else "", now)
     if stage == "short" and cfg.cancel_when_short:
         queue_action(conn, oid, "cancel", now)
     if stage != "reserved":
@@ -164,7 +180,7 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, order: Order, link: 
     if site is None:
         return
     body: dict[str, Any] = {
-        "task_id": f"pick-{key}", "order_id": key, "marketplace": order.marketplace,
+        "task_id": pick_task_id(key), "order_id": key, "marketplace": order.marketplace,
         "lines": [task_line(conn, item_id, units, barcode, title, bool(marking))
                   for _, _, _, _, item_id, _, units, _, barcode, title, marking in lines],
         "account": order.account, "native_id": order.native_id, "number": order.number or order.native_id,
@@ -175,59 +191,42 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, order: Order, link: 
     send_to_site(conn, link, site, "pick_task", body)
 
 
-def _line_item(conn: sqlite3.Connection, account: str, card_id: str, offer_id: str,
-               barcode: str = "") -> tuple[str | None, int]:
-    """The item and pack size an order line's card stands for: by its linked card (card id, else offer id);
-    for a card not imported yet, by the same rules as auto-linking (a barcode of exactly one item, else the
-    article of exactly one item)."""
-    row = None
-    if card_id:
-        row = conn.execute("SELECT item_id, pack_size FROM card_links WHERE account=? AND card_id=?"
-                           " AND item_id IS NOT NULL", (account, card_id)).fetchone()
-    if row is None and offer_id:
-        row = conn.execute("SELECT l.item_id, l.pack_size FROM cards c JOIN card_links l ON l.account=c.account"
-                           " AND l.card_id=c.native_id WHERE c.account=? AND c.offer_id=? AND l.item_id IS NOT NULL"
-                           " ORDER BY c.native_id LIMIT 1", (account, offer_id)).fetchone()
-    if row is None and not (card_id and conn.execute("SELECT 1 FROM card_links WHERE account=? AND card_id=?",
-                                                     (account, card_id)).fetchone()):
-        for sql, key in (("SELECT b.item_id FROM item_barcodes b JOIN items i ON i.id=b.item_id WHERE b.barcode=?"
-                          " AND i.deleted=0", barcode),
-                         ("SELECT id FROM items WHERE article=? AND deleted=0", offer_id)):
-            found = [r[0] for r in conn.execute(sql, (key,))] if key else []
-            if len(found) == 1:
-                return found[0], 1
-            if found:
-                break
-    return (row[0], row[1]) if row else (None, 1)
-
-
 def update_native_status(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, native_status: str,
                          native_substatus: str = "", *, link: Any = None, now: float | None = None) -> str:
-    """The marketplace says the order moved; a cancellation releases its stock and stops the site."""
+    """The marketplace says the order moved; a cancellation releases its stock and stops the site.
+    A status the marketplace's status map does not know is refused (OrderError): nothing changes."""
     now = time.time() if now is None else now
     o = conn.execute("SELECT * FROM orders WHERE id=?", (oid,)).fetchone()
     if o["stage"] in after_handover.AFTER_HANDOVER:  # the parcel has left: a cancellation releases nothing
         return after_handover.apply_status(conn, cfg, oid, native_status, native_substatus, link=link, now=now)
+    known = cfg.unified_status(o["marketplace"], native_status, native_substatus)
+    if known is None:
+        shown = f"{native_status}/{native_substatus}" if native_substatus else native_status
+        raise OrderError(f"заказ {o['number']}: неизвестный статус маркетплейса «{shown}» — статус не изменён;"
+                         " добавьте его в [status_map] конфигурации")
     conn.execute("UPDATE orders SET native_status=?, native_substatus=? WHERE id=?",
                  (native_status, native_substatus, oid))
-    native = cfg.unified_status(o["marketplace"], native_status, native_substatus) or "new"
+    log_event(conn, oid, "status", f"{native_status}/{native_substatus}" if native_substatus else native_status,
+              now, source="marketplace", actor=o["account"])
+    native = known
     stage = o["stage"]
     if native in TERMINAL and stage != "cancelled":
-        cancel(conn, cfg, oid, reason=f"{o['marketplace']}: {native_status}", link=link, now=now,
-               tell_marketplace=False)
+        cancel(conn, cfg, oid, reason=f"отменён на маркетплейсе ({native_status})", link=link, now=now,
+               tell_marketplace=False, source="marketplace", actor=o["account"])
         return "cancelled"
     set_stage(conn, cfg, oid, stage, now)
     return conn.execute("SELECT status FROM orders WHERE id=?", (oid,)).fetchone()[0]
 
 
 def cancel(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, *, reason: str = "", link: Any = None,
-           now: float | None = None, tell_marketplace: bool = True) -> int:
+           now: float | None = None, tell_marketplace: bool = True, source: str = "manager",
+           actor: str = "") -> int:
     """Cancel an order: release its reservation, tell the site to stop, optionally cancel on the
-    marketplace. Returns the units released."""
+    marketplace; the waiting orders of the released items may take them. Returns the units released."""
     now = time.time() if now is None else now
     o = conn.execute("SELECT * FROM orders WHERE id=?", (oid,)).fetchone()
     if o is None:
-        raise OrderError(f"unknown order {oid}")
+        raise OrderError(f"нет такого заказа: {oid}")
     if o["stage"] == "cancelled":
         return 0
     if o["stage"] in after_handover.AFTER_HANDOVER:  # the parcel has left: nothing to release or stop
@@ -237,6 +236,7 @@ def cancel(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, *, reason: str 
         elif o["stage"] in ("handed_over", "delivered"):
             after_handover.expect_return(conn, cfg, oid, kind="cancelled", reason=reason, link=link, now=now)
         return 0
+    freed = [(item, wh) for item, wh, _ in stock.held(conn, o["key"])]
     released = stock.release(conn, o["key"], note=reason, now=now)
     if not tell_marketplace and o["stage"] in OPEN_STAGES:
         marketplace_gave_back(conn, cfg, oid, now)  # it cancelled on its side and put the units back
@@ -245,11 +245,14 @@ def cancel(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, *, reason: str 
                  " AND action!='cancel'", (oid,))
     if o["site"] and o["stage"] in ("reserved", "picking", "packed"):
         send_to_site(conn, link, o["site"], "cancel_task",
-                     {"task_id": f"pick-{o['key']}", "order_id": o["key"], "reason": reason or "cancelled"})
+                     {"task_id": pick_task_id(o["key"], o["task_round"]), "order_id": o["key"],
+                      "reason": reason or "cancelled"})
     if tell_marketplace:
         queue_action(conn, oid, "cancel", now)
-    log_event(conn, oid, "cancelled", reason, now)
+    log_event(conn, oid, "cancelled", reason, now, source=source, actor=actor)
     queue_shipping(conn, oid, now)  # the rest of its shipment batch may all be handed over now
+    if freed:
+        waiting.serve(conn, cfg, items=freed, link=link, now=now)
     return released
 
 
@@ -278,13 +281,21 @@ def ingest_event(conn: sqlite3.Connection, cfg: CloudConfig, account: str, event
             return "ignored"
         row = conn.execute("SELECT id FROM orders WHERE key=?", (order_key(account, event.order_native_id),)).fetchone()
         if row is None:
+            # a status for an order we never saw: said and kept (the push stays stored), nothing changed
+            log_error(conn, "orders", f"{account}: статус «{event.native_status or event.kind}» пришёл для"
+                      f" неизвестного заказа {event.order_native_id} — ничего не изменено", account)
             return "unknown order"
         if event.kind == "cancelled":
-            cancel(conn, cfg, row[0], reason="cancelled by the marketplace", link=link, now=now,
-                   tell_marketplace=False)
+            cancel(conn, cfg, row[0], reason="отменён маркетплейсом", link=link, now=now,
+                   tell_marketplace=False, source="marketplace", actor=account)
             return "cancelled"
         if event.native_status:
-            update_native_status(conn, cfg, row[0], event.native_status, link=link, now=now)
+            try:
+                update_native_status(conn, cfg, row[0], event.native_status, link=link, now=now)
+            except OrderError as exc:
+                log.warning("push of %s: %s", account, exc)
+                log_error(conn, "orders", str(exc), account)
+                return "unknown status"
             return "status"
     return "ignored"
 
@@ -314,7 +325,11 @@ def refresh_statuses(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Market
             continue
         with transaction(conn):
             if (o.native_status, o.native_substatus) != (r["native_status"], r["native_substatus"]):
-                update_native_status(conn, cfg, r["id"], o.native_status, o.native_substatus, link=link)
+                try:
+                    update_native_status(conn, cfg, r["id"], o.native_status, o.native_substatus, link=link)
+                except OrderError as exc:  # said in the log, the order left as it was
+                    log.warning("%s", exc)
+                    continue
                 changed += 1
             else:
                 conn.execute("UPDATE orders SET updated_ts=? WHERE id=?", (time.time(), r["id"]))

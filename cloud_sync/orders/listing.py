@@ -62,11 +62,12 @@ def get_order(conn: sqlite3.Connection, key: str) -> dict[str, Any] | None:
     d = dict(conn.execute("SELECT * FROM orders WHERE id=?", (r[0],)).fetchone())
     d["lines"] = [dict(x) for x in conn.execute("SELECT * FROM order_lines WHERE order_id=? ORDER BY line_no", (r[0],))]
     d["actions"] = [dict(x) for x in conn.execute("SELECT * FROM order_actions WHERE order_id=?", (r[0],))]
-    d["events"] = [dict(x) for x in conn.execute("SELECT ts, kind, detail FROM order_events WHERE order_id=?"
-                                                 " ORDER BY id", (r[0],))]
+    # the true timeline: when each thing happened (a site's event at the site's time), who caused it
+    d["events"] = [dict(x) for x in conn.execute("SELECT ts, kind, detail, source, actor FROM order_events"
+                                                 " WHERE order_id=? ORDER BY ts, id", (r[0],))]
     return d
 
-QUIET_EVENTS = {"task_sent"}  # said by "reserved" already
+QUIET_EVENTS = {"task_sent", "received"}  # said by "reserved" / "short" / "problem" already
 
 EVENT_TEXT = {
     "reserved": "order {number} ({account}) reserved at warehouse {warehouse}; pick task sent to {site}",
@@ -86,6 +87,11 @@ EVENT_TEXT = {
     "return_expected": "order {number} ({account}) is coming back to {warehouse}: {detail}",
     "returned": "order {number} ({account}) came back: {detail}",
     "cancel_refused": "order {number} ({account}) not cancelled: {detail}",
+    "cancel_sent": "order {number} cancelled on {marketplace}",
+    "served": "order {number} ({account}) waited and is served now: {detail}",
+    "retry": "order {number} ({account}) checked again: {detail}",
+    "moved": "order {number} ({account}): {detail}",
+    "status": "order {number}: {marketplace} says {detail}",
     "stock_pushed": "stock pushed: {detail}",
     "prices_from_1c": "prices from 1C: {detail}",
 }
@@ -113,7 +119,8 @@ def deadlines_near(conn: sqlite3.Connection, within_s: float, now: float | None 
     now = time.time() if now is None else now
     limit = datetime.fromtimestamp(now + within_s, UTC).isoformat()
     return [dict(r) for r in conn.execute(
-        "SELECT id, key, account, number, ship_by, status FROM orders WHERE ship_by IS NOT NULL AND ship_by<=?"
+        "SELECT id, key, account, number, ship_by, status, stage, problem FROM orders WHERE ship_by IS NOT NULL"
+        " AND ship_by<=?"
         f" AND stage IN ({','.join('?' * len(OPEN_STAGES))}) ORDER BY ship_by", (limit, *OPEN_STAGES))]
 
 

@@ -132,6 +132,17 @@ MIGRATIONS = [
     ALTER TABLE order_actions ADD COLUMN inflight_ts REAL;
     -- supplies.state: open (takes confirmed orders) | closing (its ship is queued: takes none) | shipped
     """,
+    """
+    -- who or what caused an event (marketplace | site | manager | system) and which one (account, site id,
+    -- user name); `key` makes a re-delivered event (a site message, a marketplace push) count once
+    ALTER TABLE order_events ADD COLUMN source TEXT NOT NULL DEFAULT 'system';
+    ALTER TABLE order_events ADD COLUMN actor TEXT NOT NULL DEFAULT '';
+    ALTER TABLE order_events ADD COLUMN key TEXT;
+    CREATE UNIQUE INDEX order_events_key ON order_events(key) WHERE key IS NOT NULL;
+    CREATE INDEX order_events_timeline ON order_events(order_id, ts);
+    -- how many times the order was sent to a site anew after a shortage there (its pick task id follows)
+    ALTER TABLE orders ADD COLUMN task_round INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 STAGES = ("new", "problem", "short", "reserved", "picking", "packed", "handed_over", "cancelled",
@@ -167,10 +178,28 @@ def unified(cfg: CloudConfig, marketplace: str, native_status: str, native_subst
     return native if RANK[native] >= RANK[ours] else ours
 
 
+# who causes an event of this kind when the caller does not say (the marketplace answered our call)
+KIND_SOURCE = {"confirmed": "marketplace", "assembled": "marketplace", "shipped": "marketplace",
+               "cancel_sent": "marketplace", "label_sent": "marketplace", "received": "marketplace",
+               "status": "marketplace"}
+
+SOURCES = ("marketplace", "site", "manager", "system")
+
+
 def log_event(conn: sqlite3.Connection, order_id: int | None, kind: str, detail: str = "",
-              now: float | None = None) -> None:
-    conn.execute("INSERT INTO order_events(order_id, ts, kind, detail) VALUES (?,?,?,?)",
-                 (order_id, time.time() if now is None else now, kind, detail))
+              now: float | None = None, *, source: str = "", actor: str = "", key: str | None = None) -> bool:
+    """One event in an order's history, at the moment it happened (`now`: for a site's event, the site's
+    own time), with who caused it. An event with a `key` already recorded is not recorded again (False)."""
+    source = source or KIND_SOURCE.get(kind, "system")
+    cur = conn.execute("INSERT OR IGNORE INTO order_events(order_id, ts, kind, detail, source, actor, key)"
+                       " VALUES (?,?,?,?,?,?,?)",
+                       (order_id, time.time() if now is None else now, kind, detail, source, actor, key))
+    return cur.rowcount > 0
+
+
+def pick_task_id(key: str, task_round: int = 0) -> str:
+    """The site's task id of an order: the same every time it is sent, a new one after a shortage."""
+    return f"pick-{key}" if not task_round else f"pick-{key}#{task_round + 1}"
 
 
 def log_error(conn: sqlite3.Connection, area: str, message: str, account: str = "") -> None:
@@ -216,7 +245,7 @@ def pick_task_body(conn: sqlite3.Connection, oid: int) -> dict[str, Any]:
     lines = [task_line(conn, ln["item_id"], ln["units"], ln["barcode"], ln["title"], bool(ln["marking_required"]))
              for ln in conn.execute("SELECT item_id, units, barcode, title, marking_required FROM order_lines"
                                     " WHERE order_id=? ORDER BY line_no", (oid,))]
-    body: dict[str, Any] = {"task_id": f"pick-{o['key']}", "order_id": o["key"], "marketplace": o["marketplace"],
+    body: dict[str, Any] = {"task_id": pick_task_id(o["key"], o["task_round"]), "order_id": o["key"], "marketplace": o["marketplace"],
                             "lines": lines, "account": o["account"], "native_id": o["native_id"],
                             "number": o["number"], "warehouse": o["warehouse"]}
     if o["ship_by"]:
@@ -237,7 +266,7 @@ def set_stage(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, stage: str, 
 
 PAST_THE_SELLER = ("handed_over", "delivered", "cancelled", "returned")  # no assembly deadline to miss any more
 
-DONE_EVENT = {"confirm": "confirmed", "assemble": "assembled", "ship": "shipped", "cancel": "cancelled"}
+DONE_EVENT = {"confirm": "confirmed", "assemble": "assembled", "ship": "shipped", "cancel": "cancel_sent"}
 
 
 def marketplace_gave_back(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, now: float) -> None:

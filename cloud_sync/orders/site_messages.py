@@ -1,33 +1,65 @@
 """What the sites report over the link (task progress, stock deltas and counts, prints, scans, device
 status), applied to the ledger and the orders in the link's inbox transaction; and the catalog each site
 is sent so it knows every barcode it may scan.
+
+A site's event goes into the order's history at the site's own moment (the envelope's `ts`), keyed by the
+envelope id, so a message delivered late still sorts where it happened and one delivered twice counts
+once. Stock that becomes available at a site (receipt, return, count) is offered to the waiting orders
+first (cloud_sync/orders/waiting.py); a shortage the site reports takes the order back to waiting. What
+cannot be applied (an unknown order, a hand-over of a parcel not packed or cancelled) is refused in
+Russian and recorded in `cloud_errors`; nothing of it is applied.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import time
+from datetime import datetime
 from typing import Any
 
 from cloud_sync.config import CloudConfig
 from cloud_sync.db import transaction
+from cloud_sync.orders import waiting
 from cloud_sync.orders.handovers import queue_shipping
-from cloud_sync.orders.records import Waker, log_error, log_event, queue_action, send_to_site, set_stage
+from cloud_sync.orders.records import (
+    Waker,
+    log_error,
+    log_event,
+    pick_task_id,
+    queue_action,
+    send_to_site,
+    set_stage,
+)
 from cloud_sync.stock import ledger as stock
 from sitelink import Reject
+
+log = logging.getLogger("cloud_sync.orders.site_messages")
 
 
 def register_site_handlers(link: Any, cfg: CloudConfig, wake: Waker | None = None) -> None:
     """Wire the site's up messages to the ledger and the orders (each runs in the link's inbox transaction)."""
     def on_task_progress(conn: sqlite3.Connection, env: Any) -> None:
         b = env.body
-        row = conn.execute("SELECT id, stage, account FROM orders WHERE key=?", (b["order_id"],)).fetchone()
+        row = conn.execute("SELECT id, stage, account, key, task_round, number FROM orders WHERE key=?",
+                           (b["order_id"],)).fetchone()
         if row is None:
-            raise Reject(f"unknown order {b['order_id']!r}")
+            _refuse(conn, env.site, f"площадка {env.site}: «{b['state']}» для неизвестного заказа {b['order_id']}")
         oid, stage, now = row[0], row[1], time.time()
         state = b["state"]
-        log_event(conn, oid, state, b.get("note", ""), now)
+        if b.get("task_id") and b["task_id"] != pick_task_id(row["key"], row["task_round"]):
+            # a task the cloud closed after a shortage (the order was sent again as a new one): history only
+            log_event(conn, oid, f"old_task_{state}", b.get("note", ""), site_ts(env), source="site",
+                      actor=env.site, key=_event_key(env))
+            return
+        if state == "handed_over" and stage not in ("packed", "handed_over"):
+            why = "отменён" if stage == "cancelled" else "ещё не упакован"
+            _refuse(conn, env.site, f"площадка {env.site}: заказ {row['number']} {why} — его нельзя передать"
+                    " курьеру; ничего не изменено")
+        if not log_event(conn, oid, state, _note(conn, b), site_ts(env), source="site", actor=env.site,
+                         key=_event_key(env)):
+            return  # delivered twice: applied once
         if stage == "cancelled":
             return
         if state == "picked" and stage == "reserved":
@@ -37,14 +69,14 @@ def register_site_handlers(link: Any, cfg: CloudConfig, wake: Waker | None = Non
                          (now, json.dumps(b.get("marking_codes") or []), oid))
             set_stage(conn, cfg, oid, "packed", now, problem="")
             queue_action(conn, oid, "assemble", now)
-        elif state == "handed_over" and stage in ("reserved", "picking", "packed"):
+        elif state == "handed_over" and stage == "packed":
             set_stage(conn, cfg, oid, "handed_over", now)
             if b.get("handover_id"):
                 conn.execute("INSERT OR IGNORE INTO handover_orders(handover_id, order_id) SELECT id, ? FROM"
                              " handovers WHERE id=?", (oid, b["handover_id"]))
             queue_shipping(conn, oid, now)
-        elif state in ("short", "failed"):
-            conn.execute("UPDATE orders SET problem=? WHERE id=?", (f"site: {state} {b.get('note', '')}".strip(), oid))
+        elif state in ("short", "failed") and stage in ("reserved", "picking", "packed"):
+            waiting.site_short(conn, cfg, oid, b.get("lines") or [], site=env.site, link=link, now=now)
 
     def on_stock_delta(conn: sqlite3.Connection, env: Any) -> None:
         b = env.body
@@ -54,14 +86,18 @@ def register_site_handlers(link: Any, cfg: CloudConfig, wake: Waker | None = Non
         except stock.StockError as exc:
             log_error(conn, "stock", f"site {env.site}: {exc}")
             raise Reject(str(exc)) from exc
+        if b["delta"] > 0:  # units came (receipt, return): the waiting orders of the item first
+            waiting.serve(conn, cfg, items=[(b["item_id"], b["warehouse"])], link=link)
         _after(conn, wake)
 
     def on_stock_count(conn: sqlite3.Connection, env: Any) -> None:
         b = env.body
         try:
-            stock.site_count(conn, env.site, b["warehouse"], b["item_id"], b["counted"], ref=b.get("ref", ""))
+            move = stock.site_count(conn, env.site, b["warehouse"], b["item_id"], b["counted"], ref=b.get("ref", ""))
         except stock.StockError as exc:
             raise Reject(str(exc)) from exc
+        if move is not None and move.on_hand_delta > 0:
+            waiting.serve(conn, cfg, items=[(b["item_id"], b["warehouse"])], link=link)
         _after(conn, wake)
 
     def on_printed(conn: sqlite3.Connection, env: Any) -> None:
@@ -102,6 +138,35 @@ def register_site_handlers(link: Any, cfg: CloudConfig, wake: Waker | None = Non
     link.on("printed", on_printed)
     link.on("scan", on_scan)
     link.on("device_status", on_device_status)
+
+
+def site_ts(env: Any) -> float:
+    """The moment the site says it sent the message (when its event happened), else now."""
+    try:
+        return datetime.fromisoformat(str(env.ts).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return time.time()
+
+
+def _event_key(env: Any) -> str:
+    """One site message, one event: the same envelope delivered again is the same event."""
+    return f"site:{env.site}:{env.id}:{env.body.get('order_id', '')}:{env.body.get('state', '')}"
+
+
+def _note(conn: sqlite3.Connection, body: dict[str, Any]) -> str:
+    """A site's note in the seller's words: the items of the lines it reports short by article and name."""
+    shorts = [ln for ln in body.get("lines") or [] if isinstance(ln, dict) and int(ln.get("short") or 0) > 0]
+    if shorts:
+        return "; ".join(f"{waiting.item_words(conn, str(ln.get('item_id')))} — не найдено {int(ln['short'])} шт."
+                         for ln in shorts)
+    return str(body.get("note", ""))
+
+
+def _refuse(conn: sqlite3.Connection, site: str, message: str) -> None:
+    """Refuse a site's message: said in the log and dead-lettered by the link with the reason (kept there
+    whole; the message's transaction rolls back, so nothing of it is applied)."""
+    log.warning("%s", message)
+    raise Reject(message)
 
 
 def _after(conn: sqlite3.Connection, wake: Waker | None) -> None:

@@ -23,7 +23,7 @@ from cloud_sync.config import CloudConfig
 from cloud_sync.config_sections import AlertsConfig
 from cloud_sync.db import connect, transaction
 from cloud_sync.money import price_reads, price_rules, price_sources
-from cloud_sync.orders import after_handover, intake, mp_actions, records, site_messages
+from cloud_sync.orders import after_handover, intake, mp_actions, records, site_messages, waiting
 from cloud_sync.service import sync
 from cloud_sync.service.accounts import AccountAdapters
 from cloud_sync.stock import ledger
@@ -66,6 +66,7 @@ class Jobs:
         for name in list(self.adapters):
             self.add_account(name)
         self.add("order-actions", j.actions_s, self._actions)
+        self.add("waiting-orders", 5.0, self._waiting)
         self.add("site-catalogs", 60.0, lambda conn: site_messages.send_site_catalogs(conn, self.cfg, link=self.link))
         if j.reconcile_s > 0:
             self.add("reconcile", j.reconcile_s,
@@ -131,6 +132,15 @@ class Jobs:
             with transaction(conn):
                 ledger.record_fbo(conn, account, [(lv.card_id, lv.warehouse_id, lv.quantity) for lv in levels])
         return run
+
+    def _waiting(self, conn: sqlite3.Connection) -> None:
+        """The waiting orders checked again (stock from 1C, a card linked, a warehouse mapped since)."""
+        if not conn.execute("SELECT 1 FROM orders WHERE stage IN ('short','problem') LIMIT 1").fetchone():
+            return  # nothing waits: no write lock taken
+        with transaction(conn):
+            res = waiting.serve(conn, self.cfg, link=self.link)
+        if res.served:
+            self.wake_stock()
 
     def _actions(self, conn: sqlite3.Connection) -> None:
         mp_actions.run_actions(conn, self.cfg, self.adapters, link=self.link)

@@ -521,10 +521,11 @@ def release(conn: sqlite3.Connection, ref: str, *, note: str = "", now: float | 
 def site_delta(conn: sqlite3.Connection, site: str, warehouse: str, item_id: str, delta: int, reason: str, *,
                ref: str = "", note: str = "", now: float | None = None) -> Move:
     """A change of on-hand reported by a site. A pick/ship against an order's reservation consumes it
-    (on hand and reserved both go down), so available does not drop twice."""
+    (on hand and reserved both go down), so available does not drop twice; so does a writeoff of an
+    order's unit the site did not find or found damaged (those units were held for that order)."""
     kind = reason if reason in MOVE_KINDS else "adjust"
     reserved_delta = 0
-    if ref and delta < 0 and kind in ("pick", "ship"):
+    if ref and delta < 0 and kind in ("pick", "ship", "writeoff"):
         row = conn.execute("SELECT quantity FROM stock_reservations WHERE ref=? AND item_id=? AND warehouse=?",
                            (ref, item_id, warehouse)).fetchone()
         if row and row[0] > 0:

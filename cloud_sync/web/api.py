@@ -23,7 +23,7 @@ from cloud_sync.money import price_apply, price_docs, price_preview, price_rules
 from cloud_sync.money import price_list as money_price_list
 from cloud_sync.onec import items_out
 from cloud_sync.orders import desk as order_desk
-from cloud_sync.orders import handovers, intake, listing
+from cloud_sync.orders import handovers, intake, listing, records, waiting
 from cloud_sync.stock import ledger, why
 from cloud_sync.stock import push as stock_push
 from cloud_sync.web.auth import current_user
@@ -125,6 +125,42 @@ def cancel_order(key: str):
         released = intake.cancel(conn, c.cfg, row[0], reason=str(reason), link=c.link)
     c.wake()
     return jsonify({"cancelled": key, "released": released})
+
+
+@bp.post("/api/orders/<path:key>/retry")
+def retry_order(key: str):
+    """A waiting order checked again now (orders with an earlier deadline first)."""
+    conn, c, user = get_db(), ctx(), current_user()
+    try:
+        with transaction(conn):
+            outcome = waiting.retry(conn, c.cfg, key, by=user.name if user else "api", link=c.link)
+    except records.OrderError as exc:
+        raise ApiError(str(exc), 404 if isinstance(exc, waiting.UnknownOrder) else 422) from None
+    c.wake()
+    return jsonify({"order": key, "served": outcome == "served", "reason": "" if outcome == "served" else outcome})
+
+
+@bp.get("/api/orders/<path:key>/choices")
+def order_choices(key: str):
+    """What a seller can do with a waiting order: wait, cancel, serve from another warehouse."""
+    try:
+        return jsonify(waiting.choices(get_db(), ctx().cfg, key))
+    except records.OrderError as exc:
+        raise ApiError(str(exc), 404) from None
+
+
+@bp.post("/api/orders/<path:key>/serve-from")
+def serve_order_from(key: str):
+    """Serve a waiting order from another own warehouse (body: {"warehouse": ...})."""
+    warehouse = text_field(json_body(), "warehouse")
+    conn, c, user = get_db(), ctx(), current_user()
+    try:
+        with transaction(conn):
+            waiting.serve_from(conn, c.cfg, key, str(warehouse), by=user.name if user else "api", link=c.link)
+    except records.OrderError as exc:
+        raise ApiError(str(exc), 404 if isinstance(exc, waiting.UnknownOrder) else 422) from None
+    c.wake()
+    return jsonify({"order": key, "served": True, "warehouse": warehouse})
 
 
 @bp.post("/api/orders/bulk")

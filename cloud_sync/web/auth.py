@@ -71,6 +71,7 @@ ROLE_RULES: list[tuple[str, str, tuple[str, ...]]] = [
     ("*", "/reports", ("owner", "manager")),
     ("*", "/api/reports", ("owner", "manager")),
     ("*", "/print/prices", ("owner", "manager")),
+    ("GET", "/orders/export", ("owner", "manager")),  # every order with its money: like the reports
     ("GET", "/orders", ("owner", "manager", "packer")),
     ("POST", "/orders/bulk", ("owner", "manager", "packer")),  # the view itself refuses cancel to packers
     ("GET", "/stocks", ("owner", "manager", "packer")),

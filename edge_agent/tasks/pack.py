@@ -26,7 +26,7 @@ from edge_agent.tasks.common import (
 )
 from edge_agent.tasks.common import set_state as _set_state
 from edge_agent.tasks.marking import MarkingError, RegistryCheck, gtin_of_barcode, looks_like_marking, parse
-from edge_agent.tasks.pick import line_body
+from edge_agent.tasks.pick import line_body, write_off_missing
 
 OPEN_FOR_PACK = ("new", "picking", "picked", "packing")
 
@@ -124,6 +124,7 @@ def report_short(conn: sqlite3.Connection, send: Send, task_id: str, line_no: in
         raise TaskError("эта строка уже упакована")
     conn.execute("UPDATE task_lines SET short = short + ?, picked = MIN(picked, packed) WHERE task_id = ? AND line_no = ?",
                  (missing, task_id, line_no))
+    write_off_missing(conn, send, task, ln["item_id"], missing, "нет при упаковке", warehouse)
     lines = task_lines(conn, task_id)
     send(conn, "task_progress", {"task_id": task_id, "order_id": task["order_id"], "state": "short",
                                  "lines": [line_body(x) for x in lines],

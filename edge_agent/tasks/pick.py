@@ -2,7 +2,7 @@
 
 A scan of the current line's bin takes the whole line; a scan of an item takes one unit. When every
 line is picked or short, `task_progress` goes up: `picked`, or `short` with the lines when units were
-not found.
+not found; the units not found go up first as a `writeoff` stock delta against the order.
 """
 
 from __future__ import annotations
@@ -70,8 +70,19 @@ def report_short(conn: sqlite3.Connection, send: Send, task_id: str, line_no: in
     if missing <= 0:
         raise TaskError("эта строка уже собрана")
     conn.execute("UPDATE task_lines SET short = short + ? WHERE task_id = ? AND line_no = ?", (missing, task_id, line_no))
+    write_off_missing(conn, send, task, ln["item_id"], missing, "не найдено при сборке")
     res = ScanResult(True, "short", f"Недостача: «{ln['name']}» — не найдено {missing} шт.", task_id)
     return _after_pick(conn, send, task, res)
+
+
+def write_off_missing(conn: sqlite3.Connection, send: Send, task: sqlite3.Row, item_id: str, n: int,
+                      why: str, warehouse: str = "") -> None:
+    """Units of an order not found (or found damaged) leave on-hand: a `writeoff` stock delta against the
+    order (the cloud takes them off the order's reservation), sent before the task's progress."""
+    send(conn, "stock_delta", {"warehouse": task["warehouse"] or warehouse, "item_id": item_id, "delta": -n,
+                               "reason": "writeoff", "ref": task["order_id"], "note": why})
+    conn.execute("INSERT INTO stock_moves (ts, item_id, delta, reason, ref) VALUES (?,?,?,?,?)",
+                 (store.now(), item_id, -n, "writeoff", task["order_id"]))
 
 
 def _after_pick(conn: sqlite3.Connection, send: Send, task: sqlite3.Row, res: ScanResult) -> ScanResult:

@@ -51,7 +51,7 @@ def test_order_beyond_stock_is_never_confirmed(conn, cfg):
     res = intake.ingest(conn, cfg, [order("ym", "Y1", card_id("ym", scarce.index), qty=3)])
     assert res.short == 1
     o = listing.list_orders(conn)[0]
-    assert o["stage"] == "short" and "2 available, 3 wanted" in o["problem"]
+    assert o["stage"] == "short" and f"артикул {scarce.article} «{scarce.name}», есть 2, нужно 3" in o["problem"]
     assert conn.execute("SELECT COUNT(*) FROM order_actions").fetchone()[0] == 0
     assert _outbox(conn) == []
     assert ledger.level(conn, scarce.item_id, "main").reserved == 0

@@ -27,12 +27,12 @@ def test_order_from_an_unmapped_marketplace_warehouse_is_a_problem_not_a_reserva
     assert (res.new, res.reserved, res.problems) == (1, 0, 1)
     o = listing.list_orders(conn)[0]
     assert o["stage"] == "problem" and o["warehouse"] == "" and o["site"] is None
-    assert "marketplace warehouse 99 of account wb is not mapped" in o["problem"]
+    assert "склад маркетплейса 99 кабинета wb не связан с нашим складом" in o["problem"]
     assert ledger.level(conn, items[0].item_id, "main").reserved == 0
     assert _pick_tasks(conn) == 0
     assert conn.execute("SELECT COUNT(*) FROM order_actions").fetchone()[0] == 0  # never confirmed
     events = [(e["kind"], e["detail"]) for e in listing.get_order(conn, "wb:W-99")["events"]]
-    assert events == [("problem", o["problem"])]
+    assert events == [("received", "new"), ("problem", o["problem"])]
 
 
 def test_orders_and_the_push_planner_agree_on_every_warehouse(conn, cfg):

@@ -60,6 +60,11 @@ def test_pick_walks_bins_in_order_confirms_by_bin_or_item_and_reports_short(conn
     assert body["state"] == "short"
     bag = next(ln for ln in body["lines"] if ln["item_id"] == BAG["item_id"])
     assert (bag["picked"], bag["short"]) == (1, 2)
+    # the 2 units not found leave on-hand at the cloud too: a writeoff against the order, sent before the progress
+    kinds = [t for t, _ in outbox(conn)]
+    (wo,) = [b for t, b in outbox(conn) if t == "stock_delta"]
+    assert (wo["item_id"], wo["delta"], wo["reason"], wo["ref"]) == (BAG["item_id"], -2, "writeoff", "o-t1")
+    assert kinds.index("stock_delta") < kinds.index("task_progress")
 
 
 def test_pack_refuses_wrong_and_unknown_items_loudly_and_reports_them(conn) -> None:
@@ -240,12 +245,14 @@ def test_short_at_the_packing_table_ships_what_is_there(conn) -> None:
     assert res.kind == "done" and state(conn, "t1") == "packed"
     progress = [b for t, b in outbox(conn) if t == "task_progress"]
     assert [b["state"] for b in progress] == ["short", "packed"]
-    assert {b["item_id"]: b["delta"] for t, b in outbox(conn) if t == "stock_delta"} == {
-        MUG["item_id"]: -1, BAG["item_id"]: -1}
+    assert [(b["item_id"], b["delta"], b["reason"]) for t, b in outbox(conn) if t == "stock_delta"] == [
+        (MUG["item_id"], -1, "writeoff"), (MUG["item_id"], -1, "pick"), (BAG["item_id"], -1, "pick")]
     add(conn, pick_task("t2", [(SOCKS, 1)]))
     with store.transaction(conn):
         res = pack.report_short(conn, send, "t2", 1, WAREHOUSE)
-    assert state(conn, "t2") == "short"  # nothing to ship: no label, no delta
+    assert state(conn, "t2") == "short"  # nothing to ship: no label, no pick delta; the missing unit written off
+    assert [(b["item_id"], b["delta"], b["reason"]) for t, b in outbox(conn)
+            if t == "stock_delta" and b["ref"] == "o-t2"] == [(SOCKS["item_id"], -1, "writeoff")]
     assert conn.execute("SELECT COUNT(*) FROM print_jobs WHERE order_id='o-t2'").fetchone()[0] == 0
 
 

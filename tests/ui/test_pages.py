@@ -57,7 +57,7 @@ def test_bulk_actions_run_through_the_order_flow(as_user, cloud):
     detail = listing.get_order(conn, keys[0])
     assert any("buyer called (masha)" in e["detail"] for e in detail["events"])
     r = c.post("/orders/bulk", data={"csrf_token": token, "action": "take", "keys": keys[2:]})
-    assert "подтвердить нельзя" in r.text  # not linked to an item: skipped with the reason
+    assert "ещё ждёт — карточка не связана с товаром 1С" in r.text  # not linked: checked again, the reason said
     r = c.post("/orders/bulk", data={"csrf_token": token, "action": "labels", "keys": keys[2:3]})
     assert "напечатать этикетки: выполнено для 1 заказа" in r.text
     oid = conn.execute("SELECT id FROM orders WHERE key=?", (keys[2],)).fetchone()[0]

@@ -1,18 +1,22 @@
 """Orders: every account of every marketplace in one list (cloud_sync.orders.listing: sorted by
-deadline, then unified status), filters, bulk actions (cloud_sync.orders.desk), each order's history."""
+deadline, then unified status), filters, bulk actions (cloud_sync.orders.desk), each order's history, and
+the download of every order (cloud_sync.orders.export: CSV, XLSX or JSON Lines)."""
 
 from __future__ import annotations
 
+import io
+import tempfile
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 
-from flask import Blueprint, abort, render_template, request
+from flask import Blueprint, abort, render_template, request, send_file
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext, ngettext
 
 from cloud_sync.config import UNIFIED_STATUSES
 from cloud_sync.orders import desk as order_desk
-from cloud_sync.orders import listing, records
+from cloud_sync.orders import export, listing, records
 from cloud_sync.web.auth import current_user
 from cloud_sync.web.context import ctx, get_db
 from cloud_sync.web.i18n import domain_text, status_label
@@ -57,6 +61,22 @@ def bulk():
                                             len(res.done), action=ACTIONS.get(action, action))))
             messages += [("warn", domain_text(s)) for s in res.skipped]
     return _render(errors=errors, messages=messages, status=400 if errors else 200)
+
+
+@bp.get("/orders/export")
+def download():
+    """Every order as a file (?format=csv|xlsx|jsonl, default csv)."""
+    fmt = request.args.get("format", "csv")
+    if fmt not in export.FORMATS:
+        abort(400, f"формат «{fmt}» не поддерживается; можно: {', '.join(export.FORMATS)}")
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"orders.{fmt}"
+        export.write(get_db(), ctx().cfg, fmt, path)
+        data = path.read_bytes()
+    mime = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson",
+            "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}[fmt]
+    return send_file(io.BytesIO(data), mimetype=mime, as_attachment=True, download_name=f"orders-{stamp}.{fmt}")
 
 
 @bp.get("/orders/<path:key>")

@@ -1,0 +1,321 @@
+"""Orders that wait, and how they come back: an order short of stock (`short`) or blocked (`problem`: a
+card not linked to a 1C item, a marketplace warehouse no own warehouse serves) is checked again whenever
+stock becomes available at its warehouse or a blocking cause may be gone — earliest assembly deadline
+(ship-by) first, and before any later order may take the stock: a new order first lets the waiting
+orders of its items with an earlier deadline take what they can (`serve(..., before=...)`).
+
+Who offers: the site's messages (a receipt, a return, a count that found more), a cancellation, a new
+order (for the orders ahead of it), the manual retry, and the cloud's "waiting-orders" job every few
+seconds (1C balances, cards linked, warehouses mapped: rooms below this one that cannot call it).
+
+An order that can now be covered is reserved (all lines or none), its confirmation queued once and its
+pick task sent to the site of its warehouse; one that still cannot shows the current reason, in the
+seller's words ("не хватает: артикул MS-00011 «Кружка», есть 1, нужно 2"). `retry` is the manual «ещё
+раз» of one order. A site's shortage (`site_short`) takes the missing units off the order and puts it
+back to waiting; `choices` says what a seller can do then, `serve_from` moves it to another warehouse.
+
+Every function runs in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from cloud_sync.config import CloudConfig
+from cloud_sync.orders.records import (
+    OrderError,
+    log_event,
+    pick_task_body,
+    pick_task_id,
+    queue_action,
+    send_to_site,
+    set_stage,
+)
+from cloud_sync.stock import ledger as stock
+from cloud_sync.stock import push as stock_push
+from cloud_sync.stock import warehouses
+
+WAITING = ("short", "problem")
+
+
+class UnknownOrder(OrderError):
+    """No order has that key."""
+
+DeadlineKey = tuple[bool, float, float, float]
+
+
+@dataclass
+class Served:
+    served: list[int] = field(default_factory=list)          # order ids reserved now
+    waiting: dict[int, str] = field(default_factory=dict)    # order id -> why it still waits
+    sold_out: set[str] = field(default_factory=set)          # items whose last available units were taken
+
+
+def _ts(iso: str | None) -> float:
+    if not iso:
+        return 0.0
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def deadline_key(ship_by: str | None, created_at: str | None, oid: float = math.inf) -> DeadlineKey:
+    """How orders queue for stock: the earliest ship-by first (none: last), then the oldest, then the id."""
+    return (not ship_by, _ts(ship_by), _ts(created_at), float(oid))
+
+
+def line_item(conn: sqlite3.Connection, account: str, card_id: str, offer_id: str,
+              barcode: str = "") -> tuple[str | None, int]:
+    """The item and pack size an order line's card stands for: by its linked card (card id, else offer id);
+    for a card not imported yet, by the same rules as auto-linking (a barcode of exactly one item, else the
+    article of exactly one item)."""
+    row = None
+    if card_id:
+        row = conn.execute("SELECT item_id, pack_size FROM card_links WHERE account=? AND card_id=?"
+                           " AND item_id IS NOT NULL", (account, card_id)).fetchone()
+    if row is None and offer_id:
+        row = conn.execute("SELECT l.item_id, l.pack_size FROM cards c JOIN card_links l ON l.account=c.account"
+                           " AND l.card_id=c.native_id WHERE c.account=? AND c.offer_id=? AND l.item_id IS NOT NULL"
+                           " ORDER BY c.native_id LIMIT 1", (account, offer_id)).fetchone()
+    if row is None and not (card_id and conn.execute("SELECT 1 FROM card_links WHERE account=? AND card_id=?",
+                                                     (account, card_id)).fetchone()):
+        for sql, key in (("SELECT b.item_id FROM item_barcodes b JOIN items i ON i.id=b.item_id WHERE b.barcode=?"
+                          " AND i.deleted=0", barcode),
+                         ("SELECT id FROM items WHERE article=? AND deleted=0", offer_id)):
+            found = [r[0] for r in conn.execute(sql, (key,))] if key else []
+            if len(found) == 1:
+                return found[0], 1
+            if found:
+                break
+    return (row[0], row[1]) if row else (None, 1)
+
+
+# ---- the reasons a person reads ----
+
+def item_words(conn: sqlite3.Connection, item_id: str) -> str:
+    """An item as the seller names it: its article and name (never a 1C GUID when either is known)."""
+    r = conn.execute("SELECT article, name FROM items WHERE id=?", (item_id,)).fetchone()
+    if r is None or not (r[0] or r[1]):
+        return f"товар {item_id}"
+    name = f" «{r[1]}»" if r[1] else ""
+    return (f"артикул {r[0]}" if r[0] else "товар") + name
+
+
+def short_reason(conn: sqlite3.Connection, item_id: str, available: int, wanted: int) -> str:
+    return f"не хватает: {item_words(conn, item_id)}, есть {max(available, 0)}, нужно {wanted}"
+
+
+def unlinked_reason(cards: Iterable[str]) -> str:
+    return (f"карточка не связана с товаром 1С: {', '.join(cards)} — свяжите её на странице «Товары»,"
+            " заказ возьмётся в работу сам")
+
+
+def unserved_reason(account: str, mp_warehouse: str) -> str:
+    return (f"склад маркетплейса {mp_warehouse or '(не указан)'} кабинета {account} не связан с нашим складом —"
+            " укажите его в настройках кабинета, заказ возьмётся в работу сам")
+
+
+def no_site_reason(warehouse: str) -> str:
+    return f"склад {warehouse} не обслуживает ни одна площадка — задание на сборку некуда отправить"
+
+
+# ---- serving the waiting orders ----
+
+def _waiting_rows(conn: sqlite3.Connection, items: set[tuple[str, str]] | None,
+                  only: int | None = None) -> list[sqlite3.Row]:
+    base = ("SELECT o.* FROM orders o WHERE o.stage IN ('short','problem') AND NOT EXISTS (SELECT 1 FROM"
+            " order_actions a WHERE a.order_id=o.id AND a.action='cancel')")
+    if only is not None:
+        rows = conn.execute(base + " AND o.id=?", (only,)).fetchall()
+    elif items is None:
+        rows = conn.execute(base).fetchall()
+    else:  # one indexed look-up per (item, warehouse): a new order's check stays cheap however many wait
+        found: dict[int, sqlite3.Row] = {}
+        for item, warehouse in items:
+            for r in conn.execute(base + " AND o.warehouse=? AND EXISTS (SELECT 1 FROM order_lines l WHERE"
+                                  " l.order_id=o.id AND l.item_id=?)", (warehouse, item)):
+                found[r["id"]] = r
+        rows = list(found.values())
+    return sorted(rows, key=lambda r: deadline_key(r["ship_by"], r["created_at"], r["id"]))
+
+
+def serve(conn: sqlite3.Connection, cfg: CloudConfig, *, items: Iterable[tuple[str, str]] | None = None,
+          before: DeadlineKey | None = None, only: int | None = None, link: Any = None,
+          now: float | None = None, plan: bool = True) -> Served:
+    """Check the waiting orders again, earliest deadline first: those of these (item, warehouse) pairs
+    (None: all of them, the blocked ones too), only those queued before `before` (a new order's place).
+    `plan`: queue the zeros of items whose last units were taken at once (oversell protection)."""
+    now = time.time() if now is None else now
+    out = Served()
+    for o in _waiting_rows(conn, set(items) if items is not None else None, only):
+        if before is not None and deadline_key(o["ship_by"], o["created_at"], o["id"]) >= before:
+            break
+        _try(conn, cfg, o, link, now, out)
+    if plan and out.sold_out:
+        stock_push.plan(conn, cfg, items=sorted(out.sold_out), now=now, cause="order")
+    return out
+
+
+def _try(conn: sqlite3.Connection, cfg: CloudConfig, o: sqlite3.Row, link: Any, now: float, out: Served) -> None:
+    oid = o["id"]
+    unlinked = []
+    for ln in conn.execute("SELECT * FROM order_lines WHERE order_id=? AND item_id IS NULL", (oid,)).fetchall():
+        item, pack = line_item(conn, o["account"], ln["card_id"], ln["offer_id"], ln["barcode"])
+        if item is None:
+            unlinked.append(ln["offer_id"] or ln["card_id"])
+        else:
+            conn.execute("UPDATE order_lines SET item_id=?, units=quantity*? WHERE order_id=? AND line_no=?",
+                         (item, pack, oid, ln["line_no"]))
+    if unlinked:
+        _still(conn, cfg, o, "problem", unlinked_reason(unlinked), now, out)
+        return
+    warehouse, site = o["warehouse"], o["site"]
+    if not warehouse:
+        served = warehouses.serving_warehouse(conn, cfg, o["account"], o["mp_warehouse"])
+        if served is None:
+            _still(conn, cfg, o, "problem", unserved_reason(o["account"], o["mp_warehouse"]), now, out)
+            return
+        warehouse, site = served, cfg.site_of_warehouse(served)
+        conn.execute("UPDATE orders SET warehouse=?, site=? WHERE id=?", (warehouse, site, oid))
+    need: dict[str, int] = {}
+    for item, units in conn.execute("SELECT item_id, units FROM order_lines WHERE order_id=?", (oid,)):
+        need[item] = need.get(item, 0) + units
+    sold_out: set[str] = set()
+    conn.execute("SAVEPOINT serve_waiting")
+    try:
+        for item, units in need.items():
+            move = stock.reserve(conn, o["key"], item, warehouse, units, now=now)
+            if move.on_hand_after - move.reserved_after <= 0:
+                sold_out.add(item)
+    except stock.InsufficientStock as exc:
+        conn.execute("ROLLBACK TO serve_waiting")
+        conn.execute("RELEASE serve_waiting")
+        _still(conn, cfg, o, "short", short_reason(conn, exc.item_id, exc.available, exc.wanted), now, out)
+        return
+    conn.execute("RELEASE serve_waiting")
+    out.sold_out |= sold_out
+    out.served.append(oid)
+    set_stage(conn, cfg, oid, "reserved", now, problem="" if site else no_site_reason(warehouse))
+    log_event(conn, oid, "served", f"склад {warehouse}: товар есть, заказ взят в работу", now)
+    queue_action(conn, oid, "confirm", now)  # once: a confirmation already done is not queued again
+    if site:
+        send_to_site(conn, link, site, "pick_task", pick_task_body(conn, oid))
+
+
+def _still(conn: sqlite3.Connection, cfg: CloudConfig, o: sqlite3.Row, stage: str, reason: str, now: float,
+           out: Served) -> None:
+    """It still waits: the reason shown is the current one; the history gets an event only when the
+    stage changes (a reason whose figures moved is not news)."""
+    out.waiting[o["id"]] = reason
+    if (o["stage"], o["problem"]) == (stage, reason):
+        return
+    set_stage(conn, cfg, o["id"], stage, now, problem=reason)
+    if o["stage"] != stage:
+        log_event(conn, o["id"], stage, reason, now)
+
+
+def retry(conn: sqlite3.Connection, cfg: CloudConfig, key: str, *, by: str, link: Any = None,
+          now: float | None = None) -> str:
+    """«Проверить ещё раз» for one waiting order: the orders of its items with an earlier deadline are
+    served first (they would be anyway); returns what became of it: 'served', or the reason it waits."""
+    now = time.time() if now is None else now
+    o = conn.execute("SELECT * FROM orders WHERE key=?", (key,)).fetchone()
+    if o is None:
+        raise UnknownOrder(f"нет такого заказа: {key}")
+    if o["stage"] not in WAITING:
+        raise OrderError(f"заказ {o['number']} не ждёт товара (сейчас: {o['stage']})")
+    log_event(conn, o["id"], "retry", f"проверить ещё раз: {by}", now, source="manager", actor=by)
+    items = [(r[0], o["warehouse"]) for r in conn.execute("SELECT item_id FROM order_lines WHERE order_id=?"
+                                                          " AND item_id IS NOT NULL", (o["id"],))]
+    if items and o["warehouse"]:
+        serve(conn, cfg, items=items, before=deadline_key(o["ship_by"], o["created_at"], o["id"]), link=link,
+              now=now)
+    res = serve(conn, cfg, only=o["id"], link=link, now=now)
+    return "served" if o["id"] in res.served else res.waiting.get(o["id"], "")
+
+
+# ---- shortages at the site ----
+
+def site_short(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, lines: list[dict[str, Any]], *, site: str,
+               link: Any = None, now: float | None = None) -> str:
+    """The site did not find (or found damaged) units of an order. The units themselves left on-hand by the
+    site's own `stock_delta` (writeoff, ref = the order). When nothing of the order was picked or packed,
+    the order lets go of what it still holds, the site's task is closed and the order queues again: it is
+    re-served at once from other stock of the warehouse, or waits as a visible shortage (`choices`).
+    A parcel the site goes on packing with fewer units keeps going, marked with what is missing.
+    Returns 'served', 'waiting' or 'partial'."""
+    now = time.time() if now is None else now
+    o = conn.execute("SELECT * FROM orders WHERE id=?", (oid,)).fetchone()
+    missing = [(ln.get("item_id", ""), int(ln.get("short") or 0)) for ln in lines if int(ln.get("short") or 0) > 0]
+    said = "; ".join(f"{item_words(conn, i)} — не найдено {n} шт." for i, n in missing) or "недостача"
+    if any(int(ln.get("picked") or 0) or int(ln.get("packed") or 0) for ln in lines):
+        conn.execute("UPDATE orders SET problem=? WHERE id=?", (f"собран с недостачей на площадке: {said}", oid))
+        return "partial"
+    stock.release(conn, o["key"], note="недостача на площадке", now=now)
+    send_to_site(conn, link, site, "cancel_task", {"task_id": pick_task_id(o["key"], o["task_round"]),
+                                                   "order_id": o["key"], "reason": "недостача: заказ собирается заново"})
+    conn.execute("UPDATE orders SET task_round=task_round+1 WHERE id=?", (oid,))
+    set_stage(conn, cfg, oid, "short", now, problem=f"на площадке не нашли: {said}")
+    res = serve(conn, cfg, only=oid, link=link, now=now)
+    return "served" if oid in res.served else "waiting"
+
+
+def choices(conn: sqlite3.Connection, cfg: CloudConfig, key: str) -> dict[str, Any]:
+    """What a seller can do with a waiting order: wait (it is served by itself when stock comes), cancel
+    (on the marketplace with its out-of-stock reason), or serve it from another own warehouse that has
+    every unit available."""
+    o = conn.execute("SELECT * FROM orders WHERE key=?", (key,)).fetchone()
+    if o is None:
+        raise UnknownOrder(f"нет такого заказа: {key}")
+    need: dict[str, int] = {}
+    for item, units in conn.execute("SELECT item_id, units FROM order_lines WHERE order_id=?", (o["id"],)):
+        if item is not None:
+            need[item] = need.get(item, 0) + units
+    other = []
+    if need and len(need) == conn.execute("SELECT COUNT(DISTINCT item_id) FROM order_lines WHERE order_id=?",
+                                          (o["id"],)).fetchone()[0]:
+        for wh in cfg.own_warehouses():
+            if wh == o["warehouse"]:
+                continue
+            avail = {i: stock.level(conn, i, wh).available for i in need}
+            if all(avail[i] >= n for i, n in need.items()) and cfg.site_of_warehouse(wh):
+                other.append({"warehouse": wh, "site": cfg.site_of_warehouse(wh), "available": avail})
+    return {"order": key, "stage": o["stage"], "reason": o["problem"], "waiting": o["stage"] in WAITING,
+            "wait": "ждать товара: заказ возьмётся в работу сам, как только товар появится",
+            "cancel": "отменить заказ на маркетплейсе с причиной «нет в наличии»",
+            "warehouses": other}
+
+
+def serve_from(conn: sqlite3.Connection, cfg: CloudConfig, key: str, warehouse: str, *, by: str,
+               link: Any = None, now: float | None = None) -> str:
+    """Serve a waiting order from another own warehouse (the seller's choice): reserved there and picked
+    by that warehouse's site. Refused (OrderError, nothing changed) when it cannot cover every unit."""
+    now = time.time() if now is None else now
+    o = conn.execute("SELECT * FROM orders WHERE key=?", (key,)).fetchone()
+    if o is None:
+        raise UnknownOrder(f"нет такого заказа: {key}")
+    if o["stage"] not in WAITING:
+        raise OrderError(f"заказ {o['number']} не ждёт товара (сейчас: {o['stage']})")
+    if warehouse not in cfg.own_warehouses():
+        raise OrderError(f"нет такого склада: {warehouse}")
+    site = cfg.site_of_warehouse(warehouse)
+    if site is None:
+        raise OrderError(no_site_reason(warehouse))
+    conn.execute("SAVEPOINT serve_from")
+    conn.execute("UPDATE orders SET warehouse=?, site=? WHERE id=?", (warehouse, site, o["id"]))
+    res = serve(conn, cfg, only=o["id"], link=link, now=now)
+    if o["id"] not in res.served:
+        conn.execute("ROLLBACK TO serve_from")
+        conn.execute("RELEASE serve_from")
+        raise OrderError(f"со склада {warehouse} не собрать: {res.waiting.get(o['id'], '')}")
+    conn.execute("RELEASE serve_from")
+    log_event(conn, o["id"], "moved", f"собирается со склада {warehouse} (было: {o['warehouse'] or '—'})", now,
+              source="manager", actor=by)
+    return "served"
