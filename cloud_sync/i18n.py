@@ -57,10 +57,30 @@ EVENT_LABELS = {
     "error": N_("error"), "info": N_("note"), "warning": N_("warning"), "partial": N_("partly applied"), "discarded": N_("discarded"), "idle": N_("idle"), "active": N_("active"),
     "item": N_("item"), "category": N_("category"), "card": N_("card"),
     "created": N_("created"), "assemble": N_("assembly"),
+    "received": N_("received from the marketplace"), "served": N_("served after waiting"),
+    "retry": N_("checked again"), "moved": N_("moved"), "cancel_sent": N_("cancelled on the marketplace"),
+    "delivered": N_("delivered"), "return_expected": N_("coming back"), "returned": N_("came back"),
+    "cancel_refused": N_("not cancelled"), "handover_missing": N_("stayed at the hand-over"),
+    "shipped": N_("shipped"), "assembled": N_("assembled"), "in_doubt": N_("outcome unknown: read back"),
 }
 # Texts the domain stores or raises in English (a problem of an order, a refusal), shown in the reader's
 # language: the first pattern that matches the whole text gives its translation with the same parts.
 DOMAIN_TEXTS: list[tuple[re.Pattern[str], str]] = [(re.compile(p), t) for p, t in [
+    # the waiting orders' reasons (cloud_sync/orders/waiting.py writes them in Russian, the seller's words)
+    (r"не хватает: артикул (?P<article>\S+?)(?P<name> «.*»)?, есть (?P<have>\d+), нужно (?P<need>\d+)",
+     N_("not enough: article %(article)s%(name)s, %(have)s available, %(need)s wanted")),
+    (r"не хватает: товар (?P<item>\S+), есть (?P<have>\d+), нужно (?P<need>\d+)",
+     N_("not enough: item %(item)s, %(have)s available, %(need)s wanted")),
+    (r"карточка не связана с товаром 1С: (?P<cards>.+) — свяжите её на странице «Товары», заказ возьмётся в работу сам",
+     N_("card not linked to a 1C item: %(cards)s — link it on the Products page and the order is taken into work by"
+        " itself")),
+    (r"склад маркетплейса (?P<wh>.+) кабинета (?P<account>\S+) не связан с нашим складом — укажите его в настройках"
+     r" кабинета, заказ возьмётся в работу сам",
+     N_("the marketplace warehouse %(wh)s of account %(account)s is not mapped to a warehouse of ours — set it in the"
+        " account's settings and the order is taken into work by itself")),
+    (r"склад (?P<w>\S+) не обслуживает ни одна площадка — задание на сборку некуда отправить",
+     N_("no site serves warehouse %(w)s — the pick task has nowhere to go")),
+    (r"склад (?P<w>\S+): товар есть, заказ взят в работу", N_("warehouse %(w)s: in stock, the order is taken into work")),
     (r"card not linked to an item: (?P<cards>.+)", N_("card not linked to a 1C item: %(cards)s")),
     (r"no site serves warehouse (?P<w>.+)", N_("no site serves warehouse %(w)s")),
     (r"no site serves its warehouse", N_("no site serves its warehouse")),

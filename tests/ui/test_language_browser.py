@@ -50,6 +50,7 @@ SAMPLES = {  # the arguments of the pages whose address has them
     "orders.order": {"key": "wb1:N0"},
     "prices.document": {"doc_id": "doc-1"},
     "reports.download": None, "reports.saved_download": None,  # files (XLSX/CSV), not pages
+    "orders.download": None,
     "ui.suggest_items": None,  # JSON for the fields that offer items as you type
 }
 QUERIES = {
