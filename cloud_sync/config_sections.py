@@ -71,6 +71,8 @@ class JobSettings:
     fbo_read_s: float = 3600.0  # FBO stock read back from the marketplaces (kept apart from FBS)
     reconcile_s: float = 3600.0  # the three-way stock reconciliation (1C, ledger, marketplaces); 0: never
     prices_read_s: float = 3600.0  # every account's prices read back (besides after each push and on request)
+    follow_first_s: float = 3600.0  # a parcel handed over is first looked up this long after (marketplace seconds)
+    follow_max_s: float = 43200.0  # then ever less often, at most this far apart, until delivered or back
     push_batch: int = 1000
     retry_base_s: float = 2.0
     retry_max_s: float = 300.0

@@ -39,6 +39,9 @@ from marketsync.onec_demo_files import write_files
 from marketsync.procs import Service, ServiceFailed, marketsync_argv, subprocess_run
 
 MARKETPLACES = ["wildberries", "ozon", "yandex_market", "megamarket"]
+# the lifecycle counts of the summary line (cloud_sync.orders.listing.summary)
+LIFECYCLE = ("recovered", "delivered", "returned", "restocked", "stuck")
+FATE_TRANSIT_S, FATE_RETURN_S = 20.0, 20.0  # a parcel's days on the road, in the demo's marketplace seconds
 TITLES = {"wildberries": "Wildberries", "ozon": "Ozon", "yandex_market": "Yandex.Market", "megamarket": "Megamarket"}
 
 
@@ -56,6 +59,9 @@ def main(argv: list[str]) -> int:
                         help="seconds between the couriers' visits (hand-over of packed parcels)")
     parser.add_argument("--time-scale", type=float, default=1.0, help="run the marketplaces' limits K times faster")
     parser.add_argument("--marketplaces", default=",".join(MARKETPLACES), help="comma-separated list")
+    parser.add_argument("--packer", choices=("auto", "manual"), default="auto",
+                        help="auto: a simulated packer packs every order; manual: nothing is packed unless someone"
+                             " scans on the packers' page")
     args = parser.parse_args(argv)
     demo = Demo(args)
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -162,6 +168,11 @@ class Demo:
                     http_json("POST", info["url"].rstrip("/") + "/_sandbox/x/marking", {})
                 except OSError as exc:
                     self.errors.append(f"{account} sandbox: marking not switched on: {exc}")
+            try:  # the day is short: parcels reach their buyers (or come back) within it
+                http_json("POST", info["url"].rstrip("/") + "/_sandbox/fates",
+                          {"transit_s": FATE_TRANSIT_S, "return_s": FATE_RETURN_S})
+            except OSError as exc:
+                self.errors.append(f"{account} sandbox: parcel fates not set: {exc}")
         if not self.sandboxes:
             self.fatal = True
             raise ServiceFailed("no marketplace sandbox started")
@@ -230,7 +241,8 @@ class Demo:
 
     def start_site(self) -> None:
         assert self.broker is not None
-        config, labels = write_edge_config(self.work / SITE_ID, self.broker.link_settings(SITE_ID), self.register)
+        config, labels = write_edge_config(self.work / SITE_ID, self.broker.link_settings(SITE_ID), self.register,
+                                           auto_pack=self.args.packer == "auto")
         info = self.service("edge-" + SITE_ID, "edge", "serve", "--config", str(config), timeout=90)
         self.edge_url = info["url"]
         self.labels_dir = labels
@@ -379,21 +391,34 @@ class Demo:
 
     # ------------------------------------------------------------------ stop
 
+    def keep_sandbox_states(self) -> None:
+        """Each sandbox's final state (`GET /_sandbox/state`) in <workdir>/sandboxes/, to judge the day by."""
+        folder = self.work / "sandboxes"
+        for account, info in self.sandboxes.items():
+            try:
+                state = http_json("GET", info["url"].rstrip("/") + "/_sandbox/state", timeout=30)
+            except OSError:
+                continue
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / _state_file(account, info["marketplace"])).write_text(
+                json.dumps(state, ensure_ascii=False, indent=1, default=str), "utf-8")
+
     def stop(self) -> dict[str, Any]:
         summary = {"orders_seen": 0, "orders_packed": 0, "labels_printed": 0, "stock_pushes": 0,
-                   "errors": len(self.errors)}
+                   "errors": len(self.errors), **dict.fromkeys(LIFECYCLE, 0)}
         if self.reconciled is not None:
             summary["stock_unexplained"] = int(self.reconciled.get("unexplained", 0))
         if self.cloud_url:
             try:
                 cloud = http_json("GET", f"{self.cloud_url}/api/summary", token=self.api_token)
-                for key in ("orders_seen", "orders_packed", "labels_printed", "stock_pushes"):
+                for key in ("orders_seen", "orders_packed", "labels_printed", "stock_pushes", *LIFECYCLE):
                     summary[key] = int(cloud.get(key, 0))
                 summary["errors"] += int(cloud.get("errors", 0))
             except OSError as exc:
                 summary["errors"] += 1
                 self.say(f"could not read the cloud's summary: {exc}")
             summary["orders_oversold"] = self.oversold()
+        self.keep_sandbox_states()
         for svc in reversed(self.services):
             svc.stop()
         if self.broker is not None:
@@ -414,6 +439,11 @@ class Demo:
         for o in short:
             self.say(f"oversold: {o.get('key')} on {o.get('marketplace')}")
         return len(short)
+
+
+def _state_file(account: str, marketplace: str) -> str:
+    """`<marketplace>.json` for the marketplace's main account, `<marketplace>-<account>.json` for another."""
+    return f"{marketplace}.json" if ACCOUNT_NAMES.get(marketplace) == account else f"{marketplace}-{account}.json"
 
 
 def http_json(method: str, url: str, body: Any = None, timeout: float = 10.0, token: str = "") -> Any:

@@ -89,6 +89,9 @@ def write_cloud_config(folder: Path, *, db_path: Path, link: dict[str, Any], tim
         "[jobs]",
         "orders_poll_s = 1.0",
         "actions_s = 0.3",
+        "status_refresh_s = 5.0   # the demo's day is short: parcels are followed to the buyer within it",
+        "follow_first_s = 15.0",
+        "follow_max_s = 30.0",
         "",
         "[link]",
         f"host = {_toml_value(link['host'])}",
@@ -129,7 +132,8 @@ def write_cloud_config(folder: Path, *, db_path: Path, link: dict[str, Any], tim
     return written
 
 
-def write_edge_config(folder: Path, link: dict[str, Any], register: dict[str, Any] | None = None) -> tuple[Path, Path]:
+def write_edge_config(folder: Path, link: dict[str, Any], register: dict[str, Any] | None = None, *,
+                      auto_pack: bool = True) -> tuple[Path, Path]:
     """The site's edge.toml in `folder` through the edge's own writer (`link`: the broker's settings
     for the site), with the simulated packer on; 75x120 mm label stock takes every marketplace's
     label (WB's 58x40 ones too); `register`: the Честный знак sandbox as `sandbox serve` announced it
@@ -144,7 +148,7 @@ def write_edge_config(folder: Path, link: dict[str, Any], register: dict[str, An
         mqtt_host=link["host"], mqtt_port=link["port"], mqtt_username=link.get("username"),
         mqtt_password_file=password_file, tls_ca=link.get("tls_ca"), mqtt_keys_file=link.get("keys_file"),
         warehouse=WAREHOUSE_ID,
-        auto_pack=True, staff={"Демо": "1234"}, label_mm=(75, 120),
+        auto_pack=auto_pack, staff={"Демо": "1234"}, label_mm=(75, 120),
     )
     if register:
         token = str(register["credentials"]["Authorization"]).removeprefix("Bearer ")

@@ -27,11 +27,12 @@ from typing import Any
 from edge_agent import store
 from edge_agent.devices.scanners import open_scanner
 from edge_agent.site import Site
-from edge_agent.tasks import handover, pack, station
+from edge_agent.tasks import handover, pack, pick, station
 from edge_agent.tasks.common import TaskError
 from edge_agent.tasks.marking import GS, gtin_of_barcode
 
 log = logging.getLogger("marketsync.edge")
+SHORT_AT_TASK = 3  # the demo packer finds the shelf empty for the first line of its third task
 LABEL_RECHECK_S = 1.0  # how soon a hand-over whose parcels wait for their labels is looked at again
 
 
@@ -104,6 +105,7 @@ class DemoPacker:
         self.marked_goods = MarkedGoods(register) if register else None
         self.scanner: Any = None
         self._work: queue.Queue[str | tuple[str, str]] = queue.Queue()
+        self.tasks_seen = 0
 
     # -- the plugin's life -----------------------------------------------------------------------
 
@@ -152,6 +154,16 @@ class DemoPacker:
             time.sleep(0.05)
         else:
             return
+        self.tasks_seen += 1
+        if self.tasks_seen == SHORT_AT_TASK and "#" not in task_id:
+            # a packer's day has one: the shelf is empty for the first line — the cloud writes the unit off
+            # and serves the order again from other stock (or it waits for stock, visibly)
+            try:
+                self.site.act(pick.report_short, self.site.send, task_id, 1)
+                log.info("demo packer: nothing on the shelf for task %s, reported short", task_id)
+                return
+            except TaskError:
+                pass
         with store.transaction(self.site.conn):
             try:
                 station.open_task(self.site.conn, st, task_id, "pack")

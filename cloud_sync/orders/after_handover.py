@@ -78,8 +78,8 @@ MIGRATIONS = [
     """,
 ]
 
-FIRST_CHECK_S = 3600.0  # marketplace time after the hand-over before the first read
-MAX_CHECK_S = 12 * 3600.0  # the back-off's ceiling
+FIRST_CHECK_S = 3600.0  # marketplace time after the hand-over before the first read ([jobs] follow_first_s)
+MAX_CHECK_S = 12 * 3600.0  # the back-off's ceiling ([jobs] follow_max_s)
 RETURNS_LOOKBACK_S = 14 * 86400.0  # the first returns poll of an account looks this far back
 FOLLOWED = ("handed_over",)
 AFTER_HANDOVER = ("handed_over", "delivered", "return_expected", "returned")
@@ -101,9 +101,10 @@ def _scale(cfg: CloudConfig, account: str) -> float:
     return float(scale or 1.0)
 
 
-def backoff_s(quiet: int, scale: float = 1.0) -> float:
-    """Seconds until the next read after `quiet` reads in a row found nothing new."""
-    return min(FIRST_CHECK_S * (2 ** max(0, quiet)), MAX_CHECK_S) / scale
+def backoff_s(quiet: int, scale: float = 1.0, first: float = FIRST_CHECK_S, most: float = MAX_CHECK_S) -> float:
+    """Seconds until the next read after `quiet` reads in a row found nothing new (`first`, `most`: the
+    first wait and the ceiling, marketplace seconds — `[jobs] follow_first_s`, `follow_max_s`)."""
+    return min(first * (2 ** max(0, quiet)), most) / scale
 
 
 def follow(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Marketplace, *, link: Any = None,
@@ -112,6 +113,7 @@ def follow(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Marketplace, *, 
     now = time.time() if now is None else now
     account = adapter.account
     scale = _scale(cfg, account)
+    first, most = cfg.jobs.follow_first_s, cfg.jobs.follow_max_s
     res = FollowResult()
     with transaction(conn):
         # a handed-over order is followed once the marketplace has taken it (its ship is done; in a batch,
@@ -122,7 +124,7 @@ def follow(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Marketplace, *, 
             " o.account=? AND o.stage='handed_over' AND NOT EXISTS (SELECT 1 FROM order_actions a WHERE"
             " a.order_id=o.id AND a.action='ship' AND a.state!='done') AND (o.supply_id IS NULL OR EXISTS (SELECT 1"
             " FROM supplies s WHERE s.account=o.account AND s.supply_id=o.supply_id AND s.state='shipped'))",
-            (FIRST_CHECK_S / scale, account))
+            (first / scale, account))
         conn.execute("DELETE FROM order_follow WHERE order_id IN (SELECT id FROM orders WHERE account=? AND stage NOT"
                      f" IN ({','.join('?' * len(FOLLOWED))}))", (account, *FOLLOWED))
     due = conn.execute(
@@ -150,7 +152,7 @@ def follow(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Marketplace, *, 
                         res.delivered += outcome == "delivered"
                     quiet = 0 if moved else r["quiet"] + 1
                     conn.execute("UPDATE order_follow SET quiet=?, next_check=?, checked_ts=? WHERE order_id=?",
-                                 (quiet, now + backoff_s(quiet, scale), now, r["id"]))
+                                 (quiet, now + backoff_s(quiet, scale, first, most), now, r["id"]))
     res.returns = poll_returns(conn, cfg, adapter, link=link, now=now)
     if (res.changed or res.returns) and wake is not None:
         wake()

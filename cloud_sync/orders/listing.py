@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from cloud_sync.orders import after_handover
 from cloud_sync.orders.records import OPEN_STAGES, PAST_THE_SELLER
 
 # the columns the manager may sort the list by (`sort`), as SQL over the orders table
@@ -134,4 +135,12 @@ def summary(conn: sqlite3.Connection) -> dict[str, int]:
         "labels_printed": one("SELECT COALESCE(SUM(labels_printed), 0) FROM orders"),
         "stock_pushes": pushes,
         "errors": one("SELECT COUNT(*) FROM cloud_errors"),
+        # waited for stock or a link, then served
+        "recovered": one("SELECT COUNT(DISTINCT order_id) FROM order_events WHERE kind='served'"),
+        **after_handover.summary(conn),
+        # past the assembly deadline, still waiting, and nobody was told (no deadline alert queued)
+        "stuck": one("SELECT COUNT(*) FROM orders o WHERE o.stage IN ('short', 'problem') AND o.ship_by IS NOT NULL"
+                     " AND o.ship_by < strftime('%Y-%m-%dT%H:%M:%S', 'now') AND NOT EXISTS (SELECT 1 FROM alert_outbox"
+                     " a WHERE a.kind IN ('order_waiting_deadline', 'order_deadline') AND a.dedup_key LIKE"
+                     " '%:' || o.account || ':' || o.key)"),
     }

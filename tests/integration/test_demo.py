@@ -17,7 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-SUMMARY_KEYS = {"orders_seen", "orders_packed", "labels_printed", "stock_pushes", "errors", "orders_oversold"}
+SUMMARY_KEYS = {"orders_seen", "orders_packed", "labels_printed", "stock_pushes", "errors", "orders_oversold",
+                "recovered", "delivered", "returned", "restocked", "stuck"}
 EVENING_KEYS = {"stock_unexplained"}  # the evening's «Сверка»: only when the day ran to its end
 
 
