@@ -26,7 +26,7 @@ from edge_agent import store
 from edge_agent.config import check_pin
 from edge_agent.devices.scanners import fix_layout
 from edge_agent.site import Site
-from edge_agent.tasks import handover, pack, pick, stock
+from edge_agent.tasks import handover, pack, pick, returns, stock
 from edge_agent.tasks import station as stations
 from edge_agent.tasks.common import TaskError, lines_json
 
@@ -162,7 +162,9 @@ def create_app(site: Site) -> Flask:
     @app.get("/")
     @login_required
     def tasks() -> Any:
-        return render_template("tasks.html", tasks=task_list(site), handovers=handover_list(site))
+        return render_template("tasks.html", tasks=task_list(site), handovers=handover_list(site),
+                               to_hand_over=site_read(site, handover.accounts_to_hand_over),
+                               returns=site_read(site, returns.expected))
 
     @app.get("/task/<task_id>")
     @login_required
@@ -183,6 +185,13 @@ def create_app(site: Site) -> Flask:
         except TaskError:
             abort(404)
         return render_template("work.html", mode="handover", title=None, state=work_state(site, user_station()))
+
+    @app.get("/return")
+    @login_required
+    def return_page() -> Any:
+        """The «Возврат» screen: scan the parcel or the order, then each unit."""
+        site.act(stations.set_mode, user_station(), "return", what="station")
+        return render_template("work.html", mode="return", title=None, state=work_state(site, user_station()))
 
     @app.get("/<any(receipt, count):mode>")
     @login_required
@@ -249,6 +258,54 @@ def create_app(site: Site) -> Flask:
         except TaskError as exc:
             return jsonify(error=str(exc)), 409
         return jsonify(summary=out, state=work_state(site, user_station()))
+
+    @app.post("/api/handover/request")
+    @login_required
+    def api_handover_request() -> Any:
+        """The senior packer asks the cloud for a hand-over of one account's packed parcels."""
+        account = json_body().get("account")
+        if not isinstance(account, str) or not account:
+            return jsonify(error="выберите кабинет маркетплейса"), 400
+        try:
+            message = site.act(handover.request, site.send, account, session["user"], what="request")
+        except TaskError as exc:
+            return jsonify(error=str(exc)), 409
+        return jsonify(message=message)
+
+    def open_return() -> str | None:
+        st = work_state(site, user_station())
+        return st["ret"]["return_id"] if st.get("mode") == "return" and st.get("ret") else None
+
+    @app.post("/api/return/mark")
+    @login_required
+    def api_return_mark() -> Any:
+        """Mark one unit of the open return good or defective."""
+        body = json_body()
+        unit, defective = body.get("unit"), body.get("defective")
+        if isinstance(unit, bool) or not isinstance(unit, int) or not isinstance(defective, bool):
+            return jsonify(error="нужны единица и отметка: годен или брак"), 400
+        rid = open_return()
+        if rid is None:
+            return jsonify(error="нет открытого возврата: отсканируйте посылку"), 409
+        try:
+            site.act(returns.mark, rid, unit, defective, what="return")
+        except TaskError as exc:
+            return jsonify(error=str(exc)), 409
+        return jsonify(state=work_state(site, user_station()))
+
+    @app.post("/api/return/commit")
+    @login_required
+    def api_return_commit() -> Any:
+        """Take the open return in: good units back on hand, defective to the defect stock, the cloud told."""
+        rid = open_return()
+        if rid is None:
+            return jsonify(error="нет открытого возврата: отсканируйте посылку"), 409
+        try:
+            out = site.act(returns.commit, site.send, user_station(), rid, site.cfg.warehouse, session["user"],
+                           what="return")
+        except TaskError as exc:
+            return jsonify(error=str(exc)), 409
+        return jsonify(received=out, state=work_state(site, user_station()))
 
     @app.post("/api/tally/set")
     @login_required
@@ -465,8 +522,21 @@ def task_list(site: Site) -> list[dict[str, Any]]:
 
 
 def handover_list(site: Site) -> list[dict[str, Any]]:
-    return [dict(r) for r in site.rows("SELECT handover_id, marketplace, supply_id, order_ids, state FROM handovers "
-                                       "WHERE state = 'open' ORDER BY created_at")]
+    """The open hand-overs, each with its parcels as a list and their count as a number."""
+    out = []
+    for r in site.rows("SELECT handover_id, marketplace, account, supply_id, order_ids, state FROM handovers "
+                       "WHERE state = 'open' ORDER BY created_at"):
+        h = dict(r)
+        h["order_ids"] = json.loads(h["order_ids"])
+        h["parcels"] = len(h["order_ids"])
+        out.append(h)
+    return out
+
+
+def site_read(site: Site, fn: Any) -> Any:
+    """`fn(conn)` read under the site's lock."""
+    with store.locked():
+        return fn(site.conn)
 
 
 def work_state(site: Site, station_name: str) -> dict[str, Any]:
@@ -481,6 +551,9 @@ def work_state(site: Site, station_name: str) -> dict[str, Any]:
         out["last_scan"] = dict(last) if last else None
         if st["mode"] == "handover" and st["task_id"]:
             out["handover"] = handover.summary(conn, st["task_id"])
+        elif st["mode"] == "return":
+            out["ret"] = returns.summary(conn, st["task_id"]) if st["task_id"] else None
+            out["returns"] = returns.expected(conn)
         elif st["mode"] in ("receipt", "count"):
             pad = stock.scratch(conn, station_name)
             names = {r["item_id"]: r["name"] for r in store.rows(conn, "SELECT item_id, name FROM catalog")}

@@ -31,6 +31,8 @@ DIRECTION: dict[str, Direction] = {
     "catalog": "down",  # items the site handles: barcodes, names, bins, marking
     "reservation": "down",  # stock reserved at the site's warehouse for an order (informational)
     "handover": "down",  # a supply / carriage to hand over: which parcels belong to it
+    "handover_document": "down",  # a marketplace's hand-over document to print (supply QR, act, waybill)
+    "return_expected": "down",  # a returned parcel is coming back to this site: what is in it
     # site -> cloud
     "task_progress": "up",  # picked / packed / short / handed_over
     "stock_delta": "up",  # a change of on-hand stock at the site (pick, receipt, adjust...)
@@ -39,6 +41,8 @@ DIRECTION: dict[str, Direction] = {
     "scan": "up",  # a scan of note (unknown barcode, wrong item)
     "device_status": "up",  # printers / scanners / cameras online or not
     "handover_closed": "up",  # a hand-over closed at the site: which parcels went, which stayed (and why)
+    "handover_request": "up",  # the senior packer asks for a hand-over of an account's packed parcels
+    "return_received": "up",  # a return taken in at the site: per item, units good (back on hand) / defective
 }
 
 FIELDS: dict[str, dict[str, str]] = {
@@ -48,6 +52,8 @@ FIELDS: dict[str, dict[str, str]] = {
     "catalog": {"items": "list"},
     "reservation": {"order_id": "str", "item_id": "str", "quantity": "int"},
     "handover": {"handover_id": "str", "marketplace": "str", "order_ids": "list"},
+    "handover_document": {"handover_id": "str", "kind": "str", "format": "str", "data_b64": "str"},
+    "return_expected": {"return_id": "str", "order_id": "str", "lines": "list"},
     "task_progress": {"task_id": "str", "order_id": "str", "state": "str"},
     "stock_delta": {"warehouse": "str", "item_id": "str", "delta": "int", "reason": "str"},
     "stock_count": {"warehouse": "str", "item_id": "str", "counted": "int"},
@@ -55,6 +61,8 @@ FIELDS: dict[str, dict[str, str]] = {
     "scan": {"code": "str"},
     "device_status": {"devices": "list"},
     "handover_closed": {"handover_id": "str", "handed": "list", "missing": "list"},
+    "handover_request": {"account": "str"},
+    "return_received": {"return_id": "str", "order_id": "str", "units": "list"},
 }
 
 OPTIONAL: dict[str, dict[str, str]] = {
@@ -72,6 +80,15 @@ OPTIONAL: dict[str, dict[str, str]] = {
     "label": {"width_mm": "num", "height_mm": "num", "barcode_text": "str"},
     "reservation": {"warehouse": "str"},
     "handover": {"supply_id": "str", "qr_b64": "str", "account": "str"},
+    # kinds: supply_qr | act (acceptance act, with the waybill when the marketplace puts it in one file) |
+    # waybill; format: pdf | png | svg | zpl
+    "handover_document": {"title": "str", "width_mm": "num", "height_mm": "num"},
+    # return_expected.lines: [{"item_id", "quantity", "barcode", "name"}]
+    "return_expected": {"number": "str", "marketplace": "str", "reason": "str"},
+    "handover_request": {"requested_by": "str"},
+    # return_received.units: [{"item_id", "good": int, "defective": int}]; good units also go up as
+    # stock_delta reason "return" (ref = return id), defective ones only here (the defect stock)
+    "return_received": {"received_by": "str", "note": "str"},
     # states: picked | packed | short | handed_over | failed
     "task_progress": {"lines": "list", "marking_codes": "list", "note": "str", "handover_id": "str"},
     # reasons: pick | ship | receipt | return | adjust | writeoff

@@ -1,4 +1,5 @@
-"""Applies what the cloud sends down (pick_task, cancel_task, label, catalog, handover) to the site's store.
+"""Applies what the cloud sends down (pick_task, cancel_task, label, catalog, handover, handover_document,
+return_expected) to the site's store.
 
 Each function runs inside the site link's transaction that records the inbox entry, so a message is
 applied exactly once. A body that is valid by the contract but cannot be applied raises `Unusable`
@@ -143,6 +144,51 @@ def apply_handover(conn: sqlite3.Connection, body: dict[str, Any]) -> None:
         (body["handover_id"], body["marketplace"], body.get("account"), body.get("supply_id"), body.get("qr_b64"),
          store.dumps(body["order_ids"]), store.now()),
     )
+
+
+def apply_handover_document(conn: sqlite3.Connection, body: dict[str, Any]) -> int:
+    """A marketplace's hand-over document (supply QR, acceptance act, waybill) into the print queue; the
+    same document sent again is not printed twice. Returns the print job's id."""
+    if body["format"].lower() not in DOCUMENT_FORMATS:
+        raise Unusable(f"handover_document: unknown format {body['format']!r}")
+    ref = f"{body['handover_id']}:{body['kind']}"
+    seen = store.row(conn, "SELECT id FROM print_jobs WHERE order_id = ? AND kind = 'document'", ref)
+    if seen is not None:
+        return int(seen["id"])
+    payload = {k: body[k] for k in ("handover_id", "kind", "format", "data_b64", "title", "width_mm", "height_mm")
+               if body.get(k) is not None}
+    cur = conn.execute("INSERT INTO print_jobs (order_id, kind, payload, created_at) VALUES (?, 'document', ?, ?)",
+                       (ref, store.dumps(payload), store.now()))
+    return int(cur.lastrowid or 0)
+
+
+def apply_return_expected(conn: sqlite3.Connection, body: dict[str, Any]) -> None:
+    """A returned parcel is coming back here: what it should hold. One already taken in stays as it is."""
+    lines = []
+    for ln in body["lines"]:
+        if not isinstance(ln, dict) or not isinstance(ln.get("item_id"), str):
+            raise Unusable("return_expected: every line needs a string item_id")
+        q = ln.get("quantity")
+        if isinstance(q, bool) or not isinstance(q, int) or q <= 0:
+            raise Unusable(f"return_expected: quantity of {ln['item_id']} must be a whole number above 0")
+        lines.append({"item_id": ln["item_id"], "quantity": q, "barcode": str(ln.get("barcode") or ""),
+                      "name": str(ln.get("name") or "")})
+        codes = _codes(ln)
+        if codes and not store.row(conn, "SELECT 1 FROM catalog WHERE item_id = ?", ln["item_id"]):
+            conn.execute("INSERT OR IGNORE INTO catalog (item_id, name, barcode) VALUES (?,?,?)",
+                         (ln["item_id"], str(ln.get("name") or ""), codes[0]))
+        _index_codes(conn, ln["item_id"], codes)
+    existing = store.row(conn, "SELECT state FROM returns WHERE return_id = ?", body["return_id"])
+    if existing is not None and existing["state"] != "expected":
+        return
+    conn.execute(
+        "INSERT OR REPLACE INTO returns (return_id, order_id, number, marketplace, lines, state, reason, created_at) "
+        "VALUES (?,?,?,?,?, 'expected', ?, ?)",
+        (body["return_id"], body["order_id"], body.get("number"), body.get("marketplace"), store.dumps(lines),
+         body.get("reason"), store.now()))
+
+
+DOCUMENT_FORMATS = ("pdf", "png", "svg", "zpl")
 
 
 def _codes(item: dict[str, Any]) -> list[str]:
