@@ -116,6 +116,8 @@ class OzonSandbox(SandboxApp):
             "stock_writes": self.stock_writes,
             "sold": len(self.sales),
             "marks_required": sorted(num for num, p in self.postings.items() if p["marks_required"]),
+            "shippings": {str(cid): {"postings": list(c["postings"]), "status": c["status"],
+                                     "documents": c.get("documents", 0)} for cid, c in self.carriages.items()},
             "exemplars": {num: {str(ex["exemplar_id"]): [m["mark"] for m in ex["marks"]] for ex in p["exemplars"]}
                           for num, p in self.postings.items() if p["exemplars"]},
         }
@@ -227,6 +229,10 @@ class OzonSandbox(SandboxApp):
             r("POST", "/v1/carriage/approve", self.carriage_approve),
             r("POST", "/v2/carriage/delivery/list", self.carriages_list),
             r("POST", "/v2/posting/fbs/package-label", self.package_label),
+            r("POST", "/v2/posting/fbs/act/create", self.act_create),
+            r("POST", "/v2/posting/fbs/act/check-status", self.act_check_status),
+            r("POST", "/v2/posting/fbs/act/get-postings", self.act_get_postings),
+            r("POST", "/v2/posting/fbs/act/get-pdf", self.act_get_pdf),
             r("POST", "/v2/finance/realization", self.realization),
             r("POST", "/v3/finance/transaction/totals", self.transaction_totals),
         ]
@@ -696,8 +702,9 @@ class OzonSandbox(SandboxApp):
         return SandboxReply(200, {"result": True})
 
     def carriage_create(self, req: SandboxRequest) -> SandboxReply:
-        body = req.json()
-        method = int(body.get("delivery_method_id") or 0)
+        return SandboxReply(200, {"carriage_id": self._form_carriage(int(req.json().get("delivery_method_id") or 0))})
+
+    def _form_carriage(self, method: int) -> int:
         # postings packed for this method and in no approved carriage (a carriage left unapproved loses them)
         postings = [n for n, p in self.postings.items()
                     if p["delivery_method_id"] == method and p["status"] == "awaiting_deliver"
@@ -713,7 +720,7 @@ class OzonSandbox(SandboxApp):
             self.postings[n]["carriage"] = cid
             self.postings[n]["substatus"] = "posting_in_carriage"
         self.carriages[cid] = {"postings": postings, "status": "NEW", "method": method}
-        return SandboxReply(200, {"carriage_id": cid})
+        return cid
 
     def carriages_list(self, req: SandboxRequest) -> SandboxReply:
         body = req.json()
@@ -732,7 +739,10 @@ class OzonSandbox(SandboxApp):
         return SandboxReply(200, {"methods": methods, "has_next": False, "cursor": ""})
 
     def carriage_approve(self, req: SandboxRequest) -> SandboxReply:
-        cid = int(req.json().get("carriage_id") or 0)
+        self._approve(int(req.json().get("carriage_id") or 0))
+        return SandboxReply(200, {})
+
+    def _approve(self, cid: int) -> None:
         carriage = self.carriages.get(cid)
         if carriage is None:
             raise ApiError(404, f"carriage {cid} not found", code="NOT_FOUND")
@@ -744,7 +754,60 @@ class OzonSandbox(SandboxApp):
             if p["status"] == "awaiting_deliver":
                 self._move(p, "delivering", "posting_transferring_to_delivery")
                 self.sales.append({"posting": p, "at": _now()})
-        return SandboxReply(200, {})
+
+    # -- hand-over documents: the acceptance act and the waybill of a shipping (carriage)
+
+    def act_create(self, req: SandboxRequest) -> SandboxReply:
+        """The legacy way to form a shipping: the delivery method's postings awaiting delivery in one
+        carriage, approved at once; its documents are made next (check-status, then get-pdf)."""
+        cid = self._form_carriage(int(req.json().get("delivery_method_id") or 0))
+        self._approve(cid)
+        return SandboxReply(200, {"result": {"id": cid}})
+
+    def _shipping(self, req: SandboxRequest) -> tuple[int, dict[str, Any]]:
+        cid = int(req.json().get("id") or 0)
+        carriage = self.carriages.get(cid)
+        if carriage is None:
+            raise ApiError(404, f"shipping {cid} not found", code="NOT_FOUND")
+        return cid, carriage
+
+    def act_check_status(self, req: SandboxRequest) -> SandboxReply:
+        """`in_process` at the first check of an approved shipping, `ready` from the next (Ozon makes the
+        documents in the background); a shipping not approved has none to make."""
+        cid, carriage = self._shipping(req)
+        if carriage["status"] == "NEW":
+            raise ApiError(400, "shipping is not approved yet", code="CARRIAGE_NOT_APPROVED")
+        carriage["checks"] = carriage.get("checks", 0) + 1
+        status = "ready" if carriage["checks"] > 1 else "in_process"
+        return SandboxReply(200, {"result": {"act_type": "act_of_acceptance", "added_to_act": list(carriage["postings"]),
+                                             "removed_from_act": [], "status": status, "is_partial": False,
+                                             "has_postings_for_next_carriage": False, "partial_num": 0}})
+
+    def act_get_postings(self, req: SandboxRequest) -> SandboxReply:
+        cid, carriage = self._shipping(req)
+        out = []
+        for n in carriage["postings"]:
+            p = self.postings[n]
+            prod = self.products[p["product_id"]]
+            out.append({"id": cid, "posting_number": n, "status": p["status"], "multi_box_qty": 1, "seller_error": "",
+                        "created_at": p["in_process_at"], "updated_at": p["in_process_at"],
+                        "products": [{"name": prod["name"], "offer_id": prod["offer_id"],
+                                      "price": str(p.get("price", "0")), "quantity": p["quantity"], "sku": prod["sku"]}]})
+        return SandboxReply(200, {"result": out})
+
+    def act_get_pdf(self, req: SandboxRequest) -> SandboxReply:
+        """The acceptance act and the waybill of the shipping in one PDF (two pages), once check-status
+        said ready."""
+        cid, carriage = self._shipping(req)
+        if carriage.get("checks", 0) < 2:
+            raise ApiError(400, "documents are not ready yet: check the status first", code="ACT_NOT_READY")
+        rows = [[n, self.products[self.postings[n]["product_id"]]["offer_id"], str(self.postings[n]["quantity"]), "1"]
+                for n in carriage["postings"]]
+        pdf = labels.pdf_document(f"Ozon shipping {cid}", str(cid), rows, ["Posting", "Offer", "Units", "Boxes"],
+                                  pages=[f"Acceptance act, shipping {cid}", f"Waybill, shipping {cid}"])
+        carriage["documents"] = carriage.get("documents", 0) + 1
+        return SandboxReply(200, data=pdf, content_type="application/pdf",
+                            headers={"Content-Disposition": f'attachment; filename="act-{cid}.pdf"'})
 
     def package_label(self, req: SandboxRequest) -> SandboxReply:
         numbers = req.json()["posting_number"]

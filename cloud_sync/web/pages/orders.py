@@ -9,7 +9,7 @@ from flask import Blueprint, abort, render_template, request
 
 from cloud_sync.config import UNIFIED_STATUSES
 from cloud_sync.orders import desk as order_desk
-from cloud_sync.orders import listing, records
+from cloud_sync.orders import handovers, listing, records
 from cloud_sync.web.auth import current_user
 from cloud_sync.web.context import ctx, get_db
 from cloud_sync.web.pages.common import PAGE_SIZE, accounts, args_for, page_number
@@ -42,6 +42,21 @@ def bulk():
             messages.append(("ok", f"{action}: {len(res.done)} order(s) done"))
             messages += [("warn", s) for s in res.skipped]
     return _render(errors=errors, messages=messages, status=400 if errors else 200)
+
+
+@bp.post("/orders/handover")
+def handover():
+    """«Передать курьеру»: the account's packed parcels go to its courier, one hand-over per site."""
+    account = request.form.get("account", "")
+    c = ctx()
+    if account not in c.cfg.accounts:
+        return _render(errors={"handover_account": "Выберите кабинет маркетплейса"}, status=400)
+    started = handovers.start_handover(get_db(), c.cfg, account, link=c.link)
+    c.wake()
+    if not started:
+        return _render(messages=[("warn", f"У кабинета {account} нет упакованных посылок для передачи")])
+    return _render(messages=[("ok", f"Передача курьеру начата: {h['handover_id']} — площадка {h['site']}, "
+                                    f"{len(h['orders'])} шт.") for h in started])
 
 
 @bp.get("/orders/<path:key>")
