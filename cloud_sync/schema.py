@@ -19,7 +19,7 @@ from cloud_sync.alerts import outbox as alerts
 from cloud_sync.catalog import cards, nomenclature
 from cloud_sync.money import price_list, price_rules, price_sources, reports
 from cloud_sync.onec import store as onec_store
-from cloud_sync.orders import pushes
+from cloud_sync.orders import handover_documents, pushes
 from cloud_sync.orders import records as orders
 from cloud_sync.stock import ledger, reconcile
 from sitelink import store as link_store
@@ -41,6 +41,7 @@ PARTS: list[tuple[str, ModuleType]] = [
     # parts added since: appended, never inserted
     ("cloud_sync.stock.reconcile", reconcile),
     ("cloud_sync.money.price_sources", price_sources),
+    ("cloud_sync.orders.handover_documents", handover_documents),
 ]
 
 

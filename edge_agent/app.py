@@ -9,6 +9,7 @@ used marking code, a printer problem — is a message on the screen; nothing is 
 
 from __future__ import annotations
 
+import base64
 import hmac
 import json
 import threading
@@ -164,7 +165,7 @@ def create_app(site: Site) -> Flask:
     def tasks() -> Any:
         return render_template("tasks.html", tasks=task_list(site), handovers=handover_list(site),
                                to_hand_over=site_read(site, handover.accounts_to_hand_over),
-                               returns=site_read(site, returns.expected))
+                               returns=site_read(site, returns.expected), documents=document_list(site))
 
     @app.get("/task/<task_id>")
     @login_required
@@ -185,6 +186,19 @@ def create_app(site: Site) -> Flask:
         except TaskError:
             abort(404)
         return render_template("work.html", mode="handover", title=None, state=work_state(site, user_station()))
+
+    @app.get("/documents/<int:doc_id>")
+    @login_required
+    def document(doc_id: int) -> Any:
+        """A marketplace's hand-over document as it came (an A4 act opens in the browser, which prints it
+        on the office printer)."""
+        d = site.row("SELECT handover_id, kind, format, data_b64 FROM documents WHERE id = ?", doc_id)
+        if d is None:
+            abort(404)
+        mime = DOCUMENT_TYPES.get(d["format"], "application/octet-stream")
+        name = f"{d['handover_id']}-{d['kind']}.{d['format']}"
+        return Response(base64.b64decode(d["data_b64"]), mimetype=mime,
+                        headers={"Content-Disposition": f'inline; filename="{name}"', "X-Content-Type-Options": "nosniff"})
 
     @app.get("/return")
     @login_required
@@ -531,6 +545,19 @@ def handover_list(site: Site) -> list[dict[str, Any]]:
         h["parcels"] = len(h["order_ids"])
         out.append(h)
     return out
+
+
+DOCUMENT_TYPES = {"pdf": "application/pdf", "png": "image/png", "svg": "image/svg+xml", "zpl": "text/plain"}
+DOCUMENTS_SHOWN_S = 3 * 86400  # the task list shows the hand-over documents of the last three days
+
+
+def document_list(site: Site) -> list[dict[str, Any]]:
+    """The marketplaces' hand-over documents of the last days, newest first: title, and whether the label
+    printer prints it (a sheet is opened from the page)."""
+    return [dict(r) for r in site.rows(
+        "SELECT d.id, d.handover_id, d.kind, d.title, d.format, d.job_id, j.state AS print_state FROM documents d "
+        "LEFT JOIN print_jobs j ON j.id = d.job_id WHERE d.received_at > ? ORDER BY d.id DESC LIMIT 50",
+        store.now() - DOCUMENTS_SHOWN_S)]
 
 
 def site_read(site: Site, fn: Any) -> Any:

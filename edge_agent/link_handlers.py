@@ -90,7 +90,7 @@ class DownHandlers:
             inbox.apply_handover_document(conn, env.body)
         except inbox.Unusable as exc:
             _reject(exc)
-        self.after_commit("print")
+        self.after_commit("document", handover_id=env.body["handover_id"])
 
     def return_expected(self, conn: sqlite3.Connection, env: Envelope) -> None:
         try:

@@ -238,8 +238,9 @@ class PrintQueue:
                 raise _WaitForLabel("ждём этикетку маркетплейса: она придёт, когда облако будет на связи")
             return prepare_label(base64.b64decode(label["data_b64"]), label["format"], profile)
         payload = json.loads(job["payload"])
-        if job["kind"] == "document":  # a marketplace's hand-over document, as the cloud fetched it
-            return prepare_label(base64.b64decode(payload["data_b64"]), payload["format"], profile)
+        if job["kind"] == "document":  # a marketplace's hand-over document of label size, as the cloud fetched it
+            doc = self._row("SELECT format, data_b64 FROM documents WHERE id = ?", payload["document_id"])
+            return prepare_label(base64.b64decode(doc["data_b64"]), doc["format"], profile)
         if job["kind"] == "supply_qr":
             h = self._row("SELECT qr_b64 FROM handovers WHERE handover_id = ?", payload["handover_id"])
             return prepare_label(base64.b64decode(h["qr_b64"]), "png", profile)

@@ -67,6 +67,12 @@ CREATE TABLE IF NOT EXISTS handover_scans (
     handover_id TEXT NOT NULL, order_id TEXT NOT NULL, code TEXT NOT NULL, extra INTEGER NOT NULL,
     ts REAL NOT NULL, PRIMARY KEY (handover_id, order_id)
 );
+CREATE TABLE IF NOT EXISTS documents (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, handover_id TEXT NOT NULL, kind TEXT NOT NULL, title TEXT NOT NULL DEFAULT '',
+    format TEXT NOT NULL, data_b64 TEXT NOT NULL, width_mm REAL, height_mm REAL,
+    job_id INTEGER,   -- its print job on the label printer; NULL: a sheet, printed from the page
+    received_at REAL NOT NULL, UNIQUE (handover_id, kind)
+);
 CREATE TABLE IF NOT EXISTS returns (
     return_id TEXT PRIMARY KEY, order_id TEXT NOT NULL, number TEXT, marketplace TEXT,
     lines TEXT NOT NULL DEFAULT '[]',   -- [{item_id, quantity, barcode, name}] as the cloud expects them

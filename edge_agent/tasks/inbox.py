@@ -147,19 +147,30 @@ def apply_handover(conn: sqlite3.Connection, body: dict[str, Any]) -> None:
 
 
 def apply_handover_document(conn: sqlite3.Connection, body: dict[str, Any]) -> int:
-    """A marketplace's hand-over document (supply QR, acceptance act, waybill) into the print queue; the
-    same document sent again is not printed twice. Returns the print job's id."""
-    if body["format"].lower() not in DOCUMENT_FORMATS:
+    """A marketplace's hand-over document (supply QR, acceptance act, waybill), kept for the page; one of
+    label size also goes to the label printer's queue (a sheet — an A4 act — is opened on the page and
+    printed on an office printer). The same document sent again is kept and printed once. Returns its id."""
+    fmt = body["format"].lower()
+    if fmt not in DOCUMENT_FORMATS:
         raise Unusable(f"handover_document: unknown format {body['format']!r}")
-    ref = f"{body['handover_id']}:{body['kind']}"
-    seen = store.row(conn, "SELECT id FROM print_jobs WHERE order_id = ? AND kind = 'document'", ref)
+    seen = store.row(conn, "SELECT id FROM documents WHERE handover_id = ? AND kind = ?", body["handover_id"], body["kind"])
     if seen is not None:
         return int(seen["id"])
-    payload = {k: body[k] for k in ("handover_id", "kind", "format", "data_b64", "title", "width_mm", "height_mm")
-               if body.get(k) is not None}
-    cur = conn.execute("INSERT INTO print_jobs (order_id, kind, payload, created_at) VALUES (?, 'document', ?, ?)",
-                       (ref, store.dumps(payload), store.now()))
-    return int(cur.lastrowid or 0)
+    width, height = body.get("width_mm") or 0, body.get("height_mm") or 0
+    cur = conn.execute(
+        "INSERT INTO documents (handover_id, kind, title, format, data_b64, width_mm, height_mm, received_at) "
+        "VALUES (?,?,?,?,?,?,?,?)", (body["handover_id"], body["kind"], str(body.get("title") or body["kind"]), fmt,
+                                      body["data_b64"], width or None, height or None, store.now()))
+    doc_id = int(cur.lastrowid or 0)
+    if width and height and max(width, height) <= LABEL_SIZED_MM:
+        job = conn.execute("INSERT INTO print_jobs (order_id, kind, payload, created_at) VALUES (?, 'document', ?, ?)",
+                           (body["handover_id"], store.dumps({"document_id": doc_id, "kind": body["kind"]}), store.now()))
+        conn.execute("UPDATE documents SET job_id = ? WHERE id = ?", (job.lastrowid, doc_id))
+    return doc_id
+
+
+DOCUMENT_FORMATS = ("pdf", "png", "svg", "zpl")
+LABEL_SIZED_MM = 150.0  # a document no longer than this on either side fits label stock (up to 75x120 mm)
 
 
 def apply_return_expected(conn: sqlite3.Connection, body: dict[str, Any]) -> None:
@@ -186,9 +197,6 @@ def apply_return_expected(conn: sqlite3.Connection, body: dict[str, Any]) -> Non
         "VALUES (?,?,?,?,?, 'expected', ?, ?)",
         (body["return_id"], body["order_id"], body.get("number"), body.get("marketplace"), store.dumps(lines),
          body.get("reason"), store.now()))
-
-
-DOCUMENT_FORMATS = ("pdf", "png", "svg", "zpl")
 
 
 def _codes(item: dict[str, Any]) -> list[str]:

@@ -173,13 +173,18 @@ def test_a_marketplace_document_prints_once_and_our_hand_over_list_names_the_par
     act = json.loads(conn.execute("SELECT payload FROM print_jobs WHERE kind = 'act'").fetchone()[0])
     assert (act["count"], act["numbers"], act["marketplace"]) == (2, ["Na", "Nb"], "ozon")
     doc = {"handover_id": "h2", "kind": "supply_qr", "format": "png", "data_b64": _png("WB-GI-777"),
-           "title": "QR-код поставки"}
+           "title": "QR-код поставки", "width_mm": 58, "height_mm": 40}
+    sheet = {"handover_id": "h2", "kind": "act", "format": "pdf", "data_b64": base64.b64encode(b"%PDF-1.4 act").decode(),
+             "title": "Акт приёма-передачи", "width_mm": 210, "height_mm": 297}
     check_body("handover_document", doc)
     for _ in range(2):  # sent twice (a lost acknowledgement): printed once
         with store.transaction(conn):
             inbox.apply_handover_document(conn, doc)
+        inbox.apply_handover_document(conn, sheet)  # an A4 act: kept for the page, not for the label printer
     with pytest.raises(inbox.Unusable, match="format"), store.transaction(conn):
-        inbox.apply_handover_document(conn, {**doc, "kind": "act", "format": "docx"})
+        inbox.apply_handover_document(conn, {**doc, "kind": "waybill", "format": "docx"})
+    kept = conn.execute("SELECT kind, job_id IS NOT NULL FROM documents ORDER BY id").fetchall()
+    assert [tuple(r) for r in kept] == [("supply_qr", 1), ("act", 0)]
     printed = print_waiting(conn, tmp_path)
     texts = [{r.text for r in zxingcpp.read_barcodes(Image.open(p).convert("L"))} for p in printed[-2:]]
     assert texts == [{"h2"}, {"WB-GI-777"}]  # our list (its barcode: the hand-over), then the supply's QR

@@ -296,7 +296,7 @@
       if (ev.result && ev.via !== "page") showResult(ev.result);  // a page scan: its page showed the answer
       const r = await api("/api/state").catch(() => null);
       if (r) render(r.state);
-    } else if (kind === "tasks" && (["task", "label", "handover", "catalog", "return"].includes(ev.what) ||
+    } else if (kind === "tasks" && (["task", "label", "handover", "catalog", "return", "document"].includes(ev.what) ||
                (ev.what === "scan" && LIST_CHANGING_SCANS.includes(ev.kind)))) {
       // only what changes the list reloads it: not every unknown barcode or print anywhere in the warehouse
       clearTimeout(reloadTimer);
