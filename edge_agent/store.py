@@ -70,7 +70,7 @@ CREATE TABLE IF NOT EXISTS handover_scans (
 CREATE TABLE IF NOT EXISTS documents (
     id INTEGER PRIMARY KEY AUTOINCREMENT, handover_id TEXT NOT NULL, kind TEXT NOT NULL, title TEXT NOT NULL DEFAULT '',
     format TEXT NOT NULL, data_b64 TEXT NOT NULL, width_mm REAL, height_mm REAL,
-    job_id INTEGER,   -- its print job on the label printer; NULL: a sheet, printed from the page
+    job_id INTEGER,   -- its print job on the label printer (NULL: a sheet, printed from the page)
     received_at REAL NOT NULL, UNIQUE (handover_id, kind)
 );
 CREATE TABLE IF NOT EXISTS returns (
