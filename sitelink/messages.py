@@ -31,8 +31,8 @@ DIRECTION: dict[str, Direction] = {
     "catalog": "down",  # items the site handles: barcodes, names, bins, marking
     "reservation": "down",  # stock reserved at the site's warehouse for an order (informational)
     "handover": "down",  # a supply / carriage to hand over: which parcels belong to it
+    "return_expected": "down",  # a parcel on its way back to the site: which order, which units to expect
     "handover_document": "down",  # a marketplace's hand-over document to print (supply QR, act, waybill)
-    "return_expected": "down",  # a returned parcel is coming back to this site: what is in it
     # site -> cloud
     "task_progress": "up",  # picked / packed / short / handed_over
     "stock_delta": "up",  # a change of on-hand stock at the site (pick, receipt, adjust...)
@@ -41,8 +41,8 @@ DIRECTION: dict[str, Direction] = {
     "scan": "up",  # a scan of note (unknown barcode, wrong item)
     "device_status": "up",  # printers / scanners / cameras online or not
     "handover_closed": "up",  # a hand-over closed at the site: which parcels went, which stayed (and why)
+    "return_received": "up",  # an expected return unpacked at the site: units found good and defective
     "handover_request": "up",  # the senior packer asks for a hand-over of an account's packed parcels
-    "return_received": "up",  # a return taken in at the site: per item, units good (back on hand) / defective
 }
 
 FIELDS: dict[str, dict[str, str]] = {
@@ -52,8 +52,6 @@ FIELDS: dict[str, dict[str, str]] = {
     "catalog": {"items": "list"},
     "reservation": {"order_id": "str", "item_id": "str", "quantity": "int"},
     "handover": {"handover_id": "str", "marketplace": "str", "order_ids": "list"},
-    "handover_document": {"handover_id": "str", "kind": "str", "format": "str", "data_b64": "str"},
-    "return_expected": {"return_id": "str", "order_id": "str", "lines": "list"},
     "task_progress": {"task_id": "str", "order_id": "str", "state": "str"},
     "stock_delta": {"warehouse": "str", "item_id": "str", "delta": "int", "reason": "str"},
     "stock_count": {"warehouse": "str", "item_id": "str", "counted": "int"},
@@ -61,8 +59,17 @@ FIELDS: dict[str, dict[str, str]] = {
     "scan": {"code": "str"},
     "device_status": {"devices": "list"},
     "handover_closed": {"handover_id": "str", "handed": "list", "missing": "list"},
+    # return_expected.lines: [{"item_id", "quantity" (units expected), "name", "barcode", "barcodes",
+    #   "bin", "marking_required"}] — the same line shape as pick_task.lines
+    "return_expected": {"return_id": "str", "order_id": "str", "lines": "list"},
+    # return_received.lines: [{"item_id": str, "good": int >= 0, "defective": int >= 0}], only items of the
+    #   return, at most the units expected; units that did not come are simply not counted. The cloud moves
+    #   the ledger from this message alone: good units back on hand at `warehouse`, defective ones to
+    #   "<warehouse>:defect" (never published). The site sends NO stock_delta for these units (a
+    #   stock_delta with reason "return" stays for a return nobody announced).
+    "return_received": {"return_id": "str", "order_id": "str", "lines": "list"},
+    "handover_document": {"handover_id": "str", "kind": "str", "format": "str", "data_b64": "str"},
     "handover_request": {"account": "str"},
-    "return_received": {"return_id": "str", "order_id": "str", "units": "list"},
 }
 
 OPTIONAL: dict[str, dict[str, str]] = {
@@ -77,18 +84,20 @@ OPTIONAL: dict[str, dict[str, str]] = {
     },
     "cancel_task": {"reason": "str"},
     "handover_closed": {"missing_why": "dict"},  # order id -> why it stayed, in the packer's words
+    # kind: return (the buyer's, after delivery) | unredeemed (never reached the buyer) | cancelled (after
+    # hand-over); parcel_codes: codes printed on the parcel (order number, marketplace id, order key) that
+    # find the return when scanned
+    "return_expected": {"kind": "str", "marketplace": "str", "account": "str", "native_id": "str", "number": "str",
+                        "warehouse": "str", "reason": "str", "parcel_codes": "list"},
+    "return_received": {"warehouse": "str", "note": "str", "station": "str"},
     "label": {"width_mm": "num", "height_mm": "num", "barcode_text": "str"},
     "reservation": {"warehouse": "str"},
     "handover": {"supply_id": "str", "qr_b64": "str", "account": "str"},
-    # kinds: supply_qr | act (acceptance act, with the waybill when the marketplace puts it in one file) |
-    # waybill; format: pdf | png | svg | zpl
+    # kinds: supply_qr | act (the acceptance act, with the waybill when the marketplace puts both in one
+    # file) | waybill; format: pdf | png | svg | zpl; a document of label size prints on the label printer,
+    # a sheet is opened from the packers' page
     "handover_document": {"title": "str", "width_mm": "num", "height_mm": "num"},
-    # return_expected.lines: [{"item_id", "quantity", "barcode", "name"}]
-    "return_expected": {"number": "str", "marketplace": "str", "reason": "str"},
     "handover_request": {"requested_by": "str"},
-    # return_received.units: [{"item_id", "good": int, "defective": int}]; good units also go up as
-    # stock_delta reason "return" (ref = return id), defective ones only here (the defect stock)
-    "return_received": {"received_by": "str", "note": "str"},
     # states: picked | packed | short | handed_over | failed
     "task_progress": {"lines": "list", "marking_codes": "list", "note": "str", "handover_id": "str"},
     # reasons: pick | ship | receipt | return | adjust | writeoff
@@ -120,6 +129,12 @@ def check_body(msg_type: str, body: Any) -> None:
             _check_kind(msg_type, name, body[name], kind)
     if msg_type == "task_progress" and body["state"] not in TASK_STATES:
         raise BadMessage(f"task_progress: unknown state {body['state']!r}")
+    if msg_type == "return_received":
+        for ln in body["lines"]:
+            if not isinstance(ln, dict) or not isinstance(ln.get("item_id"), str) or any(
+                    isinstance(ln.get(k, 0), bool) or not isinstance(ln.get(k, 0), int) or ln.get(k, 0) < 0
+                    for k in ("good", "defective")):
+                raise BadMessage("return_received: each line is {item_id: str, good: int >= 0, defective: int >= 0}")
 
 
 def _check_kind(msg_type: str, name: str, value: Any, kind: str) -> None:

@@ -192,11 +192,12 @@ def apply_return_expected(conn: sqlite3.Connection, body: dict[str, Any]) -> Non
     existing = store.row(conn, "SELECT state FROM returns WHERE return_id = ?", body["return_id"])
     if existing is not None and existing["state"] != "expected":
         return
+    codes = [str(c) for c in body.get("parcel_codes") or [] if isinstance(c, str | int) and str(c).strip()]
     conn.execute(
-        "INSERT OR REPLACE INTO returns (return_id, order_id, number, marketplace, lines, state, reason, created_at) "
-        "VALUES (?,?,?,?,?, 'expected', ?, ?)",
+        "INSERT OR REPLACE INTO returns (return_id, order_id, number, marketplace, lines, state, announced, parcel_codes, "
+        "kind, reason, created_at) VALUES (?,?,?,?,?, 'expected', 1, ?,?,?,?)",
         (body["return_id"], body["order_id"], body.get("number"), body.get("marketplace"), store.dumps(lines),
-         body.get("reason"), store.now()))
+         store.dumps(codes), body.get("kind"), body.get("reason"), store.now()))
 
 
 def _codes(item: dict[str, Any]) -> list[str]:

@@ -4,9 +4,11 @@ The packer scans the parcel (its label's barcode) or the order's number: the ret
 expect (`return_expected`) opens, or — a parcel that came back before the cloud told us — a return of the
 order as it was packed here. Then each unit is scanned; it counts as good unless the packer marks it
 defective. A unit that was never in that order is refused. Taking the return in sends, in one
-transaction with the local record: a `stock_delta` (reason "return") per item for the good units, back
-on hand and published again, and one `return_received` saying per item how many were good and how many
-defective (the defect stock, never published). Offline it waits in the outbox like any message.
+transaction with the local record, one `return_received` saying per item how many units were good and
+how many defective: the cloud puts the good ones back on hand (published again) and the defective ones
+in the defect stock (never published). A parcel back unannounced sends a `stock_delta` (reason "return")
+for its good units instead, the cloud knowing no return to report against; its defective units stay on
+record here. Offline it all waits in the outbox like any message.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ from edge_agent.tasks.common import ScanResult, Send, TaskError, item_code, item
 def open_for_code(conn: sqlite3.Connection, station: str, code: str) -> ScanResult:
     """A scan on the «Возврат» screen with no return open: the parcel or order it names opens."""
     code = code.strip()
-    ret = store.row(conn, "SELECT * FROM returns WHERE (return_id = ? OR order_id = ? OR number = ?) AND "
-                    "state != 'received' ORDER BY created_at DESC LIMIT 1", code, code, code)
+    ret = store.row(conn, "SELECT * FROM returns WHERE (return_id = ? OR order_id = ? OR number = ? OR EXISTS "
+                    "(SELECT 1 FROM json_each(returns.parcel_codes) WHERE value = ?)) AND state != 'received' "
+                    "ORDER BY created_at DESC LIMIT 1", code, code, code, code)
     order_id = ret["order_id"] if ret is not None else handover.order_of_parcel(conn, code)
     if ret is None and order_id is not None:
         ret = store.row(conn, "SELECT * FROM returns WHERE order_id = ? AND state != 'received' "
@@ -33,7 +36,8 @@ def open_for_code(conn: sqlite3.Connection, station: str, code: str) -> ScanResu
         ret = _from_task(conn, order_id)
     if ret is None:
         done = store.row(conn, "SELECT order_id, number FROM returns WHERE return_id = ? OR order_id = ? OR number = ? "
-                         "OR order_id = ?", code, code, code, order_id or "")
+                         "OR order_id = ? OR EXISTS (SELECT 1 FROM json_each(returns.parcel_codes) WHERE value = ?)",
+                         code, code, code, order_id or "", code)
         if done is not None:
             return ScanResult(False, "extra", f"Возврат заказа {done['number'] or done['order_id']} уже принят")
         if item_of_code(conn, item_code(code)) is not None:
@@ -58,8 +62,8 @@ def _from_task(conn: sqlite3.Connection, order_id: str) -> sqlite3.Row | None:
     if not lines:
         return None
     rid = f"ret-{order_id}"
-    conn.execute("INSERT OR IGNORE INTO returns (return_id, order_id, number, marketplace, lines, state, reason, "
-                 "created_at) VALUES (?,?,?,?,?, 'expected', ?, ?)",
+    conn.execute("INSERT OR IGNORE INTO returns (return_id, order_id, number, marketplace, lines, state, announced, "
+                 "reason, created_at) VALUES (?,?,?,?,?, 'expected', 0, ?, ?)",
                  (rid, order_id, t["number"], t["marketplace"], store.dumps(lines), "принят без уведомления", store.now()))
     return store.row(conn, "SELECT * FROM returns WHERE return_id = ? AND state != 'received'", rid)
 
@@ -130,31 +134,34 @@ def summary(conn: sqlite3.Connection, return_id: str) -> dict[str, Any]:
 
 def commit(conn: sqlite3.Connection, send: Send, station: str, return_id: str, warehouse: str,
            received_by: str = "") -> dict[str, Any]:
-    """Take the return in: good units back on hand (`stock_delta` reason "return"), the whole return
-    reported up (`return_received`), in one transaction with the local record."""
+    """Take the return in: `return_received` up (an announced return) or the good units as `stock_delta`
+    reason "return" (a parcel back unannounced), in one transaction with the local record."""
     ret = get_return(conn, return_id)
     if ret["state"] == "received":
         raise TaskError("этот возврат уже принят")
     units: dict[str, dict[str, int]] = {}
-    for u in store.rows(conn, "SELECT item_id, defective FROM return_units WHERE return_id = ?", return_id):
+    for u in store.rows(conn, "SELECT item_id, defective FROM return_units WHERE return_id = ? ORDER BY id", return_id):
         n = units.setdefault(u["item_id"], {"good": 0, "defective": 0})
         n["defective" if u["defective"] else "good"] += 1
     if not units:
         raise TaskError("в возврате нет ни одной единицы: отсканируйте товар из посылки")
-    for item_id, n in units.items():
-        if n["good"]:
-            send(conn, "stock_delta", {"warehouse": warehouse, "item_id": item_id, "delta": n["good"],
-                                       "reason": "return", "ref": return_id})
-            conn.execute("INSERT INTO stock_moves (ts, item_id, delta, reason, ref) VALUES (?,?,?,?,?)",
-                         (store.now(), item_id, n["good"], "return", return_id))
-        if n["defective"]:  # into the defect stock: on record here, never on hand
-            conn.execute("INSERT INTO stock_moves (ts, item_id, delta, reason, ref) VALUES (?,?,?,?,?)",
-                         (store.now(), item_id, n["defective"], "defect", return_id))
-    body: dict[str, Any] = {"return_id": return_id, "order_id": ret["order_id"],
-                            "units": [{"item_id": k, **v} for k, v in units.items()]}
-    if received_by:
-        body["received_by"] = received_by
-    send(conn, "return_received", body)
+    for item_id, n in units.items():  # the site's own record: good units back here, defective ones apart
+        for reason, count in (("return", n["good"]), ("defect", n["defective"])):
+            if count:
+                conn.execute("INSERT INTO stock_moves (ts, item_id, delta, reason, ref) VALUES (?,?,?,?,?)",
+                             (store.now(), item_id, count, reason, return_id))
+    if ret["announced"]:
+        body: dict[str, Any] = {"return_id": return_id, "order_id": ret["order_id"], "warehouse": warehouse,
+                                "station": station, "lines": [{"item_id": k, **v} for k, v in units.items()]}
+        if received_by:
+            body["note"] = f"принял(а) {received_by}"
+        send(conn, "return_received", body)
+    else:
+        for item_id, n in units.items():
+            if n["good"]:
+                send(conn, "stock_delta", {"warehouse": warehouse, "item_id": item_id, "delta": n["good"],
+                                           "reason": "return", "ref": ret["order_id"],
+                                           "note": f"возврат без уведомления {return_id}"})
     conn.execute("UPDATE returns SET state = 'received', received_at = ?, received_by = ? WHERE return_id = ?",
                  (store.now(), received_by or None, return_id))
     conn.execute("UPDATE stations SET task_id = NULL WHERE station = ?", (station,))

@@ -35,16 +35,17 @@ def to_return_mode(conn: sqlite3.Connection, st: str = "pack-1") -> None:
 
 def test_an_expected_return_is_taken_in_good_units_back_on_hand_defective_apart(conn) -> None:
     with store.transaction(conn):
-        inbox.apply_return_expected(conn, {"return_id": "r-1", "order_id": "o-7", "number": "WB-7",
-                                           "marketplace": "wildberries", "lines": [
+        inbox.apply_return_expected(conn, {"return_id": "wb1:7#1", "order_id": "wb1:7", "number": "WB-7",
+                                           "marketplace": "wildberries", "kind": "return",
+                                           "parcel_codes": ["7", "WB-7", "wb1:7"], "lines": [
                                                {"item_id": MUG["item_id"], "quantity": 2, "barcode": MUG["barcode"],
-                                                "name": MUG["name"]},
+                                                "barcodes": [MUG["barcode"]], "name": MUG["name"]},
                                                {"item_id": BAG["item_id"], "quantity": 1, "barcode": BAG["barcode"],
                                                 "name": BAG["name"]}]})
     to_return_mode(conn)
     assert scan(conn, "pack-1", MUG["barcode"]).kind == "info"  # an item first: the parcel comes first
-    opened = scan(conn, "pack-1", "WB-7")  # the order's number opens its return
-    assert opened.ok and opened.data["return_id"] == "r-1"
+    opened = scan(conn, "pack-1", "7")  # a code printed on the parcel (the marketplace's id) opens it
+    assert opened.ok and opened.data["return_id"] == "wb1:7#1"
     assert scan(conn, "pack-1", MUG["barcode"]).ok
     second = scan(conn, "pack-1", MUG["barcode"])
     assert second.ok
@@ -53,23 +54,23 @@ def test_an_expected_return_is_taken_in_good_units_back_on_hand_defective_apart(
     assert (wrong.ok, wrong.kind) == (False, "wrong_item") and "НЕ ИЗ ЭТОГО ЗАКАЗА" in wrong.message
     assert scan(conn, "pack-1", BAG["barcode"]).ok
     with store.transaction(conn):
-        returns.mark(conn, "r-1", second.data["unit"], True)  # the second mug is broken
-        out = returns.commit(conn, send, "pack-1", "r-1", WAREHOUSE, "Анна")
+        returns.mark(conn, "wb1:7#1", second.data["unit"], True)  # the second mug is broken
+        out = returns.commit(conn, send, "pack-1", "wb1:7#1", WAREHOUSE, "Анна")
     assert (out["good"], out["defective"]) == (2, 1)
     sent = outbox(conn)
-    deltas = sorted((b["item_id"], b["delta"], b["reason"], b["ref"]) for t, b in sent if t == "stock_delta")
-    assert deltas == [(BAG["item_id"], 1, "return", "r-1"), (MUG["item_id"], 1, "return", "r-1")]
+    # the cloud moves the ledger from the report alone: no stock_delta for an announced return
+    assert [t for t, _ in sent if t == "stock_delta"] == []
     (received,) = [b for t, b in sent if t == "return_received"]
     check_body("return_received", received)  # the contract both sides read
-    assert received["order_id"] == "o-7" and received["received_by"] == "Анна"
-    assert sorted((u["item_id"], u["good"], u["defective"]) for u in received["units"]) == [
+    assert received["order_id"] == "wb1:7" and received["warehouse"] == WAREHOUSE and "Анна" in received["note"]
+    assert sorted((u["item_id"], u["good"], u["defective"]) for u in received["lines"]) == [
         (BAG["item_id"], 1, 0), (MUG["item_id"], 1, 1)]
-    # the defect stays on record here, never on hand
+    # the site's own record: the defect apart, never on hand
     moves = conn.execute("SELECT item_id, delta, reason FROM stock_moves ORDER BY id").fetchall()
-    assert [tuple(m) for m in moves] == [(MUG["item_id"], 1, "return"), (MUG["item_id"], 1, "defect"),
-                                         (BAG["item_id"], 1, "return")]
+    assert sorted(tuple(m) for m in moves) == [(BAG["item_id"], 1, "return"), (MUG["item_id"], 1, "defect"),
+                                               (MUG["item_id"], 1, "return")]
     with pytest.raises(TaskError, match="уже принят"), store.transaction(conn):
-        returns.commit(conn, send, "pack-1", "r-1", WAREHOUSE)
+        returns.commit(conn, send, "pack-1", "wb1:7#1", WAREHOUSE)
     assert scan(conn, "pack-1", "WB-7").kind == "extra"  # the same parcel again: already taken in
 
 
@@ -86,8 +87,10 @@ def test_a_parcel_back_before_the_cloud_said_so_is_taken_in_as_it_was_packed(con
     with store.transaction(conn):
         out = returns.commit(conn, send, "pack-1", "ret-o-a", WAREHOUSE)
     assert (out["good"], out["defective"]) == (1, 0)
-    assert [b["units"] for t, b in outbox(conn) if t == "return_received"] == [
-        [{"item_id": MUG["item_id"], "good": 1, "defective": 0}]]
+    # the cloud expects no such return: the good unit goes back on hand as a stock_delta of reason "return"
+    assert [t for t, _ in outbox(conn) if t == "return_received"] == []
+    (delta,) = [b for t, b in outbox(conn) if t == "stock_delta" and b["reason"] == "return"]
+    assert (delta["item_id"], delta["delta"], delta["ref"]) == (MUG["item_id"], 1, "o-a")
 
 
 def test_an_empty_return_is_not_taken_in(conn) -> None:
