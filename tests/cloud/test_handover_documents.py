@@ -240,3 +240,34 @@ def test_a_hand_over_request_for_an_unknown_account_is_refused_and_nothing_start
     assert shop.down("handover") == []
     shop.up("handover_request", {"account": shop.account})  # nothing packed: nothing starts, no error
     assert shop.down("handover") == []
+
+
+@pytest.mark.parametrize("shop", ["ozon"], indirect=True)
+def test_documents_not_ready_are_asked_again_later_and_a_refusal_is_shown_in_russian(shop, monkeypatch):
+    """Ozon still making the act when the cloud gives up waiting: asked again at the next try, for the same
+    shipping (no second act/create); a marketplace that keeps refusing is shown to the manager."""
+    from marketplaces import ozon
+
+    monkeypatch.setattr(ozon, "ACT_CHECKS", 1)  # one check per attempt: the sandbox says in_process at first
+    keys = shop.orders(1)
+    shop.run()
+    _hand_over(shop, keys, by_packer=False)
+    shop.run()
+    assert shop.documents() == 0
+    state, attempts, error = shop.conn.execute("SELECT state, attempts, error FROM handover_documents").fetchone()
+    assert (state, attempts) == ("pending", 1) and "not ready" in error
+    assert shop.down("handover_document") == []
+    assert shop.documents() == 1  # the next try: ready
+    assert len(shop.down("handover_document")) == 1
+    assert [s["documents"] for s in shop.sb.app.state()["shippings"].values()] == [1]
+    assert shop.sb.app.state()["spec_violations"] == []
+    # a refusal that does not pass: after the last attempt the manager reads what to do, in Russian
+    with transaction(shop.conn):
+        shop.conn.execute("UPDATE handover_documents SET state='pending', attempts=?",
+                          (handover_documents.MAX_ATTEMPTS - 1,))
+    for carriage in shop.sb.app.carriages.values():  # Ozon stuck making them: in_process at every check
+        carriage["checks"] = -1000
+    assert shop.documents() == 0
+    assert shop.conn.execute("SELECT state FROM handover_documents").fetchone()[0] == "failed"
+    (message,) = [r[0] for r in shop.conn.execute("SELECT message FROM cloud_errors")]
+    assert "Не удалось получить документы передачи" in message and "личном кабинете" in message
