@@ -321,6 +321,15 @@ def create_app(site: Site) -> Flask:
             return jsonify(error=str(exc)), 409
         return jsonify(received=out, state=work_state(site, user_station()))
 
+    @app.post("/api/return/aside")
+    @login_required
+    def api_return_aside() -> Any:
+        """Put the open return aside (a wrong parcel, or a question to ask): its scans are kept."""
+        if open_return() is None:
+            return jsonify(error="нет открытого возврата"), 409
+        site.act(returns.put_aside, user_station(), what="return")
+        return jsonify(state=work_state(site, user_station()))
+
     @app.post("/api/tally/set")
     @login_required
     def api_tally_set() -> Any:

@@ -170,6 +170,12 @@ def commit(conn: sqlite3.Connection, send: Send, station: str, return_id: str, w
     return {"return_id": return_id, "number": ret["number"] or ret["order_id"], "good": good, "defective": bad}
 
 
+def put_aside(conn: sqlite3.Connection, station: str) -> None:
+    """«Отложить»: the station leaves the open return as it is (its units stay scanned); scanning its
+    parcel again goes on where it stopped."""
+    conn.execute("UPDATE stations SET task_id = NULL WHERE station = ? AND mode = 'return'", (station,))
+
+
 def expected(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     """Returns the cloud said to expect and not yet taken in, oldest first."""
     return [dict(r) | {"units": sum(ln["quantity"] for ln in json.loads(r["lines"]))} for r in store.rows(

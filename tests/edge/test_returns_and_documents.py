@@ -52,6 +52,11 @@ def test_an_expected_return_is_taken_in_good_units_back_on_hand_defective_apart(
     assert scan(conn, "pack-1", MUG["barcode"]).kind == "extra"  # 2 were sold: a third is not this parcel's
     wrong = scan(conn, "pack-1", SHIRT["barcode"])  # never in that order: refused, in Russian
     assert (wrong.ok, wrong.kind) == (False, "wrong_item") and "НЕ ИЗ ЭТОГО ЗАКАЗА" in wrong.message
+    with store.transaction(conn):
+        returns.put_aside(conn, "pack-1")  # «Отложить»: another parcel first; the scans stay
+    assert scan(conn, "pack-1", BAG["barcode"]).kind == "info"  # no return open now
+    assert scan(conn, "pack-1", "wb1:7").data["return_id"] == "wb1:7#1"  # the parcel again: where it stopped
+    assert [ln["taken"] for ln in returns.summary(conn, "wb1:7#1")["lines"]] == [2, 0]  # mugs, bag
     assert scan(conn, "pack-1", BAG["barcode"]).ok
     with store.transaction(conn):
         returns.mark(conn, "wb1:7#1", second.data["unit"], True)  # the second mug is broken

@@ -263,6 +263,13 @@
       }
       input.focus();
     });
+    const aside = $("#aside-return");
+    if (aside) aside.addEventListener("click", async () => {
+      const r = await api("/api/return/aside", {});
+      if (r.error) showResult({ok: false, kind: "info", message: r.error});
+      else { showResult({ok: true, kind: "info", message: "Возврат отложен: отсканируйте посылку снова, чтобы продолжить"}); render(r.state); }
+      input.focus();
+    });
     const commit = $("#commit");
     if (commit) commit.addEventListener("click", async () => {
       const r = await api("/api/tally/commit", {});
