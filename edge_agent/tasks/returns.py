@@ -6,9 +6,10 @@ order as it was packed here. Then each unit is scanned; it counts as good unless
 defective. A unit that was never in that order is refused. Taking the return in sends, in one
 transaction with the local record, one `return_received` saying per item how many units were good and
 how many defective: the cloud puts the good ones back on hand (published again) and the defective ones
-in the defect stock (never published). A parcel back unannounced sends a `stock_delta` (reason "return")
-for its good units instead, the cloud knowing no return to report against; its defective units stay on
-record here. Offline it all waits in the outbox like any message.
+in the defect stock (never published). A parcel back unannounced sends `stock_delta`s (reason "return")
+instead, the cloud knowing no return to report against: its good units to the site's warehouse, its
+defective ones to the defect warehouse beside it (`<warehouse>:defect`, as the link's contract names it).
+Offline it all waits in the outbox like any message.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from typing import Any
 from edge_agent import store
 from edge_agent.tasks import handover
 from edge_agent.tasks.common import ScanResult, Send, TaskError, item_code, item_name, item_of_code
+
+DEFECT_SUFFIX = ":defect"  # the defect warehouse beside an own warehouse (sitelink/messages.py, return_received)
 
 
 def open_for_code(conn: sqlite3.Connection, station: str, code: str) -> ScanResult:
@@ -156,12 +159,13 @@ def commit(conn: sqlite3.Connection, send: Send, station: str, return_id: str, w
         if received_by:
             body["note"] = f"принял(а) {received_by}"
         send(conn, "return_received", body)
-    else:
+    else:  # no return to report against: the units go to the ledger as stock moves
         for item_id, n in units.items():
-            if n["good"]:
-                send(conn, "stock_delta", {"warehouse": warehouse, "item_id": item_id, "delta": n["good"],
-                                           "reason": "return", "ref": ret["order_id"],
-                                           "note": f"возврат без уведомления {return_id}"})
+            for place, count in ((warehouse, n["good"]), (f"{warehouse}{DEFECT_SUFFIX}", n["defective"])):
+                if count:
+                    send(conn, "stock_delta", {"warehouse": place, "item_id": item_id, "delta": count,
+                                               "reason": "return", "ref": ret["order_id"],
+                                               "note": f"возврат без уведомления {return_id}"})
     conn.execute("UPDATE returns SET state = 'received', received_at = ?, received_by = ? WHERE return_id = ?",
                  (store.now(), received_by or None, return_id))
     conn.execute("UPDATE stations SET task_id = NULL WHERE station = ?", (station,))

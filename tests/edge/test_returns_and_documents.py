@@ -88,14 +88,18 @@ def test_a_parcel_back_before_the_cloud_said_so_is_taken_in_as_it_was_packed(con
     label_code = conn.execute("SELECT COALESCE(barcode_text, order_id) FROM labels").fetchone()[0]
     assert scan(conn, "pack-1", label_code).ok  # the label's barcode (or the order id) names the parcel
     assert scan(conn, "pack-1", BAG["barcode"]).kind == "wrong_item"
-    assert scan(conn, "pack-1", MUG["barcode"]).ok
+    unit = scan(conn, "pack-1", MUG["barcode"])
+    assert unit.ok
     with store.transaction(conn):
+        returns.mark(conn, "ret-o-a", unit.data["unit"], True)
         out = returns.commit(conn, send, "pack-1", "ret-o-a", WAREHOUSE)
-    assert (out["good"], out["defective"]) == (1, 0)
-    # the cloud expects no such return: the good unit goes back on hand as a stock_delta of reason "return"
+    assert (out["good"], out["defective"]) == (0, 1)
+    # the cloud expects no such return: the unit goes to the ledger as a stock_delta of reason "return",
+    # a defective one to the defect warehouse beside the site's (never published)
     assert [t for t, _ in outbox(conn) if t == "return_received"] == []
     (delta,) = [b for t, b in outbox(conn) if t == "stock_delta" and b["reason"] == "return"]
-    assert (delta["item_id"], delta["delta"], delta["ref"]) == (MUG["item_id"], 1, "o-a")
+    assert (delta["warehouse"], delta["item_id"], delta["delta"], delta["ref"]) == (
+        f"{WAREHOUSE}:defect", MUG["item_id"], 1, "o-a")
 
 
 def test_an_empty_return_is_not_taken_in(conn) -> None:
