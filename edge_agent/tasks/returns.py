@@ -166,6 +166,10 @@ def commit(conn: sqlite3.Connection, send: Send, station: str, return_id: str, w
                     send(conn, "stock_delta", {"warehouse": place, "item_id": item_id, "delta": count,
                                                "reason": "return", "ref": ret["order_id"],
                                                "note": f"возврат без уведомления {return_id}"})
+        good = sum(n["good"] for n in units.values())
+        send(conn, "scan", {"code": ret["order_id"], "order_id": ret["order_id"], "station": station,
+                            "note": f"возврат без уведомления принят: годных {good}, "
+                                    f"брак {sum(n['defective'] for n in units.values())}"})  # the order's history
     conn.execute("UPDATE returns SET state = 'received', received_at = ?, received_by = ? WHERE return_id = ?",
                  (store.now(), received_by or None, return_id))
     conn.execute("UPDATE stations SET task_id = NULL WHERE station = ?", (station,))

@@ -100,6 +100,8 @@ def test_a_parcel_back_before_the_cloud_said_so_is_taken_in_as_it_was_packed(con
     (delta,) = [b for t, b in outbox(conn) if t == "stock_delta" and b["reason"] == "return"]
     assert (delta["warehouse"], delta["item_id"], delta["delta"], delta["ref"]) == (
         f"{WAREHOUSE}:defect", MUG["item_id"], 1, "o-a")
+    (note,) = [b for t, b in outbox(conn) if t == "scan" and b.get("order_id") == "o-a"]
+    assert "возврат без уведомления принят: годных 0, брак 1" in note["note"]  # in the order's history
 
 
 def test_an_empty_return_is_not_taken_in(conn) -> None:
