@@ -77,7 +77,7 @@ CREATE TABLE IF NOT EXISTS returns (
     return_id TEXT PRIMARY KEY, order_id TEXT NOT NULL, number TEXT, marketplace TEXT,
     lines TEXT NOT NULL DEFAULT '[]',   -- [{item_id, quantity, barcode, name}] as the cloud expects them
     state TEXT NOT NULL DEFAULT 'expected',   -- expected | open (being taken in) | received
-    announced INTEGER NOT NULL DEFAULT 1,     -- 1: the cloud said to expect it; 0: a parcel back unannounced
+    announced INTEGER NOT NULL DEFAULT 1,     -- 1: the cloud said to expect it, 0: a parcel back unannounced
     parcel_codes TEXT NOT NULL DEFAULT '[]',  -- codes on the parcel that find it when scanned
     kind TEXT, reason TEXT, created_at REAL NOT NULL, received_at REAL, received_by TEXT
 );
