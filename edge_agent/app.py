@@ -91,6 +91,8 @@ def create_app(site: Site) -> Flask:
     known = URLSafeSerializer(app.secret_key, salt="edge-known-packers")
     monitor = (site.cfg.monitor_token or "").encode()
     app.add_template_filter(local_time, "local_time")
+    app.add_template_filter(lambda ts: datetime.fromtimestamp(ts).strftime("%d.%m.%Y %H:%M") if ts else "",
+                            "local_time_ts")
     streams = LiveStreams(MAX_LIVE_STREAMS)
     app.extensions["live_streams"] = streams
 
@@ -166,7 +168,8 @@ def create_app(site: Site) -> Flask:
     def tasks() -> Any:
         return render_template("tasks.html", tasks=task_list(site), handovers=handover_list(site),
                                to_hand_over=site_read(site, handover.accounts_to_hand_over),
-                               returns=site_read(site, returns.expected), documents=document_list(site))
+                               returns=site_read(site, returns.expected), documents=document_list(site),
+                               closed=site_read(site, lambda c: handover.closed_recently(c, store.now() - DOCUMENTS_SHOWN_S)))
 
     @app.get("/task/<task_id>")
     @login_required
@@ -187,6 +190,16 @@ def create_app(site: Site) -> Flask:
         except TaskError:
             abort(404)
         return render_template("work.html", mode="handover", title=None, state=work_state(site, user_station()))
+
+    @app.get("/handover/<handover_id>/list")
+    @login_required
+    def handover_sheet(handover_id: str) -> Any:
+        """Our own hand-over list, a page to print: order numbers, marketplace, parcel count, what stayed."""
+        try:
+            data = site_read(site, lambda c: handover.sheet(c, handover_id))
+        except TaskError:
+            abort(404)
+        return render_template("handover_list.html", h=data)
 
     @app.get("/documents/<int:doc_id>")
     @login_required

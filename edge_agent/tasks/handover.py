@@ -201,6 +201,29 @@ def close(conn: sqlite3.Connection, send: Send, handover_id: str, force: bool = 
     return s
 
 
+def sheet(conn: sqlite3.Connection, handover_id: str) -> dict[str, Any]:
+    """Our own hand-over list, as the courier signs it: the marketplace, the account, the batch, each
+    parcel that went (order number), their count as a number, and the parcels that stayed and why."""
+    s = summary(conn, handover_id)
+    h = get_handover(conn, handover_id)
+    went = s["scanned"] if s["state"] != "open" else []
+    went = [o for o in went if (_task_of(conn, o) or {"state": ""})["state"] != "cancelled"]
+    return {"handover_id": handover_id, "marketplace": h["marketplace"], "account": h["account"] or "",
+            "supply_id": h["supply_id"] or "", "state": s["state"], "closed_at": h["closed_at"],
+            "parcels": [{"order_id": o, "number": _name(conn, o)} for o in went], "count": len(went),
+            "missing": [{"order_id": o, "number": _name(conn, o), "why": s["missing_why"].get(o, "")}
+                        for o in s["missing"]]}
+
+
+def closed_recently(conn: sqlite3.Connection, since: float) -> list[dict[str, Any]]:
+    """The hand-overs closed here since `since`, newest first, with their parcel count (a number)."""
+    return [{"handover_id": r["handover_id"], "marketplace": r["marketplace"], "account": r["account"] or "",
+             "count": int(r["n"])} for r in store.rows(
+        conn, "SELECT h.handover_id, h.marketplace, h.account, (SELECT COUNT(*) FROM handover_scans x JOIN tasks t "
+        "ON t.order_id = x.order_id WHERE x.handover_id = h.handover_id AND x.extra = 0 AND t.state = 'handed_over') "
+        "AS n FROM handovers h WHERE h.state = 'closed' AND h.closed_at > ? ORDER BY h.closed_at DESC LIMIT 50", since)]
+
+
 def accounts_to_hand_over(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     """The accounts with packed parcels at this site that no open hand-over holds: marketplace, account,
     parcels (a number)."""

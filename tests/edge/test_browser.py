@@ -536,7 +536,13 @@ def test_the_senior_packer_asks_for_a_hand_over_and_its_documents_print(edge) ->
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and len(_pngs(labels)) == printed_before:
             time.sleep(0.1)
-        assert len(_pngs(labels)) == printed_before + 1  # our own hand-over list
+        assert len(_pngs(labels)) == printed_before + 1  # our own hand-over list's label
+        page.goto(url + "/handover/ho-wb-main-1/list")  # and the list itself, a page to print
+        expect(page.locator("#sheet-count")).to_have_text("1")
+        expect(page.locator("#sheet-parcels tbody tr")).to_have_count(1)
+        expect(page.locator("#sheet-parcels")).to_contain_text("N7")
+        expect(page.locator("#sheet-head")).to_contain_text("wildberries")
+        page.screenshot(path=str(ARTIFACTS / "handover-list.png"))
         buf = io.BytesIO()
         segno.make("WB-GI-777", error="m").save(buf, kind="png", scale=6)
         cloud.send("handover_document", {"handover_id": "ho-wb-main-1", "kind": "supply_qr", "format": "png",
@@ -547,8 +553,9 @@ def test_the_senior_packer_asks_for_a_hand_over_and_its_documents_print(edge) ->
                                          "data_b64": base64.b64encode(act).decode(), "title": "Акт приёма-передачи",
                                          "width_mm": 210, "height_mm": 297})
         assert cloud.link.wait_idle(20)
-        page.get_by_text("К списку").click()
-        expect(page.locator("#documents li")).to_have_count(2, timeout=15000)
+        page.goto(url + "/")
+        expect(page.locator("#documents li[data-document]")).to_have_count(2, timeout=15000)
+        expect(page.locator("#documents li[data-sheet]")).to_contain_text("1 шт.")
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline and len(_pngs(labels)) < printed_before + 2:
             time.sleep(0.1)

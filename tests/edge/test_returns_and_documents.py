@@ -186,6 +186,8 @@ def test_a_marketplace_document_prints_once_and_our_hand_over_list_names_the_par
         handover.close(conn, send, "h2")
     act = json.loads(conn.execute("SELECT payload FROM print_jobs WHERE kind = 'act'").fetchone()[0])
     assert (act["count"], act["numbers"], act["marketplace"]) == (2, ["Na", "Nb"], "ozon")
+    sheet = handover.sheet(conn, "h2")
+    assert (sheet["count"], [p["number"] for p in sheet["parcels"]], sheet["missing"]) == (2, ["Na", "Nb"], [])
     doc = {"handover_id": "h2", "kind": "supply_qr", "format": "png", "data_b64": _png("WB-GI-777"),
            "title": "QR-код поставки", "width_mm": 58, "height_mm": 40}
     sheet = {"handover_id": "h2", "kind": "act", "format": "pdf", "data_b64": base64.b64encode(b"%PDF-1.4 act").decode(),
