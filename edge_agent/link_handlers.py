@@ -4,7 +4,8 @@ the cloud sends down (a pick task, a cancel, a label, the catalog, a courier's h
 Each handler applies its message with the task logic (`edge_agent.tasks.inbox`) inside the link's own
 transaction, which also records the message as received; a message that can never be applied is
 rejected (dead-lettered, with the reason). Once the transaction has committed, the page and the print
-queue hear of it; a new pick task and a hand-over are also told to the site's listeners at once.
+queue hear of it; a new pick task, a hand-over and a return to expect are also told to the site's listeners
+at once.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class DownHandlers:
         except inbox.Unusable as exc:
             _reject(exc)
         self.after_commit("return")
+        self.tell("return", return_id=env.body["return_id"])
 
     def reservation(self, conn: sqlite3.Connection, env: Envelope) -> None:
         """Reservations are the cloud's business; the site takes them and does nothing."""
