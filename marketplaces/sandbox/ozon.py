@@ -18,7 +18,9 @@ Imports no adapter.
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
 import time
 from collections import deque
 from datetime import UTC, datetime, timedelta
@@ -702,9 +704,8 @@ class OzonSandbox(SandboxApp):
         return SandboxReply(200, {"result": True})
 
     def carriage_create(self, req: SandboxRequest) -> SandboxReply:
-        return SandboxReply(200, {"carriage_id": self._form_carriage(int(req.json().get("delivery_method_id") or 0))})
-
-    def _form_carriage(self, method: int) -> int:
+        body = req.json()
+        method = int(body.get("delivery_method_id") or 0)
         # postings packed for this method and in no approved carriage (a carriage left unapproved loses them)
         postings = [n for n, p in self.postings.items()
                     if p["delivery_method_id"] == method and p["status"] == "awaiting_deliver"
@@ -720,7 +721,7 @@ class OzonSandbox(SandboxApp):
             self.postings[n]["carriage"] = cid
             self.postings[n]["substatus"] = "posting_in_carriage"
         self.carriages[cid] = {"postings": postings, "status": "NEW", "method": method}
-        return cid
+        return SandboxReply(200, {"carriage_id": cid})
 
     def carriages_list(self, req: SandboxRequest) -> SandboxReply:
         body = req.json()
@@ -739,10 +740,7 @@ class OzonSandbox(SandboxApp):
         return SandboxReply(200, {"methods": methods, "has_next": False, "cursor": ""})
 
     def carriage_approve(self, req: SandboxRequest) -> SandboxReply:
-        self._approve(int(req.json().get("carriage_id") or 0))
-        return SandboxReply(200, {})
-
-    def _approve(self, cid: int) -> None:
+        cid = int(req.json().get("carriage_id") or 0)
         carriage = self.carriages.get(cid)
         if carriage is None:
             raise ApiError(404, f"carriage {cid} not found", code="NOT_FOUND")
@@ -754,14 +752,17 @@ class OzonSandbox(SandboxApp):
             if p["status"] == "awaiting_deliver":
                 self._move(p, "delivering", "posting_transferring_to_delivery")
                 self.sales.append({"posting": p, "at": _now()})
+        return SandboxReply(200, {})
 
     # -- hand-over documents: the acceptance act and the waybill of a shipping (carriage)
 
     def act_create(self, req: SandboxRequest) -> SandboxReply:
         """The legacy way to form a shipping: the delivery method's postings awaiting delivery in one
         carriage, approved at once; its documents are made next (check-status, then get-pdf)."""
-        cid = self._form_carriage(int(req.json().get("delivery_method_id") or 0))
-        self._approve(cid)
+        created = self.carriage_create(_inner(req, "/v1/carriage/create",
+                                              {"delivery_method_id": req.json().get("delivery_method_id")}))
+        cid = int(created.json["carriage_id"])
+        self.carriage_approve(_inner(req, "/v1/carriage/approve", {"carriage_id": cid}))
         return SandboxReply(200, {"result": {"id": cid}})
 
     def _shipping(self, req: SandboxRequest) -> tuple[int, dict[str, Any]]:
@@ -897,6 +898,11 @@ class OzonSandbox(SandboxApp):
         chosen = [op for op in chosen if kind == "all" or op["type"] == kind]
         return SandboxReply(200, {"result": {f: float(sum((op[f] for op in chosen), Decimal(0)))
                                              for f in TOTALS_FIELDS}})
+
+
+def _inner(req: SandboxRequest, path: str, body: dict[str, Any]) -> SandboxRequest:
+    """The request one handler makes of another inside the sandbox (act/create forms and approves a carriage)."""
+    return dataclasses.replace(req, path=path, template=path, spec_path=path, body=json.dumps(body).encode())
 
 
 def _merge_pdfs(parts: list[bytes]) -> bytes:

@@ -271,3 +271,23 @@ def test_documents_not_ready_are_asked_again_later_and_a_refusal_is_shown_in_rus
     assert shop.conn.execute("SELECT state FROM handover_documents").fetchone()[0] == "failed"
     (message,) = [r[0] for r in shop.conn.execute("SELECT message FROM cloud_errors")]
     assert "Не удалось получить документы передачи" in message and "личном кабинете" in message
+
+
+@pytest.mark.parametrize("shop", ["ozon"], indirect=True)
+def test_ozon_postings_shipped_no_other_way_get_their_shipping_formed_by_act_create(shop):
+    """Parcels awaiting delivery in no shipping yet (the seller never formed one): the adapter forms it with
+    /v2/posting/fbs/act/create, waits for check-status, and gets the act and waybill of that shipping."""
+    pdfium = pytest.importorskip("pypdfium2")
+    keys = shop.orders(2)
+    for key in keys:
+        shop.up("task_progress", {"task_id": f"pick-{key}", "order_id": key, "state": "packed"})
+    shop.run()  # confirmed and assembled: awaiting_deliver, in no shipping
+    natives = [k.split(":", 1)[1] for k in keys]
+    assert all(shop.sb.app.state()["orders"][n] == "awaiting_deliver" for n in natives)
+    assert shop.sb.app.state()["shippings"] == {}
+    (doc,) = shop.adapter.handover_documents(natives)
+    assert (doc.kind, doc.format) == ("act", "pdf") and doc.data.startswith(b"%PDF")
+    assert len(pdfium.PdfDocument(doc.data)) == 2
+    (shipping,) = shop.sb.app.state()["shippings"].values()
+    assert sorted(shipping["postings"]) == sorted(natives) and shipping["status"] == "FORMED"
+    assert shop.sb.app.state()["spec_violations"] == []
