@@ -9,6 +9,7 @@ used marking code, a printer problem — is a message on the screen; nothing is 
 
 from __future__ import annotations
 
+import base64
 import hmac
 import json
 import threading
@@ -24,9 +25,10 @@ from itsdangerous import BadData, URLSafeSerializer
 import web
 from edge_agent import store
 from edge_agent.config import check_pin
+from edge_agent.devices.printers import safe_name
 from edge_agent.devices.scanners import fix_layout
 from edge_agent.site import Site
-from edge_agent.tasks import handover, pack, pick, stock
+from edge_agent.tasks import handover, pack, pick, returns, stock
 from edge_agent.tasks import station as stations
 from edge_agent.tasks.common import TaskError, lines_json
 
@@ -89,6 +91,8 @@ def create_app(site: Site) -> Flask:
     known = URLSafeSerializer(app.secret_key, salt="edge-known-packers")
     monitor = (site.cfg.monitor_token or "").encode()
     app.add_template_filter(local_time, "local_time")
+    app.add_template_filter(lambda ts: datetime.fromtimestamp(ts).strftime("%d.%m.%Y %H:%M") if ts else "",
+                            "local_time_ts")
     streams = LiveStreams(MAX_LIVE_STREAMS)
     app.extensions["live_streams"] = streams
 
@@ -162,7 +166,10 @@ def create_app(site: Site) -> Flask:
     @app.get("/")
     @login_required
     def tasks() -> Any:
-        return render_template("tasks.html", tasks=task_list(site), handovers=handover_list(site))
+        return render_template("tasks.html", tasks=task_list(site), handovers=handover_list(site),
+                               to_hand_over=site_read(site, handover.accounts_to_hand_over),
+                               returns=site_read(site, returns.expected), documents=document_list(site),
+                               closed=site_read(site, lambda c: handover.closed_recently(c, store.now() - DOCUMENTS_SHOWN_S)))
 
     @app.get("/task/<task_id>")
     @login_required
@@ -183,6 +190,38 @@ def create_app(site: Site) -> Flask:
         except TaskError:
             abort(404)
         return render_template("work.html", mode="handover", title=None, state=work_state(site, user_station()))
+
+    @app.get("/handover/<handover_id>/list")
+    @login_required
+    def handover_sheet(handover_id: str) -> Any:
+        """Our own hand-over list, a page to print: order numbers, marketplace, parcel count, what stayed."""
+        try:
+            data = site_read(site, lambda c: handover.sheet(c, handover_id))
+        except TaskError:
+            abort(404)
+        return render_template("handover_list.html", h=data)
+
+    @app.get("/documents/<int:doc_id>")
+    @login_required
+    def document(doc_id: int) -> Any:
+        """A marketplace's hand-over document as it came (an A4 act opens in the browser, which prints it
+        on the office printer)."""
+        d = site.row("SELECT handover_id, kind, format, data_b64 FROM documents WHERE id = ?", doc_id)
+        if d is None:
+            abort(404)
+        mime = DOCUMENT_TYPES.get(d["format"], "application/octet-stream")
+        name = safe_name(f"{d['handover_id']}-{d['kind']}") + f".{d['format']}"
+        # what the marketplace sent is shown, never run: no script of an SVG reaches the page's origin
+        return Response(base64.b64decode(d["data_b64"]), mimetype=mime,
+                        headers={"Content-Disposition": f'inline; filename="{name}"', "X-Content-Type-Options": "nosniff",
+                                 "Content-Security-Policy": "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'"})
+
+    @app.get("/return")
+    @login_required
+    def return_page() -> Any:
+        """The «Возврат» screen: scan the parcel or the order, then each unit."""
+        site.act(stations.set_mode, user_station(), "return", what="station")
+        return render_template("work.html", mode="return", title=None, state=work_state(site, user_station()))
 
     @app.get("/<any(receipt, count):mode>")
     @login_required
@@ -249,6 +288,63 @@ def create_app(site: Site) -> Flask:
         except TaskError as exc:
             return jsonify(error=str(exc)), 409
         return jsonify(summary=out, state=work_state(site, user_station()))
+
+    @app.post("/api/handover/request")
+    @login_required
+    def api_handover_request() -> Any:
+        """The senior packer asks the cloud for a hand-over of one account's packed parcels."""
+        account = json_body().get("account")
+        if not isinstance(account, str) or not account:
+            return jsonify(error="выберите кабинет маркетплейса"), 400
+        try:
+            message = site.act(handover.request, site.send, account, session["user"], what="request")
+        except TaskError as exc:
+            return jsonify(error=str(exc)), 409
+        return jsonify(message=message)
+
+    def open_return() -> str | None:
+        st = work_state(site, user_station())
+        return st["ret"]["return_id"] if st.get("mode") == "return" and st.get("ret") else None
+
+    @app.post("/api/return/mark")
+    @login_required
+    def api_return_mark() -> Any:
+        """Mark one unit of the open return good or defective."""
+        body = json_body()
+        unit, defective = body.get("unit"), body.get("defective")
+        if isinstance(unit, bool) or not isinstance(unit, int) or not isinstance(defective, bool):
+            return jsonify(error="нужны единица и отметка: годен или брак"), 400
+        rid = open_return()
+        if rid is None:
+            return jsonify(error="нет открытого возврата: отсканируйте посылку"), 409
+        try:
+            site.act(returns.mark, rid, unit, defective, what="return")
+        except TaskError as exc:
+            return jsonify(error=str(exc)), 409
+        return jsonify(state=work_state(site, user_station()))
+
+    @app.post("/api/return/commit")
+    @login_required
+    def api_return_commit() -> Any:
+        """Take the open return in: good units back on hand, defective to the defect stock, the cloud told."""
+        rid = open_return()
+        if rid is None:
+            return jsonify(error="нет открытого возврата: отсканируйте посылку"), 409
+        try:
+            out = site.act(returns.commit, site.send, user_station(), rid, site.cfg.warehouse, session["user"],
+                           what="return")
+        except TaskError as exc:
+            return jsonify(error=str(exc)), 409
+        return jsonify(received=out, state=work_state(site, user_station()))
+
+    @app.post("/api/return/aside")
+    @login_required
+    def api_return_aside() -> Any:
+        """Put the open return aside (a wrong parcel, or a question to ask): its scans are kept."""
+        if open_return() is None:
+            return jsonify(error="нет открытого возврата"), 409
+        site.act(returns.put_aside, user_station(), what="return")
+        return jsonify(state=work_state(site, user_station()))
 
     @app.post("/api/tally/set")
     @login_required
@@ -465,8 +561,34 @@ def task_list(site: Site) -> list[dict[str, Any]]:
 
 
 def handover_list(site: Site) -> list[dict[str, Any]]:
-    return [dict(r) for r in site.rows("SELECT handover_id, marketplace, supply_id, order_ids, state FROM handovers "
-                                       "WHERE state = 'open' ORDER BY created_at")]
+    """The open hand-overs, each with its parcels as a list and their count as a number."""
+    out = []
+    for r in site.rows("SELECT handover_id, marketplace, account, supply_id, order_ids, state FROM handovers "
+                       "WHERE state = 'open' ORDER BY created_at"):
+        h = dict(r)
+        h["order_ids"] = json.loads(h["order_ids"])
+        h["parcels"] = len(h["order_ids"])
+        out.append(h)
+    return out
+
+
+DOCUMENT_TYPES = {"pdf": "application/pdf", "png": "image/png", "svg": "image/svg+xml", "zpl": "text/plain"}
+DOCUMENTS_SHOWN_S = 3 * 86400  # the task list shows the hand-over documents of the last three days
+
+
+def document_list(site: Site) -> list[dict[str, Any]]:
+    """The marketplaces' hand-over documents of the last days, newest first: title, and whether the label
+    printer prints it (a sheet is opened from the page)."""
+    return [dict(r) for r in site.rows(
+        "SELECT d.id, d.handover_id, d.kind, d.title, d.format, d.job_id, j.state AS print_state FROM documents d "
+        "LEFT JOIN print_jobs j ON j.id = d.job_id WHERE d.received_at > ? ORDER BY d.id DESC LIMIT 50",
+        store.now() - DOCUMENTS_SHOWN_S)]
+
+
+def site_read(site: Site, fn: Any) -> Any:
+    """`fn(conn)` read under the site's lock."""
+    with store.locked():
+        return fn(site.conn)
 
 
 def work_state(site: Site, station_name: str) -> dict[str, Any]:
@@ -481,6 +603,9 @@ def work_state(site: Site, station_name: str) -> dict[str, Any]:
         out["last_scan"] = dict(last) if last else None
         if st["mode"] == "handover" and st["task_id"]:
             out["handover"] = handover.summary(conn, st["task_id"])
+        elif st["mode"] == "return":
+            out["ret"] = returns.summary(conn, st["task_id"]) if st["task_id"] else None
+            out["returns"] = returns.expected(conn)
         elif st["mode"] in ("receipt", "count"):
             pad = stock.scratch(conn, station_name)
             names = {r["item_id"]: r["name"] for r in store.rows(conn, "SELECT item_id, name FROM catalog")}

@@ -1,10 +1,11 @@
 """The site's end of the link: how the box connects to the broker, and what it does with each message
-the cloud sends down (a pick task, a cancel, a label, the catalog, a courier's hand-over).
+the cloud sends down (a pick task, a cancel, a label, the catalog, a courier's hand-over and its documents, a return to expect).
 
 Each handler applies its message with the task logic (`edge_agent.tasks.inbox`) inside the link's own
 transaction, which also records the message as received; a message that can never be applied is
 rejected (dead-lettered, with the reason). Once the transaction has committed, the page and the print
-queue hear of it; a new pick task and a hand-over are also told to the site's listeners at once.
+queue hear of it; a new pick task, a hand-over and a return to expect are also told to the site's listeners
+at once.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class DownHandlers:
         link.on("catalog", self.catalog)
         link.on("handover", self.handover)
         link.on("reservation", self.reservation)
+        link.on("handover_document", self.handover_document)
+        link.on("return_expected", self.return_expected)
 
     def pick_task(self, conn: sqlite3.Connection, env: Envelope) -> None:
         try:
@@ -82,6 +85,21 @@ class DownHandlers:
             _reject(exc)
         self.after_commit("handover")
         self.tell("handover", handover_id=env.body["handover_id"])
+
+    def handover_document(self, conn: sqlite3.Connection, env: Envelope) -> None:
+        try:
+            inbox.apply_handover_document(conn, env.body)
+        except inbox.Unusable as exc:
+            _reject(exc)
+        self.after_commit("document", handover_id=env.body["handover_id"])
+
+    def return_expected(self, conn: sqlite3.Connection, env: Envelope) -> None:
+        try:
+            inbox.apply_return_expected(conn, env.body)
+        except inbox.Unusable as exc:
+            _reject(exc)
+        self.after_commit("return")
+        self.tell("return", return_id=env.body["return_id"])
 
     def reservation(self, conn: sqlite3.Connection, env: Envelope) -> None:
         """Reservations are the cloud's business; the site takes them and does nothing."""

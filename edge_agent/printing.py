@@ -1,4 +1,5 @@
-"""The print queue: labels, supply QR codes and hand-over acts wait in `print_jobs` until the printer
+"""The print queue: labels, supply QR codes, the marketplaces' hand-over documents and our own hand-over
+lists wait in `print_jobs` until the printer
 takes them, so a printer problem delays a label and loses nothing.
 
 `PrintQueue` owns the worker that prints every pending job whose label is here (a label that comes
@@ -36,7 +37,7 @@ from edge_agent.device_hub import DeviceHub
 from edge_agent.devices.base import PrinterProfile
 from edge_agent.devices.printers import safe_name
 from edge_agent.labels import own_label, prepare_label
-from edge_agent.tasks.common import Send, TaskError
+from edge_agent.tasks.common import Send, TaskError, parcels_word
 
 log = logging.getLogger("marketsync.edge")
 UNKNOWN_WORDS = ("Площадка перезапустилась, когда эта этикетка уходила на принтер: посмотрите, напечаталась "
@@ -237,13 +238,14 @@ class PrintQueue:
                 raise _WaitForLabel("ждём этикетку маркетплейса: она придёт, когда облако будет на связи")
             return prepare_label(base64.b64decode(label["data_b64"]), label["format"], profile)
         payload = json.loads(job["payload"])
+        if job["kind"] == "document":  # a marketplace's hand-over document of label size, as the cloud fetched it
+            doc = self._row("SELECT format, data_b64 FROM documents WHERE id = ?", payload["document_id"])
+            return prepare_label(base64.b64decode(doc["data_b64"]), doc["format"], profile)
         if job["kind"] == "supply_qr":
             h = self._row("SELECT qr_b64 FROM handovers WHERE handover_id = ?", payload["handover_id"])
             return prepare_label(base64.b64decode(h["qr_b64"]), "png", profile)
         text = payload.get("supply_id") or payload["handover_id"]
-        caption = f"Акт передачи: {payload['count']} посылок" + (
-            f", не хватает {len(payload['missing'])}" if payload.get("missing") else "")
-        return own_label("box", text, caption, profile)
+        return own_label("box", text, handover_list_caption(payload), profile)
 
     def _profile(self) -> Any:
         profile = getattr(self.printer, "profile", None)
@@ -291,6 +293,17 @@ class PrintQueue:
                 self.send(self.conn, "device_status", {"devices": [
                     {"kind": "printer", "name": self._printer_name(), "online": False, "detail": str(exc)}]})
         self.changes.bump("printer")
+
+
+def handover_list_caption(payload: dict[str, Any]) -> str:
+    """Our own hand-over list, in the courier's words: the marketplace, how many parcels went (a number),
+    the order numbers, and how many stayed."""
+    numbers = payload.get("numbers") or []
+    count = int(payload.get("count") or 0)
+    head = f"Передача {payload.get('marketplace') or ''}: {count} {parcels_word(count)}".replace("  ", " ")
+    missing = payload.get("missing") or []
+    tail = f"; не хватает {len(missing)}" if missing else ""
+    return head + tail + (": " + ", ".join(map(str, numbers)) if numbers else "")
 
 
 def job_key(job: sqlite3.Row) -> str:

@@ -35,7 +35,8 @@ from sitelink import store as link_store
 
 log = logging.getLogger("marketsync.edge")
 PAGE_SCAN_MEMORY_S = 86400.0  # how long a page's scan id is remembered (a resend comes within seconds)
-EVENTS = ("new_task", "handover")  # what `listen` can hear: a new pick task, a courier's hand-over
+EVENTS = ("new_task", "handover", "return")  # what `listen` can hear: a new pick task, a courier's hand-over,
+# a returned parcel to expect
 
 
 class Plugin(Protocol):
@@ -105,7 +106,8 @@ class Site:
 
     def listen(self, event: str, fn: Callable[..., None]) -> None:
         """Call `fn(**info)` when `event` comes from the cloud: "new_task" (task_id=) for a pick task the
-        site did not have, "handover" (handover_id=) for a courier's hand-over. It is called inside the
+        site did not have, "handover" (handover_id=) for a courier's hand-over, "return" (return_id=) for a
+        returned parcel the cloud says is coming. It is called inside the
         link's transaction: the rows may not be committed yet, and `fn` must not wait for them."""
         if event not in self._listeners:
             raise ValueError(f"unknown site event {event!r}; expected one of {', '.join(EVENTS)}")

@@ -1,4 +1,4 @@
-"""The site's SQLite file: tasks, task lines, scans, cached labels, catalog, marking codes, counts.
+"""The site's SQLite file: tasks, task lines, scans, cached labels, catalog, marking codes, counts, returns.
 
 The same file holds the site link's outbox and inbox (sitelink creates those tables), so a change and
 the message it causes commit in one transaction. WAL journal with synchronous=FULL: a box that loses
@@ -72,6 +72,25 @@ CREATE TABLE IF NOT EXISTS handovers (
 CREATE TABLE IF NOT EXISTS handover_scans (
     handover_id TEXT NOT NULL, order_id TEXT NOT NULL, code TEXT NOT NULL, extra INTEGER NOT NULL,
     ts REAL NOT NULL, PRIMARY KEY (handover_id, order_id)
+);
+CREATE TABLE IF NOT EXISTS documents (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, handover_id TEXT NOT NULL, kind TEXT NOT NULL, title TEXT NOT NULL DEFAULT '',
+    format TEXT NOT NULL, data_b64 TEXT NOT NULL, width_mm REAL, height_mm REAL,
+    job_id INTEGER,   -- its print job on the label printer (NULL: a sheet, printed from the page)
+    received_at REAL NOT NULL, UNIQUE (handover_id, kind)
+);
+CREATE TABLE IF NOT EXISTS returns (
+    return_id TEXT PRIMARY KEY, order_id TEXT NOT NULL, number TEXT, marketplace TEXT,
+    lines TEXT NOT NULL DEFAULT '[]',   -- [{item_id, quantity, barcode, name}] as the cloud expects them
+    state TEXT NOT NULL DEFAULT 'expected',   -- expected | open (being taken in) | received
+    announced INTEGER NOT NULL DEFAULT 1,     -- 1: the cloud said to expect it, 0: a parcel back unannounced
+    parcel_codes TEXT NOT NULL DEFAULT '[]',  -- codes on the parcel that find it when scanned
+    kind TEXT, reason TEXT, created_at REAL NOT NULL, received_at REAL, received_by TEXT
+);
+CREATE INDEX IF NOT EXISTS returns_order ON returns(order_id);
+CREATE TABLE IF NOT EXISTS return_units (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, return_id TEXT NOT NULL, item_id TEXT NOT NULL, code TEXT NOT NULL,
+    defective INTEGER NOT NULL DEFAULT 0, ts REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS stock_moves (
     id INTEGER PRIMARY KEY AUTOINCREMENT, ts REAL NOT NULL, item_id TEXT NOT NULL, delta INTEGER NOT NULL,

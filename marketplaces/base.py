@@ -386,6 +386,21 @@ class Label:
     barcode_text: str = ""  # what the label's barcode decodes to, where the marketplace says
 
 
+@dataclass
+class HandoverDocument:
+    """A document the marketplace gives for a hand-over to its courier, as it gives it: `kind` is
+    "supply_qr" (the batch's QR sticker), "act" (the acceptance act; with the waybill when the marketplace
+    puts both in one file) or "waybill"; `title` names it for the packer, in Russian."""
+
+    kind: str
+    format: LabelFormat
+    data: bytes
+    title: str
+    width_mm: float = 0.0  # 0: as the file says (a PDF's page size)
+    height_mm: float = 0.0
+    ref: str = ""  # the marketplace's id of the document or of what it is for (supply, shipping, shipment)
+
+
 # ---------------------------------------------------------------- reports
 
 
@@ -438,6 +453,7 @@ class Capabilities:
     realization_report: bool = False  # realization_report: the commission agent report's source
     read_prices: bool = False  # read_prices: the prices it shows now, in its own terms
     receive_pushes: bool = False  # it pushes order events to the cloud (parse_push); polling stays
+    handover_documents: bool = False  # handover_documents: what the courier signs or scans (QR, act, waybill)
 
 
 @dataclass(frozen=True)
@@ -558,6 +574,12 @@ class Marketplace(Protocol):
     def get_label(self, native_id: str, *, fmt: LabelFormat | None = None, size: str = "") -> Label: ...
 
     def realization_report(self, period_from: date, period_to: date) -> RealizationReport: ...
+
+    def handover_documents(self, native_ids: Sequence[str], *, batch_id: str = "") -> list[HandoverDocument]:
+        """The documents of the hand-over of these orders (already shipped; `batch_id`: their batch, where
+        the marketplace ships per batch). Not ready yet: a retryable MarketplaceError; none offered by the
+        API: NotSupported."""
+        ...
 
     def parse_push(self, headers: dict[str, str], body: bytes) -> list[OrderEvent]: ...
 

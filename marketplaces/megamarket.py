@@ -14,7 +14,8 @@ Credentials: {"token": "<the cabinet's API token>"}.
 Stocks and prices are read back through the Assortment API (`stock/getByOfferId`, `price/getByOfferId`,
 at most 100 offers a request, the store's shipping point as `locationId`). Not offered by Megamarket's
 API (answered with `NotSupported`, the reason in Russian for the seller; the list with its sources is in
-marketplaces/README.md): hide/unhide, the realization/commission report, FBO stock, card creation here
+marketplaces/README.md): hide/unhide, the realization/commission report, FBO stock, the hand-over act, card
+creation here
 (the Assortment API's card/save bodies are not verifiable).
 """
 
@@ -34,6 +35,7 @@ from marketplaces.base import (
     BadResponse,
     Card,
     CardCreation,
+    HandoverDocument,
     ItemResult,
     Label,
     LabelFormat,
@@ -72,6 +74,9 @@ NO_REPORT = ("Мегамаркет не отдаёт отчёт о реализ�
              "(«Отчёты и аналитика») и сверьте вручную.")
 NO_HIDE = ("У Мегамаркета нет в API скрытия и возврата карточки на витрину: чтобы снять товар с продажи, "
            "передайте остаток 0 (или выключите его в фиде).")
+NO_ACT = ("Мегамаркет не отдаёт через API акт приёма-передачи: курьер сверяет посылки по их этикеткам, а акт, "
+          "если он нужен, печатается в личном кабинете («Заказы» → «Отгрузки»). Наш лист передачи печатается на "
+          "площадке как обычно.")
 NO_FBO = "Мегамаркет не отдаёт через API остатки на своих складах (FBO): в этом кабинете только FBS."
 
 
@@ -451,6 +456,10 @@ class MegamarketAdapter:
     def realization_report(self, period_from: Any, period_to: Any) -> RealizationReport:
         raise NotSupported(NAME, "realization_report (cabinet export only)", account=self.account,
                            seller_text=NO_REPORT)
+
+    def handover_documents(self, native_ids: Sequence[str], *, batch_id: str = "") -> list[HandoverDocument]:
+        raise NotSupported(NAME, "handover_documents (no act in the merchant API)", account=self.account,
+                           seller_text=NO_ACT)
 
     # ------------------------------------------------------------------ pushes
 

@@ -7,7 +7,7 @@ returned as they are), FBS postings via the current `/v4/posting/fbs/*` methods:
 send (an Ozon posting needs no confirmation), assemble = `/v4/posting/fbs/ship` (packages; products
 that need Честный знак codes get them first through `/v6/fbs/posting/product/exemplar/*`), ship = a
 carriage created and approved for the posting's delivery method, cancel = `/v2/posting/fbs/cancel`;
-the package label (PDF); the monthly realization report `/v2/finance/realization`, reconciled with
+the package label (PDF); the acceptance act and waybill of a shipping (`/v2/posting/fbs/act/*`); the monthly realization report `/v2/finance/realization`, reconciled with
 Ozon's own transaction totals of its months (`/v3/finance/transaction/totals`).
 
 Status changes read the posting first and read it back after any uncertain answer: no posting is
@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import logging
 import re
+import time
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -32,6 +33,7 @@ from marketplaces.base import (
     CardCreation,
     Category,
     CategoryAttribute,
+    HandoverDocument,
     InvalidRequest,
     ItemResult,
     Label,
@@ -814,6 +816,62 @@ class OzonAdapter:
             raise MarketplaceError(f"posting {number}: Ozon did not accept the marking codes ({'; '.join(failed)})",
                                    account=self.account, endpoint="exemplar_status", native=check)
 
+    # ------------------------------------------------------------ hand-over documents
+
+    def handover_documents(self, native_ids: Sequence[str], *, batch_id: str = "") -> list[HandoverDocument]:
+        """The acceptance act and the waybill of the shipping that took these postings, one PDF from
+        `/v2/posting/fbs/act/get-pdf`: the approved carriage (its id is the shipping's) holding them, found
+        through `act/get-postings`; none (shipped some other way): `act/create` forms one for the delivery
+        method. `act/check-status` is asked until `ready` (ACT_CHECKS times, ACT_WAIT_S apart; then a
+        retryable error — the next attempt finds the same shipping, nothing is formed twice)."""
+        numbers = {str(n) for n in native_ids}
+        if not numbers:
+            raise MarketplaceError("no postings given", account=self.account, endpoint="act_get_pdf")
+        method = (self._posting(sorted(numbers)[0]).get("delivery_method") or {}).get("id")
+        if not method:
+            raise self._bad("posting without delivery_method.id", "posting_get")
+        shipping = self._shipping_of(int(method), numbers)
+        if not shipping:
+            made = self.http.call("act_create", json={"delivery_method_id": int(method),
+                                                      "departure_date": _ozon_time(datetime.now(UTC))}).json_object()
+            shipping = int((made.get("result") or {}).get("id") or 0)
+            if not shipping:
+                raise self._bad("act/create answered without result.id", "act_create")
+        for attempt in range(ACT_CHECKS):
+            status = (self.http.call("act_check_status", json={"id": shipping}).json_object().get("result") or {})
+            if status.get("status") == "ready":
+                break
+            if status.get("status") not in ("in_process", None) and attempt:
+                raise MarketplaceError(f"shipping {shipping}: documents {status.get('status')}", account=self.account,
+                                       endpoint="act_check_status", retryable=True, native=status)
+            time.sleep(ACT_WAIT_S)
+        else:
+            raise MarketplaceError(f"shipping {shipping}: documents not ready yet", account=self.account,
+                                   endpoint="act_check_status", retryable=True)
+        reply = self.http.call("act_get_pdf", json={"id": shipping})
+        data = reply.content
+        if not data.startswith(b"%PDF"):
+            body = reply.json() if reply.content_type == "application/json" else None
+            if isinstance(body, dict) and isinstance(body.get("file_content"), str):
+                data = base64.b64decode(body["file_content"])
+            else:
+                raise self._bad("the act is not a PDF", "act_get_pdf")
+        width, height = _pdf_size_mm(data)
+        return [HandoverDocument("act", "pdf", data, f"Акт приёма-передачи и накладная Ozon, отгрузка {shipping}",
+                                 width, height, ref=str(shipping))]
+
+    def _shipping_of(self, method: int, numbers: set[str]) -> int:
+        """The approved carriage of this delivery method that holds any of these postings, or 0."""
+        data = self.http.call("carriages_list", json={"filter": {"delivery_method_id": method},
+                                                      "limit": 100}).json_object()
+        ids = sorted((int(c["id"]) for m in data.get("methods") or [] if int(m.get("delivery_method_id") or 0) == method
+                      for c in m.get("carriages") or [] if c.get("status") != "NEW" and c.get("id")), reverse=True)
+        for cid in ids[:ACT_LOOKUPS]:
+            held = self.http.call("act_get_postings", json={"id": cid}).json_object().get("result") or []
+            if numbers & {str(p.get("posting_number")) for p in held}:
+                return cid
+        return 0
+
     def _open_carriage(self, method: int) -> int:
         """The id of a carriage of this delivery method still waiting for approval, or 0."""
         data = self.http.call("carriages_list", json={"filter": {"delivery_method_id": method},
@@ -919,6 +977,11 @@ class OzonAdapter:
 
 def _next_month(month: date) -> date:
     return (month.replace(day=1) + timedelta(days=32)).replace(day=1)
+
+
+ACT_CHECKS = 6  # act/check-status asked this many times per attempt ...
+ACT_WAIT_S = 1.0  # ... this far apart
+ACT_LOOKUPS = 20  # the latest approved shippings of a delivery method searched for the postings
 
 
 def _pdf_size_mm(pdf: bytes) -> tuple[float, float]:

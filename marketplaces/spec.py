@@ -104,6 +104,24 @@ def _drop_placeholder_patterns(node: Any) -> None:
             _drop_placeholder_patterns(value)
 
 
+_TYPE_ALIASES = {"int": "integer"}  # a schema `type` some spec files write in a programmer's word
+
+
+def _fix_type_aliases(node: Any) -> None:
+    """Ozon's file types some fields `"type": "int"` (e.g. the id of /v2/posting/fbs/act/get-postings),
+    which JSON Schema does not know (every validator refuses to compile it) and whose `format: int64`
+    says what is meant: such a type is read as the JSON Schema word."""
+    if isinstance(node, dict):
+        kind = node.get("type")
+        if isinstance(kind, str) and kind in _TYPE_ALIASES:
+            node["type"] = _TYPE_ALIASES[kind]
+        for value in node.values():
+            _fix_type_aliases(value)
+    elif isinstance(node, list):
+        for value in node:
+            _fix_type_aliases(value)
+
+
 def _load_doc(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise SpecMissing(f"spec file not found: {path} (set MARKETSYNC_SPECS to the specs folder)")
@@ -204,6 +222,7 @@ class _File:
         self.path = path
         self.doc = _strip_servers(_load_doc(path))
         _drop_placeholder_patterns(self.doc)
+        _fix_type_aliases(self.doc)
         self._config = Config(spec_validator_cls=None,
                               schema_validators_factory=_fast_factory(_Fast(self.doc)),
                               extra_media_type_deserializers={"application/problem+json": json.loads})

@@ -30,6 +30,7 @@ from marketplaces.base import (
     CardCreation,
     Category,
     CategoryAttribute,
+    HandoverDocument,
     InvalidRequest,
     ItemResult,
     Label,
@@ -867,6 +868,33 @@ class WildberriesAdapter:
                              barcode_text=str(s.get("barcode") or ""))
         raise MarketplaceError(f"no sticker for order {native_id} (stickers exist only once it is confirmed)",
                                account=self.account, endpoint="stickers")
+
+    # ------------------------------------------------------------ hand-over documents
+
+    def handover_documents(self, native_ids: Sequence[str], *, batch_id: str = "") -> list[HandoverDocument]:
+        """The supply's QR sticker (580x400 px PNG; WB gives it once the supply is delivered — before that,
+        409 SupplyNotClosed: retried). WB's FBS API has no acceptance act."""
+        supplies = [batch_id] if batch_id else sorted({s for s in (self._supply_of(str(o)) for o in native_ids) if s})
+        if not supplies:
+            raise MarketplaceError(f"orders {', '.join(map(str, native_ids))} are in no supply", account=self.account,
+                                   endpoint="supply_barcode")
+        out = []
+        for supply in supplies:
+            try:
+                data = self.http.call("supply_barcode", path_params={"supplyId": supply},
+                                      params={"type": "png"}).json_object()
+            except MarketplaceError as exc:
+                if exc.status == 409:  # not delivered yet: the ship comes first
+                    raise MarketplaceError(f"supply {supply} is not delivered yet", account=self.account,
+                                           endpoint="supply_barcode", status=409, retryable=True) from exc
+                raise
+            try:
+                blob = base64.b64decode(data["file"], validate=True)
+            except (KeyError, ValueError, TypeError):
+                raise self._bad("a supply QR without a readable file", "supply_barcode") from None
+            out.append(HandoverDocument("supply_qr", "png", blob, f"QR-код поставки {data.get('barcode') or supply}",
+                                        58.0, 40.0, ref=str(data.get("barcode") or supply)))
+        return out
 
     # ------------------------------------------------------------ reports
 

@@ -43,6 +43,7 @@ from marketplaces.base import (
     BadResponse,
     Card,
     CardCreation,
+    HandoverDocument,
     ItemResult,
     Label,
     LabelFormat,
@@ -577,6 +578,27 @@ class YandexMarketAdapter:
             raise self._bad(f"expected a PDF label, got {reply.content_type or 'no content type'}", "labels")
         width, height = LABEL_SIZES_MM[paper]
         return Label(native_id, reply.content, "pdf", width, height, barcode_text=native_id)
+
+    def handover_documents(self, native_ids: Sequence[str], *, batch_id: str = "") -> list[HandoverDocument]:
+        """The acceptance act of each confirmed first-mile shipment these orders left with (PDF,
+        `downloadShipmentAct`; Market gives it only once the shipment is confirmed — the ship did that)."""
+        shipments: dict[int, int] = {}  # shipment -> campaign
+        for native_id in native_ids:
+            order = self.get_order(str(native_id))
+            shipment = ((order.native.get("delivery") or {}).get("shipment") or {}).get("id")
+            if not shipment:
+                raise MarketplaceError(f"order {native_id} has no first-mile shipment", account=self.account,
+                                       endpoint="shipment_act")
+            shipments.setdefault(int(shipment), self._campaign_of_order(order))
+        out = []
+        for shipment, campaign in sorted(shipments.items()):
+            reply = self.client.call("shipment_act", path_params={"campaignId": campaign, "shipmentId": shipment})
+            if reply.content_type != "application/pdf" or not reply.content.startswith(b"%PDF"):
+                self._json(reply)  # an error envelope raises here
+                raise self._bad(f"expected a PDF act, got {reply.content_type or 'no content type'}", "shipment_act")
+            out.append(HandoverDocument("act", "pdf", reply.content, f"Акт приёма-передачи Маркета, отгрузка {shipment}",
+                                        210.0, 297.0, ref=str(shipment)))
+        return out
 
     def realization_report(self, period_from: date, period_to: date) -> RealizationReport:
         """Market's realization report for the period: each month's goods-realization report (generate

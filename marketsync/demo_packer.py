@@ -7,10 +7,12 @@ and, at the station `auto_pack_station`, opens each task and scans every unit wi
 (marked goods get a made-up Честный знак code — or, where the site checks codes against Честный знак,
 a code printed on the goods: one the register's sandbox holds in circulation, after scanning once a
 unit whose code was already sold, which the site refuses), then scans every parcel of a hand-over and
-closes it. Like a packer, it hands a parcel over only once its label has printed: a hand-over with
-parcels still waiting for their label (or still being packed) is taken up again `LABEL_RECHECK_S` later,
-other work going on meanwhile; it is closed when every parcel that can go went (the rest listed as
-missing). It ships with the demo, never with the edge; the edge offers it only its ordinary hooks.
+closes it, and takes each returned parcel in on the «Возврат» screen (its units good, one return in
+DEFECT_EVERY with a defective unit). Like a packer, it hands a parcel over only once its label has
+printed: a hand-over with parcels still waiting for their label (or still being packed) is taken up
+again `LABEL_RECHECK_S` later, other work going on meanwhile; it is closed when every parcel that can go
+went (the rest listed as missing). It ships with the demo, never with the edge; the edge offers it only
+its ordinary hooks.
 """
 
 from __future__ import annotations
@@ -27,13 +29,14 @@ from typing import Any
 from edge_agent import store
 from edge_agent.devices.scanners import open_scanner
 from edge_agent.site import Site
-from edge_agent.tasks import handover, pack, pick, station
+from edge_agent.tasks import handover, pack, pick, returns, station
 from edge_agent.tasks.common import TaskError
 from edge_agent.tasks.marking import GS, gtin_of_barcode
 
 log = logging.getLogger("marketsync.edge")
 SHORT_AT_TASK = 3  # the demo packer finds the shelf empty for the first line of its third task
 LABEL_RECHECK_S = 1.0  # how soon a hand-over whose parcels wait for their labels is looked at again
+DEFECT_EVERY = 4  # one returned parcel in this many has a defective unit
 
 
 def attach(site: Site) -> DemoPacker:
@@ -42,6 +45,7 @@ def attach(site: Site) -> DemoPacker:
     packer = DemoPacker(site, site.cfg.auto_pack_station, site.cfg.auto_pack_delay_s)
     site.listen("new_task", packer.task_arrived)
     site.listen("handover", packer.courier_came)
+    site.listen("return", packer.parcel_came_back)
     if site.with_devices:
         packer.scanner = open_scanner({"kind": "virtual", "station": packer.station})
         site.add_scanner(packer.scanner)
@@ -117,6 +121,8 @@ class DemoPacker:
             self._work.put(t["task_id"])
         for h in self.site.rows("SELECT handover_id FROM handovers WHERE state='open' ORDER BY created_at"):
             self._work.put(("handover", h["handover_id"]))  # a courier who came before a restart still waits
+        for r in self.site.rows("SELECT return_id FROM returns WHERE state != 'received' ORDER BY created_at"):
+            self._work.put(("return", r["return_id"]))
 
     def stop(self) -> None:
         self._work.put("")
@@ -129,13 +135,18 @@ class DemoPacker:
     def courier_came(self, handover_id: str) -> None:
         self._work.put(("handover", handover_id))
 
+    def parcel_came_back(self, return_id: str) -> None:
+        self._work.put(("return", return_id))
+
     def _run(self) -> None:
         while not self.site.stopping:
             work = self._work.get()
             if not work or self.site.stopping:
                 return
             try:
-                if isinstance(work, tuple):
+                if isinstance(work, tuple) and work[0] == "return":
+                    self.take_return(work[1])
+                elif isinstance(work, tuple):
                     self.hand_over(work[1])
                 else:
                     self.pack(work)
@@ -220,6 +231,41 @@ class DemoPacker:
         missing = self._summary(handover_id)["missing"]  # never packed here, cancelled, short: they stay
         self.site.act(handover.close, self.site.send, handover_id, bool(missing), what="handover")
         self.site.act(station.set_mode, st, "pack")
+
+    def take_return(self, return_id: str) -> None:
+        """On the «Возврат» screen: scan the returned parcel, then each unit in it (one return in
+        DEFECT_EVERY has its first unit marked defective), and take it in."""
+        for _ in range(50):  # the handler's transaction may not have committed yet
+            r = self.site.row("SELECT order_id, lines, state FROM returns WHERE return_id = ?", return_id)
+            if r is not None:
+                break
+            time.sleep(0.05)
+        else:
+            return
+        if r["state"] == "received":
+            return
+        st = self.station
+        self.site.act(station.set_mode, st, "return", what="station")
+        # straight into the site, one scan after the other: the return is taken in right after its last unit
+        if not self.site.scan(st, r["order_id"]).ok:
+            self.site.act(station.set_mode, st, "pack", what="station")
+            return
+        units = []
+        for ln in json.loads(r["lines"]):
+            code = ln.get("barcode") or ""
+            for _ in range(int(ln["quantity"])):
+                res = self.site.scan(st, code)
+                if res.ok and res.data.get("unit"):
+                    units.append(int(res.data["unit"]))
+                time.sleep(self.delay_s)
+        if not units:
+            self.site.act(returns.put_aside, st, what="return")
+        else:
+            if int(hashlib.sha1(return_id.encode()).hexdigest(), 16) % DEFECT_EVERY == 0:
+                self.site.act(returns.mark, return_id, units[0], True, what="return")
+            self.site.act(returns.commit, self.site.send, st, return_id, self.site.cfg.warehouse, "демо-упаковщик",
+                          what="return")
+        self.site.act(station.set_mode, st, "pack", what="station")
 
     def _summary(self, handover_id: str) -> dict[str, Any]:
         with store.locked():

@@ -32,6 +32,7 @@ DIRECTION: dict[str, Direction] = {
     "reservation": "down",  # stock reserved at the site's warehouse for an order (informational)
     "handover": "down",  # a supply / carriage to hand over: which parcels belong to it
     "return_expected": "down",  # a parcel on its way back to the site: which order, which units to expect
+    "handover_document": "down",  # a marketplace's hand-over document to print (supply QR, act, waybill)
     # site -> cloud
     "task_progress": "up",  # picked / packed / short / handed_over
     "stock_delta": "up",  # a change of on-hand stock at the site (pick, receipt, adjust...)
@@ -41,6 +42,7 @@ DIRECTION: dict[str, Direction] = {
     "device_status": "up",  # printers / scanners / cameras online or not
     "handover_closed": "up",  # a hand-over closed at the site: which parcels went, which stayed (and why)
     "return_received": "up",  # an expected return unpacked at the site: units found good and defective
+    "handover_request": "up",  # the senior packer asks for a hand-over of an account's packed parcels
 }
 
 FIELDS: dict[str, dict[str, str]] = {
@@ -66,6 +68,8 @@ FIELDS: dict[str, dict[str, str]] = {
     #   "<warehouse>:defect" (never published). The site sends NO stock_delta for these units (a
     #   stock_delta with reason "return" stays for a return nobody announced).
     "return_received": {"return_id": "str", "order_id": "str", "lines": "list"},
+    "handover_document": {"handover_id": "str", "kind": "str", "format": "str", "data_b64": "str"},
+    "handover_request": {"account": "str"},
 }
 
 OPTIONAL: dict[str, dict[str, str]] = {
@@ -89,6 +93,11 @@ OPTIONAL: dict[str, dict[str, str]] = {
     "label": {"width_mm": "num", "height_mm": "num", "barcode_text": "str"},
     "reservation": {"warehouse": "str"},
     "handover": {"supply_id": "str", "qr_b64": "str", "account": "str"},
+    # kinds: supply_qr | act (the acceptance act, with the waybill when the marketplace puts both in one
+    # file) | waybill; format: pdf | png | svg | zpl; a document of label size prints on the label printer,
+    # a sheet is opened from the packers' page
+    "handover_document": {"title": "str", "width_mm": "num", "height_mm": "num"},
+    "handover_request": {"requested_by": "str"},
     # states: picked | packed | short | handed_over | failed
     "task_progress": {"lines": "list", "marking_codes": "list", "note": "str", "handover_id": "str"},
     # reasons: pick | ship | receipt | return | adjust | writeoff

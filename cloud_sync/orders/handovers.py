@@ -76,14 +76,15 @@ def _batch_ready(conn: sqlite3.Connection, account: str, batch: str, now: float)
 
 
 def start_handover(conn: sqlite3.Connection, cfg: CloudConfig, account: str, *, link: Any = None,
-                   now: float | None = None) -> list[dict[str, Any]]:
+                   now: float | None = None, site: str | None = None) -> list[dict[str, Any]]:
     """Hand the account's packed parcels to the marketplace's courier: one hand-over per site (and per
-    shipment batch), sent to the site as a `handover` message listing the orders to scan."""
+    shipment batch), sent to the site as a `handover` message listing the orders to scan. `site`: only
+    that site's parcels (its senior packer asked)."""
     now = time.time() if now is None else now
     rows = conn.execute(
         "SELECT id, key, site, supply_id, marketplace FROM orders WHERE account=? AND stage='packed' AND site IS"
-        " NOT NULL AND id NOT IN (SELECT order_id FROM handover_orders x JOIN handovers h ON h.id=x.handover_id"
-        " WHERE h.state='open') ORDER BY id", (account,)).fetchall()
+        " NOT NULL AND (? IS NULL OR site=?) AND id NOT IN (SELECT order_id FROM handover_orders x JOIN handovers h"
+        " ON h.id=x.handover_id WHERE h.state='open') ORDER BY id", (account, site, site)).fetchall()
     groups: dict[tuple[str, str], list[sqlite3.Row]] = {}
     for r in rows:
         groups.setdefault((r["site"], r["supply_id"] or ""), []).append(r)

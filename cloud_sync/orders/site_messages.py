@@ -1,5 +1,5 @@
 """What the sites report over the link (task progress, stock deltas and counts, prints, scans, device
-status), applied to the ledger and the orders in the link's inbox transaction; and the catalog each site
+status, a senior packer's hand-over request), applied to the ledger and the orders in the link's inbox transaction; and the catalog each site
 is sent so it knows every barcode it may scan.
 
 A site's event goes into the order's history at the site's own moment (the envelope's `ts`), keyed by the
@@ -22,7 +22,7 @@ from typing import Any
 from cloud_sync.config import CloudConfig
 from cloud_sync.db import transaction
 from cloud_sync.orders import waiting
-from cloud_sync.orders.handovers import queue_shipping
+from cloud_sync.orders.handovers import queue_shipping, start_handover
 from cloud_sync.orders.records import (
     Waker,
     log_error,
@@ -131,6 +131,22 @@ def register_site_handlers(link: Any, cfg: CloudConfig, wake: Waker | None = Non
             if row[1] != "cancelled":
                 log_event(conn, row[0], "handover_missing", f"{b['handover_id']}: {why.get(key, '')}".strip(": "))
 
+    def on_handover_request(conn: sqlite3.Connection, env: Any) -> None:
+        """The site's senior packer asked for a hand-over of an account's packed parcels there: started
+        like the manager's button, for that site only (the answer goes down as `handover`)."""
+        account = env.body["account"]
+        if account not in cfg.accounts:
+            raise Reject(f"unknown account {account!r}")
+        started = start_handover(conn, cfg, account, link=link, site=env.site)
+        by = env.body.get("requested_by") or env.site
+        for h in started:
+            for key in h["orders"]:
+                row = conn.execute("SELECT id FROM orders WHERE key=?", (key,)).fetchone()
+                log_event(conn, row[0] if row else None, "handover_started", f"{h['handover_id']}: asked by {by}")
+        if not started:
+            log_event(conn, None, "handover_empty", f"{account}: nothing packed at {env.site} to hand over ({by})")
+
+    link.on("handover_request", on_handover_request)
     link.on("task_progress", on_task_progress)
     link.on("handover_closed", on_handover_closed)
     link.on("stock_delta", on_stock_delta)

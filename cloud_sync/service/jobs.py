@@ -23,7 +23,15 @@ from cloud_sync.config import CloudConfig
 from cloud_sync.config_sections import AlertsConfig
 from cloud_sync.db import connect, transaction
 from cloud_sync.money import price_reads, price_rules, price_sources
-from cloud_sync.orders import after_handover, intake, mp_actions, records, site_messages, waiting
+from cloud_sync.orders import (
+    after_handover,
+    handover_documents,
+    intake,
+    mp_actions,
+    records,
+    site_messages,
+    waiting,
+)
 from cloud_sync.service import sync
 from cloud_sync.service.accounts import AccountAdapters
 from cloud_sync.stock import ledger
@@ -144,6 +152,7 @@ class Jobs:
 
     def _actions(self, conn: sqlite3.Connection) -> None:
         mp_actions.run_actions(conn, self.cfg, self.adapters, link=self.link)
+        handover_documents.fetch_due(conn, self.cfg, self.adapters, link=self.link)
 
     def _add_rooms(self) -> None:
         """The alerts tick and the scheduled price rules."""

@@ -21,7 +21,7 @@ from cloud_sync.catalog import cards as catalog
 from cloud_sync.config import CloudConfig
 from cloud_sync.config_sections import OnecSettings
 from cloud_sync.db import transaction
-from cloud_sync.orders import intake, mp_actions
+from cloud_sync.orders import handover_documents, intake, mp_actions
 from cloud_sync.service.accounts import SyncReport
 from cloud_sync.stock import ledger, reconcile
 from cloud_sync.stock import push as stock_push
@@ -139,6 +139,9 @@ def sync_orders(conn: sqlite3.Connection, cfg: CloudConfig, adapters: dict[str, 
         tick(1)
     done = mp_actions.run_actions(conn, cfg, adapters, link=link)
     report.add(f"{done} marketplace actions made")
+    docs = handover_documents.fetch_due(conn, cfg, adapters, link=link)
+    if docs:
+        report.add(f"documents of {docs} hand-over(s) sent to the sites")
     return report
 
 

@@ -134,3 +134,12 @@ def classify_foreign(conn: sqlite3.Connection, code: str, task: sqlite3.Row) -> 
                       f"НЕ ТОТ ТОВАР: «{item_name(conn, item_id)}» не входит в заказ "
                       f"{task['number'] or task['order_id']}{where}. Отложите его.",
                       task["task_id"], {"item_id": item_id, "other_order": other["order_id"] if other else None})
+
+
+def parcels_word(n: int) -> str:
+    """«посылка», «посылки» or «посылок» for `n`."""
+    if n % 10 == 1 and n % 100 != 11:
+        return "посылка"
+    if 2 <= n % 10 <= 4 and not 12 <= n % 100 <= 14:
+        return "посылки"
+    return "посылок"

@@ -4,8 +4,8 @@ A parcel is recognised by its order id, order number, marketplace id or the barc
 Only a packed parcel whose label has printed goes to the courier: any other is refused, and the packer
 is told why (not packed, cancelled, its label not printed — waiting for the marketplace's label, for
 the printer, or for the packer's answer «этикетка напечаталась?») and whether a reprint helps.
-Closing prints the supply QR (when the marketplace gave one) or the act, names every parcel missing
-and why, and sends `task_progress: handed_over` for every parcel scanned in.
+Closing prints the supply QR (when the marketplace gave one with the hand-over) and our own hand-over list
+(marketplace, parcel count, order numbers), names every parcel missing and why, and sends `task_progress: handed_over` for every parcel scanned in.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from edge_agent import store
 from edge_agent.tasks import pack
-from edge_agent.tasks.common import ScanResult, Send, TaskError, set_state
+from edge_agent.tasks.common import ScanResult, Send, TaskError, parcels_word, set_state
 
 
 def get_handover(conn: sqlite3.Connection, handover_id: str) -> sqlite3.Row:
@@ -170,9 +170,11 @@ def close(conn: sqlite3.Connection, send: Send, handover_id: str, force: bool = 
         raise TaskError(f"не хватает {len(s['missing'])} посылок: "
                         + "; ".join(f"{_name(conn, o)} — {s['missing_why'][o]}" for o in s["missing"]))
     handed = 0
+    cancelled: set[str] = set()
     for order_id in s["scanned"]:
         t = _task_of(conn, order_id)
         if t is not None and t["state"] == "cancelled":  # cancelled after it was scanned in: it stays here
+            cancelled.add(order_id)
             continue
         body = {"task_id": t["task_id"] if t else "", "order_id": order_id, "state": "handed_over",
                 "handover_id": handover_id}
@@ -181,11 +183,15 @@ def close(conn: sqlite3.Connection, send: Send, handover_id: str, force: bool = 
         if t:
             set_state(conn, t["task_id"], "handed_over")
     h = get_handover(conn, handover_id)
-    kind = "supply_qr" if h["qr_b64"] else "act"
+    numbers = [_name(conn, o) for o in s["scanned"] if o not in cancelled]
     payload = {"handover_id": handover_id, "supply_id": h["supply_id"], "count": handed,
+               "marketplace": h["marketplace"], "account": h["account"], "numbers": numbers,
                "missing": s["missing"], "missing_why": s["missing_why"]}
-    conn.execute("INSERT INTO print_jobs (order_id, kind, payload, created_at) VALUES (?,?,?,?)",
-                 (h["supply_id"] or handover_id, kind, store.dumps(payload), store.now()))
+    # the supply's QR when it came with the hand-over (the marketplace's documents that come after the ship
+    # arrive as `handover_document`), and always our own hand-over list
+    for kind in (("supply_qr",) if h["qr_b64"] else ()) + ("act",):
+        conn.execute("INSERT INTO print_jobs (order_id, kind, payload, created_at) VALUES (?,?,?,?)",
+                     (h["supply_id"] or handover_id, kind, store.dumps(payload), store.now()))
     conn.execute("UPDATE handovers SET state='closed', closed_at=? WHERE handover_id=?", (store.now(), handover_id))
     # after the parcels' own hand-overs (the link keeps their order): the cloud offers the ones that stayed
     # to the next courier
@@ -193,6 +199,59 @@ def close(conn: sqlite3.Connection, send: Send, handover_id: str, force: bool = 
                                    "missing": s["missing"], "missing_why": s["missing_why"]})
     s["state"] = "closed"
     return s
+
+
+def sheet(conn: sqlite3.Connection, handover_id: str) -> dict[str, Any]:
+    """Our own hand-over list, as the courier signs it: the marketplace, the account, the batch, each
+    parcel that went (order number), their count as a number, and the parcels that stayed and why."""
+    s = summary(conn, handover_id)
+    h = get_handover(conn, handover_id)
+    went = s["scanned"] if s["state"] != "open" else []
+    went = [o for o in went if (_task_of(conn, o) or {"state": ""})["state"] != "cancelled"]
+    return {"handover_id": handover_id, "marketplace": h["marketplace"], "account": h["account"] or "",
+            "supply_id": h["supply_id"] or "", "state": s["state"], "closed_at": h["closed_at"],
+            "parcels": [{"order_id": o, "number": _name(conn, o)} for o in went], "count": len(went),
+            "missing": [{"order_id": o, "number": _name(conn, o), "why": s["missing_why"].get(o, "")}
+                        for o in s["missing"]]}
+
+
+def closed_recently(conn: sqlite3.Connection, since: float) -> list[dict[str, Any]]:
+    """The hand-overs closed here since `since`, newest first, with their parcel count (a number)."""
+    return [{"handover_id": r["handover_id"], "marketplace": r["marketplace"], "account": r["account"] or "",
+             "count": int(r["n"])} for r in store.rows(
+        conn, "SELECT h.handover_id, h.marketplace, h.account, (SELECT COUNT(*) FROM handover_scans x JOIN tasks t "
+        "ON t.order_id = x.order_id WHERE x.handover_id = h.handover_id AND x.extra = 0 AND t.state = 'handed_over') "
+        "AS n FROM handovers h WHERE h.state = 'closed' AND h.closed_at > ? ORDER BY h.closed_at DESC LIMIT 50", since)]
+
+
+def accounts_to_hand_over(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """The accounts with packed parcels at this site that no open hand-over holds: marketplace, account,
+    parcels (a number)."""
+    held = {o for h in store.rows(conn, "SELECT order_ids FROM handovers WHERE state = 'open'")
+            for o in json.loads(h["order_ids"])}
+    out: dict[str, dict[str, Any]] = {}
+    for t in store.rows(conn, "SELECT order_id, marketplace, account FROM tasks WHERE state = 'packed' AND "
+                        "account IS NOT NULL AND account != '' ORDER BY account"):
+        if t["order_id"] in held:
+            continue
+        a = out.setdefault(t["account"], {"account": t["account"], "marketplace": t["marketplace"], "parcels": 0})
+        a["parcels"] += 1
+    return list(out.values())
+
+
+def request(conn: sqlite3.Connection, send: Send, account: str, requested_by: str = "") -> str:
+    """The senior packer asks the cloud for a hand-over of the account's packed parcels (`handover_request`,
+    up); the cloud answers with the `handover` to scan. Returns what the packer is told."""
+    known = {a["account"]: a for a in accounts_to_hand_over(conn)}
+    if account not in known:
+        raise TaskError(f"у кабинета {account} нет упакованных посылок для передачи")
+    body: dict[str, Any] = {"account": account}
+    if requested_by:
+        body["requested_by"] = requested_by
+    send(conn, "handover_request", body)
+    n = known[account]["parcels"]
+    return (f"Передача {account} запрошена ({n} {parcels_word(n)}): "
+            "она появится в списке, когда облако ответит")
 
 
 def _name(conn: sqlite3.Connection, order_id: str) -> str:

@@ -1,4 +1,5 @@
-"""Applies what the cloud sends down (pick_task, cancel_task, label, catalog, handover) to the site's store.
+"""Applies what the cloud sends down (pick_task, cancel_task, label, catalog, handover, handover_document,
+return_expected) to the site's store.
 
 Each function runs inside the site link's transaction that records the inbox entry, so a message is
 applied exactly once. A body that is valid by the contract but cannot be applied raises `Unusable`
@@ -143,6 +144,60 @@ def apply_handover(conn: sqlite3.Connection, body: dict[str, Any]) -> None:
         (body["handover_id"], body["marketplace"], body.get("account"), body.get("supply_id"), body.get("qr_b64"),
          store.dumps(body["order_ids"]), store.now()),
     )
+
+
+def apply_handover_document(conn: sqlite3.Connection, body: dict[str, Any]) -> int:
+    """A marketplace's hand-over document (supply QR, acceptance act, waybill), kept for the page; one of
+    label size also goes to the label printer's queue (a sheet — an A4 act — is opened on the page and
+    printed on an office printer). The same document sent again is kept and printed once. Returns its id."""
+    fmt = body["format"].lower()
+    if fmt not in DOCUMENT_FORMATS:
+        raise Unusable(f"handover_document: unknown format {body['format']!r}")
+    seen = store.row(conn, "SELECT id FROM documents WHERE handover_id = ? AND kind = ?", body["handover_id"], body["kind"])
+    if seen is not None:
+        return int(seen["id"])
+    width, height = body.get("width_mm") or 0, body.get("height_mm") or 0
+    cur = conn.execute(
+        "INSERT INTO documents (handover_id, kind, title, format, data_b64, width_mm, height_mm, received_at) "
+        "VALUES (?,?,?,?,?,?,?,?)", (body["handover_id"], body["kind"], str(body.get("title") or body["kind"]), fmt,
+                                      body["data_b64"], width or None, height or None, store.now()))
+    doc_id = int(cur.lastrowid or 0)
+    if width and height and max(width, height) <= LABEL_SIZED_MM:
+        job = conn.execute("INSERT INTO print_jobs (order_id, kind, payload, created_at) VALUES (?, 'document', ?, ?)",
+                           (body["handover_id"], store.dumps({"document_id": doc_id, "kind": body["kind"]}), store.now()))
+        conn.execute("UPDATE documents SET job_id = ? WHERE id = ?", (job.lastrowid, doc_id))
+    return doc_id
+
+
+DOCUMENT_FORMATS = ("pdf", "png", "svg", "zpl")
+LABEL_SIZED_MM = 150.0  # a document no longer than this on either side fits label stock (up to 75x120 mm)
+
+
+def apply_return_expected(conn: sqlite3.Connection, body: dict[str, Any]) -> None:
+    """A returned parcel is coming back here: what it should hold. One already taken in stays as it is."""
+    lines = []
+    for ln in body["lines"]:
+        if not isinstance(ln, dict) or not isinstance(ln.get("item_id"), str):
+            raise Unusable("return_expected: every line needs a string item_id")
+        q = ln.get("quantity")
+        if isinstance(q, bool) or not isinstance(q, int) or q <= 0:
+            raise Unusable(f"return_expected: quantity of {ln['item_id']} must be a whole number above 0")
+        lines.append({"item_id": ln["item_id"], "quantity": q, "barcode": str(ln.get("barcode") or ""),
+                      "name": str(ln.get("name") or "")})
+        codes = _codes(ln)
+        if codes and not store.row(conn, "SELECT 1 FROM catalog WHERE item_id = ?", ln["item_id"]):
+            conn.execute("INSERT OR IGNORE INTO catalog (item_id, name, barcode) VALUES (?,?,?)",
+                         (ln["item_id"], str(ln.get("name") or ""), codes[0]))
+        _index_codes(conn, ln["item_id"], codes)
+    existing = store.row(conn, "SELECT state FROM returns WHERE return_id = ?", body["return_id"])
+    if existing is not None and existing["state"] != "expected":
+        return
+    codes = [str(c) for c in body.get("parcel_codes") or [] if isinstance(c, str | int) and str(c).strip()]
+    conn.execute(
+        "INSERT OR REPLACE INTO returns (return_id, order_id, number, marketplace, lines, state, announced, parcel_codes, "
+        "kind, reason, created_at) VALUES (?,?,?,?,?, 'expected', 1, ?,?,?,?)",
+        (body["return_id"], body["order_id"], body.get("number"), body.get("marketplace"), store.dumps(lines),
+         store.dumps(codes), body.get("kind"), body.get("reason"), store.now()))
 
 
 def _codes(item: dict[str, Any]) -> list[str]:

@@ -2,7 +2,7 @@
 
 Every scan — typed into the page by a keyboard-wedge scanner, or read by one of the box's scanners bound
 to the station — goes through `handle_scan`, which routes it by the station's mode (pick, pack,
-handover, receipt, count) and records it. A scan at a station with no open task opens the task (earliest
+handover, receipt, count, return) and records it. A scan at a station with no open task opens the task (earliest
 deadline first) that needs the scanned item, in pack mode.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 
 from edge_agent import store
-from edge_agent.tasks import handover, pack, pick, stock
+from edge_agent.tasks import handover, pack, pick, returns, stock
 from edge_agent.tasks.common import (
     ScanResult,
     Send,
@@ -26,7 +26,7 @@ from edge_agent.tasks.common import (
 )
 from edge_agent.tasks.marking import RegistryCheck, looks_like_marking, normalise
 
-MODES = ("pick", "pack", "handover", "receipt", "count")
+MODES = ("pick", "pack", "handover", "receipt", "count", "return")
 REPORTED = ("unknown", "wrong_item", "used_marking", "refused_marking")
 MAX_SCAN_CHARS = 512  # a marking code is ~85 characters, a label's barcode a few dozen: longer is no barcode here
 
@@ -75,6 +75,8 @@ def handle_scan(conn: sqlite3.Connection, send: Send, station: str, code: str, w
     try:
         if mode == "handover" and task_id:
             res = handover.handover_scan(conn, task_id, code)
+        elif mode == "return":
+            res = returns.return_scan(conn, station, task_id, code)
         elif mode in ("receipt", "count"):
             res = stock.tally_scan(conn, station, code)
         else:

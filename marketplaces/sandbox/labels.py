@@ -1,7 +1,8 @@
 """Label files the sandboxes hand out: real SVG, PNG, ZPL and PDF whose barcode decodes to a number.
 
-Owns the drawing only (Code 128 modules from zxing-cpp, laid out at the label's size with a caption):
-`png_label`, `svg_label`, `zpl_label`, `pdf_label`. Sizes are in millimetres; raster labels use 10 px
+Owns the drawing only (Code 128 modules from zxing-cpp, laid out at the label's size with a caption; a
+supply's QR sticker; an A4 hand-over document):
+`png_label`, `svg_label`, `zpl_label`, `pdf_label`, `qr_png`, `pdf_document`. Sizes are in millimetres; raster labels use 10 px
 per mm (WB: 58x40 mm -> 580x400 px, 40x30 mm -> 400x300 px, as WB documents).
 """
 
@@ -121,5 +122,72 @@ def pdf_label(text: str, width_mm: float, height_mm: float, caption: list[str] |
         c.drawString(4 * mm, y, line)
         y -= 4 * mm
     c.showPage()
+    c.save()
+    return buf.getvalue()
+
+
+def qr_png(text: str, width_mm: float = 58, height_mm: float = 40, caption: list[str] | None = None) -> bytes:
+    """A QR sticker (a WB supply's: 580x400 px) whose QR decodes to `text`, the text printed beside it."""
+    # lazy: numpy, zxing-cpp and Pillow take ~0.3 s to import; only drawing a sticker needs them
+    import numpy as np
+    import zxingcpp
+    from PIL import Image, ImageDraw
+
+    w, h = int(width_mm * PX_PER_MM), int(height_mm * PX_PER_MM)
+    symbol = np.array(zxingcpp.create_barcode(text, zxingcpp.BarcodeFormat.QRCode).to_image(scale=1,
+                                                                                             add_quiet_zones=False))
+    side = h - 40
+    module = max(1, side // symbol.shape[0])
+    qr = Image.fromarray(symbol).resize((symbol.shape[1] * module, symbol.shape[0] * module), Image.NEAREST)
+    img = Image.new("L", (w, h), 255)
+    img.paste(qr, (20, (h - qr.height) // 2))
+    draw = ImageDraw.Draw(img)
+    y = 40
+    for line in [text] + (caption or []):
+        draw.text((40 + qr.width, y), line, fill=0)
+        y += 16
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def pdf_document(title: str, code: str, rows: list[list[str]], header: list[str],
+                 pages: list[str] | None = None) -> bytes:
+    """An A4 document as a marketplace hands it out for a hand-over (an act, a waybill): a title, a
+    Code 128 of `code` (the document's id), a table of `rows` under `header`; one page per entry of
+    `pages` (their titles), else one. Latin text only (the sandbox draws with the PDF's base fonts)."""
+    # lazy: reportlab takes ~0.1 s to import; only documents need it
+    from reportlab.graphics.barcode import code128
+    from reportlab.lib.pagesizes import A4
+    from reportlab.lib.units import mm
+    from reportlab.pdfgen import canvas
+
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf, pagesize=A4)
+    c.setTitle(title)
+    width, height = A4
+    for page_title in pages or [title]:
+        c.setFont("Helvetica-Bold", 14)
+        c.drawString(20 * mm, height - 25 * mm, page_title)
+        bar = code128.Code128(code, barHeight=12 * mm, barWidth=0.4 * mm, quiet=False)
+        bar.drawOn(c, width - 20 * mm - bar.width, height - 30 * mm)
+        c.setFont("Helvetica", 10)
+        c.drawString(width - 20 * mm - bar.width, height - 35 * mm, code)
+        y = height - 50 * mm
+        columns = [20 * mm + i * (170 * mm / max(1, len(header))) for i in range(len(header))]
+        c.setFont("Helvetica-Bold", 10)
+        for x, text in zip(columns, header, strict=True):
+            c.drawString(x, y, text)
+        c.setFont("Helvetica", 10)
+        for row in rows:
+            y -= 6 * mm
+            if y < 30 * mm:
+                c.showPage()
+                y = height - 25 * mm
+                c.setFont("Helvetica", 10)
+            for x, text in zip(columns, row, strict=True):
+                c.drawString(x, y, str(text))
+        c.drawString(20 * mm, 25 * mm, "Sender: ____________________    Carrier: ____________________")
+        c.showPage()
     c.save()
     return buf.getvalue()

@@ -18,7 +18,9 @@ Imports no adapter.
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
 import time
 from collections import deque
 from datetime import UTC, datetime, timedelta
@@ -130,6 +132,8 @@ class OzonSandbox(SandboxApp):
             "stock_writes": self.stock_writes,
             "sold": len(self.sales),
             "marks_required": sorted(num for num, p in self.postings.items() if p["marks_required"]),
+            "shippings": {str(cid): {"postings": list(c["postings"]), "status": c["status"],
+                                     "documents": c.get("documents", 0)} for cid, c in self.carriages.items()},
             "exemplars": {num: {str(ex["exemplar_id"]): [m["mark"] for m in ex["marks"]] for ex in p["exemplars"]}
                           for num, p in self.postings.items() if p["exemplars"]},
         }
@@ -276,6 +280,10 @@ class OzonSandbox(SandboxApp):
             r("POST", "/v2/carriage/delivery/list", self.carriages_list),
             r("POST", "/v2/posting/fbs/package-label", self.package_label),
             r("POST", "/v1/returns/list", self.returns_list),
+            r("POST", "/v2/posting/fbs/act/create", self.act_create),
+            r("POST", "/v2/posting/fbs/act/check-status", self.act_check_status),
+            r("POST", "/v2/posting/fbs/act/get-postings", self.act_get_postings),
+            r("POST", "/v2/posting/fbs/act/get-pdf", self.act_get_pdf),
             r("POST", "/v2/finance/realization", self.realization),
             r("POST", "/v3/finance/transaction/totals", self.transaction_totals),
         ]
@@ -878,6 +886,62 @@ class OzonSandbox(SandboxApp):
                 self.fates.handed_over(n)
         return SandboxReply(200, {})
 
+    # -- hand-over documents: the acceptance act and the waybill of a shipping (carriage)
+
+    def act_create(self, req: SandboxRequest) -> SandboxReply:
+        """The legacy way to form a shipping: the delivery method's postings awaiting delivery in one
+        carriage, approved at once; its documents are made next (check-status, then get-pdf)."""
+        created = self.carriage_create(_inner(req, "/v1/carriage/create",
+                                              {"delivery_method_id": req.json().get("delivery_method_id")}))
+        cid = int(created.json["carriage_id"])
+        self.carriage_approve(_inner(req, "/v1/carriage/approve", {"carriage_id": cid}))
+        return SandboxReply(200, {"result": {"id": cid}})
+
+    def _shipping(self, req: SandboxRequest) -> tuple[int, dict[str, Any]]:
+        cid = int(req.json().get("id") or 0)
+        carriage = self.carriages.get(cid)
+        if carriage is None:
+            raise ApiError(404, f"shipping {cid} not found", code="NOT_FOUND")
+        return cid, carriage
+
+    def act_check_status(self, req: SandboxRequest) -> SandboxReply:
+        """`in_process` at the first check of an approved shipping, `ready` from the next (Ozon makes the
+        documents in the background); a shipping not approved has none to make."""
+        cid, carriage = self._shipping(req)
+        if carriage["status"] == "NEW":
+            raise ApiError(400, "shipping is not approved yet", code="CARRIAGE_NOT_APPROVED")
+        carriage["checks"] = carriage.get("checks", 0) + 1
+        status = "ready" if carriage["checks"] > 1 else "in_process"
+        return SandboxReply(200, {"result": {"act_type": "act_of_acceptance", "added_to_act": list(carriage["postings"]),
+                                             "removed_from_act": [], "status": status, "is_partial": False,
+                                             "has_postings_for_next_carriage": False, "partial_num": 0}})
+
+    def act_get_postings(self, req: SandboxRequest) -> SandboxReply:
+        cid, carriage = self._shipping(req)
+        out = []
+        for n in carriage["postings"]:
+            p = self.postings[n]
+            prod = self.products[p["product_id"]]
+            out.append({"id": cid, "posting_number": n, "status": p["status"], "multi_box_qty": 1, "seller_error": "",
+                        "created_at": p["in_process_at"], "updated_at": p["in_process_at"],
+                        "products": [{"name": prod["name"], "offer_id": prod["offer_id"],
+                                      "price": str(p.get("price", "0")), "quantity": p["quantity"], "sku": prod["sku"]}]})
+        return SandboxReply(200, {"result": out})
+
+    def act_get_pdf(self, req: SandboxRequest) -> SandboxReply:
+        """The acceptance act and the waybill of the shipping in one PDF (two pages), once check-status
+        said ready."""
+        cid, carriage = self._shipping(req)
+        if carriage.get("checks", 0) < 2:
+            raise ApiError(400, "documents are not ready yet: check the status first", code="ACT_NOT_READY")
+        rows = [[n, self.products[self.postings[n]["product_id"]]["offer_id"], str(self.postings[n]["quantity"]), "1"]
+                for n in carriage["postings"]]
+        pdf = labels.pdf_document(f"Ozon shipping {cid}", str(cid), rows, ["Posting", "Offer", "Units", "Boxes"],
+                                  pages=[f"Acceptance act, shipping {cid}", f"Waybill, shipping {cid}"])
+        carriage["documents"] = carriage.get("documents", 0) + 1
+        return SandboxReply(200, data=pdf, content_type="application/pdf",
+                            headers={"Content-Disposition": f'attachment; filename="act-{cid}.pdf"'})
+
     def package_label(self, req: SandboxRequest) -> SandboxReply:
         numbers = req.json()["posting_number"]
         if not 1 <= len(numbers) <= 20:
@@ -1009,6 +1073,11 @@ class OzonSandbox(SandboxApp):
         chosen = [op for op in chosen if kind == "all" or op["type"] == kind]
         return SandboxReply(200, {"result": {f: float(sum((op[f] for op in chosen), Decimal(0)))
                                              for f in TOTALS_FIELDS}})
+
+
+def _inner(req: SandboxRequest, path: str, body: dict[str, Any]) -> SandboxRequest:
+    """The request one handler makes of another inside the sandbox (act/create forms and approves a carriage)."""
+    return dataclasses.replace(req, path=path, template=path, spec_path=path, body=json.dumps(body).encode())
 
 
 def _merge_pdfs(parts: list[bytes]) -> bytes:

@@ -78,6 +78,7 @@ class WildberriesSandbox(SandboxApp):
         self.prices: dict[int, dict[str, int]] = {}  # nmID -> {price, discount}
         self.orders: dict[int, dict[str, Any]] = {}
         self.supplies: dict[str, dict[str, Any]] = {}
+        self.documents_given: list[tuple[str, str]] = []  # (kind, supply id) of each hand-over document served
         self.price_tasks: dict[int, dict[str, Any]] = {}
         self.card_errors: list[dict[str, Any]] = []
         # cards uploaded and not yet processed: (due, monotonic marketplace seconds; subjectID; variant; batch)
@@ -122,6 +123,7 @@ class WildberriesSandbox(SandboxApp):
             "wb_status": {str(oid): o["wbStatus"] for oid, o in self.orders.items()},
             "transitions": {k: list(v) for k, v in self.transitions.items()},
             "supplies": {sid: {"orders": list(s["orders"]), "done": s["done"]} for sid, s in self.supplies.items()},
+            "documents_given": [list(d) for d in self.documents_given],
             "trashed": sorted(nm for nm, c in self.cards.items() if c["_trashed"]),
             "stock_writes": self.stock_writes,
             "sold": len(self.sales),
@@ -246,6 +248,7 @@ class WildberriesSandbox(SandboxApp):
             r("PATCH", "/api/v3/supplies/{supplyId}/deliver", self.supply_deliver, "marketplace", action="ship",
               moves=self._delivered_by),
             r("POST", "/api/v3/orders/stickers", self.stickers, "marketplace"),
+            r("GET", "/api/v3/supplies/{supplyId}/barcode", self.supply_barcode, "marketplace"),
             r("POST", "/content/v2/get/cards/list", self.cards_list, "content"),
             r("POST", "/content/v2/get/cards/trash", self.cards_trash_list, "content"),
             r("POST", "/content/v2/cards/upload", self.cards_upload, "content_upload"),
@@ -506,6 +509,24 @@ class WildberriesSandbox(SandboxApp):
                            "pct": commission_pct, "at": _now()})
 
     # -- stickers
+
+    def supply_barcode(self, req: SandboxRequest) -> SandboxReply:
+        """The supply's QR sticker (580x400 px), only once the supply was delivered (409 SupplyNotClosed)."""
+        s = self._supply(req.path_params["supplyId"])
+        kind = req.query.get("type", "")
+        if kind not in ("svg", "zplv", "zplh", "png"):
+            raise ApiError(400, "Некорректный параметр type", code="IncorrectParameter")
+        if not s["done"]:
+            raise ApiError(409, "Поставка не передана в доставку", code="SupplyNotClosed")
+        caption = [f"{len(s['orders'])} orders"]
+        if kind == "png":
+            data = labels.qr_png(s["id"], 58, 40, caption)
+        elif kind == "svg":
+            data = labels.svg_label(s["id"], 58, 40, caption)
+        else:
+            data = labels.zpl_label(s["id"], 58, 40, rotated=kind == "zplv", caption=caption)
+        self.documents_given.append(("supply_qr", s["id"]))
+        return SandboxReply(200, {"barcode": s["id"], "file": base64.b64encode(data).decode("ascii")})
 
     def stickers(self, req: SandboxRequest) -> SandboxReply:
         kind, width, height = req.query["type"], int(req.query["width"]), int(req.query["height"])

@@ -34,7 +34,7 @@ from werkzeug.wrappers import Request, Response
 
 from marketplaces.sandbox import yandex_market_reports, yandex_market_spec
 from marketplaces.sandbox.core import ApiError, Route, SandboxApp, SandboxLimit, SandboxReply, SandboxRequest
-from marketplaces.sandbox.labels import pdf_label
+from marketplaces.sandbox.labels import pdf_document, pdf_label
 from marketplaces.sandbox.push_delivery import PushDelivery
 from marketplaces.sandbox.seed import demo_items
 from marketplaces.spec import load_specs
@@ -121,6 +121,7 @@ class YandexMarketSandbox(SandboxApp):
         self._inflight_lock = threading.Lock()
         self.parallel_refused = 0
         self._host = "127.0.0.1"  # the host the adapter calls, for the file links the sandbox hands out
+        self.acts_given: list[int] = []  # the shipments whose acceptance act was downloaded
         super().__init__(**options)
         self.push = PushDelivery(lambda status, body: status == 200, time_scale=self.time_scale,
                                  user_agent="YandexMarket-Notifications-Sandbox")
@@ -286,6 +287,8 @@ class YandexMarketSandbox(SandboxApp):
              "generateOrderLabels"),
             ("POST", "/v2/campaigns/{campaignId}/first-mile/shipments/{shipmentId}/confirm", self.confirm_shipment,
              "confirmShipment"),
+            ("GET", "/v2/campaigns/{campaignId}/first-mile/shipments/{shipmentId}/act", self.shipment_act,
+             "downloadShipmentAct"),
             ("POST", "/v2/campaigns/{campaignId}/stats/orders", self.stats_orders, "getOrdersStats"),
             ("GET", "/v2/campaigns/{campaignId}/returns", self.get_returns, "getReturns"),
             ("POST", "/v2/businesses/{businessId}/offer-prices", self.get_default_prices, "getDefaultPrices"),
@@ -713,6 +716,29 @@ class YandexMarketSandbox(SandboxApp):
                     self.fates.handed_over(str(o.order_id))
         return ok()
 
+    def shipment_act(self, p: dict, q: dict, body: Any) -> SandboxReply:
+        """The acceptance act of a confirmed shipment (PDF): its orders handed over, one row each."""
+        if (r := self._campaign(p)) is not None:
+            return r
+        try:
+            shipment_id = int(p["shipmentId"])
+        except ValueError:
+            return error(400, "BAD_REQUEST", "shipmentId must be a number")
+        with self.lock:
+            members = [o for o in self.orders.values() if o.shipment_id == shipment_id]
+            if not members:
+                return error(404, "NOT_FOUND", f"shipment {shipment_id} not found")
+            shipped = sorted((o for o in members if o.shipped_on is not None), key=lambda o: o.order_id)
+            if not shipped:
+                return error(400, "SHIPMENT_NOT_CONFIRMED", f"shipment {shipment_id} is not confirmed yet")
+            rows = [[str(o.order_id), o.external_id or "", str(sum(li["count"] for li in o.items)),
+                     str(len(o.boxes) or 1)] for o in shipped]
+            self.acts_given.append(shipment_id)
+        pdf = pdf_document(f"Yandex Market shipment {shipment_id}", str(shipment_id), rows,
+                           ["Order", "External id", "Units", "Boxes"],
+                           pages=[f"Acceptance act, shipment {shipment_id}"])
+        return SandboxReply(200, data=pdf, content_type="application/pdf")
+
     # ------------------------------------------------------------------ finance
 
     def after_hand_over(self, what: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -973,6 +999,7 @@ class YandexMarketSandbox(SandboxApp):
             "order_moves": {str(o.order_id): list(o.moves) for o in self.orders.values()},
             "returns": {str(rid): {"order": str(r["order"]), "type": r["type"]} for rid, r in self.returns.items()},
             "hidden": sorted(self.hidden),
+            "acts_given": list(self.acts_given),
             "stock_writes": self.stock_writes,
             "parallel_refused": self.parallel_refused,
             "pushes": self.push.summary(),

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from edge_testkit import BAG, MUG, SHIRT, CloudRecorder, label_png, pick_task
+from edge_testkit import BAG, MUG, SHIRT, SOCKS, CloudRecorder, label_png, pick_task
 
 from edge_agent.config import hash_pin
 
@@ -430,3 +430,143 @@ def test_the_task_list_is_not_reloaded_by_scans_that_change_nothing_on_it(edge) 
             expect(listing.locator("li.task", has_text="N1")).to_contain_text("1/2 шт.", timeout=10000)
         finally:
             browser.close()
+
+
+def _scan(page: Any, code: str) -> None:
+    page.locator("#scan").type(code)
+    page.locator("#scan").press("Enter")
+
+
+def _wait_received(cloud: CloudRecorder, msg_type: str, timeout: float = 20) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = [b for _, _, t, b in cloud.received() if t == msg_type]
+        if got:
+            return got
+        time.sleep(0.1)
+    return []
+
+
+def test_a_return_is_taken_in_on_the_return_screen_offline_and_reported_up_later(edge) -> None:
+    """«Возврат»: the parcel (by the order's number), each unit scanned, one marked defective, a unit that was
+    never in the order refused; taken in while the cloud is out of reach — the good units go back on hand
+    and the return goes up when the link is back."""
+    from playwright.sync_api import expect
+
+    url, _labels, cloud, broker = edge
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    cloud.send("return_expected", {"return_id": "r-9", "order_id": "o-9", "number": "WB-9", "kind": "return",
+                                   "marketplace": "wildberries", "parcel_codes": ["9", "WB-9", "o-9"], "lines": [
+                                       {"item_id": MUG["item_id"], "quantity": 2, "barcode": MUG["barcode"],
+                                        "name": MUG["name"]},
+                                       {"item_id": BAG["item_id"], "quantity": 1, "barcode": BAG["barcode"],
+                                        "name": BAG["name"]}]})
+    assert cloud.link.wait_idle(20)
+    with handheld(url) as page:
+        expect(page.locator("#returns-link")).to_have_text("Возврат (1)")
+        page.click("#returns-link")
+        expect(page.locator("#title")).to_contain_text("Возврат")
+        expect(page.locator("li.expected")).to_contain_text("WB-9")
+        broker.stop()  # the cloud is out of reach from here on
+        _scan(page, "WB-9")
+        expect(page.locator("#msg")).to_contain_text("Возврат заказа WB-9")
+        for code in (MUG["barcode"], MUG["barcode"], BAG["barcode"]):
+            _scan(page, code)
+            expect(page.locator("#msg")).to_have_attribute("data-kind", "packed")
+        expect(page.locator("li.unit")).to_have_count(3)
+        _scan(page, SHIRT["barcode"])  # never in that order
+        expect(page.locator("#msg")).to_have_attribute("data-kind", "wrong_item")
+        expect(page.locator("#msg")).to_contain_text("НЕ ИЗ ЭТОГО ЗАКАЗА")
+        _scan(page, MUG["barcode"])  # a third mug: two were sold
+        expect(page.locator("#msg")).to_have_attribute("data-kind", "extra")
+        page.locator("li.unit").nth(1).get_by_text("Брак").click()
+        expect(page.locator("li.unit").nth(1)).to_have_class("line unit defective")
+        page.screenshot(path=str(ARTIFACTS / "return-tsd-480x800.png"))
+        page.click("#commit-return")
+        expect(page.locator("#msg")).to_contain_text("Возврат заказа WB-9 принят: годных 2, брак 1")
+        expect(page.locator("#link-badge")).to_have_attribute("data-online", "0", timeout=15000)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 480, f"the handheld page scrolls sideways ({width}px)"
+        assert not _wait_received(cloud, "return_received", timeout=1)
+    broker.start()
+    (ret,) = _wait_received(cloud, "return_received", timeout=30)
+    assert ret["return_id"] == "r-9" and ret["order_id"] == "o-9" and "Анна" in ret["note"]
+    assert sorted((u["item_id"], u["good"], u["defective"]) for u in ret["lines"]) == [
+        (BAG["item_id"], 1, 0), (MUG["item_id"], 1, 1)]  # the cloud: 2 back on hand, the broken mug to defect
+    assert not [b for _, _, t, b in cloud.received() if t == "stock_delta" and b["reason"] == "return"]
+
+
+def test_the_senior_packer_asks_for_a_hand_over_and_its_documents_print(edge) -> None:
+    """The packers' page: «Передать курьеру» for an account with packed parcels asks the cloud; the hand-over
+    it sends lists its parcels as a number; closed, our own list prints; the marketplace's documents come
+    down — the supply QR prints on the label printer, the A4 act opens from the page."""
+    import base64
+    import io
+
+    import segno
+    from playwright.sync_api import expect
+
+    url, labels, cloud, _broker = edge
+    cloud.send("catalog", {"items": [SOCKS]})
+    cloud.send("pick_task", pick_task("7", [(SOCKS, 1)], deadline="2026-11-27T00:30:00Z", account="wb-main"))
+    cloud.send("label", {"order_id": "o-7", "format": "png", "data_b64": label_png("WB 7")})
+    assert cloud.link.wait_idle(20)
+    with handheld(url) as page:
+        page.locator("li.task", has_text="N7").get_by_text("Упаковать").click()
+        _scan(page, SOCKS["barcode"])
+        expect(page.locator("#msg")).to_have_attribute("data-kind", "done")
+        expect(page.locator("#label-status")).to_have_attribute("data-state", "done", timeout=15000)
+        page.get_by_text("К списку").click()
+        offer = page.locator("#to-hand-over li", has_text="wb-main")
+        expect(offer).to_contain_text("1 шт.")
+        offer.get_by_text("Передать курьеру").click()
+        expect(page.locator("#handover-note")).to_contain_text("Передача wb-main запрошена")
+        (asked,) = _wait_received(cloud, "handover_request")
+        assert asked == {"account": "wb-main", "requested_by": "Анна"}
+        cloud.send("handover", {"handover_id": "ho-wb-main-1", "marketplace": "wildberries", "account": "wb-main",
+                                "order_ids": ["o-7"]})
+        expect(page.locator("li", has_text="ho-wb-main-1").locator("small.parcels")).to_have_text("1 шт.",
+                                                                                                  timeout=15000)
+        page.locator("a", has_text="ho-wb-main-1").click()
+        _scan(page, "o-7")
+        expect(page.locator("#msg")).to_contain_text("1 из 1")
+        printed_before = len(_pngs(labels))
+        page.click("#close-handover")
+        expect(page.locator("#msg")).to_have_attribute("data-kind", "done")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and len(_pngs(labels)) == printed_before:
+            time.sleep(0.1)
+        assert len(_pngs(labels)) == printed_before + 1  # our own hand-over list's label
+        page.goto(url + "/handover/ho-wb-main-1/list")  # and the list itself, a page to print
+        expect(page.locator("#sheet-count")).to_have_text("1")
+        expect(page.locator("#sheet-parcels tbody tr")).to_have_count(1)
+        expect(page.locator("#sheet-parcels")).to_contain_text("N7")
+        expect(page.locator("#sheet-head")).to_contain_text("wildberries")
+        page.screenshot(path=str(ARTIFACTS / "handover-list.png"))
+        buf = io.BytesIO()
+        segno.make("WB-GI-777", error="m").save(buf, kind="png", scale=6)
+        cloud.send("handover_document", {"handover_id": "ho-wb-main-1", "kind": "supply_qr", "format": "png",
+                                         "data_b64": base64.b64encode(buf.getvalue()).decode(),
+                                         "title": "QR-код поставки WB-GI-777", "width_mm": 58, "height_mm": 40})
+        act = b"%PDF-1.4\n% a marketplace's act\n"
+        cloud.send("handover_document", {"handover_id": "ho-wb-main-1", "kind": "act", "format": "pdf",
+                                         "data_b64": base64.b64encode(act).decode(), "title": "Акт приёма-передачи",
+                                         "width_mm": 210, "height_mm": 297})
+        assert cloud.link.wait_idle(20)
+        page.goto(url + "/")
+        expect(page.locator("#documents li[data-document]")).to_have_count(2, timeout=15000)
+        expect(page.locator("#documents li[data-sheet]")).to_contain_text("1 шт.")
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and len(_pngs(labels)) < printed_before + 2:
+            time.sleep(0.1)
+        assert len(_pngs(labels)) == printed_before + 2  # the QR on the label printer, the A4 act not
+        zxingcpp = pytest.importorskip("zxingcpp")
+        from PIL import Image
+
+        newest = max(_pngs(labels), key=lambda p: p.stat().st_mtime)
+        assert "WB-GI-777" in {r.text for r in zxingcpp.read_barcodes(Image.open(newest).convert("L"))}
+        sheet = page.locator("#documents li", has_text="Акт")
+        expect(sheet).to_contain_text("откройте и распечатайте")
+        r = page.request.get(url + sheet.locator("a").get_attribute("href"))
+        assert r.status == 200 and r.headers["content-type"] == "application/pdf" and r.body() == act
+        page.screenshot(path=str(ARTIFACTS / "handover-documents-tsd-480x800.png"))

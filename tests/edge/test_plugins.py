@@ -203,3 +203,27 @@ def test_the_demo_packer_hands_a_parcel_over_only_once_its_label_printed(tmp_pat
     finally:
         site.stop()
         site.close()
+
+
+def test_the_demo_packer_takes_a_returned_parcel_in_and_the_link_tells_it(tmp_path: Path) -> None:
+    """A return the cloud says is coming: the link's handler tells the site's listeners, and the demo's
+    packer takes it in on the «Возврат» screen — every unit scanned, the return reported up."""
+    told: list[tuple[str, dict[str, Any]]] = []
+    handlers = DownHandlers(send, "main", after_commit=lambda what, **i: None,
+                            tell=lambda event, **i: told.append((event, i)))
+    site = packer_site(tmp_path)
+    body = {"return_id": "wb:7#1", "order_id": "wb:7", "number": "7", "parcel_codes": ["7", "wb:7"],
+            "lines": [{"item_id": MUG["item_id"], "quantity": 2, "barcode": MUG["barcode"], "name": MUG["name"]}]}
+    with store.transaction(site.conn):
+        inbox.apply_catalog(site.conn, {"items": [MUG]})
+        handlers.return_expected(site.conn, SimpleNamespace(body=body))
+    assert told == [("return", {"return_id": "wb:7#1"})]
+    site.start()  # the packer finds the return waiting at start
+    try:
+        assert wait_for(lambda: site.row("SELECT state FROM returns WHERE return_id = 'wb:7#1'")["state"] == "received")
+        (received,) = [b for t, b in outbox(site.conn) if t == "return_received"]
+        assert [(ln["item_id"], ln["good"] + ln["defective"]) for ln in received["lines"]] == [(MUG["item_id"], 2)]
+        assert site.row("SELECT mode FROM stations WHERE station = 'auto'")["mode"] == "pack"
+    finally:
+        site.stop()
+        site.close()

@@ -138,14 +138,15 @@ def test_closing_a_handover_prints_the_supply_qr_or_the_act(site) -> None:
         site.act(station.set_mode, "pack-1", "handover", h)
         assert site.scan("pack-1", parcel).ok
         site.act(handover.close, site.send, h)
-    assert wait_for(lambda: len(site.printer.printed) == 4)
+    assert wait_for(lambda: len(site.printer.printed) == 5)
     kinds = [b["kind"] for t, b in outbox(site.conn) if t == "printed"]
-    assert kinds == ["label", "label", "supply_qr", "act"]
+    assert kinds == ["label", "label", "supply_qr", "act", "act"]
     zxingcpp = pytest.importorskip("zxingcpp")
     from PIL import Image
 
     texts = [{r.text for r in zxingcpp.read_barcodes(Image.open(p).convert("L"))} for p in site.printer.printed[2:]]
-    assert texts == [{"WB-GI-12345"}, {"h-act"}]  # what the printer printed scans back
+    # what the printer printed scans back: the supply's QR, then each hand-over's own list
+    assert texts == [{"WB-GI-12345"}, {"WB-GI-12345"}, {"h-act"}]
     assert site.row("SELECT state FROM tasks WHERE task_id = 'a'")["state"] == "handed_over"
 
 

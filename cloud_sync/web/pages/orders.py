@@ -16,7 +16,7 @@ from flask_babel import lazy_gettext, ngettext
 
 from cloud_sync.config import UNIFIED_STATUSES
 from cloud_sync.orders import desk as order_desk
-from cloud_sync.orders import export, listing, records
+from cloud_sync.orders import export, handovers, listing, records
 from cloud_sync.web.auth import current_user
 from cloud_sync.web.context import ctx, get_db
 from cloud_sync.web.i18n import domain_text, status_label
@@ -77,6 +77,21 @@ def download():
     mime = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson",
             "xlsx": "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"}[fmt]
     return send_file(io.BytesIO(data), mimetype=mime, as_attachment=True, download_name=f"orders-{stamp}.{fmt}")
+
+
+@bp.post("/orders/handover")
+def handover():
+    """«Передать курьеру»: the account's packed parcels go to its courier, one hand-over per site."""
+    account = request.form.get("account", "")
+    c = ctx()
+    if account not in c.cfg.accounts:
+        return _render(errors={"handover_account": _("choose the marketplace account")}, status=400)
+    started = handovers.start_handover(get_db(), c.cfg, account, link=c.link)
+    c.wake()
+    if not started:
+        return _render(messages=[("warn", _("account %(account)s has no packed parcels to hand over", account=account))])
+    return _render(messages=[("ok", _("hand-over to the courier started: %(id)s — site %(site)s, %(n)s parcel(s)",
+                                      id=h["handover_id"], site=h["site"], n=len(h["orders"]))) for h in started])
 
 
 @bp.get("/orders/<path:key>")

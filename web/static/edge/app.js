@@ -43,7 +43,7 @@
   }
   // «Этикетка напечаталась?»: a job that was going to a real printer when the box stopped is never sent
   // again on its own; the packer looks at the printer and answers.
-  const WHAT = {label: "Этикетка заказа", act: "Акт передачи", supply_qr: "QR-код поставки"};
+  const WHAT = {label: "Этикетка заказа", act: "Лист передачи", supply_qr: "QR-код поставки", document: "Документ передачи"};
   async function refreshQuestions() {
     const box = $("#print-questions");
     if (!box) return;
@@ -127,6 +127,23 @@
           "</li>";
       }
       for (const o of h.extra) html += `<li class="line extra"><b>${esc(o)}</b> <span class="tag">лишняя</span></li>`;
+    } else if (mode === "return") {
+      const r = state.ret;
+      if (r) {
+        $("#order").textContent = r.number + (r.marketplace ? " · " + r.marketplace : "");
+        for (const ln of r.lines) html += `<li class="line${ln.taken >= ln.quantity ? " done" : ""}" data-item="${esc(ln.item_id)}">` +
+          `<b class="t-main">${esc(ln.name || ln.item_id)}</b><span class="count">${ln.taken}/${ln.quantity}</span></li>`;
+        for (const u of r.units) html += `<li class="line unit${u.defective ? " defective" : ""}" data-unit="${u.id}">` +
+          `<span class="t-main">${esc(u.name)} <small>${esc(u.code)}</small></span>` +
+          `<span class="tag${u.defective ? " bad" : ""}">${u.defective ? "брак" : "годен"}</span>` +
+          `<button class="mark" data-unit="${u.id}" data-defective="${u.defective ? 0 : 1}">${u.defective ? "Годен" : "Брак"}</button></li>`;
+      } else {
+        $("#order").textContent = "";
+        html = '<li class="empty">Отсканируйте посылку или номер заказа</li>';
+        for (const e of state.returns || []) html += `<li class="line expected" data-return="${esc(e.return_id)}">` +
+          `<b class="t-main">${esc(e.number || e.order_id)}</b> <span class="mp">${esc(e.marketplace || "")}</span>` +
+          `<span class="count">${e.units} шт.</span></li>`;
+      }
     } else if (state.tally) {
       for (const it of state.tally) html += `<li class="line" data-item="${esc(it.item_id)}"><b class="t-main">${esc(it.name)}</b>` +
         `<span class="count">${it.quantity}</span><button class="less" data-item="${esc(it.item_id)}" data-quantity="${it.quantity - 1}" title="Отсканировали лишнюю: на одну меньше">−1</button></li>`;
@@ -207,6 +224,13 @@
         input.focus();
         return;
       }
+      const m = ev.target.closest("button.mark");
+      if (m) {
+        const r = await api("/api/return/mark", {unit: Number(m.dataset.unit), defective: m.dataset.defective === "1"});
+        if (r.error) showResult({ok: false, kind: "info", message: r.error}); else render(r.state);
+        input.focus();
+        return;
+      }
       const b = ev.target.closest("button.short");
       if (!b || !confirm("Отметить недостачу: этого товара нет?")) return;
       const r = await api("/api/short", {line_no: Number(b.dataset.line)});
@@ -227,6 +251,25 @@
       if (r.error) showResult({ok: false, kind: "info", message: r.error});
       else { showResult({ok: true, kind: "done", message: "Передача закрыта, печатается " + (r.summary.supply_id ? "QR поставки" : "акт")}); render(r.state); }
     });
+    const takeReturn = $("#commit-return");
+    if (takeReturn) takeReturn.addEventListener("click", async () => {
+      const r = await api("/api/return/commit", {});
+      if (r.error) showResult({ok: false, kind: "info", message: r.error});
+      else {
+        const got = r.received;
+        showResult({ok: true, kind: "done", message: "Возврат заказа " + got.number + " принят: годных " + got.good +
+          ", брак " + got.defective});
+        render(r.state);
+      }
+      input.focus();
+    });
+    const aside = $("#aside-return");
+    if (aside) aside.addEventListener("click", async () => {
+      const r = await api("/api/return/aside", {});
+      if (r.error) showResult({ok: false, kind: "info", message: r.error});
+      else { showResult({ok: true, kind: "info", message: "Возврат отложен: отсканируйте посылку снова, чтобы продолжить"}); render(r.state); }
+      input.focus();
+    });
     const commit = $("#commit");
     if (commit) commit.addEventListener("click", async () => {
       const r = await api("/api/tally/commit", {});
@@ -237,6 +280,21 @@
     render(JSON.parse($("#initial-state").textContent));
   }
 
+  if (kind === "tasks") {
+    const list = $("#to-hand-over");
+    if (list) list.addEventListener("click", async (ev) => {
+      const b = ev.target.closest("button.request-handover");
+      if (!b) return;
+      b.disabled = true;
+      const r = await api("/api/handover/request", {account: b.dataset.account});
+      let note = document.querySelector("#handover-note");
+      if (!note) { note = document.createElement("p"); note.id = "handover-note"; list.after(note); }
+      note.className = "msg " + (r.error ? "bad" : "good");
+      note.setAttribute("role", "status");
+      note.textContent = r.error || r.message;
+    });
+  }
+
   const LIST_CHANGING_SCANS = ["picked", "packed", "done", "short"];
   let reloadTimer = null;
   async function onChange(ev) {
@@ -245,7 +303,7 @@
       if (ev.result && ev.via !== "page") showResult(ev.result);  // a page scan: its page showed the answer
       const r = await api("/api/state").catch(() => null);
       if (r) render(r.state);
-    } else if (kind === "tasks" && (["task", "label", "handover", "catalog"].includes(ev.what) ||
+    } else if (kind === "tasks" && (["task", "label", "handover", "catalog", "return", "document"].includes(ev.what) ||
                (ev.what === "scan" && LIST_CHANGING_SCANS.includes(ev.kind)))) {
       // only what changes the list reloads it: not every unknown barcode or print anywhere in the warehouse
       clearTimeout(reloadTimer);
