@@ -166,6 +166,7 @@ class TasksSection:
     auto_pack: bool = False
     auto_pack_station: str = "auto"
     auto_pack_delay_s: float = 0.2
+    auto_pack_short_at: int = 0
 
 
 @dataclass
@@ -241,6 +242,7 @@ class EdgeConfig:
     auto_pack: bool = TasksSection.auto_pack  # demo only: a simulated packer (AUTO_PACKER) packs every new pick task
     auto_pack_station: str = TasksSection.auto_pack_station
     auto_pack_delay_s: float = TasksSection.auto_pack_delay_s
+    auto_pack_short_at: int = TasksSection.auto_pack_short_at  # demo only: its Nth task finds the shelf empty
     chestny_znak: ChestnyZnakSection = field(default_factory=ChestnyZnakSection)
 
     def plugin_entries(self) -> list[str]:
@@ -319,7 +321,7 @@ def config_from_dict(data: dict[str, Any], base: Path | None = None, *, source: 
         staff=tables.staff, mqtt=mqtt, printer=printer, label_profile=tables.label, scanners=tables.scanners,
         cameras=tables.cameras, video_dir=_path(base, site.video_dir), print_retry_s=tasks.print_retry_s,
         auto_pack=tasks.auto_pack, auto_pack_station=tasks.auto_pack_station,
-        auto_pack_delay_s=tasks.auto_pack_delay_s, plugins=list(site.plugins), chestny_znak=cz,
+        auto_pack_delay_s=tasks.auto_pack_delay_s, auto_pack_short_at=tasks.auto_pack_short_at, plugins=list(site.plugins), chestny_znak=cz,
     )
 
 
@@ -358,7 +360,8 @@ def write_config(path: str | os.PathLike[str], *, site_id: str, db_path: str, la
                  mqtt_host: str = "127.0.0.1", mqtt_port: int = 1883, mqtt_username: str | None = None,
                  mqtt_password_file: str | None = None, tls_ca: str | None = None,
                  mqtt_keys_file: str | None = None, web_port: int = 0,
-                 warehouse: str = "main", auto_pack: bool = False, staff: dict[str, str] | None = None,
+                 warehouse: str = "main", auto_pack: bool = False, auto_pack_short_at: int = 0,
+                 staff: dict[str, str] | None = None,
                  label_mm: tuple[float, float] | None = None, dpi: int = 203) -> Path:
     """Write a working edge.toml (the demo and tests use it). `staff` maps names to PINs; only hashes
     are written. The MQTT password goes in a file of its own (`mqtt_password_file`), not in the TOML."""
@@ -381,6 +384,8 @@ def write_config(path: str | os.PathLike[str], *, site_id: str, db_path: str, la
         lines += ["", "[label]", f"width_mm = {label_mm[0]}", f"height_mm = {label_mm[1]}", f"dpi = {int(dpi)}"]
     lines += ["", "[tasks]",
               f"auto_pack = {'true' if auto_pack else 'false'}"]
+    if auto_pack_short_at:
+        lines.append(f"auto_pack_short_at = {int(auto_pack_short_at)}")
     for name, pin in (staff or {"Демо": "1234"}).items():
         lines += ["", "[[staff]]", f"name = {q(name)}", f"pin_hash = {q(hash_pin(pin))}"]
     p = Path(path)

@@ -50,6 +50,7 @@ class Broker:
         host: str = "127.0.0.1",
         max_queued_messages: int = 1_000_000,
         use_passwd_tool: bool = True,
+        observers: list[str] | None = None,
     ):
         if not host.startswith("127.") and host != "localhost":
             raise BrokerError("the project's own broker listens on the loopback only")
@@ -69,6 +70,11 @@ class Broker:
             self.passwords = {CLOUD_USER: secrets.token_urlsafe(18)}
             self.passwords.update({s: secrets.token_urlsafe(18) for s in self.sites})
             self.passwords.update(passwords or {})
+        # test-only identities that may read and write every link topic (the soak's fault injector): never
+        # the cloud's own, so connecting with one takes over nobody's session
+        self.observers = list(observers or [])
+        if secure:
+            self.passwords.update({o: secrets.token_urlsafe(18) for o in self.observers})
         self.tls: dict[str, Path] = {}
         self.proc: subprocess.Popen[bytes] | None = None
         self._configured = False
@@ -99,7 +105,8 @@ class Broker:
         return str(self.keys_dir / f"{user}.keys")
 
     def link_settings(self, site: str | None = None) -> dict[str, Any]:
-        """LinkConfig keyword arguments to reach this broker as the cloud (site=None) or as `site`."""
+        """LinkConfig keyword arguments to reach this broker as the cloud (site=None) or as `site` (or an
+        observer: its password, no keys of its own)."""
         out: dict[str, Any] = {"host": self.host, "port": self.port}
         if self.secure:
             user = site or CLOUD_USER
@@ -131,7 +138,8 @@ class Broker:
             self.tls = make_tls_files(self.workdir / "tls")
             write_password_file(self.workdir / "passwd", self.passwords, use_tool=self.use_passwd_tool)
             acl = self.workdir / "acl"
-            acl.write_text(acl_text(self.sites))
+            acl.write_text(acl_text(self.sites) + "".join(f"\nuser {o}\ntopic readwrite ms/v1/#\n"
+                                                         for o in self.observers))
             os.chmod(acl, 0o600)
             self.keys_dir.mkdir(exist_ok=True)
             os.chmod(self.keys_dir, 0o700)

@@ -103,6 +103,7 @@ class Demo:
         self._stopping = False
         self.rng = random.Random(42)
         self.cloud_config: Path | None = None
+        self.broker_observers: list[str] = []  # `marketsync soak`: its fault injector's own broker identity
         self.reconciled: dict[str, int] | None = None  # the evening's «Сверка» summary
         self.cloud_port = 0  # 0: any free port (`marketsync soak` fixes it: the cloud is restarted)
         self._next_order = 0.0  # when the next buyer orders (time.monotonic)
@@ -139,7 +140,8 @@ class Demo:
         self.start_site()
 
     def start_broker(self) -> None:
-        self.broker = Broker(workdir=self.work / "broker", secure=True, sites=[SITE_ID])
+        self.broker = Broker(workdir=self.work / "broker", secure=True, sites=[SITE_ID],
+                             observers=self.broker_observers)
         self.broker.start()
         self.say(f"MQTT broker (Mosquitto, TLS, client id = user, ACL of directions, signed envelopes) on {self.broker.host}:{self.broker.port}")
 
@@ -242,7 +244,7 @@ class Demo:
     def start_site(self) -> None:
         assert self.broker is not None
         config, labels = write_edge_config(self.work / SITE_ID, self.broker.link_settings(SITE_ID), self.register,
-                                           auto_pack=self.args.packer == "auto")
+                                           auto_pack=getattr(self.args, "packer", "auto") == "auto")
         info = self.service("edge-" + SITE_ID, "edge", "serve", "--config", str(config), timeout=90)
         self.edge_url = info["url"]
         self.labels_dir = labels

@@ -23,6 +23,7 @@ from marketsync.onec_demo_files import WAREHOUSE_ID
 from marketsync.procs import ServiceFailed, marketsync_argv, subprocess_run
 
 SITE_ID = "site-1"  # the demo's one warehouse site
+SHORT_AT_TASK = 3  # the demo's packer finds the shelf empty for the first line of its third task
 # Marketplaces that push order events to the cloud (the demo registers the cloud's URL in their sandbox).
 PUSHING = ("yandex_market", "megamarket")
 ACCOUNT_NAMES = {"wildberries": "wb-main", "ozon": "ozon-main", "yandex_market": "ym-main", "megamarket": "mm-main"}
@@ -148,7 +149,7 @@ def write_edge_config(folder: Path, link: dict[str, Any], register: dict[str, An
         mqtt_host=link["host"], mqtt_port=link["port"], mqtt_username=link.get("username"),
         mqtt_password_file=password_file, tls_ca=link.get("tls_ca"), mqtt_keys_file=link.get("keys_file"),
         warehouse=WAREHOUSE_ID,
-        auto_pack=auto_pack, staff={"Демо": "1234"}, label_mm=(75, 120),
+        auto_pack=auto_pack, auto_pack_short_at=SHORT_AT_TASK if auto_pack else 0, staff={"Демо": "1234"}, label_mm=(75, 120),
     )
     if register:
         token = str(register["credentials"]["Authorization"]).removeprefix("Bearer ")

@@ -34,7 +34,6 @@ from edge_agent.tasks.common import TaskError
 from edge_agent.tasks.marking import GS, gtin_of_barcode
 
 log = logging.getLogger("marketsync.edge")
-SHORT_AT_TASK = 3  # the demo packer finds the shelf empty for the first line of its third task
 LABEL_RECHECK_S = 1.0  # how soon a hand-over whose parcels wait for their labels is looked at again
 DEFECT_EVERY = 4  # one returned parcel in this many has a defective unit
 
@@ -166,7 +165,7 @@ class DemoPacker:
         else:
             return
         self.tasks_seen += 1
-        if self.tasks_seen == SHORT_AT_TASK and "#" not in task_id:
+        if self.tasks_seen == self.site.cfg.auto_pack_short_at and "#" not in task_id:
             # a packer's day has one: the shelf is empty for the first line — the cloud writes the unit off
             # and serves the order again from other stock (or it waits for stock, visibly)
             try:

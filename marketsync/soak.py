@@ -38,6 +38,8 @@ from marketsync.procs import Service, ServiceFailed
 from marketsync.soak_judge import Verdict, final_state, gather, judge, summary_line
 from marketsync.soak_link import LinkMeddler, wait_connected
 
+SOAK_USER = "soak"  # the fault injector's own broker identity (read and write on every link topic)
+
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="marketsync soak", description=__doc__.splitlines()[0])
@@ -109,6 +111,7 @@ class Soak:
                                        order_every=args.order_every, courier_every=args.courier_every,
                                        time_scale=args.time_scale, marketplaces=",".join(MARKETPLACES))
         self.demo = SoakDemo(demo_args, self.work / "demo.log")
+        self.demo.broker_observers = [SOAK_USER]
         self.demo.cloud_port = free_port()
         self.rng = random.Random(args.seed)
         self.meddler: LinkMeddler | None = None
@@ -153,7 +156,7 @@ class Soak:
         self.note(f"soak folder {self.work}: faults.log, demo.log, demo/ (logs, databases, labels)")
         self.demo.start()
         assert self.demo.broker is not None
-        link = self.demo.broker.link_settings()  # the cloud's MQTT user: the only one allowed every topic
+        link = self.demo.broker.link_settings(SOAK_USER)  # its own identity: it takes over nobody's session
         self.meddler = LinkMeddler(host=link["host"], port=link["port"], username=link["username"],
                                    password=link["password"], tls_ca=link.get("tls_ca"), site=SITE_ID,
                                    rng=random.Random(self.args.seed + 1))
@@ -240,7 +243,7 @@ class Soak:
         self.note("judging from outside: sandboxes, SQLite files (read-only), decoded labels")
         ev = gather(sandboxes={acc: info["url"] for acc, info in self.demo.sandboxes.items()},
                     accounts={acc: info["marketplace"] for acc, info in self.demo.sandboxes.items()}, cloud_db=self.demo.cloud_db, site_db=self.site_db,
-                    labels_dir=self.demo.labels_dir, injected_malformed=self.meddler.malformed,
+                    labels_dir=self.demo.labels_dir, injected_malformed=self.meddler.expected_dead_letters(),
                     faults=self.faults)
         (self.work / "evidence.json").write_text(json.dumps(_plain(ev.__dict__), ensure_ascii=False, indent=1))
         return judge(ev)

@@ -51,6 +51,9 @@ class LinkMeddler:
         self.top_seq: dict[str, int] = {"up": 0, "down": 0}
         self.ours: set[bytes] = set()  # what we published ourselves is never copied
         self.malformed = {"cloud": 0, "site": 0}  # per receiving side
+        # replays whose seq was changed under a signed envelope: the MAC no longer fits, so each id becomes
+        # one dead letter at the receiver (`expected_dead_letters`)
+        self.forged: dict[str, set[str]] = {"cloud": set(), "site": set()}
         self.sent = 0  # messages published (each one a fault)
         self._lock = threading.Lock()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"ms-soak-{rng.randrange(16**8):08x}",
@@ -137,6 +140,7 @@ class LinkMeddler:
             return None
         if not self._publish(direction, _dump(env)):
             return None
+        self._forged(direction, [env])
         return f"replay {direction} of {env['id']} with seq {old} -> {env['seq']}"
 
     def reordered_replay(self, direction: str | None = None, ahead: bool = True) -> str | None:
@@ -152,7 +156,17 @@ class LinkMeddler:
         moved = [dict(e, seq=start + i) for i, e in enumerate(envs)]
         moved.reverse()
         sent = [e for e in moved if self._publish(direction, _dump(e))]
+        self._forged(direction, [e for e, orig in zip(moved, reversed(envs), strict=True) if e["seq"] != orig["seq"]
+                                 and e in sent])
         return f"replay {direction} ahead of the stream, reversed, seq {[e['seq'] for e in sent]}"
+
+    def _forged(self, direction: str, envs: list[dict[str, Any]]) -> None:
+        side = "cloud" if direction == "up" else "site"
+        self.forged[side].update(str(e["id"]) for e in envs if e.get("mac"))
+
+    def expected_dead_letters(self) -> dict[str, int]:
+        """Per receiving side: the malformed messages plus the signed envelopes replayed with another seq."""
+        return {side: n + len(self.forged[side]) for side, n in self.malformed.items()}
 
 
 def _envelopes(payload: bytes) -> list[dict[str, Any]]:

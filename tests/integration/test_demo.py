@@ -62,7 +62,8 @@ def test_demo_runs_a_day_and_ends_with_its_summary(tmp_path: Path):
     assert summary["orders_oversold"] == 0, out  # the sandboxes sell only what is listed (issue 18, point 6)
     assert "a buyer ordered on" in out
     took = re.search(r"1C took (\d+) order\(s\).*a second query returned (\d+)", out)
-    assert took and int(took.group(1)) == summary["orders_seen"] and took.group(2) == "0", out
+    # 1C's documents: every order, and a «Возврат товара» for each return taken back in
+    assert took and int(took.group(1)) == summary["orders_seen"] + summary["returned"] and took.group(2) == "0", out
     labels = list((workdir / "site-1" / "labels").glob("*.png"))
     assert len(labels) >= summary["labels_printed"]  # supply QR codes and acts print there too
     _assert_nothing_left(out, workdir)
@@ -89,3 +90,15 @@ def test_ctrl_c_stops_every_child_process(tmp_path: Path):
     summary = json.loads(out.strip().splitlines()[-1])
     assert SUMMARY_KEYS <= set(summary) <= SUMMARY_KEYS | EVENING_KEYS
     _assert_nothing_left(out, workdir)
+
+
+def test_the_manual_packer_mode_leaves_packing_to_a_person(tmp_path: Path):
+    """`marketsync demo --packer manual`: the site's simulated packer is off (nothing is packed unless someone
+    scans on the packers' page); the default keeps it on."""
+    from edge_agent.config import load_config
+    from marketsync.demo_config import write_edge_config
+
+    link = {"host": "127.0.0.1", "port": 1883}
+    manual, _ = write_edge_config(tmp_path / "manual", link, auto_pack=False)
+    auto, _ = write_edge_config(tmp_path / "auto", link)
+    assert load_config(manual).auto_pack is False and load_config(auto).auto_pack is True
