@@ -262,6 +262,16 @@ def _shipped(conn: sqlite3.Connection, a: sqlite3.Row, change: StatusChange, sup
         if row is not None:
             _record_supply(conn, a["account"], a["mp_warehouse"], row[0], str(batch), now)
             log_event(conn, row[0], "batch_changed", f"{supply} -> {batch}: not handed over when {supply} left", now)
+    if supply and change.already and not change.native.get("moved"):
+        # the ship's answer was lost (the cloud died mid-call) and the marketplace already took the batch: the
+        # adapter moved this batch's orders that were not handed over out of it first, and where to is not
+        # known here any more — each reads its batch from the marketplace at its own ship
+        for (oid,) in conn.execute(
+                "SELECT id FROM orders WHERE account=? AND supply_id=? AND stage NOT IN ('handed_over', 'delivered',"
+                " 'cancelled', 'return_expected', 'returned')", (a["account"], supply)).fetchall():
+            conn.execute("UPDATE orders SET supply_id=NULL WHERE id=?", (oid,))
+            log_event(conn, oid, "batch_changed", f"{supply} -> ?: not handed over when {supply} left (its new"
+                      " batch is read from the marketplace at its ship)", now)
     if supply:
         conn.execute("UPDATE supplies SET state='shipped' WHERE account=? AND supply_id=?", (a["account"], supply))
     if "shipped" in change.native:

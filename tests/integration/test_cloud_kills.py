@@ -26,10 +26,10 @@ from marketsync.demo import Demo, http_json
 from marketsync.demo_config import ACCOUNT_NAMES
 from marketsync.procs import Service
 
-# Kills land at random instants: after the lifecycle merge one run in two found a WB order added to a
-# second supply with no record of the cloud moving it (the defect is open, see the closing note); it runs
-# with `make soak` (pytest -m faults) until it is found, not in `make test`.
-pytestmark = [pytest.mark.slow, pytest.mark.faults]
+# With the demo's shelf shortage on (an order served again, so not handed over when its supply leaves),
+# a kill mid-ship lost where WB had moved that order: the cloud kept the old supply, with no record of the
+# move (3 runs of 3 failed before mp_actions._shipped cleared it on an interrupted ship).
+pytestmark = pytest.mark.slow
 
 KILLS = 12  # an order per marketplace arrives before each kill
 
