@@ -208,6 +208,12 @@
       }).catch(() => { /* sent to the login page */ });
       input.focus();
     });
+    // A scan fired before this script was there (a slow handheld): the form only noted it (no reload that
+    // would drop it); it goes now, as if just read.
+    if ($("#scan-form").dataset.early && input.value.trim()) {
+      delete $("#scan-form").dataset.early;
+      $("#scan-form").requestSubmit();
+    }
     $("#lines").addEventListener("click", async (ev) => {
       const less = ev.target.closest("button.less");
       if (less) {
