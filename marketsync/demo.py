@@ -152,12 +152,15 @@ class Demo:
 
     def start_sandboxes(self) -> None:
         chosen = [m.strip() for m in self.args.marketplaces.split(",") if m.strip()]
+        cabinets: dict[str, int] = {}  # a marketplace's second cabinet has ids and buyers of its own
         for account, mp in DEMO_ACCOUNTS.items():
             if mp not in chosen:
                 continue
+            cabinet = cabinets[mp] = cabinets.get(mp, -1) + 1
             try:
                 info = self.service(f"sandbox-{account}", "sandbox", "serve", mp, "--port", "0",
-                                    "--seed", str(self.args.items), "--time-scale", str(self.args.time_scale))
+                                    "--seed", str(self.args.items), "--cabinet", str(cabinet),
+                                    "--time-scale", str(self.args.time_scale))
             except ServiceFailed as exc:
                 self.errors.append(f"sandbox {account}: {str(exc).splitlines()[0]}")
                 self.say(f"{self.title(account)} sandbox could not start — carrying on without it ({exc})")

@@ -35,7 +35,7 @@ from marketsync.broker import free_port
 from marketsync.demo import MARKETPLACES, Demo, Stop, http_json
 from marketsync.demo_config import SITE_ID
 from marketsync.procs import Service, ServiceFailed
-from marketsync.soak_judge import Verdict, final_state, gather, judge, summary_line
+from marketsync.soak_judge import Verdict, gather, judge, order_finals, summary_line
 from marketsync.soak_link import LinkMeddler, wait_connected
 
 SOAK_USER = "soak"  # the fault injector's own broker identity (read and write on every link topic)
@@ -216,9 +216,9 @@ class Soak:
         out = []
         try:
             pending = 0
-            for mp, info in self.demo.sandboxes.items():
+            for _account, info in self.demo.sandboxes.items():
                 state = http_json("GET", info["url"].rstrip("/") + "/_sandbox/state", timeout=30)
-                pending += sum(1 for st in state.get("orders", {}).values() if final_state(mp, str(st)) is None)
+                pending += sum(1 for f in order_finals(info["marketplace"], state).values() if f is None)
             if pending:
                 out.append(f"{pending} order(s) not final")
             for name, path, sql in (

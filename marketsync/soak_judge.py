@@ -8,11 +8,16 @@ to the order they belong to. `judge(evidence)` is a plain function of that evide
 crafted inputs) returning the counts of the soak's summary and one line per defect, with ids:
 
 - lost: placed on a marketplace and never reached the cloud; or handed to the courier at the site and
-  never shipped on its marketplace; or a site's stock move missing from the cloud's ledger; or a link
+  never shipped on its marketplace; or a shipped order's units never picked off the shelf; or a site's
+  stock move missing from the cloud's ledger; or a link
   message that vanished (dead letters differ from the malformed messages injected).
 - duplicated: a marketplace move recorded twice for one order, an order in two supplies, two pick tasks
-  for one order at the site, an order's stock move applied twice in the cloud's ledger, or the ledger
-  below 1C − sold.
+  for one order at the site (a task cancelled and issued again after a unit was not found is one), an
+  order's stock move applied twice in the cloud's ledger, or the ledger below 1C's balance with every move
+  the site made since (picks, units written off, returns back on the shelf, defective returns kept apart
+  in "<warehouse>:defect"); a return's moves ("<order>#<return>") count for its order.
+- An order the marketplace took from the seller is shipped whatever became of it afterwards (delivered,
+  cancelled on its way, not accepted, returned: the sandbox drew its fate at the hand-over).
 - stuck: reached the cloud, not final (shipped or cancelled) on its marketplace and still at the site;
   messages left in an outbox; gaps the link still shows. An order the cloud holds as short of stock (the
   buyer took more than the ledger had: the seller decides) is told, not counted; a ledger that ran short
@@ -43,6 +48,7 @@ class Evidence:
     """Everything the judge looks at; order keys are "account:native id" as the cloud names them."""
 
     placed: dict[str, str] = field(default_factory=dict)  # order -> its status on the marketplace
+    went_out: set[str] = field(default_factory=set)  # orders the marketplace took from the seller (shipped)
     marketplace_of: dict[str, str] = field(default_factory=dict)  # order -> marketplace
     moves: dict[str, list[str]] = field(default_factory=dict)  # order -> the marketplace's recorded moves
     supplies: dict[str, list[str]] = field(default_factory=dict)  # supply -> orders in it (per-supply models)
@@ -52,6 +58,8 @@ class Evidence:
     site_tasks: dict[str, int] = field(default_factory=dict)  # order -> pick tasks the site has for it
     handed_over: dict[str, float] = field(default_factory=dict)  # order -> when the site scanned it out
     site_moved: dict[str, dict[str, int]] = field(default_factory=dict)  # order -> item -> site's net delta
+    picked: dict[str, dict[str, int]] = field(default_factory=dict)  # order -> item -> units picked off the shelf
+    shelf: dict[tuple[str, str], int] = field(default_factory=dict)  # (item, wh) -> the site's net moves
     cloud_moved: dict[str, dict[str, int]] = field(default_factory=dict)  # order -> item -> ledger's delta
     site_warehouse: str = ""
     labels: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  # order -> [(file, mtime)]
@@ -103,6 +111,16 @@ def final_state(marketplace: str, status: str) -> str | None:
     return None
 
 
+def order_finals(marketplace: str, state: dict[str, Any]) -> dict[str, str | None]:
+    """Each order of a sandbox's state as "shipped", "cancelled" or None (not final yet). An order the
+    marketplace took from the seller is shipped whatever became of it afterwards — delivered, cancelled on
+    its way, not accepted at the sorting centre, returned by the buyer (`after_handover.fates` lists every
+    order whose fate was drawn at its hand-over)."""
+    went_out = {str(o) for o in (state.get("after_handover") or {}).get("fates", {})}
+    return {str(o): "shipped" if str(o) in went_out else final_state(marketplace, str(st))
+            for o, st in state.get("orders", {}).items()}
+
+
 # --------------------------------------------------------------------------- the judge
 
 
@@ -120,7 +138,8 @@ def judge(ev: Evidence) -> Verdict:
         shown = ", ".join(ids[:12]) + (f" … (+{len(ids) - 12})" if len(ids) > 12 else "")
         lines.append(f"{key}: {what}: {len(ids) if n is None else n} — {shown}")
 
-    finals = {o: final_state(ev.marketplace_of.get(o, ""), st) for o, st in ev.placed.items()}
+    finals = {o: "shipped" if o in ev.went_out else final_state(ev.marketplace_of.get(o, ""), st)
+              for o, st in ev.placed.items()}
     shipped = {o for o, f in finals.items() if f == "shipped"}
     # lost / stuck
     defect("lost", "заказ есть на маркетплейсе, но не дошёл до облака", [o for o in ev.placed if o not in ev.in_cloud])
@@ -154,22 +173,23 @@ def judge(ev: Evidence) -> Verdict:
                 (twice if abs(c) > abs(s) else missing).append(f"{o} {item}: склад {s:+d}, облако {c:+d}")
     defect("duplicated", "движение остатка по заказу применено в облаке лишний раз", twice)
     defect("lost", "движение остатка со склада не дошло до облака", missing)
+    # each shipped order's units left the shelf at the site (its picks, whatever was written off on the way)
+    defect("lost", "отгруженный заказ не снят с полки на складе",
+           [f"{o} {item}: отгружено {n}, снято {ev.picked.get(o, {}).get(item, 0)}"
+            for o in sorted(shipped) for (item, wh), n in ev.units.get(o, {}).items()
+            if wh == ev.site_warehouse and o in ev.handed_over and ev.picked.get(o, {}).get(item, 0) != n])
+    # the ledger = 1C's balance and every move the site made since: picks of what was sold, units written
+    # off (not found), returns back on the shelf, defective returns kept apart ("<warehouse>:defect")
     expected: dict[tuple[str, str], int] = dict(ev.onec)
-    for o in ev.placed.keys() | ev.site_moved.keys():
-        if o in shipped:
-            for key, n in ev.units.get(o, {}).items():
-                expected[key] = expected.get(key, 0) - n
-        else:  # not sold: what the site moved for it is off (or back on) the shelf
-            for item, d in ev.site_moved.get(o, {}).items():
-                key = (item, ev.site_warehouse)
-                expected[key] = expected.get(key, 0) + d
+    for key, d in ev.shelf.items():
+        expected[key] = expected.get(key, 0) + d
     below, above = [], []
     for key in sorted(set(expected) | set(ev.on_hand)):
         want, have = expected.get(key, 0), ev.on_hand.get(key, 0)
         if have != want:
-            (below if have < want else above).append(f"{key[0]}@{key[1]}: учёт {have}, 1С − продано {want}")
-    defect("duplicated", "остаток в учёте меньше, чем 1С − продано", below)
-    defect("lost", "остаток в учёте больше, чем 1С − продано", above)
+            (below if have < want else above).append(f"{key[0]}@{key[1]}: учёт {have}, 1С с движениями склада {want}")
+    defect("duplicated", "остаток в учёте меньше, чем 1С с движениями склада", below)
+    defect("lost", "остаток в учёте больше, чем 1С с движениями склада", above)
     # mislisted
     defect("mislisted", "маркетплейс показывает не то, что опубликовано",
            [f"{a}/{card}@{wh}: показано {ev.shown.get((a, card, wh))}, опубликовано {q}"
@@ -236,6 +256,7 @@ def gather(*, sandboxes: dict[str, str], accounts: dict[str, str], cloud_db: Pat
             key = f"{account}:{native}"
             ev.placed[key] = str(status)
             ev.marketplace_of[key] = mp
+        ev.went_out |= {f"{account}:{o}" for o in (state.get("after_handover") or {}).get("fates", {})}
         for native, mv in _moves_of(mp, state).items():
             ev.moves[f"{account}:{native}"] = mv
         for sid, s in (state.get("supplies") or {}).items():
@@ -250,10 +271,9 @@ def gather(*, sandboxes: dict[str, str], accounts: dict[str, str], cloud_db: Pat
                               "JOIN orders o ON o.id = l.order_id WHERE l.item_id IS NOT NULL "
                               "GROUP BY o.key, o.warehouse, l.item_id"):
             ev.units.setdefault(r["key"], {})[(r["item_id"], r["warehouse"])] = int(r["n"])
-        for r in conn.execute("SELECT ref, item_id, SUM(on_hand_delta) AS d FROM stock_moves "
-                              "WHERE source LIKE 'site:%' AND ref != '' GROUP BY ref, item_id"):
-            if r["d"]:
-                ev.cloud_moved.setdefault(r["ref"], {})[r["item_id"]] = int(r["d"])
+        for r in conn.execute("SELECT ref, item_id, on_hand_delta AS d FROM stock_moves "
+                              "WHERE source LIKE 'site:%' AND ref != '' AND on_hand_delta != 0"):
+            _add(ev.cloud_moved, order_ref(r["ref"]), r["item_id"], int(r["d"]))
         for r in conn.execute("SELECT item_id, warehouse_id, quantity FROM onec_balances"):
             ev.onec[(r["item_id"], r["warehouse_id"])] = int(float(r["quantity"]))
         for r in conn.execute("SELECT item_id, warehouse, on_hand FROM stock_levels"):
@@ -266,23 +286,43 @@ def gather(*, sandboxes: dict[str, str], accounts: dict[str, str], cloud_db: Pat
         _link(conn, "cloud", ev)
     label_texts: dict[str, str] = {}
     with closing(_ro(site_db)) as conn:
-        for r in conn.execute("SELECT order_id, COUNT(*) AS n FROM tasks GROUP BY order_id"):
+        for r in conn.execute("SELECT order_id, COUNT(*) AS n FROM tasks WHERE state != 'cancelled' "
+                              "GROUP BY order_id"):  # a task cancelled and issued again (a unit not found) is one
             ev.site_tasks[r["order_id"]] = int(r["n"])
         for r in conn.execute("SELECT order_id, MIN(ts) AS ts FROM handover_scans GROUP BY order_id"):
             ev.handed_over[r["order_id"]] = float(r["ts"])
-        for r in conn.execute("SELECT ref, item_id, SUM(delta) AS d FROM stock_moves WHERE ref IS NOT NULL "
-                              "GROUP BY ref, item_id"):
-            if r["d"]:
-                ev.site_moved.setdefault(r["ref"], {})[r["item_id"]] = int(r["d"])
         for r in conn.execute("SELECT DISTINCT warehouse FROM tasks WHERE warehouse IS NOT NULL LIMIT 1"):
             ev.site_warehouse = r["warehouse"]
+        if not ev.site_warehouse and ev.onec:
+            ev.site_warehouse = next(iter(ev.onec))[1]
+        for r in conn.execute("SELECT ref, item_id, delta, reason FROM stock_moves WHERE delta != 0"):
+            d, wh = int(r["delta"]), ev.site_warehouse
+            key = (r["item_id"], f"{wh}:defect" if r["reason"] == "defect" else wh)
+            ev.shelf[key] = ev.shelf.get(key, 0) + d
+            if r["ref"]:
+                _add(ev.site_moved, order_ref(r["ref"]), r["item_id"], d)
+                if r["reason"] == "pick":
+                    _add(ev.picked, order_ref(r["ref"]), r["item_id"], -d)
         for r in conn.execute("SELECT order_id, barcode_text FROM labels WHERE barcode_text IS NOT NULL"):
             label_texts[r["barcode_text"]] = r["order_id"]
         _link(conn, "site", ev)
-    if not ev.site_warehouse and ev.onec:
-        ev.site_warehouse = next(iter(ev.onec))[1]
+    for moved in (ev.site_moved, ev.cloud_moved):  # an order whose moves net to nothing has no line
+        for o in list(moved):
+            moved[o] = {item: d for item, d in moved[o].items() if d}
+            if not moved[o]:
+                del moved[o]
     ev.labels, ev.part_files = read_labels(labels_dir, label_texts, ev.placed, decode)
     return ev
+
+
+def order_ref(ref: str) -> str:
+    """The order a stock move's reference names: a return's moves carry "<order>#<return>"."""
+    return ref.partition("#")[0]
+
+
+def _add(table: dict[str, dict[str, int]], order: str, item: str, d: int) -> None:
+    row = table.setdefault(order, {})
+    row[item] = row.get(item, 0) + d
 
 
 def _link(conn: sqlite3.Connection, side: str, ev: Evidence, looks: int = 6) -> None:

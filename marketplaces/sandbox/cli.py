@@ -1,4 +1,4 @@
-"""`marketsync sandbox serve <marketplace> [--port P] [--seed N] [--time-scale K] [--no-validate] [--marking]`.
+"""`marketsync sandbox serve <marketplace> [--port P] [--seed N] [--cabinet C] [--time-scale K] [--no-validate] [--marking]`.
 
 Prints as its first stdout line one JSON object `{"marketplace", "url", "credentials"}` (credentials:
 the exact headers an adapter must send), flushes it, serves every API family of that marketplace on
@@ -30,6 +30,8 @@ def main(argv: list[str]) -> int:
     serve.add_argument("--port", type=int, default=0)
     serve.add_argument("--seed", type=int, default=20, help="number of demo cards to start with")
     serve.add_argument("--time-scale", type=float, default=1.0, help="run every time-based limit K times faster")
+    serve.add_argument("--cabinet", type=int, default=0,
+                       help="the seller's N-th cabinet on this marketplace (0 the first): its own ids and buyers")
     serve.add_argument("--no-validate", action="store_true", help="skip OpenAPI validation (faster)")
     serve.add_argument("--marking", action="store_true",
                        help="orders of marked goods require Честный знак codes (wildberries, ozon)")
@@ -42,7 +44,7 @@ def main(argv: list[str]) -> int:
     quiet_werkzeug()
 
     try:
-        app = create_sandbox(args.marketplace, seed=args.seed, time_scale=args.time_scale,
+        app = create_sandbox(args.marketplace, seed=args.seed, time_scale=args.time_scale, cabinet=args.cabinet,
                              validate=not args.no_validate, **({"marking": True} if args.marking else {}))
     except ImportError as exc:
         print(f"sandbox {args.marketplace} is not available: {exc}", file=sys.stderr)

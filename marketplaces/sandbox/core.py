@@ -204,11 +204,16 @@ class SandboxApp:
     limits: dict[str, SandboxLimit] = {}
     account_limit: SandboxLimit | None = None
 
-    def __init__(self, *, seed: int = 20, time_scale: float = 1.0, validate: bool = True, rng_seed: int = 1) -> None:
+    def __init__(self, *, seed: int = 20, time_scale: float = 1.0, validate: bool = True, rng_seed: int = 1,
+                 cabinet: int = 0) -> None:
+        """`cabinet`: which of the seller's cabinets on this marketplace the sandbox is (0 the first). A
+        marketplace is one system: its order, supply and shipment ids never repeat across cabinets, and
+        the buyers of another cabinet order on their own (its random stream differs)."""
         self.seed_n = seed
         self.time_scale = float(time_scale)
         self.validate = validate
-        self.rng_seed = rng_seed
+        self.cabinet = int(cabinet)
+        self.rng_seed = rng_seed + 1009 * self.cabinet
         self.lock = threading.RLock()
         self._counter_lock = threading.RLock()
         self.credentials: dict[str, str] = self.make_credentials()
@@ -274,6 +279,10 @@ class SandboxApp:
         form it gives out itself (e.g. an id it answers as a string and documents as a number). Called
         before validation; the default changes nothing."""
         return req.body
+
+    def first_id(self, base: int, step: int) -> int:
+        """The first id of a counter starting at `base` in the first cabinet: cabinets take ranges `step` apart."""
+        return base + self.cabinet * step
 
     def account_options(self) -> dict[str, Any]:
         """The AccountConfig.options an adapter of this sandbox needs (announced by `sandbox serve`)."""

@@ -181,7 +181,7 @@ class MegamarketSandbox(SandboxApp):
         self.stocks: dict[str, int] = {a: it.stock for a, it in self.items.items()}
         self.stock_writes = 0
         self.shipments: dict[str, MmShipment] = {}
-        self._next_shipment = 9300000000001
+        self._next_shipment = self.first_id(9300000000001, 100_000_000)
 
     def make_orders(self, count: int) -> list[str]:
         """New shipments (one lot per unit) for cards with published stock, never more units than that

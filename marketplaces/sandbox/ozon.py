@@ -101,12 +101,12 @@ class OzonSandbox(SandboxApp):
         self.injected_operations: list[dict[str, Any]] = []  # finance operations outside the realization report
         self.promotions: dict[int, list[dict[str, Any]]] = {}  # the seller's promotions by product (x/action)
         self.stock_writes = 0
-        self._next_order = 40_000_001
+        self._next_order = self.first_id(40_000_001, 10_000_000)
         self.returns: dict[int, dict[str, Any]] = {}  # /v1/returns/list: parcels coming back (sandbox/fates.py)
-        self._next_return = 1_000_015_001
+        self._next_return = self.first_id(1_000_015_001, 10_000_000)
         self._next_carriage = 1
-        self._next_task = 7_000_001
-        self._next_exemplar = 8_000_000_001
+        self._next_task = self.first_id(7_000_001, 100_000)
+        self._next_exemplar = self.first_id(8_000_000_001, 100_000_000)
         for item in demo_items(n):
             pid = 100_000_000 + item.index
             self.products[pid] = {

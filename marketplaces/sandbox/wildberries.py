@@ -86,9 +86,9 @@ class WildberriesSandbox(SandboxApp):
         self.sales: list[dict[str, Any]] = []
         self.transitions: dict[str, list[str]] = {}
         self.stock_writes = 0
-        self._next_order = 5_000_000_001
-        self._next_supply = 1
-        self._next_task = 1
+        self._next_order = self.first_id(5_000_000_001, 100_000_000)
+        self._next_supply = self.first_id(1, 1_000_000)
+        self._next_task = self.first_id(1, 1_000_000)
         self._next_rrd = 1
         self.marked_nm: set[int] = set()  # cards of goods under Честный знак marking
         base = datetime(2026, 1, 15, 9, 0, tzinfo=UTC)

@@ -233,9 +233,9 @@ class YandexMarketSandbox(SandboxApp):
         self.orders: dict[int, YmOrder] = {}
         self.reports: dict[str, dict[str, Any]] = {}  # generated reports by reportId
         self._next_report = 1
-        self._next_order = 50000001
+        self._next_order = self.first_id(50000001, 10_000_000)
         self.returns: dict[int, dict[str, Any]] = {}  # getReturns: non-redemptions and returns (sandbox/fates.py)
-        self._next_return = 7000001
+        self._next_return = self.first_id(7000001, 1_000_000)
         self._next_box = 900001
 
     def make_orders(self, count: int) -> list[str]:

@@ -15,7 +15,9 @@ from marketsync.soak_judge import (
     Evidence,
     final_state,
     judge,
+    order_finals,
     order_of_label,
+    order_ref,
     read_labels,
     summary_line,
 )
@@ -36,6 +38,8 @@ def clean() -> Evidence:
         handed_over={WB: 100.0, MM: 101.0},
         site_moved={WB: {"i1": -1}, MM: {"i2": -2}},
         cloud_moved={WB: {"i1": -1}, MM: {"i2": -2}},
+        picked={WB: {"i1": 1}, MM: {"i2": 2}},
+        shelf={("i1", "wh"): -1, ("i2", "wh"): -2},
         site_warehouse="wh",
         labels={WB: [("a.png", 90.0)], MM: [("b.png", 95.0)]},
         onec={("i1", "wh"): 5, ("i2", "wh"): 5},
@@ -112,6 +116,8 @@ def test_an_order_short_of_stock_waits_for_the_seller_and_is_told_not_counted() 
     ev.units.pop(MM)
     ev.site_moved.pop(MM)
     ev.cloud_moved.pop(MM)
+    ev.picked.pop(MM)
+    ev.shelf.pop(("i2", "wh"))
     ev.labels.pop(MM)
     ev.on_hand[("i2", "wh")] = 5
     ev.short = {MM}
@@ -214,3 +220,36 @@ def test_real_label_files_are_decoded_to_their_orders(tmp_path: Path) -> None:
     assert {o: sorted(Path(f).name for f, _ in files) for o, files in labels.items()} == {
         WB: ["a.png", "c.png"], MM: ["b.png"]}
     assert parts == []
+
+
+def test_after_the_hand_over_an_order_stays_shipped_whatever_becomes_of_it() -> None:
+    """Delivered, cancelled on its way, not accepted, returned: the marketplace took the parcel (its fate
+    was drawn at the hand-over), so the order is shipped — not lost, not stuck."""
+    state = {"orders": {"1": "RETURNED/DELIVERED_USER_RECEIVED", "2": "CANCELLED/USER_CHANGED_MIND",
+                        "3": "PROCESSING/READY_TO_SHIP", "4": "CANCELLED/USER_REFUSED_DELIVERY"},
+             "after_handover": {"fates": {"1": "returned", "4": "cancelled"}}}
+    assert order_finals("yandex_market", state) == {"1": "shipped", "2": "cancelled", "3": None, "4": "shipped"}
+    ev = clean()
+    ev.placed[MM] = "CUSTOMER_CANCELED"
+    ev.went_out = {WB, MM}
+    assert judge(ev).clean
+    ev.went_out = {WB}
+    ev.placed[MM] = "PACKED"  # handed over at the site, never taken by the marketplace
+    assert MM in _only(ev, "lost")[0]
+
+
+def test_returns_write_offs_and_reissued_tasks_are_the_ledger_s_own_moves() -> None:
+    """A unit not found (written off, the task issued again), a return back on the shelf and a defective
+    one kept apart: the ledger follows the site's moves, nothing is counted as a defect."""
+    ev = clean()
+    ev.site_moved[MM] = {"i2": -2}  # written off 1, picked 2, 1 returned fit, 1 returned defective: net -2
+    ev.cloud_moved[MM] = {"i2": -2}
+    ev.shelf = {("i1", "wh"): -1, ("i2", "wh"): -2, ("i2", "wh:defect"): 1}
+    ev.on_hand = {("i1", "wh"): 4, ("i2", "wh"): 3, ("i2", "wh:defect"): 1}
+    assert judge(ev).clean
+    ev.on_hand[("i2", "wh:defect")] = 0  # the defective unit never reached the ledger
+    assert "i2@wh:defect" in _only(ev, "duplicated")[0]
+    ev = clean()
+    ev.picked[MM] = {"i2": 1}  # the courier took two units, one was picked
+    assert MM in _only(ev, "lost")[0]
+    assert order_ref("mm-main:9300000000002#1") == "mm-main:9300000000002"
