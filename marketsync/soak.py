@@ -119,6 +119,7 @@ class Soak:
         self.fault_log: Any = None
         self.stopping = threading.Event()
         self.started = time.monotonic()
+        self.day_started = self.started  # when orders and faults begin (after the demo is up)
         self.errors: list[str] = []
         self._stopping = False
         self._print_kills = 0  # edge kills on a label file so far (they alternate: during / after the write)
@@ -184,10 +185,11 @@ class Soak:
 
     def run(self) -> None:
         duration = self.args.duration
-        injector = threading.Thread(target=self.inject, args=(self.started + duration,), name="faults", daemon=True)
+        self.day_started = time.monotonic()  # a slow start does not eat into the day
+        injector = threading.Thread(target=self.inject, args=(self.day_started + duration,), name="faults", daemon=True)
         injector.start()
         self.note(f"orders and faults for {duration:.0f} s")
-        self.demo_loop(until=self.started + duration, orders=True)
+        self.demo_loop(until=self.day_started + duration, orders=True)
         self.stopping.set()
         injector.join(timeout=180)
         self.resume_all()
@@ -258,7 +260,7 @@ class Soak:
             self.reorder, self.kill_cloud, self.replay, self.pause_edge, self.malformed, self.pause_broker,
             self.kill_edge, self.seq_replay, self.kill_edge_on_print, self.replay,
         ]
-        absence_at = self.started + self.args.duration / 3
+        absence_at = self.day_started + self.args.duration / 3
         absence_done = False
         i = 0
         try:
@@ -434,7 +436,7 @@ class Soak:
     def ahead_ok(self) -> bool:
         """Replays moved ahead of the real stream only in the first 70 % of the day: the real messages
         must still come to fill the seqs before them, or the receiver rightly shows a gap."""
-        return time.monotonic() < self.started + 0.7 * self.args.duration
+        return time.monotonic() < self.day_started + 0.7 * self.args.duration
 
     def seq_replay(self) -> None:
         assert self.meddler is not None
