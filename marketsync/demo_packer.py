@@ -24,6 +24,7 @@ import queue
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 from edge_agent import store
@@ -31,7 +32,7 @@ from edge_agent.devices.scanners import open_scanner
 from edge_agent.site import Site
 from edge_agent.tasks import handover, pack, pick, returns, station
 from edge_agent.tasks.common import TaskError
-from edge_agent.tasks.marking import GS, gtin_of_barcode
+from edge_agent.tasks.marking import GS, MarkingError, gtin_of_barcode, parse
 
 log = logging.getLogger("marketsync.edge")
 LABEL_RECHECK_S = 1.0  # how soon a hand-over whose parcels wait for their labels is looked at again
@@ -56,8 +57,12 @@ class MarkedGoods:
     (`/_sandbox/x/codes`), more printed there (`/_sandbox/x/add`) when a GTIN runs out. The first marked
     unit packed is one whose code was already sold, to show the site refusing it."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, used: Callable[[], set[str]] | None = None) -> None:
+        """`used()`: the codes (GTIN + serial) the site has already packed — after a restart of the box the
+        register still lists them in circulation (they are sold only when the parcel is), and a packer
+        takes the next unit off the shelf, not one already in a parcel."""
         self.url = url.rstrip("/")
+        self.used = used or set
         self.fresh: dict[str, list[str]] = {}
         self.show_refusal = True
         self.loaded = False
@@ -71,8 +76,9 @@ class MarkedGoods:
     def codes_for_unit(self, gtin: str) -> list[str]:
         """What the packer scans for one unit: a code in circulation (after a sold one, the first time)."""
         if not self.loaded:
+            packed = self.used()
             for c in self._call("codes", {})["codes"]:
-                if c["kind"] == "in_circulation":
+                if c["kind"] == "in_circulation" and code_id(c["code"]) not in packed:
                     self.fresh.setdefault(c["gtin"], []).append(c["code"])
             self.loaded = True
         pool = self.fresh.setdefault(gtin, [])
@@ -83,6 +89,15 @@ class MarkedGoods:
             scans.append(self._call("add", {"gtin": gtin, "status": "RETIRED"})["code"])
             self.show_refusal = False
         return [*scans, pool.pop(0)]
+
+
+def code_id(code: str) -> str:
+    """A code's identity as the site keeps it (GTIN + serial); '' for a code it cannot read."""
+    try:
+        c = parse(code)
+    except MarkingError:
+        return ""
+    return c.code_id
 
 
 def demo_code(gtin: str, serial: str) -> str:
@@ -105,10 +120,13 @@ class DemoPacker:
         self.station = station
         self.delay_s = delay_s
         register = site.cfg.chestny_znak.url
-        self.marked_goods = MarkedGoods(register) if register else None
+        self.marked_goods = MarkedGoods(register, self.packed_codes) if register else None
         self.scanner: Any = None
         self._work: queue.Queue[str | tuple[str, str]] = queue.Queue()
         self.tasks_seen = 0
+
+    def packed_codes(self) -> set[str]:
+        return {r["code_id"] for r in self.site.rows("SELECT code_id FROM marking_codes")}
 
     # -- the plugin's life -----------------------------------------------------------------------
 

@@ -1,9 +1,10 @@
 """Hand-overs to the marketplaces' couriers: the packed parcels of an account grouped per site (and per
 shipment batch) and sent to the site to scan; and the ship each parcel handed over needs, by the
 marketplace's model (its profile's `ships`): a marketplace shipping per order gets a ship per parcel; one
-shipping per batch gets one ship per batch once every live parcel of it was handed over — the batch is
-closed at that moment (a later order goes into the next batch), and an order handed over before its
-confirm said its batch waits for that confirm.
+shipping per batch gets one ship per batch once every live parcel of it was handed over, or when the
+courier leaves with some of them (the rest move to the next batch) — the batch is closed at that moment (a
+later order goes into the next batch), and an order handed over before its confirm said its batch waits
+for that confirm.
 """
 
 from __future__ import annotations
@@ -56,23 +57,39 @@ def queue_shipping(conn: sqlite3.Connection, oid: int, now: float) -> None:
     _batch_ready(conn, o["account"], o["supply_id"], now)
 
 
-def _batch_ready(conn: sqlite3.Connection, account: str, batch: str, now: float) -> None:
+def _batch_ready(conn: sqlite3.Connection, account: str, batch: str, now: float, *,
+                 courier_left: bool = False) -> None:
     """Queue the batch's one ship (on its last parcel handed over) and close the batch, once every live
-    order recorded in it has been handed over and none holds its ship yet."""
+    order recorded in it has been handed over and none holds its ship yet. `courier_left`: a hand-over
+    closed with parcels of the batch in the courier's bag while others of it stayed at the site (not
+    packed, no label): the batch leaves with what left — the ship first moves the rest to the next batch,
+    so they go with a later courier."""
     members = conn.execute(
         "SELECT o.id, o.stage, a.state AS ship FROM orders o LEFT JOIN order_actions a ON a.order_id=o.id AND"
         " a.action='ship' WHERE o.account=? AND o.supply_id=? AND o.stage!='cancelled' ORDER BY o.id",
         (account, batch)).fetchall()
-    if not members or any(m["stage"] != "handed_over" for m in members):
+    gone = [m for m in members if m["stage"] == "handed_over"]
+    if not gone or (len(gone) < len(members) and not courier_left):
         return
-    if any(m["ship"] == "pending" for m in members) or all(m["ship"] == "done" for m in members):
+    if any(m["ship"] == "pending" for m in members) or all(m["ship"] == "done" for m in gone):
         return  # queued already, or gone
     conn.execute("INSERT OR IGNORE INTO supplies(account, mp_warehouse, supply_id, state, created_ts) SELECT"
                  " account, mp_warehouse, supply_id, 'open', ? FROM orders WHERE id=?", (now, members[-1]["id"]))
     conn.execute("UPDATE supplies SET state='closing' WHERE account=? AND supply_id=? AND state='open'",
                  (account, batch))
-    holder = next(m["id"] for m in reversed(members) if m["ship"] != "done")
+    holder = next(m["id"] for m in reversed(gone) if m["ship"] != "done")
     queue_action(conn, holder, "ship", now)
+
+
+def courier_left(conn: sqlite3.Connection, handover_id: str, now: float) -> None:
+    """A hand-over closed at the site: every batch with parcels in the courier's bag ships now, even when
+    some of its parcels stayed behind (they move to the next batch at the ship)."""
+    for r in conn.execute(
+            "SELECT DISTINCT o.account, o.marketplace, o.supply_id FROM handover_orders h JOIN orders o ON"
+            " o.id=h.order_id WHERE h.handover_id=? AND o.stage='handed_over' AND o.supply_id IS NOT NULL"
+            " AND o.supply_id != '' AND o.confirmed", (handover_id,)).fetchall():
+        if ship_model(r["marketplace"]) == "per_batch":
+            _batch_ready(conn, r["account"], r["supply_id"], now, courier_left=True)
 
 
 def start_handover(conn: sqlite3.Connection, cfg: CloudConfig, account: str, *, link: Any = None,

@@ -22,7 +22,7 @@ from typing import Any
 from cloud_sync.config import CloudConfig
 from cloud_sync.db import transaction
 from cloud_sync.orders import waiting
-from cloud_sync.orders.handovers import queue_shipping, start_handover
+from cloud_sync.orders.handovers import courier_left, queue_shipping, start_handover
 from cloud_sync.orders.records import (
     Waker,
     log_error,
@@ -130,6 +130,7 @@ def register_site_handlers(link: Any, cfg: CloudConfig, wake: Waker | None = Non
             conn.execute("DELETE FROM handover_orders WHERE handover_id=? AND order_id=?", (b["handover_id"], row[0]))
             if row[1] != "cancelled":
                 log_event(conn, row[0], "handover_missing", f"{b['handover_id']}: {why.get(key, '')}".strip(": "))
+        courier_left(conn, b["handover_id"], time.time())
 
     def on_handover_request(conn: sqlite3.Connection, env: Any) -> None:
         """The site's senior packer asked for a hand-over of an account's packed parcels there: started

@@ -284,3 +284,44 @@ def test_an_order_confirmed_after_its_hand_over_was_created_is_shipped(wb):
     assert st["orders"][a] == st["orders"][b] == "complete" and st["supplies"][s1]["done"]
     assert _ships(wb.conn, f"wb:{a}") == _ships(wb.conn, f"wb:{b}") == "done"
     assert st["order_calls"][b]["ship"] == [1, 1]
+
+
+def _close(conn, cfg, handover_id: str, missing: list[str]) -> None:
+    reg = _Registry()
+    site_messages.register_site_handlers(reg, cfg)
+    with transaction(conn):
+        reg.handlers["handover_closed"](conn, Envelope(
+            id="01TESTCLOSE", site="site-1", seq=2, type="handover_closed", ts="2026-11-26T00:00:00Z",
+            body={"handover_id": handover_id, "missing": missing, "missing_why": {k: "не упакован" for k in missing}}))
+
+
+def test_the_courier_leaving_ships_the_supply_with_what_he_took_and_the_rest_waits_for_the_next(wb):
+    """A parcel of the supply is stuck at the packing table (its marking code refused, say) when the courier
+    comes: the parcels he took are delivered on WB when the hand-over closes; the stuck one moves to the
+    next supply and leaves with a later courier. Before this the whole supply waited for the stuck parcel,
+    and the parcels already in the courier's van stayed `confirm` on WB (the soak: 4 of 92)."""
+    a, b, c = wb.orders(3)
+    wb.run()
+    s1 = wb.supply_of(a)
+    assert wb.supply_of(b) == wb.supply_of(c) == s1
+    for n in (a, b):
+        wb.to(n, "packed")
+    (ho,) = handovers.start_handover(wb.conn, wb.cfg, "wb")
+    for n in (a, b):
+        _progress(wb.conn, wb.cfg, f"wb:{n}", "handed_over", ho["handover_id"])
+    wb.run(rounds=2)
+    assert wb.state()["orders"][a] == "confirm"  # the hand-over is still open: more parcels may come
+    _close(wb.conn, wb.cfg, ho["handover_id"], [])
+    wb.run(rounds=3)
+    st = wb.state()
+    assert st["orders"][a] == st["orders"][b] == "complete" and st["supplies"][s1]["done"]
+    assert st["orders"][c] == "confirm" and wb.supply_of(c) != s1, "the stuck parcel left with the supply"
+    assert _ships(wb.conn, f"wb:{a}") == _ships(wb.conn, f"wb:{b}") == "done"
+    s2 = wb.supply_of(c)
+    wb.to(c, "packed")
+    wb.to(c, "handed_over")
+    wb.run(rounds=3)
+    st = wb.state()
+    assert st["orders"][c] == "complete" and st["supplies"][s2]["done"]
+    assert all(st["order_calls"][n]["ship"][1] <= 1 for n in (a, b, c)), st["order_calls"]
+    assert st["spec_violations"] == []
