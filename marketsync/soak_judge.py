@@ -22,7 +22,8 @@ crafted inputs) returning the counts of the soak's summary and one line per defe
   messages left in an outbox; gaps the link still shows. An order the cloud holds as short of stock (the
   buyer took more than the ledger had: the seller decides) is told, not counted; a ledger that ran short
   because of a defect shows in the ledger's own check.
-- mislisted: a card × warehouse whose stock on the marketplace differs from the cloud's `stock_published`.
+- mislisted: a card × warehouse whose stock for sale on the marketplace (Ozon: present less reserved) differs
+  from the cloud's `stock_published`.
 - labels_twice: an order whose label was decoded from more than one printed file, a parcel handed over
   with no printed label or before its label printed, and half-written `.part` files.
 """
@@ -261,7 +262,8 @@ def gather(*, sandboxes: dict[str, str], accounts: dict[str, str], cloud_db: Pat
             ev.moves[f"{account}:{native}"] = mv
         for sid, s in (state.get("supplies") or {}).items():
             ev.supplies[f"{account}:{sid}"] = [f"{account}:{o}" for o in s.get("orders", [])]
-        shown_by_account[account] = {str(k): int(v) for k, v in state.get("stocks", {}).items()}
+        held = {str(k): int(v) for k, v in (state.get("reserved") or {}).items()}  # Ozon: present − reserved
+        shown_by_account[account] = {str(k): int(v) - held.get(str(k), 0) for k, v in state.get("stocks", {}).items()}
     with closing(_ro(cloud_db)) as conn:
         for r in conn.execute("SELECT key, stage FROM orders"):
             ev.in_cloud.add(r["key"])

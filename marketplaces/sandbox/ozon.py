@@ -121,7 +121,8 @@ class OzonSandbox(SandboxApp):
 
     def snapshot(self) -> dict[str, Any]:
         return {
-            "stocks": {f"{pid}@{wh}": n for (pid, wh), n in self.stocks.items()},
+            "stocks": {f"{pid}@{wh}": n for (pid, wh), n in self.stocks.items()},  # present (reserved included)
+            "reserved": {f"{pid}@{wh}": n for (pid, wh), n in self.reserved.items() if n},
             "prices": {str(pid): {"price": str(p["price"]), "old_price": str(p["old_price"])}
                        for pid, p in self.products.items()},
             "orders": {num: p["status"] for num, p in self.postings.items()},
