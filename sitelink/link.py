@@ -95,6 +95,9 @@ class LinkConfig:
     publish_batch: int = 100  # envelopes packed into one MQTT publish when a backlog drains (1: never)
     publish_batch_bytes: int = 256_000  # ...and about this many bytes at most
     poll_interval: float = 0.05  # seconds between looks at the outbox when idle
+    # longest wait between two tries to reach a broker that is down: a cheap TCP connect, and what a
+    # backlog waits at worst after the broker is back (paho doubles the wait from 0.2 s up to this)
+    reconnect_max_s: float = 1.0
     inbox_keep_days: float = 30.0  # received ids are remembered this long for duplicate detection
     connect: Callable[[str], sqlite3.Connection] | None = field(default=None, repr=False)
     keys: Keyring | None = field(default=None, repr=False)  # given directly instead of keys_file
@@ -107,6 +110,10 @@ class LinkConfig:
         if unknown:
             raise LinkError(f"unknown link setting(s): {', '.join(unknown)}")
         return cls(**{**data, **overrides})
+
+
+class _Careful(Exception):  # noqa: N818 - a signal inside the worker, never seen outside
+    """A handler failed in a round applied without a savepoint per message: roll it back, redo it."""
 
 
 @dataclass
@@ -169,6 +176,7 @@ class SiteLink:
         self._pause = 0.0  # seconds to leave the database to the application before the next round
         self._busy_since: float | None = None  # when back-to-back transactions began
         self._more_to_apply = False
+        self._failed_fast: dict[str, Exception] = {}  # a handler's failure in a round without savepoints
         self._pruned_at = 0.0
         self.errors: list[str] = []  # the last worker errors (for status)
         self.keys = cfg.keys
@@ -321,7 +329,7 @@ class SiteLink:
             client.tls_set(ca_certs=cfg.tls_ca)
         client.max_inflight_messages_set(0)  # our own window limits what is in flight
         client.max_queued_messages_set(0)
-        client.reconnect_delay_set(min_delay=0.2, max_delay=5)
+        client.reconnect_delay_set(min_delay=min(0.2, cfg.reconnect_max_s), max_delay=cfg.reconnect_max_s)
         client.will_set(self._state_topic(), _state_payload("offline"), qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -571,7 +579,21 @@ class SiteLink:
         return changed
 
     def _apply_all(self) -> None:
-        """One transaction: outbox deletions for acks, dead letters, messages applied in seq order."""
+        """One transaction: outbox deletions for acks, dead letters, messages applied in seq order.
+
+        A round first applies its messages without a savepoint each (two statements fewer per
+        message); when a handler fails or rejects, that round is rolled back whole and done again with
+        a savepoint per message, so the failure undoes only its own message. Nothing in memory changes
+        before the commit, so the second try starts from the same state (handlers may run twice, as
+        `on` says); the handler that failed is not called again in the second try: its failure stands."""
+        self._failed_fast = {}
+        try:
+            self._apply_round(careful=False)
+        except _Careful:
+            self._apply_round(careful=True)  # the failed handler is not called again: its failure counts
+        self._failed_fast = {}
+
+    def _apply_round(self, careful: bool) -> None:
         conn = self._db
         assert conn is not None
         now_wall = time.time()
@@ -597,15 +619,21 @@ class SiteLink:
             for peer, state in pending_state.items():
                 store.set_peer_state(conn, peer, state)
             seen_now: set[str] = set()  # ids applied (or dead-lettered) in this transaction
+            # which of the ids that may be applied now are in the inbox already: one query per round
+            looked_up = self._candidates(budget)
+            inbox = store.in_inbox(conn, looked_up)
+            looked = set(looked_up)
 
             def known(item: _Item) -> bool:
                 """The id decides, whatever seq this copy carries: applied before, or just now."""
-                return item.id in seen_now or store.is_in_inbox(conn, item.id)
+                if item.id in seen_now:
+                    return True
+                return item.id in inbox if item.id in looked else store.is_in_inbox(conn, item.id)
 
             for item in old:
                 if not known(item):
                     seen_now.add(item.id)
-                    outcome = self._apply_one(conn, item, late=True)
+                    outcome = self._apply_one(conn, item, late=True, careful=careful)
                     if outcome == "retry":
                         seen_now.discard(item.id)
                         continue  # tried again when it is redelivered
@@ -642,7 +670,7 @@ class SiteLink:
                     if known(item):  # a copy of an applied message sent again under another seq
                         outcome = "duplicate"
                     else:
-                        outcome = self._apply_one(conn, item)
+                        outcome = self._apply_one(conn, item, careful=careful)
                         if outcome == "retry":
                             break
                         seen_now.add(item.id)
@@ -720,8 +748,26 @@ class SiteLink:
         for peer, a, b in gaps:
             self._note_error(f"gap in messages from {peer}: seq {a}..{b} never arrived")
 
-    def _apply_one(self, conn: sqlite3.Connection, item: _Item, late: bool = False) -> str:
-        """Apply one message inside a savepoint: 'applied', 'dead' (dead letter written) or 'retry'."""
+    def _candidates(self, budget: int) -> list[str]:
+        """The ids this round will probably meet: every late copy, and per peer the held run from the
+        next expected seq on (as far as the budget goes); any other id is looked up on its own."""
+        ids = [item.id for item in self._old]
+        for peer, held in self._held.items():
+            if not held:
+                continue
+            exp = self._expected.get(peer, 1)
+            if exp in held:
+                n = 0
+                while n < budget and (item := held.get(exp + n)) is not None:
+                    ids.append(item.id)
+                    n += 1
+            else:
+                ids.extend(item.id for item in held.values())  # a gap: what lies past it, whatever comes
+        return ids
+
+    def _apply_one(self, conn: sqlite3.Connection, item: _Item, late: bool = False, careful: bool = True) -> str:
+        """Apply one message: 'applied', 'dead' (dead letter written) or 'retry'. `careful`: inside a
+        savepoint of its own; else a failing handler raises `_Careful` (the round is done again)."""
         if item.reason is not None or item.env is None:
             self._dead(conn, item, item.reason or "bad message")
             return "dead"
@@ -730,8 +776,20 @@ class SiteLink:
         if handler is None:
             self._dead(conn, item, f"no handler for {env.type!r} on the {self.role}")
             return "dead"
+        if not careful:
+            try:
+                handler(conn, env)
+            except Exception as exc:  # noqa: BLE001 - Reject too: done again with a savepoint per message
+                self._failed_fast[item.id] = exc
+                raise _Careful from None
+            if self._retry_at:
+                self._retry_at.pop(item.peer, None)
+            return "applied"
+        failed = self._failed_fast.pop(item.id, None)
         conn.execute("SAVEPOINT link_msg")
         try:
+            if failed is not None:
+                raise failed
             handler(conn, env)
         except Reject as exc:
             conn.execute("ROLLBACK TO link_msg")
