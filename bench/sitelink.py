@@ -79,7 +79,8 @@ def run_site(db: str, settings: dict) -> None:
 
 def run_sites(spec: dict) -> None:
     """Fan-in: many sites in one process, each its own link and SQLite file. After "go" on stdin every
-    site writes `per_site` stock changes to its outbox, one transaction each, the sites taking turns."""
+    site writes `per_site` stock changes to its outbox in one transaction (a site back on line with a
+    backlog, or a burst of picks), one site after the other."""
     links: list[tuple[SiteLink, sqlite3.Connection]] = []
     for site in spec["sites"]:
         link = SiteLink(LinkConfig(role="site", db_path=site["db"], site_id=site["id"], **site["settings"]))
@@ -92,9 +93,11 @@ def run_sites(spec: dict) -> None:
         time.sleep(0.05)
     print("ready", flush=True)
     assert sys.stdin.readline().strip() == "go"
-    for i in range(spec["per_site"]):
-        for link, conn in links:
-            link.send(conn, "stock_delta", {"warehouse": "main", "item_id": f"i{i}", "delta": -1, "reason": "pick"})
+    for link, conn in links:
+        with sqlite.transaction(conn):
+            for i in range(spec["per_site"]):
+                link.send(conn, "stock_delta", {"warehouse": "main", "item_id": f"i{i}", "delta": -1,
+                                                "reason": "pick"})
     print("sent", flush=True)
     sys.stdin.readline()  # until the parent closes stdin
     for link, conn in links:

@@ -18,7 +18,9 @@ raised, or a handler failing `max_attempts` times) is written to `link_dead_lett
 
 Proof of the sender: with keys (`keys_file`, see `sitelink.keys`) every envelope is signed when it is
 published (`envelope.sign`, the key of that site and direction) and every received one is checked before
-anything else (`envelope.verify`). One that fails is written to `link_dead_letters` with the reason and is
+anything else (`envelope.verify`); a batch also carries one MAC over its whole payload (MQTT v5 user
+properties `kid`/`mac`, `envelope.batch_mac`): when it holds, the batch's envelopes need no check each,
+when it is missing or wrong each envelope is checked on its own. One that fails is written to `link_dead_letters` with the reason and is
 neither applied, nor acknowledged, nor given a place in the sequence: a forgery changes nothing, and a
 real message signed with a key this side does not have yet is published again by its sender and applied
 once the key file is updated (it is read again when it changes). Acknowledgements are signed and
@@ -146,7 +148,7 @@ class SiteLink:
         self.inbound = "up" if cfg.role == "cloud" else "down"  # the stream we receive
         self.outbound = "down" if cfg.role == "cloud" else "up"  # the stream we send
         self._handlers: dict[str, Handler] = {}
-        self._queue: queue.SimpleQueue[tuple[str, bytes]] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[str, bytes, Any]] = queue.SimpleQueue()
         self._client: mqtt.Client | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -376,7 +378,7 @@ class SiteLink:
             log.info("sitelink %s disconnected: %s", self.role, reason_code)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        self._queue.put((msg.topic, msg.payload))
+        self._queue.put((msg.topic, msg.payload, msg.properties))
         self._wake.set()
 
     def _note_error(self, text: str) -> None:
@@ -417,8 +419,8 @@ class SiteLink:
             timeout = min(timeout, max(0.0, t - now))
         return timeout
 
-    def _drain_queue(self) -> list[tuple[str, bytes]]:
-        out: list[tuple[str, bytes]] = []
+    def _drain_queue(self) -> list[tuple[str, bytes, Any]]:
+        out: list[tuple[str, bytes, Any]] = []
         limit = self.cfg.batch * 4
         while len(out) < limit:
             try:
@@ -441,9 +443,9 @@ class SiteLink:
 
     # -- receiving
 
-    def _receive(self, batch: list[tuple[str, bytes]]) -> None:
+    def _receive(self, batch: list[tuple[str, bytes, Any]]) -> None:
         now = time.monotonic()
-        for topic, payload in batch:
+        for topic, payload, properties in batch:
             parts = topic.split("/")
             if len(parts) < 4 or parts[0] != "ms" or parts[1] != "v1":
                 continue
@@ -456,7 +458,7 @@ class SiteLink:
                 continue
             if rest == [self.inbound]:
                 self._peer_heard[peer] = time.time()
-                self._accept(topic, peer, payload, now)
+                self._accept(topic, peer, payload, now, properties)
             elif rest == ["ack", self.inbound]:  # acks travel the other way: ours come back on our inbound
                 self._peer_heard[peer] = time.time()
                 self._accept_ack(peer, payload)
@@ -496,20 +498,26 @@ class SiteLink:
                 return
         self._pending_acks.setdefault(peer, []).extend(acks)
 
-    def _accept(self, topic: str, peer: str, payload: bytes, now: float) -> None:
+    def _accept(self, topic: str, peer: str, payload: bytes, now: float, properties: Any = None) -> None:
         try:
             elements = envelope.parse_batch(payload)
         except BadEnvelope as exc:
             self._raw_dead.append({"topic": topic, "reason": exc.reason, "payload": payload, "peer": peer})
             return
         single = len(elements) == 1
+        proven = False  # the whole batch proven by its own MAC: no envelope needs checking on its own
+        if self.keys is not None and not single:
+            proof = envelope.batch_proof(properties)
+            if proof is not None and self.keys.find(peer, self.inbound, proof[0]) is None:
+                self._reload_keys()
+            proven = envelope.verify_batch(payload, proof, self.keys, peer, self.inbound)
         for data in elements:
-            self._accept_one(topic, peer, data, payload if single else data)
+            self._accept_one(topic, peer, data, payload if single else data, proven)
 
-    def _accept_one(self, topic: str, peer: str, data: Any, payload: Any) -> None:
+    def _accept_one(self, topic: str, peer: str, data: Any, payload: Any, proven: bool = False) -> None:
         """`payload`: the raw bytes of a single message, or the decoded element of a batch (serialized
-        only if it is dead-lettered)."""
-        if self.keys is not None and isinstance(data, dict):
+        only if it is dead-lettered). `proven`: the batch's MAC holds, which covers this element."""
+        if self.keys is not None and not proven and isinstance(data, dict):
             failed = self._check_mac(data, peer)
             if failed:  # not from its sender: recorded, never applied, acknowledged or sequenced
                 msg_id, msg_type, seq = data.get("id"), data.get("type"), data.get("seq")
@@ -881,8 +889,13 @@ class SiteLink:
             for chunk in _chunks(rows, self.cfg.publish_batch, self.cfg.publish_batch_bytes):
                 if len(chunk) == 1:
                     client.publish(topic, chunk[0][2], qos=1)
-                else:
+                elif key is None:
                     client.publish(topic, "[" + ",".join(r[2] for r in chunk) + "]", qos=1)
+                else:  # one MAC over the batch as well, so the receiver checks it once (envelope.batch_mac)
+                    data = ("[" + ",".join(r[2] for r in chunk) + "]").encode("utf-8")
+                    props = Properties(PacketTypes.PUBLISH)
+                    props.UserProperty = [("kid", key.kid), ("mac", envelope.batch_mac(key, data))]
+                    client.publish(topic, data, qos=1, properties=props)
                 for seq, msg_id, _ in chunk:
                     inflight[seq] = msg_id
             self._cursor[peer] = rows[-1][0]
