@@ -99,7 +99,7 @@ class LinkConfig:
     poll_interval: float = 0.05  # seconds between looks at the outbox when idle
     # longest wait between two tries to reach a broker that is down: a cheap TCP connect, and what a
     # backlog waits at worst after the broker is back (paho doubles the wait from 0.2 s up to this)
-    reconnect_max_s: float = 1.0
+    reconnect_max_s: float = 0.5
     inbox_keep_days: float = 30.0  # received ids are remembered this long for duplicate detection
     connect: Callable[[str], sqlite3.Connection] | None = field(default=None, repr=False)
     keys: Keyring | None = field(default=None, repr=False)  # given directly instead of keys_file
