@@ -20,8 +20,8 @@ Proof of the sender: with keys (`keys_file`, see `sitelink.keys`) every envelope
 published (`envelope.sign`, the key of that site and direction) and every received one is checked before
 anything else (`envelope.verify`); a batch also carries one MAC over its whole payload (MQTT v5 user
 properties `kid`/`mac`, `envelope.batch_mac`): when it holds, the batch's envelopes need no check each,
-when it is missing or wrong each envelope is checked on its own. One that fails is written to `link_dead_letters` with the reason and is
-neither applied, nor acknowledged, nor given a place in the sequence: a forgery changes nothing, and a
+when it is missing or wrong each envelope is checked on its own. One that fails is written to
+`link_dead_letters` with the reason and is neither applied, nor acknowledged, nor given a place in the sequence: a forgery changes nothing, and a
 real message signed with a key this side does not have yet is published again by its sender and applied
 once the key file is updated (it is read again when it changes). Acknowledgements are signed and
 checked alike (a forged one would make the sender drop what never arrived): one that fails deletes
@@ -591,9 +591,10 @@ class SiteLink:
 
         A round first applies its messages without a savepoint each (two statements fewer per
         message); when a handler fails or rejects, that round is rolled back whole and done again with
-        a savepoint per message, so the failure undoes only its own message. Nothing in memory changes
-        before the commit, so the second try starts from the same state (handlers may run twice, as
-        `on` says); the handler that failed is not called again in the second try: its failure stands."""
+        a savepoint per message, so the failure undoes only its own message. The round's bookkeeping
+        (inbox rows, acks, the next seq expected) is kept in memory only after the commit, so the second
+        try starts from the same state (handlers may run twice, as `on` says); the handler that failed is
+        not called again in the second try: its failure stands (it counts as one attempt)."""
         self._failed_fast = {}
         try:
             self._apply_round(careful=False)
