@@ -21,9 +21,9 @@ published (`envelope.sign`, the key of that site and direction) and every receiv
 anything else (`envelope.verify`); a batch also carries one MAC over its whole payload (MQTT v5 user
 properties `kid`/`mac`, `envelope.batch_mac`): when it holds, the batch's envelopes need no check each,
 when it is missing or wrong each envelope is checked on its own. One that fails is written to
-`link_dead_letters` with the reason and is neither applied, nor acknowledged, nor given a place in the sequence: a forgery changes nothing, and a
-real message signed with a key this side does not have yet is published again by its sender and applied
-once the key file is updated (it is read again when it changes). Acknowledgements are signed and
+`link_dead_letters` with the reason and is neither applied, nor acknowledged, nor given a place in the
+sequence: a forgery changes nothing, and a real message signed with a key this side does not have yet is
+published again by its sender and applied once the key file is updated (it is read again when it changes). Acknowledgements are signed and
 checked alike (a forged one would make the sender drop what never arrived): one that fails deletes
 nothing and is recorded as a dead letter. Without keys the link sends unsigned and checks nothing (it
 says so in the log at start): for tests and a broker on the loopback only.
