@@ -12,10 +12,10 @@ Documented minimum (the baseline, per run): what the marketplaces' own rules all
 rule "one update per product × warehouse per 30 s" counted from the moment its last number landed,
 and the stock endpoints' rate (Ozon 80/min, burst 1); 0 where nothing stands in the way.
 
-All times are real-world seconds: wall-clock × K. Last line: `p99_s=X oversold=N`
-(targets: oversold 0; p99 within 1 s of the documented minimum's p99).
+All times are real-world seconds: wall-clock × K. Last line: `p99_s=X oversold=N above_min_p99_s=Y`
+(targets: oversold 0; Y, the p99 of each run's time above its documented minimum, ≤ 0.3 s over ≥ 100 runs).
 
-    .venv/bin/python bench/oversell.py [--runs 30] [--time-scale 10]
+    .venv/bin/python bench/oversell.py [--runs 100] [--time-scale 10]
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import tempfile
 import threading
@@ -77,7 +78,7 @@ def percentile(xs: list[float], p: float) -> float:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--time-scale", type=float, default=10.0)
     ap.add_argument("--marketplaces", default="wildberries,ozon,yandex_market,megamarket")
     args = ap.parse_args()
@@ -214,11 +215,12 @@ enabled = false
         print(f"baseline (documented minimum): p50={percentile(minimums, 50):.2f} s p99={percentile(minimums, 99):.2f} s")
         print(f"time to zero everywhere:       p50={percentile(latencies, 50):.2f} s p99={percentile(latencies, 99):.2f} s")
         print(f"above the minimum:             p50={percentile(over, 50):.2f} s p99={percentile(over, 99):.2f} s"
-              f" (target ≤ 1 s)")
+              f" (target ≤ 0.3 s)")
         print(f"runs {len(latencies)}, skipped {lost}; late buyers' sales {late_sales}; orders seen by the cloud"
               f" {summary['orders_seen']}, of them not coverable from stock (oversold) {oversold};"
               f" cloud errors {summary['errors']}")
-        print(f"p99_s={percentile(latencies, 99):.2f} oversold={oversold}")
+        print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+        print(f"p99_s={percentile(latencies, 99):.2f} oversold={oversold} above_min_p99_s={percentile(over, 99):.2f}")
     finally:
         for svc in reversed(services):
             svc.stop()

@@ -116,14 +116,17 @@ class BadMessage(ValueError):
 
 def check_body(msg_type: str, body: Any) -> None:
     """Raise BadMessage when `body` is not a valid body of `msg_type`."""
-    if msg_type not in FIELDS:
+    required = _REQUIRED.get(msg_type)
+    if required is None:
         raise BadMessage(f"unknown message type {msg_type!r}")
     if not isinstance(body, dict):
         raise BadMessage(f"{msg_type}: body must be a JSON object, got {type(body).__name__}")
-    for name, kind in FIELDS[msg_type].items():
-        if name not in body:
-            raise BadMessage(f"{msg_type}: body lacks required field {name!r}")
-        _check_kind(msg_type, name, body[name], kind)
+    for name, kinds, no_bool in required:
+        value = body.get(name, _ABSENT)
+        if not isinstance(value, kinds) or (no_bool and type(value) is bool):
+            if value is _ABSENT:
+                raise BadMessage(f"{msg_type}: body lacks required field {name!r}")
+            _check_kind(msg_type, name, value, FIELDS[msg_type][name])
     for name, kind in OPTIONAL.get(msg_type, {}).items():
         if name in body and body[name] is not None:
             _check_kind(msg_type, name, body[name], kind)
@@ -135,6 +138,14 @@ def check_body(msg_type: str, body: Any) -> None:
                     isinstance(ln.get(k, 0), bool) or not isinstance(ln.get(k, 0), int) or ln.get(k, 0) < 0
                     for k in ("good", "defective")):
                 raise BadMessage("return_received: each line is {item_id: str, good: int >= 0, defective: int >= 0}")
+
+
+_ABSENT = object()
+# per type: (field, the Python types its JSON kind allows, whether a bool is refused although an int)
+_REQUIRED: dict[str, list[tuple[str, tuple[type, ...], bool]]] = {
+    t: [(name, _JSON_KINDS[kind], kind in ("int", "num")) for name, kind in spec.items()]
+    for t, spec in FIELDS.items()
+}
 
 
 def _check_kind(msg_type: str, name: str, value: Any, kind: str) -> None:

@@ -204,6 +204,16 @@ def is_in_inbox(conn: sqlite3.Connection, msg_id: str) -> bool:
     return conn.execute("SELECT 1 FROM link_inbox WHERE id=?", (msg_id,)).fetchone() is not None
 
 
+def in_inbox(conn: sqlite3.Connection, ids: list[str]) -> set[str]:
+    """Which of `ids` the inbox holds (applied or dead-lettered before): one query per 500 ids."""
+    found: set[str] = set()
+    for i in range(0, len(ids), 500):
+        chunk = ids[i : i + 500]
+        found.update(row[0] for row in conn.execute(
+            f"SELECT id FROM link_inbox WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+    return found
+
+
 def set_peer_state(conn: sqlite3.Connection, peer: str, state: str) -> None:
     now = time.time()
     conn.execute(

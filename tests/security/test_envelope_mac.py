@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from marketsync.broker import Broker
 from sitelink import LinkConfig, SiteLink, envelope, keys, sqlite, store
@@ -251,3 +253,57 @@ def test_a_forged_acknowledgement_deletes_nothing(broker, tmp_path):
             site.stop()
     finally:
         cloud.stop()
+
+
+def _batch(envs: list[str]) -> bytes:
+    return ("[" + ",".join(envs) + "]").encode()
+
+
+def _proof(key: keys.Key, data: bytes) -> Properties:
+    props = Properties(PacketTypes.PUBLISH)
+    props.UserProperty = [("kid", key.kid), ("mac", envelope.batch_mac(key, data))]
+    return props
+
+
+def test_a_batch_mac_proves_its_envelopes_and_a_forged_one_proves_nothing(broker, tmp_path):
+    """Batches on site-1's down topic: unsigned envelopes under a batch MAC made with a guessed key are
+    dead letters (each checked on its own, none has a MAC); the same envelopes under the cloud's real
+    batch MAC apply; signed envelopes in a batch without any batch MAC apply on their own MACs."""
+    site = make_link(broker, tmp_path, "site", "site-1")
+    down = next(k for k in keys.read_keys(broker.keys_file("site-1")) if k.direction == "down")
+    guessed = keys.Key("site-1", "down", down.kid, b"1" * 32, down.active_from)
+    try:
+        site.start()
+        wait_for(lambda: site.connected, 15, "the site link")
+        cloud = Intruder(door(broker), "cloud", "batcher")
+        plain = _batch([envelope.make("site-1", s, "pick_task", pick(s)).to_json() for s in (1, 2)])
+        cloud.client.publish("ms/v1/site-1/down", plain, qos=1, properties=_proof(guessed, plain)).wait_for_publish(5)
+        wait_for(lambda: len(dead(tmp_path / "site-1.db")) >= 2, 15, "two dead letters")
+        assert {d["reason"] for d in dead(tmp_path / "site-1.db")} == {
+            "MAC check failed: the envelope carries no kid/mac"}
+        assert applied(tmp_path / "site-1.db") == []
+        cloud.client.publish("ms/v1/site-1/down", plain, qos=1, properties=_proof(down, plain)).wait_for_publish(5)
+        signed = _batch([envelope.sign(envelope.make("site-1", s, "pick_task", pick(s)).to_json(), down)
+                         for s in (3, 4)])
+        cloud.publish("ms/v1/site-1/down", signed.decode())
+        wait_for(lambda: len(applied(tmp_path / "site-1.db")) >= 4, 15, "four applied")
+        assert applied(tmp_path / "site-1.db") == ["t1", "t2", "t3", "t4"]
+        assert len(dead(tmp_path / "site-1.db")) == 2
+        cloud.close()
+    finally:
+        site.stop()
+
+
+def test_a_batch_mac_covers_every_byte_the_key_and_the_direction():
+    down, up = keys.new_key("site-1", "down"), keys.new_key("site-1", "up")
+    ring = keys.Keyring([down, up])
+    data = _batch([envelope.make("site-1", 1, "pick_task", pick(1)).to_json()] * 2)
+    proof = (down.kid, envelope.batch_mac(down, data))
+    assert envelope.verify_batch(data, proof, ring, "site-1", "down")
+    assert not envelope.verify_batch(data.replace(b"t1", b"t2", 1), proof, ring, "site-1", "down")
+    assert not envelope.verify_batch(data, (up.kid, envelope.batch_mac(up, data)), ring, "site-1", "down")
+    assert not envelope.verify_batch(data, proof, ring, "site-2", "down")
+    assert not envelope.verify_batch(data, None, ring, "site-1", "down")
+    past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    expired = keys.Keyring([keys.Key("site-1", "down", down.kid, down.secret, down.active_from, past)])
+    assert not envelope.verify_batch(data, proof, expired, "site-1", "down")
