@@ -218,7 +218,8 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, timed: _Timed, link:
     oid = int(cur.lastrowid or 0)
     batch.absent.discard(key)
     if stage in waiting.WAITING:
-        batch.waiters.add(oid, warehouse, [ln[4] for ln in lines])
+        batch.waiters.add(oid, warehouse, [ln[4] for ln in lines],
+                          waiting.deadline_key(timed.ship_by, timed.created_at, oid))
     result.new += 1
     result.order_ids.append(oid)
     for line in lines:

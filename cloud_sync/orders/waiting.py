@@ -19,6 +19,7 @@ Every function runs in the caller's transaction.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import sqlite3
@@ -58,6 +59,7 @@ class Served:
     sold_out: set[str] = field(default_factory=set)          # items whose last available units were taken
 
 
+@functools.lru_cache(maxsize=1 << 16)  # the same few deadlines are read again for every waiting order
 def _ts(iso: str | None) -> float:
     if not iso:
         return 0.0
@@ -137,27 +139,31 @@ def no_site_reason(warehouse: str) -> str:
 # ---- serving the waiting orders ----
 
 class Waiters:
-    """Which waiting orders have a line of which item at which warehouse, read once for a batch of new
-    orders (one pass over the waiting orders instead of one per new order): a superset of the truth, so a
-    look-up finds every order that waits there (each candidate is checked again against the database).
-    Valid inside one transaction; whoever makes an order wait at a new (item, warehouse) in it says so
-    (`add`), and `stale()` makes the next look-up read it all again."""
+    """Which waiting orders have a line of which item at which warehouse, and each one's place in the queue
+    for stock, read once for a batch of new orders (one pass over the waiting orders instead of one per new
+    order): a superset of the truth, so a look-up finds every order that waits there (each candidate is
+    checked again against the database). Valid inside one transaction; whoever makes an order wait at a
+    new (item, warehouse) in it says so (`add`), and `stale()` makes the next look-up read it all again."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
         self._by_pair: dict[tuple[str, str], set[int]] | None = None
+        self._deadline: dict[int, DeadlineKey] = {}  # ship-by and creation never change
 
     def _pairs(self) -> dict[tuple[str, str], set[int]]:
         if self._by_pair is None:
             by_pair: dict[tuple[str, str], set[int]] = {}
-            for item, warehouse, oid in self._conn.execute(
-                    "SELECT l.item_id, o.warehouse, o.id FROM orders o JOIN order_lines l ON l.order_id=o.id"
-                    " WHERE o.stage IN ('short','problem') AND l.item_id IS NOT NULL"):
+            for item, warehouse, oid, ship_by, created_at in self._conn.execute(
+                    "SELECT l.item_id, o.warehouse, o.id, o.ship_by, o.created_at FROM orders o JOIN order_lines l"
+                    " ON l.order_id=o.id WHERE o.stage IN ('short','problem') AND l.item_id IS NOT NULL"):
                 by_pair.setdefault((item, warehouse), set()).add(oid)
+                if oid not in self._deadline:
+                    self._deadline[oid] = deadline_key(ship_by, created_at, oid)
             self._by_pair = by_pair
         return self._by_pair
 
-    def add(self, oid: int, warehouse: str, items: Iterable[str | None]) -> None:
+    def add(self, oid: int, warehouse: str, items: Iterable[str | None], deadline: DeadlineKey) -> None:
+        self._deadline[oid] = deadline
         if self._by_pair is None:
             return  # not read yet: the reading will find it
         for item in items:
@@ -167,8 +173,12 @@ class Waiters:
     def stale(self) -> None:
         self._by_pair = None
 
-    def candidates(self, item: str, warehouse: str) -> set[int]:
-        return self._pairs().get((item, warehouse), set())
+    def candidates(self, item: str, warehouse: str, before: DeadlineKey | None = None) -> set[int]:
+        """The orders that may wait at (item, warehouse), only those queued before `before` when given."""
+        ids = self._pairs().get((item, warehouse), set())
+        if before is None:
+            return ids
+        return {oid for oid in ids if self._deadline[oid] < before}
 
     def any_of(self, items: Iterable[tuple[str, str]]) -> bool:
         pairs = self._pairs()
@@ -180,7 +190,8 @@ _WAITING_SQL = ("SELECT o.* FROM orders o WHERE o.stage IN ('short','problem') A
 
 
 def _waiting_rows(conn: sqlite3.Connection, items: set[tuple[str, str]] | None,
-                  only: int | None = None, waiters: Waiters | None = None) -> list[sqlite3.Row]:
+                  only: int | None = None, waiters: Waiters | None = None,
+                  before: DeadlineKey | None = None) -> list[sqlite3.Row]:
     base = _WAITING_SQL
     if only is not None:
         rows = conn.execute(base + " AND o.id=?", (only,)).fetchall()
@@ -193,7 +204,7 @@ def _waiting_rows(conn: sqlite3.Connection, items: set[tuple[str, str]] | None,
                 cur = conn.execute(base + " AND o.warehouse=? AND EXISTS (SELECT 1 FROM order_lines l WHERE"
                                    " l.order_id=o.id AND l.item_id=?)", (warehouse, item))
             else:  # only the candidates the batch's index names, each checked again here
-                ids = waiters.candidates(item, warehouse)
+                ids = waiters.candidates(item, warehouse, before)
                 if not ids:
                     continue
                 cur = conn.execute(base + " AND o.id IN (SELECT value FROM json_each(?)) AND o.warehouse=? AND"
@@ -215,7 +226,7 @@ def serve(conn: sqlite3.Connection, cfg: CloudConfig, *, items: Iterable[tuple[s
     now = time.time() if now is None else now
     out = Served()
     seen = _Seen()
-    for o in _waiting_rows(conn, set(items) if items is not None else None, only, waiters):
+    for o in _waiting_rows(conn, set(items) if items is not None else None, only, waiters, before):
         if before is not None and deadline_key(o["ship_by"], o["created_at"], o["id"]) >= before:
             break
         _try(conn, cfg, o, link, now, out, seen, waiters)
@@ -278,7 +289,8 @@ def _try(conn: sqlite3.Connection, cfg: CloudConfig, o: sqlite3.Row, link: Any, 
     if unlinked:
         if changed and waiters is not None:
             waiters.add(oid, o["warehouse"], [r[0] for r in conn.execute(
-                "SELECT item_id FROM order_lines WHERE order_id=?", (oid,))])
+                "SELECT item_id FROM order_lines WHERE order_id=?", (oid,))],
+                        deadline_key(o["ship_by"], o["created_at"], oid))
         _still(conn, cfg, o, "problem", unlinked_reason(unlinked), now, out)
         return
     warehouse, site = o["warehouse"], o["site"]
@@ -294,7 +306,7 @@ def _try(conn: sqlite3.Connection, cfg: CloudConfig, o: sqlite3.Row, link: Any, 
     for item, units in conn.execute("SELECT item_id, units FROM order_lines WHERE order_id=?", (oid,)):
         need[item] = need.get(item, 0) + units
     if changed and waiters is not None:  # it may wait at a new (item, warehouse) from now on
-        waiters.add(oid, warehouse, need)
+        waiters.add(oid, warehouse, need, deadline_key(o["ship_by"], o["created_at"], oid))
     sold_out: set[str] = set()
     conn.execute("SAVEPOINT serve_waiting")
     try:
