@@ -26,6 +26,7 @@ from cloud_sync.orders.records import (
     RANK,
     TERMINAL,
     OrderError,
+    item_facts,
     log_error,
     log_event,
     marketplace_gave_back,
@@ -64,11 +65,12 @@ def ingest(conn: sqlite3.Connection, cfg: CloudConfig, orders: Iterable[Order], 
     result = IngestResult()
     dirty: set[str] = set()
     # earliest deadline first: within a batch too, an order never takes stock a more urgent one needs
-    ordered = sorted(orders, key=lambda o: waiting.deadline_key(o.ship_by.isoformat() if o.ship_by else None,
-                                                                o.created_at.isoformat()))
+    timed = [_Timed(o) for o in orders]
+    timed.sort(key=lambda t: t.deadline)
     with transaction(conn):
-        for order in ordered:
-            _ingest_one(conn, cfg, order, link, now, result, dirty)
+        batch = _Batch(conn, cfg, [t.order for t in timed])
+        for t in timed:
+            _ingest_one(conn, cfg, t, link, now, result, dirty, batch)
         stock.mark_dirty(conn, dirty, "order", now)  # the planner recomputes these items' cards
         if result.sold_out:
             # oversell protection: the last units are gone; every other card's zero is queued in this very
@@ -77,10 +79,68 @@ def ingest(conn: sqlite3.Connection, cfg: CloudConfig, orders: Iterable[Order], 
     return result
 
 
-def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, order: Order, link: Any, now: float,
-                result: IngestResult, dirty: set[str]) -> None:
+class _Timed:
+    """An order with its moments as stored (ISO text) and its place in the queue for stock."""
+
+    __slots__ = ("order", "ship_by", "created_at", "deadline")
+
+    def __init__(self, order: Order) -> None:
+        self.order = order
+        self.ship_by = order.ship_by.isoformat() if order.ship_by else None
+        self.created_at = order.created_at.isoformat()
+        self.deadline = waiting.deadline_key(self.ship_by, self.created_at)
+
+
+class _Batch:
+    """What a batch of orders reads once instead of once per order, inside its transaction (which holds
+    the write lock, so what was read stays true but for the batch's own writes, followed here): which
+    orders are stored already, the linked cards of its lines, the items of its pick tasks, which own
+    warehouse serves each marketplace warehouse, and who waits for which item (`waiting.Waiters`)."""
+
+    def __init__(self, conn: sqlite3.Connection, cfg: CloudConfig, orders: list[Order]) -> None:
+        keys = [order_key(o.account, o.native_id) for o in orders]
+        self.stored: dict[str, sqlite3.Row] = {r["key"]: r for r in conn.execute(
+            "SELECT key, id, native_status, native_substatus FROM orders WHERE key IN"
+            " (SELECT value FROM json_each(?))", (json.dumps(keys),))}
+        self.absent = set(keys) - set(self.stored)  # new, until the batch writes them
+        cards: dict[str, set[str]] = {}
+        for o in orders:
+            cards.setdefault(o.account, set()).update(ln.card_id for ln in o.lines if ln.card_id)
+        self.links: dict[tuple[str, str], tuple[str, int]] = {}
+        for account, ids in cards.items():
+            for r in conn.execute("SELECT card_id, item_id, pack_size FROM card_links WHERE account=? AND card_id IN"
+                                  " (SELECT value FROM json_each(?)) AND item_id IS NOT NULL",
+                                  (account, json.dumps(sorted(ids)))):
+                self.links[(account, r[0])] = (r[1], r[2])
+        self.facts = item_facts(conn, {item for item, _ in self.links.values()})
+        self.serving: dict[tuple[str, str], str | None] = {}
+        self.follows: dict[str, bool] = {}
+        self.waiters = waiting.Waiters(conn)
+
+    def stored_row(self, conn: sqlite3.Connection, key: str) -> sqlite3.Row | None:
+        if key in self.absent:
+            return None
+        if key in self.stored:  # read at the start; a second copy of it in the batch reads it again
+            return self.stored.pop(key)
+        return conn.execute("SELECT id, native_status, native_substatus FROM orders WHERE key=?", (key,)).fetchone()
+
+    def serving_warehouse(self, conn: sqlite3.Connection, cfg: CloudConfig, account: str, mp_wh: str) -> str | None:
+        if (account, mp_wh) not in self.serving:
+            self.serving[(account, mp_wh)] = warehouses.serving_warehouse(conn, cfg, account, mp_wh)
+        return self.serving[(account, mp_wh)]
+
+    def stock_follows_orders(self, cfg: CloudConfig, account: str) -> bool:
+        if account not in self.follows:
+            settings = cfg.accounts.get(account)
+            self.follows[account] = settings is not None and settings.stock_follows_orders
+        return self.follows[account]
+
+
+def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, timed: _Timed, link: Any, now: float,
+                result: IngestResult, dirty: set[str], batch: _Batch) -> None:
+    order = timed.order
     key = order_key(order.account, order.native_id)
-    row = conn.execute("SELECT id, stage, native_status, native_substatus FROM orders WHERE key=?", (key,)).fetchone()
+    row = batch.stored_row(conn, key)
     if row is not None:
         result.known += 1
         if (row["native_status"], row["native_substatus"]) != (order.native_status, order.native_substatus):
@@ -89,15 +149,17 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, order: Order, link: 
                                      now=now)
             except OrderError as exc:  # polled: said in the log each time, the order left as it was
                 log.warning("%s", exc)
+            batch.waiters.stale()  # a cancellation may have served waiting orders: read who waits again
         return
     mp_wh = str(order.warehouse_id or "")
-    served = warehouses.serving_warehouse(conn, cfg, order.account, mp_wh)
+    served = batch.serving_warehouse(conn, cfg, order.account, mp_wh)
     warehouse = served or ""
     site = cfg.site_of_warehouse(warehouse) if served else None
     native_unified = cfg.unified_status(order.marketplace, order.native_status, order.native_substatus) or "new"
     lines, unlinked = [], []
     for no, ln in enumerate(order.lines, 1):
-        item_id, pack = waiting.line_item(conn, order.account, ln.card_id, ln.offer_id, ln.barcode)
+        linked = batch.links.get((order.account, ln.card_id)) if ln.card_id else None
+        item_id, pack = linked or waiting.line_item(conn, order.account, ln.card_id, ln.offer_id, ln.barcode)
         if item_id is None:
             unlinked.append(ln.offer_id or ln.card_id)
         lines.append([0, no, ln.card_id, ln.offer_id, item_id, ln.quantity, ln.quantity * pack, str(ln.price),
@@ -118,10 +180,11 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, order: Order, link: 
         stage = "handed_over" if RANK[native_unified] >= RANK["handed_over"] else "packed"
     else:
         # the waiting orders of these items queued before this one take what they can first
-        ahead = waiting.serve(conn, cfg, items={(ln[4], warehouse) for ln in lines}, link=link, now=now, plan=False,
-                              before=waiting.deadline_key(order.ship_by.isoformat() if order.ship_by else None,
-                                                          order.created_at.isoformat()))
-        result.sold_out |= ahead.sold_out
+        pairs = {(ln[4], warehouse) for ln in lines}
+        if batch.waiters.any_of(pairs):  # (none wait for them: nothing to serve)
+            ahead = waiting.serve(conn, cfg, items=pairs, link=link, now=now, plan=False, waiters=batch.waiters,
+                                  before=timed.deadline)
+            result.sold_out |= ahead.sold_out
         several = len(lines) > 1
         if several:  # every line or none
             conn.execute("SAVEPOINT reserve_order")
@@ -148,19 +211,22 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, order: Order, link: 
         " status, problem, created_at, ship_by, mp_warehouse, warehouse, site, ingested_ts, updated_ts, native)"
         " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
         (key, order.account, order.marketplace, order.native_id, order.number or order.native_id,
-         order.native_status, order.native_substatus, stage, status, problem, order.created_at.isoformat(),
-         order.ship_by.isoformat() if order.ship_by else None, mp_wh, warehouse, site, now, now,
+         order.native_status, order.native_substatus, stage, status, problem, timed.created_at,
+         timed.ship_by, mp_wh, warehouse, site, now, now,
          json.dumps(order.native, default=str, ensure_ascii=False) if order.native else "{}"),
     )
     oid = int(cur.lastrowid or 0)
+    batch.absent.discard(key)
+    if stage in waiting.WAITING:
+        batch.waiters.add(oid, warehouse, [ln[4] for ln in lines],
+                          waiting.deadline_key(timed.ship_by, timed.created_at, oid))
     result.new += 1
     result.order_ids.append(oid)
     for line in lines:
         line[0] = oid
     conn.executemany("INSERT INTO order_lines(order_id, line_no, card_id, offer_id, item_id, quantity, units, price,"
                      " barcode, title, marking_required) VALUES (?,?,?,?,?,?,?,?,?,?,?)", lines)
-    settings = cfg.accounts.get(order.account)
-    if settings is not None and settings.stock_follows_orders and mp_wh:
+    if batch.stock_follows_orders(cfg, order.account) and mp_wh:
         taken: dict[str, int] = {}
         for line in lines:
             taken[line[2]] = taken.get(line[2], 0) + line[5]
@@ -181,13 +247,13 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, order: Order, link: 
         return
     body: dict[str, Any] = {
         "task_id": pick_task_id(key), "order_id": key, "marketplace": order.marketplace,
-        "lines": [task_line(conn, item_id, units, barcode, title, bool(marking))
+        "lines": [task_line(conn, item_id, units, barcode, title, bool(marking), batch.facts)
                   for _, _, _, _, item_id, _, units, _, barcode, title, marking in lines],
         "account": order.account, "native_id": order.native_id, "number": order.number or order.native_id,
         "warehouse": warehouse,
     }
     if order.ship_by:
-        body["deadline"] = order.ship_by.isoformat()
+        body["deadline"] = timed.ship_by
     send_to_site(conn, link, site, "pick_task", body)
 
 

@@ -19,6 +19,8 @@ Every function runs in the caller's transaction.
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 import sqlite3
 import time
@@ -57,6 +59,7 @@ class Served:
     sold_out: set[str] = field(default_factory=set)          # items whose last available units were taken
 
 
+@functools.lru_cache(maxsize=1 << 16)  # the same few deadlines are read again for every waiting order
 def _ts(iso: str | None) -> float:
     if not iso:
         return 0.0
@@ -108,8 +111,15 @@ def item_words(conn: sqlite3.Connection, item_id: str) -> str:
     return (f"артикул {r[0]}" if r[0] else "товар") + name
 
 
-def short_reason(conn: sqlite3.Connection, item_id: str, available: int, wanted: int) -> str:
-    return f"не хватает: {item_words(conn, item_id)}, есть {max(available, 0)}, нужно {wanted}"
+def short_reason(conn: sqlite3.Connection, item_id: str, available: int, wanted: int,
+                 words: dict[str, str] | None = None) -> str:
+    """`words`: items already put in words (item → words), filled as they are read."""
+    if words is None:
+        words = {}
+    if item_id not in words:
+        words[item_id] = item_words(conn, item_id)
+    said = words[item_id]
+    return f"не хватает: {said}, есть {max(available, 0)}, нужно {wanted}"
 
 
 def unlinked_reason(cards: Iterable[str]) -> str:
@@ -128,10 +138,61 @@ def no_site_reason(warehouse: str) -> str:
 
 # ---- serving the waiting orders ----
 
+class Waiters:
+    """Which waiting orders have a line of which item at which warehouse, and each one's place in the queue
+    for stock, read once for a batch of new orders (one pass over the waiting orders instead of one per new
+    order): a superset of the truth, so a look-up finds every order that waits there (each candidate is
+    checked again against the database). Valid inside one transaction; whoever makes an order wait at a
+    new (item, warehouse) in it says so (`add`), and `stale()` makes the next look-up read it all again."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._by_pair: dict[tuple[str, str], set[int]] | None = None
+        self._deadline: dict[int, DeadlineKey] = {}  # ship-by and creation never change
+
+    def _pairs(self) -> dict[tuple[str, str], set[int]]:
+        if self._by_pair is None:
+            by_pair: dict[tuple[str, str], set[int]] = {}
+            for item, warehouse, oid, ship_by, created_at in self._conn.execute(
+                    "SELECT l.item_id, o.warehouse, o.id, o.ship_by, o.created_at FROM orders o JOIN order_lines l"
+                    " ON l.order_id=o.id WHERE o.stage IN ('short','problem') AND l.item_id IS NOT NULL"):
+                by_pair.setdefault((item, warehouse), set()).add(oid)
+                if oid not in self._deadline:
+                    self._deadline[oid] = deadline_key(ship_by, created_at, oid)
+            self._by_pair = by_pair
+        return self._by_pair
+
+    def add(self, oid: int, warehouse: str, items: Iterable[str | None], deadline: DeadlineKey) -> None:
+        self._deadline[oid] = deadline
+        if self._by_pair is None:
+            return  # not read yet: the reading will find it
+        for item in items:
+            if item is not None:
+                self._by_pair.setdefault((item, warehouse), set()).add(oid)
+
+    def stale(self) -> None:
+        self._by_pair = None
+
+    def candidates(self, item: str, warehouse: str, before: DeadlineKey | None = None) -> set[int]:
+        """The orders that may wait at (item, warehouse), only those queued before `before` when given."""
+        ids = self._pairs().get((item, warehouse), set())
+        if before is None:
+            return ids
+        return {oid for oid in ids if self._deadline[oid] < before}
+
+    def any_of(self, items: Iterable[tuple[str, str]]) -> bool:
+        pairs = self._pairs()
+        return any(p in pairs for p in items)
+
+
+_WAITING_SQL = ("SELECT o.* FROM orders o WHERE o.stage IN ('short','problem') AND NOT EXISTS (SELECT 1 FROM"
+                " order_actions a WHERE a.order_id=o.id AND a.action='cancel')")
+
+
 def _waiting_rows(conn: sqlite3.Connection, items: set[tuple[str, str]] | None,
-                  only: int | None = None) -> list[sqlite3.Row]:
-    base = ("SELECT o.* FROM orders o WHERE o.stage IN ('short','problem') AND NOT EXISTS (SELECT 1 FROM"
-            " order_actions a WHERE a.order_id=o.id AND a.action='cancel')")
+                  only: int | None = None, waiters: Waiters | None = None,
+                  before: DeadlineKey | None = None) -> list[sqlite3.Row]:
+    base = _WAITING_SQL
     if only is not None:
         rows = conn.execute(base + " AND o.id=?", (only,)).fetchall()
     elif items is None:
@@ -139,8 +200,17 @@ def _waiting_rows(conn: sqlite3.Connection, items: set[tuple[str, str]] | None,
     else:  # one indexed look-up per (item, warehouse): a new order's check stays cheap however many wait
         found: dict[int, sqlite3.Row] = {}
         for item, warehouse in items:
-            for r in conn.execute(base + " AND o.warehouse=? AND EXISTS (SELECT 1 FROM order_lines l WHERE"
-                                  " l.order_id=o.id AND l.item_id=?)", (warehouse, item)):
+            if waiters is None:
+                cur = conn.execute(base + " AND o.warehouse=? AND EXISTS (SELECT 1 FROM order_lines l WHERE"
+                                   " l.order_id=o.id AND l.item_id=?)", (warehouse, item))
+            else:  # only the candidates the batch's index names, each checked again here
+                ids = waiters.candidates(item, warehouse, before)
+                if not ids:
+                    continue
+                cur = conn.execute(base + " AND o.id IN (SELECT value FROM json_each(?)) AND o.warehouse=? AND"
+                                   " EXISTS (SELECT 1 FROM order_lines l WHERE l.order_id=o.id AND l.item_id=?)",
+                                   (json.dumps(sorted(ids)), warehouse, item))
+            for r in cur:
                 found[r["id"]] = r
         rows = list(found.values())
     return sorted(rows, key=lambda r: deadline_key(r["ship_by"], r["created_at"], r["id"]))
@@ -148,32 +218,79 @@ def _waiting_rows(conn: sqlite3.Connection, items: set[tuple[str, str]] | None,
 
 def serve(conn: sqlite3.Connection, cfg: CloudConfig, *, items: Iterable[tuple[str, str]] | None = None,
           before: DeadlineKey | None = None, only: int | None = None, link: Any = None,
-          now: float | None = None, plan: bool = True) -> Served:
+          now: float | None = None, plan: bool = True, waiters: Waiters | None = None) -> Served:
     """Check the waiting orders again, earliest deadline first: those of these (item, warehouse) pairs
     (None: all of them, the blocked ones too), only those queued before `before` (a new order's place).
-    `plan`: queue the zeros of items whose last units were taken at once (oversell protection)."""
+    `plan`: queue the zeros of items whose last units were taken at once (oversell protection).
+    `waiters`: the batch's index of who waits where (the intake's), to find them without a scan."""
     now = time.time() if now is None else now
     out = Served()
-    for o in _waiting_rows(conn, set(items) if items is not None else None, only):
+    seen = _Seen()
+    for o in _waiting_rows(conn, set(items) if items is not None else None, only, waiters, before):
         if before is not None and deadline_key(o["ship_by"], o["created_at"], o["id"]) >= before:
             break
-        _try(conn, cfg, o, link, now, out)
+        _try(conn, cfg, o, link, now, out, seen, waiters)
     if plan and out.sold_out:
         stock_push.plan(conn, cfg, items=sorted(out.sold_out), now=now, cause="order")
     return out
 
 
-def _try(conn: sqlite3.Connection, cfg: CloudConfig, o: sqlite3.Row, link: Any, now: float, out: Served) -> None:
+class _Seen:
+    """What one `serve` call has read: available units per (item, warehouse) (forgotten as soon as anything
+    may have reserved) and items in the seller's words."""
+
+    def __init__(self) -> None:
+        self.available: dict[tuple[str, str], int] = {}
+        self.words: dict[str, str] = {}
+
+
+def _still_short(conn: sqlite3.Connection, warehouse: str, lines: list[sqlite3.Row], seen: _Seen) -> str | None:
+    """Why an order whose lines are all linked still cannot be reserved, read without trying: the reason
+    the reservation in `_try` would fail with (its first item short of units, in line order), or None when
+    it may be reserved (or fail otherwise: `_try` then tries for real)."""
+    need: dict[str, int] = {}
+    for ln in lines:
+        need[ln["item_id"]] = need.get(ln["item_id"], 0) + ln["units"]
+    for item, units in need.items():
+        if isinstance(units, bool) or not isinstance(units, int) or units <= 0:
+            return None
+        key = (item, warehouse)
+        if key not in seen.available:
+            seen.available[key] = stock.level(conn, item, warehouse).available
+        if seen.available[key] < units:
+            return short_reason(conn, item, seen.available[key], units, seen.words)
+    return None
+
+
+def _try(conn: sqlite3.Connection, cfg: CloudConfig, o: sqlite3.Row, link: Any, now: float, out: Served,
+         seen: _Seen | None = None, waiters: Waiters | None = None) -> None:
     oid = o["id"]
+    all_lines = conn.execute("SELECT * FROM order_lines WHERE order_id=?", (oid,)).fetchall()
+    if seen is not None and o["warehouse"] and all(ln["item_id"] is not None for ln in all_lines):
+        # the common case of an order that still waits for stock: no reservation tried and rolled back
+        reason = _still_short(conn, o["warehouse"], all_lines, seen)
+        if reason is not None:
+            _still(conn, cfg, o, "short", reason, now, out)
+            return
+    if seen is not None:
+        seen.available.clear()  # this order may reserve: what was read is not the truth any more
     unlinked = []
-    for ln in conn.execute("SELECT * FROM order_lines WHERE order_id=? AND item_id IS NULL", (oid,)).fetchall():
+    changed = False
+    for ln in all_lines:
+        if ln["item_id"] is not None:
+            continue
         item, pack = line_item(conn, o["account"], ln["card_id"], ln["offer_id"], ln["barcode"])
         if item is None:
             unlinked.append(ln["offer_id"] or ln["card_id"])
         else:
+            changed = True
             conn.execute("UPDATE order_lines SET item_id=?, units=quantity*? WHERE order_id=? AND line_no=?",
                          (item, pack, oid, ln["line_no"]))
     if unlinked:
+        if changed and waiters is not None:
+            waiters.add(oid, o["warehouse"], [r[0] for r in conn.execute(
+                "SELECT item_id FROM order_lines WHERE order_id=?", (oid,))],
+                        deadline_key(o["ship_by"], o["created_at"], oid))
         _still(conn, cfg, o, "problem", unlinked_reason(unlinked), now, out)
         return
     warehouse, site = o["warehouse"], o["site"]
@@ -183,10 +300,13 @@ def _try(conn: sqlite3.Connection, cfg: CloudConfig, o: sqlite3.Row, link: Any, 
             _still(conn, cfg, o, "problem", unserved_reason(o["account"], o["mp_warehouse"]), now, out)
             return
         warehouse, site = served, cfg.site_of_warehouse(served)
+        changed = True
         conn.execute("UPDATE orders SET warehouse=?, site=? WHERE id=?", (warehouse, site, oid))
     need: dict[str, int] = {}
     for item, units in conn.execute("SELECT item_id, units FROM order_lines WHERE order_id=?", (oid,)):
         need[item] = need.get(item, 0) + units
+    if changed and waiters is not None:  # it may wait at a new (item, warehouse) from now on
+        waiters.add(oid, warehouse, need, deadline_key(o["ship_by"], o["created_at"], oid))
     sold_out: set[str] = set()
     conn.execute("SAVEPOINT serve_waiting")
     try:

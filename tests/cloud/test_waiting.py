@@ -457,3 +457,83 @@ def test_the_published_stock_follows_a_unit_not_found(conn, cfg):
     queued = dict(conn.execute("SELECT account, quantity FROM stock_push_queue WHERE item_id=?", (mug.item_id,)))
     # 3 on hand − 1 not found = 2, one of them held again for the order: every account is told 1
     assert queued == {"wb": 1, "oz": 1, "ym": 1, "mm": 1}
+
+
+# ---------------------------------------------------------------- a batch decides as orders one by one
+
+
+def _state(conn):
+    """Each order as the seller and the site see it: stage, reason, units held, history kinds, actions,
+    pick tasks sent."""
+    tasks: dict[str, int] = {}
+    for body in _outbox(conn, "pick_task"):
+        tasks[body["order_id"]] = tasks.get(body["order_id"], 0) + 1
+    out = {}
+    for r in conn.execute("SELECT id, key, stage, problem, warehouse FROM orders ORDER BY key"):
+        held = sum(q for _, _, q in ledger.held(conn, r["key"]))
+        kinds = [e[0] for e in conn.execute("SELECT kind FROM order_events WHERE order_id=? ORDER BY id", (r["id"],))]
+        actions = sorted(a[0] for a in conn.execute("SELECT action FROM order_actions WHERE order_id=?", (r["id"],)))
+        out[r["key"]] = (r["stage"], r["problem"], r["warehouse"], held, kinds, actions, tasks.get(r["key"], 0))
+    return out
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(1, 3), st.integers(1, 6), st.integers(0, 5)),
+                min_size=1, max_size=30))
+@example([(0, 2, 1, 0), (0, 1, 2, 0), (0, 1, 3, 5), (0, 1, 4, 0)])  # a short order, a copy of one cancelled
+def test_a_batch_decides_each_order_as_if_it_came_alone(tmp_path_factory, steps):
+    """Orders in one batch (the intake reads who waits, which cards are linked and which orders exist once
+    for the batch) end exactly as the same orders ingested one at a time in the batch's order (earliest
+    deadline first): same stage, reason, units held, history, actions and pick tasks. Copies of an order
+    in the batch count once; a copy saying «cancelled» cancels it and its units go to the waiting orders."""
+    cfg = make_config()
+    base = datetime.now(UTC)
+    batch, seen = [], []
+    for n, (idx, qty, hours, again) in enumerate(steps):
+        if again == 5 and seen:  # the marketplace lists an order of this batch again, now cancelled
+            o = order("oz", seen[n % len(seen)], "", status="cancelled")
+            o.lines = next(b for b in batch if b.native_id == o.native_id).lines
+            o.ship_by = next(b for b in batch if b.native_id == o.native_id).ship_by
+        else:
+            o = order("oz", f"B{n}", card_id("oz", idx + 1), qty=qty)
+            o.ship_by = base + timedelta(hours=hours)
+            seen.append(o.native_id)
+        o.created_at = base
+        batch.append(o)
+    states = []
+    for together in (True, False):
+        conn = open_db(str(tmp_path_factory.mktemp("batch") / "cloud.sqlite"))
+        try:
+            items = seed(conn, 3)
+            with transaction(conn):  # scarce: most orders wait; one order already waits from before
+                ledger.set_balances(conn, "main", {it.item_id: k + 1 for k, it in enumerate(items)}, full=True)
+            early = order("oz", "W0", card_id("oz", 1), qty=3, ship_in_h=None)
+            early.created_at = base
+            intake.ingest(conn, cfg, [early])
+            if together:
+                intake.ingest(conn, cfg, batch)
+            else:
+                for o in sorted(batch, key=lambda b: waiting.deadline_key(b.ship_by.isoformat(),
+                                                                          b.created_at.isoformat())):
+                    intake.ingest(conn, cfg, [o])
+            states.append(_state(conn))
+        finally:
+            conn.close()
+    assert states[0] == states[1]
+
+
+def test_new_orders_of_items_nobody_waits_for_do_not_look_for_waiting_orders_one_by_one(conn, cfg):
+    """A batch of orders reads who waits once, not once per order (with thousands waiting, a look per
+    order made a poll of 1,000 orders take minutes)."""
+    items = seed(conn, 5)
+    with transaction(conn):
+        ledger.set_balances(conn, "main", {it.item_id: 100 for it in items})
+    ran: list[str] = []
+    conn.set_trace_callback(ran.append)
+    try:
+        intake.ingest(conn, cfg, [order("oz", f"N{k}", card_id("oz", 1 + k % 5)) for k in range(50)])
+    finally:
+        conn.set_trace_callback(None)
+    looks = [s for s in ran if "stage IN ('short','problem')" in s]
+    assert len(looks) == 1, looks
+    assert conn.execute("SELECT COUNT(*) FROM orders WHERE stage='reserved'").fetchone()[0] == 50
