@@ -80,16 +80,18 @@ def _rotated(gray: np.ndarray, angle: float, scale: float = 1.0) -> np.ndarray:
 
 def bar_angle(gray: np.ndarray) -> float:
     """The dominant edge direction of the picture, in degrees: for a linear code, the direction across
-    its bars (the strongest 3% of the gradients, averaged on the doubled angle so opposite edges agree)."""
+    its bars (the strongest 3% of the gradients, averaged on the doubled angle so opposite edges agree).
+    Gradients are kept as 16-bit integers and the threshold is found on a sample (no sorted copy of
+    a whole frame: memory a Raspberry Pi does not have to spare)."""
     cv2 = need("cv2", "barcode decoding", "opencv-python-headless")
-    gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
-    mag = gx * gx + gy * gy
-    strong = mag > np.percentile(mag, 97)
+    gx = cv2.Sobel(gray, cv2.CV_16S, 1, 0, ksize=3)
+    gy = cv2.Sobel(gray, cv2.CV_16S, 0, 1, ksize=3)
+    mag = cv2.magnitude(gx.astype(np.float32), gy.astype(np.float32))
+    strong = mag > np.percentile(mag[::3, ::3], 97)
     if not strong.any():
         return 0.0
-    double = np.arctan2(gy[strong], gx[strong]) * 2
-    weight = np.sqrt(mag[strong])
+    sx, sy, weight = gx[strong].astype(np.float32), gy[strong].astype(np.float32), mag[strong]
+    double = np.arctan2(sy, sx) * 2
     return float(np.degrees(np.arctan2((np.sin(double) * weight).sum(), (np.cos(double) * weight).sum()) / 2))
 
 
@@ -104,12 +106,19 @@ def aligned_bars(gray: np.ndarray, scale: float = 1.0) -> np.ndarray:
 
 def local_contrast(gray: np.ndarray, radius: float = 12.0) -> np.ndarray:
     """Each pixel against its neighbourhood's mean and spread: a glare streak, a shadow or a faded
-    print become the same full-contrast picture."""
+    print become the same full-contrast picture (worked in place: three frame-sized float buffers)."""
     cv2 = need("cv2", "barcode decoding", "opencv-python-headless")
     f = gray.astype(np.float32)
-    mean = cv2.GaussianBlur(f, (0, 0), radius)
-    spread = np.sqrt(cv2.GaussianBlur((f - mean) ** 2, (0, 0), radius)) + 4.0
-    return np.clip(128 + (f - mean) / spread * 60, 0, 255).astype(np.uint8)
+    f -= cv2.GaussianBlur(f, (0, 0), radius)
+    spread = cv2.multiply(f, f)
+    cv2.GaussianBlur(spread, (0, 0), radius, dst=spread)
+    cv2.sqrt(spread, spread)
+    spread += 4.0
+    cv2.divide(f, spread, f, scale=60.0)
+    del spread
+    f += 128.0
+    np.clip(f, 0, 255, out=f)
+    return f.astype(np.uint8)
 
 
 def quadrilaterals(gray: np.ndarray, limit: int = 3) -> list[np.ndarray]:
