@@ -108,6 +108,11 @@ class Printer:
 
 
 VIDEO_FRAMES, VIDEO_FPS = 300, 25
+CAMERA = """[[scanners]]
+kind = "camera"
+station = "cam-1"
+source = "{video}"
+fps = {fps}"""
 
 
 def make_video(path: Path, frames: int = VIDEO_FRAMES) -> Path:
@@ -156,7 +161,7 @@ def seed_site(db: Path, orders: int) -> None:
     conn.close()
 
 
-def edge_toml(folder: Path, printer_port: int, video: Path) -> Path:
+def edge_toml(folder: Path, printer_port: int, video: Path | None) -> Path:
     path = folder / "edge.toml"
     path.write_text(f"""
 [site]
@@ -178,11 +183,7 @@ port = {printer_port}
 width_mm = 75
 height_mm = 120
 dpi = 203
-[[scanners]]
-kind = "camera"
-station = "cam-1"
-source = "{video}"
-fps = {VIDEO_FPS}
+{CAMERA.format(video=video, fps=VIDEO_FPS) if video else ""}
 [[staff]]
 name = "Анна"
 pin_hash = "{hash_pin(PIN)}"
@@ -228,6 +229,7 @@ def main() -> None:
     ap.add_argument("--orders", type=int, default=1000)
     ap.add_argument("--idle-s", type=float, default=60.0)
     ap.add_argument("--core", type=int, default=0)
+    ap.add_argument("--no-camera", action="store_true", help="without the camera scanner (its share of the figures)")
     args = ap.parse_args()
     others = sorted(os.sched_getaffinity(0) - {args.core})
     if others:  # the load (this process: the page's client, the printer) runs beside the box, not on its core
@@ -244,7 +246,7 @@ def main() -> None:
         floor_py.write_text(FLOOR_APP, encoding="utf-8")
         floor, floor_url, floor_ready = start([sys.executable, str(floor_py)], folder, args.core)
         httpx.get(floor_url, timeout=5)
-        cfg = edge_toml(folder, printer.port, video)
+        cfg = edge_toml(folder, printer.port, None if args.no_camera else video)
         agent, url, ready = start([sys.executable, "-m", "marketsync.cli", "edge", "serve", "--config", str(cfg)],
                                   folder, args.core)
         at_ready, t_ready = proc_status(agent.pid), time.perf_counter()
@@ -271,7 +273,6 @@ def main() -> None:
                     floor_ms.append((time.perf_counter() - t1) * 1000)
             load_s = time.perf_counter() - t_load
             after_load = proc_status(agent.pid)
-            camera = client.get("/api/status").json()
             # idle: once the camera's video file has ended (its scanner stops there) and the work is done
             time.sleep(max(2.0, t_ready + VIDEO_FRAMES / VIDEO_FPS + 2.0 - time.perf_counter()))
             a0, f0, t_idle = cpu_seconds(agent.pid), cpu_seconds(floor.pid), time.perf_counter()
@@ -294,7 +295,7 @@ def main() -> None:
               f"floor {mem_floor['VmHWM'] / 1024:.1f} MB")
         print(f"packing:        {len(latencies)} of {args.orders} orders packed and labelled in {load_s:.1f} s "
               f"({len(printer.jobs)} labels at the printer, {missing} missing); camera scanner: "
-              f"{json.dumps(camera.get('scanners', camera), ensure_ascii=False)[:160]}")
+              f"{'none (--no-camera)' if args.no_camera else f'{VIDEO_FRAMES} frames 1280x720 at {VIDEO_FPS} fps'}")
         print(f"scan->label:    p50 {pct(latencies, 0.5):.1f} ms, p99 {pct(latencies, 0.99):.1f} ms, "
               f"max {max(latencies):.1f} ms; floor (page request, no label) p99 {pct(floor_ms, 0.99):.1f} ms")
         print(f"idle CPU over {span:.0f} s: agent {idle:.2f} %; floor {idle_floor:.2f} %")
