@@ -81,8 +81,9 @@ def test_frame_decoder_regions_new_codes_and_still_frames():
     assert dec.stats.still == before + 1
 
 
-def test_frame_decoder_reads_a_hard_code_held_still():
-    sample = next(s for s in SAMPLES if s.image.stem == "rotated__03_code128")
+@pytest.mark.parametrize("name", ["rotated__03_code128", "small__01_code128"])  # 800x600 whole; 1280x960 by label
+def test_frame_decoder_reads_a_hard_code_held_still(name):
+    sample = next(s for s in SAMPLES if s.image.stem == name)
     picture = load_image(str(sample.image))
     assert decode_image(picture, thorough=False) == []  # the fast pass alone cannot read it
     dec = FrameDecoder()
