@@ -9,6 +9,7 @@ untouched. Prepared jobs are cached by the label's bytes, so a label fetched ahe
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import re
@@ -44,8 +45,8 @@ class LabelError(PrinterError):
 
 _CACHE: OrderedDict[tuple, PrintJob] = OrderedDict()
 # What the cache may hold in memory, payloads and rasters counted (a raster is held at one byte per dot
-# by Pillow, even 1-bit: ~0.6 MB for a 75x120 mm label at 203 dpi, its ZPL ~2 KB): on a Raspberry Pi's
-# budget a few dozen labels ahead, not the day's.
+# by Pillow, even 1-bit: ~0.6 MB for a 75x120 mm label at 203 dpi, its ZPL ~2 KB). Cached jobs keep no
+# raster, so on a Raspberry Pi's budget the cache holds thousands of labels ahead.
 _CACHE_MAX_BYTES = 16 * 1024 * 1024
 _CACHE_LOCK = threading.Lock()
 _CACHE_BYTES = 0
@@ -95,6 +96,7 @@ def prepare_label(data: bytes, fmt: str, printer_profile: Any, copies: int = 1) 
             _CACHE.move_to_end(key)
             return job
     job = _prepare(data, fmt, profile, copies)
+    job = dataclasses.replace(job, raster=None)  # what prints is the payload; the picture is ~0.6 MB a label
     with _CACHE_LOCK:
         if key in _CACHE:  # prepared meanwhile by another thread
             return _CACHE[key]
