@@ -104,17 +104,19 @@ class PrintQueue:
         profile = self._profile()
         done = 0
         for row in self._rows(
-                "SELECT l.order_id, l.format, l.data_b64 FROM tasks t JOIN labels l ON l.order_id = t.order_id "
-                "WHERE t.state IN ('new','picking','picked','packing') AND l.order_id NOT IN (SELECT order_id "
-                "FROM print_jobs WHERE kind = 'label') ORDER BY t.deadline, t.rowid LIMIT ?", limit):
-            if stopping() or self._wake.is_set():
+                "SELECT l.order_id, l.format, length(l.data_b64) AS size FROM tasks t JOIN labels l "
+                "ON l.order_id = t.order_id WHERE t.state IN ('new','picking','picked','packing') AND l.order_id "
+                "NOT IN (SELECT order_id FROM print_jobs WHERE kind = 'label') ORDER BY t.deadline, t.rowid"):
+            if done >= limit or stopping() or self._wake.is_set():
                 break
-            key = (row["order_id"], row["format"], len(row["data_b64"]))
+            key = (row["order_id"], row["format"], row["size"])
             if key in self._prepared:
                 continue
+            label = self._row("SELECT format, data_b64 FROM labels WHERE order_id = ?", row["order_id"])
             try:
-                prepare_label(base64.b64decode(row["data_b64"]), row["format"], profile)
-                done += 1
+                if label is not None:
+                    prepare_label(base64.b64decode(label["data_b64"]), label["format"], profile)
+                    done += 1
             except Exception as exc:  # printing it will say why, in the packer's words
                 log.debug("label of %s not prepared ahead: %s", row["order_id"], exc)
             if len(self._prepared) > 20000:  # long-packed orders: forget them, the cache forgets their labels too

@@ -27,7 +27,7 @@ def test_labels_of_orders_to_pack_are_prepared_ahead_once(tmp_path):
     queue = PrintQueue(conn, send, hub, Changes(), cfg)
     labels._CACHE.clear()
     assert queue.prepare_ahead(limit=1) == 1  # the earliest deadline first
-    assert queue.prepare_ahead() == 1  # then the other one
+    assert queue.prepare_ahead(limit=1) == 1  # then the next one, past those already prepared
     assert queue.prepare_ahead() == 0  # each once
     assert len(labels._CACHE) == 2
     assert all(job.raster is None and job.payload for job in labels._CACHE.values())
