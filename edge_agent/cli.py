@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import getpass
 import json
 import logging
@@ -50,7 +51,21 @@ def main(argv: list[str]) -> int:
     return serve_main(args.config, args.port)
 
 
+M_ARENA_MAX = -8  # glibc's mallopt parameter
+
+
+def frugal_malloc(arenas: int = 2) -> bool:
+    """Two malloc arenas for the whole process instead of up to eight per core: the page's threads, the
+    print queue, the link and the cameras each kept freed memory in their own arena (~15 MB more on the
+    Pi bench, bench/edge_pi.py). glibc only; elsewhere nothing changes. True when applied."""
+    try:
+        return bool(ctypes.CDLL("libc.so.6").mallopt(M_ARENA_MAX, arenas))
+    except (OSError, AttributeError):
+        return False
+
+
 def serve_main(config_path: str | None, port: int | None = None) -> int:
+    frugal_malloc()  # before any thread starts
     logging.basicConfig(level=os.environ.get("MARKETSYNC_LOG", "INFO"), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

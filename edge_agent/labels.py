@@ -9,6 +9,7 @@ untouched. Prepared jobs are cached by the label's bytes, so a label fetched ahe
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import re
@@ -43,7 +44,10 @@ class LabelError(PrinterError):
 
 
 _CACHE: OrderedDict[tuple, PrintJob] = OrderedDict()
-_CACHE_MAX_BYTES = 64 * 1024 * 1024  # a day of prepared labels for a busy station
+# What the cache may hold in memory, payloads and rasters counted (a raster is held at one byte per dot
+# by Pillow, even 1-bit: ~0.6 MB for a 75x120 mm label at 203 dpi, its ZPL ~2 KB). Cached jobs keep no
+# raster, so on a Raspberry Pi's budget the cache holds thousands of labels ahead.
+_CACHE_MAX_BYTES = 16 * 1024 * 1024
 _CACHE_LOCK = threading.Lock()
 _CACHE_BYTES = 0
 
@@ -92,13 +96,30 @@ def prepare_label(data: bytes, fmt: str, printer_profile: Any, copies: int = 1) 
             _CACHE.move_to_end(key)
             return job
     job = _prepare(data, fmt, profile, copies)
+    job = dataclasses.replace(job, raster=None)  # what prints is the payload; the picture is ~0.6 MB a label
     with _CACHE_LOCK:
+        if key in _CACHE:  # prepared meanwhile by another thread
+            return _CACHE[key]
         _CACHE[key] = job
         global _CACHE_BYTES
-        _CACHE_BYTES += len(job.payload)
+        _CACHE_BYTES += cached_bytes(job)
         while _CACHE_BYTES > _CACHE_MAX_BYTES and len(_CACHE) > 1:
-            _CACHE_BYTES -= len(_CACHE.popitem(last=False)[1].payload)
+            _CACHE_BYTES -= cached_bytes(_CACHE.popitem(last=False)[1])
     return job
+
+
+def cached_bytes(job: PrintJob) -> int:
+    """The memory a prepared job holds: its payload and its raster (Pillow keeps 1-bit and gray
+    images at a byte per pixel, colour at four)."""
+    raster = job.raster
+    per_pixel = 0 if raster is None else (1 if raster.mode in ("1", "L", "P") else 4)
+    return len(job.payload) + (raster.width * raster.height * per_pixel if per_pixel else 0)
+
+
+def cache_bytes() -> int:
+    """What the prepared-label cache holds now (payloads and rasters)."""
+    with _CACHE_LOCK:
+        return _CACHE_BYTES
 
 
 def _prepare(data: bytes, fmt: str, profile: PrinterProfile, copies: int) -> PrintJob:

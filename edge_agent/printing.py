@@ -40,6 +40,7 @@ from edge_agent.labels import own_label, prepare_label
 from edge_agent.tasks.common import Send, TaskError, parcels_word
 
 log = logging.getLogger("marketsync.edge")
+AHEAD = 50  # labels rendered ahead per look at the queue (between them, a job to print goes first)
 UNKNOWN_WORDS = ("Площадка перезапустилась, когда эта этикетка уходила на принтер: посмотрите, напечаталась "
                  "ли она, и ответьте «Да» или «Нет — напечатать снова»")
 
@@ -65,6 +66,7 @@ class PrintQueue:
         self.cfg = cfg
         self.printer_state = PrinterState()
         self._wake = threading.Event()
+        self._prepared: set[tuple[str, str, int]] = set()  # labels rendered ahead (or that cannot be)
 
     @property
     def printer(self) -> Any:
@@ -89,8 +91,38 @@ class PrintQueue:
                 break
             try:
                 self.print_pending()
+                self.prepare_ahead(stopping)
             except Exception:
                 log.exception("print queue")
+
+    def prepare_ahead(self, stopping: Callable[[], bool] = lambda: False, limit: int = AHEAD) -> int:
+        """Render the labels of orders still to pack before their last scan (earliest deadline first, at
+        most `limit`, each once: `prepare_label` keeps them), so the scan that packs an order only sends
+        its label. Stops as soon as a job is waiting to print. Returns how many were rendered now."""
+        if self.printer is None:
+            return 0
+        profile = self._profile()
+        done = 0
+        for row in self._rows(
+                "SELECT l.order_id, l.format, length(l.data_b64) AS size FROM tasks t JOIN labels l "
+                "ON l.order_id = t.order_id WHERE t.state IN ('new','picking','picked','packing') AND l.order_id "
+                "NOT IN (SELECT order_id FROM print_jobs WHERE kind = 'label') ORDER BY t.deadline, t.rowid"):
+            if done >= limit or stopping() or self._wake.is_set():
+                break
+            key = (row["order_id"], row["format"], row["size"])
+            if key in self._prepared:
+                continue
+            label = self._row("SELECT format, data_b64 FROM labels WHERE order_id = ?", row["order_id"])
+            try:
+                if label is not None:
+                    prepare_label(base64.b64decode(label["data_b64"]), label["format"], profile)
+                    done += 1
+            except Exception as exc:  # printing it will say why, in the packer's words
+                log.debug("label of %s not prepared ahead: %s", row["order_id"], exc)
+            if len(self._prepared) > 20000:  # long-packed orders: forget them, the cache forgets their labels too
+                self._prepared.clear()
+            self._prepared.add(key)
+        return done
 
     def recover(self) -> dict[str, int]:
         """At start: every job the journal says was being sent when the box stopped. Its file is there:

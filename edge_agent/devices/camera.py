@@ -1,7 +1,9 @@
 """Cameras: frames from a V4L2 device, a video file or an RTSP stream (OpenCV), barcodes from frames.
 
 Owns `open_camera(config)` and `Camera`: `read_frame()` (a BGR numpy array; None at the end of a
-file), `read_codes()` (the barcodes of the next frame, DataMatrix included, by zxing-cpp) and
+file), `read_codes()` (the barcodes of the next frame, DataMatrix included, by zxing-cpp through
+`decode.FrameDecoder`: regions of the last codes, still frames skipped, a still hard picture read
+thoroughly once) and
 `codes()` (an iterator of new codes, each reported once until it leaves the picture). A device or
 stream that stops giving frames raises `DeviceGone`; the next read tries to reopen it, so the camera
 comes back by itself when it is plugged in again or the stream returns. `CameraScanner` makes a
@@ -19,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.decode import Symbol, decode_image
+from edge_agent.decode import FrameDecoder, Symbol, decode_image
 from edge_agent.devices.base import DeviceError, DeviceGone, ScanEvent, need
 
 _USERINFO = re.compile(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", re.IGNORECASE)
@@ -46,6 +48,12 @@ class Camera:
         self._last_open_try = 0.0
         self.frames = 0
         self.last_frame: np.ndarray | None = None
+        self.decoder = FrameDecoder()
+
+    def decode(self, frame: np.ndarray) -> list[Symbol]:
+        """The codes of one frame of this camera: the thorough pass on every frame when configured so,
+        else the frame decoder's fast path (regions of the last codes, still frames skipped)."""
+        return decode_image(frame, thorough=True) if self.thorough else self.decoder.decode(frame)
 
     @property
     def is_file(self) -> bool:
@@ -103,7 +111,7 @@ class Camera:
     def read_codes(self) -> list[Symbol]:
         """The barcodes in the next frame ([] at the end of a file)."""
         frame = self.read_frame()
-        return [] if frame is None else decode_image(frame, thorough=self.thorough)
+        return [] if frame is None else self.decode(frame)
 
     def codes(self, max_frames: int | None = None) -> Iterator[Symbol]:
         """New codes as they appear; a code still in view is not repeated. Stops at the end of a file."""
@@ -114,7 +122,7 @@ class Camera:
             if frame is None:
                 return
             n += 1
-            now = {(s.format, s.text): s for s in decode_image(frame, thorough=self.thorough)}
+            now = {(s.format, s.text): s for s in self.decode(frame)}
             for key, sym in now.items():
                 if key not in seen:
                     yield sym
@@ -187,7 +195,7 @@ class CameraScanner:
                 self.online = False
                 return
             self.online, reported = True, False
-            now = {(s.format, s.text) for s in decode_image(frame, thorough=self.camera.thorough)}
+            now = {(s.format, s.text) for s in self.camera.decode(frame)}
             for fmt_text in sorted(now - seen):
                 on_scan(ScanEvent(self.station, fmt_text[1], f"camera {self.source}"))
             seen = now

@@ -134,6 +134,21 @@ def test_prepared_labels_are_cached(make, tmp_path):
     assert prepare_label(data, "pdf", p.profile) is prepare_label(data, "pdf", p.profile)
 
 
+def test_label_cache_memory_is_bounded(make, tmp_path):
+    """The cache counts what it really holds: each PDF label's raster (~0.6 MB at 75x120 mm, 203 dpi)
+    besides its ZPL (~2 KB). Counting only the ZPL, a day of Ozon labels grew the box by ~300 MB per
+    500 labels (bench/edge_pi.py) — far past a Raspberry Pi's budget."""
+    from edge_agent import labels
+
+    p = printer(tmp_path, "zpl", 203, (75, 120))
+    for i in range(40):
+        prepare_label(make.pdf_label(f"MEM-{i:04d}", 75, 120), "pdf", p.profile)
+    held = sum(labels.cached_bytes(job) for job in labels._CACHE.values())
+    assert held == labels.cache_bytes()
+    assert held <= labels._CACHE_MAX_BYTES <= 16 * 1024 * 1024
+    assert len(labels._CACHE) >= 10  # still a cache: the labels ahead stay prepared
+
+
 def test_zpl_field_typeset_puts_bars_on_the_baseline():
     """^FT places a barcode by the bottom of its bars (the interpretation line hangs below) and text by its baseline."""
     import numpy as np

@@ -1,0 +1,33 @@
+"""Labels rendered ahead: the print worker prepares the labels of orders still to pack (earliest deadline
+first, each once), so the scan that packs an order only sends its label; cached labels keep no raster
+(the picture is ~0.6 MB a label, the printer gets the payload)."""
+
+from __future__ import annotations
+
+from edge_testkit import BAG, MUG, deliver_label, edge_config, make_conn, pick_task, send
+
+from edge_agent import labels, store
+from edge_agent.changes import Changes
+from edge_agent.device_hub import DeviceHub
+from edge_agent.printing import PrintQueue
+from edge_agent.tasks import inbox
+
+
+def test_labels_of_orders_to_pack_are_prepared_ahead_once(tmp_path):
+    conn = make_conn(tmp_path / "site.sqlite")
+    with store.transaction(conn):
+        inbox.apply_pick_task(conn, pick_task("a1", [(MUG, 1)], deadline="2026-11-27T09:00:00Z"))
+        inbox.apply_pick_task(conn, pick_task("a2", [(BAG, 1)], deadline="2026-11-27T08:00:00Z"))
+        inbox.apply_pick_task(conn, pick_task("a3", [(BAG, 1)]))  # no label yet: nothing to prepare
+    deliver_label(conn, "o-a1")
+    deliver_label(conn, "o-a2")
+    cfg = edge_config(tmp_path)
+    hub = DeviceHub(cfg, Changes())
+    hub.open(lambda *_: None)
+    queue = PrintQueue(conn, send, hub, Changes(), cfg)
+    labels._CACHE.clear()
+    assert queue.prepare_ahead(limit=1) == 1  # the earliest deadline first
+    assert queue.prepare_ahead(limit=1) == 1  # then the next one, past those already prepared
+    assert queue.prepare_ahead() == 0  # each once
+    assert len(labels._CACHE) == 2
+    assert all(job.raster is None and job.payload for job in labels._CACHE.values())
