@@ -54,7 +54,7 @@ EVENT_LABELS = {
     "failed": N_("failed"), "running": N_("running"), "status": N_("status changed"),
     "barcode": N_("by barcode"), "article": N_("by article"), "manual": N_("by hand"),
     "draft": N_("draft"), "refused": N_("refused"), "applied": N_("applied"),
-    "error": N_("error"), "info": N_("note"), "warning": N_("warning"), "partial": N_("partly applied"), "discarded": N_("discarded"), "idle": N_("idle"), "active": N_("active"),
+    "error": N_("error"), "info": N_("note"), "warning": N_("warning"), "partial": N_("partly applied"), "discarded": N_("discarded"), "expired": N_("expired unconfirmed"), "held": N_("held for a confirmation"), "idle": N_("idle"), "active": N_("active"),
     "item": N_("item"), "category": N_("category"), "card": N_("card"),
     "created": N_("created"), "assemble": N_("assembly"),
     "received": N_("received from the marketplace"), "served": N_("served after waiting"),
