@@ -166,6 +166,12 @@ DOMAIN_TEXTS: list[tuple[re.Pattern[str], str]] = [(re.compile(p), t) for p, t i
     (r"HTTP (?P<code>\d+)(?P<rest>.*)", N_("the marketplace answered HTTP %(code)s%(rest)s")),
     (r"(?P<n>\d+) zero\(s\) from missing or stale source data",
      N_("%(n)s zeros from missing or stale source data")),
+    # scheduled price rules (cloud_sync/money/price_rules.py): their documents' comments and refusals
+    (r"price rule (?P<name>.+)", N_("price rule %(name)s")),
+    (r"end of price rule (?P<name>.+)", N_("end of price rule %(name)s")),
+    (r"the rule's window has closed: nothing was sent", N_("the rule's time is over: nothing was sent")),
+    (r"this document is not waiting for a confirmation \(confirmed or discarded already\)",
+     N_("this document is not waiting for a confirmation (confirmed or discarded already)")),
     (r"(?P<action>error|info|confirm|warning): (?P<rest>.+)", "%(action)s: %(rest)s"),  # a price note's level
     (r"(?P<offer>[^\s:]+): (?P<rest>.+)", "%(offer)s: %(rest)s"),  # a card's own note, after its article
 ]]

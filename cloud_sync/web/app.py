@@ -35,13 +35,14 @@ from cloud_sync.web.pages import (
     products,
     reconcile,
     reports,
+    rules,
     settings,
     sites,
     stocks,
 )
 from marketplaces.base import Marketplace, MarketplaceError
 
-PAGES = (home, attention, dashboard, orders, products, prices, stocks, reconcile, reports, sites, settings)
+PAGES = (home, attention, dashboard, orders, products, prices, rules, stocks, reconcile, reports, sites, settings)
 
 
 def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: Mapping[str, Marketplace] | None = None,
