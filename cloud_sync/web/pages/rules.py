@@ -14,7 +14,7 @@ from flask import Blueprint, abort, redirect, render_template, request, url_for
 from flask_babel import get_locale
 from flask_babel import gettext as _
 
-from cloud_sync.i18n import money
+from cloud_sync.i18n import money, number
 from cloud_sync.money import price_rules
 from cloud_sync.money.price_rules import RETRY_AFTER
 from cloud_sync.web.context import ctx, get_db
@@ -38,7 +38,8 @@ def _target(line: dict) -> str:
         what = _("card %(card)s", card=line.get("card", ""))
     if line.get("percent") is not None:
         p = Decimal(str(line["percent"]))
-        change = _("%(sign)s%(n)s %% of the price list's price", sign="−" if p < 0 else "+", n=abs(p).normalize())
+        change = _("%(sign)s%(n)s %% of the price list's price", sign="−" if p < 0 else "+",
+                   n=number(abs(p), str(get_locale())))
     else:
         change = _("price %(price)s", price=money(line.get("price"), str(get_locale())))
     return f"{what}: {change}"
