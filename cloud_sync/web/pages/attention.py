@@ -79,7 +79,7 @@ def _collect() -> dict:
         except ValueError:
             o["late"] = False
     held_prices = [dict(r) for r in conn.execute(
-        "SELECT id, account, comment, status, created_at, problems FROM price_documents WHERE status='draft'"
+        "SELECT id, account, comment, source, status, created_at, problems FROM price_documents WHERE status='draft'"
         " AND problems NOT IN ('', '[]') ORDER BY created_at DESC LIMIT ?", (SHOWN,))]
     failed_pushes = [dict(r) for r in conn.execute(
         "SELECT account, COUNT(*) AS n, MAX(error) AS error FROM stock_push_queue WHERE state='failed'"

@@ -82,6 +82,9 @@ def decide(rule_id: str, doc_id: str, what: str):
         r = price_rules.rule(conn, rule_id)
     except price_rules.RuleError:
         abort(404)
+    if doc_id not in price_rules.held(conn, rule_id):
+        return page(rule_id, messages=[("error", _("this document is not waiting for a confirmation"))],
+                    status=409)
     adapter = ctx().adapters.get(r.account)
     if adapter is None:
         return page(rule_id, messages=[("error", _("account %(account)s is not connected", account=r.account))],
