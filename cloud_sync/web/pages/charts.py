@@ -107,10 +107,12 @@ def line_chart(series: dict[str, list[tuple[float, float]]], *, title: str, widt
 
     out = [f'<svg class="chart"{ident} viewBox="0 0 {width} {height}" width="{width}" height="{height}" role="img"'
            f' aria-label="{escape(title)}"><text x="8" y="15" class="chart-title">{escape(title)}</text>']
+    counts = all(float(y).is_integer() for y in ys)  # orders, units: no "0,5 orders" on the axis
     for frac in (0, 0.5, 1):
         y = y0 + (y1 - y0) * frac
-        out.append(f'<line x1="{pad_l}" x2="{width - pad_r}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" class="grid"/>'
-                   f'<text x="{pad_l - 4}" y="{sy(y) + 4:.1f}" text-anchor="end">{escape(y_text(y))}</text>')
+        out.append(f'<line x1="{pad_l}" x2="{width - pad_r}" y1="{sy(y):.1f}" y2="{sy(y):.1f}" class="grid"/>')
+        if not counts or float(y).is_integer():
+            out.append(f'<text x="{pad_l - 4}" y="{sy(y) + 4:.1f}" text-anchor="end">{escape(y_text(y))}</text>')
     shown = thinned(sorted(x_labels or []), width - pad_l - pad_r)
     for n, (x, label) in enumerate(shown):
         anchor = "start" if n == 0 and len(shown) > 1 else "end" if n == len(shown) - 1 and len(shown) > 1 else "middle"
