@@ -337,7 +337,13 @@ def when(value: object, lang: str | None = None, tz: str = "Europe/Moscow") -> s
     dt = _moment(value)
     if dt is None:
         return "" if value in (None, "") else str(value)
-    return format_datetime(dt, "short", tzinfo=ZoneInfo(tz), locale=language(lang))
+    return _when(dt, language(lang), tz)
+
+
+@functools.lru_cache(maxsize=4096)
+def _when(dt: datetime, lang: str, tz: str) -> str:
+    """Babel's formatting, once per moment (a page of orders repeats the marketplaces' cut-off times)."""
+    return format_datetime(dt, "short", tzinfo=ZoneInfo(tz), locale=lang)
 
 
 def day(value: object, lang: str | None = None) -> str:
