@@ -456,7 +456,7 @@ def next_change(r: PriceRule, now: datetime, horizon: timedelta = timedelta(days
     t = now.replace(second=0, microsecond=0)
     step = timedelta(minutes=1)
     while t < now + horizon:  # the windows' edges are on whole minutes
-        t += step if step < timedelta(minutes=15) else step
+        t += step
         if in_window(start, end, t, tz) != inside:
             return inside, _edge(start, end, tz, t - step, t, inside)
         step = timedelta(minutes=15)

@@ -147,33 +147,42 @@ def line_chart(series: dict[str, list[tuple[float, float]]], *, title: str, widt
     return Markup("".join(out))
 
 
-def per_day(conn: sqlite3.Connection, first: date, last: date) -> dict[str, dict[str, dict[int, float]]]:
-    """Orders, revenue and units per marketplace per day (day = index from `first`), from the orders placed
-    from `first` to `last`: every order placed counts; cancelled and returned ones bring no revenue."""
-    table: dict[str, dict[str, dict[int, float]]] = {"orders": defaultdict(dict), "revenue": defaultdict(dict),
-                                                     "units": defaultdict(dict)}
-    for r in conn.execute(
-            "SELECT o.marketplace, substr(o.created_at, 1, 10) AS day, COUNT(DISTINCT o.id),"
-            " COALESCE(SUM(CASE WHEN o.status IN ('cancelled', 'returned') THEN 0"
-            " ELSE CAST(l.price AS REAL) * l.quantity END), 0),"
-            " COALESCE(SUM(CASE WHEN o.status IN ('cancelled', 'returned') THEN 0 ELSE l.units END), 0)"
-            " FROM orders o LEFT JOIN order_lines l ON l.order_id=o.id WHERE o.created_at>=? AND o.created_at<?"
-            " GROUP BY 1, 2", (first.isoformat(), (last + timedelta(days=1)).isoformat())):
+def per_day(conn: sqlite3.Connection, first: date, last: date,
+            now: datetime | None = None) -> dict[str, dict[str, dict[int, float]]]:
+    """Orders, revenue, units, cancellations and late orders per marketplace per day (day = index from
+    `first`), from the orders placed from `first` to `last`, in one pass: every order placed counts;
+    cancelled and returned ones bring no revenue; an order is late when packed after its assembly deadline,
+    or not packed (nor handed over) with its deadline past."""
+    now = now or datetime.now(UTC)
+    table: dict[str, dict[str, dict[int, float]]] = {k: defaultdict(dict) for k in
+                                                     ("orders", "revenue", "units", "cancelled", "late")}
+    span = (first.isoformat(), (last + timedelta(days=1)).isoformat())
+    rows = [(r[0], r[1], dict(zip(("orders", "cancelled", "late"), r[2:], strict=True))) for r in conn.execute(
+        "SELECT marketplace, substr(created_at, 1, 10), COUNT(*), SUM(status IN ('cancelled', 'returned')),"
+        " SUM(ship_by IS NOT NULL AND status NOT IN ('cancelled', 'returned') AND CASE WHEN packed_ts IS NOT NULL"
+        " THEN packed_ts > (julianday(ship_by) - 2440587.5) * 86400 ELSE status NOT IN ('handed_over', 'delivered')"
+        " AND julianday(ship_by) < julianday(?) END)"
+        " FROM orders WHERE created_at>=? AND created_at<? GROUP BY 1, 2", (now.isoformat(), *span))]
+    rows += [(r[0], r[1], {"revenue": r[2], "units": r[3]}) for r in conn.execute(
+        "SELECT o.marketplace, substr(o.created_at, 1, 10), SUM(CAST(l.price AS REAL) * l.quantity), SUM(l.units)"
+        " FROM orders o JOIN order_lines l ON l.order_id=o.id WHERE o.created_at>=? AND o.created_at<?"
+        " AND o.status NOT IN ('cancelled', 'returned') GROUP BY 1, 2", span)]
+    for mp, day, values in rows:
         try:
-            d = (date.fromisoformat(r[1]) - first).days
+            d = (date.fromisoformat(day) - first).days
         except ValueError:
             continue
-        table["orders"][r[0]][d] = float(r[2])
-        table["revenue"][r[0]][d] = float(r[3])
-        table["units"][r[0]][d] = float(r[4])
+        for name, value in values.items():
+            table[name][mp][d] = float(value or 0)
     return table
 
 
-def daily_charts(conn: sqlite3.Connection, first: date, last: date) -> tuple[Markup, Markup]:
+def daily_charts(conn: sqlite3.Connection, first: date, last: date,
+                 table: dict[str, dict[str, dict[int, float]]] | None = None) -> tuple[Markup, Markup]:
     """(orders per marketplace per day, revenue per marketplace per day) from `first` to `last`: a
     marketplace with no order on a day has a zero there."""
     days = (last - first).days + 1
-    table = per_day(conn, first, last)
+    table = table or per_day(conn, first, last)
     labels = [(float(i), day_label(first + timedelta(days=i))) for i in range(days)]
     known = profiles()
 

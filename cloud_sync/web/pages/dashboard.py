@@ -1,18 +1,18 @@
 """The dashboard: for a chosen period (7, 30 or 90 days, or from–to), per marketplace: revenue, units
 sold, orders, cancellations, late orders (packed after their assembly deadline, or still not packed past
 it) and the items sold most (by article and 1C name), with the orders and revenue per day charts
-(`charts`). Reads only."""
+(`charts`). Reads only; a period's figures are kept a minute (KEEP_S) in the process."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections import defaultdict
+import time
 from datetime import UTC, date, datetime, timedelta
 
 from flask import Blueprint, render_template, request
 from flask_babel import gettext as _
 
-from cloud_sync.web.context import get_db
+from cloud_sync.web.context import ctx, get_db
 from cloud_sync.web.pages import charts
 from marketplaces import profiles
 
@@ -21,26 +21,20 @@ PERIODS = (7, 30, 90)
 TOP = 5  # items per marketplace
 MAX_DAYS = 366
 SOLD = "o.status NOT IN ('cancelled', 'returned')"
+KEEP_S = 60.0  # the figures of a period are read again after this long (100,000 orders take a while)
+_CACHE: dict[tuple, tuple[float, dict, list[dict]]] = {}
 
 
-def figures(conn: sqlite3.Connection, first: date, last: date, now: datetime | None = None) -> list[dict]:
-    """One row per marketplace with an order placed from `first` to `last` (both included)."""
-    now = now or datetime.now(UTC)
+def figures(conn: sqlite3.Connection, first: date, last: date,
+            table: dict[str, dict[str, dict[int, float]]] | None = None) -> list[dict]:
+    """One row per marketplace with an order placed from `first` to `last` (both included): the sums of
+    `charts.per_day` and the items sold most."""
+    table = table or charts.per_day(conn, first, last)
+    rows: dict[str, dict] = {}
+    for name in ("orders", "cancelled", "late", "revenue", "units"):
+        for mp, per in table[name].items():
+            rows.setdefault(mp, {"top": []})[name] = sum(per.values())
     span = (first.isoformat(), (last + timedelta(days=1)).isoformat())
-    rows: dict[str, dict] = defaultdict(lambda: {"orders": 0, "cancelled": 0, "late": 0, "revenue": 0.0,
-                                                 "units": 0, "top": []})
-    for mp, n, cancelled, late in conn.execute(
-            "SELECT marketplace, COUNT(*), SUM(status IN ('cancelled', 'returned')),"
-            " SUM(ship_by IS NOT NULL AND status NOT IN ('cancelled', 'returned') AND CASE WHEN packed_ts IS NOT NULL"
-            " THEN packed_ts > (julianday(ship_by) - 2440587.5) * 86400"
-            " ELSE status NOT IN ('handed_over', 'delivered') AND julianday(ship_by) < julianday(?) END)"
-            " FROM orders WHERE created_at>=? AND created_at<? GROUP BY marketplace", (now.isoformat(), *span)):
-        rows[mp].update(orders=n, cancelled=cancelled or 0, late=late or 0)
-    for mp, revenue, units in conn.execute(
-            f"SELECT o.marketplace, SUM(CAST(l.price AS REAL) * l.quantity), SUM(l.units) FROM orders o"
-            f" JOIN order_lines l ON l.order_id=o.id WHERE o.created_at>=? AND o.created_at<? AND {SOLD}"
-            f" GROUP BY o.marketplace", span):
-        rows[mp].update(revenue=revenue or 0.0, units=units or 0)
     for mp, article, name, offer, units, revenue in conn.execute(
             f"SELECT marketplace, article, name, offer_id, units, revenue FROM (SELECT o.marketplace, i.article,"
             f" i.name, MIN(l.offer_id) AS offer_id, SUM(l.units) AS units,"
@@ -50,7 +44,9 @@ def figures(conn: sqlite3.Connection, first: date, last: date, now: datetime | N
             f" WHERE o.created_at>=? AND o.created_at<? AND {SOLD}"
             f" GROUP BY o.marketplace, COALESCE(l.item_id, l.offer_id)) WHERE place<=? ORDER BY marketplace, place",
             (*span, TOP)):
-        rows[mp]["top"].append({"article": article or offer, "name": name or "", "units": units, "revenue": revenue})
+        if mp in rows:
+            rows[mp]["top"].append({"article": article or offer, "name": name or "", "units": units,
+                                    "revenue": revenue})
     known = profiles()
     out = [{"marketplace": mp, "title": known[mp].title if mp in known else mp, **r} for mp, r in rows.items()]
     return sorted(out, key=lambda r: -r["revenue"])
@@ -84,8 +80,15 @@ def _period() -> tuple[date, date, int | None, dict[str, str]]:
 def index():
     first, last, days, errors = _period()
     conn = get_db()
-    rows = figures(conn, first, last)
-    orders_chart, revenue_chart = charts.daily_charts(conn, first, last)
+    key = (ctx().db_path, first, last)
+    kept = _CACHE.get(key)
+    if kept is None or time.monotonic() - kept[0] > KEEP_S:  # a month of a big seller's orders: read once a minute
+        table = charts.per_day(conn, first, last)
+        kept = _CACHE[key] = (time.monotonic(), table, figures(conn, first, last, table))
+        for old in [k for k, v in _CACHE.items() if time.monotonic() - v[0] > KEEP_S]:
+            _CACHE.pop(old, None)
+    _ts, table, rows = kept
+    orders_chart, revenue_chart = charts.daily_charts(conn, first, last, table)
     totals = {k: sum(r[k] for r in rows) for k in ("orders", "cancelled", "late", "revenue", "units")}
     return render_template("cloud/dashboard.html", active="dashboard", rows=rows, totals=totals, first=first,
                            last=last, days=days, periods=PERIODS, errors=errors, orders_chart=orders_chart,
