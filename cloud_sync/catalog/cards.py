@@ -239,21 +239,31 @@ def cards_page(conn: sqlite3.Connection, *, account: str | None = None, linked: 
             [*args, limit, offset]).fetchall()
         if found:
             return [_row(r) for r in found], found[0]["n_all"], found[0]["n_unlinked"]
-    joined = " FROM cards c LEFT JOIN card_links l ON l.account=c.account AND l.card_id=c.native_id"
-    total, unlinked = conn.execute(f"SELECT COUNT(*), COALESCE(SUM(l.item_id IS NULL), 0){joined}{cond}",
-                                   args).fetchone()
+    if linked is None and not q:  # the whole list (of an account): both counts from two indexes, no card read
+        total, linked_n = _counts(conn, account)
+        unlinked = max(0, total - linked_n)
+    else:
+        joined = " FROM cards c LEFT JOIN card_links l ON l.account=c.account AND l.card_id=c.native_id"
+        total, unlinked = conn.execute(f"SELECT COUNT(*), COALESCE(SUM(l.item_id IS NULL), 0){joined}{cond}",
+                                       args).fetchone()
     rows = [_row(r) for r in conn.execute(f"{_SELECT}{cond} ORDER BY {order} LIMIT ? OFFSET ?",
                                           [*args, limit, offset])]
     return rows, total, unlinked
 
 
-def has_unlinked(conn: sqlite3.Connection, account: str | None = None) -> bool:
-    """Whether some card (of the account) is not linked to a 1C item: fewer links than cards (from two
-    indexes, without reading the cards)."""
+def _counts(conn: sqlite3.Connection, account: str | None) -> tuple[int, int]:
+    """(cards, linked cards) of the account or of all, from two indexes (a link row always has its card:
+    cards are never deleted, only hidden)."""
     where, args = (" WHERE account=?", [account]) if account else ("", [])
     cards_n = conn.execute(f"SELECT COUNT(*) FROM cards{where}", args).fetchone()[0]
     linked = conn.execute(f"SELECT COUNT(*) FROM card_links{where or ' WHERE 1=1'} AND item_id IS NOT NULL",
                           args).fetchone()[0]
+    return cards_n, linked
+
+
+def has_unlinked(conn: sqlite3.Connection, account: str | None = None) -> bool:
+    """Whether some card (of the account) is not linked to a 1C item: fewer links than cards."""
+    cards_n, linked = _counts(conn, account)
     return cards_n > linked
 
 
