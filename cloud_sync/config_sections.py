@@ -185,13 +185,15 @@ class PricingSettings:
     `large_rise_percent` of any rise at least this large (an extra zero typed: +900%; 0 switches it off);
     `warn_below_cost` asks for confirmation of a price under cost; `rules` overrides the marketplace's
     price terms (marketplaces.base.PriceTerms) per marketplace; `rules_tick_s` is how often the
-    scheduled price rules are looked at."""
+    scheduled price rules are looked at; `draft_ttl_days`: a price document held for a confirmation
+    expires (is never sent) after this many days."""
 
     large_drop_percent: Decimal = Decimal(30)
     warn_below_cost: bool = True
     rules: dict[str, dict[str, Any]] = field(default_factory=dict)
     large_rise_percent: Decimal = Decimal(100)
     rules_tick_s: float = 30.0
+    draft_ttl_days: float = 7.0
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None, place: Place | None = None) -> PricingSettings:

@@ -54,7 +54,7 @@ EVENT_LABELS = {
     "failed": N_("failed"), "running": N_("running"), "status": N_("status changed"),
     "barcode": N_("by barcode"), "article": N_("by article"), "manual": N_("by hand"),
     "draft": N_("draft"), "refused": N_("refused"), "applied": N_("applied"),
-    "error": N_("error"), "info": N_("note"), "warning": N_("warning"), "partial": N_("partly applied"), "discarded": N_("discarded"), "idle": N_("idle"), "active": N_("active"),
+    "error": N_("error"), "info": N_("note"), "warning": N_("warning"), "partial": N_("partly applied"), "discarded": N_("discarded"), "expired": N_("expired unconfirmed"), "held": N_("held for a confirmation"), "idle": N_("idle"), "active": N_("active"),
     "item": N_("item"), "category": N_("category"), "card": N_("card"),
     "created": N_("created"), "assemble": N_("assembly"),
     "received": N_("received from the marketplace"), "served": N_("served after waiting"),
@@ -166,6 +166,12 @@ DOMAIN_TEXTS: list[tuple[re.Pattern[str], str]] = [(re.compile(p), t) for p, t i
     (r"HTTP (?P<code>\d+)(?P<rest>.*)", N_("the marketplace answered HTTP %(code)s%(rest)s")),
     (r"(?P<n>\d+) zero\(s\) from missing or stale source data",
      N_("%(n)s zeros from missing or stale source data")),
+    # scheduled price rules (cloud_sync/money/price_rules.py): their documents' comments and refusals
+    (r"price rule (?P<name>.+)", N_("price rule %(name)s")),
+    (r"end of price rule (?P<name>.+)", N_("end of price rule %(name)s")),
+    (r"the rule's window has closed: nothing was sent", N_("the rule's time is over: nothing was sent")),
+    (r"this document is not waiting for a confirmation \(confirmed or discarded already\)",
+     N_("this document is not waiting for a confirmation (confirmed or discarded already)")),
     (r"(?P<action>error|info|confirm|warning): (?P<rest>.+)", "%(action)s: %(rest)s"),  # a price note's level
     (r"(?P<offer>[^\s:]+): (?P<rest>.+)", "%(offer)s: %(rest)s"),  # a card's own note, after its article
 ]]
@@ -331,7 +337,13 @@ def when(value: object, lang: str | None = None, tz: str = "Europe/Moscow") -> s
     dt = _moment(value)
     if dt is None:
         return "" if value in (None, "") else str(value)
-    return format_datetime(dt, "short", tzinfo=ZoneInfo(tz), locale=language(lang))
+    return _when(dt, language(lang), tz)
+
+
+@functools.lru_cache(maxsize=4096)
+def _when(dt: datetime, lang: str, tz: str) -> str:
+    """Babel's formatting, once per moment (a page of orders repeats the marketplaces' cut-off times)."""
+    return format_datetime(dt, "short", tzinfo=ZoneInfo(tz), locale=lang)
 
 
 def day(value: object, lang: str | None = None) -> str:

@@ -5,6 +5,10 @@ Owns the tables `alert_outbox` (every alert waiting for or done with delivery: i
 per episode and again only after the condition cleared), `stock_minimums` (the minimum quantity per
 item) and `alert_cursor` (how far the order events were read).
 
+Alerts go to the main chat ([alerts] chat_id) unless `alert_chats` routes their kind: a kind ticked for
+one or more chats goes to those chats (the main one among them only if ticked there too); a kind no chat
+has ticked goes to the main chat. So with no chats added everything goes where it always did.
+
 Producers only write to the outbox (`enqueue`, and `zero_guard_held` / `price_rule_failed` for the stock
 and price rooms), inside the caller's transaction if there is one; `deliver` sends what is due through
 `TelegramSender` (the Bot API's `sendMessage` over HTTP, base URL configurable), one message per
@@ -21,6 +25,7 @@ the token at the moment it is asked.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sqlite3
@@ -71,7 +76,20 @@ MIGRATIONS = [
         position INTEGER NOT NULL
     );
     """,
+    # more chats than the main one, each with the kinds of alerts it takes (`route`)
+    """
+    CREATE TABLE alert_chats (
+        chat_id TEXT PRIMARY KEY,          -- a chat's number (a group's -100…) or @channel
+        title TEXT NOT NULL DEFAULT '',    -- the seller's name for it («Склад», «Цены»)
+        kinds TEXT NOT NULL DEFAULT '[]',  -- JSON list of KINDS sent there
+        added_ts REAL NOT NULL
+    );
+    """,
 ]
+
+# Every kind of alert, as producers enqueue them (the settings page lets a person send each to chats).
+KINDS = ("order_new", "order_short", "order_problem", "order_deadline", "order_cancelled", "critical_stock",
+         "zero_guard_hold", "price_rule", "price_source")
 
 
 class AlertConfigError(ValueError):
@@ -194,15 +212,55 @@ class TelegramSender:
 
 def enqueue(conn: sqlite3.Connection, kind: str, dedup_key: str, text: str, *, chat_id: str = "",
             dedup_window_s: float = 6 * 3600.0, now: float | None = None) -> int | None:
-    """Put an alert in the outbox; None when the same key was enqueued within the window."""
+    """Put an alert in the outbox, one row per chat its kind is routed to (`route`); the first row's id,
+    None when the same key was enqueued within the window."""
     now = time.time() if now is None else now
     with transaction(conn):
         if conn.execute("SELECT 1 FROM alert_outbox WHERE dedup_key=? AND created_ts>?",
                         (dedup_key, now - dedup_window_s)).fetchone():
             return None
-        cur = conn.execute("INSERT INTO alert_outbox(kind, dedup_key, chat_id, text, created_ts, next_ts)"
-                           " VALUES (?,?,?,?,?,?)", (kind, dedup_key, chat_id, text[:4000], now, now))
-        return int(cur.lastrowid or 0)
+        first = None
+        for chat in [chat_id] if chat_id else route(conn, kind):
+            cur = conn.execute("INSERT INTO alert_outbox(kind, dedup_key, chat_id, text, created_ts, next_ts)"
+                               " VALUES (?,?,?,?,?,?)", (kind, dedup_key, chat, text[:4000], now, now))
+            first = first or int(cur.lastrowid or 0)
+        return first
+
+
+@dataclass
+class AlertChat:
+    chat_id: str
+    title: str
+    kinds: list[str]
+
+
+def chats(conn: sqlite3.Connection) -> list[AlertChat]:
+    return [AlertChat(r["chat_id"], r["title"], json.loads(r["kinds"]))
+            for r in conn.execute("SELECT * FROM alert_chats ORDER BY added_ts, chat_id")]
+
+
+def route(conn: sqlite3.Connection, kind: str) -> list[str]:
+    """The chats an alert of this kind goes to: those that ticked it, else [''] (the main chat)."""
+    routed = [c.chat_id for c in chats(conn) if kind in c.kinds]
+    return routed or [""]
+
+
+def save_chat(conn: sqlite3.Connection, chat_id: str, title: str, kinds: list[str], *, now: float | None = None) -> None:
+    """Add a chat or change its name and kinds (unknown kinds refused with ValueError)."""
+    unknown = set(kinds) - set(KINDS)
+    if unknown:
+        raise ValueError(f"unknown alert kinds: {', '.join(sorted(unknown))}")
+    with transaction(conn):
+        conn.execute("INSERT INTO alert_chats(chat_id, title, kinds, added_ts) VALUES (?,?,?,?) ON CONFLICT(chat_id)"
+                     " DO UPDATE SET title=excluded.title, kinds=excluded.kinds",
+                     (chat_id, title, json.dumps([k for k in KINDS if k in kinds]),
+                      time.time() if now is None else now))
+
+
+def remove_chat(conn: sqlite3.Connection, chat_id: str) -> bool:
+    """The chat takes no more alerts (what is still queued for it is sent)."""
+    with transaction(conn):
+        return conn.execute("DELETE FROM alert_chats WHERE chat_id=?", (chat_id,)).rowcount > 0
 
 
 @dataclass

@@ -201,6 +201,72 @@ def cards(conn: sqlite3.Connection, *, account: str | None = None, item_id: str 
     return [_row(r) for r in conn.execute(sql + " ORDER BY c.account, c.category, c.offer_id", args)]
 
 
+PAGE_SORTS = {"title": "c.title", "marketplace": "c.marketplace", "account": "c.account", "offer_id": "c.offer_id",
+              "category": "c.category"}
+
+
+def cards_page(conn: sqlite3.Connection, *, account: str | None = None, linked: bool | None = None, q: str = "",
+               sort: str = "", desc: bool = False, offset: int = 0, limit: int = 50) -> tuple[list[CardRow], int, int]:
+    """One page of the cards list as the manager's Products page shows it — (rows, how many match, how many
+    of those are not linked) — read by SQLite a page at a time (20,000 cards: bench/ui.py). `q` finds a card
+    by its article, card id, barcode or 1C item id (any case) or a word of its title (any case, any
+    alphabet); `sort` is one of PAGE_SORTS (else the account, category and article)."""
+    where, args = ["1=1"], []
+    if account is not None:
+        where.append("c.account=?")
+        args.append(account)
+    if linked is not None:
+        where.append("l.item_id IS NOT NULL" if linked else "l.item_id IS NULL")
+    if q:
+        like = "%" + q.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        fold = "{}"  # SQLite's LIKE ignores the case of Latin letters itself; other alphabets are folded here
+        if not q.isascii():
+            conn.create_function("casefold", 1, lambda v: v.casefold() if isinstance(v, str) else v,
+                                 deterministic=True)
+            fold = "casefold({})"
+        where.append(f"({fold.format('c.offer_id')} LIKE ? ESCAPE '\\' OR c.native_id LIKE ? ESCAPE '\\'"
+                     f" OR c.barcodes LIKE ? ESCAPE '\\' OR l.item_id LIKE ? ESCAPE '\\'"
+                     f" OR {fold.format('c.title')} LIKE ? ESCAPE '\\')")
+        args += [like] * 5
+    cond = " WHERE " + " AND ".join(where)
+    column = PAGE_SORTS.get(sort)
+    order = (f"{column} COLLATE NOCASE {'DESC' if desc else 'ASC'}, c.account, c.native_id" if column
+             else "c.account, c.category, c.offer_id")
+    if q:  # a search reads every card once: the page and the counts from the same pass
+        found = conn.execute(
+            f"SELECT * FROM (SELECT *, COUNT(*) OVER () AS n_all, SUM(item_id IS NULL) OVER () AS n_unlinked"
+            f" FROM ({_SELECT}{cond})) AS c ORDER BY {order.replace('c.native_id', 'c.card_id')} LIMIT ? OFFSET ?",
+            [*args, limit, offset]).fetchall()
+        if found:
+            return [_row(r) for r in found], found[0]["n_all"], found[0]["n_unlinked"]
+    if linked is None and not q:  # the whole list (of an account): both counts from two indexes, no card read
+        total, linked_n = _counts(conn, account)
+        unlinked = max(0, total - linked_n)
+    else:
+        joined = " FROM cards c LEFT JOIN card_links l ON l.account=c.account AND l.card_id=c.native_id"
+        total, unlinked = conn.execute(f"SELECT COUNT(*), COALESCE(SUM(l.item_id IS NULL), 0){joined}{cond}",
+                                       args).fetchone()
+    rows = [_row(r) for r in conn.execute(f"{_SELECT}{cond} ORDER BY {order} LIMIT ? OFFSET ?",
+                                          [*args, limit, offset])]
+    return rows, total, unlinked
+
+
+def _counts(conn: sqlite3.Connection, account: str | None) -> tuple[int, int]:
+    """(cards, linked cards) of the account or of all, from two indexes (a link row always has its card:
+    cards are never deleted, only hidden)."""
+    where, args = (" WHERE account=?", [account]) if account else ("", [])
+    cards_n = conn.execute(f"SELECT COUNT(*) FROM cards{where}", args).fetchone()[0]
+    linked = conn.execute(f"SELECT COUNT(*) FROM card_links{where or ' WHERE 1=1'} AND item_id IS NOT NULL",
+                          args).fetchone()[0]
+    return cards_n, linked
+
+
+def has_unlinked(conn: sqlite3.Connection, account: str | None = None) -> bool:
+    """Whether some card (of the account) is not linked to a 1C item: fewer links than cards."""
+    cards_n, linked = _counts(conn, account)
+    return cards_n > linked
+
+
 def categories(conn: sqlite3.Connection, account: str | None = None) -> dict[str, int]:
     """Cards per category (the catalog split by category)."""
     sql = "SELECT category, COUNT(*) FROM cards" + (" WHERE account=?" if account else "") + " GROUP BY category"

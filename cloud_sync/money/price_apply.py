@@ -44,11 +44,13 @@ class ApplyResult:
 
 
 def apply(conn: sqlite3.Connection, doc: PriceDocument, market: Marketplace, *, confirm: bool = False,
-          settings: PricingSettings | None = None, now: datetime | None = None) -> ApplyResult:
+          settings: PricingSettings | None = None, now: datetime | None = None,
+          base: dict[str, Price] | None = None) -> ApplyResult:
     """Preview, refuse on any error (or unconfirmed warning) before sending, push the changed prices
-    through the adapter in one call, record each card's result and update the price list."""
+    through the adapter in one call, record each card's result and update the price list. `base`: the
+    prices percent lines are taken from (see `preview`)."""
     now = now or datetime.now(UTC)
-    pv = preview(conn, doc, settings=settings, marketplace=market.name, now=now)
+    pv = preview(conn, doc, settings=settings, marketplace=market.name, now=now, base=base)
     with transaction(conn):
         save_document(conn, doc, now=now)
     if not pv.ok:

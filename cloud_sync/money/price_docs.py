@@ -3,7 +3,9 @@ category (the marketplace card category of the account, or a 1C item group with 
 (offer id or native id) or all the account's cards, and sets an absolute price or changes the current one
 by a percentage, optionally with a crossed-out price (`old_price`) or a discount (`discount_percent`) and
 a floor (`min_price`). When several lines hit one card, the last line wins. Parsing, checking, saving and
-loading documents (`price_documents`), and snapshots of current prices as a document (to revert).
+loading documents (`price_documents`), and snapshots of current prices as a document (to revert). A draft
+(a document held for a person's confirmation) is discarded by hand (`discard_draft`) or expires
+(`expire_drafts`) after `[pricing] draft_ttl_days`: nothing stays waiting forever.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sqlite3
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
@@ -217,3 +219,11 @@ def discard_draft(conn: sqlite3.Connection, doc_id: str) -> bool:
     with transaction(conn):
         return conn.execute("UPDATE price_documents SET status='discarded' WHERE id=? AND status='draft'",
                             (doc_id,)).rowcount > 0
+
+
+def expire_drafts(conn: sqlite3.Connection, ttl: timedelta, *, now: datetime | None = None) -> int:
+    """Drafts older than `ttl` are marked expired (kept for the record, never sent); how many."""
+    now = now or datetime.now(UTC)
+    with transaction(conn):
+        return conn.execute("UPDATE price_documents SET status='expired' WHERE status='draft' AND created_at<?",
+                            ((now - ttl).isoformat(),)).rowcount

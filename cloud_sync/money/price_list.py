@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from cloud_sync.catalog.nomenclature import cost_price
 from cloud_sync.catalog.view import cards_for_pricing
 from cloud_sync.db import transaction
 from marketplaces import price_model
@@ -131,10 +130,15 @@ def price_list(conn: sqlite3.Connection, account: str) -> list[dict[str, Any]]:
     """The account's price list: every card with its current price, crossed-out price, floor, the 1C
     item, its cost for the card (cost x pack size) and the margin - for the web UI and exports."""
     current = current_prices(conn, account)
+    costs: dict[str, Decimal] = {}  # the 1C cost of every linked item of the account, in one read
+    for item_id, price in conn.execute(
+            "SELECT p.item_id, p.price FROM item_prices p JOIN price_types t ON t.id=p.price_type_id WHERE t.is_cost=1"
+            " AND p.item_id IN (SELECT item_id FROM card_links WHERE account=? AND item_id IS NOT NULL)", (account,)):
+        costs.setdefault(item_id, Decimal(price))
     out = []
     for c in account_cards(conn, account):
         p = current.get(c.card_id) or (Price(c.imported_price) if c.imported_price is not None else None)
-        cost = cost_price(conn, c.item_id) if c.item_id else None
+        cost = costs.get(c.item_id) if c.item_id else None
         card_cost = None if cost is None else cost * c.pack_size
         out.append({
             "card_id": c.card_id, "offer_id": c.offer_id, "title": c.title, "category": c.category,

@@ -179,8 +179,11 @@ def _match(conn: sqlite3.Connection, line: PriceLine, cards: list[PricedCard]) -
 
 
 def preview(conn: sqlite3.Connection, doc: PriceDocument, *, settings: PricingSettings | None = None,
-            marketplace: str | None = None, now: datetime | None = None) -> Preview:
-    """The diff the document would make, with every error and warning; sends nothing, writes nothing."""
+            marketplace: str | None = None, now: datetime | None = None,
+            base: dict[str, Price] | None = None) -> Preview:
+    """The diff the document would make, with every error and warning; sends nothing, writes nothing.
+    `base` (card id -> price): a percent line is taken from these prices instead of the current ones (a
+    scheduled rule's prices before any rule cut them: a -10% never compounds on a price already cut)."""
     settings = settings or PricingSettings()
     now = now or datetime.now(UTC)
     cards = account_cards(conn, doc.account)
@@ -220,7 +223,8 @@ def preview(conn: sqlite3.Connection, doc: PriceDocument, *, settings: PricingSe
         cost = costs.get(card.item_id) if card.item_id else None
         row = _price_row(card, old, line, n, doc.rounding, rules,
                          None if cost is None else cost * card.pack_size, settings,
-                         typed=not doc.source.startswith(COMPUTED_SOURCES))
+                         typed=not doc.source.startswith(COMPUTED_SOURCES),
+                         start=(base or {}).get(card_id, old))
         result.rows.append(row)
 
     if rules.prices_by_group:
@@ -234,19 +238,20 @@ def preview(conn: sqlite3.Connection, doc: PriceDocument, *, settings: PricingSe
 
 def _price_row(card: PricedCard, old: Price | None, line: PriceLine, n: int, step: Decimal,
                rules: MarketplaceRules, cost: Decimal | None, settings: PricingSettings,
-               typed: bool = True) -> PreviewRow:
+               typed: bool = True, start: Price | None = None) -> PreviewRow:
     notes: list[Note] = []
+    start = start or old  # what a percent is taken from: the current price unless a base is given
     if rules.whole_roubles:
         step = max(step, Decimal(1)) if step < 1 else step
     if line.price is not None:
         per_card = line.price if line.scope == "card" else line.price * card.pack_size
         new_price = _round(per_card, step)
-    elif old is None:
+    elif start is None:
         notes.append(Note("error", "no current price is known for a percent change; read prices first "
                                    "(marketsync sync prices) or give an absolute price"))
         new_price = Decimal(0)
     else:
-        new_price = _round(old.price * (HUNDRED + line.percent) / HUNDRED, step)  # type: ignore[operator]
+        new_price = _round(start.price * (HUNDRED + line.percent) / HUNDRED, step)  # type: ignore[operator]
 
     # crossed-out price
     crossed: Decimal | None
@@ -258,9 +263,9 @@ def _price_row(card: PricedCard, old: Price | None, line: PriceLine, n: int, ste
         crossed = (_round(new_price * HUNDRED / (HUNDRED - line.discount_percent), step)
                    if line.discount_percent > 0 else None)
     else:
-        crossed = old.old_price if old else None
-        if crossed is None and old is not None and line.percent is not None and line.percent < 0:
-            crossed = old.price  # a percent markdown shows the price it came from crossed out
+        crossed = start.old_price if start else None
+        if crossed is None and start is not None and line.percent is not None and line.percent < 0:
+            crossed = start.price  # a percent markdown shows the price it came from crossed out
     if crossed is not None and not rules.crossed_out_supported:
         if explicit:
             notes.append(Note("info", f"{rules.marketplace} takes the crossed-out price from the feed; not sent"))

@@ -9,7 +9,15 @@ here, with a clear `RuleError`, when it is created - before anything is sent.
 The runner is window-based, not edge-triggered: on each tick (`run_due`), a rule that should be in its
 window and is not yet applied is applied (the prices it will change are snapshotted first), and a rule
 that is applied but outside its window is reverted to that snapshot. A tick missed while the cloud
-was down is caught up on the next one; nothing is applied twice. The cloud's jobs loop calls
+was down is caught up on the next one; nothing is applied twice.
+
+A rule's percent is taken from the price list's price before any rule cut it (`regular_prices`: the
+snapshot the first active rule took), never from a price another rule already cut, so a -10% rule is
+10% off whatever else runs. A rule that needs a person's confirmation (a large drop, quarantine, below
+cost) leaves one held document (`held`), confirmed (`confirm_held`) or discarded (`discard_held`) from
+the rule's page; it is discarded by itself when the window closes unconfirmed. When a rule ends, each
+card goes back to the price of another rule still active on it, or else to its regular price.
+`overlaps` says which other rules change the same cards at the same time. The cloud's jobs loop calls
 `run_due(conn, adapter_for, now=...)` (or `install(scheduler, ...)` on a `schedule.Scheduler`);
 tests pass their own `now`.
 """
@@ -32,6 +40,7 @@ import schedule
 from cloud_sync.alerts import outbox
 from cloud_sync.db import transaction
 from cloud_sync.money import price_apply, price_docs, price_preview
+from cloud_sync.money.price_list import Price, as_decimal, current_prices
 from marketplaces.base import Marketplace
 
 MIGRATIONS = [
@@ -269,10 +278,19 @@ def run_due(conn: sqlite3.Connection, adapter_for: AdapterFor, *, now: datetime 
     now = now or datetime.now(UTC)
     events: list[RuleEvent] = []
     for row in conn.execute("SELECT * FROM price_rules ORDER BY created_at").fetchall():
-        if row["last_run"] and row["last_error"] and now - datetime.fromisoformat(row["last_run"]) < RETRY_AFTER:
-            continue  # a failed attempt waits before the next one
         should = bool(row["enabled"]) and in_window(parse_when(row["start_at"]), parse_when(row["end_at"]), now,
                                                     _zone(row["tz"]))
+        waiting = held(conn, row["id"])
+        if waiting and not should:  # the window closed before anyone confirmed: the sale is not sent late
+            for doc_id in waiting:
+                price_docs.discard_draft(conn, doc_id)
+            _mark(conn, row["id"], now)
+            events.append(RuleEvent(row["id"], "discarded", waiting[0], "the window closed unconfirmed"))
+            continue
+        if waiting:
+            continue  # one held document waits for a person; no second one every few minutes
+        if row["last_run"] and row["last_error"] and now - datetime.fromisoformat(row["last_run"]) < RETRY_AFTER:
+            continue  # a failed attempt waits before the next one
         try:
             if should and row["state"] == "idle":
                 events.append(_apply(conn, row, adapter_for(row["account"]), now, settings))
@@ -281,7 +299,7 @@ def run_due(conn: sqlite3.Connection, adapter_for: AdapterFor, *, now: datetime 
         except Exception as exc:  # noqa: BLE001 - one rule's failure must not stop the loop
             _mark(conn, row["id"], now, error=f"{type(exc).__name__}: {exc}")
             events.append(RuleEvent(row["id"], "failed", detail=str(exc)))
-        if events and events[-1].rule_id == row["id"] and events[-1].action in ("refused", "failed"):
+        if events and events[-1].rule_id == row["id"] and events[-1].action in ("refused", "failed", "held"):
             outbox.price_rule_failed(conn, row["name"], f"{events[-1].action}: {events[-1].detail}",
                                      now=now.timestamp())
     return events
@@ -294,19 +312,49 @@ def _mark(conn: sqlite3.Connection, rule_id: str, now: datetime, *, error: str =
                      (*cols.values(), now.isoformat(), error, rule_id))
 
 
-def _apply(conn: sqlite3.Connection, row: sqlite3.Row, market: Marketplace, now: datetime,
-           settings: price_preview.PricingSettings | None) -> RuleEvent:
+def _active_others(conn: sqlite3.Connection, account: str, rule_id: str) -> list[sqlite3.Row]:
+    """The other rules of the account applied now, the first applied first."""
+    return conn.execute("SELECT * FROM price_rules WHERE account=? AND id<>? AND state='active'"
+                        " ORDER BY last_run, created_at", (account, rule_id)).fetchall()
+
+
+def regular_prices(conn: sqlite3.Connection, account: str, rule_id: str = "") -> dict[str, Price]:
+    """card id -> its price before any rule cut it: the current price, or, for a card another active rule
+    changed, the price that rule will put back (the first applied rule's snapshot: the price list's)."""
+    prices = current_prices(conn, account)
+    for other in reversed(_active_others(conn, account, rule_id)):  # the first applied wins: written last
+        for line in json.loads(other["revert_lines"] or "[]"):
+            prices[line["card"]] = Price(Decimal(line["price"]), as_decimal(line.get("old_price")) or None,
+                                         as_decimal(line.get("min_price")))
+    return prices
+
+
+def _rule_document(row: sqlite3.Row) -> price_docs.PriceDocument:
     doc = price_docs.parse_document({"account": row["account"], "lines": json.loads(row["lines"])})
     doc.source = f"rule:{row['id']}"
     doc.comment = f"price rule {row['name']}"
-    pv = price_preview.preview(conn, doc, settings=settings, marketplace=market.name, now=now)
-    revert = [
-        price_docs.line_to_dict(price_docs.PriceLine("card", r.card.card_id, price=r.old.price,
-                                               old_price=r.old.old_price or Decimal(0), min_price=r.old.min_price))
-        for r in pv.changed if r.old is not None
-    ]
+    return doc
+
+
+def _apply(conn: sqlite3.Connection, row: sqlite3.Row, market: Marketplace, now: datetime,
+           settings: price_preview.PricingSettings | None, doc: price_docs.PriceDocument | None = None,
+           confirm: bool = False) -> RuleEvent:
+    doc = doc or _rule_document(row)
+    base = regular_prices(conn, row["account"], row["id"])
+    pv = price_preview.preview(conn, doc, settings=settings, marketplace=market.name, now=now, base=base)
+    revert = []  # the price each card goes back to: its regular one (or the imported card's price)
+    for r in pv.changed:
+        was = base.get(r.card.card_id) or r.old
+        if was is not None:
+            revert.append(price_docs.line_to_dict(price_docs.PriceLine(
+                "card", r.card.card_id, price=was.price, old_price=was.old_price or Decimal(0),
+                min_price=was.min_price)))
     try:
-        res = price_apply.apply(conn, doc, market, confirm=bool(row["confirmed"]), settings=settings, now=now)
+        res = price_apply.apply(conn, doc, market, confirm=confirm or bool(row["confirmed"]), settings=settings,
+                                now=now, base=base)
+    except price_docs.ConfirmationRequired as exc:
+        _mark(conn, row["id"], now, error=str(exc))
+        return RuleEvent(row["id"], "held", doc.id, "; ".join(exc.problems))
     except price_docs.PriceDocumentError as exc:
         _mark(conn, row["id"], now, error=str(exc))
         return RuleEvent(row["id"], "refused", doc.id, str(exc))
@@ -320,9 +368,21 @@ def _apply(conn: sqlite3.Connection, row: sqlite3.Row, market: Marketplace, now:
     return RuleEvent(row["id"], "applied", doc.id, f"{len(ok_cards)} prices changed")
 
 
+def _others_price(conn: sqlite3.Connection, account: str, rule_id: str) -> dict[str, dict[str, Any]]:
+    """card id -> a revert line at the price another active rule set on it (the last applied wins)."""
+    out: dict[str, dict[str, Any]] = {}
+    for other in _active_others(conn, account, rule_id):
+        for r in conn.execute("SELECT card_id, price, old_price, min_price FROM price_history WHERE document_id=?"
+                              " AND ok=1 ORDER BY id", (other["applied_doc"] or "",)):
+            out[r["card_id"]] = {"card": r["card_id"], "price": r["price"], "old_price": r["old_price"] or "0",
+                                 **({"min_price": r["min_price"]} if r["min_price"] else {})}
+    return out
+
+
 def _revert(conn: sqlite3.Connection, row: sqlite3.Row, market: Marketplace, now: datetime,
             settings: price_preview.PricingSettings | None) -> RuleEvent:
-    lines = json.loads(row["revert_lines"] or "[]")
+    still = _others_price(conn, row["account"], row["id"])
+    lines = [still.get(x["card"], x) for x in json.loads(row["revert_lines"] or "[]")]
     if not lines:
         _mark(conn, row["id"], now, state="idle")
         return RuleEvent(row["id"], "reverted", detail="nothing to put back")
@@ -337,10 +397,124 @@ def _revert(conn: sqlite3.Connection, row: sqlite3.Row, market: Marketplace, now
     failed = {r.card_id for r in res.failed}
     if failed:  # keep what is still to put back; the next tick (after RETRY_AFTER) tries again
         _mark(conn, row["id"], now, error="; ".join(f"{r.offer_id}: {r.error}" for r in res.failed),
-              revert_lines=json.dumps([x for x in lines if x["card"] in failed], ensure_ascii=False))
+              revert_lines=json.dumps([x for x in json.loads(row["revert_lines"] or "[]") if x["card"] in failed],
+                                      ensure_ascii=False))
         return RuleEvent(row["id"], "failed", doc.id, f"{len(failed)} prices not put back yet")
     _mark(conn, row["id"], now, state="idle", revert_lines=None)
     return RuleEvent(row["id"], "reverted", doc.id, f"{len(res.results)} prices put back")
+
+
+# ---------------------------------------------------------------- the rule's page
+
+
+def rule(conn: sqlite3.Connection, rule_id: str) -> PriceRule:
+    for r in rules(conn):
+        if r.id == rule_id:
+            return r
+    raise RuleError(f"no price rule {rule_id!r}")
+
+
+def held(conn: sqlite3.Connection, rule_id: str) -> list[str]:
+    """The rule's documents held for a person's confirmation (newest first)."""
+    return [r[0] for r in conn.execute(
+        "SELECT id FROM price_documents WHERE source=? AND status='draft' AND problems NOT IN ('', '[]')"
+        " ORDER BY created_at DESC", (f"rule:{rule_id}",))]
+
+
+def confirm_held(conn: sqlite3.Connection, rule_id: str, doc_id: str, market: Marketplace, *,
+                 now: datetime | None = None, settings: price_preview.PricingSettings | None = None) -> RuleEvent:
+    """A person confirmed the held document: it is sent now (from the regular prices) and the rule is
+    active, to be reverted when its window closes. RuleError when there is nothing to confirm or the
+    window has closed."""
+    now = now or datetime.now(UTC)
+    row = conn.execute("SELECT * FROM price_rules WHERE id=?", (rule_id,)).fetchone()
+    if row is None:
+        raise RuleError(f"no price rule {rule_id!r}")
+    if doc_id not in held(conn, rule_id):
+        raise RuleError("this document is not waiting for a confirmation (confirmed or discarded already)")
+    if not in_window(parse_when(row["start_at"]), parse_when(row["end_at"]), now, _zone(row["tz"])):
+        raise RuleError("the rule's window has closed: nothing was sent")
+    doc = price_docs.load_document(conn, doc_id)
+    doc.source, doc.comment = f"rule:{rule_id}", f"price rule {row['name']}"
+    return _apply(conn, row, market, now, settings, doc=doc, confirm=True)
+
+
+def discard_held(conn: sqlite3.Connection, rule_id: str, doc_id: str) -> bool:
+    """The held document will not be sent; the rule tries again at its next window."""
+    if doc_id not in held(conn, rule_id):
+        return False
+    price_docs.discard_draft(conn, doc_id)
+    with transaction(conn):
+        conn.execute("UPDATE price_rules SET last_error='' WHERE id=?", (rule_id,))
+    return True
+
+
+def next_change(r: PriceRule, now: datetime, horizon: timedelta = timedelta(days=15)) -> tuple[bool, datetime | None]:
+    """(in its window now, the next moment that changes) in UTC, looked for to `horizon` ahead."""
+    start, end, tz = parse_when(r.start_at), parse_when(r.end_at), _zone(r.tz)
+    inside = in_window(start, end, now, tz)
+    t = now.replace(second=0, microsecond=0)
+    step = timedelta(minutes=1)
+    while t < now + horizon:  # the windows' edges are on whole minutes
+        t += step
+        if in_window(start, end, t, tz) != inside:
+            return inside, _edge(start, end, tz, t - step, t, inside)
+        step = timedelta(minutes=15)
+    return inside, None
+
+
+def _edge(start: When, end: When, tz: ZoneInfo, a: datetime, b: datetime, inside: bool) -> datetime:
+    while b - a > timedelta(minutes=1):
+        mid = a + (b - a) / 2
+        mid = mid.replace(second=0, microsecond=0)
+        if mid <= a:
+            break
+        if in_window(start, end, mid, tz) != inside:
+            b = mid
+        else:
+            a = mid
+    return b
+
+
+@dataclass
+class Overlap:
+    """Another rule that changes some of the same cards at the same time."""
+
+    other: PriceRule
+    cards: int  # cards both rules change
+    together_from: datetime | None  # the next moment both are in their windows (UTC), None: never in 15 days
+
+
+def overlaps(conn: sqlite3.Connection, rule_id: str, now: datetime | None = None) -> list[Overlap]:
+    """The account's other enabled rules that share cards with this one and whose windows meet."""
+    now = now or datetime.now(UTC)
+    me = rule(conn, rule_id)
+    mine = _cards_of(conn, me)
+    out = []
+    for other in rules(conn, me.account):
+        if other.id == me.id or not other.enabled:
+            continue
+        shared = mine & _cards_of(conn, other)
+        if not shared:
+            continue
+        out.append(Overlap(other, len(shared), _together(me, other, now)))
+    return out
+
+
+def _cards_of(conn: sqlite3.Connection, r: PriceRule) -> set[str]:
+    doc = price_docs.parse_document({"account": r.account, "lines": r.lines})
+    return {row.card.card_id for row in price_preview.preview(conn, doc).rows}
+
+
+def _together(a: PriceRule, b: PriceRule, now: datetime, horizon: timedelta = timedelta(days=15)) -> datetime | None:
+    wa = (parse_when(a.start_at), parse_when(a.end_at), _zone(a.tz))
+    wb = (parse_when(b.start_at), parse_when(b.end_at), _zone(b.tz))
+    t = now.replace(second=0, microsecond=0)
+    while t < now + horizon:
+        if in_window(*wa[:2], t, wa[2]) and in_window(*wb[:2], t, wb[2]):
+            return t
+        t += timedelta(minutes=15)
+    return None
 
 
 def install(scheduler: schedule.Scheduler, tick: Callable[[], Any], every_s: int = 30) -> schedule.Job:

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from cloud_sync.alerts import checks, outbox
@@ -22,7 +23,7 @@ from cloud_sync.catalog import cards as catalog
 from cloud_sync.config import CloudConfig
 from cloud_sync.config_sections import AlertsConfig
 from cloud_sync.db import connect, transaction
-from cloud_sync.money import price_reads, price_rules, price_sources
+from cloud_sync.money import price_docs, price_reads, price_rules, price_sources
 from cloud_sync.orders import (
     after_handover,
     handover_documents,
@@ -163,8 +164,12 @@ class Jobs:
         else:
             self.add("alerts", (self.cfg.alerts or AlertsConfig()).tick_s, self._alerts(settings))
         adapters = self.adapters
-        self.add("price-rules", self.cfg.pricing.rules_tick_s,
-                 lambda conn: price_rules.run_due(conn, adapters.__getitem__))
+        pricing = self.cfg.pricing
+
+        def rules_tick(conn: sqlite3.Connection) -> None:
+            price_docs.expire_drafts(conn, timedelta(days=pricing.draft_ttl_days))
+            price_rules.run_due(conn, adapters.__getitem__, settings=pricing)
+        self.add("price-rules", pricing.rules_tick_s, rules_tick)
         self.add("prices-read", 5.0, lambda conn: price_reads.read_due(
             conn, list(self.cfg.accounts), adapters.__getitem__, every_s=self.cfg.jobs.prices_read_s))
         if any(a.prices_from_1c for a in self.cfg.accounts.values()):

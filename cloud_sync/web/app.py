@@ -28,19 +28,21 @@ from cloud_sync.web import api, auth, errors, i18n, openapi, print_forms, push, 
 from cloud_sync.web.context import EXTENSION, ApiError, Context, close_db
 from cloud_sync.web.pages import (
     attention,
+    dashboard,
     home,
     orders,
     prices,
     products,
     reconcile,
     reports,
+    rules,
     settings,
     sites,
     stocks,
 )
 from marketplaces.base import Marketplace, MarketplaceError
 
-PAGES = (home, attention, orders, products, prices, stocks, reconcile, reports, sites, settings)
+PAGES = (home, attention, dashboard, orders, products, prices, rules, stocks, reconcile, reports, sites, settings)
 
 
 def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: Mapping[str, Marketplace] | None = None,

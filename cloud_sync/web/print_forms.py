@@ -13,8 +13,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from flask import Blueprint, abort, render_template, request
+from flask_babel import get_locale
 
 import web
+from cloud_sync import i18n
 from cloud_sync.onec import print_forms as forms
 from cloud_sync.web.context import get_db
 
@@ -22,7 +24,7 @@ bp = Blueprint("print_forms", __name__, template_folder=str(web.TEMPLATES))
 
 
 def _now() -> str:
-    return datetime.now(UTC).astimezone().strftime("%d.%m.%Y %H:%M")
+    return i18n.when(datetime.now(UTC), str(get_locale()))  # one format for a moment on every page
 
 
 @bp.get("/print/pick/<path:key>")

@@ -5,6 +5,7 @@ port: 1C uploads its catalog and balances, a marketplace order is ingested and r
 from __future__ import annotations
 
 import io
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -143,10 +144,14 @@ def test_print_forms(cloud):
         assert pick.status_code == 200 and "text/html" in pick.headers["content-type"]
         for text in ("Задание на сборку № 2002", "A-01-3", "4600000000011", "aaaa-1", "Wildberries"):
             assert text in pick.text
+        assert "<b>27.11.2026, 15:00</b>" in pick.text  # the deadline as every page writes a moment (Moscow)
         ship = http.get("/print/ship/wb")
         assert ship.status_code == 200 and "wb:2002" in ship.text and "Итого единиц" in ship.text
+        assert "27.11.2026, 15:00" in ship.text and "2026-11-27T" not in ship.text
         prices = http.get(f"/print/prices/{doc_id}")
         assert prices.status_code == 200 and "Чёрная пятница" in prices.text and "ЧШ-1" in prices.text
+        assert "500\xa0₽" in prices.text and "450\xa0₽" in prices.text  # money as Russians write it
+        assert re.search(r"Создан: \d\d\.\d\d\.\d{4}, \d\d:\d\d", prices.text)  # not an ISO stamp
         fbs = http.get("/print/stock/fbs")
         assert fbs.status_code == 200 and "Остатки на своих складах (FBS)" in fbs.text and "Блюдце" in fbs.text
         for kind in ("fbo", "scheme"):

@@ -106,7 +106,7 @@ def test_unconfirmed_quarantine_drop_is_refused_confirmed_rule_applies(db, fake_
     market = fake_market("wildberries", "wb1")
     add_rule(db, account="wb1", text="-70% friday 18:00, back monday 09:00", lines=[{"item": "MS-1"}])
     [ev] = run_due(db, lambda a: market, now=FRI_MSK_1700 + timedelta(hours=1))
-    assert ev.action == "refused" and "quarantine" in ev.detail
+    assert ev.action == "held" and "quarantine" in ev.detail  # held for a person, on the rule's page
     add_rule(db, account="wb1", text="-70% friday 18:00, back monday 09:00", lines=[{"item": "MS-1"}],
              confirmed=True)
     events = run_due(db, lambda a: market, now=FRI_MSK_1700 + timedelta(hours=1))

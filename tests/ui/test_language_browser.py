@@ -49,6 +49,7 @@ CYRILLIC_ALLOWED = {"русский", "яндекс", "маркет", "мега�
 SAMPLES = {  # the arguments of the pages whose address has them
     "orders.order": {"key": "wb1:N0"},
     "prices.document": {"doc_id": "doc-1"},
+    "rules.page": {"rule_id": "rule-1"},
     "reports.download": None, "reports.saved_download": None,  # files (XLSX/CSV), not pages
     "orders.download": None,
     "ui.suggest_items": None,  # JSON for the fields that offer items as you type
@@ -97,6 +98,14 @@ def _data(conn, cfg) -> None:
                      " '2026-11-01', '2026-11-07', '{}', '{}', 0, '[[\"to_pay\", \"62782.5\", \"60692.5\"]]', ?)",
                      (time.time(),))
     price_rules.add_rule(conn, account="wb1", text="-10% пятница 18:00, вернуть понедельник 09:00")
+    r = price_rules.add_rule(conn, account="wb1", text="-20% суббота 10:00, вернуть суббота 20:00",
+                             lines=[{"item": "0d1f-guid-1"}])
+    with transaction(conn):  # a rule with a held document and an overlap: its page says both in words
+        conn.execute("UPDATE price_rules SET id='rule-1', last_error='price document needs confirmation' WHERE id=?",
+                     (r.id,))
+        conn.execute("INSERT INTO price_documents(id, account, comment, source, lines, status, problems, created_at)"
+                     " VALUES ('doc-2', 'wb1', 'price rule -20% суббота', 'rule:rule-1', ?, 'draft', '[\"line 1: a drop of 40%\"]', ?)",
+                     ('{"rounding": "1", "lines": [{"item": "ART-1", "percent": "-20"}]}', now.isoformat()))
 
 
 @pytest.fixture
@@ -237,7 +246,7 @@ def test_every_manager_page_reads_in_russian_then_in_english(served):
 def russian_data(_text: str) -> str:
     """The seller's own Russian data the test typed (item names, card titles, categories, comments)."""
     return ("Кружка белая 300 мл Чехол синий керамическая Посуда 2 шт Распродажа пятница вернуть понедельник "
-            "-10% «Кружка белая 300 мл» «Кружка»")
+            "-10% «Кружка белая 300 мл» «Кружка» суббота")
 
 
 def test_manager_pages_fit_a_390px_phone_screen(served):

@@ -4,6 +4,7 @@ message through the Bot API (a local stand-in over real HTTP) and shows what it 
 from __future__ import annotations
 
 from cloud_sync.access import secrets
+from cloud_sync.alerts import outbox
 from cloud_sync.config import parse_config
 from cloud_sync.config_sections import AlertsConfig
 
@@ -36,3 +37,33 @@ def test_the_chat_is_entered_and_checked_with_a_test_message(as_user, cloud, bot
     restarted = parse_config({"cloud": {"db_path": cfg.db_path}})  # no [alerts] in the file
     secrets.apply_to_config(conn, restarted)
     assert restarted.alerts is not None and restarted.alerts.chat_id == "-100123"  # kept across a restart
+
+
+def test_more_chats_each_take_the_alerts_ticked_for_them(as_user, cloud, bot_api_for, monkeypatch):
+    monkeypatch.setenv(secrets.BOT_TOKEN_ENV, "")
+    _, conn, cfg = cloud
+    bot = bot_api_for(TOKEN)
+    cfg.alerts = AlertsConfig(base_url=bot.url)
+    owner = as_user("olga")
+    page = owner.get("/settings").text
+    owner.post("/settings/telegram", data={"csrf_token": form_token(page), "bot_token": TOKEN})
+    owner.post("/settings/telegram/chat", data={"csrf_token": form_token(page), "chat_id": "-100123"})
+    r = owner.post("/settings/telegram/chats", data={"csrf_token": form_token(page), "new_chat_id": "склад",
+                                                     "new_title": "Склад"})
+    assert r.status_code == 400 and 'id="err-new_chat_id"' in r.text and 'id="err-kinds"' in r.text
+    assert 'value="Склад"' in r.text  # what was typed stays
+    r = owner.post("/settings/telegram/chats", data={"csrf_token": form_token(page), "new_chat_id": "-100777",
+                                                     "new_title": "Склад", "kinds": ["order_new", "order_deadline"]})
+    assert r.status_code == 200 and "в чат Склад идут: новые заказы, сроки сборки" in r.text
+    outbox.enqueue(conn, "order_new", "k1", "новый заказ")
+    outbox.enqueue(conn, "price_rule", "k2", "правило цен")  # no chat ticked it: the main chat
+    assert sorted((a["kind"], a["chat_id"]) for a in outbox.pending(conn)) == [("order_new", "-100777"),
+                                                                               ("price_rule", "")]
+    settings = outbox.AlertSettings.from_config(cfg.alerts)
+    outbox.deliver(conn, outbox.sender_for(settings), settings, sleep=lambda s: None)
+    assert {(b["chat_id"], b["text"]) for _path, b in bot.requests} == {("-100777", "новый заказ"),
+                                                                       ("-100123", "правило цен")}
+    r = owner.post("/settings/telegram/test", data={"csrf_token": form_token(page), "chat_id": "-100777"})
+    assert r.status_code == 200 and "в чате -100777" in r.text and bot.requests[-1][1]["chat_id"] == "-100777"
+    r = owner.post("/settings/telegram/chats/remove", data={"csrf_token": form_token(page), "chat_id": "-100777"})
+    assert r.status_code == 200 and outbox.route(conn, "order_new") == [""]

@@ -36,33 +36,41 @@ COUNTED = 1000  # counted up to this ("1000+"): the page stays quick whatever pi
 SHOWN = 50  # rows of each kind on the page (the count says how many there are)
 
 
-def _orders(sql: str, args: list, order: str = "ship_by IS NULL, ship_by, id") -> tuple[list[dict], int]:
+# The orders' conditions, written as the partial indexes orders_waiting and orders_due (cloud_sync.orders.records)
+# are: word for word, or SQLite cannot use them and reads every order.
+PAST = "('handed_over', 'delivered', 'cancelled', 'returned')"
+WAITING = f"stage IN ('short', 'problem') AND status NOT IN {PAST}"
+DUE = f"ship_by IS NOT NULL AND status NOT IN {PAST} AND stage NOT IN ('short', 'problem')"
+
+
+def _orders(sql: str, args: list, order: str, index: str) -> tuple[list[dict], int]:
     conn = get_db()
     rows = [dict(r) for r in conn.execute(
         f"SELECT id, key, account, marketplace, number, status, stage, problem, ship_by FROM orders WHERE {sql}"
         f" ORDER BY {order} LIMIT {SHOWN}", args)]
-    count = conn.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM orders WHERE {sql} LIMIT {COUNTED})",
-                         args).fetchone()[0]
+    count = conn.execute(f"SELECT COUNT(*) FROM (SELECT 1 FROM orders INDEXED BY {index} WHERE {sql}"
+                         f" LIMIT {COUNTED})", args).fetchone()[0]
     articles_for_ids(conn, rows)
-    for r in rows:  # the first card of an order that is not linked: the link action opens it
-        r["unlinked"] = conn.execute("SELECT card_id FROM order_lines WHERE order_id=? AND item_id IS NULL"
-                                     " ORDER BY line_no LIMIT 1", (r["id"],)).fetchone()
+    unlinked: dict[int, str] = {}  # the first card of an order that is not linked: the link action opens it
+    if rows:
+        for order_id, card_id in conn.execute(
+                f"SELECT order_id, card_id FROM order_lines WHERE item_id IS NULL AND order_id IN"
+                f" ({','.join('?' * len(rows))}) ORDER BY order_id, line_no DESC", [r["id"] for r in rows]):
+            unlinked[order_id] = card_id  # the last written is the lowest line
+    for r in rows:
+        r["unlinked"] = (unlinked[r["id"]],) if r["id"] in unlinked else None
     return rows, count
 
 
 def _collect() -> dict:
     conn = get_db()
-    past = ",".join("?" * len(records.PAST_THE_SELLER))
-    waiting, n_waiting = _orders(f"stage IN ('short', 'problem') AND status NOT IN ({past})",
-                                 list(records.PAST_THE_SELLER),
-                                 order="COALESCE(ship_by, '9999'), id")  # not the list's index: the stage's
+    waiting, n_waiting = _orders(WAITING, [], order="COALESCE(ship_by, '9999'), id", index="orders_waiting")
     warn_s = ctx().cfg.alerts.deadline_warning_s if ctx().cfg.alerts else DEADLINE_WARNING_S
     soon = datetime.now(UTC) + timedelta(seconds=warn_s)
     # the text bound (14 h later: any offset a marketplace writes) walks the deadline index; julianday decides
     bound = (soon + timedelta(hours=14)).strftime("%Y-%m-%dT%H:%M:%S")
-    due, n_due = _orders(f"ship_by IS NOT NULL AND ship_by < ? AND julianday(ship_by) < julianday(?)"
-                         f" AND status NOT IN ({past}) AND stage NOT IN ('short', 'problem')",
-                         [bound, soon.isoformat(), *records.PAST_THE_SELLER], order="ship_by")  # the index's order
+    due, n_due = _orders(f"{DUE} AND ship_by < ? AND julianday(ship_by) < julianday(?)",
+                         [bound, soon.isoformat()], order="ship_by", index="orders_due")
     now = datetime.now(UTC)
     for o in due:
         try:
@@ -71,7 +79,7 @@ def _collect() -> dict:
         except ValueError:
             o["late"] = False
     held_prices = [dict(r) for r in conn.execute(
-        "SELECT id, account, comment, status, created_at, problems FROM price_documents WHERE status='draft'"
+        "SELECT id, account, comment, source, status, created_at, problems FROM price_documents WHERE status='draft'"
         " AND problems NOT IN ('', '[]') ORDER BY created_at DESC LIMIT ?", (SHOWN,))]
     failed_pushes = [dict(r) for r in conn.execute(
         "SELECT account, COUNT(*) AS n, MAX(error) AS error FROM stock_push_queue WHERE state='failed'"

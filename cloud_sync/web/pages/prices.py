@@ -9,7 +9,7 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from flask import Blueprint, abort, render_template, request
+from flask import Blueprint, abort, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext
 
@@ -17,7 +17,15 @@ from cloud_sync.money import price_apply, price_docs, price_list, price_preview,
 from cloud_sync.money import uploads as price_upload
 from cloud_sync.web.context import ctx, get_db
 from cloud_sync.web.i18n import domain_text
-from cloud_sync.web.pages.common import PAGE_SIZE, accounts, args_for, item_names, page_number, sort_key
+from cloud_sync.web.pages.common import (
+    PAGE_SIZE,
+    accounts,
+    args_for,
+    find_item,
+    item_names,
+    page_number,
+    sort_key,
+)
 
 ROWS = 6
 MAX_ROWS = 500  # an upload (price_upload) is the way to send more lines at once
@@ -87,7 +95,8 @@ def _page(template: str = "cloud/prices.html", status: int = 200, **kw: Any):
                            price_total=len(shown), page=page, has_next=len(shown) > page * PAGE_SIZE,
                            args=args_for(account=account), q=request.args.get("q", ""), docs=docs,
                            rules=price_rules.rules(conn, account) if account else [], rows=ROWS,
-                           price_reading=price_reads.state(conn).get(account), **kw), status
+                           price_reading=price_reads.state(conn).get(account),
+                           rule_categories=sorted({p["category"] for p in full if p.get("category")}), **kw), status
 
 
 def _number(value: Any) -> Decimal:
@@ -173,6 +182,13 @@ def apply():
     if adapter is None:
         return _preview(doc, errors={"document": _("account %(account)s is not connected", account=doc.account)},
                         status=409)
+    rule_id = doc.source.removeprefix("rule:") if held and doc.source.startswith("rule:") else ""
+    if rule_id and request.form.get("confirm") == "yes":  # a scheduled rule's held document: the rule sends it
+        try:
+            price_rules.confirm_held(get_db(), rule_id, doc.id, adapter, settings=_settings())
+        except price_rules.RuleError as exc:
+            return _preview(doc, errors={"document": domain_text(exc)}, status=409, held=True)
+        return redirect(url_for("rules.page", rule_id=rule_id, done="1"))
     try:
         result = price_apply.apply(get_db(), doc, adapter, confirm=request.form.get("confirm") == "yes",
                                settings=_settings())
@@ -214,15 +230,26 @@ def add_rule():
     errors: dict[str, str] = {}
     account = _account(errors)
     text = request.form.get("rule", "").strip()
+    category, item = request.form.get("rule_category", "").strip(), request.form.get("rule_item", "").strip()
     if not text:
         errors["rule"] = _("write the rule, e.g. -10% Friday 18:00, back Monday 09:00")
+    if category and item:
+        errors["rule_item"] = _("a rule is limited to a category or to an item, not both")
+    lines = [{"category": category}] if category else None
+    if item and not errors:  # an item is chosen by its article or 1C name
+        item_id, why = find_item(get_db(), item)
+        if why:
+            errors["rule_item"] = why
+        lines = [{"item": item_id}]
     if not errors:
         try:
-            price_rules.add_rule(get_db(), account=account, text=text, tz=request.form.get("tz") or "Europe/Moscow")
+            price_rules.add_rule(get_db(), account=account, text=text, lines=lines,
+                                 tz=request.form.get("tz") or "Europe/Moscow")
         except (price_rules.RuleError, ValueError) as exc:
             errors["rule"] = domain_text(exc)
     if errors:
-        return _page(status=400, errors=errors, account=account, rule_text=text)
+        return _page(status=400, errors=errors, account=account, rule_text=text, rule_category=category,
+                     rule_item=item)
     return _page(account=account, messages=[("ok", _("rule added: %(rule)s", rule=text))])
 
 

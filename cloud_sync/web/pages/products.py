@@ -43,25 +43,21 @@ def _creates_cards(marketplace: str) -> bool:
     return known is not None and known.can.create_cards
 
 
-def _matches(card: catalog.CardRow, q: str) -> bool:
-    """A card the search box finds: by its article (offer id), card id, barcode, title or 1C item id."""
-    return any(q in str(v).casefold() for v in (card.offer_id, card.card_id, card.title, card.item_id or "",
-                                                 *card.barcodes))
+def _any_unlinked(account: str | None) -> bool:
+    """Whether some card (of the account) is not linked: only then can 1C be offered new items."""
+    return catalog.has_unlinked(get_db(), account)
 
 
 def _page(status: int = 200, **kw: Any):
     a = request.values
     account = a.get("account") or None
     linked = {"yes": True, "no": False}.get(a.get("linked", ""))
-    rows = catalog.cards(get_db(), account=account, linked=linked)
     q = a.get("q", "").strip()
-    if q:
-        rows = [r for r in rows if _matches(r, q.casefold())]
     column, desc = sort_key()
-    if column in ("title", "marketplace", "account", "offer_id", "category"):
-        rows = sorted(rows, key=lambda r: str(getattr(r, column) or "").casefold(), reverse=desc)
     page = page_number()
-    shown = [asdict(r) for r in rows[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]]
+    found, total, unmatched = catalog.cards_page(get_db(), account=account, linked=linked, q=q, sort=column,
+                                                 desc=desc, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+    shown = [asdict(r) for r in found]
     names = item_names(get_db(), [r["item_id"] for r in shown if r["item_id"]])
     for r in shown:  # the 1C name first; the marketplace card's title as a second line
         r["item_article"], r["item_name"] = names.get(r["item_id"] or "", ("", ""))
@@ -71,10 +67,11 @@ def _page(status: int = 200, **kw: Any):
     return render_template("cloud/products.html", active="products", accounts=accounts(), account=account or "",
                            card_maker_accounts=card_maker_accounts, card_makers=_card_makers(),
                            linked=a.get("linked", ""), q=q, rows=shown,
-                           total=len(rows), page=page, has_next=len(rows) > page * PAGE_SIZE, args=args_for(),
-                           unmatched=sum(1 for r in rows if r.item_id is None),
+                           total=total, page=page, has_next=total > page * PAGE_SIZE, args=args_for(),
+                           unmatched=unmatched,
                            creations=catalog.creations(get_db(), account), form=request.form,
-                           new_items=items_out.proposals(get_db(), account),
+                           new_items=items_out.proposals(get_db(), account) if (
+                               unmatched if not q and linked is None else _any_unlinked(account)) else [],
                            onec_odata=ctx().cfg.onec is not None and ctx().cfg.onec.odata is not None, **kw), status
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Blueprint, render_template, request
 from flask_babel import gettext as _
-from flask_babel import ngettext
+from flask_babel import lazy_gettext, ngettext
 
 from cloud_sync.access import secrets, users
 from cloud_sync.alerts import checks, outbox
@@ -69,6 +69,7 @@ def _page(status: int = 200, **kw: Any):
                            marketplace_choices=[(mp, marketplace_title(mp)) for mp in cfg.status_map],
                            role_choices=[(r, role_label(r)) for r in users.ROLES],
                            bot=stored.get(secrets.BOT_TOKEN), alerts_cfg=_alerts_shown(cfg.alerts),
+                           alert_chats=outbox.chats(conn), alert_kinds=ALERT_KINDS,
                            users=users.list_users(conn), roles=users.ROLES, tokens=dict(conn.execute(
                                "SELECT user_id, COUNT(*) FROM api_tokens GROUP BY user_id").fetchall()),
                            token_used=dict(conn.execute(
@@ -128,20 +129,64 @@ def set_chat():
     return _page(messages=[("ok", said)])
 
 
+CHAT_RE = re.compile(r"^(-?\d{3,20}|@[A-Za-z][A-Za-z0-9_]{4,31})$")
+ALERT_KINDS = {  # what each kind of alert is, in the seller's words
+    "order_new": lazy_gettext("new orders"), "order_short": lazy_gettext("orders short of stock"),
+    "order_problem": lazy_gettext("orders with a problem"), "order_deadline": lazy_gettext("assembly deadlines"),
+    "order_cancelled": lazy_gettext("cancelled orders"), "critical_stock": lazy_gettext("stock below its minimum"),
+    "zero_guard_hold": lazy_gettext("stock pushes held by the zero guard"),
+    "price_rule": lazy_gettext("scheduled price rules"), "price_source": lazy_gettext("prices from 1C"),
+}
+
+
+@bp.post("/settings/telegram/chats")
+def save_chat():
+    """Another chat, or a chat's name and the kinds of alerts it takes."""
+    f = request.form
+    new = "new_chat_id" in f  # the form that adds a chat (each chat's row sends chat_id)
+    chat_id = f.get("new_chat_id" if new else "chat_id", "").strip()
+    title, kinds = f.get("new_title" if new else "title", "").strip(), f.getlist("kinds")
+    errors = {}
+    if not CHAT_RE.match(chat_id):
+        errors["new_chat_id"] = _("a chat is its number (a group's starts with -100…) or @channel")
+    if not kinds:
+        errors["kinds"] = _("tick at least one kind of alert for this chat")
+    if errors:
+        return _page(400, errors=errors)
+    try:
+        outbox.save_chat(get_db(), chat_id, title[:80], kinds)
+    except ValueError as exc:
+        return _page(400, errors={"kinds": domain_text(exc)})
+    return _page(messages=[("ok", _("chat %(chat)s takes: %(kinds)s", chat=title or chat_id, kinds=", ".join(
+        str(ALERT_KINDS[k]) for k in outbox.KINDS if k in kinds)))])
+
+
+@bp.post("/settings/telegram/chats/remove")
+def remove_chat():
+    chat_id = request.form.get("chat_id", "")
+    if not outbox.remove_chat(get_db(), chat_id):
+        return _page(404, messages=[("error", _("no such chat"))])
+    return _page(messages=[("ok", _("chat %(chat)s takes no more alerts; they go to the main chat", chat=chat_id))])
+
+
 @bp.post("/settings/telegram/test")
 def test_telegram():
-    """Send a test message now with the token and chat in use, and say what the Bot API answered."""
+    """Send a test message now with the token in use, to the main chat or the chat asked, and say what the
+    Bot API answered."""
     try:
         settings = outbox.AlertSettings.from_config(ctx().cfg.alerts)
     except outbox.AlertConfigError as exc:
         return _page(400, messages=[("error", domain_text(exc))])
     if not settings.enabled:
         return _page(400, messages=[("error", _("store the bot token and the chat first"))])
+    chat = request.form.get("chat_id") or settings.chat_id
+    if chat != settings.chat_id and chat not in {c.chat_id for c in outbox.chats(get_db())}:
+        return _page(404, messages=[("error", _("no such chat"))])
     sender = outbox.TelegramSender(settings.base_url, settings.token, timeout_s=settings.timeout_s)
-    result = sender.send(settings.chat_id, _("marketsync: a test message; alerts reach this chat."))
+    result = sender.send(chat, _("marketsync: a test message; alerts reach this chat."))
     if result.ok:
         return _page(messages=[("ok", _("Telegram answered: ok — the message is in chat %(chat)s",
-                                        chat=settings.chat_id))])
+                                        chat=chat))])
     log.warning("Telegram test message refused: %s", result.error)  # redacted by the sender
     return _page(502, messages=[("error", _("Telegram answered: %(answer)s", answer=result.error))])
 
