@@ -229,6 +229,8 @@ class AlertsConfig:
     max_attempts: int = 20
     timeout_s: float = 10.0
     tick_s: float = 5.0
+    fbo_min_quantity: int = 3  # stock in a marketplace's warehouse (FBO) at or below this alerts
+    fbo_cover_days: float = 7.0  # ... or lasting fewer days than this at the card's recent sales
 
 
 @dataclass
