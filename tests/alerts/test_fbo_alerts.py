@@ -4,7 +4,7 @@ card's recent sales, and the critical-stock alert on it («MS-00011: остал�
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from cloud_sync.alerts import checks, outbox
 from cloud_sync.catalog import cards as catalog
