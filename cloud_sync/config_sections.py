@@ -192,6 +192,11 @@ class PricingSettings:
     rules: dict[str, dict[str, Any]] = field(default_factory=dict)
     large_rise_percent: Decimal = Decimal(100)
     rules_tick_s: float = 30.0
+    # unit economics (cloud_sync/money/economics.py): what is assumed where a marketplace's API states no
+    # figure of its own — shown as an estimate on the prices page and the preview
+    estimate_commission_percent: Decimal = Decimal(20)
+    estimate_logistics: Decimal = Decimal(100)
+    estimate_acquiring_percent: Decimal = Decimal("1.5")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None, place: Place | None = None) -> PricingSettings:
