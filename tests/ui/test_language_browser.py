@@ -24,14 +24,15 @@ from pathlib import Path
 import pytest
 
 from cloud_sync.catalog import cards as catalog
+from cloud_sync.catalog import nomenclature as nom
 from cloud_sync.config import parse_config
 from cloud_sync.db import transaction
-from cloud_sync.money import price_rules
+from cloud_sync.money import economics, price_list, price_rules
 from cloud_sync.orders import intake
 from cloud_sync.schema import open_db
-from cloud_sync.stock import ledger
+from cloud_sync.stock import fbo, ledger
 from cloud_sync.web.app import PAGES, create_app
-from marketplaces.base import Card, Order, OrderLine
+from marketplaces.base import Card, Order, OrderLine, SaleFees, StockLevel
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
@@ -97,6 +98,15 @@ def _data(conn, cfg) -> None:
                      " '2026-11-01', '2026-11-07', '{}', '{}', 0, '[[\"to_pay\", \"62782.5\", \"60692.5\"]]', ?)",
                      (time.time(),))
     price_rules.add_rule(conn, account="wb1", text="-10% пятница 18:00, вернуть понедельник 09:00")
+    # the prices page's unit economics (one part the marketplace's, two estimated) and the FBO stock lines
+    with transaction(conn):
+        nom.upsert_price_type(conn, "cost", "Себестоимость", is_cost=True)
+        nom.set_item_price(conn, "0d1f-guid-1", "cost", Decimal(400))
+        price_list.record_read_prices(conn, "wb1", {"101": ("ART-1", price_list.Price(Decimal(1990)))})
+        fbo.record(conn, "wb1", [StockLevel("101", "ART-1", "507", 3, "fbo", warehouse_name="Коледино"),
+                                 StockLevel("101", "ART-1", "120762", 9, "fbo", warehouse_name="Электросталь")])
+        fbo.record(conn, "wb1", [StockLevel("101", "ART-1", "507", 3, "fbo", warehouse_name="Коледино")])
+    economics.record(conn, "wb1", [SaleFees("101", commission_percent=Decimal("19.5"))], {"101": Decimal(1990)})
 
 
 @pytest.fixture
