@@ -245,9 +245,10 @@ def test_every_manager_page_reads_in_russian_then_in_english(served):
 
 
 def russian_data(_text: str) -> str:
-    """The seller's own Russian data the test typed (item names, card titles, categories, comments)."""
+    """The seller's own Russian data the test typed (item names, card titles, categories, comments, and
+    the names the marketplace gives its warehouses)."""
     return ("Кружка белая 300 мл Чехол синий керамическая Посуда 2 шт Распродажа пятница вернуть понедельник "
-            "-10% «Кружка белая 300 мл» «Кружка»")
+            "-10% «Кружка белая 300 мл» «Кружка» Коледино Электросталь")  # the marketplace's warehouse names
 
 
 def test_manager_pages_fit_a_390px_phone_screen(served):
