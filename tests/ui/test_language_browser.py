@@ -150,7 +150,7 @@ def _page_urls(app) -> list[str]:
         urls.append(path + QUERIES.get(endpoint, ""))
     assert not missing, f"pages without a sample address in this test: {missing}"
     return sorted(set(urls)) + ["/print/pick/wb1:N0", "/print/prices/doc-1", "/print/stock/fbs", "/orders?q=N1",
-                                "/stocks?account=wb1"]
+                                "/stocks?account=wb1", "/prices?account=wb1"]
 
 
 def _words(text: str) -> list[str]:
