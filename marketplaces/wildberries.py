@@ -563,8 +563,10 @@ class WildberriesAdapter:
 
     def sale_fees(self, cards: Sequence[FeeAsk]) -> list[SaleFees]:
         """WB's commission for selling from the seller's warehouse (FBS, `kgvpMarketplace`) by the card's
-        subject (`GET /api/v1/tariffs/commission`). Logistics and acquiring are not per card in WB's API
-        (box tariffs per litre and warehouse, acquiring in the realization report): left to estimates."""
+        subject (`GET /api/v1/tariffs/commission`), and its FBS logistics by the card's packed volume
+        (`GET /api/v1/tariffs/box` of today: first litre + each further litre; of the warehouses stating
+        FBS rates the highest, so the profit is never overstated). Acquiring is not per card in WB's API
+        (the realization report has it afterwards): left to the estimate."""
         ep = "tariffs_commission"
         data = self.http.call(ep, params={"locale": "ru"}).json_object()
         report = data.get("report")
@@ -577,8 +579,37 @@ class WildberriesAdapter:
                     by_subject[str(int(row["subjectID"]))] = Decimal(str(row["kgvpMarketplace"]))
             except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
                 raise self._bad(f"a commission row cannot be read ({exc})", ep) from None
-        return [SaleFees(c.card_id, commission_percent=by_subject.get(c.category_id),
-                         source="tariffs/commission") for c in cards]
+        base, per_litre = self._fbs_box_rates()
+        dims = {c.native_id: c.dimensions for c in self.list_cards()} if base is not None else {}
+        out = []
+        for c in cards:
+            d = c.dimensions or dims.get(c.card_id) or {}
+            logistics = None
+            if base is not None and all(float(d.get(k) or 0) > 0 for k in ("length", "width", "height")):
+                litres = Decimal(str(d["length"])) * Decimal(str(d["width"])) * Decimal(str(d["height"])) / 1000
+                logistics = (base + per_litre * max(Decimal(0), litres - 1)).quantize(Decimal("0.01"))
+            out.append(SaleFees(c.card_id, commission_percent=by_subject.get(c.category_id), logistics=logistics,
+                                source="tariffs/commission, tariffs/box"))
+        return out
+
+    def _fbs_box_rates(self) -> tuple[Decimal | None, Decimal]:
+        """(first litre, each further litre) of WB's FBS logistics today, the highest stated; (None, 0)
+        when no warehouse states one. WB writes the figures as text with a decimal comma («11,2»)."""
+        ep = "tariffs_box"
+        data = self.http.call(ep, params={"date": datetime.now(UTC).date().isoformat()}).json_object()
+        box = ((data.get("response") or {}).get("data") or {}) if isinstance(data.get("response"), dict) else None
+        if not isinstance(box, dict):
+            raise self._bad("response.data missing in the answer", ep)
+        best: tuple[Decimal, Decimal] | None = None
+        for w in box.get("warehouseList") or []:
+            try:
+                b = Decimal(str(w.get("boxDeliveryMarketplaceBase") or "").replace(" ", "").replace(",", "."))
+                lit = Decimal(str(w.get("boxDeliveryMarketplaceLiter") or "0").replace(" ", "").replace(",", "."))
+            except InvalidOperation:
+                continue  # "-": this warehouse takes no FBS parcels
+            if best is None or b > best[0]:
+                best = (b, lit)
+        return (best[0], best[1]) if best else (None, Decimal(0))
 
     # ------------------------------------------------------------ orders
 

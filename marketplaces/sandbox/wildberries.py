@@ -51,6 +51,7 @@ class WildberriesSandbox(SandboxApp):
         "finance_list": SandboxLimit(1 / 60, 1),  # each finance method has its own 1 req/min
         "analytics_stocks": SandboxLimit(3 / 60, 1),  # stocks-report/wb-warehouses: 3 a minute, burst 1
         "tariffs_commission": SandboxLimit(1 / 60, 2),  # tariffs/commission: 1 a minute, burst 2
+        "tariffs_box": SandboxLimit(60 / 60, 5),  # tariffs/box: 60 a minute, burst 5
     }
 
     card_delay_s = 2.0  # how long WB takes to process an uploaded card (marketplace seconds)
@@ -274,6 +275,7 @@ class WildberriesSandbox(SandboxApp):
             r("POST", "/api/finance/v1/sales-reports/detailed", self.sales_report, "finance"),
             r("POST", "/api/analytics/v1/stocks-report/wb-warehouses", self.fbo_stocks, "analytics_stocks"),
             r("GET", "/api/v1/tariffs/commission", self.commission, "tariffs_commission"),
+            r("GET", "/api/v1/tariffs/box", self.box_tariffs, "tariffs_box"),
         ]
 
     def _err(self, req: SandboxRequest, status: int, message: str, code: str = "") -> SandboxReply:
@@ -827,6 +829,31 @@ class WildberriesSandbox(SandboxApp):
                    "parentName": name, "subjectID": sid, "subjectName": name}
                   for sid, name in sorted(subjects.items()) for pct in [self.COMMISSION_FBS.get(sid, 25.0)]]
         return SandboxReply(200, {"report": report})
+
+    def box_tariffs(self, req: SandboxRequest) -> SandboxReply:
+        """Box tariffs per WB warehouse for a date (figures as WB writes them: text, decimal comma; «-»
+        where a warehouse takes no FBS parcels)."""
+        try:
+            datetime.strptime(req.query["date"], "%Y-%m-%d")
+        except (KeyError, ValueError):
+            return SandboxReply(400, {"title": "Bad Request", "detail": "Invalid date param", "origin": "tariffs",
+                                      "requestId": uuid.uuid4().hex}, content_type="application/problem+json")
+        rows = [
+            {"warehouseName": "Коледино", "geoName": "Центральный федеральный округ", "boxDeliveryBase": "48",
+             "boxDeliveryLiter": "11,2", "boxDeliveryCoefExpr": "160", "boxDeliveryMarketplaceBase": "40",
+             "boxDeliveryMarketplaceLiter": "11", "boxDeliveryMarketplaceCoefExpr": "125", "boxStorageBase": "0,14",
+             "boxStorageLiter": "0,07", "boxStorageCoefExpr": "115"},
+            {"warehouseName": "Электросталь", "geoName": "Центральный федеральный округ", "boxDeliveryBase": "46",
+             "boxDeliveryLiter": "10,5", "boxDeliveryCoefExpr": "150", "boxDeliveryMarketplaceBase": "46",
+             "boxDeliveryMarketplaceLiter": "12,5", "boxDeliveryMarketplaceCoefExpr": "140",
+             "boxStorageBase": "0,1", "boxStorageLiter": "0,05", "boxStorageCoefExpr": "100"},
+            {"warehouseName": "Шушары", "geoName": "Северо-Западный федеральный округ", "boxDeliveryBase": "52",
+             "boxDeliveryLiter": "12", "boxDeliveryCoefExpr": "170", "boxDeliveryMarketplaceBase": "-",
+             "boxDeliveryMarketplaceLiter": "-", "boxDeliveryMarketplaceCoefExpr": "-", "boxStorageBase": "0,2",
+             "boxStorageLiter": "0,1", "boxStorageCoefExpr": "120"},
+        ]
+        return SandboxReply(200, {"response": {"data": {"currency": "RUB", "dtNextBox": "", "dtTillMax": req.query["date"],
+                                                        "warehouseList": rows}}})
 
     # -- finance
 

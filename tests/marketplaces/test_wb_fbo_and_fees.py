@@ -1,5 +1,5 @@
-"""Wildberries stock in its own warehouses (FBO, `stocks-report/wb-warehouses`) and its commission per
-subject (`tariffs/commission`), read by the adapter from the WB sandbox over real HTTP; the `contract`
+"""Wildberries stock in its own warehouses (FBO, `stocks-report/wb-warehouses`), its commission per
+subject (`tariffs/commission`) and FBS logistics by volume (`tariffs/box`), read by the adapter from the WB sandbox over real HTTP; the `contract`
 fixture validates every exchange against the official spec (11-analytics.yaml, 10-rates.yaml).
 """
 
@@ -47,7 +47,10 @@ def test_commission_per_subject_and_unknown_subject_left_to_estimate(wb) -> None
                 "155": Decimal("24")}
     for cid, subject in subjects.items():
         assert fees[cid].commission_percent == expected[subject]
-        assert fees[cid].logistics is None and fees[cid].acquiring_percent is None  # WB's API does not say
+        # FBS logistics from the box tariffs: the highest FBS rate (Электросталь: 46 ₽ the first litre,
+        # 12,5 ₽ each further one) for the card's 20 × 15 × 5 cm = 1.5 l; Шушары's «-» takes no FBS parcels
+        assert fees[cid].logistics == Decimal("52.25")
+        assert fees[cid].acquiring_percent is None and fees[cid].acquiring is None  # WB's API does not say
     assert fees["1"].commission_percent is None
 
 
