@@ -194,6 +194,11 @@ class PricingSettings:
     large_rise_percent: Decimal = Decimal(100)
     rules_tick_s: float = 30.0
     draft_ttl_days: float = 7.0
+    # unit economics (cloud_sync/money/economics.py): what is assumed where a marketplace's API states no
+    # figure of its own — shown as an estimate on the prices page and the preview
+    estimate_commission_percent: Decimal = Decimal(20)
+    estimate_logistics: Decimal = Decimal(100)
+    estimate_acquiring_percent: Decimal = Decimal("1.5")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None, place: Place | None = None) -> PricingSettings:
@@ -231,6 +236,8 @@ class AlertsConfig:
     max_attempts: int = 20
     timeout_s: float = 10.0
     tick_s: float = 5.0
+    fbo_min_quantity: int = 3  # stock in a marketplace's warehouse (FBO) at or below this alerts
+    fbo_cover_days: float = 7.0  # ... or lasting fewer days than this at the card's recent sales
 
 
 @dataclass

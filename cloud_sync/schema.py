@@ -17,11 +17,11 @@ from cloud_sync import db
 from cloud_sync.access import secrets, users
 from cloud_sync.alerts import outbox as alerts
 from cloud_sync.catalog import card_fill, cards, nomenclature
-from cloud_sync.money import price_list, price_reads, price_rules, price_sources, reports
+from cloud_sync.money import economics, price_list, price_reads, price_rules, price_sources, reports
 from cloud_sync.onec import store as onec_store
 from cloud_sync.orders import after_handover, handover_documents, pushes
 from cloud_sync.orders import records as orders
-from cloud_sync.stock import ledger, reconcile
+from cloud_sync.stock import fbo, ledger, reconcile
 from sitelink import store as link_store
 
 PARTS: list[tuple[str, ModuleType]] = [
@@ -45,6 +45,8 @@ PARTS: list[tuple[str, ModuleType]] = [
     ("cloud_sync.card_fill", card_fill),
     ("cloud_sync.orders.after_handover", after_handover),
     ("cloud_sync.orders.handover_documents", handover_documents),
+    ("cloud_sync.stock.fbo", fbo),
+    ("cloud_sync.money.economics", economics),
 ]
 
 

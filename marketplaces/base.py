@@ -270,6 +270,31 @@ class StockLevel:
     warehouse_id: str  # Warehouse.native_id
     quantity: int
     kind: Literal["fbs", "fbo"] = "fbs"
+    warehouse_name: str = ""  # read back only: the marketplace's name of the warehouse (FBO: «Коледино»)
+
+
+@dataclass
+class FeeAsk:
+    """A card whose selling fees are asked for (`Marketplace.sale_fees`), at the price it would sell for."""
+
+    card_id: str  # Card.native_id
+    offer_id: str
+    price: Decimal  # what the buyer pays
+    category_id: str = ""  # Card.category_id (WB subjectID, Ozon description category, YM market category)
+    dimensions: dict[str, float] = field(default_factory=dict)  # {"length","width","height": cm, "weight": kg}
+
+
+@dataclass
+class SaleFees:
+    """What the marketplace takes when one unit of a card sells, as far as its API tells (None: it does
+    not tell; the cloud then uses the seller's configured estimate). Amounts are per unit, in roubles."""
+
+    card_id: str
+    commission_percent: Decimal | None = None  # of the price
+    logistics: Decimal | None = None  # delivery to the buyer (and the marketplace's handling), per unit
+    acquiring_percent: Decimal | None = None  # payment processing, of the price
+    acquiring: Decimal | None = None  # payment processing as an amount (where the marketplace states one)
+    source: str = ""  # where the figures come from (the marketplace's method), for the page's note
 
 
 @dataclass
@@ -452,6 +477,7 @@ class Capabilities:
     read_fbo_stock: bool = False  # read_stocks("fbo"): the stock in the marketplace's own warehouses
     realization_report: bool = False  # realization_report: the commission agent report's source
     read_prices: bool = False  # read_prices: the prices it shows now, in its own terms
+    sale_fees: bool = False  # sale_fees: its commission / logistics / acquiring per card (unit economics)
     receive_pushes: bool = False  # it pushes order events to the cloud (parse_push); polling stays
     handover_documents: bool = False  # handover_documents: what the courier signs or scans (QR, act, waybill)
 
@@ -556,6 +582,8 @@ class Marketplace(Protocol):
     def push_prices(self, changes: Sequence[PriceChange]) -> list[ItemResult]: ...
 
     def read_prices(self) -> list[PriceChange]: ...
+
+    def sale_fees(self, cards: Sequence[FeeAsk]) -> list[SaleFees]: ...
 
     def push_stocks(self, levels: Sequence[StockLevel]) -> list[ItemResult]: ...
 

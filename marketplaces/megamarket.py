@@ -35,6 +35,7 @@ from marketplaces.base import (
     BadResponse,
     Card,
     CardCreation,
+    FeeAsk,
     HandoverDocument,
     ItemResult,
     Label,
@@ -51,6 +52,7 @@ from marketplaces.base import (
     PriceModel,
     PriceTerms,
     RealizationReport,
+    SaleFees,
     StatusChange,
     StockLevel,
     Uncertain,
@@ -77,6 +79,8 @@ NO_HIDE = ("У Мегамаркета нет в API скрытия и возвр
 NO_ACT = ("Мегамаркет не отдаёт через API акт приёма-передачи: курьер сверяет посылки по их этикеткам, а акт, "
           "если он нужен, печатается в личном кабинете («Заказы» → «Отгрузки»). Наш лист передачи печатается на "
           "площадке как обычно.")
+NO_FEES = ("Мегамаркет не отдаёт через API комиссии и тарифы (README §7): для юнит-экономики берутся "
+           "проценты и суммы из настроек.")
 NO_FBO = "Мегамаркет не отдаёт через API остатки на своих складах (FBO): в этом кабинете только FBS."
 
 
@@ -267,6 +271,10 @@ class MegamarketAdapter:
         for part in in_parallel(send, chunks, 2):
             results += part
         return results
+
+    def sale_fees(self, cards: Sequence[FeeAsk]) -> list[SaleFees]:
+        """No tariff or commission method in the merchant API (../shared/specs/megamarket/README.md §7)."""
+        raise NotSupported(NAME, "sale_fees", account=self.account, seller_text=NO_FEES)
 
     def read_stocks(self, kind: Literal["fbs", "fbo"] = "fbs") -> list[StockLevel]:
         """The FBS stock Megamarket holds now per offer (`stock/getByOfferId`) at the store's warehouse."""

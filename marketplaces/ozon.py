@@ -33,6 +33,7 @@ from marketplaces.base import (
     CardCreation,
     Category,
     CategoryAttribute,
+    FeeAsk,
     HandoverDocument,
     InvalidRequest,
     ItemResult,
@@ -52,6 +53,7 @@ from marketplaces.base import (
     RealizationReport,
     ReportLine,
     ReturnLine,
+    SaleFees,
     StatusChange,
     StockLevel,
     Uncertain,
@@ -513,8 +515,11 @@ class OzonAdapter:
 
     def read_stocks(self, kind: Literal["fbs", "fbo"] = "fbs") -> list[StockLevel]:
         """FBS: per product and warehouse (`/v1/product/info/stocks-by-warehouse/fbs`, available = present
-        less reserved, for the products `/v4/product/info/stocks` lists); FBO: per product
-        (`/v4/product/info/stocks` totals over warehouses: the first one Ozon lists is named)."""
+        less reserved, for the products `/v4/product/info/stocks` lists); FBO: per product and every Ozon
+        warehouse (`/v1/analytics/manage/stocks`, `valid_stock_count`: what Ozon can sell; its warehouses
+        are named, not numbered, so the name is the warehouse's key)."""
+        if kind == "fbo":
+            return self._read_fbo_stocks()
         totals = self._read_stock_totals(kind)
         if kind != "fbs":
             return totals
@@ -532,10 +537,62 @@ class OzonAdapter:
                     raise self._bad("a warehouse stock cannot be read", "stocks_by_warehouse") from None
         return out
 
+    def _read_fbo_stocks(self) -> list[StockLevel]:
+        """`/v1/analytics/manage/stocks` paged by limit/offset until a short page; products keyed back by
+        their offer_id (the answer names sku and offer_id, cards are keyed by product_id). A row without a
+        count refuses the whole answer: nothing is kept from a partial one."""
+        ep = "fbo_stocks"
+        self._read_stock_totals("fbo")
+        product_of = self._product_of_offer
+        limit = self.map[ep].batch or 1000
+        out: list[StockLevel] = []
+        offset = 0
+        while True:
+            data = self.http.call(ep, json={"filter": {"stock_types": ["STOCK_TYPE_VALID"]}, "limit": limit,
+                                            "offset": offset}).json_object()
+            items = data.get("items")
+            if not isinstance(items, list):
+                raise self._bad("items missing in the answer", ep)
+            for row in items:
+                try:
+                    offer, wh = str(row["offer_id"]), str(row["warehouse_name"])
+                    qty = int(row["valid_stock_count"])
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise self._bad(f"an Ozon warehouse's stock cannot be read ({exc})", ep) from None
+                out.append(StockLevel(product_of.get(offer, f"sku:{row.get('sku', '')}"), offer, wh, qty, "fbo",
+                                      warehouse_name=wh))
+            if len(items) < limit:
+                return out
+            offset += limit
+
+    def sale_fees(self, cards: Sequence[FeeAsk]) -> list[SaleFees]:
+        """What Ozon takes per product, from `/v5/product/info/prices`: `commissions.sales_percent_fbs` (of
+        the price), the delivery to the buyer (`fbs_deliv_to_customer_amount`, plus the first-mile
+        `fbs_direct_flow_trans_max_amount` where Ozon states it) and `acquiring` (an amount)."""
+        wanted = {c.card_id for c in cards}
+        out = []
+        for ch in self.read_prices():
+            if ch.card_id not in wanted:
+                continue
+            com = ch.native.get("commissions") or {}
+            try:
+                pct = _dec(com["sales_percent_fbs"]) if com.get("sales_percent_fbs") is not None else None
+                parts = [com.get(k) for k in ("fbs_deliv_to_customer_amount", "fbs_direct_flow_trans_max_amount")]
+                logistics = sum((_dec(v) for v in parts if v is not None), Decimal(0)) \
+                    if any(v is not None for v in parts) else None
+                acq = ch.native.get("acquiring")
+                acquiring = _dec(acq) if acq is not None else None
+            except (TypeError, ValueError, ArithmeticError) as exc:
+                raise self._bad(f"a product's commissions cannot be read ({exc})", "prices_read") from None
+            out.append(SaleFees(ch.card_id, commission_percent=pct, logistics=logistics, acquiring=acquiring,
+                                source="product/info/prices"))
+        return out
+
     def _read_stock_totals(self, kind: Literal["fbs", "fbo"]) -> list[StockLevel]:
         """`/v4/product/info/stocks`: per product and stock type, totalled over warehouses (the first one
         Ozon lists is named); remembers the products' FBS skus for the per-warehouse read."""
         self._skus_seen: set[str] = set()
+        self._product_of_offer: dict[str, str] = {}
         out: list[StockLevel] = []
         cursor = ""
         while True:
@@ -544,6 +601,8 @@ class OzonAdapter:
                 body["cursor"] = cursor
             data = self.http.call("stocks_read", json=body).json_object()
             for it in data.get("items") or []:
+                if it.get("offer_id") and it.get("product_id") is not None:
+                    self._product_of_offer[str(it["offer_id"])] = str(it["product_id"])
                 for s in it.get("stocks") or []:
                     if s.get("type") == "fbs" and s.get("sku"):
                         self._skus_seen.add(str(s["sku"]))

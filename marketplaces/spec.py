@@ -33,6 +33,8 @@ SPEC_FILES: dict[str, list[str]] = {
         "wildberries/02-items.yaml",
         "wildberries/13-finances.yaml",
         "wildberries/01-general.yaml",
+        "wildberries/10-rates.yaml",
+        "wildberries/11-analytics.yaml",
     ],
     "ozon": ["ozon/ozon-seller-api-swagger.json"],
 }
@@ -120,6 +122,39 @@ def _fix_type_aliases(node: Any) -> None:
     elif isinstance(node, list):
         for value in node:
             _fix_type_aliases(value)
+
+
+def _fix_ambiguous_one_of(doc: dict[str, Any]) -> None:
+    """WB's 10-rates.yaml answers `tariffs/commission` with `oneOf` Fee / FeeChina / FeeTurkey / ...: object
+    shapes with no required field and open properties, so every real answer matches several of them and
+    a strict `oneOf` refuses it. A `oneOf` whose alternatives are all such open objects is read as the
+    `anyOf` it means ("one of these shapes"); a `oneOf` any alternative of which requires a field or is
+    closed stays strict."""
+    schemas = (doc.get("components") or {}).get("schemas") or {}
+
+    def resolved(alt: Any) -> Any:
+        ref = alt.get("$ref", "") if isinstance(alt, dict) else ""
+        return schemas.get(ref.rsplit("/", 1)[-1]) if ref.startswith("#/components/schemas/") else alt
+
+    def open_object(alt: Any) -> bool:
+        alt = resolved(alt)
+        return (isinstance(alt, dict) and alt.get("type") == "object" and not alt.get("required")
+                and alt.get("additionalProperties", True) is not False)
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            alts = node.get("oneOf")
+            if isinstance(alts, list) and len(alts) > 1 and sum(open_object(a) for a in alts) >= len(alts) - 1 \
+                    and all(isinstance(resolved(a), dict) and resolved(a).get("type") == "object"
+                            and not resolved(a).get("required") for a in alts):
+                node["anyOf"] = node.pop("oneOf")
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(doc)
 
 
 def _load_doc(path: Path) -> dict[str, Any]:
@@ -223,6 +258,7 @@ class _File:
         self.doc = _strip_servers(_load_doc(path))
         _drop_placeholder_patterns(self.doc)
         _fix_type_aliases(self.doc)
+        _fix_ambiguous_one_of(self.doc)
         self._config = Config(spec_validator_cls=None,
                               schema_validators_factory=_fast_factory(_Fast(self.doc)),
                               extra_media_type_deserializers={"application/problem+json": json.loads})

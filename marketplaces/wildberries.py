@@ -30,6 +30,7 @@ from marketplaces.base import (
     CardCreation,
     Category,
     CategoryAttribute,
+    FeeAsk,
     HandoverDocument,
     InvalidRequest,
     ItemResult,
@@ -48,6 +49,7 @@ from marketplaces.base import (
     PriceTerms,
     RealizationReport,
     ReportLine,
+    SaleFees,
     StatusChange,
     StockLevel,
     Uncertain,
@@ -516,8 +518,11 @@ class WildberriesAdapter:
             return failed + (self._put_stocks(wh, rest) if rest else [])
 
     def read_stocks(self, kind: Literal["fbs", "fbo"] = "fbs") -> list[StockLevel]:
-        if kind != "fbs":
-            raise NotSupported("wildberries", "read_stocks(fbo) (WB statistics API is not wired)", account=self.account)
+        """FBS: per seller warehouse (`POST /api/v3/stocks/{warehouseId}`, every chrtId of the cards);
+        FBO: per size and WB warehouse (`stocks-report/wb-warehouses`: `quantity`, what buyers can put in
+        the basket; units on their way to or from buyers are not counted)."""
+        if kind == "fbo":
+            return self._read_fbo_stocks()
         cards = self.list_cards()
         offer = {c.native_id: c.offer_id for c in cards}
         out: list[StockLevel] = []
@@ -532,6 +537,79 @@ class WildberriesAdapter:
                     except (KeyError, TypeError, ValueError):
                         raise self._bad("a stock without chrtId or amount", "stocks_read") from None
         return out
+
+    def _read_fbo_stocks(self) -> list[StockLevel]:
+        """`POST /api/analytics/v1/stocks-report/wb-warehouses`, paged by limit/offset until a short page.
+        A row without a quantity is refused as a whole (nothing is kept from a partial answer)."""
+        ep = "fbo_stocks"
+        limit = self.map[ep].batch or 250000
+        out: list[StockLevel] = []
+        offset = 0
+        while True:
+            data = self.http.call(ep, json={"limit": limit, "offset": offset}).json_object()
+            items = (data.get("data") or {}).get("items") if isinstance(data.get("data"), dict) else None
+            if not isinstance(items, list):
+                raise self._bad("data.items missing in the answer", ep)
+            for row in items:
+                try:
+                    chrt = str(int(row["chrtId"]))
+                    out.append(StockLevel(chrt, "", str(int(row["warehouseId"])), _int(row["quantity"], "quantity"),
+                                          "fbo", warehouse_name=str(row.get("warehouseName") or "")))
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise self._bad(f"a WB warehouse's stock cannot be read ({exc})", ep) from None
+            if len(items) < limit:
+                return out
+            offset += limit
+
+    def sale_fees(self, cards: Sequence[FeeAsk]) -> list[SaleFees]:
+        """WB's commission for selling from the seller's warehouse (FBS, `kgvpMarketplace`) by the card's
+        subject (`GET /api/v1/tariffs/commission`), and its FBS logistics by the card's packed volume
+        (`GET /api/v1/tariffs/box` of today: first litre + each further litre; of the warehouses stating
+        FBS rates the highest, so the profit is never overstated). Acquiring is not per card in WB's API
+        (the realization report has it afterwards): left to the estimate."""
+        ep = "tariffs_commission"
+        data = self.http.call(ep, params={"locale": "ru"}).json_object()
+        report = data.get("report")
+        if not isinstance(report, list):
+            raise self._bad("report missing in the answer", ep)
+        by_subject: dict[str, Decimal] = {}
+        for row in report:
+            try:
+                if row.get("kgvpMarketplace") is not None:
+                    by_subject[str(int(row["subjectID"]))] = Decimal(str(row["kgvpMarketplace"]))
+            except (KeyError, TypeError, ValueError, InvalidOperation) as exc:
+                raise self._bad(f"a commission row cannot be read ({exc})", ep) from None
+        base, per_litre = self._fbs_box_rates()
+        dims = {c.native_id: c.dimensions for c in self.list_cards()} if base is not None else {}
+        out = []
+        for c in cards:
+            d = c.dimensions or dims.get(c.card_id) or {}
+            logistics = None
+            if base is not None and all(float(d.get(k) or 0) > 0 for k in ("length", "width", "height")):
+                litres = Decimal(str(d["length"])) * Decimal(str(d["width"])) * Decimal(str(d["height"])) / 1000
+                logistics = (base + per_litre * max(Decimal(0), litres - 1)).quantize(Decimal("0.01"))
+            out.append(SaleFees(c.card_id, commission_percent=by_subject.get(c.category_id), logistics=logistics,
+                                source="tariffs/commission, tariffs/box"))
+        return out
+
+    def _fbs_box_rates(self) -> tuple[Decimal | None, Decimal]:
+        """(first litre, each further litre) of WB's FBS logistics today, the highest stated; (None, 0)
+        when no warehouse states one. WB writes the figures as text with a decimal comma («11,2»)."""
+        ep = "tariffs_box"
+        data = self.http.call(ep, params={"date": datetime.now(UTC).date().isoformat()}).json_object()
+        box = ((data.get("response") or {}).get("data") or {}) if isinstance(data.get("response"), dict) else None
+        if not isinstance(box, dict):
+            raise self._bad("response.data missing in the answer", ep)
+        best: tuple[Decimal, Decimal] | None = None
+        for w in box.get("warehouseList") or []:
+            try:
+                b = Decimal(str(w.get("boxDeliveryMarketplaceBase") or "").replace(" ", "").replace(",", "."))
+                lit = Decimal(str(w.get("boxDeliveryMarketplaceLiter") or "0").replace(" ", "").replace(",", "."))
+            except InvalidOperation:
+                continue  # "-": this warehouse takes no FBS parcels
+            if best is None or b > best[0]:
+                best = (b, lit)
+        return (best[0], best[1]) if best else (None, Decimal(0))
 
     # ------------------------------------------------------------ orders
 

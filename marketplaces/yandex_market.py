@@ -11,6 +11,8 @@ Account options (`AccountConfig.options`):
   campaign_id   the FBS store (required); its warehouse is the account's default warehouse
   campaigns     {warehouse_id: campaign_id} when the cabinet has several FBS stores (one warehouse each)
   price_level   "business" (default: one price in every store) or "campaign" (this store only)
+  fby_campaign_id  the cabinet's FBY store, whose stock lies in Market's own warehouses (FBO, read only);
+                none: the account has no FBO stock to read
   report_polls  how often a realization report's status is asked before giving up (default 60, each
                 after the generation time Market estimates, 0.5..30 s)
 Credentials: {"Api-Key": token} (OAuth is deprecated and not supported).
@@ -43,6 +45,7 @@ from marketplaces.base import (
     BadResponse,
     Card,
     CardCreation,
+    FeeAsk,
     HandoverDocument,
     ItemResult,
     Label,
@@ -61,6 +64,7 @@ from marketplaces.base import (
     RealizationReport,
     ReportLine,
     ReturnLine,
+    SaleFees,
     StatusChange,
     StockLevel,
     Uncertain,
@@ -117,6 +121,10 @@ class YandexMarketAdapter:
                                    account=config.name) from None
         self.campaigns: dict[str, int] = {str(k): int(v) for k, v in (opts.get("campaigns") or {}).items()}
         self.price_level = str(opts.get("price_level", "business"))
+        try:
+            self.fby_campaign_id = int(opts["fby_campaign_id"]) if opts.get("fby_campaign_id") else None
+        except (TypeError, ValueError):
+            raise MarketplaceError("option fby_campaign_id must be a number", account=config.name) from None
         if self.price_level not in ("business", "campaign"):
             raise MarketplaceError("option price_level must be 'business' or 'campaign'", account=config.name)
         self.map = load_endpoint_map(NAME, config.endpoints)
@@ -355,8 +363,10 @@ class YandexMarketAdapter:
         return results
 
     def read_stocks(self, kind: Literal["fbs", "fbo"] = "fbs") -> list[StockLevel]:
+        """FBS: every FBS store's warehouse (getStocks, AVAILABLE); FBO: the FBY store's stock per Market
+        fulfilment warehouse (getStocks of `fby_campaign_id`, named by getFulfillmentWarehouses)."""
         if kind == "fbo":
-            raise NotSupported(NAME, "read_stocks(fbo) for an FBS store", account=self.account)
+            return self._read_fby_stocks()
         out: list[StockLevel] = []
         for campaign in sorted({self.campaign_id, *self.campaigns.values()}):
             for page in self._pages("stocks_read", {"campaignId": campaign}, {}, 200, ["result"]):
@@ -366,6 +376,75 @@ class YandexMarketAdapter:
                         qty = counts.get("AVAILABLE", counts.get("FIT", 0))
                         out.append(StockLevel(str(offer["offerId"]), str(offer["offerId"]), str(wh["warehouseId"]),
                                               qty, "fbs"))
+        return out
+
+    def _read_fby_stocks(self) -> list[StockLevel]:
+        if self.fby_campaign_id is None:
+            raise NotSupported(NAME, "read_stocks(fbo) without an FBY store", account=self.account,
+                               seller_text="У этого кабинета не указан FBY-магазин (fby_campaign_id): остатков на "
+                                           "складах Маркета читать неоткуда.")
+        names: dict[str, str] = {}
+        data = self._call("fulfillment_warehouses")
+        for w in field_of(data, "result", "warehouses", endpoint="fulfillment_warehouses", account=self.account):
+            names[str(w.get("id"))] = str(w.get("name") or "")
+        out: list[StockLevel] = []
+        for page in self._pages("stocks_read", {"campaignId": self.fby_campaign_id}, {}, 200, ["result"]):
+            for wh in field_of(page, "result", "warehouses", endpoint="stocks_read", account=self.account):
+                for offer in wh.get("offers") or []:
+                    try:
+                        counts = {s["type"]: int(s["count"]) for s in offer.get("stocks") or []}
+                        wid, sku = str(wh["warehouseId"]), str(offer["offerId"])
+                    except (KeyError, TypeError, ValueError) as exc:
+                        raise self._bad(f"an FBY stock cannot be read ({exc})", "stocks_read") from None
+                    if "AVAILABLE" not in counts and "FIT" not in counts:
+                        raise self._bad(f"no AVAILABLE or FIT count for {sku} at warehouse {wid}", "stocks_read")
+                    out.append(StockLevel(sku, sku, wid, counts.get("AVAILABLE", counts.get("FIT", 0)), "fbo",
+                                          warehouse_name=names.get(wid, "")))
+        return out
+
+    LOGISTICS = ("DELIVERY_TO_CUSTOMER", "CROSSREGIONAL_DELIVERY", "EXPRESS_DELIVERY", "SORTING", "MIDDLE_MILE")
+    ACQUIRING = ("PAYMENT_TRANSFER", "AGENCY_COMMISSION")
+
+    def sale_fees(self, cards: Sequence[FeeAsk]) -> list[SaleFees]:
+        """Market's services for one unit at the card's price (tariffs/calculate for the FBS store, 200
+        offers a request): the placement fee (FEE) as a percent of the price, delivery, sorting and middle
+        mile as logistics, payment transfer and agency commission as acquiring. It needs the offer's
+        category and packed size: a card without them (from the offer mappings) is left to estimates."""
+        known = {c.native_id: c for c in self.list_cards()}
+        asks, out = [], []
+        for a in cards:
+            card = known.get(a.card_id)
+            dims = dict(a.dimensions) or dict(((card.native.get("offer") or {}).get("weightDimensions") or {})
+                                              if card else {})
+            category = a.category_id or (card.category_id if card else "")
+            if a.price > 0 and category.isdigit() and int(category) > 0 \
+                    and all(float(dims.get(k) or 0) > 0 for k in ("length", "width", "height", "weight")):
+                asks.append((a, int(category), dims))
+            else:
+                out.append(SaleFees(a.card_id, source="tariffs/calculate: no category or size"))
+        for chunk in batches(asks, self.map["tariffs_calculate"].batch or 200):
+            body = {"parameters": {"campaignId": self.campaign_id},
+                    "offers": [{"categoryId": cat, "price": float(a.price), "length": float(d["length"]),
+                                "width": float(d["width"]), "height": float(d["height"]),
+                                "weight": float(d["weight"]), "quantity": 1} for a, cat, d in chunk]}
+            data = self._call("tariffs_calculate", body=body)
+            answered = field_of(data, "result", "offers", endpoint="tariffs_calculate", account=self.account)
+            if len(answered) != len(chunk):
+                raise self._bad(f"{len(answered)} offers answered for {len(chunk)} asked", "tariffs_calculate")
+            for (a, _cat, _d), got in zip(chunk, answered, strict=True):  # the answer keeps the order asked
+                sums = {"fee": Decimal(0), "logistics": Decimal(0), "acquiring": Decimal(0)}
+                for t in got.get("tariffs") or []:
+                    kind = t.get("type")
+                    amount = _decimal(t.get("amount", 0), "tariffs.amount", "tariffs_calculate", self.account)
+                    if kind == "FEE":
+                        sums["fee"] += amount
+                    elif kind in self.LOGISTICS:
+                        sums["logistics"] += amount
+                    elif kind in self.ACQUIRING:
+                        sums["acquiring"] += amount
+                out.append(SaleFees(a.card_id, commission_percent=(sums["fee"] / a.price * 100).quantize(Decimal("0.01")),
+                                    logistics=sums["logistics"], acquiring=sums["acquiring"],
+                                    source="tariffs/calculate"))
         return out
 
     # ------------------------------------------------------------------ orders

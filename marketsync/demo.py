@@ -14,6 +14,7 @@ import json
 import random
 import shutil
 import signal
+import sqlite3
 import sys
 import time
 import urllib.error
@@ -105,6 +106,7 @@ class Demo:
         self.cloud_config: Path | None = None
         self.broker_observers: list[str] = []  # `marketsync soak`: its fault injector's own broker identity
         self.reconciled: dict[str, int] | None = None  # the evening's «Сверка» summary
+        self.fbo: dict[str, int] = {}  # FBO lines, FBO alerts, cards with the marketplace's fees
         self.cloud_port = 0  # 0: any free port (`marketsync soak` fixes it: the cloud is restarted)
         self._next_order = 0.0  # when the next buyer orders (time.monotonic)
         self._next_courier: float | None = None  # when the couriers come next (set by the first tick)
@@ -276,6 +278,7 @@ class Demo:
             time.sleep(0.5)
         self.onec_takes_orders()
         self.reconcile()
+        self.marketplace_stock_and_fees()
 
     def onec_sends_balances(self) -> None:
         """Mid-shift, 1C sends its balances as its books have them (formed 30 s ago, knowing nothing of
@@ -309,6 +312,31 @@ class Demo:
             self.say(f"сверка: {line}")
         self.say(f"сверка остатков: {self.reconciled['differences']} расхождений, объяснено "
                  f"{self.reconciled['explained']}, без объяснения {self.reconciled['unexplained']}")
+
+    def marketplace_stock_and_fees(self) -> None:
+        """What the cloud read of the marketplaces' own warehouses (FBO) and fees: the FBO lines it holds,
+        the critical-stock alerts raised on them, and the cards whose unit economics use the marketplace's
+        own fees (the prices page shows them). Read from the cloud's database, read-only."""
+        try:
+            conn = sqlite3.connect(f"file:{self.cloud_db}?mode=ro", uri=True, timeout=10)
+            try:
+                self.fbo = {
+                    "fbo_items": conn.execute("SELECT COUNT(*) FROM fbo_stock").fetchone()[0],
+                    "fbo_alerts": conn.execute("SELECT COUNT(*) FROM alert_outbox WHERE kind='fbo_stock'").fetchone()[0],
+                    "cards_with_fees": conn.execute("SELECT COUNT(*) FROM sale_fees").fetchone()[0]}
+                warehouses = conn.execute("SELECT account, COUNT(*) FROM fbo_warehouses GROUP BY account").fetchall()
+                first = conn.execute("SELECT text FROM alert_outbox WHERE kind='fbo_stock' ORDER BY id LIMIT 1").fetchone()
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            self.errors.append(f"fbo and fees: {exc}")
+            return
+        self.say("остатки на складах площадок (FBO): " + (", ".join(f"{a} — {n} скл." for a, n in warehouses) or "нет")
+                 + f"; {self.fbo['fbo_items']} строк, {self.fbo['fbo_alerts']} предупреждений о малом остатке")
+        if first:
+            self.say(f"предупреждение: {first[0]}")
+        self.say(f"юнит-экономика: комиссии и логистика площадок прочитаны для {self.fbo['cards_with_fees']} карточек"
+                 " (страница «Цены», столбец «Прибыль после удержаний»)")
 
     def tick(self, new_orders: bool = True) -> None:
         """One look at the day (every half second): a new order when one is due, the couriers when
@@ -413,6 +441,7 @@ class Demo:
                    "errors": len(self.errors), **dict.fromkeys(LIFECYCLE, 0)}
         if self.reconciled is not None:
             summary["stock_unexplained"] = int(self.reconciled.get("unexplained", 0))
+        summary.update(self.fbo)
         if self.cloud_url:
             try:
                 cloud = http_json("GET", f"{self.cloud_url}/api/summary", token=self.api_token)

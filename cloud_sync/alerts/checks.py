@@ -16,6 +16,7 @@ from cloud_sync.db import transaction
 from cloud_sync.i18n import domain_text, service_when, translations
 from cloud_sync.orders import listing
 from cloud_sync.orders.waiting import WAITING as WAITING_STAGES
+from cloud_sync.stock import fbo
 
 
 def set_minimum(conn: sqlite3.Connection, item_id: str, min_quantity: int | None) -> None:
@@ -60,6 +61,37 @@ def check_critical_stock(conn: sqlite3.Connection, *, now: float | None = None) 
             elif active:
                 conn.execute("DELETE FROM alert_state WHERE key=?", (key,))
     return raised
+
+def check_fbo_stock(conn: sqlite3.Connection, *, min_quantity: int = 3, cover_days: float = 7.0,
+                    now: float | None = None) -> list[str]:
+    """Alert for each card running low at a marketplace's own warehouse (FBO): at or below its item's
+    critical level (else `min_quantity`), or lasting fewer than `cover_days` at its recent sales — the
+    stock a seller restocks by shipping to that warehouse. Once per episode per card and warehouse."""
+    _ = translations()
+    now = time.time() if now is None else now
+    low = {f"fbo:{ln.account}:{ln.card_id}:{ln.warehouse_id}": ln
+           for ln in fbo.critical(conn, min_quantity=min_quantity, cover_days=cover_days, now=now)}
+    raised: list[str] = []
+    with transaction(conn):
+        active = {r[0] for r in conn.execute("SELECT key FROM alert_state WHERE key LIKE 'fbo:%'")}
+        for key in active - set(low):  # restocked (or no longer read): the next drop alerts again
+            conn.execute("DELETE FROM alert_state WHERE key=?", (key,))
+        for key, ln in low.items():
+            if key in active:
+                continue
+            conn.execute("INSERT INTO alert_state(key, raised_ts, detail) VALUES (?,?,?)", (key, now, str(ln.quantity)))
+            said = {"article": ln.article, "quantity": ln.quantity, "warehouse": ln.warehouse, "account": ln.account}
+            cover = ln.days_of_cover
+            if cover is None:
+                tail = _.gettext("no sales in the last %(days)s days") % {"days": fbo.SALES_WINDOW_DAYS}
+            else:
+                days = max(1, round(cover))
+                tail = _.ngettext("~%(num)d day of sales", "~%(num)d days of sales", days) % {"num": days}
+            text = "📦 " + _.gettext("%(article)s: %(quantity)s left at %(warehouse)s (%(account)s)") % said + ", " + tail
+            enqueue(conn, "fbo_stock", f"{key}:{now:.0f}", text, now=now)
+            raised.append(key)
+    return raised
+
 
 ORDER_EVENT_KINDS = {"reserved": "order_new", "short": "order_short", "problem": "order_problem",
                      "cancelled": "order_cancelled"}
@@ -157,6 +189,7 @@ def tick(conn: sqlite3.Connection, settings: AlertSettings, sender: Any | None, 
     """What the cloud's jobs loop calls: raise stock, order and deadline alerts, then deliver."""
     now = time.time() if now is None else now
     check_critical_stock(conn, now=now)
+    check_fbo_stock(conn, min_quantity=settings.fbo_min_quantity, cover_days=settings.fbo_cover_days, now=now)
     scan_order_events(conn, now=now)
     check_deadlines(conn, listing.deadlines_near(conn, settings.deadline_warning_s, now=now), now=now)
     if sender is None or not settings.enabled:

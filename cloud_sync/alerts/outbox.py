@@ -106,6 +106,8 @@ class AlertSettings:
     deadline_warning_s: float = 2 * 3600.0
     max_attempts: int = 20
     timeout_s: float = 10.0
+    fbo_min_quantity: int = 3  # FBO stock alert: at or below this (an item's own critical level wins)
+    fbo_cover_days: float = 7.0  # FBO stock alert: fewer days of cover than this at the recent sales
 
     @property
     def enabled(self) -> bool:
@@ -129,7 +131,8 @@ class AlertSettings:
                 raise AlertConfigError(f"alerts.token_file cannot be read: {exc.strerror}") from None
         return cls(base_url=s.base_url.rstrip("/"), chat_id=s.chat_id, token=token, min_interval_s=s.min_interval_s,
                    dedup_window_s=s.dedup_window_s, deadline_warning_s=s.deadline_warning_s,
-                   max_attempts=s.max_attempts, timeout_s=s.timeout_s)
+                   max_attempts=s.max_attempts, timeout_s=s.timeout_s, fbo_min_quantity=s.fbo_min_quantity,
+                   fbo_cover_days=s.fbo_cover_days)
 
 
 def redact(text: str, token: str) -> str:

@@ -94,6 +94,10 @@ def _print_preview(pv: Any, as_json: bool) -> None:
         if r["unchanged"]:
             continue
         margin = f" margin {r['margin']} ({r['margin_percent']}%)" if r["margin"] is not None else ""
+        e = r.get("economics") or {}
+        if e.get("profit") is not None:  # after the marketplace's commission, logistics and acquiring
+            guessed = f", estimated: {', '.join(e['estimated'])}" if e["estimated"] else ""
+            margin += f", after fees {e['profit']} ({e['profit_percent']}%{guessed})"
         crossed = f" (crossed out {r['new_crossed_out']})" if r["new_crossed_out"] else ""
         print(f"  {r['offer_id']:<20} {r['old_price'] or '?':>10} -> {r['new_price']:>10}{crossed}"
               f" {r['change_percent'] or '':>7}%{margin}")

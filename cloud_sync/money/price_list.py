@@ -13,6 +13,7 @@ from typing import Any
 
 from cloud_sync.catalog.view import cards_for_pricing
 from cloud_sync.db import transaction
+from cloud_sync.money import economics
 from marketplaces import price_model
 from marketplaces.base import Marketplace, NotSupported, kopecks
 
@@ -126,15 +127,18 @@ def as_text(v: Decimal | None) -> str | None:
     return None if v is None else str(v)
 
 
-def price_list(conn: sqlite3.Connection, account: str) -> list[dict[str, Any]]:
+def price_list(conn: sqlite3.Connection, account: str,
+               estimates: economics.Estimates | None = None) -> list[dict[str, Any]]:
     """The account's price list: every card with its current price, crossed-out price, floor, the 1C
-    item, its cost for the card (cost x pack size) and the margin - for the web UI and exports."""
+    item, its cost for the card (cost x pack size), the margin (price − cost) and the unit economics
+    (`economics`: after the marketplace's commission, logistics and acquiring) - for the web UI and exports."""
     current = current_prices(conn, account)
     costs: dict[str, Decimal] = {}  # the 1C cost of every linked item of the account, in one read
     for item_id, price in conn.execute(
             "SELECT p.item_id, p.price FROM item_prices p JOIN price_types t ON t.id=p.price_type_id WHERE t.is_cost=1"
             " AND p.item_id IN (SELECT item_id FROM card_links WHERE account=? AND item_id IS NOT NULL)", (account,)):
         costs.setdefault(item_id, Decimal(price))
+    known, estimates = economics.stored(conn, account), estimates or economics.Estimates()
     out = []
     for c in account_cards(conn, account):
         p = current.get(c.card_id) or (Price(c.imported_price) if c.imported_price is not None else None)
@@ -147,6 +151,8 @@ def price_list(conn: sqlite3.Connection, account: str) -> list[dict[str, Any]]:
             "cost": as_text(card_cost),
             "margin": as_text(p.price - card_cost) if p and card_cost is not None else None,
             "known": c.card_id in current,
+            "economics": economics.economics_of(c.card_id, p.price, card_cost, known, estimates).as_dict()
+            if p else None,
         })
     return out
 

@@ -1,5 +1,6 @@
 """The preview of a price document: the diff old -> new per card with the margin against the 1C cost
-price; refuses what no marketplace would take (negative price, below the floor, unknown target,
+price and the unit economics at the new price (after the marketplace's commission, logistics and
+acquiring: cloud_sync/money/economics.py); refuses what no marketplace would take (negative price, below the floor, unknown target,
 too-big discount, a marketplace's update-rate limit) and flags what needs a person's confirmation (a
 large drop or rise, a drop into the marketplace's price quarantine, a price below cost).
 
@@ -21,6 +22,7 @@ from typing import Any, Literal
 
 from cloud_sync.catalog.nomenclature import cost_price
 from cloud_sync.config_sections import PricingSettings
+from cloud_sync.money import economics
 from cloud_sync.money.price_docs import PriceDocument, PriceDocumentError, PriceLine, validate_line
 from cloud_sync.money.price_list import Price, PricedCard, account_cards, as_text, current_prices
 from marketplaces import price_model
@@ -66,6 +68,8 @@ class PreviewRow:
     cost: Decimal | None = None  # 1C cost of the card (cost price x pack size)
     notes: list[Note] = field(default_factory=list)
     line_no: int = 0
+    # price − commission − logistics − acquiring − cost at the new price (cloud_sync/money/economics.py)
+    economics: economics.UnitEconomics | None = None
 
     @property
     def unchanged(self) -> bool:
@@ -130,6 +134,7 @@ class Preview:
                 "new_price": str(r.effective_price), "new_crossed_out": as_text(r.new.old_price),
                 "change_percent": as_text(r.change_percent), "cost": as_text(r.cost), "margin": as_text(r.margin),
                 "margin_percent": as_text(r.margin_percent), "unchanged": r.unchanged,
+                "economics": r.economics.as_dict() if r.economics else None,
                 "notes": [f"{n.level}: {n.text}" for n in r.notes],
             }
             for r in self.rows
@@ -233,6 +238,9 @@ def preview(conn: sqlite3.Connection, doc: PriceDocument, *, settings: PricingSe
     if rules.max_updates_per_hour:
         _check_update_rate(conn, result, rules, now)
     result.rows.sort(key=lambda r: (r.line_no, r.card.offer_id))
+    known, estimates = economics.stored(conn, doc.account), economics.Estimates.from_settings(settings)
+    for r in result.rows:
+        r.economics = economics.economics_of(r.card.card_id, r.effective_price, r.cost, known, estimates)
     return result
 
 

@@ -1,7 +1,8 @@
 """The marketplaces' prices read back into the price list on their own: an account never read (just
 opened), one whose prices were pushed since its last reading (read again a little later, once the
 marketplace has applied them), and every account on the schedule (`[jobs] prices_read_s`); and at once
-when a person asks («Обновить цены с площадок»). So no price shows "?" once an account is open.
+when a person asks («Обновить цены с площадок»). So no price shows "?" once an account is open. The
+marketplace's fees (unit economics: `economics.read_fees`) are read with them.
 
 Owns `price_reads` (per account: when its prices were last read, pushed, or asked for, and the last
 error).
@@ -15,8 +16,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from cloud_sync.db import transaction
-from cloud_sync.money.price_list import read_prices
-from marketplaces.base import Marketplace, MarketplaceError
+from cloud_sync.money import economics
+from cloud_sync.money.price_list import account_cards, current_prices, read_prices
+from marketplaces.base import FeeAsk, Marketplace, MarketplaceError
 
 MIGRATIONS = [
     """
@@ -30,6 +32,7 @@ MIGRATIONS = [
     """,
 ]
 
+FEES_EVERY_S = 6 * 3600.0  # the marketplaces' fees (tariffs) are read again after this long
 AFTER_PUSH_S = 30.0  # a marketplace applies pushed prices asynchronously (WB: an upload task)
 
 
@@ -87,11 +90,31 @@ def read_due(conn: sqlite3.Connection, accounts: Iterable[str], adapter_for: Cal
                              " SET error=excluded.error, asked_ts=NULL", (account, str(exc)[:300]))
             out.append(Reading(account, error=str(exc)))
             continue
+        error = ""
+        try:
+            read_fees(conn, account, market, now=started)
+        except MarketplaceError as exc:  # the prices are read; the fees stay as they were (or estimated)
+            error = f"fees: {exc}"[:300]
         with transaction(conn):
-            conn.execute("INSERT INTO price_reads(account, read_ts, error) VALUES (?,?, '') ON CONFLICT(account)"
-                         " DO UPDATE SET read_ts=excluded.read_ts, error=''", (account, started))
+            conn.execute("INSERT INTO price_reads(account, read_ts, error) VALUES (?,?,?) ON CONFLICT(account)"
+                         " DO UPDATE SET read_ts=excluded.read_ts, error=excluded.error", (account, started, error))
         out.append(Reading(account, n))
     return out
+
+
+def read_fees(conn: sqlite3.Connection, account: str, market: Marketplace, *, now: float | None = None,
+              every_s: float = FEES_EVERY_S) -> int:
+    """The marketplace's fees on every priced card of the account, at its current price (unit economics),
+    read with the prices at most every `every_s` (tariffs change seldom and their calls are slow: WB's is
+    one a minute); a marketplace whose API states none leaves them to the seller's estimates."""
+    now = time.time() if now is None else now
+    last = conn.execute("SELECT MAX(read_ts) FROM sale_fees WHERE account=?", (account,)).fetchone()[0]
+    if last is not None and now - last < every_s:
+        return 0
+    current = current_prices(conn, account)
+    asks = [FeeAsk(c.card_id, c.offer_id, current[c.card_id].price, category_id=c.category_id)
+            for c in account_cards(conn, account) if c.card_id in current]
+    return economics.read_fees(conn, account, market, asks, now=now)
 
 
 def state(conn: sqlite3.Connection) -> dict[str, dict]:

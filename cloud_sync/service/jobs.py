@@ -35,7 +35,7 @@ from cloud_sync.orders import (
 )
 from cloud_sync.service import sync
 from cloud_sync.service.accounts import AccountAdapters
-from cloud_sync.stock import ledger
+from cloud_sync.stock import fbo
 from marketplaces.base import Marketplace, NotSupported
 
 log = logging.getLogger("cloud_sync.service.jobs")
@@ -139,7 +139,7 @@ class Jobs:
             except NotSupported:
                 return
             with transaction(conn):
-                ledger.record_fbo(conn, account, [(lv.card_id, lv.warehouse_id, lv.quantity) for lv in levels])
+                fbo.record(conn, account, levels)
         return run
 
     def _waiting(self, conn: sqlite3.Connection) -> None:

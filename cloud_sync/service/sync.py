@@ -23,7 +23,7 @@ from cloud_sync.config_sections import OnecSettings
 from cloud_sync.db import transaction
 from cloud_sync.orders import handover_documents, intake, mp_actions
 from cloud_sync.service.accounts import SyncReport
-from cloud_sync.stock import ledger, reconcile
+from cloud_sync.stock import fbo, reconcile
 from cloud_sync.stock import push as stock_push
 from marketplaces.base import Marketplace, MarketplaceError, NotSupported
 
@@ -94,7 +94,7 @@ def sync_stocks(conn: sqlite3.Connection, cfg: CloudConfig, adapters: dict[str, 
                 stock_push.record_read_back(conn, name, levels)
             else:
                 with transaction(conn):
-                    ledger.record_fbo(conn, name, [(lv.card_id, lv.warehouse_id, lv.quantity) for lv in levels])
+                    fbo.record(conn, name, levels)
             report.add(f"{name}: read back {len(levels)} {kind.upper()} stock levels")
     planned = stock_push.plan_all(conn, cfg)
     report.add(f"planned {planned.queued} pushes ({planned.unchanged} unchanged) for {planned.items} items")

@@ -21,6 +21,7 @@ from cloud_sync.catalog import cards as catalog
 from cloud_sync.db import transaction
 from cloud_sync.money import price_apply, price_docs, price_preview, price_rules, reports
 from cloud_sync.money import price_list as money_price_list
+from cloud_sync.money.economics import Estimates
 from cloud_sync.onec import items_out
 from cloud_sync.orders import desk as order_desk
 from cloud_sync.orders import handovers, intake, listing, records, waiting
@@ -434,7 +435,7 @@ def sites():
 def price_list(account: str):
     if account not in ctx().cfg.accounts:
         raise ApiError(f"unknown account {account!r}", 404)
-    return jsonify(money_price_list.price_list(get_db(), account))
+    return jsonify(money_price_list.price_list(get_db(), account, Estimates.from_settings(ctx().cfg.pricing)))
 
 
 @bp.post("/api/prices/preview")

@@ -30,7 +30,7 @@ from typing import Any
 from marketplaces.sandbox import labels
 from marketplaces.sandbox import ozon_content as content
 from marketplaces.sandbox.core import ApiError, Route, SandboxApp, SandboxLimit, SandboxReply, SandboxRequest
-from marketplaces.sandbox.seed import demo_items
+from marketplaces.sandbox.seed import demo_fbo, demo_items
 
 STOCK_PAIR_WINDOW_S = 30.0
 PRICE_WINDOW_S = 3600.0
@@ -118,6 +118,10 @@ class OzonSandbox(SandboxApp):
             }
             self.by_offer[item.article] = pid
             self.stocks[(pid, self.warehouses[0]["warehouse_id"])] = item.stock
+        # stock in Ozon's own warehouses (FBO), by warehouse name: (product_id, name) -> valid units
+        self.ozon_warehouses = ["ХОРУГВИНО_РФЦ", "САНКТ_ПЕТЕРБУРГ_РФЦ"]
+        self.fbo: dict[tuple[int, str], int] = {
+            (100_000_000 + i, self.ozon_warehouses[slot]): qty for i, slot, qty in demo_fbo(n)}
 
     def snapshot(self) -> dict[str, Any]:
         return {
@@ -198,6 +202,10 @@ class OzonSandbox(SandboxApp):
                              "at": _now()}
 
     def control(self, name: str, body: dict[str, Any]) -> Any:
+        if name == "fbo":  # set a stock in an Ozon warehouse: {"offer_id", "warehouse_name", "quantity"}
+            pid = self.by_offer[str(body["offer_id"])]
+            self.fbo[(pid, str(body["warehouse_name"]))] = int(body["quantity"])
+            return {"product_id": pid, "quantity": int(body["quantity"])}
         if name == "marking":  # postings made from now on: marked goods need their codes (or not)
             self.marking = bool(body.get("mandatory_mark", True))
             return {"mandatory_mark": self.marking}
@@ -267,6 +275,7 @@ class OzonSandbox(SandboxApp):
             r("POST", "/v5/product/info/prices", self.info_prices),
             r("POST", "/v2/products/stocks", self.update_stocks, "stocks"),
             r("POST", "/v4/product/info/stocks", self.info_stocks),
+            r("POST", "/v1/analytics/manage/stocks", self.manage_stocks),
             r("POST", "/v1/product/info/stocks-by-warehouse/fbs", self.stocks_by_warehouse),
             r("POST", "/v4/posting/fbs/unfulfilled/list", self.unfulfilled),
             r("POST", "/v4/posting/fbs/list", self.posting_list),
@@ -650,6 +659,25 @@ class OzonSandbox(SandboxApp):
                                    if self.stocks.get((pid, w["warehouse_id"]), 0)]}]})
         return SandboxReply(200, {"items": items, "cursor": str(page[-1]) if len(ids) > limit else "",
                                   "total": len(items)})
+
+    def manage_stocks(self, req: SandboxRequest) -> SandboxReply:
+        """`/v1/analytics/manage/stocks`: stock in Ozon's warehouses per product and warehouse (valid,
+        and zero defective / expiring / waiting for documents in the sandbox); `filter.skus` narrows,
+        limit/offset pages."""
+        body = req.json()
+        limit, offset = int(body["limit"]), int(body.get("offset") or 0)
+        if not 1 <= limit <= 1000 or offset < 0:
+            raise ApiError(400, "limit must be 1..1000", code="INVALID_ARGUMENT")
+        skus = {int(x) for x in (body.get("filter") or {}).get("skus") or []}
+        rows = []
+        for (pid, wh), qty in sorted(self.fbo.items()):
+            p = self.products.get(pid)
+            if p is None or (skus and p["sku"] not in skus):
+                continue
+            rows.append({"sku": p["sku"], "offer_id": p["offer_id"], "name": p["name"], "warehouse_name": wh,
+                         "valid_stock_count": qty, "defect_stock_count": 0, "expiring_stock_count": 0,
+                         "waitingdocs_stock_count": 0})
+        return SandboxReply(200, {"items": rows[offset: offset + limit]})
 
     def stocks_by_warehouse(self, req: SandboxRequest) -> SandboxReply:
         """FBS stock per product and warehouse; `sku` wins over `offer_id` when both are given."""

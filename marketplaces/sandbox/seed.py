@@ -75,3 +75,18 @@ def demo_items(n: int, seed: int = 7) -> list[DemoItem]:
             )
         )
     return items
+
+
+def demo_fbo(n: int) -> list[tuple[int, int, int]]:
+    """The stock each sandbox keeps in the marketplace's own warehouses (FBO), the same on every
+    marketplace: (item index, warehouse slot 0..1, quantity). Every third item lies at slot 0, every
+    sixth at slot 1 too; item 11 runs low (3 units) so the demo shows a critical FBO stock."""
+    out = []
+    for i in range(1, n + 1):
+        if i == 11:
+            out.append((i, 0, 3))
+        elif i % 3 == 0:
+            out.append((i, 0, 20 + (i * 7) % 30))
+            if i % 6 == 0:
+                out.append((i, 1, 5 + (i * 5) % 15))
+    return out

@@ -21,7 +21,7 @@ from typing import Any
 from marketplaces.sandbox import labels
 from marketplaces.sandbox import wildberries_content as content
 from marketplaces.sandbox.core import ApiError, Route, SandboxApp, SandboxLimit, SandboxReply, SandboxRequest
-from marketplaces.sandbox.seed import demo_items
+from marketplaces.sandbox.seed import demo_fbo, demo_items
 
 MSK = timedelta(hours=3)
 
@@ -49,6 +49,9 @@ class WildberriesSandbox(SandboxApp):
         "meta_read": SandboxLimit(300 / 60, 20, error_cost=10),
         "finance": SandboxLimit(1 / 60, 1),
         "finance_list": SandboxLimit(1 / 60, 1),  # each finance method has its own 1 req/min
+        "analytics_stocks": SandboxLimit(3 / 60, 1),  # stocks-report/wb-warehouses: 3 a minute, burst 1
+        "tariffs_commission": SandboxLimit(1 / 60, 2),  # tariffs/commission: 1 a minute, burst 2
+        "tariffs_box": SandboxLimit(60 / 60, 5),  # tariffs/box: 60 a minute, burst 5
     }
 
     card_delay_s = 2.0  # how long WB takes to process an uploaded card (marketplace seconds)
@@ -101,6 +104,10 @@ class WildberriesSandbox(SandboxApp):
                            item.category, item.size, [item.barcode], _iso(base + timedelta(minutes=item.index)))
             self.stocks[(self.warehouses[0]["id"], chrt)] = item.stock
             self.prices[nm] = {"price": int(item.price), "discount": 0}
+        # stock in WB's own warehouses (FBO), read by stocks-report/wb-warehouses: (warehouseId, chrtId) -> qty
+        self.wb_warehouses = [(507, "Коледино", "Центральный"), (120762, "Электросталь", "Центральный")]
+        self.fbo: dict[tuple[int, int], int] = {
+            (self.wb_warehouses[slot][0], 400_000_000 + i): qty for i, slot, qty in demo_fbo(n)}
 
     def _add_card(self, nm: int, imt: int, chrt: int, vendor: str, title: str, subject_id: int, subject: str,
                   size: str, skus: list[str], updated: str) -> None:
@@ -178,6 +185,9 @@ class WildberriesSandbox(SandboxApp):
         if name == "card_delay":  # how long an uploaded card takes to be processed (marketplace seconds)
             self.card_delay_s = float(body.get("seconds", self.card_delay_s))
             return {"seconds": self.card_delay_s}
+        if name == "fbo":  # set a stock in a WB warehouse: {"warehouseId", "chrtId", "quantity"}
+            self.fbo[(int(body["warehouseId"]), int(body["chrtId"]))] = int(body["quantity"])
+            return {"quantity": int(body["quantity"])}
         if name == "marking":  # orders made from now on: marked goods require sgtin (or not)
             self.marking = bool(body.get("sgtin", True))
             return {"sgtin": self.marking}
@@ -263,6 +273,9 @@ class WildberriesSandbox(SandboxApp):
             r("GET", "/api/v2/list/goods/filter", self.prices_list, "prices"),
             r("POST", "/api/finance/v1/sales-reports/list", self.sales_reports_list, "finance_list"),
             r("POST", "/api/finance/v1/sales-reports/detailed", self.sales_report, "finance"),
+            r("POST", "/api/analytics/v1/stocks-report/wb-warehouses", self.fbo_stocks, "analytics_stocks"),
+            r("GET", "/api/v1/tariffs/commission", self.commission, "tariffs_commission"),
+            r("GET", "/api/v1/tariffs/box", self.box_tariffs, "tariffs_box"),
         ]
 
     def _err(self, req: SandboxRequest, status: int, message: str, code: str = "") -> SandboxReply:
@@ -785,6 +798,62 @@ class WildberriesSandbox(SandboxApp):
                           "sizes": [{"sizeID": c["sizes"][0]["chrtID"], "price": p["price"], "discountedPrice": disc,
                                      "clubDiscountedPrice": disc, "techSizeName": c["sizes"][0]["techSize"]}]})
         return SandboxReply(200, {"data": {"listGoods": goods}, "error": False, "errorText": ""})
+
+    # -- stock in WB's warehouses, commissions
+
+    def fbo_stocks(self, req: SandboxRequest) -> SandboxReply:
+        """Current stock per size and WB warehouse (one row each), `nmIds` narrowing, limit/offset paging."""
+        body = req.json()
+        limit, offset = int(body.get("limit", 250000)), int(body.get("offset", 0))
+        only = {int(n) for n in body.get("nmIds") or []}
+        names = {w: (name, region) for w, name, region in self.wb_warehouses}
+        rows = []
+        for (wh, chrt), qty in sorted(self.fbo.items()):
+            nm = self.chrt_to_nm.get(chrt)
+            if nm is None or (only and nm not in only):
+                continue
+            name, region = names.get(wh, (str(wh), ""))
+            rows.append({"nmId": nm, "chrtId": chrt, "warehouseId": wh, "warehouseName": name, "regionName": region,
+                         "quantity": qty, "inWayToClient": 0, "inWayFromClient": 0})
+        return SandboxReply(200, {"data": {"items": rows[offset: offset + limit]}})
+
+    COMMISSION_FBS = {192: 24.5, 1367: 19.5, 49: 21.0, 515: 23.0, 155: 24.0}  # the sandbox's tariff, %
+
+    def commission(self, req: SandboxRequest) -> SandboxReply:
+        """WB's commission per subject and sales model (the sandbox's own figures for the demo subjects)."""
+        if req.query.get("locale", "ru") not in ("ru", "en", "zh"):
+            raise ApiError(400, 'parameter "locale" in query has an error')
+        subjects = {c["subjectID"]: c["subjectName"] for c in self.cards.values()}
+        report = [{"kgvpBooking": pct, "kgvpMarketplace": pct, "kgvpPickup": pct, "kgvpSupplier": pct - 3,
+                   "kgvpSupplierExpress": pct - 3, "paidStorageKgvp": pct - 2.5, "parentID": 1000 + sid,
+                   "parentName": name, "subjectID": sid, "subjectName": name}
+                  for sid, name in sorted(subjects.items()) for pct in [self.COMMISSION_FBS.get(sid, 25.0)]]
+        return SandboxReply(200, {"report": report})
+
+    def box_tariffs(self, req: SandboxRequest) -> SandboxReply:
+        """Box tariffs per WB warehouse for a date (figures as WB writes them: text, decimal comma; «-»
+        where a warehouse takes no FBS parcels)."""
+        try:
+            datetime.strptime(req.query["date"], "%Y-%m-%d")
+        except (KeyError, ValueError):
+            return SandboxReply(400, {"title": "Bad Request", "detail": "Invalid date param", "origin": "tariffs",
+                                      "requestId": uuid.uuid4().hex}, content_type="application/problem+json")
+        rows = [
+            {"warehouseName": "Коледино", "geoName": "Центральный федеральный округ", "boxDeliveryBase": "48",
+             "boxDeliveryLiter": "11,2", "boxDeliveryCoefExpr": "160", "boxDeliveryMarketplaceBase": "40",
+             "boxDeliveryMarketplaceLiter": "11", "boxDeliveryMarketplaceCoefExpr": "125", "boxStorageBase": "0,14",
+             "boxStorageLiter": "0,07", "boxStorageCoefExpr": "115"},
+            {"warehouseName": "Электросталь", "geoName": "Центральный федеральный округ", "boxDeliveryBase": "46",
+             "boxDeliveryLiter": "10,5", "boxDeliveryCoefExpr": "150", "boxDeliveryMarketplaceBase": "46",
+             "boxDeliveryMarketplaceLiter": "12,5", "boxDeliveryMarketplaceCoefExpr": "140",
+             "boxStorageBase": "0,1", "boxStorageLiter": "0,05", "boxStorageCoefExpr": "100"},
+            {"warehouseName": "Шушары", "geoName": "Северо-Западный федеральный округ", "boxDeliveryBase": "52",
+             "boxDeliveryLiter": "12", "boxDeliveryCoefExpr": "170", "boxDeliveryMarketplaceBase": "-",
+             "boxDeliveryMarketplaceLiter": "-", "boxDeliveryMarketplaceCoefExpr": "-", "boxStorageBase": "0,2",
+             "boxStorageLiter": "0,1", "boxStorageCoefExpr": "120"},
+        ]
+        return SandboxReply(200, {"response": {"data": {"currency": "RUB", "dtNextBox": "", "dtTillMax": req.query["date"],
+                                                        "warehouseList": rows}}})
 
     # -- finance
 

@@ -36,7 +36,7 @@ from marketplaces.sandbox import yandex_market_reports, yandex_market_spec
 from marketplaces.sandbox.core import ApiError, Route, SandboxApp, SandboxLimit, SandboxReply, SandboxRequest
 from marketplaces.sandbox.labels import pdf_document, pdf_label
 from marketplaces.sandbox.push_delivery import PushDelivery
-from marketplaces.sandbox.seed import demo_items
+from marketplaces.sandbox.seed import demo_fbo, demo_items
 from marketplaces.spec import load_specs
 
 MARKETPLACE = "yandex_market"
@@ -108,6 +108,8 @@ class YandexMarketSandbox(SandboxApp):
     marketplace = MARKETPLACE
     business_id = 7700001
     campaign_id = 21000001
+    fby_campaign_id = 21000002  # the same cabinet's FBY store: its stock lies in Market's own warehouses
+    fby_warehouses = [(145, "Софьино"), (172, "Томилино")]
     warehouse_id = 310001
 
     def __init__(self, **options: Any) -> None:
@@ -131,7 +133,7 @@ class YandexMarketSandbox(SandboxApp):
     def account_options(self) -> dict[str, Any]:
         """The AccountConfig.options an adapter of this sandbox needs (announced by `sandbox serve`)."""
         return {"business_id": self.business_id, "campaign_id": self.campaign_id,
-                "warehouse_id": str(self.warehouse_id), "push_sources": ["127.0.0.0/8"]}
+                "fby_campaign_id": self.fby_campaign_id, "warehouse_id": str(self.warehouse_id), "push_sources": ["127.0.0.0/8"]}
 
     def _push(self, path: str, payload: dict[str, Any], key: str) -> None:
         """Queue a push, held to its spec first (yandex_market_notification): a violation is a sandbox bug."""
@@ -228,6 +230,10 @@ class YandexMarketSandbox(SandboxApp):
         }
         self.campaign_prices: dict[str, dict[str, Any]] = {}
         self.stocks: dict[str, int] = {a: it.stock for a, it in self.items.items()}
+        # the FBY store's stock in Market's fulfilment warehouses: (warehouse id, offerId) -> units
+        by_index = {it.index: a for a, it in self.items.items()}
+        self.fby_stocks: dict[tuple[int, str], int] = {
+            (self.fby_warehouses[slot][0], by_index[i]): qty for i, slot, qty in demo_fbo(n) if i in by_index}
         self.stock_writes = 0  # SKUs accepted by PUT offers/stocks, repeats included
         self.hidden: set[str] = set()
         self.orders: dict[int, YmOrder] = {}
@@ -279,6 +285,8 @@ class YandexMarketSandbox(SandboxApp):
             ("POST", "/v2/campaigns/{campaignId}/offer-prices/updates", self.update_campaign_prices, "updatePrices"),
             ("PUT", "/v2/campaigns/{campaignId}/offers/stocks", self.update_stocks, "updateStocks"),
             ("POST", "/v2/campaigns/{campaignId}/offers/stocks", self.get_stocks, "getStocks"),
+            ("GET", "/v2/warehouses", self.get_fulfillment_warehouses, "getFulfillmentWarehouses"),
+            ("POST", "/v2/tariffs/calculate", self.calculate_tariffs, "calculateTariffs"),
             ("POST", "/v1/businesses/{businessId}/orders", self.get_business_orders, "getBusinessOrders"),
             ("PUT", "/v2/campaigns/{campaignId}/orders/{orderId}/status", self.update_order_status,
              "updateOrderStatus"),
@@ -330,8 +338,45 @@ class YandexMarketSandbox(SandboxApp):
         return ok({"campaigns": [{
             "domain": "marketsync-demo.example", "id": self.campaign_id,
             "business": {"id": self.business_id, "name": "MarketSync Demo"},
-            "placementType": "FBS", "apiAvailability": "AVAILABLE"}],
-            "pager": {"total": 1, "from": 1, "to": 1, "currentPage": 1, "pagesCount": 1, "pageSize": 1}})
+            "placementType": "FBS", "apiAvailability": "AVAILABLE"}, {
+            "domain": "marketsync-demo.example", "id": self.fby_campaign_id,
+            "business": {"id": self.business_id, "name": "MarketSync Demo"},
+            "placementType": "FBY", "apiAvailability": "AVAILABLE"}],
+            "pager": {"total": 2, "from": 1, "to": 2, "currentPage": 1, "pagesCount": 1, "pageSize": 2}})
+
+    def get_fulfillment_warehouses(self, p: dict, q: dict, body: Any) -> SandboxReply:
+        """Market's fulfilment warehouses (the FBY stores' stock lies there), by id and name."""
+        return ok({"status": "OK", "result": {"warehouses": [
+            {"id": wid, "name": name, "address": {"city": "Москва", "gps": {"latitude": 55.6, "longitude": 37.7}}}
+            for wid, name in self.fby_warehouses]}})
+
+    TARIFF_FEE = {192: Decimal(12), 1367: Decimal(9), 49: Decimal(11), 515: Decimal(10), 155: Decimal(12)}
+
+    def calculate_tariffs(self, p: dict, q: dict, body: Any) -> SandboxReply:
+        """What Market takes per offer at a price (the sandbox's own tariff): the placement fee (% by
+        category), delivery to the buyer and sorting (FBS), and the payment transfer and agency commission."""
+        params = body.get("parameters") or {}
+        if ("campaignId" in params) == ("sellingProgram" in params):
+            return error(400, "BAD_REQUEST", "give either campaignId or sellingProgram")
+        if "campaignId" in params and int(params["campaignId"]) not in (self.campaign_id, self.fby_campaign_id):
+            return error(403, "FORBIDDEN", f"campaign {params['campaignId']} is not available to this token")
+        out = []
+        for o in body["offers"]:
+            price = Decimal(str(o["price"]))
+            pct = self.TARIFF_FEE.get(int(o["categoryId"]) - 90000, Decimal(13))
+
+            def tariff(kind: str, amount: Decimal, value: str, value_type: str) -> dict[str, Any]:
+                return {"type": kind, "amount": float(amount.quantize(Decimal("0.01"))), "currency": "RUR",
+                        "parameters": [{"name": "value", "value": value}, {"name": "valueType", "value": value_type}]}
+
+            weight = Decimal(str(o["weight"]))
+            out.append({"offer": o, "tariffs": [
+                tariff("FEE", price * pct / 100, str(pct), "relative"),
+                tariff("DELIVERY_TO_CUSTOMER", Decimal(60) + Decimal(20) * weight, "60", "absolute"),
+                tariff("SORTING", Decimal(25), "25", "absolute"),
+                tariff("PAYMENT_TRANSFER", price * Decimal("0.012"), "1.2", "relative"),
+                tariff("AGENCY_COMMISSION", price * Decimal("0.003"), "0.3", "relative")]})
+        return ok({"status": "OK", "result": {"offers": out}})
 
     def get_warehouses(self, p: dict, q: dict, body: Any) -> SandboxReply:
         if (r := self._business(p)) is not None:
@@ -351,6 +396,7 @@ class YandexMarketSandbox(SandboxApp):
             "offerId": offer_id, "name": card["name"], "marketCategoryId": card["marketCategoryId"],
             "vendor": card["vendor"], "barcodes": card["barcodes"], "vendorCode": card["vendorCode"],
             "cardStatus": "HAS_CARD_CAN_UPDATE", "archived": False,
+            "weightDimensions": {"length": 20.0, "width": 15.0, "height": 5.0, "weight": 0.3},
             "campaigns": [{"campaignId": self.campaign_id, "status": status}],
             "sellingPrograms": [{"sellingProgram": "FBS", "status": "FINE"}],
         }
@@ -459,6 +505,8 @@ class YandexMarketSandbox(SandboxApp):
         return ok()
 
     def get_stocks(self, p: dict, q: dict, body: Any) -> SandboxReply:
+        if str(p.get("campaignId")) == str(self.fby_campaign_id):
+            return self._fby_stocks(q, body or {})
         if (r := self._campaign(p)) is not None:
             return r
         body = body or {}
@@ -472,6 +520,25 @@ class YandexMarketSandbox(SandboxApp):
                                                 {"type": "FIT", "count": self.stocks[k]}]} for k in page]
             result: dict[str, Any] = {"warehouses": [{"warehouseId": self.warehouse_id, "offers": offers}]}
             if not ids and start + limit < len(keys):
+                result["paging"] = {"nextPageToken": str(start + limit)}
+        return ok({"status": "OK", "result": result})
+
+    def _fby_stocks(self, q: dict, body: dict[str, Any]) -> SandboxReply:
+        """The FBY store's stock: per Market warehouse, its offers (AVAILABLE and FIT), paged by offer."""
+        limit = int(q.get("limit") or 200)
+        with self.lock:
+            ids = body.get("offerIds")
+            offers = sorted({a for (_w, a) in self.fby_stocks} & (set(ids) if ids else set(self.cards)))
+            start = int(q.get("page_token") or q.get("pageToken") or 0) if not ids else 0
+            page = set(offers[start:start + limit])
+            warehouses = []
+            for wid, _name in self.fby_warehouses:
+                rows = [{"offerId": a, "stocks": [{"type": "AVAILABLE", "count": n}, {"type": "FIT", "count": n}]}
+                        for (w, a), n in sorted(self.fby_stocks.items()) if w == wid and a in page]
+                if rows:
+                    warehouses.append({"warehouseId": wid, "offers": rows})
+            result: dict[str, Any] = {"warehouses": warehouses}
+            if not ids and start + limit < len(offers):
                 result["paging"] = {"nextPageToken": str(start + limit)}
         return ok({"status": "OK", "result": result})
 

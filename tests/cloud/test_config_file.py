@@ -59,7 +59,7 @@ def test_config_cloud_toml_documents_exactly_the_keys_the_cloud_accepts(document
 def test_an_unknown_key_or_a_wrong_type_is_one_line_naming_file_and_key(tmp_path: Path) -> None:
     assert problem({"alerts": {"chat_idd": "-100"}}) == (
         "cloud.toml: alerts.chat_idd: unknown key (allowed: base_url, chat_id, deadline_warning_s, dedup_window_s,"
-        " max_attempts, min_interval_s, tick_s, timeout_s, token_env, token_file)")
+        " fbo_cover_days, fbo_min_quantity, max_attempts, min_interval_s, tick_s, timeout_s, token_env, token_file)")
     assert problem({"jobs": {"orders_poll_s": "fast"}}) == 'cloud.toml: jobs.orders_poll_s: must be a number, got "fast"'
     assert problem({"jobs": {"order_poll_s": 5}}).startswith("cloud.toml: jobs.order_poll_s: unknown key")  # was dropped
     assert problem({"alert": {}}).startswith("cloud.toml: alert: unknown key (allowed: accounts, alerts, auth, cloud,")

@@ -19,7 +19,9 @@ from pathlib import Path
 
 SUMMARY_KEYS = {"orders_seen", "orders_packed", "labels_printed", "stock_pushes", "errors", "orders_oversold",
                 "recovered", "delivered", "returned", "restocked", "stuck"}
-EVENING_KEYS = {"stock_unexplained"}  # the evening's «Сверка»: only when the day ran to its end
+# the evening's «Сверка», and the marketplaces' own-warehouse stock (FBO), its alerts and the cards with the
+# marketplaces' fees, told at the end of the day: only when the day ran to its end
+EVENING_KEYS = {"stock_unexplained", "fbo_items", "fbo_alerts", "cards_with_fees"}
 
 
 def _demo(workdir: Path, *extra: str) -> subprocess.Popen:

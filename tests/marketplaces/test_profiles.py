@@ -10,6 +10,7 @@ import json
 import re
 from dataclasses import fields
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from marketplaces.base import (
     UNIFIED_STATUSES,
     AccountConfig,
     Capabilities,
+    FeeAsk,
     MarketplaceError,
     NotSupported,
     PriceModel,
@@ -101,6 +103,7 @@ def test_the_adapter_answers_what_its_profile_says(name: str) -> None:
         "read_fbo_stock": lambda: adapter.read_stocks("fbo"),
         "realization_report": lambda: adapter.realization_report(date(2026, 1, 1), date(2026, 1, 31)),
         "read_prices": adapter.read_prices,
+        "sale_fees": lambda: adapter.sale_fees([FeeAsk("1", "A", Decimal(100), category_id="1")]),
     }
     for capability, call in calls.items():
         if not getattr(p.can, capability):

@@ -24,14 +24,15 @@ from pathlib import Path
 import pytest
 
 from cloud_sync.catalog import cards as catalog
+from cloud_sync.catalog import nomenclature as nom
 from cloud_sync.config import parse_config
 from cloud_sync.db import transaction
-from cloud_sync.money import price_rules
+from cloud_sync.money import economics, price_list, price_rules
 from cloud_sync.orders import intake
 from cloud_sync.schema import open_db
-from cloud_sync.stock import ledger
+from cloud_sync.stock import fbo, ledger
 from cloud_sync.web.app import PAGES, create_app
-from marketplaces.base import Card, Order, OrderLine
+from marketplaces.base import Card, Order, OrderLine, SaleFees, StockLevel
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
@@ -106,6 +107,15 @@ def _data(conn, cfg) -> None:
         conn.execute("INSERT INTO price_documents(id, account, comment, source, lines, status, problems, created_at)"
                      " VALUES ('doc-2', 'wb1', 'price rule -20% суббота', 'rule:rule-1', ?, 'draft', '[\"line 1: a drop of 40%\"]', ?)",
                      ('{"rounding": "1", "lines": [{"item": "ART-1", "percent": "-20"}]}', now.isoformat()))
+    # the prices page's unit economics (one part the marketplace's, two estimated) and the FBO stock lines
+    with transaction(conn):
+        nom.upsert_price_type(conn, "cost", "Себестоимость", is_cost=True)
+        nom.set_item_price(conn, "0d1f-guid-1", "cost", Decimal(400))
+        price_list.record_read_prices(conn, "wb1", {"101": ("ART-1", price_list.Price(Decimal(1990)))})
+        fbo.record(conn, "wb1", [StockLevel("101", "ART-1", "507", 3, "fbo", warehouse_name="Коледино"),
+                                 StockLevel("101", "ART-1", "120762", 9, "fbo", warehouse_name="Электросталь")])
+        fbo.record(conn, "wb1", [StockLevel("101", "ART-1", "507", 3, "fbo", warehouse_name="Коледино")])
+    economics.record(conn, "wb1", [SaleFees("101", commission_percent=Decimal("19.5"))], {"101": Decimal(1990)})
 
 
 @pytest.fixture
@@ -149,7 +159,7 @@ def _page_urls(app) -> list[str]:
         urls.append(path + QUERIES.get(endpoint, ""))
     assert not missing, f"pages without a sample address in this test: {missing}"
     return sorted(set(urls)) + ["/print/pick/wb1:N0", "/print/prices/doc-1", "/print/stock/fbs", "/orders?q=N1",
-                                "/stocks?account=wb1"]
+                                "/stocks?account=wb1", "/prices?account=wb1"]
 
 
 def _words(text: str) -> list[str]:
@@ -244,9 +254,10 @@ def test_every_manager_page_reads_in_russian_then_in_english(served):
 
 
 def russian_data(_text: str) -> str:
-    """The seller's own Russian data the test typed (item names, card titles, categories, comments)."""
+    """The seller's own Russian data the test typed (item names, card titles, categories, comments, and
+    the names the marketplace gives its warehouses)."""
     return ("Кружка белая 300 мл Чехол синий керамическая Посуда 2 шт Распродажа пятница вернуть понедельник "
-            "-10% «Кружка белая 300 мл» «Кружка» суббота")
+            "-10% «Кружка белая 300 мл» «Кружка» суббота Коледино Электросталь")  # + the marketplace's warehouse names
 
 
 def test_manager_pages_fit_a_390px_phone_screen(served):

@@ -13,7 +13,15 @@ from flask import Blueprint, abort, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext
 
-from cloud_sync.money import price_apply, price_docs, price_list, price_preview, price_reads, price_rules
+from cloud_sync.money import (
+    economics,
+    price_apply,
+    price_docs,
+    price_list,
+    price_preview,
+    price_reads,
+    price_rules,
+)
 from cloud_sync.money import uploads as price_upload
 from cloud_sync.web.context import ctx, get_db
 from cloud_sync.web.i18n import domain_text
@@ -77,7 +85,9 @@ def _page(template: str = "cloud/prices.html", status: int = 200, **kw: Any):
         " ORDER BY created_at DESC LIMIT 20", (account,))] if account else []
     kw.setdefault("errors", {})
     kw.setdefault("typed", [{} for _row in range(ROWS)])
-    full = price_list.price_list(conn, account) if account else []
+    full = price_list.price_list(conn, account, economics.Estimates.from_settings(_settings())) if account else []
+    for p in full:  # sortable by the profit after the marketplace's fees
+        p["profit"] = (p.get("economics") or {}).get("profit")
     names = item_names(conn, [p["item_id"] for p in full if p.get("item_id")])
     for p in full:  # the 1C name first; the card's title as a second line
         p["item_article"], p["item_name"] = names.get(p.get("item_id") or "", ("", ""))
@@ -87,7 +97,7 @@ def _page(template: str = "cloud/prices.html", status: int = 200, **kw: Any):
     column, desc = sort_key()
     if column in ("offer_id", "title", "category"):
         shown.sort(key=lambda p: str(p.get(column) or "").casefold(), reverse=desc)
-    elif column in ("price", "cost", "margin"):  # numbers; the unknown last
+    elif column in ("price", "cost", "margin", "profit"):  # numbers; the unknown last
         shown.sort(key=lambda p: (p.get(column) is None, _number(p.get(column)) * (-1 if desc else 1)))
     page = page_number()
     return render_template(template, active="prices", accounts=accounts(), account=account, scopes=SCOPES,

@@ -1,4 +1,5 @@
-"""Stocks: item × own warehouse (on hand, reserved, available), per account FBS vs FBO
+"""Stocks: item × own warehouse (on hand, reserved, available), the stock at the marketplaces' own
+warehouses (FBO, per warehouse, with days of cover; never published), per account FBS vs FBO
 (cloud_sync.money.reports.stock_by_account), the stock pushes the zero guard holds and their confirmation
 (cloud_sync.stock.push), and "why this number" (cloud_sync.stock.why) with the item's stock history
 chart."""
@@ -13,7 +14,7 @@ from flask_babel import gettext as _
 from flask_babel import ngettext
 
 from cloud_sync.money import reports
-from cloud_sync.stock import ledger, why
+from cloud_sync.stock import fbo, ledger, why
 from cloud_sync.stock import push as stock_push
 from cloud_sync.web.auth import current_user
 from cloud_sync.web.context import ctx, get_db
@@ -31,6 +32,8 @@ from cloud_sync.web.pages.common import (
 _TOTALS: dict[str, tuple[float, dict]] = {}
 _TOTALS_LOCK = threading.Lock()
 TOTALS_MAX_AGE_S = 2.0  # the per-warehouse sums scan every level: shared by the requests of 2 seconds
+
+FBO_SHOWN = 200  # stock lines at the marketplaces' warehouses shown at once (the report prints them all)
 
 bp = Blueprint("stocks", __name__)
 
@@ -93,7 +96,9 @@ def _render(messages: list | None = None, status: int = 200):
         shown = [{"marketplace": r[1], "scheme": r[2], "warehouse": r[3], "offer_id": r[4], "item_id": r[5],
                   "name": names.get(r[5] or "", ("", ""))[1], "quantity": r[6]} for r in body[:500]]
         by_account = (shown, len(body))
+    fbo_lines = fbo.lines(conn, account or None)
     return render_template("cloud/stocks.html", active="stocks", rows=rows[:PAGE_SIZE],
+                           fbo_lines=fbo_lines[:FBO_SHOWN], fbo_total=len(fbo_lines),
                            has_next=len(rows) > PAGE_SIZE, page=page, args=args_for(), q=q,
                            warehouse=warehouse, warehouses=sorted(totals), totals=totals, accounts=accounts(), account=account,
                            by_account=by_account, holds=stock_push.holds(conn),
