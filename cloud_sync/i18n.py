@@ -170,6 +170,8 @@ DOMAIN_TEXTS: list[tuple[re.Pattern[str], str]] = [(re.compile(p), t) for p, t i
     (r"price rule (?P<name>.+)", N_("price rule %(name)s")),
     (r"end of price rule (?P<name>.+)", N_("end of price rule %(name)s")),
     (r"the rule's window has closed: nothing was sent", N_("the rule's time is over: nothing was sent")),
+    (r"price document (?P<doc>\S+) needs confirmation, nothing was sent",
+     N_("price document %(doc)s needs a confirmation: nothing was sent")),
     (r"this document is not waiting for a confirmation \(confirmed or discarded already\)",
      N_("this document is not waiting for a confirmation (confirmed or discarded already)")),
     (r"(?P<action>error|info|confirm|warning): (?P<rest>.+)", "%(action)s: %(rest)s"),  # a price note's level

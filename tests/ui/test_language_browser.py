@@ -102,7 +102,7 @@ def _data(conn, cfg) -> None:
     r = price_rules.add_rule(conn, account="wb1", text="-20% суббота 10:00, вернуть суббота 20:00",
                              lines=[{"item": "0d1f-guid-1"}])
     with transaction(conn):  # a rule with a held document and an overlap: its page says both in words
-        conn.execute("UPDATE price_rules SET id='rule-1', last_error='price document needs confirmation' WHERE id=?",
+        conn.execute("UPDATE price_rules SET id='rule-1', last_error='price document doc-2 needs confirmation, nothing was sent' WHERE id=?",
                      (r.id,))
         conn.execute("INSERT INTO price_documents(id, account, comment, source, lines, status, problems, created_at)"
                      " VALUES ('doc-2', 'wb1', 'price rule -20% суббота', 'rule:rule-1', ?, 'draft', '[\"line 1: a drop of 40%\"]', ?)",
