@@ -40,7 +40,7 @@ from edge_agent.labels import own_label, prepare_label
 from edge_agent.tasks.common import Send, TaskError, parcels_word
 
 log = logging.getLogger("marketsync.edge")
-UNKNOWN_WORDS = ("Площадка перезапустилась, когда эта этикетка уходила на принтер: посмотрите, напечаталась "
+UNKNOWN_WORDS = ("Программа склада перезапустилась, когда эта этикетка уходила на принтер: посмотрите, напечаталась "
                  "ли она, и ответьте «Да» или «Нет — напечатать снова»")
 
 
