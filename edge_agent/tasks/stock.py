@@ -67,7 +67,7 @@ def tally_scan(conn: sqlite3.Connection, station: str, code: str,
     if item_id is None:
         shelf = bins.as_bin(conn, code, bin_pattern)
         if shelf is None:
-            return ScanResult(False, "unknown", f"Неизвестный штрихкод {code.strip()}: такого товара нет в каталоге")
+            return ScanResult(False, "unknown", f"Неизвестный штрихкод {code.strip()}: такого товара нет в каталоге склада")
         where = bins_pad(conn, station)
         where["current"] = shelf
         _save(conn, station, scratch(conn, station), bins_pad=where)

@@ -95,7 +95,7 @@ def totes_of(conn: sqlite3.Connection, wave_id: str) -> list[dict[str, Any]]:
                     "number": t["number"] or t["order_id"], "marketplace": t["marketplace"], "state": t["state"],
                     "need": sum(ln["quantity"] - ln["short"] for ln in lines),
                     "picked": sum(ln["picked"] for ln in lines), "packed": sum(ln["packed"] for ln in lines),
-                    "items": [f"{ln['name']} ×{ln['quantity'] - ln['short']}" for ln in lines
+                    "goods": [f"{ln['name']} ×{ln['quantity'] - ln['short']}" for ln in lines
                               if ln["quantity"] > ln["short"]]})
     return out
 
@@ -112,6 +112,8 @@ def pick_list(conn: sqlite3.Connection, wave_id: str) -> list[dict[str, Any]]:
             g = lines.setdefault(key, {"bin": ln["bin"] or "", "item_id": ln["item_id"], "name": ln["name"],
                                        "title": ln["title"], "barcode": ln["barcode"] or "", "quantity": 0,
                                        "picked": 0, "short": 0, "orders": []})
+            if ln["title"] and ln["title"] not in g["title"].split(" · "):  # each marketplace card's own title
+                g["title"] = f"{g['title']} · {ln['title']}" if g["title"] else ln["title"]
             g["quantity"] += ln["quantity"]
             g["picked"] += ln["picked"]
             g["short"] += ln["short"]

@@ -172,7 +172,7 @@
         const done = t.state === "packed" || t.packed >= t.need;
         html += `<li class="line${done ? " done" : ""}${lastTote === t.tote ? " current" : ""}" data-tote="${t.tote}">` +
           `<span class="tote">${t.tote}</span><div class="t-main"><b>${esc(t.number)}</b> <span class="mp">${esc(t.marketplace)}</span>` +
-          `<div class="sub">${esc(t.items.join(", "))}${t.state === "cancelled" ? " · ОТМЕНЁН" : ""}</div></div>` +
+          `<div class="sub">${esc(t.goods.join(", "))}${t.state === "cancelled" ? " · ОТМЕНЁН" : ""}</div></div>` +
           `<span class="count">${t.packed}/${t.need}</span></li>`;
       }
     } else if (state.tally) {
