@@ -307,9 +307,19 @@ def create_app(site: Site) -> Flask:
     @login_required
     def api_short() -> Any:
         line_no = json_body().get("line_no")
-        if isinstance(line_no, bool) or not isinstance(line_no, int):
-            return jsonify(error="не указана строка задания"), 400
         st = work_state(site, user_station())
+        if (isinstance(line_no, bool) or not isinstance(line_no, int)) and st.get("mode") != "wave":
+            return jsonify(error="не указана строка задания"), 400
+        if st.get("wave") and st["mode"] == "wave":  # a line of the combined pick: {bin, item_id}
+            body = json_body()
+            shelf, item_id = body.get("bin"), body.get("item_id")
+            if not isinstance(shelf, str) or not isinstance(item_id, str):
+                return jsonify(error="не указана строка сборки"), 400
+            try:
+                res = site.act(wave.report_short, site.send, st["wave"]["wave_id"], shelf, item_id)
+            except TaskError as exc:
+                return jsonify(error=str(exc)), 409
+            return jsonify(result=res.to_json(), state=work_state(site, user_station()))
         if not st.get("task"):
             return jsonify(error="нет открытого задания"), 409
         try:

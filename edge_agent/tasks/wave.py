@@ -181,13 +181,27 @@ def pick_scan(conn: sqlite3.Connection, send: Send, wave_id: str, code: str) -> 
     return _walked(conn, wave_id, f"Взято: «{ln['name']}»" + (f", ещё {left}" if left else ""))
 
 
+def report_short(conn: sqlite3.Connection, send: Send, wave_id: str, bin_code: str, item_id: str) -> ScanResult:
+    """The walk found the rest of a line missing on the shelf: each order's units of it still to take are
+    short (written off against the order, as a single order's pick does)."""
+    todo = _open_lines(conn, wave_id, item_id, bin_code)
+    if not todo:
+        raise TaskError("эта строка уже собрана")
+    missing = 0
+    for _tote, t, ln in todo:
+        missing += ln["quantity"] - ln["picked"] - ln["short"]
+        pick.report_short(conn, send, t["task_id"], ln["line_no"])
+    return _walked(conn, wave_id, f"Недостача: «{todo[0][2]['name']}» — не найдено {missing} шт.")
+
+
 def _walked(conn: sqlite3.Connection, wave_id: str, message: str) -> ScanResult:
     nxt = current(conn, wave_id)
     if nxt is None:
         return ScanResult(True, "done", message + " — общая сборка закончена: разложите товар по ящикам",
                           data={"wave_id": wave_id})
     where = f"ячейка {nxt['bin']}" if nxt["bin"] else "без ячейки"
-    return ScanResult(True, "picked", f"{message}. Дальше: {where}, «{nxt['name']}»", data={"wave_id": wave_id})
+    return ScanResult(True, "picked", f"{message.rstrip('.')}. Дальше: {where}, «{nxt['name']}»",
+                      data={"wave_id": wave_id})
 
 
 def sort_scan(conn: sqlite3.Connection, send: Send, wave_id: str, code: str, warehouse: str,

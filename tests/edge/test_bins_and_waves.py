@@ -134,3 +134,15 @@ def test_a_marked_unit_sorted_at_the_table_still_needs_its_code(conn) -> None:
     res = scan(conn, "pack-1", marking(SHIRT, "Ab12Cd34Ef56G"))
     assert res.kind == "done" and res.data["tote"] == 1
     assert scan(conn, "pack-1", marking(SHIRT, "Zz12Cd34Ef56G")).data["tote"] == 2
+
+
+def test_a_line_of_the_walk_not_on_the_shelf_is_short_for_every_order_that_needed_it(conn) -> None:
+    _three_orders(conn)
+    with store.transaction(conn):
+        wid = wave.create(conn, 12, "Анна")
+        res = wave.report_short(conn, send, wid, "B-01", MUG["item_id"])
+    assert res.message == "Недостача: «Кружка» — не найдено 2 шт. Дальше: ячейка A-01, «Носки»"
+    offs = sorted((b["ref"], b["delta"]) for t, b in outbox(conn) if t == "stock_delta" and b["reason"] == "writeoff")
+    assert offs == [("o-1", -1), ("o-3", -1)]
+    with pytest.raises(TaskError), store.transaction(conn):
+        wave.report_short(conn, send, wid, "B-01", MUG["item_id"])

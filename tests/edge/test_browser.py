@@ -718,3 +718,20 @@ def test_the_packer_sees_the_1c_name_with_the_card_title_below(edge) -> None:
         line = page.locator("li.line").first
         expect(line.locator("b")).to_have_text(MUG["name"])
         expect(line.locator(".title2")).to_have_text("Кружка керамическая, красный 350 мл")
+
+
+def test_a_line_of_the_combined_pick_not_on_the_shelf_is_reported_short(edge) -> None:
+    from playwright.sync_api import expect
+
+    url, _labels, cloud, _broker = edge
+    with handheld(url) as page:
+        page.get_by_text("Общая сборка: новые заказы (2)").click()
+        line = page.locator("li.line[data-bin='C-09']")
+        expect(line.locator(".count")).to_have_text("0/1")
+        page.once("dialog", lambda d: d.accept())
+        line.get_by_text("Нет").click()
+        expect(page.locator("#msg")).to_contain_text("Недостача: «Рюкзак» — не найдено 1 шт.")
+        expect(line).to_have_class("line done")
+        expect(line.get_by_text("Нет")).to_have_count(0)
+    offs = [b for b in _wait_received(cloud, "stock_delta") if b["reason"] == "writeoff"]
+    assert [(b["ref"], b["item_id"], b["delta"]) for b in offs] == [("o-2", BAG["item_id"], -1)]

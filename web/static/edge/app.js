@@ -163,7 +163,8 @@
           `<span class="bin">${esc(g.bin || "—")}</span><div class="t-main"><b>${esc(g.name || g.item_id)}</b>` +
           (g.title ? `<div class="title2">${esc(g.title)}</div>` : "") +
           `<div class="sub">${esc(g.barcode)} · ` + g.orders.map((o) => `ящик ${o.tote}: ${esc(o.number)} ×${o.quantity}`).join(", ") +
-          `</div></div><span class="count">${g.picked}/${g.quantity - g.short}</span></li>`;
+          `</div></div><span class="count">${g.picked}/${g.quantity - g.short}</span>` +
+          (!done ? `<button class="short-wave" data-bin="${esc(g.bin)}" data-item="${esc(g.item_id)}" title="Товара нет: недостача">Нет</button>` : "") + "</li>";
       }
     } else if (state.wave && mode === "sort") {
       const w = state.wave;
@@ -270,9 +271,10 @@
         input.focus();
         return;
       }
-      const b = ev.target.closest("button.short");
+      const b = ev.target.closest("button.short, button.short-wave");
       if (!b || !confirm("Отметить недостачу: этого товара нет?")) return;
-      const r = await api("/api/short", {line_no: Number(b.dataset.line)});
+      const r = await api("/api/short", b.classList.contains("short-wave") ? {bin: b.dataset.bin, item_id: b.dataset.item}
+        : {line_no: Number(b.dataset.line)});
       if (r.error) showResult({ok: false, kind: "info", message: r.error}); else { showResult(r.result); render(r.state); }
       input.focus();
     });
