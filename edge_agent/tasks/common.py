@@ -24,7 +24,7 @@ class ScanResult:
     """The answer to one scan, shown on the page. `kind` drives its colour and sound."""
 
     ok: bool
-    kind: str  # picked | packed | done | unknown | wrong_item | extra | used_marking | refused_marking (Честный знак) | bad_marking | need_marking | info
+    kind: str  # picked | packed | done | bin (a bin label at a receipt / count) | unknown | wrong_item | extra | used_marking | refused_marking (Честный знак) | bad_marking | need_marking | info
     message: str
     task_id: str | None = None
     data: dict[str, Any] = field(default_factory=dict)

@@ -40,10 +40,19 @@ def _tasks(conn: sqlite3.Connection, wave_id: str) -> list[tuple[int, sqlite3.Ro
     return out
 
 
+WAVE_KEPT_S = 7 * 86400  # a wave older than this is not looked at again (its orders may join a new one)
+
+
+def _recent(conn: sqlite3.Connection) -> list[sqlite3.Row]:
+    """The waves of the last `WAVE_KEPT_S`: the task list looks at these, not at every wave ever made."""
+    return store.rows(conn, "SELECT wave_id, task_ids FROM waves WHERE created_at > ? ORDER BY created_at",
+                      store.now() - WAVE_KEPT_S)
+
+
 def open_waves(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     """The waves with an order still to pack: id, orders, units picked and needed."""
     out = []
-    for w in store.rows(conn, "SELECT wave_id FROM waves ORDER BY created_at"):
+    for w in _recent(conn):
         totes = totes_of(conn, w["wave_id"])
         if any(t["state"] in pack.OPEN_FOR_PACK for t in totes):
             out.append({"wave_id": w["wave_id"], "orders": len(totes), "orders_word": words.orders(len(totes)),
@@ -53,7 +62,7 @@ def open_waves(conn: sqlite3.Connection) -> list[dict[str, Any]]:
 
 def _in_open_waves(conn: sqlite3.Connection) -> set[str]:
     taken: set[str] = set()
-    for w in store.rows(conn, "SELECT task_ids FROM waves"):
+    for w in _recent(conn):
         ids = json.loads(w["task_ids"])
         states = {r["state"] for r in store.rows(
             conn, f"SELECT state FROM tasks WHERE task_id IN ({','.join('?' * len(ids))})", *ids)} if ids else set()
