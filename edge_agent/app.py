@@ -23,12 +23,12 @@ from flask import Flask, Response, abort, jsonify, redirect, render_template, re
 from itsdangerous import BadData, URLSafeSerializer
 
 import web
-from edge_agent import store
+from edge_agent import store, words
 from edge_agent.config import check_pin
 from edge_agent.devices.printers import safe_name
 from edge_agent.devices.scanners import fix_layout
 from edge_agent.site import Site
-from edge_agent.tasks import handover, pack, pick, returns, stock
+from edge_agent.tasks import bins, handover, pack, pick, returns, stock, wave
 from edge_agent.tasks import station as stations
 from edge_agent.tasks.common import TaskError, lines_json
 
@@ -167,6 +167,8 @@ def create_app(site: Site) -> Flask:
     @login_required
     def tasks() -> Any:
         return render_template("tasks.html", tasks=task_list(site), handovers=handover_list(site),
+                               waves=site_read(site, wave.open_waves),
+                               wave_candidates=len(site_read(site, lambda c: wave.candidates(c, site.cfg.wave_max_orders))),
                                to_hand_over=site_read(site, handover.accounts_to_hand_over),
                                returns=site_read(site, returns.expected), documents=document_list(site),
                                closed=site_read(site, lambda c: handover.closed_recently(c, store.now() - DOCUMENTS_SHOWN_S)))
@@ -216,6 +218,50 @@ def create_app(site: Site) -> Flask:
                         headers={"Content-Disposition": f'inline; filename="{name}"', "X-Content-Type-Options": "nosniff",
                                  "Content-Security-Policy": "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'"})
 
+    @app.post("/wave")
+    @login_required
+    def wave_new() -> Any:
+        """«Общая сборка»: the orders not yet picked (earliest deadline first) in one walk by bin."""
+        try:
+            wave_id = site.act(wave.create, site.cfg.wave_max_orders, session["user"], what="task")
+        except TaskError as exc:
+            return render_template("tasks.html", tasks=task_list(site), handovers=handover_list(site),
+                                   error=str(exc)), 409
+        return redirect(url_for("wave_page", wave_id=wave_id))
+
+    @app.get("/wave/<wave_id>")
+    @login_required
+    def wave_page(wave_id: str) -> Any:
+        """The combined pick list on the handheld: bin by bin, every order's units at once."""
+        try:
+            site.act(stations.set_mode, user_station(), "wave", wave_id, what="station")
+        except TaskError:
+            abort(404)
+        return render_template("work.html", mode="wave", title=None, state=work_state(site, user_station()))
+
+    @app.get("/wave/<wave_id>/sort")
+    @login_required
+    def wave_sort_page(wave_id: str) -> Any:
+        """At the packing table: each unit scanned is told its tote (order) and packed there."""
+        try:
+            site.act(stations.set_mode, user_station(), "sort", wave_id, what="station")
+        except TaskError:
+            abort(404)
+        return render_template("work.html", mode="sort", title=None, state=work_state(site, user_station()))
+
+    @app.get("/wave/<wave_id>/list")
+    @login_required
+    def wave_sheet(wave_id: str) -> Any:
+        """The combined pick list to print: by bin, each line with its orders' totes; the totes below."""
+        try:
+            data = site_read(site, lambda c: wave.summary(c, wave_id))
+        except TaskError:
+            abort(404)
+        return render_template("wave_list.html", w=data,
+                               units=sum(g["quantity"] for g in data["lines"]),
+                               orders_word=words.orders(len(data["totes"])),
+                               bins_word=words.bins(len({g["bin"] for g in data["lines"] if g["bin"]})))
+
     @app.get("/return")
     @login_required
     def return_page() -> Any:
@@ -261,9 +307,19 @@ def create_app(site: Site) -> Flask:
     @login_required
     def api_short() -> Any:
         line_no = json_body().get("line_no")
-        if isinstance(line_no, bool) or not isinstance(line_no, int):
-            return jsonify(error="не указана строка задания"), 400
         st = work_state(site, user_station())
+        if (isinstance(line_no, bool) or not isinstance(line_no, int)) and st.get("mode") != "wave":
+            return jsonify(error="не указана строка задания"), 400
+        if st.get("wave") and st["mode"] == "wave":  # a line of the combined pick: {bin, item_id}
+            body = json_body()
+            shelf, item_id = body.get("bin"), body.get("item_id")
+            if not isinstance(shelf, str) or not isinstance(item_id, str):
+                return jsonify(error="не указана строка сборки"), 400
+            try:
+                res = site.act(wave.report_short, site.send, st["wave"]["wave_id"], shelf, item_id)
+            except TaskError as exc:
+                return jsonify(error=str(exc)), 409
+            return jsonify(result=res.to_json(), state=work_state(site, user_station()))
         if not st.get("task"):
             return jsonify(error="нет открытого задания"), 409
         try:
@@ -369,14 +425,19 @@ def create_app(site: Site) -> Flask:
         ref = f"{user_station()}-{int(time.time())}"
         try:
             if st.get("mode") == "receipt":
-                out = site.act(stock.commit_receipt, site.send, user_station(), site.cfg.warehouse, ref)
+                out = site.act(stock.commit_receipt, site.send, user_station(), site.cfg.warehouse, ref,
+                               session["user"])
             elif st.get("mode") == "count":
                 out = site.act(stock.commit_count, site.send, user_station(), site.cfg.warehouse, ref, session["user"])
             else:
                 return jsonify(error="это не приёмка и не пересчёт"), 409
         except TaskError as exc:
             return jsonify(error=str(exc)), 409
-        return jsonify(committed=out, state=work_state(site, user_station()))
+        message = f"Проведено: {words.items(len(out))}, {sum(out.values())} шт."
+        placed = sum(1 for it in st.get("tally") or [] if it.get("bin_new") and it["item_id"] in out)
+        if placed:
+            message += f"; ячейки запомнены для {words.items(placed)}"
+        return jsonify(committed=out, message=message, state=work_state(site, user_station()))
 
     @app.post("/api/print/again")
     @login_required
@@ -608,8 +669,14 @@ def work_state(site: Site, station_name: str) -> dict[str, Any]:
             out["returns"] = returns.expected(conn)
         elif st["mode"] in ("receipt", "count"):
             pad = stock.scratch(conn, station_name)
+            where = stock.bins_pad(conn, station_name)
             names = {r["item_id"]: r["name"] for r in store.rows(conn, "SELECT item_id, name FROM catalog")}
-            out["tally"] = [{"item_id": k, "name": names.get(k, k), "quantity": v} for k, v in pad.items()]
+            out["tally"] = [{"item_id": k, "name": names.get(k, k), "quantity": v,
+                             "bin": where["items"].get(k) or bins.bin_of(conn, k) or "",
+                             "bin_new": bool(where["items"].get(k))} for k, v in pad.items()]
+            out["current_bin"] = where["current"]
+        elif st["mode"] in ("wave", "sort") and st["task_id"]:
+            out["wave"] = wave.summary(conn, st["task_id"])
         elif st["task_id"]:
             t = store.row(conn, "SELECT * FROM tasks WHERE task_id = ?", st["task_id"])
             if t is not None:

@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import tomllib
 from dataclasses import dataclass, field
@@ -158,11 +159,16 @@ class CameraSettings(_Given):
     max_files: int | None = None
 
 
+DEFAULT_BIN_PATTERN = r"^[A-Za-z]{1,3}-?\d{1,3}(-\d{1,3}){0,3}$"  # A-02, B-01-03, K12
+
+
 @dataclass
 class TasksSection:
-    """[tasks]: label print retries and the demo's simulated packer."""
+    """[tasks]: label print retries, bins, combined picks and the demo's simulated packer."""
 
     print_retry_s: float = 5.0
+    bin_pattern: str = DEFAULT_BIN_PATTERN  # what a bin label on a shelf reads (a regular expression)
+    wave_max_orders: int = 12  # orders in one combined pick (one tote each at the packing table)
     auto_pack: bool = False
     auto_pack_station: str = "auto"
     auto_pack_delay_s: float = 0.2
@@ -238,6 +244,8 @@ class EdgeConfig:
     cameras: list[CameraSettings] = field(default_factory=list)  # packing video, each bound to a station
     video_dir: str = SiteSection.video_dir
     print_retry_s: float = TasksSection.print_retry_s
+    bin_pattern: str = TasksSection.bin_pattern
+    wave_max_orders: int = TasksSection.wave_max_orders
     plugins: list[str] = field(default_factory=list)  # "module:function" helpers started with the site
     auto_pack: bool = TasksSection.auto_pack  # demo only: a simulated packer (AUTO_PACKER) packs every new pick task
     auto_pack_station: str = TasksSection.auto_pack_station
@@ -315,11 +323,18 @@ def config_from_dict(data: dict[str, Any], base: Path | None = None, *, source: 
     cz.token_file = _path(base, cz.token_file) if cz.token_file else None
     if cz.url and not (cz.inn.isdigit() and len(cz.inn) in (10, 12)):
         raise ConfigError(f"{source}: [chestny_znak] inn must be the seller's INN (10 or 12 digits) when url is set")
+    try:
+        re.compile(tasks.bin_pattern)
+    except re.error as exc:
+        raise Place(source).at("tasks").at("bin_pattern").error(f"not a regular expression: {exc}") from None
+    if not 1 <= tasks.wave_max_orders <= 99:
+        raise Place(source).at("tasks").at("wave_max_orders").error("must be 1..99 (one tote per order)")
     return EdgeConfig(
         site_id=site.id, warehouse=site.warehouse, db_path=_path(base, site.db_path),
         web_host=web.host, web_port=web.port, secret_key=web.secret_key, monitor_token=web.monitor_token, stations=site.stations or ["pack-1"],
         staff=tables.staff, mqtt=mqtt, printer=printer, label_profile=tables.label, scanners=tables.scanners,
         cameras=tables.cameras, video_dir=_path(base, site.video_dir), print_retry_s=tasks.print_retry_s,
+        bin_pattern=tasks.bin_pattern, wave_max_orders=tasks.wave_max_orders,
         auto_pack=tasks.auto_pack, auto_pack_station=tasks.auto_pack_station,
         auto_pack_delay_s=tasks.auto_pack_delay_s, auto_pack_short_at=tasks.auto_pack_short_at, plugins=list(site.plugins), chestny_znak=cz,
     )

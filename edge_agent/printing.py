@@ -41,7 +41,7 @@ from edge_agent.tasks.common import Send, TaskError, parcels_word
 
 log = logging.getLogger("marketsync.edge")
 AHEAD = 50  # labels rendered ahead per look at the queue (between them, a job to print goes first)
-UNKNOWN_WORDS = ("Площадка перезапустилась, когда эта этикетка уходила на принтер: посмотрите, напечаталась "
+UNKNOWN_WORDS = ("Программа склада перезапустилась, когда эта этикетка уходила на принтер: посмотрите, напечаталась "
                  "ли она, и ответьте «Да» или «Нет — напечатать снова»")
 
 

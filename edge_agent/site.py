@@ -207,7 +207,8 @@ class Site:
                 seen = store.row(self.conn, "SELECT result FROM page_scans WHERE scan_id = ?", scan_id)
                 if seen is not None:
                     return ScanResult(**json.loads(seen["result"]))
-            res = station.handle_scan(self.conn, self.send, station_name, code, self.cfg.warehouse, registry)
+            res = station.handle_scan(self.conn, self.send, station_name, code, self.cfg.warehouse, registry,
+                                      self.cfg.bin_pattern)
             # before the commit: the print queue cannot print (and end the video of) this order yet
             self._video_scan(station_name, res)
             if scan_id:
@@ -283,8 +284,9 @@ class Site:
     def knows_code(self, code: str) -> bool:
         """Whether the site knows this text as it is: an item's barcode, a bin, an order's id or number."""
         return self.row("SELECT 1 FROM item_barcodes WHERE code = ? UNION ALL SELECT 1 FROM task_lines WHERE bin = ? "
-                        "UNION ALL SELECT 1 FROM catalog WHERE bin = ? UNION ALL SELECT 1 FROM tasks "
-                        "WHERE order_id = ? OR number = ? LIMIT 1", code, code, code, code, code) is not None
+                        "UNION ALL SELECT 1 FROM catalog WHERE bin = ? UNION ALL SELECT 1 FROM item_bins WHERE bin = ? "
+                        "UNION ALL SELECT 1 FROM tasks WHERE order_id = ? OR number = ? LIMIT 1",
+                        code, code, code, code, code, code) is not None
 
     def link_status(self) -> dict[str, Any]:
         if self.link is None:

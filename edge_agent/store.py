@@ -1,4 +1,5 @@
-"""The site's SQLite file: tasks, task lines, scans, cached labels, catalog, marking codes, counts, returns.
+"""The site's SQLite file: tasks, task lines, scans, cached labels, catalog, bins, waves, marking codes, counts,
+returns.
 
 The same file holds the site link's outbox and inbox (sitelink creates those tables), so a change and
 the message it causes commit in one transaction. WAL journal with synchronous=FULL: a box that loses
@@ -103,6 +104,15 @@ CREATE TABLE IF NOT EXISTS counts (
 CREATE TABLE IF NOT EXISTS stations (
     station TEXT PRIMARY KEY, task_id TEXT, mode TEXT NOT NULL DEFAULT 'tasks', scratch TEXT NOT NULL DEFAULT '{}'
 );
+CREATE TABLE IF NOT EXISTS item_bins (   -- bins set at the site (receipt, count): they win over 1C's until 1C
+    item_id TEXT PRIMARY KEY,             -- changes its own (catalog.bin)
+    bin TEXT NOT NULL, set_at REAL NOT NULL, set_by TEXT, ref TEXT
+);
+CREATE TABLE IF NOT EXISTS waves (        -- a combined pick of many orders: walked by bin, sorted into totes
+    wave_id TEXT PRIMARY KEY,
+    task_ids TEXT NOT NULL,               -- JSON list: an order's tote is its place in it (1, 2, ...)
+    created_at REAL NOT NULL, created_by TEXT
+);
 CREATE TABLE IF NOT EXISTS site_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS page_scans (scan_id TEXT PRIMARY KEY, result TEXT NOT NULL, ts REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS page_scans_ts ON page_scans (ts);
@@ -126,10 +136,21 @@ def open_conn(db_path: str | Path) -> sqlite3.Connection:
     return sqlite.connect(db_path, timeout=30, synchronous="FULL", busy_timeout_ms=30000)
 
 
+# columns added after a table was first made: (table, column, declaration), added where missing
+ADDED_COLUMNS = (
+    ("task_lines", "title", "TEXT NOT NULL DEFAULT ''"),  # the marketplace card's own title of the item
+)
+
+
 def _create(conn: sqlite3.Connection) -> None:
-    """The site's tables, created when missing on every open (no `schema_migrations` row of their own)."""
+    """The site's tables, created when missing on every open (no `schema_migrations` row of their own),
+    and the columns added since (`ADDED_COLUMNS`) on a file made by an older version."""
     for statement in sqlite.statements(SCHEMA):
         conn.execute(statement)
+    for table, column, decl in ADDED_COLUMNS:
+        have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
 
 @contextmanager

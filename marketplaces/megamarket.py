@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -360,7 +361,7 @@ class MegamarketAdapter:
 
     def set_order_status(self, native_id: str, action: OrderAction, **details: Any) -> StatusChange:
         """Move the shipment's lots one step. `details`: `order_code` (confirm: our number, Latin letters,
-        digits, _ and -), `marking_codes={itemIndex or offerId: [code, ...]}` (assemble), `reason` (cancel:
+        digits, _ and -; default the order's number, i.e. the shipment id), `marking_codes={itemIndex or offerId: [code, ...]}` (assemble), `reason` (cancel:
         one of REJECT_REASONS, default OUT_OF_STOCK) and `comment`. Lots already there are not sent again."""
         wants = {"confirm": ({"NEW"}, "CONFIRMED"), "assemble": ({"CONFIRMED"}, "PACKED"),
                  "ship": ({"PACKED"}, "SHIPPED"), "cancel": ({"NEW", "CONFIRMED", "PACKED"}, "MERCHANT_CANCELED")}
@@ -393,9 +394,13 @@ class MegamarketAdapter:
         sid = order.native_id
         refs = [{"itemIndex": int(ln.native_id), "offerId": ln.offer_id} for ln in lots]
         if action == "confirm":
+            # orderCode is the seller's number of the order, printed on Megamarket's sticker: the one given,
+            # else the number the seller knows it by (its shipment id) — never left out, or the sticker
+            # reads "Order -"
+            code = str(details.get("order_code") or order.number or sid)
             shipment: dict[str, Any] = {"shipmentId": sid, "items": refs}
-            if details.get("order_code"):
-                shipment["orderCode"] = str(details["order_code"])
+            if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", code):
+                shipment["orderCode"] = code
             self._call("order_confirm", {"shipments": [shipment]})
         elif action == "cancel":
             reason = str(details.get("reason") or "OUT_OF_STOCK")

@@ -452,6 +452,7 @@ class Demo:
                 summary["errors"] += 1
                 self.say(f"could not read the cloud's summary: {exc}")
             summary["orders_oversold"] = self.oversold()
+        summary["picked_by_bin"] = self.picked_by_bin()
         self.keep_sandbox_states()
         for svc in reversed(self.services):
             svc.stop()
@@ -460,6 +461,23 @@ class Demo:
         self.say(f"stopped everything; files kept in {self.work}")
         return summary
 
+
+    def picked_by_bin(self) -> int:
+        """Orders the site's packer picked in a combined pick list walked by bin («Общая сборка»), as the
+        simulated packer noted them in the site's file (read-only)."""
+        db = self.work / SITE_ID / "site.sqlite"
+        if not db.exists():
+            return 0
+        try:
+            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+            try:
+                row = conn.execute("SELECT value FROM site_meta WHERE key = 'demo_picked_by_bin'").fetchone()
+            finally:
+                conn.close()
+        except sqlite3.Error as exc:
+            self.say(f"could not read the site's file: {exc}")
+            return 0
+        return int(row[0]) if row else 0
 
     def oversold(self) -> int:
         """Orders the stock could not cover (stage "short"): a marketplace sold what was not listed.

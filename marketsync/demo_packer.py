@@ -8,7 +8,9 @@ and, at the station `auto_pack_station`, opens each task and scans every unit wi
 a code printed on the goods: one the register's sandbox holds in circulation, after scanning once a
 unit whose code was already sold, which the site refuses), then scans every parcel of a hand-over and
 closes it, and takes each returned parcel in on the «Возврат» screen (its units good, one return in
-DEFECT_EVERY with a defective unit). Like a packer, it hands a parcel over only once its label has
+DEFECT_EVERY with a defective unit). Every WAVE_EVERY-th task (once the day's shortage is behind) it
+gathers the new orders for a combined pick («Общая сборка»): it walks the list scanning each bin's label,
+then sorts the units into their totes at the packing table (`picked_by_bin` counts those orders). Like a packer, it hands a parcel over only once its label has
 printed: a hand-over with parcels still waiting for their label (or still being packed) is taken up
 again `LABEL_RECHECK_S` later, other work going on meanwhile; it is closed when every parcel that can go
 went (the rest listed as missing). It ships with the demo, never with the edge; the edge offers it only
@@ -30,13 +32,15 @@ from typing import Any
 from edge_agent import store
 from edge_agent.devices.scanners import open_scanner
 from edge_agent.site import Site
-from edge_agent.tasks import handover, pack, pick, returns, station
+from edge_agent.tasks import handover, pack, pick, returns, station, wave
 from edge_agent.tasks.common import TaskError
 from edge_agent.tasks.marking import GS, MarkingError, gtin_of_barcode, parse
 
 log = logging.getLogger("marketsync.edge")
 LABEL_RECHECK_S = 1.0  # how soon a hand-over whose parcels wait for their labels is looked at again
 DEFECT_EVERY = 4  # one returned parcel in this many has a defective unit
+WAVE_EVERY = 4  # every this many tasks the packer gathers the new orders for a combined pick by bin
+WAVE_GATHER_S = 6.0  # how long it waits for a second new order before packing the one it has alone
 
 
 def attach(site: Site) -> DemoPacker:
@@ -100,6 +104,11 @@ def code_id(code: str) -> str:
     return c.code_id
 
 
+def store_note(conn: Any, key: str, value: int) -> None:
+    """A figure of the demo kept in the site's own file, for the demo's summary line to read."""
+    conn.execute("INSERT OR REPLACE INTO site_meta (key, value) VALUES (?, ?)", (key, str(value)))
+
+
 def demo_code(gtin: str, serial: str) -> str:
     """A structurally valid Честный знак code for the simulated packer (the crypto tail is filler)."""
     filler = (serial * 44)[:44].replace(GS, "A")
@@ -124,6 +133,7 @@ class DemoPacker:
         self.scanner: Any = None
         self._work: queue.Queue[str | tuple[str, str]] = queue.Queue()
         self.tasks_seen = 0
+        self.picked_by_bin = 0  # orders picked in a combined pick list, walked by bin
 
     def packed_codes(self) -> set[str]:
         return {r["code_id"] for r in self.site.rows("SELECT code_id FROM marking_codes")}
@@ -192,11 +202,18 @@ class DemoPacker:
                 return
             except TaskError:
                 pass
+        if self.tasks_seen > self.site.cfg.auto_pack_short_at and self.tasks_seen % WAVE_EVERY == 0 \
+                and self.pick_wave(task_id):
+            return
         with store.transaction(self.site.conn):
             try:
                 station.open_task(self.site.conn, st, task_id, "pack")
             except TaskError:
                 return
+        self._pack_units(task_id)
+
+    def _pack_units(self, task_id: str) -> None:
+        """Scan every unit of the task still to pack (its marked goods by their codes)."""
         for ln in self.site.rows("SELECT * FROM task_lines WHERE task_id = ? ORDER BY line_no", task_id):
             barcode = ln["barcode"] or ""
             for unit in range(ln["packed"], ln["quantity"] - ln["short"]):
@@ -214,6 +231,47 @@ class DemoPacker:
                 for text in texts:
                     self._scan(text)
                     time.sleep(self.delay_s)
+
+    def pick_wave(self, task_id: str) -> bool:
+        """«Общая сборка»: wait a little for more new orders, then pick them all in one walk (each bin's
+        label scanned once), and sort the units into their totes at the packing table. False when the
+        task is no longer new or no second order came."""
+        conn, st = self.site.conn, self.station
+        deadline = time.monotonic() + WAVE_GATHER_S
+        while True:
+            t = self.site.row("SELECT state FROM tasks WHERE task_id = ?", task_id)
+            if t is None or t["state"] != "new":
+                return False
+            with store.locked():
+                waiting = wave.candidates(conn, self.site.cfg.wave_max_orders)
+            if len(waiting) >= 2 and task_id in waiting:
+                break
+            if time.monotonic() > deadline or self.site.stopping:
+                return False
+            time.sleep(0.2)
+        try:
+            wave_id = self.site.act(wave.create, self.site.cfg.wave_max_orders, "демо-упаковщик")
+        except TaskError:
+            return False
+        self.site.act(station.set_mode, st, "wave", wave_id, what="station")
+        with store.locked():
+            walk = wave.pick_list(conn, wave_id)
+        log.info("demo packer: combined pick %s of %d orders along bins %s", wave_id,
+                 len(wave.task_ids(conn, wave_id)), ", ".join(g["bin"] for g in walk if g["bin"]))
+        for g in walk:  # along the shelves: a bin's label takes its line, goods without a bin one by one
+            for text in [g["bin"]] if g["bin"] else [g["barcode"]] * (g["quantity"] - g["short"] - g["picked"]):
+                self._scan(text)
+                time.sleep(self.delay_s)
+        self.site.act(station.set_mode, st, "sort", wave_id, what="station")
+        ids = wave.task_ids(conn, wave_id)
+        for tid in ids:  # at the packing table, tote by tote
+            self._pack_units(tid)
+        self.site.act(station.set_mode, st, "pack", what="station")
+        with store.locked():
+            done = sum(1 for t in wave.totes_of(conn, wave_id) if t["state"] in ("packed", "handed_over"))
+        self.picked_by_bin += done
+        self.site.act(store_note, "demo_picked_by_bin", self.picked_by_bin, what="station")
+        return True
 
     def hand_over(self, handover_id: str) -> None:
         """Scan every parcel of a hand-over that may go (packed, label printed) at a station in handover

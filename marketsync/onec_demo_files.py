@@ -24,6 +24,11 @@ def _head(formed_at: str) -> str:
             f'<КоммерческаяИнформация ВерсияСхемы="2.08" ДатаФормирования="{formed_at}">\n')
 
 
+def demo_bin(index: int) -> str:
+    """The demo warehouse's bin of item `index`: rows A.., eight shelves each (A-01 … A-08, B-01 …)."""
+    return f"{chr(ord('A') + (index - 1) // 8 % 26)}-{(index - 1) % 8 + 1:02d}"
+
+
 def write_files(items: list[DemoItem], folder: Path, formed_at: str = FORMED_AT) -> list[Path]:
     """import.xml and offers.xml of the demo catalog, formed by 1C at `formed_at` (its local time)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -40,7 +45,10 @@ def write_files(items: list[DemoItem], folder: Path, formed_at: str = FORMED_AT)
             f"<Товар><Ид>{it.item_id}</Ид><Штрихкод>{it.barcode}</Штрихкод><Артикул>{it.article}</Артикул>"
             f"<Наименование>{escape(it.name)}</Наименование>"
             f'<БазоваяЕдиница Код="796" НаименованиеПолное="Штука">шт</БазоваяЕдиница>'
-            f"<Группы><Ид>{group_id[it.category]}</Ид></Группы></Товар>\n"
+            f"<Группы><Ид>{group_id[it.category]}</Ид></Группы>"
+            # the bin at the warehouse: CommerceML has no element for it, 1C sends it as a requisite
+            f"<ЗначенияРеквизитов><ЗначениеРеквизита><Наименование>Ячейка</Наименование>"
+            f"<Значение>{demo_bin(it.index)}</Значение></ЗначениеРеквизита></ЗначенияРеквизитов></Товар>\n"
         )
     imp.append("</Товары></Каталог></КоммерческаяИнформация>\n")
 

@@ -73,7 +73,9 @@ FIELDS: dict[str, dict[str, str]] = {
 }
 
 OPTIONAL: dict[str, dict[str, str]] = {
-    # pick_task.lines: [{"item_id", "barcode", "barcodes", "name", "quantity", "bin", "marking_required"}]
+    # pick_task.lines: [{"item_id", "barcode", "barcodes", "name", "quantity", "bin", "marking_required",
+    #   "title"}] — name: the item's 1C name (the one name the manager and the packer see); title: the
+    #   marketplace card's own title, only when it differs (shown as a second line); bin: 1C's bin
     "pick_task": {
         "account": "str",
         "native_id": "str",

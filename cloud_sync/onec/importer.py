@@ -406,11 +406,16 @@ class _Run:
         unknown: list[str] = []
         deleted: list[str] = []
         barcodes = r.barcodes
+        bins: list[tuple[str, str, str]] = []  # (bin, item id, bin) of offers that state their item's bin
         for row in rows:
+            shelf = ""
             if type(row) is str:
                 oid, name, article, offer_barcodes, characteristics, is_deleted = row, "", "", (), {}, False
             else:
-                oid, name, article, offer_barcodes, characteristics, is_deleted = row
+                oid, name, article, offer_barcodes, characteristics, is_deleted, *more = row
+                shelf = more[0] if more else ""
+            if shelf:
+                bins.append((shelf, oid, shelf))
             item_id = oid.partition("#")[0]
             if item_id == oid and item_id in run_items:
                 base, base_known = None, True
@@ -440,6 +445,8 @@ class _Run:
                 deleted.append(oid)
         if new_items:
             nom.upsert_items(self.conn, new_items, batch=BATCH)
+        if bins:  # the sites hear of a changed bin with the next catalog they are sent (updated_at)
+            self.conn.executemany("UPDATE items SET bin=?, updated_at=datetime('now') WHERE id=? AND bin!=?", bins)
         if extra_barcodes:
             self.conn.executemany("INSERT OR IGNORE INTO item_barcodes(barcode, item_id) VALUES (?, ?)",
                                   extra_barcodes)

@@ -104,6 +104,7 @@ class Offer:
     stock: dict[str, Decimal | int] = field(default_factory=dict)  # warehouse id -> quantity (see `quantity`)
     characteristics: dict[str, str] = field(default_factory=dict)
     deleted: bool = False
+    bin: str = ""  # the storage bin at the sites, where 1C sends it (a requisite «Ячейка»)
 
     @property
     def item_id(self) -> str:
@@ -206,6 +207,15 @@ def number(value: str, what: str = "number", *args: object) -> Decimal:
 
 def _bool(value: str) -> bool:
     return value.strip().lower() in ("true", "1", "да", "yes")
+
+
+# CommerceML has no bin element: 1C sends an item's storage bin, where it does, as a requisite or a
+# property under one of these names (case aside)
+BIN_NAMES = frozenset({"ячейка", "складская ячейка", "адрес хранения", "место хранения"})
+
+
+def is_bin_name(name: str) -> bool:
+    return name.strip().lower() in BIN_NAMES
 
 
 def _requisites(el: Element) -> dict[str, str]:
@@ -385,8 +395,12 @@ class _Reader:
         for name, value in requisites.items():
             if name.lower() in ("штрихкод", "штрихкоды"):
                 it.barcodes.extend(b.strip() for b in value.replace(";", ",").split(",") if b.strip())
+            elif is_bin_name(name):
+                it.bin = it.bin or value
             elif value:
                 it.properties.setdefault(name, value)
+        for name in [k for k in it.properties if is_bin_name(k)]:  # a bin given as a property
+            it.bin = it.bin or it.properties.pop(name)
         it.name = it.name or requisites.get("Полное наименование", "") or it.article or it.id
         return CatalogItem(it, deleted)
 
@@ -458,6 +472,8 @@ class _Reader:
                 for name, value in _requisites(ch).items():
                     if name.lower() in ("штрихкод", "штрихкоды"):
                         o.barcodes.extend(b.strip() for b in value.replace(";", ",").split(",") if b.strip())
+                    elif is_bin_name(name) and value:
+                        o.bin = value
             elif t == "ПометкаУдаления":
                 o.deleted = o.deleted or _bool(text)
         if not o.id:

@@ -26,8 +26,8 @@ Batch messages (plain tuples, cheap to pickle):
   ("items", rows, barcode_pairs, deleted)   rows for `nomenclature.upsert_item_rows` (properties as their
                      JSON text), their (barcode, item_id) pairs, the ids 1C marked deleted
   ("offers", offers, price_rows, price_currencies, balances, notes, mismatches, warehouses, totals)
-      offers: (id, name, article, barcodes, characteristics, deleted), or the id alone for an offer that
-      says nothing more of its item; price_rows: (offer_id, type_id,
+      offers: (id, name, article, barcodes, characteristics, deleted[, bin]), or the id alone for an offer
+      that says nothing more of its item; price_rows: (offer_id, type_id,
       price_text); price_currencies: {type_id: currency} in order of first sight; balances: (offer_id,
       warehouse_id, quantity_text, ledger_quantity); notes: ledger notes; mismatches: offer ids whose
       total differs from their warehouses; warehouses: ids in order of first sight; totals:
@@ -95,7 +95,9 @@ def _offer_batch(offers: list[Offer]) -> Batch:
     totals: dict[str, Decimal] = {}
     for o in offers:
         oid = o.id
-        if o.name or o.article or o.barcodes or o.characteristics or o.deleted:
+        if o.bin:
+            rows.append((oid, o.name, o.article, o.barcodes, o.characteristics, o.deleted, o.bin))
+        elif o.name or o.article or o.barcodes or o.characteristics or o.deleted:
             rows.append((oid, o.name, o.article, o.barcodes, o.characteristics, o.deleted))
         else:
             rows.append(oid)  # says nothing of its item but its id (most offers)

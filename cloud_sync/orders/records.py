@@ -268,6 +268,8 @@ def task_line(conn: sqlite3.Connection, item_id: str, units: int, barcode: str, 
         line["barcode"] = codes[0] if codes else barcode
     if it and it[1]:
         line["bin"] = it[1]
+    if title and title != line["name"]:  # the marketplace card's own title: the packer's second line
+        line["title"] = title
     return line
 
 

@@ -11,7 +11,7 @@ import sqlite3
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from edge_agent import store
+from edge_agent import store, words
 from edge_agent.tasks.marking import looks_like_marking
 
 
@@ -24,7 +24,7 @@ class ScanResult:
     """The answer to one scan, shown on the page. `kind` drives its colour and sound."""
 
     ok: bool
-    kind: str  # picked | packed | done | unknown | wrong_item | extra | used_marking | refused_marking (Честный знак) | bad_marking | need_marking | info
+    kind: str  # picked | packed | done | bin (a bin label at a receipt / count) | unknown | wrong_item | extra | used_marking | refused_marking (Честный знак) | bad_marking | need_marking | info
     message: str
     task_id: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
@@ -126,7 +126,7 @@ def classify_foreign(conn: sqlite3.Connection, code: str, task: sqlite3.Row) -> 
     """A scan that is not an item of this task: another order's item, or a barcode nobody knows."""
     item_id = item_of_code(conn, code)
     if item_id is None:
-        return ScanResult(False, "unknown", f"Неизвестный штрихкод {code}: такого товара нет в каталоге площадки",
+        return ScanResult(False, "unknown", f"Неизвестный штрихкод {code}: такого товара нет в каталоге склада",
                           task["task_id"])
     other = open_task_with_item(conn, item_id, task["task_id"])
     where = f" — он из заказа {other['number'] or other['order_id']}" if other else ""
@@ -137,9 +137,5 @@ def classify_foreign(conn: sqlite3.Connection, code: str, task: sqlite3.Row) -> 
 
 
 def parcels_word(n: int) -> str:
-    """«посылка», «посылки» or «посылок» for `n`."""
-    if n % 10 == 1 and n % 100 != 11:
-        return "посылка"
-    if 2 <= n % 10 <= 4 and not 12 <= n % 100 <= 14:
-        return "посылки"
-    return "посылок"
+    """«посылка», «посылки» or «посылок» for `n` (Babel's plural rules)."""
+    return words.plural(n, "посылка", "посылки", "посылок")

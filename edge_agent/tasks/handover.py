@@ -14,7 +14,7 @@ import json
 import sqlite3
 from typing import Any
 
-from edge_agent import store
+from edge_agent import store, words
 from edge_agent.tasks import pack
 from edge_agent.tasks.common import ScanResult, Send, TaskError, parcels_word, set_state
 
@@ -42,7 +42,7 @@ def handover_scan(conn: sqlite3.Connection, handover_id: str, code: str) -> Scan
         raise TaskError("эта передача уже закрыта")
     order_id = order_of_parcel(conn, code)
     if order_id is None:
-        return ScanResult(False, "unknown", f"Неизвестная посылка {code.strip()}: ни один заказ площадки не подходит")
+        return ScanResult(False, "unknown", f"Неизвестная посылка {code.strip()}: ни один заказ этого склада не подходит")
     expected = json.loads(h["order_ids"])
     if store.row(conn, "SELECT 1 FROM handover_scans WHERE handover_id = ? AND order_id = ?", handover_id, order_id):
         return ScanResult(False, "extra", f"Посылка заказа {order_id} уже отсканирована в эту передачу")
@@ -70,7 +70,7 @@ def check_parcel(conn: sqlite3.Connection, order_id: str) -> ScanResult | None:
     order is refused, and so is one whose label has not printed."""
     t = _task_of(conn, order_id)
     if t is None:
-        return ScanResult(False, "not_packed", f"ЗАКАЗ {order_id} НЕ УПАКОВАН на этой площадке: не передавайте "
+        return ScanResult(False, "not_packed", f"ЗАКАЗ {order_id} НЕ УПАКОВАН на этом складе: не передавайте "
                           "эту посылку, отложите её", data={"order_id": order_id, "state": None})
     name = t["number"] or order_id
     data = {"order_id": order_id, "state": t["state"], "task_id": t["task_id"]}
@@ -116,7 +116,7 @@ def _label_missing(conn: sqlite3.Connection, order_id: str, name: str, data: dic
         "printing": "Этикетка печатается — дождитесь её, наклейте и отсканируйте посылку снова",
         "printer_problem": f"{job['error'] if job else ''} Наклейте этикетку, когда она напечатается, и "
                            "отсканируйте посылку снова",
-        "asked": "Площадка перезапустилась, когда этикетка уходила на принтер: посмотрите, напечаталась ли она, "
+        "asked": "Программа склада перезапустилась, когда этикетка уходила на принтер: посмотрите, напечаталась ли она, "
                  "и ответьте на экране «Да» или «Нет — напечатать снова»",
         "none": "Нажмите «Напечатать этикетку», наклейте её и отсканируйте посылку снова",
     }[state]
@@ -130,7 +130,7 @@ def reprint(conn: sqlite3.Connection, order_id: str) -> str:
     printer is tried again now (the caller wakes the print queue); returns what the packer is told."""
     t = _task_of(conn, order_id)
     if t is None:
-        raise TaskError(f"заказ {order_id} не упаковывался на этой площадке")
+        raise TaskError(f"заказ {order_id} не упаковывался на этом складе")
     state = label_state(conn, order_id)
     if state == "waiting_label":
         raise TaskError("этикетка маркетплейса ещё не пришла: она напечатается сама, когда облако будет на связи")
@@ -167,7 +167,7 @@ def close(conn: sqlite3.Connection, send: Send, handover_id: str, force: bool = 
     if s["state"] != "open":
         raise TaskError("эта передача уже закрыта")
     if s["missing"] and not force:
-        raise TaskError(f"не хватает {len(s['missing'])} посылок: "
+        raise TaskError(f"не хватает {words.parcels(len(s['missing']))}: "
                         + "; ".join(f"{_name(conn, o)} — {s['missing_why'][o]}" for o in s["missing"]))
     handed = 0
     cancelled: set[str] = set()

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from edge_agent import store
+from edge_agent.tasks import bins
 from edge_agent.tasks.common import Send
 from edge_agent.tasks.marking import gtin_of_barcode
 
@@ -41,11 +42,13 @@ def apply_catalog(conn: sqlite3.Connection, body: dict[str, Any]) -> int:
         if not isinstance(item, dict) or not isinstance(item.get("item_id"), str):
             raise Unusable("catalog: every item needs a string item_id")
         codes = _codes(item)
+        item_bin = item.get("bin") if isinstance(item.get("bin"), str) else None
+        bins.onec_bin_came(conn, item["item_id"], item_bin)
         conn.execute(
             "INSERT INTO catalog (item_id, name, barcode, bin, marking_required, gtin) VALUES (?,?,?,?,?,?) "
             "ON CONFLICT(item_id) DO UPDATE SET name=excluded.name, barcode=excluded.barcode, "
             "bin=COALESCE(excluded.bin, catalog.bin), marking_required=excluded.marking_required, gtin=excluded.gtin",
-            (item["item_id"], str(item.get("name", "")), codes[0] if codes else None, item.get("bin"),
+            (item["item_id"], str(item.get("name", "")), codes[0] if codes else None, item_bin or None,
              int(bool(item.get("marking_required") or item.get("marked"))),
              next((g for g in map(gtin_of_barcode, codes) if g), None)),
         )
@@ -79,12 +82,17 @@ def apply_pick_task(conn: sqlite3.Connection, body: dict[str, Any]) -> bool:
         marking = line.get("marking_required")
         if marking is None:
             marking = bool(cat and cat["marking_required"])
+        site_bin = store.row(conn, "SELECT bin FROM item_bins WHERE item_id = ?", line["item_id"])
+        name = str(line.get("name") or (cat["name"] if cat else ""))
+        title = line.get("title") if isinstance(line.get("title"), str) and line.get("title") != name else ""
         conn.execute(
-            "INSERT INTO task_lines (task_id, line_no, item_id, barcode, barcodes, name, quantity, bin, "
-            "marking_required) VALUES (?,?,?,?,?,?,?,?,?)",
+            "INSERT INTO task_lines (task_id, line_no, item_id, barcode, barcodes, name, title, quantity, bin, "
+            "marking_required) VALUES (?,?,?,?,?,?,?,?,?,?)",
             (body["task_id"], no, line["item_id"], codes[0] if codes else (cat["barcode"] if cat else None),
-             store.dumps(codes), str(line.get("name") or (cat["name"] if cat else "")), qty,
-             line.get("bin") or (cat["bin"] if cat else None), int(bool(marking))),
+             store.dumps(codes), name, title, qty,
+             # the bin set at this site first (it is where the packer put the goods), then 1C's
+             (site_bin["bin"] if site_bin else None) or line.get("bin") or (cat["bin"] if cat else None),
+             int(bool(marking))),
         )
         _index_codes(conn, line["item_id"], codes)
     if isinstance(body.get("label"), dict):

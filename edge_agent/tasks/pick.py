@@ -43,7 +43,7 @@ def pick_scan(conn: sqlite3.Connection, send: Send, task_id: str, code: str, sta
         conn.execute("UPDATE task_lines SET picked = picked + ? WHERE task_id = ? AND line_no = ?",
                      (take, task_id, line["line_no"]))
         res = ScanResult(True, "picked", f"Ячейка {line['bin']}: взято {take} шт. «{line['name']}»", task_id)
-        return _after_pick(conn, send, task, res)
+        return after_pick(conn, send, task, res)
     lines = task_lines(conn, task_id)
     matching = [ln for ln in lines if code in codes_of(conn, ln)]
     if not matching:
@@ -55,7 +55,7 @@ def pick_scan(conn: sqlite3.Connection, send: Send, task_id: str, code: str, sta
     left = todo["quantity"] - todo["short"] - todo["picked"] - 1
     res = ScanResult(True, "picked", f"Взято: «{todo['name'] or item_name(conn, todo['item_id'])}»"
                      + (f", ещё {left}" if left else ""), task_id)
-    return _after_pick(conn, send, task, res)
+    return after_pick(conn, send, task, res)
 
 
 def report_short(conn: sqlite3.Connection, send: Send, task_id: str, line_no: int) -> ScanResult:
@@ -72,7 +72,7 @@ def report_short(conn: sqlite3.Connection, send: Send, task_id: str, line_no: in
     conn.execute("UPDATE task_lines SET short = short + ? WHERE task_id = ? AND line_no = ?", (missing, task_id, line_no))
     write_off_missing(conn, send, task, ln["item_id"], missing, "не найдено при сборке")
     res = ScanResult(True, "short", f"Недостача: «{ln['name']}» — не найдено {missing} шт.", task_id)
-    return _after_pick(conn, send, task, res)
+    return after_pick(conn, send, task, res)
 
 
 def write_off_missing(conn: sqlite3.Connection, send: Send, task: sqlite3.Row, item_id: str, n: int,
@@ -85,7 +85,8 @@ def write_off_missing(conn: sqlite3.Connection, send: Send, task: sqlite3.Row, i
                  (store.now(), item_id, -n, "writeoff", task["order_id"]))
 
 
-def _after_pick(conn: sqlite3.Connection, send: Send, task: sqlite3.Row, res: ScanResult) -> ScanResult:
+def after_pick(conn: sqlite3.Connection, send: Send, task: sqlite3.Row, res: ScanResult) -> ScanResult:
+    """After units were taken: the task is `picking`, or — every line picked or short — its progress goes up."""
     task_id = task["task_id"]
     lines = task_lines(conn, task_id)
     if any(ln["picked"] + ln["short"] < ln["quantity"] for ln in lines):

@@ -45,7 +45,7 @@ def open_for_code(conn: sqlite3.Connection, station: str, code: str) -> ScanResu
             return ScanResult(False, "extra", f"Возврат заказа {done['number'] or done['order_id']} уже принят")
         if item_of_code(conn, item_code(code)) is not None:
             return ScanResult(False, "info", "Это товар, а не посылка: сначала отсканируйте посылку или номер заказа")
-        return ScanResult(False, "unknown", f"Неизвестная посылка {code}: такого заказа или возврата на площадке нет")
+        return ScanResult(False, "unknown", f"Неизвестная посылка {code}: такого заказа или возврата на этом складе нет")
     conn.execute("UPDATE returns SET state = 'open' WHERE return_id = ?", (ret["return_id"],))
     conn.execute("UPDATE stations SET task_id = ? WHERE station = ?", (ret["return_id"], station))
     total = sum(ln["quantity"] for ln in json.loads(ret["lines"]))
@@ -83,7 +83,7 @@ def return_scan(conn: sqlite3.Connection, station: str, return_id: str | None, c
                                                              "number = ?", code.strip(), code.strip()):
             return ScanResult(False, "info", f"Сначала примите возврат заказа {name} («Принять возврат») — "
                               "потом сканируйте следующую посылку")
-        return ScanResult(False, "unknown", f"Неизвестный штрихкод {code.strip()}: такого товара нет в каталоге площадки")
+        return ScanResult(False, "unknown", f"Неизвестный штрихкод {code.strip()}: такого товара нет в каталоге склада")
     wanted = {ln["item_id"]: ln for ln in json.loads(ret["lines"])}
     if item_id not in wanted:
         return ScanResult(False, "wrong_item", f"«{item_name(conn, item_id)}» НЕ ИЗ ЭТОГО ЗАКАЗА ({name}): в возврат "

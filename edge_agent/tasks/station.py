@@ -11,7 +11,8 @@ from __future__ import annotations
 import sqlite3
 
 from edge_agent import store
-from edge_agent.tasks import handover, pack, pick, returns, stock
+from edge_agent.config import DEFAULT_BIN_PATTERN
+from edge_agent.tasks import handover, pack, pick, returns, stock, wave
 from edge_agent.tasks.common import (
     ScanResult,
     Send,
@@ -26,7 +27,8 @@ from edge_agent.tasks.common import (
 )
 from edge_agent.tasks.marking import RegistryCheck, looks_like_marking, normalise
 
-MODES = ("pick", "pack", "handover", "receipt", "count", "return")
+MODES = ("pick", "pack", "handover", "receipt", "count", "return", "wave", "sort")
+HELD = ("handover", "wave", "sort")  # modes whose station holds what it works on (a hand-over, a wave)
 REPORTED = ("unknown", "wrong_item", "used_marking", "refused_marking")
 MAX_SCAN_CHARS = 512  # a marking code is ~85 characters, a label's barcode a few dozen: longer is no barcode here
 
@@ -54,12 +56,16 @@ def set_mode(conn: sqlite3.Connection, station: str, mode: str, handover_id: str
         if handover_id is None:
             raise TaskError("выберите передачу")
         handover.get_handover(conn, handover_id)
+    elif mode in ("wave", "sort"):
+        if handover_id is None:
+            raise TaskError("выберите общую сборку")
+        wave.task_ids(conn, handover_id)
     conn.execute("UPDATE stations SET mode = ?, task_id = ? WHERE station = ?",
-                 (mode, handover_id if mode == "handover" else None, station))
+                 (mode, handover_id if mode in HELD else None, station))
 
 
 def handle_scan(conn: sqlite3.Connection, send: Send, station: str, code: str, warehouse: str,
-                registry: RegistryCheck | None = None) -> ScanResult:
+                registry: RegistryCheck | None = None, bin_pattern: str = DEFAULT_BIN_PATTERN) -> ScanResult:
     """Apply one scan at a station (inside the caller's transaction) and record it. `registry`: Честный
     знак's verdict on a marking code, taken before the transaction (None: the site does not check)."""
     st = ensure(conn, station)
@@ -78,7 +84,12 @@ def handle_scan(conn: sqlite3.Connection, send: Send, station: str, code: str, w
         elif mode == "return":
             res = returns.return_scan(conn, station, task_id, code)
         elif mode in ("receipt", "count"):
-            res = stock.tally_scan(conn, station, code)
+            res = stock.tally_scan(conn, station, code, bin_pattern)
+        elif mode == "wave" and task_id:
+            res = wave.pick_scan(conn, send, task_id, code)
+        elif mode == "sort" and task_id:
+            res = wave.sort_scan(conn, send, task_id, code, warehouse, station, registry)
+            order_id = res.data.get("order_id")
         else:
             task = store.row(conn, "SELECT * FROM tasks WHERE task_id = ?", task_id) if task_id else None
             open_states = pick.OPEN_FOR_PICK if mode == "pick" else pack.OPEN_FOR_PACK
@@ -124,7 +135,7 @@ def _no_task(conn: sqlite3.Connection, code: str, picking: bool = False,
     """No open order needs this scan. `last` is the order the station showed (often just packed)."""
     item_id = item_of_code(conn, item_code(code))
     if item_id is None:
-        return ScanResult(False, "unknown", f"Неизвестный штрихкод {code}: такого товара нет в каталоге площадки")
+        return ScanResult(False, "unknown", f"Неизвестный штрихкод {code}: такого товара нет в каталоге склада")
     if not picking and last is not None and last["state"] == "packed" and store.row(
             conn, "SELECT 1 FROM task_lines WHERE task_id = ? AND item_id = ?", last["task_id"], item_id):
         return ScanResult(False, "extra", f"«{item_name(conn, item_id)}» уже упакован в заказ "

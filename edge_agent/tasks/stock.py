@@ -1,7 +1,8 @@
 """Receipts and inventory counts at the site: they become `stock_delta` (receipt) and `stock_count` messages.
 
 A receipt or a count is built up scan by scan in a station's scratch pad and committed in one
-transaction: the local record and the up messages together.
+transaction: the local record and the up messages together. A bin label scanned in between puts the items
+scanned after it in that bin (`bins`): kept at the site when the receipt or count is committed.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ import sqlite3
 from typing import Any
 
 from edge_agent import store
+from edge_agent.config import DEFAULT_BIN_PATTERN
+from edge_agent.tasks import bins
 from edge_agent.tasks.common import ScanResult, Send, TaskError, item_code, item_name, item_of_code
 
 TALLIES = ("receipt", "count")
@@ -29,29 +32,55 @@ def _mode(conn: sqlite3.Connection, station: str) -> str:
     return r["mode"] if r and r["mode"] in TALLIES else "receipt"
 
 
-def _pads(conn: sqlite3.Connection, station: str) -> dict[str, dict[str, int]]:
+BINS = "_bins"  # the scratch's key of the bins being set: {mode: {"current": bin | None, "items": {item_id: bin}}}
+
+
+def _pads(conn: sqlite3.Connection, station: str) -> dict[str, dict[str, Any]]:
     r = store.row(conn, "SELECT scratch FROM stations WHERE station = ?", station)
     data = json.loads(r["scratch"]) if r else {}
     if data and not any(isinstance(v, dict) for v in data.values()):  # one pad of an older version
         return {_mode(conn, station): data}
-    return {k: v for k, v in data.items() if k in TALLIES and isinstance(v, dict)}
+    return {k: v for k, v in data.items() if k in (*TALLIES, BINS) and isinstance(v, dict)}
 
 
-def _save(conn: sqlite3.Connection, station: str, pad: dict[str, int], mode: str | None = None) -> None:
+def _save(conn: sqlite3.Connection, station: str, pad: dict[str, int], mode: str | None = None,
+          bins_pad: dict[str, Any] | None = None) -> None:
     pads = _pads(conn, station)
-    pads[mode or _mode(conn, station)] = pad
+    mode = mode or _mode(conn, station)
+    pads[mode] = pad
+    if bins_pad is not None:
+        pads.setdefault(BINS, {})[mode] = bins_pad
     conn.execute("UPDATE stations SET scratch = ? WHERE station = ?", (store.dumps(pads), station))
 
 
-def tally_scan(conn: sqlite3.Connection, station: str, code: str) -> ScanResult:
-    """One more unit of an item into the receipt / count being built at this station."""
+def bins_pad(conn: sqlite3.Connection, station: str, mode: str | None = None) -> dict[str, Any]:
+    """The bins being set in this station's receipt or count: the bin scanned last and each item's bin."""
+    pad = _pads(conn, station).get(BINS, {}).get(mode or _mode(conn, station)) or {}
+    return {"current": pad.get("current"), "items": dict(pad.get("items") or {})}
+
+
+def tally_scan(conn: sqlite3.Connection, station: str, code: str,
+               bin_pattern: str = DEFAULT_BIN_PATTERN) -> ScanResult:
+    """One more unit of an item into the receipt / count being built at this station; a bin label makes
+    the bin the items scanned next go in."""
     item_id = item_of_code(conn, item_code(code))
     if item_id is None:
-        return ScanResult(False, "unknown", f"Неизвестный штрихкод {code.strip()}: такого товара нет в каталоге")
+        shelf = bins.as_bin(conn, code, bin_pattern)
+        if shelf is None:
+            return ScanResult(False, "unknown", f"Неизвестный штрихкод {code.strip()}: такого товара нет в каталоге склада")
+        where = bins_pad(conn, station)
+        where["current"] = shelf
+        _save(conn, station, scratch(conn, station), bins_pad=where)
+        return ScanResult(True, "bin", f"Ячейка {shelf}: сканируйте товары, которые в ней лежат", data={"bin": shelf})
     pad = scratch(conn, station)
     pad[item_id] = pad.get(item_id, 0) + 1
-    _save(conn, station, pad)
-    return ScanResult(True, "packed", f"«{item_name(conn, item_id)}»: {pad[item_id]} шт.", data={"item_id": item_id})
+    where = bins_pad(conn, station)
+    if where["current"]:
+        where["items"][item_id] = where["current"]
+    _save(conn, station, pad, bins_pad=where)
+    shelf = where["items"].get(item_id)
+    return ScanResult(True, "packed", f"«{item_name(conn, item_id)}»: {pad[item_id]} шт."
+                      + (f" · ячейка {shelf}" if shelf else ""), data={"item_id": item_id, "bin": shelf})
 
 
 def set_quantity(conn: sqlite3.Connection, station: str, item_id: str, quantity: int) -> None:
@@ -66,7 +95,8 @@ def set_quantity(conn: sqlite3.Connection, station: str, item_id: str, quantity:
     _save(conn, station, pad)
 
 
-def commit_receipt(conn: sqlite3.Connection, send: Send, station: str, warehouse: str, ref: str) -> dict[str, int]:
+def commit_receipt(conn: sqlite3.Connection, send: Send, station: str, warehouse: str, ref: str,
+                   received_by: str | None = None) -> dict[str, int]:
     pad = {k: v for k, v in scratch(conn, station, "receipt").items() if v}
     if not pad:
         raise TaskError("приёмка пуста: отсканируйте товар")
@@ -74,8 +104,21 @@ def commit_receipt(conn: sqlite3.Connection, send: Send, station: str, warehouse
         send(conn, "stock_delta", {"warehouse": warehouse, "item_id": item_id, "delta": n, "reason": "receipt", "ref": ref})
         conn.execute("INSERT INTO stock_moves (ts, item_id, delta, reason, ref) VALUES (?,?,?,?,?)",
                      (store.now(), item_id, n, "receipt", ref))
-    _save(conn, station, {}, "receipt")
+    keep_bins(conn, station, "receipt", pad, ref, received_by)
+    _save(conn, station, {}, "receipt", bins_pad={})
     return pad
+
+
+def keep_bins(conn: sqlite3.Connection, station: str, mode: str, pad: dict[str, int], ref: str,
+              by: str | None) -> int:
+    """The bins set in this receipt or count, kept at the site for the items committed; how many."""
+    where = bins_pad(conn, station, mode)["items"]
+    n = 0
+    for item_id in pad:
+        if where.get(item_id):
+            bins.set_bin(conn, item_id, where[item_id], by, ref)
+            n += 1
+    return n
 
 
 def commit_count(conn: sqlite3.Connection, send: Send, station: str, warehouse: str, ref: str,
@@ -84,7 +127,8 @@ def commit_count(conn: sqlite3.Connection, send: Send, station: str, warehouse: 
     if not pad:
         raise TaskError("пересчёт пуст: отсканируйте товар")
     record_counts(conn, send, warehouse, pad, ref, counted_by)
-    _save(conn, station, {}, "count")
+    keep_bins(conn, station, "count", pad, ref, counted_by)
+    _save(conn, station, {}, "count", bins_pad={})
     return pad
 
 

@@ -315,3 +315,18 @@ def test_a_parcel_that_stayed_when_its_hand_over_closed_is_offered_to_the_next_c
     assert again["orders"] == ["oz:2"]
     events = [e["text"] for e in listing.events_after(conn, 0) if e["kind"] == "handover_missing"]
     assert events and "этикетка не напечатана" in events[0] and "next courier" in events[0]
+
+
+def test_the_packer_gets_the_1c_name_and_the_card_title_as_a_second_line(conn, cfg):
+    """One name per item: the pick task's line is named as 1C names the item; the marketplace card's own
+    title (here another colour than 1C's) goes along only as a second line, and only when it differs."""
+    items = seed(conn, 2)
+    o = order("mm", "M-title", card_id("mm", 1))
+    o.lines[0].title = "Футболка хлопковая, красный (карточка)"
+    same = order("mm", "M-same", card_id("mm", 2))
+    same.lines[0].title = items[1].name
+    intake.ingest(conn, cfg, [o, same])
+    bodies = {b["order_id"]: b for t, b in _outbox(conn) if t == "pick_task"}
+    line = bodies["mm:M-title"]["lines"][0]
+    assert line["name"] == items[0].name and line["title"] == "Футболка хлопковая, красный (карточка)"
+    assert "title" not in bodies["mm:M-same"]["lines"][0]

@@ -127,4 +127,5 @@ def test_marketsync_edge_serve_on_a_bad_file_exits_with_one_line(tmp_path) -> No
     out = subprocess_run(marketsync_argv("edge", "serve", "--config", str(bad)), timeout=60)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip() == (f"marketsync edge: {bad}: tasks.auto_pak: unknown key (allowed: auto_pack,"
-                                  " auto_pack_delay_s, auto_pack_short_at, auto_pack_station, print_retry_s)")
+                                  " auto_pack_delay_s, auto_pack_short_at, auto_pack_station, bin_pattern, print_retry_s,"
+                                  " wave_max_orders)")

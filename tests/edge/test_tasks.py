@@ -324,7 +324,7 @@ def test_a_parcel_whose_label_has_not_printed_is_refused_and_the_packer_told_why
     assert s["labels"] == {"o-a": "printed", "o-b": "waiting_label", "o-c": "printed"}
     with pytest.raises(TaskError) as refused, store.transaction(conn):
         handover.close(conn, send, "h1")
-    assert "не хватает 2 посылок: Nb — этикетка не напечатана; Nc — не отсканирована" in str(refused.value)
+    assert "не хватает 2 посылки: Nb — этикетка не напечатана; Nc — не отсканирована" in str(refused.value)
 
     # the label comes, but the printer is out of paper: told so, and the label can be tried again
     deliver_label(conn, "o-b")

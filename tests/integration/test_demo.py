@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 SUMMARY_KEYS = {"orders_seen", "orders_packed", "labels_printed", "stock_pushes", "errors", "orders_oversold",
-                "recovered", "delivered", "returned", "restocked", "stuck"}
+                "recovered", "delivered", "returned", "restocked", "stuck", "picked_by_bin"}
 # the evening's «Сверка», and the marketplaces' own-warehouse stock (FBO), its alerts and the cards with the
 # marketplaces' fees, told at the end of the day: only when the day ran to its end
 EVENING_KEYS = {"stock_unexplained", "fbo_items", "fbo_alerts", "cards_with_fees"}
@@ -62,6 +62,7 @@ def test_demo_runs_a_day_and_ends_with_its_summary(tmp_path: Path):
     assert summary["labels_printed"] >= 3, out
     assert summary["stock_pushes"] > 0, out
     assert summary["orders_oversold"] == 0, out  # the sandboxes sell only what is listed (issue 18, point 6)
+    assert summary["picked_by_bin"] >= 2, out  # a combined pick list walked by bin and sorted into totes
     assert "a buyer ordered on" in out
     took = re.search(r"1C took (\d+) order\(s\).*a second query returned (\d+)", out)
     # 1C's documents: every order, and a «Возврат товара» for each return taken back in

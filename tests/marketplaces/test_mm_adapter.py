@@ -137,3 +137,20 @@ def test_lots_flow_box_codes_marks_sticker(mm) -> None:
                for st in ("CONFIRMED", "PACKED", "SHIPPED"))
     cards = list(adapter.list_cards())
     assert len(cards) == 30 and cards[0].barcodes == ["4607000000014"]
+
+
+def test_the_sticker_names_the_order_when_the_cloud_gave_no_order_code(mm) -> None:
+    """The cloud confirms without an order code of its own: the sticker still reads the order's number
+    (the shipment id the seller knows), never "Order -"."""
+    import pypdfium2 as pdfium
+
+    running, adapter = mm
+    httpx.post(running.url + "/_sandbox/orders", json={"count": 1}, timeout=10)
+    order = next(iter(adapter.new_orders()))
+    sid = order.native_id
+    adapter.set_order_status(sid, "confirm")  # as cloud_sync.orders.mp_actions does: no order_code
+    codes = {ln.native_id: [f"010460700000001421{sid}{ln.native_id}"] for ln in order.lines if ln.marking_required}
+    assert adapter.set_order_status(sid, "assemble", marking_codes=codes).ok
+    assert adapter.get_order(sid).number == sid
+    text = pdfium.PdfDocument(adapter.get_label(sid).data)[0].get_textpage().get_text_range()
+    assert f"Order {sid}" in text and "Order -" not in text

@@ -11,7 +11,7 @@
     const opts = body === undefined ? {} : {method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body)};
     const r = await fetch(path, opts);
     if (r.status === 401) { location.href = "/login"; throw new Error("login"); }
-    const data = await r.json().catch(() => ({error: "нет ответа от площадки"}));
+    const data = await r.json().catch(() => ({error: "нет ответа от склада"}));
     data._status = r.status;
     return data;
   }
@@ -29,7 +29,7 @@
 
   async function refreshStatus() {
     const s = await api("/api/status").catch(() => null);
-    if (!s) { setBadge($("#link-badge"), false, "площадка не отвечает"); return; }
+    if (!s) { setBadge($("#link-badge"), false, "склад не отвечает"); return; }
     setBadge($("#link-badge"), s.online, s.online ? "на связи" : "нет связи · в очереди " + s.queue);
     $("#link-badge").dataset.online = s.online ? "1" : "0";
     let p = s.printer_ok ? "принтер" : "принтер: проблема";
@@ -68,9 +68,11 @@
 
   function setBadge(el, ok, text) { if (!el) return; el.textContent = text; el.className = "badge " + (ok ? "ok" : "off"); }
 
+  let lastTote = null;  // the tote the last unit scanned at the sorting table went to
   function showResult(res) {
     const msg = $("#msg");
     if (!msg || !res) return;
+    if (res.data && res.data.tote) lastTote = res.data.tote;
     msg.textContent = res.message;
     msg.className = "msg " + (res.ok ? (res.kind === "done" ? "done" : "good") : "bad") + " kind-" + res.kind;
     msg.dataset.kind = res.kind;
@@ -98,6 +100,7 @@
         const done = got >= need;
         html += `<li class="line${done ? " done" : ""}${state.current_line === ln.line_no ? " current" : ""}" data-line="${ln.line_no}">` +
           `<div class="t-main"><b>${esc(ln.name || ln.item_id)}</b>${ln.marking_required ? ' <span class="tag">ЧЗ</span>' : ""}` +
+          (ln.title ? `<div class="title2">${esc(ln.title)}</div>` : "") +
           `<div class="sub">${ln.bin ? "ячейка " + esc(ln.bin) + " · " : ""}${esc(ln.barcode || "")}</div></div>` +
           `<span class="count">${got}/${need}</span>` +
           (!done && ["new", "picking", "packing", "picked"].includes(t.state) ? `<button class="short" data-line="${ln.line_no}" title="Товара нет: недостача">Нет</button>` : "") + "</li>";
@@ -107,7 +110,8 @@
       if (t.state === "cancelled") {
         const text = "ЗАКАЗ " + (t.number || t.order_id) + " ОТМЕНЁН: не отправляйте его — разберите посылку" +
           (lab && lab.state === "done" ? ", снимите этикетку" : "") + " и верните товар на место";
-        ls.textContent = text; ls.className = "note bad"; ls.dataset.state = "cancelled";
+        // told once, in the big message (with its sound); the note under it does not say it again
+        ls.textContent = ""; ls.className = "note"; ls.dataset.state = "cancelled";
         if (shown.task !== t.task_id || shown.state !== "cancelled") showResult({ok: false, kind: "cancelled", message: text});
       } else if (t.state === "packed") {
         ls.textContent = lab && lab.state === "done" ? "Этикетка напечатана" : (lab && lab.error ? lab.error : "Этикетка печатается…");
@@ -116,6 +120,11 @@
       } else { ls.textContent = ""; ls.dataset.state = ""; }
     } else if (state.handover) {
       const h = state.handover;
+      const closeBtn = $("#close-handover");
+      if (closeBtn) {
+        closeBtn.disabled = h.state !== "open";
+        closeBtn.textContent = h.state === "open" ? "Закрыть передачу" : "Передача закрыта";
+      }
       $("#order").textContent = (h.supply_id || h.handover_id) + " · " + h.scanned.length + " из " + h.expected.length;
       for (const o of h.expected) {
         const done = h.scanned.includes(o), why = (h.missing_why || {})[o], label = (h.labels || {})[o];
@@ -144,10 +153,35 @@
           `<b class="t-main">${esc(e.number || e.order_id)}</b> <span class="mp">${esc(e.marketplace || "")}</span>` +
           `<span class="count">${e.units} шт.</span></li>`;
       }
+    } else if (state.wave && mode === "wave") {
+      const w = state.wave, cur = w.current || [];
+      const left = w.lines.reduce((n, g) => n + g.quantity - g.short - g.picked, 0);
+      $("#order").textContent = "№" + w.wave_id + " · заказов: " + w.totes.length + " · осталось взять " + left + " шт.";
+      for (const g of w.lines) {
+        const done = g.picked + g.short >= g.quantity, isCur = cur[0] === g.bin && cur[1] === g.item_id;
+        html += `<li class="line${done ? " done" : ""}${isCur ? " current" : ""}" data-bin="${esc(g.bin)}" data-item="${esc(g.item_id)}">` +
+          `<span class="bin">${esc(g.bin || "—")}</span><div class="t-main"><b>${esc(g.name || g.item_id)}</b>` +
+          (g.title ? `<div class="title2">${esc(g.title)}</div>` : "") +
+          `<div class="sub">${esc(g.barcode)} · ` + g.orders.map((o) => `ящик ${o.tote}: ${esc(o.number)} ×${o.quantity}`).join(", ") +
+          `</div></div><span class="count">${g.picked}/${g.quantity - g.short}</span>` +
+          (!done ? `<button class="short-wave" data-bin="${esc(g.bin)}" data-item="${esc(g.item_id)}" title="Товара нет: недостача">Нет</button>` : "") + "</li>";
+      }
+    } else if (state.wave && mode === "sort") {
+      const w = state.wave;
+      $("#order").textContent = "№" + w.wave_id + " · ящиков: " + w.totes.length;
+      for (const t of w.totes) {
+        const done = t.state === "packed" || t.packed >= t.need;
+        html += `<li class="line${done ? " done" : ""}${lastTote === t.tote ? " current" : ""}" data-tote="${t.tote}">` +
+          `<span class="tote">${t.tote}</span><div class="t-main"><b>${esc(t.number)}</b> <span class="mp">${esc(t.marketplace)}</span>` +
+          `<div class="sub">${esc(t.goods.join(", "))}${t.state === "cancelled" ? " · ОТМЕНЁН" : ""}</div></div>` +
+          `<span class="count">${t.packed}/${t.need}</span></li>`;
+      }
     } else if (state.tally) {
-      for (const it of state.tally) html += `<li class="line" data-item="${esc(it.item_id)}"><b class="t-main">${esc(it.name)}</b>` +
+      $("#order").textContent = state.current_bin ? "ячейка " + state.current_bin : "";
+      for (const it of state.tally) html += `<li class="line" data-item="${esc(it.item_id)}"><b class="t-main">${esc(it.name)}` +
+        (it.bin ? ` <small class="sub bin-of">ячейка ${esc(it.bin)}${it.bin_new ? " (новая)" : ""}</small>` : "") + `</b>` +
         `<span class="count">${it.quantity}</span><button class="less" data-item="${esc(it.item_id)}" data-quantity="${it.quantity - 1}" title="Отсканировали лишнюю: на одну меньше">−1</button></li>`;
-      if (!state.tally.length) html = '<li class="empty">Сканируйте товар</li>';
+      if (!state.tally.length) html = '<li class="empty">Сканируйте товар; чтобы запомнить ячейку — сначала её этикетку, потом товары в ней</li>';
     } else {
       html = '<li class="empty">Нет открытого задания: отсканируйте товар или выберите заказ в списке</li>';
     }
@@ -174,12 +208,12 @@
       } catch (e) {
         if (e.message === "login") throw e;
         const msg = $("#msg");  // no beep for each try: the packer hears the answer when it comes
-        msg.textContent = "нет связи с площадкой — отправляю скан " + code + " ещё раз…";
+        msg.textContent = "нет связи со складом — отправляю скан " + code + " ещё раз…";
         msg.className = "msg bad kind-resending"; msg.dataset.kind = "resending";
         await new Promise((ok) => setTimeout(ok, 1000));
       }
     }
-    return {error: "площадка не отвечает — скан " + code + " не принят, отсканируйте его снова"};
+    return {error: "склад не отвечает — скан " + code + " не принят, отсканируйте его снова"};
   }
   const SCAN_ATTEMPTS = 30;
 
@@ -237,9 +271,10 @@
         input.focus();
         return;
       }
-      const b = ev.target.closest("button.short");
+      const b = ev.target.closest("button.short, button.short-wave");
       if (!b || !confirm("Отметить недостачу: этого товара нет?")) return;
-      const r = await api("/api/short", {line_no: Number(b.dataset.line)});
+      const r = await api("/api/short", b.classList.contains("short-wave") ? {bin: b.dataset.bin, item_id: b.dataset.item}
+        : {line_no: Number(b.dataset.line)});
       if (r.error) showResult({ok: false, kind: "info", message: r.error}); else { showResult(r.result); render(r.state); }
       input.focus();
     });
@@ -252,9 +287,10 @@
     });
     const close = $("#close-handover");
     if (close) close.addEventListener("click", async () => {
+      close.disabled = true;  // one press closes it: a second one while the answer comes does nothing
       let r = await api("/api/handover/close", {force: false});
       if (r.error && r._status === 409 && confirm(r.error + "\nЗакрыть без них?")) r = await api("/api/handover/close", {force: true});
-      if (r.error) showResult({ok: false, kind: "info", message: r.error});
+      if (r.error) { showResult({ok: false, kind: "info", message: r.error}); close.disabled = false; }
       else { showResult({ok: true, kind: "done", message: "Передача закрыта, печатается " + (r.summary.supply_id ? "QR поставки" : "акт")}); render(r.state); }
     });
     const takeReturn = $("#commit-return");
@@ -280,7 +316,7 @@
     if (commit) commit.addEventListener("click", async () => {
       const r = await api("/api/tally/commit", {});
       if (r.error) showResult({ok: false, kind: "info", message: r.error});
-      else { showResult({ok: true, kind: "done", message: "Проведено: " + Object.keys(r.committed).length + " товаров"}); render(r.state); }
+      else { showResult({ok: true, kind: "done", message: r.message}); render(r.state); }
       input.focus();
     });
     render(JSON.parse($("#initial-state").textContent));
