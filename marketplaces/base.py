@@ -415,12 +415,16 @@ class ReportLine:
     revenue: Decimal  # what the buyer paid for the goods (negative for returns)
     fee: Decimal  # marketplace commission (positive = charged to the seller)
     logistics: Decimal  # delivery/return logistics charged
-    other: Decimal  # penalties, storage, acceptance, other deductions
-    to_pay: Decimal  # what the marketplace transfers to the seller for this row
+    other: Decimal  # other deductions: acceptance, loyalty programme, corrections (less extra payments)
+    to_pay: Decimal  # what the marketplace transfers to the seller for this row, every deduction taken:
+    #                  revenue - fee - acquiring - logistics - storage - penalty - other
     date: date | None = None
     order_native_id: str = ""
     barcode: str = ""
     native: dict[str, Any] = field(default_factory=dict)
+    acquiring: Decimal = Decimal(0)  # payment processing charged
+    storage: Decimal = Decimal(0)  # storage charged
+    penalty: Decimal = Decimal(0)  # penalties charged
 
 
 @dataclass
@@ -431,6 +435,8 @@ class RealizationReport:
     lines: list[ReportLine]
     native_totals: dict[str, Decimal] = field(default_factory=dict)  # the marketplace's own totals
     report_id: str = ""
+    # why a native total is not compared, or how it entered the report (its name -> a sentence in Russian)
+    notes: dict[str, str] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- what a marketplace is

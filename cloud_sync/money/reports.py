@@ -29,7 +29,7 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -72,9 +72,33 @@ MIGRATIONS = [
     ALTER TABLE commission_report_rows ADD COLUMN back_good INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE commission_report_rows ADD COLUMN back_defective INTEGER NOT NULL DEFAULT 0;
     """,
+    """
+    -- the deductions the marketplace's report names apart (before, inside fee and other)
+    ALTER TABLE commission_report_rows ADD COLUMN acquiring TEXT NOT NULL DEFAULT '0';
+    ALTER TABLE commission_report_rows ADD COLUMN storage TEXT NOT NULL DEFAULT '0';
+    ALTER TABLE commission_report_rows ADD COLUMN penalty TEXT NOT NULL DEFAULT '0';
+    ALTER TABLE commission_reports ADD COLUMN notes TEXT NOT NULL DEFAULT '{}';
+    -- reports built in the background (the page asks, a job builds, the page follows the progress)
+    CREATE TABLE report_builds (
+        id TEXT PRIMARY KEY,
+        account TEXT NOT NULL,
+        period_from TEXT NOT NULL,
+        period_to TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'queued',   -- queued, running, done, failed
+        progress REAL NOT NULL DEFAULT 0,       -- 0..1
+        stage TEXT NOT NULL DEFAULT 'queued',   -- a key of BUILD_STAGES
+        error TEXT NOT NULL DEFAULT '',
+        report_id TEXT,
+        created_ts REAL NOT NULL,
+        started_ts REAL,
+        finished_ts REAL
+    );
+    CREATE INDEX report_builds_state ON report_builds(state, created_ts);
+    """,
 ]
 
-MONEY = ("revenue", "fee", "logistics", "other", "to_pay")
+MONEY = ("revenue", "fee", "acquiring", "logistics", "storage", "penalty", "other", "to_pay")
+DEDUCTIONS = ("fee", "acquiring", "logistics", "storage", "penalty", "other")  # to_pay = revenue - these
 COUNTS = ("sold", "returned")
 TOTAL_KEYS = COUNTS + MONEY
 ZERO = Decimal(0)
@@ -83,7 +107,8 @@ TOLERANCE = Decimal("0.01")
 HEADERS_RU = {
     "article": "Артикул 1С", "name": "Номенклатура", "offer_ids": "Артикулы маркетплейса",
     "sold": "Продано, шт", "returned": "Возвращено, шт", "revenue": "Выручка", "fee": "Комиссия маркетплейса",
-    "logistics": "Логистика", "other": "Прочие удержания", "to_pay": "К перечислению",
+    "acquiring": "Эквайринг", "logistics": "Логистика", "storage": "Хранение", "penalty": "Штрафы",
+    "other": "Прочие удержания", "to_pay": "К перечислению",
     "back_good": "Вернулось на склад, шт", "back_defective": "Из них брак, шт",
 }
 BACK = ("back_good", "back_defective")  # what came back to the sites in the period (our own count)
@@ -104,7 +129,10 @@ class ItemRow:
     returned: int = 0
     revenue: Decimal = ZERO
     fee: Decimal = ZERO
+    acquiring: Decimal = ZERO
     logistics: Decimal = ZERO
+    storage: Decimal = ZERO
+    penalty: Decimal = ZERO
     other: Decimal = ZERO
     to_pay: Decimal = ZERO
     back_good: int = 0  # units received back at the sites in the period, put back on hand
@@ -140,6 +168,7 @@ class CommissionReport:
     not_compared: list[str]
     native_report_id: str = ""
     lines: int = 0
+    notes: dict[str, str] = field(default_factory=dict)  # native total -> how it entered, or why not compared
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
 
     @property
@@ -211,7 +240,7 @@ def build_commission_report(conn: sqlite3.Connection, report: RealizationReport,
         period_to=report.period_to, rows=ordered, totals=totals,
         native_totals={k: Decimal(v) for k, v in report.native_totals.items()}, compared=compared,
         differences=differences, not_compared=not_compared, native_report_id=report.report_id,
-        lines=len(report.lines),
+        lines=len(report.lines), notes=dict(report.notes),
     )
 
 
@@ -256,20 +285,22 @@ def save_report(conn: sqlite3.Connection, report: CommissionReport) -> str:
     with transaction(conn):
         conn.execute(
             "INSERT INTO commission_reports(id, account, marketplace, period_from, period_to, native_report_id,"
-            " totals, native_totals, reconciled, differences, built_ts) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            " totals, native_totals, reconciled, differences, built_ts, notes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (report.id, report.account, report.marketplace, report.period_from.isoformat(),
              report.period_to.isoformat(), report.native_report_id,
              json.dumps({k: str(v) for k, v in report.totals.items()}),
              json.dumps({k: str(v) for k, v in report.native_totals.items()}),
              None if report.reconciled is None else int(report.reconciled),
-             json.dumps([[d.name, str(d.ours), str(d.marketplace)] for d in report.differences]), time.time()),
+             json.dumps([[d.name, str(d.ours), str(d.marketplace)] for d in report.differences]), time.time(),
+             json.dumps(report.notes, ensure_ascii=False)),
         )
         conn.executemany(
             "INSERT INTO commission_report_rows(report_id, row_no, item_id, article, name, offer_ids, sold, returned,"
-            " revenue, fee, logistics, other, to_pay, back_good, back_defective) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " revenue, fee, logistics, other, to_pay, back_good, back_defective, acquiring, storage, penalty)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [(report.id, n, r.item_id, r.article, r.name, ", ".join(r.offer_ids), r.sold, r.returned,
               str(r.revenue), str(r.fee), str(r.logistics), str(r.other), str(r.to_pay), r.back_good,
-              r.back_defective)
+              r.back_defective, str(r.acquiring), str(r.storage), str(r.penalty))
              for n, r in enumerate(report.rows, 1)],
         )
     return report.id
@@ -286,15 +317,27 @@ def commission_table(report: CommissionReport) -> tuple[list[str], list[list[Any
     return [HEADERS_RU[c] for c in cols], body
 
 
+RECON_HEADERS = ["Показатель", "Наш расчёт", "Маркетплейс", "Разница", "Итог", "Пояснение"]
+
+
 def reconciliation_table(report: CommissionReport) -> tuple[list[str], list[list[Any]]]:
+    """Line by line: each total the marketplace gave beside ours and whether they agree; each figure of
+    the marketplace that has no counterpart of ours, with the adapter's word on how it entered the report
+    or why it cannot be compared; and each of our totals the marketplace gave no figure for."""
     differing = {d.name for d in report.differences}
     rows: list[list[Any]] = []
     for name, ours in report.compared.items():
         theirs = report.native_totals[name]
-        rows.append([name, ours, theirs, ours - theirs, "расхождение" if name in differing else "сходится"])
+        rows.append([HEADERS_RU.get(name, name), ours, theirs, ours - theirs,
+                     "расхождение" if name in differing else "сходится", report.notes.get(name, "")])
     for name in report.not_compared:
-        rows.append([name, "", report.native_totals[name], "", "не сравнивается"])
-    return ["Показатель", "Наш расчёт", "Маркетплейс", "Разница", "Итог"], rows
+        rows.append([name, "", report.native_totals[name], "", "не сравнивается",
+                     report.notes.get(name, "нет такого показателя в нашем отчёте")])
+    for name in MONEY:
+        if name not in report.native_totals and report.totals.get(name):
+            rows.append([HEADERS_RU[name], report.totals[name], "", "", "не сравнивается",
+                         report.notes.get(name, "маркетплейс не даёт своего итога")])
+    return list(RECON_HEADERS), rows
 
 
 def _csv_value(v: Any) -> Any:
@@ -337,13 +380,20 @@ def write_xlsx(path: str | Path, sheets: Sequence[tuple[str, Sequence[str], Sequ
             cell.font = Font(bold=True)
         for r in rows:
             ws.append([float(x) if isinstance(x, Decimal) else x for x in r])
-        for n, col in enumerate(ws.columns, 1):
+            for c, x in zip(ws[ws.max_row], r, strict=False):
+                if isinstance(x, Decimal):  # money: a number with two decimals, never text
+                    c.number_format = "#,##0.00"
+                elif isinstance(x, datetime):
+                    c.number_format = "DD.MM.YYYY HH:MM"
+                elif isinstance(x, date):
+                    c.number_format = "DD.MM.YYYY"
+        for p in range(1, len(preamble) + 1):
+            for c in ws[p]:
+                if isinstance(c.value, date):
+                    c.number_format = "DD.MM.YYYY"
+        for col in ws.columns:
             width = max((len(str(c.value)) for c in col if c.value is not None), default=8)
             ws.column_dimensions[col[0].column_letter].width = min(60, max(10, width + 2))
-            if n > 3:
-                for c in col:
-                    if isinstance(c.value, float):
-                        c.number_format = "#,##0.00"
     try:
         wb.save(str(path))
     except OSError as exc:
@@ -354,7 +404,7 @@ def _preamble(report: CommissionReport) -> list[list[Any]]:
     state = {True: "сходится с маркетплейсом", False: "РАСХОДИТСЯ с маркетплейсом",
              None: "маркетплейс не дал итогов для сверки"}[report.reconciled]
     return [["Отчёт комиссионера", report.account, report.marketplace],
-            ["Период", report.period_from.isoformat(), report.period_to.isoformat()],
+            ["Период", report.period_from, report.period_to],
             ["Сверка итогов", state], []]
 
 
