@@ -36,6 +36,16 @@ RETURN_SERVICES = {"RETURN_PROCESSING", "RETURNED_ORDERS_STORAGE"}
 LOGISTICS = {"FULFILLMENT", "DELIVERY_TO_CUSTOMER", "EXPRESS_DELIVERY_TO_CUSTOMER", "SORTING", "INTAKE_SORTING",
              "CROSSREGIONAL_DELIVERY", "RETURN_PROCESSING", "FULFILLMENT_WITHDRAW"}
 STORAGE = {"RETURNED_ORDERS_STORAGE"}
+ACQUIRING = {"AGENCY", "PAYMENT_TRANSFER"}  # taking the buyer's payment and transferring it
+# what the report says of Market's figures it cannot compare, or of ours Market gives no figure for
+NOTES = {
+    "transferred": "передано в доставку, шт — не продажа, сравнивать не с чем",
+    "unredeemed": "невыкупы, шт — не продажа, сравнивать не с чем",
+    "compensation": "компенсации за утерянное: в «Прочие удержания» со знаком минус",
+    "to_pay": "в отчёте о реализации Маркета нет итога выплаты; услуги — из stats/orders по каждому заказу",
+    "fee": "Маркет не даёт итога комиссии в отчёте о реализации",
+    "logistics": "Маркет не даёт итога логистики в отчёте о реализации",
+}
 CENT = Decimal("0.01")
 
 
@@ -183,7 +193,9 @@ def _spread_fees(lines: list[ReportLine], fees: Mapping[str, list[dict[str, Any]
                     if kind in LOGISTICS:
                         ln.logistics += part
                     elif kind in STORAGE:
-                        ln.other += part
+                        ln.storage += part
+                    elif kind in ACQUIRING:
+                        ln.acquiring += part
                     else:
                         ln.fee += part
                     ln.to_pay -= part
