@@ -10,7 +10,7 @@ Quantities are whole units (`int`). Times are timezone-aware `datetime` in UTC.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -427,6 +427,9 @@ class ReportLine:
     penalty: Decimal = Decimal(0)  # penalties charged
 
 
+ReportProgress = Callable[[int, int], None]  # (calls done, calls expected) while a report is read
+
+
 @dataclass
 class RealizationReport:
     account: str
@@ -579,7 +582,11 @@ class Marketplace(Protocol):
 
     def get_label(self, native_id: str, *, fmt: LabelFormat | None = None, size: str = "") -> Label: ...
 
-    def realization_report(self, period_from: date, period_to: date) -> RealizationReport: ...
+    def realization_report(self, period_from: date, period_to: date, *,
+                           progress: ReportProgress | None = None) -> RealizationReport:
+        """The realization report of the period; `progress(done, steps)` is told after each call made
+        (`steps` may grow as the marketplace's pages show more)."""
+        ...
 
     def handover_documents(self, native_ids: Sequence[str], *, batch_id: str = "") -> list[HandoverDocument]:
         """The documents of the hand-over of these orders (already shipped; `batch_id`: their batch, where

@@ -51,6 +51,7 @@ from marketplaces.base import (
     PriceTerms,
     RealizationReport,
     ReportLine,
+    ReportProgress,
     ReturnLine,
     StatusChange,
     StockLevel,
@@ -900,7 +901,8 @@ class OzonAdapter:
 
     # ------------------------------------------------------------ reports
 
-    def realization_report(self, period_from: date, period_to: date) -> RealizationReport:
+    def realization_report(self, period_from: date, period_to: date, *,
+                           progress: ReportProgress | None = None) -> RealizationReport:
         """Ozon's monthly realization reports for every month the period touches, with Ozon's own
         transaction totals of those same months (`/v3/finance/transaction/totals`) as `native_totals`
         to reconcile the lines against (the report is monthly, so its totals are the months')."""
@@ -908,17 +910,25 @@ class OzonAdapter:
         month = date(period_from.year, period_from.month, 1)
         numbers = []
         native: dict[str, Decimal] = {}
+        tell = progress or (lambda done, steps: None)
+        months = (period_to.year - month.year) * 12 + period_to.month - month.month + 1
+        done = 0
+        tell(done, 2 * months)  # the report and the totals of each month
         while month <= period_to:
             data = self.http.call("realization", json={"month": month.month, "year": month.year}).json_object()
             result = data.get("result")
             if not isinstance(result, dict) or not isinstance(result.get("rows"), list):
                 raise self._bad("result.rows missing in the answer", "realization")
             numbers.append(str((result.get("header") or {}).get("number", "")))
+            done += 1
+            tell(done, 2 * months)
             parsed: list[ReportLine] = []
             for r in result["rows"]:
                 parsed += self._report_lines(r, month)
             lines += parsed
             totals = self._month_totals(month)
+            done += 1
+            tell(done, 2 * months)
             lines += _deduction_lines(totals, month)
             for name, amount in totals.items():
                 native[name] = native.get(name, Decimal(0)) + amount

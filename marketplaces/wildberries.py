@@ -48,6 +48,7 @@ from marketplaces.base import (
     PriceTerms,
     RealizationReport,
     ReportLine,
+    ReportProgress,
     StatusChange,
     StockLevel,
     Uncertain,
@@ -916,17 +917,22 @@ class WildberriesAdapter:
 
     # ------------------------------------------------------------ reports
 
-    def realization_report(self, period_from: date, period_to: date) -> RealizationReport:
+    def realization_report(self, period_from: date, period_to: date, *,
+                           progress: ReportProgress | None = None) -> RealizationReport:
         """WB finance `sales-reports/detailed`, dates in Moscow time, paged by rrdId; WB's own sums of
         those reports (`sales-reports/list`) as `native_totals`."""
         limit = self.map["sales_report_detailed"].batch or 100000
         rrd = 0
         lines: list[ReportLine] = []
         report_id = ""
+        tell = progress or (lambda done, steps: None)
+        calls, steps = 0, 2  # a page of rows, then WB's sums (each 1 request a minute)
+        tell(calls, steps)
         while True:
             body = {"dateFrom": period_from.isoformat(), "dateTo": period_to.isoformat(), "limit": limit,
                     "rrdId": rrd, "period": "daily"}
             reply = self.http.call("sales_report_detailed", json=body)
+            calls += 1
             if reply.status == 204:
                 break
             rows = reply.json()
@@ -939,7 +945,11 @@ class WildberriesAdapter:
                 report_id = str(rows[-1].get("reportId", report_id))
             if len(rows) < limit:
                 break
+            steps += 1  # a full page: another one follows
+            tell(calls, steps)
+        tell(calls, steps)
         totals = self._report_totals(period_from, period_to)
+        tell(steps, steps)
         return RealizationReport(self.account, period_from, period_to, lines, totals, report_id,
                                  notes=dict(REPORT_NOTES))
 

@@ -27,7 +27,7 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -270,15 +270,96 @@ def _name_rows(conn: sqlite3.Connection, rows: dict[str, ItemRow]) -> None:
 
 
 def fetch_commission_report(conn: sqlite3.Connection, market: Any, period_from: date, period_to: date,
-                            *, save: bool = True) -> CommissionReport:
-    """Ask the adapter for the realization report, build the commission report, keep it."""
+                            *, save: bool = True, progress: Callable[[int, int], None] | None = None
+                            ) -> CommissionReport:
+    """Ask the adapter for the realization report, build the commission report, keep it. `progress`
+    hears the adapter's (calls done, calls expected) as it reads."""
     if period_to < period_from:
         raise ReportError(f"the period ends ({period_to}) before it starts ({period_from})")
-    native = market.realization_report(period_from, period_to)
+    native = market.realization_report(period_from, period_to, **({"progress": progress} if progress else {}))
     report = build_commission_report(conn, native, marketplace=market.name)
     if save:
         save_report(conn, report)
     return report
+
+
+# ---------------------------------------------------------------- builds in the background
+# The page asks for a report (`queue_build`), a job builds it (`run_next_build`, run by the service's
+# jobs) while the page follows `build_status`; no request waits for the marketplace.
+
+READ_SHARE = 0.9  # of the progress bar: reading the marketplace's report; the rest: summing and saving
+
+
+def queue_build(conn: sqlite3.Connection, account: str, period_from: date, period_to: date) -> str:
+    """A build of this report queued (or the one already queued or running for the same account and
+    period: pressing «Сформировать» twice builds once); its id."""
+    if period_to < period_from:
+        raise ReportError(f"the period ends ({period_to}) before it starts ({period_from})")
+    with transaction(conn):
+        r = conn.execute("SELECT id FROM report_builds WHERE account=? AND period_from=? AND period_to=? AND state IN"
+                         " ('queued','running')", (account, period_from.isoformat(), period_to.isoformat())).fetchone()
+        if r:
+            return r[0]
+        build_id = uuid.uuid4().hex[:16]
+        conn.execute("INSERT INTO report_builds(id, account, period_from, period_to, created_ts) VALUES (?,?,?,?,?)",
+                     (build_id, account, period_from.isoformat(), period_to.isoformat(), time.time()))
+    return build_id
+
+
+def build_status(conn: sqlite3.Connection, build_id: str) -> dict[str, Any] | None:
+    r = conn.execute("SELECT * FROM report_builds WHERE id=?", (build_id,)).fetchone()
+    return dict(r) if r else None
+
+
+def requeue_interrupted(conn: sqlite3.Connection) -> int:
+    """Builds a stopped service left running start again from the beginning."""
+    with transaction(conn):
+        return conn.execute("UPDATE report_builds SET state='queued', progress=0, stage='queued'"
+                            " WHERE state='running'").rowcount
+
+
+def _claim(conn: sqlite3.Connection) -> sqlite3.Row | None:
+    with transaction(conn):
+        r = conn.execute("SELECT * FROM report_builds WHERE state='queued' ORDER BY created_ts LIMIT 1").fetchone()
+        if r is None:
+            return None
+        conn.execute("UPDATE report_builds SET state='running', stage='reading', started_ts=? WHERE id=?",
+                     (time.time(), r["id"]))
+    return r
+
+
+def _mark(conn: sqlite3.Connection, build_id: str, **values: Any) -> None:
+    with transaction(conn):
+        conn.execute(f"UPDATE report_builds SET {', '.join(f'{k}=?' for k in values)} WHERE id=?",
+                     (*values.values(), build_id))
+
+
+def run_next_build(conn: sqlite3.Connection, market_for: Callable[[str], Any]) -> str | None:
+    """Build the oldest queued report, telling its progress as the adapter reads; its id, or None when
+    none waits. `market_for(account)` gives the account's adapter (a context manager holding it for the
+    build). A failure is kept on the build (its text, for the page) and raised no further."""
+    build = _claim(conn)
+    if build is None:
+        return None
+    build_id = build["id"]
+
+    def progress(done: int, steps: int) -> None:
+        _mark(conn, build_id, progress=READ_SHARE * min(done, steps) / max(steps, 1), stage="reading")
+
+    try:
+        with market_for(build["account"]) as market:
+            report = fetch_commission_report(conn, market, date.fromisoformat(build["period_from"]),
+                                             date.fromisoformat(build["period_to"]), save=False, progress=progress)
+        _mark(conn, build_id, progress=0.95, stage="saving")
+        save_report(conn, report)
+    except Exception as exc:  # noqa: BLE001 - any failure ends the build, told on the page
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        text = exc.for_seller() if hasattr(exc, "for_seller") else str(exc)
+        _mark(conn, build_id, state="failed", stage="failed", error=str(text)[:500], finished_ts=time.time())
+        return build_id
+    _mark(conn, build_id, state="done", stage="done", progress=1.0, report_id=report.id, finished_ts=time.time())
+    return build_id
 
 
 def save_report(conn: sqlite3.Connection, report: CommissionReport) -> str:
