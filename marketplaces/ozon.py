@@ -994,15 +994,15 @@ class OzonAdapter:
 DEDUCTION_TOTALS = {"processing_and_delivery": "logistics", "refunds_and_cancellations": "logistics",
                     "services_amount": "other", "compensation_amount": "other", "money_transfer": "other",
                     "others_amount": "other"}
-TOTALS_NOTES = {
-    "processing_and_delivery": "обработка и доставка: вычтено в «Логистика» (строка «Услуги маркетплейса»)",
-    "refunds_and_cancellations": "обработка возвратов и отмен: вычтено в «Логистика»",
-    "services_amount": "услуги Ozon: вычтено в «Прочие удержания»",
-    "compensation_amount": "компенсации Ozon: прибавлено в «Прочие удержания» со знаком минус",
-    "money_transfer": "переводы денег: в «Прочие удержания»",
-    "others_amount": "прочие начисления: в «Прочие удержания»",
-    "to_pay": "сумма всех итогов транзакций Ozon за месяцы отчёта (/v3/finance/transaction/totals)",
-    "logistics": "из итогов транзакций Ozon за месяц, не по товарам",
+TOTALS_NOTES = {  # English: the cloud shows them in the reader's language (its catalogs hold them)
+    "processing_and_delivery": "processing and delivery: taken off as logistics (the marketplace services row)",
+    "refunds_and_cancellations": "processing of returns and cancellations: taken off as logistics",
+    "services_amount": "Ozon's services: taken off as other deductions",
+    "compensation_amount": "Ozon's compensations: added back through other deductions",
+    "money_transfer": "money transfers: in other deductions",
+    "others_amount": "other accruals: in other deductions",
+    "to_pay": "the sum of all of Ozon's transaction totals for the report's months",
+    "logistics": "from Ozon's monthly transaction totals, not per item",
 }
 
 

@@ -76,14 +76,14 @@ COMPARED_SUMS = {"revenue": ("retailAmountSum",), "logistics": ("deliveryService
                  "to_pay": ("bankPaymentSum",)}
 REPORT_SUMS = tuple(dict.fromkeys(k.lstrip("-") for ks in COMPARED_SUMS.values() for k in ks)) + (
     "forPaySum", "paymentSchedule")
-REPORT_NOTES = {
-    "forPaySum": "«К перечислению за товар» — до вычета логистики, хранения, штрафов и удержаний; "
-                 "наше «К перечислению» сверено с «Итого к оплате» (bankPaymentSum)",
-    "paymentSchedule": "разовое изменение срока перечисления — не сумма",
-    "fee": "Wildberries не даёт итога комиссии по отчёту",
-    "acquiring": "Wildberries не даёт итога эквайринга по отчёту",
-    "to_pay": "«Итого к оплате» Wildberries (bankPaymentSum)",
-    "other": "приёмка + прочие удержания + программа лояльности − корректировка вознаграждения",
+REPORT_NOTES = {  # English: the cloud shows them in the reader's language (its catalogs hold them)
+    "forPaySum": "WB's «to pay for the goods», before logistics, storage, penalties and deductions: our "
+                 "«to be paid» is reconciled with its «total to pay» (bankPaymentSum)",
+    "paymentSchedule": "a one-off change of the payout date, not a sum",
+    "fee": "Wildberries gives no commission total for the report",
+    "acquiring": "Wildberries gives no acquiring total for the report",
+    "to_pay": "WB's «total to pay» (bankPaymentSum)",
+    "other": "acceptance, other deductions and the loyalty programme, less reward corrections",
 }
 # a detailed row's deductions: ours -> WB's row fields (a leading "-" subtracts)
 ROW_DEDUCTIONS = {"logistics": ("deliveryService", "rebillLogisticCost"), "storage": ("paidStorage",),

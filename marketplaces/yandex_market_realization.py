@@ -38,13 +38,13 @@ LOGISTICS = {"FULFILLMENT", "DELIVERY_TO_CUSTOMER", "EXPRESS_DELIVERY_TO_CUSTOME
 STORAGE = {"RETURNED_ORDERS_STORAGE"}
 ACQUIRING = {"AGENCY", "PAYMENT_TRANSFER"}  # taking the buyer's payment and transferring it
 # what the report says of Market's figures it cannot compare, or of ours Market gives no figure for
-NOTES = {
-    "transferred": "передано в доставку, шт — не продажа, сравнивать не с чем",
-    "unredeemed": "невыкупы, шт — не продажа, сравнивать не с чем",
-    "compensation": "компенсации за утерянное: в «Прочие удержания» со знаком минус",
-    "to_pay": "в отчёте о реализации Маркета нет итога выплаты; услуги — из stats/orders по каждому заказу",
-    "fee": "Маркет не даёт итога комиссии в отчёте о реализации",
-    "logistics": "Маркет не даёт итога логистики в отчёте о реализации",
+NOTES = {  # English: the cloud shows them in the reader's language (its catalogs hold them)
+    "transferred": "units handed to delivery: not a sale, nothing to compare",
+    "unredeemed": "units not redeemed: not a sale, nothing to compare",
+    "compensation": "compensations for lost goods: in other deductions, with a minus",
+    "to_pay": "Market's realization report has no payout total; the fees come from each order's stats",
+    "fee": "Market gives no commission total in its realization report",
+    "logistics": "Market gives no logistics total in its realization report",
 }
 CENT = Decimal("0.01")
 

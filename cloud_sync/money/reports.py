@@ -34,8 +34,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from cloud_sync import i18n
 from cloud_sync.catalog.view import card_index, cards_for_pricing
 from cloud_sync.db import transaction
+from cloud_sync.i18n import N_
 from cloud_sync.orders import after_handover
 from marketplaces.base import RealizationReport
 
@@ -393,31 +395,53 @@ def save_report(conn: sqlite3.Connection, report: CommissionReport) -> str:
 def commission_table(report: CommissionReport) -> tuple[list[str], list[list[Any]]]:
     cols = list(HEADERS_RU)
     body = [[r.values()[c] for c in cols] for r in report.rows]
-    body.append(["", "Итого", ""] + [report.totals[k] if k in MONEY else int(report.totals.get(k, 0))
+    body.append(["", "Итого", ""] + [report.totals.get(k, ZERO) if k in MONEY else int(report.totals.get(k, 0))
                                      for k in TOTAL_KEYS + BACK])
     return [HEADERS_RU[c] for c in cols], body
 
 
 RECON_HEADERS = ["Показатель", "Наш расчёт", "Маркетплейс", "Разница", "Итог", "Пояснение"]
+RECON_STATES = {"agrees": "сходится", "differs": "расхождение", "not_compared": "не сравнивается"}
+NOT_OURS = N_("no such figure in our report")
+NOT_THEIRS = N_("the marketplace gives no total of its own")
+
+
+@dataclass
+class ReconLine:
+    """One line of the reconciliation: a figure (ours by key, or the marketplace's under its own name), both
+    sides where there are two, and the adapter's word (English, translated where shown) on it."""
+
+    name: str
+    ours: Decimal | None
+    theirs: Decimal | None
+    state: str  # agrees, differs, not_compared
+    note: str = ""
+
+    @property
+    def delta(self) -> Decimal | None:
+        return None if self.ours is None or self.theirs is None else self.ours - self.theirs
+
+
+def reconciliation_lines(report: CommissionReport) -> list[ReconLine]:
+    """Line by line: each total the marketplace gave beside ours and whether they agree; each figure of
+    the marketplace that has no counterpart of ours, with the adapter's word on how it entered the report
+    or why it cannot be compared; and each of our money totals the marketplace gave no figure for."""
+    differing = {d.name for d in report.differences}
+    out = [ReconLine(name, ours, report.native_totals[name], "differs" if name in differing else "agrees",
+                     report.notes.get(name, "")) for name, ours in report.compared.items()]
+    out += [ReconLine(name, None, report.native_totals[name], "not_compared", report.notes.get(name, NOT_OURS))
+            for name in report.not_compared]
+    out += [ReconLine(name, report.totals[name], None, "not_compared", report.notes.get(name, NOT_THEIRS))
+            for name in MONEY if name not in report.native_totals and report.totals.get(name)]
+    return out
 
 
 def reconciliation_table(report: CommissionReport) -> tuple[list[str], list[list[Any]]]:
-    """Line by line: each total the marketplace gave beside ours and whether they agree; each figure of
-    the marketplace that has no counterpart of ours, with the adapter's word on how it entered the report
-    or why it cannot be compared; and each of our totals the marketplace gave no figure for."""
-    differing = {d.name for d in report.differences}
-    rows: list[list[Any]] = []
-    for name, ours in report.compared.items():
-        theirs = report.native_totals[name]
-        rows.append([HEADERS_RU.get(name, name), ours, theirs, ours - theirs,
-                     "расхождение" if name in differing else "сходится", report.notes.get(name, "")])
-    for name in report.not_compared:
-        rows.append([name, "", report.native_totals[name], "", "не сравнивается",
-                     report.notes.get(name, "нет такого показателя в нашем отчёте")])
-    for name in MONEY:
-        if name not in report.native_totals and report.totals.get(name):
-            rows.append([HEADERS_RU[name], report.totals[name], "", "", "не сравнивается",
-                         report.notes.get(name, "маркетплейс не даёт своего итога")])
+    """The reconciliation in Russian, for the files (XLSX, CSV)."""
+    ru = i18n.translations("ru").gettext
+    rows = [[HEADERS_RU.get(x.name, x.name), "" if x.ours is None else x.ours,
+             "" if x.theirs is None else x.theirs, "" if x.delta is None else x.delta, RECON_STATES[x.state],
+             ru(x.note) if x.note else ""] for x in reconciliation_lines(report)]
     return list(RECON_HEADERS), rows
 
 

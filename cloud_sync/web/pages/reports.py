@@ -15,6 +15,7 @@ from pathlib import Path
 
 from flask import Blueprint, abort, redirect, render_template, request, send_file, url_for
 from flask_babel import gettext as _
+from flask_babel import lazy_gettext
 
 from cloud_sync.money import reports
 from cloud_sync.onec.commission import CommissionError, parties, write_xlsx
@@ -66,7 +67,7 @@ def saved_report(conn: sqlite3.Connection, report_id: str) -> reports.Commission
             report.compared[name] = differing[name][0]
             report.differences.append(reports.Difference(name, *differing[name]))
         else:  # agreed: a count equal to the marketplace's, a sum within the tolerance
-            report.compared[name] = report.totals[name] if name in reports.MONEY else theirs
+            report.compared[name] = report.totals.get(name, theirs) if name in reports.MONEY else theirs
     return report
 
 
@@ -140,19 +141,43 @@ def index():
         elif build["state"] == "done":
             report = saved_report(conn, build["report_id"])
         if report is not None:
-            table, recon = reports.commission_table(report), reports.reconciliation_table(report)
+            table, recon = _commission_table(report), _reconciliation(report)
     orders_chart, revenue_chart = charts.orders_per_day(conn)
     return render_template("cloud/reports.html", active="reports", accounts=accounts(), errors=errors,
                            report=report, table=table, recon=recon, account=account, build=build,
                            build_json=_build_json(build) if build else None,
-                           money_columns=_money_columns(table[0]) if table else set(),
+                           money_columns={i for i, k in enumerate(reports.HEADERS_RU) if k in reports.MONEY},
                            d_from=d_from.isoformat(), d_to=d_to.isoformat(), orders_chart=orders_chart,
                            revenue_chart=revenue_chart), 400 if errors and request.method == "POST" else 200
 
 
-def _money_columns(headers: list[str]) -> set[int]:
-    money = {reports.HEADERS_RU[k] for k in reports.MONEY}
-    return {i for i, h in enumerate(headers) if h in money}
+COLUMN_LABELS = {
+    "article": lazy_gettext("1C article"), "name": lazy_gettext("Item"),
+    "offer_ids": lazy_gettext("Marketplace articles"), "sold": lazy_gettext("Sold, pcs"),
+    "returned": lazy_gettext("Returned, pcs"), "revenue": lazy_gettext("Revenue"),
+    "fee": lazy_gettext("Marketplace fee"), "acquiring": lazy_gettext("Acquiring"),
+    "logistics": lazy_gettext("Logistics"), "storage": lazy_gettext("Storage"), "penalty": lazy_gettext("Penalties"),
+    "other": lazy_gettext("Other deductions"), "to_pay": lazy_gettext("To be paid"),
+    "back_good": lazy_gettext("Back at the warehouse, pcs"), "back_defective": lazy_gettext("Of them defective, pcs"),
+}
+RECON_STATES = {"agrees": lazy_gettext("agrees"), "differs": lazy_gettext("differs"),
+                "not_compared": lazy_gettext("not compared")}
+
+
+def _commission_table(report: reports.CommissionReport) -> tuple[list[str], list[list]]:
+    """The report's table in the reader's language (the files keep 1C's Russian)."""
+    _headers, body = reports.commission_table(report)
+    body[-1][1] = _("Total of the report")
+    return [str(COLUMN_LABELS[k]) for k in reports.HEADERS_RU], body
+
+
+def _reconciliation(report: reports.CommissionReport) -> tuple[list[str], list[dict]]:
+    headers = [_("Figure"), _("Ours"), _("Marketplace"), _("Difference"), _("Result"), _("Explanation")]
+    rows = [{"name": str(COLUMN_LABELS.get(x.name, x.name)), "values": (x.ours, x.theirs, x.delta),
+             "count": x.name in reports.COUNTS,
+             "state": x.state, "said": str(RECON_STATES[x.state]), "note": _(x.note) if x.note else ""}
+            for x in reports.reconciliation_lines(report)]
+    return headers, rows
 
 
 @bp.get("/reports/builds/<build_id>.json")
