@@ -22,22 +22,25 @@ from __future__ import annotations
 
 import argparse
 import re
+import sys
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the project first: bench/sitelink.py is a bench
 
-from cloud_sync.access import users
-from cloud_sync.config import parse_config
-from cloud_sync.schema import open_db
-from cloud_sync.service.accounts import AccountAdapters
-from cloud_sync.service.jobs import Jobs
-from cloud_sync.web.app import create_app
-from marketplaces import open_account
-from marketplaces.base import AccountConfig
-from marketplaces.sandbox.registry import start_sandbox
+import httpx  # noqa: E402
+
+from cloud_sync.access import users  # noqa: E402
+from cloud_sync.config import parse_config  # noqa: E402
+from cloud_sync.schema import open_db  # noqa: E402
+from cloud_sync.service.accounts import AccountAdapters  # noqa: E402
+from cloud_sync.service.jobs import Jobs  # noqa: E402
+from cloud_sync.web.app import create_app  # noqa: E402
+from marketplaces import open_account  # noqa: E402
+from marketplaces.base import AccountConfig  # noqa: E402
+from marketplaces.sandbox.registry import start_sandbox  # noqa: E402
 
 BASELINE_ISSUE_S = 65.0  # issue #17: "Build" took 65 s with no progress (main b36c087)
 

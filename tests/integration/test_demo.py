@@ -19,7 +19,8 @@ from pathlib import Path
 
 SUMMARY_KEYS = {"orders_seen", "orders_packed", "labels_printed", "stock_pushes", "errors", "orders_oversold",
                 "recovered", "delivered", "returned", "restocked", "stuck"}
-EVENING_KEYS = {"stock_unexplained"}  # the evening's «Сверка»: only when the day ran to its end
+# the evening's «Сверка» and commission reports: only when the day ran to its end
+EVENING_KEYS = {"stock_unexplained", "reports_built", "report_reconciled", "report_build_s"}
 
 
 def _demo(workdir: Path, *extra: str) -> subprocess.Popen:
@@ -54,6 +55,9 @@ def test_demo_runs_a_day_and_ends_with_its_summary(tmp_path: Path):
     summary = json.loads(out.strip().splitlines()[-1])
     assert set(summary) == SUMMARY_KEYS | EVENING_KEYS
     assert summary["stock_unexplained"] == 0, out
+    # WB's and Ozon's reports built in the background; «К перечислению» agrees with what each pays
+    assert summary["reports_built"] == 2 and summary["report_reconciled"] >= 1, out
+    assert "РАСХОДИТСЯ" not in out and "отчёт комиссионера ozon-main" in out, out
     assert "1C sent its balances formed at" in out and "сверка остатков:" in out
     assert summary["orders_seen"] >= 5, out
     assert summary["orders_packed"] >= 3, out
