@@ -214,3 +214,26 @@ def test_the_manager_builds_the_report_in_a_browser_and_watches_it_come(served):
     pays = _wb_pays(served["sandbox"], today - timedelta(days=1), today + timedelta(days=1))
     rub = f"{pays:,.2f}".replace(",", "\u00a0").replace(".", ",")
     assert shown.replace("\u202f", "\u00a0").startswith(rub), (shown, rub)
+
+
+def test_megamarket_says_its_report_is_in_the_cabinet_only(tmp_path, users_template):
+    """Megamarket's API gives no realization report (specs/megamarket/README.md): the build ends at once
+    with the seller's words, next to the account field, and no report pretends to be one."""
+    shutil.copy(users_template, tmp_path / "cloud.sqlite")
+    cfg = parse_config({"cloud": {"db_path": str(tmp_path / "cloud.sqlite")},
+                        "accounts": {"mm1": {"marketplace": "megamarket", "base_url": "http://127.0.0.1:9",
+                                             "credentials": {"token": "sandbox-secret-mm1"},
+                                             "options": {"merchant_id": 1001}}}})
+    adapter = open_account(cfg.accounts["mm1"].account)
+    app = create_app(cfg, adapters={"mm1": adapter})  # no service jobs: the page builds in its request
+    c = app.test_client()
+    _login(c)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', c.get("/reports").text).group(1)
+    r = c.post("/reports", data={"csrf_token": token, "account": "mm1", "from": "2026-11-01", "to": "2026-11-07"},
+               follow_redirects=True)
+    assert r.status_code == 200 and 'id="err-account"' in r.text and 'id="commission"' not in r.text
+    assert "Мегамаркет не отдаёт отчёт о реализации" in r.text
+    conn = open_db(cfg.db_path)
+    assert conn.execute("SELECT state FROM report_builds").fetchone()[0] == "failed"
+    assert conn.execute("SELECT COUNT(*) FROM commission_reports").fetchone()[0] == 0
+    conn.close()
