@@ -24,7 +24,6 @@ from cloud_sync.web.context import ctx, get_db
 from cloud_sync.web.i18n import domain_text
 from cloud_sync.web.pages import charts
 from cloud_sync.web.pages.common import accounts
-from marketplaces.base import MarketplaceError, NotSupported
 
 bp = Blueprint("reports", __name__)
 
@@ -191,6 +190,8 @@ def build_progress(build_id: str):
 
 @bp.get("/reports/commission.<fmt>")
 def download(fmt: str):
+    """A report of an account and period asked for by its address: built in the background like the
+    page's (no request waits for the marketplace); the page then follows it and offers the file."""
     errors: dict[str, str] = {}
     account, d_from, d_to = _period(errors)
     if fmt not in ("xlsx", "csv"):
@@ -198,12 +199,12 @@ def download(fmt: str):
     if errors:
         return {"errors": errors}, 400
     try:
-        report = reports.fetch_commission_report(get_db(), ctx().adapters[account], d_from, d_to, save=False)
-    except NotSupported as exc:
-        return {"errors": {"account": exc.for_seller()}}, 409
-    except (reports.ReportError, MarketplaceError) as exc:
-        return {"errors": {"account": str(exc)}}, 502
-    return _send(report, fmt)
+        build_id = reports.queue_build(get_db(), account, d_from, d_to)
+    except reports.ReportError as exc:
+        return {"errors": {"to": domain_text(exc)}}, 400
+    if ctx().jobs is None:
+        reports.run_next_build(get_db(), _market_for)
+    return redirect(url_for("reports.index", build=build_id), code=303)
 
 
 @bp.get("/reports/commission/<report_id>.<fmt>")
