@@ -439,7 +439,7 @@ def reconciliation_lines(report: CommissionReport) -> list[ReconLine]:
 def reconciliation_table(report: CommissionReport) -> tuple[list[str], list[list[Any]]]:
     """The reconciliation in Russian, for the files (XLSX, CSV)."""
     ru = i18n.translations("ru").gettext
-    rows = [[HEADERS_RU.get(x.name, x.name), "" if x.ours is None else x.ours,
+    rows = [[HEADERS_RU.get(x.name) or ru(x.name), "" if x.ours is None else x.ours,
              "" if x.theirs is None else x.theirs, "" if x.delta is None else x.delta, RECON_STATES[x.state],
              ru(x.note) if x.note else ""] for x in reconciliation_lines(report)]
     return list(RECON_HEADERS), rows

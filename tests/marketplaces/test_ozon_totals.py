@@ -61,7 +61,7 @@ def test_a_clean_month_reconciles_with_ozons_totals(oz, tmp_path) -> None:
     assert rep.totals["to_pay"] == revenue - fee - 3 * DELIVERY_CHARGE == rep.native_totals["to_pay"]
     assert "processing_and_delivery" in rep.not_compared
     said = {r[0]: r for r in reports.reconciliation_table(rep)[1]}  # in Russian, as the files say it
-    assert said["processing_and_delivery"][4:] == ["не сравнивается",
+    assert said["Обработка и доставка (Ozon)"][4:] == ["не сравнивается",
                                                    "обработка и доставка: вычтено в «Логистика» (строка «Услуги маркетплейса»)"]
     assert said["К перечислению"][4] == "сходится" and "итогов транзакций Ozon" in said["К перечислению"][5]
     conn.close()

@@ -32,7 +32,8 @@ from marketplaces.sandbox.registry import start_sandbox
 
 PASSWORD = "manager password 1"
 TIME_SCALE = 60.0  # WB's one report call a minute takes a second here
-LATENCY_MS = 700  # each call of the sandbox answers this late: the build takes a while, as on WB
+LATENCY_MS = 700
+ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "reports"  # each call of the sandbox answers this late: the build takes a while, as on WB
 
 
 @pytest.fixture(scope="module")
@@ -201,12 +202,15 @@ def test_the_manager_builds_the_report_in_a_browser_and_watches_it_come(served):
             expect(page.locator("#build-progress")).to_be_visible()
             expect(page.locator("#build")).to_contain_text("Отчёт формируется в фоне")
             expect(page.locator("#build-stage")).to_contain_text(re.compile("ждёт очереди|читаем отчёт площадки"))
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "report-building.png"), full_page=True)
             expect(page.locator("#commission")).to_be_visible(timeout=30_000)
             expect(page.locator("#build-progress")).to_have_count(0)
             expect(page.locator("#reconciled")).to_have_text("да")
             expect(page.locator("#commission")).to_contain_text("К перечислению")
             expect(page.locator("#reconciliation")).to_contain_text("Итого к оплате")
             shown = page.locator("#to-pay").inner_text()
+            page.screenshot(path=str(ARTIFACTS / "report-built.png"), full_page=True)
             browser.close()
     finally:
         server.shutdown()

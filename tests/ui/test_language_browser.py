@@ -95,7 +95,8 @@ def _data(conn, cfg) -> None:
     with transaction(conn):
         conn.execute("INSERT INTO commission_reports(id, account, marketplace, period_from, period_to, totals,"
                      " native_totals, reconciled, differences, built_ts) VALUES ('rep-1', 'wb1', 'wildberries',"
-                     " '2026-11-01', '2026-11-07', '{}', '{}', 0, '[[\"to_pay\", \"62782.5\", \"60692.5\"]]', ?)",
+                     " '2026-11-01', '2026-11-07', '{}', '{\"to_pay\": \"60692.5\", \"forPaySum\": \"62782.5\"}', 0,"
+                     " '[[\"to_pay\", \"62782.5\", \"60692.5\"]]', ?)",
                      (time.time(),))
         conn.execute("INSERT INTO report_builds(id, account, period_from, period_to, state, progress, stage, report_id,"
                      " created_ts) VALUES ('build-1', 'wb1', '2026-11-01', '2026-11-07', 'done', 1, 'done', 'rep-1', ?)",
