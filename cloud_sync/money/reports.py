@@ -1,16 +1,19 @@
 """Reports: the commission agent report per account and period, and the stock reports.
 
 Owns the tables `commission_reports` and `commission_report_rows` (every report built, kept for the 1C
-export and for comparison).
+export and for comparison) and `report_builds` (the reports asked for on the page, built in the
+background by the service's jobs with their progress: `queue_build`, `run_next_build`, `build_status`).
 
 The commission agent report is built from the adapter's `realization_report(from, to)`: each line is
 resolved to the 1C item its card is linked to (by card id, offer id or barcode; a card of N units
 counts N item units) and summed per item - quantity sold and returned, revenue, marketplace fee,
-logistics, other deductions (penalties, storage, acceptance...), to pay. Lines of no card (storage,
+acquiring, logistics, storage, penalties, other deductions, and to pay: what the marketplace transfers,
+every deduction taken (revenue less all of them). Lines of no card (storage,
 penalties of the account) go to one "account services" row; lines of unlinked cards get a row of their
 own per offer id, so nothing is dropped. The totals are the sum of every line and are reconciled to
-the marketplace's own totals (`RealizationReport.native_totals`, by the keys revenue, fee, logistics,
-other, to_pay, sold, returned - whichever the adapter gives) to the kopeck.
+the marketplace's own totals (`RealizationReport.native_totals`, by our keys - whichever the adapter
+gives) to the kopeck, line by line; a figure of the marketplace's own that we cannot compare is listed
+with the adapter's word on it (`RealizationReport.notes`).
 
 Stock reports read the ledger (cloud_sync/stock/ledger.py tables `stock_levels`, `fbo_stock`) and the
 catalog's warehouse map: per own warehouse; per account with FBS (what the account's FBS warehouses
@@ -88,7 +91,7 @@ MIGRATIONS = [
         period_to TEXT NOT NULL,
         state TEXT NOT NULL DEFAULT 'queued',   -- queued, running, done, failed
         progress REAL NOT NULL DEFAULT 0,       -- 0..1
-        stage TEXT NOT NULL DEFAULT 'queued',   -- a key of BUILD_STAGES
+        stage TEXT NOT NULL DEFAULT 'queued',   -- queued, reading, saving, done, failed
         error TEXT NOT NULL DEFAULT '',
         report_id TEXT,
         created_ts REAL NOT NULL,
@@ -100,7 +103,6 @@ MIGRATIONS = [
 ]
 
 MONEY = ("revenue", "fee", "acquiring", "logistics", "storage", "penalty", "other", "to_pay")
-DEDUCTIONS = ("fee", "acquiring", "logistics", "storage", "penalty", "other")  # to_pay = revenue - these
 COUNTS = ("sold", "returned")
 TOTAL_KEYS = COUNTS + MONEY
 ZERO = Decimal(0)
