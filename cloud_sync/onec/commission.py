@@ -1,6 +1,10 @@
-"""The commission agent report for 1C: as an XLSX laid out like the goods table of 1C's document
-«Отчет комиссионера (агента) о продажах», and, where the seller published 1C's standard OData REST
-interface, as that document created in 1C directly.
+"""The commission agent report for 1C: as an XLSX laid out like 1C's document «Отчет комиссионера
+(агента) о продажах» (the parties with INN/KPP and the contract above the goods table; dates as date
+cells, money as numbers with two decimals; the reconciliation on a second sheet), and, where the seller
+published 1C's standard OData REST interface, as that document created in 1C directly.
+
+The parties are the legal details entered in Settings (`parties`, `store_parties`, `check_legal`: stored
+settings of kind `legal`, scope `seller` for the seller, the account's name for its marketplace).
 
 The report itself is the cloud's (`cloud_sync.money.reports.CommissionReport`, built from the marketplace's
 realization report, saved in `commission_reports`/`commission_report_rows`); `saved_report` reads a
