@@ -507,8 +507,8 @@ def queue_report_build():
     """Ask for a commission report built in the background: {"account", "from", "to"} -> 202 {"id",
     "state"}; follow it at GET /api/reports/builds/<id> (the service's jobs build it)."""
     data = json_body()
-    account = data.get("account", "")
-    if account not in ctx().adapters:
+    account = data.get("account")
+    if not isinstance(account, str) or account not in ctx().adapters:
         raise ApiError("give a connected account", 404)
     try:
         d_from, d_to = date.fromisoformat(str(data.get("from", ""))), date.fromisoformat(str(data.get("to", "")))
