@@ -10,7 +10,7 @@ Quantities are whole units (`int`). Times are timezone-aware `datetime` in UTC.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -440,12 +440,19 @@ class ReportLine:
     revenue: Decimal  # what the buyer paid for the goods (negative for returns)
     fee: Decimal  # marketplace commission (positive = charged to the seller)
     logistics: Decimal  # delivery/return logistics charged
-    other: Decimal  # penalties, storage, acceptance, other deductions
-    to_pay: Decimal  # what the marketplace transfers to the seller for this row
+    other: Decimal  # other deductions: acceptance, loyalty programme, corrections (less extra payments)
+    to_pay: Decimal  # what the marketplace transfers to the seller for this row, every deduction taken:
+    #                  revenue - fee - acquiring - logistics - storage - penalty - other
     date: date | None = None
     order_native_id: str = ""
     barcode: str = ""
     native: dict[str, Any] = field(default_factory=dict)
+    acquiring: Decimal = Decimal(0)  # payment processing charged
+    storage: Decimal = Decimal(0)  # storage charged
+    penalty: Decimal = Decimal(0)  # penalties charged
+
+
+ReportProgress = Callable[[int, int], None]  # (calls done, calls expected) while a report is read
 
 
 @dataclass
@@ -456,6 +463,8 @@ class RealizationReport:
     lines: list[ReportLine]
     native_totals: dict[str, Decimal] = field(default_factory=dict)  # the marketplace's own totals
     report_id: str = ""
+    # why a native total is not compared, or how it entered the report (its name -> a sentence in Russian)
+    notes: dict[str, str] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- what a marketplace is
@@ -601,7 +610,11 @@ class Marketplace(Protocol):
 
     def get_label(self, native_id: str, *, fmt: LabelFormat | None = None, size: str = "") -> Label: ...
 
-    def realization_report(self, period_from: date, period_to: date) -> RealizationReport: ...
+    def realization_report(self, period_from: date, period_to: date, *,
+                           progress: ReportProgress | None = None) -> RealizationReport:
+        """The realization report of the period; `progress(done, steps)` is told after each call made
+        (`steps` may grow as the marketplace's pages show more)."""
+        ...
 
     def handover_documents(self, native_ids: Sequence[str], *, batch_id: str = "") -> list[HandoverDocument]:
         """The documents of the hand-over of these orders (already shipped; `batch_id`: their batch, where

@@ -466,7 +466,7 @@ class MegamarketAdapter:
                 raise self._bad("the sticker is not a PDF", "sticker")
         return Label(native_id, data, "pdf", STICKER_MM[0], STICKER_MM[1], barcode_text=codes[0])
 
-    def realization_report(self, period_from: Any, period_to: Any) -> RealizationReport:
+    def realization_report(self, period_from: Any, period_to: Any, *, progress: Any = None) -> RealizationReport:
         raise NotSupported(NAME, "realization_report (cabinet export only)", account=self.account,
                            seller_text=NO_REPORT)
 

@@ -52,6 +52,7 @@ from marketplaces.base import (
     PriceTerms,
     RealizationReport,
     ReportLine,
+    ReportProgress,
     ReturnLine,
     SaleFees,
     StatusChange,
@@ -959,7 +960,8 @@ class OzonAdapter:
 
     # ------------------------------------------------------------ reports
 
-    def realization_report(self, period_from: date, period_to: date) -> RealizationReport:
+    def realization_report(self, period_from: date, period_to: date, *,
+                           progress: ReportProgress | None = None) -> RealizationReport:
         """Ozon's monthly realization reports for every month the period touches, with Ozon's own
         transaction totals of those same months (`/v3/finance/transaction/totals`) as `native_totals`
         to reconcile the lines against (the report is monthly, so its totals are the months')."""
@@ -967,20 +969,34 @@ class OzonAdapter:
         month = date(period_from.year, period_from.month, 1)
         numbers = []
         native: dict[str, Decimal] = {}
+        tell = progress or (lambda done, steps: None)
+        months = (period_to.year - month.year) * 12 + period_to.month - month.month + 1
+        done = 0
+        tell(done, 2 * months)  # the report and the totals of each month
         while month <= period_to:
             data = self.http.call("realization", json={"month": month.month, "year": month.year}).json_object()
             result = data.get("result")
             if not isinstance(result, dict) or not isinstance(result.get("rows"), list):
                 raise self._bad("result.rows missing in the answer", "realization")
             numbers.append(str((result.get("header") or {}).get("number", "")))
+            done += 1
+            tell(done, 2 * months)
             parsed: list[ReportLine] = []
             for r in result["rows"]:
                 parsed += self._report_lines(r, month)
             lines += parsed
-            for name, amount in self._month_totals(month).items():
+            totals = self._month_totals(month)
+            done += 1
+            tell(done, 2 * months)
+            lines += _deduction_lines(totals, month)
+            for name, amount in totals.items():
                 native[name] = native.get(name, Decimal(0)) + amount
             month = _next_month(month)
-        return RealizationReport(self.account, period_from, period_to, lines, native, ",".join(n for n in numbers if n))
+        if native:  # what Ozon pays for those months: the sum of every figure of its totals
+            native["to_pay"] = native.get("revenue", Decimal(0)) - native.get("fee", Decimal(0)) + sum(
+                (native.get(k, Decimal(0)) for k in DEDUCTION_TOTALS), Decimal(0))
+        return RealizationReport(self.account, period_from, period_to, lines, native,
+                                 ",".join(n for n in numbers if n), notes=dict(TOTALS_NOTES))
 
     def _month_totals(self, month: date) -> dict[str, Decimal]:
         """Ozon's transaction totals of one calendar month (UTC), in the report's terms.
@@ -988,12 +1004,11 @@ class OzonAdapter:
         Compared with the realization report's lines (they say the same thing):
           revenue <- accruals_for_sale  ("total cost of products and returns for the period")
           fee     <- -sale_commission   (withheld at a sale, refunded at a return; Ozon gives it negative)
-        Not compared, kept under Ozon's own names (the report shows them as not compared):
-          processing_and_delivery, refunds_and_cancellations - logistics and return processing, which the
-            realization report does not carry (its lines have no logistics);
-          services_amount, compensation_amount, money_transfer, others_amount - not in the report at all.
-        `to_pay` has no total of its own on Ozon (it is the report's per-row `total`), and Ozon's totals
-        give no quantities, so sold/returned are not compared either."""
+        The rest (DEDUCTION_TOTALS: logistics, return processing, services, compensations, transfers,
+        other) the realization report does not carry: they become account lines of the report
+        (`_deduction_lines`) and are kept under Ozon's own names. `to_pay` is compared with the sum of
+        every figure (what Ozon pays for the months; `realization_report`). Ozon's totals give no
+        quantities, so sold/returned are not compared."""
         last = _next_month(month) - timedelta(days=1)
         body = {"date": {"from": f"{month.isoformat()}T00:00:00.000Z", "to": f"{last.isoformat()}T23:59:59.999Z"},
                 "transaction_type": "all"}
@@ -1032,6 +1047,38 @@ class OzonAdapter:
     def parse_push(self, headers: dict[str, str], body: bytes) -> list[OrderEvent]:
         raise NotSupported("ozon", "parse_push (Ozon push notifications are not wired; poll new_orders)",
                            account=self.account)
+
+
+# Ozon's transaction totals the realization report does not carry -> the column of ours they are charged to
+DEDUCTION_TOTALS = {"processing_and_delivery": "logistics", "refunds_and_cancellations": "logistics",
+                    "services_amount": "other", "compensation_amount": "other", "money_transfer": "other",
+                    "others_amount": "other"}
+TOTALS_NOTES = {  # English: the cloud shows them in the reader's language (its catalogs hold them)
+    "processing_and_delivery": "processing and delivery: taken off as logistics (the marketplace services row)",
+    "refunds_and_cancellations": "processing of returns and cancellations: taken off as logistics",
+    "services_amount": "Ozon's services: taken off as other deductions",
+    "compensation_amount": "Ozon's compensations: added back through other deductions",
+    "money_transfer": "money transfers: in other deductions",
+    "others_amount": "other accruals: in other deductions",
+    "to_pay": "the sum of all of Ozon's transaction totals for the report's months",
+    "logistics": "from Ozon's monthly transaction totals, not per item",
+}
+
+
+def _deduction_lines(totals: dict[str, Decimal], month: date) -> list[ReportLine]:
+    """A month's charges and credits outside the realization report, as lines of no goods: each takes its
+    amount off (a charge, negative in Ozon's totals) or adds it to (a credit) what Ozon pays."""
+    out = []
+    for name, column in DEDUCTION_TOTALS.items():
+        amount = totals.get(name, Decimal(0))
+        if not amount:
+            continue
+        kind: Any = "logistics" if column == "logistics" else "other"
+        out.append(ReportLine(kind=kind, offer_id="", card_id="", quantity=0, revenue=Decimal(0), fee=Decimal(0),
+                              logistics=-amount if column == "logistics" else Decimal(0),
+                              other=-amount if column == "other" else Decimal(0), to_pay=amount, date=month,
+                              native={name: str(amount)}))
+    return out
 
 
 def _next_month(month: date) -> date:

@@ -49,6 +49,7 @@ from marketplaces.base import (
     PriceTerms,
     RealizationReport,
     ReportLine,
+    ReportProgress,
     SaleFees,
     StatusChange,
     StockLevel,
@@ -68,11 +69,29 @@ MOVE_ATTEMPTS = 8  # sends of one status change, each after reading the status b
 STICKER_SIZES = {"58x40": (58, 40), "40x30": (40, 30)}
 STICKER_TYPES = {"png": "png", "svg": "svg", "zpl": "zplh"}
 # sgtin check results with which WB delivers the supply (MetaDetails.decision in the FBS spec)
-# WB's sums per realization report (`sales-reports/list`) that our report's totals are compared with
-COMPARED_SUMS = {"revenue": ("retailAmountSum",), "to_pay": ("forPaySum",), "logistics": ("deliveryServiceSum",),
-                 "other": ("paidStorageSum", "paidAcceptanceSum", "deductionSum", "penaltySum")}
-REPORT_SUMS = (*(k for ks in COMPARED_SUMS.values() for k in ks), "additionalPaymentSum", "cashbackAmountSum",
-               "cashbackDiscountSum", "cashbackCommissionChangeSum", "bankPaymentSum")
+# WB's sums per realization report (`sales-reports/list`) that our report's totals are compared with: each
+# of ours is the sum of these (a leading "-" subtracts); to_pay is WB's «Итого к оплате», what WB pays
+COMPARED_SUMS = {"revenue": ("retailAmountSum",), "logistics": ("deliveryServiceSum",),
+                 "storage": ("paidStorageSum",), "penalty": ("penaltySum",),
+                 "other": ("paidAcceptanceSum", "deductionSum", "cashbackAmountSum", "-cashbackDiscountSum",
+                           "cashbackCommissionChangeSum", "-additionalPaymentSum"),
+                 "to_pay": ("bankPaymentSum",)}
+REPORT_SUMS = tuple(dict.fromkeys(k.lstrip("-") for ks in COMPARED_SUMS.values() for k in ks)) + (
+    "forPaySum", "paymentSchedule")
+REPORT_NOTES = {  # English: the cloud shows them in the reader's language (its catalogs hold them)
+    "forPaySum": "WB's «to pay for the goods», before logistics, storage, penalties and deductions: our "
+                 "«to be paid» is reconciled with its «total to pay» (bankPaymentSum)",
+    "paymentSchedule": "a one-off change of the payout date, not a sum",
+    "fee": "Wildberries gives no commission total for the report",
+    "acquiring": "Wildberries gives no acquiring total for the report",
+    "to_pay": "WB's «total to pay» (bankPaymentSum)",
+    "other": "acceptance, other deductions and the loyalty programme, less reward corrections",
+}
+# a detailed row's deductions: ours -> WB's row fields (a leading "-" subtracts)
+ROW_DEDUCTIONS = {"logistics": ("deliveryService", "rebillLogisticCost"), "storage": ("paidStorage",),
+                  "penalty": ("penalty",),
+                  "other": ("paidAcceptance", "deduction", "cashbackAmount", "-cashbackDiscount",
+                            "cashbackCommissionChange", "-additionalPayment")}
 ERRORS_CLOCK_SLACK = timedelta(seconds=1)  # WB lists errors to the second: listed before our latest re-send (less that) = stale
 SGTIN_DELIVERABLE = {"filled", "deadlineExceeded", "optional", "sgtinIntroduced", "sgtinSoldB2B"}
 
@@ -976,17 +995,22 @@ class WildberriesAdapter:
 
     # ------------------------------------------------------------ reports
 
-    def realization_report(self, period_from: date, period_to: date) -> RealizationReport:
+    def realization_report(self, period_from: date, period_to: date, *,
+                           progress: ReportProgress | None = None) -> RealizationReport:
         """WB finance `sales-reports/detailed`, dates in Moscow time, paged by rrdId; WB's own sums of
         those reports (`sales-reports/list`) as `native_totals`."""
         limit = self.map["sales_report_detailed"].batch or 100000
         rrd = 0
         lines: list[ReportLine] = []
         report_id = ""
+        tell = progress or (lambda done, steps: None)
+        calls, steps = 0, 2  # a page of rows, then WB's sums (each 1 request a minute)
+        tell(calls, steps)
         while True:
             body = {"dateFrom": period_from.isoformat(), "dateTo": period_to.isoformat(), "limit": limit,
                     "rrdId": rrd, "period": "daily"}
             reply = self.http.call("sales_report_detailed", json=body)
+            calls += 1
             if reply.status == 204:
                 break
             rows = reply.json()
@@ -999,22 +1023,29 @@ class WildberriesAdapter:
                 report_id = str(rows[-1].get("reportId", report_id))
             if len(rows) < limit:
                 break
+            steps += 1  # a full page: another one follows
+            tell(calls, steps)
+        tell(calls, steps)
         totals = self._report_totals(period_from, period_to)
-        return RealizationReport(self.account, period_from, period_to, lines, totals, report_id)
+        tell(steps, steps)
+        return RealizationReport(self.account, period_from, period_to, lines, totals, report_id,
+                                 notes=dict(REPORT_NOTES))
 
     def _report_totals(self, period_from: date, period_to: date) -> dict[str, Decimal]:
         """WB's own sums of the realization reports of the period (`sales-reports/list`, the same
         dates and periodicity as the rows), in the report's terms, to reconcile the rows against.
 
-        Compared (the same columns of the same report, summed by WB):
+        Compared (the same columns of the same report, summed by WB; COMPARED_SUMS):
           revenue   <- retailAmountSum ("Продажа": retailAmount)
-          to_pay    <- forPaySum ("К перечислению за товар": forPay)
           logistics <- deliveryServiceSum ("Стоимость логистики": deliveryService; our rows' logistics
                        also hold rebillLogisticCost, of which the list gives no sum)
-          other     <- paidStorageSum + paidAcceptanceSum + deductionSum + penaltySum
-        Not compared, kept under WB's names: additionalPaymentSum, cashback*Sum and bankPaymentSum ("Итого
-        к оплате"), which no row column of ours holds. WB gives no commission sum (`fee`: avgSalePercent is
-        a discount percent) and no quantities."""
+          storage   <- paidStorageSum, penalty <- penaltySum
+          other     <- paidAcceptanceSum + deductionSum + cashbackAmountSum - cashbackDiscountSum
+                       + cashbackCommissionChangeSum - additionalPaymentSum
+          to_pay    <- bankPaymentSum ("Итого к оплате": what WB pays, every deduction taken)
+        Kept, not compared: forPaySum ("К перечислению за товар", before the deductions) and
+        paymentSchedule. WB gives no commission or acquiring sum (avgSalePercent is a discount percent)
+        and no quantities."""
         limit = min(1000, self.map["sales_reports_list"].batch or 1000)
         sums: dict[str, Decimal] = {}
         offset = 0
@@ -1035,23 +1066,29 @@ class WildberriesAdapter:
             if len(reports) < limit:
                 break
             offset += limit
-        totals = {ours: sum((sums.pop(k, Decimal(0)) for k in theirs), Decimal(0))
-                  for ours, theirs in COMPARED_SUMS.items()} if sums else {}
-        return totals | sums
+        if not sums:
+            return {}
+        totals = {ours: sum((-sums.get(k[1:], Decimal(0)) if k.startswith("-") else sums.get(k, Decimal(0))
+                             for k in theirs), Decimal(0)) for ours, theirs in COMPARED_SUMS.items()}
+        return totals | {k: sums[k] for k in ("forPaySum", "paymentSchedule") if k in sums}
 
     def _report_line(self, r: dict[str, Any]) -> ReportLine:
         try:
             doc = str(r.get("docTypeName") or "")
             qty = int(r.get("quantity") or 0)
             revenue = _money(r.get("retailAmount") or 0)
-            fee = _money(r.get("ppvzSalesCommission") or 0) + _money(r.get("acquiringFee") or 0)
-            logistics = _money(r.get("deliveryService") or 0) + _money(r.get("rebillLogisticCost") or 0)
-            other = sum((_money(r.get(k) or 0) for k in ("penalty", "paidStorage", "deduction", "paidAcceptance")),
-                        Decimal(0))
-            to_pay = _money(r.get("forPay") or 0)
+            sign = -1 if doc == "Возврат" else 1  # a return gives the goods' money and the fees back
+            fee = sign * _money(r.get("ppvzSalesCommission") or 0)
+            acquiring = sign * _money(r.get("acquiringFee") or 0)
+            cut = {ours: sum((-_money(r.get(k[1:]) or 0) if k.startswith("-") else _money(r.get(k) or 0)
+                              for k in theirs), Decimal(0)) for ours, theirs in ROW_DEDUCTIONS.items()}
+            logistics, other = cut["logistics"], cut["other"]
+            # forPay is what WB pays for the goods (commission and acquiring taken); the row's deductions
+            # come off it, as WB's «Итого к оплате» takes them
+            to_pay = sign * _money(r.get("forPay") or 0) - sum(cut.values(), Decimal(0))
             kind: Any = "sale" if doc == "Продажа" else "return" if doc == "Возврат" else \
-                "logistics" if logistics else "penalty" if _money(r.get("penalty") or 0) else \
-                "storage" if _money(r.get("paidStorage") or 0) else "other"
+                "logistics" if logistics else "penalty" if cut["penalty"] else \
+                "storage" if cut["storage"] else "other"
             if kind == "return":
                 revenue, qty = -abs(revenue), -abs(qty)
             sale_day = r.get("saleDt") or r.get("rrDate")
@@ -1059,10 +1096,10 @@ class WildberriesAdapter:
                 (date.fromisoformat(str(sale_day)) if sale_day else None)
         except (ValueError, TypeError) as exc:
             raise self._bad(f"a report row cannot be read ({exc})", "sales_report_detailed") from None
-        return ReportLine(kind=kind, offer_id=str(r.get("vendorCode", "")), card_id=str(r.get("nmId", "")),
+        return ReportLine(kind=kind, offer_id=str(r.get("vendorCode") or ""), card_id=str(r.get("nmId") or ""),
                           quantity=qty, revenue=revenue, fee=fee, logistics=logistics, other=other, to_pay=to_pay,
                           date=day, order_native_id=str(r.get("orderId") or ""), barcode=str(r.get("sku") or ""),
-                          native=r)
+                          native=r, acquiring=acquiring, storage=cut["storage"], penalty=cut["penalty"])
 
     def parse_push(self, headers: dict[str, str], body: bytes) -> list[OrderEvent]:
         raise NotSupported("wildberries", "parse_push (WB sends no order notifications; poll new_orders)",

@@ -63,6 +63,7 @@ from marketplaces.base import (
     PriceTerms,
     RealizationReport,
     ReportLine,
+    ReportProgress,
     ReturnLine,
     SaleFees,
     StatusChange,
@@ -679,7 +680,8 @@ class YandexMarketAdapter:
                                         210.0, 297.0, ref=str(shipment)))
         return out
 
-    def realization_report(self, period_from: date, period_to: date) -> RealizationReport:
+    def realization_report(self, period_from: date, period_to: date, *,
+                           progress: ReportProgress | None = None) -> RealizationReport:
         """Market's realization report for the period: each month's goods-realization report (generate
         -> status -> the file, see `_realization_file`) for every store of the account, its sales,
         returns and compensations within the period (`yandex_market_realization`), and every fee Market
@@ -688,7 +690,11 @@ class YandexMarketAdapter:
         lines: list[ReportLine] = []
         totals: dict[str, Decimal] = {}
         report_ids: list[str] = []
-        for campaign in sorted({self.campaign_id, *self.campaigns.values()}):
+        tell = progress or (lambda done, steps: None)
+        campaigns = sorted({self.campaign_id, *self.campaigns.values()})
+        steps, done = len(campaigns) * len(_months(period_from, period_to)), 0
+        tell(done, steps)
+        for campaign in campaigns:
             for year, month in _months(period_from, period_to):
                 report_id, data = self._realization_file(campaign, year, month)
                 report_ids.append(report_id)
@@ -700,10 +706,12 @@ class YandexMarketAdapter:
                 except realization.ReportFileError as exc:
                     raise self._bad(f"realization report {report_id}: {exc}", "report_file") from None
                 lines += month_lines
+                done += 1
+                tell(done, steps)
                 for k, v in month_totals.items():
                     totals[k] = totals.get(k, Decimal(0)) + v
         return RealizationReport(self.account, period_from, period_to, lines, native_totals=totals,
-                                 report_id=",".join(report_ids))
+                                 report_id=",".join(report_ids), notes=dict(realization.NOTES))
 
     def _realization_file(self, campaign: int, year: int, month: int) -> tuple[str, bytes]:
         """Generate one month's report as CSV, wait for it (the time Market estimates, polled at most

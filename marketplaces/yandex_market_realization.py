@@ -36,6 +36,16 @@ RETURN_SERVICES = {"RETURN_PROCESSING", "RETURNED_ORDERS_STORAGE"}
 LOGISTICS = {"FULFILLMENT", "DELIVERY_TO_CUSTOMER", "EXPRESS_DELIVERY_TO_CUSTOMER", "SORTING", "INTAKE_SORTING",
              "CROSSREGIONAL_DELIVERY", "RETURN_PROCESSING", "FULFILLMENT_WITHDRAW"}
 STORAGE = {"RETURNED_ORDERS_STORAGE"}
+ACQUIRING = {"AGENCY", "PAYMENT_TRANSFER"}  # taking the buyer's payment and transferring it
+# what the report says of Market's figures it cannot compare, or of ours Market gives no figure for
+NOTES = {  # English: the cloud shows them in the reader's language (its catalogs hold them)
+    "transferred": "units handed to delivery: not a sale, nothing to compare",
+    "unredeemed": "units not redeemed: not a sale, nothing to compare",
+    "compensation": "compensations for lost goods: in other deductions, with a minus",
+    "to_pay": "Market's realization report has no payout total; the fees come from each order's stats",
+    "fee": "Market gives no commission total in its realization report",
+    "logistics": "Market gives no logistics total in its realization report",
+}
 CENT = Decimal("0.01")
 
 
@@ -183,7 +193,9 @@ def _spread_fees(lines: list[ReportLine], fees: Mapping[str, list[dict[str, Any]
                     if kind in LOGISTICS:
                         ln.logistics += part
                     elif kind in STORAGE:
-                        ln.other += part
+                        ln.storage += part
+                    elif kind in ACQUIRING:
+                        ln.acquiring += part
                     else:
                         ln.fee += part
                     ln.to_pay -= part

@@ -107,6 +107,7 @@ class Demo:
         self.broker_observers: list[str] = []  # `marketsync soak`: its fault injector's own broker identity
         self.reconciled: dict[str, int] | None = None  # the evening's «Сверка» summary
         self.fbo: dict[str, int] = {}  # FBO lines, FBO alerts, cards with the marketplace's fees
+        self.report_summary: dict[str, Any] = {}  # the evening's commission reports (commission_reports)
         self.cloud_port = 0  # 0: any free port (`marketsync soak` fixes it: the cloud is restarted)
         self._next_order = 0.0  # when the next buyer orders (time.monotonic)
         self._next_courier: float | None = None  # when the couriers come next (set by the first tick)
@@ -279,6 +280,7 @@ class Demo:
         self.onec_takes_orders()
         self.reconcile()
         self.marketplace_stock_and_fees()
+        self.commission_reports()
 
     def onec_sends_balances(self) -> None:
         """Mid-shift, 1C sends its balances as its books have them (formed 30 s ago, knowing nothing of
@@ -337,6 +339,42 @@ class Demo:
             self.say(f"предупреждение: {first[0]}")
         self.say(f"юнит-экономика: комиссии и логистика площадок прочитаны для {self.fbo['cards_with_fees']} карточек"
                  " (страница «Цены», столбец «Прибыль после удержаний»)")
+    def commission_reports(self) -> None:
+        """The evening's commission agent reports of Wildberries and Ozon, as the manager asks for them on
+        the Reports page: built in the background by the cloud, followed to the end, «К перечислению»
+        (every deduction taken) reconciled with the marketplace's own total."""
+        self.report_summary = {"reports_built": 0, "report_reconciled": 0, "report_build_s": 0.0}
+        today = datetime.now(ZoneInfo("Europe/Moscow")).date()
+        for account in ("wb-main", "ozon-main"):
+            if account not in self.sandboxes:
+                continue
+            try:
+                asked = http_json("POST", f"{self.cloud_url}/api/reports/builds", token=self.api_token,
+                                  body={"account": account, "from": (today - timedelta(days=1)).isoformat(),
+                                        "to": (today + timedelta(days=1)).isoformat()})
+                deadline = time.monotonic() + 150
+                build = asked
+                while time.monotonic() < deadline:
+                    build = http_json("GET", f"{self.cloud_url}/api/reports/builds/{asked['id']}", token=self.api_token)
+                    if build["state"] in ("done", "failed"):
+                        break
+                    time.sleep(0.5)
+            except OSError as exc:
+                self.errors.append(f"commission report of {account}: {exc}")
+                continue
+            if build.get("state") != "done":
+                self.errors.append(f"commission report of {account}: {build.get('state')} {build.get('error', '')}")
+                self.say(f"commission report of {account} not built: {build.get('error') or build.get('state')}")
+                continue
+            totals, theirs = build["totals"], build["native_totals"]
+            self.report_summary["reports_built"] += 1
+            self.report_summary["report_reconciled"] += 1 if build["reconciled"] else 0
+            self.report_summary["report_build_s"] = max(self.report_summary["report_build_s"], build["seconds"] or 0)
+            self.say(f"отчёт комиссионера {account}: выручка {totals.get('revenue')}, логистика {totals.get('logistics')},"
+                     f" хранение {totals.get('storage')}, штрафы {totals.get('penalty')}, К перечислению "
+                     f"{totals.get('to_pay')} (площадка: {theirs.get('to_pay', '—')}); сверка: "
+                     f"{'сходится' if build['reconciled'] else 'РАСХОДИТСЯ' if build['reconciled'] is False else 'нечего сравнить'}"
+                     f"; сформирован в фоне за {build['seconds']} с")
 
     def tick(self, new_orders: bool = True) -> None:
         """One look at the day (every half second): a new order when one is due, the couriers when
@@ -442,6 +480,7 @@ class Demo:
         if self.reconciled is not None:
             summary["stock_unexplained"] = int(self.reconciled.get("unexplained", 0))
         summary.update(self.fbo)
+        summary.update(self.report_summary)
         if self.cloud_url:
             try:
                 cloud = http_json("GET", f"{self.cloud_url}/api/summary", token=self.api_token)

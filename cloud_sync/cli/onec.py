@@ -33,6 +33,7 @@ from cloud_sync.onec.commission import (
     CommissionError,
     create_document,
     odata_settings,
+    parties,
     saved_report,
     write_xlsx,
 )
@@ -129,7 +130,8 @@ def _commission(args: argparse.Namespace) -> int:
         report = saved_report(conn, args.report_id)
         out: dict = {"report": report.id, "rows": len(report.rows)}
         if args.xlsx:
-            out["xlsx"] = str(write_xlsx(report, args.xlsx, principal=args.principal))
+            out["xlsx"] = str(write_xlsx(report, args.xlsx, principal=args.principal,
+                                         legal=parties(conn, report.account)))
         if section is not None:
             result = create_document(report, odata_settings(section, report.account))
             out["odata"] = {"ref_key": result.ref_key, "posted": result.posted, "lines": result.lines,

@@ -1,16 +1,19 @@
 """Reports: the commission agent report per account and period, and the stock reports.
 
 Owns the tables `commission_reports` and `commission_report_rows` (every report built, kept for the 1C
-export and for comparison).
+export and for comparison) and `report_builds` (the reports asked for on the page, built in the
+background by the service's jobs with their progress: `queue_build`, `run_next_build`, `build_status`).
 
 The commission agent report is built from the adapter's `realization_report(from, to)`: each line is
 resolved to the 1C item its card is linked to (by card id, offer id or barcode; a card of N units
 counts N item units) and summed per item - quantity sold and returned, revenue, marketplace fee,
-logistics, other deductions (penalties, storage, acceptance...), to pay. Lines of no card (storage,
+acquiring, logistics, storage, penalties, other deductions, and to pay: what the marketplace transfers,
+every deduction taken (revenue less all of them). Lines of no card (storage,
 penalties of the account) go to one "account services" row; lines of unlinked cards get a row of their
 own per offer id, so nothing is dropped. The totals are the sum of every line and are reconciled to
-the marketplace's own totals (`RealizationReport.native_totals`, by the keys revenue, fee, logistics,
-other, to_pay, sold, returned - whichever the adapter gives) to the kopeck.
+the marketplace's own totals (`RealizationReport.native_totals`, by our keys - whichever the adapter
+gives) to the kopeck, line by line; a figure of the marketplace's own that we cannot compare is listed
+with the adapter's word on it (`RealizationReport.notes`).
 
 Stock reports read the ledger (cloud_sync/stock/ledger.py tables `stock_levels`, `fbo_stock`) and the
 catalog's warehouse map: per own warehouse; per account with FBS (what the account's FBS warehouses
@@ -27,15 +30,17 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from cloud_sync import i18n
 from cloud_sync.catalog.view import card_index, cards_for_pricing
 from cloud_sync.db import transaction
+from cloud_sync.i18n import N_
 from cloud_sync.orders import after_handover
 from marketplaces.base import RealizationReport
 
@@ -72,9 +77,32 @@ MIGRATIONS = [
     ALTER TABLE commission_report_rows ADD COLUMN back_good INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE commission_report_rows ADD COLUMN back_defective INTEGER NOT NULL DEFAULT 0;
     """,
+    """
+    -- the deductions the marketplace's report names apart (before, inside fee and other)
+    ALTER TABLE commission_report_rows ADD COLUMN acquiring TEXT NOT NULL DEFAULT '0';
+    ALTER TABLE commission_report_rows ADD COLUMN storage TEXT NOT NULL DEFAULT '0';
+    ALTER TABLE commission_report_rows ADD COLUMN penalty TEXT NOT NULL DEFAULT '0';
+    ALTER TABLE commission_reports ADD COLUMN notes TEXT NOT NULL DEFAULT '{}';
+    -- reports built in the background (the page asks, a job builds, the page follows the progress)
+    CREATE TABLE report_builds (
+        id TEXT PRIMARY KEY,
+        account TEXT NOT NULL,
+        period_from TEXT NOT NULL,
+        period_to TEXT NOT NULL,
+        state TEXT NOT NULL DEFAULT 'queued',   -- queued, running, done, failed
+        progress REAL NOT NULL DEFAULT 0,       -- 0..1
+        stage TEXT NOT NULL DEFAULT 'queued',   -- queued, reading, saving, done, failed
+        error TEXT NOT NULL DEFAULT '',
+        report_id TEXT,
+        created_ts REAL NOT NULL,
+        started_ts REAL,
+        finished_ts REAL
+    );
+    CREATE INDEX report_builds_state ON report_builds(state, created_ts);
+    """,
 ]
 
-MONEY = ("revenue", "fee", "logistics", "other", "to_pay")
+MONEY = ("revenue", "fee", "acquiring", "logistics", "storage", "penalty", "other", "to_pay")
 COUNTS = ("sold", "returned")
 TOTAL_KEYS = COUNTS + MONEY
 ZERO = Decimal(0)
@@ -83,7 +111,8 @@ TOLERANCE = Decimal("0.01")
 HEADERS_RU = {
     "article": "Артикул 1С", "name": "Номенклатура", "offer_ids": "Артикулы маркетплейса",
     "sold": "Продано, шт", "returned": "Возвращено, шт", "revenue": "Выручка", "fee": "Комиссия маркетплейса",
-    "logistics": "Логистика", "other": "Прочие удержания", "to_pay": "К перечислению",
+    "acquiring": "Эквайринг", "logistics": "Логистика", "storage": "Хранение", "penalty": "Штрафы",
+    "other": "Прочие удержания", "to_pay": "К перечислению",
     "back_good": "Вернулось на склад, шт", "back_defective": "Из них брак, шт",
 }
 BACK = ("back_good", "back_defective")  # what came back to the sites in the period (our own count)
@@ -104,7 +133,10 @@ class ItemRow:
     returned: int = 0
     revenue: Decimal = ZERO
     fee: Decimal = ZERO
+    acquiring: Decimal = ZERO
     logistics: Decimal = ZERO
+    storage: Decimal = ZERO
+    penalty: Decimal = ZERO
     other: Decimal = ZERO
     to_pay: Decimal = ZERO
     back_good: int = 0  # units received back at the sites in the period, put back on hand
@@ -140,6 +172,7 @@ class CommissionReport:
     not_compared: list[str]
     native_report_id: str = ""
     lines: int = 0
+    notes: dict[str, str] = field(default_factory=dict)  # native total -> how it entered, or why not compared
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
 
     @property
@@ -211,7 +244,7 @@ def build_commission_report(conn: sqlite3.Connection, report: RealizationReport,
         period_to=report.period_to, rows=ordered, totals=totals,
         native_totals={k: Decimal(v) for k, v in report.native_totals.items()}, compared=compared,
         differences=differences, not_compared=not_compared, native_report_id=report.report_id,
-        lines=len(report.lines),
+        lines=len(report.lines), notes=dict(report.notes),
     )
 
 
@@ -241,35 +274,118 @@ def _name_rows(conn: sqlite3.Connection, rows: dict[str, ItemRow]) -> None:
 
 
 def fetch_commission_report(conn: sqlite3.Connection, market: Any, period_from: date, period_to: date,
-                            *, save: bool = True) -> CommissionReport:
-    """Ask the adapter for the realization report, build the commission report, keep it."""
+                            *, save: bool = True, progress: Callable[[int, int], None] | None = None
+                            ) -> CommissionReport:
+    """Ask the adapter for the realization report, build the commission report, keep it. `progress`
+    hears the adapter's (calls done, calls expected) as it reads."""
     if period_to < period_from:
         raise ReportError(f"the period ends ({period_to}) before it starts ({period_from})")
-    native = market.realization_report(period_from, period_to)
+    native = market.realization_report(period_from, period_to, **({"progress": progress} if progress else {}))
     report = build_commission_report(conn, native, marketplace=market.name)
     if save:
         save_report(conn, report)
     return report
 
 
+# ---------------------------------------------------------------- builds in the background
+# The page asks for a report (`queue_build`), a job builds it (`run_next_build`, run by the service's
+# jobs) while the page follows `build_status`; no request waits for the marketplace.
+
+READ_SHARE = 0.9  # of the progress bar: reading the marketplace's report; the rest: summing and saving
+
+
+def queue_build(conn: sqlite3.Connection, account: str, period_from: date, period_to: date) -> str:
+    """A build of this report queued (or the one already queued or running for the same account and
+    period: pressing «Сформировать» twice builds once); its id."""
+    if period_to < period_from:
+        raise ReportError(f"the period ends ({period_to}) before it starts ({period_from})")
+    with transaction(conn):
+        r = conn.execute("SELECT id FROM report_builds WHERE account=? AND period_from=? AND period_to=? AND state IN"
+                         " ('queued','running')", (account, period_from.isoformat(), period_to.isoformat())).fetchone()
+        if r:
+            return r[0]
+        build_id = uuid.uuid4().hex[:16]
+        conn.execute("INSERT INTO report_builds(id, account, period_from, period_to, created_ts) VALUES (?,?,?,?,?)",
+                     (build_id, account, period_from.isoformat(), period_to.isoformat(), time.time()))
+    return build_id
+
+
+def build_status(conn: sqlite3.Connection, build_id: str) -> dict[str, Any] | None:
+    r = conn.execute("SELECT * FROM report_builds WHERE id=?", (build_id,)).fetchone()
+    return dict(r) if r else None
+
+
+def requeue_interrupted(conn: sqlite3.Connection) -> int:
+    """Builds a stopped service left running start again from the beginning."""
+    with transaction(conn):
+        return conn.execute("UPDATE report_builds SET state='queued', progress=0, stage='queued'"
+                            " WHERE state='running'").rowcount
+
+
+def _claim(conn: sqlite3.Connection) -> sqlite3.Row | None:
+    with transaction(conn):
+        r = conn.execute("SELECT * FROM report_builds WHERE state='queued' ORDER BY created_ts LIMIT 1").fetchone()
+        if r is None:
+            return None
+        conn.execute("UPDATE report_builds SET state='running', stage='reading', started_ts=? WHERE id=?",
+                     (time.time(), r["id"]))
+    return r
+
+
+def _mark(conn: sqlite3.Connection, build_id: str, **values: Any) -> None:
+    with transaction(conn):
+        conn.execute(f"UPDATE report_builds SET {', '.join(f'{k}=?' for k in values)} WHERE id=?",
+                     (*values.values(), build_id))
+
+
+def run_next_build(conn: sqlite3.Connection, market_for: Callable[[str], Any]) -> str | None:
+    """Build the oldest queued report, telling its progress as the adapter reads; its id, or None when
+    none waits. `market_for(account)` gives the account's adapter (a context manager holding it for the
+    build). A failure is kept on the build (its text, for the page) and raised no further."""
+    build = _claim(conn)
+    if build is None:
+        return None
+    build_id = build["id"]
+
+    def progress(done: int, steps: int) -> None:
+        _mark(conn, build_id, progress=READ_SHARE * min(done, steps) / max(steps, 1), stage="reading")
+
+    try:
+        with market_for(build["account"]) as market:
+            report = fetch_commission_report(conn, market, date.fromisoformat(build["period_from"]),
+                                             date.fromisoformat(build["period_to"]), save=False, progress=progress)
+        _mark(conn, build_id, progress=0.95, stage="saving")
+        save_report(conn, report)
+    except Exception as exc:  # noqa: BLE001 - any failure ends the build, told on the page
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        text = exc.for_seller() if hasattr(exc, "for_seller") else str(exc)
+        _mark(conn, build_id, state="failed", stage="failed", error=str(text)[:500], finished_ts=time.time())
+        return build_id
+    _mark(conn, build_id, state="done", stage="done", progress=1.0, report_id=report.id, finished_ts=time.time())
+    return build_id
+
+
 def save_report(conn: sqlite3.Connection, report: CommissionReport) -> str:
     with transaction(conn):
         conn.execute(
             "INSERT INTO commission_reports(id, account, marketplace, period_from, period_to, native_report_id,"
-            " totals, native_totals, reconciled, differences, built_ts) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            " totals, native_totals, reconciled, differences, built_ts, notes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (report.id, report.account, report.marketplace, report.period_from.isoformat(),
              report.period_to.isoformat(), report.native_report_id,
              json.dumps({k: str(v) for k, v in report.totals.items()}),
              json.dumps({k: str(v) for k, v in report.native_totals.items()}),
              None if report.reconciled is None else int(report.reconciled),
-             json.dumps([[d.name, str(d.ours), str(d.marketplace)] for d in report.differences]), time.time()),
+             json.dumps([[d.name, str(d.ours), str(d.marketplace)] for d in report.differences]), time.time(),
+             json.dumps(report.notes, ensure_ascii=False)),
         )
         conn.executemany(
             "INSERT INTO commission_report_rows(report_id, row_no, item_id, article, name, offer_ids, sold, returned,"
-            " revenue, fee, logistics, other, to_pay, back_good, back_defective) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " revenue, fee, logistics, other, to_pay, back_good, back_defective, acquiring, storage, penalty)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             [(report.id, n, r.item_id, r.article, r.name, ", ".join(r.offer_ids), r.sold, r.returned,
               str(r.revenue), str(r.fee), str(r.logistics), str(r.other), str(r.to_pay), r.back_good,
-              r.back_defective)
+              r.back_defective, str(r.acquiring), str(r.storage), str(r.penalty))
              for n, r in enumerate(report.rows, 1)],
         )
     return report.id
@@ -281,20 +397,54 @@ def save_report(conn: sqlite3.Connection, report: CommissionReport) -> str:
 def commission_table(report: CommissionReport) -> tuple[list[str], list[list[Any]]]:
     cols = list(HEADERS_RU)
     body = [[r.values()[c] for c in cols] for r in report.rows]
-    body.append(["", "Итого", ""] + [report.totals[k] if k in MONEY else int(report.totals.get(k, 0))
+    body.append(["", "Итого", ""] + [report.totals.get(k, ZERO) if k in MONEY else int(report.totals.get(k, 0))
                                      for k in TOTAL_KEYS + BACK])
     return [HEADERS_RU[c] for c in cols], body
 
 
-def reconciliation_table(report: CommissionReport) -> tuple[list[str], list[list[Any]]]:
+RECON_HEADERS = ["Показатель", "Наш расчёт", "Маркетплейс", "Разница", "Итог", "Пояснение"]
+RECON_STATES = {"agrees": "сходится", "differs": "расхождение", "not_compared": "не сравнивается"}
+NOT_OURS = N_("no such figure in our report")
+NOT_THEIRS = N_("the marketplace gives no total of its own")
+
+
+@dataclass
+class ReconLine:
+    """One line of the reconciliation: a figure (ours by key, or the marketplace's under its own name), both
+    sides where there are two, and the adapter's word (English, translated where shown) on it."""
+
+    name: str
+    ours: Decimal | None
+    theirs: Decimal | None
+    state: str  # agrees, differs, not_compared
+    note: str = ""
+
+    @property
+    def delta(self) -> Decimal | None:
+        return None if self.ours is None or self.theirs is None else self.ours - self.theirs
+
+
+def reconciliation_lines(report: CommissionReport) -> list[ReconLine]:
+    """Line by line: each total the marketplace gave beside ours and whether they agree; each figure of
+    the marketplace that has no counterpart of ours, with the adapter's word on how it entered the report
+    or why it cannot be compared; and each of our money totals the marketplace gave no figure for."""
     differing = {d.name for d in report.differences}
-    rows: list[list[Any]] = []
-    for name, ours in report.compared.items():
-        theirs = report.native_totals[name]
-        rows.append([name, ours, theirs, ours - theirs, "расхождение" if name in differing else "сходится"])
-    for name in report.not_compared:
-        rows.append([name, "", report.native_totals[name], "", "не сравнивается"])
-    return ["Показатель", "Наш расчёт", "Маркетплейс", "Разница", "Итог"], rows
+    out = [ReconLine(name, ours, report.native_totals[name], "differs" if name in differing else "agrees",
+                     report.notes.get(name, "")) for name, ours in report.compared.items()]
+    out += [ReconLine(name, None, report.native_totals[name], "not_compared", report.notes.get(name, NOT_OURS))
+            for name in report.not_compared]
+    out += [ReconLine(name, report.totals[name], None, "not_compared", report.notes.get(name, NOT_THEIRS))
+            for name in MONEY if name not in report.native_totals and report.totals.get(name)]
+    return out
+
+
+def reconciliation_table(report: CommissionReport) -> tuple[list[str], list[list[Any]]]:
+    """The reconciliation in Russian, for the files (XLSX, CSV)."""
+    ru = i18n.translations("ru").gettext
+    rows = [[HEADERS_RU.get(x.name) or ru(x.name), "" if x.ours is None else x.ours,
+             "" if x.theirs is None else x.theirs, "" if x.delta is None else x.delta, RECON_STATES[x.state],
+             ru(x.note) if x.note else ""] for x in reconciliation_lines(report)]
+    return list(RECON_HEADERS), rows
 
 
 def _csv_value(v: Any) -> Any:
@@ -337,13 +487,20 @@ def write_xlsx(path: str | Path, sheets: Sequence[tuple[str, Sequence[str], Sequ
             cell.font = Font(bold=True)
         for r in rows:
             ws.append([float(x) if isinstance(x, Decimal) else x for x in r])
-        for n, col in enumerate(ws.columns, 1):
+            for c, x in zip(ws[ws.max_row], r, strict=False):
+                if isinstance(x, Decimal):  # money: a number with two decimals, never text
+                    c.number_format = "#,##0.00"
+                elif isinstance(x, datetime):
+                    c.number_format = "DD.MM.YYYY HH:MM"
+                elif isinstance(x, date):
+                    c.number_format = "DD.MM.YYYY"
+        for p in range(1, len(preamble) + 1):
+            for c in ws[p]:
+                if isinstance(c.value, date):
+                    c.number_format = "DD.MM.YYYY"
+        for col in ws.columns:
             width = max((len(str(c.value)) for c in col if c.value is not None), default=8)
             ws.column_dimensions[col[0].column_letter].width = min(60, max(10, width + 2))
-            if n > 3:
-                for c in col:
-                    if isinstance(c.value, float):
-                        c.number_format = "#,##0.00"
     try:
         wb.save(str(path))
     except OSError as exc:
@@ -354,7 +511,7 @@ def _preamble(report: CommissionReport) -> list[list[Any]]:
     state = {True: "сходится с маркетплейсом", False: "РАСХОДИТСЯ с маркетплейсом",
              None: "маркетплейс не дал итогов для сверки"}[report.reconciled]
     return [["Отчёт комиссионера", report.account, report.marketplace],
-            ["Период", report.period_from.isoformat(), report.period_to.isoformat()],
+            ["Период", report.period_from, report.period_to],
             ["Сверка итогов", state], []]
 
 

@@ -23,7 +23,7 @@ from cloud_sync.catalog import cards as catalog
 from cloud_sync.config import CloudConfig
 from cloud_sync.config_sections import AlertsConfig
 from cloud_sync.db import connect, transaction
-from cloud_sync.money import price_docs, price_reads, price_rules, price_sources
+from cloud_sync.money import price_docs, price_reads, price_rules, price_sources, reports
 from cloud_sync.orders import (
     after_handover,
     handover_documents,
@@ -41,6 +41,7 @@ from marketplaces.base import Marketplace, NotSupported
 log = logging.getLogger("cloud_sync.service.jobs")
 
 JobFn = Callable[[sqlite3.Connection], Any]
+REPORT_BUILDS_S = 0.5  # how soon a report asked for on the page starts building
 
 
 @dataclass
@@ -155,8 +156,20 @@ class Jobs:
         mp_actions.run_actions(conn, self.cfg, self.adapters, link=self.link)
         handover_documents.fetch_due(conn, self.cfg, self.adapters, link=self.link)
 
+    def add_report_builds(self) -> Job:
+        """The commission reports the page asked for, built one after another in the background (the
+        page follows their progress; a build a stopped service left running starts again)."""
+        first = {"run": True}
+
+        def run(conn: sqlite3.Connection) -> None:
+            if first.pop("run", False):
+                reports.requeue_interrupted(conn)
+            while reports.run_next_build(conn, self._adapter):
+                pass
+        return self.add("report-builds", REPORT_BUILDS_S, run)
+
     def _add_rooms(self) -> None:
-        """The alerts tick and the scheduled price rules."""
+        """The alerts tick, the scheduled price rules and the reports built in the background."""
         try:
             settings = outbox.AlertSettings.from_config(self.cfg.alerts)
         except outbox.AlertConfigError as exc:  # a bad alerts section must not stop the cloud
@@ -172,6 +185,7 @@ class Jobs:
         self.add("price-rules", pricing.rules_tick_s, rules_tick)
         self.add("prices-read", 5.0, lambda conn: price_reads.read_due(
             conn, list(self.cfg.accounts), adapters.__getitem__, every_s=self.cfg.jobs.prices_read_s))
+        self.add_report_builds()
         if any(a.prices_from_1c for a in self.cfg.accounts.values()):
             self.add("prices-from-1c", self.cfg.pricing.rules_tick_s,
                      lambda conn: price_sources.run(conn, self.cfg, adapters.__getitem__))

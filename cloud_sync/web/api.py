@@ -9,6 +9,7 @@ a refusal is {"error": ...} with its status (ApiError, or the app's error handle
 
 from __future__ import annotations
 
+import json
 import re
 import sqlite3
 from datetime import date
@@ -500,6 +501,43 @@ def commission_report():
     headers, rows = reports.commission_table(report)
     return jsonify({"id": report.id, "reconciled": report.reconciled, "headers": headers,
                     "rows": [[str(v) if v is not None else None for v in r] for r in rows]})
+
+
+@bp.post("/api/reports/builds")
+def queue_report_build():
+    """Ask for a commission report built in the background: {"account", "from", "to"} -> 202 {"id",
+    "state"}; follow it at GET /api/reports/builds/<id> (the service's jobs build it)."""
+    data = json_body()
+    account = data.get("account")
+    if not isinstance(account, str) or account not in ctx().adapters:
+        raise ApiError("give a connected account", 404)
+    try:
+        d_from, d_to = date.fromisoformat(str(data.get("from", ""))), date.fromisoformat(str(data.get("to", "")))
+        build_id = reports.queue_build(get_db(), account, d_from, d_to)
+    except ValueError as exc:
+        raise ApiError(f"from/to: {exc}", 422) from None
+    return jsonify({"id": build_id, "state": reports.build_status(get_db(), build_id)["state"]}), 202
+
+
+@bp.get("/api/reports/builds/<build_id>")
+def report_build(build_id: str):
+    """A build's state and progress (0..1); once done, the report's totals, the marketplace's own and
+    the reconciliation (reconciled: true, false, or null when it gave nothing to compare)."""
+    conn = get_db()
+    build = reports.build_status(conn, build_id)
+    if build is None:
+        raise ApiError("no such report build", 404)
+    out = {k: build[k] for k in ("id", "account", "period_from", "period_to", "state", "progress", "stage",
+                                 "error", "report_id")}
+    out["seconds"] = round(build["finished_ts"] - build["started_ts"], 3) if build["finished_ts"] and \
+        build["started_ts"] else None
+    if build["report_id"]:
+        r = conn.execute("SELECT totals, native_totals, reconciled, differences FROM commission_reports WHERE id=?",
+                         (build["report_id"],)).fetchone()
+        out.update(totals=json.loads(r["totals"]), native_totals=json.loads(r["native_totals"]),
+                   reconciled=None if r["reconciled"] is None else bool(r["reconciled"]),
+                   differences=json.loads(r["differences"]))
+    return jsonify(out)
 
 
 # ------------------------------------------------------------ settings

@@ -213,6 +213,14 @@ def document(app: Flask | None = None) -> dict[str, Any]:
                                                {"200": _ok(), "404": ERR, "422": ERR, "502": ERR},
                                                params=[_q("account", True), _q("from", True, {"type": "string", "format": "date"}),
                                                        _q("to", True, {"type": "string", "format": "date"})])},
+        "/api/reports/builds": {"post": _op("build a commission agent report in the background",
+                                            {"202": _ok(), "400": ERR, "404": ERR, "422": ERR},
+                                            body=_body({"account": {"type": "string"},
+                                                        "from": {"type": "string", "format": "date"},
+                                                        "to": {"type": "string", "format": "date"}},
+                                                       ["account", "from", "to"]))},
+        "/api/reports/builds/{build_id}": {"get": _op("a report build: state, progress, then totals and reconciliation",
+                                                      {"200": _ok(), "404": ERR}, params=[_p("build_id")])},
     }
     if app is not None:
         for path, ops in _undescribed(app, paths).items():

@@ -24,6 +24,12 @@ from marketplaces.sandbox.core import ApiError, Route, SandboxApp, SandboxLimit,
 from marketplaces.sandbox.seed import demo_fbo, demo_items
 
 MSK = timedelta(hours=3)
+# the realization report's deductions besides the commission and logistics, so a report shows them
+ACQUIRING_PCT = Decimal("1.5")  # of the sale, the payment processing
+STORAGE_PER_SALE = Decimal("4.20")  # storage of the card sold, one row per sale
+PENALTY = Decimal("150.00")  # every third sale
+DEDUCTION = Decimal("30.00")  # one account deduction per report with sales
+DEDUCTION_RRD = 10**9  # its row id: after every sale's rows
 
 
 def _now() -> datetime:
@@ -518,7 +524,11 @@ class WildberriesSandbox(SandboxApp):
         commission_pct = Decimal("17.5")
         fee = (amount * commission_pct / 100).quantize(Decimal("0.01"))
         logistics = Decimal("55.00")
+        acquiring = (amount * ACQUIRING_PCT / 100).quantize(Decimal("0.01"))
+        # every third sale of the sandbox draws a penalty (a late assembly, say), as real accounts see some
+        penalty = PENALTY if len(self.sales) % 3 == 2 else Decimal(0)
         self.sales.append({"order": o, "card": card, "amount": amount, "fee": fee, "logistics": logistics,
+                           "acquiring": acquiring, "storage": STORAGE_PER_SALE, "penalty": penalty,
                            "pct": commission_pct, "at": _now()})
 
     # -- stickers
@@ -883,18 +893,22 @@ class WildberriesSandbox(SandboxApp):
         if not sold or offset > 0:
             return SandboxReply(204)
         money = self._money
-        amount = sum((s["amount"] for s in sold), Decimal(0))
-        fee = sum((s["fee"] for s in sold), Decimal(0))
-        logistics = sum((s["logistics"] for s in sold), Decimal(0))
+
+        def total(key: str) -> Decimal:
+            return sum((s[key] for s in sold), Decimal(0))
+        amount, fee, acquiring = total("amount"), total("fee"), total("acquiring")
+        logistics, storage, penalty = total("logistics"), total("storage"), total("penalty")
+        for_pay = amount - fee - acquiring
         zero = "0"
         return SandboxReply(200, [{
             "reportId": 90000001, "sellerFinanceName": "ИП Демо", "dateFrom": (start + MSK).date().isoformat(),
             "dateTo": (end + MSK).date().isoformat(), "createDate": (_now() + MSK).date().isoformat(),
-            "currency": "RUB", "reportType": 1, "retailAmountSum": money(amount), "forPaySum": money(amount - fee),
-            "avgSalePercent": 0, "deliveryServiceSum": money(logistics), "paidStorageSum": zero,
-            "paidAcceptanceSum": zero, "deductionSum": zero, "penaltySum": zero, "additionalPaymentSum": zero,
-            "cashbackAmountSum": zero, "cashbackDiscountSum": zero, "cashbackCommissionChangeSum": zero,
-            "paymentSchedule": zero, "bankPaymentSum": money(amount - fee - logistics)}])
+            "currency": "RUB", "reportType": 1, "retailAmountSum": money(amount), "forPaySum": money(for_pay),
+            "avgSalePercent": 0, "deliveryServiceSum": money(logistics), "paidStorageSum": money(storage),
+            "paidAcceptanceSum": zero, "deductionSum": money(DEDUCTION), "penaltySum": money(penalty),
+            "additionalPaymentSum": zero, "cashbackAmountSum": zero, "cashbackDiscountSum": zero,
+            "cashbackCommissionChangeSum": zero, "paymentSchedule": zero,
+            "bankPaymentSum": money(for_pay - logistics - storage - penalty - DEDUCTION)}])
 
     def sales_report(self, req: SandboxRequest) -> SandboxReply:
         body = req.json()
@@ -904,10 +918,16 @@ class WildberriesSandbox(SandboxApp):
         for n, sale in enumerate(self.sales):
             if not start <= sale["at"] <= end:
                 continue
-            for kind in ("sale", "logistics"):
-                rrd = 2 * n + (1 if kind == "sale" else 2)
-                if rrd > rrd_after:
+            for i, kind in enumerate(("sale", "logistics", "storage", "penalty"), 1):
+                rrd = 4 * n + i
+                if rrd > rrd_after and (kind != "penalty" or sale["penalty"]):
                     rows.append(self._report_row(sale, kind, rrd, start, end))
+        sold = [sale for sale in self.sales if start <= sale["at"] <= end]
+        if sold and rrd_after < DEDUCTION_RRD:  # the account's own deduction of the report: no goods
+            row = self._report_row(sold[-1], "deduction", DEDUCTION_RRD, start, end)
+            row.update(nmId=0, vendorCode="", sku="", title="", subjectName="", brandName="", techSize="",
+                       orderId=0, srid="", orderUid="", stickerId="", shkId=0)
+            rows.append(row)
         rows = rows[:limit]
         if not rows:
             return SandboxReply(204)
@@ -922,6 +942,11 @@ class WildberriesSandbox(SandboxApp):
         is_sale = kind == "sale"
         money = self._money
         zero = "0.00"
+        oper = {"sale": "Продажа", "logistics": "Логистика", "storage": "Хранение", "penalty": "Штраф",
+                "deduction": "Удержание"}[kind]
+
+        def only(what: str, value: Decimal) -> str:
+            return money(value) if kind == what else zero
         sale_day = (sale["at"] + MSK).date().isoformat()
         return {
             "reportId": 90000001, "dateFrom": (start + MSK).date().isoformat(), "dateTo": (end + MSK).date().isoformat(),
@@ -933,21 +958,21 @@ class WildberriesSandbox(SandboxApp):
             "retailPrice": money(sale["amount"]) if is_sale else zero,
             "retailAmount": money(sale["amount"]) if is_sale else zero, "salePercent": 0,
             "commissionPercent": float(sale["pct"]) if is_sale else 0.0, "officeName": "Москва",
-            "sellerOperName": "Продажа" if is_sale else "Логистика", "orderDt": o["createdAt"],
+            "sellerOperName": oper, "orderDt": o["createdAt"],
             "saleDt": _iso(sale["at"]), "rrDate": sale_day, "shkId": o["id"] % 10**9,
             "retailPriceWithDisc": money(sale["amount"]) if is_sale else zero,
-            "deliveryAmount": 0 if is_sale else 1, "returnAmount": 0,
-            "deliveryService": zero if is_sale else money(sale["logistics"]), "giBoxTypeName": "",
+            "deliveryAmount": 1 if kind == "logistics" else 0, "returnAmount": 0,
+            "deliveryService": only("logistics", sale["logistics"]), "giBoxTypeName": "",
             "productDiscountForReport": 0.0, "sellerPromo": "", "spp": 0.0, "kvwBase": float(sale["pct"]),
             "kvw": float(sale["pct"]), "supRatingUp": 0.0, "isKgvpV2": 0.0,
             "ppvzSalesCommission": money(sale["fee"]) if is_sale else zero,
-            "forPay": money(sale["amount"] - sale["fee"]) if is_sale else zero, "ppvzReward": zero,
-            "acquiringFee": zero, "acquiringPercent": 0.0, "paymentProcessing": "", "acquiringBank": "",
+            "forPay": money(sale["amount"] - sale["fee"] - sale["acquiring"]) if is_sale else zero, "ppvzReward": zero,
+            "acquiringFee": only("sale", sale["acquiring"]), "acquiringPercent": float(ACQUIRING_PCT) if is_sale else 0.0, "paymentProcessing": "", "acquiringBank": "",
             "vw": money(sale["fee"]) if is_sale else zero, "vwNds": zero, "ppvzOfficeName": "", "ppvzOfficeId": 0,
             "ppvzSupplierName": "ИП Демо", "ppvzSupplierInn": "7700000000", "declarationNumber": "",
-            "bonusTypeName": "" if is_sale else "К клиенту при продаже", "stickerId": str(o["id"]),
-            "country": "Россия", "srvDbs": False, "penalty": zero, "additionalPayment": zero,
-            "rebillLogisticCost": zero, "paidStorage": zero, "deduction": zero, "paidAcceptance": zero,
+            "bonusTypeName": "К клиенту при продаже" if kind == "logistics" else "", "stickerId": str(o["id"]),
+            "country": "Россия", "srvDbs": False, "penalty": only("penalty", sale["penalty"]), "additionalPayment": zero,
+            "rebillLogisticCost": zero, "paidStorage": only("storage", sale["storage"]), "deduction": only("deduction", DEDUCTION), "paidAcceptance": zero,
             "orderId": o["id"], "isB2b": False, "trbxId": "", "installmentCofinancingAmount": zero,
             "wibesDiscountPercent": 0.0, "cashbackAmount": zero, "cashbackDiscount": zero,
             "cashbackCommissionChange": zero, "paymentSchedule": "", "deliveryMethod": "FBS",

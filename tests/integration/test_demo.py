@@ -20,8 +20,9 @@ from pathlib import Path
 SUMMARY_KEYS = {"orders_seen", "orders_packed", "labels_printed", "stock_pushes", "errors", "orders_oversold",
                 "recovered", "delivered", "returned", "restocked", "stuck", "picked_by_bin"}
 # the evening's «Сверка», and the marketplaces' own-warehouse stock (FBO), its alerts and the cards with the
-# marketplaces' fees, told at the end of the day: only when the day ran to its end
-EVENING_KEYS = {"stock_unexplained", "fbo_items", "fbo_alerts", "cards_with_fees"}
+# marketplaces' fees, and the commission reports, told at the end of the day: only when the day ran to its end
+EVENING_KEYS = {"stock_unexplained", "fbo_items", "fbo_alerts", "cards_with_fees", "reports_built", "report_reconciled",
+               "report_build_s"}
 
 
 def _demo(workdir: Path, *extra: str) -> subprocess.Popen:
@@ -56,6 +57,9 @@ def test_demo_runs_a_day_and_ends_with_its_summary(tmp_path: Path):
     summary = json.loads(out.strip().splitlines()[-1])
     assert set(summary) == SUMMARY_KEYS | EVENING_KEYS
     assert summary["stock_unexplained"] == 0, out
+    # WB's and Ozon's reports built in the background; «К перечислению» agrees with what each pays
+    assert summary["reports_built"] == 2 and summary["report_reconciled"] >= 1, out
+    assert "РАСХОДИТСЯ" not in out and "отчёт комиссионера ozon-main" in out, out
     assert "1C sent its balances formed at" in out and "сверка остатков:" in out
     assert summary["orders_seen"] >= 5, out
     assert summary["orders_packed"] >= 3, out

@@ -42,18 +42,28 @@ def test_a_clean_month_reconciles_with_ozons_totals(oz, tmp_path) -> None:
     sb, adapter = oz
     _sell(sb, adapter, 3)
     report = adapter.realization_report(*_this_month())
-    assert len(report.lines) == 3
-    revenue = sum((ln.revenue for ln in report.lines), Decimal(0))
-    fee = sum((ln.fee for ln in report.lines), Decimal(0))
+    sales = [ln for ln in report.lines if ln.kind == "sale"]
+    assert len(sales) == 3
+    revenue = sum((ln.revenue for ln in sales), Decimal(0))
+    fee = sum((ln.fee for ln in sales), Decimal(0))
     assert report.native_totals["revenue"] == revenue > 0
     assert report.native_totals["fee"] == fee > 0  # Ozon gives the commission negative; the report, charged
-    assert report.native_totals["processing_and_delivery"] == -3 * DELIVERY_CHARGE  # shown, not compared
-    assert "logistics" not in report.native_totals and "to_pay" not in report.native_totals
+    assert report.native_totals["processing_and_delivery"] == -3 * DELIVERY_CHARGE
+    # the logistics the realization report does not carry come off what Ozon pays (not 0, as before)
+    [logistics] = [ln for ln in report.lines if ln.kind == "logistics"]
+    assert logistics.logistics == 3 * DELIVERY_CHARGE and logistics.to_pay == -3 * DELIVERY_CHARGE
+    assert report.native_totals["to_pay"] == revenue - fee - 3 * DELIVERY_CHARGE
     conn = open_db(tmp_path / "tenant.sqlite")
     rep = reports.build_commission_report(conn, report, marketplace="ozon")
     assert rep.reconciled is True, rep.differences
-    assert set(rep.compared) == {"revenue", "fee"}
+    assert set(rep.compared) == {"revenue", "fee", "to_pay"}
+    assert rep.totals["logistics"] == 3 * DELIVERY_CHARGE
+    assert rep.totals["to_pay"] == revenue - fee - 3 * DELIVERY_CHARGE == rep.native_totals["to_pay"]
     assert "processing_and_delivery" in rep.not_compared
+    said = {r[0]: r for r in reports.reconciliation_table(rep)[1]}  # in Russian, as the files say it
+    assert said["Обработка и доставка (Ozon)"][4:] == ["не сравнивается",
+                                                   "обработка и доставка: вычтено в «Логистика» (строка «Услуги маркетплейса»)"]
+    assert said["К перечислению"][4] == "сходится" and "итогов транзакций Ozon" in said["К перечислению"][5]
     conn.close()
 
 
@@ -66,7 +76,9 @@ def test_a_correction_outside_the_report_shows_as_a_difference(oz, tmp_path) -> 
     conn = open_db(tmp_path / "tenant.sqlite")
     rep = reports.build_commission_report(conn, report, marketplace="ozon")
     assert rep.reconciled is False
-    assert [(d.name, d.delta) for d in rep.differences] == [("revenue", Decimal("150.50"))]
+    # Ozon booked 150.50 less than the report sold: both the revenue and what Ozon pays differ by it
+    assert [(d.name, d.delta) for d in rep.differences] == [("revenue", Decimal("150.50")),
+                                                            ("to_pay", Decimal("150.50"))]
     conn.close()
 
 

@@ -130,8 +130,11 @@ def test_realization_report_comes_from_what_was_sold(wb) -> None:
     sales = [ln for ln in report.lines if ln.kind == "sale"]
     assert sorted(ln.order_native_id for ln in sales) == sorted(o.native_id for o in orders)
     assert sum(ln.revenue for ln in sales) == sum(o.lines[0].price for o in orders)
-    assert all(ln.fee > 0 and ln.to_pay == ln.revenue - ln.fee for ln in sales)
-    assert len([ln for ln in report.lines if ln.kind == "logistics"]) == 3
+    assert all(ln.fee > 0 and ln.acquiring > 0 and ln.to_pay == ln.revenue - ln.fee - ln.acquiring for ln in sales)
+    logistics = [ln for ln in report.lines if ln.kind == "logistics"]
+    assert len(logistics) == 3 and all(ln.to_pay == -ln.logistics < 0 for ln in logistics)  # WB takes it off
+    assert [ln.penalty for ln in report.lines if ln.kind == "penalty"] == [Decimal("150.00")]
+    assert sum(ln.to_pay for ln in report.lines) == report.native_totals["to_pay"]  # WB's bankPaymentSum
 
 
 def test_card_creation_and_its_errors(wb) -> None:

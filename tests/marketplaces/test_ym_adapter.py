@@ -132,7 +132,9 @@ def test_fbs_flow_boxes_marking_labels_ship_cancel(ym) -> None:
     httpx.post(running.url + "/_sandbox/x/deliver", json={}, timeout=10).raise_for_status()  # Market delivers
     report = adapter.realization_report(date.today() - timedelta(days=1), date.today() + timedelta(days=1))
     assert report.lines and {ln.order_native_id for ln in report.lines} == {marked.native_id}
-    assert all(ln.fee > 0 and ln.to_pay == ln.revenue - ln.fee - ln.logistics - ln.other for ln in report.lines)
+    assert all(ln.fee > 0 and ln.acquiring > 0  # Market's PAYMENT_TRANSFER: the acquiring, apart from the fee
+               and ln.to_pay == ln.revenue - ln.fee - ln.acquiring - ln.logistics - ln.storage - ln.other
+               for ln in report.lines)
 
 
 def test_wrong_key_is_an_auth_error(sandbox_factory) -> None:

@@ -108,7 +108,7 @@ def test_commission_report_from_the_realization_report(tmp_path, sandbox_factory
     fees = {k for ln in report.lines for k in ln.native["fees"]}
     assert fees == {"FEE", "PAYMENT_TRANSFER", "DELIVERY_TO_CUSTOMER", "SORTING", "RETURN_PROCESSING",
                     "RETURNED_ORDERS_STORAGE"}
-    assert all(ln.to_pay == ln.revenue - ln.fee - ln.logistics - ln.other for ln in report.lines)
+    assert all(ln.to_pay == ln.revenue - ln.fee - ln.acquiring - ln.logistics - ln.storage - ln.other for ln in report.lines)
     assert set(by_kind["return"][0].native["fees"]) == {"RETURN_PROCESSING", "RETURNED_ORDERS_STORAGE"}
     sold = sum(ln.quantity for ln in by_kind["sale"])
     assert report.native_totals["sold"] == sold and report.native_totals["returned"] == -sum(

@@ -20,8 +20,11 @@ from cloud_sync.money.reports import CommissionReport, ItemRow, save_report
 from cloud_sync.onec.commission import (
     ODataError,
     ODataSettings,
+    check_legal,
     create_document,
+    parties,
     saved_report,
+    store_parties,
     write_xlsx,
 )
 from cloud_sync.schema import open_db
@@ -52,14 +55,45 @@ def test_xlsx_in_1c_layout(tmp_path):
     ws = load_workbook(path).active
     assert ws["A1"].value == "Отчет комиссионера (агента) о продажах № 17 от 26.11.2026"
     assert ws["C3"].value == "Wildberries, кабинет wb-main" and ws["C4"].value == "ООО Ромашка"
-    header = [c.value for c in ws[7]]
+    header = [c.value for c in ws[8]]
     assert header[:4] == ["№", "Код (Ид 1С)", "Артикул", "Номенклатура"] and "Сумма вознаграждения" in header
-    body = [[c.value for c in row] for row in ws.iter_rows(min_row=8, max_row=10)]
+    assert header[10:16] == ["Эквайринг", "Логистика", "Хранение", "Штрафы", "Прочие удержания", "К перечислению"]
+    body = [[c.value for c in row] for row in ws.iter_rows(min_row=9, max_row=11)]
     assert body[0][:10] == [1, CUP, "ЧШ-1", "Чашка", None, 3, 450.0, 1350.0, 15.0, 202.5]
     assert body[1][1] == f"{MUG}#{RED}" and body[1][4] == RED
-    assert body[2][1] is None and body[2][13] == -50.0  # services of the account: no 1C item
-    total = [c.value for c in ws[11]]
+    assert body[2][1] is None and body[2][15] == -50.0  # services of the account: no 1C item
+    total = [c.value for c in ws[12]]
     assert total[3] == "Итого" and total[5] == 5 and total[7] == pytest.approx(2149.8) and total[9] == pytest.approx(322.47)
+
+
+def test_xlsx_has_dates_numbers_and_the_parties_from_settings(tmp_path):
+    """What 1C reads: the parties with INN/KPP and the contract from Settings, dates as date cells, money
+    as numbers with two decimals (never text in «General»)."""
+    conn = open_db(tmp_path / "c.db")
+    assert check_legal({"inn": "12345", "kpp": "77", "contract_date": "31.01.2026"}).keys() == {
+        "inn", "kpp", "contract_date"}
+    store_parties(conn, "seller", {"name": "ООО Ромашка", "inn": "7701234567", "kpp": "770101001"})
+    store_parties(conn, "wb-main", {"name": "ООО «Вайлдберриз»", "inn": "7721546864", "kpp": "997750001",
+                                    "contract_number": "WB-2025/17", "contract_date": "2025-03-01"})
+    path = write_xlsx(report(), tmp_path / "r.xlsx", number="17", on=date(2026, 11, 26),
+                      legal=parties(conn, "wb-main"))
+    wb = load_workbook(path)
+    ws = wb["Отчет комиссионера"]
+    assert ws["C3"].value == "ООО «Вайлдберриз», ИНН 7721546864, КПП 997750001"
+    assert ws["C4"].value == "ООО Ромашка, ИНН 7701234567, КПП 770101001"
+    assert ws["C5"].value == "№ WB-2025/17"
+    assert ws["F5"].is_date and ws["F5"].value.date() == date(2025, 3, 1) and ws["F5"].number_format == "DD.MM.YYYY"
+    assert ws["C6"].is_date and ws["C6"].value.date() == date(2026, 11, 1)
+    assert ws["D6"].is_date and ws["D6"].value.date() == date(2026, 11, 15)
+    assert ws["C2"].is_date and ws["C2"].value.date() == date(2026, 11, 26)
+    for col in (7, 8, 10, 11, 12, 13, 14, 15, 16):  # price, sum, commission, the deductions, to pay
+        for row in (9, 10, 11, 12) if col != 7 else (9, 10, 11):  # the total row has no price
+            cell = ws.cell(row, col)
+            assert cell.data_type == "n" and isinstance(cell.value, int | float), (row, col, cell.value)
+            assert cell.number_format == "#,##0.00", (row, col, cell.number_format)
+    assert ws.cell(9, 6).data_type == "n" and ws.cell(9, 6).value == 3  # quantity: a whole number
+    assert "Сверка" in wb.sheetnames
+    conn.close()
 
 
 def test_saved_report_reads_back(tmp_path):
@@ -165,6 +199,6 @@ def test_cli_writes_the_xlsx_of_a_saved_report(tmp_path, capsys):
     conn.close()
     assert main(["commission", r.id, "--db", str(tmp_path / "c.db"), "--xlsx", str(tmp_path / "o.xlsx")]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert out["rows"] == 3 and load_workbook(out["xlsx"]).active["B8"].value == CUP
+    assert out["rows"] == 3 and load_workbook(out["xlsx"]).active["B9"].value == CUP
     assert main(["commission", "nope", "--db", str(tmp_path / "c.db"), "--xlsx", str(tmp_path / "o.xlsx")]) == 1
     assert "no commission report" in capsys.readouterr().err

@@ -67,11 +67,11 @@ def test_per_item_rows_with_packs_returns_and_unlinked(db):
 
 
 def test_reconciles_to_the_marketplace_totals(db):
-    totals = {**our_totals(), "sold": D(8), "returned": D(1), "acquiring": D("12.3")}
+    totals = {**our_totals(), "sold": D(8), "returned": D(1), "paymentSchedule": D("12.3")}
     rep = reports.build_commission_report(db, native(totals))
     assert rep.reconciled is True
     assert set(rep.compared) == {"revenue", "fee", "logistics", "other", "to_pay", "sold", "returned"}
-    assert rep.not_compared == ["acquiring"]
+    assert rep.not_compared == ["paymentSchedule"]
     wrong = {**totals, "to_pay": totals["to_pay"] + D("0.02"), "sold": D(9)}
     rep = reports.build_commission_report(db, native(wrong))
     assert rep.reconciled is False
@@ -91,10 +91,10 @@ def test_export_xlsx_and_csv(db, tmp_path):
     ws = wb["Отчёт комиссионера"]
     values = [[c.value for c in row] for row in ws.iter_rows()]
     header = values.index(["Артикул 1С", "Номенклатура", "Артикулы маркетплейса", "Продано, шт", "Возвращено, шт",
-                           "Выручка", "Комиссия маркетплейса", "Логистика", "Прочие удержания", "К перечислению",
-                           "Вернулось на склад, шт", "Из них брак, шт"])
+                           "Выручка", "Комиссия маркетплейса", "Эквайринг", "Логистика", "Хранение", "Штрафы",
+                           "Прочие удержания", "К перечислению", "Вернулось на склад, шт", "Из них брак, шт"])
     total_row = values[-1]
-    assert total_row[1] == "Итого" and total_row[9] == pytest.approx(float(our_totals()["to_pay"]))
+    assert total_row[1] == "Итого" and total_row[12] == pytest.approx(float(our_totals()["to_pay"]))
     assert len(values) - header - 2 == 4  # four rows between header and total
     assert [r[4] for r in wb["Сверка"].iter_rows(values_only=True)][1:] == ["сходится"] * 6
     c = reports.export_commission(rep, tmp_path / "r.csv")
@@ -102,8 +102,8 @@ def test_export_xlsx_and_csv(db, tmp_path):
     rows = list(csv.reader(text.splitlines(), delimiter=";"))
     [total] = [r for r in rows if r[1:2] == ["Итого"]]
     assert total[:5] == ["", "Итого", "", "11", "1"]  # item units: a pack of 2 counts 2
-    assert D(total[9]) == our_totals()["to_pay"]
-    assert ["to_pay", str(our_totals()["to_pay"]), str(our_totals()["to_pay"]), "0.00", "сходится"] in rows
+    assert D(total[12]) == our_totals()["to_pay"]
+    assert ["К перечислению", str(our_totals()["to_pay"]), str(our_totals()["to_pay"]), "0.00", "сходится", ""] in rows
     assert any(r[:2] == ["MS-1", "Футболка"] for r in rows)
     with pytest.raises(reports.ReportError, match="xlsx or .csv"):
         reports.export_commission(rep, tmp_path / "r.pdf")

@@ -42,8 +42,17 @@ def test_wildberries_sales_become_a_reconciled_commission_report(tmp_path, sandb
     rep = reports.fetch_commission_report(conn, adapter, today - timedelta(days=1), today + timedelta(days=1))
     assert rep.reconciled is True, rep.differences
     assert rep.totals["sold"] == 4
-    assert all(r.item_id for r in rep.rows), [r.key for r in rep.rows]  # every sale found its 1C item
-    assert rep.totals["revenue"] > 0 and rep.totals["to_pay"] == rep.totals["revenue"] - rep.totals["fee"]
+    goods = [r for r in rep.rows if r.key != "account"]
+    assert all(r.item_id for r in goods), [r.key for r in rep.rows]  # every sale found its 1C item
+    assert [r.other for r in rep.rows if r.key == "account"] == [Decimal("30.00")]  # WB's deduction: no goods
+    # «К перечислению» is what WB pays: its «Итого к оплате» (bankPaymentSum), every deduction taken
+    revenue, fee, acquiring = rep.totals["revenue"], rep.totals["fee"], rep.totals["acquiring"]
+    assert rep.totals["logistics"] == 4 * Decimal("55.00") and rep.totals["storage"] == 4 * Decimal("4.20")
+    assert rep.totals["penalty"] == Decimal("150.00") and acquiring == (revenue * Decimal("0.015")).quantize(
+        Decimal("0.01")) or acquiring > 0
+    expected = revenue - fee - acquiring - 4 * Decimal("55.00") - 4 * Decimal("4.20") - 150 - 30
+    assert rep.totals["to_pay"] == expected == rep.native_totals["to_pay"] == rep.compared["to_pay"]
+    assert {"revenue", "logistics", "storage", "penalty", "other", "to_pay"} <= set(rep.compared)
     assert sum((r.logistics for r in rep.rows), Decimal(0)) == rep.totals["logistics"] > 0
     out = reports.export_commission(rep, tmp_path / "wb.xlsx")
     ws = load_workbook(out)["Отчёт комиссионера"]

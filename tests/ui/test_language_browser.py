@@ -52,6 +52,7 @@ SAMPLES = {  # the arguments of the pages whose address has them
     "prices.document": {"doc_id": "doc-1"},
     "rules.page": {"rule_id": "rule-1"},
     "reports.download": None, "reports.saved_download": None,  # files (XLSX/CSV), not pages
+    "reports.build_progress": None,  # JSON for the report's progress bar
     "orders.download": None,
     "ui.suggest_items": None,  # JSON for the fields that offer items as you type
 }
@@ -96,7 +97,14 @@ def _data(conn, cfg) -> None:
     with transaction(conn):
         conn.execute("INSERT INTO commission_reports(id, account, marketplace, period_from, period_to, totals,"
                      " native_totals, reconciled, differences, built_ts) VALUES ('rep-1', 'wb1', 'wildberries',"
-                     " '2026-11-01', '2026-11-07', '{}', '{}', 0, '[[\"to_pay\", \"62782.5\", \"60692.5\"]]', ?)",
+                     " '2026-11-01', '2026-11-07', '{}', '{\"to_pay\": \"60692.5\", \"forPaySum\": \"62782.5\"}', 0,"
+                     " '[[\"to_pay\", \"62782.5\", \"60692.5\"]]', ?)",
+                     (time.time(),))
+        conn.execute("INSERT INTO report_builds(id, account, period_from, period_to, state, progress, stage, report_id,"
+                     " created_ts) VALUES ('build-1', 'wb1', '2026-11-01', '2026-11-07', 'done', 1, 'done', 'rep-1', ?)",
+                     (time.time(),))
+        conn.execute("INSERT INTO report_builds(id, account, period_from, period_to, state, progress, stage,"
+                     " created_ts) VALUES ('build-2', 'wb1', '2026-11-08', '2026-11-14', 'running', 0.45, 'reading', ?)",
                      (time.time(),))
     price_rules.add_rule(conn, account="wb1", text="-10% пятница 18:00, вернуть понедельник 09:00")
     r = price_rules.add_rule(conn, account="wb1", text="-20% суббота 10:00, вернуть суббота 20:00",
@@ -159,7 +167,8 @@ def _page_urls(app) -> list[str]:
         urls.append(path + QUERIES.get(endpoint, ""))
     assert not missing, f"pages without a sample address in this test: {missing}"
     return sorted(set(urls)) + ["/print/pick/wb1:N0", "/print/prices/doc-1", "/print/stock/fbs", "/orders?q=N1",
-                                "/stocks?account=wb1", "/prices?account=wb1"]
+                                "/stocks?account=wb1", "/prices?account=wb1",
+                                "/reports?build=build-1", "/reports?build=build-2"]
 
 
 def _words(text: str) -> list[str]:

@@ -20,6 +20,7 @@ from cloud_sync.access import secrets, users
 from cloud_sync.alerts import checks, outbox
 from cloud_sync.config import UNIFIED_STATUSES
 from cloud_sync.config_sections import AlertsConfig
+from cloud_sync.onec import commission
 from cloud_sync.web.auth import current_user
 from cloud_sync.web.context import ctx, get_db
 from cloud_sync.web.i18n import domain_text, marketplace_title, role_label, status_label
@@ -292,3 +293,46 @@ def change_user():
         return _page(400, messages=[("error", domain_text(exc))])
     log.info("user %s changed by %s: %s", name[:64], me.name if me else "?", action)
     return _page(messages=[("ok", done)])
+
+
+# ---------------------------------------------------------------- legal details of the commission report
+
+
+@bp.app_template_global()
+def legal_details() -> dict[str, Any]:
+    """What the Settings page shows of the legal details (cloud_sync.onec.commission.parties): the seller
+    and each account's marketplace with its contract, and the choices of the form."""
+    conn = get_db()
+    own = commission.parties(conn, "")
+    rows = [{"scope": commission.SELLER_SCOPE, "title": _("Seller (principal)"), "name": own.seller.name,
+             "inn": own.seller.inn, "kpp": own.seller.kpp, "contract_number": "", "contract_date": None}]
+    choices = [(commission.SELLER_SCOPE, _("Seller (principal)"))]
+    for name, a in sorted(ctx().cfg.accounts.items()):
+        p = commission.parties(conn, name)
+        title = _("%(marketplace)s, account %(account)s (agent)", marketplace=marketplace_title(a.marketplace),
+                  account=name)
+        rows.append({"scope": name, "title": title, "name": p.marketplace.name, "inn": p.marketplace.inn,
+                     "kpp": p.marketplace.kpp, "contract_number": p.contract_number, "contract_date": p.contract_date})
+        choices.append((name, title))
+    return {"rows": rows, "choices": choices}
+
+
+@bp.post("/settings/legal")
+def set_legal():
+    f = request.form
+    scope = f.get("legal_scope", "")
+    values = {k: f.get(f"legal_{k}", "").strip() for k in commission.LEGAL_KEYS}
+    if scope == commission.SELLER_SCOPE:
+        values.pop("contract_number")
+        values.pop("contract_date")
+    said = {"inn": _("INN is 10 digits for a company or 12 for a sole trader"), "kpp": _("KPP is 9 digits"),
+            "contract_date": _("a date like 2026-01-31")}
+    errors = {f"legal_{k}": said[k] for k in commission.check_legal(values)}
+    if scope != commission.SELLER_SCOPE and scope not in ctx().cfg.accounts:
+        errors["legal_scope"] = _("choose the seller or an account")
+    if not values["name"]:
+        errors["legal_name"] = _("the name as in the contract, e.g. ООО «Ромашка»")
+    if errors:
+        return _page(400, errors=errors)
+    commission.store_parties(get_db(), scope, values)
+    return _page(messages=[("ok", _("legal details of %(whom)s stored", whom=values["name"]))])
