@@ -242,7 +242,7 @@ def add_rule():
     text = request.form.get("rule", "").strip()
     category, item = request.form.get("rule_category", "").strip(), request.form.get("rule_item", "").strip()
     if not text:
-        errors["rule"] = _("write the rule, e.g. -10% Friday 18:00, back Monday 09:00")
+        errors["rule"] = _("write the rule, e.g. -10%, Friday 18:00, back Monday 09:00")
     if category and item:
         errors["rule_item"] = _("a rule is limited to a category or to an item, not both")
     lines = [{"category": category}] if category else None
