@@ -19,7 +19,7 @@ from cloud_sync.alerts import outbox as alerts
 from cloud_sync.catalog import card_fill, cards, nomenclature
 from cloud_sync.money import price_list, price_reads, price_rules, price_sources, reports
 from cloud_sync.onec import store as onec_store
-from cloud_sync.orders import after_handover, handover_documents, pushes
+from cloud_sync.orders import after_handover, handover_documents, mp_actions, pushes
 from cloud_sync.orders import records as orders
 from cloud_sync.stock import ledger, reconcile
 from sitelink import store as link_store
@@ -45,6 +45,7 @@ PARTS: list[tuple[str, ModuleType]] = [
     ("cloud_sync.card_fill", card_fill),
     ("cloud_sync.orders.after_handover", after_handover),
     ("cloud_sync.orders.handover_documents", handover_documents),
+    ("cloud_sync.orders.mp_actions", mp_actions),
 ]
 
 

@@ -285,7 +285,10 @@ class ItemResult:
 
 # ---------------------------------------------------------------- orders
 
-OrderAction = Literal["confirm", "assemble", "ship", "cancel"]
+# "reduce": take units the seller cannot send out of the order (details: `lines=[{"card_id", "offer_id",
+# "keep"}]`, the cards of that line the parcel really holds, and `reason`); idempotent — the adapter reads
+# the order back and removes only what is above `keep` (nothing left to remove: `already`)
+OrderAction = Literal["confirm", "assemble", "ship", "cancel", "reduce"]
 
 
 @dataclass
@@ -454,6 +457,7 @@ class Capabilities:
     read_prices: bool = False  # read_prices: the prices it shows now, in its own terms
     receive_pushes: bool = False  # it pushes order events to the cloud (parse_push); polling stays
     handover_documents: bool = False  # handover_documents: what the courier signs or scans (QR, act, waybill)
+    reduce_order: bool = False  # set_order_status(.., "reduce"): take missing units out of an order before it ships
 
 
 @dataclass(frozen=True)
