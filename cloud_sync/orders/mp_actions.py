@@ -198,7 +198,7 @@ def _call(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Marketplace, a: s
         plan = reduction_plan(conn, a["order_id"])
         if not plan:  # nothing left to take out (already done with an earlier call)
             return {"change": StatusChange(native_id, "reduce", True, already=True), "plan": plan}
-        details["lines"] = [{k: ln[k] for k in ("card_id", "offer_id", "keep", "quantity")} for ln in plan]
+        details["lines"] = _keep_per_card(conn, a["order_id"], plan)
         details["reason"] = "out_of_stock"
     change = adapter.set_order_status(native_id, action, **details)
     if not change.ok and not change.already:
@@ -398,6 +398,21 @@ def reduction_plan(conn: sqlite3.Connection, oid: int) -> list[dict[str, Any]]:
                          "units": take_units, "pack": pack})
             left -= take_units
     return plan
+
+
+def _keep_per_card(conn: sqlite3.Connection, oid: int, plan: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the adapter is asked: for each card the plan touches, the cards of it the whole order keeps
+    (a marketplace with one line per unit has several lines of one card)."""
+    planned = {ln["line_no"]: ln["keep"] for ln in plan}
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    touched = {(ln["card_id"], ln["offer_id"]) for ln in plan}
+    for ln in conn.execute("SELECT line_no, card_id, offer_id, quantity FROM order_lines WHERE order_id=?", (oid,)):
+        key = (ln["card_id"], ln["offer_id"])
+        if key in touched:
+            row = out.setdefault(key, {"card_id": key[0], "offer_id": key[1], "keep": 0, "quantity": 0})
+            row["keep"] += planned.get(ln["line_no"], ln["quantity"])
+            row["quantity"] += ln["quantity"]
+    return list(out.values())
 
 
 def _reduced(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, plan: list[dict[str, Any]], now: float) -> None:
