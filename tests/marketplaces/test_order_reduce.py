@@ -86,3 +86,45 @@ def test_wildberries_cannot_reduce_an_assembly_task(sandbox_factory, account_for
     assert profile("wildberries").can.reduce_order is False
     with pytest.raises(NotSupported):
         wb.set_order_status(oid, "reduce", lines=[{"offer_id": "x", "keep": 0}])
+
+
+# ---------------------------------------------------------------- Ozon: /v2/posting/fbs/product/cancel
+
+
+def test_ozon_cancels_only_the_missing_units_of_a_posting(sandbox_factory, account_for) -> None:
+    running = sandbox_factory("ozon", seed=30, time_scale=1000)
+    oz = open_account(account_for(running))
+    number = httpx.post(running.url + "/_sandbox/x/order", json={"offer_id": "MS-00002", "quantity": 3},
+                        timeout=10).json()["posting_number"]
+    line = oz.get_order(number).lines[0]
+    assert line.quantity == 3
+    change = oz.set_order_status(number, "reduce", lines=[{"card_id": line.card_id, "offer_id": line.offer_id,
+                                                           "keep": 2}])
+    assert change.ok and not change.already and change.native_status == "awaiting_packaging"
+    st = _state(running)
+    assert st["order_units"][number] == {"MS-00002": 2} and st["order_calls"][number]["reduce"] == [1, 1]
+    assert oz.get_order(number).lines[0].quantity == 2
+    again = oz.set_order_status(number, "reduce", lines=[{"offer_id": line.offer_id, "keep": 2}])
+    assert again.ok and again.already and _state(running)["order_calls"][number]["reduce"] == [1, 1]
+    assert oz.set_order_status(number, "assemble").ok  # packages hold the 2 the posting has now
+    st = _state(running)
+    assert st["orders"][number] == "awaiting_deliver" and st["spec_violations"] == []
+
+
+def test_ozon_refuses_a_product_not_in_the_posting_or_a_reason_not_the_sellers(sandbox_factory) -> None:
+    running = sandbox_factory("ozon", seed=31, time_scale=1000)
+    number = httpx.post(running.url + "/_sandbox/x/order", json={"offer_id": "MS-00002", "quantity": 2},
+                        timeout=10).json()["posting_number"]
+    url = running.url + "/v2/posting/fbs/product/cancel"
+    body = {"posting_number": number, "cancel_reason_id": 352, "cancel_reason_message": "нет",
+            "items": [{"sku": 123, "quantity": 1}]}
+    assert httpx.post(url, json=body, headers=running.credentials, timeout=10).status_code == 400
+    body["items"] = [{"sku": 900_000_002, "quantity": 3}]  # more than the posting has
+    assert httpx.post(url, json=body, headers=running.credentials, timeout=10).status_code == 400
+    body.update(items=[{"sku": 900_000_002, "quantity": 1}], cancel_reason_id=401)
+    assert httpx.post(url, json=body, headers=running.credentials, timeout=10).status_code == 400
+    assert _state(running)["order_units"][number] == {"MS-00002": 2}
+    body["cancel_reason_id"] = 352
+    body["items"] = [{"sku": 900_000_002, "quantity": 2}]  # every unit: the posting is cancelled
+    assert httpx.post(url, json=body, headers=running.credentials, timeout=10).status_code == 200
+    assert _state(running)["orders"][number] == "cancelled"
