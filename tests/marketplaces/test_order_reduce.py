@@ -128,3 +128,43 @@ def test_ozon_refuses_a_product_not_in_the_posting_or_a_reason_not_the_sellers(s
     body["items"] = [{"sku": 900_000_002, "quantity": 2}]  # every unit: the posting is cancelled
     assert httpx.post(url, json=body, headers=running.credentials, timeout=10).status_code == 200
     assert _state(running)["orders"][number] == "cancelled"
+
+
+# ---------------------------------------------------------------- Yandex.Market: setOrderBoxLayout, allowRemove
+
+
+def test_yandex_market_lays_the_order_out_without_the_missing_units(sandbox_factory) -> None:
+    from tests.marketplaces.test_ym_adapter import ym_account
+    running = sandbox_factory("yandex_market", seed=30, time_scale=1000)
+    ym = open_account(ym_account(running))
+    ids = _orders(running, 12)
+    orders = {o.native_id: o for o in ym.new_orders()}
+    # an order of two items, unmarked (no codes to lay out)
+    oid = next(i for i in ids if len(orders[i].lines) == 2 and not any(ln.marking_required for ln in orders[i].lines))
+    first, second = orders[oid].lines
+    change = ym.set_order_status(oid, "reduce", lines=[{"card_id": second.card_id, "offer_id": second.offer_id,
+                                                        "keep": 0}])
+    assert change.ok and not change.already
+    st = _state(running)
+    assert st["order_units"][oid] == {first.offer_id: first.quantity}
+    assert st["order_calls"][oid]["reduce"] == [1, 1]
+    again = ym.set_order_status(oid, "reduce", lines=[{"offer_id": second.offer_id, "keep": 0}])
+    assert again.ok and again.already and _state(running)["order_calls"][oid]["reduce"] == [1, 1]
+    assert [ln.offer_id for ln in ym.get_order(oid).lines] == [first.offer_id]
+    assert ym.set_order_status(oid, "assemble").ok  # the layout of what is left
+    st = _state(running)
+    assert st["orders"][oid] == "PROCESSING/READY_TO_SHIP" and st["spec_violations"] == []
+    assert "reduce" in [k for k in st["order_calls"][oid]] and st["order_calls"][oid]["reduce"] == [1, 1]
+
+
+def test_yandex_market_refuses_to_reduce_the_only_item_of_an_order(sandbox_factory) -> None:
+    from tests.marketplaces.test_ym_adapter import ym_account
+    running = sandbox_factory("yandex_market", seed=31, time_scale=1000)
+    ym = open_account(ym_account(running))
+    ids = _orders(running, 12)
+    orders = {o.native_id: o for o in ym.new_orders()}
+    oid = next(i for i in ids if len(orders[i].lines) == 1 and orders[i].lines[0].quantity >= 2)
+    (line,) = orders[oid].lines
+    change = ym.set_order_status(oid, "reduce", lines=[{"offer_id": line.offer_id, "keep": line.quantity - 1}])
+    assert not change.ok and "CANNOT_REMOVE_LAST_ITEM" in change.error
+    assert _state(running)["order_units"][oid] == {line.offer_id: line.quantity}  # nothing changed
