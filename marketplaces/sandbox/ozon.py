@@ -131,7 +131,7 @@ class OzonSandbox(SandboxApp):
             "transitions": {num: list(t) for num, t in self.transitions.items()},
             # what each posting still holds per offer (units the seller cancelled are gone): what the buyer gets
             "order_units": {num: {self.products[p["product_id"]]["offer_id"]: p["quantity"]}
-                            for num, p in self.postings.items() if p["status"] != "cancelled"},
+                            for num, p in self.postings.items() if p["status"] != "cancelled" or p.get("cancelled_after_ship")},
             "returns": {str(rid): {"posting_number": r["posting_number"], "type": r["type"]}
                         for rid, r in self.returns.items()},
             "archived": sorted(pid for pid, p in self.products.items() if p["archived"]),
