@@ -80,6 +80,7 @@ EVENT_TEXT = {
     "packed": "order {number} packed at {site}",
     "printed": "label of order {number} printed at {site} ({detail})",
     "assembled": "order {number} marked assembled on {marketplace}",
+    "reduced": "order {number} reduced on {marketplace} to what its parcel holds ({detail})",
     "shipped": "order {number} handed over to {marketplace}",
     "handed_over": "order {number} handed over at {site}",
     "handover_missing": "order {number} stayed at {site} when its hand-over closed ({detail}): offered to the next courier",
