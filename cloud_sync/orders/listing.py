@@ -72,7 +72,7 @@ QUIET_EVENTS = {"task_sent", "received"}  # said by "reserved" / "short" / "prob
 
 EVENT_TEXT = {
     "reserved": "order {number} ({account}) reserved at warehouse {warehouse}; pick task sent to {site}",
-    "short": "order {number} ({account}) cannot be covered from stock: {detail}",
+    "short": "order {number} ({account}) is short: {detail}",  # no stock for it, or units the site did not find
     "problem": "order {number} ({account}) needs attention: {detail}",
     "confirmed": "order {number} confirmed on {marketplace}",
     "label_sent": "{marketplace} label of order {number} sent down to {site} ({detail})",
