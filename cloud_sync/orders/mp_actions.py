@@ -349,31 +349,40 @@ def record_shortage(conn: sqlite3.Connection, oid: int, lines: list[dict[str, An
     for ln in lines:
         if int(ln.get("short") or 0) > 0 and ln.get("item_id"):
             short[str(ln["item_id"])] = short.get(str(ln["item_id"]), 0) + int(ln["short"])
+    grew = False
     for item, n in short.items():
-        conn.execute("INSERT INTO order_reductions(order_id, task_round, item_id, short_units) VALUES (?,?,?,?)"
-                     " ON CONFLICT(order_id, task_round, item_id) DO UPDATE SET"
-                     " short_units=MAX(short_units, excluded.short_units)", (oid, o["task_round"], item, n))
+        cur = conn.execute("INSERT INTO order_reductions(order_id, task_round, item_id, short_units) VALUES (?,?,?,?)"
+                           " ON CONFLICT(order_id, task_round, item_id) DO UPDATE SET short_units=excluded.short_units"
+                           " WHERE excluded.short_units > short_units", (oid, o["task_round"], item, n))
+        grew = grew or cur.rowcount > 0
     if not reduction_plan(conn, oid):
         return False
     try:
         can = profile(o["marketplace"]).can.reduce_order
     except ValueError:
         can = False
+    what, todo = ACTION_TEXT["reduce"]
     if not can:
-        what, todo = ACTION_TEXT["reduce"]
-        text = f"{what}: {NO_REDUCE}. Что сделать: {todo}."
         conn.execute("INSERT INTO order_actions(order_id, action, state, attempts, next_try, error, updated_ts)"
                      " VALUES (?,?,?,0,?,?,?) ON CONFLICT(order_id, action) DO UPDATE SET state='failed',"
                      " error=excluded.error, updated_ts=excluded.updated_ts",
                      (oid, "reduce", "failed", now, NO_REDUCE, now))
+    elif grew:  # a new shortage (a reduce done or refused before is asked again for it)
+        conn.execute("INSERT INTO order_actions(order_id, action, state, attempts, next_try, updated_ts) VALUES"
+                     " (?,?,?,0,?,?) ON CONFLICT(order_id, action) DO UPDATE SET state='pending', attempts=0,"
+                     " next_try=excluded.next_try, updated_ts=excluded.updated_ts WHERE order_actions.state!='pending'",
+                     (oid, "reduce", "pending", now, now))
+    else:  # the same shortage said again (the packed message after the short one) changes nothing
+        conn.execute("INSERT OR IGNORE INTO order_actions(order_id, action, state, attempts, next_try, updated_ts)"
+                     " VALUES (?,?,?,0,?,?)", (oid, "reduce", "pending", now, now))
+    failed = conn.execute("SELECT error FROM order_actions WHERE order_id=? AND action='reduce' AND state='failed'",
+                          (oid,)).fetchone()
+    if failed is not None:  # held: the reason stays on the order (a packed message clears the old problem)
+        text = f"{what}: {failed[0]}. Что сделать: {todo}."[:500]
         conn.execute("UPDATE orders SET problem=? WHERE id=?", (text, oid))
-        log_event(conn, oid, "problem", text, now)
-        return True
-    # a reduce done before (an earlier shortage) is asked again for the new one
-    conn.execute("INSERT INTO order_actions(order_id, action, state, attempts, next_try, updated_ts) VALUES"
-                 " (?,?,?,0,?,?) ON CONFLICT(order_id, action) DO UPDATE SET state='pending', attempts=0,"
-                 " next_try=excluded.next_try, updated_ts=excluded.updated_ts WHERE order_actions.state!='pending'",
-                 (oid, "reduce", "pending", now, now))
+        if not conn.execute("SELECT 1 FROM order_events WHERE order_id=? AND kind='problem' AND detail=?",
+                            (oid, text)).fetchone():
+            log_event(conn, oid, "problem", text, now)
     return True
 
 

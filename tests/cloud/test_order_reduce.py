@@ -69,8 +69,9 @@ class MM:
             self.handlers[msg_type](self.conn, Envelope(id=f"01TEST{next(_ids):04d}", site="site-1", seq=1,
                                                        type=msg_type, ts="2026-11-26T00:00:00Z", body=body))
 
-    def packed_one_of_two(self, sid: str) -> str:
-        """At the packing table one of the two units is not there: written off, the parcel goes with one."""
+    def packed_one_of_two(self, sid: str, *, packed: bool = True) -> str:
+        """At the packing table one of the two units is not there: written off, the parcel goes with one
+        (`packed=False`: only the shortage is said so far; `pack_rest` says the rest)."""
         key = f"mm:{sid}"
         item = self.conn.execute("SELECT item_id FROM order_lines l JOIN orders o ON o.id=l.order_id WHERE o.key=?",
                                  (key,)).fetchone()[0]
@@ -80,9 +81,17 @@ class MM:
         self.site("stock_delta", {"warehouse": "main", "item_id": item, "delta": -1, "reason": "writeoff",
                                   "ref": key, "note": "нет при упаковке"})
         self.site("task_progress", {"task_id": task_id, "order_id": key, "state": "short", "lines": lines})
+        if packed:
+            self.pack_rest(sid, item)
+        return item
+
+    def pack_rest(self, sid: str, item: str) -> None:
+        key = f"mm:{sid}"
+        task = self.conn.execute("SELECT task_round FROM orders WHERE key=?", (key,)).fetchone()[0]
+        task_id = f"pick-{key}" if not task else f"pick-{key}#{task}"
+        lines = [{"item_id": item, "quantity": 2, "picked": 1, "short": 1, "packed": 1}]
         self.site("stock_delta", {"warehouse": "main", "item_id": item, "delta": -1, "reason": "pick", "ref": key})
         self.site("task_progress", {"task_id": task_id, "order_id": key, "state": "packed", "lines": lines})
-        return item
 
     def run(self, rounds: int = 1) -> None:
         for _ in range(rounds):
@@ -170,6 +179,20 @@ def test_a_reduce_the_marketplace_refuses_holds_the_order_unassembled_and_unship
     assert "ship" not in st["order_calls"].get(sid, {}) and mm.action(sid, "ship") == "pending"
     failed = mm.conn.execute("SELECT action FROM order_actions WHERE state='failed'").fetchall()
     assert [r[0] for r in failed] == ["reduce"]  # the attention list's failed calls show it, with «Повторить»
+
+
+def test_a_reduce_refused_before_the_parcel_is_packed_stays_held_when_it_is(mm, monkeypatch):
+    sid = mm.order_of_two()
+    item = mm.packed_one_of_two(sid, packed=False)  # the shortage is said first; the packing goes on
+    monkeypatch.setattr(mm.adapter, "set_order_status", lambda native_id, action, **details: StatusChange(
+        native_id, action, False, "CONFIRMED", error="lot cannot be rejected"))
+    mm.run(rounds=mp_actions.REFUSED_TRIES + 1)
+    assert mm.action(sid, "reduce") == "failed"
+    mm.pack_rest(sid, item)  # the same shortage said again with the packed parcel: still held, still said why
+    mm.run(rounds=2)
+    assert mm.action(sid, "reduce") == "failed" and mm.action(sid, "assemble") == "pending"
+    problem = mm.conn.execute("SELECT problem FROM orders WHERE key=?", (f"mm:{sid}",)).fetchone()[0]
+    assert problem.startswith("Маркетплейс не убрал из заказа") and "lot cannot be rejected" in problem
 
 
 def test_a_marketplace_that_cannot_reduce_holds_the_order_without_a_call(mm, monkeypatch):
