@@ -5,7 +5,9 @@ Owns: the state of one seeded merchant (one store = one warehouse / shipping poi
 v1 orderService/offerService paths in the envelope Megamarket uses (`{"meta":{},"data":{"token":…}}`
 in, `{"success":1|0,"meta":{},"data":{},"error":[…]}` out, HTTP 200 even when the operation failed),
 the per-lot status machine NEW -> CONFIRMED -> PACKED -> SHIPPED (rejections MERCHANT_CANCELED with
-CONFIRMATION_REJECT / LATE_REJECT, buyer cancels CUSTOMER_CANCELED), box codes
+CONFIRMATION_REJECT / LATE_REJECT — some lots of a shipment or all, a shipment with every lot cancelled
+is cancelled; buyer cancels CUSTOMER_CANCELED; each shipment's live lots per offer in the state's
+`order_units`, the lot-moving calls per shipment in `order_calls`), box codes
 `merchantId*shipmentId*boxIndex`, Честный ЗНАК `digitalMark` where a lot needs it, the 5 requests/s
 limit, the bot User-Agent block, and pushing order/new and order/cancel to a configured URL
 (`POST /_sandbox/x/push {"url", "duplicates", "fail_first", "max_attempts"}`), retried while the answer is not

@@ -6,7 +6,9 @@ Owns: the state of one seeded cabinet (`businessId`) with one FBS store (`campai
 warehouse, answering the official Partner API paths in the official shapes (the spec in
 `../shared/specs/yandex_market/` is the judge: the sandbox core validates requests and responses), the
 FBS status machine PROCESSING/STARTED -> READY_TO_SHIP (after boxes, with marking codes where the item
-needs them) -> SHIPPED (when the shipment is confirmed) and CANCELLED/SHOP_FAILED, PDF labels whose
+needs them) -> SHIPPED (when the shipment is confirmed) and CANCELLED/SHOP_FAILED, items taken out of an
+order by a box layout with `allowRemove` (never the only item, never growth; counted as "reduce" in
+`order_calls`, what each order still holds in the state's `order_units`), PDF labels whose
 barcode decodes to the order id, and delivering ORDER_CREATED / ORDER_STATUS_UPDATED / ORDER_CANCELLED
 notifications to a configured URL (`POST /_sandbox/x/push {"url", "duplicates", "fail_first", "max_attempts"}`).
 
