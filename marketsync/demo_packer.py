@@ -172,9 +172,12 @@ class DemoPacker:
             try:
                 self.site.act(pick.report_short, self.site.send, task_id, 1)
                 log.info("demo packer: nothing on the shelf for task %s, reported short", task_id)
-                return
             except TaskError:
                 pass
+            t = self.site.row("SELECT state FROM tasks WHERE task_id = ?", task_id)
+            if t is None or t["state"] not in pack.OPEN_FOR_PACK:
+                return  # nothing of it found: the cloud serves the order again (or it waits for stock)
+            # its other lines are there: the parcel is packed without the first (the marketplace is told)
         with store.transaction(self.site.conn):
             try:
                 station.open_task(self.site.conn, st, task_id, "pack")
