@@ -138,6 +138,8 @@ def summary(conn: sqlite3.Connection) -> dict[str, int]:
         "errors": one("SELECT COUNT(*) FROM cloud_errors"),
         # waited for stock or a link, then served
         "recovered": one("SELECT COUNT(DISTINCT order_id) FROM order_events WHERE kind='served'"),
+        # packed short, and the marketplace told what the parcel holds before it shipped
+        "reduced": one("SELECT COUNT(DISTINCT order_id) FROM order_events WHERE kind='reduced'"),
         **after_handover.summary(conn),
         # past the assembly deadline, still waiting, and nobody was told (no deadline alert queued)
         "stuck": one("SELECT COUNT(*) FROM orders o WHERE o.stage IN ('short', 'problem') AND o.ship_by IS NOT NULL"

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 SUMMARY_KEYS = {"orders_seen", "orders_packed", "labels_printed", "stock_pushes", "errors", "orders_oversold",
-                "recovered", "delivered", "returned", "restocked", "stuck"}
+                "recovered", "delivered", "returned", "restocked", "stuck", "reduced"}
 EVENING_KEYS = {"stock_unexplained"}  # the evening's «Сверка»: only when the day ran to its end
 
 
