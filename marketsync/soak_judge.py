@@ -267,9 +267,10 @@ def gather(*, sandboxes: dict[str, str], accounts: dict[str, str], cloud_db: Pat
         for native, units in (state.get("order_units") or {}).items():  # what the buyer gets, per offer
             mp_units[f"{account}:{native}"] = {str(k): int(v) for k, v in units.items()}
     with closing(_ro(cloud_db)) as conn:
-        for r in conn.execute("SELECT key, stage FROM orders"):
+        for r in conn.execute("SELECT key, stage, EXISTS (SELECT 1 FROM order_actions a WHERE a.order_id = o.id AND"
+                              " a.action = 'reduce' AND a.state = 'failed') AS held FROM orders o"):
             ev.in_cloud.add(r["key"])
-            if r["stage"] == "short":
+            if r["stage"] == "short" or r["held"]:  # held: packed short, its marketplace would not take the units out
                 ev.short.add(r["key"])
         for r in conn.execute("SELECT o.key, o.warehouse, l.item_id, SUM(l.units) AS n FROM order_lines l "
                               "JOIN orders o ON o.id = l.order_id WHERE l.item_id IS NOT NULL "
