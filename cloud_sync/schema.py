@@ -19,7 +19,7 @@ from cloud_sync.alerts import outbox as alerts
 from cloud_sync.catalog import card_fill, cards, nomenclature
 from cloud_sync.money import economics, price_list, price_reads, price_rules, price_sources, reports
 from cloud_sync.onec import store as onec_store
-from cloud_sync.orders import after_handover, handover_documents, pushes
+from cloud_sync.orders import after_handover, handover_documents, mp_actions, pushes
 from cloud_sync.orders import records as orders
 from cloud_sync.stock import fbo, ledger, reconcile
 from sitelink import store as link_store
@@ -47,6 +47,7 @@ PARTS: list[tuple[str, ModuleType]] = [
     ("cloud_sync.orders.handover_documents", handover_documents),
     ("cloud_sync.stock.fbo", fbo),
     ("cloud_sync.money.economics", economics),
+    ("cloud_sync.orders.mp_actions", mp_actions),
 ]
 
 

@@ -310,7 +310,10 @@ class ItemResult:
 
 # ---------------------------------------------------------------- orders
 
-OrderAction = Literal["confirm", "assemble", "ship", "cancel"]
+# "reduce": take units the seller cannot send out of the order (details: `lines=[{"card_id", "offer_id",
+# "keep"}]`, the cards of that line the parcel really holds, and `reason`); idempotent — the adapter reads
+# the order back and removes only what is above `keep` (nothing left to remove: `already`)
+OrderAction = Literal["confirm", "assemble", "ship", "cancel", "reduce"]
 
 
 @dataclass
@@ -489,6 +492,7 @@ class Capabilities:
     sale_fees: bool = False  # sale_fees: its commission / logistics / acquiring per card (unit economics)
     receive_pushes: bool = False  # it pushes order events to the cloud (parse_push); polling stays
     handover_documents: bool = False  # handover_documents: what the courier signs or scans (QR, act, waybill)
+    reduce_order: bool = False  # set_order_status(.., "reduce"): take missing units out of an order before it ships
 
 
 @dataclass(frozen=True)

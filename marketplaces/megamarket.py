@@ -362,7 +362,11 @@ class MegamarketAdapter:
     def set_order_status(self, native_id: str, action: OrderAction, **details: Any) -> StatusChange:
         """Move the shipment's lots one step. `details`: `order_code` (confirm: our number, Latin letters,
         digits, _ and -; default the order's number, i.e. the shipment id), `marking_codes={itemIndex or offerId: [code, ...]}` (assemble), `reason` (cancel:
-        one of REJECT_REASONS, default OUT_OF_STOCK) and `comment`. Lots already there are not sent again."""
+        one of REJECT_REASONS, default OUT_OF_STOCK) and `comment`. Lots already there are not sent again.
+        reduce: `lines=[{"offer_id", "keep"}]` — the live lots of each offer above `keep` (the highest
+        itemIndex first) are rejected with `order/reject` (README 5.3, reason OUT_OF_STOCK)."""
+        if action == "reduce":
+            return self._reduce(native_id, details)
         wants = {"confirm": ({"NEW"}, "CONFIRMED"), "assemble": ({"CONFIRMED"}, "PACKED"),
                  "ship": ({"PACKED"}, "SHIPPED"), "cancel": ({"NEW", "CONFIRMED", "PACKED"}, "MERCHANT_CANCELED")}
         if action not in wants:
@@ -389,6 +393,39 @@ class MegamarketAdapter:
             after = {ln.native_id: (target if ln.native_id in moved else ln.native["status"]) for ln in order.lines}
             return StatusChange(native_id, action, True, shipment_status(list(after.values())), native={"lots": after})
         return StatusChange(native_id, action, False, error="status change not confirmed after every attempt the retry policy allows")
+
+    def _reduce(self, native_id: str, details: dict[str, Any]) -> StatusChange:
+        """Reject the lots the parcel does not hold; read back first, so a repeat rejects nothing twice."""
+        for _ in range(self.client.retry.attempts):
+            order = self.get_order(native_id)
+            live = [ln for ln in order.lines if not ln.native["status"].endswith("CANCELED")]
+            drop: list[OrderLine] = []
+            for want in details.get("lines") or []:
+                names = {str(want.get("offer_id") or ""), str(want.get("card_id") or "")} - {""}
+                mine = sorted((ln for ln in live if ln.offer_id in names), key=lambda ln: int(ln.native_id))
+                extra = len(mine) - max(int(want.get("keep", 0)), 0)
+                if extra > 0:
+                    drop += mine[-extra:]
+            if not drop:
+                return StatusChange(native_id, "reduce", True, order.native_status, already=True)
+            if len(drop) == len(live):
+                return StatusChange(native_id, "reduce", False, order.native_status,
+                                    error="every live lot would go: cancel the shipment instead")
+            try:
+                self._call("order_reject", {
+                    "reason": {"type": "OUT_OF_STOCK", "comment": str(details.get("comment") or "нет в наличии")},
+                    "shipments": [{"shipmentId": order.native_id,
+                                   "items": [{"itemIndex": int(ln.native_id), "offerId": ln.offer_id} for ln in drop]}]})
+            except Uncertain:
+                continue  # read the lots back before sending anything again
+            except MarketplaceError as exc:
+                return StatusChange(native_id, "reduce", False, order.native_status, error=str(exc),
+                                    native={"native": exc.native})
+            gone = {ln.native_id for ln in drop}
+            after = [("MERCHANT_CANCELED" if ln.native_id in gone else ln.native["status"]) for ln in order.lines]
+            return StatusChange(native_id, "reduce", True, shipment_status(after),
+                                native={"rejected": sorted(gone, key=int)})
+        return StatusChange(native_id, "reduce", False, error="reduce not confirmed after every attempt the retry policy allows")
 
     def _send_move(self, order: Order, action: OrderAction, lots: list[OrderLine], details: dict[str, Any]) -> None:
         sid = order.native_id

@@ -763,10 +763,14 @@ class OzonAdapter:
         `packages=[...]`), after setting the Честный знак codes of products that need them
         (`marking_codes={sku, offer id or product id: [codes]}`; missing ones refused before sending);
         ship: create and approve a carriage for its delivery method (every posting packed for that
-        method goes with it); cancel: `reason_id=` (default 352 out of stock), `reason=`."""
+        method goes with it); cancel: `reason_id=` (default 352 out of stock), `reason=`; reduce:
+        `lines=[{"card_id", "offer_id", "keep"}]` — the units above `keep` are cancelled with
+        `/v2/posting/fbs/product/cancel` (reason 352, the posting read back before every send)."""
         number = str(native_id)
         p = self._posting(number)
         status = p["status"]
+        if action == "reduce":
+            return self._reduce(number, p, details)
         if action == "confirm":
             ok = status not in ("cancelled", "cancelled_from_split_pending")
             return StatusChange(number, action, ok, status, already=ok, error="" if ok else f"posting is {status}",
@@ -801,6 +805,45 @@ class OzonAdapter:
             if p["status"] not in allowed:
                 return StatusChange(number, action, False, p["status"], error=f"posting moved to {p['status']}")
         return StatusChange(number, action, False, p["status"], error=f"{action} did not take after {MOVE_ATTEMPTS} attempts")
+
+    def _reduce(self, number: str, p: dict[str, Any], details: dict[str, Any]) -> StatusChange:
+        """Cancel the units of the posting's products above what the parcel keeps; nothing above: already."""
+        for attempt in range(MOVE_ATTEMPTS):
+            if p["status"] != "awaiting_packaging":
+                return StatusChange(number, "reduce", False, p["status"],
+                                    error=f"cannot take products out of a posting that is {p['status']}")
+            order = self._order(p, "posting_get")
+            items, left = [], sum(ln.quantity for ln in order.lines)
+            for want in details.get("lines") or []:
+                names = {str(want.get("offer_id") or ""), str(want.get("card_id") or "")} - {""}
+                for ln in order.lines:
+                    if names & {ln.offer_id, ln.card_id, ln.native_id}:
+                        extra = ln.quantity - max(int(want.get("keep", 0)), 0)
+                        if extra > 0:
+                            items.append({"sku": int(ln.native_id), "quantity": extra})
+                            left -= extra
+                        break
+            if not items:
+                return StatusChange(number, "reduce", True, p["status"], already=True)
+            if left <= 0:
+                return StatusChange(number, "reduce", False, p["status"],
+                                    error="every product would go: cancel the posting instead")
+            try:
+                self.http.call("posting_product_cancel", json={
+                    "posting_number": number, "cancel_reason_id": int(details.get("reason_id", 352)),
+                    "cancel_reason_message": str(details.get("comment") or "Товара нет в наличии"), "items": items})
+            except Uncertain as exc:
+                log.warning("%s: reduce of %s uncertain (%s); reading it back", self.account, number, exc)
+                self.http.settle(attempt)
+                p = self._posting(number)
+                continue
+            except MarketplaceError as exc:
+                if exc.retryable:
+                    raise
+                return StatusChange(number, "reduce", False, p["status"], error=str(exc))
+            p = self._posting(number)
+            return StatusChange(number, "reduce", True, p["status"], native={"cancelled": items})
+        return StatusChange(number, "reduce", False, p["status"], error=f"reduce did not take after {MOVE_ATTEMPTS} attempts")
 
     def _send_move(self, number: str, action: str, p: dict[str, Any], details: dict[str, Any]) -> None:
         if action == "assemble":

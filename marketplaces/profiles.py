@@ -8,7 +8,8 @@ The table (see endpoints/wildberries.toml for a documented example):
                          min_stock_interval_s, stock_interval_reason, ships (the last three
                          optional; ships = "per_order" (default) | "per_batch": see MarketplaceProfile)
     [profile.can]        hide_cards, create_cards, read_fbo_stock, realization_report, read_prices,
-                         receive_pushes (each true or false; a missing one is false)
+                         receive_pushes, handover_documents, reduce_order (each true or false; a
+                         missing one is false)
     [profile.statuses]   native status (or "STATUS/SUBSTATUS") = unified status
     [profile.push]       only where it pushes: paths, sources, noun, accepted, refused,
                          refusal_kinds ({"400" = "..."}), other_refusal

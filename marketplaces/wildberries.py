@@ -727,8 +727,13 @@ class WildberriesAdapter:
         another open supply (`next_batch=`, else a new one; WB moves orders between open supplies), so only
         parcels that left are delivered; the answer's `native` says `shipped` (the order ids the delivery
         moved to `complete`) and `moved` ({order id: its new supply}); cancel: cancel.
-        Reads the status first and after any uncertain or refused answer."""
+        Reads the status first and after any uncertain or refused answer. reduce: an assembly task is one
+        unit, so there is nothing to take out of it (NotSupported; a task not found goes whole)."""
         oid = str(native_id)
+        if action == "reduce":
+            raise NotSupported("wildberries", "reduce (an assembly task is one unit: cancel it instead)", account=self.account,
+                               seller_text="Сборочное задание Wildberries — это одна единица товара: убрать из него"
+                                           " часть нельзя, его можно только отменить.")
         if details.get("batch_id") and not details.get("supply_id"):
             details["supply_id"] = details["batch_id"]  # a WB shipment batch is a supply
         sgtins: list[str] | None = None

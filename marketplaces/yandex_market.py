@@ -561,7 +561,11 @@ class YandexMarketAdapter:
     def set_order_status(self, native_id: str, action: OrderAction, **details: Any) -> StatusChange:
         """Move one order one step (see the module docstring). `details` for "assemble":
         `marking_codes={line native id or offer id: [cis, ...]}`, `boxes=N` (default 1);
-        for "cancel": nothing (YM's seller cancel reason is SHOP_FAILED)."""
+        for "cancel": nothing (YM's seller cancel reason is SHOP_FAILED); for "reduce":
+        `lines=[{"card_id", "offer_id", "keep"}]` — an FBS order's items are taken out with
+        setOrderBoxLayout and `allowRemove: true` (updateOrderItems is DBS's), before READY_TO_SHIP."""
+        if action == "reduce":
+            return self._reduce(native_id, details)
         order = self.get_order(native_id)
         now = (order.native_status, order.native_substatus)
         if action == "confirm":
@@ -584,6 +588,37 @@ class YandexMarketAdapter:
                 return self._move(order, action, ("CANCELLED", "SHOP_FAILED"))
             return self._already_or_refused(order, action, ok=now[0] == "CANCELLED")
         raise MarketplaceError(f"unknown action {action!r}", account=self.account, endpoint="order_status")
+
+    def _reduce(self, native_id: str, details: dict[str, Any]) -> StatusChange:
+        """Lay the order out again without the units the parcel lacks (read back first: a repeat changes
+        nothing). Market refuses to reduce the only item of an order: the answer says so."""
+        for _ in range(self.client.retry.attempts):
+            order = self.get_order(native_id)
+            status = f"{order.native_status}/{order.native_substatus}"
+            counts = {ln.native_id: ln.quantity for ln in order.lines}
+            for want in details.get("lines") or []:
+                names = {str(want.get("offer_id") or ""), str(want.get("card_id") or "")} - {""}
+                for ln in order.lines:
+                    if names & {ln.offer_id, ln.card_id}:
+                        counts[ln.native_id] = min(counts[ln.native_id], max(int(want.get("keep", 0)), 0))
+                        break
+            if all(counts[ln.native_id] == ln.quantity for ln in order.lines):
+                return StatusChange(native_id, "reduce", True, status, already=True)
+            if (order.native_status, order.native_substatus) != ("PROCESSING", "STARTED"):
+                return StatusChange(native_id, "reduce", False, status, error=f"order is {status}: cannot reduce")
+            items = [{"id": int(i), "fullCount": n} for i, n in counts.items() if n > 0]
+            if not items:
+                return StatusChange(native_id, "reduce", False, status,
+                                    error="every item would go: cancel the order instead")
+            try:
+                self._call("order_boxes", path={"campaignId": self._campaign_of_order(order), "orderId": native_id},
+                           body={"boxes": [{"items": items}], "allowRemove": True})
+            except Uncertain:
+                continue  # read the order back before sending anything again
+            except MarketplaceError as exc:
+                return StatusChange(native_id, "reduce", False, status, error=str(exc), native={"native": exc.native})
+            return StatusChange(native_id, "reduce", True, status, native={"items": items})
+        return StatusChange(native_id, "reduce", False, error="reduce not confirmed after every attempt the retry policy allows")
 
     def _already_or_refused(self, order: Order, action: OrderAction, *, ok: bool) -> StatusChange:
         status = f"{order.native_status}/{order.native_substatus}"

@@ -41,7 +41,7 @@ from marketsync.procs import Service, ServiceFailed, marketsync_argv, subprocess
 
 MARKETPLACES = ["wildberries", "ozon", "yandex_market", "megamarket"]
 # the lifecycle counts of the summary line (cloud_sync.orders.listing.summary)
-LIFECYCLE = ("recovered", "delivered", "returned", "restocked", "stuck")
+LIFECYCLE = ("recovered", "delivered", "returned", "restocked", "stuck", "reduced")
 FATE_TRANSIT_S, FATE_RETURN_S = 20.0, 20.0  # a parcel's days on the road, in the demo's marketplace seconds
 TITLES = {"wildberries": "Wildberries", "ozon": "Ozon", "yandex_market": "Yandex.Market", "megamarket": "Megamarket"}
 

@@ -134,6 +134,7 @@ class DemoPacker:
         self._work: queue.Queue[str | tuple[str, str]] = queue.Queue()
         self.tasks_seen = 0
         self.picked_by_bin = 0  # orders picked in a combined pick list, walked by bin
+        self.packed_short = False  # once a day a parcel goes with one unit fewer (the marketplace is told)
 
     def packed_codes(self) -> set[str]:
         return {r["code_id"] for r in self.site.rows("SELECT code_id FROM marking_codes")}
@@ -199,10 +200,13 @@ class DemoPacker:
             try:
                 self.site.act(pick.report_short, self.site.send, task_id, 1)
                 log.info("demo packer: nothing on the shelf for task %s, reported short", task_id)
-                return
             except TaskError:
                 pass
-        if self.tasks_seen > self.site.cfg.auto_pack_short_at and self.tasks_seen % WAVE_EVERY == 0 \
+            t = self.site.row("SELECT state FROM tasks WHERE task_id = ?", task_id)
+            if t is None or t["state"] not in pack.OPEN_FOR_PACK:
+                return  # nothing of it found: the cloud serves the order again (or it waits for stock)
+            # its other lines are there: the parcel is packed without the first (the marketplace is told)
+        elif self.tasks_seen > self.site.cfg.auto_pack_short_at and self.tasks_seen % WAVE_EVERY == 0 \
                 and self.pick_wave(task_id):
             return
         with store.transaction(self.site.conn):
@@ -210,13 +214,23 @@ class DemoPacker:
                 station.open_task(self.site.conn, st, task_id, "pack")
             except TaskError:
                 return
-        self._pack_units(task_id)
+        lines = self.site.rows("SELECT * FROM task_lines WHERE task_id = ? ORDER BY line_no", task_id)
+        # the first parcel of several lines after the empty shelf: its last unit is not there either, found at
+        # the packing table — the parcel goes with the rest and the marketplace is told what it holds
+        short_one = (not self.packed_short and 0 < self.site.cfg.auto_pack_short_at < self.tasks_seen
+                     and "#" not in task_id and len(lines) >= 2)
+        self._pack_units(task_id, but_last=short_one)
+        if short_one:
+            self._pack_short(task_id, lines[-1]["line_no"], sum(ln["quantity"] for ln in lines) - 1)
 
-    def _pack_units(self, task_id: str) -> None:
-        """Scan every unit of the task still to pack (its marked goods by their codes)."""
-        for ln in self.site.rows("SELECT * FROM task_lines WHERE task_id = ? ORDER BY line_no", task_id):
+    def _pack_units(self, task_id: str, but_last: bool = False) -> None:
+        """Scan every unit of the task still to pack (its marked goods by their codes); `but_last`: all but
+        the last unit of its last line (that one is not there)."""
+        lines = self.site.rows("SELECT * FROM task_lines WHERE task_id = ? ORDER BY line_no", task_id)
+        for ln in lines:
             barcode = ln["barcode"] or ""
-            for unit in range(ln["packed"], ln["quantity"] - ln["short"]):
+            last = but_last and ln["line_no"] == lines[-1]["line_no"]
+            for unit in range(ln["packed"], ln["quantity"] - ln["short"] - int(last)):
                 if self.site.stopping:
                     return
                 texts = [barcode]
@@ -231,6 +245,23 @@ class DemoPacker:
                 for text in texts:
                     self._scan(text)
                     time.sleep(self.delay_s)
+
+    def _pack_short(self, task_id: str, line_no: int, packed: int) -> None:
+        """Once the other units are in the parcel (the scans are applied by the page's thread), the last one
+        is reported missing at the packing table."""
+        for _ in range(200):
+            row = self.site.row("SELECT SUM(packed) AS n FROM task_lines WHERE task_id = ?", task_id)
+            if row is not None and (row["n"] or 0) >= packed:
+                break
+            time.sleep(0.05)
+        else:
+            return
+        try:
+            self.site.act(pack.report_short, self.site.send, task_id, line_no, self.site.cfg.warehouse)
+            self.packed_short = True
+            log.info("demo packer: the last unit of task %s is not there; the parcel goes without it", task_id)
+        except TaskError as exc:
+            log.info("demo packer: no short at the packing table for %s (%s)", task_id, exc)
 
     def pick_wave(self, task_id: str) -> bool:
         """«Общая сборка»: wait a little for more new orders, then pick them all in one walk (each bin's

@@ -55,7 +55,8 @@ class Evidence:
     supplies: dict[str, list[str]] = field(default_factory=dict)  # supply -> orders in it (per-supply models)
     in_cloud: set[str] = field(default_factory=set)  # orders the cloud knows
     short: set[str] = field(default_factory=set)  # orders the cloud holds for want of stock (the seller decides)
-    units: dict[str, dict[tuple[str, str], int]] = field(default_factory=dict)  # order -> (item, wh) -> units
+    # order -> (item, wh) -> units it holds: as its marketplace holds it (sandbox `order_units`), else the cloud's lines
+    units: dict[str, dict[tuple[str, str], int]] = field(default_factory=dict)
     site_tasks: dict[str, int] = field(default_factory=dict)  # order -> pick tasks the site has for it
     handed_over: dict[str, float] = field(default_factory=dict)  # order -> when the site scanned it out
     site_moved: dict[str, dict[str, int]] = field(default_factory=dict)  # order -> item -> site's net delta
@@ -250,6 +251,7 @@ def gather(*, sandboxes: dict[str, str], accounts: dict[str, str], cloud_db: Pat
     `decode(path) -> [texts]` reads a label file (default: the edge's decoder)."""
     ev = Evidence(injected_malformed=dict(injected_malformed), faults=faults)
     shown_by_account: dict[str, dict[str, int]] = {}
+    mp_units: dict[str, dict[str, int]] = {}  # order -> offer -> units, as the marketplace holds the order
     for account, url in sandboxes.items():
         mp = accounts[account]
         state = sandbox_state(url)
@@ -264,15 +266,37 @@ def gather(*, sandboxes: dict[str, str], accounts: dict[str, str], cloud_db: Pat
             ev.supplies[f"{account}:{sid}"] = [f"{account}:{o}" for o in s.get("orders", [])]
         held = {str(k): int(v) for k, v in (state.get("reserved") or {}).items()}  # Ozon: present − reserved
         shown_by_account[account] = {str(k): int(v) - held.get(str(k), 0) for k, v in state.get("stocks", {}).items()}
+        for native, units in (state.get("order_units") or {}).items():  # what the buyer gets, per offer
+            mp_units[f"{account}:{native}"] = {str(k): int(v) for k, v in units.items()}
     with closing(_ro(cloud_db)) as conn:
-        for r in conn.execute("SELECT key, stage FROM orders"):
+        for r in conn.execute("SELECT key, stage, EXISTS (SELECT 1 FROM order_actions a WHERE a.order_id = o.id AND"
+                              " a.action = 'reduce' AND a.state = 'failed') AS held FROM orders o"):
             ev.in_cloud.add(r["key"])
-            if r["stage"] == "short":
+            if r["stage"] == "short" or r["held"]:  # held: packed short, its marketplace would not take the units out
                 ev.short.add(r["key"])
         for r in conn.execute("SELECT o.key, o.warehouse, l.item_id, SUM(l.units) AS n FROM order_lines l "
                               "JOIN orders o ON o.id = l.order_id WHERE l.item_id IS NOT NULL "
                               "GROUP BY o.key, o.warehouse, l.item_id"):
             ev.units.setdefault(r["key"], {})[(r["item_id"], r["warehouse"])] = int(r["n"])
+        # a shipped order's units as its marketplace holds them (a parcel packed short was reduced there):
+        # offers to items by the cloud's card links; the cloud's own lines where the sandbox does not say
+        items_of: dict[tuple[str, str], tuple[str, int]] = {}
+        for r in conn.execute("SELECT c.account, c.offer_id, l.item_id, l.pack_size FROM cards c JOIN card_links l"
+                              " ON l.account = c.account AND l.card_id = c.native_id WHERE l.item_id IS NOT NULL"):
+            items_of[(r["account"], str(r["offer_id"]))] = (r["item_id"], int(r["pack_size"] or 1))
+        warehouse_of = {r["key"]: r["warehouse"] for r in conn.execute("SELECT key, warehouse FROM orders")}
+        for key, offers in mp_units.items():
+            if key not in warehouse_of:
+                continue
+            account, held = key.partition(":")[0], {}
+            for offer, n in offers.items():
+                item, pack = items_of.get((account, offer), (None, 1))
+                if item is None:
+                    break
+                wh = (item, warehouse_of[key])
+                held[wh] = held.get(wh, 0) + n * pack
+            else:
+                ev.units[key] = held
         for r in conn.execute("SELECT ref, item_id, on_hand_delta AS d FROM stock_moves "
                               "WHERE source LIKE 'site:%' AND ref != '' AND on_hand_delta != 0"):
             _add(ev.cloud_moved, order_ref(r["ref"]), r["item_id"], int(r["d"]))

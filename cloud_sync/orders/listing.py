@@ -72,7 +72,7 @@ QUIET_EVENTS = {"task_sent", "received"}  # said by "reserved" / "short" / "prob
 
 EVENT_TEXT = {
     "reserved": "order {number} ({account}) reserved at warehouse {warehouse}; pick task sent to {site}",
-    "short": "order {number} ({account}) cannot be covered from stock: {detail}",
+    "short": "order {number} ({account}) is short: {detail}",  # no stock for it, or units the site did not find
     "problem": "order {number} ({account}) needs attention: {detail}",
     "confirmed": "order {number} confirmed on {marketplace}",
     "label_sent": "{marketplace} label of order {number} sent down to {site} ({detail})",
@@ -80,6 +80,7 @@ EVENT_TEXT = {
     "packed": "order {number} packed at {site}",
     "printed": "label of order {number} printed at {site} ({detail})",
     "assembled": "order {number} marked assembled on {marketplace}",
+    "reduced": "order {number} reduced on {marketplace} to what its parcel holds ({detail})",
     "shipped": "order {number} handed over to {marketplace}",
     "handed_over": "order {number} handed over at {site}",
     "handover_missing": "order {number} stayed at {site} when its hand-over closed ({detail}): offered to the next courier",
@@ -137,6 +138,8 @@ def summary(conn: sqlite3.Connection) -> dict[str, int]:
         "errors": one("SELECT COUNT(*) FROM cloud_errors"),
         # waited for stock or a link, then served
         "recovered": one("SELECT COUNT(DISTINCT order_id) FROM order_events WHERE kind='served'"),
+        # packed short, and the marketplace told what the parcel holds before it shipped
+        "reduced": one("SELECT COUNT(DISTINCT order_id) FROM order_events WHERE kind='reduced'"),
         **after_handover.summary(conn),
         # past the assembly deadline, still waiting, and nobody was told (no deadline alert queued)
         "stuck": one("SELECT COUNT(*) FROM orders o WHERE o.stage IN ('short', 'problem') AND o.ship_by IS NOT NULL"

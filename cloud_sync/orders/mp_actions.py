@@ -1,7 +1,14 @@
-"""The marketplace calls still to make for an order (confirm, label, assemble, ship, cancel): each recorded
-as in flight before it is made (outside any transaction) and its outcome recorded after, so a crash in
-between is recovered by reading the order back; failures retried with backoff while the marketplace may
+"""The marketplace calls still to make for an order (confirm, label, reduce, assemble, ship, cancel): each
+recorded as in flight before it is made (outside any transaction) and its outcome recorded after, so a crash
+in between is recovered by reading the order back; failures retried with backoff while the marketplace may
 still take them, else shown to the manager with the cause and what to do.
+
+`reduce` tells the marketplace what a parcel packed with fewer units really holds: the site's shortage of
+each item (`order_reductions`, recorded by `record_shortage` per task round) is taken out of the order on
+the marketplace before it is assembled or shipped, then out of the cloud's order lines. It asks the adapter
+to keep a number of cards per line, so a call repeated after a crash removes nothing twice. A marketplace
+that cannot reduce an order (profile `can.reduce_order`), or refuses, holds the order on «Требует
+внимания»: nothing is assembled or shipped with units the parcel does not hold.
 """
 
 from __future__ import annotations
@@ -25,6 +32,9 @@ from cloud_sync.orders.records import (
     send_to_site,
     set_stage,
 )
+from cloud_sync.orders.waiting import item_words
+from cloud_sync.stock import push as stock_push
+from marketplaces import profile
 from marketplaces.base import Marketplace, MarketplaceError, StatusChange
 
 log = logging.getLogger("cloud_sync.orders.mp_actions")
@@ -44,9 +54,28 @@ ACTION_TEXT = {
              "посылка уже у курьера: проверьте в личном кабинете маркетплейса, что поставка/отправление передано"
              " в доставку (коды маркировки, состав), и отгрузите его там"),
     "cancel": ("Не удалось отменить заказ на маркетплейсе", "отмените заказ в личном кабинете маркетплейса"),
+    "reduce": ("Маркетплейс не убрал из заказа товары, которых нет в посылке",
+               "заказ не собирается и не отгружается, пока его состав на маркетплейсе больше посылки: уберите"
+               " недостающие товары в личном кабинете маркетплейса и нажмите «Повторить», или отмените заказ"),
 }
+NO_REDUCE = "маркетплейс не позволяет убрать часть товаров из заказа через API"
+MIGRATIONS = [
+    """
+    CREATE TABLE order_reductions (
+        order_id INTEGER NOT NULL REFERENCES orders(id),
+        task_round INTEGER NOT NULL,     -- the pick task the site reported it in (a task sent again starts anew)
+        item_id TEXT NOT NULL,
+        short_units INTEGER NOT NULL,    -- units of the item the site did not find, as it last said
+        removed_units INTEGER NOT NULL DEFAULT 0,  -- of them, taken out of the order (marketplace and lines)
+        PRIMARY KEY (order_id, task_round, item_id)
+    ) WITHOUT ROWID;
+    """,
+]
 REFUSED_TRIES = 5  # a move the marketplace refused is tried again this many times (its state may change)
-WAITS_FOR = {"ship": ("confirm", "assemble"), "label": ("confirm",)}  # an action runs after these are done
+# an action runs after these are done (a reduce that failed holds them: the order is shown, not shipped wrong)
+WAITS_FOR = {"ship": ("confirm", "reduce", "assemble"), "assemble": ("reduce",), "label": ("confirm",),
+             "reduce": ("confirm",)}
+HOLDS = ("reduce",)
 # the unified statuses at which the marketplace shows an action taken (read back after an unknown outcome)
 REACHED = {"confirm": ("in_work", "reserved", "picking", "packed", "handed_over", "delivered"),
            "assemble": ("packed", "handed_over", "delivered"), "ship": ("handed_over", "delivered"),
@@ -113,8 +142,9 @@ def _waits(conn: sqlite3.Connection, a: sqlite3.Row) -> bool:
     before = WAITS_FOR.get(a["action"], ())
     if not before:
         return False
-    return conn.execute(f"SELECT 1 FROM order_actions WHERE order_id=? AND state='pending' AND action IN"
-                        f" ({','.join('?' * len(before))})", (a["order_id"], *before)).fetchone() is not None
+    return conn.execute(f"SELECT 1 FROM order_actions WHERE order_id=? AND action IN ({','.join('?' * len(before))})"
+                        f" AND (state='pending' OR (state='failed' AND action IN ({','.join('?' * len(HOLDS))})))",
+                        (a["order_id"], *before, *HOLDS)).fetchone() is not None
 
 
 def _recovered(cfg: CloudConfig, adapter: Marketplace, a: sqlite3.Row) -> dict[str, Any] | None:
@@ -163,10 +193,19 @@ def _call(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Marketplace, a: s
         codes = _marking_by_offer(conn, a["order_id"])
         if codes:
             details["marking_codes"] = codes
+    plan: list[dict[str, Any]] = []
+    if action == "reduce":
+        plan = reduction_plan(conn, a["order_id"])
+        if not plan:  # nothing left to take out (already done with an earlier call)
+            return {"change": StatusChange(native_id, "reduce", True, already=True), "plan": plan}
+        details["lines"] = _keep_per_card(conn, a["order_id"], plan)
+        details["reason"] = "out_of_stock"
     change = adapter.set_order_status(native_id, action, **details)
     if not change.ok and not change.already:
         raise Refused(change.error or f"{action} refused", account=a["account"], endpoint=action)
     out: dict[str, Any] = {"change": change}
+    if action == "reduce":
+        out["plan"] = plan
     if change.batch_id:  # the batch (WB supply) the order is in
         out["supply_id"] = change.batch_id
     return out
@@ -227,7 +266,10 @@ def _action_done(conn: sqlite3.Connection, cfg: CloudConfig, a: sqlite3.Row, out
             marketplace_gave_back(conn, cfg, oid, now)
         o = conn.execute("SELECT stage FROM orders WHERE id=?", (oid,)).fetchone()
         set_stage(conn, cfg, oid, o[0], now)
-        log_event(conn, oid, DONE_EVENT.get(action, f"{action}_done"), "", now)
+        if action == "reduce":
+            _reduced(conn, cfg, oid, outcome.get("plan") or [], now)
+        else:
+            log_event(conn, oid, DONE_EVENT.get(action, f"{action}_done"), "", now)
         if action == label_after and action in ("confirm", "assemble"):
             queue_action(conn, oid, "label", now)
         if action == "confirm":  # handed over before its confirm said its batch: it ships now
@@ -292,6 +334,128 @@ def _shipped(conn: sqlite3.Connection, a: sqlite3.Row, change: StatusChange, sup
             log_event(conn, oid, DONE_EVENT["ship"], f"with {supply}", now)
             conn.execute("UPDATE handovers SET state='shipped' WHERE id IN (SELECT handover_id FROM"
                          " handover_orders WHERE order_id=?)", (oid,))
+
+
+# ---- reducing an order to what its parcel holds
+
+def record_shortage(conn: sqlite3.Connection, oid: int, lines: list[dict[str, Any]], now: float) -> bool:
+    """The site goes on with a parcel short of units (its task's lines with `short`): the shortage of each
+    item in this task round is recorded (the site's figures only grow; a message delivered twice changes
+    nothing) and a `reduce` queued for what is not taken out of the order yet. A marketplace that cannot
+    reduce an order gets the action failed at once with the reason (the order waits on «Требует
+    внимания», never shipped as if complete). True when something is left to take out."""
+    o = conn.execute("SELECT task_round, marketplace FROM orders WHERE id=?", (oid,)).fetchone()
+    short: dict[str, int] = {}
+    for ln in lines:
+        if int(ln.get("short") or 0) > 0 and ln.get("item_id"):
+            short[str(ln["item_id"])] = short.get(str(ln["item_id"]), 0) + int(ln["short"])
+    grew = False
+    for item, n in short.items():
+        cur = conn.execute("INSERT INTO order_reductions(order_id, task_round, item_id, short_units) VALUES (?,?,?,?)"
+                           " ON CONFLICT(order_id, task_round, item_id) DO UPDATE SET short_units=excluded.short_units"
+                           " WHERE excluded.short_units > short_units", (oid, o["task_round"], item, n))
+        grew = grew or cur.rowcount > 0
+    if not reduction_plan(conn, oid):
+        return False
+    try:
+        can = profile(o["marketplace"]).can.reduce_order
+    except ValueError:
+        can = False
+    what, todo = ACTION_TEXT["reduce"]
+    if not can:
+        conn.execute("INSERT INTO order_actions(order_id, action, state, attempts, next_try, error, updated_ts)"
+                     " VALUES (?,?,?,0,?,?,?) ON CONFLICT(order_id, action) DO UPDATE SET state='failed',"
+                     " error=excluded.error, updated_ts=excluded.updated_ts",
+                     (oid, "reduce", "failed", now, NO_REDUCE, now))
+    elif grew:  # a new shortage (a reduce done or refused before is asked again for it)
+        conn.execute("INSERT INTO order_actions(order_id, action, state, attempts, next_try, updated_ts) VALUES"
+                     " (?,?,?,0,?,?) ON CONFLICT(order_id, action) DO UPDATE SET state='pending', attempts=0,"
+                     " next_try=excluded.next_try, updated_ts=excluded.updated_ts WHERE order_actions.state!='pending'",
+                     (oid, "reduce", "pending", now, now))
+    else:  # the same shortage said again (the packed message after the short one) changes nothing
+        conn.execute("INSERT OR IGNORE INTO order_actions(order_id, action, state, attempts, next_try, updated_ts)"
+                     " VALUES (?,?,?,0,?,?)", (oid, "reduce", "pending", now, now))
+    failed = conn.execute("SELECT error FROM order_actions WHERE order_id=? AND action='reduce' AND state='failed'",
+                          (oid,)).fetchone()
+    if failed is not None:  # held: the reason stays on the order (a packed message clears the old problem)
+        text = f"{what}: {failed[0]}. Что сделать: {todo}."[:500]
+        conn.execute("UPDATE orders SET problem=? WHERE id=?", (text, oid))
+        if not conn.execute("SELECT 1 FROM order_events WHERE order_id=? AND kind='problem' AND detail=?",
+                            (oid, text)).fetchone():
+            log_event(conn, oid, "problem", text, now)
+    return True
+
+
+def reduction_plan(conn: sqlite3.Connection, oid: int) -> list[dict[str, Any]]:
+    """The order's lines still to reduce: for each, the cards it has now (`quantity`), the cards the parcel
+    holds (`keep`) and the item units taken out (`units`). A shortage comes off the item's last lines first;
+    a line of packs keeps only whole packs."""
+    pending = {r[0]: r[1] for r in conn.execute(
+        "SELECT item_id, SUM(short_units - removed_units) FROM order_reductions WHERE order_id=? GROUP BY item_id"
+        " HAVING SUM(short_units - removed_units) > 0", (oid,))}
+    plan: list[dict[str, Any]] = []
+    for item, left in pending.items():
+        for ln in conn.execute("SELECT line_no, card_id, offer_id, quantity, units FROM order_lines WHERE order_id=?"
+                               " AND item_id=? AND quantity>0 ORDER BY line_no DESC", (oid, item)).fetchall():
+            if left <= 0:
+                break
+            pack = max(ln["units"] // max(ln["quantity"], 1), 1)
+            take_units = min(left, ln["units"])
+            keep = (ln["units"] - take_units) // pack
+            plan.append({"line_no": ln["line_no"], "item_id": item, "card_id": ln["card_id"],
+                         "offer_id": ln["offer_id"], "quantity": ln["quantity"], "keep": keep,
+                         "units": take_units, "pack": pack})
+            left -= take_units
+    return plan
+
+
+def _keep_per_card(conn: sqlite3.Connection, oid: int, plan: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the adapter is asked: for each card the plan touches, the cards of it the whole order keeps
+    (a marketplace with one line per unit has several lines of one card)."""
+    planned = {ln["line_no"]: ln["keep"] for ln in plan}
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    touched = {(ln["card_id"], ln["offer_id"]) for ln in plan}
+    for ln in conn.execute("SELECT line_no, card_id, offer_id, quantity FROM order_lines WHERE order_id=?", (oid,)):
+        key = (ln["card_id"], ln["offer_id"])
+        if key in touched:
+            row = out.setdefault(key, {"card_id": key[0], "offer_id": key[1], "keep": 0, "quantity": 0})
+            row["keep"] += planned.get(ln["line_no"], ln["quantity"])
+            row["quantity"] += ln["quantity"]
+    return list(out.values())
+
+
+def _reduced(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, plan: list[dict[str, Any]], now: float) -> None:
+    """The marketplace took the plan's units out of the order: so do the order's lines (a line left with
+    nothing goes), the shortage is marked taken out, the cards go back to the marketplace's listing where it
+    keeps the order's units itself, and the timeline says what left the order. A shortage reported while
+    the call was made is asked for again."""
+    said = []
+    for ln in plan:
+        if ln["keep"] > 0:
+            conn.execute("UPDATE order_lines SET quantity=?, units=? WHERE order_id=? AND line_no=?",
+                         (ln["keep"], ln["keep"] * ln["pack"], oid, ln["line_no"]))
+        else:
+            conn.execute("DELETE FROM order_lines WHERE order_id=? AND line_no=?", (oid, ln["line_no"]))
+        left = ln["units"]
+        for r in conn.execute("SELECT task_round, short_units - removed_units FROM order_reductions WHERE"
+                              " order_id=? AND item_id=? AND short_units > removed_units ORDER BY task_round",
+                              (oid, ln["item_id"])).fetchall():
+            n = min(left, r[1])
+            conn.execute("UPDATE order_reductions SET removed_units=removed_units+? WHERE order_id=? AND"
+                         " task_round=? AND item_id=?", (n, oid, r[0], ln["item_id"]))
+            left -= n
+        said.append(f"{item_words(conn, ln['item_id'])} — {ln['quantity'] - ln['keep']} шт.")
+    if plan:
+        log_event(conn, oid, "reduced", "на маркетплейсе из заказа убрано то, чего нет в посылке: " + "; ".join(said),
+                  now)
+        o = conn.execute("SELECT account, mp_warehouse FROM orders WHERE id=?", (oid,)).fetchone()
+        settings = cfg.accounts.get(o["account"])
+        if settings is not None and settings.stock_follows_orders and o["mp_warehouse"]:
+            stock_push.marketplace_gave_back(conn, o["account"], o["mp_warehouse"], [ln["card_id"] for ln in plan],
+                                             [ln["item_id"] for ln in plan], now)
+    if reduction_plan(conn, oid):
+        conn.execute("UPDATE order_actions SET state='pending', next_try=? WHERE order_id=? AND action='reduce'",
+                     (now, oid))
 
 
 def _action_failed(conn: sqlite3.Connection, cfg: CloudConfig, a: sqlite3.Row, exc: Exception, *,

@@ -21,7 +21,7 @@ from typing import Any
 
 from cloud_sync.config import CloudConfig
 from cloud_sync.db import transaction
-from cloud_sync.orders import waiting
+from cloud_sync.orders import mp_actions, waiting
 from cloud_sync.orders.handovers import courier_left, queue_shipping, start_handover
 from cloud_sync.orders.records import (
     Waker,
@@ -68,6 +68,8 @@ def register_site_handlers(link: Any, cfg: CloudConfig, wake: Waker | None = Non
             conn.execute("UPDATE orders SET packed_ts=?, marking_codes=? WHERE id=?",
                          (now, json.dumps(b.get("marking_codes") or []), oid))
             set_stage(conn, cfg, oid, "packed", now, problem="")
+            # packed with fewer units: the marketplace is told before the order is assembled (it waits)
+            mp_actions.record_shortage(conn, oid, b.get("lines") or [], now)
             queue_action(conn, oid, "assemble", now)
         elif state == "handed_over" and stage == "packed":
             set_stage(conn, cfg, oid, "handed_over", now)
@@ -76,7 +78,10 @@ def register_site_handlers(link: Any, cfg: CloudConfig, wake: Waker | None = Non
                              " handovers WHERE id=?", (oid, b["handover_id"]))
             queue_shipping(conn, oid, now)
         elif state in ("short", "failed") and stage in ("reserved", "picking", "packed"):
-            waiting.site_short(conn, cfg, oid, b.get("lines") or [], site=env.site, link=link, now=now)
+            lines = b.get("lines") or []
+            if waiting.site_short(conn, cfg, oid, lines, site=env.site, link=link, now=now) == "partial":
+                # the parcel goes on with fewer units: the marketplace is told what it really holds
+                mp_actions.record_shortage(conn, oid, lines, now)
 
     def on_stock_delta(conn: sqlite3.Connection, env: Any) -> None:
         b = env.body

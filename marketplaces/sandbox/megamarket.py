@@ -5,7 +5,9 @@ Owns: the state of one seeded merchant (one store = one warehouse / shipping poi
 v1 orderService/offerService paths in the envelope Megamarket uses (`{"meta":{},"data":{"token":…}}`
 in, `{"success":1|0,"meta":{},"data":{},"error":[…]}` out, HTTP 200 even when the operation failed),
 the per-lot status machine NEW -> CONFIRMED -> PACKED -> SHIPPED (rejections MERCHANT_CANCELED with
-CONFIRMATION_REJECT / LATE_REJECT, buyer cancels CUSTOMER_CANCELED), box codes
+CONFIRMATION_REJECT / LATE_REJECT — some lots of a shipment or all, a shipment with every lot cancelled
+is cancelled; buyer cancels CUSTOMER_CANCELED; each shipment's live lots per offer in the state's
+`order_units`, the lot-moving calls per shipment in `order_calls`), box codes
 `merchantId*shipmentId*boxIndex`, Честный ЗНАК `digitalMark` where a lot needs it, the 5 requests/s
 limit, the bot User-Agent block, and pushing order/new and order/cancel to a configured URL
 (`POST /_sandbox/x/push {"url", "duplicates", "fail_first", "max_attempts"}`), retried while the answer is not
@@ -282,6 +284,8 @@ class MegamarketSandbox(SandboxApp):
             "prices": dict(self.prices),
             "orders": {sid: _shipment_status(s) for sid, s in self.shipments.items()},
             "lots": {sid: {str(lot.item_index): lot.status for lot in s.lots} for sid, s in self.shipments.items()},
+            # what each shipment still holds (its lots not cancelled), per offer: what the buyer gets
+            "order_units": {sid: _live_units(s) for sid, s in self.shipments.items()},
             "order_moves": {sid: list(s.moves) for sid, s in self.shipments.items()},
             "stock_writes": self.stock_writes,
             "pushes": self.push.summary(),
@@ -311,7 +315,12 @@ class MegamarketSandbox(SandboxApp):
             (f"{ORDERS}/sticker/print", self.sticker_print),
             (f"{ORDERS}/order/shipping", self.order_shipping),
         ]
-        return [Route("POST", path, self._adapt(fn)) for path, fn in table]
+        # the routes that move lots, counted per shipment in `order_calls` (a reject takes a whole shipment
+        # or only some of its lots: the lots' own moves say which)
+        actions = {"order/confirm": "confirm", "order/reject": "reject", "order/packing": "assemble",
+                   "order/shipping": "ship"}
+        return [Route("POST", path, self._adapt(fn), action=actions.get(path.split(f"{ORDERS}/")[-1], ""),
+                      moves=_shipments_named) for path, fn in table]
 
     def _adapt(self, fn: Any) -> Any:
         def handler(req: SandboxRequest) -> SandboxReply:
@@ -531,6 +540,18 @@ class MegamarketSandbox(SandboxApp):
         for lot in s.lots:
             if lot.status == "SHIPPED":
                 self._move(s, lot, target, None)
+
+
+def _shipments_named(req: SandboxRequest) -> list[str]:
+    return [str(sh["shipmentId"]) for sh in json.loads(req.body)["data"]["shipments"]]
+
+
+def _live_units(s: MmShipment) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for lot in s.lots:  # a lot the buyer cancelled after it shipped went out all the same
+        if not lot.status.endswith("CANCELED") or any(e["eventValue"] == "SHIPPED" for e in lot.events):
+            out[lot.offer_id] = out.get(lot.offer_id, 0) + 1
+    return out
 
 
 def _push_accepted(status: int, body: bytes) -> bool:

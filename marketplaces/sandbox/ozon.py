@@ -33,6 +33,9 @@ from marketplaces.sandbox.core import ApiError, Route, SandboxApp, SandboxLimit,
 from marketplaces.sandbox.seed import demo_fbo, demo_items
 
 STOCK_PAIR_WINDOW_S = 30.0
+# seller cancellation reasons Ozon lists as available (/v2/posting/fbs/cancel-reason/list's example: 352 out
+# of stock, 402 other, seller's fault; 401 and 666 are listed as not available for cancellation)
+SELLER_CANCEL_REASONS = {352, 402}
 PRICE_WINDOW_S = 3600.0
 PRICE_MAX_PER_WINDOW = 10
 COMMISSION_RATIO = Decimal("0.15")
@@ -131,6 +134,9 @@ class OzonSandbox(SandboxApp):
                        for pid, p in self.products.items()},
             "orders": {num: p["status"] for num, p in self.postings.items()},
             "transitions": {num: list(t) for num, t in self.transitions.items()},
+            # what each posting still holds per offer (units the seller cancelled are gone): what the buyer gets
+            "order_units": {num: {self.products[p["product_id"]]["offer_id"]: p["quantity"]}
+                            for num, p in self.postings.items() if p["status"] != "cancelled" or p.get("cancelled_after_ship")},
             "returns": {str(rid): {"posting_number": r["posting_number"], "type": r["type"]}
                         for rid, r in self.returns.items()},
             "archived": sorted(pid for pid, p in self.products.items() if p["archived"]),
@@ -153,23 +159,28 @@ class OzonSandbox(SandboxApp):
             if not choices:
                 break
             pid, wh = choices[self.rng.randrange(len(choices))]
-            self.reserved[(pid, wh)] = self.reserved.get((pid, wh), 0) + 1
-            order_id = self._next_order
-            self._next_order += 1
-            number = f"{order_id:08d}-0001-1"
-            warehouse = next(w for w in self.warehouses if w["warehouse_id"] == wh)
-            now = _now()
-            self.postings[number] = {
-                "posting_number": number, "order_id": order_id, "order_number": f"{order_id:08d}-0001",
-                "status": "awaiting_packaging", "substatus": "posting_created", "product_id": pid, "quantity": 1,
-                "warehouse_id": wh, "warehouse_name": warehouse["name"], "delivery_method_id": warehouse["delivery_method_id"],
-                "in_process_at": _iso(now), "shipment_date": _iso(now + timedelta(days=1)),
-                "price": self.products[pid]["price"], "cancel_reason_id": None,
-                "marks_required": self.marking and bool(self.products[pid].get("marked")), "exemplars": [],
-            }
-            self.transitions[number] = ["awaiting_packaging"]
-            made.append(number)
+            made.append(self._place(pid, wh, 1))
         return made
+
+    def _place(self, pid: int, wh: int, quantity: int) -> str:
+        """A new posting of `quantity` units of one product at one warehouse (reserved on its stock)."""
+        self.reserved[(pid, wh)] = self.reserved.get((pid, wh), 0) + quantity
+        order_id = self._next_order
+        self._next_order += 1
+        number = f"{order_id:08d}-0001-1"
+        warehouse = next(w for w in self.warehouses if w["warehouse_id"] == wh)
+        now = _now()
+        self.postings[number] = {
+            "posting_number": number, "order_id": order_id, "order_number": f"{order_id:08d}-0001",
+            "status": "awaiting_packaging", "substatus": "posting_created", "product_id": pid, "quantity": quantity,
+            "warehouse_id": wh, "warehouse_name": warehouse["name"], "delivery_method_id": warehouse["delivery_method_id"],
+            "in_process_at": _iso(now), "shipment_date": _iso(now + timedelta(days=1)),
+            "price": self.products[pid]["price"], "cancel_reason_id": None,
+            "marks_required": self.marking and bool(self.products[pid].get("marked")), "exemplars": [],
+            "products_cancelled": 0,
+        }
+        self.transitions[number] = ["awaiting_packaging"]
+        return number
 
     def _move(self, posting: dict[str, Any], status: str, substatus: str) -> None:
         posting["status"], posting["substatus"] = status, substatus
@@ -206,6 +217,12 @@ class OzonSandbox(SandboxApp):
             pid = self.by_offer[str(body["offer_id"])]
             self.fbo[(pid, str(body["warehouse_name"]))] = int(body["quantity"])
             return {"product_id": pid, "quantity": int(body["quantity"])}
+        if name == "order":  # a buyer orders several units of one product: {"offer_id", "quantity"}
+            pid = self.by_offer.get(str(body.get("offer_id")))
+            if pid is None:
+                raise ApiError(404, f"no product {body.get('offer_id')!r}")
+            wh = next(w for (p_, w) in sorted(self.stocks) if p_ == pid)
+            return {"posting_number": self._place(pid, wh, max(int(body.get("quantity", 1)), 1))}
         if name == "marking":  # postings made from now on: marked goods need their codes (or not)
             self.marking = bool(body.get("mandatory_mark", True))
             return {"mandatory_mark": self.marking}
@@ -285,6 +302,8 @@ class OzonSandbox(SandboxApp):
             r("POST", "/v6/fbs/posting/product/exemplar/set", self.exemplar_set),
             r("POST", "/v5/fbs/posting/product/exemplar/status", self.exemplar_status),
             r("POST", "/v2/posting/fbs/cancel", self.posting_cancel),
+            r("POST", "/v2/posting/fbs/product/cancel", self.posting_product_cancel, action="reduce",
+              moves=lambda req: [str(req.json()["posting_number"])]),
             r("POST", "/v1/carriage/create", self.carriage_create),
             r("POST", "/v1/carriage/approve", self.carriage_approve),
             r("POST", "/v2/carriage/delivery/list", self.carriages_list),
@@ -862,6 +881,39 @@ class OzonSandbox(SandboxApp):
         p["cancel_reason_id"] = int(body["cancel_reason_id"])
         self._move(p, "cancelled", "posting_canceled")
         return SandboxReply(200, {"result": True})
+
+    def posting_product_cancel(self, req: SandboxRequest) -> SandboxReply:
+        """Some units of a posting are not sent (PostingAPI_CancelFbsPostingProduct): before packaging only,
+        with a reason the seller may cancel for, each sku in the posting and no more units than it has;
+        the posting's quantity goes down and the units go back to the stock; none left: it is cancelled."""
+        body = req.json()
+        p = self._posting(body["posting_number"])
+        if p["status"] != "awaiting_packaging":
+            raise ApiError(400, f"posting is {p['status']}: products can be cancelled only before packaging",
+                           code="HAS_INCORRECT_STATUS")
+        if int(body["cancel_reason_id"]) not in SELLER_CANCEL_REASONS:
+            raise ApiError(400, f"cancel_reason_id {body['cancel_reason_id']} is not a reason the seller may cancel for",
+                           code="INVALID_ARGUMENT")
+        sku = self.products[p["product_id"]]["sku"]
+        n = 0
+        for it in body["items"]:
+            if int(it["sku"]) != sku:
+                raise ApiError(400, f"sku {it['sku']} is not in posting {p['posting_number']}", code="INVALID_ARGUMENT")
+            if int(it["quantity"]) <= 0:
+                raise ApiError(400, "quantity must be positive", code="INVALID_ARGUMENT")
+            n += int(it["quantity"])
+        if n > p["quantity"]:
+            raise ApiError(400, f"posting {p['posting_number']} has {p['quantity']} of sku {sku}, not {n}",
+                           code="INVALID_ARGUMENT")
+        self.reserved[(p["product_id"], p["warehouse_id"])] -= n
+        p["quantity"] -= n
+        p["products_cancelled"] = p.get("products_cancelled", 0) + n
+        if p["quantity"] == 0:
+            p["quantity"] = n  # the posting keeps what it was ordered with, cancelled whole
+            p["cancel_reason_id"] = int(body["cancel_reason_id"])
+            self._move(p, "cancelled", "posting_canceled")
+        p["exemplars"] = p["exemplars"][: p["quantity"]]
+        return SandboxReply(200, {"result": p["posting_number"]})
 
     def carriage_create(self, req: SandboxRequest) -> SandboxReply:
         body = req.json()

@@ -134,6 +134,9 @@ class WildberriesSandbox(SandboxApp):
             "prices": {str(nm): dict(p) for nm, p in self.prices.items()},
             "orders": {str(oid): o["supplierStatus"] for oid, o in self.orders.items()},
             "wb_status": {str(oid): o["wbStatus"] for oid, o in self.orders.items()},
+            # what each assembly task holds (one unit of one article), as the other sandboxes say it
+            "order_units": {str(oid): {o["article"]: 1} for oid, o in self.orders.items()
+                            if o["supplierStatus"] != "cancel"},
             "transitions": {k: list(v) for k, v in self.transitions.items()},
             "supplies": {sid: {"orders": list(s["orders"]), "done": s["done"]} for sid, s in self.supplies.items()},
             "documents_given": [list(d) for d in self.documents_given],

@@ -6,7 +6,9 @@ Owns: the state of one seeded cabinet (`businessId`) with one FBS store (`campai
 warehouse, answering the official Partner API paths in the official shapes (the spec in
 `../shared/specs/yandex_market/` is the judge: the sandbox core validates requests and responses), the
 FBS status machine PROCESSING/STARTED -> READY_TO_SHIP (after boxes, with marking codes where the item
-needs them) -> SHIPPED (when the shipment is confirmed) and CANCELLED/SHOP_FAILED, PDF labels whose
+needs them) -> SHIPPED (when the shipment is confirmed) and CANCELLED/SHOP_FAILED, items taken out of an
+order by a box layout with `allowRemove` (never the only item, never growth; counted as "reduce" in
+`order_calls`, what each order still holds in the state's `order_units`), PDF labels whose
 barcode decodes to the order id, and delivering ORDER_CREATED / ORDER_STATUS_UPDATED / ORDER_CANCELLED
 notifications to a configured URL (`POST /_sandbox/x/push {"url", "duplicates", "fail_first", "max_attempts"}`).
 
@@ -49,6 +51,18 @@ _PERIOD_S = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
 
 def ok(body: Any | None = None) -> SandboxReply:
     return SandboxReply(200, body if body is not None else {"status": "OK"})
+
+
+def _removing(req: SandboxRequest) -> list[str]:
+    """The order a box layout takes items out of (allowRemove), for `order_calls`; none for a plain layout."""
+    return [req.path_params["orderId"]] if json.loads(req.body or b"{}").get("allowRemove") else []
+
+
+def _units(o: YmOrder) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for li in o.items:
+        out[li["offerId"]] = out.get(li["offerId"], 0) + int(li["count"])
+    return out
 
 
 def error(status: int, code: str, message: str) -> SandboxReply:
@@ -94,6 +108,7 @@ class YmOrder:
     boxes: list[dict[str, Any]] = field(default_factory=list)
     external_id: str = ""
     moves: list[str] = field(default_factory=list)  # every status change, to prove none happens twice
+    removed: list[str] = field(default_factory=list)  # "item id:units" taken out by the seller (allowRemove)
     # after the hand-over (Market moves the order on: x/deliver, x/return, x/lose): the days it happened
     shipped_on: date | None = None
     delivered_on: date | None = None
@@ -305,7 +320,10 @@ class YandexMarketSandbox(SandboxApp):
              "generateGoodsRealizationReport"),
             ("GET", "/v2/reports/info/{reportId}", self.report_info, "getReportInfo"),
         ]
-        routes = [Route(m, t, self._adapt(fn), group=op if op in self.limits else "", cost=self._item_cost(op))
+        routes = [Route(m, t, self._adapt(fn), group=op if op in self.limits else "", cost=self._item_cost(op),
+                        # a box layout that takes items out of the order (allowRemove) is counted per order
+                        action="reduce" if op == "setOrderBoxLayout" else "",
+                        moves=_removing if op == "setOrderBoxLayout" else None)
                   for m, t, fn, op in table]
         # the link report_info hands out: a file on "storage", no Api-Key, no spec (see report_info)
         routes.append(Route("GET", FILES + "/{fileName}", self.report_file, auth=False, documented=False))
@@ -738,6 +756,17 @@ class YandexMarketSandbox(SandboxApp):
             if short and not body.get("allowRemove"):
                 return error(400, "ITEMS_COUNT_MISMATCH",
                              f"boxes hold a different count than ordered for items {short}; set allowRemove")
+            more = [i for i, li in by_id.items() if placed.get(i, 0) > li["count"]]
+            if more:
+                return error(400, "ITEMS_ADDITION_NOT_SUPPORTED", f"items {more}: an order cannot grow")
+            if short:
+                # items taken out (setOrderBoxLayout, "Как удалить товар из заказа"): never the only item of the
+                # order, never every item (cancel the order instead, SHOP_FAILED); irreversible
+                if len(order.items) == 1 or not any(placed.values()):
+                    return error(400, "CANNOT_REMOVE_LAST_ITEM",
+                                 "the only item of an order cannot be removed or reduced: cancel the order")
+                order.items = [dict(li, count=placed[li["id"]]) for li in order.items if placed.get(li["id"], 0) > 0]
+                order.removed.extend(f"{i}:{by_id[i]['count'] - placed.get(i, 0)}" for i in short)
             boxes = []
             for box in body["boxes"]:
                 boxes.append({"items": box["items"], "boxId": self._next_box})
@@ -1064,6 +1093,9 @@ class YandexMarketSandbox(SandboxApp):
             "business_price_details": {k: dict(v) for k, v in self.business_prices.items()},  # with discountBase
             "orders": {str(o.order_id): f"{o.status}/{o.substatus}" for o in self.orders.values()},
             "order_moves": {str(o.order_id): list(o.moves) for o in self.orders.values()},
+            # what each order still holds per offer (items the seller removed are gone): what the buyer gets
+            "order_units": {str(o.order_id): _units(o) for o in self.orders.values() if o.status != "CANCELLED"},
+            "order_removed": {str(o.order_id): list(o.removed) for o in self.orders.values() if o.removed},
             "returns": {str(rid): {"order": str(r["order"]), "type": r["type"]} for rid, r in self.returns.items()},
             "hidden": sorted(self.hidden),
             "acts_given": list(self.acts_given),

@@ -23,7 +23,7 @@ def test_api_orders_stock_cards_events_and_refusals(db_path, conn, cfg, windows)
     c = app.test_client()
     assert c.get("/api/summary").get_json() == {"orders_seen": 1, "orders_packed": 0, "labels_printed": 0,
                                                  "stock_pushes": 0, "errors": 0, "recovered": 0, "delivered": 0,
-                                                 "returned": 0, "restocked": 0, "stuck": 0}
+                                                 "returned": 0, "restocked": 0, "stuck": 0, "reduced": 0}
     assert c.get("/api/orders").get_json()[0]["key"] == "wb:1001"
     assert c.get("/api/orders/wb:1001").get_json()["lines"][0]["item_id"] == items[0].item_id
     assert c.get("/api/orders/nope").status_code == 404

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 SUMMARY_KEYS = {"orders_seen", "orders_packed", "labels_printed", "stock_pushes", "errors", "orders_oversold",
-                "recovered", "delivered", "returned", "restocked", "stuck", "picked_by_bin"}
+                "recovered", "delivered", "returned", "restocked", "stuck", "picked_by_bin", "reduced"}
 # the evening's «Сверка», and the marketplaces' own-warehouse stock (FBO), its alerts and the cards with the
 # marketplaces' fees, and the commission reports, told at the end of the day: only when the day ran to its end
 EVENING_KEYS = {"stock_unexplained", "fbo_items", "fbo_alerts", "cards_with_fees", "reports_built", "report_reconciled",
