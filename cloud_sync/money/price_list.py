@@ -64,6 +64,11 @@ MIGRATIONS = [
     CREATE INDEX price_history_card ON price_history(account, card_id, sent_at);
     CREATE INDEX price_history_doc ON price_history(document_id);
     """,
+    # the Prices page (`price_page`) orders, searches and counts an account's cards from this index alone,
+    # not from the card rows scattered among the other accounts' (bench/ui.py: 20,000 cards)
+    """
+    CREATE INDEX cards_price_page ON cards(account, offer_id, native_id, title, category, price);
+    """,
 ]
 
 
@@ -189,15 +194,20 @@ def price_page(conn: sqlite3.Connection, account: str, estimates: economics.Esti
     estimates = estimates or economics.Estimates()
     args: dict[str, Any] = {"account": account, **estimates.sql_args()}
     cond = " WHERE c.account=:account"
-    if q:
+    if q:  # the cards' own columns, or a card linked to a 1C item found first (items read once, not per card)
         args["like"] = "%" + q.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         fold = "{}"  # SQLite's LIKE ignores the case of Latin letters itself; other alphabets are folded here
         if not q.isascii():
             conn.create_function("casefold", 1, lambda v: v.casefold() if isinstance(v, str) else v,
                                  deterministic=True)
             fold = "casefold({})"
-        cond += " AND (" + " OR ".join(f"{fold.format(col)} LIKE :like ESCAPE '\\'" for col in (
-            "c.offer_id", "c.title", "c.category", "l.item_id", "i.article", "i.name")) + ")"
+
+        def like(*cols: str) -> str:
+            return " OR ".join(f"{fold.format(col)} LIKE :like ESCAPE '\\'" for col in cols)
+
+        cond += (f" AND ({like('c.offer_id', 'c.title', 'c.category')} OR c.native_id IN (SELECT card_id FROM"
+                 f" card_links WHERE account=:account AND item_id IN (SELECT id FROM items WHERE"
+                 f" {like('id', 'article', 'name')})))")
     column = PAGE_SORTS.get(sort)
     direction = "DESC" if desc else "ASC"
     if column is None:
@@ -206,17 +216,29 @@ def price_page(conn: sqlite3.Connection, account: str, estimates: economics.Esti
         order = f"{column} COLLATE NOCASE {direction}, c.offer_id, c.native_id"
     else:
         order = f"({column}) IS NULL, {column} {direction}, c.offer_id, c.native_id"
-    fees = " LEFT JOIN sale_fees f ON f.account=c.account AND f.card_id=c.native_id" if sort == "profit" else ""
-    found = conn.execute(
-        "SELECT c.native_id, c.offer_id, c.title, c.category, c.price AS imported, l.item_id, l.pack_size,"
-        " i.article, i.name, pl.price, pl.old_price, pl.min_price, pl.card_id IS NOT NULL AS known,"
-        f" {_UNIT_COST} AS unit_cost"
-        f"{_FROM}{fees}{cond} ORDER BY {order} LIMIT :limit OFFSET :offset",
-        {**args, "limit": limit, "offset": offset}).fetchall()
-    if q:
-        total = conn.execute(f"SELECT COUNT(*){_FROM}{cond}", args).fetchone()[0]
+    joins = ""  # the order reads only what it sorts by; the page's lines are read after, 50 cards
+    if sort in ("price", "margin", "profit"):
+        joins += " LEFT JOIN price_list pl ON pl.account=c.account AND pl.card_id=c.native_id"
+    if sort in ("cost", "margin", "profit"):
+        joins += " LEFT JOIN card_links l ON l.account=c.account AND l.card_id=c.native_id"
+    if sort == "profit":
+        joins += " LEFT JOIN sale_fees f ON f.account=c.account AND f.card_id=c.native_id"
+    count = ", COUNT(*) OVER () AS n_all" if q else ""  # a search: the page and the count from one pass
+    ids = conn.execute(f"SELECT c.native_id{count} FROM cards c{joins}{cond} ORDER BY {order}"
+                       " LIMIT :limit OFFSET :offset", {**args, "limit": limit, "offset": offset}).fetchall()
+    if q and ids:
+        total = ids[0]["n_all"]
+    elif q:
+        total = conn.execute(f"SELECT COUNT(*) FROM cards c{cond}", args).fetchone()[0]
     else:  # the whole list of the account: counted from the cards' index, no price read
         total = conn.execute("SELECT COUNT(*) FROM cards WHERE account=?", (account,)).fetchone()[0]
+    page_ids = [r["native_id"] for r in ids]
+    by_id = {r["native_id"]: r for r in conn.execute(
+        "SELECT c.native_id, c.offer_id, c.title, c.category, c.price AS imported, l.item_id, l.pack_size,"
+        " i.article, i.name, pl.price, pl.old_price, pl.min_price, pl.card_id IS NOT NULL AS known,"
+        f" {_UNIT_COST} AS unit_cost{_FROM} WHERE c.account=? AND c.native_id IN ({','.join('?' * len(page_ids))})",
+        [account, *page_ids])}
+    found = [by_id[i] for i in page_ids]
     known = economics.stored(conn, account, [r["native_id"] for r in found])
     out = []
     for r in found:
