@@ -270,8 +270,15 @@ def find_cards(conn: sqlite3.Connection, account: str, typed: str, limit: int = 
     rows = conn.execute(sql + "c.offer_id LIKE ? ORDER BY c.offer_id LIMIT ?", (account, f"{typed}%", limit)).fetchall()
     if len(rows) < limit:
         seen = {r["offer_id"] for r in rows}
-        rows += [r for r in conn.execute(sql + "(c.title LIKE ? OR i.name LIKE ?) LIMIT ?",
-                                         (account, f"%{typed}%", f"%{typed}%", limit))
+        fold = "{}"  # SQLite's LIKE ignores the case of Latin letters itself; other alphabets are folded here
+        if not typed.isascii():
+            conn.create_function("casefold", 1, lambda v: v.casefold() if isinstance(v, str) else v,
+                                 deterministic=True)
+            fold = "casefold({})"
+        like = f"%{typed.casefold()}%"
+        rows += [r for r in conn.execute(
+                     sql + f"({fold.format('c.title')} LIKE ? OR {fold.format('i.name')} LIKE ?) LIMIT ?",
+                     (account, like, like, limit))
                  if r["offer_id"] not in seen][: limit - len(rows)]
     return [{"article": r["offer_id"], "name": r["name"] or ""} for r in rows]
 
