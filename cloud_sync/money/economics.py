@@ -56,6 +56,11 @@ class Estimates:
         return cls(settings.estimate_commission_percent, settings.estimate_logistics,
                    settings.estimate_acquiring_percent)
 
+    def sql_args(self) -> dict[str, float]:
+        """The named parameters `profit_sql` reads."""
+        return {"est_commission": float(self.commission_percent), "est_logistics": float(self.logistics),
+                "est_acquiring": float(self.acquiring_percent)}
+
 
 @dataclass
 class UnitEconomics:
@@ -136,12 +141,18 @@ def record(conn: sqlite3.Connection, account: str, fees: Iterable[SaleFees], pri
     return len(rows)
 
 
-def stored(conn: sqlite3.Connection, account: str) -> dict[str, tuple[SaleFees, Decimal]]:
-    """card_id -> (the fees last stated, the price they were stated for)."""
+def stored(conn: sqlite3.Connection, account: str,
+           card_ids: list[str] | None = None) -> dict[str, tuple[SaleFees, Decimal]]:
+    """card_id -> (the fees last stated, the price they were stated for), of every card of the account or
+    of these cards only (a page of a list)."""
+    sql, args = "SELECT * FROM sale_fees WHERE account=?", [account]
+    if card_ids is not None:
+        sql += f" AND card_id IN ({','.join('?' * len(card_ids))})"
+        args += card_ids
     return {r["card_id"]: (SaleFees(r["card_id"], _dec(r["commission_percent"]), _dec(r["logistics"]),
                                     _dec(r["acquiring_percent"]), _dec(r["acquiring"]), r["source"]),
                            Decimal(r["price"]))
-            for r in conn.execute("SELECT * FROM sale_fees WHERE account=?", (account,))}
+            for r in conn.execute(sql, args)}
 
 
 def read_fees(conn: sqlite3.Connection, account: str, market: Marketplace, asks: list[FeeAsk],
@@ -155,6 +166,18 @@ def read_fees(conn: sqlite3.Connection, account: str, market: Marketplace, asks:
     except NotSupported:
         return 0
     return record(conn, account, fees, {a.card_id: a.price for a in asks}, now=now)
+
+
+def profit_sql(price: str, cost: str, fees: str) -> str:
+    """The SQL twin of `compute(...).profit` for ordering a list by it in SQLite (floats: the order, not
+    the figure shown): `price` and `cost` are SQL expressions, `fees` the alias of a `sale_fees` row (LEFT
+    JOINed); the estimates are the named parameters :est_commission, :est_logistics, :est_acquiring
+    (`Estimates.sql_args`). NULL where the cost or the price is unknown, as `profit` is None."""
+    pct = f"COALESCE(CAST({fees}.commission_percent AS REAL), :est_commission)"
+    logistics = f"COALESCE(CAST({fees}.logistics AS REAL), :est_logistics)"
+    acq = (f"COALESCE(CAST({fees}.acquiring_percent AS REAL),"
+           f" CAST({fees}.acquiring AS REAL) * 100 / NULLIF(CAST({fees}.price AS REAL), 0), :est_acquiring)")
+    return f"(({price}) - ({price}) * {pct} / 100 - {logistics} - ({price}) * {acq} / 100 - ({cost}))"
 
 
 def economics_of(card_id: str, price: Decimal, cost: Decimal | None, known: dict[str, tuple[SaleFees, Decimal]],

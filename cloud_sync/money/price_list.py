@@ -64,6 +64,11 @@ MIGRATIONS = [
     CREATE INDEX price_history_card ON price_history(account, card_id, sent_at);
     CREATE INDEX price_history_doc ON price_history(document_id);
     """,
+    # the Prices page (`price_page`) orders, searches and counts an account's cards from this index alone,
+    # not from the card rows scattered among the other accounts' (bench/ui.py: 20,000 cards)
+    """
+    CREATE INDEX cards_price_page ON cards(account, offer_id, native_id, title, category, price);
+    """,
 ]
 
 
@@ -143,18 +148,139 @@ def price_list(conn: sqlite3.Connection, account: str,
     for c in account_cards(conn, account):
         p = current.get(c.card_id) or (Price(c.imported_price) if c.imported_price is not None else None)
         cost = costs.get(c.item_id) if c.item_id else None
-        card_cost = None if cost is None else cost * c.pack_size
-        out.append({
-            "card_id": c.card_id, "offer_id": c.offer_id, "title": c.title, "category": c.category,
-            "item_id": c.item_id, "pack_size": c.pack_size, "price": as_text(p.price) if p else None,
-            "old_price": as_text(p.old_price) if p else None, "min_price": as_text(p.min_price) if p else None,
-            "cost": as_text(card_cost),
-            "margin": as_text(p.price - card_cost) if p and card_cost is not None else None,
-            "known": c.card_id in current,
-            "economics": economics.economics_of(c.card_id, p.price, card_cost, known, estimates).as_dict()
-            if p else None,
-        })
+        out.append(_priced(c.card_id, c.offer_id, c.title, c.category, c.item_id, c.pack_size, p,
+                           None if cost is None else cost * c.pack_size, c.card_id in current, known, estimates))
     return out
+
+
+def _priced(card_id: str, offer_id: str, title: str, category: str, item_id: str | None, pack_size: int,
+            p: Price | None, card_cost: Decimal | None, known_price: bool,
+            known: dict[str, tuple[Any, Decimal]], estimates: economics.Estimates) -> dict[str, Any]:
+    """One line of the price list as `price_list` and `price_page` give it."""
+    return {
+        "card_id": card_id, "offer_id": offer_id, "title": title, "category": category,
+        "item_id": item_id, "pack_size": pack_size, "price": as_text(p.price) if p else None,
+        "old_price": as_text(p.old_price) if p else None, "min_price": as_text(p.min_price) if p else None,
+        "cost": as_text(card_cost),
+        "margin": as_text(p.price - card_cost) if p and card_cost is not None else None,
+        "known": known_price,
+        "economics": economics.economics_of(card_id, p.price, card_cost, known, estimates).as_dict()
+        if p else None,
+    }
+
+
+# the price list page's columns a manager sorts by -> their SQL (PAGE_SQL's aliases); numbers sort as numbers
+_PRICE = "CAST(COALESCE(pl.price, NULLIF(c.price, '')) AS REAL)"
+_UNIT_COST = ("(SELECT ip.price FROM item_prices ip JOIN price_types t ON t.id=ip.price_type_id"
+              " WHERE t.is_cost=1 AND ip.item_id=l.item_id LIMIT 1)")  # the 1C cost of one item, as text
+_COST = f"CAST({_UNIT_COST} AS REAL) * COALESCE(l.pack_size, 1)"
+PAGE_SORTS = {"offer_id": "c.offer_id", "title": "c.title", "category": "c.category", "price": _PRICE,
+              "cost": _COST, "margin": f"({_PRICE} - {_COST})",
+              "profit": economics.profit_sql(_PRICE, _COST, "f")}
+_TEXT_SORTS = ("offer_id", "title", "category")
+_FROM = (" FROM cards c LEFT JOIN card_links l ON l.account=c.account AND l.card_id=c.native_id"
+         " LEFT JOIN items i ON i.id=l.item_id"
+         " LEFT JOIN price_list pl ON pl.account=c.account AND pl.card_id=c.native_id")
+
+
+def price_page(conn: sqlite3.Connection, account: str, estimates: economics.Estimates | None = None, *,
+               q: str = "", sort: str = "", desc: bool = False, offset: int = 0,
+               limit: int = 50) -> tuple[list[dict[str, Any]], int]:
+    """One page of the account's price list as the Prices page shows it — (lines as `price_list` gives
+    them plus the 1C `item_article`/`item_name`, how many cards match) — read by SQLite a page at a time
+    (5,000 cards an account: bench/ui.py). `q` finds a card by its article, title, category or its 1C
+    item's id, article or name (any case, any alphabet); `sort` is one of PAGE_SORTS (numbers: the
+    unknown last either way; profit after fees ordered by `economics.profit_sql`), else by article."""
+    estimates = estimates or economics.Estimates()
+    args: dict[str, Any] = {"account": account, **estimates.sql_args()}
+    cond = " WHERE c.account=:account"
+    if q:  # the cards' own columns, or a card linked to a 1C item found first (items read once, not per card)
+        args["like"] = "%" + q.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        fold = "{}"  # SQLite's LIKE ignores the case of Latin letters itself; other alphabets are folded here
+        if not q.isascii():
+            conn.create_function("casefold", 1, lambda v: v.casefold() if isinstance(v, str) else v,
+                                 deterministic=True)
+            fold = "casefold({})"
+
+        def like(*cols: str) -> str:
+            return " OR ".join(f"{fold.format(col)} LIKE :like ESCAPE '\\'" for col in cols)
+
+        cond += (f" AND ({like('c.offer_id', 'c.title', 'c.category')} OR c.native_id IN (SELECT card_id FROM"
+                 f" card_links WHERE account=:account AND item_id IN (SELECT id FROM items WHERE"
+                 f" {like('id', 'article', 'name')})))")
+    column = PAGE_SORTS.get(sort)
+    direction = "DESC" if desc else "ASC"
+    if column is None:
+        order = "c.offer_id, c.native_id"
+    elif sort in _TEXT_SORTS:
+        order = f"{column} COLLATE NOCASE {direction}, c.offer_id, c.native_id"
+    else:
+        order = f"({column}) IS NULL, {column} {direction}, c.offer_id, c.native_id"
+    joins = ""  # the order reads only what it sorts by; the page's lines are read after, 50 cards
+    if sort in ("price", "margin", "profit"):
+        joins += " LEFT JOIN price_list pl ON pl.account=c.account AND pl.card_id=c.native_id"
+    if sort in ("cost", "margin", "profit"):
+        joins += " LEFT JOIN card_links l ON l.account=c.account AND l.card_id=c.native_id"
+    if sort == "profit":
+        joins += " LEFT JOIN sale_fees f ON f.account=c.account AND f.card_id=c.native_id"
+    count = ", COUNT(*) OVER () AS n_all" if q else ""  # a search: the page and the count from one pass
+    ids = conn.execute(f"SELECT c.native_id{count} FROM cards c{joins}{cond} ORDER BY {order}"
+                       " LIMIT :limit OFFSET :offset", {**args, "limit": limit, "offset": offset}).fetchall()
+    if q and ids:
+        total = ids[0]["n_all"]
+    elif q:
+        total = conn.execute(f"SELECT COUNT(*) FROM cards c{cond}", args).fetchone()[0]
+    else:  # the whole list of the account: counted from the cards' index, no price read
+        total = conn.execute("SELECT COUNT(*) FROM cards WHERE account=?", (account,)).fetchone()[0]
+    page_ids = [r["native_id"] for r in ids]
+    by_id = {r["native_id"]: r for r in conn.execute(
+        "SELECT c.native_id, c.offer_id, c.title, c.category, c.price AS imported, l.item_id, l.pack_size,"
+        " i.article, i.name, pl.price, pl.old_price, pl.min_price, pl.card_id IS NOT NULL AS known,"
+        f" {_UNIT_COST} AS unit_cost{_FROM} WHERE c.account=? AND c.native_id IN ({','.join('?' * len(page_ids))})",
+        [account, *page_ids])}
+    found = [by_id[i] for i in page_ids]
+    known = economics.stored(conn, account, [r["native_id"] for r in found])
+    out = []
+    for r in found:
+        if r["price"] is not None:
+            p: Price | None = Price(Decimal(r["price"]), as_decimal(r["old_price"]), as_decimal(r["min_price"]))
+        else:
+            p = None if r["imported"] in (None, "") else Price(Decimal(str(r["imported"])))
+        pack = int(r["pack_size"] or 1)
+        cost = None if r["unit_cost"] is None else Decimal(r["unit_cost"]) * pack
+        line = _priced(r["native_id"], r["offer_id"] or "", r["title"] or "", r["category"] or "", r["item_id"],
+                       pack, p, cost, bool(r["known"]), known, estimates)
+        line["item_article"], line["item_name"] = r["article"] or "", r["name"] or ""
+        out.append(line)
+    return out, total
+
+
+def categories(conn: sqlite3.Connection, account: str) -> list[str]:
+    """The categories of the account's cards, in order (what a price rule can be limited to)."""
+    return [r[0] for r in conn.execute("SELECT DISTINCT category FROM cards WHERE account=? AND category != ''"
+                                       " ORDER BY category", (account,))]
+
+
+def find_cards(conn: sqlite3.Connection, account: str, typed: str, limit: int = 20) -> list[dict[str, str]]:
+    """The account's cards a price line's field offers as you type: the articles starting with what was
+    typed, then the titles or 1C names holding it (article and the name the seller knows)."""
+    sql = ("SELECT c.offer_id, COALESCE(NULLIF(i.name, ''), c.title) AS name FROM cards c"
+           " LEFT JOIN card_links l ON l.account=c.account AND l.card_id=c.native_id LEFT JOIN items i ON i.id=l.item_id"
+           " WHERE c.account=? AND ")
+    rows = conn.execute(sql + "c.offer_id LIKE ? ORDER BY c.offer_id LIMIT ?", (account, f"{typed}%", limit)).fetchall()
+    if len(rows) < limit:
+        seen = {r["offer_id"] for r in rows}
+        fold = "{}"  # SQLite's LIKE ignores the case of Latin letters itself; other alphabets are folded here
+        if not typed.isascii():
+            conn.create_function("casefold", 1, lambda v: v.casefold() if isinstance(v, str) else v,
+                                 deterministic=True)
+            fold = "casefold({})"
+        like = f"%{typed.casefold()}%"
+        rows += [r for r in conn.execute(
+                     sql + f"({fold.format('c.title')} LIKE ? OR {fold.format('i.name')} LIKE ?) LIMIT ?",
+                     (account, like, like, limit))
+                 if r["offer_id"] not in seen][: limit - len(rows)]
+    return [{"article": r["offer_id"], "name": r["name"] or ""} for r in rows]
 
 
 def record_read_prices(conn: sqlite3.Connection, account: str, prices: dict[str, tuple[str, Price]],

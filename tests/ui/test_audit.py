@@ -319,6 +319,14 @@ def test_the_price_list_of_a_big_account_comes_a_page_at_a_time_and_can_be_searc
     assert len(second) == 50 and not set(second) & set(rows)
     found = re.findall(r'<tr data-offer="(ART-\d+)">', c.get("/prices?account=wb1&q=ART-0077").text)
     assert found == ["ART-0077"]
+    assert re.findall(r'<tr data-offer="(ART-\d+)">', c.get("/prices?account=wb1&sort=-offer_id").text)[:2] == [
+        "ART-0119", "ART-0118"]
+    # the price lines' field offers the account's cards as typed, not every card written into the page
+    assert '<datalist id="offers"></datalist>' in first and 'data-suggest="cards"' in first
+    offered = c.get("/prices/cards/suggest?account=wb1&q=ART-011").get_json()
+    assert [o["article"] for o in offered] == [f"ART-{i:04d}" for i in range(110, 120)]
+    assert offered[0]["name"] == "Товар 110"
+    assert c.get("/prices/cards/suggest?account=nope&q=ART").get_json() == []
 
 
 def test_an_owner_revokes_a_users_leaked_api_tokens_from_settings(as_user, cloud):

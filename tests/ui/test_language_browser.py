@@ -55,6 +55,7 @@ SAMPLES = {  # the arguments of the pages whose address has them
     "reports.build_progress": None,  # JSON for the report's progress bar
     "orders.download": None,
     "ui.suggest_items": None,  # JSON for the fields that offer items as you type
+    "prices.suggest_cards": None,  # JSON for the price lines' field that offers cards as you type
 }
 QUERIES = {
     "stocks.why_page": "?item=ART-1&account=wb1",
@@ -337,4 +338,23 @@ def test_an_item_is_offered_by_article_or_name_as_you_type(served):
         with page.expect_navigation():
             page.click("#minimum-form button[type=submit]")
         assert "критический остаток ART-2: меньше 3" in page.inner_text("body")
+        browser.close()
+
+
+def test_a_card_is_offered_by_article_or_title_as_a_price_line_is_typed(served):
+    """The price editor's «Которые» field asks for the account's cards as typed (the page no longer carries
+    every card of the account in a list)."""
+    from playwright.sync_api import sync_playwright
+
+    _, url = served
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_context(locale="ru-RU").new_page()
+        _login(page, url)
+        page.goto(f"{url}/prices?account=wb1")
+        assert page.eval_on_selector_all("#offers option", "os => os.length") == 0
+        page.locator("#key_0").press_sequentially("2 шт", delay=30)
+        page.locator("#offers option").first.wait_for(state="attached")
+        offered = page.eval_on_selector_all("#offers option", "os => os.map(o => [o.value, o.textContent])")
+        assert offered == [["ODD-9", "Кружка 2 шт"]]  # the card's article and the name the seller knows
         browser.close()

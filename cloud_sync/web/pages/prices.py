@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import json
 import re
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask import Blueprint, abort, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext
 
@@ -30,7 +29,6 @@ from cloud_sync.web.pages.common import (
     accounts,
     args_for,
     find_item,
-    item_names,
     page_number,
     sort_key,
 )
@@ -85,35 +83,25 @@ def _page(template: str = "cloud/prices.html", status: int = 200, **kw: Any):
         " ORDER BY created_at DESC LIMIT 20", (account,))] if account else []
     kw.setdefault("errors", {})
     kw.setdefault("typed", [{} for _row in range(ROWS)])
-    full = price_list.price_list(conn, account, economics.Estimates.from_settings(_settings())) if account else []
-    for p in full:  # sortable by the profit after the marketplace's fees
-        p["profit"] = (p.get("economics") or {}).get("profit")
-    names = item_names(conn, [p["item_id"] for p in full if p.get("item_id")])
-    for p in full:  # the 1C name first; the card's title as a second line
-        p["item_article"], p["item_name"] = names.get(p.get("item_id") or "", ("", ""))
-    q = request.args.get("q", "").strip().casefold()
-    shown = [p for p in full if not q or any(q in str(p[k] or "").casefold() for k in (
-        "offer_id", "title", "category", "item_id", "item_article", "item_name"))]
     column, desc = sort_key()
-    if column in ("offer_id", "title", "category"):
-        shown.sort(key=lambda p: str(p.get(column) or "").casefold(), reverse=desc)
-    elif column in ("price", "cost", "margin", "profit"):  # numbers; the unknown last
-        shown.sort(key=lambda p: (p.get(column) is None, _number(p.get(column)) * (-1 if desc else 1)))
     page = page_number()
+    rows, total = price_list.price_page(
+        conn, account, economics.Estimates.from_settings(_settings()), q=request.args.get("q", "").strip(),
+        sort=column, desc=desc, offset=(page - 1) * PAGE_SIZE, limit=PAGE_SIZE) if account else ([], 0)
     return render_template(template, active="prices", accounts=accounts(), account=account, scopes=SCOPES,
-                           price_list=full, price_rows=shown[(page - 1) * PAGE_SIZE: page * PAGE_SIZE],
-                           price_total=len(shown), page=page, has_next=len(shown) > page * PAGE_SIZE,
+                           price_rows=rows, price_total=total, page=page, has_next=total > page * PAGE_SIZE,
                            args=args_for(account=account), q=request.args.get("q", ""), docs=docs,
                            rules=price_rules.rules(conn, account) if account else [], rows=ROWS,
                            price_reading=price_reads.state(conn).get(account),
-                           rule_categories=sorted({p["category"] for p in full if p.get("category")}), **kw), status
+                           rule_categories=price_list.categories(conn, account) if account else [], **kw), status
 
 
-def _number(value: Any) -> Decimal:
-    try:
-        return Decimal(str(value))
-    except (InvalidOperation, ValueError):
-        return Decimal(0)
+@bp.get("/prices/cards/suggest")
+def suggest_cards():
+    """The account's cards for a price line's field being typed (article first, then title or 1C name)."""
+    q = request.args.get("q", "").strip()[:100]
+    account = request.args.get("account", "")
+    return jsonify(price_list.find_cards(get_db(), account, q) if q and account in ctx().cfg.accounts else [])
 
 
 @bp.get("/prices")

@@ -18,8 +18,9 @@ document.addEventListener("DOMContentLoaded", () => {
     const action = bulk.querySelector("select[name=action]").value;
     if (action === "cancel" && !window.confirm(document.body.dataset.confirmCancel)) ev.preventDefault();
   });
-  // 1C items offered as you type (article or name): the field's datalist filled from /items/suggest
-  for (const input of document.querySelectorAll("input[data-suggest=items]")) {
+  // 1C items offered as you type (article or name): the field's datalist filled from /items/suggest;
+  // an account's cards (data-suggest=cards data-account=...) from /prices/cards/suggest
+  for (const input of document.querySelectorAll("input[data-suggest]")) {
     const list = document.getElementById(input.getAttribute("list"));
     let timer = 0;
     input.addEventListener("input", () => {
@@ -27,7 +28,10 @@ document.addEventListener("DOMContentLoaded", () => {
       const typed = input.value.trim();
       if (!typed || !list) return;
       timer = setTimeout(async () => {
-        const resp = await fetch("/items/suggest?q=" + encodeURIComponent(typed), {credentials: "same-origin"});
+        const url = input.dataset.suggest === "cards"
+          ? "/prices/cards/suggest?account=" + encodeURIComponent(input.dataset.account || "") + "&q="
+          : "/items/suggest?q=";
+        const resp = await fetch(url + encodeURIComponent(typed), {credentials: "same-origin"});
         if (!resp.ok) return;
         list.replaceChildren(...(await resp.json()).map((it) => {
           const opt = document.createElement("option");
