@@ -98,9 +98,6 @@ def lines(conn: sqlite3.Connection, account: str | None = None, *, now: float | 
     """Every FBO stock line (of one account, or all), with the card, its 1C item and days of cover."""
     now = time.time() if now is None else now
     since = datetime.fromtimestamp(now - window_days * 86400, UTC).isoformat()
-    sold = {(r[0], r[1]): r[2] for r in conn.execute(
-        "SELECT o.account, l.card_id, SUM(l.quantity) FROM order_lines l JOIN orders o ON o.id=l.order_id"
-        " WHERE o.created_at>=? AND o.stage!='cancelled' GROUP BY o.account, l.card_id", (since,))}
     sql = ("SELECT f.account, f.card_id, f.warehouse_id, f.quantity, f.read_ts, w.name, w.missing_since,"
            " c.offer_id, c.title, l.item_id, i.article, i.name AS item_name"
            " FROM fbo_stock f LEFT JOIN fbo_warehouses w ON w.account=f.account AND w.warehouse_id=f.warehouse_id"
@@ -111,8 +108,17 @@ def lines(conn: sqlite3.Connection, account: str | None = None, *, now: float | 
     if account is not None:
         sql += " WHERE f.account=?"
         args = (account,)
+    rows = conn.execute(sql + " ORDER BY f.account, f.card_id, f.warehouse_id", args).fetchall()
+    if not rows:  # no FBO stock: the orders are not read at all (the Stocks page shows this on every view)
+        return []
+    # the recent sales of the cards held in FBO only (not every order of the window)
+    sold = {(r[0], r[1]): r[2] for r in conn.execute(
+        "SELECT o.account, l.card_id, SUM(l.quantity) FROM order_lines l JOIN orders o ON o.id=l.order_id"
+        " WHERE o.created_at>=? AND o.stage!='cancelled' AND l.card_id IN (SELECT card_id FROM fbo_stock"
+        + (" WHERE account=?" if account is not None else "") + ") GROUP BY o.account, l.card_id",
+        (since, *args))}
     out = []
-    for r in conn.execute(sql + " ORDER BY f.account, f.card_id, f.warehouse_id", args):
+    for r in rows:
         out.append(FboLine(
             account=r["account"], card_id=r["card_id"], offer_id=r["offer_id"] or "", item_id=r["item_id"],
             article=r["article"] or r["offer_id"] or r["card_id"], title=r["item_name"] or r["title"] or "",
