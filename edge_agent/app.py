@@ -184,14 +184,19 @@ def create_app(site: Site) -> Flask:
                                    error=str(exc)), 409
         return render_template("work.html", mode=mode, title=None, state=work_state(site, user_station()))
 
+    def station_page(mode: str, ref: str) -> Any:
+        """The work screen with the user's station set to `mode` on `ref` (a hand-over or a combined pick);
+        404 when there is no such thing to work on."""
+        try:
+            site.act(stations.set_mode, user_station(), mode, ref, what="station")
+        except TaskError:
+            abort(404)
+        return render_template("work.html", mode=mode, title=None, state=work_state(site, user_station()))
+
     @app.get("/handover/<handover_id>")
     @login_required
     def handover_page(handover_id: str) -> Any:
-        try:
-            site.act(stations.set_mode, user_station(), "handover", handover_id, what="station")
-        except TaskError:
-            abort(404)
-        return render_template("work.html", mode="handover", title=None, state=work_state(site, user_station()))
+        return station_page("handover", handover_id)
 
     @app.get("/handover/<handover_id>/list")
     @login_required
@@ -233,21 +238,13 @@ def create_app(site: Site) -> Flask:
     @login_required
     def wave_page(wave_id: str) -> Any:
         """The combined pick list on the handheld: bin by bin, every order's units at once."""
-        try:
-            site.act(stations.set_mode, user_station(), "wave", wave_id, what="station")
-        except TaskError:
-            abort(404)
-        return render_template("work.html", mode="wave", title=None, state=work_state(site, user_station()))
+        return station_page("wave", wave_id)
 
     @app.get("/wave/<wave_id>/sort")
     @login_required
     def wave_sort_page(wave_id: str) -> Any:
         """At the packing table: each unit scanned is told its tote (order) and packed there."""
-        try:
-            site.act(stations.set_mode, user_station(), "sort", wave_id, what="station")
-        except TaskError:
-            abort(404)
-        return render_template("work.html", mode="sort", title=None, state=work_state(site, user_station()))
+        return station_page("sort", wave_id)
 
     @app.get("/wave/<wave_id>/list")
     @login_required
