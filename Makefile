@@ -22,6 +22,7 @@ demo: $(STAMP)
 
 # The demo under faults (kills, pauses, bad messages on the broker), then judged; DURATION= seconds (600).
 soak: $(STAMP)
+	$(BIN)/python -m pytest -q -m faults
 	$(BIN)/marketsync soak --duration $(or $(DURATION),600)
 
 test: $(STAMP)

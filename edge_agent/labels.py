@@ -108,6 +108,14 @@ def prepare_label(data: bytes, fmt: str, printer_profile: Any, copies: int = 1) 
     return job
 
 
+def clear_cache() -> None:
+    """Forget every prepared label (and what they held)."""
+    global _CACHE_BYTES
+    with _CACHE_LOCK:
+        _CACHE.clear()
+        _CACHE_BYTES = 0
+
+
 def cached_bytes(job: PrintJob) -> int:
     """The memory a prepared job holds: its payload and its raster (Pillow keeps 1-bit and gray
     images at a byte per pixel, colour at four)."""

@@ -25,7 +25,7 @@ def test_labels_of_orders_to_pack_are_prepared_ahead_once(tmp_path):
     hub = DeviceHub(cfg, Changes())
     hub.open(lambda *_: None)
     queue = PrintQueue(conn, send, hub, Changes(), cfg)
-    labels._CACHE.clear()
+    labels.clear_cache()
     assert queue.prepare_ahead(limit=1) == 1  # the earliest deadline first
     assert queue.prepare_ahead(limit=1) == 1  # then the next one, past those already prepared
     assert queue.prepare_ahead() == 0  # each once

