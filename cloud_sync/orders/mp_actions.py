@@ -294,32 +294,51 @@ def _record_supply(conn: sqlite3.Connection, account: str, mp_warehouse: str, oi
 
 def _shipped(conn: sqlite3.Connection, a: sqlite3.Row, change: StatusChange, supply: str, now: float) -> None:
     """Record a ship taken: per order, the order's; per batch, every order the batch took (the adapter
-    says which, else the parcels handed over recorded in it) and where the ones moved out went."""
+    says which, else the parcels handed over recorded in it) and where the ones moved out went. An order
+    recorded in the batch that the batch did not take was moved out by the ship; one handed over by then
+    (its hand-over reached the cloud after the ship read the bag, or the ship's answer was lost and it
+    was handed over before the retry) is in the courier's bag: its own ship delivers its new batch."""
     conn.execute("UPDATE handovers SET state='shipped' WHERE id IN (SELECT handover_id FROM handover_orders"
                  " WHERE order_id=?)", (a["order_id"],))
     if ship_model(a["marketplace"]) != "per_batch":
         return
-    for native_id, batch in (change.native.get("moved") or {}).items():
-        row = conn.execute("SELECT id FROM orders WHERE account=? AND native_id=?", (a["account"], str(native_id))).fetchone()
+    moved = {str(k): str(v) for k, v in (change.native.get("moved") or {}).items()}
+    taken = {str(x) for x in change.native["shipped"]} if "shipped" in change.native else None
+    left_behind: list[int] = []
+    for native_id, batch in moved.items():
+        row = conn.execute("SELECT id FROM orders WHERE account=? AND native_id=?", (a["account"], native_id)).fetchone()
         if row is not None:
-            _record_supply(conn, a["account"], a["mp_warehouse"], row[0], str(batch), now)
+            _record_supply(conn, a["account"], a["mp_warehouse"], row[0], batch, now)
             log_event(conn, row[0], "batch_changed", f"{supply} -> {batch}: not handed over when {supply} left", now)
-    if supply and change.already and not change.native.get("moved"):
-        # the ship's answer was lost (the cloud died mid-call) and the marketplace already took the batch: the
-        # adapter moved this batch's orders that were not handed over out of it first, and where to is not
-        # known here any more — each reads its batch from the marketplace at its own ship
-        for (oid,) in conn.execute(
-                "SELECT id FROM orders WHERE account=? AND supply_id=? AND stage NOT IN ('handed_over', 'delivered',"
-                " 'cancelled', 'return_expected', 'returned')", (a["account"], supply)).fetchall():
-            conn.execute("UPDATE orders SET supply_id=NULL WHERE id=?", (oid,))
-            log_event(conn, oid, "batch_changed", f"{supply} -> ?: not handed over when {supply} left (its new"
-                      " batch is read from the marketplace at its ship)", now)
+            left_behind.append(row[0])
     if supply:
+        live = conn.execute(
+            "SELECT o.id, o.native_id, o.stage FROM orders o WHERE o.account=? AND o.supply_id=? AND o.stage NOT IN"
+            " ('delivered', 'cancelled', 'return_expected', 'returned') AND NOT EXISTS (SELECT 1 FROM order_actions s"
+            " WHERE s.order_id=o.id AND s.action='ship' AND s.state='done')", (a["account"], supply)).fetchall()
+        for o in live:
+            if o["id"] == a["order_id"] or o["native_id"] in moved:
+                continue
+            if taken is not None:
+                gone_elsewhere = o["native_id"] not in taken
+            else:  # the answer names nothing: an interrupted ship moved the parcels not handed over out first
+                gone_elsewhere = change.already and o["stage"] != "handed_over"
+            if not gone_elsewhere:
+                continue
+            # moved out by a ship whose answer was lost: where to is not known here any more — its own ship
+            # reads its batch from the marketplace
+            conn.execute("UPDATE orders SET supply_id=NULL WHERE id=?", (o["id"],))
+            log_event(conn, o["id"], "batch_changed", f"{supply} -> ?: not taken when {supply} left (its batch is"
+                      " read from the marketplace at its ship)", now)
+            left_behind.append(o["id"])
         conn.execute("UPDATE supplies SET state='shipped' WHERE account=? AND supply_id=?", (a["account"], supply))
-    if "shipped" in change.native:
+    for oid in left_behind:  # handed over meanwhile: in the courier's bag, so its new batch must leave too
+        if conn.execute("SELECT 1 FROM orders WHERE id=? AND stage='handed_over'", (oid,)).fetchone():
+            queue_action(conn, oid, "ship", now)
+    if taken is not None:
         ids = [r[0] for r in conn.execute(
-            f"SELECT id FROM orders WHERE account=? AND native_id IN ({','.join('?' * len(change.native['shipped']))})",
-            (a["account"], *map(str, change.native["shipped"])))]
+            f"SELECT id FROM orders WHERE account=? AND native_id IN ({','.join('?' * len(taken))})",
+            (a["account"], *taken))] if taken else []
     else:
         ids = [r[0] for r in conn.execute("SELECT id FROM orders WHERE account=? AND supply_id=? AND"
                                           " stage='handed_over'", (a["account"], supply))]

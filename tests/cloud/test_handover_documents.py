@@ -14,6 +14,8 @@ from __future__ import annotations
 import base64
 import io
 import json
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -22,12 +24,17 @@ from cloud_sync.config import parse_config
 from cloud_sync.db import transaction
 from cloud_sync.orders import handover_documents, handovers, intake, mp_actions, site_messages
 from cloud_sync.schema import open_db
+from edge_agent import store
+from edge_agent.tasks import inbox
 from marketplaces import open_account
 from marketplaces.sandbox.registry import start_sandbox
 from marketsync.demo_catalog import seed_demo
 from sitelink import Reject
 from sitelink import store as link_store
 from sitelink.envelope import Envelope
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "edge"))  # the edge tests' site kit
+from edge_testkit import make_conn, print_waiting  # noqa: E402
 
 ACCOUNT = {"wildberries": "wb", "ozon": "oz", "yandex_market": "ym", "megamarket": "mm"}
 
@@ -141,11 +148,6 @@ def _hand_over(shop: Shop, keys: list[str], *, by_packer: bool) -> str:
 def _print_at_site(tmp_path, docs: list[dict]) -> list:
     """The documents applied at a real site database and printed by its own queue (virtual printer): those
     of label size print there; a sheet (an A4 act) is kept for the page, which opens it to print."""
-    from edge_testkit import make_conn, print_waiting
-
-    from edge_agent import store
-    from edge_agent.tasks import inbox
-
     conn = make_conn(tmp_path / "site.sqlite")
     try:
         with store.transaction(conn):

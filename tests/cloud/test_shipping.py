@@ -325,3 +325,76 @@ def test_the_courier_leaving_ships_the_supply_with_what_he_took_and_the_rest_wai
     assert st["orders"][c] == "complete" and st["supplies"][s2]["done"]
     assert all(st["order_calls"][n]["ship"][1] <= 1 for n in (a, b, c)), st["order_calls"]
     assert st["spec_violations"] == []
+
+
+def _three_in_one_supply_two_handed_over(wb):
+    """a, b and c in one supply; a and b handed over and their hand-over closed (the ship is queued); c is
+    still on the packing table when the ship reads the bag."""
+    a, b, c = wb.orders(3)
+    wb.run()
+    s1 = wb.supply_of(a)
+    assert wb.supply_of(b) == wb.supply_of(c) == s1
+    for n in (a, b, c):
+        wb.to(n, "packed")
+    (ho,) = handovers.start_handover(wb.conn, wb.cfg, "wb")
+    for n in (a, b):
+        _progress(wb.conn, wb.cfg, f"wb:{n}", "handed_over", ho["handover_id"])
+    _close(wb.conn, wb.cfg, ho["handover_id"], [f"wb:{c}"])
+    return a, b, c, s1
+
+
+def test_a_parcel_handed_over_while_its_supply_ships_leaves_with_the_next_supply(wb):
+    """The cloud reads which parcels are in the courier's bag, then delivers the supply; a parcel handed over
+    in between (its scan reached the cloud after the read) is moved to the next supply by the ship — yet it
+    is in the bag. Before this fix it stayed `confirm` on WB in a supply nothing delivered (the cloud-kill
+    test: WB order 5000000012)."""
+    a, b, c, s1 = _three_in_one_supply_two_handed_over(wb)
+    real = wb.adapter.set_order_status
+
+    def scanned_meanwhile(native_id, action, **details):
+        if action == "ship":
+            wb.to(c, "handed_over")  # after the bag was read for this call
+        return real(native_id, action, **details)
+    wb.adapter.set_order_status = scanned_meanwhile
+    wb.run(rounds=4)
+    st = wb.state()
+    assert st["supplies"][s1]["done"] and st["orders"][a] == st["orders"][b] == "complete"
+    s2 = wb.supply_of(c)
+    assert s2 != s1
+    assert st["orders"][c] == "complete" and st["supplies"][s2]["done"], "a parcel in the courier's bag was not shipped"
+    assert _ships(wb.conn, f"wb:{c}") == "done"
+    assert all(st["order_calls"][n]["ship"][1] <= 1 for n in (a, b, c)), st["order_calls"]
+    assert st["spec_violations"] == []
+
+
+class _Killed(BaseException):
+    """The cloud process dying: nothing after the call is recorded."""
+
+
+def test_a_ship_whose_answer_was_lost_does_not_strand_a_parcel_handed_over_before_the_retry(wb):
+    """The cloud dies right after WB moved c out of the supply and delivered it; before it is back, c is
+    handed over to the next courier. The retried ship finds the supply delivered: c is not in it, so its
+    own ship must find and deliver its new supply (the cloud-kill test: WB order 5000000002 stayed
+    `confirm` because c kept the delivered supply on record)."""
+    a, b, c, s1 = _three_in_one_supply_two_handed_over(wb)
+    real = wb.adapter.set_order_status
+
+    def killed_after_the_call(native_id, action, **details):
+        out = real(native_id, action, **details)
+        if action == "ship":
+            raise _Killed()
+        return out
+    wb.adapter.set_order_status = killed_after_the_call
+    with pytest.raises(_Killed):
+        wb.run(rounds=3)
+    assert wb.state()["supplies"][s1]["done"] and wb.supply_of(c) != s1
+    wb.adapter.close()
+    wb.adapter = open_account(wb.cfg.accounts["wb"].account)  # a new process
+    wb.to(c, "handed_over")  # the next courier took it before the cloud came back
+    wb.run(rounds=4)
+    st = wb.state()
+    s2 = wb.supply_of(c)
+    assert st["orders"][c] == "complete" and st["supplies"][s2]["done"], "a parcel in the courier's bag was not shipped"
+    assert st["orders"][a] == st["orders"][b] == "complete"
+    assert all(st["order_calls"][n]["ship"][1] <= 1 for n in (a, b, c)), st["order_calls"]
+    assert st["spec_violations"] == []

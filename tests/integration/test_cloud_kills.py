@@ -29,9 +29,11 @@ from marketsync.procs import Service
 # With the demo's shelf shortage on (an order served again, so not handed over when its supply leaves),
 # a kill mid-ship lost where WB had moved that order: the cloud kept the old supply, with no record of the
 # move (3 runs of 3 failed before mp_actions._shipped cleared it on an interrupted ship).
-# Run by `make soak` (pytest -m faults), not `make test`: on the fresh-clone run of this round one WB order of
-# twelve stayed `confirm` after 12 kills (it passed in the run just before): open, said in the closing note.
-pytestmark = [pytest.mark.slow, pytest.mark.faults]
+# Two more WB orders stayed `confirm` in 1 run of 3: a parcel moved out by a ship whose answer was lost, then
+# handed over before the retry, kept the delivered supply on record; a parcel handed over between the ship
+# reading the bag and delivering was moved to the next supply and nothing delivered it (mp_actions._shipped
+# now ships each parcel the batch did not take once it is handed over; tests/cloud/test_shipping.py).
+pytestmark = pytest.mark.slow
 
 KILLS = 12  # an order per marketplace arrives before each kill
 
