@@ -54,6 +54,21 @@ from marketplaces.endpoints import Endpoint, EndpointMap, ItemRule, Limit
 
 log = logging.getLogger("marketplaces.http")
 
+_stopping = threading.Event()
+
+
+def stop_waiting() -> None:
+    """The process is stopping (SIGTERM): every wait between attempts ends now and its call gives up as
+    `Uncertain` — nothing is recorded as done, and the next start reads back before acting again. Without
+    it a stop waited out the retry backoffs of unreachable marketplaces (10 s, then SIGKILL)."""
+    _stopping.set()
+
+
+def _pause(seconds: float) -> None:
+    """Wait for the pace (a bucket's next token, a 429's hold); a stopping process does not wait."""
+    if _stopping.wait(seconds):
+        raise MarketplaceError("the service is stopping: nothing was sent", retryable=True)
+
 # ---------------------------------------------------------------- pacing
 
 
@@ -64,7 +79,7 @@ class TokenBucket:
     a moment the marketplace named (after a 429)."""
 
     def __init__(self, rate: float, burst: float, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = _pause) -> None:
         if rate <= 0 or burst <= 0:
             raise ValueError("rate and burst must be positive")
         self.rate = rate
@@ -138,7 +153,7 @@ class SlidingWindow:
                         self.waited_s += waited
                         return waited, ticket
                     wait = min(t[0] for t in self.sent) + self.window - now
-            time.sleep(max(wait, 0.0005))
+            _pause(max(wait, 0.0005))
             waited += wait
 
     def acquire(self, cost: float = 1.0) -> float:
@@ -448,7 +463,8 @@ class HttpClient:
     def _sleep(self, seconds: float) -> None:
         if seconds > 0:
             self.stats.waited_s += seconds
-            time.sleep(seconds)
+            if _stopping.wait(seconds):
+                raise Uncertain("the service is stopping", account=self.account, endpoint="", retryable=True)
 
     def _error(self, cls: type[MarketplaceError], message: str, ep: Endpoint, **kw: Any) -> MarketplaceError:
         return cls(self.scrub(message), account=self.account, endpoint=ep.name, **kw)

@@ -22,6 +22,7 @@ from cloud_sync.service.cloud import CloudService
 from cloud_sync.stock import ledger
 from cloud_sync.stock import push as stock_push
 from cloud_sync.stock import why as stock_why
+from marketplaces import http as mp_http
 from sitelink.service_manager import notify, watchdog_interval
 
 
@@ -59,6 +60,7 @@ def cloud_main(argv: list[str]) -> int:
 
     def _on_signal(_signum: int, _frame: object) -> None:
         stop.set()
+        mp_http.stop_waiting()  # a call waiting to retry gives up now: the stop takes no backoff
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)

@@ -16,6 +16,7 @@ import logging
 import threading
 from typing import Any
 
+from waitress import wasyncore
 from waitress.server import create_server
 
 from cloud_sync.config import CloudConfig
@@ -132,8 +133,15 @@ class CloudService:
             conn.close()
 
     def stop(self) -> None:
+        # every part is told to stop first, then waited for: the jobs take no new round while the web stops
+        if self.jobs is not None:
+            self.jobs.stop(timeout=0)
+        if self.pusher is not None:
+            self.pusher.stop(timeout=0)
         if self._server is not None:
-            self._server.close()
+            self._server.close()  # no new connection
+            self._server.task_dispatcher.shutdown(cancel_pending=False, timeout=5)  # requests in progress end
+            wasyncore.close_all(self._server._map)  # an idle keep-alive connection would hold the loop open
         if self._server_thread is not None:
             self._server_thread.join(5)
         if self.jobs is not None:
