@@ -27,6 +27,7 @@ Rules worth knowing:
 
 from __future__ import annotations
 
+import contextvars
 import email.utils
 import json as jsonlib
 import logging
@@ -62,6 +63,20 @@ def stop_waiting() -> None:
     `Uncertain` — nothing is recorded as done, and the next start reads back before acting again. Without
     it a stop waited out the retry backoffs of unreachable marketplaces (10 s, then SIGKILL)."""
     _stopping.set()
+
+
+_answer_by: contextvars.ContextVar[float | None] = contextvars.ContextVar("marketplace_answer_by", default=None)
+
+
+def answer_within(seconds: float) -> contextvars.Token:
+    """Calls made from now on in this context (a page's request: a person is waiting) wait between
+    attempts only while `seconds` allow, then give up as `Uncertain`: a marketplace out of reach is said
+    in seconds, not after a minute of backoff. Undo with `answer_as_jobs_do(token)`."""
+    return _answer_by.set(time.monotonic() + seconds)
+
+
+def answer_as_jobs_do(token: contextvars.Token) -> None:
+    _answer_by.reset(token)
 
 
 def _pause(seconds: float) -> None:
@@ -463,6 +478,10 @@ class HttpClient:
     def _sleep(self, seconds: float) -> None:
         if seconds > 0:
             self.stats.waited_s += seconds
+            by = _answer_by.get()
+            if by is not None and time.monotonic() + seconds > by:
+                raise Uncertain("no answer in time: the marketplace is out of reach or slow", account=self.account,
+                                retryable=True)
             if _stopping.wait(seconds):
                 raise Uncertain("the service is stopping", account=self.account, endpoint="", retryable=True)
 

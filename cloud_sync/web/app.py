@@ -11,7 +11,7 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
-from flask import Flask
+from flask import Flask, g
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from cloud_sync.alerts.outbox import AlertConfigError, AlertSettings
@@ -40,6 +40,7 @@ from cloud_sync.web.pages import (
     sites,
     stocks,
 )
+from marketplaces import http as mp_http
 from marketplaces.base import Marketplace, MarketplaceError
 
 PAGES = (home, attention, dashboard, orders, products, prices, rules, stocks, reconcile, reports, sites, settings)
@@ -70,6 +71,8 @@ def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: Map
     i18n.setup(app)  # the pages' language (the user's, else [ui] language) and the value formats
 
     app.teardown_appcontext(close_db)
+    app.before_request(_a_person_waits)
+    app.teardown_request(_jobs_pace_again)
     app.register_error_handler(HTTPException, errors.http_error)
     app.register_error_handler(InternalServerError, errors.internal_error)
     app.register_error_handler(RecursionError, errors.hostile_body)
@@ -79,6 +82,19 @@ def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: Map
         app.register_error_handler(refusal, errors.refused)
     app.register_error_handler(MarketplaceError, errors.marketplace_error)
     return app
+
+
+MARKETPLACE_ANSWER_S = 10.0  # a page's request gives a marketplace out of reach this long, retries included
+
+
+def _a_person_waits() -> None:
+    g.marketplace_deadline = mp_http.answer_within(MARKETPLACE_ANSWER_S)
+
+
+def _jobs_pace_again(_exc: BaseException | None = None) -> None:
+    token = g.pop("marketplace_deadline", None)
+    if token is not None:
+        mp_http.answer_as_jobs_do(token)
 
 
 def config_secrets(config: CloudConfig) -> list[str]:
