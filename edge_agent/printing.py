@@ -3,9 +3,11 @@ lists wait in `print_jobs` until the printer
 takes them, so a printer problem delays a label and loses nothing.
 
 `PrintQueue` owns the worker that prints every pending job whose label is here (a label that comes
-after packing waits for the cloud), stops at the first printer problem and says, in the packer's words,
-what to do about it (`PrinterState`); it tells the cloud that the printer went away and came back, and
-what it printed, in the same commit as the job's new state.
+after packing waits for the cloud), and a background worker (`background_thread`: it gives way to the
+page and the printing) that renders ahead the labels of orders still to pack. The print worker stops at
+the first printer problem and says, in the packer's words, what to do about it (`PrinterState`); it
+tells the cloud that the printer went away and came back, and what it printed, in the same commit as
+the job's new state.
 
 `print_jobs` is also the print journal, so a crash never prints a label twice on its own: a job is
 marked `sending` (with the file it will make, for a printer that writes files) and committed before
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_agent import store
+from edge_agent.background import background_thread
 from edge_agent.changes import Changes
 from edge_agent.config import EdgeConfig
 from edge_agent.device_hub import DeviceHub
@@ -40,7 +43,7 @@ from edge_agent.labels import own_label, prepare_label
 from edge_agent.tasks.common import Send, TaskError, parcels_word
 
 log = logging.getLogger("marketsync.edge")
-AHEAD = 50  # labels rendered ahead per look at the queue (between them, a job to print goes first)
+AHEAD = 50  # labels rendered ahead per look at the queue
 UNKNOWN_WORDS = ("Программа склада перезапустилась, когда эта этикетка уходила на принтер: посмотрите, напечаталась "
                  "ли она, и ответьте «Да» или «Нет — напечатать снова»")
 
@@ -66,6 +69,7 @@ class PrintQueue:
         self.cfg = cfg
         self.printer_state = PrinterState()
         self._wake = threading.Event()
+        self._ahead = threading.Event()  # wakes the worker that renders labels ahead
         self._prepared: set[tuple[str, str, int]] = set()  # labels rendered ahead (or that cannot be)
 
     @property
@@ -75,6 +79,11 @@ class PrintQueue:
     def wake(self) -> None:
         """Look at the queue now (a job was added, a label came, the packer asked to try again)."""
         self._wake.set()
+
+    def stop(self) -> None:
+        """Let both workers see that the site stops (`stopping` says so) at once."""
+        self._wake.set()
+        self._ahead.set()
 
     def run(self, stopping: Callable[[], bool]) -> None:
         """The worker: settle what a crash cut short, then print what is pending whenever woken, and
@@ -91,14 +100,29 @@ class PrintQueue:
                 break
             try:
                 self.print_pending()
-                self.prepare_ahead(stopping)
             except Exception:
                 log.exception("print queue")
+            self._ahead.set()  # what is still to pack may have changed: its labels, rendered ahead
+
+    def run_ahead(self, stopping: Callable[[], bool]) -> None:
+        """The background worker: renders the labels of orders still to pack (`prepare_ahead`) after each
+        look at the queue and every `print_retry_s`, in a thread that gives way to the page and the
+        printing (on one core, a scan's label never waits for another order's label being rendered)."""
+        background_thread()
+        while not stopping():
+            self._ahead.wait(timeout=self.cfg.print_retry_s)
+            self._ahead.clear()
+            if stopping():
+                break
+            try:
+                self.prepare_ahead(stopping)
+            except Exception:
+                log.exception("labels rendered ahead")
 
     def prepare_ahead(self, stopping: Callable[[], bool] = lambda: False, limit: int = AHEAD) -> int:
         """Render the labels of orders still to pack before their last scan (earliest deadline first, at
         most `limit`, each once: `prepare_label` keeps them), so the scan that packs an order only sends
-        its label. Stops as soon as a job is waiting to print. Returns how many were rendered now."""
+        its label. Returns how many were rendered now."""
         if self.printer is None:
             return 0
         profile = self._profile()
@@ -107,7 +131,7 @@ class PrintQueue:
                 "SELECT l.order_id, l.format, length(l.data_b64) AS size FROM tasks t JOIN labels l "
                 "ON l.order_id = t.order_id WHERE t.state IN ('new','picking','picked','packing') AND l.order_id "
                 "NOT IN (SELECT order_id FROM print_jobs WHERE kind = 'label') ORDER BY t.deadline, t.rowid"):
-            if done >= limit or stopping() or self._wake.is_set():
+            if done >= limit or stopping():
                 break
             key = (row["order_id"], row["format"], row["size"])
             if key in self._prepared:

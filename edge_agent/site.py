@@ -140,6 +140,7 @@ class Site:
         if self.link is not None:
             self.link.start()
         self.spawn(lambda: self.printing.run(self._stop.is_set), "print-queue")
+        self.spawn(lambda: self.printing.run_ahead(self._stop.is_set), "labels-ahead")
         if self.marking_registry is not None:
             self.spawn(self._recheck_loop, "marking-recheck")
         for plugin in self.plugins:
@@ -166,7 +167,7 @@ class Site:
 
     def stop(self) -> None:
         self._stop.set()
-        self.printing.wake()
+        self.printing.stop()
         for plugin in self.plugins:
             with contextlib.suppress(Exception):
                 plugin.stop()

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_agent.background import background_thread
 from edge_agent.decode import FrameDecoder, Symbol, decode_image
 from edge_agent.devices.base import DeviceError, DeviceGone, ScanEvent, need
 
@@ -177,6 +178,7 @@ class CameraScanner:
         self.camera.close()
 
     def _run(self, on_scan: Any, on_error: Any) -> None:
+        background_thread()  # decoding frames gives way to the page's scans and the labels they print
         seen: set[tuple[str, str]] = set()
         reported = False
         interval = 1.0 / self.fps if self.fps > 0 else 0.0
