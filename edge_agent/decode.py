@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from edge_agent.devices.base import need
+from edge_agent.labels import PDFIUM_LOCK
 
 
 @dataclass(frozen=True)
@@ -392,15 +393,16 @@ NO_BARCODE = "no barcode found"
 def pdf_pages(path: str, dpi: int = 300, max_pages: int = 20) -> list[np.ndarray]:
     """The pages of a PDF (a marketplace label) as grayscale pictures; raises ValueError."""
     pdfium = need("pypdfium2", "PDF decoding", "pypdfium2")
-    try:
-        pdf = pdfium.PdfDocument(path)
-    except Exception as exc:  # PdfiumError
-        raise ValueError(f"not a PDF this box can read: {exc}") from exc
-    try:
-        return [np.asarray(pdf[i].render(scale=dpi / 72, grayscale=True).to_pil().convert("L"))
-                for i in range(min(len(pdf), max_pages))]
-    finally:
-        pdf.close()
+    with PDFIUM_LOCK:  # pdfium is not thread-safe
+        try:
+            pdf = pdfium.PdfDocument(path)
+        except Exception as exc:  # PdfiumError
+            raise ValueError(f"not a PDF this box can read: {exc}") from exc
+        try:
+            return [np.asarray(pdf[i].render(scale=dpi / 72, grayscale=True).to_pil().convert("L"))
+                    for i in range(min(len(pdf), max_pages))]
+        finally:
+            pdf.close()
 
 
 def decode_file(path: str) -> dict[str, Any]:

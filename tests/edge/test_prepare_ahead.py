@@ -4,12 +4,16 @@ first, each once), so the scan that packs an order only sends its label; cached 
 
 from __future__ import annotations
 
-from edge_testkit import BAG, MUG, deliver_label, edge_config, make_conn, pick_task, send
+import threading
+
+from edge_testkit import BAG, MUG, deliver_label, edge_config, make_conn, pick_task, send, wait_for
 
 from edge_agent import labels, store
+from edge_agent.background import BACKGROUND_NICE, thread_nice
 from edge_agent.changes import Changes
 from edge_agent.device_hub import DeviceHub
 from edge_agent.printing import PrintQueue
+from edge_agent.site import Site
 from edge_agent.tasks import inbox
 
 
@@ -31,3 +35,24 @@ def test_labels_of_orders_to_pack_are_prepared_ahead_once(tmp_path):
     assert queue.prepare_ahead() == 0  # each once
     assert len(labels._CACHE) == 2
     assert all(job.raster is None and job.payload for job in labels._CACHE.values())
+
+
+def test_labels_are_rendered_ahead_by_a_background_thread_that_gives_way_to_printing(tmp_path):
+    """The print worker only prints; the labels ahead are rendered by a thread of their own at a
+    background priority, so on one core a scan's label never waits for another order's being rendered."""
+    cfg = edge_config(tmp_path)
+    site = Site(cfg, with_link=False)
+    with store.transaction(site.conn):
+        inbox.apply_pick_task(site.conn, pick_task("a1", [(MUG, 1)]))
+    deliver_label(site.conn, "o-a1")
+    labels.clear_cache()
+    site.start()
+    try:
+        assert wait_for(lambda: len(labels._CACHE) == 1)  # rendered ahead, nothing packed
+        threads = {t.name: t for t in threading.enumerate()}
+        assert thread_nice(threads["labels-ahead"].native_id) == BACKGROUND_NICE
+        assert thread_nice(threads["print-queue"].native_id) < BACKGROUND_NICE
+    finally:
+        site.begin_stop()
+        site.stop()
+        site.close()
