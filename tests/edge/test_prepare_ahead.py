@@ -56,3 +56,47 @@ def test_labels_are_rendered_ahead_by_a_background_thread_that_gives_way_to_prin
         site.begin_stop()
         site.stop()
         site.close()
+
+
+def test_labels_ahead_are_read_without_the_sites_lock(tmp_path):
+    """The labels-ahead worker reads on a connection of its own: while a scan's transaction holds the
+    site's lock it still renders, and its reads (after every print) never hold up a scan."""
+    site = Site(edge_config(tmp_path), with_link=False)
+    with store.transaction(site.conn):
+        inbox.apply_pick_task(site.conn, pick_task("a1", [(MUG, 1)]))
+    deliver_label(site.conn, "o-a1")
+    labels.clear_cache()
+    try:
+        with store.locked():  # a long transaction of the site's
+            site.start()
+            assert wait_for(lambda: len(labels._CACHE) == 1, timeout=5)
+    finally:
+        site.begin_stop()
+        site.stop()
+        site.close()
+
+
+def test_a_new_label_of_the_same_size_is_rendered_ahead(tmp_path):
+    """A label is known by its row, not by its length: an order's label sent again with other bytes of
+    the same length (a re-issued posting number) is rendered ahead too."""
+    import base64
+
+    def zpl_label(number: str) -> None:
+        with store.transaction(conn):
+            inbox.apply_label(conn, {"order_id": "o-a1", "format": "zpl", "data_b64": base64.b64encode(
+                f"^XA^PW464^LL320^FO40,70^BCN,140,Y,N,N^FD{number}^FS^XZ".encode()).decode()})
+
+    conn = make_conn(tmp_path / "site.sqlite")
+    with store.transaction(conn):
+        inbox.apply_pick_task(conn, pick_task("a1", [(MUG, 1)]))
+    zpl_label("WB400000001")
+    cfg = edge_config(tmp_path, tables={"printer": {"kind": "virtual", "out_dir": str(tmp_path / "labels"),
+                                                    "language": "zpl"}})
+    hub = DeviceHub(cfg, Changes())
+    hub.open(lambda *_: None)
+    queue = PrintQueue(conn, send, hub, Changes(), cfg)
+    labels.clear_cache()
+    assert queue.prepare_ahead() == 1 and queue.prepare_ahead() == 0
+    zpl_label("WB400000002")  # the same length, other bytes
+    assert queue.prepare_ahead() == 1
+    assert len(labels._CACHE) == 2
