@@ -202,6 +202,7 @@ class Site:
         answer it got, and the live update tells only the others (no second message, no second beep).
         `scan_id` is the page's id of the scan: a request sent again because its answer was lost on the
         way (Wi-Fi) gets the first answer back and is not applied twice."""
+        self.printing.active()  # labels are rendered ahead in the pauses, not while packers scan
         registry = self._registry_check(station_name, code)  # outside the transaction: a network call
         with store.transaction(self.conn):
             if scan_id:

@@ -100,3 +100,31 @@ def test_a_new_label_of_the_same_size_is_rendered_ahead(tmp_path):
     zpl_label("WB400000002")  # the same length, other bytes
     assert queue.prepare_ahead() == 1
     assert len(labels._CACHE) == 2
+
+
+def test_labels_are_rendered_ahead_in_the_pauses_of_packing(tmp_path):
+    """While packers scan, rendering ahead waits (a render running beside a scan made it ~3x slower on
+    one core); in the first pause of QUIET_S the labels of the orders still to pack are rendered."""
+    import time
+
+    from edge_agent.printing import QUIET_S
+
+    site = Site(edge_config(tmp_path), with_link=False)
+    with store.transaction(site.conn):
+        inbox.apply_pick_task(site.conn, pick_task("a1", [(MUG, 1)]))
+    deliver_label(site.conn, "o-a1")
+    labels.clear_cache()
+    site.printing.active()  # the packer scanned just before
+    site.start()
+    try:
+        until = time.monotonic() + 4 * QUIET_S
+        while time.monotonic() < until:  # a packer scanning away
+            site.printing.active()
+            site.retry_printing()
+            time.sleep(QUIET_S / 5)
+        assert len(labels._CACHE) == 0
+        assert wait_for(lambda: len(labels._CACHE) == 1, timeout=5)  # the pause
+    finally:
+        site.begin_stop()
+        site.stop()
+        site.close()
