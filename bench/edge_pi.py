@@ -12,7 +12,8 @@ Measured:
 - scan->label: a packer's scan POSTed to the page's /api/scan (it packs the order's only unit) until
   the last byte of that order's label reached the printer, one order after another, p99; beside it,
   the floor: a page request that prints nothing (GET /api/state), p99, in the same run;
-- peak resident memory of the agent (VmHWM) over the whole run;
+- peak resident memory of the agent (VmHWM) over the whole run (the packer's login is in it: the PIN
+  check, scrypt, holds 16 MB for a moment, by design);
 - idle CPU: the agent's CPU time over `--idle-s` seconds (a minute) after the work, as % of one core;
   beside it the same of a bare Flask+waitress process started with it (the floor of an idle web server).
 The floor's start-to-ready and memory are printed beside the agent's too.
