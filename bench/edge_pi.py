@@ -12,7 +12,8 @@ Measured:
 - scan->label: a packer's scan POSTed to the page's /api/scan (it packs the order's only unit) until
   the last byte of that order's label reached the printer, one order after another, p99; beside it,
   the floor: a page request that prints nothing (GET /api/state), p99, in the same run;
-- peak resident memory of the agent (VmHWM) over the whole run;
+- peak resident memory of the agent (VmHWM) over the whole run (the packer's login is in it: the PIN
+  check, scrypt, holds 16 MB for a moment, by design);
 - idle CPU: the agent's CPU time over `--idle-s` seconds (a minute) after the work, as % of one core;
   beside it the same of a bare Flask+waitress process started with it (the floor of an idle web server).
 The floor's start-to-ready and memory are printed beside the agent's too.
@@ -27,11 +28,9 @@ import argparse
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -43,6 +42,7 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench.edge_scan_to_label import ozon_pdf, wb_zpl  # noqa: E402  (the labels of the scan-to-label bench)
+from bench.tcp_printer import TcpPrinter  # noqa: E402
 from edge_agent import store  # noqa: E402
 from edge_agent.barcodes import ean13_check_digit, symbol_image  # noqa: E402
 from edge_agent.config import hash_pin  # noqa: E402
@@ -63,48 +63,6 @@ server = waitress.create_server(app, host="127.0.0.1", port=0, threads=4)
 print(json.dumps({"url": f"http://127.0.0.1:{server.effective_port}"}), flush=True)
 server.run()
 """
-
-
-class Printer:
-    """A raw 9100 label printer: each connection is one job; the time its last byte arrived is kept."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.jobs: list[tuple[float, int]] = []
-        self.cond = threading.Condition()
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                size = 0
-                while True:
-                    part = conn.recv(65536)
-                    if not part:
-                        break
-                    size += len(part)
-            if size and size not in (3, 4):  # not a status query (~HS, ESC!?)
-                with self.cond:
-                    self.jobs.append((time.perf_counter(), size))
-                    self.cond.notify_all()
-
-    def wait_for(self, n: int, timeout: float = 10.0) -> float | None:
-        """The arrival time of the n-th job (1-based), or None after `timeout`."""
-        end = time.perf_counter() + timeout
-        with self.cond:
-            while len(self.jobs) < n:
-                left = end - time.perf_counter()
-                if left <= 0:
-                    return None
-                self.cond.wait(left)
-            return self.jobs[n - 1][0]
 
 
 VIDEO_FRAMES, VIDEO_FPS = 300, 25
@@ -236,7 +194,7 @@ def main() -> None:
         os.sched_setaffinity(0, set(others))
     with tempfile.TemporaryDirectory(prefix="edge-pi-") as tmp:
         folder = Path(tmp)
-        printer = Printer()
+        printer = TcpPrinter()
         video = make_video(folder / "parcel.mp4")
         t = time.perf_counter()
         seed_site(folder / "site.sqlite", args.orders)

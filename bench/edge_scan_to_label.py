@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import argparse
 import io
-import socket
 import statistics
-import threading
+import sys
 import time
+from pathlib import Path
 
-from edge_agent.devices.base import PrintJob
-from edge_agent.devices.printers import open_printer
-from edge_agent.devices.scanners import VirtualScanner
-from edge_agent.labels import prepare_label
+# the project first (run as a script, bench/ would stand first on the path)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.tcp_printer import TcpPrinter  # noqa: E402
+from edge_agent.devices.base import PrintJob  # noqa: E402
+from edge_agent.devices.printers import open_printer  # noqa: E402
+from edge_agent.devices.scanners import VirtualScanner  # noqa: E402
+from edge_agent.labels import prepare_label  # noqa: E402
 
 
 def ozon_pdf(posting: str) -> bytes:
@@ -47,28 +51,6 @@ def ozon_pdf(posting: str) -> bytes:
 def wb_zpl(order: str) -> bytes:
     return (f"^XA^CI28^PW464^LL320^FO8,8^GB448,304,3^FS^FO24,20^A0N,28,28^FDWB {order}^FS"
             f"^BY2,3,140^FO40,70^BCN,140,Y,N,N^FD{order}^FS^XZ").encode()
-
-
-class Sink:
-    """A raw 9100 printer: reads every job to EOF, counts bytes."""
-
-    def __init__(self) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.bytes = 0
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                while part := conn.recv(1 << 16):
-                    self.bytes += len(part)
 
 
 def naive_job(pdf: bytes, printer) -> PrintJob:
@@ -123,7 +105,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=200)
     args = ap.parse_args()
-    sink = Sink()
+    sink = TcpPrinter()
     zebra = open_printer({"kind": "zpl_tcp", "name": "zebra", "host": "127.0.0.1", "port": sink.port,
                           "width_mm": 75, "height_mm": 120, "dpi": 203})
     zebra58 = open_printer({"kind": "zpl_tcp", "name": "zebra58", "host": "127.0.0.1", "port": sink.port,

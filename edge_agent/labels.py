@@ -43,6 +43,8 @@ class LabelError(PrinterError):
     """A label that cannot be made into a print job (broken file, unknown format, too small a label)."""
 
 
+PDFIUM_LOCK = threading.Lock()  # pdfium is not thread-safe: one document at a time in the whole process (the
+# print worker and the labels rendered ahead render in threads of their own)
 _CACHE: OrderedDict[tuple, PrintJob] = OrderedDict()
 # What the cache may hold in memory, payloads and rasters counted (a raster is held at one byte per dot
 # by Pillow, even 1-bit: ~0.6 MB for a 75x120 mm label at 203 dpi, its ZPL ~2 KB). Cached jobs keep no
@@ -198,6 +200,11 @@ def _zpl_source_profile(data: bytes, profile: PrinterProfile) -> PrinterProfile:
 
 def _render_pdf(data: bytes, profile: PrinterProfile) -> Image.Image:
     pdfium = need("pypdfium2", "PDF labels", "pypdfium2")
+    with PDFIUM_LOCK:
+        return _render_pdf_locked(pdfium, data, profile)
+
+
+def _render_pdf_locked(pdfium: Any, data: bytes, profile: PrinterProfile) -> Image.Image:
     try:
         pdf = pdfium.PdfDocument(data)
     except Exception as exc:  # pdfium raises PdfiumError
@@ -213,7 +220,8 @@ def _render_pdf(data: bytes, profile: PrinterProfile) -> Image.Image:
             w_pt, h_pt = h_pt, w_pt
         scale = min(profile.width_dots / w_pt, profile.height_dots / h_pt)
         bitmap = page.render(scale=scale, rotation=90 if rotate else 0, grayscale=True, may_draw_forms=False)
-        image = bitmap.to_pil().convert("L")
+        image = bitmap.to_pil().convert("L")  # a copy: the bitmap is let go here, under the lock
+        bitmap.close()
         page.close()
         return image
     finally:

@@ -140,6 +140,7 @@ class Site:
         if self.link is not None:
             self.link.start()
         self.spawn(lambda: self.printing.run(self._stop.is_set), "print-queue")
+        self.spawn(lambda: self.printing.run_ahead(self._stop.is_set), "labels-ahead")
         if self.marking_registry is not None:
             self.spawn(self._recheck_loop, "marking-recheck")
         for plugin in self.plugins:
@@ -166,7 +167,7 @@ class Site:
 
     def stop(self) -> None:
         self._stop.set()
-        self.printing.wake()
+        self.printing.stop()
         for plugin in self.plugins:
             with contextlib.suppress(Exception):
                 plugin.stop()
@@ -201,6 +202,7 @@ class Site:
         answer it got, and the live update tells only the others (no second message, no second beep).
         `scan_id` is the page's id of the scan: a request sent again because its answer was lost on the
         way (Wi-Fi) gets the first answer back and is not applied twice."""
+        self.printing.active()  # labels are rendered ahead in the pauses, not while packers scan
         registry = self._registry_check(station_name, code)  # outside the transaction: a network call
         with store.transaction(self.conn):
             if scan_id:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_agent.background import background_thread
 from edge_agent.devices.base import DeviceError, need
 
 log = logging.getLogger(__name__)
@@ -159,6 +160,7 @@ class PackingRecorder:
         return frame
 
     def _run(self) -> None:
+        background_thread()  # encoding video gives way to the page's scans and the labels they print
         cv2 = need("cv2", "packing video")
         state = self._state
         order_id = self.order_id or ""

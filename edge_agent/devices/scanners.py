@@ -422,7 +422,7 @@ def open_scanner(config: dict[str, Any]) -> Any:
                             bool(config.get("grab", True)), gs_keys=config.get("gs_keys", ("F8",)),
                             gs_substitutes=subs)
     if kind == "camera":
-        return CameraScanner(open_camera(config), station, float(config.get("fps", 10)))
+        return CameraScanner(open_camera(config, gray=True), station, float(config.get("fps", 10)))
     if kind == "serial":
         return SerialScanner(str(config.get("device", "/dev/ttyACM0")), station,
                              int(config.get("baudrate", 9600)), subs)

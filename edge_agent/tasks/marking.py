@@ -20,8 +20,6 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import biip
-
 GS = "\x1d"
 _SUBSTITUTES = ("<GS>", "{GS}", "[GS]", "~1", "\\x1d", "\\u001d", "<FNC1>")
 _PREFIXES = ("]d2", "]C1", "]Q3", "\xe8")
@@ -111,6 +109,10 @@ def parse(text: str) -> MarkingCode:
 def _gs1_fields(s: str) -> tuple[str, dict[str, str]]:
     """The serial (AI 21) and the crypto tail's fields of a code with its separators, read by biip; a tail
     biip cannot read as GS1 (a scanner's stray bytes) is split on the separators as it comes."""
+    # lazy: biip holds GS1's tables in memory (~16 MB resident, more than the rest of the page's code):
+    # loaded by the first marking code scanned, never on a box that packs no marked goods
+    import biip
+
     try:
         message = biip.parse(s, config=biip.ParseConfig(separator_chars=[GS])).gs1_message
     except biip.ParseError:

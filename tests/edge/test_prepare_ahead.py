@@ -4,12 +4,16 @@ first, each once), so the scan that packs an order only sends its label; cached 
 
 from __future__ import annotations
 
-from edge_testkit import BAG, MUG, deliver_label, edge_config, make_conn, pick_task, send
+import threading
+
+from edge_testkit import BAG, MUG, deliver_label, edge_config, make_conn, pick_task, send, wait_for
 
 from edge_agent import labels, store
+from edge_agent.background import BACKGROUND_NICE, thread_nice
 from edge_agent.changes import Changes
 from edge_agent.device_hub import DeviceHub
 from edge_agent.printing import PrintQueue
+from edge_agent.site import Site
 from edge_agent.tasks import inbox
 
 
@@ -31,3 +35,96 @@ def test_labels_of_orders_to_pack_are_prepared_ahead_once(tmp_path):
     assert queue.prepare_ahead() == 0  # each once
     assert len(labels._CACHE) == 2
     assert all(job.raster is None and job.payload for job in labels._CACHE.values())
+
+
+def test_labels_are_rendered_ahead_by_a_background_thread_that_gives_way_to_printing(tmp_path):
+    """The print worker only prints; the labels ahead are rendered by a thread of their own at a
+    background priority, so on one core a scan's label never waits for another order's being rendered."""
+    cfg = edge_config(tmp_path)
+    site = Site(cfg, with_link=False)
+    with store.transaction(site.conn):
+        inbox.apply_pick_task(site.conn, pick_task("a1", [(MUG, 1)]))
+    deliver_label(site.conn, "o-a1")
+    labels.clear_cache()
+    site.start()
+    try:
+        assert wait_for(lambda: len(labels._CACHE) == 1)  # rendered ahead, nothing packed
+        threads = {t.name: t for t in threading.enumerate()}
+        assert thread_nice(threads["labels-ahead"].native_id) == BACKGROUND_NICE
+        assert thread_nice(threads["print-queue"].native_id) < BACKGROUND_NICE
+    finally:
+        site.begin_stop()
+        site.stop()
+        site.close()
+
+
+def test_labels_ahead_are_read_without_the_sites_lock(tmp_path):
+    """The labels-ahead worker reads on a connection of its own: while a scan's transaction holds the
+    site's lock it still renders, and its reads (after every print) never hold up a scan."""
+    site = Site(edge_config(tmp_path), with_link=False)
+    with store.transaction(site.conn):
+        inbox.apply_pick_task(site.conn, pick_task("a1", [(MUG, 1)]))
+    deliver_label(site.conn, "o-a1")
+    labels.clear_cache()
+    try:
+        with store.locked():  # a long transaction of the site's
+            site.start()
+            assert wait_for(lambda: len(labels._CACHE) == 1, timeout=5)
+    finally:
+        site.begin_stop()
+        site.stop()
+        site.close()
+
+
+def test_a_new_label_of_the_same_size_is_rendered_ahead(tmp_path):
+    """A label is known by its row, not by its length: an order's label sent again with other bytes of
+    the same length (a re-issued posting number) is rendered ahead too."""
+    import base64
+
+    def zpl_label(number: str) -> None:
+        with store.transaction(conn):
+            inbox.apply_label(conn, {"order_id": "o-a1", "format": "zpl", "data_b64": base64.b64encode(
+                f"^XA^PW464^LL320^FO40,70^BCN,140,Y,N,N^FD{number}^FS^XZ".encode()).decode()})
+
+    conn = make_conn(tmp_path / "site.sqlite")
+    with store.transaction(conn):
+        inbox.apply_pick_task(conn, pick_task("a1", [(MUG, 1)]))
+    zpl_label("WB400000001")
+    cfg = edge_config(tmp_path, tables={"printer": {"kind": "virtual", "out_dir": str(tmp_path / "labels"),
+                                                    "language": "zpl"}})
+    hub = DeviceHub(cfg, Changes())
+    hub.open(lambda *_: None)
+    queue = PrintQueue(conn, send, hub, Changes(), cfg)
+    labels.clear_cache()
+    assert queue.prepare_ahead() == 1 and queue.prepare_ahead() == 0
+    zpl_label("WB400000002")  # the same length, other bytes
+    assert queue.prepare_ahead() == 1
+    assert len(labels._CACHE) == 2
+
+
+def test_labels_are_rendered_ahead_in_the_pauses_of_packing(tmp_path):
+    """While packers scan, rendering ahead waits (a render running beside a scan made it ~3x slower on
+    one core); in the first pause of QUIET_S the labels of the orders still to pack are rendered."""
+    import time
+
+    from edge_agent.printing import QUIET_S
+
+    site = Site(edge_config(tmp_path), with_link=False)
+    with store.transaction(site.conn):
+        inbox.apply_pick_task(site.conn, pick_task("a1", [(MUG, 1)]))
+    deliver_label(site.conn, "o-a1")
+    labels.clear_cache()
+    site.printing.active()  # the packer scanned just before
+    site.start()
+    try:
+        until = time.monotonic() + 4 * QUIET_S
+        while time.monotonic() < until:  # a packer scanning away
+            site.printing.active()
+            site.retry_printing()
+            time.sleep(QUIET_S / 5)
+        assert len(labels._CACHE) == 0
+        assert wait_for(lambda: len(labels._CACHE) == 1, timeout=5)  # the pause
+    finally:
+        site.begin_stop()
+        site.stop()
+        site.close()

@@ -140,3 +140,43 @@ def test_camera_as_a_station_scanner(tmp_path):
         assert isinstance(errors[0], DeviceGone) and len(errors) == 1
     finally:
         gone.stop()
+
+
+def test_camera_and_packing_video_threads_give_way_to_scans(tmp_path):
+    """On one core a scan's label must not wait for frames being decoded or encoded: the camera scanner's
+    and the packing video's threads run at a background priority (a higher nice value, theirs only)."""
+    from edge_agent.background import BACKGROUND_NICE, thread_nice
+    from edge_agent.devices.scanners import open_scanner, wait_for
+
+    video = str(make_video(tmp_path / "desk.mp4", frames=10))
+    s = open_scanner({"kind": "camera", "source": video, "station": "pack-3", "fps": 5, "loop": True})
+    rec = PackingRecorder(open_camera({"source": video, "loop": True}), tmp_path / "videos", fps=5)
+    s.start(lambda _event: None)
+    rec.order_scanned("o-1")
+    try:
+        scanner_tid, video_tid = s._thread.native_id, rec._thread.native_id
+        assert wait_for(lambda: thread_nice(scanner_tid) == BACKGROUND_NICE)
+        assert wait_for(lambda: thread_nice(video_tid) == BACKGROUND_NICE)
+        assert thread_nice(None) == os.getpriority(os.PRIO_PROCESS, 0) < BACKGROUND_NICE  # the caller's stays
+    finally:
+        rec.label_printed("o-1")
+        s.stop()
+
+
+def test_a_scanner_camera_takes_the_brightness_plane_only(tmp_path):
+    """A camera that only reads barcodes takes the frames' brightness as FFmpeg decoded them (no colour
+    conversion, a third of the memory); a packing video's camera keeps its colours."""
+    from edge_agent.devices.scanners import open_scanner
+
+    video = str(make_video(tmp_path / "desk.mp4", frames=8))
+    scanner = open_scanner({"kind": "camera", "source": video, "station": "pack-3"})
+    colour = open_camera({"source": video})
+    try:
+        gray, bgr = scanner.camera.read_frame(), colour.read_frame()
+        assert bgr.shape == (480, 640, 3) and gray.shape == (480, 640) and gray.dtype == np.uint8
+        ref = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY).astype(int)
+        assert np.abs(gray.astype(int) - (16 + ref * 219 / 255)).mean() < 3  # the same picture, video range
+        assert sorted(s.text for s in scanner.camera.codes()) == [MARK, "WB-ORDER-555"]  # read from it
+    finally:
+        scanner.camera.close()
+        colour.close()

@@ -5,6 +5,8 @@ Physical printers are replaced by the virtual printer, since none is attached to
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from edge_agent.devices import PrinterError
@@ -163,3 +165,34 @@ def test_zpl_field_typeset_puts_bars_on_the_baseline():
     assert (rows.min(), rows.max()) == (100, 199)
     text = ~np.asarray(render_zpl("^XA^FT40,200^A0N,40,40^FDHHH^FS^XZ", prof))
     assert np.where(text.any(axis=1))[0].max() in (198, 199, 200)
+
+
+def test_pdf_labels_render_from_several_threads_at_once(tmp_path):
+    """pdfium is not thread-safe: the print worker and the labels rendered ahead render in threads of
+    their own, so PDF rendering takes turns (without it this crashed the process: run in a child)."""
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    code = textwrap.dedent(f"""
+        import sys, threading
+        sys.path.insert(0, {str(root / "tests" / "edge_devices")!r})
+        from conftest import pdf_label
+        from edge_agent.devices.base import PrinterProfile
+        from edge_agent.labels import prepare_label
+        profile = PrinterProfile("zpl", 203, 58, 40)
+        pdfs = [pdf_label(f"{{10000000 + i}}-0001-1", 58, 40) for i in range(80)]
+        jobs = []
+        def work(k):
+            jobs.extend(prepare_label(d, "pdf", profile) for d in pdfs[k::4])
+        threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        print(len(jobs), len({{j.payload for j in jobs}}))
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["80", "80"]

@@ -12,7 +12,7 @@ import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-HEAVY = ("cv2", "zxingcpp", "pypdfium2")
+HEAVY = ("cv2", "zxingcpp", "pypdfium2", "biip")  # biip: GS1's tables, ~16 MB resident
 
 
 def run(code: str, cwd: Path) -> dict:
@@ -56,13 +56,17 @@ def test_a_started_site_loads_them_only_when_first_used(tmp_path):
             import numpy as np
             decode_image(np.full((60, 60), 255, np.uint8))
             after_decode = [m for m in {HEAVY!r} if m in sys.modules]
+            from edge_agent.tasks.marking import parse
+            parse("0104600439931256215Ks1234\x1d91EE07\x1d92" + "A" * 40 + "abcd")
+            after_marking = [m for m in {HEAVY!r} if m in sys.modules]
         finally:
             site.begin_stop()
             site.stop()
             site.close()
-        print(json.dumps([started, after_pdf, after_decode]))
+        print(json.dumps([started, after_pdf, after_decode, after_marking]))
     """, tmp_path)
-    started, after_pdf, after_decode = got
+    started, after_pdf, after_decode, after_marking = got
     assert started == []
     assert "pypdfium2" in after_pdf
-    assert {"zxingcpp", "cv2"} <= set(after_decode)
+    assert {"zxingcpp", "cv2"} <= set(after_decode) and "biip" not in after_decode
+    assert "biip" in after_marking  # the first marking code parsed
