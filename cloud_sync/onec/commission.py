@@ -73,7 +73,8 @@ def saved_report(conn: sqlite3.Connection, report_id: str) -> CommissionReport:
                             period_to=date.fromisoformat(r["period_to"]), rows=rows, totals=totals,
                             native_totals={k: Decimal(v) for k, v in json.loads(r["native_totals"]).items()},
                             compared={}, differences=[], not_compared=[], native_report_id=r["native_report_id"],
-                            notes=json.loads(r["notes"]), id=r["id"])
+                            notes=json.loads(r["notes"]), native_counts=set(json.loads(r["native_counts"])),
+                            id=r["id"])
 
 
 def _split(item_id: str | None) -> tuple[str, str]:
