@@ -75,7 +75,7 @@ def _send(report: reports.CommissionReport, fmt: str):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name
         if fmt == "xlsx":  # laid out as 1C's «Отчет комиссионера», with the parties entered in Settings
-            write_xlsx(report, path, legal=parties(get_db(), report.account))
+            write_xlsx(report, path, legal=parties(get_db(), report.account, ctx().cfg.legal))
         else:
             reports.export_commission(report, path)
         data = path.read_bytes()
