@@ -124,10 +124,9 @@ def _commission(args: argparse.Namespace) -> int:
             return 2
         legal, onec = cfg.legal, cfg.onec
         section = onec.odata if onec is not None and args.odata else None
-    if args.odata:
-        if section is None:
-            print(f"marketsync onec commission: {args.config} has no [onec.odata]", file=sys.stderr)
-            return 2
+    if args.odata and section is None:
+        print(f"marketsync onec commission: {args.config} has no [onec.odata]", file=sys.stderr)
+        return 2
     conn = open_db(args.db)
     try:
         report = saved_report(conn, args.report_id)
