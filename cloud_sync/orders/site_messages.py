@@ -46,7 +46,7 @@ def register_site_handlers(link: Any, cfg: CloudConfig, wake: Waker | None = Non
         row = conn.execute("SELECT id, stage, account, key, task_round, number FROM orders WHERE key=?",
                            (b["order_id"],)).fetchone()
         if row is None:
-            _refuse(conn, env.site, f"площадка {env.site}: «{b['state']}» для неизвестного заказа {b['order_id']}")
+            _refuse(conn, env.site, f"пункт {env.site}: «{b['state']}» для неизвестного заказа {b['order_id']}")
         oid, stage, now = row[0], row[1], time.time()
         state = b["state"]
         if b.get("task_id") and b["task_id"] != pick_task_id(row["key"], row["task_round"]):
@@ -56,7 +56,7 @@ def register_site_handlers(link: Any, cfg: CloudConfig, wake: Waker | None = Non
             return
         if state == "handed_over" and stage not in ("packed", "handed_over"):
             why = "отменён" if stage == "cancelled" else "ещё не упакован"
-            _refuse(conn, env.site, f"площадка {env.site}: заказ {row['number']} {why} — его нельзя передать"
+            _refuse(conn, env.site, f"пункт {env.site}: заказ {row['number']} {why} — его нельзя передать"
                     " курьеру; ничего не изменено")
         if not log_event(conn, oid, state, _note(conn, b), site_ts(env), source="site", actor=env.site,
                          key=_event_key(env)):
