@@ -89,6 +89,18 @@ MIGRATIONS = [
     ) WITHOUT ROWID;
     CREATE INDEX site_bins_item ON site_bins(item_id, warehouse);
     """,
+    # an item found by its id, article or name in any case of any alphabet with one LIKE (see cards.search)
+    """
+    ALTER TABLE items ADD COLUMN search TEXT NOT NULL DEFAULT '';
+    UPDATE items SET search = fold(id || char(31) || article || char(31) || name);
+    CREATE TRIGGER items_search_insert AFTER INSERT ON items BEGIN
+        UPDATE items SET search = fold(new.id || char(31) || new.article || char(31) || new.name) WHERE id = new.id;
+    END;
+    CREATE TRIGGER items_search_update AFTER UPDATE OF article, name ON items
+    WHEN old.article IS NOT new.article OR old.name IS NOT new.name BEGIN
+        UPDATE items SET search = fold(new.id || char(31) || new.article || char(31) || new.name) WHERE id = new.id;
+    END;
+    """,
 ]
 
 
