@@ -1121,7 +1121,7 @@ class OzonAdapter:
             for i, sku in enumerate(skus or [""]):
                 charges = {"logistics": shares[i], "acquiring": Decimal(0), "storage": Decimal(0), "other": Decimal(0)}
                 charges[column] += rests[i]
-                kind: Any = "logistics" if shares[i] else column
+                kind: Any = "logistics" if shares[i] else ("storage" if column == "storage" else "other")
                 known = by_sku.get(sku)
                 out.append(ReportLine(kind=kind, offer_id=known.offer_id if known else "", card_id=sku,
                                       barcode=known.barcode if known else "", quantity=0, revenue=Decimal(0),

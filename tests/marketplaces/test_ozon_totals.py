@@ -144,3 +144,18 @@ def test_totals_by_posting_and_refused_periods(oz) -> None:
         adapter.http.call("transaction_totals", json={"date": {"from": "2026-05-02T00:00:00.000Z",
                                                                "to": "2026-05-01T00:00:00.000Z"}})
     assert refused.value.status == 400
+
+
+def test_a_service_charge_of_no_posting_is_an_other_deduction_of_the_account(oz, tmp_path) -> None:
+    sb, adapter = oz
+    _sell(sb, adapter, 1)
+    httpx.post(sb.url + "/_sandbox/x/transaction", json={"services_amount": "-40.00", "type": "services"},
+               timeout=10).raise_for_status()
+    report = adapter.realization_report(*_this_month())
+    [line] = [ln for ln in report.lines if not ln.card_id]
+    assert (line.kind, line.other, line.logistics, line.to_pay) == ("other", Decimal("40.00"), 0, Decimal("-40.00"))
+    conn = open_db(tmp_path / "tenant.sqlite")
+    rep = reports.build_commission_report(conn, report, marketplace="ozon")
+    assert rep.reconciled is True, rep.differences  # «К перечислению» takes it off, as Ozon's totals do
+    assert "services_amount" in rep.not_compared
+    conn.close()
