@@ -28,6 +28,7 @@ from cloud_sync.config_sections import (
     AuthSettings,
     CloudSection,
     JobSettings,
+    LegalSettings,
     LinkSettings,
     OnecSettings,
     PriceFrom1CSection,
@@ -135,6 +136,7 @@ class CloudConfig:
     secrets: SecretsSettings = field(default_factory=SecretsSettings)
     onec: OnecSettings | None = None
     ui: UiSettings = field(default_factory=UiSettings)
+    legal: LegalSettings = field(default_factory=LegalSettings)
 
     def site_of_warehouse(self, warehouse: str) -> str | None:
         for site in self.sites.values():
@@ -232,7 +234,8 @@ def parse_config(data: dict[str, Any], *, base_dir: Path | None = None,
                       sync_on_start=cloud.sync_on_start, sync_wait_s=cloud.sync_wait_s,
                       zero_guard_share=tables.stock.zero_guard_share, stale_after_s=tables.stock.stale_after_s,
                       jobs=tables.jobs, pricing=tables.pricing, alerts=tables.alerts, auth=tables.auth,
-                      secrets=tables.secrets, onec=tables.onec, ui=tables.ui)
+                      secrets=tables.secrets, onec=tables.onec, ui=tables.ui,
+                      legal=tables.legal)
     db_path = Path(cloud.db_path)
     cfg.db_path = str(db_path if db_path.is_absolute() else (base_dir / db_path))
 

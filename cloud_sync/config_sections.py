@@ -2,7 +2,8 @@
 
 Owns the shape of every section, the ones the cloud's own wiring reads ([cloud], [stock], [jobs],
 [link], [sites.*], [accounts.*], [status_map.*]) and the ones the rooms own ([pricing] for money,
-[alerts] for alerts, [auth] and [ui] for web, [secrets] for access, [onec] and [onec.odata] for onec): their keys,
+[alerts] for alerts, [auth] and [ui] for web, [secrets] for access, [onec] and [onec.odata] for onec, [legal] for
+the commission report's parties): their keys,
 types and defaults. Nothing here reads the environment or a file: `cloud_sync.config` builds the running
 `CloudConfig` from these (credentials, passwords, paths). An unknown key, a value of the wrong type or
 out of range stops the load with one line (sitelink.config_file); config/cloud.toml documents every key.
@@ -13,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from dataclasses import dataclass, field, fields
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, get_args, get_type_hints
@@ -369,6 +371,57 @@ class OnecSettings:
                                              ) from None
 
 
+def legal_problems(values: dict[str, str]) -> dict[str, str]:
+    """What is wrong with legal details (field -> what it must be, in English); {} when nothing. The one
+    check of both homes of these details: [legal] in cloud.toml and the Settings page."""
+    problems: dict[str, str] = {}
+    inn, kpp = values.get("inn", ""), values.get("kpp", "")
+    if inn and not (inn.isdigit() and len(inn) in (10, 12)):
+        problems["inn"] = "10 digits for a company or 12 for a sole trader"
+    if kpp and not (kpp.isdigit() and len(kpp) == 9):
+        problems["kpp"] = "9 digits"
+    if values.get("contract_date"):
+        try:
+            date.fromisoformat(values["contract_date"])
+        except ValueError:
+            problems["contract_date"] = "a date like 2026-01-31"
+    return problems
+
+
+@dataclass
+class LegalSeller:
+    """[legal.seller]: the seller (комитент) as 1C's commission report names it."""
+
+    name: str = ""
+    inn: str = ""
+    kpp: str = ""
+
+    def check(self, place: Place) -> None:
+        for key, problem in legal_problems(self.values()).items():
+            raise place.at(key).error(f"must be {problem}, got {shown(getattr(self, key))}")
+
+    def values(self) -> dict[str, str]:
+        return {k: getattr(self, k) for k in ("name", "inn", "kpp", "contract_number", "contract_date")
+                if hasattr(self, k)}
+
+
+@dataclass
+class LegalAgent(LegalSeller):
+    """[legal.accounts.<account>]: that account's marketplace (комиссионер) and the contract with it."""
+
+    contract_number: str = ""
+    contract_date: str = ""  # 2026-01-31
+
+
+@dataclass
+class LegalSettings:
+    """[legal]: the parties the commission agent report names (the seller; each account's marketplace and
+    contract). What the owner enters in Settings overrides them field by field."""
+
+    seller: LegalSeller = field(default_factory=LegalSeller)
+    accounts: dict[str, LegalAgent] = field(default_factory=dict)
+
+
 @dataclass
 class CloudFile:
     """Every table cloud.toml may have."""
@@ -386,8 +439,13 @@ class CloudFile:
     secrets: SecretsSettings = field(default_factory=SecretsSettings)
     onec: OnecSettings | None = None
     ui: UiSettings = field(default_factory=UiSettings)
+    legal: LegalSettings = field(default_factory=LegalSettings)
 
     def check(self, place: Place) -> None:
+        for name in self.legal.accounts:
+            if name not in self.accounts:
+                raise place.at("legal").at("accounts").at(name).error(
+                    f"names no account of [accounts] ({', '.join(sorted(self.accounts)) or 'none'})")
         for mp, table in self.status_map.items():
             where = place.at("status_map").at(mp)
             _one_of(where, mp, MARKETPLACES)

@@ -79,7 +79,7 @@ DOMAIN_TEXTS: list[tuple[re.Pattern[str], str]] = [(re.compile(p), t) for p, t i
      r" кабинета, заказ возьмётся в работу сам",
      N_("the marketplace warehouse %(wh)s of account %(account)s is not mapped to a warehouse of ours — set it in the"
         " account's settings and the order is taken into work by itself")),
-    (r"склад (?P<w>\S+) не обслуживает ни одна площадка — задание на сборку некуда отправить",
+    (r"склад (?P<w>\S+) не обслуживает ни (?:одна площадка|один пункт) — задание на сборку некуда отправить",
      N_("no site serves warehouse %(w)s — the pick task has nowhere to go")),
     (r"склад (?P<w>\S+): товар есть, заказ взят в работу", N_("warehouse %(w)s: in stock, the order is taken into work")),
     (r"card not linked to an item: (?P<cards>.+)", N_("card not linked to a 1C item: %(cards)s")),

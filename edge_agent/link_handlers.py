@@ -73,7 +73,7 @@ class DownHandlers:
 
     def catalog(self, conn: sqlite3.Connection, env: Envelope) -> None:
         try:
-            inbox.apply_catalog(conn, env.body)
+            inbox.apply_catalog(conn, env.body, self.send, self.warehouse)
         except inbox.Unusable as exc:
             _reject(exc)
         self.after_commit("catalog")

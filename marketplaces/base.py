@@ -468,6 +468,8 @@ class RealizationReport:
     report_id: str = ""
     # why a native total is not compared, or how it entered the report (its name -> a sentence in Russian)
     notes: dict[str, str] = field(default_factory=dict)
+    # the native totals that are counts of units, not money (shown and exported as whole numbers)
+    counts: frozenset[str] = frozenset()
 
 
 # ---------------------------------------------------------------- what a marketplace is

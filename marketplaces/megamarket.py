@@ -72,6 +72,7 @@ PROGRESS = ["NEW", "PENDING_CONFIRMATION", "CONFIRMED", "PENDING_PACKING", "PACK
 REJECT_REASONS = {"OUT_OF_STOCK", "INCORRECT_PRICE", "INCORRECT_PRODUCT", "INCORRECT_SPEC", "TWICE_ORDER",
                   "NOT_TIME_FOR_SHIPPING", "FRAUD_ORDER"}
 STICKER_MM = (100.0, 70.0)  # landscape: the box code (~220 modules) stays printable at 203 dpi
+ORDER_CODE = r"[A-Za-z0-9_-]{1,64}"  # what orderCode may hold (README §5: Latin letters, digits, _ and -)
 # What Megamarket's merchant API does not offer, in the seller's words (sources: marketplaces/README.md)
 NO_REPORT = ("Мегамаркет не отдаёт отчёт о реализации и комиссиях через API: скачайте его в личном кабинете "
              "(«Отчёты и аналитика») и сверьте вручную.")
@@ -431,13 +432,12 @@ class MegamarketAdapter:
         sid = order.native_id
         refs = [{"itemIndex": int(ln.native_id), "offerId": ln.offer_id} for ln in lots]
         if action == "confirm":
-            # orderCode is the seller's number of the order, printed on Megamarket's sticker: the one given,
-            # else the number the seller knows it by (its shipment id) — never left out, or the sticker
-            # reads "Order -"
-            code = str(details.get("order_code") or order.number or sid)
-            shipment: dict[str, Any] = {"shipmentId": sid, "items": refs}
-            if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", code):
-                shipment["orderCode"] = code
+            # orderCode is the seller's number of the order, printed on Megamarket's sticker: the first of
+            # the one given, the order's number, its shipment id that Megamarket takes (Latin letters, digits,
+            # _ and -) — never left out because one of them has other characters, or the sticker reads "Order -"
+            code = next(c for c in (str(details.get("order_code") or ""), order.number, sid)
+                        if re.fullmatch(ORDER_CODE, c or ""))
+            shipment: dict[str, Any] = {"shipmentId": sid, "items": refs, "orderCode": code}
             self._call("order_confirm", {"shipments": [shipment]})
         elif action == "cancel":
             reason = str(details.get("reason") or "OUT_OF_STOCK")

@@ -7,8 +7,10 @@ returned as they are), FBS postings via the current `/v4/posting/fbs/*` methods:
 send (an Ozon posting needs no confirmation), assemble = `/v4/posting/fbs/ship` (packages; products
 that need Честный знак codes get them first through `/v6/fbs/posting/product/exemplar/*`), ship = a
 carriage created and approved for the posting's delivery method, cancel = `/v2/posting/fbs/cancel`;
-the package label (PDF); the acceptance act and waybill of a shipping (`/v2/posting/fbs/act/*`); the monthly realization report `/v2/finance/realization`, reconciled with
-Ozon's own transaction totals of its months (`/v3/finance/transaction/totals`).
+the package label (PDF); the acceptance act and waybill of a shipping (`/v2/posting/fbs/act/*`); the
+monthly realization report `/v2/finance/realization` with each posting's logistics and processing per
+item from `/v3/finance/transaction/list`, reconciled with Ozon's own transaction totals of its months
+(`/v3/finance/transaction/totals`).
 
 Status changes read the posting first and read it back after any uncertain answer: no posting is
 moved twice. `config.credentials = {"Client-Id": ..., "Api-Key": ...}`; the limits (50 rps per
@@ -1005,17 +1007,20 @@ class OzonAdapter:
 
     def realization_report(self, period_from: date, period_to: date, *,
                            progress: ReportProgress | None = None) -> RealizationReport:
-        """Ozon's monthly realization reports for every month the period touches, with Ozon's own
-        transaction totals of those same months (`/v3/finance/transaction/totals`) as `native_totals`
-        to reconcile the lines against (the report is monthly, so its totals are the months')."""
+        """Ozon's monthly realization reports for every month the period touches (goods sold and returned,
+        the commission), the charges of those months per operation from `/v3/finance/transaction/list`
+        (logistics and processing per posting and item, other services per account), and Ozon's own
+        transaction totals of the same months (`/v3/finance/transaction/totals`) as `native_totals` to
+        reconcile both against (the report is monthly, so its totals are the months')."""
         lines: list[ReportLine] = []
         month = date(period_from.year, period_from.month, 1)
         numbers = []
         native: dict[str, Decimal] = {}
         tell = progress or (lambda done, steps: None)
         months = (period_to.year - month.year) * 12 + period_to.month - month.month + 1
+        steps = 3 * months  # the report, the operations and the totals of each month
         done = 0
-        tell(done, 2 * months)  # the report and the totals of each month
+        tell(done, steps)
         while month <= period_to:
             data = self.http.call("realization", json={"month": month.month, "year": month.year}).json_object()
             result = data.get("result")
@@ -1023,38 +1028,37 @@ class OzonAdapter:
                 raise self._bad("result.rows missing in the answer", "realization")
             numbers.append(str((result.get("header") or {}).get("number", "")))
             done += 1
-            tell(done, 2 * months)
-            parsed: list[ReportLine] = []
-            for r in result["rows"]:
-                parsed += self._report_lines(r, month)
-            lines += parsed
+            tell(done, steps)
+            sold = [ln for r in result["rows"] for ln in self._report_lines(r, month)]
+            lines += sold
+            lines += self._operation_lines(month, {ln.card_id: ln for ln in sold})
+            done += 1
+            tell(done, steps)
             totals = self._month_totals(month)
             done += 1
-            tell(done, 2 * months)
-            lines += _deduction_lines(totals, month)
+            tell(done, steps)
             for name, amount in totals.items():
                 native[name] = native.get(name, Decimal(0)) + amount
             month = _next_month(month)
         if native:  # what Ozon pays for those months: the sum of every figure of its totals
             native["to_pay"] = native.get("revenue", Decimal(0)) - native.get("fee", Decimal(0)) + sum(
-                (native.get(k, Decimal(0)) for k in DEDUCTION_TOTALS), Decimal(0))
+                (native.get(k, Decimal(0)) for k in OTHER_TOTALS), Decimal(0)) - native.get("logistics", Decimal(0))
         return RealizationReport(self.account, period_from, period_to, lines, native,
                                  ",".join(n for n in numbers if n), notes=dict(TOTALS_NOTES))
 
     def _month_totals(self, month: date) -> dict[str, Decimal]:
         """Ozon's transaction totals of one calendar month (UTC), in the report's terms.
 
-        Compared with the realization report's lines (they say the same thing):
-          revenue <- accruals_for_sale  ("total cost of products and returns for the period")
-          fee     <- -sale_commission   (withheld at a sale, refunded at a return; Ozon gives it negative)
-        The rest (DEDUCTION_TOTALS: logistics, return processing, services, compensations, transfers,
-        other) the realization report does not carry: they become account lines of the report
-        (`_deduction_lines`) and are kept under Ozon's own names. `to_pay` is compared with the sum of
-        every figure (what Ozon pays for the months; `realization_report`). Ozon's totals give no
-        quantities, so sold/returned are not compared."""
-        last = _next_month(month) - timedelta(days=1)
-        body = {"date": {"from": f"{month.isoformat()}T00:00:00.000Z", "to": f"{last.isoformat()}T23:59:59.999Z"},
-                "transaction_type": "all"}
+        Compared with the report's lines (they say the same thing):
+          revenue   <- accruals_for_sale  ("total cost of products and returns for the period")
+          fee       <- -sale_commission   (withheld at a sale, refunded at a return; Ozon gives it negative)
+          logistics <- -(processing_and_delivery + refunds_and_cancellations): the sum of the logistics
+                       and processing services of the month's operations (`_operation_lines`)
+        The rest (OTHER_TOTALS: services, compensations, transfers, other) are kept under Ozon's own names:
+        they enter `to_pay`, compared with the sum of every figure (what Ozon pays for the months), but are
+        not compared one by one (our columns split them by service, Ozon's totals by kind). Ozon's totals
+        give no quantities, so sold/returned are not compared."""
+        body = {"date": _month_period(month), "transaction_type": "all"}
         result = self.http.call("transaction_totals", json=body).json_object().get("result")
         if not isinstance(result, dict):
             raise self._bad("result missing in the transaction totals", "transaction_totals")
@@ -1067,7 +1071,65 @@ class OzonAdapter:
             totals["revenue"] = amounts.pop("accruals_for_sale")
         if "sale_commission" in amounts:
             totals["fee"] = -amounts.pop("sale_commission")
+        totals["logistics"] = -sum((amounts.pop(k, Decimal(0)) for k in LOGISTICS_TOTALS), Decimal(0))
         return totals | amounts
+
+    def _operations(self, month: date) -> list[dict[str, Any]]:
+        """Every finance operation of one calendar month, page after page (sequentially, as Ozon asks)."""
+        out: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            # the filter is a period or a posting, never both (the spec's oneOf)
+            body = {"filter": {"date": _month_period(month), "operation_type": [], "transaction_type": "all"},
+                    "page": page, "page_size": LIST_PAGE}
+            result = self.http.call("transaction_list", json=body).json_object().get("result")
+            if not isinstance(result, dict) or not isinstance(result.get("operations"), list):
+                raise self._bad("result.operations missing in the answer", "transaction_list")
+            out += result["operations"]
+            if page >= int(result.get("page_count") or 0) or not result["operations"]:
+                return out
+            page += 1
+
+    def _operation_lines(self, month: date, by_sku: dict[str, ReportLine]) -> list[ReportLine]:
+        """The charges of the month's operations the realization report does not carry, per item.
+
+        Of each operation, the goods and the commission are the realization report's (not taken again);
+        the rest of its `amount` is split: Ozon's logistics and processing services (LOGISTICS_SERVICES,
+        and `delivery_charge`/`return_delivery_charge` of the old rates) into `logistics`, acquiring and
+        storage operations into their columns, anything else into `other`. An operation with items shares
+        its charges among its units (kopecks to the last); one of no items is an account line. `by_sku`: the
+        month's report lines, for the offer id and barcode of an operation's SKU."""
+        out: list[ReportLine] = []
+        for op in self._operations(month):
+            try:
+                extra = _dec(op.get("amount", 0)) - _dec(op.get("accruals_for_sale", 0)) \
+                    - _dec(op.get("sale_commission", 0))
+                logistics = -(_dec(op.get("delivery_charge", 0)) + _dec(op.get("return_delivery_charge", 0)) + sum(
+                    (_dec(sv.get("price", 0)) for sv in op.get("services") or ()
+                     if sv.get("name") in LOGISTICS_SERVICES), Decimal(0)))
+                rest = -extra - logistics  # charged, positive
+                column = OPERATION_COLUMNS.get(str(op.get("operation_type", "")), "other")
+                skus = [str(it.get("sku", "")) for it in op.get("items") or () if it.get("sku")]
+                posting = str((op.get("posting") or {}).get("posting_number", ""))
+                when = datetime.strptime(str(op["operation_date"])[:10], "%Y-%m-%d").date()
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise self._bad(f"an operation cannot be read ({exc})", "transaction_list") from None
+            if not logistics and not rest:
+                continue
+            shares = _split(logistics, len(skus) or 1)
+            rests = _split(rest, len(skus) or 1)
+            for i, sku in enumerate(skus or [""]):
+                charges = {"logistics": shares[i], "acquiring": Decimal(0), "storage": Decimal(0), "other": Decimal(0)}
+                charges[column] += rests[i]
+                kind: Any = "logistics" if shares[i] else ("storage" if column == "storage" else "other")
+                known = by_sku.get(sku)
+                out.append(ReportLine(kind=kind, offer_id=known.offer_id if known else "", card_id=sku,
+                                      barcode=known.barcode if known else "", quantity=0, revenue=Decimal(0),
+                                      fee=Decimal(0), logistics=charges["logistics"], other=charges["other"],
+                                      acquiring=charges["acquiring"], storage=charges["storage"],
+                                      to_pay=-sum(charges.values(), Decimal(0)), date=when,
+                                      order_native_id=posting, native=op))
+        return out
 
     def _report_lines(self, r: dict[str, Any], month: date) -> list[ReportLine]:
         try:
@@ -1092,36 +1154,45 @@ class OzonAdapter:
                            account=self.account)
 
 
-# Ozon's transaction totals the realization report does not carry -> the column of ours they are charged to
-DEDUCTION_TOTALS = {"processing_and_delivery": "logistics", "refunds_and_cancellations": "logistics",
-                    "services_amount": "other", "compensation_amount": "other", "money_transfer": "other",
-                    "others_amount": "other"}
+# Ozon's transaction totals that are the month's logistics and processing (compared with our logistics)
+LOGISTICS_TOTALS = ("processing_and_delivery", "refunds_and_cancellations")
+# ... and those that enter what Ozon pays, not compared one by one
+OTHER_TOTALS = ("services_amount", "compensation_amount", "money_transfer", "others_amount")
+# /v3/finance/transaction/list services that are logistics or processing of a posting (the spec's names)
+LOGISTICS_SERVICES = frozenset({
+    "MarketplaceNotDeliveredCostItem", "MarketplaceReturnAfterDeliveryCostItem", "MarketplaceDeliveryCostItem",
+    "MarketplaceServiceItemDelivToCustomer", "MarketplaceServiceItemDirectFlowTrans", "MarketplaceServiceItemDropoffFF",
+    "MarketplaceServiceItemDropoffPVZ", "MarketplaceServiceItemDropoffSC", "MarketplaceServiceItemFulfillment",
+    "MarketplaceServiceItemPickup", "MarketplaceServiceItemReturnAfterDelivToCustomer",
+    "MarketplaceServiceItemReturnFlowTrans", "MarketplaceServiceItemReturnNotDelivToCustomer",
+    "MarketplaceServiceItemReturnPartGoodsCustomer", "MarketplaceServiceItemDeliveryKGT",
+    "MarketplaceServiceItemDirectFlowLogistic", "MarketplaceServiceItemReturnFlowLogistic",
+    "MarketplaceServiceItemDropoffPPZ", "MarketplaceServiceItemRedistributionReturnsPVZ",
+})
+# operation types whose charge (beyond logistics) has a column of its own; any other goes to `other`
+OPERATION_COLUMNS = {"MarketplaceRedistributionOfAcquiringOperation": "acquiring",
+                     "OperationMarketplaceServiceStorage": "storage"}
+LIST_PAGE = 1000  # operations per page of /v3/finance/transaction/list (the spec's example)
 TOTALS_NOTES = {  # English: the cloud shows them in the reader's language (its catalogs hold them)
-    "processing_and_delivery": "processing and delivery: taken off as logistics (the marketplace services row)",
-    "refunds_and_cancellations": "processing of returns and cancellations: taken off as logistics",
-    "services_amount": "Ozon's services: taken off as other deductions",
-    "compensation_amount": "Ozon's compensations: added back through other deductions",
-    "money_transfer": "money transfers: in other deductions",
-    "others_amount": "other accruals: in other deductions",
+    "services_amount": "Ozon's services: in what Ozon pays, not compared one by one",
+    "compensation_amount": "Ozon's compensations: in what Ozon pays, not compared one by one",
+    "money_transfer": "money transfers: in what Ozon pays, not compared one by one",
+    "others_amount": "other accruals: in what Ozon pays, not compared one by one",
     "to_pay": "the sum of all of Ozon's transaction totals for the report's months",
-    "logistics": "from Ozon's monthly transaction totals, not per item",
+    "logistics": "processing and delivery, returns processing: per item from Ozon's operations, "
+                 "compared with Ozon's monthly totals",
 }
 
 
-def _deduction_lines(totals: dict[str, Decimal], month: date) -> list[ReportLine]:
-    """A month's charges and credits outside the realization report, as lines of no goods: each takes its
-    amount off (a charge, negative in Ozon's totals) or adds it to (a credit) what Ozon pays."""
-    out = []
-    for name, column in DEDUCTION_TOTALS.items():
-        amount = totals.get(name, Decimal(0))
-        if not amount:
-            continue
-        kind: Any = "logistics" if column == "logistics" else "other"
-        out.append(ReportLine(kind=kind, offer_id="", card_id="", quantity=0, revenue=Decimal(0), fee=Decimal(0),
-                              logistics=-amount if column == "logistics" else Decimal(0),
-                              other=-amount if column == "other" else Decimal(0), to_pay=amount, date=month,
-                              native={name: str(amount)}))
-    return out
+def _month_period(month: date) -> dict[str, str]:
+    last = _next_month(month) - timedelta(days=1)
+    return {"from": f"{month.isoformat()}T00:00:00.000Z", "to": f"{last.isoformat()}T23:59:59.999Z"}
+
+
+def _split(amount: Decimal, parts: int) -> list[Decimal]:
+    """An amount shared among `parts` in kopecks, the remainder on the last share."""
+    share = (amount / parts).quantize(Decimal("0.01"))
+    return [share] * (parts - 1) + [amount - share * (parts - 1)]
 
 
 def _next_month(month: date) -> date:

@@ -746,6 +746,7 @@ class YandexMarketAdapter:
                 for k, v in month_totals.items():
                     totals[k] = totals.get(k, Decimal(0)) + v
         return RealizationReport(self.account, period_from, period_to, lines, native_totals=totals,
+                                 counts=frozenset(realization.COUNT_TOTALS),
                                  report_id=",".join(report_ids), notes=dict(realization.NOTES))
 
     def _realization_file(self, campaign: int, year: int, month: int) -> tuple[str, bytes]:

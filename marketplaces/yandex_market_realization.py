@@ -47,6 +47,7 @@ NOTES = {  # English: the cloud shows them in the reader's language (its catalog
     "logistics": "Market gives no logistics total in its realization report",
 }
 CENT = Decimal("0.01")
+COUNT_TOTALS = ("sold", "returned", "transferred", "unredeemed")  # Market's figures that count units, not roubles
 
 
 class ReportFileError(ValueError):

@@ -43,6 +43,7 @@ DIRECTION: dict[str, Direction] = {
     "handover_closed": "up",  # a hand-over closed at the site: which parcels went, which stayed (and why)
     "return_received": "up",  # an expected return unpacked at the site: units found good and defective
     "handover_request": "up",  # the senior packer asks for a hand-over of an account's packed parcels
+    "item_bin": "up",  # an item's bin set at the site (receipt or count), or given way to 1C's newer one
 }
 
 FIELDS: dict[str, dict[str, str]] = {
@@ -70,6 +71,9 @@ FIELDS: dict[str, dict[str, str]] = {
     "return_received": {"return_id": "str", "order_id": "str", "lines": "list"},
     "handover_document": {"handover_id": "str", "kind": "str", "format": "str", "data_b64": "str"},
     "handover_request": {"account": "str"},
+    # item_bin.bin: the bin the site keeps the item in now; "" = the site's own bin gave way to the bin
+    #   1C stated (the cloud then shows 1C's)
+    "item_bin": {"item_id": "str", "bin": "str"},
 }
 
 OPTIONAL: dict[str, dict[str, str]] = {
@@ -107,6 +111,7 @@ OPTIONAL: dict[str, dict[str, str]] = {
     "stock_count": {"ref": "str"},
     "printed": {"file": "str", "format": "str", "kind": "str"},
     "scan": {"station": "str", "note": "str", "order_id": "str"},
+    "item_bin": {"warehouse": "str", "ref": "str", "set_by": "str"},
 }
 
 TASK_STATES = ("picked", "packed", "short", "handed_over", "failed")

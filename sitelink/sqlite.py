@@ -43,7 +43,15 @@ def connect(
     conn.execute("PRAGMA foreign_keys=ON")
     busy = int(timeout * 1000) if busy_timeout_ms is None else int(busy_timeout_ms)
     conn.execute(f"PRAGMA busy_timeout={busy}")
+    # fold(text): text in any case of any alphabet as one (SQLite's own lower() knows Latin letters only);
+    # the cloud's triggers keep search columns folded with it, so a search is one LIKE in SQL
+    conn.create_function("fold", 1, fold, deterministic=True)
     return conn
+
+
+def fold(value: object) -> object:
+    """Text case-folded (Cyrillic too); anything else as it is."""
+    return value.casefold() if isinstance(value, str) else value
 
 
 def _synchronous(level: str) -> str:

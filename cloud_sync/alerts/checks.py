@@ -131,7 +131,7 @@ def scan_order_events(conn: sqlite3.Connection, *, now: float | None = None) -> 
                 "order_cancelled": ("✖️ " + _("Order %(number)s (%(account)s) cancelled %(detail)s") % said).rstrip(),
             }[kind]
             if kind == "order_short" and r["source"] == "site":  # not found on the shelf, not a new order
-                kind, text = "order_site_short", (f"❗ Заказ {number} ({r['account']}): на площадке не нашли товар —"
+                kind, text = "order_site_short", (f"❗ Заказ {number} ({r['account']}): на складе не нашли товар —"
                                                   f" {r['detail']}")
             if enqueue(conn, kind, f"{kind}:{r['account']}:{r['native_id']}", text, now=now) is not None:
                 n += 1

@@ -97,6 +97,21 @@ MIGRATIONS = [
     ALTER TABLE cards ADD COLUMN dimensions TEXT NOT NULL DEFAULT '{}';  -- {"length","width","height": cm, "weight": kg}
     ALTER TABLE cards ADD COLUMN photos TEXT NOT NULL DEFAULT '[]';      -- photo URLs
     """,
+    # a card found by its article, title or category in any case of any alphabet with one LIKE: the three
+    # folded (sitelink.sqlite.fold) into one column the triggers keep (the pages' searches read it)
+    """
+    ALTER TABLE cards ADD COLUMN search TEXT NOT NULL DEFAULT '';
+    UPDATE cards SET search = fold(offer_id || char(31) || title || char(31) || category);
+    CREATE TRIGGER cards_search_insert AFTER INSERT ON cards BEGIN
+        UPDATE cards SET search = fold(new.offer_id || char(31) || new.title || char(31) || new.category)
+        WHERE account = new.account AND native_id = new.native_id;
+    END;
+    CREATE TRIGGER cards_search_update AFTER UPDATE OF offer_id, title, category ON cards
+    WHEN old.offer_id IS NOT new.offer_id OR old.title IS NOT new.title OR old.category IS NOT new.category BEGIN
+        UPDATE cards SET search = fold(new.offer_id || char(31) || new.title || char(31) || new.category)
+        WHERE account = new.account AND native_id = new.native_id;
+    END;
+    """,
 ]
 
 
@@ -219,14 +234,11 @@ def cards_page(conn: sqlite3.Connection, *, account: str | None = None, linked: 
         where.append("l.item_id IS NOT NULL" if linked else "l.item_id IS NULL")
     if q:
         like = "%" + q.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        fold = "{}"  # SQLite's LIKE ignores the case of Latin letters itself; other alphabets are folded here
-        if not q.isascii():
-            conn.create_function("casefold", 1, lambda v: v.casefold() if isinstance(v, str) else v,
-                                 deterministic=True)
-            fold = "casefold({})"
-        where.append(f"({fold.format('c.offer_id')} LIKE ? ESCAPE '\\' OR c.native_id LIKE ? ESCAPE '\\'"
-                     f" OR c.barcodes LIKE ? ESCAPE '\\' OR l.item_id LIKE ? ESCAPE '\\'"
-                     f" OR {fold.format('c.title')} LIKE ? ESCAPE '\\')")
+        # SQLite's LIKE ignores the case of Latin letters itself; text of another alphabet is looked for in
+        # the article, title and category the store keeps case-folded (cards.search)
+        text = "c.offer_id LIKE ? ESCAPE '\\' OR c.title" if q.isascii() else "c.search LIKE ? ESCAPE '\\' OR c.search"
+        where.append(f"({text} LIKE ? ESCAPE '\\' OR c.native_id LIKE ? ESCAPE '\\'"
+                     f" OR c.barcodes LIKE ? ESCAPE '\\' OR l.item_id LIKE ? ESCAPE '\\')")
         args += [like] * 5
     cond = " WHERE " + " AND ".join(where)
     column = PAGE_SORTS.get(sort)

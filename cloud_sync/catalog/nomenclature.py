@@ -74,6 +74,33 @@ MIGRATIONS = [
     DROP TABLE item_prices;
     ALTER TABLE item_prices_new RENAME TO item_prices;
     """,
+    """
+    -- the bin each site keeps an item in, set there at a receipt or a count (the site's `item_bin`
+    -- message); where a site set none, items.bin (1C's «Ячейка») stands
+    CREATE TABLE site_bins (
+        site TEXT NOT NULL,
+        item_id TEXT NOT NULL,
+        warehouse TEXT NOT NULL DEFAULT '',
+        bin TEXT NOT NULL,
+        set_at REAL NOT NULL,            -- the site's moment (a later word wins, whatever order they come in)
+        set_by TEXT NOT NULL DEFAULT '',
+        ref TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (site, item_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX site_bins_item ON site_bins(item_id, warehouse);
+    """,
+    # an item found by its id, article or name in any case of any alphabet with one LIKE (see cards.search)
+    """
+    ALTER TABLE items ADD COLUMN search TEXT NOT NULL DEFAULT '';
+    UPDATE items SET search = fold(id || char(31) || article || char(31) || name);
+    CREATE TRIGGER items_search_insert AFTER INSERT ON items BEGIN
+        UPDATE items SET search = fold(new.id || char(31) || new.article || char(31) || new.name) WHERE id = new.id;
+    END;
+    CREATE TRIGGER items_search_update AFTER UPDATE OF article, name ON items
+    WHEN old.article IS NOT new.article OR old.name IS NOT new.name BEGIN
+        UPDATE items SET search = fold(new.id || char(31) || new.article || char(31) || new.name) WHERE id = new.id;
+    END;
+    """,
 ]
 
 
@@ -218,3 +245,20 @@ def cost_price(conn: sqlite3.Connection, item_id: str) -> Decimal | None:
         (item_id,),
     ).fetchone()
     return Decimal(row[0]) if row else None
+
+
+def site_bin_came(conn: sqlite3.Connection, site: str, item_id: str, bin_code: str, *, at: float,
+                  warehouse: str = "", by: str = "", ref: str = "") -> bool:
+    """A site says where it keeps an item (`bin_code`; "" = its own bin gave way to 1C's). A word older
+    than the one kept (messages may come out of order) changes nothing; whether it was taken."""
+    before = conn.execute("SELECT set_at FROM site_bins WHERE site=? AND item_id=?", (site, item_id)).fetchone()
+    if before is not None and before[0] > at:
+        return False
+    if not bin_code:
+        conn.execute("DELETE FROM site_bins WHERE site=? AND item_id=?", (site, item_id))
+        return True
+    conn.execute("INSERT INTO site_bins(site, item_id, warehouse, bin, set_at, set_by, ref) VALUES (?,?,?,?,?,?,?)"
+                 " ON CONFLICT(site, item_id) DO UPDATE SET warehouse=excluded.warehouse, bin=excluded.bin,"
+                 " set_at=excluded.set_at, set_by=excluded.set_by, ref=excluded.ref",
+                 (site, item_id, warehouse, bin_code, at, by, ref))
+    return True

@@ -57,7 +57,7 @@ def main(argv: list[str]) -> int:
     com.add_argument("--xlsx", help="write the XLSX here")
     com.add_argument("--principal", default="", help="the seller's organization (комитент)")
     com.add_argument("--odata", action="store_true", help="create the document in 1C via OData")
-    com.add_argument("--config", help="cloud.toml with [onec.odata] (for --odata)")
+    com.add_argument("--config", help="cloud.toml: its [legal] parties, and [onec.odata] (for --odata)")
     new = sub.add_parser("new-items", help="cards that match no 1C item: preview them, and create them in 1C")
     new.add_argument("--config", required=True, help="cloud.toml (its database and [onec.odata])")
     new.add_argument("--create", action="store_true", help="create them in 1C (else only the preview)")
@@ -112,26 +112,28 @@ def _commission(args: argparse.Namespace) -> int:
         print("marketsync onec commission: say --xlsx FILE and/or --odata", file=sys.stderr)
         return 2
     section = None
-    if args.odata:  # the config is read before anything is written
-        if not args.config:
-            print("marketsync onec commission: --odata needs --config cloud.toml", file=sys.stderr)
-            return 2
+    legal = None
+    if args.odata and not args.config:
+        print("marketsync onec commission: --odata needs --config cloud.toml", file=sys.stderr)
+        return 2
+    if args.config:  # the config is read before anything is written ([legal], [onec.odata])
         try:
-            onec = load_config(args.config).onec
+            cfg = load_config(args.config)
         except ConfigError as exc:
             print(f"marketsync onec commission: {exc}", file=sys.stderr)
             return 2
-        section = onec.odata if onec is not None else None
-        if section is None:
-            print(f"marketsync onec commission: {args.config} has no [onec.odata]", file=sys.stderr)
-            return 2
+        legal, onec = cfg.legal, cfg.onec
+        section = onec.odata if onec is not None and args.odata else None
+    if args.odata and section is None:
+        print(f"marketsync onec commission: {args.config} has no [onec.odata]", file=sys.stderr)
+        return 2
     conn = open_db(args.db)
     try:
         report = saved_report(conn, args.report_id)
         out: dict = {"report": report.id, "rows": len(report.rows)}
         if args.xlsx:
             out["xlsx"] = str(write_xlsx(report, args.xlsx, principal=args.principal,
-                                         legal=parties(conn, report.account)))
+                                         legal=parties(conn, report.account, legal)))
         if section is not None:
             result = create_document(report, odata_settings(section, report.account))
             out["odata"] = {"ref_key": result.ref_key, "posted": result.posted, "lines": result.lines,

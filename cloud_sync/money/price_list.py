@@ -195,19 +195,17 @@ def price_page(conn: sqlite3.Connection, account: str, estimates: economics.Esti
     args: dict[str, Any] = {"account": account, **estimates.sql_args()}
     cond = " WHERE c.account=:account"
     if q:  # the cards' own columns, or a card linked to a 1C item found first (items read once, not per card)
+        # SQLite's LIKE ignores the case of Latin letters itself: the columns as they are; text of another
+        # alphabet is looked for in the columns the store keeps case-folded (cards.search, items.search)
         args["like"] = "%" + q.casefold().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        fold = "{}"  # SQLite's LIKE ignores the case of Latin letters itself; other alphabets are folded here
-        if not q.isascii():
-            conn.create_function("casefold", 1, lambda v: v.casefold() if isinstance(v, str) else v,
-                                 deterministic=True)
-            fold = "casefold({})"
+        cards_cols, item_cols = (("c.offer_id", "c.title", "c.category"), ("id", "article", "name")) if q.isascii() \
+            else (("c.search",), ("search",))
 
-        def like(*cols: str) -> str:
-            return " OR ".join(f"{fold.format(col)} LIKE :like ESCAPE '\\'" for col in cols)
+        def like(cols: tuple[str, ...]) -> str:
+            return " OR ".join(f"{col} LIKE :like ESCAPE '\\'" for col in cols)
 
-        cond += (f" AND ({like('c.offer_id', 'c.title', 'c.category')} OR c.native_id IN (SELECT card_id FROM"
-                 f" card_links WHERE account=:account AND item_id IN (SELECT id FROM items WHERE"
-                 f" {like('id', 'article', 'name')})))")
+        cond += (f" AND ({like(cards_cols)} OR c.native_id IN (SELECT card_id FROM card_links WHERE"
+                 f" account=:account AND item_id IN (SELECT id FROM items WHERE {like(item_cols)})))")
     column = PAGE_SORTS.get(sort)
     direction = "DESC" if desc else "ASC"
     if column is None:
@@ -270,14 +268,11 @@ def find_cards(conn: sqlite3.Connection, account: str, typed: str, limit: int = 
     rows = conn.execute(sql + "c.offer_id LIKE ? ORDER BY c.offer_id LIMIT ?", (account, f"{typed}%", limit)).fetchall()
     if len(rows) < limit:
         seen = {r["offer_id"] for r in rows}
-        fold = "{}"  # SQLite's LIKE ignores the case of Latin letters itself; other alphabets are folded here
-        if not typed.isascii():
-            conn.create_function("casefold", 1, lambda v: v.casefold() if isinstance(v, str) else v,
-                                 deterministic=True)
-            fold = "casefold({})"
+        # SQLite's LIKE ignores the case of Latin letters itself; other alphabets: the store's folded columns
+        title, name = ("c.title", "i.name") if typed.isascii() else ("c.search", "i.search")
         like = f"%{typed.casefold()}%"
         rows += [r for r in conn.execute(
-                     sql + f"({fold.format('c.title')} LIKE ? OR {fold.format('i.name')} LIKE ?) LIMIT ?",
+                     sql + f"({title} LIKE ? OR {name} LIKE ?) LIMIT ?",
                      (account, like, like, limit))
                  if r["offer_id"] not in seen][: limit - len(rows)]
     return [{"article": r["offer_id"], "name": r["name"] or ""} for r in rows]

@@ -100,6 +100,10 @@ MIGRATIONS = [
     );
     CREATE INDEX report_builds_state ON report_builds(state, created_ts);
     """,
+    """
+    -- the marketplace's totals that count units, not money (JSON list of their names)
+    ALTER TABLE commission_reports ADD COLUMN native_counts TEXT NOT NULL DEFAULT '[]';
+    """,
 ]
 
 MONEY = ("revenue", "fee", "acquiring", "logistics", "storage", "penalty", "other", "to_pay")
@@ -173,6 +177,7 @@ class CommissionReport:
     native_report_id: str = ""
     lines: int = 0
     notes: dict[str, str] = field(default_factory=dict)  # native total -> how it entered, or why not compared
+    native_counts: set[str] = field(default_factory=set)  # native totals that count units (not money)
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
 
     @property
@@ -244,7 +249,7 @@ def build_commission_report(conn: sqlite3.Connection, report: RealizationReport,
         period_to=report.period_to, rows=ordered, totals=totals,
         native_totals={k: Decimal(v) for k, v in report.native_totals.items()}, compared=compared,
         differences=differences, not_compared=not_compared, native_report_id=report.report_id,
-        lines=len(report.lines), notes=dict(report.notes),
+        lines=len(report.lines), notes=dict(report.notes), native_counts=set(report.counts),
     )
 
 
@@ -370,14 +375,15 @@ def save_report(conn: sqlite3.Connection, report: CommissionReport) -> str:
     with transaction(conn):
         conn.execute(
             "INSERT INTO commission_reports(id, account, marketplace, period_from, period_to, native_report_id,"
-            " totals, native_totals, reconciled, differences, built_ts, notes) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            " totals, native_totals, reconciled, differences, built_ts, notes, native_counts)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (report.id, report.account, report.marketplace, report.period_from.isoformat(),
              report.period_to.isoformat(), report.native_report_id,
              json.dumps({k: str(v) for k, v in report.totals.items()}),
              json.dumps({k: str(v) for k, v in report.native_totals.items()}),
              None if report.reconciled is None else int(report.reconciled),
              json.dumps([[d.name, str(d.ours), str(d.marketplace)] for d in report.differences]), time.time(),
-             json.dumps(report.notes, ensure_ascii=False)),
+             json.dumps(report.notes, ensure_ascii=False), json.dumps(sorted(report.native_counts))),
         )
         conn.executemany(
             "INSERT INTO commission_report_rows(report_id, row_no, item_id, article, name, offer_ids, sold, returned,"
@@ -418,6 +424,11 @@ class ReconLine:
     theirs: Decimal | None
     state: str  # agrees, differs, not_compared
     note: str = ""
+    count: bool = False  # a count of units (a whole number), not money
+
+    def values(self) -> list[Decimal | int | None]:
+        """ours, theirs, delta: counts as whole numbers, money as it is."""
+        return [None if v is None else int(v) if self.count else v for v in (self.ours, self.theirs, self.delta)]
 
     @property
     def delta(self) -> Decimal | None:
@@ -429,10 +440,11 @@ def reconciliation_lines(report: CommissionReport) -> list[ReconLine]:
     the marketplace that has no counterpart of ours, with the adapter's word on how it entered the report
     or why it cannot be compared; and each of our money totals the marketplace gave no figure for."""
     differing = {d.name for d in report.differences}
+    counts = set(COUNTS) | report.native_counts
     out = [ReconLine(name, ours, report.native_totals[name], "differs" if name in differing else "agrees",
-                     report.notes.get(name, "")) for name, ours in report.compared.items()]
-    out += [ReconLine(name, None, report.native_totals[name], "not_compared", report.notes.get(name, NOT_OURS))
-            for name in report.not_compared]
+                     report.notes.get(name, ""), count=name in counts) for name, ours in report.compared.items()]
+    out += [ReconLine(name, None, report.native_totals[name], "not_compared", report.notes.get(name, NOT_OURS),
+                      count=name in counts) for name in report.not_compared]
     out += [ReconLine(name, report.totals[name], None, "not_compared", report.notes.get(name, NOT_THEIRS))
             for name in MONEY if name not in report.native_totals and report.totals.get(name)]
     return out
@@ -441,9 +453,8 @@ def reconciliation_lines(report: CommissionReport) -> list[ReconLine]:
 def reconciliation_table(report: CommissionReport) -> tuple[list[str], list[list[Any]]]:
     """The reconciliation in Russian, for the files (XLSX, CSV)."""
     ru = i18n.translations("ru").gettext
-    rows = [[HEADERS_RU.get(x.name) or ru(x.name), "" if x.ours is None else x.ours,
-             "" if x.theirs is None else x.theirs, "" if x.delta is None else x.delta, RECON_STATES[x.state],
-             ru(x.note) if x.note else ""] for x in reconciliation_lines(report)]
+    rows = [[HEADERS_RU.get(x.name) or ru(x.name), *("" if v is None else v for v in x.values()),
+             RECON_STATES[x.state], ru(x.note) if x.note else ""] for x in reconciliation_lines(report)]
     return list(RECON_HEADERS), rows
 
 

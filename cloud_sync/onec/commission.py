@@ -32,7 +32,14 @@ from typing import Any
 import httpx
 
 from cloud_sync.access import secrets
-from cloud_sync.config_sections import ODATA_FIELDS, ODataAccount, ODataSection, section_password
+from cloud_sync.config_sections import (
+    ODATA_FIELDS,
+    LegalSettings,
+    ODataAccount,
+    ODataSection,
+    legal_problems,
+    section_password,
+)
 from cloud_sync.money.reports import CommissionReport, ItemRow, reconciliation_table
 from cloud_sync.onec.odata import odata_error
 from cloud_sync.onec.orders_out import MARKETPLACE_TITLES
@@ -73,7 +80,8 @@ def saved_report(conn: sqlite3.Connection, report_id: str) -> CommissionReport:
                             period_to=date.fromisoformat(r["period_to"]), rows=rows, totals=totals,
                             native_totals={k: Decimal(v) for k, v in json.loads(r["native_totals"]).items()},
                             compared={}, differences=[], not_compared=[], native_report_id=r["native_report_id"],
-                            notes=json.loads(r["notes"]), id=r["id"])
+                            notes=json.loads(r["notes"]), native_counts=set(json.loads(r["native_counts"])),
+                            id=r["id"])
 
 
 def _split(item_id: str | None) -> tuple[str, str]:
@@ -102,9 +110,9 @@ class Party:
 
 @dataclass
 class Parties:
-    """The seller (комитент, принципал), the marketplace (комиссионер, агент) and their contract, as entered
-    in Settings (stored settings of kind `legal`: scope `seller` for the seller, the account's name for
-    its marketplace and contract)."""
+    """The seller (комитент, принципал), the marketplace (комиссионер, агент) and their contract: [legal] of
+    cloud.toml, overridden by what is entered in Settings (stored settings of kind `legal`: scope `seller`
+    for the seller, the account's name for its marketplace and contract)."""
 
     seller: Party = field(default_factory=Party)
     marketplace: Party = field(default_factory=Party)
@@ -112,9 +120,13 @@ class Parties:
     contract_date: date | None = None
 
 
-def parties(conn: sqlite3.Connection, account: str) -> Parties:
-    """The legal details entered in Settings for the seller and the account's marketplace."""
-    stored: dict[str, dict[str, str]] = {}
+def parties(conn: sqlite3.Connection, account: str, configured: LegalSettings | None = None) -> Parties:
+    """The legal details of the seller and the account's marketplace: cloud.toml's [legal] (`configured`),
+    each field overridden by what the owner entered in Settings."""
+    configured = configured or LegalSettings()
+    stored: dict[str, dict[str, str]] = {SELLER_SCOPE: configured.seller.values()}
+    for name, party in configured.accounts.items():
+        stored[name] = party.values()
     for r in secrets.settings(conn, LEGAL):
         stored.setdefault(r["scope"], {})[r["key"]] = r["value"]
     own, theirs = stored.get(SELLER_SCOPE, {}), stored.get(account, {})
@@ -129,18 +141,9 @@ def parties(conn: sqlite3.Connection, account: str) -> Parties:
 
 def check_legal(values: dict[str, str]) -> dict[str, str]:
     """What is wrong with legal details typed in Settings (field -> message in Russian); {} when nothing."""
-    errors: dict[str, str] = {}
-    inn, kpp = values.get("inn", ""), values.get("kpp", "")
-    if inn and not (inn.isdigit() and len(inn) in (10, 12)):
-        errors["inn"] = "ИНН — 10 цифр у организации или 12 у ИП"
-    if kpp and not (kpp.isdigit() and len(kpp) == 9):
-        errors["kpp"] = "КПП — 9 цифр"
-    if values.get("contract_date"):
-        try:
-            date.fromisoformat(values["contract_date"])
-        except ValueError:
-            errors["contract_date"] = "дата договора в виде 2026-01-31"
-    return errors
+    said = {"inn": "ИНН — 10 цифр у организации или 12 у ИП", "kpp": "КПП — 9 цифр",
+            "contract_date": "дата договора в виде 2026-01-31"}
+    return {key: said[key] for key in legal_problems(values)}
 
 
 def store_parties(conn: sqlite3.Connection, scope: str, values: dict[str, str]) -> None:

@@ -232,7 +232,7 @@ def expect_return(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, *, kind:
         send_to_site(conn, link, o["site"], "return_expected", body)
     else:
         log_error(conn, "orders", f"заказ {o['number'] or o['native_id']}: возврат ждём, но склад {o['warehouse']!r}"
-                                  " не обслуживает ни одна площадка", o["account"])
+                                  " не обслуживает ни один пункт", o["account"])
     return rid
 
 
@@ -323,7 +323,7 @@ def receive_return(conn: sqlite3.Connection, cfg: CloudConfig, site: str, body: 
     if body.get("order_id") and body["order_id"] != o["key"]:
         raise ReturnRefused(f"возврат {r['id']} относится к заказу {o['key']}, а не к {body['order_id']}")
     if r["site"] and site != r["site"]:
-        raise ReturnRefused(f"возврат {r['id']} ожидается на площадке {r['site']}, а не {site}")
+        raise ReturnRefused(f"возврат {r['id']} ожидается в пункте {r['site']}, а не в {site}")
     expected: dict[str, int] = json.loads(r["lines"])
     good: dict[str, int] = {}
     bad: dict[str, int] = {}

@@ -43,7 +43,7 @@ MIGRATIONS = [
 
 MAX_ATTEMPTS = 40  # a document not ready after this many tries is shown to the manager
 FAILED_TEXT = ("Не удалось получить документы передачи курьеру от маркетплейса: {error}. Что сделать: скачайте их"
-               " в личном кабинете маркетплейса и распечатайте на площадке.")
+               " в личном кабинете маркетплейса и распечатайте на складе.")
 
 
 def find_due(conn: sqlite3.Connection, now: float) -> int:

@@ -1,5 +1,5 @@
 """What the sites report over the link (task progress, stock deltas and counts, prints, scans, device
-status, a senior packer's hand-over request), applied to the ledger and the orders in the link's inbox transaction; and the catalog each site
+status, a senior packer's hand-over request, the bins items are kept in), applied to the ledger and the orders in the link's inbox transaction; and the catalog each site
 is sent so it knows every barcode it may scan.
 
 A site's event goes into the order's history at the site's own moment (the envelope's `ts`), keyed by the
@@ -19,6 +19,7 @@ import time
 from datetime import datetime
 from typing import Any
 
+from cloud_sync.catalog import nomenclature
 from cloud_sync.config import CloudConfig
 from cloud_sync.db import transaction
 from cloud_sync.orders import mp_actions, waiting
@@ -45,7 +46,7 @@ def register_site_handlers(link: Any, cfg: CloudConfig, wake: Waker | None = Non
         row = conn.execute("SELECT id, stage, account, key, task_round, number FROM orders WHERE key=?",
                            (b["order_id"],)).fetchone()
         if row is None:
-            _refuse(conn, env.site, f"площадка {env.site}: «{b['state']}» для неизвестного заказа {b['order_id']}")
+            _refuse(conn, env.site, f"пункт {env.site}: «{b['state']}» для неизвестного заказа {b['order_id']}")
         oid, stage, now = row[0], row[1], time.time()
         state = b["state"]
         if b.get("task_id") and b["task_id"] != pick_task_id(row["key"], row["task_round"]):
@@ -55,7 +56,7 @@ def register_site_handlers(link: Any, cfg: CloudConfig, wake: Waker | None = Non
             return
         if state == "handed_over" and stage not in ("packed", "handed_over"):
             why = "отменён" if stage == "cancelled" else "ещё не упакован"
-            _refuse(conn, env.site, f"площадка {env.site}: заказ {row['number']} {why} — его нельзя передать"
+            _refuse(conn, env.site, f"пункт {env.site}: заказ {row['number']} {why} — его нельзя передать"
                     " курьеру; ничего не изменено")
         if not log_event(conn, oid, state, _note(conn, b), site_ts(env), source="site", actor=env.site,
                          key=_event_key(env)):
@@ -152,7 +153,14 @@ def register_site_handlers(link: Any, cfg: CloudConfig, wake: Waker | None = Non
         if not started:
             log_event(conn, None, "handover_empty", f"{account}: nothing packed at {env.site} to hand over ({by})")
 
+    def on_item_bin(conn: sqlite3.Connection, env: Any) -> None:
+        """The site keeps an item in a bin (set at a receipt or a count), or its bin gave way to 1C's."""
+        b = env.body
+        nomenclature.site_bin_came(conn, env.site, b["item_id"], b["bin"].strip(), at=site_ts(env),
+                                   warehouse=b.get("warehouse", ""), by=b.get("set_by", ""), ref=b.get("ref", ""))
+
     link.on("handover_request", on_handover_request)
+    link.on("item_bin", on_item_bin)
     link.on("task_progress", on_task_progress)
     link.on("handover_closed", on_handover_closed)
     link.on("stock_delta", on_stock_delta)

@@ -133,7 +133,7 @@ def unserved_reason(account: str, mp_warehouse: str) -> str:
 
 
 def no_site_reason(warehouse: str) -> str:
-    return f"склад {warehouse} не обслуживает ни одна площадка — задание на сборку некуда отправить"
+    return f"склад {warehouse} не обслуживает ни один пункт — задание на сборку некуда отправить"
 
 
 # ---- serving the waiting orders ----
@@ -376,13 +376,13 @@ def site_short(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, lines: list
     missing = [(ln.get("item_id", ""), int(ln.get("short") or 0)) for ln in lines if int(ln.get("short") or 0) > 0]
     said = "; ".join(f"{item_words(conn, i)} — не найдено {n} шт." for i, n in missing) or "недостача"
     if any(int(ln.get("picked") or 0) or int(ln.get("packed") or 0) for ln in lines):
-        conn.execute("UPDATE orders SET problem=? WHERE id=?", (f"собран с недостачей на площадке: {said}", oid))
+        conn.execute("UPDATE orders SET problem=? WHERE id=?", (f"собран с недостачей на складе: {said}", oid))
         return "partial"
-    stock.release(conn, o["key"], note="недостача на площадке", now=now)
+    stock.release(conn, o["key"], note="недостача на складе", now=now)
     send_to_site(conn, link, site, "cancel_task", {"task_id": pick_task_id(o["key"], o["task_round"]),
                                                    "order_id": o["key"], "reason": "недостача: заказ собирается заново"})
     conn.execute("UPDATE orders SET task_round=task_round+1 WHERE id=?", (oid,))
-    set_stage(conn, cfg, oid, "short", now, problem=f"на площадке не нашли: {said}")
+    set_stage(conn, cfg, oid, "short", now, problem=f"на складе не нашли: {said}")
     res = serve(conn, cfg, only=oid, link=link, now=now)
     return "served" if oid in res.served else "waiting"
 

@@ -81,6 +81,8 @@ def create_app(config: CloudConfig, *, db_path: str | None = None, adapters: Map
     for refusal in (ledger.StockError, catalog.CatalogError, records.OrderError):
         app.register_error_handler(refusal, errors.refused)
     app.register_error_handler(MarketplaceError, errors.marketplace_error)
+    if jobs is not None:  # the running service: the dashboard's default figures are read before anyone asks
+        dashboard.warm(path)
     return app
 
 

@@ -36,14 +36,17 @@ def utc_deadline(value: Any) -> str | None:
     return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def apply_catalog(conn: sqlite3.Connection, body: dict[str, Any]) -> int:
+def apply_catalog(conn: sqlite3.Connection, body: dict[str, Any], send: Send | None = None,
+                  warehouse: str = "") -> int:
+    """The items the site handles; a bin 1C states anew takes the place of the site's own (the cloud is
+    told through `send`)."""
     n = 0
     for item in body["items"]:
         if not isinstance(item, dict) or not isinstance(item.get("item_id"), str):
             raise Unusable("catalog: every item needs a string item_id")
         codes = _codes(item)
         item_bin = item.get("bin") if isinstance(item.get("bin"), str) else None
-        bins.onec_bin_came(conn, item["item_id"], item_bin)
+        bins.onec_bin_came(conn, item["item_id"], item_bin, send, warehouse)
         conn.execute(
             "INSERT INTO catalog (item_id, name, barcode, bin, marking_required, gtin) VALUES (?,?,?,?,?,?) "
             "ON CONFLICT(item_id) DO UPDATE SET name=excluded.name, barcode=excluded.barcode, "

@@ -104,19 +104,20 @@ def commit_receipt(conn: sqlite3.Connection, send: Send, station: str, warehouse
         send(conn, "stock_delta", {"warehouse": warehouse, "item_id": item_id, "delta": n, "reason": "receipt", "ref": ref})
         conn.execute("INSERT INTO stock_moves (ts, item_id, delta, reason, ref) VALUES (?,?,?,?,?)",
                      (store.now(), item_id, n, "receipt", ref))
-    keep_bins(conn, station, "receipt", pad, ref, received_by)
+    keep_bins(conn, send, warehouse, station, "receipt", pad, ref, received_by)
     _save(conn, station, {}, "receipt", bins_pad={})
     return pad
 
 
-def keep_bins(conn: sqlite3.Connection, station: str, mode: str, pad: dict[str, int], ref: str,
-              by: str | None) -> int:
-    """The bins set in this receipt or count, kept at the site for the items committed; how many."""
+def keep_bins(conn: sqlite3.Connection, send: Send, warehouse: str, station: str, mode: str, pad: dict[str, int],
+              ref: str, by: str | None) -> int:
+    """The bins set in this receipt or count, kept at the site for the items committed and sent up to the
+    cloud; how many."""
     where = bins_pad(conn, station, mode)["items"]
     n = 0
     for item_id in pad:
         if where.get(item_id):
-            bins.set_bin(conn, item_id, where[item_id], by, ref)
+            bins.set_bin(conn, send, warehouse, item_id, where[item_id], by, ref)
             n += 1
     return n
 
@@ -127,7 +128,7 @@ def commit_count(conn: sqlite3.Connection, send: Send, station: str, warehouse: 
     if not pad:
         raise TaskError("пересчёт пуст: отсканируйте товар")
     record_counts(conn, send, warehouse, pad, ref, counted_by)
-    keep_bins(conn, station, "count", pad, ref, counted_by)
+    keep_bins(conn, send, warehouse, station, "count", pad, ref, counted_by)
     _save(conn, station, {}, "count", bins_pad={})
     return pad
 

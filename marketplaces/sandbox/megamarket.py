@@ -499,7 +499,9 @@ class MegamarketSandbox(SandboxApp):
         missing = [c for c in wanted if c not in packed]
         if missing:
             return failure("BOX_NOT_FOUND", f"boxes not packed: {', '.join(missing)}", shipmentId=s.shipment_id)
-        caption = [f"Shipment {s.shipment_id}", f"Order {s.order_code or '-'}", f"Boxes: {len(wanted)}"]
+        # the seller's order number when it gave one; no line at all otherwise (never a "-" in its place)
+        caption = [f"Shipment {s.shipment_id}", *([f"Order {s.order_code}"] if s.order_code else []),
+                   f"Boxes: {len(wanted)}"]
         pdf = pdf_label(wanted[0], STICKER_MM[0], STICKER_MM[1], caption)
         if data.get("printAsPdf"):
             return SandboxReply(200, data=pdf, content_type="application/pdf")

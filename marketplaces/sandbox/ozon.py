@@ -9,7 +9,8 @@ limit per second"}`; FBS postings `awaiting_packaging -> awaiting_deliver` (ship
 (carriage created and approved) or `cancelled`; the package label as a real PDF whose Code 128 decodes
 to the posting number (only in `awaiting_deliver` and later); the monthly realization report built from
 what this sandbox sold (a posting handed over counts as sold), and the finance transaction totals of
-the same sales (each sale is one operation: the goods, the 15 % commission, a delivery charge), plus
+the same sales (each sale is one operation: the goods, the 15 % commission, a delivery charge shown in
+`/v3/finance/transaction/list` as the posting's services: processing and last mile), plus
 any operation injected with `POST /_sandbox/x/transaction` (a correction the realization report does
 not hold, to show a discrepancy); prices read back with `/v5/product/info/prices` (price, old and minimum
 price, the commissions, the price with the seller's promotions started by `POST /_sandbox/x/action`).
@@ -40,6 +41,14 @@ PRICE_WINDOW_S = 3600.0
 PRICE_MAX_PER_WINDOW = 10
 COMMISSION_RATIO = Decimal("0.15")
 DELIVERY_CHARGE = Decimal("76.00")  # per posting sold: processing and last mile, as one figure
+# ... which /v3/finance/transaction/list shows as Ozon's two services of the posting (they add up to it)
+DELIVERY_SERVICES = (("MarketplaceServiceItemDropoffSC", Decimal("26.00")),
+                     ("MarketplaceServiceItemDelivToCustomer", Decimal("50.00")))
+# a field of the totals an injected operation carries -> the service the list names it by (the rest: amount only)
+INJECTED_SERVICES = {"processing_and_delivery": "MarketplaceServiceItemDirectFlowLogistic",
+                     "refunds_and_cancellations": "MarketplaceServiceItemReturnFlowLogistic"}
+LIST_MAX_PAGE = 1000
+LIST_MAX_DAYS = 32  # "the maximum period for which you can get information in one request is 1 month"
 TOTALS_FIELDS = ("accruals_for_sale", "sale_commission", "processing_and_delivery", "refunds_and_cancellations",
                  "services_amount", "compensation_amount", "money_transfer", "others_amount")
 TRANSACTION_TYPES = {"all", "orders", "returns", "services", "compensation", "transferDelivery", "other"}
@@ -315,6 +324,7 @@ class OzonSandbox(SandboxApp):
             r("POST", "/v2/posting/fbs/act/get-pdf", self.act_get_pdf),
             r("POST", "/v2/finance/realization", self.realization),
             r("POST", "/v3/finance/transaction/totals", self.transaction_totals),
+            r("POST", "/v3/finance/transaction/list", self.transaction_list),
         ]
 
     # -- warehouses and products
@@ -1127,9 +1137,73 @@ class OzonSandbox(SandboxApp):
             amount = p["price"] * p["quantity"]
             op = {f: Decimal(0) for f in TOTALS_FIELDS}
             op.update(at=sale["at"], posting_number=p["posting_number"], type="orders", accruals_for_sale=amount,
-                      sale_commission=-_commission(amount), processing_and_delivery=-DELIVERY_CHARGE)
+                      sale_commission=-_commission(amount), processing_and_delivery=-DELIVERY_CHARGE,
+                      posting=p)
             ops.append(op)
         return ops + self.injected_operations
+
+    def _period(self, period: dict[str, Any]) -> tuple[datetime, datetime]:
+        try:
+            start = datetime.fromisoformat(str(period["from"]).replace("Z", "+00:00"))
+            end = datetime.fromisoformat(str(period["to"]).replace("Z", "+00:00"))
+        except (KeyError, ValueError):
+            raise ApiError(400, "date.from and date.to are required", code="INVALID_ARGUMENT") from None
+        start, end = (d if d.tzinfo else d.replace(tzinfo=UTC) for d in (start, end))
+        if start > end:
+            raise ApiError(400, "date.from is after date.to", code="INVALID_ARGUMENT")
+        return start, end
+
+    def _operation_shape(self, number: int, op: dict[str, Any]) -> dict[str, Any]:
+        """One operation as /v3/finance/transaction/list shows it: the goods, the commission, the
+        services charged (Ozon's names and negative prices) and the amount that is their sum."""
+        p = op.get("posting")
+        amount = sum((op[f] for f in TOTALS_FIELDS), Decimal(0))
+        items: list[dict[str, Any]] = []
+        services: list[dict[str, Any]] = []
+        posting = {"delivery_schema": "", "order_date": "", "posting_number": op["posting_number"], "warehouse_id": 0}
+        if p is not None:
+            prod = self.products[p["product_id"]]
+            items = [{"name": prod["name"], "sku": prod["sku"]} for _ in range(int(p["quantity"]))]
+            services = [{"name": n, "price": float(-price)} for n, price in DELIVERY_SERVICES]
+            posting.update(delivery_schema="FBS", order_date=p["in_process_at"].replace("T", " ").rstrip("Z"),
+                           warehouse_id=p["warehouse_id"])
+            kind, kind_name = "OperationAgentDeliveredToCustomer", "Доставка покупателю"
+        else:
+            services = [{"name": name, "price": float(op[f])} for f, name in INJECTED_SERVICES.items() if op[f]]
+            kind, kind_name = "OperationCorrectionSeller", "Инвентаризация взаиморасчетов"
+        return {"operation_id": 1_000_000 + number, "operation_type": kind, "operation_type_name": kind_name,
+                "operation_date": op["at"].astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+                "delivery_charge": 0.0, "return_delivery_charge": 0.0,
+                "accruals_for_sale": float(op["accruals_for_sale"]), "sale_commission": float(op["sale_commission"]),
+                "amount": float(amount), "type": op["type"], "posting": posting, "items": items,
+                "services": services}
+
+    def transaction_list(self, req: SandboxRequest) -> SandboxReply:
+        """The operations of a period (at most a month) or of one posting, page by page."""
+        body = req.json()
+        flt = body.get("filter") or {}
+        page, size = int(body.get("page") or 0), int(body.get("page_size") or 0)
+        if page < 1 or not 1 <= size <= LIST_MAX_PAGE:
+            raise ApiError(400, f"page must be >= 1 and page_size 1..{LIST_MAX_PAGE}", code="INVALID_ARGUMENT")
+        kind = flt.get("transaction_type") or "all"
+        if kind not in TRANSACTION_TYPES:
+            raise ApiError(400, f"unknown transaction_type {kind!r}", code="INVALID_ARGUMENT")
+        numbered = list(enumerate(self._operations()))
+        number = flt.get("posting_number") or ""
+        if number:
+            chosen = [(i, op) for i, op in numbered if op["posting_number"] == number]
+        else:
+            start, end = self._period(flt.get("date") or {})
+            if end - start > timedelta(days=LIST_MAX_DAYS):
+                raise ApiError(400, "the period is longer than one month", code="INVALID_ARGUMENT")
+            chosen = [(i, op) for i, op in numbered if start <= op["at"] <= end]
+        shapes = [self._operation_shape(i, op) for i, op in chosen if kind == "all" or op["type"] == kind]
+        wanted = set(flt.get("operation_type") or ())
+        if wanted:
+            shapes = [s for s in shapes if s["operation_type"] in wanted]
+        pages = (len(shapes) + size - 1) // size
+        return SandboxReply(200, {"result": {"operations": shapes[(page - 1) * size:page * size],
+                                             "page_count": pages, "row_count": len(shapes)}})
 
     def transaction_totals(self, req: SandboxRequest) -> SandboxReply:
         """The sums of the operations of a period (`date.from..to`, UTC) or of one posting."""
@@ -1141,15 +1215,7 @@ class OzonSandbox(SandboxApp):
         if number:
             chosen = [op for op in self._operations() if op["posting_number"] == number]
         else:
-            period = body.get("date") or {}
-            try:
-                start = datetime.fromisoformat(str(period["from"]).replace("Z", "+00:00"))
-                end = datetime.fromisoformat(str(period["to"]).replace("Z", "+00:00"))
-            except (KeyError, ValueError):
-                raise ApiError(400, "date.from and date.to are required", code="INVALID_ARGUMENT") from None
-            start, end = (d if d.tzinfo else d.replace(tzinfo=UTC) for d in (start, end))
-            if start > end:
-                raise ApiError(400, "date.from is after date.to", code="INVALID_ARGUMENT")
+            start, end = self._period(body.get("date") or {})
             chosen = [op for op in self._operations() if start <= op["at"] <= end]
         chosen = [op for op in chosen if kind == "all" or op["type"] == kind]
         return SandboxReply(200, {"result": {f: float(sum((op[f] for op in chosen), Decimal(0)))

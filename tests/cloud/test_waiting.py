@@ -400,7 +400,7 @@ def test_a_parcel_packed_with_fewer_units_keeps_going_and_the_missing_unit_is_no
     lv = ledger.level(conn, mug.item_id, "main")
     assert (lv.on_hand, lv.reserved) == (4, 1)  # the unit not found is neither on hand nor held any more
     o = _o(conn, "oz:P2")
-    assert o["stage"] == "reserved" and o["problem"].startswith("собран с недостачей на площадке: артикул")
+    assert o["stage"] == "reserved" and o["problem"].startswith("собран с недостачей на складе: артикул")
 
 
 def test_a_site_shortage_is_announced_as_such_not_as_a_new_order(conn, cfg):
@@ -419,7 +419,7 @@ def test_a_site_shortage_is_announced_as_such_not_as_a_new_order(conn, cfg):
             "lines": [{"item_id": mug.item_id, "quantity": 1, "picked": 0, "short": 1, "packed": 0}]}))
     checks.scan_order_events(conn)
     kinds = dict(conn.execute("SELECT kind, text FROM alert_outbox").fetchall())
-    assert kinds["order_site_short"].startswith("❗ Заказ S9 (oz): на площадке не нашли товар — артикул")
+    assert kinds["order_site_short"].startswith("❗ Заказ S9 (oz): на складе не нашли товар — артикул")
 
 
 def test_the_cloud_job_offers_1c_balances_to_the_waiting_orders(conn, cfg, db_path):

@@ -163,7 +163,7 @@ class CloudRecorder:
         c.close()
         self.link = SiteLink(LinkConfig(role="cloud", db_path=self.db_path, **broker.link_settings()))
         for t in ("task_progress", "stock_delta", "stock_count", "printed", "scan", "device_status", "handover_closed",
-                  "handover_request", "return_received"):
+                  "handover_request", "return_received", "item_bin"):
             self.link.on(t, self._record)
 
     def _record(self, conn: sqlite3.Connection, env: Any) -> None:

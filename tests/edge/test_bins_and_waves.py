@@ -146,3 +146,22 @@ def test_a_line_of_the_walk_not_on_the_shelf_is_short_for_every_order_that_neede
     assert offs == [("o-1", -1), ("o-3", -1)]
     with pytest.raises(TaskError), store.transaction(conn):
         wave.report_short(conn, send, wid, "B-01", MUG["item_id"])
+
+
+def test_a_bin_set_at_the_site_goes_up_to_the_cloud_and_so_does_giving_way_to_1c(conn) -> None:
+    """The bin kept at «Провести» is sent up over the site link (`item_bin`, in the same transaction), so
+    the manager sees where the goods lie; when 1C's newer bin takes its place, the cloud hears that too."""
+    set_mode(conn, "tsd-1", "receipt")
+    scan(conn, "tsd-1", "K-07")
+    scan(conn, "tsd-1", MUG["barcode"])
+    with store.transaction(conn):
+        stock.commit_receipt(conn, send, "tsd-1", WAREHOUSE, "r1", "Анна")
+    sent = [b for t, b in outbox(conn) if t == "item_bin"]
+    assert sent == [{"item_id": MUG["item_id"], "bin": "K-07", "warehouse": WAREHOUSE, "ref": "r1", "set_by": "Анна"}]
+    with store.transaction(conn):  # 1C's newer bin: the site's own gives way, and says so
+        inbox.apply_catalog(conn, {"items": [{**MUG, "bin": "C-03"}]}, send, WAREHOUSE)
+    sent = [b for t, b in outbox(conn) if t == "item_bin"]
+    assert sent[-1] == {"item_id": MUG["item_id"], "bin": "", "warehouse": WAREHOUSE}
+    with store.transaction(conn):  # the same catalog again: nothing of the site's left to give way
+        inbox.apply_catalog(conn, {"items": [{**MUG, "bin": "C-03"}]}, send, WAREHOUSE)
+    assert len([b for t, b in outbox(conn) if t == "item_bin"]) == 2

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from edge_testkit import BAG, MUG, SHIRT, SOCKS, CloudRecorder, label_png, pick_task
+from edge_testkit import BAG, MUG, SHIRT, SOCKS, CloudRecorder, label_png, pick_task, wait_for
 
 from edge_agent.config import hash_pin
 
@@ -612,7 +612,7 @@ def test_a_bin_label_scanned_at_a_receipt_puts_the_goods_there_and_the_pick_list
     committed, the site keeps that bin and the next pick list walks to it."""
     from playwright.sync_api import expect
 
-    url, _labels, _cloud, _broker = edge
+    url, _labels, cloud, _broker = edge
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with handheld(url) as page:
         page.get_by_text("Приёмка").click()
@@ -627,6 +627,11 @@ def test_a_bin_label_scanned_at_a_receipt_puts_the_goods_there_and_the_pick_list
         page.screenshot(path=str(ARTIFACTS / "receipt-bin-tsd-480x800.png"))
         page.get_by_text("Провести").click()
         expect(page.locator("#msg")).to_have_text("Проведено: 1 товар, 1 шт.; ячейки запомнены для 1 товар")
+        # the bin goes up to the cloud over the site link (MQTT), so the manager sees where the goods lie
+        assert wait_for(lambda: any(t == "item_bin" for _i, _s, t, _b in cloud.received()), 20)
+        [(_i, _s, _t, told)] = [r for r in cloud.received() if r[2] == "item_bin"]
+        assert told == {"item_id": MUG["item_id"], "bin": "K-07", "warehouse": "main", "ref": told["ref"],
+                        "set_by": "Анна"} and told["ref"]
         page.get_by_text("К списку").click()
         page.locator("li.task", has_text="N1").get_by_text("Собрать").click()
         expect(page.locator(f"li.line:has-text('{MUG['name']}')")).to_contain_text("ячейка K-07")

@@ -154,3 +154,19 @@ def test_the_sticker_names_the_order_when_the_cloud_gave_no_order_code(mm) -> No
     assert adapter.get_order(sid).number == sid
     text = pdfium.PdfDocument(adapter.get_label(sid).data)[0].get_textpage().get_text_range()
     assert f"Order {sid}" in text and "Order -" not in text
+
+
+def test_an_order_code_megamarket_would_refuse_gives_way_to_the_number_not_to_a_dash(mm) -> None:
+    """An order code with characters Megamarket does not take (Cyrillic, a slash, a space) was left out of
+    the confirmation, and the sticker read "Order -": the next valid number (the shipment id) goes instead."""
+    import pypdfium2 as pdfium
+
+    running, adapter = mm
+    httpx.post(running.url + "/_sandbox/orders", json={"count": 1}, timeout=10)
+    order = next(iter(adapter.new_orders()))
+    sid = order.native_id
+    assert adapter.set_order_status(sid, "confirm", order_code="МС 12/3").ok
+    codes = {ln.native_id: [f"010460700000001421{sid}{ln.native_id}"] for ln in order.lines if ln.marking_required}
+    assert adapter.set_order_status(sid, "assemble", marking_codes=codes).ok
+    text = pdfium.PdfDocument(adapter.get_label(sid).data)[0].get_textpage().get_text_range()
+    assert f"Order {sid}" in text and "Order -" not in text and "-\r\n" not in text

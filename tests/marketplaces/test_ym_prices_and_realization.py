@@ -118,6 +118,7 @@ def test_commission_report_from_the_realization_report(tmp_path, sandbox_factory
     conn = open_db(tmp_path / "tenant.sqlite")
     built = reports.build_commission_report(conn, report, marketplace="yandex_market")
     assert not built.differences and built.compared["revenue"] == report.native_totals["revenue"]
+    assert {"transferred", "unredeemed"} <= built.native_counts  # units, not roubles
     assert built.totals["other"] == -compensation.to_pay + sum(ln.other for ln in report.lines
                                                                if ln is not compensation)
     conn.close()

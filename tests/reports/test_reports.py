@@ -135,3 +135,28 @@ def test_stock_reports(db, tmp_path):
     assert load_workbook(p).active.max_row == 4
     with pytest.raises(reports.ReportError, match="unknown stock report"):
         reports.export_stock(db, "colour", tmp_path / "s.csv")
+
+
+def test_a_marketplaces_unit_counts_are_counts_not_money(db, tmp_path):
+    """Yandex.Market's realization report gives units handed to delivery and not redeemed: counts, shown and
+    exported as whole numbers (they were written as money: «5,00 ₽», and a money cell in the XLSX)."""
+    from cloud_sync.onec.commission import saved_report, write_xlsx
+    from cloud_sync.web.pages.reports import saved_report as page_report
+
+    theirs = RealizationReport(account="ym1", period_from=date(2026, 11, 16), period_to=date(2026, 11, 22),
+                               lines=LINES, native_totals={"sold": D(8), "transferred": D(5), "unredeemed": D(2)},
+                               counts=frozenset({"sold", "returned", "transferred", "unredeemed"}))
+    rep = reports.build_commission_report(db, theirs, marketplace="yandex_market")
+    reports.save_report(db, rep)
+    assert saved_report(db, rep.id).native_counts == {"sold", "returned", "transferred", "unredeemed"}
+    for built in (rep, page_report(db, rep.id)):  # as built, and as the page reads it back
+        said = {x.name: x for x in reports.reconciliation_lines(built)}
+        assert said["transferred"].count and said["unredeemed"].count and said["sold"].count
+        assert said["transferred"].values() == [None, 5, None] and said["sold"].values() == [8, 8, 0]
+        assert not said["to_pay"].count
+    table = {r[0]: r for r in reports.reconciliation_table(rep)[1]}
+    assert table["Передано в доставку, шт (Маркет)"][1:4] == ["", 5, ""]
+    path = write_xlsx(page_report(db, rep.id), tmp_path / "r.xlsx")
+    ws = load_workbook(path)["Сверка"]
+    [unredeemed] = [row for row in ws.iter_rows() if row[0].value == "Невыкупы, шт (Маркет)"]
+    assert unredeemed[2].value == 2 and unredeemed[2].number_format == "General"

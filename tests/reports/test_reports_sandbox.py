@@ -59,3 +59,33 @@ def test_wildberries_sales_become_a_reconciled_commission_report(tmp_path, sandb
     assert ws.cell(ws.max_row, 2).value == "Итого"
     assert conn.execute("SELECT reconciled FROM commission_reports WHERE id=?", (rep.id,)).fetchone()[0] == 1
     conn.close()
+
+
+def test_ozon_sales_become_a_report_with_each_items_own_logistics(tmp_path, sandbox_process):
+    """Ozon end to end, the sandbox in its own process: postings sold through the adapter; the report takes
+    each posting's logistics and processing from /v3/finance/transaction/list onto its 1C item's row (not
+    one «Услуги маркетплейса» line), and «К перечислению» and the logistics agree with Ozon's totals."""
+    info = sandbox_process("ozon")
+    conn = open_db(tmp_path / "tenant.sqlite")
+    adapter = open_account(AccountConfig(name="oz", marketplace="ozon", base_url=info["url"],
+                                         credentials=info["credentials"], options={
+                                             "client_id": info["credentials"]["Client-Id"]}))
+    with transaction(conn):
+        nom.upsert_items(conn, [nom.Item(id=i.item_id, name=i.name, article=i.article, barcodes=[i.barcode])
+                                for i in demo_items(10)])
+        catalog.import_cards(conn, "oz", "ozon", list(adapter.list_cards()))
+        catalog.auto_link(conn, "oz")
+    httpx.post(f"{info['url']}/_sandbox/orders", json={"count": 3}, timeout=10).raise_for_status()
+    for o in adapter.new_orders():
+        assert adapter.set_order_status(o.native_id, "assemble").ok
+        assert adapter.set_order_status(o.native_id, "ship").ok
+    today = date.today()
+    rep = reports.fetch_commission_report(conn, adapter, today.replace(day=1), today)
+    assert rep.reconciled is True, rep.differences
+    assert {"revenue", "fee", "logistics", "to_pay"} <= set(rep.compared)
+    goods = [r for r in rep.rows if r.key != "account"]
+    assert goods and all(r.item_id for r in goods) and not [r for r in rep.rows if r.key == "account"]
+    assert all(r.logistics > 0 and r.to_pay == r.revenue - r.fee - r.logistics for r in goods)
+    assert rep.totals["logistics"] == 3 * Decimal("76.00") == rep.native_totals["logistics"]
+    assert rep.totals["to_pay"] == rep.native_totals["to_pay"]
+    conn.close()

@@ -84,3 +84,37 @@ def test_stock_history_is_drawn_in_steps_and_titled_by_article_and_name(as_user,
     for a, b in pairwise(pts):  # every segment is level or upright: steps, no slopes
         (xa, ya), (xb, yb) = (map(float, a.split(",")), map(float, b.split(",")))
         assert xa == xb or ya == yb
+
+
+def test_the_service_reads_the_dashboard_before_anyone_asks_and_old_figures_are_read_again_aside(
+        as_user, cloud, monkeypatch):
+    """The first /dashboard after a start read every order of the period in the request (about a second
+    over 100,000 orders), and again in a request each minute: the running service now reads the default
+    period at its start, and figures older than a minute are shown while a thread reads them again."""
+    import time as time_mod
+
+    from cloud_sync.web.pages import dashboard
+
+    _, conn, cfg = cloud
+    now = datetime.now(UTC)
+    _orders(conn, cfg, now)
+    dashboard._CACHE.clear()
+    assert dashboard.warm(cfg.db_path)
+    deadline = time_mod.monotonic() + 20
+    while dashboard._READING and time_mod.monotonic() < deadline:
+        time_mod.sleep(0.05)
+    reads = []
+    real = charts.per_day
+    monkeypatch.setattr(charts, "per_day", lambda *a, **kw: reads.append(a) or real(*a, **kw))
+    c = as_user("masha")
+    page = c.get("/dashboard")  # the default period: read already
+    assert page.status_code == 200 and 'data-marketplace="wildberries"' in page.text
+    assert reads == []
+    key = next(iter(dashboard._CACHE))
+    stamp, table, rows = dashboard._CACHE[key]
+    dashboard._CACHE[key] = (stamp - 2 * dashboard.KEEP_S, table, rows)  # a minute and more ago
+    assert c.get("/dashboard").status_code == 200  # shown at once from what was kept ...
+    deadline = time_mod.monotonic() + 20
+    while (not reads or dashboard._READING) and time_mod.monotonic() < deadline:
+        time_mod.sleep(0.05)
+    assert len(reads) == 1 and dashboard._CACHE[key][0] > stamp  # ... and read again beside the request

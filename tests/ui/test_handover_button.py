@@ -39,7 +39,7 @@ def test_the_manager_starts_a_hand_over_of_an_account(as_user, cloud):
     assert r.status_code == 200 and "нет упакованных посылок" in r.text  # nothing packed yet: said, no error
     keys = _packed(conn, cfg, 2)
     r = c.post("/orders/handover", data={"csrf_token": token, "account": "wb1"})
-    assert r.status_code == 200 and "Передача курьеру начата" in r.text and "площадка site-1, 2 шт." in r.text
+    assert r.status_code == 200 and "Передача курьеру начата" in r.text and "пункт site-1, 2 шт." in r.text
     (row,) = conn.execute("SELECT peer, payload FROM link_outbox WHERE type='handover'").fetchall()
     body = json.loads(row[1])["body"]
     assert row[0] == "site-1" and sorted(body["order_ids"]) == keys and body["account"] == "wb1"

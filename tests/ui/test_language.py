@@ -68,3 +68,35 @@ def test_a_user_named_in_cyrillic_is_added_and_logs_in(as_user, cloud):
     r = owner.post("/settings/users", data={"csrf_token": form_token(owner.get("/settings").text), "name": "Иван Петров",
                                             "password": "пароль Ивана 123", "role": "packer"})
     assert r.status_code == 400 and "имя пользователя — от 2 до 64 букв" in r.text  # a space is still refused
+
+
+def test_the_warehouse_box_is_never_called_a_marketplace():
+    """«Площадка» is the seller's word for a marketplace; a warehouse box (a site) is «склад» or «пункт».
+    The catalog's translations of texts about a site, and every Russian text in the code that names a
+    site, keep to that (the hand-over message read «площадка site-1»)."""
+    import ast
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    po = (root / "web/translations/ru/LC_MESSAGES/messages.po").read_text(encoding="utf-8")
+    wrong = []
+    for m in re.finditer(r'msgid ((?:"[^\n]*"\n)+)msgstr ((?:"[^\n]*"\n)+)', po):
+        said, ru = m.group(1), m.group(2)
+        if re.search(r"\bsites?\b", said) and "marketplace" not in said and "площадк" in ru.lower():
+            wrong.append(said.strip())
+    for folder in ("cloud_sync", "edge_agent", "sitelink", "marketsync"):
+        for path in (root / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.JoinedStr):
+                    parts = [ast.unparse(v) if isinstance(v, ast.FormattedValue) else str(v.value)
+                             for v in node.values]
+                    text = "".join(parts)
+                    if re.search(r"площадк\w*\s*\{[^}]*site", text, re.I) or (
+                            "site" in text and re.search(r"на площадке|недостач\w* на площадке", text)):
+                        wrong.append(f"{path.relative_to(root)}:{node.lineno}")
+                elif isinstance(node, ast.Constant) and isinstance(node.value, str) and re.search(
+                        r"недостач\w* на площадке|на площадке не нашли|распечатайте на площадке|ни одна площадка",
+                        node.value):
+                    wrong.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert wrong == []

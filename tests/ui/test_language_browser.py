@@ -76,6 +76,8 @@ def _data(conn, cfg) -> None:
         catalog.auto_link(conn, account)
     with transaction(conn):
         ledger.set_balances(conn, "main", {"0d1f-guid-1": 5, "0d1f-guid-2": 7}, source="1c")
+        conn.execute("UPDATE items SET bin='B-01' WHERE id IN ('0d1f-guid-1', '0d1f-guid-2')")  # 1C's «Ячейка»
+        nom.site_bin_came(conn, "north", "0d1f-guid-1", "K-07", at=time.time(), warehouse="main", by="Анна")
     orders = []
     for i, (account, mp) in enumerate(MPS.items()):
         orders.append(Order(native_id=f"N{i}", marketplace=mp, account=account, native_status="new",
@@ -358,3 +360,22 @@ def test_a_card_is_offered_by_article_or_title_as_a_price_line_is_typed(served):
         offered = page.eval_on_selector_all("#offers option", "os => os.map(o => [o.value, o.textContent])")
         assert offered == [["ODD-9", "Кружка 2 шт"]]  # the card's article and the name the seller knows
         browser.close()
+
+
+def test_the_manager_sees_the_bin_the_site_keeps_an_item_in(served):
+    """A bin set at the site on a receipt (sent up as `item_bin`: tests/edge/test_browser.py) shows on the
+    Stocks page beside 1C's; an item the site set none for shows 1C's «Ячейка»."""
+    from playwright.sync_api import expect, sync_playwright
+
+    _app, url = served
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 900}, locale="ru-RU")
+        _login(page, url)
+        page.goto(url + "/stocks")
+        expect(page.locator("#levels th", has_text="Ячейка")).to_be_visible()
+        expect(page.locator("#levels tr[data-item='0d1f-guid-1'] td.bin")).to_have_text("K-07 на складе (1С: B-01)")
+        expect(page.locator("#levels tr[data-item='0d1f-guid-2'] td.bin")).to_have_text("B-01 из 1С")
+        page.screenshot(path=str(ARTIFACTS / "stocks-bins.png"))
+        browser.close()
+

@@ -58,3 +58,50 @@ def test_the_owner_enters_the_parties_and_the_xlsx_names_them(as_user, cloud):
     assert ws["C4"].value == "ИП Иванов И. И., ИНН 770123456789"
     assert ws["C5"].value == "№ WB-17" and ws["F5"].is_date
     assert ws["H9"].value == 1000 and ws["H9"].number_format == "#,##0.00"
+
+
+def test_legal_details_have_a_home_in_cloud_toml_and_settings_override_them(tmp_path, users_db):
+    """[legal] in cloud.toml: read and checked once at start; the Settings page shows it and what the owner
+    enters there wins, field by field (before, the details lived only in the database)."""
+    import shutil
+
+    import pytest
+
+    from cloud_sync.config import ConfigError, parse_config
+    from cloud_sync.schema import open_db
+    from cloud_sync.web.app import create_app
+
+    from .conftest import login
+
+    accounts = {"wb1": {"marketplace": "wildberries", "base_url": "http://127.0.0.1:9",
+                        "credentials": {"Authorization": "sandbox-secret-wb1"}}}
+    legal = {"seller": {"name": "ООО «Ромашка»", "inn": "7701234567", "kpp": "770101001"},
+             "accounts": {"wb1": {"name": "ООО «РВБ»", "inn": "9714053621", "contract_number": "WB-1",
+                                  "contract_date": "2025-01-15"}}}
+    for bad, said in ((["seller", "inn"], "legal.seller.inn"), (["accounts", "wb1", "contract_date"],
+                                                                 "legal.accounts.wb1.contract_date")):
+        broken = json.loads(json.dumps(legal))
+        where = broken
+        for key in bad[:-1]:
+            where = where[key]
+        where[bad[-1]] = "12-34"
+        with pytest.raises(ConfigError, match=said.replace(".", r"\.")):
+            parse_config({"accounts": accounts, "legal": broken})
+    with pytest.raises(ConfigError, match="names no account"):
+        parse_config({"accounts": accounts, "legal": {"accounts": {"oz9": {"name": "x"}}}})
+    shutil.copy(users_db, tmp_path / "cloud.sqlite")
+    cfg = parse_config({"cloud": {"db_path": str(tmp_path / "cloud.sqlite")}, "accounts": accounts, "legal": legal})
+    conn = open_db(cfg.db_path)
+    assert parties(conn, "wb1", cfg.legal).seller.inn == "7701234567"
+    assert parties(conn, "wb1", cfg.legal).contract_number == "WB-1"
+    c = create_app(cfg).test_client()
+    assert login(c, "olga").status_code == 302
+    page = c.get("/settings").text
+    assert "7701234567" in page and "9714053621" in page and "№ WB-1" in page
+    ok = c.post("/settings/legal", data={"csrf_token": form_token(page), "legal_scope": "wb1", "legal_name": "ООО «РВБ»",
+                                         "legal_inn": "9714053621", "legal_contract_number": "WB-17",
+                                         "legal_contract_date": "2025-03-01"})
+    assert ok.status_code == 200
+    p = parties(conn, "wb1", cfg.legal)
+    assert (p.contract_number, str(p.contract_date), p.seller.name) == ("WB-17", "2025-03-01", "ООО «Ромашка»")
+    conn.close()

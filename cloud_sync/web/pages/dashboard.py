@@ -1,17 +1,22 @@
 """The dashboard: for a chosen period (7, 30 or 90 days, or from–to), per marketplace: revenue, units
 sold, orders, cancellations, late orders (packed after their assembly deadline, or still not packed past
 it) and the items sold most (by article and 1C name), with the orders and revenue per day charts
-(`charts`). Reads only; a period's figures are kept a minute (KEEP_S) in the process."""
+(`charts`). Reads only; a period's figures are kept in the process and read again in the background once
+they are a minute old (KEEP_S), the page showing the kept ones meanwhile; the running service reads the
+default period's at its start (`warm`), so no manager waits for 100,000 orders to be summed."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
+import threading
 import time
 from datetime import UTC, date, datetime, timedelta
 
 from flask import Blueprint, render_template, request
 from flask_babel import gettext as _
 
+from cloud_sync.db import connect
 from cloud_sync.web.context import ctx, get_db
 from cloud_sync.web.pages import charts
 from marketplaces import profiles
@@ -23,6 +28,45 @@ MAX_DAYS = 366
 SOLD = "o.status NOT IN ('cancelled', 'returned')"
 KEEP_S = 60.0  # the figures of a period are read again after this long (100,000 orders take a while)
 _CACHE: dict[tuple, tuple[float, dict, list[dict]]] = {}
+_READING: set[tuple] = set()  # the periods being read in the background
+_LOCK = threading.Lock()
+log = logging.getLogger("cloud_sync.web.pages.dashboard")
+
+
+def _read(conn: sqlite3.Connection, first: date, last: date) -> tuple[float, dict, list[dict]]:
+    table = charts.per_day(conn, first, last)
+    return time.monotonic(), table, figures(conn, first, last, table)
+
+
+def _read_in_background(db_path: str, first: date, last: date) -> bool:
+    """The period's figures read again in a thread of their own (once at a time); whether one started."""
+    key = (db_path, first, last)
+    with _LOCK:
+        if key in _READING:
+            return False
+        _READING.add(key)
+
+    def run() -> None:
+        try:
+            conn = connect(db_path)
+            try:
+                _CACHE[key] = _read(conn, first, last)
+            finally:
+                conn.close()
+        except Exception:  # noqa: BLE001 - the page reads them itself next time
+            log.warning("the dashboard's figures could not be read in the background", exc_info=True)
+        finally:
+            with _LOCK:
+                _READING.discard(key)
+
+    threading.Thread(target=run, name="dashboard-figures", daemon=True).start()
+    return True
+
+
+def warm(db_path: str, today: date | None = None) -> bool:
+    """Read the default period's figures (the last 30 days) in the background, as the service starts."""
+    today = today or datetime.now(UTC).date()
+    return _read_in_background(db_path, today - timedelta(days=29), today)
 
 
 def figures(conn: sqlite3.Connection, first: date, last: date,
@@ -82,11 +126,12 @@ def index():
     conn = get_db()
     key = (ctx().db_path, first, last)
     kept = _CACHE.get(key)
-    if kept is None or time.monotonic() - kept[0] > KEEP_S:  # a month of a big seller's orders: read once a minute
-        table = charts.per_day(conn, first, last)
-        kept = _CACHE[key] = (time.monotonic(), table, figures(conn, first, last, table))
-        for old in [k for k, v in _CACHE.items() if time.monotonic() - v[0] > KEEP_S]:
+    if kept is None:  # a period nobody asked for lately: read now
+        kept = _CACHE[key] = _read(conn, first, last)
+        for old in [k for k, v in _CACHE.items() if time.monotonic() - v[0] > 10 * KEEP_S]:
             _CACHE.pop(old, None)
+    elif time.monotonic() - kept[0] > KEEP_S:  # a month of a big seller's orders: the kept figures meanwhile
+        _read_in_background(ctx().db_path, first, last)
     _ts, table, rows = kept
     orders_chart, revenue_chart = charts.daily_charts(conn, first, last, table)
     totals = {k: sum(r[k] for r in rows) for k in ("orders", "cancelled", "late", "revenue", "units")}

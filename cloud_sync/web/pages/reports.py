@@ -75,7 +75,7 @@ def _send(report: reports.CommissionReport, fmt: str):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / name
         if fmt == "xlsx":  # laid out as 1C's «Отчет комиссионера», with the parties entered in Settings
-            write_xlsx(report, path, legal=parties(get_db(), report.account))
+            write_xlsx(report, path, legal=parties(get_db(), report.account, ctx().cfg.legal))
         else:
             reports.export_commission(report, path)
         data = path.read_bytes()
@@ -173,8 +173,7 @@ def _commission_table(report: reports.CommissionReport) -> tuple[list[str], list
 def _reconciliation(report: reports.CommissionReport) -> tuple[list[str], list[dict]]:
     headers = [_("Figure"), _("Ours"), _("Marketplace"), _("Difference"), _("Result"), _("Explanation")]
     # a figure of the marketplace's own goes by its name in its API, translated where the catalog knows it
-    rows = [{"name": str(COLUMN_LABELS.get(x.name) or _(x.name)), "values": (x.ours, x.theirs, x.delta),
-             "count": x.name in reports.COUNTS,
+    rows = [{"name": str(COLUMN_LABELS.get(x.name) or _(x.name)), "values": x.values(), "count": x.count,
              "state": x.state, "said": str(RECON_STATES[x.state]), "note": _(x.note) if x.note else ""}
             for x in reports.reconciliation_lines(report)]
     return headers, rows

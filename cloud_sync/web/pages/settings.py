@@ -303,12 +303,13 @@ def legal_details() -> dict[str, Any]:
     """What the Settings page shows of the legal details (cloud_sync.onec.commission.parties): the seller
     and each account's marketplace with its contract, and the choices of the form."""
     conn = get_db()
-    own = commission.parties(conn, "")
+    legal = ctx().cfg.legal
+    own = commission.parties(conn, "", legal)
     rows = [{"scope": commission.SELLER_SCOPE, "title": _("Seller (principal)"), "name": own.seller.name,
              "inn": own.seller.inn, "kpp": own.seller.kpp, "contract_number": "", "contract_date": None}]
     choices = [(commission.SELLER_SCOPE, _("Seller (principal)"))]
     for name, a in sorted(ctx().cfg.accounts.items()):
-        p = commission.parties(conn, name)
+        p = commission.parties(conn, name, legal)
         title = _("%(marketplace)s, account %(account)s (agent)", marketplace=marketplace_title(a.marketplace),
                   account=name)
         rows.append({"scope": name, "title": title, "name": p.marketplace.name, "inn": p.marketplace.inn,

@@ -75,8 +75,11 @@ def _render(messages: list | None = None, status: int = 200):
     a = request.args
     q, warehouse, account = a.get("q", "").strip(), a.get("warehouse", ""), a.get("account", "")
     page = page_number()
+    # the bin: where the warehouse's site keeps the item (set there at a receipt or count), else 1C's
     sql = ("SELECT s.item_id, COALESCE(i.article, '') AS article, COALESCE(i.name, '') AS name, s.warehouse,"
-           " s.on_hand, s.reserved, s.on_hand - s.reserved AS available FROM stock_levels s"
+           " s.on_hand, s.reserved, s.on_hand - s.reserved AS available,"
+           " (SELECT b.bin FROM site_bins b WHERE b.item_id=s.item_id AND b.warehouse=s.warehouse"
+           "  ORDER BY b.set_at DESC LIMIT 1) AS site_bin, COALESCE(i.bin, '') AS onec_bin FROM stock_levels s"
            " LEFT JOIN items i ON i.id=s.item_id WHERE 1=1")
     args: list = []
     if warehouse:
