@@ -3,7 +3,9 @@ alerts — each job on its own thread with its own database connection, so one s
 holds up the others. The stock pusher (stock_push.Pusher) runs beside it, woken by every change.
 
 Other parts add their jobs with `Jobs.add(name, every_s, fn)`; `fn(conn)` runs on the job's thread
-(exceptions are logged and counted, the job goes on).
+(exceptions are logged and counted, the job goes on). With `leases` (the running service), a job runs in
+the one cloud process holding its lease (cloud_sync.leases); the others look again every second and take
+it over when its process is gone.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from cloud_sync.catalog import cards as catalog
 from cloud_sync.config import CloudConfig
 from cloud_sync.config_sections import AlertsConfig
 from cloud_sync.db import connect, transaction
+from cloud_sync.leases import Leases
 from cloud_sync.money import price_docs, price_reads, price_rules, price_sources, reports
 from cloud_sync.orders import (
     after_handover,
@@ -53,13 +56,15 @@ class Job:
     errors: int = 0
     last_error: str = ""
     last_run: float = 0.0
+    here: bool = True  # this process holds the job's lease (cloud_sync.leases)
     thread: threading.Thread | None = field(default=None, repr=False)
 
 
 class Jobs:
     def __init__(self, cfg: CloudConfig, db_path: str, adapters: AccountAdapters, *, link: Any = None,
-                 wake_stock: Callable[[], None] | None = None) -> None:
+                 wake_stock: Callable[[], None] | None = None, leases: Leases | None = None) -> None:
         self.cfg, self.db_path, self.adapters, self.link = cfg, db_path, adapters, link
+        self.leases = leases  # several cloud processes on one store: each job runs where its lease is
         self.wake_stock = wake_stock or (lambda: None)
         self.jobs: list[Job] = []
         self._stop = threading.Event()
@@ -221,6 +226,9 @@ class Jobs:
         conn = connect(self.db_path)
         try:
             while not self._stop.is_set():
+                if self.leases is not None and not self._leased(conn, job):
+                    self._stop.wait(self.leases.check_s)  # another process runs it: look again soon
+                    continue
                 started = time.monotonic()
                 try:
                     job.fn(conn)
@@ -241,9 +249,22 @@ class Jobs:
         finally:
             conn.close()
 
+    def _leased(self, conn: sqlite3.Connection, job: Job) -> bool:
+        """Whether this process runs the job now (its lease; a database too busy to say: not now)."""
+        assert self.leases is not None
+        try:
+            here = self.leases.hold(conn, job.name)
+        except sqlite3.Error as exc:
+            log.warning("job %s: lease not checked: %s", job.name, exc)
+            here = False
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        job.here = here
+        return here
+
     def status(self) -> list[dict[str, Any]]:
         return [{"name": j.name, "every_s": j.every_s, "runs": j.runs, "errors": j.errors,
-                 "last_error": j.last_error, "last_run": j.last_run} for j in self.jobs]
+                 "last_error": j.last_error, "last_run": j.last_run, "here": j.here} for j in self.jobs]
 
 
 def _record_error(conn: sqlite3.Connection, area: str, message: str) -> None:
