@@ -11,7 +11,8 @@ it is here, beside `db.py`, so a second engine ports it once.
   whether this process runs the job now: a lease whose owner is alive is kept by it; a free one (no owner,
   or its owner not alive) is taken in one atomic statement by the first process with room (each takes at
   most its fair share, `ceil(jobs / processes alive)`, and one over its share lets a job go now and then, so
-  a process started later gets work). A lease is not renewed per job: the owner's heartbeat keeps them all.
+  a process started later gets work; a job left free for `ORPHAN_S` — one that only some processes run,
+  such as an account opened from Settings in one of them — is taken by any process that runs it). A lease is not renewed per job: the owner's heartbeat keeps them all.
 * **Claims** (`claimed_by` on `order_actions`, `stock_push_queue`, `alert_outbox`): before a call that
   must happen once, the row is claimed in one UPDATE that succeeds only while the row is still due and
   not claimed by another live process (`claim`); the outcome's transaction clears it (`unclaim`). The job
@@ -47,6 +48,7 @@ HEARTBEAT_S = 2.0  # how often a process says it is alive
 TTL_S = 8.0  # a process not heard of for this long is taken for dead (its jobs move on)
 CHECK_S = 1.0  # how often a process without a job's lease looks whether the job is free
 REBALANCE_S = 0.5  # a process over its fair share lets one job go at most this often
+ORPHAN_S = 3.0  # a job free this long is taken by any process, over its fair share or not
 FORGET_S = 86400.0  # rows of processes gone this long are deleted
 
 MIGRATIONS = [
@@ -61,7 +63,8 @@ MIGRATIONS = [
     CREATE TABLE job_leases (
         name TEXT PRIMARY KEY,        -- the job (orders:<account>, stock-push:<account>, site-link, alerts...)
         owner TEXT,                   -- the process running it (cloud_processes.id); NULL: free
-        since REAL NOT NULL           -- when the owner took it
+        since REAL NOT NULL,          -- when the owner took it (or, free, since when it is free)
+        last_run REAL                 -- when a run of a seldom job last ended (`ran`), whoever ran it
     );
     CREATE INDEX job_leases_owner ON job_leases(owner);
     -- who is making the recorded call (cloud_processes.id); NULL: nobody
@@ -104,7 +107,8 @@ def beat(conn: sqlite3.Connection, *, owner: str | None = None, now: float | Non
         for pid_row in gone:
             conn.execute("DELETE FROM cloud_processes WHERE id=?", (pid_row,))
         if gone:
-            conn.execute(f"UPDATE job_leases SET owner=NULL WHERE owner IN ({','.join('?' * len(gone))})", gone)
+            conn.execute(f"UPDATE job_leases SET owner=NULL, since=? WHERE owner IN ({','.join('?' * len(gone))})",
+                         (now, *gone))
     return len(gone)
 
 
@@ -112,7 +116,7 @@ def leave(conn: sqlite3.Connection, *, owner: str | None = None) -> None:
     """A process stopping: its leases are free at once and it is no longer counted."""
     owner = owner or me()
     with transaction(conn):
-        conn.execute("UPDATE job_leases SET owner=NULL WHERE owner=?", (owner,))
+        conn.execute("UPDATE job_leases SET owner=NULL, since=? WHERE owner=?", (time.time(), owner))
         conn.execute("DELETE FROM cloud_processes WHERE id=?", (owner,))
 
 
@@ -152,7 +156,33 @@ def acquire(conn: sqlite3.Connection, name: str, *, owner: str | None = None, no
 
 def release(conn: sqlite3.Connection, name: str, *, owner: str | None = None) -> None:
     with transaction(conn):
-        conn.execute("UPDATE job_leases SET owner=NULL WHERE name=? AND owner=?", (name, owner or me()))
+        conn.execute("UPDATE job_leases SET owner=NULL, since=? WHERE name=? AND owner=?",
+                     (time.time(), name, owner or me()))
+
+
+def orphaned(conn: sqlite3.Connection, name: str, *, now: float | None = None) -> bool:
+    """Whether job `name` has had no owner for `ORPHAN_S` (a job only some processes run, or every
+    process over its share): then a process takes it whatever its share. A job never seen before is
+    recorded as free from now."""
+    now = time.time() if now is None else now
+    row = conn.execute("SELECT owner, since FROM job_leases WHERE name=?", (name,)).fetchone()
+    if row is None:
+        with transaction(conn):
+            conn.execute("INSERT INTO job_leases(name, owner, since) VALUES (?, NULL, ?) ON CONFLICT(name) DO NOTHING",
+                         (name, now))
+        return False
+    return row[0] is None and now - row[1] > ORPHAN_S
+
+
+def ran(conn: sqlite3.Connection, name: str, *, now: float | None = None) -> None:
+    """A run of job `name` ended now: a process taking the job over waits its interval from here."""
+    with transaction(conn):
+        conn.execute("UPDATE job_leases SET last_run=? WHERE name=?", (time.time() if now is None else now, name))
+
+
+def last_run(conn: sqlite3.Connection, name: str) -> float | None:
+    row = conn.execute("SELECT last_run FROM job_leases WHERE name=?", (name,)).fetchone()
+    return row[0] if row else None
 
 
 def held(conn: sqlite3.Connection, *, owner: str | None = None) -> list[str]:
@@ -176,6 +206,7 @@ class Leases:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._released_at = 0.0
+        self._sticky: set[str] = set()  # jobs taken as orphans: only some processes run them, never let go
         self._lock = threading.Lock()
         self.check_s = CHECK_S
 
@@ -223,18 +254,34 @@ class Leases:
         share = math.ceil(max(self.jobs(), 1) / processes)
         if name in mine:
             with self._lock:
-                if len(mine) > share and now - self._released_at >= REBALANCE_S:
+                if (len(mine) > share and name not in self._sticky and now - self._released_at >= REBALANCE_S
+                        and _room_elsewhere(conn, self.owner, share, now)):
                     self._released_at = now
                     release(conn, name, owner=self.owner)
                     log.info("job %s let go (%d jobs here, a fair share is %d)", name, len(mine), share)
                     return False
             return True
+        orphan = False
         if len(mine) >= share:
-            return False
+            orphan = orphaned(conn, name, now=now)
+            if not orphan:
+                return False
         if acquire(conn, name, owner=self.owner, now=now):
             log.info("job %s runs here now", name)
+            if orphan:
+                with self._lock:
+                    self._sticky.add(name)
             return True
         return False
+
+
+def _room_elsewhere(conn: sqlite3.Connection, owner: str, share: int, now: float) -> bool:
+    """Whether another live process holds fewer jobs than the fair share (it would take one let go)."""
+    counts = {p: 0 for p in alive(conn, now=now) if p != owner}
+    for p, n in conn.execute("SELECT owner, COUNT(*) FROM job_leases WHERE owner IS NOT NULL GROUP BY owner"):
+        if p in counts:
+            counts[p] = n
+    return any(n < share for n in counts.values())
 
 
 # ---------------------------------------------------------------- claims

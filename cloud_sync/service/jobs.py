@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from cloud_sync import leases
 from cloud_sync.alerts import checks, outbox
 from cloud_sync.catalog import cards as catalog
 from cloud_sync.config import CloudConfig
@@ -45,6 +46,7 @@ log = logging.getLogger("cloud_sync.service.jobs")
 
 JobFn = Callable[[sqlite3.Connection], Any]
 REPORT_BUILDS_S = 0.5  # how soon a report asked for on the page starts building
+SELDOM_S = 30.0  # a job this seldom keeps its last run in its lease: a process taking it over waits its turn
 
 
 @dataclass
@@ -226,9 +228,13 @@ class Jobs:
         conn = connect(self.db_path)
         try:
             while not self._stop.is_set():
-                if self.leases is not None and not self._leased(conn, job):
-                    self._stop.wait(self.leases.check_s)  # another process runs it: look again soon
-                    continue
+                if self.leases is not None:
+                    was_here = job.here
+                    if not self._leased(conn, job):
+                        self._stop.wait(self.leases.check_s)  # another process runs it: look again soon
+                        continue
+                    if not was_here and self._wait_its_turn(conn, job):
+                        continue  # the lease is looked at again after the wait
                 started = time.monotonic()
                 try:
                     job.fn(conn)
@@ -245,6 +251,8 @@ class Jobs:
                 else:
                     job.last_error = ""
                 job.last_run = time.time()
+                if self.leases is not None and job.every_s >= SELDOM_S:
+                    self._ran(conn, job)
                 self._stop.wait(max(0.0, job.every_s - (time.monotonic() - started)))
         finally:
             conn.close()
@@ -261,6 +269,27 @@ class Jobs:
             conn.execute("ROLLBACK")
         job.here = here
         return here
+
+    def _wait_its_turn(self, conn: sqlite3.Connection, job: Job) -> bool:
+        """A seldom job just taken over from another process waits its interval from that process's last
+        run (a reconciliation is not run again because its process changed); True when it waited."""
+        if job.every_s < SELDOM_S:
+            return False
+        try:
+            last = leases.last_run(conn, job.name)
+        except sqlite3.Error:
+            return False
+        wait = 0.0 if last is None else last + job.every_s - time.time()
+        if wait <= 0:
+            return False
+        self._stop.wait(min(wait, job.every_s))
+        return True
+
+    def _ran(self, conn: sqlite3.Connection, job: Job) -> None:
+        try:
+            leases.ran(conn, job.name)
+        except sqlite3.Error as exc:
+            log.warning("job %s: its run not recorded: %s", job.name, exc)
 
     def status(self) -> list[dict[str, Any]]:
         return [{"name": j.name, "every_s": j.every_s, "runs": j.runs, "errors": j.errors,

@@ -162,3 +162,20 @@ def test_processes_starting_at_once_share_one_secrets_key(tmp_path: Path):
             t.join()
         assert errors == [] and len(set(keys)) == 1, (errors, len(set(keys)))
         assert [p.name for p in path.parent.iterdir()] == ["secret.key"]
+
+
+def test_a_job_only_one_process_runs_is_taken_by_it_over_its_share(conn, db_path, monkeypatch):
+    """An account opened from Settings in one process only: its jobs are known there alone, and that
+    process takes them even when it already holds its fair share (they would never run otherwise)."""
+    monkeypatch.setattr(leases, "ORPHAN_S", 0.2)
+    host = socket.gethostname()
+    mine, other = (leases.Leases(db_path, lambda: 2, owner=f"{host}:{pid}:x") for pid in (os.getpid(), 1))
+    for p in (mine, other):
+        leases.beat(conn, owner=p.owner)
+    assert mine.hold(conn, "alerts")  # its share of one (the other process runs neither job)
+    assert not mine.hold(conn, "orders:new-account")  # over its share: first left to the others...
+    time.sleep(0.3)
+    assert mine.hold(conn, "orders:new-account")  # ...then taken, since nobody else runs it
+    for _ in range(5):  # and kept, though over its share with the other process having room (it holds none)
+        assert mine.hold(conn, "orders:new-account")
+        time.sleep(leases.REBALANCE_S)
