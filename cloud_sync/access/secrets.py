@@ -164,6 +164,29 @@ def put_setting(conn: sqlite3.Connection, kind: str, scope: str, key: str, value
                      (kind, scope, key, value, time.time()))
 
 
+def stamps(conn: sqlite3.Connection) -> dict[str, float]:
+    """When each stored secret ("secret:<name>") and each kind and scope of stored settings
+    ("<kind>:<scope>") last changed: another cloud process's Settings page shows here first."""
+    out = {f"secret:{name}": ts for name, ts in conn.execute("SELECT name, updated_ts FROM stored_secrets")}
+    out.update({f"{kind}:{scope}": ts for kind, scope, ts in conn.execute(
+        "SELECT kind, scope, MAX(updated_ts) FROM stored_settings GROUP BY kind, scope")})
+    return out
+
+
+def use_stored_bot_token(conn: sqlite3.Connection, cfg: CloudConfig) -> bool:
+    """The bot token stored in Settings handed to [alerts] again (it changed): only where [alerts] names
+    no other source; True when handed over."""
+    alerts = cfg.alerts
+    if alerts is None or alerts.token_file is not None or alerts.token_env not in (None, BOT_TOKEN_ENV):
+        return False
+    value = SecretStore(key_file_for(cfg)).value(conn, BOT_TOKEN)
+    if not value:
+        return False
+    os.environ[BOT_TOKEN_ENV] = value  # this process only, as at start: never written out in clear
+    alerts.token_env = BOT_TOKEN_ENV
+    return True
+
+
 def settings(conn: sqlite3.Connection, kind: str) -> list[dict[str, Any]]:
     return [dict(r) for r in conn.execute("SELECT scope, key, value, updated_ts FROM stored_settings WHERE kind=?"
                                           " ORDER BY scope, key", (kind,))]

@@ -8,7 +8,8 @@ in the reverse order. `url` is the app's address once started.
 Several processes may serve one store (cloud_sync.leases): each answers any web or API request (sessions,
 CSRF tokens and the login throttle live in the database), and each job, stock sender and the site link
 run in the one process holding their lease; a process that stops gives its leases back, one killed
-loses them within seconds.
+loses them within seconds. What Settings stores through one process is put in use by the others within
+`FOLLOW_S` (`accounts.follow_stored`).
 
 An account whose credentials are to come from Settings (`credentials_secret`) and are not stored yet
 waits (`waiting`, said in the log): everything else starts. Once they are entered, the account opens
@@ -24,13 +25,14 @@ from typing import Any
 
 from waitress.server import create_server
 
+from cloud_sync.access import secrets
 from cloud_sync.config import CloudConfig
 from cloud_sync.db import connect
 from cloud_sync.leases import Leases
 from cloud_sync.orders import after_handover, site_messages
 from cloud_sync.schema import open_db
 from cloud_sync.service import sync
-from cloud_sync.service.accounts import AccountAdapters, SyncReport, open_with_settings
+from cloud_sync.service.accounts import AccountAdapters, SyncReport, follow_stored, open_with_settings
 from cloud_sync.service.jobs import Jobs
 from cloud_sync.service.pusher import Pusher
 from cloud_sync.stock import push as stock_push
@@ -39,6 +41,7 @@ from sitelink import LinkConfig, SiteLink
 
 log = logging.getLogger("cloud_sync.service.cloud")
 LINK_LEASE = "site-link"
+FOLLOW_S = 5.0  # how often a process looks for what Settings stored through another one
 
 
 class CloudService:
@@ -59,13 +62,16 @@ class CloudService:
         self.waiting: list[str] = []  # accounts whose stored credentials are not entered yet
         self.leases: Leases | None = None
         self._link_thread: threading.Thread | None = None
-        self._link_stop = threading.Event()
+        self._stopping = threading.Event()
+        self._follow_thread: threading.Thread | None = None
+        self._stored: dict[str, float] = {}  # secrets.stamps: what Settings held when last looked at
 
     def start(self) -> str:
         conn = open_db(self.db_path)
         try:
             # credentials, the bot token and settings entered in Settings (encrypted at rest)
             adapters, self.waiting = open_with_settings(conn, self.cfg)
+            self._stored = secrets.stamps(conn)
         finally:
             conn.close()
         # one shared holder: a token entered in Settings swaps the account's adapter for all of them at once
@@ -100,6 +106,8 @@ class CloudService:
             self._sync_thread.start()
             self._sync_thread.join(self.cfg.sync_wait_s)
         self.jobs.start()
+        self._follow_thread = threading.Thread(target=self._follow_settings, name="settings-follower", daemon=True)
+        self._follow_thread.start()
         self._server_thread = threading.Thread(target=self._server.run, name="http", daemon=True)
         self._server_thread.start()
         return self.url
@@ -130,11 +138,26 @@ class CloudService:
                     log.info("the site link moved to another process")
                     self.link.stop()
                 running = here
-                if self._link_stop.wait(self.leases.check_s):
+                if self._stopping.wait(self.leases.check_s):
                     break
         finally:
             if running:
                 self.link.stop()
+            conn.close()
+
+    def _follow_settings(self) -> None:
+        """What Settings stored through another cloud process on this store, put in use here too (every
+        `FOLLOW_S`): the page answered by any process changes every process."""
+        conn = connect(self.db_path)
+        try:
+            while not self._stopping.wait(FOLLOW_S):
+                try:
+                    self._stored = follow_stored(conn, self.cfg, self.adapters, self._stored)
+                except Exception as exc:  # noqa: BLE001 - looked at again at the next round
+                    log.warning("settings stored meanwhile not followed: %s", exc.__class__.__name__)
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+        finally:
             conn.close()
 
     def healthy(self) -> bool:
@@ -188,7 +211,9 @@ class CloudService:
             self.jobs.stop()
         if self.pusher is not None:
             self.pusher.stop()
-        self._link_stop.set()
+        self._stopping.set()
+        if self._follow_thread is not None:
+            self._follow_thread.join(10)
         if self._link_thread is not None:
             self._link_thread.join(15)
         if self.leases is not None:
