@@ -313,6 +313,9 @@ def _shipped(conn: sqlite3.Connection, a: sqlite3.Row, change: StatusChange, sup
         if row is not None:
             _record_supply(conn, a["account"], a["mp_warehouse"], row[0], str(batch), now)
             log_event(conn, row[0], "batch_changed", f"{supply} -> {batch}: not handed over when {supply} left", now)
+            # handed over while the ship was on its way (the site's word came during the call): no hand-over
+            # comes for it again, so its new batch ships now
+            queue_shipping(conn, row[0], now)
     if supply and change.already and not change.native.get("moved"):
         # the ship's answer was lost (the cloud died mid-call) and the marketplace already took the batch: the
         # adapter moved this batch's orders that were not handed over out of it first, and where to is not

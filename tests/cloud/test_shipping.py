@@ -325,3 +325,40 @@ def test_the_courier_leaving_ships_the_supply_with_what_he_took_and_the_rest_wai
     assert st["orders"][c] == "complete" and st["supplies"][s2]["done"]
     assert all(st["order_calls"][n]["ship"][1] <= 1 for n in (a, b, c)), st["order_calls"]
     assert st["spec_violations"] == []
+
+
+def test_a_parcel_handed_over_while_its_supply_ships_without_it_ships_with_the_next(wb):
+    """The courier leaves with two parcels of a supply, the third is still at the table; while the supply's
+    ship is on its way to WB, the third is handed over too (the site's message lands during the call). WB
+    moves it to the next supply (it was not in the ship's list of parcels handed over): that supply must
+    ship it, though no hand-over ever comes for it again. Before, it stayed `confirm` on WB for good (the
+    cloud-kill test, one WB order of twelve)."""
+    a, b, c = wb.orders(3)
+    wb.run()
+    s1 = wb.supply_of(a)
+    for n in (a, b):
+        wb.to(n, "packed")
+    (ho,) = handovers.start_handover(wb.conn, wb.cfg, "wb")
+    for n in (a, b):
+        _progress(wb.conn, wb.cfg, f"wb:{n}", "handed_over", ho["handover_id"])
+    _close(wb.conn, wb.cfg, ho["handover_id"], [])
+    real = wb.adapter.set_order_status
+
+    def third_handed_over_meanwhile(native_id, action, **details):
+        change = real(native_id, action, **details)
+        if action == "ship":  # WB has moved c out already; the site's message about c is applied now
+            wb.to(c, "packed")
+            wb.to(c, "handed_over")
+        return change
+    wb.adapter.set_order_status = third_handed_over_meanwhile
+    wb.run(rounds=1)
+    wb.adapter.set_order_status = real
+    st = wb.state()
+    assert st["supplies"][s1]["done"] and st["orders"][c] == "confirm"
+    s2 = wb.supply_of(c)
+    assert s2 != s1
+    wb.run(rounds=3)
+    st = wb.state()
+    assert st["orders"][c] == "complete" and st["supplies"][s2]["done"], "the parcel handed over never shipped"
+    assert all(st["order_calls"][n]["ship"][1] <= 1 for n in (a, b, c)), st["order_calls"]
+    assert st["spec_violations"] == []
