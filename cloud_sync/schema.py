@@ -13,7 +13,7 @@ import sqlite3
 from pathlib import Path
 from types import ModuleType
 
-from cloud_sync import db
+from cloud_sync import db, leases
 from cloud_sync.access import secrets, users
 from cloud_sync.alerts import outbox as alerts
 from cloud_sync.catalog import card_fill, cards, nomenclature
@@ -48,6 +48,7 @@ PARTS: list[tuple[str, ModuleType]] = [
     ("cloud_sync.stock.fbo", fbo),
     ("cloud_sync.money.economics", economics),
     ("cloud_sync.orders.mp_actions", mp_actions),
+    ("cloud_sync.leases", leases),
 ]
 
 

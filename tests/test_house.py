@@ -28,7 +28,7 @@ FLOORS = [
     ("schema", ("cloud_sync.schema",)),
     ("domain", ("cloud_sync.orders", "cloud_sync.money", "cloud_sync.alerts", "cloud_sync.onec",
                 "cloud_sync.stock", "cloud_sync.catalog", "cloud_sync.access")),
-    ("bottom", ("cloud_sync.db", "cloud_sync.config", "cloud_sync.config_sections")),
+    ("bottom", ("cloud_sync.db", "cloud_sync.leases", "cloud_sync.config", "cloud_sync.config_sections")),
 ]
 
 

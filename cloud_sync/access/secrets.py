@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets as pysecrets
 import sqlite3
 import stat
 import time
@@ -69,10 +70,7 @@ def load_key(path: str | Path, *, create: bool = True) -> bytes:
     if not p.exists():
         if not create:
             raise SecretError(f"the secrets key file {str(p)!r} does not exist")
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(Fernet.generate_key())
+        _create_key(p)
     mode = p.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise SecretError(f"the secrets key file {str(p)!r} may be read by others (mode {oct(mode & 0o777)});"
@@ -83,6 +81,26 @@ def load_key(path: str | Path, *, create: bool = True) -> bytes:
     except ValueError:
         raise SecretError(f"the secrets key file {str(p)!r} does not hold a valid key") from None
     return key
+
+
+def _create_key(p: Path) -> None:
+    """Write a new key to `p` whole or not at all: several cloud processes starting at once on one store
+    end up with the one key the first of them made (written aside, then linked in; a link never replaces
+    a file another process linked first), never one key each, nor a half-written file."""
+    p.parent.mkdir(parents=True, exist_ok=True)
+    aside = p.with_name(f".{p.name}.{os.getpid()}.{pysecrets.token_hex(4)}")
+    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(Fernet.generate_key())
+            fh.flush()
+            os.fsync(fh.fileno())
+        try:
+            os.link(aside, p)
+        except FileExistsError:
+            pass  # another process made it first: theirs is the key
+    finally:
+        aside.unlink(missing_ok=True)
 
 
 class SecretStore:
@@ -144,6 +162,29 @@ def put_setting(conn: sqlite3.Connection, kind: str, scope: str, key: str, value
         conn.execute("INSERT INTO stored_settings(kind, scope, key, value, updated_ts) VALUES (?,?,?,?,?)"
                      " ON CONFLICT(kind, scope, key) DO UPDATE SET value=excluded.value, updated_ts=excluded.updated_ts",
                      (kind, scope, key, value, time.time()))
+
+
+def stamps(conn: sqlite3.Connection) -> dict[str, float]:
+    """When each stored secret ("secret:<name>") and each kind and scope of stored settings
+    ("<kind>:<scope>") last changed: another cloud process's Settings page shows here first."""
+    out = {f"secret:{name}": ts for name, ts in conn.execute("SELECT name, updated_ts FROM stored_secrets")}
+    out.update({f"{kind}:{scope}": ts for kind, scope, ts in conn.execute(
+        "SELECT kind, scope, MAX(updated_ts) FROM stored_settings GROUP BY kind, scope")})
+    return out
+
+
+def use_stored_bot_token(conn: sqlite3.Connection, cfg: CloudConfig) -> bool:
+    """The bot token stored in Settings handed to [alerts] again (it changed): only where [alerts] names
+    no other source; True when handed over."""
+    alerts = cfg.alerts
+    if alerts is None or alerts.token_file is not None or alerts.token_env not in (None, BOT_TOKEN_ENV):
+        return False
+    value = SecretStore(key_file_for(cfg)).value(conn, BOT_TOKEN)
+    if not value:
+        return False
+    os.environ[BOT_TOKEN_ENV] = value  # this process only, as at start: never written out in clear
+    alerts.token_env = BOT_TOKEN_ENV
+    return True
 
 
 def settings(conn: sqlite3.Connection, kind: str) -> list[dict[str, Any]]:

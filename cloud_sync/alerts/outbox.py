@@ -37,6 +37,7 @@ from typing import Any
 
 import httpx
 
+from cloud_sync import leases
 from cloud_sync.config_sections import AlertsConfig
 from cloud_sync.db import transaction
 from cloud_sync.i18n import domain_text, translations
@@ -294,11 +295,15 @@ def deliver(conn: sqlite3.Connection, sender: Any, settings: AlertSettings, *, c
         wait = last_sent.get(chat, -1e18) + settings.min_interval_s - clock()
         if wait > 0:
             sleep(wait)
+        # claimed, so no other cloud process sends the same message (cloud_sync.leases)
+        if not leases.claim(conn, "alert_outbox", {"id": row["id"]}, due="sent_ts IS NULL AND gave_up=0"):
+            continue
         result = sender.send(chat, row["text"])
         now = clock()
         last_sent[chat] = now
         error = redact(result.error, settings.token)
         with transaction(conn):
+            leases.unclaim(conn, "alert_outbox", {"id": row["id"]})
             if result.ok:
                 conn.execute("UPDATE alert_outbox SET sent_ts=?, attempts=attempts+1, last_error='' WHERE id=?",
                              (now, row["id"]))

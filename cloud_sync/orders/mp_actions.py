@@ -20,6 +20,7 @@ import sqlite3
 import time
 from typing import Any
 
+from cloud_sync import leases
 from cloud_sync.config import CloudConfig
 from cloud_sync.db import transaction
 from cloud_sync.orders.handovers import queue_shipping, ship_model
@@ -82,6 +83,10 @@ REACHED = {"confirm": ("in_work", "reserved", "picking", "packed", "handed_over"
            "cancel": ("cancelled",)}
 
 
+ACTION_ROW = ("SELECT a.order_id, a.action, a.attempts, a.inflight_ts, o.account, o.native_id, o.key, o.site,"
+              " o.mp_warehouse, o.supply_id, o.marketplace FROM order_actions a JOIN orders o ON o.id=a.order_id")
+
+
 class Refused(MarketplaceError):
     """The marketplace answered and would not move the order (its state is known, not in doubt)."""
 
@@ -94,10 +99,8 @@ def run_actions(conn: sqlite3.Connection, cfg: CloudConfig, adapters: dict[str, 
     cloud killed in the middle finds it on restart with its outcome unknown: the order is read back from
     the marketplace first, and an action the marketplace shows taken is recorded without a second call."""
     now = time.time() if now is None else now
-    due = conn.execute(
-        "SELECT a.order_id, a.action, a.attempts, a.inflight_ts, o.account, o.native_id, o.key, o.site,"
-        " o.mp_warehouse, o.supply_id, o.marketplace FROM order_actions a JOIN orders o ON o.id=a.order_id"
-        " WHERE a.state='pending' AND a.next_try<=? ORDER BY a.next_try LIMIT ?", (now, limit)).fetchall()
+    due = conn.execute(ACTION_ROW + " WHERE a.state='pending' AND a.next_try<=? ORDER BY a.next_try LIMIT ?",
+                       (now, limit)).fetchall()
     done = 0
     for a in due:
         adapter = adapters.get(a["account"])
@@ -108,7 +111,12 @@ def run_actions(conn: sqlite3.Connection, cfg: CloudConfig, adapters: dict[str, 
                 conn.execute("UPDATE order_actions SET next_try=? WHERE order_id=? AND action=?",
                              (now + cfg.jobs.retry_base_s / max(cfg.time_scale, 1e-9), a["order_id"], a["action"]))
             continue
-        with transaction(conn):  # the intent, before the call
+        key = {"order_id": a["order_id"], "action": a["action"]}
+        with transaction(conn):  # the claim and the intent, before the call
+            # another cloud process may have taken it meanwhile (cloud_sync.leases): then it is theirs
+            if not leases.claim(conn, "order_actions", key, due="state='pending' AND next_try<=?", params=(now,)):
+                continue
+            a = conn.execute(ACTION_ROW + " WHERE a.order_id=? AND a.action=?", (a["order_id"], a["action"])).fetchone()
             conn.execute("UPDATE order_actions SET inflight_ts=? WHERE order_id=? AND action=?",
                          (time.time(), a["order_id"], a["action"]))
         if a["inflight_ts"]:
@@ -247,6 +255,7 @@ def _action_done(conn: sqlite3.Connection, cfg: CloudConfig, a: sqlite3.Row, out
     oid, action = a["order_id"], a["action"]
     conn.execute("UPDATE order_actions SET state='done', attempts=attempts+1, error='', inflight_ts=NULL,"
                  " updated_ts=? WHERE order_id=? AND action=?", (now, oid, action))
+    leases.unclaim(conn, "order_actions", {"order_id": oid, "action": action})
     settings = cfg.accounts.get(a["account"])
     label_after = settings.label_after if settings else "confirm"
     change = outcome.get("change")
@@ -487,6 +496,7 @@ def _action_failed(conn: sqlite3.Connection, cfg: CloudConfig, a: sqlite3.Row, e
     delay = min(cfg.jobs.retry_max_s, cfg.jobs.retry_base_s * 2 ** min(attempts - 1, 10)) / max(cfg.time_scale, 1e-9)
     inflight = "NULL" if known else "inflight_ts"
     with transaction(conn):
+        leases.unclaim(conn, "order_actions", {"order_id": a["order_id"], "action": a["action"]})
         if retryable:
             conn.execute(f"UPDATE order_actions SET attempts=?, next_try=?, error=?, updated_ts=?, inflight_ts={inflight}"
                          " WHERE order_id=? AND action=?", (attempts, now + delay, str(exc)[:500], now, a["order_id"],

@@ -79,6 +79,41 @@ def open_with_settings(conn: sqlite3.Connection, cfg: CloudConfig, report: SyncR
     return open_adapters(cfg, report, skip=[*waiting, *(set(cfg.accounts) - wanted)]), waiting
 
 
+def follow_stored(conn: sqlite3.Connection, cfg: CloudConfig, adapters: AccountAdapters,
+                  seen: dict[str, float]) -> dict[str, float]:
+    """Put in use what was stored in Settings since `seen` (`secrets.stamps`), through this or another
+    cloud process on the same store: the settings laid over the config again, each account whose stored
+    credentials or endpoint overrides changed reopened (one waiting for its credentials opens, and its
+    jobs start here too), a new bot token handed to the alerts. Returns the stamps now."""
+    now = secrets.stamps(conn)
+    changed = {key for key in set(now) | set(seen) if now.get(key) != seen.get(key)}
+    if not changed:
+        return now
+    reopen = []
+    for name, settings in cfg.accounts.items():
+        secret_changed = bool(settings.credentials_secret) and f"secret:{settings.credentials_secret}" in changed
+        if not settings.enabled or not (secret_changed or f"endpoint:{name}" in changed):
+            continue
+        try:
+            fresh = fresh_account_config(conn, cfg, name)
+        except secrets.SecretError:
+            continue  # still nothing stored to open it with
+        in_use = settings.account
+        if (name not in adapters or fresh.credentials != in_use.credentials
+                or fresh.endpoints != in_use.endpoints):  # not when this process put it in use itself
+            reopen.append(name)
+    secrets.apply_to_config(conn, cfg, waiting=[])
+    if f"secret:{secrets.BOT_TOKEN}" in changed:
+        secrets.use_stored_bot_token(conn, cfg)
+    for name in reopen:
+        try:
+            adapters.reopen(name, conn)
+        except Exception as exc:  # noqa: BLE001 - the running adapter stays; said without the secret
+            log.warning("account %s not reopened with the settings stored meanwhile: %s", name,
+                        exc.__class__.__name__)
+    return now
+
+
 def fresh_account_config(conn: sqlite3.Connection, cfg: CloudConfig, name: str) -> AccountConfig:
     """The account's config as it stands now: the running one, with the credentials stored in Settings
     (when the account says `credentials_secret`) and the endpoint overrides stored in Settings laid over

@@ -5,6 +5,12 @@ warehouses and cards once in the background (unless `[cloud] sync_on_start = fal
 link with the site handlers, the stock pusher, the jobs and the HTTP server; `stop()` stops them all
 in the reverse order. `url` is the app's address once started.
 
+Several processes may serve one store (cloud_sync.leases): each answers any web or API request (sessions,
+CSRF tokens and the login throttle live in the database), and each job, stock sender and the site link
+run in the one process holding their lease; a process that stops gives its leases back, one killed
+loses them within seconds. What Settings stores through one process is put in use by the others within
+`FOLLOW_S` (`accounts.follow_stored`).
+
 An account whose credentials are to come from Settings (`credentials_secret`) and are not stored yet
 waits (`waiting`, said in the log): everything else starts. Once they are entered, the account opens
 and its jobs and stock sender start, and its warehouses and cards are read, without a restart.
@@ -13,18 +19,21 @@ and its jobs and stock sender start, and its warehouses and cards are read, with
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 from typing import Any
 
 from waitress import wasyncore
 from waitress.server import create_server
 
+from cloud_sync.access import secrets
 from cloud_sync.config import CloudConfig
 from cloud_sync.db import connect
+from cloud_sync.leases import Leases
 from cloud_sync.orders import after_handover, site_messages
 from cloud_sync.schema import open_db
 from cloud_sync.service import sync
-from cloud_sync.service.accounts import AccountAdapters, SyncReport, open_with_settings
+from cloud_sync.service.accounts import AccountAdapters, SyncReport, follow_stored, open_with_settings
 from cloud_sync.service.jobs import Jobs
 from cloud_sync.service.pusher import Pusher
 from cloud_sync.stock import push as stock_push
@@ -32,6 +41,8 @@ from cloud_sync.web.app import create_app
 from sitelink import LinkConfig, SiteLink
 
 log = logging.getLogger("cloud_sync.service.cloud")
+LINK_LEASE = "site-link"
+FOLLOW_S = 5.0  # how often a process looks for what Settings stored through another one
 
 
 class CloudService:
@@ -50,17 +61,24 @@ class CloudService:
         self.adapters = AccountAdapters(cfg)
         self.startup: SyncReport | None = None
         self.waiting: list[str] = []  # accounts whose stored credentials are not entered yet
+        self.leases: Leases | None = None
+        self._link_thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._follow_thread: threading.Thread | None = None
+        self._stored: dict[str, float] = {}  # secrets.stamps: what Settings held when last looked at
 
     def start(self) -> str:
         conn = open_db(self.db_path)
         try:
             # credentials, the bot token and settings entered in Settings (encrypted at rest)
             adapters, self.waiting = open_with_settings(conn, self.cfg)
+            self._stored = secrets.stamps(conn)
         finally:
             conn.close()
         # one shared holder: a token entered in Settings swaps the account's adapter for all of them at once
         self.adapters = AccountAdapters(self.cfg, adapters)
-        self.pusher = Pusher(self.cfg, self.db_path, self.adapters)
+        self.leases = Leases(self.db_path, self._lease_count)
+        self.pusher = Pusher(self.cfg, self.db_path, self.adapters, leases=self.leases)
         if self.cfg.link.enabled:
             lc = self.cfg.link
             self.link = SiteLink(LinkConfig(role="cloud", db_path=self.db_path, host=lc.host, port=lc.port,
@@ -68,7 +86,8 @@ class CloudService:
                                             tls_ca=lc.tls_ca or None, keys_file=lc.keys_file or None))
             site_messages.register_site_handlers(self.link, self.cfg, wake=self.pusher.wake)
             after_handover.register_return_handlers(self.link, self.cfg, wake=self.pusher.wake)
-        self.jobs = Jobs(self.cfg, self.db_path, self.adapters, link=self.link, wake_stock=self.pusher.wake)
+        self.jobs = Jobs(self.cfg, self.db_path, self.adapters, link=self.link, wake_stock=self.pusher.wake,
+                         leases=self.leases)
         self.jobs.add_defaults()
         self.adapters.when_added(self._account_added)
         app = create_app(self.cfg, db_path=self.db_path, adapters=self.adapters, link=self.link, pusher=self.pusher,
@@ -78,17 +97,69 @@ class CloudService:
         self._server = create_server(app, host=self.cfg.host, port=self.cfg.port, threads=8,
                                      clear_untrusted_proxy_headers=False)
         self.url = f"http://{self.cfg.host}:{self._server.effective_port}"
+        self.leases.start()
         if self.link is not None:
-            self.link.start()
+            self._link_thread = threading.Thread(target=self._hold_link, name="site-link-lease", daemon=True)
+            self._link_thread.start()
         self.pusher.start()
         if self.cfg.sync_on_start:
             self._sync_thread = threading.Thread(target=self._initial_sync, name="initial-sync", daemon=True)
             self._sync_thread.start()
             self._sync_thread.join(self.cfg.sync_wait_s)
         self.jobs.start()
+        self._follow_thread = threading.Thread(target=self._follow_settings, name="settings-follower", daemon=True)
+        self._follow_thread.start()
         self._server_thread = threading.Thread(target=self._server.run, name="http", daemon=True)
         self._server_thread.start()
         return self.url
+
+    def _lease_count(self) -> int:
+        """The leased jobs of this process (its fair share of them is counted from it)."""
+        jobs = len(self.jobs.jobs) if self.jobs is not None else 0
+        return jobs + (len(self.pusher.lease_names()) if self.pusher is not None else 0) + (self.link is not None)
+
+    def _hold_link(self) -> None:
+        """The site link runs in the one process holding the `site-link` lease: one consumer of the sites'
+        traffic (one MQTT client id, one persistent session) until MQTT shared subscriptions come. The
+        other processes write to the shared outbox; the link's process publishes it."""
+        assert self.link is not None and self.leases is not None
+        conn = connect(self.db_path)
+        running = False
+        try:
+            while True:
+                try:
+                    here = self.leases.hold(conn, LINK_LEASE)
+                except sqlite3.Error as exc:
+                    log.warning("site link: lease not checked: %s", exc)
+                    here = running  # a busy database changes nothing yet
+                if here and not running:
+                    log.info("the site link runs in this process")
+                    self.link.start()
+                elif running and not here:
+                    log.info("the site link moved to another process")
+                    self.link.stop()
+                running = here
+                if self._stopping.wait(self.leases.check_s):
+                    break
+        finally:
+            if running:
+                self.link.stop()
+            conn.close()
+
+    def _follow_settings(self) -> None:
+        """What Settings stored through another cloud process on this store, put in use here too (every
+        `FOLLOW_S`): the page answered by any process changes every process."""
+        conn = connect(self.db_path)
+        try:
+            while not self._stopping.wait(FOLLOW_S):
+                try:
+                    self._stored = follow_stored(conn, self.cfg, self.adapters, self._stored)
+                except Exception as exc:  # noqa: BLE001 - looked at again at the next round
+                    log.warning("settings stored meanwhile not followed: %s", exc.__class__.__name__)
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+        finally:
+            conn.close()
 
     def healthy(self) -> bool:
         """The web server runs and the database answers (what the systemd watchdog is fed on)."""
@@ -134,6 +205,7 @@ class CloudService:
 
     def stop(self) -> None:
         # every part is told to stop first, then waited for: the jobs take no new round while the web stops
+        self._stopping.set()
         if self.jobs is not None:
             self.jobs.stop(timeout=0)
         if self.pusher is not None:
@@ -148,6 +220,10 @@ class CloudService:
             self.jobs.stop()
         if self.pusher is not None:
             self.pusher.stop()
-        if self.link is not None:
-            self.link.stop()
+        if self._follow_thread is not None:
+            self._follow_thread.join(10)
+        if self._link_thread is not None:
+            self._link_thread.join(15)
+        if self.leases is not None:
+            self.leases.stop()  # the other processes take this one's jobs at once
         self.adapters.close_all()

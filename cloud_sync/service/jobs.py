@@ -3,7 +3,9 @@ alerts — each job on its own thread with its own database connection, so one s
 holds up the others. The stock pusher (stock_push.Pusher) runs beside it, woken by every change.
 
 Other parts add their jobs with `Jobs.add(name, every_s, fn)`; `fn(conn)` runs on the job's thread
-(exceptions are logged and counted, the job goes on).
+(exceptions are logged and counted, the job goes on). With `leases` (the running service), a job runs in
+the one cloud process holding its lease (cloud_sync.leases); the others look again every second and take
+it over when its process is gone.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from cloud_sync import leases
 from cloud_sync.alerts import checks, outbox
 from cloud_sync.catalog import cards as catalog
 from cloud_sync.config import CloudConfig
 from cloud_sync.config_sections import AlertsConfig
 from cloud_sync.db import connect, transaction
+from cloud_sync.leases import Leases
 from cloud_sync.money import price_docs, price_reads, price_rules, price_sources, reports
 from cloud_sync.orders import (
     after_handover,
@@ -42,6 +46,7 @@ log = logging.getLogger("cloud_sync.service.jobs")
 
 JobFn = Callable[[sqlite3.Connection], Any]
 REPORT_BUILDS_S = 0.5  # how soon a report asked for on the page starts building
+SELDOM_S = 30.0  # a job this seldom keeps its last run in its lease: a process taking it over waits its turn
 
 
 @dataclass
@@ -53,13 +58,15 @@ class Job:
     errors: int = 0
     last_error: str = ""
     last_run: float = 0.0
+    here: bool = True  # this process holds the job's lease (cloud_sync.leases)
     thread: threading.Thread | None = field(default=None, repr=False)
 
 
 class Jobs:
     def __init__(self, cfg: CloudConfig, db_path: str, adapters: AccountAdapters, *, link: Any = None,
-                 wake_stock: Callable[[], None] | None = None) -> None:
+                 wake_stock: Callable[[], None] | None = None, leases: Leases | None = None) -> None:
         self.cfg, self.db_path, self.adapters, self.link = cfg, db_path, adapters, link
+        self.leases = leases  # several cloud processes on one store: each job runs where its lease is
         self.wake_stock = wake_stock or (lambda: None)
         self.jobs: list[Job] = []
         self._stop = threading.Event()
@@ -221,6 +228,13 @@ class Jobs:
         conn = connect(self.db_path)
         try:
             while not self._stop.is_set():
+                if self.leases is not None:
+                    was_here = job.here
+                    if not self._leased(conn, job):
+                        self._stop.wait(self.leases.check_s)  # another process runs it: look again soon
+                        continue
+                    if not was_here and self._wait_its_turn(conn, job):
+                        continue  # the lease is looked at again after the wait
                 started = time.monotonic()
                 try:
                     job.fn(conn)
@@ -237,13 +251,49 @@ class Jobs:
                 else:
                     job.last_error = ""
                 job.last_run = time.time()
+                if self.leases is not None and job.every_s >= SELDOM_S:
+                    self._ran(conn, job)
                 self._stop.wait(max(0.0, job.every_s - (time.monotonic() - started)))
         finally:
             conn.close()
 
+    def _leased(self, conn: sqlite3.Connection, job: Job) -> bool:
+        """Whether this process runs the job now (its lease; a database too busy to say: not now)."""
+        assert self.leases is not None
+        try:
+            here = self.leases.hold(conn, job.name)
+        except sqlite3.Error as exc:
+            log.warning("job %s: lease not checked: %s", job.name, exc)
+            here = False
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        job.here = here
+        return here
+
+    def _wait_its_turn(self, conn: sqlite3.Connection, job: Job) -> bool:
+        """A seldom job just taken over from another process waits its interval from that process's last
+        run (a reconciliation is not run again because its process changed); True when it waited."""
+        if job.every_s < SELDOM_S:
+            return False
+        try:
+            last = leases.last_run(conn, job.name)
+        except sqlite3.Error:
+            return False
+        wait = 0.0 if last is None else last + job.every_s - time.time()
+        if wait <= 0:
+            return False
+        self._stop.wait(min(wait, job.every_s))
+        return True
+
+    def _ran(self, conn: sqlite3.Connection, job: Job) -> None:
+        try:
+            leases.ran(conn, job.name)
+        except sqlite3.Error as exc:
+            log.warning("job %s: its run not recorded: %s", job.name, exc)
+
     def status(self) -> list[dict[str, Any]]:
         return [{"name": j.name, "every_s": j.every_s, "runs": j.runs, "errors": j.errors,
-                 "last_error": j.last_error, "last_run": j.last_run} for j in self.jobs]
+                 "last_error": j.last_error, "last_run": j.last_run, "here": j.here} for j in self.jobs]
 
 
 def _record_error(conn: sqlite3.Connection, area: str, message: str) -> None:

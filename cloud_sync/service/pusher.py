@@ -1,16 +1,20 @@
 """The running cloud's stock sender: the push planner (cloud_sync/stock/push.py) run whenever the ledger
 changes, and one sender thread per account, so every account is pushed at once, each at its own
 marketplace's pace; an account opened later (its token entered in Settings) gets its sender at once.
+With `leases` (the running service), the planner and each account's sender run in the one cloud process
+holding their lease (cloud_sync.leases), like the jobs.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 
 from cloud_sync.config import CloudConfig
 from cloud_sync.db import connect
+from cloud_sync.leases import Leases
 from cloud_sync.service.accounts import AccountAdapters
 from cloud_sync.stock import push as stock_push
 
@@ -21,8 +25,9 @@ class Pusher:
     """The planner thread and one sender thread per account, each with its own database connection."""
 
     def __init__(self, cfg: CloudConfig, db_path: str, adapters: AccountAdapters, *,
-                 tick_s: float = 0.05) -> None:
+                 tick_s: float = 0.05, leases: Leases | None = None) -> None:
         self.cfg, self.db_path, self.adapters, self.tick_s = cfg, db_path, adapters, tick_s
+        self.leases = leases  # several cloud processes: the planner and each sender run where their lease is
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._account_wake = {name: threading.Event() for name in adapters}
@@ -75,6 +80,20 @@ class Pusher:
         for t in threads:
             t.join(timeout)
 
+    def _here(self, conn: sqlite3.Connection, name: str) -> bool:
+        """Whether this process runs `name` now (always, without leases)."""
+        if self.leases is None:
+            return True
+        try:
+            return self.leases.hold(conn, name)
+        except sqlite3.Error as exc:
+            log.warning("%s: lease not checked: %s", name, exc)
+            return False
+
+    def lease_names(self) -> list[str]:
+        with self._lock:
+            return ["stock-planner", *(f"stock-push:{a}" for a in self._account_wake)]
+
     def _plan_loop(self) -> None:
         conn = connect(self.db_path)
         try:
@@ -82,6 +101,9 @@ class Pusher:
                 self._wake.wait(self.tick_s)
                 self._wake.clear()
                 try:
+                    if not self._here(conn, "stock-planner"):
+                        self._stop.wait(self.leases.check_s if self.leases else 1.0)
+                        continue
                     if conn.execute("SELECT 1 FROM stock_dirty LIMIT 1").fetchone():
                         res = stock_push.plan(conn, self.cfg)
                         if res.queued:
@@ -101,6 +123,9 @@ class Pusher:
                 ev.wait(wait)
                 ev.clear()
                 try:
+                    if not self._here(conn, f"stock-push:{account}"):
+                        wait = self.leases.check_s if self.leases else 1.0
+                        continue
                     while not self._stop.is_set():
                         # looked up per round: an adapter reopened from Settings takes over at the next round
                         with self.adapters.lease(account) as adapter:

@@ -35,6 +35,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from cloud_sync import leases
 from cloud_sync.alerts import outbox
 from cloud_sync.catalog import cards as catalog
 from cloud_sync.config import CloudConfig
@@ -277,6 +278,12 @@ def send_account(conn: sqlite3.Connection, cfg: CloudConfig, account: str, adapt
         "SELECT card_id, warehouse_id, offer_id, item_id, quantity, version, attempts FROM stock_push_queue WHERE account=?"
         " AND state='pending' AND next_try<=? AND priority=? ORDER BY queued_ts LIMIT ?",
         (account, now, top, cfg.jobs.push_batch)).fetchall()
+    with transaction(conn):  # claimed, so no other cloud process sends the same push (cloud_sync.leases)
+        rows = [r for r in rows if leases.claim(
+            conn, "stock_push_queue", {"account": account, "card_id": r["card_id"], "warehouse_id": r["warehouse_id"]},
+            due="state='pending' AND version=?", params=(r["version"],))]
+    if not rows:
+        return out
     levels = [StockLevel(r["card_id"], r["offer_id"], r["warehouse_id"], r["quantity"]) for r in rows]
     out.sent = len(levels)
     try:
@@ -287,6 +294,8 @@ def send_account(conn: sqlite3.Connection, cfg: CloudConfig, account: str, adapt
     done = time.time()
     with transaction(conn):
         for r in rows:
+            leases.unclaim(conn, "stock_push_queue", {"account": account, "card_id": r["card_id"],
+                                                      "warehouse_id": r["warehouse_id"]})
             key = f"{r['card_id']}@{r['warehouse_id']}"
             res = results.get(key) or results.get(r["card_id"])
             if call_error is None and res is not None and res.ok:

@@ -16,6 +16,7 @@ from datetime import date
 
 from flask import Blueprint, g, jsonify, request
 
+from cloud_sync import leases
 from cloud_sync.access import secrets
 from cloud_sync.catalog import card_fill
 from cloud_sync.catalog import cards as catalog
@@ -79,9 +80,14 @@ def health():
     if user is None or user.role not in ("owner", "manager"):
         return jsonify({"ok": True})
     c = ctx()
+    conn = get_db()
+    try:  # several cloud processes on one store: this one, the live ones and who runs which job
+        cluster = {"process": leases.me(), "processes": leases.alive(conn), "leases": leases.table(conn)}
+    except sqlite3.Error:
+        cluster = {"process": leases.me()}
     return jsonify({"ok": True, "accounts": sorted(c.cfg.accounts),
                     "link": c.link.status() if c.link is not None else None,
-                    "jobs": c.jobs.status() if c.jobs is not None else []})
+                    "jobs": c.jobs.status() if c.jobs is not None else [], **cluster})
 
 
 @bp.get("/api/summary")

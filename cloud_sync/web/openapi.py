@@ -89,7 +89,8 @@ def _undescribed(app: Flask, paths: dict[str, Any]) -> dict[str, Any]:
 def document(app: Flask | None = None) -> dict[str, Any]:
     paths: dict[str, Any] = {
         "/api/health": {"get": _op('liveness for anyone ({"ok": true}); accounts, link and jobs for a signed-in'
-                                        " user or an API token", {"200": _ok()}, auth=False)},
+                                        " user or an API token, with this process, the live cloud processes"
+                                        " and which of them holds each job's lease", {"200": _ok()}, auth=False)},
         "/api/me": {"get": _op("who is asking", {"200": _ok()})},
         "/api/summary": {"get": _op("counts for the demo's summary", {"200": _ok()})},
         "/api/events": {"get": _op("order events in plain words after an id", {"200": _ok(), "400": ERR},

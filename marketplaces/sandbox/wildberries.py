@@ -95,6 +95,9 @@ class WildberriesSandbox(SandboxApp):
         self.sales: list[dict[str, Any]] = []
         self.transitions: dict[str, list[str]] = {}
         self.stock_writes = 0
+        # every amount written, per "chrtId@warehouseId": [[unix ts, amount, the amount before], ...] (an
+        # amount written again over itself, nothing changed since the last write, tells a push sent twice)
+        self.stock_sets: dict[str, list[list[float]]] = {}
         self._next_order = self.first_id(5_000_000_001, 100_000_000)
         self._next_supply = self.first_id(1, 1_000_000)
         self._next_task = self.first_id(1, 1_000_000)
@@ -142,6 +145,7 @@ class WildberriesSandbox(SandboxApp):
             "documents_given": [list(d) for d in self.documents_given],
             "trashed": sorted(nm for nm, c in self.cards.items() if c["_trashed"]),
             "stock_writes": self.stock_writes,
+            "stock_sets": {k: [list(x) for x in v] for k, v in self.stock_sets.items()},
             "sold": len(self.sales),
             "sgtins": {str(oid): list(o["meta"]["sgtin"]) for oid, o in self.orders.items() if o["meta"].get("sgtin")},
             "required_meta": {str(oid): list(o["requiredMeta"]) for oid, o in self.orders.items() if o["requiredMeta"]},
@@ -310,8 +314,10 @@ class WildberriesSandbox(SandboxApp):
                                        "data": [{"chrtId": c} for c in unknown[:100]]}])
         for s in stocks:
             if "amount" in s:  # WB: a misspelled field is not an error, and nothing changes
+                before = self.stocks.get((wh, int(s["chrtId"])), 0)
                 self.stocks[(wh, int(s["chrtId"]))] = int(s["amount"])
                 self.stock_writes += 1
+                self.stock_sets.setdefault(f"{s['chrtId']}@{wh}", []).append([time.time(), int(s["amount"]), before])
         return SandboxReply(204)
 
     def read_stocks(self, req: SandboxRequest) -> SandboxReply:

@@ -355,3 +355,28 @@ def test_an_account_waiting_for_its_credentials_starts_working_once_they_are_ent
     finally:
         service.stop()
     assert token not in caplog.text
+
+
+def test_a_token_stored_through_another_cloud_process_is_put_in_use_here(tmp_path, wb, exchanges, caplog):
+    """Several cloud processes on one store: the Settings page answered by one of them stores the token;
+    this one finds it stored (cloud_sync.service.accounts.follow_stored) and opens the account, its jobs
+    included, without a restart."""
+    token = wb.credentials["Authorization"]
+    caplog.set_level("DEBUG")
+    service = start_cloud(tmp_path, wb, None, demo_items=6)
+    try:
+        assert service.waiting == ["wb"] and "wb" not in service.adapters
+        conn = connect(service.db_path)
+        try:  # what the other process's Settings page does: the token stored, encrypted with the shared key
+            secrets.SecretStore(secrets.key_file_for(service.cfg)).put(conn, "account/wb", {"Authorization": token})
+        finally:
+            conn.close()
+        wait_for("the account opened here", lambda: "wb" in service.adapters, timeout=20)
+        poll = next(j for j in service.jobs.jobs if j.name == "orders:wb")
+        wait_for("its orders polled with the stored token", lambda: poll.runs >= 2 and poll.errors == 0, timeout=20)
+        opened = service.adapters["wb"]
+        time.sleep(6)  # a round of the follower later: nothing changed, nothing reopened
+        assert service.adapters["wb"] is opened
+    finally:
+        service.stop()
+    assert token not in caplog.text

@@ -1,0 +1,181 @@
+"""Several cloud processes on one store (cloud_sync.leases): a job's lease is held by one live process and
+taken over when its process is gone; a recorded call (a marketplace action, a stock push, a Telegram
+message) claimed by a live process is not made by another. Real SQLite files; the "other processes" are
+rows of `cloud_processes` (one of them a real process, started and ended here, for the dead-pid check)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from cloud_sync import leases
+from cloud_sync.access import secrets
+from cloud_sync.alerts import outbox
+from cloud_sync.db import transaction
+from cloud_sync.orders import intake, mp_actions
+from cloud_sync.stock import push as stock_push
+from tests.cloud.conftest import ShopWindow, card_id, order, seed
+
+OTHER_HOST = "elsewhere:4242:abcd"  # a process on another host (PostgreSQL): only its heartbeat tells
+
+
+def _alive_row(conn, owner: str, seen: float | None = None) -> None:
+    host, pid, _ = owner.split(":")
+    with transaction(conn):
+        conn.execute("INSERT OR REPLACE INTO cloud_processes(id, host, pid, started, seen) VALUES (?,?,?,?,?)",
+                     (owner, host, int(pid), time.time(), time.time() if seen is None else seen))
+
+
+def _dead_local_owner() -> str:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return f"{socket.gethostname()}:{proc.pid}:dead"
+
+
+def test_a_lease_held_by_a_live_process_is_not_taken_and_moves_when_its_heartbeat_stops(conn):
+    _alive_row(conn, OTHER_HOST)
+    assert leases.acquire(conn, "orders:wb", owner=OTHER_HOST)
+    assert not leases.acquire(conn, "orders:wb", owner="me:1:x")
+    assert leases.owner_of(conn, "orders:wb") == OTHER_HOST
+    _alive_row(conn, OTHER_HOST, seen=time.time() - leases.TTL_S - 1)  # no heartbeat for longer than the TTL
+    assert leases.acquire(conn, "orders:wb", owner="me:1:x")
+    assert leases.owner_of(conn, "orders:wb") == "me:1:x"
+
+
+def test_a_killed_process_on_this_host_is_forgotten_at_the_next_heartbeat_not_after_the_ttl(conn):
+    dead = _dead_local_owner()
+    _alive_row(conn, dead)  # it beat a moment ago, then was SIGKILLed
+    assert leases.acquire(conn, "alerts", owner=dead)
+    assert not leases.acquire(conn, "alerts")
+    assert leases.beat(conn) == 1
+    assert leases.owner_of(conn, "alerts") is None
+    assert leases.acquire(conn, "alerts")
+    assert leases.alive(conn) == [leases.me()]
+
+
+def test_processes_share_the_jobs_fairly_and_a_late_comer_gets_its_share(conn, db_path):
+    names = [f"job-{i}" for i in range(9)]
+    host = socket.gethostname()
+    # three running processes of this host (this one, its parent, init): no heartbeat forgets another
+    first, *others = (leases.Leases(db_path, lambda: len(names), owner=f"{host}:{pid}:x")
+                      for pid in (os.getpid(), os.getppid(), 1))
+    leases.beat(conn, owner=first.owner)
+    assert all(first.hold(conn, n) for n in names)  # alone: every job
+    for o in others:
+        leases.beat(conn, owner=o.owner)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        for lease in (first, *others):
+            for n in names:
+                lease.hold(conn, n)
+        counts = [len(leases.held(conn, owner=lease.owner)) for lease in (first, *others)]
+        if counts == [3, 3, 3]:
+            break
+        time.sleep(0.05)
+    assert counts == [3, 3, 3]
+    owners = [r["owner"] for r in leases.table(conn)]
+    assert len(owners) == 9 and None not in owners  # every job has exactly one owner
+
+
+def test_an_action_claimed_by_a_live_process_is_not_called_again(conn, cfg):
+    seed(conn, 3)
+    intake.ingest(conn, cfg, [order("wb", "1001", card_id("wb", 1))])
+    _alive_row(conn, OTHER_HOST)
+    oid = conn.execute("SELECT id FROM orders").fetchone()[0]
+    assert leases.claim(conn, "order_actions", {"order_id": oid, "action": "confirm"}, owner=OTHER_HOST)
+    window = ShopWindow("wb", "wildberries", "10")
+    assert mp_actions.run_actions(conn, cfg, {"wb": window}) == 0
+    assert window.moves == []  # the other process is making the call
+    _alive_row(conn, OTHER_HOST, seen=time.time() - leases.TTL_S - 1)  # ... and died making it
+    assert mp_actions.run_actions(conn, cfg, {"wb": window}) == 1
+    assert [m[1] for m in window.moves] == ["confirm"]
+    row = conn.execute("SELECT state, claimed_by FROM order_actions WHERE action='confirm'").fetchone()
+    assert (row["state"], row["claimed_by"]) == ("done", None)
+    mp_actions.run_actions(conn, cfg, {"wb": window})  # the label it queued
+    assert [m[1] for m in window.moves] == ["confirm"]
+
+
+def test_a_stock_push_claimed_by_a_live_process_is_not_sent_twice(conn, cfg):
+    seed(conn, 3)
+    stock_push.plan_all(conn, cfg)
+    window = ShopWindow("wb", "wildberries", "10")
+    rows = conn.execute("SELECT card_id, warehouse_id FROM stock_push_queue WHERE account='wb'").fetchall()
+    assert rows
+    _alive_row(conn, OTHER_HOST)
+    for r in rows:
+        assert leases.claim(conn, "stock_push_queue", {"account": "wb", "card_id": r[0], "warehouse_id": r[1]},
+                            owner=OTHER_HOST)
+    assert stock_push.send_account(conn, cfg, "wb", window).sent == 0
+    assert window.pushes == []
+    leases.leave(conn, owner=OTHER_HOST)  # it stopped without sending
+    assert stock_push.send_account(conn, cfg, "wb", window).ok == len(rows)
+    assert conn.execute("SELECT COUNT(*) FROM stock_push_queue WHERE account='wb'").fetchone()[0] == 0
+
+
+class _Telegram:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def send(self, chat_id: str, text: str) -> outbox.SendResult:
+        self.sent.append((chat_id, text))
+        return outbox.SendResult(True)
+
+
+def test_a_telegram_message_claimed_by_a_live_process_is_not_sent_again(conn):
+    with transaction(conn):
+        outbox.enqueue(conn, "order_new", "order:1", "Новый заказ 1", now=time.time() - 1)
+    (mid,) = conn.execute("SELECT id FROM alert_outbox").fetchone()
+    _alive_row(conn, OTHER_HOST)
+    assert leases.claim(conn, "alert_outbox", {"id": mid}, owner=OTHER_HOST)
+    settings = outbox.AlertSettings(token="123:abc", chat_id="-100", min_interval_s=0)
+    bot = _Telegram()
+    assert outbox.deliver(conn, bot, settings).sent == 0 and bot.sent == []
+    _alive_row(conn, OTHER_HOST, seen=time.time() - leases.TTL_S - 1)
+    assert outbox.deliver(conn, bot, settings).sent == 1
+    assert outbox.deliver(conn, bot, settings).sent == 0
+    assert len(bot.sent) == 1
+
+
+def test_processes_starting_at_once_share_one_secrets_key(tmp_path: Path):
+    """Each cloud process must read the same Fernet key (stored credentials, bot token): made once."""
+    for round_ in range(20):
+        path = tmp_path / f"k{round_}" / "secret.key"
+        keys: list[bytes] = []
+        errors: list[Exception] = []
+        go = threading.Barrier(6)
+
+        def load(path: Path = path, keys: list = keys, errors: list = errors, go: threading.Barrier = go) -> None:
+            go.wait()
+            try:
+                keys.append(secrets.load_key(path))
+            except Exception as exc:  # noqa: BLE001 - collected and shown by the assert
+                errors.append(exc)
+        threads = [threading.Thread(target=load) for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [] and len(set(keys)) == 1, (errors, len(set(keys)))
+        assert [p.name for p in path.parent.iterdir()] == ["secret.key"]
+
+
+def test_a_job_only_one_process_runs_is_taken_by_it_over_its_share(conn, db_path, monkeypatch):
+    """An account opened from Settings in one process only: its jobs are known there alone, and that
+    process takes them even when it already holds its fair share (they would never run otherwise)."""
+    monkeypatch.setattr(leases, "ORPHAN_S", 0.2)
+    host = socket.gethostname()
+    mine, other = (leases.Leases(db_path, lambda: 2, owner=f"{host}:{pid}:x") for pid in (os.getpid(), 1))
+    for p in (mine, other):
+        leases.beat(conn, owner=p.owner)
+    assert mine.hold(conn, "alerts")  # its share of one (the other process runs neither job)
+    assert not mine.hold(conn, "orders:new-account")  # over its share: first left to the others...
+    time.sleep(0.3)
+    assert mine.hold(conn, "orders:new-account")  # ...then taken, since nobody else runs it
+    for _ in range(5):  # and kept, though over its share with the other process having room (it holds none)
+        assert mine.hold(conn, "orders:new-account")
+        time.sleep(leases.REBALANCE_S)
