@@ -28,7 +28,10 @@ from marketsync.demo import Demo, http_json
 from marketsync.demo_config import ACCOUNT_NAMES
 from marketsync.procs import Service
 
-pytestmark = [pytest.mark.slow]
+# Run by `make soak` (pytest -m faults): in 1 run of 3 after the merge one WB stock amount was written twice
+# over itself 22 ms apart with no kill between (a push raced across processes, or re-planned while sent):
+# open, named in the closing note.
+pytestmark = [pytest.mark.slow, pytest.mark.faults]
 
 TAKEOVER_S = 10.0
 
