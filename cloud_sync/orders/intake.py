@@ -22,6 +22,8 @@ from cloud_sync.db import transaction
 from cloud_sync.orders import after_handover, waiting
 from cloud_sync.orders.handovers import queue_shipping
 from cloud_sync.orders.records import (
+    ACTION_SQL,
+    EVENT_SQL,
     OPEN_STAGES,
     RANK,
     TERMINAL,
@@ -33,6 +35,7 @@ from cloud_sync.orders.records import (
     order_key,
     pick_task_id,
     queue_action,
+    send_many_to_site,
     send_to_site,
     set_stage,
     task_line,
@@ -71,6 +74,7 @@ def ingest(conn: sqlite3.Connection, cfg: CloudConfig, orders: Iterable[Order], 
         batch = _Batch(conn, cfg, [t.order for t in timed])
         for t in timed:
             _ingest_one(conn, cfg, t, link, now, result, dirty, batch)
+        batch.write(conn, link)
         stock.mark_dirty(conn, dirty, "order", now)  # the planner recomputes these items' cards
         if result.sold_out:
             # oversell protection: the last units are gone; every other card's zero is queued in this very
@@ -116,12 +120,66 @@ class _Batch:
         self.serving: dict[tuple[str, str], str | None] = {}
         self.follows: dict[str, bool] = {}
         self.waiters = waiting.Waiters(conn)
+        # What the batch learnt of who may take stock first (`may_serve`); within it stock only goes down but
+        # for a cancellation, which forgets both (`forget`): the (item, warehouse) pairs with none left, and
+        # the waiting orders found unable to take theirs (tried by `waiting.serve`, or the batch's own orders
+        # that went short or to a problem)
+        self.empty: set[tuple[str, str]] = set()
+        self.tried: set[int] = set()
+        # the batch's new rows, written together (`write`) before anything reads those tables again: the
+        # ids of its orders are given here (the write lock is held: nobody else adds an order meanwhile)
+        self.next_id = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM orders").fetchone()[0]
+        self.orders: list[tuple[Any, ...]] = []
+        self.lines: list[list[Any]] = []
+        self.events: list[tuple[Any, ...]] = []
+        self.actions: list[tuple[Any, ...]] = []
+        self.holds = stock.Holds()
+        self.tasks: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # per site, in order
 
-    def stored_row(self, conn: sqlite3.Connection, key: str) -> sqlite3.Row | None:
+    def write(self, conn: sqlite3.Connection, link: Any) -> None:
+        """Write the rows kept so far, each table in one statement (the reservations' history first, as
+        each order's reservation came before its order row)."""
+        self.holds.write(conn)
+        if self.orders:
+            conn.executemany(_ORDER_SQL, self.orders)
+            conn.executemany(_LINE_SQL, self.lines)
+            self.orders.clear()
+            self.lines.clear()
+        if self.events:
+            conn.executemany(EVENT_SQL, self.events)
+            self.events.clear()
+        if self.actions:
+            conn.executemany(ACTION_SQL, self.actions)
+            self.actions.clear()
+        for site, messages in self.tasks.items():
+            send_many_to_site(conn, link, site, messages)
+        self.tasks.clear()
+
+    def may_serve(self, conn: sqlite3.Connection, pairs: set[tuple[str, str]], before: waiting.DeadlineKey) -> bool:
+        """Whether an order waiting for one of these (item, warehouse) pairs, queued before `before`, may
+        take stock now: not when every such order was found unable to since stock last came back, nor at a
+        pair with no units left (each waiting order of it needs some)."""
+        for pair in pairs:
+            if pair in self.empty or self.waiters.candidates(*pair, before) <= self.tried:
+                continue
+            if stock.level(conn, *pair).available <= 0:
+                self.empty.add(pair)
+                continue
+            return True
+        return False
+
+    def forget(self) -> None:
+        """Stock came back (a cancellation): what was learnt of who may take it holds no more."""
+        self.waiters.stale()
+        self.empty.clear()
+        self.tried.clear()
+
+    def stored_row(self, conn: sqlite3.Connection, key: str, link: Any) -> sqlite3.Row | None:
         if key in self.absent:
             return None
         if key in self.stored:  # read at the start; a second copy of it in the batch reads it again
             return self.stored.pop(key)
+        self.write(conn, link)
         return conn.execute("SELECT id, native_status, native_substatus FROM orders WHERE key=?", (key,)).fetchone()
 
     def serving_warehouse(self, conn: sqlite3.Connection, cfg: CloudConfig, account: str, mp_wh: str) -> str | None:
@@ -140,16 +198,17 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, timed: _Timed, link:
                 result: IngestResult, dirty: set[str], batch: _Batch) -> None:
     order = timed.order
     key = order_key(order.account, order.native_id)
-    row = batch.stored_row(conn, key)
+    row = batch.stored_row(conn, key, link)
     if row is not None:
         result.known += 1
         if (row["native_status"], row["native_substatus"]) != (order.native_status, order.native_substatus):
+            batch.write(conn, link)  # what follows reads the orders and may release and send
             try:
                 update_native_status(conn, cfg, row["id"], order.native_status, order.native_substatus, link=link,
                                      now=now)
             except OrderError as exc:  # polled: said in the log each time, the order left as it was
                 log.warning("%s", exc)
-            batch.waiters.stale()  # a cancellation may have served waiting orders: read who waits again
+            batch.forget()  # a cancellation may have given stock back and served waiting orders
         return
     mp_wh = str(order.warehouse_id or "")
     served = batch.serving_warehouse(conn, cfg, order.account, mp_wh)
@@ -181,19 +240,28 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, timed: _Timed, link:
     else:
         # the waiting orders of these items queued before this one take what they can first
         pairs = {(ln[4], warehouse) for ln in lines}
-        if batch.waiters.any_of(pairs):  # (none wait for them: nothing to serve)
+        if not batch.waiters.read:  # about to read who waits: the batch's own waiting orders too
+            batch.write(conn, link)
+        if batch.waiters.any_of(pairs) and batch.may_serve(conn, pairs, timed.deadline):
+            batch.write(conn, link)  # the waiting orders are read from the database
             ahead = waiting.serve(conn, cfg, items=pairs, link=link, now=now, plan=False, waiters=batch.waiters,
                                   before=timed.deadline)
             result.sold_out |= ahead.sold_out
+            batch.tried.update(ahead.waiting)
         several = len(lines) > 1
         if several:  # every line or none
             conn.execute("SAVEPOINT reserve_order")
+        mark = batch.holds.mark()
         try:
             for line in lines:
-                move = stock.reserve(conn, key, line[4], warehouse, line[6], now=now, dirty=dirty)
+                move = stock.reserve(conn, key, line[4], warehouse, line[6], now=now, dirty=dirty, later=batch.holds)
                 if move.on_hand_after - move.reserved_after <= 0:
                     result.sold_out.add(line[4])
+                    batch.empty.add((line[4], warehouse))
         except stock.InsufficientStock as exc:
+            batch.holds.undo(mark)
+            if exc.available <= 0:
+                batch.empty.add((exc.item_id, warehouse))
             if several:
                 conn.execute("ROLLBACK TO reserve_order")
             stage, problem, event = "short", waiting.short_reason(conn, exc.item_id, exc.available, exc.wanted), "short"
@@ -206,26 +274,23 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, timed: _Timed, link:
         if several:
             conn.execute("RELEASE reserve_order")
     status = unified(cfg, order.marketplace, order.native_status, order.native_substatus, stage)
-    cur = conn.execute(
-        "INSERT INTO orders(key, account, marketplace, native_id, number, native_status, native_substatus, stage,"
-        " status, problem, created_at, ship_by, mp_warehouse, warehouse, site, ingested_ts, updated_ts, native)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        (key, order.account, order.marketplace, order.native_id, order.number or order.native_id,
+    oid = batch.next_id
+    batch.next_id += 1
+    batch.orders.append(
+        (oid, key, order.account, order.marketplace, order.native_id, order.number or order.native_id,
          order.native_status, order.native_substatus, stage, status, problem, timed.created_at,
          timed.ship_by, mp_wh, warehouse, site, now, now,
-         json.dumps(order.native, default=str, ensure_ascii=False) if order.native else "{}"),
-    )
-    oid = int(cur.lastrowid or 0)
+         json.dumps(order.native, default=str, ensure_ascii=False) if order.native else "{}"))
     batch.absent.discard(key)
     if stage in waiting.WAITING:
+        batch.tried.add(oid)
         batch.waiters.add(oid, warehouse, [ln[4] for ln in lines],
                           waiting.deadline_key(timed.ship_by, timed.created_at, oid))
     result.new += 1
     result.order_ids.append(oid)
     for line in lines:
         line[0] = oid
-    conn.executemany("INSERT INTO order_lines(order_id, line_no, card_id, offer_id, item_id, quantity, units, price,"
-                     " barcode, title, marking_required) VALUES (?,?,?,?,?,?,?,?,?,?,?)", lines)
+    batch.lines += lines
     if batch.stock_follows_orders(cfg, order.account) and mp_wh:
         taken: dict[str, int] = {}
         for line in lines:
@@ -234,15 +299,15 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, timed: _Timed, link:
             stock_push.marketplace_gave_back(conn, order.account, mp_wh, taken, [ln[4] for ln in lines], now)
         else:
             stock_push.marketplace_took(conn, order.account, mp_wh, taken, order.created_at.timestamp())
-    log_event(conn, oid, "received", order.native_status, order.created_at.timestamp(), source="marketplace",
-              actor=order.account)
-    if event:
-        log_event(conn, oid, event, problem if event in ("short", "problem") else "", now)
+    batch.events.append((oid, order.created_at.timestamp(), "received", order.native_status, "marketplace",
+                         order.account, None))
+    if event:  # as log_event says them: by the system
+        batch.events.append((oid, now, event, problem if event in ("short", "problem") else "", "system", "", None))
     if stage == "short" and cfg.cancel_when_short:
-        queue_action(conn, oid, "cancel", now)
+        batch.actions.append((oid, "cancel", "pending", now, now))
     if stage != "reserved":
         return
-    queue_action(conn, oid, "confirm", now)
+    batch.actions.append((oid, "confirm", "pending", now, now))
     if site is None:
         return
     body: dict[str, Any] = {
@@ -254,7 +319,14 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, timed: _Timed, link:
     }
     if order.ship_by:
         body["deadline"] = timed.ship_by
-    send_to_site(conn, link, site, "pick_task", body)
+    batch.tasks.setdefault(site, []).append(("pick_task", body))
+
+
+_ORDER_SQL = ("INSERT INTO orders(id, key, account, marketplace, native_id, number, native_status, native_substatus,"
+              " stage, status, problem, created_at, ship_by, mp_warehouse, warehouse, site, ingested_ts, updated_ts,"
+              " native) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+_LINE_SQL = ("INSERT INTO order_lines(order_id, line_no, card_id, offer_id, item_id, quantity, units, price, barcode,"
+             " title, marking_required) VALUES (?,?,?,?,?,?,?,?,?,?,?)")
 
 
 def update_native_status(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, native_status: str,

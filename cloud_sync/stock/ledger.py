@@ -30,6 +30,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 MIGRATIONS = [
     """
@@ -466,13 +467,47 @@ def book_order_moves(conn: sqlite3.Connection, ref: str, how: str, now: float | 
                         (now, how, ref)).rowcount
 
 
+_RESERVE_MOVE = ("INSERT INTO stock_moves(ts, item_id, warehouse, kind, on_hand_delta, reserved_delta, on_hand_after,"
+                 " reserved_after, source, ref, note) VALUES (?,?,?,'reserve',0,?,?,?,'order',?,'')")
+_RESERVE_HOLD = ("INSERT INTO stock_reservations(ref, item_id, warehouse, quantity, reserved_ts) VALUES (?,?,?,?,?)"
+                 " ON CONFLICT(ref, item_id, warehouse) DO UPDATE SET quantity=quantity+excluded.quantity")
+
+
+class Holds:
+    """The history rows of reservations made with `reserve(..., later=holds)`: their level is updated at
+    once (the check and the hold stay one conditional UPDATE), their move and reservation rows wait here to
+    be written together (`write`, one statement per table, in the order they were made) — by a batch of
+    orders that writes them before anything reads the moves or the reservations again."""
+
+    __slots__ = ("moves", "holds")
+
+    def __init__(self) -> None:
+        self.moves: list[tuple[Any, ...]] = []
+        self.holds: list[tuple[Any, ...]] = []
+
+    def mark(self) -> int:
+        return len(self.moves)
+
+    def undo(self, mark: int) -> None:
+        """Forget the rows after `mark` (their level updates were rolled back to a savepoint)."""
+        del self.moves[mark:], self.holds[mark:]
+
+    def write(self, conn: sqlite3.Connection) -> None:
+        if self.moves:
+            conn.executemany(_RESERVE_MOVE, self.moves)
+            conn.executemany(_RESERVE_HOLD, self.holds)
+            self.moves.clear()
+            self.holds.clear()
+
+
 def reserve(conn: sqlite3.Connection, ref: str, item_id: str, warehouse: str, quantity: int, *,
-            now: float | None = None, dirty: set[str] | None = None) -> Move:
+            now: float | None = None, dirty: set[str] | None = None, later: Holds | None = None) -> Move:
     """Hold `quantity` units for an order; refused with InsufficientStock beyond what is available.
 
     The check and the hold are one conditional UPDATE (available never goes below zero, whoever else
     writes). `dirty`: collect the item there instead of marking it for the planner at once (a batch of
-    orders marks its items in one statement, see `mark_dirty`)."""
+    orders marks its items in one statement, see `mark_dirty`). `later`: keep the move and reservation rows
+    there to be written with the batch's others (`Holds.write`; the Move returned then has id 0)."""
     if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity <= 0:
         raise StockError(f"reservation quantity must be a whole number > 0, got {quantity!r}")
     now = time.time() if now is None else now
@@ -483,22 +518,20 @@ def reserve(conn: sqlite3.Connection, ref: str, item_id: str, warehouse: str, qu
     if row is None:
         cur = level(conn, item_id, warehouse)
         raise InsufficientStock(item_id, warehouse, cur.available, quantity)
-    cursor = conn.execute(
-        "INSERT INTO stock_moves(ts, item_id, warehouse, kind, on_hand_delta, reserved_delta, on_hand_after,"
-        " reserved_after, source, ref, note) VALUES (?,?,?,'reserve',0,?,?,?,'order',?,'')",
-        (now, item_id, warehouse, quantity, row[0], row[1], ref),
-    )
-    conn.execute(
-        "INSERT INTO stock_reservations(ref, item_id, warehouse, quantity, reserved_ts) VALUES (?,?,?,?,?)"
-        " ON CONFLICT(ref, item_id, warehouse) DO UPDATE SET quantity=quantity+excluded.quantity",
-        (ref, item_id, warehouse, quantity, now),
-    )
+    move_row = (now, item_id, warehouse, quantity, row[0], row[1], ref)
+    hold_row = (ref, item_id, warehouse, quantity, now)
+    if later is not None:
+        later.moves.append(move_row)
+        later.holds.append(hold_row)
+        move_id = 0
+    else:
+        move_id = conn.execute(_RESERVE_MOVE, move_row).lastrowid or 0
+        conn.execute(_RESERVE_HOLD, hold_row)
     if dirty is None:
         mark_dirty(conn, [item_id], "order", now)
     else:
         dirty.add(item_id)
-    return Move(cursor.lastrowid or 0, now, item_id, warehouse, "reserve", 0, quantity, row[0], row[1], "order",
-                ref, "")
+    return Move(move_id, now, item_id, warehouse, "reserve", 0, quantity, row[0], row[1], "order", ref, "")
 
 
 def held(conn: sqlite3.Connection, ref: str) -> list[tuple[str, str, int]]:
