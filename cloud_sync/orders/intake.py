@@ -126,6 +126,7 @@ class _Batch:
         # that went short or to a problem)
         self.empty: set[tuple[str, str]] = set()
         self.tried: set[int] = set()
+        self.words: dict[str, str] = {}  # items in the seller's words, for the reasons of short orders
         # the batch's new rows, written together (`write`) before anything reads those tables again: the
         # ids of its orders are given here (the write lock is held: nobody else adds an order meanwhile)
         self.next_id = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM orders").fetchone()[0]
@@ -264,7 +265,8 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, timed: _Timed, link:
                 batch.empty.add((exc.item_id, warehouse))
             if several:
                 conn.execute("ROLLBACK TO reserve_order")
-            stage, problem, event = "short", waiting.short_reason(conn, exc.item_id, exc.available, exc.wanted), "short"
+            stage, problem, event = ("short", waiting.short_reason(conn, exc.item_id, exc.available, exc.wanted,
+                                                                   batch.words), "short")
             result.short += 1
         else:
             stage, event = "reserved", "reserved"

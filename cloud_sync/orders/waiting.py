@@ -141,9 +141,12 @@ def no_site_reason(warehouse: str) -> str:
 class Waiters:
     """Which waiting orders have a line of which item at which warehouse, and each one's place in the queue
     for stock, read once for a batch of new orders (one pass over the waiting orders instead of one per new
-    order): a superset of the truth, so a look-up finds every order that waits there (each candidate is
-    checked again against the database). Valid inside one transaction; whoever makes an order wait at a
-    new (item, warehouse) in it says so (`add`), and `stale()` makes the next look-up read it all again."""
+    order): a superset of the orders that may take stock, so a look-up finds every order that waits there
+    and could take some (each candidate is checked again against the database). Read are only the
+    (item, warehouse) pairs with units available: an order waiting at a pair with none cannot be served,
+    and inside the batch's transaction stock only goes down but for a cancellation, after which the
+    intake calls `stale()`. Valid inside one transaction; whoever makes an order wait at a new
+    (item, warehouse) in it says so (`add`), and `stale()` makes the next look-up read it all again."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
@@ -156,8 +159,9 @@ class Waiters:
         if self._by_pair is None:
             self._by_pair = {(item, warehouse): found for item, warehouse, found in self._conn.execute(
                 "SELECT l.item_id, o.warehouse, json_group_array(json_array(o.id, o.ship_by, o.created_at))"
-                " FROM orders o JOIN order_lines l ON l.order_id=o.id WHERE o.stage IN ('short','problem')"
-                " AND l.item_id IS NOT NULL GROUP BY l.item_id, o.warehouse")}
+                " FROM orders o JOIN order_lines l ON l.order_id=o.id JOIN stock_levels s ON s.item_id=l.item_id"
+                " AND s.warehouse=o.warehouse WHERE o.stage IN ('short','problem') AND l.item_id IS NOT NULL"
+                " AND s.on_hand>s.reserved GROUP BY l.item_id, o.warehouse")}
         return self._by_pair
 
     def _ids(self, pair: tuple[str, str]) -> set[int]:
