@@ -120,12 +120,15 @@ class _Batch:
         self.serving: dict[tuple[str, str], str | None] = {}
         self.follows: dict[str, bool] = {}
         self.waiters = waiting.Waiters(conn)
-        # What the batch learnt of who may take stock first (`may_serve`); within it stock only goes down but
-        # for a cancellation, which forgets both (`forget`): the (item, warehouse) pairs with none left, and
-        # the waiting orders found unable to take theirs (tried by `waiting.serve`, or the batch's own orders
-        # that went short or to a problem)
+        # What the batch learnt of who may take stock first (`may_serve`): how many times this batch reserved at
+        # each (item, warehouse), and the waiting orders found unable to take theirs (tried by `waiting.serve`
+        # and serving none, or the batch's own one-line short orders) with those counts of their pairs then.
+        # Such an order tried again while none of its pairs moved ends as it is, reason and figures alike.
+        # And the pairs seen with no units left (the waiters index reads only pairs with some: those are
+        # not served, as a batch of one order would not). A cancellation (stock back) forgets them (`forget`).
+        self.moved: dict[tuple[str, str], int] = {}
         self.empty: set[tuple[str, str]] = set()
-        self.tried: set[int] = set()
+        self.tried: dict[int, dict[tuple[str, str], int]] = {}
         self.words: dict[str, str] = {}  # items in the seller's words, for the reasons of short orders
         # the batch's new rows, written together (`write`) before anything reads those tables again: the
         # ids of its orders are given here (the write lock is held: nobody else adds an order meanwhile)
@@ -156,24 +159,51 @@ class _Batch:
             send_many_to_site(conn, link, site, messages)
         self.tasks.clear()
 
-    def may_serve(self, conn: sqlite3.Connection, pairs: set[tuple[str, str]], before: waiting.DeadlineKey) -> bool:
-        """Whether an order waiting for one of these (item, warehouse) pairs, queued before `before`, may
-        take stock now: not when every such order was found unable to since stock last came back, nor at a
-        pair with no units left (each waiting order of it needs some)."""
+    def to_serve(self, conn: sqlite3.Connection, pairs: set[tuple[str, str]],
+                 before: waiting.DeadlineKey) -> set[tuple[str, str]]:
+        """The pairs of these (item, warehouse) whose waiting orders `waiting.serve` should try before
+        `before`: those with units available (as the waiters index reads them), and none at all when every
+        order waiting there was tried in this batch and none of its pairs moved since (stock only goes down
+        in a batch but for a cancellation: it still cannot take its units, its reason's figures are the
+        same)."""
+        live = set()
         for pair in pairs:
-            if pair in self.empty or self.waiters.candidates(*pair, before) <= self.tried:
+            if pair in self.empty:
                 continue
             if stock.level(conn, *pair).available <= 0:
                 self.empty.add(pair)
                 continue
-            return True
-        return False
+            live.add(pair)
+        moved, tried = self.moved, self.tried
+        for pair in live:
+            for oid in self.waiters.candidates(*pair, before):
+                seen = tried.get(oid)
+                if seen is None or any(moved.get(p, 0) != n for p, n in seen.items()):
+                    return live
+        return set()
+
+    def served(self, conn: sqlite3.Connection, out: waiting.Served) -> None:
+        """What a `waiting.serve` call learnt: when it served none, the orders it tried, with the counts of
+        their pairs now (their lines read in one statement); when it served some, nothing holds any more
+        (it reserved where this batch does not count)."""
+        if out.served:
+            self.tried.clear()
+            return
+        if not out.waiting:
+            return
+        stamps: dict[int, dict[tuple[str, str], int]] = {oid: {} for oid in out.waiting}
+        for oid, item, warehouse in conn.execute(
+                "SELECT l.order_id, l.item_id, o.warehouse FROM order_lines l JOIN orders o ON o.id=l.order_id"
+                " WHERE l.order_id IN (SELECT value FROM json_each(?)) AND l.item_id IS NOT NULL",
+                (json.dumps(list(out.waiting)),)):
+            stamps[oid][(item, warehouse)] = self.moved.get((item, warehouse), 0)
+        self.tried.update(stamps)
 
     def forget(self) -> None:
         """Stock came back (a cancellation): what was learnt of who may take it holds no more."""
         self.waiters.stale()
-        self.empty.clear()
         self.tried.clear()
+        self.empty.clear()
 
     def stored_row(self, conn: sqlite3.Connection, key: str, link: Any) -> sqlite3.Row | None:
         if key in self.absent:
@@ -243,12 +273,13 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, timed: _Timed, link:
         pairs = {(ln[4], warehouse) for ln in lines}
         if not batch.waiters.read:  # about to read who waits: the batch's own waiting orders too
             batch.write(conn, link)
-        if batch.waiters.any_of(pairs) and batch.may_serve(conn, pairs, timed.deadline):
+        serve = batch.to_serve(conn, pairs, timed.deadline) if batch.waiters.any_of(pairs) else None
+        if serve:
             batch.write(conn, link)  # the waiting orders are read from the database
-            ahead = waiting.serve(conn, cfg, items=pairs, link=link, now=now, plan=False, waiters=batch.waiters,
+            ahead = waiting.serve(conn, cfg, items=serve, link=link, now=now, plan=False, waiters=batch.waiters,
                                   before=timed.deadline)
             result.sold_out |= ahead.sold_out
-            batch.tried.update(ahead.waiting)
+            batch.served(conn, ahead)
         several = len(lines) > 1
         if several:  # every line or none
             conn.execute("SAVEPOINT reserve_order")
@@ -258,11 +289,8 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, timed: _Timed, link:
                 move = stock.reserve(conn, key, line[4], warehouse, line[6], now=now, dirty=dirty, later=batch.holds)
                 if move.on_hand_after - move.reserved_after <= 0:
                     result.sold_out.add(line[4])
-                    batch.empty.add((line[4], warehouse))
         except stock.InsufficientStock as exc:
             batch.holds.undo(mark)
-            if exc.available <= 0:
-                batch.empty.add((exc.item_id, warehouse))
             if several:
                 conn.execute("ROLLBACK TO reserve_order")
             stage, problem, event = ("short", waiting.short_reason(conn, exc.item_id, exc.available, exc.wanted,
@@ -271,6 +299,8 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, timed: _Timed, link:
         else:
             stage, event = "reserved", "reserved"
             result.reserved += 1
+            for pair in pairs:
+                batch.moved[pair] = batch.moved.get(pair, 0) + 1
             if site is None:
                 problem = waiting.no_site_reason(warehouse)
         if several:
@@ -284,8 +314,10 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, timed: _Timed, link:
          timed.ship_by, mp_wh, warehouse, site, now, now,
          json.dumps(order.native, default=str, ensure_ascii=False) if order.native else "{}"))
     batch.absent.discard(key)
+    if stage == "short" and len(lines) == 1:  # its reason is the one serve would give it now
+        pair = (lines[0][4], warehouse)
+        batch.tried[oid] = {pair: batch.moved.get(pair, 0)}
     if stage in waiting.WAITING:
-        batch.tried.add(oid)
         batch.waiters.add(oid, warehouse, [ln[4] for ln in lines],
                           waiting.deadline_key(timed.ship_by, timed.created_at, oid))
     result.new += 1

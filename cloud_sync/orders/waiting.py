@@ -143,10 +143,10 @@ class Waiters:
     for stock, read once for a batch of new orders (one pass over the waiting orders instead of one per new
     order): a superset of the orders that may take stock, so a look-up finds every order that waits there
     and could take some (each candidate is checked again against the database). Read are only the
-    (item, warehouse) pairs with units available: an order waiting at a pair with none cannot be served,
-    and inside the batch's transaction stock only goes down but for a cancellation, after which the
-    intake calls `stale()`. Valid inside one transaction; whoever makes an order wait at a new
-    (item, warehouse) in it says so (`add`), and `stale()` makes the next look-up read it all again."""
+    (item, warehouse) pairs with units available: an order waiting at a pair with none cannot be served
+    (the intake does not try them either when a pair runs out in its batch). Valid inside one transaction;
+    whoever makes an order wait at a new (item, warehouse) in it says so (`add`), and `stale()` makes the
+    next look-up read it all again (after a cancellation: stock came back)."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
