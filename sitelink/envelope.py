@@ -28,7 +28,9 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -89,6 +91,34 @@ def now_ts() -> str:
 
 def new_id() -> str:
     return str(ULID())
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_PAIRS = [a + b for a in _CROCKFORD for b in _CROCKFORD]  # every 10-bit value as its two characters
+_LOW50 = (1 << 50) - 1
+
+
+def new_ids(n: int) -> list[str]:
+    """`n` fresh ULIDs of one moment, in order: one random ULID and its successors (the ULID spec's
+    monotonic order, the randomness counted up by one), so a batch of messages costs one draw. The draw is
+    80 fresh random bits of its own (not `ULID()`, whose same-millisecond successor is the previous one + 1:
+    it would fall inside the run). Only the last 10 characters (the low 50 bits) change along the run; a
+    draw too close to their end is redrawn."""
+    if n <= 0:
+        return []
+    ms = time.time_ns() // 1_000_000
+    while True:
+        first = ULID.from_bytes(ms.to_bytes(6, "big") + os.urandom(10))
+        low = int(first) & _LOW50
+        if low + n <= _LOW50:
+            break
+    head = str(first)[:16]
+    pairs = _PAIRS
+    out = []
+    for x in range(low, low + n):
+        out.append(head + pairs[x >> 40] + pairs[(x >> 30) & 1023] + pairs[(x >> 20) & 1023]
+                   + pairs[(x >> 10) & 1023] + pairs[x & 1023])
+    return out
 
 
 def make(site: str, seq: int, msg_type: str, body: dict[str, Any]) -> Envelope:

@@ -227,6 +227,20 @@ class SiteLink:
         self._wake.set()
         return env
 
+    def send_many(
+        self, conn: sqlite3.Connection, site: str | None, messages: list[tuple[str, dict[str, Any]]]
+    ) -> list[Envelope]:
+        """Enqueue messages (type, body) in the caller's transaction, in order (see `store.enqueue_many`)."""
+        if self.role == "site":
+            if site is not None and site != self.cfg.site_id:
+                raise LinkError(f"site {self.cfg.site_id!r} cannot send as site {site!r}")
+            site = self.cfg.site_id
+        elif not site:
+            raise LinkError("the cloud must say which site a message goes to (site=...)")
+        envs = store.enqueue_many(conn, self.role, site, messages)
+        self._wake.set()
+        return envs
+
     def start(self) -> None:
         """Open the database, connect (in the background: a broker that is down is retried), start work."""
         if self._thread is not None:

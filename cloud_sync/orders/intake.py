@@ -22,6 +22,8 @@ from cloud_sync.db import transaction
 from cloud_sync.orders import after_handover, waiting
 from cloud_sync.orders.handovers import queue_shipping
 from cloud_sync.orders.records import (
+    ACTION_SQL,
+    EVENT_SQL,
     OPEN_STAGES,
     RANK,
     TERMINAL,
@@ -33,6 +35,7 @@ from cloud_sync.orders.records import (
     order_key,
     pick_task_id,
     queue_action,
+    send_many_to_site,
     send_to_site,
     set_stage,
     task_line,
@@ -71,6 +74,7 @@ def ingest(conn: sqlite3.Connection, cfg: CloudConfig, orders: Iterable[Order], 
         batch = _Batch(conn, cfg, [t.order for t in timed])
         for t in timed:
             _ingest_one(conn, cfg, t, link, now, result, dirty, batch)
+        batch.write(conn, link)
         stock.mark_dirty(conn, dirty, "order", now)  # the planner recomputes these items' cards
         if result.sold_out:
             # oversell protection: the last units are gone; every other card's zero is queued in this very
@@ -116,12 +120,97 @@ class _Batch:
         self.serving: dict[tuple[str, str], str | None] = {}
         self.follows: dict[str, bool] = {}
         self.waiters = waiting.Waiters(conn)
+        # What the batch learnt of who may take stock first (`may_serve`): how many times this batch reserved at
+        # each (item, warehouse), and the waiting orders found unable to take theirs (tried by `waiting.serve`
+        # and serving none, or the batch's own one-line short orders) with those counts of their pairs then.
+        # Such an order tried again while none of its pairs moved ends as it is, reason and figures alike.
+        # And the pairs seen with no units left (the waiters index reads only pairs with some: those are
+        # not served, as a batch of one order would not). A cancellation (stock back) forgets them (`forget`).
+        self.moved: dict[tuple[str, str], int] = {}
+        self.empty: set[tuple[str, str]] = set()
+        self.tried: dict[int, dict[tuple[str, str], int]] = {}
+        self.words: dict[str, str] = {}  # items in the seller's words, for the reasons of short orders
+        # the batch's new rows, written together (`write`) before anything reads those tables again: the
+        # ids of its orders are given here (the write lock is held: nobody else adds an order meanwhile)
+        self.next_id = conn.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM orders").fetchone()[0]
+        self.orders: list[tuple[Any, ...]] = []
+        self.lines: list[list[Any]] = []
+        self.events: list[tuple[Any, ...]] = []
+        self.actions: list[tuple[Any, ...]] = []
+        self.holds = stock.Holds()
+        self.tasks: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # per site, in order
 
-    def stored_row(self, conn: sqlite3.Connection, key: str) -> sqlite3.Row | None:
+    def write(self, conn: sqlite3.Connection, link: Any) -> None:
+        """Write the rows kept so far, each table in one statement (the reservations' history first, as
+        each order's reservation came before its order row)."""
+        self.holds.write(conn)
+        if self.orders:
+            conn.executemany(_ORDER_SQL, self.orders)
+            conn.executemany(_LINE_SQL, self.lines)
+            self.orders.clear()
+            self.lines.clear()
+        if self.events:
+            conn.executemany(EVENT_SQL, self.events)
+            self.events.clear()
+        if self.actions:
+            conn.executemany(ACTION_SQL, self.actions)
+            self.actions.clear()
+        for site, messages in self.tasks.items():
+            send_many_to_site(conn, link, site, messages)
+        self.tasks.clear()
+
+    def to_serve(self, conn: sqlite3.Connection, pairs: set[tuple[str, str]],
+                 before: waiting.DeadlineKey) -> set[tuple[str, str]]:
+        """The pairs of these (item, warehouse) whose waiting orders `waiting.serve` should try before
+        `before`: those with units available (as the waiters index reads them), and none at all when every
+        order waiting there was tried in this batch and none of its pairs moved since (stock only goes down
+        in a batch but for a cancellation: it still cannot take its units, its reason's figures are the
+        same)."""
+        live = set()
+        for pair in pairs:
+            if pair in self.empty:
+                continue
+            if stock.level(conn, *pair).available <= 0:
+                self.empty.add(pair)
+                continue
+            live.add(pair)
+        moved, tried = self.moved, self.tried
+        for pair in live:
+            for oid in self.waiters.candidates(*pair, before):
+                seen = tried.get(oid)
+                if seen is None or any(moved.get(p, 0) != n for p, n in seen.items()):
+                    return live
+        return set()
+
+    def served(self, conn: sqlite3.Connection, out: waiting.Served) -> None:
+        """What a `waiting.serve` call learnt: when it served none, the orders it tried, with the counts of
+        their pairs now (their lines read in one statement); when it served some, nothing holds any more
+        (it reserved where this batch does not count)."""
+        if out.served:
+            self.tried.clear()
+            return
+        if not out.waiting:
+            return
+        stamps: dict[int, dict[tuple[str, str], int]] = {oid: {} for oid in out.waiting}
+        for oid, item, warehouse in conn.execute(
+                "SELECT l.order_id, l.item_id, o.warehouse FROM order_lines l JOIN orders o ON o.id=l.order_id"
+                " WHERE l.order_id IN (SELECT value FROM json_each(?)) AND l.item_id IS NOT NULL",
+                (json.dumps(list(out.waiting)),)):
+            stamps[oid][(item, warehouse)] = self.moved.get((item, warehouse), 0)
+        self.tried.update(stamps)
+
+    def forget(self) -> None:
+        """Stock came back (a cancellation): what was learnt of who may take it holds no more."""
+        self.waiters.stale()
+        self.tried.clear()
+        self.empty.clear()
+
+    def stored_row(self, conn: sqlite3.Connection, key: str, link: Any) -> sqlite3.Row | None:
         if key in self.absent:
             return None
         if key in self.stored:  # read at the start; a second copy of it in the batch reads it again
             return self.stored.pop(key)
+        self.write(conn, link)
         return conn.execute("SELECT id, native_status, native_substatus FROM orders WHERE key=?", (key,)).fetchone()
 
     def serving_warehouse(self, conn: sqlite3.Connection, cfg: CloudConfig, account: str, mp_wh: str) -> str | None:
@@ -140,16 +229,17 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, timed: _Timed, link:
                 result: IngestResult, dirty: set[str], batch: _Batch) -> None:
     order = timed.order
     key = order_key(order.account, order.native_id)
-    row = batch.stored_row(conn, key)
+    row = batch.stored_row(conn, key, link)
     if row is not None:
         result.known += 1
         if (row["native_status"], row["native_substatus"]) != (order.native_status, order.native_substatus):
+            batch.write(conn, link)  # what follows reads the orders and may release and send
             try:
                 update_native_status(conn, cfg, row["id"], order.native_status, order.native_substatus, link=link,
                                      now=now)
             except OrderError as exc:  # polled: said in the log each time, the order left as it was
                 log.warning("%s", exc)
-            batch.waiters.stale()  # a cancellation may have served waiting orders: read who waits again
+            batch.forget()  # a cancellation may have given stock back and served waiting orders
         return
     mp_wh = str(order.warehouse_id or "")
     served = batch.serving_warehouse(conn, cfg, order.account, mp_wh)
@@ -181,42 +271,52 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, timed: _Timed, link:
     else:
         # the waiting orders of these items queued before this one take what they can first
         pairs = {(ln[4], warehouse) for ln in lines}
-        if batch.waiters.any_of(pairs):  # (none wait for them: nothing to serve)
-            ahead = waiting.serve(conn, cfg, items=pairs, link=link, now=now, plan=False, waiters=batch.waiters,
+        if not batch.waiters.read:  # about to read who waits: the batch's own waiting orders too
+            batch.write(conn, link)
+        serve = batch.to_serve(conn, pairs, timed.deadline) if batch.waiters.any_of(pairs) else None
+        if serve:
+            batch.write(conn, link)  # the waiting orders are read from the database
+            ahead = waiting.serve(conn, cfg, items=serve, link=link, now=now, plan=False, waiters=batch.waiters,
                                   before=timed.deadline)
             result.sold_out |= ahead.sold_out
+            batch.served(conn, ahead)
         several = len(lines) > 1
         if several:  # every line or none
             conn.execute("SAVEPOINT reserve_order")
+        mark = batch.holds.mark()
         try:
             for line in lines:
-                move = stock.reserve(conn, key, line[4], warehouse, line[6], now=now, dirty=dirty)
+                move = stock.reserve(conn, key, line[4], warehouse, line[6], now=now, dirty=dirty, later=batch.holds)
                 if move.on_hand_after - move.reserved_after <= 0:
                     result.sold_out.add(line[4])
         except stock.InsufficientStock as exc:
+            batch.holds.undo(mark)
             if several:
                 conn.execute("ROLLBACK TO reserve_order")
-            stage, problem, event = "short", waiting.short_reason(conn, exc.item_id, exc.available, exc.wanted), "short"
+            stage, problem, event = ("short", waiting.short_reason(conn, exc.item_id, exc.available, exc.wanted,
+                                                                   batch.words), "short")
             result.short += 1
         else:
             stage, event = "reserved", "reserved"
             result.reserved += 1
+            for pair in pairs:
+                batch.moved[pair] = batch.moved.get(pair, 0) + 1
             if site is None:
                 problem = waiting.no_site_reason(warehouse)
         if several:
             conn.execute("RELEASE reserve_order")
     status = unified(cfg, order.marketplace, order.native_status, order.native_substatus, stage)
-    cur = conn.execute(
-        "INSERT INTO orders(key, account, marketplace, native_id, number, native_status, native_substatus, stage,"
-        " status, problem, created_at, ship_by, mp_warehouse, warehouse, site, ingested_ts, updated_ts, native)"
-        " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        (key, order.account, order.marketplace, order.native_id, order.number or order.native_id,
+    oid = batch.next_id
+    batch.next_id += 1
+    batch.orders.append(
+        (oid, key, order.account, order.marketplace, order.native_id, order.number or order.native_id,
          order.native_status, order.native_substatus, stage, status, problem, timed.created_at,
          timed.ship_by, mp_wh, warehouse, site, now, now,
-         json.dumps(order.native, default=str, ensure_ascii=False) if order.native else "{}"),
-    )
-    oid = int(cur.lastrowid or 0)
+         json.dumps(order.native, default=str, ensure_ascii=False) if order.native else "{}"))
     batch.absent.discard(key)
+    if stage == "short" and len(lines) == 1:  # its reason is the one serve would give it now
+        pair = (lines[0][4], warehouse)
+        batch.tried[oid] = {pair: batch.moved.get(pair, 0)}
     if stage in waiting.WAITING:
         batch.waiters.add(oid, warehouse, [ln[4] for ln in lines],
                           waiting.deadline_key(timed.ship_by, timed.created_at, oid))
@@ -224,8 +324,7 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, timed: _Timed, link:
     result.order_ids.append(oid)
     for line in lines:
         line[0] = oid
-    conn.executemany("INSERT INTO order_lines(order_id, line_no, card_id, offer_id, item_id, quantity, units, price,"
-                     " barcode, title, marking_required) VALUES (?,?,?,?,?,?,?,?,?,?,?)", lines)
+    batch.lines += lines
     if batch.stock_follows_orders(cfg, order.account) and mp_wh:
         taken: dict[str, int] = {}
         for line in lines:
@@ -234,15 +333,15 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, timed: _Timed, link:
             stock_push.marketplace_gave_back(conn, order.account, mp_wh, taken, [ln[4] for ln in lines], now)
         else:
             stock_push.marketplace_took(conn, order.account, mp_wh, taken, order.created_at.timestamp())
-    log_event(conn, oid, "received", order.native_status, order.created_at.timestamp(), source="marketplace",
-              actor=order.account)
-    if event:
-        log_event(conn, oid, event, problem if event in ("short", "problem") else "", now)
+    batch.events.append((oid, order.created_at.timestamp(), "received", order.native_status, "marketplace",
+                         order.account, None))
+    if event:  # as log_event says them: by the system
+        batch.events.append((oid, now, event, problem if event in ("short", "problem") else "", "system", "", None))
     if stage == "short" and cfg.cancel_when_short:
-        queue_action(conn, oid, "cancel", now)
+        batch.actions.append((oid, "cancel", "pending", now, now))
     if stage != "reserved":
         return
-    queue_action(conn, oid, "confirm", now)
+    batch.actions.append((oid, "confirm", "pending", now, now))
     if site is None:
         return
     body: dict[str, Any] = {
@@ -254,7 +353,14 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, timed: _Timed, link:
     }
     if order.ship_by:
         body["deadline"] = timed.ship_by
-    send_to_site(conn, link, site, "pick_task", body)
+    batch.tasks.setdefault(site, []).append(("pick_task", body))
+
+
+_ORDER_SQL = ("INSERT INTO orders(id, key, account, marketplace, native_id, number, native_status, native_substatus,"
+              " stage, status, problem, created_at, ship_by, mp_warehouse, warehouse, site, ingested_ts, updated_ts,"
+              " native) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+_LINE_SQL = ("INSERT INTO order_lines(order_id, line_no, card_id, offer_id, item_id, quantity, units, price, barcode,"
+             " title, marking_required) VALUES (?,?,?,?,?,?,?,?,?,?,?)")
 
 
 def update_native_status(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, native_status: str,

@@ -156,6 +156,18 @@ MIGRATIONS = [
     -- the dashboard's figures per marketplace per day read a period's orders from this index alone
     CREATE INDEX orders_day ON orders(created_at, marketplace, status, ship_by, packed_ts);
     """,
+    # an order's history is read through order_events_timeline(order_id, ts), whose first column this one
+    # repeated: one index less to write for every event (two or more per new order; EXPLAIN QUERY PLAN of
+    # every `order_id=?` look-up names the timeline)
+    """
+    DROP INDEX IF EXISTS order_events_order;
+    """,
+    # orders_list(ship_by, status) is in no query plan: the deadline look-ups read orders_page (the order
+    # list's own), orders_due or orders_stage (EXPLAIN QUERY PLAN of listing.deadlines_near, the
+    # «Требует внимания» page and the demo summary) — one index less for every new order to write
+    """
+    DROP INDEX IF EXISTS orders_list;
+    """,
 ]
 
 STAGES = ("new", "problem", "short", "reserved", "picking", "packed", "handed_over", "cancelled",
@@ -204,10 +216,12 @@ def log_event(conn: sqlite3.Connection, order_id: int | None, kind: str, detail:
     """One event in an order's history, at the moment it happened (`now`: for a site's event, the site's
     own time), with who caused it. An event with a `key` already recorded is not recorded again (False)."""
     source = source or KIND_SOURCE.get(kind, "system")
-    cur = conn.execute("INSERT OR IGNORE INTO order_events(order_id, ts, kind, detail, source, actor, key)"
-                       " VALUES (?,?,?,?,?,?,?)",
-                       (order_id, time.time() if now is None else now, kind, detail, source, actor, key))
+    cur = conn.execute(EVENT_SQL, (order_id, time.time() if now is None else now, kind, detail, source, actor, key))
     return cur.rowcount > 0
+
+
+EVENT_SQL = ("INSERT OR IGNORE INTO order_events(order_id, ts, kind, detail, source, actor, key)"
+             " VALUES (?,?,?,?,?,?,?)")  # rows (order_id, ts, kind, detail, source, actor, key), as log_event
 
 
 def pick_task_id(key: str, task_round: int = 0) -> str:
@@ -229,13 +243,25 @@ def send_to_site(conn: sqlite3.Connection, link: Any, site: str, msg_type: str, 
         link_store.enqueue(conn, "cloud", site, msg_type, body)
 
 
+def send_many_to_site(conn: sqlite3.Connection, link: Any, site: str,
+                      messages: list[tuple[str, dict[str, Any]]]) -> None:
+    """Enqueue messages (type, body) for one site in the caller's transaction, in order, as one write
+    (`sitelink.store.enqueue_many`); like `send_to_site` it wakes a running link."""
+    if not messages:
+        return
+    if link is not None:
+        link.send_many(conn, site, messages)
+    else:
+        link_store.enqueue_many(conn, "cloud", site, messages)
+
+
 def queue_action(conn: sqlite3.Connection, order_id: int, action: str, now: float, delay: float = 0.0) -> None:
-    conn.execute(
-        "INSERT INTO order_actions(order_id, action, state, attempts, next_try, updated_ts) VALUES (?,?,?,0,?,?)"
-        " ON CONFLICT(order_id, action) DO UPDATE SET state='pending', next_try=excluded.next_try,"
-        " updated_ts=excluded.updated_ts WHERE order_actions.state!='done'",
-        (order_id, action, "pending", now + delay, now),
-    )
+    conn.execute(ACTION_SQL, (order_id, action, "pending", now + delay, now))
+
+
+ACTION_SQL = ("INSERT INTO order_actions(order_id, action, state, attempts, next_try, updated_ts) VALUES (?,?,?,0,?,?)"
+              " ON CONFLICT(order_id, action) DO UPDATE SET state='pending', next_try=excluded.next_try,"
+              " updated_ts=excluded.updated_ts WHERE order_actions.state!='done'")  # rows as queue_action's
 
 
 _ITEM_FACTS = ("SELECT id, name, bin, marked, (SELECT group_concat(barcode, char(31)) FROM item_barcodes"

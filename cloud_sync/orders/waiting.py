@@ -141,26 +141,43 @@ def no_site_reason(warehouse: str) -> str:
 class Waiters:
     """Which waiting orders have a line of which item at which warehouse, and each one's place in the queue
     for stock, read once for a batch of new orders (one pass over the waiting orders instead of one per new
-    order): a superset of the truth, so a look-up finds every order that waits there (each candidate is
-    checked again against the database). Valid inside one transaction; whoever makes an order wait at a
-    new (item, warehouse) in it says so (`add`), and `stale()` makes the next look-up read it all again."""
+    order): a superset of the orders that may take stock, so a look-up finds every order that waits there
+    and could take some (each candidate is checked again against the database). Read are only the
+    (item, warehouse) pairs with units available: an order waiting at a pair with none cannot be served
+    (the intake does not try them either when a pair runs out in its batch). Valid inside one transaction;
+    whoever makes an order wait at a new (item, warehouse) in it says so (`add`), and `stale()` makes the
+    next look-up read it all again (after a cancellation: stock came back)."""
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
-        self._by_pair: dict[tuple[str, str], set[int]] | None = None
+        # per (item, warehouse): the ids of the orders waiting there, or still the JSON text read for them
+        # ([[id, ship_by, created_at], ...]: most pairs are never looked into, so few are parsed)
+        self._by_pair: dict[tuple[str, str], set[int] | str] | None = None
         self._deadline: dict[int, DeadlineKey] = {}  # ship-by and creation never change
 
-    def _pairs(self) -> dict[tuple[str, str], set[int]]:
+    def _pairs(self) -> dict[tuple[str, str], set[int] | str]:
         if self._by_pair is None:
-            by_pair: dict[tuple[str, str], set[int]] = {}
-            for item, warehouse, oid, ship_by, created_at in self._conn.execute(
-                    "SELECT l.item_id, o.warehouse, o.id, o.ship_by, o.created_at FROM orders o JOIN order_lines l"
-                    " ON l.order_id=o.id WHERE o.stage IN ('short','problem') AND l.item_id IS NOT NULL"):
-                by_pair.setdefault((item, warehouse), set()).add(oid)
+            self._by_pair = {(item, warehouse): found for item, warehouse, found in self._conn.execute(
+                "SELECT l.item_id, o.warehouse, json_group_array(json_array(o.id, o.ship_by, o.created_at))"
+                " FROM orders o JOIN order_lines l ON l.order_id=o.id JOIN stock_levels s ON s.item_id=l.item_id"
+                " AND s.warehouse=o.warehouse WHERE o.stage IN ('short','problem') AND l.item_id IS NOT NULL"
+                " AND s.on_hand>s.reserved GROUP BY l.item_id, o.warehouse")}
+        return self._by_pair
+
+    def _ids(self, pair: tuple[str, str]) -> set[int]:
+        """The orders waiting at `pair` (parsed from what was read on the first look, their deadlines kept)."""
+        pairs = self._pairs()
+        found = pairs.get(pair)
+        if found is None:
+            return set()
+        if isinstance(found, str):
+            ids: set[int] = set()
+            for oid, ship_by, created_at in json.loads(found):
+                ids.add(oid)
                 if oid not in self._deadline:
                     self._deadline[oid] = deadline_key(ship_by, created_at, oid)
-            self._by_pair = by_pair
-        return self._by_pair
+            pairs[pair] = found = ids
+        return found
 
     def add(self, oid: int, warehouse: str, items: Iterable[str | None], deadline: DeadlineKey) -> None:
         self._deadline[oid] = deadline
@@ -168,14 +185,23 @@ class Waiters:
             return  # not read yet: the reading will find it
         for item in items:
             if item is not None:
-                self._by_pair.setdefault((item, warehouse), set()).add(oid)
+                pair = (item, warehouse)
+                if pair in self._by_pair:
+                    self._ids(pair).add(oid)
+                else:
+                    self._by_pair[pair] = {oid}
 
     def stale(self) -> None:
         self._by_pair = None
 
+    @property
+    def read(self) -> bool:
+        """Whether who waits is read (False: the next look-up reads the database)."""
+        return self._by_pair is not None
+
     def candidates(self, item: str, warehouse: str, before: DeadlineKey | None = None) -> set[int]:
         """The orders that may wait at (item, warehouse), only those queued before `before` when given."""
-        ids = self._pairs().get((item, warehouse), set())
+        ids = self._ids((item, warehouse))
         if before is None:
             return ids
         return {oid for oid in ids if self._deadline[oid] < before}

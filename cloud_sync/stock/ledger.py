@@ -30,6 +30,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 MIGRATIONS = [
     """
@@ -161,6 +162,14 @@ MIGRATIONS = [
     ) WITHOUT ROWID;
     CREATE INDEX stock_moves_ts ON stock_moves(ts);
     CREATE INDEX stock_moves_ref ON stock_moves(ref) WHERE ref != '';
+    """,
+    # the moves in flight (_IN_FLIGHT_SQL: on-hand moves of our own, not balances) are read through this
+    # index of them alone: through stock_moves_ts a 1C import read, for each batch of balances, every
+    # balance move the import had written before it (100,000 items: 50 batches over up to 200,000 rows).
+    # Reservations (on-hand delta 0) and balances are not in it: an order's reservation writes it not.
+    # set_balances_many names it (INDEXED BY); its WHERE must stay word for word the one of _IN_FLIGHT_SQL.
+    """
+    CREATE INDEX stock_moves_in_flight ON stock_moves(ts) WHERE kind!='balance' AND on_hand_delta!=0;
     """,
 ]
 
@@ -419,7 +428,9 @@ def set_balances_many(conn: sqlite3.Connection, rows: Iterable[tuple[str, str, i
     conn.execute("CREATE TEMP TABLE IF NOT EXISTS stock_in_flight (item_id TEXT NOT NULL, warehouse TEXT NOT NULL,"
                  " delta INTEGER NOT NULL, PRIMARY KEY (item_id, warehouse))")
     conn.execute("DELETE FROM temp.stock_in_flight")
-    conn.execute(f"INSERT INTO temp.stock_in_flight SELECT m.item_id, m.warehouse, SUM(m.on_hand_delta) {_IN_FLIGHT_SQL}"
+    # every move in flight, through their own index (else SQLite walks all moves in item order for the GROUP BY)
+    in_flight = _IN_FLIGHT_SQL.replace("FROM stock_moves m", "FROM stock_moves m INDEXED BY stock_moves_in_flight", 1)
+    conn.execute(f"INSERT INTO temp.stock_in_flight SELECT m.item_id, m.warehouse, SUM(m.on_hand_delta) {in_flight}"
                  " GROUP BY m.item_id, m.warehouse", (now - horizon_s, as_of))
     conn.execute("UPDATE temp.stock_balance_rows SET in_flight=COALESCE((SELECT f.delta FROM temp.stock_in_flight f"
                  " WHERE f.item_id=stock_balance_rows.item_id AND f.warehouse=stock_balance_rows.warehouse), 0)"
@@ -466,13 +477,47 @@ def book_order_moves(conn: sqlite3.Connection, ref: str, how: str, now: float | 
                         (now, how, ref)).rowcount
 
 
+_RESERVE_MOVE = ("INSERT INTO stock_moves(ts, item_id, warehouse, kind, on_hand_delta, reserved_delta, on_hand_after,"
+                 " reserved_after, source, ref, note) VALUES (?,?,?,'reserve',0,?,?,?,'order',?,'')")
+_RESERVE_HOLD = ("INSERT INTO stock_reservations(ref, item_id, warehouse, quantity, reserved_ts) VALUES (?,?,?,?,?)"
+                 " ON CONFLICT(ref, item_id, warehouse) DO UPDATE SET quantity=quantity+excluded.quantity")
+
+
+class Holds:
+    """The history rows of reservations made with `reserve(..., later=holds)`: their level is updated at
+    once (the check and the hold stay one conditional UPDATE), their move and reservation rows wait here to
+    be written together (`write`, one statement per table, in the order they were made) — by a batch of
+    orders that writes them before anything reads the moves or the reservations again."""
+
+    __slots__ = ("moves", "holds")
+
+    def __init__(self) -> None:
+        self.moves: list[tuple[Any, ...]] = []
+        self.holds: list[tuple[Any, ...]] = []
+
+    def mark(self) -> int:
+        return len(self.moves)
+
+    def undo(self, mark: int) -> None:
+        """Forget the rows after `mark` (their level updates were rolled back to a savepoint)."""
+        del self.moves[mark:], self.holds[mark:]
+
+    def write(self, conn: sqlite3.Connection) -> None:
+        if self.moves:
+            conn.executemany(_RESERVE_MOVE, self.moves)
+            conn.executemany(_RESERVE_HOLD, self.holds)
+            self.moves.clear()
+            self.holds.clear()
+
+
 def reserve(conn: sqlite3.Connection, ref: str, item_id: str, warehouse: str, quantity: int, *,
-            now: float | None = None, dirty: set[str] | None = None) -> Move:
+            now: float | None = None, dirty: set[str] | None = None, later: Holds | None = None) -> Move:
     """Hold `quantity` units for an order; refused with InsufficientStock beyond what is available.
 
     The check and the hold are one conditional UPDATE (available never goes below zero, whoever else
     writes). `dirty`: collect the item there instead of marking it for the planner at once (a batch of
-    orders marks its items in one statement, see `mark_dirty`)."""
+    orders marks its items in one statement, see `mark_dirty`). `later`: keep the move and reservation rows
+    there to be written with the batch's others (`Holds.write`; the Move returned then has id 0)."""
     if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity <= 0:
         raise StockError(f"reservation quantity must be a whole number > 0, got {quantity!r}")
     now = time.time() if now is None else now
@@ -483,22 +528,20 @@ def reserve(conn: sqlite3.Connection, ref: str, item_id: str, warehouse: str, qu
     if row is None:
         cur = level(conn, item_id, warehouse)
         raise InsufficientStock(item_id, warehouse, cur.available, quantity)
-    cursor = conn.execute(
-        "INSERT INTO stock_moves(ts, item_id, warehouse, kind, on_hand_delta, reserved_delta, on_hand_after,"
-        " reserved_after, source, ref, note) VALUES (?,?,?,'reserve',0,?,?,?,'order',?,'')",
-        (now, item_id, warehouse, quantity, row[0], row[1], ref),
-    )
-    conn.execute(
-        "INSERT INTO stock_reservations(ref, item_id, warehouse, quantity, reserved_ts) VALUES (?,?,?,?,?)"
-        " ON CONFLICT(ref, item_id, warehouse) DO UPDATE SET quantity=quantity+excluded.quantity",
-        (ref, item_id, warehouse, quantity, now),
-    )
+    move_row = (now, item_id, warehouse, quantity, row[0], row[1], ref)
+    hold_row = (ref, item_id, warehouse, quantity, now)
+    if later is not None:
+        later.moves.append(move_row)
+        later.holds.append(hold_row)
+        move_id = 0
+    else:
+        move_id = conn.execute(_RESERVE_MOVE, move_row).lastrowid or 0
+        conn.execute(_RESERVE_HOLD, hold_row)
     if dirty is None:
         mark_dirty(conn, [item_id], "order", now)
     else:
         dirty.add(item_id)
-    return Move(cursor.lastrowid or 0, now, item_id, warehouse, "reserve", 0, quantity, row[0], row[1], "order",
-                ref, "")
+    return Move(move_id, now, item_id, warehouse, "reserve", 0, quantity, row[0], row[1], "order", ref, "")
 
 
 def held(conn: sqlite3.Connection, ref: str) -> list[tuple[str, str, int]]:

@@ -537,3 +537,25 @@ def test_new_orders_of_items_nobody_waits_for_do_not_look_for_waiting_orders_one
     looks = [s for s in ran if "stage IN ('short','problem')" in s]
     assert len(looks) == 1, looks
     assert conn.execute("SELECT COUNT(*) FROM orders WHERE stage='reserved'").fetchone()[0] == 50
+
+
+def test_a_batch_does_not_offer_stock_again_to_waiting_orders_that_cannot_take_it(conn, cfg):
+    """Within a batch stock only goes down (but for a cancellation): orders found unable to take their
+    units, and items with none left, are not looked at again for every new order of the same item (at
+    100,000 orders the intake spent most of its time re-trying the same short orders)."""
+    items = seed(conn, 2)
+    with transaction(conn):
+        ledger.set_balances(conn, "main", {items[0].item_id: 1, items[1].item_id: 100})
+    intake.ingest(conn, cfg, [order("oz", f"W{k}", card_id("oz", 1), qty=2) for k in range(5)])  # all wait
+    ran: list[str] = []
+    conn.set_trace_callback(ran.append)
+    try:
+        res = intake.ingest(conn, cfg, [order("oz", f"N{k}", card_id("oz", 1 + k % 2)) for k in range(40)])
+    finally:
+        conn.set_trace_callback(None)
+    tries = [s for s in ran if s.startswith("SELECT o.* FROM orders o WHERE o.stage IN ('short','problem')")]
+    # the waiting orders are tried once (one unit is no use to any of them); then the first new order takes
+    # it and every later one finds none left
+    assert len(tries) == 1, tries
+    assert (res.reserved, res.short) == (21, 19)
+    assert conn.execute("SELECT COUNT(*) FROM orders WHERE stage='short'").fetchone()[0] == 5 + 19

@@ -6,8 +6,9 @@ from __future__ import annotations
 import sqlite3
 
 import pytest
+from ulid import ULID
 
-from sitelink import LinkError, sqlite, store
+from sitelink import LinkError, envelope, sqlite, store
 
 from .conftest import delta_body, pick_body
 
@@ -87,3 +88,44 @@ def test_enqueue_refuses_what_breaks_the_contract(tmp_path, role, site, msg_type
     assert conn.execute("SELECT COUNT(*) FROM link_outbox").fetchone()[0] == 0
     assert not conn.in_transaction
     assert LinkError.__mro__[1] is ValueError
+
+
+def test_enqueue_many_writes_a_batch_in_order_after_the_single_messages(tmp_path):
+    """A batch takes the next seqs of the site's stream, in its order, each with its own ULID; the
+    messages enqueued one by one before and after it keep their places."""
+    conn = sqlite.connect(tmp_path / "a.db")
+    store.ensure_schema(conn)
+    first = store.enqueue(conn, "cloud", "site-1", "pick_task", pick_body(0))
+    envs = store.enqueue_many(conn, "cloud", "site-1", [("pick_task", pick_body(i)) for i in range(1, 6)])
+    last = store.enqueue(conn, "cloud", "site-1", "pick_task", pick_body(6))
+    assert [e.seq for e in (first, *envs, last)] == list(range(1, 8))
+    rows = conn.execute("SELECT seq, id, payload FROM link_outbox ORDER BY seq").fetchall()
+    assert [envelope.parse(r[2]).body["task_id"] for r in rows] == [f"t{i}" for i in range(7)]
+    ids = [r[1] for r in rows]
+    assert len(set(ids)) == 7 and ids[1:6] == sorted(ids[1:6])
+    for r in rows:
+        assert str(ULID.from_str(r[1])) == r[1]
+        assert envelope.parse(r[2]).id == r[1]
+    other = store.enqueue_many(conn, "cloud", "site-2", [("pick_task", pick_body(9))])
+    assert other[0].seq == 1  # each site its own stream
+    assert store.enqueue_many(conn, "cloud", "site-1", []) == []
+
+
+def test_enqueue_many_writes_nothing_when_one_message_breaks_the_contract(tmp_path):
+    conn = sqlite.connect(tmp_path / "a.db")
+    store.ensure_schema(conn)
+    with pytest.raises(ValueError, match="must be str"):
+        store.enqueue_many(conn, "cloud", "site-1", [("pick_task", pick_body(1)), ("pick_task", {"task_id": 1})])
+    assert conn.execute("SELECT COUNT(*) FROM link_outbox").fetchone()[0] == 0
+    assert conn.execute("SELECT COUNT(*) FROM link_out_seq").fetchone()[0] == 0
+    assert store.enqueue(conn, "cloud", "site-1", "pick_task", pick_body(2)).seq == 1
+
+
+def test_new_ids_are_distinct_ordered_ulids_of_one_moment():
+    ids = envelope.new_ids(3000)
+    assert len(set(ids)) == 3000 and ids == sorted(ids)
+    parsed = [ULID.from_str(i) for i in ids]
+    assert [str(u) for u in parsed] == ids
+    assert len({u.milliseconds for u in parsed}) == 1
+    assert [int(b) - int(a) for a, b in zip(parsed, parsed[1:], strict=False)] == [1] * 2999
+    assert envelope.new_ids(0) == []
