@@ -123,7 +123,7 @@ class _Careful(Exception):  # noqa: N818 - a signal inside the worker, never see
     """A handler failed in a round applied without a savepoint per message: roll it back, redo it."""
 
 
-@dataclass
+@dataclass(slots=True)
 class _Item:
     """A received message waiting for its turn (or its dead letter)."""
 
@@ -674,8 +674,11 @@ class SiteLink:
                 exp = self._expected.get(peer, 1)
                 start = exp
                 taken: list[int] = []
+                acks = acks_out.setdefault(peer, [])
+                retry_at = self._retry_at
+                batch_seconds = self.cfg.batch_seconds
                 while budget > 0:
-                    if time.monotonic() - now > self.cfg.batch_seconds:
+                    if time.monotonic() - now > batch_seconds:
                         budget = 0  # long enough holding the write lock: commit, go on next round
                         self._pause = self.cfg.batch_pause
                         break
@@ -691,7 +694,7 @@ class SiteLink:
                         gaps.append((peer, exp, nxt - 1))
                         exp = nxt
                         continue
-                    if self._retry_at.get(peer, 0) > now:
+                    if retry_at and retry_at.get(peer, 0) > now:
                         break
                     if known(item):  # a copy of an applied message sent again under another seq
                         outcome = "duplicate"
@@ -701,7 +704,10 @@ class SiteLink:
                             break
                         seen_now.add(item.id)
                         inbox_rows.append((item.id, peer, item.seq, item.type or "", outcome, now_wall))
-                    acks_out.setdefault(peer, []).extend([(item.seq, item.id)] * (1 + item.copies))
+                    if item.copies:
+                        acks.extend([(item.seq, item.id)] * (1 + item.copies))
+                    else:
+                        acks.append((item.seq, item.id))
                     taken.append(exp)
                     budget -= 1
                     exp += 1
