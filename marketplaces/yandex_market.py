@@ -322,8 +322,9 @@ class YandexMarketAdapter:
         return out
 
     def push_stocks(self, levels: Sequence[StockLevel]) -> list[ItemResult]:
-        """Absolute available counts per store, <= 2000 SKUs a request, each SKU once (the last level of a
-        SKU wins), up to `parallel` requests in flight."""
+        """Absolute available counts per store, <= 2000 SKUs a request and at most half the SKUs-per-minute
+        bucket (`HttpClient.item_batch`), each SKU once (the last level of a SKU wins), up to `parallel`
+        requests in flight."""
         results: list[ItemResult] = []
         per_campaign: dict[int, dict[str, StockLevel]] = {}
         campaign_of: dict[str, int | MarketplaceError] = {}
@@ -346,7 +347,7 @@ class YandexMarketAdapter:
                 continue
             per_campaign.setdefault(campaign, {})[lv.offer_id or lv.card_id] = lv
         jobs = [(campaign, chunk) for campaign, by_sku in per_campaign.items()
-                for chunk in batches(list(by_sku.values()), self.map["stocks_update"].batch)]
+                for chunk in batches(list(by_sku.values()), self.client.item_batch("stocks_update"))]
 
         def send(job: tuple[int, list[StockLevel]]) -> list[ItemResult]:
             campaign, chunk = job

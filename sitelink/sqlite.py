@@ -8,12 +8,18 @@ one), the splitter of SQL scripts (`statements`), the migration runner (`apply_m
 records every applied script in `schema_migrations(module, idx, applied_at)`), and `write_if_free` for
 bookkeeping writes that must never wait for another writer.
 
+`writers_waiting(conn)` says how many threads of this process are waiting in `transaction` for the write
+lock of the same database file: a long writer (the site link draining a backlog) leaves them a gap
+exactly when one waits, instead of pausing on a timer whether anyone waits or not.
+
 It lives in `sitelink/` because both sides install sitelink; it imports nothing of the project.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +29,32 @@ MIGRATIONS_TABLE = (
     " module TEXT NOT NULL, idx INTEGER NOT NULL, applied_at TEXT NOT NULL DEFAULT (datetime('now')),"
     " PRIMARY KEY (module, idx))"
 )
+
+
+class Connection(sqlite3.Connection):
+    """A connection that knows its database file (`db_key`), so writers waiting for one file are counted."""
+
+    db_key: str = ""
+
+
+_waiting: dict[str, int] = {}  # database file -> threads of this process waiting in BEGIN IMMEDIATE
+_waiting_lock = threading.Lock()
+
+
+def writers_waiting(conn: sqlite3.Connection) -> int:
+    """Threads of this process waiting in `transaction` for the write lock of `conn`'s database file
+    (0 for a connection not made by `connect`)."""
+    key = getattr(conn, "db_key", "")
+    return _waiting.get(key, 0) if key else 0
+
+
+def _wait_mark(key: str, step: int) -> None:
+    with _waiting_lock:
+        n = _waiting.get(key, 0) + step
+        if n > 0:
+            _waiting[key] = n
+        else:
+            _waiting.pop(key, None)
 
 
 def connect(
@@ -36,7 +68,9 @@ def connect(
     `synchronous` (NORMAL; the site box uses FULL so a power cut loses no committed change), foreign
     keys on, `sqlite3.Row` rows, shared across threads. The busy timeout is `busy_timeout_ms`, or
     `timeout` seconds when not given. No migrations: see `apply_migrations`."""
-    conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False,
+                           factory=Connection)
+    conn.db_key = os.path.realpath(path) if str(path) != ":memory:" else ""
     conn.row_factory = sqlite3.Row
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={_synchronous(synchronous)}")
@@ -69,7 +103,15 @@ def transaction(conn: sqlite3.Connection, *, immediate: bool = True) -> Iterator
     if conn.in_transaction:
         yield conn
         return
-    conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    key = getattr(conn, "db_key", "") if immediate else ""
+    if key:  # counted while it waits for the write lock (see `writers_waiting`)
+        _wait_mark(key, 1)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        finally:
+            _wait_mark(key, -1)
+    else:
+        conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
     try:
         yield conn
     except BaseException:

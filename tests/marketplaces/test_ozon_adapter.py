@@ -5,6 +5,7 @@ Real HTTP to a sandbox on 127.0.0.1 at a time scale, so the 30 s / 1 h per-item 
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -147,3 +148,32 @@ def test_bad_answers_are_typed_errors(hostile) -> None:
     hostile.answer(200, b'{"result": [{"product_id": 1, "warehouse_id": 2, "updated": "maybe", "errors": "x"}]}')
     res = adapter.push_stocks([StockLevel("1", "A", "2", 5)])
     assert not res[0].ok  # an unreadable per-item answer is never taken as success
+
+
+def test_a_stock_push_fills_the_window_with_many_requests_in_flight(sandbox_factory, account_for,
+                                                                     monkeypatch) -> None:
+    """Ozon's stock window (80 requests a minute) reopens its slots together, one window after they were
+    used: a push keeps many requests in flight (16 by default), so a window's requests go out together
+    and the next window does not start later by the time it took to send them one by one."""
+    sb = sandbox_factory("ozon", seed=400, time_scale=60, validate=False)
+    adapter = open_account(account_for(sb))
+    cards = list(adapter.list_cards())
+    whs = [w.native_id for w in adapter.warehouses()]
+    httpx.post(sb.url + "/_sandbox/faults", json={"latency_ms": 60}, timeout=10).raise_for_status()
+    lock, in_flight, most = threading.Lock(), [0], [0]
+    real = httpx.Client.request
+
+    def counted(self, *args, **kwargs):  # the real request, counted while it is under way
+        with lock:
+            in_flight[0] += 1
+            most[0] = max(most[0], in_flight[0])
+        try:
+            return real(self, *args, **kwargs)
+        finally:
+            with lock:
+                in_flight[0] -= 1
+
+    monkeypatch.setattr(httpx.Client, "request", counted)
+    results = adapter.push_stocks([StockLevel(c.native_id, c.offer_id, wh, 1) for c in cards for wh in whs])
+    assert len(results) == 400 * len(whs) >= 1200 and all(r.ok for r in results)  # 12 requests or more
+    assert most[0] >= 4 * 2, f"at most {most[0]} requests in flight"

@@ -69,7 +69,7 @@ def test_business_and_store_prices(ym, sandbox_factory) -> None:
     assert state(running)["campaign_prices"] == {"MS-00004": 555}
 
 
-def test_stocks_go_in_requests_of_at_most_2000(sandbox_factory) -> None:
+def test_stocks_go_in_requests_of_at_most_2000_and_half_the_bucket(sandbox_factory) -> None:
     running = sandbox_factory("yandex_market", seed=30, time_scale=1000, validate=False)  # contract-checked
     adapter = open_account(ym_account(running))
     wh = str(running.app.warehouse_id)
@@ -78,7 +78,8 @@ def test_stocks_go_in_requests_of_at_most_2000(sandbox_factory) -> None:
     results = adapter.push_stocks(levels)
     assert len(results) == 2100 and all(r.ok for r in results)  # one result per card@warehouse
     st = state(running)
-    assert st["stock_writes"] == 2100 and st["by_path"]["/v2/campaigns/{campaignId}/offers/stocks"] == 2
+    # at most 2000 a request, and at most half the 2000-SKU bucket (HttpClient.item_batch): 1000 + 1000 + 100
+    assert st["stock_writes"] == 2100 and st["by_path"]["/v2/campaigns/{campaignId}/offers/stocks"] == 3
     assert st["stocks"]["MS-02100"] == 0 and st["stocks"]["MS-00049"] == 48
     assert st["throttled"] == 0
     back = {lv.offer_id: lv.quantity for lv in adapter.read_stocks()}

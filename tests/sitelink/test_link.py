@@ -10,9 +10,10 @@ from collections import Counter
 import pytest
 
 from sitelink import Reject, envelope, sqlite, store
+from sitelink import link as link_mod
 from sitelink.link import SiteLink
 
-from .conftest import applied_rows, delta_body, pick_body, record, wait_for
+from .conftest import applied_rows, applied_table, delta_body, pick_body, record, wait_for
 
 
 def send_many(
@@ -301,6 +302,28 @@ def test_cloud_restarted_mid_stream(make_link, tmp_path):
     assert_exactly_once(rows, 1100)
     assert [r[1] for r in rows] == list(range(1, 1101))
     assert site.status()["gaps"] == []
+
+
+def test_a_long_backlog_leaves_a_gap_only_to_a_writer_that_waits(make_link, tmp_path, monkeypatch):
+    """A backlog applied back to back pauses (`batch_pause`) only when a writer of this process waits for
+    the database, and resumes as soon as that writer had its turn: no pause on a timer when nobody
+    waits (it was a sixth of a long drain). The pause here is far longer than the test may take."""
+    monkeypatch.setattr(link_mod, "FOREIGN_WRITER_GAP_ROUNDS", 10**6)  # no gap for unseen writers here
+    # rounds of 20 messages, each far shorter than batch_seconds: the backlog runs back to back for longer
+    # than 2 x batch_seconds (where the link paused on a timer before)
+    site = make_link("site", site_id="site-1", batch=20, batch_seconds=0.2, batch_pause=60.0,
+                     handlers={"pick_task": record})
+    cloud = make_link("cloud")
+    app = sqlite.connect(site.cfg.db_path, timeout=30.0)
+    applied_table(app)
+    send_many(cloud, cloud.cfg.db_path, "pick_task", [pick_body(i) for i in range(6000)], site="site-1")
+    wait_for(lambda: len(applied_rows(tmp_path / "site-1.db")) >= 100, 20, "the backlog to start")
+    with sqlite.transaction(app):  # the application writes while the backlog is applied
+        app.execute("CREATE TABLE IF NOT EXISTS app_writes (n INTEGER)")
+        app.execute("INSERT INTO app_writes VALUES (1)")
+    assert cloud.wait_idle(30), "the backlog waited out a pause nobody needed"
+    assert_exactly_once(applied_rows(tmp_path / "site-1.db"), 6000)
+    app.close()
 
 
 def test_slow_handlers_commit_in_short_transactions(make_link, tmp_path):

@@ -189,3 +189,31 @@ def test_write_if_free_skips_while_another_writer_holds_the_database(tmp_path):
     assert [r[0] for r in a.execute("SELECT n FROM seen")] == [2]
     with pytest.raises(sqlite3.OperationalError, match="no such table"):
         sqlite.write_if_free(b, "INSERT INTO nowhere VALUES (1)")
+
+
+def test_writers_waiting_counts_the_threads_waiting_for_the_same_file(tmp_path):
+    """A thread waiting in `transaction` for the write lock is counted for its database file (the site
+    link leaves such a writer a gap at once), and no longer once it has the lock."""
+    holder = sqlite.connect(tmp_path / "a.db")
+    other_file = sqlite.connect(tmp_path / "b.db")
+    waiter = sqlite.connect(tmp_path / "a.db")
+    got_lock = threading.Event()
+
+    def write() -> None:
+        with sqlite.transaction(waiter):
+            got_lock.set()
+
+    with sqlite.transaction(holder):
+        assert sqlite.writers_waiting(holder) == 0
+        thread = threading.Thread(target=write)
+        thread.start()
+        for _ in range(500):
+            if sqlite.writers_waiting(holder):
+                break
+            got_lock.wait(0.01)
+        assert sqlite.writers_waiting(holder) == 1 and not got_lock.is_set()
+        assert sqlite.writers_waiting(other_file) == 0  # another file's writers are not counted
+    thread.join(10)
+    assert got_lock.is_set() and sqlite.writers_waiting(holder) == 0
+    for conn in (holder, other_file, waiter):
+        conn.close()
