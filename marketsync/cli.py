@@ -16,7 +16,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "demo": ("marketsync.demo", "main", "run a whole seller's day on this machine"),
     "soak": ("marketsync.soak", "main", "the demo under faults from outside, then judged from outside"),
     "sandbox": ("marketplaces.sandbox.cli", "main", "serve a local sandbox of a marketplace API"),
-    "link": ("sitelink.cli", "main", "the cloud<->site link: status, dead letters"),
+    "link": ("cloud_sync.cli.link", "main", "the cloud<->site link: status, dead letters, broker config, keys"),
     "cloud": ("cloud_sync.cli.cloud", "cloud_main", "run the central service (cloud serve)"),
     "sync": ("cloud_sync.cli.cloud", "sync_main", "sync cards|stocks|prices|orders|reports with the marketplaces"),
     "stock": ("cloud_sync.cli.cloud", "stock_main", "stock ledger questions (stock why ITEM --account A)"),

@@ -1,5 +1,9 @@
 """`marketsync link ...`: look at a site link's tables in a cloud or edge database file.
 
+The `marketsync` command runs status and dead-letters through cloud_sync/cli/link.py (cloud.toml found as
+the service finds it, texts in its language); here they stay, in English with --db, for callers of this
+module, which imports nothing of the cloud.
+
 marketsync link status --db PATH [--json]        queue depths, applied counts, last seen, gaps,
                                                   dead letters with their reasons
 marketsync link dead-letters --db PATH [--limit N] [--json]
