@@ -23,7 +23,6 @@ import sqlite3
 import threading
 from typing import Any
 
-from waitress import wasyncore
 from waitress.server import create_server
 
 from cloud_sync.access import secrets
@@ -211,9 +210,14 @@ class CloudService:
         if self.pusher is not None:
             self.pusher.stop(timeout=0)
         if self._server is not None:
-            self._server.close()  # no new connection
             self._server.task_dispatcher.shutdown(cancel_pending=False, timeout=5)  # requests in progress end
-            wasyncore.close_all(self._server._map)  # an idle keep-alive connection would hold the loop open
+            # an idle keep-alive connection would hold the loop open: each closes once flushed, by the loop's
+            # own thread (closing a socket under its select fails it with EBADF), woken for it now
+            for channel in list(self._server._map.values()):
+                if hasattr(channel, "close_when_flushed"):
+                    channel.close_when_flushed = True
+            self._server.pull_trigger()
+            self._server.close()  # no new connection
         if self._server_thread is not None:
             self._server_thread.join(5)
         if self.jobs is not None:
