@@ -3,13 +3,15 @@
 
 What they share lives here: finding and reading cloud.toml the way the service does (`load`: --config,
 else $MARKETSYNC_CONFIG, else ./config/cloud.toml, else /etc/marketsync/cloud.toml), saying which file
-was read in every error (`fail`), and their texts in the `[ui] language` of that file (`t`)."""
+was read in every error (`fail`), and their texts in the `[ui] language` of that file (`t`, counted: `tn`)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from typing import Any
+
+from babel.numbers import format_decimal
 
 from cloud_sync.config import CONFIG_ENV, CONFIG_PLACES, CloudConfig, find_config, load_config
 from cloud_sync.i18n import DEFAULT_LANGUAGE, domain_text, set_service_language, translations
@@ -33,6 +35,12 @@ def t(text: str, **values: Any) -> str:
     """A text of the command line in the config's language."""
     out = translations(_read["lang"]).gettext(text)
     return out % values if values else out
+
+
+def tn(singular: str, plural: str, count: int, **values: Any) -> str:
+    """A counted text of the command line in the config's language (its plural forms), `%(n)s` the count."""
+    n = format_decimal(count, locale=_read["lang"])
+    return translations(_read["lang"]).ngettext(singular, plural, count) % {"n": n, **values}
 
 
 def read_from() -> str:

@@ -17,7 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from cloud_sync.config import ConfigError, load_config
+from cloud_sync.cli import fail, load, t, tn
+from cloud_sync.config import ConfigError
 from cloud_sync.db import transaction
 from cloud_sync.orders import export, records, waiting
 from cloud_sync.schema import open_db
@@ -33,16 +34,14 @@ def main(argv: list[str]) -> int:
     rt.add_argument("key", help="the order key, account:marketplace order id")
     rt.add_argument("--by", default="cli")
     for sp in (ex, rt):
-        sp.add_argument("--config", help="cloud.toml (defaults apply when omitted)")
+        sp.add_argument("--config", help="cloud.toml (else $MARKETSYNC_CONFIG, ./config/cloud.toml,"
+                        " /etc/marketsync/cloud.toml)")
         sp.add_argument("--db", help="the tenant database file (overrides [cloud] db_path)")
     args = p.parse_args(argv)
     try:
-        cfg = load_config(args.config)
+        cfg = load(args)  # found as the service finds it
     except ConfigError as exc:
-        print(f"marketsync orders: {exc}", file=sys.stderr)
-        return 2
-    if args.db:
-        cfg.db_path = args.db
+        return fail("marketsync orders", exc)
     conn = open_db(cfg.db_path)
     try:
         if args.cmd == "export":
@@ -51,10 +50,10 @@ def main(argv: list[str]) -> int:
             with transaction(conn):
                 outcome = waiting.retry(conn, cfg, args.key, by=args.by)
         except records.OrderError as exc:
-            print(f"marketsync orders retry: {exc}", file=sys.stderr)
-            return 1
+            return fail("marketsync orders retry", exc, 1)
         served = outcome == "served"
-        print(f"заказ {args.key}: " + ("товар есть — взят в работу" if served else f"ещё ждёт — {outcome}"))
+        print(t("order %(key)s: in stock, taken into work", key=args.key) if served
+              else t("order %(key)s: still waiting — %(why)s", key=args.key, why=outcome))
         print(json.dumps({"order": args.key, "served": served, "reason": "" if served else outcome},
                          ensure_ascii=False))
         return 0
@@ -73,7 +72,6 @@ def _export(conn, cfg, fmt: str, out: str | None) -> int:
         path = Path(out or f"orders.{fmt}")
         n = export.write(conn, cfg, fmt, path)
     except export.ExportError as exc:
-        print(f"marketsync orders export: {exc}", file=sys.stderr)
-        return 1
-    print(f"заказов выгружено: {n} → {path}", file=sys.stderr)
+        return fail("marketsync orders export", exc, 1)
+    print(tn("%(n)s order exported → %(path)s", "%(n)s orders exported → %(path)s", n, path=path), file=sys.stderr)
     return 0

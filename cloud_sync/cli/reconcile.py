@@ -8,7 +8,7 @@ import json
 import sys
 
 from cloud_sync.access import secrets
-from cloud_sync.cli.cloud import _config
+from cloud_sync.cli import fail, load, t, tn
 from cloud_sync.config import ConfigError
 from cloud_sync.schema import open_db
 from cloud_sync.service import accounts, sync
@@ -16,22 +16,20 @@ from cloud_sync.service import accounts, sync
 
 def main(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="marketsync reconcile",
-                                description="сверка остатков: 1С, учёт marketsync и то, что показывают площадки")
-    p.add_argument("--config")
+                                description="stock reconciliation: 1C, the ledger and what the marketplaces show")
+    p.add_argument("--config", help="cloud.toml (else $MARKETSYNC_CONFIG, ./config/cloud.toml, /etc/marketsync/cloud.toml)")
     p.add_argument("--db")
-    p.add_argument("--account", action="append", help="только этот кабинет (можно несколько раз)")
-    p.add_argument("--no-read-back", action="store_true", help="не читать остатки с площадок")
-    p.add_argument("--all", action="store_true", help="показать и объяснённые расхождения")
+    p.add_argument("--account", action="append", help="only this account (may be repeated)")
+    p.add_argument("--no-read-back", action="store_true", help="do not read the stocks back from the marketplaces")
+    p.add_argument("--all", action="store_true", help="show the explained differences too")
     args = p.parse_args(argv)
     try:
-        cfg = _config(args)
+        cfg = load(args)
     except ConfigError as exc:
-        print(f"marketsync reconcile: {exc}", file=sys.stderr)
-        return 2
+        return fail("marketsync reconcile", exc)
     unknown = set(args.account or ()) - set(cfg.accounts)
     if unknown:
-        print(f"marketsync reconcile: нет такого кабинета: {', '.join(sorted(unknown))}", file=sys.stderr)
-        return 2
+        return fail("marketsync reconcile", t("no such account: %(names)s", names=", ".join(sorted(unknown))))
     conn = open_db(cfg.db_path)
     report = accounts.SyncReport()
     adapters: dict = {}
@@ -39,8 +37,7 @@ def main(argv: list[str]) -> int:
         try:
             adapters, _ = accounts.open_with_settings(conn, cfg, report, only=args.account)
         except secrets.SecretError as exc:
-            print(f"marketsync reconcile: {exc}", file=sys.stderr)
-            return 2
+            return fail("marketsync reconcile", exc)
     try:
         result = sync.reconcile_stock(conn, cfg, adapters, read_back=not args.no_read_back)
     finally:
@@ -51,13 +48,14 @@ def main(argv: list[str]) -> int:
         print(f"{account}: {note}")
     shown = result.differences if args.all else result.unexplained
     for d in shown:
-        where = "1С" if d.where == "1c" else f"{d.where} {d.card_id}@{d.mp_warehouse}"
-        mark = "объяснено" if d.explained else "НЕ ОБЪЯСНЕНО"
-        print(f"{mark}: {d.article or d.item_id} на складе {d.warehouse}, {where}: {d.why}")
+        where = t("1C") if d.where == "1c" else f"{d.where} {d.card_id}@{d.mp_warehouse}"
+        mark = t("explained") if d.explained else t("NOT EXPLAINED")
+        print(t("%(mark)s: %(item)s at warehouse %(warehouse)s, %(where)s: %(why)s", mark=mark,
+                item=d.article or d.item_id, warehouse=d.warehouse, where=where, why=d.why))
     s = result.summary()
     if not s["differences"]:
-        print(f"расхождений нет: сверено товаров {s['items']}")
+        print(tn("no differences: %(n)s item reconciled", "no differences: %(n)s items reconciled", s["items"]))
     for err in report.errors:
-        print(f"ошибка: {err}", file=sys.stderr)
+        print(t("error: %(error)s", error=err), file=sys.stderr)
     print(json.dumps(s))
     return 1 if s["unexplained"] else 0
