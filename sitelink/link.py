@@ -222,15 +222,7 @@ class SiteLink:
         self, conn: sqlite3.Connection, msg_type: str, body: dict[str, Any], site: str | None = None
     ) -> Envelope:
         """Enqueue a message in the caller's transaction (see `store.enqueue`). The cloud names the site."""
-        if self.role == "site":
-            if site is not None and site != self.cfg.site_id:
-                raise LinkError(f"site {self.cfg.site_id!r} cannot send as site {site!r}")
-            site = self.cfg.site_id
-        elif not site:
-            raise LinkError("the cloud must say which site a message goes to (site=...)")
-        env = store.enqueue(conn, self.role, site, msg_type, body)
-        self._wake.set()
-        return env
+        return self.send_many(conn, site, [(msg_type, body)])[0]
 
     def send_many(
         self, conn: sqlite3.Connection, site: str | None, messages: list[tuple[str, dict[str, Any]]]
