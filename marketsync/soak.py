@@ -31,12 +31,16 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+from babel import Locale
+
 from marketsync.broker import free_port
 from marketsync.demo import MARKETPLACES, Demo, Stop, http_json
 from marketsync.demo_config import SITE_ID
 from marketsync.procs import Service, ServiceFailed
 from marketsync.soak_judge import Verdict, gather, judge, order_finals, summary_line
 from marketsync.soak_link import LinkMeddler, wait_connected
+
+RUSSIAN = Locale("ru")
 
 SOAK_USER = "soak"  # the fault injector's own broker identity (read and write on every link topic)
 
@@ -75,9 +79,15 @@ def main(argv: list[str]) -> int:
     for error in soak.errors:  # the run itself went wrong: its verdict may be incomplete
         print(f"прогон: {error}", flush=True)
     if verdict.clean and not soak.errors:
-        print(f"без дефектов: {verdict.counts['orders']} заказов, {verdict.counts['faults']} сбоев", flush=True)
+        print(f"без дефектов: {_counted(verdict.counts['orders'], 'заказ', 'заказа', 'заказов')},"
+              f" {_counted(verdict.counts['faults'], 'сбой', 'сбоя', 'сбоев')}", flush=True)
     print(summary_line(verdict), flush=True)
     return 2 if soak.errors else 0 if verdict.clean else 1
+
+
+def _counted(n: int, one: str, few: str, many: str) -> str:
+    """«94 заказа», «1 сбой», «35 сбоев»: the count with the word in its Russian plural form."""
+    return f"{n} " + {"one": one, "few": few}.get(RUSSIAN.plural_form(n), many)
 
 
 class SoakDemo(Demo):

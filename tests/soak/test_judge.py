@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from edge_agent.barcodes import symbol_image
+from marketsync.soak import _counted
 from marketsync.soak_judge import (
     KEYS,
     Evidence,
@@ -253,3 +254,9 @@ def test_returns_write_offs_and_reissued_tasks_are_the_ledger_s_own_moves() -> N
     ev.picked[MM] = {"i2": 1}  # the courier took two units, one was picked
     assert MM in _only(ev, "lost")[0]
     assert order_ref("mm-main:9300000000002#1") == "mm-main:9300000000002"
+
+
+def test_the_clean_verdict_counts_in_russian_plural_forms():
+    """«без дефектов: 94 заказов» read wrong: the word follows the count."""
+    assert [_counted(n, "заказ", "заказа", "заказов") for n in (1, 3, 11, 21, 94, 105)] == [
+        "1 заказ", "3 заказа", "11 заказов", "21 заказ", "94 заказа", "105 заказов"]
