@@ -28,6 +28,19 @@ checked alike (a forged one would make the sender drop what never arrived): one 
 nothing and is recorded as a dead letter. Without keys the link sends unsigned and checks nothing (it
 says so in the log at start): for tests and a broker on the loopback only.
 
+Several cloud processes (`share_group`, `part`): each runs a link with `part="receive"` subscribed to the
+MQTT v5 shared subscription `$share/<share_group>/ms/v1/+/up`: the broker hands each publish to one member
+of the group, which applies it and acknowledges it to the site as above (the batch MAC rides along as the
+publish's user properties). The per-site order holds across members because the next seq expected of each
+site is the store's (`link_in_seq`), not the process's: a member re-reads it inside every applying
+transaction (one writer at a time), so a batch that overtook one still being applied by another member
+waits in memory until that one is committed, and whatever the others applied meanwhile counts as a
+duplicate by its id (acknowledged, not applied). A member's session is not kept (no session expiry): a
+member that dies takes no queue with it (Mosquitto would keep feeding a sleeping member its share);
+what it held unacknowledged is sent again by its site after `resend_after`. One process (a lease) runs
+the link's other part, `part="send"`: it publishes the outbox, takes the sites' acknowledgements and
+states, and says the cloud is online.
+
 Session: `clean_start=False` with a session expiry, so the broker keeps subscriptions and queued
 messages while a side is away. A site publishes a retained `online`/`offline` on `ms/v1/{site}/state`,
 the cloud on `ms/v1/cloud/state`, each with `offline` as its last will; nothing is sent again on a
@@ -39,6 +52,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import secrets
 import sqlite3
 import threading
 import time
@@ -62,6 +76,7 @@ PREFIX = "ms/v1"
 CLOUD = "cloud"  # the cloud's presence is ms/v1/cloud/state (so no site may be called "cloud")
 CLOUD_STATE_TOPIC = f"{PREFIX}/{CLOUD}/state"
 Handler = Callable[[sqlite3.Connection, Envelope], None]
+PARTS = ("all", "receive", "send")
 # A backlog applied back to back leaves a gap of `batch_pause` at once when a writer of this process waits
 # for the database, and else after this many `batch_seconds` (for writers of other processes, unseen):
 # about 4% of a long drain instead of a sixth.
@@ -105,6 +120,13 @@ class LinkConfig:
     # longest wait between two tries to reach a broker that is down: a cheap TCP connect, and what a
     # backlog waits at worst after the broker is back (paho doubles the wait from 0.2 s up to this)
     reconnect_max_s: float = 0.5
+    # several cloud processes: the sites' messages come through the MQTT v5 shared subscription
+    # `$share/<share_group>/ms/v1/+/up` (each publish to one member); "": this link alone receives them
+    share_group: str = ""
+    # "all": receive, publish the outbox and say online (one cloud process; a site); "receive": only apply
+    # what comes up (a member of the share group: no outbox, no presence, no kept session); "send": only
+    # publish the outbox, take its acknowledgements and the sites' states, and say online
+    part: str = "all"
     inbox_keep_days: float = 30.0  # received ids are remembered this long for duplicate detection
     connect: Callable[[str], sqlite3.Connection] | None = field(default=None, repr=False)
     keys: Keyring | None = field(default=None, repr=False)  # given directly instead of keys_file
@@ -148,6 +170,12 @@ class SiteLink:
             raise LinkError(f"site id {cfg.site_id!r} may not contain / + #")
         if cfg.site_id == CLOUD:
             raise LinkError(f"{CLOUD!r} is the cloud's name on the link, not a site id")
+        if cfg.part not in PARTS:
+            raise LinkError(f"part must be one of {', '.join(PARTS)}, got {cfg.part!r}")
+        if cfg.role == "site" and (cfg.part != "all" or cfg.share_group):
+            raise LinkError("a site link is whole: share_group and part are the cloud's")
+        if cfg.share_group and any(c in cfg.share_group for c in "/+#$ "):
+            raise LinkError(f"share group {cfg.share_group!r} may not contain / + # $ or spaces")
         self.cfg = cfg
         self.role = cfg.role
         self.inbound = "up" if cfg.role == "cloud" else "down"  # the stream we receive
@@ -185,6 +213,7 @@ class SiteLink:
         self._more_to_apply = False
         self._failed_fast: dict[str, Exception] = {}  # a handler's failure in a round without savepoints
         self._pruned_at = 0.0
+        self._others_looked_at = 0.0  # shared: when the store's next seqs were last looked at while idle
         self.errors: list[str] = []  # the last worker errors (for status)
         self.keys = cfg.keys
         if self.keys is None and cfg.keys_file:
@@ -255,7 +284,7 @@ class SiteLink:
         """Say offline, disconnect cleanly, stop the worker. Unsent messages stay in the outbox."""
         client = self._client
         if client is not None:
-            if self._connected:
+            if self._connected and self.cfg.part != "receive":
                 try:
                     info = client.publish(self._state_topic(), _state_payload("offline"), qos=1, retain=True)
                     info.wait_for_publish(timeout=min(timeout, 2.0))
@@ -334,7 +363,11 @@ class SiteLink:
 
     def _make_client(self) -> mqtt.Client:
         cfg = self.cfg
-        client_id = cfg.client_id or ("ms-cloud" if self.role == "cloud" else f"ms-site-{cfg.site_id}")
+        member = cfg.part == "receive"
+        default_id = "ms-cloud" if self.role == "cloud" else f"ms-site-{cfg.site_id}"
+        if member:  # one of several: an id of its own (a broker binding ids to users gives its user's)
+            default_id = f"ms-cloud-in-{secrets.token_hex(4)}"
+        client_id = cfg.client_id or default_id
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         if cfg.username:
             client.username_pw_set(cfg.username, cfg.password)
@@ -343,14 +376,17 @@ class SiteLink:
         client.max_inflight_messages_set(0)  # our own window limits what is in flight
         client.max_queued_messages_set(0)
         client.reconnect_delay_set(min_delay=min(0.2, cfg.reconnect_max_s), max_delay=cfg.reconnect_max_s)
-        client.will_set(self._state_topic(), _state_payload("offline"), qos=1, retain=True)
+        if not member:  # a member of the share group is not the cloud's presence: the sending part is
+            client.will_set(self._state_topic(), _state_payload("offline"), qos=1, retain=True)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = cfg.session_expiry
-        client.connect_async(cfg.host, cfg.port, cfg.keepalive, clean_start=False, properties=props)
+        # a member keeps no session: the broker would go on handing a dead member its share of the
+        # messages (Mosquitto 2 queues them for it); its sites send again what it left unacknowledged
+        props.SessionExpiryInterval = 0 if member else cfg.session_expiry
+        client.connect_async(cfg.host, cfg.port, cfg.keepalive, clean_start=member, properties=props)
         return client
 
     def _on_connect(
@@ -360,12 +396,27 @@ class SiteLink:
             self._note_error(f"broker refused the connection: {reason_code}")
             return
         if self.role == "cloud":
-            topics = [f"{PREFIX}/+/up", f"{PREFIX}/+/ack/up", f"{PREFIX}/+/state"]
+            topics = self._cloud_topics()
+            if self.cfg.part != "receive" and (self.cfg.share_group or self.cfg.part == "send"):
+                # a session kept from a run as the only consumer still holds the plain subscription
+                client.unsubscribe(f"{PREFIX}/+/up")
         else:
             site = self.cfg.site_id
             topics = [f"{PREFIX}/{site}/down", f"{PREFIX}/{site}/ack/down", CLOUD_STATE_TOPIC]
         _, self._sub_mid = client.subscribe([(t, 1) for t in topics])
-        client.publish(self._state_topic(), _state_payload("online"), qos=1, retain=True)
+        if self.cfg.part != "receive":
+            client.publish(self._state_topic(), _state_payload("online"), qos=1, retain=True)
+
+    def _cloud_topics(self) -> list[str]:
+        """What the cloud's link subscribes to: the sites' messages (through the share group when there
+        is one) for a receiving part, their acknowledgements and states for a sending part."""
+        up = f"{PREFIX}/+/up"
+        if self.cfg.share_group:
+            up = f"$share/{self.cfg.share_group}/{up}"
+        topics = [up] if self.cfg.part in ("all", "receive") else []
+        if self.cfg.part in ("all", "send"):
+            topics += [f"{PREFIX}/+/ack/up", f"{PREFIX}/+/state"]
+        return topics
 
     def _on_subscribe(
         self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any
@@ -454,6 +505,8 @@ class SiteLink:
 
     def _has_due_work(self) -> bool:
         now = time.monotonic()
+        if self.cfg.share_group and self._others_moved(now):
+            return True
         for peer, held in self._held.items():
             if not held:
                 continue
@@ -465,6 +518,35 @@ class SiteLink:
         return False
 
     # -- receiving
+
+    def _others_moved(self, now: float) -> bool:
+        """Shared: whether another member applied what a held message waits for (a cheap read of the
+        store's next seqs, at most every `poll_interval`)."""
+        waiting = [p for p, held in self._held.items() if held and self._expected.get(p, 1) not in held]
+        if not waiting or now - self._others_looked_at < self.cfg.poll_interval:
+            return False
+        self._others_looked_at = now
+        assert self._db is not None
+        seqs = store.next_seqs(self._db, waiting)  # autocommit: no snapshot is kept open
+        return any(seqs.get(p, 1) > self._expected.get(p, 1) for p in waiting)
+
+    def _follow_others(self, conn: sqlite3.Connection, now: float) -> None:
+        """Shared, inside the applying transaction: the next seq of each site we hold messages of is
+        the store's (another member may have applied some since); held messages now behind it are
+        checked as late copies (a duplicate by its id is acknowledged, not applied)."""
+        peers = [p for p, held in self._held.items() if held]
+        if not peers:
+            return
+        for peer, nxt in store.next_seqs(conn, peers).items():
+            if nxt <= self._expected.get(peer, 1):
+                continue
+            self._expected[peer] = nxt
+            held = self._held[peer]
+            for seq in sorted(s for s in held if s < nxt):
+                self._old.append(held.pop(seq))
+            self._waiting_since.pop(peer, None)
+            if held:
+                self._waiting_since[peer] = now
 
     def _receive(self, batch: list[tuple[str, bytes, Any]]) -> None:
         now = time.monotonic()
@@ -644,6 +726,8 @@ class SiteLink:
         budget = self.cfg.batch
         self._more_to_apply = False
         with sqlite.transaction(conn):
+            if self.cfg.share_group:
+                self._follow_others(conn, now)  # appends to self._old (the list `old` is)
             for peer, acks in pending_acks.items():
                 store.delete_acked(conn, peer, acks)
             for d in raw_dead:
@@ -884,7 +968,7 @@ class SiteLink:
     def _pump(self) -> bool:
         """Publish what the window allows; True when there is probably more to publish right away."""
         client = self._client
-        if client is None or not self._connected:
+        if client is None or not self._connected or self.cfg.part == "receive":
             return False
         conn = self._db
         assert conn is not None

@@ -205,6 +205,16 @@ def in_seq(conn: sqlite3.Connection) -> dict[str, int]:
     return {row[0]: row[1] for row in conn.execute("SELECT peer, next_seq FROM link_in_seq")}
 
 
+def next_seqs(conn: sqlite3.Connection, peers: list[str]) -> dict[str, int]:
+    """The next seq expected of each of `peers` that has one (one query per 500)."""
+    out: dict[str, int] = {}
+    for i in range(0, len(peers), 500):
+        chunk = peers[i : i + 500]
+        out.update((row[0], row[1]) for row in conn.execute(
+            f"SELECT peer, next_seq FROM link_in_seq WHERE peer IN ({','.join('?' * len(chunk))})", chunk))
+    return out
+
+
 def fill_gap(conn: sqlite3.Connection, peer: str, seq: int) -> None:
     """A message of a recorded gap arrived after all: the gap shrinks by it (and is gone once every
     message of it came), so `status` shows only what is still missing."""
