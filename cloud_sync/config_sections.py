@@ -96,6 +96,13 @@ class LinkSettings:
     # the envelope keys of every site (sitelink.keys; `marketsync link broker-config` writes
     # credentials/cloud.keys): what the cloud sends is signed, what a site sends is checked. None: unsigned
     keys_file: str | None = None
+    # several cloud processes on one store: each receives the sites' messages as a member of this MQTT v5
+    # shared subscription group ($share/<group>/ms/v1/+/up); "": one process (the `site-link` lease) does
+    share_group: str = ""
+    # the broker user of a member ("{instance}": `cloud serve --instance`); "": `username`. A broker that
+    # binds client ids to users (use_username_as_clientid) needs one user per process: broker-config
+    # --cloud-processes N makes cloud-1..cloud-N
+    member_username: str = ""
 
 
 @dataclass

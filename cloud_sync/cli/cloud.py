@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import threading
@@ -42,6 +43,8 @@ def cloud_main(argv: list[str]) -> int:
     serve.add_argument("--db", help="the tenant database file (overrides [cloud] db_path)")
     serve.add_argument("--port", type=int, help="HTTP port (0: a free one)")
     serve.add_argument("--host", help="HTTP address")
+    serve.add_argument("--instance", default=os.environ.get("MARKETSYNC_INSTANCE", ""),
+                       help="this process's number among several (systemd's %%i; [link] member_username)")
     serve.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
@@ -55,7 +58,7 @@ def cloud_main(argv: list[str]) -> int:
         cfg.port = args.port
     if args.host:
         cfg.host = args.host
-    service = CloudService(cfg)
+    service = CloudService(cfg, instance=args.instance)
     stop = threading.Event()
 
     def _on_signal(_signum: int, _frame: object) -> None:

@@ -2,7 +2,8 @@
 
 `CloudService(cfg).start()` opens (and migrates) the database, opens the account adapters, syncs
 warehouses and cards once in the background (unless `[cloud] sync_on_start = false`), starts the site
-link with the site handlers, the stock pusher, the jobs and the HTTP server; `stop()` stops them all
+link with the site handlers (with `[link] share_group`: a member of the MQTT shared subscription in every
+process, the sending part under the lease), the stock pusher, the jobs and the HTTP server; `stop()` stops them all
 in the reverse order. `url` is the app's address once started.
 
 Several processes may serve one store (cloud_sync.leases): each answers any web or API request (sessions,
@@ -45,12 +46,14 @@ FOLLOW_S = 5.0  # how often a process looks for what Settings stored through ano
 
 
 class CloudService:
-    def __init__(self, cfg: CloudConfig, *, db_path: str | None = None) -> None:
+    def __init__(self, cfg: CloudConfig, *, db_path: str | None = None, instance: str = "") -> None:
         if db_path:
             cfg.db_path = db_path  # the webhooks and every other part read it from the config
         self.cfg = cfg
         self.db_path = cfg.db_path
-        self.link: Any = None
+        self.link: Any = None  # the link that sends (the `site-link` lease's), and receives when alone
+        self.members_link: Any = None  # [link] share_group: this process's member of the group, always on
+        self.instance = instance
         self.pusher: Pusher | None = None
         self.jobs: Jobs | None = None
         self._server: Any = None
@@ -79,12 +82,10 @@ class CloudService:
         self.leases = Leases(self.db_path, self._lease_count)
         self.pusher = Pusher(self.cfg, self.db_path, self.adapters, leases=self.leases)
         if self.cfg.link.enabled:
-            lc = self.cfg.link
-            self.link = SiteLink(LinkConfig(role="cloud", db_path=self.db_path, host=lc.host, port=lc.port,
-                                            username=lc.username or None, password=lc.password or None,
-                                            tls_ca=lc.tls_ca or None, keys_file=lc.keys_file or None))
-            site_messages.register_site_handlers(self.link, self.cfg, wake=self.pusher.wake)
-            after_handover.register_return_handlers(self.link, self.cfg, wake=self.pusher.wake)
+            self.link, self.members_link = self._make_links()
+            receiver = self.members_link or self.link
+            site_messages.register_site_handlers(receiver, self.cfg, wake=self.pusher.wake)
+            after_handover.register_return_handlers(receiver, self.cfg, wake=self.pusher.wake)
         self.jobs = Jobs(self.cfg, self.db_path, self.adapters, link=self.link, wake_stock=self.pusher.wake,
                          leases=self.leases)
         self.jobs.add_defaults()
@@ -97,6 +98,8 @@ class CloudService:
                                      clear_untrusted_proxy_headers=False)
         self.url = f"http://{self.cfg.host}:{self._server.effective_port}"
         self.leases.start()
+        if self.members_link is not None:
+            self.members_link.start()
         if self.link is not None:
             self._link_thread = threading.Thread(target=self._hold_link, name="site-link-lease", daemon=True)
             self._link_thread.start()
@@ -112,15 +115,33 @@ class CloudService:
         self._server_thread.start()
         return self.url
 
+    def _make_links(self) -> tuple[SiteLink, SiteLink | None]:
+        """The site link: one whole link, run by the process holding the `site-link` lease; with
+        `[link] share_group`, that leased link only sends (the outbox, its acknowledgements, the sites'
+        states, the cloud's presence) and every process receives through a member of the group."""
+        lc = self.cfg.link
+        common: dict[str, Any] = dict(role="cloud", db_path=self.db_path, host=lc.host, port=lc.port,
+                                      password=lc.password or None, tls_ca=lc.tls_ca or None,
+                                      keys_file=lc.keys_file or None)
+        if not lc.share_group:
+            return SiteLink(LinkConfig(username=lc.username or None, **common)), None
+        member_user = (lc.member_username or lc.username).replace("{instance}", self.instance) or None
+        sender = SiteLink(LinkConfig(username=lc.username or None, part="send", share_group=lc.share_group,
+                                     **common))
+        member = SiteLink(LinkConfig(username=member_user, part="receive", share_group=lc.share_group,
+                                     client_id=f"ms-cloud-in-{self.instance}" if self.instance else None, **common))
+        return sender, member
+
     def _lease_count(self) -> int:
         """The leased jobs of this process (its fair share of them is counted from it)."""
         jobs = len(self.jobs.jobs) if self.jobs is not None else 0
         return jobs + (len(self.pusher.lease_names()) if self.pusher is not None else 0) + (self.link is not None)
 
     def _hold_link(self) -> None:
-        """The site link runs in the one process holding the `site-link` lease: one consumer of the sites'
-        traffic (one MQTT client id, one persistent session) until MQTT shared subscriptions come. The
-        other processes write to the shared outbox; the link's process publishes it."""
+        """The site link runs in the one process holding the `site-link` lease: one client id, one
+        persistent session, publishing the shared outbox that every process writes to. Without
+        `[link] share_group` it is also the one consumer of the sites' traffic; with it, it only sends and
+        every process's member link receives (`_make_links`)."""
         assert self.link is not None and self.leases is not None
         conn = connect(self.db_path)
         running = False
@@ -228,6 +249,8 @@ class CloudService:
             self._follow_thread.join(10)
         if self._link_thread is not None:
             self._link_thread.join(15)
+        if self.members_link is not None:
+            self.members_link.stop()
         if self.leases is not None:
             self.leases.stop()  # the other processes take this one's jobs at once
         self.adapters.close_all()
