@@ -51,6 +51,9 @@ class Broker:
         max_queued_messages: int = 1_000_000,
         use_passwd_tool: bool = True,
         observers: list[str] | None = None,
+        cloud_processes: int = 0,
+        extra_acl: str = "",
+        extra_conf: str = "",
     ):
         if not host.startswith("127.") and host != "localhost":
             raise BrokerError("the project's own broker listens on the loopback only")
@@ -75,6 +78,13 @@ class Broker:
         self.observers = list(observers or [])
         if secure:
             self.passwords.update({o: secrets.token_urlsafe(18) for o in self.observers})
+        # members of the cloud's share group (`cloud-1`..: the cloud's password, sitelink.broker_config)
+        self.cloud_processes = cloud_processes
+        if secure:
+            self.passwords.update({f"{CLOUD_USER}-{n}": self.passwords[CLOUD_USER]
+                                   for n in range(1, cloud_processes + 1)})
+        self.extra_acl = extra_acl  # more ACL blocks (a bridge's user on the central broker)
+        self.extra_conf = extra_conf  # more config (a bridge to another broker)
         self.tls: dict[str, Path] = {}
         self.proc: subprocess.Popen[bytes] | None = None
         self._configured = False
@@ -104,14 +114,17 @@ class Broker:
         """The envelope key file of the cloud (`"cloud"`) or a site, in secure mode."""
         return str(self.keys_dir / f"{user}.keys")
 
-    def link_settings(self, site: str | None = None) -> dict[str, Any]:
-        """LinkConfig keyword arguments to reach this broker as the cloud (site=None) or as `site` (or an
-        observer: its password, no keys of its own)."""
+    def link_settings(self, site: str | None = None, *, keys_from: Broker | None = None) -> dict[str, Any]:
+        """LinkConfig keyword arguments to reach this broker as the cloud (site=None), a member of its
+        share group (`cloud-N`: the cloud's keys) or as `site` (or an observer: its password, no keys of
+        its own). `keys_from`: the broker whose envelope keys to use (a site on a regional broker signs
+        with the keys the central one made)."""
         out: dict[str, Any] = {"host": self.host, "port": self.port}
         if self.secure:
             user = site or CLOUD_USER
+            key_user = CLOUD_USER if user.startswith(f"{CLOUD_USER}-") and user not in self.sites else user
             out.update(username=user, password=self.passwords[user], tls_ca=self.ca_file,
-                       keys_file=self.keys_file(user))
+                       keys_file=(keys_from or self).keys_file(key_user))
         return out
 
     def _configure(self) -> None:
@@ -138,8 +151,9 @@ class Broker:
             self.tls = make_tls_files(self.workdir / "tls")
             write_password_file(self.workdir / "passwd", self.passwords, use_tool=self.use_passwd_tool)
             acl = self.workdir / "acl"
-            acl.write_text(acl_text(self.sites) + "".join(f"\nuser {o}\ntopic readwrite ms/v1/#\n"
-                                                         for o in self.observers))
+            acl.write_text(acl_text(self.sites, cloud_processes=self.cloud_processes)
+                           + "".join(f"\nuser {o}\ntopic readwrite ms/v1/#\n" for o in self.observers)
+                           + ("\n" + self.extra_acl if self.extra_acl else ""))
             os.chmod(acl, 0o600)
             self.keys_dir.mkdir(exist_ok=True)
             os.chmod(self.keys_dir, 0o700)
@@ -156,6 +170,8 @@ class Broker:
             ]
         else:
             lines.append("allow_anonymous true")
+        if self.extra_conf:
+            lines.append(self.extra_conf)
         self.config_path.write_text("\n".join(lines) + "\n")
         self._configured = True
 

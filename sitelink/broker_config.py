@@ -62,7 +62,14 @@ def check_site_id(site: str, cloud_user: str = CLOUD_USER) -> None:
         raise BrokerError(f"bad site id for the broker ACL: {site!r}")
 
 
-def acl_text(sites: list[str], cloud_user: str = CLOUD_USER) -> str:
+def member_acl(user: str) -> list[str]:
+    """The ACL of one cloud process's member of the share group: it reads what the sites send (through
+    `$share/<group>/ms/v1/+/up`) and acknowledges it; the sending part stays the cloud user's."""
+    return [f"user {user}", "topic read ms/v1/+/up", "topic write ms/v1/+/ack/down", ""]
+
+
+def acl_text(sites: list[str], cloud_user: str = CLOUD_USER, *, cloud_processes: int = 0,
+             with_cloud: bool = True) -> str:
     """The ACL of directions. Site X publishes only `ms/v1/X/up` (its messages), `ms/v1/X/ack/up` (its
     acknowledgements of the cloud's messages) and `ms/v1/X/state` (its presence), and reads only
     `ms/v1/X/down`, `ms/v1/X/ack/down` and the cloud's presence `ms/v1/cloud/state`. The cloud the
@@ -73,15 +80,20 @@ def acl_text(sites: list[str], cloud_user: str = CLOUD_USER) -> str:
         "# marketsync site link: who may publish (write) and read what. Site X sends up, the cloud down;",
         "# nothing else is allowed (written by `marketsync link broker-config`).",
         "",
-        f"user {cloud_user}",
-        "topic write ms/v1/+/down",
-        "topic write ms/v1/+/ack/down",
-        f"topic write ms/v1/{cloud_user}/state",
-        "topic read ms/v1/+/up",
-        "topic read ms/v1/+/ack/up",
-        "topic read ms/v1/+/state",
-        "",
     ]
+    if with_cloud:
+        lines += [
+            f"user {cloud_user}",
+            "topic write ms/v1/+/down",
+            "topic write ms/v1/+/ack/down",
+            f"topic write ms/v1/{cloud_user}/state",
+            "topic read ms/v1/+/up",
+            "topic read ms/v1/+/ack/up",
+            "topic read ms/v1/+/state",
+            "",
+        ]
+        for n in range(1, cloud_processes + 1):
+            lines += member_acl(f"{cloud_user}-{n}")
     for site in sites:
         check_site_id(site, cloud_user)
         lines += [
@@ -204,6 +216,7 @@ def write_deployment(
     hostnames: tuple[str, ...] = ("localhost",),
     port: int = 8883,
     directory: str = DEPLOY_DIR,
+    cloud_processes: int = 0,
 ) -> dict[str, str]:
     """Write everything a real broker needs into `out`: marketsync.conf, the CA and server certificate,
     the password file, the ACL, and in `credentials/` (mode 600) what to hand to the cloud and each site:
@@ -225,11 +238,16 @@ def write_deployment(
         tls[name].replace(out / target)
     (out / "tls-tmp").rmdir()
     passwords = {CLOUD_USER: secrets.token_urlsafe(24), **{s: secrets.token_urlsafe(24) for s in sites}}
+    # the cloud's processes as members of the share group: one user each (client ids are user names), the
+    # cloud's password (one party; `[link] member_username = "cloud-{instance}"`)
+    passwords.update({f"{CLOUD_USER}-{n}": passwords[CLOUD_USER] for n in range(1, cloud_processes + 1)})
     write_password_file(out / "passwd", passwords)
-    (out / "acl").write_text(acl_text(sites))
+    (out / "acl").write_text(acl_text(sites, cloud_processes=cloud_processes))
     os.chmod(out / "acl", 0o600)
     (out / "marketsync.conf").write_text(deploy_conf(port, directory))
     for user, password in passwords.items():
+        if user.startswith(f"{CLOUD_USER}-") and user not in sites:
+            continue  # a member's password is the cloud's
         path = out / "credentials" / f"{user}.password"
         path.write_text("")
         os.chmod(path, 0o600)
