@@ -113,7 +113,7 @@ def write_bridge(
     passwords: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """Write a region's files into `out`: `regional/` (the regional broker: marketsync.conf, TLS, passwd,
-    acl of its sites, conf.d/marketsync-bridge.conf with the bridge), `central/` (`acl-<bridge user>` and
+    acl of its sites, conf.d/zz-marketsync-bridge.conf with the bridge), `central/` (`acl-<bridge user>` and
     `passwd-<bridge user>`, to append to the central broker's acl and passwd) and `credentials/` (mode 600:
     each site's password on the regional broker, and the bridge's). Returns the passwords by user."""
     check_region(region)
@@ -137,7 +137,7 @@ def write_bridge(
     write_password_file(regional / "passwd", pw)
     _private(regional / "acl", acl_text(sites, with_cloud=False))
     (regional / "marketsync.conf").write_text(deploy_conf(port, directory))
-    _private(regional / "conf.d" / "marketsync-bridge.conf",
+    _private(regional / "conf.d" / "zz-marketsync-bridge.conf",
              bridge_conf(region, sites, central_host=central_host, central_port=central_port, password=bridge_pw,
                          central_ca=f"{directory}/{CENTRAL_CA}"))
     (central / f"acl-{user}").write_text(central_acl(region, sites))

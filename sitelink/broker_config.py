@@ -224,6 +224,8 @@ def write_deployment(
     Returns the passwords by user (shown nowhere else)."""
     for site in sites:
         check_site_id(site)
+        if site.startswith(f"{CLOUD_USER}-") and cloud_processes:
+            raise BrokerError(f"site id {site!r} would be a cloud process's user name")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "credentials").mkdir(exist_ok=True)

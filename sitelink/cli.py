@@ -8,6 +8,7 @@ marketsync link status --db PATH [--json]        queue depths, applied counts, l
                                                   dead letters with their reasons
 marketsync link dead-letters --db PATH [--limit N] [--json]
 marketsync link broker-config --out DIR --site ID [--site ID ...] [--hostname NAME ...] [--port 8883]
+                              [--cloud-processes N]
                                                   a real broker's TLS files, passwords, ACL of directions,
                                                   and each site's envelope keys (credentials/)
 marketsync link rotate-key --credentials DIR --site ID [--activate-in-hours 24] [--grace-days 14]
@@ -47,6 +48,8 @@ def main(argv: list[str]) -> int:
     p_conf.add_argument("--site", action="append", required=True, help="a site id (repeat per site)")
     p_conf.add_argument("--hostname", action="append", help="the broker's name(s) in its certificate")
     p_conf.add_argument("--port", type=int, default=8883)
+    p_conf.add_argument("--cloud-processes", type=int, default=0,
+                        help="cloud processes sharing the sites' traffic ([link] share_group): users cloud-1..N")
     p_rot = sub.add_parser("rotate-key", help="new envelope keys for a site (the old ones kept for a grace period)")
     p_rot.add_argument("--credentials", required=True, help="the credentials folder broker-config wrote")
     p_rot.add_argument("--site", required=True)
@@ -86,7 +89,8 @@ def main(argv: list[str]) -> int:
 def write_broker_config(args: argparse.Namespace) -> int:
     try:
         passwords = write_deployment(
-            args.out, args.site, hostnames=tuple(args.hostname or ["localhost"]), port=args.port
+            args.out, args.site, hostnames=tuple(args.hostname or ["localhost"]), port=args.port,
+            cloud_processes=args.cloud_processes,
         )
     except BrokerError as exc:
         print(f"marketsync link broker-config: {exc}", file=sys.stderr)

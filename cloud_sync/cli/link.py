@@ -4,6 +4,10 @@
       queue depths, applied counts, each side's state and when it was last heard, gaps, dead letters
   marketsync link dead-letters [--config CLOUD_TOML] [--db PATH] [--limit N] [--json]
       the messages that could not be applied, newest first, with their reasons
+  marketsync link bridge-config --region NAME --site ID [--site ID ...] --central-host HOST
+                                [--central-port 8883] [--hostname NAME ...] [--port 8883] --out DIR
+      a regional broker for those sites, bridged to the central one (sitelink.bridge_config): its TLS
+      files, passwords and ACL, the bridge section, and the lines the central broker adds for the bridge
 
 Without --db the database is cloud.toml's `[cloud] db_path`, the file found as the service finds it
 (--config, else $MARKETSYNC_CONFIG, else ./config/cloud.toml, else /etc/marketsync/cloud.toml); every error
@@ -25,9 +29,11 @@ from cloud_sync.config import ConfigError
 from cloud_sync.i18n import N_, number, translations, when
 from sitelink import cli as link_cli
 from sitelink import store
+from sitelink.bridge_config import bridge_user, write_bridge
+from sitelink.broker_config import DEPLOY_DIR, BrokerError
 
 PROG = "marketsync link"
-OWN = ("status", "dead-letters")
+OWN = ("status", "dead-letters", "bridge-config")
 # a side's retained state (sitelink.link: the last will says "offline"), in words
 STATES = {"online": N_("online"), "offline": N_("offline")}
 
@@ -58,6 +64,15 @@ def main(argv: list[str]) -> int:
         return link_cli.main(argv)  # broker-config, rotate-key, --help: the link's own
     p = argparse.ArgumentParser(prog=PROG, description="the cloud<->site link")
     sub = p.add_subparsers(dest="command", required=True)
+    br = sub.add_parser("bridge-config", help="a regional broker for some sites, bridged to the central one")
+    br.add_argument("--region", required=True, help="the region's name (the bridge's user: bridge-<region>)")
+    br.add_argument("--site", action="append", required=True, help="a site of the region (repeat per site)")
+    br.add_argument("--central-host", required=True, help="the central broker's name (in its certificate)")
+    br.add_argument("--central-port", type=int, default=8883)
+    br.add_argument("--hostname", action="append", help="the regional broker's name(s) in its certificate")
+    br.add_argument("--port", type=int, default=8883, help="the regional broker's port")
+    br.add_argument("--out", required=True, help="the directory to write")
+    br.add_argument("--config", help="cloud.toml, for its [ui] language (else found as the service finds it)")
     st = sub.add_parser("status", help="queue depths, last seen, gaps, dead letters")
     dl = sub.add_parser("dead-letters", help="messages that could not be applied, newest first")
     dl.add_argument("--limit", type=int, default=50)
@@ -72,6 +87,8 @@ def main(argv: list[str]) -> int:
     except ConfigError as exc:
         return fail(PROG, exc)
     w = Words(cfg.ui.language, cfg.ui.timezone)
+    if args.command == "bridge-config":
+        return bridge_config(args, w)
     path = Path(cfg.db_path)
     if not path.is_file():
         return fail(PROG, w("no database at %(path)s", path=path))
@@ -91,6 +108,28 @@ def main(argv: list[str]) -> int:
     except sqlite3.Error as exc:
         return fail(PROG, w("cannot read %(path)s: %(error)s", path=path, error=exc))
     print(json.dumps(found, indent=2, ensure_ascii=False) if args.json else text)
+    return 0
+
+
+def bridge_config(args: argparse.Namespace, w: Words) -> int:
+    """`link bridge-config`: write a region's files and say where each one goes."""
+    try:
+        write_bridge(args.out, args.region, args.site, central_host=args.central_host,
+                     central_port=args.central_port, hostnames=tuple(args.hostname or ["localhost"]),
+                     port=args.port)
+    except (BrokerError, OSError) as exc:
+        return fail(PROG, w("the bridge was not written: %(error)s", error=exc))
+    out, user = Path(args.out), bridge_user(args.region)
+    print(w.n("region %(region)s: %(n)s site, its broker's files are in %(path)s",
+              "region %(region)s: %(n)s sites, its broker's files are in %(path)s", len(args.site),
+              region=args.region, path=out / "regional"))
+    print(w("on the regional broker: install them in %(dir)s as broker-config's, the bridge section"
+            " conf.d/zz-marketsync-bridge.conf in /etc/mosquitto/conf.d/ (mode 640), and the central broker's"
+            " ca.crt as %(dir)s/central-ca.crt", dir=DEPLOY_DIR))
+    print(w("on the central broker: append %(acl)s to its acl and %(passwd)s to its passwd, then restart it",
+            acl=out / "central" / f"acl-{user}", passwd=out / "central" / f"passwd-{user}"))
+    print(w("the passwords of the sites and of the bridge are in %(path)s (mode 600) and nowhere else; the sites"
+            " keep the envelope keys broker-config made", path=out / "credentials"))
     return 0
 
 
