@@ -206,7 +206,9 @@ def in_seq(conn: sqlite3.Connection) -> dict[str, int]:
 
 
 def next_seqs(conn: sqlite3.Connection, peers: list[str]) -> dict[str, int]:
-    """The next seq expected of each of `peers` that has one (one query per 500)."""
+    """The next seq expected of each of `peers` that has one (one query per 500). Several members of a
+    share group read it inside their applying transaction: on SQLite BEGIN IMMEDIATE makes them take
+    turns; an engine with concurrent writers needs these rows locked (`FOR UPDATE`)."""
     out: dict[str, int] = {}
     for i in range(0, len(peers), 500):
         chunk = peers[i : i + 500]
