@@ -757,7 +757,8 @@ class SiteLink:
                         late_applied[item.peer] = late_applied.get(item.peer, 0) + 1
                     inbox_rows.append((item.id, item.peer, item.seq, item.type or "", outcome, now_wall))
                     store.fill_gap(conn, item.peer, item.seq)
-                acks_out.setdefault(item.peer, []).append((item.seq, item.id))
+                # a held message another member applied first may carry its copies (each is acked too)
+                acks_out.setdefault(item.peer, []).extend([(item.seq, item.id)] * (1 + item.copies))
             for peer, held in self._held.items():
                 if not held or budget <= 0:
                     continue

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from sitelink import LinkConfig, SiteLink
+from sitelink import LinkConfig, SiteLink, envelope
+from sitelink.envelope import Envelope
 from sitelink.store import LinkError
 
-from .conftest import delta_body, wait_for
+from .conftest import applied_rows, delta_body, record, wait_for
 from .test_link import send_many
 
 SCRIPT = Path(__file__).with_name("cloud_member_process.py")
@@ -101,6 +102,24 @@ def test_a_member_killed_mid_stream_loses_nothing_and_applies_nothing_twice(make
                 p.terminate()
                 p.wait(10)
     check_once_in_order(rows(db), sites, n)
+
+
+def test_a_batch_delivered_again_to_another_member_is_acknowledged_not_applied_twice(make_link, broker, raw):
+    """What a killed member had applied but not yet acknowledged comes again from its site, and the broker
+    hands the copy to another member (whose own next seq is behind): the store's inbox decides."""
+    members = [make_link("cloud", db="cloud.db", part="receive", share_group="g", handlers={"stock_delta": record})
+               for _ in range(2)]
+    site = raw(broker, "fake-site-1")
+    site.subscribe("ms/v1/site-1/ack/down")
+    ids = envelope.new_ids(10)
+    batch = "[" + ",".join(Envelope(id=ids[i], site="site-1", seq=i + 1, type="stock_delta", ts=envelope.now_ts(),
+                                    body=delta_body(i)).to_json() for i in range(10)) + "]"
+    for _ in range(4):  # round robin: each member gets the batch twice
+        site.publish("ms/v1/site-1/up", batch)
+    wait_for(lambda: len(site.acks()) >= 40, 20, "every copy acknowledged")
+    rows = applied_rows(Path(members[0].cfg.db_path))
+    assert sorted(r[0] for r in rows) == sorted(ids), "each message applied once, by whichever member"
+    assert Counter(i for _, i in site.acks()) == {i: 4 for i in ids}
 
 
 def test_share_group_and_part_are_the_clouds():
