@@ -41,7 +41,7 @@ from cloud_sync.catalog import cards as catalog
 from cloud_sync.config import CloudConfig
 from cloud_sync.db import transaction
 from cloud_sync.stock import ledger, warehouses
-from marketplaces.base import Marketplace, MarketplaceError, StockLevel
+from marketplaces.base import Marketplace, MarketplaceError, StockLevel, calls_as_usual, urgent_calls
 
 log = logging.getLogger("cloud_sync.stock.push")
 
@@ -300,6 +300,8 @@ def send_account(conn: sqlite3.Connection, cfg: CloudConfig, account: str, adapt
         return out
     levels = [StockLevel(r["card_id"], r["offer_id"], r["warehouse_id"], r["quantity"]) for r in rows]
     out.sent = len(levels)
+    # zeros (priority 0: an item ran out) take the account's next tokens ahead of its polls and other pushes
+    token = urgent_calls() if top == 0 else None
     try:
         results = {r.key: r for r in adapter.push_stocks(levels)}
         call_error = None
@@ -308,6 +310,9 @@ def send_account(conn: sqlite3.Connection, cfg: CloudConfig, account: str, adapt
     except BaseException:
         _unclaim(conn, account, rows, owner)  # not sent (or not known): the rows are free again
         raise
+    finally:
+        if token is not None:
+            calls_as_usual(token)
     done = time.time()
     try:
         _outcome(conn, cfg, account, rows, results, call_error, done, owner, out)
