@@ -785,8 +785,9 @@ class SiteLink:
             # a writer of another process (a command line import) cannot be seen waiting: a gap now and then
             self._pause = self.cfg.batch_pause
             self._busy_since = None
-        for item_id in [i for _, lst in acks_out.items() for _, i in lst]:
-            self._attempts.pop(item_id, None)
+        if self._attempts:  # failures counted for messages now acknowledged: forgotten
+            for item_id in [i for _, lst in acks_out.items() for _, i in lst]:
+                self._attempts.pop(item_id, None)
         for peer, lst in acks_out.items():
             self._publish_acks(peer, lst)
         for peer, a, b in gaps:
