@@ -287,18 +287,28 @@ def _room_elsewhere(conn: sqlite3.Connection, owner: str, share: int, now: float
 # ---------------------------------------------------------------- claims
 
 
+def unclaimed(now: float | None = None) -> tuple[str, tuple]:
+    """An SQL condition (and its parameters) for a row no live process claims (this one included)."""
+    now = time.time() if now is None else now
+    return "(claimed_by IS NULL OR NOT EXISTS (" + _ALIVE.format(col="claimed_by") + "))", (now - TTL_S,)
+
+
 def claim(conn: sqlite3.Connection, table_name: str, key: Mapping[str, Any], *, due: str = "",
-          params: tuple = (), owner: str | None = None, now: float | None = None) -> bool:
+          params: tuple = (), owner: str | None = None, now: float | None = None, again: bool = True) -> bool:
     """Claim one row of `table_name` (one of `CLAIMABLE`) found by `key` (column -> value), while `due`
-    (an SQL condition with `params`) still holds and no other live process claims it. True when ours."""
+    (an SQL condition with `params`) still holds and no other live process claims it. True when ours.
+    `again=False`: a row this process claims already is not claimed a second time (two threads of one
+    process, each making the call: the caller gives its claims back itself when a call fails)."""
     if table_name not in CLAIMABLE:
         raise ValueError(f"{table_name} has no claims")
     owner, now = owner or me(), time.time() if now is None else now
     where = " AND ".join(f"{col}=?" for col in key)
+    mine = "claimed_by=? OR " if again else ""
     sql = (f"UPDATE {table_name} SET claimed_by=? WHERE {where}" + (f" AND ({due})" if due else "")
-           + " AND (claimed_by IS NULL OR claimed_by=? OR NOT EXISTS (" + _ALIVE.format(col="claimed_by") + "))")
+           + f" AND (claimed_by IS NULL OR {mine}NOT EXISTS (" + _ALIVE.format(col="claimed_by") + "))")
+    args = (owner, *key.values(), *params, *((owner,) if again else ()), now - TTL_S)
     with transaction(conn):
-        return conn.execute(sql, (owner, *key.values(), *params, owner, now - TTL_S)).rowcount == 1
+        return conn.execute(sql, args).rowcount == 1
 
 
 def unclaim(conn: sqlite3.Connection, table_name: str, key: Mapping[str, Any], *, owner: str | None = None) -> None:

@@ -10,6 +10,7 @@ Quantities are whole units (`int`). Times are timezone-aware `datetime` in UTC.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -24,6 +25,24 @@ LabelFormat = Literal["pdf", "png", "svg", "zpl"]
 UNIFIED_STATUSES = (
     "new", "in_work", "reserved", "picking", "packed", "handed_over", "delivered", "cancelled", "returned",
 )
+
+
+# ---------------------------------------------------------------- urgency
+
+# True while the calls of this context are urgent (see `urgent_calls`); the HTTP client reads it.
+urgent_var: contextvars.ContextVar[bool] = contextvars.ContextVar("marketplace_urgent", default=False)
+
+
+def urgent_calls() -> contextvars.Token:
+    """Calls made from now on in this context (and the parallel requests they start) take their
+    account's next tokens ahead of every other waiting call — polls, price pushes, other stock pushes: a
+    stock push of a zero (an item ran out) must not queue behind them. The documented limits hold all the
+    same; only the order of the waiters changes. Undo with `calls_as_usual(token)`."""
+    return urgent_var.set(True)
+
+
+def calls_as_usual(token: contextvars.Token) -> None:
+    urgent_var.reset(token)
 
 
 # ---------------------------------------------------------------- errors

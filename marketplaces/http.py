@@ -17,8 +17,12 @@ Usage from an adapter:
 Rules worth knowing:
 - Buckets are shared by every client of the same account (key: `options["limit_key"]`, else
   `options["client_id"]`, else the account name), so two jobs of one account never add up past a limit.
-- The client runs a little under the documented ceiling so that network jitter never draws a 429: one
-  token of the burst kept spare and 0.5% slower, or 3% slower (`safety`) where the burst is one.
+- The client runs at the documented ceiling, exactly: a bucket's token is taken at the instant it refills
+  (computed from the monotonic clock, never "sleep, then a margin"), and a late wake-up loses nothing where
+  the bucket can hold it. Network jitter never draws a 429: one token of the burst is kept spare (the
+  marketplace's bucket is a token ahead of ours, a request may arrive up to one interval early), and a
+  sliding window counts a request from the moment its answer came back (the marketplace saw it before).
+  Where the burst is one, requests leave exactly one interval apart.
 - Non-idempotent endpoints (status changes) are re-sent automatically only after a 429 (which means
   "not applied"); after a timeout or a 5xx they raise `Uncertain` and the adapter reads the state back.
 - `time_scale` (from `AccountConfig.time_scale`) divides every wait: limits, backoff, retry headers.
@@ -50,6 +54,7 @@ from marketplaces.base import (
     MarketplaceError,
     RateLimited,
     Uncertain,
+    urgent_var,
 )
 from marketplaces.endpoints import Endpoint, EndpointMap, ItemRule, Limit
 
@@ -105,28 +110,43 @@ class TokenBucket:
         self._stamp = clock()
         self._hold = 0.0
         self._lock = threading.Lock()
+        self._urgent = 0  # urgent callers waiting: the others let them have the next token
         self.waited_s = 0.0
 
     def _refill(self, now: float) -> None:
         self.tokens = min(self.burst, self.tokens + (now - self._stamp) * self.rate)
         self._stamp = now
 
-    def acquire(self, cost: float = 1.0) -> float:
-        """Take `cost` tokens, sleeping as long as needed; returns the seconds waited."""
+    def acquire(self, cost: float = 1.0, *, urgent: bool = False) -> float:
+        """Take `cost` tokens, sleeping as long as needed; returns the seconds waited. An `urgent` caller
+        (a stock push of a zero: an item ran out) gets the next token before the others waiting."""
         waited = 0.0
-        while True:
+        if urgent:
             with self._lock:
-                now = self._clock()
-                self._refill(now)
-                wait = max(0.0, self._hold - now)
-                if wait == 0.0:
-                    if self.tokens >= min(cost, self.burst):
-                        self.tokens -= cost
-                        self.waited_s += waited
-                        return waited
-                    wait = (min(cost, self.burst) - self.tokens) / self.rate
-            self._sleep(wait)
-            waited += wait
+                self._urgent += 1
+        try:
+            while True:
+                with self._lock:
+                    now = self._clock()
+                    self._refill(now)
+                    wait = max(0.0, self._hold - now)
+                    if wait == 0.0:
+                        need = min(cost, self.burst)
+                        if self.tokens >= need - 1e-9 and (urgent or not self._urgent):
+                            self.tokens -= cost
+                            self.waited_s += waited
+                            return waited
+                        # the refill instant of the tokens needed (an urgent caller waiting: look again soon)
+                        wait = max(0.0, (need - self.tokens) / self.rate)
+                        if not urgent and self._urgent:
+                            wait = max(wait, 0.0005)
+                if wait > 0:
+                    self._sleep(wait)
+                    waited += wait
+        finally:
+            if urgent:
+                with self._lock:
+                    self._urgent -= 1
 
     def penalize(self, cost: float) -> None:
         with self._lock:
@@ -142,37 +162,48 @@ class TokenBucket:
 class SlidingWindow:
     """At most `max_requests` in any `window` seconds (client side of a window limit). Thread-safe.
 
-    Each request is stamped when it is let go and stamped again when its answer has come back (the
-    marketplace saw it before that), and the window is taken 0.5% longer than documented: so requests
-    that reach the marketplace later or earlier than they left never make it count one too many."""
+    Each request is stamped when it is let go and stamped again when its answer has come back: the
+    marketplace saw it before that, on the same clock's time line, so a window counted from the answer
+    always ends after the marketplace's own — requests that reach it later or earlier than they left never
+    make it count one too many, and the window needs no margin."""
 
     def __init__(self, max_requests: int, window: float) -> None:
         self.max = max(1, int(max_requests))
-        self.window = window * 1.005
+        self.window = window
         self.sent: list[list[float]] = []
         self._lock = threading.Lock()
         self._hold = 0.0
+        self._urgent = 0
         self.waited_s = 0.0
 
-    def acquire_ticket(self, cost: float = 1.0) -> tuple[float, list[float]]:
+    def acquire_ticket(self, cost: float = 1.0, *, urgent: bool = False) -> tuple[float, list[float]]:
         waited = 0.0
-        while True:
+        if urgent:
             with self._lock:
-                now = time.monotonic()
-                self.sent = [t for t in self.sent if t[0] > now - self.window]
-                wait = max(0.0, self._hold - now)
-                if wait == 0.0:
-                    if len(self.sent) < self.max:
-                        ticket = [now]
-                        self.sent.append(ticket)
-                        self.waited_s += waited
-                        return waited, ticket
-                    wait = min(t[0] for t in self.sent) + self.window - now
-            _pause(max(wait, 0.0005))
-            waited += wait
+                self._urgent += 1
+        try:
+            while True:
+                with self._lock:
+                    now = time.monotonic()
+                    self.sent = [t for t in self.sent if t[0] > now - self.window]
+                    wait = max(0.0, self._hold - now)
+                    if wait == 0.0:
+                        if len(self.sent) < self.max and (urgent or not self._urgent):
+                            ticket = [now]
+                            self.sent.append(ticket)
+                            self.waited_s += waited
+                            return waited, ticket
+                        wait = (min(t[0] for t in self.sent) + self.window - now) if len(self.sent) >= self.max \
+                            else 0.0005
+                _pause(max(wait, 0.0005))
+                waited += wait
+        finally:
+            if urgent:
+                with self._lock:
+                    self._urgent -= 1
 
-    def acquire(self, cost: float = 1.0) -> float:
-        return self.acquire_ticket(cost)[0]
+    def acquire(self, cost: float = 1.0, *, urgent: bool = False) -> float:
+        return self.acquire_ticket(cost, urgent=urgent)[0]
 
     def penalize(self, cost: float) -> None:
         with self._lock:
@@ -230,12 +261,12 @@ def _shared_bucket(key: tuple[str, ...], limit: Limit, time_scale: float, safety
         if bucket is None and limit.window_s > 0:
             bucket = _BUCKETS[key] = SlidingWindow(int(limit.burst), limit.window_s / time_scale)  # type: ignore[assignment]
         if bucket is None:
-            # with a burst to spare, one token kept back absorbs jitter and the rate may stay almost at
-            # the ceiling; with a burst of one, the slack has to come from running a little slower
+            # exactly the documented rate; with a burst to spare, one token kept back absorbs jitter (the
+            # marketplace's bucket stays a token ahead of ours); with a burst of one, requests leave exactly
+            # one interval apart (`safety` > 0: the spare token; 0: the whole burst)
             spare = safety > 0 and limit.burst > 1
-            rate = limit.rate * time_scale * (1.0 - (min(safety, 0.005) if spare else safety))
             burst = max(1.0, limit.burst - (1 if spare else 0))
-            bucket = _BUCKETS[key] = TokenBucket(rate, burst)
+            bucket = _BUCKETS[key] = TokenBucket(limit.rate * time_scale, burst)
         return bucket
 
 
@@ -558,12 +589,13 @@ class HttpClient:
         last_problem = ""
         attempt = waits = 0  # failed tries (against retry.attempts); 429s waited out as asked
         while attempt < self.retry.attempts:
+            urgent = urgent_var.get()
             if acct is not None:
-                self.stats.waited_s += acct.acquire()
+                self.stats.waited_s += acct.acquire(urgent=urgent)
             if isinstance(group, SlidingWindow):
-                waited, ticket = group.acquire_ticket(cost)
+                waited, ticket = group.acquire_ticket(cost, urgent=urgent)
             else:
-                waited, ticket = group.acquire(cost), None
+                waited, ticket = group.acquire(cost, urgent=urgent), None
             self.stats.waited_s += waited
             self.stats.requests += 1
             self.stats.by_endpoint[name] = self.stats.by_endpoint.get(name, 0) + 1
@@ -691,8 +723,18 @@ def in_parallel(fn: Callable[[Any], Any], tasks: Sequence[Any], workers: int = 4
     request; running a few at once only keeps the marketplace's own latency from eating the rate."""
     if workers <= 1 or len(tasks) <= 1:
         return [fn(t) for t in tasks]
+    urgent = urgent_var.get()
+
+    def run(task: Any) -> Any:  # the caller's urgency goes with its requests
+        if not urgent:
+            return fn(task)
+        token = urgent_var.set(True)
+        try:
+            return fn(task)
+        finally:
+            urgent_var.reset(token)
     with ThreadPoolExecutor(max_workers=min(workers, len(tasks)), thread_name_prefix="push") as pool:
-        return list(pool.map(fn, tasks))
+        return list(pool.map(run, tasks))
 
 
 def batches(items: list[Any], size: int) -> Iterable[list[Any]]:

@@ -496,13 +496,36 @@ class WildberriesAdapter:
 
     def push_stocks(self, levels: Sequence[StockLevel]) -> list[ItemResult]:
         """Set FBS stocks: per warehouse, in batches of 1000 chrtIds; the last level of a pair wins."""
-        by_wh: dict[str, dict[int, StockLevel]] = {}
-        results: list[ItemResult] = []
+        # grouped by the ids as given (one dict step per level: this runs before the first request, so
+        # it is time added to the push), made numbers once per warehouse and per card afterwards
+        raw: dict[str, dict[str, StockLevel]] = {}
         for lv in levels:
+            pairs = raw.get(lv.warehouse_id)
+            if pairs is None:
+                pairs = raw[lv.warehouse_id] = {}
+            pairs[lv.card_id] = lv
+        by_wh: dict[str, dict[str, StockLevel]] = {}
+        results: list[ItemResult] = []
+        for wh_raw, pairs in raw.items():
             try:
-                by_wh.setdefault(str(int(lv.warehouse_id)), {})[int(lv.card_id)] = lv
+                wh = str(int(wh_raw))
             except ValueError:
-                results.append(ItemResult(f"{lv.card_id}@{lv.warehouse_id}", False, "card and warehouse ids are numbers on WB"))
+                results += [ItemResult(f"{lv.card_id}@{lv.warehouse_id}", False, "card and warehouse ids are numbers on WB")
+                            for lv in pairs.values()]
+                continue
+            if wh in by_wh:  # the same warehouse written two ways ("07", "7"): the later level wins
+                by_wh[wh].update(pairs)
+            else:
+                by_wh[wh] = pairs
+        for pairs in by_wh.values():
+            odd = [c for c in pairs if not (c.isascii() and c.isdigit()) or (c[0] == "0" and c != "0")]
+            for c in odd:  # not written as WB writes a chrtId: a number, or no card at all
+                lv = pairs.pop(c)
+                try:
+                    pairs[str(int(c))] = lv
+                except ValueError:
+                    results.append(ItemResult(f"{lv.card_id}@{lv.warehouse_id}", False,
+                                              "card and warehouse ids are numbers on WB"))
         tasks = [(wh, chunk) for wh, pairs in by_wh.items()
                  for chunk in batches(list(pairs.values()), self.map["stocks_update"].batch)]
         for answered in in_parallel(lambda t: self._put_stocks(*t), tasks, self.push_workers):

@@ -109,8 +109,8 @@ class LinkConfig:
     window: int = 5000  # messages in flight (published, not yet acknowledged) per peer
     batch: int = 1000  # messages applied per transaction at most
     batch_seconds: float = 0.25  # ...and for about this long: the application's writers wait meanwhile
-    batch_pause: float = 0.1  # after a transaction cut short by batch_seconds, or in a long backlog when a
-    # writer of this process waits (every 8 x batch_seconds for unseen ones): let the application write
+    batch_pause: float = 0.1  # in a long backlog, when a writer of this process waits (every 8 x
+    # batch_seconds for unseen ones): let the application write
     gap_timeout: float = 60.0  # seconds to hold out-of-order messages before recording a gap
     resend_after: float = 10.0  # seconds without acknowledgement before the window is sent again
     max_attempts: int = 5  # handler failures before a message is dead-lettered
@@ -770,8 +770,10 @@ class SiteLink:
                 batch_seconds = self.cfg.batch_seconds
                 while budget > 0:
                     if time.monotonic() - now > batch_seconds:
-                        budget = 0  # long enough holding the write lock: commit, go on next round
-                        self._pause = self.cfg.batch_pause
+                        # long enough holding the write lock: commit, go on next round; a gap follows
+                        # only for a writer that waits (below), as after a round's full budget: a round
+                        # made long by a loaded machine, not by its work, paused a drain for nobody
+                        budget = 0
                         break
                     item = held.get(exp)
                     if item is None:
@@ -868,8 +870,9 @@ class SiteLink:
             # a writer of another process (a command line import) cannot be seen waiting: a gap now and then
             self._pause = self.cfg.batch_pause
             self._busy_since = None
-        for item_id in [i for _, lst in acks_out.items() for _, i in lst]:
-            self._attempts.pop(item_id, None)
+        if self._attempts:  # failures counted for messages now acknowledged: forgotten
+            for item_id in [i for _, lst in acks_out.items() for _, i in lst]:
+                self._attempts.pop(item_id, None)
         for peer, lst in acks_out.items():
             self._publish_acks(peer, lst)
         for peer, a, b in gaps:

@@ -123,6 +123,28 @@ class BadMessage(ValueError):
 
 def check_body(msg_type: str, body: Any) -> None:
     """Raise BadMessage when `body` is not a valid body of `msg_type`."""
+    fast = _FAST.get(msg_type)
+    if fast is not None and type(body) is dict:
+        # the usual body, in one pass of exact types (what JSON decodes to): a body it does not clear
+        # is judged by the full check below, which says what is wrong (it accepts what this accepts)
+        required, optional = fast
+        get = body.get
+        for name, allowed in required:
+            if type(get(name)) not in allowed:
+                break
+        else:
+            if len(body) == len(required):
+                return
+            for name, allowed in optional:
+                value = get(name)
+                if value is not None and type(value) not in allowed:
+                    break
+            else:
+                return
+    _check_body_full(msg_type, body)
+
+
+def _check_body_full(msg_type: str, body: Any) -> None:
     required = _REQUIRED.get(msg_type)
     if required is None:
         raise BadMessage(f"unknown message type {msg_type!r}")
@@ -152,6 +174,16 @@ _ABSENT = object()
 _REQUIRED: dict[str, list[tuple[str, tuple[type, ...], bool]]] = {
     t: [(name, _JSON_KINDS[kind], kind in ("int", "num")) for name, kind in spec.items()]
     for t, spec in FIELDS.items()
+}
+
+
+# per type without checks beyond the fields' kinds: (required, optional) as (field, the exact types its
+# JSON kind allows: a bool is never an int here)
+_EXACT: dict[str, frozenset[type]] = {kind: frozenset(types) for kind, types in _JSON_KINDS.items()}
+_FAST: dict[str, tuple[tuple[tuple[str, frozenset[type]], ...], tuple[tuple[str, frozenset[type]], ...]]] = {
+    t: (tuple((name, _EXACT[kind]) for name, kind in spec.items()),
+        tuple((name, _EXACT[kind]) for name, kind in OPTIONAL.get(t, {}).items()))
+    for t, spec in FIELDS.items() if t not in ("task_progress", "return_received")
 }
 
 

@@ -164,7 +164,18 @@ def outbox_peers(conn: sqlite3.Connection) -> list[tuple[str, int]]:
 
 
 def delete_acked(conn: sqlite3.Connection, peer: str, acks: list[tuple[int, str]]) -> None:
-    """Delete acknowledged (seq, id) pairs of `peer` from the outbox (one statement per batch)."""
+    """Delete acknowledged (seq, id) pairs of `peer` from the outbox (one statement per batch). A drain's
+    acknowledgements come as runs of consecutive seqs: such a run is deleted as one range of the key,
+    a row only when its id is one acknowledged (ids are unique), instead of one lookup per pair."""
+    if len(acks) >= 16:
+        lo, hi = min(s for s, _ in acks), max(s for s, _ in acks)
+        if hi - lo < 2 * len(acks):
+            conn.execute(
+                "DELETE FROM link_outbox WHERE peer=? AND seq BETWEEN ? AND ? AND id IN"
+                " (SELECT value FROM json_each(?))",
+                (peer, lo, hi, json.dumps([i for _, i in acks])),
+            )
+            return
     conn.executemany(
         "DELETE FROM link_outbox WHERE peer=? AND seq=? AND id=?", [(peer, s, i) for s, i in acks]
     )

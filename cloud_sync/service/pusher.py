@@ -20,6 +20,8 @@ from cloud_sync.stock import push as stock_push
 
 log = logging.getLogger("cloud_sync.service.pusher")
 
+ZEROS_FIRST_S = 0.02  # the planner's longest wait for the senders to claim the zeros already queued
+
 
 class Pusher:
     """The planner thread and one sender thread per account, each with its own database connection."""
@@ -105,6 +107,7 @@ class Pusher:
                         self._stop.wait(self.leases.check_s if self.leases else 1.0)
                         continue
                     if conn.execute("SELECT 1 FROM stock_dirty LIMIT 1").fetchone():
+                        self._zeros_first(conn)
                         res = stock_push.plan(conn, self.cfg)
                         if res.queued:
                             self._wake_accounts()
@@ -113,6 +116,17 @@ class Pusher:
                     self.errors.append(str(exc))
         finally:
             conn.close()
+
+    def _zeros_first(self, conn: sqlite3.Connection) -> None:
+        """Zeros queued by the order intake (an item ran out) are claimed by their senders before the
+        planner takes the write lock for its round: a round recomputing the same items (the intake marks
+        them dirty too) would hold the senders' claims back by its length. Waits at most `ZEROS_FIRST_S`."""
+        end = time.monotonic() + ZEROS_FIRST_S
+        while time.monotonic() < end and not self._stop.is_set():
+            if conn.execute("SELECT 1 FROM stock_push_queue WHERE priority=0 AND state='pending' AND"
+                            " claimed_by IS NULL AND next_try<=? LIMIT 1", (time.time(),)).fetchone() is None:
+                return
+            self._stop.wait(0.001)
 
     def _send_loop(self, account: str) -> None:
         conn = connect(self.db_path)

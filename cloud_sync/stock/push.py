@@ -41,7 +41,7 @@ from cloud_sync.catalog import cards as catalog
 from cloud_sync.config import CloudConfig
 from cloud_sync.db import transaction
 from cloud_sync.stock import ledger, warehouses
-from marketplaces.base import Marketplace, MarketplaceError, StockLevel
+from marketplaces.base import Marketplace, MarketplaceError, StockLevel, calls_as_usual, urgent_calls
 
 log = logging.getLogger("cloud_sync.stock.push")
 
@@ -264,43 +264,87 @@ def confirm_hold(conn: sqlite3.Connection, hold_id: int, *, by: str = "", now: f
 # ---------------------------------------------------------------- sending
 
 
+# One queued push, as it was read and claimed: the version alone does not name it (a row sent and deleted
+# and queued again starts at version 1 again), the planning time does with it.
+_SAME = "version=? AND queued_ts=?"
+
+
 def send_account(conn: sqlite3.Connection, cfg: CloudConfig, account: str, adapter: Marketplace, *,
-                 now: float | None = None) -> Sent:
-    """Send the account's due pushes of the most urgent priority (one batch)."""
+                 now: float | None = None, owner: str | None = None) -> Sent:
+    """Send the account's due pushes of the most urgent priority (one batch).
+
+    The due rows are read and claimed in one write transaction, and a row is claimed only as it was read
+    (same version, planning time and number, still due) and only when no live process — this one
+    included: a full sync and the pusher's thread share its id — is sending it. A read made before
+    another sender's outcome was written would otherwise claim the row queued again after it (version 1
+    again) and send the number already sent, then delete the newer number unsent."""
     now = time.time() if now is None else now
+    owner = owner or leases.me()
     out = Sent(account)
     guard(conn, cfg, account, now)
-    top = conn.execute("SELECT MIN(priority) FROM stock_push_queue WHERE account=? AND state='pending' AND next_try<=?",
-                       (account, now)).fetchone()[0]
-    if top is None:
-        return out
-    rows = conn.execute(
-        "SELECT card_id, warehouse_id, offer_id, item_id, quantity, version, attempts FROM stock_push_queue WHERE account=?"
-        " AND state='pending' AND next_try<=? AND priority=? ORDER BY queued_ts LIMIT ?",
-        (account, now, top, cfg.jobs.push_batch)).fetchall()
     with transaction(conn):  # claimed, so no other cloud process sends the same push (cloud_sync.leases)
+        free = leases.unclaimed(now)
+        top = conn.execute("SELECT MIN(priority) FROM stock_push_queue WHERE account=? AND state='pending'"
+                           f" AND next_try<=? AND {free[0]}", (account, now, *free[1])).fetchone()[0]
+        if top is None:
+            return out
+        rows = conn.execute(
+            "SELECT card_id, warehouse_id, offer_id, item_id, quantity, version, attempts, queued_ts"
+            f" FROM stock_push_queue WHERE account=? AND state='pending' AND next_try<=? AND priority=? AND {free[0]}"
+            " ORDER BY queued_ts LIMIT ?", (account, now, top, *free[1], cfg.jobs.push_batch)).fetchall()
         rows = [r for r in rows if leases.claim(
             conn, "stock_push_queue", {"account": account, "card_id": r["card_id"], "warehouse_id": r["warehouse_id"]},
-            due="state='pending' AND version=?", params=(r["version"],))]
+            due=f"state='pending' AND {_SAME} AND quantity=? AND next_try<=?",
+            params=(r["version"], r["queued_ts"], r["quantity"], now), owner=owner, now=now, again=False)]
     if not rows:
         return out
     levels = [StockLevel(r["card_id"], r["offer_id"], r["warehouse_id"], r["quantity"]) for r in rows]
     out.sent = len(levels)
+    # zeros (priority 0: an item ran out) take the account's next tokens ahead of its polls and other pushes
+    token = urgent_calls() if top == 0 else None
     try:
         results = {r.key: r for r in adapter.push_stocks(levels)}
         call_error = None
     except MarketplaceError as exc:
         results, call_error = {}, exc
+    except BaseException:
+        _unclaim(conn, account, rows, owner)  # not sent (or not known): the rows are free again
+        raise
+    finally:
+        if token is not None:
+            calls_as_usual(token)
     done = time.time()
+    try:
+        _outcome(conn, cfg, account, rows, results, call_error, done, owner, out)
+    except BaseException:
+        _unclaim(conn, account, rows, owner)
+        raise
+    return out
+
+
+def _unclaim(conn: sqlite3.Connection, account: str, rows: list, owner: str) -> None:
+    try:
+        with transaction(conn):
+            for r in rows:
+                leases.unclaim(conn, "stock_push_queue", {"account": account, "card_id": r["card_id"],
+                                                          "warehouse_id": r["warehouse_id"]}, owner=owner)
+    except sqlite3.Error:
+        log.exception("stock push claims of %s not given back (they go with this process)", account)
+
+
+def _outcome(conn: sqlite3.Connection, cfg: CloudConfig, account: str, rows: list, results: dict,
+             call_error: MarketplaceError | None, done: float, owner: str, out: Sent) -> None:
+    """The pushes' results recorded, and their claims cleared, in one transaction."""
     with transaction(conn):
         for r in rows:
             leases.unclaim(conn, "stock_push_queue", {"account": account, "card_id": r["card_id"],
-                                                      "warehouse_id": r["warehouse_id"]})
+                                                      "warehouse_id": r["warehouse_id"]}, owner=owner)
             key = f"{r['card_id']}@{r['warehouse_id']}"
             res = results.get(key) or results.get(r["card_id"])
             if call_error is None and res is not None and res.ok:
                 deleted = conn.execute("DELETE FROM stock_push_queue WHERE account=? AND card_id=? AND warehouse_id=?"
-                                       " AND version=?", (account, r["card_id"], r["warehouse_id"], r["version"])).rowcount
+                                       f" AND {_SAME}", (account, r["card_id"], r["warehouse_id"], r["version"],
+                                                         r["queued_ts"])).rowcount
                 conn.execute("INSERT INTO stock_published(account, card_id, warehouse_id, quantity, ts) VALUES"
                              " (?,?,?,?,?) ON CONFLICT(account, card_id, warehouse_id) DO UPDATE SET"
                              " quantity=excluded.quantity, ts=excluded.ts",
@@ -319,14 +363,15 @@ def send_account(conn: sqlite3.Connection, cfg: CloudConfig, account: str, adapt
                 delay = min(cfg.jobs.retry_max_s, cfg.jobs.retry_base_s * 2 ** min(attempts - 1, 8))
                 delay /= max(cfg.accounts[account].account.time_scale, 1e-9)
                 conn.execute("UPDATE stock_push_queue SET attempts=?, next_try=?, error=? WHERE account=? AND"
-                             " card_id=? AND warehouse_id=? AND version=?",
+                             f" card_id=? AND warehouse_id=? AND {_SAME}",
                              (attempts, done + delay, error[:300], account, r["card_id"],
-                              r["warehouse_id"], r["version"]))
+                              r["warehouse_id"], r["version"], r["queued_ts"]))
                 out.retry += 1
             else:
                 conn.execute("UPDATE stock_push_queue SET state='failed', attempts=?, error=? WHERE account=? AND"
-                             " card_id=? AND warehouse_id=? AND version=?",
-                             (attempts, error[:300], account, r["card_id"], r["warehouse_id"], r["version"]))
+                             f" card_id=? AND warehouse_id=? AND {_SAME}",
+                             (attempts, error[:300], account, r["card_id"], r["warehouse_id"], r["version"],
+                              r["queued_ts"]))
                 out.failed += 1
                 if len(out.errors) < 5:
                     out.errors.append(f"{key}: {error}")
@@ -339,7 +384,6 @@ def send_account(conn: sqlite3.Connection, cfg: CloudConfig, account: str, adapt
         conn.execute("INSERT INTO stock_push_stats(account, sent, failed, calls, last_ts) VALUES (?,?,?,1,?)"
                      " ON CONFLICT(account) DO UPDATE SET sent=sent+excluded.sent, failed=failed+excluded.failed,"
                      " calls=calls+1, last_ts=excluded.last_ts", (account, out.ok, out.failed, done))
-    return out
 
 
 def _reschedule_after_push(conn: sqlite3.Connection, cfg: CloudConfig, account: str, card_id: str, wh: str,

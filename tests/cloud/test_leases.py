@@ -18,6 +18,8 @@ from cloud_sync.access import secrets
 from cloud_sync.alerts import outbox
 from cloud_sync.db import transaction
 from cloud_sync.orders import intake, mp_actions
+from cloud_sync.schema import open_db
+from cloud_sync.stock import ledger
 from cloud_sync.stock import push as stock_push
 from tests.cloud.conftest import ShopWindow, card_id, order, seed
 
@@ -115,6 +117,81 @@ def test_a_stock_push_claimed_by_a_live_process_is_not_sent_twice(conn, cfg):
     leases.leave(conn, owner=OTHER_HOST)  # it stopped without sending
     assert stock_push.send_account(conn, cfg, "wb", window).ok == len(rows)
     assert conn.execute("SELECT COUNT(*) FROM stock_push_queue WHERE account='wb'").fetchone()[0] == 0
+
+
+class _ReadThenWait:
+    """A connection of a second sender that, right after reading its due pushes, lets another sender send
+    them, record the outcome and the planner queue a new number of one card (the row starts at version 1
+    again): the moment two cloud processes (or a full sync and the pusher in one) met in the defect."""
+
+    def __init__(self, conn, meanwhile) -> None:
+        self._conn, self._meanwhile, self.fired = conn, meanwhile, False
+        self.worker: threading.Thread | None = None
+
+    def execute(self, sql, *args):
+        cur = self._conn.execute(sql, *args)
+        if not self.fired and sql.lstrip().startswith("SELECT card_id, warehouse_id, offer_id"):
+            self.fired = True
+            self.worker = threading.Thread(target=self._meanwhile, daemon=True)
+            self.worker.start()
+            self.worker.join(1.5)  # the read and the claim share one write transaction: it waits for them
+            cur = _Rows(cur.fetchall())
+        return cur
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
+class _Rows:
+    def __init__(self, rows) -> None:
+        self.rows = rows
+
+    def fetchall(self):
+        return self.rows
+
+
+def test_a_stock_push_read_before_another_sender_recorded_it_is_not_sent_again(conn, cfg, db_path):
+    """The 3-process run's WB amount written twice over itself 22 ms apart: process B read the due pushes,
+    process A sent them and recorded them (rows deleted), the planner queued a new number of a card (its
+    row at version 1 again), and B's claim (`version=1`) took that new row and sent B's stale number a
+    second time — then deleted the new number unsent."""
+    items = seed(conn, 3)
+    stock_push.plan_all(conn, cfg)
+    first, second = "elsewhere:1:a", "elsewhere:2:b"
+    _alive_row(conn, first)
+    _alive_row(conn, second)
+    window_a, window_b = ShopWindow("wb", "wildberries", "10"), ShopWindow("wb", "wildberries", "10")
+    changed = items[0].item_id
+    conn_a, conn_b = open_db(db_path), open_db(db_path)
+
+    def meanwhile() -> None:
+        stock_push.send_account(conn_a, cfg, "wb", window_a, owner=first)  # all of them, or none: B has them
+        with transaction(conn_a):
+            ledger.set_balances(conn_a, "main", {changed: items[0].stock + 5})
+        stock_push.plan(conn_a, cfg)
+
+    racing = _ReadThenWait(conn_b, meanwhile)
+    try:
+        stock_push.send_account(racing, cfg, "wb", window_b, owner=second)  # type: ignore[arg-type]
+        assert racing.worker is not None
+        racing.worker.join(30)
+        while stock_push.send_account(conn_b, cfg, "wb", window_b, owner=second).sent:
+            pass
+    finally:
+        conn_a.close()
+        conn_b.close()
+    sends: dict[str, list[int]] = {}
+    for batch in window_a.pushes + window_b.pushes:
+        for lv in batch:
+            sends.setdefault(f"{lv.card_id}@{lv.warehouse_id}", []).append(lv.quantity)
+    twice = {k: q for k, q in sends.items() if any(a == b for a, b in zip(q, q[1:], strict=False))}
+    assert twice == {}, f"the same number sent twice: {twice}"
+    key = f"{card_id('wb', items[0].index)}@10"
+    newer = conn.execute("SELECT quantity FROM stock_published WHERE account='wb' AND card_id=?",
+                         (card_id("wb", items[0].index),)).fetchone()[0]
+    assert sends[key][-1] == newer and len(sends[key]) == 2, sends[key]  # the new number went out, once
+    assert conn.execute("SELECT COUNT(*) FROM stock_push_queue WHERE account='wb' AND state='pending'"
+                        ).fetchone()[0] == 0
 
 
 class _Telegram:

@@ -28,9 +28,10 @@ from marketsync.demo import Demo, http_json
 from marketsync.demo_config import ACCOUNT_NAMES
 from marketsync.procs import Service
 
-# Run by `make soak` (pytest -m faults): in 1 run of 3 after the merge one WB stock amount was written twice
-# over itself 22 ms apart with no kill between (a push raced across processes, or re-planned while sent):
-# open, named in the closing note.
+# Run by `make soak` (pytest -m faults). Once one WB stock amount was written twice over itself 22 ms apart
+# with no kill between: a sender read the due pushes outside its claim's transaction and claimed, by
+# version alone, the row queued again (version 1 again) after another sender had sent and recorded it;
+# fixed in cloud_sync/stock/push.py, focused test in tests/cloud/test_leases.py.
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
 
 TAKEOVER_S = 10.0

@@ -236,3 +236,29 @@ def test_endpoint_override_moves_a_path_without_code_change(server: Scripted) ->
     client.call("read")
     assert server.seen[-1][1] == "/v9/read"
     assert server.seen[-1][2].get("Authorization") == SECRET
+
+
+def test_an_urgent_call_takes_the_next_token_before_the_calls_waiting_longer():
+    """A stock push of a zero jumps the queue of an account's bucket (polls, price pushes wait), and the
+    bucket's pace holds all the same: one token per interval, taken at its refill instant."""
+    bucket = TokenBucket(rate=10.0, burst=1)
+    bucket.acquire()  # the token a poll just took
+    order: list[tuple[str, float]] = []
+    start = time.monotonic()
+
+    def take(name: str, urgent: bool) -> None:
+        bucket.acquire(urgent=urgent)
+        order.append((name, time.monotonic() - start))
+
+    slow = [threading.Thread(target=take, args=(f"poll-{i}", False)) for i in range(2)]
+    for t in slow:
+        t.start()
+    time.sleep(0.02)
+    zero = threading.Thread(target=take, args=("zero", True))
+    zero.start()
+    for t in (*slow, zero):
+        t.join(5)
+    assert [name for name, _ in order][0] == "zero"
+    assert order[0][1] >= 0.095  # the next refill instant, not sooner
+    gaps = [b - a for (_, a), (_, b) in zip(order, order[1:], strict=False)]
+    assert all(g >= 0.095 for g in gaps), gaps  # one token per 0.1 s: the limit holds

@@ -8,6 +8,7 @@ import pytest
 
 from sitelink import envelope
 from sitelink.envelope import BadEnvelope
+from sitelink.messages import _JSON_KINDS, FIELDS, OPTIONAL, BadMessage, check_body
 
 from .conftest import pick_body
 
@@ -46,3 +47,27 @@ def test_bad_envelopes_are_refused_with_a_reason(raw, reason, knows_id):
         envelope.parse(raw)
     assert reason in str(err.value)
     assert (err.value.id is not None and err.value.seq == 7) is knows_id
+
+
+def test_the_fast_body_check_judges_every_field_kind_as_the_full_one():
+    """`check_body` clears the usual body in one pass of exact types; whatever it does not clear goes to
+    the full check. Per type and field: the right kind passes, a wrong kind (a bool for a number too) is
+    refused, a missing field is refused, an optional field of the wrong kind is refused."""
+    good = {"str": "x", "int": 3, "num": 2.5, "bool": True, "list": [], "dict": {}}
+    wrong = {"str": 5, "int": True, "num": False, "bool": 1, "list": {}, "dict": []}
+    assert set(good) == set(_JSON_KINDS)
+    for msg_type, spec in FIELDS.items():
+        if msg_type in ("task_progress", "return_received"):
+            continue  # checks beyond kinds: their own tests
+        body = {name: good[kind] for name, kind in spec.items()}
+        check_body(msg_type, body)
+        for name, kind in spec.items():
+            with pytest.raises(BadMessage):
+                check_body(msg_type, {**body, name: wrong[kind]})
+            with pytest.raises(BadMessage):
+                check_body(msg_type, {k: v for k, v in body.items() if k != name})
+        for name, kind in OPTIONAL.get(msg_type, {}).items():
+            check_body(msg_type, {**body, name: good[kind]})
+            check_body(msg_type, {**body, name: None})
+            with pytest.raises(BadMessage):
+                check_body(msg_type, {**body, name: wrong[kind]})
