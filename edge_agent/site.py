@@ -217,9 +217,9 @@ class Site:
                 self.conn.execute("DELETE FROM page_scans WHERE ts < ?", (store.now() - PAGE_SCAN_MEMORY_S,))
                 self.conn.execute("INSERT INTO page_scans (scan_id, result, ts) VALUES (?,?,?)",
                                   (scan_id, store.dumps(res.to_json()), store.now()))
+        if res.kind == "done":  # the label first: the page's answer is built after it went to the printer
+            self.printing.wake_and_wait()
         self.changes.bump("scan", station=station_name, result=res.to_json(), via=via)
-        if res.kind == "done":
-            self.printing.wake()
         return res
 
     def _registry_check(self, station_name: str, code: str) -> RegistryCheck | None:
