@@ -45,7 +45,7 @@ from edge_agent.tasks.common import Send, TaskError, parcels_word
 log = logging.getLogger("marketsync.edge")
 AHEAD = 50  # labels rendered ahead per look at the queue
 LABEL_FIRST_S = 0.5  # how long a page's scan waits for its label to go before it answers (`wake_and_wait`)
-NEXT_AHEAD = 1  # labels the print worker renders right after printing one (`PrintQueue.prepare_next`)
+NEXT_AHEAD = 1  # labels rendered at once (no pause waited for) after each print (`PrintQueue.prepare_next`)
 QUIET_S = 0.3  # labels are rendered ahead in the pauses of packing: this long without a scan or a print
 AHEAD_CACHE_KB = 512  # SQLite's page cache of the labels-ahead worker's own connection (the site's: 2 MB)
 UNKNOWN_WORDS = ("Программа склада перезапустилась, когда эта этикетка уходила на принтер: посмотрите, напечаталась "
@@ -79,6 +79,7 @@ class PrintQueue:
         self._passes = threading.Condition()  # the worker's looks at the queue: started, finished
         self._started = self._finished = 0
         self._running = False
+        self._next = threading.Event()  # a label printed: the labels-ahead worker renders the next one at once
 
     @property
     def printer(self) -> Any:
@@ -120,7 +121,6 @@ class PrintQueue:
         except Exception:
             log.exception("print journal recovery")
         self._wake.set()  # what waited while the box was off prints now
-        reader: sqlite3.Connection | None = None
         self._running = True
         try:
             while not stopping():
@@ -138,16 +138,13 @@ class PrintQueue:
                         with self._passes:
                             self._finished += 1
                             self._passes.notify_all()
-                    if printed and not self._wake.is_set():
-                        reader = reader or self._own_reader()
-                        self.prepare_next(stopping, reader)
                 except Exception:
                     log.exception("print queue")
+                if printed:  # the packer takes the next parcel: its label is rendered now (`prepare_next`)
+                    self._next.set()
                 self._ahead.set()  # what is still to pack may have changed: its labels, rendered ahead
         finally:
             self._running = False
-            if reader is not None:
-                reader.close()
 
     def _own_reader(self) -> sqlite3.Connection:
         """A connection of a worker's own (WAL: its reads neither wait for the site's writes nor hold its lock)."""
@@ -157,13 +154,14 @@ class PrintQueue:
 
     def prepare_next(self, stopping: Callable[[], bool], reader: sqlite3.Connection | None = None) -> int:
         """Right after a label printed, while the packer takes the next parcel: the label of the next order
-        to pack (`NEXT_AHEAD`, earliest deadline first), rendered by the print worker itself, unless a job
-        is already waiting (a wake stops it before the render). Packing without pauses, the labels-ahead
-        worker never gets its pause (`QUIET_S`) and every PDF label was rendered on the scan's path
-        (~5 ms, 12-35 ms p90-p99 with a camera decoding beside it, bench/edge_pi.py); now the scan's
-        label is mostly ready. At most one render stands between a scan that comes meanwhile and its
-        label, as when it was rendered on the scan's path."""
-        return self.prepare_ahead(lambda: stopping() or self._wake.is_set(), limit=NEXT_AHEAD, reader=reader)
+        to pack (`NEXT_AHEAD`, earliest deadline first), rendered by the labels-ahead worker without
+        waiting for a pause. Packing without pauses, that worker never got its pause (`QUIET_S`) and
+        every PDF label was rendered on the scan's path (~5 ms, 12-35 ms p90-p99 with a camera decoding
+        beside it, bench/edge_pi.py); now the scan's label is mostly ready. It renders at the worker's
+        background priority, so a scan that comes meanwhile goes first; were that scan's label the one
+        being rendered, the print worker waits for it (pdfium renders one document at a time) as it would
+        have rendered it itself."""
+        return self.prepare_ahead(stopping, limit=NEXT_AHEAD, reader=reader)
 
     def run_ahead(self, stopping: Callable[[], bool]) -> None:
         """The background worker: renders the labels of orders still to pack (`prepare_ahead`) after each
@@ -183,7 +181,11 @@ class PrintQueue:
                 if stopping():
                     break
                 try:
-                    self.prepare_ahead(stopping, reader=reader, in_pauses=True)
+                    if self._next.is_set():
+                        self._next.clear()
+                        self.prepare_next(stopping, reader)
+                    # in the pauses of packing; a label printed meanwhile makes it render the next one first
+                    self.prepare_ahead(lambda: stopping() or self._next.is_set(), reader=reader, in_pauses=True)
                 except Exception:
                     log.exception("labels rendered ahead")
         finally:
@@ -237,7 +239,7 @@ class PrintQueue:
             left = QUIET_S - (time.monotonic() - self._active_at)
             if left <= 0:
                 return True
-            time.sleep(min(left, QUIET_S))
+            self._next.wait(min(left, QUIET_S))
         return False
 
     def recover(self) -> dict[str, int]:
