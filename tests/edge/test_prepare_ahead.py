@@ -167,9 +167,9 @@ def test_a_scan_does_not_wait_for_a_print_worker_that_is_not_running(tmp_path):
 
 
 def test_the_next_orders_label_is_rendered_right_after_a_print_while_packers_scan(tmp_path):
-    """Packing without pauses the labels-ahead worker never renders (QUIET_S); the print worker renders
-    the label of the next order to pack (earliest deadline) right after it printed one, so that order's
-    scan only sends it."""
+    """Packing without pauses the labels-ahead worker never got its pause (QUIET_S); right after a label
+    printed it now renders the label of the next order to pack (earliest deadline) without waiting for
+    one, so that order's scan only sends it."""
     site = Site(edge_config(tmp_path), with_link=False)
     with store.transaction(site.conn):
         inbox.apply_catalog(site.conn, {"items": [MUG, BAG]})
