@@ -12,7 +12,7 @@ Measured:
 - scan->label: a packer's scan POSTed to the page's /api/scan (it packs the order's only unit) until
   the last byte of that order's label reached the printer, one order after another, p99; beside it,
   the floor: a page request that prints nothing (GET /api/state), p99, in the same run;
-- peak resident memory of the agent (VmHWM) over the whole run (the packer's login is in it: the PIN
+- peak resident memory of the agent (VmHWM) over the whole run, summed over every process of the agent (the packer's login is in it: the PIN
   check, scrypt, holds 16 MB for a moment, by design);
 - idle CPU: the agent's CPU time over `--idle-s` seconds (a minute) after the work, as % of one core;
   beside it the same of a bare Flask+waitress process started with it (the floor of an idle web server).
@@ -171,10 +171,49 @@ def proc_status(pid: int) -> dict[str, int]:
     return out
 
 
+def family(pid: int) -> list[int]:
+    """The agent and every process it started (were a camera decoded in a child, its memory counts too)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as fh:
+                    todo.extend(int(c) for c in fh.read().split())
+        except OSError:
+            continue
+    return out
+
+
+def family_status(pid: int) -> dict[str, int]:
+    """VmHWM and VmRSS summed over the agent's processes (a peak summed over processes is an upper bound)."""
+    total = {"VmHWM": 0, "VmRSS": 0, "processes": 0}
+    for p in family(pid):
+        try:
+            st = proc_status(p)
+        except OSError:
+            continue
+        total["VmHWM"] += st.get("VmHWM", 0)
+        total["VmRSS"] += st.get("VmRSS", 0)
+        total["processes"] += 1
+    return total
+
+
 def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def family_cpu(pid: int) -> float:
+    total = 0.0
+    for p in family(pid):
+        try:
+            total += cpu_seconds(p)
+        except OSError:
+            continue
+    return total
 
 
 def pct(values: list[float], q: float) -> float:
@@ -207,7 +246,7 @@ def main() -> None:
         cfg = edge_toml(folder, printer.port, None if args.no_camera else video)
         agent, url, ready = start([sys.executable, "-m", "marketsync.cli", "edge", "serve", "--config", str(cfg)],
                                   folder, args.core)
-        at_ready, t_ready = proc_status(agent.pid), time.perf_counter()
+        at_ready, t_ready = family_status(agent.pid), time.perf_counter()
         try:
             client = httpx.Client(base_url=url, timeout=10, follow_redirects=False)
             r = client.post("/login", data={"name": "Анна", "pin": PIN, "station": "pack-1"})
@@ -230,15 +269,15 @@ def main() -> None:
                     client.get("/api/state").raise_for_status()
                     floor_ms.append((time.perf_counter() - t1) * 1000)
             load_s = time.perf_counter() - t_load
-            after_load = proc_status(agent.pid)
+            after_load = family_status(agent.pid)
             # idle: once the camera's video file has ended (its scanner stops there) and the work is done
             time.sleep(max(2.0, t_ready + VIDEO_FRAMES / VIDEO_FPS + 2.0 - time.perf_counter()))
-            a0, f0, t_idle = cpu_seconds(agent.pid), cpu_seconds(floor.pid), time.perf_counter()
+            a0, f0, t_idle = family_cpu(agent.pid), cpu_seconds(floor.pid), time.perf_counter()
             time.sleep(args.idle_s)
             span = time.perf_counter() - t_idle
-            idle = (cpu_seconds(agent.pid) - a0) / span * 100
+            idle = (family_cpu(agent.pid) - a0) / span * 100
             idle_floor = (cpu_seconds(floor.pid) - f0) / span * 100
-            mem, mem_floor = proc_status(agent.pid), proc_status(floor.pid)
+            mem, mem_floor = family_status(agent.pid), proc_status(floor.pid)
         finally:
             for proc in (agent, floor):
                 proc.terminate()
@@ -249,7 +288,8 @@ def main() -> None:
         peak = mem["VmHWM"] / 1024
         print(f"start to ready: agent {ready:.2f} s; floor (bare Flask+waitress) {floor_ready:.2f} s")
         print(f"peak memory:    agent {peak:.1f} MB (at ready {at_ready['VmRSS'] / 1024:.1f}, after the packing "
-              f"{after_load['VmRSS'] / 1024:.1f}, at the end {mem['VmRSS'] / 1024:.1f}); "
+              f"{after_load['VmRSS'] / 1024:.1f}, at the end {mem['VmRSS'] / 1024:.1f}; {mem['processes']} process(es) "
+              f"of the agent counted); "
               f"floor {mem_floor['VmHWM'] / 1024:.1f} MB")
         print(f"packing:        {len(latencies)} of {args.orders} orders packed and labelled in {load_s:.1f} s "
               f"({len(printer.jobs)} labels at the printer, {missing} missing); camera scanner: "

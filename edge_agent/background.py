@@ -7,6 +7,12 @@ the labels rendered ahead — take the time left over. On an idle box they still
 (a nice value only weighs threads that want the CPU at the same time). Only the thread's own value
 is raised (an unprivileged process can never lower it back), and never lowered where the process
 was started nicer than this already.
+
+Owns `foreground()` and `give_way()` too: a nice value weighs the threads' shares of the core, but a
+frame already being decoded keeps the core for its slice and takes turns at the GIL with the scan; so
+while a packer's scan is served (the page's request and the label it prints) the background threads
+that call `give_way()` between their pieces of work start no new one (a camera skips to the next frame
+after it, at most `GIVE_WAY_MAX_S` later).
 """
 
 from __future__ import annotations
@@ -14,9 +20,15 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 log = logging.getLogger("marketsync.edge")
 BACKGROUND_NICE = 10  # scheduler weight ~1/10 of a normal thread's: a request waiting for the core goes first
+GIVE_WAY_MAX_S = 0.25  # the longest a background thread waits for the packers' work in `give_way`
+_foreground = 0  # packers' pieces of work being served now
+_served = threading.Condition()
 
 
 def thread_nice(tid: int | None = None) -> int:
@@ -34,3 +46,29 @@ def background_thread(nice: int = BACKGROUND_NICE) -> bool:
     except (OSError, AttributeError) as exc:  # not Linux, or a sandbox that refuses it: only slower scans
         log.debug("background thread keeps its priority: %s", exc)
         return False
+
+
+@contextmanager
+def foreground() -> Iterator[None]:
+    """A piece of work a packer waits for (a scan and its label): `give_way()` waits while it runs."""
+    global _foreground
+    with _served:
+        _foreground += 1
+    try:
+        yield
+    finally:
+        with _served:
+            _foreground -= 1
+            if not _foreground:
+                _served.notify_all()
+
+
+def give_way(max_wait: float = GIVE_WAY_MAX_S) -> float:
+    """Between two pieces of background work: wait while a packer's work is served (at most `max_wait`).
+    Returns the seconds waited."""
+    with _served:
+        if not _foreground:
+            return 0.0
+        t0 = time.monotonic()
+        _served.wait_for(lambda: not _foreground, max_wait)
+        return time.monotonic() - t0

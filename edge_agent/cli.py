@@ -89,14 +89,21 @@ def serve_main(config_path: str | None, port: int | None = None) -> int:
         signal.signal(sig, lambda *_: stop.set())
     try:
         site = Site(cfg)
-        site.start()
     except Exception as exc:
         print(f"marketsync edge: cannot start the site: {exc}", file=sys.stderr)
         return 3
     server = None
     try:
+        # the page first, then the devices and workers: their threads (a camera loading OpenCV and decoding,
+        # labels rendered ahead loading pdfium) took turns at the GIL with the page being built, and on one
+        # core the box was ready ~0.3-1 s later under load (bench/edge_pi.py)
         server = waitress.create_server(create_app(site), host=cfg.web_host, port=cfg.web_port, threads=WEB_THREADS,
                                         channel_timeout=60, ident="marketsync-edge")
+        try:
+            site.start()
+        except Exception as exc:
+            print(f"marketsync edge: cannot start the site: {exc}", file=sys.stderr)
+            return 3
         web = threading.Thread(target=server.run, name="web", daemon=True)
         web.start()
         host = cfg.web_host if cfg.web_host not in ("0.0.0.0", "::") else socket.gethostname()

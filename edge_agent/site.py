@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from edge_agent import store
+from edge_agent.background import foreground
 from edge_agent.changes import Changes
 from edge_agent.chestny_znak import MarkingRegistry, open_registry
 from edge_agent.config import EdgeConfig
@@ -202,6 +203,10 @@ class Site:
         answer it got, and the live update tells only the others (no second message, no second beep).
         `scan_id` is the page's id of the scan: a request sent again because its answer was lost on the
         way (Wi-Fi) gets the first answer back and is not applied twice."""
+        with foreground():  # the camera's decoding waits for this scan and its label (background.give_way)
+            return self._scan(station_name, code, via, scan_id)
+
+    def _scan(self, station_name: str, code: str, via: str, scan_id: str | None) -> ScanResult:
         self.printing.active()  # labels are rendered ahead in the pauses, not while packers scan
         registry = self._registry_check(station_name, code)  # outside the transaction: a network call
         with store.transaction(self.conn):
@@ -217,9 +222,9 @@ class Site:
                 self.conn.execute("DELETE FROM page_scans WHERE ts < ?", (store.now() - PAGE_SCAN_MEMORY_S,))
                 self.conn.execute("INSERT INTO page_scans (scan_id, result, ts) VALUES (?,?,?)",
                                   (scan_id, store.dumps(res.to_json()), store.now()))
+        if res.kind == "done":  # the label first: the page's answer is built after it went to the printer
+            self.printing.wake_and_wait()
         self.changes.bump("scan", station=station_name, result=res.to_json(), via=via)
-        if res.kind == "done":
-            self.printing.wake()
         return res
 
     def _registry_check(self, station_name: str, code: str) -> RegistryCheck | None:

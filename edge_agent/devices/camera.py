@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_agent.background import background_thread
+from edge_agent.background import background_thread, give_way
 from edge_agent.decode import FrameDecoder, Symbol, decode_image
 from edge_agent.devices.base import DeviceError, DeviceGone, ScanEvent, need
 
@@ -201,6 +201,7 @@ class CameraScanner:
         reported = False
         interval = 1.0 / self.fps if self.fps > 0 else 0.0
         while not self._stop.is_set():
+            give_way()  # a packer's scan being served goes first: no new frame is decoded meanwhile
             tick = time.monotonic()
             try:
                 frame = self.camera.read_frame()

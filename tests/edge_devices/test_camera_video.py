@@ -180,3 +180,23 @@ def test_a_scanner_camera_takes_the_brightness_plane_only(tmp_path):
     finally:
         scanner.camera.close()
         colour.close()
+
+
+def test_the_camera_scanner_decodes_no_new_frame_while_a_scan_is_served(tmp_path):
+    """A nice value only weighs shares of the core: while a packer's scan and its label are served
+    (`background.foreground`), the camera scanner starts no new frame; it goes on once the scan is done
+    (or after GIVE_WAY_MAX_S, were a scan to hang)."""
+    from edge_agent.background import foreground, give_way
+    from edge_agent.devices.scanners import open_scanner, wait_for
+
+    assert give_way() == 0.0  # nothing served: no wait
+    video = str(make_video(tmp_path / "desk.mp4", frames=10))
+    s = open_scanner({"kind": "camera", "source": video, "station": "pack-3", "fps": 50, "loop": True})
+    with foreground():
+        s.start(lambda _event: None)
+        time.sleep(0.15)
+        assert s.camera.frames == 0
+    try:
+        assert wait_for(lambda: s.camera.frames > 0)
+    finally:
+        s.stop()
