@@ -12,6 +12,10 @@ whole process: interpreter, SQLite cache, everything) is its own:
               reading both files and doing nothing else — no record built, no database; the import's
               speed is also given as a share of it (`ratio_to_floor`);
   parse     — the parser alone over both files (records built, no database);
+  lxml      — for comparison where lxml is installed: its iterparse (safe settings) reading the same files,
+              alone (its floor) and with the importer's own record building over its elements; the
+              importer keeps expat: lxml's floor is lower, but building records from its elements (a Python
+              proxy object per element touched) costs more than the parse saves;
   single    — the full import on the single-process path (parse and write in turn), the baseline;
   import    — the full import as `import_files` chooses for files this size: the catalog file and
               the offers file are parsed at once by two child processes while this one writes (both
@@ -148,6 +152,31 @@ def read_floor(path: str) -> int:
     return freed
 
 
+def read_lxml(path: str, records: bool) -> int:
+    """lxml (libxml2) as the importer's reader would use it, for comparison only (the importer reads with
+    expat): `iterparse` with the C-level tag filter handing out only items and offers, each cleared and its
+    finished siblings dropped, on a parser as safe as the importer's (no entity resolved, no network, no
+    huge tree, no DTD loaded). `records`: also build the records with the importer's own code
+    (`_Reader.item` / `_Reader.offer` over lxml's elements). Returns the records read."""
+    from lxml import etree  # optional: only when installed, for this comparison
+
+    from cloud_sync.onec.parser import _Reader
+
+    reader = _Reader(os.path.basename(path))
+    n = 0
+    with open(path, "rb") as f:
+        for _, el in etree.iterparse(f, events=("end",), tag=("{*}Товар", "{*}Предложение"),
+                                     resolve_entities=False, no_network=True, huge_tree=False, load_dtd=False):
+            if records:
+                reader.item(el) if el.tag.endswith("Товар") else reader.offer(el)  # type: ignore[arg-type]
+            el.clear(keep_tail=True)
+            parent = el.getparent()
+            while el.getprevious() is not None:
+                del parent[0]
+            n += 1
+    return n
+
+
 def child(kind: str, db: str, files: list[str]) -> None:
     # lazy: the child process measures its own peak memory, the import's modules included
     from cloud_sync.onec.importer import import_files
@@ -161,6 +190,8 @@ def child(kind: str, db: str, files: list[str]) -> None:
         open_db(db).close()
     elif kind == "floor":
         out["elements"] = sum(read_floor(f) for f in files)
+    elif kind in ("lxml_floor", "lxml_parse"):
+        out["records"] = sum(read_lxml(f, kind == "lxml_parse") for f in files)
     elif kind == "parse":
         out["records"] = sum(1 for f in files for _ in parse(f))
     else:
@@ -231,6 +262,14 @@ def main() -> None:
               f" peak {floor['peak_mb']:.1f} MB")
         parse_only = run_child("parse", folder / "parse.db", files)
         print(f"parse only: {rates(args.items, parse_only)}, peak {parse_only['peak_mb']:.1f} MB")
+        try:  # lxml against expat, measured each run where it is installed (the importer reads with expat)
+            lx_floor = run_child("lxml_floor", folder / "lxml.db", files)
+            lx_parse = run_child("lxml_parse", folder / "lxml.db", files)
+        except subprocess.CalledProcessError:
+            print("lxml not installed: not compared")
+        else:
+            print(f"lxml, not the importer's reader — floor (iterparse, tag filter, cleared): {rates(args.items, lx_floor)};"
+                  f" with the importer's record building: {rates(args.items, lx_parse)}")
         singles, fulls = [], []
         for n in range(args.rounds):
             print(f"round {n + 1}: uptime load average {os.getloadavg()[0]:.1f}")

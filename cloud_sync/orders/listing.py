@@ -121,7 +121,7 @@ def deadlines_near(conn: sqlite3.Connection, within_s: float, now: float | None 
     now = time.time() if now is None else now
     limit = datetime.fromtimestamp(now + within_s, UTC).isoformat()
     return [dict(r) for r in conn.execute(
-        # `(ship_by IS NULL)=0`: the first column of orders_page (the order list's index), read in deadline order
+        # `(ship_by IS NULL)=0`: the first column of orders_page_filtered (the order list's index), read in deadline order
         "SELECT id, key, account, number, ship_by, status, stage, problem FROM orders WHERE (ship_by IS NULL)=0"
         " AND ship_by<=?"
         f" AND stage IN ({','.join('?' * len(OPEN_STAGES))}) ORDER BY ship_by", (limit, *OPEN_STAGES))]
