@@ -39,6 +39,7 @@ untyped literals so that PostgreSQL types them by their column (SQLite does not 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import os
@@ -773,8 +774,10 @@ class Connection:
             if returning_id:
                 text += f" RETURNING {returning_id}"
         args = self._params(t, params)
+        # a failing SELECT is a bug either way; a write may fail by design (a duplicate) and the caller goes on
+        savepoint = self._savepoint() if t.kind != "select" else contextlib.nullcontext()
         try:
-            with self._savepoint(), self._raw.cursor() as cur:
+            with savepoint, self._raw.cursor() as cur:
                 cur.execute(text, args, prepare=None)
                 rowcount = cur.rowcount
                 if cur.description is None:

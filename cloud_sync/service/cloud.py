@@ -82,7 +82,8 @@ class CloudService:
             lc = self.cfg.link
             self.link = SiteLink(LinkConfig(role="cloud", db_path=self.db_path, host=lc.host, port=lc.port,
                                             username=lc.username or None, password=lc.password or None,
-                                            tls_ca=lc.tls_ca or None, keys_file=lc.keys_file or None))
+                                            tls_ca=lc.tls_ca or None, keys_file=lc.keys_file or None,
+                                            connect=connect))  # the cloud's store, SQLite or PostgreSQL
             site_messages.register_site_handlers(self.link, self.cfg, wake=self.pusher.wake)
             after_handover.register_return_handlers(self.link, self.cfg, wake=self.pusher.wake)
         self.jobs = Jobs(self.cfg, self.db_path, self.adapters, link=self.link, wake_stock=self.pusher.wake,
