@@ -41,6 +41,7 @@ from cloud_sync.config_sections import (
     UiSettings,
     read_tables,
 )
+from cloud_sync.pg import Url as PgUrl
 from cloud_sync.pg import redact as pg_redact
 from marketplaces import profiles
 from marketplaces.base import UNIFIED_STATUSES, AccountConfig
@@ -251,7 +252,7 @@ def _db_url(db: DbSection, env: dict[str, str], where: Place) -> str:
         user = unquote(parts.username or "")
         host = parts.netloc.rsplit("@", 1)[-1]
         url = urlunsplit(parts._replace(netloc=f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"))
-    return url
+    return PgUrl(url)
 
 
 def parse_config(data: dict[str, Any], *, base_dir: Path | None = None,

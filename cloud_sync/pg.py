@@ -66,7 +66,7 @@ SCHEMES = ("postgresql://", "postgres://")
 
 def is_url(target: object) -> bool:
     """Whether a database target is a PostgreSQL URL (anything else is an SQLite file path)."""
-    return isinstance(target, str) and target.startswith(SCHEMES)
+    return isinstance(target, str) and target.startswith(SCHEMES)  # startswith reads the text, not str()
 
 
 def redact(url: str) -> str:
@@ -80,6 +80,27 @@ def redact(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)
     userinfo = netloc[0].split(":", 1)[0] + ":***"
     return urlunsplit(parts._replace(netloc=f"{userinfo}@{netloc[1]}"))
+
+
+class Url(str):
+    """A PostgreSQL URL that shows itself without its password (repr, str, f-strings, logs): the config's
+    `db_path` when [db] url is set. `reveal()` is the URL itself, for the driver alone."""
+
+    def reveal(self) -> str:
+        return str.__str__(self)
+
+    def __repr__(self) -> str:
+        return repr(redact(self.reveal()))
+
+    def __str__(self) -> str:
+        return redact(self.reveal())
+
+    def __format__(self, spec: str) -> str:
+        return format(redact(self.reveal()), spec)
+
+
+def reveal(url: object) -> str:
+    return url.reveal() if isinstance(url, Url) else str(url)
 
 
 # -- errors: the sqlite3 classes the domain catches, with the PostgreSQL error chained ----------------------
@@ -426,7 +447,7 @@ _catalog: dict[str, tuple[dict[str, str], dict[str, list[str]]]] = {}
 _catalog_lock = threading.Lock()
 
 _CATALOG_SQL = """
-SELECT c.relname, a.attname, pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%%' AS serial,
+SELECT c.relname, a.attname, (a.attidentity <> '' OR pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%%') AS serial,
        a.attnum = ANY(i.indkey) AS pk
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -823,6 +844,7 @@ def schema_for(path: str) -> str:
 def connect(url: str, *, schema: str | None = None, timeout: float = 30.0) -> Connection:
     """A connection to `url` (its password never appears in an error), in autocommit mode (transactions
     are explicit, as on SQLite), with `search_path` set to `schema` (created if missing) when given."""
+    url = reveal(url)
     label = redact(url)
     try:
         raw = psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(timeout)))
@@ -842,4 +864,4 @@ def connect(url: str, *, schema: str | None = None, timeout: float = 30.0) -> Co
 
 
 __all__ = ["COMPAT", "COMPAT_KEY", "Connection", "Error", "IntegrityError", "OperationalError", "Row",
-           "connect", "is_url", "redact", "schema_for", "translate"]
+           "Url", "connect", "is_url", "redact", "reveal", "schema_for", "translate"]
