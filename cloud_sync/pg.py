@@ -271,6 +271,9 @@ def _transform(node: exp.Expression) -> exp.Expression:
         # SQLite's row id of a table without an INTEGER PRIMARY KEY: the row's place (ctid) on PostgreSQL
         # (insertion order while the row is not updated)
         return exp.Column(this=exp.to_identifier("ctid"), table=node.args.get("table"))
+    if isinstance(node, exp.Table) and node.args.get("db") is not None and node.db.lower() == "temp":
+        node.set("db", exp.to_identifier("pg_temp"))  # SQLite's temp schema
+        return node
     if isinstance(node, exp.JSONArray):
         return exp.Anonymous(this="json_build_array", expressions=[e.copy() for e in node.expressions])
     # `? IS NULL`: PostgreSQL must know a parameter's type; any value is a text literal
@@ -642,19 +645,22 @@ class Connection:
         return Cursor()
 
     def commit(self) -> None:
-        if self.in_transaction:
-            self._raw.commit()
+        with self._lock:
+            if self.in_transaction:
+                self._raw.commit()
 
     def rollback(self) -> None:
-        if self.in_transaction:
-            self._raw.rollback()
+        with self._lock:
+            if self.in_transaction:
+                self._raw.rollback()
 
     def close(self) -> None:
-        try:
-            if not self._raw.closed and self.in_transaction:
-                self._raw.rollback()
-        finally:
-            self._raw.close()
+        with self._lock:
+            try:
+                if not self._raw.closed and self.in_transaction:
+                    self._raw.rollback()
+            finally:
+                self._raw.close()
 
     def interrupt(self) -> None:
         self._raw.cancel_safe()
