@@ -39,7 +39,6 @@ untyped literals so that PostgreSQL types them by their column (SQLite does not 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import os
@@ -802,10 +801,24 @@ class Connection:
                 text += f" RETURNING {returning_id}"
         args = self._params(t, params)
         # a failing SELECT is a bug either way; a write may fail by design (a duplicate) and the caller goes on
-        savepoint = self._savepoint() if t.kind != "select" else contextlib.nullcontext()
+        # with its transaction: inside one, the write runs between SAVEPOINT and RELEASE, the three sent at once
+        # (pipeline mode: one round trip, not three)
+        in_tx = t.kind != "select" and self.in_transaction
         try:
-            with savepoint, self._raw.cursor() as cur:
-                cur.execute(text, args, prepare=None)
+            with self._raw.cursor() as cur:
+                if in_tx:
+                    try:
+                        with self._raw.pipeline():
+                            self._raw.execute("SAVEPOINT ms_stmt")
+                            cur.execute(text, args, prepare=None)
+                            self._raw.execute("RELEASE SAVEPOINT ms_stmt")
+                    except psycopg.Error:
+                        if self._raw.info.transaction_status == pq.TransactionStatus.INERROR:
+                            self._raw.execute("ROLLBACK TO SAVEPOINT ms_stmt")
+                            self._raw.execute("RELEASE SAVEPOINT ms_stmt")
+                        raise
+                else:
+                    cur.execute(text, args, prepare=None)
                 rowcount = cur.rowcount
                 if cur.description is None:
                     if t.ddl:
