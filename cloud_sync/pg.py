@@ -355,7 +355,7 @@ def _qualify_upsert(conflict: exp.Expression, insert: exp.Insert) -> None:
         parts.append(conflict.args["where"])
     for part in parts:
         for col in list(part.find_all(exp.Column)):
-            if not col.table:
+            if not col.table and col.find_ancestor(exp.Select, exp.Subquery) is None:  # a subquery's are its own
                 col.set("table", exp.to_identifier(name))
 
 
@@ -380,6 +380,7 @@ def translate(sql: str) -> Translated:
         stripped = "INSERT INTO " + stripped[m.end():]
     stripped = re.sub(r"\)\s*WITHOUT\s+ROWID\s*$", ")", stripped, flags=re.I)
     stripped = re.sub(r"\bAUTOINCREMENT\b", "", stripped, flags=re.I)
+    stripped = re.sub(r"\s+(INDEXED\s+BY\s+\w+|NOT\s+INDEXED)\b", "", stripped, flags=re.I)  # SQLite's planner hints
     stripped = re.sub(r"\bsqlite_master\b|\bsqlite_schema\b", "sqlite_master", stripped)
     try:
         tree = sqlglot.parse_one(stripped, read="sqlite")
@@ -520,6 +521,9 @@ COMPAT = [
     CREATE FUNCTION json_each(text) RETURNS TABLE(key bigint, value text) LANGUAGE sql IMMUTABLE AS $$
         SELECT t.n - 1, t.v FROM json_array_elements_text($1::json) WITH ORDINALITY AS t(v, n) $$;
     CREATE FUNCTION printf(text, VARIADIC "any") RETURNS text LANGUAGE internal STABLE AS 'text_format';
+    CREATE FUNCTION printf(text, bigint) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+        SELECT CASE WHEN $1 = '%+d' THEN (CASE WHEN $2 >= 0 THEN '+' ELSE '' END) || $2::text
+                    ELSE format(replace($1, '%d', '%s'), $2) END $$;
     CREATE VIEW sqlite_master AS
         SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'i' THEN 'index' ELSE 'table' END AS type,
                c.relname::text AS name, coalesce(t.relname, c.relname)::text AS tbl_name, NULL::text AS sql
