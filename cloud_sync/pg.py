@@ -275,6 +275,20 @@ def _transform(node: exp.Expression) -> exp.Expression:
         return node
     if isinstance(node, exp.JSONArray):
         return exp.Anonymous(this="json_build_array", expressions=[e.copy() for e in node.expressions])
+    if isinstance(node, exp.In):
+        query = node.args.get("query")
+        if not node.expressions and query is None and node.args.get("unnest") is None and node.args.get("field") is None:
+            return exp.false()  # `x IN ()`: SQLite allows the empty list (nothing is in it)
+        inner = query.this if isinstance(query, exp.Subquery) else query
+        if isinstance(inner, exp.Select) and any(
+                isinstance(t.this, exp.Anonymous) and str(t.this.this).lower() == "json_each"
+                for t in inner.find_all(exp.Table)):
+            # json_each's values are text here (SQLite's keep their JSON type): compare as text
+            node.set("this", exp.Cast(this=node.this.copy(), to=exp.DataType.build("TEXT")))
+        return node
+    if isinstance(node, exp.Subquery) and not node.alias and isinstance(node.parent, (exp.From, exp.Join)):
+        node.set("alias", exp.TableAlias(this=exp.to_identifier(f"_sq{abs(hash(node.sql())) % 100000}")))
+        return node
     # `? IS NULL`: PostgreSQL must know a parameter's type; any value is a text literal
     if isinstance(node, exp.Is) and _is_param(node.this):
         node.set("this", exp.Cast(this=node.this.copy(), to=exp.DataType.build("TEXT")))
