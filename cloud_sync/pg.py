@@ -255,7 +255,7 @@ def _transform(node: exp.Expression) -> exp.Expression:
         if t in (exp.DataType.Type.FLOAT,):
             return exp.DataType.build("DOUBLE PRECISION", dialect="postgres")
         return node
-    if isinstance(node, exp.Like) and not isinstance(node.parent, exp.Escape):
+    if isinstance(node, exp.Like):
         return exp.ILike(this=node.this, expression=node.expression)
     if isinstance(node, exp.Anonymous):
         name = str(node.this).lower()
@@ -373,6 +373,15 @@ def _qualify_upsert(conflict: exp.Expression, insert: exp.Insert) -> None:
                 col.set("table", exp.to_identifier(name))
 
 
+_K = "zzqk"  # prefix of a `:name` while parsed (`:like` would be read as the keyword)
+_QUOTED_OR_NAME = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|(?<![:\w]):([A-Za-z_]\w*)")
+
+
+def _safe_names(sql: str) -> str:
+    """`:name` placeholders (outside quotes) renamed so that no name reads as a keyword."""
+    return _QUOTED_OR_NAME.sub(lambda m: f":{_K}{m.group(1)}" if m.group(1) else m.group(0), sql)
+
+
 @functools.lru_cache(maxsize=8192)
 def translate(sql: str) -> Translated:
     """The PostgreSQL form of one SQLite statement (cached per SQL string)."""
@@ -397,7 +406,7 @@ def translate(sql: str) -> Translated:
     stripped = re.sub(r"\s+(INDEXED\s+BY\s+\w+|NOT\s+INDEXED)\b", "", stripped, flags=re.I)  # SQLite's planner hints
     stripped = re.sub(r"\bsqlite_master\b|\bsqlite_schema\b", "sqlite_master", stripped)
     try:
-        tree = sqlglot.parse_one(stripped, read="sqlite")
+        tree = sqlglot.parse_one(_safe_names(stripped), read="sqlite")
     except sqlglot.errors.ParseError:
         return _fallback(stripped, or_action)
     named = False
@@ -405,13 +414,13 @@ def translate(sql: str) -> Translated:
     for ph in list(tree.find_all(exp.Placeholder)):
         if ph.this:
             named = True
-            ph.replace(exp.var(f"{_P}n{ph.this}"))
+            ph.replace(exp.var(f"{_P}n{str(ph.this).removeprefix(_K)}"))
         else:
             ph.replace(exp.var(f"{_P}{n}"))
             n += 1
     for param in list(tree.find_all(exp.Parameter)):  # `:name` parsed as a parameter by some versions
         named = True
-        param.replace(exp.var(f"{_P}n{param.name}"))
+        param.replace(exp.var(f"{_P}n{param.name.removeprefix(_K)}"))
     ddl = isinstance(tree, (exp.Create, exp.Drop, exp.Alter))
     if isinstance(tree, exp.Create) and str(tree.args.get("kind", "")).upper() == "TABLE":
         _identity_keys(tree)
