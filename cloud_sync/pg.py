@@ -334,6 +334,27 @@ def _conditions(tree: exp.Expression) -> None:
                 ifs.set("this", _boolify(cond))
 
 
+def _bare_group_columns(tree: exp.Expression) -> None:
+    """SQLite lets a grouped query select a column it neither groups by nor aggregates (a value of some row
+    of the group); PostgreSQL refuses it: such a column is selected as MIN(column) under its own name."""
+    for select in list(tree.find_all(exp.Select)):
+        group = select.args.get("group")
+        if group is None or any(isinstance(g, exp.Literal) for g in group.expressions):
+            continue
+        grouped_sql = {g.sql() for g in group.expressions}
+        grouped_names = {c.name for g in group.expressions for c in g.find_all(exp.Column)}
+        aliases = {e.alias for e in select.expressions if isinstance(e, exp.Alias)}
+        for i, e in enumerate(select.expressions):
+            target = e.this if isinstance(e, exp.Alias) else e
+            if not isinstance(target, exp.Column) or isinstance(target.this, exp.Star):
+                continue
+            if (target.sql() in grouped_sql or target.name in grouped_names or e.alias in grouped_names
+                    or target.name in aliases - {e.alias}):
+                continue
+            wrapped = exp.Min(this=target.copy())
+            select.expressions[i].replace(exp.alias_(wrapped, e.alias or target.name))
+
+
 def _identity_keys(tree: exp.Create) -> None:
     """`x INTEGER PRIMARY KEY` (SQLite's row id: numbered when not given) as BIGSERIAL."""
     schema = tree.this
@@ -434,6 +455,7 @@ def translate(sql: str) -> Translated:
                 inner.replace(exp.Paren(this=inner.copy()))
     tree = tree.transform(_transform)
     _conditions(tree)
+    _bare_group_columns(tree)
     kind = tree.key  # select, insert, update, delete, create, ...
     table = ""
     if isinstance(tree, exp.Insert):
