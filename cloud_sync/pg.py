@@ -394,6 +394,8 @@ def _qualify_upsert(conflict: exp.Expression, insert: exp.Insert) -> None:
                 col.set("table", exp.to_identifier(name))
 
 
+_REFERENCES = re.compile(r"REFERENCES\s+[\w\"]+\s*(\([^)]*\))?(\s+ON\s+(DELETE|UPDATE)\s+(CASCADE|SET NULL|SET DEFAULT"
+                         r"|RESTRICT|NO ACTION))*", re.I)
 _K = "zzqk"  # prefix of a `:name` while parsed (`:like` would be read as the keyword)
 _QUOTED_OR_NAME = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|(?<![:\w]):([A-Za-z_]\w*)")
 
@@ -470,6 +472,8 @@ def translate(sql: str) -> Translated:
     out = re.sub(r"(ON CONFLICT\s*\([^)]*?)\s+NULLS FIRST", r"\1", out)
     while re.search(r"ON CONFLICT\s*\([^)]*NULLS FIRST", out):
         out = re.sub(r"(ON CONFLICT\s*\([^)]*?)\s+NULLS FIRST", r"\1", out)
+    if ddl:  # foreign keys deferrable, as SQLite's `PRAGMA defer_foreign_keys` makes them (SET CONSTRAINTS)
+        out = _REFERENCES.sub(lambda m: m.group(0) + " DEFERRABLE INITIALLY IMMEDIATE", out)
     out = out.replace("%", "%%")
     out = re.sub(rf"\b{_P}n(\w+)\b", r"%(\1)s", out)
     out = re.sub(rf"\b{_P}\d+\b", "%s", out)
