@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 DURATION ?=
 
-.PHONY: demo soak test install lint bench clean
+.PHONY: demo soak test test-pg install lint bench clean
 
 $(STAMP): pyproject.toml scripts/install-system-deps.sh
 	bash scripts/install-system-deps.sh
@@ -25,8 +25,23 @@ soak: $(STAMP)
 	$(BIN)/python -m pytest -q -m faults || [ $$? -eq 5 ]  # 5: none marked
 	$(BIN)/marketsync soak --duration $(or $(DURATION),600)
 
+# The cloud's tests a second time on PostgreSQL: a throwaway cluster started and removed by the run itself
+# (tests/conftest.py, cloud_sync/pg_cluster.py); every cloud database a test opens is a fresh schema of it.
+# `make test` runs the core of the cloud's store on it (the engine layer, schema, stock ledger, orders, oversell
+# races, catalog, leases, stock pushes, alerts, marketplace pushes, prices: a few minutes), so the whole run
+# stays near 20 min; `make test-pg` runs every cloud-side directory on PostgreSQL (~30 min on 2 busy cores).
+PG_TESTS ?= tests/cloud/test_pg.py tests/cloud/test_schema.py tests/cloud/test_stock.py tests/cloud/test_orders.py \
+	tests/cloud/test_catalog.py tests/cloud/test_leases.py tests/cloud/test_push.py tests/cloud/test_never_oversells.py \
+	tests/alerts tests/webhooks tests/pricing
+PG_TESTS_ALL ?= tests/cloud tests/reports tests/pricing tests/alerts tests/onec tests/webhooks tests/security
+
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+	MARKETSYNC_TEST_PG=1 $(BIN)/python -m pytest -q $(PG_TESTS)
+
+# every cloud-side test on PostgreSQL
+test-pg: $(STAMP)
+	MARKETSYNC_TEST_PG=1 $(BIN)/python -m pytest -q $(PG_TESTS_ALL)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

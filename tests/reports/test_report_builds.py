@@ -30,6 +30,9 @@ from marketplaces import open_account
 from marketplaces.base import AccountConfig
 from marketplaces.sandbox.registry import start_sandbox
 
+# copies a cloud database prepared once (a SQLite file) as each test's starting point
+pytestmark = pytest.mark.sqlite_only("copies a prepared SQLite file as the test's database")
+
 PASSWORD = "manager password 1"
 TIME_SCALE = 60.0  # WB's one report call a minute takes a second here
 LATENCY_MS = 700
