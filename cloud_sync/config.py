@@ -6,7 +6,8 @@ each account's marketplace warehouses to own warehouses, the allocation rules pe
 available, safety buffer, maximum listed), the unified order-status map (each marketplace's
 defaults from its profile, overridable per marketplace), the zero guard, the site link, the job intervals, and the
 sections other rooms own, typed (cloud_sync.config_sections): `pricing`, `alerts`, `auth`, `secrets`,
-`onec`. Every table is checked when the file is read: an unknown key or a value of the wrong type stops
+`onec`. The store: the SQLite file of [cloud] db_path, or PostgreSQL when [db] url is set (`db_path` is
+then that URL, its password from `password_env`/`password_file` put in; it is never shown). Every table is checked when the file is read: an unknown key or a value of the wrong type stops
 the start with one line naming the file and the key (`ConfigError`, never a secret's value).
 
 Credentials are never read from the repo: `credentials_env = {Authorization = "WB_TOKEN"}` names an
@@ -22,11 +23,13 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from cloud_sync.config_sections import (
     AlertsConfig,
     AuthSettings,
     CloudSection,
+    DbSection,
     JobSettings,
     LegalSettings,
     LinkSettings,
@@ -38,6 +41,7 @@ from cloud_sync.config_sections import (
     UiSettings,
     read_tables,
 )
+from cloud_sync.pg import redact as pg_redact
 from marketplaces import profiles
 from marketplaces.base import UNIFIED_STATUSES, AccountConfig
 from sitelink import keys
@@ -220,6 +224,36 @@ def _link_keys(link: LinkSettings, base_dir: Path, where: Place) -> str | None:
     return str(path)
 
 
+def cfg_data_dir(db_path: str, base_dir: Path) -> str:
+    """The folder of [cloud] db_path: where the cloud keeps its files (the key, uploads) on either engine."""
+    path = Path(db_path)
+    return str((path if path.is_absolute() else base_dir / path).parent)
+
+
+def _db_url(db: DbSection, env: dict[str, str], where: Place) -> str:
+    """[db] url with the password `password_env` / `password_file` names put in; checked now, and never shown
+    (an error line shows the URL without its password)."""
+    url = db.url
+    password = None
+    if db.password_env:
+        password = env.get(db.password_env)
+        if password is None:
+            raise where.at("password_env").error(f"names {db.password_env}, which is not set")
+    elif db.password_file:
+        try:
+            password = Path(db.password_file).read_text().strip()
+        except OSError as exc:
+            raise where.at("password_file").error(f"cannot be read: {exc.strerror}") from None
+    parts = urlsplit(url)
+    if not parts.path.strip("/") and "dbname=" not in parts.query:
+        raise where.at("url").error(f"names no database: {pg_redact(url)}")
+    if password is not None:
+        user = unquote(parts.username or "")
+        host = parts.netloc.rsplit("@", 1)[-1]
+        url = urlunsplit(parts._replace(netloc=f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"))
+    return url
+
+
 def parse_config(data: dict[str, Any], *, base_dir: Path | None = None,
                  env: dict[str, str] | None = None, source: str = "cloud.toml") -> CloudConfig:
     """Build a CloudConfig from parsed TOML; every key optional, none unknown. `source` names the file in
@@ -238,6 +272,10 @@ def parse_config(data: dict[str, Any], *, base_dir: Path | None = None,
                       legal=tables.legal)
     db_path = Path(cloud.db_path)
     cfg.db_path = str(db_path if db_path.is_absolute() else (base_dir / db_path))
+    if tables.db.url:  # PostgreSQL: db_path is the URL every connection opens (cloud_sync.db)
+        cfg.db_path = _db_url(tables.db, env, top.at("db"))
+        if not cfg.secrets.key_file:  # "beside the database" is the data folder [cloud] db_path names
+            cfg.secrets.key_file = str(Path(cfg_data_dir(cloud.db_path, base_dir)) / "secret.key")
 
     for site_id, s in tables.sites.items():
         cfg.sites[site_id] = SiteConfig(id=site_id, name=site_id if s.name is None else s.name,

@@ -284,6 +284,22 @@ class UiSettings:
 
 
 @dataclass
+class DbSection:
+    """[db]: the cloud's store. No `url`: the SQLite file of [cloud] db_path (the default, one box). A
+    `postgresql://user@host:port/dbname` URL: PostgreSQL (several cloud processes on one store). Its password
+    comes from `password_env` or `password_file` (a password written into the URL works but is never shown
+    either); cloud_sync.config builds the URL in use at load."""
+
+    url: str = secret("")
+    password_env: str = ""
+    password_file: str = ""
+
+    def check(self, place: Place) -> None:
+        if self.url and not self.url.startswith(("postgresql://", "postgres://")):
+            raise place.at("url").error("must be a postgresql:// URL (or absent for the SQLite file)")
+
+
+@dataclass
 class SecretsSettings:
     """[secrets]: the key file that encrypts what is entered in Settings ("": secret.key beside the database)."""
 
@@ -447,6 +463,7 @@ class CloudFile:
     onec: OnecSettings | None = None
     ui: UiSettings = field(default_factory=UiSettings)
     legal: LegalSettings = field(default_factory=LegalSettings)
+    db: DbSection = field(default_factory=DbSection)
 
     def check(self, place: Place) -> None:
         for name in self.legal.accounts:

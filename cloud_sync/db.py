@@ -5,16 +5,28 @@ opens the database with them (`open_db`).
 
 The SQLite logic itself (connection settings, transactions, the migration runner, `write_if_free`) is
 `sitelink.sqlite`, shared with the site box; the names here are the cloud's callers' door to it.
+
+The second engine: a target that is a `postgresql://` URL (`[db] url` in cloud.toml) opens PostgreSQL
+through `cloud_sync.pg` instead, with the same surface (the domain code does not know which engine it
+talks to). Development/test facility: when `MARKETSYNC_PG_TEST_URL` is set (the test suite's PostgreSQL leg
+sets it, and subprocesses inherit it), every database a caller opens by file path is a schema of that
+cluster named after the file's real path, so each test's fresh file is a fresh schema. Never set it in
+service.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+from cloud_sync import pg
 from sitelink import sqlite
-from sitelink.sqlite import transaction, write_if_free
+
+TEST_URL_ENV = "MARKETSYNC_PG_TEST_URL"
 
 # WAL pages before SQLite copies them back into the database file (SQLite's default is 1,000 = 4 MB): a batch
 # of 1,000 orders writes a few MB of index pages, and a checkpoint after nearly every such commit copied and
@@ -22,8 +34,30 @@ from sitelink.sqlite import transaction, write_if_free
 WAL_AUTOCHECKPOINT_PAGES = 10_000
 
 
+def target(path: str | Path) -> tuple[str, str | None]:
+    """Where `path` leads: ("sqlite", None), or ("<postgresql url>", schema or None)."""
+    text = str(path)
+    if pg.is_url(text):
+        return text, None
+    test_url = os.environ.get(TEST_URL_ENV)
+    if test_url and text != ":memory:":
+        return test_url, pg.schema_for(text)
+    return "sqlite", None
+
+
+def is_postgres(path_or_conn: object) -> bool:
+    """Whether a database target (path/URL) or an open connection is PostgreSQL."""
+    if isinstance(path_or_conn, (str, Path)):
+        return target(path_or_conn)[0] != "sqlite"
+    return getattr(path_or_conn, "engine", "sqlite") == "postgresql"
+
+
 def connect(path: str | Path, *, timeout: float = 30.0) -> sqlite3.Connection:
-    """A connection with the project's settings (WAL, foreign keys, Row factory); no migrations."""
+    """A connection with the project's settings (WAL, foreign keys, Row factory); no migrations.
+    A `postgresql://` URL (or the test facility, see the module doc) gives a PostgreSQL connection."""
+    url, schema = target(path)
+    if url != "sqlite":
+        return pg.connect(url, schema=schema, timeout=timeout)  # type: ignore[return-value]
     conn = sqlite.connect(path, timeout=timeout, synchronous="NORMAL", busy_timeout_ms=30000)
     conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
     return conn
@@ -33,9 +67,78 @@ def migrate(conn: sqlite3.Connection, parts: Iterable[tuple[str, Sequence[str]]]
     """Apply every pending migration of `parts` — (key, scripts) in order, each script applied once and
     recorded as (key, index) in `schema_migrations`; return the names applied ("key#index")."""
     applied: list[str] = []
+    if is_postgres(conn):
+        with transaction(conn):  # under the writer lock: two processes starting at once create it once
+            conn.execute_native(PG_MIGRATIONS_TABLE)  # type: ignore[attr-defined]
+        applied += _apply_pg(conn, pg.COMPAT_KEY, [pg.Native(s) for s in pg.COMPAT])
+        for key, scripts in parts:
+            applied += _apply_pg(conn, key, scripts)
+        return applied
     for key, scripts in parts:
         applied += sqlite.apply_migrations(conn, key, scripts)
     return applied
 
 
-__all__ = ["connect", "migrate", "transaction", "write_if_free"]
+def _apply_pg(conn: Any, key: str, scripts: Sequence[str]) -> list[str]:
+    """`sitelink.sqlite.apply_migrations` on PostgreSQL: an SQLite script is split and each statement
+    translated; a `pg.Native` script (a module's `MIGRATIONS_PG` entry) runs as it is, whole."""
+    done = {row[0] for row in conn.execute("SELECT idx FROM schema_migrations WHERE module=?", (key,))}
+    applied: list[str] = []
+    for idx, script in enumerate(scripts):
+        if idx in done:
+            continue
+        with transaction(conn):
+            if conn.execute("SELECT 1 FROM schema_migrations WHERE module=? AND idx=?", (key, idx)).fetchone():
+                continue  # another process applied it meanwhile
+            native = script if isinstance(script, pg.Native) else None
+            for statement in sqlite.statements(native.sqlite if native is not None else script):
+                if pg.is_trigger(statement):
+                    if native is None:
+                        raise pg.OperationalError(f"{key}#{idx}: a trigger has no PostgreSQL version (MIGRATIONS_PG)")
+                    continue
+                conn.execute(statement)
+            if native is not None:
+                conn.execute_native(str(native))
+            conn.execute("INSERT INTO schema_migrations(module, idx) VALUES (?, ?)", (key, idx))
+        applied.append(f"{key}#{idx}")
+    return applied
+
+
+# schema_migrations on PostgreSQL (SQLite's has a datetime('now') default, a function `pg.COMPAT` creates)
+PG_MIGRATIONS_TABLE = (
+    "CREATE TABLE IF NOT EXISTS schema_migrations (module TEXT NOT NULL, idx BIGINT NOT NULL,"
+    " applied_at TEXT NOT NULL DEFAULT to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'),"
+    " PRIMARY KEY (module, idx))"
+)
+
+
+@contextmanager
+def transaction(conn: Any, *, immediate: bool = True) -> Iterator[Any]:
+    """One write transaction (see `sitelink.sqlite.transaction`); on PostgreSQL BEGIN IMMEDIATE is BEGIN
+    plus the database's advisory writer lock (`cloud_sync.pg`)."""
+    with sqlite.transaction(conn, immediate=immediate) as c:
+        yield c
+
+
+def write_if_free(conn: Any, sql: str, params: tuple = (), *, wait_ms: int = 100) -> bool:
+    """Run one small write unless another writer holds the database (see `sitelink.sqlite.write_if_free`).
+    On PostgreSQL: skipped when the writer lock is taken, else written at once in its own transaction."""
+    if not is_postgres(conn):
+        return sqlite.write_if_free(conn, sql, params, wait_ms=wait_ms)
+    if conn.in_transaction:
+        conn.execute(sql, params)
+        return True
+    conn.execute("BEGIN")
+    try:
+        if not conn.try_lock_immediate():
+            conn.execute("ROLLBACK")
+            return False
+        conn.execute(sql, params)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return True
+
+
+__all__ = ["connect", "is_postgres", "migrate", "target", "transaction", "write_if_free"]

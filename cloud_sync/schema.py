@@ -5,6 +5,11 @@ applied once, in order, never edited after it has shipped; add a new entry to ch
 joins the schema by being listed in `PARTS` under its key: the name its migrations are recorded under in
 `schema_migrations`. Keys are the modules' historic names and never change, or an existing database would
 run its scripts again.
+
+On PostgreSQL (`[db] url`) the scripts are translated from SQLite's dialect statement by statement
+(`cloud_sync.pg`); what cannot be (a trigger) is given in PostgreSQL's own SQL in the module's optional
+`MIGRATIONS_PG = {index: script}`: it runs in place of that script's CREATE TRIGGER statements, after its
+other statements, recorded under the same index — one append-only list, two engines.
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ import sqlite3
 from pathlib import Path
 from types import ModuleType
 
-from cloud_sync import db, leases
+from cloud_sync import db, leases, pg
 from cloud_sync.access import secrets, users
 from cloud_sync.alerts import outbox as alerts
 from cloud_sync.catalog import card_fill, cards, nomenclature
@@ -52,14 +57,24 @@ PARTS: list[tuple[str, ModuleType]] = [
 ]
 
 
+def scripts(module: ModuleType, *, postgres: bool) -> list[str]:
+    """A part's migration scripts for one engine (PostgreSQL: with its `MIGRATIONS_PG` in place)."""
+    own: dict[int, str] = getattr(module, "MIGRATIONS_PG", {}) if postgres else {}
+    return [pg.Native.completing(script, own[idx]) if idx in own else script
+            for idx, script in enumerate(module.MIGRATIONS)]
+
+
 def migrate(conn: sqlite3.Connection) -> list[str]:
     """Apply every pending migration of every part; the names applied ("key#index")."""
-    return db.migrate(conn, [(key, module.MIGRATIONS) for key, module in PARTS])
+    postgres = db.is_postgres(conn)
+    return db.migrate(conn, [(key, scripts(module, postgres=postgres)) for key, module in PARTS])
 
 
 def open_db(path: str | Path) -> sqlite3.Connection:
-    """Open (creating if needed) the tenant database and bring its schema up to date."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    """Open (creating if needed) the tenant database and bring its schema up to date. `path` is the SQLite
+    file, or the `postgresql://` URL of `[db] url`."""
+    if not db.is_postgres(path):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     conn = db.connect(path)
     migrate(conn)
     return conn

@@ -5,6 +5,8 @@
 #   python3-venv     to create .venv
 #   fonts-dejavu-core  the font labels and sandboxes draw text with
 #   systemd          systemd-analyze, to verify the unit files
+#   postgresql       the server binaries `make test` runs a throwaway cluster of (the cloud's tests on PostgreSQL,
+#                    as its `postgres` system user); the cluster Debian starts on 5432 is never used
 set -euo pipefail
 need=()
 have_cmd() { command -v "$1" >/dev/null 2>&1; }
@@ -14,6 +16,7 @@ have_cmd chromium || [ -x /usr/bin/chromium ] || need+=(chromium)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 have_pkg fonts-dejavu-core || need+=(fonts-dejavu-core)
 have_cmd systemd-analyze || need+=(systemd)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need+=(postgresql)
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 echo "installing Debian packages: ${need[*]}"
 SUDO=""

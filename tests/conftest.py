@@ -6,11 +6,18 @@ temporary directory, stopped when the test ends, even on failure. `broker.port` 
 same with TLS, a password per site (`site-1`, `site-2`) and the per-site ACL. `bot_api_for(token)` is a
 Telegram Bot API stand-in on 127.0.0.1. `documented_config(path)` is a shipped config file as a
 person reads it: every key it shows, with its `# key = value` lines taken as written.
+
+PostgreSQL leg: with `MARKETSYNC_TEST_PG=1` (`make test` runs the cloud's tests so a second time) a
+throwaway PostgreSQL cluster (`cloud_sync.pg_cluster`) is started for the session and removed after it, and
+`MARKETSYNC_PG_TEST_URL` points at it: every cloud database a test (or a `marketsync cloud serve` it starts)
+opens by file path is then a fresh schema of that cluster (`cloud_sync.db`). A test that needs the SQLite
+file itself is marked `sqlite_only("why")` and skipped on that leg.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import tomllib
@@ -26,6 +33,38 @@ from marketsync.broker import free_port as _free_port
 
 # `# key = value`, `# [table]`, `# [[array]]` (prose comments never start like that in config/*.toml)
 _COMMENTED_KEY = re.compile(r'^# ?((\[\[?[A-Za-z0-9_."-]+\]\]?( *#.*)?)|([A-Za-z0-9_"/-]+ *= .*))$')
+
+
+_PG_CLUSTER: Any = None
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sqlite_only(reason): needs the cloud's SQLite file itself; skipped "
+                            "on the PostgreSQL leg (MARKETSYNC_TEST_PG=1)")
+    global _PG_CLUSTER
+    if os.environ.get("MARKETSYNC_TEST_PG") == "1" and _PG_CLUSTER is None:
+        from cloud_sync.db import TEST_URL_ENV
+        from cloud_sync.pg_cluster import Cluster
+
+        _PG_CLUSTER = Cluster()
+        os.environ[TEST_URL_ENV] = _PG_CLUSTER.start()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    global _PG_CLUSTER
+    if _PG_CLUSTER is not None:
+        _PG_CLUSTER.stop()
+        _PG_CLUSTER = None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("MARKETSYNC_TEST_PG") != "1":
+        return
+    for item in items:
+        mark = item.get_closest_marker("sqlite_only")
+        if mark is not None:
+            reason = mark.args[0] if mark.args else "needs the SQLite file"
+            item.add_marker(pytest.mark.skip(reason=f"SQLite only: {reason}"))
 
 
 @pytest.fixture

@@ -114,6 +114,20 @@ MIGRATIONS = [
     """,
 ]
 
+# PostgreSQL's version of script 3's triggers (see cloud_sync/schema.py): the folded search column set before
+# the row is written
+MIGRATIONS_PG = {
+    3: """
+    CREATE FUNCTION cards_search() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        NEW.search := fold(NEW.offer_id || chr(31) || NEW.title || chr(31) || NEW.category);
+        RETURN NEW;
+    END $$;
+    CREATE TRIGGER cards_search BEFORE INSERT OR UPDATE OF offer_id, title, category ON cards
+        FOR EACH ROW EXECUTE FUNCTION cards_search();
+    """,
+}
+
 
 class CatalogError(ValueError):
     """A catalog change was refused (unknown card or item, bad pack size); nothing was applied."""

@@ -103,6 +103,19 @@ MIGRATIONS = [
     """,
 ]
 
+# PostgreSQL's version of script 3's triggers (see cloud_sync/schema.py)
+MIGRATIONS_PG = {
+    3: """
+    CREATE FUNCTION items_search() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        NEW.search := fold(NEW.id || chr(31) || NEW.article || chr(31) || NEW.name);
+        RETURN NEW;
+    END $$;
+    CREATE TRIGGER items_search BEFORE INSERT OR UPDATE OF article, name ON items
+        FOR EACH ROW EXECUTE FUNCTION items_search();
+    """,
+}
+
 
 @dataclass
 class Item:

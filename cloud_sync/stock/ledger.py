@@ -173,6 +173,20 @@ MIGRATIONS = [
     """,
 ]
 
+# PostgreSQL's version of script 0's triggers (see cloud_sync/schema.py): stock_moves stays append-only
+MIGRATIONS_PG = {
+    0: """
+    CREATE FUNCTION stock_moves_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'stock_moves is append-only';
+    END $$;
+    CREATE TRIGGER stock_moves_no_update BEFORE UPDATE ON stock_moves
+        FOR EACH ROW EXECUTE FUNCTION stock_moves_append_only();
+    CREATE TRIGGER stock_moves_no_delete BEFORE DELETE ON stock_moves
+        FOR EACH ROW EXECUTE FUNCTION stock_moves_append_only();
+    """,
+}
+
 # Moves older than this count as booked by 1C even when nothing said so (receipts, counts and other site
 # moves 1C learns of by other means); `[onec] in_flight_horizon_h` overrides it.
 IN_FLIGHT_HORIZON_S = 24 * 3600.0

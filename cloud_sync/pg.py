@@ -1,0 +1,842 @@
+"""The cloud's second engine: PostgreSQL behind the `sqlite3.Connection` surface the cloud already speaks.
+
+Owns the PostgreSQL connection (`connect`), the translation of the cloud's SQLite-flavoured SQL into
+PostgreSQL (`translate`), the mapping of PostgreSQL errors onto the `sqlite3` exception classes, the write
+transaction that keeps SQLite's BEGIN IMMEDIATE promise, and the PostgreSQL-only schema part (`COMPAT`:
+functions and a view the SQLite side has built in).
+
+Why this design (psycopg 3 + sqlglot + a thin connection class) and not SQLAlchemy Core: the cloud's domain
+holds ~570 hand-written SQLite statements in dozens of modules that several people change at once. Porting
+them to a query builder would touch every one of them; here they stay as they are and run on both engines:
+
+* **Driver**: psycopg 3 (the maintained PostgreSQL driver; server-side prepared statements after a few
+  executions of the same SQL, binary wheels, thread-safe connections like the `check_same_thread=False`
+  SQLite ones the cloud shares between threads).
+* **Dialect**: sqlglot, a maintained SQL transpiler, parses each distinct SQLite statement once (the result
+  is cached per SQL string) and writes it as PostgreSQL; own transforms cover what it leaves: `INSERT OR
+  IGNORE/REPLACE`, `WITHOUT ROWID`, `INTEGER PRIMARY KEY` as an auto-numbered key (`lastrowid` is read with
+  `RETURNING`), `REAL` as double precision and `INTEGER` as bigint, bare integer columns used as conditions,
+  case-insensitive `LIKE` (SQLite's LIKE ignores ASCII case: `ILIKE`), `PRAGMA`s (answered or ignored),
+  `sqlite_master` (a view), SQLite's date functions and `fold()` (SQL functions of `COMPAT`).
+* **DDL that cannot translate** (triggers): a module gives a PostgreSQL version of that migration script in
+  `MIGRATIONS_PG = {index: script}`; the runner records it in `schema_migrations` under the same index, so
+  both engines keep one append-only list.
+* **Errors**: `IntegrityError`, `OperationalError`, ... subclass the `sqlite3` ones (the PostgreSQL error is
+  chained as `__cause__`), so the domain's `except sqlite3.IntegrityError` holds on both engines. A failed
+  statement inside a transaction is rolled back to a savepoint taken before it, so the transaction goes on
+  as on SQLite (PostgreSQL would otherwise refuse every later statement of it).
+* **Transactions**: SQLite's BEGIN IMMEDIATE makes writers of one database run one after another, and the
+  domain relies on it (it reads, decides, then writes). Here `BEGIN IMMEDIATE` is `BEGIN` plus
+  `pg_advisory_xact_lock(<the schema's key>)`: the same one-writer-at-a-time rule per database (schema),
+  across processes and hosts, released at COMMIT/ROLLBACK. Its cost: write transactions of one tenant do
+  not run in parallel (as today on SQLite), reads never wait for it, and a lease's conditional UPDATE needs
+  nothing more.
+
+Rows are `Row`s: by index and by name, `keys()`, `dict(row)` — as `sqlite3.Row`. Integers are sent as
+untyped literals so that PostgreSQL types them by their column (SQLite does not care either), booleans as
+0/1, and NUMERIC results (SUM of bigint) come back as int or float.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+import sqlglot
+from psycopg import pq
+from psycopg.adapt import Dumper, Loader
+from psycopg.types.string import TextLoader
+from sqlglot import exp
+
+from sitelink.sqlite import statements
+
+SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_url(target: object) -> bool:
+    """Whether a database target is a PostgreSQL URL (anything else is an SQLite file path)."""
+    return isinstance(target, str) and target.startswith(SCHEMES)
+
+
+def redact(url: str) -> str:
+    """The URL with its password replaced by `***` (for logs and error messages)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "postgresql://***"
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    userinfo = netloc[0].split(":", 1)[0] + ":***"
+    return urlunsplit(parts._replace(netloc=f"{userinfo}@{netloc[1]}"))
+
+
+# -- errors: the sqlite3 classes the domain catches, with the PostgreSQL error chained ----------------------
+
+
+class Error(sqlite3.Error):
+    """A PostgreSQL error seen through the `sqlite3` classes (`__cause__` is psycopg's)."""
+
+
+class IntegrityError(sqlite3.IntegrityError, Error):
+    pass
+
+
+class OperationalError(sqlite3.OperationalError, Error):
+    pass
+
+
+class ProgrammingError(sqlite3.ProgrammingError, Error):
+    pass
+
+
+class DataError(sqlite3.DataError, Error):
+    pass
+
+
+class InterfaceError(sqlite3.InterfaceError, Error):
+    pass
+
+
+def _mapped(exc: psycopg.Error, sql: str) -> Error:
+    if isinstance(exc, psycopg.IntegrityError):
+        cls: type[Error] = IntegrityError
+        msg = f"constraint failed: {exc}"  # SQLite's messages say "... constraint failed"
+    elif isinstance(exc, psycopg.errors.RaiseException):
+        cls, msg = IntegrityError, str(exc)  # RAISE(ABORT, ...) of a trigger: SQLite's IntegrityError
+    elif isinstance(exc, (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled)):
+        cls, msg = OperationalError, f"database is locked ({exc})"
+    elif isinstance(exc, psycopg.DataError):
+        cls, msg = DataError, str(exc)
+    elif isinstance(exc, psycopg.ProgrammingError):
+        cls, msg = OperationalError, f"{exc} [SQL: {sql[:300]}]"
+    elif isinstance(exc, psycopg.InterfaceError):
+        cls, msg = InterfaceError, str(exc)
+    else:
+        cls, msg = OperationalError, str(exc)
+    return cls(msg)
+
+
+# -- rows ---------------------------------------------------------------------------------------------
+
+
+class Row(tuple):
+    """A result row addressable by index and by (case-insensitive) column name, as `sqlite3.Row`."""
+
+    _names: tuple[str, ...] = ()
+    _index: dict[str, int] = {}
+
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        if isinstance(key, str):
+            try:
+                return tuple.__getitem__(self, self._index[key.lower()])
+            except KeyError:
+                raise IndexError(f"No item with that key: {key!r}") from None
+        return tuple.__getitem__(self, key)
+
+    def keys(self) -> list[str]:
+        return list(self._names)
+
+
+def _row_class(names: Sequence[str]) -> type[Row]:
+    index: dict[str, int] = {}
+    for i, name in enumerate(names):
+        index.setdefault(name.lower(), i)
+    return type("Row", (Row,), {"_names": tuple(names), "_index": index, "__slots__": ()})
+
+
+# -- adaptation ------------------------------------------------------------------------------------------
+
+
+class _UntypedInt(Dumper):
+    """int and bool as an untyped literal: PostgreSQL types it by its use (a TEXT or BIGINT column)."""
+
+    oid = 0
+
+    def dump(self, obj: Any) -> bytes:
+        return str(int(obj)).encode()
+
+
+class _Numeric(Loader):
+    """NUMERIC (SUM and AVG of integers) as int when whole, else float — as SQLite gives it."""
+
+    def load(self, data: Any) -> Any:
+        value = Decimal(bytes(data).decode())
+        return int(value) if value == value.to_integral_value() and "." not in bytes(data).decode() else float(value)
+
+
+def _adapt(conn: psycopg.Connection) -> None:
+    conn.adapters.register_dumper(int, _UntypedInt)
+    conn.adapters.register_dumper(bool, _UntypedInt)
+    conn.adapters.register_loader("numeric", _Numeric)
+    conn.adapters.register_loader("json", TextLoader)  # SQLite's JSON functions give text: json.loads reads it
+    conn.adapters.register_loader("jsonb", TextLoader)
+
+
+# -- translation --------------------------------------------------------------------------------------------
+
+_P = "zzqp"  # placeholder marker prefix while the SQL is generated (never a real name)
+_OR_ACTION = re.compile(r"^\s*(INSERT\s+OR\s+(IGNORE|REPLACE)|REPLACE)\s+INTO\s+", re.I)
+_PRAGMA = re.compile(r"^\s*PRAGMA\s+(\w+)\s*(?:\((\w+)\)|=\s*(.+))?\s*;?\s*$", re.I | re.S)
+
+
+class Translated:
+    """One SQLite statement as PostgreSQL: the text, its parameter style, and what the connection must do."""
+
+    __slots__ = ("sql", "named", "kind", "table", "or_action", "ddl", "pragma", "pragma_arg")
+
+    def __init__(self, sql: str, *, named: bool = False, kind: str = "", table: str = "", or_action: str = "",
+                 ddl: bool = False, pragma: str = "", pragma_arg: str = "") -> None:
+        self.sql, self.named, self.kind, self.table = sql, named, kind, table
+        self.or_action, self.ddl, self.pragma, self.pragma_arg = or_action, ddl, pragma, pragma_arg
+
+
+_COND_PARENTS = (exp.Where, exp.Having, exp.And, exp.Or, exp.Not, exp.If, exp.Filter)
+
+
+def _bare_condition(node: exp.Expression) -> bool:
+    """A column or integer-valued expression used where PostgreSQL wants a boolean (SQLite: non-zero)."""
+    return isinstance(node, (exp.Column, exp.Coalesce, exp.Max, exp.Min, exp.Count, exp.Sum, exp.Length))
+
+
+def _boolify(node: exp.Expression) -> exp.Expression:
+    return exp.NEQ(this=node.copy(), expression=exp.Literal.number(0))
+
+
+def _is_param(node: exp.Expression | None) -> bool:
+    return isinstance(node, exp.Var) and node.name.startswith(_P)
+
+
+def _is_truth(node: exp.Expression | None) -> bool:
+    while isinstance(node, exp.Paren):
+        node = node.this
+    return isinstance(node, (exp.Predicate, exp.Connector, exp.Not)) and not isinstance(node, exp.Placeholder)
+
+
+def _transform(node: exp.Expression) -> exp.Expression:
+    if isinstance(node, exp.DataType):
+        t = node.this
+        if isinstance(node.parent, exp.Cast) and _is_truth(node.parent.this):
+            return node  # a truth as 0/1: boolean casts to INT only
+        if t in (exp.DataType.Type.INT, exp.DataType.Type.SMALLINT, exp.DataType.Type.TINYINT,
+                 exp.DataType.Type.BOOLEAN):
+            return exp.DataType.build("BIGINT", dialect="postgres")
+        if t in (exp.DataType.Type.FLOAT,):
+            return exp.DataType.build("DOUBLE PRECISION", dialect="postgres")
+        return node
+    if isinstance(node, exp.Like) and not isinstance(node.parent, exp.Escape):
+        return exp.ILike(this=node.this, expression=node.expression)
+    if isinstance(node, exp.Anonymous):
+        name = str(node.this).lower()
+        if name == "total":
+            return exp.Coalesce(this=exp.Sum(this=node.expressions[0]),
+                                expressions=[exp.Literal.number("0.0")])
+        if name == "char":
+            return exp.Anonymous(this="chr", expressions=[e.copy() for e in node.expressions])
+        if name == "json_array":
+            return exp.Anonymous(this="json_build_array", expressions=[e.copy() for e in node.expressions])
+    if isinstance(node, exp.Column) and node.name.lower() in ("rowid", "_rowid_", "oid"):
+        # SQLite's row id of a table without an INTEGER PRIMARY KEY: the row's place (ctid) on PostgreSQL
+        # (insertion order while the row is not updated)
+        return exp.Column(this=exp.to_identifier("ctid"), table=node.args.get("table"))
+    if isinstance(node, exp.JSONArray):
+        return exp.Anonymous(this="json_build_array", expressions=[e.copy() for e in node.expressions])
+    # `? IS NULL`: PostgreSQL must know a parameter's type; any value is a text literal
+    if isinstance(node, exp.Is) and _is_param(node.this):
+        node.set("this", exp.Cast(this=node.this.copy(), to=exp.DataType.build("TEXT")))
+        return node
+    # (a IS NULL) = 0: a comparison's truth compared with a number is 0/1 on SQLite
+    if isinstance(node, (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)):
+        sides = [node.this, node.expression]
+        truth = [_is_truth(x) for x in sides]
+        if truth[0] != truth[1]:
+            for slot, side, is_truth in zip(("this", "expression"), sides, truth, strict=True):
+                if is_truth:
+                    node.set(slot, exp.Cast(this=side.copy(), to=exp.DataType.build("INT")))
+        return node
+    # SUM(a > 0), SUM(CASE ...): a predicate summed is an integer on SQLite
+    if isinstance(node, (exp.Sum, exp.Avg, exp.Max, exp.Min)) and isinstance(node.this, (exp.Predicate, exp.Connector, exp.Not)):
+        return node.__class__(this=exp.Cast(this=node.this, to=exp.DataType.build("INT")))
+    return node
+
+
+def _conditions(tree: exp.Expression) -> None:
+    """Bare integer columns in conditions become `col <> 0` (PostgreSQL wants booleans there)."""
+    for node in list(tree.find_all(*_COND_PARENTS)):
+        if isinstance(node, (exp.Where, exp.Having)):
+            slots = ["this"]
+        elif isinstance(node, (exp.And, exp.Or)):
+            slots = ["this", "expression"]
+        elif isinstance(node, (exp.Not, exp.If)):
+            slots = ["this"]
+        elif isinstance(node, exp.Filter):
+            slots = []
+        else:
+            slots = []
+        for slot in slots:
+            child = node.args.get(slot)
+            while isinstance(child, exp.Paren):
+                child = child.this
+            if child is not None and _bare_condition(child):
+                node.set(slot, _boolify(child))
+    for case in tree.find_all(exp.Case):
+        for ifs in case.args.get("ifs") or []:
+            cond = ifs.this
+            if _bare_condition(cond):
+                ifs.set("this", _boolify(cond))
+
+
+def _identity_keys(tree: exp.Create) -> None:
+    """`x INTEGER PRIMARY KEY` (SQLite's row id: numbered when not given) as BIGSERIAL."""
+    schema = tree.this
+    if not isinstance(schema, exp.Schema):
+        return
+    for col in schema.expressions:
+        if not isinstance(col, exp.ColumnDef):
+            continue
+        kind = col.args.get("kind")
+        cons = col.args.get("constraints") or []
+        is_pk = any(isinstance(c.kind, exp.PrimaryKeyColumnConstraint) for c in cons)
+        if is_pk and kind is not None and kind.this in (exp.DataType.Type.INT, exp.DataType.Type.BIGINT):
+            col.set("kind", exp.DataType.build("BIGSERIAL", dialect="postgres"))
+            col.set("constraints", [c for c in cons if not isinstance(c.kind, exp.AutoIncrementColumnConstraint)])
+
+
+def _qualify_upsert(conflict: exp.Expression, insert: exp.Insert) -> None:
+    """In `ON CONFLICT ... DO UPDATE SET c = <expr> WHERE <cond>` SQLite reads a bare column as the stored
+    row's; PostgreSQL calls it ambiguous: qualify it with the target table (or its alias)."""
+    target = insert.this.this if isinstance(insert.this, exp.Schema) else insert.this
+    name = target.alias_or_name if isinstance(target, exp.Table) else ""
+    if not name:
+        return
+    for key in ("conflict_keys",):
+        for col in conflict.args.get(key) or []:
+            if isinstance(col, exp.Ordered):
+                col.replace(col.this.copy())
+    parts: list[exp.Expression] = []
+    for eq in conflict.args.get("expressions") or []:
+        if isinstance(eq, exp.EQ) and eq.expression is not None:
+            parts.append(eq.expression)
+    if conflict.args.get("where") is not None:
+        parts.append(conflict.args["where"])
+    for part in parts:
+        for col in list(part.find_all(exp.Column)):
+            if not col.table:
+                col.set("table", exp.to_identifier(name))
+
+
+@functools.lru_cache(maxsize=8192)
+def translate(sql: str) -> Translated:
+    """The PostgreSQL form of one SQLite statement (cached per SQL string)."""
+    stripped = sql.strip().rstrip(";").strip()
+    m = _PRAGMA.match(stripped)
+    if m:
+        return Translated("", kind="pragma", pragma=m.group(1).lower(), pragma_arg=(m.group(2) or m.group(3) or ""))
+    head = stripped.split(None, 2)
+    word = head[0].upper() if head else ""
+    if word in ("SAVEPOINT", "RELEASE") or (word == "ROLLBACK" and re.match(r"ROLLBACK\s+(TRANSACTION\s+)?TO\b",
+                                                                             stripped, re.I)):
+        return Translated(stripped, kind="tx:SAVEPOINT")
+    if word in ("BEGIN", "COMMIT", "END", "ROLLBACK"):
+        return Translated(stripped, kind="tx:" + (" ".join(head[:2]).upper()))
+    or_action = ""
+    m = _OR_ACTION.match(stripped)
+    if m:
+        or_action = "IGNORE" if (m.group(2) or "").upper() == "IGNORE" else "REPLACE"
+        stripped = "INSERT INTO " + stripped[m.end():]
+    stripped = re.sub(r"\)\s*WITHOUT\s+ROWID\s*$", ")", stripped, flags=re.I)
+    stripped = re.sub(r"\bAUTOINCREMENT\b", "", stripped, flags=re.I)
+    stripped = re.sub(r"\bsqlite_master\b|\bsqlite_schema\b", "sqlite_master", stripped)
+    try:
+        tree = sqlglot.parse_one(stripped, read="sqlite")
+    except sqlglot.errors.ParseError:
+        return _fallback(stripped, or_action)
+    named = False
+    n = 0
+    for ph in list(tree.find_all(exp.Placeholder)):
+        if ph.this:
+            named = True
+            ph.replace(exp.var(f"{_P}n{ph.this}"))
+        else:
+            ph.replace(exp.var(f"{_P}{n}"))
+            n += 1
+    for param in list(tree.find_all(exp.Parameter)):  # `:name` parsed as a parameter by some versions
+        named = True
+        param.replace(exp.var(f"{_P}n{param.name}"))
+    ddl = isinstance(tree, (exp.Create, exp.Drop, exp.Alter))
+    if isinstance(tree, exp.Create) and str(tree.args.get("kind", "")).upper() == "TABLE":
+        _identity_keys(tree)
+    if isinstance(tree, exp.Create) and isinstance(tree.this, exp.Index):
+        params = tree.this.args.get("params")
+        for col in (params.args.get("columns") or []) if params is not None else []:
+            inner = col.this if isinstance(col, exp.Ordered) else col
+            if isinstance(col, exp.Ordered):
+                col.set("nulls_first", None)  # an index's order is not a query's
+            if not isinstance(inner, (exp.Column, exp.Paren)):
+                inner.replace(exp.Paren(this=inner.copy()))
+    tree = tree.transform(_transform)
+    _conditions(tree)
+    kind = tree.key  # select, insert, update, delete, create, ...
+    table = ""
+    if isinstance(tree, exp.Insert):
+        target = tree.this
+        if isinstance(target, exp.Schema):
+            target = target.this
+        table = target.name if isinstance(target, exp.Table) else ""
+    conflict = tree.args.get("conflict") if isinstance(tree, exp.Insert) else None
+    if conflict is not None and table:
+        _qualify_upsert(conflict, tree)
+    out = tree.sql(dialect="postgres")
+    out = re.sub(r"(ON CONFLICT\s*\([^)]*?)\s+NULLS FIRST", r"\1", out)
+    while re.search(r"ON CONFLICT\s*\([^)]*NULLS FIRST", out):
+        out = re.sub(r"(ON CONFLICT\s*\([^)]*?)\s+NULLS FIRST", r"\1", out)
+    out = out.replace("%", "%%")
+    out = re.sub(rf"\b{_P}n(\w+)\b", r"%(\1)s", out)
+    out = re.sub(rf"\b{_P}\d+\b", "%s", out)
+    if or_action == "IGNORE":
+        out += " ON CONFLICT DO NOTHING"
+    return Translated(out, named=named, kind=kind, table=table, or_action=or_action, ddl=ddl)
+
+
+def _fallback(sql: str, or_action: str) -> Translated:
+    """A statement sqlglot cannot parse: sent as it is, with `?` / `:name` as psycopg placeholders."""
+    out = sql.replace("%", "%%")
+    named = bool(re.search(r"(?<![:\w]):[A-Za-z_]\w*", out))
+    out = re.sub(r"(?<![:\w]):([A-Za-z_]\w*)", r"%(\1)s", out) if named else out.replace("?", "%s")
+    if or_action == "IGNORE":
+        out += " ON CONFLICT DO NOTHING"
+    word = sql.split(None, 1)[0].lower() if sql.split() else ""
+    return Translated(out, named=named, kind=word, or_action=or_action, ddl=word in ("create", "drop", "alter"))
+
+
+# -- the schema's catalog: auto-numbered keys and primary keys (for lastrowid and INSERT OR REPLACE) ---------
+
+_catalog: dict[str, tuple[dict[str, str], dict[str, list[str]]]] = {}
+_catalog_lock = threading.Lock()
+
+_CATALOG_SQL = """
+SELECT c.relname, a.attname, pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%%' AS serial,
+       a.attnum = ANY(i.indkey) AS pk
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
+LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
+WHERE c.relkind = 'r' AND (n.oid = pg_my_temp_schema() OR n.nspname = current_schema())
+ORDER BY c.relname, array_position(i.indkey::int2[], a.attnum)
+"""
+
+
+# -- the PostgreSQL-only part of the schema ------------------------------------------------------------------
+
+COMPAT_KEY = "cloud_sync.pg"
+COMPAT = [
+    r"""
+    CREATE COLLATION nocase (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+    CREATE FUNCTION fold(text) RETURNS text LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$ SELECT lower($1) $$;
+    CREATE FUNCTION datetime(text) RETURNS text LANGUAGE sql STABLE AS $$
+        SELECT CASE WHEN $1 = 'now' THEN to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS')
+                    ELSE to_char($1::timestamp, 'YYYY-MM-DD HH24:MI:SS') END $$;
+    CREATE FUNCTION sqlite_ts(text, VARIADIC text[]) RETURNS timestamp LANGUAGE plpgsql STABLE AS $$
+    DECLARE
+        ts timestamp;
+        m text;
+        unix boolean := false;
+    BEGIN
+        IF $1 IS NULL THEN RETURN NULL; END IF;
+        FOREACH m IN ARRAY $2 LOOP
+            IF m = 'unixepoch' THEN unix := true; END IF;
+        END LOOP;
+        IF unix THEN ts := to_timestamp($1::double precision) AT TIME ZONE 'UTC';
+        ELSIF $1 = 'now' THEN ts := now() AT TIME ZONE 'UTC';
+        ELSE ts := $1::timestamp;
+        END IF;
+        FOREACH m IN ARRAY $2 LOOP
+            IF m IS NULL THEN RETURN NULL; END IF;
+            IF m NOT IN ('unixepoch', 'utc', 'localtime') THEN ts := ts + m::interval; END IF;
+        END LOOP;
+        RETURN ts;
+    END $$;
+    CREATE FUNCTION datetime(text, VARIADIC text[]) RETURNS text LANGUAGE sql STABLE AS $$
+        SELECT to_char(sqlite_ts($1, VARIADIC $2), 'YYYY-MM-DD HH24:MI:SS') $$;
+    CREATE FUNCTION date(text, VARIADIC text[]) RETURNS text LANGUAGE sql STABLE AS $$
+        SELECT to_char(sqlite_ts($1, VARIADIC $2), 'YYYY-MM-DD') $$;
+    CREATE FUNCTION datetime(double precision, text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+        SELECT to_char(to_timestamp($1) AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') $$;
+    CREATE FUNCTION date(text) RETURNS text LANGUAGE sql STABLE AS $$
+        SELECT CASE WHEN $1 = 'now' THEN to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD')
+                    ELSE to_char($1::timestamp, 'YYYY-MM-DD') END $$;
+    CREATE FUNCTION date(double precision, text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+        SELECT to_char(to_timestamp($1) AT TIME ZONE 'UTC', 'YYYY-MM-DD') $$;
+    CREATE FUNCTION julianday(text) RETURNS double precision LANGUAGE sql STABLE AS $$
+        SELECT extract(epoch FROM (CASE WHEN $1 = 'now' THEN now() AT TIME ZONE 'UTC' ELSE $1::timestamp END))
+               / 86400.0 + 2440587.5 $$;
+    CREATE FUNCTION unixepoch(text) RETURNS bigint LANGUAGE sql STABLE AS $$
+        SELECT floor(extract(epoch FROM (CASE WHEN $1 = 'now' THEN now() AT TIME ZONE 'UTC'
+                                              ELSE $1::timestamp END)))::bigint $$;
+    CREATE FUNCTION strftime(text, text) RETURNS text LANGUAGE sql STABLE AS $$
+        SELECT CASE WHEN $1 = '%s' THEN unixepoch($2)::text
+                    ELSE to_char((CASE WHEN $2 = 'now' THEN now() AT TIME ZONE 'UTC' ELSE $2::timestamp END),
+                                 replace(replace(replace(replace(replace(replace($1, '%Y', 'YYYY'), '%m', 'MM'),
+                                   '%d', 'DD'), '%H', 'HH24'), '%M', 'MI'), '%S', 'SS')) END $$;
+    CREATE FUNCTION strftime(text, double precision, text) RETURNS text LANGUAGE sql IMMUTABLE AS $$
+        SELECT to_char(to_timestamp($2) AT TIME ZONE 'UTC',
+                       replace(replace(replace(replace(replace(replace($1, '%Y', 'YYYY'), '%m', 'MM'),
+                         '%d', 'DD'), '%H', 'HH24'), '%M', 'MI'), '%S', 'SS')) $$;
+    CREATE FUNCTION json_each(text) RETURNS TABLE(key bigint, value text) LANGUAGE sql IMMUTABLE AS $$
+        SELECT t.n - 1, t.v FROM json_array_elements_text($1::json) WITH ORDINALITY AS t(v, n) $$;
+    CREATE FUNCTION printf(text, VARIADIC "any") RETURNS text LANGUAGE internal STABLE AS 'text_format';
+    CREATE VIEW sqlite_master AS
+        SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'i' THEN 'index' ELSE 'table' END AS type,
+               c.relname::text AS name, coalesce(t.relname, c.relname)::text AS tbl_name, NULL::text AS sql
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        LEFT JOIN pg_index x ON x.indexrelid = c.oid LEFT JOIN pg_class t ON t.oid = x.indrelid
+        WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'v', 'i');
+    """,
+]
+
+
+# -- the connection -------------------------------------------------------------------------------------------
+
+
+class Native(str):
+    """A PostgreSQL script to run as it is (not translated, not split): `COMPAT`, `MIGRATIONS_PG` entries.
+    `sqlite` is the SQLite script it completes: its statements other than CREATE TRIGGER run (translated)
+    first, then this script in their place."""
+
+    sqlite: str = ""
+
+    @classmethod
+    def completing(cls, sqlite_script: str, native: str) -> Native:
+        out = cls(native)
+        out.sqlite = sqlite_script
+        return out
+
+
+def is_trigger(statement: str) -> bool:
+    return bool(re.match(r"\s*CREATE\s+(TEMP\w*\s+)?TRIGGER\b", statement, re.I))
+
+
+class Cursor:
+    """What `execute` returns: rows (iterable, fetchone/fetchall/fetchmany), rowcount, lastrowid, description."""
+
+    def __init__(self, rows: list[Any] | None = None, *, rowcount: int = -1, lastrowid: int | None = None,
+                 description: Any = None) -> None:
+        self._rows = rows or []
+        self._pos = 0
+        self.rowcount = rowcount
+        self.lastrowid = lastrowid
+        self.description = description
+        self.arraysize = 1
+
+    def fetchone(self) -> Any:
+        if self._pos >= len(self._rows):
+            return None
+        row = self._rows[self._pos]
+        self._pos += 1
+        return row
+
+    def fetchall(self) -> list[Any]:
+        rows = self._rows[self._pos:]
+        self._pos = len(self._rows)
+        return rows
+
+    def fetchmany(self, size: int | None = None) -> list[Any]:
+        n = size or self.arraysize
+        rows = self._rows[self._pos:self._pos + n]
+        self._pos += len(rows)
+        return rows
+
+    def __iter__(self) -> Iterator[Any]:
+        while self._pos < len(self._rows):
+            row = self._rows[self._pos]
+            self._pos += 1
+            yield row
+
+    def close(self) -> None:
+        self._rows = []
+
+
+class Connection:
+    """A PostgreSQL connection with the `sqlite3.Connection` surface the cloud uses (see the module doc)."""
+
+    def __init__(self, raw: psycopg.Connection, *, schema: str, label: str) -> None:
+        self._raw = raw
+        self.schema = schema
+        self.label = label  # the URL without its password, for messages
+        self.db_key = ""  # sitelink.sqlite's waiting-writer count is SQLite's; PostgreSQL has no busy wait
+        self.row_factory: Any = Row
+        self.lock_key = int.from_bytes(hashlib.blake2b(f"marketsync:{schema}".encode(), digest_size=8).digest(),
+                                       "big", signed=True)
+        self._sp = 0
+        self._lock = threading.RLock()
+
+    engine = "postgresql"
+
+    # -- sqlite3.Connection surface --
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._raw.info.transaction_status != pq.TransactionStatus.IDLE
+
+    @property
+    def total_changes(self) -> int:
+        return 0
+
+    def cursor(self) -> Connection:
+        return self
+
+    def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Cursor:
+        with self._lock:
+            return self._execute(sql, params)
+
+    def executemany(self, sql: str, seq: Iterable[Sequence[Any] | Mapping[str, Any]]) -> Cursor:
+        t = translate(sql)
+        seq = list(seq)
+        if t.kind.startswith("tx:") or t.kind == "pragma" or not seq:
+            return Cursor(rowcount=0)
+        with self._lock:
+            text = self._final_sql(t)
+            try:
+                with self._savepoint(), self._raw.cursor() as cur:
+                    cur.executemany(text, [self._params(t, p) for p in seq])
+                    return Cursor(rowcount=cur.rowcount)
+            except psycopg.Error as exc:
+                raise _mapped(exc, sql) from exc
+
+    def executescript(self, script: str) -> Cursor:
+        for statement in statements(script):
+            self.execute(statement)
+        return Cursor()
+
+    def commit(self) -> None:
+        if self.in_transaction:
+            self._raw.commit()
+
+    def rollback(self) -> None:
+        if self.in_transaction:
+            self._raw.rollback()
+
+    def close(self) -> None:
+        try:
+            if not self._raw.closed and self.in_transaction:
+                self._raw.rollback()
+        finally:
+            self._raw.close()
+
+    def interrupt(self) -> None:
+        self._raw.cancel_safe()
+
+    def create_function(self, *args: Any, **kwargs: Any) -> None:
+        """SQLite's Python functions exist as SQL functions on PostgreSQL (`COMPAT`): nothing to do."""
+
+    def set_trace_callback(self, *args: Any) -> None:
+        pass
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.rollback()
+
+    # -- engine-specific --
+
+    def execute_native(self, script: str) -> None:
+        """Run PostgreSQL's own SQL as it is (several statements allowed, no parameters)."""
+        with self._lock:
+            try:
+                with self._savepoint():
+                    self._raw.execute(script.encode())
+            except psycopg.Error as exc:
+                raise _mapped(exc, script) from exc
+            self._forget_catalog(self.schema)
+
+    def lock_immediate(self) -> None:
+        """Inside a transaction: take this database's writer lock (the BEGIN IMMEDIATE of SQLite)."""
+        self._raw.execute("SELECT pg_advisory_xact_lock(%s)", (self.lock_key,))
+
+    def try_lock_immediate(self) -> bool:
+        row = self._raw.execute("SELECT pg_try_advisory_xact_lock(%s)", (self.lock_key,)).fetchone()
+        return bool(row and row[0])
+
+    # -- internals --
+
+    def _params(self, t: Translated, params: Any) -> Any:
+        if params is None:
+            return {} if t.named else ()
+        if t.named:
+            if isinstance(params, Mapping):
+                return params
+            raise ProgrammingError("named placeholders need a mapping of parameters")
+        if isinstance(params, Mapping):
+            raise ProgrammingError("positional placeholders need a sequence of parameters")
+        return tuple(params)
+
+    def _final_sql(self, t: Translated) -> str:
+        text = t.sql
+        if t.or_action == "REPLACE":
+            _, pks = self._catalog(t.table)
+            cols = self._insert_columns(t)
+            keys = pks.get(t.table.lower(), [])
+            if keys:
+                rest = [c for c in cols if c.lower() not in {k.lower() for k in keys}]
+                action = ("DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in rest)) if rest else "DO NOTHING"
+                text += f" ON CONFLICT ({', '.join(keys)}) {action}"
+        return text
+
+    @staticmethod
+    def _insert_columns(t: Translated) -> list[str]:
+        m = re.match(r"INSERT INTO\s+\S+?\s*\(([^)]*)\)", t.sql, re.I)
+        return [c.strip().strip('"') for c in m.group(1).split(",")] if m else []
+
+    def _catalog(self, table: str) -> tuple[dict[str, str], dict[str, list[str]]]:
+        key = self.schema
+        entry = _catalog.get(key)
+        if entry is None or (table and table.lower() not in entry[1] and table.lower() not in entry[0]):
+            serial: dict[str, str] = {}
+            pks: dict[str, list[str]] = {}
+            known: set[str] = set()
+            for rel, att, is_serial, is_pk in self._raw.execute(_CATALOG_SQL).fetchall():
+                known.add(rel)
+                if is_serial:
+                    serial.setdefault(rel, att)
+                if is_pk:
+                    pks.setdefault(rel, []).append(att)
+            for rel in known:
+                pks.setdefault(rel, [])
+            entry = (serial, pks)
+            with _catalog_lock:
+                _catalog[key] = entry
+        return entry
+
+    @staticmethod
+    def _forget_catalog(schema: str) -> None:
+        with _catalog_lock:
+            _catalog.pop(schema, None)
+
+    @contextmanager
+    def _savepoint(self) -> Iterator[None]:
+        """Inside a transaction a failing statement must not abort it (SQLite's way): a savepoint around it."""
+        if not self.in_transaction:
+            yield
+            return
+        self._raw.execute("SAVEPOINT ms_stmt")
+        try:
+            yield
+        except BaseException:
+            if self._raw.info.transaction_status == pq.TransactionStatus.INERROR:
+                self._raw.execute("ROLLBACK TO SAVEPOINT ms_stmt")
+            raise
+        else:
+            self._raw.execute("RELEASE SAVEPOINT ms_stmt")
+
+    def _pragma(self, t: Translated) -> Cursor:
+        name, arg = t.pragma, t.pragma_arg.strip().strip("'\"")
+        if name == "table_info" and arg:
+            rows = self._raw.execute(
+                "SELECT a.attnum - 1, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull::int,"
+                " pg_get_expr(d.adbin, d.adrelid), 0 FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid"
+                " JOIN pg_namespace n ON n.oid = c.relnamespace LEFT JOIN pg_attrdef d"
+                " ON d.adrelid = c.oid AND d.adnum = a.attnum WHERE c.relname = %s AND n.nspname = current_schema()"
+                " AND a.attnum > 0 AND NOT a.attisdropped ORDER BY a.attnum", (arg,)).fetchall()
+            cls = _row_class(["cid", "name", "type", "notnull", "dflt_value", "pk"])
+            return Cursor([cls(r) for r in rows], rowcount=-1)
+        if name == "defer_foreign_keys" and self.in_transaction:
+            self._raw.execute("SET CONSTRAINTS ALL DEFERRED")
+        cls = _row_class([name])
+        return Cursor([cls((0,))], rowcount=-1)  # settings of SQLite's file: nothing to set here
+
+    def _execute(self, sql: str, params: Any) -> Cursor:
+        t = translate(sql)
+        if t.kind == "pragma":
+            return self._pragma(t)
+        if t.kind.startswith("tx:"):
+            return self._tx(t.kind[3:], sql)
+        text = self._final_sql(t)
+        returning_id = ""
+        if t.kind == "insert" and t.table and " RETURNING " not in text.upper():
+            serial, _ = self._catalog(t.table)
+            returning_id = serial.get(t.table.lower(), "")
+            if returning_id:
+                text += f" RETURNING {returning_id}"
+        args = self._params(t, params)
+        try:
+            with self._savepoint(), self._raw.cursor() as cur:
+                cur.execute(text, args, prepare=None)
+                rowcount = cur.rowcount
+                if cur.description is None:
+                    if t.ddl:
+                        self._forget_catalog(self.schema)
+                    return Cursor(rowcount=rowcount)
+                rows = cur.fetchall()
+                if returning_id:
+                    last = rows[-1][0] if rows else None
+                    return Cursor(rowcount=rowcount, lastrowid=last)
+                names = [d.name for d in cur.description]
+                cls = _row_class(names)
+                description = tuple((n, None, None, None, None, None, None) for n in names)
+                return Cursor([cls(r) for r in rows], rowcount=rowcount, description=description)
+        except psycopg.Error as exc:
+            raise _mapped(exc, sql) from exc
+
+    def _tx(self, verb: str, sql: str) -> Cursor:
+        try:
+            if verb.startswith("BEGIN"):
+                if self.in_transaction:
+                    raise OperationalError("cannot start a transaction within a transaction")
+                self._raw.execute("BEGIN")
+                if verb in ("BEGIN IMMEDIATE", "BEGIN EXCLUSIVE"):
+                    self.lock_immediate()
+            elif verb.startswith(("COMMIT", "END")):
+                self._raw.commit() if self.in_transaction else None
+            elif verb.startswith("ROLLBACK"):
+                self._raw.rollback() if self.in_transaction else None
+            else:  # SAVEPOINT x / RELEASE x
+                self._raw.execute(sql)
+        except psycopg.Error as exc:
+            raise _mapped(exc, sql) from exc
+        return Cursor(rowcount=-1)
+
+
+def schema_for(path: str) -> str:
+    """The schema a database file maps to under the test facility (`MARKETSYNC_PG_TEST_URL`)."""
+    real = os.path.realpath(path)
+    return "t_" + hashlib.blake2b(real.encode(), digest_size=10).hexdigest()
+
+
+def connect(url: str, *, schema: str | None = None, timeout: float = 30.0) -> Connection:
+    """A connection to `url` (its password never appears in an error), in autocommit mode (transactions
+    are explicit, as on SQLite), with `search_path` set to `schema` (created if missing) when given."""
+    label = redact(url)
+    try:
+        raw = psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(timeout)))
+    except psycopg.Error as exc:
+        message = str(exc).replace(url, label)
+        raise OperationalError(f"cannot connect to {label}: {message}") from None
+    _adapt(raw)
+    if schema:
+        try:
+            raw.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        except psycopg.errors.UniqueViolation:
+            pass  # another process created it at the same moment
+        raw.execute(f'SET search_path TO "{schema}"')
+    else:
+        schema = str(raw.execute("SELECT current_schema()").fetchone()[0])  # type: ignore[index]
+    return Connection(raw, schema=schema, label=label)
+
+
+__all__ = ["COMPAT", "COMPAT_KEY", "Connection", "Error", "IntegrityError", "OperationalError", "Row",
+           "connect", "is_url", "redact", "schema_for", "translate"]
