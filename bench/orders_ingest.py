@@ -13,7 +13,11 @@ are printed too, and each figure is also given per CPU-second.
 
 Last line: `orders_per_s=X` (targets, issue 19: ≥ 10,000 and ≥ 0.12 of the bare INSERTs of the same run).
 
-    .venv/bin/python bench/orders_ingest.py [--orders 100000] [--batch 1000] [--items 2000]
+`--db postgresql` runs the same again on PostgreSQL (a throwaway cluster of its own, cloud_sync.pg_cluster;
+the bare INSERTs too) after the SQLite run, and ends `orders_per_s=<PostgreSQL> sqlite_orders_per_s=<SQLite>`.
+The CPU figures there are this process's only (the server's CPU is not counted).
+
+    .venv/bin/python bench/orders_ingest.py [--orders 100000] [--batch 1000] [--items 2000] [--db postgresql]
 """
 
 from __future__ import annotations
@@ -32,8 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cloud_sync.catalog import cards as catalog
 from cloud_sync.catalog import nomenclature
 from cloud_sync.config import parse_config  # noqa: E402
-from cloud_sync.db import connect, transaction
+from cloud_sync.db import TEST_URL_ENV, connect, transaction
 from cloud_sync.orders import intake
+from cloud_sync.pg_cluster import Cluster  # noqa: E402
 from cloud_sync.schema import open_db  # noqa: E402
 from cloud_sync.stock import ledger  # noqa: E402
 from marketplaces.base import Card, Order, OrderLine  # noqa: E402
@@ -81,7 +86,28 @@ def main() -> int:
     ap.add_argument("--orders", type=int, default=100_000)
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--items", type=int, default=2000)
+    ap.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
     args = ap.parse_args()
+    sqlite_rate = run(args)
+    if args.db == "sqlite":
+        print(f"orders_per_s={sqlite_rate:.0f}")
+        return 0
+    with Cluster() as cluster:
+        # the development facility of cloud_sync.db: each file path below is a fresh schema of this cluster
+        os.environ[TEST_URL_ENV] = cluster.url
+        try:
+            print("== postgresql (throwaway cluster, fsync off)")
+            pg_rate = run(args)
+        finally:
+            os.environ.pop(TEST_URL_ENV, None)
+    print(f"postgresql {pg_rate:,.0f} orders/s beside sqlite {sqlite_rate:,.0f} orders/s"
+          f" = {pg_rate / sqlite_rate:.2f} of SQLite")
+    print(f"orders_per_s={pg_rate:.0f} sqlite_orders_per_s={sqlite_rate:.0f}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> float:
+    """One whole measurement on the engine `connect` gives for a file path; prints it; the orders/s."""
     with tempfile.TemporaryDirectory() as tmp:
         cfg = parse_config({"accounts": {a: {"marketplace": mp, "base_url": "http://127.0.0.1:9",
                                              "warehouses": {"1": "main"}} for a, mp in ACCOUNTS.items()},
@@ -126,9 +152,8 @@ def main() -> int:
               f" load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         print(f"ratio to bare inserts: {(args.orders / dt) / (args.orders / base_s):.3f} wall,"
               f" {base_cpu / cpu:.3f} per CPU-second")
-        print(f"orders_per_s={args.orders / dt:.0f}")
         conn.close()
-    return 0
+    return args.orders / dt
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from cloud_sync.config_sections import (
     UiSettings,
     read_tables,
 )
+from cloud_sync.pg import Url as PgUrl
 from cloud_sync.pg import redact as pg_redact
 from marketplaces import profiles
 from marketplaces.base import UNIFIED_STATUSES, AccountConfig
@@ -251,7 +252,7 @@ def _db_url(db: DbSection, env: dict[str, str], where: Place) -> str:
         user = unquote(parts.username or "")
         host = parts.netloc.rsplit("@", 1)[-1]
         url = urlunsplit(parts._replace(netloc=f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"))
-    return url
+    return PgUrl(url)
 
 
 def parse_config(data: dict[str, Any], *, base_dir: Path | None = None,
@@ -274,8 +275,11 @@ def parse_config(data: dict[str, Any], *, base_dir: Path | None = None,
     cfg.db_path = str(db_path if db_path.is_absolute() else (base_dir / db_path))
     if tables.db.url:  # PostgreSQL: db_path is the URL every connection opens (cloud_sync.db)
         cfg.db_path = _db_url(tables.db, env, top.at("db"))
+        data_dir = Path(cfg_data_dir(cloud.db_path, base_dir))
         if not cfg.secrets.key_file:  # "beside the database" is the data folder [cloud] db_path names
-            cfg.secrets.key_file = str(Path(cfg_data_dir(cloud.db_path, base_dir)) / "secret.key")
+            cfg.secrets.key_file = str(data_dir / "secret.key")
+        if cfg.onec is not None and not cfg.onec.work_dir:
+            cfg.onec.work_dir = str(data_dir / "onec-exchange")
 
     for site_id, s in tables.sites.items():
         cfg.sites[site_id] = SiteConfig(id=site_id, name=site_id if s.name is None else s.name,

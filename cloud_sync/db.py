@@ -36,9 +36,9 @@ WAL_AUTOCHECKPOINT_PAGES = 10_000
 
 def target(path: str | Path) -> tuple[str, str | None]:
     """Where `path` leads: ("sqlite", None), or ("<postgresql url>", schema or None)."""
+    if pg.is_url(path):
+        return pg.reveal(path), None
     text = str(path)
-    if pg.is_url(text):
-        return text, None
     test_url = os.environ.get(TEST_URL_ENV)
     if test_url and text != ":memory:":
         return test_url, pg.schema_for(text)

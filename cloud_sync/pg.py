@@ -65,7 +65,7 @@ SCHEMES = ("postgresql://", "postgres://")
 
 def is_url(target: object) -> bool:
     """Whether a database target is a PostgreSQL URL (anything else is an SQLite file path)."""
-    return isinstance(target, str) and target.startswith(SCHEMES)
+    return isinstance(target, str) and target.startswith(SCHEMES)  # startswith reads the text, not str()
 
 
 def redact(url: str) -> str:
@@ -79,6 +79,27 @@ def redact(url: str) -> str:
     netloc = parts.netloc.rsplit("@", 1)
     userinfo = netloc[0].split(":", 1)[0] + ":***"
     return urlunsplit(parts._replace(netloc=f"{userinfo}@{netloc[1]}"))
+
+
+class Url(str):
+    """A PostgreSQL URL that shows itself without its password (repr, str, f-strings, logs): the config's
+    `db_path` when [db] url is set. `reveal()` is the URL itself, for the driver alone."""
+
+    def reveal(self) -> str:
+        return str.__str__(self)
+
+    def __repr__(self) -> str:
+        return repr(redact(self.reveal()))
+
+    def __str__(self) -> str:
+        return redact(self.reveal())
+
+    def __format__(self, spec: str) -> str:
+        return format(redact(self.reveal()), spec)
+
+
+def reveal(url: object) -> str:
+    return url.reveal() if isinstance(url, Url) else str(url)
 
 
 # -- errors: the sqlite3 classes the domain catches, with the PostgreSQL error chained ----------------------
@@ -249,6 +270,9 @@ def _transform(node: exp.Expression) -> exp.Expression:
         # SQLite's row id of a table without an INTEGER PRIMARY KEY: the row's place (ctid) on PostgreSQL
         # (insertion order while the row is not updated)
         return exp.Column(this=exp.to_identifier("ctid"), table=node.args.get("table"))
+    if isinstance(node, exp.Table) and node.args.get("db") is not None and node.db.lower() == "temp":
+        node.set("db", exp.to_identifier("pg_temp"))  # SQLite's temp schema
+        return node
     if isinstance(node, exp.JSONArray):
         return exp.Anonymous(this="json_build_array", expressions=[e.copy() for e in node.expressions])
     # `? IS NULL`: PostgreSQL must know a parameter's type; any value is a text literal
@@ -425,7 +449,7 @@ _catalog: dict[str, tuple[dict[str, str], dict[str, list[str]]]] = {}
 _catalog_lock = threading.Lock()
 
 _CATALOG_SQL = """
-SELECT c.relname, a.attname, pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%%' AS serial,
+SELECT c.relname, a.attname, (a.attidentity <> '' OR pg_get_expr(d.adbin, d.adrelid) LIKE 'nextval(%%') AS serial,
        a.attnum = ANY(i.indkey) AS pk
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -620,19 +644,22 @@ class Connection:
         return Cursor()
 
     def commit(self) -> None:
-        if self.in_transaction:
-            self._raw.commit()
+        with self._lock:
+            if self.in_transaction:
+                self._raw.commit()
 
     def rollback(self) -> None:
-        if self.in_transaction:
-            self._raw.rollback()
+        with self._lock:
+            if self.in_transaction:
+                self._raw.rollback()
 
     def close(self) -> None:
-        try:
-            if not self._raw.closed and self.in_transaction:
-                self._raw.rollback()
-        finally:
-            self._raw.close()
+        with self._lock:
+            try:
+                if not self._raw.closed and self.in_transaction:
+                    self._raw.rollback()
+            finally:
+                self._raw.close()
 
     def interrupt(self) -> None:
         self._raw.cancel_safe()
@@ -773,9 +800,25 @@ class Connection:
             if returning_id:
                 text += f" RETURNING {returning_id}"
         args = self._params(t, params)
+        # a failing SELECT is a bug either way; a write may fail by design (a duplicate) and the caller goes on
+        # with its transaction: inside one, the write runs between SAVEPOINT and RELEASE, the three sent at once
+        # (pipeline mode: one round trip, not three)
+        in_tx = t.kind != "select" and self.in_transaction
         try:
-            with self._savepoint(), self._raw.cursor() as cur:
-                cur.execute(text, args, prepare=None)
+            with self._raw.cursor() as cur:
+                if in_tx:
+                    try:
+                        with self._raw.pipeline():
+                            self._raw.execute("SAVEPOINT ms_stmt")
+                            cur.execute(text, args, prepare=None)
+                            self._raw.execute("RELEASE SAVEPOINT ms_stmt")
+                    except psycopg.Error:
+                        if self._raw.info.transaction_status == pq.TransactionStatus.INERROR:
+                            self._raw.execute("ROLLBACK TO SAVEPOINT ms_stmt")
+                            self._raw.execute("RELEASE SAVEPOINT ms_stmt")
+                        raise
+                else:
+                    cur.execute(text, args, prepare=None)
                 rowcount = cur.rowcount
                 if cur.description is None:
                     if t.ddl:
@@ -820,6 +863,7 @@ def schema_for(path: str) -> str:
 def connect(url: str, *, schema: str | None = None, timeout: float = 30.0) -> Connection:
     """A connection to `url` (its password never appears in an error), in autocommit mode (transactions
     are explicit, as on SQLite), with `search_path` set to `schema` (created if missing) when given."""
+    url = reveal(url)
     label = redact(url)
     try:
         raw = psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(timeout)))
@@ -839,4 +883,4 @@ def connect(url: str, *, schema: str | None = None, timeout: float = 30.0) -> Co
 
 
 __all__ = ["COMPAT", "COMPAT_KEY", "Connection", "Error", "IntegrityError", "OperationalError", "Row",
-           "connect", "is_url", "redact", "schema_for", "translate"]
+           "Url", "connect", "is_url", "redact", "reveal", "schema_for", "translate"]

@@ -6,7 +6,8 @@ free TCP port of 127.0.0.1, trust authentication, durability off (fsync, synchro
 is thrown away). PostgreSQL refuses to run as root: started as root, the cluster runs as the unprivileged
 `postgres` system user the Debian package creates (`runuser`). `stop()` stops it and removes the directory.
 
-`python -m cloud_sync.pg_cluster` starts one and prints its URL until interrupted (handy by hand).
+A run killed outright leaves nothing behind either: a watchdog process (`--watch`) removes the cluster when
+the process that started it is gone. `python -m cloud_sync.pg_cluster` starts one and prints its URL until interrupted (handy by hand).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -83,6 +85,11 @@ class Cluster:
             self.stop()
             raise RuntimeError(f"PostgreSQL did not start: {exc.stderr}\n{log[-2000:]}") from None
         self.url = f"postgresql://postgres@/postgres?host={self.dir}&port={self.port}"
+        # a run killed outright (SIGKILL, a CI timeout) still leaves no server behind: a watchdog process
+        # stops and removes the cluster once the process that started it is gone
+        subprocess.Popen([sys.executable, "-m", "cloud_sync.pg_cluster", "--watch", str(os.getpid()), str(self.dir)],
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True, cwd=str(Path(__file__).resolve().parents[1]))
         return self.url
 
     def stop(self) -> None:
@@ -99,7 +106,26 @@ class Cluster:
         self.stop()
 
 
+def _watch(parent: int, directory: Path) -> None:
+    """Wait for `parent` to end, then stop the cluster in `directory` (if still there) and remove it."""
+    while directory.exists():
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(1.0)
+    if (directory / "data" / "postmaster.pid").exists():
+        cmd = [str(bin_dir() / "pg_ctl"), "-D", str(directory / "data"), "-m", "immediate", "-w", "stop"]
+        if os.geteuid() == 0:
+            cmd = ["runuser", "-u", RUN_AS, "--", *cmd]
+        subprocess.run(cmd, check=False, capture_output=True, timeout=60)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 def main() -> None:
+    if len(sys.argv) == 4 and sys.argv[1] == "--watch":
+        _watch(int(sys.argv[2]), Path(sys.argv[3]))
+        return
     with Cluster() as cluster:
         print(cluster.url, flush=True)
         try:

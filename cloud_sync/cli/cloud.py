@@ -69,7 +69,7 @@ def cloud_main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, _on_signal)
     try:
         url = service.start()
-        print(json.dumps({"role": "cloud", "url": url, "db": service.db_path,
+        print(json.dumps({"role": "cloud", "url": url, "db": str(service.db_path),  # str: a [db] url without its password
                           "accounts": sorted(service.adapters)}), flush=True)
         notify(f"READY=1\nSTATUS=serving {url}")
         while not stop.wait(watchdog_interval()):

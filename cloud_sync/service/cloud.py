@@ -122,7 +122,8 @@ class CloudService:
         lc = self.cfg.link
         common: dict[str, Any] = dict(role="cloud", db_path=self.db_path, host=lc.host, port=lc.port,
                                       password=lc.password or None, tls_ca=lc.tls_ca or None,
-                                      keys_file=lc.keys_file or None)
+                                      keys_file=lc.keys_file or None,
+                                      connect=connect)  # the cloud's store, SQLite or PostgreSQL
         if not lc.share_group:
             return SiteLink(LinkConfig(username=lc.username or None, **common)), None
         member_user = (lc.member_username or lc.username).replace("{instance}", self.instance) or None

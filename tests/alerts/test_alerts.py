@@ -86,6 +86,7 @@ def test_permanent_refusal_gives_up_and_server_error_retries(db, bot_api):
     assert outbox.deliver(db, sender, settings(bot_api, min_interval_s=0), clock=clock, sleep=clock.sleep).sent == 1
 
 
+@pytest.mark.sqlite_only("reads the SQLite file's bytes for the token")
 def test_token_never_in_logs_errors_or_database(db, bot_api, caplog, tmp_path):
     caplog.set_level(logging.DEBUG)
     clock = Clock()

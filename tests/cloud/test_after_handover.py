@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
+from cloud_sync import db
 from cloud_sync.catalog import cards as catalog
 from cloud_sync.config import parse_config
 from cloud_sync.db import transaction
@@ -368,7 +369,7 @@ def test_a_return_goes_down_and_comes_back_up_over_the_real_link(shop, broker, t
                                                        "defective": 0}], "note": "коробка вскрыта"})
 
     cloud = SiteLink(LinkConfig(role="cloud", db_path=str(tmp_path / "cloud.sqlite"), gap_timeout=5.0,
-                                resend_after=2.0, **broker.link_settings(None)))
+                                resend_after=2.0, connect=db.connect, **broker.link_settings(None)))
     after_handover.register_return_handlers(cloud, shop.cfg)
     site = SiteLink(LinkConfig(role="site", db_path=str(tmp_path / "site-1.db"), site_id="site-1", gap_timeout=5.0,
                                resend_after=2.0, **broker.link_settings("site-1")))

@@ -6,11 +6,11 @@ link's outbox, which is what a site that is offline sees."""
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 
 import pytest
 
+from cloud_sync import db as cloud_db
 from cloud_sync.config import load_config
 from cloud_sync.schema import open_db
 from marketplaces.sandbox.registry import start_sandbox
@@ -19,6 +19,14 @@ from marketsync.demo_catalog import seed_demo
 from marketsync.procs import Service, marketsync_argv
 
 from .conftest import wait_for
+
+
+def cloud_conn(path):
+    """The cloud's database on either engine (PostgreSQL on the MARKETSYNC_TEST_PG leg), rows as tuples."""
+    conn = cloud_db.connect(path)
+    conn.row_factory = None
+    return conn
+
 
 pytestmark = pytest.mark.slow
 
@@ -69,7 +77,7 @@ credentials = {creds(oz)}
         wait_for("every order confirmed on WB",
                  lambda: all(wb.app.state()["orders"][x] == "confirm" for x in natives)
                  and all(http_json("GET", f"{api}/api/orders/wb:{x}")["confirmed"] for x in natives), timeout=60)
-        db = sqlite3.connect(tmp_path / "cloud.sqlite")
+        db = cloud_conn(tmp_path / "cloud.sqlite")
         for x in natives:
             key = f"wb:{x}"
             assert db.execute("SELECT COUNT(*) FROM orders WHERE key=?", (key,)).fetchone()[0] == 1

@@ -8,6 +8,7 @@ import sqlite3
 
 import pytest
 
+from cloud_sync import db as cloud_db
 from cloud_sync.cli.onec import main
 from cloud_sync.onec.parser import CommerceMLError, read_all
 
@@ -55,7 +56,8 @@ def test_encodings_namespaces_and_decimal_commas(tmp_path, capsys, enc, ns, ver,
     assert got["prices"] == {"i1": {"p": 1234.5}}
     assert got["stock_total"] == {"w1": 3}
     assert got["only_changes"] is True  # an incremental package (СодержитТолькоИзменения="true")
-    conn = sqlite3.connect(tmp_path / "c.db")
+    conn = cloud_db.connect(tmp_path / "c.db")
+    conn.row_factory = None
     assert conn.execute("SELECT name, article FROM items").fetchall() == [("Чашка «Утро»", "ЧШ-1")]
     assert conn.execute("SELECT currency FROM price_types").fetchall() == [("RUB",)]
 
@@ -76,6 +78,7 @@ EXTERNAL_DTD = """<?xml version="1.0"?>
 """
 
 
+@pytest.mark.sqlite_only("compares SQLite's dump of the file before and after")
 @pytest.mark.parametrize("name,text,words", [
     ("xxe.xml", XXE, "hostile"),
     ("laughs.xml", LAUGHS, "hostile"),

@@ -5,18 +5,26 @@ from __future__ import annotations
 
 import io
 import logging
-import sqlite3
 import xml.etree.ElementTree as ET
 import zipfile
 from decimal import Decimal
 
+from cloud_sync import db as cloud_db
 from cloud_sync.db import connect
 from cloud_sync.onec.orders_out import OrderFor1C, OrderLine1C, enqueue_order, last_status
 from cloud_sync.onec.parser import Document, parse
 
 
+def cloud_conn(path):
+    """The cloud's database on either engine (PostgreSQL on the MARKETSYNC_TEST_PG leg), rows as tuples."""
+    conn = cloud_db.connect(path)
+    conn.row_factory = None
+    return conn
+
+
+
 def count(db, sql) -> int:
-    conn = sqlite3.connect(db)
+    conn = cloud_conn(db)
     try:
         return conn.execute(sql).fetchone()[0]
     finally:

@@ -6,14 +6,22 @@ the same bytes (the corpus is trusted input), never taken from the parser under 
 from __future__ import annotations
 
 import json
-import sqlite3
 import xml.etree.ElementTree as ET
 from decimal import Decimal
 
 import pytest
 
+from cloud_sync import db as cloud_db
 from cloud_sync.cli.onec import main
 from cloud_sync.onec.parser import Document, read_all
+
+
+def cloud_conn(path):
+    """The cloud's database on either engine (PostgreSQL on the MARKETSYNC_TEST_PG leg), rows as tuples."""
+    conn = cloud_db.connect(path)
+    conn.row_factory = None
+    return conn
+
 
 CATALOG_RUNS = [
     ["unf-2.08__import.xml", "unf-2.08__offers.xml"],
@@ -120,7 +128,7 @@ def test_ut11_holdout_facts(corpus, tmp_path, capsys):
                              str(corpus / "ut11-2.07__offers0_1.xml"), "--db", str(db))
     assert code == 0, err
     assert got["items"] == 36
-    conn = sqlite3.connect(db)
+    conn = cloud_conn(db)
     assert conn.execute("SELECT article FROM items WHERE id='bd8c4e15-18f9-11e7-80c2-0cc47ab29cd1'").fetchone() == ("PM-421-WP",)
     assert conn.execute("SELECT barcode FROM item_barcodes WHERE item_id='bd8c4e15-18f9-11e7-80c2-0cc47ab29cd1'"
                         ).fetchall() == [("8809288404089",)]
@@ -152,7 +160,7 @@ def test_unf_characteristics_become_items(corpus, tmp_path, capsys):
     assert len(variants) == 2
     assert all(sorted(p.values()) == [10500, 10500, 15500] for p in variants.values())
     assert got["stock_total"] == {"default": 7}  # quantities 2 and 5, no warehouse named
-    conn = sqlite3.connect(db)
+    conn = cloud_conn(db)
     rows = conn.execute("SELECT article, group_id FROM items WHERE id LIKE 'ffce323d-c133-11e8-8111-0050569b2b72#%'").fetchall()
     assert rows == [("NF-00005894", "ffce323c-c133-11e8-8111-0050569b2b72")] * 2
     assert conn.execute("SELECT currency FROM price_types").fetchall() == [("RUB",)] * 3  # «руб» read as RUB
@@ -164,7 +172,7 @@ def test_rests_file_element_style(corpus, tmp_path, capsys):
                              "--db", str(tmp_path / "c.db"))
     assert code == 0, err
     assert got["offers"] == 978 and list(got["stock_total"]) == ["5d1caeb1-44b2-11e4-a628-003048c64779"]
-    conn = sqlite3.connect(tmp_path / "c.db")
+    conn = cloud_conn(tmp_path / "c.db")
     assert conn.execute("SELECT COUNT(*) FROM onec_balances").fetchone()[0] == 978
 
 

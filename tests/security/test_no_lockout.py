@@ -5,14 +5,22 @@ own reverse-proxy header, `[auth] trusted_proxies`, as a proxy in front of the c
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import pytest
 
+from cloud_sync import db as cloud_db
 from cloud_sync.access import users
 
 from .cloud_kit import start_cloud
+
+
+def cloud_conn(path):
+    """The cloud's database on either engine (PostgreSQL on the MARKETSYNC_TEST_PG leg), rows as tuples."""
+    conn = cloud_db.connect(path)
+    conn.row_factory = None
+    return conn
+
 
 
 @pytest.fixture
@@ -27,7 +35,7 @@ def _from(cloud, address: str):
 
 
 def _age_failures(cloud, seconds: float) -> None:
-    with sqlite3.connect(cloud.db) as db:
+    with cloud_conn(cloud.db) as db:
         db.execute("UPDATE login_failures SET ts = ts - ?", (seconds,))
 
 

@@ -6,14 +6,22 @@ through our own reverse-proxy header, `[auth] trusted_proxies`)."""
 from __future__ import annotations
 
 import base64
-import sqlite3
 from pathlib import Path
 
 import pytest
 
+from cloud_sync import db as cloud_db
 from cloud_sync.access import users
 
 from .cloud_kit import start_cloud
+
+
+def cloud_conn(path):
+    """The cloud's database on either engine (PostgreSQL on the MARKETSYNC_TEST_PG leg), rows as tuples."""
+    conn = cloud_db.connect(path)
+    conn.row_factory = None
+    return conn
+
 
 CHECKAUTH = {"type": "catalog", "mode": "checkauth"}
 
@@ -48,7 +56,7 @@ def test_a_stranger_guessing_1cs_password_is_slowed_down_and_1c_itself_is_not(cl
     for _ in range(3):
         r = _checkauth(cloud, "203.0.113.9", "1c", "guess")
         waits.append(int(r.headers["Retry-After"]))
-        with sqlite3.connect(cloud.db) as db:
+        with cloud_conn(cloud.db) as db:
             db.execute("UPDATE login_failures SET ts = ts - ?", (waits[-1] + 1,))
         assert _checkauth(cloud, "203.0.113.9", "1c", "guess").status_code == 401
     assert waits[0] < waits[1] < waits[2]

@@ -15,17 +15,26 @@ import httpx
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
+from cloud_sync import db as cloud_db
 from marketplaces import open_account
 from marketplaces.sandbox.megamarket import register_schemas
 from marketplaces.spec import load_specs
 
 from .conftest import account_of  # noqa: TID252 - the fixtures' helper
 
+
+def cloud_conn(path):
+    """The cloud's database on either engine (PostgreSQL on the MARKETSYNC_TEST_PG leg), rows as tuples."""
+    conn = cloud_db.connect(path)
+    conn.row_factory = None
+    return conn
+
+
 register_schemas()
 
 
 def rows(db_path: str) -> list[sqlite3.Row]:
-    conn = sqlite3.connect(db_path)
+    conn = cloud_conn(db_path)
     conn.row_factory = sqlite3.Row
     try:
         return conn.execute("SELECT * FROM push_events ORDER BY id").fetchall()

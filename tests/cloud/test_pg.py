@@ -1,0 +1,144 @@
+"""The PostgreSQL engine behind the sqlite3 surface (cloud_sync/pg.py) on a throwaway cluster of its own, and
+`[db] url` in cloud.toml (its password never shown)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from cloud_sync import db, pg
+from cloud_sync.config import parse_config
+from cloud_sync.pg_cluster import Cluster, available
+from cloud_sync.schema import open_db
+from sitelink.config_file import ConfigError
+
+needs_pg = pytest.mark.skipif(not available(), reason="PostgreSQL server binaries not installed")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    if not available():
+        pytest.skip("PostgreSQL server binaries not installed")
+    with Cluster() as c:
+        yield c
+
+
+@pytest.fixture
+def conn(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[pg.Connection]:
+    c = pg.connect(cluster.url, schema=f"t_{request.node.name.lower()[:40]}")
+    db.migrate(c, [])  # PostgreSQL's own part: fold(), SQLite's date functions, json_each, sqlite_master
+    c.execute_native("DROP TABLE IF EXISTS t")
+    c.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, n INTEGER NOT NULL DEFAULT 0,"
+              " ts REAL) WITHOUT ROWID")
+    yield c
+    c.close()
+
+
+def test_sqlite_statements_run_as_written(conn: pg.Connection) -> None:
+    cur = conn.execute("INSERT INTO t(name, n, ts) VALUES (?, ?, ?)", ("a", 1, 1.5))
+    assert cur.lastrowid == 1 and cur.rowcount == 1
+    conn.execute("INSERT OR IGNORE INTO t(name) VALUES (?)", ("a",))  # a duplicate: nothing, no error
+    conn.execute("INSERT INTO t(name, n) VALUES (:name, :n)", {"name": "b%", "n": 0})
+    conn.execute("INSERT INTO t(name, n) VALUES ('c', 5) ON CONFLICT(name) DO UPDATE SET n = n + excluded.n")
+    conn.execute("INSERT INTO t(name, n) VALUES ('c', 5) ON CONFLICT(name) DO UPDATE SET n = n + excluded.n")
+    row = conn.execute("SELECT id, name, n FROM t WHERE name = ?", ("c",)).fetchone()
+    assert row["n"] == 10 and row[1] == "c" and row.keys() == ["id", "name", "n"] and dict(row)["name"] == "c"
+    # SQLite's ways: LIKE ignores case, a bare integer is a condition, a comparison is 0/1, total() of nothing
+    assert [r[0] for r in conn.execute("SELECT name FROM t WHERE name LIKE 'A' OR name LIKE 'B%%'")] == ["a", "b%"]
+    assert conn.execute("SELECT COUNT(*) FROM t WHERE n").fetchone()[0] == 2
+    assert conn.execute("SELECT SUM(n > 0), total(n), ifnull(max(ts), 0) FROM t").fetchone() == (2, 11.0, 1.5)
+    assert conn.execute("SELECT COUNT(*) FROM t WHERE ? IS NULL OR name = ?", (None, None)).fetchone()[0] == 3
+    assert conn.execute("SELECT fold('ПРИВЕТ Мир')").fetchone()[0] == "привет мир"
+    assert conn.execute("SELECT value FROM json_each(?)", ('["x", "y"]',)).fetchall() == [("x",), ("y",)]
+    assert conn.execute("PRAGMA table_info(t)").fetchall()[1]["name"] == "name"
+    assert conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='t'").fetchone() == (1,)
+    assert len(conn.execute("SELECT datetime('now')").fetchone()[0]) == 19
+
+
+def test_errors_are_sqlite3_classes_and_a_failed_write_leaves_the_transaction_going(conn: pg.Connection) -> None:
+    with db.transaction(conn):
+        conn.execute("INSERT INTO t(name) VALUES ('x')")
+        with pytest.raises(sqlite3.IntegrityError) as caught:
+            conn.execute("INSERT INTO t(name) VALUES ('x')")
+        assert caught.value.__cause__ is not None  # psycopg's error, chained
+        conn.execute("INSERT INTO t(name) VALUES ('y')")  # SQLite goes on after a failed statement: so here
+    assert [r[0] for r in conn.execute("SELECT name FROM t ORDER BY name")] == ["x", "y"]
+    with pytest.raises(sqlite3.OperationalError):
+        conn.execute("SELECT nope FROM t")
+    with pytest.raises(ValueError), db.transaction(conn):
+        conn.execute("INSERT INTO t(name) VALUES ('z')")
+        raise ValueError("rolled back")
+    assert conn.execute("SELECT COUNT(*) FROM t WHERE name='z'").fetchone()[0] == 0
+
+
+def test_immediate_transactions_of_one_database_run_one_after_another(cluster: Cluster) -> None:
+    """BEGIN IMMEDIATE's promise: a read-then-write of one writer is never interleaved with another's."""
+    setup = pg.connect(cluster.url, schema="t_serial")
+    setup.execute_native("DROP TABLE IF EXISTS c; CREATE TABLE c (k TEXT PRIMARY KEY, v BIGINT NOT NULL)")
+    setup.execute("INSERT INTO c VALUES ('n', 0)")
+
+    def bump() -> None:
+        c = pg.connect(cluster.url, schema="t_serial")
+        for _ in range(20):
+            with db.transaction(c):
+                v = c.execute("SELECT v FROM c WHERE k='n'").fetchone()[0]
+                time.sleep(0.001)
+                c.execute("UPDATE c SET v=? WHERE k='n'", (v + 1,))
+        c.close()
+
+    threads = [threading.Thread(target=bump) for _ in range(3)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert setup.execute("SELECT v FROM c WHERE k='n'").fetchone()[0] == 60  # no lost update
+    # a bookkeeping write is skipped, not waited for, while another writer holds the database
+    other = pg.connect(cluster.url, schema="t_serial")
+    with db.transaction(other):
+        assert db.write_if_free(setup, "UPDATE c SET v=0 WHERE k='n'") is False
+    assert db.write_if_free(setup, "UPDATE c SET v=0 WHERE k='n'") is True
+    other.close()
+    setup.close()
+
+
+def test_the_cloud_schema_migrates_once_on_postgresql(cluster: Cluster) -> None:
+    url = cluster.url.replace("/postgres?", "/postgres?options=-csearch_path%3Dcloud&")
+    pg.connect(cluster.url, schema="cloud").close()
+    conn = open_db(url)
+    assert conn.execute("SELECT COUNT(*) FROM schema_migrations WHERE module='cloud_sync.pg'").fetchone()[0] == 1
+    conn.execute("INSERT INTO items(id, name, article) VALUES ('i1', 'Чайник ЭЛЕКТРИЧЕСКИЙ', 'A-1')")
+    assert conn.execute("SELECT search FROM items WHERE id='i1'").fetchone()[0] == "i1\x1fa-1\x1fчайник электрический"
+    with pytest.raises(sqlite3.IntegrityError):  # stock_moves stays append-only (its PostgreSQL trigger)
+        conn.execute("INSERT INTO stock_moves(ts, item_id, warehouse, kind, on_hand_after, reserved_after, source)"
+                     " VALUES (1, 'i1', 'main', 'adjust', 0, 0, 'manual')")
+        conn.execute("DELETE FROM stock_moves")
+    conn.close()
+    again = open_db(url)  # up to date: nothing applied twice
+    assert again.execute("SELECT COUNT(*) FROM schema_migrations WHERE module='cloud_sync.pg'").fetchone()[0] == 1
+    again.close()
+
+
+def test_db_url_in_cloud_toml_and_its_password_never_shown(tmp_path) -> None:
+    base = {"db": {"url": "postgresql://ms@db.example:5432/marketsync", "password_env": "MS_DB_PW"}}
+    cfg = parse_config(base, base_dir=tmp_path, env={"MS_DB_PW": "s3cr:et"})
+    assert cfg.db_path.reveal() == "postgresql://ms:s3cr%3Aet@db.example:5432/marketsync"
+    assert f"{cfg.db_path}" == str(cfg.db_path) == "postgresql://ms:***@db.example:5432/marketsync"
+    assert db.is_postgres(cfg.db_path) and "s3cr" not in repr(cfg)
+    assert cfg.secrets.key_file.endswith("secret.key")
+    with pytest.raises(ConfigError, match="must be a postgresql:// URL"):
+        parse_config({"db": {"url": "mysql://x/y"}}, base_dir=tmp_path, env={})
+    with pytest.raises(ConfigError, match="MS_DB_PW") as caught:
+        parse_config(base, base_dir=tmp_path, env={})
+    assert "s3cr" not in str(caught.value)
+    assert pg.redact("postgresql://ms:s3cr@h/db") == "postgresql://ms:***@h/db"
+
+
+@needs_pg
+def test_a_connection_error_never_shows_the_password() -> None:
+    with pytest.raises(sqlite3.OperationalError) as caught:
+        pg.connect("postgresql://ms:topsecret@127.0.0.1:1/db", timeout=2)
+    assert "topsecret" not in str(caught.value) and "***" in str(caught.value)
