@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -219,16 +220,29 @@ class Phase:
         made_before = self.orders_made
         self.place_orders()
         orders_target = orders_before + self.orders_made - made_before
+        done: dict[str, float] = {}
+        stop = threading.Event()
+
+        def watch() -> None:  # when each count first reached its target, from t0
+            while not stop.is_set() and len(done) < 2:
+                now = time.monotonic() - t0
+                if "msgs_s" not in done and applied(self.url) >= target:
+                    done["msgs_s"] = now
+                if "orders_s" not in done and one(self.url, "SELECT COUNT(*) FROM orders") >= orders_target:
+                    done["orders_s"] = now
+                time.sleep(0.05)
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
         self.connect_sites()
         out: dict[str, float] = {"connected_s": time.monotonic() - t0}
         if kill_after is not None:
             time.sleep(kill_after)
             out["takeover_s"] = self.kill_one()
-        out["msgs_s"] = wait("every site change in the ledger", lambda: applied(self.url) >= target, 900, 0.05)
-        out["msgs"] = target - before
-        out["orders_s"] = wait("every order in the store", lambda: one(
-            self.url, "SELECT COUNT(*) FROM orders") >= orders_target, 600, 0.2)
-        out["orders"] = orders_target - orders_before
+        try:
+            wait("every site change in the ledger and every order in the store", lambda: len(done) == 2, 900, 0.2)
+        finally:
+            stop.set()
+        out.update(done, msgs=target - before, orders=orders_target - orders_before)
         wait("every site's outbox acknowledged", lambda: not any(
             outbox_depth(self.work / "sites" / f"{s}.db") for s in self.sites), 300, 0.5)
         self.disconnect_sites()
@@ -283,7 +297,8 @@ class Phase:
 
 
 def run_phase(procs: int, args: argparse.Namespace, cluster: Cluster) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix=f"bench-scale-{procs}-") as tmp:
+    tmp = tempfile.mkdtemp(prefix=f"bench-scale-{procs}-")
+    try:
         ph = Phase(procs, args, cluster, Path(tmp))
         try:
             ph.start()
@@ -304,6 +319,11 @@ def run_phase(procs: int, args: argparse.Namespace, cluster: Cluster) -> dict[st
             return res
         finally:
             ph.stop()
+    finally:
+        if args.keep:
+            print(f"  [{procs}p] kept: {tmp}", flush=True)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main() -> None:
@@ -315,6 +335,7 @@ def main() -> None:
     p.add_argument("--per-site", type=int, default=20, help="stock changes per site and wave")
     p.add_argument("--accounts", type=int, default=10, help="accounts per marketplace (4 marketplaces)")
     p.add_argument("--orders", type=int, default=5, help="orders placed per account and wave")
+    p.add_argument("--keep", action="store_true", help="keep each phase's folder (logs, sites' outboxes)")
     p.add_argument("--kill-after", type=float, default=1.0, help="seconds into the second wave of 3 processes")
     args = p.parse_args()
     load0 = os.getloadavg()

@@ -11,6 +11,7 @@ site still holds unacknowledged.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import subprocess
 import sys
@@ -59,6 +60,8 @@ def outbox_depth(db: str | Path) -> int:
 
 def run_child(spec: dict) -> None:
     """A process of a bench: `sites` (every site link of `links`) or `cloud` (cloud links of given parts)."""
+    if spec["role"] == "sites":  # what the cloud sends down (pick tasks, labels) has no handler here
+        logging.getLogger("sitelink").setLevel(logging.ERROR)
     links: list[SiteLink] = []
     for cfg in spec["links"]:
         link = SiteLink(LinkConfig(**cfg))
