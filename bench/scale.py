@@ -24,7 +24,8 @@ Defaults are what finishes in about 5 minutes on the project's loaded 2-core mac
 and 4 marketplaces × 2 accounts. The issue's size (`--sites 500 --accounts 10`) does not finish there: on
 PostgreSQL every write transaction of a store takes one advisory lock (the layer keeps SQLite's BEGIN
 IMMEDIATE rule, `cloud_sync.pg`), and with 40 accounts' jobs the site messages wait in that queue (about
-0.2 applied per second with one process, measured).
+0.2 applied per second with one process, measured); with `--sites 500` a site process (250 TLS links on
+one core) had not connected them all after 4 minutes.
 
 usage: python bench/scale.py [--sites 100] [--per-site 2] [--accounts 2] [--orders 5] [--keep]
 """
