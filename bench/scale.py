@@ -282,7 +282,7 @@ class Phase:
 
     def duplicates(self) -> dict[str, int]:
         site = one(self.url, "SELECT COUNT(*) - COUNT(DISTINCT ref) FROM stock_moves WHERE source LIKE 'site:%'")
-        order_dups = order_again = push_extra = 0
+        order_dups = order_again = push_extra = writes = 0
         sent = dict(rows(self.url, "SELECT account, sent FROM stock_push_stats"))
         for account, info in self.sandboxes.items():
             st = http_json("GET", info["url"] + "/_sandbox/state")
@@ -290,6 +290,8 @@ class Phase:
                 order_dups += sum(1 for received_applied in acts.values() if received_applied[1] > 1)
                 order_again += sum(1 for received_applied in acts.values() if received_applied[0] > 1)
             push_extra += max(0, int(st.get("stock_writes", 0)) - int(sent.get(account, 0)))
+            writes += int(st.get("stock_writes", 0))
+        self.say(f"stock writes the sandboxes received: {writes}; pushes the store counts sent: {sum(sent.values())}")
         return {"site_msgs": site, "order_moves": order_dups, "stock_pushes": push_extra,
                 "order_calls_repeated": order_again}
 
