@@ -4,7 +4,7 @@ Each phase gets a fresh database in a throwaway PostgreSQL cluster the bench sta
 (`cloud_sync.pg_cluster`: its own directory, a free port, run as the unprivileged `postgres` user when
 started as root; removed afterwards; never the system's PostgreSQL), a fresh secure Mosquitto (TLS, a user
 per site and per cloud process, signed envelopes), and 4 marketplaces × `--accounts` accounts: each account
-is a sandbox cabinet of its own (`sandbox serve --cabinet N`'s machinery, `start_sandbox`), the 10 cabinets
+is a sandbox cabinet of its own (`sandbox serve --cabinet N`'s machinery, `start_sandbox`), the cabinets
 of a marketplace served by one process (4 sandbox processes). The cloud.toml is the demo's
 (`marketsync.demo_config.write_cloud_config`) with `[db] url` and `[link] share_group`; the catalog is the
 demo's (`seed_demo`). Every process runs `--instance N` and receives its share of the sites' traffic.
