@@ -20,11 +20,9 @@ usage: python bench/bridge.py [--sites 20] [--per-site 2000] [--only direct,brid
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,58 +31,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from marketsync.broker import Broker  # noqa: E402
-from sitelink import LinkConfig, SiteLink, sqlite, store  # noqa: E402
+from sitelink import sqlite  # noqa: E402
 from sitelink.bridge_config import bridge_conf, central_acl  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lib.sites import delta, fill_outbox, outbox_depth, start_child, stop_child  # noqa: E402
+
 GROUP = "ms-cloud"
-
-
-def delta(i: int, site: str) -> dict:
-    return {"warehouse": "main", "item_id": f"{site}-{i}", "delta": 1, "reason": "adjust"}
-
-
-def apply_delta(conn: sqlite3.Connection, env) -> None:  # noqa: ANN001 - an Envelope
-    conn.execute("INSERT INTO applied(key) VALUES (?)", (env.body["item_id"],))
-
-
-# ---------------------------------------------------------------- child processes
-
-
-def run_child(spec: dict) -> None:
-    """A process of the bench: `sites` (every site link) or `cloud` (one cloud link of a given part)."""
-    links: list[SiteLink] = []
-    for cfg in spec["links"]:
-        link = SiteLink(LinkConfig(**cfg))
-        if spec["role"] == "cloud" and cfg.get("part", "all") != "send":
-            link.on("stock_delta", apply_delta)
-        links.append(link)
-    for link in links:
-        link.start()
-    while not all(link.connected for link in links):
-        time.sleep(0.01)
-    print("ready", flush=True)
-    sys.stdin.read()  # until the bench closes our stdin
-    for link in links:
-        link.stop()
-
-
-def start_child(spec: dict) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, __file__, "--child", json.dumps(spec)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline().strip()
-    if line != "ready":
-        raise RuntimeError(f"a bench process did not start: {line!r}")
-    return proc
-
-
-def stop_child(proc: subprocess.Popen) -> None:
-    assert proc.stdin is not None
-    proc.stdin.close()
-    try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 # ---------------------------------------------------------------- one scenario
@@ -114,14 +67,7 @@ def scenario(name: str, n_sites: int, per_site: int, work: Path) -> tuple[float,
     for s in sites:
         db = work / f"{s}.db"
         cfg = {"role": "site", "site_id": s, "db_path": str(db), **site_broker.link_settings(s, keys_from=central)}
-        link = SiteLink(LinkConfig(**cfg))  # not started: only its outbox is filled
-        c = sqlite.connect(db)
-
-        store.ensure_schema(c)
-        for i in range(0, per_site, 500):
-            with sqlite.transaction(c):
-                link.send_many(c, s, [("stock_delta", delta(j, s)) for j in range(i, min(per_site, i + 500))])
-        c.close()
+        fill_outbox(cfg, per_site, lambda j, s=s: delta(j, s))
         site_cfgs.append(cfg)
     procs = []
     try:
@@ -145,7 +91,7 @@ def scenario(name: str, n_sites: int, per_site: int, work: Path) -> tuple[float,
             time.sleep(0.05)
         t_applied = time.monotonic() - t0
         watch.close()
-        while any(_depth(work / f"{s}.db") for s in sites):
+        while any(outbox_depth(work / f"{s}.db") for s in sites):
             time.sleep(0.05)
         t_acked = time.monotonic() - t0
         dup = _duplicates(cloud_db)
@@ -160,14 +106,6 @@ def scenario(name: str, n_sites: int, per_site: int, work: Path) -> tuple[float,
         central.close()
 
 
-def _depth(db: Path) -> int:
-    c = sqlite3.connect(db, timeout=30)
-    try:
-        return c.execute("SELECT COUNT(*) FROM link_outbox").fetchone()[0]
-    finally:
-        c.close()
-
-
 def _duplicates(db: Path) -> int:
     c = sqlite3.connect(db, timeout=30)
     try:
@@ -177,9 +115,6 @@ def _duplicates(db: Path) -> int:
 
 
 def main() -> None:
-    if len(sys.argv) > 2 and sys.argv[1] == "--child":
-        run_child(json.loads(sys.argv[2]))
-        return
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sites", type=int, default=20)
     p.add_argument("--per-site", type=int, default=2000)

@@ -71,11 +71,12 @@ def _toml_value(value: Any) -> str:
 
 
 def write_cloud_config(folder: Path, *, db_path: Path, link: dict[str, Any], time_scale: float,
-                       sandboxes: dict[str, dict[str, Any]], port: int = 0) -> CloudConfig:
+                       sandboxes: dict[str, dict[str, Any]], port: int = 0, db_url: str = "") -> CloudConfig:
     """The cloud's cloud.toml in `folder`: its database, the demo's broker (`link`: the broker's
     settings for the cloud), the demo's 1C login, the site, and one account per running sandbox
     (`sandboxes`: account name -> the sandbox's announcement, which names its marketplace). `port` 0: any
-    free port; a fixed one lets the cloud come back at the same URL after a restart."""
+    free port; a fixed one lets the cloud come back at the same URL after a restart. `db_url`: the store on
+    PostgreSQL (`[db] url`) instead of the SQLite file; `link` may name a `share_group` and `member_username`."""
     secrets = folder / "secrets"
     lines = [
         "# written by `marketsync demo`: the cloud against the local sandboxes",
@@ -87,6 +88,7 @@ def write_cloud_config(folder: Path, *, db_path: Path, link: dict[str, Any], tim
         f"time_scale = {float(time_scale)!r}",
         "sync_on_start = true",
         "",
+        *([f"[db]\nurl = {_toml_value(db_url)}", ""] if db_url else []),
         "[jobs]",
         "orders_poll_s = 1.0",
         "actions_s = 0.3",
@@ -104,6 +106,9 @@ def write_cloud_config(folder: Path, *, db_path: Path, link: dict[str, Any], tim
                   f"tls_ca = {_toml_value(link['tls_ca'])}"]
     if link.get("keys_file"):
         lines.append(f"keys_file = {_toml_value(link['keys_file'])}")
+    for key in ("share_group", "member_username"):  # several cloud processes sharing the sites' traffic
+        if link.get(key):
+            lines.append(f"{key} = {_toml_value(link[key])}")
     onec_password = _secret(secrets / "onec-password", token_urlsafe(18))
     written = CloudConfig(folder / "cloud.toml", onec_password)
     lines += ["", "[onec]  # 1C's exchange with the cloud (the demo plays 1C: it takes the day's orders)",

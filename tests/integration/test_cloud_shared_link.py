@@ -1,19 +1,19 @@
 """Three `marketsync cloud serve` processes with `[link] share_group` on one store and a secure broker
 (TLS, a user per process, the ACL broker-config writes): each process's member of the MQTT shared
 subscription applies a part of the sites' stock changes, one process is SIGKILLed mid-stream, and every
-change is in the ledger exactly once (judged from outside: the store opened read-only, the sites'
+change is in the ledger exactly once (judged from outside: the store read on its own connection, the sites'
 outboxes empty: every message acknowledged)."""
 
 from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import threading
 from collections import Counter
 from pathlib import Path
 
 from cloud_sync.config import parse_config
+from cloud_sync.db import connect
 from cloud_sync.schema import open_db
 from marketsync.broker import Broker
 from marketsync.demo_catalog import demo_items, seed_demo
@@ -27,7 +27,7 @@ N = 600  # stock changes per site
 
 
 def moves(db: Path) -> list[tuple[str, str]]:
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=30)
+    conn = connect(db)  # the cloud's store on either engine (the PostgreSQL leg: a schema named after db)
     try:
         return conn.execute("SELECT ref, source FROM stock_moves WHERE source LIKE 'site:%'").fetchall()
     finally:
