@@ -282,8 +282,10 @@ def _transform(node: exp.Expression) -> exp.Expression:
         inner = query.this if isinstance(query, exp.Subquery) else query
         if isinstance(inner, exp.Select) and any(
                 isinstance(t.this, exp.Anonymous) and str(t.this.this).lower() == "json_each"
-                for t in inner.find_all(exp.Table)):
-            # json_each's values are text here (SQLite's keep their JSON type): compare as text
+                for t in inner.find_all(exp.Table)) and not (
+                len(inner.expressions) == 1 and isinstance(inner.expressions[0], exp.Cast)):
+            # json_each's values are text here (SQLite's keep their JSON type): compare as text, unless the
+            # statement casts them itself (`SELECT CAST(value AS INTEGER) FROM json_each(?)`)
             node.set("this", exp.Cast(this=node.this.copy(), to=exp.DataType.build("TEXT")))
         return node
     if isinstance(node, exp.Subquery) and not node.alias and isinstance(node.parent, (exp.From, exp.Join)):

@@ -194,7 +194,7 @@ class _Batch:
         stamps: dict[int, dict[tuple[str, str], int]] = {oid: {} for oid in out.waiting}
         for oid, item, warehouse in conn.execute(
                 "SELECT l.order_id, l.item_id, o.warehouse FROM order_lines l JOIN orders o ON o.id=l.order_id"
-                " WHERE l.order_id IN (SELECT value FROM json_each(?)) AND l.item_id IS NOT NULL",
+                " WHERE l.order_id IN (SELECT CAST(value AS INTEGER) FROM json_each(?)) AND l.item_id IS NOT NULL",
                 (json.dumps(list(out.waiting)),)):
             stamps[oid][(item, warehouse)] = self.moved.get((item, warehouse), 0)
         self.tried.update(stamps)

@@ -233,7 +233,8 @@ def _waiting_rows(conn: sqlite3.Connection, items: set[tuple[str, str]] | None,
                 ids = waiters.candidates(item, warehouse, before)
                 if not ids:
                     continue
-                cur = conn.execute(base + " AND o.id IN (SELECT value FROM json_each(?)) AND o.warehouse=? AND"
+                cur = conn.execute(base + " AND o.id IN (SELECT CAST(value AS INTEGER) FROM json_each(?))"
+                                   " AND o.warehouse=? AND"
                                    " EXISTS (SELECT 1 FROM order_lines l WHERE l.order_id=o.id AND l.item_id=?)",
                                    (json.dumps(sorted(ids)), warehouse, item))
             for r in cur:
