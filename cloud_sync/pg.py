@@ -45,7 +45,7 @@ import os
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
@@ -659,6 +659,7 @@ class Connection:
                                        "big", signed=True)
         self._sp = 0
         self._lock = threading.RLock()
+        self._trace: Callable[[str], object] | None = None
 
     engine = "postgresql"
 
@@ -676,12 +677,17 @@ class Connection:
         return self
 
     def execute(self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()) -> Cursor:
+        if self._trace is not None:
+            self._trace(sql)
         with self._lock:
             return self._execute(sql, params)
 
     def executemany(self, sql: str, seq: Iterable[Sequence[Any] | Mapping[str, Any]]) -> Cursor:
         t = translate(sql)
         seq = list(seq)
+        if self._trace is not None:
+            for _ in seq:
+                self._trace(sql)
         if t.kind.startswith("tx:") or t.kind == "pragma" or not seq:
             return Cursor(rowcount=0)
         with self._lock:
@@ -722,8 +728,9 @@ class Connection:
     def create_function(self, *args: Any, **kwargs: Any) -> None:
         """SQLite's Python functions exist as SQL functions on PostgreSQL (`COMPAT`): nothing to do."""
 
-    def set_trace_callback(self, *args: Any) -> None:
-        pass
+    def set_trace_callback(self, callback: Callable[[str], object] | None) -> None:
+        """As sqlite3's: `callback` gets every statement run, as the caller wrote it (SQLite's dialect)."""
+        self._trace = callback
 
     def __enter__(self) -> Connection:
         return self
