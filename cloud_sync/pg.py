@@ -660,6 +660,7 @@ class Connection:
         self._sp = 0
         self._lock = threading.RLock()
         self._trace: Callable[[str], object] | None = None
+        self._changes = 0
 
     engine = "postgresql"
 
@@ -671,7 +672,8 @@ class Connection:
 
     @property
     def total_changes(self) -> int:
-        return 0
+        """As sqlite3's: rows inserted, updated or deleted through this connection since it opened."""
+        return self._changes
 
     def cursor(self) -> Connection:
         return self
@@ -695,6 +697,8 @@ class Connection:
             try:
                 with self._savepoint(), self._raw.cursor() as cur:
                     cur.executemany(text, [self._params(t, p) for p in seq])
+                    if t.kind in ("insert", "update", "delete") and cur.rowcount > 0:
+                        self._changes += cur.rowcount
                     return Cursor(rowcount=cur.rowcount)
             except psycopg.Error as exc:
                 raise _mapped(exc, sql) from exc
@@ -882,6 +886,8 @@ class Connection:
                 else:
                     cur.execute(text, args, prepare=None)
                 rowcount = cur.rowcount
+                if t.kind in ("insert", "update", "delete") and rowcount > 0:
+                    self._changes += rowcount
                 if cur.description is None:
                     if t.ddl:
                         self._forget_catalog(self.schema)

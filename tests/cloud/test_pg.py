@@ -59,6 +59,23 @@ def test_sqlite_statements_run_as_written(conn: pg.Connection) -> None:
     assert len(conn.execute("SELECT datetime('now')").fetchone()[0]) == 19
 
 
+def test_trace_and_total_changes_as_sqlite3_gives_them(conn: pg.Connection) -> None:
+    """Callers count statements through set_trace_callback and changed rows through total_changes (the
+    intake's and the 1C re-import's tests do): both were no-ops on PostgreSQL."""
+    ran: list[str] = []
+    before = conn.total_changes
+    conn.set_trace_callback(ran.append)
+    conn.execute("INSERT INTO t(name) VALUES (?)", ("x",))
+    conn.executemany("INSERT INTO t(name) VALUES (?)", [("y",), ("z",)])
+    conn.execute("UPDATE t SET n = 1 WHERE name IN ('x', 'y')")
+    conn.execute("SELECT COUNT(*) FROM t").fetchone()
+    conn.set_trace_callback(None)
+    conn.execute("DELETE FROM t WHERE name = 'z'")
+    assert ran == ["INSERT INTO t(name) VALUES (?)"] + ["INSERT INTO t(name) VALUES (?)"] * 2 + [
+        "UPDATE t SET n = 1 WHERE name IN ('x', 'y')", "SELECT COUNT(*) FROM t"]
+    assert conn.total_changes - before == 1 + 2 + 2 + 1
+
+
 def test_errors_are_sqlite3_classes_and_a_failed_write_leaves_the_transaction_going(conn: pg.Connection) -> None:
     with db.transaction(conn):
         conn.execute("INSERT INTO t(name) VALUES ('x')")
