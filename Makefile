@@ -35,13 +35,17 @@ PG_TESTS ?= tests/cloud/test_pg.py tests/cloud/test_schema.py tests/cloud/test_s
 	tests/alerts tests/webhooks tests/pricing
 PG_TESTS_ALL ?= tests/cloud tests/reports tests/pricing tests/alerts tests/onec tests/webhooks tests/security
 
+# Tests run on TEST_WORKERS pytest-xdist workers (most of them wait on brokers, processes and browsers, not on the
+# cores); TEST_WORKERS=0 runs them in this one process.
+TEST_WORKERS ?= 3
+
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
-	MARKETSYNC_TEST_PG=1 $(BIN)/python -m pytest -q $(PG_TESTS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
+	MARKETSYNC_TEST_PG=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(PG_TESTS)
 
 # every cloud-side test on PostgreSQL
 test-pg: $(STAMP)
-	MARKETSYNC_TEST_PG=1 $(BIN)/python -m pytest -q $(PG_TESTS_ALL)
+	MARKETSYNC_TEST_PG=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(PG_TESTS_ALL)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -8,7 +8,8 @@ Telegram Bot API stand-in on 127.0.0.1. `documented_config(path)` is a shipped c
 person reads it: every key it shows, with its `# key = value` lines taken as written.
 
 PostgreSQL leg: with `MARKETSYNC_TEST_PG=1` (`make test` runs the cloud's tests so a second time) a
-throwaway PostgreSQL cluster (`cloud_sync.pg_cluster`) is started for the session and removed after it, and
+throwaway PostgreSQL cluster (`cloud_sync.pg_cluster`) is started for the session (for each worker with
+`-n N`) and removed after it, and
 `MARKETSYNC_PG_TEST_URL` points at it: every cloud database a test (or a `marketsync cloud serve` it starts)
 opens by file path is then a fresh schema of that cluster (`cloud_sync.db`). A test that needs the SQLite
 file itself is marked `sqlite_only("why")` and skipped on that leg.
@@ -42,12 +43,18 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sqlite_only(reason): needs the cloud's SQLite file itself; skipped "
                             "on the PostgreSQL leg (MARKETSYNC_TEST_PG=1)")
     global _PG_CLUSTER
-    if os.environ.get("MARKETSYNC_TEST_PG") == "1" and _PG_CLUSTER is None:
+    if os.environ.get("MARKETSYNC_TEST_PG") == "1" and _PG_CLUSTER is None and _runs_tests(config):
         from cloud_sync.db import TEST_URL_ENV
         from cloud_sync.pg_cluster import Cluster
 
         _PG_CLUSTER = Cluster()
         os.environ[TEST_URL_ENV] = _PG_CLUSTER.start()
+
+
+def _runs_tests(config: pytest.Config) -> bool:
+    """Whether this pytest process runs tests itself: with `-n N` (pytest-xdist) each worker does, and starts
+    its own cluster, and the process that only hands the tests out does not."""
+    return hasattr(config, "workerinput") or not getattr(config.option, "numprocesses", None)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -136,7 +136,8 @@ def test_the_demo_packer_packs_and_hands_over_without_devices(tmp_path: Path) ->
         site._tell("handover", handover_id="h1")  # what the link's handler tells
         assert wait_for(lambda: site.row("SELECT state FROM handovers WHERE handover_id = 'h1'")["state"] != "open")
         assert site.row("SELECT state FROM tasks WHERE task_id = 't1'")["state"] == "handed_over"
-        assert site.row("SELECT mode FROM stations WHERE station = 'auto'")["mode"] == "pack"
+        # the packer closes the hand-over, then turns the station back to packing: a step of its own
+        assert wait_for(lambda: site.row("SELECT mode FROM stations WHERE station = 'auto'")["mode"] == "pack")
         progress = [b["state"] for t, b in outbox(site.conn) if t == "task_progress"]
         assert "packed" in progress and json.dumps(progress)
     finally:
@@ -223,7 +224,8 @@ def test_the_demo_packer_takes_a_returned_parcel_in_and_the_link_tells_it(tmp_pa
         assert wait_for(lambda: site.row("SELECT state FROM returns WHERE return_id = 'wb:7#1'")["state"] == "received")
         (received,) = [b for t, b in outbox(site.conn) if t == "return_received"]
         assert [(ln["item_id"], ln["good"] + ln["defective"]) for ln in received["lines"]] == [(MUG["item_id"], 2)]
-        assert site.row("SELECT mode FROM stations WHERE station = 'auto'")["mode"] == "pack"
+        # the packer closes the hand-over, then turns the station back to packing: a step of its own
+        assert wait_for(lambda: site.row("SELECT mode FROM stations WHERE station = 'auto'")["mode"] == "pack")
     finally:
         site.stop()
         site.close()

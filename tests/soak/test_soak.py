@@ -1,6 +1,7 @@
 """A 2-minute `marketsync soak` as anyone runs it: the demo under faults from outside (kills, pauses,
 malformed, replayed and reordered messages on the real broker), judged from outside. Its last line is
-the JSON summary; every defect count must be zero and some faults must really have been injected."""
+the JSON summary; every defect count must be zero and some faults must really have been injected.
+`make soak` runs it (marked `faults`), before its own 10-minute soak: `make test` stays within its time."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ KEYS = ["orders", "lost", "duplicated", "stuck", "mislisted", "labels_twice", "f
 
 
 @pytest.mark.slow
+@pytest.mark.faults
 @pytest.mark.timeout(1200)
 def test_a_two_minute_soak_finds_no_defect(tmp_path: Path) -> None:
     run = subprocess.run(
