@@ -23,7 +23,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from cloud_sync import pg
+from cloud_sync import pg, pg_template
 from sitelink import sqlite
 
 TEST_URL_ENV = "MARKETSYNC_PG_TEST_URL"
@@ -67,6 +67,14 @@ def migrate(conn: sqlite3.Connection, parts: Iterable[tuple[str, Sequence[str]]]
     """Apply every pending migration of `parts` — (key, scripts) in order, each script applied once and
     recorded as (key, index) in `schema_migrations`; return the names applied ("key#index")."""
     applied: list[str] = []
+    parts = list(parts)
+    test_url = os.environ.get(TEST_URL_ENV)
+    # the test facility's fresh schema: a copy of the set migrated once (cloud_sync.pg_template)
+    if (test_url and is_postgres(conn) and conn.label == pg.redact(test_url)  # type: ignore[attr-defined]
+            and conn.schema.startswith("t_")  # type: ignore[attr-defined]
+            and pg_template.clone_into(test_url, conn.schema, parts,  # type: ignore[attr-defined]
+                                       lambda name: _migrate_schema(test_url, name, parts))):
+        return [f"{key}#{idx}" for key, scripts in parts for idx in range(len(scripts))]
     if is_postgres(conn):
         with transaction(conn):  # under the writer lock: two processes starting at once create it once
             conn.execute_native(PG_MIGRATIONS_TABLE)  # type: ignore[attr-defined]
@@ -77,6 +85,14 @@ def migrate(conn: sqlite3.Connection, parts: Iterable[tuple[str, Sequence[str]]]
     for key, scripts in parts:
         applied += sqlite.apply_migrations(conn, key, scripts)
     return applied
+
+
+def _migrate_schema(url: str, schema: str, parts: list[tuple[str, Sequence[str]]]) -> None:
+    conn = pg.connect(url, schema=schema)
+    try:
+        migrate(conn, parts)  # type: ignore[arg-type]
+    finally:
+        conn.close()
 
 
 def _apply_pg(conn: Any, key: str, scripts: Sequence[str]) -> list[str]:

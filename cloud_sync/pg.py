@@ -655,8 +655,7 @@ class Connection:
         self.label = label  # the URL without its password, for messages
         self.db_key = ""  # sitelink.sqlite's waiting-writer count is SQLite's; PostgreSQL has no busy wait
         self.row_factory: Any = Row
-        self.lock_key = int.from_bytes(hashlib.blake2b(f"marketsync:{schema}".encode(), digest_size=8).digest(),
-                                       "big", signed=True)
+        self.lock_key = writer_lock_key(schema)
         self._sp = 0
         self._lock = threading.RLock()
         self._trace: Callable[[str], object] | None = None
@@ -926,6 +925,11 @@ def schema_for(path: str) -> str:
     """The schema a database file maps to under the test facility (`MARKETSYNC_PG_TEST_URL`)."""
     real = os.path.realpath(path)
     return "t_" + hashlib.blake2b(real.encode(), digest_size=10).hexdigest()
+
+
+def writer_lock_key(schema: str) -> int:
+    """The advisory lock of a schema's one writer at a time (`BEGIN IMMEDIATE`)."""
+    return int.from_bytes(hashlib.blake2b(f"marketsync:{schema}".encode(), digest_size=8).digest(), "big", signed=True)
 
 
 def connect(url: str, *, schema: str | None = None, timeout: float = 30.0) -> Connection:
