@@ -127,12 +127,14 @@ def schema_url(url: str, schema: str) -> pg.Url:
     return pg.Url(urlunsplit(parts._replace(query=urlencode(query, quote_via=quote))))
 
 
-def load(main: CloudConfig, tenant: str, *, env: dict[str, str] | None = None) -> CloudConfig:
-    """A seller's running config: its own cloud.toml, the installation's settings from the main one, its
-    store in its folder (or its schema), `tenant` set (its link's topic root follows from it)."""
+def load(main: CloudConfig, tenant: str, *, env: dict[str, str] | None = None,
+         path: Path | None = None) -> CloudConfig:
+    """A seller's running config: its own cloud.toml (or the file `path` while it is being added), the
+    installation's settings from the main one, its store in its folder (or its schema), `tenant` set (its
+    link's topic root follows from it)."""
     check_id(tenant)
     folder = _folder(main) / tenant
-    path = folder / CONFIG
+    path = path or folder / CONFIG
     if not path.is_file():
         raise TenantError(f"no seller {tenant!r} (no {path})")
     data = _toml(path)
@@ -249,8 +251,11 @@ def add(main: CloudConfig, tenant: str, *, name: str = "", admin: str = "admin",
         except BrokerError as exc:
             raise TenantError(str(exc)) from None
         cloud_user = f"{tenant}.{CLOUD_USER}"
-        (folder / CONFIG).write_text(config_text(tenant, name, sites, folder, cloud_user), encoding="utf-8")
-        cfg = load(main, tenant, env=env)
+        # written under another name until the seller is whole: a running `cloud serve` looking at the
+        # registry meanwhile sees no seller until then (`ids` needs its cloud.toml)
+        staged = folder / (CONFIG + ".new")
+        staged.write_text(config_text(tenant, name, sites, folder, cloud_user), encoding="utf-8")
+        cfg = load(main, tenant, env=env, path=staged)
         prepare_store(cfg)
         password = secrets.token_urlsafe(15)
         conn = open_db(cfg.db_path)
@@ -258,6 +263,7 @@ def add(main: CloudConfig, tenant: str, *, name: str = "", admin: str = "admin",
             users.add_user(conn, admin, password, "owner")
         finally:
             conn.close()
+        staged.replace(folder / CONFIG)
     except BaseException:
         shutil.rmtree(folder, ignore_errors=True)
         raise
