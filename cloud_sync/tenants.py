@@ -53,7 +53,12 @@ INSTALLATION: dict[str, tuple[str, ...] | None] = {
 
 
 class TenantError(ValueError):
-    """A seller cannot be added or found: the message says why, in English (the CLI translates it)."""
+    """A seller cannot be added or found: the message says why, in English; `msgid` and `values` let the
+    CLI say it in the reader's language."""
+
+    def __init__(self, msgid: str, **values: Any) -> None:
+        super().__init__(msgid % values if values else msgid)
+        self.msgid, self.values = msgid, values
 
 
 @dataclass
@@ -74,8 +79,8 @@ class Tenant:
 def check_id(tenant: str) -> None:
     """A seller's id: a lowercase slug of 2 to 31 characters (a-z, 0-9, -), never `cloud`."""
     if not ID.fullmatch(tenant or "") or tenant == CLOUD:
-        raise TenantError(f"bad seller id {tenant!r}: 2 to 31 characters a-z, 0-9 and -, starting with a letter"
-                          f" or a digit, and not {CLOUD!r}")
+        raise TenantError("bad seller id %(id)s: 2 to 31 characters a-z, 0-9 and -, starting with a letter or"
+                          " a digit, and not %(cloud)s", id=repr(tenant), cloud=repr(CLOUD))
 
 
 def schema_of(tenant: str) -> str:
@@ -85,8 +90,8 @@ def schema_of(tenant: str) -> str:
 
 def _folder(main: CloudConfig) -> Path:
     if not main.tenants_dir:
-        raise TenantError("this installation has no [tenants] section in its cloud.toml: add one"
-                          " ([tenants] dir = \"tenants\") to host several sellers")
+        raise TenantError("%(file)s has no [tenants] section: add one ([tenants] dir = \"tenants\") to host"
+                          " several sellers", file=main.config_file or "cloud.toml")
     return Path(main.tenants_dir)
 
 
@@ -136,7 +141,7 @@ def load(main: CloudConfig, tenant: str, *, env: dict[str, str] | None = None,
     folder = _folder(main) / tenant
     path = path or folder / CONFIG
     if not path.is_file():
-        raise TenantError(f"no seller {tenant!r} (no {path})")
+        raise TenantError("no seller %(id)s (no %(path)s)", id=repr(tenant), path=str(path))
     data = _toml(path)
     _refuse_installation_keys(data, str(path), main.config_file)
     installation = _toml(Path(main.config_file)) if main.config_file else {}
@@ -164,13 +169,6 @@ def prepare_store(cfg: CloudConfig) -> None:
         query = [(k, v) for k, v in parse_qsl(base.query, keep_blank_values=True) if k != "options"]
         pg.connect(urlunsplit(base._replace(query=urlencode(query))), schema=schema_of(cfg.tenant)).close()
     open_db(cfg.db_path).close()
-
-
-def describe(main: CloudConfig, tenant: str) -> Tenant:
-    """What `tenant list` shows of a seller (its config read as the service reads it)."""
-    cfg = load(main, tenant)
-    return Tenant(id=tenant, folder=Path(main.tenants_dir) / tenant, name=cfg.legal.seller.name,
-                  sites=sorted(cfg.sites), accounts=sorted(cfg.accounts))
 
 
 def store_label(cfg: CloudConfig) -> str:
@@ -240,7 +238,7 @@ def add(main: CloudConfig, tenant: str, *, name: str = "", admin: str = "admin",
     root = _folder(main)
     folder = root / tenant
     if folder.exists():
-        raise TenantError(f"seller {tenant!r} exists already ({folder})")
+        raise TenantError("seller %(id)s exists already (%(path)s)", id=repr(tenant), path=str(folder))
     sites = list(sites or ["site-1"])
     root.mkdir(parents=True, exist_ok=True)
     folder.mkdir(mode=0o700)
@@ -249,7 +247,7 @@ def add(main: CloudConfig, tenant: str, *, name: str = "", admin: str = "admin",
         try:
             broker_passwords = write_tenant_broker(folder / BROKER, tenant, sites, cloud_processes=cloud_processes)
         except BrokerError as exc:
-            raise TenantError(str(exc)) from None
+            raise TenantError("%(error)s", error=str(exc)) from None
         cloud_user = f"{tenant}.{CLOUD_USER}"
         # written under another name until the seller is whole: a running `cloud serve` looking at the
         # registry meanwhile sees no seller until then (`ids` needs its cloud.toml)
@@ -275,5 +273,5 @@ def add(main: CloudConfig, tenant: str, *, name: str = "", admin: str = "admin",
                  password=password, broker_dir=folder / BROKER, broker_users=roles, store=store_label(cfg))
 
 
-__all__ = ["ID", "INSTALLATION", "Added", "Tenant", "TenantError", "add", "check_id", "describe", "ids", "load",
+__all__ = ["ID", "INSTALLATION", "Added", "Tenant", "TenantError", "add", "check_id", "ids", "load",
            "prepare_store", "schema_of", "schema_url", "store_label"]
