@@ -128,7 +128,8 @@ def schema_url(url: str, schema: str) -> pg.Url:
     """The PostgreSQL URL whose connections work in `schema` (libpq's `options=-csearch_path=...`)."""
     parts = urlsplit(pg.reveal(url))
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
-    query["options"] = (query.get("options", "") + f" -csearch_path={schema}").strip()
+    kept = [o for o in query.get("options", "").split() if not o.startswith(("-csearch_path=", "search_path="))]
+    query["options"] = " ".join([*kept, f"-csearch_path={schema}"])  # the installation's own search_path, replaced
     return pg.Url(urlunsplit(parts._replace(query=urlencode(query, quote_via=quote))))
 
 
