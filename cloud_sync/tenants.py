@@ -157,6 +157,12 @@ def load(main: CloudConfig, tenant: str, *, env: dict[str, str] | None = None,
     merged.setdefault("cloud", {})["db_path"] = STORE
     cfg = parse_config(merged, base_dir=folder, env=env, source=str(path))
     cfg.tenant, cfg.tenants_dir, cfg.config_file = tenant, "", str(path.resolve())
+    for settings in cfg.accounts.values():
+        # the rate-limit buckets of one process are keyed by the marketplace's own account id, else by the
+        # account's name: two sellers' `wb-main` are two marketplace accounts with limits of their own
+        options = settings.account.options
+        if not options.get("limit_key") and not options.get("client_id"):
+            options["limit_key"] = f"{tenant}/{settings.name}"
     if pg.is_url(cfg.db_path):  # PostgreSQL: the seller's schema of the installation's database
         cfg.db_path = schema_url(cfg.db_path, schema_of(tenant))
     return cfg
@@ -191,7 +197,7 @@ class Added:
     store: str
 
 
-def config_text(tenant: str, name: str, sites: list[str], folder: Path, cloud_user: str) -> str:
+def config_text(tenant: str, name: str, sites: list[str], folder: Path, cloud_user: str, members: int = 0) -> str:
     """The commented cloud.toml of a new seller: only the seller's sections (config/cloud.toml documents
     every key)."""
     creds = folder / BROKER / "credentials"
@@ -210,7 +216,7 @@ name = {_quoted(name or tenant)}   # how the seller is named (tenant list, the c
 username = "{cloud_user}"
 password_file = "{creds / (cloud_user + '.password')}"
 keys_file = "{creds / (cloud_user + '.keys')}"
-# member_username = "{cloud_user}-{{instance}}"   # with [link] share_group in the main file
+{'' if members else '# '}member_username = "{cloud_user}-{{instance}}"   # with [link] share_group in the main file
 
 [cloud]
 default_warehouse = "{sites[0] if sites else 'main'}"
@@ -253,7 +259,7 @@ def add(main: CloudConfig, tenant: str, *, name: str = "", admin: str = "admin",
         # written under another name until the seller is whole: a running `cloud serve` looking at the
         # registry meanwhile sees no seller until then (`ids` needs its cloud.toml)
         staged = folder / (CONFIG + ".new")
-        staged.write_text(config_text(tenant, name, sites, folder, cloud_user), encoding="utf-8")
+        staged.write_text(config_text(tenant, name, sites, folder, cloud_user, cloud_processes), encoding="utf-8")
         cfg = load(main, tenant, env=env, path=staged)
         prepare_store(cfg)
         password = secrets.token_urlsafe(15)

@@ -41,7 +41,7 @@ def main(argv: list[str]) -> int:
                                          " ./config/cloud.toml, /etc/marketsync/cloud.toml)")
     args = p.parse_args(argv)
     try:
-        main_cfg = load(args)
+        main_cfg = load(args, installation=True)
     except ConfigError as exc:
         return fail(PROG, exc)
     try:

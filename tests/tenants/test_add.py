@@ -6,6 +6,7 @@ seller as the schema t_<id> of the installation's database."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import secrets
@@ -18,6 +19,7 @@ import pytest
 
 from cloud_sync import pg, tenants
 from cloud_sync.access import users
+from cloud_sync.cli import load as cli_load
 from cloud_sync.config import ConfigError, load_config
 from cloud_sync.db import TEST_URL_ENV
 from cloud_sync.schema import open_db
@@ -135,6 +137,15 @@ def test_a_sellers_config_its_own_sections_and_the_installations(tmp_path: Path)
     url = tenants.schema_url("postgresql://u:p@h:5432/db?sslmode=disable&options=-csearch_path%3Dmain", "t_ro_ma")
     assert pg.reveal(url).endswith("sslmode=disable&options=-csearch_path%3Dt_ro_ma") and "p@" not in str(url)
     assert tenants.schema_of("ro-ma") == "t_ro_ma"
+    # every command about one seller: $MARKETSYNC_TENANT with the installation's file (its store, its users)
+    assert cli_load(argparse.Namespace(config=str(main_file)), env={"MARKETSYNC_TENANT": "ro-ma"}).db_path == cfg.db_path
+    with pytest.raises(ConfigError, match="no seller 'nobody'"):
+        cli_load(argparse.Namespace(config=str(main_file)), env={"MARKETSYNC_TENANT": "nobody"})
+    # two sellers' accounts of one name are two marketplace accounts: their rate limits are not shared
+    conf = folder / "cloud.toml"
+    conf.write_text(conf.read_text("utf-8") + '\n[accounts.wb-main]\nmarketplace = "wildberries"\n'
+                    'base_url = "http://127.0.0.1:9"\n', "utf-8")
+    assert tenants.load(main, "ro-ma").accounts["wb-main"].account.options["limit_key"] == "ro-ma/wb-main"
 
 
 @pytest.mark.skipif(not os.environ.get(TEST_URL_ENV), reason="the PostgreSQL leg (MARKETSYNC_TEST_PG=1)")
