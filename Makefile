@@ -33,7 +33,7 @@ soak: $(STAMP)
 PG_TESTS ?= tests/cloud/test_pg.py tests/cloud/test_schema.py tests/cloud/test_stock.py tests/cloud/test_orders.py \
 	tests/cloud/test_catalog.py tests/cloud/test_leases.py tests/cloud/test_push.py tests/cloud/test_never_oversells.py \
 	tests/alerts tests/webhooks tests/pricing
-PG_TESTS_ALL ?= tests/cloud tests/reports tests/pricing tests/alerts tests/onec tests/webhooks tests/security
+PG_TESTS_ALL ?= tests/cloud tests/reports tests/pricing tests/alerts tests/onec tests/webhooks tests/security tests/tenants
 
 # Tests run on TEST_WORKERS pytest-xdist workers (most of them wait on brokers, processes and browsers, not on the
 # cores); TEST_WORKERS=0 runs them in this one process.

@@ -142,6 +142,11 @@ class CloudConfig:
     onec: OnecSettings | None = None
     ui: UiSettings = field(default_factory=UiSettings)
     legal: LegalSettings = field(default_factory=LegalSettings)
+    # several sellers on one installation (cloud_sync.tenants): the folder of [tenants] dir ("": no
+    # [tenants], one seller), and which seller this config is ("": the installation's main one)
+    tenants_dir: str = ""
+    tenant: str = ""
+    config_file: str = ""  # the file this config was read from ("": the defaults)
 
     def site_of_warehouse(self, warehouse: str) -> str | None:
         for site in self.sites.values():
@@ -320,6 +325,9 @@ def parse_config(data: dict[str, Any], *, base_dir: Path | None = None,
         )
     if not cfg.sites:
         cfg.sites["site-1"] = SiteConfig(id="site-1", name="site-1", warehouses=[cfg.default_warehouse])
+    if tables.tenants is not None:
+        folder = Path(tables.tenants.dir)
+        cfg.tenants_dir = str(folder if folder.is_absolute() else base_dir / folder)
     return cfg
 
 
@@ -358,4 +366,6 @@ def load_config(path: str | Path | None, *, env: dict[str, str] | None = None) -
         raise ConfigError(f"config {str(p)!r} cannot be read: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {str(p)!r} is not valid TOML: {exc}") from None
-    return parse_config(data, base_dir=p.resolve().parent, env=env, source=str(p))
+    cfg = parse_config(data, base_dir=p.resolve().parent, env=env, source=str(p))
+    cfg.config_file = str(p.resolve())
+    return cfg

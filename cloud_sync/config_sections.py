@@ -446,6 +446,15 @@ class LegalSettings:
 
 
 @dataclass
+class TenantsSection:
+    """[tenants]: several sellers on one installation. Each is a folder `<dir>/<id>/` (relative: from the
+    file's folder) with its own cloud.toml holding the seller's sections only (cloud_sync.tenants);
+    `marketsync tenant add ID` makes one, `cloud serve` serves it at /t/<id>/. Absent: one seller."""
+
+    dir: str = "tenants"
+
+
+@dataclass
 class CloudFile:
     """Every table cloud.toml may have."""
 
@@ -464,6 +473,7 @@ class CloudFile:
     ui: UiSettings = field(default_factory=UiSettings)
     legal: LegalSettings = field(default_factory=LegalSettings)
     db: DbSection = field(default_factory=DbSection)
+    tenants: TenantsSection | None = None
 
     def check(self, place: Place) -> None:
         for name in self.legal.accounts:

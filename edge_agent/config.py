@@ -25,6 +25,8 @@ from typing import Any, ClassVar
 
 from sitelink.config_file import ConfigError, Place, read, secret
 from sitelink.keys import KeyFileError, read_keys
+from sitelink.link import topic_root
+from sitelink.store import LinkError
 
 __all__ = ["DEFAULTS", "CameraSettings", "ConfigError", "EdgeConfig", "LabelStock", "MqttConfig",
            "PrinterSettings", "ScannerSettings", "Staff", "ChestnyZnakSection", "check_pin", "config_from_dict", "hash_pin",
@@ -78,6 +80,17 @@ class MqttConfig:
     password_file: str | None = None
     tls_ca: str | None = None
     keys_file: str | None = None  # this site's envelope keys (sitelink.keys); None: unsigned, unchecked
+    # the seller of an installation of several this site belongs to (`marketsync tenant add`): its topics
+    # are under ms/t/<tenant>/v1; "": the installation's main seller (ms/v1)
+    tenant: str = ""
+
+    def check(self, place: Place) -> None:
+        if self.tenant:
+            try:
+                topic_root(self.tenant)
+            except LinkError:
+                raise place.at("tenant").error(
+                    f"must be a seller's id (a-z, 0-9 and -, 2 to 31 characters), got {self.tenant!r}") from None
 
 
 @dataclass

@@ -20,6 +20,7 @@ from edge_agent.config import EdgeConfig
 from edge_agent.tasks import inbox
 from edge_agent.tasks.common import Send
 from sitelink import Envelope, LinkConfig, Reject, SiteLink
+from sitelink.link import topic_root
 
 
 def open_link(cfg: EdgeConfig) -> SiteLink:
@@ -29,7 +30,8 @@ def open_link(cfg: EdgeConfig) -> SiteLink:
     # message survives a power cut
     return SiteLink(LinkConfig(role="site", site_id=cfg.site_id, db_path=cfg.db_path, host=m.host,
                                port=m.port, username=m.username, password=cfg.mqtt_password(),
-                               tls_ca=m.tls_ca, keys_file=m.keys_file, connect=store.open_conn))
+                               tls_ca=m.tls_ca, keys_file=m.keys_file, connect=store.open_conn,
+                               prefix=topic_root(m.tenant)))
 
 
 @dataclass

@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "sandbox": ("marketplaces.sandbox.cli", "main", "serve a local sandbox of a marketplace API"),
     "link": ("cloud_sync.cli.link", "main", "the cloud<->site link: status, dead letters, broker config, keys"),
     "cloud": ("cloud_sync.cli.cloud", "cloud_main", "run the central service (cloud serve)"),
+    "tenant": ("cloud_sync.cli.tenants", "main", "several sellers on one installation: tenant add ID, tenant list"),
     "sync": ("cloud_sync.cli.cloud", "sync_main", "sync cards|stocks|prices|orders|reports with the marketplaces"),
     "stock": ("cloud_sync.cli.cloud", "stock_main", "stock ledger questions (stock why ITEM --account A)"),
     "orders": ("cloud_sync.cli.orders", "main", "orders: export (jsonl|csv|xlsx), retry a waiting order"),

@@ -10,14 +10,18 @@ ends it cleanly; the very last line is a one-line JSON summary. Ctrl-C stops eve
 from __future__ import annotations
 
 import argparse
+import http.cookiejar
 import json
 import random
+import re
 import shutil
 import signal
 import sqlite3
+import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -50,6 +54,10 @@ class Stop(Exception):
     """SIGTERM / SIGINT: end the demo cleanly."""
 
 
+SECOND_SELLER = "vtoroy"  # the demo's second seller on the same installation
+SECOND_NAME = "ООО «Второй продавец»"
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="marketsync demo", description=__doc__.splitlines()[0])
     parser.add_argument("--duration", type=float, default=0, help="seconds to run, then stop (0: until Ctrl-C)")
@@ -60,6 +68,8 @@ def main(argv: list[str]) -> int:
                         help="seconds between the couriers' visits (hand-over of packed parcels)")
     parser.add_argument("--time-scale", type=float, default=1.0, help="run the marketplaces' limits K times faster")
     parser.add_argument("--marketplaces", default=",".join(MARKETPLACES), help="comma-separated list")
+    parser.add_argument("--no-second-seller", dest="second_seller", action="store_false",
+                        help="skip adding a second seller to the installation (`marketsync tenant add`)")
     parser.add_argument("--packer", choices=("auto", "manual"), default="auto",
                         help="auto: a simulated packer packs every order; manual: nothing is packed unless someone"
                              " scans on the packers' page")
@@ -111,6 +121,10 @@ class Demo:
         self.cloud_port = 0  # 0: any free port (`marketsync soak` fixes it: the cloud is restarted)
         self._next_order = 0.0  # when the next buyer orders (time.monotonic)
         self._next_courier: float | None = None  # when the couriers come next (set by the first tick)
+        # a second seller on the same installation (`marketsync tenant add`); off unless `marketsync demo` asks
+        self.second_seller = bool(getattr(args, "second_seller", False))
+        self._adding: subprocess.Popen[str] | None = None
+        self.tenants = 1  # sellers served and kept apart (the summary's "tenants")
 
     # ------------------------------------------------------------------ plumbing
 
@@ -140,7 +154,13 @@ class Demo:
         self.start_marking_register()
         self.load_1c_catalog()
         self.start_cloud()
+        if self.second_seller:  # runs while the site starts
+            self._adding = subprocess.Popen(marketsync_argv("tenant", "add", SECOND_SELLER, "--name", SECOND_NAME,
+                                                            "--admin", "owner", "--config", str(self.cloud_config)),
+                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.start_site()
+        if self._adding is not None:
+            self.add_second_seller()
 
     def start_broker(self) -> None:
         self.broker = Broker(workdir=self.work / "broker", secure=True, sites=[SITE_ID],
@@ -218,7 +238,7 @@ class Demo:
         folder = self.work / "cloud"
         cloud = write_cloud_config(folder, db_path=self.cloud_db, link=self.broker.link_settings(),
                                    time_scale=self.args.time_scale, sandboxes=self.sandboxes,
-                                   port=self.cloud_port)
+                                   port=self.cloud_port, tenants_dir="tenants" if self.second_seller else "")
         config = cloud.path
         self.cloud_config = config
         self.onec_password_file, self.push_tokens = cloud.onec_password_file, cloud.push_tokens
@@ -256,6 +276,57 @@ class Demo:
         self.labels_dir = labels
         self.say(f"warehouse site {SITE_ID}: packers' page {self.edge_url}")
         self.say(f"printed labels appear as PNG files in {labels}")
+
+    def add_second_seller(self) -> None:
+        """`marketsync tenant add` made a second seller (started beside the site); the demo installs its
+        broker lines as an operator would (appended to the broker's passwd and acl, Mosquitto told to
+        reload them): its cloud link then runs in its own tree ms/t/<id>/v1."""
+        assert self._adding is not None and self.broker is not None and self.broker.proc is not None
+        out, err = self._adding.communicate(timeout=60)
+        self._adding = None
+        found = re.search(r"(?:password|пароль): (\S+)", out)
+        if found is None:
+            self.errors.append(f"tenant add: {(err.strip() or out.strip())[:300]}")
+            return
+        self._second_password = found.group(1)
+        broker_dir = self.work / "cloud" / "tenants" / SECOND_SELLER / "broker"
+        for name in ("passwd", "acl"):
+            with open(self.broker.workdir / name, "a", encoding="utf-8") as fh:
+                fh.write("\n" + (broker_dir / name).read_text("utf-8"))
+        self.broker.proc.send_signal(signal.SIGHUP)  # Mosquitto reads its passwd and acl again
+        self.say(f"a second seller «{SECOND_NAME}» on the same installation: its pages at "
+                 f"{self.cloud_url}/t/{SECOND_SELLER}/ (its owner's password: printed once by `marketsync tenant add`)")
+
+    def show_second_seller(self) -> None:
+        """The second seller's login page answers under its prefix, its owner logs in there, and none of the
+        first seller's orders is visible to it (nor does the first seller's API token open anything there)."""
+        password = getattr(self, "_second_password", "")
+        if not password:
+            return
+        root = f"{self.cloud_url}/t/{SECOND_SELLER}"
+        jar = http.cookiejar.CookieJar()
+        web = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        try:
+            web.open(f"{root}/login", timeout=10).read()
+            token = next(c.value for c in jar if c.name == "ms_login_csrf")
+            form = urllib.parse.urlencode({"name": "owner", "password": password, "csrf_token": token}).encode()
+            web.open(f"{root}/login", data=form, timeout=10).read()
+            theirs = json.loads(web.open(f"{root}/api/orders", timeout=10).read())
+            mine = http_json("GET", f"{self.cloud_url}/api/orders", token=self.api_token)
+            try:
+                http_json("GET", f"{root}/api/orders", token=self.api_token)
+                foreign = "the first seller's token was let in"
+            except OSError as exc:  # http_json says the status in its message
+                foreign = "" if str(exc).endswith("HTTP 401") else f"the first seller's token: {exc}"
+        except (OSError, StopIteration, ValueError) as exc:
+            self.errors.append(f"second seller: {exc}")
+            return
+        if theirs or foreign:
+            self.errors.append(f"second seller sees the first one's data: {len(theirs)} orders; {foreign}".strip())
+            return
+        self.tenants = 2
+        self.say(f"the second seller's owner logged in at {root}/login: 0 orders there, {len(mine)} on the first "
+                 "seller's list; the first seller's API token is refused there (401)")
 
     # ------------------------------------------------------------------ the day
 
@@ -475,6 +546,8 @@ class Demo:
                 json.dumps(state, ensure_ascii=False, indent=1, default=str), "utf-8")
 
     def stop(self) -> dict[str, Any]:
+        if self.second_seller and self.cloud_url:
+            self.show_second_seller()  # while every part still runs
         summary = {"orders_seen": 0, "orders_packed": 0, "labels_printed": 0, "stock_pushes": 0,
                    "errors": len(self.errors), **dict.fromkeys(LIFECYCLE, 0)}
         if self.reconciled is not None:
@@ -492,6 +565,8 @@ class Demo:
                 self.say(f"could not read the cloud's summary: {exc}")
             summary["orders_oversold"] = self.oversold()
         summary["picked_by_bin"] = self.picked_by_bin()
+        if self.second_seller:
+            summary["tenants"] = self.tenants
         self.keep_sandbox_states()
         for svc in reversed(self.services):
             svc.stop()

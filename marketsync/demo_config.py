@@ -71,12 +71,14 @@ def _toml_value(value: Any) -> str:
 
 
 def write_cloud_config(folder: Path, *, db_path: Path, link: dict[str, Any], time_scale: float,
-                       sandboxes: dict[str, dict[str, Any]], port: int = 0, db_url: str = "") -> CloudConfig:
+                       sandboxes: dict[str, dict[str, Any]], port: int = 0, db_url: str = "",
+                       tenants_dir: str = "") -> CloudConfig:
     """The cloud's cloud.toml in `folder`: its database, the demo's broker (`link`: the broker's
     settings for the cloud), the demo's 1C login, the site, and one account per running sandbox
     (`sandboxes`: account name -> the sandbox's announcement, which names its marketplace). `port` 0: any
     free port; a fixed one lets the cloud come back at the same URL after a restart. `db_url`: the store on
-    PostgreSQL (`[db] url`) instead of the SQLite file; `link` may name a `share_group` and `member_username`."""
+    PostgreSQL (`[db] url`) instead of the SQLite file; `link` may name a `share_group` and `member_username`;
+    `tenants_dir`: the installation hosts several sellers ([tenants] dir)."""
     secrets = folder / "secrets"
     lines = [
         "# written by `marketsync demo`: the cloud against the local sandboxes",
@@ -89,6 +91,8 @@ def write_cloud_config(folder: Path, *, db_path: Path, link: dict[str, Any], tim
         "sync_on_start = true",
         "",
         *([f"[db]\nurl = {_toml_value(db_url)}", ""] if db_url else []),
+        *([f"[tenants]  # several sellers: `marketsync tenant add`\ndir = {_toml_value(tenants_dir)}", ""]
+          if tenants_dir else []),
         "[jobs]",
         "orders_poll_s = 1.0",
         "actions_s = 0.3",

@@ -23,6 +23,7 @@ import subprocess
 from pathlib import Path
 
 from sitelink import keys
+from sitelink.link import CLOUD, PREFIX, topic_root
 
 CLOUD_USER = "cloud"
 
@@ -62,20 +63,23 @@ def check_site_id(site: str, cloud_user: str = CLOUD_USER) -> None:
         raise BrokerError(f"bad site id for the broker ACL: {site!r}")
 
 
-def member_acl(user: str) -> list[str]:
+def member_acl(user: str, prefix: str = PREFIX) -> list[str]:
     """The ACL of one cloud process's member of the share group: it reads what the sites send (through
     `$share/<group>/ms/v1/+/up`) and acknowledges it; the sending part stays the cloud user's."""
-    return [f"user {user}", "topic read ms/v1/+/up", "topic write ms/v1/+/ack/down", ""]
+    return [f"user {user}", f"topic read {prefix}/+/up", f"topic write {prefix}/+/ack/down", ""]
 
 
 def acl_text(sites: list[str], cloud_user: str = CLOUD_USER, *, cloud_processes: int = 0,
-             with_cloud: bool = True) -> str:
+             with_cloud: bool = True, prefix: str = PREFIX, site_user: str = "") -> str:
     """The ACL of directions. Site X publishes only `ms/v1/X/up` (its messages), `ms/v1/X/ack/up` (its
     acknowledgements of the cloud's messages) and `ms/v1/X/state` (its presence), and reads only
     `ms/v1/X/down`, `ms/v1/X/ack/down` and the cloud's presence `ms/v1/cloud/state`. The cloud the
     reverse: publishes `ms/v1/+/down`, `ms/v1/+/ack/down` and its own presence; reads `+/up`, `+/ack/up`
     and every `+/state`. Anything else is denied (Mosquitto: a denied publish is not delivered, a
-    subscription to a topic one may not read delivers nothing)."""
+    subscription to a topic one may not read delivers nothing).
+
+    A seller of several on one installation (`tenant_acl`): the same on its own topic root `prefix`
+    (`ms/t/<id>/v1`), its users' names starting with `site_user` (`<id>.`): nothing outside its tree."""
     lines = [
         "# marketsync site link: who may publish (write) and read what. Site X sends up, the cloud down;",
         "# nothing else is allowed (written by `marketsync link broker-config`).",
@@ -84,29 +88,78 @@ def acl_text(sites: list[str], cloud_user: str = CLOUD_USER, *, cloud_processes:
     if with_cloud:
         lines += [
             f"user {cloud_user}",
-            "topic write ms/v1/+/down",
-            "topic write ms/v1/+/ack/down",
-            f"topic write ms/v1/{cloud_user}/state",
-            "topic read ms/v1/+/up",
-            "topic read ms/v1/+/ack/up",
-            "topic read ms/v1/+/state",
+            f"topic write {prefix}/+/down",
+            f"topic write {prefix}/+/ack/down",
+            f"topic write {prefix}/{CLOUD}/state",
+            f"topic read {prefix}/+/up",
+            f"topic read {prefix}/+/ack/up",
+            f"topic read {prefix}/+/state",
             "",
         ]
         for n in range(1, cloud_processes + 1):
-            lines += member_acl(f"{cloud_user}-{n}")
+            lines += member_acl(f"{cloud_user}-{n}", prefix)
     for site in sites:
-        check_site_id(site, cloud_user)
+        check_site_id(site)
         lines += [
-            f"user {site}",
-            f"topic write ms/v1/{site}/up",
-            f"topic write ms/v1/{site}/ack/up",
-            f"topic write ms/v1/{site}/state",
-            f"topic read ms/v1/{site}/down",
-            f"topic read ms/v1/{site}/ack/down",
-            f"topic read ms/v1/{cloud_user}/state",
+            f"user {site_user}{site}",
+            f"topic write {prefix}/{site}/up",
+            f"topic write {prefix}/{site}/ack/up",
+            f"topic write {prefix}/{site}/state",
+            f"topic read {prefix}/{site}/down",
+            f"topic read {prefix}/{site}/ack/down",
+            f"topic read {prefix}/{CLOUD}/state",
             "",
         ]
     return "\n".join(lines)
+
+
+def tenant_users(tenant: str, sites: list[str], cloud_processes: int = 0) -> dict[str, str]:
+    """The broker users of a seller of several (by role: "cloud", "cloud-N", each site id): `<id>.cloud`,
+    `<id>.cloud-N` (the members of a share group) and `<id>.<site>`."""
+    topic_root(tenant)  # a bad id is refused here too
+    for site in sites:
+        check_site_id(site)
+    return {CLOUD_USER: f"{tenant}.{CLOUD_USER}",
+            **{f"{CLOUD_USER}-{n}": f"{tenant}.{CLOUD_USER}-{n}" for n in range(1, cloud_processes + 1)},
+            **{site: f"{tenant}.{site}" for site in sites}}
+
+
+def tenant_acl(tenant: str, sites: list[str], *, cloud_processes: int = 0) -> str:
+    """The ACL block of one seller of several: its cloud user and its sites' users, each only in the
+    seller's own tree `ms/t/<id>/v1` (appended to the broker's acl file)."""
+    text = acl_text(sites, f"{tenant}.{CLOUD_USER}", cloud_processes=cloud_processes, prefix=topic_root(tenant),
+                    site_user=f"{tenant}.")
+    return text.replace("# nothing else is allowed (written by `marketsync link broker-config`).",
+                        f"# seller {tenant}: nothing outside ms/t/{tenant}/v1 (written by `marketsync tenant add`).")
+
+
+def write_tenant_broker(out: str | Path, tenant: str, sites: list[str], *, cloud_processes: int = 0,
+                        use_tool: bool = False) -> dict[str, str]:
+    """A seller's part of the broker's config in `out`: `acl` (its block, to append to the broker's acl),
+    `passwd` (its users' hashed passwords, to append to the broker's passwd) and `credentials/` (mode 700:
+    `<user>.password` of each user, and the envelope keys: `<id>.cloud.keys` every site's, `<site>.keys`
+    each site's). Returns the passwords by broker user (shown nowhere else)."""
+    users = tenant_users(tenant, sites, cloud_processes)
+    out = Path(out)
+    creds = out / "credentials"
+    creds.mkdir(parents=True, exist_ok=True)
+    os.chmod(creds, 0o700)
+    cloud_password = secrets.token_urlsafe(24)
+    # the members of a share group speak with the cloud's password (one party), as broker-config's do
+    passwords = {user: cloud_password if role.startswith(CLOUD_USER) else secrets.token_urlsafe(24)
+                 for role, user in users.items()}
+    write_password_file(out / "passwd", passwords, use_tool=use_tool)
+    (out / "acl").write_text(tenant_acl(tenant, sites, cloud_processes=cloud_processes))
+    os.chmod(out / "acl", 0o600)
+    for role, user in users.items():
+        if role.startswith(f"{CLOUD_USER}-"):
+            continue  # a member's password is the cloud's
+        path = creds / f"{user}.password"
+        path.write_text("")
+        os.chmod(path, 0o600)
+        path.write_text(passwords[user] + "\n")
+    keys.provision(creds, sites, users[CLOUD_USER])
+    return passwords
 
 
 def make_tls_files(

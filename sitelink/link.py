@@ -52,6 +52,7 @@ from __future__ import annotations
 import json
 import logging
 import queue
+import re
 import secrets
 import sqlite3
 import threading
@@ -72,9 +73,20 @@ from sitelink.store import LinkError
 
 log = logging.getLogger("sitelink")
 
-PREFIX = "ms/v1"
+PREFIX = "ms/v1"  # the topic root of an installation's one seller (the main one)
 CLOUD = "cloud"  # the cloud's presence is ms/v1/cloud/state (so no site may be called "cloud")
 CLOUD_STATE_TOPIC = f"{PREFIX}/{CLOUD}/state"
+TENANT_ID = re.compile(r"[a-z0-9][a-z0-9-]{1,30}")  # a seller's id (cloud_sync.tenants), as topics take it
+
+
+def topic_root(tenant: str = "") -> str:
+    """The topic root of a seller's site link: `ms/v1` for the installation's main seller (""), else
+    `ms/t/<tenant>/v1` (each seller of an installation its own tree; the broker's ACL keeps them apart)."""
+    if not tenant:
+        return PREFIX
+    if not TENANT_ID.fullmatch(tenant) or tenant == CLOUD:
+        raise LinkError(f"bad seller id for the link's topics: {tenant!r}")
+    return f"ms/t/{tenant}/v1"
 Handler = Callable[[sqlite3.Connection, Envelope], None]
 PARTS = ("all", "receive", "send")
 # A backlog applied back to back leaves a gap of `batch_pause` at once when a writer of this process waits
@@ -128,6 +140,9 @@ class LinkConfig:
     # publish the outbox, take its acknowledgements and the sites' states, and say online
     part: str = "all"
     inbox_keep_days: float = 30.0  # received ids are remembered this long for duplicate detection
+    # the topic root every topic and subscription is built on (`topic_root`): `ms/v1`, or a seller's
+    # `ms/t/<id>/v1` on an installation of several sellers
+    prefix: str = PREFIX
     connect: Callable[[str], sqlite3.Connection] | None = field(default=None, repr=False)
     keys: Keyring | None = field(default=None, repr=False)  # given directly instead of keys_file
 
@@ -176,8 +191,13 @@ class SiteLink:
             raise LinkError("a site link is whole: share_group and part are the cloud's")
         if cfg.share_group and any(c in cfg.share_group for c in "/+#$ "):
             raise LinkError(f"share group {cfg.share_group!r} may not contain / + # $ or spaces")
+        if cfg.prefix != PREFIX and (not cfg.prefix.startswith("ms/t/") or topic_root(cfg.prefix.split("/")[2])
+                                     != cfg.prefix):
+            raise LinkError(f"topic root {cfg.prefix!r} is neither {PREFIX} nor a seller's ms/t/<id>/v1")
         self.cfg = cfg
         self.role = cfg.role
+        self.prefix = cfg.prefix
+        self._depth = cfg.prefix.count("/") + 1  # the topic's parts before the peer
         self.inbound = "up" if cfg.role == "cloud" else "down"  # the stream we receive
         self.outbound = "down" if cfg.role == "cloud" else "up"  # the stream we send
         self._handlers: dict[str, Handler] = {}
@@ -359,14 +379,16 @@ class SiteLink:
 
     def _state_topic(self) -> str:
         """Our own presence topic (retained online/offline, offline also as the last will)."""
-        return CLOUD_STATE_TOPIC if self.role == "cloud" else f"{PREFIX}/{self.cfg.site_id}/state"
+        return f"{self.prefix}/{CLOUD if self.role == 'cloud' else self.cfg.site_id}/state"
 
     def _make_client(self) -> mqtt.Client:
         cfg = self.cfg
         member = cfg.part == "receive"
-        default_id = "ms-cloud" if self.role == "cloud" else f"ms-site-{cfg.site_id}"
+        # a seller of several has ids of its own: two sellers' `site-1` are two clients of the broker
+        tag = "" if self.prefix == PREFIX else "-" + self.prefix.split("/")[2]
+        default_id = f"ms-cloud{tag}" if self.role == "cloud" else f"ms-site{tag}-{cfg.site_id}"
         if member:  # one of several: an id of its own (a broker binding ids to users gives its user's)
-            default_id = f"ms-cloud-in-{secrets.token_hex(4)}"
+            default_id = f"ms-cloud{tag}-in-{secrets.token_hex(4)}"
         client_id = cfg.client_id or default_id
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         if cfg.username:
@@ -399,10 +421,10 @@ class SiteLink:
             topics = self._cloud_topics()
             if self.cfg.part != "receive" and (self.cfg.share_group or self.cfg.part == "send"):
                 # a session kept from a run as the only consumer still holds the plain subscription
-                client.unsubscribe(f"{PREFIX}/+/up")
+                client.unsubscribe(f"{self.prefix}/+/up")
         else:
-            site = self.cfg.site_id
-            topics = [f"{PREFIX}/{site}/down", f"{PREFIX}/{site}/ack/down", CLOUD_STATE_TOPIC]
+            site, root = self.cfg.site_id, self.prefix
+            topics = [f"{root}/{site}/down", f"{root}/{site}/ack/down", f"{root}/{CLOUD}/state"]
         _, self._sub_mid = client.subscribe([(t, 1) for t in topics])
         if self.cfg.part != "receive":
             client.publish(self._state_topic(), _state_payload("online"), qos=1, retain=True)
@@ -410,12 +432,12 @@ class SiteLink:
     def _cloud_topics(self) -> list[str]:
         """What the cloud's link subscribes to: the sites' messages (through the share group when there
         is one) for a receiving part, their acknowledgements and states for a sending part."""
-        up = f"{PREFIX}/+/up"
+        up = f"{self.prefix}/+/up"
         if self.cfg.share_group:
             up = f"$share/{self.cfg.share_group}/{up}"
         topics = [up] if self.cfg.part in ("all", "receive") else []
         if self.cfg.part in ("all", "send"):
-            topics += [f"{PREFIX}/+/ack/up", f"{PREFIX}/+/state"]
+            topics += [f"{self.prefix}/+/ack/up", f"{self.prefix}/+/state"]
         return topics
 
     def _on_subscribe(
@@ -551,10 +573,12 @@ class SiteLink:
     def _receive(self, batch: list[tuple[str, bytes, Any]]) -> None:
         now = time.monotonic()
         for topic, payload, properties in batch:
+            if not topic.startswith(self.prefix + "/"):
+                continue  # another tree (never subscribed to: a broker's mistake changes nothing here)
             parts = topic.split("/")
-            if len(parts) < 4 or parts[0] != "ms" or parts[1] != "v1":
+            if len(parts) < self._depth + 2:
                 continue
-            peer, rest = parts[2], parts[3:]
+            peer, rest = parts[self._depth], parts[self._depth + 1:]
             if peer == CLOUD:
                 if rest == ["state"] and self.role == "site":
                     self._accept_state(CLOUD, payload)
@@ -598,7 +622,7 @@ class SiteLink:
                 self._reload_keys()
             failed = envelope.verify_acks(data, self.keys, peer, self.inbound)
             if failed:  # nothing is deleted from the outbox: what it names is sent again
-                self._raw_dead.append({"topic": f"{PREFIX}/{peer}/ack/{self.inbound}", "reason": failed,
+                self._raw_dead.append({"topic": f"{self.prefix}/{peer}/ack/{self.inbound}", "reason": failed,
                                        "payload": payload, "peer": peer})
                 return
         self._pending_acks.setdefault(peer, []).extend(acks)
@@ -962,7 +986,7 @@ class SiteLink:
         client = self._client
         if client is None:
             return
-        topic = f"{PREFIX}/{peer}/ack/{self.outbound}"  # an ack travels the way we send
+        topic = f"{self.prefix}/{peer}/ack/{self.outbound}"  # an ack travels the way we send
         key = self.keys.signing_key(peer, self.outbound) if self.keys is not None else None
         for i in range(0, len(acks), 1000):
             client.publish(topic, envelope.sign_acks(acks[i : i + 1000], key), qos=1)
@@ -1007,7 +1031,7 @@ class SiteLink:
                 rows = [(seq, msg_id, envelope.sign(payload, key)) for seq, msg_id, payload in rows]
             if not inflight:
                 self._progress_at[peer] = now
-            topic = f"{PREFIX}/{peer}/{self.outbound}"
+            topic = f"{self.prefix}/{peer}/{self.outbound}"
             for chunk in _chunks(rows, self.cfg.publish_batch, self.cfg.publish_batch_bytes):
                 if len(chunk) == 1:
                     client.publish(topic, chunk[0][2], qos=1)

@@ -23,8 +23,9 @@ PARTS_MAY_IMPORT = {
 
 # the cloud's floors, top to bottom: a module may import its own floor or lower ones, never a higher one
 FLOORS = [
-    ("top", ("cloud_sync.web", "cloud_sync.cli", "cloud_sync.service.cloud", "cloud_sync.onec.exchange")),
-    ("coordinator", ("cloud_sync.service",)),
+    ("top", ("cloud_sync.web", "cloud_sync.cli", "cloud_sync.service.cloud", "cloud_sync.service.tenants",
+             "cloud_sync.onec.exchange")),
+    ("coordinator", ("cloud_sync.service", "cloud_sync.tenants")),
     ("schema", ("cloud_sync.schema",)),
     ("domain", ("cloud_sync.orders", "cloud_sync.money", "cloud_sync.alerts", "cloud_sync.onec",
                 "cloud_sync.stock", "cloud_sync.catalog", "cloud_sync.access")),

@@ -20,6 +20,7 @@ from cloud_sync.i18n import domain_text, translations
 from cloud_sync.schema import open_db
 from cloud_sync.service import accounts, sync
 from cloud_sync.service.cloud import CloudService
+from cloud_sync.service.tenants import TenantHost
 from cloud_sync.stock import ledger
 from cloud_sync.stock import push as stock_push
 from cloud_sync.stock import why as stock_why
@@ -58,7 +59,9 @@ def cloud_main(argv: list[str]) -> int:
         cfg.port = args.port
     if args.host:
         cfg.host = args.host
-    service = CloudService(cfg, instance=args.instance)
+    # [tenants]: the main seller and every seller of the registry on one server (else one seller, as ever)
+    service: CloudService | TenantHost = (TenantHost(cfg, instance=args.instance) if cfg.tenants_dir
+                                          else CloudService(cfg, instance=args.instance))
     stop = threading.Event()
 
     def _on_signal(_signum: int, _frame: object) -> None:
@@ -68,9 +71,15 @@ def cloud_main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     try:
-        url = service.start()
-        print(json.dumps({"role": "cloud", "url": url, "db": str(service.db_path),  # str: a [db] url without its password
-                          "accounts": sorted(service.adapters)}), flush=True)
+        try:
+            url = service.start()
+        except ConfigError as exc:  # a seller's cloud.toml (the main one was read above)
+            return fail("marketsync cloud", exc)
+        said = {"role": "cloud", "url": url, "db": str(service.db_path),  # str: a [db] url without its password
+                "accounts": sorted(service.adapters)}
+        if isinstance(service, TenantHost):
+            said["tenants"] = service.tenant_ids()
+        print(json.dumps(said), flush=True)
         notify(f"READY=1\nSTATUS=serving {url}")
         while not stop.wait(watchdog_interval()):
             if service.healthy():

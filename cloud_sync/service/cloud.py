@@ -1,6 +1,8 @@
 """The running cloud: the web app (waitress), the site link, the stock pusher and the jobs, in one process.
 
-`CloudService(cfg).start()` opens (and migrates) the database, opens the account adapters, syncs
+`CloudService(cfg).start()` (= `build()`, its own HTTP server, `run()`: an installation of several sellers
+builds each seller's service and serves their apps on one server, cloud_sync.service.tenants) opens (and
+migrates) the database, opens the account adapters, syncs
 warehouses and cards once in the background (unless `[cloud] sync_on_start = false`), starts the site
 link with the site handlers (with `[link] share_group`: a member of the MQTT shared subscription in every
 process, the sending part under the lease), the stock pusher, the jobs and the HTTP server; `stop()` stops them all
@@ -24,6 +26,7 @@ import sqlite3
 import threading
 from typing import Any
 
+from flask import Flask
 from waitress.server import create_server
 
 from cloud_sync.access import secrets
@@ -39,10 +42,26 @@ from cloud_sync.service.pusher import Pusher
 from cloud_sync.stock import push as stock_push
 from cloud_sync.web.app import create_app
 from sitelink import LinkConfig, SiteLink
+from sitelink.link import topic_root
 
 log = logging.getLogger("cloud_sync.service.cloud")
 LINK_LEASE = "site-link"
 FOLLOW_S = 5.0  # how often a process looks for what Settings stored through another one
+
+
+def stop_http(server: Any, thread: threading.Thread | None) -> None:
+    """Stop a waitress server: the requests in progress end, idle keep-alive connections close, no new one."""
+    if server is not None:
+        server.task_dispatcher.shutdown(cancel_pending=False, timeout=5)  # requests in progress end
+        # an idle keep-alive connection would hold the loop open: each closes once flushed, by the loop's
+        # own thread (closing a socket under its select fails it with EBADF), woken for it now
+        for channel in list(server._map.values()):
+            if hasattr(channel, "close_when_flushed"):
+                channel.close_when_flushed = True
+        server.pull_trigger()
+        server.close()  # no new connection
+    if thread is not None:
+        thread.join(5)
 
 
 class CloudService:
@@ -70,6 +89,22 @@ class CloudService:
         self._stored: dict[str, float] = {}  # secrets.stamps: what Settings held when last looked at
 
     def start(self) -> str:
+        """Build the parts, serve the app on its own HTTP server ([cloud] host/port), run the rest."""
+        app = self.build()
+        # the app decides which proxy headers to believe ([auth] trusted_proxies, cloud_sync/web/auth.py):
+        # waitress must pass them on, not drop them (a proxied request would look like this box's own)
+        self._server = create_server(app, host=self.cfg.host, port=self.cfg.port, threads=8,
+                                     clear_untrusted_proxy_headers=False)
+        self.url = f"http://{self.cfg.host}:{self._server.effective_port}"
+        self.run()
+        self._server_thread = threading.Thread(target=self._server.run, name="http", daemon=True)
+        self._server_thread.start()
+        return self.url
+
+    def build(self) -> Flask:
+        """Every part made, none running yet: the store opened (and migrated), the adapters, the leases,
+        the stock pusher, the site link, the jobs and the web app (returned: whoever serves it, this
+        service's own server or an installation's host of several sellers, cloud_sync.service.tenants)."""
         conn = open_db(self.db_path)
         try:
             # credentials, the bot token and settings entered in Settings (encrypted at rest)
@@ -90,13 +125,13 @@ class CloudService:
                          leases=self.leases)
         self.jobs.add_defaults()
         self.adapters.when_added(self._account_added)
-        app = create_app(self.cfg, db_path=self.db_path, adapters=self.adapters, link=self.link, pusher=self.pusher,
-                         jobs=self.jobs)
-        # the app decides which proxy headers to believe ([auth] trusted_proxies, cloud_sync/web/auth.py):
-        # waitress must pass them on, not drop them (a proxied request would look like this box's own)
-        self._server = create_server(app, host=self.cfg.host, port=self.cfg.port, threads=8,
-                                     clear_untrusted_proxy_headers=False)
-        self.url = f"http://{self.cfg.host}:{self._server.effective_port}"
+        return create_app(self.cfg, db_path=self.db_path, adapters=self.adapters, link=self.link,
+                          pusher=self.pusher, jobs=self.jobs)
+
+    def run(self) -> None:
+        """Start what `build` made: the leases, the site link, the stock pusher, the first sync, the jobs
+        and the settings follower (the web app is served by whoever `build` gave it to)."""
+        assert self.leases is not None and self.pusher is not None and self.jobs is not None
         self.leases.start()
         if self.members_link is not None:
             self.members_link.start()
@@ -111,9 +146,6 @@ class CloudService:
         self.jobs.start()
         self._follow_thread = threading.Thread(target=self._follow_settings, name="settings-follower", daemon=True)
         self._follow_thread.start()
-        self._server_thread = threading.Thread(target=self._server.run, name="http", daemon=True)
-        self._server_thread.start()
-        return self.url
 
     def _make_links(self) -> tuple[SiteLink, SiteLink | None]:
         """The site link: one whole link, run by the process holding the `site-link` lease; with
@@ -123,14 +155,16 @@ class CloudService:
         common: dict[str, Any] = dict(role="cloud", db_path=self.db_path, host=lc.host, port=lc.port,
                                       password=lc.password or None, tls_ca=lc.tls_ca or None,
                                       keys_file=lc.keys_file or None,
+                                      prefix=topic_root(self.cfg.tenant),  # a seller of several: its own tree
                                       connect=connect)  # the cloud's store, SQLite or PostgreSQL
         if not lc.share_group:
             return SiteLink(LinkConfig(username=lc.username or None, **common)), None
+        tag = f"-{self.cfg.tenant}" if self.cfg.tenant else ""
         member_user = (lc.member_username or lc.username).replace("{instance}", self.instance) or None
         sender = SiteLink(LinkConfig(username=lc.username or None, part="send", share_group=lc.share_group,
                                      **common))
         member = SiteLink(LinkConfig(username=member_user, part="receive", share_group=lc.share_group,
-                                     client_id=f"ms-cloud-in-{self.instance}" if self.instance else None, **common))
+                                     client_id=f"ms-cloud{tag}-in-{self.instance}" if self.instance else None, **common))
         return sender, member
 
     def _lease_count(self) -> int:
@@ -183,8 +217,9 @@ class CloudService:
             conn.close()
 
     def healthy(self) -> bool:
-        """The web server runs and the database answers (what the systemd watchdog is fed on)."""
-        if self._server_thread is None or not self._server_thread.is_alive():
+        """The web server runs (when it is this service's own) and the database answers (what the systemd
+        watchdog is fed on)."""
+        if self._server is not None and (self._server_thread is None or not self._server_thread.is_alive()):
             return False
         try:
             conn = connect(self.db_path)
@@ -231,17 +266,7 @@ class CloudService:
             self.jobs.stop(timeout=0)
         if self.pusher is not None:
             self.pusher.stop(timeout=0)
-        if self._server is not None:
-            self._server.task_dispatcher.shutdown(cancel_pending=False, timeout=5)  # requests in progress end
-            # an idle keep-alive connection would hold the loop open: each closes once flushed, by the loop's
-            # own thread (closing a socket under its select fails it with EBADF), woken for it now
-            for channel in list(self._server._map.values()):
-                if hasattr(channel, "close_when_flushed"):
-                    channel.close_when_flushed = True
-            self._server.pull_trigger()
-            self._server.close()  # no new connection
-        if self._server_thread is not None:
-            self._server_thread.join(5)
+        stop_http(self._server, self._server_thread)
         if self.jobs is not None:
             self.jobs.stop()
         if self.pusher is not None:

@@ -175,8 +175,14 @@ def _secure_cookie() -> bool:
     return _auth_settings().secure_cookies or request.is_secure
 
 
+def cookie_path() -> str:
+    """The path every cookie of the app is scoped to: `/`, or a seller's `/t/<id>/` on an installation of
+    several (the app's SCRIPT_NAME, cloud_sync.service.tenants): one seller's cookies never reach another."""
+    return request.script_root + "/"
+
+
 def _set_cookie(resp: Response, name: str, value: str, *, max_age: int | None, secure: bool) -> None:
-    resp.set_cookie(name, value, max_age=max_age, httponly=True, samesite="Lax", secure=secure, path="/")
+    resp.set_cookie(name, value, max_age=max_age, httponly=True, samesite="Lax", secure=secure, path=cookie_path())
 
 
 def device_cookie_name(name: str) -> str:
@@ -322,9 +328,9 @@ def login():
         else:
             sid, _csrf = users.new_session(conn, user)
             log.info("%s logged in from %s", user.name, client_address(trusted))
-            resp = redirect(nxt)
+            resp = redirect(request.script_root + nxt)  # `next` is a path of this app (under its prefix)
             _set_cookie(resp, SESSION_COOKIE, sid, max_age=int(users.SESSION_S), secure=_secure_cookie())
-            resp.delete_cookie(LOGIN_CSRF_COOKIE, path="/")
+            resp.delete_cookie(LOGIN_CSRF_COOKIE, path=cookie_path())
             _keep_device(resp, conn, user, bool(device))
             return resp
     token = pysecrets.token_urlsafe(24)
@@ -377,7 +383,7 @@ def logout():
     if sid:
         users.end_session(get_db(), sid)
     resp = redirect(url_for("auth.login"))
-    resp.delete_cookie(SESSION_COOKIE, path="/")
+    resp.delete_cookie(SESSION_COOKIE, path=cookie_path())
     return resp
 
 

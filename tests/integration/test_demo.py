@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 SUMMARY_KEYS = {"orders_seen", "orders_packed", "labels_printed", "stock_pushes", "errors", "orders_oversold",
-                "recovered", "delivered", "returned", "restocked", "stuck", "picked_by_bin", "reduced"}
+                "recovered", "delivered", "returned", "restocked", "stuck", "picked_by_bin", "reduced", "tenants"}
 # the evening's «Сверка», and the marketplaces' own-warehouse stock (FBO), its alerts and the cards with the
 # marketplaces' fees, and the commission reports, told at the end of the day: only when the day ran to its end
 EVENING_KEYS = {"stock_unexplained", "fbo_items", "fbo_alerts", "cards_with_fees", "reports_built", "report_reconciled",
@@ -67,6 +67,9 @@ def test_demo_runs_a_day_and_ends_with_its_summary(tmp_path: Path):
     assert summary["stock_pushes"] > 0, out
     assert summary["orders_oversold"] == 0, out  # the sandboxes sell only what is listed (issue 18, point 6)
     assert summary["picked_by_bin"] >= 2, out  # a combined pick list walked by bin and sorted into totes
+    # a second seller added with `marketsync tenant add`: its owner logged in under /t/vtoroy/, saw none of
+    # the first seller's orders, and the first seller's token was refused there
+    assert summary["tenants"] == 2 and "the second seller's owner logged in at" in out, out
     assert "a buyer ordered on" in out
     took = re.search(r"1C took (\d+) order\(s\).*a second query returned (\d+)", out)
     # 1C's documents: every order, and a «Возврат товара» for each return taken back in

@@ -19,7 +19,9 @@ document.addEventListener("DOMContentLoaded", () => {
     if (action === "cancel" && !window.confirm(document.body.dataset.confirmCancel)) ev.preventDefault();
   });
   // 1C items offered as you type (article or name): the field's datalist filled from /items/suggest;
-  // an account's cards (data-suggest=cards data-account=...) from /prices/cards/suggest
+  // an account's cards (data-suggest=cards data-account=...) from /prices/cards/suggest (under the app's
+  // own prefix: a seller of several is served at /t/<id>/)
+  const root = document.body.dataset.root || "";
   for (const input of document.querySelectorAll("input[data-suggest]")) {
     const list = document.getElementById(input.getAttribute("list"));
     let timer = 0;
@@ -29,8 +31,8 @@ document.addEventListener("DOMContentLoaded", () => {
       if (!typed || !list) return;
       timer = setTimeout(async () => {
         const url = input.dataset.suggest === "cards"
-          ? "/prices/cards/suggest?account=" + encodeURIComponent(input.dataset.account || "") + "&q="
-          : "/items/suggest?q=";
+          ? root + "/prices/cards/suggest?account=" + encodeURIComponent(input.dataset.account || "") + "&q="
+          : root + "/items/suggest?q=";
         const resp = await fetch(url + encodeURIComponent(typed), {credentials: "same-origin"});
         if (!resp.ok) return;
         list.replaceChildren(...(await resp.json()).map((it) => {
