@@ -60,7 +60,7 @@ SECOND_NAME = "ООО «Второй продавец»"
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="marketsync demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=0, help="seconds to run, then stop (0: until Ctrl-C)")
+    parser.add_argument("--duration", type=float, default=0, help="seconds of the day, counted from when orders start arriving, then stop (0: until Ctrl-C)")
     parser.add_argument("--workdir", default="var/demo", help="where the demo keeps its files (emptied first)")
     parser.add_argument("--items", type=int, default=40, help="items in the demo catalog")
     parser.add_argument("--order-every", type=float, default=3.0, help="seconds between new orders")
@@ -334,12 +334,13 @@ class Demo:
         duration = self.args.duration
         balances_sent = False
         self.say("orders start arriving on every marketplace; the site packs them as they come")
+        day_started = time.monotonic()  # the day's length counts from here: a slow start shortens no day
         while True:
             now = time.monotonic()
-            if duration and now - self.started >= duration:
+            if duration and now - day_started >= duration:
                 break
-            self.tick(new_orders=not duration or now - self.started < duration - 6)
-            if not balances_sent and duration and now - self.started >= duration / 2:
+            self.tick(new_orders=not duration or now - day_started < duration - 6)
+            if not balances_sent and duration and now - day_started >= duration / 2:
                 self.onec_sends_balances()
                 balances_sent = True
             time.sleep(0.5)

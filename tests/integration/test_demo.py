@@ -51,7 +51,7 @@ def _assert_nothing_left(output: str, workdir: Path) -> None:
 
 def test_demo_runs_a_day_and_ends_with_its_summary(tmp_path: Path):
     workdir = tmp_path / "demo"
-    proc = _demo(workdir, "--duration", "45")
+    proc = _demo(workdir, "--duration", "30")  # the day, from the first order on: as long at any load
     out, _ = proc.communicate(timeout=180)
     assert proc.returncode == 0, out
     summary = json.loads(out.strip().splitlines()[-1])
