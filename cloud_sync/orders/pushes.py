@@ -18,6 +18,7 @@ from cloud_sync.db import connect, transaction
 from marketplaces.base import MarketplaceError, OrderEvent
 
 log = logging.getLogger("cloud_sync.orders.pushes")
+STORE_RETRY_S = 2.0  # a store that did not answer is asked again after this long (the worker never ends on it)
 
 OnEvent = Callable[[str, OrderEvent], Any]
 
@@ -113,17 +114,25 @@ class PushWorker:
         return self._idle.wait(timeout)
 
     def _run(self) -> None:
-        conn = connect(self.db_path)
+        conn: sqlite3.Connection | None = None
         try:
             while not self._stop.is_set():
-                delay = self._pass(conn)
+                try:
+                    if conn is None:
+                        conn = connect(self.db_path)
+                    delay = self._pass(conn)
+                except sqlite3.Error as exc:  # the store out of reach (PostgreSQL restarted, a full disk)
+                    log.warning("push events: the store did not answer (%s); looked at again in %.0f s",
+                                exc.__class__.__name__, STORE_RETRY_S)
+                    conn = _closed(conn)  # a connection the server dropped is not used again
+                    delay = STORE_RETRY_S
                 if delay is None:
                     self._idle.set()
                     delay = 30.0
                 self._wake.wait(delay)
                 self._wake.clear()
         finally:
-            conn.close()
+            _closed(conn)
 
     def _pass(self, conn: sqlite3.Connection) -> float | None:
         """Handle every due event; the seconds until the next retry is due, None when nothing waits."""
@@ -156,6 +165,16 @@ class PushWorker:
         with transaction(conn):
             conn.execute("UPDATE push_events SET handled_at=?, outcome=?, attempts=attempts+1, last_error='' "
                          "WHERE id=?", (time.time(), str(outcome or "")[:200], row["id"]))
+
+
+def _closed(conn: sqlite3.Connection | None) -> None:
+    """Close a connection that may be broken already; None."""
+    if conn is not None:
+        try:
+            conn.close()
+        except sqlite3.Error:
+            pass
+    return None
 
 
 def pending(conn: sqlite3.Connection) -> list[dict[str, Any]]:

@@ -11,6 +11,8 @@ import time
 import httpx
 
 from cloud_sync import db as cloud_db
+from cloud_sync.orders import pushes
+from cloud_sync.orders.pushes import PushWorker
 from marketplaces import open_account
 from marketplaces.sandbox.yandex_market_spec import register
 from marketplaces.spec import load_specs
@@ -186,3 +188,26 @@ def test_sandbox_retries_until_the_receiver_answers(sandboxes, receiver_factory)
     assert httpx.post(ym.url + "/_sandbox/x/push_wait", json={"timeout": 10}, timeout=15).json()["idle"]
     assert [e["status"] for e in ym.app.push.summary()["log"]][3:] == [403, 403]
     assert len(rows(rx.db_path)) == 1
+
+
+def test_the_push_worker_outlives_a_store_that_did_not_answer(sandboxes, receiver_factory, monkeypatch) -> None:
+    """A store out of reach for a moment (PostgreSQL restarted: «server closed the connection») ended the
+    push worker's thread for good: every later push was stored and acknowledged, and never handled."""
+    failures = {"left": 2}
+    real_pass = PushWorker._pass
+
+    def store_gone_for_a_while(self, conn):
+        if failures["left"]:
+            failures["left"] -= 1
+            raise cloud_db.pg.OperationalError("consuming input failed: server closed the connection unexpectedly")
+        return real_pass(self, conn)
+
+    monkeypatch.setattr(pushes, "STORE_RETRY_S", 0.2, raising=False)
+    monkeypatch.setattr(PushWorker, "_pass", store_gone_for_a_while)
+    ym = sandboxes("yandex_market")
+    rx = receiver_factory([account_of(ym, "ym-7")])
+    assert wait_for(lambda: failures["left"] == 0)
+    httpx.post(ym.url + "/_sandbox/x/push", json={"url": rx.push_url("ym-7")}, timeout=10)
+    httpx.post(ym.url + "/_sandbox/orders", json={"count": 1}, timeout=10)
+    assert wait_for(lambda: len(rx.events) == 1), "the push was handled once the store answered again"
+    assert rx.worker._thread is not None and rx.worker._thread.is_alive()
