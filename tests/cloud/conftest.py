@@ -10,7 +10,7 @@ sandboxes over HTTP instead.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -22,6 +22,7 @@ from cloud_sync.catalog import cards as catalog
 from cloud_sync.catalog import nomenclature
 from cloud_sync.config import CloudConfig, parse_config
 from cloud_sync.db import transaction
+from cloud_sync.pg_cluster import Cluster, available
 from cloud_sync.schema import open_db
 from cloud_sync.stock import ledger
 from marketplaces.base import (
@@ -167,3 +168,12 @@ def wait_for(what: str, check, timeout: float = 60.0, every: float = 0.2):
             return last
         time.sleep(every)
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    """A throwaway PostgreSQL cluster of the module's own (the layer's tests; cloud_sync.pg_cluster)."""
+    if not available():
+        pytest.skip("PostgreSQL server binaries not installed")
+    with Cluster() as c:
+        yield c

@@ -19,14 +19,6 @@ from sitelink.config_file import ConfigError
 needs_pg = pytest.mark.skipif(not available(), reason="PostgreSQL server binaries not installed")
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    if not available():
-        pytest.skip("PostgreSQL server binaries not installed")
-    with Cluster() as c:
-        yield c
-
-
 @pytest.fixture
 def conn(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[pg.Connection]:
     c = pg.connect(cluster.url, schema=f"t_{request.node.name.lower()[:40]}")

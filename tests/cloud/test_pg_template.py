@@ -4,22 +4,13 @@ the record of what was applied — and a migration set that changes gets a templ
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from cloud_sync import db, pg, pg_template, schema
-from cloud_sync.pg_cluster import Cluster, available
-
-
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
-    if not available():
-        pytest.skip("PostgreSQL server binaries not installed")
-    with Cluster() as c:
-        yield c
+from cloud_sync.pg_cluster import Cluster
 
 
 def catalog(url: str, name: str) -> dict[str, list[tuple]]:
