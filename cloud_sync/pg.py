@@ -47,7 +47,8 @@ them to a query builder would touch every one of them; here they stay as they ar
 
 Rows are `Row`s: by index and by name, `keys()`, `dict(row)` — as `sqlite3.Row`. Integers are sent as
 untyped literals so that PostgreSQL types them by their column (SQLite does not care either), booleans as
-0/1, and NUMERIC results (SUM of bigint) come back as int or float.
+0/1, a NUL character of a string as U+FFFD (PostgreSQL's text cannot hold it), and NUMERIC results (SUM of
+bigint) come back as int or float.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ import atexit
 import functools
 import hashlib
 import os
+import queue
 import re
 import sqlite3
 import threading
@@ -71,7 +73,7 @@ import psycopg
 import sqlglot
 from psycopg import pq
 from psycopg.adapt import Dumper, Loader
-from psycopg.types.string import TextLoader
+from psycopg.types.string import StrDumperUnknown, TextLoader
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 from sqlglot import exp
 
@@ -205,6 +207,15 @@ class _UntypedInt(Dumper):
         return str(int(obj)).encode()
 
 
+class _NulFreeStr(StrDumperUnknown):
+    """A string as psycopg sends it, a NUL character as U+FFFD: PostgreSQL's text cannot hold NUL (psycopg
+    refuses to send it: a DataError, a 500 for `?account=%00`), SQLite's can. A lookup of such a value
+    finds nothing on either engine; a value written keeps every other character."""
+
+    def dump(self, obj: str) -> Any:
+        return super().dump(obj.replace("\x00", "\ufffd") if "\x00" in obj else obj)
+
+
 class _Numeric(Loader):
     """NUMERIC (SUM and AVG of integers) as int when whole, else float — as SQLite gives it."""
 
@@ -214,6 +225,7 @@ class _Numeric(Loader):
 
 
 def _adapt(conn: psycopg.Connection) -> None:
+    conn.adapters.register_dumper(str, _NulFreeStr)
     conn.adapters.register_dumper(int, _UntypedInt)
     conn.adapters.register_dumper(bool, _UntypedInt)
     conn.adapters.register_loader("numeric", _Numeric)
@@ -670,8 +682,9 @@ class Connection:
                  pool: ConnectionPool | None = None) -> None:
         self._raw: Any = raw
         self.pooled = pool is not None
-        # close() or garbage collection: the connection back to its pool (or closed, when it has none)
-        self._release = weakref.finalize(self, _give_back, pool, raw)
+        # close(), or garbage collection of a wrapper never closed: the connection back to its pool (or closed,
+        # when it has none)
+        self._release = weakref.finalize(self, _collected, pool, raw)
         self.schema = schema
         self.label = label  # the URL without its password, for messages
         self.db_key = ""  # sitelink.sqlite's waiting-writer count is SQLite's; PostgreSQL has no busy wait
@@ -747,7 +760,9 @@ class Connection:
                 return
             self._trace = None
             self._raw = _CLOSED
-            self._release()
+            detached = self._release.detach()
+            if detached is not None:
+                _give_back(*detached[2])
 
     @property
     def closed(self) -> bool:
@@ -985,6 +1000,33 @@ def _give_back(pool: ConnectionPool | None, raw: psycopg.Connection) -> None:
         raw.close()
 
 
+_returns: queue.SimpleQueue[tuple[ConnectionPool | None, psycopg.Connection]] = queue.SimpleQueue()
+_returner: list[threading.Thread] = []
+
+
+def _collected(pool: ConnectionPool | None, raw: psycopg.Connection) -> None:
+    """A wrapper collected without close(): its connection is given back by the returner thread (a
+    collection may run anywhere, even inside the pool's lock; SimpleQueue.put is safe there); one of its own
+    is closed (it has no other user)."""
+    if pool is None:
+        raw.close()
+    else:
+        _returns.put((pool, raw))
+
+
+def _start_returner() -> None:
+    """The thread that gives back the connections of collected wrappers (started with the first pool)."""
+    if not _returner:
+        thread = threading.Thread(target=_return_collected, name="pg-returns", daemon=True)
+        _returner.append(thread)
+        thread.start()
+
+
+def _return_collected() -> None:
+    while True:
+        _give_back(*_returns.get())
+
+
 def _reset(raw: psycopg.Connection) -> None:
     """The pool's reset of a connection given back (in its worker): what outlives a transaction cleared."""
     raw.execute("SELECT pg_advisory_unlock_all(); DISCARD TEMP")
@@ -1031,6 +1073,7 @@ def _pool(url: str, schema: str | None, timeout: float) -> ConnectionPool:
                               min_size=0, max_size=POOL_MAX, max_idle=POOL_IDLE_S, configure=_configure(schema),
                               reset=_reset, name=f"marketsync:{schema or '-'}", num_workers=2, open=True)
         _pools[key] = pool
+        _start_returner()
         old = [_pools.popitem(last=False)[1] for _ in range(len(_pools) - POOLS_MAX)]
     for p in old:
         p.close(timeout=0)  # its idle connections end now, the lent ones when given back

@@ -249,3 +249,12 @@ def test_an_exhausted_pool_lends_a_connection_of_its_own(cluster: Cluster, monke
     for c in held:
         c.close()
     pg.close_pools()
+
+
+def test_a_nul_character_in_a_parameter_is_no_error(conn: pg.Connection) -> None:
+    """PostgreSQL's text cannot hold NUL, SQLite's can: `?account=%00` was a DataError (a 500 on every page
+    and API route that looks the parameter up, tests/security). A lookup finds nothing; a write keeps the rest."""
+    conn.execute("INSERT INTO t(name) VALUES ('a')")
+    assert conn.execute("SELECT COUNT(*) FROM t WHERE name = ?", ("\x00",)).fetchone()[0] == 0
+    conn.execute("INSERT INTO t(name) VALUES (?)", ("b\x00c",))
+    assert conn.execute("SELECT name FROM t WHERE name LIKE 'b%'").fetchone()[0] == "b\ufffdc"
