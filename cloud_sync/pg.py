@@ -611,6 +611,18 @@ COMPAT = [
         LEFT JOIN pg_index x ON x.indexrelid = c.oid LEFT JOIN pg_class t ON t.oid = x.indrelid
         WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'v', 'i');
     """,
+    # an index made by CREATE INDEX shows its definition in `sql`, one that backs a key or a UNIQUE constraint
+    # does not (SQLite's sqlite_autoindex_*: sql NULL), so "the indexes a table carries" reads alike
+    r"""
+    CREATE OR REPLACE VIEW sqlite_master AS
+        SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'i' THEN 'index' ELSE 'table' END AS type,
+               c.relname::text AS name, coalesce(t.relname, c.relname)::text AS tbl_name,
+               CASE WHEN c.relkind = 'i' AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = c.oid)
+                    THEN pg_get_indexdef(c.oid) END::text AS sql
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        LEFT JOIN pg_index x ON x.indexrelid = c.oid LEFT JOIN pg_class t ON t.oid = x.indrelid
+        WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'v', 'i');
+    """,
 ]
 
 
