@@ -17,6 +17,11 @@ Last line: `orders_per_s=X` (targets, issue 19: ≥ 10,000 and ≥ 0.12 of the b
 the bare INSERTs too) after the SQLite run, and ends `orders_per_s=<PostgreSQL> sqlite_orders_per_s=<SQLite>`.
 The CPU figures there are this process's only (the server's CPU is not counted).
 
+There it also measures the connection pool (cloud_sync.pg) beside its own baseline in the same run: a web
+request (`GET /api/orders?limit=20` with an API token, the Flask app in this process: one connection opened
+and closed per request) and a bare connection round (connect, one SELECT, close), each `--rounds` times
+with the pool off and on, in alternating blocks so that the box's load weighs on both alike.
+
     .venv/bin/python bench/orders_ingest.py [--orders 100000] [--batch 1000] [--items 2000] [--db postgresql]
 """
 
@@ -33,14 +38,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cloud_sync import pg  # noqa: E402
+from cloud_sync.access import users  # noqa: E402
 from cloud_sync.catalog import cards as catalog
 from cloud_sync.catalog import nomenclature
 from cloud_sync.config import parse_config  # noqa: E402
-from cloud_sync.db import TEST_URL_ENV, connect, transaction
+from cloud_sync.db import TEST_URL_ENV, connect, target, transaction
 from cloud_sync.orders import intake
 from cloud_sync.pg_cluster import Cluster  # noqa: E402
 from cloud_sync.schema import open_db  # noqa: E402
 from cloud_sync.stock import ledger  # noqa: E402
+from cloud_sync.web.app import create_app  # noqa: E402
 from marketplaces.base import Card, Order, OrderLine  # noqa: E402
 from marketplaces.sandbox.seed import demo_items  # noqa: E402
 
@@ -87,6 +95,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=1000)
     ap.add_argument("--items", type=int, default=2000)
     ap.add_argument("--db", choices=("sqlite", "postgresql"), default="sqlite")
+    ap.add_argument("--rounds", type=int, default=600, help="requests and connection rounds per pool setting")
     args = ap.parse_args()
     sqlite_rate = run(args)
     if args.db == "sqlite":
@@ -98,6 +107,8 @@ def main() -> int:
         try:
             print("== postgresql (throwaway cluster, fsync off)")
             pg_rate = run(args)
+            print("== postgresql: the connection pool beside no pool, same run")
+            pool_figures(args.rounds)
         finally:
             os.environ.pop(TEST_URL_ENV, None)
     print(f"postgresql {pg_rate:,.0f} orders/s beside sqlite {sqlite_rate:,.0f} orders/s"
@@ -154,6 +165,52 @@ def run(args: argparse.Namespace) -> float:
               f" {base_cpu / cpu:.3f} per CPU-second")
         conn.close()
     return args.orders / dt
+
+
+def pool_figures(rounds: int) -> None:
+    """Requests and bare connection rounds with the pool off and on (see the module doc); prints both."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "cloud.sqlite"
+        conn = open_db(path)
+        users.add_user(conn, "bench", "bench password 1", "owner")
+        token = users.new_token(conn, "bench")
+        conn.close()
+        app = create_app(parse_config({"cloud": {"db_path": str(path)}}, env={}))
+        client = app.test_client()
+        headers = {"Authorization": f"Bearer {token}"}
+        url, schema = target(path)
+
+        def request() -> None:
+            r = client.get("/api/orders?limit=20", headers=headers)
+            assert r.status_code == 200, r.status_code
+
+        def bare() -> None:
+            c = pg.connect(url, schema=schema)
+            c.execute("SELECT 1").fetchone()
+            c.close()
+
+        for name, fn in (("request GET /api/orders", request), ("connect + SELECT 1 + close", bare)):
+            times: dict[bool, list[float]] = {False: [], True: []}
+            block = max(1, rounds // 6)
+            load = os.getloadavg()[0]
+            for k in range(12):  # off, on, off, on ...: 6 blocks each
+                pooled = bool(k % 2)
+                pg.pooling = pooled
+                for _ in range(block):
+                    t0 = time.perf_counter()
+                    fn()
+                    times[pooled].append(time.perf_counter() - t0)
+            pg.pooling = True
+            load = (load + os.getloadavg()[0]) / 2
+
+            def ms(xs: list[float], q: float) -> float:
+                return sorted(xs)[int(q * (len(xs) - 1))] * 1000
+
+            off, on = times[False], times[True]
+            print(f"{name}: no pool p50 {ms(off, 0.5):.2f} ms p90 {ms(off, 0.9):.2f} ms,"
+                  f" pool p50 {ms(on, 0.5):.2f} ms p90 {ms(on, 0.9):.2f} ms ({len(on)} each;"
+                  f" {ms(off, 0.5) / ms(on, 0.5):.1f}x at the median); load average {load:.1f}")
+        pg.close_pools()
 
 
 if __name__ == "__main__":

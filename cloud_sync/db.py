@@ -63,6 +63,25 @@ def connect(path: str | Path, *, timeout: float = 30.0) -> sqlite3.Connection:
     return conn
 
 
+def connect_readonly(path: str | Path, *, timeout: float = 10.0) -> Any:
+    """The store as a reader from outside the service sees it (`marketsync link status`, the demo's and the
+    soak's looks): never created, never written. An SQLite file opens `mode=ro`; PostgreSQL (a URL, or the
+    test facility's schema of a path) through `connect` with every transaction read-only. A file that exists
+    on disk is read as the SQLite file it is, even under the test facility (an edge box's database, given to
+    `link status --db`, is always SQLite). `FileNotFoundError` when there is no database there."""
+    url, schema = target(path)
+    if url != "sqlite" and not (not pg.is_url(path) and Path(path).is_file()):
+        try:
+            return pg.connect(url, schema=schema, timeout=timeout, create=False, read_only=True)
+        except pg.NoSchema:
+            raise FileNotFoundError(f"no database at {path}") from None
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"no database at {path}")
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
 def migrate(conn: sqlite3.Connection, parts: Iterable[tuple[str, Sequence[str]]]) -> list[str]:
     """Apply every pending migration of `parts` — (key, scripts) in order, each script applied once and
     recorded as (key, index) in `schema_migrations`; return the names applied ("key#index")."""
@@ -157,4 +176,4 @@ def write_if_free(conn: Any, sql: str, params: tuple = (), *, wait_ms: int = 100
     return True
 
 
-__all__ = ["connect", "is_postgres", "migrate", "target", "transaction", "write_if_free"]
+__all__ = ["connect", "connect_readonly", "is_postgres", "migrate", "target", "transaction", "write_if_free"]

@@ -32,19 +32,37 @@ them to a query builder would touch every one of them; here they stay as they ar
   not run in parallel (as today on SQLite), reads never wait for it, and a lease's conditional UPDATE needs
   nothing more.
 
+* **Connection pool**: psycopg_pool (psycopg's own pool library). `connect` draws the connections of one
+  (url, schema) from a pool of that pair and `Connection.close()` gives them back, so a web request (one
+  connection each) or a job round does not pay a new PostgreSQL connection (a process fork and an
+  authentication on the server) each time. Given back means: anything open rolled back at once (its
+  savepoints and the writer lock with it), then, in the pool's worker, session-level locks released and
+  temporary tables dropped (`_reset`); the wrapper itself is closed for good (its trace callback gone,
+  every later call an error, as sqlite3's). A wrapper dropped without `close()` gives its connection back
+  when collected. A pool keeps at most `POOL_MAX` connections, closes one idle for `POOL_IDLE_S`, and
+  at most `POOLS_MAX` pools live in a process (the least recently used is closed: tests open a schema
+  per test). When all `POOL_MAX` are lent (the service's job threads hold one each for their whole
+  life), or the pool has nothing to give within `POOL_WAIT_S` (the server is down), a connection of its
+  own is opened instead, at once (and a down server is still said in words without the password). `pooling = False` switches it off (the benches' baseline).
+
 Rows are `Row`s: by index and by name, `keys()`, `dict(row)` — as `sqlite3.Row`. Integers are sent as
 untyped literals so that PostgreSQL types them by their column (SQLite does not care either), booleans as
-0/1, and NUMERIC results (SUM of bigint) come back as int or float.
+0/1, a NUL character of a string as U+FFFD (PostgreSQL's text cannot hold it), and NUMERIC results (SUM of
+bigint) come back as int or float.
 """
 
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
 import os
+import queue
 import re
 import sqlite3
 import threading
+import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
@@ -55,7 +73,8 @@ import psycopg
 import sqlglot
 from psycopg import pq
 from psycopg.adapt import Dumper, Loader
-from psycopg.types.string import TextLoader
+from psycopg.types.string import StrDumperUnknown, TextLoader
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 from sqlglot import exp
 
 from sitelink.sqlite import statements
@@ -188,6 +207,15 @@ class _UntypedInt(Dumper):
         return str(int(obj)).encode()
 
 
+class _NulFreeStr(StrDumperUnknown):
+    """A string as psycopg sends it, a NUL character as U+FFFD: PostgreSQL's text cannot hold NUL (psycopg
+    refuses to send it: a DataError, a 500 for `?account=%00`), SQLite's can. A lookup of such a value
+    finds nothing on either engine; a value written keeps every other character."""
+
+    def dump(self, obj: str) -> Any:
+        return super().dump(obj.replace("\x00", "\ufffd") if "\x00" in obj else obj)
+
+
 class _Numeric(Loader):
     """NUMERIC (SUM and AVG of integers) as int when whole, else float — as SQLite gives it."""
 
@@ -197,6 +225,7 @@ class _Numeric(Loader):
 
 
 def _adapt(conn: psycopg.Connection) -> None:
+    conn.adapters.register_dumper(str, _NulFreeStr)
     conn.adapters.register_dumper(int, _UntypedInt)
     conn.adapters.register_dumper(bool, _UntypedInt)
     conn.adapters.register_loader("numeric", _Numeric)
@@ -582,6 +611,18 @@ COMPAT = [
         LEFT JOIN pg_index x ON x.indexrelid = c.oid LEFT JOIN pg_class t ON t.oid = x.indrelid
         WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'v', 'i');
     """,
+    # an index made by CREATE INDEX shows its definition in `sql`, one that backs a key or a UNIQUE constraint
+    # does not (SQLite's sqlite_autoindex_*: sql NULL), so "the indexes a table carries" reads alike
+    r"""
+    CREATE OR REPLACE VIEW sqlite_master AS
+        SELECT CASE c.relkind WHEN 'v' THEN 'view' WHEN 'i' THEN 'index' ELSE 'table' END AS type,
+               c.relname::text AS name, coalesce(t.relname, c.relname)::text AS tbl_name,
+               CASE WHEN c.relkind = 'i' AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = c.oid)
+                    THEN pg_get_indexdef(c.oid) END::text AS sql
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        LEFT JOIN pg_index x ON x.indexrelid = c.oid LEFT JOIN pg_class t ON t.oid = x.indrelid
+        WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'v', 'i');
+    """,
 ]
 
 
@@ -649,8 +690,13 @@ class Cursor:
 class Connection:
     """A PostgreSQL connection with the `sqlite3.Connection` surface the cloud uses (see the module doc)."""
 
-    def __init__(self, raw: psycopg.Connection, *, schema: str, label: str) -> None:
-        self._raw = raw
+    def __init__(self, raw: psycopg.Connection, *, schema: str, label: str,
+                 pool: ConnectionPool | None = None) -> None:
+        self._raw: Any = raw
+        self.pooled = pool is not None
+        # close(), or garbage collection of a wrapper never closed: the connection back to its pool (or closed,
+        # when it has none)
+        self._release = weakref.finalize(self, _collected, pool, raw)
         self.schema = schema
         self.label = label  # the URL without its password, for messages
         self.db_key = ""  # sitelink.sqlite's waiting-writer count is SQLite's; PostgreSQL has no busy wait
@@ -718,15 +764,24 @@ class Connection:
                 self._raw.rollback()
 
     def close(self) -> None:
+        """As sqlite3's: the end of this connection (a pooled one goes back to its pool, see the module
+        doc); anything not committed is rolled back; closing twice is nothing."""
         with self._lock:
-            try:
-                if not self._raw.closed and self.in_transaction:
-                    self._raw.rollback()
-            finally:
-                self._raw.close()
+            if not self._release.alive:
+                return
+            self._trace = None
+            self._raw = _CLOSED
+            detached = self._release.detach()
+            if detached is not None:
+                _give_back(*detached[2])
+
+    @property
+    def closed(self) -> bool:
+        return not self._release.alive
 
     def interrupt(self) -> None:
-        self._raw.cancel_safe()
+        if self._release.alive:
+            self._raw.cancel_safe()
 
     def create_function(self, *args: Any, **kwargs: Any) -> None:
         """SQLite's Python functions exist as SQL functions on PostgreSQL (`COMPAT`): nothing to do."""
@@ -932,27 +987,186 @@ def writer_lock_key(schema: str) -> int:
     return int.from_bytes(hashlib.blake2b(f"marketsync:{schema}".encode(), digest_size=8).digest(), "big", signed=True)
 
 
-def connect(url: str, *, schema: str | None = None, timeout: float = 30.0) -> Connection:
+class _Closed:
+    """What a closed `Connection` holds instead of its PostgreSQL connection: any use is sqlite3's error."""
+
+    def __getattr__(self, name: str) -> Any:
+        raise ProgrammingError("Cannot operate on a closed database.")
+
+
+_CLOSED = _Closed()
+
+
+def _give_back(pool: ConnectionPool | None, raw: psycopg.Connection) -> None:
+    """A wrapper's end: its transaction rolled back here and now (the writer lock and the savepoints go with
+    it, before anyone waits on them), then the connection to its pool (which resets the rest, `_reset`),
+    or closed when it has no pool or is broken."""
+    try:
+        if not raw.closed and raw.info.transaction_status in (pq.TransactionStatus.INTRANS,
+                                                              pq.TransactionStatus.INERROR):
+            raw.rollback()
+    except psycopg.Error:
+        raw.close()
+    if pool is None:
+        raw.close()
+        return
+    try:
+        pool.putconn(raw)
+    except Exception:  # noqa: BLE001 - the pool is closed or not this connection's: the connection ends
+        raw.close()
+
+
+_returns: queue.SimpleQueue[tuple[ConnectionPool | None, psycopg.Connection]] = queue.SimpleQueue()
+_returner: list[threading.Thread] = []
+
+
+def _collected(pool: ConnectionPool | None, raw: psycopg.Connection) -> None:
+    """A wrapper collected without close(): its connection is given back by the returner thread (a
+    collection may run anywhere, even inside the pool's lock; SimpleQueue.put is safe there); one of its own
+    is closed (it has no other user)."""
+    if pool is None:
+        raw.close()
+    else:
+        _returns.put((pool, raw))
+
+
+def _start_returner() -> None:
+    """The thread that gives back the connections of collected wrappers (started with the first pool)."""
+    if not _returner:
+        thread = threading.Thread(target=_return_collected, name="pg-returns", daemon=True)
+        _returner.append(thread)
+        thread.start()
+
+
+def _return_collected() -> None:
+    while True:
+        _give_back(*_returns.get())
+
+
+def _reset(raw: psycopg.Connection) -> None:
+    """The pool's reset of a connection given back (in its worker): what outlives a transaction cleared."""
+    raw.execute("SELECT pg_advisory_unlock_all(); DISCARD TEMP")
+
+
+POOL_MAX = 40  # connections one pool (one url and schema) keeps at most, idle or lent
+POOL_IDLE_S = 60.0  # an idle connection above none is closed after this long
+POOL_WAIT_S = 2.0  # how long `connect` waits for the pool before opening a connection of its own
+POOLS_MAX = 16  # pools one process keeps (the least recently used one beyond is closed)
+pooling = True  # False: every `connect` opens a connection of its own (the benches' baseline)
+
+_pools: OrderedDict[tuple[str, str], ConnectionPool] = OrderedDict()
+_pools_lock = threading.Lock()
+
+
+def _configure(schema: str | None) -> Callable[[psycopg.Connection], None]:
+    """A new connection of a pool: adapters, and its schema (created if missing) as `search_path`."""
+    def configure(raw: psycopg.Connection) -> None:
+        _adapt(raw)
+        if schema:
+            _use_schema(raw, schema)
+    return configure
+
+
+def _use_schema(raw: psycopg.Connection, schema: str) -> None:
+    try:
+        raw.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+    except psycopg.errors.UniqueViolation:
+        pass  # another process created it at the same moment
+    raw.execute(f'SET search_path TO "{schema}"')
+
+
+_current: dict[str, str] = {}  # the schema a URL chose itself (its search_path), by URL
+
+
+def _pool(url: str, schema: str | None, timeout: float) -> ConnectionPool:
+    key = (url, schema or "")
+    with _pools_lock:
+        pool = _pools.get(key)
+        if pool is not None:
+            _pools.move_to_end(key)
+            return pool
+        pool = ConnectionPool(url, kwargs={"autocommit": True, "connect_timeout": max(1, int(timeout))},
+                              min_size=0, max_size=POOL_MAX, max_idle=POOL_IDLE_S, configure=_configure(schema),
+                              reset=_reset, name=f"marketsync:{schema or '-'}", num_workers=2, open=True)
+        _pools[key] = pool
+        _start_returner()
+        old = [_pools.popitem(last=False)[1] for _ in range(len(_pools) - POOLS_MAX)]
+    for p in old:
+        p.close(timeout=0)  # its idle connections end now, the lent ones when given back
+    return pool
+
+
+def _drop_pool(url: str, schema: str | None) -> None:
+    with _pools_lock:
+        pool = _pools.pop((url, schema or ""), None)
+    if pool is not None:
+        pool.close(timeout=0)
+
+
+@atexit.register
+def close_pools() -> None:
+    """Close every pool of this process (at exit; tests that want a fresh start)."""
+    with _pools_lock:
+        pools = list(_pools.values())
+        _pools.clear()
+    for p in pools:
+        p.close(timeout=1)
+
+
+class NoSchema(OperationalError):
+    """`connect(..., create=False)` to a schema that does not exist (a reader found no database there)."""
+
+
+def connect(url: str, *, schema: str | None = None, timeout: float = 30.0, create: bool = True,
+            read_only: bool = False) -> Connection:
     """A connection to `url` (its password never appears in an error), in autocommit mode (transactions
-    are explicit, as on SQLite), with `search_path` set to `schema` (created if missing) when given."""
+    are explicit, as on SQLite), with `search_path` set to `schema` when given (created if missing, or
+    `NoSchema` raised with `create=False`). `read_only`: every transaction of the session is read-only
+    (PostgreSQL refuses a write in it), as SQLite's `mode=ro`."""
     url = reveal(url)
     label = redact(url)
+    if pooling and create and not read_only:
+        pool = _pool(url, schema, timeout)
+        stats = pool.get_stats()
+        lent_out = stats.get("pool_available", 0) == 0 and stats.get("pool_size", 0) >= pool.max_size
+        try:
+            # every connection lent (a job thread holds one for its whole life): no wait for one coming back
+            raw = None if lent_out else pool.getconn(timeout=min(timeout, POOL_WAIT_S))
+        except (PoolTimeout, PoolClosed):
+            raw = None  # closed meanwhile, or the server cannot be reached: a connection of its own
+        if raw is not None:
+            if not schema and url not in _current:
+                current = raw.execute("SELECT current_schema()").fetchone()[0]  # type: ignore[index]
+                if current is not None:
+                    _current[url] = str(current)
+            return Connection(raw, schema=schema or _current.get(url, "public"), label=label, pool=pool)
     try:
         raw = psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(timeout)))
     except psycopg.Error as exc:
+        _drop_pool(url, schema)  # its worker would go on trying to connect in the background
         message = str(exc).replace(url, label)
         raise OperationalError(f"cannot connect to {label}: {message}") from None
     _adapt(raw)
-    if schema:
-        try:
-            raw.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-        except psycopg.errors.UniqueViolation:
-            pass  # another process created it at the same moment
-        raw.execute(f'SET search_path TO "{schema}"')
-    else:
-        schema = str(raw.execute("SELECT current_schema()").fetchone()[0])  # type: ignore[index]
+    try:
+        if schema:
+            if create:
+                _use_schema(raw, schema)
+            elif raw.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is None:
+                raise NoSchema(f"no schema {schema} at {label}")
+            else:
+                raw.execute(f'SET search_path TO "{schema}"')
+        else:
+            current = raw.execute("SELECT current_schema()").fetchone()[0]  # type: ignore[index]
+            if current is None and not create:  # the URL's search_path names no schema that exists
+                raise NoSchema(f"no schema at {label}")
+            schema = str(current)
+        if read_only:
+            raw.execute("SET default_transaction_read_only TO on")
+    except BaseException:
+        raw.close()
+        raise
     return Connection(raw, schema=schema, label=label)
 
 
-__all__ = ["COMPAT", "COMPAT_KEY", "Connection", "Error", "IntegrityError", "OperationalError", "Row",
+__all__ = ["COMPAT", "COMPAT_KEY", "Connection", "Error", "IntegrityError", "NoSchema", "OperationalError", "Row",
            "Url", "connect", "is_url", "redact", "reveal", "schema_for", "translate"]

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from cloud_sync import db
 from marketplaces.sandbox.seed import demo_items
 from marketsync.broker import Broker
 from marketsync.demo_config import (
@@ -392,7 +393,7 @@ class Demo:
         the critical-stock alerts raised on them, and the cards whose unit economics use the marketplace's
         own fees (the prices page shows them). Read from the cloud's database, read-only."""
         try:
-            conn = sqlite3.connect(f"file:{self.cloud_db}?mode=ro", uri=True, timeout=10)
+            conn = db.connect_readonly(self.cloud_db)  # the file mode=ro, or the cloud's PostgreSQL store
             try:
                 self.fbo = {
                     "fbo_items": conn.execute("SELECT COUNT(*) FROM fbo_stock").fetchone()[0],
@@ -402,7 +403,7 @@ class Demo:
                 first = conn.execute("SELECT text FROM alert_outbox WHERE kind='fbo_stock' ORDER BY id LIMIT 1").fetchone()
             finally:
                 conn.close()
-        except sqlite3.Error as exc:
+        except (OSError, sqlite3.Error) as exc:
             self.errors.append(f"fbo and fees: {exc}")
             return
         self.say("остатки на складах площадок (FBO): " + (", ".join(f"{a} — {n} скл." for a, n in warehouses) or "нет")

@@ -33,6 +33,7 @@ from typing import Any
 
 from babel import Locale
 
+from cloud_sync import db
 from marketsync.broker import free_port
 from marketsync.demo import MARKETPLACES, Demo, Stop, http_json
 from marketsync.demo_config import SITE_ID
@@ -238,7 +239,7 @@ class Soak:
                 ("site outbox", self.site_db, "SELECT COUNT(*) FROM link_outbox"),
                 ("stock pushes", self.demo.cloud_db, "SELECT COUNT(*) FROM stock_push_queue WHERE state='pending'"),
             ):
-                with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as conn:
+                with closing(db.connect_readonly(path)) as conn:  # the cloud's store: SQLite or PostgreSQL
                     n = conn.execute(sql).fetchone()[0]
                 if n:
                     out.append(f"{n} in {name}")

@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cloud_sync import db
+
 KEYS = ("orders", "lost", "duplicated", "stuck", "mislisted", "labels_twice", "faults")
 
 
@@ -227,9 +229,8 @@ def judge(ev: Evidence) -> Verdict:
 
 
 def _ro(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    conn.row_factory = sqlite3.Row
-    return conn
+    """A database read-only: the site's SQLite file `mode=ro`, the cloud's store SQLite or PostgreSQL."""
+    return db.connect_readonly(path, timeout=30)
 
 
 def sandbox_state(url: str) -> dict[str, Any]:

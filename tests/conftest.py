@@ -60,6 +60,9 @@ def _runs_tests(config: pytest.Config) -> bool:
 def pytest_unconfigure(config: pytest.Config) -> None:
     global _PG_CLUSTER
     if _PG_CLUSTER is not None:
+        from cloud_sync.pg import close_pools
+
+        close_pools()  # before the server goes: their workers would try to reach it
         _PG_CLUSTER.stop()
         _PG_CLUSTER = None
 

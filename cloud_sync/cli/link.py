@@ -9,9 +9,10 @@
       a regional broker for those sites, bridged to the central one (sitelink.bridge_config): its TLS
       files, passwords and ACL, the bridge section, and the lines the central broker adds for the bridge
 
-Without --db the database is cloud.toml's `[cloud] db_path`, the file found as the service finds it
-(--config, else $MARKETSYNC_CONFIG, else ./config/cloud.toml, else /etc/marketsync/cloud.toml); every error
-names the config read. An edge box gives its own database with --db (`[site] db_path` of edge.toml).
+Without --db the database is cloud.toml's store (`[cloud] db_path`, or PostgreSQL's `[db] url`), the config
+found as the service finds it (--config, else $MARKETSYNC_CONFIG, else ./config/cloud.toml, else
+/etc/marketsync/cloud.toml); every error names the config read. The store is only read (`cloud_sync.db.
+connect_readonly`: SQLite's file `mode=ro`, PostgreSQL's transactions read-only). An edge box gives its own database with --db (`[site] db_path` of edge.toml).
 `--json` prints the tables' own fields (sitelink.store), unchanged. The other subcommands
 (broker-config, rotate-key) are sitelink.cli's.
 """
@@ -24,6 +25,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from cloud_sync import db
 from cloud_sync.cli import fail, load
 from cloud_sync.config import ConfigError
 from cloud_sync.i18n import N_, number, translations, when
@@ -89,11 +91,14 @@ def main(argv: list[str]) -> int:
     w = Words(cfg.ui.language, cfg.ui.timezone)
     if args.command == "bridge-config":
         return bridge_config(args, w)
-    path = Path(cfg.db_path)
-    if not path.is_file():
-        return fail(PROG, w("no database at %(path)s", path=path))
+    path = cfg.db_path  # a file, or the PostgreSQL store's URL (shown without its password)
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+        conn = db.connect_readonly(path)
+    except FileNotFoundError:
+        return fail(PROG, w("no database at %(path)s", path=path))
+    except sqlite3.Error as exc:
+        return fail(PROG, w("cannot read %(path)s: %(error)s", path=path, error=exc))
+    try:
         try:
             if not conn.execute("SELECT 1 FROM sqlite_master WHERE name='link_outbox'").fetchone():
                 return fail(PROG, w("%(path)s has no site link tables (has the link ever run on it?)", path=path))

@@ -101,7 +101,8 @@ def _from_json(text: str) -> OrderFor1C:
 
 def enqueue_order(conn: sqlite3.Connection, order: OrderFor1C) -> None:
     """Put (or refresh) an order for 1C; one not yet delivered goes out in the next query."""
-    conn.execute("INSERT INTO onec_order_queue(order_id, payload) VALUES (?, ?)"
+    conn.execute("INSERT INTO onec_order_queue(order_id, payload, seq)"
+                 " VALUES (?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM onec_order_queue))"
                  " ON CONFLICT(order_id) DO UPDATE SET payload=excluded.payload", (order.id, _to_json(order)))
 
 
@@ -169,7 +170,7 @@ def pending_orders(conn: sqlite3.Connection) -> list[OrderFor1C]:
     the returns received."""
     queued = conn.execute(
         "SELECT q.payload, d.state, d.version FROM onec_order_queue q"
-        " LEFT JOIN onec_order_deliveries d ON d.order_id=q.order_id ORDER BY q.rowid").fetchall()
+        " LEFT JOIN onec_order_deliveries d ON d.order_id=q.order_id ORDER BY q.seq, q.order_id").fetchall()
     out = _cloud_orders(conn)
     seen = {o.id for o in out}
     for payload, state, version in queued:

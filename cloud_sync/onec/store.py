@@ -103,6 +103,12 @@ MIGRATIONS = [
     DROP TABLE onec_balances;
     ALTER TABLE onec_balances_new RENAME TO onec_balances;
     """,
+    # the queue's order as a column of its own: it was SQLite's rowid, PostgreSQL's ctid (a row's place,
+    # which an update moves: a refreshed order went to the end); the rows there keep the order they had
+    """
+    ALTER TABLE onec_order_queue ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+    UPDATE onec_order_queue SET seq = (SELECT COUNT(*) FROM onec_order_queue q WHERE q.rowid <= onec_order_queue.rowid);
+    """,
 ]
 
 

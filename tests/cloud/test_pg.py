@@ -118,7 +118,8 @@ def test_the_cloud_schema_migrates_once_on_postgresql(cluster: Cluster) -> None:
     url = cluster.url.replace("/postgres?", "/postgres?options=-csearch_path%3Dcloud&")
     pg.connect(cluster.url, schema="cloud").close()
     conn = open_db(url)
-    assert conn.execute("SELECT COUNT(*) FROM schema_migrations WHERE module='cloud_sync.pg'").fetchone()[0] == 1
+    assert conn.execute("SELECT COUNT(*) FROM schema_migrations WHERE module='cloud_sync.pg'").fetchone()[0] \
+        == len(pg.COMPAT)
     conn.execute("INSERT INTO items(id, name, article) VALUES ('i1', 'Чайник ЭЛЕКТРИЧЕСКИЙ', 'A-1')")
     assert conn.execute("SELECT search FROM items WHERE id='i1'").fetchone()[0] == "i1\x1fa-1\x1fчайник электрический"
     with pytest.raises(sqlite3.IntegrityError):  # stock_moves stays append-only (its PostgreSQL trigger)
@@ -127,7 +128,8 @@ def test_the_cloud_schema_migrates_once_on_postgresql(cluster: Cluster) -> None:
         conn.execute("DELETE FROM stock_moves")
     conn.close()
     again = open_db(url)  # up to date: nothing applied twice
-    assert again.execute("SELECT COUNT(*) FROM schema_migrations WHERE module='cloud_sync.pg'").fetchone()[0] == 1
+    assert again.execute("SELECT COUNT(*) FROM schema_migrations WHERE module='cloud_sync.pg'").fetchone()[0] \
+        == len(pg.COMPAT)
     again.close()
 
 
@@ -151,3 +153,113 @@ def test_a_connection_error_never_shows_the_password() -> None:
     with pytest.raises(sqlite3.OperationalError) as caught:
         pg.connect("postgresql://ms:topsecret@127.0.0.1:1/db", timeout=2)
     assert "topsecret" not in str(caught.value) and "***" in str(caught.value)
+
+
+def _pid(conn: pg.Connection) -> int:
+    return int(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
+
+
+def _idle_in_pool(url: str, schema: str, n: int = 1) -> None:
+    """Wait until the pool of (url, schema) holds `n` idle connections (a returned one is reset by the
+    pool's worker before it is lent again)."""
+    pool = pg._pools[(url, schema)]
+    deadline = time.monotonic() + 10
+    while pool.get_stats().get("pool_available", 0) < n:
+        assert time.monotonic() < deadline, pool.get_stats()
+        time.sleep(0.01)
+
+
+def test_connections_of_one_schema_come_from_a_pool_and_go_back_reset(cluster: Cluster) -> None:
+    """A web request opens and closes a connection each: drawn from the pool of its (url, schema), given back
+    on close with nothing of its user left: the transaction, its savepoint and the writer lock, a session
+    lock, a temporary table, the trace callback."""
+    schema = "t_pool_reset"
+    first = pg.connect(cluster.url, schema=schema)
+    first.execute_native("DROP TABLE IF EXISTS p; CREATE TABLE p (k TEXT PRIMARY KEY)")
+    assert first.pooled
+    pid = _pid(first)
+    traced: list[str] = []
+    first.set_trace_callback(traced.append)
+    first.execute("BEGIN IMMEDIATE")  # the writer lock (an advisory transaction lock)
+    first.execute("INSERT INTO p VALUES ('left open')")
+    first.execute("SAVEPOINT half")
+    first.execute("CREATE TEMP TABLE scratch (x BIGINT)")
+    first.execute("SELECT pg_advisory_lock(4242)")  # a session-level lock
+    first.close()
+    first.close()  # twice is nothing, as sqlite3's
+    with pytest.raises(sqlite3.ProgrammingError):
+        first.execute("SELECT 1")
+    assert len(traced) == 5  # nothing traced after close
+
+    _idle_in_pool(cluster.url, schema)
+    again = pg.connect(cluster.url, schema=schema)
+    assert _pid(again) == pid  # the same server connection, not a new one
+    assert not again.in_transaction
+    assert again.execute("SELECT COUNT(*) FROM p").fetchone()[0] == 0  # rolled back
+    assert again.execute("SELECT to_regclass('pg_temp.scratch')").fetchone()[0] is None
+    other = pg.connect(cluster.url, schema=schema)
+    assert _pid(other) != pid
+    other.execute("BEGIN")
+    assert other.try_lock_immediate()  # the writer lock was released with the rollback
+    assert other.execute("SELECT pg_try_advisory_lock(4242)").fetchone()[0] is True  # and the session one
+    other.execute("SELECT pg_advisory_unlock(4242)")
+    other.execute("ROLLBACK")
+    again.close()
+    other.close()
+
+
+def test_a_connection_dropped_without_close_goes_back_and_pooling_off_opens_each(cluster: Cluster,
+                                                                                 monkeypatch) -> None:
+    schema = "t_pool_drop"
+    conn = pg.connect(cluster.url, schema=schema)
+    pid = _pid(conn)
+    conn.execute("BEGIN")
+    del conn  # collected: its connection rolled back and given back
+    _idle_in_pool(cluster.url, schema)
+    reused = pg.connect(cluster.url, schema=schema)
+    assert _pid(reused) == pid and not reused.in_transaction
+    reused.close()
+    monkeypatch.setattr(pg, "pooling", False)
+    pids = set()
+    for _ in range(3):
+        c = pg.connect(cluster.url, schema=schema)
+        assert not c.pooled
+        pids.add(_pid(c))
+        c.close()
+    assert len(pids) == 3
+
+
+def test_an_exhausted_pool_lends_a_connection_of_its_own(cluster: Cluster, monkeypatch) -> None:
+    """Every connection of the pool lent (the service's job threads hold one each for their life): the next
+    caller gets one of its own at once, closed on close (it waited POOL_WAIT_S for each web request)."""
+    monkeypatch.setattr(pg, "POOL_MAX", 2)
+    monkeypatch.setattr(pg, "POOL_WAIT_S", 20.0)
+    held = [pg.connect(cluster.url, schema="t_pool_full") for _ in range(2)]
+    started = time.monotonic()
+    held.append(pg.connect(cluster.url, schema="t_pool_full"))
+    assert time.monotonic() - started < 5  # not a wait for one of the two to come back
+    assert [c.pooled for c in held] == [True, True, False]
+    assert len({_pid(c) for c in held}) == 3
+    for c in held:
+        c.close()
+    pg.close_pools()
+
+
+def test_a_nul_character_in_a_parameter_is_no_error(conn: pg.Connection) -> None:
+    """PostgreSQL's text cannot hold NUL, SQLite's can: `?account=%00` was a DataError (a 500 on every page
+    and API route that looks the parameter up, tests/security). A lookup finds nothing; a write keeps the rest."""
+    conn.execute("INSERT INTO t(name) VALUES ('a')")
+    assert conn.execute("SELECT COUNT(*) FROM t WHERE name = ?", ("\x00",)).fetchone()[0] == 0
+    conn.execute("INSERT INTO t(name) VALUES (?)", ("b\x00c",))
+    assert conn.execute("SELECT name FROM t WHERE name LIKE 'b%'").fetchone()[0] == "b\ufffdc"
+
+
+def test_sqlite_master_shows_an_index_made_by_create_index_with_its_sql(conn: pg.Connection) -> None:
+    """As SQLite's: an explicit index has its `sql`, a key's own index (SQLite's autoindex) has none; the
+    orders table's index test reads it so (it was NULL for every index on PostgreSQL)."""
+    conn.execute("CREATE INDEX t_n ON t(n) WHERE n > 0")
+    rows = {r["name"]: r["sql"] for r in conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'"
+                                                      " AND tbl_name = 't'")}
+    assert "t_n" in rows and "WHERE (n > 0)" in rows["t_n"]
+    assert [name for name, sql in rows.items() if sql is None] and all(
+        name == "t_n" for name, sql in rows.items() if sql is not None)

@@ -327,3 +327,24 @@ def test_config_section_reads_secrets_from_the_environment(tmp_path, monkeypatch
 
     cloud = parse_config({"onec": {"password_env": "ONEC_UNSET_VARIABLE"}})
     assert register_exchange(Flask("x"), cloud, str(tmp_path / "c.db")) is False  # no password: not served
+
+
+def test_queued_orders_go_in_the_order_they_were_queued_even_after_a_refresh(tmp_path):
+    """`pending_orders` lists the queue in the order orders were first put in it. It sorted by SQLite's
+    rowid, which is PostgreSQL's ctid there: a refreshed order (its payload updated) moved to the end."""
+    from dataclasses import replace
+
+    from cloud_sync.onec.orders_out import pending_orders
+    from cloud_sync.schema import open_db
+
+    conn = open_db(tmp_path / "cloud.db")
+    queued = [OrderFor1C(f"wb-{n}", "wildberries", "main", str(n), "2026-11-26T10:15:00+00:00",
+                         [OrderLine1C("item-1", "Чашка", Decimal(1), Decimal(450))]) for n in range(1, 6)]
+    for o in queued:
+        enqueue_order(conn, o)
+    enqueue_order(conn, replace(queued[0], status="cancelled"))  # refreshed: keeps its place
+    enqueue_order(conn, replace(queued[2], comment="позвонить"))
+    pending = pending_orders(conn)
+    assert [o.id for o in pending] == [o.id for o in queued]
+    assert pending[0].status == "cancelled" and pending[2].comment == "позвонить"
+    conn.close()

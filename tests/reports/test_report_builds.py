@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cloud_sync import db as cloud_db
 from cloud_sync.access import users
 from cloud_sync.config import parse_config
 from cloud_sync.money import reports
@@ -30,9 +31,6 @@ from marketplaces import open_account
 from marketplaces.base import AccountConfig
 from marketplaces.sandbox.registry import start_sandbox
 
-# copies a cloud database prepared once (a SQLite file) as each test's starting point
-pytestmark = pytest.mark.sqlite_only("copies a prepared SQLite file as the test's database")
-
 PASSWORD = "manager password 1"
 TIME_SCALE = 60.0  # WB's one report call a minute takes a second here
 LATENCY_MS = 700
@@ -41,12 +39,25 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "reports"  
 
 @pytest.fixture(scope="module")
 def users_template(tmp_path_factory) -> Path:
+    """A cloud database with the manager, prepared once: each test's starting point (`start_db`)."""
     path = tmp_path_factory.mktemp("builds-users") / "cloud.sqlite"
-    conn = open_db(path)
-    users.add_user(conn, "masha", PASSWORD, "manager")
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
+    if not cloud_db.is_postgres(path):
+        conn = open_db(path)
+        users.add_user(conn, "masha", PASSWORD, "manager")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.close()
     return path
+
+
+def start_db(template: Path, path: Path) -> None:
+    """The test's database with the manager: the template's SQLite file copied, or on PostgreSQL (a schema
+    per path, nothing to copy) made anew."""
+    if cloud_db.is_postgres(path):
+        conn = open_db(path)
+        users.add_user(conn, "masha", PASSWORD, "manager")
+        conn.close()
+    else:
+        shutil.copy(template, path)
 
 
 @pytest.fixture
@@ -63,7 +74,7 @@ def served(tmp_path, users_template) -> Iterator[dict]:
     for o in orders:
         assert adapter.set_order_status(o.native_id, "ship").ok
     httpx.post(f"{sandbox.url}/_sandbox/faults", json={"latency_ms": LATENCY_MS}, timeout=10).raise_for_status()
-    shutil.copy(users_template, tmp_path / "cloud.sqlite")
+    start_db(users_template, tmp_path / "cloud.sqlite")
     cfg = parse_config({"cloud": {"db_path": str(tmp_path / "cloud.sqlite")},
                         "accounts": {"wb1": {"marketplace": "wildberries", "base_url": sandbox.url,
                                              "credentials": dict(sandbox.credentials), "time_scale": TIME_SCALE}}})
@@ -226,7 +237,7 @@ def test_the_manager_builds_the_report_in_a_browser_and_watches_it_come(served):
 def test_megamarket_says_its_report_is_in_the_cabinet_only(tmp_path, users_template):
     """Megamarket's API gives no realization report (specs/megamarket/README.md): the build ends at once
     with the seller's words, next to the account field, and no report pretends to be one."""
-    shutil.copy(users_template, tmp_path / "cloud.sqlite")
+    start_db(users_template, tmp_path / "cloud.sqlite")
     cfg = parse_config({"cloud": {"db_path": str(tmp_path / "cloud.sqlite")},
                         "accounts": {"mm1": {"marketplace": "megamarket", "base_url": "http://127.0.0.1:9",
                                              "credentials": {"token": "sandbox-secret-mm1"},
