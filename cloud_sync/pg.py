@@ -706,6 +706,8 @@ class Connection:
         self._lock = threading.RLock()
         self._trace: Callable[[str], object] | None = None
         self._changes = 0
+        self._began = False  # a transaction opened by BEGIN and not ended yet, as this wrapper knows it
+        self.reopen: Callable[[], Connection] | None = None  # `connect` again, for a connection the server dropped
 
     engine = "postgresql"
 
@@ -713,7 +715,53 @@ class Connection:
 
     @property
     def in_transaction(self) -> bool:
+        if self._dropped():  # the server ended it: a transaction only as far as the caller has not ended it
+            return self._began
         return self._raw.info.transaction_status != pq.TransactionStatus.IDLE
+
+    def _dropped(self) -> bool:
+        """The server dropped this connection (it restarted, or ended the session)."""
+        raw = self._raw
+        return raw is not _CLOSED and bool(raw.closed or raw.broken)
+
+    def _revive(self) -> None:
+        """A new connection in place of a dropped one (from the pool when there is one); `connect`'s error
+        when the server cannot be reached yet."""
+        assert self.reopen is not None
+        for _ in range(POOL_MAX):  # a pool's idle connections died with the server too: one that answers
+            fresh = self.reopen()
+            try:
+                fresh._raw.execute("SELECT 1")
+                break
+            except psycopg.Error:
+                fresh.close()
+        else:
+            fresh = self.reopen()
+        moved = fresh._release.detach()
+        fresh._raw = _CLOSED
+        old = self._release.detach()
+        if old is not None:
+            _give_back(*old[2])  # a pool discards a broken connection
+        assert moved is not None
+        pool, raw = moved[2]
+        self._raw, self.pooled = raw, pool is not None
+        self._release = weakref.finalize(self, _collected, pool, raw)
+        self._began = False
+
+    def _lost(self, verb: str) -> Cursor | None:
+        """Before a statement, on a connection the server dropped (it restarted): a service's threads keep one
+        connection for their whole life and go on after a restart of PostgreSQL. Outside a transaction a new
+        connection takes its place and the statement runs there (nothing of it was sent); inside one, what
+        it did is gone with it: ROLLBACK ends it here, any other statement is refused (never run on its own
+        in autocommit, away from the rest of its transaction)."""
+        if self._began:
+            if verb.startswith("ROLLBACK"):
+                self._began = False
+                return Cursor(rowcount=-1)
+            raise OperationalError("the connection to the database was lost inside a transaction: "
+                                   "nothing of it was committed")
+        self._revive()
+        return None
 
     @property
     def total_changes(self) -> int:
@@ -727,7 +775,22 @@ class Connection:
         if self._trace is not None:
             self._trace(sql)
         with self._lock:
-            return self._execute(sql, params)
+            if self.reopen is not None and self._dropped():
+                ended = self._lost(translate(sql).kind.removeprefix("tx:"))
+                if ended is not None:
+                    return ended
+            began = self._began
+            try:
+                return self._execute(sql, params)
+            except Error:
+                kind = translate(sql).kind
+                # found dropped by this statement outside a transaction: a read or a BEGIN did nothing, and runs
+                # again on a new connection; a write is not repeated (it may have been done): the caller says
+                if began or self.reopen is None or not self._dropped() or not (
+                        kind == "select" or kind.startswith("tx:BEGIN")):
+                    raise
+                self._revive()
+                return self._execute(sql, params)
 
     def executemany(self, sql: str, seq: Iterable[Sequence[Any] | Mapping[str, Any]]) -> Cursor:
         t = translate(sql)
@@ -756,11 +819,18 @@ class Connection:
     def commit(self) -> None:
         with self._lock:
             if self.in_transaction:
-                self._raw.commit()
+                try:
+                    self._raw.commit()
+                except psycopg.Error as exc:
+                    raise _mapped(exc, "COMMIT") from exc
+            self._began = False
 
     def rollback(self) -> None:
         with self._lock:
-            if self.in_transaction:
+            began, self._began = self._began, False
+            if self._dropped():
+                return  # the server ended the transaction with the connection
+            if began or self.in_transaction:
                 self._raw.rollback()
 
     def close(self) -> None:
@@ -963,11 +1033,14 @@ class Connection:
                 if self.in_transaction:
                     raise OperationalError("cannot start a transaction within a transaction")
                 self._raw.execute("BEGIN")
+                self._began = True
                 if verb in ("BEGIN IMMEDIATE", "BEGIN EXCLUSIVE"):
                     self.lock_immediate()
             elif verb.startswith(("COMMIT", "END")):
                 self._raw.commit() if self.in_transaction else None
+                self._began = False
             elif verb.startswith("ROLLBACK"):
+                self._began = False
                 self._raw.rollback() if self.in_transaction else None
             else:  # SAVEPOINT x / RELEASE x
                 self._raw.execute(sql)
@@ -1123,6 +1196,7 @@ def connect(url: str, *, schema: str | None = None, timeout: float = 30.0, creat
     are explicit, as on SQLite), with `search_path` set to `schema` when given (created if missing, or
     `NoSchema` raised with `create=False`). `read_only`: every transaction of the session is read-only
     (PostgreSQL refuses a write in it), as SQLite's `mode=ro`."""
+    given = url  # as given (a `Url` keeps its password out of every repr), for `Connection.reopen`
     url = reveal(url)
     label = redact(url)
     if pooling and create and not read_only:
@@ -1139,7 +1213,10 @@ def connect(url: str, *, schema: str | None = None, timeout: float = 30.0, creat
                 current = raw.execute("SELECT current_schema()").fetchone()[0]  # type: ignore[index]
                 if current is not None:
                     _current[url] = str(current)
-            return Connection(raw, schema=schema or _current.get(url, "public"), label=label, pool=pool)
+            conn = Connection(raw, schema=schema or _current.get(url, "public"), label=label, pool=pool)
+            conn.reopen = functools.partial(connect, given, schema=schema, timeout=timeout, create=create,
+                                            read_only=read_only)
+            return conn
     try:
         raw = psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(timeout)))
     except psycopg.Error as exc:
@@ -1165,7 +1242,9 @@ def connect(url: str, *, schema: str | None = None, timeout: float = 30.0, creat
     except BaseException:
         raw.close()
         raise
-    return Connection(raw, schema=schema, label=label)
+    conn = Connection(raw, schema=schema, label=label)
+    conn.reopen = functools.partial(connect, given, schema=schema, timeout=timeout, create=create, read_only=read_only)
+    return conn
 
 
 __all__ = ["COMPAT", "COMPAT_KEY", "Connection", "Error", "IntegrityError", "NoSchema", "OperationalError", "Row",
