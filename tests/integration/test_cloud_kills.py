@@ -16,12 +16,12 @@ import argparse
 import os
 import random
 import signal
-import sqlite3
 import time
 from pathlib import Path
 
 import pytest
 
+from cloud_sync import db as cloud_db
 from marketsync.demo import Demo, http_json
 from marketsync.demo_config import ACCOUNT_NAMES
 from marketsync.procs import Service
@@ -70,7 +70,7 @@ def test_cloud_killed_mid_call_makes_every_marketplace_move_exactly_once(tmp_pat
         def short() -> set[str]:
             """Orders the cloud holds short of stock (the demo's shelf ran out): they wait for the seller,
             untouched on the marketplace — not the kills' doing."""
-            db = sqlite3.connect(demo.cloud_db)
+            db = cloud_db.connect_readonly(demo.cloud_db)
             try:
                 return {r[0] for r in db.execute("SELECT native_id FROM orders WHERE stage='short'")}
             finally:
@@ -105,7 +105,7 @@ def test_cloud_killed_mid_call_makes_every_marketplace_move_exactly_once(tmp_pat
             assert wb["orders"].get(x, "new") == "new" and oz["orders"].get(x, "awaiting_packaging") == \
                 "awaiting_packaging", f"order {x} short of stock was moved on its marketplace"
         made = {mp: [x for x in ids if x not in held] for mp, ids in made.items()}
-        db = sqlite3.connect(demo.cloud_db)
+        db = cloud_db.connect_readonly(demo.cloud_db)
         moved_out = {r[0].split(":")[1] for r in db.execute(  # the one move the cloud makes: out of a supply
             "SELECT o.key FROM order_events e JOIN orders o ON o.id=e.order_id WHERE e.kind='batch_changed'")}
         for x in made["wildberries"]:

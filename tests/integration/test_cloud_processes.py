@@ -24,6 +24,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from cloud_sync import db as cloud_db
 from marketsync.demo import Demo, http_json
 from marketsync.demo_config import ACCOUNT_NAMES
 from marketsync.procs import Service
@@ -38,7 +39,7 @@ TAKEOVER_S = 10.0
 
 
 def _db(demo: Demo) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{demo.cloud_db}?mode=ro", uri=True, timeout=10)
+    return cloud_db.connect_readonly(demo.cloud_db)  # the file mode=ro, or the PostgreSQL leg's store
 
 
 def _leases(demo: Demo) -> dict[str, int | None]:

@@ -1,5 +1,5 @@
-"""Fixtures of the manager-UI tests: a cloud app over a real SQLite file with users of every role,
-and a logged-in test client."""
+"""Fixtures of the manager-UI tests: a cloud app over a real SQLite file (or, on the PostgreSQL leg, a
+schema of its cluster) with users of every role, and a logged-in test client."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from cloud_sync import db as cloud_db
 from cloud_sync.access import users
 from cloud_sync.config import parse_config
 from cloud_sync.schema import open_db
@@ -19,22 +20,37 @@ PASSWORDS = {"olga": "owner password 1", "masha": "manager password 1", "petya":
 ROLES = {"olga": "owner", "masha": "manager", "petya": "packer"}
 
 
-@pytest.fixture(scope="session")
-def users_db(tmp_path_factory) -> Path:
-    """A migrated database with one user of each role, made once (argon2 hashing is deliberately slow)
-    and copied for each test."""
-    path = tmp_path_factory.mktemp("ui-template") / "cloud.sqlite"
+def add_users(path: Path) -> None:
     conn = open_db(path)
     for name, pw in PASSWORDS.items():
         users.add_user(conn, name, pw, ROLES[name])
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    if not cloud_db.is_postgres(conn):
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
+
+
+@pytest.fixture(scope="session")
+def users_db(tmp_path_factory) -> Path:
+    """A migrated database with one user of each role, made once (argon2 hashing is deliberately slow)
+    and copied for each test. On the PostgreSQL leg a database is a schema, not a file to copy: each
+    test's is made anew (`cloud`)."""
+    path = tmp_path_factory.mktemp("ui-template") / "cloud.sqlite"
+    if not cloud_db.is_postgres(path):
+        add_users(path)
     return path
+
+
+def start_db(users_db: Path, path: Path) -> None:
+    """A test's database with the users: the template file copied (SQLite), or made anew (PostgreSQL)."""
+    if cloud_db.is_postgres(path):
+        add_users(path)
+    else:
+        shutil.copy(users_db, path)
 
 
 @pytest.fixture
 def cloud(tmp_path, users_db) -> Iterator[tuple]:
-    shutil.copy(users_db, tmp_path / "cloud.sqlite")
+    start_db(users_db, tmp_path / "cloud.sqlite")
     cfg = parse_config({"cloud": {"db_path": str(tmp_path / "cloud.sqlite")},
                         "accounts": {"wb1": {"marketplace": "wildberries", "base_url": "http://127.0.0.1:9",
                                              "credentials": {"Authorization": "sandbox-secret-wb1"}}}})

@@ -4,10 +4,14 @@ orders SQLite read every order: attention p95 58–148 ms in bench/ui.py)."""
 
 from __future__ import annotations
 
+import pytest
+
 from cloud_sync.db import transaction
 from cloud_sync.web.pages import attention
 
 
+@pytest.mark.sqlite_only("reads SQLite's query planner (ANALYZE, EXPLAIN QUERY PLAN: the index SQLite reads);"
+                         " PostgreSQL plans its own way")
 def test_the_pages_orders_are_read_through_their_partial_indexes(cloud):
     _, conn, _ = cloud
     with transaction(conn):

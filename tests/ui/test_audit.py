@@ -17,7 +17,7 @@ from cloud_sync.config_sections import AlertsConfig
 from cloud_sync.web.app import create_app
 from marketplaces.base import RealizationReport, ReportLine
 
-from .conftest import form_token, login
+from .conftest import form_token, login, start_db
 
 
 class CountingReports:
@@ -91,14 +91,13 @@ def test_the_price_editor_takes_a_broken_or_huge_row_count_as_a_plain_form(as_us
 
 def test_the_sites_api_tells_what_the_sites_page_tells(tmp_path, users_db):
     import json
-    import shutil
     import time
 
     from cloud_sync.config import parse_config
     from cloud_sync.schema import open_db
     from sitelink import store
 
-    shutil.copy(users_db, tmp_path / "cloud.sqlite")
+    start_db(users_db, tmp_path / "cloud.sqlite")
     cfg = parse_config({"cloud": {"db_path": str(tmp_path / "cloud.sqlite")},
                         "sites": {"s1": {"name": "Склад", "warehouses": ["wh1"]}}})
     conn = open_db(cfg.db_path)

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+from cloud_sync import db as cloud_db
 from cloud_sync.access import users
 from cloud_sync.schema import open_db
 
-from .conftest import PASSWORDS, form_token, login
+from .conftest import PASSWORDS, form_token, login, start_db
 
 
 def test_passwords_are_argon2_and_login_works_only_with_the_right_one(cloud):
@@ -85,14 +86,16 @@ def test_a_stranger_typing_wrong_passwords_cannot_lock_the_owner_out(cloud):
 def test_behind_our_own_proxy_logins_are_limited_per_client(tmp_path, users_db):
     """`[auth] trusted_proxies`: a proxy on this box passes every visitor on from 127.0.0.1; the login limit
     and the log go by the client it names. Without the setting the header is not believed."""
-    import shutil
 
     from cloud_sync.config import parse_config
     from cloud_sync.web.app import create_app
 
+    made: list[int] = []
+
     def client_of(**auth):
-        db = tmp_path / f"c{len(list(tmp_path.glob('c*.sqlite')))}.sqlite"
-        shutil.copy(users_db, db)
+        made.append(1)  # a database of its own each (counted, not globbed: on PostgreSQL there is no file)
+        db = tmp_path / f"c{len(made)}.sqlite"
+        start_db(users_db, db)
         cfg = parse_config({"cloud": {"db_path": str(db)}, "auth": auth})
         return create_app(cfg).test_client(), open_db(cfg.db_path)
 
@@ -199,13 +202,12 @@ def test_push_endpoints_and_the_1c_exchange_keep_their_own_caller_authentication
     """Neither a marketplace nor 1C can log in: they pass the login wall but must prove themselves
     (the push token in the URL; HTTP Basic for 1C), and are refused without it."""
     import base64
-    import shutil
 
     from cloud_sync.config import parse_config
     from cloud_sync.web.app import create_app
     from marketplaces import open_account
 
-    shutil.copy(users_db, tmp_path / "cloud.sqlite")
+    start_db(users_db, tmp_path / "cloud.sqlite")
     cfg = parse_config({"cloud": {"db_path": str(tmp_path / "cloud.sqlite")},
                         "onec": {"login": "1c", "password": "onec-password-1"},
                         "accounts": {"mm1": {"marketplace": "megamarket", "base_url": "http://127.0.0.1:9",
@@ -256,7 +258,6 @@ def test_first_run_lets_the_loopback_use_the_json_api_but_refuses_cross_site_for
 def test_a_tokens_last_use_is_shown_and_never_makes_a_request_wait(cloud, as_user):
     """Settings → Users says when a user's API tokens were last used (a forgotten script, a lost handheld);
     writing that down never holds a request up while another writer (an import) has the database."""
-    import sqlite3
     import time
 
     app, conn, cfg = cloud
@@ -270,7 +271,7 @@ def test_a_tokens_last_use_is_shown_and_never_makes_a_request_wait(cloud, as_use
     assert "последнее использование никогда" not in owner.get("/settings").text
 
     conn.execute("UPDATE api_tokens SET last_used_ts = last_used_ts - 3600")  # due to be written again
-    writer = sqlite3.connect(cfg.db_path, timeout=0)
+    writer = cloud_db.connect(cfg.db_path)  # the writer lock of either engine (PostgreSQL: an advisory lock)
     writer.execute("BEGIN IMMEDIATE")  # as a long import holds it
     try:
         started = time.monotonic()

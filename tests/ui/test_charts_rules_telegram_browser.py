@@ -26,7 +26,7 @@ from cloud_sync.web.app import create_app
 from marketplaces.base import Order, OrderLine
 from marketplaces.sandbox.registry import start_sandbox
 
-from .conftest import PASSWORDS
+from .conftest import PASSWORDS, start_db
 
 TOKEN = "123456789:AAF-secret-browser-token-never-shown"
 
@@ -39,7 +39,7 @@ def served(tmp_path, users_db, bot_api_for, monkeypatch):
     monkeypatch.setenv(secrets.BOT_TOKEN_ENV, "")
     bot = bot_api_for(TOKEN)
     wb = start_sandbox("wildberries", seed=3, time_scale=60)
-    shutil.copy(users_db, tmp_path / "cloud.sqlite")
+    start_db(users_db, tmp_path / "cloud.sqlite")
     cfg = parse_config({"cloud": {"db_path": str(tmp_path / "cloud.sqlite")}, "link": {"enabled": False},
                         "accounts": {"wb1": {"marketplace": "wildberries", "base_url": wb.url,
                                              "credentials": dict(wb.credentials)}}})

@@ -3,7 +3,6 @@ marketplace's fees, its parts, the estimated ones marked, in Russian (issue 16 p
 
 from __future__ import annotations
 
-import shutil
 import threading
 from decimal import Decimal
 from pathlib import Path
@@ -19,7 +18,7 @@ from cloud_sync.schema import open_db
 from cloud_sync.web.app import create_app
 from marketplaces.base import Card, SaleFees
 
-from .conftest import PASSWORDS
+from .conftest import PASSWORDS, start_db
 
 CHROMIUM = "/usr/bin/chromium"
 pytestmark = [pytest.mark.browser,
@@ -30,7 +29,7 @@ def test_the_economics_column_in_a_browser(tmp_path, users_db) -> None:
     from playwright.sync_api import sync_playwright
     from werkzeug.serving import make_server
 
-    shutil.copy(users_db, tmp_path / "cloud.sqlite")
+    start_db(users_db, tmp_path / "cloud.sqlite")
     cfg = parse_config({"cloud": {"db_path": str(tmp_path / "cloud.sqlite")},
                         "pricing": {"estimate_logistics": 80},
                         "accounts": {"oz1": {"marketplace": "ozon", "base_url": "http://127.0.0.1:9",

@@ -19,7 +19,7 @@ from cloud_sync.service import accounts
 from cloud_sync.web.app import create_app
 from marketplaces.sandbox.registry import start_sandbox
 
-from .conftest import PASSWORDS
+from .conftest import PASSWORDS, start_db
 
 
 def test_rules_set_on_the_page_fill_the_next_card(tmp_path, users_db) -> None:
@@ -29,7 +29,7 @@ def test_rules_set_on_the_page_fill_the_next_card(tmp_path, users_db) -> None:
     from playwright.sync_api import sync_playwright
 
     wb = start_sandbox("wildberries", seed=3, time_scale=60)
-    shutil.copy(users_db, tmp_path / "cloud.sqlite")
+    start_db(users_db, tmp_path / "cloud.sqlite")
     cfg = parse_config({"cloud": {"db_path": str(tmp_path / "cloud.sqlite")}, "link": {"enabled": False},
                         "accounts": {"wb1": {"marketplace": "wildberries", "base_url": wb.url,
                                              "credentials": dict(wb.credentials)}}})

@@ -14,7 +14,6 @@ Playwright drives Debian's chromium (/usr/bin/chromium); screenshots go to test-
 from __future__ import annotations
 
 import re
-import shutil
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -33,6 +32,8 @@ from cloud_sync.schema import open_db
 from cloud_sync.stock import fbo, ledger
 from cloud_sync.web.app import PAGES, create_app
 from marketplaces.base import Card, Order, OrderLine, SaleFees, StockLevel
+
+from .conftest import start_db
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
@@ -131,7 +132,7 @@ def _data(conn, cfg) -> None:
 
 @pytest.fixture
 def served(tmp_path, users_db):
-    shutil.copy(users_db, tmp_path / "cloud.sqlite")
+    start_db(users_db, tmp_path / "cloud.sqlite")
     accounts = {a: {"marketplace": mp, "base_url": "http://127.0.0.1:9", "credentials": {"Authorization": "x-1"},
                     "warehouses": {"10": "main"}} for a, mp in MPS.items()}
     cfg = parse_config({"cloud": {"db_path": str(tmp_path / "cloud.sqlite")}, "accounts": accounts,

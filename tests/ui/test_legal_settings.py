@@ -12,7 +12,7 @@ from openpyxl import load_workbook
 
 from cloud_sync.onec.commission import parties
 
-from .conftest import form_token
+from .conftest import form_token, start_db
 
 
 def test_the_owner_enters_the_parties_and_the_xlsx_names_them(as_user, cloud):
@@ -63,7 +63,6 @@ def test_the_owner_enters_the_parties_and_the_xlsx_names_them(as_user, cloud):
 def test_legal_details_have_a_home_in_cloud_toml_and_settings_override_them(tmp_path, users_db):
     """[legal] in cloud.toml: read and checked once at start; the Settings page shows it and what the owner
     enters there wins, field by field (before, the details lived only in the database)."""
-    import shutil
 
     import pytest
 
@@ -89,7 +88,7 @@ def test_legal_details_have_a_home_in_cloud_toml_and_settings_override_them(tmp_
             parse_config({"accounts": accounts, "legal": broken})
     with pytest.raises(ConfigError, match="names no account"):
         parse_config({"accounts": accounts, "legal": {"accounts": {"oz9": {"name": "x"}}}})
-    shutil.copy(users_db, tmp_path / "cloud.sqlite")
+    start_db(users_db, tmp_path / "cloud.sqlite")
     cfg = parse_config({"cloud": {"db_path": str(tmp_path / "cloud.sqlite")}, "accounts": accounts, "legal": legal})
     conn = open_db(cfg.db_path)
     assert parties(conn, "wb1", cfg.legal).seller.inn == "7701234567"
