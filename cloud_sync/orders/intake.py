@@ -117,6 +117,8 @@ class _Batch:
                                   (account, json.dumps(sorted(ids)))):
                 self.links[(account, r[0])] = (r[1], r[2])
         self.facts = item_facts(conn, {item for item, _ in self.links.values()})
+        self.holds = stock.Holds()  # the batch's reservations, against the levels of its items read here
+        self.holds.load(conn, self.facts)
         self.serving: dict[tuple[str, str], str | None] = {}
         self.follows: dict[str, bool] = {}
         self.waiters = waiting.Waiters(conn)
@@ -137,7 +139,6 @@ class _Batch:
         self.lines: list[list[Any]] = []
         self.events: list[tuple[Any, ...]] = []
         self.actions: list[tuple[Any, ...]] = []
-        self.holds = stock.Holds()
         self.tasks: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # per site, in order
 
     def write(self, conn: sqlite3.Connection, link: Any) -> None:
@@ -170,7 +171,7 @@ class _Batch:
         for pair in pairs:
             if pair in self.empty:
                 continue
-            if stock.level(conn, *pair).available <= 0:
+            if self.holds.available(conn, *pair) <= 0:
                 self.empty.add(pair)
                 continue
             live.add(pair)
@@ -201,6 +202,7 @@ class _Batch:
 
     def forget(self) -> None:
         """Stock came back (a cancellation): what was learnt of who may take it holds no more."""
+        self.holds.stale()
         self.waiters.stale()
         self.tried.clear()
         self.empty.clear()
@@ -279,20 +281,17 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, timed: _Timed, link:
             ahead = waiting.serve(conn, cfg, items=serve, link=link, now=now, plan=False, waiters=batch.waiters,
                                   before=timed.deadline)
             result.sold_out |= ahead.sold_out
+            batch.holds.stale()  # it reserved in the database
             batch.served(conn, ahead)
-        several = len(lines) > 1
-        if several:  # every line or none
-            conn.execute("SAVEPOINT reserve_order")
-        mark = batch.holds.mark()
+        holds = batch.holds
+        mark = holds.mark()  # every line or none
         try:
             for line in lines:
-                move = stock.reserve(conn, key, line[4], warehouse, line[6], now=now, dirty=dirty, later=batch.holds)
-                if move.on_hand_after - move.reserved_after <= 0:
+                if holds.reserve(conn, key, line[4], warehouse, line[6], now) <= 0:
                     result.sold_out.add(line[4])
+                dirty.add(line[4])
         except stock.InsufficientStock as exc:
-            batch.holds.undo(mark)
-            if several:
-                conn.execute("ROLLBACK TO reserve_order")
+            holds.undo(mark)
             stage, problem, event = ("short", waiting.short_reason(conn, exc.item_id, exc.available, exc.wanted,
                                                                    batch.words), "short")
             result.short += 1
@@ -303,8 +302,6 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, timed: _Timed, link:
                 batch.moved[pair] = batch.moved.get(pair, 0) + 1
             if site is None:
                 problem = waiting.no_site_reason(warehouse)
-        if several:
-            conn.execute("RELEASE reserve_order")
     status = unified(cfg, order.marketplace, order.native_status, order.native_substatus, stage)
     oid = batch.next_id
     batch.next_id += 1
