@@ -86,12 +86,13 @@ def ingest(conn: sqlite3.Connection, cfg: CloudConfig, orders: Iterable[Order], 
 class _Timed:
     """An order with its moments as stored (ISO text) and its place in the queue for stock."""
 
-    __slots__ = ("order", "ship_by", "created_at", "deadline")
+    __slots__ = ("order", "ship_by", "created_at", "created_ts", "deadline")
 
     def __init__(self, order: Order) -> None:
         self.order = order
         self.ship_by = order.ship_by.isoformat() if order.ship_by else None
         self.created_at = order.created_at.isoformat()
+        self.created_ts = order.created_at.timestamp()
         self.deadline = waiting.deadline_key(self.ship_by, self.created_at)
 
 
@@ -119,7 +120,9 @@ class _Batch:
         self.facts = item_facts(conn, {item for item, _ in self.links.values()})
         self.holds = stock.Holds()  # the batch's reservations, against the levels of its items read here
         self.holds.load(conn, self.facts)
-        self.serving: dict[tuple[str, str], str | None] = {}
+        self.serving: dict[tuple[str, str], tuple[str | None, str | None]] = {}
+        self.natives: dict[tuple[str, str, str], str] = {}
+        self.statuses: dict[tuple[str, str, str, str], str] = {}
         self.follows: dict[str, bool] = {}
         self.waiters = waiting.Waiters(conn)
         # What the batch learnt of who may take stock first (`may_serve`): how many times this batch reserved at
@@ -140,6 +143,7 @@ class _Batch:
         self.events: list[tuple[Any, ...]] = []
         self.actions: list[tuple[Any, ...]] = []
         self.tasks: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # per site, in order
+        self.took: list[tuple[Any, ...]] = []  # stock_push.took_rows of its orders, in order
 
     def write(self, conn: sqlite3.Connection, link: Any) -> None:
         """Write the rows kept so far, each table in one statement (the reservations' history first, as
@@ -159,6 +163,9 @@ class _Batch:
         for site, messages in self.tasks.items():
             send_many_to_site(conn, link, site, messages)
         self.tasks.clear()
+        if self.took:
+            stock_push.took_many(conn, self.took)
+            self.took.clear()
 
     def to_serve(self, conn: sqlite3.Connection, pairs: set[tuple[str, str]],
                  before: waiting.DeadlineKey) -> set[tuple[str, str]]:
@@ -215,10 +222,30 @@ class _Batch:
         self.write(conn, link)
         return conn.execute("SELECT id, native_status, native_substatus FROM orders WHERE key=?", (key,)).fetchone()
 
-    def serving_warehouse(self, conn: sqlite3.Connection, cfg: CloudConfig, account: str, mp_wh: str) -> str | None:
-        if (account, mp_wh) not in self.serving:
-            self.serving[(account, mp_wh)] = warehouses.serving_warehouse(conn, cfg, account, mp_wh)
-        return self.serving[(account, mp_wh)]
+    def serving_warehouse(self, conn: sqlite3.Connection, cfg: CloudConfig, account: str,
+                          mp_wh: str) -> tuple[str | None, str | None]:
+        """(own warehouse serving the marketplace's warehouse or None, the site of that warehouse or None)."""
+        found = self.serving.get((account, mp_wh))
+        if found is None:
+            served = warehouses.serving_warehouse(conn, cfg, account, mp_wh)
+            found = self.serving[(account, mp_wh)] = (served, cfg.site_of_warehouse(served) if served else None)
+        return found
+
+    def native_unified(self, cfg: CloudConfig, order: Order) -> str:
+        """The unified status the marketplace's own status maps to ("new" when unknown), once per batch."""
+        k = (order.marketplace, order.native_status, order.native_substatus)
+        found = self.natives.get(k)
+        if found is None:
+            found = self.natives[k] = cfg.unified_status(*k) or "new"
+        return found
+
+    def unified(self, cfg: CloudConfig, order: Order, stage: str) -> str:
+        """`records.unified` of an order at `stage`, once per batch."""
+        k = (order.marketplace, order.native_status, order.native_substatus, stage)
+        found = self.statuses.get(k)
+        if found is None:
+            found = self.statuses[k] = unified(cfg, *k)
+        return found
 
     def stock_follows_orders(self, cfg: CloudConfig, account: str) -> bool:
         if account not in self.follows:
@@ -244,10 +271,9 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, timed: _Timed, link:
             batch.forget()  # a cancellation may have given stock back and served waiting orders
         return
     mp_wh = str(order.warehouse_id or "")
-    served = batch.serving_warehouse(conn, cfg, order.account, mp_wh)
+    served, site = batch.serving_warehouse(conn, cfg, order.account, mp_wh)
     warehouse = served or ""
-    site = cfg.site_of_warehouse(warehouse) if served else None
-    native_unified = cfg.unified_status(order.marketplace, order.native_status, order.native_substatus) or "new"
+    native_unified = batch.native_unified(cfg, order)
     lines, unlinked = [], []
     for no, ln in enumerate(order.lines, 1):
         linked = batch.links.get((order.account, ln.card_id)) if ln.card_id else None
@@ -292,6 +318,9 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, timed: _Timed, link:
                 dirty.add(line[4])
         except stock.InsufficientStock as exc:
             holds.undo(mark)
+            facts = batch.facts.get(exc.item_id)
+            if facts is not None and exc.item_id not in batch.words:  # its article and name are read already
+                batch.words[exc.item_id] = waiting.words_of(exc.item_id, facts[4], facts[0])
             stage, problem, event = ("short", waiting.short_reason(conn, exc.item_id, exc.available, exc.wanted,
                                                                    batch.words), "short")
             result.short += 1
@@ -302,7 +331,7 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, timed: _Timed, link:
                 batch.moved[pair] = batch.moved.get(pair, 0) + 1
             if site is None:
                 problem = waiting.no_site_reason(warehouse)
-    status = unified(cfg, order.marketplace, order.native_status, order.native_substatus, stage)
+    status = batch.unified(cfg, order, stage)
     oid = batch.next_id
     batch.next_id += 1
     batch.orders.append(
@@ -327,10 +356,11 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, timed: _Timed, link:
         for line in lines:
             taken[line[2]] = taken.get(line[2], 0) + line[5]
         if stage == "cancelled":  # taken and given back before we saw it
+            batch.write(conn, link)  # the batch's orders before it took theirs first
             stock_push.marketplace_gave_back(conn, order.account, mp_wh, taken, [ln[4] for ln in lines], now)
         else:
-            stock_push.marketplace_took(conn, order.account, mp_wh, taken, order.created_at.timestamp())
-    batch.events.append((oid, order.created_at.timestamp(), "received", order.native_status, "marketplace",
+            batch.took += stock_push.took_rows(order.account, mp_wh, taken, timed.created_ts)
+    batch.events.append((oid, timed.created_ts, "received", order.native_status, "marketplace",
                          order.account, None))
     if event:  # as log_event says them: by the system
         batch.events.append((oid, now, event, problem if event in ("short", "problem") else "", "system", "", None))
