@@ -119,7 +119,7 @@ class _Batch:
                 self.links[(account, r[0])] = (r[1], r[2])
         self.facts = item_facts(conn, {item for item, _ in self.links.values()})
         self.holds = stock.Holds()  # the batch's reservations, against the levels of its items read here
-        self.holds.load(conn, self.facts)
+        self.holds.load(self.facts)
         self.serving: dict[tuple[str, str], tuple[str | None, str | None]] = {}
         self.natives: dict[tuple[str, str, str], str] = {}
         self.statuses: dict[tuple[str, str, str, str], str] = {}

@@ -511,7 +511,7 @@ class Holds:
     statement per table, in the order they were made. A batch writes them before anything reads the
     levels, moves or reservations again, and calls `stale` after anything else changed levels."""
 
-    __slots__ = ("moves", "holds", "levels", "deltas", "now", "_undo")
+    __slots__ = ("moves", "holds", "levels", "deltas", "now", "_undo", "_items", "_unread")
 
     def __init__(self) -> None:
         self.moves: list[tuple[Any, ...]] = []
@@ -521,20 +521,27 @@ class Holds:
         self.deltas: dict[tuple[str, str], int] = {}  # reserved since the last write, per level
         self.now = 0.0  # the moment of the last reservation: the levels' updated_ts
         self._undo: list[tuple[tuple[str, str], int]] = []  # (level, units) of `reserve`, in order
+        self._items: list[str] = []  # the items `load` named: read together when one of them is first needed
+        self._unread = False
 
-    def load(self, conn: sqlite3.Connection, item_ids: Iterable[str]) -> None:
-        """Read the levels of these items (every warehouse) in one statement; a level never read is
-        read by itself when first reserved."""
-        ids = sorted({i for i in item_ids if i} - {item for item, _ in self.levels})
-        if not ids:
-            return
+    def load(self, item_ids: Iterable[str]) -> None:
+        """The levels of these items (every warehouse) are read together, in one statement, when one of
+        them is first needed (a batch of orders all known already reads none); a level of another item is
+        read by itself."""
+        self._items = sorted({i for i in item_ids if i})
+        self._unread = bool(self._items)
+
+    def _read(self, conn: sqlite3.Connection) -> None:
+        self._unread = False
         levels = self.levels
         for item_id, warehouse, on_hand, reserved in conn.execute(
                 "SELECT item_id, warehouse, on_hand, reserved FROM stock_levels WHERE item_id IN"
-                " (SELECT value FROM json_each(?))", (json.dumps(ids),)):
+                " (SELECT value FROM json_each(?))", (json.dumps(self._items),)):
             levels.setdefault((item_id, warehouse), [on_hand, reserved])
 
     def _level(self, conn: sqlite3.Connection, pair: tuple[str, str]) -> list[int] | None:
+        if self._unread:
+            self._read(conn)
         if pair not in self.levels:
             row = conn.execute("SELECT on_hand, reserved FROM stock_levels WHERE item_id=? AND warehouse=?",
                                pair).fetchone()
@@ -583,6 +590,7 @@ class Holds:
         if self.deltas:
             raise StockError("reservations not written before the levels were read again")
         self.levels.clear()
+        self._unread = bool(self._items)
 
     def write(self, conn: sqlite3.Connection) -> None:
         if self.deltas:

@@ -129,7 +129,7 @@ def test_batch_holds_write_what_reserve_writes_line_by_line(tmp_path):
                         refused.append(str(exc))
             else:
                 holds = ledger.Holds()
-                holds.load(conn, ["A", "B"])  # C is read by itself
+                holds.load(["A", "B"])  # C is read by itself
                 for ref, item, qty in wanted:
                     try:
                         holds.reserve(conn, ref, item, "main", qty, 100.0)
@@ -149,7 +149,7 @@ def test_batch_holds_undo_and_a_level_moved_underneath_refuses_the_batch(conn):
         ledger.set_balances(conn, "main", {"A": 3, "B": 1})
     with transaction(conn):
         holds = ledger.Holds()
-        holds.load(conn, ["A", "B"])
+        holds.load(["A", "B"])
         holds.reserve(conn, "wb:1", "A", "main", 1, 1.0)
         mark = holds.mark()  # an order of two lines: the second cannot be had, the first goes back
         holds.reserve(conn, "wb:2", "A", "main", 2, 1.0)
@@ -168,7 +168,7 @@ def test_batch_holds_undo_and_a_level_moved_underneath_refuses_the_batch(conn):
     # UPDATE refuses the batch, and its transaction applies nothing
     with pytest.raises(ledger.LevelMoved), transaction(conn):
         holds = ledger.Holds()
-        holds.load(conn, ["A"])
+        holds.load(["A"])
         holds.reserve(conn, "wb:4", "A", "main", 2, 2.0)
         conn.execute("UPDATE stock_levels SET on_hand=1 WHERE item_id='A'")
         holds.write(conn)
