@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -90,10 +91,13 @@ class _Timed:
 
     def __init__(self, order: Order) -> None:
         self.order = order
-        self.ship_by = order.ship_by.isoformat() if order.ship_by else None
+        ship_by = order.ship_by
+        self.ship_by = ship_by.isoformat() if ship_by else None
         self.created_at = order.created_at.isoformat()
         self.created_ts = order.created_at.timestamp()
-        self.deadline = waiting.deadline_key(self.ship_by, self.created_at)
+        # waiting.deadline_key(self.ship_by, self.created_at) from the moments themselves (what it reads
+        # back from their text), without parsing the text of every order of a batch again
+        self.deadline = (ship_by is None, ship_by.timestamp() if ship_by else 0.0, self.created_ts, math.inf)
 
 
 class _Batch:
@@ -345,7 +349,7 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, timed: _Timed, link:
         batch.tried[oid] = {pair: batch.moved.get(pair, 0)}
     if stage in waiting.WAITING:
         batch.waiters.add(oid, warehouse, [ln[4] for ln in lines],
-                          waiting.deadline_key(timed.ship_by, timed.created_at, oid))
+                          (timed.deadline[0], timed.deadline[1], timed.deadline[2], float(oid)))
     result.new += 1
     result.order_ids.append(oid)
     for line in lines:

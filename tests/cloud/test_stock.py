@@ -7,6 +7,7 @@ import sqlite3
 import pytest
 
 from cloud_sync.db import transaction
+from cloud_sync.schema import open_db
 from cloud_sync.stock import ledger
 
 
@@ -110,8 +111,6 @@ def test_batch_holds_write_what_reserve_writes_line_by_line(tmp_path):
     """A batch's reservations (`Holds`: checked against the levels read once, written per batch) leave the
     same levels, moves and reservation rows as `reserve` line by line; an order undone leaves nothing of
     its lines; a refusal says the same figures."""
-    from cloud_sync.schema import open_db
-
     wanted = [("wb:1", "A", 2), ("wb:2", "B", 1), ("wb:3", "A", 2), ("wb:4", "A", 2), ("wb:5", "C", 1),
               ("wb:6", "B", 1), ("wb:7", "A", 1)]
     runs = []
