@@ -132,8 +132,9 @@ def enqueue_many(
             (site, n),
         ).fetchone()
         ts, created = envelope_mod.now_ts(), time.time()
+        make = envelope_mod._envelope  # fields made here or checked above: no per-field frozen setattr
         envs = [
-            Envelope(id=msg_id, site=site, seq=seq, type=msg_type, ts=ts, body=body)
+            make(msg_id, site, seq, msg_type, ts, body)
             for msg_id, seq, (msg_type, body) in zip(
                 envelope_mod.new_ids(n), range(last - n + 1, last + 1), messages, strict=True
             )

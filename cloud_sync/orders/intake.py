@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import sqlite3
 import time
 from collections.abc import Iterable
@@ -86,13 +87,17 @@ def ingest(conn: sqlite3.Connection, cfg: CloudConfig, orders: Iterable[Order], 
 class _Timed:
     """An order with its moments as stored (ISO text) and its place in the queue for stock."""
 
-    __slots__ = ("order", "ship_by", "created_at", "deadline")
+    __slots__ = ("order", "ship_by", "created_at", "created_ts", "deadline")
 
     def __init__(self, order: Order) -> None:
         self.order = order
-        self.ship_by = order.ship_by.isoformat() if order.ship_by else None
+        ship_by = order.ship_by
+        self.ship_by = ship_by.isoformat() if ship_by else None
         self.created_at = order.created_at.isoformat()
-        self.deadline = waiting.deadline_key(self.ship_by, self.created_at)
+        self.created_ts = order.created_at.timestamp()
+        # waiting.deadline_key(self.ship_by, self.created_at) from the moments themselves (what it reads
+        # back from their text), without parsing the text of every order of a batch again
+        self.deadline = (ship_by is None, ship_by.timestamp() if ship_by else 0.0, self.created_ts, math.inf)
 
 
 class _Batch:
@@ -117,7 +122,11 @@ class _Batch:
                                   (account, json.dumps(sorted(ids)))):
                 self.links[(account, r[0])] = (r[1], r[2])
         self.facts = item_facts(conn, {item for item, _ in self.links.values()})
-        self.serving: dict[tuple[str, str], str | None] = {}
+        self.holds = stock.Holds()  # the batch's reservations, against the levels of its items read here
+        self.holds.load(self.facts)
+        self.serving: dict[tuple[str, str], tuple[str | None, str | None]] = {}
+        self.natives: dict[tuple[str, str, str], str] = {}
+        self.statuses: dict[tuple[str, str, str, str], str] = {}
         self.follows: dict[str, bool] = {}
         self.waiters = waiting.Waiters(conn)
         # What the batch learnt of who may take stock first (`may_serve`): how many times this batch reserved at
@@ -137,8 +146,8 @@ class _Batch:
         self.lines: list[list[Any]] = []
         self.events: list[tuple[Any, ...]] = []
         self.actions: list[tuple[Any, ...]] = []
-        self.holds = stock.Holds()
         self.tasks: dict[str, list[tuple[str, dict[str, Any]]]] = {}  # per site, in order
+        self.took: list[tuple[Any, ...]] = []  # stock_push.took_rows of its orders, in order
 
     def write(self, conn: sqlite3.Connection, link: Any) -> None:
         """Write the rows kept so far, each table in one statement (the reservations' history first, as
@@ -158,6 +167,9 @@ class _Batch:
         for site, messages in self.tasks.items():
             send_many_to_site(conn, link, site, messages)
         self.tasks.clear()
+        if self.took:
+            stock_push.took_many(conn, self.took)
+            self.took.clear()
 
     def to_serve(self, conn: sqlite3.Connection, pairs: set[tuple[str, str]],
                  before: waiting.DeadlineKey) -> set[tuple[str, str]]:
@@ -170,7 +182,7 @@ class _Batch:
         for pair in pairs:
             if pair in self.empty:
                 continue
-            if stock.level(conn, *pair).available <= 0:
+            if self.holds.available(conn, *pair) <= 0:
                 self.empty.add(pair)
                 continue
             live.add(pair)
@@ -201,6 +213,7 @@ class _Batch:
 
     def forget(self) -> None:
         """Stock came back (a cancellation): what was learnt of who may take it holds no more."""
+        self.holds.stale()
         self.waiters.stale()
         self.tried.clear()
         self.empty.clear()
@@ -213,10 +226,30 @@ class _Batch:
         self.write(conn, link)
         return conn.execute("SELECT id, native_status, native_substatus FROM orders WHERE key=?", (key,)).fetchone()
 
-    def serving_warehouse(self, conn: sqlite3.Connection, cfg: CloudConfig, account: str, mp_wh: str) -> str | None:
-        if (account, mp_wh) not in self.serving:
-            self.serving[(account, mp_wh)] = warehouses.serving_warehouse(conn, cfg, account, mp_wh)
-        return self.serving[(account, mp_wh)]
+    def serving_warehouse(self, conn: sqlite3.Connection, cfg: CloudConfig, account: str,
+                          mp_wh: str) -> tuple[str | None, str | None]:
+        """(own warehouse serving the marketplace's warehouse or None, the site of that warehouse or None)."""
+        found = self.serving.get((account, mp_wh))
+        if found is None:
+            served = warehouses.serving_warehouse(conn, cfg, account, mp_wh)
+            found = self.serving[(account, mp_wh)] = (served, cfg.site_of_warehouse(served) if served else None)
+        return found
+
+    def native_unified(self, cfg: CloudConfig, order: Order) -> str:
+        """The unified status the marketplace's own status maps to ("new" when unknown), once per batch."""
+        k = (order.marketplace, order.native_status, order.native_substatus)
+        found = self.natives.get(k)
+        if found is None:
+            found = self.natives[k] = cfg.unified_status(*k) or "new"
+        return found
+
+    def unified(self, cfg: CloudConfig, order: Order, stage: str) -> str:
+        """`records.unified` of an order at `stage`, once per batch."""
+        k = (order.marketplace, order.native_status, order.native_substatus, stage)
+        found = self.statuses.get(k)
+        if found is None:
+            found = self.statuses[k] = unified(cfg, *k)
+        return found
 
     def stock_follows_orders(self, cfg: CloudConfig, account: str) -> bool:
         if account not in self.follows:
@@ -242,10 +275,9 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, timed: _Timed, link:
             batch.forget()  # a cancellation may have given stock back and served waiting orders
         return
     mp_wh = str(order.warehouse_id or "")
-    served = batch.serving_warehouse(conn, cfg, order.account, mp_wh)
+    served, site = batch.serving_warehouse(conn, cfg, order.account, mp_wh)
     warehouse = served or ""
-    site = cfg.site_of_warehouse(warehouse) if served else None
-    native_unified = cfg.unified_status(order.marketplace, order.native_status, order.native_substatus) or "new"
+    native_unified = batch.native_unified(cfg, order)
     lines, unlinked = [], []
     for no, ln in enumerate(order.lines, 1):
         linked = batch.links.get((order.account, ln.card_id)) if ln.card_id else None
@@ -279,20 +311,20 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, timed: _Timed, link:
             ahead = waiting.serve(conn, cfg, items=serve, link=link, now=now, plan=False, waiters=batch.waiters,
                                   before=timed.deadline)
             result.sold_out |= ahead.sold_out
+            batch.holds.stale()  # it reserved in the database
             batch.served(conn, ahead)
-        several = len(lines) > 1
-        if several:  # every line or none
-            conn.execute("SAVEPOINT reserve_order")
-        mark = batch.holds.mark()
+        holds = batch.holds
+        mark = holds.mark()  # every line or none
         try:
             for line in lines:
-                move = stock.reserve(conn, key, line[4], warehouse, line[6], now=now, dirty=dirty, later=batch.holds)
-                if move.on_hand_after - move.reserved_after <= 0:
+                if holds.reserve(conn, key, line[4], warehouse, line[6], now) <= 0:
                     result.sold_out.add(line[4])
+                dirty.add(line[4])
         except stock.InsufficientStock as exc:
-            batch.holds.undo(mark)
-            if several:
-                conn.execute("ROLLBACK TO reserve_order")
+            holds.undo(mark)
+            facts = batch.facts.get(exc.item_id)
+            if facts is not None and exc.item_id not in batch.words:  # its article and name are read already
+                batch.words[exc.item_id] = waiting.words_of(exc.item_id, facts[4], facts[0])
             stage, problem, event = ("short", waiting.short_reason(conn, exc.item_id, exc.available, exc.wanted,
                                                                    batch.words), "short")
             result.short += 1
@@ -303,9 +335,7 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, timed: _Timed, link:
                 batch.moved[pair] = batch.moved.get(pair, 0) + 1
             if site is None:
                 problem = waiting.no_site_reason(warehouse)
-        if several:
-            conn.execute("RELEASE reserve_order")
-    status = unified(cfg, order.marketplace, order.native_status, order.native_substatus, stage)
+    status = batch.unified(cfg, order, stage)
     oid = batch.next_id
     batch.next_id += 1
     batch.orders.append(
@@ -319,7 +349,7 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, timed: _Timed, link:
         batch.tried[oid] = {pair: batch.moved.get(pair, 0)}
     if stage in waiting.WAITING:
         batch.waiters.add(oid, warehouse, [ln[4] for ln in lines],
-                          waiting.deadline_key(timed.ship_by, timed.created_at, oid))
+                          (timed.deadline[0], timed.deadline[1], timed.deadline[2], float(oid)))
     result.new += 1
     result.order_ids.append(oid)
     for line in lines:
@@ -330,10 +360,11 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, timed: _Timed, link:
         for line in lines:
             taken[line[2]] = taken.get(line[2], 0) + line[5]
         if stage == "cancelled":  # taken and given back before we saw it
+            batch.write(conn, link)  # the batch's orders before it took theirs first
             stock_push.marketplace_gave_back(conn, order.account, mp_wh, taken, [ln[4] for ln in lines], now)
         else:
-            stock_push.marketplace_took(conn, order.account, mp_wh, taken, order.created_at.timestamp())
-    batch.events.append((oid, order.created_at.timestamp(), "received", order.native_status, "marketplace",
+            batch.took += stock_push.took_rows(order.account, mp_wh, taken, timed.created_ts)
+    batch.events.append((oid, timed.created_ts, "received", order.native_status, "marketplace",
                          order.account, None))
     if event:  # as log_event says them: by the system
         batch.events.append((oid, now, event, problem if event in ("short", "problem") else "", "system", "", None))

@@ -265,17 +265,18 @@ ACTION_SQL = ("INSERT INTO order_actions(order_id, action, state, attempts, next
 
 
 _ITEM_FACTS = ("SELECT id, name, bin, marked, (SELECT group_concat(barcode, char(31)) FROM item_barcodes"
-               " WHERE item_id=items.id) FROM items")
+               " WHERE item_id=items.id), article FROM items")
 
-ItemFacts = tuple[str, str, int, str | None]  # name, bin, marked, barcodes joined by char(31)
+ItemFacts = tuple[str, str, int, str | None, str]  # name, bin, marked, barcodes joined by char(31), article
 
 
 def item_facts(conn: sqlite3.Connection, item_ids: Iterable[str]) -> dict[str, ItemFacts | None]:
-    """What pick task lines say of these items, read in one statement (None: no such item)."""
+    """What pick task lines (and the reasons of short orders) say of these items, read in one statement
+    (None: no such item)."""
     ids = sorted(set(item_ids))
     found: dict[str, ItemFacts | None] = dict.fromkeys(ids)
     for r in conn.execute(_ITEM_FACTS + " WHERE id IN (SELECT value FROM json_each(?))", (json.dumps(ids),)):
-        found[r[0]] = (r[1], r[2], r[3], r[4])
+        found[r[0]] = (r[1], r[2], r[3], r[4], r[5])
     return found
 
 
@@ -286,7 +287,7 @@ def task_line(conn: sqlite3.Connection, item_id: str, units: int, barcode: str, 
         it = facts[item_id]
     else:
         row = conn.execute(_ITEM_FACTS + " WHERE id=?", (item_id,)).fetchone()
-        it = (row[1], row[2], row[3], row[4]) if row else None
+        it = (row[1], row[2], row[3], row[4], row[5]) if row else None
     codes = it[3].split("\x1f") if it and it[3] else []
     line: dict[str, Any] = {"item_id": item_id, "quantity": units, "name": (it[0] if it else "") or title,
                             "barcodes": codes, "marking_required": marking or bool(it and it[2])}

@@ -105,10 +105,14 @@ def line_item(conn: sqlite3.Connection, account: str, card_id: str, offer_id: st
 def item_words(conn: sqlite3.Connection, item_id: str) -> str:
     """An item as the seller names it: its article and name (never a 1C GUID when either is known)."""
     r = conn.execute("SELECT article, name FROM items WHERE id=?", (item_id,)).fetchone()
-    if r is None or not (r[0] or r[1]):
+    return words_of(item_id, r[0], r[1]) if r is not None else words_of(item_id, "", "")
+
+
+def words_of(item_id: str, article: str, name: str) -> str:
+    """`item_words` of an item whose article and name are read already."""
+    if not (article or name):
         return f"товар {item_id}"
-    name = f" «{r[1]}»" if r[1] else ""
-    return (f"артикул {r[0]}" if r[0] else "товар") + name
+    return (f"артикул {article}" if article else "товар") + (f" «{name}»" if name else "")
 
 
 def short_reason(conn: sqlite3.Connection, item_id: str, available: int, wanted: int,

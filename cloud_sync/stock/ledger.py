@@ -25,6 +25,7 @@ available quantity is refused with `InsufficientStock`; nothing of the refused c
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping
@@ -497,41 +498,129 @@ _RESERVE_HOLD = ("INSERT INTO stock_reservations(ref, item_id, warehouse, quanti
                  " ON CONFLICT(ref, item_id, warehouse) DO UPDATE SET quantity=quantity+excluded.quantity")
 
 
-class Holds:
-    """The history rows of reservations made with `reserve(..., later=holds)`: their level is updated at
-    once (the check and the hold stay one conditional UPDATE), their move and reservation rows wait here to
-    be written together (`write`, one statement per table, in the order they were made) — by a batch of
-    orders that writes them before anything reads the moves or the reservations again."""
+_RESERVE_LEVEL = ("UPDATE stock_levels SET reserved=reserved+?, updated_ts=? WHERE item_id=? AND warehouse=?"
+                  " AND on_hand-reserved>=?")
 
-    __slots__ = ("moves", "holds")
+
+class Holds:
+    """The reservations of a batch of orders, made in one transaction that holds the write lock, written
+    per batch instead of per line: `Holds.reserve` checks a line against the levels the batch read
+    (`load`, one statement) and holds it there; `write` writes the levels that moved (one conditional
+    UPDATE per level and batch, each the same guard as `reserve`'s: a level that would go below zero
+    available fails the whole batch, see `LevelMoved`), then the moves and reservation rows, one
+    statement per table, in the order they were made. A batch writes them before anything reads the
+    levels, moves or reservations again, and calls `stale` after anything else changed levels."""
+
+    __slots__ = ("moves", "holds", "levels", "deltas", "now", "_undo", "_items", "_unread")
 
     def __init__(self) -> None:
         self.moves: list[tuple[Any, ...]] = []
         self.holds: list[tuple[Any, ...]] = []
+        # (item, warehouse) -> [on hand, reserved] as the batch's reservations leave them (None: no level)
+        self.levels: dict[tuple[str, str], list[int] | None] = {}
+        self.deltas: dict[tuple[str, str], int] = {}  # reserved since the last write, per level
+        self.now = 0.0  # the moment of the last reservation: the levels' updated_ts
+        self._undo: list[tuple[tuple[str, str], int]] = []  # (level, units) of `reserve`, in order
+        self._items: list[str] = []  # the items `load` named: read together when one of them is first needed
+        self._unread = False
+
+    def load(self, item_ids: Iterable[str]) -> None:
+        """The levels of these items (every warehouse) are read together, in one statement, when one of
+        them is first needed (a batch of orders all known already reads none); a level of another item is
+        read by itself."""
+        self._items = sorted({i for i in item_ids if i})
+        self._unread = bool(self._items)
+
+    def _read(self, conn: sqlite3.Connection) -> None:
+        self._unread = False
+        levels = self.levels
+        for item_id, warehouse, on_hand, reserved in conn.execute(
+                "SELECT item_id, warehouse, on_hand, reserved FROM stock_levels WHERE item_id IN"
+                " (SELECT value FROM json_each(?))", (json.dumps(self._items),)):
+            levels.setdefault((item_id, warehouse), [on_hand, reserved])
+
+    def _level(self, conn: sqlite3.Connection, pair: tuple[str, str]) -> list[int] | None:
+        if self._unread:
+            self._read(conn)
+        if pair not in self.levels:
+            row = conn.execute("SELECT on_hand, reserved FROM stock_levels WHERE item_id=? AND warehouse=?",
+                               pair).fetchone()
+            self.levels[pair] = [row[0], row[1]] if row else None
+        return self.levels[pair]
+
+    def available(self, conn: sqlite3.Connection, item_id: str, warehouse: str) -> int:
+        """What `level(...).available` reads once this batch's reservations are written."""
+        lv = self._level(conn, (item_id, warehouse))
+        return lv[0] - lv[1] if lv else 0
+
+    def reserve(self, conn: sqlite3.Connection, ref: str, item_id: str, warehouse: str, quantity: int,
+                now: float) -> int:
+        """Hold `quantity` (a whole number > 0) units of the level for `ref`, as `reserve` does (its move and
+        reservation rows kept here); InsufficientStock beyond what is available, nothing held then.
+        Returns the units still available after it."""
+        if type(quantity) is not int or quantity <= 0:
+            raise StockError(f"reservation quantity must be a whole number > 0, got {quantity!r}")
+        pair = (item_id, warehouse)
+        lv = self.levels[pair] if pair in self.levels else self._level(conn, pair)
+        if lv is None or lv[0] - lv[1] < quantity:
+            raise InsufficientStock(item_id, warehouse, lv[0] - lv[1] if lv else 0, quantity)
+        lv[1] += quantity
+        self.deltas[pair] = self.deltas.get(pair, 0) + quantity
+        self._undo.append((pair, quantity))
+        self.now = now
+        self.moves.append((now, item_id, warehouse, quantity, lv[0], lv[1], ref))
+        self.holds.append((ref, item_id, warehouse, quantity, now))
+        return lv[0] - lv[1]
 
     def mark(self) -> int:
         return len(self.moves)
 
     def undo(self, mark: int) -> None:
-        """Forget the rows after `mark` (their level updates were rolled back to a savepoint)."""
-        del self.moves[mark:], self.holds[mark:]
+        """Forget the reservations after `mark` (an order that could not have all its lines): their rows,
+        and the units they held go back to their levels."""
+        for pair, units in reversed(self._undo[mark:]):
+            lv = self.levels[pair]
+            assert lv is not None
+            lv[1] -= units
+            self.deltas[pair] -= units
+        del self.moves[mark:], self.holds[mark:], self._undo[mark:]
+
+    def stale(self) -> None:
+        """Something else changed levels (the batch wrote its own first): read them again when needed."""
+        if self.deltas:
+            raise StockError("reservations not written before the levels were read again")
+        self.levels.clear()
+        self._unread = bool(self._items)
 
     def write(self, conn: sqlite3.Connection) -> None:
+        if self.deltas:
+            rows = [(units, self.now, item_id, warehouse, units)
+                    for (item_id, warehouse), units in self.deltas.items() if units]
+            changed = conn.executemany(_RESERVE_LEVEL, rows).rowcount
+            if changed != len(rows) and changed >= 0:
+                raise LevelMoved(f"{len(rows) - changed} of {len(rows)} levels changed while a batch of"
+                                 " reservations was made; nothing of the batch applied")
+            self.deltas.clear()
         if self.moves:
             conn.executemany(_RESERVE_MOVE, self.moves)
             conn.executemany(_RESERVE_HOLD, self.holds)
             self.moves.clear()
             self.holds.clear()
+        self._undo.clear()
+
+
+class LevelMoved(StockError):
+    """A level a batch of reservations read changed under it before they were written (only a writer
+    that skipped the write lock could do it): the batch's transaction must roll back."""
 
 
 def reserve(conn: sqlite3.Connection, ref: str, item_id: str, warehouse: str, quantity: int, *,
-            now: float | None = None, dirty: set[str] | None = None, later: Holds | None = None) -> Move:
+            now: float | None = None, dirty: set[str] | None = None) -> Move:
     """Hold `quantity` units for an order; refused with InsufficientStock beyond what is available.
 
     The check and the hold are one conditional UPDATE (available never goes below zero, whoever else
     writes). `dirty`: collect the item there instead of marking it for the planner at once (a batch of
-    orders marks its items in one statement, see `mark_dirty`). `later`: keep the move and reservation rows
-    there to be written with the batch's others (`Holds.write`; the Move returned then has id 0)."""
+    orders marks its items in one statement, see `mark_dirty`). A batch of orders reserves through `Holds`."""
     if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity <= 0:
         raise StockError(f"reservation quantity must be a whole number > 0, got {quantity!r}")
     now = time.time() if now is None else now
@@ -544,13 +633,8 @@ def reserve(conn: sqlite3.Connection, ref: str, item_id: str, warehouse: str, qu
         raise InsufficientStock(item_id, warehouse, cur.available, quantity)
     move_row = (now, item_id, warehouse, quantity, row[0], row[1], ref)
     hold_row = (ref, item_id, warehouse, quantity, now)
-    if later is not None:
-        later.moves.append(move_row)
-        later.holds.append(hold_row)
-        move_id = 0
-    else:
-        move_id = conn.execute(_RESERVE_MOVE, move_row).lastrowid or 0
-        conn.execute(_RESERVE_HOLD, hold_row)
+    move_id = conn.execute(_RESERVE_MOVE, move_row).lastrowid or 0
+    conn.execute(_RESERVE_HOLD, hold_row)
     if dirty is None:
         mark_dirty(conn, [item_id], "order", now)
     else:

@@ -34,6 +34,7 @@ import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from cloud_sync import leases
 from cloud_sync.alerts import outbox
@@ -422,12 +423,25 @@ def marketplace_took(conn: sqlite3.Connection, account: str, mp_warehouse: str, 
     pushed again. Keeps `stock_published` equal to what the marketplace shows, so the planner re-pushes a
     card whose share of a warehouse did not change (several marketplace warehouses splitting one own
     warehouse). Returns cards adjusted. Runs in the caller's transaction."""
-    n = 0
-    for card_id, qty in taken.items():
-        n += conn.execute("UPDATE stock_published SET quantity=CASE WHEN ts<? THEN MAX(0, quantity-?) ELSE ? END"
-                          " WHERE account=? AND card_id=? AND warehouse_id=? AND quantity>=0",
-                          (placed_ts, qty, UNKNOWN, account, card_id, mp_warehouse)).rowcount
-    return n
+    return took_many(conn, took_rows(account, mp_warehouse, taken, placed_ts))
+
+
+_TOOK_SQL = ("UPDATE stock_published SET quantity=CASE WHEN ts<? THEN MAX(0, quantity-?) ELSE ? END"
+             " WHERE account=? AND card_id=? AND warehouse_id=? AND quantity>=0")
+
+
+def took_rows(account: str, mp_warehouse: str, taken: dict[str, int], placed_ts: float) -> list[tuple[Any, ...]]:
+    """`marketplace_took`'s changes as rows for `took_many`: a batch of orders collects its orders' rows and
+    applies them in one statement, in the orders' order (before anything else reads or writes
+    `stock_published`)."""
+    return [(placed_ts, qty, UNKNOWN, account, card_id, mp_warehouse) for card_id, qty in taken.items()]
+
+
+def took_many(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
+    """Apply `took_rows` rows, in order (one statement); returns cards adjusted."""
+    if not rows:
+        return 0
+    return max(conn.executemany(_TOOK_SQL, rows).rowcount, 0)
 
 
 def marketplace_gave_back(conn: sqlite3.Connection, account: str, mp_warehouse: str, card_ids: Iterable[str],

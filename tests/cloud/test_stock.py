@@ -7,6 +7,7 @@ import sqlite3
 import pytest
 
 from cloud_sync.db import transaction
+from cloud_sync.schema import open_db
 from cloud_sync.stock import ledger
 
 
@@ -94,3 +95,84 @@ def test_fbo_stock_is_kept_apart(conn):
         ledger.record_fbo(conn, "oz", [("oz-1", "fbo-1", 40)])
     assert ledger.level(conn, "A", "main").on_hand == 5
     assert conn.execute("SELECT quantity FROM fbo_stock").fetchone()[0] == 40
+
+
+def _history(conn):
+    moves = [tuple(r) for r in conn.execute(
+        "SELECT item_id, warehouse, kind, reserved_delta, on_hand_after, reserved_after, ref, source FROM stock_moves"
+        " WHERE kind='reserve' ORDER BY id")]
+    holds = [tuple(r) for r in conn.execute(
+        "SELECT ref, item_id, warehouse, quantity FROM stock_reservations ORDER BY ref, item_id")]
+    levels = [(lv.item_id, lv.warehouse, lv.on_hand, lv.reserved) for lv in ledger.levels(conn)]
+    return moves, holds, levels
+
+
+def test_batch_holds_write_what_reserve_writes_line_by_line(tmp_path):
+    """A batch's reservations (`Holds`: checked against the levels read once, written per batch) leave the
+    same levels, moves and reservation rows as `reserve` line by line; an order undone leaves nothing of
+    its lines; a refusal says the same figures."""
+    wanted = [("wb:1", "A", 2), ("wb:2", "B", 1), ("wb:3", "A", 2), ("wb:4", "A", 2), ("wb:5", "C", 1),
+              ("wb:6", "B", 1), ("wb:7", "A", 1)]
+    runs = []
+    for name in ("one", "batch"):
+        conn = open_db(tmp_path / f"{name}.sqlite")
+        with transaction(conn):
+            ledger.set_balances(conn, "main", {"A": 5, "B": 2, "C": 0})
+        refused = []
+        with transaction(conn):
+            if name == "one":
+                for ref, item, qty in wanted:
+                    try:
+                        ledger.reserve(conn, ref, item, "main", qty, now=100.0)
+                    except ledger.InsufficientStock as exc:
+                        refused.append(str(exc))
+            else:
+                holds = ledger.Holds()
+                holds.load(["A", "B"])  # C is read by itself
+                for ref, item, qty in wanted:
+                    try:
+                        holds.reserve(conn, ref, item, "main", qty, 100.0)
+                    except ledger.InsufficientStock as exc:
+                        refused.append(str(exc))
+                assert holds.available(conn, "A", "main") == 0
+                holds.write(conn)
+        runs.append((_history(conn), refused))
+        conn.close()
+    assert runs[0] == runs[1]
+    assert runs[1][1] == ["not enough stock: item A at main has 1 available, 2 wanted",
+                          "not enough stock: item C at main has 0 available, 1 wanted"]
+
+
+def test_batch_holds_undo_and_a_level_moved_underneath_refuses_the_batch(conn):
+    with transaction(conn):
+        ledger.set_balances(conn, "main", {"A": 3, "B": 1})
+    with transaction(conn):
+        holds = ledger.Holds()
+        holds.load(["A", "B"])
+        holds.reserve(conn, "wb:1", "A", "main", 1, 1.0)
+        mark = holds.mark()  # an order of two lines: the second cannot be had, the first goes back
+        holds.reserve(conn, "wb:2", "A", "main", 2, 1.0)
+        with pytest.raises(ledger.InsufficientStock):
+            holds.reserve(conn, "wb:2", "B", "main", 2, 1.0)
+        holds.undo(mark)
+        assert holds.available(conn, "A", "main") == 2
+        with pytest.raises(ledger.StockError, match="whole number"):
+            holds.reserve(conn, "wb:3", "A", "main", 0, 1.0)
+        holds.write(conn)
+    moves, held, levels = _history(conn)
+    assert held == [("wb:1", "A", "main", 1)]
+    assert levels == [("A", "main", 3, 1), ("B", "main", 1, 0)]
+    assert len(moves) == 1
+    # a level changed after the batch read it (a writer without the write lock): the guard of the level's
+    # UPDATE refuses the batch, and its transaction applies nothing
+    with pytest.raises(ledger.LevelMoved), transaction(conn):
+        holds = ledger.Holds()
+        holds.load(["A"])
+        holds.reserve(conn, "wb:4", "A", "main", 2, 2.0)
+        conn.execute("UPDATE stock_levels SET on_hand=1 WHERE item_id='A'")
+        holds.write(conn)
+    assert _history(conn) == (moves, held, levels)
+    with pytest.raises(ledger.StockError, match="not written"):
+        holds = ledger.Holds()
+        holds.reserve(conn, "wb:5", "A", "main", 1, 3.0)
+        holds.stale()

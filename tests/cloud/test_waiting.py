@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -480,6 +480,19 @@ def _state(conn):
         actions = sorted(a[0] for a in conn.execute("SELECT action FROM order_actions WHERE order_id=?", (r["id"],)))
         out[r["key"]] = (r["stage"], r["problem"], r["warehouse"], held, kinds, actions, tasks.get(r["key"], 0))
     return out
+
+
+def test_the_batch_queues_an_order_where_its_stored_moments_queue_it():
+    """The intake's place of an order in the queue for stock (from its moments) is `deadline_key` of the
+    text it stores: with and without a deadline, with and without a zone, microseconds included."""
+    at = datetime(2026, 12, 7, 4, 20, 1, 123456, tzinfo=UTC)
+    for created, ship_by in ((at, at + timedelta(hours=5)), (at, None), (at.replace(tzinfo=None), None),
+                             (at.replace(tzinfo=None), at.replace(tzinfo=None, microsecond=0)),
+                             (at.astimezone(timezone(timedelta(hours=3))), at + timedelta(microseconds=1))):
+        o = order("oz", "T1", card_id("oz", 1))
+        o.created_at, o.ship_by = created, ship_by
+        t = intake._Timed(o)
+        assert t.deadline == waiting.deadline_key(t.ship_by, t.created_at)
 
 
 @settings(max_examples=8 if PG_LEG else 40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -26,6 +26,20 @@ def test_round_trip():
     assert len(env.id) == 26 and env.ts.endswith("Z")
 
 
+def test_stored_text_is_the_canonical_text():
+    """`to_json` writes the envelope field by field: byte for byte what `canonical` gives (which the MAC
+    covers), for bodies with non-ASCII text, nested objects with keys out of order, numbers and nulls."""
+    body = pick_body(1)
+    body["lines"] = [{"quantity": 2, "item_id": "A-1", "name": "Кружка «Север» — 350 мл", "barcodes": ["4600", "46"],
+                      "marking_required": False, "title": "\u2603 \"q\"", "bin": None}]
+    body["deadline"] = "2026-12-07T10:00:00+00:00"
+    for site, seq in (("site-1", 7), ("склад-2", 123456789)):
+        env = envelope.make(site, seq, "pick_task", body)
+        text = env.to_json()
+        assert text == envelope.canonical(env.to_dict()).decode("ascii")
+        assert text.isascii() and json.loads(text) == env.to_dict()
+
+
 @pytest.mark.parametrize(
     ("raw", "reason", "knows_id"),
     [
