@@ -28,12 +28,13 @@ soak: $(STAMP)
 # The cloud's tests a second time on PostgreSQL: a throwaway cluster started and removed by the run itself
 # (tests/conftest.py, cloud_sync/pg_cluster.py); every cloud database a test opens is a fresh schema of it.
 # `make test` runs the core of the cloud's store on it (the engine layer, schema, stock ledger, orders, oversell
-# races, catalog, leases, stock pushes, alerts, marketplace pushes, prices, a seller's own schema: ~3 min on 3
-# workers), so the whole run stays under 20 min; `make test-pg` runs every cloud-side directory on PostgreSQL
-# (~15 min on 3 workers, 2 busy cores).
+# races, catalog, leases, stock pushes, alerts, marketplace pushes, prices) and every test of the 1C exchange,
+# the reports, the sellers' isolation and security: ~5 min on 3 workers, so the whole run stays under 20 min
+# (~16 on a quiet box); `make test-pg` runs every cloud-side directory on PostgreSQL (~15 min on 3 workers,
+# 2 busy cores).
 PG_TESTS ?= tests/cloud/test_pg.py tests/cloud/test_schema.py tests/cloud/test_stock.py tests/cloud/test_orders.py \
 	tests/cloud/test_catalog.py tests/cloud/test_leases.py tests/cloud/test_push.py tests/cloud/test_never_oversells.py \
-	tests/alerts tests/webhooks tests/pricing tests/tenants/test_add.py
+	tests/alerts tests/webhooks tests/pricing tests/onec tests/reports tests/tenants tests/security
 PG_TESTS_ALL ?= tests/cloud tests/reports tests/pricing tests/alerts tests/onec tests/webhooks tests/security tests/tenants
 
 # Tests run on TEST_WORKERS pytest-xdist workers (most of them wait on brokers, processes and browsers, not on the
