@@ -167,6 +167,8 @@ def test_stored_before_acknowledged_and_retried_until_handled(sandboxes, receive
     httpx.post(ym.url + "/_sandbox/x/push", json={"url": rx.push_url("ym-6")}, timeout=10)
     httpx.post(ym.url + "/_sandbox/orders", json={"count": 1}, timeout=10)
     assert wait_for(lambda: len(rx.events) == 1)
+    # the worker records the outcome right after ingestion returns: wait for that write, not only the call
+    assert wait_for(lambda: rows(rx.db_path)[0]["outcome"] == "new")
     row = rows(rx.db_path)[0]
     assert row["attempts"] == 3 and row["outcome"] == "new" and row["last_error"] == ""
     assert len(calls) == 3 and ym.app.push.summary()["delivered"] == 1  # Market saw one success at once
