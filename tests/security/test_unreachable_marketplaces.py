@@ -22,9 +22,7 @@ def test_a_stop_does_not_wait_out_the_retries_of_unreachable_marketplaces(tmp_pa
     code = cloud.service.stop(grace=10.0)
     took = time.monotonic() - started
     assert code == 0, f"the cloud did not end by itself (exit {code})"
-    # before, the stop waited out the 10 s grace and ended by SIGKILL; at once is ~1 s on a quiet box, a few
-    # seconds with the suite running beside it
-    assert took < 8.0, f"the stop took {took:.1f} s"
+    assert took < 5.0, f"the stop took {took:.1f} s"
 
 
 def test_a_page_asking_an_unreachable_marketplace_answers_within_seconds(tmp_path: Path):
