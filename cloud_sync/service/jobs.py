@@ -70,12 +70,15 @@ class Jobs:
         self.wake_stock = wake_stock or (lambda: None)
         self.jobs: list[Job] = []
         self._stop = threading.Event()
+        self._running = False  # start() was called: a job added later starts at once (until stop())
+        self._lock = threading.Lock()  # the list and the running state, between add() and stop()
 
     def add(self, name: str, every_s: float, fn: JobFn) -> Job:
         job = Job(name, every_s, fn)
-        self.jobs.append(job)
-        if self.jobs and self.jobs[0].thread is not None:  # already running: start this one too
-            self._start(job)
+        with self._lock:
+            self.jobs.append(job)
+            if self._running and not self._stop.is_set():  # already running: start this one too
+                self._start(job)
         return job
 
     def add_defaults(self) -> None:
@@ -211,16 +214,24 @@ class Jobs:
         return run
 
     def start(self) -> None:
-        for job in self.jobs:
-            self._start(job)
+        with self._lock:
+            self._running = True
+            for job in self.jobs:
+                self._start(job)
 
     def _start(self, job: Job) -> None:
-        job.thread = threading.Thread(target=self._loop, args=(job,), name=f"job-{job.name}", daemon=True)
-        job.thread.start()
+        """Under `_lock`: the job's thread is set only once started, so stop() never joins an unstarted one."""
+        thread = threading.Thread(target=self._loop, args=(job,), name=f"job-{job.name}", daemon=True)
+        thread.start()
+        job.thread = thread
 
     def stop(self, timeout: float = 10.0) -> None:
-        self._stop.set()
-        for job in self.jobs:
+        """Every job's thread ends (each within `timeout`); a job added from now on never starts (an account
+        opened from Settings while the service stops)."""
+        with self._lock:
+            self._stop.set()
+            jobs = list(self.jobs)
+        for job in jobs:
             if job.thread is not None:
                 job.thread.join(timeout)
 

@@ -372,6 +372,8 @@ def test_a_token_stored_through_another_cloud_process_is_put_in_use_here(tmp_pat
         finally:
             conn.close()
         wait_for("the account opened here", lambda: "wb" in service.adapters, timeout=20)
+        # its jobs are added right after the adapter is published (the account's `when_added` callbacks)
+        wait_for("its jobs added", lambda: any(j.name == "orders:wb" for j in service.jobs.jobs), timeout=10)
         poll = next(j for j in service.jobs.jobs if j.name == "orders:wb")
         wait_for("its orders polled with the stored token", lambda: poll.runs >= 2 and poll.errors == 0, timeout=20)
         opened = service.adapters["wb"]
