@@ -27,15 +27,17 @@ soak: $(STAMP)
 
 # The cloud's tests a second time on PostgreSQL: a throwaway cluster started and removed by the run itself
 # (tests/conftest.py, cloud_sync/pg_cluster.py); every cloud database a test opens is a fresh schema of it.
-# `make test` runs the core of the cloud's store on it (the engine layer, schema, stock ledger, orders, oversell
-# races, catalog, leases, stock pushes, alerts, marketplace pushes, prices) and every test of the 1C exchange,
-# the reports, the sellers' isolation and security: ~5 min on 3 workers, so the whole run stays under 20 min
-# (~16 on a quiet box); `make test-pg` runs every cloud-side directory on PostgreSQL (~15 min on 3 workers,
-# 2 busy cores).
-PG_TESTS ?= tests/cloud/test_pg.py tests/cloud/test_schema.py tests/cloud/test_stock.py tests/cloud/test_orders.py \
-	tests/cloud/test_catalog.py tests/cloud/test_leases.py tests/cloud/test_push.py tests/cloud/test_never_oversells.py \
-	tests/alerts tests/webhooks tests/pricing tests/onec tests/reports tests/tenants tests/security
-PG_TESTS_ALL ?= tests/cloud tests/reports tests/pricing tests/alerts tests/onec tests/webhooks tests/security tests/tenants
+# `make test` runs every test directory of the cloud on it (PG_TESTS: the store, orders, stock, catalog, jobs and
+# leases, pushes, prices, alerts, marketplace pushes, 1C, reports, sellers, security and the manager UI);
+# `make test-pg` adds the tests of other parts that start or open a cloud too (the link's cloud side, the
+# adapters' tests that keep a cloud store, the whole-system runs: demo, several processes, kills).
+PG_TESTS ?= tests/cloud tests/reports tests/pricing tests/alerts tests/onec tests/webhooks tests/security \
+	tests/tenants tests/ui
+PG_TESTS_ALL ?= $(PG_TESTS) tests/sitelink/test_store.py tests/sitelink/test_sqlite.py tests/sitelink/test_cli_status.py \
+	tests/sitelink/test_bridge_config.py tests/marketplaces/test_cards_faults.py tests/marketplaces/test_mm_adapter.py \
+	tests/marketplaces/test_mm_api_complete.py tests/marketplaces/test_ozon_prices_read.py \
+	tests/marketplaces/test_ozon_totals.py tests/marketplaces/test_unit_economics_sandbox.py \
+	tests/marketplaces/test_ym_prices_and_realization.py tests/integration tests/edge/test_systemd.py
 
 # Tests run on TEST_WORKERS pytest-xdist workers (most of them wait on brokers, processes and browsers, not on the
 # cores); TEST_WORKERS=0 runs them in this one process.
@@ -45,7 +47,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 	MARKETSYNC_TEST_PG=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(PG_TESTS)
 
-# every cloud-side test on PostgreSQL
+# every test that opens a cloud store, on PostgreSQL
 test-pg: $(STAMP)
 	MARKETSYNC_TEST_PG=1 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) $(PG_TESTS_ALL)
 
