@@ -22,6 +22,7 @@ def pragmas(conn: sqlite3.Connection) -> tuple[str, int, int, int]:
     return journal, sync, fks, busy
 
 
+@pytest.mark.sqlite_only("reads the SQLite settings (journal, synchronous, busy timeout) of the cloud's own file")
 def test_each_store_keeps_its_own_settings(tmp_path):
     db = pytest.importorskip("cloud_sync.db")
     cloud = db.connect(tmp_path / "cloud.db", timeout=5)
