@@ -229,6 +229,32 @@ def test_bad_messages_go_to_dead_letters_and_never_block(make_link, broker, raw,
     assert [r[1] for r in applied_rows(tmp_path / "cloud.db")] == [5, 7]
 
 
+def test_a_batch_of_odd_envelopes_is_judged_one_by_one(make_link, broker, raw, tmp_path):
+    """The receiver takes the usual envelope of a batch in one tight loop; every odd one beside it is
+    judged as on its own: a type that is no string, an unknown field, a bool where an int belongs, a copy
+    of an envelope in the same batch (applied once, acknowledged twice), a message for another site."""
+    make_link("site", site_id="site-1", handlers={"pick_task": record})
+    watcher = raw(broker, "watcher")
+    watcher.subscribe("ms/v1/site-1/ack/up")
+    sender = raw(broker, "fake-cloud")
+
+    def env(seq, **over) -> dict:
+        return {**envelope.make("site-1", seq, "pick_task", pick_body(seq)).to_dict(), **over}
+
+    first, last = env(1), env(5)
+    batch = [first, env(2, type=["pick_task"]), env(3, extra=1), first,
+             env(4, body={**pick_body(4), "lines": True}), env(5, site="site-2"), last]
+    sender.publish("ms/v1/site-1/down", json.dumps(batch))
+    wait_for(lambda: len(applied_rows(tmp_path / "site-1.db")) == 2, 10, "the good ones")
+    wait_for(lambda: len(watcher.acks()) == 6, 10, "acks")
+    assert sorted(a[0] for a in watcher.acks()) == [1, 1, 2, 3, 4, 5]
+    assert [r[1] for r in applied_rows(tmp_path / "site-1.db")] == [1, 5]
+    reasons = [d["reason"] for d in store.list_dead_letters(sqlite.connect(str(tmp_path / "site-1.db")))]
+    assert len(reasons) == 4, reasons
+    for want in ("type must be a string", "unknown fields extra", "'lines' must be list", "differs from the topic"):
+        assert sum(want in r for r in reasons) == 1, (want, reasons)
+
+
 def test_reject_and_failing_handlers(make_link, tmp_path):
     cloud = make_link("cloud")
     failures = Counter()
