@@ -279,15 +279,28 @@ def verify_batch(payload: bytes, proof: tuple[str, str] | None, keys: Keyring, s
     return hmac.compare_digest(got.encode(), batch_mac(key, payload).encode())
 
 
-def _ack_mac(secret: bytes, direction: str, acks: Any) -> str:
-    text = json.dumps({"acks": acks}, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+def _ack_mac(secret: bytes, direction: str, acks: Any, text: bytes | None = None) -> str:
+    """`text`: the canonical `{"acks": ...}` already written (`sign_acks`), else encoded here."""
+    if text is None:
+        text = json.dumps({"acks": acks}, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
     digest = hmac.new(secret, b"ms/v1 ack/" + direction.encode() + b"\n" + text, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
 def sign_acks(acks: list[tuple[int, str]], key: Key | None) -> str:
     """An acknowledgement payload `{"acks": [[seq, id], ...]}`, with `kid` and `mac` when there is a key
-    (the acknowledging side's key for the way the ack travels: a site's acks go up)."""
+    (the acknowledging side's key for the way the ack travels: a site's acks go up).
+
+    The usual acks (int seqs, ids of letters and digits: ULIDs) are written as text directly: the same
+    bytes `json.dumps` writes, canonical as they are (nothing to sort or escape), so the MAC is computed
+    over that very text; anything else is encoded by `json`."""
+    if acks and all(type(s) is int and type(i) is str for s, i in acks) and (
+            (ids := "".join([i for _, i in acks])).isascii() and ids.isalnum()):
+        listed = "[" + ",".join([f'[{s},"{i}"]' for s, i in acks]) + "]"
+        if key is None:
+            return '{"acks":' + listed + "}"
+        proof = _ack_mac(key.secret, key.direction, None, ('{"acks":' + listed + "}").encode("ascii"))
+        return '{"acks":' + listed + ',"kid":' + json.dumps(key.kid) + ',"mac":"' + proof + '"}'
     data: dict[str, Any] = {"acks": [[s, i] for s, i in acks]}
     if key is not None:
         data["kid"] = key.kid
