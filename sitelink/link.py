@@ -93,6 +93,9 @@ PARTS = ("all", "receive", "send")
 # for the database, and else after this many `batch_seconds` (for writers of other processes, unseen):
 # about 4% of a long drain instead of a sixth.
 FOREIGN_WRITER_GAP_ROUNDS = 8
+# the first try to reach the broker again after a lost connection (a restart of the broker is back in
+# tens of ms): then 20, 40, 80... ms up to `reconnect_max_s`. Not 0: paho doubles it, 0 stays 0
+RECONNECT_FIRST_S = 0.01
 
 
 class Reject(Exception):  # noqa: N818 - the seller's word: the message is rejected
@@ -130,8 +133,9 @@ class LinkConfig:
     publish_batch_bytes: int = 256_000  # ...and about this many bytes at most
     poll_interval: float = 0.05  # seconds between looks at the outbox when idle
     # longest wait between two tries to reach a broker that is down: a cheap TCP connect, and what a
-    # backlog waits at worst after the broker is back (paho doubles the wait from 0.2 s up to this)
-    reconnect_max_s: float = 0.5
+    # backlog waits at worst after the broker is back. The first try after a lost connection goes at
+    # once (10 ms), then paho doubles the wait up to this
+    reconnect_max_s: float = 0.25
     # several cloud processes: the sites' messages come through the MQTT v5 shared subscription
     # `$share/<share_group>/ms/v1/+/up` (each publish to one member); "": this link alone receives them
     share_group: str = ""
@@ -397,7 +401,8 @@ class SiteLink:
             client.tls_set(ca_certs=cfg.tls_ca)
         client.max_inflight_messages_set(0)  # our own window limits what is in flight
         client.max_queued_messages_set(0)
-        client.reconnect_delay_set(min_delay=min(0.2, cfg.reconnect_max_s), max_delay=cfg.reconnect_max_s)
+        client.reconnect_delay_set(min_delay=min(RECONNECT_FIRST_S, cfg.reconnect_max_s),
+                                   max_delay=cfg.reconnect_max_s)
         if not member:  # a member of the share group is not the cloud's presence: the sending part is
             client.will_set(self._state_topic(), _state_payload("offline"), qos=1, retain=True)
         client.on_connect = self._on_connect
@@ -881,10 +886,7 @@ class SiteLink:
                     new_expected[peer] = exp
                     consumed[peer] = taken
             if inbox_rows:
-                conn.executemany(
-                    "INSERT OR IGNORE INTO link_inbox(id, peer, seq, type, outcome, received_at) VALUES (?,?,?,?,?,?)",
-                    inbox_rows,
-                )
+                store.record_inbox(conn, inbox_rows)
             for peer, a, b in gaps:
                 conn.execute(
                     "INSERT INTO link_gaps(peer, from_seq, to_seq, detected_at) VALUES (?,?,?,?)",
@@ -1089,8 +1091,7 @@ class SiteLink:
                     props = Properties(PacketTypes.PUBLISH)
                     props.UserProperty = [("kid", key.kid), ("mac", envelope.batch_mac(key, data))]
                     client.publish(topic, data, qos=1, properties=props)
-                for seq, msg_id, _ in chunk:
-                    inflight[seq] = msg_id
+            inflight.update([(seq, msg_id) for seq, msg_id, _ in rows])
             self._cursor[peer] = rows[-1][0]
             if len(rows) == min(room, 1000) and len(inflight) < self.cfg.window:
                 more = True
@@ -1127,8 +1128,16 @@ class SiteLink:
 
 
 def _chunks(rows: list[tuple[int, str, str]], most: int, most_bytes: int) -> list[list[tuple[int, str, str]]]:
-    """Group outbox rows into publishes: up to `most` envelopes and about `most_bytes` each."""
+    """Group outbox rows into publishes: up to `most` envelopes and about `most_bytes` each. A run of
+    `most` rows whose payloads fit (the usual case: envelopes of a few hundred bytes) is one slice,
+    measured in one pass of `len`; the rest is grouped row by row."""
     out: list[list[tuple[int, str, str]]] = []
+    i, n = 0, len(rows)
+    while n - i >= most and sum(map(len, [r[2] for r in rows[i : i + most]])) + most <= most_bytes:
+        out.append(rows[i : i + most])
+        i += most
+    if i:
+        rows = rows[i:]
     chunk: list[tuple[int, str, str]] = []
     size = 0
     for row in rows:

@@ -4,6 +4,7 @@ messages, handler failures. Each test checks that nothing is lost and nothing is
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections import Counter
 
@@ -374,3 +375,26 @@ def test_slow_handlers_commit_in_short_transactions(make_link, tmp_path):
     assert cloud.wait_idle(10)
     assert_exactly_once(applied_rows(tmp_path / "site-1.db"), 120)
     assert len(set(commits_seen)) >= 5, f"applied in several short commits: {sorted(set(commits_seen))}"
+
+
+def test_publishes_group_rows_as_the_row_by_row_grouping_does():
+    """`_chunks` slices runs of rows that fit whole; the publishes are the ones a row-by-row grouping
+    makes: at most `most` envelopes, about `most_bytes` at most, a row too big for any on its own."""
+
+    def by_rows(rows, most, most_bytes):
+        out, chunk, size = [], [], 0
+        for row in rows:
+            if chunk and (len(chunk) >= most or size + len(row[2]) > most_bytes):
+                out.append(chunk)
+                chunk, size = [], 0
+            chunk.append(row)
+            size += len(row[2]) + 1
+        return out + ([chunk] if chunk else [])
+
+    rnd = random.Random(7)
+    for _ in range(300):
+        n = rnd.randint(0, 400)
+        sizes = rnd.choice([lambda: 200, lambda: rnd.randint(1, 3000), lambda: rnd.choice([10, 30_000])])
+        rows = [(k, f"id{k}", "x" * sizes()) for k in range(n)]
+        most, most_bytes = rnd.choice([1, 2, 7, 100]), rnd.choice([500, 25_000, 256_000])
+        assert link_mod._chunks(rows, most, most_bytes) == by_rows(rows, most, most_bytes)
