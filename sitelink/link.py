@@ -96,6 +96,8 @@ FOREIGN_WRITER_GAP_ROUNDS = 8
 # the first try to reach the broker again after a lost connection (a restart of the broker is back in
 # tens of ms): then 20, 40, 80... ms up to `reconnect_max_s`. Not 0: paho doubles it, 0 stays 0
 RECONNECT_FIRST_S = 0.01
+# how often the worker looks whether a transaction that sent messages has ended (then it publishes them)
+SEND_WATCH_S = 0.002
 
 
 class Reject(Exception):  # noqa: N818 - the seller's word: the message is rejected
@@ -238,6 +240,10 @@ class SiteLink:
         self._failed_fast: dict[str, Exception] = {}  # a handler's failure in a round without savepoints
         self._pruned_at = 0.0
         self._others_looked_at = 0.0  # shared: when the store's next seqs were last looked at while idle
+        # connections whose open transaction sent messages (id -> connection): the worker looks at them
+        # every SEND_WATCH_S and at the outbox once one ended, instead of at the outbox on every send
+        self._open_sends: dict[int, sqlite3.Connection] = {}
+        self._version_seen = -1  # the database's data_version at the last whole round
         self.errors: list[str] = []  # the last worker errors (for status)
         self.keys = cfg.keys
         if self.keys is None and cfg.keys_file:
@@ -288,6 +294,14 @@ class SiteLink:
         elif not site:
             raise LinkError("the cloud must say which site a message goes to (site=...)")
         envs = store.enqueue_many(conn, self.role, site, messages)
+        try:
+            open_txn = conn.in_transaction
+        except sqlite3.Error:
+            open_txn = False
+        if open_txn:  # the caller's transaction: nothing to publish before it ends (the worker watches it)
+            if id(conn) in self._open_sends:
+                return envs  # watched already: no wake (a look at the outbox) per message
+            self._open_sends[id(conn)] = conn
         self._wake.set()
         return envs
 
@@ -365,9 +379,8 @@ class SiteLink:
         conn = self._open_db()
         try:
             while True:
-                (depth,) = conn.execute("SELECT COUNT(*) FROM link_outbox").fetchone()
-                if depth == 0:
-                    return True
+                if conn.execute("SELECT 1 FROM link_outbox LIMIT 1").fetchone() is None:
+                    return True  # empty (a look at one row: no count of a long outbox every 20 ms)
                 if time.monotonic() >= deadline:
                     return False
                 time.sleep(0.02)
@@ -479,10 +492,17 @@ class SiteLink:
 
     def _run(self) -> None:
         more = False
+        full_at = 0.0  # when the loop last did a whole round (received, published, timers)
         while not self._stopping.is_set():
             if not more and self._queue.empty():
                 self._wake.wait(self._idle_timeout())
             self._wake.clear()
+            if (self._open_sends and not more and self._queue.empty() and self._gen_seen == self._conn_gen
+                    and time.monotonic() - full_at < self.cfg.poll_interval and self._sends_still_open()):
+                continue  # woken by sends whose transactions are still open: nothing new to publish yet
+            full_at = time.monotonic()
+            if self._open_sends:
+                self._version_seen = self._data_version()
             try:
                 batch = self._drain_queue()
                 if batch or self._old or self._raw_dead or self._pending_acks or self._has_due_work():
@@ -513,8 +533,29 @@ class SiteLink:
         while sqlite.writers_waiting(conn) and time.monotonic() < end and not self._stopping.is_set():
             time.sleep(0.001)
 
+    def _sends_still_open(self) -> bool:
+        """Whether every transaction that sent a message is still open and nothing was committed to the
+        database since the last whole round (`PRAGMA data_version`: a commit of another connection),
+        so there is nothing new to publish; the transactions that ended are forgotten."""
+        ended = False
+        for key, conn in list(self._open_sends.items()):
+            try:
+                still = conn.in_transaction
+            except (sqlite3.Error, ValueError):  # closed, or a connection of one thread only
+                still = False
+            if not still:
+                self._open_sends.pop(key, None)
+                ended = True
+        return not ended and self._data_version() == self._version_seen
+
+    def _data_version(self) -> int:
+        assert self._db is not None
+        return self._db.execute("PRAGMA data_version").fetchone()[0]
+
     def _idle_timeout(self) -> float:
         timeout = self.cfg.poll_interval
+        if self._open_sends:  # a transaction that sent: published within 2 ms of its end
+            timeout = SEND_WATCH_S
         now = time.monotonic()
         for t in self._retry_at.values():
             timeout = min(timeout, max(0.0, t - now))

@@ -256,6 +256,37 @@ def test_a_batch_of_odd_envelopes_is_judged_one_by_one(make_link, broker, raw, t
         assert sum(want in r for r in reasons) == 1, (want, reasons)
 
 
+def test_sends_in_an_open_transaction_do_not_make_the_worker_look_at_the_outbox_each(make_link, tmp_path):
+    """A send inside the caller's transaction wakes the worker once: until the transaction ends the
+    worker only watches it (and the database's data_version), instead of reading the outbox after every
+    message; once it commits, the messages go out at once (and nothing of a rolled back one)."""
+    cloud = make_link("cloud")
+    site = make_link("site", site_id="site-1", handlers={"pick_task": record})
+    wait_for(lambda: cloud.connected and site.connected, 10, "connected")
+    pumps = []
+    real_pump = cloud._pump
+    cloud._pump = lambda: pumps.append(1) or real_pump()
+    conn = sqlite.connect(cloud.cfg.db_path)
+    for txn, end in ((range(0, 200), "COMMIT"), (range(200, 300), "ROLLBACK"), (range(300, 500), "COMMIT")):
+        conn.execute("BEGIN IMMEDIATE")
+        before, began = len(pumps), time.monotonic()
+        for i in txn:
+            cloud.send(conn, "pick_task", pick_body(i), site="site-1")
+            time.sleep(0.001)  # the worker gets every chance to run between sends
+        # the loop's whole round (with a look at the outbox) only every poll_interval meanwhile (it was
+        # one per send)
+        rounds = (time.monotonic() - began) / cloud.cfg.poll_interval
+        assert len(pumps) - before <= rounds * 1.5 + 3 < len(txn) / 2, (len(pumps) - before, rounds)
+        conn.execute(end)
+    sent_at = time.monotonic()
+    wait_for(lambda: len(applied_rows(tmp_path / "site-1.db")) == 400, 10, "the committed ones")
+    assert time.monotonic() - sent_at < 5
+    assert cloud.wait_idle(10)
+    assert sorted(int(r[3][1:]) for r in applied_rows(tmp_path / "site-1.db")) == [
+        *range(0, 200), *range(300, 500)]
+    conn.close()
+
+
 def test_reject_and_failing_handlers(make_link, tmp_path):
     cloud = make_link("cloud")
     failures = Counter()
