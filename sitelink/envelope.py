@@ -74,9 +74,11 @@ class Envelope:
         field by field in canonical order (the six names sorted are body, id, seq, site, ts, type), each
         value by the canonical encoder: the same text as `canonical(self.to_dict())`, without building
         and sorting the outer object (once per message a batch of pick tasks enqueues)."""
-        enc = _CANONICAL_ENCODE
-        return (f'{{"body":{enc(self.body)},"id":{enc(self.id)},"seq":{enc(self.seq)},"site":{enc(self.site)},'
-                f'"ts":{enc(self.ts)},"type":{enc(self.type)}}}')
+        enc, seq = _CANONICAL_ENCODE, self.seq
+        text = _ascii_text  # what `enc` does for a str, without its Python-level call; anything else: `enc`
+        return (f'{{"body":{enc(self.body)},"id":{text(self.id)},'
+                f'"seq":{int.__repr__(seq) if type(seq) is int else enc(seq)},"site":{text(self.site)},'
+                f'"ts":{text(self.ts)},"type":{text(self.type)}}}')
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -89,9 +91,18 @@ class Envelope:
         }
 
 
+_second: tuple[int, str] = (-1, "")  # the last whole second written, and its text
+
+
 def now_ts() -> str:
-    """The current moment as ISO 8601 UTC with milliseconds, e.g. 2026-11-26T21:40:00.123Z."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    """The current moment as ISO 8601 UTC with milliseconds, e.g. 2026-11-26T21:40:00.123Z (the text of
+    the second is made once per second: a batch of messages enqueued one by one asks for it each)."""
+    global _second
+    sec, ms = divmod(time.time_ns() // 1_000_000, 1000)
+    known = _second
+    if known[0] != sec:
+        known = _second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
+    return f"{known[1]}.{ms:03d}Z"
 
 
 def new_id() -> str:
@@ -209,6 +220,14 @@ def canonical(data: dict[str, Any]) -> bytes:
 
 # the canonical encoder, made once (`json.dumps` with these options builds a new encoder on every call)
 _CANONICAL_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode
+
+
+def _ascii_text(value: Any) -> str:
+    """`_CANONICAL_ENCODE(value)`: for a str the encoder's own C function, called directly."""
+    return _encode_ascii(value) if type(value) is str else _CANONICAL_ENCODE(value)
+
+
+_encode_ascii = json.encoder.encode_basestring_ascii
 
 
 def mac(secret: bytes, direction: str, data: dict[str, Any]) -> str:
