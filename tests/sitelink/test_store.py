@@ -131,6 +131,22 @@ def test_new_ids_are_distinct_ordered_ulids_of_one_moment():
     assert envelope.new_ids(0) == []
 
 
+def test_new_ids_carry_this_moment_and_fresh_randomness():
+    """The ids are written without a ULID object: their time is now, their random part differs per call
+    (1 id or many), and each reads back as the same ULID."""
+    import time
+
+    firsts = set()
+    for n in (1, 1, 2, 1000) * 5:
+        before = time.time_ns() // 1_000_000
+        ids = envelope.new_ids(n)
+        after = time.time_ns() // 1_000_000
+        parsed = [ULID.from_str(i) for i in ids]
+        assert all(before <= u.milliseconds <= after for u in parsed) and [str(u) for u in parsed] == ids
+        firsts.add(ids[0][10:])
+    assert len(firsts) == 20
+
+
 def test_record_inbox_writes_every_row_once_in_statements_of_many(tmp_path):
     """Rows go in 100 per statement and the rest one by one: every count is recorded whole; an id already
     in the inbox keeps its first row (a copy changes nothing)."""
