@@ -162,9 +162,12 @@ def parse(raw: bytes | str, *, check: bool = True) -> Envelope:
 def _envelope(msg_id: str, site: str, seq: int, msg_type: str, ts: str, body: Any) -> Envelope:
     """`Envelope(...)` of fields already checked, without the frozen dataclass's per-field
     `object.__setattr__` (half the cost, once per received message)."""
-    env = object.__new__(Envelope)
-    env.__dict__.update(id=msg_id, site=site, seq=seq, type=msg_type, ts=ts, body=body)
+    env = _new(Envelope)
+    _set(env, "__dict__", {"id": msg_id, "site": site, "seq": seq, "type": msg_type, "ts": ts, "body": body})
     return env
+
+
+_new, _set = object.__new__, object.__setattr__
 
 
 def from_dict(data: Any, *, check: bool = True) -> Envelope:
