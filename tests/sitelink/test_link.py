@@ -260,7 +260,7 @@ def test_sends_in_an_open_transaction_do_not_make_the_worker_look_at_the_outbox_
     """A send inside the caller's transaction wakes the worker once: until the transaction ends the
     worker only watches it (and the database's data_version), instead of reading the outbox after every
     message; once it commits, the messages go out at once (and nothing of a rolled back one)."""
-    cloud = make_link("cloud")
+    cloud = make_link("cloud", poll_interval=0.5)  # its whole round at least every 0.5 s, whatever the load
     site = make_link("site", site_id="site-1", handlers={"pick_task": record})
     wait_for(lambda: cloud.connected and site.connected, 10, "connected")
     pumps = []
@@ -276,7 +276,7 @@ def test_sends_in_an_open_transaction_do_not_make_the_worker_look_at_the_outbox_
         # the loop's whole round (with a look at the outbox) only every poll_interval meanwhile (it was
         # one per send)
         rounds = (time.monotonic() - began) / cloud.cfg.poll_interval
-        assert len(pumps) - before <= rounds * 1.5 + 3 < len(txn) / 2, (len(pumps) - before, rounds)
+        assert len(pumps) - before <= min(rounds * 1.5 + 3, len(txn) / 4), (len(pumps) - before, rounds)
         conn.execute(end)
     sent_at = time.monotonic()
     wait_for(lambda: len(applied_rows(tmp_path / "site-1.db")) == 400, 10, "the committed ones")
