@@ -195,7 +195,9 @@ def wait_empty(db: str, timeout: float) -> float:
     conn = sqlite.connect(db)
     deadline = time.time() + timeout
     try:
-        while conn.execute("SELECT COUNT(*) FROM link_outbox").fetchone()[0]:
+        # is there a row at all (not COUNT(*): a scan of the whole outbox every 10 ms, 0.4 ms CPU at 100k
+        # rows, in the cloud's own process, would be measured as the link's)
+        while conn.execute("SELECT 1 FROM link_outbox LIMIT 1").fetchone():
             if time.time() > deadline:
                 raise SystemExit(f"outbox not empty after {timeout}s")
             time.sleep(0.01)

@@ -74,9 +74,11 @@ class Envelope:
         field by field in canonical order (the six names sorted are body, id, seq, site, ts, type), each
         value by the canonical encoder: the same text as `canonical(self.to_dict())`, without building
         and sorting the outer object (once per message a batch of pick tasks enqueues)."""
-        enc = _CANONICAL_ENCODE
-        return (f'{{"body":{enc(self.body)},"id":{enc(self.id)},"seq":{enc(self.seq)},"site":{enc(self.site)},'
-                f'"ts":{enc(self.ts)},"type":{enc(self.type)}}}')
+        enc, seq = _CANONICAL_ENCODE, self.seq
+        text = _ascii_text  # what `enc` does for a str, without its Python-level call; anything else: `enc`
+        return (f'{{"body":{enc(self.body)},"id":{text(self.id)},'
+                f'"seq":{int.__repr__(seq) if type(seq) is int else enc(seq)},"site":{text(self.site)},'
+                f'"ts":{text(self.ts)},"type":{text(self.type)}}}')
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -89,9 +91,18 @@ class Envelope:
         }
 
 
+_second: tuple[int, str] = (-1, "")  # the last whole second written, and its text
+
+
 def now_ts() -> str:
-    """The current moment as ISO 8601 UTC with milliseconds, e.g. 2026-11-26T21:40:00.123Z."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    """The current moment as ISO 8601 UTC with milliseconds, e.g. 2026-11-26T21:40:00.123Z (the text of
+    the second is made once per second: a batch of messages enqueued one by one asks for it each)."""
+    global _second
+    sec, ms = divmod(time.time_ns() // 1_000_000, 1000)
+    known = _second
+    if known[0] != sec:
+        known = _second = (sec, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)))
+    return f"{known[1]}.{ms:03d}Z"
 
 
 def new_id() -> str:
@@ -113,12 +124,15 @@ def new_ids(n: int) -> list[str]:
         return []
     ms = time.time_ns() // 1_000_000
     while True:
-        first = ULID.from_bytes(ms.to_bytes(6, "big") + os.urandom(10))
-        low = int(first) & _LOW50
+        rand = int.from_bytes(os.urandom(10), "big")
+        low = rand & _LOW50
         if low + n <= _LOW50:
             break
-    head = str(first)[:16]
+    # the first 16 characters: the 78 bits above the low 50 (48 of time, 30 random), two per 10 bits
+    # (what `str(ULID.from_bytes(...))[:16]` writes, without the object)
+    top = (ms << 30) | (rand >> 50)
     pairs = _PAIRS
+    head = "".join([pairs[(top >> shift) & 1023] for shift in (70, 60, 50, 40, 30, 20, 10, 0)])
     out = []
     for x in range(low, low + n):
         out.append(head + pairs[x >> 40] + pairs[(x >> 30) & 1023] + pairs[(x >> 20) & 1023]
@@ -148,9 +162,12 @@ def parse(raw: bytes | str, *, check: bool = True) -> Envelope:
 def _envelope(msg_id: str, site: str, seq: int, msg_type: str, ts: str, body: Any) -> Envelope:
     """`Envelope(...)` of fields already checked, without the frozen dataclass's per-field
     `object.__setattr__` (half the cost, once per received message)."""
-    env = object.__new__(Envelope)
-    env.__dict__.update(id=msg_id, site=site, seq=seq, type=msg_type, ts=ts, body=body)
+    env = _new(Envelope)
+    _set(env, "__dict__", {"id": msg_id, "site": site, "seq": seq, "type": msg_type, "ts": ts, "body": body})
     return env
+
+
+_new, _set = object.__new__, object.__setattr__
 
 
 def from_dict(data: Any, *, check: bool = True) -> Envelope:
@@ -209,6 +226,14 @@ def canonical(data: dict[str, Any]) -> bytes:
 
 # the canonical encoder, made once (`json.dumps` with these options builds a new encoder on every call)
 _CANONICAL_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode
+
+
+def _ascii_text(value: Any) -> str:
+    """`_CANONICAL_ENCODE(value)`: for a str the encoder's own C function, called directly."""
+    return _encode_ascii(value) if type(value) is str else _CANONICAL_ENCODE(value)
+
+
+_encode_ascii = json.encoder.encode_basestring_ascii
 
 
 def mac(secret: bytes, direction: str, data: dict[str, Any]) -> str:
@@ -279,15 +304,28 @@ def verify_batch(payload: bytes, proof: tuple[str, str] | None, keys: Keyring, s
     return hmac.compare_digest(got.encode(), batch_mac(key, payload).encode())
 
 
-def _ack_mac(secret: bytes, direction: str, acks: Any) -> str:
-    text = json.dumps({"acks": acks}, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+def _ack_mac(secret: bytes, direction: str, acks: Any, text: bytes | None = None) -> str:
+    """`text`: the canonical `{"acks": ...}` already written (`sign_acks`), else encoded here."""
+    if text is None:
+        text = json.dumps({"acks": acks}, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode("ascii")
     digest = hmac.new(secret, b"ms/v1 ack/" + direction.encode() + b"\n" + text, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
 def sign_acks(acks: list[tuple[int, str]], key: Key | None) -> str:
     """An acknowledgement payload `{"acks": [[seq, id], ...]}`, with `kid` and `mac` when there is a key
-    (the acknowledging side's key for the way the ack travels: a site's acks go up)."""
+    (the acknowledging side's key for the way the ack travels: a site's acks go up).
+
+    The usual acks (int seqs, ids of letters and digits: ULIDs) are written as text directly: the same
+    bytes `json.dumps` writes, canonical as they are (nothing to sort or escape), so the MAC is computed
+    over that very text; anything else is encoded by `json`."""
+    if acks and all(type(s) is int and type(i) is str for s, i in acks) and (
+            (ids := "".join([i for _, i in acks])).isascii() and ids.isalnum()):
+        listed = "[" + ",".join([f'[{s},"{i}"]' for s, i in acks]) + "]"
+        if key is None:
+            return '{"acks":' + listed + "}"
+        proof = _ack_mac(key.secret, key.direction, None, ('{"acks":' + listed + "}").encode("ascii"))
+        return '{"acks":' + listed + ',"kid":' + json.dumps(key.kid) + ',"mac":"' + proof + '"}'
     data: dict[str, Any] = {"acks": [[s, i] for s, i in acks]}
     if key is not None:
         data["kid"] = key.kid

@@ -68,7 +68,7 @@ from paho.mqtt.properties import Properties
 from sitelink import envelope, sqlite, store
 from sitelink.envelope import BadEnvelope, Envelope
 from sitelink.keys import KeyFileError, Keyring
-from sitelink.messages import DIRECTION, FIELDS
+from sitelink.messages import DIRECTION, FIELDS, BadMessage
 from sitelink.store import LinkError
 
 log = logging.getLogger("sitelink")
@@ -93,6 +93,11 @@ PARTS = ("all", "receive", "send")
 # for the database, and else after this many `batch_seconds` (for writers of other processes, unseen):
 # about 4% of a long drain instead of a sixth.
 FOREIGN_WRITER_GAP_ROUNDS = 8
+# the first try to reach the broker again after a lost connection (a restart of the broker is back in
+# tens of ms): then 20, 40, 80... ms up to `reconnect_max_s`. Not 0: paho doubles it, 0 stays 0
+RECONNECT_FIRST_S = 0.01
+# how often the worker looks whether a transaction that sent messages has ended (then it publishes them)
+SEND_WATCH_S = 0.002
 
 
 class Reject(Exception):  # noqa: N818 - the seller's word: the message is rejected
@@ -130,8 +135,9 @@ class LinkConfig:
     publish_batch_bytes: int = 256_000  # ...and about this many bytes at most
     poll_interval: float = 0.05  # seconds between looks at the outbox when idle
     # longest wait between two tries to reach a broker that is down: a cheap TCP connect, and what a
-    # backlog waits at worst after the broker is back (paho doubles the wait from 0.2 s up to this)
-    reconnect_max_s: float = 0.5
+    # backlog waits at worst after the broker is back. The first try after a lost connection goes at
+    # once (10 ms), then paho doubles the wait up to this
+    reconnect_max_s: float = 0.25
     # several cloud processes: the sites' messages come through the MQTT v5 shared subscription
     # `$share/<share_group>/ms/v1/+/up` (each publish to one member); "": this link alone receives them
     share_group: str = ""
@@ -234,6 +240,10 @@ class SiteLink:
         self._failed_fast: dict[str, Exception] = {}  # a handler's failure in a round without savepoints
         self._pruned_at = 0.0
         self._others_looked_at = 0.0  # shared: when the store's next seqs were last looked at while idle
+        # connections whose open transaction sent messages (id -> connection): the worker looks at them
+        # every SEND_WATCH_S and at the outbox once one ended, instead of at the outbox on every send
+        self._open_sends: dict[int, sqlite3.Connection] = {}
+        self._version_seen = -1  # the database's data_version at the last whole round
         self.errors: list[str] = []  # the last worker errors (for status)
         self.keys = cfg.keys
         if self.keys is None and cfg.keys_file:
@@ -284,6 +294,14 @@ class SiteLink:
         elif not site:
             raise LinkError("the cloud must say which site a message goes to (site=...)")
         envs = store.enqueue_many(conn, self.role, site, messages)
+        try:
+            open_txn = conn.in_transaction
+        except sqlite3.Error:
+            open_txn = False
+        if open_txn:  # the caller's transaction: nothing to publish before it ends (the worker watches it)
+            if id(conn) in self._open_sends:
+                return envs  # watched already: no wake (a look at the outbox) per message
+            self._open_sends[id(conn)] = conn
         self._wake.set()
         return envs
 
@@ -361,9 +379,8 @@ class SiteLink:
         conn = self._open_db()
         try:
             while True:
-                (depth,) = conn.execute("SELECT COUNT(*) FROM link_outbox").fetchone()
-                if depth == 0:
-                    return True
+                if conn.execute("SELECT 1 FROM link_outbox LIMIT 1").fetchone() is None:
+                    return True  # empty (a look at one row: no count of a long outbox every 20 ms)
                 if time.monotonic() >= deadline:
                     return False
                 time.sleep(0.02)
@@ -397,7 +414,8 @@ class SiteLink:
             client.tls_set(ca_certs=cfg.tls_ca)
         client.max_inflight_messages_set(0)  # our own window limits what is in flight
         client.max_queued_messages_set(0)
-        client.reconnect_delay_set(min_delay=min(0.2, cfg.reconnect_max_s), max_delay=cfg.reconnect_max_s)
+        client.reconnect_delay_set(min_delay=min(RECONNECT_FIRST_S, cfg.reconnect_max_s),
+                                   max_delay=cfg.reconnect_max_s)
         if not member:  # a member of the share group is not the cloud's presence: the sending part is
             client.will_set(self._state_topic(), _state_payload("offline"), qos=1, retain=True)
         client.on_connect = self._on_connect
@@ -474,10 +492,17 @@ class SiteLink:
 
     def _run(self) -> None:
         more = False
+        full_at = 0.0  # when the loop last did a whole round (received, published, timers)
         while not self._stopping.is_set():
             if not more and self._queue.empty():
                 self._wake.wait(self._idle_timeout())
             self._wake.clear()
+            if (self._open_sends and not more and self._queue.empty() and self._gen_seen == self._conn_gen
+                    and time.monotonic() - full_at < self.cfg.poll_interval and self._sends_still_open()):
+                continue  # woken by sends whose transactions are still open: nothing new to publish yet
+            full_at = time.monotonic()
+            if self._open_sends:
+                self._version_seen = self._data_version()
             try:
                 batch = self._drain_queue()
                 if batch or self._old or self._raw_dead or self._pending_acks or self._has_due_work():
@@ -508,8 +533,29 @@ class SiteLink:
         while sqlite.writers_waiting(conn) and time.monotonic() < end and not self._stopping.is_set():
             time.sleep(0.001)
 
+    def _sends_still_open(self) -> bool:
+        """Whether every transaction that sent a message is still open and nothing was committed to the
+        database since the last whole round (`PRAGMA data_version`: a commit of another connection),
+        so there is nothing new to publish; the transactions that ended are forgotten."""
+        ended = False
+        for key, conn in list(self._open_sends.items()):
+            try:
+                still = conn.in_transaction
+            except (sqlite3.Error, ValueError):  # closed, or a connection of one thread only
+                still = False
+            if not still:
+                self._open_sends.pop(key, None)
+                ended = True
+        return not ended and self._data_version() == self._version_seen
+
+    def _data_version(self) -> int:
+        assert self._db is not None
+        return self._db.execute("PRAGMA data_version").fetchone()[0]
+
     def _idle_timeout(self) -> float:
         timeout = self.cfg.poll_interval
+        if self._open_sends:  # a transaction that sent: published within 2 ms of its end
+            timeout = SEND_WATCH_S
         now = time.monotonic()
         for t in self._retry_at.values():
             timeout = min(timeout, max(0.0, t - now))
@@ -640,7 +686,35 @@ class SiteLink:
             if proof is not None and self.keys.find(peer, self.inbound, proof[0]) is None:
                 self._reload_keys()
             proven = envelope.verify_batch(payload, proof, self.keys, peer, self.inbound)
+        if self.keys is not None and not proven:
+            for data in elements:
+                self._accept_one(topic, peer, data, payload if single else data, proven)
+            return
+        # no envelope needs a MAC check of its own: the usual element is taken in one tight loop (the
+        # checks of `envelope.from_dict` and `_accept_one`, inlined); anything else goes the long way
+        handlers = self._handlers
+        expected = self._expected.get(peer, 1)
+        held = self._held.setdefault(peer, {})
+        shape, signed_shape, is_ulid = envelope._SHAPE, envelope._SIGNED_SHAPE, envelope._ULID.fullmatch
+        make, item_of, check_body = envelope._envelope, _Item, envelope.check_body
         for data in elements:
+            if type(data) is dict and (data.keys() == shape or data.keys() == signed_shape):
+                msg_id, seq, msg_type, ts = data["id"], data["seq"], data["type"], data["ts"]
+                if (type(seq) is int and seq >= expected and data["site"] == peer and type(msg_type) is str
+                        and msg_type in handlers and type(ts) is str and type(msg_id) is str
+                        and is_ulid(msg_id) is not None):
+                    body = data["body"]
+                    try:
+                        check_body(msg_type, body)
+                    except BadMessage:
+                        pass  # the long way says why, with the message's id and seq
+                    else:
+                        item = item_of(peer, msg_id, seq, topic, payload if single else data,
+                                       make(msg_id, peer, seq, msg_type, ts, body), None, msg_type)
+                        waiting = held.setdefault(seq, item)
+                        if waiting is not item and waiting.id == msg_id:
+                            waiting.copies += 1  # a redelivery while the first copy waits: acked with it
+                        continue
             self._accept_one(topic, peer, data, payload if single else data, proven)
 
     def _accept_one(self, topic: str, peer: str, data: Any, payload: Any, proven: bool = False) -> None:
@@ -764,6 +838,8 @@ class SiteLink:
             inbox = store.in_inbox(conn, looked_up)
             looked = set(looked_up)
 
+            fast, handlers = not careful, self._handlers
+
             def known(item: _Item) -> bool:
                 """The id decides, whatever seq this copy carries: applied before, or just now."""
                 if item.id in seen_now:
@@ -792,6 +868,7 @@ class SiteLink:
                 acks = acks_out.setdefault(peer, [])
                 retry_at = self._retry_at
                 batch_seconds = self.cfg.batch_seconds
+                applied = 0
                 while budget > 0:
                     if time.monotonic() - now > batch_seconds:
                         # long enough holding the write lock: commit, go on next round; a gap follows
@@ -813,31 +890,44 @@ class SiteLink:
                         continue
                     if retry_at and retry_at.get(peer, 0) > now:
                         break
-                    if known(item):  # a copy of an applied message sent again under another seq
-                        outcome = "duplicate"
+                    item_id = item.id
+                    if item_id in seen_now or (item_id in inbox if item_id in looked
+                                               else store.is_in_inbox(conn, item_id)):
+                        pass  # a copy of an applied message sent again under another seq: `known`, inlined
+                    elif fast and item.reason is None and (handler := handlers.get(item.type)) is not None:
+                        # `_apply_one(careful=False)`, inlined: the usual message of a round
+                        try:
+                            handler(conn, item.env)
+                        except Exception as exc:  # noqa: BLE001 - Reject too: done again with savepoints
+                            self._failed_fast[item_id] = exc
+                            raise _Careful from None
+                        if retry_at:
+                            retry_at.pop(peer, None)
+                        seen_now.add(item_id)
+                        inbox_rows.append((item_id, peer, exp, item.type, "applied", now_wall))
+                        applied += 1
                     else:
                         outcome = self._apply_one(conn, item, careful=careful)
                         if outcome == "retry":
                             break
-                        seen_now.add(item.id)
-                        inbox_rows.append((item.id, peer, item.seq, item.type or "", outcome, now_wall))
+                        seen_now.add(item_id)
+                        inbox_rows.append((item_id, peer, exp, item.type or "", outcome, now_wall))
+                        if outcome == "applied":
+                            applied += 1
                     if item.copies:
-                        acks.extend([(item.seq, item.id)] * (1 + item.copies))
+                        acks.extend([(exp, item_id)] * (1 + item.copies))
                     else:
-                        acks.append((item.seq, item.id))
+                        acks.append((exp, item_id))
                     taken.append(exp)
                     budget -= 1
                     exp += 1
-                    if outcome == "applied":
-                        applied_count[peer] = applied_count.get(peer, 0) + 1
+                if applied:
+                    applied_count[peer] = applied
                 if exp != start:
                     new_expected[peer] = exp
                     consumed[peer] = taken
             if inbox_rows:
-                conn.executemany(
-                    "INSERT OR IGNORE INTO link_inbox(id, peer, seq, type, outcome, received_at) VALUES (?,?,?,?,?,?)",
-                    inbox_rows,
-                )
+                store.record_inbox(conn, inbox_rows)
             for peer, a, b in gaps:
                 conn.execute(
                     "INSERT INTO link_gaps(peer, from_seq, to_seq, detected_at) VALUES (?,?,?,?)",
@@ -1042,8 +1132,7 @@ class SiteLink:
                     props = Properties(PacketTypes.PUBLISH)
                     props.UserProperty = [("kid", key.kid), ("mac", envelope.batch_mac(key, data))]
                     client.publish(topic, data, qos=1, properties=props)
-                for seq, msg_id, _ in chunk:
-                    inflight[seq] = msg_id
+            inflight.update([(seq, msg_id) for seq, msg_id, _ in rows])
             self._cursor[peer] = rows[-1][0]
             if len(rows) == min(room, 1000) and len(inflight) < self.cfg.window:
                 more = True
@@ -1080,8 +1169,16 @@ class SiteLink:
 
 
 def _chunks(rows: list[tuple[int, str, str]], most: int, most_bytes: int) -> list[list[tuple[int, str, str]]]:
-    """Group outbox rows into publishes: up to `most` envelopes and about `most_bytes` each."""
+    """Group outbox rows into publishes: up to `most` envelopes and about `most_bytes` each. A run of
+    `most` rows whose payloads fit (the usual case: envelopes of a few hundred bytes) is one slice,
+    measured in one pass of `len`; the rest is grouped row by row."""
     out: list[list[tuple[int, str, str]]] = []
+    i, n = 0, len(rows)
+    while n - i >= most and sum(map(len, [r[2] for r in rows[i : i + most]])) + most <= most_bytes:
+        out.append(rows[i : i + most])
+        i += most
+    if i:
+        rows = rows[i:]
     chunk: list[tuple[int, str, str]] = []
     size = 0
     for row in rows:

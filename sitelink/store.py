@@ -149,14 +149,19 @@ def enqueue_many(
 def outbox_after(
     conn: sqlite3.Connection, peer: str, after_seq: int, limit: int
 ) -> list[tuple[int, str, str]]:
-    """Up to `limit` (seq, id, payload) of `peer`'s outbox with seq > after_seq, in order."""
-    return [
-        (row[0], row[1], row[2])
-        for row in conn.execute(
-            "SELECT seq, id, payload FROM link_outbox WHERE peer=? AND seq>? ORDER BY seq LIMIT ?",
-            (peer, after_seq, limit),
-        )
-    ]
+    """Up to `limit` (seq, id, payload) of `peer`'s outbox with seq > after_seq, in order (plain tuples
+    straight from SQLite: no `sqlite3.Row` made and taken apart per row)."""
+    return _tuples(conn).execute(
+        "SELECT seq, id, payload FROM link_outbox WHERE peer=? AND seq>? ORDER BY seq LIMIT ?",
+        (peer, after_seq, limit),
+    ).fetchall()
+
+
+def _tuples(conn: sqlite3.Connection) -> sqlite3.Cursor:
+    """A cursor of `conn` whose rows are plain tuples, whatever the connection's row factory."""
+    cur = conn.cursor()
+    cur.row_factory = None
+    return cur
 
 
 def outbox_peers(conn: sqlite3.Connection) -> list[tuple[str, int]]:
@@ -213,6 +218,22 @@ def dead_letter(
     )
 
 
+_INBOX_INSERT = "INSERT OR IGNORE INTO link_inbox(id, peer, seq, type, outcome, received_at) VALUES "
+_INBOX_ROWS = 100  # rows per statement: 600 parameters, under the 999 of SQLite before 3.32
+_INBOX_MANY = _INBOX_INSERT + ",".join(["(?,?,?,?,?,?)"] * _INBOX_ROWS)
+
+
+def record_inbox(conn: sqlite3.Connection, rows: list[tuple[str, str, int, str, str, float]]) -> None:
+    """Record received ids (id, peer, seq, type, outcome, received_at) in the inbox: a statement per 100
+    rows (one row of VALUES each) instead of one per row; an id already there stays as it is."""
+    whole = len(rows) - len(rows) % _INBOX_ROWS
+    if whole:
+        conn.executemany(_INBOX_MANY, [[v for row in rows[i : i + _INBOX_ROWS] for v in row]
+                                       for i in range(0, whole, _INBOX_ROWS)])
+    if whole < len(rows):
+        conn.executemany(_INBOX_INSERT + "(?,?,?,?,?,?)", rows[whole:])
+
+
 def in_seq(conn: sqlite3.Connection) -> dict[str, int]:
     return {row[0]: row[1] for row in conn.execute("SELECT peer, next_seq FROM link_in_seq")}
 
@@ -251,7 +272,7 @@ def in_inbox(conn: sqlite3.Connection, ids: list[str]) -> set[str]:
     found: set[str] = set()
     for i in range(0, len(ids), 500):
         chunk = ids[i : i + 500]
-        found.update(row[0] for row in conn.execute(
+        found.update(row[0] for row in _tuples(conn).execute(
             f"SELECT id FROM link_inbox WHERE id IN ({','.join('?' * len(chunk))})", chunk))
     return found
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
+import hmac
 import json
 import logging
 import sqlite3
@@ -307,3 +309,34 @@ def test_a_batch_mac_covers_every_byte_the_key_and_the_direction():
     past = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
     expired = keys.Keyring([keys.Key("site-1", "down", down.kid, down.secret, down.active_from, past)])
     assert not envelope.verify_batch(data, proof, expired, "site-1", "down")
+
+
+def test_acknowledgements_written_as_text_are_the_json_encoders_bytes_and_verify():
+    """`sign_acks` writes the usual acks (ULIDs, int seqs) as text directly: byte for byte what the JSON
+    encoder writes, MAC included; odd ids (quotes, non-ASCII, empty) still go through the encoder; a MAC
+    over one list does not hold for another."""
+    k = keys.new_key("site-1", "up")
+    ring = keys.Keyring([k])
+
+    def reference(acks, key):
+        data = {"acks": [[s, i] for s, i in acks]}
+        if key is not None:
+            text = json.dumps({"acks": data["acks"]}, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+            digest = hmac.new(key.secret, b"ms/v1 ack/up\n" + text.encode("ascii"), hashlib.sha256).digest()
+            data["kid"] = key.kid
+            data["mac"] = base64.urlsafe_b64encode(digest).decode().rstrip("=")
+        return json.dumps(data, separators=(",", ":"))
+
+    ulids = envelope.new_ids(50)
+    cases = [[(i + 1, u) for i, u in enumerate(ulids)], [(7, ulids[0])] * 3, [(10**12, ulids[1])],
+             [(1, 'a"b'), (2, ulids[2])], [(1, "Ф")], [(1, "")], [(1, "x\\y")]]
+    for acks in cases:
+        for key in (None, k):
+            text = envelope.sign_acks(acks, key)
+            assert text == reference(acks, key), acks
+            data = json.loads(text)
+            assert [tuple(a) for a in data["acks"]] == acks
+            if key is not None:
+                assert envelope.verify_acks(data, ring, "site-1", "up") is None
+                forged = {**data, "acks": data["acks"][:-1] + [[999, ulids[3]]]}
+                assert envelope.verify_acks(forged, ring, "site-1", "up") is not None

@@ -85,3 +85,20 @@ def test_the_fast_body_check_judges_every_field_kind_as_the_full_one():
             check_body(msg_type, {**body, name: None})
             with pytest.raises(BadMessage):
                 check_body(msg_type, {**body, name: wrong[kind]})
+
+
+def test_now_ts_is_the_current_moment_in_milliseconds():
+    """`now_ts` writes each second's text once: still ISO 8601 UTC with milliseconds, the moment it is
+    asked, also across a change of second."""
+    import re
+    import time
+    from datetime import UTC, datetime
+
+    for _ in range(3):
+        before = datetime.now(UTC).timestamp()
+        ts = envelope.now_ts()
+        after = datetime.now(UTC).timestamp()
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", ts)
+        at = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+        assert before - 0.001 <= at <= after
+        time.sleep(0.6)

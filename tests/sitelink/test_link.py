@@ -4,6 +4,7 @@ messages, handler failures. Each test checks that nothing is lost and nothing is
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections import Counter
 
@@ -229,6 +230,63 @@ def test_bad_messages_go_to_dead_letters_and_never_block(make_link, broker, raw,
     assert [r[1] for r in applied_rows(tmp_path / "cloud.db")] == [5, 7]
 
 
+def test_a_batch_of_odd_envelopes_is_judged_one_by_one(make_link, broker, raw, tmp_path):
+    """The receiver takes the usual envelope of a batch in one tight loop; every odd one beside it is
+    judged as on its own: a type that is no string, an unknown field, a bool where an int belongs, a copy
+    of an envelope in the same batch (applied once, acknowledged twice), a message for another site."""
+    make_link("site", site_id="site-1", handlers={"pick_task": record})
+    watcher = raw(broker, "watcher")
+    watcher.subscribe("ms/v1/site-1/ack/up")
+    sender = raw(broker, "fake-cloud")
+
+    def env(seq, **over) -> dict:
+        return {**envelope.make("site-1", seq, "pick_task", pick_body(seq)).to_dict(), **over}
+
+    first, last = env(1), env(5)
+    batch = [first, env(2, type=["pick_task"]), env(3, extra=1), first,
+             env(4, body={**pick_body(4), "lines": True}), env(5, site="site-2"), last]
+    sender.publish("ms/v1/site-1/down", json.dumps(batch))
+    wait_for(lambda: len(applied_rows(tmp_path / "site-1.db")) == 2, 10, "the good ones")
+    wait_for(lambda: len(watcher.acks()) == 6, 10, "acks")
+    assert sorted(a[0] for a in watcher.acks()) == [1, 1, 2, 3, 4, 5]
+    assert [r[1] for r in applied_rows(tmp_path / "site-1.db")] == [1, 5]
+    reasons = [d["reason"] for d in store.list_dead_letters(sqlite.connect(str(tmp_path / "site-1.db")))]
+    assert len(reasons) == 4, reasons
+    for want in ("type must be a string", "unknown fields extra", "'lines' must be list", "differs from the topic"):
+        assert sum(want in r for r in reasons) == 1, (want, reasons)
+
+
+def test_sends_in_an_open_transaction_do_not_make_the_worker_look_at_the_outbox_each(make_link, tmp_path):
+    """A send inside the caller's transaction wakes the worker once: until the transaction ends the
+    worker only watches it (and the database's data_version), instead of reading the outbox after every
+    message; once it commits, the messages go out at once (and nothing of a rolled back one)."""
+    cloud = make_link("cloud", poll_interval=0.5)  # its whole round at least every 0.5 s, whatever the load
+    site = make_link("site", site_id="site-1", handlers={"pick_task": record})
+    wait_for(lambda: cloud.connected and site.connected, 10, "connected")
+    pumps = []
+    real_pump = cloud._pump
+    cloud._pump = lambda: pumps.append(1) or real_pump()
+    conn = sqlite.connect(cloud.cfg.db_path)
+    for txn, end in ((range(0, 200), "COMMIT"), (range(200, 300), "ROLLBACK"), (range(300, 500), "COMMIT")):
+        conn.execute("BEGIN IMMEDIATE")
+        before, began = len(pumps), time.monotonic()
+        for i in txn:
+            cloud.send(conn, "pick_task", pick_body(i), site="site-1")
+            time.sleep(0.001)  # the worker gets every chance to run between sends
+        # the loop's whole round (with a look at the outbox) only every poll_interval meanwhile (it was
+        # one per send)
+        rounds = (time.monotonic() - began) / cloud.cfg.poll_interval
+        assert len(pumps) - before <= min(rounds * 1.5 + 3, len(txn) / 4), (len(pumps) - before, rounds)
+        conn.execute(end)
+    sent_at = time.monotonic()
+    wait_for(lambda: len(applied_rows(tmp_path / "site-1.db")) == 400, 10, "the committed ones")
+    assert time.monotonic() - sent_at < 5
+    assert cloud.wait_idle(10)
+    assert sorted(int(r[3][1:]) for r in applied_rows(tmp_path / "site-1.db")) == [
+        *range(0, 200), *range(300, 500)]
+    conn.close()
+
+
 def test_reject_and_failing_handlers(make_link, tmp_path):
     cloud = make_link("cloud")
     failures = Counter()
@@ -348,3 +406,26 @@ def test_slow_handlers_commit_in_short_transactions(make_link, tmp_path):
     assert cloud.wait_idle(10)
     assert_exactly_once(applied_rows(tmp_path / "site-1.db"), 120)
     assert len(set(commits_seen)) >= 5, f"applied in several short commits: {sorted(set(commits_seen))}"
+
+
+def test_publishes_group_rows_as_the_row_by_row_grouping_does():
+    """`_chunks` slices runs of rows that fit whole; the publishes are the ones a row-by-row grouping
+    makes: at most `most` envelopes, about `most_bytes` at most, a row too big for any on its own."""
+
+    def by_rows(rows, most, most_bytes):
+        out, chunk, size = [], [], 0
+        for row in rows:
+            if chunk and (len(chunk) >= most or size + len(row[2]) > most_bytes):
+                out.append(chunk)
+                chunk, size = [], 0
+            chunk.append(row)
+            size += len(row[2]) + 1
+        return out + ([chunk] if chunk else [])
+
+    rnd = random.Random(7)
+    for _ in range(300):
+        n = rnd.randint(0, 400)
+        sizes = rnd.choice([lambda: 200, lambda: rnd.randint(1, 3000), lambda: rnd.choice([10, 30_000])])
+        rows = [(k, f"id{k}", "x" * sizes()) for k in range(n)]
+        most, most_bytes = rnd.choice([1, 2, 7, 100]), rnd.choice([500, 25_000, 256_000])
+        assert link_mod._chunks(rows, most, most_bytes) == by_rows(rows, most, most_bytes)

@@ -129,3 +129,38 @@ def test_new_ids_are_distinct_ordered_ulids_of_one_moment():
     assert len({u.milliseconds for u in parsed}) == 1
     assert [int(b) - int(a) for a, b in zip(parsed, parsed[1:], strict=False)] == [1] * 2999
     assert envelope.new_ids(0) == []
+
+
+def test_new_ids_carry_this_moment_and_fresh_randomness():
+    """The ids are written without a ULID object: their time is now, their random part differs per call
+    (1 id or many), and each reads back as the same ULID."""
+    import time
+
+    firsts = set()
+    for n in (1, 1, 2, 1000) * 5:
+        before = time.time_ns() // 1_000_000
+        ids = envelope.new_ids(n)
+        after = time.time_ns() // 1_000_000
+        parsed = [ULID.from_str(i) for i in ids]
+        assert all(before <= u.milliseconds <= after for u in parsed) and [str(u) for u in parsed] == ids
+        firsts.add(ids[0][10:])
+    assert len(firsts) == 20
+
+
+def test_record_inbox_writes_every_row_once_in_statements_of_many(tmp_path):
+    """Rows go in 100 per statement and the rest one by one: every count is recorded whole; an id already
+    in the inbox keeps its first row (a copy changes nothing)."""
+    conn = sqlite.connect(tmp_path / "s.db")
+    store.ensure_schema(conn)
+    seq = 0
+    for n in (0, 1, 99, 100, 101, 250):
+        ids = envelope.new_ids(n)
+        rows = [(i, "site-1", seq + k + 1, "pick_task", "applied", 1.0) for k, i in enumerate(ids)]
+        seq += n
+        store.record_inbox(conn, rows)
+        assert store.in_inbox(conn, ids) == set(ids)
+    (total,) = conn.execute("SELECT COUNT(*) FROM link_inbox").fetchone()
+    assert total == seq == 551
+    again = conn.execute("SELECT id, peer, seq, type FROM link_inbox ORDER BY seq LIMIT 150").fetchall()
+    store.record_inbox(conn, [(r[0], r[1], r[2], r[3], "dead", 2.0) for r in again])
+    assert tuple(conn.execute("SELECT COUNT(*), SUM(outcome = 'applied') FROM link_inbox").fetchone()) == (551, 551)
