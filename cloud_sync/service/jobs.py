@@ -25,7 +25,7 @@ from cloud_sync.alerts import checks, outbox
 from cloud_sync.catalog import cards as catalog
 from cloud_sync.config import CloudConfig
 from cloud_sync.config_sections import AlertsConfig
-from cloud_sync.db import connect, transaction
+from cloud_sync.db import connect, is_postgres, transaction
 from cloud_sync.leases import Leases
 from cloud_sync.money import price_docs, price_reads, price_rules, price_sources, reports
 from cloud_sync.orders import (
@@ -46,6 +46,7 @@ log = logging.getLogger("cloud_sync.service.jobs")
 
 JobFn = Callable[[sqlite3.Connection], Any]
 REPORT_BUILDS_S = 0.5  # how soon a report asked for on the page starts building
+STORE_RETRY_S = 2.0  # a store that did not answer a job thread is asked again after this
 SELDOM_S = 30.0  # a job this seldom keeps its last run in its lease: a process taking it over waits its turn
 
 
@@ -236,15 +237,35 @@ class Jobs:
                 job.thread.join(timeout)
 
     def _loop(self, job: Job) -> None:
-        conn = connect(self.db_path)
+        """The job's thread. On SQLite it keeps one connection of the file for its life; on PostgreSQL it
+        gives its connection back to the pool whenever it waits, so a seller's cloud holds about as many
+        server connections as jobs run at the same moment, not one per job (40 accounts: ~200 jobs; a
+        server's default max_connections is 100)."""
+        give_back = is_postgres(self.db_path)
+        conn: sqlite3.Connection | None = None
+
+        def rest(seconds: float) -> None:
+            nonlocal conn
+            if give_back and conn is not None:
+                conn.close()
+                conn = None
+            self._stop.wait(seconds)
+
         try:
             while not self._stop.is_set():
+                if conn is None:
+                    try:
+                        conn = connect(self.db_path)
+                    except sqlite3.Error as exc:  # the server is down: the job looks again later
+                        log.warning("job %s: the store did not answer: %s", job.name, exc)
+                        self._stop.wait(min(job.every_s, STORE_RETRY_S))
+                        continue
                 if self.leases is not None:
                     was_here = job.here
                     if not self._leased(conn, job):
-                        self._stop.wait(self.leases.check_s)  # another process runs it: look again soon
+                        rest(self.leases.check_s)  # another process runs it: look again soon
                         continue
-                    if not was_here and self._wait_its_turn(conn, job):
+                    if not was_here and self._wait_its_turn(conn, job, rest):
                         continue  # the lease is looked at again after the wait
                 started = time.monotonic()
                 try:
@@ -264,9 +285,10 @@ class Jobs:
                 job.last_run = time.time()
                 if self.leases is not None and job.every_s >= SELDOM_S:
                     self._ran(conn, job)
-                self._stop.wait(max(0.0, job.every_s - (time.monotonic() - started)))
+                rest(max(0.0, job.every_s - (time.monotonic() - started)))
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()
 
     def _leased(self, conn: sqlite3.Connection, job: Job) -> bool:
         """Whether this process runs the job now (its lease; a database too busy to say: not now)."""
@@ -281,7 +303,7 @@ class Jobs:
         job.here = here
         return here
 
-    def _wait_its_turn(self, conn: sqlite3.Connection, job: Job) -> bool:
+    def _wait_its_turn(self, conn: sqlite3.Connection, job: Job, rest: Callable[[float], None]) -> bool:
         """A seldom job just taken over from another process waits its interval from that process's last
         run (a reconciliation is not run again because its process changed); True when it waited."""
         if job.every_s < SELDOM_S:
@@ -293,7 +315,7 @@ class Jobs:
         wait = 0.0 if last is None else last + job.every_s - time.time()
         if wait <= 0:
             return False
-        self._stop.wait(min(wait, job.every_s))
+        rest(min(wait, job.every_s))
         return True
 
     def _ran(self, conn: sqlite3.Connection, job: Job) -> None:

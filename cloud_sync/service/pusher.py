@@ -13,7 +13,7 @@ import threading
 import time
 
 from cloud_sync.config import CloudConfig
-from cloud_sync.db import connect
+from cloud_sync.db import connect, is_postgres
 from cloud_sync.leases import Leases
 from cloud_sync.service.accounts import AccountAdapters
 from cloud_sync.stock import push as stock_push
@@ -129,14 +129,22 @@ class Pusher:
             self._stop.wait(0.001)
 
     def _send_loop(self, account: str) -> None:
-        conn = connect(self.db_path)
+        """The account's sender. On PostgreSQL its connection goes back to the pool while it waits (a seller
+        with 40 accounts would hold 40 server connections per process for nothing: cloud_sync.service.jobs)."""
+        give_back = is_postgres(self.db_path)
+        conn: sqlite3.Connection | None = None
         ev = self._account_wake[account]
         wait = self.tick_s
         try:
             while not self._stop.is_set():
+                if give_back and conn is not None:
+                    conn.close()
+                    conn = None
                 ev.wait(wait)
                 ev.clear()
                 try:
+                    if conn is None:
+                        conn = connect(self.db_path)
                     if not self._here(conn, f"stock-push:{account}"):
                         wait = self.leases.check_s if self.leases else 1.0
                         continue
@@ -156,4 +164,5 @@ class Pusher:
                     self.errors.append(f"{account}: {exc}")
                     self._stop.wait(1.0)
         finally:
-            conn.close()
+            if conn is not None:
+                conn.close()

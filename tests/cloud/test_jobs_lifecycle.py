@@ -57,3 +57,39 @@ def test_stop_while_jobs_are_being_added_never_fails(tmp_path):
         jobs.stop()
         t.join()
         assert all(job.thread is None or not job.thread.is_alive() for job in jobs.jobs)
+
+
+def test_job_threads_on_postgresql_hold_server_connections_only_while_they_run(tmp_path, cluster, monkeypatch):
+    """A seller with 40 accounts has ~200 jobs; one server connection held by each for its life filled a
+    PostgreSQL server's default 100 connections with one process (bench/scale.py saw 511 backends for three).
+    Each job gives its connection back to the pool while it waits: the server sees about as many as run at once."""
+    import psycopg
+
+    from cloud_sync import pg
+    from cloud_sync.db import TEST_URL_ENV
+
+    monkeypatch.setenv(TEST_URL_ENV, cluster.url)  # the store's path is a schema of this cluster
+    jobs = _jobs(tmp_path)
+    runs = [0] * 60
+    for i in range(60):
+        def run(conn, i: int = i) -> None:
+            conn.execute("SELECT COUNT(*) FROM orders").fetchone()
+            runs[i] += 1
+        jobs.add(f"job-{i}", 0.5, run)
+
+    def backends() -> int:
+        with psycopg.connect(cluster.url, autocommit=True) as raw:
+            return raw.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+                               " AND pid <> pg_backend_pid()").fetchone()[0]
+
+    jobs.start()
+    try:
+        deadline = time.monotonic() + 30
+        while min(runs) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert min(runs) >= 3  # every job ran, again and again
+        seen = max(backends() for _ in range(10))
+        assert seen <= pg.POOL_MAX, seen  # 60 jobs: not one held connection each (61 on the code before)
+    finally:
+        jobs.stop()
+        pg.close_pools()
