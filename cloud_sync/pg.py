@@ -41,8 +41,8 @@ them to a query builder would touch every one of them; here they stay as they ar
   every later call an error, as sqlite3's). A wrapper dropped without `close()` gives its connection back
   when collected. A pool keeps at most `POOL_MAX` connections, closes one idle for `POOL_IDLE_S`, and
   at most `POOLS_MAX` pools live in a process (the least recently used is closed: tests open a schema
-  per test). When all `POOL_MAX` are lent (the service's job threads hold one each for their whole
-  life), or the pool has nothing to give within `POOL_WAIT_S` (the server is down), a connection of its
+  per test). The service's job threads and stock senders give theirs back while they wait
+  (`cloud_sync.service.jobs`). When all `POOL_MAX` are lent, or the pool has nothing to give within `POOL_WAIT_S` (the server is down), a connection of its
   own is opened instead, at once (and a down server is still said in words without the password). `pooling = False` switches it off (the benches' baseline).
 
 Rows are `Row`s: by index and by name, `keys()`, `dict(row)` — as `sqlite3.Row`. Integers are sent as
