@@ -57,7 +57,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -93,6 +93,9 @@ PARTS = ("all", "receive", "send")
 # for the database, and else after this many `batch_seconds` (for writers of other processes, unseen):
 # about 4% of a long drain instead of a sixth.
 FOREIGN_WRITER_GAP_ROUNDS = 8
+# a keyed round takes one lock per key (PostgreSQL's lock table holds max_locks_per_transaction x connections
+# in all): a round wider than this is an ordinary one
+MAX_ROUND_KEYS = 512
 
 
 class Reject(Exception):  # noqa: N818 - the seller's word: the message is rejected
@@ -201,6 +204,9 @@ class SiteLink:
         self.inbound = "up" if cfg.role == "cloud" else "down"  # the stream we receive
         self.outbound = "down" if cfg.role == "cloud" else "up"  # the stream we send
         self._handlers: dict[str, Handler] = {}
+        self._keys_of: dict[str, Callable[[Envelope], Iterable[str] | None]] = {}
+        self.keyed_rounds = 0  # rounds applied in a keyed transaction, and those done again in an ordinary one
+        self.keyed_gave_way = 0
         self._queue: queue.SimpleQueue[tuple[str, bytes, Any]] = queue.SimpleQueue()
         self._client: mqtt.Client | None = None
         self._thread: threading.Thread | None = None
@@ -249,7 +255,8 @@ class SiteLink:
 
     # ------------------------------------------------------------ public API
 
-    def on(self, msg_type: str, handler: Handler) -> None:
+    def on(self, msg_type: str, handler: Handler, *, keys: Callable[[Envelope], Iterable[str] | None] | None = None
+           ) -> None:
         """Register the handler applying received messages of `msg_type` (one per type), before start():
         a message of a type with no handler is dead-lettered.
 
@@ -258,7 +265,13 @@ class SiteLink:
         `send(conn, ...)` (the answer commits with the change). Raise `Reject(reason)` for a message
         that can never apply. A handler may run more than once for one message (after its own failure,
         or when the transaction fails to commit), so anything it does outside the database should be
-        idempotent or done after the commit."""
+        idempotent or done after the commit.
+
+        `keys(env)`: the keys (`sitelink.sqlite.transaction`) the handler's writes for `env` stay within (None:
+        it may need more). A round whose every message has keys is applied in a keyed transaction of those
+        keys and each sender's (`link:<peer>`); a handler that finds it needs more raises `NeedsExclusive`
+        (`sqlite.need`) and the round is done again in an ordinary transaction. Without `keys` (or on
+        SQLite) every round is an ordinary write transaction."""
         if self._thread is not None:
             raise LinkError("register handlers before start(): queued messages arrive at once")
         if msg_type not in FIELDS:
@@ -266,6 +279,10 @@ class SiteLink:
         if DIRECTION[msg_type] != self.inbound:
             raise LinkError(f"{msg_type!r} goes {DIRECTION[msg_type]}: the {self.role} never receives it")
         self._handlers[msg_type] = handler
+        if keys is not None:
+            self._keys_of[msg_type] = keys
+        else:
+            self._keys_of.pop(msg_type, None)
 
     def send(
         self, conn: sqlite3.Connection, msg_type: str, body: dict[str, Any], site: str | None = None
@@ -724,14 +741,49 @@ class SiteLink:
         (inbox rows, acks, the next seq expected) is kept in memory only after the commit, so the second
         try starts from the same state (handlers may run twice, as `on` says); the handler that failed is
         not called again in the second try: its failure stands (it counts as one attempt)."""
+        keys = self._round_keys()
+        if keys is not None:
+            try:
+                self._apply_both(keys)
+                self.keyed_rounds += 1
+                return
+            except sqlite.NeedsExclusive:
+                self.keyed_gave_way += 1  # rolled back whole: done again below as an ordinary transaction
+        self._apply_both(None)
+
+    def _apply_both(self, keys: frozenset[str] | None) -> None:
         self._failed_fast = {}
         try:
-            self._apply_round(careful=False)
-        except _Careful:
-            self._apply_round(careful=True)  # the failed handler is not called again: its failure counts
-        self._failed_fast = {}
+            try:
+                self._apply_round(careful=False, keys=keys)
+            except _Careful:
+                self._apply_round(careful=True, keys=keys)  # the failed handler is not called again
+        finally:
+            self._failed_fast = {}
 
-    def _apply_round(self, careful: bool) -> None:
+    def _round_keys(self) -> frozenset[str] | None:
+        """The keys of a keyed round (see `on`), or None: an ordinary one. Every message this round may apply
+        (held or late) must have keys; acknowledgements and states to write make it ordinary."""
+        if not self._keys_of or self._pending_acks or self._pending_state:
+            return None
+        keys = {f"link:{peer}" for peer in self._peer_heard}
+        for item in [*self._old, *(i for held in self._held.values() for i in held.values())]:
+            keys.add(f"link:{item.peer}")
+            if item.env is None or item.reason is not None:
+                continue  # a dead letter: an insert of its own
+            fn = self._keys_of.get(item.env.type)
+            if fn is None:
+                return None
+            try:
+                more = fn(item.env)
+            except Exception:  # noqa: BLE001 - a body the handler will refuse: its round is an ordinary one
+                return None
+            if more is None:
+                return None
+            keys.update(more)
+        return frozenset(keys) if len(keys) <= MAX_ROUND_KEYS else None
+
+    def _apply_round(self, careful: bool, keys: frozenset[str] | None = None) -> None:
         conn = self._db
         assert conn is not None
         now_wall = time.time()
@@ -749,7 +801,7 @@ class SiteLink:
         pending_state = self._pending_state
         budget = self.cfg.batch
         self._more_to_apply = False
-        with sqlite.transaction(conn):
+        with sqlite.transaction(conn, keys=keys):
             if self.cfg.share_group:
                 self._follow_others(conn, now)  # appends to self._old (the list `old` is)
             for peer, acks in pending_acks.items():
@@ -933,6 +985,8 @@ class SiteLink:
         if not careful:
             try:
                 handler(conn, env)
+            except sqlite.NeedsExclusive:
+                raise
             except Exception as exc:  # noqa: BLE001 - Reject too: done again with a savepoint per message
                 self._failed_fast[item.id] = exc
                 raise _Careful from None
@@ -945,6 +999,8 @@ class SiteLink:
             if failed is not None:
                 raise failed
             handler(conn, env)
+        except sqlite.NeedsExclusive:
+            raise
         except Reject as exc:
             conn.execute("ROLLBACK TO link_msg")
             conn.execute("RELEASE link_msg")
