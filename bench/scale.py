@@ -49,7 +49,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psycopg  # noqa: E402
-from lib.sites import delta, fill_outbox, outbox_depth, start_child, stop_child  # noqa: E402
+from lib.sites import LINKS_PER_PROCESS, delta, fill_outbox, outbox_depth, spawn_child, stop_child, wait_ready  # noqa: E402
 
 from cloud_sync.config import load_config  # noqa: E402
 from cloud_sync.db import connect  # noqa: E402
@@ -66,7 +66,6 @@ MARKETPLACES = {"wildberries": "wb", "ozon": "ozon", "yandex_market": "ym", "meg
 GROUP = "ms-cloud"
 ITEMS = 40  # cards per sandbox cabinet = the demo catalog's items
 TIME_SCALE = 10.0  # the marketplaces' limits 10 times faster (as bench/oversell.py)
-SITES_PER_PROCESS = 250
 
 
 # ---------------------------------------------------------------- the sandboxes' process
@@ -210,8 +209,11 @@ class Phase:
 
     def connect_sites(self) -> None:
         cfgs = [self.site_cfg(s) for s in self.sites]
-        for i in range(0, len(cfgs), SITES_PER_PROCESS):
-            self.site_procs.append(start_child({"role": "sites", "links": cfgs[i:i + SITES_PER_PROCESS]}))
+        procs = [spawn_child({"role": "sites", "links": cfgs[i:i + LINKS_PER_PROCESS]})
+                 for i in range(0, len(cfgs), LINKS_PER_PROCESS)]
+        self.site_procs.extend(procs)
+        for p in procs:  # all connecting at once
+            wait_ready(p)
 
     def disconnect_sites(self) -> None:
         for p in self.site_procs:
@@ -354,7 +356,7 @@ def main() -> None:
     print(f"{args.sites} sites x {args.per_site} changes, 4 marketplaces x {args.accounts} accounts x "
           f"{args.orders} orders; load average before: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}", flush=True)
     t0 = time.monotonic()
-    with Cluster() as cluster:
+    with Cluster(max_connections=1000) as cluster:  # 3 processes x (a connection per job thread + pools)
         print(f"PostgreSQL: a throwaway cluster on 127.0.0.1:{cluster.port} ({cluster.dir})", flush=True)
         try:
             one_p = run_phase(1, args, cluster)

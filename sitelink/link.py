@@ -255,8 +255,7 @@ class SiteLink:
 
     # ------------------------------------------------------------ public API
 
-    def on(self, msg_type: str, handler: Handler, *, keys: Callable[[Envelope], Iterable[str] | None] | None = None
-           ) -> None:
+    def on(self, msg_type: str, handler: Handler) -> None:
         """Register the handler applying received messages of `msg_type` (one per type), before start():
         a message of a type with no handler is dead-lettered.
 
@@ -265,13 +264,7 @@ class SiteLink:
         `send(conn, ...)` (the answer commits with the change). Raise `Reject(reason)` for a message
         that can never apply. A handler may run more than once for one message (after its own failure,
         or when the transaction fails to commit), so anything it does outside the database should be
-        idempotent or done after the commit.
-
-        `keys(env)`: the keys (`sitelink.sqlite.transaction`) the handler's writes for `env` stay within (None:
-        it may need more). A round whose every message has keys is applied in a keyed transaction of those
-        keys and each sender's (`link:<peer>`); a handler that finds it needs more raises `NeedsExclusive`
-        (`sqlite.need`) and the round is done again in an ordinary transaction. Without `keys` (or on
-        SQLite) every round is an ordinary write transaction."""
+        idempotent or done after the commit."""
         if self._thread is not None:
             raise LinkError("register handlers before start(): queued messages arrive at once")
         if msg_type not in FIELDS:
@@ -279,10 +272,14 @@ class SiteLink:
         if DIRECTION[msg_type] != self.inbound:
             raise LinkError(f"{msg_type!r} goes {DIRECTION[msg_type]}: the {self.role} never receives it")
         self._handlers[msg_type] = handler
-        if keys is not None:
-            self._keys_of[msg_type] = keys
-        else:
-            self._keys_of.pop(msg_type, None)
+
+    def keys_for(self, msg_type: str, keys: Callable[[Envelope], Iterable[str] | None]) -> None:
+        """`keys(env)`: the keys (`sitelink.sqlite.transaction`) the handler's writes for a message of `msg_type`
+        stay within (None: it may need more). A round whose every message has keys is applied in a keyed
+        transaction of those keys and each sender's (`link:<peer>`); a handler that finds it needs more
+        raises `NeedsExclusive` (`sqlite.need`) and the round is done again in an ordinary transaction.
+        Without keys (and always on SQLite) a round is an ordinary write transaction."""
+        self._keys_of[msg_type] = keys
 
     def send(
         self, conn: sqlite3.Connection, msg_type: str, body: dict[str, Any], site: str | None = None

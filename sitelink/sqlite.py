@@ -133,10 +133,12 @@ def transaction(conn: sqlite3.Connection, *, immediate: bool = True,
     `keys`: the writes stay within these named parts of the store (see the module doc); on a connection that
     can take them (`begin_keyed`: PostgreSQL's) the transaction is keyed, elsewhere it is BEGIN IMMEDIATE."""
     if conn.in_transaction:
-        if keys is not None:
-            need(conn, *keys)
-        else:
+        if keys is None:
             need(conn)
+        else:
+            keys = tuple(keys)
+            if keys:  # no keys: a single atomic statement, needing no more than the store's lock shared
+                need(conn, *keys)
         yield conn
         return
     begin_keyed = getattr(conn, "begin_keyed", None) if keys is not None else None

@@ -70,6 +70,8 @@ def ingest(conn: sqlite3.Connection, cfg: CloudConfig, orders: Iterable[Order], 
     dirty: set[str] = set()
     # earliest deadline first: within a batch too, an order never takes stock a more urgent one needs
     timed = [_Timed(o) for o in orders]
+    if not timed:
+        return result  # a poll that found nothing: no write transaction
     timed.sort(key=lambda t: t.deadline)
     with transaction(conn):
         batch = _Batch(conn, cfg, [t.order for t in timed])
@@ -520,20 +522,24 @@ def refresh_statuses(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Market
         f" ({','.join('?' * len(OPEN_STAGES))}) ORDER BY updated_ts LIMIT ?",
         (adapter.account, *OPEN_STAGES, limit)).fetchall()
     changed = 0
+    same: list[tuple[float, int]] = []  # read again unchanged: their turn moves back, all in one transaction
     for r in rows:
         try:
             o = adapter.get_order(r["native_id"])
         except MarketplaceError as exc:
             log.warning("status of %s: %s", r["native_id"], exc)
             continue
+        if (o.native_status, o.native_substatus) == (r["native_status"], r["native_substatus"]):
+            same.append((time.time(), r["id"]))
+            continue
         with transaction(conn):
-            if (o.native_status, o.native_substatus) != (r["native_status"], r["native_substatus"]):
-                try:
-                    update_native_status(conn, cfg, r["id"], o.native_status, o.native_substatus, link=link)
-                except OrderError as exc:  # said in the log, the order left as it was
-                    log.warning("%s", exc)
-                    continue
-                changed += 1
-            else:
-                conn.execute("UPDATE orders SET updated_ts=? WHERE id=?", (time.time(), r["id"]))
+            try:
+                update_native_status(conn, cfg, r["id"], o.native_status, o.native_substatus, link=link)
+            except OrderError as exc:  # said in the log, the order left as it was
+                log.warning("%s", exc)
+                continue
+            changed += 1
+    if same:
+        with transaction(conn):
+            conn.executemany("UPDATE orders SET updated_ts=? WHERE id=?", same)
     return changed

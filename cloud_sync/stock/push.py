@@ -91,38 +91,47 @@ def share_of(total: int, position: int, parts: int) -> int:
     return total // parts + (1 if position < total % parts else 0)
 
 
+PLAN_CHUNK = 100  # dirty items recomputed per write transaction
+
+
 def plan(conn: sqlite3.Connection, cfg: CloudConfig, *, items: Iterable[str] | None = None,
          now: float | None = None, limit: int = 5000, cause: str = "source") -> Planned:
     """Recompute the published numbers of dirty items (or of `items`, for `cause`) into the push queue."""
     now = time.time() if now is None else now
     out = Planned()
-    with transaction(conn):
-        if items is None:
-            dirty = conn.execute("SELECT item_id, cause, ts FROM stock_dirty ORDER BY cause='order' DESC, ts LIMIT ?",
-                                 (limit,)).fetchall()
-            todo = [(r[0], r[1], r[2]) for r in dirty]
-        else:
-            todo = [(i, cause, now) for i in items]
+    if items is None:  # read without the write lock; each chunk's rows are deleted only as they were read
+        dirty = conn.execute("SELECT item_id, cause, ts FROM stock_dirty ORDER BY cause='order' DESC, ts LIMIT ?",
+                             (limit,)).fetchall()
+        todo = [(r[0], r[1], r[2]) for r in dirty]
+        if not todo:
+            return out  # nothing dirty: no write transaction
+        chunks = [todo[i:i + PLAN_CHUNK] for i in range(0, len(todo), PLAN_CHUNK)]
+    else:
+        chunks = [[(i, cause, now) for i in items]]
+    for chunk in chunks:
+        # a chunk per transaction: a backlog of thousands of items does not hold the store's writer lock for
+        # seconds (other writers get their turn between chunks)
         wh_cache: dict[str, dict[str, tuple[str, int, int]]] = {}
-        for item_id, cause, origin in todo:
-            out.items += 1
-            for c in catalog.cards_of_item(conn, item_id):
-                settings = cfg.accounts.get(c.account)
-                if settings is None or not settings.enabled:
-                    continue
-                if c.account not in wh_cache:
-                    wh_cache[c.account] = split(warehouses.account_warehouses(conn, cfg, c.account))
-                totals: dict[str, int] = {}
-                for mp_wh, (own, position, parts) in wh_cache[c.account].items():
-                    if own not in totals:
-                        totals[own] = quantity_for(conn, cfg, c, own)
-                    qty = share_of(totals[own], position, parts)
-                    if _enqueue(conn, cfg, c, mp_wh, qty, cause, origin, now):
-                        out.queued += 1
-                    else:
-                        out.unchanged += 1
-        if items is None and todo:
-            conn.executemany("DELETE FROM stock_dirty WHERE item_id=? AND ts=?", [(i, t) for i, _, t in todo])
+        with transaction(conn):
+            for item_id, cause_of, origin in chunk:
+                out.items += 1
+                for c in catalog.cards_of_item(conn, item_id):
+                    settings = cfg.accounts.get(c.account)
+                    if settings is None or not settings.enabled:
+                        continue
+                    if c.account not in wh_cache:
+                        wh_cache[c.account] = split(warehouses.account_warehouses(conn, cfg, c.account))
+                    totals: dict[str, int] = {}
+                    for mp_wh, (own, position, parts) in wh_cache[c.account].items():
+                        if own not in totals:
+                            totals[own] = quantity_for(conn, cfg, c, own)
+                        qty = share_of(totals[own], position, parts)
+                        if _enqueue(conn, cfg, c, mp_wh, qty, cause_of, origin, now):
+                            out.queued += 1
+                        else:
+                            out.unchanged += 1
+            if items is None:
+                conn.executemany("DELETE FROM stock_dirty WHERE item_id=? AND ts=?", [(i, t) for i, _, t in chunk])
     return out
 
 
@@ -283,8 +292,13 @@ def send_account(conn: sqlite3.Connection, cfg: CloudConfig, account: str, adapt
     owner = owner or leases.me()
     out = Sent(account)
     guard(conn, cfg, account, now)
-    with transaction(conn):  # claimed, so no other cloud process sends the same push (cloud_sync.leases)
-        free = leases.unclaimed(now)
+    free = leases.unclaimed(now)
+    if conn.execute(f"SELECT 1 FROM stock_push_queue WHERE account=? AND state='pending' AND next_try<=? AND {free[0]}"
+                    " LIMIT 1", (account, now, *free[1])).fetchone() is None:
+        return out  # nothing due: no write transaction (what is queued meanwhile is read next round)
+    # claimed, so no other cloud process sends the same push (cloud_sync.leases); the account's own key: the
+    # queue rows read and claimed are the account's, and anything else writing them is an ordinary transaction
+    with transaction(conn, keys=push_keys(account)):
         top = conn.execute("SELECT MIN(priority) FROM stock_push_queue WHERE account=? AND state='pending'"
                            f" AND next_try<=? AND {free[0]}", (account, now, *free[1])).fetchone()[0]
         if top is None:
@@ -323,9 +337,15 @@ def send_account(conn: sqlite3.Connection, cfg: CloudConfig, account: str, adapt
     return out
 
 
+def push_keys(account: str) -> tuple[str]:
+    """The key of a sender's own transactions (`send_account`): its account's queued and published rows and
+    push counts (the items it marks dirty are written at COMMIT, see cloud_sync.stock.ledger)."""
+    return (f"push:{account}",)
+
+
 def _unclaim(conn: sqlite3.Connection, account: str, rows: list, owner: str) -> None:
     try:
-        with transaction(conn):
+        with transaction(conn, keys=push_keys(account)):
             for r in rows:
                 leases.unclaim(conn, "stock_push_queue", {"account": account, "card_id": r["card_id"],
                                                           "warehouse_id": r["warehouse_id"]}, owner=owner)
@@ -335,8 +355,8 @@ def _unclaim(conn: sqlite3.Connection, account: str, rows: list, owner: str) -> 
 
 def _outcome(conn: sqlite3.Connection, cfg: CloudConfig, account: str, rows: list, results: dict,
              call_error: MarketplaceError | None, done: float, owner: str, out: Sent) -> None:
-    """The pushes' results recorded, and their claims cleared, in one transaction."""
-    with transaction(conn):
+    """The pushes' results recorded, and their claims cleared, in one transaction (the account's key)."""
+    with transaction(conn, keys=push_keys(account)):
         for r in rows:
             leases.unclaim(conn, "stock_push_queue", {"account": account, "card_id": r["card_id"],
                                                       "warehouse_id": r["warehouse_id"]}, owner=owner)
