@@ -29,8 +29,24 @@ them to a query builder would touch every one of them; here they stay as they ar
   domain relies on it (it reads, decides, then writes). Here `BEGIN IMMEDIATE` is `BEGIN` plus
   `pg_advisory_xact_lock(<the schema's key>)`: the same one-writer-at-a-time rule per database (schema),
   across processes and hosts, released at COMMIT/ROLLBACK. Its cost: write transactions of one tenant do
-  not run in parallel (as today on SQLite), reads never wait for it, and a lease's conditional UPDATE needs
-  nothing more.
+  not run in parallel (as on SQLite), reads never wait for it.
+* **Keyed transactions** (a reader-writer scheme on the same advisory locks): a hot path whose writes stay
+  within known parts of the store opts in with `sitelink.sqlite.transaction(conn, keys=[...])`; here that is
+  BEGIN, the schema's writer lock taken SHARED (`pg_advisory_xact_lock_shared`), then one EXCLUSIVE advisory
+  lock per key (`key_lock`), in the order of their numbers, all at BEGIN (so keyed transactions never wait
+  for each other in a circle). Keyed transactions of different keys run at once; two of one key one after the
+  other; every ordinary BEGIN IMMEDIATE (the default, unchanged) takes the writer lock EXCLUSIVE and so
+  still excludes them all, and a keyed one queued behind it waits for it (PostgreSQL grants in order). A
+  write inside a keyed transaction that its keys do not cover says so (`sitelink.sqlite.need`, called by the
+  domain's write functions: a stock level, a reservation, a waiting order served) and raises
+  `NeedsExclusive`: the caller rolls back and does the work again in an ordinary transaction. Rows that
+  keyed transactions of different keys share (an item's stock level raised by two sites, an item's dirty
+  mark) are written at COMMIT (`defer`; a savepoint rolled back drops what it deferred), each in one atomic
+  statement, in key order, after all other writes. Who opts in: the lease bookkeeping (`cloud_sync.leases`:
+  one-statement writes, no key, or `leases`), each account's stock sender (`push:<account>`), and the
+  cloud's site link for a round of `stock_delta`s that only add units (`link:<site>` and the site's
+  source row; `cloud_sync.stock.ledger`). `keys=()` is a keyed transaction with no key of its own: for one
+  atomic statement whose row lock decides (a lease, a claim). On SQLite the same calls are BEGIN IMMEDIATE.
 
 * **Connection pool**: psycopg_pool (psycopg's own pool library). `connect` draws the connections of one
   (url, schema) from a pool of that pair and `Connection.close()` gives them back, so a web request (one

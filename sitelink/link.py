@@ -95,7 +95,7 @@ PARTS = ("all", "receive", "send")
 FOREIGN_WRITER_GAP_ROUNDS = 8
 # a keyed round takes one lock per key (PostgreSQL's lock table holds max_locks_per_transaction x connections
 # in all): a round wider than this is an ordinary one
-MAX_ROUND_KEYS = 512
+MAX_ROUND_KEYS = 256
 
 
 class Reject(Exception):  # noqa: N818 - the seller's word: the message is rejected
@@ -738,34 +738,36 @@ class SiteLink:
         (inbox rows, acks, the next seq expected) is kept in memory only after the commit, so the second
         try starts from the same state (handlers may run twice, as `on` says); the handler that failed is
         not called again in the second try: its failure stands (it counts as one attempt)."""
-        keys = self._round_keys()
-        if keys is not None:
+        keyed = self._round_keys()
+        if keyed is not None:
             try:
-                self._apply_both(keys)
+                self._apply_both(*keyed)
                 self.keyed_rounds += 1
                 return
             except sqlite.NeedsExclusive:
                 self.keyed_gave_way += 1  # rolled back whole: done again below as an ordinary transaction
-        self._apply_both(None)
+        self._apply_both(None, None)
 
-    def _apply_both(self, keys: frozenset[str] | None) -> None:
+    def _apply_both(self, keys: frozenset[str] | None, peers: frozenset[str] | None) -> None:
         self._failed_fast = {}
         try:
             try:
-                self._apply_round(careful=False, keys=keys)
+                self._apply_round(careful=False, keys=keys, peers=peers)
             except _Careful:
-                self._apply_round(careful=True, keys=keys)  # the failed handler is not called again
+                self._apply_round(careful=True, keys=keys, peers=peers)  # the failed handler is not called again
         finally:
             self._failed_fast = {}
 
-    def _round_keys(self) -> frozenset[str] | None:
-        """The keys of a keyed round (see `on`), or None: an ordinary one. Every message this round may apply
-        (held or late) must have keys; acknowledgements and states to write make it ordinary."""
+    def _round_keys(self) -> tuple[frozenset[str], frozenset[str] | None] | None:
+        """The keys of a keyed round (see `keys_for`) and the senders it applies (None: all), or None: an
+        ordinary round. Every message of a sender the round takes (held or late) must have keys; a round
+        takes senders (late copies' first) while their keys stay within `MAX_ROUND_KEYS`, the others wait for
+        the next round. Acknowledgements and states to write make it ordinary."""
         if not self._keys_of or self._pending_acks or self._pending_state:
             return None
-        keys = {f"link:{peer}" for peer in self._peer_heard}
+        per_peer: dict[str, set[str]] = {}
         for item in [*self._old, *(i for held in self._held.values() for i in held.values())]:
-            keys.add(f"link:{item.peer}")
+            keys = per_peer.setdefault(item.peer, {f"link:{item.peer}"})
             if item.env is None or item.reason is not None:
                 continue  # a dead letter: an insert of its own
             fn = self._keys_of.get(item.env.type)
@@ -778,9 +780,22 @@ class SiteLink:
             if more is None:
                 return None
             keys.update(more)
-        return frozenset(keys) if len(keys) <= MAX_ROUND_KEYS else None
+        for peer in self._peer_heard:
+            per_peer.setdefault(peer, {f"link:{peer}"})
+        taken: set[str] = set()
+        peers: set[str] = set()
+        for peer, keys in per_peer.items():
+            if len(taken | keys) > MAX_ROUND_KEYS:
+                continue
+            taken |= keys
+            peers.add(peer)
+        if not peers:
+            return None
+        return frozenset(taken), (None if len(peers) == len(per_peer) else frozenset(peers))
 
-    def _apply_round(self, careful: bool, keys: frozenset[str] | None = None) -> None:
+    def _apply_round(self, careful: bool, keys: frozenset[str] | None = None,
+                     peers: frozenset[str] | None = None) -> None:
+        """One round in one transaction; `keys`: a keyed one (`_round_keys`) of these `peers` only (None: all)."""
         conn = self._db
         assert conn is not None
         now_wall = time.time()
@@ -819,7 +834,12 @@ class SiteLink:
                     return True
                 return item.id in inbox if item.id in looked else store.is_in_inbox(conn, item.id)
 
+            later: list[_Item] = []  # late copies of senders this round does not take
+            skipped = False  # a sender this round does not take has a message to apply next
             for item in old:
+                if peers is not None and item.peer not in peers:
+                    later.append(item)
+                    continue
                 if not known(item):
                     seen_now.add(item.id)
                     outcome = self._apply_one(conn, item, late=True, careful=careful)
@@ -833,6 +853,9 @@ class SiteLink:
                 # a held message another member applied first may carry its copies (each is acked too)
                 acks_out.setdefault(item.peer, []).extend([(item.seq, item.id)] * (1 + item.copies))
             for peer, held in self._held.items():
+                if peers is not None and peer not in peers:
+                    skipped = skipped or self._expected.get(peer, 1) in held
+                    continue
                 if not held or budget <= 0:
                     continue
                 exp = self._expected.get(peer, 1)
@@ -901,17 +924,20 @@ class SiteLink:
                 )
             for peer, count in late_applied.items():
                 conn.execute("UPDATE link_in_seq SET applied = applied + ? WHERE peer = ?", (count, peer))
+            heard_later = {p: t for p, t in self._peer_heard.items() if peers is not None and p not in peers}
             for peer, heard in self._peer_heard.items():
+                if peer in heard_later:
+                    continue
                 conn.execute(
                     "INSERT INTO link_peers(peer, last_seen) VALUES (?, ?)"
                     " ON CONFLICT(peer) DO UPDATE SET last_seen=excluded.last_seen",
                     (peer, heard),
                 )
         # committed: now the in-memory state may follow
-        self._peer_heard = {}
+        self._peer_heard = heard_later
         self._pending_state = {}
         self._raw_dead = []
-        self._old = []
+        self._old = later
         self._pending_acks = {}
         with self._lock:
             for peer, acks in pending_acks.items():
@@ -931,7 +957,8 @@ class SiteLink:
                 self._waiting_since.pop(peer, None)
                 if held:  # later messages still wait for a missing one: that wait starts now (and its
                     self._waiting_since[peer] = now  # timer wakes the loop even if nothing else arrives)
-        self._more_to_apply = budget <= 0  # a transaction's worth applied: go on without waiting
+        # a transaction's worth applied, or senders left for the next round: go on without waiting
+        self._more_to_apply = budget <= 0 or skipped or bool(later)
         if not self._more_to_apply:
             self._busy_since = None
         elif sqlite.writers_waiting(conn):

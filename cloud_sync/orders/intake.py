@@ -72,6 +72,9 @@ def ingest(conn: sqlite3.Connection, cfg: CloudConfig, orders: Iterable[Order], 
     timed = [_Timed(o) for o in orders]
     if not timed:
         return result  # a poll that found nothing: no write transaction
+    if _all_known_as_they_are(conn, timed):
+        result.known = len(timed)  # a re-poll of orders stored with these very statuses: nothing to write
+        return result
     timed.sort(key=lambda t: t.deadline)
     with transaction(conn):
         batch = _Batch(conn, cfg, [t.order for t in timed])
@@ -84,6 +87,21 @@ def ingest(conn: sqlite3.Connection, cfg: CloudConfig, orders: Iterable[Order], 
             # transaction, so it exists as soon as the reservation does
             stock_push.plan(conn, cfg, items=sorted(result.sold_out), now=now, cause="order")
     return result
+
+
+def _all_known_as_they_are(conn: sqlite3.Connection, timed: list[_Timed]) -> bool:
+    """Whether every order of the batch is stored already with the marketplace's status it has now (read
+    without the write lock: `_ingest_one` would write nothing for any of them; one that changes meanwhile is
+    seen by the next poll)."""
+    keys: dict[str, tuple[str, str]] = {}
+    for t in timed:
+        status = (t.order.native_status, t.order.native_substatus)
+        if keys.setdefault(order_key(t.order.account, t.order.native_id), status) != status:
+            return False  # two copies of one order that differ: the transaction sorts them out
+    stored = {r[0]: (r[1], r[2]) for r in conn.execute(
+        "SELECT key, native_status, native_substatus FROM orders WHERE key IN (SELECT value FROM json_each(?))",
+        (json.dumps(sorted(keys)),))}
+    return stored == keys
 
 
 class _Timed:
