@@ -91,7 +91,7 @@ def share_of(total: int, position: int, parts: int) -> int:
     return total // parts + (1 if position < total % parts else 0)
 
 
-PLAN_CHUNK = 100  # dirty items recomputed per write transaction
+PLAN_CHUNK = 25  # dirty items recomputed per write transaction (each: its cards on every account)
 
 
 def plan(conn: sqlite3.Connection, cfg: CloudConfig, *, items: Iterable[str] | None = None,
@@ -357,22 +357,17 @@ def _outcome(conn: sqlite3.Connection, cfg: CloudConfig, account: str, rows: lis
              call_error: MarketplaceError | None, done: float, owner: str, out: Sent) -> None:
     """The pushes' results recorded, and their claims cleared, in one transaction (the account's key)."""
     with transaction(conn, keys=push_keys(account)):
+        # the claims cleared and the pushes that went through recorded in a few statements (a batch is up to
+        # `push_batch` rows: one statement per row and purpose held the lock for seconds)
+        conn.executemany("UPDATE stock_push_queue SET claimed_by=NULL WHERE account=? AND card_id=? AND"
+                         " warehouse_id=? AND claimed_by=?",
+                         [(account, r["card_id"], r["warehouse_id"], owner) for r in rows])
+        ok_rows = []
         for r in rows:
-            leases.unclaim(conn, "stock_push_queue", {"account": account, "card_id": r["card_id"],
-                                                      "warehouse_id": r["warehouse_id"]}, owner=owner)
             key = f"{r['card_id']}@{r['warehouse_id']}"
             res = results.get(key) or results.get(r["card_id"])
             if call_error is None and res is not None and res.ok:
-                deleted = conn.execute("DELETE FROM stock_push_queue WHERE account=? AND card_id=? AND warehouse_id=?"
-                                       f" AND {_SAME}", (account, r["card_id"], r["warehouse_id"], r["version"],
-                                                         r["queued_ts"])).rowcount
-                conn.execute("INSERT INTO stock_published(account, card_id, warehouse_id, quantity, ts) VALUES"
-                             " (?,?,?,?,?) ON CONFLICT(account, card_id, warehouse_id) DO UPDATE SET"
-                             " quantity=excluded.quantity, ts=excluded.ts",
-                             (account, r["card_id"], r["warehouse_id"], r["quantity"], done))
-                if not deleted:  # the row changed or went while we sent: recompute, and respect the interval
-                    _reschedule_after_push(conn, cfg, account, r["card_id"], r["warehouse_id"], done)
-                    ledger.mark_dirty(conn, [r["item_id"]], "source", done)
+                ok_rows.append(r)
                 out.ok += 1
                 continue
             error = str(call_error) if call_error is not None else (res.error if res else "no result for this item")
@@ -396,6 +391,22 @@ def _outcome(conn: sqlite3.Connection, cfg: CloudConfig, account: str, rows: lis
                 out.failed += 1
                 if len(out.errors) < 5:
                     out.errors.append(f"{key}: {error}")
+        if ok_rows:
+            queued = {(q[0], q[1]): (q[2], q[3]) for q in conn.execute(
+                "SELECT card_id, warehouse_id, version, queued_ts FROM stock_push_queue WHERE account=?", (account,))}
+            same = [r for r in ok_rows if queued.get((r["card_id"], r["warehouse_id"])) == (r["version"], r["queued_ts"])]
+            conn.executemany("DELETE FROM stock_push_queue WHERE account=? AND card_id=? AND warehouse_id=?"
+                             f" AND {_SAME}", [(account, r["card_id"], r["warehouse_id"], r["version"], r["queued_ts"])
+                                               for r in same])
+            conn.executemany("INSERT INTO stock_published(account, card_id, warehouse_id, quantity, ts) VALUES"
+                             " (?,?,?,?,?) ON CONFLICT(account, card_id, warehouse_id) DO UPDATE SET"
+                             " quantity=excluded.quantity, ts=excluded.ts",
+                             [(account, r["card_id"], r["warehouse_id"], r["quantity"], done) for r in ok_rows])
+            kept = {id(r) for r in same}
+            for r in ok_rows:
+                if id(r) not in kept:  # the row changed or went while we sent: recompute, respect the interval
+                    _reschedule_after_push(conn, cfg, account, r["card_id"], r["warehouse_id"], done)
+                    ledger.mark_dirty(conn, [r["item_id"]], "source", done)
         if out.failed:
             conn.execute("INSERT INTO cloud_errors(ts, area, account, message) VALUES (?,?,?,?)",
                          (done, "stock_push", account, f"{out.failed} stock push(es) failed: {'; '.join(out.errors)}"))
