@@ -557,7 +557,7 @@ def refresh_statuses(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Market
                 log.warning("%s", exc)
                 continue
             changed += 1
-    if same:
-        with transaction(conn):
+    if same:  # only their turn's moment: the account's own key (on SQLite as ever)
+        with transaction(conn, keys=(f"statuses:{adapter.account}",)):
             conn.executemany("UPDATE orders SET updated_ts=? WHERE id=?", same)
     return changed

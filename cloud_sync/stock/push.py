@@ -307,10 +307,17 @@ def send_account(conn: sqlite3.Connection, cfg: CloudConfig, account: str, adapt
             "SELECT card_id, warehouse_id, offer_id, item_id, quantity, version, attempts, queued_ts"
             f" FROM stock_push_queue WHERE account=? AND state='pending' AND next_try<=? AND priority=? AND {free[0]}"
             " ORDER BY queued_ts LIMIT ?", (account, now, top, *free[1], cfg.jobs.push_batch)).fetchall()
-        rows = [r for r in rows if leases.claim(
-            conn, "stock_push_queue", {"account": account, "card_id": r["card_id"], "warehouse_id": r["warehouse_id"]},
-            due=f"state='pending' AND {_SAME} AND quantity=? AND next_try<=?",
-            params=(r["version"], r["queued_ts"], r["quantity"], now), owner=owner, now=now, again=False)]
+        if rows:  # claimed in one statement (one per row held the lock for seconds at push_batch rows)
+            free_sql, free_args = leases.unclaimed(now)
+            conn.executemany(
+                f"UPDATE stock_push_queue SET claimed_by=? WHERE account=? AND card_id=? AND warehouse_id=? AND"
+                f" state='pending' AND {_SAME} AND quantity=? AND next_try<=? AND {free_sql}",
+                [(owner, account, r["card_id"], r["warehouse_id"], r["version"], r["queued_ts"], r["quantity"], now,
+                  *free_args) for r in rows])
+            # ours: those of the rows read (none claimed then) that now name this process
+            mine = {(q[0], q[1]) for q in conn.execute(
+                "SELECT card_id, warehouse_id FROM stock_push_queue WHERE account=? AND claimed_by=?", (account, owner))}
+            rows = [r for r in rows if (r["card_id"], r["warehouse_id"]) in mine]
     if not rows:
         return out
     levels = [StockLevel(r["card_id"], r["offer_id"], r["warehouse_id"], r["quantity"]) for r in rows]
