@@ -20,12 +20,18 @@ applied more than once), a stock push sent twice (the sandboxes' `stock_writes` 
 pushes sent, `stock_push_stats`). Last line:
 `sites=N msgs_per_s=X ratio_3_to_1=Y takeover_s=Z duplicates=D` (msgs_per_s: 3 processes).
 
-Defaults are what finishes in about 5 minutes on the project's loaded 2-core machine: 100 sites × 2 changes
-and 4 marketplaces × 2 accounts. The issue's size (`--sites 500 --accounts 10`) does not finish there: on
-PostgreSQL every write transaction of a store takes one advisory lock (the layer keeps SQLite's BEGIN
-IMMEDIATE rule, `cloud_sync.pg`), and with 40 accounts' jobs the site messages wait in that queue (about
-0.2 applied per second with one process, measured); with `--sites 500` a site process (250 TLS links on
-one core) had not connected them all after 4 minutes.
+Sizes. `--sites` site links run in processes of 100 (`bench/lib/sites.py`: paho's select() takes no file
+descriptor above 1023, and a process of 250 links never connected past the ~170th), all connecting at once;
+a simulated site looks at its outbox once a second when idle. The cluster takes 1,000 connections (each job
+thread of a cloud process keeps one). `MARKETSYNC_PG_LOCK_STATS=<folder>` makes every process write how long
+each call site waited for and held the store's writer lock (`cloud_sync.pg`), the figure to read first when
+msgs/s is low.
+
+Where the time goes at the issue's size (`--sites 500 --accounts 10`, see the README's figures): the 40
+accounts' jobs (order polls, status re-reads, stock pushes of every site change to 40 accounts' cards) and the
+site link share one writer lock per store; the hot ones are keyed transactions now (leases, each account's
+stock sender, a round of site deltas that only add units: `sitelink.sqlite.transaction`'s `keys`), the
+others (planning, orders, actions) still take it whole, and a keyed transaction waits behind those queued.
 
 usage: python bench/scale.py [--sites 100] [--per-site 2] [--accounts 2] [--orders 5] [--keep]
 """

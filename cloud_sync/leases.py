@@ -20,12 +20,14 @@ it is here, beside `db.py`, so a second engine ports it once.
   its old owner was only paused (SIGSTOP, a long stall): the paused process finds the row taken and
   makes no second call.
 
-On PostgreSQL these writes are keyed transactions (`sitelink.sqlite.transaction`'s `keys`): the store's
-writer lock shared, so the job threads' lease bookkeeping never queues behind (or in front of) the domain's
-writers among themselves; each one-statement write needs no key of its own (its row lock decides, as below),
-the heartbeat and a process's leaving take the key `leases` (they change many rows).
+The bookkeeping writes that are one statement each (a heartbeat, taking, letting go of and marking the run
+of a lease) run on their own, outside any transaction: on PostgreSQL they take no writer lock at all (their
+row decides, as below), so a heartbeat never queues behind the domain's writers for longer than `TTL_S` (at
+40 accounts on 3 processes it did: processes looked dead to each other and the site link's lease moved back
+and forth). Forgetting gone processes and a process's leaving change many rows: a keyed transaction
+(`sitelink.sqlite.transaction`'s `keys`) of the key `leases`; a claim is a keyed one with no key of its own.
 
-On SQLite every statement runs in a BEGIN IMMEDIATE transaction (`db.transaction`) on the shared WAL
+On SQLite every write waits for the one writer (`db.transaction`, or a statement of its own) on the shared WAL
 file with the 30 s busy wait. On PostgreSQL the same statements hold: the upsert with its WHERE is
 `INSERT … ON CONFLICT (name) DO UPDATE … WHERE`, and a claim is an `UPDATE … WHERE claimed_by … AND due`
 whose row lock makes a second claimer re-read the row and find it taken (READ COMMITTED); a batch claim
@@ -104,18 +106,26 @@ def beat(conn: sqlite3.Connection, *, owner: str | None = None, now: float | Non
     more, or is ours under another id: an earlier life of this process); the number forgotten."""
     owner, now = owner or me(), time.time() if now is None else now
     host, pid = _HOST, int(owner.split(":")[-2])
+    # the heartbeat itself is one statement on its own (no transaction, no writer lock to queue for: a
+    # process whose beat waited behind other writers for TTL_S would look dead and lose its jobs)
+    conn.execute("INSERT INTO cloud_processes(id, host, pid, started, seen) VALUES (?,?,?,?,?)"
+                 " ON CONFLICT(id) DO UPDATE SET seen=excluded.seen", (owner, host, pid, now, now))
+    if not _gone(conn, host, owner, pid, now):
+        return 0
     with transaction(conn, keys=LEASES_KEY):
-        conn.execute("INSERT INTO cloud_processes(id, host, pid, started, seen) VALUES (?,?,?,?,?)"
-                     " ON CONFLICT(id) DO UPDATE SET seen=excluded.seen", (owner, host, pid, now, now))
-        gone = [r[0] for r in conn.execute("SELECT id, pid FROM cloud_processes WHERE host=? AND id!=?",
-                                           (host, owner)).fetchall() if r[1] == pid or not _runs(r[1])]
-        gone += [r[0] for r in conn.execute("SELECT id FROM cloud_processes WHERE seen < ?", (now - FORGET_S,))]
+        gone = _gone(conn, host, owner, pid, now)
         for pid_row in gone:
             conn.execute("DELETE FROM cloud_processes WHERE id=?", (pid_row,))
         if gone:
             conn.execute(f"UPDATE job_leases SET owner=NULL, since=? WHERE owner IN ({','.join('?' * len(gone))})",
                          (now, *gone))
     return len(gone)
+
+
+def _gone(conn: sqlite3.Connection, host: str, owner: str, pid: int, now: float) -> list[str]:
+    gone = [r[0] for r in conn.execute("SELECT id, pid FROM cloud_processes WHERE host=? AND id!=?",
+                                       (host, owner)).fetchall() if r[1] == pid or not _runs(r[1])]
+    return gone + [r[0] for r in conn.execute("SELECT id FROM cloud_processes WHERE seen < ?", (now - FORGET_S,))]
 
 
 def leave(conn: sqlite3.Connection, *, owner: str | None = None) -> None:
@@ -152,18 +162,17 @@ def owner_of(conn: sqlite3.Connection, name: str) -> str | None:
 def acquire(conn: sqlite3.Connection, name: str, *, owner: str | None = None, now: float | None = None) -> bool:
     """Take the job's lease if it is free (no owner, or its owner not alive) or ours; True when ours."""
     owner, now = owner or me(), time.time() if now is None else now
-    with transaction(conn, keys=()):
-        conn.execute(
-            "INSERT INTO job_leases(name, owner, since) VALUES (?,?,?) ON CONFLICT(name) DO UPDATE SET"
-            " owner=excluded.owner, since=excluded.since WHERE job_leases.owner IS NULL OR NOT EXISTS ("
-            + _ALIVE.format(col="job_leases.owner") + ")", (name, owner, now, now - TTL_S))
-        return owner_of(conn, name) == owner
+    # one statement on its own, outside any transaction (its row decides; no writer lock to queue for)
+    conn.execute(
+        "INSERT INTO job_leases(name, owner, since) VALUES (?,?,?) ON CONFLICT(name) DO UPDATE SET"
+        " owner=excluded.owner, since=excluded.since WHERE job_leases.owner IS NULL OR NOT EXISTS ("
+        + _ALIVE.format(col="job_leases.owner") + ")", (name, owner, now, now - TTL_S))
+    return owner_of(conn, name) == owner
 
 
 def release(conn: sqlite3.Connection, name: str, *, owner: str | None = None) -> None:
-    with transaction(conn, keys=()):
-        conn.execute("UPDATE job_leases SET owner=NULL, since=? WHERE name=? AND owner=?",
-                     (time.time(), name, owner or me()))
+    conn.execute("UPDATE job_leases SET owner=NULL, since=? WHERE name=? AND owner=?",
+                 (time.time(), name, owner or me()))
 
 
 def orphaned(conn: sqlite3.Connection, name: str, *, now: float | None = None) -> bool:
@@ -173,17 +182,15 @@ def orphaned(conn: sqlite3.Connection, name: str, *, now: float | None = None) -
     now = time.time() if now is None else now
     row = conn.execute("SELECT owner, since FROM job_leases WHERE name=?", (name,)).fetchone()
     if row is None:
-        with transaction(conn, keys=()):
-            conn.execute("INSERT INTO job_leases(name, owner, since) VALUES (?, NULL, ?) ON CONFLICT(name) DO NOTHING",
-                         (name, now))
+        conn.execute("INSERT INTO job_leases(name, owner, since) VALUES (?, NULL, ?) ON CONFLICT(name) DO NOTHING",
+                     (name, now))
         return False
     return row[0] is None and now - row[1] > ORPHAN_S
 
 
 def ran(conn: sqlite3.Connection, name: str, *, now: float | None = None) -> None:
     """A run of job `name` ended now: a process taking the job over waits its interval from here."""
-    with transaction(conn, keys=()):
-        conn.execute("UPDATE job_leases SET last_run=? WHERE name=?", (time.time() if now is None else now, name))
+    conn.execute("UPDATE job_leases SET last_run=? WHERE name=?", (time.time() if now is None else now, name))
 
 
 def last_run(conn: sqlite3.Connection, name: str) -> float | None:
