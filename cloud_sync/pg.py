@@ -42,11 +42,11 @@ them to a query builder would touch every one of them; here they stay as they ar
   `NeedsExclusive`: the caller rolls back and does the work again in an ordinary transaction. Rows that
   keyed transactions of different keys share (an item's stock level raised by two sites, an item's dirty
   mark) are written at COMMIT (`defer`; a savepoint rolled back drops what it deferred), each in one atomic
-  statement, in key order, after all other writes. Who opts in: the lease bookkeeping (`cloud_sync.leases`:
-  one-statement writes, no key, or `leases`), each account's stock sender (`push:<account>`), and the
-  cloud's site link for a round of `stock_delta`s that only add units (`link:<site>` and the site's
-  source row; `cloud_sync.stock.ledger`). `keys=()` is a keyed transaction with no key of its own: for one
-  atomic statement whose row lock decides (a lease, a claim). On SQLite the same calls are BEGIN IMMEDIATE.
+  statement, in key order, after all other writes. Who opts in: each account's stock sender (`push:<account>`),
+  its status re-reads and returns poll marks, the cloud's site link for a round of `stock_delta`s that only
+  add units (`link:<site>` and the site's source row; `cloud_sync.stock.ledger`), and the leases' many-row
+  writes (`leases`; their one-statement writes run outside any transaction and take no lock). `keys=()` is a
+  keyed transaction with no key of its own: for one atomic statement whose row lock decides (a claim). On SQLite the same calls are BEGIN IMMEDIATE.
 
 * **Connection pool**: psycopg_pool (psycopg's own pool library). `connect` draws the connections of one
   (url, schema) from a pool of that pair and `Connection.close()` gives them back, so a web request (one

@@ -142,13 +142,10 @@ def test_a_write_the_keys_do_not_cover_gives_way(store):
     path, items = store
     conn = connect(path)
     if is_postgres(path):
-        with pytest.raises(link_sqlite.NeedsExclusive):
-            with transaction(conn, keys=[ledger.source_key("main", "site:s1")]):
-                ledger.site_delta(conn, "s1", "main", items[0], -1, "adjust")  # takes units: the level itself
-        with pytest.raises(link_sqlite.NeedsExclusive):
-            with transaction(conn, keys=["x"]):
-                with transaction(conn):  # an ordinary write joined to a keyed one
-                    pass
+        with pytest.raises(link_sqlite.NeedsExclusive), transaction(conn, keys=[ledger.source_key("main", "site:s1")]):
+            ledger.site_delta(conn, "s1", "main", items[0], -1, "adjust")  # takes units: the level itself
+        with pytest.raises(link_sqlite.NeedsExclusive), transaction(conn, keys=["x"]), transaction(conn):
+            pass  # an ordinary write joined to a keyed one
         assert ledger.level(conn, items[0], "main").on_hand == 5  # rolled back whole
     with transaction(conn, keys=[ledger.source_key("main", "site:s1")]):  # SQLite: BEGIN IMMEDIATE, as ever
         ledger.site_delta(conn, "s1", "main", items[0], 2, "receipt", ref="r1")
