@@ -325,7 +325,7 @@ def run_phase(procs: int, args: argparse.Namespace, cluster: Cluster) -> dict[st
             first = ph.wave(0)
             res: dict[str, Any] = {**first, "msg_s": first["msgs"] / first["msgs_t"],
                                    "orders_s": first["orders"] / first["orders_t"]}
-            ph.say(f"{first['msgs']:,} site changes in {first['msgs_t']:.2f} s ({res['msg_s']:,.0f} msg/s); "
+            ph.say(f"{first['msgs']:,} site changes in {first['msgs_t']:.2f} s ({res['msg_s']:,.2f} msg/s); "
                    f"{first['orders']} orders in {first['orders_t']:.2f} s ({res['orders_s']:,.1f} orders/s); "
                    f"sites connected in {first['connected_s']:.2f} s")
             if procs > 1:
@@ -379,13 +379,13 @@ def main() -> None:
     ratio = three["msg_s"] / one_p["msg_s"]
     dups = sum(v for k, v in {**one_p["dups"]}.items() if k != "order_calls_repeated") + sum(
         v for k, v in three["dups"].items() if k != "order_calls_repeated")
-    print(f"baseline, 1 process:  {one_p['msg_s']:8,.0f} site msg/s  {one_p['orders_s']:7,.1f} orders/s")
-    print(f"3 processes:          {three['msg_s']:8,.0f} site msg/s  {three['orders_s']:7,.1f} orders/s  "
+    print(f"baseline, 1 process:  {one_p['msg_s']:8,.2f} site msg/s  {one_p['orders_s']:7,.1f} orders/s")
+    print(f"3 processes:          {three['msg_s']:8,.2f} site msg/s  {three['orders_s']:7,.1f} orders/s  "
           f"(x{ratio:.2f} msgs, x{three['orders_s'] / one_p['orders_s']:.2f} orders)")
     print(f"take-over after SIGKILL: {three['takeover_s']:.2f} s; duplicates: 1 process {one_p['dups']}, "
           f"3 processes {three['dups']}")
     print(f"load average after: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}; {time.monotonic() - t0:.0f} s in all")
-    print(f"sites={args.sites} msgs_per_s={three['msg_s']:.0f} ratio_3_to_1={ratio:.2f} "
+    print(f"sites={args.sites} msgs_per_s={three['msg_s']:.2f} ratio_3_to_1={ratio:.2f} "
           f"takeover_s={three['takeover_s']:.2f} duplicates={dups}")
 
 
