@@ -20,12 +20,18 @@ applied more than once), a stock push sent twice (the sandboxes' `stock_writes` 
 pushes sent, `stock_push_stats`). Last line:
 `sites=N msgs_per_s=X ratio_3_to_1=Y takeover_s=Z duplicates=D` (msgs_per_s: 3 processes).
 
-Defaults are what finishes in about 5 minutes on the project's loaded 2-core machine: 100 sites × 2 changes
-and 4 marketplaces × 2 accounts. The issue's size (`--sites 500 --accounts 10`) does not finish there: on
-PostgreSQL every write transaction of a store takes one advisory lock (the layer keeps SQLite's BEGIN
-IMMEDIATE rule, `cloud_sync.pg`), and with 40 accounts' jobs the site messages wait in that queue (about
-0.2 applied per second with one process, measured); with `--sites 500` a site process (250 TLS links on
-one core) had not connected them all after 4 minutes.
+Sizes. `--sites` site links run in processes of 100 (`bench/lib/sites.py`: paho's select() takes no file
+descriptor above 1023, and a process of 250 links never connected past the ~170th), all connecting at once;
+a simulated site looks at its outbox once a second when idle. The cluster takes 1,000 connections (each job
+thread of a cloud process keeps one). `MARKETSYNC_PG_LOCK_STATS=<folder>` makes every process write how long
+each call site waited for and held the store's writer lock (`cloud_sync.pg`), the figure to read first when
+msgs/s is low.
+
+Where the time goes at the issue's size (`--sites 500 --accounts 10`, see the README's figures): the 40
+accounts' jobs (order polls, status re-reads, stock pushes of every site change to 40 accounts' cards) and the
+site link share one writer lock per store; the hot ones are keyed transactions now (leases, each account's
+stock sender, a round of site deltas that only add units: `sitelink.sqlite.transaction`'s `keys`), the
+others (planning, orders, actions) still take it whole, and a keyed transaction waits behind those queued.
 
 usage: python bench/scale.py [--sites 100] [--per-site 2] [--accounts 2] [--orders 5] [--keep]
 """
@@ -49,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psycopg  # noqa: E402
-from lib.sites import delta, fill_outbox, outbox_depth, start_child, stop_child  # noqa: E402
+from lib.sites import LINKS_PER_PROCESS, delta, fill_outbox, outbox_depth, spawn_child, stop_child, wait_ready  # noqa: E402
 
 from cloud_sync.config import load_config  # noqa: E402
 from cloud_sync.db import connect  # noqa: E402
@@ -66,7 +72,6 @@ MARKETPLACES = {"wildberries": "wb", "ozon": "ozon", "yandex_market": "ym", "meg
 GROUP = "ms-cloud"
 ITEMS = 40  # cards per sandbox cabinet = the demo catalog's items
 TIME_SCALE = 10.0  # the marketplaces' limits 10 times faster (as bench/oversell.py)
-SITES_PER_PROCESS = 250
 
 
 # ---------------------------------------------------------------- the sandboxes' process
@@ -186,8 +191,11 @@ class Phase:
 
     def site_cfg(self, site: str) -> dict[str, Any]:
         assert self.broker is not None
+        # a simulated site looks at its outbox once a second when idle (a real one every 50 ms, on its own box:
+        # here 500 of them at 20 looks a second took most of a core from the cloud being measured); what
+        # it sends it publishes at once, acknowledgements wake it
         return {"role": "site", "site_id": site, "db_path": str(self.work / "sites" / f"{site}.db"),
-                "resend_after": 10.0, **self.broker.link_settings(site)}
+                "resend_after": 10.0, "poll_interval": 1.0, **self.broker.link_settings(site)}
 
     def fill(self, start: int) -> None:
         (self.work / "sites").mkdir(exist_ok=True)
@@ -210,8 +218,11 @@ class Phase:
 
     def connect_sites(self) -> None:
         cfgs = [self.site_cfg(s) for s in self.sites]
-        for i in range(0, len(cfgs), SITES_PER_PROCESS):
-            self.site_procs.append(start_child({"role": "sites", "links": cfgs[i:i + SITES_PER_PROCESS]}))
+        procs = [spawn_child({"role": "sites", "links": cfgs[i:i + LINKS_PER_PROCESS]})
+                 for i in range(0, len(cfgs), LINKS_PER_PROCESS)]
+        self.site_procs.extend(procs)
+        for p in procs:  # all connecting at once
+            wait_ready(p)
 
     def disconnect_sites(self) -> None:
         for p in self.site_procs:
@@ -314,7 +325,7 @@ def run_phase(procs: int, args: argparse.Namespace, cluster: Cluster) -> dict[st
             first = ph.wave(0)
             res: dict[str, Any] = {**first, "msg_s": first["msgs"] / first["msgs_t"],
                                    "orders_s": first["orders"] / first["orders_t"]}
-            ph.say(f"{first['msgs']:,} site changes in {first['msgs_t']:.2f} s ({res['msg_s']:,.0f} msg/s); "
+            ph.say(f"{first['msgs']:,} site changes in {first['msgs_t']:.2f} s ({res['msg_s']:,.2f} msg/s); "
                    f"{first['orders']} orders in {first['orders_t']:.2f} s ({res['orders_s']:,.1f} orders/s); "
                    f"sites connected in {first['connected_s']:.2f} s")
             if procs > 1:
@@ -354,7 +365,7 @@ def main() -> None:
     print(f"{args.sites} sites x {args.per_site} changes, 4 marketplaces x {args.accounts} accounts x "
           f"{args.orders} orders; load average before: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}", flush=True)
     t0 = time.monotonic()
-    with Cluster() as cluster:
+    with Cluster(max_connections=1000) as cluster:  # 3 processes x (a connection per job thread + pools)
         print(f"PostgreSQL: a throwaway cluster on 127.0.0.1:{cluster.port} ({cluster.dir})", flush=True)
         try:
             one_p = run_phase(1, args, cluster)
@@ -368,13 +379,13 @@ def main() -> None:
     ratio = three["msg_s"] / one_p["msg_s"]
     dups = sum(v for k, v in {**one_p["dups"]}.items() if k != "order_calls_repeated") + sum(
         v for k, v in three["dups"].items() if k != "order_calls_repeated")
-    print(f"baseline, 1 process:  {one_p['msg_s']:8,.0f} site msg/s  {one_p['orders_s']:7,.1f} orders/s")
-    print(f"3 processes:          {three['msg_s']:8,.0f} site msg/s  {three['orders_s']:7,.1f} orders/s  "
+    print(f"baseline, 1 process:  {one_p['msg_s']:8,.2f} site msg/s  {one_p['orders_s']:7,.1f} orders/s")
+    print(f"3 processes:          {three['msg_s']:8,.2f} site msg/s  {three['orders_s']:7,.1f} orders/s  "
           f"(x{ratio:.2f} msgs, x{three['orders_s'] / one_p['orders_s']:.2f} orders)")
     print(f"take-over after SIGKILL: {three['takeover_s']:.2f} s; duplicates: 1 process {one_p['dups']}, "
           f"3 processes {three['dups']}")
     print(f"load average after: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}; {time.monotonic() - t0:.0f} s in all")
-    print(f"sites={args.sites} msgs_per_s={three['msg_s']:.0f} ratio_3_to_1={ratio:.2f} "
+    print(f"sites={args.sites} msgs_per_s={three['msg_s']:.2f} ratio_3_to_1={ratio:.2f} "
           f"takeover_s={three['takeover_s']:.2f} duplicates={dups}")
 
 

@@ -148,10 +148,11 @@ PG_MIGRATIONS_TABLE = (
 
 
 @contextmanager
-def transaction(conn: Any, *, immediate: bool = True) -> Iterator[Any]:
+def transaction(conn: Any, *, immediate: bool = True, keys: Iterable[str] | None = None) -> Iterator[Any]:
     """One write transaction (see `sitelink.sqlite.transaction`); on PostgreSQL BEGIN IMMEDIATE is BEGIN
-    plus the database's advisory writer lock (`cloud_sync.pg`)."""
-    with sqlite.transaction(conn, immediate=immediate) as c:
+    plus the database's advisory writer lock (`cloud_sync.pg`). `keys`: a keyed transaction (the writer lock
+    shared, the keys' locks exclusive; on SQLite the same BEGIN IMMEDIATE)."""
+    with sqlite.transaction(conn, immediate=immediate, keys=keys) as c:
         yield c
 
 

@@ -20,7 +20,14 @@ it is here, beside `db.py`, so a second engine ports it once.
   its old owner was only paused (SIGSTOP, a long stall): the paused process finds the row taken and
   makes no second call.
 
-On SQLite every statement runs in a BEGIN IMMEDIATE transaction (`db.transaction`) on the shared WAL
+The bookkeeping writes that are one statement each (a heartbeat, taking, letting go of and marking the run
+of a lease) run on their own, outside any transaction: on PostgreSQL they take no writer lock at all (their
+row decides, as below), so a heartbeat never queues behind the domain's writers for longer than `TTL_S` (at
+40 accounts on 3 processes it did: processes looked dead to each other and the site link's lease moved back
+and forth). Forgetting gone processes and a process's leaving change many rows: a keyed transaction
+(`sitelink.sqlite.transaction`'s `keys`) of the key `leases`; a claim is a keyed one with no key of its own.
+
+On SQLite every write waits for the one writer (`db.transaction`, or a statement of its own) on the shared WAL
 file with the 30 s busy wait. On PostgreSQL the same statements hold: the upsert with its WHERE is
 `INSERT … ON CONFLICT (name) DO UPDATE … WHERE`, and a claim is an `UPDATE … WHERE claimed_by … AND due`
 whose row lock makes a second claimer re-read the row and find it taken (READ COMMITTED); a batch claim
@@ -49,7 +56,8 @@ TTL_S = 8.0  # a process not heard of for this long is taken for dead (its jobs 
 CHECK_S = 1.0  # how often a process without a job's lease looks whether the job is free
 REBALANCE_S = 0.5  # a process over its fair share lets one job go at most this often
 ORPHAN_S = 3.0  # a job free this long is taken by any process, over its fair share or not
-FORGET_S = 86400.0  # rows of processes gone this long are deleted
+FORGET_S = 86400.0
+LEASES_KEY = ("leases",)  # the key of the lease writes that change many rows (see the module doc)  # rows of processes gone this long are deleted
 
 MIGRATIONS = [
     """
@@ -98,12 +106,14 @@ def beat(conn: sqlite3.Connection, *, owner: str | None = None, now: float | Non
     more, or is ours under another id: an earlier life of this process); the number forgotten."""
     owner, now = owner or me(), time.time() if now is None else now
     host, pid = _HOST, int(owner.split(":")[-2])
-    with transaction(conn):
-        conn.execute("INSERT INTO cloud_processes(id, host, pid, started, seen) VALUES (?,?,?,?,?)"
-                     " ON CONFLICT(id) DO UPDATE SET seen=excluded.seen", (owner, host, pid, now, now))
-        gone = [r[0] for r in conn.execute("SELECT id, pid FROM cloud_processes WHERE host=? AND id!=?",
-                                           (host, owner)).fetchall() if r[1] == pid or not _runs(r[1])]
-        gone += [r[0] for r in conn.execute("SELECT id FROM cloud_processes WHERE seen < ?", (now - FORGET_S,))]
+    # the heartbeat itself is one statement on its own (no transaction, no writer lock to queue for: a
+    # process whose beat waited behind other writers for TTL_S would look dead and lose its jobs)
+    conn.execute("INSERT INTO cloud_processes(id, host, pid, started, seen) VALUES (?,?,?,?,?)"
+                 " ON CONFLICT(id) DO UPDATE SET seen=excluded.seen", (owner, host, pid, now, now))
+    if not _gone(conn, host, owner, pid, now):
+        return 0
+    with transaction(conn, keys=LEASES_KEY):
+        gone = _gone(conn, host, owner, pid, now)
         for pid_row in gone:
             conn.execute("DELETE FROM cloud_processes WHERE id=?", (pid_row,))
         if gone:
@@ -112,10 +122,16 @@ def beat(conn: sqlite3.Connection, *, owner: str | None = None, now: float | Non
     return len(gone)
 
 
+def _gone(conn: sqlite3.Connection, host: str, owner: str, pid: int, now: float) -> list[str]:
+    gone = [r[0] for r in conn.execute("SELECT id, pid FROM cloud_processes WHERE host=? AND id!=?",
+                                       (host, owner)).fetchall() if r[1] == pid or not _runs(r[1])]
+    return gone + [r[0] for r in conn.execute("SELECT id FROM cloud_processes WHERE seen < ?", (now - FORGET_S,))]
+
+
 def leave(conn: sqlite3.Connection, *, owner: str | None = None) -> None:
     """A process stopping: its leases are free at once and it is no longer counted."""
     owner = owner or me()
-    with transaction(conn):
+    with transaction(conn, keys=LEASES_KEY):
         conn.execute("UPDATE job_leases SET owner=NULL, since=? WHERE owner=?", (time.time(), owner))
         conn.execute("DELETE FROM cloud_processes WHERE id=?", (owner,))
 
@@ -146,18 +162,17 @@ def owner_of(conn: sqlite3.Connection, name: str) -> str | None:
 def acquire(conn: sqlite3.Connection, name: str, *, owner: str | None = None, now: float | None = None) -> bool:
     """Take the job's lease if it is free (no owner, or its owner not alive) or ours; True when ours."""
     owner, now = owner or me(), time.time() if now is None else now
-    with transaction(conn):
-        conn.execute(
-            "INSERT INTO job_leases(name, owner, since) VALUES (?,?,?) ON CONFLICT(name) DO UPDATE SET"
-            " owner=excluded.owner, since=excluded.since WHERE job_leases.owner IS NULL OR NOT EXISTS ("
-            + _ALIVE.format(col="job_leases.owner") + ")", (name, owner, now, now - TTL_S))
-        return owner_of(conn, name) == owner
+    # one statement on its own, outside any transaction (its row decides; no writer lock to queue for)
+    conn.execute(
+        "INSERT INTO job_leases(name, owner, since) VALUES (?,?,?) ON CONFLICT(name) DO UPDATE SET"
+        " owner=excluded.owner, since=excluded.since WHERE job_leases.owner IS NULL OR NOT EXISTS ("
+        + _ALIVE.format(col="job_leases.owner") + ")", (name, owner, now, now - TTL_S))
+    return owner_of(conn, name) == owner
 
 
 def release(conn: sqlite3.Connection, name: str, *, owner: str | None = None) -> None:
-    with transaction(conn):
-        conn.execute("UPDATE job_leases SET owner=NULL, since=? WHERE name=? AND owner=?",
-                     (time.time(), name, owner or me()))
+    conn.execute("UPDATE job_leases SET owner=NULL, since=? WHERE name=? AND owner=?",
+                 (time.time(), name, owner or me()))
 
 
 def orphaned(conn: sqlite3.Connection, name: str, *, now: float | None = None) -> bool:
@@ -167,17 +182,15 @@ def orphaned(conn: sqlite3.Connection, name: str, *, now: float | None = None) -
     now = time.time() if now is None else now
     row = conn.execute("SELECT owner, since FROM job_leases WHERE name=?", (name,)).fetchone()
     if row is None:
-        with transaction(conn):
-            conn.execute("INSERT INTO job_leases(name, owner, since) VALUES (?, NULL, ?) ON CONFLICT(name) DO NOTHING",
-                         (name, now))
+        conn.execute("INSERT INTO job_leases(name, owner, since) VALUES (?, NULL, ?) ON CONFLICT(name) DO NOTHING",
+                     (name, now))
         return False
     return row[0] is None and now - row[1] > ORPHAN_S
 
 
 def ran(conn: sqlite3.Connection, name: str, *, now: float | None = None) -> None:
     """A run of job `name` ended now: a process taking the job over waits its interval from here."""
-    with transaction(conn):
-        conn.execute("UPDATE job_leases SET last_run=? WHERE name=?", (time.time() if now is None else now, name))
+    conn.execute("UPDATE job_leases SET last_run=? WHERE name=?", (time.time() if now is None else now, name))
 
 
 def last_run(conn: sqlite3.Connection, name: str) -> float | None:
@@ -307,7 +320,7 @@ def claim(conn: sqlite3.Connection, table_name: str, key: Mapping[str, Any], *, 
     sql = (f"UPDATE {table_name} SET claimed_by=? WHERE {where}" + (f" AND ({due})" if due else "")
            + f" AND (claimed_by IS NULL OR {mine}NOT EXISTS (" + _ALIVE.format(col="claimed_by") + "))")
     args = (owner, *key.values(), *params, *((owner,) if again else ()), now - TTL_S)
-    with transaction(conn):
+    with transaction(conn, keys=()):
         return conn.execute(sql, args).rowcount == 1
 
 
@@ -316,6 +329,6 @@ def unclaim(conn: sqlite3.Connection, table_name: str, key: Mapping[str, Any], *
     if table_name not in CLAIMABLE:
         raise ValueError(f"{table_name} has no claims")
     where = " AND ".join(f"{col}=?" for col in key)
-    with transaction(conn):
+    with transaction(conn, keys=()):
         conn.execute(f"UPDATE {table_name} SET claimed_by=NULL WHERE {where} AND claimed_by=?",
                      (*key.values(), owner or me()))

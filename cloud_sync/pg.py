@@ -29,8 +29,24 @@ them to a query builder would touch every one of them; here they stay as they ar
   domain relies on it (it reads, decides, then writes). Here `BEGIN IMMEDIATE` is `BEGIN` plus
   `pg_advisory_xact_lock(<the schema's key>)`: the same one-writer-at-a-time rule per database (schema),
   across processes and hosts, released at COMMIT/ROLLBACK. Its cost: write transactions of one tenant do
-  not run in parallel (as today on SQLite), reads never wait for it, and a lease's conditional UPDATE needs
-  nothing more.
+  not run in parallel (as on SQLite), reads never wait for it.
+* **Keyed transactions** (a reader-writer scheme on the same advisory locks): a hot path whose writes stay
+  within known parts of the store opts in with `sitelink.sqlite.transaction(conn, keys=[...])`; here that is
+  BEGIN, the schema's writer lock taken SHARED (`pg_advisory_xact_lock_shared`), then one EXCLUSIVE advisory
+  lock per key (`key_lock`), in the order of their numbers, all at BEGIN (so keyed transactions never wait
+  for each other in a circle). Keyed transactions of different keys run at once; two of one key one after the
+  other; every ordinary BEGIN IMMEDIATE (the default, unchanged) takes the writer lock EXCLUSIVE and so
+  still excludes them all, and a keyed one queued behind it waits for it (PostgreSQL grants in order). A
+  write inside a keyed transaction that its keys do not cover says so (`sitelink.sqlite.need`, called by the
+  domain's write functions: a stock level, a reservation, a waiting order served) and raises
+  `NeedsExclusive`: the caller rolls back and does the work again in an ordinary transaction. Rows that
+  keyed transactions of different keys share (an item's stock level raised by two sites, an item's dirty
+  mark) are written at COMMIT (`defer`; a savepoint rolled back drops what it deferred), each in one atomic
+  statement, in key order, after all other writes. Who opts in: each account's stock sender (`push:<account>`),
+  its status re-reads and returns poll marks, the cloud's site link for a round of `stock_delta`s that only
+  add units (`link:<site>` and the site's source row; `cloud_sync.stock.ledger`), and the leases' many-row
+  writes (`leases`; their one-statement writes run outside any transaction and take no lock). `keys=()` is a
+  keyed transaction with no key of its own: for one atomic statement whose row lock decides (a claim). On SQLite the same calls are BEGIN IMMEDIATE.
 
 * **Connection pool**: psycopg_pool (psycopg's own pool library). `connect` draws the connections of one
   (url, schema) from a pool of that pair and `Connection.close()` gives them back, so a web request (one
@@ -56,11 +72,14 @@ from __future__ import annotations
 import atexit
 import functools
 import hashlib
+import json
 import os
 import queue
 import re
 import sqlite3
+import sys
 import threading
+import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -702,6 +721,10 @@ class Connection:
         self.db_key = ""  # sitelink.sqlite's waiting-writer count is SQLite's; PostgreSQL has no busy wait
         self.row_factory: Any = Row
         self.lock_key = writer_lock_key(schema)
+        self.lock_keys: frozenset[str] | None = None  # a keyed transaction's keys (`begin_keyed`), else None
+        self._deferred: list[tuple[str, Any]] = []  # `defer`: written at COMMIT
+        self._flushers: dict[str, Callable[[Connection, list[Any]], None]] = {}
+        self._marks: list[tuple[str, int]] = []  # savepoints: how much was deferred when each was set
         self._sp = 0
         self._lock = threading.RLock()
         self._trace: Callable[[str], object] | None = None
@@ -747,6 +770,7 @@ class Connection:
         self._raw, self.pooled = raw, pool is not None
         self._release = weakref.finalize(self, _collected, pool, raw)
         self._began = False
+        self._ended()
 
     def _lost(self, verb: str) -> Cursor | None:
         """Before a statement, on a connection the server dropped (it restarted): a service's threads keep one
@@ -757,6 +781,7 @@ class Connection:
         if self._began:
             if verb.startswith("ROLLBACK"):
                 self._began = False
+                self._ended()
                 return Cursor(rowcount=-1)
             raise OperationalError("the connection to the database was lost inside a transaction: "
                                    "nothing of it was committed")
@@ -820,14 +845,17 @@ class Connection:
         with self._lock:
             if self.in_transaction:
                 try:
+                    self.flush_deferred()
                     self._raw.commit()
                 except psycopg.Error as exc:
                     raise _mapped(exc, "COMMIT") from exc
             self._began = False
+            self._ended()
 
     def rollback(self) -> None:
         with self._lock:
             began, self._began = self._began, False
+            self._ended()
             if self._dropped():
                 return  # the server ended the transaction with the connection
             if began or self.in_transaction:
@@ -884,6 +912,66 @@ class Connection:
     def lock_immediate(self) -> None:
         """Inside a transaction: take this database's writer lock (the BEGIN IMMEDIATE of SQLite)."""
         self._raw.execute("SELECT pg_advisory_xact_lock(%s)", (self.lock_key,))
+
+    def begin_keyed(self, keys: Iterable[str]) -> None:
+        """BEGIN of a keyed transaction (`sitelink.sqlite.transaction(conn, keys=...)`): the store's writer lock
+        shared, then each key's lock exclusive, in the order of their numbers (two keyed transactions never
+        wait for each other in a circle)."""
+        names = frozenset(keys)
+        numbers = sorted({key_lock(self.schema, k) for k in names})
+        self.execute("BEGIN")
+        if _LOCK_STATS is not None:
+            _LOCK_STATS.begin(self)
+        with self._lock:
+            try:
+                self._raw.execute("SELECT pg_advisory_xact_lock_shared(%s)", (self.lock_key,))
+                if numbers:
+                    self._raw.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k", (numbers,))
+            except psycopg.Error as exc:
+                self.rollback()
+                raise _mapped(exc, "BEGIN (keyed)") from exc
+        self.lock_keys = names
+        if _LOCK_STATS is not None:
+            _LOCK_STATS.locked(self, keyed=True)
+
+    def defer(self, name: str, item: Any, flush: Callable[[Connection, list[Any]], None]) -> None:
+        """Keep `item` to be written at COMMIT by `flush(conn, items of name)` (in the order of the names'
+        first use), inside the transaction, after everything else: a keyed transaction leaves its writes to
+        rows other keyed transactions share (a stock level, an item's dirty mark) to its last moment, in a
+        fixed order. A savepoint rolled back drops what was deferred after it."""
+        self._flushers.setdefault(name, flush)
+        self._deferred.append((name, item))
+
+    def flush_deferred(self) -> None:
+        """Write what was deferred (`defer`); done by COMMIT, or before it by `sitelink.sqlite.transaction`."""
+        deferred, flushers = self._deferred, self._flushers
+        self._deferred, self._flushers, self._marks = [], {}, []
+        for name, flush in flushers.items():
+            items = [item for n, item in deferred if n == name]
+            if items:
+                flush(self, items)
+
+    def _ended(self) -> None:
+        self.lock_keys = None
+        self._deferred, self._flushers, self._marks = [], {}, []
+        if _LOCK_STATS is not None:
+            _LOCK_STATS.end(self)
+
+    def _savepoint_mark(self, sql: str) -> None:
+        words = sql.replace(";", " ").split()
+        name = words[-1].lower() if words else ""
+        verb = words[0].upper() if words else ""
+        if verb == "SAVEPOINT":
+            self._marks.append((name, len(self._deferred)))
+            return
+        for i in range(len(self._marks) - 1, -1, -1):
+            if self._marks[i][0] == name:
+                if verb == "ROLLBACK":  # ROLLBACK TO keeps the savepoint (as SQLite's)
+                    del self._deferred[self._marks[i][1]:]
+                    del self._marks[i + 1:]
+                else:  # RELEASE
+                    del self._marks[i:]
+                return
 
     def try_lock_immediate(self) -> bool:
         row = self._raw.execute("SELECT pg_try_advisory_xact_lock(%s)", (self.lock_key,)).fetchone()
@@ -1034,19 +1122,98 @@ class Connection:
                     raise OperationalError("cannot start a transaction within a transaction")
                 self._raw.execute("BEGIN")
                 self._began = True
+                self.lock_keys = None
                 if verb in ("BEGIN IMMEDIATE", "BEGIN EXCLUSIVE"):
+                    if _LOCK_STATS is not None:
+                        _LOCK_STATS.begin(self)
                     self.lock_immediate()
+                    if _LOCK_STATS is not None:
+                        _LOCK_STATS.locked(self)
             elif verb.startswith(("COMMIT", "END")):
-                self._raw.commit() if self.in_transaction else None
+                if self.in_transaction:
+                    self.flush_deferred()
+                    self._raw.commit()
                 self._began = False
+                self._ended()
             elif verb.startswith("ROLLBACK"):
                 self._began = False
+                self._ended()
                 self._raw.rollback() if self.in_transaction else None
-            else:  # SAVEPOINT x / RELEASE x
+            else:  # SAVEPOINT x / RELEASE x / ROLLBACK TO x
                 self._raw.execute(sql)
+                self._savepoint_mark(sql)
         except psycopg.Error as exc:
             raise _mapped(exc, sql) from exc
         return Cursor(rowcount=-1)
+
+
+def key_lock(schema: str, key: str) -> int:
+    """The advisory lock of one key of a keyed transaction (`Connection.begin_keyed`)."""
+    return int.from_bytes(hashlib.blake2b(f"marketsync:{schema}:key:{key}".encode(), digest_size=8).digest(),
+                          "big", signed=True)
+
+
+class _LockStats:
+    """A debug counter (`MARKETSYNC_PG_LOCK_STATS=<folder>`): per call site of a write transaction, how often
+    it took the writer lock, how long it waited for it and how long it held it (count, total, max seconds),
+    written as JSON to <folder>/<pid>.json every 5 s. Off (None) unless the variable is set."""
+
+    SKIP = ("cloud_sync/pg.py", "sitelink/sqlite.py", "contextlib.py", "cloud_sync/db.py")
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        self.stats: dict[str, list[float]] = {}
+        self.mu = threading.Lock()
+        threading.Thread(target=self._dump, daemon=True, name="pg-lock-stats").start()
+
+    @classmethod
+    def site(cls) -> str:
+        f = sys._getframe(2)
+        while f is not None and f.f_code.co_filename.endswith(cls.SKIP):
+            f = f.f_back
+        if f is None:
+            return "?"
+        up = f.f_back
+        where = f"{os.path.relpath(f.f_code.co_filename)}:{f.f_lineno} {f.f_code.co_name}"
+        return where + (f" <- {up.f_code.co_name}" if up is not None else "")
+
+    def begin(self, conn: Connection) -> None:
+        conn._ls = (self.site(), time.monotonic(), None)
+
+    def locked(self, conn: Connection, keyed: bool = False) -> None:
+        site, t0, _ = conn._ls
+        conn._ls = (("[keyed] " if keyed else "") + site, t0, time.monotonic())
+
+    def end(self, conn: Connection) -> None:
+        ls = getattr(conn, "_ls", None)
+        if ls is None or ls[2] is None:
+            return
+        conn._ls = None
+        site, t0, t1 = ls
+        wait, held = t1 - t0, time.monotonic() - t1
+        with self.mu:
+            st = self.stats.setdefault(site, [0, 0.0, 0.0, 0.0, 0.0])
+            st[0] += 1
+            st[1] += wait
+            st[2] = max(st[2], wait)
+            st[3] += held
+            st[4] = max(st[4], held)
+
+    def _dump(self) -> None:
+        while True:
+            time.sleep(5)
+            with self.mu:
+                data = {k: {"n": v[0], "wait_s": round(v[1], 3), "wait_max": round(v[2], 3),
+                            "held_s": round(v[3], 3), "held_max": round(v[4], 3)} for k, v in self.stats.items()}
+            try:
+                with open(os.path.join(self.folder, f"{os.getpid()}.json"), "w") as fh:
+                    json.dump(data, fh, indent=1, sort_keys=True)
+            except OSError:
+                pass
+
+
+_LOCK_STATS: _LockStats | None = (_LockStats(os.environ["MARKETSYNC_PG_LOCK_STATS"])
+                                  if os.environ.get("MARKETSYNC_PG_LOCK_STATS") else None)
 
 
 def schema_for(path: str) -> str:

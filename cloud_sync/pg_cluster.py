@@ -55,7 +55,8 @@ def _free_port() -> int:
 class Cluster:
     """One throwaway PostgreSQL server (see the module doc); `url` is where to connect once started."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_connections: int = 400) -> None:
+        self.max_connections = max_connections  # bench/scale.py's 3 processes of 40 accounts' jobs need more
         self.dir = Path(tempfile.mkdtemp(prefix="marketsync-pg-"))
         self.port = _free_port()
         self.url = ""
@@ -75,7 +76,7 @@ class Cluster:
         self._run("initdb", "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8",
                   "--no-sync", "--no-instructions")
         options = (f"-k {self.dir} -p {self.port} -h 127.0.0.1 -c fsync=off -c synchronous_commit=off"
-                   " -c full_page_writes=off -c max_connections=400 -c shared_buffers=64MB"
+                   f" -c full_page_writes=off -c max_connections={self.max_connections} -c shared_buffers=64MB"
                    " -c max_locks_per_transaction=256 -c log_min_messages=fatal")
         try:
             self._run("pg_ctl", "-D", str(data), "-l", str(self.dir / "server.log"), "-o", options, "-w",

@@ -57,7 +57,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -98,6 +98,9 @@ FOREIGN_WRITER_GAP_ROUNDS = 8
 RECONNECT_FIRST_S = 0.01
 # how often the worker looks whether a transaction that sent messages has ended (then it publishes them)
 SEND_WATCH_S = 0.002
+# a keyed round takes one lock per key (PostgreSQL's lock table holds max_locks_per_transaction x connections
+# in all): a round wider than this is an ordinary one
+MAX_ROUND_KEYS = 256
 
 
 class Reject(Exception):  # noqa: N818 - the seller's word: the message is rejected
@@ -207,6 +210,9 @@ class SiteLink:
         self.inbound = "up" if cfg.role == "cloud" else "down"  # the stream we receive
         self.outbound = "down" if cfg.role == "cloud" else "up"  # the stream we send
         self._handlers: dict[str, Handler] = {}
+        self._keys_of: dict[str, Callable[[Envelope], Iterable[str] | None]] = {}
+        self.keyed_rounds = 0  # rounds applied in a keyed transaction, and those done again in an ordinary one
+        self.keyed_gave_way = 0
         self._queue: queue.SimpleQueue[tuple[str, bytes, Any]] = queue.SimpleQueue()
         self._client: mqtt.Client | None = None
         self._thread: threading.Thread | None = None
@@ -276,6 +282,14 @@ class SiteLink:
         if DIRECTION[msg_type] != self.inbound:
             raise LinkError(f"{msg_type!r} goes {DIRECTION[msg_type]}: the {self.role} never receives it")
         self._handlers[msg_type] = handler
+
+    def keys_for(self, msg_type: str, keys: Callable[[Envelope], Iterable[str] | None]) -> None:
+        """`keys(env)`: the keys (`sitelink.sqlite.transaction`) the handler's writes for a message of `msg_type`
+        stay within (None: it may need more). A round whose every message has keys is applied in a keyed
+        transaction of those keys and each sender's (`link:<peer>`); a handler that finds it needs more
+        raises `NeedsExclusive` (`sqlite.need`) and the round is done again in an ordinary transaction.
+        Without keys (and always on SQLite) a round is an ordinary write transaction."""
+        self._keys_of[msg_type] = keys
 
     def send(
         self, conn: sqlite3.Connection, msg_type: str, body: dict[str, Any], site: str | None = None
@@ -798,14 +812,64 @@ class SiteLink:
         (inbox rows, acks, the next seq expected) is kept in memory only after the commit, so the second
         try starts from the same state (handlers may run twice, as `on` says); the handler that failed is
         not called again in the second try: its failure stands (it counts as one attempt)."""
+        keyed = self._round_keys()
+        if keyed is not None:
+            try:
+                self._apply_both(*keyed)
+                self.keyed_rounds += 1
+                return
+            except sqlite.NeedsExclusive:
+                self.keyed_gave_way += 1  # rolled back whole: done again below as an ordinary transaction
+        self._apply_both(None, None)
+
+    def _apply_both(self, keys: frozenset[str] | None, peers: frozenset[str] | None) -> None:
         self._failed_fast = {}
         try:
-            self._apply_round(careful=False)
-        except _Careful:
-            self._apply_round(careful=True)  # the failed handler is not called again: its failure counts
-        self._failed_fast = {}
+            try:
+                self._apply_round(careful=False, keys=keys, peers=peers)
+            except _Careful:
+                self._apply_round(careful=True, keys=keys, peers=peers)  # the failed handler is not called again
+        finally:
+            self._failed_fast = {}
 
-    def _apply_round(self, careful: bool) -> None:
+    def _round_keys(self) -> tuple[frozenset[str], frozenset[str] | None] | None:
+        """The keys of a keyed round (see `keys_for`) and the senders it applies (None: all), or None: an
+        ordinary round. Every message of a sender the round takes (held or late) must have keys; a round
+        takes senders (late copies' first) while their keys stay within `MAX_ROUND_KEYS`, the others wait for
+        the next round. Acknowledgements and states to write make it ordinary."""
+        if not self._keys_of or self._pending_acks or self._pending_state:
+            return None
+        per_peer: dict[str, set[str]] = {}
+        for item in [*self._old, *(i for held in self._held.values() for i in held.values())]:
+            keys = per_peer.setdefault(item.peer, {f"link:{item.peer}"})
+            if item.env is None or item.reason is not None:
+                continue  # a dead letter: an insert of its own
+            fn = self._keys_of.get(item.env.type)
+            if fn is None:
+                return None
+            try:
+                more = fn(item.env)
+            except Exception:  # noqa: BLE001 - a body the handler will refuse: its round is an ordinary one
+                return None
+            if more is None:
+                return None
+            keys.update(more)
+        for peer in self._peer_heard:
+            per_peer.setdefault(peer, {f"link:{peer}"})
+        taken: set[str] = set()
+        peers: set[str] = set()
+        for peer, keys in per_peer.items():
+            if len(taken | keys) > MAX_ROUND_KEYS:
+                continue
+            taken |= keys
+            peers.add(peer)
+        if not peers:
+            return None
+        return frozenset(taken), (None if len(peers) == len(per_peer) else frozenset(peers))
+
+    def _apply_round(self, careful: bool, keys: frozenset[str] | None = None,
+                     peers: frozenset[str] | None = None) -> None:
+        """One round in one transaction; `keys`: a keyed one (`_round_keys`) of these `peers` only (None: all)."""
         conn = self._db
         assert conn is not None
         now_wall = time.time()
@@ -823,7 +887,7 @@ class SiteLink:
         pending_state = self._pending_state
         budget = self.cfg.batch
         self._more_to_apply = False
-        with sqlite.transaction(conn):
+        with sqlite.transaction(conn, keys=keys):
             if self.cfg.share_group:
                 self._follow_others(conn, now)  # appends to self._old (the list `old` is)
             for peer, acks in pending_acks.items():
@@ -846,7 +910,12 @@ class SiteLink:
                     return True
                 return item.id in inbox if item.id in looked else store.is_in_inbox(conn, item.id)
 
+            later: list[_Item] = []  # late copies of senders this round does not take
+            skipped = False  # a sender this round does not take has a message to apply next
             for item in old:
+                if peers is not None and item.peer not in peers:
+                    later.append(item)
+                    continue
                 if not known(item):
                     seen_now.add(item.id)
                     outcome = self._apply_one(conn, item, late=True, careful=careful)
@@ -860,6 +929,9 @@ class SiteLink:
                 # a held message another member applied first may carry its copies (each is acked too)
                 acks_out.setdefault(item.peer, []).extend([(item.seq, item.id)] * (1 + item.copies))
             for peer, held in self._held.items():
+                if peers is not None and peer not in peers:
+                    skipped = skipped or self._expected.get(peer, 1) in held
+                    continue
                 if not held or budget <= 0:
                     continue
                 exp = self._expected.get(peer, 1)
@@ -942,17 +1014,20 @@ class SiteLink:
                 )
             for peer, count in late_applied.items():
                 conn.execute("UPDATE link_in_seq SET applied = applied + ? WHERE peer = ?", (count, peer))
+            heard_later = {p: t for p, t in self._peer_heard.items() if peers is not None and p not in peers}
             for peer, heard in self._peer_heard.items():
+                if peer in heard_later:
+                    continue
                 conn.execute(
                     "INSERT INTO link_peers(peer, last_seen) VALUES (?, ?)"
                     " ON CONFLICT(peer) DO UPDATE SET last_seen=excluded.last_seen",
                     (peer, heard),
                 )
         # committed: now the in-memory state may follow
-        self._peer_heard = {}
+        self._peer_heard = heard_later
         self._pending_state = {}
         self._raw_dead = []
-        self._old = []
+        self._old = later
         self._pending_acks = {}
         with self._lock:
             for peer, acks in pending_acks.items():
@@ -972,7 +1047,8 @@ class SiteLink:
                 self._waiting_since.pop(peer, None)
                 if held:  # later messages still wait for a missing one: that wait starts now (and its
                     self._waiting_since[peer] = now  # timer wakes the loop even if nothing else arrives)
-        self._more_to_apply = budget <= 0  # a transaction's worth applied: go on without waiting
+        # a transaction's worth applied, or senders left for the next round: go on without waiting
+        self._more_to_apply = budget <= 0 or skipped or bool(later)
         if not self._more_to_apply:
             self._busy_since = None
         elif sqlite.writers_waiting(conn):
@@ -1023,6 +1099,8 @@ class SiteLink:
         if not careful:
             try:
                 handler(conn, env)
+            except sqlite.NeedsExclusive:
+                raise
             except Exception as exc:  # noqa: BLE001 - Reject too: done again with a savepoint per message
                 self._failed_fast[item.id] = exc
                 raise _Careful from None
@@ -1035,6 +1113,8 @@ class SiteLink:
             if failed is not None:
                 raise failed
             handler(conn, env)
+        except sqlite.NeedsExclusive:
+            raise
         except Reject as exc:
             conn.execute("ROLLBACK TO link_msg")
             conn.execute("RELEASE link_msg")

@@ -8,6 +8,14 @@ one), the splitter of SQL scripts (`statements`), the migration runner (`apply_m
 records every applied script in `schema_migrations(module, idx, applied_at)`), and `write_if_free` for
 bookkeeping writes that must never wait for another writer.
 
+Keyed write transactions (`transaction(conn, keys=[...])`, `need`, `NeedsExclusive`): a hot path whose writes
+stay within known parts of the store (one site's link rows, one account's push queue) may name those parts as
+keys. On SQLite this is the same BEGIN IMMEDIATE (one writer at a time, as always). On PostgreSQL
+(`cloud_sync.pg`) such a transaction takes the store's writer lock shared and each key's lock exclusive, so
+keyed transactions of different keys run at once while every ordinary transaction still excludes them all.
+A write inside a keyed transaction that its keys do not cover says so with `need(conn, ...)`, which raises
+`NeedsExclusive`; the caller rolls back and does the work again as an ordinary transaction.
+
 `writers_waiting(conn)` says how many threads of this process are waiting in `transaction` for the write
 lock of the same database file: a long writer (the site link draining a backlog) leaves them a gap
 exactly when one waits, instead of pausing on a timer whether anyone waits or not.
@@ -20,7 +28,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -95,16 +103,49 @@ def _synchronous(level: str) -> str:
     return level
 
 
+class NeedsExclusive(Exception):
+    """A keyed transaction (see `transaction`'s `keys`) reached a write its keys do not cover: roll it back
+    and do the work again in an ordinary one (nothing of it may be kept)."""
+
+
+def keys_held(conn: sqlite3.Connection) -> frozenset[str] | None:
+    """The keys of the keyed transaction `conn` is in; None in an ordinary transaction, outside one, and always
+    on SQLite (where every write transaction is the one writer)."""
+    return getattr(conn, "lock_keys", None)
+
+
+def need(conn: sqlite3.Connection, *keys: str) -> None:
+    """Said before a write: the keys it stays within (none given: it needs the whole store, an ordinary
+    transaction). Inside a keyed transaction that does not hold them all: `NeedsExclusive`. Anywhere else
+    (SQLite, an ordinary transaction) nothing."""
+    held = getattr(conn, "lock_keys", None)
+    if held is not None and (not keys or not held.issuperset(keys)):
+        raise NeedsExclusive(f"needs {', '.join(sorted(set(keys) - held)) if keys else 'the whole store'}")
+
+
 @contextmanager
-def transaction(conn: sqlite3.Connection, *, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+def transaction(conn: sqlite3.Connection, *, immediate: bool = True,
+                keys: Iterable[str] | None = None) -> Iterator[sqlite3.Connection]:
     """One write transaction (BEGIN IMMEDIATE: the write lock is taken at once, so two writers never
     deadlock on an upgrade); COMMIT at the end, ROLLBACK on any error. Nested use joins the outer
-    transaction (also one the caller opened itself)."""
+    transaction (also one the caller opened itself); joining a keyed one needs its keys (`need`).
+
+    `keys`: the writes stay within these named parts of the store (see the module doc); on a connection that
+    can take them (`begin_keyed`: PostgreSQL's) the transaction is keyed, elsewhere it is BEGIN IMMEDIATE."""
     if conn.in_transaction:
+        if keys is None:
+            need(conn)
+        else:
+            keys = tuple(keys)
+            if keys:  # no keys: a single atomic statement, needing no more than the store's lock shared
+                need(conn, *keys)
         yield conn
         return
+    begin_keyed = getattr(conn, "begin_keyed", None) if keys is not None else None
     key = getattr(conn, "db_key", "") if immediate else ""
-    if key:  # counted while it waits for the write lock (see `writers_waiting`)
+    if begin_keyed is not None and keys is not None:
+        begin_keyed(keys)
+    elif key:  # counted while it waits for the write lock (see `writers_waiting`)
         _wait_mark(key, 1)
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -114,6 +155,9 @@ def transaction(conn: sqlite3.Connection, *, immediate: bool = True) -> Iterator
         conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
     try:
         yield conn
+        flush = getattr(conn, "flush_deferred", None)  # PostgreSQL's deferred writes (`cloud_sync.pg`)
+        if flush is not None:
+            flush()
     except BaseException:
         conn.execute("ROLLBACK")
         raise

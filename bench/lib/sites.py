@@ -3,7 +3,10 @@
 A simulated site is a real `SiteLink` with its own SQLite outbox: `fill_outbox` puts stock deltas into it
 before the site connects (each with a unique `ref`, so the receiving side can tell a message applied
 twice), and `start_child({"role": "sites", "links": [...]})` runs the links in a process of their own
-until `stop_child`. The role `cloud` runs cloud links whose receiving part records each delta's item in the
+until `stop_child` (`spawn_child` + `wait_ready`: several processes connecting at once). A process holds at
+most `LINKS_PER_PROCESS` links: paho's network loop waits on its sockets with select(), which takes no file
+descriptor above 1023, and each link holds about six (its socket, paho's wake-up pair, its SQLite file with
+WAL and shared memory): at 250 links per process the links past the ~170th never connected. The role `cloud` runs cloud links whose receiving part records each delta's item in the
 `applied` table of their database (bench/bridge.py's stand-in for the cloud). `outbox_depth` is what a
 site still holds unacknowledged.
 """
@@ -23,6 +26,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from sitelink import LinkConfig, SiteLink, sqlite, store  # noqa: E402
+
+LINKS_PER_PROCESS = 100  # see the module doc: select() and file descriptors
 
 
 def delta(i: int, site: str, *, warehouse: str = "main", item: str | None = None) -> dict[str, Any]:
@@ -70,8 +75,13 @@ def run_child(spec: dict) -> None:
         links.append(link)
     for link in links:
         link.start()
+    t0 = last = time.monotonic()
     while not all(link.connected for link in links):
         time.sleep(0.01)
+        if time.monotonic() - last > 5:
+            last = time.monotonic()
+            print(f"sites: {sum(link.connected for link in links)} of {len(links)} connected after"
+                  f" {last - t0:.0f} s", file=sys.stderr, flush=True)
     print("ready", flush=True)
     sys.stdin.read()  # until the bench closes our stdin
     for link in links:
@@ -80,13 +90,23 @@ def run_child(spec: dict) -> None:
 
 def start_child(spec: dict, timeout_s: float = 300.0) -> subprocess.Popen:
     """Start a process running `spec`'s links; return once every link is connected."""
-    proc = subprocess.Popen([sys.executable, __file__, "--child", json.dumps(spec, default=str)],
+    proc = spawn_child(spec)
+    wait_ready(proc)
+    return proc
+
+
+def spawn_child(spec: dict) -> subprocess.Popen:
+    """Start a process running `spec`'s links without waiting for them (`wait_ready`): several such processes
+    connect their links at the same time."""
+    return subprocess.Popen([sys.executable, __file__, "--child", json.dumps(spec, default=str)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def wait_ready(proc: subprocess.Popen) -> None:
     assert proc.stdout is not None
     line = proc.stdout.readline().strip()
     if line != "ready":
         raise RuntimeError(f"a bench process did not start: {line!r}")
-    return proc
 
 
 def stop_child(proc: subprocess.Popen) -> None:

@@ -107,14 +107,23 @@ def backoff_s(quiet: int, scale: float = 1.0, first: float = FIRST_CHECK_S, most
     return min(first * (2 ** max(0, quiet)), most) / scale
 
 
-def follow(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Marketplace, *, link: Any = None,
-           now: float | None = None, limit: int = 200, wake: Waker | None = None) -> FollowResult:
-    """Read back the account's handed-over orders that are due (and its returns list) and move them on."""
-    now = time.time() if now is None else now
-    account = adapter.account
-    scale = _scale(cfg, account)
-    first, most = cfg.jobs.follow_first_s, cfg.jobs.follow_max_s
-    res = FollowResult()
+_FOLLOW_NEW = (" FROM orders o WHERE o.account=? AND o.stage='handed_over' AND NOT EXISTS (SELECT 1 FROM order_actions a"
+               " WHERE a.order_id=o.id AND a.action='ship' AND a.state!='done') AND (o.supply_id IS NULL OR EXISTS"
+               " (SELECT 1 FROM supplies s WHERE s.account=o.account AND s.supply_id=o.supply_id AND"
+               " s.state='shipped'))")
+
+
+def _follow_rows_change(conn: sqlite3.Connection, account: str) -> bool:
+    """Whether `_update_follow_rows` would add or remove a row (read without the write lock: a follow round
+    that has nothing to add or remove takes none; what changes meanwhile is seen by the next round)."""
+    return conn.execute(
+        "SELECT EXISTS (SELECT 1" + _FOLLOW_NEW + " AND NOT EXISTS (SELECT 1 FROM order_follow f WHERE"
+        " f.order_id=o.id)) OR EXISTS (SELECT 1 FROM order_follow f JOIN orders o ON o.id=f.order_id WHERE"
+        f" o.account=? AND o.stage NOT IN ({','.join('?' * len(FOLLOWED))}))",
+        (account, account, *FOLLOWED)).fetchone()[0] == 1
+
+
+def _update_follow_rows(conn: sqlite3.Connection, account: str, first_s: float) -> None:
     with transaction(conn):
         # a handed-over order is followed once the marketplace has taken it (its ship is done; in a batch,
         # the batch shipped), the first read FIRST_CHECK_S after that
@@ -124,9 +133,21 @@ def follow(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Marketplace, *, 
             " o.account=? AND o.stage='handed_over' AND NOT EXISTS (SELECT 1 FROM order_actions a WHERE"
             " a.order_id=o.id AND a.action='ship' AND a.state!='done') AND (o.supply_id IS NULL OR EXISTS (SELECT 1"
             " FROM supplies s WHERE s.account=o.account AND s.supply_id=o.supply_id AND s.state='shipped'))",
-            (first / scale, account))
+            (first_s, account))
         conn.execute("DELETE FROM order_follow WHERE order_id IN (SELECT id FROM orders WHERE account=? AND stage NOT"
                      f" IN ({','.join('?' * len(FOLLOWED))}))", (account, *FOLLOWED))
+
+
+def follow(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Marketplace, *, link: Any = None,
+           now: float | None = None, limit: int = 200, wake: Waker | None = None) -> FollowResult:
+    """Read back the account's handed-over orders that are due (and its returns list) and move them on."""
+    now = time.time() if now is None else now
+    account = adapter.account
+    scale = _scale(cfg, account)
+    first, most = cfg.jobs.follow_first_s, cfg.jobs.follow_max_s
+    res = FollowResult()
+    if _follow_rows_change(conn, account):
+        _update_follow_rows(conn, account, first / scale)
     due = conn.execute(
         "SELECT o.id, o.native_id, o.native_status, o.native_substatus, f.quiet FROM order_follow f JOIN orders o"
         " ON o.id=f.order_id WHERE o.account=? AND f.next_check<=? ORDER BY f.next_check LIMIT ?",
@@ -254,7 +275,8 @@ def poll_returns(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Marketplac
             log_error(conn, "orders", f"список возвратов не прочитан: {exc}", account)
         return 0
     added = 0
-    with transaction(conn):
+    # nothing listed: only the account's own poll mark is written (its key; on SQLite as ever)
+    with transaction(conn, keys=None if found else (f"returns:{account}",)):
         for ret in found:
             added += take_return(conn, cfg, account, ret, link=link, now=now)
         conn.execute("INSERT INTO return_polls(account, since_ts) VALUES (?,?) ON CONFLICT(account) DO UPDATE SET"

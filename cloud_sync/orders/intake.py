@@ -70,6 +70,11 @@ def ingest(conn: sqlite3.Connection, cfg: CloudConfig, orders: Iterable[Order], 
     dirty: set[str] = set()
     # earliest deadline first: within a batch too, an order never takes stock a more urgent one needs
     timed = [_Timed(o) for o in orders]
+    if not timed:
+        return result  # a poll that found nothing: no write transaction
+    if _all_known_as_they_are(conn, timed):
+        result.known = len(timed)  # a re-poll of orders stored with these very statuses: nothing to write
+        return result
     timed.sort(key=lambda t: t.deadline)
     with transaction(conn):
         batch = _Batch(conn, cfg, [t.order for t in timed])
@@ -82,6 +87,21 @@ def ingest(conn: sqlite3.Connection, cfg: CloudConfig, orders: Iterable[Order], 
             # transaction, so it exists as soon as the reservation does
             stock_push.plan(conn, cfg, items=sorted(result.sold_out), now=now, cause="order")
     return result
+
+
+def _all_known_as_they_are(conn: sqlite3.Connection, timed: list[_Timed]) -> bool:
+    """Whether every order of the batch is stored already with the marketplace's status it has now (read
+    without the write lock: `_ingest_one` would write nothing for any of them; one that changes meanwhile is
+    seen by the next poll)."""
+    keys: dict[str, tuple[str, str]] = {}
+    for t in timed:
+        status = (t.order.native_status, t.order.native_substatus)
+        if keys.setdefault(order_key(t.order.account, t.order.native_id), status) != status:
+            return False  # two copies of one order that differ: the transaction sorts them out
+    stored = {r[0]: (r[1], r[2]) for r in conn.execute(
+        "SELECT key, native_status, native_substatus FROM orders WHERE key IN (SELECT value FROM json_each(?))",
+        (json.dumps(sorted(keys)),))}
+    return stored == keys
 
 
 class _Timed:
@@ -520,20 +540,24 @@ def refresh_statuses(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Market
         f" ({','.join('?' * len(OPEN_STAGES))}) ORDER BY updated_ts LIMIT ?",
         (adapter.account, *OPEN_STAGES, limit)).fetchall()
     changed = 0
+    same: list[tuple[float, int]] = []  # read again unchanged: their turn moves back, all in one transaction
     for r in rows:
         try:
             o = adapter.get_order(r["native_id"])
         except MarketplaceError as exc:
             log.warning("status of %s: %s", r["native_id"], exc)
             continue
+        if (o.native_status, o.native_substatus) == (r["native_status"], r["native_substatus"]):
+            same.append((time.time(), r["id"]))
+            continue
         with transaction(conn):
-            if (o.native_status, o.native_substatus) != (r["native_status"], r["native_substatus"]):
-                try:
-                    update_native_status(conn, cfg, r["id"], o.native_status, o.native_substatus, link=link)
-                except OrderError as exc:  # said in the log, the order left as it was
-                    log.warning("%s", exc)
-                    continue
-                changed += 1
-            else:
-                conn.execute("UPDATE orders SET updated_ts=? WHERE id=?", (time.time(), r["id"]))
+            try:
+                update_native_status(conn, cfg, r["id"], o.native_status, o.native_substatus, link=link)
+            except OrderError as exc:  # said in the log, the order left as it was
+                log.warning("%s", exc)
+                continue
+            changed += 1
+    if same:  # only their turn's moment: the account's own key (on SQLite as ever)
+        with transaction(conn, keys=(f"statuses:{adapter.account}",)):
+            conn.executemany("UPDATE orders SET updated_ts=? WHERE id=?", same)
     return changed

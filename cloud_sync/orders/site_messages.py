@@ -163,7 +163,11 @@ def register_site_handlers(link: Any, cfg: CloudConfig, wake: Waker | None = Non
     link.on("item_bin", on_item_bin)
     link.on("task_progress", on_task_progress)
     link.on("handover_closed", on_handover_closed)
+    # a delta that only adds units needs its site's source row alone (the level is raised at COMMIT, see
+    # cloud_sync.stock.ledger); anything else (a pick, waiting orders to serve) gives way to an ordinary round
     link.on("stock_delta", on_stock_delta)
+    if hasattr(link, "keys_for"):  # a SiteLink (tests hand in a plain registry)
+        link.keys_for("stock_delta", lambda env: (stock.source_key(env.body["warehouse"], f"site:{env.site}"),))
     link.on("stock_count", on_stock_count)
     link.on("printed", on_printed)
     link.on("scan", on_scan)

@@ -42,6 +42,7 @@ from cloud_sync.orders.records import (
 from cloud_sync.stock import ledger as stock
 from cloud_sync.stock import push as stock_push
 from cloud_sync.stock import warehouses
+from sitelink import sqlite as link_sqlite
 
 WAITING = ("short", "problem")
 
@@ -295,6 +296,7 @@ def _still_short(conn: sqlite3.Connection, warehouse: str, lines: list[sqlite3.R
 
 def _try(conn: sqlite3.Connection, cfg: CloudConfig, o: sqlite3.Row, link: Any, now: float, out: Served,
          seen: _Seen | None = None, waiters: Waiters | None = None) -> None:
+    link_sqlite.need(conn)  # a waiting order is served in an ordinary transaction (a keyed one gives way: sitelink.sqlite)
     oid = o["id"]
     all_lines = conn.execute("SELECT * FROM order_lines WHERE order_id=?", (oid,)).fetchall()
     if seen is not None and o["warehouse"] and all(ln["item_id"] is not None for ln in all_lines):

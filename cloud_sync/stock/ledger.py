@@ -18,6 +18,14 @@ last said per item is kept in `stock_stated` (the reconciliation compares agains
 Every function here runs inside the caller's transaction (use `db.transaction(conn)`), so an order's
 reservation, its pick task and its ledger move commit together or not at all.
 
+On PostgreSQL a site's link applies its messages in a keyed transaction (`sitelink.sqlite.transaction`'s
+`keys`: the site's and its warehouse source's keys, the store's lock shared with other such transactions):
+there a site's delta that only adds units (a receipt, a return, a count found more: nothing to refuse, no
+reservation touched) is deferred to the COMMIT (`site_delta`): the levels of the transaction's items are
+raised in one atomic statement each, in the order of their keys, and its moves written with the levels the
+rows then hold; any other move says it needs its item (`stock_key`) or the whole store (`need`), which
+sends the work to an ordinary transaction.
+
 A move that would make on hand negative is refused with `NegativeStock`; a reservation beyond the
 available quantity is refused with `InsufficientStock`; nothing of the refused call is applied.
 
@@ -32,6 +40,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from sitelink.sqlite import keys_held, need
 
 MIGRATIONS = [
     """
@@ -259,10 +269,38 @@ def levels(conn: sqlite3.Connection, *, item_id: str | None = None, warehouse: s
     return [Level(*r) for r in conn.execute(sql + " ORDER BY item_id, warehouse", args)]
 
 
+def stock_key(item_id: str, warehouse: str) -> str:
+    """The key of one item's level at one warehouse (see the module doc)."""
+    return f"stock:{warehouse}:{item_id}"
+
+
+def source_key(warehouse: str, source: str) -> str:
+    """The key of one source's `stock_sources` row (a site's: its own link's messages write it)."""
+    return f"source:{warehouse}:{source}"
+
+
 def mark_dirty(conn: sqlite3.Connection, item_ids: Iterable[str], cause: str = "source",
                now: float | None = None) -> None:
-    """Ask the push planner to recompute these items' published numbers ('order' wins over 'source')."""
+    """Ask the push planner to recompute these items' published numbers ('order' wins over 'source').
+    In a keyed transaction: written at its COMMIT, in the items' order (rows other keyed transactions share)."""
     now = time.time() if now is None else now
+    if keys_held(conn) is not None:
+        for i in item_ids:
+            conn.defer("stock_dirty", (i, cause, now), _flush_dirty)  # type: ignore[attr-defined]
+        return
+    _mark_dirty_now(conn, item_ids, cause, now)
+
+
+def _flush_dirty(conn: sqlite3.Connection, marks: list[tuple[str, str, float]]) -> None:
+    latest: dict[str, tuple[str, str, float]] = {}
+    for item, cause, ts in marks:
+        was = latest.get(item)
+        latest[item] = (item, "order" if cause == "order" or (was and was[1] == "order") else cause, ts)
+    for item in sorted(latest):
+        _mark_dirty_now(conn, [item], latest[item][1], latest[item][2])
+
+
+def _mark_dirty_now(conn: sqlite3.Connection, item_ids: Iterable[str], cause: str, now: float) -> None:
     conn.executemany(
         "INSERT INTO stock_dirty(item_id, cause, ts) VALUES (?,?,?) ON CONFLICT(item_id) DO UPDATE SET"
         " cause=CASE WHEN stock_dirty.cause='order' THEN 'order' ELSE excluded.cause END, ts=excluded.ts",
@@ -279,6 +317,7 @@ def record_move(conn: sqlite3.Connection, item_id: str, warehouse: str, kind: st
     for name, value in (("on_hand_delta", on_hand_delta), ("reserved_delta", reserved_delta)):
         if isinstance(value, bool) or not isinstance(value, int):
             raise StockError(f"{name} must be a whole number, got {value!r}")
+    need(conn, stock_key(item_id, warehouse))
     now = time.time() if now is None else now
     cur = _current or level(conn, item_id, warehouse)
     on_hand = cur.on_hand + on_hand_delta
@@ -304,7 +343,35 @@ def record_move(conn: sqlite3.Connection, item_id: str, warehouse: str, kind: st
                 reserved, source, ref, note)
 
 
+def _flush_moves(conn: sqlite3.Connection, moves: list[tuple]) -> None:
+    """A keyed transaction's deferred moves that add units (`site_delta`), at its COMMIT: per (item, warehouse)
+    in key order, the level raised by their sum in one atomic statement (the row stays locked to COMMIT), the
+    moves written with the levels that follow from what the row then holds, the items marked dirty."""
+    by_key: dict[tuple[str, str], list[tuple]] = {}
+    for m in moves:
+        by_key.setdefault((m[0], m[1]), []).append(m)
+    rows = []
+    for item_id, warehouse in sorted(by_key):
+        group = by_key[(item_id, warehouse)]
+        total = sum(m[3] for m in group)
+        on_hand, reserved = conn.execute(
+            "INSERT INTO stock_levels(item_id, warehouse, on_hand, reserved, updated_ts) VALUES (?,?,?,0,?)"
+            " ON CONFLICT(item_id, warehouse) DO UPDATE SET on_hand=stock_levels.on_hand+excluded.on_hand,"
+            " updated_ts=excluded.updated_ts RETURNING on_hand, reserved",
+            (item_id, warehouse, total, max(m[7] for m in group))).fetchone()
+        after = on_hand - total
+        for _, _, kind, delta, source, ref, note, ts in group:
+            after += delta
+            rows.append((ts, item_id, warehouse, kind, delta, 0, after, reserved, source, ref, note))
+    conn.executemany(
+        "INSERT INTO stock_moves(ts, item_id, warehouse, kind, on_hand_delta, reserved_delta, on_hand_after,"
+        " reserved_after, source, ref, note) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
+    _flush_dirty(conn, [(item_id, "source", max(m[7] for m in by_key[(item_id, wh)]))
+                        for item_id, wh in by_key])
+
+
 def touch_source(conn: sqlite3.Connection, warehouse: str, source: str, now: float | None = None) -> None:
+    need(conn, source_key(warehouse, source))
     conn.execute(
         "INSERT INTO stock_sources(warehouse, source, ts) VALUES (?,?,?)"
         " ON CONFLICT(warehouse, source) DO UPDATE SET ts=excluded.ts",
@@ -419,6 +486,7 @@ def set_balances_many(conn: sqlite3.Connection, rows: Iterable[tuple[str, str, i
     All or nothing: every quantity is checked before anything is written, and a package formed before
     the last one applied to one of its warehouses is refused (StaleBalance). A later row for the same item
     and warehouse wins. Returns the number of moves recorded."""
+    need(conn)  # balances of whole warehouses: an ordinary transaction
     wanted: dict[tuple[str, str], int] = {}
     for item_id, warehouse, qty in rows:
         wanted[(item_id, warehouse)] = qty
@@ -593,6 +661,7 @@ class Holds:
         self._unread = bool(self._items)
 
     def write(self, conn: sqlite3.Connection) -> None:
+        need(conn, *(stock_key(i, w) for (i, w), units in self.deltas.items() if units))
         if self.deltas:
             rows = [(units, self.now, item_id, warehouse, units)
                     for (item_id, warehouse), units in self.deltas.items() if units]
@@ -623,6 +692,7 @@ def reserve(conn: sqlite3.Connection, ref: str, item_id: str, warehouse: str, qu
     orders marks its items in one statement, see `mark_dirty`). A batch of orders reserves through `Holds`."""
     if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity <= 0:
         raise StockError(f"reservation quantity must be a whole number > 0, got {quantity!r}")
+    need(conn, stock_key(item_id, warehouse))
     now = time.time() if now is None else now
     row = conn.execute(
         "UPDATE stock_levels SET reserved=reserved+?, updated_ts=? WHERE item_id=? AND warehouse=?"
@@ -666,6 +736,13 @@ def site_delta(conn: sqlite3.Connection, site: str, warehouse: str, item_id: str
     order's unit the site did not find or found damaged (those units were held for that order)."""
     kind = reason if reason in MOVE_KINDS else "adjust"
     reserved_delta = 0
+    if keys_held(conn) is not None and isinstance(delta, int) and not isinstance(delta, bool) and delta > 0:
+        # only adds units: nothing to refuse, no reservation touched; the level is raised at COMMIT
+        now = time.time() if now is None else now
+        touch_source(conn, warehouse, f"site:{site}", now)
+        conn.defer("stock_moves", (item_id, warehouse, kind, delta, f"site:{site}", ref, note, now),  # type: ignore[attr-defined]
+                   _flush_moves)
+        return Move(0, now, item_id, warehouse, kind, delta, 0, -1, -1, f"site:{site}", ref, note)
     if ref and delta < 0 and kind in ("pick", "ship", "writeoff"):
         row = conn.execute("SELECT quantity FROM stock_reservations WHERE ref=? AND item_id=? AND warehouse=?",
                            (ref, item_id, warehouse)).fetchone()

@@ -91,38 +91,47 @@ def share_of(total: int, position: int, parts: int) -> int:
     return total // parts + (1 if position < total % parts else 0)
 
 
+PLAN_CHUNK = 25  # dirty items recomputed per write transaction (each: its cards on every account)
+
+
 def plan(conn: sqlite3.Connection, cfg: CloudConfig, *, items: Iterable[str] | None = None,
          now: float | None = None, limit: int = 5000, cause: str = "source") -> Planned:
     """Recompute the published numbers of dirty items (or of `items`, for `cause`) into the push queue."""
     now = time.time() if now is None else now
     out = Planned()
-    with transaction(conn):
-        if items is None:
-            dirty = conn.execute("SELECT item_id, cause, ts FROM stock_dirty ORDER BY cause='order' DESC, ts LIMIT ?",
-                                 (limit,)).fetchall()
-            todo = [(r[0], r[1], r[2]) for r in dirty]
-        else:
-            todo = [(i, cause, now) for i in items]
+    if items is None:  # read without the write lock; each chunk's rows are deleted only as they were read
+        dirty = conn.execute("SELECT item_id, cause, ts FROM stock_dirty ORDER BY cause='order' DESC, ts LIMIT ?",
+                             (limit,)).fetchall()
+        todo = [(r[0], r[1], r[2]) for r in dirty]
+        if not todo:
+            return out  # nothing dirty: no write transaction
+        chunks = [todo[i:i + PLAN_CHUNK] for i in range(0, len(todo), PLAN_CHUNK)]
+    else:
+        chunks = [[(i, cause, now) for i in items]]
+    for chunk in chunks:
+        # a chunk per transaction: a backlog of thousands of items does not hold the store's writer lock for
+        # seconds (other writers get their turn between chunks)
         wh_cache: dict[str, dict[str, tuple[str, int, int]]] = {}
-        for item_id, cause, origin in todo:
-            out.items += 1
-            for c in catalog.cards_of_item(conn, item_id):
-                settings = cfg.accounts.get(c.account)
-                if settings is None or not settings.enabled:
-                    continue
-                if c.account not in wh_cache:
-                    wh_cache[c.account] = split(warehouses.account_warehouses(conn, cfg, c.account))
-                totals: dict[str, int] = {}
-                for mp_wh, (own, position, parts) in wh_cache[c.account].items():
-                    if own not in totals:
-                        totals[own] = quantity_for(conn, cfg, c, own)
-                    qty = share_of(totals[own], position, parts)
-                    if _enqueue(conn, cfg, c, mp_wh, qty, cause, origin, now):
-                        out.queued += 1
-                    else:
-                        out.unchanged += 1
-        if items is None and todo:
-            conn.executemany("DELETE FROM stock_dirty WHERE item_id=? AND ts=?", [(i, t) for i, _, t in todo])
+        with transaction(conn):
+            for item_id, cause_of, origin in chunk:
+                out.items += 1
+                for c in catalog.cards_of_item(conn, item_id):
+                    settings = cfg.accounts.get(c.account)
+                    if settings is None or not settings.enabled:
+                        continue
+                    if c.account not in wh_cache:
+                        wh_cache[c.account] = split(warehouses.account_warehouses(conn, cfg, c.account))
+                    totals: dict[str, int] = {}
+                    for mp_wh, (own, position, parts) in wh_cache[c.account].items():
+                        if own not in totals:
+                            totals[own] = quantity_for(conn, cfg, c, own)
+                        qty = share_of(totals[own], position, parts)
+                        if _enqueue(conn, cfg, c, mp_wh, qty, cause_of, origin, now):
+                            out.queued += 1
+                        else:
+                            out.unchanged += 1
+            if items is None:
+                conn.executemany("DELETE FROM stock_dirty WHERE item_id=? AND ts=?", [(i, t) for i, _, t in chunk])
     return out
 
 
@@ -283,8 +292,13 @@ def send_account(conn: sqlite3.Connection, cfg: CloudConfig, account: str, adapt
     owner = owner or leases.me()
     out = Sent(account)
     guard(conn, cfg, account, now)
-    with transaction(conn):  # claimed, so no other cloud process sends the same push (cloud_sync.leases)
-        free = leases.unclaimed(now)
+    free = leases.unclaimed(now)
+    if conn.execute(f"SELECT 1 FROM stock_push_queue WHERE account=? AND state='pending' AND next_try<=? AND {free[0]}"
+                    " LIMIT 1", (account, now, *free[1])).fetchone() is None:
+        return out  # nothing due: no write transaction (what is queued meanwhile is read next round)
+    # claimed, so no other cloud process sends the same push (cloud_sync.leases); the account's own key: the
+    # queue rows read and claimed are the account's, and anything else writing them is an ordinary transaction
+    with transaction(conn, keys=push_keys(account)):
         top = conn.execute("SELECT MIN(priority) FROM stock_push_queue WHERE account=? AND state='pending'"
                            f" AND next_try<=? AND {free[0]}", (account, now, *free[1])).fetchone()[0]
         if top is None:
@@ -293,10 +307,17 @@ def send_account(conn: sqlite3.Connection, cfg: CloudConfig, account: str, adapt
             "SELECT card_id, warehouse_id, offer_id, item_id, quantity, version, attempts, queued_ts"
             f" FROM stock_push_queue WHERE account=? AND state='pending' AND next_try<=? AND priority=? AND {free[0]}"
             " ORDER BY queued_ts LIMIT ?", (account, now, top, *free[1], cfg.jobs.push_batch)).fetchall()
-        rows = [r for r in rows if leases.claim(
-            conn, "stock_push_queue", {"account": account, "card_id": r["card_id"], "warehouse_id": r["warehouse_id"]},
-            due=f"state='pending' AND {_SAME} AND quantity=? AND next_try<=?",
-            params=(r["version"], r["queued_ts"], r["quantity"], now), owner=owner, now=now, again=False)]
+        if rows:  # claimed in one statement (one per row held the lock for seconds at push_batch rows)
+            free_sql, free_args = leases.unclaimed(now)
+            conn.executemany(
+                f"UPDATE stock_push_queue SET claimed_by=? WHERE account=? AND card_id=? AND warehouse_id=? AND"
+                f" state='pending' AND {_SAME} AND quantity=? AND next_try<=? AND {free_sql}",
+                [(owner, account, r["card_id"], r["warehouse_id"], r["version"], r["queued_ts"], r["quantity"], now,
+                  *free_args) for r in rows])
+            # ours: those of the rows read (none claimed then) that now name this process
+            mine = {(q[0], q[1]) for q in conn.execute(
+                "SELECT card_id, warehouse_id FROM stock_push_queue WHERE account=? AND claimed_by=?", (account, owner))}
+            rows = [r for r in rows if (r["card_id"], r["warehouse_id"]) in mine]
     if not rows:
         return out
     levels = [StockLevel(r["card_id"], r["offer_id"], r["warehouse_id"], r["quantity"]) for r in rows]
@@ -323,9 +344,15 @@ def send_account(conn: sqlite3.Connection, cfg: CloudConfig, account: str, adapt
     return out
 
 
+def push_keys(account: str) -> tuple[str]:
+    """The key of a sender's own transactions (`send_account`): its account's queued and published rows and
+    push counts (the items it marks dirty are written at COMMIT, see cloud_sync.stock.ledger)."""
+    return (f"push:{account}",)
+
+
 def _unclaim(conn: sqlite3.Connection, account: str, rows: list, owner: str) -> None:
     try:
-        with transaction(conn):
+        with transaction(conn, keys=push_keys(account)):
             for r in rows:
                 leases.unclaim(conn, "stock_push_queue", {"account": account, "card_id": r["card_id"],
                                                           "warehouse_id": r["warehouse_id"]}, owner=owner)
@@ -335,24 +362,19 @@ def _unclaim(conn: sqlite3.Connection, account: str, rows: list, owner: str) -> 
 
 def _outcome(conn: sqlite3.Connection, cfg: CloudConfig, account: str, rows: list, results: dict,
              call_error: MarketplaceError | None, done: float, owner: str, out: Sent) -> None:
-    """The pushes' results recorded, and their claims cleared, in one transaction."""
-    with transaction(conn):
+    """The pushes' results recorded, and their claims cleared, in one transaction (the account's key)."""
+    with transaction(conn, keys=push_keys(account)):
+        # the claims cleared and the pushes that went through recorded in a few statements (a batch is up to
+        # `push_batch` rows: one statement per row and purpose held the lock for seconds)
+        conn.executemany("UPDATE stock_push_queue SET claimed_by=NULL WHERE account=? AND card_id=? AND"
+                         " warehouse_id=? AND claimed_by=?",
+                         [(account, r["card_id"], r["warehouse_id"], owner) for r in rows])
+        ok_rows = []
         for r in rows:
-            leases.unclaim(conn, "stock_push_queue", {"account": account, "card_id": r["card_id"],
-                                                      "warehouse_id": r["warehouse_id"]}, owner=owner)
             key = f"{r['card_id']}@{r['warehouse_id']}"
             res = results.get(key) or results.get(r["card_id"])
             if call_error is None and res is not None and res.ok:
-                deleted = conn.execute("DELETE FROM stock_push_queue WHERE account=? AND card_id=? AND warehouse_id=?"
-                                       f" AND {_SAME}", (account, r["card_id"], r["warehouse_id"], r["version"],
-                                                         r["queued_ts"])).rowcount
-                conn.execute("INSERT INTO stock_published(account, card_id, warehouse_id, quantity, ts) VALUES"
-                             " (?,?,?,?,?) ON CONFLICT(account, card_id, warehouse_id) DO UPDATE SET"
-                             " quantity=excluded.quantity, ts=excluded.ts",
-                             (account, r["card_id"], r["warehouse_id"], r["quantity"], done))
-                if not deleted:  # the row changed or went while we sent: recompute, and respect the interval
-                    _reschedule_after_push(conn, cfg, account, r["card_id"], r["warehouse_id"], done)
-                    ledger.mark_dirty(conn, [r["item_id"]], "source", done)
+                ok_rows.append(r)
                 out.ok += 1
                 continue
             error = str(call_error) if call_error is not None else (res.error if res else "no result for this item")
@@ -376,6 +398,22 @@ def _outcome(conn: sqlite3.Connection, cfg: CloudConfig, account: str, rows: lis
                 out.failed += 1
                 if len(out.errors) < 5:
                     out.errors.append(f"{key}: {error}")
+        if ok_rows:
+            queued = {(q[0], q[1]): (q[2], q[3]) for q in conn.execute(
+                "SELECT card_id, warehouse_id, version, queued_ts FROM stock_push_queue WHERE account=?", (account,))}
+            same = [r for r in ok_rows if queued.get((r["card_id"], r["warehouse_id"])) == (r["version"], r["queued_ts"])]
+            conn.executemany("DELETE FROM stock_push_queue WHERE account=? AND card_id=? AND warehouse_id=?"
+                             f" AND {_SAME}", [(account, r["card_id"], r["warehouse_id"], r["version"], r["queued_ts"])
+                                               for r in same])
+            conn.executemany("INSERT INTO stock_published(account, card_id, warehouse_id, quantity, ts) VALUES"
+                             " (?,?,?,?,?) ON CONFLICT(account, card_id, warehouse_id) DO UPDATE SET"
+                             " quantity=excluded.quantity, ts=excluded.ts",
+                             [(account, r["card_id"], r["warehouse_id"], r["quantity"], done) for r in ok_rows])
+            kept = {id(r) for r in same}
+            for r in ok_rows:
+                if id(r) not in kept:  # the row changed or went while we sent: recompute, respect the interval
+                    _reschedule_after_push(conn, cfg, account, r["card_id"], r["warehouse_id"], done)
+                    ledger.mark_dirty(conn, [r["item_id"]], "source", done)
         if out.failed:
             conn.execute("INSERT INTO cloud_errors(ts, area, account, message) VALUES (?,?,?,?)",
                          (done, "stock_push", account, f"{out.failed} stock push(es) failed: {'; '.join(out.errors)}"))
