@@ -52,7 +52,7 @@ def test_category_tree_and_attributes(oz) -> None:
 
 def test_a_product_is_imported_and_followed_to_created(oz) -> None:
     sb, adapter = oz
-    httpx.post(sb.url + "/_sandbox/x/import_delay", json={"seconds": 30})  # half a second here
+    httpx.post(sb.url + "/_sandbox/x/import_delay", json={"seconds": 120})  # two seconds here: seen pending on a busy box
     photos = ["https://cdn.example.org/mug/1.jpg", "https://cdn.example.org/mug/2.png"]
     new = NewCard(offer_id="OZ-NEW-1", title="Кружка с котом", subject_id=0, category_id=MUG,
                   characteristics=_filled(adapter), dimensions=DIMS, photos=photos,
