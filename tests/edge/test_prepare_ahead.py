@@ -5,6 +5,7 @@ first, each once), so the scan that packs an order only sends its label; cached 
 from __future__ import annotations
 
 import threading
+import time
 
 from edge_testkit import BAG, MUG, deliver_label, edge_config, make_conn, pick_task, send, wait_for
 
@@ -180,17 +181,24 @@ def test_the_next_orders_label_is_rendered_right_after_a_print_while_packers_sca
         deliver_label(site.conn, order)
     labels.clear_cache()
     site.printing.active()  # the packer scans away: no pause for the labels-ahead worker
+    scanning = threading.Event()
+
+    def keep_scanning() -> None:  # scans come every 50 ms (a test thread slowed by a busy box made a pause)
+        while not scanning.wait(0.05):
+            site.printing.active()
+    packer = threading.Thread(target=keep_scanning, daemon=True)
+    packer.start()
     site.start()
     try:
         assert wait_for(lambda: site.printing._running)
-        site.printing.active()
         assert site.scan("pack-1", MUG["barcode"]).kind == "done"
-        site.printing.active()
         # a1's label (rendered on the scan's path) and a2's (the next one), not a3's: no pause came
         assert wait_for(lambda: len(labels._CACHE) == 2, timeout=5)
-        site.printing.active()
+        time.sleep(0.5)
         assert len(labels._CACHE) == 2
     finally:
+        scanning.set()
+        packer.join()
         site.begin_stop()
         site.stop()
         site.close()
