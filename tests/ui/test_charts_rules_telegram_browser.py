@@ -76,14 +76,17 @@ def served(tmp_path, users_db, bot_api_for, monkeypatch):
 
 def test_the_dashboard_for_a_chosen_period(served):
     page, url, *_ = served
-    page.click("#nav-dashboard")
+    with page.expect_navigation():  # each click loads a page: read it once it has loaded, not the one before
+        page.click("#nav-dashboard")
     assert page.locator("h1").inner_text().startswith("Сводка")
-    page.click("#days-7")
+    with page.expect_navigation():
+        page.click("#days-7")
     row = page.locator('#figures tr[data-marketplace="wildberries"] td').all_inner_texts()
     assert row[0] == "Wildberries" and row[1].replace("\u00a0", " ") == "8 780 ₽" and row[3] == "2"
     page.fill("#f-from", (datetime.now(UTC) - timedelta(days=29)).date().isoformat())
     page.fill("#f-to", datetime.now(UTC).date().isoformat())
-    page.click("#period-form button[type=submit]")
+    with page.expect_navigation():
+        page.click("#period-form button[type=submit]")
     row = page.locator('#figures tr[data-marketplace="wildberries"] td').all_inner_texts()
     assert row[1].replace("\u00a0", " ") == "13 170 ₽" and row[3] == "3"
     assert "MS-00001" in page.locator("#top-items").inner_text()
