@@ -54,7 +54,8 @@ log = logging.getLogger("cloud_sync.leases")
 HEARTBEAT_S = 2.0  # how often a process says it is alive
 TTL_S = 8.0  # a process not heard of for this long is taken for dead (its jobs move on)
 CHECK_S = 1.0  # how often a process without a job's lease looks whether the job is free
-REBALANCE_S = 0.5  # a process over its fair share lets one job go at most this often
+REBALANCE_S = 0.05  # a process over its fair share lets one job go at most this often (while others have room)
+VIEW_S = 0.5  # how old the process's view of who runs what may be when it answers "another process runs it"
 ORPHAN_S = 3.0  # a job free this long is taken by any process, over its fair share or not
 FORGET_S = 86400.0
 LEASES_KEY = ("leases",)  # the key of the lease writes that change many rows (see the module doc)  # rows of processes gone this long are deleted
@@ -221,6 +222,7 @@ class Leases:
         self._released_at = 0.0
         self._sticky: set[str] = set()  # jobs taken as orphans: only some processes run them, never let go
         self._lock = threading.Lock()
+        self._view: tuple[float, dict[str, bool]] | None = None  # (read at, `_others`)
         self.check_s = CHECK_S
 
     def start(self) -> None:
@@ -260,17 +262,26 @@ class Leases:
 
     def hold(self, conn: sqlite3.Connection, name: str) -> bool:
         """Whether this process runs job `name` now (taking it when free and within the fair share,
-        giving it up now and then when over the share)."""
+        giving it up when over the share and another process has room for it).
+
+        A job another live process runs is answered from this process's view of the leases (`_others`, at
+        most `VIEW_S` old), without a statement: with 40 accounts a process has ~200 job threads looking
+        once a second at jobs the others run, and they were most of the statements the store served. A job
+        taken over from a process gone is seen at most `VIEW_S` later; whatever may be ours is read afresh."""
         now = time.time()
+        if self._others(conn, now).get(name):
+            return False
         mine = held(conn, owner=self.owner)
         processes = max(1, len(alive(conn, now=now)))
         share = math.ceil(max(self.jobs(), 1) / processes)
         if name in mine:
             with self._lock:
                 if (len(mine) > share and name not in self._sticky and now - self._released_at >= REBALANCE_S
+                        and len(held(conn, owner=self.owner)) > share
                         and _room_elsewhere(conn, self.owner, share, now)):
                     self._released_at = now
                     release(conn, name, owner=self.owner)
+                    self._view = None  # what we let go is free in the view from now
                     log.info("job %s let go (%d jobs here, a fair share is %d)", name, len(mine), share)
                     return False
             return True
@@ -281,20 +292,40 @@ class Leases:
                 return False
         if acquire(conn, name, owner=self.owner, now=now):
             log.info("job %s runs here now", name)
+            self._view = None
             if orphan:
                 with self._lock:
                     self._sticky.add(name)
             return True
         return False
 
+    def _others(self, conn: sqlite3.Connection, now: float) -> dict[str, bool]:
+        """Job name -> True when a live process other than this one holds its lease, as read at most
+        `VIEW_S` ago (one statement per look for all the process's job threads)."""
+        with self._lock:
+            view = self._view
+            if view is None or now - view[0] > VIEW_S:
+                rows = conn.execute(
+                    "SELECT l.name FROM job_leases l JOIN cloud_processes p ON p.id = l.owner"
+                    " WHERE l.owner != ? AND p.seen > ?", (self.owner, now - TTL_S)).fetchall()
+                view = self._view = (now, {r[0]: True for r in rows})
+            return view[1]
+
 
 def _room_elsewhere(conn: sqlite3.Connection, owner: str, share: int, now: float) -> bool:
-    """Whether another live process holds fewer jobs than the fair share (it would take one let go)."""
+    """Whether the other live processes have room for one more job: they hold fewer than the fair share
+    between them by more than the jobs free already (those are theirs to take: letting go of more would
+    leave jobs free with nobody to take them)."""
     counts = {p: 0 for p in alive(conn, now=now) if p != owner}
-    for p, n in conn.execute("SELECT owner, COUNT(*) FROM job_leases WHERE owner IS NOT NULL GROUP BY owner"):
+    free = 0
+    # a job free for longer than ORPHAN_S is one no process runs any more (an account removed): not counted
+    for p, n in conn.execute("SELECT owner, COUNT(*) FROM job_leases WHERE owner IS NOT NULL OR since > ?"
+                             " GROUP BY owner", (now - ORPHAN_S - CHECK_S,)):
         if p in counts:
             counts[p] = n
-    return any(n < share for n in counts.values())
+        elif p != owner:
+            free += n  # let go just now, or its owner not alive: about to be taken
+    return sum(max(0, share - n) for n in counts.values()) > free
 
 
 # ---------------------------------------------------------------- claims
