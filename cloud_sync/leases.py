@@ -45,6 +45,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from cloud_sync.db import connect, transaction
@@ -222,7 +223,7 @@ class Leases:
         self._released_at = 0.0
         self._sticky: set[str] = set()  # jobs taken as orphans: only some processes run them, never let go
         self._lock = threading.Lock()
-        self._view: tuple[float, dict[str, bool]] | None = None  # (read at, `_others`)
+        self._view: _View | None = None  # `_look`
         self.check_s = CHECK_S
 
     def start(self) -> None:
@@ -264,53 +265,68 @@ class Leases:
         """Whether this process runs job `name` now (taking it when free and within the fair share,
         giving it up when over the share and another process has room for it).
 
-        A job another live process runs is answered from this process's view of the leases (`_others`, at
-        most `VIEW_S` old), without a statement: with 40 accounts a process has ~200 job threads looking
-        once a second at jobs the others run, and they were most of the statements the store served. A job
-        taken over from a process gone is seen at most `VIEW_S` later; whatever may be ours is read afresh."""
+        The fair share is counted on this process's view of the leases (`_look`, at most `VIEW_S` old, one
+        statement for all of the process's job threads), and a job another live process runs is answered
+        from it without a statement: with 40 accounts a process has ~200 job threads looking once a second,
+        each with 2-3 statements (one of them every job name it holds), and with 3 processes they were most
+        of what the store served. Whether a job is ours is read afresh (one row); a job taken over from a
+        process gone is seen at most `VIEW_S` later."""
         now = time.time()
-        if self._others(conn, now).get(name):
+        view = self._look(conn, now)
+        if name in view.others:
             return False
-        mine = held(conn, owner=self.owner)
-        processes = max(1, len(alive(conn, now=now)))
-        share = math.ceil(max(self.jobs(), 1) / processes)
-        if name in mine:
-            with self._lock:
-                if (len(mine) > share and name not in self._sticky and now - self._released_at >= REBALANCE_S
-                        and len(held(conn, owner=self.owner)) > share
-                        and _room_elsewhere(conn, self.owner, share, now)):
-                    self._released_at = now
-                    release(conn, name, owner=self.owner)
-                    self._view = None  # what we let go is free in the view from now
-                    log.info("job %s let go (%d jobs here, a fair share is %d)", name, len(mine), share)
-                    return False
+        share = math.ceil(max(self.jobs(), 1) / view.processes)
+        if owner_of(conn, name) == self.owner:
+            if view.mine > share and name not in self._sticky:
+                with self._lock:
+                    if (now - self._released_at >= REBALANCE_S and len(held(conn, owner=self.owner)) > share
+                            and _room_elsewhere(conn, self.owner, share, now)):
+                        self._released_at = now
+                        release(conn, name, owner=self.owner)
+                        self._view = None  # what we let go is free in the view from now
+                        log.info("job %s let go (%d jobs here, a fair share is %d)", name, view.mine, share)
+                        return False
             return True
         orphan = False
-        if len(mine) >= share:
+        if view.mine >= share:
             orphan = orphaned(conn, name, now=now)
             if not orphan:
                 return False
         if acquire(conn, name, owner=self.owner, now=now):
             log.info("job %s runs here now", name)
-            self._view = None
-            if orphan:
-                with self._lock:
+            with self._lock:
+                self._view = None
+                if orphan:
                     self._sticky.add(name)
             return True
         return False
 
-    def _others(self, conn: sqlite3.Connection, now: float) -> dict[str, bool]:
-        """Job name -> True when a live process other than this one holds its lease, as read at most
-        `VIEW_S` ago (one statement per look for all the process's job threads)."""
+    def _look(self, conn: sqlite3.Connection, now: float) -> _View:
+        """The leases as read at most `VIEW_S` ago (read again now when older, or when this process took or
+        let go of a job since)."""
         with self._lock:
             view = self._view
-            if view is None or now - view[0] > VIEW_S:
-                rows = conn.execute(
-                    "SELECT l.name FROM job_leases l JOIN cloud_processes p ON p.id = l.owner"
-                    " WHERE l.owner != ? AND p.seen > ?", (self.owner, now - TTL_S)).fetchall()
-                view = self._view = (now, {r[0]: True for r in rows})
-            return view[1]
+            if view is None or now - view.at > VIEW_S:
+                live = set(alive(conn, now=now)) | {self.owner}
+                others, mine = set(), 0
+                for job, owner in conn.execute("SELECT name, owner FROM job_leases WHERE owner IS NOT NULL"):
+                    if owner == self.owner:
+                        mine += 1
+                    elif owner in live:
+                        others.add(job)
+                view = self._view = _View(now, len(live), mine, frozenset(others))
+            return view
 
+
+@dataclass(frozen=True)
+class _View:
+    """A process's view of the leases: when it was read, the live processes (this one counted), how many
+    jobs this process holds, and the jobs live others hold."""
+
+    at: float
+    processes: int
+    mine: int
+    others: frozenset[str]
 
 def _room_elsewhere(conn: sqlite3.Connection, owner: str, share: int, now: float) -> bool:
     """Whether the other live processes have room for one more job: they hold fewer than the fair share

@@ -258,6 +258,14 @@ def level(conn: sqlite3.Connection, item_id: str, warehouse: str) -> Level:
     return Level(item_id, warehouse, row[0], row[1]) if row else Level(item_id, warehouse, 0, 0)
 
 
+def levels_of(conn: sqlite3.Connection, item_ids: Iterable[str]) -> dict[tuple[str, str], Level]:
+    """The levels of several items at every warehouse, in one statement: (item, warehouse) -> Level (a pair
+    absent: nothing there, as `level` reads it)."""
+    return {(r[0], r[1]): Level(*r) for r in conn.execute(
+        "SELECT item_id, warehouse, on_hand, reserved FROM stock_levels WHERE item_id IN"
+        " (SELECT value FROM json_each(?))", (json.dumps(sorted(set(item_ids))),))}
+
+
 def levels(conn: sqlite3.Connection, *, item_id: str | None = None, warehouse: str | None = None) -> list[Level]:
     sql, args = "SELECT item_id, warehouse, on_hand, reserved FROM stock_levels WHERE 1=1", []
     if item_id is not None:
