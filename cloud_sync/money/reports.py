@@ -328,6 +328,10 @@ def requeue_interrupted(conn: sqlite3.Connection) -> int:
 
 
 def _claim(conn: sqlite3.Connection) -> sqlite3.Row | None:
+    if conn.execute("SELECT 1 FROM report_builds WHERE state='queued' LIMIT 1").fetchone() is None:
+        # nothing asked for (the job looks twice a second): no write lock taken — on PostgreSQL an
+        # ordinary write transaction stops every other writer of the store, keyed ones too, until it ends
+        return None
     with transaction(conn):
         r = conn.execute("SELECT * FROM report_builds WHERE state='queued' ORDER BY created_ts LIMIT 1").fetchone()
         if r is None:

@@ -127,12 +127,14 @@ def run_actions(conn: sqlite3.Connection, cfg: CloudConfig, adapters: dict[str, 
         if adapter is None:
             continue
         if _waits(conn, a):
-            with transaction(conn):
+            with transaction(conn, keys=()):  # one statement on the action's own row (its row lock decides)
                 conn.execute("UPDATE order_actions SET next_try=? WHERE order_id=? AND action=?",
                              (now + cfg.jobs.retry_base_s / max(cfg.time_scale, 1e-9), a["order_id"], a["action"]))
             continue
         key = {"order_id": a["order_id"], "action": a["action"]}
-        with transaction(conn):  # the claim and the intent, before the call
+        # the claim and the intent, before the call: they write the action's own row alone, after the claim's
+        # row lock decided (a keyed transaction with no key of its own: other writers of the store go on)
+        with transaction(conn, keys=()):
             # another cloud process may have taken it meanwhile (cloud_sync.leases): then it is theirs
             if not leases.claim(conn, "order_actions", key, due="state='pending' AND next_try<=?", params=(now,)):
                 continue

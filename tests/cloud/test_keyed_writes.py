@@ -16,11 +16,12 @@ import pytest
 
 from cloud_sync import pg
 from cloud_sync.db import connect, is_postgres, transaction
+from cloud_sync.orders import intake, mp_actions
 from cloud_sync.schema import open_db
 from cloud_sync.stock import ledger
 from sitelink import sqlite as link_sqlite
 
-from .conftest import seed
+from .conftest import ShopWindow, card_id, order, seed
 
 
 @pytest.fixture
@@ -220,3 +221,40 @@ def test_site_deltas_in_keyed_transactions_beside_reservations_lose_nothing_and_
         # on hand only grows here: the after-values of all moves that changed it are 6..85, each once
         assert sorted(m[3] for m in site_moves) == list(range(6, 86))
     conn.close()
+
+
+def test_a_marketplace_call_is_claimed_while_keyed_writers_run(db_path, cfg):
+    """An action's claim and intent write its own row alone: a keyed transaction with no key of its own,
+    so it does not wait for (nor stop) the keyed writers in flight — each account's stock sender, the site
+    link's rounds — as an ordinary one does (with 3 processes ~1,000 such barriers per process a run)."""
+    _pg_only(db_path)
+    conn = open_db(db_path)
+    seed(conn, 3)
+    intake.ingest(conn, cfg, [order("wb", "1001", card_id("wb", 1))])
+    window = ShopWindow("wb", "wildberries", "10")
+    other = connect(db_path)
+    done = threading.Event()
+
+    def act() -> None:
+        c = connect(db_path)
+        try:
+            mp_actions.run_actions(c, cfg, {"wb": window})
+        finally:
+            c.close()
+            done.set()
+    try:
+        with transaction(other, keys=["push:oz"]):  # a stock sender's round, in flight
+            t = threading.Thread(target=act)
+            t.start()
+            deadline = time.monotonic() + 10
+            while not window.moves and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert [m[1] for m in window.moves] == ["confirm"]  # claimed and called meanwhile
+            assert not done.is_set()  # its outcome (an ordinary transaction) waits for the round to end
+        t.join(30)
+        assert done.is_set()
+        row = conn.execute("SELECT state, claimed_by FROM order_actions WHERE action='confirm'").fetchone()
+        assert (row["state"], row["claimed_by"]) == ("done", None)
+    finally:
+        other.close()
+        conn.close()
