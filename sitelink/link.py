@@ -836,8 +836,13 @@ class SiteLink:
         """The keys of a keyed round (see `keys_for`) and the senders it applies (None: all), or None: an
         ordinary round. Every message of a sender the round takes (held or late) must have keys; a round
         takes senders (late copies' first) while their keys stay within `MAX_ROUND_KEYS`, the others wait for
-        the next round. Acknowledgements and states to write make it ordinary."""
-        if not self._keys_of or self._pending_acks or self._pending_state:
+        the next round. Acknowledgements and states to write touch their peer's rows alone (its outbox rows,
+        its `link_peers` row): the round holds those peers' `link:<peer>` keys whatever senders it takes (more
+        of them than `MAX_ROUND_KEYS`: an ordinary round)."""
+        if not self._keys_of:
+            return None
+        must = {f"link:{peer}" for peer in (*self._pending_acks, *self._pending_state)}
+        if len(must) > MAX_ROUND_KEYS:
             return None
         per_peer: dict[str, set[str]] = {}
         for item in [*self._old, *(i for held in self._held.values() for i in held.values())]:
@@ -856,14 +861,14 @@ class SiteLink:
             keys.update(more)
         for peer in self._peer_heard:
             per_peer.setdefault(peer, {f"link:{peer}"})
-        taken: set[str] = set()
+        taken: set[str] = set(must)
         peers: set[str] = set()
         for peer, keys in per_peer.items():
             if len(taken | keys) > MAX_ROUND_KEYS:
                 continue
             taken |= keys
             peers.add(peer)
-        if not peers:
+        if not peers and not must:
             return None
         return frozenset(taken), (None if len(peers) == len(per_peer) else frozenset(peers))
 

@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from sitelink import Reject, envelope, sqlite, store
+from sitelink import LinkConfig, Reject, envelope, sqlite, store
 from sitelink import link as link_mod
 from sitelink.link import SiteLink
 
@@ -429,3 +429,18 @@ def test_publishes_group_rows_as_the_row_by_row_grouping_does():
         rows = [(k, f"id{k}", "x" * sizes()) for k in range(n)]
         most, most_bytes = rnd.choice([1, 2, 7, 100]), rnd.choice([500, 25_000, 256_000])
         assert link_mod._chunks(rows, most, most_bytes) == by_rows(rows, most, most_bytes)
+
+
+def test_a_round_with_acknowledgements_to_write_stays_keyed(tmp_path):
+    """Acknowledgements delete their peer's outbox rows and a state writes its peer's row: a round holds
+    those peers' `link:<peer>` keys and stays keyed (on PostgreSQL an ordinary round stops every writer of
+    the store; the cloud's rounds all carried some site's acknowledgements of pick tasks)."""
+    link = SiteLink(LinkConfig(role="cloud", db_path=str(tmp_path / "cloud.db")))
+    link.on("stock_delta", lambda conn, env: None)
+    link.keys_for("stock_delta", lambda env: (f"source:main:site:{env.site}",))
+    link._pending_acks = {"site-1": [(1, "01J")], "site-2": [(4, "01K")]}
+    link._pending_state = {"site-3": "online"}
+    keys, peers = link._round_keys()
+    assert keys == {"link:site-1", "link:site-2", "link:site-3"} and peers is None
+    link._pending_acks = {f"site-{i}": [(1, "01J")] for i in range(link_mod.MAX_ROUND_KEYS + 1)}
+    assert link._round_keys() is None  # more peers than a round's keys: an ordinary round
