@@ -116,7 +116,9 @@ def plan(conn: sqlite3.Connection, cfg: CloudConfig, *, items: Iterable[str] | N
     for chunk in chunks:
         # a chunk per transaction: a backlog of thousands of items does not hold the store's writer lock for
         # seconds (other writers get their turn between chunks)
-        with transaction(conn):
+        # a keyed transaction (`planner_keys`): it writes the queued rows of every account, so it waits for
+        # (and holds back) the accounts' senders, not the site link's rounds, status re-reads or claims
+        with transaction(conn, keys=planner_keys(cfg)):
             _plan_chunk(conn, cfg, chunk, now, out, wh_cache)
             if items is None:
                 conn.executemany("DELETE FROM stock_dirty WHERE item_id=? AND ts=?", [(i, t) for i, _, t in chunk])
@@ -386,6 +388,14 @@ def push_keys(account: str) -> tuple[str]:
     """The key of a sender's own transactions (`send_account`): its account's queued and published rows and
     push counts (the items it marks dirty are written at COMMIT, see cloud_sync.stock.ledger)."""
     return (f"push:{account}",)
+
+
+def planner_keys(cfg: CloudConfig) -> tuple[str, ...]:
+    """The keys of a planner's round: every account's `push_keys` (the queued rows it writes, the published
+    ones it reads) and `planner` (one round at a time). The items' levels it reads are raised by keyed
+    site deltas at their COMMIT together with the items' dirty marks: a mark written after the round read
+    the level has a newer `ts`, so the round's `DELETE … AND ts=?` leaves it, and the item is planned again."""
+    return ("planner", *(k for a in sorted(cfg.accounts) for k in push_keys(a)))
 
 
 def _unclaim(conn: sqlite3.Connection, account: str, rows: list, owner: str) -> None:

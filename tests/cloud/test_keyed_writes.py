@@ -19,6 +19,7 @@ from cloud_sync.db import connect, is_postgres, transaction
 from cloud_sync.orders import intake, mp_actions
 from cloud_sync.schema import open_db
 from cloud_sync.stock import ledger
+from cloud_sync.stock import push as stock_push
 from sitelink import sqlite as link_sqlite
 
 from .conftest import ShopWindow, card_id, order, seed
@@ -257,4 +258,39 @@ def test_a_marketplace_call_is_claimed_while_keyed_writers_run(db_path, cfg):
         assert (row["state"], row["claimed_by"]) == ("done", None)
     finally:
         other.close()
+        conn.close()
+
+
+def test_the_planner_runs_beside_the_site_link_and_a_change_meanwhile_is_planned_again(store, cfg):
+    """The planner's round is keyed (every account's push key): a site link's keyed round in flight does not
+    hold it back. The delta that round commits after the planner read the level leaves its item dirty
+    (a newer mark), so the next round plans the new number: nothing is lost by running side by side."""
+    path, items = store
+    _pg_only(path)
+    conn = connect(path)
+    stock_push.plan(conn, cfg)
+    with transaction(conn):
+        ledger.mark_dirty(conn, [items[0]])
+    done = threading.Event()
+
+    def plan() -> None:
+        c = connect(path)
+        try:
+            stock_push.plan(c, cfg)
+        finally:
+            c.close()
+            done.set()
+    link_round = connect(path)
+    try:
+        with transaction(link_round, keys=[ledger.source_key("main", "site:s1"), "link:s1"]):
+            ledger.site_delta(link_round, "s1", "main", items[0], 3, "receipt", ref="r1")
+            t = threading.Thread(target=plan)
+            t.start()
+            assert done.wait(10)  # planned while the round holds its keys
+        t.join(10)
+        stock_push.plan(conn, cfg)  # the delta's commit marked the item again: planned with its units
+        queued = {r[0] for r in conn.execute("SELECT quantity FROM stock_push_queue WHERE item_id=?", (items[0],))}
+        assert queued == {8}, queued
+    finally:
+        link_round.close()
         conn.close()
