@@ -1366,20 +1366,19 @@ _OPTION = re.compile(r"^(?:-c|--)search_path=(.*)$", re.S)
 @functools.lru_cache(maxsize=256)
 def _split_path(url: str) -> tuple[str, str]:
     """`url` without the search_path of its `options` (libpq's `-csearch_path=...`, as a seller's store URL
-    carries it, `cloud_sync.tenants.schema_url`) and that search_path (`_SESSION` when it has none): one
-    pool for every schema of a database. A URL whose options it cannot read for sure (escapes) stays whole."""
+    carries it, `cloud_sync.tenants.schema_url`), its query's parameters written one way (`host=/tmp` and
+    `host=%2Ftmp` are one database), and that search_path (`_SESSION` when it has none): one pool for every
+    schema of a database. A URL whose options it cannot read for sure (escapes) stays whole."""
     parts = urlsplit(url)
-    segments = parts.query.split("&") if parts.query else []
     path, kept_segments = _SESSION, []
-    for segment in segments:
-        name, _, value = segment.partition("=")
+    for segment in parts.query.split("&") if parts.query else []:
+        name, _, value = (unquote(x) for x in segment.partition("="))
         if name != "options":
-            kept_segments.append(segment)
+            kept_segments.append(f"{quote(name, safe='')}={quote(value, safe='')}")
             continue
-        options = unquote(value)
-        if "\\" in options:
+        if "\\" in value:
             return url, _SESSION
-        tokens, kept = options.split(), []
+        tokens, kept = value.split(), []
         i = 0
         while i < len(tokens):
             token = tokens[i]
@@ -1394,8 +1393,6 @@ def _split_path(url: str) -> tuple[str, str]:
             i += 1
         if kept:
             kept_segments.append("options=" + quote(" ".join(kept), safe=""))
-    if not path:
-        return url, _SESSION
     return urlunsplit(parts._replace(query="&".join(kept_segments))), path
 
 
