@@ -59,11 +59,11 @@ them to a query builder would touch every one of them; here they stay as they ar
   search_path, not a pool of its own. The domain's statements carry their schema's name as a leading
   comment (`statement_tag`), so psycopg's server-side prepared statements are per schema (one schema's
   plan never serves another's, whose table may differ while sellers are migrated in turn). Given back
-  means: anything open rolled back at once (its savepoints and the writer lock with it), then, in the
-  pool's worker, session-level locks released, temporary tables dropped and the search_path compared with
-  what the checkout set (changed by its user: set again by the next checkout, whatever it asks; `_reset`);
-  the wrapper itself is closed for good (its trace callback gone, every later call an error, as
-  sqlite3's). A wrapper dropped without `close()` gives its connection back when collected. A pool keeps at
+  means: anything open rolled back at once (its savepoints and the writer lock with it), session-level
+  locks released, temporary tables dropped and the search_path compared with what the checkout set
+  (changed by its user: set again by the next checkout, whatever it asks; `_reset`), all before the
+  connection is back in the pool; the wrapper itself is closed for good (its trace callback gone, every
+  later call an error, as sqlite3's). A wrapper dropped without `close()` gives its connection back when collected. A pool keeps at
   most `POOL_MAX` connections, closes one idle for `POOL_IDLE_S`, and at most `POOLS_MAX` pools (databases)
   live in a process (the least recently used is closed). The service's job threads and stock senders give
   theirs back while they wait (`cloud_sync.service.jobs`). When all `POOL_MAX` are lent, or the pool has
@@ -1263,12 +1263,16 @@ _CLOSED = _Closed()
 
 def _give_back(pool: ConnectionPool | None, raw: psycopg.Connection) -> None:
     """A wrapper's end: its transaction rolled back here and now (the writer lock and the savepoints go with
-    it, before anyone waits on them), then the connection to its pool (which resets the rest, `_reset`),
-    or closed when it has no pool or is broken."""
+    it, before anyone waits on them), the rest its user may have left reset (`_reset`), then the connection
+    to its pool, ready for the next checkout at once; or closed when it has no pool or is broken. (Reset
+    here, not in the pool's worker: under load the worker lagged, a checkout found no connection ready
+    and the pool opened another, up to `POOL_MAX`, `bench/sellers_pool.py`.)"""
     try:
         if not raw.closed and raw.info.transaction_status in (pq.TransactionStatus.INTRANS,
                                                               pq.TransactionStatus.INERROR):
             raw.rollback()
+        if pool is not None and not raw.closed:
+            _reset(raw)  # type: ignore[arg-type]
     except psycopg.Error:
         raw.close()
     if pool is None:
@@ -1331,7 +1335,7 @@ def _configure(raw: _Raw) -> None:
 
 
 def _reset(raw: _Raw) -> None:
-    """The pool's reset of a connection given back (in its worker): what outlives a transaction cleared,
+    """The reset of a connection given back (`_give_back`): what outlives a transaction cleared,
     and its search_path compared with what its checkout set: changed meanwhile (a `SET search_path` of its
     user), the next checkout sets it again whatever it asks for, so no seller's schema reaches another's."""
     row = raw.execute("SELECT current_setting('search_path'), pg_advisory_unlock_all(); DISCARD TEMP").fetchone()
@@ -1428,7 +1432,7 @@ def _pool(url: str, timeout: float) -> ConnectionPool[_Raw]:
         pool = ConnectionPool(url, connection_class=_Raw,
                               kwargs={"autocommit": True, "connect_timeout": max(1, int(timeout))},
                               min_size=0, max_size=POOL_MAX, max_idle=POOL_IDLE_S, configure=_configure,
-                              reset=_reset, name=f"marketsync:{redact(url)}", num_workers=2, open=True)
+                              name=f"marketsync:{redact(url)}", num_workers=2, open=True)
         _pools[url] = pool
         _start_returner()
         old = [_pools.popitem(last=False) for _ in range(len(_pools) - POOLS_MAX)]

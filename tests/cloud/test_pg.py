@@ -161,7 +161,7 @@ def _pid(conn: pg.Connection) -> int:
 
 def _idle_in_pool(url: str, schema: str, n: int = 1) -> None:
     """Wait until the pool of `url` (every schema of its database) holds `n` idle connections (a returned one
-    is reset by the pool's worker before it is lent again)."""
+    is reset before it is lent again)."""
     pool = pg.pool_of(url)
     assert pool is not None
     deadline = time.monotonic() + 10

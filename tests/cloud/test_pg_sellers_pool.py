@@ -21,8 +21,8 @@ def _pid(conn: pg.Connection) -> int:
 
 
 def _settle(url: str) -> None:
-    """Wait until every connection given back is ready to lend again (its pool's worker resets it first).
-    The code before had no pool per database (`pool_of`): nothing to wait for there."""
+    """Wait until every connection given back is ready to lend again (reset, back in its pool). The code
+    before had no pool per database (`pool_of`): nothing to wait for there."""
     pool_of = getattr(pg, "pool_of", None)
     pool = pool_of(url) if pool_of is not None else None
     if pool is None:
