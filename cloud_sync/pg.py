@@ -1443,7 +1443,7 @@ def _pool(url: str, timeout: float) -> ConnectionPool[_Raw]:
 
 
 def _forget_made(url: str) -> None:
-    for key in [k for k in _made if k[0] == url]:
+    for key in [k for k in list(_made) if k[0] == url]:  # a copy: checkouts add to it meanwhile
         _made.discard(key)
 
 
