@@ -63,13 +63,13 @@ them to a query builder would touch every one of them; here they stay as they ar
   locks released, temporary tables dropped and the search_path compared with what the checkout set
   (changed by its user: set again by the next checkout, whatever it asks; `_reset`), all before the
   connection is back in the pool; the wrapper itself is closed for good (its trace callback gone, every
-  later call an error, as sqlite3's). A wrapper dropped without `close()` gives its connection back when collected. A pool keeps at
-  most `POOL_MAX` connections, closes one idle for `POOL_IDLE_S`, and at most `POOLS_MAX` pools (databases)
-  live in a process (the least recently used is closed). The service's job threads and stock senders give
-  theirs back while they wait (`cloud_sync.service.jobs`). When all `POOL_MAX` are lent, or the pool has
-  nothing to give within `POOL_WAIT_S` (the server is down), a connection of its own is opened instead, at
-  once (and a down server is still said in words without the password). `pooling = False` switches it off
-  (the benches' baseline).
+  later call an error, as sqlite3's). A wrapper dropped without `close()` gives its connection back when
+  collected. A pool keeps at most `POOL_MAX` connections, closes one idle for `POOL_IDLE_S`, and at most
+  `POOLS_MAX` pools (databases) live in a process (the least recently used is closed). The service's job
+  threads and stock senders give theirs back while they wait (`cloud_sync.service.jobs`). When all
+  `POOL_MAX` are lent, or the pool has nothing to give within `POOL_WAIT_S` (the server is down), a
+  connection of its own is opened instead, at once (and a down server is still said in words without the
+  password). `pooling = False` switches it off (the benches' baseline).
 
 Rows are `Row`s: by index and by name, `keys()`, `dict(row)` — as `sqlite3.Row`. Integers are sent as
 untyped literals so that PostgreSQL types them by their column (SQLite does not care either), booleans as
