@@ -48,18 +48,28 @@ them to a query builder would touch every one of them; here they stay as they ar
   writes (`leases`; their one-statement writes run outside any transaction and take no lock). `keys=()` is a
   keyed transaction with no key of its own: for one atomic statement whose row lock decides (a claim). On SQLite the same calls are BEGIN IMMEDIATE.
 
-* **Connection pool**: psycopg_pool (psycopg's own pool library). `connect` draws the connections of one
-  (url, schema) from a pool of that pair and `Connection.close()` gives them back, so a web request (one
-  connection each) or a job round does not pay a new PostgreSQL connection (a process fork and an
-  authentication on the server) each time. Given back means: anything open rolled back at once (its
-  savepoints and the writer lock with it), then, in the pool's worker, session-level locks released and
-  temporary tables dropped (`_reset`); the wrapper itself is closed for good (its trace callback gone,
-  every later call an error, as sqlite3's). A wrapper dropped without `close()` gives its connection back
-  when collected. A pool keeps at most `POOL_MAX` connections, closes one idle for `POOL_IDLE_S`, and
-  at most `POOLS_MAX` pools live in a process (the least recently used is closed: tests open a schema
-  per test). The service's job threads and stock senders give theirs back while they wait
-  (`cloud_sync.service.jobs`). When all `POOL_MAX` are lent, or the pool has nothing to give within `POOL_WAIT_S` (the server is down), a connection of its
-  own is opened instead, at once (and a down server is still said in words without the password). `pooling = False` switches it off (the benches' baseline).
+* **Connection pool**: psycopg_pool (psycopg's own pool library), one pool per database (URL) for every
+  schema of it: `connect` draws a connection from the pool of its URL and `Connection.close()` gives it
+  back, so a web request (one connection each) or a job round does not pay a new PostgreSQL connection (a
+  process fork and an authentication on the server) each time, and a process holds at most `POOL_MAX`
+  pooled connections however many sellers (schemas) it serves. The seller's schema is set on checkout:
+  `SET search_path` (as `set_config`) only when the connection's current one differs (tracked per server
+  connection, `_Raw`); a schema named by the caller is created once per process when missing; a URL's own
+  `options=-csearch_path=...` (a seller's store URL, `cloud_sync.tenants.schema_url`) is that checkout's
+  search_path, not a pool of its own. The domain's statements carry their schema's name as a leading
+  comment (`statement_tag`), so psycopg's server-side prepared statements are per schema (one schema's
+  plan never serves another's, whose table may differ while sellers are migrated in turn). Given back
+  means: anything open rolled back at once (its savepoints and the writer lock with it), session-level
+  locks released, temporary tables dropped and the search_path compared with what the checkout set
+  (changed by its user: set again by the next checkout, whatever it asks; `_reset`), all before the
+  connection is back in the pool; the wrapper itself is closed for good (its trace callback gone, every
+  later call an error, as sqlite3's). A wrapper dropped without `close()` gives its connection back when
+  collected. A pool keeps at most `POOL_MAX` connections, closes one idle for `POOL_IDLE_S`, and at most
+  `POOLS_MAX` pools (databases) live in a process (the least recently used is closed). The service's job
+  threads and stock senders give theirs back while they wait (`cloud_sync.service.jobs`). When all
+  `POOL_MAX` are lent, or the pool has nothing to give within `POOL_WAIT_S` (the server is down), a
+  connection of its own is opened instead, at once (and a down server is still said in words without the
+  password). `pooling = False` switches it off (the benches' baseline).
 
 Rows are `Row`s: by index and by name, `keys()`, `dict(row)` — as `sqlite3.Row`. Integers are sent as
 untyped literals so that PostgreSQL types them by their column (SQLite does not care either), booleans as
@@ -86,7 +96,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 import psycopg
 import sqlglot
@@ -721,6 +731,7 @@ class Connection:
         self.db_key = ""  # sitelink.sqlite's waiting-writer count is SQLite's; PostgreSQL has no busy wait
         self.row_factory: Any = Row
         self.lock_key = writer_lock_key(schema)
+        self._tag = statement_tag(schema)
         self.lock_keys: frozenset[str] | None = None  # a keyed transaction's keys (`begin_keyed`), else None
         self._deferred: list[tuple[str, Any]] = []  # `defer`: written at COMMIT
         self._flushers: dict[str, Callable[[Connection, list[Any]], None]] = {}
@@ -1000,7 +1011,7 @@ class Connection:
                 rest = [c for c in cols if c.lower() not in {k.lower() for k in keys}]
                 action = ("DO UPDATE SET " + ", ".join(f"{c} = EXCLUDED.{c}" for c in rest)) if rest else "DO NOTHING"
                 text += f" ON CONFLICT ({', '.join(keys)}) {action}"
-        return text
+        return self._tag + text
 
     @staticmethod
     def _insert_columns(t: Translated) -> list[str]:
@@ -1222,6 +1233,19 @@ def schema_for(path: str) -> str:
     return "t_" + hashlib.blake2b(real.encode(), digest_size=10).hexdigest()
 
 
+def statement_tag(schema: str) -> str:
+    """What a statement of the domain starts with on a connection of `schema`: a comment naming the schema.
+    psycopg prepares a statement on the server after a few executions, by its text, per server connection,
+    and one pooled connection serves every schema of a database: PostgreSQL plans such a statement again
+    when search_path changed, but refuses it when the other schema's table has other columns (`cached plan
+    must not change result type`: a `SELECT *` while sellers' schemas are migrated in turn). With the
+    comment each schema's statements are prepared statements of their own (and `pg_stat_activity` shows
+    whose a query is)."""
+    name = schema if re.fullmatch(r"[A-Za-z0-9_$]{1,63}", schema) else hashlib.blake2b(
+        schema.encode(), digest_size=8).hexdigest()
+    return f"/*{name}*/ "
+
+
 def writer_lock_key(schema: str) -> int:
     """The advisory lock of a schema's one writer at a time (`BEGIN IMMEDIATE`)."""
     return int.from_bytes(hashlib.blake2b(f"marketsync:{schema}".encode(), digest_size=8).digest(), "big", signed=True)
@@ -1239,12 +1263,16 @@ _CLOSED = _Closed()
 
 def _give_back(pool: ConnectionPool | None, raw: psycopg.Connection) -> None:
     """A wrapper's end: its transaction rolled back here and now (the writer lock and the savepoints go with
-    it, before anyone waits on them), then the connection to its pool (which resets the rest, `_reset`),
-    or closed when it has no pool or is broken."""
+    it, before anyone waits on them), the rest its user may have left reset (`_reset`), then the connection
+    to its pool, ready for the next checkout at once; or closed when it has no pool or is broken. (Reset
+    here, not in the pool's worker: under load the worker lagged, a checkout found no connection ready
+    and the pool opened another, up to `POOL_MAX`, `bench/sellers_pool.py`.)"""
     try:
         if not raw.closed and raw.info.transaction_status in (pq.TransactionStatus.INTRANS,
                                                               pq.TransactionStatus.INERROR):
             raw.rollback()
+        if pool is not None and not raw.closed:
+            _reset(raw)  # type: ignore[arg-type]
     except psycopg.Error:
         raw.close()
     if pool is None:
@@ -1283,28 +1311,104 @@ def _return_collected() -> None:
         _give_back(*_returns.get())
 
 
-def _reset(raw: psycopg.Connection) -> None:
-    """The pool's reset of a connection given back (in its worker): what outlives a transaction cleared."""
-    raw.execute("SELECT pg_advisory_unlock_all(); DISCARD TEMP")
+class _Raw(psycopg.Connection[Any]):
+    """A pooled server connection and the `search_path` its last checkout chose (`_point`), kept per
+    connection: one pool serves every schema of a database, so a connection lent to one seller's checkout
+    may come back for another's. `path` is the value given to `set_config` (`_SESSION`: the session's own,
+    None: not known, set on the next checkout), `shown` what the server said it is then; `default` the
+    session's own value, read when the connection was opened."""
+
+    path: str | None = None
+    shown: str = ""
+    default: str = ""
 
 
-POOL_MAX = 40  # connections one pool (one url and schema) keeps at most, idle or lent
+_SESSION = ""  # a checkout without a schema: the search_path the URL (its role, its database) gives
+
+
+def _configure(raw: _Raw) -> None:
+    """A new connection of a pool: adapters, and its own search_path noted (before any checkout sets one)."""
+    _adapt(raw)
+    shown = raw.execute("SELECT current_setting('search_path')", prepare=False).fetchone()
+    raw.default = raw.shown = str(shown[0]) if shown else ""
+    raw.path = _SESSION
+
+
+def _reset(raw: _Raw) -> None:
+    """The reset of a connection given back (`_give_back`): what outlives a transaction cleared,
+    and its search_path compared with what its checkout set: changed meanwhile (a `SET search_path` of its
+    user), the next checkout sets it again whatever it asks for, so no seller's schema reaches another's."""
+    row = raw.execute("SELECT current_setting('search_path'), pg_advisory_unlock_all(); DISCARD TEMP").fetchone()
+    if row is None or row[0] != raw.shown:
+        raw.path = None
+
+
+def _point(raw: _Raw, url: str, path: str, schema: str | None) -> None:
+    """A checkout's search_path on a pooled connection: `path` (a `set_config` value, `_SESSION` for the
+    session's own), set only when the connection points elsewhere; `schema` (when the caller named one)
+    created first if this process has not seen it yet."""
+    if schema and (url, schema) not in _made:
+        try:
+            raw.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"', prepare=False)
+        except psycopg.errors.UniqueViolation:
+            pass  # another process created it at the same moment
+        _made.add((url, schema))
+    if raw.path == path:
+        return
+    value = raw.default if path == _SESSION else path
+    row = raw.execute("SELECT set_config('search_path', %s, false)", (value,)).fetchone()
+    raw.path, raw.shown = path, str(row[0]) if row else ""
+
+
+def _quoted(schema: str) -> str:
+    return '"' + schema.replace('"', '""') + '"'
+
+
+_OPTION = re.compile(r"^(?:-c|--)search_path=(.*)$", re.S)
+
+
+@functools.lru_cache(maxsize=256)
+def _split_path(url: str) -> tuple[str, str]:
+    """`url` without the search_path of its `options` (libpq's `-csearch_path=...`, as a seller's store URL
+    carries it, `cloud_sync.tenants.schema_url`), its query's parameters written one way (`host=/tmp` and
+    `host=%2Ftmp` are one database), and that search_path (`_SESSION` when it has none): one pool for every
+    schema of a database. A URL whose options it cannot read for sure (escapes) stays whole."""
+    parts = urlsplit(url)
+    path, kept_segments = _SESSION, []
+    for segment in parts.query.split("&") if parts.query else []:
+        name, _, value = (unquote(x) for x in segment.partition("="))
+        if name != "options":
+            kept_segments.append(f"{quote(name, safe='')}={quote(value, safe='')}")
+            continue
+        if "\\" in value:
+            return url, _SESSION
+        tokens, kept = value.split(), []
+        i = 0
+        while i < len(tokens):
+            token = tokens[i]
+            if token == "-c" and i + 1 < len(tokens) and tokens[i + 1].startswith("search_path="):
+                token = "-c" + tokens[i + 1]
+                i += 1
+            m = _OPTION.match(token)
+            if m:
+                path = m.group(1)
+            else:
+                kept.append(token)
+            i += 1
+        if kept:
+            kept_segments.append("options=" + quote(" ".join(kept), safe=""))
+    return urlunsplit(parts._replace(query="&".join(kept_segments))), path
+
+
+POOL_MAX = 40  # connections one pool (one database: every schema of it) keeps at most, idle or lent
 POOL_IDLE_S = 60.0  # an idle connection above none is closed after this long
 POOL_WAIT_S = 2.0  # how long `connect` waits for the pool before opening a connection of its own
-POOLS_MAX = 16  # pools one process keeps (the least recently used one beyond is closed)
+POOLS_MAX = 16  # pools one process keeps, one per database URL (the least recently used one beyond is closed)
 pooling = True  # False: every `connect` opens a connection of its own (the benches' baseline)
 
-_pools: OrderedDict[tuple[str, str], ConnectionPool] = OrderedDict()
+_pools: OrderedDict[str, ConnectionPool[_Raw]] = OrderedDict()
 _pools_lock = threading.Lock()
-
-
-def _configure(schema: str | None) -> Callable[[psycopg.Connection], None]:
-    """A new connection of a pool: adapters, and its schema (created if missing) as `search_path`."""
-    def configure(raw: psycopg.Connection) -> None:
-        _adapt(raw)
-        if schema:
-            _use_schema(raw, schema)
-    return configure
+_made: set[tuple[str, str]] = set()  # (pool URL, schema) this process made sure exists
 
 
 def _use_schema(raw: psycopg.Connection, schema: str) -> None:
@@ -1318,29 +1422,43 @@ def _use_schema(raw: psycopg.Connection, schema: str) -> None:
 _current: dict[str, str] = {}  # the schema a URL chose itself (its search_path), by URL
 
 
-def _pool(url: str, schema: str | None, timeout: float) -> ConnectionPool:
-    key = (url, schema or "")
+def _pool(url: str, timeout: float) -> ConnectionPool[_Raw]:
+    """The pool of one database URL (without its search_path: `_split_path`), made on first use."""
     with _pools_lock:
-        pool = _pools.get(key)
+        pool = _pools.get(url)
         if pool is not None:
-            _pools.move_to_end(key)
+            _pools.move_to_end(url)
             return pool
-        pool = ConnectionPool(url, kwargs={"autocommit": True, "connect_timeout": max(1, int(timeout))},
-                              min_size=0, max_size=POOL_MAX, max_idle=POOL_IDLE_S, configure=_configure(schema),
-                              reset=_reset, name=f"marketsync:{schema or '-'}", num_workers=2, open=True)
-        _pools[key] = pool
+        pool = ConnectionPool(url, connection_class=_Raw,
+                              kwargs={"autocommit": True, "connect_timeout": max(1, int(timeout))},
+                              min_size=0, max_size=POOL_MAX, max_idle=POOL_IDLE_S, configure=_configure,
+                              name=f"marketsync:{redact(url)}", num_workers=2, open=True)
+        _pools[url] = pool
         _start_returner()
-        old = [_pools.popitem(last=False)[1] for _ in range(len(_pools) - POOLS_MAX)]
-    for p in old:
+        old = [_pools.popitem(last=False) for _ in range(len(_pools) - POOLS_MAX)]
+    for gone, p in old:
+        _forget_made(gone)
         p.close(timeout=0)  # its idle connections end now, the lent ones when given back
     return pool
 
 
-def _drop_pool(url: str, schema: str | None) -> None:
+def _forget_made(url: str) -> None:
+    for key in [k for k in list(_made) if k[0] == url]:  # a copy: checkouts add to it meanwhile
+        _made.discard(key)
+
+
+def _drop_pool(url: str) -> None:
     with _pools_lock:
-        pool = _pools.pop((url, schema or ""), None)
+        pool = _pools.pop(url, None)
+    _forget_made(url)
     if pool is not None:
         pool.close(timeout=0)
+
+
+def pool_of(url: str) -> ConnectionPool[_Raw] | None:
+    """The pool this process keeps for the database of `url` (any schema of it), if it has one."""
+    with _pools_lock:
+        return _pools.get(_split_path(reveal(url))[0])
 
 
 @atexit.register
@@ -1349,12 +1467,43 @@ def close_pools() -> None:
     with _pools_lock:
         pools = list(_pools.values())
         _pools.clear()
+        _made.clear()
     for p in pools:
         p.close(timeout=1)
 
 
 class NoSchema(OperationalError):
     """`connect(..., create=False)` to a schema that does not exist (a reader found no database there)."""
+
+
+def _lend(url: str, schema: str | None, timeout: float, label: str) -> Connection | None:
+    """A connection from the pool of `url`'s database, pointed at `schema` (or at the URL's own
+    search_path); None when the pool has none to give now (every one lent, or nothing within
+    `POOL_WAIT_S`: the server is down)."""
+    base, own_path = _split_path(url)
+    pool = _pool(base, timeout)
+    stats = pool.get_stats()
+    lent_out = stats.get("pool_available", 0) == 0 and stats.get("pool_size", 0) >= pool.max_size
+    try:
+        # every connection lent (a job thread holds one for its whole life): no wait for one coming back
+        raw = None if lent_out else pool.getconn(timeout=min(timeout, POOL_WAIT_S))
+    except (PoolTimeout, PoolClosed):
+        raw = None  # closed meanwhile, or the server cannot be reached: a connection of its own
+    if raw is None:
+        return None
+    try:
+        _point(raw, base, _quoted(schema) if schema else own_path, schema)
+        if not schema and url not in _current:
+            current = raw.execute("SELECT current_schema()", prepare=False).fetchone()[0]  # type: ignore[index]
+            if current is not None:
+                _current[url] = str(current)
+    except psycopg.Error as exc:
+        if not (raw.closed or raw.broken):
+            _give_back(pool, raw)
+            raise _mapped(exc, "SET search_path") from exc
+        # an idle connection the server dropped (it restarted): the wrapper finds it so at its first
+        # statement and takes another (`Connection._lost`)
+    return Connection(raw, schema=schema or _current.get(url, "public"), label=label, pool=pool)
 
 
 def connect(url: str, *, schema: str | None = None, timeout: float = 30.0, create: bool = True,
@@ -1367,27 +1516,16 @@ def connect(url: str, *, schema: str | None = None, timeout: float = 30.0, creat
     url = reveal(url)
     label = redact(url)
     if pooling and create and not read_only:
-        pool = _pool(url, schema, timeout)
-        stats = pool.get_stats()
-        lent_out = stats.get("pool_available", 0) == 0 and stats.get("pool_size", 0) >= pool.max_size
-        try:
-            # every connection lent (a job thread holds one for its whole life): no wait for one coming back
-            raw = None if lent_out else pool.getconn(timeout=min(timeout, POOL_WAIT_S))
-        except (PoolTimeout, PoolClosed):
-            raw = None  # closed meanwhile, or the server cannot be reached: a connection of its own
-        if raw is not None:
-            if not schema and url not in _current:
-                current = raw.execute("SELECT current_schema()").fetchone()[0]  # type: ignore[index]
-                if current is not None:
-                    _current[url] = str(current)
-            conn = Connection(raw, schema=schema or _current.get(url, "public"), label=label, pool=pool)
+        conn = _lend(url, schema, timeout, label)
+        if conn is not None:
             conn.reopen = functools.partial(connect, given, schema=schema, timeout=timeout, create=create,
                                             read_only=read_only)
             return conn
     try:
         raw = psycopg.connect(url, autocommit=True, connect_timeout=max(1, int(timeout)))
     except psycopg.Error as exc:
-        _drop_pool(url, schema)  # its worker would go on trying to connect in the background
+        if pooling:
+            _drop_pool(_split_path(url)[0])  # its worker would go on trying to connect in the background
         message = str(exc).replace(url, label)
         raise OperationalError(f"cannot connect to {label}: {message}") from None
     _adapt(raw)

@@ -160,9 +160,10 @@ def _pid(conn: pg.Connection) -> int:
 
 
 def _idle_in_pool(url: str, schema: str, n: int = 1) -> None:
-    """Wait until the pool of (url, schema) holds `n` idle connections (a returned one is reset by the
-    pool's worker before it is lent again)."""
-    pool = pg._pools[(url, schema)]
+    """Wait until the pool of `url` (every schema of its database) holds `n` idle connections (a returned one
+    is reset before it is lent again)."""
+    pool = pg.pool_of(url)
+    assert pool is not None
     deadline = time.monotonic() + 10
     while pool.get_stats().get("pool_available", 0) < n:
         assert time.monotonic() < deadline, pool.get_stats()
@@ -174,6 +175,7 @@ def test_connections_of_one_schema_come_from_a_pool_and_go_back_reset(cluster: C
     on close with nothing of its user left: the transaction, its savepoint and the writer lock, a session
     lock, a temporary table, the trace callback."""
     schema = "t_pool_reset"
+    pg.close_pools()  # one pool serves every schema: this test's connection its only one
     first = pg.connect(cluster.url, schema=schema)
     first.execute_native("DROP TABLE IF EXISTS p; CREATE TABLE p (k TEXT PRIMARY KEY)")
     assert first.pooled
@@ -211,6 +213,7 @@ def test_connections_of_one_schema_come_from_a_pool_and_go_back_reset(cluster: C
 def test_a_connection_dropped_without_close_goes_back_and_pooling_off_opens_each(cluster: Cluster,
                                                                                  monkeypatch) -> None:
     schema = "t_pool_drop"
+    pg.close_pools()  # one pool serves every schema: this test's connection its only one
     conn = pg.connect(cluster.url, schema=schema)
     pid = _pid(conn)
     conn.execute("BEGIN")
@@ -234,6 +237,7 @@ def test_an_exhausted_pool_lends_a_connection_of_its_own(cluster: Cluster, monke
     caller gets one of its own at once, closed on close (it waited POOL_WAIT_S for each web request)."""
     monkeypatch.setattr(pg, "POOL_MAX", 2)
     monkeypatch.setattr(pg, "POOL_WAIT_S", 20.0)
+    pg.close_pools()  # the database's pool made anew, of POOL_MAX = 2
     held = [pg.connect(cluster.url, schema="t_pool_full") for _ in range(2)]
     started = time.monotonic()
     held.append(pg.connect(cluster.url, schema="t_pool_full"))
