@@ -43,7 +43,15 @@ from cloud_sync.catalog import cards as catalog
 from cloud_sync.config import CloudConfig
 from cloud_sync.db import transaction
 from cloud_sync.stock import ledger, warehouses
-from marketplaces.base import Marketplace, MarketplaceError, StockLevel, calls_as_usual, urgent_calls
+from marketplaces.base import (
+    ItemResult,
+    Marketplace,
+    MarketplaceError,
+    NotSupported,
+    StockLevel,
+    calls_as_usual,
+    urgent_calls,
+)
 
 log = logging.getLogger("cloud_sync.stock.push")
 
@@ -344,7 +352,7 @@ def send_account(conn: sqlite3.Connection, cfg: CloudConfig, account: str, adapt
         if top is None:
             return out
         rows = conn.execute(
-            "SELECT card_id, warehouse_id, offer_id, item_id, quantity, version, attempts, queued_ts"
+            "SELECT card_id, warehouse_id, offer_id, item_id, quantity, version, attempts, queued_ts, claimed_by"
             f" FROM stock_push_queue WHERE account=? AND state='pending' AND next_try<=? AND priority=? AND {free[0]}"
             " ORDER BY queued_ts LIMIT ?", (account, now, top, *free[1], cfg.jobs.push_batch)).fetchall()
         if rows:  # claimed in one statement (one per row held the lock for seconds at push_batch rows)
@@ -360,12 +368,18 @@ def send_account(conn: sqlite3.Connection, cfg: CloudConfig, account: str, adapt
             rows = [r for r in rows if (r["card_id"], r["warehouse_id"]) in mine]
     if not rows:
         return out
-    levels = [StockLevel(r["card_id"], r["offer_id"], r["warehouse_id"], r["quantity"]) for r in rows]
+    # rows claimed by a process that died meanwhile: its push may have reached the marketplace or not
+    shown = _read_back(adapter, account, [r for r in rows if r["claimed_by"]])
+    to_send = [r for r in rows if shown.get((r["card_id"], r["warehouse_id"])) != r["quantity"]]
+    levels = [StockLevel(r["card_id"], r["offer_id"], r["warehouse_id"], r["quantity"]) for r in to_send]
     out.sent = len(levels)
     # zeros (priority 0: an item ran out) take the account's next tokens ahead of its polls and other pushes
-    token = urgent_calls() if top == 0 else None
+    token = urgent_calls() if top == 0 and levels else None
     try:
-        results = {r.key: r for r in adapter.push_stocks(levels)}
+        results = {r.key: r for r in adapter.push_stocks(levels)} if levels else {}
+        # what the marketplace shows already is recorded as sent, not sent a second time
+        results.update((f"{r['card_id']}@{r['warehouse_id']}", ItemResult(f"{r['card_id']}@{r['warehouse_id']}", True))
+                       for r in rows if shown.get((r["card_id"], r["warehouse_id"])) == r["quantity"])
         call_error = None
     except MarketplaceError as exc:
         results, call_error = {}, exc
@@ -382,6 +396,26 @@ def send_account(conn: sqlite3.Connection, cfg: CloudConfig, account: str, adapt
         _unclaim(conn, account, rows, owner)
         raise
     return out
+
+
+def _read_back(adapter: Marketplace, account: str, rows: list) -> dict[tuple[str, str], int]:
+    """The numbers the marketplace shows now for pushes in doubt ((card, warehouse) -> quantity): rows whose
+    claim names a process that died before recording its push's outcome (SIGKILLed mid-call). One that
+    shows the queued number already is recorded without a second push; the others are pushed (a number
+    is never left unsent for fear of a second write). Read with the adapter's own stock read, once per
+    batch in doubt; a marketplace that cannot say (NotSupported, an error) gets them all pushed."""
+    if not rows:
+        return {}
+    try:
+        levels = adapter.read_stocks("fbs")
+    except (NotSupported, MarketplaceError) as exc:
+        log.info("stock pushes of %s in doubt not read back (%s): pushed again", account, exc)
+        return {}
+    wanted = {(r["card_id"], r["warehouse_id"]) for r in rows}
+    shown = {(lv.card_id, lv.warehouse_id): lv.quantity for lv in levels if (lv.card_id, lv.warehouse_id) in wanted}
+    log.info("stock pushes of %s in doubt after a process ended: %d of %d shown already, not sent again",
+             account, sum(1 for r in rows if shown.get((r["card_id"], r["warehouse_id"])) == r["quantity"]), len(rows))
+    return shown
 
 
 def push_keys(account: str) -> tuple[str]:

@@ -74,7 +74,14 @@ class ShopWindow:
         return out
 
     def read_stocks(self, kind: str = "fbs") -> list[StockLevel]:
-        return []
+        """What the window shows (FBS), as the marketplace's stock read answers it."""
+        if kind != "fbs":
+            return []
+        out = []
+        for key, qty in self.shown.items():
+            card, _, wh = key.partition("@")
+            out.append(StockLevel(card, card, wh, qty))
+        return out
 
     def set_visibility(self, card_ids: Sequence[str], visible: bool) -> list[ItemResult]:
         return [ItemResult(c, True) for c in card_ids]

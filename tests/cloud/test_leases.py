@@ -306,3 +306,28 @@ def test_a_process_over_its_share_lets_its_excess_go_at_once_when_others_have_ro
     assert counts == [20, 20, 20], counts
     owners = [r["owner"] for r in leases.table(conn)]
     assert len(owners) == 60 and None not in owners
+
+
+def test_pushes_in_doubt_after_their_process_died_are_read_back_not_sent_twice(conn, cfg):
+    """A process SIGKILLed between its stock push and recording it leaves the rows claimed by a dead process:
+    the push may have reached the marketplace or not. The sender taking them over reads the marketplace's
+    numbers first: a card that shows the queued number already is recorded as sent, with no second write
+    (bench/scale.py counted 87 such writes twice after its SIGKILL); the others are pushed."""
+    items = seed(conn, 3)
+    stock_push.plan_all(conn, cfg)
+    dead = "elsewhere:9:dead"
+    _alive_row(conn, dead, seen=time.time() - leases.TTL_S - 1)
+    with transaction(conn):
+        conn.execute("UPDATE stock_push_queue SET claimed_by=? WHERE account='wb'", (dead,))
+    window = ShopWindow("wb", "wildberries", "10")
+    reached, lost = items[0], items[1]
+    window.shown[f"{card_id('wb', reached.index)}@10"] = reached.stock  # the dead process's push went through
+    window.shown[f"{card_id('wb', lost.index)}@10"] = 0  # this one never left
+    while stock_push.send_account(conn, cfg, "wb", window).sent:
+        pass
+    sent = [f"{lv.card_id}" for batch in window.pushes for lv in batch]
+    assert card_id("wb", reached.index) not in sent
+    assert sorted(sent) == sorted(card_id("wb", i.index) for i in items[1:])
+    published = dict(conn.execute("SELECT card_id, quantity FROM stock_published WHERE account='wb'").fetchall())
+    assert published == {card_id("wb", i.index): i.stock for i in items}
+    assert conn.execute("SELECT COUNT(*) FROM stock_push_queue WHERE account='wb'").fetchone()[0] == 0
