@@ -893,6 +893,10 @@ class SiteLink:
         budget = self.cfg.batch
         self._more_to_apply = False
         with sqlite.transaction(conn, keys=keys):
+            # the round's time (`batch_seconds`) counts from here, when the write lock is ours: a round that
+            # waited for the lock longer than that applied nothing at all (each sender's loop found its time
+            # spent before its first message), and a loaded PostgreSQL store made every round such a round
+            locked_at = time.monotonic()
             if self.cfg.share_group:
                 self._follow_others(conn, now)  # appends to self._old (the list `old` is)
             for peer, acks in pending_acks.items():
@@ -947,7 +951,7 @@ class SiteLink:
                 batch_seconds = self.cfg.batch_seconds
                 applied = 0
                 while budget > 0:
-                    if time.monotonic() - now > batch_seconds:
+                    if time.monotonic() - locked_at > batch_seconds:
                         # long enough holding the write lock: commit, go on next round; a gap follows
                         # only for a writer that waits (below), as after a round's full budget: a round
                         # made long by a loaded machine, not by its work, paused a drain for nobody
