@@ -9,12 +9,14 @@ reservation, tells the site, and lets the waiting orders of the released items t
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import math
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,7 +78,7 @@ def ingest(conn: sqlite3.Connection, cfg: CloudConfig, orders: Iterable[Order], 
         result.known = len(timed)  # a re-poll of orders stored with these very statuses: nothing to write
         return result
     timed.sort(key=lambda t: t.deadline)
-    with transaction(conn):
+    with _young_only(), transaction(conn):
         batch = _Batch(conn, cfg, [t.order for t in timed])
         for t in timed:
             _ingest_one(conn, cfg, t, link, now, result, dirty, batch)
@@ -87,6 +89,23 @@ def ingest(conn: sqlite3.Connection, cfg: CloudConfig, orders: Iterable[Order], 
             # transaction, so it exists as soon as the reservation does
             stock_push.plan(conn, cfg, items=sorted(result.sold_out), now=now, cause="order")
     return result
+
+
+@contextmanager
+def _young_only() -> Iterator[None]:
+    """For one batch: the objects alive before it are frozen out of Python's cyclic garbage collector (as the
+    1C importer does for its run), so the collections the batch's own rows trigger walk only those rows, not
+    the whole process again (measured in bench/orders_ingest.py: 6 full collections per 100,000 orders, ~0.6
+    CPU-s). Unfrozen after; nothing is kept alive by it. Skipped when anything is frozen already (another
+    run's freeze, or the process's own, is left as it is)."""
+    if not gc.isenabled() or gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _all_known_as_they_are(conn: sqlite3.Connection, timed: list[_Timed]) -> bool:
