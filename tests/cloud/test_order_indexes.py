@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from cloud_sync.db import transaction
-from cloud_sync.orders import listing
+from cloud_sync.orders import listing, waiting
 from cloud_sync.schema import open_db
 
 
@@ -65,3 +65,28 @@ def test_every_list_page_reads_the_orders_in_their_order(tmp_path: Path) -> None
         plan = " ".join(r[3] for r in conn.execute(
             f"EXPLAIN QUERY PLAN SELECT COUNT(DISTINCT order_id) FROM order_events WHERE kind='{kind}'"))
         assert "order_events_counted" in plan, plan
+
+
+@pytest.mark.sqlite_only("reads SQLite's query planner (EXPLAIN QUERY PLAN); PostgreSQL plans its own way")
+def test_who_waits_for_stock_is_read_from_the_stage_index_alone(tmp_path: Path) -> None:
+    """A batch of new orders reads the waiting orders' warehouses and moments from the index of orders by stage
+    (no table row of an order fetched: with thousands waiting that was most of the reading), and still finds them."""
+    conn = open_db(tmp_path / "cloud.sqlite")
+    assert "orders_stage" not in _indexes(conn, "orders") and "orders_stage_at" in _indexes(conn, "orders")
+    with transaction(conn):
+        conn.executemany(
+            "INSERT INTO orders(id, key, account, marketplace, native_id, number, stage, status, created_at, ship_by,"
+            " warehouse, ingested_ts, updated_ts) VALUES (?,?,?,?,?,?,?,?,?,?,'main',0,0)",
+            [(i, f"a:{i}", "a", "ozon", str(i), str(i), ("short", "reserved", "problem", "reserved")[i % 4], "new",
+              "2026-11-01T10:00:00", f"2026-11-{1 + i % 28:02d}T12:00:00") for i in range(1, 2001)])
+        conn.executemany("INSERT INTO order_lines(order_id, line_no, card_id, offer_id, item_id, quantity, units,"
+                         " price) VALUES (?,1,'c','o',?,1,1,'1')", [(i, f"it{i % 7}") for i in range(1, 2001)])
+        conn.executemany("INSERT INTO stock_levels(item_id, warehouse, on_hand, reserved, updated_ts)"
+                         " VALUES (?,'main',?,0,0)", [(f"it{k}", k % 2) for k in range(7)])
+    conn.execute("ANALYZE")
+    plan = " ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + waiting.WAITERS_SQL))
+    assert "COVERING INDEX orders_stage_at" in plan, plan
+    found = waiting.Waiters(conn)
+    assert found.any_of([("it1", "main")]) and not found.any_of([("it2", "main")])  # it2: none on hand
+    wanted = {i for i in range(1, 2001) if i % 2 == 0 and i % 7 == 1}  # short or problem, waiting for it1
+    assert found.candidates("it1", "main") == wanted
