@@ -31,6 +31,7 @@ from cloud_sync.orders.records import (
     RANK,
     TERMINAL,
     OrderError,
+    PickTasks,
     item_facts,
     log_error,
     log_event,
@@ -41,7 +42,6 @@ from cloud_sync.orders.records import (
     send_many_to_site,
     send_to_site,
     set_stage,
-    task_line,
     unified,
 )
 from cloud_sync.stock import ledger as stock
@@ -161,6 +161,7 @@ class _Batch:
                                   (account, json.dumps(sorted(ids)))):
                 self.links[(account, r[0])] = (r[1], r[2])
         self.facts = item_facts(conn, {item for item, _ in self.links.values()})
+        self.pick_tasks = PickTasks(self.facts)  # their bodies and canonical texts, each item's lines made once
         self.holds = stock.Holds()  # the batch's reservations, against the levels of its items read here
         self.holds.load(self.facts)
         self.serving: dict[tuple[str, str], tuple[str | None, str | None]] = {}
@@ -414,15 +415,9 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, timed: _Timed, link:
     batch.actions.append((oid, "confirm", "pending", now, now))
     if site is None:
         return
-    body: dict[str, Any] = {
-        "task_id": pick_task_id(key), "order_id": key, "marketplace": order.marketplace,
-        "lines": [task_line(conn, item_id, units, barcode, title, bool(marking), batch.facts)
-                  for _, _, _, _, item_id, _, units, _, barcode, title, marking in lines],
-        "account": order.account, "native_id": order.native_id, "number": order.number or order.native_id,
-        "warehouse": warehouse,
-    }
-    if order.ship_by:
-        body["deadline"] = timed.ship_by
+    body = batch.pick_tasks.body(conn, key, order.marketplace, order.account, order.native_id,
+                                 order.number or order.native_id, warehouse, timed.ship_by if order.ship_by else None,
+                                 [(ln[4], ln[6], ln[8], ln[9], bool(ln[10])) for ln in lines])
     batch.tasks.setdefault(site, []).append(("pick_task", body))
 
 

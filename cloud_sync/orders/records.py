@@ -16,6 +16,8 @@ from cloud_sync.config import CloudConfig
 from cloud_sync.db import transaction
 from cloud_sync.stock import push as stock_push
 from sitelink import store as link_store
+from sitelink.envelope import canonical_json
+from sitelink.messages import EncodedBody
 
 MIGRATIONS = [
     """
@@ -307,6 +309,69 @@ def task_line(conn: sqlite3.Connection, item_id: str, units: int, barcode: str, 
     if title and title != line["name"]:  # the marketplace card's own title: the packer's second line
         line["title"] = title
     return line
+
+
+_QUANTITY = "\x00quantity"  # a placeholder for a line's quantity while its text is made (see PickTasks)
+_TEXT = json.encoder.encode_basestring_ascii  # the canonical text of a str (what `canonical_json` writes)
+
+
+class PickTasks:
+    """The pick task bodies of a batch of new orders, each with its canonical text (`EncodedBody`, what the
+    link's outbox stores) written here instead of encoded whole per order: a line's text is made once per
+    batch for each item and line shape (`task_line` of it, the item's facts read by the batch) with a
+    placeholder where its quantity goes, and an order's body is written field by field in the canonical
+    (sorted) order. A body with a field that is not text, or a line whose text holds the placeholder, stays a
+    plain dict, encoded by the link as ever."""
+
+    __slots__ = ("facts", "_lines")
+
+    def __init__(self, facts: dict[str, ItemFacts | None]) -> None:
+        self.facts = facts
+        # (item, barcode, title, marking) -> (the line with quantity 0, its text before and after the quantity)
+        self._lines: dict[tuple[str, str, str, bool], tuple[dict[str, Any], str | None, str]] = {}
+
+    def _line(self, conn: sqlite3.Connection, item_id: str, barcode: str, title: str,
+              marking: bool) -> tuple[dict[str, Any], str | None, str]:
+        k = (item_id, barcode, title, marking)
+        made = self._lines.get(k)
+        if made is None:
+            line = task_line(conn, item_id, 0, barcode, title, marking, self.facts)
+            text = canonical_json({**line, "quantity": _QUANTITY})
+            marker = '"quantity":' + _TEXT(_QUANTITY)
+            if text.count(marker) == 1:
+                head, tail = text.split(marker)
+                made = (line, head + '"quantity":', tail)
+            else:
+                made = (line, None, "")
+            self._lines[k] = made
+        return made
+
+    def body(self, conn: sqlite3.Connection, key: str, marketplace: str, account: str, native_id: str,
+             number: str, warehouse: str, deadline: str | None,
+             lines: Iterable[tuple[str, int, str, str, bool]]) -> dict[str, Any]:
+        """The body `pick_task_body` would give the new order (lines: item, units, barcode, title, marking)."""
+        out, texts = [], []
+        for item_id, units, barcode, title, marking in lines:
+            template, head, tail = self._line(conn, item_id, barcode, title, marking)
+            line = template.copy()
+            line["quantity"] = units
+            out.append(line)
+            if head is not None and type(units) is int:
+                texts.append(f"{head}{units}{tail}")
+        task_id = pick_task_id(key)
+        body: dict[str, Any] = {"task_id": task_id, "order_id": key, "marketplace": marketplace, "lines": out,
+                                "account": account, "native_id": native_id, "number": number,
+                                "warehouse": warehouse}
+        if deadline:
+            body["deadline"] = deadline
+        if len(texts) != len(out) or not all(type(v) is str for v in (
+                key, marketplace, account, native_id, number, warehouse, deadline or "")):
+            return body
+        when = f'"deadline":{_TEXT(deadline)},' if deadline else ""
+        return EncodedBody(body, f'{{"account":{_TEXT(account)},{when}"lines":[{",".join(texts)}],'
+                                 f'"marketplace":{_TEXT(marketplace)},"native_id":{_TEXT(native_id)},'
+                                 f'"number":{_TEXT(number)},"order_id":{_TEXT(key)},"task_id":{_TEXT(task_id)},'
+                                 f'"warehouse":{_TEXT(warehouse)}}}')
 
 
 def pick_task_body(conn: sqlite3.Connection, oid: int) -> dict[str, Any]:
