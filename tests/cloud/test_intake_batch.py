@@ -33,7 +33,7 @@ def _batch(items: list) -> list:
     multi = order("oz", "M1", card_id("oz", 1), qty=2)
     multi.lines += [order("oz", "x", card_id("oz", 3)).lines[0], order("oz", "x", card_id("oz", 4), qty=3).lines[0]]
     titled = order("mm", "T1", card_id("mm", 2))
-    titled.lines[0].title = 'Футболка "красная" \\ 🚀\t\x00quantity\x01'
+    titled.lines[0].title = 'Футболка "красная" \\ 🚀\t"quantity":\x01'  # (no NUL: PostgreSQL's text holds none)
     undated = order("ym", "U1", card_id("ym", 5), ship_in_h=None)
     marked = order("wb", "K1", card_id("wb", 6))
     marked.lines[0].marking_required = True
@@ -86,7 +86,7 @@ def test_pick_task_texts_are_the_canonical_encoding_of_the_bodies_a_resend_build
         oid = conn.execute("SELECT id FROM orders WHERE key=?", (body["order_id"],)).fetchone()[0]
         assert body == records.pick_task_body(conn, oid)  # what sending the stored order again gives
     titled = next(json.loads(p)["body"] for (p,) in tasks if '"T1"' in p)
-    assert titled["lines"][0]["title"] == 'Футболка "красная" \\ 🚀\t\x00quantity\x01'
+    assert titled["lines"][0]["title"] == 'Футболка "красная" \\ 🚀\t"quantity":\x01'
     assert "deadline" not in next(json.loads(p)["body"] for (p,) in tasks if '"U1"' in p)
 
 

@@ -90,3 +90,34 @@ def test_who_waits_for_stock_is_read_from_the_stage_index_alone(tmp_path: Path) 
     assert found.any_of([("it1", "main")]) and not found.any_of([("it2", "main")])  # it2: none on hand
     wanted = {i for i in range(1, 2001) if i % 2 == 0 and i % 7 == 1}  # short or problem, waiting for it1
     assert found.candidates("it1", "main") == wanted
+
+
+@pytest.mark.sqlite_only("reads SQLite's query planner (EXPLAIN QUERY PLAN); PostgreSQL plans its own way")
+def test_the_list_by_date_and_the_dashboard_days_share_one_index(tmp_path: Path) -> None:
+    """orders_created repeated orders_day's first column: one index of both (7 on the orders table), from which
+    the list sorted by date (either way, filtered or not) reads a page in its order and the dashboard's days
+    read a period without the table."""
+    conn = open_db(tmp_path / "cloud.sqlite")
+    found = _indexes(conn, "orders")
+    assert "orders_created" not in found and "orders_day" in found and len(found) <= 7, found
+    with transaction(conn):
+        conn.executemany(
+            "INSERT INTO orders(id, key, account, marketplace, native_id, number, stage, status, created_at, ship_by,"
+            " ingested_ts, updated_ts) VALUES (?,?,?,?,?,?,'reserved',?,?,?,0,0)",
+            [(i, f"a{i % 4}:{i}", f"a{i % 4}", "ozon", str(i), str(i), ("new", "packed")[i % 2],
+              f"2026-11-{1 + i % 28:02d}T{i % 3:02d}:00:00", None) for i in range(1, 3001)])
+    conn.execute("ANALYZE")
+    seen: list[str] = []
+    for kwargs in ({}, {"descending": True}, {"account": "a1", "descending": True}):
+        conn.set_trace_callback(seen.append)
+        got = listing.list_orders(conn, limit=50, sort="created", **kwargs)
+        conn.set_trace_callback(None)
+        keys = [(o["created_at"], o["id"]) for o in got]
+        assert keys == sorted(keys, reverse=bool(kwargs.get("descending"))) and len(keys) == 50
+        plan = " ".join(r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + seen[0]))
+        seen.clear()
+        assert "orders_day" in plan and "TEMP B-TREE" not in plan, (kwargs, plan)
+    plan = " ".join(r[3] for r in conn.execute(
+        "EXPLAIN QUERY PLAN SELECT marketplace, substr(created_at, 1, 10), COUNT(*), SUM(status='packed')"
+        " FROM orders WHERE created_at>=? AND created_at<? GROUP BY 1, 2", ("2026-11-01", "2026-11-08")))
+    assert "COVERING INDEX orders_day" in plan, plan
