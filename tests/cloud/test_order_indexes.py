@@ -121,3 +121,26 @@ def test_the_list_by_date_and_the_dashboard_days_share_one_index(tmp_path: Path)
         "EXPLAIN QUERY PLAN SELECT marketplace, substr(created_at, 1, 10), COUNT(*), SUM(status='packed')"
         " FROM orders WHERE created_at>=? AND created_at<? GROUP BY 1, 2", ("2026-11-01", "2026-11-08")))
     assert "COVERING INDEX orders_day" in plan, plan
+
+
+@pytest.mark.sqlite_only("reads SQLite's query planner (EXPLAIN QUERY PLAN); PostgreSQL plans its own way")
+def test_the_ledger_moves_keep_only_the_indexes_their_readings_name(tmp_path: Path) -> None:
+    """stock_moves_ts is gone (every new order's reservation wrote it); an item's moves in flight and its history
+    are still read through stock_moves_item, all moves in flight through their own index."""
+    from cloud_sync.stock import ledger
+
+    conn = open_db(tmp_path / "cloud.sqlite")
+    assert _indexes(conn, "stock_moves") == {"stock_moves_item", "stock_moves_ref", "stock_moves_in_flight"}
+    with transaction(conn):
+        ledger.set_balances(conn, "main", {f"i{k}": 100 for k in range(50)})
+        for k in range(500):
+            ledger.site_delta(conn, "s1", "main", f"i{k % 50}", -1 if k % 2 else 1, "pick" if k % 2 else "receipt",
+                              ref=f"o{k}")
+    conn.execute("ANALYZE")
+    plan = " ".join(r[3] for r in conn.execute(
+        f"EXPLAIN QUERY PLAN SELECT m.* {ledger._IN_FLIGHT_SQL} AND m.item_id=? AND m.warehouse=? ORDER BY m.id",
+        (0, 0, "i1", "main")))
+    assert "stock_moves_item" in plan, plan
+    assert len(ledger.in_flight_moves(conn, "i1", "main")) == 10
+    assert "stock_moves_item" in " ".join(r[3] for r in conn.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM stock_moves WHERE item_id=? ORDER BY id DESC LIMIT 20", ("i1",)))
