@@ -150,3 +150,20 @@ def test_a_batch_leaves_the_same_rows_whether_the_batch_or_the_link_encodes_its_
     assert written["batch"]["link_outbox"] and written["batch"]["stock_moves"]
     for table, rows in written["batch"].items():
         assert rows == written["link"][table], table
+
+
+def test_a_line_text_is_the_canonical_encoding_around_its_quantity() -> None:
+    lines = [
+        {"item_id": "i1", "quantity": 0, "name": "Кружка «Лес»", "barcodes": ["4600", "ШК-2"], "marking_required": True,
+         "barcode": "4600", "bin": "A-1/2", "title": 'x"y\\z\n\u2028'},
+        {"item_id": "i2", "quantity": 0, "name": "", "barcodes": [], "marking_required": False},
+        {"quantity": 0},
+        {"zz": None, "quantity": 0, "aa": 7},
+    ]
+    for line in lines:
+        head, tail = records._around_quantity(line)
+        for units in (1, 12, 0):
+            assert f"{head}{units}{tail}" == canonical_json({**line, "quantity": units})
+    for odd in ({"quantity": 0, "price": 1.5}, {"quantity": 0, "x": {"a": 1}}, {"quantity": 0, "x": [1]},
+                {"name": "no quantity"}):
+        assert records._around_quantity(odd) is None
