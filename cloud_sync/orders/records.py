@@ -6,6 +6,7 @@ message to a site, a stage moved.
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import time
@@ -344,27 +345,42 @@ def _around_quantity(line: dict[str, Any]) -> tuple[str, str] | None:
     return "{" + "".join(f"{part}," for part in before) + '"quantity":', "".join(f",{part}" for part in after) + "}"
 
 
+LineMade = tuple[dict[str, Any], str | None, str]  # a line with quantity 0, its text before and after the quantity
+
+
+@functools.lru_cache(maxsize=4096)
+def _line_of(item_id: str, barcode: str, title: str, marking: bool, facts: ItemFacts | None) -> LineMade:
+    """A pick task line of an item whose facts are these (as a batch read them) and its text around the
+    quantity: the same for the same facts, whichever batch asks (a bounded cache of the items sold lately;
+    what it gives is never changed: each body copies it)."""
+    line = task_line(None, item_id, 0, barcode, title, marking, {item_id: facts})  # type: ignore[arg-type]
+    around = _around_quantity(line)
+    return (line, *around) if around is not None else (line, None, "")
+
+
 class PickTasks:
     """The pick task bodies of a batch of new orders, each with its canonical text (`EncodedBody`, what the
     link's outbox stores) written here instead of encoded whole per order by the link's encoder (sorted keys,
-    ASCII: ~6 us a body): a line's text is made once per batch for each item and line shape (`task_line` of
-    it, the item's facts read by the batch) around its quantity, and an order's body is written field by
-    field in the canonical (sorted) order. A body with a field that is not text, or a line with a value that
-    is not plain, stays a plain dict, encoded by the link as ever."""
+    ASCII: ~6 us a body): a line's text is made once for each item, its facts and line shape (`task_line` of
+    it, the item's facts read by the batch: `_line_of`) around its quantity, and an order's body is written
+    field by field in the canonical (sorted) order. A body with a field that is not text, or a line with a
+    value that is not plain, stays a plain dict, encoded by the link as ever."""
 
     __slots__ = ("facts", "_lines")
 
     def __init__(self, facts: dict[str, ItemFacts | None]) -> None:
         self.facts = facts
-        # (item, barcode, title, marking) -> (the line with quantity 0, its text before and after the quantity)
-        self._lines: dict[tuple[str, str, str, bool], tuple[dict[str, Any], str | None, str]] = {}
+        # (item, barcode, title, marking) -> the line made of an item the batch's facts do not hold
+        self._lines: dict[tuple[str, str, str, bool], LineMade] = {}
 
-    def _line(self, conn: sqlite3.Connection, item_id: str, barcode: str, title: str,
-              marking: bool) -> tuple[dict[str, Any], str | None, str]:
-        k = (item_id, barcode, title, marking)
+    def _line(self, conn: sqlite3.Connection, item_id: str, barcode: str, title: str, marking: bool) -> LineMade:
+        facts = self.facts
+        if item_id in facts:
+            return _line_of(item_id, barcode, title, marking, facts[item_id])
+        k = (item_id, barcode, title, marking)  # an item the batch did not read (`task_line` reads it): made here
         made = self._lines.get(k)
         if made is None:
-            line = task_line(conn, item_id, 0, barcode, title, marking, self.facts)
+            line = task_line(conn, item_id, 0, barcode, title, marking, facts)
             around = _around_quantity(line)
             made = self._lines[k] = (line, *around) if around is not None else (line, None, "")
         return made

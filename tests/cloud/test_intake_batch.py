@@ -167,3 +167,25 @@ def test_a_line_text_is_the_canonical_encoding_around_its_quantity() -> None:
     for odd in ({"quantity": 0, "price": 1.5}, {"quantity": 0, "x": {"a": 1}}, {"quantity": 0, "x": [1]},
                 {"name": "no quantity"}):
         assert records._around_quantity(odd) is None
+
+
+def test_an_item_renamed_between_batches_is_sent_by_its_new_name(conn, cfg):
+    """The lines made for an item are kept for the next batches by the item's facts as each batch reads them:
+    an item renamed, binned or given another barcode in 1C between two polls goes down as it is now."""
+    from cloud_sync.catalog import nomenclature
+    from cloud_sync.db import transaction
+
+    items = seed(conn, 3)
+    intake.ingest(conn, cfg, [order("wb", "A1", card_id("wb", 1))], now=NOW)
+    with transaction(conn):
+        nomenclature.upsert_items(conn, [nomenclature.Item(id=items[0].item_id, name="Кружка новая",
+                                                           article=items[0].article, barcodes=["4600000099999"])])
+    intake.ingest(conn, cfg, [order("wb", "A2", card_id("wb", 1)), order("oz", "A3", card_id("oz", 1))], now=NOW)
+    bodies = {json.loads(p)["body"]["order_id"]: json.loads(p)["body"]
+              for (p,) in conn.execute("SELECT payload FROM link_outbox WHERE type='pick_task'")}
+    assert bodies["wb:A1"]["lines"][0]["name"] == items[0].name
+    for key in ("wb:A2", "oz:A3"):
+        line = bodies[key]["lines"][0]
+        assert (line["name"], line["barcodes"]) == ("Кружка новая", ["4600000099999"]), line
+        oid = conn.execute("SELECT id FROM orders WHERE key=?", (key,)).fetchone()[0]
+        assert bodies[key] == records.pick_task_body(conn, oid)
