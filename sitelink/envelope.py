@@ -38,7 +38,7 @@ from typing import Any
 from ulid import ULID
 
 from sitelink.keys import Key, Keyring
-from sitelink.messages import BadMessage, check_body
+from sitelink.messages import BadMessage, EncodedBody, check_body
 
 FIELDS = ("id", "site", "seq", "type", "ts", "body")
 PROOF = ("kid", "mac")  # added by `sign`, not part of what is signed
@@ -73,10 +73,11 @@ class Envelope:
         """The canonical text (`canonical`): what the outbox stores, so `sign` need not rebuild it. Written
         field by field in canonical order (the six names sorted are body, id, seq, site, ts, type), each
         value by the canonical encoder: the same text as `canonical(self.to_dict())`, without building
-        and sorting the outer object (once per message a batch of pick tasks enqueues)."""
-        enc, seq = _CANONICAL_ENCODE, self.seq
+        and sorting the outer object (once per message a batch of pick tasks enqueues); a body that carries
+        its canonical text already (`messages.EncodedBody`) is not encoded again."""
+        enc, seq, body = _CANONICAL_ENCODE, self.seq, self.body
         text = _ascii_text  # what `enc` does for a str, without its Python-level call; anything else: `enc`
-        return (f'{{"body":{enc(self.body)},"id":{text(self.id)},'
+        return (f'{{"body":{body.text if type(body) is EncodedBody else enc(body)},"id":{text(self.id)},'
                 f'"seq":{int.__repr__(seq) if type(seq) is int else enc(seq)},"site":{text(self.site)},'
                 f'"ts":{text(self.ts)},"type":{text(self.type)}}}')
 
@@ -226,6 +227,12 @@ def canonical(data: dict[str, Any]) -> bytes:
 
 # the canonical encoder, made once (`json.dumps` with these options builds a new encoder on every call)
 _CANONICAL_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode
+
+
+def canonical_json(value: Any) -> str:
+    """Any JSON value as `canonical` writes the values it covers (sorted keys, no spaces, ASCII only): what a
+    maker of an `EncodedBody` writes its text to equal."""
+    return _CANONICAL_ENCODE(value)
 
 
 def _ascii_text(value: Any) -> str:

@@ -121,10 +121,23 @@ class BadMessage(ValueError):
     """The envelope or body does not follow this contract; the reason says what is wrong."""
 
 
+class EncodedBody(dict):  # type: ignore[type-arg]
+    """A body (a dict, checked as any other) whose canonical JSON text (`sitelink.envelope.canonical`'s
+    encoding of it) its maker wrote already, knowing its shape: `Envelope.to_json` uses `text` instead of
+    encoding the body again (a batch of pick tasks: the lines of one item are alike in every order). The
+    maker keeps the two equal and changes neither after."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, body: dict[str, Any], text: str) -> None:
+        super().__init__(body)
+        self.text = text
+
+
 def check_body(msg_type: str, body: Any) -> None:
     """Raise BadMessage when `body` is not a valid body of `msg_type`."""
     fast = _FAST.get(msg_type)
-    if fast is not None and type(body) is dict:
+    if fast is not None and (type(body) is dict or type(body) is EncodedBody):
         # the usual body, in one pass of exact types (what JSON decodes to): a body it does not clear
         # is judged by the full check below, which says what is wrong (it accepts what this accepts)
         required, optional = fast

@@ -143,6 +143,14 @@ def no_site_reason(warehouse: str) -> str:
 
 # ---- serving the waiting orders ----
 
+# who waits where, for `Waiters`: the waiting orders are read from the index of orders by stage alone (it carries
+# their warehouse and moments: records.MIGRATIONS), their lines and levels by their keys
+WAITERS_SQL = ("SELECT l.item_id, o.warehouse, json_group_array(json_array(o.id, o.ship_by, o.created_at))"
+               " FROM orders o JOIN order_lines l ON l.order_id=o.id JOIN stock_levels s ON s.item_id=l.item_id"
+               " AND s.warehouse=o.warehouse WHERE o.stage IN ('short','problem') AND l.item_id IS NOT NULL"
+               " AND s.on_hand>s.reserved GROUP BY l.item_id, o.warehouse")
+
+
 class Waiters:
     """Which waiting orders have a line of which item at which warehouse, and each one's place in the queue
     for stock, read once for a batch of new orders (one pass over the waiting orders instead of one per new
@@ -162,11 +170,7 @@ class Waiters:
 
     def _pairs(self) -> dict[tuple[str, str], set[int] | str]:
         if self._by_pair is None:
-            self._by_pair = {(item, warehouse): found for item, warehouse, found in self._conn.execute(
-                "SELECT l.item_id, o.warehouse, json_group_array(json_array(o.id, o.ship_by, o.created_at))"
-                " FROM orders o JOIN order_lines l ON l.order_id=o.id JOIN stock_levels s ON s.item_id=l.item_id"
-                " AND s.warehouse=o.warehouse WHERE o.stage IN ('short','problem') AND l.item_id IS NOT NULL"
-                " AND s.on_hand>s.reserved GROUP BY l.item_id, o.warehouse")}
+            self._by_pair = {(item, warehouse): found for item, warehouse, found in self._conn.execute(WAITERS_SQL)}
         return self._by_pair
 
     def _ids(self, pair: tuple[str, str]) -> set[int]:
