@@ -60,28 +60,35 @@ def test_a_killed_process_on_this_host_is_forgotten_at_the_next_heartbeat_not_af
     assert leases.alive(conn) == [leases.me()]
 
 
-def test_processes_share_the_jobs_fairly_and_a_late_comer_gets_its_share(conn, db_path):
-    names = [f"job-{i}" for i in range(9)]
+def _three_take_turns(conn, db_path, jobs: int, within_s: float) -> list[int]:
+    """Three running processes of this host (this one, its parent, init: no heartbeat forgets another):
+    the first alone takes every job, then the others come; each looks at every job until the shares are
+    even or `within_s` passed. The jobs each holds then (every job with exactly one owner)."""
+    names = [f"job-{i}" for i in range(jobs)]
     host = socket.gethostname()
-    # three running processes of this host (this one, its parent, init): no heartbeat forgets another
     first, *others = (leases.Leases(db_path, lambda: len(names), owner=f"{host}:{pid}:x")
                       for pid in (os.getpid(), os.getppid(), 1))
     leases.beat(conn, owner=first.owner)
     assert all(first.hold(conn, n) for n in names)  # alone: every job
     for o in others:
         leases.beat(conn, owner=o.owner)
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + within_s
+    counts: list[int] = []
     while time.monotonic() < deadline:
         for lease in (first, *others):
             for n in names:
                 lease.hold(conn, n)
         counts = [len(leases.held(conn, owner=lease.owner)) for lease in (first, *others)]
-        if counts == [3, 3, 3]:
+        if counts == [jobs // 3] * 3:
             break
         time.sleep(0.05)
-    assert counts == [3, 3, 3]
     owners = [r["owner"] for r in leases.table(conn)]
-    assert len(owners) == 9 and None not in owners  # every job has exactly one owner
+    assert len(owners) == jobs and None not in owners  # every job has exactly one owner
+    return counts
+
+
+def test_processes_share_the_jobs_fairly_and_a_late_comer_gets_its_share(conn, db_path):
+    assert _three_take_turns(conn, db_path, 9, 10) == [3, 3, 3]
 
 
 def test_an_action_claimed_by_a_live_process_is_not_called_again(conn, cfg):
@@ -285,27 +292,7 @@ def test_jobs_another_live_process_runs_cost_no_statement_per_look(conn, db_path
 def test_a_process_over_its_share_lets_its_excess_go_at_once_when_others_have_room(conn, db_path):
     """Processes are started one after another: the first takes every job, and must hand the others their
     share within seconds, not one job every half second (with 250 jobs: 80 s of one process doing it all)."""
-    names = [f"job-{i}" for i in range(60)]
-    host = socket.gethostname()
-    first, *others = (leases.Leases(db_path, lambda: len(names), owner=f"{host}:{pid}:x")
-                      for pid in (os.getpid(), os.getppid(), 1))
-    leases.beat(conn, owner=first.owner)
-    assert all(first.hold(conn, n) for n in names)
-    for o in others:
-        leases.beat(conn, owner=o.owner)
-    t0 = time.monotonic()
-    counts: list[int] = []
-    while time.monotonic() - t0 < 5:
-        for lease in (first, *others):
-            for n in names:
-                lease.hold(conn, n)
-        counts = [len(leases.held(conn, owner=lease.owner)) for lease in (first, *others)]
-        if counts == [20, 20, 20]:
-            break
-        time.sleep(0.05)
-    assert counts == [20, 20, 20], counts
-    owners = [r["owner"] for r in leases.table(conn)]
-    assert len(owners) == 60 and None not in owners
+    assert _three_take_turns(conn, db_path, 60, 5) == [20, 20, 20]
 
 
 def test_pushes_in_doubt_after_their_process_died_are_read_back_not_sent_twice(conn, cfg):
