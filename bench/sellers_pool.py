@@ -7,13 +7,15 @@ with `--threads` threads at the same time. It prints per run: the server connect
 (most seen in pg_stat_activity, sampled every 20 ms), the server connections opened after warm-up, and the
 checkout time (mean, median, 95th percentile), with the child's CPU seconds beside the wall time.
 
-`--baseline DIR` runs the same child on another checkout of the project (its `cloud_sync`), alternating
-with this one (baseline, this, baseline, this), so the box's load weighs on both alike.
+The baseline, alternating with this checkout's runs (baseline, this, baseline, this) so the box's load
+weighs on both alike: this checkout with the pool switched off (`cloud_sync.pg.pooling = False`: a server
+connection opened and closed per checkout), or with `--baseline DIR` the same child on another checkout of
+the project (its `cloud_sync`).
 
     .venv/bin/python bench/sellers_pool.py [--sellers 40] [--rounds 10] [--threads 4] [--baseline /path/to/main]
 
 Last line: `sellers=N held=H opened_after_warm_up=O checkout_ms=M` of this checkout (one thread), followed
-by `baseline_held=... baseline_opened_after_warm_up=... baseline_checkout_ms=...` when a baseline ran.
+by `baseline_held=... baseline_opened_after_warm_up=... baseline_checkout_ms=...` of the baseline.
 """
 
 from __future__ import annotations
@@ -42,11 +44,13 @@ def _backends(raw) -> set[int]:
     return {int(r[0]) for r in rows}
 
 
-def child(url: str, sellers: int, rounds: int, threads: int) -> dict:
+def child(url: str, sellers: int, rounds: int, threads: int, pooled: bool = True) -> dict:
     """One process's run: every seller in turn, by `threads` threads at once (import from PYTHONPATH)."""
     import psycopg
 
     from cloud_sync import pg
+
+    pg.pooling = pooled
 
     names = _names(sellers)
     watcher = psycopg.connect(url, autocommit=True)
@@ -122,9 +126,10 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=4)
     ap.add_argument("--baseline", default="", help="another checkout of the project to run beside this one")
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)  # the cluster's URL: run one child
+    ap.add_argument("--no-pool", action="store_true", help=argparse.SUPPRESS)  # a child with the pool off
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.sellers, args.rounds, args.threads)))
+        print(json.dumps(child(args.child, args.sellers, args.rounds, args.threads, pooled=not args.no_pool)))
         return 0
 
     sys.path.insert(0, str(HERE))
@@ -132,9 +137,10 @@ def main() -> int:
 
     from cloud_sync.pg_cluster import Cluster
 
-    trees = [("this", HERE)]
     if args.baseline:
-        trees = [("baseline", Path(args.baseline).resolve()), ("this", HERE)] * 2
+        trees = [("baseline", Path(args.baseline).resolve(), False), ("this", HERE, False)] * 2
+    else:
+        trees = [("baseline", HERE, True), ("this", HERE, False)] * 2  # baseline: the pool off
     with Cluster() as cluster:
         url = cluster.url
         with psycopg.connect(url, autocommit=True) as raw:
@@ -142,19 +148,20 @@ def main() -> int:
                 raw.execute(f'CREATE SCHEMA "{name}"; CREATE TABLE "{name}".notes (seller text);'
                             f""" INSERT INTO "{name}".notes VALUES ('{name}')""")
         results: dict[str, list[dict]] = {}
-        for label, tree in trees:
+        for label, tree, no_pool in trees:
             env = dict(os.environ, PYTHONPATH=str(tree))  # -P: not bench/ first (its sitelink.py is no package)
             done = subprocess.run([sys.executable, "-P", str(Path(__file__).resolve()), "--child", url,
                                    "--sellers", str(args.sellers), "--rounds", str(args.rounds),
-                                   "--threads", str(args.threads)], env=env, capture_output=True, text=True,
-                                  timeout=1800)
+                                   "--threads", str(args.threads), *(["--no-pool"] if no_pool else [])],
+                                  env=env, capture_output=True, text=True, timeout=1800)
             if done.returncode != 0:
                 print(done.stderr, file=sys.stderr)
                 return 1
             results.setdefault(label, []).append(json.loads(done.stdout.strip().splitlines()[-1]))
     load = os.getloadavg()
     print(f"{args.sellers} sellers (schemas) of one database, {args.rounds} rounds each; load average"
-          f" {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+          f" {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; baseline: "
+          + (f"the checkout at {args.baseline}" if args.baseline else "this checkout with the pool off"))
     for mode in ("one thread", f"{args.threads} threads"):
         print(f"-- {mode}: connect + one SELECT + close, every seller in turn")
         for label, runs in results.items():
@@ -167,10 +174,9 @@ def main() -> int:
     last = results["this"][-1]["one thread"]
     line = (f"sellers={args.sellers} held={last['held_max']} opened_after_warm_up={last['opened_after_warm_up']}"
             f" checkout_ms={last['checkout_ms_mean']}")
-    if "baseline" in results:
-        base = results["baseline"][-1]["one thread"]
-        line += (f" baseline_held={base['held_max']} baseline_opened_after_warm_up={base['opened_after_warm_up']}"
-                 f" baseline_checkout_ms={base['checkout_ms_mean']}")
+    base = results["baseline"][-1]["one thread"]
+    line += (f" baseline_held={base['held_max']} baseline_opened_after_warm_up={base['opened_after_warm_up']}"
+             f" baseline_checkout_ms={base['checkout_ms_mean']}")
     print(line)
     return 0
 
