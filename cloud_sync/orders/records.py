@@ -399,11 +399,7 @@ class PickTasks:
             if head is not None and type(units) is int:
                 texts.append(f"{head}{units}{tail}")
         task_id = pick_task_id(key)
-        body: dict[str, Any] = {"task_id": task_id, "order_id": key, "marketplace": marketplace, "lines": out,
-                                "account": account, "native_id": native_id, "number": number,
-                                "warehouse": warehouse}
-        if deadline:
-            body["deadline"] = deadline
+        body = _task_body(task_id, key, marketplace, out, account, native_id, number, warehouse, deadline)
         if len(texts) != len(out) or not all(type(v) is str for v in (
                 key, marketplace, account, native_id, number, warehouse, deadline or "")):
             return body
@@ -420,11 +416,17 @@ def pick_task_body(conn: sqlite3.Connection, oid: int) -> dict[str, Any]:
     lines = [task_line(conn, ln["item_id"], ln["units"], ln["barcode"], ln["title"], bool(ln["marking_required"]))
              for ln in conn.execute("SELECT item_id, units, barcode, title, marking_required FROM order_lines"
                                     " WHERE order_id=? ORDER BY line_no", (oid,))]
-    body: dict[str, Any] = {"task_id": pick_task_id(o["key"], o["task_round"]), "order_id": o["key"], "marketplace": o["marketplace"],
-                            "lines": lines, "account": o["account"], "native_id": o["native_id"],
-                            "number": o["number"], "warehouse": o["warehouse"]}
-    if o["ship_by"]:
-        body["deadline"] = o["ship_by"]
+    return _task_body(pick_task_id(o["key"], o["task_round"]), o["key"], o["marketplace"], lines, o["account"],
+                      o["native_id"], o["number"], o["warehouse"], o["ship_by"])
+
+
+def _task_body(task_id: str, key: str, marketplace: str, lines: list[dict[str, Any]], account: str,
+               native_id: str, number: str, warehouse: str, deadline: str | None) -> dict[str, Any]:
+    """A pick task's body (the `pick_task` message; a deadline only when the order has one)."""
+    body: dict[str, Any] = {"task_id": task_id, "order_id": key, "marketplace": marketplace, "lines": lines,
+                            "account": account, "native_id": native_id, "number": number, "warehouse": warehouse}
+    if deadline:
+        body["deadline"] = deadline
     return body
 
 
