@@ -19,7 +19,8 @@ held — and logged, and alerted (cloud_sync/alerts/outbox.py) — when they wou
 missing or stale (its item never reported for that warehouse; the warehouse never heard from 1C or a
 site, or longer ago than `stock.stale_after_s`).
 `confirm_hold` releases them. A zero caused by a reservation or pick is never held: holding it would
-sell goods that are gone.
+sell goods that are gone; for the same reason a sale that takes an item's last units releases the zero
+already held for its cards (it goes out as the sale's).
 
 Sending (`send_account`): the due rows of the most urgent priority first, batched at
 `jobs.push_batch` (the adapter splits further by its endpoint map and paces by its limits); per-item
@@ -145,14 +146,17 @@ def _plan_chunk(conn: sqlite3.Connection, cfg: CloudConfig, chunk: list[tuple[st
     accounts = {c.account for cs in cards.values() for c in cs}
     pub: dict[tuple[str, str, str], tuple[int, float]] = {}
     queued: dict[tuple[str, str, str], int] = {}
+    held: set[tuple[str, str, str]] = set()  # queued zeros the zero guard holds
     if accounts:
         card_ids = json.dumps(sorted({c.card_id for cs in cards.values() for c in cs}))
         for r in conn.execute("SELECT account, card_id, warehouse_id, quantity, ts FROM stock_published"
                               " WHERE card_id IN (SELECT value FROM json_each(?))", (card_ids,)):
             pub[(r[0], r[1], r[2])] = (r[3], r[4])
-        for r in conn.execute("SELECT account, card_id, warehouse_id, quantity FROM stock_push_queue"
+        for r in conn.execute("SELECT account, card_id, warehouse_id, quantity, state FROM stock_push_queue"
                               " WHERE card_id IN (SELECT value FROM json_each(?))", (card_ids,)):
             queued[(r[0], r[1], r[2])] = r[3]
+            if r[4] == "held":
+                held.add((r[0], r[1], r[2]))
     undone: list[tuple[str, str, str]] = []
     rows: list[tuple[Any, ...]] = []
     for item_id, cause_of, origin in chunk:
@@ -170,7 +174,11 @@ def _plan_chunk(conn: sqlite3.Connection, cfg: CloudConfig, chunk: list[tuple[st
                     totals[own] = publishable(cfg, c, lv)
                 qty = share_of(totals[own], position, parts)
                 key = (c.account, c.card_id, mp_wh)
-                row = _queue_row(cfg, c, mp_wh, qty, cause_of, origin, now, pub.get(key), queued.get(key))
+                # a sale that makes a held zero real queues it again, as the sale's: the zero guard never holds
+                # a sale's zero (the card would go on selling goods that are gone)
+                sold_out = cause_of == "order" and qty == 0 and key in held
+                row = _queue_row(cfg, c, mp_wh, qty, cause_of, origin, now, pub.get(key),
+                                 None if sold_out else queued.get(key))
                 if row is None:
                     if key in queued and pub.get(key, (None,))[0] == qty:
                         undone.append(key)  # a newer change undid the queued one: nothing to send any more
@@ -179,6 +187,7 @@ def _plan_chunk(conn: sqlite3.Connection, cfg: CloudConfig, chunk: list[tuple[st
                     continue
                 rows.append(row)
                 queued[key] = qty
+                held.discard(key)  # the upsert makes it pending
                 out.queued += 1
     if undone:
         conn.executemany("DELETE FROM stock_push_queue WHERE account=? AND card_id=? AND warehouse_id=?", undone)

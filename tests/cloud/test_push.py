@@ -165,6 +165,31 @@ def test_a_sale_is_never_held_by_the_guard(conn, windows):
     assert stock_push.holds(conn) == []
 
 
+def test_a_sale_releases_the_zero_the_guard_held_for_its_card(conn, windows):
+    # a second cabinet that lists half of what is free, less two: its first plan zeroes 4 of 10 cards
+    # (held by the guard), and later a sale on another marketplace takes an item's last units
+    cfg = make_config()
+    cfg.accounts["wb"].allocation.share = 0.5
+    cfg.accounts["wb"].allocation.buffer = 2
+    items = seed(conn, 10)
+    with transaction(conn):  # what the cabinet showed before marketsync: its own numbers
+        conn.executemany("INSERT INTO stock_published(account, card_id, warehouse_id, quantity, ts)"
+                         " VALUES ('wb', ?, '10', 5, 0)", [(card_id("wb", i.index),) for i in items])
+    for i in items:
+        windows["wb"].shown[f"{card_id('wb', i.index)}@10"] = 5
+    stock_push.plan(conn, cfg)
+    _send_all(conn, cfg, windows)
+    hold = stock_push.holds(conn, "wb")
+    assert len(hold) == 1 and "would zero" in hold[0]["reason"]
+    scarce = next(i for i in items if i.stock == 2)  # wb would show 0 of its 2; held, it shows 5
+    assert windows["wb"].shown[f"wb-{scarce.index}@10"] == 5
+    intake.ingest(conn, cfg, [order("oz", "o1", card_id("oz", scarce.index), qty=2)])
+    stock_push.plan(conn, cfg)
+    _send_all(conn, cfg, windows)
+    assert windows["wb"].shown[f"wb-{scarce.index}@10"] == 0  # gone: no longer for sale there
+    assert stock_push.holds(conn, "wb")[0]["held"] == hold[0]["held"] - 1  # the rest stays held
+
+
 def test_retryable_item_errors_are_retried_others_fail_and_are_reported(conn, cfg, windows):
     seed(conn, 2)
     windows["wb"].fail_items = {"wb-1@10": True, "wb-2@10": False}
