@@ -31,6 +31,7 @@ from sitelink.broker_config import (
     make_tls_files,
     mosquitto_hash,
     write_password_file,
+    write_service_dropin,
 )
 
 PREFIX = "ms/v1"
@@ -137,6 +138,7 @@ def write_bridge(
     write_password_file(regional / "passwd", pw)
     _private(regional / "acl", acl_text(sites, with_cloud=False))
     (regional / "marketsync.conf").write_text(deploy_conf(port, directory))
+    write_service_dropin(regional)
     _private(regional / "conf.d" / "zz-marketsync-bridge.conf",
              bridge_conf(region, sites, central_host=central_host, central_port=central_port, password=bridge_pw,
                          central_ca=f"{directory}/{CENTRAL_CA}"))

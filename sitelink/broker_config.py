@@ -262,6 +262,29 @@ def deploy_conf(port: int = 8883, directory: str = DEPLOY_DIR) -> str:
     return DEPLOY_CONF.format(port=port, dir=directory)
 
 
+# Where the unit drop-in below goes, relative to a broker-config or bridge-config output folder and on the box.
+SERVICE_DROPIN = "mosquitto.service.d/marketsync-limits.conf"
+SERVICE_DROPIN_DIR = "/etc/systemd/system/mosquitto.service.d"
+BROKER_OPEN_FILES = 65536
+
+SERVICE_DROPIN_TEXT = f"""\
+# marketsync: a drop-in for Debian's mosquitto.service, installed as
+# {SERVICE_DROPIN_DIR}/marketsync-limits.conf (then `systemctl daemon-reload` and a restart).
+# Each connected site holds an open file of the broker, and the unit leaves systemd's default soft
+# limit of 1024 open files: without this a broker stops taking sites at about a thousand (past the
+# limit their TLS handshakes fail and they never connect; bench/broker_sites.py --broker-nofile shows it).
+[Service]
+LimitNOFILE={BROKER_OPEN_FILES}
+"""
+
+
+def write_service_dropin(out: Path) -> Path:
+    path = out / SERVICE_DROPIN
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(SERVICE_DROPIN_TEXT)
+    return path
+
+
 def write_deployment(
     out: str | Path,
     sites: list[str],
@@ -300,6 +323,7 @@ def write_deployment(
     (out / "acl").write_text(acl_text(sites, cloud_processes=cloud_processes))
     os.chmod(out / "acl", 0o600)
     (out / "marketsync.conf").write_text(deploy_conf(port, directory))
+    write_service_dropin(out)
     for user, password in passwords.items():
         if user.startswith(f"{CLOUD_USER}-") and user not in sites:
             continue  # a member's password is the cloud's

@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 from sitelink import keys, store
-from sitelink.broker_config import BrokerError, write_deployment
+from sitelink.broker_config import SERVICE_DROPIN, SERVICE_DROPIN_DIR, BrokerError, write_deployment
 
 
 def main(argv: list[str]) -> int:
@@ -96,7 +96,8 @@ def write_broker_config(args: argparse.Namespace) -> int:
         print(f"marketsync link broker-config: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    print(f"wrote {out}/marketsync.conf, ca.crt, server.crt, server.key, passwd, acl")
+    print(f"wrote {out}/marketsync.conf, ca.crt, server.crt, server.key, passwd, acl and {SERVICE_DROPIN}"
+          f" (for {SERVICE_DROPIN_DIR}/: the open-files limit of a broker with many sites)")
     print(
         f"passwords for {', '.join(sorted(passwords))} are in {out}/credentials/ (mode 600), shown nowhere else"
     )

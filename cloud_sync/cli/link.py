@@ -32,7 +32,7 @@ from cloud_sync.i18n import N_, number, translations, when
 from sitelink import cli as link_cli
 from sitelink import store
 from sitelink.bridge_config import bridge_user, write_bridge
-from sitelink.broker_config import DEPLOY_DIR, BrokerError
+from sitelink.broker_config import DEPLOY_DIR, SERVICE_DROPIN, SERVICE_DROPIN_DIR, BrokerError
 
 PROG = "marketsync link"
 OWN = ("status", "dead-letters", "bridge-config")
@@ -131,6 +131,9 @@ def bridge_config(args: argparse.Namespace, w: Words) -> int:
     print(w("on the regional broker: install them in %(dir)s as broker-config's, the bridge section"
             " conf.d/zz-marketsync-bridge.conf in /etc/mosquitto/conf.d/ (mode 640), and the central broker's"
             " ca.crt as %(dir)s/central-ca.crt", dir=DEPLOY_DIR))
+    print(w("and %(dropin)s in %(unit_dir)s/ (the broker's open-files limit: without it a broker takes about a"
+            " thousand sites), then systemctl daemon-reload", dropin=out / "regional" / SERVICE_DROPIN,
+            unit_dir=SERVICE_DROPIN_DIR))
     print(w("on the central broker: append %(acl)s to its acl and %(passwd)s to its passwd, then restart it",
             acl=out / "central" / f"acl-{user}", passwd=out / "central" / f"passwd-{user}"))
     print(w("the passwords of the sites and of the bridge are in %(path)s (mode 600) and nowhere else; the sites"

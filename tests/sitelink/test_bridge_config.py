@@ -41,9 +41,9 @@ def test_a_regions_files_and_the_russian_words_of_the_command(tmp_path, capsys, 
     assert link_main(["bridge-config", "--region", "north", "--site", "site-3", "--site", "site-4",
                       "--central-host", "central.example.lan", "--out", str(out)]) == 0
     said = capsys.readouterr().out
-    assert "регион north: 2 пункта" in said and "допишите" in said
+    assert "регион north: 2 пункта" in said and "допишите" in said and "предел открытых файлов" in said
     for name in ("marketsync.conf", "ca.crt", "server.crt", "server.key", "passwd", "acl",
-                 "conf.d/zz-marketsync-bridge.conf"):
+                 "conf.d/zz-marketsync-bridge.conf", "mosquitto.service.d/marketsync-limits.conf"):
         assert (out / "regional" / name).is_file(), name
     acl = (out / "regional" / "acl").read_text()
     assert "user site-3" in acl and "user cloud" not in acl, "the regional broker knows its sites only"

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 
 from marketsync.broker import MOSQUITTO, free_port
 from sitelink import cli
-from sitelink.broker_config import acl_text, deploy_conf
+from sitelink.broker_config import SERVICE_DROPIN, SERVICE_DROPIN_TEXT, acl_text, deploy_conf
 
 from .conftest import RawClient, wait_for
 
@@ -18,6 +18,18 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_the_committed_template_is_what_the_generator_writes():
     assert (ROOT / "systemd/mosquitto/marketsync.conf").read_text() == deploy_conf()
     assert (ROOT / "systemd/mosquitto/acl.example").read_text() == acl_text(["site-1", "site-2"])
+    assert (ROOT / "systemd/mosquitto/marketsync-limits.conf").read_text() == SERVICE_DROPIN_TEXT
+
+
+def test_the_unit_drop_in_lifts_the_open_files_limit_above_the_sites_a_broker_takes(tmp_path):
+    # Debian's mosquitto.service keeps systemd's soft limit of 1024 open files, one per connected site;
+    # bench/broker_sites.py measured 1,000 sites on one broker
+    out = tmp_path / "broker"
+    assert cli.main(["broker-config", "--out", str(out), "--site", "site-1"]) == 0
+    dropin = (out / SERVICE_DROPIN).read_text()
+    assert "[Service]" in dropin.splitlines()
+    limit = int(next(ln for ln in dropin.splitlines() if ln.startswith("LimitNOFILE=")).split("=")[1])
+    assert limit >= 10 * 1024
 
 
 def test_generated_config_runs_and_enforces_the_acl(tmp_path, capsys):
