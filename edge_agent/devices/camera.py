@@ -47,8 +47,7 @@ class Camera:
         self._cap: Any = None
         self._lock = threading.Lock()
         self._last_open_try = 0.0
-        self.frames = 0
-        self.last_frame: np.ndarray | None = None
+        self.frames = 0  # (no frame is kept once read: the reader holds it as long as it needs it)
         self.decoder = FrameDecoder()
 
     def decode(self, frame: np.ndarray) -> list[Symbol]:
@@ -108,7 +107,6 @@ class Camera:
                 self._release()
                 raise DeviceGone(f"camera {self.name} stopped giving pictures (unplugged or stream lost)")
             self.frames += 1
-            self.last_frame = frame
             return frame
 
     def read_codes(self) -> list[Symbol]:
@@ -212,8 +210,9 @@ class CameraScanner:
                 reported = True
                 self._stop.wait(max(0.2, self.camera.reopen_s))
                 continue
-            if frame is None:  # the end of a video file
-                self.online = False
+            if frame is None:  # the end of a video file: nothing more will come, let FFmpeg's decoder go (its
+                self.online = False  # frame buffers, ~7 MB for a 1280x720 file, were kept until the site stopped)
+                self.camera.close()
                 return
             self.online, reported = True, False
             now = {(s.format, s.text) for s in self.camera.decode(frame)}
