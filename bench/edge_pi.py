@@ -13,7 +13,9 @@ Measured:
   the last byte of that order's label reached the printer, one order after another, p99; beside it,
   the floor: a page request that prints nothing (GET /api/state), p99, in the same run;
 - peak resident memory of the agent (VmHWM) over the whole run, summed over every process of the agent (the packer's login is in it: the PIN
-  check, scrypt, holds 16 MB for a moment, by design);
+  check, scrypt, holds 16 MB for a moment, by design); and where the agent's memory is at the end
+  (anonymous against the libraries' file-backed pages, the heavy packages' versions, the kernel's huge
+  page mode), so a figure that differs between machines can be told apart;
 - idle CPU: the agent's CPU time over `--idle-s` seconds (a minute) after the work, as % of one core;
   beside it the same of a bare Flask+waitress process started with it (the floor of an idle web server).
 The floor's start-to-ready and memory are printed beside the agent's too.
@@ -200,6 +202,43 @@ def family_status(pid: int) -> dict[str, int]:
     return total
 
 
+HEAVY_PACKAGES = ("opencv-python-headless", "numpy", "pillow", "pypdfium2", "zxing-cpp")
+
+
+def memory_split(pid: int) -> str:
+    """Where the agent's resident memory is, so a figure that differs between machines can be told apart:
+    anonymous (Python objects, malloc's heap, buffers) against file-backed (the libraries' pages), the
+    file-backed by package, with the versions of the heavy packages and the kernel's transparent huge
+    page mode beside it (both change the resident size of the same code)."""
+    with open(f"/proc/{pid}/status") as fh:
+        st = {ln.split(":")[0]: int(ln.split()[1]) for ln in fh if ln.startswith(("RssAnon", "RssFile"))}
+    libs: dict[str, int] = {}
+    name = ""
+    with open(f"/proc/{pid}/smaps") as fh:
+        for line in fh:
+            parts = line.split()
+            if "-" in parts[0] and not parts[0].endswith(":"):
+                path = parts[5] if len(parts) > 5 else ""
+                name = path.split("site-packages/")[1].split("/")[0] if "site-packages/" in path else (
+                    Path(path).name if path.startswith("/") else "")
+            elif parts[0] == "Rss:" and name:
+                libs[name] = libs.get(name, 0) + int(parts[1])
+    top = ", ".join(f"{k} {v / 1024:.1f}" for k, v in sorted(libs.items(), key=lambda kv: -kv[1])[:5])
+    from importlib.metadata import PackageNotFoundError, version
+    versions = []
+    for pkg in HEAVY_PACKAGES:
+        try:
+            versions.append(f"{pkg} {version(pkg)}")
+        except PackageNotFoundError:
+            versions.append(f"{pkg} -")
+    try:
+        thp = Path("/sys/kernel/mm/transparent_hugepage/enabled").read_text().split("[")[1].split("]")[0]
+    except (OSError, IndexError):
+        thp = "?"
+    return (f"anonymous {st.get('RssAnon', 0) / 1024:.1f} MB, file-backed {st.get('RssFile', 0) / 1024:.1f} MB "
+            f"(largest: {top}); {', '.join(versions)}; transparent huge pages: {thp}")
+
+
 def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
@@ -278,6 +317,7 @@ def main() -> None:
             idle = (family_cpu(agent.pid) - a0) / span * 100
             idle_floor = (cpu_seconds(floor.pid) - f0) / span * 100
             mem, mem_floor = family_status(agent.pid), proc_status(floor.pid)
+            split = memory_split(agent.pid)
         finally:
             for proc in (agent, floor):
                 proc.terminate()
@@ -291,6 +331,7 @@ def main() -> None:
               f"{after_load['VmRSS'] / 1024:.1f}, at the end {mem['VmRSS'] / 1024:.1f}; {mem['processes']} process(es) "
               f"of the agent counted); "
               f"floor {mem_floor['VmHWM'] / 1024:.1f} MB")
+        print(f"agent's memory at the end: {split}")
         print(f"packing:        {len(latencies)} of {args.orders} orders packed and labelled in {load_s:.1f} s "
               f"({len(printer.jobs)} labels at the printer, {missing} missing); camera scanner: "
               f"{'none (--no-camera)' if args.no_camera else f'{VIDEO_FRAMES} frames 1280x720 at {VIDEO_FPS} fps'}")
