@@ -212,6 +212,8 @@ def memory_split(pid: int) -> str:
     page mode beside it (both change the resident size of the same code)."""
     with open(f"/proc/{pid}/status") as fh:
         st = {ln.split(":")[0]: int(ln.split()[1]) for ln in fh if ln.startswith(("RssAnon", "RssFile"))}
+    with open(f"/proc/{pid}/smaps_rollup") as fh:
+        st.update({ln.split(":")[0]: int(ln.split()[1]) for ln in fh if ln.startswith(("AnonHugePages", "FilePmdMapped"))})
     libs: dict[str, int] = {}
     name = ""
     with open(f"/proc/{pid}/smaps") as fh:
@@ -236,7 +238,8 @@ def memory_split(pid: int) -> str:
     except (OSError, IndexError):
         thp = "?"
     return (f"anonymous {st.get('RssAnon', 0) / 1024:.1f} MB, file-backed {st.get('RssFile', 0) / 1024:.1f} MB "
-            f"(largest: {top}); {', '.join(versions)}; transparent huge pages: {thp}")
+            f"(largest: {top}); in huge pages {(st.get('AnonHugePages', 0) + st.get('FilePmdMapped', 0)) / 1024:.1f} MB "
+            f"(the kernel's mode: {thp}); {', '.join(versions)}")
 
 
 def cpu_seconds(pid: int) -> float:
