@@ -35,8 +35,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ulid import ULID
-
 from sitelink.keys import Key, Keyring
 from sitelink.messages import BadMessage, EncodedBody, check_body
 
@@ -77,7 +75,7 @@ class Envelope:
         its canonical text already (`messages.EncodedBody`) is not encoded again."""
         enc, seq, body = _CANONICAL_ENCODE, self.seq, self.body
         text = _ascii_text  # what `enc` does for a str, without its Python-level call; anything else: `enc`
-        return (f'{{"body":{body.text if type(body) is EncodedBody else enc(body)},"id":{text(self.id)},'
+        return (f'{{"body":{body.text if type(body) is EncodedBody else _encode_value(body)},"id":{text(self.id)},'
                 f'"seq":{int.__repr__(seq) if type(seq) is int else enc(seq)},"site":{text(self.site)},'
                 f'"ts":{text(self.ts)},"type":{text(self.type)}}}')
 
@@ -107,7 +105,14 @@ def now_ts() -> str:
 
 
 def new_id() -> str:
-    return str(ULID())
+    """A fresh ULID (this millisecond, 80 fresh random bits) as its text, written from the 128 bits two
+    characters (10 bits) at a time: no python-ulid object (once per message sent one by one)."""
+    v = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
+    p = _PAIRS
+    return (p[v >> 120] + p[(v >> 110) & 1023] + p[(v >> 100) & 1023] + p[(v >> 90) & 1023]
+            + p[(v >> 80) & 1023] + p[(v >> 70) & 1023] + p[(v >> 60) & 1023] + p[(v >> 50) & 1023]
+            + p[(v >> 40) & 1023] + p[(v >> 30) & 1023] + p[(v >> 20) & 1023] + p[(v >> 10) & 1023]
+            + p[v & 1023])
 
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -222,22 +227,45 @@ def from_dict(data: Any, *, check: bool = True) -> Envelope:
 def canonical(data: dict[str, Any]) -> bytes:
     """The bytes a MAC covers: the envelope's six fields (never `kid`/`mac`), sorted keys at every level,
     no spaces, ASCII only (non-ASCII as \\u escapes), so both sides compute them alike from parsed JSON."""
-    return _CANONICAL_ENCODE({k: data.get(k) for k in FIELDS}).encode("ascii")
+    return _encode_value({k: data.get(k) for k in FIELDS}).encode("ascii")
 
 
 # the canonical encoder, made once (`json.dumps` with these options builds a new encoder on every call)
-_CANONICAL_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode
+_CANONICAL_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+_CANONICAL_ENCODE = _CANONICAL_ENCODER.encode
+
+
+def _canonical_encode_fn() -> Any:
+    """`_CANONICAL_ENCODE` for a body (a dict, a list...): the C encoder `JSONEncoder.encode` builds on every
+    call (its options, a dict of the containers being written for the circular check), built once. The check
+    of circular containers is kept: a new dict of them per call (a container that holds itself raises
+    ValueError as before, and two threads encoding at once share nothing). Without the C encoder: the
+    encoder's own `encode`."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return _CANONICAL_ENCODE
+    e = _CANONICAL_ENCODER
+    args = (e.default, json.encoder.encode_basestring_ascii, e.indent, e.key_separator, e.item_separator,
+            e.sort_keys, e.skipkeys, e.allow_nan)
+
+    def encode(value: Any, _make: Any = make, _args: tuple = args, _join: Any = "".join) -> str:
+        return _join(_make({}, *_args)(value, 0))
+
+    return encode
+
+
+_encode_value = _canonical_encode_fn()
 
 
 def canonical_json(value: Any) -> str:
     """Any JSON value as `canonical` writes the values it covers (sorted keys, no spaces, ASCII only): what a
     maker of an `EncodedBody` writes its text to equal."""
-    return _CANONICAL_ENCODE(value)
+    return _encode_value(value)
 
 
 def _ascii_text(value: Any) -> str:
     """`_CANONICAL_ENCODE(value)`: for a str the encoder's own C function, called directly."""
-    return _encode_ascii(value) if type(value) is str else _CANONICAL_ENCODE(value)
+    return _encode_ascii(value) if type(value) is str else _encode_value(value)
 
 
 _encode_ascii = json.encoder.encode_basestring_ascii

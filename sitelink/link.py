@@ -295,7 +295,15 @@ class SiteLink:
         self, conn: sqlite3.Connection, msg_type: str, body: dict[str, Any], site: str | None = None
     ) -> Envelope:
         """Enqueue a message in the caller's transaction (see `store.enqueue`). The cloud names the site."""
-        return self.send_many(conn, site, [(msg_type, body)])[0]
+        if self.role == "site":
+            if site is not None and site != self.cfg.site_id:
+                raise LinkError(f"site {self.cfg.site_id!r} cannot send as site {site!r}")
+            site = self.cfg.site_id
+        elif not site:
+            raise LinkError("the cloud must say which site a message goes to (site=...)")
+        env = store.enqueue(conn, self.role, site, msg_type, body)
+        self._watch(conn)
+        return env
 
     def send_many(
         self, conn: sqlite3.Connection, site: str | None, messages: list[tuple[str, dict[str, Any]]]
@@ -308,16 +316,20 @@ class SiteLink:
         elif not site:
             raise LinkError("the cloud must say which site a message goes to (site=...)")
         envs = store.enqueue_many(conn, self.role, site, messages)
+        self._watch(conn)
+        return envs
+
+    def _watch(self, conn: sqlite3.Connection) -> None:
+        """After a send on `conn`: its transaction is watched (published once it ends), or the worker woken."""
         try:
             open_txn = conn.in_transaction
         except sqlite3.Error:
             open_txn = False
         if open_txn:  # the caller's transaction: nothing to publish before it ends (the worker watches it)
             if id(conn) in self._open_sends:
-                return envs  # watched already: no wake (a look at the outbox) per message
+                return  # watched already: no wake (a look at the outbox) per message
             self._open_sends[id(conn)] = conn
         self._wake.set()
-        return envs
 
     def start(self) -> None:
         """Open the database, connect (in the background: a broker that is down is retried), start work."""

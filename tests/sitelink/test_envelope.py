@@ -102,3 +102,25 @@ def test_now_ts_is_the_current_moment_in_milliseconds():
         at = datetime.strptime(ts, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
         assert before - 0.001 <= at <= after
         time.sleep(0.6)
+
+
+def test_the_canonical_encoder_made_once_writes_what_the_json_encoder_writes():
+    """Bodies (and anything canonical covers) are written by the C encoder made once: the very text of
+    `json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=True)`; a container that holds itself or
+    a value JSON has no form for is refused as before."""
+    values = [
+        pick_body(1), {}, [], "text", "Кружка «Север»\u2603\"\\\n", 0, -7, 2**70, 1.5, 1e-300, float("inf"), None,
+        True, {"b": [1, {"z": None, "a": [True, False]}], "a": "ё", "é": 2.25}, [[[]]], {"1": 1, "10": 2, "2": 3},
+    ]
+    for value in values:
+        expected = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+        assert envelope.canonical_json(value) == expected
+    loop: dict = {}
+    loop["self"] = loop
+    with pytest.raises(ValueError, match="Circular"):
+        envelope.canonical_json(loop)
+    with pytest.raises(ValueError, match="Circular"):  # the encoder keeps no trace of the failure
+        envelope.canonical_json(loop)
+    with pytest.raises(TypeError, match="not JSON serializable"):
+        envelope.canonical_json({"a": object()})
+    assert envelope.canonical_json({"a": [1, 2]}) == '{"a":[1,2]}'

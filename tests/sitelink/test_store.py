@@ -164,3 +164,58 @@ def test_record_inbox_writes_every_row_once_in_statements_of_many(tmp_path):
     again = conn.execute("SELECT id, peer, seq, type FROM link_inbox ORDER BY seq LIMIT 150").fetchall()
     store.record_inbox(conn, [(r[0], r[1], r[2], r[3], "dead", 2.0) for r in again])
     assert tuple(conn.execute("SELECT COUNT(*), SUM(outcome = 'applied') FROM link_inbox").fetchone()) == (551, 551)
+
+
+def test_a_single_send_in_an_open_transaction_writes_what_a_batch_writes(tmp_path):
+    """`enqueue` of one message inside the caller's transaction (its short way) writes the row `enqueue_many`
+    writes: the next seq of the stream, a fresh ULID of this moment, the canonical text; it rolls back with the
+    caller, counter included; inside a keyed transaction it says it needs the whole store, as the batch does."""
+    import time
+
+    conn = sqlite.connect(tmp_path / "a.db")
+    store.ensure_schema(conn)
+    conn.execute("BEGIN IMMEDIATE")
+    store.enqueue(conn, "cloud", "site-1", "pick_task", pick_body(0))
+    conn.execute("ROLLBACK")
+    assert conn.execute("SELECT COUNT(*) FROM link_out_seq").fetchone()[0] == 0
+    conn.execute("BEGIN IMMEDIATE")
+    before = time.time_ns() // 1_000_000
+    envs = [store.enqueue(conn, "cloud", "site-1", "pick_task", pick_body(1))]
+    envs += store.enqueue_many(conn, "cloud", "site-1", [("pick_task", pick_body(2))])
+    envs.append(store.enqueue(conn, "cloud", "site-1", "pick_task", pick_body(3)))
+    envs.append(store.enqueue(conn, "cloud", "site-2", "pick_task", pick_body(4)))
+    after = time.time_ns() // 1_000_000
+    conn.execute("COMMIT")
+    assert [(e.site, e.seq) for e in envs] == [("site-1", 1), ("site-1", 2), ("site-1", 3), ("site-2", 1)]
+    rows = conn.execute("SELECT peer, seq, id, type, payload, created_at FROM link_outbox ORDER BY rowid").fetchall()
+    assert len(rows) == 4 and len({r[2] for r in rows}) == 4
+    for env, (peer, seq, msg_id, msg_type, payload, created) in zip(envs, rows, strict=True):
+        assert (peer, seq, msg_id, msg_type) == (env.site, env.seq, env.id, "pick_task")
+        assert payload == envelope.canonical(env.to_dict()).decode("ascii") == env.to_json()
+        assert envelope.parse(payload) == env
+        assert str(ULID.from_str(msg_id)) == msg_id and before <= ULID.from_str(msg_id).milliseconds <= after
+        assert abs(created - time.time()) < 60
+    conn.execute("BEGIN IMMEDIATE")
+    conn.lock_keys = frozenset({"link:site-1"})  # as a keyed transaction of PostgreSQL's store says it holds
+    try:
+        with pytest.raises(sqlite.NeedsExclusive):
+            store.enqueue(conn, "cloud", "site-1", "pick_task", pick_body(5))
+        with pytest.raises(sqlite.NeedsExclusive):
+            store.enqueue_many(conn, "cloud", "site-1", [("pick_task", pick_body(5))])
+    finally:
+        del conn.lock_keys
+        conn.execute("ROLLBACK")
+
+
+def test_new_id_is_a_ulid_of_this_moment_with_fresh_randomness():
+    import time
+
+    ids = []
+    for _ in range(2000):
+        before = time.time_ns() // 1_000_000
+        msg_id = envelope.new_id()
+        after = time.time_ns() // 1_000_000
+        u = ULID.from_str(msg_id)
+        assert str(u) == msg_id and len(msg_id) == 26 and before <= u.milliseconds <= after
+        ids.append(msg_id)
+    assert len(set(ids)) == 2000 and len({i[10:] for i in ids}) == 2000
