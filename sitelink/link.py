@@ -98,6 +98,9 @@ FOREIGN_WRITER_GAP_ROUNDS = 8
 RECONNECT_FIRST_S = 0.01
 # how often the worker looks whether a transaction that sent messages has ended (then it publishes them)
 SEND_WATCH_S = 0.002
+# acknowledgements alone (rows to delete) wait at most this long for a moment the write lock is free before
+# their round waits for it in SQLite's busy wait (`SiteLink._receive`)
+ACKS_WAIT_MOST_S = 1.0
 # a keyed round takes one lock per key (PostgreSQL's lock table holds max_locks_per_transaction x connections
 # in all): a round wider than this is an ordinary one
 MAX_ROUND_KEYS = 256
@@ -250,6 +253,8 @@ class SiteLink:
         # every SEND_WATCH_S and at the outbox once one ended, instead of at the outbox on every send
         self._open_sends: dict[int, sqlite3.Connection] = {}
         self._version_seen = -1  # the database's data_version at the last whole round
+        self._acks_waiting_since: float | None = None  # acknowledgements left for a free write lock since
+        self._busy_ms: int | None = None  # the link connection's busy timeout (set back after a try at once)
         self.errors: list[str] = []  # the last worker errors (for status)
         self.keys = cfg.keys
         if self.keys is None and cfg.keys_file:
@@ -580,8 +585,8 @@ class SiteLink:
 
     def _idle_timeout(self) -> float:
         timeout = self.cfg.poll_interval
-        if self._open_sends:  # a transaction that sent: published within 2 ms of its end
-            timeout = SEND_WATCH_S
+        if self._open_sends or self._acks_waiting_since is not None:  # a transaction that sent: published
+            timeout = SEND_WATCH_S  # within 2 ms of its end; acks left for a free write lock: looked at as often
         now = time.monotonic()
         for t in self._retry_at.values():
             timeout = min(timeout, max(0.0, t - now))
@@ -665,7 +670,43 @@ class SiteLink:
                 self._accept_ack(peer, payload)
             elif rest == ["state"] and self.role == "cloud":
                 self._accept_state(peer, payload)
-        self._apply_all()
+        if self._old or self._raw_dead or any(self._held.values()) or not self._pending_acks:
+            self._acks_waiting_since = None
+            self._apply_all()
+            return
+        # a round with only acknowledgements to write (their messages left the window already): taken when
+        # the write lock is free at once, else left for a later look while the pump goes on (a writer of this
+        # process that holds the lock back to back, an enqueue of many transactions, would otherwise keep the
+        # worker asleep in SQLite's busy wait, publishing nothing); after ACKS_WAIT_MOST_S it waits as before
+        since = self._acks_waiting_since
+        if since is None:
+            since = self._acks_waiting_since = now
+        if now - since < ACKS_WAIT_MOST_S and self._apply_if_free():
+            self._acks_waiting_since = None
+        elif now - since >= ACKS_WAIT_MOST_S:
+            self._acks_waiting_since = None
+            self._apply_all()
+
+    def _apply_if_free(self) -> bool:
+        """`_apply_all` if the write lock is free right now (SQLite: no busy wait), True when it was; False:
+        nothing was written and the round's work stays pending. Another store (PostgreSQL) applies at once."""
+        conn = self._db
+        assert conn is not None
+        if not isinstance(conn, sqlite3.Connection) or conn.in_transaction:
+            self._apply_all()
+            return True
+        if self._busy_ms is None:
+            self._busy_ms = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
+        conn.execute("PRAGMA busy_timeout=0")
+        try:
+            self._apply_all()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            return False  # rolled back whole (`sqlite.transaction`): the acks stay pending
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+        return True
 
     def _accept_state(self, peer: str, payload: bytes) -> None:
         try:
@@ -698,6 +739,15 @@ class SiteLink:
                                        "payload": payload, "peer": peer})
                 return
         self._pending_acks.setdefault(peer, []).extend(acks)
+        # acknowledged: out of the window now (their rows are deleted by the next round, which may wait for
+        # the write lock: `_receive`), so the pump goes on publishing meanwhile
+        with self._lock:
+            inflight = self._inflight.get(peer)
+            if inflight:
+                for seq, _ in acks:
+                    inflight.pop(seq, None)
+            self._progress_at[peer] = time.monotonic()
+            self._resend_delay[peer] = self.cfg.resend_after
 
     def _accept(self, topic: str, peer: str, payload: bytes, now: float, properties: Any = None) -> None:
         try:

@@ -468,3 +468,28 @@ def test_a_round_that_waited_for_the_write_lock_still_applies_its_messages(make_
     wait_for(lambda: len(applied_rows(tmp_path / "site-1.db")) >= 300, 20, "the backlog applied")
     assert cloud.wait_idle(30)
     assert_exactly_once(applied_rows(tmp_path / "site-1.db"), 300)
+
+
+def test_acknowledgements_waiting_for_the_write_lock_do_not_stop_the_publishing(make_link, tmp_path, monkeypatch):
+    """While another writer holds the sender's database (an application enqueuing transaction after
+    transaction), the acknowledgements that come back cannot be written yet: their messages leave the window
+    all the same and the link goes on publishing the outbox; their rows are deleted once the lock is free.
+    (The worker slept in SQLite's busy wait for the lock instead, publishing nothing meanwhile.)"""
+    monkeypatch.setattr(link_mod, "ACKS_WAIT_MOST_S", 60.0, raising=False)  # never waits here
+    make_link("site", site_id="site-1", handlers={"pick_task": record})
+    cloud = make_link("cloud", window=20, publish_batch=5)
+    other = sqlite.connect(cloud.cfg.db_path)
+    other.execute("BEGIN IMMEDIATE")  # the writer that holds the lock...
+    for i in range(200):  # ...has sent 200 messages
+        cloud.send(other, "pick_task", pick_body(i), site="site-1")
+    other.execute("COMMIT")
+    other.execute("BEGIN IMMEDIATE")  # ...and holds the lock again at once
+    try:
+        wait_for(lambda: len(applied_rows(tmp_path / "site-1.db")) == 200, 15,
+                 "the outbox published while the write lock is taken")
+        assert other.execute("SELECT COUNT(*) FROM link_outbox").fetchone()[0] == 200, "nothing deleted yet"
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    assert cloud.wait_idle(10), "the acknowledged rows deleted once the lock is free"
+    assert_exactly_once(applied_rows(tmp_path / "site-1.db"), 200)
