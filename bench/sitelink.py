@@ -37,6 +37,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -73,7 +74,9 @@ def run_site(db: str, settings: dict) -> None:
     link.on("pick_task", apply)
     link.start()
     print("ready", flush=True)
+    ready_cpu = time.process_time()
     sys.stdin.readline()  # until the parent closes stdin
+    print(json.dumps({"cpu_s": time.process_time() - ready_cpu}), flush=True)  # this process's CPU since ready
     link.stop()
 
 
@@ -126,6 +129,20 @@ def run_raw_sub(port: int, n: int) -> None:
     print(json.dumps({"received": got, "at": time.time()}), flush=True)
     c.disconnect()
     c.loop_stop()
+
+
+def process_cpu() -> float:
+    """CPU seconds of this process so far (every thread: the bench's enqueue, the cloud's link, paho)."""
+    return time.process_time()
+
+
+def site_cpu(site: subprocess.Popen) -> float:
+    """Close a site child's stdin: it says its CPU seconds since it was ready, then stops."""
+    site.stdin.close()  # type: ignore[union-attr]
+    assert site.stdout is not None
+    cpu = json.loads(site.stdout.readline())["cpu_s"]
+    site.wait(30)
+    return cpu
 
 
 def child(args: list[str]) -> subprocess.Popen:
@@ -217,16 +234,19 @@ def bench_durable(broker: Broker, workdir: Path, n: int, publish_batch: int = 10
         time.sleep(0.01)
     enqueue(cloud_db, 0, 200, link=cloud)  # warm up
     wait_empty(cloud_db, 60)
-    t0 = time.time()
+    t0, cpu0 = time.time(), process_cpu()
     enqueue(cloud_db, 200, n, link=cloud)
     t_end = wait_empty(cloud_db, 600)
+    cloud_cpu = process_cpu() - cpu0
     rate = n / (t_end - t0)
     total, distinct = applied_count(site_db)
     assert total == distinct == n + 200, f"applied {total} ({distinct} distinct), expected {n + 200}"
     cloud.stop()
-    site.stdin.close()  # type: ignore[union-attr]
-    site.wait(30)
+    CPU[publish_batch] = (cloud_cpu / n * 100_000, site_cpu(site) / (n + 200) * 100_000)
     return rate
+
+
+CPU: dict[Any, tuple[float, float]] = {}  # per run: CPU seconds per 100,000 messages (cloud process, site process)
 
 
 def bench_drain(broker: Broker, workdir: Path, n: int) -> tuple[float, float]:
@@ -240,15 +260,15 @@ def bench_drain(broker: Broker, workdir: Path, n: int) -> tuple[float, float]:
     t0 = time.time()
     enqueue(cloud_db, 0, n, per_txn=1000, link=cloud)
     t_buffer = time.time() - t0
-    t0 = time.time()
+    t0, cpu0 = time.time(), process_cpu()
     broker.start()
     t_end = wait_empty(cloud_db, 600)
     drain = t_end - t0
+    cloud_cpu = process_cpu() - cpu0
     total, distinct = applied_count(site_db)
     assert total == distinct == n, f"applied {total} ({distinct} distinct), expected {n}"
     cloud.stop()
-    site.stdin.close()  # type: ignore[union-attr]
-    site.wait(30)
+    CPU["drain"] = (cloud_cpu / n * 100_000, site_cpu(site) / n * 100_000)  # the site's: the drain, nearly all
     return drain, t_buffer
 
 
@@ -358,6 +378,8 @@ def main(argv: list[str]) -> int:
             "durable link end to end (enqueued in SQLite, published, applied in SQLite, acked, deleted): "
             f"{durable:,.0f} msg/s"
         )
+        print(f"  CPU per 100,000 messages: cloud process {CPU[100][0]:.2f} s (the enqueue and the link), site "
+              f"process {CPU[100][1]:.2f} s")
         single = bench_durable(broker, Path(tmp), args.n, publish_batch=1)
         print(f"  the same with one envelope per MQTT publish (no batching): {single:,.0f} msg/s (reference)")
         drain, t_buffer = bench_drain(broker, Path(tmp), args.drain)
@@ -365,6 +387,8 @@ def main(argv: list[str]) -> int:
         print(
             f"drained {args.drain:,} messages after the broker came back in {drain:.1f}s ({args.drain / drain:,.0f} msg/s)"
         )
+        print(f"  CPU per 100,000 messages of the drain: cloud process {CPU['drain'][0]:.2f} s, site process "
+              f"{CPU['drain'][1]:.2f} s")
         fanin = None
         if args.sites:
             fanin = bench_fanin(broker, Path(tmp), args.sites, args.per_site, args.site_procs)
