@@ -110,7 +110,7 @@ def enqueue(conn: sqlite3.Connection, role: str, site: str, msg_type: str, body:
             and conn.in_transaction):
         check_body(msg_type, body)
         need(conn)  # what `transaction` checks when it joins the caller's
-        (last,) = _tuples(conn).execute(_STEP_SEQ, (site, 1)).fetchone()
+        (last,) = conn.execute(_STEP_SEQ, (site, 1)).fetchone()  # the caller's connection: its row factory
         env = make_envelope(new_id(), site, last, msg_type, now_ts(), body)
         conn.execute(_INSERT_OUTBOX, (site, last, env.id, msg_type, env.to_json(), time.time()))
         return env

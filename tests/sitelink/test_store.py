@@ -219,3 +219,21 @@ def test_new_id_is_a_ulid_of_this_moment_with_fresh_randomness():
         assert str(u) == msg_id and len(msg_id) == 26 and before <= u.milliseconds <= after
         ids.append(msg_id)
     assert len(set(ids)) == 2000 and len({i[10:] for i in ids}) == 2000
+
+
+def test_a_send_leaves_the_callers_row_factory_as_it_is(tmp_path):
+    """The caller's connection keeps its rows: a connection whose `cursor()` is itself (PostgreSQL's store)
+    would have lost its row factory to a cursor of plain tuples made for the counter's step."""
+
+    class SelfCursor(sqlite.Connection):
+        def cursor(self, *args):  # noqa: ARG002 - as `cloud_sync.pg.Connection.cursor`
+            return self
+
+    conn = sqlite3.connect(tmp_path / "a.db", isolation_level=None, factory=SelfCursor)
+    conn.row_factory = sqlite3.Row
+    store.ensure_schema(conn)
+    conn.execute("BEGIN IMMEDIATE")
+    store.enqueue(conn, "cloud", "site-1", "pick_task", pick_body(1))
+    conn.execute("COMMIT")
+    assert conn.row_factory is sqlite3.Row
+    assert conn.execute("SELECT seq FROM link_outbox").fetchone()["seq"] == 1
