@@ -493,3 +493,13 @@ def test_acknowledgements_waiting_for_the_write_lock_do_not_stop_the_publishing(
         other.close()
     assert cloud.wait_idle(10), "the acknowledged rows deleted once the lock is free"
     assert_exactly_once(applied_rows(tmp_path / "site-1.db"), 200)
+
+
+def test_the_links_socket_sends_at_once(make_link):
+    """The link's socket has Nagle's algorithm off (TCP_NODELAY): a small publish or acknowledgement is not
+    held back until the broker's delayed ACK of the packet before (up to 40 ms per turn of the window)."""
+    import socket
+
+    for link in (make_link("cloud"), make_link("site", site_id="site-1")):
+        sock = link._client.socket()
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
