@@ -23,7 +23,7 @@ from typing import Any
 
 from sitelink import envelope as envelope_mod
 from sitelink.envelope import Envelope
-from sitelink.messages import DIRECTION
+from sitelink.messages import DIRECTION, EncodedBody
 from sitelink.sqlite import apply_migrations, need, transaction
 
 MODULE = "sitelink.store"
@@ -111,9 +111,13 @@ def enqueue(conn: sqlite3.Connection, role: str, site: str, msg_type: str, body:
         check_body(msg_type, body)
         need(conn)  # what `transaction` checks when it joins the caller's
         (last,) = conn.execute(_STEP_SEQ, (site, 1)).fetchone()  # the caller's connection: its row factory
-        env = make_envelope(new_id(), site, last, msg_type, now_ts(), body)
-        conn.execute(_INSERT_OUTBOX, (site, last, env.id, msg_type, env.to_json(), time.time()))
-        return env
+        msg_id, ts = new_id(), now_ts()
+        # `Envelope.to_json`, written here: the id (a ULID), the time and the type (a name of the contract) are
+        # ASCII letters, digits and punctuation JSON writes as they are; the site and the body are encoded
+        text = (f'{{"body":{body.text if type(body) is EncodedBody else encode_value(body)},"id":"{msg_id}",'
+                f'"seq":{int(last)},"site":{encode_text(site)},"ts":"{ts}","type":"{msg_type}"}}')
+        conn.execute(_INSERT_OUTBOX, (site, last, msg_id, msg_type, text, time.time()))
+        return make_envelope(msg_id, site, last, msg_type, ts, body)
     return enqueue_many(conn, role, site, [(msg_type, body)])[0]
 
 
@@ -122,6 +126,7 @@ _STEP_SEQ = ("INSERT INTO link_out_seq(peer, last_seq) VALUES (?, ?)"
 _INSERT_OUTBOX = "INSERT INTO link_outbox(peer, seq, id, type, payload, created_at) VALUES (?, ?, ?, ?, ?, ?)"
 check_body, new_id, now_ts = envelope_mod.check_body, envelope_mod.new_id, envelope_mod.now_ts
 make_envelope = envelope_mod._envelope  # fields made here or checked: no per-field frozen setattr
+encode_value, encode_text = envelope_mod._encode_value, envelope_mod._encode_ascii
 
 
 def enqueue_many(

@@ -9,6 +9,7 @@ import pytest
 from ulid import ULID
 
 from sitelink import LinkError, envelope, sqlite, store
+from sitelink.messages import EncodedBody
 
 from .conftest import delta_body, pick_body
 
@@ -178,17 +179,21 @@ def test_a_single_send_in_an_open_transaction_writes_what_a_batch_writes(tmp_pat
     store.enqueue(conn, "cloud", "site-1", "pick_task", pick_body(0))
     conn.execute("ROLLBACK")
     assert conn.execute("SELECT COUNT(*) FROM link_out_seq").fetchone()[0] == 0
+    text = envelope.canonical_json(pick_body(5))  # a body that carries its canonical text (a batch's maker)
     conn.execute("BEGIN IMMEDIATE")
     before = time.time_ns() // 1_000_000
     envs = [store.enqueue(conn, "cloud", "site-1", "pick_task", pick_body(1))]
     envs += store.enqueue_many(conn, "cloud", "site-1", [("pick_task", pick_body(2))])
     envs.append(store.enqueue(conn, "cloud", "site-1", "pick_task", pick_body(3)))
-    envs.append(store.enqueue(conn, "cloud", "site-2", "pick_task", pick_body(4)))
+    odd = {**pick_body(4), "number": "Заказ «4» \"x\"\n", "label": {"b": 1.5, "a": None}}  # escaped, sorted
+    envs.append(store.enqueue(conn, "cloud", "склад-2", "pick_task", odd))
+    envs.append(store.enqueue(conn, "cloud", "site-1", "pick_task", EncodedBody(pick_body(5), text)))
     after = time.time_ns() // 1_000_000
     conn.execute("COMMIT")
-    assert [(e.site, e.seq) for e in envs] == [("site-1", 1), ("site-1", 2), ("site-1", 3), ("site-2", 1)]
+    assert [(e.site, e.seq) for e in envs] == [("site-1", 1), ("site-1", 2), ("site-1", 3), ("склад-2", 1),
+                                               ("site-1", 4)]
     rows = conn.execute("SELECT peer, seq, id, type, payload, created_at FROM link_outbox ORDER BY rowid").fetchall()
-    assert len(rows) == 4 and len({r[2] for r in rows}) == 4
+    assert len(rows) == 5 and len({r[2] for r in rows}) == 5
     for env, (peer, seq, msg_id, msg_type, payload, created) in zip(envs, rows, strict=True):
         assert (peer, seq, msg_id, msg_type) == (env.site, env.seq, env.id, "pick_task")
         assert payload == envelope.canonical(env.to_dict()).decode("ascii") == env.to_json()
