@@ -110,7 +110,11 @@ def enqueue(conn: sqlite3.Connection, role: str, site: str, msg_type: str, body:
             and conn.in_transaction):
         check_body(msg_type, body)
         need(conn)  # what `transaction` checks when it joins the caller's
-        (last,) = conn.execute(_STEP_SEQ, (site, 1)).fetchone()  # the caller's connection: its row factory
+        # the counter's step: a plain UPDATE and a look at it cost less than the upsert with RETURNING (no row
+        # yet, the site's first message: the upsert); on the caller's connection, as it is (its row factory)
+        conn.execute(_BUMP_SEQ, (site,))
+        row = conn.execute(_LAST_SEQ, (site,)).fetchone()
+        (last,) = row if row is not None else conn.execute(_STEP_SEQ, (site, 1)).fetchone()
         msg_id, ts = new_id(), now_ts()
         # `Envelope.to_json`, written here: the id (a ULID), the time and the type (a name of the contract) are
         # ASCII letters, digits and punctuation JSON writes as they are; the site and the body are encoded
@@ -123,6 +127,8 @@ def enqueue(conn: sqlite3.Connection, role: str, site: str, msg_type: str, body:
 
 _STEP_SEQ = ("INSERT INTO link_out_seq(peer, last_seq) VALUES (?, ?)"
              " ON CONFLICT(peer) DO UPDATE SET last_seq = last_seq + excluded.last_seq RETURNING last_seq")
+_BUMP_SEQ = "UPDATE link_out_seq SET last_seq = last_seq + 1 WHERE peer = ?"
+_LAST_SEQ = "SELECT last_seq FROM link_out_seq WHERE peer = ?"
 _INSERT_OUTBOX = "INSERT INTO link_outbox(peer, seq, id, type, payload, created_at) VALUES (?, ?, ?, ?, ?, ?)"
 check_body, new_id, now_ts = envelope_mod.check_body, envelope_mod.new_id, envelope_mod.now_ts
 make_envelope = envelope_mod._envelope  # fields made here or checked: no per-field frozen setattr
