@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 
 import pytest
 
@@ -217,4 +218,34 @@ def test_writers_waiting_counts_the_threads_waiting_for_the_same_file(tmp_path):
     thread.join(10)
     assert got_lock.is_set() and sqlite.writers_waiting(holder) == 0
     for conn in (holder, other_file, waiter):
+        conn.close()
+
+
+def test_a_writer_of_this_process_gets_the_write_lock_the_moment_the_other_commits(tmp_path):
+    """Writers of one process take turns on the file (`transaction`): the one waiting is woken when the other
+    commits, not by SQLite's busy handler, which sleeps in fixed steps and looks again (here it would not
+    look at all: the waiter's own busy timeout is 0, and SQLite would answer "locked" at once)."""
+    holder = sqlite.connect(tmp_path / "a.db")
+    holder.execute("CREATE TABLE t (n INTEGER)")
+    waiter = sqlite.connect(tmp_path / "a.db", busy_timeout_ms=0)
+    waiter.busy_s = 10.0  # the turn waits as long as a writer of this process holds it (SQLite's own: 0)
+    began = threading.Event()
+
+    def hold() -> None:
+        with sqlite.transaction(holder):
+            holder.execute("INSERT INTO t VALUES (1)")
+            began.set()
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=hold)
+    thread.start()
+    began.wait(10)
+    with sqlite.transaction(waiter):
+        waiter.execute("INSERT INTO t VALUES (2)")
+    thread.join(10)
+    assert [r[0] for r in waiter.execute("SELECT n FROM t ORDER BY n")] == [1, 2]
+    # a thread's second transaction of the same file inside its first is left to SQLite, as before
+    with sqlite.transaction(holder), pytest.raises(sqlite3.OperationalError, match="locked"), sqlite.transaction(waiter):
+        pass
+    for conn in (holder, waiter):
         conn.close()
