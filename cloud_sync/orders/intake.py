@@ -83,7 +83,10 @@ def ingest(conn: sqlite3.Connection, cfg: CloudConfig, orders: Iterable[Order], 
         for t in timed:
             _ingest_one(conn, cfg, t, link, now, result, dirty, batch)
         batch.write(conn, link)
-        stock.mark_dirty(conn, dirty, "order", now)  # the planner recomputes these items' cards
+        # the planner recomputes these items' cards; not those sold out: they are planned right here, on this
+        # very state, and a second round of the planner would find nothing to change while holding the write
+        # lock (and the CPU) just as the senders push their zeros
+        stock.mark_dirty(conn, dirty - result.sold_out, "order", now)
         if result.sold_out:
             # oversell protection: the last units are gone; every other card's zero is queued in this very
             # transaction, so it exists as soon as the reservation does

@@ -291,3 +291,26 @@ def test_a_planner_round_reads_and_writes_its_items_in_a_few_statements(conn, cf
     for name, (_, wh) in ACCOUNTS.items():
         for i in items:
             assert windows[name].shown[f"{card_id(name, i.index)}@{wh}"] == i.stock + 3
+
+
+def test_an_order_taking_the_last_units_leaves_the_planner_nothing_to_do(conn, cfg, windows):
+    """The zeros of an item sold out are planned in the order's own transaction; the item is not marked
+    for the planner as well, whose round would recompute the same numbers and hold the write lock while
+    the senders push those zeros. The order's other items still are."""
+    items = seed(conn, 10)
+    scarce = next(i for i in items if i.stock == 2)
+    other = next(i for i in items if i.stock > 3)
+    stock_push.plan(conn, cfg)
+    _send_all(conn, cfg, windows)
+    intake.ingest(conn, cfg, [order("ym", "y1", card_id("ym", scarce.index), qty=2),
+                              order("ym", "y2", card_id("ym", other.index), qty=1)])
+    dirty = {r[0] for r in conn.execute("SELECT item_id FROM stock_dirty")}
+    assert dirty == {other.item_id}
+    zeros = conn.execute("SELECT account, quantity, priority FROM stock_push_queue WHERE item_id=?",
+                         (scarce.item_id,)).fetchall()
+    assert sorted(tuple(z) for z in zeros) == [("mm", 0, 0), ("oz", 0, 0), ("wb", 0, 0), ("ym", 0, 0)]
+    assert stock_push.plan(conn, cfg).items == 1  # the other item alone
+    _send_all(conn, cfg, windows)
+    for name, (_, wh) in ACCOUNTS.items():
+        assert windows[name].shown[f"{card_id(name, scarce.index)}@{wh}"] == 0
+        assert windows[name].shown[f"{card_id(name, other.index)}@{wh}"] == other.stock - 1
