@@ -35,6 +35,7 @@ import contextvars
 import email.utils
 import json as jsonlib
 import logging
+import math
 import random
 import threading
 import time
@@ -96,12 +97,23 @@ class TokenBucket:
     """`rate` tokens per second into a bucket of `burst`; `acquire` waits for a token. Thread-safe.
 
     `penalize` takes tokens without waiting (WB: a 4xx costs 10); `hold_until` blocks the bucket until
-    a moment the marketplace named (after a 429)."""
+    a moment the marketplace named (after a 429).
+
+    `urgent_window` (seconds, burst 1 only): the documented limit is a count per window ("5 requests per
+    second": `rate × urgent_window` in any `urgent_window` seconds) and the bucket paces the calls evenly
+    inside it. An urgent call (a zero) then need not wait for the pace's next token while that window has
+    room: it goes at once and takes its token in advance (the bucket goes below zero), so the calls after
+    it wait as much longer. Every window still holds at most the count: a paced call finds a whole token,
+    so the window before it holds fewer than `rate ×` its length; an urgent one goes only when the window
+    before it has room, counting each call from its answer (`acquire_ticket`: the marketplace saw it
+    before) and each call still in flight as now."""
 
     def __init__(self, rate: float, burst: float, *, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = _pause) -> None:
+                 sleep: Callable[[float], None] = _pause, urgent_window: float = 0.0) -> None:
         if rate <= 0 or burst <= 0:
             raise ValueError("rate and burst must be positive")
+        if urgent_window and (burst != 1 or rate * urgent_window < 1 - 1e-9):
+            raise ValueError("an urgent window needs a bucket of burst 1 and room for one call in it")
         self.rate = rate
         self.burst = burst
         self.tokens = burst
@@ -112,6 +124,10 @@ class TokenBucket:
         self._lock = threading.Lock()
         self._urgent = 0  # urgent callers waiting: the others let them have the next token
         self.waited_s = 0.0
+        self.window = urgent_window
+        self.window_max = int(rate * urgent_window + 1e-9)
+        self._calls: list[list[float]] = []  # with a window: each call's answer moment (inf while in flight)
+        self.ahead = 0  # urgent calls let go ahead of the pace
 
     def _refill(self, now: float) -> None:
         self.tokens = min(self.burst, self.tokens + (now - self._stamp) * self.rate)
@@ -120,6 +136,14 @@ class TokenBucket:
     def acquire(self, cost: float = 1.0, *, urgent: bool = False) -> float:
         """Take `cost` tokens, sleeping as long as needed; returns the seconds waited. An `urgent` caller
         (a stock push of a zero: an item ran out) gets the next token before the others waiting."""
+        waited, ticket = self.acquire_ticket(cost, urgent=urgent)
+        if ticket is not None:  # no answer to wait for here: the call counts from now
+            ticket[0] = self._clock()
+        return waited
+
+    def acquire_ticket(self, cost: float = 1.0, *, urgent: bool = False) -> tuple[float, list[float] | None]:
+        """`acquire`, and with an urgent window the call's ticket: the caller sets `ticket[0]` to the
+        moment the answer came back (until then the call counts as made now). None without a window."""
         waited = 0.0
         if urgent:
             with self._lock:
@@ -135,9 +159,18 @@ class TokenBucket:
                         if self.tokens >= need - 1e-9 and (urgent or not self._urgent):
                             self.tokens -= cost
                             self.waited_s += waited
-                            return waited
+                            return waited, self._ticket(now)
+                        if urgent and self.window and self._room(now):
+                            self.tokens -= cost  # in advance: the paced calls after it wait the longer
+                            self.ahead += 1
+                            self.waited_s += waited
+                            return waited, self._ticket(now)
                         # the refill instant of the tokens needed (an urgent caller waiting: look again soon)
                         wait = max(0.0, (need - self.tokens) / self.rate)
+                        if urgent and self.window:  # or the moment the window has room again
+                            answered = [t[0] for t in self._calls if t[0] != math.inf]
+                            if answered:
+                                wait = min(wait, max(0.0005, min(answered) + self.window - now))
                         if not urgent and self._urgent:
                             wait = max(wait, 0.0005)
                 if wait > 0:
@@ -147,6 +180,19 @@ class TokenBucket:
             if urgent:
                 with self._lock:
                     self._urgent -= 1
+
+    def _room(self, now: float) -> bool:
+        """Under the lock: whether the last `window` seconds hold fewer calls than the limit's count."""
+        self._calls = [t for t in self._calls if t[0] > now - self.window]
+        return len(self._calls) < self.window_max
+
+    def _ticket(self, now: float) -> list[float] | None:
+        if not self.window:
+            return None
+        self._calls = [t for t in self._calls if t[0] > now - self.window]
+        ticket = [math.inf]
+        self._calls.append(ticket)
+        return ticket
 
     def penalize(self, cost: float) -> None:
         with self._lock:
@@ -266,7 +312,8 @@ def _shared_bucket(key: tuple[str, ...], limit: Limit, time_scale: float, safety
             # one interval apart (`safety` > 0: the spare token; 0: the whole burst)
             spare = safety > 0 and limit.burst > 1
             burst = max(1.0, limit.burst - (1 if spare else 0))
-            bucket = _BUCKETS[key] = TokenBucket(limit.rate * time_scale, burst)
+            bucket = _BUCKETS[key] = TokenBucket(limit.rate * time_scale, burst,
+                                                 urgent_window=limit.urgent_window_s / time_scale)
         return bucket
 
 
@@ -590,12 +637,16 @@ class HttpClient:
         attempt = waits = 0  # failed tries (against retry.attempts); 429s waited out as asked
         while attempt < self.retry.attempts:
             urgent = urgent_var.get()
+            acct_ticket = None
             if acct is not None:
-                self.stats.waited_s += acct.acquire(urgent=urgent)
-            if isinstance(group, SlidingWindow):
+                acct_waited, acct_ticket = acct.acquire_ticket(urgent=urgent)
+                self.stats.waited_s += acct_waited
+            try:
                 waited, ticket = group.acquire_ticket(cost, urgent=urgent)
-            else:
-                waited, ticket = group.acquire(cost, urgent=urgent), None
+            except BaseException:  # stopping: the account's call was not made (it counts from now)
+                if acct_ticket is not None:
+                    acct_ticket[0] = time.monotonic()
+                raise
             self.stats.waited_s += waited
             self.stats.requests += 1
             self.stats.by_endpoint[name] = self.stats.by_endpoint.get(name, 0) + 1
@@ -609,8 +660,10 @@ class HttpClient:
                 finally:
                     if inflight is not None:
                         inflight.release()
-                    if ticket is not None:
-                        ticket[0] = time.monotonic()  # the marketplace saw it by now
+                    answered = time.monotonic()  # the marketplace saw it by now
+                    for held in (ticket, acct_ticket):
+                        if held is not None:
+                            held[0] = answered
             except httpx.ConnectError as exc:  # never reached the marketplace: always safe to resend
                 last_problem = f"cannot connect: {type(exc).__name__}"
                 self._backoff(attempt, ep, last_problem)

@@ -8,7 +8,9 @@ Each map has four tables (see wildberries.toml for a documented example):
 - `[groups.<name>]`: a limit group, one token bucket per account: `rate` (requests per second),
   `burst` (bucket size), `error_cost` (tokens a 4xx reply costs: WB Marketplace counts 10), `doc`;
   with `window_s` a sliding window instead: at most `burst` requests in any `window_s` seconds
-  (Ozon's "80 requests per minute", no burst documented).
+  (Ozon's "80 requests per minute", no burst documented); `urgent_window_s` on a bucket of burst 1 where
+  the limit is documented as a count per window (Megamarket: "5 requests per second"): an urgent call
+  (a zero) goes ahead of the pace while that window has room (see marketplaces.http.TokenBucket).
 - `[account_limit]` (optional): one more bucket every request of the account passes (Ozon: 50 rps per
   Client-Id), same keys as a group.
 - `[item_rules.<name>]` (optional): at most `max` sends of one item key per `window_s` seconds
@@ -48,6 +50,10 @@ class Limit:
     error_cost: float = 1.0
     doc: str = ""
     window_s: float = 0.0
+    # > 0 where the documented limit is a count per window ("<= 5 requests per second": `rate` × this many
+    # seconds), paced as a bucket of burst 1: an urgent call (a zero) may go ahead of the pace while the
+    # last `urgent_window_s` seconds hold fewer than that count (marketplaces.http.TokenBucket)
+    urgent_window_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -114,10 +120,15 @@ _ENDPOINT_KEYS = {"method", "path", "family", "group", "batch", "idempotent", "i
 
 def _limit(name: str, raw: dict[str, Any]) -> Limit:
     try:
-        return Limit(name, float(raw["rate"]), float(raw["burst"]), float(raw.get("error_cost", 1)),
-                     str(raw.get("doc", "")), float(raw.get("window_s", 0)))
+        limit = Limit(name, float(raw["rate"]), float(raw["burst"]), float(raw.get("error_cost", 1)),
+                      str(raw.get("doc", "")), float(raw.get("window_s", 0)), float(raw.get("urgent_window_s", 0)))
     except (KeyError, TypeError, ValueError) as exc:
         raise EndpointMapError(f"limit {name}: needs numeric rate and burst ({exc})") from None
+    if limit.urgent_window_s and (limit.window_s or limit.burst != 1 or limit.rate * limit.urgent_window_s < 1):
+        # only a bucket of burst 1 keeps every window to `rate × urgent_window_s` with calls ahead of its pace
+        raise EndpointMapError(f"limit {name}: urgent_window_s needs a bucket of burst 1 (no window_s) and"
+                               " room for one request in the window")
+    return limit
 
 
 def _endpoint(name: str, raw: dict[str, Any], groups: dict[str, Limit], rules: dict[str, ItemRule]) -> Endpoint:

@@ -7,6 +7,7 @@ reply, so the client is tested against real HTTP including broken answers no fra
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +24,7 @@ from marketplaces.base import (
     RateLimited,
     Uncertain,
 )
-from marketplaces.endpoints import ItemRule, parse_endpoint_map
+from marketplaces.endpoints import EndpointMapError, ItemRule, load_endpoint_map, parse_endpoint_map
 from marketplaces.http import HttpClient, ItemGate, RetryPolicy, TokenBucket, retry_after_seconds
 
 SECRET = "sekret-token-123456"
@@ -262,3 +263,57 @@ def test_an_urgent_call_takes_the_next_token_before_the_calls_waiting_longer():
     assert order[0][1] >= 0.095  # the next refill instant, not sooner
     gaps = [b - a for (_, a), (_, b) in zip(order, order[1:], strict=False)]
     assert all(g >= 0.095 for g in gaps), gaps  # one token per 0.1 s: the limit holds
+
+
+def test_an_urgent_call_goes_ahead_of_a_per_second_pace_while_the_second_has_room():
+    """Megamarket's "5 requests per second", paced as a bucket of burst 1: a zero does not wait for the
+    pace's next token when a poll has just taken it (the last second holds fewer than 5), and every
+    window still holds at most the documented count, with urgent and paced calls mixed (simulated clock)."""
+    clock = [100.0]
+
+    def sleep(seconds: float) -> None:
+        clock[0] += seconds
+
+    bucket = TokenBucket(rate=5.0, burst=1, clock=lambda: clock[0], sleep=sleep, urgent_window=1.0)
+    bucket.acquire()  # the token a poll just took
+    assert bucket.acquire(urgent=True) == 0.0  # the zero goes at once
+    assert bucket.acquire() == pytest.approx(0.4)  # the paced call after it waits for the token it took
+    rng = random.Random(7)
+    moments = [100.0, 100.0, 100.4]
+    for _ in range(400):
+        clock[0] += rng.choice((0.0, 0.0, 0.01, 0.05, 0.13, 0.3))
+        bucket.acquire(urgent=rng.random() < 0.4)
+        moments.append(clock[0])
+    assert bucket.ahead > 20  # urgent calls did go ahead of the pace
+    worst = max(sum(1 for m in moments if start <= m < start + 1.0) for start in moments)
+    assert worst <= 5
+
+
+def test_an_urgent_window_counts_a_call_from_its_answer_and_one_in_flight_as_now():
+    """The marketplace counts a call when it reaches it: an urgent call counts each earlier call from its
+    answer (one still in flight as now), never from the moment it was let go."""
+    for answered in (0.5, None):
+        clock = [0.0]
+        bucket = TokenBucket(rate=5.0, burst=1, clock=lambda c=clock: c[0],
+                             sleep=lambda s, c=clock: c.__setitem__(0, c[0] + s), urgent_window=1.0)
+        _, slow = bucket.acquire_ticket()  # let go at 0
+        assert slow is not None and slow[0] == float("inf")  # in flight
+        for moment in (0.3, 0.5, 0.7, 0.9):
+            clock[0] = moment
+            assert bucket.acquire() == 0.0
+        if answered is not None:
+            slow[0] = answered
+        clock[0] = 1.05  # let go more than a second ago, answered (or not) within the last one: 5 in the window
+        waited, _ = bucket.acquire_ticket(urgent=True)
+        assert waited == pytest.approx(0.05)  # the pace's next token (1.1), not at once
+        assert bucket.ahead == 0
+
+
+def test_an_urgent_window_is_for_a_bucket_of_burst_one_only():
+    with pytest.raises(ValueError):
+        TokenBucket(rate=20.0, burst=20, urgent_window=1.0)
+    with pytest.raises(EndpointMapError):
+        parse_endpoint_map("x", {**MAP, "groups": {**MAP["groups"], "fast": {"rate": 5, "burst": 5, "urgent_window_s": 1}}})
+    mm = load_endpoint_map("megamarket")
+    assert mm.account_limit is not None and mm.account_limit.urgent_window_s == 1.0
+    assert mm.account_limit.rate * mm.account_limit.urgent_window_s == 5  # "5 requests per second"
