@@ -1,8 +1,9 @@
 """Benchmark: how fast the last unit sold on one marketplace disappears from every other one (issue 5, point 9).
 
 Runs the real thing: every marketplace sandbox that has an adapter (`marketsync sandbox serve` at
-`--time-scale K`) and `marketsync cloud serve` over HTTP, the cloud polling new orders at the
-documented ceiling (WB: 300 requests/min → one poll per 0.2 s, scaled by K). Each run: one item gets
+`--time-scale K`) and `marketsync cloud serve` over HTTP, the cloud polling each account's new orders at
+its marketplace's documented ceiling (its profile's `min_poll_s`: WB 300 requests/min → one poll per
+0.2 s, Ozon one per 0.1 s, scaled by K). Each run: one item gets
 exactly one unit in the ledger (all others are 0), the cloud publishes it everywhere; a buyer takes it on
 one marketplace (rotating); the clock runs from that sale until EVERY card of the item on every other
 marketplace shows 0. Then late buyers try to buy the item on every other marketplace 1 s (real-world)
@@ -27,6 +28,7 @@ in: the poll cadence and the poll), `pushed` (→ the last zero answered: planni
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import math
 import os
@@ -36,6 +38,7 @@ import tempfile
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -43,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cloud_sync.config import load_config  # noqa: E402
 from cloud_sync.schema import open_db  # noqa: E402
+from marketplaces import profile  # noqa: E402
 from marketsync.demo_catalog import seed_demo  # noqa: E402
 from marketsync.procs import Service, marketsync_argv  # noqa: E402
 
@@ -76,6 +80,15 @@ def shown(stocks: dict, card_ids: list[str]) -> list[int]:
     return [v for k, v in stocks.items() if any(k == c or k.startswith(f"{c}@") for c in card_ids)]
 
 
+def cpu_s(svc: Service) -> float:
+    """CPU seconds (user + system) a service's process has used so far (0 where /proc cannot say)."""
+    try:
+        fields = Path(f"/proc/{svc.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (AttributeError, OSError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def percentile(xs: list[float], p: float) -> float:
     if not xs:
         return float("nan")
@@ -107,6 +120,9 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--time-scale", type=float, default=10.0)
+    ap.add_argument("--poll-s", type=float, default=0.0,
+                    help="the cloud's poll interval (real seconds; default: each marketplace's floor)")
+    ap.add_argument("--look-s", type=float, default=0.002, help="wall seconds between two looks of a watcher")
     ap.add_argument("--marketplaces", default="wildberries,ozon,yandex_market,megamarket")
     args = ap.parse_args()
     k = args.time_scale
@@ -136,7 +152,7 @@ time_scale = {k}
 [stock]
 zero_guard_share = 1.0   # the bench zeroes everything on purpose
 [jobs]
-orders_poll_s = {WB_POLL_S / k}
+orders_poll_s = {(args.poll_s or min(profile(mp).min_poll_s for mp in sandboxes)) / k}   # raised to each one's floor
 status_refresh_s = 3600
 actions_s = {0.5 / k}
 retry_base_s = 0.2
@@ -165,8 +181,29 @@ enabled = false
             mp = next(m for m in mps if ACCOUNT[m] == c["account"])
             cards[c["item_id"]].setdefault(mp, []).append(str(c["card_id"]))
 
+        conns: dict[str, http.client.HTTPConnection] = {}  # one keep-alive connection per sandbox
+
         def state(mp: str) -> dict:
-            return http_json("GET", f"{sandboxes[mp]['url']}/_sandbox/state")["stocks"]
+            """The sandbox's stocks, read over its one keep-alive connection (one watcher looks at a sandbox
+            at a time; a new connection per look cost the sandbox a thread each time: 500 a second)."""
+            for attempt in (1, 2):
+                conn = conns.get(mp)
+                if conn is None:
+                    url = urllib.parse.urlsplit(sandboxes[mp]["url"])
+                    conn = conns[mp] = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+                try:
+                    conn.request("GET", "/_sandbox/state")
+                    resp = conn.getresponse()
+                    body = resp.read()
+                    if resp.status != 200:
+                        raise OSError(f"/_sandbox/state answered {resp.status}")
+                    return json.loads(body)["stocks"]
+                except (OSError, http.client.HTTPException):
+                    conn.close()
+                    conns.pop(mp, None)
+                    if attempt == 2:
+                        raise
+            raise AssertionError("unreachable")
 
         def wait_all(item: str, value: int, where: list[str], timeout: float) -> dict[str, float]:
             """Wall time at which each marketplace first showed `value` units of the item in all (over its
@@ -180,7 +217,7 @@ enabled = false
                     if vals and sum(vals) == value:  # split between the warehouses sharing our warehouse
                         seen[mp] = time.monotonic()
                         return
-                    time.sleep(0.002)
+                    time.sleep(args.look_s)
             threads = [threading.Thread(target=watch, args=(mp,)) for mp in where if cards[item].get(mp)]
             for t in threads:
                 t.start()
@@ -189,6 +226,8 @@ enabled = false
             return seen
 
         wait_all(items[0], 0, mps, 60 * 30 / k)
+        cpu_before, wall_before = {svc.name: cpu_s(svc) for svc in services}, time.monotonic()
+        bench_before = time.process_time()
         latencies, minimums, late_sales, lost = [], [], 0, 0
         stages: dict[str, list[float]] = {}
         answered: list[float] = []  # each run's last zero answered by its marketplace, above the minimum
@@ -247,6 +286,8 @@ enabled = false
             print(f"run {run:3d}: sold on {seller:13s} every other card at 0 after {latency:6.2f} s"
                   f" (documented minimum {minimum:5.2f} s; {each}{path})"
                   + (f"; late buyers bought: {late}" if late else ""))
+        cpu = {svc.name: cpu_s(svc) - cpu_before[svc.name] for svc in services}
+        runs_wall, bench_cpu = time.monotonic() - wall_before, time.process_time() - bench_before
         time.sleep(20 * WB_POLL_S / k + 1)  # let the cloud poll the last orders
         summary = http_json("GET", f"{api}/api/summary")
         # oversold: a sale the ledger could not cover (the marketplace sold a unit we no longer had)
@@ -267,7 +308,9 @@ enabled = false
         print(f"runs {len(latencies)}, skipped {lost}; late buyers' sales {late_sales}; orders seen by the cloud"
               f" {summary['orders_seen']}, of them not coverable from stock (oversold) {oversold};"
               f" cloud errors {summary['errors']}")
-        print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
+        print(f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores; CPU over the runs' {runs_wall:.1f} s"
+              f" (wall): cloud {cpu.get('cloud', 0):.1f} s, " + ", ".join(f"{m} {cpu.get(m, 0):.1f} s" for m in mps)
+              + f", this bench (its watchers) {bench_cpu:.1f} s")
         print(f"p99_s={percentile(latencies, 99):.2f} oversold={oversold} above_min_p99_s={percentile(over, 99):.2f}"
               f" above_min_answered_p99_s={percentile(answered, 99):.2f}")
     finally:
