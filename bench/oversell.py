@@ -16,7 +16,8 @@ and the stock endpoints' rate (Ozon 80/min, burst 1); 0 where nothing stands in 
 All times are real-world seconds: wall-clock × K. Last line: `p99_s=X oversold=N above_min_p99_s=Y
 above_min_answered_p99_s=Z` (targets: oversold 0; Y, the p99 of each run's time above its documented
 minimum, ≤ 0.3 s over ≥ 100 runs). Y counts until this bench SAW every card at zero (three threads reading
-each sandbox's whole state every 2 ms: on a loaded machine they lag, and they load it); Z until the last
+each sandbox's whole state every 2 ms, Ozon's from 2 s before its documented wait ends: on a loaded machine
+they lag, and they load it); Z until the last
 marketplace ANSWERED the zero push, by the cloud's own stamp (`stock_published.ts`, written after the
 answer). Each run with no documented wait prints where its time went: `ingested` (sale → the order taken
 in: the poll cadence and the poll), `pushed` (→ the last zero answered: planning, senders, requests) and
@@ -64,6 +65,7 @@ def _options(mp: str, info: dict) -> str:
 OZON_PAIR_WINDOW_S = 30.0
 OZON_STOCK_CALL_S = 60 / 80
 WB_POLL_S = 60 / 300
+LOOK_BEFORE_S = 2.0  # real seconds before the end of a documented wait a watcher starts looking
 # Sandboxes that sell only what they show in stock (the demo's YM and MM sandboxes make orders for any
 # card), so only these sell the last unit and host the late buyers; every marketplace is watched for zero.
 SELLERS = ("wildberries", "ozon")
@@ -205,13 +207,17 @@ enabled = false
                         raise
             raise AssertionError("unreachable")
 
-        def wait_all(item: str, value: int, where: list[str], timeout: float) -> dict[str, float]:
+        def wait_all(item: str, value: int, where: list[str], timeout: float,
+                     not_before: dict[str, float] | None = None) -> dict[str, float]:
             """Wall time at which each marketplace first showed `value` units of the item in all (over its
-            cards and warehouses)."""
+            cards and warehouses). `not_before`: the moment (monotonic) a marketplace is first looked at —
+            within its documented wait nothing can change there, and a watcher reading a sandbox's whole
+            state for the 3 s of Ozon's window took a third of a core from the box being measured."""
             seen: dict[str, float] = {}
             end = time.monotonic() + timeout
 
             def watch(mp: str) -> None:
+                time.sleep(max(0.0, (not_before or {}).get(mp, 0.0) - time.monotonic()))
                 while time.monotonic() < end:
                     vals = shown(state(mp), cards[item].get(mp, []))
                     if vals and sum(vals) == value:  # split between the warehouses sharing our warehouse
@@ -256,7 +262,9 @@ enabled = false
             minimum = 0.0
             if "ozon" in others:  # the Ozon pair window, counted from when its 1 landed
                 minimum = max(minimum, OZON_PAIR_WINDOW_S - (t_sale - visible["ozon"]) * k, OZON_STOCK_CALL_S)
-            zeros = wait_all(item, 0, others, (minimum + 30) / k)
+            # a marketplace whose documented wait is long is looked at from LOOK_BEFORE_S before it ends
+            zeros = wait_all(item, 0, others, (minimum + 30) / k,
+                             {"ozon": t_sale + (minimum - LOOK_BEFORE_S) / k} if minimum > LOOK_BEFORE_S else None)
             if len(zeros) < len(others):
                 print(f"run {run}: {set(others) - set(zeros)} still showed the item after {minimum + 30:.0f} s")
                 latency = float("inf")
