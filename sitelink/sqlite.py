@@ -43,7 +43,6 @@ class Connection(sqlite3.Connection):
     """A connection that knows its database file (`db_key`), so writers waiting for one file are counted."""
 
     db_key: str = ""
-    busy_s: float = 30.0  # its busy timeout (`connect`), which a writer of this process waits for too
 
 
 _waiting: dict[str, int] = {}  # database file -> threads of this process waiting in BEGIN IMMEDIATE
@@ -86,7 +85,6 @@ def connect(
     conn.execute("PRAGMA foreign_keys=ON")
     busy = int(timeout * 1000) if busy_timeout_ms is None else int(busy_timeout_ms)
     conn.execute(f"PRAGMA busy_timeout={busy}")
-    conn.busy_s = busy / 1000
     # fold(text): text in any case of any alphabet as one (SQLite's own lower() knows Latin letters only);
     # the cloud's triggers keep search columns folded with it, so a search is one LIKE in SQL
     conn.create_function("fold", 1, fold, deterministic=True)
@@ -152,9 +150,10 @@ def transaction(conn: sqlite3.Connection, *, immediate: bool = True,
         turn = _writers_turn(key)
         _wait_mark(key, 1)
         try:
-            # the busy timeout of the connection, for the writers of this process too
-            if not turn.acquire(timeout=getattr(conn, "busy_s", TURN_WAIT_S)):
-                raise sqlite3.OperationalError("database is locked (by another writer of this process)")
+            if not turn.acquire(blocking=False):  # another writer of this process: its busy timeout, as it is now
+                wait_s = conn.execute("PRAGMA busy_timeout").fetchone()[0] / 1000
+                if not (wait_s > 0 and turn.acquire(timeout=wait_s)):
+                    raise sqlite3.OperationalError("database is locked (by another writer of this process)")
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except BaseException:
@@ -180,16 +179,16 @@ def transaction(conn: sqlite3.Connection, *, immediate: bool = True,
 
 
 _turns: dict[str, threading.RLock] = {}
-TURN_WAIT_S = 30.0  # the wait for a turn of a connection whose busy timeout is not known
 
 
 def _writers_turn(key: str) -> threading.RLock:
     """The writers of this process to one database file take turns on this lock around their write
     transaction: one waiting for another is woken the moment it commits. SQLite's own busy handler sleeps in
     fixed steps (1, 2, 5, 10, 15, 20, 25 ms…) and looks again, so a writer arriving 0.1 ms after another began
-    lost up to the next step after it ended. It still waits that way for a writer of another process. A thread
-    opening a second write transaction of the same file inside its first passes (reentrant), to SQLite's busy
-    timeout as before."""
+    lost up to the next step after it ended. It still waits that way for a writer of another process. A writer
+    waits for its turn as long as its connection's busy timeout is now (0: it fails at once, as SQLite would).
+    A thread opening a second write transaction of the same file inside its first passes (reentrant), to
+    SQLite's busy timeout as before."""
     with _waiting_lock:
         lock = _turns.get(key)
         if lock is None:
