@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -154,6 +154,21 @@ def transaction(conn: Any, *, immediate: bool = True, keys: Iterable[str] | None
     shared, the keys' locks exclusive; on SQLite the same BEGIN IMMEDIATE)."""
     with sqlite.transaction(conn, immediate=immediate, keys=keys) as c:
         yield c
+
+
+def keyed_or_whole(conn: Any, keys: Iterable[str] | None, work: Callable[[], Any]) -> Any:
+    """`work()` in a keyed transaction of `keys` (see `transaction`); when it reaches a write its keys do not
+    cover (`sitelink.sqlite.NeedsExclusive`: rolled back whole) it is done again in an ordinary transaction.
+    `keys` None: an ordinary transaction at once. `work` must start from nothing each time (it is run twice)."""
+    if keys is not None:
+        try:
+            with sqlite.transaction(conn, keys=keys):
+                return work()
+        except sqlite.NeedsExclusive:
+            if conn.in_transaction:  # joined to an outer transaction: the outer one gives way
+                raise
+    with sqlite.transaction(conn):
+        return work()
 
 
 def write_if_free(conn: Any, sql: str, params: tuple = (), *, wait_ms: int = 100) -> bool:

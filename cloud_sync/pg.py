@@ -734,7 +734,7 @@ class Connection:
         self._tag = statement_tag(schema)
         self.lock_keys: frozenset[str] | None = None  # a keyed transaction's keys (`begin_keyed`), else None
         self._deferred: list[tuple[str, Any]] = []  # `defer`: written at COMMIT
-        self._flushers: dict[str, Callable[[Connection, list[Any]], None]] = {}
+        self._flushers: dict[str, tuple[int, Callable[[Connection, list[Any]], None]]] = {}  # name -> rank, flush
         self._marks: list[tuple[str, int]] = []  # savepoints: how much was deferred when each was set
         self._sp = 0
         self._lock = threading.RLock()
@@ -945,22 +945,30 @@ class Connection:
         if _LOCK_STATS is not None:
             _LOCK_STATS.locked(self, keyed=True)
 
-    def defer(self, name: str, item: Any, flush: Callable[[Connection, list[Any]], None]) -> None:
-        """Keep `item` to be written at COMMIT by `flush(conn, items of name)` (in the order of the names'
-        first use), inside the transaction, after everything else: a keyed transaction leaves its writes to
-        rows other keyed transactions share (a stock level, an item's dirty mark) to its last moment, in a
-        fixed order. A savepoint rolled back drops what was deferred after it."""
-        self._flushers.setdefault(name, flush)
+    def defer(self, name: str, item: Any, flush: Callable[[Connection, list[Any]], None], *, rank: int = 0) -> None:
+        """Keep `item` to be written at COMMIT by `flush(conn, items of name)` (by `rank`, then in the order of
+        the names' first use), inside the transaction, after everything else: a keyed transaction leaves its
+        writes to rows other keyed transactions share (a stock level, an item's dirty mark) to its last moment,
+        in a fixed order (every transaction locks such rows in the same order: the levels, then the dirty
+        marks, each in key order, so two of them never wait for each other in a circle). A savepoint rolled
+        back drops what was deferred after it."""
+        self._flushers.setdefault(name, (rank, flush))
         self._deferred.append((name, item))
 
     def flush_deferred(self) -> None:
-        """Write what was deferred (`defer`); done by COMMIT, or before it by `sitelink.sqlite.transaction`."""
-        deferred, flushers = self._deferred, self._flushers
-        self._deferred, self._flushers, self._marks = [], {}, []
-        for name, flush in flushers.items():
-            items = [item for n, item in deferred if n == name]
+        """Write what was deferred (`defer`); done by COMMIT, or before it by `sitelink.sqlite.transaction`.
+        One name at a time, the lowest rank first (first used first among equals); what a flush defers in turn
+        (a level's dirty mark) joins the names still to write."""
+        self._marks = []
+        while self._flushers:
+            flushers = self._flushers
+            name = min(flushers, key=lambda n: flushers[n][0])
+            _, flush = flushers.pop(name)
+            items = [item for n, item in self._deferred if n == name]
+            self._deferred = [(n, item) for n, item in self._deferred if n != name]
             if items:
                 flush(self, items)
+        self._deferred = []
 
     def _ended(self) -> None:
         self.lock_keys = None

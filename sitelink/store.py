@@ -99,6 +99,12 @@ def ensure_schema(conn: sqlite3.Connection) -> None:
 # ---------------------------------------------------------------- sending
 
 
+def link_key(peer: str) -> str:
+    """The key (`sitelink.sqlite.transaction`'s `keys`) of one peer's link rows: its outbox, its counter, its
+    inbox and state rows."""
+    return f"link:{peer}"
+
+
 def enqueue(conn: sqlite3.Connection, role: str, site: str, msg_type: str, body: dict[str, Any]) -> Envelope:
     """Write one message to the outbox inside the caller's transaction (or a transaction of its own when
     none is open). The link process publishes it; nothing is sent if the caller rolls back.
@@ -109,7 +115,7 @@ def enqueue(conn: sqlite3.Connection, role: str, site: str, msg_type: str, body:
     if (type(site) is str and site and DIRECTION.get(msg_type) == ("down" if role == "cloud" else "up")
             and conn.in_transaction):
         check_body(msg_type, body)
-        need(conn)  # what `transaction` checks when it joins the caller's
+        need(conn, link_key(site))  # what `transaction(keys=...)` checks when it joins the caller's
         # the counter's step: a plain UPDATE and a look at it cost less than the upsert with RETURNING (no row
         # yet, the site's first message: the upsert); on the caller's connection, as it is (its row factory)
         conn.execute(_BUMP_SEQ, (site,))
@@ -155,7 +161,8 @@ def enqueue_many(
     if not messages:
         return []
     n = len(messages)
-    with transaction(conn):
+    # the site's counter and outbox rows: its link's key (`link_key`), as its link's own rounds hold it
+    with transaction(conn, keys=(link_key(site),)):
         (last,) = conn.execute(_STEP_SEQ, (site, n)).fetchone()
         ts, created = now_ts(), time.time()
         make = make_envelope

@@ -18,6 +18,7 @@ from cloud_sync.config import CloudConfig
 from cloud_sync.db import transaction
 from cloud_sync.orders.records import queue_action, send_to_site
 from marketplaces import profile
+from sitelink.sqlite import need
 
 
 def ship_model(marketplace: str) -> str:
@@ -64,6 +65,7 @@ def _batch_ready(conn: sqlite3.Connection, account: str, batch: str, now: float,
     closed with parcels of the batch in the courier's bag while others of it stayed at the site (not
     packed, no label): the batch leaves with what left — the ship first moves the rest to the next batch,
     so they go with a later courier."""
+    need(conn)  # the batch's other orders
     members = conn.execute(
         "SELECT o.id, o.stage, a.state AS ship FROM orders o LEFT JOIN order_actions a ON a.order_id=o.id AND"
         " a.action='ship' WHERE o.account=? AND o.supply_id=? AND o.stage!='cancelled' ORDER BY o.id",

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cloud_sync.config import CloudConfig
-from cloud_sync.db import transaction
+from cloud_sync.db import keyed_or_whole, transaction
 from cloud_sync.orders import after_handover, waiting
 from cloud_sync.orders.handovers import queue_shipping
 from cloud_sync.orders.records import (
@@ -37,6 +37,7 @@ from cloud_sync.orders.records import (
     log_event,
     marketplace_gave_back,
     order_key,
+    order_lock,
     pick_task_id,
     queue_action,
     send_many_to_site,
@@ -48,6 +49,8 @@ from cloud_sync.stock import ledger as stock
 from cloud_sync.stock import push as stock_push
 from cloud_sync.stock import warehouses
 from marketplaces.base import Marketplace, MarketplaceError, Order, OrderEvent
+from sitelink.sqlite import need
+from sitelink.store import link_key
 
 log = logging.getLogger("cloud_sync.orders.intake")
 
@@ -68,17 +71,18 @@ def ingest(conn: sqlite3.Connection, cfg: CloudConfig, orders: Iterable[Order], 
            now: float | None = None) -> IngestResult:
     """Take in orders (new or already known) in one transaction. Known orders only update their status."""
     now = time.time() if now is None else now
-    result = IngestResult()
-    dirty: set[str] = set()
     # earliest deadline first: within a batch too, an order never takes stock a more urgent one needs
     timed = [_Timed(o) for o in orders]
     if not timed:
-        return result  # a poll that found nothing: no write transaction
+        return IngestResult()  # a poll that found nothing: no write transaction
     if _all_known_as_they_are(conn, timed):
-        result.known = len(timed)  # a re-poll of orders stored with these very statuses: nothing to write
-        return result
+        # a re-poll of orders stored with these very statuses: nothing to write
+        return IngestResult(known=len(timed))
     timed.sort(key=lambda t: t.deadline)
-    with _young_only(), transaction(conn):
+
+    def work() -> IngestResult:
+        result = IngestResult()
+        dirty: set[str] = set()
         batch = _Batch(conn, cfg, [t.order for t in timed])
         for t in timed:
             _ingest_one(conn, cfg, t, link, now, result, dirty, batch)
@@ -89,9 +93,70 @@ def ingest(conn: sqlite3.Connection, cfg: CloudConfig, orders: Iterable[Order], 
         stock.mark_dirty(conn, dirty - result.sold_out, "order", now)
         if result.sold_out:
             # oversell protection: the last units are gone; every other card's zero is queued in this very
-            # transaction, so it exists as soon as the reservation does
+            # transaction, so it exists as soon as the reservation does (the planner's keys: a keyed batch
+            # gives way to an ordinary transaction)
             stock_push.plan(conn, cfg, items=sorted(result.sold_out), now=now, cause="order")
-    return result
+        return result
+
+    with _young_only():
+        return keyed_or_whole(conn, intake_keys(conn, cfg, timed), work)
+
+
+INTAKE_KEY = "orders:intake"  # new orders' rows (their ids are given by the batch: `_Batch.next_id`)
+MAX_KEYED_ORDERS = 50  # a larger batch (a backlog) is an ordinary transaction: its keys would be many
+
+
+def intake_keys(conn: sqlite3.Connection, cfg: CloudConfig, timed: list[_Timed]) -> tuple[str, ...] | None:
+    """The keys (`keyed_or_whole`) a batch of new orders stays within, read before its transaction: the new
+    orders' rows (`INTAKE_KEY`: one batch at a time takes new orders), the level of every (item, warehouse)
+    its lines reserve (`stock.stock_key`: nobody else takes those units meanwhile; a site's delta may only
+    add some), its sites' links (the pick tasks) and, for marketplaces that take units off their cards by
+    themselves, its accounts' published rows (`push_keys`). None (an ordinary transaction at once): a store
+    without keyed transactions (SQLite), a caller's transaction already open, a batch with a known order
+    whose status moved (its order's rows and maybe its stock), a line not linked to an item, an unserved
+    warehouse, or too many orders. What the transaction then finds otherwise (an order that must wait for
+    stock, waiting orders to serve first, an item sold out: the planner's keys) gives way to an ordinary
+    transaction (`need`)."""
+    if getattr(conn, "begin_keyed", None) is None or conn.in_transaction or len(timed) > MAX_KEYED_ORDERS:
+        return None
+    by_key = {order_key(t.order.account, t.order.native_id): t.order for t in timed}
+    for r in conn.execute("SELECT key, native_status, native_substatus FROM orders WHERE key IN"
+                          " (SELECT value FROM json_each(?))", (json.dumps(sorted(by_key)),)):
+        o = by_key[r[0]]
+        if (r[1], r[2]) != (o.native_status, o.native_substatus):
+            return None
+    keys = {INTAKE_KEY}
+    links: dict[tuple[str, str], str] = {}
+    cards: dict[str, set[str]] = {}
+    for o in by_key.values():
+        cards.setdefault(o.account, set()).update(ln.card_id for ln in o.lines if ln.card_id)
+    for account, ids in cards.items():
+        for r in conn.execute("SELECT card_id, item_id FROM card_links WHERE account=? AND card_id IN"
+                              " (SELECT value FROM json_each(?)) AND item_id IS NOT NULL",
+                              (account, json.dumps(sorted(ids)))):
+            links[(account, r[0])] = r[1]
+    serving: dict[tuple[str, str], str | None] = {}
+    for o in by_key.values():
+        mp_wh = str(o.warehouse_id or "")
+        if (o.account, mp_wh) not in serving:
+            serving[(o.account, mp_wh)] = warehouses.serving_warehouse(conn, cfg, o.account, mp_wh)
+        served = serving[(o.account, mp_wh)]
+        if served is None:
+            return None
+        site = cfg.site_of_warehouse(served)
+        if site:
+            keys.add(link_key(site))
+        for ln in o.lines:
+            item = links.get((o.account, ln.card_id)) if ln.card_id else None
+            if item is None:
+                item = waiting.line_item(conn, o.account, ln.card_id, ln.offer_id, ln.barcode)[0]
+            if item is None:
+                return None
+            keys.add(stock.stock_key(item, served))
+        settings = cfg.accounts.get(o.account)
+        if settings is not None and settings.stock_follows_orders and mp_wh:
+            keys.update(stock_push.push_keys(o.account))
+    return tuple(sorted(keys))
 
 
 @contextmanager
@@ -196,6 +261,8 @@ class _Batch:
         """Write the rows kept so far, each table in one statement (the reservations' history first, as
         each order's reservation came before its order row)."""
         self.holds.write(conn)
+        if self.orders or self.events or self.actions:
+            need(conn, INTAKE_KEY)  # new orders' rows, their ids given by the batch (`next_id`)
         if self.orders:
             conn.executemany(_ORDER_SQL, self.orders)
             conn.executemany(_LINE_SQL, self.lines)
@@ -378,6 +445,10 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, timed: _Timed, link:
                 batch.moved[pair] = batch.moved.get(pair, 0) + 1
             if site is None:
                 problem = waiting.no_site_reason(warehouse)
+    if stage in waiting.WAITING:
+        # it waits for stock (or for a person): the orders waiting are served by ordinary transactions, which
+        # read them all; a keyed batch gives way rather than add one beside a keyed delta adding units
+        need(conn)
     status = batch.unified(cfg, order, stage)
     oid = batch.next_id
     batch.next_id += 1
@@ -436,6 +507,7 @@ def update_native_status(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, n
     """The marketplace says the order moved; a cancellation releases its stock and stops the site.
     A status the marketplace's status map does not know is refused (OrderError): nothing changes."""
     now = time.time() if now is None else now
+    need(conn, order_lock(oid))
     o = conn.execute("SELECT * FROM orders WHERE id=?", (oid,)).fetchone()
     if o["stage"] in after_handover.AFTER_HANDOVER:  # the parcel has left: a cancellation releases nothing
         return after_handover.apply_status(conn, cfg, oid, native_status, native_substatus, link=link, now=now)
@@ -464,6 +536,7 @@ def cancel(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, *, reason: str 
     """Cancel an order: release its reservation, tell the site to stop, optionally cancel on the
     marketplace; the waiting orders of the released items may take them. Returns the units released."""
     now = time.time() if now is None else now
+    need(conn)  # its stock released, its site told, the waiting orders served
     o = conn.execute("SELECT * FROM orders WHERE id=?", (oid,)).fetchone()
     if o is None:
         raise OrderError(f"нет такого заказа: {oid}")

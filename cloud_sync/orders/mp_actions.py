@@ -22,13 +22,14 @@ from typing import Any
 
 from cloud_sync import leases
 from cloud_sync.config import CloudConfig
-from cloud_sync.db import transaction
+from cloud_sync.db import keyed_or_whole, transaction
 from cloud_sync.orders.handovers import queue_shipping, ship_model
 from cloud_sync.orders.records import (
     DONE_EVENT,
     log_error,
     log_event,
     marketplace_gave_back,
+    order_lock,
     queue_action,
     send_to_site,
     set_stage,
@@ -37,6 +38,8 @@ from cloud_sync.orders.waiting import item_words
 from cloud_sync.stock import push as stock_push
 from marketplaces import profile
 from marketplaces.base import Marketplace, MarketplaceError, StatusChange
+from sitelink.sqlite import need
+from sitelink.store import link_key
 
 log = logging.getLogger("cloud_sync.orders.mp_actions")
 
@@ -151,7 +154,7 @@ def run_actions(conn: sqlite3.Connection, cfg: CloudConfig, adapters: dict[str, 
             conn.execute("UPDATE order_actions SET inflight_ts=? WHERE order_id=? AND action=?",
                          (time.time(), a["order_id"], a["action"]))
         if a["inflight_ts"]:
-            with transaction(conn):
+            with transaction(conn, keys=(order_lock(a["order_id"]),)):
                 log_event(conn, a["order_id"], "in_doubt", f"{a['action']}: the call made before a restart has no"
                           " recorded outcome; reading the order back first")
         try:
@@ -170,10 +173,28 @@ def run_actions(conn: sqlite3.Connection, cfg: CloudConfig, adapters: dict[str, 
             log.exception("order %s %s", a["key"], a["action"])
             _action_failed(conn, cfg, a, exc, retryable=True)
             continue
-        with transaction(conn):
-            _action_done(conn, cfg, a, outcome, link, time.time())
+        keyed_or_whole(conn, outcome_keys(a), lambda a=a, outcome=outcome: _action_done(conn, cfg, a, outcome, link,
+                                                                                       time.time()))
         done += 1
     return done
+
+
+# the outcomes that write beyond their own order: a batch's other orders (ship), the account's published stock
+# (cancel, reduce)
+WHOLE_STORE_OUTCOMES = ("ship", "cancel", "reduce")
+
+
+def outcome_keys(a: sqlite3.Row) -> tuple[str, ...] | None:
+    """The keys of an action's outcome (`keyed_or_whole`): its order's own rows (`order_lock`), and the site's
+    link for a label (it goes to the site's outbox); None for an outcome that writes beyond its order (an
+    ordinary transaction). A write its keys do not cover (a confirm of an order handed over meanwhile, whose
+    batch may leave now) gives way to an ordinary transaction (`need`)."""
+    if a["action"] in WHOLE_STORE_OUTCOMES:
+        return None
+    keys = [order_lock(a["order_id"])]
+    if a["action"] == "label" and a["site"]:
+        keys.append(link_key(a["site"]))
+    return tuple(keys)
 
 
 def _waits(conn: sqlite3.Connection, a: sqlite3.Row) -> bool:
@@ -284,6 +305,7 @@ def _open_supply(conn: sqlite3.Connection, account: str, mp_warehouse: str) -> s
 def _action_done(conn: sqlite3.Connection, cfg: CloudConfig, a: sqlite3.Row, outcome: dict[str, Any], link: Any,
                  now: float) -> None:
     oid, action = a["order_id"], a["action"]
+    need(conn, order_lock(oid))
     conn.execute("UPDATE order_actions SET state='done', attempts=attempts+1, error='', inflight_ts=NULL,"
                  " updated_ts=? WHERE order_id=? AND action=?", (now, oid, action))
     leases.unclaim(conn, "order_actions", {"order_id": oid, "action": action})
@@ -327,6 +349,7 @@ def _action_done(conn: sqlite3.Connection, cfg: CloudConfig, a: sqlite3.Row, out
 
 def _record_supply(conn: sqlite3.Connection, account: str, mp_warehouse: str, oid: int, supply: str,
                    now: float) -> None:
+    need(conn, order_lock(oid))  # and the batch's row: one atomic insert, if missing
     conn.execute("UPDATE orders SET supply_id=? WHERE id=?", (supply, oid))
     conn.execute("INSERT OR IGNORE INTO supplies(account, mp_warehouse, supply_id, state, created_ts)"
                  " VALUES (?,?,?,?,?)", (account, mp_warehouse, supply, "open", now))
@@ -338,6 +361,7 @@ def _shipped(conn: sqlite3.Connection, a: sqlite3.Row, change: StatusChange, sup
     recorded in the batch that the batch did not take was moved out by the ship; one handed over by then
     (its hand-over reached the cloud after the ship read the bag, or the ship's answer was lost and it
     was handed over before the retry) is in the courier's bag: its own ship delivers its new batch."""
+    need(conn)  # the batch's other orders too
     conn.execute("UPDATE handovers SET state='shipped' WHERE id IN (SELECT handover_id FROM handover_orders"
                  " WHERE order_id=?)", (a["order_id"],))
     if ship_model(a["marketplace"]) != "per_batch":
@@ -488,6 +512,7 @@ def _reduced(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, plan: list[di
     nothing goes), the shortage is marked taken out, the cards go back to the marketplace's listing where it
     keeps the order's units itself, and the timeline says what left the order. A shortage reported while
     the call was made is asked for again."""
+    need(conn)  # the account's published stock and the items' dirty marks
     said = []
     for ln in plan:
         if ln["keep"] > 0:
@@ -526,7 +551,7 @@ def _action_failed(conn: sqlite3.Connection, cfg: CloudConfig, a: sqlite3.Row, e
     attempts = a["attempts"] + 1
     delay = min(cfg.jobs.retry_max_s, cfg.jobs.retry_base_s * 2 ** min(attempts - 1, 10)) / max(cfg.time_scale, 1e-9)
     inflight = "NULL" if known else "inflight_ts"
-    with transaction(conn):
+    with transaction(conn, keys=(order_lock(a["order_id"]),)):  # its own order's rows (and an error row added)
         leases.unclaim(conn, "order_actions", {"order_id": a["order_id"], "action": a["action"]})
         if retryable:
             conn.execute(f"UPDATE order_actions SET attempts=?, next_try=?, error=?, updated_ts=?, inflight_ts={inflight}"

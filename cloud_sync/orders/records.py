@@ -18,6 +18,7 @@ from cloud_sync.db import transaction
 from cloud_sync.stock import push as stock_push
 from sitelink import store as link_store
 from sitelink.messages import EncodedBody
+from sitelink.sqlite import need
 
 MIGRATIONS = [
     """
@@ -222,10 +223,21 @@ KIND_SOURCE = {"confirmed": "marketplace", "assembled": "marketplace", "shipped"
 SOURCES = ("marketplace", "site", "manager", "system")
 
 
+def order_lock(order_id: int) -> str:
+    """The key (`sitelink.sqlite.transaction`'s `keys`) of one order's own rows: its `orders` row, its lines,
+    actions and events. The writes of one order's step say they need it (`need`): an order's marketplace
+    outcome is a keyed transaction of its order (and its site's link when it sends), beside the others."""
+    return f"order:{order_id}"
+
+
 def log_event(conn: sqlite3.Connection, order_id: int | None, kind: str, detail: str = "",
               now: float | None = None, *, source: str = "", actor: str = "", key: str | None = None) -> bool:
     """One event in an order's history, at the moment it happened (`now`: for a site's event, the site's
     own time), with who caused it. An event with a `key` already recorded is not recorded again (False)."""
+    if order_id is None:
+        need(conn)
+    else:
+        need(conn, order_lock(order_id))
     source = source or KIND_SOURCE.get(kind, "system")
     cur = conn.execute(EVENT_SQL, (order_id, time.time() if now is None else now, kind, detail, source, actor, key))
     return cur.rowcount > 0
@@ -267,6 +279,7 @@ def send_many_to_site(conn: sqlite3.Connection, link: Any, site: str,
 
 
 def queue_action(conn: sqlite3.Connection, order_id: int, action: str, now: float, delay: float = 0.0) -> None:
+    need(conn, order_lock(order_id))
     conn.execute(ACTION_SQL, (order_id, action, "pending", now + delay, now))
 
 
@@ -432,6 +445,7 @@ def _task_body(task_id: str, key: str, marketplace: str, lines: list[dict[str, A
 
 def set_stage(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, stage: str, now: float,
                problem: str | None = None, known: tuple[str, str, str] | None = None) -> None:
+    need(conn, order_lock(oid))
     o = known or conn.execute("SELECT marketplace, native_status, native_substatus FROM orders WHERE id=?",
                               (oid,)).fetchone()
     status = unified(cfg, o[0], o[1], o[2], stage)

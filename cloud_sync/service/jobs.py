@@ -150,8 +150,7 @@ class Jobs:
                     levels = adapter.read_stocks("fbo")
             except NotSupported:
                 return
-            with transaction(conn):
-                fbo.record(conn, account, levels)
+            fbo.record_reading(conn, account, levels)  # keyed: the account's FBO rows alone
         return run
 
     def _waiting(self, conn: sqlite3.Connection) -> None:

@@ -16,8 +16,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from cloud_sync.db import transaction
 from cloud_sync.stock import ledger
 from marketplaces.base import StockLevel
+from sitelink.sqlite import need
 
 MIGRATIONS = [
     """
@@ -32,6 +34,9 @@ MIGRATIONS = [
     """,
 ]
 
+fbo_key = ledger.fbo_key  # an account's FBO rows: its reading is a keyed transaction of them
+
+
 SALES_WINDOW_DAYS = 14  # days of cover: the card's sales over this many days
 
 
@@ -45,7 +50,8 @@ class Recorded:
 def record(conn: sqlite3.Connection, account: str, levels: Iterable[StockLevel], now: float | None = None) -> Recorded:
     """An account's FBO reading into the ledger's `fbo_stock`, with its warehouses' names; a warehouse
     the previous reading had and this one lacks keeps its figures, flagged missing. Runs in the caller's
-    transaction."""
+    transaction (keyed: `fbo_key`)."""
+    need(conn, fbo_key(account))
     now = time.time() if now is None else now
     levels = [lv for lv in levels if lv.kind == "fbo"]
     answered = {lv.warehouse_id: lv.warehouse_name for lv in levels}
@@ -68,6 +74,14 @@ def record(conn: sqlite3.Connection, account: str, levels: Iterable[StockLevel],
                      " missing_since=COALESCE(fbo_warehouses.missing_since, excluded.missing_since)",
                      (account, wh, now, now))
     return Recorded(account, len(levels), missing)
+
+
+def record_reading(conn: sqlite3.Connection, account: str, levels: Iterable[StockLevel],
+                   now: float | None = None) -> Recorded:
+    """`record` in a write transaction of its own: a keyed one of the account's FBO rows (`fbo_key`), so an
+    account's reading neither waits for nor stops the other keyed writers (the site link, the senders)."""
+    with transaction(conn, keys=(fbo_key(account),)):
+        return record(conn, account, levels, now=now)
 
 
 @dataclass

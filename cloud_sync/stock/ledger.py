@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sitelink.sqlite import keys_held, need
+from sitelink.sqlite import NeedsExclusive, keys_held, need
 
 MIGRATIONS = [
     """
@@ -300,7 +300,7 @@ def mark_dirty(conn: sqlite3.Connection, item_ids: Iterable[str], cause: str = "
     now = time.time() if now is None else now
     if keys_held(conn) is not None:
         for i in item_ids:
-            conn.defer("stock_dirty", (i, cause, now), _flush_dirty)  # type: ignore[attr-defined]
+            conn.defer("stock_dirty", (i, cause, now), _flush_dirty, rank=1)  # type: ignore[attr-defined]
         return
     _mark_dirty_now(conn, item_ids, cause, now)
 
@@ -309,7 +309,8 @@ def _flush_dirty(conn: sqlite3.Connection, marks: list[tuple[str, str, float]]) 
     latest: dict[str, tuple[str, str, float]] = {}
     for item, cause, ts in marks:
         was = latest.get(item)
-        latest[item] = (item, "order" if cause == "order" or (was and was[1] == "order") else cause, ts)
+        latest[item] = (item, "order" if cause == "order" or (was and was[1] == "order") else cause,
+                        max(ts, was[2]) if was else ts)
     for item in sorted(latest):
         _mark_dirty_now(conn, [item], latest[item][1], latest[item][2])
 
@@ -380,8 +381,9 @@ def _flush_moves(conn: sqlite3.Connection, moves: list[tuple]) -> None:
     conn.executemany(
         "INSERT INTO stock_moves(ts, item_id, warehouse, kind, on_hand_delta, reserved_delta, on_hand_after,"
         " reserved_after, source, ref, note) VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
-    _flush_dirty(conn, [(item_id, "source", max(m[7] for m in by_key[(item_id, wh)]))
-                        for item_id, wh in by_key])
+    for item_id, wh in sorted(by_key):  # with the transaction's other dirty marks, in one item order
+        conn.defer("stock_dirty", (item_id, "source", max(m[7] for m in by_key[(item_id, wh)])),  # type: ignore[attr-defined]
+                   _flush_dirty, rank=1)
 
 
 def touch_source(conn: sqlite3.Connection, warehouse: str, source: str, now: float | None = None) -> None:
@@ -593,7 +595,7 @@ class Holds:
     statement per table, in the order they were made. A batch writes them before anything reads the
     levels, moves or reservations again, and calls `stale` after anything else changed levels."""
 
-    __slots__ = ("moves", "holds", "levels", "deltas", "now", "_undo", "_items", "_unread")
+    __slots__ = ("moves", "holds", "levels", "deltas", "now", "_undo", "_items", "_unread", "_deferred")
 
     def __init__(self) -> None:
         self.moves: list[tuple[Any, ...]] = []
@@ -605,6 +607,7 @@ class Holds:
         self._undo: list[tuple[tuple[str, str], int]] = []  # (level, units) of `reserve`, in order
         self._items: list[str] = []  # the items `load` named: read together when one of them is first needed
         self._unread = False
+        self._deferred = False  # a keyed transaction's reservations wait for its COMMIT (`write`)
 
     def load(self, item_ids: Iterable[str]) -> None:
         """The levels of these items (every warehouse) are read together, in one statement, when one of
@@ -671,11 +674,29 @@ class Holds:
         """Something else changed levels (the batch wrote its own first): read them again when needed."""
         if self.deltas:
             raise StockError("reservations not written before the levels were read again")
+        if self._deferred:  # the store's levels do not hold them before the COMMIT: an ordinary transaction
+            raise NeedsExclusive("levels read again while a keyed batch's reservations wait for its COMMIT")
         self.levels.clear()
         self._unread = bool(self._items)
 
     def write(self, conn: sqlite3.Connection) -> None:
-        need(conn, *(stock_key(i, w) for (i, w), units in self.deltas.items() if units))
+        moved = [stock_key(i, w) for (i, w), units in self.deltas.items() if units]
+        if moved:  # (none: nothing to write, nothing needed)
+            need(conn, *moved)
+        if keys_held(conn) is not None:
+            # a keyed transaction (its levels' keys held: nobody else takes their units meanwhile, a site's
+            # delta may only add some): the reservation rows now (its orders' own), the levels and their moves
+            # at COMMIT, with the other keyed writers' levels, in key order (`_flush_reserves`)
+            if self.moves:
+                for m in self.moves:
+                    conn.defer("stock_reserve", m, _flush_reserves)  # type: ignore[attr-defined]
+                conn.executemany(_RESERVE_HOLD, self.holds)
+                self._deferred = True
+            self.deltas.clear()
+            self.moves.clear()
+            self.holds.clear()
+            self._undo.clear()
+            return
         if self.deltas:
             rows = [(units, self.now, item_id, warehouse, units)
                     for (item_id, warehouse), units in self.deltas.items() if units]
@@ -690,6 +711,31 @@ class Holds:
             self.moves.clear()
             self.holds.clear()
         self._undo.clear()
+
+
+def _flush_reserves(conn: sqlite3.Connection, moves: list[tuple]) -> None:
+    """A keyed batch's reservations (`Holds.write`), at its COMMIT: per level in key order, its units held in
+    one conditional statement (the same guard as `reserve`'s: never below zero available, else the batch
+    fails whole, `LevelMoved`), the moves written with the figures the row then holds."""
+    by_key: dict[tuple[str, str], list[tuple]] = {}
+    for m in moves:
+        by_key.setdefault((m[1], m[2]), []).append(m)
+    rows = []
+    for item_id, warehouse in sorted(by_key):
+        group = by_key[(item_id, warehouse)]
+        total = sum(m[3] for m in group)
+        got = conn.execute("UPDATE stock_levels SET reserved=reserved+?, updated_ts=? WHERE item_id=? AND warehouse=?"
+                           " AND on_hand-reserved>=? RETURNING on_hand, reserved",
+                           (total, max(m[0] for m in group), item_id, warehouse, total)).fetchone()
+        if got is None:
+            raise LevelMoved(f"the level of item {item_id} at {warehouse} changed while a batch of reservations was"
+                             " made; nothing of the batch applied")
+        on_hand, reserved = got
+        after = reserved - total
+        for now, _, _, quantity, _, _, ref in group:
+            after += quantity
+            rows.append((now, item_id, warehouse, quantity, on_hand, after, ref))
+    conn.executemany(_RESERVE_MOVE, rows)
 
 
 class LevelMoved(StockError):
@@ -784,10 +830,17 @@ def site_count(conn: sqlite3.Connection, site: str, warehouse: str, item_id: str
                        source=f"site:{site}", ref=ref, now=now)
 
 
+def fbo_key(account: str) -> str:
+    """The key (`sitelink.sqlite.transaction`'s `keys`) of an account's FBO rows (`fbo_stock`, and
+    `cloud_sync.stock.fbo`'s `fbo_warehouses`): nothing but the account's FBO reading writes them."""
+    return f"fbo:{account}"
+
+
 def record_fbo(conn: sqlite3.Connection, account: str, rows: Iterable[tuple[str, str, int]],
                now: float | None = None) -> int:
     """FBO stock read back from a marketplace: (card_id, marketplace warehouse, quantity); replaces the
     account's previous reading. Kept apart from the FBS ledger: it is the marketplace's stock, not ours."""
+    need(conn, fbo_key(account))
     now = time.time() if now is None else now
     conn.execute("DELETE FROM fbo_stock WHERE account=?", (account,))
     data = [(account, c, w, q, now) for c, w, q in rows]

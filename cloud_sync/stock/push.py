@@ -42,7 +42,7 @@ from cloud_sync import leases
 from cloud_sync.alerts import outbox
 from cloud_sync.catalog import cards as catalog
 from cloud_sync.config import CloudConfig
-from cloud_sync.db import transaction
+from cloud_sync.db import keyed_or_whole, transaction
 from cloud_sync.stock import ledger, warehouses
 from marketplaces.base import (
     ItemResult,
@@ -53,6 +53,7 @@ from marketplaces.base import (
     calls_as_usual,
     urgent_calls,
 )
+from sitelink.sqlite import need
 
 log = logging.getLogger("cloud_sync.stock.push")
 
@@ -129,8 +130,8 @@ def plan(conn: sqlite3.Connection, cfg: CloudConfig, *, items: Iterable[str] | N
         # (and holds back) the accounts' senders, not the site link's rounds, status re-reads or claims
         with transaction(conn, keys=planner_keys(cfg)):
             _plan_chunk(conn, cfg, chunk, now, out, wh_cache)
-            if items is None:
-                conn.executemany("DELETE FROM stock_dirty WHERE item_id=? AND ts=?", [(i, t) for i, _, t in chunk])
+            if items is None:  # in the items' order, as keyed writers mark them at their COMMIT (no lock circle)
+                conn.executemany("DELETE FROM stock_dirty WHERE item_id=? AND ts=?", sorted((i, t) for i, _, t in chunk))
     return out
 
 
@@ -232,50 +233,65 @@ def _queue_row(cfg: CloudConfig, c: catalog.CardRow, mp_wh: str, qty: int, cause
 
 
 def guard(conn: sqlite3.Connection, cfg: CloudConfig, account: str, now: float | None = None) -> int | None:
-    """Hold the account's pending zeros that the guard does not let through; returns the hold id (or None)."""
+    """Hold the account's pending zeros that the guard does not let through; returns the hold id (or None).
+
+    A keyed transaction of the account's sender (`push_keys`: its queued and published rows; its holds are
+    written by it alone, and confirmed in an ordinary transaction): the other accounts' senders and the site
+    link's rounds go on beside it. The levels and sources it judges by are read as they are committed (a
+    delta committed meanwhile is judged at the next round, as if the guard had run a moment earlier). A new
+    hold's alert (the alert outbox, deduplicated across the store) gives way to an ordinary transaction."""
     now = time.time() if now is None else now
     if not conn.execute("SELECT 1 FROM stock_push_queue WHERE account=? AND state='pending' AND quantity=0"
                         " AND cause!='order' AND confirmed=0 LIMIT 1", (account,)).fetchone():
         return None  # nothing the guard could hold: no write lock taken
-    with transaction(conn):
-        zeros = conn.execute(
-            "SELECT q.card_id, q.warehouse_id, q.item_id, p.quantity AS before FROM stock_push_queue q"
-            " LEFT JOIN stock_published p ON p.account=q.account AND p.card_id=q.card_id"
-            " AND p.warehouse_id=q.warehouse_id WHERE q.account=? AND q.state='pending' AND q.quantity=0"
-            " AND q.cause!='order' AND q.confirmed=0 AND (p.quantity IS NULL OR p.quantity>0)", (account,)).fetchall()
-        if not zeros:
-            return None
-        whmap = warehouses.account_warehouses(conn, cfg, account)
-        stale = [z for z in zeros if _source_problem(conn, cfg, whmap.get(z["warehouse_id"]), now, z["item_id"])]
-        held_now = {r[0] for r in conn.execute("SELECT DISTINCT card_id FROM stock_push_queue WHERE account=? AND"
-                                                 " state='held'", (account,))}
-        visible = {r[0] for r in conn.execute("SELECT native_id FROM cards WHERE account=? AND visible=1", (account,))}
-        zeroed = len(({z["card_id"] for z in zeros} | held_now) & visible)
-        listed = max(1, len(visible))
-        if zeroed / listed > cfg.zero_guard_share:
-            hold_rows, reason = zeros, (f"would zero {zeroed} of {listed} listed cards"
-                                        f" (more than {cfg.zero_guard_share:.0%})")
-        elif stale:
-            hold_rows, reason = stale, f"{len(stale)} zero(s) from missing or stale source data"
-        else:
-            return None
-        hold = conn.execute("SELECT id FROM stock_push_holds WHERE account=? AND confirmed_ts IS NULL"
-                            " ORDER BY id DESC LIMIT 1", (account,)).fetchone()
-        if hold is None:
-            hold_id = int(conn.execute(
-                "INSERT INTO stock_push_holds(account, reason, cards, listed, created_ts) VALUES (?,?,?,?,?)",
-                (account, reason, len(hold_rows), listed, now)).lastrowid or 0)
-            new_hold = True
-        else:
-            hold_id, new_hold = hold[0], False
-            conn.execute("UPDATE stock_push_holds SET cards=cards+?, reason=? WHERE id=?",
-                         (len(hold_rows), reason, hold_id))
-        conn.executemany("UPDATE stock_push_queue SET state='held', hold_id=? WHERE account=? AND card_id=?"
-                         " AND warehouse_id=?", [(hold_id, account, z["card_id"], z["warehouse_id"]) for z in hold_rows])
-        if new_hold:
-            _alert(conn, account, reason, len(hold_rows), listed, hold_id, now)
+    held = keyed_or_whole(conn, push_keys(account), lambda: _guard(conn, cfg, account, now))
+    if held is None:
+        return None
+    hold_id, reason = held
     log.warning("zero guard: holding stock push of account %s: %s", account, reason)
     return hold_id
+
+
+def _guard(conn: sqlite3.Connection, cfg: CloudConfig, account: str, now: float) -> tuple[int, str] | None:
+    need(conn, *push_keys(account))
+    zeros = conn.execute(
+        "SELECT q.card_id, q.warehouse_id, q.item_id, p.quantity AS before FROM stock_push_queue q"
+        " LEFT JOIN stock_published p ON p.account=q.account AND p.card_id=q.card_id"
+        " AND p.warehouse_id=q.warehouse_id WHERE q.account=? AND q.state='pending' AND q.quantity=0"
+        " AND q.cause!='order' AND q.confirmed=0 AND (p.quantity IS NULL OR p.quantity>0)", (account,)).fetchall()
+    if not zeros:
+        return None
+    whmap = warehouses.account_warehouses(conn, cfg, account)
+    stale = [z for z in zeros if _source_problem(conn, cfg, whmap.get(z["warehouse_id"]), now, z["item_id"])]
+    held_now = {r[0] for r in conn.execute("SELECT DISTINCT card_id FROM stock_push_queue WHERE account=? AND"
+                                             " state='held'", (account,))}
+    visible = {r[0] for r in conn.execute("SELECT native_id FROM cards WHERE account=? AND visible=1", (account,))}
+    zeroed = len(({z["card_id"] for z in zeros} | held_now) & visible)
+    listed = max(1, len(visible))
+    if zeroed / listed > cfg.zero_guard_share:
+        hold_rows, reason = zeros, (f"would zero {zeroed} of {listed} listed cards"
+                                    f" (more than {cfg.zero_guard_share:.0%})")
+    elif stale:
+        hold_rows, reason = stale, f"{len(stale)} zero(s) from missing or stale source data"
+    else:
+        return None
+    hold = conn.execute("SELECT id FROM stock_push_holds WHERE account=? AND confirmed_ts IS NULL"
+                        " ORDER BY id DESC LIMIT 1", (account,)).fetchone()
+    if hold is None:
+        need(conn)  # a new hold says so in the alert outbox (`_alert`): an ordinary transaction
+        hold_id = int(conn.execute(
+            "INSERT INTO stock_push_holds(account, reason, cards, listed, created_ts) VALUES (?,?,?,?,?)",
+            (account, reason, len(hold_rows), listed, now)).lastrowid or 0)
+        new_hold = True
+    else:
+        hold_id, new_hold = hold[0], False
+        conn.execute("UPDATE stock_push_holds SET cards=cards+?, reason=? WHERE id=?",
+                     (len(hold_rows), reason, hold_id))
+    conn.executemany("UPDATE stock_push_queue SET state='held', hold_id=? WHERE account=? AND card_id=?"
+                     " AND warehouse_id=?", [(hold_id, account, z["card_id"], z["warehouse_id"]) for z in hold_rows])
+    if new_hold:
+        _alert(conn, account, reason, len(hold_rows), listed, hold_id, now)
+    return hold_id, reason
 
 
 def _alert(conn: sqlite3.Connection, account: str, reason: str, cards: int, listed: int, hold_id: int,
@@ -570,6 +586,7 @@ def took_many(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
     """Apply `took_rows` rows, in order (one statement); returns cards adjusted."""
     if not rows:
         return 0
+    need(conn, *{k for r in rows for k in push_keys(r[3])})  # the accounts' published rows
     return max(conn.executemany(_TOOK_SQL, rows).rowcount, 0)
 
 
@@ -578,6 +595,7 @@ def marketplace_gave_back(conn: sqlite3.Connection, account: str, mp_warehouse: 
     """An order was cancelled on a marketplace that puts its units back on the cards by itself: what they
     show is no longer known, so they are pushed again (their items are marked dirty). Runs in the caller's
     transaction; returns cards marked."""
+    need(conn, *push_keys(account))  # the account's published rows (the items' dirty marks wait for COMMIT)
     cards = sorted(set(card_ids))
     n = 0
     for card_id in cards:
