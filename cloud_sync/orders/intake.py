@@ -114,8 +114,9 @@ def intake_keys(conn: sqlite3.Connection, cfg: CloudConfig, timed: list[_Timed])
     themselves, its accounts' published rows (`push_keys`). None (an ordinary transaction at once): a store
     without keyed transactions (SQLite), a caller's transaction already open, a batch with a known order
     whose status moved (its order's rows and maybe its stock), a line not linked to an item, an unserved
-    warehouse, or too many orders. What the transaction then finds otherwise (an order that must wait for
-    stock, waiting orders to serve first, an item sold out: the planner's keys) gives way to an ordinary
+    warehouse, too many orders, or a batch that would give way anyway: one that takes an item's last units
+    (its zeros are planned at once: the planner's keys) or more than there are, or whose items have orders
+    waiting. What the transaction finds otherwise (the stock went meanwhile) gives way to an ordinary
     transaction (`need`)."""
     if getattr(conn, "begin_keyed", None) is None or conn.in_transaction or len(timed) > MAX_KEYED_ORDERS:
         return None
@@ -126,15 +127,16 @@ def intake_keys(conn: sqlite3.Connection, cfg: CloudConfig, timed: list[_Timed])
         if (r[1], r[2]) != (o.native_status, o.native_substatus):
             return None
     keys = {INTAKE_KEY}
-    links: dict[tuple[str, str], str] = {}
+    links: dict[tuple[str, str], tuple[str, int]] = {}
     cards: dict[str, set[str]] = {}
     for o in by_key.values():
         cards.setdefault(o.account, set()).update(ln.card_id for ln in o.lines if ln.card_id)
     for account, ids in cards.items():
-        for r in conn.execute("SELECT card_id, item_id FROM card_links WHERE account=? AND card_id IN"
+        for r in conn.execute("SELECT card_id, item_id, pack_size FROM card_links WHERE account=? AND card_id IN"
                               " (SELECT value FROM json_each(?)) AND item_id IS NOT NULL",
                               (account, json.dumps(sorted(ids)))):
-            links[(account, r[0])] = r[1]
+            links[(account, r[0])] = (r[1], r[2])
+    wanted: dict[tuple[str, str], int] = {}  # units per (item, warehouse)
     serving: dict[tuple[str, str], str | None] = {}
     for o in by_key.values():
         mp_wh = str(o.warehouse_id or "")
@@ -147,15 +149,25 @@ def intake_keys(conn: sqlite3.Connection, cfg: CloudConfig, timed: list[_Timed])
         if site:
             keys.add(link_key(site))
         for ln in o.lines:
-            item = links.get((o.account, ln.card_id)) if ln.card_id else None
-            if item is None:
-                item = waiting.line_item(conn, o.account, ln.card_id, ln.offer_id, ln.barcode)[0]
+            linked = links.get((o.account, ln.card_id)) if ln.card_id else None
+            item, pack = linked or waiting.line_item(conn, o.account, ln.card_id, ln.offer_id, ln.barcode)
             if item is None:
                 return None
             keys.add(stock.stock_key(item, served))
+            wanted[(item, served)] = wanted.get((item, served), 0) + ln.quantity * pack
         settings = cfg.accounts.get(o.account)
         if settings is not None and settings.stock_follows_orders and mp_wh:
             keys.update(stock_push.push_keys(o.account))
+    # A batch that would take an item's last units (its zeros planned at once: the planner's keys) or wait for
+    # them, or whose items have orders waiting (served first, by an ordinary transaction), would give way
+    # after its work: an ordinary transaction at once.
+    levels = stock.levels_of(conn, {item for item, _ in wanted})
+    if any(units >= (levels[pair].available if pair in levels else 0) for pair, units in wanted.items()):
+        return None
+    if conn.execute("SELECT 1 FROM order_lines l JOIN orders o ON o.id=l.order_id WHERE o.stage IN ('short',"
+                    " 'problem') AND l.item_id IN (SELECT value FROM json_each(?)) LIMIT 1",
+                    (json.dumps(sorted({item for item, _ in wanted})),)).fetchone():
+        return None
     return tuple(sorted(keys))
 
 
@@ -417,6 +429,7 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, timed: _Timed, link:
             batch.write(conn, link)
         serve = batch.to_serve(conn, pairs, timed.deadline) if batch.waiters.any_of(pairs) else None
         if serve:
+            need(conn)  # the waiting orders are served by ordinary transactions (a keyed batch gives way)
             batch.write(conn, link)  # the waiting orders are read from the database
             ahead = waiting.serve(conn, cfg, items=serve, link=link, now=now, plan=False, waiters=batch.waiters,
                                   before=timed.deadline)

@@ -246,22 +246,23 @@ def test_new_orders_are_taken_beside_a_site_round_adding_units_to_the_same_item(
     conn.close()
 
 
-def test_a_batch_with_an_order_short_of_stock_gives_way_and_keeps_nothing_of_the_keyed_try(db_path, cfg):
-    """An order that cannot be covered waits for stock: the keyed batch gives way (the waiting orders are
-    served by ordinary transactions), and the ordinary one takes the batch in once — its covered order
-    reserved, the short one waiting with its reason, one row and one event each."""
+def test_a_batch_with_an_order_short_of_stock_is_an_ordinary_transaction(db_path, cfg):
+    """An order that cannot be covered waits for stock, and waiting orders are served by ordinary
+    transactions: a batch seen beforehand to be short of an item is one at once (it waits for a keyed writer
+    in flight); its covered order reserved, the short one waiting with its reason, one row and one event each."""
     conn = open_db(db_path)
     items = seed(conn, 3, balances=False)
     with transaction(conn):
         ledger.set_balances(conn, "main", {items[0].item_id: 5, items[1].item_id: 1})
     batch = [order("ym", "y1", card_id("ym", items[0].index), qty=2),
              order("ym", "y2", card_id("ym", items[1].index), qty=3, ship_in_h=48)]
+    assert intake.intake_keys(conn, cfg, [intake._Timed(o) for o in batch]) is None
     if is_postgres(db_path):
         other = connect(db_path)
         try:
             with transaction(other, keys=["push:zz"]):  # any keyed writer in flight
                 t, done, errors = _in_thread(db_path, lambda c: intake.ingest(c, cfg, batch))
-                assert not done.wait(1.0)  # gave way: its ordinary transaction waits for the keyed one
+                assert not done.wait(1.0)  # an ordinary transaction waits for the keyed one
             assert done.wait(30)
             assert not errors, errors
             t.join(10)
@@ -275,6 +276,54 @@ def test_a_batch_with_an_order_short_of_stock_gives_way_and_keeps_nothing_of_the
     assert [tuple(r) for r in conn.execute("SELECT ref, item_id, quantity FROM stock_reservations")] == [
         ("ym:y1", items[0].item_id, 2)]
     assert ledger.level(conn, items[1].item_id, "main").reserved == 0
+    conn.close()
+
+
+def test_a_keyed_batch_that_finds_an_order_short_gives_way_and_keeps_nothing_of_the_keyed_try(db_path, cfg,
+                                                                                             monkeypatch):
+    """The stock seen before the batch's transaction went meanwhile (another writer took it): the keyed batch
+    finds its second order short, gives way — nothing of its try kept, its first order's reservation
+    included — and the ordinary transaction takes the batch in once."""
+    _pg_only(db_path)
+    conn = open_db(db_path)
+    items = seed(conn, 3, balances=False)
+    with transaction(conn):
+        ledger.set_balances(conn, "main", {items[0].item_id: 5, items[1].item_id: 4})
+    batch = [order("ym", "y1", card_id("ym", items[0].index), qty=2),
+             order("ym", "y2", card_id("ym", items[1].index), qty=3, ship_in_h=48)]
+    real_keys, real_whole = intake.intake_keys, intake.keyed_or_whole
+    tries: list[frozenset | None] = []
+
+    def keys_then_stock_goes(c, cfg_, timed):
+        keys = real_keys(c, cfg_, timed)
+        assert keys is not None  # enough stock seen: keyed
+        other = connect(db_path)
+        try:  # meanwhile a keyed writer of that level takes 3 of its 4 units
+            with transaction(other, keys=[ledger.stock_key(items[1].item_id, "main")]):
+                ledger.record_move(other, items[1].item_id, "main", "writeoff", on_hand_delta=-3)
+        finally:
+            other.close()
+        return keys
+
+    def counted(c, keys, work):
+        def tried():
+            tries.append(link_sqlite.keys_held(c))
+            return work()
+        return real_whole(c, keys, tried)
+
+    monkeypatch.setattr(intake, "intake_keys", keys_then_stock_goes)
+    monkeypatch.setattr(intake, "keyed_or_whole", counted)
+    res = intake.ingest(conn, cfg, batch)
+    assert [t is not None for t in tries] == [True, False]  # keyed, then again as an ordinary transaction
+    assert (res.new, res.reserved, res.short) == (2, 1, 1)
+    stages = {r[0]: r[1] for r in conn.execute("SELECT key, stage FROM orders")}
+    assert stages == {"ym:y1": "reserved", "ym:y2": "short"}
+    assert conn.execute("SELECT COUNT(*) FROM order_events WHERE kind='received'").fetchone()[0] == 2
+    assert [tuple(r) for r in conn.execute("SELECT ref, item_id, quantity FROM stock_reservations")] == [
+        ("ym:y1", items[0].item_id, 2)]
+    assert conn.execute("SELECT COUNT(*) FROM stock_moves WHERE kind='reserve'").fetchone()[0] == 1
+    assert ledger.level(conn, items[0].item_id, "main").reserved == 2
+    assert conn.execute("SELECT COUNT(*) FROM link_outbox WHERE type='pick_task'").fetchone()[0] == 1
     conn.close()
 
 
