@@ -992,6 +992,16 @@ class Connection:
                     del self._marks[i:]
                 return
 
+    def take_key(self, key: str) -> None:
+        """Inside a keyed transaction, at its end (a `defer` flush): one more key's lock, exclusive, to its
+        COMMIT — for rows whose ids must commit in the order they were given (an order's history, read by id):
+        taken last, after every other lock of the transaction, so it never waits in a circle."""
+        with self._lock:
+            try:
+                self._raw.execute("SELECT pg_advisory_xact_lock(%s)", (key_lock(self.schema, key),))
+            except psycopg.Error as exc:
+                raise _mapped(exc, "key lock") from exc
+
     def try_lock_immediate(self) -> bool:
         row = self._raw.execute("SELECT pg_try_advisory_xact_lock(%s)", (self.lock_key,)).fetchone()
         return bool(row and row[0])

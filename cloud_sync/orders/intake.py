@@ -32,6 +32,7 @@ from cloud_sync.orders.records import (
     TERMINAL,
     OrderError,
     PickTasks,
+    defer_events,
     item_facts,
     log_error,
     log_event,
@@ -49,7 +50,7 @@ from cloud_sync.stock import ledger as stock
 from cloud_sync.stock import push as stock_push
 from cloud_sync.stock import warehouses
 from marketplaces.base import Marketplace, MarketplaceError, Order, OrderEvent
-from sitelink.sqlite import need
+from sitelink.sqlite import keys_held, need
 from sitelink.store import link_key
 
 log = logging.getLogger("cloud_sync.orders.intake")
@@ -281,7 +282,10 @@ class _Batch:
             self.orders.clear()
             self.lines.clear()
         if self.events:
-            conn.executemany(EVENT_SQL, self.events)
+            if keys_held(conn) is not None:
+                defer_events(conn, self.events)  # at COMMIT, in id order with the other writers' (records)
+            else:
+                conn.executemany(EVENT_SQL, self.events)
             self.events.clear()
         if self.actions:
             conn.executemany(ACTION_SQL, self.actions)

@@ -18,7 +18,7 @@ from cloud_sync.db import transaction
 from cloud_sync.stock import push as stock_push
 from sitelink import store as link_store
 from sitelink.messages import EncodedBody
-from sitelink.sqlite import need
+from sitelink.sqlite import keys_held, need
 
 MIGRATIONS = [
     """
@@ -239,8 +239,31 @@ def log_event(conn: sqlite3.Connection, order_id: int | None, kind: str, detail:
     else:
         need(conn, order_lock(order_id))
     source = source or KIND_SOURCE.get(kind, "system")
-    cur = conn.execute(EVENT_SQL, (order_id, time.time() if now is None else now, kind, detail, source, actor, key))
+    row = (order_id, time.time() if now is None else now, kind, detail, source, actor, key)
+    if keys_held(conn) is not None:
+        if key is not None:
+            need(conn)  # whether it was recorded before is known once it is written: an ordinary transaction
+        defer_events(conn, [row])
+        return True
+    cur = conn.execute(EVENT_SQL, row)
     return cur.rowcount > 0
+
+
+ORDER_EVENTS_KEY = "orders:events"
+
+
+def defer_events(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """Events (`EVENT_SQL` rows) of a keyed transaction: written at its COMMIT, last, under one key taken
+    then (`ORDER_EVENTS_KEY`). The history is read by id (the alerts' cursor, the live feed's `events_after`):
+    an id given must commit before any later one, as when every writer was the store's one writer, so the
+    keyed transactions' events are written one transaction after another at their very end."""
+    for row in rows:
+        conn.defer("order_events", row, _flush_events, rank=2)  # type: ignore[attr-defined]
+
+
+def _flush_events(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    conn.take_key(ORDER_EVENTS_KEY)  # type: ignore[attr-defined]
+    conn.executemany(EVENT_SQL, rows)
 
 
 EVENT_SQL = ("INSERT OR IGNORE INTO order_events(order_id, ts, kind, detail, source, actor, key)"

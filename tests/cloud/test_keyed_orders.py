@@ -15,8 +15,8 @@ import time
 import pytest
 
 from cloud_sync.db import connect, is_postgres, keyed_or_whole, transaction
-from cloud_sync.orders import intake, mp_actions
-from cloud_sync.orders.records import order_lock, queue_action
+from cloud_sync.orders import intake, listing, mp_actions
+from cloud_sync.orders.records import log_event, order_lock, queue_action
 from cloud_sync.schema import open_db
 from cloud_sync.stock import fbo, ledger
 from cloud_sync.stock import push as stock_push
@@ -203,6 +203,33 @@ def test_an_outcome_that_reaches_beyond_its_order_gives_way_to_an_ordinary_trans
     assert conn.execute("SELECT COUNT(*) FROM order_events WHERE order_id=? AND kind='confirmed'",
                         (oid,)).fetchone()[0] == 1
     assert conn.execute("SELECT state FROM supplies WHERE supply_id='WB-GI-1'").fetchone()[0] == "closing"
+    conn.close()
+
+
+def test_keyed_transactions_order_events_commit_in_the_order_of_their_ids(db_path, cfg):
+    """The history is read by id (the alerts' cursor, the live feed): an event of a keyed transaction that
+    began first but commits last must not get an id below one already read. Its events are written at its
+    COMMIT, under one key, one transaction after another: a reader's cursor misses none."""
+    _pg_only(db_path)
+    conn = open_db(db_path)
+    seed(conn, 3)
+    intake.ingest(conn, cfg, [order("ym", "y1", card_id("ym", 1)), order("mm", "m1", card_id("mm", 2))])
+    first, second = _oid(conn, "ym", "y1"), _oid(conn, "mm", "m1")
+    cursor = conn.execute("SELECT MAX(id) FROM order_events").fetchone()[0]
+    c1, c2 = connect(db_path), connect(db_path)
+    try:
+        with transaction(c1, keys=[order_lock(first)]):
+            log_event(c1, first, "problem", "first, begun first")
+            with transaction(c2, keys=[order_lock(second)]):  # beside it: not held back
+                log_event(c2, second, "problem", "second, committed first")
+            seen = listing.events_after(conn, cursor)
+            assert [e["order"] for e in seen] == ["mm:m1"]
+            cursor = seen[-1]["id"]
+        later = listing.events_after(conn, cursor)
+        assert [e["order"] for e in later] == ["ym:y1"]  # after the cursor: not missed
+    finally:
+        c1.close()
+        c2.close()
     conn.close()
 
 
