@@ -44,6 +44,9 @@ def check_critical_stock(conn: sqlite3.Connection, *, now: float | None = None) 
         "SELECT m.item_id, m.min_quantity, i.name, i.article,"
         " COALESCE((SELECT SUM(on_hand - reserved) FROM stock_levels s WHERE s.item_id=m.item_id), 0) AS available"
         " FROM stock_minimums m JOIN items i ON i.id=m.item_id").fetchall()
+    active_now = {r[0] for r in conn.execute("SELECT key FROM alert_state WHERE key LIKE 'stock:%'")}
+    if all((r["available"] <= r["min_quantity"]) == (f"stock:{r['item_id']}" in active_now) for r in rows):
+        return raised  # nothing to raise or clear (read without the write lock): no barrier for the keyed writers
     with transaction(conn):
         for r in rows:
             key = f"stock:{r['item_id']}"
@@ -72,6 +75,8 @@ def check_fbo_stock(conn: sqlite3.Connection, *, min_quantity: int = 3, cover_da
     low = {f"fbo:{ln.account}:{ln.card_id}:{ln.warehouse_id}": ln
            for ln in fbo.critical(conn, min_quantity=min_quantity, cover_days=cover_days, now=now)}
     raised: list[str] = []
+    if {r[0] for r in conn.execute("SELECT key FROM alert_state WHERE key LIKE 'fbo:%'")} == set(low):
+        return raised  # nothing to raise or clear (read without the write lock): no barrier for the keyed writers
     with transaction(conn):
         active = {r[0] for r in conn.execute("SELECT key FROM alert_state WHERE key LIKE 'fbo:%'")}
         for key in active - set(low):  # restocked (or no longer read): the next drop alerts again
@@ -114,6 +119,8 @@ def scan_order_events(conn: sqlite3.Connection, *, now: float | None = None) -> 
         "SELECT e.id, e.kind, e.detail, e.source, o.account, o.number, o.native_id, o.ship_by FROM order_events e"
         " LEFT JOIN orders o ON o.id=e.order_id WHERE e.id>? ORDER BY e.id LIMIT 5000", (pos,)).fetchall()
     n = 0
+    if not rows:
+        return n  # nothing new: no write lock taken
     with transaction(conn):
         for r in rows:
             pos = r["id"]

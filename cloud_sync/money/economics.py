@@ -19,6 +19,7 @@ from decimal import Decimal
 from cloud_sync.config_sections import PricingSettings
 from cloud_sync.db import transaction
 from marketplaces.base import FeeAsk, Marketplace, NotSupported, SaleFees
+from sitelink.sqlite import need
 
 HUNDRED = Decimal(100)
 CENT = Decimal("0.01")
@@ -128,13 +129,20 @@ def _dec(v: str | None) -> Decimal | None:
     return None if v is None else Decimal(v)
 
 
+def fees_key(account: str) -> str:
+    """The key (`sitelink.sqlite.transaction`'s `keys`) of an account's `sale_fees` rows."""
+    return f"fees:{account}"
+
+
 def record(conn: sqlite3.Connection, account: str, fees: Iterable[SaleFees], prices: dict[str, Decimal],
            now: float | None = None) -> int:
-    """Store the fees a marketplace stated, with the price each was stated for; replaces the account's."""
+    """Store the fees a marketplace stated, with the price each was stated for; replaces the account's (a
+    keyed transaction of the account's fee rows, `fees_key`: nothing else writes them)."""
     now = time.time() if now is None else now
     rows = [(account, f.card_id, _text(f.commission_percent), _text(f.logistics), _text(f.acquiring_percent),
              _text(f.acquiring), str(prices.get(f.card_id, Decimal(0))), f.source, now) for f in fees]
-    with transaction(conn):
+    with transaction(conn, keys=(fees_key(account),)):
+        need(conn, fees_key(account))
         conn.execute("DELETE FROM sale_fees WHERE account=?", (account,))
         conn.executemany("INSERT OR REPLACE INTO sale_fees(account, card_id, commission_percent, logistics,"
                          " acquiring_percent, acquiring, price, source, read_ts) VALUES (?,?,?,?,?,?,?,?,?)", rows)

@@ -16,6 +16,7 @@ from cloud_sync.db import transaction
 from cloud_sync.money import economics
 from marketplaces import price_model
 from marketplaces.base import Marketplace, NotSupported, kopecks
+from sitelink.sqlite import need
 
 HUNDRED = Decimal(100)
 
@@ -278,11 +279,18 @@ def find_cards(conn: sqlite3.Connection, account: str, typed: str, limit: int = 
     return [{"article": r["offer_id"], "name": r["name"] or ""} for r in rows]
 
 
+def prices_key(account: str) -> str:
+    """The key (`sitelink.sqlite.transaction`'s `keys`) of an account's price rows (`price_list`, and
+    `price_reads`' row): its reading back from the marketplace is a keyed transaction of them; a price
+    document applied, a person asking for a reading are ordinary ones."""
+    return f"prices:{account}"
+
+
 def record_read_prices(conn: sqlite3.Connection, account: str, prices: dict[str, tuple[str, Price]],
                        *, now: datetime | None = None) -> int:
-    """Store prices read back from the marketplace: {card_id: (offer_id, Price)}."""
+    """Store prices read back from the marketplace: {card_id: (offer_id, Price)} (keyed: `prices_key`)."""
     now = now or datetime.now(UTC)
-    with transaction(conn):
+    with transaction(conn, keys=(prices_key(account),)):
         for card_id, (offer_id, p) in prices.items():
             p = Price(_money(p.price), None if p.old_price is None else _money(p.old_price),
                       None if p.min_price is None else _money(p.min_price))
@@ -292,6 +300,7 @@ def record_read_prices(conn: sqlite3.Connection, account: str, prices: dict[str,
 
 def upsert_price(conn: sqlite3.Connection, account: str, card_id: str, offer_id: str, p: Price, source: str,
                   now: datetime) -> None:
+    need(conn, prices_key(account))
     conn.execute(
         "INSERT INTO price_list(account, card_id, offer_id, price, old_price, min_price, source, updated_at)"
         " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(account, card_id) DO UPDATE SET offer_id=excluded.offer_id,"

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 from cloud_sync.db import transaction
 from cloud_sync.money import economics
-from cloud_sync.money.price_list import account_cards, current_prices, read_prices
+from cloud_sync.money.price_list import account_cards, current_prices, prices_key, read_prices
 from marketplaces.base import FeeAsk, Marketplace, MarketplaceError
+from sitelink.sqlite import need
 
 MIGRATIONS = [
     """
@@ -45,6 +46,7 @@ class Reading:
 
 def note_pushed(conn: sqlite3.Connection, account: str, now: float | None = None) -> None:
     """Prices were pushed to the account: read them back a little later. Runs in the caller's transaction."""
+    need(conn, prices_key(account))
     conn.execute("INSERT INTO price_reads(account, pushed_ts) VALUES (?,?) ON CONFLICT(account) DO UPDATE SET"
                  " pushed_ts=excluded.pushed_ts", (account, time.time() if now is None else now))
 
@@ -85,7 +87,7 @@ def read_due(conn: sqlite3.Connection, accounts: Iterable[str], adapter_for: Cal
         try:
             n = read_prices(conn, account, market)
         except MarketplaceError as exc:
-            with transaction(conn):
+            with transaction(conn, keys=(prices_key(account),)):  # the account's own row
                 conn.execute("INSERT INTO price_reads(account, error) VALUES (?,?) ON CONFLICT(account) DO UPDATE"
                              " SET error=excluded.error, asked_ts=NULL", (account, str(exc)[:300]))
             out.append(Reading(account, error=str(exc)))
@@ -95,7 +97,7 @@ def read_due(conn: sqlite3.Connection, accounts: Iterable[str], adapter_for: Cal
             read_fees(conn, account, market, now=started)
         except MarketplaceError as exc:  # the prices are read; the fees stay as they were (or estimated)
             error = f"fees: {exc}"[:300]
-        with transaction(conn):
+        with transaction(conn, keys=(prices_key(account),)):  # the account's own row
             conn.execute("INSERT INTO price_reads(account, read_ts, error) VALUES (?,?,?) ON CONFLICT(account)"
                          " DO UPDATE SET read_ts=excluded.read_ts, error=excluded.error", (account, started, error))
         out.append(Reading(account, n))

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
+from decimal import Decimal
 
 import pytest
 
 from cloud_sync.db import connect, is_postgres, keyed_or_whole, transaction
+from cloud_sync.money import economics, price_list
 from cloud_sync.orders import intake, listing, mp_actions
 from cloud_sync.orders.records import log_event, order_lock, queue_action
 from cloud_sync.schema import open_db
 from cloud_sync.stock import fbo, ledger
 from cloud_sync.stock import push as stock_push
-from marketplaces.base import StockLevel
+from marketplaces.base import SaleFees, StockLevel
 from sitelink import sqlite as link_sqlite
 
 from .conftest import ACCOUNTS, ShopWindow, card_id, make_config, order, seed
@@ -537,4 +540,50 @@ def test_an_fbo_reading_is_keyed_on_its_account(db_path):
     assert rows == {("oz", "oz-1"): 7, ("wb", "wb-1"): 9}
     names = {r[0]: r[1] for r in conn.execute("SELECT account, name FROM fbo_warehouses")}
     assert names == {"oz": "Коледино", "wb": "Коледино"}
+    conn.close()
+
+
+# ---------------------------------------------------------------- prices and fees read back
+
+
+def test_prices_and_fees_read_back_are_keyed_on_their_account(db_path):
+    """An account's prices read back (`price_list.prices_key`) and its fees (`economics.fees_key`) are keyed
+    transactions of that account's rows: they go on beside other keyed writers and another account's
+    reading, wait for their own account's key, and a price written in a keyed transaction of other keys
+    gives way (`need`)."""
+    conn = open_db(db_path)
+    seed(conn, 2)
+    now = datetime.now(UTC)
+
+    def read_back(c, account: str, amount: str) -> None:
+        price_list.record_read_prices(c, account, {f"{account}-1": (f"{account}-1", price_list.Price(Decimal(amount)))},
+                                      now=now)
+        economics.record(c, account, [SaleFees(f"{account}-1", commission_percent=Decimal("12"))],
+                         {f"{account}-1": Decimal(amount)})
+
+    if is_postgres(db_path):
+        with pytest.raises(link_sqlite.NeedsExclusive), transaction(conn, keys=stock_push.push_keys("oz")):
+            price_list.upsert_price(conn, "oz", "oz-1", "oz-1", price_list.Price(Decimal("1")), "marketplace", now)
+        holder = connect(db_path)
+        try:
+            with transaction(holder, keys=[*stock_push.push_keys("oz"), price_list.prices_key("wb"),
+                                           ledger.source_key("main", "site:s1"), "link:s1"]):
+                t, done, errors = _in_thread(db_path, lambda c: read_back(c, "oz", "100"))
+                assert done.wait(30), "a reading waited for other keyed writers"
+                assert not errors, errors
+                t.join(10)
+                t, done, errors = _in_thread(db_path, lambda c: read_back(c, "wb", "200"))
+                assert not done.wait(1.0)  # the same account's prices key is held
+            assert done.wait(30)
+            assert not errors, errors
+            t.join(10)
+        finally:
+            holder.close()
+    else:
+        read_back(conn, "oz", "100")
+        read_back(conn, "wb", "200")
+    assert {a: p.price for a in ("oz", "wb") for p in price_list.current_prices(conn, a).values()} == {
+        "oz": Decimal("100"), "wb": Decimal("200")}
+    fees = {r[0]: r[1] for r in conn.execute("SELECT account, commission_percent FROM sale_fees")}
+    assert fees == {"oz": "12", "wb": "12"}
     conn.close()
