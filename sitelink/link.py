@@ -903,8 +903,10 @@ class SiteLink:
         the next round. Acknowledgements and states to write touch their peer's rows alone (its outbox rows,
         its `link_peers` row): the round holds those peers' `link:<peer>` keys whatever senders it takes (more
         of them than `MAX_ROUND_KEYS`: an ordinary round)."""
-        if not self._keys_of:
-            return None
+        if not self._keys_of and (self._old or any(self._held.values())):
+            return None  # messages whose handlers said no keys
+        # (a link with no handlers at all, the cloud's sending part of a share group: its rounds write
+        # acknowledgements and states alone, keyed as any round's)
         must = {f"link:{peer}" for peer in (*self._pending_acks, *self._pending_state)}
         if len(must) > MAX_ROUND_KEYS:
             return None

@@ -447,6 +447,19 @@ def test_a_round_with_acknowledgements_to_write_stays_keyed(tmp_path):
     assert link._round_keys() is None  # more peers than a round's keys: an ordinary round
 
 
+def test_a_sending_links_round_of_acknowledgements_is_keyed_too(tmp_path):
+    """The cloud's sending part of a share group has no handlers (its receiving part applies the sites'
+    messages): its rounds write the sites' acknowledgements and states alone and are keyed on those sites'
+    links, not ordinary rounds (on PostgreSQL ~60 barriers a process a run for every writer of the store)."""
+    link = SiteLink(LinkConfig(role="cloud", db_path=str(tmp_path / "cloud.db")))
+    link._pending_acks = {"site-1": [(1, "01J")]}
+    link._pending_state = {"site-2": "online"}
+    keys, peers = link._round_keys()
+    assert keys == {"link:site-1", "link:site-2"} and peers is None
+    link._pending_acks, link._pending_state = {}, {}
+    assert link._round_keys() is None  # nothing to write
+
+
 def test_a_round_that_waited_for_the_write_lock_still_applies_its_messages(make_link, tmp_path, monkeypatch):
     """`batch_seconds` bounds how long a round holds the write lock, counted from when it has it: a round
     that waited longer than that for a busy database applied nothing at all (its time was spent before its
