@@ -42,10 +42,17 @@ them to a query builder would touch every one of them; here they stay as they ar
   `NeedsExclusive`: the caller rolls back and does the work again in an ordinary transaction. Rows that
   keyed transactions of different keys share (an item's stock level raised by two sites, an item's dirty
   mark) are written at COMMIT (`defer`; a savepoint rolled back drops what it deferred), each in one atomic
-  statement, in key order, after all other writes. Who opts in: each account's stock sender (`push:<account>`),
-  its status re-reads and returns poll marks, the cloud's site link for a round of `stock_delta`s that only
-  add units (`link:<site>` and the site's source row; `cloud_sync.stock.ledger`), and the leases' many-row
-  writes (`leases`; their one-statement writes run outside any transaction and take no lock). `keys=()` is a
+  statement, in key order, after all other writes. Who opts in: each account's stock sender (`push:<account>`)
+  and its zero guard, its status re-reads and returns poll marks, the cloud's site link for a round of
+  `stock_delta`s that only add units (`link:<site>` and the site's source row; `cloud_sync.stock.ledger`) and
+  for a round of acknowledgements and states, a marketplace action's outcome (`order:<id>`, and its site's link
+  for a label: `cloud_sync.orders.mp_actions.outcome_keys`), a batch of new orders (`orders:intake`, the levels
+  it reserves, its sites' links, its accounts' push keys: `cloud_sync.orders.intake.intake_keys`; its
+  reservations are written at COMMIT too), an account's FBO reading (`fbo:<account>`), prices and fees read
+  back (`prices:<account>`, `fees:<account>`), and the leases' many-row writes (`leases`; their one-statement
+  writes run outside any transaction and take no lock). The orders' history (read by id) is written at COMMIT,
+  last, under one more key taken then (`take_key`; `cloud_sync.orders.history`). `cloud_sync.db.keyed_or_whole`
+  runs a piece of work keyed and, when it gives way, again as an ordinary transaction. `keys=()` is a
   keyed transaction with no key of its own: for one atomic statement whose row lock decides (a claim). On SQLite the same calls are BEGIN IMMEDIATE.
 
 * **Connection pool**: psycopg_pool (psycopg's own pool library), one pool per database (URL) for every

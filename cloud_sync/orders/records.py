@@ -15,6 +15,7 @@ from typing import Any
 
 from cloud_sync.config import CloudConfig
 from cloud_sync.db import transaction
+from cloud_sync.orders.history import EVENT_SQL, defer_events  # noqa: F401 - EVENT_SQL: the callers' name for it
 from cloud_sync.stock import push as stock_push
 from sitelink import store as link_store
 from sitelink.messages import EncodedBody
@@ -247,27 +248,6 @@ def log_event(conn: sqlite3.Connection, order_id: int | None, kind: str, detail:
         return True
     cur = conn.execute(EVENT_SQL, row)
     return cur.rowcount > 0
-
-
-ORDER_EVENTS_KEY = "orders:events"
-
-
-def defer_events(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-    """Events (`EVENT_SQL` rows) of a keyed transaction: written at its COMMIT, last, under one key taken
-    then (`ORDER_EVENTS_KEY`). The history is read by id (the alerts' cursor, the live feed's `events_after`):
-    an id given must commit before any later one, as when every writer was the store's one writer, so the
-    keyed transactions' events are written one transaction after another at their very end."""
-    for row in rows:
-        conn.defer("order_events", row, _flush_events, rank=2)  # type: ignore[attr-defined]
-
-
-def _flush_events(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-    conn.take_key(ORDER_EVENTS_KEY)  # type: ignore[attr-defined]
-    conn.executemany(EVENT_SQL, rows)
-
-
-EVENT_SQL = ("INSERT OR IGNORE INTO order_events(order_id, ts, kind, detail, source, actor, key)"
-             " VALUES (?,?,?,?,?,?,?)")  # rows (order_id, ts, kind, detail, source, actor, key), as log_event
 
 
 def pick_task_id(key: str, task_round: int = 0) -> str:

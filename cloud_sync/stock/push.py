@@ -43,6 +43,7 @@ from cloud_sync.alerts import outbox
 from cloud_sync.catalog import cards as catalog
 from cloud_sync.config import CloudConfig
 from cloud_sync.db import keyed_or_whole, transaction
+from cloud_sync.orders import history
 from cloud_sync.stock import ledger, warehouses
 from marketplaces.base import (
     ItemResult,
@@ -524,9 +525,9 @@ def _outcome(conn: sqlite3.Connection, cfg: CloudConfig, account: str, rows: lis
         if out.failed:
             conn.execute("INSERT INTO cloud_errors(ts, area, account, message) VALUES (?,?,?,?)",
                          (done, "stock_push", account, f"{out.failed} stock push(es) failed: {'; '.join(out.errors)}"))
-        if out.ok:
-            conn.execute("INSERT INTO order_events(order_id, ts, kind, detail) VALUES (NULL, ?, 'stock_pushed', ?)",
-                         (done, f"{out.ok} card(s) on {account}" + (f", {out.failed} failed" if out.failed else "")))
+        if out.ok:  # at its COMMIT, in id order with the other writers' history (cloud_sync.orders.history)
+            history.defer_events(conn, [(None, done, "stock_pushed", f"{out.ok} card(s) on {account}"
+                                         + (f", {out.failed} failed" if out.failed else ""), "system", "", None)])
         conn.execute("INSERT INTO stock_push_stats(account, sent, failed, calls, last_ts) VALUES (?,?,?,1,?)"
                      " ON CONFLICT(account) DO UPDATE SET sent=sent+excluded.sent, failed=failed+excluded.failed,"
                      " calls=calls+1, last_ts=excluded.last_ts", (account, out.ok, out.failed, done))
