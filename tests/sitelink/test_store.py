@@ -201,12 +201,15 @@ def test_a_single_send_in_an_open_transaction_writes_what_a_batch_writes(tmp_pat
         assert str(ULID.from_str(msg_id)) == msg_id and before <= ULID.from_str(msg_id).milliseconds <= after
         assert abs(created - time.time()) < 60
     conn.execute("BEGIN IMMEDIATE")
-    conn.lock_keys = frozenset({"link:site-1"})  # as a keyed transaction of PostgreSQL's store says it holds
-    try:
+    conn.lock_keys = frozenset({"link:site-2"})  # as a keyed transaction of PostgreSQL's store says it holds
+    try:  # another site's link key does not cover this site's counter and outbox: both ways give way
         with pytest.raises(sqlite.NeedsExclusive):
             store.enqueue(conn, "cloud", "site-1", "pick_task", pick_body(5))
         with pytest.raises(sqlite.NeedsExclusive):
             store.enqueue_many(conn, "cloud", "site-1", [("pick_task", pick_body(5))])
+        conn.lock_keys = frozenset({"link:site-1"})  # its own link's key does, on both ways
+        assert store.enqueue(conn, "cloud", "site-1", "pick_task", pick_body(5)).site == "site-1"
+        assert len(store.enqueue_many(conn, "cloud", "site-1", [("pick_task", pick_body(5))])) == 1
     finally:
         del conn.lock_keys
         conn.execute("ROLLBACK")
