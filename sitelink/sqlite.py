@@ -143,22 +143,12 @@ def transaction(conn: sqlite3.Connection, *, immediate: bool = True,
         return
     begin_keyed = getattr(conn, "begin_keyed", None) if keys is not None else None
     key = getattr(conn, "db_key", "") if immediate else ""
-    turn: threading.RLock | None = None
     if begin_keyed is not None and keys is not None:
         begin_keyed(keys)
     elif key:  # counted while it waits for the write lock (see `writers_waiting`)
-        turn = _writers_turn(key)
         _wait_mark(key, 1)
         try:
-            if not turn.acquire(blocking=False):  # another writer of this process: its busy timeout, as it is now
-                wait_s = conn.execute("PRAGMA busy_timeout").fetchone()[0] / 1000
-                if not (wait_s > 0 and turn.acquire(timeout=wait_s)):
-                    raise sqlite3.OperationalError("database is locked (by another writer of this process)")
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-            except BaseException:
-                turn.release()
-                raise
+            conn.execute("BEGIN IMMEDIATE")
         finally:
             _wait_mark(key, -1)
     else:
@@ -173,27 +163,6 @@ def transaction(conn: sqlite3.Connection, *, immediate: bool = True,
         raise
     else:
         conn.execute("COMMIT")
-    finally:
-        if turn is not None:
-            turn.release()
-
-
-_turns: dict[str, threading.RLock] = {}
-
-
-def _writers_turn(key: str) -> threading.RLock:
-    """The writers of this process to one database file take turns on this lock around their write
-    transaction: one waiting for another is woken the moment it commits. SQLite's own busy handler sleeps in
-    fixed steps (1, 2, 5, 10, 15, 20, 25 ms…) and looks again, so a writer arriving 0.1 ms after another began
-    lost up to the next step after it ended. It still waits that way for a writer of another process. A writer
-    waits for its turn as long as its connection's busy timeout is now (0: it fails at once, as SQLite would).
-    A thread opening a second write transaction of the same file inside its first passes (reentrant), to
-    SQLite's busy timeout as before."""
-    with _waiting_lock:
-        lock = _turns.get(key)
-        if lock is None:
-            lock = _turns[key] = threading.RLock()
-        return lock
 
 
 def statements(script: str) -> list[str]:

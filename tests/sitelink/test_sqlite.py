@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-import time
 
 import pytest
 
@@ -218,55 +217,4 @@ def test_writers_waiting_counts_the_threads_waiting_for_the_same_file(tmp_path):
     thread.join(10)
     assert got_lock.is_set() and sqlite.writers_waiting(holder) == 0
     for conn in (holder, other_file, waiter):
-        conn.close()
-
-
-def test_a_writer_of_this_process_gets_the_write_lock_the_moment_the_other_commits(tmp_path):
-    """Writers of one process take turns on the file (`transaction`): the one waiting is woken when the other
-    commits and only then begins, instead of beginning at once and sleeping in SQLite's busy handler, which
-    looks again in fixed steps (1, 2, 5, 10 ms...) and so lost up to a step after the commit."""
-    holder = sqlite.connect(tmp_path / "a.db")
-    holder.execute("CREATE TABLE t (n INTEGER)")
-    waiter = sqlite.connect(tmp_path / "a.db")
-    begun: list[str] = []
-    waiter.set_trace_callback(lambda sql: begun.append(sql) if sql.startswith("BEGIN") else None)
-
-    def write() -> None:
-        with sqlite.transaction(waiter):
-            waiter.execute("INSERT INTO t VALUES (2)")
-
-    with sqlite.transaction(holder):
-        holder.execute("INSERT INTO t VALUES (1)")
-        thread = threading.Thread(target=write)
-        thread.start()
-        for _ in range(500):
-            if sqlite.writers_waiting(holder):
-                break
-            time.sleep(0.01)
-        time.sleep(0.05)
-        assert sqlite.writers_waiting(holder) == 1
-        assert begun == []  # waiting for its turn, not inside SQLite's busy wait
-    thread.join(10)
-    assert begun == ["BEGIN IMMEDIATE"]
-    assert [r[0] for r in waiter.execute("SELECT n FROM t ORDER BY n")] == [1, 2]
-    # a writer whose busy timeout is 0 fails at once, as SQLite answers (the site link's "only if free")
-    waiter.execute("PRAGMA busy_timeout=0")
-    started = time.monotonic()
-    with sqlite.transaction(holder):
-        errors: list[Exception] = []
-
-        def try_write() -> None:
-            try:
-                with sqlite.transaction(waiter):
-                    pass
-            except sqlite3.OperationalError as exc:
-                errors.append(exc)
-        other = threading.Thread(target=try_write)
-        other.start()
-        other.join(10)
-    assert len(errors) == 1 and "locked" in str(errors[0]) and time.monotonic() - started < 5
-    # a thread's second transaction of the same file inside its first is left to SQLite, as before
-    with sqlite.transaction(holder), pytest.raises(sqlite3.OperationalError, match="locked"), sqlite.transaction(waiter):
-        pass
-    for conn in (holder, waiter):
         conn.close()
