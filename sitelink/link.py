@@ -297,17 +297,22 @@ class SiteLink:
         Without keys (and always on SQLite) a round is an ordinary write transaction."""
         self._keys_of[msg_type] = keys
 
+    def _peer(self, site: str | None) -> str:
+        """The site a message of this side goes to or comes from: a site sends as itself only; the cloud
+        names the site."""
+        if self.role == "site":
+            if site is not None and site != self.cfg.site_id:
+                raise LinkError(f"site {self.cfg.site_id!r} cannot send as site {site!r}")
+            return self.cfg.site_id
+        if not site:
+            raise LinkError("the cloud must say which site a message goes to (site=...)")
+        return site
+
     def send(
         self, conn: sqlite3.Connection, msg_type: str, body: dict[str, Any], site: str | None = None
     ) -> Envelope:
         """Enqueue a message in the caller's transaction (see `store.enqueue`). The cloud names the site."""
-        if self.role == "site":
-            if site is not None and site != self.cfg.site_id:
-                raise LinkError(f"site {self.cfg.site_id!r} cannot send as site {site!r}")
-            site = self.cfg.site_id
-        elif not site:
-            raise LinkError("the cloud must say which site a message goes to (site=...)")
-        env = store.enqueue(conn, self.role, site, msg_type, body)
+        env = store.enqueue(conn, self.role, self._peer(site), msg_type, body)
         self._watch(conn)
         return env
 
@@ -315,13 +320,7 @@ class SiteLink:
         self, conn: sqlite3.Connection, site: str | None, messages: list[tuple[str, dict[str, Any]]]
     ) -> list[Envelope]:
         """Enqueue messages (type, body) in the caller's transaction, in order (see `store.enqueue_many`)."""
-        if self.role == "site":
-            if site is not None and site != self.cfg.site_id:
-                raise LinkError(f"site {self.cfg.site_id!r} cannot send as site {site!r}")
-            site = self.cfg.site_id
-        elif not site:
-            raise LinkError("the cloud must say which site a message goes to (site=...)")
-        envs = store.enqueue_many(conn, self.role, site, messages)
+        envs = store.enqueue_many(conn, self.role, self._peer(site), messages)
         self._watch(conn)
         return envs
 

@@ -52,6 +52,13 @@ def _in_thread(path: str, fn) -> tuple[threading.Thread, threading.Event, list]:
     return t, done, errors
 
 
+def _finished(t: threading.Thread, done: threading.Event, errors: list, why: str = "it did not finish") -> None:
+    """The thread of `_in_thread` finished within 30 s, without an error."""
+    assert done.wait(30), why
+    assert not errors, errors
+    t.join(10)
+
+
 def _oid(conn, account: str, native_id: str) -> int:
     return conn.execute("SELECT id FROM orders WHERE key=?", (f"{account}:{native_id}",)).fetchone()[0]
 
@@ -156,9 +163,7 @@ def test_a_label_outcome_holds_its_sites_link_and_the_outbox_counts_on(db_path, 
             with transaction(link_round, keys=["link:site-1"]):
                 t, done, errors = _in_thread(db_path, lambda c: mp_actions.run_actions(c, cfg, {"ym": window}))
                 assert not done.wait(1.0)  # the site's link round holds its key
-            assert done.wait(30)
-            assert not errors, errors
-            t.join(10)
+            _finished(t, done, errors)
         finally:
             link_round.close()
     else:
@@ -191,9 +196,7 @@ def test_an_outcome_that_reaches_beyond_its_order_gives_way_to_an_ordinary_trans
                     time.sleep(0.02)
                 assert [m[1] for m in window.moves] == ["confirm"]
                 assert not done.wait(1.0)  # gave way: an ordinary transaction waits for the keyed one
-            assert done.wait(30)
-            assert not errors, errors
-            t.join(10)
+            _finished(t, done, errors)
         finally:
             other.close()
     else:
@@ -293,9 +296,7 @@ def test_a_batch_with_an_order_short_of_stock_is_an_ordinary_transaction(db_path
             with transaction(other, keys=["push:zz"]):  # any keyed writer in flight
                 t, done, errors = _in_thread(db_path, lambda c: intake.ingest(c, cfg, batch))
                 assert not done.wait(1.0)  # an ordinary transaction waits for the keyed one
-            assert done.wait(30)
-            assert not errors, errors
-            t.join(10)
+            _finished(t, done, errors)
         finally:
             other.close()
     else:
@@ -467,9 +468,7 @@ def test_the_zero_guard_holds_beside_other_keyed_writers_and_a_new_hold_gives_wa
             with transaction(other, keys=stock_push.push_keys("oz")):
                 t, done, errors = _in_thread(db_path, lambda c: stock_push.guard(c, cfg, "wb"))
                 assert not done.wait(1.0)  # a new hold: an ordinary transaction, waiting for the keyed one
-            assert done.wait(30)
-            assert not errors, errors
-            t.join(10)
+            _finished(t, done, errors)
         else:
             stock_push.guard(conn, cfg, "wb")
         held = stock_push.holds(conn, "wb")
@@ -522,14 +521,10 @@ def test_an_fbo_reading_is_keyed_on_its_account(db_path):
             with transaction(holder, keys=[*stock_push.push_keys("oz"), ledger.source_key("main", "site:s1"),
                                            "link:s1"]), transaction(same, keys=[fbo.fbo_key("wb")]):
                 t, done, errors = _in_thread(db_path, lambda c: fbo.record_reading(c, "oz", reading("oz", 7)))
-                assert done.wait(30), "an FBO reading waited for other keyed writers"
-                assert not errors, errors
-                t.join(10)
+                _finished(t, done, errors, "an FBO reading waited for other keyed writers")
                 t, done, errors = _in_thread(db_path, lambda c: fbo.record_reading(c, "wb", reading("wb", 9)))
                 assert not done.wait(1.0)  # the same account's key is held
-            assert done.wait(30)
-            assert not errors, errors
-            t.join(10)
+            _finished(t, done, errors)
         finally:
             holder.close()
             same.close()
@@ -569,14 +564,10 @@ def test_prices_and_fees_read_back_are_keyed_on_their_account(db_path):
             with transaction(holder, keys=[*stock_push.push_keys("oz"), price_list.prices_key("wb"),
                                            ledger.source_key("main", "site:s1"), "link:s1"]):
                 t, done, errors = _in_thread(db_path, lambda c: read_back(c, "oz", "100"))
-                assert done.wait(30), "a reading waited for other keyed writers"
-                assert not errors, errors
-                t.join(10)
+                _finished(t, done, errors, "a reading waited for other keyed writers")
                 t, done, errors = _in_thread(db_path, lambda c: read_back(c, "wb", "200"))
                 assert not done.wait(1.0)  # the same account's prices key is held
-            assert done.wait(30)
-            assert not errors, errors
-            t.join(10)
+            _finished(t, done, errors)
         finally:
             holder.close()
     else:
