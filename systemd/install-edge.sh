@@ -63,9 +63,23 @@ fi
 
 echo "== code in $OPT"
 mkdir -p "$OPT" "$ETC" "$STATE/labels" "$UNITS"
-if [ "$SRC" != "$OPT" ]; then
+copy_code() {
   tar -C "$SRC" --exclude=.venv --exclude=.git --exclude=var --exclude=test-artifacts --exclude='__pycache__' -cf - . \
     | tar -C "$OPT" -xf -
+}
+if [ "$SRC" != "$OPT" ]; then
+  # tar's status 1 is "file changed as we read it": something wrote in the source tree meanwhile (a run of
+  # the checkout creating var/, say); the tree is read again, and given up on only after three tries
+  for try in 1 2 3; do
+    status=0
+    copy_code || status=$?
+    [ "$status" -eq 0 ] && break
+    if [ "$status" -ne 1 ] || [ "$try" -eq 3 ]; then
+      echo "copying the code from $SRC to $OPT failed (tar's status $status)" >&2
+      exit "$status"
+    fi
+    echo "the code in $SRC changed while it was copied: copying it again" >&2
+  done
 fi
 if [ -z "$ROOT" ]; then
   [ -x "$PY" ] || python3 -m venv "$OPT/.venv"
