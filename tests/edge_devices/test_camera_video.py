@@ -119,13 +119,21 @@ def test_retention_keeps_the_newest(tmp_path):
     assert sorted(p.name for p in tmp_path.glob("*.mp4")) == ["o3.mp4", "o4.mp4", "o5.mp4"]
 
 
-def test_camera_as_a_station_scanner(tmp_path):
-    from edge_agent.devices.scanners import open_scanner, wait_for
+def _desk_scanner(tmp_path):
+    """A camera scanner of station pack-3 reading a 10-frame video file, started; (scanner, events got)."""
+    from edge_agent.devices.scanners import open_scanner
 
     s = open_scanner({"kind": "camera", "source": str(make_video(tmp_path / "desk.mp4", frames=10)),
                       "station": "pack-3", "fps": 50})
     got = []
     s.start(got.append)
+    return s, got
+
+
+def test_camera_as_a_station_scanner(tmp_path):
+    from edge_agent.devices.scanners import open_scanner, wait_for
+
+    s, got = _desk_scanner(tmp_path)
     try:
         assert wait_for(lambda: len(got) >= 2)
         time.sleep(0.3)
@@ -146,12 +154,9 @@ def test_a_scanner_camera_lets_its_video_file_go_at_its_end(tmp_path):
     """Once a video file has ended nothing more comes from it: the scanner releases the capture (FFmpeg's
     decoder and its frame buffers, ~7 MB at 1280x720 on the Pi bench) instead of holding it until the site
     stops, and the camera keeps no frame of it."""
-    from edge_agent.devices.scanners import open_scanner, wait_for
+    from edge_agent.devices.scanners import wait_for
 
-    s = open_scanner({"kind": "camera", "source": str(make_video(tmp_path / "desk.mp4", frames=10)),
-                      "station": "pack-3", "fps": 50})
-    got = []
-    s.start(got.append)
+    s, got = _desk_scanner(tmp_path)
     try:
         assert wait_for(lambda: len(got) >= 2)
         assert wait_for(lambda: not s._thread.is_alive())  # the file ended
