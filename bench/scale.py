@@ -16,8 +16,10 @@ store has every order (orders/s). In the 3-process phase a second wave follows, 
 most job leases is SIGKILLed in it: take-over = seconds until every job it held is held by a live process
 (the store's `job_leases`). Duplicates, judged from outside after everything settled: a site change twice
 in the ledger (`stock_moves.ref`), an order moved twice by one action (the sandboxes' own `order_calls`:
-applied more than once), a stock push sent twice (the sandboxes' `stock_writes` above the store's count of
-pushes sent, `stock_push_stats`). Last line:
+applied more than once), a stock push sent twice (the sandboxes' `stock_repeats`: a card's last written
+number written again; the writes above the store's count of pushes sent, `stock_push_stats`, are printed
+beside it: a killed process's call in flight lands unrecorded, and a newer number after it is no repeat).
+Last line:
 `sites=N msgs_per_s=X ratio_3_to_1=Y takeover_s=Z duplicates=D` (msgs_per_s: 3 processes).
 
 Sizes. `--sites` site links run in processes of 100 (`bench/lib/sites.py`: paho's select() takes no file
@@ -55,6 +57,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import psycopg  # noqa: E402
+from lib.cpu import Split  # noqa: E402
 from lib.sites import LINKS_PER_PROCESS, delta, fill_outbox, outbox_depth, spawn_child, stop_child, wait_ready  # noqa: E402
 
 from cloud_sync.config import load_config  # noqa: E402
@@ -254,6 +257,8 @@ class Phase:
                 time.sleep(0.05)
         watcher = threading.Thread(target=watch, daemon=True)
         watcher.start()
+        cpu = Split(self.cpu_group)
+        cpu.start()
         self.connect_sites()
         out: dict[str, float] = {"connected_s": time.monotonic() - t0}
         if kill_after is not None:
@@ -263,11 +268,26 @@ class Phase:
             wait("every site change in the ledger and every order in the store", lambda: len(done) == 3, 900, 0.2)
         finally:
             stop.set()
-        out.update(done, msgs=target - before, orders=orders_target - orders_before)
+        cpu.stop()
+        self.say(f"CPU while the wave ran: {cpu.line()}")
+        out.update(done, msgs=target - before, orders=orders_target - orders_before, busy_pct=cpu.busy_pct)
         wait("every site's outbox acknowledged", lambda: not any(
             outbox_depth(self.work / "sites" / f"{s}.db") for s in self.sites), 300, 0.5)
         self.disconnect_sites()
         return out
+
+    def cpu_group(self, pid: int, name: str, pgid: int) -> str | None:
+        """Which part of the bench a process is (lib.cpu.Split): the cloud processes, the sandboxes, the
+        simulated sites, PostgreSQL, the broker, this bench."""
+        if any(c.proc is not None and c.proc.pid == pgid for c in self.clouds):
+            return "cloud"
+        if any(s.proc is not None and s.proc.pid == pgid for s in self.services):
+            return "sandboxes"
+        if any(p.pid == pid for p in self.site_procs):
+            return "sites"
+        if name in ("postgres", "mosquitto"):
+            return {"postgres": "PostgreSQL", "mosquitto": "broker"}[name]
+        return "bench" if pid == os.getpid() else None
 
     def kill_one(self) -> float:
         """SIGKILL the process holding most job leases; seconds until each of its jobs has a live owner."""
@@ -296,17 +316,20 @@ class Phase:
 
     def duplicates(self) -> dict[str, int]:
         site = one(self.url, "SELECT COUNT(*) - COUNT(DISTINCT ref) FROM stock_moves WHERE source LIKE 'site:%'")
-        order_dups = order_again = push_extra = writes = 0
+        order_dups = order_again = repeats = unrecorded = writes = 0
         sent = dict(rows(self.url, "SELECT account, sent FROM stock_push_stats"))
         for account, info in self.sandboxes.items():
             st = http_json("GET", info["url"] + "/_sandbox/state")
             for acts in st.get("order_calls", {}).values():
                 order_dups += sum(1 for received_applied in acts.values() if received_applied[1] > 1)
                 order_again += sum(1 for received_applied in acts.values() if received_applied[0] > 1)
-            push_extra += max(0, int(st.get("stock_writes", 0)) - int(sent.get(account, 0)))
+            repeats += int(st.get("stock_repeats", 0))
+            unrecorded += max(0, int(st.get("stock_writes", 0)) - int(sent.get(account, 0)))
             writes += int(st.get("stock_writes", 0))
-        self.say(f"stock writes the sandboxes received: {writes}; pushes the store counts sent: {sum(sent.values())}")
-        return {"site_msgs": site, "order_moves": order_dups, "stock_pushes": push_extra,
+        self.say(f"stock writes the sandboxes received: {writes}; pushes the store counts sent: {sum(sent.values())};"
+                 f" received and not counted (a killed process's call in flight, or a newer number after it):"
+                 f" {unrecorded}; the same number written to a card twice in a row: {repeats}")
+        return {"site_msgs": site, "order_moves": order_dups, "stock_pushes": repeats,
                 "order_calls_repeated": order_again}
 
     def stop(self) -> None:
@@ -390,6 +413,9 @@ def main() -> None:
     print(f"while applying (from the first change in the ledger to the last; the sites' connecting, the same"
           f" in both phases, left out): 1 process {one_p['applying_s']:,.2f} msg/s, 3 processes"
           f" {three['applying_s']:,.2f} msg/s (x{three['applying_s'] / one_p['applying_s']:.2f})")
+    print(f"the box's cores were busy {one_p['busy_pct']:.0f} % during the 1-process wave and"
+          f" {three['busy_pct']:.0f} % during the 3-process one: at the same CPU per message, 3 processes can"
+          f" go at most x{100 / max(one_p['busy_pct'], 1):.2f} of 1 on this box")
     print(f"take-over after SIGKILL: {three['takeover_s']:.2f} s; duplicates: 1 process {one_p['dups']}, "
           f"3 processes {three['dups']}")
     print(f"load average after: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}; {time.monotonic() - t0:.0f} s in all")

@@ -17,9 +17,11 @@ more units than that stock, as a marketplace does; each unit ordered comes off t
 `late_buyer()` says when a fault asks for a late buyer's race instead.
     GET  /_sandbox/state    -> {"stocks", "prices", "orders": {id: native status}, "requests", "throttled",
                                 "throttled_items", "injected", "spec_violations", "order_calls",
-                                ...marketplace extras}
+                                "stock_repeats", ...marketplace extras}
                                order_calls: {order id: {action: [calls received, calls applied]}} for
-                               the routes that move an order (`Route.action`), to tell a duplicate move
+                               the routes that move an order (`Route.action`), to tell a duplicate move;
+                               stock_repeats: stock writes that set a card's last written number again
+                               (`note_stock_write`), to tell a push sent twice from a newer number
     POST /_sandbox/fates    what becomes of handed-over parcels (delivered, cancelled, not accepted,
                             returned): rates, delays, forced fates — see sandbox/fates.py
     POST /_sandbox/reset    -> re-seed from scratch (limits, faults, counters too)
@@ -297,6 +299,8 @@ class SandboxApp:
         self.requests = 0
         self.throttled = 0
         self.throttled_items = 0
+        self.stock_repeats = 0
+        self._last_written: dict[Any, int] = {}
         self.injected = {"429": 0, "5xx": 0, "malformed": 0}
         self.spec_violations: list[str] = []
         self.by_path: dict[str, int] = {}
@@ -326,12 +330,21 @@ class SandboxApp:
             requests=self.requests,
             throttled=self.throttled,
             throttled_items=self.throttled_items,
+            stock_repeats=self.stock_repeats,
             injected=dict(self.injected),
             spec_violations=list(self.spec_violations),
             by_path=dict(self.by_path),
             order_calls={o: {a: list(n) for a, n in acts.items()} for o, acts in self.order_calls.items()},
         )
         return snap
+
+    def note_stock_write(self, key: Any, quantity: int) -> None:
+        """A stock write accepted for `key` (a card at a warehouse, in the marketplace's own terms): one that
+        sets the number last written for it again counts as a repeat (`stock_repeats` in the state)."""
+        with self._counter_lock:
+            if self._last_written.get(key) == quantity:
+                self.stock_repeats += 1
+            self._last_written[key] = quantity
 
     def count_item_throttle(self, n: int = 1) -> None:
         with self._counter_lock:

@@ -337,6 +337,7 @@ class MegamarketSandbox(SandboxApp):
             return failure("OFFER_NOT_FOUND", f"unknown offers: {', '.join(unknown[:5])}")
         for s in data["stocks"]:
             self.stocks[s["offerId"]] = int(s["quantity"])
+            self.note_stock_write(s["offerId"], int(s["quantity"]))
         self.stock_writes += len(data["stocks"])
         return envelope()
 

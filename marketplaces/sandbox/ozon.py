@@ -663,6 +663,7 @@ class OzonSandbox(SandboxApp):
                 self.stocks[(pid, wh)] = int(it["stock"]) + self.reserved.get((pid, wh), 0)
                 self.stock_stamp[(pid, wh)] = now
                 self.stock_writes += 1
+                self.note_stock_write((pid, wh), int(it["stock"]))
                 result["updated"] = True
             out.append(result)
         return SandboxReply(200, {"result": out})

@@ -519,6 +519,7 @@ class YandexMarketSandbox(SandboxApp):
         with self.lock:
             for s in body["skus"]:
                 self.stocks[s["sku"]] = int(s["items"][0]["count"])
+                self.note_stock_write(s["sku"], int(s["items"][0]["count"]))
             self.stock_writes += len(skus)
         return ok()
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -101,3 +102,31 @@ def test_path_override_moves_an_operation(sandbox_factory) -> None:
     c.post("/_sandbox/override", json={"path_moves": {"/api/v3/orders/new": "/api/v4/orders/new"}})
     assert c.get("/api/v3/orders/new").status_code == 404
     assert c.get("/api/v4/orders/new").status_code == 200
+
+
+@pytest.mark.parametrize("market", ["wildberries", "ozon", "yandex_market", "megamarket"])
+def test_a_stock_number_written_again_counts_as_a_repeat(market: str, sandbox_factory, account_for) -> None:
+    """`stock_repeats` in the state: a card's last written number written again (a push sent twice); a new
+    number, or the first write of a card, is no repeat. Real pushes by the marketplace's adapter."""
+    from marketplaces import open_account
+    from marketplaces.base import StockLevel
+
+    running = sandbox_factory(market, seed=6, time_scale=1000.0)
+    adapter = open_account(account_for(running, **running.app.account_options()))
+    cards = adapter.read_stocks("fbs")[:3]
+    assert len(cards) == 3
+
+    def push(numbers: list[int]) -> int:
+        for _attempt in range(50):  # Ozon: one write per card and warehouse in its (scaled) window
+            results = adapter.push_stocks([StockLevel(c.card_id, c.offer_id, c.warehouse_id, n)
+                                           for c, n in zip(cards, numbers, strict=True)])
+            if all(r.ok for r in results):
+                break
+            time.sleep(0.05)
+        assert all(r.ok for r in results), [r.error for r in results]
+        return httpx.get(running.url + "/_sandbox/state", timeout=10).json()["stock_repeats"]
+
+    assert push([7, 8, 9]) == 0
+    assert push([7, 8, 9]) == 3
+    assert push([1, 2, 3]) == 3
+    assert push([1, 2, 4]) == 5
