@@ -44,7 +44,7 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench.edge_scan_to_label import ozon_pdf, wb_zpl  # noqa: E402  (the labels of the scan-to-label bench)
-from bench.tcp_printer import TcpPrinter  # noqa: E402
+from bench.lib.tcp_printer import TcpPrinter  # noqa: E402
 from edge_agent import store  # noqa: E402
 from edge_agent.barcodes import ean13_check_digit, symbol_image  # noqa: E402
 from edge_agent.config import hash_pin  # noqa: E402

@@ -20,7 +20,7 @@ from pathlib import Path
 # the project first (run as a script, bench/ would stand first on the path)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.tcp_printer import TcpPrinter  # noqa: E402
+from bench.lib.tcp_printer import TcpPrinter  # noqa: E402
 from edge_agent.devices.base import PrintJob  # noqa: E402
 from edge_agent.devices.printers import open_printer  # noqa: E402
 from edge_agent.devices.scanners import VirtualScanner  # noqa: E402

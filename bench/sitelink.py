@@ -18,7 +18,8 @@
 directions, every envelope and acknowledgement signed and checked); the raw baseline stays on an open one.
 The machine is shared (2 cores, other work may run): figures vary by run; the ratio is measured within
 one run so both sides see the same load. Last line:
-`ratio_to_raw=X drain_100k_s=Y fanin_msg_s=Z fanin_p99_ms=W`.
+`ratio_to_raw=X drain_100k_s=Y fanin_msg_s=Z fanin_p99_ms=W` (Y scaled to 100,000 messages when `--drain`
+buffers another number).
 
 usage: python bench/sitelink.py [--n 20000] [--drain 100000] [--sites 200] [--per-site 50] [--secure]
 """
@@ -399,7 +400,7 @@ def main(argv: list[str]) -> int:
         if broker is not open_broker:
             broker.stop()
         print(f"load average after: {os.getloadavg()[0]:.2f}")
-    last = f"ratio_to_raw={durable / raw_pub:.2f} drain_100k_s={drain:.1f}"
+    last = f"ratio_to_raw={durable / raw_pub:.2f} drain_100k_s={drain / args.drain * 100_000:.1f}"
     if fanin is not None:
         last += f" fanin_msg_s={fanin['rate']:.0f} fanin_p99_ms={fanin['p99'] * 1000:.0f}"
     print(last)
