@@ -317,6 +317,7 @@ class Phase:
     def duplicates(self) -> dict[str, int]:
         site = one(self.url, "SELECT COUNT(*) - COUNT(DISTINCT ref) FROM stock_moves WHERE source LIKE 'site:%'")
         order_dups = order_again = repeats = unrecorded = writes = 0
+        samples: list[tuple] = []
         sent = dict(rows(self.url, "SELECT account, sent FROM stock_push_stats"))
         for account, info in self.sandboxes.items():
             st = http_json("GET", info["url"] + "/_sandbox/state")
@@ -324,11 +325,15 @@ class Phase:
                 order_dups += sum(1 for received_applied in acts.values() if received_applied[1] > 1)
                 order_again += sum(1 for received_applied in acts.values() if received_applied[0] > 1)
             repeats += int(st.get("stock_repeats", 0))
+            samples += [(account, *x) for x in st.get("stock_repeat_samples", [])]
             unrecorded += max(0, int(st.get("stock_writes", 0)) - int(sent.get(account, 0)))
             writes += int(st.get("stock_writes", 0))
         self.say(f"stock writes the sandboxes received: {writes}; pushes the store counts sent: {sum(sent.values())};"
                  f" received and not counted (a killed process's call in flight, or a newer number after it):"
                  f" {unrecorded}; the same number written to a card twice in a row: {repeats}")
+        if samples:
+            self.say("  repeats (account, card, number, seconds since its last write): "
+                     + "; ".join(" ".join(str(v) for v in x) for x in samples[:12]))
         return {"site_msgs": site, "order_moves": order_dups, "stock_pushes": repeats,
                 "order_calls_repeated": order_again}
 

@@ -20,8 +20,8 @@ more units than that stock, as a marketplace does; each unit ordered comes off t
                                 "stock_repeats", ...marketplace extras}
                                order_calls: {order id: {action: [calls received, calls applied]}} for
                                the routes that move an order (`Route.action`), to tell a duplicate move;
-                               stock_repeats: stock writes that set a card's last written number again
-                               (`note_stock_write`), to tell a push sent twice from a newer number
+                               stock_repeats: stock writes of a card's last written number while it still
+                               showed it (`note_stock_write`), to tell a push sent twice from a newer number
     POST /_sandbox/fates    what becomes of handed-over parcels (delivered, cancelled, not accepted,
                             returned): rates, delays, forced fates — see sandbox/fates.py
     POST /_sandbox/reset    -> re-seed from scratch (limits, faults, counters too)
@@ -300,7 +300,8 @@ class SandboxApp:
         self.throttled = 0
         self.throttled_items = 0
         self.stock_repeats = 0
-        self._last_written: dict[Any, int] = {}
+        self._last_written: dict[Any, tuple[int, float]] = {}
+        self.stock_repeat_samples: list[list[Any]] = []  # [key, quantity, seconds since its last write]
         self.injected = {"429": 0, "5xx": 0, "malformed": 0}
         self.spec_violations: list[str] = []
         self.by_path: dict[str, int] = {}
@@ -331,6 +332,7 @@ class SandboxApp:
             throttled=self.throttled,
             throttled_items=self.throttled_items,
             stock_repeats=self.stock_repeats,
+            stock_repeat_samples=list(self.stock_repeat_samples),
             injected=dict(self.injected),
             spec_violations=list(self.spec_violations),
             by_path=dict(self.by_path),
@@ -338,13 +340,18 @@ class SandboxApp:
         )
         return snap
 
-    def note_stock_write(self, key: Any, quantity: int) -> None:
-        """A stock write accepted for `key` (a card at a warehouse, in the marketplace's own terms): one that
-        sets the number last written for it again counts as a repeat (`stock_repeats` in the state)."""
+    def note_stock_write(self, key: Any, quantity: int, shown: int | None) -> None:
+        """A stock write accepted for `key` (a card at a warehouse, in the marketplace's own terms), `shown`
+        what the card showed just before it: one that writes the number last written while the card still
+        shows it (no sale moved it meanwhile) changed nothing, a push sent twice (`stock_repeats`)."""
+        now = time.monotonic()
         with self._counter_lock:
-            if self._last_written.get(key) == quantity:
+            last = self._last_written.get(key)
+            if last is not None and last[0] == quantity == shown:
                 self.stock_repeats += 1
-            self._last_written[key] = quantity
+                if len(self.stock_repeat_samples) < 20:
+                    self.stock_repeat_samples.append([str(key), quantity, round(now - last[1], 3)])
+            self._last_written[key] = (quantity, now)
 
     def count_item_throttle(self, n: int = 1) -> None:
         with self._counter_lock:

@@ -336,8 +336,8 @@ class MegamarketSandbox(SandboxApp):
         if unknown:
             return failure("OFFER_NOT_FOUND", f"unknown offers: {', '.join(unknown[:5])}")
         for s in data["stocks"]:
+            self.note_stock_write(s["offerId"], int(s["quantity"]), self.stocks.get(s["offerId"]))
             self.stocks[s["offerId"]] = int(s["quantity"])
-            self.note_stock_write(s["offerId"], int(s["quantity"]))
         self.stock_writes += len(data["stocks"])
         return envelope()
 

@@ -660,10 +660,11 @@ class OzonSandbox(SandboxApp):
                 self.count_item_throttle()
                 result["errors"].append({"code": "TOO_MANY_REQUESTS", "message": "Stock is updated too frequently"})
             else:
+                shown = self.stocks.get((pid, wh), 0) - self.reserved.get((pid, wh), 0)
                 self.stocks[(pid, wh)] = int(it["stock"]) + self.reserved.get((pid, wh), 0)
                 self.stock_stamp[(pid, wh)] = now
                 self.stock_writes += 1
-                self.note_stock_write((pid, wh), int(it["stock"]))
+                self.note_stock_write((pid, wh), int(it["stock"]), shown)
                 result["updated"] = True
             out.append(result)
         return SandboxReply(200, {"result": out})

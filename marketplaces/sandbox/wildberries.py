@@ -317,7 +317,7 @@ class WildberriesSandbox(SandboxApp):
                 before = self.stocks.get((wh, int(s["chrtId"])), 0)
                 self.stocks[(wh, int(s["chrtId"]))] = int(s["amount"])
                 self.stock_writes += 1
-                self.note_stock_write((wh, int(s["chrtId"])), int(s["amount"]))
+                self.note_stock_write((wh, int(s["chrtId"])), int(s["amount"]), before)
                 self.stock_sets.setdefault(f"{s['chrtId']}@{wh}", []).append([time.time(), int(s["amount"]), before])
         return SandboxReply(204)
 

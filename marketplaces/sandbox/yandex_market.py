@@ -518,8 +518,8 @@ class YandexMarketSandbox(SandboxApp):
             return error(400, "DUPLICATE_SKU", "every sku must be unique within one request")
         with self.lock:
             for s in body["skus"]:
+                self.note_stock_write(s["sku"], int(s["items"][0]["count"]), self.stocks.get(s["sku"]))
                 self.stocks[s["sku"]] = int(s["items"][0]["count"])
-                self.note_stock_write(s["sku"], int(s["items"][0]["count"]))
             self.stock_writes += len(skus)
         return ok()
 

@@ -130,3 +130,10 @@ def test_a_stock_number_written_again_counts_as_a_repeat(market: str, sandbox_fa
     assert push([7, 8, 9]) == 3
     assert push([1, 2, 3]) == 3
     assert push([1, 2, 4]) == 5
+    # a number written again after the marketplace moved the card (a sale took a unit) restores it: no repeat
+    app = running.app
+    app.note_stock_write("card@wh", 5, None)
+    app.note_stock_write("card@wh", 5, 4)
+    assert app.stock_repeats == 5
+    app.note_stock_write("card@wh", 5, 5)
+    assert app.stock_repeats == 6
