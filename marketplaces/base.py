@@ -523,9 +523,11 @@ class PushTerms:
     It posts to `<cloud>/push/<marketplace>/<account>/<push token>/<path>` for each of `paths`
     ("notification", "order/new"...). `sources`: the networks it pushes from (CIDR), allowed by default
     when the account names none; () allows any. The answer bodies are templates in the marketplace's own
-    shape: `accepted` answers a push taken (HTTP 200), `refused` any other status; a string that is
-    exactly "{time}" (now, ISO 8601 UTC to the millisecond), "{kind}" (`refusal_kinds` by HTTP status,
-    else `other_refusal`) or "{message}" is filled in. `noun` is what it calls one push."""
+    shape: `accepted` answers a push taken (HTTP 200), `ping` a connection check (HTTP 200; None: as
+    `accepted` — Ozon answers its TYPE_PING with `{"version","name","time"}` but an event with
+    `{"result": true}`), `refused` any other status; a string that is exactly "{time}" (now, ISO 8601 UTC
+    to the millisecond), "{kind}" (`refusal_kinds` by HTTP status, else `other_refusal`), "{message}" is
+    filled in, and "{null}" becomes JSON null (TOML has none). `noun` is what it calls one push."""
 
     paths: tuple[str, ...]
     accepted: Mapping[str, Any]
@@ -534,12 +536,16 @@ class PushTerms:
     refusal_kinds: Mapping[int, str] = field(default_factory=dict)
     other_refusal: str = ""
     noun: str = "push"
+    ping: Mapping[str, Any] | None = None
 
-    def answer(self, status: int, message: str = "", *, now: datetime | None = None) -> dict[str, Any]:
-        """The body answering a push with HTTP `status` (200: taken; else refused for `message`)."""
+    def answer(self, status: int, message: str = "", *, now: datetime | None = None,
+               ping: bool = False) -> dict[str, Any]:
+        """The body answering a push with HTTP `status` (200: taken — `ping`: a connection check; else
+        refused for `message`)."""
         if status == 200:
             moment = (now or utc_now()).astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-            return _filled(self.accepted, {"{time}": moment})
+            template = self.ping if ping and self.ping is not None else self.accepted
+            return _filled(template, {"{time}": moment})
         return _filled(self.refused, {"{kind}": self.refusal_kinds.get(status, self.other_refusal),
                                       "{message}": message})
 
@@ -547,7 +553,7 @@ class PushTerms:
 def _filled(template: Any, values: Mapping[str, str]) -> Any:
     """A copy of a JSON template with each placeholder string replaced by its value."""
     if isinstance(template, str):
-        return values.get(template, template)
+        return None if template == "{null}" else values.get(template, template)
     if isinstance(template, Mapping):
         return {k: _filled(v, values) for k, v in template.items()}
     if isinstance(template, list | tuple):

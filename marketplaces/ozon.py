@@ -20,6 +20,7 @@ Client-Id, 80 stock requests per minute, the per-item rules) come from endpoints
 from __future__ import annotations
 
 import base64
+import json
 import logging
 import re
 import time
@@ -30,6 +31,7 @@ from typing import Any, Literal
 
 from marketplaces.base import (
     AccountConfig,
+    AuthError,
     BadResponse,
     Card,
     CardCreation,
@@ -75,6 +77,22 @@ POSTING_STATUSES = {
 }
 AFTER_PACKAGING = {"awaiting_deliver", "delivering", "driver_pickup", "delivered", "sent_by_seller"}
 HANDED_OVER = {"delivering", "driver_pickup", "delivered", "sent_by_seller"}
+# push notifications (push_types) the product uses, as OrderEvent kinds; the rest are acknowledged, ignored
+PUSH_KINDS = {"TYPE_NEW_POSTING": "created", "TYPE_POSTING_CANCELLED": "cancelled", "TYPE_STATE_CHANGED": "status"}
+# the push model's posting states -> the Seller API's statuses polling gives (push_types, "Correspondence of
+# Seller API and push model statuses"); posting_created is awaiting_packaging or awaiting_approve, both "new"
+PUSH_STATES = {
+    "posting_acceptance_in_progress": "acceptance_in_progress", "posting_created": "awaiting_packaging",
+    "posting_awaiting_registration": "awaiting_registration",
+    "posting_transferring_to_delivery": "awaiting_deliver", "posting_in_carriage": "awaiting_deliver",
+    "posting_not_in_carriage": "awaiting_deliver", "posting_in_arbitration": "arbitration",
+    "posting_in_client_arbitration": "client_arbitration", "posting_on_way_to_city": "delivering",
+    "posting_transferred_to_courier_service": "delivering", "posting_in_courier_service": "delivering",
+    "posting_on_way_to_pickup_point": "delivering", "posting_in_pickup_point": "delivering",
+    "posting_conditionally_delivered": "delivering", "posting_driver_pick_up": "driver_pickup",
+    "posting_delivered": "delivered", "posting_received": "delivered", "posting_canceled": "cancelled",
+    "posting_not_in_sort_center": "not_accepted",
+}
 RETRYABLE_ITEM_CODES = {"TOO_MANY_REQUESTS"}
 ITEM_RETRY_ROUNDS = 3
 MOVE_ATTEMPTS = 8  # sends of one status change, each after reading the status back
@@ -1153,8 +1171,63 @@ class OzonAdapter:
             raise self._bad(f"a report row cannot be read ({exc})", "realization") from None
 
     def parse_push(self, headers: dict[str, str], body: bytes) -> list[OrderEvent]:
-        raise NotSupported("ozon", "parse_push (Ozon push notifications are not wired; poll new_orders)",
-                           account=self.account)
+        """An Ozon push notification (the one URL of the cabinet, `<push URL>/notification`) as events:
+        TYPE_PING a ping; TYPE_NEW_POSTING "created", TYPE_POSTING_CANCELLED "cancelled", TYPE_STATE_CHANGED
+        "status" in the Seller API's posting statuses (the ones polling gives: `PUSH_STATES`); [] for the
+        types the product does not use (date changes, products, stocks, chats), which are acknowledged.
+        The new posting's notification is thin (no prices): its event carries no order, so the intake
+        reads the posting (`get_order`, /v3/posting/fbs/get) keyed by the posting_number polling gives.
+        Raises `BadResponse` for a malformed notification and `AuthError` for one about another seller
+        (`seller_id` against the account's `options["seller_id"]`, else its numeric Client-Id)."""
+        ep = "notification"
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            raise self._bad("notification body is not valid JSON", ep) from None
+        if not isinstance(data, dict) or not isinstance(data.get("message_type"), str):
+            raise self._bad("message_type is missing", ep)
+        kind_name = data["message_type"]
+        if kind_name == "TYPE_PING":
+            return [OrderEvent("ping", dedup_key="", native=data)]
+        kind = PUSH_KINDS.get(kind_name)
+        if kind is None:
+            return []
+        required = {"created": ("posting_number", "products"), "cancelled": ("posting_number",),
+                    "status": ("posting_number", "new_state")}[kind]
+        missing = [k for k in required if data.get(k) in (None, "", [])]
+        if missing:
+            raise self._bad(f"{kind_name}: missing {', '.join(missing)}", ep)
+        number = data["posting_number"]
+        if not isinstance(number, str):
+            raise self._bad(f"{kind_name}: posting_number must be a string", ep)
+        if "products" in data and (not isinstance(data["products"], list) or any(
+                not isinstance(p, dict) or not isinstance(p.get("sku"), int) or not isinstance(p.get("quantity"), int)
+                for p in data["products"])):
+            raise self._bad(f"{kind_name}: products must be [{{sku, quantity}}] (integers)", ep)
+        for stamp in ("in_process_at", "shipment_date", "changed_state_date"):
+            if data.get(stamp):  # in_process_at may be empty for a posting paid late (push_types)
+                try:
+                    _when(data[stamp])
+                except (TypeError, ValueError):
+                    raise self._bad(f"{kind_name}: {stamp} is not a date-time", ep) from None
+        seller = data.get("seller_id")
+        if seller is not None and (isinstance(seller, bool) or not isinstance(seller, int)):
+            raise self._bad(f"{kind_name}: seller_id must be an integer", ep)
+        own = str(self.config.options.get("seller_id") or self._client_id)
+        if seller is not None and own.isdigit() and seller != int(own):
+            raise AuthError(f"notification for seller {seller}, not this account's", account=self.account,
+                            endpoint=ep)
+        prefix = f"oz:{seller if seller is not None else own or self.account}:{number}"
+        if kind == "created":
+            return [OrderEvent("created", number, "awaiting_packaging", dedup_key=f"{prefix}:new", native=data)]
+        if kind == "cancelled":
+            return [OrderEvent("cancelled", number, "cancelled", dedup_key=f"{prefix}:cancelled", native=data)]
+        state = data["new_state"]
+        status = PUSH_STATES.get(state) if isinstance(state, str) else None
+        if status is None:
+            raise self._bad(f"TYPE_STATE_CHANGED: unknown new_state {state!r}", ep)
+        return [OrderEvent("status", number, status,
+                           dedup_key=f"{prefix}:state:{state}@{data.get('changed_state_date') or ''}", native=data)]
 
 
 # Ozon's transaction totals that are the month's logistics and processing (compared with our logistics)

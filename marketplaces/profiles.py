@@ -11,7 +11,8 @@ The table (see endpoints/wildberries.toml for a documented example):
                          receive_pushes, handover_documents, reduce_order (each true or false; a
                          missing one is false)
     [profile.statuses]   native status (or "STATUS/SUBSTATUS") = unified status
-    [profile.push]       only where it pushes: paths, sources, noun, accepted, refused,
+    [profile.push]       only where it pushes: paths, sources, noun, accepted, refused, ping (the
+                         answer to a connection check where it differs from accepted),
                          refusal_kinds ({"400" = "..."}), other_refusal
 """
 
@@ -31,7 +32,7 @@ from marketplaces.endpoints import HERE
 _REQUIRED = ("title", "colour", "label_after", "min_poll_s", "poll_reason", "poll_endpoint")
 _OPTIONAL = ("min_stock_interval_s", "stock_interval_reason", "stock_follows_orders", "ships")
 _TABLES = ("can", "statuses", "push")
-_PUSH_KEYS = {"paths", "sources", "noun", "accepted", "refused", "refusal_kinds", "other_refusal"}
+_PUSH_KEYS = {"paths", "sources", "noun", "accepted", "refused", "ping", "refusal_kinds", "other_refusal"}
 _COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
 
 
@@ -129,6 +130,8 @@ def _push(table: Any, where: str) -> PushTerms:
     for key in ("accepted", "refused"):
         if not isinstance(table.get(key), dict):
             raise ProfileError(f"{where}.{key}: the answer body (a table) is required")
+    if "ping" in table and not isinstance(table["ping"], dict):
+        raise ProfileError(f"{where}.ping: the answer body to a connection check (a table)")
     try:
         kinds = {int(status): str(kind) for status, kind in table.get("refusal_kinds", {}).items()}
     except ValueError:
@@ -136,4 +139,5 @@ def _push(table: Any, where: str) -> PushTerms:
     return PushTerms(paths=tuple(paths), accepted=MappingProxyType(table["accepted"]),
                      refused=MappingProxyType(table["refused"]), sources=tuple(str(s) for s in sources),
                      refusal_kinds=MappingProxyType(kinds), other_refusal=str(table.get("other_refusal", "")),
-                     noun=str(table.get("noun", "push")))
+                     noun=str(table.get("noun", "push")),
+                     ping=MappingProxyType(table["ping"]) if "ping" in table else None)

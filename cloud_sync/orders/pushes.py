@@ -1,4 +1,4 @@
-"""Order events the marketplaces push (Yandex.Market notifications, Megamarket order/new and cancel):
+"""Order events the marketplaces push (Yandex.Market and Ozon notifications, Megamarket order/new and cancel):
 the `push_events` table — every accepted event stored durably before the marketplace gets its answer,
 duplicates counted, not stored again — and `PushWorker`, which hands each stored event to the order
 intake after the answer went out, retrying while it fails and replaying what a previous run left.

@@ -1,6 +1,7 @@
 """The push endpoints the cloud exposes to the marketplaces that push order events (today Yandex.Market's
-Notification API and Megamarket's order/new and order/cancel): which ones, their URL suffixes, default
-source networks and answer shapes come from each marketplace's profile (`MarketplaceProfile.push`).
+Notification API, Megamarket's order/new and order/cancel and Ozon's push notifications): which ones,
+their URL suffixes, default source networks and answer shapes come from each marketplace's profile
+(`MarketplaceProfile.push`).
 
 Owns: a Flask blueprint (`create_blueprint(cfg, adapters, on_event)`, or `create_webhooks_blueprint`
 without a CloudConfig) with one URL family per account, the `push_events` table (every accepted
@@ -9,27 +10,33 @@ authentic, parsing through the account's adapter (`Marketplace.parse_push`: the 
 stay in its module), ignoring duplicates, and a worker that hands each new event to `on_event`
 after the answer went out, retrying it while it fails, and replaying unhandled events at start.
 
-URLs (the secret is part of the URL because neither marketplace can send our headers), one per path of
+URLs (the secret is part of the URL because no marketplace can send our headers), one per path of
 the marketplace's profile:
     POST /push/yandex_market/<account>/<push_token>/notification
     POST /push/megamarket/<account>/<push_token>/order/new
     POST /push/megamarket/<account>/<push_token>/order/cancel
+    POST /push/ozon/<account>/<push_token>/notification   (the one URL the seller types in Ozon's cabinet)
 Per account: `credentials["push_token"]` (the secret; from the environment or the secrets file, like
 every credential, or stored on the Settings page: checked from the next push on, as the account's
 config stands at each push), `options["push_sources"]` (CIDRs allowed to push; else the profile's
-published ranges — Yandex.Market 5.45.207.0/25, 141.8.142.0/25, 5.255.253.0/25, Megamarket any),
+published ranges — Yandex.Market 5.45.207.0/25, 141.8.142.0/25, 5.255.253.0/25, Ozon 195.34.21.0/24,
+185.73.192.0/22, 91.223.93.0/24, Megamarket any),
 `options["push_trusted_proxies"]` (CIDRs of our own reverse proxies, whose X-Forwarded-For is used).
 
-Answers, each in the marketplace's shape (`PushTerms.answer`): PING at once (no storage, no work); a
-stored or duplicate event 200 (YM `{"name","version","time"}`, MM `{"data":{},"meta":{},"success":1}`);
-malformed 400 (YM `{"error":{"type":"WRONG_EVENT_FORMAT",…}}`, MM `success: 0`), stored nowhere; wrong
-token, foreign store/merchant or source outside the allow-list 403; a database failure 500 (the
-marketplace retries).
+Answers, each in the marketplace's shape (`PushTerms.answer`): PING at once (no storage, no work; Ozon's
+TYPE_PING `{"version","name","time"}`); a stored or duplicate event 200 (YM `{"name","version","time"}`,
+MM `{"data":{},"meta":{},"success":1}`, Ozon `{"result":true}`); a type the product does not use (chats,
+products...) 200 as well, stored nowhere; malformed 400 (YM `{"error":{"type":"WRONG_EVENT_FORMAT",…}}`,
+MM `success: 0`, Ozon `{"error":{"code":"ERROR_PARAMETER_VALUE_MISSED","message","details":null}}`), stored
+nowhere; wrong token, foreign store/merchant/seller or source outside the allow-list 403; a database
+failure 500 (the marketplace retries).
 
 Dedup keys (explicit, from the adapters): `ym:<campaignId>:<orderId>:created|cancelled|status:<S/SS>`,
-`mm:<merchantId>:<shipmentId>:new|cancel:<itemIndexes>`; unique per account in `push_events`. An
-order is keyed by (account, Order.native_id) on both paths — the YM orderId, the MM shipmentId —
-identical to what polling (`new_orders`) returns, so cloud_sync.orders never creates one twice.
+`mm:<merchantId>:<shipmentId>:new|cancel:<itemIndexes>`,
+`oz:<seller_id>:<posting_number>:new|cancelled|state:<new_state>@<changed_state_date>`; unique per
+account in `push_events`. An order is keyed by (account, Order.native_id) on both paths — the YM
+orderId, the MM shipmentId, the Ozon posting_number — identical to what polling (`new_orders`) returns,
+so cloud_sync.orders never creates one twice.
 """
 
 from __future__ import annotations
@@ -58,9 +65,9 @@ log = logging.getLogger("cloud_sync.web.push")
 MAX_BODY = 1 << 20
 
 
-def _answer(terms: PushTerms, status: int, message: str = "") -> Response:
-    """The answer to a push, in the pushing marketplace's shape."""
-    return Response(json.dumps(terms.answer(status, message), ensure_ascii=False), status=status,
+def _answer(terms: PushTerms, status: int, message: str = "", *, ping: bool = False) -> Response:
+    """The answer to a push, in the pushing marketplace's shape (`ping`: to a connection check)."""
+    return Response(json.dumps(terms.answer(status, message, ping=ping), ensure_ascii=False), status=status,
                     content_type="application/json")
 
 
@@ -204,7 +211,7 @@ def create_webhooks_blueprint(db_path: str, accounts: list[AccountConfig], on_ev
                 return _answer(account.terms, 500, f"temporarily unable to store the {account.terms.noun}")
             if new:
                 worker.wake()
-        return _answer(account.terms, 200)
+        return _answer(account.terms, 200, ping=bool(events) and not stored)
 
     for marketplace, terms in pushers.items():
         for path in terms.paths:
@@ -226,6 +233,6 @@ def create_blueprint(cfg: Any, adapters: Mapping[str, Marketplace], on_event: pu
 def push_url(base_url: str, account: AccountConfig) -> str:
     """Where the marketplace must push for this account (register it in the cabinet / sandbox); the
     marketplace appends its own paths (its profile's `push.paths`: Yandex.Market /notification,
-    Megamarket /order/new and /order/cancel)."""
+    Megamarket /order/new and /order/cancel); Ozon takes one URL: this one + /notification."""
     token = account.credentials.get("push_token", "")
     return f"{base_url.rstrip('/')}/push/{account.marketplace}/{account.name}/{token}"

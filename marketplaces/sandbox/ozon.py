@@ -14,6 +14,15 @@ the same sales (each sale is one operation: the goods, the 15 % commission, a de
 any operation injected with `POST /_sandbox/x/transaction` (a correction the realization report does
 not hold, to show a discrepancy); prices read back with `/v5/product/info/prices` (price, old and minimum
 price, the commissions, the price with the seller's promotions started by `POST /_sandbox/x/action`).
+
+Push notifications (tags push_start, push_resending, push_types): `POST /_sandbox/x/push {"url",
+"duplicates", "fail_first", "max_attempts", "check"}` is the seller entering the service URL in the
+cabinet: Ozon checks it at once with a TYPE_PING to `url + "/notification"` (the seller's one URL) and
+keeps it only when the answer is HTTP 200 JSON `{"version", "name", "time"}` (else 400 naming the
+cabinet's error code, e.g. STATUS_CODE_NOT_OK; `"check": false` skips it); from then on a new posting
+pushes TYPE_NEW_POSTING and every cancellation (the seller's, the buyer's `POST /_sandbox/x/cancel
+{"postings": [...]}`, after shipping) TYPE_POSTING_CANCELLED, retried while the answer is not HTTP 200
+— after 5 s, doubling up to 10 minutes, then 5 more tries 10 minutes apart (time-scaled).
 Imports no adapter.
 """
 
@@ -31,6 +40,7 @@ from typing import Any
 from marketplaces.sandbox import labels
 from marketplaces.sandbox import ozon_content as content
 from marketplaces.sandbox.core import ApiError, Route, SandboxApp, SandboxLimit, SandboxReply, SandboxRequest
+from marketplaces.sandbox.push_delivery import PushDelivery
 from marketplaces.sandbox.seed import demo_fbo, demo_items
 
 STOCK_PAIR_WINDOW_S = 30.0
@@ -52,6 +62,16 @@ LIST_MAX_DAYS = 32  # "the maximum period for which you can get information in o
 TOTALS_FIELDS = ("accruals_for_sale", "sale_commission", "processing_and_delivery", "refunds_and_cancellations",
                  "services_amount", "compensation_amount", "money_transfer", "others_amount")
 TRANSACTION_TYPES = {"all", "orders", "returns", "services", "compensation", "transferDelivery", "other"}
+PUSH_PATH = "/notification"  # appended to the registered URL: the cloud's one URL for Ozon's notifications
+PUSH_FIRST_WAIT_S = 5.0  # push_resending: "after a few seconds", the wait growing ...
+PUSH_MAX_WAIT_S = 600.0  # ... to 10 minutes, "then 5 more attempts every 10 minutes"
+PUSH_ATTEMPTS = 1 + 7 + 5  # the first, the growing waits (5 s .. 320 s), five at 10 minutes
+PING_TIMEOUT_S = 5.0  # an answer slower than 5 s suspends notifications (push_resending)
+
+
+def push_retry_wait(failed: int) -> float:
+    """Seconds before the next try after `failed` failed ones (Ozon's resending intervals)."""
+    return min(PUSH_MAX_WAIT_S, PUSH_FIRST_WAIT_S * 2 ** (failed - 1))
 
 
 def _iso(dt: datetime) -> str:
@@ -70,6 +90,12 @@ def _parse(value: Any) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
+def _cancel_reason(p: dict[str, Any]) -> str:
+    if p.get("cancelled_after_ship"):
+        return "Покупатель отказался"
+    return "Отменено покупателем" if p.get("cancelled_by_buyer") else "Cancelled by seller"
+
+
 def _commission(amount: Decimal) -> Decimal:
     return (amount * COMMISSION_RATIO).quantize(Decimal("0.01"))
 
@@ -86,6 +112,76 @@ class OzonSandbox(SandboxApp):
         so that flows which never scan codes keep packing (also `POST /_sandbox/x/marking`)."""
         self.marking = marking
         super().__init__(**options)
+        self.push = PushDelivery(lambda status, body: status == 200, time_scale=self.time_scale,
+                                 user_agent="Ozon-Push-Sandbox", retry_wait=push_retry_wait,
+                                 max_attempts=PUSH_ATTEMPTS)
+        self.push_checks: list[dict[str, Any]] = []  # the cabinet's URL checks (TYPE_PING) and their outcome
+
+    def account_options(self) -> dict[str, Any]:
+        """The AccountConfig.options an adapter of this sandbox needs: it pushes from the loopback (and its
+        seller_id is its Client-Id, which the adapter knows)."""
+        return {"push_sources": ["127.0.0.0/8"]}
+
+    @property
+    def seller_id(self) -> int:
+        return int(self.credentials["Client-Id"])
+
+    def _push(self, payload: dict[str, Any], key: str) -> None:
+        self.push.send(PUSH_PATH, payload, key)
+
+    def _push_new(self, p: dict[str, Any]) -> None:
+        prod = self.products[p["product_id"]]
+        self._push({
+            "message_type": "TYPE_NEW_POSTING", "posting_number": p["posting_number"],
+            "products": [{"sku": prod["sku"], "offer_id": prod["offer_id"], "quantity": p["quantity"]}],
+            "in_process_at": p["in_process_at"], "warehouse_id": p["warehouse_id"],
+            "shipment_date": p["shipment_date"], "tpl_integration_type": "ozon", "is_express": False,
+            "seller_id": self.seller_id}, f"new:{p['posting_number']}")
+
+    def _push_cancelled(self, p: dict[str, Any], old_status: str) -> None:
+        prod = self.products[p["product_id"]]
+        old_state = {"awaiting_packaging": "posting_created", "awaiting_deliver": "posting_transferring_to_delivery",
+                     "delivering": "posting_on_way_to_city", "driver_pickup": "posting_driver_pick_up"}
+        self._push({
+            "message_type": "TYPE_POSTING_CANCELLED", "posting_number": p["posting_number"],
+            "products": [{"sku": prod["sku"], "quantity": p["quantity"]}],
+            "old_state": old_state.get(old_status, "posting_created"), "new_state": "posting_canceled",
+            "changed_state_date": _iso(_now()),
+            "reason": {"id": int(p["cancel_reason_id"] or 0), "message": _cancel_reason(p)},
+            "warehouse_id": p["warehouse_id"], "seller_id": self.seller_id}, f"cancelled:{p['posting_number']}")
+
+    def _check_push_url(self, url: str) -> str:
+        """The cabinet's «Проверить»: a TYPE_PING to the URL; "" when it answered as push_start asks, else
+        the cabinet's error code (push_start, "Error codes when enabling push notifications")."""
+        status, body, ctype = self.push.post_now(url + PUSH_PATH, {"message_type": "TYPE_PING", "time": _iso(_now())},
+                                                 timeout_s=PING_TIMEOUT_S)
+        problem = ""
+        if status == 0:
+            problem = "REQUEST_TIMEOUT" if b"timed out" in body or body.startswith(b"timeout") else "REQUEST_ERROR"
+        elif status >= 500:
+            problem = "SERVER_FAULT"
+        elif status != 200:
+            problem = "STATUS_CODE_NOT_OK"
+        elif not body.strip():
+            problem = "EMPTY_BODY"
+        elif "application/json" not in ctype:
+            problem = "INVALID_BODY"
+        else:
+            try:
+                answer = json.loads(body)
+            except ValueError:
+                answer, problem = None, "INVALID_JSON"
+            if not problem and (not isinstance(answer, dict) or not all(
+                    isinstance(answer.get(k), str) for k in ("version", "name", "time"))):
+                problem = "WRONG_RESULT_FIELD"
+            if not problem:
+                try:
+                    _parse(answer["time"])
+                except ApiError:
+                    problem = "WRONG_RESULT_TIME_FIELD"
+        self.push_checks.append({"url": url, "status": status, "result": problem or "OK"})
+        del self.push_checks[:-50]
+        return problem
 
     def make_credentials(self) -> dict[str, str]:
         return {"Client-Id": f"{100000 + self.rng_seed}", "Api-Key": f"ozon-sandbox-key-{self.rng_seed:04d}"}
@@ -142,6 +238,7 @@ class OzonSandbox(SandboxApp):
             "prices": {str(pid): {"price": str(p["price"]), "old_price": str(p["old_price"])}
                        for pid, p in self.products.items()},
             "orders": {num: p["status"] for num, p in self.postings.items()},
+            "pushes": self.push.summary(), "push_checks": list(self.push_checks),
             "transitions": {num: list(t) for num, t in self.transitions.items()},
             # what each posting still holds per offer (units the seller cancelled are gone): what the buyer gets
             "order_units": {num: {self.products[p["product_id"]]["offer_id"]: p["quantity"]}
@@ -189,6 +286,7 @@ class OzonSandbox(SandboxApp):
             "products_cancelled": 0,
         }
         self.transitions[number] = ["awaiting_packaging"]
+        self._push_new(self.postings[number])
         return number
 
     def _move(self, posting: dict[str, Any], status: str, substatus: str) -> None:
@@ -207,7 +305,9 @@ class OzonSandbox(SandboxApp):
         elif step == "cancelled" and p["status"] in ("delivering", "driver_pickup"):
             p["cancelled_after_ship"] = True
             p["cancel_reason_id"] = 401
+            was = p["status"]
             self._move(p, "cancelled", "posting_canceled")
+            self._push_cancelled(p, was)
             self._add_return(p, "FullReturn", "Покупатель отказался от товара")
         elif step == "not_accepted" and p["status"] in ("delivering", "driver_pickup"):
             self._move(p, "not_accepted", "posting_not_accepted")
@@ -232,6 +332,32 @@ class OzonSandbox(SandboxApp):
                 raise ApiError(404, f"no product {body.get('offer_id')!r}")
             wh = next(w for (p_, w) in sorted(self.stocks) if p_ == pid)
             return {"posting_number": self._place(pid, wh, max(int(body.get("quantity", 1)), 1))}
+        if name == "push":  # the seller enters the service URL in the cabinet (checked by a TYPE_PING)
+            url = str(body.get("url") or "").rstrip("/")
+            if url and body.get("check", True):
+                problem = self._check_push_url(url)
+                if problem:
+                    raise ApiError(400, f"{problem}: the URL did not pass Ozon's check")
+            t = self.push.configure(body)
+            return {"url": t.url, "duplicates": t.duplicates, "fail_first": t.fail_first,
+                    "max_attempts": t.max_attempts, "check": "OK" if url and body.get("check", True) else "skipped"}
+        if name == "push_wait":
+            return {"idle": self.push.wait_idle(float(body.get("timeout", 10)))}
+        if name == "ping":  # Ozon's periodic check of a registered URL, through the delivery queue
+            self._push({"message_type": "TYPE_PING", "time": _iso(_now())}, "ping")
+            return {"queued": True}
+        if name == "cancel":  # the buyer cancels postings not packed yet: {"postings": [posting numbers]}
+            done = []
+            for number in [str(x) for x in body.get("postings", body.get("orders", []))]:
+                p = self.postings.get(number)
+                if p is None or p["status"] != "awaiting_packaging":
+                    continue
+                self.reserved[(p["product_id"], p["warehouse_id"])] -= p["quantity"]
+                p["cancelled_by_buyer"] = True
+                self._move(p, "cancelled", "posting_canceled")
+                self._push_cancelled(p, "awaiting_packaging")
+                done.append(number)
+            return {"cancelled": done}
         if name == "marking":  # postings made from now on: marked goods need their codes (or not)
             self.marking = bool(body.get("mandatory_mark", True))
             return {"mandatory_mark": self.marking}
@@ -754,11 +880,12 @@ class OzonSandbox(SandboxApp):
             out["products"][0]["price"] = {"amount": price, "currency": "RUB"}
         if p["status"] == "cancelled":
             after = bool(p.get("cancelled_after_ship"))
+            client = after or bool(p.get("cancelled_by_buyer"))
             out["cancellation"] = {"cancel_reason_id": p["cancel_reason_id"] or 0,
-                                   "cancel_reason": "Покупатель отказался" if after else "Cancelled by seller",
-                                   "cancellation_type": "client" if after else "seller",
-                                   "cancellation_initiator": "Покупатель" if after else "Продавец",
-                                   "cancelled_after_ship": after, "affect_cancellation_rating": not after}
+                                   "cancel_reason": _cancel_reason(p),
+                                   "cancellation_type": "client" if client else "seller",
+                                   "cancellation_initiator": "Покупатель" if client else "Продавец",
+                                   "cancelled_after_ship": after, "affect_cancellation_rating": not client}
         return out
 
     def _posting(self, number: str) -> dict[str, Any]:
@@ -891,7 +1018,9 @@ class OzonSandbox(SandboxApp):
         else:
             self.stocks[key] += p["quantity"]
         p["cancel_reason_id"] = int(body["cancel_reason_id"])
+        was = p["status"]
         self._move(p, "cancelled", "posting_canceled")
+        self._push_cancelled(p, was)
         return SandboxReply(200, {"result": True})
 
     def posting_product_cancel(self, req: SandboxRequest) -> SandboxReply:
@@ -924,6 +1053,7 @@ class OzonSandbox(SandboxApp):
             p["quantity"] = n  # the posting keeps what it was ordered with, cancelled whole
             p["cancel_reason_id"] = int(body["cancel_reason_id"])
             self._move(p, "cancelled", "posting_canceled")
+            self._push_cancelled(p, "awaiting_packaging")
         p["exemplars"] = p["exemplars"][: p["quantity"]]
         return SandboxReply(200, {"result": p["posting_number"]})
 

@@ -1,7 +1,8 @@
 """Fixtures for the push-endpoint tests: the webhooks blueprint served over real HTTP on 127.0.0.1,
 real sandboxes pushing to it, a real SQLite file. Every server a test starts is stopped by the test; a
 sandbox that pushed or answered outside its spec (YM's official Notification API, our MM push schema)
-fails the test at teardown."""
+fails the test at teardown. (Ozon documents its notifications in prose and examples only: its pushes are
+held to those in test_ozon_pushes.py.)"""
 
 from __future__ import annotations
 
@@ -38,6 +39,8 @@ def account_of(running: RunningSandbox, name: str, **options: Any) -> AccountCon
     creds = dict(running.credentials, push_token=f"push-secret-{name}")
     if app.marketplace == "yandex_market":
         opts = {"business_id": app.business_id, "campaign_id": app.campaign_id, "push_sources": ["127.0.0.0/8"]}
+    elif app.marketplace == "ozon":
+        opts = dict(app.account_options())  # pushes from the loopback; its seller_id is its Client-Id
     else:
         opts = {"merchant_id": app.merchant_id, "shipping_point": app.shipping_point}
     opts.update(options)

@@ -1,6 +1,7 @@
 """Pushes and polling together, through the cloud's real app (cloud_sync.web.app.create_app registers the
 push endpoints and wires them to cloud_sync.orders): every order is created once, whichever path sees
-it first, for Yandex.Market (thin pushes, details fetched) and Megamarket (the push carries the order)."""
+it first, for Yandex.Market and Ozon (thin pushes, details fetched) and Megamarket (the push carries the
+order)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ def wait_for(cond, timeout: float = 15.0) -> bool:
     return cond()
 
 
-@pytest.mark.parametrize("market", ["yandex_market", "megamarket"])
+@pytest.mark.parametrize("market", ["yandex_market", "megamarket", "ozon"])
 def test_push_and_poll_never_create_an_order_twice(market, sandboxes, tmp_path) -> None:
     app_mod = pytest.importorskip("cloud_sync.web.app")
     from cloud_sync.config import AccountSettings, CloudConfig
