@@ -251,9 +251,10 @@ class Demo:
         self.register_pushes()
 
     def register_pushes(self) -> None:
-        """Yandex.Market and Megamarket push order events: register the cloud's push URL in their sandboxes
-        (each notification is sent twice, as the real ones may be: the cloud keeps one). Polling stays on
-        as the fallback; an order is never created twice."""
+        """Yandex.Market, Megamarket and Ozon push order events: register the cloud's push URL in their
+        sandboxes (each notification is sent twice, as the real ones may be: the cloud keeps one; Ozon's
+        sandbox checks the URL with a TYPE_PING first, as its cabinet does). Polling stays on as the
+        fallback; an order is never created twice."""
         for account, info in self.sandboxes.items():
             mp = info["marketplace"]
             if mp not in PUSHING or account not in self.push_tokens:
@@ -566,6 +567,7 @@ class Demo:
                 summary["errors"] += 1
                 self.say(f"could not read the cloud's summary: {exc}")
             summary["orders_oversold"] = self.oversold()
+            summary["orders_pushed"] = self.orders_pushed()
         summary["picked_by_bin"] = self.picked_by_bin()
         if self.second_seller:
             summary["tenants"] = self.tenants
@@ -577,6 +579,28 @@ class Demo:
         self.say(f"stopped everything; files kept in {self.work}")
         return summary
 
+
+    def orders_pushed(self) -> int:
+        """Orders a marketplace's push brought in before any poll saw them (the push event that created
+        the order), told per account; read from the cloud's database, read-only."""
+        try:
+            conn = db.connect_readonly(self.cloud_db)  # the file mode=ro, or the cloud's PostgreSQL store
+            try:
+                rows = conn.execute("SELECT account, COUNT(*) FROM push_events WHERE kind='created' AND outcome='new'"
+                                    " GROUP BY account ORDER BY account").fetchall()
+                seen = dict(conn.execute("SELECT account, COUNT(*) FROM orders GROUP BY account").fetchall())
+            finally:
+                conn.close()
+        except (OSError, sqlite3.Error) as exc:
+            self.say(f"could not read the cloud's push events: {exc}")
+            return 0
+        pushed = {str(a): int(n) for a, n in rows}
+        told = [f"{self.title(a)} {pushed.get(a, 0)} of {seen.get(a, 0)}" for a, info in sorted(self.sandboxes.items())
+                if info["marketplace"] in PUSHING]
+        if told:
+            self.say("orders that came in by push (before any poll): " + ", ".join(told)
+                     + "; polling took the rest")
+        return sum(pushed.values())
 
     def picked_by_bin(self) -> int:
         """Orders the site's packer picked in a combined pick list walked by bin («Общая сборка»), as the

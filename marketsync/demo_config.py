@@ -25,7 +25,7 @@ from marketsync.procs import ServiceFailed, marketsync_argv, subprocess_run
 SITE_ID = "site-1"  # the demo's one warehouse site
 SHORT_AT_TASK = 3  # the demo's packer finds the shelf empty for the first line of its third task
 # Marketplaces that push order events to the cloud (the demo registers the cloud's URL in their sandbox).
-PUSHING = ("yandex_market", "megamarket")
+PUSHING = ("yandex_market", "megamarket", "ozon")
 ACCOUNT_NAMES = {"wildberries": "wb-main", "ozon": "ozon-main", "yandex_market": "ym-main", "megamarket": "mm-main"}
 # account -> marketplace: every account gets a sandbox of its own
 DEMO_ACCOUNTS = {"wb-main": "wildberries", "wb-second": "wildberries", "ozon-main": "ozon", "ym-main": "yandex_market",
