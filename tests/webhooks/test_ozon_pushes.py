@@ -256,6 +256,7 @@ class OzonLikeReceiver:
         self.fails = fails
         self.ping_status = ping_status
         self.seen: list[str] = []
+        self.bodies: list[dict[str, Any]] = []
         self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
@@ -263,7 +264,8 @@ class OzonLikeReceiver:
 
     def app(self, environ, start_response):
         req = Request(environ)
-        kind = json.loads(req.get_data())["message_type"]
+        self.bodies.append(json.loads(req.get_data()))
+        kind = self.bodies[-1]["message_type"]
         self.seen.append(f"{req.path.rsplit('/', 1)[-1]}:{kind}")
         if kind == "TYPE_PING":
             body = {"version": "1", "name": "stand-in", "time": "2026-11-26T10:00:00.000Z"}
@@ -301,6 +303,20 @@ def test_the_sandbox_checks_the_url_and_retries_on_ozons_schedule(sandboxes) -> 
         log = oz.app.push.summary()["log"]
         assert [(e["ok"], e["status"]) for e in log] == [(False, 500), (False, 500), (True, 200)]
         assert all(e["key"] == f"new:{made[0]}" for e in log)
+        assert httpx.post(oz.url + "/_sandbox/x/cancel", json={"postings": made}, timeout=10).json()["cancelled"] == made
+        assert httpx.post(oz.url + "/_sandbox/x/push_wait", json={"timeout": 10}, timeout=15).json()["idle"]
+        examples = spec_examples()
+        sent = {b["message_type"]: b for b in flaky.bodies}
+        assert set(sent) == {"TYPE_PING", "TYPE_NEW_POSTING", "TYPE_POSTING_CANCELLED"}
+        for kind, body in sent.items():  # the sandbox's notifications in the documented shapes
+            doc = examples[kind]
+            assert set(body) <= set(doc), (kind, set(body) - set(doc))
+            assert {k: type(v) for k, v in body.items()} == {k: type(doc[k]) for k in body}, kind
+            for i, product in enumerate(body.get("products", [])):
+                assert set(product) <= set(doc["products"][0]), (kind, i)
+        assert {"posting_number", "products", "in_process_at", "warehouse_id", "shipment_date",
+                "seller_id"} <= set(sent["TYPE_NEW_POSTING"])
+        assert sent["TYPE_POSTING_CANCELLED"]["new_state"] == "posting_canceled"
     finally:
         flaky.stop()
     from marketplaces.sandbox.ozon import push_retry_wait
