@@ -20,10 +20,17 @@ each sandbox's whole state every 2 ms, Ozon's from 2 s before its documented wai
 they lag, and they load it); Z until the last
 marketplace ANSWERED the zero push, by the cloud's own stamp (`stock_published.ts`, written after the
 answer). Each run with no documented wait prints where its time went: `ingested` (sale → the order taken
-in: the poll cadence and the poll), `pushed` (→ the last zero answered: planning, senders, requests) and
-`observed` (→ seen here).
+in: the poll cadence and the poll, or Ozon's push), `pushed` (→ the last zero answered: planning, senders,
+requests) and `observed` (→ seen here).
 
-    .venv/bin/python bench/oversell.py [--runs 100] [--time-scale 10]
+Ozon pushes its new postings (TYPE_NEW_POSTING): the bench registers the cloud's push URL at the Ozon
+sandbox, as a seller who wants fast zeros would (its URL check, a TYPE_PING, must pass), and polling stays
+on; each run says how the sold order came in (`via=push` when the push created it, `via=poll` when a poll
+saw it first), and the summary gives the ingest p50/p99 per selling marketplace. `--no-push` leaves the
+URL unregistered: the baseline, polling alone. (Time-scaled: a push's wall time counts K times, as every
+other wall time here; the poll floors shrink with K, the push's delivery does not.)
+
+    .venv/bin/python bench/oversell.py [--runs 100] [--time-scale 10] [--no-push]
 """
 
 from __future__ import annotations
@@ -69,6 +76,9 @@ LOOK_BEFORE_S = 2.0  # real seconds before the end of a documented wait a watche
 # Sandboxes that sell only what they show in stock (the demo's YM and MM sandboxes make orders for any
 # card), so only these sell the last unit and host the late buyers; every marketplace is watched for zero.
 SELLERS = ("wildberries", "ozon")
+# Sellers whose marketplace pushes new orders: the cloud's push URL is registered at their sandbox
+# (unless --no-push). Wildberries sends no order notifications.
+PUSH_SELLERS = tuple(mp for mp in SELLERS if profile(mp).push is not None)
 
 
 def http_json(method: str, url: str, body: dict | None = None, timeout: float = 10) -> dict | list:
@@ -118,6 +128,19 @@ def path_of(db: Path, account: str, native_id: str, cards: dict[str, list[str]],
     return {"ingested": (row[0] - sale) * k, "pushed": (last - row[0]) * k, "observed": (seen - last) * k}
 
 
+def came_by(db: Path, account: str, native_id: str) -> str:
+    """"push" when the marketplace's push created the order (its push event's outcome is "new"), else "poll"."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+    try:
+        row = conn.execute("SELECT 1 FROM push_events WHERE account=? AND order_native_id=? AND kind='created'"
+                           " AND outcome='new'", (account, native_id)).fetchone()
+    except sqlite3.OperationalError:  # no push_events table: nothing was ever pushed
+        row = None
+    finally:
+        conn.close()
+    return "push" if row else "poll"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=100)
@@ -126,6 +149,8 @@ def main() -> int:
                     help="the cloud's poll interval (real seconds; default: each marketplace's floor)")
     ap.add_argument("--look-s", type=float, default=0.002, help="wall seconds between two looks of a watcher")
     ap.add_argument("--marketplaces", default="wildberries,ozon,yandex_market,megamarket")
+    ap.add_argument("--no-push", action="store_true",
+                    help="do not register the cloud's push URL at the Ozon sandbox: orders are polled only")
     args = ap.parse_args()
     k = args.time_scale
     n_items = args.runs + 2
@@ -142,6 +167,10 @@ def main() -> int:
             except Exception as exc:  # noqa: BLE001 - a marketplace not built yet joins later
                 print(f"skipping {mp}: {exc}".splitlines()[0])
         conf = tmp / "cloud.toml"
+        push_token = f"bench-push-{os.getpid()}"  # the secret part of the cloud's push URL (Ozon's account)
+        for mp in PUSH_SELLERS:
+            if mp in sandboxes:
+                sandboxes[mp]["credentials"] = dict(sandboxes[mp]["credentials"], push_token=push_token)
         accounts = "".join(
             f'\n[accounts.{ACCOUNT[mp]}]\nmarketplace = "{mp}"\nbase_url = "{info["url"]}"\n'
             "credentials = { " + ", ".join(f'"{a}" = "{b}"' for a, b in info["credentials"].items()) + " }\n"
@@ -170,6 +199,14 @@ enabled = false
         services.append(cloud_svc)
         mps = list(sandboxes)
         print(f"sandboxes at time scale {k}: {', '.join(mps)}; cloud {api}")
+        for mp in PUSH_SELLERS:
+            if mp not in sandboxes or args.no_push:
+                continue
+            url = f"{api}/push/{mp}/{ACCOUNT[mp]}/{push_token}"
+            check = http_json("POST", f"{sandboxes[mp]['url']}/_sandbox/x/push", {"url": url})
+            print(f"{mp} pushes its new postings to the cloud (URL check: {check.get('check')}); polling stays on")
+        if args.no_push:
+            print("pushes off (--no-push): every order is polled")
 
         deadline = time.monotonic() + 60
         while len(http_json("GET", f"{api}/api/cards?linked=1")) < n_items * len(mps) and time.monotonic() < deadline:
@@ -236,6 +273,8 @@ enabled = false
         bench_before = time.process_time()
         latencies, minimums, late_sales, lost = [], [], 0, 0
         stages: dict[str, list[float]] = {}
+        ingest_by: dict[str, list[float]] = {}  # selling marketplace -> sale → order taken in, each run
+        via_by: dict[str, dict[str, int]] = {}  # selling marketplace -> {"push": n, "poll": n}
         answered: list[float] = []  # each run's last zero answered by its marketplace, above the minimum
         for run in range(args.runs):
             item = items[run + 1]
@@ -286,11 +325,15 @@ enabled = false
                                 {ACCOUNT[m]: cards[item][m] for m in others}, t_sale_wall,
                                 max(zeros.values()) - t_sale + t_sale_wall, k)
                 if steps:
+                    via = came_by(tmp / "cloud.sqlite", ACCOUNT[seller], str(sold[0]))
+                    ingest_by.setdefault(seller, []).append(steps["ingested"])
+                    counts = via_by.setdefault(seller, {"push": 0, "poll": 0})
+                    counts[via] += 1
                     answered.append(steps["ingested"] + steps["pushed"] - minimum)
                     if minimum == 0:
                         for name, v in steps.items():
                             stages.setdefault(name, []).append(v)
-                    path = "; " + " ".join(f"{name}={v:.2f}" for name, v in steps.items())
+                    path = "; " + " ".join(f"{name}={v:.2f}" for name, v in steps.items()) + f" via={via}"
             print(f"run {run:3d}: sold on {seller:13s} every other card at 0 after {latency:6.2f} s"
                   f" (documented minimum {minimum:5.2f} s; {each}{path})"
                   + (f"; late buyers bought: {late}" if late else ""))
@@ -313,6 +356,9 @@ enabled = false
         for name, vals in stages.items():
             print(f"  path {name:16s} p50={percentile(vals, 50):.2f} s p99={percentile(vals, 99):.2f} s"
                   f" ({len(vals)} runs with no documented wait)")
+        for mp, vals in ingest_by.items():
+            print(f"  ingest sold on {mp:12s} p50={percentile(vals, 50):.2f} s p99={percentile(vals, 99):.2f} s"
+                  f" ({len(vals)} runs; by push {via_by[mp]['push']}, by poll {via_by[mp]['poll']})")
         print(f"runs {len(latencies)}, skipped {lost}; late buyers' sales {late_sales}; orders seen by the cloud"
               f" {summary['orders_seen']}, of them not coverable from stock (oversold) {oversold};"
               f" cloud errors {summary['errors']}")
