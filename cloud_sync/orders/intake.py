@@ -596,13 +596,19 @@ def ingest_event(conn: sqlite3.Connection, cfg: CloudConfig, account: str, event
     if dedup and conn.execute("SELECT 1 FROM event_dedup WHERE key=?", (dedup,)).fetchone():
         return "duplicate"
     order = event.order
+    polled = False  # a thin "created" push of an order polling took in first: not read from the marketplace
     if order is None and event.order_native_id and adapter is not None and event.kind == "created":
-        order = adapter.get_order(event.order_native_id)  # before the write lock: no HTTP inside it
+        polled = conn.execute("SELECT 1 FROM orders WHERE key=?",
+                              (order_key(account, event.order_native_id),)).fetchone() is not None
+        if not polled:
+            order = adapter.get_order(event.order_native_id)  # before the write lock: no HTTP inside it
     with transaction(conn):  # the dedup mark and what the event does commit together (or neither)
         if dedup:
             if conn.execute("SELECT 1 FROM event_dedup WHERE key=?", (dedup,)).fetchone():
                 return "duplicate"
             conn.execute("INSERT INTO event_dedup(key, ts) VALUES (?,?)", (dedup, now))
+        if polled:
+            return "known"
         if order is not None:
             order.account = order.account or account
             res = ingest(conn, cfg, [order], link=link, now=now)

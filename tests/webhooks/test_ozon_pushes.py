@@ -248,6 +248,49 @@ def test_sandbox_postings_reach_the_cloud_once(sandboxes, tmp_path) -> None:
                 worker.stop()
 
 
+def test_a_push_for_a_posting_polling_took_reads_nothing_again(sandboxes, tmp_path) -> None:
+    """Ozon warns its new-posting pushes may lag: when a poll took the posting in first, its thin push is
+    acknowledged and marked known without reading the posting again (Ozon's 50 requests/s stay for polls
+    and stocks)."""
+    app_mod = pytest.importorskip("cloud_sync.web.app")
+    from cloud_sync.config import AccountSettings, CloudConfig
+    from cloud_sync.orders import intake
+
+    oz = sandboxes("ozon")
+    acc = account_of(oz, "ozon-late")
+    db_path = str(tmp_path / "cloud.sqlite")
+    cfg = CloudConfig(db_path=db_path, accounts={acc.name: AccountSettings(account=acc)})
+    adapter = open_account(acc)
+    app = app_mod.create_app(cfg, db_path=db_path, adapters={acc.name: adapter})
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    conn = cloud_db.connect(db_path)
+    try:
+        [number] = httpx.post(oz.url + "/_sandbox/orders", json={"count": 1}, timeout=10).json()["orders"]
+        assert intake.poll(conn, cfg, adapter).new == 1  # no push URL yet: polling takes it in
+        reads = oz.app.by_path.get("/v3/posting/fbs/get", 0)
+        p = oz.app.postings[number]
+        late = {"message_type": "TYPE_NEW_POSTING", "posting_number": number,
+                "products": [{"sku": oz.app.products[p["product_id"]]["sku"], "quantity": 1}],
+                "in_process_at": p["in_process_at"], "warehouse_id": p["warehouse_id"], "seller_id": oz.app.seller_id}
+        base = f"http://127.0.0.1:{server.server_port}"
+        taken = httpx.post(push_url(base, acc) + "/notification", json=late, timeout=10)
+        assert (taken.status_code, taken.json()) == (200, {"result": True})
+        assert wait_for(lambda: conn.execute("SELECT outcome FROM push_events").fetchone()[0] == "known")
+        assert oz.app.by_path.get("/v3/posting/fbs/get", 0) == reads  # the posting was not read again
+        assert conn.execute("SELECT COUNT(*) FROM orders WHERE native_id=?", (number,)).fetchone()[0] == 1
+    finally:
+        conn.close()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+        for bp in app.blueprints.values():
+            worker = getattr(bp, "push_worker", None)
+            if worker is not None:
+                worker.stop()
+
+
 class OzonLikeReceiver:
     """A stand-in seller service: answers the PING as Ozon asks (or `ping_status`), fails the first
     `fails` notifications with HTTP 500, then answers `{"result": true}`."""
