@@ -16,8 +16,9 @@ and the stock endpoints' rate (Ozon 80/min, burst 1); 0 where nothing stands in 
 All times are real-world seconds: wall-clock × K. Last line: `p99_s=X oversold=N above_min_p99_s=Y
 above_min_answered_p99_s=Z` (targets: oversold 0; Y, the p99 of each run's time above its documented
 minimum, ≤ 0.3 s over ≥ 100 runs). Y counts until this bench SAW every card at zero (three threads reading
-each sandbox's whole state every 2 ms, Ozon's from 2 s before its documented wait ends: on a loaded machine
-they lag, and they load it); Z until the last
+each sandbox's stocks every 2 ms — `/_sandbox/stocks`, not the whole state, whose order history and
+write log grow over the runs — Ozon's from 2 s before its documented wait ends: on a loaded machine they
+lag, and they load it); Z until the last
 marketplace ANSWERED the zero push, by the cloud's own stamp (`stock_published.ts`, written after the
 answer). Each run with no documented wait prints where its time went: `ingested` (sale → the order taken
 in: the poll cadence and the poll, or Ozon's push), `pushed` (→ the last zero answered: planning, senders,
@@ -231,11 +232,11 @@ enabled = false
                     url = urllib.parse.urlsplit(sandboxes[mp]["url"])
                     conn = conns[mp] = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
                 try:
-                    conn.request("GET", "/_sandbox/state")
+                    conn.request("GET", "/_sandbox/stocks")
                     resp = conn.getresponse()
                     body = resp.read()
                     if resp.status != 200:
-                        raise OSError(f"/_sandbox/state answered {resp.status}")
+                        raise OSError(f"/_sandbox/stocks answered {resp.status}")
                     return json.loads(body)["stocks"]
                 except (OSError, http.client.HTTPException):
                     conn.close()

@@ -15,6 +15,8 @@ endpoints (identical on every sandbox, no auth):
 Buyers' orders (`make_orders`) are placed only for listed cards with published stock > 0 and never for
 more units than that stock, as a marketplace does; each unit ordered comes off the published stock.
 `late_buyer()` says when a fault asks for a late buyer's race instead.
+    GET  /_sandbox/stocks   -> {"stocks"}: the state's stocks alone (`stocks_view`), cheap enough to read
+                               every few milliseconds (a bench watching for a zero)
     GET  /_sandbox/state    -> {"stocks", "prices", "orders": {id: native status}, "requests", "throttled",
                                 "throttled_items", "injected", "spec_violations", "order_calls",
                                 "stock_repeats", ...marketplace extras}
@@ -257,6 +259,10 @@ class SandboxApp:
     def snapshot(self) -> dict[str, Any]:
         """{"stocks": ..., "prices": ..., "orders": {id: native status}} plus any extras."""
         raise NotImplementedError
+
+    def stocks_view(self) -> dict[str, Any]:
+        """The snapshot's "stocks" alone; a sandbox whose snapshot is heavy builds just these."""
+        return self.snapshot()["stocks"]
 
     def control(self, name: str, body: dict[str, Any]) -> Any:
         raise ApiError(404, f"no sandbox control {name!r}")
@@ -542,6 +548,10 @@ class SandboxApp:
             body = request.get_json(silent=True) or {}
             if name == "state" and request.method == "GET":
                 return ok(self.state())
+            if name == "stocks" and request.method == "GET":
+                with self.lock:
+                    self.advance_fates()
+                    return ok({"stocks": self.stocks_view()})
             if request.method != "POST":
                 return ok({"error": "use POST"}, 405)
             if name == "orders":

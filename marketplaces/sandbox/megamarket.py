@@ -278,9 +278,12 @@ class MegamarketSandbox(SandboxApp):
             return {"merchantId": self.merchant_id, "shippingPoint": self.shipping_point}
         raise ApiError(404, f"no sandbox control {name!r}")
 
+    def stocks_view(self) -> dict[str, Any]:
+        return dict(self.stocks)
+
     def snapshot(self) -> dict[str, Any]:
         return {
-            "stocks": dict(self.stocks),
+            "stocks": self.stocks_view(),
             "prices": dict(self.prices),
             "orders": {sid: _shipment_status(s) for sid, s in self.shipments.items()},
             "lots": {sid: {str(lot.item_index): lot.status for lot in s.lots} for sid, s in self.shipments.items()},

@@ -231,9 +231,12 @@ class OzonSandbox(SandboxApp):
         self.fbo: dict[tuple[int, str], int] = {
             (100_000_000 + i, self.ozon_warehouses[slot]): qty for i, slot, qty in demo_fbo(n)}
 
+    def stocks_view(self) -> dict[str, Any]:
+        return {f"{pid}@{wh}": n for (pid, wh), n in self.stocks.items()}  # present (reserved included)
+
     def snapshot(self) -> dict[str, Any]:
         return {
-            "stocks": {f"{pid}@{wh}": n for (pid, wh), n in self.stocks.items()},  # present (reserved included)
+            "stocks": self.stocks_view(),
             "reserved": {f"{pid}@{wh}": n for (pid, wh), n in self.reserved.items() if n},
             "prices": {str(pid): {"price": str(p["price"]), "old_price": str(p["old_price"])}
                        for pid, p in self.products.items()},

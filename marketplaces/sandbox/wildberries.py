@@ -131,9 +131,12 @@ class WildberriesSandbox(SandboxApp):
         }
         self.chrt_to_nm[chrt] = nm
 
+    def stocks_view(self) -> dict[str, Any]:
+        return {f"{chrt}@{wh}": n for (wh, chrt), n in self.stocks.items()}
+
     def snapshot(self) -> dict[str, Any]:
         return {
-            "stocks": {f"{chrt}@{wh}": n for (wh, chrt), n in self.stocks.items()},
+            "stocks": self.stocks_view(),
             "prices": {str(nm): dict(p) for nm, p in self.prices.items()},
             "orders": {str(oid): o["supplierStatus"] for oid, o in self.orders.items()},
             "wb_status": {str(oid): o["wbStatus"] for oid, o in self.orders.items()},

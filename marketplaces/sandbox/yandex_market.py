@@ -1086,9 +1086,12 @@ class YandexMarketSandbox(SandboxApp):
 
     # ------------------------------------------------------------------ control
 
+    def stocks_view(self) -> dict[str, Any]:
+        return dict(self.stocks)
+
     def snapshot(self) -> dict[str, Any]:
         return {
-            "stocks": dict(self.stocks),
+            "stocks": self.stocks_view(),
             "prices": {k: v["value"] for k, v in self.business_prices.items()},
             "campaign_prices": {k: v["value"] for k, v in self.campaign_prices.items()},
             "business_price_details": {k: dict(v) for k, v in self.business_prices.items()},  # with discountBase

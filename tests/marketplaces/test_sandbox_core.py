@@ -137,3 +137,15 @@ def test_a_stock_number_written_again_counts_as_a_repeat(market: str, sandbox_fa
     assert app.stock_repeats == 5
     app.note_stock_write("card@wh", 5, 5)
     assert app.stock_repeats == 6
+
+
+@pytest.mark.parametrize("market", ["wildberries", "ozon", "yandex_market", "megamarket"])
+def test_the_stocks_alone_are_the_states_stocks(market: str, sandbox_factory) -> None:
+    """`GET /_sandbox/stocks`: the state's stocks alone (what a bench watches every few ms), the same
+    numbers, also after a buyer's order took units; nothing else of the state."""
+    running = sandbox_factory(market, seed=6)
+    for _ in range(2):
+        stocks = httpx.get(running.url + "/_sandbox/stocks", timeout=10).json()
+        assert set(stocks) == {"stocks"} and stocks["stocks"]
+        assert stocks["stocks"] == httpx.get(running.url + "/_sandbox/state", timeout=10).json()["stocks"]
+        httpx.post(running.url + "/_sandbox/orders", json={"count": 3}, timeout=10).raise_for_status()
