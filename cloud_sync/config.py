@@ -134,6 +134,7 @@ class CloudConfig:
     time_scale: float = CloudSection.time_scale
     sync_on_start: bool = CloudSection.sync_on_start
     sync_wait_s: float = CloudSection.sync_wait_s
+    public_url: str = CloudSection.public_url  # checked at load, without a trailing "/"; "": not set
     # the sections other rooms own, as written (None: the file has no such section)
     pricing: PricingSettings = field(default_factory=PricingSettings)
     alerts: AlertsConfig | None = None
@@ -272,6 +273,7 @@ def parse_config(data: dict[str, Any], *, base_dir: Path | None = None,
     cfg = CloudConfig(host=cloud.host, port=cloud.port, default_warehouse=cloud.default_warehouse,
                       time_scale=cloud.time_scale, cancel_when_short=cloud.cancel_when_short,
                       sync_on_start=cloud.sync_on_start, sync_wait_s=cloud.sync_wait_s,
+                      public_url=cloud.public_url.rstrip("/"),
                       zero_guard_share=tables.stock.zero_guard_share, stale_after_s=tables.stock.stale_after_s,
                       jobs=tables.jobs, pricing=tables.pricing, alerts=tables.alerts, auth=tables.auth,
                       secrets=tables.secrets, onec=tables.onec, ui=tables.ui,

@@ -18,6 +18,7 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, get_args, get_type_hints
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from marketplaces.base import UNIFIED_STATUSES, MarketplaceName, PriceTerms
@@ -48,6 +49,31 @@ class CloudSection:
     cancel_when_short: bool = False
     sync_on_start: bool = True  # import warehouses and cards and plan every stock number at start
     sync_wait_s: float = 30.0  # how long the start waits for that sync before the jobs begin
+    # the cloud's address as the marketplaces reach it ("https://seller.example.ru"): the push URLs the
+    # seller enters in their cabinets start with it; "": none yet (host:port stands in, unreachable from outside)
+    public_url: str = ""
+
+    def check(self, place: Place) -> None:
+        if self.public_url:
+            problem = public_url_problem(self.public_url)
+            if problem:
+                raise place.at("public_url").error(f"{problem}, got {shown(self.public_url)}")
+
+
+def public_url_problem(url: str) -> str:
+    """What is wrong with a public address ("" when nothing): http(s), a host, no query or fragment."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - a port that is no number raises here
+    except ValueError:
+        return "must be an http:// or https:// address such as \"https://seller.example.ru\""
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an http:// or https:// address with a host, such as \"https://seller.example.ru\""
+    if parts.query or parts.fragment or url.endswith(("?", "#")) or parts.username or parts.password:
+        return "must be the address alone (no login, ?query or #fragment), such as \"https://seller.example.ru\""
+    if any(c.isspace() for c in url):
+        return "must not contain spaces"
+    return ""
 
 
 @dataclass

@@ -44,7 +44,7 @@ STORE = "cloud.sqlite"
 BROKER = "broker"
 # table -> the keys of it that are the installation's (None: the whole table)
 INSTALLATION: dict[str, tuple[str, ...] | None] = {
-    "cloud": ("host", "port", "db_path"),
+    "cloud": ("host", "port", "db_path", "public_url"),
     "db": None,
     "link": ("host", "port", "tls_ca", "share_group"),
     "auth": None,
@@ -204,7 +204,7 @@ def config_text(tenant: str, name: str, sites: list[str], folder: Path, cloud_us
     site_tables = "".join(f'\n[sites.{s}]\nname = "{s}"\nwarehouses = ["{s}"]\n' for s in sites)
     return f'''# marketsync: the seller {tenant!r} on this installation (written by `marketsync tenant add`).
 # Only the seller's own sections belong here: accounts, sites, stock, status_map, pricing, alerts, onec,
-# legal, ui, secrets, jobs and the link's credentials. The installation's settings ([cloud] host/port,
+# legal, ui, secrets, jobs and the link's credentials. The installation's settings ([cloud] host/port/public_url,
 # [db], [link] host/port/tls_ca/share_group, [auth], [tenants]) come from the main cloud.toml; setting one
 # here stops the start. Every key is documented in config/cloud.toml. The store is cloud.sqlite in this
 # folder (on PostgreSQL: the schema {schema_of(tenant)}); secret.key and the 1C uploads are kept here too.

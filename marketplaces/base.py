@@ -527,7 +527,10 @@ class PushTerms:
     `accepted` — Ozon answers its TYPE_PING with `{"version","name","time"}` but an event with
     `{"result": true}`), `refused` any other status; a string that is exactly "{time}" (now, ISO 8601 UTC
     to the millisecond), "{kind}" (`refusal_kinds` by HTTP status, else `other_refusal`), "{message}" is
-    filled in, and "{null}" becomes JSON null (TOML has none). `noun` is what it calls one push."""
+    filled in, and "{null}" becomes JSON null (TOML has none). `noun` is what it calls one push.
+    `appends`: the seller enters one URL in the cabinet and the marketplace appends each of `paths` to it
+    (Yandex.Market's Notification API: <URL>/notification); else the seller enters each full URL
+    (`<cloud>/push/.../<path>`: Ozon's one notification URL, Megamarket's order/new and order/cancel)."""
 
     paths: tuple[str, ...]
     accepted: Mapping[str, Any]
@@ -537,6 +540,7 @@ class PushTerms:
     other_refusal: str = ""
     noun: str = "push"
     ping: Mapping[str, Any] | None = None
+    appends: bool = False
 
     def answer(self, status: int, message: str = "", *, now: datetime | None = None,
                ping: bool = False) -> dict[str, Any]:

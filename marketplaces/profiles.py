@@ -13,7 +13,8 @@ The table (see endpoints/wildberries.toml for a documented example):
     [profile.statuses]   native status (or "STATUS/SUBSTATUS") = unified status
     [profile.push]       only where it pushes: paths, sources, noun, accepted, refused, ping (the
                          answer to a connection check where it differs from accepted),
-                         refusal_kinds ({"400" = "..."}), other_refusal
+                         refusal_kinds ({"400" = "..."}), other_refusal, appends (true: the seller
+                         enters one URL and the marketplace appends each path to it itself)
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from marketplaces.endpoints import HERE
 _REQUIRED = ("title", "colour", "label_after", "min_poll_s", "poll_reason", "poll_endpoint")
 _OPTIONAL = ("min_stock_interval_s", "stock_interval_reason", "stock_follows_orders", "ships")
 _TABLES = ("can", "statuses", "push")
-_PUSH_KEYS = {"paths", "sources", "noun", "accepted", "refused", "ping", "refusal_kinds", "other_refusal"}
+_PUSH_KEYS = {"paths", "sources", "noun", "accepted", "refused", "ping", "refusal_kinds", "other_refusal",
+              "appends"}
 _COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
 
 
@@ -132,6 +134,8 @@ def _push(table: Any, where: str) -> PushTerms:
             raise ProfileError(f"{where}.{key}: the answer body (a table) is required")
     if "ping" in table and not isinstance(table["ping"], dict):
         raise ProfileError(f"{where}.ping: the answer body to a connection check (a table)")
+    if not isinstance(table.get("appends", False), bool):
+        raise ProfileError(f"{where}.appends: true or false (the marketplace appends the paths to the URL entered)")
     try:
         kinds = {int(status): str(kind) for status, kind in table.get("refusal_kinds", {}).items()}
     except ValueError:
@@ -139,5 +143,5 @@ def _push(table: Any, where: str) -> PushTerms:
     return PushTerms(paths=tuple(paths), accepted=MappingProxyType(table["accepted"]),
                      refused=MappingProxyType(table["refused"]), sources=tuple(str(s) for s in sources),
                      refusal_kinds=MappingProxyType(kinds), other_refusal=str(table.get("other_refusal", "")),
-                     noun=str(table.get("noun", "push")),
+                     noun=str(table.get("noun", "push")), appends=bool(table.get("appends", False)),
                      ping=MappingProxyType(table["ping"]) if "ping" in table else None)

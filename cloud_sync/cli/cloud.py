@@ -1,5 +1,7 @@
-"""The cloud's commands: `marketsync cloud serve`, `marketsync sync cards|stocks|prices|orders|reports`,
-`marketsync stock why ITEM --account A` (and `stock holds` / `stock confirm HOLD`)."""
+"""The cloud's commands: `marketsync cloud serve`, `marketsync cloud push-urls` (the URL each pushing
+account's marketplace is to push to, with its token: the operator's own terminal, never a log),
+`marketsync sync cards|stocks|prices|orders|reports`, `marketsync stock why ITEM --account A` (and
+`stock holds` / `stock confirm HOLD`)."""
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from cloud_sync.access import secrets
 from cloud_sync.cli import fail, load, money, t
 from cloud_sync.cli.users import main as users_main
 from cloud_sync.config import ConfigError
-from cloud_sync.i18n import domain_text, translations
+from cloud_sync.i18n import domain_text, service_when, translations
+from cloud_sync.orders import pushes
 from cloud_sync.schema import open_db
 from cloud_sync.service import accounts, sync
 from cloud_sync.service.cloud import CloudService
@@ -25,6 +28,7 @@ from cloud_sync.stock import ledger
 from cloud_sync.stock import push as stock_push
 from cloud_sync.stock import why as stock_why
 from marketplaces import http as mp_http
+from marketplaces import profiles
 from sitelink.service_manager import notify, watchdog_interval
 
 
@@ -47,7 +51,13 @@ def cloud_main(argv: list[str]) -> int:
     serve.add_argument("--instance", default=os.environ.get("MARKETSYNC_INSTANCE", ""),
                        help="this process's number among several (systemd's %%i; [link] member_username)")
     serve.add_argument("--log-level", default="INFO")
+    urls = sub.add_parser("push-urls", help="the URL to enter in the cabinet of each marketplace that pushes orders"
+                                            " (Yandex.Market, Megamarket, Ozon), push token included")
+    urls.add_argument("--config", help="cloud.toml (else $MARKETSYNC_CONFIG, ./config/cloud.toml, /etc/marketsync/cloud.toml)")
+    urls.add_argument("--db", help="the tenant database file (overrides [cloud] db_path)")
     args = p.parse_args(argv)
+    if args.cmd == "push-urls":
+        return push_urls(args)
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise (and URLs only)
@@ -87,6 +97,47 @@ def cloud_main(argv: list[str]) -> int:
         notify("STOPPING=1")
     finally:
         service.stop()
+    return 0
+
+
+def push_urls(args: argparse.Namespace) -> int:
+    """Print, per account whose marketplace pushes, the URL(s) to enter in its cabinet and where. The push
+    token is in them (that is the point; this is the operator's terminal, asked for) and goes to no log."""
+    prog = "marketsync cloud push-urls"
+    try:
+        cfg = _config(args)
+    except ConfigError as exc:
+        return fail(prog, exc)
+    conn = open_db(cfg.db_path)
+    try:
+        secrets.apply_to_config(conn, cfg, waiting=[])  # a push token stored in Settings counts, as in the service
+        last = pushes.last_received(conn)
+    except secrets.SecretError as exc:
+        return fail(prog, exc)
+    finally:
+        conn.close()
+    doors = pushes.push_doors(cfg, last, masked=False)
+    if not doors:
+        print(t("no account of this config has a marketplace that pushes orders (Yandex.Market, Megamarket, Ozon)"))
+        return 0
+    if not cfg.public_url:
+        print(t("warning: [cloud] public_url is not set in %(file)s: the addresses below use %(base)s, a local"
+                " address no marketplace can reach. Set public_url to the cloud's address as the internet reaches"
+                " it (e.g. \"https://seller.example.ru\").", file=cfg.config_file or "cloud.toml",
+                base=pushes.cloud_base(cfg)), file=sys.stderr)
+    for door in doors:
+        known = profiles().get(door.marketplace)
+        print(f"{door.account} ({known.title if known else door.marketplace}):")
+        for url in door.urls:
+            print(f"  {url}")
+        print("  " + t("where: %(place)s", place=t(door.cabinet)))
+        print("  " + (t("last notification: %(when)s", when=service_when(door.last_received))
+                      if door.last_received else t("no notifications yet")))
+        if not door.token_set:
+            print(t("warning: account %(account)s has no push token, so every push to it is refused. Set one:"
+                    " on the Settings page (credential push_token, with credentials_secret in the account's"
+                    " config) or in its secrets file (credentials_file: push_token = \"...\"), then run this"
+                    " command again.", account=door.account), file=sys.stderr)
     return 0
 
 

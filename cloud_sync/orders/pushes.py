@@ -3,6 +3,10 @@ the `push_events` table — every accepted event stored durably before the marke
 duplicates counted, not stored again — and `PushWorker`, which hands each stored event to the order
 intake after the answer went out, retrying while it fails and replaying what a previous run left.
 The HTTP endpoints are in cloud_sync/web/push.py; parsing is the adapter's (`Marketplace.parse_push`).
+
+Also what the seller enters in each pushing account's cabinet (`push_doors`: the URL(s) from [cloud]
+public_url and the marketplace's profile, where in the cabinet, whether the push token is set, the last
+event received), read by `marketsync cloud push-urls` (the token in the URL) and the Settings page (masked).
 """
 
 from __future__ import annotations
@@ -11,10 +15,15 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import quote
 
+from cloud_sync.config import CloudConfig
 from cloud_sync.db import connect, transaction
+from cloud_sync.i18n import N_
+from marketplaces import profiles
 from marketplaces.base import MarketplaceError, OrderEvent
 
 log = logging.getLogger("cloud_sync.orders.pushes")
@@ -52,6 +61,8 @@ MIGRATIONS = [
     );
     CREATE INDEX push_events_pending ON push_events(handled_at) WHERE handled_at IS NULL;
     """,
+    # the last event of each account at a glance (the Settings page, `marketsync cloud push-urls`)
+    "CREATE INDEX push_events_last ON push_events(account, received_at);",
 ]
 
 
@@ -181,3 +192,66 @@ def pending(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     """Stored events not handled yet (for the manager's health page)."""
     return [dict(r) for r in conn.execute(
         "SELECT id, account, kind, dedup_key, attempts, last_error FROM push_events WHERE handled_at IS NULL")]
+
+
+# ---------------------------------------------------------------- what the seller enters in the cabinet
+
+MASK = "••••••"  # the push token where a page shows the URL (a secret never appears on a page)
+NO_TOKEN = "<push_token>"  # where the URL has no token yet
+CABINET = {  # where each marketplace takes the URL(s), in the seller's words (shown in the reader's language)
+    "yandex_market": N_("Yandex.Market cabinet: Settings → API and modules → API notifications: paste the address"
+                        " and press «Check»; Market adds /notification to it itself"),
+    "ozon": N_("Ozon seller cabinet: Settings → Notifications, «Push notifications» tab: enable them, paste the"
+               " address, press «Check» and «Save»; under «Notification types» tick new postings, cancellations"
+               " and status changes"),
+    "megamarket": N_("Megamarket cabinet: Settings → API integration (where the authorization token is): the"
+                     " address for new orders (order/new) and the one for cancellations (order/cancel); or send"
+                     " both to your Megamarket integration manager"),
+}
+
+
+@dataclass(frozen=True)
+class PushDoor:
+    """What the seller enters in one pushing account's cabinet, and how its pushes stand."""
+
+    account: str
+    marketplace: str
+    urls: tuple[str, ...]  # each URL to enter (Yandex.Market: the one its Notification API appends to)
+    appended: tuple[str, ...]  # what the marketplace appends to it itself (Yandex.Market: notification)
+    token_set: bool
+    cabinet: str  # where in the cabinet (English; CABINET's text, translated where it is shown)
+    last_received: float | None = None  # when the last event of the account was stored (push_events)
+
+
+def cloud_base(cfg: CloudConfig) -> str:
+    """The address the push URLs start with: [cloud] public_url, else http://host:port (which no marketplace
+    reaches); a seller of several (`cfg.tenant`) is served under /t/<id> (cloud_sync.service.tenants)."""
+    host = cfg.host if ":" not in cfg.host else f"[{cfg.host}]"
+    base = cfg.public_url or f"http://{host}:{cfg.port}"
+    return base.rstrip("/") + (f"/t/{cfg.tenant}" if cfg.tenant else "")
+
+
+def push_doors(cfg: CloudConfig, last: Mapping[str, float] | None = None, *, masked: bool = True) -> list[PushDoor]:
+    """Each account of `cfg` whose marketplace pushes (its profile's `push`), by name: the URL(s) to enter
+    in the cabinet — the push token in them only when not `masked` (the operator's own terminal), else
+    MASK — and `last` (`last_received`) put in."""
+    known = profiles()
+    base = cloud_base(cfg)
+    out = []
+    for name, settings in sorted(cfg.accounts.items()):
+        terms = known[settings.marketplace].push if settings.marketplace in known else None
+        if terms is None:
+            continue
+        token = str(settings.account.credentials.get("push_token") or "")
+        shown = MASK if masked and token else quote(token, safe="") if token else NO_TOKEN
+        root = f"{base}/push/{settings.marketplace}/{quote(name, safe='')}/{shown}"
+        urls = (root,) if terms.appends else tuple(f"{root}/{path}" for path in terms.paths)
+        out.append(PushDoor(name, settings.marketplace, urls, terms.paths if terms.appends else (), bool(token),
+                            CABINET.get(settings.marketplace, ""), (last or {}).get(name)))
+    return out
+
+
+def last_received(conn: sqlite3.Connection) -> dict[str, float]:
+    """When the last event of each account was stored (a ping or a type not used is stored nowhere)."""
+    return {str(account): float(ts) for account, ts in conn.execute(
+        "SELECT account, MAX(received_at) FROM push_events GROUP BY account") if ts is not None}

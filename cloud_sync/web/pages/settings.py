@@ -1,6 +1,8 @@
 """Settings (owners only): accounts and their tokens (write-only: stored encrypted by
-cloud_sync.access.secrets, shown afterwards only as "set on <date>"), the unified status map, endpoint
-overrides, alert rules (critical stock minimums, cloud_sync.alerts), Telegram, and users.
+cloud_sync.access.secrets, shown afterwards only as "set on <date>"), the marketplaces' notifications of
+each pushing account (cloud_sync.orders.pushes.push_doors: the URL with its token masked, where to enter
+it, the last one received), the unified status map, endpoint overrides, alert rules (critical stock
+minimums, cloud_sync.alerts), Telegram, and users.
 
 A token or an endpoint override is in use as soon as it is stored (cloud_sync.web.settings_in_use: the
 account's adapter is reopened in the shared holder that the pusher and the jobs read too; a stored bot
@@ -21,6 +23,7 @@ from cloud_sync.alerts import checks, outbox
 from cloud_sync.config import UNIFIED_STATUSES
 from cloud_sync.config_sections import AlertsConfig
 from cloud_sync.onec import commission
+from cloud_sync.orders import pushes
 from cloud_sync.web.auth import current_user
 from cloud_sync.web.context import ctx, get_db
 from cloud_sync.web.i18n import domain_text, marketplace_title, role_label, status_label
@@ -66,7 +69,8 @@ def _page(status: int = 200, **kw: Any):
     kw.setdefault("messages", [])
     return render_template("cloud/settings.html", active="settings", accounts=accounts(), account_rows=rows,
                            status_map=cfg.status_map, unified=[(s, status_label(s)) for s in UNIFIED_STATUSES],
-                           minimums=minimums,
+                           minimums=minimums, push_doors=pushes.push_doors(cfg, pushes.last_received(conn)),
+                           push_base=pushes.cloud_base(cfg), public_url=cfg.public_url,
                            marketplace_choices=[(mp, marketplace_title(mp)) for mp in cfg.status_map],
                            role_choices=[(r, role_label(r)) for r in users.ROLES],
                            bot=stored.get(secrets.BOT_TOKEN), alerts_cfg=_alerts_shown(cfg.alerts),
