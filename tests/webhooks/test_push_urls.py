@@ -66,7 +66,8 @@ def _blocks(out: str) -> dict[str, list[str]]:
     return blocks
 
 
-def test_push_urls_prints_what_each_cabinet_takes(tmp_path, capsys) -> None:
+def test_push_urls_prints_what_each_cabinet_takes(tmp_path, capsys, caplog) -> None:
+    caplog.set_level("DEBUG")
     base = "https://seller.example.ru"
     assert marketsync(["cloud", "push-urls", "--config", str(_config(tmp_path, base + "/"))]) == 0
     printed = capsys.readouterr()
@@ -86,6 +87,7 @@ def test_push_urls_prints_what_each_cabinet_takes(tmp_path, capsys) -> None:
     assert "public_url" not in printed.err
     assert "mm-new" in printed.err and "нет токена уведомлений" in printed.err and "credentials_file" in printed.err
     assert "oz-main" not in printed.err and "<push_token>" in "".join(blocks["mm-new"])
+    assert "oz-push-token-1" not in caplog.text and "mm-push-token-3" not in caplog.text  # printed, never logged
 
 
 def test_without_public_url_it_says_marketplaces_cannot_reach_the_local_address(tmp_path, capsys) -> None:
