@@ -113,3 +113,27 @@ def test_a_push_to_exactly_the_printed_url_is_taken_by_the_running_endpoint(tmp_
     [market] = urls["ym-main"]
     assert httpx.post(market + "/notification", content=b'{"notificationType": "PING"}', timeout=10).status_code == 200
     assert httpx.post(ozon.replace("oz-push-token-1", "x"), content=b"{}", timeout=10).status_code == 403
+
+
+def test_a_seller_of_several_gets_the_installations_address_and_its_own_prefix(tmp_path, capsys,
+                                                                             monkeypatch) -> None:
+    """[cloud] public_url is the installation's (a seller's own cloud.toml may not set it); a seller's push
+    URLs live under /t/<id>/ (cloud_sync.service.tenants), and `$MARKETSYNC_TENANT` picks the seller."""
+    from cloud_sync import tenants
+
+    main_file = tmp_path / "cloud.toml"
+    main_file.write_text('[cloud]\ndb_path = "main/cloud.sqlite"\npublic_url = "https://ms.example.ru"\n'
+                         '[tenants]\n[link]\nenabled = false\n', "utf-8")
+    made = tenants.add(load_config(main_file), "lavka", admin="boss")
+    conf = made.tenant.folder / "cloud.toml"
+    text = conf.read_text("utf-8")
+    conf.write_text(text + '\n[accounts.oz-lavka]\nmarketplace = "ozon"\nbase_url = "http://127.0.0.1:9"\n'
+                    'credentials = { "Client-Id" = "15", "Api-Key" = "k", push_token = "lavka-token" }\n', "utf-8")
+    monkeypatch.setenv("MARKETSYNC_TENANT", "lavka")
+    assert marketsync(["cloud", "push-urls", "--config", str(main_file)]) == 0
+    printed = capsys.readouterr()
+    assert _blocks(printed.out)["oz-lavka"][0] == "https://ms.example.ru/t/lavka/push/ozon/oz-lavka/lavka-token/notification"
+    assert "public_url" not in printed.err
+    conf.write_text(text.replace("[cloud]\n", '[cloud]\npublic_url = "https://other.example.ru"\n'), "utf-8")
+    assert marketsync(["cloud", "push-urls", "--config", str(main_file)]) == 2
+    assert "cloud.public_url: is the installation's setting" in capsys.readouterr().err
