@@ -231,6 +231,12 @@ def cloud_base(cfg: CloudConfig) -> str:
     return base.rstrip("/") + (f"/t/{cfg.tenant}" if cfg.tenant else "")
 
 
+def push_root(base: str, marketplace: str, account: str, token: str) -> str:
+    """The start of an account's push URLs (`<base>/push/<marketplace>/<account>/<token>`): the marketplace
+    appends its profile's paths, or the seller enters each path's whole URL."""
+    return f"{base.rstrip('/')}/push/{marketplace}/{quote(account, safe='')}/{quote(token, safe='')}"
+
+
 def push_doors(cfg: CloudConfig, last: Mapping[str, float] | None = None, *, masked: bool = True) -> list[PushDoor]:
     """Each account of `cfg` whose marketplace pushes (its profile's `push`), by name: the URL(s) to enter
     in the cabinet — the push token in them only when not `masked` (the operator's own terminal), else
@@ -243,8 +249,10 @@ def push_doors(cfg: CloudConfig, last: Mapping[str, float] | None = None, *, mas
         if terms is None:
             continue
         token = str(settings.account.credentials.get("push_token") or "")
-        shown = MASK if masked and token else quote(token, safe="") if token else NO_TOKEN
-        root = f"{base}/push/{settings.marketplace}/{quote(name, safe='')}/{shown}"
+        if token and not masked:
+            root = push_root(base, settings.marketplace, name, token)
+        else:  # the token's place (ends with "/") shown masked, or marked as not set
+            root = push_root(base, settings.marketplace, name, "") + (MASK if token else NO_TOKEN)
         urls = (root,) if terms.appends else tuple(f"{root}/{path}" for path in terms.paths)
         out.append(PushDoor(name, settings.marketplace, urls, terms.paths if terms.appends else (), bool(token),
                             CABINET.get(settings.marketplace, ""), (last or {}).get(name)))

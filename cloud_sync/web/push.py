@@ -234,5 +234,4 @@ def push_url(base_url: str, account: AccountConfig) -> str:
     """Where the marketplace must push for this account (register it in the cabinet / sandbox); the
     marketplace appends its own paths (its profile's `push.paths`: Yandex.Market /notification,
     Megamarket /order/new and /order/cancel); Ozon takes one URL: this one + /notification."""
-    token = account.credentials.get("push_token", "")
-    return f"{base_url.rstrip('/')}/push/{account.marketplace}/{account.name}/{token}"
+    return pushes.push_root(base_url, account.marketplace, account.name, account.credentials.get("push_token", ""))
