@@ -63,6 +63,7 @@ EVENT_LABELS = {
     "cancel_refused": N_("not cancelled"), "handover_missing": N_("stayed at the hand-over"),
     "shipped": N_("shipped"), "assembled": N_("assembled"), "in_doubt": N_("outcome unknown: read back"),
     "reduce": N_("remove the missing units"), "reduced": N_("missing units removed on the marketplace"),
+    "ship_by": N_("assembly deadline moved"),
 }
 # Texts the domain stores or raises in English (a problem of an order, a refusal), shown in the reader's
 # language: the first pattern that matches the whole text gives its translation with the same parts.

@@ -367,12 +367,14 @@ class Order:
 class OrderEvent:
     """A pushed notification (YM Notification API, Megamarket order/new...) parsed by its adapter."""
 
-    kind: Literal["created", "cancelled", "status", "ping"]
+    kind: Literal["created", "cancelled", "status", "ship_by", "ping"]
     order_native_id: str = ""
     native_status: str = ""
     order: Order | None = None
     dedup_key: str = ""  # identical for a duplicate delivery of the same event
     native: dict[str, Any] = field(default_factory=dict)
+    # "ship_by": the order's new assembly / ship-by deadline as the push gives it (Order.ship_by's meaning)
+    ship_by: datetime | None = None
 
 
 @dataclass

@@ -78,7 +78,9 @@ POSTING_STATUSES = {
 AFTER_PACKAGING = {"awaiting_deliver", "delivering", "driver_pickup", "delivered", "sent_by_seller"}
 HANDED_OVER = {"delivering", "driver_pickup", "delivered", "sent_by_seller"}
 # push notifications (push_types) the product uses, as OrderEvent kinds; the rest are acknowledged, ignored
-PUSH_KINDS = {"TYPE_NEW_POSTING": "created", "TYPE_POSTING_CANCELLED": "cancelled", "TYPE_STATE_CHANGED": "status"}
+# (TYPE_DELIVERY_DATE_CHANGED, the buyer's delivery window, has no place in the order model: acknowledged, ignored)
+PUSH_KINDS = {"TYPE_NEW_POSTING": "created", "TYPE_POSTING_CANCELLED": "cancelled", "TYPE_STATE_CHANGED": "status",
+              "TYPE_CUTOFF_DATE_CHANGED": "ship_by"}
 # the push model's posting states -> the Seller API's statuses polling gives (push_types, "Correspondence of
 # Seller API and push model statuses"); posting_created is awaiting_packaging or awaiting_approve, both "new"
 PUSH_STATES = {
@@ -1173,8 +1175,11 @@ class OzonAdapter:
     def parse_push(self, headers: dict[str, str], body: bytes) -> list[OrderEvent]:
         """An Ozon push notification (the one URL of the cabinet, `<push URL>/notification`) as events:
         TYPE_PING a ping; TYPE_NEW_POSTING "created", TYPE_POSTING_CANCELLED "cancelled", TYPE_STATE_CHANGED
-        "status" in the Seller API's posting statuses (the ones polling gives: `PUSH_STATES`); [] for the
-        types the product does not use (date changes, products, stocks, chats), which are acknowledged.
+        "status" in the Seller API's posting statuses (the ones polling gives: `PUSH_STATES`),
+        TYPE_CUTOFF_DATE_CHANGED "ship_by" (the shipping date, `Order.ship_by`, moved: `OrderEvent.ship_by` the
+        new one; [] while `new_cutoff_date` is empty, "the delivery interval has been deleted": Ozon pushes
+        again once a new date is set); [] for the types the product does not use (the delivery date change,
+        products, stocks, chats), which are acknowledged.
         The new posting's notification is thin (no prices): its event carries no order, so the intake
         reads the posting (`get_order`, /v3/posting/fbs/get) keyed by the posting_number polling gives.
         Raises `BadResponse` for a malformed notification and `AuthError` for one about another seller
@@ -1193,7 +1198,7 @@ class OzonAdapter:
         if kind is None:
             return []
         required = {"created": ("posting_number", "products"), "cancelled": ("posting_number",),
-                    "status": ("posting_number", "new_state")}[kind]
+                    "status": ("posting_number", "new_state"), "ship_by": ("posting_number",)}[kind]
         missing = [k for k in required if data.get(k) in (None, "", [])]
         if missing:
             raise self._bad(f"{kind_name}: missing {', '.join(missing)}", ep)
@@ -1204,7 +1209,7 @@ class OzonAdapter:
                 not isinstance(p, dict) or not isinstance(p.get("sku"), int) or not isinstance(p.get("quantity"), int)
                 for p in data["products"])):
             raise self._bad(f"{kind_name}: products must be [{{sku, quantity}}] (integers)", ep)
-        for stamp in ("in_process_at", "shipment_date", "changed_state_date"):
+        for stamp in ("in_process_at", "shipment_date", "changed_state_date", "new_cutoff_date", "old_cutoff_date"):
             if data.get(stamp):  # in_process_at may be empty for a posting paid late (push_types)
                 try:
                     _when(data[stamp])
@@ -1222,6 +1227,11 @@ class OzonAdapter:
             return [OrderEvent("created", number, "awaiting_packaging", dedup_key=f"{prefix}:new", native=data)]
         if kind == "cancelled":
             return [OrderEvent("cancelled", number, "cancelled", dedup_key=f"{prefix}:cancelled", native=data)]
+        if kind == "ship_by":
+            if not data.get("new_cutoff_date"):  # the interval was deleted: a new notification brings the date
+                return []
+            new = data["new_cutoff_date"]
+            return [OrderEvent("ship_by", number, dedup_key=f"{prefix}:cutoff:{new}", ship_by=_when(new), native=data)]
         state = data["new_state"]
         status = PUSH_STATES.get(state) if isinstance(state, str) else None
         if status is None:

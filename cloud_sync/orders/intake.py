@@ -4,7 +4,8 @@ ONE transaction per batch, so a reservation and its pick task commit together; a
 covered is never confirmed. Before a new order takes stock, the waiting orders of its items with an
 earlier deadline take what they can (cloud_sync/orders/waiting.py), and a batch is taken earliest deadline
 first. Status changes from the marketplace move the unified status; a cancellation releases the
-reservation, tells the site, and lets the waiting orders of the released items take it.
+reservation, tells the site, and lets the waiting orders of the released items take it. A moved assembly
+deadline (Ozon's TYPE_CUTOFF_DATE_CHANGED) moves the order's ship_by and is said in its history.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from cloud_sync.config import CloudConfig
@@ -586,6 +588,40 @@ def cancel(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, *, reason: str 
     return released
 
 
+def _instant(iso: str | None) -> float | None:
+    """The moment of a stored ISO date-time (None for none or an unreadable one)."""
+    if not iso:
+        return None
+    try:
+        when = datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return when.timestamp() if when.tzinfo else None
+
+
+def move_ship_by(conn: sqlite3.Connection, oid: int, ship_by: datetime | None, *, now: float | None = None,
+                 source: str = "marketplace", actor: str = "") -> str:
+    """The marketplace moved the order's assembly deadline: its `ship_by` (the deadline the order list sorts
+    by, the waiting orders are served by and the deadline alerts read) takes the new one and the order's
+    history says it ("ship_by": "old → new", ISO UTC). An order past assembly keeps its own ("past"); the
+    same moment again changes nothing ("unchanged"). A pick task already at the site keeps the deadline it
+    was sent with: the site link has no message that changes a sent task (sitelink.messages); a task sent
+    from now on (an order waiting for stock) carries the new one, read from the order."""
+    now = time.time() if now is None else now
+    if ship_by is None:
+        return "unchanged"
+    need(conn, order_lock(oid))
+    o = conn.execute("SELECT stage, ship_by FROM orders WHERE id=?", (oid,)).fetchone()
+    if o is None or o["stage"] not in OPEN_STAGES:
+        return "past"
+    new = ship_by.isoformat()
+    if _instant(o["ship_by"]) == ship_by.timestamp():
+        return "unchanged"
+    conn.execute("UPDATE orders SET ship_by=?, updated_ts=? WHERE id=?", (new, now, oid))
+    log_event(conn, oid, "ship_by", f"{o['ship_by'] or '—'} → {new}", now, source=source, actor=actor)
+    return "ship_by"
+
+
 def ingest_event(conn: sqlite3.Connection, cfg: CloudConfig, account: str, event: OrderEvent, *,
                  adapter: Marketplace | None = None, link: Any = None, now: float | None = None) -> str:
     """A pushed marketplace event (webhooks). Deduplicated by its key, and by order key with polling."""
@@ -602,6 +638,16 @@ def ingest_event(conn: sqlite3.Connection, cfg: CloudConfig, account: str, event
                               (order_key(account, event.order_native_id),)).fetchone() is not None
         if not polled:
             order = adapter.get_order(event.order_native_id)  # before the write lock: no HTTP inside it
+    ship_by = event.ship_by
+    if event.kind == "ship_by" and adapter is not None and event.order_native_id and conn.execute(
+            "SELECT 1 FROM orders WHERE key=?", (order_key(account, event.order_native_id),)).fetchone():
+        # Ozon: "check the shipping date with /v3/posting/fbs/get" — the posting's own date is the truth, so
+        # a late or reordered push moves nothing back (read before the write lock: no HTTP inside it)
+        try:
+            ship_by = adapter.get_order(event.order_native_id).ship_by or ship_by
+        except MarketplaceError as exc:
+            if exc.status != 404:
+                raise  # the worker tries again
     with transaction(conn):  # the dedup mark and what the event does commit together (or neither)
         if dedup:
             if conn.execute("SELECT 1 FROM event_dedup WHERE key=?", (dedup,)).fetchone():
@@ -616,6 +662,8 @@ def ingest_event(conn: sqlite3.Connection, cfg: CloudConfig, account: str, event
         if not event.order_native_id:
             return "ignored"
         row = conn.execute("SELECT id FROM orders WHERE key=?", (order_key(account, event.order_native_id),)).fetchone()
+        if row is None and event.kind == "ship_by":
+            return "unknown order"  # it comes in (polled or pushed) with the date the marketplace has then
         if row is None:
             # a status for an order we never saw: said and kept (the push stays stored), nothing changed
             log_error(conn, "orders", f"{account}: статус «{event.native_status or event.kind}» пришёл для"
@@ -625,6 +673,8 @@ def ingest_event(conn: sqlite3.Connection, cfg: CloudConfig, account: str, event
             cancel(conn, cfg, row[0], reason="отменён маркетплейсом", link=link, now=now,
                    tell_marketplace=False, source="marketplace", actor=account)
             return "cancelled"
+        if event.kind == "ship_by":
+            return move_ship_by(conn, row[0], ship_by, now=now, actor=account)
         if event.native_status:
             try:
                 update_native_status(conn, cfg, row[0], event.native_status, link=link, now=now)

@@ -94,6 +94,7 @@ EVENT_TEXT = {
     "retry": "order {number} ({account}) checked again: {detail}",
     "moved": "order {number} ({account}): {detail}",
     "status": "order {number}: {marketplace} says {detail}",
+    "ship_by": "order {number} ({account}): {marketplace} moved the assembly deadline ({detail})",
     "stock_pushed": "stock pushed: {detail}",
     "prices_from_1c": "prices from 1C: {detail}",
 }

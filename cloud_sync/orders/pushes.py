@@ -202,8 +202,8 @@ CABINET = {  # where each marketplace takes the URL(s), in the seller's words (s
     "yandex_market": N_("Yandex.Market cabinet: Settings → API and modules → API notifications: paste the address"
                         " and press «Check»; Market adds /notification to it itself"),
     "ozon": N_("Ozon seller cabinet: Settings → Notifications, «Push notifications» tab: enable them, paste the"
-               " address, press «Check» and «Save»; under «Notification types» tick new postings, cancellations"
-               " and status changes"),
+               " address, press «Check» and «Save»; under «Notification types» tick new postings, cancellations,"
+               " status changes and shipping date changes"),
     "megamarket": N_("Megamarket cabinet: Settings → API integration (where the authorization token is): the"
                      " address for new orders (order/new) and the one for cancellations (order/cancel); or send"
                      " both to your Megamarket integration manager"),

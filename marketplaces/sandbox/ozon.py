@@ -21,7 +21,9 @@ cabinet: Ozon checks it at once with a TYPE_PING to `url + "/notification"` (the
 keeps it only when the answer is HTTP 200 JSON `{"version", "name", "time"}` (else 400 naming the
 cabinet's error code, e.g. STATUS_CODE_NOT_OK; `"check": false` skips it); from then on a new posting
 pushes TYPE_NEW_POSTING and every cancellation (the seller's, the buyer's `POST /_sandbox/x/cancel
-{"postings": [...]}`, after shipping) TYPE_POSTING_CANCELLED, retried while the answer is not HTTP 200
+{"postings": [...]}`, after shipping) TYPE_POSTING_CANCELLED, a shipping date moved by `POST
+/_sandbox/x/cutoff {"posting_number", "new_cutoff_date"}` (the posting's shipment_date, as the posting
+methods give it from then on) TYPE_CUTOFF_DATE_CHANGED, retried while the answer is not HTTP 200
 — after 5 s, doubling up to 10 minutes, then 5 more tries 10 minutes apart (time-scaled).
 Imports no adapter.
 """
@@ -349,6 +351,15 @@ class OzonSandbox(SandboxApp):
         if name == "ping":  # Ozon's periodic check of a registered URL, through the delivery queue
             self._push({"message_type": "TYPE_PING", "time": _iso(_now())}, "ping")
             return {"queued": True}
+        if name == "cutoff":  # Ozon moves a posting's shipping date: {"posting_number", "new_cutoff_date"}
+            p = self._posting(str(body.get("posting_number") or ""))
+            new = _iso(_parse(body.get("new_cutoff_date")))
+            old, p["shipment_date"] = p["shipment_date"], new  # what /v3/posting/fbs/get and the lists give now
+            if new != old:
+                self._push({"message_type": "TYPE_CUTOFF_DATE_CHANGED", "posting_number": p["posting_number"],
+                            "new_cutoff_date": new, "old_cutoff_date": old, "warehouse_id": p["warehouse_id"],
+                            "seller_id": self.seller_id}, f"cutoff:{p['posting_number']}:{new}")
+            return {"posting_number": p["posting_number"], "shipment_date": new, "old_shipment_date": old}
         if name == "cancel":  # the buyer cancels postings not packed yet: {"postings": [posting numbers]}
             done = []
             for number in [str(x) for x in body.get("postings", body.get("orders", []))]:

@@ -91,7 +91,7 @@ def test_the_documented_examples_parse_into_events() -> None:
     assert (new.kind, new.order_native_id, new.native_status, new.dedup_key) == (
         "created", "24319409-0021-1", "awaiting_packaging", "oz:1:24319409-0021-1:new")
     assert new.order is None  # no prices in the push: the intake reads the posting (/v3/posting/fbs/get)
-    for kind in ("TYPE_CUTOFF_DATE_CHANGED", "TYPE_DELIVERY_DATE_CHANGED", "TYPE_NEW_MESSAGE", "TYPE_CHAT_CLOSED",
+    for kind in ("TYPE_DELIVERY_DATE_CHANGED", "TYPE_NEW_MESSAGE", "TYPE_CHAT_CLOSED",
                  "TYPE_CREATE_OR_UPDATE_ITEM", "TYPE_STOCKS_CHANGED"):
         if kind in examples:
             assert parse(kind) == [], kind  # acknowledged, not used
@@ -104,6 +104,12 @@ def test_the_documented_examples_parse_into_events() -> None:
     [state] = parse("TYPE_STATE_CHANGED")
     assert (state.kind, state.order_native_id, state.native_status) == ("status", "24219509-0020-2", "delivered")
     assert state.dedup_key == "oz:15:24219509-0020-2:state:posting_delivered@2021-02-02T15:07:46.765Z"
+    [cutoff] = parse("TYPE_CUTOFF_DATE_CHANGED")  # the shipping date moved: the order's ship-by follows
+    assert (cutoff.kind, cutoff.order_native_id, cutoff.dedup_key) == (
+        "ship_by", "24219509-0020-2", "oz:15:24219509-0020-2:cutoff:2021-11-24T07:00:00Z")
+    assert cutoff.ship_by == datetime.fromisoformat("2021-11-24T07:00:00+00:00")
+    interval_gone = dict(examples["TYPE_CUTOFF_DATE_CHANGED"], new_cutoff_date="")  # "wait for a new one"
+    assert adapter.parse_push({"x-push-path": "notification"}, json.dumps(interval_gone).encode()) == []
     with pytest.raises(AuthError):
         parse("TYPE_NEW_POSTING")  # seller 1
 
@@ -157,7 +163,10 @@ def test_ozon_answers_in_its_shapes(client) -> None:
     assert (chat.status_code, chat.data) == (200, b'{"result": true}')  # not used: acknowledged, not stored
     cutoff = http.post(url, data=b'{"message_type": "TYPE_CUTOFF_DATE_CHANGED", "posting_number": "1-1-1",'
                                  b' "new_cutoff_date": "2021-11-24T07:00:00Z", "seller_id": 15}')
-    assert cutoff.status_code == 200
+    assert cutoff.status_code == 200  # stored: the order's ship-by follows (test_ozon_dates.py)
+    delivery = http.post(url, data=b'{"message_type": "TYPE_DELIVERY_DATE_CHANGED", "posting_number": "1-1-1",'
+                                   b' "new_delivery_date_begin": "2021-11-24T07:00:00Z", "seller_id": 15}')
+    assert (delivery.status_code, delivery.data) == (200, b'{"result": true}')  # no place for it: not stored
     bad = http.post(url, data=b"{not json")
     assert (bad.status_code, bad.data) == (400, b'{"error": {"code": "ERROR_PARAMETER_VALUE_MISSED", "message": '
                                                 b'"notification body is not valid JSON (account=oz endpoint=notification)",'
@@ -171,7 +180,8 @@ def test_ozon_answers_in_its_shapes(client) -> None:
     assert foreign.status_code == 403 and foreign.get_json()["error"]["code"] == "ERROR_UNKNOWN"
     assert http.post("/push/ozon/oz/s3cret/order/new", data=NEW).status_code == 404  # one URL only
     assert [(r["kind"], r["dedup_key"], r["duplicates"], r["order_native_id"]) for r in cloud_rows(db_path)] == [
-        ("created", "oz:15:40000001-0001-1:new", 1, "40000001-0001-1")]
+        ("created", "oz:15:40000001-0001-1:new", 1, "40000001-0001-1"),
+        ("ship_by", "oz:15:1-1-1:cutoff:2021-11-24T07:00:00Z", 0, "1-1-1")]
 
 
 def test_ozon_pushes_only_from_its_published_networks_by_default(client) -> None:
@@ -346,11 +356,14 @@ def test_the_sandbox_checks_the_url_and_retries_on_ozons_schedule(sandboxes) -> 
         log = oz.app.push.summary()["log"]
         assert [(e["ok"], e["status"]) for e in log] == [(False, 500), (False, 500), (True, 200)]
         assert all(e["key"] == f"new:{made[0]}" for e in log)
+        moved = httpx.post(oz.url + "/_sandbox/x/cutoff", json={"posting_number": made[0],
+                                                                "new_cutoff_date": "2026-12-24T07:00:00Z"}, timeout=10)
+        assert moved.json()["shipment_date"] == "2026-12-24T07:00:00Z" == oz.app.postings[made[0]]["shipment_date"]
         assert httpx.post(oz.url + "/_sandbox/x/cancel", json={"postings": made}, timeout=10).json()["cancelled"] == made
         assert httpx.post(oz.url + "/_sandbox/x/push_wait", json={"timeout": 10}, timeout=15).json()["idle"]
         examples = spec_examples()
         sent = {b["message_type"]: b for b in flaky.bodies}
-        assert set(sent) == {"TYPE_PING", "TYPE_NEW_POSTING", "TYPE_POSTING_CANCELLED"}
+        assert set(sent) == {"TYPE_PING", "TYPE_NEW_POSTING", "TYPE_POSTING_CANCELLED", "TYPE_CUTOFF_DATE_CHANGED"}
         for kind, body in sent.items():  # the sandbox's notifications in the documented shapes
             doc = examples[kind]
             assert set(body) <= set(doc), (kind, set(body) - set(doc))
@@ -360,6 +373,8 @@ def test_the_sandbox_checks_the_url_and_retries_on_ozons_schedule(sandboxes) -> 
         assert {"posting_number", "products", "in_process_at", "warehouse_id", "shipment_date",
                 "seller_id"} <= set(sent["TYPE_NEW_POSTING"])
         assert sent["TYPE_POSTING_CANCELLED"]["new_state"] == "posting_canceled"
+        assert set(sent["TYPE_CUTOFF_DATE_CHANGED"]) == set(examples["TYPE_CUTOFF_DATE_CHANGED"])
+        assert sent["TYPE_CUTOFF_DATE_CHANGED"]["new_cutoff_date"] == "2026-12-24T07:00:00Z"
     finally:
         flaky.stop()
     from marketplaces.sandbox.ozon import push_retry_wait
