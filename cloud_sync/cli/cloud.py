@@ -112,11 +112,12 @@ def push_urls(args: argparse.Namespace) -> int:
     try:
         secrets.apply_to_config(conn, cfg, waiting=[])  # a push token stored in Settings counts, as in the service
         last = pushes.last_received(conn)
+        pings = pushes.last_pings(conn)
     except secrets.SecretError as exc:
         return fail(prog, exc)
     finally:
         conn.close()
-    doors = pushes.push_doors(cfg, last, masked=False)
+    doors = pushes.push_doors(cfg, last, masked=False, pings=pings)
     if not doors:
         print(t("no account of this config has a marketplace that pushes orders (Yandex.Market, Megamarket, Ozon)"))
         return 0
@@ -133,6 +134,8 @@ def push_urls(args: argparse.Namespace) -> int:
         print("  " + t("where: %(place)s", place=t(door.cabinet)))
         print("  " + (t("last notification: %(when)s", when=service_when(door.last_received))
                       if door.last_received else t("no notifications yet")))
+        print("  " + (t("last connection check: %(when)s", when=service_when(door.last_ping))
+                      if door.last_ping else t("no connection check yet")))
         if not door.token_set:
             print(t("warning: account %(account)s has no push token, so every push to it is refused. Set one:"
                     " on the Settings page (credential push_token, with credentials_secret in the account's"

@@ -6,7 +6,8 @@ The HTTP endpoints are in cloud_sync/web/push.py; parsing is the adapter's (`Mar
 
 Also what the seller enters in each pushing account's cabinet (`push_doors`: the URL(s) from [cloud]
 public_url and the marketplace's profile, where in the cabinet, whether the push token is set, the last
-event received), read by `marketsync cloud push-urls` (the token in the URL) and the Settings page (masked).
+event received and the last connection check — a ping, answered at once, its moment kept in `push_pings`),
+read by `marketsync cloud push-urls` (the token in the URL) and the Settings page (masked).
 """
 
 from __future__ import annotations
@@ -63,6 +64,15 @@ MIGRATIONS = [
     """,
     # the last event of each account at a glance (the Settings page, `marketsync cloud push-urls`)
     "CREATE INDEX push_events_last ON push_events(account, received_at);",
+    # the last connection check (a ping: Ozon's TYPE_PING, Yandex.Market's PING) of each account, stored
+    # nowhere else: one row per account, overwritten by each authentic ping (`record_ping`)
+    """
+    CREATE TABLE push_pings (
+        account TEXT PRIMARY KEY,
+        marketplace TEXT NOT NULL,
+        received_at REAL NOT NULL
+    );
+    """,
 ]
 
 
@@ -85,6 +95,15 @@ def store_events(conn: sqlite3.Connection, account: str, marketplace: str, push:
                 conn.execute("UPDATE push_events SET duplicates=duplicates+1 WHERE account=? AND dedup_key=?",
                              (account, e.dedup_key))
     return new
+
+
+def record_ping(conn: sqlite3.Connection, account: str, marketplace: str, now: float | None = None) -> None:
+    """When the marketplace last checked the connection (an authentic ping): one small UPSERT, inside the
+    marketplace's answer time (Ozon pauses pushes answered in more than 5 s)."""
+    with transaction(conn):
+        conn.execute("INSERT INTO push_pings(account, marketplace, received_at) VALUES (?,?,?) ON CONFLICT(account)"
+                     " DO UPDATE SET marketplace=excluded.marketplace, received_at=excluded.received_at",
+                     (account, marketplace, time.time() if now is None else now))
 
 
 class PushWorker:
@@ -221,6 +240,7 @@ class PushDoor:
     token_set: bool
     cabinet: str  # where in the cabinet (English; CABINET's text, translated where it is shown)
     last_received: float | None = None  # when the last event of the account was stored (push_events)
+    last_ping: float | None = None  # when the marketplace last checked the connection (push_pings)
 
 
 def cloud_base(cfg: CloudConfig) -> str:
@@ -237,10 +257,11 @@ def push_root(base: str, marketplace: str, account: str, token: str) -> str:
     return f"{base.rstrip('/')}/push/{marketplace}/{quote(account, safe='')}/{quote(token, safe='')}"
 
 
-def push_doors(cfg: CloudConfig, last: Mapping[str, float] | None = None, *, masked: bool = True) -> list[PushDoor]:
+def push_doors(cfg: CloudConfig, last: Mapping[str, float] | None = None, *, masked: bool = True,
+               pings: Mapping[str, float] | None = None) -> list[PushDoor]:
     """Each account of `cfg` whose marketplace pushes (its profile's `push`), by name: the URL(s) to enter
     in the cabinet — the push token in them only when not `masked` (the operator's own terminal), else
-    MASK — and `last` (`last_received`) put in."""
+    MASK — and `last` (`last_received`) and `pings` (`last_pings`) put in."""
     known = profiles()
     base = cloud_base(cfg)
     out = []
@@ -255,7 +276,7 @@ def push_doors(cfg: CloudConfig, last: Mapping[str, float] | None = None, *, mas
             root = push_root(base, settings.marketplace, name, "") + (MASK if token else NO_TOKEN)
         urls = (root,) if terms.appends else tuple(f"{root}/{path}" for path in terms.paths)
         out.append(PushDoor(name, settings.marketplace, urls, terms.paths if terms.appends else (), bool(token),
-                            CABINET.get(settings.marketplace, ""), (last or {}).get(name)))
+                            CABINET.get(settings.marketplace, ""), (last or {}).get(name), (pings or {}).get(name)))
     return out
 
 
@@ -263,3 +284,8 @@ def last_received(conn: sqlite3.Connection) -> dict[str, float]:
     """When the last event of each account was stored (a ping or a type not used is stored nowhere)."""
     return {str(account): float(ts) for account, ts in conn.execute(
         "SELECT account, MAX(received_at) FROM push_events GROUP BY account") if ts is not None}
+
+
+def last_pings(conn: sqlite3.Connection) -> dict[str, float]:
+    """When the marketplace last checked each account's connection (its ping, `record_ping`)."""
+    return {str(account): float(ts) for account, ts in conn.execute("SELECT account, received_at FROM push_pings")}

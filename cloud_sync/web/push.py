@@ -23,8 +23,8 @@ published ranges — Yandex.Market 5.45.207.0/25, 141.8.142.0/25, 5.255.253.0/25
 185.73.192.0/22, 91.223.93.0/24, Megamarket any),
 `options["push_trusted_proxies"]` (CIDRs of our own reverse proxies, whose X-Forwarded-For is used).
 
-Answers, each in the marketplace's shape (`PushTerms.answer`): PING at once (no storage, no work; Ozon's
-TYPE_PING `{"version","name","time"}`); a stored or duplicate event 200 (YM `{"name","version","time"}`,
+Answers, each in the marketplace's shape (`PushTerms.answer`): PING at once (no event stored, no work but
+its moment in `push_pings`, one row per account, for Settings; Ozon's TYPE_PING `{"version","name","time"}`); a stored or duplicate event 200 (YM `{"name","version","time"}`,
 MM `{"data":{},"meta":{},"success":1}`, Ozon `{"result":true}`); a type the product does not use (chats,
 products...) 200 as well, stored nowhere; malformed 400 (YM `{"error":{"type":"WRONG_EVENT_FORMAT",…}}`,
 MM `success: 0`, Ozon `{"error":{"code":"ERROR_PARAMETER_VALUE_MISSED","message","details":null}}`), stored
@@ -211,7 +211,13 @@ def create_webhooks_blueprint(db_path: str, accounts: list[AccountConfig], on_ev
                 return _answer(account.terms, 500, f"temporarily unable to store the {account.terms.noun}")
             if new:
                 worker.wake()
-        return _answer(account.terms, 200, ping=bool(events) and not stored)
+        ping = bool(events) and not stored
+        if ping:  # the cabinet's «Check» (or a periodic one): its moment shown in Settings, one tiny UPSERT
+            try:
+                pushes.record_ping(db(), account.name, account.marketplace)
+            except sqlite3.Error as exc:  # the check is still answered: the marketplace reached us
+                log.warning("ping from %s not recorded: %s", account.name, exc)
+        return _answer(account.terms, 200, ping=ping)
 
     for marketplace, terms in pushers.items():
         for path in terms.paths:

@@ -1,7 +1,8 @@
 """Settings → the marketplaces' notifications: for each account whose marketplace pushes, whether its push
 token is set, the URL to enter with the token masked (a secret never appears on a page), where in the
-cabinet, the command that prints the full URL, and when the last notification came in (after a real push
-to the running endpoint, stored in SQLite) — in Russian by default, in English when asked."""
+cabinet, the command that prints the full URL, when the last notification came in (after a real push
+to the running endpoint, stored in SQLite) and when the marketplace last checked the connection (its ping,
+which stores no event) — in Russian by default, in English when asked."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 
 from cloud_sync.config import ConfigError, parse_config
 from cloud_sync.i18n import when
-from cloud_sync.orders.pushes import last_received
+from cloud_sync.orders.pushes import last_pings, last_received
 from cloud_sync.schema import open_db
 from cloud_sync.web.app import create_app
 
@@ -89,6 +90,40 @@ def test_the_owner_sees_the_masked_url_and_the_last_notification(app) -> None:
     oz = _door(page, "oz-main")
     assert "Marketplace notifications" in oz and f"Last notification: <span class=\"ts\">{when(at, 'en', cfg.ui.timezone)}" in oz
     assert "the full address is shown by the command" in oz and TOKEN not in page
+
+
+PING = b'{"message_type": "TYPE_PING", "time": "2026-12-07T10:00:00Z"}'
+
+
+def test_the_cabinets_check_is_visible_right_after_setup(app) -> None:
+    """The cabinet's «Check» sends a PING: answered at once, no notification stored, and the block says when
+    the check reached us; a ping with a wrong token (refused 403) or to another account shows nothing."""
+    flask_app, cfg = app
+    c = flask_app.test_client()
+    assert login(c, "olga").status_code == 302
+    oz = _door(c.get("/settings").text, "oz-main")
+    assert "проверки связи ещё не было: нажмите «Проверить» в кабинете" in oz and "Последняя проверка связи" not in oz
+
+    foreign = c.post("/push/ozon/oz-main/another-sellers-token/notification", data=PING)
+    assert foreign.status_code == 403
+    assert "проверки связи ещё не было" in _door(c.get("/settings").text, "oz-main")
+
+    ping = c.post(f"/push/ozon/oz-main/{TOKEN}/notification", data=PING)
+    assert ping.status_code == 200 and set(ping.get_json()) == {"version", "name", "time"}, ping.text
+    conn = open_db(cfg.db_path)
+    try:
+        at = last_pings(conn)["oz-main"]
+        assert last_received(conn) == {}  # a check is no notification
+    finally:
+        conn.close()
+    page = c.get("/settings").text
+    oz = _door(page, "oz-main")
+    assert f'Последняя проверка связи: <span class="ts">{when(at, "ru", cfg.ui.timezone)}</span>' in oz
+    assert "уведомлений ещё не было" in oz  # the last notification stays what it was
+    assert "проверки связи ещё не было" in _door(page, "ym-main")  # another account was not checked
+    page = c.post("/language", data={"csrf_token": form_token(page), "language": "en", "back": "/settings"},
+                  follow_redirects=True).text
+    assert f'Last connection check: <span class="ts">{when(at, "en", cfg.ui.timezone)}</span>' in _door(page, "oz-main")
 
 
 def test_without_public_url_the_page_says_marketplaces_cannot_reach_it(tmp_path, users_db) -> None:

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import httpx
 
+from cloud_sync import db as cloud_db
 from cloud_sync.config import load_config
+from cloud_sync.i18n import service_when
 from marketsync.cli import main as marketsync
 
 ACCOUNTS = '''
@@ -113,6 +115,19 @@ def test_a_push_to_exactly_the_printed_url_is_taken_by_the_running_endpoint(tmp_
     [market] = urls["ym-main"]
     assert httpx.post(market + "/notification", content=b'{"notificationType": "PING"}', timeout=10).status_code == 200
     assert httpx.post(ozon.replace("oz-push-token-1", "x"), content=b"{}", timeout=10).status_code == 403
+    # the checks are printed beside the last notification (Megamarket's accounts were not checked)
+    assert marketsync(["cloud", "push-urls", "--config", str(config)]) == 0
+    blocks = _blocks(capsys.readouterr().out)
+    conn = cloud_db.connect(receiver.db_path)
+    try:
+        pings = dict(conn.execute("SELECT account, received_at FROM push_pings"))
+    finally:
+        conn.close()
+    assert set(pings) == {"oz-main", "ym-main"}
+    for name in ("oz-main", "ym-main"):
+        assert f"последняя проверка связи: {service_when(pings[name])}" in blocks[name], blocks[name]
+        assert "уведомлений ещё не было" in blocks[name]  # a check is no notification
+    assert "проверки связи ещё не было" in blocks["mm-main"]
 
 
 def test_a_seller_of_several_gets_the_installations_address_and_its_own_prefix(tmp_path, capsys,

@@ -69,7 +69,8 @@ def _page(status: int = 200, **kw: Any):
     kw.setdefault("messages", [])
     return render_template("cloud/settings.html", active="settings", accounts=accounts(), account_rows=rows,
                            status_map=cfg.status_map, unified=[(s, status_label(s)) for s in UNIFIED_STATUSES],
-                           minimums=minimums, push_doors=pushes.push_doors(cfg, pushes.last_received(conn)),
+                           minimums=minimums, push_doors=pushes.push_doors(cfg, pushes.last_received(conn),
+                                                                            pings=pushes.last_pings(conn)),
                            push_base=pushes.cloud_base(cfg), public_url=cfg.public_url,
                            marketplace_choices=[(mp, marketplace_title(mp)) for mp in cfg.status_map],
                            role_choices=[(r, role_label(r)) for r in users.ROLES],
