@@ -32,6 +32,7 @@ TEST_URL_ENV = "MARKETSYNC_PG_TEST_URL"
 # of 1,000 orders writes a few MB of index pages, and a checkpoint after nearly every such commit copied and
 # synced them again and again (bench/orders_ingest.py); 10,000 pages is a WAL of at most ~40 MB between them.
 WAL_AUTOCHECKPOINT_PAGES = 10_000
+BUSY_TIMEOUT_MS = 30_000  # how long a connection waits for SQLite's write lock (one writer at a time)
 
 
 def target(path: str | Path) -> tuple[str, str | None]:
@@ -58,7 +59,7 @@ def connect(path: str | Path, *, timeout: float = 30.0) -> sqlite3.Connection:
     url, schema = target(path)
     if url != "sqlite":
         return pg.connect(url, schema=schema, timeout=timeout)  # type: ignore[return-value]
-    conn = sqlite.connect(path, timeout=timeout, synchronous="NORMAL", busy_timeout_ms=30000)
+    conn = sqlite.connect(path, timeout=timeout, synchronous="NORMAL", busy_timeout_ms=BUSY_TIMEOUT_MS)
     conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
     return conn
 

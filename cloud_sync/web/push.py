@@ -53,7 +53,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from cloud_sync.db import connect
+from cloud_sync.db import BUSY_TIMEOUT_MS, connect, is_postgres
 from cloud_sync.orders import pushes
 from cloud_sync.schema import open_db
 from cloud_sync.web.redact import remember as remember_secrets
@@ -63,6 +63,7 @@ from marketplaces.base import AccountConfig, AuthError, Marketplace, Marketplace
 log = logging.getLogger("cloud_sync.web.push")
 
 MAX_BODY = 1 << 20
+PING_RECORD_WAIT_S = 1.0  # the longest a ping's answer waits to record its moment (see record_ping)
 
 
 def _answer(terms: PushTerms, status: int, message: str = "", *, ping: bool = False) -> Response:
@@ -212,12 +213,26 @@ def create_webhooks_blueprint(db_path: str, accounts: list[AccountConfig], on_ev
             if new:
                 worker.wake()
         ping = bool(events) and not stored
-        if ping:  # the cabinet's «Check» (or a periodic one): its moment shown in Settings, one tiny UPSERT
-            try:
-                pushes.record_ping(db(), account.name, account.marketplace)
-            except sqlite3.Error as exc:  # the check is still answered: the marketplace reached us
-                log.warning("ping from %s not recorded: %s", account.name, exc)
+        if ping:  # the cabinet's «Check» (or a periodic one): its moment shown in Settings
+            record_ping(account)
         return _answer(account.terms, 200, ping=ping)
+
+    def record_ping(account: PushAccount) -> None:
+        """One tiny UPSERT, waiting for SQLite's write lock at most PING_RECORD_WAIT_S (a long write elsewhere
+        must not hold the answer: Ozon pauses every notification of a service answering in more than 5 s);
+        not recorded, the check is still answered — the marketplace reached us."""
+        conn = db()
+        bounded = not is_postgres(conn)
+        try:
+            if bounded:
+                conn.execute(f"PRAGMA busy_timeout={int(PING_RECORD_WAIT_S * 1000)}")
+            try:
+                pushes.record_ping(conn, account.name, account.marketplace)
+            finally:
+                if bounded:
+                    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        except sqlite3.Error as exc:
+            log.warning("ping from %s not recorded: %s", account.name, exc)
 
     for marketplace, terms in pushers.items():
         for path in terms.paths:

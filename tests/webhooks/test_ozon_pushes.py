@@ -184,6 +184,32 @@ def test_ozon_answers_in_its_shapes(client) -> None:
         ("ship_by", "oz:15:1-1-1:cutoff:2021-11-24T07:00:00Z", 0, "1-1-1")]
 
 
+def test_a_ping_is_answered_at_once_while_another_writer_holds_the_store(client) -> None:
+    """The ping's moment is recorded (Settings shows it), but never at the cost of Ozon's 5 s: while a long
+    write holds SQLite's lock, the check is answered within PING_RECORD_WAIT_S and simply not recorded."""
+    from cloud_sync.web.push import PING_RECORD_WAIT_S
+
+    http, db_path = client
+    url = "/push/ozon/oz/s3cret/notification"
+    ping = b'{"message_type": "TYPE_PING", "time": "2026-12-07T10:00:00Z"}'
+    assert http.post(url, data=ping).status_code == 200
+    conn = cloud_db.connect(db_path)
+    try:
+        [(first,)] = conn.execute("SELECT received_at FROM push_pings WHERE account='oz'").fetchall()
+        conn.execute("BEGIN IMMEDIATE")  # a long write elsewhere (an import, a big intake batch)
+        started = time.monotonic()
+        answer = http.post(url, data=ping)
+        took = time.monotonic() - started
+        conn.execute("ROLLBACK")
+        assert answer.status_code == 200 and set(answer.get_json()) == {"version", "name", "time"}
+        assert took < PING_RECORD_WAIT_S + 1.5 < 5.0, took
+        assert conn.execute("SELECT received_at FROM push_pings WHERE account='oz'").fetchone()[0] == first
+        assert http.post(url, data=ping).status_code == 200  # the lock gone: recorded again
+        assert conn.execute("SELECT received_at FROM push_pings WHERE account='oz'").fetchone()[0] > first
+    finally:
+        conn.close()
+
+
 def test_ozon_pushes_only_from_its_published_networks_by_default(client) -> None:
     http, db_path = client
     url = "/push/ozon/oz-default/s3cret/notification"
