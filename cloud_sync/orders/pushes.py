@@ -99,11 +99,12 @@ def store_events(conn: sqlite3.Connection, account: str, marketplace: str, push:
 
 def record_ping(conn: sqlite3.Connection, account: str, marketplace: str, now: float | None = None) -> None:
     """When the marketplace last checked the connection (an authentic ping): one small UPSERT, inside the
-    marketplace's answer time (Ozon pauses pushes answered in more than 5 s)."""
-    with transaction(conn):
-        conn.execute("INSERT INTO push_pings(account, marketplace, received_at) VALUES (?,?,?) ON CONFLICT(account)"
-                     " DO UPDATE SET marketplace=excluded.marketplace, received_at=excluded.received_at",
-                     (account, marketplace, time.time() if now is None else now))
+    marketplace's answer time (Ozon pauses pushes answered in more than 5 s). One statement on its own, not
+    a write transaction: on PostgreSQL it then takes no writer lock (a row nothing else writes), on SQLite
+    it waits for the file's one writer as long as the connection's busy timeout (the caller bounds it)."""
+    conn.execute("INSERT INTO push_pings(account, marketplace, received_at) VALUES (?,?,?) ON CONFLICT(account)"
+                 " DO UPDATE SET marketplace=excluded.marketplace, received_at=excluded.received_at",
+                 (account, marketplace, time.time() if now is None else now))
 
 
 class PushWorker:

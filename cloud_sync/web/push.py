@@ -219,8 +219,9 @@ def create_webhooks_blueprint(db_path: str, accounts: list[AccountConfig], on_ev
 
     def record_ping(account: PushAccount) -> None:
         """One tiny UPSERT, waiting for SQLite's write lock at most PING_RECORD_WAIT_S (a long write elsewhere
-        must not hold the answer: Ozon pauses every notification of a service answering in more than 5 s);
-        not recorded, the check is still answered — the marketplace reached us."""
+        must not hold the answer: Ozon pauses every notification of a service answering in more than 5 s; on
+        PostgreSQL the lone statement takes no writer lock); not recorded, the check is still answered — the
+        marketplace reached us."""
         conn = db()
         bounded = not is_postgres(conn)
         try:
