@@ -9,10 +9,12 @@ in words: «Новый», «Собран», «Передан»…), `role_label`
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from flask import Flask, g, redirect, request, url_for
 from flask_babel import Babel, get_locale, gettext, lazy_gettext
+from markupsafe import Markup, escape
 
 from cloud_sync import i18n
 from cloud_sync.access import users
@@ -64,6 +66,18 @@ def domain_text(text: object) -> str:
     return i18n.domain_text(text, gettext)
 
 
+# what a person types as it stands inside a sentence: a setting with its table, a file, a snake_case key, an
+# address, a push path
+CODE_WORDS = re.compile(r"\[[a-z_.]+\] [a-z_]+|\b[a-z]+\.toml\b|\b[a-z]+(?:_[a-z]+)+\b|https?://[^\s,;)«»]+"
+                        r"|/?\border/(?:new|cancel)\b|/notification\b")
+
+
+def codes(text: object) -> Markup:
+    """A translated sentence with the words a person types as they stand (`CODE_WORDS`) set as <code>."""
+    escaped = str(escape(str(text)))
+    return Markup(CODE_WORDS.sub(lambda m: f"<code>{m.group(0)}</code>", escaped))
+
+
 def marketplace_title(name: str | None) -> str:
     """A marketplace as sellers write it (its profile's title: Wildberries, Ozon...)."""
     known = profiles().get(name or "")
@@ -93,6 +107,7 @@ def setup(app: Flask) -> None:
         "device_kind": lambda v: str(DEVICE_KINDS.get(v or "", v or "")),
         "domain_text": domain_text,
         "marketplace_title": marketplace_title,
+        "codes": codes,
     }
     app.jinja_env.filters.update(filters)
     app.jinja_env.globals.update(languages=LANGUAGE_NAMES, page_lang=lambda: str(get_locale()),

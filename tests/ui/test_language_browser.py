@@ -43,7 +43,7 @@ pytestmark = [pytest.mark.browser,
 MPS = {"wb1": "wildberries", "oz1": "ozon", "ym1": "yandex_market", "mm1": "megamarket"}
 # What may stay in Latin letters on a Russian page: brands, units and codes a seller writes that way.
 LATIN_ALLOWED = {"marketsync", "wildberries", "ozon", "telegram", "fbs", "fbo", "xlsx", "csv", "api", "http",
-                 "english"}
+                 "english", "push"}  # push: Ozon's cabinet names its tab «Push-уведомления»
 # The seller's own data the test typed in (user names, warehouse and site names): not the UI's words.
 DATA_WORDS = {"olga", "masha", "petya", "main", "north"}
 # the switch back names its language in that language; two marketplaces' brands are written in Cyrillic

@@ -61,7 +61,7 @@ def test_the_owner_sees_the_masked_url_and_the_last_notification(app) -> None:
     assert "Уведомления площадки" in page and TOKEN not in page
     oz = _door(page, "oz-main")
     assert "<code>https://seller.example.ru/push/ozon/oz-main/••••••/notification</code>" in oz
-    assert "Токен уведомлений (push_token): задан" in oz
+    assert "Токен уведомлений (<code>push_token</code>): задан" in oz
     assert "Настройки → Уведомления" in oz and "полный адрес покажет команда <code>marketsync cloud push-urls</code>" in oz
     assert "уведомлений ещё не было" in oz
     ym = _door(page, "ym-main")
