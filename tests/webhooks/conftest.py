@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,6 +47,47 @@ def account_of(running: RunningSandbox, name: str, **options: Any) -> AccountCon
     opts.update(options)
     return AccountConfig(name=name, marketplace=app.marketplace, base_url=running.url, credentials=creds,
                          time_scale=app.time_scale, options=opts)
+
+
+@dataclass
+class ServedCloud:
+    """The cloud's whole app for one account of a sandbox, served over real HTTP (`served_cloud`)."""
+
+    acc: AccountConfig
+    cfg: Any
+    adapter: Any
+    app: Flask
+    base: str  # http://127.0.0.1:<port>
+    conn: Any  # a store connection for the test's reads
+
+
+@contextmanager
+def served_cloud(running: RunningSandbox, name: str, db_path: str) -> Iterator[ServedCloud]:
+    """The cloud's app (cloud_sync.web.app: push endpoints, their worker, pages) for account `name` of a
+    running sandbox, on a free port of 127.0.0.1, with a store connection; everything stopped afterwards."""
+    app_mod = pytest.importorskip("cloud_sync.web.app")
+    from cloud_sync import db as cloud_db
+    from cloud_sync.config import AccountSettings, CloudConfig
+
+    acc = account_of(running, name)
+    cfg = CloudConfig(db_path=db_path, accounts={acc.name: AccountSettings(account=acc)})
+    adapter = open_account(acc)
+    app = app_mod.create_app(cfg, db_path=db_path, adapters={acc.name: adapter})
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    conn = cloud_db.connect(db_path)
+    try:
+        yield ServedCloud(acc, cfg, adapter, app, f"http://127.0.0.1:{server.server_port}", conn)
+    finally:
+        conn.close()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+        for bp in app.blueprints.values():
+            worker = getattr(bp, "push_worker", None)
+            if worker is not None:
+                worker.stop()
 
 
 @pytest.fixture

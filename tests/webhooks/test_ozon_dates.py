@@ -8,23 +8,19 @@ date change has no place in the order model: acknowledged and stored nowhere, he
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
-from werkzeug.serving import make_server
 
-from cloud_sync import db as cloud_db
 from cloud_sync.access import users
 from cloud_sync.i18n import when
 from cloud_sync.schema import open_db
 from cloud_sync.web.push import push_url
-from marketplaces import open_account
 
-from .conftest import account_of  # noqa: TID252 - the fixtures' helper
+from .conftest import served_cloud  # noqa: TID252 - the fixtures' helper
 from .test_ozon_pushes import wait_for  # noqa: TID252 - the same waiting helper
 
 OWNER_PASSWORD = "owner password 1"
@@ -38,37 +34,17 @@ def _moment(iso: str | None) -> datetime:
 @pytest.fixture
 def cloud(sandboxes, tmp_path) -> Iterator[dict[str, Any]]:
     """The Ozon sandbox pushing (each notification delivered twice) to the cloud's app over real HTTP."""
-    app_mod = pytest.importorskip("cloud_sync.web.app")
-    from cloud_sync.config import AccountSettings, CloudConfig
-
     oz = sandboxes("ozon")
-    acc = account_of(oz, "ozon-dates")
     db_path = str(tmp_path / "cloud.sqlite")
-    cfg = CloudConfig(db_path=db_path, accounts={acc.name: AccountSettings(account=acc)})
     made = open_db(db_path)
     users.add_user(made, "olga", OWNER_PASSWORD, "owner")  # who reads the order's page
     made.close()
-    adapter = open_account(acc)
-    app = app_mod.create_app(cfg, db_path=db_path, adapters={acc.name: adapter})
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    conn = cloud_db.connect(db_path)
-    try:
-        url = push_url(f"http://127.0.0.1:{server.server_port}", acc)
+    with served_cloud(oz, "ozon-dates", db_path) as served:
+        url = push_url(served.base, served.acc)
         registered = httpx.post(oz.url + "/_sandbox/x/push", json={"url": url, "duplicates": 1}, timeout=10)
         assert registered.status_code == 200, registered.text
-        yield {"oz": oz, "acc": acc, "cfg": cfg, "adapter": adapter, "conn": conn, "url": url + "/notification",
-               "app": app}
-    finally:
-        conn.close()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-        for bp in app.blueprints.values():
-            worker = getattr(bp, "push_worker", None)
-            if worker is not None:
-                worker.stop()
+        yield {"oz": oz, "acc": served.acc, "cfg": served.cfg, "adapter": served.adapter, "conn": served.conn,
+               "url": url + "/notification", "app": served.app}
 
 
 def _idle(oz: Any) -> None:

@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -29,10 +28,11 @@ from cloud_sync import db as cloud_db
 from cloud_sync.web.push import create_webhooks_blueprint, push_url
 from marketplaces import open_account
 from marketplaces.base import AccountConfig, AuthError, BadResponse
+from marketplaces.spec import specs_root
 
-from .conftest import account_of  # noqa: TID252 - the fixtures' helper
+from .conftest import served_cloud  # noqa: TID252 - the fixtures' helpers
 
-SPEC = Path("/work/shared/specs/ozon/ozon-seller-api-swagger.json")
+SPEC = specs_root() / "ozon" / "ozon-seller-api-swagger.json"
 OZON_NETWORK_ADDR = "185.73.193.7"  # inside 185.73.192.0/22, one of Ozon's published networks
 
 
@@ -232,22 +232,12 @@ def test_sandbox_postings_reach_the_cloud_once(sandboxes, tmp_path) -> None:
     """A posting created in the Ozon sandbox becomes one order in the cloud by push (with the price the
     posting has, read by the intake), polled again it is still one; the buyer's cancellation is pushed and
     cancels it; every delivery went out twice and was stored once."""
-    app_mod = pytest.importorskip("cloud_sync.web.app")
-    from cloud_sync.config import AccountSettings, CloudConfig
     from cloud_sync.orders import intake
 
     oz = sandboxes("ozon")
-    acc = account_of(oz, "ozon-main")
     db_path = str(tmp_path / "cloud.sqlite")
-    cfg = CloudConfig(db_path=db_path, accounts={acc.name: AccountSettings(account=acc)})
-    adapter = open_account(acc)
-    app = app_mod.create_app(cfg, db_path=db_path, adapters={acc.name: adapter})
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    conn = cloud_db.connect(db_path)
-    try:
-        base = f"http://127.0.0.1:{server.server_port}"
+    with served_cloud(oz, "ozon-main", db_path) as served:
+        acc, cfg, adapter, conn, base = served.acc, served.cfg, served.adapter, served.conn, served.base
         registered = httpx.post(oz.url + "/_sandbox/x/push", json={"url": push_url(base, acc), "duplicates": 1},
                                 timeout=10)
         assert registered.status_code == 200 and registered.json()["check"] == "OK", registered.text
@@ -278,36 +268,18 @@ def test_sandbox_postings_reach_the_cloud_once(sandboxes, tmp_path) -> None:
             [f"oz:{oz.app.seller_id}:{n}:new" for n in made] + [f"oz:{oz.app.seller_id}:{made[0]}:cancelled"])
         assert all(r["duplicates"] == 1 for r in rows)  # each delivered twice, stored once
         assert oz.app.push.summary()["failed_attempts"] == 0
-    finally:
-        conn.close()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-        for bp in app.blueprints.values():
-            worker = getattr(bp, "push_worker", None)
-            if worker is not None:
-                worker.stop()
 
 
 def test_a_push_for_a_posting_polling_took_reads_nothing_again(sandboxes, tmp_path) -> None:
     """Ozon warns its new-posting pushes may lag: when a poll took the posting in first, its thin push is
     acknowledged and marked known without reading the posting again (Ozon's 50 requests/s stay for polls
     and stocks)."""
-    app_mod = pytest.importorskip("cloud_sync.web.app")
-    from cloud_sync.config import AccountSettings, CloudConfig
     from cloud_sync.orders import intake
 
     oz = sandboxes("ozon")
-    acc = account_of(oz, "ozon-late")
     db_path = str(tmp_path / "cloud.sqlite")
-    cfg = CloudConfig(db_path=db_path, accounts={acc.name: AccountSettings(account=acc)})
-    adapter = open_account(acc)
-    app = app_mod.create_app(cfg, db_path=db_path, adapters={acc.name: adapter})
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    conn = cloud_db.connect(db_path)
-    try:
+    with served_cloud(oz, "ozon-late", db_path) as served:
+        acc, cfg, adapter, conn, base = served.acc, served.cfg, served.adapter, served.conn, served.base
         [number] = httpx.post(oz.url + "/_sandbox/orders", json={"count": 1}, timeout=10).json()["orders"]
         assert intake.poll(conn, cfg, adapter).new == 1  # no push URL yet: polling takes it in
         reads = oz.app.by_path.get("/v3/posting/fbs/get", 0)
@@ -315,21 +287,11 @@ def test_a_push_for_a_posting_polling_took_reads_nothing_again(sandboxes, tmp_pa
         late = {"message_type": "TYPE_NEW_POSTING", "posting_number": number,
                 "products": [{"sku": oz.app.products[p["product_id"]]["sku"], "quantity": 1}],
                 "in_process_at": p["in_process_at"], "warehouse_id": p["warehouse_id"], "seller_id": oz.app.seller_id}
-        base = f"http://127.0.0.1:{server.server_port}"
         taken = httpx.post(push_url(base, acc) + "/notification", json=late, timeout=10)
         assert (taken.status_code, taken.json()) == (200, {"result": True})
         assert wait_for(lambda: conn.execute("SELECT outcome FROM push_events").fetchone()[0] == "known")
         assert oz.app.by_path.get("/v3/posting/fbs/get", 0) == reads  # the posting was not read again
         assert conn.execute("SELECT COUNT(*) FROM orders WHERE native_id=?", (number,)).fetchone()[0] == 1
-    finally:
-        conn.close()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-        for bp in app.blueprints.values():
-            worker = getattr(bp, "push_worker", None)
-            if worker is not None:
-                worker.stop()
 
 
 class OzonLikeReceiver:
