@@ -49,8 +49,10 @@ them to a query builder would touch every one of them; here they stay as they ar
   for a label: `cloud_sync.orders.mp_actions.outcome_keys`), a batch of new orders (`orders:intake`, the levels
   it reserves, its sites' links, its accounts' push keys: `cloud_sync.orders.intake.intake_keys`; its
   reservations are written at COMMIT too), an account's FBO reading (`fbo:<account>`), prices and fees read
-  back (`prices:<account>`, `fees:<account>`), and the leases' many-row writes (`leases`; their one-statement
-  writes run outside any transaction and take no lock). The orders' history (read by id) is written at COMMIT,
+  back (`prices:<account>`, `fees:<account>`), a marketplace's push stored before it is answered
+  (`push_events:<account>`: `cloud_sync.orders.pushes.store_keys`; its wait bounded by `set_lock_wait`), and
+  the leases' many-row writes (`leases`; their one-statement writes run outside any transaction and take no
+  lock). The orders' history (read by id) is written at COMMIT,
   last, under one more key taken then (`take_key`; `cloud_sync.orders.history`). `cloud_sync.db.keyed_or_whole`
   runs a piece of work keyed and, when it gives way, again as an ordinary transaction. `keys=()` is a
   keyed transaction with no key of its own: for one atomic statement whose row lock decides (a claim). On SQLite the same calls are BEGIN IMMEDIATE.
@@ -1013,6 +1015,20 @@ class Connection:
         row = self._raw.execute("SELECT pg_try_advisory_xact_lock(%s)", (self.lock_key,)).fetchone()
         return bool(row and row[0])
 
+    def set_lock_wait(self, ms: int | None) -> None:
+        """How long this connection waits for any lock (the writer lock, a key's, a row's) before the statement
+        fails as "database is locked" (`lock_timeout` of the session, as SQLite's busy_timeout bounds its one
+        writer's wait); None: the server's own again. The caller bounds one piece of work and gives it back in
+        `finally` (a connection given back to the pool is reset to None as well: `_reset`)."""
+        with self._lock:
+            try:
+                if ms is None:
+                    self._raw.execute("RESET lock_timeout")
+                else:
+                    self._raw.execute("SELECT set_config('lock_timeout', %s, false)", (f"{max(1, int(ms))}ms",))
+            except psycopg.Error as exc:
+                raise _mapped(exc, "SET lock_timeout") from exc
+
     # -- internals --
 
     def _params(self, t: Translated, params: Any) -> Any:
@@ -1162,7 +1178,13 @@ class Connection:
                 if verb in ("BEGIN IMMEDIATE", "BEGIN EXCLUSIVE"):
                     if _LOCK_STATS is not None:
                         _LOCK_STATS.begin(self)
-                    self.lock_immediate()
+                    try:
+                        self.lock_immediate()
+                    except BaseException:  # not locked (a lock_timeout, a cancel): no transaction, as SQLite's
+                        self._began = False
+                        self._ended()
+                        self._raw.rollback()
+                        raise
                     if _LOCK_STATS is not None:
                         _LOCK_STATS.locked(self)
             elif verb.startswith(("COMMIT", "END")):
@@ -1363,7 +1385,8 @@ def _reset(raw: _Raw) -> None:
     """The reset of a connection given back (`_give_back`): what outlives a transaction cleared,
     and its search_path compared with what its checkout set: changed meanwhile (a `SET search_path` of its
     user), the next checkout sets it again whatever it asks for, so no seller's schema reaches another's."""
-    row = raw.execute("SELECT current_setting('search_path'), pg_advisory_unlock_all(); DISCARD TEMP").fetchone()
+    row = raw.execute("SELECT current_setting('search_path'), pg_advisory_unlock_all(); DISCARD TEMP;"
+                      " RESET lock_timeout").fetchone()
     if row is None or row[0] != raw.shown:
         raw.path = None
 

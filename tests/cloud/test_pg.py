@@ -210,6 +210,41 @@ def test_connections_of_one_schema_come_from_a_pool_and_go_back_reset(cluster: C
     other.close()
 
 
+def test_a_bounded_lock_wait_fails_as_locked_and_leaves_no_transaction(cluster: Cluster) -> None:
+    """`set_lock_wait` bounds how long a writer waits for another's lock (a push's answer must not wait for a
+    long import: cloud_sync.web.push): past it BEGIN IMMEDIATE, and a keyed transaction, fail as SQLite's
+    "database is locked" and leave the connection outside any transaction, usable at once; the bound is
+    given back with None, and a pooled connection given back with it set is reset."""
+    from sitelink.sqlite import transaction
+
+    schema = "t_lock_wait"
+    pg.close_pools()
+    holder = pg.connect(cluster.url, schema=schema)
+    waiter = pg.connect(cluster.url, schema=schema)
+    holder.execute("BEGIN IMMEDIATE")  # a long write
+    waiter.set_lock_wait(200)
+    for begin in (lambda: waiter.execute("BEGIN IMMEDIATE"), lambda: transaction(waiter, keys=["k"]).__enter__()):
+        started = time.monotonic()
+        with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+            begin()
+        assert time.monotonic() - started < 2.0
+        assert not waiter.in_transaction
+    assert waiter.execute("SELECT current_setting('lock_timeout')").fetchone()[0] == "200ms"
+    waiter.set_lock_wait(None)
+    assert waiter.execute("SELECT current_setting('lock_timeout')").fetchone()[0] == "0"
+    holder.execute("ROLLBACK")
+    with transaction(waiter):  # the lock gone: the same connection writes at once
+        waiter.execute("SELECT 1")
+    holder.close()
+    waiter.set_lock_wait(500)
+    waiter.close()  # given back with its bound set
+    _idle_in_pool(cluster.url, schema, 2)
+    lent = [pg.connect(cluster.url, schema=schema) for _ in range(2)]
+    assert [c.execute("SELECT current_setting('lock_timeout')").fetchone()[0] for c in lent] == ["0", "0"]
+    for c in lent:
+        c.close()
+
+
 def test_a_connection_dropped_without_close_goes_back_and_pooling_off_opens_each(cluster: Cluster,
                                                                                  monkeypatch) -> None:
     schema = "t_pool_drop"
