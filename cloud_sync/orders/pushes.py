@@ -76,14 +76,26 @@ MIGRATIONS = [
 ]
 
 
+def store_keys(account: str) -> tuple[str]:
+    """The key of an account's stored pushes (`store_events`' keyed transaction): its own `push_events` rows
+    (new ones, and a duplicate's count). Nothing else writes them in a keyed transaction — the worker's marks
+    (`PushWorker._handle`) are ordinary transactions, which exclude every keyed one — so two pushes of one
+    account store one after the other and pushes of different accounts at once. Not the stock sender's
+    `push:<account>` (`cloud_sync.stock.push.push_keys`): a push must not queue behind a stock round."""
+    return (f"push_events:{account}",)
+
+
 def store_events(conn: sqlite3.Connection, account: str, marketplace: str, push: str, body: bytes,
                  events: list[OrderEvent]) -> int:
     """Store a push's events durably (before the marketplace gets its answer); a duplicate delivery is
-    counted, not stored again. Returns how many events were new."""
+    counted, not stored again. Returns how many events were new. A keyed transaction (`store_keys`): on
+    PostgreSQL it takes the store's writer lock shared, so it runs beside other keyed writers (a batch of new
+    orders, the stock senders) and waits only for an ordinary write transaction (an import, the worker's
+    marks) — how long, the caller bounds (cloud_sync.web.push); on SQLite it is BEGIN IMMEDIATE as always."""
     text = body.decode("utf-8")
     new = 0
     now = time.time()
-    with transaction(conn):
+    with transaction(conn, keys=store_keys(account)):
         for e in events:
             cur = conn.execute(
                 "INSERT OR IGNORE INTO push_events(account, marketplace, push, kind, dedup_key, order_native_id,"

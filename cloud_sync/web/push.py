@@ -29,7 +29,8 @@ MM `{"data":{},"meta":{},"success":1}`, Ozon `{"result":true}`); a type the prod
 products...) 200 as well, stored nowhere; malformed 400 (YM `{"error":{"type":"WRONG_EVENT_FORMAT",…}}`,
 MM `success: 0`, Ozon `{"error":{"code":"ERROR_PARAMETER_VALUE_MISSED","message","details":null}}`), stored
 nowhere; wrong token, foreign store/merchant/seller or source outside the allow-list 403; a database
-failure 500 (the marketplace retries).
+failure 500 (the marketplace retries) — also when another write (an import, a large intake batch) holds the
+store longer than PUSH_STORE_WAIT_S: a push is answered within its marketplace's time, never late.
 
 Dedup keys (explicit, from the adapters): `ym:<campaignId>:<orderId>:created|cancelled|status:<S/SS>`,
 `mm:<merchantId>:<shipmentId>:new|cancel:<itemIndexes>`,
@@ -64,6 +65,7 @@ log = logging.getLogger("cloud_sync.web.push")
 
 MAX_BODY = 1 << 20
 PING_RECORD_WAIT_S = 1.0  # the longest a ping's answer waits to record its moment (see record_ping)
+PUSH_STORE_WAIT_S = 3.0  # the longest a push's answer waits for another writer to store it (see store_bounded)
 
 
 def _answer(terms: PushTerms, status: int, message: str = "", *, ping: bool = False) -> Response:
@@ -206,9 +208,14 @@ def create_webhooks_blueprint(db_path: str, accounts: list[AccountConfig], on_ev
         stored = [e for e in events if e.kind != "ping"]
         if stored:
             try:
-                new = pushes.store_events(db(), account.name, account.marketplace, push, body, stored)
+                new = store_bounded(db(), account, push, body, stored)
             except sqlite3.Error as exc:
-                log.error("push from %s not stored: %s", account.name, exc)
+                if _locked(exc):  # another write held the store past the bound: retried by the marketplace
+                    log.warning("push from %s (%s) not stored within %.0f s: another write holds the store;"
+                                " answered 500, the marketplace delivers it again", account.name,
+                                account.marketplace, PUSH_STORE_WAIT_S)
+                else:
+                    log.error("push from %s not stored: %s", account.name, exc)
                 return _answer(account.terms, 500, f"temporarily unable to store the {account.terms.noun}")
             if new:
                 worker.wake()
@@ -216,6 +223,36 @@ def create_webhooks_blueprint(db_path: str, accounts: list[AccountConfig], on_ev
         if ping:  # the cabinet's «Check» (or a periodic one): its moment shown in Settings
             record_ping(account)
         return _answer(account.terms, 200, ping=ping)
+
+    def store_bounded(conn: sqlite3.Connection, account: PushAccount, push: str, body: bytes,
+                      events: list[Any]) -> int:
+        """`pushes.store_events`, waiting for another writer at most PUSH_STORE_WAIT_S: on SQLite the
+        connection's busy_timeout lowered around it; on PostgreSQL its keyed transaction (no store-wide writer
+        lock of its own) with the session's lock_timeout set around it. Both given back afterwards (the
+        connection serves this thread's next push; a pooled one is reset when given back too). Past the bound:
+        `sqlite3.OperationalError` "database is locked", nothing stored (the transaction rolled back); the
+        push is answered 500 and the marketplace delivers it again — never a late 200.
+
+        The bound comes from the marketplaces' answer times: Ozon pauses ALL notifications of a service whose
+        processing takes longer than 5 s (ozon-seller-api-swagger.json, tag push_resending: «notification
+        processing time is longer than 5 seconds»); Yandex.Market waits 10 s for an ordinary notification's
+        answer (notification-api/openapi/paths/notification.yaml: «Таймаут на получение ответа: 10 секунд для
+        обычных уведомлений и 1 секунда для проверочного уведомления PING»); Megamarket asks for a quick answer
+        and documents no figure (specs/megamarket/README.md §5.1: «Seller must answer quickly»). 3 s leaves
+        Ozon's 5 s two for the rest: parsing, the commit's sync (synchronous=FULL), the network."""
+        wait_ms = int(PUSH_STORE_WAIT_S * 1000)
+        postgres = is_postgres(conn)
+        if postgres:
+            conn.set_lock_wait(wait_ms)  # type: ignore[attr-defined]
+        else:
+            conn.execute(f"PRAGMA busy_timeout={wait_ms}")
+        try:
+            return pushes.store_events(conn, account.name, account.marketplace, push, body, events)
+        finally:
+            if postgres:
+                conn.set_lock_wait(None)  # type: ignore[attr-defined]
+            else:
+                conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     def record_ping(account: PushAccount) -> None:
         """One tiny UPSERT, waiting for SQLite's write lock at most PING_RECORD_WAIT_S (a long write elsewhere
@@ -240,6 +277,12 @@ def create_webhooks_blueprint(db_path: str, accounts: list[AccountConfig], on_ev
             bp.add_url_rule(f"/push/{marketplace}/<name>/<token>/{path}", endpoint=f"{marketplace}:{path}",
                             view_func=functools.partial(receive, marketplace, push=path), methods=["POST"])
     return bp
+
+
+def _locked(exc: sqlite3.Error) -> bool:
+    """Whether a store's failure is its wait for another writer running out (SQLite's busy timeout, or
+    PostgreSQL's lock_timeout, which `cloud_sync.pg` says in SQLite's words)."""
+    return isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc).lower()
 
 
 def create_blueprint(cfg: Any, adapters: Mapping[str, Marketplace], on_event: pushes.OnEvent | None) -> Blueprint:

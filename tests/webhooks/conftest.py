@@ -7,6 +7,7 @@ held to those in test_ozon_pushes.py.)"""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -148,3 +149,42 @@ def receiver_factory(tmp_path) -> Iterator[Callable[..., Receiver]]:
         server.server_close()
         thread.join(timeout=5)
         worker.stop()
+
+
+@dataclass
+class HeldAnswer:
+    """A push's answer while another connection held the store's writer lock (`post_while_the_store_is_held`)."""
+
+    status: int
+    body: Any  # the answer's JSON
+    took: float  # seconds until it was answered
+    rows_meanwhile: int  # push_events rows the store held before the lock was let go
+
+
+def post_while_the_store_is_held(post: Callable[[], Any], db_path: str, *, give_up_s: float) -> HeldAnswer:
+    """`post()` (one push, answered as a Flask test-client or httpx response) sent while a second connection
+    of the store holds its writer lock (BEGIN IMMEDIATE: a long write elsewhere — an import, a big intake
+    batch); the lock is let go once the answer came, or after `give_up_s` (a push still waiting then fails
+    the test, it does not hang it: on PostgreSQL the writer lock waits without limit)."""
+    from cloud_sync import db as cloud_db
+
+    conn = cloud_db.connect(db_path)
+    got: list[Any] = []
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        started = time.monotonic()
+        sender = threading.Thread(target=lambda: got.append(post()), daemon=True)
+        sender.start()
+        sender.join(give_up_s)
+        took = time.monotonic() - started
+        meanwhile = conn.execute("SELECT COUNT(*) FROM push_events").fetchone()[0]
+        conn.execute("ROLLBACK")
+        sender.join(60)
+        assert got and took < give_up_s, f"not answered within {give_up_s} s while the store was held"
+        answer = got[0]
+        body = answer.get_json() if hasattr(answer, "get_json") else answer.json()
+        return HeldAnswer(answer.status_code, body, took, meanwhile)
+    finally:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        conn.close()

@@ -30,7 +30,7 @@ from marketplaces import open_account
 from marketplaces.base import AccountConfig, AuthError, BadResponse
 from marketplaces.spec import specs_root
 
-from .conftest import served_cloud  # noqa: TID252 - the fixtures' helpers
+from .conftest import post_while_the_store_is_held, served_cloud  # noqa: TID252 - the fixtures' helpers
 
 SPEC = specs_root() / "ozon" / "ozon-seller-api-swagger.json"
 OZON_NETWORK_ADDR = "185.73.193.7"  # inside 185.73.192.0/22, one of Ozon's published networks
@@ -211,6 +211,54 @@ def test_a_ping_is_answered_at_once_while_another_writer_holds_the_store(client)
             assert during == first
         assert http.post(url, data=ping).status_code == 200  # the lock gone: recorded again
         assert conn.execute("SELECT received_at FROM push_pings WHERE account='oz'").fetchone()[0] > first
+    finally:
+        conn.close()
+
+
+def test_a_new_posting_is_answered_in_time_while_another_writer_holds_the_store(client, caplog) -> None:
+    """Ozon pauses every notification of a service that takes longer than 5 s: while a long write holds the
+    store's writer lock, a new posting is answered within PUSH_STORE_WAIT_S with 500 in Ozon's error shape and
+    stored nowhere (Ozon delivers it again); the lock gone, the same push is answered 200 and stored once."""
+    from cloud_sync.web.push import PUSH_STORE_WAIT_S
+
+    http, db_path = client
+    url = "/push/ozon/oz/s3cret/notification"
+    held = post_while_the_store_is_held(lambda: http.post(url, data=NEW), db_path, give_up_s=PUSH_STORE_WAIT_S + 1.5)
+    assert (held.status, held.body) == (500, {"error": {"code": "ERROR_UNKNOWN", "message": "temporarily unable to"
+                                                        " store the notification", "details": None}})
+    assert PUSH_STORE_WAIT_S - 0.5 < held.took < PUSH_STORE_WAIT_S + 1.5 < 5.0, held.took
+    assert held.rows_meanwhile == 0 and cloud_rows(db_path) == []  # not acknowledged, stored nowhere
+    warned = [r.getMessage() for r in caplog.records if r.name == "cloud_sync.web.push" and r.levelname == "WARNING"]
+    assert any("not stored within" in m and "oz" in m for m in warned), warned
+    assert not any("s3cret" in m for m in warned)
+    again = http.post(url, data=NEW)  # Ozon's next delivery, the lock gone
+    assert (again.status_code, again.data) == (200, b'{"result": true}')
+    assert [(r["dedup_key"], r["duplicates"]) for r in cloud_rows(db_path)] == [("oz:15:40000001-0001-1:new", 0)]
+
+
+def test_a_push_is_stored_beside_a_keyed_writer_on_postgresql(client) -> None:
+    """On PostgreSQL a push's store is a keyed transaction of its account's events (`pushes.store_keys`): a
+    keyed writer of other keys (a batch of new orders, a stock sender) does not hold it back; stored at once."""
+    from cloud_sync.orders.intake import INTAKE_KEY
+    from cloud_sync.stock.push import push_keys
+
+    http, db_path = client
+    conn = cloud_db.connect(db_path)
+    try:
+        if not cloud_db.is_postgres(conn):
+            pytest.skip("SQLite has one writer at a time: every write transaction excludes the others")
+        got: list[Any] = []
+        with cloud_db.transaction(conn, keys=[INTAKE_KEY, *push_keys("oz")]):  # an intake batch meanwhile
+            sender = threading.Thread(target=lambda: got.append(http.post("/push/ozon/oz/s3cret/notification",
+                                                                          data=NEW)), daemon=True)
+            started = time.monotonic()
+            sender.start()
+            sender.join(5.0)  # (a push waiting for the batch must fail the test, not hang it)
+            took = time.monotonic() - started
+        sender.join(30)
+        assert (got[0].status_code, got[0].data) == (200, b'{"result": true}')
+        assert took < 1.0, took
+        assert [r["dedup_key"] for r in cloud_rows(db_path)] == ["oz:15:40000001-0001-1:new"]
     finally:
         conn.close()
 

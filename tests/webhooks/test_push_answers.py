@@ -109,6 +109,37 @@ def test_a_push_that_cannot_be_stored_gets_500_in_each_shape(client, monkeypatch
                                               b'"BAD_REQUEST", "message": "temporarily unable to store the push"}]}')
 
 
+def test_a_notification_is_answered_in_time_while_another_writer_holds_the_store(client, tmp_path) -> None:
+    """While a long write holds the store's writer lock, a Yandex.Market notification is answered within
+    PUSH_STORE_WAIT_S (Market waits 10 s, Ozon 5 s) with 500 in Market's error shape, stored nowhere; the lock
+    gone, Market's next delivery is answered 200 and stored once."""
+    from cloud_sync.web.push import PUSH_STORE_WAIT_S
+
+    from .conftest import post_while_the_store_is_held  # noqa: TID252 - the fixtures' helper
+
+    db_path = str(tmp_path / "cloud.sqlite")
+    url = "/push/yandex_market/ym/s3cret/notification"
+    held = post_while_the_store_is_held(lambda: client.post(url, data=YM_CREATED), db_path,
+                                        give_up_s=PUSH_STORE_WAIT_S + 1.5)
+    assert (held.status, held.body) == (
+        500, {"error": {"type": "UNKNOWN", "message": "temporarily unable to store the notification"}})
+    assert PUSH_STORE_WAIT_S - 0.5 < held.took < PUSH_STORE_WAIT_S + 1.5 < 10.0, held.took
+    assert held.rows_meanwhile == 0 and _events(db_path) == []
+    again = client.post(url, data=YM_CREATED)
+    assert again.status_code == 200 and again.get_json()["name"] == "marketsync"
+    assert _events(db_path) == [("ym:22:7:created", 0)]
+
+
+def _events(db_path: str) -> list[tuple[str, int]]:
+    from cloud_sync import db as cloud_db
+
+    conn = cloud_db.connect(db_path)
+    try:
+        return [(r[0], r[1]) for r in conn.execute("SELECT dedup_key, duplicates FROM push_events ORDER BY id")]
+    finally:
+        conn.close()
+
+
 def test_only_marketplaces_that_push_have_push_urls(client) -> None:
     for url in ("/push/wildberries/wb/s3cret/notification", "/push/megamarket/mm/s3cret/notification",
                 "/push/yandex_market/ym/s3cret/order/new", "/push/ozon/wb/s3cret/order/new"):
