@@ -64,7 +64,8 @@ from marketplaces.base import AccountConfig, AuthError, Marketplace, Marketplace
 log = logging.getLogger("cloud_sync.web.push")
 
 MAX_BODY = 1 << 20
-PING_RECORD_WAIT_S = 1.0  # the longest a ping's answer waits to record its moment (see record_ping)
+PING_RECORD_WAIT_S = 0.5  # the longest a ping's answer waits to record its moment (see record_ping): Yandex.Market
+# gives its PING 1 s (notification-api/openapi/paths/notification.yaml), Ozon its TYPE_PING 5 s
 PUSH_STORE_WAIT_S = 3.0  # the longest a push's answer waits for another writer to store it (see store_bounded)
 
 
