@@ -6,6 +6,7 @@ held to those in test_ozon_pushes.py.)"""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -48,6 +49,28 @@ def account_of(running: RunningSandbox, name: str, **options: Any) -> AccountCon
     opts.update(options)
     return AccountConfig(name=name, marketplace=app.marketplace, base_url=running.url, credentials=creds,
                          time_scale=app.time_scale, options=opts)
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 15.0) -> bool:
+    """Whether `cond()` came true within `timeout` seconds (looked at every 20 ms)."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return bool(cond())
+
+
+def push_rows(db_path: str, sql: str = "SELECT * FROM push_events ORDER BY id") -> list[sqlite3.Row]:
+    """Rows of the cloud's store (either engine), by column name; the stored pushes by default."""
+    from cloud_sync import db as cloud_db
+
+    conn = cloud_db.connect(db_path)
+    conn.row_factory = sqlite3.Row
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
 
 
 @dataclass

@@ -6,7 +6,6 @@ order)."""
 from __future__ import annotations
 
 import threading
-import time
 
 import httpx
 import pytest
@@ -14,16 +13,7 @@ from werkzeug.serving import make_server
 
 from marketplaces import open_account
 
-from .conftest import account_of  # noqa: TID252 - the fixtures' helper
-
-
-def wait_for(cond, timeout: float = 15.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.05)
-    return cond()
+from .conftest import account_of, wait_for  # noqa: TID252 - the fixtures' helpers
 
 
 @pytest.mark.parametrize("market", ["yandex_market", "megamarket", "ozon"])

@@ -6,7 +6,6 @@ the sandbox retrying while the answer is not `success: 1`."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from datetime import UTC, datetime
@@ -20,7 +19,7 @@ from marketplaces import open_account
 from marketplaces.sandbox.megamarket import register_schemas
 from marketplaces.spec import load_specs
 
-from .conftest import account_of  # noqa: TID252 - the fixtures' helper
+from .conftest import account_of, push_rows, wait_for  # noqa: TID252 - the fixtures' helpers
 
 
 def cloud_conn(path):
@@ -33,22 +32,8 @@ def cloud_conn(path):
 register_schemas()
 
 
-def rows(db_path: str) -> list[sqlite3.Row]:
-    conn = cloud_conn(db_path)
-    conn.row_factory = sqlite3.Row
-    try:
-        return conn.execute("SELECT * FROM push_events ORDER BY id").fetchall()
-    finally:
-        conn.close()
 
 
-def wait_for(cond, timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
 
 
 def test_order_new_and_cancel_from_the_sandbox(sandboxes, receiver_factory) -> None:
@@ -72,7 +57,7 @@ def test_order_new_and_cancel_from_the_sandbox(sandboxes, receiver_factory) -> N
         assert [ln.native_id for ln in e.order.lines] == [str(i) for i in range(1, len(e.order.lines) + 1)]
     cancel = next(e for _, e in rx.events if e.kind == "cancelled")
     assert cancel.order_native_id == ids[0] and cancel.dedup_key.startswith(f"mm:{mm.app.merchant_id}:{ids[0]}:cancel:")
-    assert all(r["duplicates"] == 2 for r in rows(rx.db_path)) and len(rows(rx.db_path)) == 5
+    assert all(r["duplicates"] == 2 for r in push_rows(rx.db_path)) and len(push_rows(rx.db_path)) == 5
     assert mm.app.push.summary()["failed_attempts"] == 0
     polled = {o.native_id for o in open_account(acc).new_orders()}
     assert polled == set(ids[1:])  # the same keys polling gives: never two orders for one shipment
@@ -92,7 +77,7 @@ def test_answers_follow_the_push_schema(sandboxes, receiver_factory) -> None:
         assert resp.status_code == 200 and resp.json() == {"data": {}, "meta": {}, "success": 1}
         assert spec.response_errors("POST", "/order/new", 200, body=resp.content, content_type="application/json",
                                     request_body=body.encode()) == []
-    assert [(r["dedup_key"], r["duplicates"]) for r in rows(rx.db_path)] == [
+    assert [(r["dedup_key"], r["duplicates"]) for r in push_rows(rx.db_path)] == [
         (f"mm:{mm.app.merchant_id}:9300000009999:new", 1)]
 
 
@@ -117,7 +102,7 @@ def test_malformed_wrong_token_and_foreign_merchant(sandboxes, receiver_factory)
     good = b'{"data": {"merchantId": %d, "shipments": [{"shipmentId": "93", "items": [{"itemIndex": "1"}]}]}}'
     assert httpx.post(url.rsplit("/", 1)[0] + "/nope/order/cancel", content=good % mid, timeout=10).status_code == 403
     assert httpx.post(url + "/order/cancel", content=good % 42, timeout=10).status_code == 403
-    assert rows(rx.db_path) == []
+    assert push_rows(rx.db_path) == []
     assert httpx.post(url + "/order/cancel", content=good % mid, timeout=10).json()["success"] == 1
 
 

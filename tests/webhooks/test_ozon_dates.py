@@ -20,8 +20,7 @@ from cloud_sync.i18n import when
 from cloud_sync.schema import open_db
 from cloud_sync.web.push import push_url
 
-from .conftest import served_cloud  # noqa: TID252 - the fixtures' helper
-from .test_ozon_pushes import wait_for  # noqa: TID252 - the same waiting helper
+from .conftest import served_cloud, wait_for  # noqa: TID252 - the fixtures' helpers
 
 OWNER_PASSWORD = "owner password 1"
 

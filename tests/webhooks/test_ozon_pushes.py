@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ from marketplaces import open_account
 from marketplaces.base import AccountConfig, AuthError, BadResponse
 from marketplaces.spec import specs_root
 
-from .conftest import post_while_the_store_is_held, served_cloud  # noqa: TID252 - the fixtures' helpers
+from .conftest import post_while_the_store_is_held, push_rows, served_cloud, wait_for  # noqa: TID252 - the fixtures' helpers
 
 SPEC = specs_root() / "ozon" / "ozon-seller-api-swagger.json"
 OZON_NETWORK_ADDR = "185.73.193.7"  # inside 185.73.192.0/22, one of Ozon's published networks
@@ -54,22 +53,8 @@ def spec_examples() -> dict[str, dict[str, Any]]:
     return out
 
 
-def cloud_rows(path: str) -> list[sqlite3.Row]:
-    conn = cloud_db.connect(path)
-    conn.row_factory = sqlite3.Row
-    try:
-        return conn.execute("SELECT * FROM push_events ORDER BY id").fetchall()
-    finally:
-        conn.close()
 
 
-def wait_for(cond, timeout: float = 15.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
 
 
 def _account(name: str = "oz", **options: Any) -> AccountConfig:
@@ -179,7 +164,7 @@ def test_ozon_answers_in_its_shapes(client) -> None:
     foreign = http.post(url, data=NEW.replace(b'"seller_id": 15', b'"seller_id": 16'))
     assert foreign.status_code == 403 and foreign.get_json()["error"]["code"] == "ERROR_UNKNOWN"
     assert http.post("/push/ozon/oz/s3cret/order/new", data=NEW).status_code == 404  # one URL only
-    assert [(r["kind"], r["dedup_key"], r["duplicates"], r["order_native_id"]) for r in cloud_rows(db_path)] == [
+    assert [(r["kind"], r["dedup_key"], r["duplicates"], r["order_native_id"]) for r in push_rows(db_path)] == [
         ("created", "oz:15:40000001-0001-1:new", 1, "40000001-0001-1"),
         ("ship_by", "oz:15:1-1-1:cutoff:2021-11-24T07:00:00Z", 0, "1-1-1")]
 
@@ -227,13 +212,13 @@ def test_a_new_posting_is_answered_in_time_while_another_writer_holds_the_store(
     assert (held.status, held.body) == (500, {"error": {"code": "ERROR_UNKNOWN", "message": "temporarily unable to"
                                                         " store the notification", "details": None}})
     assert PUSH_STORE_WAIT_S - 0.5 < held.took < PUSH_STORE_WAIT_S + 1.5 < 5.0, held.took
-    assert held.rows_meanwhile == 0 and cloud_rows(db_path) == []  # not acknowledged, stored nowhere
+    assert held.rows_meanwhile == 0 and push_rows(db_path) == []  # not acknowledged, stored nowhere
     warned = [r.getMessage() for r in caplog.records if r.name == "cloud_sync.web.push" and r.levelname == "WARNING"]
     assert any("not stored within" in m and "oz" in m for m in warned), warned
     assert not any("s3cret" in m for m in warned)
     again = http.post(url, data=NEW)  # Ozon's next delivery, the lock gone
     assert (again.status_code, again.data) == (200, b'{"result": true}')
-    assert [(r["dedup_key"], r["duplicates"]) for r in cloud_rows(db_path)] == [("oz:15:40000001-0001-1:new", 0)]
+    assert [(r["dedup_key"], r["duplicates"]) for r in push_rows(db_path)] == [("oz:15:40000001-0001-1:new", 0)]
 
 
 def test_a_push_is_stored_beside_a_keyed_writer_on_postgresql(client) -> None:
@@ -258,7 +243,7 @@ def test_a_push_is_stored_beside_a_keyed_writer_on_postgresql(client) -> None:
         sender.join(30)
         assert (got[0].status_code, got[0].data) == (200, b'{"result": true}')
         assert took < 1.0, took
-        assert [r["dedup_key"] for r in cloud_rows(db_path)] == ["oz:15:40000001-0001-1:new"]
+        assert [r["dedup_key"] for r in push_rows(db_path)] == ["oz:15:40000001-0001-1:new"]
     finally:
         conn.close()
 
@@ -270,10 +255,10 @@ def test_ozon_pushes_only_from_its_published_networks_by_default(client) -> None
     assert (outside.status_code, outside.data) == (
         403, b'{"error": {"code": "ERROR_UNKNOWN", "message": "source 127.0.0.1 is not allowed to push",'
              b' "details": null}}')
-    assert cloud_rows(db_path) == []
+    assert push_rows(db_path) == []
     inside = http.post(url, data=NEW, environ_base={"REMOTE_ADDR": OZON_NETWORK_ADDR})
     assert (inside.status_code, inside.data) == (200, b'{"result": true}')
-    assert len(cloud_rows(db_path)) == 1
+    assert len(push_rows(db_path)) == 1
 
 
 def test_sandbox_postings_reach_the_cloud_once(sandboxes, tmp_path) -> None:
@@ -290,7 +275,7 @@ def test_sandbox_postings_reach_the_cloud_once(sandboxes, tmp_path) -> None:
                                 timeout=10)
         assert registered.status_code == 200 and registered.json()["check"] == "OK", registered.text
         assert oz.app.push_checks[-1]["result"] == "OK"
-        assert cloud_rows(db_path) == []  # the PING is answered, not stored
+        assert push_rows(db_path) == []  # the PING is answered, not stored
         made = httpx.post(oz.url + "/_sandbox/orders", json={"count": 2}, timeout=10).json()["orders"]
         assert httpx.post(oz.url + "/_sandbox/x/push_wait", json={"timeout": 10}, timeout=15).json()["idle"]
 
@@ -311,7 +296,7 @@ def test_sandbox_postings_reach_the_cloud_once(sandboxes, tmp_path) -> None:
         assert httpx.post(oz.url + "/_sandbox/x/push_wait", json={"timeout": 10}, timeout=15).json()["idle"]
         assert wait_for(lambda: conn.execute("SELECT stage FROM orders WHERE native_id=?",
                                              (made[0],)).fetchone()[0] == "cancelled")
-        rows = cloud_rows(db_path)
+        rows = push_rows(db_path)
         assert sorted(r["dedup_key"] for r in rows) == sorted(
             [f"oz:{oz.app.seller_id}:{n}:new" for n in made] + [f"oz:{oz.app.seller_id}:{made[0]}:cancelled"])
         assert all(r["duplicates"] == 1 for r in rows)  # each delivered twice, stored once

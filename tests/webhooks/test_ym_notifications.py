@@ -5,7 +5,6 @@ pushes refused with 400 and stored nowhere, wrong token / foreign store / source
 
 from __future__ import annotations
 
-import sqlite3
 import time
 
 import httpx
@@ -17,7 +16,7 @@ from marketplaces import open_account
 from marketplaces.sandbox.yandex_market_spec import register
 from marketplaces.spec import load_specs
 
-from .conftest import account_of  # noqa: TID252 - the fixtures' helper
+from .conftest import account_of, push_rows, wait_for  # noqa: TID252 - the fixtures' helpers
 
 
 def cloud_conn(path):
@@ -30,22 +29,8 @@ def cloud_conn(path):
 register()
 
 
-def rows(db_path: str, sql: str = "SELECT * FROM push_events ORDER BY id") -> list[sqlite3.Row]:
-    conn = cloud_conn(db_path)
-    conn.row_factory = sqlite3.Row
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
 
 
-def wait_for(cond, timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
 
 
 def post(url: str, body: bytes) -> httpx.Response:
@@ -70,7 +55,7 @@ def test_sandbox_pushes_created_status_cancelled_with_duplicates(sandboxes, rece
     time.sleep(0.2)
     kinds = sorted((e.kind, e.order_native_id) for _, e in rx.events)
     assert kinds == sorted([("created", i) for i in ids] + [("cancelled", ids[2])])
-    stored = rows(rx.db_path)
+    stored = push_rows(rx.db_path)
     assert len(stored) == 4 and all(r["duplicates"] == 1 and r["handled_at"] for r in stored)
     log = ym.app.push.summary()
     assert log["delivered"] == 8 and log["failed_attempts"] == 0
@@ -103,7 +88,7 @@ def test_ping_is_answered_in_the_spec_shape_and_stored_nowhere(sandboxes, receiv
     resp = post(rx.push_url("ym-3") + "/notification", body)
     assert resp.status_code == 200 and set(resp.json()) == {"version", "name", "time"}
     check_spec(body, resp)
-    assert rows(rx.db_path) == []
+    assert push_rows(rx.db_path) == []
 
 
 def test_malformed_pushes_get_400_and_are_stored_nowhere(sandboxes, receiver_factory) -> None:
@@ -128,7 +113,7 @@ def test_malformed_pushes_get_400_and_are_stored_nowhere(sandboxes, receiver_fac
         assert resp.status_code == 400, body
         assert resp.json()["error"]["type"] == "WRONG_EVENT_FORMAT" and resp.json()["error"]["message"]
         check_spec(body, resp)
-    assert rows(rx.db_path) == [] and rx.events == []
+    assert push_rows(rx.db_path) == [] and rx.events == []
 
 
 def test_wrong_token_foreign_store_and_unexpected_source_are_refused(sandboxes, receiver_factory) -> None:
@@ -142,13 +127,13 @@ def test_wrong_token_foreign_store_and_unexpected_source_are_refused(sandboxes, 
     foreign = good.replace(b'"campaignId": %d' % ym.app.campaign_id, b'"campaignId": 999')
     assert post(rx.push_url("ym-5") + "/notification", foreign).status_code == 403
     assert post(rx.push_url("ym-strict") + "/notification", good).status_code == 403
-    assert rows(rx.db_path) == []
+    assert push_rows(rx.db_path) == []
     accepted = post(rx.push_url("ym-5") + "/notification", good)
     assert accepted.status_code == 200
     check_spec(good, accepted)
     refused = post(wrong_token, good)
     assert refused.status_code == 403 and refused.json()["error"]["message"] == "wrong push token"
-    assert [r["dedup_key"] for r in rows(rx.db_path)] == [f"ym:{ym.app.campaign_id}:7:created"]
+    assert [r["dedup_key"] for r in push_rows(rx.db_path)] == [f"ym:{ym.app.campaign_id}:7:created"]
 
 
 def test_stored_before_acknowledged_and_retried_until_handled(sandboxes, receiver_factory) -> None:
@@ -158,7 +143,7 @@ def test_stored_before_acknowledged_and_retried_until_handled(sandboxes, receive
     def flaky(account: str, event) -> str:
         calls.append(event.dedup_key)
         # the event is already in the table when ingestion first sees it
-        assert any(r["dedup_key"] == event.dedup_key for r in rows(rx.db_path))
+        assert any(r["dedup_key"] == event.dedup_key for r in push_rows(rx.db_path))
         if len(calls) < 3:
             raise RuntimeError("ingestion down")
         return "new"
@@ -168,8 +153,8 @@ def test_stored_before_acknowledged_and_retried_until_handled(sandboxes, receive
     httpx.post(ym.url + "/_sandbox/orders", json={"count": 1}, timeout=10)
     assert wait_for(lambda: len(rx.events) == 1)
     # the worker records the outcome right after ingestion returns: wait for that write, not only the call
-    assert wait_for(lambda: rows(rx.db_path)[0]["outcome"] == "new")
-    row = rows(rx.db_path)[0]
+    assert wait_for(lambda: push_rows(rx.db_path)[0]["outcome"] == "new")
+    row = push_rows(rx.db_path)[0]
     assert row["attempts"] == 3 and row["outcome"] == "new" and row["last_error"] == ""
     assert len(calls) == 3 and ym.app.push.summary()["delivered"] == 1  # Market saw one success at once
 
@@ -189,7 +174,7 @@ def test_sandbox_retries_until_the_receiver_answers(sandboxes, receiver_factory)
     httpx.post(ym.url + "/_sandbox/orders", json={"count": 1}, timeout=10)
     assert httpx.post(ym.url + "/_sandbox/x/push_wait", json={"timeout": 10}, timeout=15).json()["idle"]
     assert [e["status"] for e in ym.app.push.summary()["log"]][3:] == [403, 403]
-    assert len(rows(rx.db_path)) == 1
+    assert len(push_rows(rx.db_path)) == 1
 
 
 def test_the_push_worker_outlives_a_store_that_did_not_answer(sandboxes, receiver_factory, monkeypatch) -> None:
