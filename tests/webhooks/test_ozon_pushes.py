@@ -284,8 +284,10 @@ def test_sandbox_postings_reach_the_cloud_once(sandboxes, tmp_path) -> None:
                                      (acc.name,)).fetchall())
 
         assert wait_for(lambda: set(orders()) == set(made)), orders()
-        outcomes = dict(conn.execute("SELECT order_native_id, outcome FROM push_events WHERE kind='created'"))
-        assert outcomes == dict.fromkeys(made, "new")  # the pushes created them, before any poll
+        def outcomes() -> dict[str, str]:  # written by the push worker once it handled each event
+            return dict(conn.execute("SELECT order_native_id, outcome FROM push_events WHERE kind='created'"))
+
+        assert wait_for(lambda: outcomes() == dict.fromkeys(made, "new")), outcomes()  # created by the pushes
         price = conn.execute("SELECT price FROM order_lines ol JOIN orders o ON o.id = ol.order_id WHERE o.native_id=?",
                              (made[0],)).fetchone()
         assert price is not None and float(price[0]) > 0  # read from the posting: the push carries no price
