@@ -172,6 +172,26 @@ def keyed_or_whole(conn: Any, keys: Iterable[str] | None, work: Callable[[], Any
         return work()
 
 
+@contextmanager
+def lock_wait(conn: Any, seconds: float) -> Iterator[Any]:
+    """The connection waits for another writer at most `seconds` inside the block (SQLite: its busy timeout;
+    PostgreSQL: the session's lock_timeout, for the writer lock, a key's or a row's), then as before; past the
+    bound a write fails as `sqlite3.OperationalError` "database is locked" on either engine."""
+    ms = max(1, int(seconds * 1000))
+    postgres = is_postgres(conn)
+    if postgres:
+        conn.set_lock_wait(ms)
+    else:
+        conn.execute(f"PRAGMA busy_timeout={ms}")
+    try:
+        yield conn
+    finally:
+        if postgres:
+            conn.set_lock_wait(None)
+        else:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+
 def write_if_free(conn: Any, sql: str, params: tuple = (), *, wait_ms: int = 100) -> bool:
     """Run one small write unless another writer holds the database (see `sitelink.sqlite.write_if_free`).
     On PostgreSQL: skipped when the writer lock is taken, else written at once in its own transaction."""
@@ -193,4 +213,5 @@ def write_if_free(conn: Any, sql: str, params: tuple = (), *, wait_ms: int = 100
     return True
 
 
-__all__ = ["connect", "connect_readonly", "is_postgres", "migrate", "target", "transaction", "write_if_free"]
+__all__ = ["connect", "connect_readonly", "is_postgres", "lock_wait", "migrate", "target", "transaction",
+           "write_if_free"]

@@ -54,7 +54,7 @@ from typing import Any
 
 from flask import Blueprint, Response, request
 
-from cloud_sync.db import BUSY_TIMEOUT_MS, connect, is_postgres
+from cloud_sync.db import connect, lock_wait
 from cloud_sync.orders import pushes
 from cloud_sync.schema import open_db
 from cloud_sync.web.redact import remember as remember_secrets
@@ -241,35 +241,17 @@ def create_webhooks_blueprint(db_path: str, accounts: list[AccountConfig], on_ev
         обычных уведомлений и 1 секунда для проверочного уведомления PING»); Megamarket asks for a quick answer
         and documents no figure (specs/megamarket/README.md §5.1: «Seller must answer quickly»). 3 s leaves
         Ozon's 5 s two for the rest: parsing, the commit's sync (synchronous=FULL), the network."""
-        wait_ms = int(PUSH_STORE_WAIT_S * 1000)
-        postgres = is_postgres(conn)
-        if postgres:
-            conn.set_lock_wait(wait_ms)  # type: ignore[attr-defined]
-        else:
-            conn.execute(f"PRAGMA busy_timeout={wait_ms}")
-        try:
+        with lock_wait(conn, PUSH_STORE_WAIT_S):
             return pushes.store_events(conn, account.name, account.marketplace, push, body, events)
-        finally:
-            if postgres:
-                conn.set_lock_wait(None)  # type: ignore[attr-defined]
-            else:
-                conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
     def record_ping(account: PushAccount) -> None:
         """One tiny UPSERT, waiting for SQLite's write lock at most PING_RECORD_WAIT_S (a long write elsewhere
         must not hold the answer: Ozon pauses every notification of a service answering in more than 5 s; on
         PostgreSQL the lone statement takes no writer lock); not recorded, the check is still answered — the
         marketplace reached us."""
-        conn = db()
-        bounded = not is_postgres(conn)
         try:
-            if bounded:
-                conn.execute(f"PRAGMA busy_timeout={int(PING_RECORD_WAIT_S * 1000)}")
-            try:
+            with lock_wait(db(), PING_RECORD_WAIT_S) as conn:
                 pushes.record_ping(conn, account.name, account.marketplace)
-            finally:
-                if bounded:
-                    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         except sqlite3.Error as exc:
             log.warning("ping from %s not recorded: %s", account.name, exc)
 
