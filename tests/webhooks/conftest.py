@@ -18,6 +18,9 @@ import pytest
 from flask import Flask
 from werkzeug.serving import make_server
 
+from cloud_sync import db as cloud_db
+from cloud_sync.config import AccountSettings, CloudConfig
+from cloud_sync.web.app import create_app
 from cloud_sync.web.push import create_webhooks_blueprint, push_url
 from marketplaces import open_account
 from marketplaces.base import AccountConfig, OrderEvent
@@ -63,8 +66,6 @@ def wait_for(cond: Callable[[], Any], timeout: float = 15.0) -> bool:
 
 def push_rows(db_path: str, sql: str = "SELECT * FROM push_events ORDER BY id") -> list[sqlite3.Row]:
     """Rows of the cloud's store (either engine), by column name; the stored pushes by default."""
-    from cloud_sync import db as cloud_db
-
     conn = cloud_db.connect(db_path)
     conn.row_factory = sqlite3.Row
     try:
@@ -89,14 +90,10 @@ class ServedCloud:
 def served_cloud(running: RunningSandbox, name: str, db_path: str) -> Iterator[ServedCloud]:
     """The cloud's app (cloud_sync.web.app: push endpoints, their worker, pages) for account `name` of a
     running sandbox, on a free port of 127.0.0.1, with a store connection; everything stopped afterwards."""
-    app_mod = pytest.importorskip("cloud_sync.web.app")
-    from cloud_sync import db as cloud_db
-    from cloud_sync.config import AccountSettings, CloudConfig
-
     acc = account_of(running, name)
     cfg = CloudConfig(db_path=db_path, accounts={acc.name: AccountSettings(account=acc)})
     adapter = open_account(acc)
-    app = app_mod.create_app(cfg, db_path=db_path, adapters={acc.name: adapter})
+    app = create_app(cfg, db_path=db_path, adapters={acc.name: adapter})
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
@@ -189,8 +186,6 @@ def post_while_the_store_is_held(post: Callable[[], Any], db_path: str, *, give_
     of the store holds its writer lock (BEGIN IMMEDIATE: a long write elsewhere — an import, a big intake
     batch); the lock is let go once the answer came, or after `give_up_s` (a push still waiting then fails
     the test, it does not hang it: on PostgreSQL the writer lock waits without limit)."""
-    from cloud_sync import db as cloud_db
-
     conn = cloud_db.connect(db_path)
     got: list[Any] = []
     try:
