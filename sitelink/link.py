@@ -537,7 +537,8 @@ class SiteLink:
                 self._version_seen = self._data_version()
             try:
                 batch = self._drain_queue()
-                if batch or self._old or self._raw_dead or self._pending_acks or self._has_due_work():
+                if (batch or self._old or self._raw_dead or self._pending_acks or self._pending_state
+                        or self._has_due_work()):
                     self._receive(batch)
                 more = self._pump() or self._more_to_apply
                 self._timers()
@@ -671,11 +672,12 @@ class SiteLink:
                 self._accept_ack(peer, payload)
             elif rest == ["state"] and self.role == "cloud":
                 self._accept_state(peer, payload)
-        if self._old or self._raw_dead or any(self._held.values()) or not self._pending_acks:
+        if self._old or self._raw_dead or any(self._held.values()) or not (self._pending_acks or self._pending_state):
             self._acks_waiting_since = None
             self._apply_all()
             return
-        # a round with only acknowledgements to write (their messages left the window already): taken when
+        # a round with only acknowledgements and peers' states to write (the acks' messages left the window
+        # already; a state is a peer's online/offline mark): taken when
         # the write lock is free at once, else left for a later look while the pump goes on (a writer of this
         # process that holds the lock back to back, an enqueue of many transactions, would otherwise keep the
         # worker asleep in SQLite's busy wait, publishing nothing); after ACKS_WAIT_MOST_S it waits as before

@@ -508,6 +508,32 @@ def test_acknowledgements_waiting_for_the_write_lock_do_not_stop_the_publishing(
     assert_exactly_once(applied_rows(tmp_path / "site-1.db"), 200)
 
 
+def test_a_sites_state_arriving_while_the_write_lock_is_taken_does_not_stop_the_publishing(make_link, tmp_path,
+                                                                                          monkeypatch):
+    """A round with no message to apply, only a site's state (another site coming online) and acks, waits for a
+    free write lock like acks alone: the link goes on publishing the outbox meanwhile. (Such a round took the
+    lock with SQLite's busy wait: the worker slept while the application held the lock, publishing nothing —
+    seen as a CI rehearsal's timeout of the test above.)"""
+    monkeypatch.setattr(link_mod, "ACKS_WAIT_MOST_S", 60.0, raising=False)  # never waits here
+    make_link("site", site_id="site-1", handlers={"pick_task": record})
+    cloud = make_link("cloud", window=20, publish_batch=5)
+    other = sqlite.connect(cloud.cfg.db_path)
+    other.execute("BEGIN IMMEDIATE")
+    for i in range(200):
+        cloud.send(other, "pick_task", pick_body(i), site="site-1")
+    other.execute("COMMIT")
+    other.execute("BEGIN IMMEDIATE")  # the application holds the lock again...
+    try:
+        make_link("site", site_id="site-2")  # ...when another site comes online: its state reaches the cloud
+        wait_for(lambda: len(applied_rows(tmp_path / "site-1.db")) == 200, 15,
+                 "the outbox published while the write lock is taken")
+    finally:
+        other.execute("COMMIT")
+        other.close()
+    assert cloud.wait_idle(10), "the acknowledged rows deleted once the lock is free"
+    assert_exactly_once(applied_rows(tmp_path / "site-1.db"), 200)
+
+
 def test_the_links_socket_sends_at_once(make_link):
     """The link's socket has Nagle's algorithm off (TCP_NODELAY): a small publish or acknowledgement is not
     held back until the broker's delayed ACK of the packet before (up to 40 ms per turn of the window)."""
