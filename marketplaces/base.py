@@ -532,7 +532,8 @@ class PushTerms:
     filled in, and "{null}" becomes JSON null (TOML has none). `noun` is what it calls one push.
     `appends`: the seller enters one URL in the cabinet and the marketplace appends each of `paths` to it
     (Yandex.Market's Notification API: <URL>/notification); else the seller enters each full URL
-    (`<cloud>/push/.../<path>`: Ozon's one notification URL, Megamarket's order/new and order/cancel)."""
+    (`<cloud>/push/.../<path>`: Ozon's one notification URL, Megamarket's order/new and order/cancel).
+    `cabinet`: where in the seller's cabinet the URL(s) go, in English (translated where it is shown)."""
 
     paths: tuple[str, ...]
     accepted: Mapping[str, Any]
@@ -543,6 +544,9 @@ class PushTerms:
     noun: str = "push"
     ping: Mapping[str, Any] | None = None
     appends: bool = False
+    # where the seller pastes the URL(s) in the marketplace's cabinet, in the seller's words: an English
+    # msgid (extracted from the TOML by web/translations/toml_extract.py), translated where it is shown
+    cabinet: str = ""
 
     def answer(self, status: int, message: str = "", *, now: datetime | None = None,
                ping: bool = False) -> dict[str, Any]:

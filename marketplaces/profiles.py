@@ -14,7 +14,9 @@ The table (see endpoints/wildberries.toml for a documented example):
     [profile.push]       only where it pushes: paths, sources, noun, accepted, refused, ping (the
                          answer to a connection check where it differs from accepted),
                          refusal_kinds ({"400" = "..."}), other_refusal, appends (true: the seller
-                         enters one URL and the marketplace appends each path to it itself)
+                         enters one URL and the marketplace appends each path to it itself),
+                         cabinet (where in the seller's cabinet the URL(s) go: English text,
+                         translated where it is shown)
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ _REQUIRED = ("title", "colour", "label_after", "min_poll_s", "poll_reason", "pol
 _OPTIONAL = ("min_stock_interval_s", "stock_interval_reason", "stock_follows_orders", "ships")
 _TABLES = ("can", "statuses", "push")
 _PUSH_KEYS = {"paths", "sources", "noun", "accepted", "refused", "ping", "refusal_kinds", "other_refusal",
-              "appends"}
+              "appends", "cabinet"}
 _COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
 
 
@@ -136,6 +138,11 @@ def _push(table: Any, where: str) -> PushTerms:
         raise ProfileError(f"{where}.ping: the answer body to a connection check (a table)")
     if not isinstance(table.get("appends", False), bool):
         raise ProfileError(f"{where}.appends: true or false (the marketplace appends the paths to the URL entered)")
+    cabinet = table.get("cabinet", "")
+    if not isinstance(cabinet, str) or cabinet != cabinet.strip() or "\n" in cabinet or "%" in cabinet:
+        # shown through gettext, whose "%" formats (a page's `_`): one line of plain text
+        raise ProfileError(f"{where}.cabinet: where in the seller's cabinet the URL(s) go, one line of text"
+                           " without %")
     try:
         kinds = {int(status): str(kind) for status, kind in table.get("refusal_kinds", {}).items()}
     except ValueError:
@@ -144,4 +151,4 @@ def _push(table: Any, where: str) -> PushTerms:
                      refused=MappingProxyType(table["refused"]), sources=tuple(str(s) for s in sources),
                      refusal_kinds=MappingProxyType(kinds), other_refusal=str(table.get("other_refusal", "")),
                      noun=str(table.get("noun", "push")), appends=bool(table.get("appends", False)),
-                     ping=MappingProxyType(table["ping"]) if "ping" in table else None)
+                     ping=MappingProxyType(table["ping"]) if "ping" in table else None, cabinet=cabinet)

@@ -3,6 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYBABEL="${PYBABEL:-.venv/bin/pybabel}"
+# babel.cfg's own extractor (web/translations/toml_extract.py) is imported from this checkout
+export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}"
 pot="$(mktemp --suffix=.pot)"
 trap 'rm -f "$pot"' EXIT
 "$PYBABEL" extract -F web/translations/babel.cfg -k lazy_gettext -k N_ -k t --no-location --sort-output -o "$pot" .

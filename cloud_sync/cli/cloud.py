@@ -131,7 +131,8 @@ def push_urls(args: argparse.Namespace) -> int:
         print(f"{door.account} ({known.title if known else door.marketplace}):")
         for url in door.urls:
             print(f"  {url}")
-        print("  " + t("where: %(place)s", place=t(door.cabinet)))
+        if door.cabinet:  # the profile's own words, translated here (gettext of "" is the catalog's header)
+            print("  " + t("where: %(place)s", place=t(door.cabinet)))
         print("  " + (t("last notification: %(when)s", when=service_when(door.last_received))
                       if door.last_received else t("no notifications yet")))
         print("  " + (t("last connection check: %(when)s", when=service_when(door.last_ping))

@@ -23,7 +23,6 @@ from urllib.parse import quote
 
 from cloud_sync.config import CloudConfig
 from cloud_sync.db import connect, transaction
-from cloud_sync.i18n import N_
 from marketplaces import profiles
 from marketplaces.base import MarketplaceError, OrderEvent
 
@@ -230,16 +229,6 @@ def pending(conn: sqlite3.Connection) -> list[dict[str, Any]]:
 
 MASK = "••••••"  # the push token where a page shows the URL (a secret never appears on a page)
 NO_TOKEN = "<push_token>"  # where the URL has no token yet
-CABINET = {  # where each marketplace takes the URL(s), in the seller's words (shown in the reader's language)
-    "yandex_market": N_("Yandex.Market cabinet: Settings → API and modules → API notifications: paste the address"
-                        " and press «Check»; Market adds /notification to it itself"),
-    "ozon": N_("Ozon seller cabinet: Settings → Notifications, «Push notifications» tab: enable them, paste the"
-               " address, press «Check» and «Save»; under «Notification types» tick new postings, cancellations,"
-               " status changes and shipping date changes"),
-    "megamarket": N_("Megamarket cabinet: Settings → API integration (where the authorization token is): the"
-                     " address for new orders (order/new) and the one for cancellations (order/cancel); or send"
-                     " both to your Megamarket integration manager"),
-}
 
 
 @dataclass(frozen=True)
@@ -251,7 +240,7 @@ class PushDoor:
     urls: tuple[str, ...]  # each URL to enter (Yandex.Market: the one its Notification API appends to)
     appended: tuple[str, ...]  # what the marketplace appends to it itself (Yandex.Market: notification)
     token_set: bool
-    cabinet: str  # where in the cabinet (English; CABINET's text, translated where it is shown)
+    cabinet: str  # where in the cabinet (English: the profile's push `cabinet`, translated where it is shown)
     last_received: float | None = None  # when the last event of the account was stored (push_events)
     last_ping: float | None = None  # when the marketplace last checked the connection (push_pings)
 
@@ -289,7 +278,7 @@ def push_doors(cfg: CloudConfig, last: Mapping[str, float] | None = None, *, mas
             root = push_root(base, settings.marketplace, name, "") + (MASK if token else NO_TOKEN)
         urls = (root,) if terms.appends else tuple(f"{root}/{path}" for path in terms.paths)
         out.append(PushDoor(name, settings.marketplace, urls, terms.paths if terms.appends else (), bool(token),
-                            CABINET.get(settings.marketplace, ""), (last or {}).get(name), (pings or {}).get(name)))
+                            terms.cabinet, (last or {}).get(name), (pings or {}).get(name)))
     return out
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from cloud_sync import i18n
 from marketplaces import ADAPTERS, adapter_module, open_account, price_model, profile, profiles
 from marketplaces.base import (
     UNIFIED_STATUSES,
@@ -60,6 +61,19 @@ def test_push_terms_exist_exactly_where_it_receives_pushes(name: str) -> None:
     json.dumps([taken, refused])  # both are JSON
     assert taken != refused and "broken: «тело»" in json.dumps(refused, ensure_ascii=False)
     assert p.push.noun.strip()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_pushing_profile_says_where_in_the_cabinet_and_it_reads_in_russian(name: str) -> None:
+    """The marketplace's own words on where the seller pastes the push URL(s) live in its profile (the
+    domain names no marketplace), and the compiled Russian catalog has them (the pages and the CLI
+    translate them where they are shown)."""
+    p = profile(name)
+    if p.push is None:
+        return
+    assert p.push.cabinet.strip() and "\n" not in p.push.cabinet
+    russian = i18n.translations("ru").gettext(p.push.cabinet)
+    assert russian != p.push.cabinet and re.search("[а-яё]", russian), russian
 
 
 def test_titles_and_colours_tell_the_marketplaces_apart() -> None:
@@ -141,6 +155,12 @@ BASE: dict[str, Any] = {
     ({"can": {"receive_pushes": True}, "push": {"paths": ["/order"], "accepted": {}, "refused": {}}}, "paths"),
     ({"can": {"receive_pushes": True},
       "push": {"paths": ["order"], "sources": ["not-a-net"], "accepted": {}, "refused": {}}}, "not a network"),
+    ({"can": {"receive_pushes": True},
+      "push": {"paths": ["order"], "accepted": {}, "refused": {}, "cabinet": ["Settings"]}}, "push.cabinet"),
+    ({"can": {"receive_pushes": True},
+      "push": {"paths": ["order"], "accepted": {}, "refused": {}, "cabinet": "Settings\nAPI"}}, "push.cabinet"),
+    ({"can": {"receive_pushes": True},
+      "push": {"paths": ["order"], "accepted": {}, "refused": {}, "cabinet": "Settings → 100% API"}}, "push.cabinet"),
     ({"poll_seconds": 3}, "unknown keys"),
 ])
 def test_a_profile_that_could_mislead_the_cloud_does_not_load(change: dict[str, Any], problem: str) -> None:

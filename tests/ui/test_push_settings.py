@@ -165,3 +165,25 @@ def test_a_good_public_url_is_kept_without_its_trailing_slash() -> None:
         "https://seller.example.ru/ms"
     assert parse_config({"cloud": {"public_url": "http://10.0.0.5:8080"}}).public_url == "http://10.0.0.5:8080"
     assert parse_config({}).public_url == ""
+
+
+def test_a_pushing_marketplace_that_names_no_cabinet_place_shows_no_line_for_it(app) -> None:
+    """`cabinet` is optional in a profile's push terms: the block then says nothing of where — not the
+    translation of "" (gettext's catalog header: Project-Id-Version...) — and still shows the rest."""
+    from flask import render_template
+
+    from cloud_sync.orders.pushes import PushDoor
+
+    flask_app, _ = app
+    doors = [PushDoor("tm-main", "ozon", ("https://seller.example.ru/push/ozon/tm-main/••••••/notification",), (),
+                      True, ""),
+             PushDoor("oz-main", "ozon", ("https://seller.example.ru/push/ozon/oz-main/••••••/notification",), (),
+                      True, "Ozon seller cabinet: Settings → Notifications, «Push notifications» tab: enable them,"
+                      " paste the address, press «Check» and «Save»; under «Notification types» tick new postings,"
+                      " cancellations, status changes and shipping date changes")]
+    with flask_app.test_request_context("/settings"):
+        page = render_template("cloud/settings_push.html", push_doors=doors, public_url="https://seller.example.ru",
+                               push_base="https://seller.example.ru")
+    none, oz = _door(page, "tm-main"), _door(page, "oz-main")
+    assert "Project-Id-Version" not in page and "push-where" not in none and "tm-main/••••••/notification" in none
+    assert '<p class="push-where">Кабинет продавца Ozon: Настройки → Уведомления' in oz  # translated as it is shown
