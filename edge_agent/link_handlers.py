@@ -46,6 +46,7 @@ class DownHandlers:
     def register(self, link: SiteLink) -> None:
         link.on("pick_task", self.pick_task)
         link.on("cancel_task", self.cancel_task)
+        link.on("task_deadline", self.task_deadline)
         link.on("label", self.label)
         link.on("catalog", self.catalog)
         link.on("handover", self.handover)
@@ -65,6 +66,14 @@ class DownHandlers:
     def cancel_task(self, conn: sqlite3.Connection, env: Envelope) -> None:
         inbox.apply_cancel(conn, self.send, env.body, self.warehouse)
         self.after_commit("task", task_id=env.body["task_id"])
+
+    def task_deadline(self, conn: sqlite3.Connection, env: Envelope) -> None:
+        try:
+            moved = inbox.apply_deadline(conn, env.body)
+        except inbox.Unusable as exc:
+            _reject(exc)
+        if moved:
+            self.after_commit("task", task_id=env.body["task_id"])
 
     def label(self, conn: sqlite3.Connection, env: Envelope) -> None:
         try:

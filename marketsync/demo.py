@@ -23,7 +23,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -344,6 +344,7 @@ class Demo:
             self.tick(new_orders=not duration or now - day_started < duration - 6)
             if not balances_sent and duration and now - day_started >= duration / 2:
                 self.onec_sends_balances()
+                self.marketplace_moves_a_deadline()
                 balances_sent = True
             time.sleep(0.5)
         self.say("the day is over; waiting for the last parcels…")
@@ -374,6 +375,87 @@ class Demo:
         self.say(f"1C sent its balances formed at {formed:%H:%M:%S} (Moscow time), as its books have them: "
                  f"{reply.splitlines()[0]}; units packed since then stay off every marketplace (in flight until "
                  "1C books the shipments)")
+
+    def marketplace_moves_a_deadline(self) -> None:
+        """A buyer orders on Ozon, and Ozon then moves that posting's shipping date by a day (its sandbox's
+        `x/cutoff`, as Ozon does when a cutoff changes): the cloud learns it by push or by its next poll,
+        moves the order's deadline and tells the site's pick task (`task_deadline`), which re-sorts by it;
+        `deadlines_moved` in the summary counts the orders so moved."""
+        account = ACCOUNT_NAMES.get("ozon")
+        if account not in self.sandboxes:
+            return
+        sandbox = self.sandboxes[account]["url"].rstrip("/")
+        try:
+            [number] = http_json("POST", sandbox + "/_sandbox/orders", {"count": 1})["orders"]
+            self.orders_created += 1
+            key = urllib.parse.quote(f"{account}:{number}", safe="")
+            order = self._wait_for_order(key, lambda o: bool(o.get("ship_by")))
+            if order is None:
+                self.say(f"{self.title(account)} order {number} did not reach the cloud in time: no date moved")
+                return
+            was = datetime.fromisoformat(order["ship_by"].replace("Z", "+00:00"))
+            later = (was + timedelta(days=1)).astimezone(UTC)
+            http_json("POST", sandbox + "/_sandbox/x/cutoff",
+                      {"posting_number": number, "new_cutoff_date": later.strftime("%Y-%m-%dT%H:%M:%SZ")})
+            moved = self._wait_for_order(key, lambda o: datetime.fromisoformat(
+                o["ship_by"].replace("Z", "+00:00")) == later)
+        except (OSError, KeyError, ValueError) as exc:
+            self.errors.append(f"{account} moved date: {exc}")
+            return
+        at_site = moved is not None and self._site_deadline(f"{account}:{number}", later.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        moscow = ZoneInfo("Europe/Moscow")
+        self.say(f"{self.title(account)} moved the shipping date of order {number} from {was.astimezone(moscow):%d.%m %H:%M}"
+                 f" to {later.astimezone(moscow):%d.%m %H:%M} (Moscow time): "
+                 + ("the cloud has not taken it yet" if moved is None else "the cloud took it and the site's pick task"
+                    " shows it" if at_site else "the cloud took it (no pick task at the site shows it)"))
+
+    def _site_deadline(self, order_id: str, deadline: str, timeout: float = 10.0) -> bool:
+        """Whether the site's pick task of `order_id` comes to show `deadline` within `timeout` (its file,
+        read-only)."""
+        path = self.work / SITE_ID / "site.sqlite"
+        until = time.monotonic() + timeout
+        while time.monotonic() < until:
+            try:
+                conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+                try:
+                    row = conn.execute("SELECT deadline FROM tasks WHERE order_id=? ORDER BY created_at DESC",
+                                       (order_id,)).fetchone()
+                finally:
+                    conn.close()
+            except sqlite3.Error:
+                row = None
+            if row is not None and row[0] == deadline:
+                return True
+            time.sleep(0.3)
+        return False
+
+    def _wait_for_order(self, key: str, ready: Any, timeout: float = 20.0) -> dict[str, Any] | None:
+        """The cloud's order `key` (`/api/orders/<key>`) once `ready(order)` holds, or None after `timeout`."""
+        until = time.monotonic() + timeout
+        while time.monotonic() < until:
+            try:
+                order = http_json("GET", f"{self.cloud_url}/api/orders/{key}", token=self.api_token)
+                if ready(order):
+                    return order
+            except OSError as exc:
+                if "HTTP 404" not in str(exc):  # not in the cloud yet
+                    raise
+            time.sleep(0.3)
+        return None
+
+    def deadlines_moved(self) -> int:
+        """Orders whose assembly deadline a marketplace moved during the day (their history's «срок сборки
+        перенесён»), read from the cloud's database, read-only."""
+        try:
+            conn = db.connect_readonly(self.cloud_db)
+            try:
+                return int(conn.execute("SELECT COUNT(DISTINCT order_id) FROM order_events WHERE kind='ship_by'"
+                                        ).fetchone()[0])
+            finally:
+                conn.close()
+        except (OSError, sqlite3.Error) as exc:
+            self.say(f"could not read the cloud's order history: {exc}")
+            return 0
 
     def reconcile(self) -> None:
         """The evening's «Сверка»: 1C, the ledger with its moves in flight, what each marketplace shows."""
@@ -568,6 +650,7 @@ class Demo:
                 self.say(f"could not read the cloud's summary: {exc}")
             summary["orders_oversold"] = self.oversold()
             summary["orders_pushed"] = self.orders_pushed()
+            summary["deadlines_moved"] = self.deadlines_moved()
         summary["picked_by_bin"] = self.picked_by_bin()
         if self.second_seller:
             summary["tenants"] = self.tenants

@@ -27,6 +27,7 @@ DIRECTION: dict[str, Direction] = {
     # cloud -> site
     "pick_task": "down",  # an order to pick and pack at the site
     "cancel_task": "down",  # the order was cancelled: stop, put the goods back
+    "task_deadline": "down",  # the marketplace moved the order's assembly deadline: the task sorts by the new one
     "label": "down",  # the marketplace label of an order, fetched ahead by the cloud
     "catalog": "down",  # items the site handles: barcodes, names, bins, marking
     "reservation": "down",  # stock reserved at the site's warehouse for an order (informational)
@@ -49,6 +50,9 @@ DIRECTION: dict[str, Direction] = {
 FIELDS: dict[str, dict[str, str]] = {
     "pick_task": {"task_id": "str", "order_id": "str", "marketplace": "str", "lines": "list"},
     "cancel_task": {"task_id": "str", "order_id": "str"},
+    # task_deadline.deadline: ISO 8601 with its offset, as pick_task.deadline; a task the site does not hold
+    #   (yet, or any more: cancelled, handed over) is left alone
+    "task_deadline": {"task_id": "str", "order_id": "str", "deadline": "str"},
     "label": {"order_id": "str", "format": "str", "data_b64": "str"},
     "catalog": {"items": "list"},
     "reservation": {"order_id": "str", "item_id": "str", "quantity": "int"},

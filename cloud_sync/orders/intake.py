@@ -116,7 +116,7 @@ def intake_keys(conn: sqlite3.Connection, cfg: CloudConfig, timed: list[_Timed])
     add some), its sites' links (the pick tasks) and, for marketplaces that take units off their cards by
     themselves, its accounts' published rows (`push_keys`). None (an ordinary transaction at once): a store
     without keyed transactions (SQLite), a caller's transaction already open, a batch with a known order
-    whose status moved (its order's rows and maybe its stock), a line not linked to an item, an unserved
+    whose status or deadline moved (its order's rows and maybe its stock), a line not linked to an item, an unserved
     warehouse, too many orders, or a batch that would give way anyway: one that takes an item's last units
     (its zeros are planned at once: the planner's keys) or more than there are, or whose items have orders
     waiting. What the transaction finds otherwise (the stock went meanwhile) gives way to an ordinary
@@ -124,10 +124,10 @@ def intake_keys(conn: sqlite3.Connection, cfg: CloudConfig, timed: list[_Timed])
     if getattr(conn, "begin_keyed", None) is None or conn.in_transaction or len(timed) > MAX_KEYED_ORDERS:
         return None
     by_key = {order_key(t.order.account, t.order.native_id): t.order for t in timed}
-    for r in conn.execute("SELECT key, native_status, native_substatus FROM orders WHERE key IN"
+    for r in conn.execute("SELECT key, native_status, native_substatus, stage, ship_by FROM orders WHERE key IN"
                           " (SELECT value FROM json_each(?))", (json.dumps(sorted(by_key)),)):
         o = by_key[r[0]]
-        if (r[1], r[2]) != (o.native_status, o.native_substatus):
+        if (r[1], r[2]) != (o.native_status, o.native_substatus) or ship_by_moved(r[3], r[4], o.ship_by):
             return None
     keys = {INTAKE_KEY}
     links: dict[tuple[str, str], tuple[str, int]] = {}
@@ -196,14 +196,33 @@ def _all_known_as_they_are(conn: sqlite3.Connection, timed: list[_Timed]) -> boo
     without the write lock: `_ingest_one` would write nothing for any of them; one that changes meanwhile is
     seen by the next poll)."""
     keys: dict[str, tuple[str, str]] = {}
+    polled: dict[str, Order] = {}
     for t in timed:
         status = (t.order.native_status, t.order.native_substatus)
-        if keys.setdefault(order_key(t.order.account, t.order.native_id), status) != status:
+        key = order_key(t.order.account, t.order.native_id)
+        if keys.setdefault(key, status) != status:
             return False  # two copies of one order that differ: the transaction sorts them out
-    stored = {r[0]: (r[1], r[2]) for r in conn.execute(
-        "SELECT key, native_status, native_substatus FROM orders WHERE key IN (SELECT value FROM json_each(?))",
-        (json.dumps(sorted(keys)),))}
+        polled[key] = t.order
+    stored: dict[str, tuple[str, str]] = {}
+    for r in conn.execute("SELECT key, native_status, native_substatus, stage, ship_by FROM orders WHERE key IN"
+                          " (SELECT value FROM json_each(?))", (json.dumps(sorted(keys)),)):
+        if ship_by_moved(r[3], r[4], polled[r[0]].ship_by):
+            return False
+        stored[r[0]] = (r[1], r[2])
     return stored == keys
+
+
+SAME_DEADLINE_S = 60.0  # deadlines are read to the minute (the pages show "27.11 10:00"): closer is the same
+
+
+def ship_by_moved(stage: str, stored: str | None, ship_by: datetime | None) -> bool:
+    """Whether the marketplace now gives an open order (stored at `stage` with the deadline `stored`) another
+    assembly deadline than the one stored (`move_ship_by`): a poll or a re-read finds what a push missed. An
+    order without one now (the marketplace's answer has none) keeps its own."""
+    if ship_by is None or stage not in OPEN_STAGES:
+        return False
+    was = _instant(stored)
+    return was is None or abs(was - ship_by.timestamp()) >= SAME_DEADLINE_S
 
 
 class _Timed:
@@ -231,7 +250,7 @@ class _Batch:
     def __init__(self, conn: sqlite3.Connection, cfg: CloudConfig, orders: list[Order]) -> None:
         keys = [order_key(o.account, o.native_id) for o in orders]
         self.stored: dict[str, sqlite3.Row] = {r["key"]: r for r in conn.execute(
-            "SELECT key, id, native_status, native_substatus FROM orders WHERE key IN"
+            "SELECT key, id, native_status, native_substatus, stage, ship_by FROM orders WHERE key IN"
             " (SELECT value FROM json_each(?))", (json.dumps(keys),))}
         self.absent = set(keys) - set(self.stored)  # new, until the batch writes them
         cards: dict[str, set[str]] = {}
@@ -352,7 +371,8 @@ class _Batch:
         if key in self.stored:  # read at the start; a second copy of it in the batch reads it again
             return self.stored.pop(key)
         self.write(conn, link)
-        return conn.execute("SELECT id, native_status, native_substatus FROM orders WHERE key=?", (key,)).fetchone()
+        return conn.execute("SELECT id, native_status, native_substatus, stage, ship_by FROM orders WHERE key=?",
+                            (key,)).fetchone()
 
     def serving_warehouse(self, conn: sqlite3.Connection, cfg: CloudConfig, account: str,
                           mp_wh: str) -> tuple[str | None, str | None]:
@@ -401,6 +421,9 @@ def _ingest_one(conn: sqlite3.Connection, cfg: CloudConfig, timed: _Timed, link:
             except OrderError as exc:  # polled: said in the log each time, the order left as it was
                 log.warning("%s", exc)
             batch.forget()  # a cancellation may have given stock back and served waiting orders
+        if ship_by_moved(row["stage"], row["ship_by"], order.ship_by):  # a push of the move missed, or none
+            batch.write(conn, link)
+            move_ship_by(conn, row["id"], order.ship_by, now=now, actor=order.account, link=link)
         return
     mp_wh = str(order.warehouse_id or "")
     served, site = batch.serving_warehouse(conn, cfg, order.account, mp_wh)
@@ -575,7 +598,7 @@ def cancel(conn: sqlite3.Connection, cfg: CloudConfig, oid: int, *, reason: str 
     set_stage(conn, cfg, oid, "cancelled", now, problem=reason)
     conn.execute("UPDATE order_actions SET state='done', error='order cancelled' WHERE order_id=? AND state='pending'"
                  " AND action!='cancel'", (oid,))
-    if o["site"] and o["stage"] in ("reserved", "picking", "packed"):
+    if o["site"] and o["stage"] in TASK_AT_SITE:
         send_to_site(conn, link, o["site"], "cancel_task",
                      {"task_id": pick_task_id(o["key"], o["task_round"]), "order_id": o["key"],
                       "reason": reason or "cancelled"})
@@ -600,26 +623,33 @@ def _instant(iso: str | None) -> float | None:
 
 
 def move_ship_by(conn: sqlite3.Connection, oid: int, ship_by: datetime | None, *, now: float | None = None,
-                 source: str = "marketplace", actor: str = "") -> str:
-    """The marketplace moved the order's assembly deadline: its `ship_by` (the deadline the order list sorts
-    by, the waiting orders are served by and the deadline alerts read) takes the new one and the order's
-    history says it ("ship_by": "old → new", ISO UTC). An order past assembly keeps its own ("past"); the
-    same moment again changes nothing ("unchanged"). A pick task already at the site keeps the deadline it
-    was sent with: the site link has no message that changes a sent task (sitelink.messages); a task sent
-    from now on (an order waiting for stock) carries the new one, read from the order."""
+                 source: str = "marketplace", actor: str = "", link: Any = None) -> str:
+    """The marketplace moved the order's assembly deadline (its push, or a poll or re-read that found it):
+    its `ship_by` (the deadline the order list sorts by, the waiting orders are served by and the deadline
+    alerts read) takes the new one and the order's history says it ("ship_by": "old → new", ISO UTC). An
+    order past assembly keeps its own ("past"); the same minute again changes nothing ("unchanged"). A pick
+    task already at the site is told (`task_deadline`, in this transaction): the packers' page sorts by the
+    new deadline; a task sent from now on carries it, read from the order."""
     now = time.time() if now is None else now
     if ship_by is None:
         return "unchanged"
     need(conn, order_lock(oid))
-    o = conn.execute("SELECT stage, ship_by FROM orders WHERE id=?", (oid,)).fetchone()
+    o = conn.execute("SELECT stage, ship_by, site, key, task_round FROM orders WHERE id=?", (oid,)).fetchone()
     if o is None or o["stage"] not in OPEN_STAGES:
         return "past"
-    new = ship_by.isoformat()
-    if _instant(o["ship_by"]) == ship_by.timestamp():
+    if not ship_by_moved(o["stage"], o["ship_by"], ship_by):
         return "unchanged"
+    new = ship_by.isoformat()
     conn.execute("UPDATE orders SET ship_by=?, updated_ts=? WHERE id=?", (new, now, oid))
     log_event(conn, oid, "ship_by", f"{o['ship_by'] or '—'} → {new}", now, source=source, actor=actor)
+    if o["site"] and o["stage"] in TASK_AT_SITE:
+        send_to_site(conn, link, o["site"], "task_deadline",
+                     {"task_id": pick_task_id(o["key"], o["task_round"]), "order_id": o["key"],
+                      "deadline": new})
     return "ship_by"
+
+
+TASK_AT_SITE = ("reserved", "picking", "packed")  # the stages whose pick task is at the site (`cancel` stops it)
 
 
 def ingest_event(conn: sqlite3.Connection, cfg: CloudConfig, account: str, event: OrderEvent, *,
@@ -674,7 +704,7 @@ def ingest_event(conn: sqlite3.Connection, cfg: CloudConfig, account: str, event
                    tell_marketplace=False, source="marketplace", actor=account)
             return "cancelled"
         if event.kind == "ship_by":
-            return move_ship_by(conn, row[0], ship_by, now=now, actor=account)
+            return move_ship_by(conn, row[0], ship_by, now=now, actor=account, link=link)
         if event.native_status:
             try:
                 update_native_status(conn, cfg, row[0], event.native_status, link=link, now=now)
@@ -697,10 +727,12 @@ def poll(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Marketplace, *, li
 def refresh_statuses(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Marketplace, *, link: Any = None,
                      limit: int = 50) -> int:
     """Re-read open orders of the account (least recently updated first, `limit` per run so the
-    marketplace's request budget stays for new orders and stock): catches cancellations."""
+    marketplace's request budget stays for new orders and stock): catches cancellations, and assembly
+    deadlines the marketplace moved (`move_ship_by`) where its push did not come. Returns the orders
+    changed."""
     rows = conn.execute(
-        "SELECT id, native_id, native_status, native_substatus FROM orders WHERE account=? AND stage IN"
-        f" ({','.join('?' * len(OPEN_STAGES))}) ORDER BY updated_ts LIMIT ?",
+        "SELECT id, native_id, native_status, native_substatus, stage, ship_by FROM orders WHERE account=? AND"
+        f" stage IN ({','.join('?' * len(OPEN_STAGES))}) ORDER BY updated_ts LIMIT ?",
         (adapter.account, *OPEN_STAGES, limit)).fetchall()
     changed = 0
     same: list[tuple[float, int]] = []  # read again unchanged: their turn moves back, all in one transaction
@@ -710,15 +742,18 @@ def refresh_statuses(conn: sqlite3.Connection, cfg: CloudConfig, adapter: Market
         except MarketplaceError as exc:
             log.warning("status of %s: %s", r["native_id"], exc)
             continue
-        if (o.native_status, o.native_substatus) == (r["native_status"], r["native_substatus"]):
+        status_moved = (o.native_status, o.native_substatus) != (r["native_status"], r["native_substatus"])
+        if not status_moved and not ship_by_moved(r["stage"], r["ship_by"], o.ship_by):
             same.append((time.time(), r["id"]))
             continue
         with transaction(conn):
-            try:
-                update_native_status(conn, cfg, r["id"], o.native_status, o.native_substatus, link=link)
-            except OrderError as exc:  # said in the log, the order left as it was
-                log.warning("%s", exc)
-                continue
+            if status_moved:
+                try:
+                    update_native_status(conn, cfg, r["id"], o.native_status, o.native_substatus, link=link)
+                except OrderError as exc:  # said in the log, the order left as it was
+                    log.warning("%s", exc)
+                    continue
+            move_ship_by(conn, r["id"], o.ship_by, actor=adapter.account, link=link)
             changed += 1
     if same:  # only their turn's moment: the account's own key (on SQLite as ever)
         with transaction(conn, keys=(f"statuses:{adapter.account}",)):

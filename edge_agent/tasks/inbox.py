@@ -1,4 +1,4 @@
-"""Applies what the cloud sends down (pick_task, cancel_task, label, catalog, handover, handover_document,
+"""Applies what the cloud sends down (pick_task, cancel_task, task_deadline, label, catalog, handover, handover_document,
 return_expected) to the site's store.
 
 Each function runs inside the site link's transaction that records the inbox entry, so a message is
@@ -103,6 +103,18 @@ def apply_pick_task(conn: sqlite3.Connection, body: dict[str, Any]) -> bool:
         label.setdefault("order_id", body["order_id"])
         apply_label(conn, label)
     return True
+
+
+def apply_deadline(conn: sqlite3.Connection, body: dict[str, Any]) -> bool:
+    """The marketplace moved the order's assembly deadline (`task_deadline`): the task takes it, so the
+    packers' page, the pick lists and the labels printed ahead sort by it. False for a task this site does
+    not hold open (not come yet: it will carry the new deadline; cancelled or handed over: nothing to sort)."""
+    deadline = utc_deadline(body["deadline"])
+    if deadline is None:
+        raise Unusable("task_deadline: the deadline is empty")
+    done = conn.execute("UPDATE tasks SET deadline=?, updated_at=? WHERE task_id=? AND state NOT IN "
+                        "('cancelled','handed_over')", (deadline, store.now(), body["task_id"]))
+    return done.rowcount > 0
 
 
 def apply_label(conn: sqlite3.Connection, body: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ cancellations, deadlines, and the site's up messages applied to the ledger."""
 from __future__ import annotations
 
 import json
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -112,6 +113,55 @@ def test_cancellation_releases_and_stops_the_site(conn, cfg, windows):
     assert [t for t, _ in _outbox(conn)] == ["pick_task", "cancel_task"]
     assert listing.get_order(conn, "oz:P-2")["status"] == "cancelled"
     assert stock_push_dirty(conn, items[0].item_id)
+
+
+def _history(conn, kind):
+    return [r[0] for r in conn.execute("SELECT detail FROM order_events WHERE kind=? ORDER BY id", (kind,))]
+
+
+def test_a_poll_that_finds_the_deadline_moved_moves_it_once_and_tells_the_site(conn, cfg):
+    """A missed push (or a marketplace that pushes none): the next poll finds the order's new assembly
+    deadline, the order takes it, its history says it, and its pick task at the site is told."""
+    seed(conn, 2)
+    o = order("oz", "P-7", card_id("oz", 1))
+    intake.ingest(conn, cfg, [o])
+    first = o.ship_by
+    o.ship_by = first + timedelta(days=1, hours=2)
+    res = intake.ingest(conn, cfg, [o])
+    assert (res.new, res.known) == (0, 1)
+    stored = listing.get_order(conn, "oz:P-7")["ship_by"]
+    assert datetime.fromisoformat(stored) == o.ship_by
+    assert _history(conn, "ship_by") == [f"{first.isoformat()} → {o.ship_by.isoformat()}"]
+    assert [t for t, _ in _outbox(conn)] == ["pick_task", "task_deadline"]
+    body = _outbox(conn)[1][1]
+    assert body == {"task_id": "pick-oz:P-7", "order_id": "oz:P-7", "deadline": o.ship_by.isoformat()}
+    # the next poll reads the same: nothing written, nothing said; nor for the same minute read again
+    intake.ingest(conn, cfg, [o])
+    o.ship_by += timedelta(seconds=20)
+    intake.ingest(conn, cfg, [o])
+    assert len(_history(conn, "ship_by")) == 1 and len(_outbox(conn)) == 2
+    assert datetime.fromisoformat(listing.get_order(conn, "oz:P-7")["ship_by"]) == o.ship_by - timedelta(seconds=20)
+    # a marketplace answer without a deadline keeps the one stored
+    o.ship_by = None
+    intake.ingest(conn, cfg, [o])
+    assert len(_history(conn, "ship_by")) == 1
+
+
+def test_a_moved_deadline_of_an_order_past_assembly_or_short_of_stock_is_kept_or_taken_without_a_task(conn, cfg):
+    items = seed(conn, 10)
+    scarce = next(i for i in items if i.stock == 2)
+    short = order("ym", "Y7", card_id("ym", scarce.index), qty=3)  # waits for stock: no task at the site
+    gone = order("oz", "P-8", card_id("oz", 1))
+    intake.ingest(conn, cfg, [short, gone])
+    gone.native_status = "cancelled"
+    intake.ingest(conn, cfg, [gone])
+    before = len(_outbox(conn))
+    short.ship_by += timedelta(hours=5)
+    gone.ship_by += timedelta(hours=5)
+    intake.ingest(conn, cfg, [short, gone])
+    assert datetime.fromisoformat(listing.get_order(conn, "ym:Y7")["ship_by"]) == short.ship_by  # it waits by it
+    assert datetime.fromisoformat(listing.get_order(conn, "oz:P-8")["ship_by"]) != gone.ship_by  # cancelled: kept
+    assert len(_history(conn, "ship_by")) == 1 and len(_outbox(conn)) == before
 
 
 def stock_push_dirty(conn, item_id):

@@ -1,5 +1,6 @@
 """Deadlines on the task list as the warehouse reads them: the cloud sends them with whatever offset the
-marketplace used; the list sorts them by the real moment and shows them in the box's own time zone."""
+marketplace used; the list sorts them by the real moment and shows them in the box's own time zone; a
+deadline the marketplace moved (`task_deadline`) re-sorts the list."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from edge_testkit import BAG, MUG, SOCKS, edge_config, pick_task
+from edge_testkit import BAG, MUG, SOCKS, CloudRecorder, edge_config, pick_task, wait_for
 
 from edge_agent import store
 from edge_agent.app import create_app
@@ -48,3 +49,42 @@ def test_a_deadline_without_an_offset_or_not_a_date_is_kept_as_it_came() -> None
     assert inbox.utc_deadline("tomorrow") == "tomorrow"
     assert inbox.utc_deadline(None) is None
     assert inbox.utc_deadline("2026-11-27T10:00:00+03:00") == "2026-11-27T07:00:00Z"
+
+
+def test_a_moved_deadline_over_the_link_re_sorts_the_packers_list(broker, tmp_path, moscow) -> None:
+    """The cloud tells the site the marketplace moved an order's deadline (real Mosquitto, the site's own
+    handlers): the task takes it, the list sorts and shows it; a task the site does not hold, or holds
+    cancelled, is left alone; a deadline that is empty is refused with its reason."""
+    cloud = CloudRecorder(tmp_path / "cloud.sqlite", broker)
+    cloud.link.start()
+    site = Site(edge_config(tmp_path, broker))
+    site.start()
+    try:
+        cloud.send("catalog", {"items": [MUG, BAG, SOCKS]})
+        cloud.send("pick_task", pick_task("a", [(MUG, 1)], deadline="2026-11-27T08:00:00Z"))
+        cloud.send("pick_task", pick_task("b", [(BAG, 1)], deadline="2026-11-27T09:00:00Z"))
+        cloud.send("pick_task", pick_task("c", [(SOCKS, 1)], deadline="2026-11-27T10:00:00Z"))
+        cloud.send("cancel_task", {"task_id": "c", "order_id": "o-c", "reason": "cancelled"})
+
+        def deadlines() -> dict[str, str | None]:
+            return {r["task_id"]: r["deadline"] for r in store.rows(site.conn, "SELECT task_id, deadline FROM tasks")}
+
+        assert wait_for(lambda: len(deadlines()) == 3)
+        # "a" moves two days later, past "b" (with Ozon's offset style); "c" is cancelled; "x" never came
+        cloud.send("task_deadline", {"task_id": "a", "order_id": "o-a", "deadline": "2026-11-29T12:00:00+03:00"})
+        cloud.send("task_deadline", {"task_id": "c", "order_id": "o-c", "deadline": "2026-11-26T00:00:00Z"})
+        cloud.send("task_deadline", {"task_id": "x", "order_id": "o-x", "deadline": "2026-11-26T00:00:00Z"})
+        cloud.send("task_deadline", {"task_id": "b", "order_id": "o-b", "deadline": ""})
+        assert wait_for(lambda: deadlines()["a"] == "2026-11-29T09:00:00Z"), deadlines()
+        assert wait_for(lambda: store.rows(site.conn, "SELECT reason FROM link_dead_letters"))
+        [dead] = store.rows(site.conn, "SELECT reason FROM link_dead_letters")
+        assert "deadline is empty" in dead["reason"]
+        assert deadlines() == {"a": "2026-11-29T09:00:00Z", "b": "2026-11-27T09:00:00Z", "c": "2026-11-27T10:00:00Z"}
+        c = create_app(site).test_client()
+        assert c.post("/login", data={"name": "Анна", "pin": "4321", "station": "pack-1"}).status_code == 302
+        html = c.get("/").get_data(as_text=True)
+        assert html.index("Nb") < html.index("Na") and "до 29.11 12:00" in html and "до 27.11 11:00" not in html
+    finally:
+        site.stop()
+        site.close()
+        cloud.link.stop()

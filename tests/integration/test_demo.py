@@ -19,7 +19,7 @@ from pathlib import Path
 
 SUMMARY_KEYS = {"orders_seen", "orders_packed", "labels_printed", "stock_pushes", "errors", "orders_oversold",
                 "recovered", "delivered", "returned", "restocked", "stuck", "picked_by_bin", "reduced", "tenants",
-                "orders_pushed"}
+                "orders_pushed", "deadlines_moved"}
 # the evening's «Сверка», and the marketplaces' own-warehouse stock (FBO), its alerts and the cards with the
 # marketplaces' fees, and the commission reports, told at the end of the day: only when the day ran to its end
 EVENING_KEYS = {"stock_unexplained", "fbo_items", "fbo_alerts", "cards_with_fees", "reports_built", "report_reconciled",
@@ -66,6 +66,8 @@ def test_demo_runs_a_day_and_ends_with_its_summary(tmp_path: Path):
     # YM, Megamarket and Ozon push their orders (the rest are polled): some came in by push, none twice
     assert 0 < summary["orders_pushed"] <= summary["orders_seen"], out
     assert re.search(r"orders that came in by push \(before any poll\): .*\bOzon \d+ of \d+", out), out
+    # Ozon moved an order's shipping date mid-day: the cloud took it and told the site's pick task
+    assert summary["deadlines_moved"] >= 1 and "the cloud took it and the site's pick task shows it" in out, out
     assert summary["orders_packed"] >= 3, out
     assert summary["labels_printed"] >= 3, out
     assert summary["stock_pushes"] > 0, out

@@ -114,3 +114,51 @@ def test_a_moved_shipping_date_moves_the_ship_by_once_and_a_poll_agrees(cloud) -
     assert len(history()) == 1
     assert conn.execute("SELECT COUNT(*) FROM orders WHERE native_id=?", (number,)).fetchone()[0] == 1
 
+
+
+def test_a_moved_shipping_date_no_push_told_is_found_by_the_next_poll_or_re_read(sandboxes, tmp_path) -> None:
+    """No push URL registered (or the notification lost): polling the unfulfilled postings moves the order's
+    ship-by, and the re-read of open orders (`refresh_statuses`) does for an order polling no longer lists
+    first; each move said once in the order's history, nothing said again on the next rounds."""
+    from cloud_sync.config import AccountSettings, CloudConfig
+    from cloud_sync.orders import intake
+    from marketplaces import open_account
+
+    from .conftest import account_of  # noqa: TID252 - the fixtures' helpers
+
+    oz = sandboxes("ozon")
+    acc = account_of(oz, "ozon-polled")
+    cfg = CloudConfig(db_path=str(tmp_path / "cloud.sqlite"), accounts={acc.name: AccountSettings(account=acc)})
+    conn = open_db(cfg.db_path)
+    adapter = open_account(acc)
+    numbers = httpx.post(oz.url + "/_sandbox/orders", json={"count": 2}, timeout=10).json()["orders"]
+    assert intake.poll(conn, cfg, adapter).new == 2
+
+    def ship_by(number: str) -> datetime:
+        return _moment(conn.execute("SELECT ship_by FROM orders WHERE native_id=?", (number,)).fetchone()[0])
+
+    def moves() -> list[str]:
+        return [r[0] for r in conn.execute("SELECT o.native_id FROM order_events e JOIN orders o ON o.id=e.order_id"
+                                           " WHERE e.kind='ship_by' ORDER BY e.id")]
+
+    later = {n: (ship_by(n) + timedelta(days=1, hours=i + 1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+             for i, n in enumerate(numbers)}
+    for n in numbers:
+        moved = httpx.post(oz.url + "/_sandbox/x/cutoff", json={"posting_number": n, "new_cutoff_date": later[n]},
+                           timeout=10)
+        assert moved.status_code == 200, moved.text
+    # the re-read of open orders finds both (the account's least recently updated first)
+    assert intake.refresh_statuses(conn, cfg, adapter) == 2
+    assert [ship_by(n) for n in numbers] == [_moment(later[n]) for n in numbers]
+    assert sorted(moves()) == sorted(numbers)
+    # a poll reads the same dates: nothing moves, nothing is said again
+    intake.poll(conn, cfg, adapter)
+    intake.refresh_statuses(conn, cfg, adapter)
+    assert len(moves()) == 2
+    # moved once more: the poll of unfulfilled postings finds it first
+    again = (_moment(later[numbers[0]]) + timedelta(hours=6)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    httpx.post(oz.url + "/_sandbox/x/cutoff", json={"posting_number": numbers[0], "new_cutoff_date": again},
+               timeout=10).raise_for_status()
+    intake.poll(conn, cfg, adapter)
+    assert ship_by(numbers[0]) == _moment(again) and moves().count(numbers[0]) == 2
+    conn.close()
