@@ -13,7 +13,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-DEFAULT_DIR = Path(os.environ.get("MARKETSYNC_BARCODE_CORPUS", "/work/shared/corpus/barcodes"))
+# beside the checkout (<repo>/../shared), as the specs are (marketplaces.spec.specs_root); the env var overrides
+DEFAULT_DIR = Path(os.environ.get("MARKETSYNC_BARCODE_CORPUS")
+                   or Path(__file__).resolve().parents[2] / "shared" / "corpus" / "barcodes")
 
 
 @dataclass(frozen=True)

@@ -80,3 +80,17 @@ def test_decode_pdf_label_and_directory(make, tmp_path):
     code, results = run_decode(str(pdf), str(tmp_path))
     assert results[0]["symbols"] == [{"format": "Code128", "text": "12345678-0001-1"}]
     assert results[1]["symbols"] == [] and "directory" in results[1]["error"]
+
+
+def test_the_corpus_is_looked_for_beside_the_checkout_wherever_it_is(tmp_path) -> None:
+    """Without MARKETSYNC_BARCODE_CORPUS the corpus is <checkout>/../shared/corpus/barcodes, as the specs
+    are: a checkout elsewhere (a fresh clone) finds its own, not one machine's fixed path."""
+    checkout = tmp_path / "elsewhere" / "marketsync"
+    (checkout / "edge_agent").mkdir(parents=True)
+    (checkout / "edge_agent" / "__init__.py").write_text("")
+    (checkout / "edge_agent" / "corpus.py").write_bytes(Path(corpus.__file__).read_bytes())
+    env = {k: v for k, v in os.environ.items() if k != "MARKETSYNC_BARCODE_CORPUS"}
+    env["PYTHONPATH"] = str(checkout)
+    out = subprocess.run([sys.executable, "-c", "from edge_agent import corpus; print(corpus.DEFAULT_DIR)"],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60, check=True)
+    assert Path(out.stdout.strip()) == tmp_path / "elsewhere" / "shared" / "corpus" / "barcodes"
