@@ -57,8 +57,10 @@ def test_a_moved_deadline_over_the_link_re_sorts_the_packers_list(broker, tmp_pa
     cancelled, is left alone; a deadline that is empty is refused with its reason."""
     cloud = CloudRecorder(tmp_path / "cloud.sqlite", broker)
     cloud.link.start()
-    site = Site(edge_config(tmp_path, broker))
+    cfg = edge_config(tmp_path, broker)
+    site = Site(cfg)
     site.start()
+    seen = store.open_conn(cfg.db_path)  # the test's own reads (the site's connection is its threads')
     try:
         cloud.send("catalog", {"items": [MUG, BAG, SOCKS]})
         cloud.send("pick_task", pick_task("a", [(MUG, 1)], deadline="2026-11-27T08:00:00Z"))
@@ -67,17 +69,17 @@ def test_a_moved_deadline_over_the_link_re_sorts_the_packers_list(broker, tmp_pa
         cloud.send("cancel_task", {"task_id": "c", "order_id": "o-c", "reason": "cancelled"})
 
         def deadlines() -> dict[str, str | None]:
-            return {r["task_id"]: r["deadline"] for r in store.rows(site.conn, "SELECT task_id, deadline FROM tasks")}
+            return {r["task_id"]: r["deadline"] for r in store.rows(seen, "SELECT task_id, deadline FROM tasks")}
 
-        assert wait_for(lambda: len(deadlines()) == 3)
+        assert wait_for(lambda: len(deadlines()) == 3, 30)
         # "a" moves two days later, past "b" (with Ozon's offset style); "c" is cancelled; "x" never came
         cloud.send("task_deadline", {"task_id": "a", "order_id": "o-a", "deadline": "2026-11-29T12:00:00+03:00"})
         cloud.send("task_deadline", {"task_id": "c", "order_id": "o-c", "deadline": "2026-11-26T00:00:00Z"})
         cloud.send("task_deadline", {"task_id": "x", "order_id": "o-x", "deadline": "2026-11-26T00:00:00Z"})
         cloud.send("task_deadline", {"task_id": "b", "order_id": "o-b", "deadline": ""})
-        assert wait_for(lambda: deadlines()["a"] == "2026-11-29T09:00:00Z"), deadlines()
-        assert wait_for(lambda: store.rows(site.conn, "SELECT reason FROM link_dead_letters"))
-        [dead] = store.rows(site.conn, "SELECT reason FROM link_dead_letters")
+        assert wait_for(lambda: deadlines()["a"] == "2026-11-29T09:00:00Z", 30), deadlines()
+        assert wait_for(lambda: store.rows(seen, "SELECT reason FROM link_dead_letters"), 30)
+        [dead] = store.rows(seen, "SELECT reason FROM link_dead_letters")
         assert "deadline is empty" in dead["reason"]
         assert deadlines() == {"a": "2026-11-29T09:00:00Z", "b": "2026-11-27T09:00:00Z", "c": "2026-11-27T10:00:00Z"}
         c = create_app(site).test_client()
@@ -85,6 +87,7 @@ def test_a_moved_deadline_over_the_link_re_sorts_the_packers_list(broker, tmp_pa
         html = c.get("/").get_data(as_text=True)
         assert html.index("Nb") < html.index("Na") and "до 29.11 12:00" in html and "до 27.11 11:00" not in html
     finally:
+        seen.close()
         site.stop()
         site.close()
         cloud.link.stop()
