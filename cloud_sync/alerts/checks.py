@@ -99,12 +99,13 @@ def check_fbo_stock(conn: sqlite3.Connection, *, min_quantity: int = 3, cover_da
 
 
 ORDER_EVENT_KINDS = {"reserved": "order_new", "short": "order_short", "problem": "order_problem",
-                     "cancelled": "order_cancelled"}
+                     "cancelled": "order_cancelled", "ship_by": "order_deadline_moved"}
 
 
 def scan_order_events(conn: sqlite3.Connection, *, now: float | None = None) -> int:
     """Alert on order events logged since the last scan: a new order reserved, a new order that cannot
-    be covered (short) or has a problem, a cancellation. Reads the orders' `order_events`; the very
+    be covered (short) or has a problem, a cancellation, an assembly deadline the marketplace moved (said
+    louder when it moved earlier). Reads the orders' `order_events`; the very
     first scan only marks where it stands (events from before alerts were on are not announced)."""
     _ = translations().gettext  # the service's language ([ui] language)
     now = time.time() if now is None else now
@@ -136,11 +137,22 @@ def scan_order_events(conn: sqlite3.Connection, *, now: float | None = None) -> 
                 % said,
                 "order_problem": "❗ " + _("Order %(number)s (%(account)s) needs attention: %(detail)s") % said,
                 "order_cancelled": ("✖️ " + _("Order %(number)s (%(account)s) cancelled %(detail)s") % said).rstrip(),
+                "order_deadline_moved": "",  # below: it needs the old and the new deadline
             }[kind]
+            dedup = f"{kind}:{r['account']}:{r['native_id']}"
+            if kind == "order_deadline_moved":  # "old → new" (intake.move_ship_by): each move said once
+                was, _sep, new = str(r["detail"]).partition(" → ")
+                earlier = _earlier(was, new)
+                said.update(was=_when(was) if was != "—" else "—", new=_when(new))
+                text = "⏰ " + (_("The marketplace moved order %(number)s (%(account)s) EARLIER: assemble by %(new)s"
+                                  " (was %(was)s)") if earlier else
+                                _("The marketplace moved the assembly deadline of order %(number)s (%(account)s) to"
+                                  " %(new)s (was %(was)s)")) % said
+                dedup += f":{new}"
             if kind == "order_short" and r["source"] == "site":  # not found on the shelf, not a new order
                 kind, text = "order_site_short", (f"❗ Заказ {number} ({r['account']}): на складе не нашли товар —"
                                                   f" {r['detail']}")
-            if enqueue(conn, kind, f"{kind}:{r['account']}:{r['native_id']}", text, now=now) is not None:
+            if enqueue(conn, kind, dedup, text, now=now) is not None:
                 n += 1
         conn.execute("INSERT INTO alert_cursor(name, position) VALUES ('order_events', ?)"
                      " ON CONFLICT(name) DO UPDATE SET position=excluded.position", (pos,))
@@ -179,6 +191,14 @@ def check_deadlines(conn: sqlite3.Connection, orders: Iterable[dict[str, Any]], 
                    text, dedup_window_s=dedup_window_s, now=now) is not None:
             n += 1
     return n
+
+
+def _earlier(was: str, new: str) -> bool:
+    """Whether the deadline `new` (ISO) comes before `was` (ISO, or "—" for none): less time to assemble."""
+    try:
+        return datetime.fromisoformat(new).timestamp() < datetime.fromisoformat(was).timestamp()
+    except ValueError:
+        return False
 
 
 def _when(iso: str | None) -> str:

@@ -89,8 +89,8 @@ MIGRATIONS = [
 ]
 
 # Every kind of alert, as producers enqueue them (the settings page lets a person send each to chats).
-KINDS = ("order_new", "order_short", "order_problem", "order_deadline", "order_cancelled", "critical_stock",
-         "zero_guard_hold", "price_rule", "price_source")
+KINDS = ("order_new", "order_short", "order_problem", "order_deadline", "order_deadline_moved", "order_cancelled",
+         "critical_stock", "zero_guard_hold", "price_rule", "price_source")
 
 
 class AlertConfigError(ValueError):

@@ -188,3 +188,25 @@ def test_order_events_deadlines_and_zero_guard(db):
     assert "до конца срока сборки 90 мин" in outbox.pending(db)[-1]["text"]
     assert outbox.zero_guard_held(db, "oz1", 40, 100, hold_id="h1", now=now.timestamp()) is not None
     assert "обнулила бы 40 из 100 выставленных карточек (40%)" in outbox.pending(db)[-1]["text"]
+
+
+def test_a_moved_assembly_deadline_is_said_once_per_move_and_louder_when_earlier(db):
+    now = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    first, later, earlier = (now + timedelta(hours=h) for h in (24, 48, 6))
+    db.execute("INSERT INTO orders(id, key, account, marketplace, native_id, number, stage, status, created_at,"
+               " ship_by, ingested_ts, updated_ts) VALUES (1, 'oz1:P-1', 'oz1', 'ozon', 'P-1', 'P-1', 'reserved',"
+               " 'reserved', ?, ?, 0, 0)", (now.isoformat(), earlier.isoformat()))
+    assert checks.scan_order_events(db, now=now.timestamp()) == 0  # the first scan starts from now
+    for was, new in ((first, later), (later, earlier)):
+        db.execute("INSERT INTO order_events(order_id, ts, kind, detail, source) VALUES (1, 0, 'ship_by', ?,"
+                   " 'marketplace')", (f"{was.isoformat()} → {new.isoformat()}",))
+    assert checks.scan_order_events(db, now=now.timestamp()) == 2
+    later_text, earlier_text = [r["text"] for r in outbox.pending(db)]
+    assert later_text == "⏰ Площадка перенесла срок сборки заказа P-1 (oz1): собрать до 29.11.2026, 15:00" \
+        " (было до 28.11.2026, 15:00)", later_text
+    assert "на БОЛЕЕ РАННИЙ: собрать до 27.11.2026, 21:00 (было до 29.11.2026, 15:00)" in earlier_text, earlier_text
+    assert {r["kind"] for r in outbox.pending(db)} == {"order_deadline_moved"}
+    # the same move logged again (a second copy of the event): said once
+    db.execute("INSERT INTO order_events(order_id, ts, kind, detail, source) VALUES (1, 0, 'ship_by', ?,"
+               " 'marketplace')", (f"{later.isoformat()} → {earlier.isoformat()}",))
+    assert checks.scan_order_events(db, now=now.timestamp()) == 0 and len(outbox.pending(db)) == 2

@@ -139,6 +139,7 @@ CHAT_RE = re.compile(r"^(-?\d{3,20}|@[A-Za-z][A-Za-z0-9_]{4,31})$")
 ALERT_KINDS = {  # what each kind of alert is, in the seller's words
     "order_new": lazy_gettext("new orders"), "order_short": lazy_gettext("orders short of stock"),
     "order_problem": lazy_gettext("orders with a problem"), "order_deadline": lazy_gettext("assembly deadlines"),
+    "order_deadline_moved": lazy_gettext("assembly deadlines moved by the marketplace"),
     "order_cancelled": lazy_gettext("cancelled orders"), "critical_stock": lazy_gettext("stock below its minimum"),
     "zero_guard_hold": lazy_gettext("stock pushes held by the zero guard"),
     "price_rule": lazy_gettext("scheduled price rules"), "price_source": lazy_gettext("prices from 1C"),
