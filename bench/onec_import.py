@@ -21,7 +21,18 @@ whole process: interpreter, SQLite cache, everything) is its own:
               the offers file are parsed at once by two child processes while this one writes (both
               files in one transaction: nomenclature, prices, 1C balances and the stock ledger) — the
               figure of the last line;
-  reimport  — the same package a second time into that database (1C re-sending its full catalog).
+  reimport  — the same package a second time into that database (1C re-sending its full catalog);
+  write     — the write-only floor: the rows the median pipeline import wrote (read back from its database:
+              every table that gained rows, every column) inserted into a fresh database migrated by the
+              project's own `open_db` (the same tables, indexes, triggers and foreign keys) as bare
+              `executemany` INSERTs in one transaction, nothing else (no parse, no lookup, no upsert, no
+              ledger logic); the connection as the import sets it up (`importer._import_settings`: page
+              cache, temp store, GC). Timed from BEGIN to COMMIT, the rows already in memory.
+The ceiling: with the two files parsed by two children on the 2 cores and the writing in this one process,
+no schedule beats wall >= max(write floor's wall, the slowest file's parse (one child reads a file from
+start to end), (parse CPU + write CPU) / cores); items over that bound is the best the import could reach
+with the importer's parser as it is, and with the parse-only floor in its place (record building free).
+Both are optimistic: handing the batches between the processes (encode, pipe, decode) is not counted.
 `--rounds N` alternates single/import N times (the machine is shared: compare neighbours) and gives
 each; the last line takes the median round of the pipeline.
 CPU is the process's AND its children's (user + system); the peak of a pipeline run is the importing
@@ -31,7 +42,8 @@ On Linux the import's own resident peak is also shown (the peak is reset after t
 the whole process's peak is set before the import, by importing the modules (cloud_sync.access.users hashes
 a dummy argon2 password at import time, ~65 MB for a moment).
 Targets (issue 19): >= 50,000 items/s on a quiet box and peak <= 200 MB. Last line:
-`items_per_s=X peak_mb=Y floor_items_per_s=Z ratio_to_floor=R` (wall clock). The machine is shared, so each figure is also given per CPU-second of the process (user + system
+`items_per_s=X peak_mb=Y floor_items_per_s=Z ratio_to_floor=R write_floor_items_per_s=W ceiling_items_per_s=C`
+(wall clock; the last two fields appended after the first four, which keep their places). The machine is shared, so each figure is also given per CPU-second of the process (user + system
 time, what the import itself costs), with the load average at the time: read both.
 
     .venv/bin/python bench/onec_import.py [--items 100000] [--rounds 3]
@@ -43,6 +55,7 @@ import argparse
 import json
 import os
 import resource
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -177,9 +190,37 @@ def read_lxml(path: str, records: bool) -> int:
     return n
 
 
+def written_rows(conn: sqlite3.Connection, source: str) -> list[tuple[str, str, list[tuple]]]:
+    """The rows an import wrote: every table of `source` (a database a full import wrote into, fresh before)
+    that holds more rows than the same table of `conn` (fresh from the migrations, where it must be empty),
+    all its columns, parents before the tables whose foreign keys name them. (table, INSERT, rows) each."""
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    try:
+        names = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+        count = 'SELECT COUNT(*) FROM "{}"'
+        tables = [t for t in names if src.execute(count.format(t)).fetchone()[0] > conn.execute(count.format(t)).fetchone()[0]]
+        for t in tables:
+            assert not conn.execute(count.format(t)).fetchone()[0], f"{t}: rows in a fresh database"
+        parents = {t: {r[2] for r in conn.execute(f'PRAGMA foreign_key_list("{t}")')} & set(tables) - {t}
+                   for t in tables}
+        ordered: list[str] = []
+        while len(ordered) < len(tables):  # parents first (the schema has no foreign-key cycle)
+            ordered += [t for t in tables if t not in ordered and parents[t] <= set(ordered)]
+        out = []
+        for t in ordered:
+            cols = ", ".join(f'"{r[1]}"' for r in conn.execute(f'PRAGMA table_info("{t}")'))
+            rows = src.execute(f'SELECT {cols} FROM "{t}"').fetchall()
+            out.append((t, f'INSERT INTO "{t}"({cols}) VALUES ({", ".join("?" * len(rows[0]))})', rows))
+        return out
+    finally:
+        src.close()
+
+
 def child(kind: str, db: str, files: list[str]) -> None:
     # lazy: the child process measures its own peak memory, the import's modules included
-    from cloud_sync.onec.importer import import_files
+    from cloud_sync.db import transaction
+    from cloud_sync.onec.importer import _import_settings, import_files
     from cloud_sync.onec.parser import parse
     from cloud_sync.schema import open_db
 
@@ -189,11 +230,35 @@ def child(kind: str, db: str, files: list[str]) -> None:
     if kind == "baseline":
         open_db(db).close()
     elif kind == "floor":
-        out["elements"] = sum(read_floor(f) for f in files)
+        out["file_seconds"] = []
+        for f in files:  # each file's own time: in the pipeline one child reads one file
+            t = time.perf_counter()
+            out["elements"] = out.get("elements", 0) + read_floor(f)
+            out["file_seconds"].append(time.perf_counter() - t)
     elif kind in ("lxml_floor", "lxml_parse"):
         out["records"] = sum(read_lxml(f, kind == "lxml_parse") for f in files)
     elif kind == "parse":
-        out["records"] = sum(1 for f in files for _ in parse(f))
+        out["file_seconds"] = []
+        for f in files:
+            t = time.perf_counter()
+            out["records"] = out.get("records", 0) + sum(1 for _ in parse(f))
+            out["file_seconds"].append(time.perf_counter() - t)
+    elif kind == "write":  # files: the database a full import wrote (the rows' source)
+        conn = open_db(db)
+        tables = written_rows(conn, files[0])
+        out["rows"] = {t: len(rows) for t, _, rows in tables}
+        with _import_settings(conn):
+            t0 = time.perf_counter()  # the rows are in memory: from here on only the writing counts
+            ru0 = _cpu()
+            out["table_seconds"] = {}
+            with transaction(conn):
+                for t, sql, rows in tables:
+                    t1 = time.perf_counter()
+                    conn.executemany(sql, rows)
+                    out["table_seconds"][t] = time.perf_counter() - t1
+            out["seconds"] = time.perf_counter() - t0
+            out["cpu_seconds"] = _cpu() - ru0
+        conn.close()
     else:
         conn = open_db(db)
         out["rss_before_mb"] = _vm_hwm_mb()  # the peak so far: modules (cloud_sync.access.users hashes at import)
@@ -209,8 +274,8 @@ def child(kind: str, db: str, files: list[str]) -> None:
         out["stock_levels"] = conn.execute("SELECT COUNT(*) FROM stock_levels").fetchone()[0]
         out["moves"] = conn.execute("SELECT COUNT(*) FROM stock_moves").fetchone()[0]
         conn.close()
-    out["seconds"] = time.perf_counter() - t0
-    out["cpu_seconds"] = _cpu() - ru0
+    out.setdefault("seconds", time.perf_counter() - t0)
+    out.setdefault("cpu_seconds", _cpu() - ru0)
     # the whole process's peak: a reset of the resident peak (above) also resets ru_maxrss on Linux
     out["peak_mb"] = max(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, out.get("rss_before_mb") or 0)
     # the parser children's peaks, each as the child measured its own, summed (ru_maxrss of
@@ -278,7 +343,8 @@ def main() -> None:
             fulls.append(run_child("import", folder / f"cloud{n}.db", files))
             print(f"  parser children (pipeline): {rates(args.items, fulls[-1])}; peak {fulls[-1]['peak_mb']:.1f} MB "
                   f"(of which the parser children {fulls[-1]['child_peak_mb']:.1f} MB)")
-        full = sorted(fulls, key=lambda m: m["seconds"])[len(fulls) // 2]
+        full_n = sorted(range(len(fulls)), key=lambda n: fulls[n]["seconds"])[len(fulls) // 2]
+        full = fulls[full_n]
         single = sorted(singles, key=lambda m: m["seconds"])[len(singles) // 2]
         again = run_child("reimport", folder / "again.db", files)
         for m in (*singles, *fulls):
@@ -297,8 +363,26 @@ def main() -> None:
         floor_rate = args.items / floor["seconds"]
         print(f"the import against the parse-only floor: {rate:,.0f} / {floor_rate:,.0f} items/s wall ="
               f" {rate / floor_rate:.2f}; per CPU-second {floor['cpu_seconds'] / full['cpu_seconds']:.2f}")
+        write = run_child("write", folder / "write.db", [folder / f"cloud{full_n}.db"])
+        assert write["rows"]["items"] == full["items"] and write["rows"]["stock_moves"] == full["moves"], write
+        write_rate = args.items / write["seconds"]
+        print(f"write-only floor (the same rows as bare INSERTs into the same tables and indexes): "
+              f"{rates(args.items, write)}; " + ", ".join(
+                  f"{t} {n} ({write['table_seconds'][t]:.2f}s)" for t, n in write["rows"].items())
+              + f" ({sum(write['rows'].values())} rows, one transaction; the rest of the time is the commit)")
+        cores = 2  # the pipeline's shape: two parser children beside one writer (issue 19's 2-core box)
+        bounds = {name: max(write["seconds"], max(m["file_seconds"]), (m["cpu_seconds"] + write["cpu_seconds"]) / cores)
+                  for name, m in (("parser", parse_only), ("floor", floor))}
+        print(f"ceiling (parsing on {cores} cores, writing in one process): wall >= max(write floor {write['seconds']:.2f}s,"
+              f" slowest file's parse {max(parse_only['file_seconds']):.2f}s, (parse CPU {parse_only['cpu_seconds']:.2f}s"
+              f" + write CPU {write['cpu_seconds']:.2f}s) / {cores}) = {bounds['parser']:.2f}s -> at most"
+              f" {args.items / bounds['parser']:,.0f} items/s with the importer's parser; with the parse-only floor"
+              f" instead ({max(floor['file_seconds']):.2f}s, {floor['cpu_seconds']:.2f}s CPU) {bounds['floor']:.2f}s ->"
+              f" {args.items / bounds['floor']:,.0f} items/s (optimistic: the hand-over between processes not counted)")
+        ceiling = args.items / bounds["parser"]
         print(f"items_per_s={rate:.0f} peak_mb={full['peak_mb']:.1f} floor_items_per_s={floor_rate:.0f}"
-              f" ratio_to_floor={rate / floor_rate:.2f}")
+              f" ratio_to_floor={rate / floor_rate:.2f} write_floor_items_per_s={write_rate:.0f}"
+              f" ceiling_items_per_s={ceiling:.0f}")
 
 
 if __name__ == "__main__":
