@@ -26,11 +26,12 @@ whole process: interpreter, SQLite cache, everything) is its own:
               every table that gained rows, every column) inserted into a fresh database migrated by the
               project's own `open_db` (the same tables, indexes, triggers and foreign keys) as bare
               `executemany` INSERTs in one transaction, nothing else (no parse, no lookup, no upsert, no
-              ledger logic); the connection as the import sets it up (`importer._import_settings`: page
+              ledger logic; the items table's search trigger fires per row as it does in the import, its
+              time shown per table); the connection as the import sets it up (`importer._import_settings`: page
               cache, temp store, GC). Timed from BEGIN to COMMIT, the rows already in memory.
 The ceiling: with the two files parsed by two children on the 2 cores and the writing in this one process,
 no schedule beats wall >= max(write floor's wall, the slowest file's parse (one child reads a file from
-start to end), (parse CPU + write CPU) / cores); items over that bound is the best the import could reach
+start to end), (parse CPU + write CPU) / cores); the items divided by that bound is the best the import could reach
 with the importer's parser as it is, and with the parse-only floor in its place (record building free).
 Both are optimistic: handing the batches between the processes (encode, pipe, decode) is not counted.
 `--rounds N` alternates single/import N times (the machine is shared: compare neighbours) and gives
