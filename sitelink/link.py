@@ -245,6 +245,7 @@ class SiteLink:
         self._peer_state: dict[str, str] = {}
         self._pending_state: dict[str, str] = {}
         self._pause = 0.0  # seconds to leave the database to the application before the next round
+        self._pause_seen = False  # that pause is for writers of this process seen waiting (not on a timer)
         self._busy_since: float | None = None  # when back-to-back transactions began
         self._more_to_apply = False
         self._failed_fast: dict[str, Exception] = {}  # a handler's failure in a round without savepoints
@@ -545,7 +546,7 @@ class SiteLink:
                 if self._pause:
                     # SQLite's busy handler retries on a timer: a writer waiting for us needs a real gap
                     pause, self._pause = self._pause, 0.0
-                    self._leave_gap(pause)
+                    self._leave_gap(pause, self._pause_seen)
             except sqlite3.OperationalError as exc:  # locked for too long, disk full...: try again
                 self._note_error(f"database: {exc}")
                 time.sleep(0.2)
@@ -554,13 +555,15 @@ class SiteLink:
                 self._note_error(f"{type(exc).__name__}: {exc}")
                 time.sleep(0.2)
 
-    def _leave_gap(self, pause: float) -> None:
+    def _leave_gap(self, pause: float, seen: bool) -> None:
         """Leave the database to the application for `pause` seconds, or less when the writers of this
-        process that waited for it have all got their turn (a gap for a writer of another process, which
-        cannot be seen, lasts the whole pause)."""
+        process that waited for it (`seen`) have all got their turn — none at all when they got it between
+        the round and this gap. A gap for a writer of another process, which cannot be seen, lasts the
+        whole pause."""
         conn = self._db
         if conn is None or not sqlite.writers_waiting(conn):
-            self._stopping.wait(pause)
+            if not seen:
+                self._stopping.wait(pause)
             return
         end = time.monotonic() + pause
         while sqlite.writers_waiting(conn) and time.monotonic() < end and not self._stopping.is_set():
@@ -1129,12 +1132,14 @@ class SiteLink:
             self._busy_since = None
         elif sqlite.writers_waiting(conn):
             self._pause = self.cfg.batch_pause  # a long backlog and a writer of this process waits: its turn
+            self._pause_seen = True  # ...which ends as soon as no writer of this process waits any more
             self._busy_since = None
         elif self._busy_since is None:
             self._busy_since = now
         elif time.monotonic() - self._busy_since > FOREIGN_WRITER_GAP_ROUNDS * self.cfg.batch_seconds:
             # a writer of another process (a command line import) cannot be seen waiting: a gap now and then
             self._pause = self.cfg.batch_pause
+            self._pause_seen = False
             self._busy_since = None
         if self._attempts:  # failures counted for messages now acknowledged: forgotten
             for item_id in [i for _, lst in acks_out.items() for _, i in lst]:

@@ -385,6 +385,33 @@ def test_a_long_backlog_leaves_a_gap_only_to_a_writer_that_waits(make_link, tmp_
     app.close()
 
 
+def test_a_writer_that_got_its_turn_before_the_gap_leaves_no_gap(make_link, tmp_path, monkeypatch):
+    """The round sees a writer of this process waiting and sets a pause; the writer gets the lock at once
+    (between the round's commit and the gap): the link takes up the backlog again at once instead of
+    waiting out the pause on a timer, as for a writer of another process (a CI run's timeout of the test
+    above: 60 s of pause nobody needed). The interleaving is forced by counting the writer as waiting for
+    the round's look only."""
+    monkeypatch.setattr(link_mod, "FOREIGN_WRITER_GAP_ROUNDS", 10**6)  # no gap for unseen writers here
+    real = link_mod.sqlite.writers_waiting
+    seen: list[int] = []
+
+    def waiting_once(conn):
+        # the first look after the backlog started says one waits; every later look finds it served
+        if len(applied_rows(tmp_path / "site-1.db")) >= 100 and not seen:
+            seen.append(1)
+            return 1
+        return real(conn)
+
+    site = make_link("site", site_id="site-1", batch=20, batch_seconds=0.2, batch_pause=60.0,
+                     handlers={"pick_task": record})
+    cloud = make_link("cloud")
+    monkeypatch.setattr(link_mod.sqlite, "writers_waiting", waiting_once)
+    send_many(cloud, cloud.cfg.db_path, "pick_task", [pick_body(i) for i in range(3000)], site="site-1")
+    assert cloud.wait_idle(20), "the backlog waited out a pause nobody needed"
+    assert seen and site.status()["gaps"] == []
+    assert_exactly_once(applied_rows(tmp_path / "site-1.db"), 3000)
+
+
 def test_slow_handlers_commit_in_short_transactions(make_link, tmp_path):
     """A slow handler does not hold the database's write lock for long: the link commits every
     `batch_seconds`, and the application can write in between."""
