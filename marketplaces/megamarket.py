@@ -314,7 +314,11 @@ class MegamarketAdapter:
                                    marking_required=bool(lot.get("isDigitalMarkRequired")),
                                    native={**lot, "status": status}))
         created = _when(s.get("creationDate"), self.account, ep)  # missing: now (a push as it comes)
-        limit = s.get("shippingTimeLimit") or (s.get("handover") or {}).get("packingDate")
+        # the assembly deadline (Order.ship_by): to be packed by — order/get's packingTimeLimit, the order/new
+        # push's handover.packingDate (the same moment; PACKING_EXPIRED past it); the shipping limit only
+        # where neither is given. One meaning in both shapes, so a poll never "moves" a pushed order's deadline
+        limit = (s.get("packingTimeLimit") or (s.get("handover") or {}).get("packingDate") or s.get("packingDate")
+                 or s.get("shippingTimeLimit"))
         return Order(native_id=str(s["shipmentId"]), marketplace="megamarket", account=self.account,
                      native_status=shipment_status([ln.native["status"] for ln in lines]), created_at=created,
                      lines=lines, warehouse_id=str(s.get("shippingPoint") or self.warehouse_id),

@@ -142,8 +142,10 @@ def scan_order_events(conn: sqlite3.Connection, *, now: float | None = None) -> 
             dedup = f"{kind}:{r['account']}:{r['native_id']}"
             if kind == "order_deadline_moved":  # "old → new" (intake.move_ship_by): each move said once
                 was, _sep, new = str(r["detail"]).partition(" → ")
+                if was in ("", "—"):
+                    continue  # a first deadline, given late (none was stored): nothing moved
                 earlier = _earlier(was, new)
-                said.update(was=_when(was) if was != "—" else "—", new=_when(new))
+                said.update(was=_when(was), new=_when(new))
                 text = "⏰ " + (_("The marketplace moved order %(number)s (%(account)s) EARLIER: assemble by %(new)s"
                                   " (was %(was)s)") if earlier else
                                 _("The marketplace moved the assembly deadline of order %(number)s (%(account)s) to"

@@ -210,3 +210,7 @@ def test_a_moved_assembly_deadline_is_said_once_per_move_and_louder_when_earlier
     db.execute("INSERT INTO order_events(order_id, ts, kind, detail, source) VALUES (1, 0, 'ship_by', ?,"
                " 'marketplace')", (f"{later.isoformat()} → {earlier.isoformat()}",))
     assert checks.scan_order_events(db, now=now.timestamp()) == 0 and len(outbox.pending(db)) == 2
+    # a first deadline given late (none was stored: "—"): nothing moved, nothing said
+    db.execute("INSERT INTO order_events(order_id, ts, kind, detail, source) VALUES (1, 0, 'ship_by', ?,"
+               " 'marketplace')", (f"— → {first.isoformat()}",))
+    assert checks.scan_order_events(db, now=now.timestamp()) == 0 and len(outbox.pending(db)) == 2

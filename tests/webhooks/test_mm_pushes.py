@@ -59,8 +59,15 @@ def test_order_new_and_cancel_from_the_sandbox(sandboxes, receiver_factory) -> N
     assert cancel.order_native_id == ids[0] and cancel.dedup_key.startswith(f"mm:{mm.app.merchant_id}:{ids[0]}:cancel:")
     assert all(r["duplicates"] == 2 for r in push_rows(rx.db_path)) and len(push_rows(rx.db_path)) == 5
     assert mm.app.push.summary()["failed_attempts"] == 0
-    polled = {o.native_id for o in open_account(acc).new_orders()}
-    assert polled == set(ids[1:])  # the same keys polling gives: never two orders for one shipment
+    adapter = open_account(acc)
+    polled = {o.native_id: o for o in adapter.new_orders()}
+    assert set(polled) == set(ids[1:])  # the same keys polling gives: never two orders for one shipment
+    # ...and the same assembly deadline (the push's packingDate, order/get's packingTimeLimit): a poll or a
+    # re-read of a pushed order finds nothing moved (it once read shippingTimeLimit: 4 h later, a "move")
+    for e in created:
+        if e.order_native_id in polled:
+            assert polled[e.order_native_id].ship_by == e.order.ship_by
+            assert adapter.get_order(e.order_native_id).ship_by == e.order.ship_by
 
 
 def test_answers_follow_the_push_schema(sandboxes, receiver_factory) -> None:
