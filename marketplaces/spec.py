@@ -178,6 +178,9 @@ def _to_json_schema(node: Any) -> Any:
     if not isinstance(node, dict):
         return node
     out = {k: _to_json_schema(v) for k, v in node.items() if k not in _DROP_KEYS and not k.startswith("x-")}
+    guarded = _discriminated(node)
+    if guarded is not None:
+        out["oneOf"] = guarded
     if isinstance(node.get("properties"), dict):  # property names are data, not keywords
         out["properties"] = {k: _to_json_schema(v) for k, v in node["properties"].items()}
     if node.get("nullable") is True:
@@ -188,6 +191,26 @@ def _to_json_schema(node: Any) -> Any:
         if "enum" in out:
             out["enum"] = list(out["enum"]) + [None]
     return out
+
+
+def _discriminated(node: dict[str, Any]) -> list[Any] | None:
+    """A `oneOf` of `$ref`s with a `discriminator` mapping every one of them (Yandex.Market's notification
+    body: PING, ORDER_CREATED, ...) as plain JSON Schema: each alternative also requires the discriminating
+    property to hold one of the values mapped to it. Without this the discriminator was dropped and a body
+    matched whichever alternative asks least (PingNotificationDTO requires nothing), so an ORDER_UPDATED
+    lacking its updateType passed. None where the node is not such a `oneOf`."""
+    alts, disc = node.get("oneOf"), node.get("discriminator")
+    if not isinstance(alts, list) or not isinstance(disc, dict) or not isinstance(disc.get("mapping"), dict):
+        return None
+    prop = disc.get("propertyName")
+    values: dict[str, list[str]] = {}
+    for value, ref in disc["mapping"].items():
+        values.setdefault(str(ref), []).append(str(value))
+    refs = [a.get("$ref") if isinstance(a, dict) else None for a in alts]
+    if not isinstance(prop, str) or any(r not in values for r in refs):
+        return None  # an alternative the mapping does not name: left as the spec says
+    return [{"allOf": [{"$ref": r}, {"required": [prop], "properties": {prop: {"enum": sorted(values[r])}}}]}
+            for r in refs]
 
 
 class _Fast:
