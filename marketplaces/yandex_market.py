@@ -82,7 +82,7 @@ ORDER_STATUSES = {"PLACING", "RESERVED", "UNPAID", "PROCESSING", "DELIVERY", "PI
                   "PENDING", "PARTIALLY_RETURNED", "RETURNED", "UNKNOWN"}
 SHIPPED_OR_LATER = {"DELIVERY", "PICKUP", "DELIVERED", "PARTIALLY_RETURNED", "RETURNED"}
 PUSH_KINDS = {"ORDER_CREATED": "created", "ORDER_CANCELLED": "cancelled", "ORDER_STATUS_UPDATED": "status",
-              "PING": "ping"}
+              "ORDER_UPDATED": "updated", "PING": "ping"}
 
 
 def _decimal(value: Any, what: str, ep: str, account: str) -> Decimal:
@@ -788,9 +788,16 @@ class YandexMarketAdapter:
     # ------------------------------------------------------------------ pushes
 
     def parse_push(self, headers: dict[str, str], body: bytes) -> list[OrderEvent]:
-        """A Notification API request (`POST /notification`) as events; [] for types the product does
-        not use (chats, feedback...). Raises `BadResponse` for a malformed notification and `AuthError`
-        for one about a store that is not this account's."""
+        """A Notification API request (`POST /notification`) as events: PING a ping; ORDER_CREATED "created",
+        ORDER_CANCELLED "cancelled", ORDER_STATUS_UPDATED "status" (its status/substatus); ORDER_UPDATED with
+        `updateType` SHIPMENT_DATE_UPDATED "ship_by" — the order's shipment date (`Order.ship_by`, read from
+        `delivery.shipment.shipmentDate`) moved. The notification is thin (no date in it: "use
+        POST v1/businesses/{businessId}/orders with orderIds"), so the event carries no `ship_by` and the
+        intake re-reads the order (`get_order`); keyed by `updatedAt`, so a resend of the same change is one
+        event. ORDER_UPDATED's DELIVERY_DATE_UPDATED (the order model has no delivery date), UNKNOWN and any
+        other `updateType` are [] (acknowledged, nothing to do), as are the types the product does not use
+        (chats, feedback...). Raises `BadResponse` for a malformed notification and `AuthError` for one
+        about a store that is not this account's."""
         ep = "notification"
         try:
             data = json.loads(body)
@@ -806,7 +813,8 @@ class YandexMarketAdapter:
             return []
         required = {"created": ("orderId", "campaignId", "items", "createdAt"),
                     "cancelled": ("orderId", "campaignId", "items", "cancelledAt"),
-                    "status": ("orderId", "campaignId", "status", "substatus", "updatedAt")}[kind]
+                    "status": ("orderId", "campaignId", "status", "substatus", "updatedAt"),
+                    "updated": ("orderId", "campaignId", "updateType", "updatedAt")}[kind]
         missing = [k for k in required if k not in data]
         if missing:
             raise self._bad(f"{kind_name}: missing {', '.join(missing)}", ep)
@@ -815,6 +823,8 @@ class YandexMarketAdapter:
         for stamp in ("createdAt", "cancelledAt", "updatedAt"):
             if stamp in data:
                 _when(data[stamp], stamp, ep, self.account)
+        if "updateType" in data and not isinstance(data["updateType"], str):
+            raise self._bad(f"{kind_name}: updateType must be a string", ep)
         if "items" in data and (not isinstance(data["items"], list) or any(
                 not isinstance(i, dict) or "offerId" not in i or not isinstance(i.get("count"), int)
                 for i in data["items"])):
@@ -828,6 +838,11 @@ class YandexMarketAdapter:
             return [OrderEvent("created", order_id, "PROCESSING", dedup_key=f"{prefix}:created", native=data)]
         if kind == "cancelled":
             return [OrderEvent("cancelled", order_id, "CANCELLED", dedup_key=f"{prefix}:cancelled", native=data)]
+        if kind == "updated":
+            if data["updateType"] != "SHIPMENT_DATE_UPDATED":  # DELIVERY_DATE_UPDATED, UNKNOWN: nothing to do
+                return []
+            return [OrderEvent("ship_by", order_id, dedup_key=f"{prefix}:shipment_date:{data['updatedAt']}",
+                               native=data)]
         if data["status"] not in ORDER_STATUSES:
             raise self._bad(f"ORDER_STATUS_UPDATED: unknown status {data['status']!r}", ep)
         return [OrderEvent("status", order_id, str(data["status"]),

@@ -10,7 +10,10 @@ needs them) -> SHIPPED (when the shipment is confirmed) and CANCELLED/SHOP_FAILE
 order by a box layout with `allowRemove` (never the only item, never growth; counted as "reduce" in
 `order_calls`, what each order still holds in the state's `order_units`), PDF labels whose
 barcode decodes to the order id, and delivering ORDER_CREATED / ORDER_STATUS_UPDATED / ORDER_CANCELLED
-notifications to a configured URL (`POST /_sandbox/x/push {"url", "duplicates", "fail_first", "max_attempts"}`).
+notifications to a configured URL (`POST /_sandbox/x/push {"url", "duplicates", "fail_first", "max_attempts"}`),
+and ORDER_UPDATED/SHIPMENT_DATE_UPDATED when Market moves an order's shipment date (`POST
+/_sandbox/x/shipment_date {"order_id", "shipment_date"}`: the order's `delivery.shipment.shipmentDate` as the
+orders endpoints give it from then on, see `move_shipment_date`).
 
 After the hand-over Market moves orders on by itself; here the controls `x/deliver`, `x/return`,
 `x/lose` do (see `after_hand_over`), and the realization report (`goods-realization/generate` ->
@@ -267,7 +270,8 @@ class YandexMarketSandbox(SandboxApp):
         (+ "/notification"); `/_sandbox/x/cancel {"orders": [ids]}`: the buyer cancels;
         `/_sandbox/x/push_wait {"timeout"}`: wait until every queued notification is delivered;
         `/_sandbox/x/deliver`, `/_sandbox/x/return`, `/_sandbox/x/lose` `{"orders": [ids], "on": "YYYY-MM-DD"}`:
-        Market moves handed-over orders on (see `after_hand_over`)."""
+        Market moves handed-over orders on (see `after_hand_over`); `/_sandbox/x/shipment_date {"order_id",
+        "shipment_date": "YYYY-MM-DD"}`: Market moves an order's shipment date (see `move_shipment_date`)."""
         if name == "push":
             t = self.push.configure(body)
             return {"url": t.url, "duplicates": t.duplicates, "fail_first": t.fail_first,
@@ -278,6 +282,8 @@ class YandexMarketSandbox(SandboxApp):
             return {"idle": self.push.wait_idle(float(body.get("timeout", 10)))}
         if name in ("deliver", "return", "lose"):
             return self.after_hand_over(name, body)
+        if name == "shipment_date":
+            return self.move_shipment_date(body)
         if name == "ping":
             self._push("/notification", {"notificationType": "PING", "time": _iso(datetime.now(UTC))}, "ping")
             return {"queued": True}
@@ -871,6 +877,46 @@ class YandexMarketSandbox(SandboxApp):
                     continue
                 done.append(str(o.order_id))
         return {what: done}
+
+    def move_shipment_date(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Market moves an order's shipment date (control): `{"order_id": int (or its digits), "shipment_date":
+        "YYYY-MM-DD"}`.
+        The orders endpoints give the new `delivery.shipment.shipmentDate` from then on (the order joins the
+        first-mile shipment of that day; its delivery date moves with it) and, when the date did change, an
+        ORDER_UPDATED/SHIPMENT_DATE_UPDATED notification is queued (thin, as Market's: the date is read from
+        the orders endpoint). Refused with 400 for a malformed request or an order past its hand-over or
+        cancelled, 404 for an unknown order. Answers the order, its new and its old date, and whether a
+        notification was queued."""
+        raw_id, raw_date = body.get("order_id"), body.get("shipment_date")
+        if isinstance(raw_id, bool) or not isinstance(raw_id, int | str) or not str(raw_id).isdigit():
+            raise ApiError(400, f"order_id must be an order id (an integer), not {raw_id!r}")
+        if not isinstance(raw_date, str) or len(raw_date) != 10 or raw_date[4] != "-" or raw_date[7] != "-":
+            raise ApiError(400, f"shipment_date must be a date YYYY-MM-DD, not {raw_date!r}")
+        try:
+            new = date.fromisoformat(raw_date)
+        except ValueError:
+            raise ApiError(400, f"shipment_date must be a date YYYY-MM-DD, not {raw_date!r}") from None
+        with self.lock:
+            order = self.orders.get(int(raw_id))
+            if order is None:
+                raise ApiError(404, f"order {raw_id} not found")
+            if order.status != "PROCESSING" or order.substatus == "SHIPPED":
+                raise ApiError(400, f"order {order.order_id} is {order.status}/{order.substatus}: its shipment"
+                                    " date no longer moves")
+            old = order.shipment_date
+            moved = new != old
+            if moved:
+                order.shipment_date = new
+                order.shipment_id = int(new.strftime("%Y%m%d")) * 10 + 1  # that day's first-mile shipment
+                order.updated = datetime.now(UTC)
+        if moved:
+            self._push("/notification", {
+                "notificationType": "ORDER_UPDATED", "orderId": order.order_id, "campaignId": order.campaign_id,
+                "updateType": "SHIPMENT_DATE_UPDATED",  # to the millisecond, as Market's example: one key a move
+                "updatedAt": order.updated.isoformat(timespec="milliseconds").replace("+00:00", "Z")},
+                f"shipment_date:{order.order_id}:{new.isoformat()}")
+        return {"order_id": order.order_id, "shipment_date": new.isoformat(), "old_shipment_date": old.isoformat(),
+                "pushed": moved and bool(self.push.target.url)}
 
     def apply_fate(self, oid: str, step: str) -> None:
         """delivered: DELIVERY -> DELIVERED; cancelled on its way: CANCELLED/USER_REFUSED_DELIVERY and a
