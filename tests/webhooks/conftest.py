@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pytest
 from flask import Flask
 from werkzeug.serving import make_server
@@ -26,6 +27,8 @@ from marketplaces import open_account
 from marketplaces.base import AccountConfig, OrderEvent
 from marketplaces.sandbox.core import RunningSandbox
 from marketplaces.sandbox.registry import create_sandbox
+from marketplaces.sandbox.yandex_market_spec import register as register_ym_specs
+from marketplaces.spec import load_specs
 
 
 @dataclass
@@ -72,6 +75,35 @@ def push_rows(db_path: str, sql: str = "SELECT * FROM push_events ORDER BY id") 
         return conn.execute(sql).fetchall()
     finally:
         conn.close()
+
+
+def post_json(url: str, body: bytes) -> httpx.Response:
+    """POST a body exactly as given, as the marketplaces send their notifications."""
+    return httpx.post(url, content=body, headers={"Content-Type": "application/json"}, timeout=10)
+
+
+def ym_answer_errors(body: bytes, resp: httpx.Response) -> list[str]:
+    """The cloud's answer to a Yandex.Market notification held to the official Notification API spec."""
+    register_ym_specs()
+    spec = load_specs("yandex_market_notification")
+    return spec.response_errors("POST", "/notification", resp.status_code, body=resp.content,
+                                content_type=resp.headers["content-type"], request_body=body)
+
+
+@contextmanager
+def pushing_cloud(running: RunningSandbox, name: str, db_path: str) -> Iterator[tuple[ServedCloud, str]]:
+    """`served_cloud` with the sandbox pushing to it (each notification delivered twice, as the real ones
+    may be), and the account's push URL as registered (a marketplace appends its paths itself)."""
+    with served_cloud(running, name, db_path) as served:
+        url = push_url(served.base, served.acc)
+        registered = httpx.post(running.url + "/_sandbox/x/push", json={"url": url, "duplicates": 1}, timeout=10)
+        assert registered.status_code == 200, registered.text
+        yield served, url
+
+
+def push_idle(running: RunningSandbox) -> None:
+    """Wait until the sandbox has delivered every push it owes (`/_sandbox/x/push_wait`)."""
+    assert httpx.post(running.url + "/_sandbox/x/push_wait", json={"timeout": 10}, timeout=15).json()["idle"]
 
 
 @dataclass

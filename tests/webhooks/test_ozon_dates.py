@@ -18,9 +18,8 @@ import pytest
 from cloud_sync.access import users
 from cloud_sync.i18n import when
 from cloud_sync.schema import open_db
-from cloud_sync.web.push import push_url
 
-from .conftest import served_cloud, wait_for  # noqa: TID252 - the fixtures' helpers
+from .conftest import push_idle, pushing_cloud, wait_for  # noqa: TID252 - the fixtures' helpers
 
 OWNER_PASSWORD = "owner password 1"
 
@@ -38,16 +37,9 @@ def cloud(sandboxes, tmp_path) -> Iterator[dict[str, Any]]:
     made = open_db(db_path)
     users.add_user(made, "olga", OWNER_PASSWORD, "owner")  # who reads the order's page
     made.close()
-    with served_cloud(oz, "ozon-dates", db_path) as served:
-        url = push_url(served.base, served.acc)
-        registered = httpx.post(oz.url + "/_sandbox/x/push", json={"url": url, "duplicates": 1}, timeout=10)
-        assert registered.status_code == 200, registered.text
+    with pushing_cloud(oz, "ozon-dates", db_path) as (served, url):
         yield {"oz": oz, "acc": served.acc, "cfg": served.cfg, "adapter": served.adapter, "conn": served.conn,
                "url": url + "/notification", "app": served.app}
-
-
-def _idle(oz: Any) -> None:
-    assert httpx.post(oz.url + "/_sandbox/x/push_wait", json={"timeout": 10}, timeout=15).json()["idle"]
 
 
 def test_a_moved_shipping_date_moves_the_ship_by_once_and_a_poll_agrees(cloud) -> None:
@@ -55,7 +47,7 @@ def test_a_moved_shipping_date_moves_the_ship_by_once_and_a_poll_agrees(cloud) -
 
     oz, conn, acc = cloud["oz"], cloud["conn"], cloud["acc"]
     [number] = httpx.post(oz.url + "/_sandbox/orders", json={"count": 1}, timeout=10).json()["orders"]
-    _idle(oz)
+    push_idle(oz)
 
     def order() -> Any:
         return conn.execute("SELECT id, ship_by, stage FROM orders WHERE account=? AND native_id=?",
@@ -69,7 +61,7 @@ def test_a_moved_shipping_date_moves_the_ship_by_once_and_a_poll_agrees(cloud) -
     moved = httpx.post(oz.url + "/_sandbox/x/cutoff", json={"posting_number": number, "new_cutoff_date": later},
                        timeout=10).json()
     assert moved["shipment_date"] == later
-    _idle(oz)
+    push_idle(oz)
     assert wait_for(lambda: _moment(order()[1]) == _moment(later)), order()
     assert wait_for(lambda: conn.execute("SELECT COUNT(*) FROM push_events WHERE handled_at IS NULL").fetchone()[0] == 0)
 

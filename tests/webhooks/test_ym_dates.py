@@ -11,33 +11,26 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
-import jsonschema
 import pytest
-import yaml
 
 from cloud_sync.schema import open_db
-from cloud_sync.web.push import push_url
 from marketplaces.sandbox.yandex_market_spec import register
-from marketplaces.spec import load_specs, specs_root
+from marketplaces.spec import load_specs
 
-from .conftest import account_of, push_rows, served_cloud, wait_for  # noqa: TID252 - the fixtures' helpers
+from .conftest import (  # noqa: TID252 - the fixtures' helpers
+    account_of,
+    post_json,
+    push_idle,
+    push_rows,
+    pushing_cloud,
+    wait_for,
+    ym_answer_errors,
+)
 
 register()
-
-
-def post(url: str, body: bytes) -> httpx.Response:
-    return httpx.post(url, content=body, headers={"Content-Type": "application/json"}, timeout=10)
-
-
-def check_spec(body: bytes, resp: httpx.Response) -> None:
-    """The cloud's answer to a notification, held to the official Notification API spec."""
-    spec = load_specs("yandex_market_notification")
-    assert spec.response_errors("POST", "/notification", resp.status_code, body=resp.content,
-                                content_type=resp.headers["content-type"], request_body=body) == []
 
 
 def _moment(iso: str | None) -> datetime:
@@ -50,26 +43,15 @@ def _midnight(day: str) -> datetime:
     return datetime.combine(date.fromisoformat(day), datetime.min.time(), UTC)
 
 
-def _dto_schema(name: str) -> dict[str, Any]:
-    """One Notification API DTO of the official spec with its `./X.yaml` references inlined: the pushed body
-    held to ORDER_UPDATED's own required fields and enums (the whole request schema's discriminated `oneOf`
-    lets a body missing a field of its type through: PingNotificationDTO requires nothing)."""
-    folder = specs_root() / "yandex_market/notification-api/openapi/components/schemas"
-
-    def inline(node: Any) -> Any:
-        if isinstance(node, dict):
-            if isinstance(node.get("$ref"), str) and node["$ref"].startswith("./"):
-                return inline(yaml.safe_load((folder / Path(node["$ref"]).name).read_text(encoding="utf-8")))
-            return {k: inline(v) for k, v in node.items()}
-        if isinstance(node, list):
-            return [inline(v) for v in node]
-        return node
-
-    return inline(yaml.safe_load((folder / f"{name}.yaml").read_text(encoding="utf-8")))
+def _answer_ok(body: bytes, resp: httpx.Response) -> None:
+    assert ym_answer_errors(body, resp) == []
 
 
 def _conforms(body: dict[str, Any]) -> None:
-    jsonschema.validate(body, _dto_schema("OrderUpdatedNotificationDTO"))
+    """The sandbox's push held to the official Notification API spec (its discriminated `oneOf`: ORDER_UPDATED's
+    own required fields and enums)."""
+    assert load_specs("yandex_market_notification").request_errors(
+        "POST", "/notification", body=json.dumps(body).encode()) == []
     assert datetime.fromisoformat(body["updatedAt"].replace("Z", "+00:00")).tzinfo is not None  # date-time
 
 
@@ -79,16 +61,9 @@ def cloud(sandboxes, tmp_path) -> Iterator[dict[str, Any]]:
     ym = sandboxes("yandex_market")
     db_path = str(tmp_path / "cloud.sqlite")
     open_db(db_path).close()
-    with served_cloud(ym, "ym-dates", db_path) as served:
-        url = push_url(served.base, served.acc)  # Market appends /notification itself
-        registered = httpx.post(ym.url + "/_sandbox/x/push", json={"url": url, "duplicates": 1}, timeout=10)
-        assert registered.status_code == 200, registered.text
+    with pushing_cloud(ym, "ym-dates", db_path) as (served, url):  # Market appends /notification itself
         yield {"ym": ym, "acc": served.acc, "cfg": served.cfg, "adapter": served.adapter, "conn": served.conn,
                "url": url + "/notification", "db_path": db_path}
-
-
-def _idle(ym: Any) -> None:
-    assert httpx.post(ym.url + "/_sandbox/x/push_wait", json={"timeout": 10}, timeout=15).json()["idle"]
 
 
 def test_a_moved_shipment_date_moves_the_ship_by_once_and_a_poll_agrees(cloud) -> None:
@@ -96,7 +71,7 @@ def test_a_moved_shipment_date_moves_the_ship_by_once_and_a_poll_agrees(cloud) -
 
     ym, conn, acc = cloud["ym"], cloud["conn"], cloud["acc"]
     [number] = httpx.post(ym.url + "/_sandbox/orders", json={"count": 1}, timeout=10).json()["orders"]
-    _idle(ym)
+    push_idle(ym)
 
     def order() -> Any:
         return conn.execute("SELECT id, ship_by, stage FROM orders WHERE account=? AND native_id=?",
@@ -116,7 +91,7 @@ def test_a_moved_shipment_date_moves_the_ship_by_once_and_a_poll_agrees(cloud) -
     assert moved.status_code == 200, moved.text
     assert moved.json() == {"order_id": int(number), "shipment_date": later, "old_shipment_date": was.isoformat(),
                             "pushed": True}
-    _idle(ym)
+    push_idle(ym)
     assert wait_for(lambda: _moment(order()[1]) == _midnight(later)), order()
     assert wait_for(settled)
 
@@ -138,15 +113,15 @@ def test_a_moved_shipment_date_moves_the_ship_by_once_and_a_poll_agrees(cloud) -
         f"ym:{ym.app.campaign_id}:{number}:shipment_date:{body['updatedAt']}", 1, "ship_by")  # delivered twice
 
     # the same notification once more (Market resends until it gets 200): acknowledged, counted, nothing changes
-    again = post(cloud["url"], pushed["body"].encode())
+    again = post_json(cloud["url"], pushed["body"].encode())
     assert again.status_code == 200
-    check_spec(pushed["body"].encode(), again)
+    _answer_ok(pushed["body"].encode(), again)
     # the delivery date moved, or something unnamed: acknowledged and stored nowhere
     for update in ("DELIVERY_DATE_UPDATED", "UNKNOWN"):
         other = json.dumps(dict(body, updateType=update))
-        answer = post(cloud["url"], other.encode())
+        answer = post_json(cloud["url"], other.encode())
         assert answer.status_code == 200, answer.text
-        check_spec(other.encode(), answer)
+        _answer_ok(other.encode(), answer)
     assert wait_for(settled)
     assert [tuple(r) for r in push_rows(cloud["db_path"], "SELECT kind, duplicates FROM push_events"
                                                           " WHERE kind='ship_by'")] == [("ship_by", 2)]
@@ -225,17 +200,17 @@ def test_malformed_or_foreign_order_updated_is_refused_and_stored_nowhere(sandbo
            dict(good, updatedAt="yesterday"), dict(good, updateType=1)]
     for shape in bad:
         body = json.dumps(shape).encode()
-        resp = post(url, body)
+        resp = post_json(url, body)
         assert resp.status_code == 400, shape
         assert resp.json()["error"]["type"] == "WRONG_EVENT_FORMAT" and resp.json()["error"]["message"]
-        check_spec(body, resp)
+        _answer_ok(body, resp)
     foreign = json.dumps(dict(good, campaignId=999)).encode()
-    assert post(url, foreign).status_code == 403
+    assert post_json(url, foreign).status_code == 403
     assert push_rows(rx.db_path) == [] and rx.events == []
     # well formed: the shipment date's event, keyed by the moment Market gives; the others acknowledged only
-    accepted = post(url, json.dumps(good).encode())
+    accepted = post_json(url, json.dumps(good).encode())
     assert accepted.status_code == 200
     for update in ("DELIVERY_DATE_UPDATED", "UNKNOWN"):
-        assert post(url, json.dumps(dict(good, updateType=update)).encode()).status_code == 200
+        assert post_json(url, json.dumps(dict(good, updateType=update)).encode()).status_code == 200
     assert [(r["kind"], r["dedup_key"], r["order_native_id"]) for r in push_rows(rx.db_path)] == [
         ("ship_by", f"ym:{ym.app.campaign_id}:5:shipment_date:2026-12-07T10:00:00.123Z", "5")]

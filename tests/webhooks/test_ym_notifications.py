@@ -14,9 +14,8 @@ from cloud_sync.orders import pushes
 from cloud_sync.orders.pushes import PushWorker
 from marketplaces import open_account
 from marketplaces.sandbox.yandex_market_spec import register
-from marketplaces.spec import load_specs
 
-from .conftest import account_of, push_rows, wait_for  # noqa: TID252 - the fixtures' helpers
+from .conftest import account_of, post_json, push_rows, wait_for, ym_answer_errors  # noqa: TID252 - the fixtures' helpers
 
 
 def cloud_conn(path):
@@ -33,14 +32,8 @@ register()
 
 
 
-def post(url: str, body: bytes) -> httpx.Response:
-    return httpx.post(url, content=body, headers={"Content-Type": "application/json"}, timeout=10)
-
-
 def check_spec(body: bytes, resp: httpx.Response) -> None:
-    spec = load_specs("yandex_market_notification")
-    assert spec.response_errors("POST", "/notification", resp.status_code, body=resp.content,
-                                content_type=resp.headers["content-type"], request_body=body) == []
+    assert ym_answer_errors(body, resp) == []
 
 
 def test_sandbox_pushes_created_status_cancelled_with_duplicates(sandboxes, receiver_factory) -> None:
@@ -85,7 +78,7 @@ def test_ping_is_answered_in_the_spec_shape_and_stored_nowhere(sandboxes, receiv
     ym = sandboxes("yandex_market")
     rx = receiver_factory([account_of(ym, "ym-3")])
     body = b'{"notificationType": "PING", "time": "2026-11-26T10:00:00.000Z"}'
-    resp = post(rx.push_url("ym-3") + "/notification", body)
+    resp = post_json(rx.push_url("ym-3") + "/notification", body)
     assert resp.status_code == 200 and set(resp.json()) == {"version", "name", "time"}
     check_spec(body, resp)
     assert push_rows(rx.db_path) == []
@@ -109,7 +102,7 @@ def test_malformed_pushes_get_400_and_are_stored_nowhere(sandboxes, receiver_fac
         b' "cancelledAt": "yesterday"}' % cid,
     ]
     for body in bad:
-        resp = post(url, body)
+        resp = post_json(url, body)
         assert resp.status_code == 400, body
         assert resp.json()["error"]["type"] == "WRONG_EVENT_FORMAT" and resp.json()["error"]["message"]
         check_spec(body, resp)
@@ -123,15 +116,15 @@ def test_wrong_token_foreign_store_and_unexpected_source_are_refused(sandboxes, 
     good = (b'{"notificationType": "ORDER_CREATED", "orderId": 7, "campaignId": %d, "items": '
             b'[{"offerId": "MS-00001", "count": 1}], "createdAt": "2026-11-26T10:00:00Z"}' % ym.app.campaign_id)
     wrong_token = rx.url + "/push/yandex_market/ym-5/not-the-secret/notification"
-    assert post(wrong_token, good).status_code == 403
+    assert post_json(wrong_token, good).status_code == 403
     foreign = good.replace(b'"campaignId": %d' % ym.app.campaign_id, b'"campaignId": 999')
-    assert post(rx.push_url("ym-5") + "/notification", foreign).status_code == 403
-    assert post(rx.push_url("ym-strict") + "/notification", good).status_code == 403
+    assert post_json(rx.push_url("ym-5") + "/notification", foreign).status_code == 403
+    assert post_json(rx.push_url("ym-strict") + "/notification", good).status_code == 403
     assert push_rows(rx.db_path) == []
-    accepted = post(rx.push_url("ym-5") + "/notification", good)
+    accepted = post_json(rx.push_url("ym-5") + "/notification", good)
     assert accepted.status_code == 200
     check_spec(good, accepted)
-    refused = post(wrong_token, good)
+    refused = post_json(wrong_token, good)
     assert refused.status_code == 403 and refused.json()["error"]["message"] == "wrong push token"
     assert [r["dedup_key"] for r in push_rows(rx.db_path)] == [f"ym:{ym.app.campaign_id}:7:created"]
 
