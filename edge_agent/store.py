@@ -144,6 +144,8 @@ def open_conn(db_path: str | Path) -> sqlite3.Connection:
 # columns added after a table was first made: (table, column, declaration), added where missing
 ADDED_COLUMNS = (
     ("task_lines", "title", "TEXT NOT NULL DEFAULT ''"),  # the marketplace card's own title of the item
+    # the deadline the task came with, when the marketplace moved it since (`task_deadline`): the page says so
+    ("tasks", "deadline_was", "TEXT"),
 )
 
 

@@ -107,13 +107,16 @@ def apply_pick_task(conn: sqlite3.Connection, body: dict[str, Any]) -> bool:
 
 def apply_deadline(conn: sqlite3.Connection, body: dict[str, Any]) -> bool:
     """The marketplace moved the order's assembly deadline (`task_deadline`): the task takes it, so the
-    packers' page, the pick lists and the labels printed ahead sort by it. False for a task this site does
-    not hold open (not come yet: it will carry the new deadline; cancelled or handed over: nothing to sort)."""
+    packers' page, the pick lists and the labels printed ahead sort by it, and the page says it moved (the
+    first deadline kept as `deadline_was`). False for a task this site does not hold open (not come yet: it
+    will carry the new deadline; cancelled or handed over: nothing to sort) or that has this deadline."""
     deadline = utc_deadline(body["deadline"])
     if deadline is None:
         raise Unusable("task_deadline: the deadline is empty")
-    done = conn.execute("UPDATE tasks SET deadline=?, updated_at=? WHERE task_id=? AND state NOT IN "
-                        "('cancelled','handed_over')", (deadline, store.now(), body["task_id"]))
+    # the first deadline stays beside the new one (`deadline_was`): the packers' list says it moved
+    done = conn.execute("UPDATE tasks SET deadline_was=COALESCE(deadline_was, deadline), deadline=?, updated_at=? "
+                        "WHERE task_id=? AND state NOT IN ('cancelled','handed_over') AND deadline IS NOT ?",
+                        (deadline, store.now(), body["task_id"], deadline))
     return done.rowcount > 0
 
 

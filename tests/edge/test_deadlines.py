@@ -85,7 +85,20 @@ def test_a_moved_deadline_over_the_link_re_sorts_the_packers_list(broker, tmp_pa
         c = create_app(site).test_client()
         assert c.post("/login", data={"name": "Анна", "pin": "4321", "station": "pack-1"}).status_code == 302
         html = c.get("/").get_data(as_text=True)
-        assert html.index("Nb") < html.index("Na") and "до 29.11 12:00" in html and "до 27.11 11:00" not in html
+        assert html.index("Nb") < html.index("Na") and "до 29.11 12:00" in html and '"sub">до 27.11 11:00' not in html
+        # the packer sees that it moved, and from when; "b" kept its own: nothing said
+        assert 'title="было до 27.11 11:00">срок перенесён</span>' in html, html
+        assert html.count('class="moved"') == 1
+        # moved again, now earlier than it first was: said so; the same deadline once more changes nothing
+        cloud.send("task_deadline", {"task_id": "a", "order_id": "o-a", "deadline": "2026-11-27T06:00:00Z"})
+        cloud.send("task_deadline", {"task_id": "a", "order_id": "o-a", "deadline": "2026-11-27T06:00:00Z"})
+        assert wait_for(lambda: deadlines()["a"] == "2026-11-27T06:00:00Z", 30), deadlines()
+        html = c.get("/").get_data(as_text=True)
+        assert html.index("Na") < html.index("Nb")
+        assert 'title="было до 27.11 11:00">срок стал раньше</span>' in html, html
+        with store.transaction(seen):
+            assert not inbox.apply_deadline(seen, {"task_id": "a", "order_id": "o-a",
+                                                   "deadline": "2026-11-27T09:00:00+03:00"})  # the same moment
     finally:
         seen.close()
         site.stop()
