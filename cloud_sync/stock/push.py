@@ -381,6 +381,12 @@ def send_account(conn: sqlite3.Connection, cfg: CloudConfig, account: str, adapt
             "SELECT card_id, warehouse_id, offer_id, item_id, quantity, version, attempts, queued_ts, claimed_by"
             f" FROM stock_push_queue WHERE account=? AND state='pending' AND next_try<=? AND priority=? AND {free[0]}"
             " ORDER BY queued_ts LIMIT ?", (account, now, top, *free[1], cfg.jobs.push_batch)).fetchall()
+        shown = _published_already(conn, account, rows)
+        if shown:  # the card shows this number already (pushed meanwhile): nothing to write, the row is done
+            conn.executemany(f"DELETE FROM stock_push_queue WHERE account=? AND card_id=? AND warehouse_id=? AND {_SAME}",
+                             [(account, r["card_id"], r["warehouse_id"], r["version"], r["queued_ts"]) for r in shown])
+            done_ids = {id(r) for r in shown}
+            rows = [r for r in rows if id(r) not in done_ids]
         if rows:  # claimed in one statement (one per row held the lock for seconds at push_batch rows)
             free_sql, free_args = leases.unclaimed(now)
             conn.executemany(
@@ -422,6 +428,20 @@ def send_account(conn: sqlite3.Connection, cfg: CloudConfig, account: str, adapt
         _unclaim(conn, account, rows, owner)
         raise
     return out
+
+
+def _published_already(conn: sqlite3.Connection, account: str, rows: list) -> list:
+    """The queued rows whose number the card shows already (`stock_published`, as pushed or read back): a
+    number changed and changed back while its push was in flight is queued again, newer than that push, and
+    would be written twice (the planner drops such a row at its next round, the same rule: a sender can come
+    first)."""
+    if not rows:
+        return []
+    cards = json.dumps(sorted({r["card_id"] for r in rows}))
+    published = {(p[0], p[1]): p[2] for p in conn.execute(
+        "SELECT card_id, warehouse_id, quantity FROM stock_published WHERE account=? AND card_id IN"
+        " (SELECT value FROM json_each(?))", (account, cards))}
+    return [r for r in rows if published.get((r["card_id"], r["warehouse_id"])) == r["quantity"]]
 
 
 def _read_back(adapter: Marketplace, account: str, rows: list) -> dict[tuple[str, str], int]:

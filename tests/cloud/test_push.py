@@ -314,3 +314,38 @@ def test_an_order_taking_the_last_units_leaves_the_planner_nothing_to_do(conn, c
     for name, (_, wh) in ACCOUNTS.items():
         assert windows[name].shown[f"{card_id(name, scarce.index)}@{wh}"] == 0
         assert windows[name].shown[f"{card_id(name, other.index)}@{wh}"] == other.stock - 1
+
+
+def test_a_number_changed_and_changed_back_during_its_push_is_not_written_again(conn, cfg, windows):
+    """While WB takes a card's new number, the stock moves on and comes back to that very number (a sale and
+    its cancellation, a site's count): the queue holds that number again, newer than the push in flight.
+    Once the push lands the card shows it: the sender writes nothing more (scale.py's sandboxes counted such
+    a write of the number the card already showed as a repeat)."""
+    items = seed(conn, 3)
+    stock_push.plan(conn, cfg)
+    _send_all(conn, cfg, windows)
+    item = items[0].item_id
+    first = items[0].stock
+    with transaction(conn):
+        ledger.record_balance(conn, item, "main", first + 4)
+    stock_push.plan(conn, cfg)
+
+    class Racing:
+        """WB's call in flight: the number goes down and back up, the planner queues each."""
+
+        name, account = "wildberries", "wb"
+
+        def push_stocks(self, levels):
+            for qty in (first + 1, first + 4):
+                with transaction(conn):
+                    ledger.record_balance(conn, item, "main", qty)
+                stock_push.plan(conn, cfg)
+            return windows["wb"].push_stocks(levels)
+
+    before = len(windows["wb"].pushes)
+    stock_push.send_account(conn, cfg, "wb", Racing())
+    key = f"{card_id('wb', items[0].index)}@10"
+    assert windows["wb"].shown[key] == first + 4 and len(windows["wb"].pushes) == before + 1
+    _send_all(conn, cfg, windows, now=time.time() + 3600)
+    assert len(windows["wb"].pushes) == before + 1, windows["wb"].pushes[before:]  # not written again
+    assert stock_push.pending(conn).get("wb", 0) == 0
