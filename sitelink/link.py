@@ -102,6 +102,10 @@ SEND_WATCH_S = 0.002
 # acknowledgements alone (rows to delete) wait at most this long for a moment the write lock is free before
 # their round waits for it in SQLite's busy wait (`SiteLink._receive`)
 ACKS_WAIT_MOST_S = 1.0
+# the inbox's old entries (past `inbox_keep_days`) are pruned this often, the first time at start; a prune
+# that finds the write lock taken is tried again this much later (it never waits for the lock)
+PRUNE_EVERY_S = 3600.0
+PRUNE_RETRY_S = 60.0
 # a keyed round takes one lock per key (PostgreSQL's lock table holds max_locks_per_transaction x connections
 # in all): a round wider than this is an ordinary one
 MAX_ROUND_KEYS = 256
@@ -249,7 +253,7 @@ class SiteLink:
         self._busy_since: float | None = None  # when back-to-back transactions began
         self._more_to_apply = False
         self._failed_fast: dict[str, Exception] = {}  # a handler's failure in a round without savepoints
-        self._pruned_at = 0.0
+        self._pruned_at = -PRUNE_EVERY_S  # the first prune at start, whatever the monotonic clock reads
         self._others_looked_at = 0.0  # shared: when the store's next seqs were last looked at while idle
         # connections whose open transaction sent messages (id -> connection): the worker looks at them
         # every SEND_WATCH_S and at the outbox once one ended, instead of at the outbox on every send
@@ -696,20 +700,26 @@ class SiteLink:
     def _apply_if_free(self) -> bool:
         """`_apply_all` if the write lock is free right now (SQLite: no busy wait), True when it was; False:
         nothing was written and the round's work stays pending. Another store (PostgreSQL) applies at once."""
+        return self._if_free(self._apply_all)
+
+    def _if_free(self, write: Callable[[], Any]) -> bool:
+        """Run `write` (one transaction, or one statement in autocommit) if the write lock is free right now
+        (SQLite: no busy wait), True when it ran; False: nothing was written (a transaction rolls back whole,
+        `sqlite.transaction`). Another store (PostgreSQL), or a transaction already open, runs it at once."""
         conn = self._db
         assert conn is not None
         if not isinstance(conn, sqlite3.Connection) or conn.in_transaction:
-            self._apply_all()
+            write()
             return True
         if self._busy_ms is None:
             self._busy_ms = int(conn.execute("PRAGMA busy_timeout").fetchone()[0])
         conn.execute("PRAGMA busy_timeout=0")
         try:
-            self._apply_all()
+            write()
         except sqlite3.OperationalError as exc:
             if "locked" not in str(exc) and "busy" not in str(exc):
                 raise
-            return False  # rolled back whole (`sqlite.transaction`): the acks stay pending
+            return False
         finally:
             conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
         return True
@@ -1322,11 +1332,14 @@ class SiteLink:
                     self._resend_delay[peer] = min(600.0, delay * 2)
         if self.keys is not None and now - self._keys_checked_at > 5.0:
             self._reload_keys()
-        if now - self._pruned_at > 3600:
-            self._pruned_at = now
+        if now - self._pruned_at > PRUNE_EVERY_S:
             cutoff = time.time() - self.cfg.inbox_keep_days * 86400
             assert self._db is not None
-            self._db.execute("DELETE FROM link_inbox WHERE received_at < ?", (cutoff,))
+            db = self._db
+            if self._if_free(lambda: db.execute("DELETE FROM link_inbox WHERE received_at < ?", (cutoff,))):
+                self._pruned_at = now
+            else:  # the application holds the write lock: never wait for it here (nothing would be published)
+                self._pruned_at = now - PRUNE_EVERY_S + PRUNE_RETRY_S
 
 
 def _chunks(rows: list[tuple[int, str, str]], most: int, most_bytes: int) -> list[list[tuple[int, str, str]]]:

@@ -569,3 +569,34 @@ def test_the_links_socket_sends_at_once(make_link):
     for link in (make_link("cloud"), make_link("site", site_id="site-1")):
         sock = link._client.socket()
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
+def test_the_inbox_prune_never_waits_for_the_write_lock(make_link, tmp_path, monkeypatch):
+    """The inbox's old entries are pruned at start and hourly; a prune due while the application holds the
+    write lock is tried again later instead of waiting for the lock in SQLite's busy wait (the worker slept,
+    publishing nothing: the CI timeouts of the state test above came on boxes up for more than an hour,
+    where the monotonic clock made the very first round's prune due)."""
+    monkeypatch.setattr(link_mod, "PRUNE_RETRY_S", 0.3, raising=False)
+    make_link("site", site_id="site-1", handlers={"pick_task": record})
+    cloud = make_link("cloud", window=20, publish_batch=5)
+    other = sqlite.connect(cloud.cfg.db_path)
+    with sqlite.transaction(other):  # an entry older than the days the inbox keeps, for the prune to find
+        other.execute("INSERT INTO link_inbox(id, peer, seq, type, received_at) VALUES ('old', 'site-1', 1, 'x', 0)")
+
+    def old_left() -> int:
+        return other.execute("SELECT COUNT(*) FROM link_inbox WHERE id='old'").fetchone()[0]
+
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        for i in range(200):
+            cloud.send(other, "pick_task", pick_body(i), site="site-1")
+        other.execute("COMMIT")
+        other.execute("BEGIN IMMEDIATE")  # the application holds the lock again...
+        cloud._pruned_at = -getattr(link_mod, "PRUNE_EVERY_S", 3600.0)  # ...when the hourly prune comes due
+        wait_for(lambda: len(applied_rows(tmp_path / "site-1.db")) == 200, 15,
+                 "the outbox published while the write lock is taken")
+        assert old_left() == 1  # not pruned meanwhile: left for a later look
+    finally:
+        other.execute("ROLLBACK")
+    wait_for(lambda: old_left() == 0, 10, "the prune, once the lock is free")
+    other.close()
