@@ -196,17 +196,19 @@ def _all_known_as_they_are(conn: sqlite3.Connection, timed: list[_Timed]) -> boo
     without the write lock: `_ingest_one` would write nothing for any of them; one that changes meanwhile is
     seen by the next poll)."""
     keys: dict[str, tuple[str, str]] = {}
-    polled: dict[str, Order] = {}
+    polled: dict[str, _Timed] = {}
     for t in timed:
         status = (t.order.native_status, t.order.native_substatus)
         key = order_key(t.order.account, t.order.native_id)
         if keys.setdefault(key, status) != status:
             return False  # two copies of one order that differ: the transaction sorts them out
-        polled[key] = t.order
+        polled[key] = t
     stored: dict[str, tuple[str, str]] = {}
     for r in conn.execute("SELECT key, native_status, native_substatus, stage, ship_by FROM orders WHERE key IN"
                           " (SELECT value FROM json_each(?))", (json.dumps(sorted(keys)),)):
-        if ship_by_moved(r[3], r[4], polled[r[0]].ship_by):
+        t = polled[r[0]]
+        # the deadline stored as this very text is the same (most re-polls): only another text is read as a moment
+        if r[4] != t.ship_by and ship_by_moved(r[3], r[4], t.order.ship_by):
             return False
         stored[r[0]] = (r[1], r[2])
     return stored == keys
