@@ -181,6 +181,6 @@ def wait_for(what: str, check, timeout: float = 60.0, every: float = 0.2):
 def cluster() -> Iterator[Cluster]:
     """A throwaway PostgreSQL cluster of the module's own (the layer's tests; cloud_sync.pg_cluster)."""
     if not available():
-        pytest.skip("PostgreSQL server binaries not installed")
+        pytest.fail("PostgreSQL server binaries not installed: make install provides it")
     with Cluster() as c:
         yield c

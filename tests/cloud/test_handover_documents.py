@@ -160,7 +160,7 @@ def _print_at_site(tmp_path, docs: list[dict]) -> list:
 
 @pytest.mark.parametrize("shop", ["wildberries"], indirect=True)
 def test_the_wb_supply_qr_sticker_comes_after_the_supply_is_delivered_and_prints(shop, tmp_path):
-    zxingcpp = pytest.importorskip("zxingcpp")
+    import zxingcpp
     from PIL import Image
 
     keys = shop.orders(2)
@@ -185,7 +185,7 @@ def test_the_wb_supply_qr_sticker_comes_after_the_supply_is_delivered_and_prints
 
 @pytest.mark.parametrize("shop", ["ozon"], indirect=True)
 def test_the_ozon_acceptance_act_and_waybill_come_from_the_act_endpoints(shop, tmp_path):
-    pdfium = pytest.importorskip("pypdfium2")
+    import pypdfium2 as pdfium
     keys = shop.orders(2)
     shop.run()
     hid = _hand_over(shop, keys, by_packer=False)
@@ -208,7 +208,7 @@ def test_the_ozon_acceptance_act_and_waybill_come_from_the_act_endpoints(shop, t
 
 @pytest.mark.parametrize("shop", ["yandex_market"], indirect=True)
 def test_the_market_shipment_act_comes_once_the_shipment_is_confirmed(shop, tmp_path):
-    pdfium = pytest.importorskip("pypdfium2")
+    import pypdfium2 as pdfium
     keys = shop.orders(1)
     shop.run()
     _hand_over(shop, keys, by_packer=True)
@@ -279,7 +279,7 @@ def test_documents_not_ready_are_asked_again_later_and_a_refusal_is_shown_in_rus
 def test_ozon_postings_shipped_no_other_way_get_their_shipping_formed_by_act_create(shop):
     """Parcels awaiting delivery in no shipping yet (the seller never formed one): the adapter forms it with
     /v2/posting/fbs/act/create, waits for check-status, and gets the act and waybill of that shipping."""
-    pdfium = pytest.importorskip("pypdfium2")
+    import pypdfium2 as pdfium
     keys = shop.orders(2)
     for key in keys:
         shop.up("task_progress", {"task_id": f"pick-{key}", "order_id": key, "state": "packed"})

@@ -20,7 +20,7 @@ from cloud_sync.schema import open_db
 @pytest.fixture(scope="module")
 def store() -> Iterator[pg.Connection]:
     if not available():
-        pytest.skip("PostgreSQL server binaries not installed")
+        pytest.fail("PostgreSQL server binaries not installed: make install provides it")
     with Cluster() as cluster:
         pg.connect(cluster.url, schema="cloud").close()
         conn = open_db(cluster.url.replace("/postgres?", "/postgres?options=-csearch_path%3Dcloud&"))

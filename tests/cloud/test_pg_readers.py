@@ -33,7 +33,7 @@ def pg_url() -> Iterator[str]:
         yield leg
         return
     if not available():
-        pytest.skip("PostgreSQL server binaries not installed")
+        pytest.fail("PostgreSQL server binaries not installed: make install provides it")
     with Cluster() as c:
         yield c.url
 

@@ -277,7 +277,7 @@ def test_the_packer_answers_the_printed_question_on_the_page(tmp_path: Path) -> 
 
     chromium = "/usr/bin/chromium"
     if not Path(chromium).exists():
-        pytest.skip("Debian chromium is not installed at /usr/bin/chromium")
+        pytest.fail("Debian chromium is not installed at /usr/bin/chromium: make install provides it")
     artifacts = ROOT / "test-artifacts" / "edge"
     artifacts.mkdir(parents=True, exist_ok=True)
     db, marker = tmp_path / "site.sqlite", tmp_path / "held"

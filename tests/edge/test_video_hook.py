@@ -6,7 +6,6 @@ from __future__ import annotations
 import threading
 import time
 
-import pytest
 from edge_testkit import BAG, MUG, edge_config, label_png, pick_task, wait_for
 
 from edge_agent import store
@@ -16,7 +15,7 @@ from edge_agent.tasks import inbox
 
 
 def test_packing_video_runs_from_the_first_scan_until_the_label_prints(tmp_path) -> None:
-    cv2 = pytest.importorskip("cv2")
+    import cv2
     import numpy as np
 
     clip = tmp_path / "camera.avi"
@@ -50,7 +49,8 @@ def test_packing_video_runs_from_the_first_scan_until_the_label_prints(tmp_path)
 def test_a_camera_lost_while_recording_is_shown_on_the_page_without_its_password(tmp_path, caplog) -> None:
     """An RTSP camera that does not answer while an order is packed: the page says the packing video is
     not being recorded, and neither the page nor the log shows the stream's password."""
-    pytest.importorskip("cv2")
+    import cv2  # noqa: F401 - loaded as the hook loads it
+
     from edge_agent.app import create_app
 
     cfg = edge_config(tmp_path)

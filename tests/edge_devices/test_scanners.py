@@ -8,6 +8,7 @@ import os
 import pty
 import time
 
+import evdev
 import pytest
 
 from edge_agent.devices import DeviceGone
@@ -22,7 +23,6 @@ from edge_agent.devices.scanners import (
     wait_for,
 )
 
-evdev = pytest.importorskip("evdev")
 GS = "\x1d"
 US_KEYS = {**{c: (c.upper(), False) for c in "abcdefghijklmnopqrstuvwxyz0123456789"},
            **{c.upper(): (c.upper(), True) for c in "abcdefghijklmnopqrstuvwxyz"},

@@ -23,7 +23,7 @@ PASSWORD = "s3cret-1c"
 @pytest.fixture
 def corpus() -> Path:
     if not CORPUS.is_dir():
-        pytest.skip(f"the shared CommerceML corpus is not beside the project ({CORPUS})")
+        pytest.fail(f"the shared CommerceML corpus is not beside the project ({CORPUS})")
     return CORPUS
 
 

@@ -143,7 +143,7 @@ def test_the_products_page_previews_the_batch_and_creates_it_in_a_browser(world)
 
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(chromium).exists():
-        pytest.skip("no chromium on this machine")
+        pytest.fail("no chromium on this machine: make install provides it")
     from playwright.sync_api import sync_playwright
 
     conn, onec, tmp = world["conn"], world["onec"], world["tmp"]

@@ -14,8 +14,6 @@ from cloud_sync.onec.importer import import_files
 from cloud_sync.onec.parser import CommerceMLError
 from cloud_sync.schema import open_db
 
-pytestmark = pytest.mark.skipif(not pipeline.available(), reason="no child processes (multiprocessing spawn) on this platform")
-
 HEAD = '<?xml version="1.0" encoding="UTF-8"?>\n<КоммерческаяИнформация ВерсияСхемы="2.08">\n'
 
 # every table the import writes, without the columns that hold the time of writing

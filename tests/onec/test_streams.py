@@ -15,8 +15,6 @@ from cloud_sync.schema import open_db
 
 from .test_pipeline import HEAD, run, snapshot
 
-pytestmark = pytest.mark.skipif(not pipeline.available(), reason="no child processes on this platform")
-
 
 def test_which_packages_are_read_as_two_streams():
     assert pipeline.streams(["a/import.xml", "a/offers.xml"]) == (["a/import.xml"], ["a/offers.xml"])

@@ -190,7 +190,7 @@ def test_the_manager_builds_the_report_in_a_browser_and_watches_it_come(served):
     «К перечислению» is what WB pays, reconciled."""
     chromium = "/usr/bin/chromium"
     if not Path(chromium).exists():
-        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium")
+        pytest.fail("Debian's chromium is not installed at /usr/bin/chromium: make install provides it")
     import threading
 
     from playwright.sync_api import expect, sync_playwright

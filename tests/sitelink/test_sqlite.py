@@ -24,7 +24,7 @@ def pragmas(conn: sqlite3.Connection) -> tuple[str, int, int, int]:
 
 @pytest.mark.sqlite_only("reads the SQLite settings (journal, synchronous, busy timeout) of the cloud's own file")
 def test_each_store_keeps_its_own_settings(tmp_path):
-    db = pytest.importorskip("cloud_sync.db")
+    import cloud_sync.db as db
     cloud = db.connect(tmp_path / "cloud.db", timeout=5)
     assert pragmas(cloud) == ("wal", 1, 1, 30000)  # NORMAL; the cloud waits 30 s whatever its timeout
     link = sqlite.connect(tmp_path / "link.db", timeout=2.5)
@@ -170,7 +170,7 @@ def test_an_existing_site_database_runs_nothing_again(tmp_path):
 
 
 def test_an_existing_cloud_database_runs_nothing_again(tmp_path):
-    db = pytest.importorskip("cloud_sync.schema")
+    import cloud_sync.schema as db
     conn = db.open_db(tmp_path / "cloud.db")
     keys = [tuple(r) for r in conn.execute("SELECT module, idx FROM schema_migrations ORDER BY module, idx")]
     assert ("sitelink.store", 0) in keys and len(keys) > 10

@@ -23,7 +23,7 @@ def test_ensure_schema_is_idempotent_and_recorded(tmp_path):
 
 
 def test_cloud_migrations_and_ensure_schema_agree(tmp_path):
-    db = pytest.importorskip("cloud_sync.schema")
+    import cloud_sync.schema as db
     conn = db.open_db(tmp_path / "cloud.db")  # applies sitelink.store through schema.PARTS
     before = conn.execute("SELECT COUNT(*) FROM schema_migrations WHERE module='sitelink.store'").fetchone()[
         0

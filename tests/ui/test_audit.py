@@ -192,7 +192,7 @@ def test_deadlines_are_shown_in_the_managers_time_zone_not_as_bare_utc(cloud):
 
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(chromium).exists():
-        pytest.skip("no chromium on this machine")
+        pytest.fail("no chromium on this machine: make install provides it")
     from playwright.sync_api import sync_playwright
 
     app, conn, cfg = cloud

@@ -35,7 +35,7 @@ TOKEN = "123456789:AAF-secret-browser-token-never-shown"
 def served(tmp_path, users_db, bot_api_for, monkeypatch):
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(chromium).exists():
-        pytest.skip("no chromium on this machine")
+        pytest.fail("no chromium on this machine: make install provides it")
     monkeypatch.setenv(secrets.BOT_TOKEN_ENV, "")
     bot = bot_api_for(TOKEN)
     wb = start_sandbox("wildberries", seed=3, time_scale=60)

@@ -54,7 +54,6 @@ def _post_json(url: str, body: dict) -> dict:
         return json.loads(r.read())
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed at /usr/bin/chromium")
 def test_manager_in_the_browser_over_the_demo_and_no_token_leaks(tmp_path):
     from playwright.sync_api import expect, sync_playwright
 

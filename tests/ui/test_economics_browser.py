@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 from decimal import Decimal
-from pathlib import Path
 
 import pytest
 
@@ -21,8 +20,7 @@ from marketplaces.base import Card, SaleFees
 from .conftest import PASSWORDS, start_db
 
 CHROMIUM = "/usr/bin/chromium"
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")]
+pytestmark = [pytest.mark.browser]
 
 
 def test_the_economics_column_in_a_browser(tmp_path, users_db) -> None:

@@ -25,7 +25,7 @@ from .conftest import PASSWORDS, start_db
 def test_rules_set_on_the_page_fill_the_next_card(tmp_path, users_db) -> None:
     chromium = shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(chromium).exists():
-        pytest.skip("no chromium on this machine")
+        pytest.fail("no chromium on this machine: make install provides it")
     from playwright.sync_api import sync_playwright
 
     wb = start_sandbox("wildberries", seed=3, time_scale=60)

@@ -67,7 +67,7 @@ def test_the_button_works_in_a_real_browser(cloud):
 
     chromium = "/usr/bin/chromium"
     if not Path(chromium).exists():
-        pytest.skip("Debian's chromium is not installed at /usr/bin/chromium")
+        pytest.fail("Debian's chromium is not installed at /usr/bin/chromium: make install provides it")
     from playwright.sync_api import expect, sync_playwright
 
     app, conn, cfg = cloud

@@ -37,8 +37,7 @@ from .conftest import start_db
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "ui"
-pytestmark = [pytest.mark.browser,
-              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed")]
+pytestmark = [pytest.mark.browser]
 
 MPS = {"wb1": "wildberries", "oz1": "ozon", "ym1": "yandex_market", "mm1": "megamarket"}
 # What may stay in Latin letters on a Russian page: brands, units and codes a seller writes that way.
