@@ -292,6 +292,26 @@ class StockLevel:
     warehouse_name: str = ""  # read back only: the marketplace's name of the warehouse (FBO: «Коледино»)
 
 
+@dataclass(frozen=True)
+class StockKey:
+    """One card at one marketplace warehouse whose stock is to be read (`Marketplace.read_stocks`'s
+    `cards`): the adapter names it to the marketplace by whichever of the ids its stock read filters on."""
+
+    card_id: str  # Card.native_id
+    offer_id: str = ""
+    warehouse_id: str = ""  # Warehouse.native_id; "" = at any of the account's warehouses
+
+    def wants(self, level: StockLevel) -> bool:
+        return level.card_id == self.card_id and (not self.warehouse_id or level.warehouse_id == self.warehouse_id)
+
+
+def only_keys(levels: Iterable[StockLevel], cards: Iterable[StockKey]) -> list[StockLevel]:
+    """The levels of the named cards (at their named warehouses) among `levels`: a read's local filter."""
+    anywhere = {k.card_id for k in cards if not k.warehouse_id}
+    at = {(k.card_id, k.warehouse_id) for k in cards if k.warehouse_id}
+    return [lv for lv in levels if lv.card_id in anywhere or (lv.card_id, lv.warehouse_id) in at]
+
+
 @dataclass
 class FeeAsk:
     """A card whose selling fees are asked for (`Marketplace.sale_fees`), at the price it would sell for."""
@@ -637,7 +657,13 @@ class Marketplace(Protocol):
 
     def push_stocks(self, levels: Sequence[StockLevel]) -> list[ItemResult]: ...
 
-    def read_stocks(self, kind: Literal["fbs", "fbo"] = "fbs") -> list[StockLevel]: ...
+    def read_stocks(self, kind: Literal["fbs", "fbo"] = "fbs",
+                    cards: Sequence[StockKey] | None = None) -> list[StockLevel]:
+        """What the cards show now. `cards` (None: the whole catalogue) names the cards (and warehouses) to
+        read: the adapter asks only for them where the marketplace's stock read takes a filter (by the ids
+        it documents), and otherwise reads as without it and keeps theirs; a named card the marketplace
+        does not report is left out."""
+        ...
 
     def new_orders(self) -> list[Order]: ...
 

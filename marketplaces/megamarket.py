@@ -55,9 +55,11 @@ from marketplaces.base import (
     RealizationReport,
     SaleFees,
     StatusChange,
+    StockKey,
     StockLevel,
     Uncertain,
     Warehouse,
+    only_keys,
 )
 from marketplaces.endpoints import load_endpoint_map
 from marketplaces.http import HttpClient, batches, in_parallel
@@ -222,11 +224,13 @@ class MegamarketAdapter:
     def _offer_ids(self) -> list[str]:
         return list(dict.fromkeys(c.offer_id for c in self.list_cards()))
 
-    def _read_by_offer(self, name: str, key: str) -> list[dict[str, Any]]:
-        """Every entry of `data.<key>` for all the store's offers (card/get), <= 100 offers a request."""
+    def _read_by_offer(self, name: str, key: str, offers: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Every entry of `data.<key>` for these offers (None: all the store's offers, card/get), <= 100
+        offers a request."""
         out: list[dict[str, Any]] = []
         extra = {"locationId": self.shipping_point} if self.shipping_point is not None else {}
-        for chunk in batches(self._offer_ids(), self.map[name].batch or 100):
+        for chunk in batches(self._offer_ids() if offers is None else list(dict.fromkeys(offers)),
+                             self.map[name].batch or 100):
             entries = self._call(name, {"offerIds": chunk, **extra}).get(key)
             if not isinstance(entries, list) or any(not isinstance(e, dict) or "offerId" not in e for e in entries):
                 raise self._bad(f"data.{key} must be a list of entries with offerId", name)
@@ -279,18 +283,21 @@ class MegamarketAdapter:
         """No tariff or commission method in the merchant API (../shared/specs/megamarket/README.md §7)."""
         raise NotSupported(NAME, "sale_fees", account=self.account, seller_text=NO_FEES)
 
-    def read_stocks(self, kind: Literal["fbs", "fbo"] = "fbs") -> list[StockLevel]:
-        """The FBS stock Megamarket holds now per offer (`stock/getByOfferId`) at the store's warehouse."""
+    def read_stocks(self, kind: Literal["fbs", "fbo"] = "fbs",
+                    cards: Sequence[StockKey] | None = None) -> list[StockLevel]:
+        """The FBS stock Megamarket holds now per offer (`stock/getByOfferId`) at the store's warehouse;
+        with `cards`, for their offers alone (the method's `offerIds`)."""
         if kind == "fbo":
             raise NotSupported(NAME, "read_stocks(fbo)", account=self.account, seller_text=NO_FBO)
         out: list[StockLevel] = []
-        for e in self._read_by_offer("stocks_read", "stocks"):
+        offers = None if cards is None else [k.offer_id or k.card_id for k in cards]
+        for e in self._read_by_offer("stocks_read", "stocks", offers):
             quantity = e.get("quantity")
             if not isinstance(quantity, int) or quantity < 0:
                 raise self._bad(f"offer {e.get('offerId')}: quantity must be a whole number >= 0", "stocks_read")
             where = str(e.get("locationId") or self.warehouse_id)
             out.append(StockLevel(str(e["offerId"]), str(e["offerId"]), where, quantity, "fbs"))
-        return out
+        return out if cards is None else only_keys(out, cards)
 
     # ------------------------------------------------------------------ orders
 

@@ -60,10 +60,12 @@ from marketplaces.base import (
     ReturnLine,
     SaleFees,
     StatusChange,
+    StockKey,
     StockLevel,
     Uncertain,
     Warehouse,
     kopecks,
+    only_keys,
 )
 from marketplaces.endpoints import Endpoint, load_endpoint_map
 from marketplaces.http import HttpClient, batches, in_parallel
@@ -539,21 +541,42 @@ class OzonAdapter:
             pending = retry
         return [results[k] for k in list(results)]
 
-    def read_stocks(self, kind: Literal["fbs", "fbo"] = "fbs") -> list[StockLevel]:
+    def read_stocks(self, kind: Literal["fbs", "fbo"] = "fbs",
+                    cards: Sequence[StockKey] | None = None) -> list[StockLevel]:
         """FBS: per product and warehouse (`/v1/product/info/stocks-by-warehouse/fbs`, available = present
-        less reserved, for the products `/v4/product/info/stocks` lists); FBO: per product and every Ozon
-        warehouse (`/v1/analytics/manage/stocks`, `valid_stock_count`: what Ozon can sell; its warehouses
-        are named, not numbered, so the name is the warehouse's key)."""
+        less reserved, for the products `/v4/product/info/stocks` lists; with `cards`, for their offer_ids
+        alone, the method's own filter, and `/v4/product/info/stocks` only for a card named without its
+        offer_id, filtered by its product_id); FBO: per product and every Ozon warehouse
+        (`/v1/analytics/manage/stocks`, `valid_stock_count`: what Ozon can sell; its warehouses are named,
+        not numbered, so the name is the warehouse's key; `cards` filters it here)."""
         if kind == "fbo":
-            return self._read_fbo_stocks()
+            levels = self._read_fbo_stocks()
+            return levels if cards is None else only_keys(levels, cards)
+        if cards is not None:
+            return only_keys(self._read_by_warehouse("offer_id", self._offers_of(cards)), cards)
         totals = self._read_stock_totals(kind)
         if kind != "fbs":
             return totals
-        skus = sorted({sku for sku in self._skus_seen if sku})
+        return self._read_by_warehouse("sku", sorted({sku for sku in self._skus_seen if sku}))
+
+    def _offers_of(self, cards: Sequence[StockKey]) -> list[str]:
+        """The offer_ids of the named cards; those named by product_id alone are looked up in
+        `/v4/product/info/stocks` (its `filter.product_id`)."""
+        offers = {k.offer_id for k in cards if k.offer_id}
+        bare = sorted({k.card_id for k in cards if not k.offer_id and k.card_id.isdigit()})
+        size = self.map["stocks_read"].batch or 1000
+        for i in range(0, len(bare), size):
+            data = self.http.call("stocks_read", json={"filter": {"product_id": bare[i:i + size], "visibility": "ALL"},
+                                                       "limit": size}).json_object()
+            offers |= {str(it["offer_id"]) for it in data.get("items") or [] if it.get("offer_id")}
+        return sorted(offers)
+
+    def _read_by_warehouse(self, by: Literal["sku", "offer_id"], ids: list[str]) -> list[StockLevel]:
+        """`/v1/product/info/stocks-by-warehouse/fbs` for these skus or offer_ids, <= its batch a request."""
         out: list[StockLevel] = []
         size = self.map["stocks_by_warehouse"].batch or 500
-        for i in range(0, len(skus), size):
-            data = self.http.call("stocks_by_warehouse", json={"sku": skus[i:i + size]}).json_object()
+        for i in range(0, len(ids), size):
+            data = self.http.call("stocks_by_warehouse", json={by: ids[i:i + size]}).json_object()
             for row in data.get("result") or []:
                 try:
                     out.append(StockLevel(str(row["product_id"]), str(row.get("offer_id", "")),

@@ -52,10 +52,12 @@ from marketplaces.base import (
     ReportProgress,
     SaleFees,
     StatusChange,
+    StockKey,
     StockLevel,
     Uncertain,
     Warehouse,
     kopecks,
+    only_keys,
 )
 from marketplaces.endpoints import Endpoint, load_endpoint_map
 from marketplaces.http import HttpClient, batches, in_parallel
@@ -559,23 +561,44 @@ class WildberriesAdapter:
                       for lv in chunk if int(lv.card_id) in bad]
             return failed + (self._put_stocks(wh, rest) if rest else [])
 
-    def read_stocks(self, kind: Literal["fbs", "fbo"] = "fbs") -> list[StockLevel]:
-        """FBS: per seller warehouse (`POST /api/v3/stocks/{warehouseId}`, every chrtId of the cards);
-        FBO: per size and WB warehouse (`stocks-report/wb-warehouses`: `quantity`, what buyers can put in
-        the basket; units on their way to or from buyers are not counted)."""
+    def read_stocks(self, kind: Literal["fbs", "fbo"] = "fbs",
+                    cards: Sequence[StockKey] | None = None) -> list[StockLevel]:
+        """FBS: per seller warehouse (`POST /api/v3/stocks/{warehouseId}`, every chrtId of the cards; with
+        `cards`, only theirs, at their warehouses); FBO: per size and WB warehouse
+        (`stocks-report/wb-warehouses`: `quantity`, what buyers can put in the basket; units on their way
+        to or from buyers are not counted; `cards` filters it here, the report has no such filter)."""
         if kind == "fbo":
-            return self._read_fbo_stocks()
-        cards = self.list_cards()
-        offer = {c.native_id: c.offer_id for c in cards}
+            levels = self._read_fbo_stocks()
+            return levels if cards is None else only_keys(levels, cards)
+        if cards is not None:
+            return self._read_named_stocks(cards)
+        offer = {c.native_id: c.offer_id for c in self.list_cards()}
+        return self._read_fbs_stocks([wh.native_id for wh in self.warehouses()], {}, offer)
+
+    def _read_named_stocks(self, cards: Sequence[StockKey]) -> list[StockLevel]:
+        """The named chrtIds at their warehouses (a key without a warehouse: at every seller warehouse)."""
+        offer = {k.card_id: k.offer_id for k in cards if k.card_id.isdigit()}
+        anywhere = {k.card_id for k in cards if not k.warehouse_id and k.card_id in offer}
+        whs = sorted({k.warehouse_id for k in cards if k.warehouse_id})
+        if anywhere:
+            whs = sorted({*whs, *(wh.native_id for wh in self.warehouses())})
+        named = {wh: {k.card_id for k in cards if k.warehouse_id == wh and k.card_id in offer} | anywhere
+                 for wh in whs}
+        return self._read_fbs_stocks([wh for wh in whs if named[wh]], named, offer)
+
+    def _read_fbs_stocks(self, warehouses: Sequence[str], named: dict[str, set[str]],
+                         offer: dict[str, str]) -> list[StockLevel]:
+        """`POST /api/v3/stocks/{warehouseId}` per warehouse for its chrtIds (`named[wh]`, every one of
+        `offer` when not named), <= the endpoint's batch a request."""
         out: list[StockLevel] = []
-        for wh in self.warehouses():
-            for chunk in batches(sorted(offer), self.map["stocks_read"].batch or 1000):
-                data = self.http.call("stocks_read", path_params={"warehouseId": wh.native_id},
+        for wh_id in warehouses:
+            for chunk in batches(sorted(named.get(wh_id, offer)), self.map["stocks_read"].batch or 1000):
+                data = self.http.call("stocks_read", path_params={"warehouseId": wh_id},
                                       json={"chrtIds": [int(c) for c in chunk]}).json_object()
                 for s in data.get("stocks") or []:
                     try:
                         chrt = str(s["chrtId"])
-                        out.append(StockLevel(chrt, offer.get(chrt, ""), wh.native_id, int(s["amount"])))
+                        out.append(StockLevel(chrt, offer.get(chrt, ""), wh_id, int(s["amount"])))
                     except (KeyError, TypeError, ValueError):
                         raise self._bad("a stock without chrtId or amount", "stocks_read") from None
         return out

@@ -67,9 +67,11 @@ from marketplaces.base import (
     ReturnLine,
     SaleFees,
     StatusChange,
+    StockKey,
     StockLevel,
     Uncertain,
     Warehouse,
+    only_keys,
 )
 from marketplaces.endpoints import load_endpoint_map
 from marketplaces.http import HttpClient, Reply, batches, field_of, in_parallel
@@ -364,20 +366,42 @@ class YandexMarketAdapter:
             results += part
         return results
 
-    def read_stocks(self, kind: Literal["fbs", "fbo"] = "fbs") -> list[StockLevel]:
-        """FBS: every FBS store's warehouse (getStocks, AVAILABLE); FBO: the FBY store's stock per Market
-        fulfilment warehouse (getStocks of `fby_campaign_id`, named by getFulfillmentWarehouses)."""
+    def read_stocks(self, kind: Literal["fbs", "fbo"] = "fbs",
+                    cards: Sequence[StockKey] | None = None) -> list[StockLevel]:
+        """FBS: every FBS store's warehouse (getStocks, AVAILABLE; with `cards`, only the stores of their
+        warehouses, asked for their SKUs by `offerIds` — a list answered whole, so without paging); FBO: the
+        FBY store's stock per Market fulfilment warehouse (getStocks of `fby_campaign_id`, named by
+        getFulfillmentWarehouses; `cards` filters it here)."""
         if kind == "fbo":
-            return self._read_fby_stocks()
+            levels = self._read_fby_stocks()
+            return levels if cards is None else only_keys(levels, cards)
         out: list[StockLevel] = []
+        if cards is not None:
+            stores: dict[int, set[str]] = {}
+            for k in cards:
+                sku = k.offer_id or k.card_id
+                for campaign in ({self._campaign_of(k.warehouse_id)} if k.warehouse_id
+                                 else {self.campaign_id, *self.campaigns.values()}):
+                    stores.setdefault(campaign, set()).add(sku)
+            size = min(500, self.client.item_batch("stocks_read"))  # offerIds: at most 500 a request
+            for campaign, skus in sorted(stores.items()):
+                for chunk in batches(sorted(skus), size):
+                    page = self._call("stocks_read", path={"campaignId": campaign}, body={"offerIds": chunk},
+                                      cost=len(chunk))
+                    out += self._fbs_levels(page)
+            return only_keys(out, cards)
         for campaign in sorted({self.campaign_id, *self.campaigns.values()}):
             for page in self._pages("stocks_read", {"campaignId": campaign}, {}, 200, ["result"]):
-                for wh in field_of(page, "result", "warehouses", endpoint="stocks_read", account=self.account):
-                    for offer in wh.get("offers") or []:
-                        counts = {s.get("type"): int(s.get("count", 0)) for s in offer.get("stocks") or []}
-                        qty = counts.get("AVAILABLE", counts.get("FIT", 0))
-                        out.append(StockLevel(str(offer["offerId"]), str(offer["offerId"]), str(wh["warehouseId"]),
-                                              qty, "fbs"))
+                out += self._fbs_levels(page)
+        return out
+
+    def _fbs_levels(self, page: dict[str, Any]) -> list[StockLevel]:
+        out: list[StockLevel] = []
+        for wh in field_of(page, "result", "warehouses", endpoint="stocks_read", account=self.account):
+            for offer in wh.get("offers") or []:
+                counts = {s.get("type"): int(s.get("count", 0)) for s in offer.get("stocks") or []}
+                qty = counts.get("AVAILABLE", counts.get("FIT", 0))
+                out.append(StockLevel(str(offer["offerId"]), str(offer["offerId"]), str(wh["warehouseId"]), qty, "fbs"))
         return out
 
     def _read_fby_stocks(self) -> list[StockLevel]:

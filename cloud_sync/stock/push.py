@@ -25,6 +25,10 @@ already held for its cards (it goes out as the sale's).
 Sending (`send_account`): the due rows of the most urgent priority first, batched at
 `jobs.push_batch` (the adapter splits further by its endpoint map and paces by its limits); per-item
 results are recorded: ok → published, retryable → retried with backoff, otherwise failed and reported.
+Pushes in doubt are read back first (`_read_back`, the cards in doubt alone): rows claimed by a process that
+died mid-push, and rows of cards whose number the marketplace moved by itself (`stock_published` UNKNOWN,
+`marketplace_took` / `marketplace_gave_back`) — but never a zero (priority 0); one the card shows already is
+recorded as sent without a second write.
 The running cloud's `service.pusher.Pusher` runs the planner and one sender thread per account.
 """
 
@@ -50,6 +54,7 @@ from marketplaces.base import (
     Marketplace,
     MarketplaceError,
     NotSupported,
+    StockKey,
     StockLevel,
     calls_as_usual,
     urgent_calls,
@@ -224,7 +229,9 @@ def _queue_row(cfg: CloudConfig, c: catalog.CardRow, mp_wh: str, qty: int, cause
     if queued is not None and queued == qty:
         return None
     before = pub[0] if pub is not None else None
-    priority = 0 if qty == 0 and (before is None or before > 0) else (1 if before is None or qty < before else 2)
+    # a zero goes first whatever the card showed before: more than 0, never published, or not known
+    # (UNKNOWN: the marketplace moved it by itself), which may well be more than 0
+    priority = 0 if qty == 0 else (1 if before is None or qty < before else 2)
     interval = cfg.accounts[c.account].min_stock_interval_s / max(cfg.accounts[c.account].account.time_scale, 1e-9)
     next_try = max(now, (pub[1] + interval) if pub is not None and interval else now)
     return (c.account, c.card_id, mp_wh, c.offer_id, c.item_id or "", qty, priority, cause, next_try, now, origin)
@@ -381,7 +388,8 @@ def send_account(conn: sqlite3.Connection, cfg: CloudConfig, account: str, adapt
             "SELECT card_id, warehouse_id, offer_id, item_id, quantity, version, attempts, queued_ts, claimed_by"
             f" FROM stock_push_queue WHERE account=? AND state='pending' AND next_try<=? AND priority=? AND {free[0]}"
             " ORDER BY queued_ts LIMIT ?", (account, now, top, *free[1], cfg.jobs.push_batch)).fetchall()
-        shown = _published_already(conn, account, rows)
+        published = _published_of(conn, account, rows)
+        shown = [r for r in rows if published.get((r["card_id"], r["warehouse_id"])) == r["quantity"]]
         if shown:  # the card shows this number already (pushed meanwhile): nothing to write, the row is done
             conn.executemany(f"DELETE FROM stock_push_queue WHERE account=? AND card_id=? AND warehouse_id=? AND {_SAME}",
                              [(account, r["card_id"], r["warehouse_id"], r["version"], r["queued_ts"]) for r in shown])
@@ -400,8 +408,13 @@ def send_account(conn: sqlite3.Connection, cfg: CloudConfig, account: str, adapt
             rows = [r for r in rows if (r["card_id"], r["warehouse_id"]) in mine]
     if not rows:
         return out
-    # rows claimed by a process that died meanwhile: its push may have reached the marketplace or not
-    shown = _read_back(adapter, account, [r for r in rows if r["claimed_by"]])
+    # pushes in doubt, read back first: rows claimed by a process that died meanwhile (its push may have
+    # reached the marketplace or not), and, but for zeros, cards whose number the marketplace moved by itself
+    # (UNKNOWN: an order crossing our push, a cancellation): the card often shows the queued number already.
+    # A zero (priority 0: an item ran out) is never read back first: written twice it is harmless, late it
+    # sells goods that are gone.
+    shown = _read_back(adapter, account, [r for r in rows if r["claimed_by"] or (
+        top != 0 and published.get((r["card_id"], r["warehouse_id"])) == UNKNOWN)])
     to_send = [r for r in rows if shown.get((r["card_id"], r["warehouse_id"])) != r["quantity"]]
     levels = [StockLevel(r["card_id"], r["offer_id"], r["warehouse_id"], r["quantity"]) for r in to_send]
     out.sent = len(levels)
@@ -430,37 +443,41 @@ def send_account(conn: sqlite3.Connection, cfg: CloudConfig, account: str, adapt
     return out
 
 
-def _published_already(conn: sqlite3.Connection, account: str, rows: list) -> list:
-    """The queued rows whose number the card shows already (`stock_published`, as pushed or read back): a
-    number changed and changed back while its push was in flight is queued again, newer than that push, and
-    would be written twice (the planner drops such a row at its next round, the same rule: a sender can come
-    first)."""
+def _published_of(conn: sqlite3.Connection, account: str, rows: list) -> dict[tuple[str, str], int]:
+    """What the queued rows' cards show ((card, warehouse) -> `stock_published`, as pushed or read back;
+    UNKNOWN where the marketplace moved it by itself). A row whose number the card shows already is not
+    sent: a number changed and changed back while its push was in flight is queued again, newer than that
+    push, and would be written twice (the planner drops such a row at its next round, the same rule: a
+    sender can come first)."""
     if not rows:
-        return []
+        return {}
     cards = json.dumps(sorted({r["card_id"] for r in rows}))
-    published = {(p[0], p[1]): p[2] for p in conn.execute(
+    return {(p[0], p[1]): p[2] for p in conn.execute(
         "SELECT card_id, warehouse_id, quantity FROM stock_published WHERE account=? AND card_id IN"
         " (SELECT value FROM json_each(?))", (account, cards))}
-    return [r for r in rows if published.get((r["card_id"], r["warehouse_id"])) == r["quantity"]]
 
 
 def _read_back(adapter: Marketplace, account: str, rows: list) -> dict[tuple[str, str], int]:
     """The numbers the marketplace shows now for pushes in doubt ((card, warehouse) -> quantity): rows whose
-    claim names a process that died before recording its push's outcome (SIGKILLed mid-call). One that
-    shows the queued number already is recorded without a second push; the others are pushed (a number
-    is never left unsent for fear of a second write). Read with the adapter's own stock read, once per
-    batch in doubt; a marketplace that cannot say (NotSupported, an error) gets them all pushed."""
+    claim names a process that died before recording its push's outcome (SIGKILLed mid-call), and rows of
+    cards whose number the marketplace moved by itself (`stock_published` UNKNOWN). One that shows the
+    queued number already is recorded without a second push; the others are pushed (a number is never
+    left unsent for fear of a second write). Read with the adapter's own stock read, once per batch in
+    doubt and for those cards at those warehouses alone; a marketplace that cannot say (NotSupported, an
+    error, a timeout) gets them all pushed."""
     if not rows:
         return {}
+    keys = sorted({StockKey(r["card_id"], r["offer_id"] or "", r["warehouse_id"]) for r in rows},
+                  key=lambda k: (k.card_id, k.warehouse_id))
     try:
-        levels = adapter.read_stocks("fbs")
+        levels = adapter.read_stocks("fbs", cards=keys)
     except (NotSupported, MarketplaceError) as exc:
-        log.info("stock pushes of %s in doubt not read back (%s): pushed again", account, exc)
+        log.info("stock pushes of %s in doubt not read back (%s): pushed", account, exc)
         return {}
     wanted = {(r["card_id"], r["warehouse_id"]) for r in rows}
     shown = {(lv.card_id, lv.warehouse_id): lv.quantity for lv in levels if (lv.card_id, lv.warehouse_id) in wanted}
-    log.info("stock pushes of %s in doubt after a process ended: %d of %d shown already, not sent again",
-             account, sum(1 for r in rows if shown.get((r["card_id"], r["warehouse_id"])) == r["quantity"]), len(rows))
+    log.info("stock pushes of %s in doubt: %d of %d shown already, not sent again", account,
+             sum(1 for r in rows if shown.get((r["card_id"], r["warehouse_id"])) == r["quantity"]), len(rows))
     return shown
 
 

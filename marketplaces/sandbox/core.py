@@ -24,6 +24,8 @@ more units than that stock, as a marketplace does; each unit ordered comes off t
                                the routes that move an order (`Route.action`), to tell a duplicate move;
                                stock_repeats: stock writes of a card's last written number while it still
                                showed it (`note_stock_write`), to tell a push sent twice from a newer number
+                               stock_reads: the last stock reads (`note_stock_read`): {"route", "named": the
+                               ids the request named by the method's filter, null when it named none (all)}
     POST /_sandbox/fates    what becomes of handed-over parcels (delivered, cancelled, not accepted,
                             returned): rates, delays, forced fates — see sandbox/fates.py
     POST /_sandbox/reset    -> re-seed from scratch (limits, faults, counters too)
@@ -308,6 +310,7 @@ class SandboxApp:
         self.stock_repeats = 0
         self._last_written: dict[Any, tuple[int, float]] = {}
         self.stock_repeat_samples: list[list[Any]] = []  # [key, quantity, seconds since its last write]
+        self.stock_reads: deque[dict[str, Any]] = deque(maxlen=200)  # `note_stock_read`
         self.injected = {"429": 0, "5xx": 0, "malformed": 0}
         self.spec_violations: list[str] = []
         self.by_path: dict[str, int] = {}
@@ -339,6 +342,7 @@ class SandboxApp:
             throttled_items=self.throttled_items,
             stock_repeats=self.stock_repeats,
             stock_repeat_samples=list(self.stock_repeat_samples),
+            stock_reads=list(self.stock_reads),
             injected=dict(self.injected),
             spec_violations=list(self.spec_violations),
             by_path=dict(self.by_path),
@@ -358,6 +362,12 @@ class SandboxApp:
                 if len(self.stock_repeat_samples) < 20:
                     self.stock_repeat_samples.append([str(key), quantity, round(now - last[1], 3)])
             self._last_written[key] = (quantity, now)
+
+    def note_stock_read(self, route: str, named: list[Any] | None) -> None:
+        """A stock read answered: the ids its request named by the method's own filter (None: it named none,
+        the whole catalogue was asked for), as the sandbox saw them."""
+        with self._counter_lock:
+            self.stock_reads.append({"route": route, "named": None if named is None else [str(x) for x in named]})
 
     def count_item_throttle(self, n: int = 1) -> None:
         with self._counter_lock:

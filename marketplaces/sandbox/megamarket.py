@@ -380,6 +380,7 @@ class MegamarketSandbox(SandboxApp):
         """The stocks of the offers asked for at the store's one warehouse (unknown offers: left out)."""
         if (r := self._location(data)) is not None:
             return r
+        self.note_stock_read("stock/getByOfferId", data["offerIds"])
         return envelope({"stocks": [{"offerId": o, "locationId": self.shipping_point, "quantity": self.stocks.get(o, 0)}
                                     for o in data["offerIds"] if o in self.cards]})
 

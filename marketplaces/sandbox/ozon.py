@@ -816,6 +816,8 @@ class OzonSandbox(SandboxApp):
         flt = body.get("filter") or {}
         wanted = {int(x) for x in flt.get("product_id") or []} | {self.by_offer[o] for o in flt.get("offer_id") or []
                                                                    if o in self.by_offer}
+        named = [*(flt.get("product_id") or []), *(flt.get("offer_id") or [])]
+        self.note_stock_read(req.template, named or None)
         ids = [pid for pid in sorted(self.products) if pid > after and (not wanted or pid in wanted)]
         page = ids[:limit]
         items = []
@@ -856,8 +858,10 @@ class OzonSandbox(SandboxApp):
         by_sku = {p["sku"]: pid for pid, p in self.products.items()}
         if body.get("sku"):
             pids = [by_sku[int(s)] for s in body["sku"] if int(s) in by_sku]
+            self.note_stock_read(req.template, body["sku"])
         else:
             pids = [self.by_offer[o] for o in body.get("offer_id") or [] if o in self.by_offer]
+            self.note_stock_read(req.template, body.get("offer_id") or [])
         result = []
         for pid in pids:
             p = self.products[pid]

@@ -327,6 +327,7 @@ class WildberriesSandbox(SandboxApp):
     def read_stocks(self, req: SandboxRequest) -> SandboxReply:
         wh = self._warehouse(req)
         ids = req.json()["chrtIds"]
+        self.note_stock_read(req.template, ids)
         return SandboxReply(200, {"stocks": [{"chrtId": c, "amount": self.stocks.get((wh, c), 0)}
                                              for c in ids if c in self.chrt_to_nm]})
 

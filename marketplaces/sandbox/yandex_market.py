@@ -530,17 +530,23 @@ class YandexMarketSandbox(SandboxApp):
         return ok()
 
     def get_stocks(self, p: dict, q: dict, body: Any) -> SandboxReply:
+        """getStocks: the store's offers, paged; with `offerIds` the named SKUs alone, answered whole (the
+        spec: then pageToken, limit, archived and the warehouse filter are not to be filled — refused)."""
+        body = body or {}
+        ids = body.get("offerIds")
+        if ids and ({"page_token", "pageToken", "limit"} & set(q) or {"archived", "stocksWarehouseId"} & set(body)):
+            return error(400, "BAD_REQUEST", "offerIds is answered whole: do not fill pageToken, limit, archived"
+                                             " or stocksWarehouseId with it")
+        self.note_stock_read("getStocks", ids)
         if str(p.get("campaignId")) == str(self.fby_campaign_id):
-            return self._fby_stocks(q, body or {})
+            return self._fby_stocks(q, body)
         if (r := self._campaign(p)) is not None:
             return r
-        body = body or {}
         limit = int(q.get("limit") or 200)
         with self.lock:
-            ids = body.get("offerIds")
             keys = [k for k in (ids or sorted(self.stocks)) if k in self.stocks]
             start = int(q.get("page_token") or q.get("pageToken") or 0) if not ids else 0
-            page = keys[start:start + limit]
+            page = keys[start:start + limit] if not ids else keys
             offers = [{"offerId": k, "stocks": [{"type": "AVAILABLE", "count": self.stocks[k]},
                                                 {"type": "FIT", "count": self.stocks[k]}]} for k in page]
             result: dict[str, Any] = {"warehouses": [{"warehouseId": self.warehouse_id, "offers": offers}]}
@@ -555,7 +561,7 @@ class YandexMarketSandbox(SandboxApp):
             ids = body.get("offerIds")
             offers = sorted({a for (_w, a) in self.fby_stocks} & (set(ids) if ids else set(self.cards)))
             start = int(q.get("page_token") or q.get("pageToken") or 0) if not ids else 0
-            page = set(offers[start:start + limit])
+            page = set(offers[start:start + limit] if not ids else offers)
             warehouses = []
             for wid, _name in self.fby_warehouses:
                 rows = [{"offerId": a, "stocks": [{"type": "AVAILABLE", "count": n}, {"type": "FIT", "count": n}]}

@@ -33,8 +33,10 @@ from marketplaces.base import (
     Order,
     OrderLine,
     StatusChange,
+    StockKey,
     StockLevel,
     Warehouse,
+    only_keys,
 )
 from marketplaces.sandbox.seed import demo_items
 
@@ -73,15 +75,15 @@ class ShopWindow:
                 out.append(ItemResult(key, True))
         return out
 
-    def read_stocks(self, kind: str = "fbs") -> list[StockLevel]:
-        """What the window shows (FBS), as the marketplace's stock read answers it."""
+    def read_stocks(self, kind: str = "fbs", cards: Sequence[StockKey] | None = None) -> list[StockLevel]:
+        """What the window shows (FBS), as the marketplace's stock read answers it (`cards`: theirs alone)."""
         if kind != "fbs":
             return []
         out = []
         for key, qty in self.shown.items():
             card, _, wh = key.partition("@")
             out.append(StockLevel(card, card, wh, qty))
-        return out
+        return out if cards is None else only_keys(out, cards)
 
     def set_visibility(self, card_ids: Sequence[str], visible: bool) -> list[ItemResult]:
         return [ItemResult(c, True) for c in card_ids]

@@ -13,14 +13,21 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
+import pytest
+
 from cloud_sync import leases
 from cloud_sync.access import secrets
 from cloud_sync.alerts import outbox
+from cloud_sync.config import parse_config
 from cloud_sync.db import transaction
 from cloud_sync.orders import intake, mp_actions
 from cloud_sync.schema import open_db
+from cloud_sync.service import accounts, sync
 from cloud_sync.stock import ledger
 from cloud_sync.stock import push as stock_push
+from marketplaces.sandbox.registry import start_sandbox
+from marketsync.demo_catalog import seed_demo
 from tests.cloud.conftest import ShopWindow, card_id, order, seed
 
 OTHER_HOST = "elsewhere:4242:abcd"  # a process on another host (PostgreSQL): only its heartbeat tells
@@ -318,3 +325,128 @@ def test_pushes_in_doubt_after_their_process_died_are_read_back_not_sent_twice(c
     published = dict(conn.execute("SELECT card_id, quantity FROM stock_published WHERE account='wb'").fetchall())
     assert published == {card_id("wb", i.index): i.stock for i in items}
     assert conn.execute("SELECT COUNT(*) FROM stock_push_queue WHERE account='wb'").fetchone()[0] == 0
+
+
+# ---- pushes in doubt because the marketplace moved the card by itself (`stock_published` UNKNOWN): Wildberries
+# takes an order off the card's stock by itself (profile `stock_follows_orders`); an order placed within the
+# second our push landed leaves the card's number unknown, and the planner queues the card again: mostly the
+# number the card shows already (bench/scale.py's duplicates). Real sandbox over HTTP, its own record of the
+# stock writes and reads (`/_sandbox/state`).
+
+WB_WH = "700001"
+
+
+@pytest.fixture
+def wb_shop(conn):
+    sandbox = start_sandbox("wildberries", seed=2)
+    cfg = parse_config({"accounts": {"wb": {"marketplace": "wildberries", "base_url": sandbox.url,
+                                            "credentials": dict(sandbox.credentials),
+                                            "warehouses": {WB_WH: "main"}}},
+                        "stock": {"zero_guard_share": 1.0}, "sites": {"site-1": {"warehouses": ["main"]}}}, env={})
+    seed_demo(conn, cfg, 2)
+    adapters = accounts.open_adapters(cfg)
+    sync.sync_cards(conn, cfg, adapters)
+    yield sandbox, cfg, adapters["wb"]
+    for a in adapters.values():
+        accounts.close_adapter(a)
+    sandbox.stop()
+    assert sandbox.app.spec_violations == []
+
+
+def _wb_state(sandbox) -> dict:
+    return httpx.get(sandbox.url + "/_sandbox/state", timeout=10).json()
+
+
+def _settle(conn, cfg, adapter) -> None:
+    for _ in range(20):
+        stock_push.plan(conn, cfg)
+        if not stock_push.send_account(conn, cfg, "wb", adapter).sent and not stock_push.pending(conn, "wb"):
+            return
+    raise AssertionError(f"pushes did not settle: {stock_push.pending(conn, 'wb')}")
+
+
+def _balances(conn, quantities: list[int]) -> list[str]:
+    """1C's balances at 'main' of the demo catalogue's items, in their order; returns the items."""
+    items = [r[0] for r in conn.execute("SELECT id FROM items ORDER BY id")]
+    with transaction(conn):
+        ledger.set_balances(conn, "main", dict(zip(items, quantities, strict=True)))
+    return items
+
+
+def _crossing(conn, cfg, sandbox, adapter) -> str:
+    """One buyer's order on WB placed as our last push landed (the order's second not after the push's
+    time: `stock_published.ts` moved past it), polled: the card's number is UNKNOWN and it is queued."""
+    with transaction(conn):
+        conn.execute("UPDATE stock_published SET ts=ts+3600 WHERE account='wb'")
+    assert sandbox.app.make_orders(1)
+    sync.sync_orders(conn, cfg, {"wb": adapter})
+    doubt = [r[0] for r in conn.execute("SELECT card_id FROM stock_published WHERE account='wb' AND quantity=?",
+                                        (stock_push.UNKNOWN,))]
+    assert len(doubt) == 1
+    stock_push.plan(conn, cfg)
+    return doubt[0]
+
+
+def _queued(conn) -> dict[str, tuple[int, int]]:
+    return {r[0]: (r[1], r[2]) for r in conn.execute(
+        "SELECT card_id, quantity, priority FROM stock_push_queue WHERE account='wb'")}
+
+
+def test_a_crossed_card_that_shows_the_queued_number_is_read_back_not_written_twice(conn, wb_shop):
+    sandbox, cfg, adapter = wb_shop
+    _balances(conn, [5, 5])
+    _settle(conn, cfg, adapter)
+    card = _crossing(conn, cfg, sandbox, adapter)
+    shown = _wb_state(sandbox)["stocks"][f"{card}@{WB_WH}"]
+    assert _queued(conn)[card][0] == shown == 4  # WB took the unit off by itself: the number it shows
+    before = _wb_state(sandbox)
+    out = stock_push.send_account(conn, cfg, "wb", adapter)
+    after = _wb_state(sandbox)
+    assert out.ok == 1 and out.sent == 0
+    assert after["stock_writes"] == before["stock_writes"] and after["stock_repeats"] == 0
+    # read back: the crossed card alone, at its warehouse, by the read's own filter
+    assert after["stock_reads"][len(before["stock_reads"]):] == [{"route": "/api/v3/stocks/{warehouseId}",
+                                                                  "named": [card]}]
+    assert conn.execute("SELECT quantity FROM stock_published WHERE account='wb' AND card_id=?",
+                        (card,)).fetchone()[0] == 4
+    assert _queued(conn) == {}
+
+
+def test_a_crossed_card_that_shows_another_number_is_read_back_and_pushed(conn, wb_shop):
+    sandbox, cfg, adapter = wb_shop
+    _balances(conn, [5, 5])
+    _settle(conn, cfg, adapter)
+    card = _crossing(conn, cfg, sandbox, adapter)
+    with sandbox.app.lock:  # WB moved it again meanwhile (a unit given back, say)
+        sandbox.app.stocks[(int(WB_WH), int(card))] = 7
+    before = _wb_state(sandbox)
+    out = stock_push.send_account(conn, cfg, "wb", adapter)
+    after = _wb_state(sandbox)
+    assert out.ok == out.sent == 1
+    assert after["stock_reads"][len(before["stock_reads"]):] == [{"route": "/api/v3/stocks/{warehouseId}",
+                                                                  "named": [card]}]
+    assert after["stock_writes"] == before["stock_writes"] + 1 and after["stock_repeats"] == 0
+    assert after["stocks"][f"{card}@{WB_WH}"] == 4
+    assert conn.execute("SELECT quantity FROM stock_published WHERE account='wb' AND card_id=?",
+                        (card,)).fetchone()[0] == 4
+
+
+def test_a_zero_in_doubt_goes_first_and_is_never_read_back(conn, wb_shop):
+    """The order takes the item's last unit: the card's zero is queued over an UNKNOWN number, which may well
+    be more than 0. It goes out at once, ahead of the other pushes and with no read first."""
+    sandbox, cfg, adapter = wb_shop
+    items = _balances(conn, [1, 0])  # the buyer can only order the first item's card
+    _settle(conn, cfg, adapter)
+    card = _crossing(conn, cfg, sandbox, adapter)
+    with transaction(conn):
+        ledger.record_balance(conn, items[1], "main", 5)  # an increase of the other card, due as well
+    stock_push.plan(conn, cfg)
+    queued = _queued(conn)
+    assert queued[card] == (0, 0) and len(queued) == 2  # the zero at priority 0, the increase behind it
+    before = _wb_state(sandbox)
+    out = stock_push.send_account(conn, cfg, "wb", adapter)
+    after = _wb_state(sandbox)
+    assert out.ok == out.sent == 1
+    assert after["stock_reads"] == before["stock_reads"]  # no read before the zero
+    assert after["stock_sets"][f"{card}@{WB_WH}"][-1][1] == 0
+    assert set(_queued(conn)) == set(queued) - {card}

@@ -2,7 +2,9 @@
 marketplace warehouses ship from one own warehouse: Wildberries and Ozon take an order's units off the
 card's stock at the order's warehouse by themselves (profile `stock_follows_orders`), and put them back
 when the order is cancelled before it ships. Real sandboxes over HTTP, the real adapters, the planner and
-sender as the running pusher calls them (no read-back, which would hide a wrong `stock_published`)."""
+sender as the running pusher calls them (no read-back of the catalogue, which would hide a wrong
+`stock_published`; the sender reads back only a card whose number is UNKNOWN, and takes only the number
+it queued from it)."""
 
 from __future__ import annotations
 
