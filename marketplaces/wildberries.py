@@ -584,7 +584,7 @@ class WildberriesAdapter:
             whs = sorted({*whs, *(wh.native_id for wh in self.warehouses())})
         named = {wh: {k.card_id for k in cards if k.warehouse_id == wh and k.card_id in offer} | anywhere
                  for wh in whs}
-        return self._read_fbs_stocks([wh for wh in whs if named[wh]], named, offer)
+        return only_keys(self._read_fbs_stocks([wh for wh in whs if named[wh]], named, offer), cards)
 
     def _read_fbs_stocks(self, warehouses: Sequence[str], named: dict[str, set[str]],
                          offer: dict[str, str]) -> list[StockLevel]:
