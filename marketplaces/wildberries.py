@@ -170,6 +170,36 @@ def _when(value: Any) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
+def _chrt_ids(pairs: dict[str, StockLevel]) -> bool:
+    """Whether every card id is written as WB writes a chrtId (ASCII digits, no leading zero): checked on
+    the ids joined, by the interpreter's own byte methods (a push's ids are checked before its first
+    request: one Python step per id added ~15 ms to a push of 100,000 on three warehouses)."""
+    joined = f",{','.join(pairs)},"
+    if not joined.isascii():
+        return False
+    raw = joined.encode()
+    return (raw.count(b",") == len(pairs) + 1 and raw.replace(b",", b"").isdigit() and b",," not in raw
+            and raw.count(b",0") == raw.count(b",0,"))
+
+
+def _as_chrt_ids(levels: Sequence[StockLevel]) -> tuple[dict[str, dict[str, StockLevel]], list[ItemResult]]:
+    """The levels grouped per warehouse by card, ids made WB's numbers ("07" is 7), in the order given, so
+    that the later level of a card wins however its ids were written; a level whose card or warehouse id is
+    no such number fails alone."""
+    by_wh: dict[str, dict[str, StockLevel]] = {}
+    refused: list[ItemResult] = []
+    for lv in levels:
+        try:
+            wh, card = int(lv.warehouse_id), int(lv.card_id)
+        except ValueError:
+            wh = card = -1
+        if wh < 0 or card < 0:
+            refused.append(ItemResult(f"{lv.card_id}@{lv.warehouse_id}", False, "card and warehouse ids are numbers on WB"))
+            continue
+        by_wh.setdefault(str(wh), {})[str(card)] = lv
+    return by_wh, refused
+
+
 class WildberriesAdapter:
     """One Wildberries seller account. `config.credentials = {"Authorization": token}`."""
 
@@ -499,36 +529,20 @@ class WildberriesAdapter:
     def push_stocks(self, levels: Sequence[StockLevel]) -> list[ItemResult]:
         """Set FBS stocks: per warehouse, in batches of 1000 chrtIds; the last level of a pair wins."""
         # grouped by the ids as given (one dict step per level: this runs before the first request, so
-        # it is time added to the push), made numbers once per warehouse and per card afterwards
+        # it is time added to the push); ids written otherwise than WB writes them (rare) group again
         raw: dict[str, dict[str, StockLevel]] = {}
+        last, pairs = None, {}
         for lv in levels:
-            pairs = raw.get(lv.warehouse_id)
-            if pairs is None:
-                pairs = raw[lv.warehouse_id] = {}
+            if lv.warehouse_id != last:  # levels come a warehouse after another: one look-up per run
+                last = lv.warehouse_id
+                pairs = raw.get(last)
+                if pairs is None:
+                    pairs = raw[last] = {}
             pairs[lv.card_id] = lv
-        by_wh: dict[str, dict[str, StockLevel]] = {}
         results: list[ItemResult] = []
-        for wh_raw, pairs in raw.items():
-            try:
-                wh = str(int(wh_raw))
-            except ValueError:
-                results += [ItemResult(f"{lv.card_id}@{lv.warehouse_id}", False, "card and warehouse ids are numbers on WB")
-                            for lv in pairs.values()]
-                continue
-            if wh in by_wh:  # the same warehouse written two ways ("07", "7"): the later level wins
-                by_wh[wh].update(pairs)
-            else:
-                by_wh[wh] = pairs
-        for pairs in by_wh.values():
-            odd = [c for c in pairs if not (c.isascii() and c.isdigit()) or (c[0] == "0" and c != "0")]
-            for c in odd:  # not written as WB writes a chrtId: a number, or no card at all
-                lv = pairs.pop(c)
-                try:
-                    pairs[str(int(c))] = lv
-                except ValueError:
-                    results.append(ItemResult(f"{lv.card_id}@{lv.warehouse_id}", False,
-                                              "card and warehouse ids are numbers on WB"))
-        tasks = [(wh, chunk) for wh, pairs in by_wh.items()
+        if not (_chrt_ids(raw) and all(_chrt_ids(pairs) for pairs in raw.values())):
+            raw, results = _as_chrt_ids(levels)
+        tasks = [(wh, chunk) for wh, pairs in raw.items()
                  for chunk in batches(list(pairs.values()), self.map["stocks_update"].batch)]
         for answered in in_parallel(lambda t: self._put_stocks(*t), tasks, self.push_workers):
             results += answered

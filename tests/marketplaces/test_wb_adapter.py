@@ -27,6 +27,7 @@ from marketplaces.base import (
     StockLevel,
 )
 from marketplaces.sandbox.seed import demo_items
+from marketplaces.wildberries import _chrt_ids
 
 
 @pytest.fixture
@@ -79,6 +80,32 @@ def test_stocks_by_chrt_id_per_warehouse_and_prices(wb) -> None:
     assert dup[0].ok  # a duplicate upload is 208 alreadyExists, not a failure
     bad = adapter.push_prices([PriceChange(cards[1].native_id, cards[1].offer_id, Decimal("100"), discount_percent=120)])
     assert not bad[0].ok and "discount" in bad[0].error
+
+
+def test_ids_written_otherwise_are_made_chrt_ids_or_refused_alone(wb) -> None:
+    """A push's ids are checked before its first request (joined, in one pass); ids written otherwise are
+    grouped again: a card id with leading zeros or a warehouse id written "07" still lands as WB's number,
+    the later level of a card wins however it was written (it lost to the earlier one before), and a card
+    id that is no number (or a negative one) fails alone."""
+    sb, adapter = wb
+    cards = list(adapter.list_cards())
+    wh = adapter.warehouses()[0].native_id
+    a, b = cards[0].native_id, cards[1].native_id
+    results = adapter.push_stocks([StockLevel(a, "A", wh, 5), StockLevel("00" + b, "B", "0" + wh, 6),
+                                   StockLevel("x1", "X", wh, 1), StockLevel("", "E", wh, 1),
+                                   StockLevel("-3", "N", wh, 1), StockLevel(b, "B", wh, 7)])
+    assert {r.key: r.ok for r in results} == {f"{a}@{wh}": True, f"{b}@{wh}": True, f"x1@{wh}": False,
+                                              f"@{wh}": False, f"-3@{wh}": False}
+    stocks = httpx.get(sb.url + "/_sandbox/state").json()["stocks"]
+    assert stocks[f"{a}@{wh}"] == 5 and stocks[f"{b}@{wh}"] == 7
+
+
+@pytest.mark.parametrize("ids", [["1", "22", "0"], ["01"], ["1", ""], ["12", "0"], ["1", "07"], ["\u0661"],
+                                 ["1a"], ["0", "00"], ["1,2"], ["3", "4,5"], ["9" * 30], [" 1"], ["-1"], []])
+def test_the_joined_check_of_chrt_ids_agrees_with_the_check_of_each(ids: list[str]) -> None:
+    def one(c: str) -> bool:
+        return c.isascii() and c.isdigit() and (c[0] != "0" or c == "0")
+    assert _chrt_ids(dict.fromkeys(ids)) == (bool(ids) and all(one(c) for c in ids))
 
 
 def test_order_cycle_through_supplies_with_stickers(wb) -> None:
