@@ -57,6 +57,8 @@ class Stop(Exception):
 
 SECOND_SELLER = "vtoroy"  # the demo's second seller on the same installation
 SECOND_NAME = "ООО «Второй продавец»"
+# a day with no end given (`make demo`, until Ctrl-C): mid-day comes this many seconds after the first orders
+OPEN_DAY_MIDDAY_S = 20.0
 
 
 def main(argv: list[str]) -> int:
@@ -333,6 +335,8 @@ class Demo:
     # ------------------------------------------------------------------ the day
 
     def run(self) -> None:
+        """The day: orders as they come, ticking; mid-day (half the day, or `OPEN_DAY_MIDDAY_S` into a day with
+        no end given, so that `make demo` shows it too) 1C sends its balances and Ozon moves a deadline."""
         duration = self.args.duration
         balances_sent = False
         self.say("orders start arriving on every marketplace; the site packs them as they come")
@@ -342,7 +346,7 @@ class Demo:
             if duration and now - day_started >= duration:
                 break
             self.tick(new_orders=not duration or now - day_started < duration - 6)
-            if not balances_sent and duration and now - day_started >= duration / 2:
+            if not balances_sent and now - day_started >= (duration / 2 if duration else OPEN_DAY_MIDDAY_S):
                 self.onec_sends_balances()
                 self.marketplace_moves_a_deadline()
                 balances_sent = True
