@@ -301,11 +301,8 @@ class StockKey:
     offer_id: str = ""
     warehouse_id: str = ""  # Warehouse.native_id; "" = at any of the account's warehouses
 
-    def wants(self, level: StockLevel) -> bool:
-        return level.card_id == self.card_id and (not self.warehouse_id or level.warehouse_id == self.warehouse_id)
 
-
-def only_keys(levels: Iterable[StockLevel], cards: Iterable[StockKey]) -> list[StockLevel]:
+def only_keys(levels: Iterable[StockLevel], cards: Sequence[StockKey]) -> list[StockLevel]:
     """The levels of the named cards (at their named warehouses) among `levels`: a read's local filter."""
     anywhere = {k.card_id for k in cards if not k.warehouse_id}
     at = {(k.card_id, k.warehouse_id) for k in cards if k.warehouse_id}
